@@ -1,0 +1,626 @@
+//! A function's configuration, the partial updates to it, and every rule it must satisfy.
+//!
+//! Validation is done against [`NodeLimits`] (what the node offers), so "memory up to the node's limit" and
+//! "GPUs the node reports" are checked without the core asking the machine anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::Runtime;
+
+/// A rule a request broke: which field, and a sentence naming the value and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// What this node can give a function; configurations are validated against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeLimits {
+    /// Largest memory a function may ask for, in MB.
+    pub max_memory_mb: u32,
+    /// GPUs the node reports.
+    pub gpu_count: u32,
+    /// Largest per-function concurrency limit.
+    pub max_concurrency: u32,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        Self { max_memory_mb: 10_240, gpu_count: 0, max_concurrency: 1_000 }
+    }
+}
+
+/// Memory sizes are multiples of this many MB (seed 002).
+pub const MEMORY_STEP_MB: u32 = 64;
+pub const MIN_MEMORY_MB: u32 = 128;
+/// GPU memory sizes are multiples of this many MB (seed 002).
+pub const GPU_MEMORY_STEP_MB: u32 = 256;
+pub const MAX_TIMEOUT_S: u32 = 900;
+pub const MAX_KEEP_ALIVE_S: u32 = 86_400;
+pub const MAX_MIN_WARM: u32 = 100;
+pub const MAX_DESCRIPTION_LEN: usize = 256;
+pub const MAX_LAYERS: usize = 5;
+/// Lambda's limit on the total size of environment variables.
+pub const MAX_ENV_BYTES: usize = 4 * 1024;
+pub const MAX_HANDLER_LEN: usize = 128;
+
+/// Environment variables the platform sets itself; a function may not override them.
+pub const RESERVED_ENV: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+/// The complete, validated configuration of a function version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FunctionConfig {
+    /// `python3.N`, `nodejs`, `nodejsNN.x`, or `provided`.
+    pub runtime: String,
+    /// `module.function` for python and node; ignored by `provided`.
+    pub handler: String,
+    /// Memory in MB: a multiple of 64, at least 128, at most the node's limit.
+    pub memory_mb: u32,
+    /// Seconds an invocation may run, 1-900.
+    pub timeout_s: u32,
+    pub environment: BTreeMap<String, String>,
+    pub description: String,
+    /// Layer references (`name:version` or a layer ARN), at most 5.
+    pub layers: Vec<String>,
+    /// Name of the root file system image the function runs on.
+    pub base_image: String,
+    pub gpu_count: u32,
+    /// GPU memory in MB, a multiple of 256; 0 when the function has no GPU.
+    pub gpu_memory_mb: u32,
+    /// Share of a GPU, 1-100; absent when the function has no GPU.
+    pub gpu_percentage: Option<u32>,
+    /// Most instances of this function that may run at once; absent = the account's limit.
+    pub concurrency_limit: Option<u32>,
+    /// Instances kept warm even without traffic (like provisioned concurrency).
+    pub min_warm: u32,
+    /// Seconds an idle instance stays warm before it is evicted.
+    pub keep_alive_s: u32,
+}
+
+impl FunctionConfig {
+    pub const DEFAULT_MEMORY_MB: u32 = 128;
+    pub const DEFAULT_TIMEOUT_S: u32 = 3;
+    pub const DEFAULT_KEEP_ALIVE_S: u32 = 600;
+    pub const DEFAULT_BASE_IMAGE: &'static str = "default";
+
+    /// The parsed runtime; a stored configuration always holds a valid one.
+    pub fn runtime(&self) -> Result<Runtime, ValidationError> {
+        Runtime::parse(&self.runtime)
+    }
+
+    /// Checks every rule; returns the first broken one.
+    pub fn validate(&self, node: &NodeLimits) -> Result<(), ValidationError> {
+        let runtime = Runtime::parse(&self.runtime)?;
+        validate_handler(runtime, &self.handler)?;
+        validate_memory(self.memory_mb, node)?;
+        if !(1..=MAX_TIMEOUT_S).contains(&self.timeout_s) {
+            return Err(ValidationError::new(
+                "timeout_s",
+                format!("timeout_s {} is not valid: it must be between 1 and {MAX_TIMEOUT_S} seconds", self.timeout_s),
+            ));
+        }
+        validate_environment(&self.environment)?;
+        if self.description.chars().count() > MAX_DESCRIPTION_LEN {
+            return Err(ValidationError::new(
+                "description",
+                format!(
+                    "description is {} characters long; the limit is {MAX_DESCRIPTION_LEN}",
+                    self.description.chars().count()
+                ),
+            ));
+        }
+        validate_layers(&self.layers)?;
+        validate_base_image(&self.base_image)?;
+        validate_gpu(self, node)?;
+        validate_concurrency(self, node)?;
+        if !(1..=MAX_KEEP_ALIVE_S).contains(&self.keep_alive_s) {
+            return Err(ValidationError::new(
+                "keep_alive_s",
+                format!(
+                    "keep_alive_s {} is not valid: it must be between 1 and {MAX_KEEP_ALIVE_S} seconds",
+                    self.keep_alive_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_handler(runtime: Runtime, handler: &str) -> Result<(), ValidationError> {
+    if handler.len() > MAX_HANDLER_LEN {
+        return Err(ValidationError::new(
+            "handler",
+            format!("handler is {} characters long; the limit is {MAX_HANDLER_LEN}", handler.len()),
+        ));
+    }
+    if handler.chars().any(char::is_whitespace) {
+        return Err(ValidationError::new(
+            "handler",
+            format!("handler {handler:?} is not valid: it may not contain white space"),
+        ));
+    }
+    if runtime.needs_handler() {
+        let well_formed = handler.rsplit_once('.').is_some_and(|(module, func)| !module.is_empty() && !func.is_empty());
+        if !well_formed {
+            return Err(ValidationError::new(
+                "handler",
+                format!(
+                    "handler {handler:?} is not valid for runtime {runtime}: give it as module.function, \
+                     e.g. app.handler for a function `handler` in app.py / app.js"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_memory(memory_mb: u32, node: &NodeLimits) -> Result<(), ValidationError> {
+    let max = node.max_memory_mb - node.max_memory_mb % MEMORY_STEP_MB;
+    if memory_mb < MIN_MEMORY_MB || memory_mb > max || !memory_mb.is_multiple_of(MEMORY_STEP_MB) {
+        return Err(ValidationError::new(
+            "memory_mb",
+            format!(
+                "memory_mb {memory_mb} is not valid: it must be a multiple of {MEMORY_STEP_MB} between \
+                 {MIN_MEMORY_MB} and {max} MB (this node's limit)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_environment(env: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    let mut total = 0;
+    for (key, value) in env {
+        let mut chars = key.chars();
+        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(ValidationError::new(
+                "environment",
+                format!(
+                    "environment variable name {key:?} is not valid: start with a letter, then letters, \
+                     digits or '_'"
+                ),
+            ));
+        }
+        if RESERVED_ENV.contains(&key.as_str()) {
+            return Err(ValidationError::new(
+                "environment",
+                format!("environment variable {key} is reserved: the platform sets it; choose another name"),
+            ));
+        }
+        total += key.len() + value.len();
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(ValidationError::new(
+            "environment",
+            format!("environment variables take {total} bytes; the limit is {MAX_ENV_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_layers(layers: &[String]) -> Result<(), ValidationError> {
+    if layers.len() > MAX_LAYERS {
+        return Err(ValidationError::new(
+            "layers",
+            format!("{} layers given; a function may use at most {MAX_LAYERS}", layers.len()),
+        ));
+    }
+    for layer in layers {
+        let well_formed = if let Some(rest) = layer.strip_prefix("arn:") {
+            rest.contains(":layer:")
+        } else {
+            layer.rsplit_once(':').is_some_and(|(name, version)| {
+                !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    && !version.is_empty()
+                    && version.bytes().all(|b| b.is_ascii_digit())
+            })
+        };
+        if !well_formed {
+            return Err(ValidationError::new(
+                "layers",
+                format!(
+                    "layer reference {layer:?} is not valid: give it as name:version (e.g. numpy:3) or a layer ARN"
+                ),
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = layers.iter().find(|l| !seen.insert(l.as_str())) {
+        return Err(ValidationError::new("layers", format!("layer {dup:?} is listed twice")));
+    }
+    Ok(())
+}
+
+fn validate_base_image(name: &str) -> Result<(), ValidationError> {
+    let mut chars = name.chars();
+    let well_formed = name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if !well_formed {
+        return Err(ValidationError::new(
+            "base_image",
+            format!(
+                "base image name {name:?} is not valid: use 1-64 lowercase letters, digits, '.', '_' or '-', \
+                 starting with a letter or digit"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_gpu(config: &FunctionConfig, node: &NodeLimits) -> Result<(), ValidationError> {
+    if config.gpu_count > node.gpu_count {
+        return Err(ValidationError::new(
+            "gpu_count",
+            format!("gpu_count {} exceeds the {} GPU(s) this node reports", config.gpu_count, node.gpu_count),
+        ));
+    }
+    if !config.gpu_memory_mb.is_multiple_of(GPU_MEMORY_STEP_MB) {
+        return Err(ValidationError::new(
+            "gpu_memory_mb",
+            format!(
+                "gpu_memory_mb {} is not valid: it must be a multiple of {GPU_MEMORY_STEP_MB}",
+                config.gpu_memory_mb
+            ),
+        ));
+    }
+    if let Some(p) = config.gpu_percentage {
+        if !(1..=100).contains(&p) {
+            return Err(ValidationError::new(
+                "gpu_percentage",
+                format!("gpu_percentage {p} is not valid: it must be between 1 and 100"),
+            ));
+        }
+    }
+    if config.gpu_count == 0 {
+        if config.gpu_memory_mb != 0 {
+            return Err(ValidationError::new(
+                "gpu_memory_mb",
+                format!(
+                    "gpu_memory_mb {} needs a GPU: set gpu_count to at least 1, or gpu_memory_mb to 0",
+                    config.gpu_memory_mb
+                ),
+            ));
+        }
+        if let Some(p) = config.gpu_percentage {
+            return Err(ValidationError::new(
+                "gpu_percentage",
+                format!("gpu_percentage {p} needs a GPU: set gpu_count to at least 1, or leave gpu_percentage out"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_concurrency(config: &FunctionConfig, node: &NodeLimits) -> Result<(), ValidationError> {
+    if let Some(limit) = config.concurrency_limit {
+        if limit == 0 || limit > node.max_concurrency {
+            return Err(ValidationError::new(
+                "concurrency_limit",
+                format!(
+                    "concurrency_limit {limit} is not valid: it must be between 1 and {} (to stop all \
+                     invocations, block the function instead)",
+                    node.max_concurrency
+                ),
+            ));
+        }
+    }
+    let ceiling = config.concurrency_limit.unwrap_or(MAX_MIN_WARM).min(MAX_MIN_WARM);
+    if config.min_warm > ceiling {
+        return Err(ValidationError::new(
+            "min_warm",
+            format!(
+                "min_warm {} is not valid: it must be at most {ceiling} (at most {MAX_MIN_WARM}, and never above \
+                 concurrency_limit)",
+                config.min_warm
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A partial configuration: what a create or update request sets. Absent fields keep their value
+/// (on create: their default).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub memory_mb: Option<u32>,
+    pub timeout_s: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub description: Option<String>,
+    pub layers: Option<Vec<String>>,
+    pub base_image: Option<String>,
+    pub gpu_count: Option<u32>,
+    pub gpu_memory_mb: Option<u32>,
+    /// Share of a GPU, 1-100; `0` clears it.
+    pub gpu_percentage: Option<u32>,
+    /// Most concurrent instances; `0` clears the limit.
+    pub concurrency_limit: Option<u32>,
+    pub min_warm: Option<u32>,
+    pub keep_alive_s: Option<u32>,
+}
+
+impl ConfigPatch {
+    /// Builds a new function's configuration: the patch over the defaults. `runtime` is required.
+    pub fn into_new_config(self) -> Result<FunctionConfig, ValidationError> {
+        let Some(runtime) = self.runtime.clone() else {
+            return Err(ValidationError::new(
+                "runtime",
+                "runtime is required: e.g. python3.12, nodejs20.x or provided",
+            ));
+        };
+        let base = FunctionConfig {
+            runtime,
+            handler: String::new(),
+            memory_mb: FunctionConfig::DEFAULT_MEMORY_MB,
+            timeout_s: FunctionConfig::DEFAULT_TIMEOUT_S,
+            environment: BTreeMap::new(),
+            description: String::new(),
+            layers: Vec::new(),
+            base_image: FunctionConfig::DEFAULT_BASE_IMAGE.to_string(),
+            gpu_count: 0,
+            gpu_memory_mb: 0,
+            gpu_percentage: None,
+            concurrency_limit: None,
+            min_warm: 0,
+            keep_alive_s: FunctionConfig::DEFAULT_KEEP_ALIVE_S,
+        };
+        let mut config = self.apply(&base);
+        if config.handler.is_empty() && Runtime::parse(&config.runtime) == Ok(Runtime::Provided) {
+            config.handler = "bootstrap".to_string();
+        }
+        if config.handler.is_empty() && Runtime::parse(&config.runtime).is_ok() {
+            return Err(ValidationError::new(
+                "handler",
+                format!(
+                    "handler is required for runtime {}: give it as module.function, e.g. app.handler",
+                    config.runtime
+                ),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The configuration that results from applying this patch to `base`.
+    pub fn apply(self, base: &FunctionConfig) -> FunctionConfig {
+        let zero_is_none = |v: u32| (v != 0).then_some(v);
+        FunctionConfig {
+            runtime: self.runtime.unwrap_or_else(|| base.runtime.clone()),
+            handler: self.handler.unwrap_or_else(|| base.handler.clone()),
+            memory_mb: self.memory_mb.unwrap_or(base.memory_mb),
+            timeout_s: self.timeout_s.unwrap_or(base.timeout_s),
+            environment: self.environment.unwrap_or_else(|| base.environment.clone()),
+            description: self.description.unwrap_or_else(|| base.description.clone()),
+            layers: self.layers.unwrap_or_else(|| base.layers.clone()),
+            base_image: self.base_image.unwrap_or_else(|| base.base_image.clone()),
+            gpu_count: self.gpu_count.unwrap_or(base.gpu_count),
+            gpu_memory_mb: self.gpu_memory_mb.unwrap_or(base.gpu_memory_mb),
+            gpu_percentage: self.gpu_percentage.map_or(base.gpu_percentage, zero_is_none),
+            concurrency_limit: self.concurrency_limit.map_or(base.concurrency_limit, zero_is_none),
+            min_warm: self.min_warm.unwrap_or(base.min_warm),
+            keep_alive_s: self.keep_alive_s.unwrap_or(base.keep_alive_s),
+        }
+    }
+
+    /// True when the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> NodeLimits {
+        NodeLimits { max_memory_mb: 4096, gpu_count: 2, max_concurrency: 1000 }
+    }
+
+    fn valid() -> FunctionConfig {
+        ConfigPatch { runtime: Some("python3.12".into()), handler: Some("app.handler".into()), ..Default::default() }
+            .into_new_config()
+            .unwrap()
+    }
+
+    fn field_of(c: &FunctionConfig) -> String {
+        c.validate(&node()).unwrap_err().field
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = valid();
+        assert_eq!(c.memory_mb, 128);
+        assert_eq!(c.timeout_s, 3);
+        assert_eq!(c.base_image, "default");
+        c.validate(&node()).unwrap();
+    }
+
+    #[test]
+    fn runtime_is_required_and_provided_needs_no_handler() {
+        assert_eq!(ConfigPatch::default().into_new_config().unwrap_err().field, "runtime");
+        let c = ConfigPatch { runtime: Some("provided".into()), ..Default::default() }.into_new_config().unwrap();
+        assert_eq!(c.handler, "bootstrap");
+        let e = ConfigPatch { runtime: Some("nodejs".into()), ..Default::default() }.into_new_config().unwrap_err();
+        assert_eq!(e.field, "handler");
+    }
+
+    #[test]
+    fn memory_rules() {
+        for (mb, ok) in
+            [(128, true), (192, true), (4096, true), (64, false), (100, false), (130, false), (4160, false), (0, false)]
+        {
+            let c = FunctionConfig { memory_mb: mb, ..valid() };
+            assert_eq!(c.validate(&node()).is_ok(), ok, "{mb}");
+            if !ok {
+                let e = c.validate(&node()).unwrap_err();
+                assert_eq!(e.field, "memory_mb");
+                assert!(e.message.contains(&mb.to_string()) && e.message.contains("4096"), "{}", e.message);
+            }
+        }
+    }
+
+    #[test]
+    fn memory_limit_rounds_node_limit_down_to_step() {
+        let odd = NodeLimits { max_memory_mb: 1000, ..node() };
+        let c = FunctionConfig { memory_mb: 960, ..valid() };
+        c.validate(&odd).unwrap();
+        let c = FunctionConfig { memory_mb: 1024, ..valid() };
+        assert!(c.validate(&odd).unwrap_err().message.contains("960"));
+    }
+
+    #[test]
+    fn timeout_rules() {
+        for (t, ok) in [(1, true), (900, true), (0, false), (901, false)] {
+            let c = FunctionConfig { timeout_s: t, ..valid() };
+            assert_eq!(c.validate(&node()).is_ok(), ok, "{t}");
+        }
+        assert_eq!(field_of(&FunctionConfig { timeout_s: 0, ..valid() }), "timeout_s");
+    }
+
+    #[test]
+    fn handler_rules() {
+        for bad in ["app", ".handler", "app.", "has space.h", &format!("{}.h", "a".repeat(130))] {
+            let c = FunctionConfig { handler: bad.to_string(), ..valid() };
+            assert_eq!(field_of(&c), "handler", "{bad}");
+        }
+        let c = FunctionConfig { handler: "pkg.mod.handler".into(), ..valid() };
+        c.validate(&node()).unwrap();
+    }
+
+    #[test]
+    fn environment_rules() {
+        let env = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        FunctionConfig { environment: env("DB_URL", "x"), ..valid() }.validate(&node()).unwrap();
+        for (k, v, needle) in [
+            ("1ABC", "x", "start with a letter"),
+            ("A-B", "x", "not valid"),
+            ("AWS_REGION", "x", "reserved"),
+            ("BIG", &"x".repeat(5000), "limit is 4096"),
+        ] {
+            let e = FunctionConfig { environment: env(k, v), ..valid() }.validate(&node()).unwrap_err();
+            assert_eq!(e.field, "environment");
+            assert!(e.message.contains(needle), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn description_and_base_image_rules() {
+        assert_eq!(field_of(&FunctionConfig { description: "d".repeat(257), ..valid() }), "description");
+        FunctionConfig { description: "d".repeat(256), ..valid() }.validate(&node()).unwrap();
+        for bad in ["", "Upper", "-lead", "sp ace", &"a".repeat(65)] {
+            assert_eq!(field_of(&FunctionConfig { base_image: bad.into(), ..valid() }), "base_image", "{bad}");
+        }
+        FunctionConfig { base_image: "python-3.12_slim".into(), ..valid() }.validate(&node()).unwrap();
+    }
+
+    #[test]
+    fn layer_rules() {
+        let layers = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        FunctionConfig {
+            layers: layers(&["numpy:3", "arn:aws:lambda:us-east-1:123456789012:layer:pandas:1"]),
+            ..valid()
+        }
+        .validate(&node())
+        .unwrap();
+        for bad in [&["numpy"][..], &["numpy:x"], &[":1"], &["a:1", "a:1"], &["a:1", "b:1", "c:1", "d:1", "e:1", "f:1"]]
+        {
+            assert_eq!(field_of(&FunctionConfig { layers: layers(bad), ..valid() }), "layers", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn gpu_rules() {
+        let gpu =
+            |count, mem, pct| FunctionConfig { gpu_count: count, gpu_memory_mb: mem, gpu_percentage: pct, ..valid() };
+        gpu(1, 512, Some(50)).validate(&node()).unwrap();
+        gpu(2, 0, None).validate(&node()).unwrap();
+        assert_eq!(field_of(&gpu(3, 0, None)), "gpu_count");
+        assert_eq!(field_of(&gpu(1, 300, None)), "gpu_memory_mb");
+        assert_eq!(field_of(&gpu(1, 256, Some(0))), "gpu_percentage");
+        assert_eq!(field_of(&gpu(1, 256, Some(101))), "gpu_percentage");
+        assert_eq!(field_of(&gpu(0, 256, None)), "gpu_memory_mb");
+        assert_eq!(field_of(&gpu(0, 0, Some(10))), "gpu_percentage");
+        let e = gpu(1, 0, None).validate(&NodeLimits { gpu_count: 0, ..node() }).unwrap_err();
+        assert!(e.message.contains("0 GPU"), "{}", e.message);
+    }
+
+    #[test]
+    fn concurrency_and_warm_rules() {
+        let c = |limit, warm| FunctionConfig { concurrency_limit: limit, min_warm: warm, ..valid() };
+        c(Some(10), 10).validate(&node()).unwrap();
+        c(None, 100).validate(&node()).unwrap();
+        assert_eq!(field_of(&c(Some(0), 0)), "concurrency_limit");
+        assert_eq!(field_of(&c(Some(1001), 0)), "concurrency_limit");
+        assert_eq!(field_of(&c(Some(5), 6)), "min_warm");
+        assert_eq!(field_of(&c(None, 101)), "min_warm");
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert_eq!(field_of(&FunctionConfig { keep_alive_s: 0, ..valid() }), "keep_alive_s");
+        assert_eq!(field_of(&FunctionConfig { keep_alive_s: 86_401, ..valid() }), "keep_alive_s");
+    }
+
+    #[test]
+    fn patch_keeps_absent_fields_and_zero_clears_optionals() {
+        let base = FunctionConfig { concurrency_limit: Some(5), gpu_percentage: Some(10), ..valid() };
+        let patched =
+            ConfigPatch { memory_mb: Some(256), concurrency_limit: Some(0), ..Default::default() }.apply(&base);
+        assert_eq!(patched.memory_mb, 256);
+        assert_eq!(patched.handler, base.handler);
+        assert_eq!(patched.concurrency_limit, None);
+        assert_eq!(patched.gpu_percentage, Some(10));
+        assert!(ConfigPatch::default().is_empty());
+    }
+
+    #[test]
+    fn patch_refuses_unknown_fields() {
+        let e = serde_json::from_str::<ConfigPatch>(r#"{"memory": 256}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `memory`"), "{e}");
+    }
+}

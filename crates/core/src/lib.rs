@@ -1,0 +1,20 @@
+//! stoke's domain rules as pure code: no I/O, no clock, no randomness of its own.
+//!
+//! Everything here is a function of plain values so it can be unit-tested exhaustively: names and
+//! references, function configuration and its validation against the node's limits, the lifecycle
+//! transition table of the function manager, alias routing, and timestamp formatting.
+
+pub mod alias;
+pub mod config;
+pub mod lifecycle;
+pub mod names;
+pub mod reference;
+pub mod runtime;
+pub mod time;
+
+pub use alias::{AliasRouting, RoutingError};
+pub use config::{ConfigPatch, FunctionConfig, NodeLimits, ValidationError};
+pub use lifecycle::{Admission, IllegalTransition, LifecycleContext, LifecycleEvent, LifecycleState};
+pub use names::{AccountId, AliasName, FunctionName};
+pub use reference::{FunctionRef, Qualifier, RefError};
+pub use runtime::Runtime;

@@ -1,0 +1,212 @@
+//! Accounts (tenants) and their credentials: creation, the first-start admin account, and authentication.
+//!
+//! API keys are stored only as sha256; a copy of every key hash is kept in memory so authenticating a
+//! request touches no database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use stoke_core::{AccountId, ValidationError};
+use stoke_store::{sha256_hex, AccountKeys, AccountRecord, Store, StoreError};
+
+use crate::registry::now_ms;
+
+/// Credentials handed out once, at account creation.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    pub account_id: String,
+    /// Bearer token for the native `/v1` API.
+    pub api_key: String,
+    /// AWS-style key pair for SigV4 clients (boto3, aws cli).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("account {0:?} already exists; pick another name")]
+    Conflict(String),
+    #[error("only an admin account may {0}")]
+    Forbidden(&'static str),
+    #[error("could not read random bytes for credentials: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(what),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: AccountRecord,
+}
+
+/// The account service.
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    by_key_hash: RwLock<HashMap<String, AccountRecord>>,
+    by_access_key: RwLock<HashMap<String, (AccountRecord, String)>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], AccountError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| AccountError::Random(e.to_string()))?;
+    Ok(b)
+}
+
+fn encode(bytes: &[u8], alphabet: &[u8]) -> String {
+    bytes.iter().map(|b| alphabet[*b as usize % alphabet.len()] as char).collect()
+}
+
+const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const KEY_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn validate_account_name(name: &str) -> Result<(), ValidationError> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "name",
+            format!("account name {name:?} is not valid: use 1-63 lowercase letters, digits or '-', starting with a letter or digit"),
+        ))
+    }
+}
+
+impl Accounts {
+    /// Loads every account's key hashes into memory.
+    pub fn load(store: Arc<dyn Store>) -> Result<Self, AccountError> {
+        let accounts =
+            Self { store, by_key_hash: RwLock::new(HashMap::new()), by_access_key: RwLock::new(HashMap::new()) };
+        for (record, keys) in accounts.store.list_account_keys()? {
+            accounts.remember(&record, &keys);
+        }
+        Ok(accounts)
+    }
+
+    fn remember(&self, record: &AccountRecord, keys: &AccountKeys) {
+        self.by_key_hash.write().unwrap_or_else(|p| p.into_inner()).insert(keys.api_key_sha256.clone(), record.clone());
+        self.by_access_key
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(keys.access_key_id.clone(), (record.clone(), keys.secret_access_key.clone()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key_hash.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Creates an account and returns its credentials (the only time the API key is seen).
+    pub fn create(&self, name: &str, is_admin: bool) -> Result<(AccountRecord, Credentials), AccountError> {
+        validate_account_name(name)?;
+        let id = AccountId::from_number(u64::from_le_bytes(random_bytes::<8>()?));
+        let api_key = format!("stk_{}", encode(&random_bytes::<32>()?, b"abcdefghijklmnopqrstuvwxyz0123456789"));
+        let access_key_id = format!("AKST{}", encode(&random_bytes::<16>()?, UPPER_DIGITS));
+        let secret_access_key = encode(&random_bytes::<40>()?, KEY_CHARS);
+        let record = AccountRecord { id, name: name.to_string(), is_admin, created_ms: now_ms() };
+        let keys = AccountKeys {
+            api_key_sha256: sha256_hex(api_key.as_bytes()),
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret_access_key.clone(),
+        };
+        self.store.create_account(&record, &keys)?;
+        self.remember(&record, &keys);
+        let credentials = Credentials { account_id: record.id.to_string(), api_key, access_key_id, secret_access_key };
+        Ok((record, credentials))
+    }
+
+    /// Creates an account on behalf of `caller`, who must be an admin.
+    pub fn create_by(
+        &self,
+        caller: &Caller,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(AccountRecord, Credentials), AccountError> {
+        if !caller.account.is_admin {
+            return Err(AccountError::Forbidden("create accounts"));
+        }
+        self.create(name, is_admin)
+    }
+
+    pub fn list_by(&self, caller: &Caller) -> Result<Vec<AccountRecord>, AccountError> {
+        if !caller.account.is_admin {
+            return Err(AccountError::Forbidden("list accounts"));
+        }
+        Ok(self.store.list_accounts()?)
+    }
+
+    /// The caller an API key belongs to, if any.
+    pub fn authenticate(&self, api_key: &str) -> Option<Caller> {
+        let hash = sha256_hex(api_key.as_bytes());
+        self.by_key_hash
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .map(|account| Caller { account: account.clone() })
+    }
+
+    /// The account and secret of an AWS-style access key id (for SigV4 verification).
+    pub fn secret_for(&self, access_key_id: &str) -> Option<(AccountRecord, String)> {
+        self.by_access_key.read().unwrap_or_else(|p| p.into_inner()).get(access_key_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts() -> (tempfile::TempDir, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        (dir, Accounts::load(store).unwrap())
+    }
+
+    #[test]
+    fn created_keys_authenticate_and_survive_reload() {
+        let (dir, a) = accounts();
+        assert!(a.is_empty());
+        let (rec, creds) = a.create("admin", true).unwrap();
+        assert!(creds.api_key.starts_with("stk_") && creds.api_key.len() == 36);
+        assert_eq!(creds.access_key_id.len(), 20);
+        assert_eq!(creds.secret_access_key.len(), 40);
+        assert_eq!(a.authenticate(&creds.api_key).unwrap().account.id, rec.id);
+        assert!(a.authenticate("stk_wrong").is_none());
+        let store: Arc<dyn Store> = Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let reloaded = Accounts::load(store).unwrap();
+        assert_eq!(reloaded.authenticate(&creds.api_key).unwrap().account.name, "admin");
+        assert_eq!(reloaded.secret_for(&creds.access_key_id).unwrap().1, creds.secret_access_key);
+    }
+
+    #[test]
+    fn only_admins_manage_accounts() {
+        let (_d, a) = accounts();
+        let (admin, _) = a.create("admin", true).unwrap();
+        let admin = Caller { account: admin };
+        let (user, _) = a.create_by(&admin, "team-a", false).unwrap();
+        let user = Caller { account: user };
+        assert!(matches!(a.create_by(&user, "team-b", false), Err(AccountError::Forbidden(_))));
+        assert!(matches!(a.list_by(&user), Err(AccountError::Forbidden(_))));
+        assert_eq!(a.list_by(&admin).unwrap().len(), 2);
+        assert!(matches!(a.create_by(&admin, "team-a", false), Err(AccountError::Conflict(_))));
+        assert!(matches!(a.create_by(&admin, "Bad Name", false), Err(AccountError::Validation(_))));
+    }
+}

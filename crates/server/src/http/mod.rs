@@ -1,0 +1,84 @@
+//! The HTTP API. Handlers parse a request, call a service, and turn the result into a response; no
+//! business rule lives here.
+
+mod accounts;
+pub mod error;
+pub mod extract;
+mod functions;
+pub mod openapi;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::accounts::Accounts;
+use crate::registry::Registry;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub accounts: Arc<Accounts>,
+    pub region: String,
+    /// Shown in authentication errors so users know where the admin key is.
+    pub credentials_path: PathBuf,
+}
+
+/// Runs blocking service work (the store) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+}
+
+/// The whole API as a router (tests drive it without a socket).
+pub fn app(state: AppState) -> Router {
+    // Base64 inflates archives by 4/3; leave room for the JSON around them.
+    let body_limit = (state.registry.archive_limits().max_archive_bytes as usize) / 3 * 4 + (1 << 20);
+    let v1 = Router::new()
+        .route("/openapi.json", get(openapi::serve))
+        .route("/node", get(accounts::node))
+        .route("/account", get(accounts::whoami))
+        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route("/functions", get(functions::list).post(functions::create))
+        .route("/functions/{function}", get(functions::get).patch(functions::update_config).delete(functions::delete))
+        .route("/functions/{function}/code", put(functions::update_code).get(functions::download_code))
+        .route("/functions/{function}/versions", get(functions::list_versions).post(functions::publish))
+        .route("/functions/{function}/aliases", get(functions::list_aliases))
+        .route(
+            "/functions/{function}/aliases/{alias}",
+            get(functions::get_alias).put(functions::put_alias).delete(functions::delete_alias),
+        )
+        .route("/functions/{function}/block", post(functions::block))
+        .route("/functions/{function}/unblock", post(functions::unblock))
+        .route("/functions/{function}/retire", post(functions::retire));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/v1", v1)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn unknown_route(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_route",
+        format!("there is no route {}; see /v1/openapi.json for the API", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take this method; see /v1/openapi.json for the API", uri.path()),
+    )
+}

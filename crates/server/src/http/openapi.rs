@@ -1,0 +1,67 @@
+//! The OpenAPI document of `/v1`, generated from the handlers and types. A test compares it with the
+//! checked-in `docs/openapi.json`, so the contract cannot drift silently.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{accounts, functions};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle and accounts. Authenticate with 'Authorization: Bearer <api_key>'."),
+    paths(
+        accounts::whoami, accounts::list, accounts::create, accounts::node,
+        functions::create, functions::list, functions::get, functions::update_config, functions::delete,
+        functions::update_code, functions::download_code, functions::publish, functions::list_versions,
+        functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,
+        functions::block, functions::unblock, functions::retire,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as pretty JSON, with a fixed version so it does not change with every release.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = "1".to_string();
+    doc.to_pretty_json().unwrap_or_default() + "\n"
+}
+
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(serde_json::from_str(&document()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails when the API changed but docs/openapi.json was not regenerated. To regenerate:
+    /// `STOKE_BLESS=1 cargo test -p stoke-server openapi`.
+    #[test]
+    fn openapi_document_matches_checked_in_copy() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        let current = document();
+        if std::env::var_os("STOKE_BLESS").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == current,
+            "docs/openapi.json is out of date with the code; run `STOKE_BLESS=1 cargo test -p stoke-server openapi` and commit it"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! stoke's server: the services (registry, accounts) and the HTTP API, wired to the store.
+//!
+//! [`Server::start`] opens the data directory, recovers from any crash, creates the admin account on first
+//! start, binds the listener and serves until told to stop.
+
+pub mod accounts;
+pub mod http;
+pub mod node;
+pub mod registry;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoke_core::NodeLimits;
+use stoke_store::archive::ArchiveLimits;
+use stoke_store::{CodeStore, SqliteStore, Store};
+
+pub use accounts::{Accounts, Caller, Credentials};
+pub use http::{app, AppState};
+pub use registry::{RecoveryReport, Registry};
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// `host:port`; port 0 picks a free one (written to `<data-dir>/server.json`).
+    pub listen: String,
+    /// Region written into ARNs.
+    pub region: String,
+    /// Overrides the detected memory limit for functions.
+    pub max_memory_mb: Option<u32>,
+    /// Overrides the detected GPU count.
+    pub gpus: Option<u32>,
+    pub max_archive_mb: u64,
+}
+
+impl ServerConfig {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9000";
+    pub const DEFAULT_REGION: &'static str = "us-east-1";
+    pub const DEFAULT_MAX_ARCHIVE_MB: u64 = 50;
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("data directory {0} is in use by another stoke server (stop it, or pass another --data-dir)")]
+    Locked(PathBuf),
+    #[error("cannot open the store in {path}: {source}")]
+    Store { path: PathBuf, source: stoke_store::StoreError },
+    #[error("cannot create the admin account: {0}")]
+    Admin(accounts::AccountError),
+    #[error("cannot recover the registry after a crash: {0}")]
+    Recovery(registry::RegistryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What start-up did, for the start-up message.
+#[derive(Debug, Clone)]
+pub struct StartupInfo {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub credentials_path: PathBuf,
+    pub created_admin: bool,
+    pub node: NodeLimits,
+    pub recovery: RecoveryReport,
+}
+
+/// A bound, ready server.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    info: StartupInfo,
+    _lock: File,
+}
+
+/// Written to `<data-dir>/server.json` at every start, so clients on this machine find the server.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServerFile {
+    pub endpoint: String,
+    pub pid: u32,
+}
+
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+pub const SERVER_FILE: &str = "server.json";
+
+/// Writes `contents` to `path` atomically with the given mode.
+fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, path)
+}
+
+impl Server {
+    /// Opens the data directory, recovers, and binds the listener.
+    pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        let data_dir = config.data_dir.clone();
+        let dir_err = |source| StartError::DataDir { path: data_dir.clone(), source };
+        fs::create_dir_all(&data_dir).map_err(dir_err)?;
+        let lock = File::create(data_dir.join("lock")).map_err(dir_err)?;
+        if lock.try_lock().is_err() {
+            return Err(StartError::Locked(data_dir));
+        }
+        let db_path = data_dir.join("stoke.db");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&db_path).map_err(|source| StartError::Store { path: db_path.clone(), source })?,
+        );
+        let code = CodeStore::open(&data_dir.join("code")).map_err(dir_err)?;
+
+        let accounts = Arc::new(Accounts::load(store.clone()).map_err(StartError::Admin)?);
+        let credentials_path = data_dir.join(CREDENTIALS_FILE);
+        let created_admin = accounts.is_empty();
+        if created_admin {
+            let (_, creds) = accounts.create("admin", true).map_err(StartError::Admin)?;
+            let json = serde_json::to_vec_pretty(&creds).unwrap_or_default();
+            write_private(&credentials_path, &json, 0o600).map_err(dir_err)?;
+        }
+
+        let node = NodeLimits {
+            max_memory_mb: config
+                .max_memory_mb
+                .or_else(node::total_memory_mb)
+                .unwrap_or(NodeLimits::default().max_memory_mb),
+            gpu_count: config.gpus.unwrap_or_else(node::gpu_count),
+            max_concurrency: NodeLimits::default().max_concurrency,
+        };
+        let archive_limits =
+            ArchiveLimits { max_archive_bytes: config.max_archive_mb * 1024 * 1024, ..ArchiveLimits::default() };
+        let registry = Arc::new(Registry::new(store, code, node, archive_limits, Arc::new(registry::NoInflight)));
+        let recovery = registry.recover().map_err(StartError::Recovery)?;
+
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        let server_file = ServerFile { endpoint: format!("http://{addr}"), pid: std::process::id() };
+        write_private(&data_dir.join(SERVER_FILE), &serde_json::to_vec_pretty(&server_file).unwrap_or_default(), 0o644)
+            .map_err(dir_err)?;
+
+        let state =
+            AppState { registry, accounts, region: config.region.clone(), credentials_path: credentials_path.clone() };
+        let info = StartupInfo { addr, data_dir, credentials_path, created_admin, node, recovery };
+        Ok(Self { state, listener, info, _lock: lock })
+    }
+
+    pub fn info(&self) -> &StartupInfo {
+        &self.info
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let registry = self.state.registry.clone();
+        let reaper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let r = registry.clone();
+                match tokio::task::spawn_blocking(move || r.reap_retired()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retirement reaper failed"),
+                    Err(e) => tracing::warn!(error = %e, "retirement reaper panicked"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+        let result = axum::serve(self.listener, http::app(self.state)).with_graceful_shutdown(shutdown).await;
+        reaper.abort();
+        result.map_err(StartError::Serve)
+    }
+}

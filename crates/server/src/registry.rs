@@ -1,0 +1,535 @@
+//! The registry service: functions, versions, aliases and their lifecycle, over the store.
+//!
+//! Every rule comes from `stoke-core`; this module sequences store and archive writes so that a crash at
+//! any point leaves the last acknowledged state intact. Methods are synchronous (the store is); the HTTP
+//! layer runs them on the blocking pool.
+
+use std::sync::Arc;
+
+use stoke_core::lifecycle::{next_state, LifecycleContext, LifecycleEvent};
+use stoke_core::{
+    AccountId, AliasName, AliasRouting, ConfigPatch, FunctionConfig, FunctionName, FunctionRef, IllegalTransition,
+    LifecycleState, NodeLimits, Qualifier, RefError, ValidationError,
+};
+use stoke_store::archive::{self, ArchiveError, ArchiveLimits};
+use stoke_store::{AliasRecord, CodeStore, FunctionRecord, Store, StoreError, VersionRecord, LATEST_DIR};
+
+/// Why a registry operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Reference(#[from] RefError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    /// An ARN names an account other than the caller's.
+    #[error("the reference names account {named}, but your credentials belong to account {caller}; you can only use your own account's functions")]
+    CrossAccount { named: AccountId, caller: AccountId },
+    #[error("{0}")]
+    ConcurrentModification(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => Self::NotFound(format!("{what} does not exist")),
+            StoreError::RevisionMismatch(_) => Self::ConcurrentModification(e.to_string()),
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl From<std::io::Error> for RegistryError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Store(StoreError::Io(e))
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// A reference resolved to the records it means.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub function: FunctionRecord,
+    /// The published version, when the reference (or its alias) names one; `None` means `$LATEST`.
+    pub version: Option<VersionRecord>,
+    pub alias: Option<AliasRecord>,
+}
+
+impl Resolved {
+    /// The configuration the reference runs with.
+    pub fn config(&self) -> &FunctionConfig {
+        self.version.as_ref().map_or(&self.function.config, |v| &v.config)
+    }
+
+    /// `$LATEST` or the version number.
+    pub fn version_label(&self) -> String {
+        self.version.as_ref().map_or_else(|| "$LATEST".to_string(), |v| v.version.to_string())
+    }
+}
+
+/// Reports how much work is in flight per function, so retirement waits for it to drain.
+pub trait InflightProbe: Send + Sync {
+    fn in_flight(&self, account: &AccountId, function: &FunctionName) -> usize;
+}
+
+/// Nothing runs yet: nothing is in flight.
+#[derive(Debug)]
+pub struct NoInflight;
+
+impl InflightProbe for NoInflight {
+    fn in_flight(&self, _: &AccountId, _: &FunctionName) -> usize {
+        0
+    }
+}
+
+/// The function manager.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    code: CodeStore,
+    node: NodeLimits,
+    archive_limits: ArchiveLimits,
+    inflight: Arc<dyn InflightProbe>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn not_found_function(name: &FunctionName) -> RegistryError {
+    RegistryError::NotFound(format!("function {name} does not exist in your account"))
+}
+
+/// Largest page a list call returns.
+pub const MAX_PAGE: usize = 1000;
+
+fn check_limit(limit: usize) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ValidationError::new(
+            "limit",
+            format!("limit {limit} is not valid: it must be between 1 and {MAX_PAGE}"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+impl Registry {
+    pub fn new(
+        store: Arc<dyn Store>,
+        code: CodeStore,
+        node: NodeLimits,
+        archive_limits: ArchiveLimits,
+        inflight: Arc<dyn InflightProbe>,
+    ) -> Self {
+        Self { store, code, node, archive_limits, inflight }
+    }
+
+    pub fn node_limits(&self) -> NodeLimits {
+        self.node
+    }
+
+    pub fn archive_limits(&self) -> ArchiveLimits {
+        self.archive_limits
+    }
+
+    /// Brings the registry to a consistent state after a crash: finishes interrupted updates (the old code
+    /// is intact, since the new code is committed in one step), removes half-written and unreferenced
+    /// archives, and deletes retired functions whose work has drained.
+    pub fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = RecoveryReport::default();
+        for mut f in self.store.functions_in_state(LifecycleState::Updating)? {
+            let rev = f.revision;
+            f.state = next_state(f.state, LifecycleEvent::FinishUpdate, LifecycleContext::default())?;
+            f.revision += 1;
+            self.store.update_function(&f, rev)?;
+            report.interrupted_updates += 1;
+        }
+        let cleaned = self.code.reconcile(&self.store.referenced_archives()?)?;
+        report.temp_files_removed = cleaned.temp_files_removed;
+        report.orphan_archives_removed = cleaned.orphans_removed;
+        report.retired_deleted = self.reap_retired()?;
+        Ok(report)
+    }
+
+    /// Deletes retired functions that have no work in flight; returns how many.
+    pub fn reap_retired(&self) -> Result<usize> {
+        let mut n = 0;
+        for f in self.store.functions_in_state(LifecycleState::Retired)? {
+            if self.inflight.in_flight(&f.account, &f.name) == 0 && self.store.delete_function(&f.account, &f.name)? {
+                self.code.remove_function(&f.account, &f.name)?;
+                tracing::info!(account = %f.account, function = %f.name, "retired function deleted");
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn load(&self, account: &AccountId, name: &FunctionName) -> Result<FunctionRecord> {
+        self.store.get_function(account, name)?.ok_or_else(|| not_found_function(name))
+    }
+
+    /// Parses a reference and checks it names the caller's account.
+    pub fn parse_ref(&self, caller: &AccountId, reference: &str) -> Result<FunctionRef> {
+        let r = FunctionRef::parse(reference)?;
+        if let Some(named) = &r.account {
+            if named != caller {
+                return Err(RegistryError::CrossAccount { named: named.clone(), caller: caller.clone() });
+            }
+        }
+        Ok(r)
+    }
+
+    /// Parses an unqualified function name or ARN (for operations on the function as a whole).
+    pub fn parse_function_name(&self, caller: &AccountId, reference: &str) -> Result<FunctionName> {
+        let r = self.parse_ref(caller, reference)?;
+        if let Some(q) = r.qualifier {
+            return Err(ValidationError::new(
+                "function",
+                format!("this operation applies to the whole function; drop the qualifier :{q} from {reference:?}"),
+            )
+            .into());
+        }
+        Ok(r.name)
+    }
+
+    /// Resolves `name`, `name:version`, `name:alias` or an ARN to records.
+    pub fn resolve(&self, caller: &AccountId, reference: &str) -> Result<Resolved> {
+        let r = self.parse_ref(caller, reference)?;
+        let function = self.load(caller, &r.name)?;
+        let (version, alias) = match r.qualifier {
+            None | Some(Qualifier::Latest) => (None, None),
+            Some(Qualifier::Version(n)) => (Some(self.load_version(caller, &r.name, n)?), None),
+            Some(Qualifier::Alias(a)) => {
+                let alias = self.store.get_alias(caller, &r.name, a.as_str())?.ok_or_else(|| {
+                    RegistryError::NotFound(format!("alias {a} of function {} does not exist", r.name))
+                })?;
+                let version = match alias.routing.version.as_str() {
+                    "$LATEST" => None,
+                    v => Some(self.load_version(caller, &r.name, v.parse().unwrap_or(0))?),
+                };
+                (version, Some(alias))
+            }
+        };
+        Ok(Resolved { function, version, alias })
+    }
+
+    fn load_version(&self, account: &AccountId, name: &FunctionName, n: u64) -> Result<VersionRecord> {
+        self.store
+            .get_version(account, name, n)?
+            .ok_or_else(|| RegistryError::NotFound(format!("version {n} of function {name} does not exist")))
+    }
+
+    /// Creates a function from a configuration and a code archive (zip or tar.gz).
+    pub fn create_function(
+        &self,
+        account: &AccountId,
+        name: &str,
+        patch: ConfigPatch,
+        code: &[u8],
+    ) -> Result<FunctionRecord> {
+        let name = FunctionName::parse(name)?;
+        let config = patch.into_new_config()?;
+        config.validate(&self.node)?;
+        if self.store.get_function(account, &name)?.is_some() {
+            return Err(RegistryError::Conflict(format!(
+                "function {name} already exists in your account; update it, or pick another name"
+            )));
+        }
+        let zip = archive::normalize(code, &self.archive_limits)?;
+        let code_ref = self.code.put(account, &name, LATEST_DIR, &zip)?;
+        let now = now_ms();
+        let record = FunctionRecord {
+            account: account.clone(),
+            name,
+            config,
+            state: LifecycleState::Latest,
+            code: Some(code_ref),
+            revision: 1,
+            latest_published: None,
+            last_version: 0,
+            created_ms: now,
+            modified_ms: now,
+        };
+        self.store.insert_function(&record)?;
+        Ok(record)
+    }
+
+    pub fn get_function(&self, account: &AccountId, name: &FunctionName) -> Result<FunctionRecord> {
+        self.load(account, name)
+    }
+
+    /// A page of the account's functions after `cursor`, and the cursor of the next page.
+    pub fn list_functions(
+        &self,
+        account: &AccountId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<FunctionRecord>, Option<String>)> {
+        check_limit(limit)?;
+        let mut page = self.store.list_functions(account, cursor, limit + 1)?;
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|f| f.name.to_string())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Changes `$LATEST`'s configuration.
+    pub fn update_config(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        patch: ConfigPatch,
+    ) -> Result<FunctionRecord> {
+        if patch.is_empty() {
+            return Err(ValidationError::new(
+                "configuration",
+                "the update changes nothing: give at least one field to change",
+            )
+            .into());
+        }
+        let mut f = self.load(account, name)?;
+        let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
+        let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
+        let config = patch.apply(&f.config);
+        config.validate(&self.node)?;
+        let rev = f.revision;
+        f.state = next_state(updating, LifecycleEvent::FinishUpdate, ctx)?;
+        f.config = config;
+        f.latest_published = None;
+        f.revision += 1;
+        f.modified_ms = now_ms();
+        self.store.update_function(&f, rev)?;
+        Ok(f)
+    }
+
+    /// Replaces `$LATEST`'s code. The function is UPDATING (invocations held) while the archive is written.
+    pub fn update_code(&self, account: &AccountId, name: &FunctionName, code: &[u8]) -> Result<FunctionRecord> {
+        let mut f = self.load(account, name)?;
+        let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
+        let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
+        let zip = archive::normalize(code, &self.archive_limits)?;
+        let before = f.clone();
+        f.state = updating;
+        f.revision += 1;
+        self.store.update_function(&f, before.revision)?;
+        let written = self.code.put(account, name, LATEST_DIR, &zip);
+        let code_ref = match written {
+            Ok(c) => c,
+            Err(e) => {
+                // Put the function back as it was; the old archive was never touched.
+                let mut back = before.clone();
+                back.revision = f.revision + 1;
+                self.store.update_function(&back, f.revision)?;
+                return Err(e.into());
+            }
+        };
+        let rev = f.revision;
+        f.state = next_state(updating, LifecycleEvent::FinishUpdate, ctx)?;
+        let changed = f.code.as_ref().map(|c| &c.sha256) != Some(&code_ref.sha256);
+        f.code = Some(code_ref.clone());
+        if changed {
+            f.latest_published = None;
+        } else if before.state == LifecycleState::Published {
+            f.state = LifecycleState::Published;
+        }
+        f.revision += 1;
+        f.modified_ms = now_ms();
+        self.store.update_function(&f, rev)?;
+        self.code.prune(account, name, LATEST_DIR, &code_ref.sha256)?;
+        Ok(f)
+    }
+
+    /// The archive bytes of a reference.
+    pub fn read_code(&self, account: &AccountId, reference: &str) -> Result<(Resolved, Vec<u8>)> {
+        let resolved = self.resolve(account, reference)?;
+        let (dir, sha) = match &resolved.version {
+            Some(v) => (v.version.to_string(), v.code.sha256.clone()),
+            None => {
+                (LATEST_DIR.to_string(), resolved.function.code.as_ref().map(|c| c.sha256.clone()).unwrap_or_default())
+            }
+        };
+        let bytes = self.code.read(account, &resolved.function.name, &dir, &sha)?;
+        Ok((resolved, bytes))
+    }
+
+    /// Deletes a function, its versions, aliases and archives.
+    pub fn delete_function(&self, account: &AccountId, name: &FunctionName) -> Result<()> {
+        if !self.store.delete_function(account, name)? {
+            return Err(not_found_function(name));
+        }
+        self.code.remove_function(account, name)?;
+        Ok(())
+    }
+
+    /// Publishes `$LATEST` as a new immutable version, or returns the version it already equals.
+    pub fn publish(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        description: Option<String>,
+    ) -> Result<VersionRecord> {
+        let mut f = self.load(account, name)?;
+        let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
+        let state = next_state(f.state, LifecycleEvent::Publish, ctx)?;
+        if let Some(existing) = f.latest_published {
+            return self.load_version(account, name, existing);
+        }
+        let description = description.unwrap_or_default();
+        if description.chars().count() > stoke_core::config::MAX_DESCRIPTION_LEN {
+            return Err(ValidationError::new("description", "description is longer than 256 characters").into());
+        }
+        let code =
+            f.code.clone().ok_or_else(|| RegistryError::Conflict(format!("function {name} has no code to publish")))?;
+        let number = f.last_version + 1;
+        self.code.link(account, name, LATEST_DIR, &number.to_string(), &code.sha256)?;
+        let version = VersionRecord {
+            account: account.clone(),
+            function: name.clone(),
+            version: number,
+            config: f.config.clone(),
+            code,
+            description,
+            created_ms: now_ms(),
+        };
+        let rev = f.revision;
+        f.state = state;
+        f.last_version = number;
+        f.latest_published = Some(number);
+        f.revision += 1;
+        self.store.publish_version(&f, rev, &version)?;
+        Ok(version)
+    }
+
+    pub fn list_versions(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<VersionRecord>, Option<u64>)> {
+        check_limit(limit)?;
+        self.load(account, name)?;
+        let mut page = self.store.list_versions(account, name, after, limit + 1)?;
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|v| v.version)
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Applies a user lifecycle action (block, unblock, retire).
+    pub fn lifecycle(&self, account: &AccountId, name: &FunctionName, event: LifecycleEvent) -> Result<FunctionRecord> {
+        let mut f = self.load(account, name)?;
+        let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
+        let rev = f.revision;
+        f.state = next_state(f.state, event, ctx)?;
+        f.revision += 1;
+        f.modified_ms = now_ms();
+        self.store.update_function(&f, rev)?;
+        Ok(f)
+    }
+
+    fn check_version_exists(&self, account: &AccountId, name: &FunctionName, field: &str, version: &str) -> Result<()> {
+        if version == "$LATEST" {
+            return Ok(());
+        }
+        match version.parse::<u64>() {
+            Ok(n) if n >= 1 => self.load_version(account, name, n).map(|_| ()),
+            _ => Err(ValidationError::new(
+                field,
+                format!("{field} {version:?} is not valid: use $LATEST or a published version number"),
+            )
+            .into()),
+        }
+    }
+
+    /// Creates an alias, or moves it when `create_only` is false and it exists.
+    pub fn put_alias(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        alias: &str,
+        routing: AliasRouting,
+        description: Option<String>,
+        create_only: bool,
+    ) -> Result<AliasRecord> {
+        let alias = AliasName::parse(alias)?;
+        let f = self.load(account, name)?;
+        if f.state == LifecycleState::Retired {
+            return Err(RegistryError::Conflict(format!("function {name} is RETIRED; its aliases cannot change")));
+        }
+        routing.validate().map_err(|e| ValidationError::new(e.field, e.message))?;
+        self.check_version_exists(account, name, "version", &routing.version)?;
+        if let Some(extra) = &routing.additional_version {
+            self.check_version_exists(account, name, "additional_version", extra)?;
+        }
+        let now = now_ms();
+        let existing = self.store.get_alias(account, name, alias.as_str())?;
+        if create_only && existing.is_some() {
+            return Err(RegistryError::Conflict(format!("alias {alias} of function {name} already exists")));
+        }
+        let record = AliasRecord {
+            account: account.clone(),
+            function: name.clone(),
+            name: alias,
+            description: description.or_else(|| existing.as_ref().map(|a| a.description.clone())).unwrap_or_default(),
+            routing,
+            revision: existing.as_ref().map_or(1, |a| a.revision + 1),
+            created_ms: existing.as_ref().map_or(now, |a| a.created_ms),
+            modified_ms: now,
+        };
+        self.store.put_alias(&record, existing.map(|a| a.revision))?;
+        Ok(record)
+    }
+
+    pub fn get_alias(&self, account: &AccountId, name: &FunctionName, alias: &str) -> Result<AliasRecord> {
+        self.load(account, name)?;
+        self.store
+            .get_alias(account, name, alias)?
+            .ok_or_else(|| RegistryError::NotFound(format!("alias {alias} of function {name} does not exist")))
+    }
+
+    pub fn list_aliases(&self, account: &AccountId, name: &FunctionName) -> Result<Vec<AliasRecord>> {
+        self.load(account, name)?;
+        Ok(self.store.list_aliases(account, name)?)
+    }
+
+    pub fn delete_alias(&self, account: &AccountId, name: &FunctionName, alias: &str) -> Result<()> {
+        self.load(account, name)?;
+        if !self.store.delete_alias(account, name, alias)? {
+            return Err(RegistryError::NotFound(format!("alias {alias} of function {name} does not exist")));
+        }
+        Ok(())
+    }
+}
+
+/// What [`Registry::recover`] found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub interrupted_updates: usize,
+    pub temp_files_removed: usize,
+    pub orphan_archives_removed: usize,
+    pub retired_deleted: usize,
+}

@@ -1,0 +1,7 @@
+//! One module per sub-command.
+
+pub mod account;
+pub mod alias;
+pub mod completions;
+pub mod function;
+pub mod server;

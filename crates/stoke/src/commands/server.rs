@@ -1,0 +1,94 @@
+//! `stoke server`: runs the platform until interrupted.
+
+use anyhow::{Context, Result};
+use stoke_server::{Server, ServerConfig};
+
+use crate::client::data_dir;
+use crate::GlobalArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free port (see <data-dir>/server.json).
+    #[arg(long, default_value = ServerConfig::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+    listen: String,
+    /// Region written into ARNs.
+    #[arg(long, default_value = ServerConfig::DEFAULT_REGION)]
+    region: String,
+    /// Largest memory a function may ask for, in MB [default: the machine's memory].
+    #[arg(long, value_name = "MB")]
+    max_memory_mb: Option<u32>,
+    /// GPUs functions may use [default: NVIDIA devices found in /dev].
+    #[arg(long, value_name = "N")]
+    gpus: Option<u32>,
+    /// Largest code archive accepted, in MB.
+    #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_ARCHIVE_MB, value_name = "MB")]
+    max_archive_mb: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let config = ServerConfig {
+        data_dir: data_dir(global),
+        listen: args.listen,
+        region: args.region,
+        max_memory_mb: args.max_memory_mb,
+        gpus: args.gpus,
+        max_archive_mb: args.max_archive_mb,
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::start(config).await?;
+        let info = server.info().clone();
+        println!("stoke {} listening on http://{}", env!("CARGO_PKG_VERSION"), info.addr);
+        println!("  data dir:     {}", info.data_dir.display());
+        let admin_note = if info.created_admin { " (new admin account created)" } else { "" };
+        println!("  credentials:  {}{admin_note}", info.credentials_path.display());
+        println!(
+            "  node:         functions may use up to {} MB each, {} GPU(s)",
+            info.node.max_memory_mb, info.node.gpu_count
+        );
+        let r = &info.recovery;
+        if r.interrupted_updates + r.temp_files_removed + r.orphan_archives_removed + r.retired_deleted > 0 {
+            println!(
+                "  recovered:    {} interrupted update(s) finished, {} partial upload(s) and {} unreferenced archive(s) removed, {} retired function(s) deleted",
+                r.interrupted_updates, r.temp_files_removed, r.orphan_archives_removed, r.retired_deleted
+            );
+        }
+        println!("  try:          stoke --data-dir {} fn ls", info.data_dir.display());
+        server.run(shutdown_signal()).await?;
+        println!("stoke stopped");
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

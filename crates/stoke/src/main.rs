@@ -1,0 +1,74 @@
+//! The `stoke` binary: `stoke server` runs the platform; every other sub-command is a client of its API.
+
+mod client;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// stoke — a self-hosted serverless platform: Lambda functions and Step Functions workflows, fast.
+///
+/// Start a server with `stoke server`; it prints where its admin credentials are. Every other command
+/// talks to that server: it finds it through --endpoint / STOKE_ENDPOINT, or the server.json the server
+/// writes into its data directory, and authenticates with --api-key / STOKE_API_KEY or the data
+/// directory's credentials.json.
+#[derive(Debug, Parser)]
+#[command(name = "stoke", version, propagate_version = true, max_term_width = 110)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Data directory of the server (its store, code archives, credentials.json and server.json).
+    #[arg(long, global = true, env = "STOKE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URL of the server, e.g. http://127.0.0.1:9000 [default: from <data-dir>/server.json].
+    #[arg(long, global = true, env = "STOKE_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// API key [default: from <data-dir>/credentials.json].
+    #[arg(long, global = true, env = "STOKE_API_KEY", value_name = "KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = output::Format::Table)]
+    pub output: output::Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: the API, the store, and (soon) the functions.
+    Server(commands::server::Args),
+    /// Create, change, inspect, publish and retire functions.
+    #[command(name = "fn", alias = "function")]
+    Function(commands::function::Args),
+    /// Point names like prod or beta at published versions.
+    Alias(commands::alias::Args),
+    /// Accounts (tenants) and their credentials.
+    Account(commands::account::Args),
+    /// Print a shell completion script, e.g. `stoke completions bash > /etc/bash_completion.d/stoke`.
+    Completions(commands::completions::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => commands::server::run(&cli.global, args),
+        Command::Function(args) => commands::function::run(&cli.global, args),
+        Command::Alias(args) => commands::alias::run(&cli.global, args),
+        Command::Account(args) => commands::account::run(&cli.global, args),
+        Command::Completions(args) => commands::completions::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Test harness: a real `stoke server` process on 127.0.0.1 with a free port and a temp data directory,
+//! killed when the handle drops, plus small HTTP and archive helpers.
+#![allow(dead_code)]
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stoke");
+
+pub struct TestServer {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    pub url: String,
+    pub api_key: String,
+    pub access_key_id: String,
+    pub account_id: String,
+    extra_args: Vec<String>,
+    http: Client,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `stoke server` flags.
+    pub fn start_with(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self {
+            dir,
+            _tmp: Some(tmp),
+            child: None,
+            url: String::new(),
+            api_key: String::new(),
+            access_key_id: String::new(),
+            account_id: String::new(),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        };
+        s.launch();
+        s
+    }
+
+    /// Starts (or restarts) the process on the same data directory.
+    pub fn launch(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("server.json"));
+        let child = Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.dir)
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn stoke server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let server_file = self.dir.join("server.json");
+        loop {
+            if let Ok(bytes) = std::fs::read(&server_file) {
+                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                    self.url = v["endpoint"].as_str().unwrap().to_string();
+                    break;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("stoke server exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "server did not write server.json in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        while self.http.get(format!("{}/healthz", self.url)).send().map(|r| r.status().as_u16()).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "server did not answer /healthz in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let creds: Value = serde_json::from_slice(&std::fs::read(self.dir.join("credentials.json")).unwrap()).unwrap();
+        self.api_key = creds["api_key"].as_str().unwrap().to_string();
+        self.access_key_id = creds["access_key_id"].as_str().unwrap().to_string();
+        self.account_id = creds["account_id"].as_str().unwrap().to_string();
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req_as(&self.api_key, method, path)
+    }
+
+    pub fn req_as(&self, key: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(key)
+    }
+
+    /// Sends and returns (status, JSON body or Null).
+    pub fn call(&self, req: RequestBuilder) -> (u16, Value) {
+        let resp: Response = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call(self.req(Method::GET, path))
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(self.req(Method::POST, path).json(&body))
+    }
+
+    /// Creates a function, asserting success.
+    pub fn create_function(&self, name: &str, archive: &[u8]) -> Value {
+        let (status, body) = self.post("/v1/functions", create_body(name, archive));
+        assert_eq!(status, 201, "create {name}: {body}");
+        body
+    }
+
+    /// Creates another account and returns its API key.
+    pub fn new_account(&self, name: &str) -> (String, String) {
+        let (status, body) = self.post("/v1/accounts", json!({ "name": name }));
+        assert_eq!(status, 201, "{body}");
+        (
+            body["credentials"]["api_key"].as_str().unwrap().to_string(),
+            body["credentials"]["account_id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// A `stoke` CLI command pointed at this server through its data directory.
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&self.dir).env_remove("STOKE_ENDPOINT").env_remove("STOKE_API_KEY");
+        c
+    }
+
+    pub fn code_dir(&self) -> PathBuf {
+        self.dir.join("code")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn create_body(name: &str, archive: &[u8]) -> Value {
+    json!({
+        "name": name,
+        "runtime": "python3.12",
+        "handler": "app.handler",
+        "code_base64": base64::engine::general_purpose::STANDARD.encode(archive),
+    })
+}
+
+/// A zip with the given files.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in files {
+        w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A small python function archive whose content (and so sha256) depends on `tag`.
+pub fn python_zip(tag: &str) -> Vec<u8> {
+    zip_of(&[("app.py", format!("TAG = {tag:?}\ndef handler(event, context):\n    return TAG\n").as_bytes())])
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+pub fn assert_error(resp: &(u16, Value), status: u16, code: &str, needle: &str) {
+    let (s, body) = resp;
+    assert_eq!(*s, status, "expected {status} {code}, got {s}: {body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.to_lowercase().contains(&needle.to_lowercase()), "message {msg:?} should mention {needle:?}");
+}

@@ -1,0 +1,209 @@
+//! Checks an uploaded code archive and normalises it to a zip.
+//!
+//! Zips are kept byte for byte (so the sha256 a user computes matches ours); a tar.gz is converted to a
+//! zip that keeps file modes (a `bootstrap` stays executable). Both are checked for size, for a total
+//! unpacked size (zip bombs), and for entries that would escape the code directory.
+
+use std::borrow::Cow;
+use std::io::{Cursor, Read, Write};
+
+/// Size limits for archives.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveLimits {
+    /// Largest archive accepted, in bytes, as uploaded.
+    pub max_archive_bytes: u64,
+    /// Largest total size of the files inside, unpacked.
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        Self { max_archive_bytes: 50 * 1024 * 1024, max_unpacked_bytes: 250 * 1024 * 1024 }
+    }
+}
+
+/// Why an archive was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    /// The upload was empty.
+    #[error("the code archive is empty: upload a .zip or .tar.gz of your function's files")]
+    Empty,
+    /// The upload exceeds the size limit.
+    #[error(
+        "the code archive is {size} bytes; the limit is {limit} bytes (shrink it, or move libraries into a layer)"
+    )]
+    TooLarge { size: u64, limit: u64 },
+    /// Unpacked contents exceed the limit.
+    #[error("the code archive unpacks to {size} bytes; the limit is {limit} bytes")]
+    UnpackedTooLarge { size: u64, limit: u64 },
+    /// Neither a zip nor a gzip'd tar.
+    #[error("the code archive is neither a zip nor a tar.gz (its first bytes are {0}); upload a .zip or .tar.gz")]
+    UnknownFormat(String),
+    /// The archive's structure is broken.
+    #[error("the code archive is malformed: {0}")]
+    Malformed(String),
+    /// An entry's path leaves the code directory.
+    #[error(
+        "the code archive has an entry {0:?} that points outside the code directory; use relative paths without '..'"
+    )]
+    UnsafePath(String),
+}
+
+/// The archive as a zip, borrowed when it already was one.
+pub fn normalize<'a>(bytes: &'a [u8], limits: &ArchiveLimits) -> Result<Cow<'a, [u8]>, ArchiveError> {
+    if bytes.is_empty() {
+        return Err(ArchiveError::Empty);
+    }
+    if bytes.len() as u64 > limits.max_archive_bytes {
+        return Err(ArchiveError::TooLarge { size: bytes.len() as u64, limit: limits.max_archive_bytes });
+    }
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        check_zip(bytes, limits)?;
+        Ok(Cow::Borrowed(bytes))
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        let zip = tar_gz_to_zip(bytes, limits)?;
+        if zip.len() as u64 > limits.max_archive_bytes {
+            return Err(ArchiveError::TooLarge { size: zip.len() as u64, limit: limits.max_archive_bytes });
+        }
+        Ok(Cow::Owned(zip))
+    } else {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        Err(ArchiveError::UnknownFormat(head.join(" ")))
+    }
+}
+
+fn check_path(name: &str) -> Result<(), ArchiveError> {
+    let escapes = name.starts_with('/')
+        || name.starts_with('\\')
+        || name.split(['/', '\\']).any(|part| part == "..")
+        || name.contains('\0');
+    if escapes {
+        Err(ArchiveError::UnsafePath(name.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<(), ArchiveError> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+        check_path(entry.name())?;
+        total = total.saturating_add(entry.size());
+    }
+    if total > limits.max_unpacked_bytes {
+        return Err(ArchiveError::UnpackedTooLarge { size: total, limit: limits.max_unpacked_bytes });
+    }
+    Ok(())
+}
+
+fn tar_gz_to_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<u8>, ArchiveError> {
+    let malformed = |e: std::io::Error| ArchiveError::Malformed(format!("tar.gz: {e}"));
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let mut total = 0u64;
+    for entry in tar.entries().map_err(malformed)? {
+        let mut entry = entry.map_err(malformed)?;
+        let path = entry.path().map_err(malformed)?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").to_string();
+        if path.is_empty() {
+            continue;
+        }
+        check_path(&path)?;
+        let mode = entry.header().mode().unwrap_or(0o644);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
+        let zip_err = |e: zip::result::ZipError| ArchiveError::Malformed(e.to_string());
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => out.add_directory(path, options).map_err(zip_err)?,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                total = total.saturating_add(entry.size());
+                if total > limits.max_unpacked_bytes {
+                    return Err(ArchiveError::UnpackedTooLarge { size: total, limit: limits.max_unpacked_bytes });
+                }
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut data).map_err(malformed)?;
+                out.start_file(path, options).map_err(zip_err)?;
+                out.write_all(&data).map_err(malformed)?;
+            }
+            tar::EntryType::Symlink => {
+                let target =
+                    entry.link_name().map_err(malformed)?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+                check_path(&target)?;
+                out.add_symlink(path, target, options).map_err(zip_err)?;
+            }
+            other => {
+                return Err(ArchiveError::Malformed(format!(
+                    "tar entry {path:?} is a {other:?}; only files, directories and relative symlinks are allowed"
+                )))
+            }
+        }
+    }
+    let cursor = out.finish().map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+    Ok(cursor.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in files {
+            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn tar_gz_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (name, data, mode) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(*mode);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn zips_pass_through_unchanged() {
+        let z = zip_of(&[("app.py", b"def handler(e, c): return e")]);
+        assert!(matches!(normalize(&z, &ArchiveLimits::default()).unwrap(), Cow::Borrowed(b) if b == z.as_slice()));
+    }
+
+    #[test]
+    fn tar_gz_becomes_zip_keeping_modes() {
+        let t = tar_gz_of(&[("bootstrap", b"#!/bin/sh\n", 0o755), ("./lib/x.txt", b"x", 0o644)]);
+        let z = normalize(&t, &ArchiveLimits::default()).unwrap().into_owned();
+        let mut zip = zip::ZipArchive::new(Cursor::new(z)).unwrap();
+        let boot = zip.by_name("bootstrap").unwrap();
+        assert_eq!(boot.unix_mode().unwrap() & 0o777, 0o755);
+        drop(boot);
+        assert!(zip.by_name("lib/x.txt").is_ok());
+    }
+
+    #[test]
+    fn refusals() {
+        let limits = ArchiveLimits { max_archive_bytes: 1000, max_unpacked_bytes: 2000 };
+        assert_eq!(normalize(b"", &limits), Err(ArchiveError::Empty));
+        assert!(matches!(normalize(&[0u8; 1001], &limits), Err(ArchiveError::TooLarge { size: 1001, limit: 1000 })));
+        assert!(
+            matches!(normalize(b"hello world", &limits), Err(ArchiveError::UnknownFormat(h)) if h == "68 65 6c 6c")
+        );
+        assert!(matches!(normalize(b"PK\x03\x04garbage", &limits), Err(ArchiveError::Malformed(_))));
+        assert!(matches!(normalize(&[0x1f, 0x8b, 0, 0], &limits), Err(ArchiveError::Malformed(_))));
+        let evil = zip_of(&[("../../etc/passwd", b"x")]);
+        assert_eq!(normalize(&evil, &limits), Err(ArchiveError::UnsafePath("../../etc/passwd".into())));
+        let abs = zip_of(&[("/etc/passwd", b"x")]);
+        assert!(matches!(normalize(&abs, &limits), Err(ArchiveError::UnsafePath(_))));
+        let bomb = zip_of(&[("big", &[0u8; 5000])]);
+        assert!(matches!(normalize(&bomb, &limits), Err(ArchiveError::UnpackedTooLarge { size: 5000, .. })));
+        let tar_bomb = tar_gz_of(&[("big", &[0u8; 5000], 0o644)]);
+        assert!(matches!(normalize(&tar_bomb, &limits), Err(ArchiveError::UnpackedTooLarge { .. })));
+    }
+}

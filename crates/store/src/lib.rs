@@ -1,0 +1,83 @@
+//! stoke's persistence. Nothing outside this crate knows SQL, etcd keys, or where archives sit on disk.
+//!
+//! - [`Store`]: the registry's records (accounts, functions, versions, aliases) behind a trait, so a
+//!   cluster backend can replace the embedded one.
+//! - [`SqliteStore`]: the embedded backend (WAL, versioned migrations, one transaction per change).
+//! - [`CodeStore`]: code archives on disk at `<data>/code/<account>/<function>/<version>/<sha256>.zip`,
+//!   written to a temp file and renamed so a crash never leaves half an archive.
+//! - [`archive`]: checks an uploaded archive and turns a tar.gz into a zip.
+
+pub mod archive;
+mod code;
+mod records;
+mod sqlite;
+
+pub use code::{sha256_hex, CodeStore, LATEST_DIR};
+pub use records::{AccountKeys, AccountRecord, AliasRecord, CodeRef, FunctionRecord, VersionRecord};
+pub use sqlite::SqliteStore;
+
+use stoke_core::{AccountId, FunctionName, LifecycleState};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The record changed since it was read (optimistic concurrency).
+    #[error("{0} was changed by another request; read it again and retry")]
+    RevisionMismatch(String),
+    /// The record does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+    #[error("file system error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The registry's records. Every method is one transaction: it happens entirely or not at all.
+pub trait Store: Send + Sync {
+    fn create_account(&self, account: &AccountRecord, keys: &AccountKeys) -> Result<()>;
+    fn get_account(&self, id: &AccountId) -> Result<Option<AccountRecord>>;
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
+    /// Every account with its keys, to build the authentication cache at start.
+    fn list_account_keys(&self) -> Result<Vec<(AccountRecord, AccountKeys)>>;
+
+    /// Inserts a new function; `Conflict` if the name is taken in that account.
+    fn insert_function(&self, function: &FunctionRecord) -> Result<()>;
+    fn get_function(&self, account: &AccountId, name: &FunctionName) -> Result<Option<FunctionRecord>>;
+    /// Functions of an account ordered by name, starting after `after`.
+    fn list_functions(&self, account: &AccountId, after: Option<&str>, limit: usize) -> Result<Vec<FunctionRecord>>;
+    /// Functions in a lifecycle state, across accounts (start-up recovery, the retirement reaper).
+    fn functions_in_state(&self, state: LifecycleState) -> Result<Vec<FunctionRecord>>;
+    /// Replaces a function if its stored revision is still `expected_revision`.
+    fn update_function(&self, function: &FunctionRecord, expected_revision: u64) -> Result<()>;
+    /// Deletes a function with its versions and aliases; false if it did not exist.
+    fn delete_function(&self, account: &AccountId, name: &FunctionName) -> Result<bool>;
+
+    /// Records a new version and the function's new state together.
+    fn publish_version(&self, function: &FunctionRecord, expected_revision: u64, version: &VersionRecord)
+        -> Result<()>;
+    fn get_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<Option<VersionRecord>>;
+    fn list_versions(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>>;
+
+    /// Creates an alias (`expected_revision` None) or replaces it if unchanged since read.
+    fn put_alias(&self, alias: &AliasRecord, expected_revision: Option<u64>) -> Result<()>;
+    fn get_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<Option<AliasRecord>>;
+    fn list_aliases(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<AliasRecord>>;
+    fn delete_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<bool>;
+
+    /// Every archive a record points at: (account, function, version directory, sha256).
+    fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
+}

@@ -1,0 +1,72 @@
+//! The records the store keeps.
+
+use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionName, LifecycleState};
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    pub name: String,
+    pub is_admin: bool,
+    pub created_ms: i64,
+}
+
+/// An account's credentials as stored: the API key only as its sha256; the AWS-style secret in full,
+/// because SigV4 verification needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountKeys {
+    pub api_key_sha256: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// A stored code archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A function and its editable `$LATEST`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionRecord {
+    pub account: AccountId,
+    pub name: FunctionName,
+    pub config: FunctionConfig,
+    pub state: LifecycleState,
+    /// `$LATEST`'s code; absent only if creation never completed.
+    pub code: Option<CodeRef>,
+    /// Bumped on every change; guards concurrent updates.
+    pub revision: u64,
+    /// The published version identical to `$LATEST`, if `$LATEST` has not changed since.
+    pub latest_published: Option<u64>,
+    /// Number of the newest published version (0 if none).
+    pub last_version: u64,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+}
+
+/// An immutable published version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub account: AccountId,
+    pub function: FunctionName,
+    pub version: u64,
+    pub config: FunctionConfig,
+    pub code: CodeRef,
+    pub description: String,
+    pub created_ms: i64,
+}
+
+/// A named pointer at a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasRecord {
+    pub account: AccountId,
+    pub function: FunctionName,
+    pub name: AliasName,
+    pub routing: AliasRouting,
+    pub description: String,
+    pub revision: u64,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+}

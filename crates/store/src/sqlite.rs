@@ -1,0 +1,696 @@
+//! The embedded backend: one SQLite file in WAL mode, schema versioned by `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionName, LifecycleState};
+
+use crate::{
+    AccountKeys, AccountRecord, AliasRecord, CodeRef, FunctionRecord, Result, Store, StoreError, VersionRecord,
+};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version. Never edit a shipped one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id                TEXT PRIMARY KEY,
+    name              TEXT NOT NULL UNIQUE,
+    is_admin          INTEGER NOT NULL,
+    api_key_sha256    TEXT NOT NULL UNIQUE,
+    access_key_id     TEXT NOT NULL UNIQUE,
+    secret_access_key TEXT NOT NULL,
+    created_ms        INTEGER NOT NULL
+);
+CREATE TABLE functions (
+    account_id       TEXT NOT NULL REFERENCES accounts(id),
+    name             TEXT NOT NULL,
+    config           TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    code_sha256      TEXT,
+    code_size        INTEGER,
+    revision         INTEGER NOT NULL,
+    latest_published INTEGER,
+    last_version     INTEGER NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    modified_ms      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+CREATE INDEX functions_by_state ON functions(state);
+CREATE TABLE versions (
+    account_id    TEXT NOT NULL,
+    function_name TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    config        TEXT NOT NULL,
+    code_sha256   TEXT NOT NULL,
+    code_size     INTEGER NOT NULL,
+    description   TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, function_name, version),
+    FOREIGN KEY (account_id, function_name) REFERENCES functions(account_id, name) ON DELETE CASCADE
+);
+CREATE TABLE aliases (
+    account_id         TEXT NOT NULL,
+    function_name      TEXT NOT NULL,
+    name               TEXT NOT NULL,
+    version            TEXT NOT NULL,
+    additional_version TEXT,
+    additional_weight  REAL,
+    description        TEXT NOT NULL,
+    revision           INTEGER NOT NULL,
+    created_ms         INTEGER NOT NULL,
+    modified_ms        INTEGER NOT NULL,
+    PRIMARY KEY (account_id, function_name, name),
+    FOREIGN KEY (account_id, function_name) REFERENCES functions(account_id, name) ON DELETE CASCADE
+);
+"#];
+
+/// The SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: an acknowledged change survives power loss, not only a crash of the process.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self.lock().pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half transaction: SQLite rolls it back.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, u32>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {current} is newer than this stoke ({}); upgrade stoke",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{what}: {e}").into())
+}
+
+fn account_id(s: String) -> rusqlite::Result<AccountId> {
+    AccountId::parse(&s).map_err(|e| corrupt("account id", e))
+}
+
+fn function_name(s: String) -> rusqlite::Result<FunctionName> {
+    FunctionName::parse(&s).map_err(|e| corrupt("function name", e))
+}
+
+fn config(s: String) -> rusqlite::Result<FunctionConfig> {
+    serde_json::from_str(&s).map_err(|e| corrupt("configuration", e))
+}
+
+fn config_json(c: &FunctionConfig) -> Result<String> {
+    serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const ACCOUNT_COLS: &str = "id, name, is_admin, created_ms, api_key_sha256, access_key_id, secret_access_key";
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<(AccountRecord, AccountKeys)> {
+    Ok((
+        AccountRecord { id: account_id(r.get(0)?)?, name: r.get(1)?, is_admin: r.get(2)?, created_ms: r.get(3)? },
+        AccountKeys { api_key_sha256: r.get(4)?, access_key_id: r.get(5)?, secret_access_key: r.get(6)? },
+    ))
+}
+
+const FUNCTION_COLS: &str = "account_id, name, config, state, code_sha256, code_size, revision, \
+                             latest_published, last_version, created_ms, modified_ms";
+
+fn function_row(r: &Row<'_>) -> rusqlite::Result<FunctionRecord> {
+    let state: String = r.get(3)?;
+    let sha: Option<String> = r.get(4)?;
+    let size: Option<i64> = r.get(5)?;
+    Ok(FunctionRecord {
+        account: account_id(r.get(0)?)?,
+        name: function_name(r.get(1)?)?,
+        config: config(r.get(2)?)?,
+        state: LifecycleState::parse(&state).ok_or_else(|| corrupt("lifecycle state", &state))?,
+        code: sha.zip(size).map(|(sha256, size)| CodeRef { sha256, size: size as u64 }),
+        revision: r.get::<_, i64>(6)? as u64,
+        latest_published: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        last_version: r.get::<_, i64>(8)? as u64,
+        created_ms: r.get(9)?,
+        modified_ms: r.get(10)?,
+    })
+}
+
+const VERSION_COLS: &str =
+    "account_id, function_name, version, config, code_sha256, code_size, description, created_ms";
+
+fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        account: account_id(r.get(0)?)?,
+        function: function_name(r.get(1)?)?,
+        version: r.get::<_, i64>(2)? as u64,
+        config: config(r.get(3)?)?,
+        code: CodeRef { sha256: r.get(4)?, size: r.get::<_, i64>(5)? as u64 },
+        description: r.get(6)?,
+        created_ms: r.get(7)?,
+    })
+}
+
+const ALIAS_COLS: &str = "account_id, function_name, name, version, additional_version, additional_weight, \
+                          description, revision, created_ms, modified_ms";
+
+fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
+    let name: String = r.get(2)?;
+    Ok(AliasRecord {
+        account: account_id(r.get(0)?)?,
+        function: function_name(r.get(1)?)?,
+        name: AliasName::parse(&name).map_err(|e| corrupt("alias name", e))?,
+        routing: AliasRouting { version: r.get(3)?, additional_version: r.get(4)?, additional_weight: r.get(5)? },
+        description: r.get(6)?,
+        revision: r.get::<_, i64>(7)? as u64,
+        created_ms: r.get(8)?,
+        modified_ms: r.get(9)?,
+    })
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn write_function(tx: &Transaction<'_>, f: &FunctionRecord, expected_revision: u64) -> Result<()> {
+    let changed = tx.execute(
+        "UPDATE functions SET config = ?3, state = ?4, code_sha256 = ?5, code_size = ?6, revision = ?7,
+                latest_published = ?8, last_version = ?9, modified_ms = ?10
+         WHERE account_id = ?1 AND name = ?2 AND revision = ?11",
+        params![
+            f.account.as_str(),
+            f.name.as_str(),
+            config_json(&f.config)?,
+            f.state.as_str(),
+            f.code.as_ref().map(|c| c.sha256.as_str()),
+            f.code.as_ref().map(|c| c.size as i64),
+            f.revision as i64,
+            f.latest_published.map(|v| v as i64),
+            f.last_version as i64,
+            f.modified_ms,
+            expected_revision as i64,
+        ],
+    )?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
+        params![f.account.as_str(), f.name.as_str()],
+        |r| r.get(0),
+    )?;
+    let what = format!("function {}", f.name);
+    Err(if exists { StoreError::RevisionMismatch(what) } else { StoreError::NotFound(what) })
+}
+
+impl Store for SqliteStore {
+    fn create_account(&self, account: &AccountRecord, keys: &AccountKeys) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!("INSERT INTO accounts ({ACCOUNT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    account.id.as_str(),
+                    account.name,
+                    account.is_admin,
+                    account.created_ms,
+                    keys.api_key_sha256,
+                    keys.access_key_id,
+                    keys.secret_access_key
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("account {:?}", account.name))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_account(&self, id: &AccountId) -> Result<Option<AccountRecord>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"), [id.as_str()], account_row)
+            .optional()?
+            .map(|(a, _)| a))
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>> {
+        Ok(self.list_account_keys()?.into_iter().map(|(a, _)| a).collect())
+    }
+
+    fn list_account_keys(&self) -> Result<Vec<(AccountRecord, AccountKeys)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY created_ms, id"))?;
+        let rows = stmt.query_map([], account_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn insert_function(&self, f: &FunctionRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO functions ({FUNCTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params![
+                    f.account.as_str(),
+                    f.name.as_str(),
+                    config_json(&f.config)?,
+                    f.state.as_str(),
+                    f.code.as_ref().map(|c| c.sha256.as_str()),
+                    f.code.as_ref().map(|c| c.size as i64),
+                    f.revision as i64,
+                    f.latest_published.map(|v| v as i64),
+                    f.last_version as i64,
+                    f.created_ms,
+                    f.modified_ms,
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("function {}", f.name))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_function(&self, account: &AccountId, name: &FunctionName) -> Result<Option<FunctionRecord>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {FUNCTION_COLS} FROM functions WHERE account_id = ?1 AND name = ?2"),
+                params![account.as_str(), name.as_str()],
+                function_row,
+            )
+            .optional()?)
+    }
+
+    fn list_functions(&self, account: &AccountId, after: Option<&str>, limit: usize) -> Result<Vec<FunctionRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FUNCTION_COLS} FROM functions WHERE account_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(params![account.as_str(), after.unwrap_or(""), limit as i64], function_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn functions_in_state(&self, state: LifecycleState) -> Result<Vec<FunctionRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!("SELECT {FUNCTION_COLS} FROM functions WHERE state = ?1"))?;
+        let rows = stmt.query_map([state.as_str()], function_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn update_function(&self, f: &FunctionRecord, expected_revision: u64) -> Result<()> {
+        self.write(|tx| write_function(tx, f, expected_revision))
+    }
+
+    fn delete_function(&self, account: &AccountId, name: &FunctionName) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM functions WHERE account_id = ?1 AND name = ?2",
+                params![account.as_str(), name.as_str()],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn publish_version(&self, f: &FunctionRecord, expected_revision: u64, v: &VersionRecord) -> Result<()> {
+        self.write(|tx| {
+            write_function(tx, f, expected_revision)?;
+            tx.execute(
+                &format!("INSERT INTO versions ({VERSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    v.account.as_str(),
+                    v.function.as_str(),
+                    v.version as i64,
+                    config_json(&v.config)?,
+                    v.code.sha256,
+                    v.code.size as i64,
+                    v.description,
+                    v.created_ms
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("version {} of {}", v.version, v.function))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<Option<VersionRecord>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {VERSION_COLS} FROM versions WHERE account_id = ?1 AND function_name = ?2 AND version = ?3"
+                ),
+                params![account.as_str(), name.as_str(), version as i64],
+                version_row,
+            )
+            .optional()?)
+    }
+
+    fn list_versions(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {VERSION_COLS} FROM versions WHERE account_id = ?1 AND function_name = ?2 AND version > ?3
+             ORDER BY version LIMIT ?4"
+        ))?;
+        let rows = stmt
+            .query_map(params![account.as_str(), name.as_str(), after.unwrap_or(0) as i64, limit as i64], version_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn put_alias(&self, a: &AliasRecord, expected_revision: Option<u64>) -> Result<()> {
+        self.write(|tx| {
+            let what = format!("alias {} of {}", a.name, a.function);
+            let values = params![
+                a.account.as_str(),
+                a.function.as_str(),
+                a.name.as_str(),
+                a.routing.version,
+                a.routing.additional_version,
+                a.routing.additional_weight,
+                a.description,
+                a.revision as i64,
+                a.created_ms,
+                a.modified_ms,
+            ];
+            match expected_revision {
+                None => {
+                    tx.execute(
+                        &format!("INSERT INTO aliases ({ALIAS_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                        values,
+                    )
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::Conflict(what.clone())
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                }
+                Some(expected) => {
+                    let n = tx.execute(
+                        "UPDATE aliases SET version = ?4, additional_version = ?5, additional_weight = ?6,
+                                description = ?7, revision = ?8, modified_ms = ?10
+                         WHERE account_id = ?1 AND function_name = ?2 AND name = ?3 AND revision = ?11",
+                        params![
+                            a.account.as_str(),
+                            a.function.as_str(),
+                            a.name.as_str(),
+                            a.routing.version,
+                            a.routing.additional_version,
+                            a.routing.additional_weight,
+                            a.description,
+                            a.revision as i64,
+                            a.created_ms,
+                            a.modified_ms,
+                            expected as i64
+                        ],
+                    )?;
+                    if n != 1 {
+                        return Err(StoreError::RevisionMismatch(what));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn get_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<Option<AliasRecord>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {ALIAS_COLS} FROM aliases WHERE account_id = ?1 AND function_name = ?2 AND name = ?3"),
+                params![account.as_str(), function.as_str(), alias],
+                alias_row,
+            )
+            .optional()?)
+    }
+
+    fn list_aliases(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<AliasRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ALIAS_COLS} FROM aliases WHERE account_id = ?1 AND function_name = ?2 ORDER BY name"
+        ))?;
+        let rows = stmt
+            .query_map(params![account.as_str(), function.as_str()], alias_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn delete_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM aliases WHERE account_id = ?1 AND function_name = ?2 AND name = ?3",
+                params![account.as_str(), function.as_str(), alias],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT account_id, name, '{}', code_sha256 FROM functions WHERE code_sha256 IS NOT NULL
+             UNION ALL
+             SELECT account_id, function_name, CAST(version AS TEXT), code_sha256 FROM versions",
+            crate::LATEST_DIR
+        ))?;
+        let rows = stmt
+            .query_map([], |r| Ok((account_id(r.get(0)?)?, function_name(r.get(1)?)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("stoke.db")).unwrap();
+        (dir, s)
+    }
+
+    fn account(s: &SqliteStore, n: u64) -> AccountId {
+        let id = AccountId::from_number(n);
+        s.create_account(
+            &AccountRecord { id: id.clone(), name: format!("acct{n}"), is_admin: false, created_ms: 1 },
+            &AccountKeys {
+                api_key_sha256: format!("hash{n}"),
+                access_key_id: format!("AKID{n}"),
+                secret_access_key: "s".into(),
+            },
+        )
+        .unwrap();
+        id
+    }
+
+    fn function(account: &AccountId, name: &str) -> FunctionRecord {
+        FunctionRecord {
+            account: account.clone(),
+            name: FunctionName::parse(name).unwrap(),
+            config: stoke_core::ConfigPatch { runtime: Some("provided".into()), ..Default::default() }
+                .into_new_config()
+                .unwrap(),
+            state: LifecycleState::Latest,
+            code: Some(CodeRef { sha256: "ab".into(), size: 2 }),
+            revision: 1,
+            latest_published: None,
+            last_version: 0,
+            created_ms: 5,
+            modified_ms: 5,
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_and_reopen_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stoke.db");
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap() as usize, MIGRATIONS.len());
+        let a = account(&s, 1);
+        s.insert_function(&function(&a, "f")).unwrap();
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.get_function(&a, &FunctionName::parse("f").unwrap()).unwrap(), Some(function(&a, "f")));
+    }
+
+    #[test]
+    fn duplicate_accounts_and_functions_conflict() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let dup = s.create_account(
+            &AccountRecord { id: AccountId::from_number(2), name: "acct1".into(), is_admin: false, created_ms: 1 },
+            &AccountKeys { api_key_sha256: "x".into(), access_key_id: "y".into(), secret_access_key: "z".into() },
+        );
+        assert!(matches!(dup, Err(StoreError::Conflict(_))));
+        s.insert_function(&function(&a, "f")).unwrap();
+        assert!(matches!(s.insert_function(&function(&a, "f")), Err(StoreError::Conflict(_))));
+    }
+
+    #[test]
+    fn accounts_are_isolated() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let b = account(&s, 2);
+        s.insert_function(&function(&a, "f")).unwrap();
+        let name = FunctionName::parse("f").unwrap();
+        assert!(s.get_function(&b, &name).unwrap().is_none());
+        assert!(s.list_functions(&b, None, 10).unwrap().is_empty());
+        assert!(!s.delete_function(&b, &name).unwrap());
+        s.insert_function(&function(&b, "f")).unwrap();
+        assert_eq!(s.list_functions(&a, None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn updates_check_the_revision() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let mut f = function(&a, "f");
+        s.insert_function(&f).unwrap();
+        f.revision = 2;
+        f.config.memory_mb = 256;
+        s.update_function(&f, 1).unwrap();
+        f.revision = 3;
+        assert!(matches!(s.update_function(&f, 1), Err(StoreError::RevisionMismatch(_))));
+        let missing = function(&a, "nope");
+        assert!(matches!(s.update_function(&missing, 1), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn pagination_walks_all_functions_in_order() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        for n in ["c", "a", "e", "b", "d"] {
+            s.insert_function(&function(&a, n)).unwrap();
+        }
+        let mut seen = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.list_functions(&a, after.as_deref(), 2).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = Some(page.last().unwrap().name.to_string());
+            seen.extend(page.into_iter().map(|f| f.name.to_string()));
+        }
+        assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn publish_is_atomic_with_the_function_update() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let mut f = function(&a, "f");
+        s.insert_function(&f).unwrap();
+        let v = VersionRecord {
+            account: a.clone(),
+            function: f.name.clone(),
+            version: 1,
+            config: f.config.clone(),
+            code: f.code.clone().unwrap(),
+            description: String::new(),
+            created_ms: 9,
+        };
+        f.revision = 2;
+        f.last_version = 1;
+        // A stale revision refuses the whole publish: no version row appears.
+        assert!(s.publish_version(&f, 7, &v).is_err());
+        assert!(s.get_version(&a, &f.name, 1).unwrap().is_none());
+        s.publish_version(&f, 1, &v).unwrap();
+        assert_eq!(s.get_version(&a, &f.name, 1).unwrap(), Some(v.clone()));
+        assert_eq!(s.list_versions(&a, &f.name, None, 10).unwrap().len(), 1);
+        let refs = s.referenced_archives().unwrap();
+        assert_eq!(refs.len(), 2);
+        assert!(refs.iter().any(|r| r.2 == "1") && refs.iter().any(|r| r.2 == crate::LATEST_DIR));
+    }
+
+    #[test]
+    fn aliases_and_cascading_delete() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let f = function(&a, "f");
+        s.insert_function(&f).unwrap();
+        let mut alias = AliasRecord {
+            account: a.clone(),
+            function: f.name.clone(),
+            name: AliasName::parse("prod").unwrap(),
+            routing: AliasRouting { version: "$LATEST".into(), additional_version: None, additional_weight: None },
+            description: String::new(),
+            revision: 1,
+            created_ms: 1,
+            modified_ms: 1,
+        };
+        s.put_alias(&alias, None).unwrap();
+        assert!(matches!(s.put_alias(&alias, None), Err(StoreError::Conflict(_))));
+        alias.revision = 2;
+        alias.routing.version = "1".into();
+        s.put_alias(&alias, Some(1)).unwrap();
+        assert!(matches!(s.put_alias(&alias, Some(1)), Err(StoreError::RevisionMismatch(_))));
+        assert_eq!(s.get_alias(&a, &f.name, "prod").unwrap().unwrap().routing.version, "1");
+        assert!(s.delete_function(&a, &f.name).unwrap());
+        assert!(s.list_aliases(&a, &f.name).unwrap().is_empty());
+    }
+}
