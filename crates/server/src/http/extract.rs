@@ -35,9 +35,23 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// Parses a JSON body; an empty body parses as `{}` so optional bodies may be left out.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the request body is not valid JSON for this request: {e}"))
-    })
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| json_error("is not valid JSON for this request", e))
+}
+
+/// Converts an already-parsed JSON value, naming the field at fault when there is one.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| json_error("is not valid for this request", e))
+}
+
+fn json_error(what: &str, e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    if path == "." || path.is_empty() {
+        ApiError::bad_request("invalid_json", format!("the request body {what}: {}", e.inner()))
+    } else {
+        ApiError::bad_request("invalid_json", format!("the request body {what}: field {path}: {}", e.inner()))
+            .with_field(path)
+    }
 }
 
 /// A JSON body of type `T`.

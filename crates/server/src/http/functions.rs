@@ -11,7 +11,7 @@ use stoke_core::lifecycle::LifecycleEvent;
 use stoke_core::{AliasRouting, ConfigPatch};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{parse_json, ApiJson, ApiQuery, Body};
+use super::extract::{from_value, parse_json, ApiJson, ApiQuery, Body};
 use super::views::{
     AliasList, AliasView, CreateFunctionRequest, FunctionList, FunctionView, PublishRequest, PutAliasRequest,
     VersionList, VersionView,
@@ -52,9 +52,7 @@ fn parse_create(body: &[u8]) -> ApiResult<(String, ConfigPatch, Vec<u8>)> {
         ApiError::bad_request("invalid_parameter", format!("code_base64 is not valid base64: {e}"))
             .with_field("code_base64")
     })?;
-    let patch: ConfigPatch = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the request body is not valid for this request: {e}"))
-    })?;
+    let patch: ConfigPatch = from_value(serde_json::Value::Object(fields))?;
     Ok((name, patch, code))
 }
 

@@ -99,6 +99,11 @@ impl TestServer {
         self.req_as(&self.api_key, method, path)
     }
 
+    /// A request with no credentials at all.
+    pub fn http_plain(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
     pub fn req_as(&self, key: &str, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.url)).bearer_auth(key)
     }
