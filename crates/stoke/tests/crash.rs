@@ -123,7 +123,7 @@ fn kill_at_random_moments_during_uploads_and_publishes_loses_nothing_acknowledge
                         break;
                     }
                     *acked_latest.lock().unwrap() = Some(sha.clone());
-                    if t % 2 == 0 {
+                    if t.is_multiple_of(2) {
                         let resp = http
                             .post(format!("{url}/v1/functions/f/versions"))
                             .bearer_auth(&key)
