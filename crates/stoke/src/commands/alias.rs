@@ -22,7 +22,8 @@ enum Command {
         function: String,
         alias: String,
         /// A published version number, or $LATEST.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        target: String,
         /// Send a share of traffic to a second version: VERSION=WEIGHT, e.g. 4=0.1.
         #[arg(long, value_name = "VERSION=WEIGHT")]
         also: Option<String>,
@@ -53,7 +54,7 @@ fn show(global: &GlobalArgs, a: AliasView, raw: &serde_json::Value) {
 pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     let client = Client::from_args(global)?;
     match args.command {
-        Command::Set { function, alias, version, also, description } => {
+        Command::Set { function, alias, target, also, description } => {
             let (extra, weight) = match also {
                 None => (None, None),
                 Some(spec) => {
@@ -64,7 +65,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                     (Some(v.to_string()), Some(w))
                 }
             };
-            let body = json!({ "version": version, "additional_version": extra, "additional_weight": weight, "description": description });
+            let body = json!({ "version": target, "additional_version": extra, "additional_weight": weight, "description": description });
             let path = format!("/v1/functions/{}/aliases/{}", segment(&function), segment(&alias));
             let (a, raw): (AliasView, _) = client.json(client.request(Method::PUT, &path).json(&body))?;
             show(global, a, &raw);

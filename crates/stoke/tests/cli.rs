@@ -1,0 +1,152 @@
+//! The `stoke` CLI driven as a user would, against a real server found through the data directory.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+fn run(s: &TestServer, args: &[&str]) -> Output {
+    s.cli().args(args).output().expect("run stoke")
+}
+
+fn ok(s: &TestServer, args: &[&str]) -> String {
+    let out = run(s, args);
+    assert!(out.status.success(), "stoke {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(s: &TestServer, args: &[&str]) -> Value {
+    let mut all = vec!["-o", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(s, &all)).expect("JSON output")
+}
+
+fn fails(s: &TestServer, args: &[&str], needle: &str) {
+    let out = run(s, args);
+    assert!(!out.status.success(), "stoke {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "stoke {args:?}: stderr {err:?} should mention {needle:?}");
+}
+
+#[test]
+fn function_manager_tour_from_the_cli() {
+    let s = TestServer::start();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("app.py"), "def handler(event, context):\n    return event\n").unwrap();
+    let dir = src.path().to_str().unwrap();
+
+    let created = json(
+        &s,
+        &[
+            "fn",
+            "create",
+            "hello",
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+            "--code",
+            dir,
+            "--memory",
+            "256",
+            "--env",
+            "GREETING=hi",
+        ],
+    );
+    assert_eq!(created["state"], "LATEST");
+    assert_eq!(created["memory_mb"], 256);
+    assert_eq!(created["environment"]["GREETING"], "hi");
+
+    let table = ok(&s, &["fn", "ls"]);
+    assert!(table.contains("hello") && table.contains("python3.12") && table.contains("256 MB"), "{table}");
+
+    let published = json(&s, &["fn", "publish", "hello", "--description", "first"]);
+    assert_eq!(published["version"], 1);
+    let alias = json(&s, &["alias", "set", "hello", "prod", "1"]);
+    assert_eq!(alias["version"], "1");
+    let via_alias = json(&s, &["fn", "get", "hello:prod"]);
+    assert_eq!(via_alias["version"], "1");
+    assert!(ok(&s, &["alias", "ls", "hello"]).contains("prod"));
+
+    let blocked = ok(&s, &["fn", "block", "hello"]);
+    assert!(blocked.contains("BLOCKED"), "{blocked}");
+    fails(&s, &["fn", "block", "hello"], "allowed from BLOCKED");
+    assert!(ok(&s, &["fn", "unblock", "hello"]).contains("PUBLISHED"));
+
+    // Update code from a .zip and configuration in one command; download it back.
+    let zip_path = src.path().join("v2.zip");
+    let v2 = python_zip("v2");
+    std::fs::write(&zip_path, &v2).unwrap();
+    let updated = json(&s, &["fn", "update", "hello", "--code", zip_path.to_str().unwrap(), "--timeout", "30"]);
+    assert_eq!(updated["timeout_s"], 30);
+    assert_eq!(updated["code_sha256"], sha256_hex(&v2));
+    let out = src.path().join("out.zip");
+    ok(&s, &["fn", "code", "hello", "-O", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), v2);
+    let versions = json(&s, &["fn", "versions", "hello"]);
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+
+    let retired = ok(&s, &["fn", "retire", "hello"]);
+    assert!(retired.contains("RETIRED"), "{retired}");
+}
+
+#[test]
+fn accounts_and_errors_from_the_cli() {
+    let s = TestServer::start();
+    let me = json(&s, &["account", "whoami"]);
+    assert_eq!(me["is_admin"], true);
+    let created = json(&s, &["account", "create", "team-b"]);
+    let key_b = created["credentials"]["api_key"].as_str().unwrap().to_string();
+    assert!(ok(&s, &["account", "ls"]).contains("team-b"));
+
+    // The new account's key works through the environment and sees its own (empty) list.
+    let out = s.cli().args(["-o", "json", "fn", "ls"]).env("STOKE_API_KEY", &key_b).output().unwrap();
+    assert!(out.status.success());
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["functions"].as_array().unwrap().len(), 0);
+    let out = s.cli().args(["account", "create", "sneaky"]).env("STOKE_API_KEY", &key_b).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only an admin account"));
+
+    fails(&s, &["fn", "create", "x", "--runtime", "java", "--code", "/nonexistent.zip"], "cannot read code");
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("app.py"), "x").unwrap();
+    let dir = src.path().to_str().unwrap();
+    fails(&s, &["fn", "create", "x", "--runtime", "java", "--code", dir], "runtime \"java\" is not supported");
+    fails(
+        &s,
+        &["fn", "create", "x", "--runtime", "python3.12", "--handler", "a.b", "--memory", "100", "--code", dir],
+        "multiple of 64",
+    );
+    fails(&s, &["fn", "get", "ghost"], "does not exist");
+    fails(&s, &["fn", "update", "ghost"], "nothing to update");
+    fails(&s, &["fn", "create", "x", "--runtime", "python3.12", "--env", "NOEQUALS", "--code", dir], "KEY=VALUE");
+
+    // A server that is not there, and a missing key, say what to do.
+    let out = std::process::Command::new(BIN)
+        .args(["--endpoint", "http://127.0.0.1:9", "--api-key", "k", "fn", "ls"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is it running?"));
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["fn", "ls", "--data-dir"])
+        .arg(empty.path())
+        .env_remove("STOKE_API_KEY")
+        .env_remove("STOKE_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API key"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn help_and_completions() {
+    let out = std::process::Command::new(BIN).args(["fn", "create", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--memory") && help.contains("multiple of 64"), "{help}");
+    let out = std::process::Command::new(BIN).args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_stoke"));
+}
