@@ -8,6 +8,7 @@ pub mod alias;
 pub mod config;
 pub mod lifecycle;
 pub mod names;
+pub mod pool;
 pub mod reference;
 pub mod runtime;
 pub mod time;

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod http;
+pub mod invoke;
 pub mod node;
 pub mod registry;
 
@@ -73,6 +74,8 @@ pub struct StartupInfo {
     pub created_admin: bool,
     pub node: NodeLimits,
     pub recovery: RecoveryReport,
+    /// Which sandbox runs instances.
+    pub sandbox: &'static str,
 }
 
 /// A bound, ready server.
@@ -139,8 +142,13 @@ impl Server {
         };
         let archive_limits =
             ArchiveLimits { max_archive_bytes: config.max_archive_mb * 1024 * 1024, ..ArchiveLimits::default() };
-        let registry = Arc::new(Registry::new(store, code, node, archive_limits, Arc::new(registry::NoInflight)));
+        let sandbox: Arc<dyn stoke_sandbox::Sandbox> = Arc::new(stoke_sandbox::ProcessSandbox);
+        let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), Default::default())
+            .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
+        let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
+        let registry = Arc::new(Registry::new(store, code, node, archive_limits, work));
         let recovery = registry.recover().map_err(StartError::Recovery)?;
+        let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -150,9 +158,15 @@ impl Server {
         write_private(&data_dir.join(SERVER_FILE), &serde_json::to_vec_pretty(&server_file).unwrap_or_default(), 0o644)
             .map_err(dir_err)?;
 
-        let state =
-            AppState { registry, accounts, region: config.region.clone(), credentials_path: credentials_path.clone() };
-        let info = StartupInfo { addr, data_dir, credentials_path, created_admin, node, recovery };
+        let sandbox = invoker.scheduler().sandbox_kind();
+        let state = AppState {
+            registry,
+            accounts,
+            invoker,
+            region: config.region.clone(),
+            credentials_path: credentials_path.clone(),
+        };
+        let info = StartupInfo { addr, data_dir, credentials_path, created_admin, node, recovery, sandbox };
         Ok(Self { state, listener, info, _lock: lock })
     }
 

@@ -4,6 +4,7 @@
 //! any point leaves the last acknowledged state intact. Methods are synchronous (the store is); the HTTP
 //! layer runs them on the blocking pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use stoke_core::lifecycle::{next_state, LifecycleContext, LifecycleEvent};
@@ -78,19 +79,24 @@ impl Resolved {
     }
 }
 
-/// Reports how much work is in flight per function, so retirement waits for it to drain.
-pub trait InflightProbe: Send + Sync {
+/// What the registry needs to know of, and tell, whatever runs functions.
+pub trait RunningWork: Send + Sync {
+    /// Invocations queued or running for a function: retirement waits for 0.
     fn in_flight(&self, account: &AccountId, function: &FunctionName) -> usize;
+    /// The function's code, configuration or state changed: its current instances must take no new work.
+    fn function_changed(&self, account: &AccountId, function: &FunctionName);
 }
 
-/// Nothing runs yet: nothing is in flight.
+/// For a registry with nothing running (tests, tools).
 #[derive(Debug)]
-pub struct NoInflight;
+pub struct NothingRunning;
 
-impl InflightProbe for NoInflight {
+impl RunningWork for NothingRunning {
     fn in_flight(&self, _: &AccountId, _: &FunctionName) -> usize {
         0
     }
+
+    fn function_changed(&self, _: &AccountId, _: &FunctionName) {}
 }
 
 /// The function manager.
@@ -99,7 +105,9 @@ pub struct Registry {
     code: CodeStore,
     node: NodeLimits,
     archive_limits: ArchiveLimits,
-    inflight: Arc<dyn InflightProbe>,
+    running: Arc<dyn RunningWork>,
+    /// Bumped by every change, so callers can cache resolutions and know when they are stale.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -136,9 +144,35 @@ impl Registry {
         code: CodeStore,
         node: NodeLimits,
         archive_limits: ArchiveLimits,
-        inflight: Arc<dyn InflightProbe>,
+        running: Arc<dyn RunningWork>,
     ) -> Self {
-        Self { store, code, node, archive_limits, inflight }
+        Self { store, code, node, archive_limits, running, generation: AtomicU64::new(0) }
+    }
+
+    /// Changes with every write; equal generations mean equal registry contents.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records a change; `runs_differently` also drains the function's instances.
+    fn changed(&self, account: &AccountId, name: &FunctionName, runs_differently: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if runs_differently {
+            self.running.function_changed(account, name);
+        }
+    }
+
+    /// The archive on disk of a resolved reference.
+    pub fn archive_path(&self, r: &Resolved) -> std::path::PathBuf {
+        match &r.version {
+            Some(v) => self.code.path(&r.function.account, &r.function.name, &v.version.to_string(), &v.code.sha256),
+            None => self.code.path(
+                &r.function.account,
+                &r.function.name,
+                LATEST_DIR,
+                r.function.code.as_ref().map_or("", |c| c.sha256.as_str()),
+            ),
+        }
     }
 
     pub fn node_limits(&self) -> NodeLimits {
@@ -159,6 +193,7 @@ impl Registry {
             f.state = next_state(f.state, LifecycleEvent::FinishUpdate, LifecycleContext::default())?;
             f.revision += 1;
             self.store.update_function(&f, rev)?;
+            self.changed(&f.account, &f.name, false);
             report.interrupted_updates += 1;
         }
         let cleaned = self.code.reconcile(&self.store.referenced_archives()?)?;
@@ -172,8 +207,9 @@ impl Registry {
     pub fn reap_retired(&self) -> Result<usize> {
         let mut n = 0;
         for f in self.store.functions_in_state(LifecycleState::Retired)? {
-            if self.inflight.in_flight(&f.account, &f.name) == 0 && self.store.delete_function(&f.account, &f.name)? {
+            if self.running.in_flight(&f.account, &f.name) == 0 && self.store.delete_function(&f.account, &f.name)? {
                 self.code.remove_function(&f.account, &f.name)?;
+                self.changed(&f.account, &f.name, true);
                 tracing::info!(account = %f.account, function = %f.name, "retired function deleted");
                 n += 1;
             }
@@ -268,6 +304,7 @@ impl Registry {
             modified_ms: now,
         };
         self.store.insert_function(&record)?;
+        self.changed(account, &record.name, false);
         Ok(record)
     }
 
@@ -319,6 +356,7 @@ impl Registry {
         f.revision += 1;
         f.modified_ms = now_ms();
         self.store.update_function(&f, rev)?;
+        self.changed(account, name, true);
         Ok(f)
     }
 
@@ -332,6 +370,7 @@ impl Registry {
         f.state = updating;
         f.revision += 1;
         self.store.update_function(&f, before.revision)?;
+        self.changed(account, name, false);
         let written = self.code.put(account, name, LATEST_DIR, &zip);
         let code_ref = match written {
             Ok(c) => c,
@@ -340,6 +379,7 @@ impl Registry {
                 let mut back = before.clone();
                 back.revision = f.revision + 1;
                 self.store.update_function(&back, f.revision)?;
+                self.changed(account, name, false);
                 return Err(e.into());
             }
         };
@@ -355,6 +395,7 @@ impl Registry {
         f.revision += 1;
         f.modified_ms = now_ms();
         self.store.update_function(&f, rev)?;
+        self.changed(account, name, true);
         self.code.prune(account, name, LATEST_DIR, &code_ref.sha256)?;
         Ok(f)
     }
@@ -377,6 +418,7 @@ impl Registry {
         if !self.store.delete_function(account, name)? {
             return Err(not_found_function(name));
         }
+        self.changed(account, name, true);
         self.code.remove_function(account, name)?;
         Ok(())
     }
@@ -417,6 +459,7 @@ impl Registry {
         f.latest_published = Some(number);
         f.revision += 1;
         self.store.publish_version(&f, rev, &version)?;
+        self.changed(account, name, false);
         Ok(version)
     }
 
@@ -448,6 +491,8 @@ impl Registry {
         f.revision += 1;
         f.modified_ms = now_ms();
         self.store.update_function(&f, rev)?;
+        // Blocking or retiring stops work at once; unblocking lets the next invocation start fresh.
+        self.changed(account, name, event != LifecycleEvent::Unblock);
         Ok(f)
     }
 
@@ -501,6 +546,7 @@ impl Registry {
             modified_ms: now,
         };
         self.store.put_alias(&record, existing.map(|a| a.revision))?;
+        self.changed(account, name, false);
         Ok(record)
     }
 
@@ -521,6 +567,7 @@ impl Registry {
         if !self.store.delete_alias(account, name, alias)? {
             return Err(RegistryError::NotFound(format!("alias {alias} of function {name} does not exist")));
         }
+        self.changed(account, name, false);
         Ok(())
     }
 }

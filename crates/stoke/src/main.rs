@@ -42,11 +42,17 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the platform: the API, the store, and (soon) the functions.
+    /// Run the platform: the API, the store, and the functions.
     Server(commands::server::Args),
     /// Create, change, inspect, publish and retire functions.
     #[command(name = "fn", alias = "function")]
     Function(commands::function::Args),
+    /// Run a function and print what it returned.
+    Invoke(commands::invoke::InvokeArgs),
+    /// Show running instances and their states.
+    Instances(commands::invoke::InstancesArgs),
+    /// Print a function's log lines.
+    Logs(commands::invoke::LogsArgs),
     /// Point names like prod or beta at published versions.
     Alias(commands::alias::Args),
     /// Accounts (tenants) and their credentials.
@@ -60,6 +66,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => commands::server::run(&cli.global, args),
         Command::Function(args) => commands::function::run(&cli.global, args),
+        Command::Invoke(args) => commands::invoke::invoke(&cli.global, args),
+        Command::Instances(args) => commands::invoke::instances(&cli.global, args),
+        Command::Logs(args) => commands::invoke::logs(&cli.global, args),
         Command::Alias(args) => commands::alias::run(&cli.global, args),
         Command::Account(args) => commands::account::run(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),

@@ -5,6 +5,7 @@ mod accounts;
 pub mod error;
 pub mod extract;
 mod functions;
+pub mod invoke;
 pub mod openapi;
 pub mod views;
 
@@ -25,6 +26,7 @@ use error::ApiError;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub accounts: Arc<Accounts>,
+    pub invoker: Arc<crate::invoke::Invoker>,
     pub region: String,
     /// Shown in authentication errors so users know where the admin key is.
     pub credentials_path: PathBuf,
@@ -57,7 +59,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/functions/{function}/block", post(functions::block))
         .route("/functions/{function}/unblock", post(functions::unblock))
-        .route("/functions/{function}/retire", post(functions::retire));
+        .route("/functions/{function}/retire", post(functions::retire))
+        .route("/functions/{function}/invoke", post(invoke::invoke))
+        .route("/functions/{function}/logs", get(invoke::logs))
+        .route("/instances", get(invoke::instances));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/v1", v1)

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, functions};
+use super::{accounts, functions, invoke};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{accounts, functions};
         functions::update_code, functions::download_code, functions::publish, functions::list_versions,
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,
         functions::block, functions::unblock, functions::retire,
+        invoke::invoke, invoke::instances, invoke::logs,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

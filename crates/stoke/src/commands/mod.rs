@@ -4,4 +4,5 @@ pub mod account;
 pub mod alias;
 pub mod completions;
 pub mod function;
+pub mod invoke;
 pub mod server;

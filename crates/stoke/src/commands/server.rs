@@ -62,8 +62,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         let admin_note = if info.created_admin { " (new admin account created)" } else { "" };
         println!("  credentials:  {}{admin_note}", info.credentials_path.display());
         println!(
-            "  node:         functions may use up to {} MB each, {} GPU(s)",
-            info.node.max_memory_mb, info.node.gpu_count
+            "  node:         functions may use up to {} MB each, {} GPU(s); sandbox: {}",
+            info.node.max_memory_mb, info.node.gpu_count, info.sandbox
         );
         let r = &info.recovery;
         if r.interrupted_updates + r.temp_files_removed + r.orphan_archives_removed + r.retired_deleted > 0 {

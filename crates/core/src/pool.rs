@@ -1,0 +1,206 @@
+//! Pool decisions for one function version (seed 004's controller), as pure functions of a snapshot.
+//!
+//! Creation is decoupled from dispatch: the controller only decides *how many* instances to start and
+//! which idle ones to evict; invocations are handed to whichever instance pulls next.
+
+use std::time::Duration;
+
+/// What the controller sees of one function's pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolSnapshot {
+    /// Invocations waiting for an instance.
+    pub queued: usize,
+    /// Instances waiting for work.
+    pub idle: usize,
+    /// Instances started but not yet ready (initialising).
+    pub starting: usize,
+    pub busy: usize,
+    /// Most instances this function may have (its limit, or the account's).
+    pub concurrency_limit: usize,
+    /// Instances to keep even without traffic.
+    pub min_warm: usize,
+    /// Most instances of this function that may initialise at once (no "specialisation storm").
+    pub max_starting: usize,
+    /// Typical run time of one invocation, once measured.
+    pub typical_duration: Option<Duration>,
+    /// Typical initialisation time of an instance, once measured.
+    pub typical_init: Option<Duration>,
+    /// A recent initialisation failed: do not start instances until the back-off ends.
+    pub backing_off: bool,
+}
+
+impl PoolSnapshot {
+    pub fn total(&self) -> usize {
+        self.idle + self.starting + self.busy
+    }
+}
+
+/// How many instances to start now.
+///
+/// Queued work that instances already starting will take is not counted again. When durations are known,
+/// an instance is started for queued work only if waiting for a busy instance to free up would take longer
+/// than a cold start — a burst of short invocations drains through a few instances instead of creating one
+/// per invocation.
+pub fn instances_to_start(s: &PoolSnapshot) -> usize {
+    if s.backing_off {
+        return 0;
+    }
+    let uncovered = s.queued.saturating_sub(s.starting + s.idle);
+    let demand = match (s.typical_duration, s.typical_init) {
+        (Some(run), Some(init)) if uncovered > 0 && s.busy > 0 => {
+            // Work queued per running instance, in time: if it drains before a new instance would be ready,
+            // starting one wastes memory. Otherwise start enough to bring the wait down to one cold start.
+            let running = (s.busy + s.starting).max(1) as f64;
+            let wait = run.as_secs_f64() * s.queued as f64 / running;
+            if wait <= init.as_secs_f64() {
+                0
+            } else {
+                let per_instance = (init.as_secs_f64() / run.as_secs_f64().max(1e-6)).max(1.0);
+                let needed = (s.queued as f64 / per_instance).ceil() as usize;
+                needed.saturating_sub(s.busy + s.starting).min(uncovered).max(1)
+            }
+        }
+        _ => uncovered,
+    };
+    let warm_gap = s.min_warm.saturating_sub(s.total());
+    let want = demand.max(warm_gap);
+    let room = s.concurrency_limit.saturating_sub(s.total());
+    let burst_room = s.max_starting.saturating_sub(s.starting);
+    want.min(room).min(burst_room)
+}
+
+/// Idle instances to evict: those idle longer than the keep-alive, oldest first, never going below
+/// `min_warm` instances in all. `idle` is (instance id, how long it has been idle).
+pub fn idle_to_evict(idle: &[(u64, Duration)], keep_alive: Duration, min_warm: usize, total: usize) -> Vec<u64> {
+    let mut expired: Vec<_> = idle.iter().filter(|(_, d)| *d >= keep_alive).collect();
+    expired.sort_by_key(|e| std::cmp::Reverse(e.1));
+    let may_evict = total.saturating_sub(min_warm);
+    expired.into_iter().take(may_evict).map(|(id, _)| *id).collect()
+}
+
+/// Whether a synchronous invocation must be refused (429) rather than queued: the pool is at its limit,
+/// nothing is idle, and the queue already holds a full round of work for every instance.
+pub fn should_throttle(s: &PoolSnapshot) -> bool {
+    s.total() >= s.concurrency_limit && s.idle == 0 && s.queued >= s.concurrency_limit
+}
+
+/// Back-off after consecutive initialisation failures: 1 s, 2 s, 4 s … capped at 30 s.
+pub fn init_backoff(consecutive_failures: u32) -> Duration {
+    if consecutive_failures == 0 {
+        return Duration::ZERO;
+    }
+    let secs = 1u64 << (consecutive_failures - 1).min(5);
+    Duration::from_secs(secs.min(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> PoolSnapshot {
+        PoolSnapshot { concurrency_limit: 100, max_starting: 16, ..Default::default() }
+    }
+
+    #[test]
+    fn cold_function_starts_one_instance_per_queued_invocation_up_to_the_burst_cap() {
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 1, ..snap() }), 1);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 5, ..snap() }), 5);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, ..snap() }), 16);
+        // Those starting already cover part of the queue.
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 5, starting: 3, ..snap() }), 2);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, starting: 16, ..snap() }), 0);
+    }
+
+    #[test]
+    fn idle_instances_cover_queued_work() {
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 2, idle: 2, ..snap() }), 0);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 0, idle: 0, ..snap() }), 0);
+    }
+
+    #[test]
+    fn never_exceeds_the_concurrency_limit() {
+        let s = PoolSnapshot { queued: 50, busy: 8, concurrency_limit: 10, ..snap() };
+        assert_eq!(instances_to_start(&s), 2);
+        let s = PoolSnapshot { queued: 50, busy: 10, concurrency_limit: 10, ..snap() };
+        assert_eq!(instances_to_start(&s), 0);
+    }
+
+    #[test]
+    fn short_invocations_drain_through_busy_instances_instead_of_new_ones() {
+        // 10 queued × 1 ms over 2 busy instances = 5 ms of waiting; a cold start takes 200 ms.
+        let s = PoolSnapshot {
+            queued: 10,
+            busy: 2,
+            typical_duration: Some(Duration::from_millis(1)),
+            typical_init: Some(Duration::from_millis(200)),
+            ..snap()
+        };
+        assert_eq!(instances_to_start(&s), 0);
+        // 10 queued × 1 s over 2 busy = 5 s of waiting: start instances, each worth 1 queued invocation.
+        let s = PoolSnapshot { typical_duration: Some(Duration::from_secs(1)), ..s };
+        assert_eq!(instances_to_start(&s), 8);
+    }
+
+    #[test]
+    fn min_warm_is_kept_without_traffic() {
+        assert_eq!(instances_to_start(&PoolSnapshot { min_warm: 3, ..snap() }), 3);
+        assert_eq!(instances_to_start(&PoolSnapshot { min_warm: 3, idle: 1, busy: 1, ..snap() }), 1);
+        assert_eq!(instances_to_start(&PoolSnapshot { min_warm: 3, idle: 3, ..snap() }), 0);
+    }
+
+    #[test]
+    fn backing_off_starts_nothing() {
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 5, min_warm: 2, backing_off: true, ..snap() }), 0);
+        assert_eq!(init_backoff(0), Duration::ZERO);
+        assert_eq!(init_backoff(1), Duration::from_secs(1));
+        assert_eq!(init_backoff(3), Duration::from_secs(4));
+        assert_eq!(init_backoff(20), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn eviction_takes_oldest_expired_and_keeps_min_warm() {
+        let ka = Duration::from_secs(10);
+        let idle = [(1, Duration::from_secs(11)), (2, Duration::from_secs(30)), (3, Duration::from_secs(2))];
+        assert_eq!(idle_to_evict(&idle, ka, 0, 3), vec![2, 1]);
+        assert_eq!(idle_to_evict(&idle, ka, 2, 3), vec![2]);
+        assert_eq!(idle_to_evict(&idle, ka, 3, 3), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn throttle_only_when_full_and_backlogged() {
+        let full = PoolSnapshot { busy: 2, concurrency_limit: 2, queued: 2, ..snap() };
+        assert!(should_throttle(&full));
+        assert!(!should_throttle(&PoolSnapshot { queued: 1, ..full }));
+        assert!(!should_throttle(&PoolSnapshot { busy: 1, ..full }));
+        assert!(!should_throttle(&PoolSnapshot { idle: 1, busy: 1, ..full }));
+    }
+}
+
+/// Where an instance is in its life. Every change is timestamped and kept for the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Sandbox being created, code being unpacked.
+    Starting,
+    /// Process running its init code; has not asked for work yet.
+    Initializing,
+    /// Waiting for work.
+    Idle,
+    /// Running an invocation.
+    Busy,
+    /// Gone: evicted, crashed, timed out or failed to initialise.
+    Evicted,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Initializing => "initializing",
+            Self::Idle => "idle",
+            Self::Busy => "busy",
+            Self::Evicted => "evicted",
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Where function instances run. Every syscall stoke makes on an instance's behalf lives in this crate,
+//! behind the [`Sandbox`] trait, so the scheduler never touches processes, namespaces or cgroups directly.
+//!
+//! Backends: [`ProcessSandbox`] (a child process with resource limits — development and unprivileged hosts).
+//! The lean namespace/cgroup backend and OCI runtimes plug into the same trait.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// What to run and within which limits.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The complete environment: nothing of the server's own leaks in.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Memory the instance may use, in MB.
+    pub memory_mb: u32,
+    /// Open files the instance may hold.
+    pub open_files: u64,
+}
+
+/// Control over a running instance, independent of who waits for it.
+pub trait InstanceControl: Send + Sync {
+    fn pid(&self) -> u32;
+    /// Kills the instance and everything it started.
+    fn kill(&self);
+    /// Peak memory the instance used so far, in bytes, when the backend can tell.
+    fn peak_memory_bytes(&self) -> Option<u64>;
+}
+
+/// A spawned instance: its process (for stdout, stderr and exit) and its control.
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    pub control: Arc<dyn InstanceControl>,
+}
+
+impl std::fmt::Debug for Spawned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned").field("pid", &self.control.pid()).finish()
+    }
+}
+
+/// A way to run instances.
+pub trait Sandbox: Send + Sync + 'static {
+    /// Short name shown at start and in `stoke instances`.
+    fn kind(&self) -> &'static str;
+    /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
+    /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).
+    fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned>;
+}
+
+/// Child processes with rlimits, in their own process group, killed if the server dies.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessSandbox;
+
+struct ProcessControl {
+    pid: u32,
+}
+
+impl InstanceControl for ProcessControl {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn kill(&self) {
+        // The child leads its own process group, so this reaches everything it forked.
+        let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+    }
+
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        parse_vm_hwm(&status)
+    }
+}
+
+/// `VmHWM` (peak resident set) from `/proc/<pid>/status`, in bytes.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl Sandbox for ProcessSandbox {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
+        let mut cmd = tokio::process::Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // Data segment and anonymous writable mappings: what a runtime's heap grows into. Virtual address
+        // space (RLIMIT_AS) would break runtimes that reserve large ranges up front (V8, Go).
+        let data_limit = u64::from(spec.memory_mb) * 1024 * 1024;
+        let files = spec.open_files;
+        // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe calls
+        // are allowed. It makes three raw syscalls (prctl, setrlimit ×2) through nix, which neither allocate
+        // nor take locks, and touches only the two integers it captured by value.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                setrlimit(Resource::RLIMIT_DATA, data_limit, data_limit).map_err(io::Error::from)?;
+                setrlimit(Resource::RLIMIT_NOFILE, files, files).map_err(io::Error::from)?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
+        Ok(Spawned { child, control: Arc::new(ProcessControl { pid }) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn spec(script: &str) -> SpawnSpec {
+        SpawnSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("ONLY".into(), "this".into())],
+            cwd: std::env::temp_dir(),
+            memory_mb: 256,
+            open_files: 64,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_with_only_the_given_environment_and_limits() {
+        let mut s = ProcessSandbox.spawn(&spec("echo \"$ONLY ${HOME:-nohome}\"; ulimit -n; ulimit -d")).unwrap();
+        let mut out = String::new();
+        s.child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+        assert!(s.child.wait().await.unwrap().success());
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines, ["this nohome", "64", &(256 * 1024).to_string()]);
+    }
+
+    #[tokio::test]
+    async fn kill_reaches_the_whole_process_group() {
+        let mut s = ProcessSandbox.spawn(&spec("sleep 60 & echo $!; wait")).unwrap();
+        let mut stdout = s.child.stdout.take().unwrap();
+        let mut buf = [0u8; 32];
+        let n = stdout.read(&mut buf).await.unwrap();
+        let grandchild: i32 = std::str::from_utf8(&buf[..n]).unwrap().trim().parse().unwrap();
+        assert!(s.control.peak_memory_bytes().is_some_and(|b| b > 0));
+        s.control.kill();
+        s.child.wait().await.unwrap();
+        // The grandchild is gone too (or a zombie about to be reaped by init).
+        for _ in 0..100 {
+            let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("grandchild {grandchild} survived the kill");
+    }
+
+    #[test]
+    fn parses_peak_memory() {
+        assert_eq!(parse_vm_hwm("Name:\tx\nVmHWM:\t  2048 kB\n"), Some(2048 * 1024));
+        assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
+    }
+}

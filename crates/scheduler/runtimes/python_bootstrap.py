@@ -1,0 +1,130 @@
+"""stoke's Python runtime: speaks the Lambda Runtime API with the standard library only.
+
+Gives handlers Lambda's signature handler(event, context), its context object, and its error shapes.
+"""
+import http.client
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+HOST, _, PORT = API.partition(":")
+CONN = http.client.HTTPConnection(HOST, int(PORT or 80))
+PREFIX = "/2018-06-01/runtime"
+
+
+def request(method, path, body=None, headers=None):
+    global CONN
+    for attempt in (0, 1):
+        try:
+            CONN.request(method, PREFIX + path, body=body, headers=headers or {})
+            resp = CONN.getresponse()
+            return resp, resp.read()
+        except (http.client.HTTPException, ConnectionError):
+            if attempt:
+                raise
+            CONN.close()
+            CONN = http.client.HTTPConnection(HOST, int(PORT or 80))
+
+
+def error_body(exc, request_id=""):
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)),
+    }
+
+
+def init_error(error_type, exc):
+    body = error_body(exc)
+    body["errorType"] = error_type
+    print("[ERROR] %s: %s" % (error_type, exc), file=sys.stderr, flush=True)
+    request("POST", "/init/error", json.dumps(body), {"Lambda-Runtime-Function-Error-Type": error_type})
+    sys.exit(1)
+
+
+class Context:
+    def __init__(self, request_id, deadline_ms, arn, client_context, identity):
+        self.aws_request_id = request_id
+        self.invoked_function_arn = arn
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.client_context = client_context
+        self.identity = identity
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+def load_handler():
+    spec = os.environ.get("_HANDLER", "")
+    module_name, _, func_name = spec.rpartition(".")
+    if not module_name or not func_name:
+        init_error("Runtime.MalformedHandlerName", ValueError("Bad handler '%s': use module.function" % spec))
+    root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
+    sys.path.insert(0, root)
+    for layer in ("/opt/python",):
+        if os.path.isdir(layer):
+            sys.path.insert(1, layer)
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except SyntaxError as exc:
+        init_error("Runtime.UserCodeSyntaxError", exc)
+    except ImportError as exc:
+        init_error("Runtime.ImportModuleError", ImportError("Unable to import module '%s': %s" % (module_name, exc)))
+    except Exception as exc:  # the module's own init code failed
+        init_error("Runtime.InitError", exc)
+    handler = getattr(module, func_name, None)
+    if handler is None:
+        init_error("Runtime.HandlerNotFound", AttributeError("Handler '%s' missing on module '%s'" % (func_name, module_name)))
+    return handler
+
+
+def main():
+    handler = load_handler()
+    while True:
+        resp, body = request("GET", "/invocation/next")
+        request_id = resp.getheader("Lambda-Runtime-Aws-Request-Id")
+        trace = resp.getheader("Lambda-Runtime-Trace-Id")
+        if trace:
+            os.environ["_X_AMZN_TRACE_ID"] = trace
+        cc = resp.getheader("Lambda-Runtime-Client-Context")
+        identity = resp.getheader("Lambda-Runtime-Cognito-Identity")
+        ctx = Context(
+            request_id,
+            int(resp.getheader("Lambda-Runtime-Deadline-Ms") or 0),
+            resp.getheader("Lambda-Runtime-Invoked-Function-Arn"),
+            json.loads(cc) if cc else None,
+            json.loads(identity) if identity else None,
+        )
+        try:
+            event = json.loads(body) if body else {}
+        except ValueError as exc:
+            err = error_body(exc, request_id)
+            err["errorType"] = "Runtime.UnmarshalError"
+            request("POST", "/invocation/%s/error" % request_id, json.dumps(err), {"Content-Type": "application/json"})
+            continue
+        try:
+            result = handler(event, ctx)
+            try:
+                out = json.dumps(result)
+            except (TypeError, ValueError) as exc:
+                raise RuntimeError("Unable to marshal response: %s" % exc) from exc
+            sys.stdout.flush()
+            request("POST", "/invocation/%s/response" % request_id, out, {"Content-Type": "application/json"})
+        except Exception as exc:
+            err = error_body(exc, request_id)
+            print("[ERROR] %s: %s" % (err["errorType"], err["errorMessage"]), file=sys.stderr, flush=True)
+            request("POST", "/invocation/%s/error" % request_id, json.dumps(err), {"Content-Type": "application/json"})
+
+
+if __name__ == "__main__":
+    main()

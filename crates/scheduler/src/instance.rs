@@ -1,0 +1,202 @@
+//! One instance: launch it in the sandbox with its own Runtime API endpoint, pump its output into the
+//! function's log, and clean up when it exits (answering any invocation it held).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use stoke_sandbox::InstanceControl;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::oneshot;
+
+use crate::logs::LogLine;
+use crate::queue::{self, FunctionQueue};
+use crate::{lock, now_ms, InvokeResult, Outcome, Report, Scheduler, Shared};
+
+/// The invocation an instance is running.
+pub(crate) struct Current {
+    pub id: Arc<str>,
+    pub responder: oneshot::Sender<InvokeResult>,
+    pub started: Instant,
+    pub cold: bool,
+}
+
+/// What the Runtime API handlers of one instance share.
+pub(crate) struct InstanceCtx {
+    pub id: u64,
+    pub queue: Arc<FunctionQueue>,
+    pub spawned_at: Instant,
+    /// Set on the first `/next`: the init duration.
+    pub ready: OnceLock<Duration>,
+    pub current: Mutex<Option<Current>>,
+    pub control: OnceLock<Arc<dyn InstanceControl>>,
+    pub init_error: Mutex<Option<Outcome>>,
+    pub served: AtomicU64,
+    pub trace_seq: AtomicU64,
+}
+
+impl InstanceCtx {
+    pub fn current_id(&self) -> Option<Arc<str>> {
+        lock(&self.current).as_ref().map(|c| c.id.clone())
+    }
+
+    pub fn log(&self, request_id: Option<Arc<str>>, text: String) {
+        self.queue.logs.push(LogLine { at_ms: now_ms(), request_id, instance: self.id, text });
+    }
+
+    pub fn kill(&self) {
+        if let Some(c) = self.control.get() {
+            c.kill();
+        }
+    }
+
+    /// Answers the running invocation and writes its END and REPORT lines.
+    pub fn finish(&self, cur: Current, outcome: Outcome) {
+        let elapsed = cur.started.elapsed();
+        self.queue.record_duration(elapsed);
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let init_duration_ms = if cur.cold { self.ready.get().map(|d| d.as_secs_f64() * 1000.0) } else { None };
+        let max_memory_used_mb =
+            self.control.get().and_then(|c| c.peak_memory_bytes()).map_or(0, |b| b.div_ceil(1024 * 1024));
+        let report = Report {
+            duration_ms,
+            billed_ms: duration_ms.ceil().max(1.0) as u64,
+            memory_mb: self.queue.target.config.memory_mb,
+            max_memory_used_mb,
+            init_duration_ms,
+            instance: self.id,
+        };
+        self.log(Some(cur.id.clone()), format!("END RequestId: {}", cur.id));
+        let init = init_duration_ms.map(|d| format!("\tInit Duration: {d:.2} ms")).unwrap_or_default();
+        self.log(
+            Some(cur.id.clone()),
+            format!(
+                "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}",
+                cur.id, report.duration_ms, report.billed_ms, report.memory_mb, report.max_memory_used_mb
+            ),
+        );
+        let log = self.queue.logs.of_request(&cur.id);
+        let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log });
+    }
+}
+
+/// Platform-written error body in the runtimes' shape.
+pub(crate) fn error_outcome(error_type: &str, message: String) -> Outcome {
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    Outcome::FunctionError { error_type: error_type.to_string(), body: Bytes::from(body.to_string()) }
+}
+
+/// Starts one instance of `queue`'s function in the background.
+pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>) {
+    let id = Scheduler::next_instance_id(shared);
+    queue.add_instance(id);
+    let shared = shared.clone();
+    tokio::spawn(async move { run(shared, queue, id).await });
+}
+
+async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
+    let ctx = Arc::new(InstanceCtx {
+        id,
+        queue: queue.clone(),
+        spawned_at: Instant::now(),
+        ready: OnceLock::new(),
+        current: Mutex::new(None),
+        control: OnceLock::new(),
+        init_error: Mutex::new(None),
+        served: AtomicU64::new(0),
+        trace_seq: AtomicU64::new(0),
+    });
+    let init_error = match launch(&shared, &ctx).await {
+        Err(outcome) => Some(outcome),
+        Ok((mut child, server)) => {
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(pump(out, ctx.clone()));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(pump(err, ctx.clone()));
+            }
+            let status = child.wait().await;
+            server.abort();
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            let held = lock(&ctx.current).take();
+            if let Some(cur) = held {
+                let message = format!("RequestId: {} Error: Runtime exited with error: {status}", cur.id);
+                ctx.log(Some(cur.id.clone()), message.clone());
+                ctx.finish(cur, error_outcome("Runtime.ExitError", message));
+            }
+            if ctx.ready.get().is_none() {
+                let reported = lock(&ctx.init_error).take();
+                Some(reported.unwrap_or_else(|| {
+                    error_outcome(
+                        "Runtime.ExitError",
+                        format!("Runtime exited before it asked for work ({status}); see `stoke logs` for its output"),
+                    )
+                }))
+            } else {
+                None
+            }
+        }
+    };
+    if let Some(Outcome::FunctionError { body, .. }) = &init_error {
+        ctx.log(None, format!("INIT_REPORT instance {id} failed: {}", String::from_utf8_lossy(body)));
+    }
+    queue.mark_evicted(id);
+    let orphans = queue.instance_gone(id, init_error.clone());
+    if let Some(error) = init_error {
+        for inv in orphans {
+            queue::fail(&queue, inv, error.clone());
+        }
+    }
+    queue::reconcile(&shared, &queue);
+}
+
+type Launched = (tokio::process::Child, tokio::task::JoinHandle<()>);
+
+async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched, Outcome> {
+    let queue = &ctx.queue;
+    let target = queue.target.clone();
+    let code_dir = queue
+        .code_dir
+        .get_or_try_init(|| {
+            let (archive, sha, run_dir) = (target.archive.clone(), target.code_sha256.clone(), shared.run_dir.clone());
+            async move {
+                tokio::task::spawn_blocking(move || crate::codecache::unpack(&run_dir, &archive, &sha))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+            }
+        })
+        .await
+        .map_err(|e| error_outcome("Runtime.InitError", format!("cannot unpack the function's code: {e}")))?
+        .clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| error_outcome("Runtime.InitError", format!("cannot open the Runtime API endpoint: {e}")))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let spec = crate::runtimes::spawn_spec(&target, &code_dir, &shared.run_dir, port, ctx.id)
+        .map_err(|msg| error_outcome("Runtime.InvalidEntrypoint", msg))?;
+    let app = crate::runtime_api::router(ctx.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let spawned = match shared.sandbox.spawn(&spec) {
+        Ok(s) => s,
+        Err(e) => {
+            server.abort();
+            return Err(error_outcome(
+                "Runtime.InvalidEntrypoint",
+                format!("cannot start {}: {e}", spec.program.display()),
+            ));
+        }
+    };
+    let _ = ctx.control.set(spawned.control.clone());
+    queue.set_control(ctx.id, spawned.control);
+    Ok((spawned.child, server))
+}
+
+async fn pump(stream: impl AsyncRead + Unpin, ctx: Arc<InstanceCtx>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        ctx.log(ctx.current_id(), line);
+    }
+}

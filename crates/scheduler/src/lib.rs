@@ -1,0 +1,295 @@
+//! Runs functions (DESIGN.md §3, seed 004).
+//!
+//! Each function version has a [`queue::FunctionQueue`]. Invocations join it; instances *pull* work through
+//! their own Lambda Runtime API endpoint (`GET /2018-06-01/runtime/invocation/next`). The controller
+//! starts instances in the background from the pool rules in `stoke_core::pool`, so an invocation never
+//! waits behind an unrelated instance's creation, and one function's pool never touches another's.
+
+mod codecache;
+mod ids;
+mod instance;
+pub mod logs;
+mod queue;
+mod runtime_api;
+pub mod runtimes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use stoke_core::pool::InstanceState;
+use stoke_core::{AccountId, FunctionConfig, FunctionName};
+use stoke_sandbox::Sandbox;
+
+use queue::FunctionQueue;
+
+/// Everything needed to run one function version, resolved once and cached by the caller.
+#[derive(Debug, Clone)]
+pub struct InvokeTarget {
+    pub account: AccountId,
+    pub function: FunctionName,
+    /// `$LATEST` or the version number.
+    pub version: String,
+    pub config: FunctionConfig,
+    /// The zip on disk.
+    pub archive: PathBuf,
+    pub code_sha256: String,
+    /// ARN the caller used (qualified), passed to the runtime.
+    pub invoked_arn: String,
+    pub region: String,
+}
+
+impl InvokeTarget {
+    /// Instances are shared by invocations of the same code and configuration only.
+    fn queue_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(&self.config).unwrap_or_default().hash(&mut h);
+        format!("{}/{}/{}/{}/{:x}", self.account, self.function, self.version, self.code_sha256, h.finish())
+    }
+}
+
+/// One invocation request.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeRequest {
+    pub payload: Bytes,
+    /// Client context as raw JSON (already base64-decoded).
+    pub client_context: Option<String>,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The function's response body.
+    Success(Bytes),
+    /// The function (or its runtime) failed; `body` is the error JSON the runtime sent or the platform wrote.
+    FunctionError { error_type: String, body: Bytes },
+}
+
+/// The fields of Lambda's `REPORT` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub duration_ms: f64,
+    pub billed_ms: u64,
+    pub memory_mb: u32,
+    pub max_memory_used_mb: u64,
+    /// Present on a cold start only.
+    pub init_duration_ms: Option<f64>,
+    pub instance: u64,
+}
+
+/// A finished invocation.
+#[derive(Debug, Clone)]
+pub struct InvokeResult {
+    pub request_id: String,
+    pub outcome: Outcome,
+    pub report: Report,
+    /// The invocation's log lines (START … REPORT), newest last.
+    pub log: Vec<String>,
+}
+
+/// Why an invocation did not run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    #[error("function {function} is at its concurrency limit of {limit}; retry after {retry_after_s} s")]
+    Throttled { function: String, limit: usize, retry_after_s: u64 },
+    #[error("the platform failed: {0}")]
+    Platform(String),
+}
+
+/// Tunables of the scheduler.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most instances of one function that may initialise at once.
+    pub max_starting_per_function: usize,
+    /// Concurrency limit for functions that set none.
+    pub default_concurrency: usize,
+    /// How often the controller looks at every pool (keep-alive, min-warm, back-off).
+    pub tick: Duration,
+    /// Log lines kept per function.
+    pub log_lines: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_starting_per_function: 16,
+            default_concurrency: 1000,
+            tick: Duration::from_millis(250),
+            log_lines: 5000,
+        }
+    }
+}
+
+/// One instance as `stoke instances` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceInfo {
+    pub id: u64,
+    pub function: String,
+    pub version: String,
+    pub state: InstanceState,
+    pub pid: Option<u32>,
+    pub invocations: u64,
+    pub init_duration_ms: Option<f64>,
+    /// Every state change, as (state, milliseconds since the Unix epoch).
+    pub timeline: Vec<(InstanceState, i64)>,
+}
+
+/// Queues taking work, by target key; and queues being drained (their function changed or went away),
+/// still reconciled until their last instance is gone.
+#[derive(Default)]
+struct Queues {
+    active: HashMap<String, Arc<FunctionQueue>>,
+    draining: Vec<Arc<FunctionQueue>>,
+}
+
+impl Queues {
+    fn all(&self) -> Vec<Arc<FunctionQueue>> {
+        self.active.values().chain(self.draining.iter()).cloned().collect()
+    }
+
+    fn of(&self, account: &AccountId, function: &FunctionName) -> Vec<Arc<FunctionQueue>> {
+        self.all().into_iter().filter(|q| &q.target.account == account && &q.target.function == function).collect()
+    }
+}
+
+pub(crate) struct Shared {
+    sandbox: Arc<dyn Sandbox>,
+    run_dir: PathBuf,
+    settings: Settings,
+    queues: Mutex<Queues>,
+    next_instance: AtomicU64,
+    ids: ids::RequestIds,
+}
+
+/// The scheduler: owns every function queue and instance.
+#[derive(Clone)]
+pub struct Scheduler {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("sandbox", &self.shared.sandbox.kind()).finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// Prepares `run_dir` (runtime bootstraps, unpacked code) and starts the controller's tick.
+    /// Must be called inside a tokio runtime.
+    pub fn start(sandbox: Arc<dyn Sandbox>, run_dir: PathBuf, settings: Settings) -> std::io::Result<Self> {
+        runtimes::install(&run_dir)?;
+        let shared = Arc::new(Shared {
+            sandbox,
+            run_dir,
+            settings,
+            queues: Mutex::new(Queues::default()),
+            next_instance: AtomicU64::new(1),
+            ids: ids::RequestIds::new(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let tick = shared.settings.tick;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                interval.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                let queues = lock(&shared.queues).all();
+                for q in queues {
+                    queue::reconcile(&shared, &q);
+                }
+                lock(&shared.queues).draining.retain(|q| !q.is_finished());
+            }
+        });
+        Ok(Self { shared })
+    }
+
+    pub fn sandbox_kind(&self) -> &'static str {
+        self.shared.sandbox.kind()
+    }
+
+    fn queue_for(&self, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {
+        let mut queues = lock(&self.shared.queues);
+        queues
+            .active
+            .entry(target.queue_key())
+            .or_insert_with(|| Arc::new(FunctionQueue::new(target.clone(), self.shared.settings.log_lines)))
+            .clone()
+    }
+
+    /// Runs one invocation and waits for its result.
+    pub async fn invoke(&self, target: &Arc<InvokeTarget>, req: InvokeRequest) -> Result<InvokeResult, InvokeError> {
+        let queue = self.queue_for(target);
+        let (invocation, done) = queue::Invocation::new(self.shared.ids.next(), req, target.config.timeout_s);
+        queue::submit(&self.shared, &queue, invocation)?;
+        done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+    }
+
+    /// Instances of one account (optionally one function), for `stoke instances`.
+    pub fn instances(&self, account: &AccountId, function: Option<&FunctionName>) -> Vec<InstanceInfo> {
+        let queues = lock(&self.shared.queues).all();
+        let mut out: Vec<_> = queues
+            .iter()
+            .filter(|q| &q.target.account == account && function.is_none_or(|f| &q.target.function == f))
+            .flat_map(|q| q.instance_infos())
+            .collect();
+        out.sort_by_key(|i| i.id);
+        out
+    }
+
+    /// Invocations queued or running for a function (any version): retirement waits for this to be 0.
+    pub fn in_flight(&self, account: &AccountId, function: &FunctionName) -> usize {
+        lock(&self.shared.queues).of(account, function).iter().map(|q| q.in_flight()).sum()
+    }
+
+    /// Stops sending new work to a function's current instances and lets them go once idle (after a code or
+    /// configuration change, a block, a retirement or a delete). The next invocation gets fresh instances.
+    pub fn drain(&self, account: &AccountId, function: &FunctionName) {
+        let drained: Vec<_> = {
+            let mut queues = lock(&self.shared.queues);
+            let keys: Vec<_> = queues
+                .active
+                .iter()
+                .filter(|(_, q)| &q.target.account == account && &q.target.function == function)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let drained: Vec<_> = keys.iter().filter_map(|k| queues.active.remove(k)).collect();
+            queues.draining.extend(drained.iter().cloned());
+            drained
+        };
+        for q in drained {
+            q.retire();
+            queue::reconcile(&self.shared, &q);
+        }
+    }
+
+    /// Log lines of a function (all versions), oldest first, at most `limit`.
+    pub fn logs(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        since_ms: i64,
+        limit: usize,
+    ) -> Vec<logs::LogLine> {
+        let queues = lock(&self.shared.queues).of(account, function);
+        let mut lines: Vec<_> = queues.iter().flat_map(|q| q.logs.since(since_ms)).collect();
+        lines.sort_by_key(|l| l.at_ms);
+        let skip = lines.len().saturating_sub(limit);
+        lines.split_off(skip)
+    }
+
+    pub(crate) fn next_instance_id(shared: &Shared) -> u64 {
+        shared.next_instance.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

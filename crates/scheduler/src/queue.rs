@@ -1,0 +1,340 @@
+//! One function version's queue: invocations waiting for instances, instances waiting for invocations,
+//! and the controller step that starts and evicts instances from the pool rules.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stoke_core::pool::{idle_to_evict, init_backoff, instances_to_start, should_throttle, InstanceState, PoolSnapshot};
+use stoke_sandbox::InstanceControl;
+use tokio::sync::oneshot;
+
+use crate::logs::LogBuffer;
+use crate::{lock, now_ms, InstanceInfo, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Outcome, Shared};
+
+/// An invocation on its way to an instance.
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    pub id: Arc<str>,
+    pub request: InvokeRequest,
+    pub deadline: Instant,
+    pub deadline_epoch_ms: i64,
+    pub timeout_s: u32,
+    pub responder: oneshot::Sender<InvokeResult>,
+}
+
+impl Invocation {
+    pub fn new(id: String, request: InvokeRequest, timeout_s: u32) -> (Self, oneshot::Receiver<InvokeResult>) {
+        let (tx, rx) = oneshot::channel();
+        let timeout = Duration::from_secs(u64::from(timeout_s));
+        let inv = Self {
+            id: Arc::from(id),
+            request,
+            deadline: Instant::now() + timeout,
+            deadline_epoch_ms: now_ms() + timeout.as_millis() as i64,
+            timeout_s,
+            responder: tx,
+        };
+        (inv, rx)
+    }
+}
+
+/// An instance waiting in `/next`.
+struct Waiter {
+    instance: u64,
+    since: Instant,
+    tx: oneshot::Sender<Invocation>,
+}
+
+pub(crate) struct InstanceEntry {
+    pub state: InstanceState,
+    pub since: Instant,
+    pub control: Option<Arc<dyn InstanceControl>>,
+    pub invocations: u64,
+    pub init_duration: Option<Duration>,
+    pub timeline: Vec<(InstanceState, i64)>,
+}
+
+impl InstanceEntry {
+    fn set(&mut self, state: InstanceState) {
+        self.state = state;
+        self.since = Instant::now();
+        self.timeline.push((state, now_ms()));
+    }
+}
+
+/// Moving averages the controller plans with.
+#[derive(Default)]
+struct Stats {
+    run_s: Option<f64>,
+    init_s: Option<f64>,
+}
+
+fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
+    Some(old.map_or(sample, |o| o * 0.8 + sample * 0.2))
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<Invocation>,
+    waiters: VecDeque<Waiter>,
+    instances: HashMap<u64, InstanceEntry>,
+    stats: Stats,
+    init_failures: u32,
+    backoff_until: Option<Instant>,
+    /// What the last failed initialisation reported, given to invocations refused during the back-off.
+    last_init_error: Option<Outcome>,
+}
+
+impl State {
+    fn count(&self, state: InstanceState) -> usize {
+        self.instances.values().filter(|i| i.state == state).count()
+    }
+
+    fn healthy(&self) -> usize {
+        self.count(InstanceState::Idle) + self.count(InstanceState::Busy)
+    }
+}
+
+pub(crate) struct FunctionQueue {
+    pub target: Arc<InvokeTarget>,
+    state: Mutex<State>,
+    /// No new work: the function changed or went away. Instances leave once idle.
+    retired: AtomicBool,
+    pub code_dir: tokio::sync::OnceCell<std::path::PathBuf>,
+    pub logs: LogBuffer,
+}
+
+impl FunctionQueue {
+    pub fn new(target: Arc<InvokeTarget>, log_lines: usize) -> Self {
+        Self {
+            target,
+            state: Mutex::new(State::default()),
+            retired: AtomicBool::new(false),
+            code_dir: tokio::sync::OnceCell::new(),
+            logs: LogBuffer::new(log_lines),
+        }
+    }
+
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
+    /// Retired, with nothing left in it: can be dropped.
+    pub fn is_finished(&self) -> bool {
+        let st = lock(&self.state);
+        self.is_retired() && st.instances.is_empty() && st.pending.is_empty()
+    }
+
+    fn concurrency_limit(&self, shared: &Shared) -> usize {
+        self.target.config.concurrency_limit.map_or(shared.settings.default_concurrency, |l| l as usize)
+    }
+
+    fn snapshot(&self, st: &State, shared: &Shared) -> PoolSnapshot {
+        PoolSnapshot {
+            queued: st.pending.len(),
+            idle: st.waiters.len(),
+            starting: st.count(InstanceState::Starting) + st.count(InstanceState::Initializing),
+            busy: st.count(InstanceState::Busy),
+            concurrency_limit: self.concurrency_limit(shared),
+            min_warm: if self.is_retired() { 0 } else { self.target.config.min_warm as usize },
+            max_starting: shared.settings.max_starting_per_function,
+            typical_duration: st.stats.run_s.map(Duration::from_secs_f64),
+            typical_init: st.stats.init_s.map(Duration::from_secs_f64),
+            backing_off: st.backoff_until.is_some_and(|t| Instant::now() < t),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        let st = lock(&self.state);
+        st.pending.len() + st.count(InstanceState::Busy)
+    }
+
+    pub fn instance_infos(&self) -> Vec<InstanceInfo> {
+        let st = lock(&self.state);
+        st.instances
+            .iter()
+            .map(|(id, e)| InstanceInfo {
+                id: *id,
+                function: self.target.function.to_string(),
+                version: self.target.version.clone(),
+                state: e.state,
+                pid: e.control.as_ref().map(|c| c.pid()),
+                invocations: e.invocations,
+                init_duration_ms: e.init_duration.map(|d| d.as_secs_f64() * 1000.0),
+                timeline: e.timeline.clone(),
+            })
+            .collect()
+    }
+
+    /// Records a new instance in state `Starting`.
+    pub fn add_instance(&self, id: u64) {
+        let mut entry = InstanceEntry {
+            state: InstanceState::Starting,
+            since: Instant::now(),
+            control: None,
+            invocations: 0,
+            init_duration: None,
+            timeline: vec![],
+        };
+        entry.set(InstanceState::Starting);
+        lock(&self.state).instances.insert(id, entry);
+    }
+
+    pub fn set_control(&self, id: u64, control: Arc<dyn InstanceControl>) {
+        if let Some(e) = lock(&self.state).instances.get_mut(&id) {
+            e.control = Some(control);
+            e.set(InstanceState::Initializing);
+        }
+    }
+
+    /// Called by an instance's `/next`: hands it queued work at once, or parks it as idle. The first call
+    /// ends initialisation. Returns the receiver to await when nothing is queued.
+    pub fn next_for(&self, id: u64, first: Option<Duration>) -> Result<Invocation, oneshot::Receiver<Invocation>> {
+        let mut st = lock(&self.state);
+        if let Some(init) = first {
+            st.stats.init_s = ewma(st.stats.init_s, init.as_secs_f64());
+            st.init_failures = 0;
+            st.backoff_until = None;
+            st.last_init_error = None;
+            if let Some(e) = st.instances.get_mut(&id) {
+                e.init_duration = Some(init);
+            }
+        }
+        if let Some(inv) = st.pending.pop_front() {
+            if let Some(e) = st.instances.get_mut(&id) {
+                e.set(InstanceState::Busy);
+                e.invocations += 1;
+            }
+            return Ok(inv);
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push_back(Waiter { instance: id, since: Instant::now(), tx });
+        if let Some(e) = st.instances.get_mut(&id) {
+            e.set(InstanceState::Idle);
+        }
+        Err(rx)
+    }
+
+    /// Records a finished invocation's run time (for planning).
+    pub fn record_duration(&self, d: Duration) {
+        let mut st = lock(&self.state);
+        st.stats.run_s = ewma(st.stats.run_s, d.as_secs_f64());
+    }
+
+    /// Removes a gone instance. If it never became ready, this is an initialisation failure: back off,
+    /// and fail queued invocations no healthy instance will take.
+    pub fn instance_gone(&self, id: u64, init_error: Option<Outcome>) -> Vec<Invocation> {
+        let mut st = lock(&self.state);
+        st.waiters.retain(|w| w.instance != id);
+        st.instances.remove(&id);
+        let Some(error) = init_error else { return vec![] };
+        st.init_failures += 1;
+        st.backoff_until = Some(Instant::now() + init_backoff(st.init_failures));
+        st.last_init_error = Some(error);
+        let starting = st.count(InstanceState::Starting) + st.count(InstanceState::Initializing);
+        if st.healthy() == 0 && starting == 0 {
+            st.pending.drain(..).collect()
+        } else {
+            vec![]
+        }
+    }
+
+    pub fn mark_evicted(&self, id: u64) {
+        if let Some(e) = lock(&self.state).instances.get_mut(&id) {
+            e.set(InstanceState::Evicted);
+        }
+    }
+}
+
+/// Fails an invocation with an outcome the platform wrote.
+pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
+    let report = crate::Report {
+        duration_ms: 0.0,
+        billed_ms: 0,
+        memory_mb: queue.target.config.memory_mb,
+        max_memory_used_mb: 0,
+        init_duration_ms: None,
+        instance: 0,
+    };
+    let _ = inv.responder.send(InvokeResult { request_id: inv.id.to_string(), outcome, report, log: vec![] });
+}
+
+/// Adds an invocation: straight to an idle instance if one is waiting, else to the queue (and the
+/// controller starts instances for it). Refuses at the concurrency limit, and during an init back-off
+/// when no instance is healthy.
+pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: Invocation) -> Result<(), InvokeError> {
+    {
+        let mut st = lock(&queue.state);
+        let snap = queue.snapshot(&st, shared);
+        if snap.backing_off && st.healthy() == 0 {
+            if let Some(error) = st.last_init_error.clone() {
+                drop(st);
+                fail(queue, inv, error);
+                return Ok(());
+            }
+        }
+        if should_throttle(&snap) {
+            return Err(InvokeError::Throttled {
+                function: queue.target.function.to_string(),
+                limit: snap.concurrency_limit,
+                retry_after_s: 1,
+            });
+        }
+        while let Some(w) = st.waiters.pop_front() {
+            match w.tx.send(inv) {
+                Ok(()) => {
+                    if let Some(e) = st.instances.get_mut(&w.instance) {
+                        e.set(InstanceState::Busy);
+                        e.invocations += 1;
+                    }
+                    return Ok(());
+                }
+                // That instance stopped waiting (it went away); try the next one.
+                Err(back) => inv = back,
+            }
+        }
+        st.pending.push_back(inv);
+    }
+    reconcile(shared, queue);
+    Ok(())
+}
+
+/// One controller step for one queue: start what the pool rules ask for, evict idle instances past their
+/// keep-alive (all of them once the queue is retired).
+pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) {
+    let (to_start, to_evict) = {
+        let mut st = lock(&queue.state);
+        let snap = queue.snapshot(&st, shared);
+        let start = if queue.is_retired() && st.pending.is_empty() { 0 } else { instances_to_start(&snap) };
+        let keep_alive = if queue.is_retired() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(u64::from(queue.target.config.keep_alive_s))
+        };
+        let now = Instant::now();
+        let idle: Vec<_> = st.waiters.iter().map(|w| (w.instance, now - w.since)).collect();
+        let evict = idle_to_evict(&idle, keep_alive, snap.min_warm, snap.total());
+        st.waiters.retain(|w| !evict.contains(&w.instance));
+        let controls: Vec<_> = evict
+            .iter()
+            .filter_map(|id| {
+                let e = st.instances.get_mut(id)?;
+                e.set(InstanceState::Evicted);
+                e.control.clone()
+            })
+            .collect();
+        (start, controls)
+    };
+    for control in to_evict {
+        control.kill();
+    }
+    for _ in 0..to_start {
+        crate::instance::spawn(shared, queue.clone());
+    }
+}

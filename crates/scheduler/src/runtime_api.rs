@@ -1,0 +1,226 @@
+//! The Lambda Runtime API (`2018-06-01`) served to one instance on its own loopback port, so an instance can
+//! only ever pull its own function's invocations and answer its own request ids.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::instance::{error_outcome, Current, InstanceCtx};
+use crate::{lock, Outcome};
+
+/// Largest response a function may return (Lambda's synchronous limit).
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1024 * 1024))
+        .with_state(ctx)
+}
+
+fn rapid_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (status, Json(json!({ "errorType": error_type, "errorMessage": message }))).into_response()
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, Json(json!({ "status": "OK" }))).into_response()
+}
+
+async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+    // A runtime that asks for more work without answering has abandoned its invocation.
+    let abandoned = lock(&ctx.current).take();
+    if let Some(cur) = abandoned {
+        let msg = format!(
+            "RequestId: {} Error: the runtime asked for the next invocation without answering this one",
+            cur.id
+        );
+        ctx.finish(cur, error_outcome("Runtime.InvalidState", msg));
+    }
+    let first = if ctx.ready.get().is_none() {
+        let init = ctx.spawned_at.elapsed();
+        let _ = ctx.ready.set(init);
+        Some(init)
+    } else {
+        None
+    };
+    let inv = match ctx.queue.next_for(ctx.id, first) {
+        Ok(inv) => inv,
+        Err(rx) => match rx.await {
+            Ok(inv) => inv,
+            Err(_) => return rapid_error(StatusCode::GONE, "Runtime.Evicted", "this instance was evicted"),
+        },
+    };
+    let cold = ctx.served.fetch_add(1, Ordering::Relaxed) == 0;
+    let target = &ctx.queue.target;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("lambda-runtime-aws-request-id", &inv.id);
+    set("lambda-runtime-deadline-ms", &inv.deadline_epoch_ms.to_string());
+    set("lambda-runtime-invoked-function-arn", &target.invoked_arn);
+    let seq = ctx.trace_seq.fetch_add(1, Ordering::Relaxed);
+    let trace =
+        format!("Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0", crate::now_ms() / 1000, ctx.id, seq, seq);
+    set("lambda-runtime-trace-id", &trace);
+    if let Some(cc) = &inv.request.client_context {
+        set("lambda-runtime-client-context", cc);
+    }
+    // awslambdaric crashes without a Content-Type (COMPAT.md §1.2).
+    set("content-type", "application/json");
+    ctx.log(Some(inv.id.clone()), format!("START RequestId: {} Version: {}", inv.id, target.version));
+    let payload = inv.request.payload.clone();
+    let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
+    *lock(&ctx.current) = Some(Current { id: inv.id, responder: inv.responder, started: Instant::now(), cold });
+    let watchdog = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(deadline.into()).await;
+        let timed_out = {
+            let mut cur = lock(&watchdog.current);
+            if cur.as_ref().is_some_and(|c| c.id == id) {
+                cur.take()
+            } else {
+                None
+            }
+        };
+        if let Some(cur) = timed_out {
+            let msg = format!("RequestId: {} Error: Task timed out after {timeout_s}.00 seconds", cur.id);
+            watchdog.log(Some(cur.id.clone()), msg.clone());
+            watchdog.finish(cur, error_outcome("Sandbox.Timedout", msg));
+            watchdog.kill();
+        }
+    });
+    (StatusCode::OK, headers, payload).into_response()
+}
+
+/// Takes the running invocation if `id` is it.
+fn take_current(ctx: &InstanceCtx, id: &str) -> Option<Current> {
+    let mut cur = lock(&ctx.current);
+    if cur.as_ref().is_some_and(|c| &*c.id == id) {
+        cur.take()
+    } else {
+        None
+    }
+}
+
+fn invalid_request_id(id: &str) -> Response {
+    rapid_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        &format!("{id} is not the invocation this instance is running"),
+    )
+}
+
+async fn response(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Some(cur) = take_current(&ctx, &id) else {
+        return invalid_request_id(&id);
+    };
+    if body.len() > MAX_RESPONSE_BYTES {
+        let msg = format!(
+            "Response payload size ({} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+            body.len()
+        );
+        ctx.finish(cur, error_outcome("Function.ResponseSizeTooLarge", msg.clone()));
+        return rapid_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &msg);
+    }
+    ctx.finish(cur, Outcome::Success(body));
+    accepted()
+}
+
+/// The error type of a runtime's error report: the body's `errorType`, else a well-formed error-type
+/// header, else `Unhandled`.
+fn error_type(headers: &HeaderMap, body: &serde_json::Value) -> String {
+    if let Some(t) = body.get("errorType").and_then(|v| v.as_str()).filter(|t| !t.is_empty()) {
+        return t.to_string();
+    }
+    let header = headers.get("lambda-runtime-function-error-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let well_formed = header.split_once('.').is_some_and(|(kind, rest)| {
+        matches!(kind, "Runtime" | "Function") && rest.starts_with(|c: char| c.is_ascii_uppercase())
+    });
+    if well_formed {
+        header.to_string()
+    } else {
+        "Unhandled".to_string()
+    }
+}
+
+fn error_body(headers: &HeaderMap, body: &Bytes) -> Outcome {
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let error_type = error_type(headers, &parsed);
+    let body = if parsed.is_object() {
+        body.clone()
+    } else {
+        let message = String::from_utf8_lossy(body).into_owned();
+        Bytes::from(json!({ "errorType": error_type, "errorMessage": message }).to_string())
+    };
+    Outcome::FunctionError { error_type, body }
+}
+
+async fn error(
+    State(ctx): State<Arc<InstanceCtx>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(cur) = take_current(&ctx, &id) else {
+        return invalid_request_id(&id);
+    };
+    ctx.finish(cur, error_body(&headers, &body));
+    accepted()
+}
+
+async fn init_error(State(ctx): State<Arc<InstanceCtx>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut outcome = error_body(&headers, &body);
+    if let Outcome::FunctionError { error_type, .. } = &mut outcome {
+        if error_type == "Unhandled" {
+            *error_type = "Runtime.InitError".to_string();
+        }
+    }
+    *lock(&ctx.init_error) = Some(outcome);
+    // The runtime exits after reporting; make sure it does.
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ctx2.kill();
+    });
+    accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_type_prefers_body_then_well_formed_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(error_type(&h, &json!({"errorType": "ValueError"})), "ValueError");
+        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("Runtime.ImportModuleError"));
+        assert_eq!(error_type(&h, &json!({})), "Runtime.ImportModuleError");
+        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("unhandled"));
+        assert_eq!(error_type(&h, &json!({})), "Unhandled");
+        assert_eq!(error_type(&h, &json!({"errorType": "my_crate::Error"})), "my_crate::Error");
+    }
+
+    #[test]
+    fn non_json_error_bodies_are_wrapped() {
+        let Outcome::FunctionError { error_type, body } = error_body(&HeaderMap::new(), &Bytes::from("boom")) else {
+            panic!()
+        };
+        assert_eq!(error_type, "Unhandled");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errorMessage"], "boom");
+    }
+}

@@ -1,0 +1,128 @@
+//! Language runtimes: stoke's own bootstraps for Python and Node (standard library only, so they start in
+//! milliseconds), and `provided`, which runs the archive's `bootstrap` — any Runtime API client works.
+
+use std::path::{Path, PathBuf};
+
+use stoke_core::Runtime;
+use stoke_sandbox::SpawnSpec;
+
+use crate::InvokeTarget;
+
+const PYTHON_BOOTSTRAP: &str = include_str!("../runtimes/python_bootstrap.py");
+const NODE_BOOTSTRAP: &str = include_str!("../runtimes/node_bootstrap.js");
+
+/// Writes the bootstraps under `<run_dir>/runtimes`.
+pub fn install(run_dir: &Path) -> std::io::Result<()> {
+    let dir = run_dir.join("runtimes");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("stoke_python_bootstrap.py"), PYTHON_BOOTSTRAP)?;
+    std::fs::write(dir.join("stoke_node_bootstrap.js"), NODE_BOOTSTRAP)?;
+    Ok(())
+}
+
+/// Finds an executable on the server's PATH.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// The real interpreter behind a name on PATH. Version managers put shell-script shims first on PATH
+/// (pyenv, nvm), which cost ~100 ms per start; asking the interpreter where it lives skips them.
+/// Resolved once per server.
+fn interpreter(name: &'static str, ask: &'static [&'static str]) -> Option<PathBuf> {
+    static CACHE: std::sync::Mutex<Vec<(&str, Option<PathBuf>)>> = std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, found)) = cache.iter().find(|(n, _)| *n == name) {
+        return found.clone();
+    }
+    let found = find_program(name).map(|shim| {
+        std::process::Command::new(&shim)
+            .args(ask)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|p| p.is_file())
+            .unwrap_or(shim)
+    });
+    cache.push((name, found.clone()));
+    found
+}
+
+/// The environment every runtime gets (COMPAT.md §1.5), then the function's own variables.
+fn environment(
+    target: &InvokeTarget,
+    code_dir: &Path,
+    run_dir: &Path,
+    port: u16,
+    instance: u64,
+) -> Vec<(String, String)> {
+    let c = &target.config;
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TZ".into(), ":UTC".into()),
+        ("HOME".into(), "/tmp".into()),
+        ("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}")),
+        ("AWS_LAMBDA_FUNCTION_NAME".into(), target.function.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION".into(), target.version.clone()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), c.memory_mb.to_string()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", target.function)),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME".into(),
+            format!("{}/[{}]{instance:016x}", crate::now_ms() / 86_400_000, target.version),
+        ),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        ("AWS_REGION".into(), target.region.clone()),
+        ("AWS_DEFAULT_REGION".into(), target.region.clone()),
+        ("AWS_EXECUTION_ENV".into(), format!("AWS_Lambda_{}", c.runtime)),
+        ("_HANDLER".into(), c.handler.clone()),
+        ("LAMBDA_TASK_ROOT".into(), code_dir.display().to_string()),
+        ("LAMBDA_RUNTIME_DIR".into(), run_dir.join("runtimes").display().to_string()),
+    ];
+    env.extend(c.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// How to start an instance of `target`; an error names what is missing.
+pub fn spawn_spec(
+    target: &InvokeTarget,
+    code_dir: &Path,
+    run_dir: &Path,
+    port: u16,
+    instance: u64,
+) -> Result<SpawnSpec, String> {
+    let runtime = Runtime::parse(&target.config.runtime).map_err(|e| e.message)?;
+    let runtimes = run_dir.join("runtimes");
+    let (program, args) = match runtime {
+        Runtime::Python { .. } => {
+            let python = interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
+                .ok_or("python3 is not installed on this node")?;
+            // -S: no host site-packages. A function brings its dependencies in its archive or its layers, as on
+            // Lambda, and skipping site saves most of the interpreter's start-up.
+            (python, vec!["-S".into(), "-u".into(), runtimes.join("stoke_python_bootstrap.py").into_os_string()])
+        }
+        Runtime::Node { .. } => {
+            let node = interpreter("node", &["-e", "console.log(process.execPath)"])
+                .ok_or("node is not installed on this node")?;
+            (node, vec![runtimes.join("stoke_node_bootstrap.js").into_os_string()])
+        }
+        Runtime::Provided => {
+            let bootstrap = code_dir.join("bootstrap");
+            if !bootstrap.is_file() {
+                return Err(
+                    "the code archive has no executable 'bootstrap' at its root, which a provided runtime runs".into(),
+                );
+            }
+            (bootstrap, vec![])
+        }
+    };
+    Ok(SpawnSpec {
+        program,
+        args,
+        env: environment(target, code_dir, run_dir, port, instance),
+        cwd: code_dir.to_path_buf(),
+        memory_mb: target.config.memory_mb,
+        open_files: 1024,
+    })
+}

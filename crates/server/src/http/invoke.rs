@@ -1,0 +1,215 @@
+//! `POST /v1/functions/{function}/invoke`, `GET /v1/instances`, `GET /v1/functions/{function}/logs`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use stoke_scheduler::{InvokeError, InvokeRequest, Outcome};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiQuery, Body};
+use super::{blocking, AppState};
+use crate::accounts::Caller;
+use crate::invoke::InvokeFailure;
+
+/// Lambda's synchronous payload limit.
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+impl From<InvokeFailure> for ApiError {
+    fn from(e: InvokeFailure) -> Self {
+        match e {
+            InvokeFailure::Registry(r) => r.into(),
+            InvokeFailure::Blocked(_) => ApiError::new(StatusCode::CONFLICT, "function_blocked", e.to_string()),
+            InvokeFailure::Retired(_) => ApiError::new(StatusCode::CONFLICT, "function_retired", e.to_string()),
+            InvokeFailure::StillUpdating(..) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "function_updating", e.to_string())
+            }
+            InvokeFailure::Scheduler(InvokeError::Throttled { .. }) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", e.to_string())
+            }
+            InvokeFailure::Scheduler(InvokeError::Platform(m)) => ApiError::internal(m),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InvokeQuery {
+    /// `tail` returns the invocation's log (base64) in `X-Stoke-Log`.
+    log: Option<String>,
+}
+
+/// Runs the function with the request body as its event and returns what it returned. A function error
+/// still answers 200, with `X-Stoke-Function-Error` naming the error type (as Lambda does).
+#[utoipa::path(post, path = "/v1/functions/{function}/invoke", tag = "invoke",
+    request_body(content = Vec<u8>, content_type = "application/json", description = "the event"),
+    params(("function" = String, Path, description = "name, name:qualifier, or ARN"), InvokeQuery),
+    responses(
+        (status = 200, description = "the function's output; see X-Stoke-* headers for the report"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn invoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(function): Path<String>,
+    ApiQuery(q): ApiQuery<InvokeQuery>,
+    Body(payload): Body,
+) -> ApiResult<Response> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the event is {} bytes; the limit for a synchronous invocation is {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            ),
+        ));
+    }
+    let payload = if payload.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { payload };
+    let (result, version) =
+        s.invoker.invoke(&caller.account.id, &function, InvokeRequest { payload, client_context: None }).await?;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    let r = &result.report;
+    set("x-stoke-request-id", result.request_id.clone());
+    set("x-stoke-executed-version", version);
+    set("x-stoke-duration-ms", format!("{:.3}", r.duration_ms));
+    set("x-stoke-billed-duration-ms", r.billed_ms.to_string());
+    set("x-stoke-max-memory-used-mb", r.max_memory_used_mb.to_string());
+    set("x-stoke-instance", r.instance.to_string());
+    if let Some(init) = r.init_duration_ms {
+        set("x-stoke-init-duration-ms", format!("{init:.3}"));
+    }
+    if q.log.as_deref() == Some("tail") {
+        let text = result.log.join("\n");
+        let tail = &text.as_bytes()[text.len().saturating_sub(4096)..];
+        set("x-stoke-log", base64::engine::general_purpose::STANDARD.encode(tail));
+    }
+    set("content-type", "application/json".to_string());
+    let body = match result.outcome {
+        Outcome::Success(body) => body,
+        Outcome::FunctionError { error_type, body } => {
+            set("x-stoke-function-error", error_type);
+            body
+        }
+    };
+    Ok((StatusCode::OK, headers, body).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InstancesQuery {
+    /// Only this function's instances.
+    function: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceView {
+    pub id: u64,
+    pub function: String,
+    pub version: String,
+    pub state: stoke_core::pool::InstanceState,
+    pub pid: Option<u32>,
+    pub invocations: u64,
+    pub init_duration_ms: Option<f64>,
+    /// State changes as [state, unix ms].
+    pub timeline: Vec<(stoke_core::pool::InstanceState, i64)>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceList {
+    pub sandbox: String,
+    pub instances: Vec<InstanceView>,
+}
+
+/// The caller's running instances and their state timelines.
+#[utoipa::path(get, path = "/v1/instances", tag = "invoke", params(InstancesQuery),
+    responses((status = 200, body = InstanceList), (status = 400, body = ErrorBody)))]
+pub async fn instances(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<InstancesQuery>,
+) -> ApiResult<Json<InstanceList>> {
+    let function = match q.function {
+        Some(f) => {
+            let registry = s.registry.clone();
+            let acct = caller.account.id.clone();
+            Some(blocking(move || Ok(registry.parse_function_name(&acct, &f)?)).await?)
+        }
+        None => None,
+    };
+    let scheduler = s.invoker.scheduler();
+    let instances = scheduler
+        .instances(&caller.account.id, function.as_ref())
+        .into_iter()
+        .map(|i| InstanceView {
+            id: i.id,
+            function: i.function,
+            version: i.version,
+            state: i.state,
+            pid: i.pid,
+            invocations: i.invocations,
+            init_duration_ms: i.init_duration_ms,
+            timeline: i.timeline,
+        })
+        .collect();
+    Ok(Json(InstanceList { sandbox: scheduler.sandbox_kind().to_string(), instances }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct LogsQuery {
+    /// Only lines at or after this time (milliseconds since the Unix epoch).
+    since_ms: Option<i64>,
+    /// At most this many of the newest lines (default 1000).
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogLineView {
+    pub at_ms: i64,
+    pub request_id: Option<String>,
+    pub instance: u64,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogList {
+    pub lines: Vec<LogLineView>,
+}
+
+/// A function's recent log lines (all versions), oldest first.
+#[utoipa::path(get, path = "/v1/functions/{function}/logs", tag = "invoke",
+    params(("function" = String, Path, description = "function name or ARN"), LogsQuery),
+    responses((status = 200, body = LogList), (status = 404, body = ErrorBody)))]
+pub async fn logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(function): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Json<LogList>> {
+    let registry = s.registry.clone();
+    let acct = caller.account.id.clone();
+    let name = blocking(move || {
+        let name = registry.parse_function_name(&acct, &function)?;
+        registry.get_function(&acct, &name)?;
+        Ok(name)
+    })
+    .await?;
+    let lines = s
+        .invoker
+        .scheduler()
+        .logs(&caller.account.id, &name, q.since_ms.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
+        .into_iter()
+        .map(|l| LogLineView {
+            at_ms: l.at_ms,
+            request_id: l.request_id.map(|r| r.to_string()),
+            instance: l.instance,
+            text: l.text,
+        })
+        .collect();
+    Ok(Json(LogList { lines }))
+}
