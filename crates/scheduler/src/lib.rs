@@ -228,6 +228,12 @@ impl Scheduler {
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
     }
 
+    /// Makes sure `target` has a queue, so its `min_warm` instances are started and kept.
+    pub fn keep_warm(&self, target: &Arc<InvokeTarget>) {
+        let queue = self.queue_for(target);
+        queue::reconcile(&self.shared, &queue);
+    }
+
     /// Instances of one account (optionally one function), for `stoke instances`.
     pub fn instances(&self, account: &AccountId, function: Option<&FunctionName>) -> Vec<InstanceInfo> {
         let queues = lock(&self.shared.queues).all();

@@ -18,6 +18,8 @@ use crate::{lock, now_ms, InstanceInfo, InvokeError, InvokeRequest, InvokeResult
 pub(crate) struct Invocation {
     pub id: Arc<str>,
     pub request: InvokeRequest,
+    /// When the invocation arrived: it is a cold start if its instance became ready after this.
+    pub arrived: Instant,
     pub deadline: Instant,
     pub deadline_epoch_ms: i64,
     pub timeout_s: u32,
@@ -28,10 +30,12 @@ impl Invocation {
     pub fn new(id: String, request: InvokeRequest, timeout_s: u32) -> (Self, oneshot::Receiver<InvokeResult>) {
         let (tx, rx) = oneshot::channel();
         let timeout = Duration::from_secs(u64::from(timeout_s));
+        let now = Instant::now();
         let inv = Self {
             id: Arc::from(id),
             request,
-            deadline: Instant::now() + timeout,
+            arrived: now,
+            deadline: now + timeout,
             deadline_epoch_ms: now_ms() + timeout.as_millis() as i64,
             timeout_s,
             responder: tx,

@@ -61,7 +61,11 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
             Err(_) => return rapid_error(StatusCode::GONE, "Runtime.Evicted", "this instance was evicted"),
         },
     };
-    let cold = ctx.served.fetch_add(1, Ordering::Relaxed) == 0;
+    ctx.served.fetch_add(1, Ordering::Relaxed);
+    // Cold: this invocation waited for the instance to initialise. One served by an instance that was
+    // ready before it arrived (pre-warmed, min-warm) is warm, even if it is the instance's first.
+    let ready_at = ctx.spawned_at + ctx.ready.get().copied().unwrap_or_default();
+    let cold = inv.arrived < ready_at;
     let target = &ctx.queue.target;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: &str| {

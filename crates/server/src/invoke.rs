@@ -143,6 +143,40 @@ impl Invoker {
         Ok(resolution)
     }
 
+    /// Keeps `min_warm` instances of every function and alias that asks for them, re-planned whenever the
+    /// registry changes. Runs until the process ends.
+    pub fn keep_warm(self: &Arc<Self>) {
+        let invoker = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen = u64::MAX;
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Some(invoker) = invoker.upgrade() else { return };
+                let generation = invoker.registry.generation();
+                if generation == seen {
+                    continue;
+                }
+                seen = generation;
+                let registry = invoker.registry.clone();
+                let targets = match tokio::task::spawn_blocking(move || registry.warm_targets()).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot list functions to keep warm");
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                for (account, reference) in targets {
+                    match invoker.resolve(&account, &reference).await {
+                        Ok(r) if r.state.admission() == Admission::Accept => invoker.scheduler.keep_warm(&r.primary),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, reference, "cannot keep function warm"),
+                    }
+                }
+            }
+        });
+    }
+
     /// A uniform sample in [0, 1) (xorshift; good enough to split traffic).
     fn sample(&self) -> f64 {
         let mut x = self.rng.load(Ordering::Relaxed);

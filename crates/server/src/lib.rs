@@ -149,6 +149,7 @@ impl Server {
         let registry = Arc::new(Registry::new(store, code, node, archive_limits, work));
         let recovery = registry.recover().map_err(StartError::Recovery)?;
         let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
+        invoker.keep_warm();
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -203,6 +203,29 @@ impl Registry {
         Ok(report)
     }
 
+    /// References that should have warm instances without traffic: every function whose `$LATEST` sets
+    /// `min_warm`, and every alias whose version does.
+    pub fn warm_targets(&self) -> Result<Vec<(AccountId, String)>> {
+        let mut out = Vec::new();
+        for state in [LifecycleState::Latest, LifecycleState::Published] {
+            for f in self.store.functions_in_state(state)? {
+                if f.config.min_warm > 0 {
+                    out.push((f.account.clone(), f.name.to_string()));
+                }
+                for alias in self.store.list_aliases(&f.account, &f.name)? {
+                    let version_warm = match alias.routing.version.parse::<u64>() {
+                        Ok(n) => self.store.get_version(&f.account, &f.name, n)?.is_some_and(|v| v.config.min_warm > 0),
+                        Err(_) => f.config.min_warm > 0,
+                    };
+                    if version_warm {
+                        out.push((f.account.clone(), format!("{}:{}", f.name, alias.name)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes retired functions that have no work in flight; returns how many.
     pub fn reap_retired(&self) -> Result<usize> {
         let mut n = 0;

@@ -27,8 +27,9 @@ impl From<InvokeFailure> for ApiError {
             InvokeFailure::StillUpdating(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "function_updating", e.to_string())
             }
-            InvokeFailure::Scheduler(InvokeError::Throttled { .. }) => {
+            InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s, .. }) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", e.to_string())
+                    .with_retry_after(retry_after_s)
             }
             InvokeFailure::Scheduler(InvokeError::Platform(m)) => ApiError::internal(m),
         }

@@ -1,0 +1,396 @@
+//! Running functions against a real server with real processes: cold and warm starts, pool sizing,
+//! keep-alive, min-warm, failures of every kind, throttling, isolation between functions.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Creates a python function from source, with extra configuration.
+fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
+    let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, resp) = s.post("/v1/functions", body);
+    assert_eq!(status, 201, "{resp}");
+}
+
+struct Invoked {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Invoked {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+    fn instance(&self) -> u64 {
+        self.header("x-stoke-instance").unwrap().parse().unwrap()
+    }
+    fn cold(&self) -> bool {
+        self.header("x-stoke-init-duration-ms").is_some()
+    }
+    fn error(&self) -> Option<String> {
+        self.header("x-stoke-function-error")
+    }
+}
+
+fn invoke(s: &TestServer, reference: &str, event: Value) -> Invoked {
+    let resp = s.req(Method::POST, &format!("/v1/functions/{reference}/invoke")).json(&event).send().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    Invoked { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+}
+
+fn instances(s: &TestServer, function: &str) -> Vec<Value> {
+    let (status, list) = s.get(&format!("/v1/instances?function={function}"));
+    assert_eq!(status, 200);
+    list["instances"].as_array().unwrap().clone()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const ECHO: &str = r#"
+import os, time
+def handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    return {"event": event, "name": context.function_name, "version": context.function_version,
+            "memory": context.memory_limit_in_mb, "arn": context.invoked_function_arn,
+            "remaining": context.get_remaining_time_in_millis(), "request": context.aws_request_id,
+            "env": os.environ.get("GREETING")}
+"#;
+
+#[test]
+fn cold_start_then_warm_reuse() {
+    let s = TestServer::start();
+    python_fn(&s, "echo", ECHO, json!({"environment": {"GREETING": "hi"}, "timeout_s": 10}));
+    let first = invoke(&s, "echo", json!({"n": 1}));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.cold(), "first invocation is a cold start");
+    assert_eq!(first.body["event"], json!({"n": 1}));
+    assert_eq!(first.body["name"], "echo");
+    assert_eq!(first.body["version"], "$LATEST");
+    assert_eq!(first.body["memory"], "128");
+    assert_eq!(first.body["env"], "hi");
+    assert_eq!(first.body["request"], first.header("x-stoke-request-id").unwrap());
+    assert!(first.body["remaining"].as_i64().unwrap() > 8000);
+    assert!(first.body["arn"].as_str().unwrap().ends_with(":function:echo:$LATEST"));
+    let second = invoke(&s, "echo", json!({"n": 2}));
+    assert!(!second.cold(), "second invocation reports no Init Duration");
+    assert_eq!(second.instance(), first.instance(), "the warm instance is reused");
+    assert_eq!(instances(&s, "echo").len(), 1);
+    // The log has the function's output and the REPORT line with Init Duration on the cold start only.
+    let (_, logs) = s.get("/v1/functions/echo/logs");
+    let reports: Vec<String> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap().to_string())
+        .filter(|t| t.starts_with("REPORT"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert!(reports[0].contains("Init Duration") && !reports[1].contains("Init Duration"), "{reports:?}");
+}
+
+#[test]
+fn n_concurrent_invocations_create_n_instances_and_no_more() {
+    let s = TestServer::start();
+    python_fn(&s, "slow", ECHO, json!({"timeout_s": 30}));
+    let n = 6;
+    let ids: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n).map(|_| scope.spawn(|| invoke(&s, "slow", json!({"sleep": 1.0})))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .map(|r| {
+                assert_eq!(r.status, 200);
+                r.instance()
+            })
+            .collect()
+    });
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), n, "each concurrent invocation had its own instance");
+    assert_eq!(instances(&s, "slow").len(), n, "no extra instances were created");
+}
+
+#[test]
+fn a_thousand_queued_invocations_drain_through_bounded_instances() {
+    let s = TestServer::start();
+    python_fn(&s, "quick", "def handler(e, c):\n    return e['i']\n", json!({}));
+    let clients = 32;
+    let per_client = 1000 / clients + 1;
+    let done: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let s = &s;
+                scope.spawn(move || {
+                    (0..per_client)
+                        .filter(|i| {
+                            let r = invoke(s, "quick", json!({"i": c * 1000 + i}));
+                            r.status == 200 && r.body == json!(c * 1000 + i)
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(done, clients * per_client, "every invocation returned its own answer");
+    let pool = instances(&s, "quick");
+    let served: u64 = pool.iter().map(|i| i["invocations"].as_u64().unwrap()).sum();
+    assert!(pool.len() <= clients, "{} instances for {clients} concurrent clients", pool.len());
+    assert_eq!(served as usize, done, "all invocations were served by the instances still alive");
+}
+
+#[test]
+fn idle_instances_are_evicted_after_keep_alive_and_min_warm_is_kept() {
+    let s = TestServer::start();
+    python_fn(&s, "brief", ECHO, json!({"keep_alive_s": 1}));
+    assert_eq!(invoke(&s, "brief", json!({})).status, 200);
+    assert_eq!(instances(&s, "brief").len(), 1);
+    wait_for("keep-alive eviction", Duration::from_secs(10), || instances(&s, "brief").is_empty());
+
+    python_fn(&s, "ready", ECHO, json!({"min_warm": 2, "keep_alive_s": 1}));
+    wait_for("two warm instances", Duration::from_secs(15), || {
+        instances(&s, "ready").iter().filter(|i| i["state"] == "idle").count() == 2
+    });
+    // Warm instances outlive the keep-alive, and serve the first invocation warm.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(instances(&s, "ready").len(), 2);
+    let r = invoke(&s, "ready", json!({}));
+    assert!(!r.cold(), "a min-warm instance served the invocation");
+}
+
+#[test]
+fn timeout_crash_oom_and_handler_errors_each_report_and_the_next_invoke_works() {
+    let s = TestServer::start();
+    let src = r#"
+import os, time
+def handler(event, context):
+    kind = event.get("kind")
+    if kind == "sleep":
+        time.sleep(10)
+    if kind == "crash":
+        os._exit(3)
+    if kind == "oom":
+        hog = bytearray(1024 * 1024 * 1024)
+        return len(hog)
+    if kind == "raise":
+        raise KeyError("missing")
+    return "fine"
+"#;
+    python_fn(&s, "fragile", src, json!({"timeout_s": 1}));
+    for (kind, error_type, needle) in [
+        ("sleep", "Sandbox.Timedout", "Task timed out after 1.00 seconds"),
+        ("crash", "Runtime.ExitError", "Runtime exited with error"),
+        ("oom", "MemoryError", ""),
+        ("raise", "KeyError", "missing"),
+    ] {
+        let r = invoke(&s, "fragile", json!({"kind": kind}));
+        assert_eq!(r.status, 200, "{kind}: function errors still answer 200");
+        assert_eq!(r.error().as_deref(), Some(error_type), "{kind}: {}", r.body);
+        assert_eq!(r.body["errorType"], error_type, "{kind}: {}", r.body);
+        assert!(r.body["errorMessage"].as_str().unwrap_or_default().contains(needle), "{kind}: {}", r.body);
+        let next = invoke(&s, "fragile", json!({}));
+        assert_eq!((next.status, next.body.clone()), (200, json!("fine")), "after {kind}");
+        assert!(next.error().is_none());
+    }
+}
+
+#[test]
+fn init_errors_report_the_runtime_error_back_off_and_recover_after_a_fix() {
+    let s = TestServer::start();
+    python_fn(
+        &s,
+        "broken",
+        "raise RuntimeError('bad config at import')\ndef handler(e, c):\n    return 1\n",
+        json!({}),
+    );
+    let r = invoke(&s, "broken", json!({}));
+    assert_eq!(r.error().as_deref(), Some("Runtime.InitError"), "{}", r.body);
+    assert!(r.body["errorMessage"].as_str().unwrap().contains("bad config at import"), "{}", r.body);
+    let first_spawned = instances(&s, "broken").len();
+    // During the back-off, invocations get the same error at once, without starting instances.
+    let started = Instant::now();
+    for _ in 0..5 {
+        let again = invoke(&s, "broken", json!({}));
+        assert_eq!(again.error().as_deref(), Some("Runtime.InitError"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "refusals during back-off are immediate");
+    assert_eq!(instances(&s, "broken").len(), first_spawned, "no retry storm");
+
+    let missing = zip_of(&[("other.py", b"x = 1\n")]);
+    assert_eq!(s.call(s.req(Method::PUT, "/v1/functions/broken/code").body(missing)).0, 200);
+    let r = invoke(&s, "broken", json!({}));
+    assert_eq!(r.error().as_deref(), Some("Runtime.ImportModuleError"), "{}", r.body);
+
+    let fixed = zip_of(&[("app.py", b"def handler(e, c):\n    return 'ok'\n")]);
+    assert_eq!(s.call(s.req(Method::PUT, "/v1/functions/broken/code").body(fixed)).0, 200);
+    let r = invoke(&s, "broken", json!({}));
+    assert_eq!((r.status, r.body), (200, json!("ok")));
+}
+
+#[test]
+fn over_the_concurrency_limit_a_sync_invoke_gets_429_with_retry_after() {
+    let s = TestServer::start();
+    python_fn(&s, "narrow", ECHO, json!({"concurrency_limit": 1, "timeout_s": 10}));
+    assert_eq!(invoke(&s, "narrow", json!({})).status, 200);
+    let results: Vec<Invoked> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100 * i));
+                    invoke(s, "narrow", json!({"sleep": 1.0}))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let throttled: Vec<_> = results.iter().filter(|r| r.status == 429).collect();
+    assert!(!throttled.is_empty(), "statuses: {:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
+    for t in &throttled {
+        assert_eq!(t.body["error"]["code"], "too_many_requests");
+        assert!(t.header("retry-after").is_some());
+    }
+    assert!(results.iter().any(|r| r.status == 200));
+    assert!(instances(&s, "narrow").len() <= 1);
+}
+
+#[test]
+fn a_flooded_function_does_not_hold_up_another() {
+    let s = TestServer::start();
+    python_fn(&s, "flooded", ECHO, json!({"concurrency_limit": 2, "timeout_s": 30}));
+    python_fn(&s, "quiet", ECHO, json!({}));
+    assert_eq!(invoke(&s, "quiet", json!({})).status, 200);
+    let flood_done = std::sync::Mutex::new(None::<Instant>);
+    let quiet_done = std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..2 {
+                    invoke(&s, "flooded", json!({"sleep": 0.5}));
+                }
+                let mut d = flood_done.lock().unwrap();
+                *d = Some(d.map_or(Instant::now(), |t| t.max(Instant::now())));
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let r = invoke(&s, "quiet", json!({}));
+        assert_eq!(r.status, 200);
+        assert!(!r.cold(), "the quiet function stayed warm");
+        (Instant::now(), started.elapsed())
+    });
+    let flood_end = flood_done.lock().unwrap().unwrap();
+    assert!(quiet_done.0 < flood_end, "the quiet function finished while the flood was still queued");
+    assert!(quiet_done.1 < Duration::from_millis(500), "quiet invocation took {:?}", quiet_done.1);
+}
+
+#[test]
+fn lifecycle_admission_versions_and_aliases_at_invoke_time() {
+    let s = TestServer::start();
+    python_fn(&s, "vers", "def handler(e, c):\n    return 'one'\n", json!({}));
+    s.post("/v1/functions/vers/versions", json!({}));
+    s.call(s.req(Method::PUT, "/v1/functions/vers/aliases/prod").json(&json!({"version": "1"})));
+    let two = zip_of(&[("app.py", b"def handler(e, c):\n    return 'two'\n")]);
+    s.call(s.req(Method::PUT, "/v1/functions/vers/code").body(two));
+    let latest = invoke(&s, "vers", json!({}));
+    assert_eq!(latest.body, json!("two"));
+    assert_eq!(latest.header("x-stoke-executed-version").as_deref(), Some("$LATEST"));
+    let prod = invoke(&s, "vers:prod", json!({}));
+    assert_eq!(prod.body, json!("one"));
+    assert_eq!(prod.header("x-stoke-executed-version").as_deref(), Some("1"));
+
+    s.post("/v1/functions/vers/block", json!({}));
+    let blocked = invoke(&s, "vers", json!({}));
+    assert_eq!(blocked.status, 409);
+    assert_eq!(blocked.body["error"]["code"], "function_blocked");
+    s.post("/v1/functions/vers/unblock", json!({}));
+    assert_eq!(invoke(&s, "vers", json!({})).status, 200);
+    let missing = invoke(&s, "ghost", json!({}));
+    assert_eq!(missing.status, 404);
+    let big = s.req(Method::POST, "/v1/functions/vers/invoke").body(vec![b' '; 7 * 1024 * 1024]).send().unwrap();
+    assert_eq!(big.status().as_u16(), 413);
+}
+
+#[test]
+fn node_and_provided_runtimes() {
+    let s = TestServer::start();
+    if which("node") {
+        let mut body = create_body(
+            "nodefn",
+            &zip_of(&[(
+                "index.js",
+                b"exports.handler = async (event, context) => ({ got: event, fn: context.functionName });\n",
+            )]),
+        );
+        body["runtime"] = json!("nodejs20.x");
+        body["handler"] = json!("index.handler");
+        assert_eq!(s.post("/v1/functions", body).0, 201);
+        let r = invoke(&s, "nodefn", json!({"x": 1}));
+        assert_eq!(r.body, json!({"got": {"x": 1}, "fn": "nodefn"}), "{:?}", r.error());
+        let mut body = create_body(
+            "nodeerr",
+            &zip_of(&[("index.js", b"exports.handler = async () => { throw new TypeError('nope'); };\n")]),
+        );
+        body["runtime"] = json!("nodejs");
+        body["handler"] = json!("index.handler");
+        assert_eq!(s.post("/v1/functions", body).0, 201);
+        let r = invoke(&s, "nodeerr", json!({}));
+        assert_eq!(r.error().as_deref(), Some("TypeError"));
+        assert_eq!(r.body["errorMessage"], "nope");
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "node must be installed in CI (scripts/prereqs installs it)");
+        eprintln!("SKIPPED node runtime check: node is not installed (scripts/prereqs installs it)");
+    }
+
+    // A provided runtime: any executable that speaks the Runtime API. This one is a tiny Python client.
+    let bootstrap = br#"#!/usr/bin/env python3
+import http.client, json, os
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+conn = http.client.HTTPConnection(host, int(port))
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse(); body = r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    # An instance can only answer its own request id.
+    conn.request("POST", "/2018-06-01/runtime/invocation/not-mine/response", body=b"{}")
+    other = conn.getresponse(); other.read()
+    out = json.dumps({"upper": json.loads(body)["text"].upper(), "foreign_status": other.status})
+    conn.request("POST", "/2018-06-01/runtime/invocation/%s/response" % rid, body=out)
+    conn.getresponse().read()
+"#;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+    std::io::Write::write_all(&mut w, bootstrap).unwrap();
+    let archive = w.finish().unwrap().into_inner();
+    let body = json!({"name": "custom", "runtime": "provided.al2023",
+                      "code_base64": base64::engine::general_purpose::STANDARD.encode(&archive)});
+    assert_eq!(s.post("/v1/functions", body).0, 201);
+    let r = invoke(&s, "custom", json!({"text": "shout"}));
+    assert_eq!(r.body, json!({"upper": "SHOUT", "foreign_status": 400}));
+    // A provided archive without a bootstrap says so.
+    let body = json!({"name": "nobootstrap", "runtime": "provided",
+                      "code_base64": base64::engine::general_purpose::STANDARD.encode(zip_of(&[("readme", b"x")]))});
+    assert_eq!(s.post("/v1/functions", body).0, 201);
+    let r = invoke(&s, "nobootstrap", json!({}));
+    assert_eq!(r.error().as_deref(), Some("Runtime.InvalidEntrypoint"), "{}", r.body);
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
