@@ -228,6 +228,11 @@ impl Scheduler {
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
     }
 
+    /// A fresh request id.
+    pub fn request_id(&self) -> String {
+        self.shared.ids.next()
+    }
+
     /// Makes sure `target` has a queue, so its `min_warm` instances are started and kept.
     pub fn keep_warm(&self, target: &Arc<InvokeTarget>) {
         let queue = self.queue_for(target);

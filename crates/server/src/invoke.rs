@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use stoke_core::reference::function_arn;
 use stoke_core::{AccountId, Admission, FunctionName, LifecycleState};
 use stoke_scheduler::{InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Scheduler};
@@ -50,6 +51,8 @@ pub struct Invoker {
     region: String,
     cache: Mutex<HashMap<(AccountId, String), Arc<Resolution>>>,
     rng: AtomicU64,
+    /// Woken when an Event invocation is queued.
+    events_ready: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -70,6 +73,7 @@ impl Invoker {
             region,
             cache: Mutex::new(HashMap::new()),
             rng: AtomicU64::new(0x2545_F491_4F6C_DD1D),
+            events_ready: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -141,6 +145,115 @@ impl Invoker {
         }
         cache.insert(key, resolution.clone());
         Ok(resolution)
+    }
+
+    /// DryRun: checks that the reference resolves and would be admitted.
+    pub async fn check(&self, caller: &AccountId, reference: &str) -> Result<(), InvokeFailure> {
+        let r = self.resolve(caller, reference).await?;
+        match r.state {
+            LifecycleState::Blocked => Err(InvokeFailure::Blocked(r.name.to_string())),
+            LifecycleState::Retired => Err(InvokeFailure::Retired(r.name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Persists an Event invocation and returns its request id once it is durable.
+    pub async fn enqueue_event(
+        &self,
+        caller: &AccountId,
+        reference: &str,
+        payload: Bytes,
+    ) -> Result<String, InvokeFailure> {
+        self.check(caller, reference).await?;
+        let id = self.scheduler.request_id();
+        let (registry, acct, r, event_id) = (self.registry.clone(), caller.clone(), reference.to_string(), id.clone());
+        tokio::task::spawn_blocking(move || registry.enqueue_event(&acct, &r, event_id, payload.to_vec()))
+            .await
+            .map_err(|e| InvokeFailure::Scheduler(InvokeError::Platform(e.to_string())))??;
+        self.events_ready.notify_one();
+        Ok(id)
+    }
+
+    /// Runs Event invocations from the durable queue, at most `parallel` at once, retrying failures twice
+    /// with back-off. Runs until the process ends.
+    pub fn run_events(self: &Arc<Self>, parallel: usize, base_backoff: Duration) {
+        let invoker = Arc::downgrade(self);
+        let slots = Arc::new(tokio::sync::Semaphore::new(parallel));
+        tokio::spawn(async move {
+            loop {
+                let Some(me) = invoker.upgrade() else { return };
+                let ready = me.events_ready.clone();
+                let free = slots.available_permits();
+                let claimed = if free == 0 {
+                    Ok(vec![])
+                } else {
+                    let registry = me.registry.clone();
+                    tokio::task::spawn_blocking(move || registry.claim_events(free))
+                        .await
+                        .unwrap_or_else(|e| Err(RegistryError::Store(stoke_store::StoreError::Corrupt(e.to_string()))))
+                };
+                match claimed {
+                    Ok(events) if !events.is_empty() => {
+                        for event in events {
+                            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                            let me = me.clone();
+                            tokio::spawn(async move {
+                                me.run_event(event, base_backoff).await;
+                                drop(permit);
+                            });
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the event queue"),
+                }
+                drop(me);
+                let _ = tokio::time::timeout(Duration::from_millis(100), ready.notified()).await;
+            }
+        });
+    }
+
+    async fn run_event(&self, mut event: stoke_store::EventRecord, base_backoff: Duration) {
+        use stoke_core::event::{after_attempt, AttemptOutcome, EventNext};
+        let req = InvokeRequest { payload: Bytes::from(event.payload.clone()), client_context: None };
+        let (outcome, error_type, result) = match self.invoke(&event.account, &event.reference, req).await {
+            Ok((r, _)) => match r.outcome {
+                stoke_scheduler::Outcome::Success(body) => (AttemptOutcome::Succeeded, None, Some(body.to_vec())),
+                stoke_scheduler::Outcome::FunctionError { error_type, body } => {
+                    (AttemptOutcome::Failed, Some(error_type), Some(body.to_vec()))
+                }
+            },
+            Err(InvokeFailure::Scheduler(InvokeError::Throttled { .. })) => (AttemptOutcome::Throttled, None, None),
+            Err(e) => {
+                (AttemptOutcome::Failed, Some("Stoke.InvokeFailed".to_string()), Some(e.to_string().into_bytes()))
+            }
+        };
+        if outcome != AttemptOutcome::Throttled {
+            event.attempts += 1;
+            event.error_type = error_type;
+            event.result = result;
+        }
+        let now = crate::registry::now_ms();
+        match after_attempt(event.attempts, outcome, base_backoff) {
+            EventNext::Succeeded => {
+                event.state = stoke_store::EventState::Succeeded;
+                event.finished_ms = Some(now);
+            }
+            EventNext::Failed => {
+                event.state = stoke_store::EventState::Failed;
+                event.finished_ms = Some(now);
+                tracing::warn!(event = %event.id, reference = %event.reference, "event invocation failed after all attempts");
+            }
+            EventNext::RetryAfter(delay) => {
+                event.state = stoke_store::EventState::Queued;
+                event.next_attempt_ms = now + delay.as_millis() as i64;
+            }
+        }
+        let registry = self.registry.clone();
+        let saved = tokio::task::spawn_blocking(move || registry.update_event(&event)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!("cannot record an event invocation's outcome");
+        }
     }
 
     /// Keeps `min_warm` instances of every function and alias that asks for them, re-planned whenever the

@@ -8,6 +8,7 @@ pub mod http;
 pub mod invoke;
 pub mod node;
 pub mod registry;
+pub mod sigv4;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -150,6 +151,7 @@ impl Server {
         let recovery = registry.recover().map_err(StartError::Recovery)?;
         let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
         invoker.keep_warm();
+        invoker.run_events(64, Duration::from_secs(1));
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -13,7 +13,9 @@ use stoke_core::{
     LifecycleState, NodeLimits, Qualifier, RefError, ValidationError,
 };
 use stoke_store::archive::{self, ArchiveError, ArchiveLimits};
-use stoke_store::{AliasRecord, CodeStore, FunctionRecord, Store, StoreError, VersionRecord, LATEST_DIR};
+use stoke_store::{
+    AliasRecord, CodeStore, EventRecord, EventState, FunctionRecord, Store, StoreError, VersionRecord, LATEST_DIR,
+};
 
 /// Why a registry operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +202,45 @@ impl Registry {
         report.temp_files_removed = cleaned.temp_files_removed;
         report.orphan_archives_removed = cleaned.orphans_removed;
         report.retired_deleted = self.reap_retired()?;
+        report.events_requeued = self.store.requeue_running_events()?;
         Ok(report)
+    }
+
+    /// Persists an Event invocation of a reference that resolves now; returns its request id.
+    pub fn enqueue_event(&self, account: &AccountId, reference: &str, id: String, payload: Vec<u8>) -> Result<()> {
+        self.resolve(account, reference)?;
+        let now = now_ms();
+        self.store.enqueue_event(&EventRecord {
+            id,
+            account: account.clone(),
+            reference: reference.to_string(),
+            payload,
+            attempts: 0,
+            next_attempt_ms: now,
+            state: EventState::Queued,
+            error_type: None,
+            result: None,
+            created_ms: now,
+            finished_ms: None,
+        })?;
+        Ok(())
+    }
+
+    /// Event invocations due now, marked running.
+    pub fn claim_events(&self, limit: usize) -> Result<Vec<EventRecord>> {
+        Ok(self.store.claim_events(now_ms(), limit)?)
+    }
+
+    pub fn update_event(&self, event: &EventRecord) -> Result<()> {
+        Ok(self.store.update_event(event)?)
+    }
+
+    /// An Event invocation of the caller's, with its outcome.
+    pub fn get_event(&self, account: &AccountId, id: &str) -> Result<EventRecord> {
+        self.store
+            .get_event(id)?
+            .filter(|e| &e.account == account)
+            .ok_or_else(|| RegistryError::NotFound(format!("event invocation {id} does not exist in your account")))
     }
 
     /// References that should have warm instances without traffic: every function whose `$LATEST` sets
@@ -602,4 +642,6 @@ pub struct RecoveryReport {
     pub temp_files_removed: usize,
     pub orphan_archives_removed: usize,
     pub retired_deleted: usize,
+    /// Event invocations that were running at the crash and will run again.
+    pub events_requeued: usize,
 }

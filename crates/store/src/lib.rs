@@ -13,7 +13,9 @@ mod records;
 mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
-pub use records::{AccountKeys, AccountRecord, AliasRecord, CodeRef, FunctionRecord, VersionRecord};
+pub use records::{
+    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, FunctionRecord, VersionRecord,
+};
 pub use sqlite::SqliteStore;
 
 use stoke_core::{AccountId, FunctionName, LifecycleState};
@@ -77,6 +79,16 @@ pub trait Store: Send + Sync {
     fn get_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<Option<AliasRecord>>;
     fn list_aliases(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<AliasRecord>>;
     fn delete_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<bool>;
+
+    /// Persists an asynchronous invocation (before it is acknowledged).
+    fn enqueue_event(&self, event: &EventRecord) -> Result<()>;
+    /// Marks up to `limit` queued events due by `now_ms` as running and returns them.
+    fn claim_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRecord>>;
+    /// Saves an event's new attempt count, state and result.
+    fn update_event(&self, event: &EventRecord) -> Result<()>;
+    fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
+    /// After a crash: events that were running go back to the queue (at-least-once delivery).
+    fn requeue_running_events(&self) -> Result<usize>;
 
     /// Every archive a record points at: (account, function, version directory, sha256).
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;

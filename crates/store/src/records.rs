@@ -70,3 +70,45 @@ pub struct AliasRecord {
     pub created_ms: i64,
     pub modified_ms: i64,
 }
+
+/// Where an asynchronous (Event) invocation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl EventState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed].into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// An asynchronous invocation, persisted before it is acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: String,
+    pub account: AccountId,
+    /// The function reference as the caller gave it.
+    pub reference: String,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub state: EventState,
+    pub error_type: Option<String>,
+    /// The function's output (or error body) of the last attempt.
+    pub result: Option<Vec<u8>>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod functions;
 pub mod invoke;
+pub mod lambda;
 pub mod openapi;
 pub mod views;
 
@@ -66,6 +67,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/v1", v1)
+        .nest("/2015-03-31", lambda::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

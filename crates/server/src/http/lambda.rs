@@ -1,0 +1,729 @@
+//! The Lambda-compatible API (`/2015-03-31/...`): Invoke and a control-plane subset, so boto3 and the aws
+//! cli pointed at `--endpoint-url` deploy and invoke unchanged. A thin adapter over the same services as
+//! `/v1`; requests are authenticated with SigV4 against the account's secret key.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stoke_core::reference::function_arn;
+use stoke_core::time::format_lambda_timestamp;
+use stoke_core::{AliasRouting, ConfigPatch, LifecycleState};
+use stoke_scheduler::{InvokeError, InvokeRequest, Outcome};
+use stoke_store::{AliasRecord, FunctionRecord, VersionRecord};
+
+use super::{blocking, AppState};
+use crate::accounts::Caller;
+use crate::invoke::InvokeFailure;
+use crate::registry::{RegistryError, Resolved};
+use crate::sigv4;
+
+/// A Lambda-style error: `x-amzn-ErrorType` names the exception; the body carries the message.
+#[derive(Debug)]
+pub struct LambdaError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl LambdaError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), retry_after: None }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message)
+    }
+}
+
+impl IntoResponse for LambdaError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "Type": "User", "message": self.message }))).into_response();
+        if let Ok(v) = HeaderValue::from_str(self.kind) {
+            resp.headers_mut().insert(HeaderName::from_static("x-amzn-errortype"), v);
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<RegistryError> for LambdaError {
+    fn from(e: RegistryError) -> Self {
+        let message = e.to_string();
+        match e {
+            RegistryError::Validation(_) | RegistryError::Reference(_) => Self::invalid(message),
+            RegistryError::Archive(stoke_store::archive::ArchiveError::TooLarge { .. })
+            | RegistryError::Archive(stoke_store::archive::ArchiveError::UnpackedTooLarge { .. }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
+            }
+            RegistryError::Archive(_) => Self::invalid(message),
+            RegistryError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message),
+            RegistryError::Conflict(_)
+            | RegistryError::IllegalTransition(_)
+            | RegistryError::ConcurrentModification(_) => {
+                Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
+            }
+            RegistryError::CrossAccount { .. } => Self::new(StatusCode::FORBIDDEN, "AccessDeniedException", message),
+            RegistryError::Store(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message),
+        }
+    }
+}
+
+impl From<super::error::ApiError> for LambdaError {
+    fn from(e: super::error::ApiError) -> Self {
+        let kind = match e.status.as_u16() {
+            404 => "ResourceNotFoundException",
+            409 => "ResourceConflictException",
+            413 => "RequestTooLargeException",
+            429 => "TooManyRequestsException",
+            400..=499 => "InvalidParameterValueException",
+            _ => "ServiceException",
+        };
+        Self { status: e.status, kind, message: e.message, retry_after: e.retry_after }
+    }
+}
+
+impl From<InvokeFailure> for LambdaError {
+    fn from(e: InvokeFailure) -> Self {
+        let message = e.to_string();
+        match e {
+            InvokeFailure::Registry(r) => r.into(),
+            InvokeFailure::Blocked(_) | InvokeFailure::Retired(_) | InvokeFailure::StillUpdating(..) => {
+                Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
+            }
+            InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s, .. }) => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "TooManyRequestsException",
+                message,
+                retry_after: Some(retry_after_s),
+            },
+            InvokeFailure::Scheduler(InvokeError::Platform(_)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
+            }
+        }
+    }
+}
+
+type LambdaResult<T> = Result<T, LambdaError>;
+
+/// A SigV4-verified request: who signed it, and its body.
+pub struct Signed {
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = LambdaError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, LambdaError> {
+        let (parts, body) = req.into_parts();
+        let limit =
+            super::invoke::MAX_PAYLOAD_BYTES * 2 + (state.registry.archive_limits().max_archive_bytes as usize) / 3 * 4;
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            LambdaError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "the request body is too large")
+        })?;
+        let headers: Vec<(&str, &str)> =
+            parts.headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+        // Nested routers see the path without its prefix; the client signed the whole path.
+        let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+        let signed = sigv4::SignedRequest {
+            method: parts.method.as_str(),
+            raw_path: uri.path(),
+            raw_query: uri.query(),
+            headers,
+            body: &body,
+        };
+        let now = crate::registry::now_ms() / 1000;
+        let key = sigv4::verify(&signed, now, |k| state.accounts.secret_for(k).map(|(_, s)| s)).map_err(|e| {
+            let kind = match e {
+                sigv4::SigError::Missing => "MissingAuthenticationTokenException",
+                sigv4::SigError::UnknownKey(_) => "UnrecognizedClientException",
+                _ => "InvalidSignatureException",
+            };
+            LambdaError::new(StatusCode::FORBIDDEN, kind, e.to_string())
+        })?;
+        let (account, _) = state
+            .accounts
+            .secret_for(&key)
+            .ok_or_else(|| LambdaError::new(StatusCode::FORBIDDEN, "UnrecognizedClientException", "unknown key"))?;
+        Ok(Self { caller: Caller { account }, headers: parts.headers, body })
+    }
+}
+
+impl Signed {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> LambdaResult<T> {
+        let body = if self.body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &self.body[..] };
+        serde_json::from_slice(body).map_err(|e| {
+            LambdaError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                format!("could not parse request body: {e}"),
+            )
+        })
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/functions", get(list_functions).post(create_function))
+        .route("/functions/", get(list_functions).post(create_function))
+        .route("/functions/{name}", get(get_function).delete(delete_function))
+        .route("/functions/{name}/configuration", get(get_configuration).put(update_configuration))
+        .route("/functions/{name}/code", axum::routing::put(update_code))
+        .route("/functions/{name}/versions", get(list_versions).post(publish_version))
+        .route("/functions/{name}/aliases", get(list_aliases).post(create_alias))
+        .route("/functions/{name}/aliases/{alias}", get(get_alias).put(update_alias).delete(delete_alias))
+        .route("/functions/{name}/invocations", post(invoke))
+}
+
+fn sha_base64(hex: &str) -> String {
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Lambda's `FunctionConfiguration` for `$LATEST` or a version.
+fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) -> Value {
+    let (config, code, version, modified, revision) = match v {
+        Some(v) => (&v.config, v.code.clone(), v.version.to_string(), v.created_ms, format!("v{}", v.version)),
+        None => (
+            &f.config,
+            f.code.clone().unwrap_or(stoke_store::CodeRef { sha256: String::new(), size: 0 }),
+            "$LATEST".to_string(),
+            f.modified_ms,
+            f.revision.to_string(),
+        ),
+    };
+    let arn = match v {
+        Some(v) => function_arn(region, &f.account, &f.name, Some(&v.version.to_string())),
+        None => function_arn(region, &f.account, &f.name, None),
+    };
+    let state = if f.state == LifecycleState::Blocked { "Inactive" } else { "Active" };
+    let layers: Vec<Value> = config.layers.iter().map(|l| json!({ "Arn": l, "CodeSize": 0 })).collect();
+    json!({
+        "FunctionName": f.name.as_str(),
+        "FunctionArn": arn,
+        "Runtime": config.runtime,
+        "Role": format!("arn:aws:iam::{}:role/stoke-function", f.account),
+        "Handler": config.handler,
+        "CodeSize": code.size,
+        "CodeSha256": sha_base64(&code.sha256),
+        "Description": config.description,
+        "Timeout": config.timeout_s,
+        "MemorySize": config.memory_mb,
+        "LastModified": format_lambda_timestamp(modified),
+        "Version": version,
+        "RevisionId": format!("{:08x}-0000-4000-8000-{:012x}", f.revision as u32, revision.len() as u64 + f.revision),
+        "Environment": { "Variables": config.environment },
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "State": state,
+        "LastUpdateStatus": "Successful",
+        "Layers": layers,
+        "TracingConfig": { "Mode": "PassThrough" },
+    })
+}
+
+fn alias_configuration(a: &AliasRecord, region: &str) -> Value {
+    let mut weights = serde_json::Map::new();
+    if let (Some(v), Some(w)) = (&a.routing.additional_version, a.routing.additional_weight) {
+        weights.insert(v.clone(), json!(w));
+    }
+    json!({
+        "AliasArn": function_arn(region, &a.account, &a.function, Some(a.name.as_str())),
+        "Name": a.name.as_str(),
+        "FunctionVersion": a.routing.version,
+        "Description": a.description,
+        "RoutingConfig": { "AdditionalVersionWeights": weights },
+        "RevisionId": format!("{:08x}-0000-4000-8000-000000000000", a.revision),
+    })
+}
+
+fn configuration_of(r: &Resolved, region: &str) -> Value {
+    configuration(&r.function, r.version.as_ref(), region)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnvironmentIn {
+    variables: Option<BTreeMap<String, String>>,
+}
+
+/// The configuration fields Lambda's create and update requests share.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigIn {
+    runtime: Option<String>,
+    handler: Option<String>,
+    memory_size: Option<u32>,
+    timeout: Option<u32>,
+    environment: Option<EnvironmentIn>,
+    description: Option<String>,
+    layers: Option<Vec<String>>,
+    package_type: Option<String>,
+}
+
+impl ConfigIn {
+    fn into_patch(self) -> LambdaResult<ConfigPatch> {
+        if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
+            return Err(LambdaError::invalid("PackageType Image is not supported: upload a zip (Code.ZipFile)"));
+        }
+        Ok(ConfigPatch {
+            runtime: self.runtime,
+            handler: self.handler,
+            memory_mb: self.memory_size,
+            timeout_s: self.timeout,
+            environment: self.environment.map(|e| e.variables.unwrap_or_default()),
+            description: self.description,
+            layers: self.layers,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CodeIn {
+    zip_file: Option<String>,
+    #[serde(rename = "S3Bucket")]
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+}
+
+fn zip_bytes(zip: Option<&str>, what: &str) -> LambdaResult<Vec<u8>> {
+    let zip = zip.ok_or_else(|| LambdaError::invalid(format!("{what} is required: the zip, base64-encoded")))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(zip)
+        .map_err(|e| LambdaError::invalid(format!("{what} is not valid base64: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateIn {
+    function_name: String,
+    code: CodeIn,
+    publish: Option<bool>,
+    #[serde(flatten)]
+    config: ConfigIn,
+}
+
+async fn create_function(State(s): State<AppState>, req: Signed) -> LambdaResult<(StatusCode, Json<Value>)> {
+    let input: CreateIn = req.json()?;
+    if input.code.s3_bucket.is_some() || input.code.image_uri.is_some() {
+        return Err(LambdaError::invalid(
+            "stoke takes code as Code.ZipFile; S3 locations and images are not supported",
+        ));
+    }
+    let code = zip_bytes(input.code.zip_file.as_deref(), "Code.ZipFile")?;
+    let patch = input.config.into_patch()?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let publish = input.publish.unwrap_or(false);
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &input.function_name)?;
+        let f = registry.create_function(&account, name.as_str(), patch, &code)?;
+        if publish {
+            let v = registry.publish(&account, &f.name, None)?;
+            let f = registry.get_function(&account, &f.name)?;
+            return Ok(configuration(&f, Some(&v), &region));
+        }
+        Ok(configuration(&f, None, &region))
+    })
+    .await
+    .map_err(LambdaError::from)?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ListQuery {
+    marker: Option<String>,
+    max_items: Option<usize>,
+    qualifier: Option<String>,
+}
+
+fn query(uri: &axum::http::Uri) -> LambdaResult<ListQuery> {
+    axum::extract::Query::<ListQuery>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| LambdaError::invalid(format!("bad query string: {}", e.body_text())))
+}
+
+async fn list_functions(State(s): State<AppState>, uri: axum::http::Uri, req: Signed) -> LambdaResult<Json<Value>> {
+    let q = query(&uri)?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let (page, next) =
+            registry.list_functions(&account, q.marker.as_deref(), q.max_items.unwrap_or(50).clamp(1, 1000))?;
+        Ok(json!({
+            "Functions": page.iter().map(|f| configuration(f, None, &region)).collect::<Vec<_>>(),
+            "NextMarker": next,
+        }))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// `name` plus the `Qualifier` query parameter, as one reference.
+fn reference(name: &str, qualifier: Option<&str>) -> LambdaResult<String> {
+    match qualifier {
+        None | Some("") => Ok(name.to_string()),
+        Some(q) => {
+            if name.starts_with("arn:") && name.split(':').count() == 8
+                || !name.starts_with("arn:") && name.contains(':')
+            {
+                return Err(LambdaError::invalid(format!(
+                    "{name} is already qualified; drop the Qualifier parameter {q}"
+                )));
+            }
+            Ok(format!("{name}:{q}"))
+        }
+    }
+}
+
+async fn get_function(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    req: Signed,
+) -> LambdaResult<Json<Value>> {
+    let q = query(&uri)?;
+    let r = reference(&name, q.qualifier.as_deref())?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let resolved = registry.resolve(&account, &r)?;
+        let mut out = json!({
+            "Configuration": configuration_of(&resolved, &region),
+            "Code": { "RepositoryType": "S3", "Location": format!("/v1/functions/{}/code", resolved.function.name) },
+            "Tags": {},
+        });
+        if let Some(limit) = resolved.config().concurrency_limit {
+            out["Concurrency"] = json!({ "ReservedConcurrentExecutions": limit });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+async fn get_configuration(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    req: Signed,
+) -> LambdaResult<Json<Value>> {
+    let q = query(&uri)?;
+    let r = reference(&name, q.qualifier.as_deref())?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || Ok(configuration_of(&registry.resolve(&account, &r)?, &region))).await?;
+    Ok(Json(out))
+}
+
+async fn update_configuration(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Signed,
+) -> LambdaResult<Json<Value>> {
+    let patch = req.json::<ConfigIn>()?.into_patch()?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        Ok(configuration(&registry.update_config(&account, &name, patch)?, None, &region))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateCodeIn {
+    zip_file: Option<String>,
+    publish: Option<bool>,
+}
+
+async fn update_code(State(s): State<AppState>, Path(name): Path<String>, req: Signed) -> LambdaResult<Json<Value>> {
+    let input: UpdateCodeIn = req.json()?;
+    let code = zip_bytes(input.zip_file.as_deref(), "ZipFile")?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        let f = registry.update_code(&account, &name, &code)?;
+        if input.publish.unwrap_or(false) {
+            let v = registry.publish(&account, &name, None)?;
+            return Ok(configuration(&registry.get_function(&account, &name)?, Some(&v), &region));
+        }
+        Ok(configuration(&f, None, &region))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+async fn delete_function(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    req: Signed,
+) -> LambdaResult<StatusCode> {
+    let q = query(&uri)?;
+    if q.qualifier.is_some() {
+        return Err(LambdaError::invalid("deleting a single version is not supported; delete the whole function"));
+    }
+    let (registry, account) = (s.registry.clone(), req.caller.account.id);
+    blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        Ok(registry.delete_function(&account, &name)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct PublishIn {
+    code_sha256: Option<String>,
+    description: Option<String>,
+}
+
+async fn publish_version(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Signed,
+) -> LambdaResult<(StatusCode, Json<Value>)> {
+    let input: PublishIn = req.json()?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        if let Some(expected) = &input.code_sha256 {
+            let f = registry.get_function(&account, &name)?;
+            let actual = sha_base64(f.code.as_ref().map_or("", |c| c.sha256.as_str()));
+            if &actual != expected {
+                return Ok(Err(LambdaError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "PreconditionFailedException",
+                    format!("CodeSha256 {expected} does not match $LATEST's code ({actual})"),
+                )));
+            }
+        }
+        let v = registry.publish(&account, &name, input.description)?;
+        Ok(Ok(configuration(&registry.get_function(&account, &name)?, Some(&v), &region)))
+    })
+    .await??;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn list_versions(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    req: Signed,
+) -> LambdaResult<Json<Value>> {
+    let q = query(&uri)?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        let f = registry.get_function(&account, &name)?;
+        let after = q.marker.as_deref().and_then(|m| m.parse::<u64>().ok());
+        let (page, next) = registry.list_versions(&account, &name, after, q.max_items.unwrap_or(50).clamp(1, 1000))?;
+        let mut versions = Vec::new();
+        if after.is_none() {
+            versions.push(configuration(&f, None, &region));
+        }
+        versions.extend(page.iter().map(|v| configuration(&f, Some(v), &region)));
+        Ok(json!({ "Versions": versions, "NextMarker": next.map(|n| n.to_string()) }))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoutingIn {
+    additional_version_weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasIn {
+    name: Option<String>,
+    function_version: Option<String>,
+    description: Option<String>,
+    routing_config: Option<RoutingIn>,
+}
+
+fn routing(version: String, r: Option<RoutingIn>) -> LambdaResult<AliasRouting> {
+    let weights = r.and_then(|r| r.additional_version_weights).unwrap_or_default();
+    if weights.len() > 1 {
+        return Err(LambdaError::invalid("RoutingConfig takes at most one additional version"));
+    }
+    let (extra, weight) = weights.into_iter().next().map_or((None, None), |(v, w)| (Some(v), Some(w)));
+    Ok(AliasRouting { version, additional_version: extra, additional_weight: weight })
+}
+
+async fn create_alias(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Signed,
+) -> LambdaResult<(StatusCode, Json<Value>)> {
+    let input: AliasIn = req.json()?;
+    let alias = input.name.ok_or_else(|| LambdaError::invalid("Name is required"))?;
+    let version = input.function_version.ok_or_else(|| LambdaError::invalid("FunctionVersion is required"))?;
+    let routing = routing(version, input.routing_config)?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        Ok(alias_configuration(
+            &registry.put_alias(&account, &name, &alias, routing, input.description, true)?,
+            &region,
+        ))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn update_alias(
+    State(s): State<AppState>,
+    Path((name, alias)): Path<(String, String)>,
+    req: Signed,
+) -> LambdaResult<Json<Value>> {
+    let input: AliasIn = req.json()?;
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        let current = registry.get_alias(&account, &name, &alias)?;
+        let version = input.function_version.unwrap_or(current.routing.version.clone());
+        let routing = match input.routing_config {
+            Some(r) => routing(version, Some(r))
+                .map_err(|e| RegistryError::Validation(stoke_core::ValidationError::new("RoutingConfig", e.message)))?,
+            None => AliasRouting { version, ..current.routing },
+        };
+        Ok(alias_configuration(
+            &registry.put_alias(&account, &name, &alias, routing, input.description, false)?,
+            &region,
+        ))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+async fn get_alias(
+    State(s): State<AppState>,
+    Path((name, alias)): Path<(String, String)>,
+    req: Signed,
+) -> LambdaResult<Json<Value>> {
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        Ok(alias_configuration(&registry.get_alias(&account, &name, &alias)?, &region))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+async fn list_aliases(State(s): State<AppState>, Path(name): Path<String>, req: Signed) -> LambdaResult<Json<Value>> {
+    let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
+    let out = blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        let aliases = registry.list_aliases(&account, &name)?;
+        Ok(json!({ "Aliases": aliases.iter().map(|a| alias_configuration(a, &region)).collect::<Vec<_>>(), "NextMarker": null }))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+async fn delete_alias(
+    State(s): State<AppState>,
+    Path((name, alias)): Path<(String, String)>,
+    req: Signed,
+) -> LambdaResult<StatusCode> {
+    let (registry, account) = (s.registry.clone(), req.caller.account.id);
+    blocking(move || {
+        let name = registry.parse_function_name(&account, &name)?;
+        Ok(registry.delete_alias(&account, &name, &alias)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn invoke(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    req: Signed,
+) -> LambdaResult<Response> {
+    let q = query(&uri)?;
+    let reference = reference(&name, q.qualifier.as_deref())?;
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let invocation_type = header("x-amz-invocation-type").unwrap_or("RequestResponse");
+    let tail = header("x-amz-log-type") == Some("Tail");
+    let client_context = match header("x-amz-client-context") {
+        None => None,
+        Some(b64) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| LambdaError::invalid("X-Amz-Client-Context must be base64-encoded JSON"))?;
+            Some(String::from_utf8(raw).map_err(|_| LambdaError::invalid("X-Amz-Client-Context must be UTF-8 JSON"))?)
+        }
+    };
+    if req.body.len() > super::invoke::MAX_PAYLOAD_BYTES {
+        return Err(LambdaError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            format!("Request must be smaller than {} bytes for the Invoke operation", super::invoke::MAX_PAYLOAD_BYTES),
+        ));
+    }
+    let payload =
+        if req.body.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { req.body.clone() };
+    let account = req.caller.account.id.clone();
+    match invocation_type {
+        "RequestResponse" => {}
+        "DryRun" => {
+            s.invoker.check(&account, &reference).await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        "Event" => {
+            let id = s.invoker.enqueue_event(&account, &reference, payload).await?;
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                resp.headers_mut().insert(HeaderName::from_static("x-amzn-requestid"), v);
+            }
+            return Ok(resp);
+        }
+        other => {
+            return Err(LambdaError::invalid(format!(
+                "X-Amz-Invocation-Type {other:?} is not valid: use RequestResponse, Event or DryRun"
+            )))
+        }
+    }
+    let (result, version) = s.invoker.invoke(&account, &reference, InvokeRequest { payload, client_context }).await?;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-amzn-requestid", result.request_id.clone());
+    set("x-amz-executed-version", version);
+    set("content-type", "application/json".into());
+    if tail {
+        let text = result.log.join("\n") + "\n";
+        let tail = &text.as_bytes()[text.len().saturating_sub(4096)..];
+        set("x-amz-log-result", base64::engine::general_purpose::STANDARD.encode(tail));
+    }
+    let body = match result.outcome {
+        Outcome::Success(b) => b,
+        Outcome::FunctionError { body, .. } => {
+            set("x-amz-function-error", "Unhandled".into());
+            body
+        }
+    };
+    Ok((StatusCode::OK, headers, body).into_response())
+}

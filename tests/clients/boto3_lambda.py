@@ -1,0 +1,155 @@
+"""Drives stoke's Lambda-compatible API with an unmodified boto3 client.
+
+Run by crates/stoke/tests/clients.rs against a real server; reads STOKE_ENDPOINT, STOKE_AKID and
+STOKE_SECRET from the environment. Every step asserts; the first failure exits non-zero.
+"""
+import base64
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+
+import boto3
+import botocore
+from botocore.config import Config
+
+ENDPOINT = os.environ["STOKE_ENDPOINT"]
+CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60)
+
+
+def client(key=None, secret=None):
+    return boto3.client(
+        "lambda",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id=key or os.environ["STOKE_AKID"],
+        aws_secret_access_key=secret or os.environ["STOKE_SECRET"],
+        config=CONFIG,
+    )
+
+
+def zip_of(source):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", source)
+    return buf.getvalue()
+
+
+V1 = '''
+import json, os
+def handler(event, context):
+    if event.get("marker"):
+        with open(event["marker"], "w") as f:
+            f.write(context.aws_request_id)
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    print("log line from v1")
+    cc = context.client_context
+    return {"v": 1, "event": event, "k": os.environ.get("K"),
+            "custom": cc.custom if cc and hasattr(cc, "custom") else (cc or {}).get("custom") if isinstance(cc, dict) else None}
+'''
+V2 = "def handler(event, context):\n    return {'v': 2}\n"
+
+
+def expect_error(code, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except botocore.exceptions.ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, "expected %s, got %s: %s" % (code, got, e.response)
+        return e
+    raise AssertionError("expected %s, the call succeeded" % code)
+
+
+def main():
+    lam = client()
+    created = lam.create_function(
+        FunctionName="b3",
+        Runtime="python3.12",
+        Role="arn:aws:iam::123456789012:role/irrelevant",
+        Handler="app.handler",
+        Code={"ZipFile": zip_of(V1)},
+        MemorySize=256,
+        Timeout=10,
+        Environment={"Variables": {"K": "from-env"}},
+        Description="made by boto3",
+    )
+    assert created["State"] == "Active" and created["LastUpdateStatus"] == "Successful", created
+    assert created["MemorySize"] == 256 and created["Version"] == "$LATEST", created
+    lam.get_waiter("function_active_v2").wait(FunctionName="b3")
+    lam.get_waiter("function_updated_v2").wait(FunctionName="b3")
+
+    got = lam.get_function(FunctionName="b3")
+    assert got["Configuration"]["Handler"] == "app.handler", got
+    conf = lam.get_function_configuration(FunctionName="b3")
+    assert conf["Environment"]["Variables"] == {"K": "from-env"}, conf
+    names = [f["FunctionName"] for page in lam.get_paginator("list_functions").paginate() for f in page["Functions"]]
+    assert names == ["b3"], names
+
+    out = lam.invoke(FunctionName="b3", Payload=json.dumps({"x": 1}), LogType="Tail")
+    assert out["StatusCode"] == 200 and out["ExecutedVersion"] == "$LATEST", out
+    body = json.loads(out["Payload"].read())
+    assert body["v"] == 1 and body["event"] == {"x": 1} and body["k"] == "from-env", body
+    log = base64.b64decode(out["LogResult"]).decode()
+    assert "REPORT RequestId" in log and "log line from v1" in log, log
+
+    ctx = base64.b64encode(json.dumps({"custom": {"who": "boto3"}}).encode()).decode()
+    out = lam.invoke(FunctionName="b3", Payload=b"{}", ClientContext=ctx)
+    assert json.loads(out["Payload"].read())["custom"] == {"who": "boto3"}
+
+    failed = lam.invoke(FunctionName="b3", Payload=json.dumps({"fail": True}))
+    assert failed["StatusCode"] == 200 and failed["FunctionError"] == "Unhandled", failed
+    err = json.loads(failed["Payload"].read())
+    assert err["errorType"] == "ValueError" and err["errorMessage"] == "asked to fail", err
+
+    v1 = lam.publish_version(FunctionName="b3", Description="first")
+    assert v1["Version"] == "1", v1
+    lam.update_function_code(FunctionName="b3", ZipFile=zip_of(V2))
+    lam.update_function_configuration(FunctionName="b3", Timeout=20)
+    v2 = lam.publish_version(FunctionName="b3")
+    assert v2["Version"] == "2" and v2["Timeout"] == 20, v2
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
+    assert versions == ["$LATEST", "1", "2"], versions
+
+    alias = lam.create_alias(FunctionName="b3", Name="prod", FunctionVersion="1")
+    assert alias["AliasArn"].endswith(":function:b3:prod"), alias
+    assert json.loads(lam.invoke(FunctionName="b3", Qualifier="prod")["Payload"].read())["v"] == 1
+    assert json.loads(lam.invoke(FunctionName="b3:prod")["Payload"].read())["v"] == 1
+    lam.update_alias(FunctionName="b3", Name="prod", FunctionVersion="2")
+    assert lam.get_alias(FunctionName="b3", Name="prod")["FunctionVersion"] == "2"
+    out = lam.invoke(FunctionName="b3", Qualifier="prod")
+    assert out["ExecutedVersion"] == "2" and json.loads(out["Payload"].read())["v"] == 2
+    assert [a["Name"] for a in lam.list_aliases(FunctionName="b3")["Aliases"]] == ["prod"]
+
+    dry = lam.invoke(FunctionName="b3", InvocationType="DryRun")
+    assert dry["StatusCode"] == 204, dry
+
+    marker = os.path.join(tempfile.mkdtemp(), "event-ran")
+    ev = lam.invoke(FunctionName="b3:1", InvocationType="Event", Payload=json.dumps({"marker": marker}))
+    assert ev["StatusCode"] == 202, ev
+    deadline = time.time() + 30
+    while not os.path.exists(marker):
+        assert time.time() < deadline, "the Event invocation did not run"
+        time.sleep(0.05)
+
+    e = expect_error("ResourceNotFoundException", lam.invoke, FunctionName="nope")
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    expect_error("ResourceNotFoundException", lam.get_alias, FunctionName="b3", Name="nope")
+    expect_error("ResourceConflictException", lam.create_alias, FunctionName="b3", Name="prod", FunctionVersion="1")
+    expect_error("InvalidParameterValueException", lam.update_function_configuration, FunctionName="b3", MemorySize=200)
+
+    bad = client(secret="not-the-secret")
+    expect_error("InvalidSignatureException", bad.list_functions)
+    stranger = client(key="AKIAUNKNOWN000000000", secret="x")
+    expect_error("UnrecognizedClientException", stranger.list_functions)
+
+    lam.delete_alias(FunctionName="b3", Name="prod")
+    lam.delete_function(FunctionName="b3")
+    expect_error("ResourceNotFoundException", lam.get_function, FunctionName="b3")
+    print("boto3: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
