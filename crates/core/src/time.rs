@@ -13,6 +13,12 @@ pub fn format_rfc3339(unix_ms: i64) -> String {
     format!("{}T{:02}:{:02}:{:02}.{:03}Z", date, secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60, ms)
 }
 
+/// Formats milliseconds since the Unix epoch as an AWS `X-Amz-Date`: `20240101T000000Z`.
+pub fn format_amz_date(unix_ms: i64) -> String {
+    let (date, secs_of_day, _) = split(unix_ms);
+    format!("{}T{:02}{:02}{:02}Z", date.replace('-', ""), secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60)
+}
+
 fn split(unix_ms: i64) -> (String, i64, i64) {
     let ms = unix_ms.rem_euclid(1000);
     let secs = unix_ms.div_euclid(1000);
@@ -46,5 +52,6 @@ mod tests {
         assert_eq!(format_rfc3339(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_amz_date(1_709_210_096_789), "20240229T123456Z");
     }
 }

@@ -164,6 +164,33 @@ pub fn signature(req: &SignedRequest<'_>, auth: &Authorization<'_>, amz_date: &s
     hex(&hmac(&key, string_to_sign.as_bytes()))
 }
 
+/// The `Authorization` header value for `req` (whose headers must include `x-amz-date` = `amz_date` and every
+/// header in `signed_headers`), as an AWS client would send it.
+pub fn authorization(
+    req: &SignedRequest<'_>,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+    signed_headers: &[&str],
+) -> String {
+    let auth = Authorization {
+        access_key_id,
+        date: amz_date.get(..8).unwrap_or(amz_date),
+        region,
+        service,
+        signed_headers: signed_headers.to_vec(),
+        signature: "",
+    };
+    let sig = signature(req, &auth, amz_date, secret);
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/{}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={sig}",
+        auth.date,
+        signed_headers.join(";")
+    )
+}
+
 /// Seconds since the epoch of an `X-Amz-Date` (`20150830T123600Z`).
 fn parse_amz_date(s: &str) -> Option<i64> {
     if s.len() != 16 || !s.ends_with('Z') || s.as_bytes()[8] != b'T' {
@@ -242,14 +269,6 @@ mod tests {
             ("host".to_string(), "127.0.0.1:9000".to_string()),
             ("x-amz-date".to_string(), "20240101T000000Z".to_string()),
         ];
-        let auth = Authorization {
-            access_key_id: "AKID",
-            date: "20240101",
-            region: "us-east-1",
-            service: "lambda",
-            signed_headers: vec!["host", "x-amz-date"],
-            signature: "",
-        };
         let req = SignedRequest {
             method: "POST",
             raw_path: path,
@@ -257,8 +276,8 @@ mod tests {
             headers: headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             body,
         };
-        let sig = signature(&req, &auth, "20240101T000000Z", secret);
-        let value = format!("AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}");
+        let value =
+            authorization(&req, "AKID", secret, "us-east-1", "lambda", "20240101T000000Z", &["host", "x-amz-date"]);
         (value, headers)
     }
 

@@ -171,3 +171,73 @@ fn kill_at_random_moments_during_uploads_and_publishes_loses_nothing_acknowledge
         assert_no_stray_archives(&s, "f");
     }
 }
+
+#[test]
+fn event_invocations_survive_sigkill_and_run_after_restart() {
+    let mut s = TestServer::start();
+    // One at a time and slow, so most events are still queued when the server dies.
+    let src = "import time\ndef handler(e, c):\n    time.sleep(0.3)\n    open(e['marker'], 'w').write(c.aws_request_id)\n    return 1\n";
+    let mut body = create_body("slow", &zip_of(&[("app.py", src.as_bytes())]));
+    body["concurrency_limit"] = json!(1);
+    assert_eq!(s.post("/v1/functions", body).0, 201);
+    let markers = tempfile::tempdir().unwrap();
+    let n = 12;
+    for i in 0..n {
+        let event = json!({ "marker": markers.path().join(format!("m{i}")) });
+        let resp = s
+            .http_plain(Method::POST, "/2015-03-31/functions/slow/invocations")
+            .header("X-Amz-Invocation-Type", "Event")
+            .json(&event);
+        // The Lambda routes take SigV4; sign as boto3 would, via the CLI-independent helper.
+        let resp = sign_lambda(&s, resp, &event).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "{}", resp.text().unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    s.kill9();
+    let ran_before = files_under(markers.path()).len();
+    assert!(ran_before < n, "all {n} events ran before the kill; the test proves nothing");
+    s.launch();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while files_under(markers.path()).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} events ran after the restart",
+            files_under(markers.path()).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{ran_before} of {n} events ran before the kill; all {n} after the restart");
+}
+
+/// Adds SigV4 headers for the server's admin key pair (the Lambda routes refuse unsigned requests).
+fn sign_lambda(
+    s: &TestServer,
+    req: reqwest::blocking::RequestBuilder,
+    body: &serde_json::Value,
+) -> reqwest::blocking::RequestBuilder {
+    use stoke_server::sigv4::{authorization, SignedRequest};
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
+    let built = req.try_clone().unwrap().build().unwrap();
+    let host = format!("{}:{}", built.url().host_str().unwrap(), built.url().port().unwrap());
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let amz_date = stoke_core::time::format_amz_date(now_ms);
+    let payload = serde_json::to_vec(body).unwrap();
+    let signed = SignedRequest {
+        method: "POST",
+        raw_path: built.url().path(),
+        raw_query: None,
+        headers: vec![("host", &host), ("x-amz-date", &amz_date), ("x-amz-invocation-type", "Event")],
+        body: &payload,
+    };
+    let auth = authorization(
+        &signed,
+        creds["access_key_id"].as_str().unwrap(),
+        creds["secret_access_key"].as_str().unwrap(),
+        "us-east-1",
+        "lambda",
+        &amz_date,
+        &["host", "x-amz-date", "x-amz-invocation-type"],
+    );
+    req.header("X-Amz-Date", amz_date.clone()).header("Authorization", auth)
+}
