@@ -25,6 +25,7 @@ pub(crate) struct Current {
 /// What the Runtime API handlers of one instance share.
 pub(crate) struct InstanceCtx {
     pub id: u64,
+    pub shared: Arc<Shared>,
     pub queue: Arc<FunctionQueue>,
     pub spawned_at: Instant,
     /// Set on the first `/next`: the init duration.
@@ -76,6 +77,22 @@ impl InstanceCtx {
                 cur.id, report.duration_ms, report.billed_ms, report.memory_mb, report.max_memory_used_mb
             ),
         );
+        let labels = self.queue.labels();
+        let m = &self.shared.metrics;
+        let outcome_name = if matches!(outcome, Outcome::Success(_)) { "success" } else { "error" };
+        m.invocations
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                account: labels.account.clone(),
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                outcome: outcome_name.into(),
+            })
+            .inc();
+        m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if let Some(init) = init_duration_ms {
+            m.cold_starts.get_or_create(&labels).inc();
+            m.init_duration.get_or_create(&labels).observe(init / 1000.0);
+        }
         let log = self.queue.logs.of_request(&cur.id);
         let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log });
     }
@@ -98,6 +115,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>) {
 async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
     let ctx = Arc::new(InstanceCtx {
         id,
+        shared: shared.clone(),
         queue: queue.clone(),
         spawned_at: Instant::now(),
         ready: OnceLock::new(),

@@ -9,6 +9,7 @@ mod codecache;
 mod ids;
 mod instance;
 pub mod logs;
+mod metrics;
 mod queue;
 mod runtime_api;
 pub mod runtimes;
@@ -163,6 +164,7 @@ pub(crate) struct Shared {
     queues: Mutex<Queues>,
     next_instance: AtomicU64,
     ids: ids::RequestIds,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// The scheduler: owns every function queue and instance.
@@ -189,6 +191,7 @@ impl Scheduler {
             queues: Mutex::new(Queues::default()),
             next_instance: AtomicU64::new(1),
             ids: ids::RequestIds::new(),
+            metrics: metrics::Metrics::new(),
         });
         let weak = Arc::downgrade(&shared);
         let tick = shared.settings.tick;
@@ -226,6 +229,27 @@ impl Scheduler {
         let (invocation, done) = queue::Invocation::new(self.shared.ids.next(), req, target.config.timeout_s);
         queue::submit(&self.shared, &queue, invocation)?;
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn metrics(&self) -> String {
+        let queues = lock(&self.shared.queues).all();
+        let mut depth = Vec::new();
+        let mut states = Vec::new();
+        for q in &queues {
+            let labels = q.labels();
+            depth.push((labels.clone(), q.depth() as i64));
+            for info in q.instance_infos() {
+                let l = metrics::StateLabels {
+                    account: labels.account.clone(),
+                    function: labels.function.clone(),
+                    version: labels.version.clone(),
+                    state: info.state.as_str().to_string(),
+                };
+                states.push((l, 1));
+            }
+        }
+        self.shared.metrics.encode(depth, states)
     }
 
     /// A fresh request id.

@@ -154,6 +154,18 @@ impl FunctionQueue {
         }
     }
 
+    pub fn labels(&self) -> crate::metrics::FunctionLabels {
+        crate::metrics::FunctionLabels {
+            account: self.target.account.to_string(),
+            function: self.target.function.to_string(),
+            version: self.target.version.clone(),
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
     pub fn in_flight(&self) -> usize {
         let st = lock(&self.state);
         st.pending.len() + st.count(InstanceState::Busy)
@@ -284,6 +296,17 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             }
         }
         if should_throttle(&snap) {
+            shared.metrics.throttles.get_or_create(&queue.labels()).inc();
+            shared
+                .metrics
+                .invocations
+                .get_or_create(&crate::metrics::OutcomeLabels {
+                    account: queue.target.account.to_string(),
+                    function: queue.target.function.to_string(),
+                    version: queue.target.version.clone(),
+                    outcome: "throttled".into(),
+                })
+                .inc();
             return Err(InvokeError::Throttled {
                 function: queue.target.function.to_string(),
                 limit: snap.concurrency_limit,

@@ -394,3 +394,31 @@ while True:
 fn which(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
+
+#[test]
+fn prometheus_metrics_count_invocations_cold_starts_and_throttles() {
+    let s = TestServer::start();
+    python_fn(
+        &s,
+        "counted",
+        "def handler(e, c):\n    if e.get('fail'):\n        raise ValueError('x')\n    return 1\n",
+        json!({}),
+    );
+    for event in [json!({}), json!({}), json!({"fail": true})] {
+        assert_eq!(invoke(&s, "counted", event).status, 200);
+    }
+    let text = s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    let line = |needle: &str| {
+        text.lines().find(|l| l.contains(needle) && l.contains("function=\"counted\"")).map(str::to_string)
+    };
+    let value = |l: Option<String>| l.and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()));
+    assert_eq!(value(line("outcome=\"success\"")), Some(2.0), "{text}");
+    assert_eq!(value(line("outcome=\"error\"")), Some(1.0), "{text}");
+    assert_eq!(value(line("stoke_cold_starts_total")), Some(1.0), "{text}");
+    assert_eq!(value(line("stoke_invocation_duration_seconds_count")), Some(3.0), "{text}");
+    assert!(line("stoke_instances{").is_some_and(|l| l.contains("state=\"idle\"")), "{text}");
+    assert!(line("stoke_queue_depth").is_some(), "{text}");
+    // Metrics span accounts: only admins may read them.
+    let (key_b, _) = s.new_account("other");
+    assert_eq!(s.call(s.req_as(&key_b, Method::GET, "/metrics")).0, 403);
+}

@@ -214,3 +214,13 @@ pub async fn logs(
         .collect();
     Ok(Json(LogList { lines }))
 }
+
+/// Prometheus metrics of the whole server (admin API key required: they cover every account).
+pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    if !caller.account.is_admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin account may read /metrics"));
+    }
+    let body = s.invoker.scheduler().metrics();
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response())
+}

@@ -66,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .route("/instances", get(invoke::instances));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
         .nest("/2015-03-31", lambda::routes())
         .fallback(unknown_route)

@@ -1,0 +1,86 @@
+//! Prometheus metrics of the execution core: invocations by outcome, cold starts, throttles, duration and
+//! init-duration histograms (recorded as things happen), queue depth and instances by state (read from the
+//! queues when scraped).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FunctionLabels {
+    pub account: String,
+    pub function: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub account: String,
+    pub function: String,
+    pub version: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StateLabels {
+    pub account: String,
+    pub function: String,
+    pub version: String,
+    pub state: String,
+}
+
+fn latency_buckets() -> Histogram {
+    // 100 µs … ~105 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 21))
+}
+
+pub(crate) struct Metrics {
+    pub invocations: Family<OutcomeLabels, Counter>,
+    pub cold_starts: Family<FunctionLabels, Counter>,
+    pub throttles: Family<FunctionLabels, Counter>,
+    pub duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+    pub init_duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            invocations: Family::default(),
+            cold_starts: Family::default(),
+            throttles: Family::default(),
+            duration: Family::new_with_constructor(latency_buckets),
+            init_duration: Family::new_with_constructor(latency_buckets),
+        }
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub fn encode(&self, queue_depth: Vec<(FunctionLabels, i64)>, instances: Vec<(StateLabels, i64)>) -> String {
+        let mut registry = Registry::with_prefix("stoke");
+        registry.register("invocations", "Invocations by outcome", self.invocations.clone());
+        registry.register(
+            "cold_starts",
+            "Invocations that waited for an instance to initialise",
+            self.cold_starts.clone(),
+        );
+        registry.register("throttles", "Invocations refused at the concurrency limit", self.throttles.clone());
+        registry.register("invocation_duration_seconds", "Run time of invocations", self.duration.clone());
+        registry.register("init_duration_seconds", "Initialisation time of instances", self.init_duration.clone());
+        let depth: Family<FunctionLabels, Gauge> = Family::default();
+        for (labels, v) in queue_depth {
+            depth.get_or_create(&labels).set(v);
+        }
+        registry.register("queue_depth", "Invocations waiting for an instance", depth);
+        let states: Family<StateLabels, Gauge> = Family::default();
+        for (labels, v) in instances {
+            states.get_or_create(&labels).inc_by(v);
+        }
+        registry.register("instances", "Instances by state", states);
+        let mut out = String::new();
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}
