@@ -102,3 +102,44 @@ def handler(event, context):
     let (error, out) = invoke(&s, "ricbad", serde_json::json!({}));
     assert_eq!(error.as_deref(), Some("Runtime.ImportModuleError"), "{out}");
 }
+
+/// Builds tests/functions/rust-echo (lambda_runtime) into its own target directory and returns the binary.
+fn build_rust_echo() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = root.join("target/functions");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/functions/rust-echo/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the lambda_runtime test function failed");
+    target.join("debug/bootstrap")
+}
+
+#[test]
+fn lambda_runtime_rust_function_runs_unmodified() {
+    let binary = std::fs::read(build_rust_echo()).unwrap();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+    std::io::Write::write_all(&mut w, &binary).unwrap();
+    let archive = w.finish().unwrap().into_inner();
+    let s = TestServer::start();
+    let body = serde_json::json!({"name": "rusty", "runtime": "provided.al2023", "memory_mb": 256,
+        "code_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, archive)});
+    let (status, created) = s.post("/v1/functions", body);
+    assert_eq!(status, 201, "{created}");
+    let (error, out) = invoke(&s, "rusty", serde_json::json!({"x": 1}));
+    assert_eq!(error, None, "{out}");
+    assert_eq!(out["echo"], serde_json::json!({"x": 1}));
+    assert_eq!(out["function"], "rusty");
+    assert_eq!(out["memory"], 256);
+    assert_eq!(out["version"], "$LATEST");
+    let (error, out) = invoke(&s, "rusty", serde_json::json!({"fail": true}));
+    assert!(error.is_some(), "{out}");
+    assert_eq!(out["errorMessage"], "asked to fail");
+    let (error, _) = invoke(&s, "rusty", serde_json::json!({"x": 2}));
+    assert_eq!(error, None, "the instance survives a handler error");
+    assert_eq!(s.get("/v1/instances?function=rusty").1["instances"].as_array().unwrap().len(), 1);
+}
