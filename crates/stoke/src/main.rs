@@ -57,6 +57,8 @@ pub enum Command {
     Alias(commands::alias::Args),
     /// Accounts (tenants) and their credentials.
     Account(commands::account::Args),
+    /// Measure warm invocations side by side with the physical floor (see scripts/bench).
+    Bench(commands::bench::Args),
     /// Print a shell completion script, e.g. `stoke completions bash > /etc/bash_completion.d/stoke`.
     Completions(commands::completions::Args),
 }
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Alias(args) => commands::alias::run(&cli.global, args),
         Command::Account(args) => commands::account::run(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

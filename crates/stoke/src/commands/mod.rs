@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod alias;
+pub mod bench;
 pub mod completions;
 pub mod function;
 pub mod invoke;
