@@ -20,6 +20,7 @@ pub(crate) struct Current {
     pub responder: oneshot::Sender<InvokeResult>,
     pub started: Instant,
     pub cold: bool,
+    pub want_log: bool,
 }
 
 /// What the Runtime API handlers of one instance share.
@@ -35,7 +36,12 @@ pub(crate) struct InstanceCtx {
     pub init_error: Mutex<Option<Outcome>>,
     pub served: AtomicU64,
     pub trace_seq: AtomicU64,
+    /// Peak memory and when it was read: `/proc` is sampled at most every [`MEMORY_SAMPLE`].
+    pub peak_memory: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How stale the Max Memory Used of a REPORT may be.
+const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 
 impl InstanceCtx {
     pub fn current_id(&self) -> Option<Arc<str>> {
@@ -44,6 +50,20 @@ impl InstanceCtx {
 
     pub fn log(&self, request_id: Option<Arc<str>>, text: String) {
         self.queue.logs.push(LogLine { at_ms: now_ms(), request_id, instance: self.id, text });
+    }
+
+    /// The instance's peak memory, re-read from the sandbox when the last reading is stale. Peak memory
+    /// only grows, so a slightly old value is a lower bound that is exact again at the next sample.
+    fn peak_memory_bytes(&self) -> u64 {
+        let mut cached = lock(&self.peak_memory);
+        if let Some((at, bytes)) = *cached {
+            if at.elapsed() < MEMORY_SAMPLE {
+                return bytes;
+            }
+        }
+        let bytes = self.control.get().and_then(|c| c.peak_memory_bytes()).unwrap_or(0);
+        *cached = Some((Instant::now(), bytes));
+        bytes
     }
 
     pub fn kill(&self) {
@@ -58,8 +78,7 @@ impl InstanceCtx {
         self.queue.record_duration(elapsed);
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let init_duration_ms = if cur.cold { self.ready.get().map(|d| d.as_secs_f64() * 1000.0) } else { None };
-        let max_memory_used_mb =
-            self.control.get().and_then(|c| c.peak_memory_bytes()).map_or(0, |b| b.div_ceil(1024 * 1024));
+        let max_memory_used_mb = self.peak_memory_bytes().div_ceil(1024 * 1024);
         let report = Report {
             duration_ms,
             billed_ms: duration_ms.ceil().max(1.0) as u64,
@@ -93,7 +112,7 @@ impl InstanceCtx {
             m.cold_starts.get_or_create(&labels).inc();
             m.init_duration.get_or_create(&labels).observe(init / 1000.0);
         }
-        let log = self.queue.logs.of_request(&cur.id);
+        let log = if cur.want_log { self.queue.logs.of_request(&cur.id) } else { Vec::new() };
         let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log });
     }
 }
@@ -124,6 +143,7 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
         init_error: Mutex::new(None),
         served: AtomicU64::new(0),
         trace_seq: AtomicU64::new(0),
+        peak_memory: Mutex::new(None),
     });
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),

@@ -41,15 +41,20 @@ pub struct InvokeTarget {
     /// ARN the caller used (qualified), passed to the runtime.
     pub invoked_arn: String,
     pub region: String,
+    /// Filled on first use by the scheduler.
+    pub key: std::sync::OnceLock<String>,
 }
 
 impl InvokeTarget {
-    /// Instances are shared by invocations of the same code and configuration only.
-    fn queue_key(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(&self.config).unwrap_or_default().hash(&mut h);
-        format!("{}/{}/{}/{}/{:x}", self.account, self.function, self.version, self.code_sha256, h.finish())
+    /// Instances are shared by invocations of the same code and configuration only. Computed once per
+    /// target (targets are resolved once and cached), not per invocation.
+    fn queue_key(&self) -> &str {
+        self.key.get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_string(&self.config).unwrap_or_default().hash(&mut h);
+            format!("{}/{}/{}/{}/{:x}", self.account, self.function, self.version, self.code_sha256, h.finish())
+        })
     }
 }
 
@@ -59,6 +64,8 @@ pub struct InvokeRequest {
     pub payload: Bytes,
     /// Client context as raw JSON (already base64-decoded).
     pub client_context: Option<String>,
+    /// Collect the invocation's log lines into the result (`Tail`); skipped otherwise.
+    pub want_log: bool,
 }
 
 /// How an invocation ended.
@@ -88,7 +95,7 @@ pub struct InvokeResult {
     pub request_id: String,
     pub outcome: Outcome,
     pub report: Report,
-    /// The invocation's log lines (START … REPORT), newest last.
+    /// The invocation's log lines (START … REPORT), newest last, when asked for.
     pub log: Vec<String>,
 }
 
@@ -216,9 +223,12 @@ impl Scheduler {
 
     fn queue_for(&self, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {
         let mut queues = lock(&self.shared.queues);
+        if let Some(q) = queues.active.get(target.queue_key()) {
+            return q.clone();
+        }
         queues
             .active
-            .entry(target.queue_key())
+            .entry(target.queue_key().to_string())
             .or_insert_with(|| Arc::new(FunctionQueue::new(target.clone(), self.shared.settings.log_lines)))
             .clone()
     }

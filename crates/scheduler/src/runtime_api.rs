@@ -88,7 +88,9 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     ctx.log(Some(inv.id.clone()), format!("START RequestId: {} Version: {}", inv.id, target.version));
     let payload = inv.request.payload.clone();
     let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
-    *lock(&ctx.current) = Some(Current { id: inv.id, responder: inv.responder, started: Instant::now(), cold });
+    let want_log = inv.request.want_log;
+    *lock(&ctx.current) =
+        Some(Current { id: inv.id, responder: inv.responder, started: Instant::now(), cold, want_log });
     let watchdog = ctx.clone();
     tokio::spawn(async move {
         tokio::time::sleep_until(deadline.into()).await;

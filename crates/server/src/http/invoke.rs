@@ -68,8 +68,9 @@ pub async fn invoke(
         ));
     }
     let payload = if payload.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { payload };
-    let (result, version) =
-        s.invoker.invoke(&caller.account.id, &function, InvokeRequest { payload, client_context: None }).await?;
+    let want_log = q.log.as_deref() == Some("tail");
+    let req = InvokeRequest { payload, client_context: None, want_log };
+    let (result, version) = s.invoker.invoke(&caller.account.id, &function, req).await?;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -86,7 +87,7 @@ pub async fn invoke(
     if let Some(init) = r.init_duration_ms {
         set("x-stoke-init-duration-ms", format!("{init:.3}"));
     }
-    if q.log.as_deref() == Some("tail") {
+    if want_log {
         let text = result.log.join("\n");
         let tail = &text.as_bytes()[text.len().saturating_sub(4096)..];
         set("x-stoke-log", base64::engine::general_purpose::STANDARD.encode(tail));

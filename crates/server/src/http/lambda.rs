@@ -703,7 +703,8 @@ async fn invoke(
             )))
         }
     }
-    let (result, version) = s.invoker.invoke(&account, &reference, InvokeRequest { payload, client_context }).await?;
+    let req = InvokeRequest { payload, client_context, want_log: tail };
+    let (result, version) = s.invoker.invoke(&account, &reference, req).await?;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
