@@ -23,19 +23,8 @@ fn invalid_requests_get_clear_errors_and_write_nothing() {
     let (key_b, _) = s.new_account("other");
     let before = s.get("/v1/functions/good").1;
 
-    let huge = {
-        // Incompressible content so the zip itself is over 1 MB.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let noise: Vec<u8> = (0..1_500_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        zip_of(&[("blob.bin", &noise)])
-    };
+    // Incompressible content so the zip itself is over the 1 MB limit.
+    let huge = zip_of(&[("blob.bin", &noise(1, 1_500_000))]);
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
 
     // (description, request, status, code, words the message must contain)

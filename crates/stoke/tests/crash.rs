@@ -17,16 +17,7 @@ use serde_json::json;
 
 /// An archive of `size` incompressible bytes, distinct per `tag`.
 fn big_zip(tag: u64, size: usize) -> Vec<u8> {
-    let mut x = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let noise: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    zip_of(&[("app.py", b"def handler(e, c):\n    return 1\n"), ("data.bin", &noise)])
+    zip_of(&[("app.py", b"def handler(e, c):\n    return 1\n"), ("data.bin", &noise(tag, size))])
 }
 
 fn download_sha(s: &TestServer, reference: &str) -> String {

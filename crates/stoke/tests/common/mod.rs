@@ -178,6 +178,19 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// `size` incompressible bytes (xorshift), distinct per `seed`: archives of them stay as large as the data.
+pub fn noise(seed: u64, size: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A small python function archive whose content (and so sha256) depends on `tag`.
 pub fn python_zip(tag: &str) -> Vec<u8> {
     zip_of(&[("app.py", format!("TAG = {tag:?}\ndef handler(event, context):\n    return TAG\n").as_bytes())])
