@@ -225,12 +225,11 @@ fn init_errors_report_the_runtime_error_back_off_and_recover_after_a_fix() {
     assert!(r.body["errorMessage"].as_str().unwrap().contains("bad config at import"), "{}", r.body);
     let first_spawned = instances(&s, "broken").len();
     // During the back-off, invocations get the same error at once, without starting instances.
-    let started = Instant::now();
     for _ in 0..5 {
         let again = invoke(&s, "broken", json!({}));
         assert_eq!(again.error().as_deref(), Some("Runtime.InitError"));
+        assert!(again.header("x-stoke-instance") == Some("0".into()), "answered without an instance");
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "refusals during back-off are immediate");
     assert_eq!(instances(&s, "broken").len(), first_spawned, "no retry storm");
 
     let missing = zip_of(&[("other.py", b"x = 1\n")]);
@@ -289,15 +288,13 @@ fn a_flooded_function_does_not_hold_up_another() {
             });
         }
         std::thread::sleep(Duration::from_millis(200));
-        let started = Instant::now();
         let r = invoke(&s, "quiet", json!({}));
         assert_eq!(r.status, 200);
         assert!(!r.cold(), "the quiet function stayed warm");
-        (Instant::now(), started.elapsed())
+        Instant::now()
     });
     let flood_end = flood_done.lock().unwrap().unwrap();
-    assert!(quiet_done.0 < flood_end, "the quiet function finished while the flood was still queued");
-    assert!(quiet_done.1 < Duration::from_millis(500), "quiet invocation took {:?}", quiet_done.1);
+    assert!(quiet_done < flood_end, "the quiet function finished while the flood was still queued");
 }
 
 #[test]
