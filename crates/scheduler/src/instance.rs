@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use stoke_sandbox::InstanceControl;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::LogLine;
 use crate::queue::{self, FunctionQueue};
@@ -38,6 +37,8 @@ pub(crate) struct InstanceCtx {
     pub trace_seq: AtomicU64,
     /// Peak memory and when it was read: `/proc` is sampled at most every [`MEMORY_SAMPLE`].
     pub peak_memory: Mutex<Option<(Instant, u64)>>,
+    /// Ask the stdout/stderr pumps to read everything already written, and wait for them.
+    pub drains: Mutex<Vec<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
 }
 
 /// How stale the Max Memory Used of a REPORT may be.
@@ -144,15 +145,17 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
         served: AtomicU64::new(0),
         trace_seq: AtomicU64::new(0),
         peak_memory: Mutex::new(None),
+        drains: Mutex::new(Vec::new()),
     });
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),
         Ok((mut child, server)) => {
-            if let Some(out) = child.stdout.take() {
-                tokio::spawn(pump(out, ctx.clone()));
-            }
-            if let Some(err) = child.stderr.take() {
-                tokio::spawn(pump(err, ctx.clone()));
+            let stdout = child.stdout.take().and_then(|o| o.into_owned_fd().ok());
+            let stderr = child.stderr.take().and_then(|e| e.into_owned_fd().ok());
+            for fd in [stdout, stderr].into_iter().flatten() {
+                let (tx, rx) = mpsc::unbounded_channel();
+                lock(&ctx.drains).push(tx);
+                tokio::spawn(pump(fd, ctx.clone(), rx));
             }
             let status = child.wait().await;
             server.abort();
@@ -232,9 +235,66 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     Ok((spawned.child, server))
 }
 
-async fn pump(stream: impl AsyncRead + Unpin, ctx: Arc<InstanceCtx>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        ctx.log(ctx.current_id(), line);
+impl InstanceCtx {
+    /// Makes every line the runtime wrote so far part of the log (a runtime writes its output before it
+    /// posts its response, so after this the invocation's lines are all there). Bounded wait.
+    pub async fn drain_logs(&self) {
+        let acks: Vec<_> = lock(&self.drains)
+            .iter()
+            .filter_map(|tx| {
+                let (ack, done) = oneshot::channel();
+                tx.send(ack).ok().map(|_| done)
+            })
+            .collect();
+        for done in acks {
+            let _ = tokio::time::timeout(Duration::from_millis(200), done).await;
+        }
+    }
+}
+
+/// Copies one output pipe of an instance into the function's log, line by line, tagging each line with
+/// the invocation running when it was read. Reads without blocking, so a drain request can take
+/// everything already written at once.
+async fn pump(
+    fd: std::os::fd::OwnedFd,
+    ctx: Arc<InstanceCtx>,
+    mut drains: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+) {
+    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
+    let mut pending = Vec::new();
+    let mut open = true;
+    while open {
+        tokio::select! {
+            ready = pipe.readable() => {
+                open = ready.is_ok() && read_available(&pipe, &mut pending, &ctx);
+            }
+            Some(ack) = drains.recv() => {
+                open = read_available(&pipe, &mut pending, &ctx);
+                let _ = ack.send(());
+            }
+        }
+    }
+    if !pending.is_empty() {
+        ctx.log(ctx.current_id(), String::from_utf8_lossy(&pending).into_owned());
+    }
+}
+
+/// Reads what the pipe holds now and logs its complete lines; false once the pipe is closed.
+fn read_available(pipe: &tokio::net::unix::pipe::Receiver, pending: &mut Vec<u8>, ctx: &InstanceCtx) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match pipe.try_read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                pending.extend_from_slice(&chunk[..n]);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string();
+                    ctx.log(ctx.current_id(), text);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
     }
 }

@@ -130,7 +130,17 @@ fn invalid_request_id(id: &str) -> Response {
     )
 }
 
+/// When the caller asked for the invocation's log, reads the runtime's output written so far while the
+/// invocation is still current (so its lines carry its request id).
+async fn collect_output(ctx: &InstanceCtx, id: &str) {
+    let wants = lock(&ctx.current).as_ref().is_some_and(|c| &*c.id == id && c.want_log);
+    if wants {
+        ctx.drain_logs().await;
+    }
+}
+
 async fn response(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, body: Bytes) -> Response {
+    collect_output(&ctx, &id).await;
     let Some(cur) = take_current(&ctx, &id) else {
         return invalid_request_id(&id);
     };
@@ -181,6 +191,7 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    collect_output(&ctx, &id).await;
     let Some(cur) = take_current(&ctx, &id) else {
         return invalid_request_id(&id);
     };
