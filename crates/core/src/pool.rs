@@ -167,6 +167,23 @@ mod tests {
     }
 
     #[test]
+    fn placement_fits_memory_by_evicting_the_longest_idle_first() {
+        let idle = |id, mb, secs| IdleInstance { id, memory_mb: mb, idle_for: Duration::from_secs(secs) };
+        // Room for two 256 MB instances without evicting anything.
+        assert_eq!(fit_to_node(2, 256, 600, 10, &[idle(1, 512, 99)]), (2, vec![]));
+        // Room for one; the second takes the longest-idle instances until it fits (2 frees too little).
+        let pool = [idle(1, 128, 5), idle(2, 128, 50), idle(3, 512, 20)];
+        assert_eq!(fit_to_node(2, 256, 300, 10, &pool), (2, vec![2, 3]));
+        assert_eq!(fit_to_node(2, 256, 400, 10, &pool), (2, vec![2]));
+        // Nothing idle: start what fits.
+        assert_eq!(fit_to_node(3, 256, 600, 10, &[]), (2, vec![]));
+        // Evicting everything would still not fit: evict nothing.
+        assert_eq!(fit_to_node(1, 1024, 100, 10, &[idle(1, 128, 1)]), (0, vec![]));
+        // The account's allowance caps placement regardless of memory.
+        assert_eq!(fit_to_node(5, 128, 10_000, 2, &[]), (2, vec![]));
+    }
+
+    #[test]
     fn throttle_only_when_full_and_backlogged() {
         let full = PoolSnapshot { busy: 2, concurrency_limit: 2, queued: 2, ..snap() };
         assert!(should_throttle(&full));
@@ -174,6 +191,47 @@ mod tests {
         assert!(!should_throttle(&PoolSnapshot { busy: 1, ..full }));
         assert!(!should_throttle(&PoolSnapshot { idle: 1, busy: 1, ..full }));
     }
+}
+
+/// An idle instance anywhere on the node, as a candidate to make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleInstance {
+    pub id: u64,
+    pub memory_mb: u64,
+    pub idle_for: Duration,
+}
+
+/// Node-wide placement of `want` new instances of `memory_mb` each: how many fit in the node's free memory
+/// and the account's remaining instance allowance, and which idle instances to evict (longest idle first)
+/// to make room. The node's memory budget is the sum of the memory sizes of its live instances.
+pub fn fit_to_node(
+    want: usize,
+    memory_mb: u64,
+    free_mb: u64,
+    account_room: usize,
+    idle: &[IdleInstance],
+) -> (usize, Vec<u64>) {
+    let mut candidates: Vec<&IdleInstance> = idle.iter().collect();
+    candidates.sort_by_key(|i| std::cmp::Reverse(i.idle_for));
+    let mut reclaimable: u64 = candidates.iter().map(|i| i.memory_mb).sum();
+    let mut candidates = candidates.into_iter();
+    let (mut free, mut start, mut evict) = (free_mb, 0, Vec::new());
+    while start < want.min(account_room) {
+        if free >= memory_mb {
+            free -= memory_mb;
+            start += 1;
+        } else if free + reclaimable < memory_mb {
+            // Even evicting every idle instance would not make room: evict none for nothing.
+            break;
+        } else if let Some(victim) = candidates.next() {
+            free += victim.memory_mb;
+            reclaimable -= victim.memory_mb;
+            evict.push(victim.id);
+        } else {
+            break;
+        }
+    }
+    (start, evict)
 }
 
 /// Where an instance is in its life. Every change is timestamped and kept for the console.

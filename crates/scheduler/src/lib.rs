@@ -119,6 +119,10 @@ pub struct Settings {
     pub tick: Duration,
     /// Log lines kept per function.
     pub log_lines: usize,
+    /// Node memory budget: live instances' memory sizes may not add up to more (idle ones are evicted).
+    pub memory_budget_mb: u64,
+    /// Most live instances one account may have across all its functions.
+    pub account_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -128,6 +132,8 @@ impl Default for Settings {
             default_concurrency: 1000,
             tick: Duration::from_millis(250),
             log_lines: 5000,
+            memory_budget_mb: 10_240,
+            account_concurrency: 1000,
         }
     }
 }
@@ -172,6 +178,8 @@ pub(crate) struct Shared {
     next_instance: AtomicU64,
     ids: ids::RequestIds,
     pub(crate) metrics: metrics::Metrics,
+    /// Held while deciding where new instances fit, so two pools never claim the same free memory.
+    placement: Mutex<()>,
 }
 
 /// The scheduler: owns every function queue and instance.
@@ -199,6 +207,7 @@ impl Scheduler {
             next_instance: AtomicU64::new(1),
             ids: ids::RequestIds::new(),
             metrics: metrics::Metrics::new(),
+            placement: Mutex::new(()),
         });
         let weak = Arc::downgrade(&shared);
         let tick = shared.settings.tick;
@@ -328,6 +337,47 @@ impl Scheduler {
 
     pub(crate) fn next_instance_id(shared: &Shared) -> u64 {
         shared.next_instance.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Starts up to `want` instances of `queue`'s function where the node's memory budget and the account's
+/// allowance let it, evicting idle instances of other functions to make room (`stoke_core::pool::fit_to_node`).
+pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usize) {
+    if want == 0 {
+        return;
+    }
+    let _placing = lock(&shared.placement);
+    let queues = lock(&shared.queues).all();
+    let (mut used_mb, mut account_live) = (0u64, 0usize);
+    let mut candidates = Vec::new();
+    let mut owners = HashMap::new();
+    for q in &queues {
+        let (live, idle) = q.placement_view();
+        used_mb += live as u64 * q.memory_mb();
+        if q.target.account == queue.target.account {
+            account_live += live;
+        }
+        if !Arc::ptr_eq(q, queue) {
+            for i in idle {
+                owners.insert(i.id, q.clone());
+                candidates.push(i);
+            }
+        }
+    }
+    let (start, evict) = stoke_core::pool::fit_to_node(
+        want,
+        queue.memory_mb(),
+        shared.settings.memory_budget_mb.saturating_sub(used_mb),
+        shared.settings.account_concurrency.saturating_sub(account_live),
+        &candidates,
+    );
+    for id in evict {
+        if let Some(owner) = owners.get(&id) {
+            owner.evict_idle(id);
+        }
+    }
+    for _ in 0..start {
+        instance::spawn(shared, queue.clone());
     }
 }
 

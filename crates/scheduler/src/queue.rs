@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stoke_core::pool::{idle_to_evict, init_backoff, instances_to_start, should_throttle, InstanceState, PoolSnapshot};
+use stoke_core::pool::{
+    idle_to_evict, init_backoff, instances_to_start, should_throttle, IdleInstance, InstanceState, PoolSnapshot,
+};
 use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
 
@@ -160,6 +162,40 @@ impl FunctionQueue {
             function: self.target.function.to_string(),
             version: self.target.version.clone(),
         }
+    }
+
+    pub fn memory_mb(&self) -> u64 {
+        u64::from(self.target.config.memory_mb)
+    }
+
+    /// Live instances, and the idle ones as candidates to make room on the node.
+    pub fn placement_view(&self) -> (usize, Vec<IdleInstance>) {
+        let st = lock(&self.state);
+        let live = st.instances.values().filter(|i| i.state != InstanceState::Evicted).count();
+        let now = Instant::now();
+        let idle = st
+            .waiters
+            .iter()
+            .map(|w| IdleInstance { id: w.instance, memory_mb: self.memory_mb(), idle_for: now - w.since })
+            .collect();
+        (live, idle)
+    }
+
+    /// Evicts one idle instance (to make room for another function); false if it is no longer idle.
+    pub fn evict_idle(&self, id: u64) -> bool {
+        let control = {
+            let mut st = lock(&self.state);
+            let Some(pos) = st.waiters.iter().position(|w| w.instance == id) else { return false };
+            st.waiters.remove(pos);
+            st.instances.get_mut(&id).and_then(|e| {
+                e.set(InstanceState::Evicted);
+                e.control.clone()
+            })
+        };
+        if let Some(c) = control {
+            c.kill();
+        }
+        true
     }
 
     pub fn depth(&self) -> usize {
@@ -361,7 +397,5 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) {
     for control in to_evict {
         control.kill();
     }
-    for _ in 0..to_start {
-        crate::instance::spawn(shared, queue.clone());
-    }
+    crate::place(shared, queue, to_start);
 }

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// Overrides the detected GPU count.
     pub gpus: Option<u32>,
     pub max_archive_mb: u64,
+    /// Most live instances one account may have.
+    pub account_concurrency: usize,
 }
 
 impl ServerConfig {
@@ -144,7 +146,12 @@ impl Server {
         let archive_limits =
             ArchiveLimits { max_archive_bytes: config.max_archive_mb * 1024 * 1024, ..ArchiveLimits::default() };
         let sandbox: Arc<dyn stoke_sandbox::Sandbox> = Arc::new(stoke_sandbox::ProcessSandbox);
-        let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), Default::default())
+        let settings = stoke_scheduler::Settings {
+            memory_budget_mb: u64::from(node.max_memory_mb),
+            account_concurrency: config.account_concurrency,
+            ..Default::default()
+        };
+        let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
             .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
         let registry = Arc::new(Registry::new(store, code, node, archive_limits, work));

@@ -419,3 +419,56 @@ fn prometheus_metrics_count_invocations_cold_starts_and_throttles() {
     let (key_b, _) = s.new_account("other");
     assert_eq!(s.call(s.req_as(&key_b, Method::GET, "/metrics")).0, 403);
 }
+
+#[test]
+fn under_node_memory_pressure_idle_instances_of_other_functions_make_room() {
+    // A 512 MB node: two 256 MB instances fill it.
+    let s = TestServer::start_with(&["--max-memory-mb", "512"]);
+    python_fn(&s, "first", ECHO, json!({"memory_mb": 256, "timeout_s": 10}));
+    python_fn(&s, "second", ECHO, json!({"memory_mb": 256}));
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| invoke(&s, "first", json!({"sleep": 0.5})));
+        let b = scope.spawn(|| invoke(&s, "first", json!({"sleep": 0.5})));
+        assert_eq!(a.join().unwrap().status, 200);
+        assert_eq!(b.join().unwrap().status, 200);
+    });
+    assert_eq!(instances(&s, "first").len(), 2);
+    // The node is full of idle instances of `first`; `second` still runs, in place of one of them.
+    let r = invoke(&s, "second", json!({}));
+    assert_eq!((r.status, r.error()), (200, None), "{}", r.body);
+    let live = |f: &str| instances(&s, f).iter().filter(|i| i["state"] != "evicted").count();
+    wait_for("the evicted instance to go", Duration::from_secs(10), || live("first") + live("second") <= 2);
+    assert_eq!(live("second"), 1);
+    assert_eq!(live("first"), 1, "exactly one instance was evicted to make room");
+}
+
+#[test]
+fn an_account_never_has_more_live_instances_than_its_allowance() {
+    let s = TestServer::start_with(&["--account-concurrency", "2"]);
+    python_fn(&s, "one", ECHO, json!({"timeout_s": 20}));
+    python_fn(&s, "two", ECHO, json!({"timeout_s": 20}));
+    let peak = std::sync::Mutex::new(0usize);
+    let s = &s;
+    let peak = &peak;
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = ["one", "one", "two", "two"]
+            .into_iter()
+            .map(|f| scope.spawn(move || invoke(s, f, json!({"sleep": 0.7}))))
+            .collect();
+        let watcher = scope.spawn(move || {
+            for _ in 0..40 {
+                let n = instances(s, "one").len() + instances(s, "two").len();
+                let mut p = peak.lock().unwrap();
+                *p = (*p).max(n);
+                drop(p);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        for c in calls {
+            let r = c.join().unwrap();
+            assert_eq!(r.status, 200, "queued invocations run once the account has room: {}", r.body);
+        }
+        watcher.join().unwrap();
+    });
+    assert!(*peak.lock().unwrap() <= 2, "the account had {} live instances", peak.lock().unwrap());
+}

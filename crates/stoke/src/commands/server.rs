@@ -14,7 +14,8 @@ pub struct Args {
     /// Region written into ARNs.
     #[arg(long, default_value = ServerConfig::DEFAULT_REGION)]
     region: String,
-    /// Largest memory a function may ask for, in MB [default: the machine's memory].
+    /// Largest memory a function may ask for, and the node's budget for all live instances together, in MB
+    /// [default: the machine's memory].
     #[arg(long, value_name = "MB")]
     max_memory_mb: Option<u32>,
     /// GPUs functions may use [default: NVIDIA devices found in /dev].
@@ -23,6 +24,9 @@ pub struct Args {
     /// Largest code archive accepted, in MB.
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_ARCHIVE_MB, value_name = "MB")]
     max_archive_mb: u64,
+    /// Most live instances one account may have across its functions.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    account_concurrency: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -51,6 +55,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         max_memory_mb: args.max_memory_mb,
         gpus: args.gpus,
         max_archive_mb: args.max_archive_mb,
+        account_concurrency: args.account_concurrency,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
