@@ -168,7 +168,8 @@ mod tests {
 
     #[test]
     fn placement_fits_memory_by_evicting_the_longest_idle_first() {
-        let idle = |id, mb, secs| IdleInstance { id, memory_mb: mb, idle_for: Duration::from_secs(secs) };
+        let idle =
+            |id, mb, secs| IdleInstance { id, memory_mb: mb, idle_for: Duration::from_secs(secs), same_account: false };
         // Room for two 256 MB instances without evicting anything.
         assert_eq!(fit_to_node(2, 256, 600, 10, &[idle(1, 512, 99)]), (2, vec![]));
         // Room for one; the second takes the longest-idle instances until it fits (2 frees too little).
@@ -181,6 +182,24 @@ mod tests {
         assert_eq!(fit_to_node(1, 1024, 100, 10, &[idle(1, 128, 1)]), (0, vec![]));
         // The account's allowance caps placement regardless of memory.
         assert_eq!(fit_to_node(5, 128, 10_000, 2, &[]), (2, vec![]));
+    }
+
+    #[test]
+    fn at_its_allowance_an_account_makes_room_from_its_own_idle_instances_only() {
+        let idle = |id, secs, same_account| IdleInstance {
+            id,
+            memory_mb: 128,
+            idle_for: Duration::from_secs(secs),
+            same_account,
+        };
+        // Another account's idle instance cannot give this account a slot.
+        assert_eq!(fit_to_node(1, 128, 10_000, 0, &[idle(1, 99, false)]), (0, vec![]));
+        // Its own idle instances can, longest idle first.
+        let pool = [idle(1, 99, false), idle(2, 5, true), idle(3, 50, true)];
+        assert_eq!(fit_to_node(1, 128, 10_000, 0, &pool), (1, vec![3]));
+        assert_eq!(fit_to_node(2, 128, 10_000, 0, &pool), (2, vec![3, 2]));
+        // Evicting an own instance for memory also returns its slot.
+        assert_eq!(fit_to_node(2, 128, 128, 1, &[idle(7, 9, true)]), (2, vec![7]));
     }
 
     #[test]
@@ -199,11 +218,14 @@ pub struct IdleInstance {
     pub id: u64,
     pub memory_mb: u64,
     pub idle_for: Duration,
+    /// Belongs to the account that needs room (so evicting it also frees one of the account's slots).
+    pub same_account: bool,
 }
 
 /// Node-wide placement of `want` new instances of `memory_mb` each: how many fit in the node's free memory
 /// and the account's remaining instance allowance, and which idle instances to evict (longest idle first)
-/// to make room. The node's memory budget is the sum of the memory sizes of its live instances.
+/// to make room. Idle instances count against both, so they are what gives way: any idle instance for
+/// memory, one of the same account for the allowance. Nothing is evicted when eviction cannot make room.
 pub fn fit_to_node(
     want: usize,
     memory_mb: u64,
@@ -213,22 +235,41 @@ pub fn fit_to_node(
 ) -> (usize, Vec<u64>) {
     let mut candidates: Vec<&IdleInstance> = idle.iter().collect();
     candidates.sort_by_key(|i| std::cmp::Reverse(i.idle_for));
-    let mut reclaimable: u64 = candidates.iter().map(|i| i.memory_mb).sum();
-    let mut candidates = candidates.into_iter();
-    let (mut free, mut start, mut evict) = (free_mb, 0, Vec::new());
-    while start < want.min(account_room) {
-        if free >= memory_mb {
+    let (mut free, mut room, mut start, mut evict) = (free_mb, account_room, 0, Vec::new());
+    let mut take = |pred: &dyn Fn(&IdleInstance) -> bool, evict: &mut Vec<u64>| {
+        let pos = candidates.iter().position(|c| pred(c))?;
+        let victim = candidates.remove(pos);
+        evict.push(victim.id);
+        Some(*victim)
+    };
+    while start < want {
+        if room == 0 {
+            // The account is at its allowance: only one of its own idle instances can give way.
+            match take(&|c| c.same_account, &mut evict) {
+                Some(v) => {
+                    room += 1;
+                    free += v.memory_mb;
+                }
+                None => break,
+            }
+        } else if free >= memory_mb {
             free -= memory_mb;
+            room -= 1;
             start += 1;
-        } else if free + reclaimable < memory_mb {
-            // Even evicting every idle instance would not make room: evict none for nothing.
-            break;
-        } else if let Some(victim) = candidates.next() {
-            free += victim.memory_mb;
-            reclaimable -= victim.memory_mb;
-            evict.push(victim.id);
         } else {
-            break;
+            let reclaimable: u64 = idle.iter().filter(|i| !evict.contains(&i.id)).map(|i| i.memory_mb).sum();
+            if free + reclaimable < memory_mb {
+                break;
+            }
+            match take(&|_| true, &mut evict) {
+                Some(v) => {
+                    free += v.memory_mb;
+                    if v.same_account {
+                        room += 1;
+                    }
+                }
+                None => break,
+            }
         }
     }
     (start, evict)

@@ -352,7 +352,7 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
     let mut candidates = Vec::new();
     let mut owners = HashMap::new();
     for q in &queues {
-        let (live, idle) = q.placement_view();
+        let (live, idle) = q.placement_view(&queue.target.account);
         used_mb += live as u64 * q.memory_mb();
         if q.target.account == queue.target.account {
             account_live += live;

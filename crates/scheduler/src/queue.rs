@@ -169,14 +169,19 @@ impl FunctionQueue {
     }
 
     /// Live instances, and the idle ones as candidates to make room on the node.
-    pub fn placement_view(&self) -> (usize, Vec<IdleInstance>) {
+    pub fn placement_view(&self, for_account: &stoke_core::AccountId) -> (usize, Vec<IdleInstance>) {
         let st = lock(&self.state);
         let live = st.instances.values().filter(|i| i.state != InstanceState::Evicted).count();
         let now = Instant::now();
         let idle = st
             .waiters
             .iter()
-            .map(|w| IdleInstance { id: w.instance, memory_mb: self.memory_mb(), idle_for: now - w.since })
+            .map(|w| IdleInstance {
+                id: w.instance,
+                memory_mb: self.memory_mb(),
+                idle_for: now - w.since,
+                same_account: &self.target.account == for_account,
+            })
             .collect();
         (live, idle)
     }
