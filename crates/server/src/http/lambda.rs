@@ -378,11 +378,10 @@ fn reference(name: &str, qualifier: Option<&str>) -> LambdaResult<String> {
     match qualifier {
         None | Some("") => Ok(name.to_string()),
         Some(q) => {
-            if name.starts_with("arn:") && name.split(':').count() == 8
-                || !name.starts_with("arn:") && name.contains(':')
-            {
+            let already = stoke_core::FunctionRef::parse(name).map_err(|e| LambdaError::invalid(e.0))?.qualifier;
+            if let Some(existing) = already {
                 return Err(LambdaError::invalid(format!(
-                    "{name} is already qualified; drop the Qualifier parameter {q}"
+                    "{name} is already qualified with {existing}; drop the Qualifier parameter {q}"
                 )));
             }
             Ok(format!("{name}:{q}"))
@@ -727,4 +726,20 @@ async fn invoke(
         }
     };
     Ok((StatusCode::OK, headers, body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference;
+
+    #[test]
+    fn qualifier_parameter_joins_names_and_arns() {
+        assert_eq!(reference("f", Some("prod")).unwrap(), "f:prod");
+        assert_eq!(reference("f", None).unwrap(), "f");
+        assert_eq!(reference("123456789012:function:f", Some("2")).unwrap(), "123456789012:function:f:2");
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:f";
+        assert_eq!(reference(arn, Some("prod")).unwrap(), format!("{arn}:prod"));
+        assert!(reference("f:1", Some("prod")).is_err());
+        assert!(reference(&format!("{arn}:1"), Some("prod")).is_err());
+    }
 }
