@@ -33,7 +33,6 @@ pub(crate) struct InstanceCtx {
     pub current: Mutex<Option<Current>>,
     pub control: OnceLock<Arc<dyn InstanceControl>>,
     pub init_error: Mutex<Option<Outcome>>,
-    pub served: AtomicU64,
     pub trace_seq: AtomicU64,
     /// Peak memory and when it was read: `/proc` is sampled at most every [`MEMORY_SAMPLE`].
     pub peak_memory: Mutex<Option<(Instant, u64)>>,
@@ -100,14 +99,7 @@ impl InstanceCtx {
         let labels = self.queue.labels();
         let m = &self.shared.metrics;
         let outcome_name = if matches!(outcome, Outcome::Success(_)) { "success" } else { "error" };
-        m.invocations
-            .get_or_create(&crate::metrics::OutcomeLabels {
-                account: labels.account.clone(),
-                function: labels.function.clone(),
-                version: labels.version.clone(),
-                outcome: outcome_name.into(),
-            })
-            .inc();
+        m.invocations.get_or_create(&labels.with_outcome(outcome_name)).inc();
         m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if let Some(init) = init_duration_ms {
             m.cold_starts.get_or_create(&labels).inc();
@@ -142,7 +134,6 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
         current: Mutex::new(None),
         control: OnceLock::new(),
         init_error: Mutex::new(None),
-        served: AtomicU64::new(0),
         trace_seq: AtomicU64::new(0),
         peak_memory: Mutex::new(None),
         drains: Mutex::new(Vec::new()),
@@ -182,7 +173,6 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
     if let Some(Outcome::FunctionError { body, .. }) = &init_error {
         ctx.log(None, format!("INIT_REPORT instance {id} failed: {}", String::from_utf8_lossy(body)));
     }
-    queue.mark_evicted(id);
     let orphans = queue.instance_gone(id, init_error.clone());
     if let Some(error) = init_error {
         for inv in orphans {

@@ -257,16 +257,10 @@ impl Scheduler {
         let mut states = Vec::new();
         for q in &queues {
             let labels = q.labels();
-            depth.push((labels.clone(), q.depth() as i64));
             for info in q.instance_infos() {
-                let l = metrics::StateLabels {
-                    account: labels.account.clone(),
-                    function: labels.function.clone(),
-                    version: labels.version.clone(),
-                    state: info.state.as_str().to_string(),
-                };
-                states.push((l, 1));
+                states.push((labels.with_state(info.state.as_str()), 1));
             }
+            depth.push((labels, q.depth() as i64));
         }
         self.shared.metrics.encode(depth, states)
     }

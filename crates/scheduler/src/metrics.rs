@@ -17,6 +17,26 @@ pub(crate) struct FunctionLabels {
     pub version: String,
 }
 
+impl FunctionLabels {
+    pub fn with_outcome(&self, outcome: &str) -> OutcomeLabels {
+        OutcomeLabels {
+            account: self.account.clone(),
+            function: self.function.clone(),
+            version: self.version.clone(),
+            outcome: outcome.to_string(),
+        }
+    }
+
+    pub fn with_state(&self, state: &str) -> StateLabels {
+        StateLabels {
+            account: self.account.clone(),
+            function: self.function.clone(),
+            version: self.version.clone(),
+            state: state.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabels {
     pub account: String,

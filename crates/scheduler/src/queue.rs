@@ -55,7 +55,6 @@ struct Waiter {
 
 pub(crate) struct InstanceEntry {
     pub state: InstanceState,
-    pub since: Instant,
     pub control: Option<Arc<dyn InstanceControl>>,
     pub invocations: u64,
     pub init_duration: Option<Duration>,
@@ -65,7 +64,6 @@ pub(crate) struct InstanceEntry {
 impl InstanceEntry {
     fn set(&mut self, state: InstanceState) {
         self.state = state;
-        self.since = Instant::now();
         self.timeline.push((state, now_ms()));
     }
 }
@@ -100,6 +98,27 @@ impl State {
 
     fn healthy(&self) -> usize {
         self.count(InstanceState::Idle) + self.count(InstanceState::Busy)
+    }
+
+    /// Records that instance `id` was handed an invocation.
+    fn mark_busy(&mut self, id: u64) {
+        if let Some(e) = self.instances.get_mut(&id) {
+            e.set(InstanceState::Busy);
+            e.invocations += 1;
+        }
+    }
+
+    /// Takes the given instances out of the idle set and marks them evicted; returns their controls so the
+    /// caller can kill them after releasing the lock.
+    fn evict_waiting(&mut self, ids: &[u64]) -> Vec<Arc<dyn InstanceControl>> {
+        self.waiters.retain(|w| !ids.contains(&w.instance));
+        ids.iter()
+            .filter_map(|id| {
+                let e = self.instances.get_mut(id)?;
+                e.set(InstanceState::Evicted);
+                e.control.clone()
+            })
+            .collect()
     }
 }
 
@@ -188,18 +207,14 @@ impl FunctionQueue {
 
     /// Evicts one idle instance (to make room for another function); false if it is no longer idle.
     pub fn evict_idle(&self, id: u64) -> bool {
-        let control = {
+        let controls = {
             let mut st = lock(&self.state);
-            let Some(pos) = st.waiters.iter().position(|w| w.instance == id) else { return false };
-            st.waiters.remove(pos);
-            st.instances.get_mut(&id).and_then(|e| {
-                e.set(InstanceState::Evicted);
-                e.control.clone()
-            })
+            if !st.waiters.iter().any(|w| w.instance == id) {
+                return false;
+            }
+            st.evict_waiting(&[id])
         };
-        if let Some(c) = control {
-            c.kill();
-        }
+        controls.iter().for_each(|c| c.kill());
         true
     }
 
@@ -233,7 +248,6 @@ impl FunctionQueue {
     pub fn add_instance(&self, id: u64) {
         let mut entry = InstanceEntry {
             state: InstanceState::Starting,
-            since: Instant::now(),
             control: None,
             invocations: 0,
             init_duration: None,
@@ -264,10 +278,7 @@ impl FunctionQueue {
             }
         }
         if let Some(inv) = st.pending.pop_front() {
-            if let Some(e) = st.instances.get_mut(&id) {
-                e.set(InstanceState::Busy);
-                e.invocations += 1;
-            }
+            st.mark_busy(id);
             return Ok(inv);
         }
         let (tx, rx) = oneshot::channel();
@@ -301,12 +312,6 @@ impl FunctionQueue {
             vec![]
         }
     }
-
-    pub fn mark_evicted(&self, id: u64) {
-        if let Some(e) = lock(&self.state).instances.get_mut(&id) {
-            e.set(InstanceState::Evicted);
-        }
-    }
 }
 
 /// Fails an invocation with an outcome the platform wrote.
@@ -338,16 +343,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
         }
         if should_throttle(&snap) {
             shared.metrics.throttles.get_or_create(&queue.labels()).inc();
-            shared
-                .metrics
-                .invocations
-                .get_or_create(&crate::metrics::OutcomeLabels {
-                    account: queue.target.account.to_string(),
-                    function: queue.target.function.to_string(),
-                    version: queue.target.version.clone(),
-                    outcome: "throttled".into(),
-                })
-                .inc();
+            shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
             return Err(InvokeError::Throttled {
                 function: queue.target.function.to_string(),
                 limit: snap.concurrency_limit,
@@ -357,10 +353,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
         while let Some(w) = st.waiters.pop_front() {
             match w.tx.send(inv) {
                 Ok(()) => {
-                    if let Some(e) = st.instances.get_mut(&w.instance) {
-                        e.set(InstanceState::Busy);
-                        e.invocations += 1;
-                    }
+                    st.mark_busy(w.instance);
                     return Ok(());
                 }
                 // That instance stopped waiting (it went away); try the next one.
@@ -388,16 +381,7 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) {
         let now = Instant::now();
         let idle: Vec<_> = st.waiters.iter().map(|w| (w.instance, now - w.since)).collect();
         let evict = idle_to_evict(&idle, keep_alive, snap.min_warm, snap.total());
-        st.waiters.retain(|w| !evict.contains(&w.instance));
-        let controls: Vec<_> = evict
-            .iter()
-            .filter_map(|id| {
-                let e = st.instances.get_mut(id)?;
-                e.set(InstanceState::Evicted);
-                e.control.clone()
-            })
-            .collect();
-        (start, controls)
+        (start, st.evict_waiting(&evict))
     };
     for control in to_evict {
         control.kill();

@@ -61,7 +61,6 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
             Err(_) => return rapid_error(StatusCode::GONE, "Runtime.Evicted", "this instance was evicted"),
         },
     };
-    ctx.served.fetch_add(1, Ordering::Relaxed);
     // Cold: this invocation waited for the instance to initialise. One served by an instance that was
     // ready before it arrived (pre-warmed, min-warm) is warm, even if it is the instance's first.
     let ready_at = ctx.spawned_at + ctx.ready.get().copied().unwrap_or_default();
@@ -94,15 +93,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     let watchdog = ctx.clone();
     tokio::spawn(async move {
         tokio::time::sleep_until(deadline.into()).await;
-        let timed_out = {
-            let mut cur = lock(&watchdog.current);
-            if cur.as_ref().is_some_and(|c| c.id == id) {
-                cur.take()
-            } else {
-                None
-            }
-        };
-        if let Some(cur) = timed_out {
+        if let Some(cur) = take_current(&watchdog, &id) {
             let msg = format!("RequestId: {} Error: Task timed out after {timeout_s}.00 seconds", cur.id);
             watchdog.log(Some(cur.id.clone()), msg.clone());
             watchdog.finish(cur, error_outcome("Sandbox.Timedout", msg));
