@@ -27,9 +27,14 @@ pub enum InvokeFailure {
     Retired(String),
     #[error("function {0} stayed UPDATING for longer than {1} s; try again")]
     StillUpdating(String, u64),
+    #[error("the event is {size} bytes; the limit for a synchronous invocation is {limit}")]
+    PayloadTooLarge { size: usize, limit: usize },
     #[error("{0}")]
     Scheduler(#[from] InvokeError),
 }
+
+/// Lambda's synchronous payload limit.
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 /// A resolved reference: the function's state and what an invocation runs.
 struct Resolution {
@@ -83,20 +88,17 @@ impl Invoker {
 
     fn target(&self, r: &Resolved, version: Option<&stoke_store::VersionRecord>, qualifier: &str) -> Arc<InvokeTarget> {
         let f = &r.function;
-        let (config, sha, label) = match version {
-            Some(v) => (v.config.clone(), v.code.sha256.clone(), v.version.to_string()),
-            None => {
-                (f.config.clone(), f.code.as_ref().map(|c| c.sha256.clone()).unwrap_or_default(), "$LATEST".to_string())
-            }
+        let (config, label) = match version {
+            Some(v) => (v.config.clone(), v.version.to_string()),
+            None => (f.config.clone(), "$LATEST".to_string()),
         };
-        let for_path = Resolved { function: f.clone(), version: version.cloned(), alias: None };
         Arc::new(InvokeTarget {
             account: f.account.clone(),
             function: f.name.clone(),
             version: label,
             config,
-            archive: self.registry.archive_path(&for_path),
-            code_sha256: sha,
+            archive: self.registry.archive_path(f, version),
+            code_sha256: crate::registry::archive_of(f, version).1.to_string(),
             invoked_arn: function_arn(&self.region, &f.account, &f.name, Some(qualifier)),
             region: self.region.clone(),
             key: Default::default(),
@@ -146,6 +148,15 @@ impl Invoker {
         }
         cache.insert(key, resolution.clone());
         Ok(resolution)
+    }
+
+    /// The event as the function will get it: at most [`MAX_PAYLOAD_BYTES`], and `{}` when empty (as on
+    /// Lambda, where an invocation without a payload gets an empty object).
+    pub fn payload(body: Bytes) -> Result<Bytes, InvokeFailure> {
+        if body.len() > MAX_PAYLOAD_BYTES {
+            return Err(InvokeFailure::PayloadTooLarge { size: body.len(), limit: MAX_PAYLOAD_BYTES });
+        }
+        Ok(if body.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { body })
     }
 
     /// DryRun: checks that the reference resolves and would be admitted.

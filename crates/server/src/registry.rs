@@ -79,6 +79,19 @@ impl Resolved {
     pub fn version_label(&self) -> String {
         self.version.as_ref().map_or_else(|| "$LATEST".to_string(), |v| v.version.to_string())
     }
+
+    /// sha256 of the code the reference runs.
+    pub fn code_sha256(&self) -> &str {
+        archive_of(&self.function, self.version.as_ref()).1
+    }
+}
+
+/// The archive a function's `$LATEST` (no version) or a published version runs: (directory, sha256).
+pub fn archive_of<'a>(function: &'a FunctionRecord, version: Option<&'a VersionRecord>) -> (String, &'a str) {
+    match version {
+        Some(v) => (v.version.to_string(), v.code.sha256.as_str()),
+        None => (LATEST_DIR.to_string(), function.code.as_ref().map_or("", |c| c.sha256.as_str())),
+    }
 }
 
 /// What the registry needs to know of, and tell, whatever runs functions.
@@ -165,16 +178,9 @@ impl Registry {
     }
 
     /// The archive on disk of a resolved reference.
-    pub fn archive_path(&self, r: &Resolved) -> std::path::PathBuf {
-        match &r.version {
-            Some(v) => self.code.path(&r.function.account, &r.function.name, &v.version.to_string(), &v.code.sha256),
-            None => self.code.path(
-                &r.function.account,
-                &r.function.name,
-                LATEST_DIR,
-                r.function.code.as_ref().map_or("", |c| c.sha256.as_str()),
-            ),
-        }
+    pub fn archive_path(&self, function: &FunctionRecord, version: Option<&VersionRecord>) -> std::path::PathBuf {
+        let (dir, sha) = archive_of(function, version);
+        self.code.path(&function.account, &function.name, &dir, sha)
     }
 
     pub fn node_limits(&self) -> NodeLimits {
@@ -466,13 +472,8 @@ impl Registry {
     /// The archive bytes of a reference.
     pub fn read_code(&self, account: &AccountId, reference: &str) -> Result<(Resolved, Vec<u8>)> {
         let resolved = self.resolve(account, reference)?;
-        let (dir, sha) = match &resolved.version {
-            Some(v) => (v.version.to_string(), v.code.sha256.clone()),
-            None => {
-                (LATEST_DIR.to_string(), resolved.function.code.as_ref().map(|c| c.sha256.clone()).unwrap_or_default())
-            }
-        };
-        let bytes = self.code.read(account, &resolved.function.name, &dir, &sha)?;
+        let (dir, sha) = archive_of(&resolved.function, resolved.version.as_ref());
+        let bytes = self.code.read(account, &resolved.function.name, &dir, sha)?;
         Ok((resolved, bytes))
     }
 

@@ -167,10 +167,7 @@ pub async fn download_code(
 ) -> ApiResult<impl IntoResponse> {
     let registry = s.registry.clone();
     let (resolved, bytes) = blocking(move || Ok(registry.read_code(&caller.account.id, &function)?)).await?;
-    let sha = resolved.version.as_ref().map_or_else(
-        || resolved.function.code.as_ref().map(|c| c.sha256.clone()).unwrap_or_default(),
-        |v| v.code.sha256.clone(),
-    );
+    let sha = resolved.code_sha256();
     Ok((
         [(header::CONTENT_TYPE, "application/zip".to_string()), (header::ETAG, format!("\"{sha}\""))],
         Bytes::from(bytes),

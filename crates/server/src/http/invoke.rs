@@ -1,6 +1,5 @@
 //! `POST /v1/functions/{function}/invoke`, `GET /v1/instances`, `GET /v1/functions/{function}/logs`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,15 +14,15 @@ use super::{blocking, AppState};
 use crate::accounts::Caller;
 use crate::invoke::InvokeFailure;
 
-/// Lambda's synchronous payload limit.
-pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
-
 impl From<InvokeFailure> for ApiError {
     fn from(e: InvokeFailure) -> Self {
         match e {
             InvokeFailure::Registry(r) => r.into(),
             InvokeFailure::Blocked(_) => ApiError::new(StatusCode::CONFLICT, "function_blocked", e.to_string()),
             InvokeFailure::Retired(_) => ApiError::new(StatusCode::CONFLICT, "function_retired", e.to_string()),
+            InvokeFailure::PayloadTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
+            }
             InvokeFailure::StillUpdating(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "function_updating", e.to_string())
             }
@@ -57,17 +56,7 @@ pub async fn invoke(
     ApiQuery(q): ApiQuery<InvokeQuery>,
     Body(payload): Body,
 ) -> ApiResult<Response> {
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the event is {} bytes; the limit for a synchronous invocation is {MAX_PAYLOAD_BYTES}",
-                payload.len()
-            ),
-        ));
-    }
-    let payload = if payload.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { payload };
+    let payload = crate::invoke::Invoker::payload(payload)?;
     let want_log = q.log.as_deref() == Some("tail");
     let req = InvokeRequest { payload, client_context: None, want_log };
     let (result, version) = s.invoker.invoke(&caller.account.id, &function, req).await?;

@@ -107,6 +107,11 @@ impl From<InvokeFailure> for LambdaError {
                 message,
                 retry_after: Some(retry_after_s),
             },
+            InvokeFailure::PayloadTooLarge { limit, .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                format!("Request must be smaller than {limit} bytes for the Invoke operation"),
+            ),
             InvokeFailure::Scheduler(InvokeError::Platform(_)) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
             }
@@ -129,7 +134,7 @@ impl FromRequest<AppState> for Signed {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, LambdaError> {
         let (parts, body) = req.into_parts();
         let limit =
-            super::invoke::MAX_PAYLOAD_BYTES * 2 + (state.registry.archive_limits().max_archive_bytes as usize) / 3 * 4;
+            crate::invoke::MAX_PAYLOAD_BYTES * 2 + (state.registry.archive_limits().max_archive_bytes as usize) / 3 * 4;
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             LambdaError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "the request body is too large")
         })?;
@@ -672,15 +677,7 @@ async fn invoke(
             Some(String::from_utf8(raw).map_err(|_| LambdaError::invalid("X-Amz-Client-Context must be UTF-8 JSON"))?)
         }
     };
-    if req.body.len() > super::invoke::MAX_PAYLOAD_BYTES {
-        return Err(LambdaError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestTooLargeException",
-            format!("Request must be smaller than {} bytes for the Invoke operation", super::invoke::MAX_PAYLOAD_BYTES),
-        ));
-    }
-    let payload =
-        if req.body.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { req.body.clone() };
+    let payload = crate::invoke::Invoker::payload(req.body.clone())?;
     let account = req.caller.account.id.clone();
     match invocation_type {
         "RequestResponse" => {}
