@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use std::sync::Arc;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+
+mod peer;
 
 /// What to run and within which limits.
 #[derive(Debug, Clone)]
@@ -35,6 +38,9 @@ pub trait InstanceControl: Send + Sync {
     fn kill(&self);
     /// Peak memory the instance used so far, in bytes, when the backend can tell.
     fn peak_memory_bytes(&self) -> Option<u64>;
+    /// Whether the loopback TCP connection from `peer` to `local` was opened by a process of this instance.
+    /// Blocking (reads `/proc`); call it off the async threads.
+    fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool;
 }
 
 /// A spawned instance: its process (for stdout, stderr and exit) and its control.
@@ -74,6 +80,10 @@ impl InstanceControl for ProcessControl {
     fn kill(&self) {
         // The child leads its own process group, so this reaches everything it forked.
         let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+    }
+
+    fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        peer::opened_by_group(self.pid, local, peer)
     }
 
     fn peak_memory_bytes(&self) -> Option<u64> {

@@ -207,6 +207,7 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     let spec = crate::runtimes::spawn_spec(&target, &code_dir, &shared.run_dir, port, ctx.id)
         .map_err(|msg| error_outcome("Runtime.InvalidEntrypoint", msg))?;
     let app = crate::runtime_api::router(ctx.clone());
+    let (listener, started) = crate::runtime_api::InstanceListener::new(listener, ctx.id);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -220,6 +221,7 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
             ));
         }
     };
+    let _ = started.send(spawned.control.clone());
     let _ = ctx.control.set(spawned.control.clone());
     queue.set_control(ctx.id, spawned.control);
     Ok((spawned.child, server))

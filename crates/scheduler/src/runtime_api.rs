@@ -1,5 +1,6 @@
-//! The Lambda Runtime API (`2018-06-01`) served to one instance on its own loopback port, so an instance can
-//! only ever pull its own function's invocations and answer its own request ids.
+//! The Lambda Runtime API (`2018-06-01`) served to one instance on its own loopback port, to the instance's
+//! processes only, so an instance can only ever pull its own function's invocations and answer its own
+//! request ids, and nothing else can pull or answer them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+
+use stoke_sandbox::InstanceControl;
+use tokio::sync::oneshot;
 
 use crate::instance::{error_outcome, Current, InstanceCtx};
 use crate::{lock, Outcome};
@@ -27,6 +31,69 @@ pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1024 * 1024))
         .with_state(ctx)
+}
+
+/// The instance's endpoint: a loopback listener that serves only connections opened by the instance's own
+/// processes. Any other process — another instance, anything else on the host — is disconnected before
+/// it can send a request, so the port number is not a secret anyone relies on.
+pub(crate) struct InstanceListener {
+    inner: tokio::net::TcpListener,
+    instance: u64,
+    control: Watched,
+}
+
+/// The instance's control, known once the sandbox has started it (a runtime may connect before that).
+enum Watched {
+    Pending(oneshot::Receiver<Arc<dyn InstanceControl>>),
+    Known(Arc<dyn InstanceControl>),
+}
+
+impl InstanceListener {
+    /// The listener, and where to send the instance's control once it runs.
+    pub fn new(inner: tokio::net::TcpListener, instance: u64) -> (Self, oneshot::Sender<Arc<dyn InstanceControl>>) {
+        let (tx, rx) = oneshot::channel();
+        (InstanceListener { inner, instance, control: Watched::Pending(rx) }, tx)
+    }
+
+    async fn control(&mut self) -> Option<Arc<dyn InstanceControl>> {
+        if let Watched::Pending(rx) = &mut self.control {
+            self.control = Watched::Known(rx.await.ok()?);
+        }
+        match &self.control {
+            Watched::Known(c) => Some(c.clone()),
+            Watched::Pending(_) => None,
+        }
+    }
+}
+
+impl axum::serve::Listener for InstanceListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            let Some(control) = self.control().await else {
+                // The instance never started; nothing will connect that should be served.
+                std::future::pending::<()>().await;
+                continue;
+            };
+            let Ok(local) = stream.local_addr() else { continue };
+            let owned = tokio::task::spawn_blocking(move || control.opened_connection(local, peer)).await;
+            if owned.unwrap_or(false) {
+                return (stream, peer);
+            }
+            tracing::warn!(
+                instance = self.instance,
+                %peer,
+                "refused a Runtime API connection that no process of the instance opened"
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 fn rapid_error(status: StatusCode, error_type: &str, message: &str) -> Response {

@@ -472,3 +472,65 @@ fn an_account_never_has_more_live_instances_than_its_allowance() {
     });
     assert!(*peak.lock().unwrap() <= 2, "the account had {} live instances", peak.lock().unwrap());
 }
+
+const RUNTIME_API_PROBE: &str = r#"
+import os, time, http.client
+def handler(event, context):
+    target = event.get("target")
+    if target:
+        host, port = target.split(":")
+        try:
+            c = http.client.HTTPConnection(host, int(port), timeout=5)
+            c.request("GET", "/2018-06-01/runtime/invocation/next")
+            return {"probe": "served %d" % c.getresponse().status}
+        except Exception as e:
+            return {"probe": "refused: " + type(e).__name__}
+    time.sleep(event.get("sleep", 0))
+    return {"api": os.environ["AWS_LAMBDA_RUNTIME_API"], "request": context.aws_request_id}
+"#;
+
+/// Sends a raw request to an endpoint and returns whatever comes back before the connection closes.
+fn raw_exchange(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = conn.write_all(request.as_bytes());
+    let mut reply = Vec::new();
+    let _ = conn.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn an_instances_runtime_api_serves_only_that_instances_processes() {
+    let s = TestServer::start();
+    python_fn(&s, "victim", RUNTIME_API_PROBE, json!({"timeout_s": 20}));
+    python_fn(&s, "spy", RUNTIME_API_PROBE, json!({"timeout_s": 20}));
+    let first = invoke(&s, "victim", json!({}));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let api = first.body["api"].as_str().unwrap().to_string();
+    let s = &s;
+    std::thread::scope(|scope| {
+        // The victim is busy with an invocation while others try its endpoint.
+        let running = scope.spawn(|| invoke(s, "victim", json!({"sleep": 1.5})));
+        std::thread::sleep(Duration::from_millis(300));
+        // Another local process (this test) can neither pull work nor answer the running invocation.
+        let pulled = raw_exchange(&api, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(!pulled.contains("HTTP/1.1"), "an outside process was served: {pulled}");
+        let answered = raw_exchange(
+            &api,
+            "POST /2018-06-01/runtime/invocation/any/response HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nhijacked",
+        );
+        assert!(!answered.contains("HTTP/1.1"), "an outside process was served: {answered}");
+        // Nor can another function's instance.
+        let spied = invoke(s, "spy", json!({"target": api}));
+        assert_eq!(spied.status, 200, "{}", spied.body);
+        assert!(spied.body["probe"].as_str().unwrap().starts_with("refused"), "{}", spied.body);
+        let done = running.join().unwrap();
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert_eq!(done.body["api"], api, "the running invocation finished on its own instance, untouched");
+        assert_eq!(done.body["request"], done.header("x-stoke-request-id").unwrap());
+    });
+    let after = invoke(s, "victim", json!({}));
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(after.instance(), first.instance(), "the instance kept working");
+}
