@@ -27,6 +27,10 @@ pub struct PoolSnapshot {
     pub typical_init: Option<Duration>,
     /// A recent initialisation failed: do not start instances until the back-off ends.
     pub backing_off: bool,
+    /// Instances the function's account could still add for this function: what is left of the account's
+    /// allowance plus the account's idle instances of other functions (which give way). `None` until
+    /// looked at — it is a node-wide count, taken only when [`account_check_needed`] says so.
+    pub account_room: Option<usize>,
 }
 
 impl PoolSnapshot {
@@ -78,10 +82,32 @@ pub fn idle_to_evict(idle: &[(u64, Duration)], keep_alive: Duration, min_warm: u
     expired.into_iter().take(may_evict).map(|(id, _)| *id).collect()
 }
 
-/// Whether a synchronous invocation must be refused (429) rather than queued: the pool is at its limit,
-/// nothing is idle, and the queue already holds a full round of work for every instance.
-pub fn should_throttle(s: &PoolSnapshot) -> bool {
-    s.total() >= s.concurrency_limit && s.idle == 0 && s.queued >= s.concurrency_limit
+/// The limit a refused invocation hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The function's own concurrency limit.
+    Function,
+    /// The account's instance allowance on the node.
+    Account,
+}
+
+/// Whether a synchronous invocation must be refused (429) rather than queued: nothing is idle, the pool
+/// cannot grow — it is at the function's limit, or the account has no room left — and the queue already
+/// holds a full round of work for every instance the function has.
+pub fn should_throttle(s: &PoolSnapshot) -> Option<Throttle> {
+    if s.idle > 0 {
+        return None;
+    }
+    if s.total() >= s.concurrency_limit && s.queued >= s.concurrency_limit {
+        return Some(Throttle::Function);
+    }
+    (s.account_room == Some(0) && s.queued >= s.total()).then_some(Throttle::Account)
+}
+
+/// Whether the account's room must be counted before deciding on [`should_throttle`]: only when the
+/// invocation would otherwise wait behind a full round of work with the pool below the function's limit.
+pub fn account_check_needed(s: &PoolSnapshot) -> bool {
+    s.account_room.is_none() && s.idle == 0 && s.total() < s.concurrency_limit && s.queued >= s.total()
 }
 
 /// Back-off after consecutive initialisation failures: 1 s, 2 s, 4 s … capped at 30 s.
@@ -205,10 +231,33 @@ mod tests {
     #[test]
     fn throttle_only_when_full_and_backlogged() {
         let full = PoolSnapshot { busy: 2, concurrency_limit: 2, queued: 2, ..snap() };
-        assert!(should_throttle(&full));
-        assert!(!should_throttle(&PoolSnapshot { queued: 1, ..full }));
-        assert!(!should_throttle(&PoolSnapshot { busy: 1, ..full }));
-        assert!(!should_throttle(&PoolSnapshot { idle: 1, busy: 1, ..full }));
+        assert_eq!(should_throttle(&full), Some(Throttle::Function));
+        assert_eq!(should_throttle(&PoolSnapshot { queued: 1, ..full }), None);
+        assert_eq!(should_throttle(&PoolSnapshot { busy: 1, ..full }), None);
+        assert_eq!(should_throttle(&PoolSnapshot { idle: 1, busy: 1, ..full }), None);
+        // The function's own limit is judged without the node-wide count.
+        assert!(!account_check_needed(&full));
+    }
+
+    #[test]
+    fn throttle_when_the_account_has_no_room_and_the_function_has_a_round_queued() {
+        let below_limit = PoolSnapshot { busy: 2, queued: 2, concurrency_limit: 10, ..snap() };
+        assert!(account_check_needed(&below_limit));
+        assert_eq!(should_throttle(&below_limit), None, "not judged before the account is counted");
+        let no_room = PoolSnapshot { account_room: Some(0), ..below_limit };
+        assert!(!account_check_needed(&no_room));
+        assert_eq!(should_throttle(&no_room), Some(Throttle::Account));
+        // Room left (or idle instances of the account's other functions to give way): queue.
+        assert_eq!(should_throttle(&PoolSnapshot { account_room: Some(1), ..below_limit }), None);
+        // Less than a round queued: wait for one of the function's own instances.
+        assert_eq!(should_throttle(&PoolSnapshot { queued: 1, ..no_room }), None);
+        assert!(!account_check_needed(&PoolSnapshot { queued: 1, ..below_limit }));
+        // A function with no instance at all in a full account cannot run the invocation any time soon.
+        let nothing = PoolSnapshot { account_room: Some(0), concurrency_limit: 10, ..snap() };
+        assert_eq!(should_throttle(&nothing), Some(Throttle::Account));
+        // An idle instance always takes the invocation.
+        assert_eq!(should_throttle(&PoolSnapshot { idle: 1, ..no_room }), None);
+        assert!(!account_check_needed(&PoolSnapshot { idle: 1, ..below_limit }));
     }
 }
 

@@ -102,8 +102,9 @@ pub struct InvokeResult {
 /// Why an invocation did not run.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InvokeError {
-    #[error("function {function} is at its concurrency limit of {limit}; retry after {retry_after_s} s")]
-    Throttled { function: String, limit: usize, retry_after_s: u64 },
+    /// `reason` says which limit was hit.
+    #[error("{reason}; retry after {retry_after_s} s")]
+    Throttled { reason: String, retry_after_s: u64 },
     #[error("the platform failed: {0}")]
     Platform(String),
 }
@@ -336,37 +337,59 @@ impl Scheduler {
 
 /// Starts up to `want` instances of `queue`'s function where the node's memory budget and the account's
 /// allowance let it, evicting idle instances of other functions to make room (`stoke_core::pool::fit_to_node`).
+/// The node as one queue's placement sees it: memory in use, the account's live instances, and the idle
+/// instances of other queues that could give way.
+struct NodeView {
+    used_mb: u64,
+    account_live: usize,
+    candidates: Vec<stoke_core::pool::IdleInstance>,
+    owners: HashMap<u64, Arc<FunctionQueue>>,
+}
+
+impl NodeView {
+    /// Takes each queue's lock in turn; the caller must hold none.
+    fn of(shared: &Shared, queue: &Arc<FunctionQueue>) -> NodeView {
+        let mut view = NodeView { used_mb: 0, account_live: 0, candidates: Vec::new(), owners: HashMap::new() };
+        for q in lock(&shared.queues).all() {
+            let (live, idle) = q.placement_view(&queue.target.account);
+            view.used_mb += live as u64 * q.memory_mb();
+            if q.target.account == queue.target.account {
+                view.account_live += live;
+            }
+            if !Arc::ptr_eq(&q, queue) {
+                for i in idle {
+                    view.owners.insert(i.id, q.clone());
+                    view.candidates.push(i);
+                }
+            }
+        }
+        view
+    }
+}
+
+/// Instances `queue`'s account could still add for it: the rest of its allowance plus its idle instances
+/// of other functions. The caller must hold no queue lock.
+pub(crate) fn account_room(shared: &Shared, queue: &Arc<FunctionQueue>) -> usize {
+    let node = NodeView::of(shared, queue);
+    let own_idle = node.candidates.iter().filter(|c| c.same_account).count();
+    shared.settings.account_concurrency.saturating_sub(node.account_live) + own_idle
+}
+
 pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usize) {
     if want == 0 {
         return;
     }
     let _placing = lock(&shared.placement);
-    let queues = lock(&shared.queues).all();
-    let (mut used_mb, mut account_live) = (0u64, 0usize);
-    let mut candidates = Vec::new();
-    let mut owners = HashMap::new();
-    for q in &queues {
-        let (live, idle) = q.placement_view(&queue.target.account);
-        used_mb += live as u64 * q.memory_mb();
-        if q.target.account == queue.target.account {
-            account_live += live;
-        }
-        if !Arc::ptr_eq(q, queue) {
-            for i in idle {
-                owners.insert(i.id, q.clone());
-                candidates.push(i);
-            }
-        }
-    }
+    let node = NodeView::of(shared, queue);
     let (start, evict) = stoke_core::pool::fit_to_node(
         want,
         queue.memory_mb(),
-        shared.settings.memory_budget_mb.saturating_sub(used_mb),
-        shared.settings.account_concurrency.saturating_sub(account_live),
-        &candidates,
+        shared.settings.memory_budget_mb.saturating_sub(node.used_mb),
+        shared.settings.account_concurrency.saturating_sub(node.account_live),
+        &node.candidates,
     );
     for id in evict {
-        if let Some(owner) = owners.get(&id) {
+        if let Some(owner) = node.owners.get(&id) {
             owner.evict_idle(id);
         }
     }

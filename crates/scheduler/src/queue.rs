@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stoke_core::pool::{
-    idle_to_evict, init_backoff, instances_to_start, should_throttle, IdleInstance, InstanceState, PoolSnapshot,
+    account_check_needed, idle_to_evict, init_backoff, instances_to_start, should_throttle, IdleInstance,
+    InstanceState, PoolSnapshot, Throttle,
 };
 use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
@@ -172,6 +173,7 @@ impl FunctionQueue {
             typical_duration: st.stats.run_s.map(Duration::from_secs_f64),
             typical_init: st.stats.init_s.map(Duration::from_secs_f64),
             backing_off: st.backoff_until.is_some_and(|t| Instant::now() < t),
+            account_room: None,
         }
     }
 
@@ -331,9 +333,11 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
 /// controller starts instances for it). Refuses at the concurrency limit, and during an init back-off
 /// when no instance is healthy.
 pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: Invocation) -> Result<(), InvokeError> {
-    {
+    let mut account_room = None;
+    loop {
         let mut st = lock(&queue.state);
-        let snap = queue.snapshot(&st, shared);
+        let mut snap = queue.snapshot(&st, shared);
+        snap.account_room = account_room;
         if snap.backing_off && st.healthy() == 0 {
             if let Some(error) = st.last_init_error.clone() {
                 drop(st);
@@ -341,14 +345,26 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
                 return Ok(());
             }
         }
-        if should_throttle(&snap) {
+        if account_check_needed(&snap) {
+            // A node-wide count: taken without this queue's lock, then judged again on a fresh snapshot.
+            drop(st);
+            account_room = Some(crate::account_room(shared, queue));
+            continue;
+        }
+        if let Some(limit) = should_throttle(&snap) {
             shared.metrics.throttles.get_or_create(&queue.labels()).inc();
             shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
-            return Err(InvokeError::Throttled {
-                function: queue.target.function.to_string(),
-                limit: snap.concurrency_limit,
-                retry_after_s: 1,
-            });
+            let reason = match limit {
+                Throttle::Function => format!(
+                    "function {} is at its concurrency limit of {}",
+                    queue.target.function, snap.concurrency_limit
+                ),
+                Throttle::Account => format!(
+                    "account {} is at its allowance of {} instances on this node, all busy",
+                    queue.target.account, shared.settings.account_concurrency
+                ),
+            };
+            return Err(InvokeError::Throttled { reason, retry_after_s: 1 });
         }
         while let Some(w) = st.waiters.pop_front() {
             match w.tx.send(inv) {
@@ -361,6 +377,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             }
         }
         st.pending.push_back(inv);
+        break;
     }
     reconcile(shared, queue);
     Ok(())

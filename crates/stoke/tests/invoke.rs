@@ -443,20 +443,16 @@ fn under_node_memory_pressure_idle_instances_of_other_functions_make_room() {
 }
 
 #[test]
-fn an_account_never_has_more_live_instances_than_its_allowance() {
+fn an_account_never_has_more_live_instances_than_its_allowance_and_gets_429_beyond_it() {
     let s = TestServer::start_with(&["--account-concurrency", "2"]);
     python_fn(&s, "one", ECHO, json!({"timeout_s": 20}));
     python_fn(&s, "two", ECHO, json!({"timeout_s": 20}));
     let peak = std::sync::Mutex::new(0usize);
-    let s = &s;
-    let peak = &peak;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (s, peak, done) = (&s, &peak, &done);
     std::thread::scope(|scope| {
-        let calls: Vec<_> = ["one", "one", "two", "two"]
-            .into_iter()
-            .map(|f| scope.spawn(move || invoke(s, f, json!({"sleep": 0.7}))))
-            .collect();
         let watcher = scope.spawn(move || {
-            for _ in 0..40 {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let n = instances(s, "one").len() + instances(s, "two").len();
                 let mut p = peak.lock().unwrap();
                 *p = (*p).max(n);
@@ -464,10 +460,31 @@ fn an_account_never_has_more_live_instances_than_its_allowance() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        for c in calls {
-            let r = c.join().unwrap();
-            assert_eq!(r.status, 200, "queued invocations run once the account has room: {}", r.body);
+        // "one" takes the account's whole allowance with two long invocations.
+        let busy: Vec<_> = (0..2).map(|_| scope.spawn(move || invoke(s, "one", json!({"sleep": 2.0})))).collect();
+        wait_for("two busy instances of one", Duration::from_secs(15), || {
+            instances(s, "one").iter().filter(|i| i["state"] == "busy").count() == 2
+        });
+        // A third invocation of "one" queues behind its own instances (less than a round of work waits).
+        let queued = scope.spawn(move || invoke(s, "one", json!({})));
+        std::thread::sleep(Duration::from_millis(100));
+        // "two" has no instance and the account no room: refused at once, with Retry-After.
+        let resp = s.req(Method::POST, "/v1/functions/two/invoke").json(&json!({})).send().unwrap();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["error"]["code"], "too_many_requests");
+        assert!(body["error"]["message"].as_str().unwrap().contains("allowance of 2"), "{body}");
+        for call in busy {
+            let r = call.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
         }
+        let r = queued.join().unwrap();
+        assert_eq!(r.status, 200, "the queued invocation ran on one of the function's own instances: {}", r.body);
+        // Once one's instances are idle they give way: "two" runs.
+        let r = invoke(s, "two", json!({}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
         watcher.join().unwrap();
     });
     assert!(*peak.lock().unwrap() <= 2, "the account had {} live instances", peak.lock().unwrap());
