@@ -1,5 +1,6 @@
-//! Real AWS clients against a real server: the boto3 script in tests/clients deploys, publishes,
-//! aliases, invokes (sync, Event, DryRun, Tail, client context) and deletes; wrong credentials are refused.
+//! Real AWS clients against a real server: the boto3 script in tests/clients and the aws cli each deploy,
+//! publish, alias, invoke (sync, Event, DryRun, Tail) and delete, and wrong credentials are refused;
+//! `awslambdaric` and a `lambda_runtime` Rust function run unmodified.
 
 mod common;
 
@@ -142,4 +143,127 @@ fn lambda_runtime_rust_function_runs_unmodified() {
     let (error, _) = invoke(&s, "rusty", serde_json::json!({"x": 2}));
     assert_eq!(error, None, "the instance survives a handler error");
     assert_eq!(s.get("/v1/instances?function=rusty").1["instances"].as_array().unwrap().len(), 1);
+}
+
+/// Runs the aws cli (v1, from PyPI) against the server with the given credentials; (success, stdout, stderr).
+fn aws(s: &TestServer, akid: &str, secret: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("python3")
+        .args(["-m", "awscli", "--endpoint-url", &s.url, "--region", "us-east-1", "--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", akid)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", s.dir.join("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", s.dir.join("no-aws-credentials"))
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn aws_cli_drives_the_lambda_api() {
+    if !python_has("awscli") {
+        assert!(std::env::var_os("CI").is_none(), "awscli must be installed in CI (scripts/prereqs installs it)");
+        eprintln!("SKIPPED aws cli test: awscli is not installed (run scripts/prereqs)");
+        return;
+    }
+    let s = TestServer::start();
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
+    let (akid, secret) = (creds["access_key_id"].as_str().unwrap(), creds["secret_access_key"].as_str().unwrap());
+    let run = |args: &[&str]| -> serde_json::Value {
+        let (ok, stdout, stderr) = aws(&s, akid, secret, args);
+        assert!(ok, "aws {args:?} failed:\n{stdout}\n{stderr}");
+        if stdout.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
+        }
+    };
+    let source =
+        "import os\ndef handler(event, context):\n    if event.get('fail'):\n        raise KeyError('asked')\n    \
+                  print('handling', event)\n    return {'event': event, 'greeting': os.environ.get('GREETING')}\n";
+    let archive = s.dir.join("app.zip");
+    std::fs::write(&archive, zip_of(&[("app.py", source.as_bytes())])).unwrap();
+    let zip_arg = format!("fileb://{}", archive.display());
+    let created = run(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        "cli",
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+        "--role",
+        "arn:aws:iam::123456789012:role/any",
+        "--zip-file",
+        &zip_arg,
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(created["FunctionName"], "cli");
+    assert_eq!(created["State"], "Active");
+    let config = run(&["lambda", "get-function-configuration", "--function-name", "cli"]);
+    assert_eq!(config["Handler"], "app.handler");
+    let listed = run(&["lambda", "list-functions"]);
+    assert!(listed["Functions"].as_array().unwrap().iter().any(|f| f["FunctionName"] == "cli"), "{listed}");
+
+    let out = s.dir.join("out.json");
+    let out_arg = out.to_str().unwrap();
+    let sync = run(&["lambda", "invoke", "--function-name", "cli", "--payload", r#"{"n": 1}"#, out_arg]);
+    assert_eq!(sync["StatusCode"], 200, "{sync}");
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(result["event"], serde_json::json!({"n": 1}));
+    // Tail: the invocation's log, base64.
+    let tail = run(&["lambda", "invoke", "--function-name", "cli", "--log-type", "Tail", "--payload", "{}", out_arg]);
+    let log = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, tail["LogResult"].as_str().unwrap())
+        .unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("handling {}") && log.contains("REPORT RequestId"), "{log}");
+    let event =
+        run(&["lambda", "invoke", "--function-name", "cli", "--invocation-type", "Event", "--payload", "{}", out_arg]);
+    assert_eq!(event["StatusCode"], 202, "{event}");
+    let dry = run(&["lambda", "invoke", "--function-name", "cli", "--invocation-type", "DryRun", out_arg]);
+    assert_eq!(dry["StatusCode"], 204, "{dry}");
+    let failed = run(&["lambda", "invoke", "--function-name", "cli", "--payload", r#"{"fail": true}"#, out_arg]);
+    assert_eq!(failed["FunctionError"], "Unhandled", "{failed}");
+    let error: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(error["errorType"], "KeyError", "{error}");
+
+    // Configuration, versions and aliases.
+    let updated = run(&[
+        "lambda",
+        "update-function-configuration",
+        "--function-name",
+        "cli",
+        "--environment",
+        "Variables={GREETING=hey}",
+    ]);
+    assert_eq!(updated["Environment"]["Variables"]["GREETING"], "hey", "{updated}");
+    let version = run(&["lambda", "publish-version", "--function-name", "cli"]);
+    assert_eq!(version["Version"], "1", "{version}");
+    run(&["lambda", "create-alias", "--function-name", "cli", "--name", "live", "--function-version", "1"]);
+    let aliased =
+        run(&["lambda", "invoke", "--function-name", "cli", "--qualifier", "live", "--payload", "{}", out_arg]);
+    assert_eq!(aliased["ExecutedVersion"], "1", "{aliased}");
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(result["greeting"], "hey");
+    let versions = run(&["lambda", "list-versions-by-function", "--function-name", "cli"]);
+    assert_eq!(versions["Versions"].as_array().unwrap().len(), 2, "{versions}");
+
+    // Wrong credentials are refused, never served.
+    let (ok, _, stderr) = aws(&s, akid, "not-the-secret", &["lambda", "list-functions"]);
+    assert!(!ok && stderr.contains("InvalidSignatureException"), "{stderr}");
+    let (ok, _, stderr) = aws(&s, "AKIANOBODY0000000000", secret, &["lambda", "list-functions"]);
+    assert!(!ok && stderr.contains("UnrecognizedClientException"), "{stderr}");
+
+    run(&["lambda", "delete-function", "--function-name", "cli"]);
+    let (ok, _, stderr) = aws(&s, akid, secret, &["lambda", "get-function", "--function-name", "cli"]);
+    assert!(!ok && stderr.contains("ResourceNotFoundException"), "{stderr}");
 }
