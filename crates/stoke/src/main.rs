@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod loadgen;
 mod output;
 
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde_json::json;
 
+use crate::loadgen::RawClient;
 use crate::output::table;
 
 #[derive(Debug, clap::Args)]
@@ -60,7 +61,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx] as f64
 }
 
-/// Closed loop: `concurrency` clients, each with its own keep-alive connection, for `seconds`.
+/// Closed loop: `concurrency` clients, each a thread with its own keep-alive connection (the raw load
+/// generator), for `seconds`.
 fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], concurrency: usize, seconds: f64) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -68,19 +70,12 @@ fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], concurrency: u
         .map(|_| {
             let (url, key, stop) = (url.to_string(), key.map(str::to_string), stop.clone());
             std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::builder().pool_max_idle_per_host(1).build().unwrap();
                 let mut lat = Vec::with_capacity(100_000);
                 let mut errors = 0;
+                let Ok(mut client) = RawClient::new(&url, key.as_deref(), body) else { return (lat, 1) };
                 while !stop.load(Ordering::Relaxed) {
-                    let mut req = http.post(&url).body(body);
-                    if let Some(k) = &key {
-                        req = req.bearer_auth(k);
-                    }
                     let t = Instant::now();
-                    let ok = req.send().is_ok_and(|r| {
-                        let good = r.status().is_success() && !r.headers().contains_key("x-stoke-function-error");
-                        r.bytes().is_ok() && good
-                    });
+                    let ok = client.exchange().is_ok_and(|r| (200..300).contains(&r.status) && !r.function_error);
                     if ok {
                         lat.push(t.elapsed().as_micros() as u64);
                     } else {
