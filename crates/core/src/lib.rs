@@ -7,6 +7,7 @@
 pub mod alias;
 pub mod config;
 pub mod event;
+pub mod gateway;
 pub mod lifecycle;
 pub mod names;
 pub mod pool;

@@ -19,6 +19,16 @@ pub fn format_amz_date(unix_ms: i64) -> String {
     format!("{}T{:02}{:02}{:02}Z", date.replace('-', ""), secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60)
 }
 
+/// Formats milliseconds since the Unix epoch as an HTTP API event's `requestContext.time`:
+/// `12/Mar/2020:19:03:58 +0000`.
+pub fn format_request_time(unix_ms: i64) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = unix_ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!("{d:02}/{}/{y:04}:{:02}:{:02}:{:02} +0000", MONTHS[m as usize - 1], t / 3600, t / 60 % 60, t % 60)
+}
+
 fn split(unix_ms: i64) -> (String, i64, i64) {
     let ms = unix_ms.rem_euclid(1000);
     let secs = unix_ms.div_euclid(1000);
@@ -53,5 +63,6 @@ mod tests {
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_amz_date(1_709_210_096_789), "20240229T123456Z");
+        assert_eq!(format_request_time(1_584_039_838_000), "12/Mar/2020:19:03:58 +0000");
     }
 }

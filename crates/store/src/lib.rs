@@ -14,7 +14,8 @@ mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
 pub use records::{
-    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, FunctionRecord, VersionRecord,
+    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, FunctionRecord, TriggerKind,
+    TriggerRecord, VersionRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -91,5 +92,14 @@ pub trait Store: Send + Sync {
     fn requeue_running_events(&self) -> Result<usize>;
 
     /// Every archive a record points at: (account, function, version directory, sha256).
+    /// Adds an HTTP trigger; `Conflict` when the account has a route of the same shape.
+    fn insert_trigger(&self, trigger: &TriggerRecord) -> Result<()>;
+    fn get_trigger(&self, id: &str) -> Result<Option<TriggerRecord>>;
+    /// Every trigger (of one account, or of all), oldest first.
+    fn list_triggers(&self, account: Option<&AccountId>) -> Result<Vec<TriggerRecord>>;
+    /// Replaces a trigger's auth and CORS settings.
+    fn update_trigger(&self, trigger: &TriggerRecord) -> Result<()>;
+    fn delete_trigger(&self, account: &AccountId, id: &str) -> Result<bool>;
+
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
 }

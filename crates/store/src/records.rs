@@ -112,3 +112,35 @@ pub struct EventRecord {
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
 }
+
+/// What kind of HTTP trigger a record is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerKind {
+    /// A function URL: `/u/<id>/…`, any method and sub-path.
+    Url,
+    /// A route of the account's gateway, with its key (`GET /pets/{id}`) and shape (unique per account).
+    Route { key: String, shape: String },
+}
+
+/// An HTTP trigger: a function URL or a route, pointing at a function (optionally at a qualifier).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerRecord {
+    pub id: String,
+    pub account: AccountId,
+    pub kind: TriggerKind,
+    pub function: FunctionName,
+    pub qualifier: Option<String>,
+    pub auth: stoke_core::gateway::TriggerAuth,
+    pub cors: Option<stoke_core::gateway::Cors>,
+    pub created_ms: i64,
+}
+
+impl TriggerRecord {
+    /// The function reference invocations use: `name` or `name:qualifier`.
+    pub fn reference(&self) -> String {
+        match &self.qualifier {
+            Some(q) => format!("{}:{q}", self.function),
+            None => self.function.to_string(),
+        }
+    }
+}
