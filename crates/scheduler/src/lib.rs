@@ -66,6 +66,9 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     /// Collect the invocation's log lines into the result (`Tail`); skipped otherwise.
     pub want_log: bool,
+    /// The request id to run under, when the caller minted it already (an HTTP trigger puts it in the
+    /// event it builds); a fresh one otherwise.
+    pub request_id: Option<String>,
 }
 
 /// How an invocation ended.
@@ -246,7 +249,8 @@ impl Scheduler {
     /// Runs one invocation and waits for its result.
     pub async fn invoke(&self, target: &Arc<InvokeTarget>, req: InvokeRequest) -> Result<InvokeResult, InvokeError> {
         let queue = self.queue_for(target);
-        let (invocation, done) = queue::Invocation::new(self.shared.ids.next(), req, target.config.timeout_s);
+        let id = req.request_id.clone().unwrap_or_else(|| self.shared.ids.next());
+        let (invocation, done) = queue::Invocation::new(id, req, target.config.timeout_s);
         queue::submit(&self.shared, &queue, invocation)?;
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
     }

@@ -227,7 +227,12 @@ impl Invoker {
 
     async fn run_event(&self, mut event: stoke_store::EventRecord, base_backoff: Duration) {
         use stoke_core::event::{after_attempt, AttemptOutcome, EventNext};
-        let req = InvokeRequest { payload: Bytes::from(event.payload.clone()), client_context: None, want_log: false };
+        let req = InvokeRequest {
+            payload: Bytes::from(event.payload.clone()),
+            client_context: None,
+            want_log: false,
+            request_id: None,
+        };
         let (outcome, error_type, result) = match self.invoke(&event.account, &event.reference, req).await {
             Ok((r, _)) => match r.outcome {
                 stoke_scheduler::Outcome::Success(body) => (AttemptOutcome::Succeeded, None, Some(body.to_vec())),

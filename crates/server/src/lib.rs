@@ -9,6 +9,7 @@ pub mod invoke;
 pub mod node;
 pub mod registry;
 pub mod sigv4;
+pub mod triggers;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -170,6 +171,7 @@ impl Server {
 
         let sandbox = invoker.scheduler().sandbox_kind();
         let state = AppState {
+            gateway: Arc::new(triggers::Gateway::new(registry.clone())),
             registry,
             accounts,
             invoker,
@@ -199,7 +201,12 @@ impl Server {
                 }
             }
         });
-        let result = axum::serve(self.listener, http::app(self.state)).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(
+            self.listener,
+            http::app(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         reaper.abort();
         result.map_err(StartError::Serve)
     }

@@ -169,6 +169,16 @@ impl Registry {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The store, for the services that keep their own records next to the functions (triggers).
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Marks a change that does not touch how functions run (a trigger added, say).
+    pub(crate) fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Records a change; `runs_differently` also drains the function's instances.
     fn changed(&self, account: &AccountId, name: &FunctionName, runs_differently: bool) {
         self.generation.fetch_add(1, Ordering::AcqRel);

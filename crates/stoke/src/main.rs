@@ -56,6 +56,10 @@ pub enum Command {
     Logs(commands::invoke::LogsArgs),
     /// Point names like prod or beta at published versions.
     Alias(commands::alias::Args),
+    /// Function URLs: call a function over plain HTTP (Lambda's HTTP API event format).
+    Url(commands::trigger::UrlArgs),
+    /// Routes: map `METHOD /path/{param}` patterns of the account's gateway to functions.
+    Route(commands::trigger::RouteArgs),
     /// Accounts (tenants) and their credentials.
     Account(commands::account::Args),
     /// Measure warm invocations side by side with the physical floor (see scripts/bench).
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::invoke::logs(&cli.global, args),
         Command::Alias(args) => commands::alias::run(&cli.global, args),
         Command::Account(args) => commands::account::run(&cli.global, args),
+        Command::Url(args) => commands::trigger::run_url(&cli.global, args),
+        Command::Route(args) => commands::trigger::run_route(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -8,6 +8,7 @@ mod functions;
 pub mod invoke;
 pub mod lambda;
 pub mod openapi;
+pub mod triggers;
 pub mod views;
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::Router;
 
 use crate::accounts::Accounts;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub accounts: Arc<Accounts>,
     pub invoker: Arc<crate::invoke::Invoker>,
+    /// Matches HTTP trigger requests to function URLs and routes.
+    pub gateway: Arc<crate::triggers::Gateway>,
     pub region: String,
     /// Shown in authentication errors so users know where the admin key is.
     pub credentials_path: PathBuf,
@@ -63,12 +66,20 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}/retire", post(functions::retire))
         .route("/functions/{function}/invoke", post(invoke::invoke))
         .route("/functions/{function}/logs", get(invoke::logs))
-        .route("/instances", get(invoke::instances));
+        .route("/instances", get(invoke::instances))
+        .route("/urls", get(triggers::list_urls).post(triggers::create_url))
+        .route("/urls/{id}", get(triggers::get_url).patch(triggers::patch_url).delete(triggers::delete_url))
+        .route("/routes", get(triggers::list_routes).post(triggers::create_route))
+        .route("/routes/{id}", get(triggers::get_route).patch(triggers::patch_route).delete(triggers::delete_route));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
         .nest("/2015-03-31", lambda::routes())
+        .route("/u/{id}", any(triggers::serve_url))
+        .route("/u/{id}/{*path}", any(triggers::serve_url))
+        .route("/gw/{account}", any(triggers::serve_route))
+        .route("/gw/{account}/{*path}", any(triggers::serve_route))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

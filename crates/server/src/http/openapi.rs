@@ -5,11 +5,11 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, functions, invoke};
+use super::{accounts, functions, invoke, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle and accounts. Authenticate with 'Authorization: Bearer <api_key>'."),
+    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, accounts, invocations and HTTP triggers. Authenticate with 'Authorization: Bearer <api_key>'."),
     paths(
         accounts::whoami, accounts::list, accounts::create, accounts::node,
         functions::create, functions::list, functions::get, functions::update_config, functions::delete,
@@ -17,6 +17,9 @@ use super::{accounts, functions, invoke};
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,
         functions::block, functions::unblock, functions::retire,
         invoke::invoke, invoke::instances, invoke::logs,
+        triggers::create_url, triggers::list_urls, triggers::get_url, triggers::patch_url, triggers::delete_url,
+        triggers::create_route, triggers::list_routes, triggers::get_route, triggers::patch_route,
+        triggers::delete_route,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

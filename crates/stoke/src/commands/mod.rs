@@ -7,3 +7,4 @@ pub mod completions;
 pub mod function;
 pub mod invoke;
 pub mod server;
+pub mod trigger;

@@ -1,0 +1,497 @@
+//! HTTP triggers: `/v1/urls` and `/v1/routes` manage them; `/u/{id}/…` and `/gw/{account}/…` serve them.
+//! The serving handlers translate between HTTP and the pure gateway rules (`stoke_core::gateway`) and call
+//! the same invoke service as every other invocation.
+
+use std::net::SocketAddr;
+
+use axum::body::Body as HttpBody;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use stoke_core::gateway::{self, Cors, TriggerAuth, MAX_BODY_BYTES};
+use stoke_core::AccountId;
+use stoke_scheduler::{InvokeError, InvokeRequest, Outcome};
+use stoke_store::{TriggerKind, TriggerRecord};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::ApiJson;
+use super::{blocking, AppState};
+use crate::accounts::Caller;
+use crate::invoke::InvokeFailure;
+use crate::triggers::{Matched, NewTrigger, TriggerPatch};
+
+/// A function URL or a route.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TriggerView {
+    pub id: String,
+    /// `url` or `route`.
+    pub kind: String,
+    /// Where to send requests: the URL itself, or the gateway base the route's path is appended to.
+    pub url: String,
+    /// The route key (`GET /pets/{id}`); routes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The function reference requests invoke.
+    pub function: String,
+    pub auth: TriggerAuth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    pub created_at: String,
+}
+
+impl TriggerView {
+    fn new(t: &TriggerRecord, base: &str) -> Self {
+        let (kind, url, route) = match &t.kind {
+            TriggerKind::Url => ("url", format!("{base}/u/{}/", t.id), None),
+            TriggerKind::Route { key, .. } => ("route", format!("{base}/gw/{}", t.account), Some(key.clone())),
+        };
+        TriggerView {
+            id: t.id.clone(),
+            kind: kind.into(),
+            url,
+            route,
+            function: t.reference(),
+            auth: t.auth,
+            cors: t.cors.clone(),
+            created_at: stoke_core::time::format_rfc3339(t.created_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TriggerList {
+    pub triggers: Vec<TriggerView>,
+}
+
+/// A function URL to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUrlRequest {
+    /// `name`, `name:alias`, `name:version` or a function ARN.
+    function: String,
+    /// `key` (default): callers send the account's API key; `none`: public.
+    #[serde(default)]
+    auth: TriggerAuth,
+    #[serde(default)]
+    cors: Option<Cors>,
+}
+
+/// A route to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRouteRequest {
+    /// `METHOD /path`, METHOD one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY; `{param}` matches one
+    /// segment, a final `{name+}` the rest of the path.
+    route: String,
+    function: String,
+    #[serde(default)]
+    auth: TriggerAuth,
+    #[serde(default)]
+    cors: Option<Cors>,
+}
+
+/// Settings to change; absent fields stay as they are, `"cors": null` removes the CORS settings.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTriggerRequest {
+    #[serde(default)]
+    auth: Option<TriggerAuth>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Cors>)]
+    cors: Option<Option<Cors>>,
+}
+
+/// A field that is present (even as `null`) becomes `Some`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `http://host` as the client addressed the server.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+fn is_route(t: &TriggerRecord) -> bool {
+    matches!(t.kind, TriggerKind::Route { .. })
+}
+
+/// Creates a function URL.
+#[utoipa::path(post, path = "/v1/urls", tag = "triggers", request_body = CreateUrlRequest,
+    responses((status = 201, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_url(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateUrlRequest>,
+) -> ApiResult<(StatusCode, Json<TriggerView>)> {
+    let new = NewTrigger { function: req.function, route: None, auth: req.auth, cors: req.cors };
+    create(s, caller, headers, new).await
+}
+
+/// Creates a route of the account's gateway.
+#[utoipa::path(post, path = "/v1/routes", tag = "triggers", request_body = CreateRouteRequest,
+    responses((status = 201, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_route(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateRouteRequest>,
+) -> ApiResult<(StatusCode, Json<TriggerView>)> {
+    let new = NewTrigger { function: req.function, route: Some(req.route), auth: req.auth, cors: req.cors };
+    create(s, caller, headers, new).await
+}
+
+async fn create(
+    s: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    new: NewTrigger,
+) -> ApiResult<(StatusCode, Json<TriggerView>)> {
+    let registry = s.registry.clone();
+    let record = blocking(move || Ok(registry.create_trigger(&caller.account.id, new)?)).await?;
+    Ok((StatusCode::CREATED, Json(TriggerView::new(&record, &base_url(&headers)))))
+}
+
+async fn list(s: AppState, caller: Caller, headers: HeaderMap, routes: bool) -> ApiResult<Json<TriggerList>> {
+    let registry = s.registry.clone();
+    let records = blocking(move || Ok(registry.list_triggers(&caller.account.id, routes)?)).await?;
+    let base = base_url(&headers);
+    Ok(Json(TriggerList { triggers: records.iter().map(|t| TriggerView::new(t, &base)).collect() }))
+}
+
+/// The account's function URLs.
+#[utoipa::path(get, path = "/v1/urls", tag = "triggers", responses((status = 200, body = TriggerList)))]
+pub async fn list_urls(State(s): State<AppState>, caller: Caller, headers: HeaderMap) -> ApiResult<Json<TriggerList>> {
+    list(s, caller, headers, false).await
+}
+
+/// The account's routes.
+#[utoipa::path(get, path = "/v1/routes", tag = "triggers", responses((status = 200, body = TriggerList)))]
+pub async fn list_routes(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<Json<TriggerList>> {
+    list(s, caller, headers, true).await
+}
+
+/// Reads one trigger of the kind the path names (a URL id under `/v1/routes` is not found).
+async fn get_of_kind(s: &AppState, caller: &Caller, id: String, route: bool) -> ApiResult<TriggerRecord> {
+    let (registry, account) = (s.registry.clone(), caller.account.id.clone());
+    let record = blocking(move || Ok(registry.get_trigger(&account, &id)?)).await?;
+    if is_route(&record) != route {
+        let what = if route { "route" } else { "function URL" };
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} is not a {what}; list them with GET /v1/{}", record.id, if route { "routes" } else { "urls" }),
+        ));
+    }
+    Ok(record)
+}
+
+/// One function URL.
+#[utoipa::path(get, path = "/v1/urls/{id}", tag = "triggers",
+    responses((status = 200, body = TriggerView), (status = 404, body = ErrorBody)))]
+pub async fn get_url(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TriggerView>> {
+    Ok(Json(TriggerView::new(&get_of_kind(&s, &caller, id, false).await?, &base_url(&headers))))
+}
+
+/// One route.
+#[utoipa::path(get, path = "/v1/routes/{id}", tag = "triggers",
+    responses((status = 200, body = TriggerView), (status = 404, body = ErrorBody)))]
+pub async fn get_route(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TriggerView>> {
+    Ok(Json(TriggerView::new(&get_of_kind(&s, &caller, id, true).await?, &base_url(&headers))))
+}
+
+async fn patch(
+    s: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    id: String,
+    route: bool,
+    req: PatchTriggerRequest,
+) -> ApiResult<Json<TriggerView>> {
+    get_of_kind(&s, &caller, id.clone(), route).await?;
+    let registry = s.registry.clone();
+    let patch = TriggerPatch { auth: req.auth, cors: req.cors };
+    let record = blocking(move || Ok(registry.update_trigger(&caller.account.id, &id, patch)?)).await?;
+    Ok(Json(TriggerView::new(&record, &base_url(&headers))))
+}
+
+/// Changes a function URL's auth or CORS settings.
+#[utoipa::path(patch, path = "/v1/urls/{id}", tag = "triggers", request_body = PatchTriggerRequest,
+    responses((status = 200, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patch_url(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PatchTriggerRequest>,
+) -> ApiResult<Json<TriggerView>> {
+    patch(s, caller, headers, id, false, req).await
+}
+
+/// Changes a route's auth or CORS settings.
+#[utoipa::path(patch, path = "/v1/routes/{id}", tag = "triggers", request_body = PatchTriggerRequest,
+    responses((status = 200, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patch_route(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PatchTriggerRequest>,
+) -> ApiResult<Json<TriggerView>> {
+    patch(s, caller, headers, id, true, req).await
+}
+
+async fn delete(s: AppState, caller: Caller, id: String, route: bool) -> ApiResult<StatusCode> {
+    get_of_kind(&s, &caller, id.clone(), route).await?;
+    let registry = s.registry.clone();
+    blocking(move || Ok(registry.delete_trigger(&caller.account.id, &id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a function URL; requests to it get 404 from then on.
+#[utoipa::path(delete, path = "/v1/urls/{id}", tag = "triggers",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_url(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    delete(s, caller, id, false).await
+}
+
+/// Deletes a route; requests it matched go to the next most specific route, or get 404.
+#[utoipa::path(delete, path = "/v1/routes/{id}", tag = "triggers",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_route(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    delete(s, caller, id, true).await
+}
+
+// ---- serving -------------------------------------------------------------------------------------------
+
+/// An error answered to an HTTP trigger's caller, with the invocation's request id when there is one.
+fn trigger_error(status: StatusCode, code: &str, message: String, request_id: Option<&str>) -> Response {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(id) = request_id {
+        error["request_id"] = json!(id);
+    }
+    let mut resp = (status, Json(json!({ "error": error }))).into_response();
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        resp.headers_mut().insert(HeaderName::from_static("x-stoke-request-id"), id);
+    }
+    resp
+}
+
+/// `ANY /u/{id}` and `ANY /u/{id}/{*path}`: a function URL.
+pub async fn serve_url(State(s): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let rest = path.strip_prefix("/u/").unwrap_or_default();
+    let (id, sub) = rest.split_once('/').map_or((rest, "/".to_string()), |(id, p)| (id, format!("/{p}")));
+    match s.gateway.url(id).await {
+        Ok(Some(matched)) => serve(s, matched, sub, req).await,
+        Ok(None) => trigger_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no function URL {id} on this server"),
+            None,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `ANY /gw/{account}` and `ANY /gw/{account}/{*path}`: the account's routes.
+pub async fn serve_route(State(s): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let rest = path.strip_prefix("/gw/").unwrap_or_default();
+    let (account, sub) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let Ok(account) = AccountId::parse(account) else {
+        return trigger_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{account:?} is not an account id; gateway URLs are /gw/<account-id>/<path>"),
+            None,
+        );
+    };
+    match s.gateway.route(&account, req.method().as_str(), &sub).await {
+        Ok(Some(matched)) => serve(s, matched, sub, req).await,
+        Ok(None) => trigger_error(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!("no route of account {account} matches {} {sub}; list them with `stoke route ls`", req.method()),
+            None,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The refusal of a request the trigger's auth does not let through (`key` needs the owning account's
+/// API key); `None` when it may pass.
+fn refusal(s: &AppState, trigger: &TriggerRecord, headers: &HeaderMap) -> Option<Response> {
+    if trigger.auth == TriggerAuth::None {
+        return None;
+    }
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(key) = key else {
+        return Some(trigger_error(
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+            "this trigger needs its account's API key: send 'Authorization: Bearer <api_key>'".into(),
+            None,
+        ));
+    };
+    match s.accounts.authenticate(key) {
+        Some(caller) if caller.account.id == trigger.account => None,
+        Some(_) => Some(trigger_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this API key belongs to another account; a trigger takes only its own account's key".into(),
+            None,
+        )),
+        None => Some(trigger_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the API key is not valid for this server".into(),
+            None,
+        )),
+    }
+}
+
+async fn serve(s: AppState, matched: Matched, sub_path: String, req: Request) -> Response {
+    let trigger = &matched.trigger;
+    let (parts, body) = req.into_parts();
+    let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // Browsers' preflights are answered here, without invoking the function.
+    if let (Some(cors), true, Some(origin)) = (&trigger.cors, parts.method == Method::OPTIONS, &origin) {
+        if let Some(wanted) = parts.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok()) {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            for (name, value) in cors.preflight(origin, wanted).unwrap_or_default() {
+                append(resp.headers_mut(), &name, &value);
+            }
+            return resp;
+        }
+    }
+    if let Some(refused) = refusal(&s, trigger, &parts.headers) {
+        return refused;
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return trigger_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes, the most a function can take"),
+                None,
+            )
+        }
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        // The account's key is a credential of the platform, not the function's business.
+        .filter(|(name, _)| !(trigger.auth == TriggerAuth::Key && *name == header::AUTHORIZATION))
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let request_id = s.invoker.scheduler().request_id();
+    let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+    let account = trigger.account.to_string();
+    let event = gateway::event(&gateway::HttpRequest {
+        method: parts.method.as_str(),
+        raw_path: &sub_path,
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+        route_key: &matched.route_key,
+        path_parameters: &matched.params,
+        account_id: &account,
+        api_id: if is_route(trigger) { &account } else { &trigger.id },
+        domain_name: &host,
+        request_id: &request_id,
+        source_ip: source_ip.as_deref().unwrap_or("127.0.0.1"),
+        protocol: &format!("{:?}", parts.version),
+        time_ms: crate::registry::now_ms(),
+    });
+    let payload = axum::body::Bytes::from(event.to_string());
+    let invoke = InvokeRequest { payload, client_context: None, want_log: false, request_id: Some(request_id.clone()) };
+    let result = s.invoker.invoke(&trigger.account, &trigger.reference(), invoke).await;
+    let mut resp = match result {
+        Ok((result, _version)) => match result.outcome {
+            Outcome::Success(out) => match gateway::reply(&out) {
+                Ok(reply) => {
+                    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+                    let mut resp = (status, HttpBody::from(reply.body)).into_response();
+                    for (name, value) in &reply.headers {
+                        append(resp.headers_mut(), name, value);
+                    }
+                    resp
+                }
+                Err(why) => trigger_error(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_function_response",
+                    format!("the function's result is not a valid HTTP response: {why}"),
+                    Some(&request_id),
+                ),
+            },
+            Outcome::FunctionError { error_type, .. } if error_type == "Sandbox.Timedout" => trigger_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "function_timeout",
+                "the function did not answer within its timeout".into(),
+                Some(&request_id),
+            ),
+            Outcome::FunctionError { error_type, .. } => trigger_error(
+                StatusCode::BAD_GATEWAY,
+                "function_error",
+                format!("the function failed with {error_type}; see `stoke logs {}`", trigger.function),
+                Some(&request_id),
+            ),
+        },
+        Err(InvokeFailure::Scheduler(InvokeError::Throttled { reason, retry_after_s })) => {
+            let mut resp = trigger_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("{reason}; retry after {retry_after_s} s"),
+                None,
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            resp
+        }
+        Err(e) => {
+            let api: ApiError = e.into();
+            let status = if api.status.is_server_error() { api.status } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if api.status == StatusCode::NOT_FOUND { StatusCode::NOT_FOUND } else { status };
+            trigger_error(status, api.code, api.message, None)
+        }
+    };
+    if let Some(cors) = &trigger.cors {
+        for (name, value) in cors.response_headers(origin.as_deref()) {
+            append(resp.headers_mut(), &name, &value);
+        }
+    }
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(HeaderName::from_static("x-stoke-request-id"), id);
+    }
+    resp
+}
+
+fn append(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        headers.append(n, v);
+    }
+}
