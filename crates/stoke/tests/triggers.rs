@@ -153,6 +153,13 @@ fn a_python_handler_behind_a_function_url_sees_the_http_api_event_and_shapes_the
     assert_eq!(r.headers()["content-type"], "text/plain");
     assert_eq!(r.text().unwrap(), "short and stout");
 
+    // The URL as printed (with its trailing '/') and without it both reach the function at "/".
+    for url in [format!("{base}/"), base.clone()] {
+        let r = http.get(&url).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.text().unwrap(), "default /");
+    }
+
     // A result without statusCode is a 200 JSON body.
     let r = http.get(format!("{base}/plain")).send().unwrap();
     assert_eq!(r.status(), 200);

@@ -168,6 +168,16 @@ pub fn run(args: Args) -> Result<()> {
             bail!("cannot deploy {name}: {}", r.text()?);
         }
     }
+    // The same Rust function behind a function URL, to compare the HTTP trigger path with the invoke API.
+    let r = http
+        .post(format!("{endpoint}/v1/urls"))
+        .bearer_auth(&key)
+        .json(&json!({"function": "rust-noop", "auth": "key"}))
+        .send()?;
+    if !r.status().is_success() {
+        bail!("cannot create the function URL: {}", r.text()?);
+    }
+    let function_url = r.json::<serde_json::Value>()?["url"].as_str().unwrap_or_default().to_string();
     let floor = start_floor()?;
     let invoke_url = |f: &str| format!("{endpoint}/v1/functions/{f}/invoke");
     // Warm every pool to the highest concurrency first, so rounds measure warm invocations.
@@ -178,6 +188,7 @@ pub fn run(args: Args) -> Result<()> {
     let scenarios: Vec<(&str, String, Option<&str>)> = vec![
         ("floor: loopback HTTP hop", floor.clone(), None),
         ("stoke: rust lambda_runtime no-op", invoke_url("rust-noop"), Some(key.as_str())),
+        ("stoke: rust no-op via function URL", function_url.clone(), Some(key.as_str())),
         ("stoke: python no-op", invoke_url("python-noop"), Some(key.as_str())),
     ];
     // results[scenario][concurrency] = per-round (throughput, p50, p99, p999)
@@ -190,7 +201,7 @@ pub fn run(args: Args) -> Result<()> {
                 let tput = run.latencies_us.len() as f64 / run.elapsed.as_secs_f64();
                 let l = &run.latencies_us;
                 results[si][ci].push((tput, percentile(l, 0.5), percentile(l, 0.99), percentile(l, 0.999), run.errors));
-                eprintln!("round {} c={c:<3} {name:<34} {tput:>9.0}/s p50 {:>7.0} µs", round + 1, percentile(l, 0.5));
+                eprintln!("round {} c={c:<3} {name:<36} {tput:>9.0}/s p50 {:>7.0} µs", round + 1, percentile(l, 0.5));
             }
         }
     }
