@@ -62,14 +62,15 @@ impl Registry {
                 let pattern = RoutePattern::parse(key).map_err(|m| ValidationError::new("route", m))?;
                 let shape = pattern.shape();
                 let existing = self.store().list_triggers(Some(caller))?;
-                if let Some(clash) =
-                    existing.iter().find(|t| matches!(&t.kind, TriggerKind::Route { shape: s, .. } if *s == shape))
-                {
-                    let TriggerKind::Route { key: clash_key, .. } = &clash.kind else { unreachable!() };
+                let clash = existing.iter().find_map(|t| match &t.kind {
+                    TriggerKind::Route { key, shape: s } if *s == shape => Some((key, &t.id)),
+                    _ => None,
+                });
+                if let Some((clash_key, clash_id)) = clash {
                     return Err(RegistryError::Conflict(format!(
                         "route {} matches the same requests as the existing route {clash_key} ({}); delete that one first or change the path",
                         pattern.route_key(),
-                        clash.id
+                        clash_id
                     )));
                 }
                 TriggerKind::Route { key: pattern.route_key(), shape }
@@ -97,7 +98,7 @@ impl Registry {
     /// The caller's function URLs (`routes == false`) or routes, oldest first.
     pub fn list_triggers(&self, caller: &AccountId, routes: bool) -> Result<Vec<TriggerRecord>> {
         let all = self.store().list_triggers(Some(caller))?;
-        Ok(all.into_iter().filter(|t| matches!(t.kind, TriggerKind::Route { .. }) == routes).collect())
+        Ok(all.into_iter().filter(|t| t.is_route() == routes).collect())
     }
 
     pub fn get_trigger(&self, caller: &AccountId, id: &str) -> Result<TriggerRecord> {

@@ -136,6 +136,10 @@ pub struct TriggerRecord {
 }
 
 impl TriggerRecord {
+    pub fn is_route(&self) -> bool {
+        matches!(self.kind, TriggerKind::Route { .. })
+    }
+
     /// The function reference invocations use: `name` or `name:qualifier`.
     pub fn reference(&self) -> String {
         match &self.qualifier {

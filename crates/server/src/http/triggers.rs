@@ -13,14 +13,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use stoke_core::gateway::{self, Cors, TriggerAuth, MAX_BODY_BYTES};
 use stoke_core::AccountId;
-use stoke_scheduler::{InvokeError, InvokeRequest, Outcome};
+use stoke_scheduler::{InvokeRequest, Outcome};
 use stoke_store::{TriggerKind, TriggerRecord};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::ApiJson;
 use super::{blocking, AppState};
 use crate::accounts::Caller;
-use crate::invoke::InvokeFailure;
 use crate::triggers::{Matched, NewTrigger, TriggerPatch};
 
 /// A function URL or a route.
@@ -115,10 +114,6 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn is_route(t: &TriggerRecord) -> bool {
-    matches!(t.kind, TriggerKind::Route { .. })
-}
-
 /// Creates a function URL.
 #[utoipa::path(post, path = "/v1/urls", tag = "triggers", request_body = CreateUrlRequest,
     responses((status = 201, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -183,7 +178,7 @@ pub async fn list_routes(
 async fn get_of_kind(s: &AppState, caller: &Caller, id: String, route: bool) -> ApiResult<TriggerRecord> {
     let (registry, account) = (s.registry.clone(), caller.account.id.clone());
     let record = blocking(move || Ok(registry.get_trigger(&account, &id)?)).await?;
-    if is_route(&record) != route {
+    if record.is_route() != route {
         let what = if route { "route" } else { "function URL" };
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -282,17 +277,14 @@ pub async fn delete_route(State(s): State<AppState>, caller: Caller, Path(id): P
 
 // ---- serving -------------------------------------------------------------------------------------------
 
-/// An error answered to an HTTP trigger's caller, with the invocation's request id when there is one.
+/// An error answered to an HTTP trigger's caller, with the invocation's request id in the body when a
+/// function ran (`serve` puts it in `X-Stoke-Request-Id` for every answer).
 fn trigger_error(status: StatusCode, code: &str, message: String, request_id: Option<&str>) -> Response {
     let mut error = json!({ "code": code, "message": message });
     if let Some(id) = request_id {
         error["request_id"] = json!(id);
     }
-    let mut resp = (status, Json(json!({ "error": error }))).into_response();
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        resp.headers_mut().insert(HeaderName::from_static("x-stoke-request-id"), id);
-    }
-    resp
+    (status, Json(json!({ "error": error }))).into_response()
 }
 
 /// `ANY /u/{id}` and `ANY /u/{id}/{*path}`: a function URL.
@@ -421,7 +413,7 @@ async fn serve(s: AppState, matched: Matched, sub_path: String, req: Request) ->
         route_key: &matched.route_key,
         path_parameters: &matched.params,
         account_id: &account,
-        api_id: if is_route(trigger) { &account } else { &trigger.id },
+        api_id: if trigger.is_route() { &account } else { &trigger.id },
         domain_name: &host,
         request_id: &request_id,
         source_ip: source_ip.as_deref().unwrap_or("127.0.0.1"),
@@ -462,21 +454,16 @@ async fn serve(s: AppState, matched: Matched, sub_path: String, req: Request) ->
                 Some(&request_id),
             ),
         },
-        Err(InvokeFailure::Scheduler(InvokeError::Throttled { reason, retry_after_s })) => {
-            let mut resp = trigger_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                format!("{reason}; retry after {retry_after_s} s"),
-                None,
-            );
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-            resp
-        }
         Err(e) => {
-            let api: ApiError = e.into();
-            let status = if api.status.is_server_error() { api.status } else { StatusCode::SERVICE_UNAVAILABLE };
-            let status = if api.status == StatusCode::NOT_FOUND { StatusCode::NOT_FOUND } else { status };
-            trigger_error(status, api.code, api.message, None)
+            // The invoke API's own mapping (429 with Retry-After, 404, …), except that the trigger's caller is
+            // not at fault for the function's state: any other refusal is the service being unavailable.
+            let mut api = ApiError::from(e);
+            if api.status.is_client_error()
+                && !matches!(api.status, StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS)
+            {
+                api.status = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            api.into_response()
         }
     };
     if let Some(cors) = &trigger.cors {
