@@ -111,33 +111,26 @@ impl RoutePattern {
 
     /// The route key in its normal form: `GET /pets/{id}`.
     pub fn route_key(&self) -> String {
-        format!("{} {}", self.method.as_deref().unwrap_or("ANY"), self.path())
-    }
-
-    fn path(&self) -> String {
-        if self.segments.is_empty() {
-            return "/".to_string();
-        }
-        self.segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => format!("/{l}"),
-                Segment::Param(p) => format!("/{{{p}}}"),
-                Segment::Greedy(p) => format!("/{{{p}+}}"),
-            })
-            .collect()
+        self.render(false)
     }
 
     /// Two routes with the same shape match exactly the same requests (parameter names aside): they
     /// conflict.
     pub fn shape(&self) -> String {
+        self.render(true)
+    }
+
+    /// `METHOD /path`, with parameter names, or without them for the shape.
+    fn render(&self, shape: bool) -> String {
         let path: String = self
             .segments
             .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => format!("/{l}"),
-                Segment::Param(_) => "/{}".to_string(),
-                Segment::Greedy(_) => "/{+}".to_string(),
+            .map(|s| match (s, shape) {
+                (Segment::Literal(l), _) => format!("/{l}"),
+                (Segment::Param(_), true) => "/{}".to_string(),
+                (Segment::Greedy(_), true) => "/{+}".to_string(),
+                (Segment::Param(p), false) => format!("/{{{p}}}"),
+                (Segment::Greedy(p), false) => format!("/{{{p}+}}"),
             })
             .collect();
         format!("{} {}", self.method.as_deref().unwrap_or("ANY"), if path.is_empty() { "/" } else { &path })
@@ -290,15 +283,7 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
             cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string));
             continue;
         }
-        match headers.get_mut(&name) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(value);
-            }
-            _ => {
-                headers.insert(name, Value::String(value.clone()));
-            }
-        }
+        join_value(&mut headers, name, value);
     }
     let user_agent = headers.get("user-agent").cloned().unwrap_or_else(|| Value::String(String::new()));
     let content_type = headers.get("content-type").and_then(Value::as_str);
@@ -336,15 +321,7 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
         for pair in req.raw_query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let (k, v) = (form_decode(k), form_decode(v));
-            match query.get_mut(&k) {
-                Some(Value::String(existing)) => {
-                    existing.push(',');
-                    existing.push_str(&v);
-                }
-                _ => {
-                    query.insert(k, Value::String(v));
-                }
-            }
+            join_value(&mut query, k, &v);
         }
         event["queryStringParameters"] = Value::Object(query);
     }
@@ -363,6 +340,20 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
         }
     }
     event
+}
+
+/// Adds `value` under `key`, joining it to an earlier value with ',' (how the 2.0 event folds repeated
+/// headers and query parameters).
+fn join_value(map: &mut Map<String, Value>, key: String, value: &str) {
+    match map.get_mut(&key) {
+        Some(Value::String(existing)) => {
+            existing.push(',');
+            existing.push_str(value);
+        }
+        _ => {
+            map.insert(key, Value::String(value.to_string()));
+        }
+    }
 }
 
 fn form_decode(s: &str) -> String {
