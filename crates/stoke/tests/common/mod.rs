@@ -225,3 +225,13 @@ pub fn assert_error(resp: &(u16, Value), status: u16, code: &str, needle: &str) 
     let msg = body["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.to_lowercase().contains(&needle.to_lowercase()), "message {msg:?} should mention {needle:?}");
 }
+
+/// For a test that needs a tool scripts/prereqs installs: outside CI it may skip, and says so loudly; in CI
+/// a missing tool fails the test. Returns whether the tool is there.
+pub fn present_or_skip(present: bool, tool: &str, check: &str) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{tool} must be installed in CI (scripts/prereqs installs it)");
+        eprintln!("SKIPPED {check}: {tool} is not installed (run scripts/prereqs)");
+    }
+    present
+}
