@@ -91,6 +91,7 @@ def main():
     out = lam.invoke(FunctionName="b3", Payload=json.dumps({"x": 1}), LogType="Tail")
     assert out["StatusCode"] == 200 and out["ExecutedVersion"] == "$LATEST", out
     body = json.loads(out["Payload"].read())
+    assert "v" in body, body
     assert body["v"] == 1 and body["event"] == {"x": 1} and body["k"] == "from-env", body
     log = base64.b64decode(out["LogResult"]).decode()
     assert "REPORT RequestId" in log and "log line from v1" in log, log

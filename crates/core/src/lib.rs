@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod gateway;
 pub mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod pool;
 pub mod reference;

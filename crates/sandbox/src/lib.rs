@@ -1,8 +1,8 @@
 //! Where function instances run. Every syscall stoke makes on an instance's behalf lives in this crate,
 //! behind the [`Sandbox`] trait, so the scheduler never touches processes, namespaces or cgroups directly.
 //!
-//! Backends: [`ProcessSandbox`] (a child process with resource limits — development and unprivileged hosts).
-//! The lean namespace/cgroup backend and OCI runtimes plug into the same trait.
+//! Backends: [`lean::LeanSandbox`] (namespaces, a read-only root, cgroups, seccomp — the default as root)
+//! and [`ProcessSandbox`] (a child process with resource limits — for unprivileged hosts and development).
 
 use std::ffi::OsString;
 use std::io;
@@ -15,11 +15,26 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+pub mod lean;
 mod peer;
 
-/// What to run and within which limits.
+pub use lean::jail::{jail_main, JAIL_ARG};
+
+/// Where an instance finds its function's code and stoke's runtime files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstancePaths {
+    pub task_root: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+/// What to run and within which limits. Program, arguments, environment and working directory are in
+/// the instance's view of the file system (see [`Sandbox::paths`]).
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
+    /// The code and runtime files on the host.
+    pub host: InstancePaths,
+    /// Host directories the runtime needs at the same path (an interpreter installed outside `/usr`).
+    pub host_dirs: Vec<PathBuf>,
     pub program: PathBuf,
     pub args: Vec<OsString>,
     /// The complete environment: nothing of the server's own leaks in.
@@ -27,6 +42,8 @@ pub struct SpawnSpec {
     pub cwd: PathBuf,
     /// Memory the instance may use, in MB.
     pub memory_mb: u32,
+    /// Share of the CPU in thousandths of a vCPU (proportional to memory).
+    pub cpu_millis: u32,
     /// Open files the instance may hold.
     pub open_files: u64,
 }
@@ -38,6 +55,10 @@ pub trait InstanceControl: Send + Sync {
     fn kill(&self);
     /// Peak memory the instance used so far, in bytes, when the backend can tell.
     fn peak_memory_bytes(&self) -> Option<u64>;
+    /// Whether the kernel killed a process of the instance for exceeding its memory.
+    fn out_of_memory(&self) -> bool {
+        false
+    }
     /// Whether the loopback TCP connection from `peer` to `local` was opened by a process of this instance.
     /// Blocking (reads `/proc`); call it off the async threads.
     fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool;
@@ -59,6 +80,10 @@ impl std::fmt::Debug for Spawned {
 pub trait Sandbox: Send + Sync + 'static {
     /// Short name shown at start and in `stoke instances`.
     fn kind(&self) -> &'static str;
+    /// Where an instance sees the code and runtime files that are at `host` on the host.
+    fn paths(&self, host: &InstancePaths) -> InstancePaths {
+        host.clone()
+    }
     /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
     /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned>;
@@ -143,6 +168,9 @@ mod tests {
 
     fn spec(script: &str) -> SpawnSpec {
         SpawnSpec {
+            host: InstancePaths { task_root: std::env::temp_dir(), runtime_dir: std::env::temp_dir() },
+            host_dirs: Vec::new(),
+            cpu_millis: 144,
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
             env: vec![("ONLY".into(), "this".into())],

@@ -127,16 +127,7 @@ pub(crate) fn parse_pgrp(stat: &str) -> Option<u32> {
 /// (an instance leads its own group, so the group is the instance). The leader is checked first: a runtime
 /// usually talks to its endpoint itself.
 pub(crate) fn opened_by_group(group: u32, local: SocketAddr, peer: SocketAddr) -> bool {
-    let inode = match diag_inode(peer, local) {
-        Ok(inode) => inode,
-        Err(_) => {
-            // The leader's view of the socket table is the instance's network namespace.
-            let table = if peer.is_ipv4() { "tcp" } else { "tcp6" };
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{group}/net/{table}")) else { return false };
-            socket_inode(&text, peer, local)
-        }
-    };
-    let Some(inode) = inode else { return false };
+    let Some(inode) = connection_inode(group, local, peer) else { return false };
     if holds_socket(group, inode) {
         return true;
     }
@@ -146,6 +137,27 @@ pub(crate) fn opened_by_group(group: u32, local: SocketAddr, peer: SocketAddr) -
         let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { return false };
         process_group(pid) == Some(group) && pid.parse().is_ok_and(|pid| holds_socket(pid, inode))
     })
+}
+
+/// The inode of the socket behind the connection from `peer` to `local`, looked up through netlink, or
+/// in the socket table of `pid`'s network namespace when netlink is unavailable.
+fn connection_inode(pid: u32, local: SocketAddr, peer: SocketAddr) -> Option<u64> {
+    match diag_inode(peer, local) {
+        Ok(inode) => inode,
+        Err(_) => {
+            let table = if peer.is_ipv4() { "tcp" } else { "tcp6" };
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+            socket_inode(&text, peer, local)
+        }
+    }
+}
+
+/// Whether the connection from `peer` to `local` was opened by one of `pids` (an instance's processes,
+/// as its cgroup lists them).
+pub(crate) fn opened_by_any(pids: &[u32], local: SocketAddr, peer: SocketAddr) -> bool {
+    let Some(&first) = pids.first() else { return false };
+    let Some(inode) = connection_inode(first, local, peer) else { return false };
+    pids.iter().any(|pid| holds_socket(*pid, inode))
 }
 
 #[cfg(test)]

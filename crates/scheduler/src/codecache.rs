@@ -1,5 +1,10 @@
 //! Unpacked code, once per archive: `<run_dir>/code/<sha256>/`, shared read-only by every instance of
 //! every version with that code. Unpacked into a temp directory and renamed, so it is whole or absent.
+//!
+//! Instances run as an unprivileged user, so the unpacked tree is made readable by everyone (and files
+//! executable by their owner executable by everyone): archives built with `0600` files — common from
+//! zip libraries' defaults — would otherwise fail with "Permission denied" at import. The tree is mounted
+//! read-only into instances of this code only.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +20,7 @@ pub(crate) fn unpack(run_dir: &Path, archive: &Path, sha256: &str) -> std::io::R
     let file = std::fs::File::open(archive)?;
     let mut zip = zip::ZipArchive::new(file).map_err(std::io::Error::other)?;
     zip.extract(&tmp).map_err(std::io::Error::other)?;
+    readable_by_all(&tmp)?;
     match std::fs::rename(&tmp, &dest) {
         Ok(()) => Ok(dest),
         // Another instance unpacked the same code first.
@@ -23,5 +29,51 @@ pub(crate) fn unpack(run_dir: &Path, archive: &Path, sha256: &str) -> std::io::R
             Ok(dest)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Directories 0755; files keep their mode plus read for all, and execute for all if the owner had it.
+fn readable_by_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            readable_by_all(&entry.path())?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode() & 0o7777;
+            let exec = if mode & 0o100 != 0 { 0o111 } else { 0 };
+            let wanted = (mode | 0o444 | exec) & !0o7000;
+            if wanted != mode {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(wanted))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn unpacked_code_is_readable_by_the_sandbox_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sub = tmp.path().join("pkg");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let (private, tool, setuid) = (sub.join("app.py"), tmp.path().join("bootstrap"), tmp.path().join("s"));
+        for (path, mode) in [(&private, 0o600), (&tool, 0o700), (&setuid, 0o4755)] {
+            std::fs::write(path, b"x").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        readable_by_all(tmp.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&sub), 0o755);
+        assert_eq!(mode(&private), 0o644);
+        assert_eq!(mode(&tool), 0o755);
+        assert_eq!(mode(&setuid), 0o755, "set-id bits are dropped");
     }
 }

@@ -152,10 +152,12 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
             server.abort();
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let held = lock(&ctx.current).take();
+            let out_of_memory = ctx.control.get().is_some_and(|c| c.out_of_memory());
             if let Some(cur) = held {
                 let message = format!("RequestId: {} Error: Runtime exited with error: {status}", cur.id);
                 ctx.log(Some(cur.id.clone()), message.clone());
-                ctx.finish(cur, error_outcome("Runtime.ExitError", message));
+                let error_type = if out_of_memory { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };
+                ctx.finish(cur, error_outcome(error_type, message));
             }
             if ctx.ready.get().is_none() {
                 let reported = lock(&ctx.init_error).take();
@@ -204,7 +206,7 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         .await
         .map_err(|e| error_outcome("Runtime.InitError", format!("cannot open the Runtime API endpoint: {e}")))?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-    let spec = crate::runtimes::spawn_spec(&target, &code_dir, &shared.run_dir, port, ctx.id)
+    let spec = crate::runtimes::spawn_spec(shared.sandbox.as_ref(), &target, &code_dir, &shared.run_dir, port, ctx.id)
         .map_err(|msg| error_outcome("Runtime.InvalidEntrypoint", msg))?;
     let app = crate::runtime_api::router(ctx.clone());
     let (listener, started) = crate::runtime_api::InstanceListener::new(listener, ctx.id);

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use stoke_core::Runtime;
-use stoke_sandbox::SpawnSpec;
+use stoke_sandbox::{InstancePaths, Sandbox, SpawnSpec};
 
 use crate::InvokeTarget;
 
@@ -50,13 +50,7 @@ fn interpreter(name: &'static str, ask: &'static [&'static str]) -> Option<PathB
 }
 
 /// The environment every runtime gets (COMPAT.md §1.5), then the function's own variables.
-fn environment(
-    target: &InvokeTarget,
-    code_dir: &Path,
-    run_dir: &Path,
-    port: u16,
-    instance: u64,
-) -> Vec<(String, String)> {
+fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance: u64) -> Vec<(String, String)> {
     let c = &target.config;
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
@@ -77,15 +71,27 @@ fn environment(
         ("AWS_DEFAULT_REGION".into(), target.region.clone()),
         ("AWS_EXECUTION_ENV".into(), format!("AWS_Lambda_{}", c.runtime)),
         ("_HANDLER".into(), c.handler.clone()),
-        ("LAMBDA_TASK_ROOT".into(), code_dir.display().to_string()),
-        ("LAMBDA_RUNTIME_DIR".into(), run_dir.join("runtimes").display().to_string()),
+        ("LAMBDA_TASK_ROOT".into(), seen.task_root.display().to_string()),
+        ("LAMBDA_RUNTIME_DIR".into(), seen.runtime_dir.display().to_string()),
     ];
     env.extend(c.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }
 
-/// How to start an instance of `target`; an error names what is missing.
+/// The installation an interpreter needs besides `/usr`: the prefix it lives under (two levels above
+/// `bin/python3`), when that is outside the directories every image has.
+fn installation(interpreter: &Path) -> Vec<PathBuf> {
+    let prefix = interpreter.parent().and_then(Path::parent);
+    match prefix {
+        Some(p) if !p.starts_with("/usr") && p != Path::new("/") => vec![p.to_path_buf()],
+        _ => Vec::new(),
+    }
+}
+
+/// How to start an instance of `target` in `sandbox`; an error names what is missing. `code_dir` and
+/// `run_dir` are host paths; the spec speaks of the paths the instance sees.
 pub fn spawn_spec(
+    sandbox: &dyn Sandbox,
     target: &InvokeTarget,
     code_dir: &Path,
     run_dir: &Path,
@@ -93,36 +99,45 @@ pub fn spawn_spec(
     instance: u64,
 ) -> Result<SpawnSpec, String> {
     let runtime = Runtime::parse(&target.config.runtime).map_err(|e| e.message)?;
-    let runtimes = run_dir.join("runtimes");
+    let host = InstancePaths { task_root: code_dir.to_path_buf(), runtime_dir: run_dir.join("runtimes") };
+    let seen = sandbox.paths(&host);
+    let python = || {
+        interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
+            .ok_or("python3 is not installed on this node")
+    };
+    let node =
+        || interpreter("node", &["-e", "console.log(process.execPath)"]).ok_or("node is not installed on this node");
     let (program, args) = match runtime {
         Runtime::Python { .. } => {
-            let python = interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
-                .ok_or("python3 is not installed on this node")?;
             // -S: no host site-packages. A function brings its dependencies in its archive or its layers, as on
             // Lambda, and skipping site saves most of the interpreter's start-up.
-            (python, vec!["-S".into(), "-u".into(), runtimes.join("stoke_python_bootstrap.py").into_os_string()])
+            let script = seen.runtime_dir.join("stoke_python_bootstrap.py");
+            (python()?, vec!["-S".into(), "-u".into(), script.into_os_string()])
         }
-        Runtime::Node { .. } => {
-            let node = interpreter("node", &["-e", "console.log(process.execPath)"])
-                .ok_or("node is not installed on this node")?;
-            (node, vec![runtimes.join("stoke_node_bootstrap.js").into_os_string()])
-        }
+        Runtime::Node { .. } => (node()?, vec![seen.runtime_dir.join("stoke_node_bootstrap.js").into_os_string()]),
         Runtime::Provided => {
-            let bootstrap = code_dir.join("bootstrap");
-            if !bootstrap.is_file() {
+            if !code_dir.join("bootstrap").is_file() {
                 return Err(
                     "the code archive has no executable 'bootstrap' at its root, which a provided runtime runs".into(),
                 );
             }
-            (bootstrap, vec![])
+            (seen.task_root.join("bootstrap"), vec![])
         }
     };
+    // The node's language runtimes are part of the default image wherever they are installed, so a
+    // `provided` bootstrap may use them too.
+    let mut host_dirs: Vec<PathBuf> =
+        [python().ok(), node().ok()].into_iter().flatten().flat_map(|p| installation(&p)).collect();
+    host_dirs.dedup();
     Ok(SpawnSpec {
+        env: environment(target, &seen, port, instance),
+        cwd: seen.task_root,
+        host,
+        host_dirs,
         program,
         args,
-        env: environment(target, code_dir, run_dir, port, instance),
-        cwd: code_dir.to_path_buf(),
         memory_mb: target.config.memory_mb,
+        cpu_millis: stoke_core::limits::cpu_millis(target.config.memory_mb),
         open_files: 1024,
     })
 }

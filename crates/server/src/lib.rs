@@ -42,6 +42,21 @@ pub struct ServerConfig {
     pub max_archive_mb: u64,
     /// Most live instances one account may have.
     pub account_concurrency: usize,
+    /// Which sandbox runs instances.
+    pub sandbox: SandboxChoice,
+    /// The `stoke` binary, which the lean sandbox runs as its set-up helper (`None`: lean is unavailable).
+    pub jail_helper: Option<PathBuf>,
+    pub lean: stoke_sandbox::lean::LeanSettings,
+}
+
+/// Which sandbox the server runs instances in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxChoice {
+    /// `lean` where it can run (root, cgroups, a helper), `process` otherwise.
+    #[default]
+    Auto,
+    Lean,
+    Process,
 }
 
 impl ServerConfig {
@@ -67,6 +82,8 @@ pub enum StartError {
     Listen { addr: String, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("{0} (or pass --sandbox process)")]
+    Sandbox(String),
 }
 
 /// What start-up did, for the start-up message.
@@ -78,8 +95,8 @@ pub struct StartupInfo {
     pub created_admin: bool,
     pub node: NodeLimits,
     pub recovery: RecoveryReport,
-    /// Which sandbox runs instances.
-    pub sandbox: &'static str,
+    /// Which sandbox runs instances, and how it is set up (or why lean is not used).
+    pub sandbox: String,
 }
 
 /// A bound, ready server.
@@ -109,6 +126,36 @@ fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()>
     f.sync_all()?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, path)
+}
+
+/// The sandbox to use, with a note for the start-up message.
+fn choose_sandbox(
+    config: &ServerConfig,
+    run_dir: &std::path::Path,
+) -> Result<(Arc<dyn stoke_sandbox::Sandbox>, String), StartError> {
+    use stoke_sandbox::lean::LeanSandbox;
+    let lean = || match &config.jail_helper {
+        None => Err("the lean sandbox needs the stoke binary as its helper".to_string()),
+        Some(helper) => LeanSandbox::new(helper.clone(), run_dir, config.lean.clone()).map_err(|e| e.to_string()),
+    };
+    match config.sandbox {
+        SandboxChoice::Process => Ok((Arc::new(stoke_sandbox::ProcessSandbox), "chosen with --sandbox process".into())),
+        SandboxChoice::Lean => {
+            let lean = lean().map_err(StartError::Sandbox)?;
+            let note = lean.describe();
+            Ok((Arc::new(lean), note))
+        }
+        SandboxChoice::Auto => match lean() {
+            Ok(lean) => {
+                let note = lean.describe();
+                Ok((Arc::new(lean), note))
+            }
+            Err(why) => {
+                tracing::warn!("running functions without isolation: {why}");
+                Ok((Arc::new(stoke_sandbox::ProcessSandbox), format!("NO ISOLATION: {why}")))
+            }
+        },
+    }
 }
 
 impl Server {
@@ -146,7 +193,7 @@ impl Server {
         };
         let archive_limits =
             ArchiveLimits { max_archive_bytes: config.max_archive_mb * 1024 * 1024, ..ArchiveLimits::default() };
-        let sandbox: Arc<dyn stoke_sandbox::Sandbox> = Arc::new(stoke_sandbox::ProcessSandbox);
+        let (sandbox, sandbox_note) = choose_sandbox(&config, &data_dir.join("run"))?;
         let settings = stoke_scheduler::Settings {
             memory_budget_mb: u64::from(node.max_memory_mb),
             account_concurrency: config.account_concurrency,
@@ -169,7 +216,7 @@ impl Server {
         write_private(&data_dir.join(SERVER_FILE), &serde_json::to_vec_pretty(&server_file).unwrap_or_default(), 0o644)
             .map_err(dir_err)?;
 
-        let sandbox = invoker.scheduler().sandbox_kind();
+        let sandbox = format!("{} ({sandbox_note})", invoker.scheduler().sandbox_kind());
         let state = AppState {
             gateway: Arc::new(triggers::Gateway::new(registry.clone())),
             registry,

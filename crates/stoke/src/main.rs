@@ -69,6 +69,10 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    // The lean sandbox runs this binary as its set-up helper; nothing else may happen first.
+    if std::env::args_os().nth(1).is_some_and(|a| a == stoke_sandbox::JAIL_ARG) {
+        stoke_sandbox::jail_main(std::env::args_os().skip(2));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => commands::server::run(&cli.global, args),

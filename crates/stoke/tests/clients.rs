@@ -17,7 +17,9 @@ fn boto3_drives_the_lambda_api() {
     if !present_or_skip(python_has("boto3"), "boto3", "boto3 client test") {
         return;
     }
-    let s = TestServer::start();
+    // The script proves that Event invocations ran by having the function write files on the host, which
+    // only the process sandbox allows (a lean instance cannot see the host's file system).
+    let s = TestServer::start_with(&["--sandbox", "process"]);
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients/boto3_lambda.py");
@@ -167,7 +169,9 @@ fn aws_cli_drives_the_lambda_api() {
     if !present_or_skip(python_has("awscli"), "awscli", "aws cli test") {
         return;
     }
-    let s = TestServer::start();
+    // The script proves that Event invocations ran by having the function write files on the host, which
+    // only the process sandbox allows (a lean instance cannot see the host's file system).
+    let s = TestServer::start_with(&["--sandbox", "process"]);
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
     let (akid, secret) = (creds["access_key_id"].as_str().unwrap(), creds["secret_access_key"].as_str().unwrap());

@@ -165,7 +165,8 @@ fn kill_at_random_moments_during_uploads_and_publishes_loses_nothing_acknowledge
 
 #[test]
 fn event_invocations_survive_sigkill_and_run_after_restart() {
-    let mut s = TestServer::start();
+    // The function marks each run with a file on the host, which only the process sandbox allows.
+    let mut s = TestServer::start_with(&["--sandbox", "process"]);
     // One at a time and slow, so most events are still queued when the server dies.
     let src = "import time\ndef handler(e, c):\n    time.sleep(0.3)\n    open(e['marker'], 'w').write(c.aws_request_id)\n    return 1\n";
     let mut body = create_body("slow", &zip_of(&[("app.py", src.as_bytes())]));

@@ -1,7 +1,8 @@
 //! `stoke server`: runs the platform until interrupted.
 
 use anyhow::{Context, Result};
-use stoke_server::{Server, ServerConfig};
+use stoke_sandbox::lean::LeanSettings;
+use stoke_server::{SandboxChoice, Server, ServerConfig};
 
 use crate::client::data_dir;
 use crate::GlobalArgs;
@@ -27,9 +28,30 @@ pub struct Args {
     /// Most live instances one account may have across its functions.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     account_concurrency: usize,
+    /// Sandbox for function instances: `lean` (namespaces, read-only root, cgroups, seccomp; needs root),
+    /// `process` (plain child processes with rlimits: no isolation), or `auto` (lean when it can run).
+    #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
+    sandbox: SandboxArg,
+    /// Size of each lean instance's /tmp, in MB.
+    #[arg(long, default_value_t = LeanSettings::default().tmp_mb, value_name = "MB")]
+    tmp_mb: u32,
+    /// Processes and threads a lean instance may have.
+    #[arg(long, default_value_t = LeanSettings::default().pids_max, value_name = "N")]
+    pids_max: u32,
+    /// Cap each lean instance's CPU time at its memory-proportional share (one vCPU per 1,769 MB), as on
+    /// Lambda. Without it the share is a weight, applied only when instances compete for the CPU.
+    #[arg(long)]
+    cpu_quota: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SandboxArg {
+    Auto,
+    Lean,
+    Process,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,6 +78,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         gpus: args.gpus,
         max_archive_mb: args.max_archive_mb,
         account_concurrency: args.account_concurrency,
+        sandbox: match args.sandbox {
+            SandboxArg::Auto => SandboxChoice::Auto,
+            SandboxArg::Lean => SandboxChoice::Lean,
+            SandboxArg::Process => SandboxChoice::Process,
+        },
+        jail_helper: std::env::current_exe().ok(),
+        lean: LeanSettings {
+            tmp_mb: args.tmp_mb,
+            pids_max: args.pids_max,
+            cpu_quota: args.cpu_quota,
+            ..Default::default()
+        },
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

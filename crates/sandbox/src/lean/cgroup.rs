@@ -1,0 +1,471 @@
+//! Control groups for lean instances: where each controller lives on this host (cgroup v1, v2, or a mix of
+//! both — detected from `/proc/self/mountinfo`, never assumed), one group per instance with its limits, and
+//! the readings the scheduler needs (peak memory, OOM kills, member processes).
+//!
+//! Layout: `<controller base>/stoke/s<server pid>/i<instance id>`. The server's pid in the path keeps
+//! servers sharing a host apart, and lets a starting server remove what a killed one left behind.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The controllers an instance's limits need. `freezer` is optional (pausing idle instances).
+const REQUIRED: [&str; 3] = ["memory", "cpu", "pids"];
+const OPTIONAL: [&str; 1] = ["freezer"];
+
+/// Where one controller is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// A cgroup v1 hierarchy mounted at the path, with this server's own group inside it.
+    V1 { mount: PathBuf, own: PathBuf },
+    /// The unified (v2) hierarchy.
+    V2 { mount: PathBuf, own: PathBuf },
+}
+
+/// Which hierarchy serves each controller stoke uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub controllers: Vec<(&'static str, Hierarchy)>,
+}
+
+/// One cgroup mount from mountinfo: mount point, whether it is v2, and (v1) its controllers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CgroupMount {
+    point: PathBuf,
+    v2: bool,
+    options: Vec<String>,
+}
+
+fn parse_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let point = before.split(' ').nth(4)?;
+            let mut rest = after.split(' ');
+            let fstype = rest.next()?;
+            let super_opts = rest.nth(1).unwrap_or("");
+            let v2 = match fstype {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => return None,
+            };
+            Some(CgroupMount {
+                point: PathBuf::from(unescape_octal(point)),
+                v2,
+                options: super_opts.split(',').map(str::to_string).collect(),
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's group per hierarchy from `/proc/self/cgroup`: (controllers, path); v2 has no controllers.
+fn parse_own(proc_cgroup: &str) -> Vec<(Vec<String>, PathBuf)> {
+    proc_cgroup
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?;
+            let path = parts.next()?;
+            let names = controllers.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect();
+            Some((names, PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// Decides where each controller lives. `v2_controllers` reads `cgroup.controllers` of a v2 mount.
+/// v1 wins where a controller is mounted both ways (a v1 mount takes it away from the unified tree).
+fn layout_from(mountinfo: &str, proc_cgroup: &str, v2_controllers: impl Fn(&Path) -> String) -> Option<Layout> {
+    let mounts = parse_mounts(mountinfo);
+    let own = parse_own(proc_cgroup);
+    let own_v1 = |ctrl: &str| own.iter().find(|(names, _)| names.iter().any(|n| n == ctrl)).map(|(_, p)| p.clone());
+    let own_v2 = own.iter().find(|(names, _)| names.is_empty()).map(|(_, p)| p.clone()).unwrap_or_else(|| "/".into());
+    let v2_mount = mounts.iter().find(|m| m.v2);
+    let v2_has: Vec<String> =
+        v2_mount.map(|m| v2_controllers(&m.point).split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+    let mut controllers = Vec::new();
+    for ctrl in REQUIRED.iter().chain(OPTIONAL.iter()).copied() {
+        let v1 = mounts.iter().find(|m| !m.v2 && m.options.iter().any(|o| o == ctrl));
+        let found = match (v1, v2_mount) {
+            (Some(m), _) => {
+                Some(Hierarchy::V1 { mount: m.point.clone(), own: own_v1(ctrl).unwrap_or_else(|| "/".into()) })
+            }
+            (None, Some(m)) if v2_has.iter().any(|c| c == ctrl) || (ctrl == "freezer" && v2_mount.is_some()) => {
+                // v2 freezes with `cgroup.freeze`, present in every non-root group; it is not a controller.
+                Some(Hierarchy::V2 { mount: m.point.clone(), own: own_v2.clone() })
+            }
+            _ => None,
+        };
+        match found {
+            Some(h) => controllers.push((ctrl, h)),
+            None if REQUIRED.contains(&ctrl) => return None,
+            None => {}
+        }
+    }
+    Some(Layout { controllers })
+}
+
+impl Layout {
+    /// Reads this host's layout; `None` when memory, cpu or pids control is missing.
+    pub fn detect() -> Option<Layout> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        layout_from(&mountinfo, &own, |mount| fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default())
+    }
+
+    /// One line for the start banner, e.g. `cgroup v1 (memory, cpu, pids, freezer)`.
+    pub fn describe(&self) -> String {
+        let names = |v2: bool| -> Vec<&str> {
+            self.controllers.iter().filter(|(_, h)| matches!(h, Hierarchy::V2 { .. }) == v2).map(|(c, _)| *c).collect()
+        };
+        let (v1, v2) = (names(false), names(true));
+        match (v1.is_empty(), v2.is_empty()) {
+            (false, true) => format!("cgroup v1 ({})", v1.join(", ")),
+            (true, false) => format!("cgroup v2 ({})", v2.join(", ")),
+            _ => format!("cgroup v1 ({}) + v2 ({})", v1.join(", "), v2.join(", ")),
+        }
+    }
+
+    /// This server's directory in every hierarchy it uses, each listed once.
+    fn server_dirs(&self, server: u32) -> Vec<(PathBuf, bool)> {
+        let mut dirs: Vec<(PathBuf, bool)> = Vec::new();
+        for (_, h) in &self.controllers {
+            let dir = server_dir(h, server);
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+
+    /// Prepares this server's groups (v2: delegates the controllers down to them) and removes the groups of
+    /// servers that are no longer running, killing what was left in them.
+    pub fn prepare(&self, server: u32) -> io::Result<()> {
+        for (dir, v2) in self.server_dirs(server) {
+            let stoke = dir.parent().unwrap_or(&dir).to_path_buf();
+            fs::create_dir_all(&stoke)?;
+            if v2 {
+                let mount = stoke.parent().unwrap_or(&stoke).to_path_buf();
+                let wanted: Vec<String> = self
+                    .controllers
+                    .iter()
+                    .filter(|(c, h)| matches!(h, Hierarchy::V2 { .. }) && *c != "freezer")
+                    .map(|(c, _)| format!("+{c}"))
+                    .collect();
+                fs::write(mount.join("cgroup.subtree_control"), wanted.join(" "))?;
+                fs::write(stoke.join("cgroup.subtree_control"), wanted.join(" "))?;
+                fs::create_dir_all(&dir)?;
+                fs::write(dir.join("cgroup.subtree_control"), wanted.join(" "))?;
+            } else {
+                fs::create_dir_all(&dir)?;
+            }
+            sweep_dead_servers(&stoke, server);
+        }
+        Ok(())
+    }
+
+    /// Removes this server's groups and whatever is left in them.
+    pub fn remove_server(&self, server: u32) {
+        for (dir, _) in self.server_dirs(server) {
+            remove_tree(&dir);
+        }
+    }
+
+    /// Creates instance `id`'s groups with its limits.
+    pub fn create(&self, server: u32, id: u64, limits: &Limits) -> io::Result<Group> {
+        let mut dirs = Vec::new();
+        let mut group = Group { dirs: Vec::new(), memory: None, freezer: None };
+        for (ctrl, h) in &self.controllers {
+            let (base, v2) = server_dir(h, server);
+            let dir = base.join(format!("i{id}"));
+            if !dirs.contains(&dir) {
+                fs::create_dir(&dir)
+                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+                dirs.push(dir.clone());
+            }
+            for (file, value) in settings(ctrl, v2, limits) {
+                // Swap accounting is compiled out on some kernels; everything else must take.
+                let optional = file.contains("memsw") || file.contains("swap");
+                if let Err(e) = fs::write(dir.join(file), value).or_else(|e| if optional { Ok(()) } else { Err(e) }) {
+                    group.dirs = dirs;
+                    group.remove();
+                    return Err(io::Error::other(format!("cannot set {file} on {}: {e}", dir.display())));
+                }
+            }
+            match *ctrl {
+                "memory" => group.memory = Some((dir.clone(), v2)),
+                "freezer" => group.freezer = Some((dir.clone(), v2)),
+                _ => {}
+            }
+        }
+        group.dirs = dirs;
+        Ok(group)
+    }
+}
+
+/// A server's directory in one hierarchy, and whether it is v2.
+fn server_dir(h: &Hierarchy, server: u32) -> (PathBuf, bool) {
+    match h {
+        // v1 groups nest under the server's own group, so limits placed on the server apply to them.
+        Hierarchy::V1 { mount, own } => (mount.join(rel(own)).join("stoke").join(format!("s{server}")), false),
+        // v2 forbids processes in inner groups that delegate controllers, and the server's own group holds the
+        // server: stoke's groups hang from the root of the unified tree.
+        Hierarchy::V2 { mount, .. } => (mount.join("stoke").join(format!("s{server}")), true),
+    }
+}
+
+fn rel(p: &Path) -> &Path {
+    p.strip_prefix("/").unwrap_or(p)
+}
+
+/// Limits of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// Share of the CPU in thousandths of a vCPU.
+    pub cpu_millis: u32,
+    /// Also cap the CPU time at that share (otherwise the share is a weight, used only under contention).
+    pub cpu_quota: bool,
+    pub pids: u32,
+}
+
+const CFS_PERIOD_US: u64 = 100_000;
+
+/// The files and values that express `limits` for one controller.
+pub(crate) fn settings(ctrl: &str, v2: bool, limits: &Limits) -> Vec<(&'static str, String)> {
+    let quota_us = u64::from(limits.cpu_millis) * CFS_PERIOD_US / 1000;
+    match (ctrl, v2) {
+        // Memory first, then memory+swap (which may not go below memory), so the instance cannot swap.
+        ("memory", false) => vec![
+            ("memory.limit_in_bytes", limits.memory_bytes.to_string()),
+            ("memory.memsw.limit_in_bytes", limits.memory_bytes.to_string()),
+            ("memory.swappiness", "0".into()),
+        ],
+        ("memory", true) => vec![("memory.max", limits.memory_bytes.to_string()), ("memory.swap.max", "0".into())],
+        // v1 shares: 1024 per vCPU; v2 weight: 100 per vCPU (1..=10000).
+        ("cpu", false) => {
+            let mut s = vec![("cpu.shares", (u64::from(limits.cpu_millis) * 1024 / 1000).max(2).to_string())];
+            if limits.cpu_quota {
+                s.push(("cpu.cfs_period_us", CFS_PERIOD_US.to_string()));
+                s.push(("cpu.cfs_quota_us", quota_us.max(1000).to_string()));
+            }
+            s
+        }
+        ("cpu", true) => {
+            let mut s = vec![("cpu.weight", (limits.cpu_millis / 10).clamp(1, 10_000).to_string())];
+            if limits.cpu_quota {
+                s.push(("cpu.max", format!("{} {CFS_PERIOD_US}", quota_us.max(1000))));
+            }
+            s
+        }
+        ("pids", _) => vec![("pids.max", limits.pids.to_string())],
+        _ => Vec::new(),
+    }
+}
+
+/// One instance's groups.
+#[derive(Debug)]
+pub struct Group {
+    dirs: Vec<PathBuf>,
+    memory: Option<(PathBuf, bool)>,
+    freezer: Option<(PathBuf, bool)>,
+}
+
+impl Group {
+    /// The directories whose `cgroup.procs` the instance joins.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Peak memory use in bytes.
+    pub fn peak_memory(&self) -> Option<u64> {
+        let (dir, v2) = self.memory.as_ref()?;
+        let file = if *v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+    }
+
+    /// How many processes the kernel killed for running out of the group's memory.
+    pub fn oom_kills(&self) -> u64 {
+        let Some((dir, v2)) = self.memory.as_ref() else { return 0 };
+        let file = if *v2 { "memory.events" } else { "memory.oom_control" };
+        fs::read_to_string(dir.join(file)).map(|t| parse_oom_kills(&t)).unwrap_or(0)
+    }
+
+    /// Processes in the group (host pids).
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(dir) = self.dirs.first() else { return Vec::new() };
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Freezes (`true`) or thaws the group; false when this host has no freezer.
+    pub fn freeze(&self, frozen: bool) -> bool {
+        let Some((dir, v2)) = self.freezer.as_ref() else { return false };
+        let (file, value) = match (*v2, frozen) {
+            (true, f) => ("cgroup.freeze", if f { "1" } else { "0" }),
+            (false, true) => ("freezer.state", "FROZEN"),
+            (false, false) => ("freezer.state", "THAWED"),
+        };
+        fs::write(dir.join(file), value).is_ok()
+    }
+
+    /// Removes the groups; the ones still busy (processes still exiting) are returned for a later try.
+    pub fn remove(&self) -> Vec<PathBuf> {
+        self.dirs.iter().filter(|d| fs::remove_dir(d).is_err() && d.exists()).cloned().collect()
+    }
+}
+
+pub(crate) fn parse_oom_kills(text: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok())).unwrap_or(0)
+}
+
+/// Removes the `s<pid>` groups of servers that no longer run, killing any process left in them.
+fn sweep_dead_servers(stoke: &Path, me: u32) {
+    let Ok(entries) = fs::read_dir(stoke) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix('s')).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        remove_tree(&entry.path());
+    }
+}
+
+/// Removes a server's group and its instances' groups, killing what is left in them.
+pub(crate) fn remove_tree(dir: &Path) {
+    if let Ok(children) = fs::read_dir(dir) {
+        for child in children.flatten().filter(|c| c.path().is_dir()) {
+            kill_members(&child.path());
+            for _ in 0..50 {
+                if fs::remove_dir(child.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+fn kill_members(dir: &Path) {
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    // A frozen group keeps its members alive until thawed.
+    let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = fs::write(dir.join("cgroup.freeze"), "0");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Debian 12 on this kind of VM: every controller on v1, plus an (empty) unified mount.
+    const HYBRID: &str = "\
+24 1 0:21 / / rw,relatime - ext4 /dev/vda rw
+30 24 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+33 30 0:29 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+34 30 0:30 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+35 30 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_OWN: &str = "8:pids:/\n4:memory:/outer/abc\n1:cpu:/\n6:freezer:/\n0::/\n";
+
+    const PURE_V2: &str = "\
+24 1 0:21 / / rw,relatime - ext4 /dev/vda rw
+30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
+";
+
+    #[test]
+    fn detects_v1_controllers_and_nests_under_the_servers_own_group() {
+        let layout = layout_from(HYBRID, HYBRID_OWN, |_| "hugetlb\n".into()).unwrap();
+        let memory = &layout.controllers.iter().find(|(c, _)| *c == "memory").unwrap().1;
+        assert_eq!(memory, &Hierarchy::V1 { mount: "/sys/fs/cgroup/memory".into(), own: "/outer/abc".into() });
+        assert_eq!(layout.describe(), "cgroup v1 (memory, cpu, pids, freezer)");
+        let dirs = layout.server_dirs(42);
+        assert!(dirs.contains(&("/sys/fs/cgroup/memory/outer/abc/stoke/s42".into(), false)));
+        assert!(dirs.contains(&("/sys/fs/cgroup/cpu/stoke/s42".into(), false)));
+        assert_eq!(dirs.len(), 4);
+    }
+
+    #[test]
+    fn detects_pure_v2() {
+        let layout = layout_from(PURE_V2, "0::/user.slice/x\n", |p| {
+            assert_eq!(p, Path::new("/sys/fs/cgroup"));
+            "cpuset cpu io memory hugetlb pids rdma misc\n".into()
+        })
+        .unwrap();
+        assert_eq!(layout.describe(), "cgroup v2 (memory, cpu, pids, freezer)");
+        assert_eq!(layout.server_dirs(7), vec![("/sys/fs/cgroup/stoke/s7".into(), true)]);
+    }
+
+    #[test]
+    fn a_host_without_a_memory_controller_has_no_layout() {
+        assert_eq!(layout_from(PURE_V2, "0::/\n", |_| "cpu pids\n".into()), None);
+        assert_eq!(layout_from("", "", |_| String::new()), None);
+    }
+
+    #[test]
+    fn mixed_hosts_take_v1_where_a_controller_is_mounted_there() {
+        let mixed = "31 30 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                     35 30 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let layout = layout_from(mixed, "4:memory:/\n0::/\n", |_| "cpu pids".into()).unwrap();
+        assert_eq!(layout.describe(), "cgroup v1 (memory) + v2 (cpu, pids, freezer)");
+    }
+
+    #[test]
+    fn limits_in_each_version() {
+        let l = Limits { memory_bytes: 128 << 20, cpu_millis: 72, cpu_quota: false, pids: 1024 };
+        assert_eq!(settings("memory", false, &l)[0], ("memory.limit_in_bytes", "134217728".to_string()));
+        assert_eq!(settings("memory", true, &l)[0], ("memory.max", "134217728".to_string()));
+        assert_eq!(settings("cpu", false, &l), vec![("cpu.shares", "73".to_string())]);
+        assert_eq!(settings("cpu", true, &l), vec![("cpu.weight", "7".to_string())]);
+        let q = Limits { cpu_quota: true, cpu_millis: 2000, ..l };
+        assert_eq!(settings("cpu", true, &q)[1], ("cpu.max", "200000 100000".to_string()));
+        assert_eq!(settings("cpu", false, &q)[2], ("cpu.cfs_quota_us", "200000".to_string()));
+        assert_eq!(settings("pids", true, &l), vec![("pids.max", "1024".to_string())]);
+        assert!(settings("freezer", false, &l).is_empty());
+        // The smallest share still gets a valid value.
+        let tiny = Limits { cpu_millis: 1, cpu_quota: true, ..l };
+        assert_eq!(settings("cpu", false, &tiny)[0].1, "2");
+        assert_eq!(settings("cpu", true, &tiny)[0].1, "1");
+        assert_eq!(settings("cpu", true, &tiny)[1].1, "1000 100000");
+    }
+
+    #[test]
+    fn reads_oom_kills_from_either_version() {
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 2);
+        assert_eq!(parse_oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n"), 1);
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\n"), 0);
+    }
+
+    #[test]
+    fn unescapes_mount_points() {
+        assert_eq!(unescape_octal(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape_octal(r"/x\\"), r"/x\\");
+    }
+}

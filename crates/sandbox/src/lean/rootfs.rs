@@ -1,0 +1,570 @@
+//! The file system an instance sees, as a plan of steps computed from plain values, and the code that
+//! carries a plan out through the [`Sys`] trait. The plan is unit-tested without root; only the real `Sys`
+//! makes syscalls.
+//!
+//! What an instance sees: a small read-only tmpfs as `/`, the base image's directories bound read-only
+//! (default image: the host's `/usr` and its merged-`/usr` links, a few `/etc` essentials, and the
+//! runtime's own installation), the function code read-only at `/var/task`, stoke's runtime files at
+//! `/var/runtime`, `/opt` for layers, a size-limited tmpfs at `/tmp`, its own `/proc`, and a minimal
+//! `/dev`. The host's root is detached after `pivot_root`, so nothing else is reachable.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Flags a step can ask for; translated to `MS_*` by the real [`Sys`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountFlags {
+    pub bind: bool,
+    pub recursive: bool,
+    pub remount: bool,
+    pub readonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    pub private: bool,
+}
+
+const RO: MountFlags = MountFlags {
+    bind: true,
+    recursive: false,
+    remount: true,
+    readonly: true,
+    nosuid: true,
+    nodev: true,
+    noexec: false,
+    private: false,
+};
+
+/// One step of setting up the root. Paths are absolute in the *host's* view until [`Step::PivotRoot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Mount {
+        source: Option<PathBuf>,
+        target: PathBuf,
+        fstype: Option<&'static str>,
+        flags: MountFlags,
+        data: Option<String>,
+    },
+    MkdirAll {
+        path: PathBuf,
+    },
+    /// An empty file to bind a file onto.
+    Touch {
+        path: PathBuf,
+    },
+    WriteFile {
+        path: PathBuf,
+        contents: Vec<u8>,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+        put_old: PathBuf,
+    },
+    /// Detaches a mount and everything under it.
+    Detach {
+        path: PathBuf,
+    },
+    Rmdir {
+        path: PathBuf,
+    },
+    /// Steps that apply only if `path` exists (what a kernel offers in `/proc` varies).
+    IfExists {
+        path: PathBuf,
+        then: Vec<Step>,
+    },
+}
+
+/// What kind of entry a host path is, as far as the plan cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    Missing,
+    Dir,
+    File,
+    Symlink(PathBuf),
+}
+
+/// The host's answers the plan needs (real: `symlink_metadata`; tests: a table).
+pub trait HostView {
+    fn entry(&self, path: &Path) -> HostEntry;
+}
+
+/// The real host.
+#[derive(Debug)]
+pub struct RealHost;
+
+impl HostView for RealHost {
+    fn entry(&self, path: &Path) -> HostEntry {
+        match std::fs::symlink_metadata(path) {
+            Err(_) => HostEntry::Missing,
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::read_link(path).map(HostEntry::Symlink).unwrap_or(HostEntry::Missing)
+            }
+            Ok(m) if m.is_dir() => HostEntry::Dir,
+            Ok(_) => HostEntry::File,
+        }
+    }
+}
+
+/// The top-level entries of the default image taken from the host (directories bound, symlinks copied).
+pub const HOST_TOP: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// `/etc` entries taken from the host when present: name resolution, TLS roots, the dynamic linker's
+/// cache, time zone data, and the alternatives links that some `/usr/bin` commands go through.
+pub const HOST_ETC: &[&str] = &[
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "gai.conf",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+];
+
+/// Device nodes bound from the host into the instance's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Entries of `/proc` hidden (bound over with `/dev/null`) or made read-only, as container runtimes do.
+const PROC_MASKED: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "latency_stats"];
+const PROC_READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// A read-only bind of a host directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
+/// Everything the plan depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootSpec {
+    /// An empty host directory the root tmpfs is mounted on (private to the instance's mount namespace).
+    pub new_root: PathBuf,
+    /// Read-only binds beyond the base image: the code at `/var/task`, the runtime files, layers, and
+    /// host directories a runtime's interpreter lives in (at the same path).
+    pub binds: Vec<Bind>,
+    pub tmp_mb: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+}
+
+fn inside(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn mount_ro(source: &Path, target: PathBuf) -> [Step; 2] {
+    [
+        Step::Mount {
+            source: Some(source.to_path_buf()),
+            target: target.clone(),
+            fstype: None,
+            flags: MountFlags { bind: true, recursive: true, ..Default::default() },
+            data: None,
+        },
+        Step::Mount { source: None, target, fstype: None, flags: RO, data: None },
+    ]
+}
+
+fn tmpfs(target: PathBuf, data: String, noexec: bool) -> Step {
+    Step::Mount {
+        source: Some("tmpfs".into()),
+        target,
+        fstype: Some("tmpfs"),
+        flags: MountFlags { nosuid: true, nodev: true, noexec, ..Default::default() },
+        data: Some(data),
+    }
+}
+
+/// The steps that build the instance's root and switch to it, in order.
+pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
+    let root = spec.new_root.as_path();
+    let mut steps = vec![
+        // Nothing mounted from here on propagates back to the host.
+        Step::Mount {
+            source: None,
+            target: "/".into(),
+            fstype: None,
+            flags: MountFlags { recursive: true, private: true, ..Default::default() },
+            data: None,
+        },
+        tmpfs(root.to_path_buf(), "mode=755,size=4m".into(), false),
+    ];
+    for name in HOST_TOP {
+        let host_path = Path::new("/").join(name);
+        match host.entry(&host_path) {
+            HostEntry::Dir => {
+                steps.push(Step::MkdirAll { path: inside(root, &host_path) });
+                steps.extend(mount_ro(&host_path, inside(root, &host_path)));
+            }
+            HostEntry::Symlink(target) => steps.push(Step::Symlink { target, link: inside(root, &host_path) }),
+            HostEntry::File | HostEntry::Missing => {}
+        }
+    }
+    let etc = inside(root, Path::new("/etc"));
+    steps.push(Step::MkdirAll { path: etc.clone() });
+    steps.push(Step::WriteFile {
+        path: etc.join("passwd"),
+        contents: format!(
+            "root:x:0:0:root:/root:/sbin/nologin\nsbx_user:x:{}:{}::/tmp:/sbin/nologin\n",
+            spec.uid, spec.gid
+        )
+        .into_bytes(),
+    });
+    steps.push(Step::WriteFile {
+        path: etc.join("group"),
+        contents: format!("root:x:0:\nsbx_user:x:{}:\n", spec.gid).into_bytes(),
+    });
+    steps.push(Step::WriteFile { path: etc.join("hostname"), contents: format!("{}\n", spec.hostname).into_bytes() });
+    for name in HOST_ETC {
+        let host_path = Path::new("/etc").join(name);
+        let target = etc.join(name);
+        match host.entry(&host_path) {
+            HostEntry::Dir => {
+                steps.push(Step::MkdirAll { path: target.clone() });
+                steps.extend(mount_ro(&host_path, target));
+            }
+            HostEntry::File => {
+                steps.push(Step::Touch { path: target.clone() });
+                steps.extend(mount_ro(&host_path, target));
+            }
+            // Relative links (localtime → ../usr/share/zoneinfo/…) resolve inside the image too.
+            HostEntry::Symlink(link) => steps.push(Step::Symlink { target: link, link: target }),
+            HostEntry::Missing => {}
+        }
+    }
+    for bind in &spec.binds {
+        let target = inside(root, &bind.target);
+        match host.entry(&bind.source) {
+            HostEntry::File => steps.push(Step::Touch { path: target.clone() }),
+            _ => steps.push(Step::MkdirAll { path: target.clone() }),
+        }
+        steps.extend(mount_ro(&bind.source, target));
+    }
+    steps.push(Step::MkdirAll { path: inside(root, Path::new("/opt")) });
+    let tmp = inside(root, Path::new("/tmp"));
+    steps.push(Step::MkdirAll { path: tmp.clone() });
+    steps.push(tmpfs(tmp, format!("mode=1777,size={}m", spec.tmp_mb), false));
+
+    let proc = inside(root, Path::new("/proc"));
+    steps.push(Step::MkdirAll { path: proc.clone() });
+    steps.push(Step::Mount {
+        source: Some("proc".into()),
+        target: proc.clone(),
+        fstype: Some("proc"),
+        flags: MountFlags { nosuid: true, nodev: true, noexec: true, ..Default::default() },
+        data: None,
+    });
+    for name in PROC_MASKED {
+        let mask = Step::Mount {
+            source: Some("/dev/null".into()),
+            target: proc.join(name),
+            fstype: None,
+            flags: MountFlags { bind: true, ..Default::default() },
+            data: None,
+        };
+        steps.push(Step::IfExists { path: proc.join(name), then: vec![mask] });
+    }
+    for name in PROC_READONLY {
+        steps
+            .push(Step::IfExists { path: proc.join(name), then: mount_ro(&proc.join(name), proc.join(name)).to_vec() });
+    }
+
+    let dev = inside(root, Path::new("/dev"));
+    steps.push(Step::MkdirAll { path: dev.clone() });
+    steps.push(tmpfs(dev.clone(), "mode=755,size=64k".into(), true));
+    for name in DEVICES {
+        let host_dev = Path::new("/dev").join(name);
+        steps.push(Step::Touch { path: dev.join(name) });
+        steps.push(Step::Mount {
+            source: Some(host_dev),
+            target: dev.join(name),
+            fstype: None,
+            flags: MountFlags { bind: true, ..Default::default() },
+            data: None,
+        });
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step::Symlink { target: target.into(), link: dev.join(link) });
+    }
+    steps.push(Step::Mount {
+        source: None,
+        target: dev,
+        fstype: None,
+        flags: MountFlags { remount: true, readonly: true, nosuid: true, noexec: true, ..RO },
+        data: None,
+    });
+
+    let old = root.join(".old");
+    steps.push(Step::MkdirAll { path: old.clone() });
+    steps.push(Step::PivotRoot { new_root: root.to_path_buf(), put_old: old });
+    steps.push(Step::Detach { path: "/.old".into() });
+    steps.push(Step::Rmdir { path: "/.old".into() });
+    // Last: the root itself becomes read-only (its tmpfs held only mount points and /etc's small files).
+    steps.push(Step::Mount {
+        source: None,
+        target: "/".into(),
+        fstype: None,
+        flags: MountFlags {
+            bind: true,
+            remount: true,
+            readonly: true,
+            nosuid: true,
+            nodev: true,
+            ..Default::default()
+        },
+        data: None,
+    });
+    steps
+}
+
+/// The operations a plan needs.
+pub trait Sys {
+    fn mount(&mut self, step: &Step) -> io::Result<()>;
+    fn mkdir_all(&mut self, path: &Path) -> io::Result<()>;
+    fn touch(&mut self, path: &Path) -> io::Result<()>;
+    fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()>;
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    fn detach(&mut self, path: &Path) -> io::Result<()>;
+    fn rmdir(&mut self, path: &Path) -> io::Result<()>;
+    fn exists(&mut self, path: &Path) -> bool;
+}
+
+/// Carries out `steps`; the error names the step that failed.
+pub fn apply(steps: &[Step], sys: &mut dyn Sys) -> Result<(), String> {
+    for step in steps {
+        let done = match step {
+            Step::Mount { .. } => sys.mount(step),
+            Step::MkdirAll { path } => sys.mkdir_all(path),
+            Step::Touch { path } => sys.touch(path),
+            Step::WriteFile { path, contents } => sys.write_file(path, contents),
+            Step::Symlink { target, link } => sys.symlink(target, link),
+            Step::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
+            Step::Detach { path } => sys.detach(path),
+            Step::Rmdir { path } => sys.rmdir(path),
+            Step::IfExists { path, then } => {
+                if sys.exists(path) {
+                    apply(then, sys)?;
+                }
+                Ok(())
+            }
+        };
+        done.map_err(|e| format!("{}: {e}", describe(step)))?;
+    }
+    Ok(())
+}
+
+fn describe(step: &Step) -> String {
+    match step {
+        Step::Mount { source, target, fstype, .. } => format!(
+            "mount {} on {}{}",
+            source.as_ref().map_or("(remount)".into(), |s| s.display().to_string()),
+            target.display(),
+            fstype.map(|t| format!(" ({t})")).unwrap_or_default()
+        ),
+        Step::MkdirAll { path } => format!("mkdir {}", path.display()),
+        Step::Touch { path } => format!("create {}", path.display()),
+        Step::WriteFile { path, .. } => format!("write {}", path.display()),
+        Step::Symlink { target, link } => format!("symlink {} -> {}", link.display(), target.display()),
+        Step::PivotRoot { new_root, .. } => format!("pivot_root to {}", new_root.display()),
+        Step::Detach { path } => format!("detach {}", path.display()),
+        Step::Rmdir { path } => format!("rmdir {}", path.display()),
+        Step::IfExists { path, .. } => format!("check {}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Table(HashMap<PathBuf, HostEntry>);
+
+    impl HostView for Table {
+        fn entry(&self, path: &Path) -> HostEntry {
+            self.0.get(path).cloned().unwrap_or(HostEntry::Missing)
+        }
+    }
+
+    fn debian() -> Table {
+        let mut t = HashMap::new();
+        t.insert("/usr".into(), HostEntry::Dir);
+        for (l, to) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+            t.insert(Path::new("/").join(l), HostEntry::Symlink(to.into()));
+        }
+        t.insert("/etc/resolv.conf".into(), HostEntry::File);
+        t.insert("/etc/ssl".into(), HostEntry::Dir);
+        t.insert("/etc/localtime".into(), HostEntry::Symlink("/usr/share/zoneinfo/Etc/UTC".into()));
+        t.insert("/srv/code".into(), HostEntry::Dir);
+        Table(t)
+    }
+
+    fn spec() -> RootSpec {
+        RootSpec {
+            new_root: "/data/run/root".into(),
+            binds: vec![Bind { source: "/srv/code".into(), target: "/var/task".into() }],
+            tmp_mb: 512,
+            uid: 993,
+            gid: 990,
+            hostname: "stoke".into(),
+        }
+    }
+
+    fn position(steps: &[Step], pred: impl Fn(&Step) -> bool) -> usize {
+        steps.iter().position(pred).expect("step present")
+    }
+
+    fn mounted_ro(steps: &[Step], target: &str) -> bool {
+        steps.iter().any(|s| {
+            matches!(s, Step::Mount { source: None, target: t, flags, .. }
+                if t == Path::new(target) && flags.remount && flags.readonly)
+        })
+    }
+
+    #[test]
+    fn binds_the_image_and_the_code_read_only_and_replicates_links() {
+        let steps = plan(&spec(), &debian());
+        assert!(mounted_ro(&steps, "/data/run/root/usr"));
+        assert!(mounted_ro(&steps, "/data/run/root/var/task"));
+        assert!(mounted_ro(&steps, "/data/run/root/etc/ssl"));
+        assert!(mounted_ro(&steps, "/data/run/root/etc/resolv.conf"));
+        assert!(steps.contains(&Step::Symlink { target: "usr/lib64".into(), link: "/data/run/root/lib64".into() }));
+        assert!(steps.contains(&Step::Symlink {
+            target: "/usr/share/zoneinfo/Etc/UTC".into(),
+            link: "/data/run/root/etc/localtime".into()
+        }));
+        // Absent host entries are skipped, not created.
+        assert!(!steps.iter().any(|s| matches!(s, Step::Mount { target, .. } if target.ends_with("lib32"))));
+        // Every bind of a host path is followed by its read-only remount; only devices and /proc masks are
+        // bound writable, and nothing else of the host is mounted.
+        for (i, s) in steps.iter().enumerate() {
+            if let Step::Mount { source: Some(src), flags, target, .. } = s {
+                if flags.bind && !src.starts_with("/dev") {
+                    assert_eq!(
+                        steps[i + 1],
+                        Step::Mount { source: None, target: target.clone(), fstype: None, flags: RO, data: None }
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tmp_is_size_limited_and_the_root_is_sealed_after_pivot() {
+        let steps = plan(&spec(), &debian());
+        assert!(steps.iter().any(|s| matches!(s, Step::Mount { fstype: Some("tmpfs"), target, data: Some(d), .. }
+            if target == Path::new("/data/run/root/tmp") && d == "mode=1777,size=512m")));
+        let private = position(&steps, |s| matches!(s, Step::Mount { flags, .. } if flags.private));
+        let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
+        let detach = position(&steps, |s| matches!(s, Step::Detach { path } if path == Path::new("/.old")));
+        assert_eq!(private, 0, "propagation is cut before anything is mounted");
+        assert!(pivot < detach);
+        assert!(
+            matches!(steps.last(), Some(Step::Mount { target, flags, .. }) if target == Path::new("/") && flags.readonly)
+        );
+        // /proc is the instance's own and its sensitive entries are hidden.
+        assert!(steps.iter().any(|s| matches!(s, Step::Mount { fstype: Some("proc"), .. })));
+        let conditional: Vec<Step> = steps
+            .iter()
+            .filter_map(|s| if let Step::IfExists { then, .. } = s { Some(then.clone()) } else { None })
+            .flatten()
+            .collect();
+        assert!(conditional.iter().any(|s| matches!(s, Step::Mount { source: Some(src), target, .. }
+            if src == Path::new("/dev/null") && target.ends_with("proc/kcore"))));
+        assert!(mounted_ro(&conditional, "/data/run/root/proc/sys"));
+    }
+
+    #[test]
+    fn writes_the_sandbox_user() {
+        let steps = plan(&spec(), &debian());
+        let passwd = steps.iter().find_map(|s| match s {
+            Step::WriteFile { path, contents } if path.ends_with("etc/passwd") => {
+                Some(String::from_utf8_lossy(contents).into_owned())
+            }
+            _ => None,
+        });
+        assert!(passwd.unwrap().contains("sbx_user:x:993:990::/tmp:/sbin/nologin"));
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        done: Vec<String>,
+        fail_on: Option<&'static str>,
+    }
+
+    impl Recorder {
+        fn note(&mut self, what: String) -> io::Result<()> {
+            if self.fail_on.is_some_and(|f| what.contains(f)) {
+                return Err(io::Error::from_raw_os_error(1));
+            }
+            self.done.push(what);
+            Ok(())
+        }
+    }
+
+    impl Sys for Recorder {
+        fn mount(&mut self, step: &Step) -> io::Result<()> {
+            self.note(describe(step))
+        }
+        fn mkdir_all(&mut self, path: &Path) -> io::Result<()> {
+            self.note(format!("mkdir {}", path.display()))
+        }
+        fn touch(&mut self, path: &Path) -> io::Result<()> {
+            self.note(format!("touch {}", path.display()))
+        }
+        fn write_file(&mut self, path: &Path, _: &[u8]) -> io::Result<()> {
+            self.note(format!("write {}", path.display()))
+        }
+        fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
+            self.note(format!("symlink {} {}", link.display(), target.display()))
+        }
+        fn pivot_root(&mut self, new_root: &Path, _: &Path) -> io::Result<()> {
+            self.note(format!("pivot {}", new_root.display()))
+        }
+        fn detach(&mut self, path: &Path) -> io::Result<()> {
+            self.note(format!("detach {}", path.display()))
+        }
+        fn rmdir(&mut self, path: &Path) -> io::Result<()> {
+            self.note(format!("rmdir {}", path.display()))
+        }
+        fn exists(&mut self, path: &Path) -> bool {
+            !path.ends_with("kcore")
+        }
+    }
+
+    #[test]
+    fn apply_runs_every_step_in_order_and_names_the_one_that_failed() {
+        let steps = plan(&spec(), &debian());
+        let mut ok = Recorder::default();
+        apply(&steps, &mut ok).unwrap();
+        let conditional = steps.iter().filter(|s| matches!(s, Step::IfExists { .. })).count();
+        // Every plain step, and the present half of the conditional ones (two steps each but one mask).
+        assert_eq!(ok.done.len(), steps.len() - conditional + (conditional - 1) * 2 - (PROC_MASKED.len() - 1));
+        assert!(!ok.done.iter().any(|d| d.contains("kcore")), "absent entries are skipped");
+        assert!(ok.done.iter().any(|d| d.contains("proc/keys")));
+        assert_eq!(ok.done.iter().filter(|d| d.starts_with("pivot")).count(), 1);
+
+        let mut failing = Recorder { fail_on: Some("var/task"), ..Default::default() };
+        let err = apply(&steps, &mut failing).unwrap_err();
+        assert!(err.starts_with("mkdir /data/run/root/var/task"), "{err}");
+        assert!(!failing.done.iter().any(|d| d.starts_with("pivot")), "stops at the first failure");
+    }
+}

@@ -1,0 +1,225 @@
+//! The seccomp filter every lean instance runs under: a classic-BPF program, built here as plain data
+//! (unit-tested) and installed by the helper just before it executes the runtime.
+//!
+//! Denied with `EPERM`: mounting and changing the root, tracing other processes, loading kernels, kernel
+//! modules and BPF programs, the kernel keyring, and creating or entering namespaces (`unshare`, `setns`,
+//! and `clone` with any `CLONE_NEW*` flag). `clone3` gets `ENOSYS`, because its flags sit behind a pointer
+//! the filter cannot read; C libraries then fall back to `clone`, whose flags it can. A foreign
+//! architecture or the x32 ABI kills the process.
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// The syscalls refused outright.
+pub fn denied() -> Vec<(&'static str, i64)> {
+    use libc::*;
+    vec![
+        ("mount", SYS_mount),
+        ("umount2", SYS_umount2),
+        ("pivot_root", SYS_pivot_root),
+        ("chroot", SYS_chroot),
+        ("open_tree", SYS_open_tree),
+        ("move_mount", SYS_move_mount),
+        ("fsopen", SYS_fsopen),
+        ("fsconfig", SYS_fsconfig),
+        ("fsmount", SYS_fsmount),
+        ("fspick", SYS_fspick),
+        ("mount_setattr", SYS_mount_setattr),
+        ("ptrace", SYS_ptrace),
+        ("process_vm_readv", SYS_process_vm_readv),
+        ("process_vm_writev", SYS_process_vm_writev),
+        ("kexec_load", SYS_kexec_load),
+        ("kexec_file_load", SYS_kexec_file_load),
+        ("bpf", SYS_bpf),
+        ("init_module", SYS_init_module),
+        ("finit_module", SYS_finit_module),
+        ("delete_module", SYS_delete_module),
+        ("keyctl", SYS_keyctl),
+        ("add_key", SYS_add_key),
+        ("request_key", SYS_request_key),
+        ("unshare", SYS_unshare),
+        ("setns", SYS_setns),
+        ("open_by_handle_at", SYS_open_by_handle_at),
+        ("reboot", SYS_reboot),
+        ("swapon", SYS_swapon),
+        ("swapoff", SYS_swapoff),
+    ]
+}
+
+/// Every `CLONE_NEW*` flag (NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET).
+pub const CLONE_NEW_MASK: u32 =
+    0x0000_0080 | 0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
+
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+// Offsets in `struct seccomp_data`: nr (u32), arch (u32), instruction_pointer (u64), args[6] (u64 each).
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+#[cfg(target_endian = "little")]
+const OFF_ARG0_LOW: u32 = 16;
+#[cfg(target_endian = "big")]
+const OFF_ARG0_LOW: u32 = 20;
+
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+const EPERM: u32 = libc::EPERM as u32;
+const ENOSYS: u32 = libc::ENOSYS as u32;
+
+/// One instruction: (code, jt, jf, k) — the fields of `struct sock_filter`.
+pub type Insn = (u16, u8, u8, u32);
+
+fn stmt(code: u16, k: u32) -> Insn {
+    (code, 0, 0, k)
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
+    (code, jt, jf, k)
+}
+
+/// The filter program.
+pub fn program() -> Vec<Insn> {
+    let deny = denied();
+    let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
+    let mut p = vec![
+        stmt(LD_W_ABS, OFF_ARCH),
+        jump(JEQ_K, AUDIT_ARCH, 1, 0),
+        stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(LD_W_ABS, OFF_NR),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        p.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
+        p.push(stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS));
+    }
+    // Each denied number jumps to the shared EPERM return placed after the list.
+    let n = deny.len();
+    for (i, (_, nr)) in deny.iter().enumerate() {
+        let to_eperm = u8::try_from(n - i + 4).expect("the deny list fits a short jump");
+        p.push(jump(JEQ_K, *nr as u32, to_eperm, 0));
+    }
+    // clone: inspect the flags (first argument).
+    p.push(jump(JEQ_K, libc::SYS_clone as u32, 0, 2));
+    p.push(stmt(LD_W_ABS, OFF_ARG0_LOW));
+    p.push(jump(JSET_K, CLONE_NEW_MASK, 2, 3));
+    // clone3
+    p.push(jump(JEQ_K, libc::SYS_clone3 as u32, 0, 2));
+    p.push(stmt(RET_K, errno(ENOSYS)));
+    p.push(stmt(RET_K, errno(EPERM)));
+    p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+    p
+}
+
+/// Evaluates the program on one call, as the kernel would: what it returns for syscall `nr` made on
+/// `arch` with first argument `arg0`. For tests, and to check the jump offsets by construction.
+pub fn evaluate(program: &[Insn], arch: u32, nr: u32, arg0: u64) -> u32 {
+    let mut acc: u32 = 0;
+    let mut pc = 0usize;
+    while let Some(&(code, jt, jf, k)) = program.get(pc) {
+        pc += 1;
+        match code {
+            LD_W_ABS => {
+                acc = match k {
+                    OFF_NR => nr,
+                    OFF_ARCH => arch,
+                    OFF_ARG0_LOW => arg0 as u32,
+                    _ => 0,
+                }
+            }
+            JEQ_K | JGE_K | JSET_K => {
+                let taken = match code {
+                    JEQ_K => acc == k,
+                    JGE_K => acc >= k,
+                    _ => acc & k != 0,
+                };
+                pc += usize::from(if taken { jt } else { jf });
+            }
+            RET_K => return k,
+            _ => return libc::SECCOMP_RET_KILL_PROCESS,
+        }
+    }
+    libc::SECCOMP_RET_KILL_PROCESS
+}
+
+/// Installs the filter on the calling thread (inherited across fork and exec). Requires `no_new_privs`
+/// or `CAP_SYS_ADMIN`.
+pub fn install() -> std::io::Result<()> {
+    let insns: Vec<libc::sock_filter> =
+        program().into_iter().map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
+    let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr().cast_mut() };
+    // SAFETY: `prog` points at `insns`, which outlives the call; the kernel copies the program and keeps
+    // no reference to our memory.
+    let rc = unsafe {
+        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER as libc::c_ulong, &prog as *const libc::sock_fprog)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(nr: i64, arg0: u64) -> u32 {
+        evaluate(&program(), AUDIT_ARCH, nr as u32, arg0)
+    }
+
+    const EPERM_RET: u32 = libc::SECCOMP_RET_ERRNO | EPERM;
+
+    #[test]
+    fn denies_every_listed_syscall_with_eperm() {
+        for (name, nr) in denied() {
+            assert_eq!(run(nr, 0), EPERM_RET, "{name}");
+        }
+    }
+
+    #[test]
+    fn allows_ordinary_syscalls() {
+        for nr in
+            [libc::SYS_read, libc::SYS_write, libc::SYS_openat, libc::SYS_execve, libc::SYS_exit_group, libc::SYS_futex]
+        {
+            assert_eq!(run(nr, 0), libc::SECCOMP_RET_ALLOW, "syscall {nr}");
+        }
+    }
+
+    #[test]
+    fn clone_is_allowed_for_threads_and_forks_but_not_for_namespaces() {
+        let thread =
+            (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u64;
+        assert_eq!(run(libc::SYS_clone, thread), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(libc::SYS_clone, libc::SIGCHLD as u64), libc::SECCOMP_RET_ALLOW);
+        for flag in [libc::CLONE_NEWNS, libc::CLONE_NEWPID, libc::CLONE_NEWUSER, libc::CLONE_NEWNET, libc::CLONE_NEWUTS]
+        {
+            assert_eq!(run(libc::SYS_clone, (flag | libc::SIGCHLD) as u64), EPERM_RET);
+        }
+        assert_eq!(run(libc::SYS_clone3, 0), libc::SECCOMP_RET_ERRNO | ENOSYS);
+    }
+
+    #[test]
+    fn foreign_architectures_and_x32_are_killed() {
+        assert_eq!(evaluate(&program(), 0x4000_0003, libc::SYS_read as u32, 0), libc::SECCOMP_RET_KILL_PROCESS);
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(run(i64::from(X32_SYSCALL_BIT) + libc::SYS_read, 0), libc::SECCOMP_RET_KILL_PROCESS);
+        }
+    }
+
+    #[test]
+    fn the_mask_covers_every_namespace_flag() {
+        let all = libc::CLONE_NEWNS
+            | libc::CLONE_NEWCGROUP
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | 0x80; // CLONE_NEWTIME
+        assert_eq!(all as u32, CLONE_NEW_MASK);
+    }
+}

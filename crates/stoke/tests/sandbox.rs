@@ -1,0 +1,303 @@
+//! The lean sandbox against hostile functions: every attempt to reach the host, other instances or the
+//! platform is contained, the limits hold, and the platform keeps serving other functions during and
+//! after. Privileged (namespaces, mounts, cgroups): runs as root, and in CI it must.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Whether this host can run the lean sandbox; outside CI a non-root run skips, loudly.
+fn privileged(check: &str) -> bool {
+    let root = nix_is_root();
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "the sandbox tests must run as root in CI");
+        eprintln!("SKIPPED {check}: the lean sandbox needs root (run the tests as root)");
+    }
+    root
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
+    let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));
+    body["runtime"] = json!("python3.11");
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, resp) = s.post("/v1/functions", body);
+    assert_eq!(status, 201, "{resp}");
+}
+
+fn invoke(s: &TestServer, reference: &str, event: Value) -> (u16, Option<String>, Value) {
+    let resp = s.req(Method::POST, &format!("/v1/functions/{reference}/invoke")).json(&event).send().unwrap();
+    let status = resp.status().as_u16();
+    let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
+    let text = resp.text().unwrap();
+    (status, error, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Attacks that return what happened; each one reports the exception it met or what it managed.
+const HOSTILE: &str = r#"
+import ctypes, errno, os, socket
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def attempt(fn):
+    try:
+        return {"ok": True, "value": fn()}
+    except Exception as e:
+        return {"ok": False, "error": type(e).__name__ + ": " + str(e)}
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(64).decode("latin-1")
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("owned")
+    return "written"
+
+def call(name, *args):
+    rc = getattr(libc, name)(*args)
+    return {"rc": rc, "errno": errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())}
+
+def handler(event, context):
+    a = event["attack"]
+    if a == "read_host":
+        return {p: attempt(lambda p=p: read(p)) for p in event["paths"]}
+    if a == "processes":
+        pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        return {"pids": pids, "kill_server": attempt(lambda: os.kill(event["server_pid"], 9))}
+    if a == "write_readonly":
+        return {p: attempt(lambda p=p: write(p)) for p in ["/var/task/app.py", "/var/task/new", "/usr/bin/owned", "/etc/passwd", "/owned", "/var/runtime/x"]}
+    if a == "privileged_calls":
+        return {
+            "mount": call("mount", b"none", b"/tmp", b"tmpfs", 0, None),
+            "umount": call("umount2", b"/proc", 2),
+            "unshare_net": call("unshare", 0x40000000),
+            "unshare_user": call("unshare", 0x10000000),
+            "ptrace_init": call("ptrace", 16, 1, None, None),
+            "chroot": call("chroot", b"/tmp"),
+            "setuid_root": attempt(lambda: os.setuid(0)),
+            "sethostname": call("sethostname", b"evil", 4),
+        }
+    if a == "proc_escape":
+        return {
+            "init_root": attempt(lambda: os.listdir("/proc/1/root/")),
+            "host_shadow_via_proc": attempt(lambda: read("/proc/1/root/etc/shadow")),
+            "sysrq": attempt(lambda: write("/proc/sysrq-trigger")),
+            "core_pattern": attempt(lambda: write("/proc/sys/kernel/core_pattern")),
+            "kcore": attempt(lambda: read("/proc/kcore")),
+            "mounts": open("/proc/self/mounts").read(),
+        }
+    if a == "fork_bomb":
+        children = []
+        failure = None
+        for _ in range(5000):
+            try:
+                pid = os.fork()
+            except OSError as e:
+                failure = e.strerror
+                break
+            if pid == 0:
+                try:
+                    os.execv("/bin/sleep", ["sleep", "30"])
+                finally:
+                    os._exit(0)
+            children.append(pid)
+        for pid in children:
+            os.kill(pid, 9)
+        for pid in children:
+            os.waitpid(pid, 0)
+        return {"forked": len(children), "failure": failure}
+    if a == "memory_bomb":
+        hog = []
+        while True:
+            hog.append(bytearray(16 * 1024 * 1024))
+    if a == "fill_tmp":
+        written = 0
+        chunk = b"x" * (1024 * 1024)
+        try:
+            with open("/tmp/fill", "wb") as f:
+                while written < 10 * 1024 * 1024 * 1024:
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+        except OSError as e:
+            err = e.strerror
+        os.remove("/tmp/fill")
+        return {"written_mb": written // (1024 * 1024), "error": err}
+    if a == "whoami":
+        status = {l.split(":")[0]: l.split(":")[1].strip() for l in open("/proc/self/status") if ":" in l}
+        return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "hostname": socket.gethostname(),
+                "caps": [status[k] for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]],
+                "no_new_privs": status["NoNewPrivs"], "seccomp": status["Seccomp"],
+                "task_root": os.environ["LAMBDA_TASK_ROOT"], "root": sorted(os.listdir("/"))}
+    raise ValueError("unknown attack " + a)
+"#;
+
+const ECHO: &str = "def handler(event, context):\n    return event\n";
+
+fn server() -> TestServer {
+    let s = TestServer::start_with(&["--sandbox", "lean", "--tmp-mb", "16"]);
+    python_fn(&s, "hostile", HOSTILE, json!({"memory_mb": 1024, "timeout_s": 30}));
+    python_fn(&s, "bystander", ECHO, json!({}));
+    s
+}
+
+fn attack(s: &TestServer, name: &str, extra: Value) -> Value {
+    let mut event = json!({"attack": name});
+    for (k, v) in extra.as_object().unwrap() {
+        event[k] = v.clone();
+    }
+    let (status, error, body) = invoke(s, "hostile", event);
+    assert_eq!(status, 200, "{name}: {body}");
+    assert_eq!(error, None, "{name}: {body}");
+    // The platform still serves another function.
+    assert_eq!(invoke(s, "bystander", json!({"after": name})).2, json!({"after": name}), "after {name}");
+    body
+}
+
+fn refused(result: &Value, what: &str) {
+    assert_eq!(result["ok"], json!(false), "{what} should have failed: {result}");
+}
+
+fn eperm(result: &Value, what: &str) {
+    assert_eq!(result["rc"], json!(-1), "{what} should have failed: {result}");
+    assert_eq!(result["errno"], json!("EPERM"), "{what}: {result}");
+}
+
+#[test]
+fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root() {
+    if !privileged("lean instance identity") {
+        return;
+    }
+    let s = server();
+    let (status, list) = s.get("/v1/instances");
+    assert_eq!((status, list["sandbox"].as_str()), (200, Some("lean")));
+    let me = attack(&s, "whoami", json!({}));
+    assert_eq!((me["uid"].as_u64(), me["gid"].as_u64()), (Some(993), Some(990)), "{me}");
+    assert_eq!(me["cwd"], "/var/task");
+    assert_eq!(me["task_root"], "/var/task");
+    assert_eq!(me["hostname"], "stoke");
+    assert_eq!(me["caps"], json!(vec!["0000000000000000"; 5]), "no capabilities at all: {me}");
+    assert_eq!((me["no_new_privs"].as_str(), me["seccomp"].as_str()), (Some("1"), Some("2")));
+    let root: Vec<&str> = me["root"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for expected in ["dev", "etc", "opt", "proc", "tmp", "usr", "var"] {
+        assert!(root.contains(&expected), "/ lacks {expected}: {root:?}");
+    }
+    for host_only in ["home", "boot", "srv", "mnt", "work"] {
+        assert!(!root.contains(&host_only), "the host's /{host_only} is visible: {root:?}");
+    }
+}
+
+#[test]
+fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes() {
+    if !privileged("host isolation") {
+        return;
+    }
+    let s = server();
+    let credentials = s.dir.join("credentials.json");
+    let paths = json!(["/etc/shadow", credentials.to_str().unwrap(), "/root/.bash_history", "/proc/1/environ"]);
+    let read = attack(&s, "read_host", json!({"paths": paths}));
+    for p in paths.as_array().unwrap() {
+        refused(&read[p.as_str().unwrap()], p.as_str().unwrap());
+    }
+
+    let server_pid: u64 = serde_json::from_slice::<Value>(&std::fs::read(s.dir.join("server.json")).unwrap()).unwrap()
+        ["pid"]
+        .as_u64()
+        .unwrap();
+    let procs = attack(&s, "processes", json!({"server_pid": server_pid}));
+    let pids: Vec<u64> = procs["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    assert!(pids.len() <= 3 && pids.contains(&1), "an instance sees only its own processes: {pids:?}");
+    refused(&procs["kill_server"], "killing the server");
+
+    let writes = attack(&s, "write_readonly", json!({}));
+    for (path, result) in writes.as_object().unwrap() {
+        refused(result, path);
+    }
+    // The code on the host is untouched.
+    let (_, f) = s.get("/v1/functions/hostile");
+    let code = s.dir.join("run/code").join(f["code_sha256"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(code.join("app.py")).unwrap(), HOSTILE);
+    assert!(!code.join("new").exists());
+}
+
+#[test]
+fn hostile_functions_cannot_mount_trace_or_make_namespaces_or_escape_through_proc() {
+    if !privileged("privileged calls") {
+        return;
+    }
+    let s = server();
+    let calls = attack(&s, "privileged_calls", json!({}));
+    for name in ["mount", "umount", "unshare_net", "unshare_user", "ptrace_init", "chroot", "sethostname"] {
+        eperm(&calls[name], name);
+    }
+    refused(&calls["setuid_root"], "setuid(0)");
+
+    let proc = attack(&s, "proc_escape", json!({}));
+    refused(&proc["host_shadow_via_proc"], "/proc/1/root/etc/shadow");
+    refused(&proc["sysrq"], "/proc/sysrq-trigger");
+    refused(&proc["core_pattern"], "/proc/sys/kernel/core_pattern");
+    refused(&proc["kcore"], "/proc/kcore");
+    // PID 1 of the instance is stoke's own init; its root is the instance's root, not the host's.
+    if proc["init_root"]["ok"] == json!(true) {
+        let listing: Vec<&str> =
+            proc["init_root"]["value"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(!listing.contains(&"home") && !listing.contains(&"work"), "{listing:?}");
+    }
+    let mounts = proc["mounts"].as_str().unwrap();
+    assert!(!mounts.contains("/work") && !mounts.contains(s.dir.to_str().unwrap()), "host paths leak: {mounts}");
+}
+
+#[test]
+fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_serving() {
+    if !privileged("resource limits") {
+        return;
+    }
+    let s = server();
+    // Fork bomb: stopped by the PIDs limit, while another function keeps answering.
+    std::thread::scope(|scope| {
+        let bomb = scope.spawn(|| attack(&s, "fork_bomb", json!({})));
+        for i in 0..5 {
+            assert_eq!(invoke(&s, "bystander", json!({"during": i})).2, json!({"during": i}));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let result = bomb.join().unwrap();
+        let forked = result["forked"].as_u64().unwrap();
+        assert!(forked < 1024, "the PIDs limit (1024) stops the bomb: {result}");
+        assert!(result["failure"].is_string(), "fork failed in the end: {result}");
+    });
+
+    // Memory bomb: killed at the function's memory size, reported as Lambda does.
+    let (status, error, body) = invoke(&s, "hostile", json!({"attack": "memory_bomb"}));
+    assert_eq!(status, 200);
+    assert_eq!(error.as_deref(), Some("Runtime.OutOfMemory"), "{body}");
+    assert_eq!(body["errorType"], "Runtime.OutOfMemory");
+    let logs = s.cli().args(["logs", "hostile"]).output().unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    let used: u64 = logs
+        .lines()
+        .rfind(|l| l.contains("REPORT"))
+        .and_then(|l| l.split("Max Memory Used: ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no REPORT with memory in {logs}"));
+    assert!((900..=1024).contains(&used), "Max Memory Used {used} MB is near the 1024 MB limit");
+    assert_eq!(invoke(&s, "bystander", json!({"after": "oom"})).2, json!({"after": "oom"}));
+
+    // /tmp: a size-limited tmpfs (16 MB on this server).
+    let tmp = attack(&s, "fill_tmp", json!({}));
+    assert!(tmp["written_mb"].as_u64().unwrap() <= 16, "{tmp}");
+    assert!(tmp["error"].as_str().unwrap().contains("No space left"), "{tmp}");
+}
