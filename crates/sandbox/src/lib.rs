@@ -59,6 +59,10 @@ pub trait InstanceControl: Send + Sync {
     fn out_of_memory(&self) -> bool {
         false
     }
+    /// Freezes (`true`) or thaws every process of the instance; false when the backend cannot.
+    fn freeze(&self, _frozen: bool) -> bool {
+        false
+    }
     /// Whether the loopback TCP connection from `peer` to `local` was opened by a process of this instance.
     /// Blocking (reads `/proc`); call it off the async threads.
     fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool;

@@ -127,6 +127,9 @@ pub struct Settings {
     pub memory_budget_mb: u64,
     /// Most live instances one account may have across all its functions.
     pub account_concurrency: usize,
+    /// Freeze an instance that has waited this long for work (when the sandbox can), and thaw it when work
+    /// arrives: an idle instance then uses no CPU at all. `None`: never.
+    pub freeze_idle_after: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -138,6 +141,7 @@ impl Default for Settings {
             log_lines: 5000,
             memory_budget_mb: 10_240,
             account_concurrency: 1000,
+            freeze_idle_after: Some(Duration::from_secs(1)),
         }
     }
 }

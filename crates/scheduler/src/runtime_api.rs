@@ -123,7 +123,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     };
     let inv = match ctx.queue.next_for(ctx.id, first) {
         Ok(inv) => inv,
-        Err(rx) => match rx.await {
+        Err(rx) => match wait_for_work(&ctx, rx).await {
             Ok(inv) => inv,
             Err(_) => return rapid_error(StatusCode::GONE, "Runtime.Evicted", "this instance was evicted"),
         },
@@ -168,6 +168,27 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         }
     });
     (StatusCode::OK, headers, payload).into_response()
+}
+
+/// Waits for the next invocation; an instance idle for `freeze_idle_after` is frozen meanwhile, and thawed
+/// before it hears of the work (or of its eviction).
+async fn wait_for_work<T>(
+    ctx: &InstanceCtx,
+    mut rx: tokio::sync::oneshot::Receiver<T>,
+) -> Result<T, tokio::sync::oneshot::error::RecvError> {
+    let Some(after) = ctx.shared.settings.freeze_idle_after else { return rx.await };
+    if let Ok(done) = tokio::time::timeout(after, &mut rx).await {
+        return done;
+    }
+    let control = ctx.control.get().cloned();
+    let frozen = control.as_ref().is_some_and(|c| c.freeze(true));
+    let done = rx.await;
+    if frozen {
+        if let Some(c) = control {
+            c.freeze(false);
+        }
+    }
+    done
 }
 
 /// Takes the running invocation if `id` is it.

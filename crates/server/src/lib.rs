@@ -47,6 +47,8 @@ pub struct ServerConfig {
     /// The `stoke` binary, which the lean sandbox runs as its set-up helper (`None`: lean is unavailable).
     pub jail_helper: Option<PathBuf>,
     pub lean: stoke_sandbox::lean::LeanSettings,
+    /// Freeze instances idle this long (lean sandbox); `None`: never.
+    pub freeze_idle_after: Option<Duration>,
 }
 
 /// Which sandbox the server runs instances in.
@@ -197,6 +199,7 @@ impl Server {
         let settings = stoke_scheduler::Settings {
             memory_budget_mb: u64::from(node.max_memory_mb),
             account_concurrency: config.account_concurrency,
+            freeze_idle_after: config.freeze_idle_after,
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)

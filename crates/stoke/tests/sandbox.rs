@@ -301,3 +301,65 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
     assert!(tmp["written_mb"].as_u64().unwrap() <= 16, "{tmp}");
     assert!(tmp["error"].as_str().unwrap().contains("No space left"), "{tmp}");
 }
+
+/// The freezer state of the instance whose helper is `helper_pid`: "FROZEN" / "THAWED" (v1) or
+/// "frozen 1" / "frozen 0" (v2), read from the host.
+fn freezer_state(helper_pid: u64) -> String {
+    let children =
+        std::fs::read_to_string(format!("/proc/{helper_pid}/task/{helper_pid}/children")).unwrap_or_default();
+    let Some(init) = children.split_whitespace().next() else { return "gone".into() };
+    let cgroups = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
+    if let Some(path) = cgroups.lines().find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string())) {
+        let file = format!("/sys/fs/cgroup/freezer{path}/freezer.state");
+        return std::fs::read_to_string(file).unwrap_or_default().trim().to_string();
+    }
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if let Ok(events) = std::fs::read_to_string(format!("{root}{path}/cgroup.events")) {
+            return events.lines().find(|l| l.starts_with("frozen ")).unwrap_or_default().to_string();
+        }
+    }
+    "unknown".into()
+}
+
+#[test]
+fn idle_instances_are_frozen_and_thawed_when_work_arrives() {
+    if !privileged("freezer") {
+        return;
+    }
+    let s = TestServer::start_with(&["--sandbox", "lean", "--freeze-after-ms", "200"]);
+    let ticker = r#"
+import threading, time
+count = 0
+def tick():
+    global count
+    while True:
+        count += 1
+        time.sleep(0.002)
+threading.Thread(target=tick, daemon=True).start()
+def handler(event, context):
+    return count
+"#;
+    python_fn(&s, "ticker", ticker, json!({}));
+    let (status, error, first) = invoke(&s, "ticker", json!({}));
+    assert_eq!((status, error), (200, None), "{first}");
+    let (_, list) = s.get("/v1/instances?function=ticker");
+    let helper = list["instances"][0]["pid"].as_u64().expect("instance pid");
+    let frozen = |state: &str| state == "FROZEN" || state == "frozen 1";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut state = freezer_state(helper);
+    while !frozen(&state) {
+        assert!(std::time::Instant::now() < deadline, "the idle instance was never frozen (state {state:?})");
+        std::thread::sleep(Duration::from_millis(50));
+        state = freezer_state(helper);
+    }
+    // Work thaws it: the invocation is served by the same instance, and its background thread ran again.
+    let (status, error, second) = invoke(&s, "ticker", json!({}));
+    assert_eq!((status, error), (200, None), "{second}");
+    assert!(second.as_u64().unwrap() >= first.as_u64().unwrap(), "{first} then {second}");
+    let after = freezer_state(helper);
+    assert!(!frozen(&after), "thawed after dispatch, got {after:?}");
+    let (_, list) = s.get("/v1/instances?function=ticker");
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["instances"][0]["invocations"], 2);
+}

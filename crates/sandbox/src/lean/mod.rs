@@ -228,6 +228,10 @@ impl InstanceControl for LeanControl {
         self.group.oom_kills() > 0
     }
 
+    fn freeze(&self, frozen: bool) -> bool {
+        self.group.freeze(frozen)
+    }
+
     fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool {
         let mut pids = self.group.pids();
         pids.push(self.pid);

@@ -42,6 +42,10 @@ pub struct Args {
     /// Lambda. Without it the share is a weight, applied only when instances compete for the CPU.
     #[arg(long)]
     cpu_quota: bool,
+    /// Freeze a lean instance after it has waited this long for work (it then uses no CPU) and thaw it
+    /// when work arrives; 0 never freezes.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    freeze_after_ms: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -84,6 +88,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             SandboxArg::Process => SandboxChoice::Process,
         },
         jail_helper: std::env::current_exe().ok(),
+        freeze_idle_after: (args.freeze_after_ms > 0).then(|| std::time::Duration::from_millis(args.freeze_after_ms)),
         lean: LeanSettings {
             tmp_mb: args.tmp_mb,
             pids_max: args.pids_max,
