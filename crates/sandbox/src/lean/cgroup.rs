@@ -144,10 +144,13 @@ impl Layout {
         }
     }
 
-    /// This server's directory in every hierarchy it uses, each listed once.
+    /// This server's directory in every hierarchy it uses, each listed once, the freezer's first: removing
+    /// groups thaws and kills their members there, and a frozen process cannot die, so the other
+    /// hierarchies' groups empty only after that.
     fn server_dirs(&self, server: u32) -> Vec<(PathBuf, bool)> {
         let mut dirs: Vec<(PathBuf, bool)> = Vec::new();
-        for (_, h) in &self.controllers {
+        let freezer_first = self.controllers.iter().filter(|(c, _)| *c == "freezer").chain(self.controllers.iter());
+        for (_, h) in freezer_first {
             let dir = server_dir(h, server);
             if !dirs.contains(&dir) {
                 dirs.push(dir);
@@ -374,9 +377,13 @@ fn kill_members(dir: &Path) {
     for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
-    // A frozen group keeps its members alive until thawed.
-    let _ = fs::write(dir.join("freezer.state"), "THAWED");
-    let _ = fs::write(dir.join("cgroup.freeze"), "0");
+    // A frozen group keeps its members alive, killed or not, until thawed (cgroup v1).
+    if dir.join("freezer.state").exists() {
+        let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    }
+    if dir.join("cgroup.freeze").exists() {
+        let _ = fs::write(dir.join("cgroup.freeze"), "0");
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +414,7 @@ mod tests {
         assert_eq!(memory, &Hierarchy::V1 { mount: "/sys/fs/cgroup/memory".into(), own: "/outer/abc".into() });
         assert_eq!(layout.describe(), "cgroup v1 (memory, cpu, pids, freezer)");
         let dirs = layout.server_dirs(42);
+        assert_eq!(dirs[0], ("/sys/fs/cgroup/freezer/stoke/s42".into(), false), "the freezer's groups go first");
         assert!(dirs.contains(&("/sys/fs/cgroup/memory/outer/abc/stoke/s42".into(), false)));
         assert!(dirs.contains(&("/sys/fs/cgroup/cpu/stoke/s42".into(), false)));
         assert_eq!(dirs.len(), 4);
