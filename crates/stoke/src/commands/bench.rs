@@ -32,6 +32,9 @@ pub struct Args {
     /// Concurrency levels (closed loop: each client sends its next request when the last one returns).
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     concurrency: Vec<usize>,
+    /// Cold starts measured per sandbox and runtime (each on a new function), interleaved across sandboxes.
+    #[arg(long, default_value_t = 15, value_name = "N")]
+    cold: usize,
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -121,21 +124,35 @@ fn zip_with(name: &str, mode: u32, data: &[u8]) -> Result<Vec<u8>> {
     Ok(w.finish()?.into_inner())
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let bootstrap = std::fs::read(&args.rust_bootstrap)
-        .with_context(|| format!("cannot read {} (scripts/bench builds it)", args.rust_bootstrap.display()))?;
-    let dir = std::env::temp_dir().join(format!("stoke-bench-{}", std::process::id()));
+/// A benchmark server on a temp data directory: the process, its endpoint, its admin key, its sandbox.
+struct BenchServer {
+    _process: ServerProcess,
+    endpoint: String,
+    key: String,
+    sandbox: String,
+    dir: PathBuf,
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
+    let dir = std::env::temp_dir().join(format!("stoke-bench-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let _server = ServerProcess(child);
+    let process = ServerProcess(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let endpoint = loop {
         if let Ok(b) = std::fs::read(dir.join("server.json")) {
@@ -150,6 +167,108 @@ pub fn run(args: Args) -> Result<()> {
     };
     let creds: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("credentials.json"))?)?;
     let key = creds["api_key"].as_str().unwrap_or_default().to_string();
+    let list: serde_json::Value =
+        reqwest::blocking::Client::new().get(format!("{endpoint}/v1/instances")).bearer_auth(&key).send()?.json()?;
+    let sandbox = list["sandbox"].as_str().unwrap_or("?").to_string();
+    Ok(BenchServer { _process: process, endpoint, key, sandbox, dir })
+}
+
+/// The cold starts of one function on one sandbox: end-to-end and init milliseconds per start.
+struct ColdRow {
+    sandbox: String,
+    function: String,
+    total_ms: Vec<f64>,
+    init_ms: Vec<f64>,
+}
+
+/// Cold starts: for each round, a new function per (sandbox, runtime), invoked once, sandboxes interleaved.
+fn cold_starts(servers: &[&BenchServer], functions: &[(&str, serde_json::Value)], n: usize) -> Result<Vec<ColdRow>> {
+    let http = reqwest::blocking::Client::new();
+    let mut rows = Vec::new();
+    for server in servers {
+        for (function, _) in functions {
+            rows.push(ColdRow {
+                sandbox: server.sandbox.clone(),
+                function: function.to_string(),
+                total_ms: Vec::new(),
+                init_ms: Vec::new(),
+            });
+        }
+    }
+    for i in 0..n {
+        for (si, server) in servers.iter().enumerate() {
+            for (fi, (runtime, body)) in functions.iter().enumerate() {
+                let name = format!("cold-{runtime}-{i}");
+                let mut body = body.clone();
+                body["name"] = json!(name);
+                let r = http
+                    .post(format!("{}/v1/functions", server.endpoint))
+                    .bearer_auth(&server.key)
+                    .json(&body)
+                    .send()?;
+                if !r.status().is_success() {
+                    bail!("cannot deploy {name}: {}", r.text()?);
+                }
+                let started = Instant::now();
+                let r = http
+                    .post(format!("{}/v1/functions/{name}/invoke", server.endpoint))
+                    .bearer_auth(&server.key)
+                    .body("{}")
+                    .send()?;
+                let total = started.elapsed().as_secs_f64() * 1000.0;
+                let init = r.headers().get("x-stoke-init-duration-ms").and_then(|v| v.to_str().ok()?.parse().ok());
+                if !r.status().is_success() || r.headers().contains_key("x-stoke-function-error") {
+                    bail!("cold invoke of {name} on {} failed: {}", server.sandbox, r.text()?);
+                }
+                let row = &mut rows[si * functions.len() + fi];
+                row.total_ms.push(total);
+                row.init_ms.push(init.unwrap_or(f64::NAN));
+                // Free the node's memory budget for the next start.
+                let _ = http.delete(format!("{}/v1/functions/{name}", server.endpoint)).bearer_auth(&server.key).send();
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Median, min and max.
+fn spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn cold_table(rows: &mut [ColdRow]) -> (comfy_table::Table, Vec<serde_json::Value>) {
+    let mut t = table(&["sandbox", "function", "cold invoke p50 ms [min-max]", "init p50 ms", "p50 vs process"]);
+    let mut json_rows = Vec::new();
+    // The process sandbox's median per function: what the other sandboxes are compared with.
+    let baseline: Vec<(String, f64)> = rows
+        .iter_mut()
+        .filter(|r| r.sandbox == "process")
+        .map(|r| (r.function.clone(), spread(&mut r.total_ms).0))
+        .collect();
+    for r in rows.iter_mut() {
+        let (p, lo, hi) = spread(&mut r.total_ms);
+        let init = spread(&mut r.init_ms).0;
+        let base = baseline.iter().find(|(f, _)| *f == r.function).map(|(_, b)| *b);
+        let ratio = base.map_or("—".to_string(), |b| format!("{:.2}×", p / b));
+        t.add_row(vec![
+            r.sandbox.clone(),
+            r.function.clone(),
+            format!("{p:.1} [{lo:.1}-{hi:.1}]"),
+            format!("{init:.1}"),
+            ratio,
+        ]);
+        json_rows.push(json!({"sandbox": r.sandbox, "function": r.function, "cold_p50_ms": p, "cold_min_ms": lo,
+            "cold_max_ms": hi, "init_p50_ms": init}));
+    }
+    (t, json_rows)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let bootstrap = std::fs::read(&args.rust_bootstrap)
+        .with_context(|| format!("cannot read {} (scripts/bench builds it)", args.rust_bootstrap.display()))?;
+    let main = start_server("main", &[])?;
+    let (endpoint, key) = (main.endpoint.clone(), main.key.clone());
     let http = reqwest::blocking::Client::new();
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     for (name, body) in [
@@ -205,10 +324,6 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        (v[v.len() / 2], v[0], v[v.len() - 1])
-    };
     let mut t = table(&[
         "scenario",
         "conc",
@@ -221,13 +336,13 @@ pub fn run(args: Args) -> Result<()> {
     ]);
     let mut json_rows = Vec::new();
     for (ci, &c) in args.concurrency.iter().enumerate() {
-        let floor_p50 = median(&mut results[0][ci].iter().map(|r| r.1).collect()).0;
+        let floor_p50 = spread(&mut results[0][ci].iter().map(|r| r.1).collect::<Vec<f64>>()).0;
         for (si, (name, _, _)) in scenarios.iter().enumerate() {
             let rows = &results[si][ci];
-            let (tput, tmin, tmax) = median(&mut rows.iter().map(|r| r.0).collect());
-            let (p50, _, _) = median(&mut rows.iter().map(|r| r.1).collect());
-            let (p99, _, _) = median(&mut rows.iter().map(|r| r.2).collect());
-            let (p999, _, _) = median(&mut rows.iter().map(|r| r.3).collect());
+            let (tput, tmin, tmax) = spread(&mut rows.iter().map(|r| r.0).collect::<Vec<f64>>());
+            let (p50, _, _) = spread(&mut rows.iter().map(|r| r.1).collect::<Vec<f64>>());
+            let (p99, _, _) = spread(&mut rows.iter().map(|r| r.2).collect::<Vec<f64>>());
+            let (p999, _, _) = spread(&mut rows.iter().map(|r| r.3).collect::<Vec<f64>>());
             let errors: usize = rows.iter().map(|r| r.4).sum();
             let overhead = if si == 0 { "—".to_string() } else { format!("{:+.0} µs", p50 - floor_p50) };
             t.add_row(vec![
@@ -245,12 +360,39 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     println!("{t}");
+
+    let mut cold_rows = Vec::new();
+    if args.cold > 0 {
+        // The main server runs the default sandbox (lean as root); a second one runs plain processes.
+        let process = start_server("process", &["--sandbox", "process"])?;
+        let mut servers = vec![&process];
+        if main.sandbox != process.sandbox {
+            servers.push(&main);
+        }
+        let functions = [
+            (
+                "rust-noop",
+                json!({"runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, &bootstrap)?)}),
+            ),
+            (
+                "python-noop",
+                json!({"runtime": "python3.12", "handler": "app.handler",
+                "code_base64": b64(&zip_with("app.py", 0o644, b"def handler(e, c):\n    return None\n")?)}),
+            ),
+        ];
+        eprintln!("cold starts: {} per sandbox and function", args.cold);
+        let mut rows = cold_starts(&servers, &functions, args.cold)?;
+        let (t, json) = cold_table(&mut rows);
+        println!("{t}");
+        cold_rows = json;
+    }
     if let Some(path) = args.json {
         std::fs::write(
             &path,
-            serde_json::to_vec_pretty(&json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows}))?,
+            serde_json::to_vec_pretty(
+                &json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "cold": cold_rows}),
+            )?,
         )?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
