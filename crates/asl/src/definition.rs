@@ -1,0 +1,1033 @@
+//! State machine definitions: parsed from JSON into typed states, validated with messages that name the
+//! state and field, and asked what can come next (for the pre-warmer's look-ahead).
+
+use crate::choice::Rule;
+use crate::intrinsic;
+use crate::path::{DataPath, Path};
+use crate::retry::{Catcher, Retrier};
+use crate::template::Template;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A validated definition: the top-level machine and its own fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    pub machine: Machine,
+    pub comment: Option<String>,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// A set of states with a start: the top level, a Parallel branch or a Map's item processor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    pub start_at: String,
+    pub states: BTreeMap<String, State>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub name: String,
+    pub kind: StateKind,
+    /// `None` is `"InputPath": null` (the state sees `{}`).
+    pub input_path: Option<Path>,
+    /// `None` is `"OutputPath": null` (the state passes `{}` on).
+    pub output_path: Option<Path>,
+    /// The next state; `None` for End states and the Choice, Succeed and Fail types.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateKind {
+    Task(Box<Task>),
+    Pass(Pass),
+    Choice(Choice),
+    Wait(Wait),
+    Succeed,
+    Fail(Fail),
+    Parallel(Box<Parallel>),
+    Map(Box<MapState>),
+}
+
+/// What a Task runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    /// A function reference: `name`, `name:qualifier` or a Lambda function ARN.
+    Function(String),
+    /// `arn:aws:states:::lambda:invoke`: the effective input names `FunctionName` and carries `Payload`.
+    LambdaInvoke,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seconds {
+    Fixed(u64),
+    Path(Path),
+}
+
+/// Fields Task, Parallel and Map share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processing {
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
+    /// `None` is `"ResultPath": null` (discard the result).
+    pub result_path: Option<Path>,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub resource: Resource,
+    pub processing: Processing,
+    pub timeout: Seconds,
+    pub heartbeat: Option<Seconds>,
+}
+
+/// A Task's timeout when the definition gives none.
+pub const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    pub result: Option<Value>,
+    pub parameters: Option<Template>,
+    pub result_path: Option<Path>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub choices: Vec<(Rule, String)>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wait {
+    Seconds(u64),
+    SecondsPath(DataPath),
+    Timestamp(String),
+    TimestampPath(DataPath),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Text {
+    Literal(String),
+    Path(DataPath),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fail {
+    pub error: Option<Text>,
+    pub cause: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parallel {
+    pub branches: Vec<Machine>,
+    pub processing: Processing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Count {
+    Fixed(u64),
+    Path(DataPath),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapState {
+    pub processor: Machine,
+    pub items_path: DataPath,
+    pub item_selector: Option<Template>,
+    /// 0 is unlimited.
+    pub max_concurrency: Count,
+    pub tolerated_failure_count: Option<Count>,
+    pub tolerated_failure_percentage: Option<Count>,
+    pub processing: Processing,
+}
+
+/// One thing wrong with a definition: a machine-readable code, where (`States.Name.Field`) and what.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Problem {
+    pub code: &'static str,
+    pub location: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}: {}", self.code, self.location, self.message)
+    }
+}
+
+pub mod codes {
+    pub const SCHEMA: &str = "SCHEMA_VALIDATION_FAILED";
+    pub const MISSING_TRANSITION_TARGET: &str = "MISSING_TRANSITION_TARGET";
+    pub const UNREACHABLE_STATE: &str = "UNREACHABLE_STATE";
+    pub const BRANCH_OUTBOUND: &str = "BRANCH_OUTBOUND_TRANSITION_TARGET";
+    pub const MAP_OUTBOUND: &str = "MAP_OUTBOUND_TRANSITION_TARGET";
+    pub const DUPLICATE_STATE_NAMES: &str = "DUPLICATE_STATE_NAMES";
+    pub const MISSING_TERMINAL_STATE: &str = "MISSING_TERMINAL_STATE";
+    pub const DUPLICATE_FIELD_NAME: &str = "DUPLICATE_FIELD_NAME";
+    pub const INVALID_PATH: &str = "INVALID_JSON_PATH";
+    pub const UNSUPPORTED: &str = "UNSUPPORTED_FEATURE";
+    pub const INVALID_RESOURCE: &str = "INVALID_RESOURCE";
+}
+
+/// The longest state name asl-validator accepts.
+pub const MAX_STATE_NAME: usize = 80;
+
+const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+
+impl Definition {
+    /// Parses and validates a definition given as JSON text.
+    pub fn parse_str(text: &str) -> Result<Definition, Vec<Problem>> {
+        let v: Value = serde_json::from_str(text).map_err(|e| {
+            vec![Problem {
+                code: codes::SCHEMA,
+                location: "$".into(),
+                message: format!("the definition is not JSON: {e}"),
+            }]
+        })?;
+        Definition::parse(&v)
+    }
+
+    /// Parses and validates a definition; every problem found is reported, sorted by location.
+    pub fn parse(v: &Value) -> Result<Definition, Vec<Problem>> {
+        let mut cx = Cx::default();
+        let Some(map) = v.as_object() else {
+            return Err(vec![Problem {
+                code: codes::SCHEMA,
+                location: "$".into(),
+                message: "a definition is a JSON object with StartAt and States".into(),
+            }]);
+        };
+        let mut f = Fields::new(map, String::new(), &mut cx);
+        let comment = f.string("Comment");
+        if let Some(version) = f.string("Version") {
+            if version != "1.0" {
+                f.problem(codes::SCHEMA, "Version", format!("Version must be \"1.0\", got \"{version}\""));
+            }
+        }
+        let timeout_seconds = f.positive("TimeoutSeconds");
+        f.query_language();
+        let machine = f.machine();
+        f.finish();
+        if let Some(m) = &machine {
+            let mut owner = HashMap::new();
+            collect_owners(m, "", &mut owner);
+            check_graph(m, "", None, &owner, &mut cx);
+        }
+        match (machine, cx.problems.is_empty()) {
+            (Some(machine), true) => Ok(Definition { machine, comment, timeout_seconds }),
+            _ => {
+                cx.problems.sort();
+                cx.problems.dedup();
+                Err(cx.problems)
+            }
+        }
+    }
+}
+
+impl Machine {
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.states.get(name)
+    }
+
+    /// The states that can follow `name` in this machine: Next, every Choice target and Default,
+    /// and every catcher's Next. This is the look-ahead the pre-warmer plans from.
+    pub fn successors(&self, name: &str) -> Vec<&str> {
+        let Some(state) = self.states.get(name) else { return Vec::new() };
+        let mut out: Vec<&str> = state.next.iter().map(String::as_str).collect();
+        match &state.kind {
+            StateKind::Choice(c) => {
+                out.extend(c.choices.iter().map(|(_, n)| n.as_str()));
+                out.extend(c.default.as_deref());
+            }
+            StateKind::Task(t) => out.extend(t.processing.catch.iter().map(|c| c.next.as_str())),
+            StateKind::Parallel(p) => out.extend(p.processing.catch.iter().map(|c| c.next.as_str())),
+            StateKind::Map(m) => out.extend(m.processing.catch.iter().map(|c| c.next.as_str())),
+            _ => {}
+        }
+        let mut seen = BTreeSet::new();
+        out.retain(|n| seen.insert(*n));
+        out
+    }
+}
+
+impl State {
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            StateKind::Task(_) => "Task",
+            StateKind::Pass(_) => "Pass",
+            StateKind::Choice(_) => "Choice",
+            StateKind::Wait(_) => "Wait",
+            StateKind::Succeed => "Succeed",
+            StateKind::Fail(_) => "Fail",
+            StateKind::Parallel(_) => "Parallel",
+            StateKind::Map(_) => "Map",
+        }
+    }
+
+    /// Ends its machine (End, Succeed or Fail).
+    pub fn is_terminal(&self) -> bool {
+        match self.kind {
+            StateKind::Succeed | StateKind::Fail(_) => true,
+            StateKind::Choice(_) => false,
+            _ => self.next.is_none(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Cx {
+    problems: Vec<Problem>,
+    names: BTreeMap<String, usize>,
+}
+
+/// Reads the fields of one JSON object, recording problems and which fields were used.
+struct Fields<'a, 'c> {
+    map: &'a Map<String, Value>,
+    at: String,
+    used: BTreeSet<&'a str>,
+    cx: &'c mut Cx,
+}
+
+impl<'a, 'c> Fields<'a, 'c> {
+    fn new(map: &'a Map<String, Value>, at: String, cx: &'c mut Cx) -> Self {
+        Fields { map, at, used: BTreeSet::new(), cx }
+    }
+
+    fn loc(&self, field: &str) -> String {
+        if self.at.is_empty() {
+            field.to_string()
+        } else if field.is_empty() {
+            self.at.clone()
+        } else {
+            format!("{}.{field}", self.at)
+        }
+    }
+
+    fn problem(&mut self, code: &'static str, field: &str, message: String) {
+        let location = self.loc(field);
+        self.cx.problems.push(Problem { code, location, message });
+    }
+
+    fn get(&mut self, field: &'a str) -> Option<&'a Value> {
+        let v = self.map.get(field)?;
+        self.used.insert(field);
+        Some(v)
+    }
+
+    fn has(&self, field: &str) -> bool {
+        self.map.contains_key(field)
+    }
+
+    fn string(&mut self, field: &'a str) -> Option<String> {
+        match self.get(field)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.problem(codes::SCHEMA, field, format!("{field} must be a string, got {other}"));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, field: &'a str, min: u64) -> Option<u64> {
+        let v = self.get(field)?;
+        match v.as_u64() {
+            Some(n) if n >= min => Some(n),
+            _ => {
+                self.problem(codes::SCHEMA, field, format!("{field} must be an integer of at least {min}, got {v}"));
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, field: &'a str) -> Option<u64> {
+        self.integer(field, 1)
+    }
+
+    fn path(&mut self, field: &'a str, reference: bool) -> Option<Option<Path>> {
+        let v = self.get(field)?;
+        match v {
+            Value::Null => Some(None),
+            Value::String(s) if s.starts_with("$$") => {
+                self.problem(codes::INVALID_PATH, field, format!("{field} cannot read the context object ($$)"));
+                None
+            }
+            Value::String(s) => {
+                let parsed = if reference { Path::parse_reference(s) } else { Path::parse(s) };
+                match parsed {
+                    Ok(p) => Some(Some(p)),
+                    Err(e) => {
+                        self.problem(codes::INVALID_PATH, field, e.to_string());
+                        None
+                    }
+                }
+            }
+            other => {
+                self.problem(codes::SCHEMA, field, format!("{field} must be a path string or null, got {other}"));
+                None
+            }
+        }
+    }
+
+    fn data_path(&mut self, field: &'a str) -> Option<DataPath> {
+        let s = self.string(field)?;
+        match DataPath::parse(&s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problem(codes::INVALID_PATH, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, field: &'a str) -> Option<Template> {
+        let v = self.get(field)?;
+        match Template::compile(v) {
+            Ok(t) => Some(t),
+            Err((inner, message)) => {
+                let code = if message.contains("appears twice") { codes::DUPLICATE_FIELD_NAME } else { codes::SCHEMA };
+                self.problem(code, &format!("{field}{inner}"), message);
+                None
+            }
+        }
+    }
+
+    fn exclusive(&mut self, a: &str, b: &str) -> bool {
+        if self.has(a) && self.has(b) {
+            self.problem(codes::SCHEMA, b, format!("{a} and {b} cannot both be set; keep one"));
+            return false;
+        }
+        true
+    }
+
+    fn query_language(&mut self) {
+        if let Some(q) = self.string("QueryLanguage") {
+            match q.as_str() {
+                "JSONPath" => {}
+                "JSONata" => self.problem(
+                    codes::UNSUPPORTED,
+                    "QueryLanguage",
+                    "JSONata is not supported yet; write the definition in JSONPath (the default)".into(),
+                ),
+                other => self.problem(
+                    codes::SCHEMA,
+                    "QueryLanguage",
+                    format!("QueryLanguage must be JSONPath or JSONata, got \"{other}\""),
+                ),
+            }
+        }
+    }
+
+    /// Reports every field not read.
+    fn finish(self) {
+        let unknown: Vec<String> = self.map.keys().filter(|k| !self.used.contains(k.as_str())).cloned().collect();
+        let at = self.at.clone();
+        for k in unknown {
+            let (code, message) = match k.as_str() {
+                "Assign" | "Arguments" | "Output" | "Items" => {
+                    (codes::UNSUPPORTED, format!("{k} belongs to JSONata or variables, which are not supported yet"))
+                }
+                "ItemReader" | "ItemBatcher" | "ResultWriter" | "Credentials" => {
+                    (codes::UNSUPPORTED, format!("{k} is not supported yet"))
+                }
+                _ => (codes::SCHEMA, format!("unknown field '{k}'")),
+            };
+            let location = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            self.cx.problems.push(Problem { code, location, message });
+        }
+    }
+
+    /// `StartAt` and `States` of this object.
+    fn machine(&mut self) -> Option<Machine> {
+        let start_at = self.string("StartAt");
+        if start_at.is_none() && !self.has("StartAt") {
+            self.problem(codes::SCHEMA, "StartAt", "StartAt is required: name the first state".into());
+        }
+        let states_v = self.get("States");
+        let Some(states_map) = states_v.and_then(Value::as_object) else {
+            let message =
+                if states_v.is_some() { "States must be an object of named states" } else { "States is required" };
+            self.problem(codes::SCHEMA, "States", message.into());
+            return None;
+        };
+        if states_map.is_empty() {
+            self.problem(codes::SCHEMA, "States", "States must name at least one state".into());
+        }
+        let mut states = BTreeMap::new();
+        for (name, sv) in states_map {
+            let at = self.loc(&format!("States.{name}"));
+            *self.cx.names.entry(name.clone()).or_default() += 1;
+            if name.is_empty() || name.chars().count() > MAX_STATE_NAME {
+                self.cx.problems.push(Problem {
+                    code: codes::SCHEMA,
+                    location: at.clone(),
+                    message: format!("a state name has 1 to {MAX_STATE_NAME} characters"),
+                });
+            }
+            if let Some(state) = parse_state(name, sv, at, self.cx) {
+                states.insert(name.clone(), state);
+            }
+        }
+        if let Some(start) = &start_at {
+            if !states_map.contains_key(start) {
+                self.problem(
+                    codes::MISSING_TRANSITION_TARGET,
+                    "StartAt",
+                    format!("StartAt names \"{start}\", which is not a state here"),
+                );
+            }
+        }
+        Some(Machine { start_at: start_at?, states })
+    }
+}
+
+fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> {
+    let Some(map) = v.as_object() else {
+        cx.problems.push(Problem { code: codes::SCHEMA, location: at, message: "a state must be an object".into() });
+        return None;
+    };
+    let mut f = Fields::new(map, at, cx);
+    let type_name = f.string("Type");
+    f.string("Comment");
+    f.query_language();
+    let Some(type_name) = type_name else {
+        if !f.has("Type") {
+            f.problem(
+                codes::SCHEMA,
+                "Type",
+                "Type is required: Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map".into(),
+            );
+        }
+        f.finish();
+        return None;
+    };
+    let io = type_name != "Fail";
+    let input_path = if io { f.path("InputPath", false).unwrap_or_else(root) } else { root() };
+    let output_path = if io { f.path("OutputPath", false).unwrap_or_else(root) } else { root() };
+    let transitions = matches!(type_name.as_str(), "Task" | "Pass" | "Wait" | "Parallel" | "Map");
+    let mut next = None;
+    if transitions {
+        next = f.string("Next");
+        let end = f.get("End");
+        match (f.has("Next"), end) {
+            (true, Some(Value::Bool(true))) => {
+                f.problem(codes::SCHEMA, "End", "a state has either Next or End: true, not both".into())
+            }
+            (false, Some(Value::Bool(true))) => {}
+            (false, _) => f.problem(codes::SCHEMA, "Next", "a state needs Next or End: true".into()),
+            (true, Some(other)) if other != &Value::Bool(false) => {
+                f.problem(codes::SCHEMA, "End", format!("End must be true or false, got {other}"))
+            }
+            (true, _) => {}
+        }
+    }
+    let kind = match type_name.as_str() {
+        "Task" => task(&mut f).map(|t| StateKind::Task(Box::new(t))),
+        "Pass" => Some(StateKind::Pass(Pass {
+            result: f.get("Result").cloned(),
+            parameters: f.template("Parameters"),
+            result_path: f.path("ResultPath", true).unwrap_or_else(root),
+        })),
+        "Choice" => choice(&mut f).map(StateKind::Choice),
+        "Wait" => wait(&mut f).map(StateKind::Wait),
+        "Succeed" => Some(StateKind::Succeed),
+        "Fail" => {
+            let error = text(&mut f, "Error", "ErrorPath");
+            let cause = text(&mut f, "Cause", "CausePath");
+            Some(StateKind::Fail(Fail { error, cause }))
+        }
+        "Parallel" => parallel(&mut f).map(|p| StateKind::Parallel(Box::new(p))),
+        "Map" => map_state(&mut f).map(|m| StateKind::Map(Box::new(m))),
+        other => {
+            f.problem(
+                codes::SCHEMA,
+                "Type",
+                format!("unknown Type \"{other}\"; use Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map"),
+            );
+            None
+        }
+    };
+    f.finish();
+    Some(State { name: name.to_string(), kind: kind?, input_path, output_path, next })
+}
+
+fn root() -> Option<Path> {
+    Path::parse("$").ok()
+}
+
+fn processing(f: &mut Fields<'_, '_>, parameters_field: Option<&'static str>) -> Processing {
+    Processing {
+        parameters: parameters_field.and_then(|p| f.template(p)),
+        result_selector: f.template("ResultSelector"),
+        result_path: f.path("ResultPath", true).unwrap_or_else(root),
+        retry: retriers(f),
+        catch: catchers(f),
+    }
+}
+
+fn task(f: &mut Fields<'_, '_>) -> Option<Task> {
+    let resource_text = f.string("Resource");
+    if resource_text.is_none() && !f.has("Resource") {
+        f.problem(codes::SCHEMA, "Resource", "Resource is required: a function name or ARN".into());
+    }
+    let processing = processing(f, Some("Parameters"));
+    f.exclusive("TimeoutSeconds", "TimeoutSecondsPath");
+    f.exclusive("HeartbeatSeconds", "HeartbeatSecondsPath");
+    let timeout = seconds(f, "TimeoutSeconds", "TimeoutSecondsPath");
+    let heartbeat = seconds(f, "HeartbeatSeconds", "HeartbeatSecondsPath");
+    if let (Some(Seconds::Fixed(t)), Some(Seconds::Fixed(h))) = (&timeout, &heartbeat) {
+        if h >= t {
+            f.problem(
+                codes::SCHEMA,
+                "HeartbeatSeconds",
+                format!("HeartbeatSeconds ({h}) must be smaller than TimeoutSeconds ({t})"),
+            );
+        }
+    }
+    let resource = match resource_text.as_deref() {
+        None => None,
+        Some(LAMBDA_INVOKE) => {
+            let names_function = |t: &Option<Template>| match t {
+                Some(Template::Object(fields)) => fields.iter().any(|(k, _)| k == "FunctionName"),
+                _ => false,
+            };
+            if !names_function(&processing.parameters)
+                && !f.cx.problems.iter().any(|p| p.location.contains("Parameters"))
+            {
+                f.problem(
+                    codes::SCHEMA,
+                    "Parameters",
+                    format!("{LAMBDA_INVOKE} needs Parameters with FunctionName (and usually \"Payload.$\": \"$\")"),
+                );
+            }
+            Some(Resource::LambdaInvoke)
+        }
+        Some(r) if r.starts_with("arn:aws:states:::") => {
+            f.problem(
+                codes::UNSUPPORTED,
+                "Resource",
+                format!("the integration \"{r}\" is not supported; use {LAMBDA_INVOKE} or a function ARN or name"),
+            );
+            None
+        }
+        Some(r) => match stoke_core::FunctionRef::parse(r) {
+            Ok(_) => Some(Resource::Function(r.to_string())),
+            Err(e) => {
+                f.problem(codes::INVALID_RESOURCE, "Resource", e.0);
+                None
+            }
+        },
+    };
+    Some(Task {
+        resource: resource?,
+        processing,
+        timeout: timeout.unwrap_or(Seconds::Fixed(DEFAULT_TASK_TIMEOUT_SECONDS)),
+        heartbeat,
+    })
+}
+
+fn seconds(f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str) -> Option<Seconds> {
+    if f.has(fixed) {
+        f.positive(fixed).map(Seconds::Fixed)
+    } else if f.has(path) {
+        f.path(path, true).flatten().map(Seconds::Path)
+    } else {
+        None
+    }
+}
+
+fn text(f: &mut Fields<'_, '_>, literal: &'static str, path: &'static str) -> Option<Text> {
+    if !f.exclusive(literal, path) {
+        f.get(path);
+    }
+    if f.has(literal) {
+        f.string(literal).map(Text::Literal)
+    } else if f.has(path) {
+        f.data_path(path).map(Text::Path)
+    } else {
+        None
+    }
+}
+
+fn wait(f: &mut Fields<'_, '_>) -> Option<Wait> {
+    let given: Vec<&str> =
+        ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"].into_iter().filter(|k| f.has(k)).collect();
+    if given.len() != 1 {
+        f.problem(
+            codes::SCHEMA,
+            "",
+            format!(
+                "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp or TimestampPath; it has {}",
+                given.len()
+            ),
+        );
+        for k in given {
+            f.get(k);
+        }
+        return None;
+    }
+    match given[0] {
+        "Seconds" => f.integer("Seconds", 0).map(Wait::Seconds),
+        "SecondsPath" => f.data_path("SecondsPath").map(Wait::SecondsPath),
+        "Timestamp" => {
+            let t = f.string("Timestamp")?;
+            if stoke_core::time::parse_rfc3339(&t).is_none() {
+                f.problem(
+                    codes::SCHEMA,
+                    "Timestamp",
+                    format!("\"{t}\" is not an RFC 3339 timestamp such as 2024-01-01T00:00:00Z"),
+                );
+                return None;
+            }
+            Some(Wait::Timestamp(t))
+        }
+        _ => f.data_path("TimestampPath").map(Wait::TimestampPath),
+    }
+}
+
+fn choice(f: &mut Fields<'_, '_>) -> Option<Choice> {
+    let default = f.string("Default");
+    let Some(items) = f.get("Choices").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
+        f.problem(codes::SCHEMA, "Choices", "Choices must be a non-empty array of rules".into());
+        return None;
+    };
+    let mut choices = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("Choices[{i}]");
+        match (Rule::parse(item, true), item.get("Next").and_then(Value::as_str)) {
+            (Ok(rule), Some(next)) => choices.push((rule, next.to_string())),
+            (Ok(_), None) => f.problem(codes::SCHEMA, &field, "each Choice rule needs Next".into()),
+            (Err(e), _) => f.problem(codes::SCHEMA, &field, e),
+        }
+        if item.get("Assign").is_some() {
+            f.problem(
+                codes::UNSUPPORTED,
+                &format!("{field}.Assign"),
+                "variables (Assign) are not supported yet".into(),
+            );
+        }
+    }
+    (choices.len() == items.len()).then_some(Choice { choices, default })
+}
+
+fn parallel(f: &mut Fields<'_, '_>) -> Option<Parallel> {
+    let processing = processing(f, Some("Parameters"));
+    let Some(items) = f.get("Branches").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
+        f.problem(codes::SCHEMA, "Branches", "Branches must be a non-empty array of {StartAt, States}".into());
+        return None;
+    };
+    let mut branches = Vec::new();
+    for (i, b) in items.iter().enumerate() {
+        let at = f.loc(&format!("Branches[{i}]"));
+        let Some(map) = b.as_object() else {
+            f.problem(codes::SCHEMA, &format!("Branches[{i}]"), "a branch is an object with StartAt and States".into());
+            continue;
+        };
+        let mut bf = Fields::new(map, at, f.cx);
+        bf.string("Comment");
+        bf.query_language();
+        let m = bf.machine();
+        bf.finish();
+        branches.extend(m);
+    }
+    (branches.len() == items.len()).then_some(Parallel { branches, processing })
+}
+
+fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
+    f.exclusive("ItemProcessor", "Iterator");
+    f.exclusive("ItemSelector", "Parameters");
+    f.exclusive("MaxConcurrency", "MaxConcurrencyPath");
+    f.exclusive("ToleratedFailureCount", "ToleratedFailureCountPath");
+    f.exclusive("ToleratedFailurePercentage", "ToleratedFailurePercentagePath");
+    let selector_field = if f.has("Parameters") { "Parameters" } else { "ItemSelector" };
+    let item_selector = f.template(selector_field);
+    let processing = processing(f, None);
+    f.string("Label");
+    let items_path = if f.has("ItemsPath") { f.data_path("ItemsPath") } else { DataPath::parse("$").ok() };
+    let count = |f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str| {
+        if f.has(path) {
+            f.data_path(path).map(Count::Path)
+        } else {
+            f.integer(fixed, 0).map(Count::Fixed)
+        }
+    };
+    let max_concurrency = count(f, "MaxConcurrency", "MaxConcurrencyPath").unwrap_or(Count::Fixed(0));
+    let tolerated_failure_count = count(f, "ToleratedFailureCount", "ToleratedFailureCountPath");
+    let tolerated_failure_percentage = count(f, "ToleratedFailurePercentage", "ToleratedFailurePercentagePath");
+    if let Some(Count::Fixed(p)) = tolerated_failure_percentage {
+        if p > 100 {
+            f.problem(
+                codes::SCHEMA,
+                "ToleratedFailurePercentage",
+                format!("ToleratedFailurePercentage is 0 to 100, got {p}"),
+            );
+        }
+    }
+    let processor_field = if f.has("Iterator") { "Iterator" } else { "ItemProcessor" };
+    let Some(map) = f.get(processor_field).and_then(Value::as_object) else {
+        f.problem(
+            codes::SCHEMA,
+            "ItemProcessor",
+            "a Map state needs ItemProcessor (or the older Iterator) with StartAt and States".into(),
+        );
+        return None;
+    };
+    let at = f.loc(processor_field);
+    let mut pf = Fields::new(map, at, f.cx);
+    pf.string("Comment");
+    pf.query_language();
+    if let Some(config) = pf.get("ProcessorConfig") {
+        if let Some(mode) = config.get("Mode").and_then(Value::as_str) {
+            if mode != "INLINE" && mode != "DISTRIBUTED" {
+                pf.problem(
+                    codes::SCHEMA,
+                    "ProcessorConfig.Mode",
+                    format!("Mode is INLINE or DISTRIBUTED, got \"{mode}\""),
+                );
+            }
+        }
+    }
+    let processor = pf.machine();
+    pf.finish();
+    Some(MapState {
+        processor: processor?,
+        items_path: items_path?,
+        item_selector,
+        max_concurrency,
+        tolerated_failure_count,
+        tolerated_failure_percentage,
+        processing,
+    })
+}
+
+fn error_list(f: &mut Fields<'_, '_>, item: &Map<String, Value>, field: &str, last: bool) -> Option<Vec<String>> {
+    let list = item.get("ErrorEquals").and_then(Value::as_array).filter(|a| !a.is_empty());
+    let Some(list) = list else {
+        f.problem(
+            codes::SCHEMA,
+            &format!("{field}.ErrorEquals"),
+            "ErrorEquals must be a non-empty array of error names".into(),
+        );
+        return None;
+    };
+    let names: Vec<String> = list.iter().filter_map(|e| e.as_str().map(String::from)).collect();
+    if names.len() != list.len() {
+        f.problem(codes::SCHEMA, &format!("{field}.ErrorEquals"), "error names are strings".into());
+        return None;
+    }
+    if names.iter().any(|n| n == crate::errors::ALL) && (names.len() > 1 || !last) {
+        f.problem(
+            codes::SCHEMA,
+            &format!("{field}.ErrorEquals"),
+            "States.ALL must stand alone in its ErrorEquals and be in the last retrier or catcher".into(),
+        );
+    }
+    Some(names)
+}
+
+fn retriers(f: &mut Fields<'_, '_>) -> Vec<Retrier> {
+    let Some(v) = f.get("Retry") else { return Vec::new() };
+    let Some(items) = v.as_array() else {
+        f.problem(codes::SCHEMA, "Retry", "Retry must be an array of retriers".into());
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("Retry[{i}]");
+        let Some(map) = item.as_object() else {
+            f.problem(codes::SCHEMA, &field, "a retrier is an object".into());
+            continue;
+        };
+        let Some(errors) = error_list(f, map, &field, i + 1 == items.len()) else { continue };
+        let mut rf = Fields::new(map, f.loc(&field), f.cx);
+        rf.get("ErrorEquals");
+        rf.string("Comment");
+        let interval_seconds = rf.positive("IntervalSeconds").unwrap_or(Retrier::DEFAULT_INTERVAL_SECONDS);
+        let max_attempts = rf.integer("MaxAttempts", 0).map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let backoff = rf.get("BackoffRate").map(|v| v.as_f64().filter(|b| *b >= 1.0));
+        if let Some(None) = backoff {
+            rf.problem(codes::SCHEMA, "BackoffRate", "BackoffRate must be a number of at least 1.0".into());
+        }
+        let max_delay_seconds = rf.positive("MaxDelaySeconds");
+        let jitter = rf.string("JitterStrategy");
+        let full_jitter = match jitter.as_deref() {
+            None | Some("NONE") => false,
+            Some("FULL") => true,
+            Some(other) => {
+                rf.problem(codes::SCHEMA, "JitterStrategy", format!("JitterStrategy is FULL or NONE, got \"{other}\""));
+                false
+            }
+        };
+        rf.finish();
+        out.push(Retrier {
+            errors,
+            interval_seconds,
+            max_attempts: max_attempts.unwrap_or(Retrier::DEFAULT_MAX_ATTEMPTS),
+            backoff_rate: backoff.flatten().unwrap_or(Retrier::DEFAULT_BACKOFF_RATE),
+            max_delay_seconds,
+            full_jitter,
+        });
+    }
+    out
+}
+
+fn catchers(f: &mut Fields<'_, '_>) -> Vec<Catcher> {
+    let Some(v) = f.get("Catch") else { return Vec::new() };
+    let Some(items) = v.as_array() else {
+        f.problem(codes::SCHEMA, "Catch", "Catch must be an array of catchers".into());
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("Catch[{i}]");
+        let Some(map) = item.as_object() else {
+            f.problem(codes::SCHEMA, &field, "a catcher is an object".into());
+            continue;
+        };
+        let Some(errors) = error_list(f, map, &field, i + 1 == items.len()) else { continue };
+        let mut cf = Fields::new(map, f.loc(&field), f.cx);
+        cf.get("ErrorEquals");
+        cf.string("Comment");
+        let next = cf.string("Next");
+        if next.is_none() && !cf.has("Next") {
+            cf.problem(codes::SCHEMA, "Next", "a catcher needs Next".into());
+        }
+        let result_path = cf.path("ResultPath", true).unwrap_or_else(root);
+        cf.finish();
+        if let Some(next) = next {
+            out.push(Catcher { errors, next, result_path });
+        }
+    }
+    out
+}
+
+/// Which machine (by location) owns every state name, for telling outbound transitions apart.
+fn collect_owners(m: &Machine, at: &str, owner: &mut HashMap<String, String>) {
+    for (name, s) in &m.states {
+        owner.entry(name.clone()).or_insert_with(|| at.to_string());
+        let here = format!("{}States.{name}", prefix(at));
+        match &s.kind {
+            StateKind::Parallel(p) => {
+                for (i, b) in p.branches.iter().enumerate() {
+                    collect_owners(b, &format!("{here}.Branches[{i}]"), owner);
+                }
+            }
+            StateKind::Map(mp) => collect_owners(&mp.processor, &format!("{here}.ItemProcessor"), owner),
+            _ => {}
+        }
+    }
+}
+
+fn prefix(at: &str) -> String {
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}.")
+    }
+}
+
+/// Transition targets, reachability and terminal states of one machine, then of its nested ones.
+/// `inside` is "Parallel" or "Map" for nested machines.
+fn check_graph(m: &Machine, at: &str, inside: Option<&str>, owner: &HashMap<String, String>, cx: &mut Cx) {
+    let p = prefix(at);
+    for (name, count) in cx.names.clone() {
+        if count > 1 && at.is_empty() {
+            cx.problems.push(Problem {
+                code: codes::DUPLICATE_STATE_NAMES,
+                location: "States".into(),
+                message: format!(
+                    "the state name \"{name}\" is used {count} times; names are unique across the whole machine"
+                ),
+            });
+        }
+    }
+    let mut targets: Vec<(String, &str)> = Vec::new();
+    for (name, s) in &m.states {
+        let here = format!("{p}States.{name}");
+        if let Some(n) = &s.next {
+            targets.push((format!("{here}.Next"), n));
+        }
+        match &s.kind {
+            StateKind::Choice(c) => {
+                for (i, (_, n)) in c.choices.iter().enumerate() {
+                    targets.push((format!("{here}.Choices[{i}].Next"), n));
+                }
+                if let Some(d) = &c.default {
+                    targets.push((format!("{here}.Default"), d));
+                }
+            }
+            StateKind::Task(t) => catch_targets(&t.processing, &here, &mut targets),
+            StateKind::Parallel(pa) => {
+                catch_targets(&pa.processing, &here, &mut targets);
+                for (i, b) in pa.branches.iter().enumerate() {
+                    check_graph(b, &format!("{here}.Branches[{i}]"), Some("Parallel"), owner, cx);
+                }
+            }
+            StateKind::Map(mp) => {
+                catch_targets(&mp.processing, &here, &mut targets);
+                check_graph(&mp.processor, &format!("{here}.ItemProcessor"), Some("Map"), owner, cx);
+            }
+            _ => {}
+        }
+    }
+    for (location, target) in &targets {
+        // A target that exists but failed to parse has its own problem already.
+        if m.states.contains_key(*target) || (!owner.contains_key(*target) && cx.names.contains_key(*target)) {
+            continue;
+        }
+        let (code, message) = match (owner.get(*target), inside) {
+            (Some(_), Some("Map")) => (
+                codes::MAP_OUTBOUND,
+                format!("\"{target}\" is outside this Map's item processor; a transition cannot leave it"),
+            ),
+            (Some(_), Some(_)) => (
+                codes::BRANCH_OUTBOUND,
+                format!("\"{target}\" is outside this Parallel branch; a transition cannot leave it"),
+            ),
+            (Some(_), None) => (
+                codes::MISSING_TRANSITION_TARGET,
+                format!("\"{target}\" is inside a Parallel branch or Map; a transition cannot enter it"),
+            ),
+            (None, _) => (codes::MISSING_TRANSITION_TARGET, format!("there is no state named \"{target}\"")),
+        };
+        cx.problems.push(Problem { code, location: location.clone(), message });
+    }
+    // Reachability from StartAt.
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![m.start_at.as_str()];
+    while let Some(n) = stack.pop() {
+        if m.states.contains_key(n) && seen.insert(n) {
+            stack.extend(m.successors(n));
+        }
+    }
+    for name in m.states.keys() {
+        if !seen.contains(name.as_str()) && m.states.contains_key(&m.start_at) {
+            cx.problems.push(Problem {
+                code: codes::UNREACHABLE_STATE,
+                location: format!("{p}States.{name}"),
+                message: format!("no transition reaches \"{name}\" from StartAt \"{}\"", m.start_at),
+            });
+        }
+    }
+    if !m.states.values().any(State::is_terminal) && !m.states.is_empty() {
+        cx.problems.push(Problem {
+            code: codes::MISSING_TERMINAL_STATE,
+            location: format!("{p}States"),
+            message: "no state ends the machine: give one End: true, or add a Succeed or Fail state".into(),
+        });
+    }
+}
+
+fn catch_targets<'a>(p: &'a Processing, here: &str, targets: &mut Vec<(String, &'a str)>) {
+    for (i, c) in p.catch.iter().enumerate() {
+        targets.push((format!("{here}.Catch[{i}].Next"), &c.next));
+    }
+}
+
+/// Every intrinsic function name, for documentation and completions.
+pub fn intrinsic_functions() -> &'static [&'static str] {
+    intrinsic::FUNCTIONS
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,395 @@
+//! What one state does with its input, as pure functions: [`enter`] says what the engine must do (move on,
+//! fail, wait, run a task, fork branches, map items) and [`finish`] turns the effect's result into the
+//! state's output and next state, applying Retry-free Catch and the input/output processing order.
+
+use crate::definition::{Count, Processing, Resource, Seconds, State, StateKind, Text, Wait};
+use crate::intrinsic::{Entropy, Scope};
+use crate::path::{kind, Path};
+use crate::retry::find_catcher;
+use crate::{errors, Failure};
+use serde_json::{json, Value};
+use stoke_core::time::parse_rfc3339;
+
+/// The context object's fields the engine knows.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub execution_id: String,
+    pub execution_name: String,
+    pub execution_input: Value,
+    pub execution_start_time: String,
+    pub state_machine_id: String,
+    pub state_machine_name: String,
+    pub state_name: String,
+    pub state_entered_time: String,
+    pub retry_count: u32,
+    /// `$$.Map.Item` inside a Map's ItemSelector: (index, value).
+    pub map_item: Option<(usize, Value)>,
+}
+
+impl Context {
+    /// The `$$` document.
+    pub fn to_value(&self) -> Value {
+        let mut v = json!({
+            "Execution": {"Id": self.execution_id, "Name": self.execution_name, "Input": self.execution_input,
+                          "StartTime": self.execution_start_time, "RoleArn": ""},
+            "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
+            "State": {"Name": self.state_name, "EnteredTime": self.state_entered_time, "RetryCount": self.retry_count},
+            "Task": {"Token": ""},
+        });
+        if let Some((index, value)) = &self.map_item {
+            v["Map"] = json!({"Item": {"Index": index, "Value": value}});
+        }
+        v
+    }
+}
+
+/// What entering a state asks of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// Pass, Choice, Succeed: the output and the next state (`None` ends the machine).
+    Done { output: Value, next: Option<String> },
+    /// Fail, or a processing error before any effect (these go through Catch only for states that
+    /// have catchers — see [`fail`]).
+    Failed(Failure),
+    /// Wait until a moment (nanoseconds since the epoch), then `Done`.
+    WaitUntil { until_ns: i128, output: Value, next: Option<String> },
+    /// Invoke a function with this payload, within this many seconds.
+    Invoke { function: String, qualifier: Option<String>, payload: Value, timeout_seconds: u64, wrap: bool },
+    /// Run every branch with this input; the results array goes to [`finish`].
+    Parallel { input: Value },
+    /// Run the item processor once per item (inputs already shaped by ItemSelector).
+    Map { items: Vec<Value>, max_concurrency: usize, tolerated_failures: Option<usize> },
+}
+
+/// The end of a state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Next { output: Value, next: Option<String> },
+    Failed(Failure),
+}
+
+fn runtime(cause: String) -> Failure {
+    Failure::new(errors::RUNTIME, cause)
+}
+
+fn input_path(state: &State, raw: &Value) -> Result<Value, Failure> {
+    match &state.input_path {
+        None => Ok(json!({})),
+        Some(p) => p.get(raw).map_err(|e| runtime(format!("InputPath of \"{}\": {}", state.name, e.0))),
+    }
+}
+
+fn output_path(state: &State, v: &Value) -> Result<Value, Failure> {
+    match &state.output_path {
+        None => Ok(json!({})),
+        Some(p) => p.get(v).map_err(|e| runtime(format!("OutputPath of \"{}\": {}", state.name, e.0))),
+    }
+}
+
+fn result_path(path: &Option<Path>, state: &str, raw: &Value, result: Value) -> Result<Value, Failure> {
+    match path {
+        None => Ok(raw.clone()),
+        Some(p) => p.set(raw.clone(), result).map_err(|e| {
+            Failure::new(errors::RESULT_PATH_MATCH_FAILURE, format!("ResultPath of \"{state}\": {}", e.0))
+        }),
+    }
+}
+
+fn text(t: &Option<Text>, raw: &Value, ctx: &Value) -> Result<Option<String>, Failure> {
+    match t {
+        None => Ok(None),
+        Some(Text::Literal(s)) => Ok(Some(s.clone())),
+        Some(Text::Path(p)) => match p.get(raw, ctx) {
+            Ok(Value::String(s)) => Ok(Some(s)),
+            Ok(other) => Err(runtime(format!("{} selects a {}, not a string", p.path, kind(&other)))),
+            Err(e) => Err(runtime(e.0)),
+        },
+    }
+}
+
+fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Failure> {
+    match c {
+        Count::Fixed(n) => Ok(*n as usize),
+        Count::Path(p) => match p.get(input, ctx) {
+            Ok(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| runtime(format!("{field} path {} selects {v}, not a non-negative integer", p.path))),
+            Err(e) => Err(runtime(e.0)),
+        },
+    }
+}
+
+/// Enters `state` with its raw input. `now_ns` is the engine's clock, for Wait.
+pub fn enter(state: &State, raw: &Value, context: &Context, entropy: &mut dyn Entropy, now_ns: i128) -> Entry {
+    match enter_inner(state, raw, context, entropy, now_ns) {
+        Ok(e) => e,
+        Err(f) => Entry::Failed(f),
+    }
+}
+
+fn enter_inner(
+    state: &State,
+    raw: &Value,
+    context: &Context,
+    entropy: &mut dyn Entropy,
+    now_ns: i128,
+) -> Result<Entry, Failure> {
+    let ctx = context.to_value();
+    match &state.kind {
+        StateKind::Fail(f) => {
+            let error = text(&f.error, raw, &ctx)?.unwrap_or_default();
+            let cause = text(&f.cause, raw, &ctx)?.unwrap_or_default();
+            Ok(Entry::Failed(Failure::new(error, cause)))
+        }
+        StateKind::Succeed => {
+            let input = input_path(state, raw)?;
+            Ok(Entry::Done { output: output_path(state, &input)?, next: None })
+        }
+        StateKind::Pass(p) => {
+            let input = input_path(state, raw)?;
+            let effective = match &p.parameters {
+                Some(t) => t.eval(&mut Scope { input: &input, context: &ctx, entropy })?,
+                None => input,
+            };
+            let result = p.result.clone().unwrap_or(effective);
+            let combined = result_path(&p.result_path, &state.name, raw, result)?;
+            Ok(Entry::Done { output: output_path(state, &combined)?, next: state.next.clone() })
+        }
+        StateKind::Choice(c) => {
+            let input = input_path(state, raw)?;
+            let next = c
+                .choices
+                .iter()
+                .find(|(rule, _)| rule.eval(&input, &ctx))
+                .map(|(_, n)| n.clone())
+                .or_else(|| c.default.clone());
+            match next {
+                Some(next) => Ok(Entry::Done { output: output_path(state, &input)?, next: Some(next) }),
+                None => Err(Failure::new(
+                    errors::NO_CHOICE_MATCHED,
+                    format!("no Choice rule of \"{}\" matched and it has no Default", state.name),
+                )),
+            }
+        }
+        StateKind::Wait(w) => {
+            let input = input_path(state, raw)?;
+            let until_ns = match w {
+                Wait::Seconds(s) => now_ns + i128::from(*s) * 1_000_000_000,
+                Wait::SecondsPath(p) => {
+                    let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
+                    let s = v.as_u64().ok_or_else(|| {
+                        runtime(format!("SecondsPath {} selects {v}, not a non-negative integer", p.path))
+                    })?;
+                    now_ns + i128::from(s) * 1_000_000_000
+                }
+                Wait::Timestamp(t) => parse_rfc3339(t).unwrap_or(now_ns),
+                Wait::TimestampPath(p) => {
+                    let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
+                    v.as_str().and_then(parse_rfc3339).ok_or_else(|| {
+                        runtime(format!("TimestampPath {} selects {v}, not an RFC 3339 timestamp", p.path))
+                    })?
+                }
+            };
+            Ok(Entry::WaitUntil { until_ns, output: output_path(state, &input)?, next: state.next.clone() })
+        }
+        StateKind::Task(t) => {
+            let input = input_path(state, raw)?;
+            let effective = parameters(&t.processing, &input, &ctx, entropy)?;
+            let timeout_seconds = match &t.timeout {
+                Seconds::Fixed(s) => *s,
+                Seconds::Path(p) => {
+                    p.get(&input).ok().and_then(|v| v.as_u64()).filter(|s| *s > 0).ok_or_else(|| {
+                        runtime(format!("TimeoutSecondsPath {} does not select a positive integer", p.as_str()))
+                    })?
+                }
+            };
+            match &t.resource {
+                Resource::Function(r) => Ok(Entry::Invoke {
+                    function: r.clone(),
+                    qualifier: None,
+                    payload: effective,
+                    timeout_seconds,
+                    wrap: false,
+                }),
+                Resource::LambdaInvoke => {
+                    let function = effective.get("FunctionName").and_then(Value::as_str).ok_or_else(|| {
+                        runtime(format!(
+                            "the lambda:invoke Parameters of \"{}\" give no FunctionName string",
+                            state.name
+                        ))
+                    })?;
+                    let qualifier = effective.get("Qualifier").and_then(Value::as_str).map(String::from);
+                    let payload = effective.get("Payload").cloned().unwrap_or(json!({}));
+                    Ok(Entry::Invoke {
+                        function: function.to_string(),
+                        qualifier,
+                        payload,
+                        timeout_seconds,
+                        wrap: true,
+                    })
+                }
+            }
+        }
+        StateKind::Parallel(p) => {
+            let input = input_path(state, raw)?;
+            Ok(Entry::Parallel { input: parameters(&p.processing, &input, &ctx, entropy)? })
+        }
+        StateKind::Map(m) => {
+            let input = input_path(state, raw)?;
+            let items = match m.items_path.get(&input, &ctx) {
+                Ok(Value::Array(items)) => items,
+                Ok(other) => {
+                    return Err(runtime(format!(
+                        "ItemsPath {} of \"{}\" selects a {}, not an array",
+                        m.items_path.path,
+                        state.name,
+                        kind(&other)
+                    )))
+                }
+                Err(e) => return Err(runtime(format!("ItemsPath of \"{}\": {}", state.name, e.0))),
+            };
+            let mut shaped = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                shaped.push(match &m.item_selector {
+                    Some(t) => {
+                        let mut item_ctx = context.clone();
+                        item_ctx.map_item = Some((i, item));
+                        let item_ctx = item_ctx.to_value();
+                        t.eval(&mut Scope { input: &input, context: &item_ctx, entropy })?
+                    }
+                    None => item,
+                });
+            }
+            let max_concurrency = count(&m.max_concurrency, &input, &ctx, "MaxConcurrency")?;
+            let by_count = m.tolerated_failure_count.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailureCount"));
+            let by_pct =
+                m.tolerated_failure_percentage.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailurePercentage"));
+            let tolerated = match (by_count.transpose()?, by_pct.transpose()?) {
+                (None, None) => None,
+                (c, p) => {
+                    let from_pct = p.map(|p| shaped.len() * p.min(100) / 100);
+                    Some(c.unwrap_or(0).max(from_pct.unwrap_or(0)))
+                }
+            };
+            Ok(Entry::Map { items: shaped, max_concurrency, tolerated_failures: tolerated })
+        }
+    }
+}
+
+fn parameters(p: &Processing, input: &Value, ctx: &Value, entropy: &mut dyn Entropy) -> Result<Value, Failure> {
+    match &p.parameters {
+        Some(t) => t.eval(&mut Scope { input, context: ctx, entropy }),
+        None => Ok(input.clone()),
+    }
+}
+
+/// The `lambda:invoke` integration's result document.
+pub fn lambda_invoke_result(payload: Value, executed_version: &str) -> Value {
+    json!({
+        "ExecutedVersion": executed_version,
+        "Payload": payload,
+        "SdkHttpMetadata": {"HttpStatusCode": 200},
+        "StatusCode": 200,
+    })
+}
+
+/// Finishes a Task, Parallel or Map whose effect produced `result` (retries are the engine's, before this).
+pub fn finish(
+    state: &State,
+    raw: &Value,
+    result: Result<Value, Failure>,
+    context: &Context,
+    entropy: &mut dyn Entropy,
+) -> Outcome {
+    let processing = match &state.kind {
+        StateKind::Task(t) => &t.processing,
+        StateKind::Parallel(p) => &p.processing,
+        StateKind::Map(m) => &m.processing,
+        _ => return Outcome::Failed(runtime(format!("\"{}\" has no effect to finish", state.name))),
+    };
+    let done = result.and_then(|r| {
+        let ctx = context.to_value();
+        let selected = match &processing.result_selector {
+            Some(t) => t.eval(&mut Scope { input: &r, context: &ctx, entropy })?,
+            None => r,
+        };
+        let combined = result_path(&processing.result_path, &state.name, raw, selected)?;
+        output_path(state, &combined)
+    });
+    match done {
+        Ok(output) => Outcome::Next { output, next: state.next.clone() },
+        Err(f) => fail(state, raw, f),
+    }
+}
+
+/// A failure in `state`: the first matching catcher's target with `{Error, Cause}` at its ResultPath,
+/// or the failure itself.
+pub fn fail(state: &State, raw: &Value, failure: Failure) -> Outcome {
+    let catchers = match &state.kind {
+        StateKind::Task(t) => &t.processing.catch,
+        StateKind::Parallel(p) => &p.processing.catch,
+        StateKind::Map(m) => &m.processing.catch,
+        _ => return Outcome::Failed(failure),
+    };
+    let Some(c) = find_catcher(catchers, &failure.error) else { return Outcome::Failed(failure) };
+    match result_path(&c.result_path, &state.name, raw, failure.to_value()) {
+        Ok(output) => Outcome::Next { output, next: Some(c.next.clone()) },
+        Err(f) => Outcome::Failed(f),
+    }
+}
+
+/// The retriers of a state that has them.
+pub fn retriers(state: &State) -> &[crate::retry::Retrier] {
+    match &state.kind {
+        StateKind::Task(t) => &t.processing.retry,
+        StateKind::Parallel(p) => &p.processing.retry,
+        StateKind::Map(m) => &m.processing.retry,
+        _ => &[],
+    }
+}
+
+/// Turns a function's error response into the ASL failure: `errorType` is the error name, the whole
+/// error document the cause (as Step Functions reports Lambda errors).
+pub fn function_error(payload: &Value) -> Failure {
+    let error = payload.get("errorType").and_then(Value::as_str).unwrap_or("Lambda.Unknown").to_string();
+    let cause = match payload {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Failure::new(error, cause)
+}
+
+/// The result of a Map whose iterations ended with `results` (in item order); failed iterations beyond
+/// the tolerated number fail the state.
+pub fn map_result(results: Vec<Result<Value, Failure>>, tolerated: Option<usize>) -> Result<Value, Failure> {
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if failed == 0 {
+        return Ok(Value::Array(results.into_iter().map(|r| r.unwrap_or_default()).collect()));
+    }
+    match tolerated {
+        Some(t) if failed <= t => {
+            Ok(Value::Array(results.into_iter().map(|r| r.unwrap_or_else(|f| f.to_value())).collect()))
+        }
+        Some(t) => Err(Failure::new(
+            errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+            format!("{failed} of the items failed; {t} may fail"),
+        )),
+        None => {
+            Err(results.into_iter().find_map(|r| r.err()).unwrap_or_else(|| runtime("a Map iteration failed".into())))
+        }
+    }
+}
+
+/// The result of a Parallel: the first failing branch fails the state with `States.BranchFailed`
+/// semantics kept as AWS does (the branch's own error name and cause).
+pub fn parallel_result(results: Vec<Result<Value, Failure>>) -> Result<Value, Failure> {
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.push(r?);
+    }
+    Ok(Value::Array(out))
+}
+
+#[cfg(test)]
+mod tests;

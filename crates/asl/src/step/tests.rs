@@ -1,0 +1,162 @@
+use super::*;
+use crate::definition::Definition;
+use crate::intrinsic::SeededEntropy;
+use serde_json::json;
+
+fn context(state: &str) -> Context {
+    Context {
+        execution_id: "arn:exec".into(),
+        execution_name: "exec".into(),
+        execution_input: json!({}),
+        execution_start_time: "2024-01-01T00:00:00.000Z".into(),
+        state_machine_id: "arn:sm".into(),
+        state_machine_name: "sm".into(),
+        state_name: state.into(),
+        state_entered_time: "2024-01-01T00:00:00.000Z".into(),
+        retry_count: 0,
+        map_item: None,
+    }
+}
+
+fn state(v: Value) -> State {
+    let mut states = json!({"S": v});
+    if v.to_string().contains("\"N\"") {
+        states["N"] = json!({"Type": "Succeed"});
+    }
+    let d = Definition::parse(&json!({"StartAt": "S", "States": states})).unwrap();
+    d.machine.states["S"].clone()
+}
+
+fn enter_with(s: &State, input: Value) -> Entry {
+    enter(s, &input, &context("S"), &mut SeededEntropy::new(3), 1_000_000_000)
+}
+
+#[test]
+fn pass_applies_the_processing_order() {
+    let s = state(json!({"Type": "Pass", "InputPath": "$.a", "Parameters": {"v.$": "$.b"},
+                         "ResultPath": "$.out", "OutputPath": "$.out", "Next": "N"}));
+    assert_eq!(enter_with(&s, json!({"a": {"b": 7}})), Entry::Done { output: json!({"v": 7}), next: Some("N".into()) });
+    let s = state(json!({"Type": "Pass", "Result": {"r": 1}, "ResultPath": "$.x", "End": true}));
+    assert_eq!(enter_with(&s, json!({"k": 0})), Entry::Done { output: json!({"k": 0, "x": {"r": 1}}), next: None });
+    let s = state(json!({"Type": "Pass", "ResultPath": null, "Result": 5, "OutputPath": null, "End": true}));
+    assert_eq!(enter_with(&s, json!({"k": 0})), Entry::Done { output: json!({}), next: None });
+}
+
+#[test]
+fn choice_picks_first_match_then_default_then_fails() {
+    let s = state(json!({"Type": "Choice", "Choices": [
+        {"Variable": "$.n", "NumericLessThan": 0, "Next": "N"},
+        {"Variable": "$.n", "NumericGreaterThan": 10, "Next": "S"}]}));
+    assert_eq!(enter_with(&s, json!({"n": -1})), Entry::Done { output: json!({"n": -1}), next: Some("N".into()) });
+    match enter_with(&s, json!({"n": 5})) {
+        Entry::Failed(f) => assert_eq!(f.error, "States.NoChoiceMatched"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn wait_computes_the_deadline() {
+    let s = state(json!({"Type": "Wait", "SecondsPath": "$.s", "Next": "N"}));
+    assert_eq!(
+        enter_with(&s, json!({"s": 2})),
+        Entry::WaitUntil { until_ns: 3_000_000_000, output: json!({"s": 2}), next: Some("N".into()) }
+    );
+    assert!(matches!(enter_with(&s, json!({"s": "x"})), Entry::Failed(f) if f.error == "States.Runtime"));
+    let s = state(json!({"Type": "Wait", "Timestamp": "1970-01-01T00:00:05Z", "Next": "N"}));
+    assert!(matches!(enter_with(&s, json!({})), Entry::WaitUntil { until_ns: 5_000_000_000, .. }));
+}
+
+#[test]
+fn tasks_build_payloads_and_lambda_invoke_unwraps() {
+    let s = state(
+        json!({"Type": "Task", "Resource": "fn:live", "Parameters": {"id.$": "$.id"}, "TimeoutSeconds": 9, "End": true}),
+    );
+    assert_eq!(
+        enter_with(&s, json!({"id": 1})),
+        Entry::Invoke {
+            function: "fn:live".into(),
+            qualifier: None,
+            payload: json!({"id": 1}),
+            timeout_seconds: 9,
+            wrap: false
+        }
+    );
+    let s = state(json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "g", "Qualifier": "3", "Payload.$": "$"}, "End": true}));
+    assert_eq!(
+        enter_with(&s, json!({"id": 1})),
+        Entry::Invoke {
+            function: "g".into(),
+            qualifier: Some("3".into()),
+            payload: json!({"id": 1}),
+            timeout_seconds: 60,
+            wrap: true
+        }
+    );
+}
+
+#[test]
+fn finish_selects_places_and_catches() {
+    let s = state(json!({"Type": "Task", "Resource": "f", "ResultSelector": {"v.$": "$.value"}, "ResultPath": "$.r",
+        "Catch": [{"ErrorEquals": ["Custom"], "Next": "N", "ResultPath": "$.err"}], "Next": "N"}));
+    let ctx = context("S");
+    let mut e = SeededEntropy::new(1);
+    assert_eq!(
+        finish(&s, &json!({"in": 1}), Ok(json!({"value": 2, "junk": 0})), &ctx, &mut e),
+        Outcome::Next { output: json!({"in": 1, "r": {"v": 2}}), next: Some("N".into()) }
+    );
+    assert_eq!(
+        finish(&s, &json!({"in": 1}), Err(Failure::new("Custom", "why")), &ctx, &mut e),
+        Outcome::Next { output: json!({"in": 1, "err": {"Error": "Custom", "Cause": "why"}}), next: Some("N".into()) }
+    );
+    assert_eq!(
+        finish(&s, &json!({"in": 1}), Err(Failure::new("Other", "why")), &ctx, &mut e),
+        Outcome::Failed(Failure::new("Other", "why"))
+    );
+    match finish(&s, &json!("not an object"), Ok(json!({"value": 1})), &ctx, &mut e) {
+        Outcome::Failed(f) => assert_eq!(f.error, "States.ResultPathMatchFailure"),
+        other => panic!("{other:?}"),
+    }
+    match finish(&s, &json!({}), Ok(json!({"no": 1})), &ctx, &mut e) {
+        Outcome::Failed(f) => assert_eq!(f.error, "States.ParameterPathFailure"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn map_shapes_items_with_the_context() {
+    let s = state(
+        json!({"Type": "Map", "ItemsPath": "$.xs", "ItemSelector": {"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value", "k.$": "$.k"},
+        "MaxConcurrency": 3, "ToleratedFailurePercentage": 50,
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}, "End": true}),
+    );
+    assert_eq!(
+        enter_with(&s, json!({"xs": ["a", "b"], "k": 0})),
+        Entry::Map {
+            items: vec![json!({"i": 0, "v": "a", "k": 0}), json!({"i": 1, "v": "b", "k": 0})],
+            max_concurrency: 3,
+            tolerated_failures: Some(1)
+        }
+    );
+    assert!(matches!(enter_with(&s, json!({"xs": 1})), Entry::Failed(f) if f.cause.contains("not an array")));
+    let ok = map_result(vec![Ok(json!(1)), Err(Failure::new("E", "c"))], Some(1)).unwrap();
+    assert_eq!(ok, json!([1, {"Error": "E", "Cause": "c"}]));
+    let err = map_result(vec![Err(Failure::new("E", "c")), Err(Failure::new("E", "d"))], Some(1)).unwrap_err();
+    assert_eq!(err.error, "States.ExceedToleratedFailureThreshold");
+    assert_eq!(map_result(vec![Err(Failure::new("E", "c"))], None).unwrap_err().error, "E");
+}
+
+#[test]
+fn fail_reads_error_and_cause() {
+    let s = state(json!({"Type": "Fail", "ErrorPath": "$.e", "Cause": "static"}));
+    assert_eq!(enter_with(&s, json!({"e": "Mine"})), Entry::Failed(Failure::new("Mine", "static")));
+    assert!(matches!(enter_with(&s, json!({"e": 1})), Entry::Failed(f) if f.error == "States.Runtime"));
+}
+
+#[test]
+fn function_errors_become_asl_errors() {
+    let f = function_error(&json!({"errorType": "ValueError", "errorMessage": "bad"}));
+    assert_eq!(f.error, "ValueError");
+    assert!(f.cause.contains("\"errorMessage\":\"bad\""));
+    assert_eq!(function_error(&json!("oops")).error, "Lambda.Unknown");
+}
