@@ -14,8 +14,8 @@ mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
 pub use records::{
-    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, FunctionRecord, TriggerKind,
-    TriggerRecord, VersionRecord,
+    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
+    FunctionRecord, HistoryEvent, TriggerKind, TriggerRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -100,6 +100,34 @@ pub trait Store: Send + Sync {
     /// Replaces a trigger's auth and CORS settings.
     fn update_trigger(&self, trigger: &TriggerRecord) -> Result<()>;
     fn delete_trigger(&self, account: &AccountId, id: &str) -> Result<bool>;
+
+    /// Creates a workflow (`expected_revision` `None`; `Conflict` if the name is taken) or replaces one
+    /// whose revision is still `expected_revision`.
+    fn put_workflow(&self, workflow: &WorkflowRecord, expected_revision: Option<u64>) -> Result<()>;
+    fn get_workflow(&self, account: &AccountId, name: &str) -> Result<Option<WorkflowRecord>>;
+    fn list_workflows(&self, account: &AccountId) -> Result<Vec<WorkflowRecord>>;
+    /// Deletes the workflow; its executions stay readable and running ones finish.
+    fn delete_workflow(&self, account: &AccountId, name: &str) -> Result<bool>;
+
+    /// Records a new execution with its first history events, in one transaction (`Conflict` if the
+    /// workflow already has an execution of that name).
+    fn insert_execution(&self, execution: &ExecutionRecord, events: &[HistoryEvent]) -> Result<()>;
+    /// Appends history events and, when given, the execution's new status and result, in one transaction.
+    fn record_execution(&self, id: &str, events: &[HistoryEvent], finished: Option<&ExecutionRecord>) -> Result<()>;
+    fn get_execution(&self, id: &str) -> Result<Option<ExecutionRecord>>;
+    /// Newest first; `workflow` and `status` filter; `before` pages (the last id seen).
+    fn list_executions(
+        &self,
+        account: &AccountId,
+        workflow: Option<&str>,
+        status: Option<ExecutionStatus>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>>;
+    /// Executions still RUNNING, for a starting server to resume.
+    fn running_executions(&self) -> Result<Vec<ExecutionRecord>>;
+    /// The execution's history in order.
+    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
 
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
 }

@@ -148,3 +148,78 @@ impl TriggerRecord {
         }
     }
 }
+
+/// A workflow: a named state machine definition (Amazon States Language JSON, kept as given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRecord {
+    pub account: AccountId,
+    pub name: String,
+    pub definition: String,
+    /// Bumped by every update; updates name the revision they read.
+    pub revision: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl ExecutionStatus {
+    /// The Step Functions spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Running, Self::Succeeded, Self::Failed, Self::TimedOut, Self::Aborted]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// One run of a workflow. It keeps the definition it started with, so updating the workflow never
+/// changes a running execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub account: AccountId,
+    pub workflow: String,
+    /// Unique per workflow (Step Functions' execution name).
+    pub name: String,
+    pub definition: String,
+    pub status: ExecutionStatus,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub started_ms: i64,
+    pub stopped_ms: Option<i64>,
+}
+
+/// One entry of an execution's history. `kind` uses Step Functions' event type names; `scope`, `step` and
+/// `attempt` place it in the run (a branch or Map iteration, the n-th state of that scope, the n-th try)
+/// so a restarted engine can tell what already happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEvent {
+    pub seq: u64,
+    pub timestamp_ms: i64,
+    pub kind: String,
+    pub scope: String,
+    pub step: u32,
+    pub attempt: u32,
+    /// JSON object with the event's details.
+    pub details: String,
+}
