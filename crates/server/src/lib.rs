@@ -10,6 +10,7 @@ pub mod node;
 pub mod registry;
 pub mod sigv4;
 pub mod triggers;
+pub mod workflows;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -86,6 +87,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("{0} (or pass --sandbox process)")]
     Sandbox(String),
+    #[error("cannot resume workflow executions: {0}")]
+    Workflows(String),
 }
 
 /// What start-up did, for the start-up message.
@@ -99,6 +102,8 @@ pub struct StartupInfo {
     pub recovery: RecoveryReport,
     /// Which sandbox runs instances, and how it is set up (or why lean is not used).
     pub sandbox: String,
+    /// Workflow executions a previous run left RUNNING, resumed now.
+    pub resumed_executions: usize,
 }
 
 /// A bound, ready server.
@@ -205,11 +210,13 @@ impl Server {
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
             .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
-        let registry = Arc::new(Registry::new(store, code, node, archive_limits, work));
+        let registry = Arc::new(Registry::new(store.clone(), code, node, archive_limits, work));
         let recovery = registry.recover().map_err(StartError::Recovery)?;
         let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
         invoker.keep_warm();
         invoker.run_events(64, Duration::from_secs(1));
+        let workflows = Arc::new(workflows::Workflows::new(store, invoker.clone(), config.region.clone()));
+        let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -225,10 +232,20 @@ impl Server {
             registry,
             accounts,
             invoker,
+            workflows,
             region: config.region.clone(),
             credentials_path: credentials_path.clone(),
         };
-        let info = StartupInfo { addr, data_dir, credentials_path, created_admin, node, recovery, sandbox };
+        let info = StartupInfo {
+            addr,
+            data_dir,
+            credentials_path,
+            created_admin,
+            node,
+            recovery,
+            sandbox,
+            resumed_executions: resumed,
+        };
         Ok(Self { state, listener, info, _lock: lock })
     }
 

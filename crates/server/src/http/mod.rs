@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod openapi;
 pub mod triggers;
 pub mod views;
+pub mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub accounts: Arc<Accounts>,
     pub invoker: Arc<crate::invoke::Invoker>,
+    pub workflows: Arc<crate::workflows::Workflows>,
     /// Matches HTTP trigger requests to function URLs and routes.
     pub gateway: Arc<crate::triggers::Gateway>,
     pub region: String,
@@ -70,7 +72,14 @@ pub fn app(state: AppState) -> Router {
         .route("/urls", get(triggers::list_urls).post(triggers::create_url))
         .route("/urls/{id}", get(triggers::get_url).patch(triggers::patch_url).delete(triggers::delete_url))
         .route("/routes", get(triggers::list_routes).post(triggers::create_route))
-        .route("/routes/{id}", get(triggers::get_route).patch(triggers::patch_route).delete(triggers::delete_route));
+        .route("/routes/{id}", get(triggers::get_route).patch(triggers::patch_route).delete(triggers::delete_route))
+        .route("/workflows", get(workflows::list).post(workflows::create))
+        .route("/workflows/{name}", get(workflows::get).put(workflows::update).delete(workflows::delete))
+        .route("/workflows/{name}/executions", get(workflows::executions).post(workflows::start))
+        .route("/workflows/{name}/run", post(workflows::run))
+        .route("/executions/{id}", get(workflows::describe))
+        .route("/executions/{id}/history", get(workflows::history))
+        .route("/executions/{id}/stop", post(workflows::stop));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(invoke::metrics))

@@ -5,11 +5,11 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, functions, invoke, triggers};
+use super::{accounts, functions, invoke, triggers, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, accounts, invocations and HTTP triggers. Authenticate with 'Authorization: Bearer <api_key>'."),
+    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, accounts, invocations, HTTP triggers and workflows. Authenticate with 'Authorization: Bearer <api_key>'."),
     paths(
         accounts::whoami, accounts::list, accounts::create, accounts::node,
         functions::create, functions::list, functions::get, functions::update_config, functions::delete,
@@ -20,6 +20,9 @@ use super::{accounts, functions, invoke, triggers};
         triggers::create_url, triggers::list_urls, triggers::get_url, triggers::patch_url, triggers::delete_url,
         triggers::create_route, triggers::list_routes, triggers::get_route, triggers::patch_route,
         triggers::delete_route,
+        workflows::create, workflows::list, workflows::get, workflows::update, workflows::delete,
+        workflows::start, workflows::run, workflows::executions, workflows::describe, workflows::history,
+        workflows::stop,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

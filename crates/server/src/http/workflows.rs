@@ -1,0 +1,382 @@
+//! `/v1/workflows` and `/v1/executions`: state machines, their executions and histories.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stoke_core::time::format_rfc3339;
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, WorkflowRecord};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiQuery};
+use super::{blocking, AppState};
+use crate::accounts::Caller;
+use crate::workflows::engine::execution_arn;
+use crate::workflows::WorkflowError;
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        let message = e.to_string();
+        match e {
+            WorkflowError::InvalidDefinition(_) => {
+                Self::bad_request("invalid_definition", message).with_field("definition")
+            }
+            WorkflowError::InvalidInput { field, .. } => {
+                Self::bad_request("invalid_parameter", message).with_field(field)
+            }
+            WorkflowError::WorkflowNotFound(_) => Self::new(StatusCode::NOT_FOUND, "workflow_not_found", message),
+            WorkflowError::ExecutionNotFound(_) => Self::new(StatusCode::NOT_FOUND, "execution_not_found", message),
+            WorkflowError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            WorkflowError::ConcurrentModification(_) => {
+                Self::new(StatusCode::CONFLICT, "concurrent_modification", message)
+            }
+            WorkflowError::NotRunning(_) => Self::new(StatusCode::CONFLICT, "execution_not_running", message),
+            WorkflowError::Store(s) => Self::internal(s),
+        }
+    }
+}
+
+/// A workflow.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowView {
+    pub name: String,
+    /// Step Functions' ARN for the state machine.
+    pub arn: String,
+    /// The Amazon States Language definition.
+    pub definition: Value,
+    pub revision: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WorkflowView {
+    pub fn new(w: &WorkflowRecord, region: &str) -> Self {
+        WorkflowView {
+            name: w.name.clone(),
+            arn: format!("arn:aws:states:{region}:{}:stateMachine:{}", w.account, w.name),
+            definition: serde_json::from_str(&w.definition).unwrap_or(Value::Null),
+            revision: w.revision,
+            created_at: format_rfc3339(w.created_ms),
+            updated_at: format_rfc3339(w.updated_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowView>,
+}
+
+/// A workflow to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkflowRequest {
+    /// 1–80 letters, digits, `-` or `_`.
+    name: String,
+    /// The Amazon States Language definition, as a JSON object or as a string holding one.
+    definition: Value,
+}
+
+/// A new definition; `revision`, when given, must be the revision you read.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkflowRequest {
+    definition: Value,
+    #[serde(default)]
+    revision: Option<u64>,
+}
+
+/// An execution to start.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// Unique per workflow; a UUID when absent.
+    #[serde(default)]
+    name: Option<String>,
+    /// The execution's input (any JSON; `{}` when absent).
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+/// How to stop an execution.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    cause: Option<String>,
+}
+
+/// An execution.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExecutionView {
+    pub id: String,
+    pub arn: String,
+    pub workflow: String,
+    pub name: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+}
+
+impl ExecutionView {
+    pub fn new(e: &ExecutionRecord, region: &str) -> Self {
+        let parse = |s: &str| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()));
+        ExecutionView {
+            id: e.id.clone(),
+            arn: execution_arn(region, e),
+            workflow: e.workflow.clone(),
+            name: e.name.clone(),
+            status: e.status.as_str().to_string(),
+            input: parse(&e.input),
+            output: e.output.as_deref().map(parse),
+            error: e.error.clone(),
+            cause: e.cause.clone(),
+            started_at: format_rfc3339(e.started_ms),
+            stopped_at: e.stopped_ms.map(format_rfc3339),
+            duration_ms: e.stopped_ms.map(|s| s - e.started_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExecutionList {
+    pub executions: Vec<ExecutionView>,
+}
+
+/// One history event.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEventView {
+    pub id: u64,
+    pub timestamp: String,
+    /// Step Functions' event type, e.g. `TaskStateEntered`, `LambdaFunctionSucceeded`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where in the run: `""` at the top level, else the Parallel branch or Map iteration.
+    pub scope: String,
+    pub step: u32,
+    pub attempt: u32,
+    pub details: Value,
+}
+
+impl From<&HistoryEvent> for HistoryEventView {
+    fn from(h: &HistoryEvent) -> Self {
+        HistoryEventView {
+            id: h.seq,
+            timestamp: format_rfc3339(h.timestamp_ms),
+            kind: h.kind.clone(),
+            scope: h.scope.clone(),
+            step: h.step,
+            attempt: h.attempt,
+            details: serde_json::from_str(&h.details).unwrap_or(Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryView {
+    pub events: Vec<HistoryEventView>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// A definition given as an object or as a string holding one, as JSON text.
+fn definition_text(v: Value) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) => Ok(s),
+        obj @ Value::Object(_) => Ok(obj.to_string()),
+        _ => Err(ApiError::bad_request(
+            "invalid_definition",
+            "definition must be a JSON object (the state machine) or a string holding one",
+        )
+        .with_field("definition")),
+    }
+}
+
+/// Creates a workflow.
+#[utoipa::path(post, path = "/v1/workflows", tag = "workflows", request_body = CreateWorkflowRequest,
+    responses((status = 201, body = WorkflowView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateWorkflowRequest>,
+) -> ApiResult<(StatusCode, Json<WorkflowView>)> {
+    let text = definition_text(req.definition)?;
+    let wf = s.workflows.clone();
+    let w = blocking(move || Ok(wf.create(&caller.account.id, &req.name, &text)?)).await?;
+    Ok((StatusCode::CREATED, Json(WorkflowView::new(&w, &s.region))))
+}
+
+/// The account's workflows.
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)))]
+pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<WorkflowList>> {
+    let wf = s.workflows.clone();
+    let all = blocking(move || Ok(wf.list(&caller.account.id)?)).await?;
+    Ok(Json(WorkflowList { workflows: all.iter().map(|w| WorkflowView::new(w, &s.region)).collect() }))
+}
+
+/// One workflow with its definition.
+#[utoipa::path(get, path = "/v1/workflows/{name}", tag = "workflows",
+    responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody)))]
+pub async fn get(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<WorkflowView>> {
+    let wf = s.workflows.clone();
+    let w = blocking(move || Ok(wf.get(&caller.account.id, &name)?)).await?;
+    Ok(Json(WorkflowView::new(&w, &s.region)))
+}
+
+/// Replaces a workflow's definition; running executions keep theirs.
+#[utoipa::path(put, path = "/v1/workflows/{name}", tag = "workflows", request_body = UpdateWorkflowRequest,
+    responses((status = 200, body = WorkflowView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UpdateWorkflowRequest>,
+) -> ApiResult<Json<WorkflowView>> {
+    let text = definition_text(req.definition)?;
+    let wf = s.workflows.clone();
+    let w = blocking(move || Ok(wf.update(&caller.account.id, &name, &text, req.revision)?)).await?;
+    Ok(Json(WorkflowView::new(&w, &s.region)))
+}
+
+/// Deletes a workflow; its executions stay readable and running ones finish.
+#[utoipa::path(delete, path = "/v1/workflows/{name}", tag = "workflows",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let wf = s.workflows.clone();
+    blocking(move || Ok(wf.delete(&caller.account.id, &name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn input_text(input: Option<Value>) -> Option<String> {
+    input.map(|v| v.to_string())
+}
+
+/// Starts an execution and returns at once.
+#[utoipa::path(post, path = "/v1/workflows/{name}/executions", tag = "workflows", request_body = StartRequest,
+    responses((status = 201, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn start(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> ApiResult<(StatusCode, Json<ExecutionView>)> {
+    let wf = s.workflows.clone();
+    let input = input_text(req.input);
+    let e = blocking(move || Ok(wf.start(&caller.account.id, &name, req.name.as_deref(), input.as_deref())?)).await?;
+    Ok((StatusCode::CREATED, Json(ExecutionView::new(&e, &s.region))))
+}
+
+/// Starts an execution and answers when it has ended.
+#[utoipa::path(post, path = "/v1/workflows/{name}/run", tag = "workflows", request_body = StartRequest,
+    responses((status = 200, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn run(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> ApiResult<Json<ExecutionView>> {
+    let wf = s.workflows.clone();
+    let input = input_text(req.input);
+    let account = caller.account.id.clone();
+    let started = blocking(move || Ok(wf.start(&account, &name, req.name.as_deref(), input.as_deref())?)).await?;
+    s.workflows.wait(&started.id).await;
+    let wf = s.workflows.clone();
+    let e = blocking(move || Ok(wf.describe(&caller.account.id, &started.id)?)).await?;
+    Ok(Json(ExecutionView::new(&e, &s.region)))
+}
+
+/// A workflow's executions, newest first.
+#[utoipa::path(get, path = "/v1/workflows/{name}/executions", tag = "workflows",
+    params(("status" = Option<String>, Query, description = "RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED"),
+           ("before" = Option<String>, Query, description = "the last execution id of the previous page"),
+           ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1000)")),
+    responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn executions(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ExecutionQuery>,
+) -> ApiResult<Json<ExecutionList>> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(text) => Some(ExecutionStatus::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("status {text:?} is not one of RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED"),
+            )
+            .with_field("status")
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("invalid_parameter", "limit must be 1 to 1000").with_field("limit"));
+    }
+    let wf = s.workflows.clone();
+    let list =
+        blocking(move || Ok(wf.executions(&caller.account.id, Some(&name), status, q.before.as_deref(), limit)?))
+            .await?;
+    Ok(Json(ExecutionList { executions: list.iter().map(|e| ExecutionView::new(e, &s.region)).collect() }))
+}
+
+/// One execution.
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "workflows",
+    responses((status = 200, body = ExecutionView), (status = 404, body = ErrorBody)))]
+pub async fn describe(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ExecutionView>> {
+    let wf = s.workflows.clone();
+    let e = blocking(move || Ok(wf.describe(&caller.account.id, &id)?)).await?;
+    Ok(Json(ExecutionView::new(&e, &s.region)))
+}
+
+/// An execution's history, oldest first.
+#[utoipa::path(get, path = "/v1/executions/{id}/history", tag = "workflows",
+    responses((status = 200, body = HistoryView), (status = 404, body = ErrorBody)))]
+pub async fn history(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<HistoryView>> {
+    let wf = s.workflows.clone();
+    let events = blocking(move || Ok(wf.history(&caller.account.id, &id)?)).await?;
+    Ok(Json(HistoryView { events: events.iter().map(HistoryEventView::from).collect() }))
+}
+
+/// Stops a running execution (it ends ABORTED).
+#[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "workflows", request_body = StopRequest,
+    responses((status = 200, body = ExecutionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn stop(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<StopRequest>,
+) -> ApiResult<Json<ExecutionView>> {
+    let wf = s.workflows.clone();
+    let e = blocking(move || Ok(wf.stop(&caller.account.id, &id, req.error.as_deref(), req.cause.as_deref())?)).await?;
+    Ok(Json(ExecutionView::new(&e, &s.region)))
+}

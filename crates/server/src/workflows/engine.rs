@@ -1,0 +1,587 @@
+//! The durable executor. It walks a definition with `stoke-asl`'s pure steps and performs their effects
+//! (invocations, waits), appending every event to the execution's history **before** the effect it
+//! announces. A restarted server replays the history: states that exited are not run again, task attempts
+//! that finished keep their results, waits and back-offs resume where their deadlines stand, and an attempt
+//! that was in flight is run again (at-least-once).
+//!
+//! Every event is placed by (scope, step, attempt): the scope is the top level (`""`) or a Parallel branch /
+//! Map iteration (`"<parent>/<step>:b<i>"`, `"<parent>/<step>:i<i>"`), the step counts states entered in that
+//! scope, the attempt counts tries of a task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::{json, Value};
+use stoke_asl::definition::Machine;
+use stoke_asl::retry::{next_retry, Attempts};
+use stoke_asl::step::{self, Context, Entry, Outcome};
+use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State};
+use stoke_core::time::format_rfc3339;
+use stoke_scheduler::{InvokeError, InvokeRequest};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store};
+
+use crate::invoke::{InvokeFailure, Invoker};
+use crate::registry::{now_ms, RegistryError};
+
+/// Iterations an unlimited inline Map runs at once (Step Functions' inline limit).
+const UNLIMITED_MAP_CONCURRENCY: usize = 40;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What happened at one (scope, step), as far as the history tells.
+#[derive(Debug, Default)]
+struct StepRecord {
+    entered_ms: Option<i64>,
+    wait_until_ms: Option<i64>,
+    exited: Option<(Value, Option<String>)>,
+    attempts: BTreeMap<u32, AttemptRecord>,
+}
+
+#[derive(Debug, Default)]
+struct AttemptRecord {
+    payload: Option<Value>,
+    result: Option<(i64, Result<Value, Failure>)>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    seq: u64,
+    pending: Vec<HistoryEvent>,
+    steps: HashMap<(String, u32), StepRecord>,
+}
+
+impl Log {
+    fn index(&mut self, e: &HistoryEvent) {
+        let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+        let rec = self.steps.entry((e.scope.clone(), e.step)).or_default();
+        let kind = e.kind.as_str();
+        if kind.ends_with("StateEntered") {
+            rec.entered_ms = Some(e.timestamp_ms);
+            rec.wait_until_ms = details.get("waitUntilMs").and_then(Value::as_i64);
+        } else if kind.ends_with("StateExited") {
+            let next = details.get("next").and_then(Value::as_str).map(String::from);
+            rec.exited = Some((details.get("output").cloned().unwrap_or(Value::Null), next));
+        } else if kind == "LambdaFunctionScheduled" || kind == "TaskScheduled" {
+            rec.attempts.entry(e.attempt).or_default().payload = details.get("input").cloned();
+        } else if kind == "LambdaFunctionSucceeded" || kind == "TaskSucceeded" {
+            let out = details.get("output").cloned().unwrap_or(Value::Null);
+            rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Ok(out)));
+        } else if matches!(
+            kind,
+            "LambdaFunctionFailed"
+                | "LambdaFunctionTimedOut"
+                | "TaskFailed"
+                | "TaskTimedOut"
+                | "LambdaFunctionStartFailed"
+        ) {
+            let text = |k: &str| details.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let failure = Failure::new(text("error"), text("cause"));
+            rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Err(failure)));
+        }
+        self.seq = self.seq.max(e.seq);
+    }
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    Succeeded(Value),
+    Failed(Failure),
+    TimedOut,
+}
+
+/// One execution being driven.
+pub struct Run {
+    pub record: ExecutionRecord,
+    definition: Definition,
+    input: Value,
+    invoker: Arc<Invoker>,
+    store: Arc<dyn Store>,
+    region: String,
+    log: Mutex<Log>,
+    entropy: Mutex<SeededEntropy>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An error of the store while recording: the execution stops where it stands and resumes after a restart.
+#[derive(Debug)]
+pub struct RecordError(pub String);
+
+impl Run {
+    /// Prepares a run from the execution's record and what its history already holds.
+    pub fn new(
+        record: ExecutionRecord,
+        definition: Definition,
+        history: &[HistoryEvent],
+        invoker: Arc<Invoker>,
+        store: Arc<dyn Store>,
+        region: String,
+    ) -> Run {
+        let mut log = Log::default();
+        for e in history {
+            log.index(e);
+        }
+        let input = serde_json::from_str(&record.input).unwrap_or_else(|_| json!({}));
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Run {
+            definition,
+            input,
+            invoker,
+            store,
+            region,
+            log: Mutex::new(log),
+            entropy: Mutex::new(SeededEntropy::new(u64::from_le_bytes(seed))),
+            record,
+        }
+    }
+
+    fn push(&self, kind: String, scope: &str, step: u32, attempt: u32, details: Value) {
+        let mut log = lock(&self.log);
+        log.seq += 1;
+        let e = HistoryEvent {
+            seq: log.seq,
+            timestamp_ms: now_ms(),
+            kind,
+            scope: scope.to_string(),
+            step,
+            attempt,
+            details: details.to_string(),
+        };
+        log.index(&e);
+        log.pending.push(e);
+    }
+
+    /// Writes pending events (and the final record) durably; nothing after this call happens before it.
+    async fn flush(&self, finished: Option<ExecutionRecord>) -> Result<(), RecordError> {
+        let events = std::mem::take(&mut lock(&self.log).pending);
+        if events.is_empty() && finished.is_none() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let id = self.record.id.clone();
+        tokio::task::spawn_blocking(move || store.record_execution(&id, &events, finished.as_ref()))
+            .await
+            .map_err(|e| RecordError(e.to_string()))?
+            .map_err(|e| RecordError(e.to_string()))
+    }
+
+    fn random(&self) -> f64 {
+        (lock(&self.entropy).next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn context(&self, state: &State, entered_ms: i64, retry_count: u32) -> Context {
+        Context {
+            execution_id: self.execution_arn(),
+            execution_name: self.record.name.clone(),
+            execution_input: self.input.clone(),
+            execution_start_time: format_rfc3339(self.record.started_ms),
+            state_machine_id: format!(
+                "arn:aws:states:{}:{}:stateMachine:{}",
+                self.region, self.record.account, self.record.workflow
+            ),
+            state_machine_name: self.record.workflow.clone(),
+            state_name: state.name.clone(),
+            state_entered_time: format_rfc3339(entered_ms),
+            retry_count,
+            map_item: None,
+        }
+    }
+
+    pub fn execution_arn(&self) -> String {
+        execution_arn(&self.region, &self.record)
+    }
+
+    /// Drives the execution to its end and records it. Honours the machine's `TimeoutSeconds` from the
+    /// execution's start, also across restarts.
+    pub async fn drive(self: Arc<Self>) -> Result<Ending, RecordError> {
+        {
+            let log = lock(&self.log);
+            if log.seq == 0 {
+                drop(log);
+                self.push("ExecutionStarted".into(), "", 0, 0, json!({"input": self.input}));
+            }
+        }
+        let machine = &self.definition.machine;
+        let run = self.run_scope(machine, String::new(), self.input.clone());
+        let result = match self.definition.timeout_seconds {
+            Some(limit) => {
+                let deadline = self.record.started_ms + (limit as i64) * 1000;
+                let left = Duration::from_millis((deadline - now_ms()).max(0) as u64);
+                match tokio::time::timeout(left, run).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Stop::TimedOut),
+                }
+            }
+            None => run.await,
+        };
+        let mut record = self.record.clone();
+        record.stopped_ms = Some(now_ms());
+        let ending = match result {
+            Ok(output) => {
+                record.status = ExecutionStatus::Succeeded;
+                record.output = Some(output.to_string());
+                self.push("ExecutionSucceeded".into(), "", 0, 0, json!({"output": output}));
+                Ending::Succeeded(output)
+            }
+            Err(Stop::Failed(f)) => {
+                record.status = ExecutionStatus::Failed;
+                record.error = Some(f.error.clone());
+                record.cause = Some(f.cause.clone());
+                self.push("ExecutionFailed".into(), "", 0, 0, json!({"error": f.error, "cause": f.cause}));
+                Ending::Failed(f)
+            }
+            Err(Stop::TimedOut) => {
+                record.status = ExecutionStatus::TimedOut;
+                record.error = Some(stoke_asl::errors::TIMEOUT.into());
+                record.cause = Some("the execution ran longer than the machine's TimeoutSeconds".into());
+                self.push("ExecutionTimedOut".into(), "", 0, 0, json!({"error": record.error, "cause": record.cause}));
+                Ending::TimedOut
+            }
+            Err(Stop::Record(e)) => return Err(e),
+        };
+        self.flush(Some(record)).await?;
+        Ok(ending)
+    }
+
+    /// Runs a machine from its start in `scope`; the machine's output, or the failure that ended it.
+    fn run_scope<'a>(
+        &'a self,
+        machine: &'a Machine,
+        scope: String,
+        input: Value,
+    ) -> BoxFuture<'a, Result<Value, Stop>> {
+        Box::pin(async move {
+            let mut name = machine.start_at.clone();
+            let mut raw = input;
+            let mut step: u32 = 0;
+            loop {
+                let Some(state) = machine.state(&name) else {
+                    return Err(Stop::Failed(Failure::new(
+                        stoke_asl::errors::RUNTIME,
+                        format!("the state \"{name}\" does not exist"),
+                    )));
+                };
+                let done = lock(&self.log).steps.get(&(scope.clone(), step)).and_then(|r| r.exited.clone());
+                let (output, next) = match done {
+                    Some(d) => d,
+                    None => {
+                        let (output, next) = self.run_state(state, &scope, step, raw).await?;
+                        let mut details = json!({"name": state.name, "output": output});
+                        if let Some(n) = &next {
+                            details["next"] = json!(n);
+                        }
+                        self.push(format!("{}StateExited", state.type_name()), &scope, step, 0, details);
+                        (output, next)
+                    }
+                };
+                match next {
+                    Some(n) => {
+                        name = n;
+                        raw = output;
+                        step += 1;
+                    }
+                    None => return Ok(output),
+                }
+            }
+        })
+    }
+
+    /// Runs one state; its output and next state.
+    async fn run_state(
+        &self,
+        state: &State,
+        scope: &str,
+        step: u32,
+        raw: Value,
+    ) -> Result<(Value, Option<String>), Stop> {
+        let key = (scope.to_string(), step);
+        let (entered_before, wait_until) = {
+            let log = lock(&self.log);
+            let rec = log.steps.get(&key);
+            (rec.and_then(|r| r.entered_ms), rec.and_then(|r| r.wait_until_ms))
+        };
+        let entered_ms = entered_before.unwrap_or_else(now_ms);
+        let ctx = self.context(state, entered_ms, 0);
+        let entry = {
+            let mut entropy = lock(&self.entropy);
+            step::enter(state, &raw, &ctx, &mut *entropy, i128::from(now_ms()) * 1_000_000)
+        };
+        if entered_before.is_none() {
+            let mut details = json!({"name": state.name, "input": raw});
+            if let Entry::WaitUntil { until_ns, .. } = &entry {
+                details["waitUntilMs"] = json!((until_ns / 1_000_000) as i64);
+            }
+            self.push(format!("{}StateEntered", state.type_name()), scope, step, 0, details);
+        }
+        match entry {
+            Entry::Done { output, next } => Ok((output, next)),
+            Entry::Failed(f) => self.fail(state, &raw, f),
+            Entry::WaitUntil { until_ns, output, next } => {
+                let until_ms = wait_until.unwrap_or((until_ns / 1_000_000) as i64);
+                self.flush(None).await.map_err(Stop::Record)?;
+                sleep_until_ms(until_ms).await;
+                Ok((output, next))
+            }
+            Entry::Invoke { .. } => self.run_task(state, scope, step, &raw, entry, entered_ms).await,
+            Entry::Parallel { input } => {
+                let Nested::Parallel(branches) = kind(state) else { return unreachable_state(state) };
+                self.push("ParallelStateStarted".into(), scope, step, 0, json!({}));
+                let runs = branches.iter().enumerate().map(|(i, b)| {
+                    let child = format!("{scope}/{step}:b{i}");
+                    self.run_scope(b, child, input.clone())
+                });
+                let results = futures_util::future::try_join_all(runs).await;
+                let result = match results {
+                    Ok(outputs) => Ok(Value::Array(outputs)),
+                    Err(Stop::Failed(f)) => Err(f),
+                    Err(other) => return Err(other),
+                };
+                let kind = if result.is_ok() { "ParallelStateSucceeded" } else { "ParallelStateFailed" };
+                self.push(kind.into(), scope, step, 0, json!({}));
+                self.finish(state, &raw, result, &ctx)
+            }
+            Entry::Map { items, max_concurrency, tolerated_failures } => {
+                let Nested::Map(processor) = kind(state) else { return unreachable_state(state) };
+                self.push("MapStateStarted".into(), scope, step, 0, json!({"length": items.len()}));
+                let limit = if max_concurrency == 0 { UNLIMITED_MAP_CONCURRENCY } else { max_concurrency };
+                let slots = tokio::sync::Semaphore::new(limit);
+                let runs = items.into_iter().enumerate().map(|(i, item)| {
+                    let slots = &slots;
+                    let child = format!("{scope}/{step}:i{i}");
+                    async move {
+                        let _permit = slots.acquire().await.map_err(|e| Stop::Record(RecordError(e.to_string())))?;
+                        self.push("MapIterationStarted".into(), scope, step, 0, json!({"index": i}));
+                        let r = self.run_scope(processor, child, item).await;
+                        match r {
+                            Ok(v) => {
+                                self.push("MapIterationSucceeded".into(), scope, step, 0, json!({"index": i}));
+                                Ok(Ok(v))
+                            }
+                            Err(Stop::Failed(f)) => {
+                                self.push("MapIterationFailed".into(), scope, step, 0, json!({"index": i}));
+                                Ok(Err(f))
+                            }
+                            Err(other) => Err(other),
+                        }
+                    }
+                });
+                let results: Vec<Result<Value, Failure>> = futures_util::future::try_join_all(runs).await?;
+                let result = step::map_result(results, tolerated_failures);
+                let kind = if result.is_ok() { "MapStateSucceeded" } else { "MapStateFailed" };
+                self.push(kind.into(), scope, step, 0, json!({}));
+                self.finish(state, &raw, result, &ctx)
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        state: &State,
+        raw: &Value,
+        result: Result<Value, Failure>,
+        ctx: &Context,
+    ) -> Result<(Value, Option<String>), Stop> {
+        let outcome = step::finish(state, raw, result, ctx, &mut *lock(&self.entropy));
+        match outcome {
+            Outcome::Next { output, next } => Ok((output, next)),
+            Outcome::Failed(f) => Err(Stop::Failed(f)),
+        }
+    }
+
+    fn fail(&self, state: &State, raw: &Value, f: Failure) -> Result<(Value, Option<String>), Stop> {
+        match step::fail(state, raw, f) {
+            Outcome::Next { output, next } => Ok((output, next)),
+            Outcome::Failed(f) => Err(Stop::Failed(f)),
+        }
+    }
+
+    /// A Task: attempts with Retry, each recorded before it runs; then ResultSelector/ResultPath or Catch.
+    async fn run_task(
+        &self,
+        state: &State,
+        scope: &str,
+        step: u32,
+        raw: &Value,
+        entry: Entry,
+        entered_ms: i64,
+    ) -> Result<(Value, Option<String>), Stop> {
+        let Entry::Invoke { function, qualifier, payload, timeout_seconds, wrap } = entry else {
+            return unreachable_state(state);
+        };
+        let key = (scope.to_string(), step);
+        let retriers = step::retriers(state);
+        let mut attempts = Attempts::default();
+        let mut attempt: u32 = 0;
+        let (scheduled_kind, prefix) =
+            if wrap { ("TaskScheduled", "Task") } else { ("LambdaFunctionScheduled", "LambdaFunction") };
+        let reference = match &qualifier {
+            Some(q) if !function.contains(':') => format!("{function}:{q}"),
+            _ => function.clone(),
+        };
+        loop {
+            let known = {
+                let log = lock(&self.log);
+                log.steps
+                    .get(&key)
+                    .and_then(|r| r.attempts.get(&attempt))
+                    .map(|a| (a.payload.clone(), a.result.clone()))
+            };
+            let (ended_ms, result) = match known {
+                Some((_, Some((ended, result)))) => (ended, result),
+                other => {
+                    let payload = other.and_then(|(p, _)| p).unwrap_or_else(|| payload.clone());
+                    if lock(&self.log).steps.get(&key).and_then(|r| r.attempts.get(&attempt)).is_none() {
+                        self.push(
+                            scheduled_kind.into(),
+                            scope,
+                            step,
+                            attempt,
+                            json!({"resource": reference, "input": payload, "timeoutInSeconds": timeout_seconds}),
+                        );
+                    }
+                    self.flush(None).await.map_err(Stop::Record)?;
+                    let result = self.invoke(&reference, &payload, timeout_seconds, wrap).await;
+                    let (kind, details) = match &result {
+                        Ok(out) => (format!("{prefix}Succeeded"), json!({"output": out})),
+                        Err(f) if f.error == stoke_asl::errors::TIMEOUT => {
+                            (format!("{prefix}TimedOut"), json!({"error": f.error, "cause": f.cause}))
+                        }
+                        Err(f) => (format!("{prefix}Failed"), json!({"error": f.error, "cause": f.cause})),
+                    };
+                    self.push(kind, scope, step, attempt, details);
+                    (now_ms(), result)
+                }
+            };
+            match result {
+                Ok(out) => {
+                    let ctx = self.context(state, entered_ms, attempt);
+                    return self.finish(state, raw, Ok(out), &ctx);
+                }
+                Err(f) => match next_retry(retriers, &mut attempts, &f.error, self.random()) {
+                    Some(delay_ms) => {
+                        self.flush(None).await.map_err(Stop::Record)?;
+                        sleep_until_ms(ended_ms + delay_ms as i64).await;
+                        attempt += 1;
+                    }
+                    None => return self.fail(state, raw, f),
+                },
+            }
+        }
+    }
+
+    /// One invocation of a function; its parsed result or its ASL failure.
+    async fn invoke(
+        &self,
+        reference: &str,
+        payload: &Value,
+        timeout_seconds: u64,
+        wrap: bool,
+    ) -> Result<Value, Failure> {
+        let req = InvokeRequest {
+            payload: Bytes::from(payload.to_string()),
+            client_context: None,
+            want_log: false,
+            request_id: None,
+        };
+        let call = self.invoker.invoke(&self.record.account, reference, req);
+        let (result, version) = match tokio::time::timeout(Duration::from_secs(timeout_seconds), call).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    stoke_asl::errors::TIMEOUT,
+                    format!("the task did not finish within {timeout_seconds} s (TimeoutSeconds)"),
+                ))
+            }
+            Ok(Err(e)) => return Err(invoke_failure(e)),
+            Ok(Ok(r)) => r,
+        };
+        let parse = |body: &[u8]| {
+            serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        };
+        match result.outcome {
+            stoke_scheduler::Outcome::Success(body) => {
+                let out = parse(&body);
+                Ok(if wrap { step::lambda_invoke_result(out, &version) } else { out })
+            }
+            stoke_scheduler::Outcome::FunctionError { error_type, body } => {
+                let doc = parse(&body);
+                let mut f = step::function_error(&doc);
+                if doc.get("errorType").is_none() {
+                    f.error = error_type;
+                }
+                Err(f)
+            }
+        }
+    }
+}
+
+/// The Lambda service error names Step Functions reports for invocations that never ran.
+fn invoke_failure(e: InvokeFailure) -> Failure {
+    let name = match &e {
+        InvokeFailure::Registry(RegistryError::NotFound(_)) => "Lambda.ResourceNotFoundException",
+        InvokeFailure::Registry(RegistryError::Reference(_) | RegistryError::CrossAccount { .. }) => {
+            "Lambda.InvalidParameterValueException"
+        }
+        InvokeFailure::Scheduler(InvokeError::Throttled { .. }) => "Lambda.TooManyRequestsException",
+        InvokeFailure::PayloadTooLarge { .. } => "Lambda.RequestTooLargeException",
+        InvokeFailure::Blocked(_) | InvokeFailure::Retired(_) | InvokeFailure::StillUpdating(..) => {
+            "Lambda.ResourceConflictException"
+        }
+        _ => "Lambda.ServiceException",
+    };
+    Failure::new(name, e.to_string())
+}
+
+async fn sleep_until_ms(until_ms: i64) {
+    let left = until_ms - now_ms();
+    if left > 0 {
+        tokio::time::sleep(Duration::from_millis(left as u64)).await;
+    }
+}
+
+/// Why a scope stopped early.
+#[derive(Debug)]
+enum Stop {
+    Failed(Failure),
+    TimedOut,
+    Record(RecordError),
+}
+
+impl From<RecordError> for Stop {
+    fn from(e: RecordError) -> Self {
+        Stop::Record(e)
+    }
+}
+
+enum Nested<'a> {
+    Parallel(&'a [Machine]),
+    Map(&'a Machine),
+    Neither,
+}
+
+fn kind(state: &State) -> Nested<'_> {
+    match &state.kind {
+        stoke_asl::StateKind::Parallel(p) => Nested::Parallel(&p.branches),
+        stoke_asl::StateKind::Map(m) => Nested::Map(&m.processor),
+        _ => Nested::Neither,
+    }
+}
+
+fn unreachable_state<T>(state: &State) -> Result<T, Stop> {
+    Err(Stop::Failed(Failure::new(
+        stoke_asl::errors::RUNTIME,
+        format!("the engine met an effect that \"{}\" cannot have", state.name),
+    )))
+}
+
+/// Step Functions' execution ARN.
+pub fn execution_arn(region: &str, e: &ExecutionRecord) -> String {
+    format!("arn:aws:states:{region}:{}:execution:{}:{}", e.account, e.workflow, e.name)
+}

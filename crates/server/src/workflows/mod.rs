@@ -1,0 +1,387 @@
+//! The workflow service: state machine definitions (validated by `stoke-asl`), executions and their
+//! durable history. Executions run on the [`engine`]; those a crash interrupted resume at start.
+
+pub mod engine;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use stoke_asl::{Definition, Problem};
+use stoke_core::AccountId;
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store, StoreError, WorkflowRecord};
+use tokio::sync::watch;
+
+use crate::invoke::Invoker;
+use crate::registry::now_ms;
+use engine::{Ending, Run};
+
+/// The longest workflow or execution name (Step Functions' limit).
+pub const MAX_NAME: usize = 80;
+/// The largest execution input, as on Step Functions.
+pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("the definition is invalid:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    InvalidDefinition(Vec<Problem>),
+    #[error("{message}")]
+    InvalidInput { field: &'static str, message: String },
+    #[error("{0}")]
+    WorkflowNotFound(String),
+    #[error("{0}")]
+    ExecutionNotFound(String),
+    #[error("{0}")]
+    Exists(String),
+    #[error("{0}")]
+    ConcurrentModification(String),
+    #[error("{0}")]
+    NotRunning(String),
+    #[error("the store failed: {0}")]
+    Store(StoreError),
+}
+
+pub type Result<T, E = WorkflowError> = std::result::Result<T, E>;
+
+fn store_err(e: StoreError) -> WorkflowError {
+    match e {
+        StoreError::RevisionMismatch(m) => WorkflowError::ConcurrentModification(format!(
+            "{m} was changed by another request since you read it; read it again and retry"
+        )),
+        other => WorkflowError::Store(other),
+    }
+}
+
+/// Checks a workflow or execution name: 1–80 of `A-Z a-z 0-9 - _`.
+pub fn check_name(field: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(WorkflowError::InvalidInput {
+            field,
+            message: format!("{field} {name:?} is not valid: use 1 to {MAX_NAME} letters, digits, '-' or '_'"),
+        })
+    }
+}
+
+/// Parses execution input: JSON text, `{}` when empty.
+pub fn parse_input(input: Option<&str>) -> Result<Value> {
+    let text = input.unwrap_or("").trim();
+    if text.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(WorkflowError::InvalidInput {
+            field: "input",
+            message: format!("the input is {} bytes; the limit is {MAX_INPUT_BYTES}", text.len()),
+        });
+    }
+    serde_json::from_str(text).map_err(|e| WorkflowError::InvalidInput {
+        field: "input",
+        message: format!("the input is not JSON ({e}); pass a JSON document such as {{\"key\": 1}}"),
+    })
+}
+
+struct Running {
+    abort: tokio::task::AbortHandle,
+    done: watch::Receiver<bool>,
+}
+
+pub struct Workflows {
+    store: Arc<dyn Store>,
+    invoker: Arc<Invoker>,
+    region: String,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl std::fmt::Debug for Workflows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflows").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A random UUID (v4) for execution ids and default names.
+pub fn uuid() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+impl Workflows {
+    pub fn new(store: Arc<dyn Store>, invoker: Arc<Invoker>, region: String) -> Self {
+        Workflows { store, invoker, region, running: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Validates and stores a new workflow.
+    pub fn create(&self, account: &AccountId, name: &str, definition: &str) -> Result<WorkflowRecord> {
+        check_name("name", name)?;
+        Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
+        let now = now_ms();
+        let w = WorkflowRecord {
+            account: account.clone(),
+            name: name.to_string(),
+            definition: definition.to_string(),
+            revision: 1,
+            created_ms: now,
+            updated_ms: now,
+        };
+        self.store.put_workflow(&w, None).map_err(|e| match e {
+            StoreError::Conflict(_) => WorkflowError::Exists(format!(
+                "workflow {name} already exists; update it (stoke wf update) or pick another name"
+            )),
+            other => store_err(other),
+        })?;
+        Ok(w)
+    }
+
+    /// Replaces a workflow's definition; running executions keep the one they started with.
+    pub fn update(
+        &self,
+        account: &AccountId,
+        name: &str,
+        definition: &str,
+        expected_revision: Option<u64>,
+    ) -> Result<WorkflowRecord> {
+        Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
+        let mut w = self.get(account, name)?;
+        let read = w.revision;
+        if let Some(expected) = expected_revision {
+            if expected != read {
+                return Err(WorkflowError::ConcurrentModification(format!(
+                    "workflow {name} is at revision {read}, not {expected}; read it again and retry"
+                )));
+            }
+        }
+        w.definition = definition.to_string();
+        w.revision = read + 1;
+        w.updated_ms = now_ms();
+        self.store.put_workflow(&w, Some(read)).map_err(store_err)?;
+        Ok(w)
+    }
+
+    pub fn get(&self, account: &AccountId, name: &str) -> Result<WorkflowRecord> {
+        self.store.get_workflow(account, name).map_err(store_err)?.ok_or_else(|| {
+            WorkflowError::WorkflowNotFound(format!("workflow {name} does not exist (stoke wf ls lists them)"))
+        })
+    }
+
+    pub fn list(&self, account: &AccountId) -> Result<Vec<WorkflowRecord>> {
+        self.store.list_workflows(account).map_err(store_err)
+    }
+
+    pub fn delete(&self, account: &AccountId, name: &str) -> Result<()> {
+        if self.store.delete_workflow(account, name).map_err(store_err)? {
+            Ok(())
+        } else {
+            Err(WorkflowError::WorkflowNotFound(format!("workflow {name} does not exist")))
+        }
+    }
+
+    /// Starts an execution; returns at once with its record.
+    pub fn start(
+        self: &Arc<Self>,
+        account: &AccountId,
+        workflow: &str,
+        name: Option<&str>,
+        input: Option<&str>,
+    ) -> Result<ExecutionRecord> {
+        let input = parse_input(input)?;
+        if let Some(n) = name {
+            check_name("name", n)?;
+        }
+        let w = self.get(account, workflow)?;
+        let definition = Definition::parse_str(&w.definition).map_err(WorkflowError::InvalidDefinition)?;
+        let id = uuid();
+        let record = ExecutionRecord {
+            id: id.clone(),
+            account: account.clone(),
+            workflow: workflow.to_string(),
+            name: name.map(String::from).unwrap_or_else(|| id.clone()),
+            definition: w.definition.clone(),
+            status: ExecutionStatus::Running,
+            input: input.to_string(),
+            output: None,
+            error: None,
+            cause: None,
+            started_ms: now_ms(),
+            stopped_ms: None,
+        };
+        let started = HistoryEvent {
+            seq: 1,
+            timestamp_ms: record.started_ms,
+            kind: "ExecutionStarted".into(),
+            scope: String::new(),
+            step: 0,
+            attempt: 0,
+            details: serde_json::json!({"input": input}).to_string(),
+        };
+        self.store.insert_execution(&record, std::slice::from_ref(&started)).map_err(|e| match e {
+            StoreError::Conflict(_) => WorkflowError::Exists(format!(
+                "workflow {workflow} already has an execution named {}; names are unique per workflow",
+                record.name
+            )),
+            other => store_err(other),
+        })?;
+        self.spawn(record.clone(), definition, vec![started]);
+        Ok(record)
+    }
+
+    fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<HistoryEvent>) {
+        let id = record.id.clone();
+        let run = Arc::new(Run::new(
+            record,
+            definition,
+            &history,
+            self.invoker.clone(),
+            self.store.clone(),
+            self.region.clone(),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let me = Arc::downgrade(self);
+        let key = id.clone();
+        // The entry goes in before the task can finish and remove it.
+        let mut running = lock(&self.running);
+        let task = tokio::spawn(async move {
+            match run.drive().await {
+                Ok(Ending::Succeeded(_)) | Ok(Ending::Failed(_)) | Ok(Ending::TimedOut) => {}
+                Err(e) => {
+                    tracing::error!(execution = %key, error = e.0, "cannot record the execution; it resumes at the next start")
+                }
+            }
+            if let Some(me) = me.upgrade() {
+                lock(&me.running).remove(&key);
+            }
+            let _ = tx.send(true);
+        });
+        running.insert(id, Running { abort: task.abort_handle(), done: rx });
+    }
+
+    /// Waits until an execution of this process has ended (at once if it is not running here).
+    pub async fn wait(&self, id: &str) {
+        let rx = lock(&self.running).get(id).map(|r| r.done.clone());
+        if let Some(mut rx) = rx {
+            let _ = rx.wait_for(|done| *done).await;
+        }
+    }
+
+    /// The execution, if it belongs to `account`.
+    pub fn describe(&self, account: &AccountId, id: &str) -> Result<ExecutionRecord> {
+        match self.store.get_execution(id).map_err(store_err)? {
+            Some(e) if &e.account == account => Ok(e),
+            _ => Err(WorkflowError::ExecutionNotFound(format!("execution {id} does not exist"))),
+        }
+    }
+
+    /// Finds an execution by workflow and execution name (Step Functions' ARNs name both).
+    pub fn find(&self, account: &AccountId, workflow: &str, name: &str) -> Result<ExecutionRecord> {
+        let mut before: Option<String> = None;
+        loop {
+            let page =
+                self.store.list_executions(account, Some(workflow), None, before.as_deref(), 500).map_err(store_err)?;
+            if let Some(e) = page.iter().find(|e| e.name == name) {
+                return Ok(e.clone());
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => before = Some(last.id.clone()),
+                _ => {
+                    return Err(WorkflowError::ExecutionNotFound(format!(
+                        "workflow {workflow} has no execution named {name}"
+                    )))
+                }
+            }
+        }
+    }
+
+    pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryEvent>> {
+        self.describe(account, id)?;
+        self.store.history(id).map_err(store_err)
+    }
+
+    pub fn executions(
+        &self,
+        account: &AccountId,
+        workflow: Option<&str>,
+        status: Option<ExecutionStatus>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>> {
+        if let Some(w) = workflow {
+            self.get(account, w)?;
+        }
+        self.store.list_executions(account, workflow, status, before, limit).map_err(store_err)
+    }
+
+    /// Stops a running execution: it ends ABORTED with the given error and cause.
+    pub fn stop(
+        &self,
+        account: &AccountId,
+        id: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<ExecutionRecord> {
+        let mut e = self.describe(account, id)?;
+        if e.status != ExecutionStatus::Running {
+            return Err(WorkflowError::NotRunning(format!(
+                "execution {id} has already ended ({}); only a RUNNING execution can be stopped",
+                e.status.as_str()
+            )));
+        }
+        if let Some(r) = lock(&self.running).remove(id) {
+            r.abort.abort();
+        }
+        let history = self.store.history(id).map_err(store_err)?;
+        let seq = history.last().map(|h| h.seq).unwrap_or(0) + 1;
+        e.status = ExecutionStatus::Aborted;
+        e.error = error.map(String::from);
+        e.cause = cause.map(String::from);
+        e.stopped_ms = Some(now_ms());
+        let event = HistoryEvent {
+            seq,
+            timestamp_ms: now_ms(),
+            kind: "ExecutionAborted".into(),
+            scope: String::new(),
+            step: 0,
+            attempt: 0,
+            details: serde_json::json!({"error": e.error, "cause": e.cause}).to_string(),
+        };
+        match self.store.record_execution(id, &[event], Some(&e)) {
+            Ok(()) => Ok(e),
+            // It ended on its own while we stopped it.
+            Err(StoreError::Conflict(_)) => self.describe(account, id),
+            Err(other) => Err(store_err(other)),
+        }
+    }
+
+    /// Resumes every execution a previous run of the server left RUNNING; returns how many.
+    pub fn resume(self: &Arc<Self>) -> Result<usize> {
+        let running = self.store.running_executions().map_err(store_err)?;
+        let count = running.len();
+        for e in running {
+            let history = self.store.history(&e.id).map_err(store_err)?;
+            match Definition::parse_str(&e.definition) {
+                Ok(d) => {
+                    tracing::info!(execution = %e.id, events = history.len(), "resuming execution");
+                    self.spawn(e, d, history);
+                }
+                Err(problems) => {
+                    tracing::error!(execution = %e.id, problems = problems.len(), "cannot resume: stored definition is invalid")
+                }
+            }
+        }
+        Ok(count)
+    }
+}
