@@ -60,6 +60,9 @@ pub enum Command {
     Url(commands::trigger::UrlArgs),
     /// Routes: map `METHOD /path/{param}` patterns of the account's gateway to functions.
     Route(commands::trigger::RouteArgs),
+    /// Workflows: Amazon States Language state machines of functions, and their executions.
+    #[command(name = "wf", alias = "workflow")]
+    Workflow(commands::workflow::Args),
     /// Accounts (tenants) and their credentials.
     Account(commands::account::Args),
     /// Measure warm invocations side by side with the physical floor (see scripts/bench).
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::invoke::logs(&cli.global, args),
         Command::Alias(args) => commands::alias::run(&cli.global, args),
         Command::Account(args) => commands::account::run(&cli.global, args),
+        Command::Workflow(args) => commands::workflow::run(&cli.global, args),
         Command::Url(args) => commands::trigger::run_url(&cli.global, args),
         Command::Route(args) => commands::trigger::run_route(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),

@@ -11,16 +11,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// Creates a python function from source, with extra configuration.
-fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
-    let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let (status, resp) = s.post("/v1/functions", body);
-    assert_eq!(status, 201, "{resp}");
-}
-
 struct Invoked {
     status: u16,
     headers: reqwest::header::HeaderMap,

@@ -27,14 +27,9 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
-    let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));
-    body["runtime"] = json!("python3.11");
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let (status, resp) = s.post("/v1/functions", body);
-    assert_eq!(status, 201, "{resp}");
+fn python_fn(s: &TestServer, name: &str, source: &str, mut extra: Value) {
+    extra["runtime"] = json!("python3.11");
+    common::python_fn(s, name, source, extra);
 }
 
 fn invoke(s: &TestServer, reference: &str, event: Value) -> (u16, Option<String>, Value) {

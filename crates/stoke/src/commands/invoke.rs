@@ -24,7 +24,7 @@ pub struct InvokeArgs {
     log: bool,
 }
 
-fn read_payload(spec: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_payload(spec: &str) -> Result<Vec<u8>> {
     match spec.strip_prefix('@') {
         Some("-") => {
             let mut buf = Vec::new();

@@ -8,3 +8,4 @@ pub mod function;
 pub mod invoke;
 pub mod server;
 pub mod trigger;
+pub mod workflow;

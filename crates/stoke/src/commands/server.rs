@@ -116,6 +116,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 r.interrupted_updates, r.temp_files_removed, r.orphan_archives_removed, r.retired_deleted
             );
         }
+        if info.resumed_executions > 0 {
+            println!("  resumed:      {} workflow execution(s) left running", info.resumed_executions);
+        }
         println!("  try:          stoke --data-dir {} fn ls", info.data_dir.display());
         server.run(shutdown_signal()).await?;
         println!("stoke stopped");

@@ -235,3 +235,13 @@ pub fn present_or_skip(present: bool, tool: &str, check: &str) -> bool {
     }
     present
 }
+
+/// Creates a python function from source, with extra configuration.
+pub fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
+    let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, resp) = s.post("/v1/functions", body);
+    assert_eq!(status, 201, "{resp}");
+}

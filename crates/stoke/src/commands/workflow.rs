@@ -1,0 +1,312 @@
+//! `stoke wf ...`: workflows (Amazon States Language state machines) and their executions.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Method;
+use serde_json::{json, Value};
+use stoke_server::http::workflows::{ExecutionList, ExecutionView, HistoryView, WorkflowList, WorkflowView};
+
+use crate::client::{segment, Client};
+use crate::commands::invoke::read_payload;
+use crate::output::{print_fields, print_json, table, Format};
+use crate::GlobalArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: WfCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WfCommand {
+    /// Create a workflow from an Amazon States Language file (`-` reads standard input).
+    Create { name: String, definition: String },
+    /// Replace a workflow's definition; running executions keep the one they started with.
+    Update {
+        name: String,
+        definition: String,
+        /// Fail unless the workflow is still at this revision.
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Show a workflow and its definition.
+    Get { name: String },
+    /// List the account's workflows.
+    Ls,
+    /// Delete a workflow (its executions stay readable).
+    Rm { name: String },
+    /// Run a workflow and follow it state by state until it ends; exits non-zero if it fails.
+    Run {
+        name: String,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Start a workflow and return at once with the execution id.
+    Start {
+        name: String,
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Show an execution: status, output or error.
+    Describe { id: String },
+    /// Print an execution's history, event by event.
+    History { id: String },
+    /// Stop a running execution (it ends ABORTED).
+    Stop {
+        id: String,
+        #[arg(long)]
+        error: Option<String>,
+        #[arg(long)]
+        cause: Option<String>,
+    },
+    /// List a workflow's executions, newest first.
+    Executions {
+        name: String,
+        /// Only RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED ones.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// The execution's input: JSON text, or @FILE ('@-' for standard input).
+    #[arg(long, short = 'i', default_value = "{}", value_name = "JSON|@FILE")]
+    input: String,
+    /// The execution's name, unique per workflow [default: a UUID].
+    #[arg(long = "execution-name")]
+    execution_name: Option<String>,
+}
+
+impl StartArgs {
+    fn body(&self) -> Result<Value> {
+        let bytes = read_payload(&self.input)?;
+        let input: Value = serde_json::from_slice(&bytes).context("--input is not valid JSON")?;
+        Ok(json!({ "input": input, "name": self.execution_name }))
+    }
+}
+
+fn read_definition(spec: &str) -> Result<Value> {
+    let text = if spec == "-" {
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read_to_string(spec.strip_prefix('@').unwrap_or(spec))
+            .with_context(|| format!("cannot read the definition file {spec}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{spec} is not JSON; a definition is a JSON state machine"))
+}
+
+fn show_workflow(global: &GlobalArgs, w: WorkflowView, raw: &Value) {
+    if global.output == Format::Json {
+        print_json(raw);
+        return;
+    }
+    print_fields(&[
+        ("name", w.name),
+        ("arn", w.arn),
+        ("revision", w.revision.to_string()),
+        ("created", w.created_at),
+        ("updated", w.updated_at),
+    ]);
+    println!("{}", serde_json::to_string_pretty(&w.definition).unwrap_or_default());
+}
+
+fn show_execution(global: &GlobalArgs, e: &ExecutionView, raw: &Value) {
+    if global.output == Format::Json {
+        print_json(raw);
+        return;
+    }
+    let mut fields = vec![
+        ("id", e.id.clone()),
+        ("workflow", e.workflow.clone()),
+        ("name", e.name.clone()),
+        ("status", e.status.clone()),
+        ("started", e.started_at.clone()),
+    ];
+    if let Some(s) = &e.stopped_at {
+        fields.push(("stopped", s.clone()));
+    }
+    if let Some(d) = e.duration_ms {
+        fields.push(("duration", format!("{d} ms")));
+    }
+    if let Some(err) = &e.error {
+        fields.push(("error", err.clone()));
+    }
+    if let Some(c) = &e.cause {
+        fields.push(("cause", c.clone()));
+    }
+    if let Some(o) = &e.output {
+        fields.push(("output", o.to_string()));
+    }
+    print_fields(&fields);
+}
+
+fn history(client: &Client, id: &str) -> Result<HistoryView> {
+    Ok(client.json(client.request(Method::GET, &format!("/v1/executions/{}/history", segment(id))))?.0)
+}
+
+fn describe(client: &Client, id: &str) -> Result<(ExecutionView, Value)> {
+    client.json(client.request(Method::GET, &format!("/v1/executions/{}", segment(id))))
+}
+
+/// Where an event sits, for indenting branches and iterations.
+fn depth(scope: &str) -> usize {
+    scope.matches('/').count()
+}
+
+/// Follows an execution, printing each state as it is entered and left, until it ends.
+fn follow(client: &Client, id: &str) -> Result<(ExecutionView, Value)> {
+    let mut seen = HashSet::new();
+    let mut entered_at: std::collections::HashMap<(String, u32), String> = Default::default();
+    loop {
+        let (e, raw) = describe(client, id)?;
+        for ev in history(client, id)?.events {
+            if !seen.insert(ev.id) {
+                continue;
+            }
+            let indent = "  ".repeat(depth(&ev.scope) + 1);
+            let name = ev.details.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if ev.kind.ends_with("StateEntered") {
+                eprintln!("{indent}→ {name} ({})", ev.kind.trim_end_matches("StateEntered"));
+                entered_at.insert((ev.scope.clone(), ev.step), ev.timestamp.clone());
+            } else if ev.kind.ends_with("StateExited") {
+                eprintln!("{indent}✓ {name}");
+            } else if ev.kind.ends_with("Failed") || ev.kind.ends_with("TimedOut") {
+                let err = ev.details.get("error").and_then(Value::as_str).unwrap_or_default();
+                if !err.is_empty() {
+                    eprintln!("{indent}✗ {} {err}", ev.kind);
+                }
+            } else if ev.kind.ends_with("Scheduled") && ev.attempt > 0 {
+                eprintln!("{indent}↻ retry {} of {}", ev.attempt, ev.details["resource"].as_str().unwrap_or_default());
+            }
+        }
+        if e.status != "RUNNING" {
+            return Ok((e, raw));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
+    let client = Client::from_args(global)?;
+    match args.command {
+        WfCommand::Create { name, definition } => {
+            let body = json!({ "name": name, "definition": read_definition(&definition)? });
+            let (w, raw): (WorkflowView, _) = client.json(client.request(Method::POST, "/v1/workflows").json(&body))?;
+            show_workflow(global, w, &raw);
+        }
+        WfCommand::Update { name, definition, revision } => {
+            let body = json!({ "definition": read_definition(&definition)?, "revision": revision });
+            let path = format!("/v1/workflows/{}", segment(&name));
+            let (w, raw): (WorkflowView, _) = client.json(client.request(Method::PUT, &path).json(&body))?;
+            show_workflow(global, w, &raw);
+        }
+        WfCommand::Get { name } => {
+            let path = format!("/v1/workflows/{}", segment(&name));
+            let (w, raw): (WorkflowView, _) = client.json(client.request(Method::GET, &path))?;
+            show_workflow(global, w, &raw);
+        }
+        WfCommand::Ls => {
+            let (list, raw): (WorkflowList, _) = client.json(client.request(Method::GET, "/v1/workflows"))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+                return Ok(());
+            }
+            let mut t = table(&["NAME", "REVISION", "STATES", "UPDATED"]);
+            for w in list.workflows {
+                let states = w.definition.get("States").and_then(Value::as_object).map(|m| m.len()).unwrap_or(0);
+                t.add_row(vec![w.name, w.revision.to_string(), states.to_string(), w.updated_at]);
+            }
+            println!("{t}");
+        }
+        WfCommand::Rm { name } => {
+            client.send(client.request(Method::DELETE, &format!("/v1/workflows/{}", segment(&name))))?;
+            if global.output == Format::Table {
+                println!("workflow {name} deleted");
+            }
+        }
+        WfCommand::Start { name, start } => {
+            let path = format!("/v1/workflows/{}/executions", segment(&name));
+            let (e, raw): (ExecutionView, _) = client.json(client.request(Method::POST, &path).json(&start.body()?))?;
+            show_execution(global, &e, &raw);
+        }
+        WfCommand::Run { name, start } => {
+            let path = format!("/v1/workflows/{}/executions", segment(&name));
+            let (e, _): (ExecutionView, Value) =
+                client.json(client.request(Method::POST, &path).json(&start.body()?))?;
+            if global.output == Format::Table {
+                eprintln!("execution {} of {name}", e.id);
+            }
+            let (e, raw) = follow(&client, &e.id)?;
+            if global.output == Format::Json {
+                print_json(&raw);
+            } else if let Some(o) = &e.output {
+                println!("{}", serde_json::to_string_pretty(o).unwrap_or_default());
+                eprintln!("{} in {} ms", e.status, e.duration_ms.unwrap_or(0));
+            }
+            if e.status != "SUCCEEDED" {
+                bail!(
+                    "execution {} ended {}: {} {}",
+                    e.id,
+                    e.status,
+                    e.error.unwrap_or_default(),
+                    e.cause.unwrap_or_default()
+                );
+            }
+        }
+        WfCommand::Describe { id } => {
+            let (e, raw) = describe(&client, &id)?;
+            show_execution(global, &e, &raw);
+        }
+        WfCommand::History { id } => {
+            let path = format!("/v1/executions/{}/history", segment(&id));
+            let (h, raw): (HistoryView, _) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+                return Ok(());
+            }
+            let mut t = table(&["ID", "TIME", "TYPE", "WHERE", "DETAILS"]);
+            for ev in h.events {
+                let mut details = ev.details.to_string();
+                if details.len() > 80 {
+                    details.truncate(77);
+                    details.push_str("...");
+                }
+                let place =
+                    if ev.scope.is_empty() { format!("{}", ev.step) } else { format!("{}/{}", ev.scope, ev.step) };
+                t.add_row(vec![ev.id.to_string(), ev.timestamp, ev.kind, place, details]);
+            }
+            println!("{t}");
+        }
+        WfCommand::Stop { id, error, cause } => {
+            let path = format!("/v1/executions/{}/stop", segment(&id));
+            let body = json!({ "error": error, "cause": cause });
+            let (e, raw): (ExecutionView, _) = client.json(client.request(Method::POST, &path).json(&body))?;
+            show_execution(global, &e, &raw);
+        }
+        WfCommand::Executions { name, status, limit } => {
+            let mut path = format!("/v1/workflows/{}/executions?limit={limit}", segment(&name));
+            if let Some(s) = status {
+                path.push_str(&format!("&status={}", segment(&s)));
+            }
+            let (list, raw): (ExecutionList, _) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+                return Ok(());
+            }
+            let mut t = table(&["ID", "NAME", "STATUS", "STARTED", "DURATION"]);
+            for e in list.executions {
+                let d = e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default();
+                t.add_row(vec![e.id, e.name, e.status, e.started_at, d]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
