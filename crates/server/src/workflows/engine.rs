@@ -8,7 +8,7 @@
 //! Map iteration (`"<parent>/<step>:b<i>"`, `"<parent>/<step>:i<i>"`), the step counts states entered in that
 //! scope, the attempt counts tries of a task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,8 @@ struct Log {
     seq: u64,
     pending: Vec<HistoryEvent>,
     steps: HashMap<(String, u32), StepRecord>,
+    /// Map iterations whose end is recorded: (scope, step, index).
+    iterations_done: HashSet<(String, u32, u64)>,
 }
 
 impl Log {
@@ -81,6 +83,11 @@ impl Log {
             let text = |k: &str| details.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             let failure = Failure::new(text("error"), text("cause"));
             rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Err(failure)));
+        }
+        if kind == "MapIterationSucceeded" || kind == "MapIterationFailed" {
+            if let Some(i) = details.get("index").and_then(Value::as_u64) {
+                self.iterations_done.insert((e.scope.clone(), e.step, i));
+            }
         }
         self.seq = self.seq.max(e.seq);
     }
@@ -333,7 +340,9 @@ impl Run {
             Entry::Invoke { .. } => self.run_task(state, scope, step, &raw, entry, entered_ms).await,
             Entry::Parallel { input } => {
                 let Nested::Parallel(branches) = kind(state) else { return unreachable_state(state) };
-                self.push("ParallelStateStarted".into(), scope, step, 0, json!({}));
+                if entered_before.is_none() {
+                    self.push("ParallelStateStarted".into(), scope, step, 0, json!({}));
+                }
                 let runs = branches.iter().enumerate().map(|(i, b)| {
                     let child = format!("{scope}/{step}:b{i}");
                     self.run_scope(b, child, input.clone())
@@ -350,7 +359,9 @@ impl Run {
             }
             Entry::Map { items, max_concurrency, tolerated_failures } => {
                 let Nested::Map(processor) = kind(state) else { return unreachable_state(state) };
-                self.push("MapStateStarted".into(), scope, step, 0, json!({"length": items.len()}));
+                if entered_before.is_none() {
+                    self.push("MapStateStarted".into(), scope, step, 0, json!({"length": items.len()}));
+                }
                 let limit = if max_concurrency == 0 { UNLIMITED_MAP_CONCURRENCY } else { max_concurrency };
                 let slots = tokio::sync::Semaphore::new(limit);
                 let runs = items.into_iter().enumerate().map(|(i, item)| {
@@ -358,19 +369,21 @@ impl Run {
                     let child = format!("{scope}/{step}:i{i}");
                     async move {
                         let _permit = slots.acquire().await.map_err(|e| Stop::Record(RecordError(e.to_string())))?;
-                        self.push("MapIterationStarted".into(), scope, step, 0, json!({"index": i}));
-                        let r = self.run_scope(processor, child, item).await;
-                        match r {
-                            Ok(v) => {
-                                self.push("MapIterationSucceeded".into(), scope, step, 0, json!({"index": i}));
-                                Ok(Ok(v))
-                            }
-                            Err(Stop::Failed(f)) => {
-                                self.push("MapIterationFailed".into(), scope, step, 0, json!({"index": i}));
-                                Ok(Err(f))
-                            }
-                            Err(other) => Err(other),
+                        // A resumed iteration announced its start already.
+                        if !lock(&self.log).steps.contains_key(&(child.clone(), 0)) {
+                            self.push("MapIterationStarted".into(), scope, step, 0, json!({"index": i}));
                         }
+                        let r = self.run_scope(processor, child, item).await;
+                        let (kind, result) = match r {
+                            Ok(v) => ("MapIterationSucceeded", Ok(v)),
+                            Err(Stop::Failed(f)) => ("MapIterationFailed", Err(f)),
+                            Err(other) => return Err(other),
+                        };
+                        let known = lock(&self.log).iterations_done.contains(&(scope.to_string(), step, i as u64));
+                        if !known {
+                            self.push(kind.into(), scope, step, 0, json!({"index": i}));
+                        }
+                        Ok(result)
                     }
                 });
                 let results: Vec<Result<Value, Failure>> = futures_util::future::try_join_all(runs).await?;
@@ -584,4 +597,52 @@ fn unreachable_state<T>(state: &State) -> Result<T, Stop> {
 /// Step Functions' execution ARN.
 pub fn execution_arn(region: &str, e: &ExecutionRecord) -> String {
     format!("arn:aws:states:{region}:{}:execution:{}:{}", e.account, e.workflow, e.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, kind: &str, scope: &str, step: u32, attempt: u32, details: Value) -> HistoryEvent {
+        HistoryEvent {
+            seq,
+            timestamp_ms: 1000 + seq as i64,
+            kind: kind.into(),
+            scope: scope.into(),
+            step,
+            attempt,
+            details: details.to_string(),
+        }
+    }
+
+    /// The replay index is what lets a restarted engine skip finished work; check what it learns.
+    #[test]
+    fn the_history_index_knows_what_finished() {
+        let mut log = Log::default();
+        let history = [
+            event(1, "ExecutionStarted", "", 0, 0, json!({"input": {}})),
+            event(2, "TaskStateEntered", "", 0, 0, json!({"name": "T", "input": {}})),
+            event(3, "LambdaFunctionScheduled", "", 0, 0, json!({"input": {"a": 1}})),
+            event(4, "LambdaFunctionFailed", "", 0, 0, json!({"error": "E", "cause": "c"})),
+            event(5, "LambdaFunctionScheduled", "", 0, 1, json!({"input": {"a": 1}})),
+            event(6, "LambdaFunctionSucceeded", "", 0, 1, json!({"output": 7})),
+            event(7, "TaskStateExited", "", 0, 0, json!({"name": "T", "output": 7, "next": "W"})),
+            event(8, "WaitStateEntered", "", 1, 0, json!({"name": "W", "input": 7, "waitUntilMs": 99})),
+            event(9, "MapIterationSucceeded", "/2:i3", 0, 0, json!({"index": 4})),
+            event(10, "TaskScheduled", "/2:i3", 0, 0, json!({"input": 1})),
+        ];
+        for e in &history {
+            log.index(e);
+        }
+        assert_eq!(log.seq, 10);
+        let t = &log.steps[&(String::new(), 0)];
+        assert_eq!(t.exited, Some((json!(7), Some("W".into()))));
+        assert_eq!(t.attempts[&0].result.as_ref().map(|r| r.1.clone()), Some(Err(Failure::new("E", "c"))));
+        assert_eq!(t.attempts[&1].result.as_ref().map(|r| r.1.clone()), Some(Ok(json!(7))));
+        let w = &log.steps[&(String::new(), 1)];
+        assert_eq!((w.entered_ms, w.wait_until_ms, w.exited.is_none()), (Some(1008), Some(99), true));
+        let in_flight = &log.steps[&("/2:i3".to_string(), 0)].attempts[&0];
+        assert_eq!((in_flight.payload.clone(), in_flight.result.is_none()), (Some(json!(1)), true));
+        assert!(log.iterations_done.contains(&("/2:i3".to_string(), 0, 4)));
+    }
 }
