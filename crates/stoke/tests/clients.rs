@@ -37,6 +37,31 @@ fn boto3_drives_the_lambda_api() {
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 
+#[test]
+fn boto3_drives_the_step_functions_api() {
+    if !present_or_skip(python_has("boto3"), "boto3", "boto3 Step Functions test") {
+        return;
+    }
+    let s = TestServer::start();
+    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients/boto3_states.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .env("STOKE_ENDPOINT", &s.url)
+        .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
+        .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
+        .env("STOKE_ACCOUNT", &s.account_id)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "boto3 script failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
 /// The Python interpreter that has `module`, resolved past version-manager shims.
 fn python_with(module: &str) -> Option<String> {
     let out =

@@ -123,9 +123,9 @@ type LambdaResult<T> = Result<T, LambdaError>;
 
 /// A SigV4-verified request: who signed it, and its body.
 pub struct Signed {
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
+    pub(crate) caller: Caller,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl FromRequest<AppState> for Signed {

@@ -8,6 +8,7 @@ mod functions;
 pub mod invoke;
 pub mod lambda;
 pub mod openapi;
+pub mod states;
 pub mod triggers;
 pub mod views;
 pub mod workflows;
@@ -81,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}/history", get(workflows::history))
         .route("/executions/{id}/stop", post(workflows::stop));
     Router::new()
+        .route("/", post(states::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)

@@ -1,0 +1,401 @@
+//! The Step Functions JSON 1.0 API (`POST /` with `X-Amz-Target: AWSStepFunctions.<Operation>`), so
+//! `boto3.client("stepfunctions", endpoint_url=…)` and `aws stepfunctions --endpoint-url …` drive workflows
+//! unchanged. A thin adapter over the same `Workflows` service as `/v1`; SigV4-authenticated.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, WorkflowRecord};
+
+use super::lambda::Signed;
+use super::AppState;
+use crate::workflows::engine::execution_arn;
+use crate::workflows::{WorkflowError, Workflows};
+
+/// A Step Functions error: `__type` names it (botocore reads it as the error code).
+#[derive(Debug)]
+pub struct StatesError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl StatesError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        StatesError { status: StatusCode::BAD_REQUEST, kind, message: message.into() }
+    }
+}
+
+impl IntoResponse for StatesError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({"__type": self.kind, "message": self.message}))).into_response();
+        resp.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
+        resp
+    }
+}
+
+impl From<WorkflowError> for StatesError {
+    fn from(e: WorkflowError) -> Self {
+        let message = e.to_string();
+        match e {
+            WorkflowError::InvalidDefinition(_) => Self::new("InvalidDefinition", message),
+            WorkflowError::InvalidInput { field: "input", .. } => Self::new("InvalidExecutionInput", message),
+            WorkflowError::InvalidInput { .. } => Self::new("InvalidName", message),
+            WorkflowError::WorkflowNotFound(_) => Self::new("StateMachineDoesNotExist", message),
+            WorkflowError::ExecutionNotFound(_) => Self::new("ExecutionDoesNotExist", message),
+            WorkflowError::Exists(m) if m.contains("execution") => Self::new("ExecutionAlreadyExists", m),
+            WorkflowError::Exists(m) => Self::new("StateMachineAlreadyExists", m),
+            WorkflowError::ConcurrentModification(m) => Self::new("ConflictException", m),
+            WorkflowError::NotRunning(m) => Self::new("ValidationException", m),
+            WorkflowError::Store(_) => {
+                StatesError { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "ServiceException", message }
+            }
+        }
+    }
+}
+
+type StatesResult = Result<Json<Value>, StatesError>;
+
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn str_field<'a>(body: &'a Value, field: &str) -> Result<&'a str, StatesError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| StatesError::new("ValidationException", format!("the request needs {field} (a string)")))
+}
+
+fn machine_arn(region: &str, w: &WorkflowRecord) -> String {
+    format!("arn:aws:states:{region}:{}:stateMachine:{}", w.account, w.name)
+}
+
+/// The state machine name an ARN (or a bare name) refers to.
+fn machine_name(arn: &str) -> Result<String, StatesError> {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        [name] => Ok(name.to_string()),
+        ["arn", _, "states", _, _, "stateMachine", name] => Ok(name.to_string()),
+        _ => Err(StatesError::new(
+            "InvalidArn",
+            format!("{arn:?} is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"),
+        )),
+    }
+}
+
+/// The (state machine, execution) names an execution ARN refers to.
+fn execution_names(arn: &str) -> Result<(String, String), StatesError> {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "states", _, _, "execution", machine, name] => Ok((machine.to_string(), name.to_string())),
+        _ => Err(StatesError::new(
+            "InvalidArn",
+            format!("{arn:?} is not an execution ARN (arn:aws:states:<region>:<account>:execution:<machine>:<name>)"),
+        )),
+    }
+}
+
+fn describe_execution(region: &str, e: &ExecutionRecord) -> Value {
+    let mut v = json!({
+        "executionArn": execution_arn(region, e),
+        "stateMachineArn": format!("arn:aws:states:{region}:{}:stateMachine:{}", e.account, e.workflow),
+        "name": e.name,
+        "status": e.status.as_str(),
+        "startDate": seconds(e.started_ms),
+        "input": e.input,
+        "inputDetails": {"included": true},
+    });
+    if let Some(s) = e.stopped_ms {
+        v["stopDate"] = json!(seconds(s));
+    }
+    if let Some(o) = &e.output {
+        v["output"] = json!(o);
+        v["outputDetails"] = json!({"included": true});
+    }
+    if let Some(err) = &e.error {
+        v["error"] = json!(err);
+    }
+    if let Some(c) = &e.cause {
+        v["cause"] = json!(c);
+    }
+    v
+}
+
+/// A history event in Step Functions' shape: JSON documents travel as strings, details under a key named
+/// after the event type.
+fn history_event(h: &HistoryEvent, region: &str) -> Value {
+    let d: Value = serde_json::from_str(&h.details).unwrap_or(Value::Null);
+    let text = |k: &str| d.get(k).map(|v| v.to_string()).unwrap_or_else(|| "null".into());
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = h.kind.as_str();
+    let details = if kind == "ExecutionStarted" {
+        Some(("executionStartedEventDetails", json!({"input": text("input"), "roleArn": ""})))
+    } else if kind.ends_with("StateEntered") {
+        Some(("stateEnteredEventDetails", json!({"name": s("name"), "input": text("input")})))
+    } else if kind.ends_with("StateExited") {
+        Some(("stateExitedEventDetails", json!({"name": s("name"), "output": text("output")})))
+    } else {
+        match kind {
+            "LambdaFunctionScheduled" => Some((
+                "lambdaFunctionScheduledEventDetails",
+                json!({"resource": s("resource"), "input": text("input"), "timeoutInSeconds": d["timeoutInSeconds"]}),
+            )),
+            "LambdaFunctionSucceeded" => {
+                Some(("lambdaFunctionSucceededEventDetails", json!({"output": text("output")})))
+            }
+            "LambdaFunctionFailed" => {
+                Some(("lambdaFunctionFailedEventDetails", json!({"error": s("error"), "cause": s("cause")})))
+            }
+            "LambdaFunctionTimedOut" => {
+                Some(("lambdaFunctionTimedOutEventDetails", json!({"error": s("error"), "cause": s("cause")})))
+            }
+            "TaskScheduled" => Some((
+                "taskScheduledEventDetails",
+                json!({"resourceType": "lambda", "resource": "invoke", "region": region,
+                       "parameters": text("input"), "timeoutInSeconds": d["timeoutInSeconds"]}),
+            )),
+            "TaskSucceeded" => Some((
+                "taskSucceededEventDetails",
+                json!({"resourceType": "lambda", "resource": "invoke", "output": text("output")}),
+            )),
+            "TaskFailed" | "TaskTimedOut" => Some((
+                if kind == "TaskFailed" { "taskFailedEventDetails" } else { "taskTimedOutEventDetails" },
+                json!({"resourceType": "lambda", "resource": "invoke", "error": s("error"), "cause": s("cause")}),
+            )),
+            "MapStateStarted" => Some(("mapStateStartedEventDetails", json!({"length": d["length"]}))),
+            "MapIterationStarted" | "MapIterationSucceeded" | "MapIterationFailed" => {
+                let key = match kind {
+                    "MapIterationStarted" => "mapIterationStartedEventDetails",
+                    "MapIterationSucceeded" => "mapIterationSucceededEventDetails",
+                    _ => "mapIterationFailedEventDetails",
+                };
+                Some((key, json!({"index": d["index"]})))
+            }
+            "ExecutionSucceeded" => Some(("executionSucceededEventDetails", json!({"output": text("output")}))),
+            "ExecutionFailed" | "ExecutionAborted" | "ExecutionTimedOut" => {
+                let key = match kind {
+                    "ExecutionFailed" => "executionFailedEventDetails",
+                    "ExecutionAborted" => "executionAbortedEventDetails",
+                    _ => "executionTimedOutEventDetails",
+                };
+                let mut v = json!({});
+                for k in ["error", "cause"] {
+                    if let Some(x) = d.get(k).and_then(Value::as_str) {
+                        v[k] = json!(x);
+                    }
+                }
+                Some((key, v))
+            }
+            _ => None,
+        }
+    };
+    let mut v = json!({
+        "timestamp": seconds(h.timestamp_ms),
+        "type": h.kind,
+        "id": h.seq,
+        "previousEventId": h.seq.saturating_sub(1),
+    });
+    if let Some((key, details)) = details {
+        v[key] = details;
+    }
+    v
+}
+
+/// Pages of up to `maxResults` (default 100, at most 1000) with an opaque `nextToken` (an offset).
+fn page(body: &Value) -> Result<(usize, usize), StatesError> {
+    let max = match body.get("maxResults").and_then(Value::as_u64) {
+        None | Some(0) => 100,
+        Some(n) if n <= 1000 => n as usize,
+        Some(n) => return Err(StatesError::new("ValidationException", format!("maxResults is at most 1000, got {n}"))),
+    };
+    let offset = match body.get("nextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(t) => t
+            .parse()
+            .map_err(|_| StatesError::new("InvalidToken", format!("nextToken {t:?} is not one this server gave")))?,
+    };
+    Ok((offset, max))
+}
+
+/// `POST /`: dispatches on `X-Amz-Target`.
+pub async fn dispatch(State(s): State<AppState>, req: Signed) -> Result<Response, StatesError> {
+    let target = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let Some(operation) = target.strip_prefix("AWSStepFunctions.") else {
+        return Err(StatesError::new(
+            "UnknownOperationException",
+            format!("X-Amz-Target {target:?} is not a Step Functions operation (AWSStepFunctions.<Operation>)"),
+        ));
+    };
+    let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| StatesError::new("SerializationException", format!("the request body is not JSON: {e}")))?
+    };
+    let account = req.caller.account.id.clone();
+    let wf = s.workflows.clone();
+    let region = s.region.clone();
+    let op = operation.to_string();
+    if op == "StartSyncExecution" {
+        return Ok(start_sync(&s.workflows, &account, &region, &body).await?.into_response());
+    }
+    let out = tokio::task::spawn_blocking(move || operation_blocking(&wf, &account, &region, &op, &body))
+        .await
+        .map_err(|e| StatesError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "ServiceException",
+            message: e.to_string(),
+        })??;
+    let mut resp = out.into_response();
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
+    Ok(resp)
+}
+
+async fn start_sync(
+    wf: &std::sync::Arc<Workflows>,
+    account: &stoke_core::AccountId,
+    region: &str,
+    body: &Value,
+) -> StatesResult {
+    let name = machine_name(str_field(body, "stateMachineArn")?)?;
+    let input = body.get("input").and_then(Value::as_str).map(String::from);
+    let exec_name = body.get("name").and_then(Value::as_str).map(String::from);
+    let started = wf.start(account, &name, exec_name.as_deref(), input.as_deref())?;
+    wf.wait(&started.id).await;
+    let e = wf.describe(account, &started.id)?;
+    Ok(Json(describe_execution(region, &e)))
+}
+
+fn operation_blocking(
+    wf: &std::sync::Arc<Workflows>,
+    account: &stoke_core::AccountId,
+    region: &str,
+    op: &str,
+    body: &Value,
+) -> StatesResult {
+    let definition = |body: &Value| -> Result<String, StatesError> {
+        match body.get("definition") {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => {
+                Err(StatesError::new("ValidationException", "the request needs definition (the ASL JSON as a string)"))
+            }
+        }
+    };
+    let execution = |body: &Value| -> Result<ExecutionRecord, StatesError> {
+        let (machine, name) = execution_names(str_field(body, "executionArn")?)?;
+        Ok(wf.find(account, &machine, &name)?)
+    };
+    Ok(Json(match op {
+        "CreateStateMachine" => {
+            let w = wf.create(account, str_field(body, "name")?, &definition(body)?)?;
+            json!({"stateMachineArn": machine_arn(region, &w), "creationDate": seconds(w.created_ms)})
+        }
+        "DescribeStateMachine" => {
+            let w = wf.get(account, &machine_name(str_field(body, "stateMachineArn")?)?)?;
+            json!({"stateMachineArn": machine_arn(region, &w), "name": w.name, "status": "ACTIVE",
+                   "definition": w.definition, "roleArn": "", "type": "STANDARD",
+                   "creationDate": seconds(w.created_ms), "revisionId": w.revision.to_string()})
+        }
+        "ListStateMachines" => {
+            let (offset, max) = page(body)?;
+            let all = wf.list(account)?;
+            let items: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(max)
+                .map(|w| {
+                    json!({"stateMachineArn": machine_arn(region, w), "name": w.name, "type": "STANDARD",
+                                "creationDate": seconds(w.created_ms)})
+                })
+                .collect();
+            let mut v = json!({"stateMachines": items});
+            if offset + max < all.len() {
+                v["nextToken"] = json!((offset + max).to_string());
+            }
+            v
+        }
+        "UpdateStateMachine" => {
+            let name = machine_name(str_field(body, "stateMachineArn")?)?;
+            let w = wf.update(account, &name, &definition(body)?, None)?;
+            json!({"updateDate": seconds(w.updated_ms), "revisionId": w.revision.to_string()})
+        }
+        "DeleteStateMachine" => {
+            match wf.delete(account, &machine_name(str_field(body, "stateMachineArn")?)?) {
+                Ok(()) | Err(WorkflowError::WorkflowNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            json!({})
+        }
+        "StartExecution" => {
+            let name = machine_name(str_field(body, "stateMachineArn")?)?;
+            let input = body.get("input").and_then(Value::as_str);
+            let e = wf.start(account, &name, body.get("name").and_then(Value::as_str), input)?;
+            json!({"executionArn": execution_arn(region, &e), "startDate": seconds(e.started_ms)})
+        }
+        "DescribeExecution" => describe_execution(region, &execution(body)?),
+        "StopExecution" => {
+            let e = execution(body)?;
+            let stopped = wf.stop(
+                account,
+                &e.id,
+                body.get("error").and_then(Value::as_str),
+                body.get("cause").and_then(Value::as_str),
+            )?;
+            json!({"stopDate": seconds(stopped.stopped_ms.unwrap_or(stopped.started_ms))})
+        }
+        "ListExecutions" => {
+            let name = machine_name(str_field(body, "stateMachineArn")?)?;
+            let status = match body.get("statusFilter").and_then(Value::as_str) {
+                None => None,
+                Some(t) => Some(ExecutionStatus::parse(t).ok_or_else(|| {
+                    StatesError::new("ValidationException", format!("statusFilter {t:?} is not a known status"))
+                })?),
+            };
+            let (offset, max) = page(body)?;
+            let all = wf.executions(account, Some(&name), status, None, offset + max + 1)?;
+            let items: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(max)
+                .map(|e| {
+                    let mut v = describe_execution(region, e);
+                    for k in ["input", "inputDetails", "output", "outputDetails", "error", "cause"] {
+                        if let Some(m) = v.as_object_mut() {
+                            m.remove(k);
+                        }
+                    }
+                    v
+                })
+                .collect();
+            let mut v = json!({"executions": items});
+            if all.len() > offset + max {
+                v["nextToken"] = json!((offset + max).to_string());
+            }
+            v
+        }
+        "GetExecutionHistory" => {
+            let e = execution(body)?;
+            let (offset, max) = page(body)?;
+            let mut events = wf.history(account, &e.id)?;
+            if body.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
+                events.reverse();
+            }
+            let items: Vec<Value> = events.iter().skip(offset).take(max).map(|h| history_event(h, region)).collect();
+            let mut v = json!({"events": items});
+            if events.len() > offset + max {
+                v["nextToken"] = json!((offset + max).to_string());
+            }
+            v
+        }
+        other => {
+            return Err(StatesError::new(
+                "UnknownOperationException",
+                format!(
+                    "{other} is not supported; stoke serves CreateStateMachine, DescribeStateMachine, \
+                     ListStateMachines, UpdateStateMachine, DeleteStateMachine, StartExecution, StartSyncExecution, \
+                     DescribeExecution, StopExecution, ListExecutions and GetExecutionHistory"
+                ),
+            ))
+        }
+    }))
+}
