@@ -364,3 +364,54 @@ fn cli_creates_runs_and_follows_workflows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const ECHO: &str = "def handler(event, context):\n    return event\n";
+const RAISE: &str = r#"
+import builtins
+def handler(event, context):
+    raise getattr(builtins, event["raise"])("raised on purpose")
+"#;
+
+/// Every state machine in `tests/asl-corpus/` runs each of its cases against a real server and ends with
+/// the expected output or error. The corpus covers every state type, the processing order, paths,
+/// templates, intrinsics, Choice operators, Retry/Catch, Parallel and Map semantics.
+#[test]
+fn the_corpus_of_state_machines_gives_the_expected_results() {
+    let s = TestServer::start();
+    python_fn(&s, "echo", ECHO, json!({}));
+    python_fn(&s, "fail", RAISE, json!({}));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/asl-corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 40, "the corpus has {} machines", files.len());
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for file in &files {
+        let name = file.file_stem().unwrap().to_string_lossy().replace('.', "-");
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let (status, body) = s.post("/v1/workflows", json!({"name": name, "definition": doc["definition"]}));
+        if status != 201 {
+            failures.push(format!("{name}: not accepted: {body}"));
+            continue;
+        }
+        for case in doc["cases"].as_array().unwrap() {
+            cases += 1;
+            let e = run(&s, &name, case["input"].clone());
+            let got = match e["status"].as_str() {
+                Some("SUCCEEDED") => Ok(e["output"].clone()),
+                _ => Err((e["error"].clone(), e["cause"].as_str().unwrap_or_default().to_string())),
+            };
+            let ok = match (&got, case.get("output"), case.get("error")) {
+                (Ok(out), Some(want), None) => out == want,
+                (Err((error, cause)), None, Some(want)) => {
+                    error == want && case["cause_contains"].as_str().is_none_or(|c| cause.contains(c))
+                }
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!("{name} with input {}: got {got:?}, wanted {case}", case["input"]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
+}
