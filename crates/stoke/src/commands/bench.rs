@@ -35,6 +35,10 @@ pub struct Args {
     /// Cold starts measured per sandbox and runtime (each on a new function), interleaved across sandboxes.
     #[arg(long, default_value_t = 15, value_name = "N")]
     cold: usize,
+    /// Workflow executions measured per kind (sync runs, interleaved): a 20-Pass chain, one Pass, one Task,
+    /// and the Task's function invoked directly.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    workflows: usize,
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -361,6 +365,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("{t}");
 
+    let workflow_rows =
+        if args.workflows > 0 { workflow_bench(&http, &endpoint, &key, args.workflows)? } else { vec![] };
+
     let mut cold_rows = Vec::new();
     if args.cold > 0 {
         // The main server runs the default sandbox (lean as root); a second one runs plain processes.
@@ -390,9 +397,94 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::write(
             &path,
             serde_json::to_vec_pretty(
-                &json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "cold": cold_rows}),
+                &json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "cold": cold_rows,
+                        "workflows": workflow_rows}),
             )?,
         )?;
     }
     Ok(())
+}
+
+/// Workflow executions end to end (`POST /v1/workflows/{name}/run`) and as the engine sees them (the
+/// execution's own start-to-stop time), next to a direct invocation of the same function.
+fn workflow_bench(
+    http: &reqwest::blocking::Client,
+    endpoint: &str,
+    key: &str,
+    n: usize,
+) -> Result<Vec<serde_json::Value>> {
+    let chain: serde_json::Map<String, serde_json::Value> = (1..=20)
+        .map(|i| {
+            let next = if i < 20 {
+                json!({"Type": "Pass", "Next": format!("P{}", i + 1)})
+            } else {
+                json!({"Type": "Pass", "End": true})
+            };
+            (format!("P{i}"), next)
+        })
+        .collect();
+    let workflows = [
+        ("pass-chain", json!({"StartAt": "P1", "States": chain})),
+        ("one-pass", json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}})),
+        ("one-task", json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "rust-noop", "End": true}}})),
+    ];
+    for (name, definition) in &workflows {
+        let r = http
+            .post(format!("{endpoint}/v1/workflows"))
+            .bearer_auth(key)
+            .json(&json!({"name": name, "definition": definition}))
+            .send()?;
+        if !r.status().is_success() {
+            bail!("cannot create workflow {name}: {}", r.text()?);
+        }
+    }
+    let kinds = [
+        ("rust no-op invoked directly", format!("{endpoint}/v1/functions/rust-noop/invoke")),
+        ("workflow: 1 Task (rust no-op)", format!("{endpoint}/v1/workflows/one-task/run")),
+        ("workflow: 1 Pass", format!("{endpoint}/v1/workflows/one-pass/run")),
+        ("workflow: 20 Pass states", format!("{endpoint}/v1/workflows/pass-chain/run")),
+    ];
+    let mut e2e = vec![Vec::new(); kinds.len()];
+    let mut engine = vec![Vec::new(); kinds.len()];
+    eprintln!("workflows: {n} runs per kind");
+    for _ in 0..n {
+        for (i, (_, url)) in kinds.iter().enumerate() {
+            let body = if i == 0 { json!({"noop": 1}) } else { json!({"input": {"noop": 1}}) };
+            let t = Instant::now();
+            let r = http.post(url).bearer_auth(key).json(&body).send()?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if !r.status().is_success() {
+                bail!("{url}: {}", r.text()?);
+            }
+            if i > 0 {
+                let v: serde_json::Value = r.json()?;
+                if v["status"] != "SUCCEEDED" {
+                    bail!("{url}: the execution ended {}", v["status"]);
+                }
+                engine[i].push(v["duration_ms"].as_f64().unwrap_or(0.0));
+            }
+            e2e[i].push(ms);
+        }
+    }
+    let mut t =
+        table(&["workflow", "end to end p50 ms [min-max]", "p90 ms", "in the engine p50 ms", "vs direct invoke"]);
+    let direct = spread(&mut e2e[0].clone()).0;
+    let mut rows = Vec::new();
+    for (i, (name, _)) in kinds.iter().enumerate() {
+        let mut sorted = e2e[i].clone();
+        sorted.sort_by(f64::total_cmp);
+        let p90 = sorted[((sorted.len() - 1) as f64 * 0.9).round() as usize];
+        let (p50, lo, hi) = spread(&mut e2e[i]);
+        let engine_p50 = if i == 0 { None } else { Some(spread(&mut engine[i]).0) };
+        t.add_row(vec![
+            name.to_string(),
+            format!("{p50:.2} [{lo:.2}-{hi:.2}]"),
+            format!("{p90:.2}"),
+            engine_p50.map(|e| format!("{e:.0}")).unwrap_or_else(|| "—".into()),
+            format!("{:.2}×", p50 / direct),
+        ]);
+        rows.push(json!({"kind": name, "p50_ms": p50, "min_ms": lo, "max_ms": hi, "p90_ms": p90, "engine_p50_ms": engine_p50}));
+    }
+    println!("{t}");
+    Ok(rows)
 }
