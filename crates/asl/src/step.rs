@@ -53,8 +53,16 @@ pub enum Entry {
     Failed(Failure),
     /// Wait until a moment (nanoseconds since the epoch), then `Done`.
     WaitUntil { until_ns: i128, output: Value, next: Option<String> },
-    /// Invoke a function with this payload, within this many seconds.
-    Invoke { function: String, qualifier: Option<String>, payload: Value, timeout_seconds: u64, wrap: bool },
+    /// Invoke a function with this payload, within `timeout_seconds` (`States.Timeout`). A function sends
+    /// no heartbeats, so a `heartbeat_seconds` below the timeout ends the task then (`States.HeartbeatTimeout`).
+    Invoke {
+        function: String,
+        qualifier: Option<String>,
+        payload: Value,
+        timeout_seconds: u64,
+        heartbeat_seconds: Option<u64>,
+        wrap: bool,
+    },
     /// Run every branch with this input; the results array goes to [`finish`].
     Parallel { input: Value },
     /// Run the item processor once per item (inputs already shaped by ItemSelector).
@@ -196,20 +204,24 @@ fn enter_inner(
         StateKind::Task(t) => {
             let input = input_path(state, raw)?;
             let effective = parameters(&t.processing, &input, &ctx, entropy)?;
-            let timeout_seconds = match &t.timeout {
-                Seconds::Fixed(s) => *s,
-                Seconds::Path(p) => {
-                    p.get(&input).ok().and_then(|v| v.as_u64()).filter(|s| *s > 0).ok_or_else(|| {
-                        runtime(format!("TimeoutSecondsPath {} does not select a positive integer", p.as_str()))
-                    })?
-                }
+            let seconds = |s: &Seconds, field: &str| match s {
+                Seconds::Fixed(s) => Ok(*s),
+                Seconds::Path(p) => p
+                    .get(&input)
+                    .ok()
+                    .and_then(|v| v.as_u64())
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| runtime(format!("{field} {} does not select a positive integer", p.as_str()))),
             };
+            let timeout_seconds = seconds(&t.timeout, "TimeoutSecondsPath")?;
+            let heartbeat_seconds = t.heartbeat.as_ref().map(|h| seconds(h, "HeartbeatSecondsPath")).transpose()?;
             match &t.resource {
                 Resource::Function(r) => Ok(Entry::Invoke {
                     function: r.clone(),
                     qualifier: None,
                     payload: effective,
                     timeout_seconds,
+                    heartbeat_seconds,
                     wrap: false,
                 }),
                 Resource::LambdaInvoke => {
@@ -226,6 +238,7 @@ fn enter_inner(
                         qualifier,
                         payload,
                         timeout_seconds,
+                        heartbeat_seconds,
                         wrap: true,
                     })
                 }

@@ -179,6 +179,14 @@ fn timeouts_and_stop_end_executions() {
 
     create_workflow(
         &s,
+        "heartbeat",
+        json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "sleepy",
+            "TimeoutSeconds": 20, "HeartbeatSeconds": 1, "End": true}}}),
+    );
+    let e = run(&s, "heartbeat", json!({"s": 5}));
+    assert_eq!((e["status"].as_str(), e["error"].as_str()), (Some("FAILED"), Some("States.HeartbeatTimeout")), "{e}");
+    create_workflow(
+        &s,
         "machine-timeout",
         json!({"TimeoutSeconds": 1, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 30, "End": true}}}),
     );

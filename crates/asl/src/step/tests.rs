@@ -69,7 +69,7 @@ fn wait_computes_the_deadline() {
 #[test]
 fn tasks_build_payloads_and_lambda_invoke_unwraps() {
     let s = state(
-        json!({"Type": "Task", "Resource": "fn:live", "Parameters": {"id.$": "$.id"}, "TimeoutSeconds": 9, "End": true}),
+        json!({"Type": "Task", "Resource": "fn:live", "Parameters": {"id.$": "$.id"}, "TimeoutSeconds": 9, "HeartbeatSeconds": 2, "End": true}),
     );
     assert_eq!(
         enter_with(&s, json!({"id": 1})),
@@ -78,6 +78,7 @@ fn tasks_build_payloads_and_lambda_invoke_unwraps() {
             qualifier: None,
             payload: json!({"id": 1}),
             timeout_seconds: 9,
+            heartbeat_seconds: Some(2),
             wrap: false
         }
     );
@@ -90,6 +91,7 @@ fn tasks_build_payloads_and_lambda_invoke_unwraps() {
             qualifier: Some("3".into()),
             payload: json!({"id": 1}),
             timeout_seconds: 60,
+            heartbeat_seconds: None,
             wrap: true
         }
     );

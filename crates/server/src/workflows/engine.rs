@@ -426,7 +426,7 @@ impl Run {
         entry: Entry,
         entered_ms: i64,
     ) -> Result<(Value, Option<String>), Stop> {
-        let Entry::Invoke { function, qualifier, payload, timeout_seconds, wrap } = entry else {
+        let Entry::Invoke { function, qualifier, payload, timeout_seconds, heartbeat_seconds, wrap } = entry else {
             return unreachable_state(state);
         };
         let key = (scope.to_string(), step);
@@ -461,10 +461,17 @@ impl Run {
                         );
                     }
                     self.flush(None).await.map_err(Stop::Record)?;
-                    let result = self.invoke(&reference, &payload, timeout_seconds, wrap).await;
+                    let limit = match heartbeat_seconds {
+                        Some(h) if h < timeout_seconds => (h, stoke_asl::errors::HEARTBEAT_TIMEOUT, "HeartbeatSeconds"),
+                        _ => (timeout_seconds, stoke_asl::errors::TIMEOUT, "TimeoutSeconds"),
+                    };
+                    let result = self.invoke(&reference, &payload, limit, wrap).await;
                     let (kind, details) = match &result {
                         Ok(out) => (format!("{prefix}Succeeded"), json!({"output": out})),
-                        Err(f) if f.error == stoke_asl::errors::TIMEOUT => {
+                        Err(f)
+                            if f.error == stoke_asl::errors::TIMEOUT
+                                || f.error == stoke_asl::errors::HEARTBEAT_TIMEOUT =>
+                        {
                             (format!("{prefix}TimedOut"), json!({"error": f.error, "cause": f.cause}))
                         }
                         Err(f) => (format!("{prefix}Failed"), json!({"error": f.error, "cause": f.cause})),
@@ -495,7 +502,7 @@ impl Run {
         &self,
         reference: &str,
         payload: &Value,
-        timeout_seconds: u64,
+        (limit_seconds, timeout_error, field): (u64, &str, &str),
         wrap: bool,
     ) -> Result<Value, Failure> {
         let req = InvokeRequest {
@@ -505,11 +512,11 @@ impl Run {
             request_id: None,
         };
         let call = self.invoker.invoke(&self.record.account, reference, req);
-        let (result, version) = match tokio::time::timeout(Duration::from_secs(timeout_seconds), call).await {
+        let (result, version) = match tokio::time::timeout(Duration::from_secs(limit_seconds), call).await {
             Err(_) => {
                 return Err(Failure::new(
-                    stoke_asl::errors::TIMEOUT,
-                    format!("the task did not finish within {timeout_seconds} s (TimeoutSeconds)"),
+                    timeout_error,
+                    format!("the task did not finish within {limit_seconds} s ({field})"),
                 ))
             }
             Ok(Err(e)) => return Err(invoke_failure(e)),
