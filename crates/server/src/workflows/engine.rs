@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use stoke_asl::definition::Machine;
 use stoke_asl::retry::{next_retry, Attempts};
 use stoke_asl::step::{self, Context, Entry, Outcome};
-use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State};
+use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
 use stoke_core::time::format_rfc3339;
 use stoke_scheduler::{InvokeError, InvokeRequest};
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store};
@@ -91,14 +91,6 @@ impl Log {
         }
         self.seq = self.seq.max(e.seq);
     }
-}
-
-/// How an execution ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
-    Succeeded(Value),
-    Failed(Failure),
-    TimedOut,
 }
 
 /// One execution being driven.
@@ -206,16 +198,10 @@ impl Run {
         execution_arn(&self.region, &self.record)
     }
 
-    /// Drives the execution to its end and records it. Honours the machine's `TimeoutSeconds` from the
-    /// execution's start, also across restarts.
-    pub async fn drive(self: Arc<Self>) -> Result<Ending, RecordError> {
-        {
-            let log = lock(&self.log);
-            if log.seq == 0 {
-                drop(log);
-                self.push("ExecutionStarted".into(), "", 0, 0, json!({"input": self.input}));
-            }
-        }
+    /// Drives the execution to its end and records it (the status is in the store). Honours the machine's
+    /// `TimeoutSeconds` from the execution's start, also across restarts. `ExecutionStarted` is in the
+    /// history already: it is written with the execution's row.
+    pub async fn drive(self: Arc<Self>) -> Result<(), RecordError> {
         let machine = &self.definition.machine;
         let run = self.run_scope(machine, String::new(), self.input.clone());
         let result = match self.definition.timeout_seconds {
@@ -231,31 +217,27 @@ impl Run {
         };
         let mut record = self.record.clone();
         record.stopped_ms = Some(now_ms());
-        let ending = match result {
+        match result {
             Ok(output) => {
                 record.status = ExecutionStatus::Succeeded;
                 record.output = Some(output.to_string());
                 self.push("ExecutionSucceeded".into(), "", 0, 0, json!({"output": output}));
-                Ending::Succeeded(output)
             }
             Err(Stop::Failed(f)) => {
                 record.status = ExecutionStatus::Failed;
                 record.error = Some(f.error.clone());
                 record.cause = Some(f.cause.clone());
                 self.push("ExecutionFailed".into(), "", 0, 0, json!({"error": f.error, "cause": f.cause}));
-                Ending::Failed(f)
             }
             Err(Stop::TimedOut) => {
                 record.status = ExecutionStatus::TimedOut;
                 record.error = Some(stoke_asl::errors::TIMEOUT.into());
                 record.cause = Some("the execution ran longer than the machine's TimeoutSeconds".into());
                 self.push("ExecutionTimedOut".into(), "", 0, 0, json!({"error": record.error, "cause": record.cause}));
-                Ending::TimedOut
             }
             Err(Stop::Record(e)) => return Err(e),
-        };
-        self.flush(Some(record)).await?;
-        Ok(ending)
+        }
+        self.flush(Some(record)).await
     }
 
     /// Runs a machine from its start in `scope`; the machine's output, or the failure that ended it.
@@ -339,11 +321,11 @@ impl Run {
             }
             Entry::Invoke { .. } => self.run_task(state, scope, step, &raw, entry, entered_ms).await,
             Entry::Parallel { input } => {
-                let Nested::Parallel(branches) = kind(state) else { return unreachable_state(state) };
+                let StateKind::Parallel(parallel) = &state.kind else { return unreachable_state(state) };
                 if entered_before.is_none() {
                     self.push("ParallelStateStarted".into(), scope, step, 0, json!({}));
                 }
-                let runs = branches.iter().enumerate().map(|(i, b)| {
+                let runs = parallel.branches.iter().enumerate().map(|(i, b)| {
                     let child = format!("{scope}/{step}:b{i}");
                     self.run_scope(b, child, input.clone())
                 });
@@ -358,7 +340,7 @@ impl Run {
                 self.finish(state, &raw, result, &ctx)
             }
             Entry::Map { items, max_concurrency, tolerated_failures } => {
-                let Nested::Map(processor) = kind(state) else { return unreachable_state(state) };
+                let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
                 if entered_before.is_none() {
                     self.push("MapStateStarted".into(), scope, step, 0, json!({"length": items.len()}));
                 }
@@ -373,7 +355,7 @@ impl Run {
                         if !lock(&self.log).steps.contains_key(&(child.clone(), 0)) {
                             self.push("MapIterationStarted".into(), scope, step, 0, json!({"index": i}));
                         }
-                        let r = self.run_scope(processor, child, item).await;
+                        let r = self.run_scope(&map.processor, child, item).await;
                         let (kind, result) = match r {
                             Ok(v) => ("MapIterationSucceeded", Ok(v)),
                             Err(Stop::Failed(f)) => ("MapIterationFailed", Err(f)),
@@ -450,8 +432,10 @@ impl Run {
             let (ended_ms, result) = match known {
                 Some((_, Some((ended, result)))) => (ended, result),
                 other => {
+                    // An attempt scheduled before a restart runs again with its recorded payload.
+                    let scheduled = other.is_some();
                     let payload = other.and_then(|(p, _)| p).unwrap_or_else(|| payload.clone());
-                    if lock(&self.log).steps.get(&key).and_then(|r| r.attempts.get(&attempt)).is_none() {
+                    if !scheduled {
                         self.push(
                             scheduled_kind.into(),
                             scope,
@@ -577,20 +561,6 @@ enum Stop {
 impl From<RecordError> for Stop {
     fn from(e: RecordError) -> Self {
         Stop::Record(e)
-    }
-}
-
-enum Nested<'a> {
-    Parallel(&'a [Machine]),
-    Map(&'a Machine),
-    Neither,
-}
-
-fn kind(state: &State) -> Nested<'_> {
-    match &state.kind {
-        stoke_asl::StateKind::Parallel(p) => Nested::Parallel(&p.branches),
-        stoke_asl::StateKind::Map(m) => Nested::Map(&m.processor),
-        _ => Nested::Neither,
     }
 }
 

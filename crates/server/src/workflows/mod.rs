@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::invoke::Invoker;
 use crate::registry::now_ms;
-use engine::{Ending, Run};
+use engine::Run;
 
 /// The longest workflow or execution name (Step Functions' limit).
 pub const MAX_NAME: usize = 80;
@@ -256,11 +256,8 @@ impl Workflows {
         // The entry goes in before the task can finish and remove it.
         let mut running = lock(&self.running);
         let task = tokio::spawn(async move {
-            match run.drive().await {
-                Ok(Ending::Succeeded(_)) | Ok(Ending::Failed(_)) | Ok(Ending::TimedOut) => {}
-                Err(e) => {
-                    tracing::error!(execution = %key, error = e.0, "cannot record the execution; it resumes at the next start")
-                }
+            if let Err(e) = run.drive().await {
+                tracing::error!(execution = %key, error = e.0, "cannot record the execution; it resumes at the next start");
             }
             if let Some(me) = me.upgrade() {
                 lock(&me.running).remove(&key);
