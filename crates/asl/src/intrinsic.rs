@@ -251,13 +251,18 @@ impl Call {
                 let mut bytes = [0u8; 16];
                 bytes[..8].copy_from_slice(&a.to_be_bytes());
                 bytes[8..].copy_from_slice(&b.to_be_bytes());
-                bytes[6] = (bytes[6] & 0x0f) | 0x40;
-                bytes[8] = (bytes[8] & 0x3f) | 0x80;
-                let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                Value::String(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+                Value::String(uuid_v4(bytes))
             }
         })
     }
+}
+
+/// A version-4 UUID (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`) from 16 random bytes.
+pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 fn show(v: &Value) -> String {
