@@ -825,23 +825,39 @@ fn error_list(f: &mut Fields<'_, '_>, item: &Map<String, Value>, field: &str, la
     Some(names)
 }
 
-fn retriers(f: &mut Fields<'_, '_>) -> Vec<Retrier> {
-    let Some(v) = f.get("Retry") else { return Vec::new() };
+/// The objects of a Retry or Catch array: each needs ErrorEquals (`States.ALL` alone and last); `build`
+/// reads the rest of one object's fields.
+fn error_handlers<T>(
+    f: &mut Fields<'_, '_>,
+    field: &'static str,
+    what: &str,
+    mut build: impl FnMut(&mut Fields<'_, '_>, Vec<String>) -> Option<T>,
+) -> Vec<T> {
+    let Some(v) = f.get(field) else { return Vec::new() };
     let Some(items) = v.as_array() else {
-        f.problem(codes::SCHEMA, "Retry", "Retry must be an array of retriers".into());
+        f.problem(codes::SCHEMA, field, format!("{field} must be an array of {what}s"));
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let field = format!("Retry[{i}]");
+        let at = format!("{field}[{i}]");
         let Some(map) = item.as_object() else {
-            f.problem(codes::SCHEMA, &field, "a retrier is an object".into());
+            f.problem(codes::SCHEMA, &at, format!("a {what} is an object"));
             continue;
         };
-        let Some(errors) = error_list(f, map, &field, i + 1 == items.len()) else { continue };
-        let mut rf = Fields::new(map, f.loc(&field), f.cx);
-        rf.get("ErrorEquals");
-        rf.string("Comment");
+        let Some(errors) = error_list(f, map, &at, i + 1 == items.len()) else { continue };
+        let mut hf = Fields::new(map, f.loc(&at), f.cx);
+        hf.get("ErrorEquals");
+        hf.string("Comment");
+        let built = build(&mut hf, errors);
+        hf.finish();
+        out.extend(built);
+    }
+    out
+}
+
+fn retriers(f: &mut Fields<'_, '_>) -> Vec<Retrier> {
+    error_handlers(f, "Retry", "retrier", |rf, errors| {
         let interval_seconds = rf.positive("IntervalSeconds").unwrap_or(Retrier::DEFAULT_INTERVAL_SECONDS);
         let max_attempts = rf.integer("MaxAttempts", 0).map(|n| n.min(u64::from(u32::MAX)) as u32);
         let backoff = rf.get("BackoffRate").map(|v| v.as_f64().filter(|b| *b >= 1.0));
@@ -849,8 +865,7 @@ fn retriers(f: &mut Fields<'_, '_>) -> Vec<Retrier> {
             rf.problem(codes::SCHEMA, "BackoffRate", "BackoffRate must be a number of at least 1.0".into());
         }
         let max_delay_seconds = rf.positive("MaxDelaySeconds");
-        let jitter = rf.string("JitterStrategy");
-        let full_jitter = match jitter.as_deref() {
+        let full_jitter = match rf.string("JitterStrategy").as_deref() {
             None | Some("NONE") => false,
             Some("FULL") => true,
             Some(other) => {
@@ -858,47 +873,26 @@ fn retriers(f: &mut Fields<'_, '_>) -> Vec<Retrier> {
                 false
             }
         };
-        rf.finish();
-        out.push(Retrier {
+        Some(Retrier {
             errors,
             interval_seconds,
             max_attempts: max_attempts.unwrap_or(Retrier::DEFAULT_MAX_ATTEMPTS),
             backoff_rate: backoff.flatten().unwrap_or(Retrier::DEFAULT_BACKOFF_RATE),
             max_delay_seconds,
             full_jitter,
-        });
-    }
-    out
+        })
+    })
 }
 
 fn catchers(f: &mut Fields<'_, '_>) -> Vec<Catcher> {
-    let Some(v) = f.get("Catch") else { return Vec::new() };
-    let Some(items) = v.as_array() else {
-        f.problem(codes::SCHEMA, "Catch", "Catch must be an array of catchers".into());
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let field = format!("Catch[{i}]");
-        let Some(map) = item.as_object() else {
-            f.problem(codes::SCHEMA, &field, "a catcher is an object".into());
-            continue;
-        };
-        let Some(errors) = error_list(f, map, &field, i + 1 == items.len()) else { continue };
-        let mut cf = Fields::new(map, f.loc(&field), f.cx);
-        cf.get("ErrorEquals");
-        cf.string("Comment");
+    error_handlers(f, "Catch", "catcher", |cf, errors| {
         let next = cf.string("Next");
         if next.is_none() && !cf.has("Next") {
             cf.problem(codes::SCHEMA, "Next", "a catcher needs Next".into());
         }
         let result_path = cf.path("ResultPath", true).unwrap_or_else(root);
-        cf.finish();
-        if let Some(next) = next {
-            out.push(Catcher { errors, next, result_path });
-        }
-    }
-    out
+        next.map(|next| Catcher { errors, next, result_path })
+    })
 }
 
 /// Which machine (by location) owns every state name, for telling outbound transitions apart.
