@@ -115,6 +115,8 @@ pub trait Store: Send + Sync {
     /// Appends history events and, when given, the execution's new status and result, in one transaction.
     fn record_execution(&self, id: &str, events: &[HistoryEvent], finished: Option<&ExecutionRecord>) -> Result<()>;
     fn get_execution(&self, id: &str) -> Result<Option<ExecutionRecord>>;
+    /// The execution of `workflow` named `name` (names are unique per workflow).
+    fn find_execution(&self, account: &AccountId, workflow: &str, name: &str) -> Result<Option<ExecutionRecord>>;
     /// Newest first; `workflow` and `status` filter; `before` pages (the last id seen).
     fn list_executions(
         &self,

@@ -940,6 +940,19 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn find_execution(&self, account: &AccountId, workflow: &str, name: &str) -> Result<Option<ExecutionRecord>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {EXECUTION_COLS} FROM executions WHERE account_id = ?1 AND workflow = ?2 AND name = ?3"
+                ),
+                params![account.as_str(), workflow, name],
+                execution_row,
+            )
+            .optional()?)
+    }
+
     fn list_executions(
         &self,
         account: &AccountId,
@@ -1317,6 +1330,8 @@ mod tests {
         s.record_execution("e1", &[event(4, "ExecutionSucceeded")], Some(&e)).unwrap();
         assert!(matches!(s.record_execution("e1", &[event(5, "X")], Some(&e)), Err(StoreError::Conflict(_))));
         assert_eq!(s.get_execution("e1").unwrap(), Some(e.clone()));
+        assert_eq!(s.find_execution(&a, "flow", "run-1").unwrap(), Some(e.clone()));
+        assert_eq!(s.find_execution(&a, "flow", "run-9").unwrap(), None);
         let kinds: Vec<String> = s.history("e1").unwrap().into_iter().map(|h| h.kind).collect();
         assert_eq!(kinds, ["ExecutionStarted", "PassStateEntered", "PassStateExited", "ExecutionSucceeded"]);
         assert!(s.running_executions().unwrap().is_empty());

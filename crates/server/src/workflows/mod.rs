@@ -282,22 +282,9 @@ impl Workflows {
 
     /// Finds an execution by workflow and execution name (Step Functions' ARNs name both).
     pub fn find(&self, account: &AccountId, workflow: &str, name: &str) -> Result<ExecutionRecord> {
-        let mut before: Option<String> = None;
-        loop {
-            let page =
-                self.store.list_executions(account, Some(workflow), None, before.as_deref(), 500).map_err(store_err)?;
-            if let Some(e) = page.iter().find(|e| e.name == name) {
-                return Ok(e.clone());
-            }
-            match page.last() {
-                Some(last) if page.len() == 500 => before = Some(last.id.clone()),
-                _ => {
-                    return Err(WorkflowError::ExecutionNotFound(format!(
-                        "workflow {workflow} has no execution named {name}"
-                    )))
-                }
-            }
-        }
+        self.store.find_execution(account, workflow, name).map_err(store_err)?.ok_or_else(|| {
+            WorkflowError::ExecutionNotFound(format!("workflow {workflow} has no execution named {name}"))
+        })
     }
 
     pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryEvent>> {
