@@ -12,43 +12,13 @@ fn python_has(module: &str) -> bool {
     Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn boto3_drives_the_lambda_api() {
-    if !present_or_skip(python_has("boto3"), "boto3", "boto3 client test") {
-        return;
-    }
-    // The script proves that Event invocations ran by having the function write files on the host, which
-    // only the process sandbox allows (a lean instance cannot see the host's file system).
-    let s = TestServer::start_with(&["--sandbox", "process"]);
+/// Runs a script of tests/clients against `s` with the admin's key pair (STOKE_ENDPOINT, STOKE_AKID,
+/// STOKE_SECRET, STOKE_ACCOUNT); it must succeed and print "all checks passed".
+fn run_boto3_script(s: &TestServer, script: &str) {
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients/boto3_lambda.py");
     let out = Command::new("python3")
-        .arg(script)
-        .env("STOKE_ENDPOINT", &s.url)
-        .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
-        .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "boto3 script failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-}
-
-#[test]
-fn boto3_drives_the_step_functions_api() {
-    if !present_or_skip(python_has("boto3"), "boto3", "boto3 Step Functions test") {
-        return;
-    }
-    let s = TestServer::start();
-    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients/boto3_states.py");
-    let out = Command::new("python3")
-        .arg(script)
+        .arg(format!("{}/../../tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("STOKE_ENDPOINT", &s.url)
         .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
         .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
@@ -58,8 +28,29 @@ fn boto3_drives_the_step_functions_api() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "boto3 script failed:\n{stdout}\n{stderr}");
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[test]
+fn boto3_drives_the_lambda_api() {
+    if !present_or_skip(python_has("boto3"), "boto3", "boto3 client test") {
+        return;
+    }
+    // The script proves that Event invocations ran by having the function write files on the host, which
+    // only the process sandbox allows (a lean instance cannot see the host's file system).
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    run_boto3_script(&s, "boto3_lambda.py");
+}
+
+#[test]
+fn boto3_drives_the_step_functions_api() {
+    if !present_or_skip(python_has("boto3"), "boto3", "boto3 Step Functions test") {
+        return;
+    }
+    let s = TestServer::start();
+    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    run_boto3_script(&s, "boto3_states.py");
 }
 
 /// The Python interpreter that has `module`, resolved past version-manager shims.
