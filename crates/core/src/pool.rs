@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct PoolSnapshot {
     /// Invocations waiting for an instance.
     pub queued: usize,
+    /// Invocations announced to arrive soon (the workflow pre-warmer's forecast): instances are started
+    /// for them as for queued ones, so they find a warm instance when they come.
+    pub forecast: usize,
     /// Instances waiting for work.
     pub idle: usize,
     /// Instances started but not yet ready (initialising).
@@ -49,18 +52,19 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     if s.backing_off {
         return 0;
     }
-    let uncovered = s.queued.saturating_sub(s.starting + s.idle);
+    let wanted = s.queued + s.forecast;
+    let uncovered = wanted.saturating_sub(s.starting + s.idle);
     let demand = match (s.typical_duration, s.typical_init) {
         (Some(run), Some(init)) if uncovered > 0 && s.busy > 0 => {
             // Work queued per running instance, in time: if it drains before a new instance would be ready,
             // starting one wastes memory. Otherwise start enough to bring the wait down to one cold start.
             let running = (s.busy + s.starting).max(1) as f64;
-            let wait = run.as_secs_f64() * s.queued as f64 / running;
+            let wait = run.as_secs_f64() * wanted as f64 / running;
             if wait <= init.as_secs_f64() {
                 0
             } else {
                 let per_instance = (init.as_secs_f64() / run.as_secs_f64().max(1e-6)).max(1.0);
-                let needed = (s.queued as f64 / per_instance).ceil() as usize;
+                let needed = (wanted as f64 / per_instance).ceil() as usize;
                 needed.saturating_sub(s.busy + s.starting).min(uncovered).max(1)
             }
         }
@@ -165,6 +169,28 @@ mod tests {
         // 10 queued × 1 s over 2 busy = 5 s of waiting: start instances, each worth 1 queued invocation.
         let s = PoolSnapshot { typical_duration: Some(Duration::from_secs(1)), ..s };
         assert_eq!(instances_to_start(&s), 8);
+    }
+
+    #[test]
+    fn forecast_invocations_get_instances_like_queued_ones() {
+        assert_eq!(instances_to_start(&PoolSnapshot { forecast: 3, ..snap() }), 3);
+        // Idle and starting instances cover the forecast first; queued work and forecast add up.
+        assert_eq!(instances_to_start(&PoolSnapshot { forecast: 3, idle: 1, starting: 1, ..snap() }), 1);
+        assert_eq!(instances_to_start(&PoolSnapshot { forecast: 2, queued: 2, idle: 1, ..snap() }), 3);
+        // A forecast never lifts the concurrency limit.
+        let capped = PoolSnapshot { forecast: 5, busy: 9, concurrency_limit: 10, ..snap() };
+        assert_eq!(instances_to_start(&capped), 1);
+        // Forecast short work that busy instances finish before a cold start would: no new instance.
+        let short = PoolSnapshot {
+            forecast: 2,
+            busy: 2,
+            typical_duration: Some(Duration::from_millis(1)),
+            typical_init: Some(Duration::from_millis(200)),
+            ..snap()
+        };
+        assert_eq!(instances_to_start(&short), 0);
+        // A forecast alone is never throttled: only queued invocations are.
+        assert_eq!(should_throttle(&PoolSnapshot { forecast: 50, busy: 2, concurrency_limit: 2, ..snap() }), None);
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub(crate) struct Current {
     pub started: Instant,
     pub cold: bool,
     pub want_log: bool,
+    /// From the invocation's arrival until this instance took it.
+    pub queued: Duration,
+    /// The instance's first invocation.
+    pub first: bool,
 }
 
 /// What the Runtime API handlers of one instance share.
@@ -30,6 +34,8 @@ pub(crate) struct InstanceCtx {
     pub spawned_at: Instant,
     /// Set on the first `/next`: the init duration.
     pub ready: OnceLock<Duration>,
+    /// Set when the sandboxed process is running: how long creating the sandbox took.
+    pub launched: OnceLock<Duration>,
     pub current: Mutex<Option<Current>>,
     pub control: OnceLock<Arc<dyn InstanceControl>>,
     pub init_error: Mutex<Option<Outcome>>,
@@ -76,6 +82,10 @@ impl InstanceCtx {
     pub fn finish(&self, cur: Current, outcome: Outcome) {
         let elapsed = cur.started.elapsed();
         self.queue.record_duration(elapsed);
+        if let Some(o) = self.shared.observer.get() {
+            o.ran(&self.queue.target, elapsed);
+        }
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let init_duration_ms = if cur.cold { self.ready.get().map(|d| d.as_secs_f64() * 1000.0) } else { None };
         let max_memory_used_mb = self.peak_memory_bytes().div_ceil(1024 * 1024);
@@ -86,6 +96,9 @@ impl InstanceCtx {
             max_memory_used_mb,
             init_duration_ms,
             instance: self.id,
+            queued_ms: ms(&cur.queued),
+            sandbox_ms: if cur.cold { self.launched.get().map(ms) } else { None },
+            instance_init_ms: if cur.first { self.ready.get().map(ms) } else { None },
         };
         self.log(Some(cur.id.clone()), format!("END RequestId: {}", cur.id));
         let init = init_duration_ms.map(|d| format!("\tInit Duration: {d:.2} ms")).unwrap_or_default();
@@ -131,6 +144,7 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
         queue: queue.clone(),
         spawned_at: Instant::now(),
         ready: OnceLock::new(),
+        launched: OnceLock::new(),
         current: Mutex::new(None),
         control: OnceLock::new(),
         init_error: Mutex::new(None),
@@ -224,6 +238,7 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         }
     };
     let _ = started.send(spawned.control.clone());
+    let _ = ctx.launched.set(ctx.spawned_at.elapsed());
     let _ = ctx.control.set(spawned.control.clone());
     queue.set_control(ctx.id, spawned.control);
     Ok((spawned.child, server))

@@ -56,6 +56,17 @@ impl InvokeTarget {
             format!("{}/{}/{}/{}/{:x}", self.account, self.function, self.version, self.code_sha256, h.finish())
         })
     }
+
+    /// `account/function/version`: what statistics are kept by (they outlive code and configuration
+    /// changes of `$LATEST`). Borrowed from the queue key, so it costs nothing per invocation.
+    pub fn version_key(&self) -> &str {
+        let key = self.queue_key();
+        let mut cut = key.len();
+        for _ in 0..2 {
+            cut = key[..cut].rfind('/').unwrap_or(0);
+        }
+        &key[..cut]
+    }
 }
 
 /// One invocation request.
@@ -90,6 +101,13 @@ pub struct Report {
     /// Present on a cold start only.
     pub init_duration_ms: Option<f64>,
     pub instance: u64,
+    /// From arrival until an instance took the invocation (includes waiting for a cold start).
+    pub queued_ms: f64,
+    /// Of a cold start: how long creating the sandbox took, before the runtime's own initialisation.
+    pub sandbox_ms: Option<f64>,
+    /// The initialisation of the instance that ran this, when this was the instance's first invocation —
+    /// also when that initialisation happened ahead of time (pre-warmed): what this invocation caused.
+    pub instance_init_ms: Option<f64>,
 }
 
 /// A finished invocation.
@@ -100,6 +118,13 @@ pub struct InvokeResult {
     pub report: Report,
     /// The invocation's log lines (START … REPORT), newest last, when asked for.
     pub log: Vec<String>,
+}
+
+/// Told of every instance initialisation and every invocation's run time (the planner's statistics).
+/// Called on the warm path: implementations must be quick and must not block.
+pub trait Observer: Send + Sync {
+    fn initialised(&self, target: &InvokeTarget, init: Duration);
+    fn ran(&self, target: &InvokeTarget, run: Duration);
 }
 
 /// Why an invocation did not run.
@@ -188,6 +213,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     /// Held while deciding where new instances fit, so two pools never claim the same free memory.
     placement: Mutex<()>,
+    pub(crate) observer: std::sync::OnceLock<Arc<dyn Observer>>,
 }
 
 /// The scheduler: owns every function queue and instance.
@@ -216,6 +242,7 @@ impl Scheduler {
             ids: ids::RequestIds::new(),
             metrics: metrics::Metrics::new(),
             placement: Mutex::new(()),
+            observer: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&shared);
         let tick = shared.settings.tick;
@@ -257,6 +284,29 @@ impl Scheduler {
         let (invocation, done) = queue::Invocation::new(id, req, target.config.timeout_s);
         queue::submit(&self.shared, &queue, invocation)?;
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+    }
+
+    /// Sets the observer told of initialisations and run times; the first one set stays.
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        let _ = self.shared.observer.set(observer);
+    }
+
+    /// Announces `count` invocations of `target` expected soon: the pool starts instances for them now (as
+    /// far as its rules allow), so they find warm instances. Each announcement is used up by the next
+    /// invocation that arrives, or lapses after `ttl`. Instances started for it are ordinary warm instances.
+    pub fn announce(&self, target: &Arc<InvokeTarget>, count: usize, ttl: Duration) {
+        if count == 0 {
+            return;
+        }
+        let queue = self.queue_for(target);
+        queue.announce(count, ttl);
+        queue::reconcile(&self.shared, &queue);
+    }
+
+    /// The pool of `target` as the controller sees it now (all zero when it has none).
+    pub fn pool(&self, target: &Arc<InvokeTarget>) -> stoke_core::pool::PoolSnapshot {
+        let queue = lock(&self.shared.queues).active.get(target.queue_key()).cloned();
+        queue.map(|q| q.snapshot_now(&self.shared)).unwrap_or_default()
     }
 
     /// Prometheus text exposition of every metric.
@@ -412,4 +462,31 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_are_kept_by_account_function_and_version() {
+        let config: FunctionConfig = serde_json::from_value(serde_json::json!({
+            "runtime": "provided", "handler": "x", "memory_mb": 128, "timeout_s": 3, "environment": {},
+            "description": "", "layers": [], "base_image": "host", "gpu_count": 0, "gpu_memory_mb": 0,
+            "gpu_percentage": null, "concurrency_limit": null, "min_warm": 0, "keep_alive_s": 600}))
+        .expect("config");
+        let target = InvokeTarget {
+            account: AccountId::parse("123456789012").expect("account"),
+            function: FunctionName::parse("resize").expect("name"),
+            version: "$LATEST".into(),
+            config,
+            archive: PathBuf::from("/nowhere.zip"),
+            code_sha256: "abc".into(),
+            invoked_arn: String::new(),
+            region: "us-east-1".into(),
+            key: Default::default(),
+        };
+        assert_eq!(target.version_key(), "123456789012/resize/$LATEST");
+        assert!(target.queue_key().starts_with("123456789012/resize/$LATEST/abc/"));
+    }
 }

@@ -90,6 +90,8 @@ struct State {
     backoff_until: Option<Instant>,
     /// What the last failed initialisation reported, given to invocations refused during the back-off.
     last_init_error: Option<Outcome>,
+    /// Announced invocations not yet arrived, by when each announcement lapses (oldest first).
+    forecast: VecDeque<Instant>,
 }
 
 impl State {
@@ -161,9 +163,24 @@ impl FunctionQueue {
         self.target.config.concurrency_limit.map_or(shared.settings.default_concurrency, |l| l as usize)
     }
 
+    /// Adds `count` announced invocations, each lapsing after `ttl`.
+    pub fn announce(&self, count: usize, ttl: Duration) {
+        let mut st = lock(&self.state);
+        let now = Instant::now();
+        st.forecast.retain(|t| *t > now);
+        st.forecast.extend(std::iter::repeat_n(now + ttl, count));
+    }
+
+    pub fn snapshot_now(&self, shared: &Shared) -> PoolSnapshot {
+        let st = lock(&self.state);
+        self.snapshot(&st, shared)
+    }
+
     fn snapshot(&self, st: &State, shared: &Shared) -> PoolSnapshot {
+        let now = Instant::now();
         PoolSnapshot {
             queued: st.pending.len(),
+            forecast: st.forecast.iter().filter(|t| **t > now).count(),
             idle: st.waiters.len(),
             starting: st.count(InstanceState::Starting) + st.count(InstanceState::Initializing),
             busy: st.count(InstanceState::Busy),
@@ -325,6 +342,9 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
         max_memory_used_mb: 0,
         init_duration_ms: None,
         instance: 0,
+        queued_ms: inv.arrived.elapsed().as_secs_f64() * 1000.0,
+        sandbox_ms: None,
+        instance_init_ms: None,
     };
     let _ = inv.responder.send(InvokeResult { request_id: inv.id.to_string(), outcome, report, log: vec![] });
 }
@@ -336,6 +356,10 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
     let mut account_room = None;
     loop {
         let mut st = lock(&queue.state);
+        if account_room.is_none() {
+            // The invocation an announcement foresaw has come (once, not again on the second pass).
+            st.forecast.pop_front();
+        }
         let mut snap = queue.snapshot(&st, shared);
         snap.account_room = account_room;
         if snap.backing_off && st.healthy() == 0 {

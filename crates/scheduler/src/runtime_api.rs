@@ -117,6 +117,9 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     let first = if ctx.ready.get().is_none() {
         let init = ctx.spawned_at.elapsed();
         let _ = ctx.ready.set(init);
+        if let Some(o) = ctx.shared.observer.get() {
+            o.initialised(&ctx.queue.target, init);
+        }
         Some(init)
     } else {
         None
@@ -132,6 +135,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     // ready before it arrived (pre-warmed, min-warm) is warm, even if it is the instance's first.
     let ready_at = ctx.spawned_at + ctx.ready.get().copied().unwrap_or_default();
     let cold = inv.arrived < ready_at;
+    let started = Instant::now();
     let target = &ctx.queue.target;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: &str| {
@@ -155,8 +159,15 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     let payload = inv.request.payload.clone();
     let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
     let want_log = inv.request.want_log;
-    *lock(&ctx.current) =
-        Some(Current { id: inv.id, responder: inv.responder, started: Instant::now(), cold, want_log });
+    *lock(&ctx.current) = Some(Current {
+        id: inv.id,
+        responder: inv.responder,
+        started,
+        cold,
+        want_log,
+        queued: started - inv.arrived,
+        first: seq == 0,
+    });
     let watchdog = ctx.clone();
     tokio::spawn(async move {
         tokio::time::sleep_until(deadline.into()).await;
