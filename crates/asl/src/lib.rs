@@ -7,6 +7,7 @@ pub mod choice;
 pub mod definition;
 pub mod intrinsic;
 pub mod path;
+pub mod prewarm;
 pub mod retry;
 pub mod step;
 pub mod template;
