@@ -6,6 +6,7 @@
 
 pub mod alias;
 pub mod config;
+pub mod cost;
 pub mod event;
 pub mod gateway;
 pub mod lifecycle;
@@ -14,6 +15,7 @@ pub mod names;
 pub mod pool;
 pub mod reference;
 pub mod runtime;
+pub mod stats;
 pub mod time;
 
 pub use alias::{AliasRouting, RoutingError};

@@ -91,7 +91,7 @@ impl InstanceCtx {
         let max_memory_used_mb = self.peak_memory_bytes().div_ceil(1024 * 1024);
         let report = Report {
             duration_ms,
-            billed_ms: duration_ms.ceil().max(1.0) as u64,
+            billed_ms: stoke_core::cost::billed_ms(duration_ms).max(1),
             memory_mb: self.queue.target.config.memory_mb,
             max_memory_used_mb,
             init_duration_ms,
