@@ -317,6 +317,13 @@ impl Invoker {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// The pool an invocation of `reference` by `caller` would use now (its primary version), for the
+    /// workflow pre-warmer; `None` when it cannot be invoked.
+    pub async fn pool_target(&self, caller: &AccountId, reference: &str) -> Option<Arc<InvokeTarget>> {
+        let r = self.resolve(caller, reference).await.ok()?;
+        (r.state.admission() == Admission::Accept).then(|| r.primary.clone())
+    }
+
     /// Runs an invocation of `reference` for `caller`; returns the result and the version that ran.
     pub async fn invoke(
         &self,

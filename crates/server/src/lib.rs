@@ -9,6 +9,7 @@ pub mod invoke;
 pub mod node;
 pub mod registry;
 pub mod sigv4;
+pub mod stats;
 pub mod triggers;
 pub mod workflows;
 
@@ -50,6 +51,10 @@ pub struct ServerConfig {
     pub lean: stoke_sandbox::lean::LeanSettings,
     /// Freeze instances idle this long (lean sandbox); `None`: never.
     pub freeze_idle_after: Option<Duration>,
+    /// How workflow executions hide cold starts unless their workflow or start request says otherwise.
+    pub prewarm: stoke_asl::prewarm::Policy,
+    /// Prices for cost accounting.
+    pub pricing: stoke_core::cost::Pricing,
 }
 
 /// Which sandbox the server runs instances in.
@@ -212,10 +217,22 @@ impl Server {
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
         let registry = Arc::new(Registry::new(store.clone(), code, node, archive_limits, work));
         let recovery = registry.recover().map_err(StartError::Recovery)?;
+        let stats = stats::Statistics::load(store.clone())
+            .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
+        stats.flush_in_background();
+        scheduler.observe(stats.clone());
         let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
         invoker.keep_warm();
         invoker.run_events(64, Duration::from_secs(1));
-        let workflows = Arc::new(workflows::Workflows::new(store, invoker.clone(), config.region.clone()));
+        let workflows = Arc::new(workflows::Workflows::new(Arc::new(workflows::engine::Services {
+            invoker: invoker.clone(),
+            store,
+            region: config.region.clone(),
+            stats,
+            default_prewarm: config.prewarm,
+            prewarm: Default::default(),
+            pricing: config.pricing,
+        })));
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
 
         let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -15,7 +15,7 @@ mod sqlite;
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryEvent, TriggerKind, TriggerRecord, VersionRecord, WorkflowRecord,
+    FunctionRecord, HistoryEvent, StatRecord, TriggerKind, TriggerRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -130,6 +130,10 @@ pub trait Store: Send + Sync {
     fn running_executions(&self) -> Result<Vec<ExecutionRecord>>;
     /// The execution's history in order.
     fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
+
+    /// Writes statistics (replacing those of the same kind and key), in one transaction.
+    fn put_stats(&self, stats: &[StatRecord]) -> Result<()>;
+    fn all_stats(&self) -> Result<Vec<StatRecord>>;
 
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
 }

@@ -159,6 +159,17 @@ pub struct WorkflowRecord {
     pub revision: u64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The pre-warm policy of its executions (`off`, `eager`, `jit`); `None`: the server's default.
+    pub prewarm: Option<String>,
+}
+
+/// Learned statistics, opaque to the store: `kind` says what they are about, `key` of what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatRecord {
+    pub kind: String,
+    pub key: String,
+    pub data: String,
+    pub updated_ms: i64,
 }
 
 /// Where an execution stands.

@@ -8,7 +8,8 @@ use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionNam
 
 use crate::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryEvent, Result, Store, StoreError, TriggerKind, TriggerRecord, VersionRecord, WorkflowRecord,
+    FunctionRecord, HistoryEvent, Result, StatRecord, Store, StoreError, TriggerKind, TriggerRecord, VersionRecord,
+    WorkflowRecord,
 };
 
 const TRIGGER_COLS: &str =
@@ -164,9 +165,19 @@ CREATE TABLE history (
     PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE workflows ADD COLUMN prewarm TEXT;
+CREATE TABLE stats (
+    kind            TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    data            TEXT NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"#,
 ];
 
-const WORKFLOW_COLS: &str = "account_id, name, definition, revision, created_ms, updated_ms";
+const WORKFLOW_COLS: &str = "account_id, name, definition, revision, created_ms, updated_ms, prewarm";
 
 fn workflow_row(r: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
     Ok(WorkflowRecord {
@@ -176,6 +187,7 @@ fn workflow_row(r: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
         revision: r.get::<_, i64>(3)? as u64,
         created_ms: r.get(4)?,
         updated_ms: r.get(5)?,
+        prewarm: r.get(6)?,
     })
 }
 
@@ -814,14 +826,15 @@ impl Store for SqliteStore {
             match expected_revision {
                 None => {
                     tx.execute(
-                        &format!("INSERT INTO workflows ({WORKFLOW_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                        &format!("INSERT INTO workflows ({WORKFLOW_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                         params![
                             w.account.as_str(),
                             w.name,
                             w.definition,
                             w.revision as i64,
                             w.created_ms,
-                            w.updated_ms
+                            w.updated_ms,
+                            w.prewarm
                         ],
                     )
                     .map_err(|e| {
@@ -834,9 +847,17 @@ impl Store for SqliteStore {
                 }
                 Some(rev) => {
                     let changed = tx.execute(
-                        "UPDATE workflows SET definition = ?3, revision = ?4, updated_ms = ?5
+                        "UPDATE workflows SET definition = ?3, revision = ?4, updated_ms = ?5, prewarm = ?7
                          WHERE account_id = ?1 AND name = ?2 AND revision = ?6",
-                        params![w.account.as_str(), w.name, w.definition, w.revision as i64, w.updated_ms, rev as i64],
+                        params![
+                            w.account.as_str(),
+                            w.name,
+                            w.definition,
+                            w.revision as i64,
+                            w.updated_ms,
+                            rev as i64,
+                            w.prewarm
+                        ],
                     )?;
                     if changed == 0 {
                         let exists: bool = tx.query_row(
@@ -983,6 +1004,30 @@ impl Store for SqliteStore {
             "SELECT {EXECUTION_COLS} FROM executions WHERE status = 'RUNNING' ORDER BY started_ms"
         ))?;
         let rows = stmt.query_map([], execution_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn put_stats(&self, stats: &[StatRecord]) -> Result<()> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO stats (kind, key, data, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, updated_ms = excluded.updated_ms",
+            )?;
+            for s in stats {
+                stmt.execute(params![s.kind, s.key, s.data, s.updated_ms])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn all_stats(&self) -> Result<Vec<StatRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT kind, key, data, updated_ms FROM stats ORDER BY kind, key")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StatRecord { kind: r.get(0)?, key: r.get(1)?, data: r.get(2)?, updated_ms: r.get(3)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
@@ -1283,11 +1328,13 @@ mod tests {
             revision: 1,
             created_ms: 1,
             updated_ms: 1,
+            prewarm: None,
         };
         s.put_workflow(&w, None).unwrap();
         assert!(matches!(s.put_workflow(&w, None), Err(StoreError::Conflict(_))));
         w.revision = 2;
         w.definition = "{\"v\":2}".into();
+        w.prewarm = Some("eager".into());
         s.put_workflow(&w, Some(1)).unwrap();
         assert!(matches!(s.put_workflow(&w, Some(1)), Err(StoreError::RevisionMismatch(_))));
         assert_eq!(s.get_workflow(&a, "flow").unwrap(), Some(w.clone()));
@@ -1350,5 +1397,20 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert!(s.delete_workflow(&a, "flow").unwrap());
         assert!(s.get_execution("e1").unwrap().is_some(), "executions outlive their workflow");
+    }
+
+    #[test]
+    fn statistics_are_replaced_by_kind_and_key() {
+        let (_d, s) = store();
+        let stat = |kind: &str, key: &str, data: &str, at| StatRecord {
+            kind: kind.into(),
+            key: key.into(),
+            data: data.into(),
+            updated_ms: at,
+        };
+        s.put_stats(&[stat("function", "a/f/$LATEST", "[1]", 1), stat("choice", "a/w/C", "{}", 1)]).unwrap();
+        s.put_stats(&[stat("function", "a/f/$LATEST", "[1,2]", 2)]).unwrap();
+        let all = s.all_stats().unwrap();
+        assert_eq!(all, vec![stat("choice", "a/w/C", "{}", 1), stat("function", "a/f/$LATEST", "[1,2]", 2)]);
     }
 }

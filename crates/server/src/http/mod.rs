@@ -80,7 +80,9 @@ pub fn app(state: AppState) -> Router {
         .route("/workflows/{name}/run", post(workflows::run))
         .route("/executions/{id}", get(workflows::describe))
         .route("/executions/{id}/history", get(workflows::history))
-        .route("/executions/{id}/stop", post(workflows::stop));
+        .route("/executions/{id}/stop", post(workflows::stop))
+        .route("/executions/{id}/timeline", get(workflows::timeline))
+        .route("/executions/{id}/cost", get(workflows::cost));
     Router::new()
         .route("/", post(states::dispatch))
         .route("/healthz", get(|| async { "ok" }))

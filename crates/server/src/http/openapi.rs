@@ -22,7 +22,7 @@ use super::{accounts, functions, invoke, triggers, workflows};
         triggers::delete_route,
         workflows::create, workflows::list, workflows::get, workflows::update, workflows::delete,
         workflows::start, workflows::run, workflows::executions, workflows::describe, workflows::history,
-        workflows::stop,
+        workflows::stop, workflows::timeline, workflows::cost,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -260,7 +260,7 @@ async fn start_sync(
     let name = machine_name(str_field(body, "stateMachineArn")?)?;
     let input = body.get("input").and_then(Value::as_str).map(String::from);
     let exec_name = body.get("name").and_then(Value::as_str).map(String::from);
-    let started = wf.start(account, &name, exec_name.as_deref(), input.as_deref())?;
+    let started = wf.start(account, &name, exec_name.as_deref(), input.as_deref(), None)?;
     wf.wait(&started.id).await;
     let e = wf.describe(account, &started.id)?;
     Ok(Json(describe_execution(region, &e)))
@@ -287,7 +287,7 @@ fn operation_blocking(
     };
     Ok(Json(match op {
         "CreateStateMachine" => {
-            let w = wf.create(account, str_field(body, "name")?, &definition(body)?)?;
+            let w = wf.create(account, str_field(body, "name")?, &definition(body)?, None)?;
             json!({"stateMachineArn": machine_arn(region, &w), "creationDate": seconds(w.created_ms)})
         }
         "DescribeStateMachine" => {
@@ -316,7 +316,7 @@ fn operation_blocking(
         }
         "UpdateStateMachine" => {
             let name = machine_name(str_field(body, "stateMachineArn")?)?;
-            let w = wf.update(account, &name, &definition(body)?, None)?;
+            let w = wf.update(account, &name, &definition(body)?, None, None)?;
             json!({"updateDate": seconds(w.updated_ms), "revisionId": w.revision.to_string()})
         }
         "DeleteStateMachine" => {
@@ -329,7 +329,7 @@ fn operation_blocking(
         "StartExecution" => {
             let name = machine_name(str_field(body, "stateMachineArn")?)?;
             let input = body.get("input").and_then(Value::as_str);
-            let e = wf.start(account, &name, body.get("name").and_then(Value::as_str), input)?;
+            let e = wf.start(account, &name, body.get("name").and_then(Value::as_str), input, None)?;
             json!({"executionArn": execution_arn(region, &e), "startDate": seconds(e.started_ms)})
         }
         "DescribeExecution" => describe_execution(region, &execution(body)?),

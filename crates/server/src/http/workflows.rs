@@ -13,7 +13,9 @@ use super::extract::{ApiJson, ApiQuery};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
 use crate::workflows::engine::execution_arn;
+use crate::workflows::timeline::Timeline;
 use crate::workflows::WorkflowError;
+use stoke_core::cost::{Bill, Pricing};
 
 impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
@@ -46,6 +48,9 @@ pub struct WorkflowView {
     /// The Amazon States Language definition.
     pub definition: Value,
     pub revision: u64,
+    /// The pre-warm policy of its executions; absent: the server's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prewarm: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -57,6 +62,7 @@ impl WorkflowView {
             arn: format!("arn:aws:states:{region}:{}:stateMachine:{}", w.account, w.name),
             definition: serde_json::from_str(&w.definition).unwrap_or(Value::Null),
             revision: w.revision,
+            prewarm: w.prewarm.clone(),
             created_at: format_rfc3339(w.created_ms),
             updated_at: format_rfc3339(w.updated_ms),
         }
@@ -76,6 +82,9 @@ pub struct CreateWorkflowRequest {
     name: String,
     /// The Amazon States Language definition, as a JSON object or as a string holding one.
     definition: Value,
+    /// How executions hide cold starts: `off`, `eager`, `jit`; absent or `default`: the server's.
+    #[serde(default)]
+    prewarm: Option<String>,
 }
 
 /// A new definition; `revision`, when given, must be the revision you read.
@@ -85,6 +94,9 @@ pub struct UpdateWorkflowRequest {
     definition: Value,
     #[serde(default)]
     revision: Option<u64>,
+    /// A new pre-warm policy (`off`, `eager`, `jit`, `default`); absent keeps the current one.
+    #[serde(default)]
+    prewarm: Option<String>,
 }
 
 /// An execution to start.
@@ -97,6 +109,9 @@ pub struct StartRequest {
     /// The execution's input (any JSON; `{}` when absent).
     #[serde(default)]
     input: Option<Value>,
+    /// This execution's pre-warm policy (`off`, `eager`, `jit`); absent: the workflow's.
+    #[serde(default)]
+    prewarm: Option<String>,
 }
 
 /// How to stop an execution.
@@ -225,7 +240,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<WorkflowView>)> {
     let text = definition_text(req.definition)?;
     let wf = s.workflows.clone();
-    let w = blocking(move || Ok(wf.create(&caller.account.id, &req.name, &text)?)).await?;
+    let w = blocking(move || Ok(wf.create(&caller.account.id, &req.name, &text, req.prewarm.as_deref())?)).await?;
     Ok((StatusCode::CREATED, Json(WorkflowView::new(&w, &s.region))))
 }
 
@@ -257,7 +272,8 @@ pub async fn update(
 ) -> ApiResult<Json<WorkflowView>> {
     let text = definition_text(req.definition)?;
     let wf = s.workflows.clone();
-    let w = blocking(move || Ok(wf.update(&caller.account.id, &name, &text, req.revision)?)).await?;
+    let w = blocking(move || Ok(wf.update(&caller.account.id, &name, &text, req.revision, req.prewarm.as_deref())?))
+        .await?;
     Ok(Json(WorkflowView::new(&w, &s.region)))
 }
 
@@ -285,7 +301,10 @@ pub async fn start(
 ) -> ApiResult<(StatusCode, Json<ExecutionView>)> {
     let wf = s.workflows.clone();
     let input = input_text(req.input);
-    let e = blocking(move || Ok(wf.start(&caller.account.id, &name, req.name.as_deref(), input.as_deref())?)).await?;
+    let e = blocking(move || {
+        Ok(wf.start(&caller.account.id, &name, req.name.as_deref(), input.as_deref(), req.prewarm.as_deref())?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(ExecutionView::new(&e, &s.region))))
 }
 
@@ -301,7 +320,10 @@ pub async fn run(
     let wf = s.workflows.clone();
     let input = input_text(req.input);
     let account = caller.account.id.clone();
-    let started = blocking(move || Ok(wf.start(&account, &name, req.name.as_deref(), input.as_deref())?)).await?;
+    let started = blocking(move || {
+        Ok(wf.start(&account, &name, req.name.as_deref(), input.as_deref(), req.prewarm.as_deref())?)
+    })
+    .await?;
     s.workflows.wait(&started.id).await;
     let wf = s.workflows.clone();
     let e = blocking(move || Ok(wf.describe(&caller.account.id, &started.id)?)).await?;
@@ -379,4 +401,45 @@ pub async fn stop(
     let wf = s.workflows.clone();
     let e = blocking(move || Ok(wf.stop(&caller.account.id, &id, req.error.as_deref(), req.cause.as_deref())?)).await?;
     Ok(Json(ExecutionView::new(&e, &s.region)))
+}
+
+/// Where an execution's time went: per step, the queued, sandbox, init, running and waiting stretches
+/// (milliseconds since the start), cold starts, and the bill.
+#[utoipa::path(get, path = "/v1/executions/{id}/timeline", tag = "workflows",
+    responses((status = 200, body = Timeline), (status = 404, body = ErrorBody)))]
+pub async fn timeline(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Timeline>> {
+    let wf = s.workflows.clone();
+    Ok(Json(blocking(move || Ok(wf.timeline(&caller.account.id, &id)?)).await?))
+}
+
+/// What an execution cost: billed, init and held milliseconds, GB-seconds and money, in all and per step.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CostView {
+    pub execution: String,
+    pub pricing: Pricing,
+    pub total: Bill,
+    pub steps: Vec<StepCost>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepCost {
+    pub scope: String,
+    pub step: u32,
+    pub state: String,
+    pub bill: Bill,
+}
+
+/// What an execution cost (only steps that invoked functions are listed).
+#[utoipa::path(get, path = "/v1/executions/{id}/cost", tag = "workflows",
+    responses((status = 200, body = CostView), (status = 404, body = ErrorBody)))]
+pub async fn cost(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<CostView>> {
+    let wf = s.workflows.clone();
+    let execution = id.clone();
+    let t = blocking(move || Ok(wf.timeline(&caller.account.id, &id)?)).await?;
+    let steps = t
+        .steps
+        .into_iter()
+        .filter_map(|st| Some(StepCost { bill: st.bill?, scope: st.scope, step: st.step, state: st.state }))
+        .collect();
+    Ok(Json(CostView { execution, pricing: s.workflows.services().pricing, total: t.bill, steps }))
 }

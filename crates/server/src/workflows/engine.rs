@@ -8,7 +8,7 @@
 //! Map iteration (`"<parent>/<step>:b<i>"`, `"<parent>/<step>:i<i>"`), the step counts states entered in that
 //! scope, the attempt counts tries of a task.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -17,15 +17,32 @@ use std::time::Duration;
 use axum::body::Bytes;
 use serde_json::{json, Value};
 use stoke_asl::definition::Machine;
+use stoke_asl::prewarm::{self, FunctionView, Knowledge, Policy};
 use stoke_asl::retry::{next_retry, Attempts};
 use stoke_asl::step::{self, Context, Entry, Outcome};
 use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
 use stoke_core::time::format_rfc3339;
-use stoke_scheduler::{InvokeError, InvokeRequest};
+use stoke_scheduler::{InvokeError, InvokeRequest, InvokeTarget};
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store};
 
 use crate::invoke::{InvokeFailure, Invoker};
 use crate::registry::{now_ms, RegistryError};
+use crate::stats::{state_key, Statistics};
+
+/// What every execution runs with.
+pub struct Services {
+    pub invoker: Arc<Invoker>,
+    pub store: Arc<dyn Store>,
+    pub region: String,
+    pub stats: Arc<Statistics>,
+    /// The pre-warm policy of executions whose workflow and start request name none.
+    pub default_prewarm: Policy,
+    pub prewarm: prewarm::Settings,
+    pub pricing: stoke_core::cost::Pricing,
+}
+
+/// Longest an announced invocation holds its warm instance's place in the pool's demand.
+const ANNOUNCE_TTL: Duration = Duration::from_secs(60);
 
 /// Iterations an unlimited inline Map runs at once (Step Functions' inline limit).
 const UNLIMITED_MAP_CONCURRENCY: usize = 40;
@@ -98,11 +115,16 @@ pub struct Run {
     pub record: ExecutionRecord,
     definition: Definition,
     input: Value,
-    invoker: Arc<Invoker>,
-    store: Arc<dyn Store>,
-    region: String,
+    services: Arc<Services>,
     log: Mutex<Log>,
     entropy: Mutex<SeededEntropy>,
+    policy: Policy,
+    /// Every function the definition names statically: what the planner may warm.
+    functions: BTreeSet<String>,
+    /// Instances announced per Task state and not yet used by an entry of that state.
+    announced: Mutex<HashMap<String, usize>>,
+    /// Pending pre-warm timers: they end with the execution.
+    timers: Mutex<tokio::task::JoinSet<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,9 +141,7 @@ impl Run {
         record: ExecutionRecord,
         definition: Definition,
         history: &[HistoryEvent],
-        invoker: Arc<Invoker>,
-        store: Arc<dyn Store>,
-        region: String,
+        services: Arc<Services>,
     ) -> Run {
         let mut log = Log::default();
         for e in history {
@@ -130,15 +150,71 @@ impl Run {
         let input = serde_json::from_str(&record.input).unwrap_or_else(|_| json!({}));
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
+        let policy = history
+            .iter()
+            .find(|e| e.kind == "ExecutionStarted")
+            .and_then(|e| serde_json::from_str::<Value>(&e.details).ok())
+            .and_then(|d| d.get("prewarm").and_then(Value::as_str).and_then(Policy::parse))
+            .unwrap_or(services.default_prewarm);
+        let mut functions = BTreeSet::new();
+        static_functions(&definition.machine, &mut functions);
         Run {
             definition,
             input,
-            invoker,
-            store,
-            region,
+            services,
             log: Mutex::new(log),
             entropy: Mutex::new(SeededEntropy::new(u64::from_le_bytes(seed))),
             record,
+            policy,
+            functions,
+            announced: Mutex::new(HashMap::new()),
+            timers: Mutex::new(tokio::task::JoinSet::new()),
+        }
+    }
+
+    /// A state starts: it uses one instance announced for it, and the planner looks ahead from it.
+    async fn prewarm(&self, machine: &Machine, state: &State) {
+        if let Some(n) = lock(&self.announced).get_mut(&state.name) {
+            *n = n.saturating_sub(1);
+        }
+        if self.policy == Policy::Off {
+            return;
+        }
+        let scheduler = self.services.invoker.scheduler();
+        let mut pools: HashMap<String, (Arc<InvokeTarget>, FunctionView)> = HashMap::new();
+        for f in &self.functions {
+            let Some(target) = self.services.invoker.pool_target(&self.record.account, f).await else { continue };
+            let pool = scheduler.pool(&target);
+            let stats = self.services.stats.function(target.version_key());
+            let view = FunctionView {
+                init_ms: stats.predicted_init_ms(),
+                run_ms: stats.predicted_run_ms(),
+                spare: (pool.idle + pool.starting).saturating_sub(pool.queued + pool.forecast),
+            };
+            pools.insert(f.clone(), (target, view));
+        }
+        let known = Known { pools: &pools, stats: &self.services.stats, record: &self.record };
+        let now = now_ms();
+        let plan = prewarm::plan(machine, &state.name, now, self.policy, &known, &self.services.prewarm);
+        for warm in plan {
+            let Some((target, _)) = pools.get(&warm.function) else { continue };
+            let extra = {
+                let mut announced = lock(&self.announced);
+                let have = announced.entry(warm.state.clone()).or_default();
+                let extra = warm.count.saturating_sub(*have);
+                *have += extra;
+                extra
+            };
+            if extra == 0 {
+                continue;
+            }
+            let (scheduler, target) = (scheduler.clone(), target.clone());
+            let delay = Duration::from_millis((warm.at_ms - now).max(0) as u64);
+            let ttl = ANNOUNCE_TTL.min(Duration::from_secs(u64::from(target.config.keep_alive_s)));
+            lock(&self.timers).spawn(async move {
+                tokio::time::sleep(delay).await;
+                scheduler.announce(&target, extra, ttl);
+            });
         }
     }
 
@@ -164,7 +240,7 @@ impl Run {
         if events.is_empty() && finished.is_none() {
             return Ok(());
         }
-        let store = self.store.clone();
+        let store = self.services.store.clone();
         let id = self.record.id.clone();
         tokio::task::spawn_blocking(move || store.record_execution(&id, &events, finished.as_ref()))
             .await
@@ -184,7 +260,7 @@ impl Run {
             execution_start_time: format_rfc3339(self.record.started_ms),
             state_machine_id: format!(
                 "arn:aws:states:{}:{}:stateMachine:{}",
-                self.region, self.record.account, self.record.workflow
+                self.services.region, self.record.account, self.record.workflow
             ),
             state_machine_name: self.record.workflow.clone(),
             state_name: state.name.clone(),
@@ -194,8 +270,12 @@ impl Run {
         }
     }
 
+    fn state_key(&self, state: &str) -> String {
+        state_key(self.record.account.as_str(), &self.record.workflow, state)
+    }
+
     pub fn execution_arn(&self) -> String {
-        execution_arn(&self.region, &self.record)
+        execution_arn(&self.services.region, &self.record)
     }
 
     /// Drives the execution to its end and records it (the status is in the store). Honours the machine's
@@ -215,6 +295,7 @@ impl Run {
             }
             None => run.await,
         };
+        lock(&self.timers).abort_all();
         let mut record = self.record.clone();
         record.stopped_ms = Some(now_ms());
         match result {
@@ -262,7 +343,11 @@ impl Run {
                 let (output, next) = match done {
                     Some(d) => d,
                     None => {
+                        self.prewarm(machine, state).await;
                         let (output, next) = self.run_state(state, &scope, step, raw).await?;
+                        if let (StateKind::Choice(_), Some(n)) = (&state.kind, &next) {
+                            self.services.stats.record_branch(&self.state_key(&state.name), n);
+                        }
                         let mut details = json!({"name": state.name, "output": output});
                         if let Some(n) = &next {
                             details["next"] = json!(n);
@@ -343,6 +428,7 @@ impl Run {
                 let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
                 if entered_before.is_none() {
                     self.push("MapStateStarted".into(), scope, step, 0, json!({"length": items.len()}));
+                    self.services.stats.record_items(&self.state_key(&state.name), items.len());
                 }
                 let limit = if max_concurrency == 0 { UNLIMITED_MAP_CONCURRENCY } else { max_concurrency };
                 let slots = tokio::sync::Semaphore::new(limit);
@@ -449,8 +535,8 @@ impl Run {
                         Some(h) if h < timeout_seconds => (h, stoke_asl::errors::HEARTBEAT_TIMEOUT, "HeartbeatSeconds"),
                         _ => (timeout_seconds, stoke_asl::errors::TIMEOUT, "TimeoutSeconds"),
                     };
-                    let result = self.invoke(&reference, &payload, limit, wrap).await;
-                    let (kind, details) = match &result {
+                    let (result, usage) = self.invoke(&reference, &payload, limit, wrap).await;
+                    let (kind, mut details) = match &result {
                         Ok(out) => (format!("{prefix}Succeeded"), json!({"output": out})),
                         Err(f)
                             if f.error == stoke_asl::errors::TIMEOUT
@@ -460,6 +546,9 @@ impl Run {
                         }
                         Err(f) => (format!("{prefix}Failed"), json!({"error": f.error, "cause": f.cause})),
                     };
+                    if let Some(usage) = usage {
+                        details["usage"] = usage;
+                    }
                     self.push(kind, scope, step, attempt, details);
                     (now_ms(), result)
                 }
@@ -481,21 +570,35 @@ impl Run {
         }
     }
 
-    /// One invocation of a function; its parsed result or its ASL failure.
+    /// One invocation of a function: its parsed result or its ASL failure, and what it used (absent when
+    /// it never ran).
     async fn invoke(
+        &self,
+        reference: &str,
+        payload: &Value,
+        limit: (u64, &str, &str),
+        wrap: bool,
+    ) -> (Result<Value, Failure>, Option<Value>) {
+        match self.invoke_once(reference, payload, limit, wrap).await {
+            Ok((result, report)) => (result, Some(usage(&report))),
+            Err(f) => (Err(f), None),
+        }
+    }
+
+    async fn invoke_once(
         &self,
         reference: &str,
         payload: &Value,
         (limit_seconds, timeout_error, field): (u64, &str, &str),
         wrap: bool,
-    ) -> Result<Value, Failure> {
+    ) -> Result<(Result<Value, Failure>, stoke_scheduler::Report), Failure> {
         let req = InvokeRequest {
             payload: Bytes::from(payload.to_string()),
             client_context: None,
             want_log: false,
             request_id: None,
         };
-        let call = self.invoker.invoke(&self.record.account, reference, req);
+        let call = self.services.invoker.invoke(&self.record.account, reference, req);
         let (result, version) = match tokio::time::timeout(Duration::from_secs(limit_seconds), call).await {
             Err(_) => {
                 return Err(Failure::new(
@@ -509,7 +612,7 @@ impl Run {
         let parse = |body: &[u8]| {
             serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
         };
-        match result.outcome {
+        let outcome = match result.outcome {
             stoke_scheduler::Outcome::Success(body) => {
                 let out = parse(&body);
                 Ok(if wrap { step::lambda_invoke_result(out, &version) } else { out })
@@ -522,8 +625,66 @@ impl Run {
                 }
                 Err(f)
             }
+        };
+        Ok((outcome, result.report))
+    }
+}
+
+/// What the planner reads: the pools of the definition's functions and the workflow's statistics.
+struct Known<'a> {
+    pools: &'a HashMap<String, (Arc<InvokeTarget>, FunctionView)>,
+    stats: &'a Statistics,
+    record: &'a ExecutionRecord,
+}
+
+impl Known<'_> {
+    fn key(&self, state: &str) -> String {
+        state_key(self.record.account.as_str(), &self.record.workflow, state)
+    }
+}
+
+impl Knowledge for Known<'_> {
+    fn function(&self, reference: &str) -> Option<FunctionView> {
+        self.pools.get(reference).map(|(_, view)| *view)
+    }
+
+    fn branch_counts(&self, choice: &str) -> Vec<(String, u64)> {
+        self.stats.branches(&self.key(choice))
+    }
+
+    fn map_items(&self, map: &str) -> Option<f64> {
+        self.stats.items(&self.key(map))
+    }
+}
+
+/// The functions Task states name statically, in every branch and iterator.
+fn static_functions(machine: &Machine, out: &mut BTreeSet<String>) {
+    for state in machine.states.values() {
+        out.extend(prewarm::task_function(state));
+        match &state.kind {
+            StateKind::Parallel(p) => p.branches.iter().for_each(|b| static_functions(b, out)),
+            StateKind::Map(m) => static_functions(&m.processor, out),
+            _ => {}
         }
     }
+}
+
+/// What an invocation used and where its time went, kept in the history for cost and timelines.
+fn usage(r: &stoke_scheduler::Report) -> Value {
+    let whole = |ms: f64| stoke_core::cost::billed_ms(ms);
+    let mut u = json!({
+        "billedMs": r.billed_ms,
+        "memoryMb": r.memory_mb,
+        "durationMs": r.duration_ms,
+        "queuedMs": r.queued_ms,
+        "initMs": r.instance_init_ms.map_or(0, whole),
+        "instance": r.instance,
+    });
+    if let Some(cold) = r.init_duration_ms {
+        u["coldStartMs"] = json!(cold);
+        u["sandboxMs"] = json!(r.sandbox_ms.unwrap_or(0.0));
+    }
+    u
 }
 
 /// The Lambda service error names Step Functions reports for invocations that never ran.

@@ -2,19 +2,20 @@
 //! durable history. Executions run on the [`engine`]; those a crash interrupted resume at start.
 
 pub mod engine;
+pub mod timeline;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use stoke_asl::prewarm::Policy;
 use stoke_asl::{Definition, Problem};
 use stoke_core::AccountId;
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store, StoreError, WorkflowRecord};
 use tokio::sync::watch;
 
-use crate::invoke::Invoker;
 use crate::registry::now_ms;
-use engine::Run;
+use engine::{Run, Services};
 
 /// The longest workflow or execution name (Step Functions' limit).
 pub const MAX_NAME: usize = 80;
@@ -67,6 +68,17 @@ pub fn check_name(field: &'static str, name: &str) -> Result<()> {
     }
 }
 
+/// Reads a pre-warm policy: `off`, `eager`, `jit`, or `default` (the server's; `None`).
+pub fn parse_policy(text: &str) -> Result<Option<Policy>> {
+    if text == "default" {
+        return Ok(None);
+    }
+    Policy::parse(text).map(Some).ok_or_else(|| WorkflowError::InvalidInput {
+        field: "prewarm",
+        message: format!("prewarm {text:?} is not a policy: use off, eager, jit, or default (the server's)"),
+    })
+}
+
 /// Parses execution input: JSON text, `{}` when empty.
 pub fn parse_input(input: Option<&str>) -> Result<Value> {
     let text = input.unwrap_or("").trim();
@@ -91,9 +103,8 @@ struct Running {
 }
 
 pub struct Workflows {
+    services: Arc<Services>,
     store: Arc<dyn Store>,
-    invoker: Arc<Invoker>,
-    region: String,
     running: Mutex<HashMap<String, Running>>,
 }
 
@@ -115,17 +126,29 @@ pub fn uuid() -> String {
 }
 
 impl Workflows {
-    pub fn new(store: Arc<dyn Store>, invoker: Arc<Invoker>, region: String) -> Self {
-        Workflows { store, invoker, region, running: Mutex::new(HashMap::new()) }
+    pub fn new(services: Arc<Services>) -> Self {
+        Workflows { store: services.store.clone(), services, running: Mutex::new(HashMap::new()) }
     }
 
     pub fn region(&self) -> &str {
-        &self.region
+        &self.services.region
     }
 
-    /// Validates and stores a new workflow.
-    pub fn create(&self, account: &AccountId, name: &str, definition: &str) -> Result<WorkflowRecord> {
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Validates and stores a new workflow; `prewarm` is its executions' pre-warm policy (see
+    /// [`parse_policy`]; absent: the server's).
+    pub fn create(
+        &self,
+        account: &AccountId,
+        name: &str,
+        definition: &str,
+        prewarm: Option<&str>,
+    ) -> Result<WorkflowRecord> {
         check_name("name", name)?;
+        let prewarm = prewarm.map(parse_policy).transpose()?.flatten();
         Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
         let now = now_ms();
         let w = WorkflowRecord {
@@ -135,6 +158,7 @@ impl Workflows {
             revision: 1,
             created_ms: now,
             updated_ms: now,
+            prewarm: prewarm.map(|p| p.as_str().to_string()),
         };
         self.store.put_workflow(&w, None).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
@@ -145,14 +169,17 @@ impl Workflows {
         Ok(w)
     }
 
-    /// Replaces a workflow's definition; running executions keep the one they started with.
+    /// Replaces a workflow's definition (and its pre-warm policy when `prewarm` is given); running
+    /// executions keep the definition they started with.
     pub fn update(
         &self,
         account: &AccountId,
         name: &str,
         definition: &str,
         expected_revision: Option<u64>,
+        prewarm: Option<&str>,
     ) -> Result<WorkflowRecord> {
+        let prewarm = prewarm.map(parse_policy).transpose()?;
         Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
         let mut w = self.get(account, name)?;
         let read = w.revision;
@@ -164,6 +191,9 @@ impl Workflows {
             }
         }
         w.definition = definition.to_string();
+        if let Some(p) = prewarm {
+            w.prewarm = p.map(|p| p.as_str().to_string());
+        }
         w.revision = read + 1;
         w.updated_ms = now_ms();
         self.store.put_workflow(&w, Some(read)).map_err(store_err)?;
@@ -188,19 +218,24 @@ impl Workflows {
         }
     }
 
-    /// Starts an execution; returns at once with its record.
+    /// Starts an execution; returns at once with its record. `prewarm` overrides the workflow's policy
+    /// for this execution.
     pub fn start(
         self: &Arc<Self>,
         account: &AccountId,
         workflow: &str,
         name: Option<&str>,
         input: Option<&str>,
+        prewarm: Option<&str>,
     ) -> Result<ExecutionRecord> {
         let input = parse_input(input)?;
         if let Some(n) = name {
             check_name("name", n)?;
         }
+        let requested = prewarm.map(parse_policy).transpose()?.flatten();
         let w = self.get(account, workflow)?;
+        let policy =
+            requested.or_else(|| w.prewarm.as_deref().and_then(Policy::parse)).unwrap_or(self.services.default_prewarm);
         let definition = Definition::parse_str(&w.definition).map_err(WorkflowError::InvalidDefinition)?;
         let id = uuid();
         let record = ExecutionRecord {
@@ -224,7 +259,7 @@ impl Workflows {
             scope: String::new(),
             step: 0,
             attempt: 0,
-            details: serde_json::json!({"input": input}).to_string(),
+            details: serde_json::json!({"input": input, "prewarm": policy.as_str()}).to_string(),
         };
         self.store.insert_execution(&record, std::slice::from_ref(&started)).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
@@ -239,14 +274,7 @@ impl Workflows {
 
     fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<HistoryEvent>) {
         let id = record.id.clone();
-        let run = Arc::new(Run::new(
-            record,
-            definition,
-            &history,
-            self.invoker.clone(),
-            self.store.clone(),
-            self.region.clone(),
-        ));
+        let run = Arc::new(Run::new(record, definition, &history, self.services.clone()));
         let (tx, rx) = watch::channel(false);
         let me = Arc::downgrade(self);
         let key = id.clone();
@@ -290,6 +318,13 @@ impl Workflows {
     pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryEvent>> {
         self.describe(account, id)?;
         self.store.history(id).map_err(store_err)
+    }
+
+    /// Where the execution's time went, step by step, and what it cost.
+    pub fn timeline(&self, account: &AccountId, id: &str) -> Result<timeline::Timeline> {
+        let e = self.describe(account, id)?;
+        let history = self.store.history(id).map_err(store_err)?;
+        Ok(timeline::timeline(e.started_ms, &history, &self.services.pricing))
     }
 
     pub fn executions(

@@ -46,6 +46,17 @@ pub struct Args {
     /// when work arrives; 0 never freezes.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     freeze_after_ms: u64,
+    /// How workflow executions hide cold starts, unless their workflow or start request says otherwise:
+    /// `jit` starts each next function's instance just in time from learned durations, `eager` starts the
+    /// next functions as soon as a state starts, `off` never.
+    #[arg(long, default_value = "jit", value_parser = ["off", "eager", "jit"], value_name = "POLICY")]
+    prewarm: String,
+    /// Price per GB-second of billed time, for `stoke wf cost` [default: Lambda's, $0.0000166667].
+    #[arg(long, value_name = "USD")]
+    price_gb_second: Option<f64>,
+    /// Price per invocation [default: Lambda's, $0.0000002].
+    #[arg(long, value_name = "USD")]
+    price_request: Option<f64>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -74,6 +85,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    for (flag, price) in [("--price-gb-second", args.price_gb_second), ("--price-request", args.price_request)] {
+        if let Some(p) = price {
+            anyhow::ensure!(
+                p.is_finite() && p >= 0.0,
+                "{flag} {p} is not a price: give a number of dollars, 0 or more"
+            );
+        }
+    }
     let config = ServerConfig {
         data_dir: data_dir(global),
         listen: args.listen,
@@ -88,6 +107,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             SandboxArg::Process => SandboxChoice::Process,
         },
         jail_helper: std::env::current_exe().ok(),
+        prewarm: stoke_asl::prewarm::Policy::parse(&args.prewarm).unwrap_or_default(),
+        pricing: {
+            let default = stoke_core::cost::Pricing::default();
+            stoke_core::cost::Pricing {
+                per_gb_second: args.price_gb_second.unwrap_or(default.per_gb_second),
+                per_request: args.price_request.unwrap_or(default.per_request),
+            }
+        },
         freeze_idle_after: (args.freeze_after_ms > 0).then(|| std::time::Duration::from_millis(args.freeze_after_ms)),
         lean: LeanSettings {
             tmp_mb: args.tmp_mb,

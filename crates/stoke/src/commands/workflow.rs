@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use reqwest::Method;
 use serde_json::{json, Value};
-use stoke_server::http::workflows::{ExecutionList, ExecutionView, HistoryView, WorkflowList, WorkflowView};
+use stoke_server::http::workflows::{CostView, ExecutionList, ExecutionView, HistoryView, WorkflowList, WorkflowView};
+use stoke_server::workflows::timeline::{Phase, Timeline};
 
 use crate::client::{segment, Client};
 use crate::commands::invoke::read_payload;
@@ -22,7 +23,13 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum WfCommand {
     /// Create a workflow from an Amazon States Language file (`-` reads standard input).
-    Create { name: String, definition: String },
+    Create {
+        name: String,
+        definition: String,
+        /// How its executions hide cold starts: off, eager, jit [default: the server's].
+        #[arg(long, value_name = "POLICY")]
+        prewarm: Option<String>,
+    },
     /// Replace a workflow's definition; running executions keep the one they started with.
     Update {
         name: String,
@@ -30,6 +37,9 @@ enum WfCommand {
         /// Fail unless the workflow is still at this revision.
         #[arg(long)]
         revision: Option<u64>,
+        /// A new pre-warm policy: off, eager, jit, or default (the server's) [default: unchanged].
+        #[arg(long, value_name = "POLICY")]
+        prewarm: Option<String>,
     },
     /// Show a workflow and its definition.
     Get { name: String },
@@ -51,6 +61,15 @@ enum WfCommand {
     },
     /// Show an execution: status, output or error.
     Describe { id: String },
+    /// Draw where an execution's time went, step by step: queued, sandbox, init, running, waiting.
+    Timeline {
+        id: String,
+        /// Width of the chart in columns.
+        #[arg(long, default_value_t = 60)]
+        width: usize,
+    },
+    /// Show what an execution cost: billed and init milliseconds, GB-seconds, money, per step.
+    Cost { id: String },
     /// Print an execution's history, event by event.
     History { id: String },
     /// Stop a running execution (it ends ABORTED).
@@ -80,14 +99,75 @@ struct StartArgs {
     /// The execution's name, unique per workflow [default: a UUID].
     #[arg(long = "execution-name")]
     execution_name: Option<String>,
+    /// This execution's pre-warm policy: off, eager, jit [default: the workflow's].
+    #[arg(long, value_name = "POLICY")]
+    prewarm: Option<String>,
 }
 
 impl StartArgs {
     fn body(&self) -> Result<Value> {
         let bytes = read_payload(&self.input)?;
         let input: Value = serde_json::from_slice(&bytes).context("--input is not valid JSON")?;
-        Ok(json!({ "input": input, "name": self.execution_name }))
+        Ok(json!({ "input": input, "name": self.execution_name, "prewarm": self.prewarm }))
     }
+}
+
+/// One character per phase in the chart.
+fn phase_mark(p: Phase) -> char {
+    match p {
+        Phase::Queued => '.',
+        Phase::Sandbox => 's',
+        Phase::Init => 'i',
+        Phase::Running => '#',
+        Phase::Waiting => '~',
+    }
+}
+
+/// The timeline as a text Gantt chart: a row per step, `width` columns for the execution's duration.
+fn gantt(t: &Timeline, width: usize) -> Vec<String> {
+    let width = width.max(10);
+    let total = t.duration_ms.max(1.0);
+    // The columns a stretch covers: at least one, so short phases stay visible.
+    let span = |start: f64, end: f64| {
+        let first = ((start / total) * width as f64).floor().clamp(0.0, (width - 1) as f64) as usize;
+        let last = ((end / total) * width as f64).ceil().clamp(0.0, width as f64) as usize;
+        first..last.max(first + 1)
+    };
+    let labels: Vec<String> = t
+        .steps
+        .iter()
+        .map(|s| format!("{}{}", "  ".repeat(depth(&s.scope)), if s.state.is_empty() { &s.kind } else { &s.state }))
+        .collect();
+    let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).min(32);
+    let mut out = Vec::new();
+    for (s, label) in t.steps.iter().zip(labels) {
+        let mut row = vec![' '; width];
+        let end = s.exited_ms.unwrap_or(t.duration_ms);
+        row[span(s.entered_ms, end)].fill('-');
+        for seg in &s.segments {
+            row[span(seg.start_ms, seg.end_ms)].fill(phase_mark(seg.phase));
+        }
+        let cold = if s.cold_starts > 0 { format!("  cold ×{}", s.cold_starts) } else { String::new() };
+        let label: String = label.chars().take(label_width).collect();
+        out.push(format!(
+            "{label:<label_width$} |{}| {:>8.1} ms{cold}",
+            row.into_iter().collect::<String>(),
+            end - s.entered_ms
+        ));
+    }
+    out.push(format!(
+        "{:<label_width$}  0 ms{:>w$}",
+        "",
+        format!("{:.1} ms", t.duration_ms),
+        w = width.saturating_sub(3)
+    ));
+    out.push(format!(
+        "{:<label_width$}  . queued  s sandbox  i init  # running  ~ waiting  - in state   ({} cold start{})",
+        "",
+        t.cold_starts,
+        if t.cold_starts == 1 { "" } else { "s" }
+    ));
+    out
 }
 
 fn read_definition(spec: &str) -> Result<Value> {
@@ -111,6 +191,7 @@ fn show_workflow(global: &GlobalArgs, w: WorkflowView, raw: &Value) {
         ("name", w.name),
         ("arn", w.arn),
         ("revision", w.revision.to_string()),
+        ("prewarm", w.prewarm.unwrap_or_else(|| "default (the server's)".into())),
         ("created", w.created_at),
         ("updated", w.updated_at),
     ]);
@@ -196,13 +277,13 @@ fn follow(client: &Client, id: &str) -> Result<(ExecutionView, Value)> {
 pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     let client = Client::from_args(global)?;
     match args.command {
-        WfCommand::Create { name, definition } => {
-            let body = json!({ "name": name, "definition": read_definition(&definition)? });
+        WfCommand::Create { name, definition, prewarm } => {
+            let body = json!({ "name": name, "definition": read_definition(&definition)?, "prewarm": prewarm });
             let (w, raw): (WorkflowView, _) = client.json(client.request(Method::POST, "/v1/workflows").json(&body))?;
             show_workflow(global, w, &raw);
         }
-        WfCommand::Update { name, definition, revision } => {
-            let body = json!({ "definition": read_definition(&definition)?, "revision": revision });
+        WfCommand::Update { name, definition, revision, prewarm } => {
+            let body = json!({ "definition": read_definition(&definition)?, "revision": revision, "prewarm": prewarm });
             let path = format!("/v1/workflows/{}", segment(&name));
             let (w, raw): (WorkflowView, _) = client.json(client.request(Method::PUT, &path).json(&body))?;
             show_workflow(global, w, &raw);
@@ -264,6 +345,45 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             let (e, raw) = describe(&client, &id)?;
             show_execution(global, &e, &raw);
         }
+        WfCommand::Timeline { id, width } => {
+            let path = format!("/v1/executions/{}/timeline", segment(&id));
+            let (t, raw): (Timeline, Value) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+            } else {
+                gantt(&t, width).iter().for_each(|line| println!("{line}"));
+            }
+        }
+        WfCommand::Cost { id } => {
+            let path = format!("/v1/executions/{}/cost", segment(&id));
+            let (c, raw): (CostView, Value) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+                return Ok(());
+            }
+            let mut t = table(&["STEP", "INVOCATIONS", "BILLED MS", "INIT MS", "HELD MS", "GB-S", "COST"]);
+            let row = |name: String, b: &stoke_core::cost::Bill| {
+                vec![
+                    name,
+                    b.invocations.to_string(),
+                    b.billed_ms.to_string(),
+                    b.init_ms.to_string(),
+                    b.held_ms.to_string(),
+                    format!("{:.6}", b.gb_seconds),
+                    format!("${:.9}", b.cost),
+                ]
+            };
+            for s in &c.steps {
+                let name = if s.scope.is_empty() { s.state.clone() } else { format!("{} ({})", s.state, s.scope) };
+                t.add_row(row(name, &s.bill));
+            }
+            t.add_row(row("TOTAL".into(), &c.total));
+            println!("{t}");
+            println!(
+                "prices: ${} per GB-second, ${} per request (server configuration)",
+                c.pricing.per_gb_second, c.pricing.per_request
+            );
+        }
         WfCommand::History { id } => {
             let path = format!("/v1/executions/{}/history", segment(&id));
             let (h, raw): (HistoryView, _) = client.json(client.request(Method::GET, &path))?;
@@ -309,4 +429,48 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use stoke_server::workflows::timeline::{Segment, StepTimeline};
+
+    use super::*;
+
+    #[test]
+    fn the_chart_places_phases_on_a_shared_time_axis() {
+        let step = |state: &str, entered: f64, exited: f64, segments: Vec<Segment>, cold| StepTimeline {
+            scope: String::new(),
+            step: 0,
+            state: state.into(),
+            kind: "Task".into(),
+            entered_ms: entered,
+            exited_ms: Some(exited),
+            invocations: 1,
+            cold_starts: cold,
+            segments,
+            bill: None,
+        };
+        let seg = |phase, start_ms, end_ms| Segment { phase, start_ms, end_ms };
+        let t = Timeline {
+            started_ms: 0,
+            duration_ms: 100.0,
+            steps: vec![
+                step(
+                    "A",
+                    0.0,
+                    50.0,
+                    vec![seg(Phase::Sandbox, 0.0, 10.0), seg(Phase::Init, 10.0, 30.0), seg(Phase::Running, 30.0, 50.0)],
+                    1,
+                ),
+                step("B", 50.0, 100.0, vec![seg(Phase::Running, 50.0, 99.0)], 0),
+            ],
+            cold_starts: 1,
+            bill: Default::default(),
+        };
+        let lines = gantt(&t, 10);
+        assert_eq!(lines[0], "A |sii##     |     50.0 ms  cold ×1");
+        assert_eq!(lines[1], "B |     #####|     50.0 ms");
+        assert!(lines[3].contains("(1 cold start)"), "{}", lines[3]);
+    }
 }

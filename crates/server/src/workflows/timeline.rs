@@ -1,0 +1,271 @@
+//! An execution's timeline and bill, read from its history: for every step, where its time went (queued,
+//! sandbox creation, runtime and function init, running, waiting) and what its invocations cost. Pure
+//! functions of the history events, so what the API shows is exactly what was recorded.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stoke_core::cost::{Bill, Pricing, Usage};
+use stoke_store::HistoryEvent;
+
+/// What a stretch of a step's time was spent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for an instance (behind other work, or for a cold start to begin).
+    Queued,
+    /// Creating the sandbox of a cold instance.
+    Sandbox,
+    /// The runtime and the function's own initialisation, for a cold instance.
+    Init,
+    /// The function running.
+    Running,
+    /// A Wait state, or a back-off before a retry.
+    Waiting,
+}
+
+/// One stretch of time, in milliseconds since the execution started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Segment {
+    pub phase: Phase,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// One state entered by the execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepTimeline {
+    /// `""` at the top level, else the Parallel branch or Map iteration.
+    pub scope: String,
+    pub step: u32,
+    pub state: String,
+    /// Task, Pass, Choice, Wait, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub entered_ms: f64,
+    /// Absent while the state runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_ms: Option<f64>,
+    /// Invocations of the step's function (tries, with retries).
+    pub invocations: u32,
+    /// Invocations that waited for a cold start.
+    pub cold_starts: u32,
+    pub segments: Vec<Segment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bill: Option<Bill>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Timeline {
+    pub started_ms: i64,
+    /// Since the start: to the end, or to the last event while it runs.
+    pub duration_ms: f64,
+    pub steps: Vec<StepTimeline>,
+    pub cold_starts: u32,
+    pub bill: Bill,
+}
+
+fn details(e: &HistoryEvent) -> Value {
+    serde_json::from_str(&e.details).unwrap_or(Value::Null)
+}
+
+fn number(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// Where an invocation's time went, from when it was scheduled (`from`) to when its result came (`to`).
+fn invocation_segments(usage: &Value, from: f64, to: f64) -> Vec<Segment> {
+    let seg = |phase, start: f64, end: f64| Segment { phase, start_ms: start.max(from), end_ms: end.max(from) };
+    let run_start = (to - number(usage, "durationMs")).max(from);
+    let mut out = Vec::new();
+    let mut cursor = run_start;
+    if usage.get("coldStartMs").is_some() {
+        let sandbox = number(usage, "sandboxMs");
+        let init = (number(usage, "coldStartMs") - sandbox).max(0.0);
+        out.push(seg(Phase::Init, cursor - init, cursor));
+        cursor -= init;
+        out.push(seg(Phase::Sandbox, cursor - sandbox, cursor));
+        cursor -= sandbox;
+    }
+    if cursor > from {
+        out.push(seg(Phase::Queued, from, cursor));
+    }
+    out.reverse();
+    out.push(seg(Phase::Running, run_start, to));
+    out.retain(|s| s.end_ms > s.start_ms);
+    out
+}
+
+fn usage_of(u: &Value) -> Usage {
+    Usage {
+        billed_ms: number(u, "billedMs") as u64,
+        init_ms: number(u, "initMs") as u64,
+        held_ms: number(u, "heldMs") as u64,
+        memory_mb: number(u, "memoryMb") as u32,
+    }
+}
+
+/// Builds the timeline of an execution that started at `started_ms` from its history.
+pub fn timeline(started_ms: i64, history: &[HistoryEvent], pricing: &Pricing) -> Timeline {
+    let at = |e: &HistoryEvent| (e.timestamp_ms - started_ms) as f64;
+    let mut steps: Vec<StepTimeline> = Vec::new();
+    let mut usages: Vec<Vec<Usage>> = Vec::new();
+    let mut all = Vec::new();
+    // Per step: when its current attempt was scheduled, and when the last attempt ended (for back-offs).
+    let mut scheduled: Vec<(Option<f64>, Option<f64>)> = Vec::new();
+    let find = |steps: &[StepTimeline], e: &HistoryEvent| {
+        steps.iter().rposition(|s| s.scope == e.scope && s.step == e.step && s.exited_ms.is_none())
+    };
+    for e in history {
+        let kind = e.kind.as_str();
+        let d = details(e);
+        if let Some(state_type) = kind.strip_suffix("StateEntered") {
+            steps.push(StepTimeline {
+                scope: e.scope.clone(),
+                step: e.step,
+                state: d.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                kind: state_type.to_string(),
+                entered_ms: at(e),
+                exited_ms: None,
+                invocations: 0,
+                cold_starts: 0,
+                segments: Vec::new(),
+                bill: None,
+            });
+            usages.push(Vec::new());
+            scheduled.push((None, None));
+            continue;
+        }
+        let Some(i) = find(&steps, e) else { continue };
+        if kind.ends_with("StateExited") {
+            let s = &mut steps[i];
+            s.exited_ms = Some(at(e));
+            if s.kind == "Wait" {
+                s.segments.push(Segment { phase: Phase::Waiting, start_ms: s.entered_ms, end_ms: at(e) });
+            }
+        } else if kind == "LambdaFunctionScheduled" || kind == "TaskScheduled" {
+            if let (None, Some(ended)) = scheduled[i] {
+                steps[i].segments.push(Segment { phase: Phase::Waiting, start_ms: ended, end_ms: at(e) });
+            }
+            scheduled[i] = (Some(at(e)), None);
+        } else if let Some(u) = d.get("usage") {
+            let from = scheduled[i].0.unwrap_or_else(|| at(e));
+            let s = &mut steps[i];
+            s.invocations += 1;
+            if u.get("coldStartMs").is_some() {
+                s.cold_starts += 1;
+            }
+            s.segments.extend(invocation_segments(u, from, at(e)));
+            usages[i].push(usage_of(u));
+            all.push(usage_of(u));
+            scheduled[i] = (None, Some(at(e)));
+        } else if kind.starts_with("LambdaFunction") || kind.starts_with("Task") {
+            // Ended without running (the function was missing, a timeout …): the try still took time.
+            scheduled[i] = (None, Some(at(e)));
+        }
+    }
+    for (s, u) in steps.iter_mut().zip(&usages) {
+        if !u.is_empty() {
+            s.bill = Some(Bill::of(u, pricing));
+        }
+    }
+    Timeline {
+        started_ms,
+        duration_ms: history.last().map_or(0.0, at),
+        cold_starts: steps.iter().map(|s| s.cold_starts).sum(),
+        steps,
+        bill: Bill::of(&all, pricing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(seq: u64, at: i64, kind: &str, step: u32, details: Value) -> HistoryEvent {
+        HistoryEvent {
+            seq,
+            timestamp_ms: 1_000 + at,
+            kind: kind.into(),
+            scope: String::new(),
+            step,
+            attempt: 0,
+            details: details.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_cold_task_then_a_warm_retry_and_a_wait() {
+        let cold = json!({"billedMs": 100, "memoryMb": 1024, "durationMs": 100.0, "queuedMs": 400.0,
+                          "initMs": 300, "coldStartMs": 300.0, "sandboxMs": 50.0, "instance": 1});
+        let warm = json!({"billedMs": 20, "memoryMb": 1024, "durationMs": 20.0, "queuedMs": 0.1,
+                          "initMs": 0, "instance": 1});
+        let history = [
+            event(1, 0, "ExecutionStarted", 0, json!({})),
+            event(2, 0, "TaskStateEntered", 0, json!({"name": "T"})),
+            event(3, 0, "LambdaFunctionScheduled", 0, json!({})),
+            event(4, 500, "LambdaFunctionFailed", 0, json!({"error": "E", "usage": cold})),
+            event(5, 600, "LambdaFunctionScheduled", 0, json!({})),
+            event(6, 620, "LambdaFunctionSucceeded", 0, json!({"usage": warm})),
+            event(7, 620, "TaskStateExited", 0, json!({"name": "T"})),
+            event(8, 620, "WaitStateEntered", 1, json!({"name": "W"})),
+            event(9, 1620, "WaitStateExited", 1, json!({"name": "W"})),
+            event(10, 1620, "ExecutionSucceeded", 0, json!({})),
+        ];
+        let pricing = Pricing { per_gb_second: 1.0, per_request: 0.0 };
+        let t = timeline(1_000, &history, &pricing);
+        assert_eq!((t.duration_ms, t.cold_starts, t.steps.len()), (1620.0, 1, 2));
+        let task = &t.steps[0];
+        assert_eq!((task.invocations, task.cold_starts, task.exited_ms), (2, 1, Some(620.0)));
+        let phases: Vec<_> = task.segments.iter().map(|s| (s.phase, s.start_ms, s.end_ms)).collect();
+        assert_eq!(
+            phases,
+            vec![
+                // 500 ms from scheduling to the result: 100 running, 250 init, 50 sandbox, 100 queued first.
+                (Phase::Queued, 0.0, 100.0),
+                (Phase::Sandbox, 100.0, 150.0),
+                (Phase::Init, 150.0, 400.0),
+                (Phase::Running, 400.0, 500.0),
+                // The back-off before the retry, then the warm retry.
+                (Phase::Waiting, 500.0, 600.0),
+                (Phase::Running, 600.0, 620.0),
+            ]
+        );
+        // 100 + 300 init + 20 ms at 1 GB.
+        let bill = task.bill.expect("billed");
+        assert_eq!((bill.invocations, bill.billed_ms, bill.init_ms), (2, 120, 300));
+        assert!((t.bill.gb_seconds - 0.42).abs() < 1e-9);
+        assert_eq!(t.steps[1].segments, vec![Segment { phase: Phase::Waiting, start_ms: 0.0 + 620.0, end_ms: 1620.0 }]);
+        assert_eq!(t.steps[1].bill, None);
+    }
+
+    #[test]
+    fn a_running_step_and_a_task_that_never_ran() {
+        let history = [
+            event(1, 0, "TaskStateEntered", 0, json!({"name": "Missing"})),
+            event(2, 0, "LambdaFunctionScheduled", 0, json!({})),
+            event(3, 5, "LambdaFunctionFailed", 0, json!({"error": "Lambda.ResourceNotFoundException"})),
+            event(4, 5, "TaskStateExited", 0, json!({"name": "Missing"})),
+            event(5, 5, "TaskStateEntered", 1, json!({"name": "Slow"})),
+            event(6, 6, "LambdaFunctionScheduled", 1, json!({})),
+        ];
+        let t = timeline(1_000, &history, &Pricing::default());
+        assert_eq!(t.steps[0].invocations, 0, "an invocation that never ran is not billed");
+        assert!(t.steps[0].segments.is_empty());
+        assert_eq!((t.steps[1].exited_ms, t.bill.invocations), (None, 0));
+    }
+
+    #[test]
+    fn a_warm_invocation_is_queued_then_running() {
+        let u = json!({"durationMs": 10.0, "queuedMs": 0.5, "billedMs": 10, "memoryMb": 128});
+        let segs = invocation_segments(&u, 100.0, 112.0);
+        assert_eq!(
+            segs,
+            vec![
+                Segment { phase: Phase::Queued, start_ms: 100.0, end_ms: 102.0 },
+                Segment { phase: Phase::Running, start_ms: 102.0, end_ms: 112.0 }
+            ]
+        );
+    }
+}
