@@ -20,9 +20,16 @@ use crate::output::table;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A `bootstrap` built with the lambda_runtime crate (scripts/bench builds tests/functions/rust-echo).
+    /// A `bootstrap` built with the lambda_runtime crate (scripts/bench builds tests/functions/rust-echo);
+    /// needed by the `core` scenarios.
     #[arg(long, value_name = "FILE")]
-    rust_bootstrap: PathBuf,
+    rust_bootstrap: Option<PathBuf>,
+    /// Which scenarios run: `core` (warm invokes, the workflow engine's overhead, cold starts) and
+    /// `prewarm` (workflows whose functions all start cold, under each pre-warm policy).
+    #[arg(long, value_delimiter = ',', default_value = "core,prewarm", value_parser = ["core", "prewarm"])]
+    scenarios: Vec<String>,
+    #[command(flatten)]
+    prewarm: super::bench_prewarm::PrewarmArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -121,7 +128,7 @@ fn start_floor() -> Result<String> {
     Ok(format!("http://{addr}/"))
 }
 
-fn zip_with(name: &str, mode: u32, data: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn zip_with(name: &str, mode: u32, data: &[u8]) -> Result<Vec<u8>> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     w.start_file(name, zip::write::SimpleFileOptions::default().unix_permissions(mode))?;
     w.write_all(data)?;
@@ -129,11 +136,11 @@ fn zip_with(name: &str, mode: u32, data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// A benchmark server on a temp data directory: the process, its endpoint, its admin key, its sandbox.
-struct BenchServer {
+pub(super) struct BenchServer {
     _process: ServerProcess,
-    endpoint: String,
-    key: String,
-    sandbox: String,
+    pub(super) endpoint: String,
+    pub(super) key: String,
+    pub(super) sandbox: String,
     dir: PathBuf,
 }
 
@@ -143,7 +150,7 @@ impl Drop for BenchServer {
     }
 }
 
-fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
+pub(super) fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
     let dir = std::env::temp_dir().join(format!("stoke-bench-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -236,7 +243,7 @@ fn cold_starts(servers: &[&BenchServer], functions: &[(&str, serde_json::Value)]
 }
 
 /// Median, min and max.
-fn spread(v: &mut [f64]) -> (f64, f64, f64) {
+pub(super) fn spread(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
@@ -269,8 +276,26 @@ fn cold_table(rows: &mut [ColdRow]) -> (comfy_table::Table, Vec<serde_json::Valu
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let bootstrap = std::fs::read(&args.rust_bootstrap)
-        .with_context(|| format!("cannot read {} (scripts/bench builds it)", args.rust_bootstrap.display()))?;
+    let mut results = json!({});
+    if args.scenarios.iter().any(|s| s == "core") {
+        results = core(&args)?;
+    }
+    if args.scenarios.iter().any(|s| s == "prewarm") {
+        results["prewarm"] = super::bench_prewarm::run(&args.prewarm)?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
+    }
+    Ok(())
+}
+
+/// Warm invokes against the floor, the workflow engine's overhead and cold starts per sandbox.
+fn core(args: &Args) -> Result<serde_json::Value> {
+    let Some(bootstrap_path) = &args.rust_bootstrap else {
+        bail!("the core scenarios need --rust-bootstrap (scripts/bench builds it), or pass --scenarios prewarm");
+    };
+    let bootstrap = std::fs::read(bootstrap_path)
+        .with_context(|| format!("cannot read {} (scripts/bench builds it)", bootstrap_path.display()))?;
     let main = start_server("main", &[])?;
     let (endpoint, key) = (main.endpoint.clone(), main.key.clone());
     let http = reqwest::blocking::Client::new();
@@ -393,16 +418,8 @@ pub fn run(args: Args) -> Result<()> {
         println!("{t}");
         cold_rows = json;
     }
-    if let Some(path) = args.json {
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(
-                &json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "cold": cold_rows,
-                        "workflows": workflow_rows}),
-            )?,
-        )?;
-    }
-    Ok(())
+    Ok(json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "cold": cold_rows,
+              "workflows": workflow_rows}))
 }
 
 /// Workflow executions end to end (`POST /v1/workflows/{name}/run`) and as the engine sees them (the
