@@ -75,8 +75,10 @@ pub trait Knowledge {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Warm this much earlier than strictly needed, for the prediction's error.
+    /// Warm this much earlier than strictly needed, for the prediction's error …
     pub margin_ms: f64,
+    /// … or this share of the predicted init, when that is more (a slow init varies more).
+    pub margin_share: f64,
     /// Do not plan further ahead than this.
     pub horizon_ms: f64,
     /// Warm a Choice branch other than the most likely one when its probability is at least this.
@@ -87,7 +89,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { margin_ms: 50.0, horizon_ms: 120_000.0, branch_threshold: 0.2, max_tasks: 32 }
+        Self { margin_ms: 50.0, margin_share: 0.2, horizon_ms: 120_000.0, branch_threshold: 0.2, max_tasks: 32 }
     }
 }
 
@@ -279,7 +281,9 @@ impl Walker<'_> {
         let instances = count.ceil().max(1.0) as usize;
         if view.spare < instances {
             let at = match (self.policy, t, view.init_ms) {
-                (Policy::Jit, Some(start), Some(init)) => start - init - self.settings.margin_ms,
+                (Policy::Jit, Some(start), Some(init)) => {
+                    start - init - self.settings.margin_ms.max(init * self.settings.margin_share)
+                }
                 _ => self.now,
             };
             self.out.push(Warm {

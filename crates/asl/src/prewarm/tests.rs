@@ -53,6 +53,11 @@ fn five(init: f64, run: f64) -> Known {
     ["a", "b", "c", "d", "e"].iter().fold(Known::default(), |k, f| k.with(f, init, run))
 }
 
+/// A fixed 50 ms margin, for round numbers.
+fn flat() -> Settings {
+    Settings { margin_share: 0.0, ..Settings::default() }
+}
+
 fn summary(plan: &[Warm]) -> Vec<(&str, usize, i64)> {
     plan.iter().map(|w| (w.state.as_str(), w.count, w.at_ms)).collect()
 }
@@ -61,7 +66,7 @@ fn summary(plan: &[Warm]) -> Vec<(&str, usize, i64)> {
 fn jit_warms_each_step_of_a_cold_chain_just_in_time() {
     // Every function: 300 ms init, 100 ms run, none warm. A runs cold: it ends at 400 ms; B must be ready
     // then, so it starts at 400 − 300 − 50 (margin) = 50 ms; B ends at 500, so C starts at 150, and so on.
-    let plan = plan(&chain(), "A", 0, Policy::Jit, &five(300.0, 100.0), &Settings::default());
+    let plan = plan(&chain(), "A", 0, Policy::Jit, &five(300.0, 100.0), &flat());
     assert_eq!(summary(&plan), vec![("B", 1, 50), ("C", 1, 150), ("D", 1, 250), ("E", 1, 350)]);
     assert_eq!(plan[0].function, "b");
 }
@@ -72,7 +77,7 @@ fn jit_warms_at_once_what_cannot_be_ready_in_time_and_skips_what_is_warm() {
     let mut k = five(300.0, 100.0);
     k.functions.get_mut("a").unwrap().spare = 1;
     k.functions.get_mut("c").unwrap().spare = 1;
-    let plan = plan(&chain(), "A", 1000, Policy::Jit, &k, &Settings::default());
+    let plan = plan(&chain(), "A", 1000, Policy::Jit, &k, &flat());
     // C has a free instance: not warmed, but its run still counts for D's timing (D starts at 1300).
     assert_eq!(summary(&plan), vec![("B", 1, 1000), ("D", 1, 1000), ("E", 1, 1050)]);
 }
@@ -84,20 +89,33 @@ fn jit_without_statistics_warms_now_and_eager_only_the_next_task() {
     for f in ["b", "c", "d", "e"] {
         unknown.functions.insert(f.into(), FunctionView::default());
     }
-    let jit = plan(&chain(), "A", 7, Policy::Jit, &unknown, &Settings::default());
+    let jit = plan(&chain(), "A", 7, Policy::Jit, &unknown, &flat());
     assert_eq!(summary(&jit), vec![("B", 1, 7), ("C", 1, 7), ("D", 1, 7), ("E", 1, 7)]);
-    let eager = plan(&chain(), "A", 7, Policy::Eager, &five(300.0, 100.0), &Settings::default());
+    let eager = plan(&chain(), "A", 7, Policy::Eager, &five(300.0, 100.0), &flat());
     assert_eq!(summary(&eager), vec![("B", 1, 7)]);
-    assert!(plan(&chain(), "A", 7, Policy::Off, &five(300.0, 100.0), &Settings::default()).is_empty());
+    assert!(plan(&chain(), "A", 7, Policy::Off, &five(300.0, 100.0), &flat()).is_empty());
+}
+
+#[test]
+fn a_slow_init_is_warmed_with_a_proportional_margin() {
+    // 1 s init: 20 % (200 ms) is more than the 50 ms floor. A ends at 1000 + 100 = 1100; B at 1100 − 1200.
+    let mut k = five(1000.0, 100.0);
+    k.functions.get_mut("a").unwrap().spare = 1;
+    let first = plan(&chain(), "A", 5000, Policy::Jit, &k, &Settings::default());
+    assert_eq!(summary(&first)[..2], [("B", 1, 5000), ("C", 1, 5000)]);
+    k.functions.get_mut("a").unwrap().run_ms = Some(3000.0);
+    let later = plan(&chain(), "A", 0, Policy::Jit, &k, &Settings::default());
+    // A ends at 3000: B starts 3000 − 1000 − 200; B ends 3100, C at 1900.
+    assert_eq!(summary(&later)[..2], [("B", 1, 1800), ("C", 1, 1900)]);
 }
 
 #[test]
 fn the_horizon_and_the_task_cap_bound_the_walk() {
-    let near = Settings { horizon_ms: 450.0, ..Settings::default() };
+    let near = Settings { horizon_ms: 450.0, ..flat() };
     let plan1 = plan(&chain(), "A", 0, Policy::Jit, &five(300.0, 100.0), &near);
     // B starts at 400, C at 500 (beyond 450): C's start is left to a later plan.
     assert_eq!(summary(&plan1), vec![("B", 1, 50)]);
-    let capped = Settings { max_tasks: 2, ..Settings::default() };
+    let capped = Settings { max_tasks: 2, ..flat() };
     assert_eq!(plan(&chain(), "A", 0, Policy::Jit, &five(300.0, 100.0), &capped).len(), 2);
 }
 
@@ -107,13 +125,13 @@ fn unknown_functions_and_waits_of_unknown_length_are_not_planned_past() {
         "A": task("a", Some("W")),
         "W": {"Type": "Wait", "TimestampPath": "$.when", "Next": "B"},
         "B": task("b", None)}}));
-    assert!(plan(&m, "A", 0, Policy::Jit, &five(300.0, 100.0), &Settings::default()).is_empty());
+    assert!(plan(&m, "A", 0, Policy::Jit, &five(300.0, 100.0), &flat()).is_empty());
     // A fixed wait is simply time: B starts at 400 + 2000.
     let m = machine(json!({"StartAt": "A", "States": {
         "A": task("a", Some("W")), "W": {"Type": "Wait", "Seconds": 2, "Next": "X"},
         "X": task("nobody", Some("B")), "B": task("b", None)}}));
     // "nobody" is not a function: its run time is unknown, so B is warmed at once.
-    let plan = plan(&m, "A", 0, Policy::Jit, &five(300.0, 100.0), &Settings::default());
+    let plan = plan(&m, "A", 0, Policy::Jit, &five(300.0, 100.0), &flat());
     assert_eq!(summary(&plan), vec![("B", 1, 0)]);
 }
 
@@ -128,18 +146,18 @@ fn choice_warms_the_likely_branch_and_others_above_the_threshold() {
     let mut k = five(300.0, 100.0);
     // B taken 90 times, D 9, E once: shares (Laplace) 91/103, 10/103, 2/103.
     k.branches.insert("C".into(), vec![("B".into(), 90), ("D".into(), 9), ("E".into(), 1)]);
-    let tight = plan(&m, "A", 0, Policy::Jit, &k, &Settings::default());
+    let tight = plan(&m, "A", 0, Policy::Jit, &k, &flat());
     assert_eq!(summary(&tight), vec![("B", 1, 50)]);
-    let loose = Settings { branch_threshold: 0.05, ..Settings::default() };
+    let loose = Settings { branch_threshold: 0.05, ..flat() };
     assert_eq!(summary(&plan(&m, "A", 0, Policy::Jit, &k, &loose)), vec![("B", 1, 50), ("D", 1, 50)]);
     // Never taken: every branch is as likely as the others (1/3 each), all above 0.2.
     k.branches.clear();
-    assert_eq!(plan(&m, "A", 0, Policy::Jit, &k, &Settings::default()).len(), 3);
+    assert_eq!(plan(&m, "A", 0, Policy::Jit, &k, &flat()).len(), 3);
     // The most likely branch changes with the statistics.
     k.branches.insert("C".into(), vec![("E".into(), 50)]);
-    assert_eq!(summary(&plan(&m, "A", 0, Policy::Jit, &k, &Settings::default())), vec![("E", 1, 50)]);
+    assert_eq!(summary(&plan(&m, "A", 0, Policy::Jit, &k, &flat())), vec![("E", 1, 50)]);
     // Eager warms every branch.
-    assert_eq!(plan(&m, "A", 0, Policy::Eager, &k, &Settings::default()).len(), 3);
+    assert_eq!(plan(&m, "A", 0, Policy::Eager, &k, &flat()).len(), 3);
 }
 
 #[test]
@@ -150,7 +168,7 @@ fn parallel_warms_every_branch_and_continues_after_the_slowest() {
             {"StartAt": "B", "States": {"B": task("b", None)}},
             {"StartAt": "C", "States": {"C": task("c", Some("D")), "D": task("d", None)}}]},
         "E": task("e", None)}}));
-    let plan = plan(&m, "A", 0, Policy::Jit, &five(300.0, 100.0), &Settings::default());
+    let plan = plan(&m, "A", 0, Policy::Jit, &five(300.0, 100.0), &flat());
     // P starts at 400: B and C at 50; D after C (500) at 150; E after the slower branch (600) at 250.
     assert_eq!(summary(&plan), vec![("B", 1, 50), ("C", 1, 50), ("D", 1, 150), ("E", 1, 250)]);
 }
@@ -167,15 +185,15 @@ fn map_warms_as_many_instances_as_run_at_once() {
     let mut k = five(300.0, 100.0);
     k.items.insert("M".into(), 10.0);
     // 10 items, 4 at once: 4 instances of b; 3 rounds of 100 ms, so E starts at 400 + 300.
-    let plan4 = plan(&m(4), "A", 0, Policy::Jit, &k, &Settings::default());
+    let plan4 = plan(&m(4), "A", 0, Policy::Jit, &k, &flat());
     assert_eq!(summary(&plan4), vec![("B", 4, 50), ("E", 1, 350)]);
     // Unlimited: one per item. Free instances reduce the count.
     k.functions.get_mut("b").unwrap().spare = 3;
-    assert_eq!(summary(&plan(&m(0), "A", 0, Policy::Jit, &k, &Settings::default()))[0], ("B", 7, 50));
+    assert_eq!(summary(&plan(&m(0), "A", 0, Policy::Jit, &k, &flat()))[0], ("B", 7, 50));
     // Item count never seen: one instance.
     k.items.clear();
     k.functions.get_mut("b").unwrap().spare = 0;
-    assert_eq!(summary(&plan(&m(0), "A", 0, Policy::Jit, &k, &Settings::default()))[0], ("B", 1, 50));
+    assert_eq!(summary(&plan(&m(0), "A", 0, Policy::Jit, &k, &flat()))[0], ("B", 1, 50));
 }
 
 #[test]
@@ -187,7 +205,7 @@ fn a_loop_is_walked_once_per_state() {
         "S": {"Type": "Succeed"}}}));
     let mut k = five(300.0, 100.0);
     k.branches.insert("C".into(), vec![("A".into(), 99)]);
-    let plan = plan(&m, "A", 0, Policy::Jit, &k, &Settings::default());
+    let plan = plan(&m, "A", 0, Policy::Jit, &k, &flat());
     // The loop back to A: one entry for A however often the walk comes round.
     assert_eq!(plan.iter().filter(|w| w.state == "A").count(), 1);
 }
