@@ -110,12 +110,10 @@ fn statistics_outlive_the_server_and_bad_policies_are_refused() {
         json!({"name": "w", "prewarm": "lazy", "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}),
     );
     assert_error(&(status, body), 400, "invalid_parameter", "off, eager, jit");
-    let (status, body) = s.post(
-        "/v1/workflows",
-        json!({"name": "w", "definition": {"StartAt": "C", "States": {
-            "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": 1, "Next": "One"}], "Default": "Other"},
-            "One": {"Type": "Pass", "End": true}, "Other": {"Type": "Pass", "End": true}}}}),
-    );
+    let choice = json!({"StartAt": "C", "States": {
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": 1, "Next": "One"}], "Default": "Other"},
+        "One": {"Type": "Pass", "End": true}, "Other": {"Type": "Pass", "End": true}}});
+    let (status, body) = s.post("/v1/workflows", json!({"name": "w", "definition": choice}));
     assert_eq!(status, 201, "{body}");
     assert!(body.get("prewarm").is_none(), "no policy of its own: the server's");
     let resp = s.post("/v1/workflows/w/run", json!({"input": {"x": 1}, "prewarm": "sometimes"}));
@@ -139,12 +137,7 @@ fn statistics_outlive_the_server_and_bad_policies_are_refused() {
 
     // Learned statistics (here: Choice branches and a function's durations) are written to the store and
     // survive a restart: the stats table holds them after the server is gone.
-    let (status, body) = s.post(
-        "/v1/workflows",
-        json!({"name": "branchy", "definition": {"StartAt": "C", "States": {
-            "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": 1, "Next": "One"}], "Default": "Other"},
-            "One": {"Type": "Pass", "End": true}, "Other": {"Type": "Pass", "End": true}}}}),
-    );
+    let (status, body) = s.post("/v1/workflows", json!({"name": "branchy", "definition": choice}));
     assert_eq!(status, 201, "{body}");
     for x in [1, 1, 2] {
         let (status, e) = s.post("/v1/workflows/branchy/run", json!({"input": {"x": x}}));
