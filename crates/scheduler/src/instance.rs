@@ -86,8 +86,8 @@ impl InstanceCtx {
             o.ran(&self.queue.target, elapsed);
         }
         let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
-        let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        let init_duration_ms = if cur.cold { self.ready.get().map(|d| d.as_secs_f64() * 1000.0) } else { None };
+        let duration_ms = ms(&elapsed);
+        let init_duration_ms = if cur.cold { self.ready.get().map(ms) } else { None };
         let max_memory_used_mb = self.peak_memory_bytes().div_ceil(1024 * 1024);
         let report = Report {
             duration_ms,

@@ -193,7 +193,7 @@ impl Run {
             };
             pools.insert(f.clone(), (target, view));
         }
-        let known = Known { pools: &pools, stats: &self.services.stats, record: &self.record };
+        let known = Known { pools: &pools, run: self };
         let now = now_ms();
         let plan = prewarm::plan(machine, &state.name, now, self.policy, &known, &self.services.prewarm);
         for warm in plan {
@@ -630,17 +630,11 @@ impl Run {
     }
 }
 
-/// What the planner reads: the pools of the definition's functions and the workflow's statistics.
+/// What the planner reads: the pools of the definition's functions, and the statistics of the run's
+/// workflow.
 struct Known<'a> {
     pools: &'a HashMap<String, (Arc<InvokeTarget>, FunctionView)>,
-    stats: &'a Statistics,
-    record: &'a ExecutionRecord,
-}
-
-impl Known<'_> {
-    fn key(&self, state: &str) -> String {
-        state_key(self.record.account.as_str(), &self.record.workflow, state)
-    }
+    run: &'a Run,
 }
 
 impl Knowledge for Known<'_> {
@@ -649,11 +643,11 @@ impl Knowledge for Known<'_> {
     }
 
     fn branch_counts(&self, choice: &str) -> Vec<(String, u64)> {
-        self.stats.branches(&self.key(choice))
+        self.run.services.stats.branches(&self.run.state_key(choice))
     }
 
     fn map_items(&self, map: &str) -> Option<f64> {
-        self.stats.items(&self.key(map))
+        self.run.services.stats.items(&self.run.state_key(map))
     }
 }
 

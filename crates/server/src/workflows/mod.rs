@@ -11,7 +11,7 @@ use serde_json::Value;
 use stoke_asl::prewarm::Policy;
 use stoke_asl::{Definition, Problem};
 use stoke_core::AccountId;
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store, StoreError, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, StoreError, WorkflowRecord};
 use tokio::sync::watch;
 
 use crate::registry::now_ms;
@@ -104,7 +104,6 @@ struct Running {
 
 pub struct Workflows {
     services: Arc<Services>,
-    store: Arc<dyn Store>,
     running: Mutex<HashMap<String, Running>>,
 }
 
@@ -127,7 +126,7 @@ pub fn uuid() -> String {
 
 impl Workflows {
     pub fn new(services: Arc<Services>) -> Self {
-        Workflows { store: services.store.clone(), services, running: Mutex::new(HashMap::new()) }
+        Workflows { services, running: Mutex::new(HashMap::new()) }
     }
 
     pub fn region(&self) -> &str {
@@ -160,7 +159,7 @@ impl Workflows {
             updated_ms: now,
             prewarm: prewarm.map(|p| p.as_str().to_string()),
         };
-        self.store.put_workflow(&w, None).map_err(|e| match e {
+        self.services.store.put_workflow(&w, None).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
                 "workflow {name} already exists; update it (stoke wf update) or pick another name"
             )),
@@ -196,22 +195,22 @@ impl Workflows {
         }
         w.revision = read + 1;
         w.updated_ms = now_ms();
-        self.store.put_workflow(&w, Some(read)).map_err(store_err)?;
+        self.services.store.put_workflow(&w, Some(read)).map_err(store_err)?;
         Ok(w)
     }
 
     pub fn get(&self, account: &AccountId, name: &str) -> Result<WorkflowRecord> {
-        self.store.get_workflow(account, name).map_err(store_err)?.ok_or_else(|| {
+        self.services.store.get_workflow(account, name).map_err(store_err)?.ok_or_else(|| {
             WorkflowError::WorkflowNotFound(format!("workflow {name} does not exist (stoke wf ls lists them)"))
         })
     }
 
     pub fn list(&self, account: &AccountId) -> Result<Vec<WorkflowRecord>> {
-        self.store.list_workflows(account).map_err(store_err)
+        self.services.store.list_workflows(account).map_err(store_err)
     }
 
     pub fn delete(&self, account: &AccountId, name: &str) -> Result<()> {
-        if self.store.delete_workflow(account, name).map_err(store_err)? {
+        if self.services.store.delete_workflow(account, name).map_err(store_err)? {
             Ok(())
         } else {
             Err(WorkflowError::WorkflowNotFound(format!("workflow {name} does not exist")))
@@ -261,7 +260,7 @@ impl Workflows {
             attempt: 0,
             details: serde_json::json!({"input": input, "prewarm": policy.as_str()}).to_string(),
         };
-        self.store.insert_execution(&record, std::slice::from_ref(&started)).map_err(|e| match e {
+        self.services.store.insert_execution(&record, std::slice::from_ref(&started)).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
                 "workflow {workflow} already has an execution named {}; names are unique per workflow",
                 record.name
@@ -302,7 +301,7 @@ impl Workflows {
 
     /// The execution, if it belongs to `account`.
     pub fn describe(&self, account: &AccountId, id: &str) -> Result<ExecutionRecord> {
-        match self.store.get_execution(id).map_err(store_err)? {
+        match self.services.store.get_execution(id).map_err(store_err)? {
             Some(e) if &e.account == account => Ok(e),
             _ => Err(WorkflowError::ExecutionNotFound(format!("execution {id} does not exist"))),
         }
@@ -310,20 +309,20 @@ impl Workflows {
 
     /// Finds an execution by workflow and execution name (Step Functions' ARNs name both).
     pub fn find(&self, account: &AccountId, workflow: &str, name: &str) -> Result<ExecutionRecord> {
-        self.store.find_execution(account, workflow, name).map_err(store_err)?.ok_or_else(|| {
+        self.services.store.find_execution(account, workflow, name).map_err(store_err)?.ok_or_else(|| {
             WorkflowError::ExecutionNotFound(format!("workflow {workflow} has no execution named {name}"))
         })
     }
 
     pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryEvent>> {
         self.describe(account, id)?;
-        self.store.history(id).map_err(store_err)
+        self.services.store.history(id).map_err(store_err)
     }
 
     /// Where the execution's time went, step by step, and what it cost.
     pub fn timeline(&self, account: &AccountId, id: &str) -> Result<timeline::Timeline> {
         let e = self.describe(account, id)?;
-        let history = self.store.history(id).map_err(store_err)?;
+        let history = self.services.store.history(id).map_err(store_err)?;
         Ok(timeline::timeline(e.started_ms, &history, &self.services.pricing))
     }
 
@@ -338,7 +337,7 @@ impl Workflows {
         if let Some(w) = workflow {
             self.get(account, w)?;
         }
-        self.store.list_executions(account, workflow, status, before, limit).map_err(store_err)
+        self.services.store.list_executions(account, workflow, status, before, limit).map_err(store_err)
     }
 
     /// Stops a running execution: it ends ABORTED with the given error and cause.
@@ -359,7 +358,7 @@ impl Workflows {
         if let Some(r) = lock(&self.running).remove(id) {
             r.abort.abort();
         }
-        let history = self.store.history(id).map_err(store_err)?;
+        let history = self.services.store.history(id).map_err(store_err)?;
         let seq = history.last().map(|h| h.seq).unwrap_or(0) + 1;
         e.status = ExecutionStatus::Aborted;
         e.error = error.map(String::from);
@@ -374,7 +373,7 @@ impl Workflows {
             attempt: 0,
             details: serde_json::json!({"error": e.error, "cause": e.cause}).to_string(),
         };
-        match self.store.record_execution(id, &[event], Some(&e)) {
+        match self.services.store.record_execution(id, &[event], Some(&e)) {
             Ok(()) => Ok(e),
             // It ended on its own while we stopped it.
             Err(StoreError::Conflict(_)) => self.describe(account, id),
@@ -384,10 +383,10 @@ impl Workflows {
 
     /// Resumes every execution a previous run of the server left RUNNING; returns how many.
     pub fn resume(self: &Arc<Self>) -> Result<usize> {
-        let running = self.store.running_executions().map_err(store_err)?;
+        let running = self.services.store.running_executions().map_err(store_err)?;
         let count = running.len();
         for e in running {
-            let history = self.store.history(&e.id).map_err(store_err)?;
+            let history = self.services.store.history(&e.id).map_err(store_err)?;
             match Definition::parse_str(&e.definition) {
                 Ok(d) => {
                     tracing::info!(execution = %e.id, events = history.len(), "resuming execution");
