@@ -11,7 +11,7 @@ use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, WorkflowRecord
 
 use super::lambda::Signed;
 use super::AppState;
-use crate::workflows::engine::execution_arn;
+use crate::workflows::engine::{execution_arn, workflow_arn};
 use crate::workflows::{WorkflowError, Workflows};
 
 /// A Step Functions error: `__type` names it (botocore reads it as the error code).
@@ -69,7 +69,7 @@ fn str_field<'a>(body: &'a Value, field: &str) -> Result<&'a str, StatesError> {
 }
 
 fn machine_arn(region: &str, w: &WorkflowRecord) -> String {
-    format!("arn:aws:states:{region}:{}:stateMachine:{}", w.account, w.name)
+    workflow_arn(region, &w.account, &w.name)
 }
 
 /// The state machine name an ARN (or a bare name) refers to.
@@ -98,7 +98,7 @@ fn execution_names(arn: &str) -> Result<(String, String), StatesError> {
 fn describe_execution(region: &str, e: &ExecutionRecord) -> Value {
     let mut v = json!({
         "executionArn": execution_arn(region, e),
-        "stateMachineArn": format!("arn:aws:states:{region}:{}:stateMachine:{}", e.account, e.workflow),
+        "stateMachineArn": workflow_arn(region, &e.account, &e.workflow),
         "name": e.name,
         "status": e.status.as_str(),
         "startDate": seconds(e.started_ms),

@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
-use crate::workflows::engine::execution_arn;
+use crate::workflows::engine::{execution_arn, workflow_arn};
 use crate::workflows::timeline::Timeline;
 use crate::workflows::WorkflowError;
 use stoke_core::cost::{Bill, Pricing};
@@ -59,7 +59,7 @@ impl WorkflowView {
     pub fn new(w: &WorkflowRecord, region: &str) -> Self {
         WorkflowView {
             name: w.name.clone(),
-            arn: format!("arn:aws:states:{region}:{}:stateMachine:{}", w.account, w.name),
+            arn: workflow_arn(region, &w.account, &w.name),
             definition: serde_json::from_str(&w.definition).unwrap_or(Value::Null),
             revision: w.revision,
             prewarm: w.prewarm.clone(),

@@ -258,10 +258,7 @@ impl Run {
             execution_name: self.record.name.clone(),
             execution_input: self.input.clone(),
             execution_start_time: format_rfc3339(self.record.started_ms),
-            state_machine_id: format!(
-                "arn:aws:states:{}:{}:stateMachine:{}",
-                self.services.region, self.record.account, self.record.workflow
-            ),
+            state_machine_id: workflow_arn(&self.services.region, &self.record.account, &self.record.workflow),
             state_machine_name: self.record.workflow.clone(),
             state_name: state.name.clone(),
             state_entered_time: format_rfc3339(entered_ms),
@@ -724,6 +721,11 @@ fn unreachable_state<T>(state: &State) -> Result<T, Stop> {
         stoke_asl::errors::RUNTIME,
         format!("the engine met an effect that \"{}\" cannot have", state.name),
     )))
+}
+
+/// Step Functions' state machine ARN.
+pub fn workflow_arn(region: &str, account: &stoke_core::AccountId, workflow: &str) -> String {
+    format!("arn:aws:states:{region}:{account}:stateMachine:{workflow}")
 }
 
 /// Step Functions' execution ARN.
