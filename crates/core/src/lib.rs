@@ -9,6 +9,7 @@ pub mod config;
 pub mod cost;
 pub mod event;
 pub mod gateway;
+pub mod keepalive;
 pub mod lifecycle;
 pub mod limits;
 pub mod names;
@@ -17,6 +18,7 @@ pub mod reference;
 pub mod runtime;
 pub mod stats;
 pub mod time;
+pub mod tune;
 
 pub use alias::{AliasRouting, RoutingError};
 pub use config::{ConfigPatch, FunctionConfig, NodeLimits, ValidationError};

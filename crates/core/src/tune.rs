@@ -1,0 +1,386 @@
+//! The memory optimizer's rules (seed 002's PreEnv Optimizer, `stoke tune`): which memory sizes to test
+//! and in what batches, what one size's invocations measure, when larger sizes stopped helping, and which
+//! size a strategy recommends. The server runs the invocations; everything it decides with is here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ValidationError, MEMORY_STEP_MB, MIN_MEMORY_MB};
+use crate::cost::{billed_ms, Pricing};
+use crate::limits::cpu_millis;
+use crate::NodeLimits;
+
+/// Sizes tested when the user names none (capped by the node).
+pub const DEFAULT_SIZES: [u32; 7] = [128, 256, 512, 1024, 1536, 2048, 3072];
+/// Warm invocations per size when the user names no count.
+pub const DEFAULT_RUNS: u32 = 10;
+pub const MAX_RUNS: u32 = 100;
+pub const MAX_SIZES: usize = 16;
+/// How much slower than the fastest size `smallest-not-slower` accepts.
+pub const DEFAULT_TOLERANCE: f64 = 0.05;
+/// `balanced`: the weight of cost against speed.
+pub const DEFAULT_WEIGHT: f64 = 0.5;
+
+/// How the recommended size is chosen among the sizes whose invocations all succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The cheapest per invocation.
+    Cost,
+    /// The fastest warm run.
+    Speed,
+    /// The best of `weight` × relative cost + (1 − `weight`) × relative duration.
+    Balanced { weight: f64 },
+    /// Seed 002's rule: the smallest memory whose warm duration is within `tolerance` of the fastest.
+    SmallestNotSlower { tolerance: f64 },
+}
+
+impl Strategy {
+    pub const NAMES: &'static str = "smallest-not-slower, cost, speed, balanced";
+
+    /// Parses a strategy name with its parameters (`None` = the defaults).
+    pub fn parse(name: &str, tolerance: Option<f64>, weight: Option<f64>) -> Result<Strategy, ValidationError> {
+        if let Some(t) = tolerance {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(ValidationError::new(
+                    "tolerance",
+                    format!("tolerance {t} is not valid: give a fraction between 0 and 1 (0.05 = 5 %)"),
+                ));
+            }
+        }
+        if let Some(w) = weight {
+            if !(0.0..=1.0).contains(&w) {
+                return Err(ValidationError::new(
+                    "weight",
+                    format!("weight {w} is not valid: give a fraction between 0 (speed only) and 1 (cost only)"),
+                ));
+            }
+        }
+        Ok(match name {
+            "smallest-not-slower" => Strategy::SmallestNotSlower { tolerance: tolerance.unwrap_or(DEFAULT_TOLERANCE) },
+            "cost" => Strategy::Cost,
+            "speed" => Strategy::Speed,
+            "balanced" => Strategy::Balanced { weight: weight.unwrap_or(DEFAULT_WEIGHT) },
+            other => {
+                return Err(ValidationError::new(
+                    "strategy",
+                    format!("strategy {other:?} is not known: use one of {}", Strategy::NAMES),
+                ))
+            }
+        })
+    }
+
+    /// The gain below which a larger size "did not help" (for stopping early).
+    fn tolerance(&self) -> f64 {
+        match self {
+            Strategy::SmallestNotSlower { tolerance } => *tolerance,
+            _ => DEFAULT_TOLERANCE,
+        }
+    }
+}
+
+/// The sizes to test: the user's (or the defaults capped by the node), plus the function's current size so
+/// the saving is measured rather than guessed; ascending, without duplicates.
+pub fn sizes(requested: Option<&[u32]>, current_mb: u32, node: &NodeLimits) -> Result<Vec<u32>, ValidationError> {
+    let max = node.max_memory_mb - node.max_memory_mb % MEMORY_STEP_MB;
+    let mut out: Vec<u32> = match requested {
+        Some([]) => {
+            return Err(ValidationError::new("memory", "memory lists no sizes: give at least one, e.g. 128,512"))
+        }
+        Some(list) => {
+            if list.len() > MAX_SIZES {
+                return Err(ValidationError::new(
+                    "memory",
+                    format!("memory lists {} sizes; a tune tests at most {MAX_SIZES}", list.len()),
+                ));
+            }
+            for &m in list {
+                if m < MIN_MEMORY_MB || m > max || !m.is_multiple_of(MEMORY_STEP_MB) {
+                    return Err(ValidationError::new(
+                        "memory",
+                        format!(
+                            "memory size {m} MB is not valid: sizes must be multiples of {MEMORY_STEP_MB} between \
+                             {MIN_MEMORY_MB} and this node's limit of {max} MB"
+                        ),
+                    ));
+                }
+            }
+            list.to_vec()
+        }
+        None => DEFAULT_SIZES.iter().copied().filter(|&m| m <= max).collect(),
+    };
+    out.push(current_mb);
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+pub fn check_runs(runs: u32) -> Result<u32, ValidationError> {
+    if runs == 0 || runs > MAX_RUNS {
+        return Err(ValidationError::new(
+            "runs",
+            format!("runs {runs} is not valid: give between 1 and {MAX_RUNS} warm invocations per size"),
+        ));
+    }
+    Ok(runs)
+}
+
+/// Splits the (ascending) sizes into batches tested at once: a batch fits the node's memory budget and, when
+/// CPU is capped by memory, the node's cores — so sizes tested together do not slow each other down. When
+/// CPU is only weighted, every size has the whole machine alone and batches hold one size.
+pub fn batches(sizes: &[u32], cores: u32, budget_mb: u64, cpu_capped: bool) -> Vec<Vec<u32>> {
+    let cpu_room = u64::from(cores.max(1)) * 1000;
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let (mut mem, mut cpu) = (0u64, 0u64);
+    for &m in sizes {
+        let (m64, c) = (u64::from(m), u64::from(cpu_millis(m)));
+        let fits = cpu_capped && mem + m64 <= budget_mb && cpu + c <= cpu_room;
+        match out.last_mut() {
+            Some(batch) if fits => batch.push(m),
+            _ => {
+                out.push(vec![m]);
+                (mem, cpu) = (0, 0);
+            }
+        }
+        mem += m64;
+        cpu += c;
+    }
+    out
+}
+
+/// One invocation at one size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub duration_ms: f64,
+    /// Present on the cold start.
+    pub init_ms: Option<f64>,
+    pub max_memory_used_mb: u64,
+    /// The error type (`Runtime.OutOfMemory`, `Sandbox.Timedout`, the function's own) when it failed.
+    pub error: Option<String>,
+    /// The error's message, for the report.
+    pub message: Option<String>,
+}
+
+pub const OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
+
+fn is_limit_error(error: &str) -> bool {
+    error == OUT_OF_MEMORY || error.contains("Timedout") || error.contains("TimedOut")
+}
+
+/// What one size measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SizeReport {
+    pub memory_mb: u32,
+    /// Warm invocations that succeeded.
+    pub runs: u32,
+    /// Invocations (cold or warm) that failed.
+    pub errors: u32,
+    /// The first failure: `type: message`.
+    pub error: Option<String>,
+    /// It ran out of memory (a result: the working set does not fit).
+    pub out_of_memory: bool,
+    /// Warm duration: the mean with the fastest and slowest 10 % left out.
+    pub warm_ms: Option<f64>,
+    pub warm_p90_ms: Option<f64>,
+    /// The cold start: initialisation, and the whole first invocation (init + run).
+    pub init_ms: Option<f64>,
+    pub cold_ms: Option<f64>,
+    /// Peak memory of the instance (from its cgroup where the sandbox has one).
+    pub peak_mb: u64,
+    /// A warm invocation's cost at the measured duration (billed ms × memory + the request price).
+    pub cost: Option<f64>,
+}
+
+impl SizeReport {
+    /// Every invocation succeeded, so the size can be recommended.
+    pub fn usable(&self) -> bool {
+        self.errors == 0 && self.warm_ms.is_some()
+    }
+}
+
+/// The mean without the lowest and highest tenth (nothing dropped below 5 samples).
+pub fn trimmed_mean(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let cut = if v.len() >= 5 { v.len() / 10 } else { 0 };
+    let kept = &v[cut..v.len() - cut];
+    Some(kept.iter().sum::<f64>() / kept.len() as f64)
+}
+
+fn p90(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = (0.9 * v.len() as f64).ceil() as usize;
+    Some(v[rank.saturating_sub(1)])
+}
+
+/// A warm invocation's cost at `memory_mb` and `duration_ms`.
+pub fn invocation_cost(memory_mb: u32, duration_ms: f64, pricing: &Pricing) -> f64 {
+    billed_ms(duration_ms) as f64 / 1000.0 * f64::from(memory_mb) / 1024.0 * pricing.per_gb_second + pricing.per_request
+}
+
+/// Summarises one size: `cold` is the first invocation (on a new instance), `warm` the ones after it.
+pub fn summarize(memory_mb: u32, cold: Option<&Sample>, warm: &[Sample], pricing: &Pricing) -> SizeReport {
+    let all = cold.into_iter().chain(warm);
+    let failed: Vec<&Sample> = all.clone().filter(|s| s.error.is_some()).collect();
+    let ok: Vec<f64> = warm.iter().filter(|s| s.error.is_none()).map(|s| s.duration_ms).collect();
+    let warm_ms = trimmed_mean(&ok);
+    let cold_ok = cold.filter(|s| s.error.is_none());
+    SizeReport {
+        memory_mb,
+        runs: ok.len() as u32,
+        errors: failed.len() as u32,
+        error: failed.first().map(|s| {
+            let kind = s.error.as_deref().unwrap_or_default();
+            match s.message.as_deref() {
+                Some(m) if !m.is_empty() => format!("{kind}: {m}"),
+                _ => kind.to_string(),
+            }
+        }),
+        out_of_memory: failed.iter().any(|s| s.error.as_deref() == Some(OUT_OF_MEMORY)),
+        warm_ms,
+        warm_p90_ms: p90(&ok),
+        init_ms: cold.and_then(|s| s.init_ms),
+        cold_ms: cold_ok.map(|s| s.duration_ms + s.init_ms.unwrap_or(0.0)),
+        peak_mb: all.map(|s| s.max_memory_used_mb).max().unwrap_or(0),
+        cost: warm_ms.map(|d| invocation_cost(memory_mb, d, pricing)),
+    }
+}
+
+/// Why the tune ended before testing every size, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Test the next batch.
+    Continue,
+    /// The largest sizes tested were no faster than smaller ones: larger ones will not help.
+    StopNoGain,
+    /// Every size failed for a reason other than a limit (memory, time): the payload or the function is
+    /// wrong, and more memory will not fix it.
+    StopFunctionFails(String),
+}
+
+/// After a batch: whether larger sizes are still worth testing. `tested` are the reports so far (any order).
+pub fn verdict(tested: &[SizeReport], strategy: &Strategy) -> Verdict {
+    let mut t: Vec<&SizeReport> = tested.iter().collect();
+    t.sort_by_key(|r| r.memory_mb);
+    if !t.is_empty()
+        && t.iter().all(|r| r.warm_ms.is_none() && r.error.as_deref().is_some_and(|e| !is_limit_error(type_of(e))))
+    {
+        return Verdict::StopFunctionFails(t[0].error.clone().unwrap_or_default());
+    }
+    // The two largest sizes must both have run, and neither beat the best smaller size by the tolerance.
+    let n = t.len();
+    if n < 3 {
+        return Verdict::Continue;
+    }
+    let tol = strategy.tolerance();
+    let no_gain = |i: usize| -> bool {
+        let Some(d) = t[i].warm_ms.filter(|_| t[i].usable()) else { return false };
+        let best_below = t[..i].iter().filter(|r| r.usable()).filter_map(|r| r.warm_ms).fold(f64::INFINITY, f64::min);
+        d >= best_below * (1.0 - tol)
+    };
+    if no_gain(n - 1) && no_gain(n - 2) {
+        Verdict::StopNoGain
+    } else {
+        Verdict::Continue
+    }
+}
+
+fn type_of(error: &str) -> &str {
+    error.split(':').next().unwrap_or(error)
+}
+
+/// What the tuner recommends, and what it saves against the function's current size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Recommendation {
+    pub memory_mb: u32,
+    pub current_mb: u32,
+    /// Warm duration at the recommended size relative to the current one (+0.03 = 3 % slower).
+    pub duration_change: Option<f64>,
+    /// Reserved memory saved (0.75 = 75 % less); negative when the recommendation is larger.
+    pub memory_saving: f64,
+    /// Cost per invocation saved (negative = dearer).
+    pub cost_saving: Option<f64>,
+    /// One sentence, e.g. "1024 MB → 256 MB: same speed within 3 %, 75 % less memory reserved, 71 % cheaper".
+    pub summary: String,
+}
+
+/// The size `strategy` picks among the usable reports, or `None` when no size worked.
+pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -> Option<Recommendation> {
+    let usable: Vec<&SizeReport> = reports.iter().filter(|r| r.usable()).collect();
+    let time = |r: &SizeReport| r.warm_ms.unwrap_or(f64::INFINITY);
+    let cost = |r: &SizeReport| r.cost.unwrap_or(f64::INFINITY);
+    let fastest = usable.iter().map(|r| time(r)).fold(f64::INFINITY, f64::min);
+    let cheapest = usable.iter().map(|r| cost(r)).fold(f64::INFINITY, f64::min);
+    // Ties go to the smaller size (reports are compared in ascending memory).
+    let mut ordered = usable.clone();
+    ordered.sort_by_key(|r| r.memory_mb);
+    let best_by = |score: &dyn Fn(&SizeReport) -> f64| -> Option<&SizeReport> {
+        ordered.iter().copied().fold(None, |best: Option<&SizeReport>, r| match best {
+            Some(b) if score(b) <= score(r) => Some(b),
+            _ => Some(r),
+        })
+    };
+    let pick = match strategy {
+        Strategy::Speed => best_by(&time),
+        Strategy::Cost => best_by(&cost),
+        Strategy::Balanced { weight } => {
+            best_by(&|r: &SizeReport| weight * cost(r) / cheapest + (1.0 - weight) * time(r) / fastest)
+        }
+        Strategy::SmallestNotSlower { tolerance } => {
+            ordered.iter().copied().find(|r| time(r) <= fastest * (1.0 + tolerance))
+        }
+    }?;
+    let current = reports.iter().find(|r| r.memory_mb == current_mb && r.usable());
+    let duration_change = current.map(|c| time(pick) / time(c) - 1.0);
+    let cost_saving = current.map(|c| 1.0 - cost(pick) / cost(c));
+    let memory_saving = 1.0 - f64::from(pick.memory_mb) / f64::from(current_mb);
+    Some(Recommendation {
+        memory_mb: pick.memory_mb,
+        current_mb,
+        duration_change,
+        memory_saving,
+        cost_saving,
+        summary: summary(current_mb, pick.memory_mb, duration_change, memory_saving, cost_saving),
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0} %", (x * 100.0).abs())
+}
+
+fn summary(current: u32, pick: u32, duration: Option<f64>, memory: f64, cost: Option<f64>) -> String {
+    if pick == current {
+        return format!("{current} MB is already the right size for this strategy");
+    }
+    let speed = match duration {
+        None => "the current size failed, so no comparison of speed".to_string(),
+        Some(d) if d.abs() < 0.005 => "same speed".to_string(),
+        Some(d) if d > 0.0 && d <= DEFAULT_TOLERANCE.max(0.05) => format!("same speed within {}", pct(d)),
+        Some(d) if d > 0.0 => format!("{} slower", pct(d)),
+        Some(d) => format!("{} faster", pct(d)),
+    };
+    let memory = if memory >= 0.0 {
+        format!("{} less memory reserved", pct(memory))
+    } else {
+        format!("{} more memory reserved", pct(memory))
+    };
+    let cost = match cost {
+        Some(c) if c >= 0.005 => format!(", {} cheaper", pct(c)),
+        Some(c) if c <= -0.005 => format!(", {} dearer", pct(c)),
+        Some(_) => ", same cost".to_string(),
+        None => String::new(),
+    };
+    format!("{current} MB → {pick} MB: {speed}, {memory}{cost}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+use super::*;
+
+fn node(max: u32) -> NodeLimits {
+    NodeLimits { max_memory_mb: max, ..NodeLimits::default() }
+}
+
+fn ok(duration_ms: f64) -> Sample {
+    Sample { duration_ms, init_ms: None, max_memory_used_mb: 40, error: None, message: None }
+}
+
+fn failed(error: &str) -> Sample {
+    Sample { error: Some(error.into()), message: Some("it broke".into()), ..ok(5.0) }
+}
+
+/// A size whose warm runs all took `ms`.
+fn size(memory_mb: u32, ms: f64) -> SizeReport {
+    let cold = Sample { init_ms: Some(100.0), ..ok(ms) };
+    summarize(memory_mb, Some(&cold), &vec![ok(ms); 5], &Pricing::default())
+}
+
+fn oom(memory_mb: u32) -> SizeReport {
+    summarize(memory_mb, Some(&failed(OUT_OF_MEMORY)), &[failed(OUT_OF_MEMORY)], &Pricing::default())
+}
+
+#[test]
+fn sizes_default_to_the_list_capped_by_the_node_and_include_the_current_size() {
+    assert_eq!(sizes(None, 128, &node(10_240)).unwrap(), DEFAULT_SIZES.to_vec());
+    assert_eq!(sizes(None, 640, &node(1024)).unwrap(), vec![128, 256, 512, 640, 1024]);
+    assert_eq!(sizes(Some(&[512, 256, 512]), 256, &node(4096)).unwrap(), vec![256, 512]);
+}
+
+#[test]
+fn bad_size_lists_name_the_field_and_the_rule() {
+    for bad in [&[][..], &[100][..], &[130][..], &[8192][..], &[128; 17][..]] {
+        let e = sizes(Some(bad), 128, &node(4096)).unwrap_err();
+        assert_eq!(e.field, "memory", "{bad:?}");
+    }
+    assert!(sizes(Some(&[8192]), 128, &node(4096)).unwrap_err().message.contains("4096 MB"));
+    assert_eq!(check_runs(0).unwrap_err().field, "runs");
+    assert_eq!(check_runs(MAX_RUNS + 1).unwrap_err().field, "runs");
+    assert_eq!(check_runs(3).unwrap(), 3);
+}
+
+#[test]
+fn strategies_parse_with_their_parameters() {
+    assert_eq!(
+        Strategy::parse("smallest-not-slower", None, None).unwrap(),
+        Strategy::SmallestNotSlower { tolerance: DEFAULT_TOLERANCE }
+    );
+    assert_eq!(Strategy::parse("balanced", None, Some(0.8)).unwrap(), Strategy::Balanced { weight: 0.8 });
+    assert_eq!(Strategy::parse("cost", None, None).unwrap(), Strategy::Cost);
+    assert_eq!(Strategy::parse("fastest", None, None).unwrap_err().field, "strategy");
+    assert_eq!(Strategy::parse("speed", Some(2.0), None).unwrap_err().field, "tolerance");
+    assert_eq!(Strategy::parse("balanced", None, Some(-0.1)).unwrap_err().field, "weight");
+    let json = serde_json::to_value(Strategy::SmallestNotSlower { tolerance: 0.1 }).unwrap();
+    assert_eq!(json, serde_json::json!({"name": "smallest-not-slower", "tolerance": 0.1}));
+}
+
+#[test]
+fn batches_fit_the_cores_when_cpu_follows_memory_and_run_alone_otherwise() {
+    let all = DEFAULT_SIZES;
+    // 2 cores: 128..1536 need 72+144+289+578+868 = 1951 thousandths; 2048 and 3072 need a batch each.
+    assert_eq!(batches(&all, 2, 24_000, true), vec![vec![128, 256, 512, 1024, 1536], vec![2048], vec![3072]]);
+    assert_eq!(batches(&all, 2, 24_000, false).len(), all.len());
+    // The memory budget splits too.
+    assert_eq!(batches(&[512, 1024, 1536], 8, 2048, true), vec![vec![512, 1024], vec![1536]]);
+}
+
+#[test]
+fn a_size_summarises_warm_runs_the_cold_start_errors_and_cost() {
+    let cold = Sample { init_ms: Some(250.0), ..ok(30.0) };
+    let mut warm: Vec<Sample> = (1..=10).map(|i| ok(f64::from(i) * 10.0)).collect();
+    warm[9].duration_ms = 10_000.0; // an outlier, trimmed
+    let r = summarize(1024, Some(&cold), &warm, &Pricing { per_gb_second: 1.0, per_request: 0.0 });
+    assert_eq!((r.runs, r.errors, r.out_of_memory), (10, 0, false));
+    // Trimmed: 20..=90 → mean 55.
+    assert_eq!(r.warm_ms, Some(55.0));
+    assert_eq!(r.warm_p90_ms, Some(90.0));
+    assert_eq!((r.init_ms, r.cold_ms), (Some(250.0), Some(280.0)));
+    // 55 ms at 1 GB = 0.055 GB-s.
+    assert!((r.cost.unwrap() - 0.055).abs() < 1e-9);
+    assert!(r.usable());
+
+    let r = summarize(128, Some(&failed(OUT_OF_MEMORY)), &[failed(OUT_OF_MEMORY)], &Pricing::default());
+    assert!(r.out_of_memory && !r.usable());
+    assert_eq!(r.error.as_deref(), Some("Runtime.OutOfMemory: it broke"));
+    assert_eq!((r.warm_ms, r.cost, r.cold_ms), (None, None, None));
+}
+
+#[test]
+fn smallest_not_slower_picks_the_smallest_size_within_the_tolerance_of_the_fastest() {
+    // CPU-bound: faster with memory until one vCPU.
+    let cpu = [size(128, 800.0), size(256, 400.0), size(512, 200.0), size(1024, 100.0), size(2048, 98.0)];
+    let s = Strategy::SmallestNotSlower { tolerance: 0.05 };
+    let r = recommend(&cpu, 128, &s).unwrap();
+    assert_eq!(r.memory_mb, 1024);
+    assert!(r.summary.starts_with("128 MB → 1024 MB: 88 % faster"), "{}", r.summary);
+    // Flat I/O-bound: the smallest.
+    let flat = [size(128, 51.0), size(256, 50.0), size(1024, 50.0)];
+    let r = recommend(&flat, 1024, &s).unwrap();
+    assert_eq!(r.memory_mb, 128);
+    assert!((r.memory_saving - 0.875).abs() < 1e-9);
+    assert!(
+        r.summary.starts_with("1024 MB → 128 MB: same speed within 2 %, 88 % less memory reserved"),
+        "{}",
+        r.summary
+    );
+    // 88 % less GB-s, but the request price stays: (0.83 + 0.2) µ$ → (0.11 + 0.2) µ$.
+    assert!((r.cost_saving.unwrap() - 0.70).abs() < 0.01, "{:?}", r.cost_saving);
+    // Memory-bound: the sizes that ran out of memory are results, not candidates.
+    let mem = [oom(128), oom(256), size(512, 60.0), size(1024, 60.0)];
+    assert_eq!(recommend(&mem, 1024, &s).unwrap().memory_mb, 512);
+    assert_eq!(recommend(&[oom(128)], 128, &s), None);
+}
+
+#[test]
+fn cost_speed_and_balanced_trade_differently() {
+    let reports = [size(128, 1000.0), size(512, 200.0), size(1024, 150.0)];
+    // Costs ∝ memory × time: 128 000, 102 400, 153 600.
+    assert_eq!(recommend(&reports, 128, &Strategy::Cost).unwrap().memory_mb, 512);
+    assert_eq!(recommend(&reports, 128, &Strategy::Speed).unwrap().memory_mb, 1024);
+    assert_eq!(recommend(&reports, 128, &Strategy::Balanced { weight: 0.5 }).unwrap().memory_mb, 512);
+    assert_eq!(recommend(&reports, 128, &Strategy::Balanced { weight: 0.0 }).unwrap().memory_mb, 1024);
+    let same = recommend(&reports, 1024, &Strategy::Speed).unwrap();
+    assert_eq!(same.summary, "1024 MB is already the right size for this strategy");
+}
+
+#[test]
+fn the_search_stops_when_two_larger_sizes_bring_nothing() {
+    let s = Strategy::SmallestNotSlower { tolerance: 0.05 };
+    assert_eq!(verdict(&[size(128, 50.0), size(256, 49.0)], &s), Verdict::Continue, "too few sizes to tell");
+    assert_eq!(verdict(&[size(128, 50.0), size(256, 49.0), size(512, 50.0)], &s), Verdict::StopNoGain);
+    assert_eq!(verdict(&[size(128, 400.0), size(256, 200.0), size(512, 100.0)], &s), Verdict::Continue);
+    // A size that ran out of memory is not a baseline to beat.
+    assert_eq!(verdict(&[oom(128), oom(256), size(512, 60.0), size(1024, 60.0)], &s), Verdict::Continue);
+    assert_eq!(verdict(&[oom(128), size(512, 60.0), size(1024, 60.0), size(1536, 59.0)], &s), Verdict::StopNoGain);
+}
+
+#[test]
+fn a_function_failing_at_every_size_for_its_own_reason_stops_the_tune() {
+    let s = Strategy::SmallestNotSlower { tolerance: 0.05 };
+    let bad = |m| summarize(m, Some(&failed("KeyError")), &[failed("KeyError")], &Pricing::default());
+    assert_eq!(verdict(&[bad(128), bad(256)], &s), Verdict::StopFunctionFails("KeyError: it broke".into()));
+    // Out of memory or out of time at small sizes is what larger sizes are for.
+    assert_eq!(verdict(&[oom(128)], &s), Verdict::Continue);
+    let slow = summarize(128, Some(&failed("Sandbox.Timedout")), &[], &Pricing::default());
+    assert_eq!(verdict(&[slow], &s), Verdict::Continue);
+    assert_eq!(verdict(&[bad(128), size(256, 10.0)], &s), Verdict::Continue);
+}
