@@ -15,7 +15,7 @@ mod sqlite;
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryEvent, StatRecord, TriggerKind, TriggerRecord, VersionRecord, WorkflowRecord,
+    FunctionRecord, HistoryEvent, StatRecord, TriggerKind, TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -134,6 +134,14 @@ pub trait Store: Send + Sync {
     /// Writes statistics (replacing those of the same kind and key), in one transaction.
     fn put_stats(&self, stats: &[StatRecord]) -> Result<()>;
     fn all_stats(&self) -> Result<Vec<StatRecord>>;
+
+    /// Writes a tune (replacing the one with its id).
+    fn put_tune(&self, tune: &TuneRecord) -> Result<()>;
+    fn get_tune(&self, account: &AccountId, id: &str) -> Result<Option<TuneRecord>>;
+    /// The function's most recent tune.
+    fn latest_tune(&self, account: &AccountId, function: &FunctionName) -> Result<Option<TuneRecord>>;
+    /// Marks tunes still running as failed with `error` (a starting server: nothing runs them any more).
+    fn fail_running_tunes(&self, error: &str, now_ms: i64) -> Result<usize>;
 
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
 }

@@ -234,3 +234,20 @@ pub struct HistoryEvent {
     /// JSON object with the event's details.
     pub details: String,
 }
+
+/// A `stoke tune` run: what was asked (JSON), where it stands, and what it found (JSON), both opaque to the
+/// store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuneRecord {
+    pub id: String,
+    pub account: AccountId,
+    pub function: FunctionName,
+    /// `running`, `succeeded` or `failed`.
+    pub state: String,
+    pub request: String,
+    pub result: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
