@@ -15,7 +15,10 @@ pub(crate) fn unpack(run_dir: &Path, archive: &Path, sha256: &str) -> std::io::R
         return Ok(dest);
     }
     std::fs::create_dir_all(&root)?;
-    let tmp = root.join(format!(".{sha256}.{}.tmp", std::process::id()));
+    // Unique per call: two instances of the same code may start at once (other versions, sizes or pools).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = root.join(format!(".{sha256}.{}.{n}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let file = std::fs::File::open(archive)?;
     let mut zip = zip::ZipArchive::new(file).map_err(std::io::Error::other)?;
@@ -57,6 +60,30 @@ fn readable_by_all(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn concurrent_unpacks_of_the_same_code_all_succeed() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("code.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        for i in 0..50 {
+            w.start_file(format!("m{i}.py"), zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(&[b'x'; 4096]).unwrap();
+        }
+        w.finish().unwrap();
+        let run = tmp.path().join("run");
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| unpack(&run, &archive, "abc"))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            let dir = r.unwrap();
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 50);
+        }
+        let leftovers = std::fs::read_dir(run.join("code")).unwrap().count();
+        assert_eq!(leftovers, 1, "temp directories are cleaned up");
+    }
 
     #[test]
     fn unpacked_code_is_readable_by_the_sandbox_user() {
