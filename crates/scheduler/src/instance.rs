@@ -176,10 +176,23 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
             if ctx.ready.get().is_none() {
                 let reported = lock(&ctx.init_error).take();
                 Some(reported.unwrap_or_else(|| {
-                    error_outcome(
-                        "Runtime.ExitError",
-                        format!("Runtime exited before it asked for work ({status}); see `stoke logs` for its output"),
-                    )
+                    if out_of_memory {
+                        error_outcome(
+                            "Runtime.OutOfMemory",
+                            format!(
+                                "Runtime ran out of memory during init ({status}); its working set does not fit in \
+                                 {} MB: raise memory_mb (stoke tune finds the right size)",
+                                ctx.queue.target.config.memory_mb
+                            ),
+                        )
+                    } else {
+                        error_outcome(
+                            "Runtime.ExitError",
+                            format!(
+                                "Runtime exited before it asked for work ({status}); see `stoke logs` for its output"
+                            ),
+                        )
+                    }
                 }))
             } else {
                 None
