@@ -355,14 +355,21 @@ impl Scheduler {
     /// Stops sending new work to a function's current instances and lets them go once idle (after a code or
     /// configuration change, a block, a retirement or a delete). The next invocation gets fresh instances.
     pub fn drain(&self, account: &AccountId, function: &FunctionName) {
+        self.drain_where(|t| &t.account == account && &t.function == function);
+    }
+
+    /// Lets `target`'s instances go once idle, leaving the function's other pools alone (a tuner's test
+    /// sizes when the tune is done).
+    pub fn release(&self, target: &Arc<InvokeTarget>) {
+        let key = target.queue_key();
+        self.drain_where(|t| t.queue_key() == key);
+    }
+
+    fn drain_where(&self, matches: impl Fn(&InvokeTarget) -> bool) {
         let drained: Vec<_> = {
             let mut queues = lock(&self.shared.queues);
-            let keys: Vec<_> = queues
-                .active
-                .iter()
-                .filter(|(_, q)| &q.target.account == account && &q.target.function == function)
-                .map(|(k, _)| k.clone())
-                .collect();
+            let keys: Vec<_> =
+                queues.active.iter().filter(|(_, q)| matches(&q.target)).map(|(k, _)| k.clone()).collect();
             let drained: Vec<_> = keys.iter().filter_map(|k| queues.active.remove(k)).collect();
             queues.draining.extend(drained.iter().cloned());
             drained

@@ -11,6 +11,7 @@ pub mod registry;
 pub mod sigv4;
 pub mod stats;
 pub mod triggers;
+pub mod tune;
 pub mod workflows;
 
 use std::fs::{self, File, OpenOptions};
@@ -176,6 +177,9 @@ impl Server {
         let data_dir = config.data_dir.clone();
         let dir_err = |source| StartError::DataDir { path: data_dir.clone(), source };
         fs::create_dir_all(&data_dir).map_err(dir_err)?;
+        // Absolute from here on: sandboxes mount paths under it from other working directories.
+        let data_dir = fs::canonicalize(&data_dir).map_err(dir_err)?;
+        let dir_err = |source| StartError::DataDir { path: data_dir.clone(), source };
         let lock = File::create(data_dir.join("lock")).map_err(dir_err)?;
         if lock.try_lock().is_err() {
             return Err(StartError::Locked(data_dir));
@@ -222,6 +226,7 @@ impl Server {
         stats.flush_in_background();
         scheduler.observe(stats.clone());
         let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
+        let (store_for_tunes, stats_for_tunes) = (store.clone(), stats.clone());
         invoker.keep_warm();
         invoker.run_events(64, Duration::from_secs(1));
         let workflows = Arc::new(workflows::Workflows::new(Arc::new(workflows::engine::Services {
@@ -234,6 +239,22 @@ impl Server {
             pricing: config.pricing,
         })));
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
+        let lean = invoker.scheduler().sandbox_kind() == "lean";
+        let tuner = Arc::new(tune::Tuner::new(
+            registry.clone(),
+            invoker.clone(),
+            store_for_tunes,
+            stats_for_tunes,
+            config.pricing,
+            lean && config.lean.cpu_quota,
+            lean,
+        ));
+        tuner.recover().map_err(|e| {
+            StartError::Recovery(match e {
+                tune::TuneError::Registry(r) => r,
+                other => registry::RegistryError::NotFound(other.to_string()),
+            })
+        })?;
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -250,6 +271,7 @@ impl Server {
             accounts,
             invoker,
             workflows,
+            tuner,
             region: config.region.clone(),
             credentials_path: credentials_path.clone(),
         };

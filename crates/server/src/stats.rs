@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
+use stoke_core::keepalive::{Call, RECORDED_CALLS};
 use stoke_core::stats::{BranchCounts, FunctionStats, Window};
 use stoke_scheduler::{InvokeTarget, Observer};
 use stoke_store::{StatRecord, Store};
@@ -20,6 +21,10 @@ const FLUSH_EVERY: Duration = Duration::from_secs(2);
 const FUNCTION: &str = "function";
 const CHOICE: &str = "choice";
 const MAP: &str = "map";
+const CALLS: &str = "calls";
+
+/// The most recent invocations of a function version, for keep-alive advice.
+type Calls = std::collections::VecDeque<Call>;
 
 struct Entry<T> {
     value: T,
@@ -65,6 +70,7 @@ pub struct Statistics {
     functions: Mutex<Table<FunctionStats>>,
     branches: Mutex<Table<BranchCounts>>,
     items: Mutex<Table<Window>>,
+    calls: Mutex<Table<Calls>>,
 }
 
 impl std::fmt::Debug for Statistics {
@@ -90,12 +96,14 @@ impl Statistics {
             functions: Mutex::new(Table::new()),
             branches: Mutex::new(Table::new()),
             items: Mutex::new(Table::new()),
+            calls: Mutex::new(Table::new()),
         };
         for r in store.all_stats()? {
             match r.kind.as_str() {
                 FUNCTION => lock(&stats.functions).load(r.key, &r.data),
                 CHOICE => lock(&stats.branches).load(r.key, &r.data),
                 MAP => lock(&stats.items).load(r.key, &r.data),
+                CALLS => lock(&stats.calls).load(r.key, &r.data),
                 _ => {}
             }
         }
@@ -129,6 +137,7 @@ impl Statistics {
         lock(&self.functions).take_dirty(FUNCTION, now, &mut out);
         lock(&self.branches).take_dirty(CHOICE, now, &mut out);
         lock(&self.items).take_dirty(MAP, now, &mut out);
+        lock(&self.calls).take_dirty(CALLS, now, &mut out);
         out
     }
 
@@ -144,6 +153,11 @@ impl Statistics {
     /// The statistics of a function version (`account/function/version`).
     pub fn function(&self, version_key: &str) -> FunctionStats {
         lock(&self.functions).0.get(version_key).map(|e| e.value.clone()).unwrap_or_default()
+    }
+
+    /// The recorded invocations of a function version (`account/function/version`), oldest first.
+    pub fn calls(&self, version_key: &str) -> Vec<Call> {
+        lock(&self.calls).0.get(version_key).map(|e| e.value.iter().copied().collect()).unwrap_or_default()
     }
 
     pub fn record_branch(&self, key: &str, target: &str) {
@@ -165,15 +179,34 @@ impl Statistics {
     }
 }
 
+/// A tuner's test sizes say nothing about how the function runs for its callers.
+fn observed(target: &InvokeTarget) -> bool {
+    !target.version.starts_with(crate::tune::TUNE_VERSION_PREFIX)
+}
+
 impl Observer for Statistics {
     fn initialised(&self, target: &InvokeTarget, init: Duration) {
+        if !observed(target) {
+            return;
+        }
         let ms = init.as_secs_f64() * 1000.0;
         lock(&self.functions).update(target.version_key(), |s| s.init_ms.push(ms));
     }
 
     fn ran(&self, target: &InvokeTarget, run: Duration) {
+        if !observed(target) {
+            return;
+        }
         let ms = run.as_secs_f64() * 1000.0;
         lock(&self.functions).update(target.version_key(), |s| s.run_ms.push(ms));
+        let end_ms = now_ms();
+        let call = Call { start_ms: end_ms - run.as_millis() as i64, end_ms };
+        lock(&self.calls).update(target.version_key(), |c| {
+            if c.len() == RECORDED_CALLS {
+                c.pop_front();
+            }
+            c.push_back(call);
+        });
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `stoke` binary: `stoke server` runs the platform; every other sub-command is a client of its API.
 
+mod chart;
 mod client;
 mod commands;
 mod loadgen;
@@ -65,6 +66,8 @@ pub enum Command {
     Workflow(commands::workflow::Args),
     /// Accounts (tenants) and their credentials.
     Account(commands::account::Args),
+    /// Find the right memory size: run a payload at several sizes and recommend one.
+    Tune(commands::tune::Args),
     /// Measure warm invocations side by side with the physical floor (see scripts/bench).
     Bench(commands::bench::Args),
     /// Print a shell completion script, e.g. `stoke completions bash > /etc/bash_completion.d/stoke`.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Route(args) => commands::trigger::run_route(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Tune(args) => commands::tune::run(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,23 +10,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// Whether this host can run the lean sandbox; outside CI a non-root run skips, loudly.
-fn privileged(check: &str) -> bool {
-    let root = nix_is_root();
-    if !root {
-        assert!(std::env::var_os("CI").is_none(), "the sandbox tests must run as root in CI");
-        eprintln!("SKIPPED {check}: the lean sandbox needs root (run the tests as root)");
-    }
-    root
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
 fn python_fn(s: &TestServer, name: &str, source: &str, mut extra: Value) {
     extra["runtime"] = json!("python3.11");
     common::python_fn(s, name, source, extra);

@@ -98,9 +98,14 @@ pub async fn get(
     caller: Caller,
     Path(function): Path<String>,
 ) -> ApiResult<Json<FunctionView>> {
-    let registry = s.registry.clone();
-    let resolved = blocking(move || Ok(registry.resolve(&caller.account.id, &function)?)).await?;
-    Ok(Json(FunctionView::from_resolved(&resolved, &s.region)))
+    let (registry, tuner) = (s.registry.clone(), s.tuner.clone());
+    let (resolved, last_tune) = blocking(move || {
+        let resolved = registry.resolve(&caller.account.id, &function)?;
+        let tune = tuner.latest(&caller.account.id, &resolved.function.name);
+        Ok((resolved, tune))
+    })
+    .await?;
+    Ok(Json(FunctionView { last_tune, ..FunctionView::from_resolved(&resolved, &s.region) }))
 }
 
 /// Changes `$LATEST`'s configuration; absent fields keep their value.

@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod openapi;
 pub mod states;
 pub mod triggers;
+pub mod tune;
 pub mod views;
 pub mod workflows;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub invoker: Arc<crate::invoke::Invoker>,
     pub workflows: Arc<crate::workflows::Workflows>,
+    /// Runs `stoke tune`.
+    pub tuner: Arc<crate::tune::Tuner>,
     /// Matches HTTP trigger requests to function URLs and routes.
     pub gateway: Arc<crate::triggers::Gateway>,
     pub region: String,
@@ -69,6 +72,8 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}/retire", post(functions::retire))
         .route("/functions/{function}/invoke", post(invoke::invoke))
         .route("/functions/{function}/logs", get(invoke::logs))
+        .route("/functions/{function}/tune", post(tune::start))
+        .route("/tunes/{id}", get(tune::get))
         .route("/instances", get(invoke::instances))
         .route("/urls", get(triggers::list_urls).post(triggers::create_url))
         .route("/urls/{id}", get(triggers::get_url).patch(triggers::patch_url).delete(triggers::delete_url))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, functions, invoke, triggers, workflows};
+use super::{accounts, functions, invoke, triggers, tune, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{accounts, functions, invoke, triggers, workflows};
         workflows::create, workflows::list, workflows::get, workflows::update, workflows::delete,
         workflows::start, workflows::run, workflows::executions, workflows::describe, workflows::history,
         workflows::stop, workflows::timeline, workflows::cost,
+        tune::start, tune::get,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

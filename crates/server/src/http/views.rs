@@ -38,6 +38,9 @@ pub struct FunctionView {
     pub latest_published: Option<u64>,
     pub created: String,
     pub modified: String,
+    /// The function's most recent memory tune (`stoke tune`), shown by `GET` of the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tune: Option<crate::tune::TuneView>,
 }
 
 impl FunctionView {
@@ -73,6 +76,7 @@ impl FunctionView {
             latest_published: f.latest_published,
             created: format_rfc3339(f.created_ms),
             modified: format_rfc3339(v.map_or(f.modified_ms, |v| v.created_ms)),
+            last_tune: None,
         }
     }
 }

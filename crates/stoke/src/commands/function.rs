@@ -234,7 +234,15 @@ fn show(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value) {
     } else {
         format!("{} × {} MB, {}%", c.gpu_count, c.gpu_memory_mb, c.gpu_percentage.unwrap_or(100))
     };
-    print_fields(&[
+    let tune = f.last_tune.as_ref().map(|t| {
+        let result = match (&t.recommendation, &t.error) {
+            (_, Some(e)) => e.message.clone(),
+            (Some(r), None) => r.summary.clone(),
+            (None, None) => format!("{}/{} invocations", t.progress.done, t.progress.total),
+        };
+        format!("{} ({}): {result}", t.id, t.state)
+    });
+    let mut fields = vec![
         ("name", f.name),
         ("version", f.version),
         ("state", f.state.to_string()),
@@ -255,7 +263,9 @@ fn show(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value) {
         ("versions", if f.last_version == 0 { "none".into() } else { format!("1 … {}", f.last_version) }),
         ("modified", f.modified),
         ("description", c.description.clone()),
-    ]);
+    ];
+    fields.extend(tune.map(|t| ("last tune", t)));
+    print_fields(&fields);
 }
 
 fn fn_path(name: &str, rest: &str) -> String {

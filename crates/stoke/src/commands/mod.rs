@@ -9,4 +9,5 @@ pub mod function;
 pub mod invoke;
 pub mod server;
 pub mod trigger;
+pub mod tune;
 pub mod workflow;

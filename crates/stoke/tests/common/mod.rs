@@ -236,6 +236,19 @@ pub fn present_or_skip(present: bool, tool: &str, check: &str) -> bool {
     present
 }
 
+/// Whether this host can run the lean sandbox; outside CI a non-root run skips, loudly.
+pub fn privileged(check: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "the privileged tests must run as root in CI");
+        eprintln!("SKIPPED {check}: the lean sandbox needs root (run the tests as root)");
+    }
+    root
+}
+
 /// Creates a python function from source, with extra configuration.
 pub fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
     let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));

@@ -1,0 +1,312 @@
+//! Small PNG charts drawn without a plotting library: a raster, lines, dots, a 5×7 pixel font, and a PNG
+//! encoder (zlib from flate2, which the workspace already builds).
+
+use std::io::Write;
+
+use stoke_server::tune::TuneView;
+
+type Rgb = [u8; 3];
+
+const WHITE: Rgb = [255, 255, 255];
+const INK: Rgb = [40, 40, 40];
+const GRID: Rgb = [225, 225, 225];
+const BLUE: Rgb = [31, 119, 180];
+const ORANGE: Rgb = [230, 120, 20];
+const GREEN: Rgb = [44, 160, 44];
+
+/// An RGB raster.
+pub struct Canvas {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+}
+
+/// Rows of each glyph, top to bottom; bit 4 is the leftmost column.
+fn glyph(c: char) -> [u8; 7] {
+    match c.to_ascii_uppercase() {
+        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
+        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
+        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
+        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
+        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
+        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
+        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
+        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
+        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
+        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
+        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
+        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
+        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
+        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
+        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
+        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
+        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
+        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
+        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
+        'Y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
+        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
+        '.' => [0, 0, 0, 0, 0, 0x0C, 0x0C],
+        ',' => [0, 0, 0, 0, 0x0C, 0x04, 0x08],
+        ':' => [0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0],
+        '-' => [0, 0, 0, 0x1F, 0, 0, 0],
+        '/' => [0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10],
+        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
+        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
+        '$' => [0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04],
+        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
+        '<' => [0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02],
+        _ => [0; 7],
+    }
+}
+
+impl Canvas {
+    pub fn new(width: usize, height: usize) -> Self {
+        Self { width, height, pixels: WHITE.repeat(width * height) }
+    }
+
+    fn set(&mut self, x: i64, y: i64, c: Rgb) {
+        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
+            let i = (y as usize * self.width + x as usize) * 3;
+            self.pixels[i..i + 3].copy_from_slice(&c);
+        }
+    }
+
+    fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: Rgb) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.set(xx, yy, c);
+            }
+        }
+    }
+
+    /// A line `thick` pixels wide (Bresenham, with a square brush).
+    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), thick: i64, c: Rgb) {
+        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
+        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
+        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
+        loop {
+            self.rect(x - thick / 2, y - thick / 2, thick, thick, c);
+            if x == x1 && y == y1 {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
+    fn dot(&mut self, (x, y): (i64, i64), r: i64, c: Rgb) {
+        for yy in -r..=r {
+            for xx in -r..=r {
+                if xx * xx + yy * yy <= r * r {
+                    self.set(x + xx, y + yy, c);
+                }
+            }
+        }
+    }
+
+    /// Text at (x, y) (top left), `scale` pixels per font pixel; returns its width.
+    fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: Rgb) -> i64 {
+        let mut cx = x;
+        for ch in s.chars() {
+            for (row, bits) in glyph(ch).iter().enumerate() {
+                for col in 0..5 {
+                    if bits & (0x10 >> col) != 0 {
+                        self.rect(cx + col * scale, y + row as i64 * scale, scale, scale, c);
+                    }
+                }
+            }
+            cx += 6 * scale;
+        }
+        cx - x
+    }
+
+    fn text_width(s: &str, scale: i64) -> i64 {
+        s.chars().count() as i64 * 6 * scale
+    }
+
+    /// The raster as a PNG file (8-bit RGB, no interlace).
+    pub fn png(&self) -> Vec<u8> {
+        let mut raw = Vec::with_capacity((self.width * 3 + 1) * self.height);
+        for row in self.pixels.chunks(self.width * 3) {
+            raw.push(0); // filter: none
+            raw.extend_from_slice(row);
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = z.write_all(&raw);
+        let idat = z.finish().unwrap_or_default();
+        let mut ihdr = Vec::with_capacity(13);
+        ihdr.extend_from_slice(&(self.width as u32).to_be_bytes());
+        ihdr.extend_from_slice(&(self.height as u32).to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&crc.sum().to_be_bytes());
+        }
+        out
+    }
+}
+
+/// Round tick steps: 1, 2 or 5 × 10^n, about `n` ticks over `max`.
+fn tick_step(max: f64, n: f64) -> f64 {
+    if max <= 0.0 || !max.is_finite() {
+        return 1.0;
+    }
+    let raw = max / n;
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * p).find(|s| *s >= raw).unwrap_or(10.0 * p)
+}
+
+fn label(v: f64) -> String {
+    if v >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Warm duration (left axis, blue) and cost per call (right axis, orange) against memory; the recommended
+/// size is marked green. Sizes that failed are left out.
+pub fn tune_chart(view: &TuneView) -> Vec<u8> {
+    let (w, h) = (900i64, 520i64);
+    let (left, right, top, bottom) = (90i64, w - 100, 70i64, h - 70);
+    let mut c = Canvas::new(w as usize, h as usize);
+    let points: Vec<(u32, f64, f64)> =
+        view.sizes.iter().filter_map(|r| Some((r.memory_mb, r.warm_ms?, r.cost? * 1e6))).collect();
+    let title = format!("STOKE TUNE {}: WARM MS AND COST PER CALL BY MEMORY", view.function);
+    c.text(left, 12, &title, 2, INK);
+    // Memory on a log scale: the tested sizes are roughly geometric.
+    let lg = |m: u32| f64::from(m.max(1)).log2();
+    let min_mem = points.iter().map(|p| lg(p.0)).fold(f64::INFINITY, f64::min);
+    let max_mem = points.iter().map(|p| lg(p.0)).fold(f64::NEG_INFINITY, f64::max);
+    let span = if max_mem > min_mem { max_mem - min_mem } else { 1.0 };
+    let max_ms = points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1;
+    let max_cost = points.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1;
+    let pad = 30;
+    let x_of = |m: u32| left + pad + (((lg(m) - min_mem) / span) * (right - left - 2 * pad) as f64) as i64;
+    let y_of = |v: f64, max: f64| bottom - ((v / max.max(f64::MIN_POSITIVE)) * (bottom - top) as f64) as i64;
+    // Grid and ticks.
+    let step = tick_step(max_ms, 5.0);
+    let mut v = 0.0;
+    while v <= max_ms {
+        let y = y_of(v, max_ms);
+        c.line((left, y), (right, y), 1, GRID);
+        let l = label(v);
+        c.text(left - 8 - Canvas::text_width(&l, 2), y - 7, &l, 2, BLUE);
+        v += step;
+    }
+    let step = tick_step(max_cost, 5.0);
+    let mut v = 0.0;
+    while v <= max_cost && max_cost > 0.0 {
+        c.text(right + 8, y_of(v, max_cost) - 7, &label(v), 2, ORANGE);
+        v += step;
+    }
+    for p in &points {
+        let x = x_of(p.0);
+        c.line((x, bottom), (x, bottom + 5), 1, INK);
+        let l = p.0.to_string();
+        c.text(x - Canvas::text_width(&l, 2) / 2, bottom + 10, &l, 2, INK);
+    }
+    c.line((left, top), (left, bottom), 2, INK);
+    c.line((left, bottom), (right, bottom), 2, INK);
+    c.line((right, top), (right, bottom), 2, INK);
+    c.text((left + right) / 2 - Canvas::text_width("MEMORY MB", 2) / 2, h - 30, "MEMORY MB", 2, INK);
+    c.text(10, top - 28, "WARM MS", 2, BLUE);
+    c.text(w - 8 - Canvas::text_width("MICRO-$/CALL", 2), top - 28, "MICRO-$/CALL", 2, ORANGE);
+    // Series.
+    for (series, color) in [(1usize, BLUE), (2, ORANGE)] {
+        let max = if series == 1 { max_ms } else { max_cost };
+        let xy: Vec<(i64, i64)> =
+            points.iter().map(|p| (x_of(p.0), y_of(if series == 1 { p.1 } else { p.2 }, max))).collect();
+        for pair in xy.windows(2) {
+            c.line(pair[0], pair[1], 3, color);
+        }
+        for p in &xy {
+            c.dot(*p, 5, color);
+        }
+    }
+    if let Some(r) = &view.recommendation {
+        if let Some(p) = points.iter().find(|p| p.0 == r.memory_mb) {
+            let (x, y) = (x_of(p.0), y_of(p.1, max_ms));
+            c.dot((x, y), 8, GREEN);
+            c.text(x + 12, y - 24, "RECOMMENDED", 2, GREEN);
+        }
+    }
+    c.png()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_png_has_a_valid_signature_header_and_checksums() {
+        let mut c = Canvas::new(4, 3);
+        c.text(0, 0, "A", 1, INK);
+        let png = c.png();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 4);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 3);
+        // Walk the chunks: every CRC matches, the last is IEND, and IDAT inflates to 3 rows of 1 + 4×3 bytes.
+        let (mut at, mut kinds, mut raw) = (8, Vec::new(), Vec::new());
+        while at < png.len() {
+            let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+            let kind = &png[at + 4..at + 8];
+            let data = &png[at + 8..at + 8 + len];
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            assert_eq!(crc.sum().to_be_bytes(), png[at + 8 + len..at + 12 + len]);
+            if kind == b"IDAT" {
+                std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(data), &mut raw).unwrap();
+            }
+            kinds.push(String::from_utf8_lossy(kind).to_string());
+            at += 12 + len;
+        }
+        assert_eq!(kinds, ["IHDR", "IDAT", "IEND"]);
+        assert_eq!(raw.len(), 3 * 13);
+        // "A" has its top row's middle three pixels set (columns 1–3 of 5; only 4 fit).
+        assert_eq!(&raw[1..4], &WHITE);
+        assert_eq!(&raw[4..7], &INK);
+    }
+
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(tick_step(1000.0, 5.0), 200.0);
+        assert_eq!(tick_step(7.3, 5.0), 2.0);
+        assert_eq!(tick_step(0.0, 5.0), 1.0);
+        assert_eq!(label(0.25), "0.25");
+        assert_eq!(label(1.5), "1.5");
+        assert_eq!(label(200.0), "200");
+    }
+}
