@@ -19,6 +19,9 @@ pub const MAX_SIZES: usize = 16;
 pub const DEFAULT_TOLERANCE: f64 = 0.05;
 /// `balanced`: the weight of cost against speed.
 pub const DEFAULT_WEIGHT: f64 = 0.5;
+/// Differences below this are "the same speed" whatever the tolerance: the billing granularity, and below
+/// the noise of a shared machine for sub-millisecond functions.
+pub const SAME_SPEED_MS: f64 = 1.0;
 
 /// How the recommended size is chosen among the sizes whose invocations all succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,7 +34,8 @@ pub enum Strategy {
     Speed,
     /// The best of `weight` × relative cost + (1 − `weight`) × relative duration.
     Balanced { weight: f64 },
-    /// Seed 002's rule: the smallest memory whose warm duration is within `tolerance` of the fastest.
+    /// Seed 002's rule: the smallest memory whose warm duration is within `tolerance` of the fastest (or
+    /// within [`SAME_SPEED_MS`], for functions that run in about a millisecond).
     SmallestNotSlower { tolerance: f64 },
 }
 
@@ -284,7 +288,7 @@ pub fn verdict(tested: &[SizeReport], strategy: &Strategy) -> Verdict {
     let no_gain = |i: usize| -> bool {
         let Some(d) = t[i].warm_ms.filter(|_| t[i].usable()) else { return false };
         let best_below = t[..i].iter().filter(|r| r.usable()).filter_map(|r| r.warm_ms).fold(f64::INFINITY, f64::min);
-        d >= best_below * (1.0 - tol)
+        d >= (best_below * (1.0 - tol)).min(best_below - SAME_SPEED_MS)
     };
     if no_gain(n - 1) && no_gain(n - 2) {
         Verdict::StopNoGain
@@ -336,7 +340,7 @@ pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -
             best_by(&|r: &SizeReport| weight * cost(r) / cheapest + (1.0 - weight) * time(r) / fastest)
         }
         Strategy::SmallestNotSlower { tolerance } => {
-            ordered.iter().copied().find(|r| time(r) <= fastest * (1.0 + tolerance))
+            ordered.iter().copied().find(|r| time(r) <= (fastest * (1.0 + tolerance)).max(fastest + SAME_SPEED_MS))
         }
     }?;
     let current = reports.iter().find(|r| r.memory_mb == current_mb && r.usable());
@@ -349,7 +353,13 @@ pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -
         duration_change,
         memory_saving,
         cost_saving,
-        summary: summary(current_mb, pick.memory_mb, duration_change, memory_saving, cost_saving),
+        summary: summary(
+            current_mb,
+            pick.memory_mb,
+            current.map(|c| (time(pick) - time(c), duration_change.unwrap_or(0.0))),
+            memory_saving,
+            cost_saving,
+        ),
     })
 }
 
@@ -357,16 +367,20 @@ fn pct(x: f64) -> String {
     format!("{:.0} %", (x * 100.0).abs())
 }
 
-fn summary(current: u32, pick: u32, duration: Option<f64>, memory: f64, cost: Option<f64>) -> String {
+/// `duration`: the recommended size's warm time against the current one's, in ms and relative.
+fn summary(current: u32, pick: u32, duration: Option<(f64, f64)>, memory: f64, cost: Option<f64>) -> String {
     if pick == current {
         return format!("{current} MB is already the right size for this strategy");
     }
     let speed = match duration {
         None => "the current size failed, so no comparison of speed".to_string(),
-        Some(d) if d.abs() < 0.005 => "same speed".to_string(),
-        Some(d) if d > 0.0 && d <= DEFAULT_TOLERANCE.max(0.05) => format!("same speed within {}", pct(d)),
-        Some(d) if d > 0.0 => format!("{} slower", pct(d)),
-        Some(d) => format!("{} faster", pct(d)),
+        Some((_, d)) if d.abs() < 0.005 => "same speed".to_string(),
+        Some((ms, d)) if ms.abs() < SAME_SPEED_MS && d.abs() > DEFAULT_TOLERANCE => {
+            format!("same speed within {:.2} ms", ms.abs())
+        }
+        Some((_, d)) if d > 0.0 && d <= DEFAULT_TOLERANCE => format!("same speed within {}", pct(d)),
+        Some((_, d)) if d > 0.0 => format!("{} slower", pct(d)),
+        Some((_, d)) => format!("{} faster", pct(d)),
     };
     let memory = if memory >= 0.0 {
         format!("{} less memory reserved", pct(memory))

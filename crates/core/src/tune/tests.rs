@@ -111,6 +111,12 @@ fn smallest_not_slower_picks_the_smallest_size_within_the_tolerance_of_the_faste
     let mem = [oom(128), oom(256), size(512, 60.0), size(1024, 60.0)];
     assert_eq!(recommend(&mem, 1024, &s).unwrap().memory_mb, 512);
     assert_eq!(recommend(&[oom(128)], 128, &s), None);
+    // Sub-millisecond functions: 0.1 ms apart is the same speed, even if it is 25 %.
+    let tiny = [size(512, 0.5), size(1024, 0.4)];
+    let r = recommend(&tiny, 1024, &s).unwrap();
+    assert_eq!(r.memory_mb, 512);
+    assert!(r.summary.starts_with("1024 MB → 512 MB: same speed within 0.10 ms"), "{}", r.summary);
+    assert_eq!(verdict(&[size(128, 0.5), size(256, 0.4), size(512, 0.41)], &s), Verdict::StopNoGain);
 }
 
 #[test]

@@ -24,12 +24,15 @@ pub struct Args {
     /// needed by the `core` scenarios.
     #[arg(long, value_name = "FILE")]
     rust_bootstrap: Option<PathBuf>,
-    /// Which scenarios run: `core` (warm invokes, the workflow engine's overhead, cold starts) and
-    /// `prewarm` (workflows whose functions all start cold, under each pre-warm policy).
-    #[arg(long, value_delimiter = ',', default_value = "core,prewarm", value_parser = ["core", "prewarm"])]
+    /// Which scenarios run: `core` (warm invokes, the workflow engine's overhead, cold starts), `prewarm`
+    /// (workflows whose functions all start cold, under each pre-warm policy) and `tune` (the memory
+    /// optimizer on a CPU-bound, a memory-bound and an I/O-bound function).
+    #[arg(long, value_delimiter = ',', default_value = "core,prewarm", value_parser = ["core", "prewarm", "tune"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     prewarm: super::bench_prewarm::PrewarmArgs,
+    #[command(flatten)]
+    tune: super::bench_tune::TuneArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -142,6 +145,29 @@ pub(super) struct BenchServer {
     pub(super) key: String,
     pub(super) sandbox: String,
     dir: PathBuf,
+    http: reqwest::blocking::Client,
+}
+
+impl BenchServer {
+    /// One API call as the admin; a non-2xx answer is an error carrying the API's message.
+    pub(super) fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut r = self.http.request(method, format!("{}{path}", self.endpoint)).bearer_auth(&self.key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.timeout(Duration::from_secs(600)).send()?;
+        let status = r.status();
+        let text = r.text()?;
+        if !status.is_success() {
+            bail!("{path}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
 }
 
 impl Drop for BenchServer {
@@ -181,7 +207,7 @@ pub(super) fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
     let list: serde_json::Value =
         reqwest::blocking::Client::new().get(format!("{endpoint}/v1/instances")).bearer_auth(&key).send()?.json()?;
     let sandbox = list["sandbox"].as_str().unwrap_or("?").to_string();
-    Ok(BenchServer { _process: process, endpoint, key, sandbox, dir })
+    Ok(BenchServer { _process: process, endpoint, key, sandbox, dir, http: reqwest::blocking::Client::new() })
 }
 
 /// The cold starts of one function on one sandbox: end-to-end and init milliseconds per start.
@@ -282,6 +308,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.scenarios.iter().any(|s| s == "prewarm") {
         results["prewarm"] = super::bench_prewarm::run(&args.prewarm)?;
+    }
+    if args.scenarios.iter().any(|s| s == "tune") {
+        results["tune"] = super::bench_tune::run(&args.tune)?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;

@@ -111,23 +111,12 @@ struct Sample {
 }
 
 struct Client<'a> {
-    http: reqwest::blocking::Client,
     server: &'a BenchServer,
 }
 
 impl Client<'_> {
     fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let mut r = self.http.request(method, format!("{}{path}", self.server.endpoint)).bearer_auth(&self.server.key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.timeout(Duration::from_secs(600)).send()?;
-        let status = r.status();
-        let text = r.text()?;
-        if !status.is_success() {
-            bail!("{path}: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.server.send(method, path, body)
     }
 
     /// Changes the functions' configuration so their next invocations start cold.
@@ -193,7 +182,7 @@ pub fn run(args: &PrewarmArgs) -> Result<Value> {
         bail!("--prewarm-rounds must be at least 1, --prewarm-scale above 0 and --prewarm-init 0 or more");
     }
     let server = start_server("prewarm", &[])?;
-    let client = Client { http: reqwest::blocking::Client::new(), server: &server };
+    let client = Client { server: &server };
     let b64 = base64::engine::general_purpose::STANDARD.encode(zip_with("app.py", 0o644, SOURCE.as_bytes())?);
     let flows = workflows(args.prewarm_scale);
     // Per workflow and policy: its own copy of the functions, so pools and statistics are its own.

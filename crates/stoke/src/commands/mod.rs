@@ -4,6 +4,7 @@ pub mod account;
 pub mod alias;
 pub mod bench;
 pub mod bench_prewarm;
+pub mod bench_tune;
 pub mod completions;
 pub mod function;
 pub mod invoke;

@@ -1,0 +1,135 @@
+//! `stoke bench --scenarios tune`: the memory optimizer on three functions whose right size differs — a
+//! CPU-bound one (faster with memory until one vCPU), a memory-bound one (a 300 MB working set loaded at
+//! init) and an I/O-bound one (flat) — with the sizes it tested, the invocations and the wall time it took.
+//!
+//! CPU follows memory only when instances' CPU is capped (`--cpu-quota` on the lean sandbox), so the
+//! scenario runs its server that way when it can (as root), and says so when it cannot.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::bench::{start_server, zip_with};
+use crate::output::table;
+
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// Warm invocations per memory size in the tune scenario.
+    #[arg(long, default_value_t = stoke_core::tune::DEFAULT_RUNS, value_name = "N")]
+    tune_runs: u32,
+}
+
+struct Case {
+    name: &'static str,
+    kind: &'static str,
+    source: &'static str,
+    memory_mb: u32,
+    payload: Value,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "crunch",
+            kind: "CPU-bound (~150 ms at 1 vCPU)",
+            source: "def handler(event, context):\n    x = 0\n    for i in range(event['n']):\n        x += i * i\n    return x % 1000\n",
+            memory_mb: 1024,
+            payload: json!({"n": 2_000_000}),
+        },
+        Case {
+            name: "model",
+            kind: "memory-bound (300 MB at init)",
+            source: "MODEL = b'x' * (300 << 20)\ndef handler(event, context):\n    return MODEL[event['i']] + len(MODEL) >> 20\n",
+            memory_mb: 3072,
+            payload: json!({"i": 7}),
+        },
+        Case {
+            name: "waiter",
+            kind: "I/O-bound (waits 200 ms)",
+            source: "import time\ndef handler(event, context):\n    time.sleep(0.2)\n    return 'ok'\n",
+            memory_mb: 1024,
+            payload: json!({}),
+        },
+    ]
+}
+
+pub fn run(args: &TuneArgs) -> Result<Value> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    let server =
+        if root { start_server("tune", &["--sandbox", "lean", "--cpu-quota"])? } else { start_server("tune", &[])? };
+    if !root {
+        eprintln!("note: not root, so CPU is not capped by memory: the CPU-bound function will look flat");
+    }
+    let mut t = table(&[
+        "function",
+        "kind",
+        "from",
+        "recommended",
+        "sizes tested",
+        "skipped",
+        "invocations",
+        "wall s",
+        "summary",
+    ]);
+    let mut rows = Vec::new();
+    for c in cases() {
+        let zip = zip_with("app.py", 0o644, c.source.as_bytes())?;
+        server.send(
+            reqwest::Method::POST,
+            "/v1/functions",
+            Some(json!({"name": c.name, "runtime": "python3.12", "handler": "app.handler", "memory_mb": c.memory_mb,
+                "timeout_s": 60, "code_base64": base64::engine::general_purpose::STANDARD.encode(zip)})),
+        )?;
+        let started = Instant::now();
+        let view = server.send(
+            reqwest::Method::POST,
+            &format!("/v1/functions/{}/tune", c.name),
+            Some(json!({"payload": c.payload, "runs": args.tune_runs})),
+        )?;
+        let id = view["id"].as_str().unwrap_or_default().to_string();
+        let done = loop {
+            let v = server.send(reqwest::Method::GET, &format!("/v1/tunes/{id}"), None)?;
+            if v["state"] != "running" {
+                break v;
+            }
+            if started.elapsed() > Duration::from_secs(1800) {
+                bail!("the tune of {} did not finish in 30 minutes", c.name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let wall_s = started.elapsed().as_secs_f64();
+        if done["state"] != "succeeded" {
+            bail!("the tune of {} failed: {}", c.name, done["error"]);
+        }
+        let list = |v: &Value| -> String {
+            v.as_array().map_or(String::new(), |a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+        };
+        let tested: Vec<Value> = done["sizes"].as_array().cloned().unwrap_or_default();
+        let tested_mb = list(&Value::Array(tested.iter().map(|s| s["memory_mb"].clone()).collect()));
+        let rec = &done["recommendation"];
+        t.add_row(vec![
+            c.name.to_string(),
+            c.kind.to_string(),
+            c.memory_mb.to_string(),
+            rec["memory_mb"].to_string(),
+            tested_mb.clone(),
+            list(&done["skipped"]),
+            done["progress"]["done"].to_string(),
+            format!("{wall_s:.1}"),
+            rec["summary"].as_str().unwrap_or_default().to_string(),
+        ]);
+        rows.push(json!({"function": c.name, "kind": c.kind, "from_mb": c.memory_mb,
+            "recommended_mb": rec["memory_mb"], "tested_mb": tested_mb, "skipped": done["skipped"],
+            "invocations": done["progress"]["done"], "wall_s": wall_s, "summary": rec["summary"], "sizes": done["sizes"]}));
+    }
+    println!(
+        "\nstoke tune: smallest-not-slower (5 %), {} warm runs per size, sandbox {}",
+        args.tune_runs, server.sandbox
+    );
+    println!("{t}");
+    Ok(json!({"sandbox": server.sandbox, "runs": args.tune_runs, "functions": rows}))
+}
