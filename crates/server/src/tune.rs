@@ -354,7 +354,14 @@ impl Tuner {
             let sizes = lock(&shared).sizes.clone();
             match tune::verdict(&sizes, &strategy) {
                 Verdict::Continue => {}
-                Verdict::StopNoGain => stop = true,
+                Verdict::StopNoGain => {
+                    stop = true;
+                    // The progress bar's end moves in: only the current size may still run.
+                    let mut v = lock(&shared);
+                    let tested: Vec<u32> = v.sizes.iter().map(|r| r.memory_mb).collect();
+                    let left = planned.iter().filter(|m| !tested.contains(m) && **m != current).count() as u32;
+                    v.progress.total = v.progress.total.saturating_sub(left * (runs + 1));
+                }
                 Verdict::StopFunctionFails(error) => {
                     failure = Some(TuneFailure {
                         code: "function_failed".into(),
@@ -454,11 +461,11 @@ impl Tuner {
             };
             let failed_cold = samples.is_empty() && sample.error.is_some();
             samples.push(sample);
-            lock(&shared).progress.done += 1;
-            // A size that cannot even start (out of memory in init, say) is not run ten more times.
-            if failed_cold && runs > 1 {
-                let mut v = lock(&shared);
-                v.progress.total -= runs;
+            let mut v = lock(&shared);
+            v.progress.done += 1;
+            // A size that cannot even start (out of memory in init, say) is not run `runs` more times.
+            if failed_cold {
+                v.progress.total = v.progress.total.saturating_sub(runs);
                 break;
             }
         }
