@@ -10,15 +10,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// About 150 ms of pure Python CPU work at one full core: longer than the CFS period (100 ms), so a CPU quota
-/// shows in the duration (a job shorter than its quota per period runs at full speed).
-const CPU_BOUND: &str = "def handler(event, context):\n    x = 0\n    for i in range(event.get('n', 300000)):\n        x += i * i\n    return x % 1000\n";
-/// Holds a 300 MB working set (written, so the pages count against the limit), loaded at init as a model
-/// would be; each call then does little, so it is no faster with more memory once the set fits.
-const MEMORY_BOUND: &str =
-    "MODEL = b'x' * (300 << 20)\ndef handler(event, context):\n    return MODEL[event['i']] + len(MODEL) >> 20\n";
+/// About 150 ms of pure Python CPU work at one full core for n = 2,000,000: longer than the CFS period
+/// (100 ms), so a CPU quota shows in the duration (a job shorter than its quota per period runs at full speed).
+const CPU_BOUND: &str = include_str!("../../../tests/functions/tune/crunch.py");
+/// Holds a 300 MB working set loaded at init; each call then does little, so it is no faster with more
+/// memory once the set fits.
+const MEMORY_BOUND: &str = include_str!("../../../tests/functions/tune/model.py");
 /// Waits on "I/O": more memory buys nothing.
-const FLAT: &str = "import time\ndef handler(event, context):\n    time.sleep(0.2)\n    return 'ok'\n";
+const FLAT: &str = include_str!("../../../tests/functions/tune/waiter.py");
 
 /// The tests of this file run one at a time: a tune measures speed, and the CPU-bound function's largest
 /// size needs a whole core of this machine to itself.

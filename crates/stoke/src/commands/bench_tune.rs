@@ -1,6 +1,7 @@
 //! `stoke bench --scenarios tune`: the memory optimizer on three functions whose right size differs — a
 //! CPU-bound one (faster with memory until one vCPU), a memory-bound one (a 300 MB working set loaded at
 //! init) and an I/O-bound one (flat) — with the sizes it tested, the invocations and the wall time it took.
+//! The functions are those of the tuner's tests (`tests/functions/tune`).
 //!
 //! CPU follows memory only when instances' CPU is capped (`--cpu-quota` on the lean sandbox), so the
 //! scenario runs its server that way when it can (as root), and says so when it cannot.
@@ -34,21 +35,21 @@ fn cases() -> Vec<Case> {
         Case {
             name: "crunch",
             kind: "CPU-bound (~150 ms at 1 vCPU)",
-            source: "def handler(event, context):\n    x = 0\n    for i in range(event['n']):\n        x += i * i\n    return x % 1000\n",
+            source: include_str!("../../../../tests/functions/tune/crunch.py"),
             memory_mb: 1024,
             payload: json!({"n": 2_000_000}),
         },
         Case {
             name: "model",
             kind: "memory-bound (300 MB at init)",
-            source: "MODEL = b'x' * (300 << 20)\ndef handler(event, context):\n    return MODEL[event['i']] + len(MODEL) >> 20\n",
+            source: include_str!("../../../../tests/functions/tune/model.py"),
             memory_mb: 3072,
             payload: json!({"i": 7}),
         },
         Case {
             name: "waiter",
             kind: "I/O-bound (waits 200 ms)",
-            source: "import time\ndef handler(event, context):\n    time.sleep(0.2)\n    return 'ok'\n",
+            source: include_str!("../../../../tests/functions/tune/waiter.py"),
             memory_mb: 1024,
             payload: json!({}),
         },
