@@ -115,19 +115,20 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        self.server.send(method, path, body)
-    }
-
     /// Changes the functions' configuration so their next invocations start cold.
     fn make_cold(&self, functions: &[(String, f64)], round: usize, init_s: f64) -> Result<()> {
         for (name, run_s) in functions {
             let env = json!({"RUN_S": run_s.to_string(), "INIT_S": init_s.to_string(), "ROUND": round.to_string()});
-            self.send(reqwest::Method::PATCH, &format!("/v1/functions/{name}"), Some(json!({"environment": env})))?;
+            self.server.send(
+                reqwest::Method::PATCH,
+                &format!("/v1/functions/{name}"),
+                Some(json!({"environment": env})),
+            )?;
         }
         for (name, _) in functions {
             let deadline = Instant::now() + Duration::from_secs(30);
-            while self.send(reqwest::Method::GET, &format!("/v1/functions/{name}"), None)?["state"] == "UPDATING" {
+            while self.server.send(reqwest::Method::GET, &format!("/v1/functions/{name}"), None)?["state"] == "UPDATING"
+            {
                 if Instant::now() > deadline {
                     bail!("function {name} is still updating after 30 s");
                 }
@@ -139,7 +140,7 @@ impl Client<'_> {
 
     fn execute(&self, workflow: &str, policy: &str, input: &Value) -> Result<Sample> {
         let started = Instant::now();
-        let e = self.send(
+        let e = self.server.send(
             reqwest::Method::POST,
             &format!("/v1/workflows/{workflow}/run"),
             Some(json!({"input": input, "prewarm": policy})),
@@ -149,7 +150,7 @@ impl Client<'_> {
             bail!("{workflow} ({policy}) ended {}: {}", e["status"], e["cause"]);
         }
         let id = e["id"].as_str().unwrap_or_default();
-        let t = self.send(reqwest::Method::GET, &format!("/v1/executions/{id}/timeline"), None)?;
+        let t = self.server.send(reqwest::Method::GET, &format!("/v1/executions/{id}/timeline"), None)?;
         let steps = t["steps"].as_array().cloned().unwrap_or_default();
         let phase_ms = |step: &Value, phases: &[&str]| -> f64 {
             step["segments"]
@@ -194,7 +195,7 @@ pub fn run(args: &PrewarmArgs) -> Result<Value> {
             for (f, run_s) in &flow.steps {
                 let name = format!("{f}-{p}");
                 let env = json!({"RUN_S": run_s.to_string(), "INIT_S": args.prewarm_init.to_string()});
-                client.send(
+                client.server.send(
                     reqwest::Method::POST,
                     "/v1/functions",
                     Some(json!({"name": name, "runtime": "python3.12", "handler": "app.handler", "timeout_s": 120,
@@ -203,7 +204,7 @@ pub fn run(args: &PrewarmArgs) -> Result<Value> {
                 functions.push((name, *run_s));
             }
             let definition = (flow.definition)(p);
-            client.send(
+            client.server.send(
                 reqwest::Method::POST,
                 "/v1/workflows",
                 Some(json!({"name": format!("{}-{p}", flow.name), "definition": definition})),
