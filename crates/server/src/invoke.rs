@@ -159,13 +159,14 @@ impl Invoker {
         Ok(if body.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { body })
     }
 
-    /// DryRun: checks that the reference resolves and would be admitted.
-    pub async fn check(&self, caller: &AccountId, reference: &str) -> Result<(), InvokeFailure> {
+    /// DryRun: checks that the reference resolves and would be admitted; returns what it would run (its
+    /// primary version).
+    pub async fn check(&self, caller: &AccountId, reference: &str) -> Result<Arc<InvokeTarget>, InvokeFailure> {
         let r = self.resolve(caller, reference).await?;
         match r.state {
             LifecycleState::Blocked => Err(InvokeFailure::Blocked(r.name.to_string())),
             LifecycleState::Retired => Err(InvokeFailure::Retired(r.name.to_string())),
-            _ => Ok(()),
+            _ => Ok(r.primary.clone()),
         }
     }
 

@@ -211,10 +211,7 @@ impl Tuner {
             Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
         };
         let payload = Invoker::payload(payload)?;
-        self.invoker.check(caller, reference).await?;
-        let primary = self.invoker.pool_target(caller, reference).await.ok_or_else(|| {
-            TuneError::NotFound(format!("{reference} cannot be invoked now; check it with stoke fn get"))
-        })?;
+        let primary = self.invoker.check(caller, reference).await?;
         let node = self.registry.node_limits();
         let planned = tune::sizes(req.memory.as_deref(), primary.config.memory_mb, &node)?;
         if let Some(alias) = &req.alias {
