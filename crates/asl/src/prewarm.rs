@@ -10,6 +10,8 @@
 //!   are warmed by their learned probability (always the most likely one, others above a threshold),
 //!   Parallel branches all, a Map's iteration with as many instances as will run at once.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use crate::definition::{Count, Machine, Wait};
@@ -299,6 +301,45 @@ impl Walker<'_> {
         }
         Some(add(t, view.run_ms))
     }
+}
+
+/// Functions that Tasks reachable from `from` in `machine` name statically, including those in the
+/// Parallel branches and Map iterations on the way.
+pub fn reachable_functions(machine: &Machine, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeSet::new();
+    let mut todo = vec![from.to_string()];
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(state) = machine.state(&name) else { continue };
+        out.extend(task_function(state));
+        match &state.kind {
+            StateKind::Parallel(p) => {
+                for b in &p.branches {
+                    out.extend(reachable_functions(b, &b.start_at));
+                }
+            }
+            StateKind::Map(m) => out.extend(reachable_functions(&m.processor, &m.processor.start_at)),
+            _ => {}
+        }
+        todo.extend(machine.successors(&name).into_iter().map(String::from));
+    }
+    out
+}
+
+/// Functions a Choice's decision ruled out: reachable from the branches not taken, not from the one taken
+/// (`chosen`). Instances prepared for them wait in vain; their reservations are released.
+pub fn ruled_out(machine: &Machine, choice: &str, chosen: &str) -> BTreeSet<String> {
+    let still = reachable_functions(machine, chosen);
+    let mut out = BTreeSet::new();
+    for next in machine.successors(choice) {
+        if next != chosen {
+            out.extend(reachable_functions(machine, next).into_iter().filter(|f| !still.contains(f)));
+        }
+    }
+    out
 }
 
 fn taken(counts: &[(String, u64)], name: &str) -> u64 {

@@ -42,6 +42,12 @@ impl PoolSnapshot {
     }
 }
 
+/// Seed 000's `is_available`: an invocation arriving now would find an idle instance — idle instances
+/// outnumber the invocations queued for them.
+pub fn is_available(s: &PoolSnapshot) -> bool {
+    s.idle > s.queued
+}
+
 /// How many instances to start now.
 ///
 /// Queued work that instances already starting will take is not counted again. When durations are known,
@@ -126,6 +132,15 @@ pub fn init_backoff(consecutive_failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn available_means_more_idle_instances_than_queued_invocations() {
+        let s = |idle, queued| PoolSnapshot { idle, queued, busy: 3, starting: 2, ..PoolSnapshot::default() };
+        assert!(!is_available(&s(0, 0)), "no idle instance");
+        assert!(is_available(&s(1, 0)));
+        assert!(!is_available(&s(2, 2)), "each idle instance has a queued invocation to take");
+        assert!(is_available(&s(3, 2)));
+    }
 
     fn snap() -> PoolSnapshot {
         PoolSnapshot { concurrency_limit: 100, max_starting: 16, ..Default::default() }

@@ -24,6 +24,10 @@ pub(crate) struct Current {
     pub queued: Duration,
     /// The instance's first invocation.
     pub first: bool,
+    /// The workflow execution the invocation is a step of.
+    pub execution: Option<Arc<str>>,
+    /// Of a preparation invocation: the reservation it holds this instance for.
+    pub reservation: Option<Arc<crate::reserve::Reservation>>,
 }
 
 /// What the Runtime API handlers of one instance share.
@@ -80,7 +84,18 @@ impl InstanceCtx {
 
     /// Answers the running invocation and writes its END and REPORT lines.
     pub fn finish(&self, cur: Current, outcome: Outcome) {
-        let elapsed = cur.started.elapsed();
+        // A prepared instance runs its step from its turn; before that it was held. One that answers before
+        // its turn has prepared for nothing: the step runs as any other invocation.
+        let turn = cur.reservation.as_ref().and_then(|r| {
+            if r.release("the prepared instance ended its invocation before its turn came") {
+                let msg = format!("RequestId: {} ended before its turn came; its reservation is released", cur.id);
+                self.log(Some(cur.id.clone()), msg);
+            }
+            r.arrived_at()
+        });
+        let ran_from = turn.map_or(cur.started, |t| t.max(cur.started));
+        let held = turn.map(|t| t.saturating_duration_since(cur.started));
+        let elapsed = ran_from.elapsed();
         self.queue.record_duration(elapsed);
         if let Some(o) = self.shared.observer.get() {
             o.ran(&self.queue.target, elapsed);
@@ -99,6 +114,7 @@ impl InstanceCtx {
             queued_ms: ms(&cur.queued),
             sandbox_ms: if cur.cold { self.launched.get().map(ms) } else { None },
             instance_init_ms: if cur.first { self.ready.get().map(ms) } else { None },
+            held_ms: held.as_ref().map(ms),
         };
         self.log(Some(cur.id.clone()), format!("END RequestId: {}", cur.id));
         let init = init_duration_ms.map(|d| format!("\tInit Duration: {d:.2} ms")).unwrap_or_default();
@@ -165,9 +181,9 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
             let status = child.wait().await;
             server.abort();
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            let held = lock(&ctx.current).take();
+            let running = lock(&ctx.current).take();
             let out_of_memory = ctx.control.get().is_some_and(|c| c.out_of_memory());
-            if let Some(cur) = held {
+            if let Some(cur) = running {
                 let message = format!("RequestId: {} Error: Runtime exited with error: {status}", cur.id);
                 ctx.log(Some(cur.id.clone()), message.clone());
                 let error_type = if out_of_memory { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };

@@ -11,6 +11,7 @@ mod instance;
 pub mod logs;
 mod metrics;
 mod queue;
+mod reserve;
 mod runtime_api;
 pub mod runtimes;
 
@@ -80,6 +81,9 @@ pub struct InvokeRequest {
     /// The request id to run under, when the caller minted it already (an HTTP trigger puts it in the
     /// event it builds); a fresh one otherwise.
     pub request_id: Option<String>,
+    /// The workflow execution this invocation is a step of: its function may `prepare` the execution's
+    /// later steps, and it runs on an instance the execution reserved for it, when there is one.
+    pub execution: Option<Arc<str>>,
 }
 
 /// How an invocation ended.
@@ -108,6 +112,9 @@ pub struct Report {
     /// The initialisation of the instance that ran this, when this was the instance's first invocation —
     /// also when that initialisation happened ahead of time (pre-warmed): what this invocation caused.
     pub instance_init_ms: Option<f64>,
+    /// Of an invocation that ran on a reserved (prepared) instance: how long the instance was held for it,
+    /// from the start of its preparation until its turn came. `duration_ms` counts from the turn.
+    pub held_ms: Option<f64>,
 }
 
 /// A finished invocation.
@@ -125,6 +132,29 @@ pub struct InvokeResult {
 pub trait Observer: Send + Sync {
     fn initialised(&self, target: &InvokeTarget, init: Duration);
     fn ran(&self, target: &InvokeTarget, run: Duration);
+}
+
+/// Why a function's request to the platform (`prepare`, `is_available`) was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// HTTP status for the instance.
+    pub status: u16,
+    /// Machine-readable, e.g. `ResourceNotFoundException`.
+    pub code: String,
+    pub message: String,
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Resolves a function reference a running function names (to `prepare` it, or ask whether it is
+/// available) to the target its invocations would run as, in the caller's account — exactly as an
+/// invocation of that reference would, so a reservation is found by the step that invokes it.
+pub trait Resolver: Send + Sync {
+    fn resolve<'a>(
+        &'a self,
+        account: &'a AccountId,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<InvokeTarget>, Refusal>>;
 }
 
 /// Why an invocation did not run.
@@ -155,6 +185,8 @@ pub struct Settings {
     /// Freeze an instance that has waited this long for work (when the sandbox can), and thaw it when work
     /// arrives: an idle instance then uses no CPU at all. `None`: never.
     pub freeze_idle_after: Option<Duration>,
+    /// How long a reservation made by `prepare` waits for its step before it is released.
+    pub reservation_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -167,6 +199,7 @@ impl Default for Settings {
             memory_budget_mb: 10_240,
             account_concurrency: 1000,
             freeze_idle_after: Some(Duration::from_secs(1)),
+            reservation_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -214,6 +247,9 @@ pub(crate) struct Shared {
     /// Held while deciding where new instances fit, so two pools never claim the same free memory.
     placement: Mutex<()>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn Observer>>,
+    pub(crate) resolver: std::sync::OnceLock<Arc<dyn Resolver>>,
+    pub(crate) reservations: reserve::Reservations,
+    pub(crate) next_reservation: AtomicU64,
 }
 
 /// The scheduler: owns every function queue and instance.
@@ -243,6 +279,9 @@ impl Scheduler {
             metrics: metrics::Metrics::new(),
             placement: Mutex::new(()),
             observer: std::sync::OnceLock::new(),
+            resolver: std::sync::OnceLock::new(),
+            reservations: reserve::Reservations::default(),
+            next_reservation: AtomicU64::new(1),
         });
         let weak = Arc::downgrade(&shared);
         let tick = shared.settings.tick;
@@ -266,24 +305,41 @@ impl Scheduler {
     }
 
     fn queue_for(&self, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {
-        let mut queues = lock(&self.shared.queues);
-        if let Some(q) = queues.active.get(target.queue_key()) {
-            return q.clone();
-        }
-        queues
-            .active
-            .entry(target.queue_key().to_string())
-            .or_insert_with(|| Arc::new(FunctionQueue::new(target.clone(), self.shared.settings.log_lines)))
-            .clone()
+        queue_of(&self.shared, target)
     }
 
     /// Runs one invocation and waits for its result.
     pub async fn invoke(&self, target: &Arc<InvokeTarget>, req: InvokeRequest) -> Result<InvokeResult, InvokeError> {
+        if let Some(execution) = &req.execution {
+            let reserved = self.shared.reservations.take_turn(execution, target.queue_key(), &req.payload);
+            if let Some(result) = reserved.and_then(|r| r.take_result()) {
+                return result.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()));
+            }
+        }
         let queue = self.queue_for(target);
         let id = req.request_id.clone().unwrap_or_else(|| self.shared.ids.next());
         let (invocation, done) = queue::Invocation::new(id, req, target.config.timeout_s);
         queue::submit(&self.shared, &queue, invocation)?;
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+    }
+
+    /// Sets how functions' references are resolved for `prepare` and `is_available`; the first one set stays.
+    /// Without one, both are refused.
+    pub fn resolve_with(&self, resolver: Arc<dyn Resolver>) {
+        let _ = self.shared.resolver.set(resolver);
+    }
+
+    /// Releases the open reservations of `execution` for `targets` (the execution took another branch), or
+    /// all of them (`None`: the execution ended). Their instances' `wait_turn` fails with `why`; the
+    /// instances return to their pools. Returns how many were released.
+    pub fn release_reservations(&self, execution: &str, targets: Option<&[Arc<InvokeTarget>]>, why: &str) -> usize {
+        let keys: Option<Vec<String>> = targets.map(|ts| ts.iter().map(|t| t.queue_key().to_string()).collect());
+        self.shared.reservations.release(execution, keys.as_deref(), why)
+    }
+
+    /// Open reservations of an execution.
+    pub fn reservations(&self, execution: &str) -> usize {
+        self.shared.reservations.count(execution)
     }
 
     /// Sets the observer told of initialisations and run times; the first one set stays.
@@ -305,8 +361,7 @@ impl Scheduler {
 
     /// The pool of `target` as the controller sees it now (all zero when it has none).
     pub fn pool(&self, target: &Arc<InvokeTarget>) -> stoke_core::pool::PoolSnapshot {
-        let queue = lock(&self.shared.queues).active.get(target.queue_key()).cloned();
-        queue.map(|q| q.snapshot_now(&self.shared)).unwrap_or_default()
+        pool_of(&self.shared, target)
     }
 
     /// Prometheus text exposition of every metric.
@@ -398,6 +453,60 @@ impl Scheduler {
     pub(crate) fn next_instance_id(shared: &Shared) -> u64 {
         shared.next_instance.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// The queue of `target`, made when it has none.
+pub(crate) fn queue_of(shared: &Shared, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {
+    let mut queues = lock(&shared.queues);
+    if let Some(q) = queues.active.get(target.queue_key()) {
+        return q.clone();
+    }
+    queues
+        .active
+        .entry(target.queue_key().to_string())
+        .or_insert_with(|| Arc::new(FunctionQueue::new(target.clone(), shared.settings.log_lines)))
+        .clone()
+}
+
+/// The pool of `target` as the controller sees it now (all zero when it has none).
+pub(crate) fn pool_of(shared: &Shared, target: &Arc<InvokeTarget>) -> stoke_core::pool::PoolSnapshot {
+    let queue = lock(&shared.queues).active.get(target.queue_key()).cloned();
+    queue.map(|q| q.snapshot_now(shared)).unwrap_or_default()
+}
+
+/// Reserves an instance of `target` for a later step of `execution` and starts its preparation invocation
+/// with `params` (an idle instance takes it at once, else one is started). The reservation is released
+/// after the configured time if the execution has not reached the step by then.
+pub(crate) fn prepare(
+    shared: &Arc<Shared>,
+    target: &Arc<InvokeTarget>,
+    execution: Arc<str>,
+    params: Bytes,
+) -> Result<Arc<reserve::Reservation>, InvokeError> {
+    let queue = queue_of(shared, target);
+    let ttl = shared.settings.reservation_ttl;
+    // The function's own time limit counts from its turn; until then, the reservation's.
+    let timeout_s = target.config.timeout_s.saturating_add(ttl.as_secs().min(u64::from(u32::MAX)) as u32);
+    let req = InvokeRequest { payload: params.clone(), execution: Some(execution.clone()), ..Default::default() };
+    let (mut invocation, result) = queue::Invocation::new(shared.ids.next(), req, timeout_s);
+    let id = shared.next_reservation.fetch_add(1, Ordering::Relaxed);
+    let reservation =
+        Arc::new(reserve::Reservation::new(id, execution, target.queue_key().to_string(), params, result));
+    invocation.reservation = Some(reservation.clone());
+    shared.reservations.add(reservation.clone());
+    if let Err(e) = queue::submit(shared, &queue, invocation) {
+        reservation.release(&format!("the function could not be prepared: {e}"));
+        return Err(e);
+    }
+    let expiring = reservation.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(ttl).await;
+        expiring.release(&format!(
+            "the reservation expired: the execution did not reach this step within {} s",
+            ttl.as_secs_f64()
+        ));
+    });
+    Ok(reservation)
 }
 
 /// Starts up to `want` instances of `queue`'s function where the node's memory budget and the account's

@@ -27,6 +27,8 @@ pub(crate) struct Invocation {
     pub deadline_epoch_ms: i64,
     pub timeout_s: u32,
     pub responder: oneshot::Sender<InvokeResult>,
+    /// Of a preparation invocation (`prepare`): the reservation it holds its instance for.
+    pub reservation: Option<Arc<crate::reserve::Reservation>>,
 }
 
 impl Invocation {
@@ -42,6 +44,7 @@ impl Invocation {
             deadline_epoch_ms: now_ms() + timeout.as_millis() as i64,
             timeout_s,
             responder: tx,
+            reservation: None,
         };
         (inv, rx)
     }
@@ -345,7 +348,11 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
         queued_ms: inv.arrived.elapsed().as_secs_f64() * 1000.0,
         sandbox_ms: None,
         instance_init_ms: None,
+        held_ms: None,
     };
+    if let (Some(r), Outcome::FunctionError { body, .. }) = (&inv.reservation, &outcome) {
+        r.release(&format!("the prepared instance could not start: {}", String::from_utf8_lossy(body)));
+    }
     let _ = inv.responder.send(InvokeResult { request_id: inv.id.to_string(), outcome, report, log: vec![] });
 }
 

@@ -29,6 +29,10 @@ pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
         .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .route("/2018-06-01/stoke/prepare", post(prepare))
+        .route("/2018-06-01/stoke/prepared", get(prepared))
+        .route("/2018-06-01/stoke/turn", get(wait_turn))
+        .route("/2018-06-01/stoke/available/{function}", get(available))
         .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1024 * 1024))
         .with_state(ctx)
 }
@@ -159,6 +163,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     let payload = inv.request.payload.clone();
     let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
     let want_log = inv.request.want_log;
+    let (execution, reservation) = (inv.request.execution.clone(), inv.reservation.clone());
     *lock(&ctx.current) = Some(Current {
         id: inv.id,
         responder: inv.responder,
@@ -167,6 +172,8 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         want_log,
         queued: started - inv.arrived,
         first: seq == 0,
+        execution,
+        reservation,
     });
     let watchdog = ctx.clone();
     tokio::spawn(async move {
@@ -304,6 +311,132 @@ async fn init_error(State(ctx): State<Arc<InstanceCtx>>, headers: HeaderMap, bod
         ctx2.kill();
     });
     accepted()
+}
+
+// stoke's extensions (seed 000's runtime interfaces): a step of a workflow prepares a later step's instance;
+// the prepared instance reads its preparation input and waits for its turn.
+
+/// `prepare`'s request body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrepareBody {
+    /// Name, name:qualifier or ARN, as a Task state names it.
+    function: String,
+    /// The preparation input; `null` when absent.
+    #[serde(default)]
+    params: serde_json::Value,
+}
+
+async fn resolve(ctx: &InstanceCtx, reference: &str) -> Result<Arc<crate::InvokeTarget>, Response> {
+    let Some(resolver) = ctx.shared.resolver.get() else {
+        return Err(rapid_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Stoke.Unavailable",
+            "this node does not resolve function references for running functions",
+        ));
+    };
+    resolver.resolve(&ctx.queue.target.account, reference).await.map_err(|r| {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+        rapid_error(status, &r.code, &r.message)
+    })
+}
+
+async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
+    let execution = lock(&ctx.current).as_ref().map(|c| c.execution.clone());
+    let execution = match execution {
+        None => {
+            return rapid_error(
+                StatusCode::CONFLICT,
+                "Stoke.NoInvocation",
+                "prepare is called while handling an invocation; this instance is not running one",
+            )
+        }
+        Some(None) => {
+            return rapid_error(
+                StatusCode::CONFLICT,
+                "Stoke.NotInWorkflow",
+                "prepare reserves an instance for a later step of this workflow execution, but the running \
+                 invocation is not a step of one: run the function from a workflow",
+            )
+        }
+        Some(Some(e)) => e,
+    };
+    let request: PrepareBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return rapid_error(
+                StatusCode::BAD_REQUEST,
+                "Stoke.InvalidRequest",
+                &format!("the prepare request must be {{\"function\": NAME, \"params\": JSON}}: {e}"),
+            )
+        }
+    };
+    let target = match resolve(&ctx, &request.function).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let params = Bytes::from(request.params.to_string());
+    match crate::prepare(&ctx.shared, &target, execution, params) {
+        Ok(r) => {
+            ctx.log(
+                ctx.current_id(),
+                format!("PREPARE {}:{} reservation {} for this execution", target.function, target.version, r.id),
+            );
+            let body = json!({
+                "reservationId": r.id.to_string(),
+                "function": target.function.to_string(),
+                "version": target.version,
+                "expiresInMs": ctx.shared.settings.reservation_ttl.as_millis() as u64,
+            });
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Err(crate::InvokeError::Throttled { reason, .. }) => {
+            rapid_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", &reason)
+        }
+        Err(e) => rapid_error(StatusCode::INTERNAL_SERVER_ERROR, "Stoke.PlatformError", &e.to_string()),
+    }
+}
+
+fn not_prepared(what: &str) -> Response {
+    rapid_error(
+        StatusCode::NOT_FOUND,
+        "Stoke.NotPrepared",
+        &format!(
+            "{what} is for an instance started by prepare; the running invocation is not a preparation \
+             (its event is the step's input)"
+        ),
+    )
+}
+
+async fn prepared(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+    let reservation = lock(&ctx.current).as_ref().and_then(|c| c.reservation.clone());
+    match reservation {
+        Some(r) => (StatusCode::OK, [("content-type", "application/json")], r.params.clone()).into_response(),
+        None => not_prepared("prepared_params"),
+    }
+}
+
+async fn wait_turn(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+    let reservation = lock(&ctx.current).as_ref().and_then(|c| c.reservation.clone());
+    let Some(r) = reservation else { return not_prepared("wait_turn") };
+    match r.wait_turn().await {
+        Ok(input) => (StatusCode::OK, [("content-type", "application/json")], input).into_response(),
+        Err(why) => rapid_error(StatusCode::GONE, "Stoke.ReservationReleased", &why),
+    }
+}
+
+async fn available(State(ctx): State<Arc<InstanceCtx>>, Path(function): Path<String>) -> Response {
+    let target = match resolve(&ctx, &function).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let pool = crate::pool_of(&ctx.shared, &target);
+    let body = json!({
+        "available": stoke_core::pool::is_available(&pool),
+        "idle": pool.idle,
+        "queued": pool.queued,
+    });
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -10,13 +10,20 @@ use crate::InvokeTarget;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../runtimes/python_bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("../runtimes/node_bootstrap.js");
+/// The runtime interfaces (`prepare`, `wait_turn`, …) for Python and Node handlers: `import stoke`,
+/// `require('stoke')`.
+const PYTHON_HELPER: &str = include_str!("../runtimes/stoke.py");
+const NODE_HELPER: &str = include_str!("../runtimes/stoke.js");
 
-/// Writes the bootstraps under `<run_dir>/runtimes`.
+/// Writes the bootstraps and helper modules under `<run_dir>/runtimes`.
 pub fn install(run_dir: &Path) -> std::io::Result<()> {
     let dir = run_dir.join("runtimes");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("stoke_python_bootstrap.py"), PYTHON_BOOTSTRAP)?;
     std::fs::write(dir.join("stoke_node_bootstrap.js"), NODE_BOOTSTRAP)?;
+    // Next to the python bootstrap: on its sys.path. The node runtime's NODE_PATH names the directory.
+    std::fs::write(dir.join("stoke.py"), PYTHON_HELPER)?;
+    std::fs::write(dir.join("stoke.js"), NODE_HELPER)?;
     Ok(())
 }
 
@@ -129,8 +136,12 @@ pub fn spawn_spec(
     let mut host_dirs: Vec<PathBuf> =
         [python().ok(), node().ok()].into_iter().flatten().flat_map(|p| installation(&p)).collect();
     host_dirs.dedup();
+    let mut env = environment(target, &seen, port, instance);
+    if matches!(runtime, Runtime::Node { .. }) && !env.iter().any(|(k, _)| k == "NODE_PATH") {
+        env.push(("NODE_PATH".into(), format!("{}:/opt/nodejs/node_modules", seen.runtime_dir.display())));
+    }
     Ok(SpawnSpec {
-        env: environment(target, &seen, port, instance),
+        env,
         cwd: seen.task_root,
         host,
         host_dirs,

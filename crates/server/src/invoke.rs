@@ -233,6 +233,7 @@ impl Invoker {
             client_context: None,
             want_log: false,
             request_id: None,
+            execution: None,
         };
         let (outcome, error_type, result) = match self.invoke(&event.account, &event.reference, req).await {
             Ok((r, _)) => match r.outcome {
@@ -355,6 +356,40 @@ impl Invoker {
         };
         let result = self.scheduler.invoke(target, req).await?;
         Ok((result, target.version.clone()))
+    }
+}
+
+/// Resolves the references running functions name (`prepare`, `is_available`) as invocations of them by
+/// the function's account would be: a reservation is made for the version the step will invoke.
+pub struct InvokerResolver(pub std::sync::Weak<Invoker>);
+
+impl stoke_scheduler::Resolver for InvokerResolver {
+    fn resolve<'a>(
+        &'a self,
+        account: &'a AccountId,
+        reference: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Arc<InvokeTarget>, stoke_scheduler::Refusal>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let refuse = |status: u16, code: &str, message: String| stoke_scheduler::Refusal {
+                status,
+                code: code.to_string(),
+                message,
+            };
+            let Some(invoker) = self.0.upgrade() else {
+                return Err(refuse(503, "Stoke.Unavailable", "the server is shutting down".into()));
+            };
+            invoker.check(account, reference).await.map_err(|e| match &e {
+                InvokeFailure::Registry(RegistryError::NotFound(_)) => {
+                    refuse(404, "ResourceNotFoundException", e.to_string())
+                }
+                InvokeFailure::Blocked(_) | InvokeFailure::Retired(_) => {
+                    refuse(409, "ResourceConflictException", e.to_string())
+                }
+                _ => refuse(400, "InvalidParameterValueException", e.to_string()),
+            })
+        })
     }
 }
 

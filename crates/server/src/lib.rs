@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub prewarm: stoke_asl::prewarm::Policy,
     /// Prices for cost accounting.
     pub pricing: stoke_core::cost::Pricing,
+    /// How long an instance reserved by `prepare` waits for its step before it is released.
+    pub reservation_ttl: Duration,
 }
 
 /// Which sandbox the server runs instances in.
@@ -214,6 +216,7 @@ impl Server {
             memory_budget_mb: u64::from(node.max_memory_mb),
             account_concurrency: config.account_concurrency,
             freeze_idle_after: config.freeze_idle_after,
+            reservation_ttl: config.reservation_ttl,
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
@@ -225,7 +228,8 @@ impl Server {
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         stats.flush_in_background();
         scheduler.observe(stats.clone());
-        let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler, config.region.clone()));
+        let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler.clone(), config.region.clone()));
+        scheduler.resolve_with(Arc::new(invoke::InvokerResolver(Arc::downgrade(&invoker))));
         let (store_for_tunes, stats_for_tunes) = (store.clone(), stats.clone());
         invoker.keep_warm();
         invoker.run_events(64, Duration::from_secs(1));

@@ -430,8 +430,13 @@ impl Tuner {
     ) -> SizeReport {
         let mut samples = Vec::with_capacity(runs as usize + 1);
         for _ in 0..=runs {
-            let req =
-                InvokeRequest { payload: payload.clone(), client_context: None, want_log: false, request_id: None };
+            let req = InvokeRequest {
+                payload: payload.clone(),
+                client_context: None,
+                want_log: false,
+                request_id: None,
+                execution: None,
+            };
             let sample = match self.invoker.scheduler().invoke(&target, req).await {
                 Ok(r) => {
                     let (error, message) = match &r.outcome {

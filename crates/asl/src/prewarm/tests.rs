@@ -223,3 +223,43 @@ fn lambda_invoke_names_its_function_in_literal_parameters() {
     assert_eq!(Policy::parse("lazy"), None);
     assert!(Policy::NAMES.iter().all(|n| Policy::parse(n).map(Policy::as_str) == Some(*n)));
 }
+
+/// A → Is? → (yes: Y → Join | no: N1 → N2 → Join), Join → J; Y's catcher goes to Rescue.
+fn branching() -> Machine {
+    machine(json!({"StartAt": "A", "States": {
+        "A": task("a", Some("Is")),
+        "Is": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": true, "Next": "Y"}],
+               "Default": "N1"},
+        "Y": {"Type": "Task", "Resource": "y", "Next": "Join",
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Rescue"}]},
+        "Rescue": task("rescue", Some("Join")),
+        "N1": task("n1", Some("N2")),
+        "N2": {"Type": "Parallel", "Next": "Join", "Branches": [
+            {"StartAt": "P", "States": {"P": task("p", None)}},
+            {"StartAt": "Q", "States": {"Q": task("q", None)}}]},
+        "Join": task("j", None)}}))
+}
+
+#[test]
+fn reachable_functions_follow_next_choices_catchers_and_branches() {
+    let m = branching();
+    let all: Vec<_> = reachable_functions(&m, "A").into_iter().collect();
+    assert_eq!(all, ["a", "j", "n1", "p", "q", "rescue", "y"]);
+    let from_y: Vec<_> = reachable_functions(&m, "Y").into_iter().collect();
+    assert_eq!(from_y, ["j", "rescue", "y"]);
+    // A loop ends the walk.
+    let looped = machine(json!({"StartAt": "A", "States": {
+        "A": task("a", Some("B")),
+        "B": {"Type": "Task", "Resource": "b", "Next": "A", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "End"}]},
+        "End": {"Type": "Succeed"}}}));
+    assert_eq!(reachable_functions(&looped, "B").len(), 2);
+}
+
+#[test]
+fn a_choice_rules_out_the_functions_only_its_other_branches_reach() {
+    let m = branching();
+    let out: Vec<_> = ruled_out(&m, "Is", "Y").into_iter().collect();
+    assert_eq!(out, ["n1", "p", "q"], "the join's function is still ahead");
+    let out: Vec<_> = ruled_out(&m, "Is", "N1").into_iter().collect();
+    assert_eq!(out, ["rescue", "y"]);
+}

@@ -421,7 +421,13 @@ async fn serve(s: AppState, matched: Matched, sub_path: String, req: Request) ->
         time_ms: crate::registry::now_ms(),
     });
     let payload = axum::body::Bytes::from(event.to_string());
-    let invoke = InvokeRequest { payload, client_context: None, want_log: false, request_id: Some(request_id.clone()) };
+    let invoke = InvokeRequest {
+        payload,
+        client_context: None,
+        want_log: false,
+        request_id: Some(request_id.clone()),
+        execution: None,
+    };
     let result = s.invoker.invoke(&trigger.account, &trigger.reference(), invoke).await;
     let mut resp = match result {
         Ok((result, _version)) => match result.outcome {

@@ -218,6 +218,21 @@ impl Run {
         }
     }
 
+    /// A Choice went to `chosen`: instances prepared for functions only its other branches reach are
+    /// released (their `wait_turn` fails), and return to their pools.
+    async fn release_ruled_out(&self, machine: &Machine, choice: &str, chosen: &str) {
+        let scheduler = self.services.invoker.scheduler();
+        if scheduler.reservations(&self.record.id) == 0 {
+            return;
+        }
+        let mut targets = Vec::new();
+        for f in prewarm::ruled_out(machine, choice, chosen) {
+            targets.extend(self.services.invoker.pool_target(&self.record.account, &f).await);
+        }
+        let why = format!("the execution took another branch at the Choice state \"{choice}\"");
+        scheduler.release_reservations(&self.record.id, Some(&targets), &why);
+    }
+
     fn push(&self, kind: String, scope: &str, step: u32, attempt: u32, details: Value) {
         let mut log = lock(&self.log);
         log.seq += 1;
@@ -293,6 +308,7 @@ impl Run {
             None => run.await,
         };
         lock(&self.timers).abort_all();
+        self.services.invoker.scheduler().release_reservations(&self.record.id, None, "the execution ended");
         let mut record = self.record.clone();
         record.stopped_ms = Some(now_ms());
         match result {
@@ -344,6 +360,7 @@ impl Run {
                         let (output, next) = self.run_state(state, &scope, step, raw).await?;
                         if let (StateKind::Choice(_), Some(n)) = (&state.kind, &next) {
                             self.services.stats.record_branch(&self.state_key(&state.name), n);
+                            self.release_ruled_out(machine, &state.name, n).await;
                         }
                         let mut details = json!({"name": state.name, "output": output});
                         if let Some(n) = &next {
@@ -594,6 +611,7 @@ impl Run {
             client_context: None,
             want_log: false,
             request_id: None,
+            execution: Some(Arc::from(self.record.id.as_str())),
         };
         let call = self.services.invoker.invoke(&self.record.account, reference, req);
         let (result, version) = match tokio::time::timeout(Duration::from_secs(limit_seconds), call).await {
@@ -674,6 +692,11 @@ fn usage(r: &stoke_scheduler::Report) -> Value {
     if let Some(cold) = r.init_duration_ms {
         u["coldStartMs"] = json!(cold);
         u["sandboxMs"] = json!(r.sandbox_ms.unwrap_or(0.0));
+    }
+    if let Some(held) = r.held_ms {
+        // Ran on an instance an earlier step prepared: held from its preparation until the step came.
+        u["heldMs"] = json!(whole(held));
+        u["prepared"] = json!(true);
     }
     u
 }

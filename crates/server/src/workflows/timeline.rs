@@ -17,6 +17,9 @@ pub enum Phase {
     Sandbox,
     /// The runtime and the function's own initialisation, for a cold instance.
     Init,
+    /// An instance prepared for the step by an earlier one (`prepare`): doing its own preparation, then
+    /// waiting for its turn. It overlaps the earlier steps; the step itself does not wait for it.
+    Held,
     /// The function running.
     Running,
     /// A Wait state, or a back-off before a retry.
@@ -73,11 +76,19 @@ fn number(v: &Value, key: &str) -> f64 {
 }
 
 /// Where an invocation's time went, from when it was scheduled (`from`) to when its result came (`to`).
+/// A prepared instance's start and holding happened before the step was scheduled, and are drawn there.
 fn invocation_segments(usage: &Value, from: f64, to: f64) -> Vec<Segment> {
-    let seg = |phase, start: f64, end: f64| Segment { phase, start_ms: start.max(from), end_ms: end.max(from) };
+    let prepared = usage.get("heldMs").is_some();
+    let floor = if prepared { f64::MIN } else { from };
+    let seg = |phase, start: f64, end: f64| Segment { phase, start_ms: start.max(floor), end_ms: end.max(floor) };
     let run_start = (to - number(usage, "durationMs")).max(from);
     let mut out = Vec::new();
     let mut cursor = run_start;
+    if prepared {
+        let held = number(usage, "heldMs");
+        out.push(seg(Phase::Held, cursor - held, cursor));
+        cursor -= held;
+    }
     if usage.get("coldStartMs").is_some() {
         let sandbox = number(usage, "sandboxMs");
         let init = (number(usage, "coldStartMs") - sandbox).max(0.0);
@@ -86,7 +97,7 @@ fn invocation_segments(usage: &Value, from: f64, to: f64) -> Vec<Segment> {
         out.push(seg(Phase::Sandbox, cursor - sandbox, cursor));
         cursor -= sandbox;
     }
-    if cursor > from {
+    if cursor > from && !prepared {
         out.push(seg(Phase::Queued, from, cursor));
     }
     out.reverse();
@@ -151,7 +162,8 @@ pub fn timeline(started_ms: i64, history: &[HistoryEvent], pricing: &Pricing) ->
             let from = scheduled[i].0.unwrap_or_else(|| at(e));
             let s = &mut steps[i];
             s.invocations += 1;
-            if u.get("coldStartMs").is_some() {
+            // A prepared instance's cold start was hidden behind earlier steps.
+            if u.get("coldStartMs").is_some() && u.get("heldMs").is_none() {
                 s.cold_starts += 1;
             }
             s.segments.extend(invocation_segments(u, from, at(e)));
@@ -254,6 +266,29 @@ mod tests {
         assert_eq!(t.steps[0].invocations, 0, "an invocation that never ran is not billed");
         assert!(t.steps[0].segments.is_empty());
         assert_eq!((t.steps[1].exited_ms, t.bill.invocations), (None, 0));
+    }
+
+    #[test]
+    fn a_prepared_instance_is_held_before_its_step_and_is_not_a_cold_start() {
+        // Prepared 600 ms before the step was scheduled (at 1000): 50 ms sandbox, 250 ms init, held 300 ms.
+        let u = json!({"durationMs": 40.0, "billedMs": 40, "memoryMb": 128, "initMs": 250, "heldMs": 300,
+                       "coldStartMs": 300.0, "sandboxMs": 50.0, "prepared": true});
+        let segs: Vec<_> = invocation_segments(&u, 1000.0, 1041.0).iter().map(|s| (s.phase, s.start_ms)).collect();
+        assert_eq!(
+            segs,
+            vec![(Phase::Sandbox, 401.0), (Phase::Init, 451.0), (Phase::Held, 701.0), (Phase::Running, 1001.0)]
+        );
+        let history = [
+            event(1, 1000, "TaskStateEntered", 0, json!({"name": "T"})),
+            event(2, 1000, "LambdaFunctionScheduled", 0, json!({})),
+            event(3, 1041, "LambdaFunctionSucceeded", 0, json!({"usage": u})),
+        ];
+        let pricing = Pricing { per_gb_second: 1.0, per_request: 0.0 };
+        let t = timeline(1_000, &history, &pricing);
+        assert_eq!(t.cold_starts, 0);
+        // Billed from the preparation: init 250 + held 300 + run 40 ms, at 128 MB.
+        assert_eq!((t.bill.billed_ms, t.bill.init_ms, t.bill.held_ms), (40, 250, 300));
+        assert!((t.bill.gb_seconds - 0.59 / 8.0).abs() < 1e-9, "{}", t.bill.gb_seconds);
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Args {
     /// when work arrives; 0 never freezes.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     freeze_after_ms: u64,
+    /// How long an instance a workflow step reserved with `prepare` waits for its step; after that the
+    /// reservation is released and the instance returns to its pool.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    reservation_ttl: u64,
     /// How workflow executions hide cold starts, unless their workflow or start request says otherwise:
     /// `jit` starts each next function's instance just in time from learned durations, `eager` starts the
     /// next functions as soon as a state starts, `off` never.
@@ -115,6 +119,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 per_request: args.price_request.unwrap_or(default.per_request),
             }
         },
+        reservation_ttl: std::time::Duration::from_secs(args.reservation_ttl),
         freeze_idle_after: (args.freeze_after_ms > 0).then(|| std::time::Duration::from_millis(args.freeze_after_ms)),
         lean: LeanSettings {
             tmp_mb: args.tmp_mb,

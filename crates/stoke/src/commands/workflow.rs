@@ -118,6 +118,7 @@ fn phase_mark(p: Phase) -> char {
         Phase::Queued => '.',
         Phase::Sandbox => 's',
         Phase::Init => 'i',
+        Phase::Held => 'h',
         Phase::Running => '#',
         Phase::Waiting => '~',
     }
@@ -162,7 +163,7 @@ fn gantt(t: &Timeline, width: usize) -> Vec<String> {
         w = width.saturating_sub(3)
     ));
     out.push(format!(
-        "{:<label_width$}  . queued  s sandbox  i init  # running  ~ waiting  - in state   ({} cold start{})",
+        "{:<label_width$}  . queued  s sandbox  i init  h held  # running  ~ waiting  - in state   ({} cold start{})",
         "",
         t.cold_starts,
         if t.cold_starts == 1 { "" } else { "s" }
