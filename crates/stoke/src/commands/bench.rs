@@ -26,13 +26,17 @@ pub struct Args {
     rust_bootstrap: Option<PathBuf>,
     /// Which scenarios run: `core` (warm invokes, the workflow engine's overhead, cold starts), `prewarm`
     /// (workflows whose functions all start cold, under each pre-warm policy) and `tune` (the memory
-    /// optimizer on a CPU-bound, a memory-bound and an I/O-bound function).
-    #[arg(long, value_delimiter = ',', default_value = "core,prewarm", value_parser = ["core", "prewarm", "tune"])]
+    /// optimizer on a CPU-bound, a memory-bound and an I/O-bound function) and `image` (seed 000's image
+    /// workflow with Pillow and an S3-compatible store, in modes (a)–(e): no help, prepare, prepare +
+    /// prefetch, jit, eager).
+    #[arg(long, value_delimiter = ',', default_value = "core,prewarm", value_parser = ["core", "prewarm", "tune", "image"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     prewarm: super::bench_prewarm::PrewarmArgs,
     #[command(flatten)]
     tune: super::bench_tune::TuneArgs,
+    #[command(flatten)]
+    image: super::bench_image::ImageArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -311,6 +315,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.scenarios.iter().any(|s| s == "tune") {
         results["tune"] = super::bench_tune::run(&args.tune)?;
+    }
+    if args.scenarios.iter().any(|s| s == "image") {
+        results["image"] = super::bench_image::run(&args.image)?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;

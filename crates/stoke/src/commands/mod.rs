@@ -3,6 +3,7 @@
 pub mod account;
 pub mod alias;
 pub mod bench;
+pub mod bench_image;
 pub mod bench_prewarm;
 pub mod bench_tune;
 pub mod completions;
