@@ -160,6 +160,36 @@ fn lambda_runtime_rust_function_runs_unmodified() {
     assert_eq!(s.get("/v1/instances?function=rusty").1["instances"].as_array().unwrap().len(), 1);
 }
 
+/// The stoke-runtime crate next to lambda_runtime: one step prepares the next, which runs as prepared.
+#[test]
+fn lambda_runtime_function_uses_the_stoke_runtime_crate() {
+    let binary = std::fs::read(build_rust_echo()).unwrap();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+    std::io::Write::write_all(&mut w, &binary).unwrap();
+    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, w.finish().unwrap().into_inner());
+    let s = TestServer::start();
+    for name in ["rust1", "rust2"] {
+        let body = serde_json::json!({"name": name, "runtime": "provided.al2023", "code_base64": code});
+        assert_eq!(s.post("/v1/functions", body).0, 201);
+    }
+    let definition = serde_json::json!({"StartAt": "One", "States": {
+        "One": {"Type": "Task", "Resource": "rust1", "Parameters": {"prepare": "rust2", "k.$": "$.k"}, "Next": "Two"},
+        "Two": {"Type": "Task", "Resource": "rust2", "End": true}}});
+    let (status, body) = s.post("/v1/workflows", serde_json::json!({"name": "rusty", "definition": definition}));
+    assert_eq!(status, 201, "{body}");
+    let (status, e) = s.post("/v1/workflows/rusty/run", serde_json::json!({"input": {"k": 7}}));
+    assert_eq!((status, e["status"].as_str()), (200, Some("SUCCEEDED")), "{e}");
+    let out = e["output"].as_str().map_or_else(|| e["output"].clone(), |o| serde_json::from_str(o).unwrap());
+    assert_eq!(out["prepared"]["probe"], true, "rust2 ran as the instance rust1 prepared: {out}");
+    assert_eq!(out["prepared"]["from"]["k"], 7, "{out}");
+    assert_eq!(out["input"]["prepared_next"], "rust2", "wait_turn gave it rust1's output: {out}");
+    // Outside a workflow the crate reports the refusal as the handler's error.
+    let (error, out) = invoke(&s, "rust1", serde_json::json!({"prepare": "rust2"}));
+    assert!(error.is_some(), "{out}");
+    assert!(out.to_string().contains("Stoke.NotInWorkflow"), "{out}");
+}
+
 /// Runs the aws cli (v1, from PyPI) against the server with the given credentials; (success, stdout, stderr).
 fn aws(s: &TestServer, akid: &str, secret: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("python3")

@@ -1,4 +1,4 @@
-//! Echoes its event with a few context fields; fails on request. Used by stoke's tests and benchmarks.
+//! Echoes its event with a few context fields; fails on request; uses stoke's runtime interfaces on request. Used by stoke's tests and benchmarks.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -10,6 +10,19 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     }
     if payload.get("noop").is_some() {
         return Ok(Value::Null);
+    }
+    // stoke's runtime interfaces, when the event asks: prepare the next step, or run as a prepared one.
+    if let Some(next) = payload.get("prepare").and_then(Value::as_str) {
+        let reservation = stoke_runtime::prepare(next, &json!({"probe": true, "from": payload}))?;
+        return Ok(json!({"prepared_next": reservation.function, "echo": payload}));
+    }
+    if payload.get("probe").is_some() {
+        let params = stoke_runtime::prepared_params()?;
+        let input = match &params {
+            Some(_) => tokio::task::spawn_blocking(stoke_runtime::wait_turn).await??,
+            None => payload,
+        };
+        return Ok(json!({"prepared": params, "input": input}));
     }
     Ok(json!({
         "echo": payload,
