@@ -3,7 +3,8 @@
 //! A workflow step reserves an instance of a later step's function with [`prepare`]; the prepared
 //! instance reads its preparation input with [`prepared_params`], does its own preparation (e.g. downloads
 //! its input), then blocks in [`wait_turn`] until the execution reaches its step, which returns the step's
-//! input. [`is_available`] tells whether a function has an idle instance to spare.
+//! input. [`is_available`] tells whether a function has an idle instance to spare; [`scratch`] names the
+//! directory the steps of the execution share.
 //!
 //! ```no_run
 //! # fn handle(event: serde_json::Value) -> Result<serde_json::Value, stoke_runtime::Error> {
@@ -130,11 +131,26 @@ impl Client {
         json(&self.call("GET", "/turn", None)?)
     }
 
+    /// See [`scratch`].
+    pub fn scratch(&self) -> Result<Option<std::path::PathBuf>, Error> {
+        match self.call("GET", "/scratch", None) {
+            Ok(body) => Ok(json(&body)?.get("path").and_then(Value::as_str).map(std::path::PathBuf::from)),
+            Err(Error::Refused { code, .. }) if code == "Stoke.NoScratch" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// See [`is_available`].
     pub fn is_available(&self, function: &str) -> Result<bool, Error> {
         let path = format!("/available/{}", escape(function));
         Ok(json(&self.call("GET", &path, None)?)?.get("available").and_then(Value::as_bool).unwrap_or(false))
     }
+}
+
+/// The directory the steps of this workflow execution share on this node (the execution was started with
+/// scratch on); `None` when it has none.
+pub fn scratch() -> Result<Option<std::path::PathBuf>, Error> {
+    Client::from_env()?.scratch()
 }
 
 /// Reserves an instance of `function` (name, `name:qualifier` or ARN) for a later step of this workflow
@@ -253,6 +269,11 @@ mod tests {
             "HTTP/1.1 404 Not Found\r\ncontent-length: 54\r\n\r\n{\"errorType\":\"Stoke.NotPrepared\",\"errorMessage\":\"no\"}",
         );
         assert_eq!(c.prepared_params(), Ok(None), "not prepared is no error");
+        let (c, _) =
+            serve_once("HTTP/1.1 404 Not Found\r\n\r\n{\"errorType\":\"Stoke.NoScratch\",\"errorMessage\":\"no\"}");
+        assert_eq!(c.scratch(), Ok(None), "no scratch directory is no error");
+        let (c, _) = serve_once("HTTP/1.1 200 OK\r\n\r\n{\"path\":\"/var/stoke-scratch/e1\"}");
+        assert_eq!(c.scratch(), Ok(Some("/var/stoke-scratch/e1".into())));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub use lean::jail::{jail_main, JAIL_ARG};
 pub struct InstancePaths {
     pub task_root: PathBuf,
     pub runtime_dir: PathBuf,
+    /// The account's workflow scratch directories (read-write; one sub-directory per execution).
+    pub scratch: PathBuf,
 }
 
 /// What to run and within which limits. Program, arguments, environment and working directory are in
@@ -172,7 +174,11 @@ mod tests {
 
     fn spec(script: &str) -> SpawnSpec {
         SpawnSpec {
-            host: InstancePaths { task_root: std::env::temp_dir(), runtime_dir: std::env::temp_dir() },
+            host: InstancePaths {
+                task_root: std::env::temp_dir(),
+                runtime_dir: std::env::temp_dir(),
+                scratch: std::env::temp_dir(),
+            },
             host_dirs: Vec::new(),
             cpu_millis: 144,
             program: "/bin/sh".into(),

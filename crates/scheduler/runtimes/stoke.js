@@ -87,4 +87,14 @@ async function isAvailable(fn) {
   return Boolean(JSON.parse(await call('GET', `/available/${encodeURIComponent(fn).replace(/%3A/g, ':')}`)).available);
 }
 
-module.exports = { prepare, preparedParams, waitTurn, isAvailable, StokeError, ReservationReleased };
+// The directory the steps of this execution share on this node; null when it has none.
+async function scratch() {
+  try {
+    return JSON.parse(await call('GET', '/scratch')).path;
+  } catch (e) {
+    if (e.errorType === 'Stoke.NoScratch') return null;
+    throw e;
+  }
+}
+
+module.exports = { prepare, preparedParams, waitTurn, isAvailable, scratch, StokeError, ReservationReleased };

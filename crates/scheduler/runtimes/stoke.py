@@ -24,7 +24,7 @@ import json
 import os
 import urllib.parse
 
-__all__ = ["prepare", "prepared_params", "wait_turn", "is_available", "StokeError", "ReservationReleased"]
+__all__ = ["prepare", "prepared_params", "wait_turn", "is_available", "scratch", "StokeError", "ReservationReleased"]
 
 PREFIX = "/2018-06-01/stoke"
 
@@ -101,3 +101,15 @@ def is_available(function):
     now would not wait for a cold start)."""
     _, data = _call("GET", "/available/" + urllib.parse.quote(function, safe=":"))
     return bool(json.loads(data).get("available"))
+
+
+def scratch():
+    """The directory the steps of this workflow execution share on this node (the execution was started
+    with scratch on): a later step finds there what an earlier one wrote. None when there is none."""
+    try:
+        _, data = _call("GET", "/scratch")
+    except StokeError as e:
+        if e.error_type == "Stoke.NoScratch":
+            return None
+        raise
+    return json.loads(data)["path"]

@@ -26,6 +26,8 @@ pub(crate) struct Current {
     pub first: bool,
     /// The workflow execution the invocation is a step of.
     pub execution: Option<Arc<str>>,
+    /// The execution has a scratch directory.
+    pub scratch: bool,
     /// Of a preparation invocation: the reservation it holds this instance for.
     pub reservation: Option<Arc<crate::reserve::Reservation>>,
 }

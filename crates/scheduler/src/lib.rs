@@ -84,6 +84,8 @@ pub struct InvokeRequest {
     /// The workflow execution this invocation is a step of: its function may `prepare` the execution's
     /// later steps, and it runs on an instance the execution reserved for it, when there is one.
     pub execution: Option<Arc<str>>,
+    /// The execution has a workflow scratch directory the function may ask for.
+    pub scratch: bool,
 }
 
 /// How an invocation ended.
@@ -335,6 +337,41 @@ impl Scheduler {
     pub fn release_reservations(&self, execution: &str, targets: Option<&[Arc<InvokeTarget>]>, why: &str) -> usize {
         let keys: Option<Vec<String>> = targets.map(|ts| ts.iter().map(|t| t.queue_key().to_string()).collect());
         self.shared.reservations.release(execution, keys.as_deref(), why)
+    }
+
+    /// Creates the scratch directory of `execution` (idempotent): the steps of the execution that run on
+    /// this node share it, at the path `scratch` answers them.
+    pub fn open_scratch(&self, account: &AccountId, execution: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = runtimes::scratch_root(&self.shared.run_dir, account).join(execution);
+        std::fs::create_dir_all(&dir)?;
+        // Instances run as an unprivileged user; the directory is theirs to write (the account's root is
+        // mounted into that account's instances only).
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+    }
+
+    /// Removes the scratch directory of `execution` and everything in it.
+    pub fn close_scratch(&self, account: &AccountId, execution: &str) -> std::io::Result<()> {
+        let dir = runtimes::scratch_root(&self.shared.run_dir, account).join(execution);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every execution scratch directory but those of `running` executions (at start: executions
+    /// that ended while the server was down, or whose end could not remove theirs). Returns how many.
+    pub fn sweep_scratch(&self, running: &std::collections::HashSet<String>) -> usize {
+        let root = self.shared.run_dir.join("scratch");
+        let Ok(accounts) = std::fs::read_dir(&root) else { return 0 };
+        let mut removed = 0;
+        for dir in accounts.flatten().filter_map(|a| std::fs::read_dir(a.path()).ok()).flat_map(|d| d.flatten()) {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if !running.contains(&name) && std::fs::remove_dir_all(dir.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Open reservations of an execution.

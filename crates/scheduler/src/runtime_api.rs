@@ -33,6 +33,7 @@ pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
         .route("/2018-06-01/stoke/prepared", get(prepared))
         .route("/2018-06-01/stoke/turn", get(wait_turn))
         .route("/2018-06-01/stoke/available/{function}", get(available))
+        .route("/2018-06-01/stoke/scratch", get(scratch))
         .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1024 * 1024))
         .with_state(ctx)
 }
@@ -164,6 +165,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
     let want_log = inv.request.want_log;
     let (execution, reservation) = (inv.request.execution.clone(), inv.reservation.clone());
+    let scratch = inv.request.scratch;
     *lock(&ctx.current) = Some(Current {
         id: inv.id,
         responder: inv.responder,
@@ -174,6 +176,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         first: seq == 0,
         execution,
         reservation,
+        scratch,
     });
     let watchdog = ctx.clone();
     tokio::spawn(async move {
@@ -437,6 +440,25 @@ async fn available(State(ctx): State<Arc<InstanceCtx>>, Path(function): Path<Str
         "queued": pool.queued,
     });
     (StatusCode::OK, Json(body)).into_response()
+}
+
+/// The execution's scratch directory, as the instance sees it.
+async fn scratch(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+    let current = lock(&ctx.current).as_ref().map(|c| (c.execution.clone(), c.scratch));
+    let Some((Some(execution), true)) = current else {
+        return rapid_error(
+            StatusCode::NOT_FOUND,
+            "Stoke.NoScratch",
+            "the running invocation has no workflow scratch directory: start the execution with \"scratch\": true",
+        );
+    };
+    let host = stoke_sandbox::InstancePaths {
+        task_root: std::path::PathBuf::new(),
+        runtime_dir: std::path::PathBuf::new(),
+        scratch: crate::runtimes::scratch_root(&ctx.shared.run_dir, &ctx.queue.target.account),
+    };
+    let seen = ctx.shared.sandbox.paths(&host).scratch.join(&*execution);
+    (StatusCode::OK, Json(json!({ "path": seen.display().to_string() }))).into_response()
 }
 
 #[cfg(test)]

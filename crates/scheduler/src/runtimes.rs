@@ -27,6 +27,11 @@ pub fn install(run_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The host directory holding an account's workflow scratch directories (one per execution).
+pub fn scratch_root(run_dir: &Path, account: &stoke_core::AccountId) -> PathBuf {
+    run_dir.join("scratch").join(account.as_str())
+}
+
 /// Finds an executable on the server's PATH.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -106,7 +111,10 @@ pub fn spawn_spec(
     instance: u64,
 ) -> Result<SpawnSpec, String> {
     let runtime = Runtime::parse(&target.config.runtime).map_err(|e| e.message)?;
-    let host = InstancePaths { task_root: code_dir.to_path_buf(), runtime_dir: run_dir.join("runtimes") };
+    let scratch = scratch_root(run_dir, &target.account);
+    // Made before the instance, so its sandbox can mount it; executions' directories come and go inside.
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let host = InstancePaths { task_root: code_dir.to_path_buf(), runtime_dir: run_dir.join("runtimes"), scratch };
     let seen = sandbox.paths(&host);
     let python = || {
         interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])

@@ -233,7 +233,7 @@ impl Invoker {
             client_context: None,
             want_log: false,
             request_id: None,
-            execution: None,
+            ..Default::default()
         };
         let (outcome, error_type, result) = match self.invoke(&event.account, &event.reference, req).await {
             Ok((r, _)) => match r.outcome {

@@ -435,7 +435,7 @@ impl Tuner {
                 client_context: None,
                 want_log: false,
                 request_id: None,
-                execution: None,
+                ..Default::default()
             };
             let sample = match self.invoker.scheduler().invoke(&target, req).await {
                 Ok(r) => {

@@ -57,7 +57,8 @@ impl JailConfig {
             self.cwd.clone().into(),
         ];
         for b in &r.binds {
-            a.extend(["--bind".into(), b.source.clone().into(), b.target.clone().into()]);
+            let flag = if b.writable { "--bind-rw" } else { "--bind" };
+            a.extend([flag.into(), b.source.clone().into(), b.target.clone().into()]);
         }
         for c in &self.cgroups {
             a.extend(["--cgroup".into(), c.clone().into()]);
@@ -97,10 +98,10 @@ impl JailConfig {
                 "--hostname" => root.hostname = value(&mut it, &key)?.to_string_lossy().into_owned(),
                 "--cwd" => cwd = value(&mut it, &key)?.into(),
                 "--cgroup" => cgroups.push(value(&mut it, &key)?.into()),
-                "--bind" => {
+                "--bind" | "--bind-rw" => {
                     let source = value(&mut it, &key)?.into();
                     let target = value(&mut it, &key)?.into();
-                    root.binds.push(Bind { source, target });
+                    root.binds.push(Bind { source, target, writable: key == "--bind-rw" });
                 }
                 "--" => break,
                 other => return Err(format!("unknown option {other}")),
@@ -327,8 +328,9 @@ mod tests {
             root: RootSpec {
                 new_root: "/d/run/root".into(),
                 binds: vec![
-                    Bind { source: "/d/run/code/abc".into(), target: "/var/task".into() },
-                    Bind { source: "/opt/py 3".into(), target: "/opt/py 3".into() },
+                    Bind::read_only("/d/run/code/abc".into(), "/var/task".into()),
+                    Bind::read_only("/opt/py 3".into(), "/opt/py 3".into()),
+                    Bind { source: "/d/run/scratch/1".into(), target: "/var/stoke-scratch".into(), writable: true },
                 ],
                 tmp_mb: 256,
                 uid: 993,

@@ -30,6 +30,8 @@ use rootfs::{Bind, RootSpec};
 /// Where the code and stoke's runtime files appear inside a lean instance (as on Lambda).
 pub const TASK_ROOT: &str = "/var/task";
 pub const RUNTIME_DIR: &str = "/var/runtime";
+/// Where an instance sees its account's workflow scratch directories (read-write).
+pub const SCRATCH_DIR: &str = "/var/stoke-scratch";
 
 /// Knobs of the lean backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +137,7 @@ impl Sandbox for LeanSandbox {
     }
 
     fn paths(&self, _host: &InstancePaths) -> InstancePaths {
-        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into() }
+        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
     }
 
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
@@ -149,10 +151,14 @@ impl Sandbox for LeanSandbox {
         };
         let group = self.layout.create(self.server, id, &limits)?;
         let mut binds = vec![
-            Bind { source: spec.host.task_root.clone(), target: TASK_ROOT.into() },
-            Bind { source: spec.host.runtime_dir.clone(), target: RUNTIME_DIR.into() },
+            Bind::read_only(spec.host.task_root.clone(), TASK_ROOT.into()),
+            Bind::read_only(spec.host.runtime_dir.clone(), RUNTIME_DIR.into()),
         ];
-        binds.extend(spec.host_dirs.iter().map(|d| Bind { source: d.clone(), target: d.clone() }));
+        binds.extend(spec.host_dirs.iter().map(|d| Bind::read_only(d.clone(), d.clone())));
+        // Workflow scratch: the only host directory an instance may write, and only its account's.
+        if spec.host.scratch.is_dir() {
+            binds.push(Bind { source: spec.host.scratch.clone(), target: SCRATCH_DIR.into(), writable: true });
+        }
         let config = JailConfig {
             root: RootSpec {
                 new_root: self.new_root.clone(),

@@ -145,6 +145,14 @@ const PROC_READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 pub struct Bind {
     pub source: PathBuf,
     pub target: PathBuf,
+    /// Read-write (still nosuid, nodev); read-only otherwise.
+    pub writable: bool,
+}
+
+impl Bind {
+    pub fn read_only(source: PathBuf, target: PathBuf) -> Bind {
+        Bind { source, target, writable: false }
+    }
 }
 
 /// Everything the plan depends on.
@@ -175,6 +183,26 @@ fn mount_ro(source: &Path, target: PathBuf) -> [Step; 2] {
             data: None,
         },
         Step::Mount { source: None, target, fstype: None, flags: RO, data: None },
+    ]
+}
+
+/// A writable bind: the source, then a remount that keeps it writable but drops set-uid and devices.
+fn mount_rw(source: &Path, target: PathBuf) -> [Step; 2] {
+    [
+        Step::Mount {
+            source: Some(source.to_path_buf()),
+            target: target.clone(),
+            fstype: None,
+            flags: MountFlags { bind: true, ..Default::default() },
+            data: None,
+        },
+        Step::Mount {
+            source: None,
+            target,
+            fstype: None,
+            flags: MountFlags { bind: true, remount: true, nosuid: true, nodev: true, ..Default::default() },
+            data: None,
+        },
     ]
 }
 
@@ -251,7 +279,11 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
             HostEntry::File => steps.push(Step::Touch { path: target.clone() }),
             _ => steps.push(Step::MkdirAll { path: target.clone() }),
         }
-        steps.extend(mount_ro(&bind.source, target));
+        if bind.writable {
+            steps.extend(mount_rw(&bind.source, target));
+        } else {
+            steps.extend(mount_ro(&bind.source, target));
+        }
     }
     steps.push(Step::MkdirAll { path: inside(root, Path::new("/opt")) });
     let tmp = inside(root, Path::new("/tmp"));
@@ -420,7 +452,7 @@ mod tests {
     fn spec() -> RootSpec {
         RootSpec {
             new_root: "/data/run/root".into(),
-            binds: vec![Bind { source: "/srv/code".into(), target: "/var/task".into() }],
+            binds: vec![Bind::read_only("/srv/code".into(), "/var/task".into())],
             tmp_mb: 512,
             uid: 993,
             gid: 990,
@@ -437,6 +469,22 @@ mod tests {
             matches!(s, Step::Mount { source: None, target: t, flags, .. }
                 if t == Path::new(target) && flags.remount && flags.readonly)
         })
+    }
+
+    #[test]
+    fn a_writable_bind_stays_writable_without_setuid_or_devices() {
+        let mut spec = spec();
+        spec.binds.push(Bind {
+            source: "/data/run/scratch/1".into(),
+            target: "/var/stoke-scratch".into(),
+            writable: true,
+        });
+        let steps = plan(&spec, &debian());
+        let target = Path::new("/data/run/root/var/stoke-scratch");
+        assert!(!mounted_ro(&steps, "/data/run/root/var/stoke-scratch"));
+        assert!(steps.iter().any(|s| matches!(s, Step::Mount { source: None, target: t, flags, .. }
+            if t == target && flags.remount && flags.nosuid && flags.nodev && !flags.readonly)));
+        assert!(mounted_ro(&steps, "/data/run/root/var/task"), "the code stays read-only");
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub async fn invoke(
 ) -> ApiResult<Response> {
     let payload = crate::invoke::Invoker::payload(payload)?;
     let want_log = q.log.as_deref() == Some("tail");
-    let req = InvokeRequest { payload, client_context: None, want_log, request_id: None, execution: None };
+    let req = InvokeRequest { payload, client_context: None, want_log, request_id: None, ..Default::default() };
     let (result, version) = s.invoker.invoke(&caller.account.id, &function, req).await?;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {

@@ -699,7 +699,7 @@ async fn invoke(
             )))
         }
     }
-    let req = InvokeRequest { payload, client_context, want_log: tail, request_id: None, execution: None };
+    let req = InvokeRequest { payload, client_context, want_log: tail, request_id: None, ..Default::default() };
     let (result, version) = s.invoker.invoke(&account, &reference, req).await?;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {

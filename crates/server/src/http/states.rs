@@ -260,7 +260,7 @@ async fn start_sync(
     let name = machine_name(str_field(body, "stateMachineArn")?)?;
     let input = body.get("input").and_then(Value::as_str).map(String::from);
     let exec_name = body.get("name").and_then(Value::as_str).map(String::from);
-    let started = wf.start(account, &name, exec_name.as_deref(), input.as_deref(), None)?;
+    let started = wf.start(account, &name, exec_name.as_deref(), input.as_deref(), None, false)?;
     wf.wait(&started.id).await;
     let e = wf.describe(account, &started.id)?;
     Ok(Json(describe_execution(region, &e)))
@@ -329,7 +329,7 @@ fn operation_blocking(
         "StartExecution" => {
             let name = machine_name(str_field(body, "stateMachineArn")?)?;
             let input = body.get("input").and_then(Value::as_str);
-            let e = wf.start(account, &name, body.get("name").and_then(Value::as_str), input, None)?;
+            let e = wf.start(account, &name, body.get("name").and_then(Value::as_str), input, None, false)?;
             json!({"executionArn": execution_arn(region, &e), "startDate": seconds(e.started_ms)})
         }
         "DescribeExecution" => describe_execution(region, &execution(body)?),

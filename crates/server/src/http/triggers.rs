@@ -426,7 +426,7 @@ async fn serve(s: AppState, matched: Matched, sub_path: String, req: Request) ->
         client_context: None,
         want_log: false,
         request_id: Some(request_id.clone()),
-        execution: None,
+        ..Default::default()
     };
     let result = s.invoker.invoke(&trigger.account, &trigger.reference(), invoke).await;
     let mut resp = match result {

@@ -112,6 +112,9 @@ pub struct StartRequest {
     /// This execution's pre-warm policy (`off`, `eager`, `jit`); absent: the workflow's.
     #[serde(default)]
     prewarm: Option<String>,
+    /// Give the execution's steps a shared scratch directory (`stoke.scratch()`), removed when it ends.
+    #[serde(default)]
+    scratch: bool,
 }
 
 /// How to stop an execution.
@@ -302,7 +305,14 @@ pub async fn start(
     let wf = s.workflows.clone();
     let input = input_text(req.input);
     let e = blocking(move || {
-        Ok(wf.start(&caller.account.id, &name, req.name.as_deref(), input.as_deref(), req.prewarm.as_deref())?)
+        Ok(wf.start(
+            &caller.account.id,
+            &name,
+            req.name.as_deref(),
+            input.as_deref(),
+            req.prewarm.as_deref(),
+            req.scratch,
+        )?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(ExecutionView::new(&e, &s.region))))
@@ -321,7 +331,7 @@ pub async fn run(
     let input = input_text(req.input);
     let account = caller.account.id.clone();
     let started = blocking(move || {
-        Ok(wf.start(&account, &name, req.name.as_deref(), input.as_deref(), req.prewarm.as_deref())?)
+        Ok(wf.start(&account, &name, req.name.as_deref(), input.as_deref(), req.prewarm.as_deref(), req.scratch)?)
     })
     .await?;
     s.workflows.wait(&started.id).await;

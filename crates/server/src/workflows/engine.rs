@@ -125,6 +125,8 @@ pub struct Run {
     announced: Mutex<HashMap<String, usize>>,
     /// Pending pre-warm timers: they end with the execution.
     timers: Mutex<tokio::task::JoinSet<()>>,
+    /// The execution has a scratch directory its steps share (asked for at its start).
+    scratch: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -150,12 +152,14 @@ impl Run {
         let input = serde_json::from_str(&record.input).unwrap_or_else(|_| json!({}));
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
-        let policy = history
+        let started = history
             .iter()
             .find(|e| e.kind == "ExecutionStarted")
             .and_then(|e| serde_json::from_str::<Value>(&e.details).ok())
-            .and_then(|d| d.get("prewarm").and_then(Value::as_str).and_then(Policy::parse))
-            .unwrap_or(services.default_prewarm);
+            .unwrap_or(Value::Null);
+        let policy =
+            started.get("prewarm").and_then(Value::as_str).and_then(Policy::parse).unwrap_or(services.default_prewarm);
+        let scratch = started.get("scratch").and_then(Value::as_bool).unwrap_or(false);
         let mut functions = BTreeSet::new();
         static_functions(&definition.machine, &mut functions);
         Run {
@@ -169,6 +173,7 @@ impl Run {
             functions,
             announced: Mutex::new(HashMap::new()),
             timers: Mutex::new(tokio::task::JoinSet::new()),
+            scratch,
         }
     }
 
@@ -295,6 +300,12 @@ impl Run {
     /// history already: it is written with the execution's row.
     pub async fn drive(self: Arc<Self>) -> Result<(), RecordError> {
         let machine = &self.definition.machine;
+        let scheduler = self.services.invoker.scheduler().clone();
+        if self.scratch {
+            if let Err(e) = scheduler.open_scratch(&self.record.account, &self.record.id) {
+                tracing::warn!(execution = %self.record.id, error = %e, "cannot create the scratch directory");
+            }
+        }
         let run = self.run_scope(machine, String::new(), self.input.clone());
         let result = match self.definition.timeout_seconds {
             Some(limit) => {
@@ -308,7 +319,12 @@ impl Run {
             None => run.await,
         };
         lock(&self.timers).abort_all();
-        self.services.invoker.scheduler().release_reservations(&self.record.id, None, "the execution ended");
+        scheduler.release_reservations(&self.record.id, None, "the execution ended");
+        if self.scratch {
+            if let Err(e) = scheduler.close_scratch(&self.record.account, &self.record.id) {
+                tracing::warn!(execution = %self.record.id, error = %e, "cannot remove the scratch directory");
+            }
+        }
         let mut record = self.record.clone();
         record.stopped_ms = Some(now_ms());
         match result {
@@ -612,6 +628,7 @@ impl Run {
             want_log: false,
             request_id: None,
             execution: Some(Arc::from(self.record.id.as_str())),
+            scratch: self.scratch,
         };
         let call = self.services.invoker.invoke(&self.record.account, reference, req);
         let (result, version) = match tokio::time::timeout(Duration::from_secs(limit_seconds), call).await {

@@ -218,7 +218,7 @@ impl Workflows {
     }
 
     /// Starts an execution; returns at once with its record. `prewarm` overrides the workflow's policy
-    /// for this execution.
+    /// for this execution; `scratch` gives its steps a shared scratch directory.
     pub fn start(
         self: &Arc<Self>,
         account: &AccountId,
@@ -226,6 +226,7 @@ impl Workflows {
         name: Option<&str>,
         input: Option<&str>,
         prewarm: Option<&str>,
+        scratch: bool,
     ) -> Result<ExecutionRecord> {
         let input = parse_input(input)?;
         if let Some(n) = name {
@@ -258,7 +259,13 @@ impl Workflows {
             scope: String::new(),
             step: 0,
             attempt: 0,
-            details: serde_json::json!({"input": input, "prewarm": policy.as_str()}).to_string(),
+            details: {
+                let mut d = serde_json::json!({"input": input, "prewarm": policy.as_str()});
+                if scratch {
+                    d["scratch"] = serde_json::json!(true);
+                }
+                d.to_string()
+            },
         };
         self.services.store.insert_execution(&record, std::slice::from_ref(&started)).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
@@ -385,6 +392,11 @@ impl Workflows {
     pub fn resume(self: &Arc<Self>) -> Result<usize> {
         let running = self.services.store.running_executions().map_err(store_err)?;
         let count = running.len();
+        let ids = running.iter().map(|e| e.id.clone()).collect();
+        let swept = self.services.invoker.scheduler().sweep_scratch(&ids);
+        if swept > 0 {
+            tracing::info!(directories = swept, "removed the scratch directories of executions that ended");
+        }
         for e in running {
             let history = self.services.store.history(&e.id).map_err(store_err)?;
             match Definition::parse_str(&e.definition) {

@@ -102,13 +102,16 @@ struct StartArgs {
     /// This execution's pre-warm policy: off, eager, jit [default: the workflow's].
     #[arg(long, value_name = "POLICY")]
     prewarm: Option<String>,
+    /// Give the execution's steps a shared scratch directory (stoke.scratch()), removed when it ends.
+    #[arg(long)]
+    scratch: bool,
 }
 
 impl StartArgs {
     fn body(&self) -> Result<Value> {
         let bytes = read_payload(&self.input)?;
         let input: Value = serde_json::from_slice(&bytes).context("--input is not valid JSON")?;
-        Ok(json!({ "input": input, "name": self.execution_name, "prewarm": self.prewarm }))
+        Ok(json!({ "input": input, "name": self.execution_name, "prewarm": self.prewarm, "scratch": self.scratch }))
     }
 }
 
