@@ -162,8 +162,9 @@ pub fn timeline(started_ms: i64, history: &[HistoryEvent], pricing: &Pricing) ->
             let from = scheduled[i].0.unwrap_or_else(|| at(e));
             let s = &mut steps[i];
             s.invocations += 1;
-            // A prepared instance's cold start was hidden behind earlier steps.
-            if u.get("coldStartMs").is_some() && u.get("heldMs").is_none() {
+            // A prepared instance's cold start was hidden behind earlier steps — unless the step came before
+            // the instance was ready (nothing was held) and waited for it.
+            if u.get("coldStartMs").is_some() && number(u, "heldMs") <= 0.0 {
                 s.cold_starts += 1;
             }
             s.segments.extend(invocation_segments(u, from, at(e)));
@@ -286,6 +287,15 @@ mod tests {
         let pricing = Pricing { per_gb_second: 1.0, per_request: 0.0 };
         let t = timeline(1_000, &history, &pricing);
         assert_eq!(t.cold_starts, 0);
+        // Prepared too late: the step came before the instance was ready, and waited for its init.
+        let mut late = u.clone();
+        late["heldMs"] = json!(0);
+        let history_late = [
+            history[0].clone(),
+            history[1].clone(),
+            event(3, 1041, "LambdaFunctionSucceeded", 0, json!({"usage": late})),
+        ];
+        assert_eq!(timeline(1_000, &history_late, &pricing).cold_starts, 1);
         // Billed from the preparation: init 250 + held 300 + run 40 ms, at 128 MB.
         assert_eq!((t.bill.billed_ms, t.bill.init_ms, t.bill.held_ms), (40, 250, 300));
         assert!((t.bill.gb_seconds - 0.59 / 8.0).abs() < 1e-9, "{}", t.bill.gb_seconds);
