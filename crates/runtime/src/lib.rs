@@ -59,6 +59,17 @@ pub struct Reservation {
     pub expires_in_ms: u64,
 }
 
+/// The workflow step an instance was started for (see [`origin`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// The execution; [`prepare`] during init reserves for its later steps.
+    pub execution: String,
+    /// The step's input (for a preparation, its preparation input).
+    pub event: Value,
+    /// The step is a preparation started by `prepare`.
+    pub prepared: bool,
+}
+
 /// The instance's Runtime API endpoint (`host:port`).
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -140,6 +151,22 @@ impl Client {
         }
     }
 
+    /// See [`origin`].
+    pub fn origin(&self) -> Result<Option<Origin>, Error> {
+        match self.call("GET", "/origin", None) {
+            Ok(body) => {
+                let doc = json(&body)?;
+                Ok(Some(Origin {
+                    execution: doc.get("execution").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    event: doc.get("event").cloned().unwrap_or(Value::Null),
+                    prepared: doc.get("prepared").and_then(Value::as_bool).unwrap_or(false),
+                }))
+            }
+            Err(Error::Refused { code, .. }) if code == "Stoke.NoOrigin" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// See [`is_available`].
     pub fn is_available(&self, function: &str) -> Result<bool, Error> {
         let path = format!("/available/{}", escape(function));
@@ -169,6 +196,13 @@ pub fn prepared_params() -> Result<Option<Value>, Error> {
 /// step's input; [`Error::Released`] when the turn will not come.
 pub fn wait_turn() -> Result<Value, Error> {
     Client::from_env()?.wait_turn()
+}
+
+/// During init (before the runtime's first `next`): the workflow step this instance was started for, or
+/// `None`. A cold step can [`prepare`] the next one before its own heavy init, so both cold starts
+/// overlap; another instance may still take the step.
+pub fn origin() -> Result<Option<Origin>, Error> {
+    Client::from_env()?.origin()
 }
 
 /// True when idle instances of `function` outnumber the invocations queued for it.
@@ -274,6 +308,14 @@ mod tests {
         assert_eq!(c.scratch(), Ok(None), "no scratch directory is no error");
         let (c, _) = serve_once("HTTP/1.1 200 OK\r\n\r\n{\"path\":\"/var/stoke-scratch/e1\"}");
         assert_eq!(c.scratch(), Ok(Some("/var/stoke-scratch/e1".into())));
+        let (c, _) =
+            serve_once("HTTP/1.1 404 Not Found\r\n\r\n{\"errorType\":\"Stoke.NoOrigin\",\"errorMessage\":\"no\"}");
+        assert_eq!(c.origin(), Ok(None), "no origin is no error");
+        let (c, asked) =
+            serve_once("HTTP/1.1 200 OK\r\n\r\n{\"execution\":\"e1\",\"event\":{\"k\":1},\"prepared\":false}");
+        let o = Origin { execution: "e1".into(), event: serde_json::json!({"k": 1}), prepared: false };
+        assert_eq!(c.origin(), Ok(Some(o)));
+        assert!(asked.join().expect("served").starts_with("GET /2018-06-01/stoke/origin "));
     }
 
     #[test]

@@ -87,6 +87,17 @@ async function isAvailable(fn) {
   return Boolean(JSON.parse(await call('GET', `/available/${encodeURIComponent(fn).replace(/%3A/g, ':')}`)).available);
 }
 
+// During init: the workflow step this instance was started for ({execution, event, prepared}); null when
+// it was started for none. A cold step can prepare the next one before its own heavy init.
+async function origin() {
+  try {
+    return JSON.parse(await call('GET', '/origin'));
+  } catch (e) {
+    if (e.errorType === 'Stoke.NoOrigin') return null;
+    throw e;
+  }
+}
+
 // The directory the steps of this execution share on this node; null when it has none.
 async function scratch() {
   try {
@@ -97,4 +108,4 @@ async function scratch() {
   }
 }
 
-module.exports = { prepare, preparedParams, waitTurn, isAvailable, scratch, StokeError, ReservationReleased };
+module.exports = { prepare, preparedParams, waitTurn, isAvailable, scratch, origin, StokeError, ReservationReleased };

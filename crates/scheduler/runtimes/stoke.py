@@ -24,7 +24,8 @@ import json
 import os
 import urllib.parse
 
-__all__ = ["prepare", "prepared_params", "wait_turn", "is_available", "scratch", "StokeError", "ReservationReleased"]
+__all__ = ["prepare", "prepared_params", "wait_turn", "is_available", "scratch", "origin", "StokeError",
+           "ReservationReleased"]
 
 PREFIX = "/2018-06-01/stoke"
 
@@ -74,6 +75,26 @@ def prepare(function, params=None):
     execution and starts it with `params` as its preparation input. Returns the reservation
     ({"reservationId", "function", "version", "expiresInMs"})."""
     _, data = _call("POST", "/prepare", json.dumps({"function": function, "params": params}))
+    return json.loads(data)
+
+
+def origin():
+    """During init (module level): the workflow step this instance was started for, as
+    {"execution", "event", "prepared"}, or None when it was started for no workflow step. A cold step can
+    prepare the next one before its own heavy imports, so both cold starts overlap:
+
+        o = stoke.origin()
+        if o is not None:
+            stoke.prepare("webp", {"key": o["event"]["key"]})
+        import heavy_library
+
+    Another instance may still take that step; the reservation stays the execution's either way."""
+    try:
+        _, data = _call("GET", "/origin")
+    except StokeError as e:
+        if e.error_type == "Stoke.NoOrigin":
+            return None
+        raise
     return json.loads(data)
 
 

@@ -32,9 +32,21 @@ pub(crate) struct Current {
     pub reservation: Option<Arc<crate::reserve::Reservation>>,
 }
 
+/// The workflow step an instance was started for (see `FunctionQueue::origin_of_new`).
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub execution: Arc<str>,
+    /// The step's input, or for a preparation, its preparation input.
+    pub event: Bytes,
+    /// The invocation is a preparation (`prepare`).
+    pub prepared: bool,
+}
+
 /// What the Runtime API handlers of one instance share.
 pub(crate) struct InstanceCtx {
     pub id: u64,
+    /// The workflow step the instance was started for, if any: known to its init.
+    pub origin: Option<Origin>,
     pub shared: Arc<Shared>,
     pub queue: Arc<FunctionQueue>,
     pub spawned_at: Instant,
@@ -151,13 +163,15 @@ pub(crate) fn error_outcome(error_type: &str, message: String) -> Outcome {
 pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>) {
     let id = Scheduler::next_instance_id(shared);
     queue.add_instance(id);
+    let origin = queue.origin_of_new();
     let shared = shared.clone();
-    tokio::spawn(async move { run(shared, queue, id).await });
+    tokio::spawn(async move { run(shared, queue, id, origin).await });
 }
 
-async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64) {
+async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Option<Origin>) {
     let ctx = Arc::new(InstanceCtx {
         id,
+        origin,
         shared: shared.clone(),
         queue: queue.clone(),
         spawned_at: Instant::now(),

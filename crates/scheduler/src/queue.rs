@@ -279,6 +279,22 @@ impl FunctionQueue {
         lock(&self.state).instances.insert(id, entry);
     }
 
+    /// The workflow step a just-added instance is started for: the queued invocation that no other
+    /// starting instance is ahead of, when it is a step of an execution. A hint for the instance's init (it
+    /// may `prepare` that execution's later steps); any instance may still take the invocation.
+    pub fn origin_of_new(&self) -> Option<crate::instance::Origin> {
+        let st = lock(&self.state);
+        let starting = st.count(InstanceState::Starting) + st.count(InstanceState::Initializing);
+        let inv = st.pending.get(starting.checked_sub(1)?)?;
+        let execution = inv.request.execution.clone()?;
+        let reservation = inv.reservation.as_ref();
+        Some(crate::instance::Origin {
+            execution,
+            event: reservation.map_or_else(|| inv.request.payload.clone(), |r| r.params.clone()),
+            prepared: reservation.is_some(),
+        })
+    }
+
     pub fn set_control(&self, id: u64, control: Arc<dyn InstanceControl>) {
         if let Some(e) = lock(&self.state).instances.get_mut(&id) {
             e.control = Some(control);

@@ -31,6 +31,7 @@ pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .route("/2018-06-01/stoke/prepare", post(prepare))
         .route("/2018-06-01/stoke/prepared", get(prepared))
+        .route("/2018-06-01/stoke/origin", get(origin))
         .route("/2018-06-01/stoke/turn", get(wait_turn))
         .route("/2018-06-01/stoke/available/{function}", get(available))
         .route("/2018-06-01/stoke/scratch", get(scratch))
@@ -344,14 +345,23 @@ async fn resolve(ctx: &InstanceCtx, reference: &str) -> Result<Arc<crate::Invoke
     })
 }
 
+/// The workflow step an initialising instance was started for; `None` once init is over.
+fn origin_in_init(ctx: &InstanceCtx) -> Option<&crate::instance::Origin> {
+    ctx.origin.as_ref().filter(|_| ctx.ready.get().is_none())
+}
+
 async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
     let execution = lock(&ctx.current).as_ref().map(|c| c.execution.clone());
+    // During init, the execution of the step the instance was started for: a cold step can prepare the
+    // next one before its own (long) init, so their cold starts overlap.
+    let execution = execution.or_else(|| origin_in_init(&ctx).map(|o| Some(o.execution.clone())));
     let execution = match execution {
         None => {
             return rapid_error(
                 StatusCode::CONFLICT,
                 "Stoke.NoInvocation",
-                "prepare is called while handling an invocation; this instance is not running one",
+                "prepare is called while handling an invocation of a workflow step, or during the init of an \
+                 instance started for one; this instance is doing neither",
             )
         }
         Some(None) => {
@@ -409,6 +419,28 @@ fn not_prepared(what: &str) -> Response {
              (its event is the step's input)"
         ),
     )
+}
+
+/// During init: the workflow step this instance was started for (its execution and input), so the init can
+/// prepare the execution's next step at once. Any instance may still take that step's invocation.
+async fn origin(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+    if ctx.ready.get().is_some() {
+        return rapid_error(
+            StatusCode::NOT_FOUND,
+            "Stoke.NoOrigin",
+            "origin is known only during init; inside an invocation, the event is the handler's argument",
+        );
+    }
+    let Some(o) = &ctx.origin else {
+        return rapid_error(
+            StatusCode::NOT_FOUND,
+            "Stoke.NoOrigin",
+            "this instance was not started for a workflow step (it was started ahead of demand, or for an \
+             invocation outside a workflow)",
+        );
+    };
+    let event: serde_json::Value = serde_json::from_slice(&o.event).unwrap_or(serde_json::Value::Null);
+    Json(json!({ "execution": &*o.execution, "event": event, "prepared": o.prepared })).into_response()
 }
 
 async fn prepared(State(ctx): State<Arc<InstanceCtx>>) -> Response {

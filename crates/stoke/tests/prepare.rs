@@ -272,3 +272,67 @@ fn node_functions_use_the_same_interfaces() {
     let (_, cost) = s.get(&format!("/v1/executions/{id}/cost"));
     assert!(cost["total"]["held_ms"].as_u64().unwrap() > 0, "{cost}");
 }
+
+/// A step whose init prepares the next step before its own (slow) init, from the step the instance was
+/// started for (`stoke.origin()`); the prepared instance does the same for the step after it. Each step
+/// works 0.4 s: longer than a prepared instance's start lags behind the one that prepared it.
+const LINK: &str = r#"
+import os, time, stoke
+ORIGIN = stoke.origin()
+NEXT = os.environ.get("NEXT")
+REFUSED = None
+if ORIGIN is not None and NEXT:
+    stoke.prepare(NEXT, {"from": os.environ["NAME"]})
+elif NEXT:
+    try:
+        stoke.prepare(NEXT, {})
+    except stoke.StokeError as e:
+        REFUSED = e.error_type
+time.sleep(0.8)
+def handler(event, context):
+    params = stoke.prepared_params()
+    if params is not None:
+        event = stoke.wait_turn()
+    time.sleep(0.4)
+    event["path"] = event.get("path", []) + [os.environ["NAME"]]
+    event.setdefault("origins", {})[os.environ["NAME"]] = ORIGIN
+    event["late_origin"] = stoke.origin()
+    event["refused"] = REFUSED
+    return event
+"#;
+
+/// Seed 000's (N − 1)·t_cold: in a chain whose functions are all cold, each step's init prepares the next,
+/// so the cold starts overlap and the execution pays one.
+#[test]
+fn a_cold_chain_whose_inits_prepare_the_next_step_pays_one_cold_start() {
+    let s = TestServer::start();
+    for (name, next) in [("la", "lb"), ("lb", "lc"), ("lc", "")] {
+        let env = json!({"NAME": name, "NEXT": next});
+        python_fn(&s, name, LINK, json!({"timeout_s": 30, "environment": env}));
+    }
+    let definition = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Task", "Resource": "la", "Next": "B"},
+        "B": {"Type": "Task", "Resource": "lb", "Next": "C"},
+        "C": {"Type": "Task", "Resource": "lc", "End": true}}});
+    let (status, body) = s.post("/v1/workflows", json!({"name": "links", "definition": definition, "prewarm": "off"}));
+    assert_eq!(status, 201, "{body}");
+    let id = start(&s, "links", json!({"n": 1}));
+    let out = output(&finished(&s, &id));
+    assert_eq!(out["path"], json!(["la", "lb", "lc"]), "{out}");
+    // What each init saw: `la` was started for the step itself, the others for their preparations.
+    let origins = &out["origins"];
+    assert_eq!(origins["la"], json!({"execution": id, "event": {"n": 1}, "prepared": false}), "{out}");
+    assert_eq!(origins["lb"], json!({"execution": id, "event": {"from": "la"}, "prepared": true}), "{out}");
+    assert_eq!(origins["lc"]["prepared"], true, "{out}");
+    assert_eq!(out["late_origin"], Value::Null, "origin is for init only: {out}");
+    let (status, t) = s.get(&format!("/v1/executions/{id}/timeline"));
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["cold_starts"], 1, "the three cold starts overlapped: {t}");
+
+    // An instance started for no workflow step has no origin, and its init cannot prepare.
+    python_fn(&s, "lplain", LINK, json!({"timeout_s": 30, "environment": {"NAME": "lplain", "NEXT": "la"}}));
+    let (status, plain) = invoke(&s, "lplain", json!({}));
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["origins"]["lplain"], Value::Null, "a plain invocation's instance has no origin: {plain}");
+    assert_eq!(plain["refused"], "Stoke.NoInvocation", "{plain}");
+}
