@@ -268,10 +268,29 @@ mod tests {
         let client = Client::new(listener.local_addr().expect("addr").to_string());
         let handle = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().expect("accept");
-            let mut buf = vec![0u8; 4096];
-            let n = s.read(&mut buf).expect("read");
+            // The whole request (head, then a body of Content-Length bytes) before answering: a server that
+            // answers and closes early makes the client's body write fail with a reset.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).expect("read");
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).into_owned();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    assert!(n > 0, "the request ended before its head did");
+                    continue;
+                };
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length || n == 0 {
+                    break;
+                }
+            }
             s.write_all(response.as_bytes()).expect("write");
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            String::from_utf8_lossy(&got).into_owned()
         });
         (client, handle)
     }
