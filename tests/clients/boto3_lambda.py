@@ -146,6 +146,29 @@ def main():
     stranger = client(key="AKIAUNKNOWN000000000", secret="x")
     expect_error("UnrecognizedClientException", stranger.list_functions)
 
+    # Layers: publish, list, use from CreateFunction by ARN, read back, delete.
+    layer_zip = io.BytesIO()
+    with zipfile.ZipFile(layer_zip, "w") as z:
+        z.writestr("python/b3lib.py", "VALUE = 'from a layer'\n")
+    pub = lam.publish_layer_version(LayerName="b3lib", Content={"ZipFile": layer_zip.getvalue()},
+                                    Description="boto3's", CompatibleRuntimes=["python3.12"])
+    assert pub["Version"] == 1 and pub["LayerVersionArn"].endswith(":layer:b3lib:1"), pub
+    assert [l["LayerName"] for l in lam.list_layers()["Layers"]] == ["b3lib"]
+    got = lam.get_layer_version(LayerName="b3lib", VersionNumber=1)
+    assert got["Description"] == "boto3's" and got["Content"]["CodeSize"] > 0, got
+    uses = "import b3lib\ndef handler(event, context):\n    return b3lib.VALUE\n"
+    lam.create_function(FunctionName="b3layers", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/x",
+                        Handler="app.handler", Code={"ZipFile": zip_of(uses)}, Layers=[pub["LayerVersionArn"]])
+    assert lam.get_function(FunctionName="b3layers")["Configuration"]["Layers"][0]["Arn"] == pub["LayerVersionArn"]
+    assert json.loads(lam.invoke(FunctionName="b3layers")["Payload"].read()) == "from a layer"
+    expect_error("InvalidParameterValueException", lam.create_function, FunctionName="b3nolayer",
+                 Runtime="python3.12", Role="arn:aws:iam::000000000000:role/x", Handler="app.handler",
+                 Code={"ZipFile": zip_of(uses)}, Layers=[pub["LayerVersionArn"][:-1] + "9"])
+    lam.delete_function(FunctionName="b3layers")
+    lam.delete_layer_version(LayerName="b3lib", VersionNumber=1)
+    assert lam.list_layer_versions(LayerName="b3lib")["LayerVersions"] == []
+    expect_error("ResourceNotFoundException", lam.get_layer_version, LayerName="b3lib", VersionNumber=1)
+
     lam.delete_alias(FunctionName="b3", Name="prod")
     lam.delete_function(FunctionName="b3")
     expect_error("ResourceNotFoundException", lam.get_function, FunctionName="b3")

@@ -41,11 +41,34 @@ pub struct NodeLimits {
     pub gpu_count: u32,
     /// Largest per-function concurrency limit.
     pub max_concurrency: u32,
+    /// The node's sandbox can give an instance a network of its own (`network: none`).
+    pub network_isolation: bool,
 }
 
 impl Default for NodeLimits {
     fn default() -> Self {
-        Self { max_memory_mb: 10_240, gpu_count: 0, max_concurrency: 1_000 }
+        Self { max_memory_mb: 10_240, gpu_count: 0, max_concurrency: 1_000, network_isolation: true }
+    }
+}
+
+/// The network an instance sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network, as on Lambda: the function reaches whatever the node reaches.
+    #[default]
+    Host,
+    /// A network namespace of its own with only loopback; the Runtime API is relayed in.
+    None,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Host => "host",
+            Network::None => "none",
+        }
     }
 }
 
@@ -114,6 +137,9 @@ pub struct FunctionConfig {
     pub min_warm: u32,
     /// Seconds an idle instance stays warm before it is evicted.
     pub keep_alive_s: u32,
+    /// `host` (default) or `none`: a network of its own with only loopback.
+    #[serde(default)]
+    pub network: Network,
 }
 
 impl FunctionConfig {
@@ -150,6 +176,13 @@ impl FunctionConfig {
         }
         validate_layers(&self.layers)?;
         validate_base_image(&self.base_image)?;
+        if self.network == Network::None && !node.network_isolation {
+            return Err(ValidationError::new(
+                "network",
+                "network none needs a sandbox that isolates instances (lean or oci); this node runs the process \
+                 sandbox: start the server as root, or use network host",
+            ));
+        }
         validate_gpu(self, node)?;
         validate_concurrency(self, node)?;
         if !(1..=MAX_KEEP_ALIVE_S).contains(&self.keep_alive_s) {
@@ -247,24 +280,7 @@ fn validate_layers(layers: &[String]) -> Result<(), ValidationError> {
         ));
     }
     for layer in layers {
-        let well_formed = if let Some(rest) = layer.strip_prefix("arn:") {
-            rest.contains(":layer:")
-        } else {
-            layer.rsplit_once(':').is_some_and(|(name, version)| {
-                !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    && !version.is_empty()
-                    && version.bytes().all(|b| b.is_ascii_digit())
-            })
-        };
-        if !well_formed {
-            return Err(ValidationError::new(
-                "layers",
-                format!(
-                    "layer reference {layer:?} is not valid: give it as name:version (e.g. numpy:3) or a layer ARN"
-                ),
-            ));
-        }
+        crate::layer::LayerRef::parse(layer)?;
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = layers.iter().find(|l| !seen.insert(l.as_str())) {
@@ -273,7 +289,8 @@ fn validate_layers(layers: &[String]) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn validate_base_image(name: &str) -> Result<(), ValidationError> {
+/// The rule for image names: 1-64 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+pub fn validate_base_image(name: &str) -> Result<(), ValidationError> {
     let mut chars = name.chars();
     let well_formed = name.len() <= 64
         && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -383,6 +400,7 @@ pub struct ConfigPatch {
     pub concurrency_limit: Option<u32>,
     pub min_warm: Option<u32>,
     pub keep_alive_s: Option<u32>,
+    pub network: Option<Network>,
 }
 
 impl ConfigPatch {
@@ -409,6 +427,7 @@ impl ConfigPatch {
             concurrency_limit: None,
             min_warm: 0,
             keep_alive_s: FunctionConfig::DEFAULT_KEEP_ALIVE_S,
+            network: Network::Host,
         };
         let mut config = self.apply(&base);
         if config.handler.is_empty() && Runtime::parse(&config.runtime) == Ok(Runtime::Provided) {
@@ -444,6 +463,7 @@ impl ConfigPatch {
             concurrency_limit: self.concurrency_limit.map_or(base.concurrency_limit, zero_is_none),
             min_warm: self.min_warm.unwrap_or(base.min_warm),
             keep_alive_s: self.keep_alive_s.unwrap_or(base.keep_alive_s),
+            network: self.network.unwrap_or(base.network),
         }
     }
 
@@ -458,7 +478,7 @@ mod tests {
     use super::*;
 
     fn node() -> NodeLimits {
-        NodeLimits { max_memory_mb: 4096, gpu_count: 2, max_concurrency: 1000 }
+        NodeLimits { max_memory_mb: 4096, gpu_count: 2, max_concurrency: 1000, network_isolation: true }
     }
 
     fn valid() -> FunctionConfig {
@@ -546,6 +566,22 @@ mod tests {
             assert_eq!(e.field, "environment");
             assert!(e.message.contains(needle), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn network_none_needs_an_isolating_sandbox() {
+        let none = FunctionConfig { network: Network::None, ..valid() };
+        none.validate(&node()).unwrap();
+        let e = none.validate(&NodeLimits { network_isolation: false, ..node() }).unwrap_err();
+        assert_eq!(e.field, "network");
+        assert!(e.message.contains("process sandbox"), "{}", e.message);
+        // Records stored before the field existed read as host.
+        let mut stored = serde_json::to_value(valid()).unwrap();
+        stored.as_object_mut().unwrap().remove("network");
+        assert_eq!(serde_json::from_value::<FunctionConfig>(stored).unwrap().network, Network::Host);
+        let patch: ConfigPatch = serde_json::from_value(serde_json::json!({"network": "none"})).unwrap();
+        assert_eq!(patch.apply(&valid()).network, Network::None);
+        assert!(serde_json::from_value::<ConfigPatch>(serde_json::json!({"network": "bridge"})).is_err());
     }
 
     #[test]

@@ -71,6 +71,36 @@ impl fmt::Display for FunctionName {
     }
 }
 
+/// A layer name: 1–64 characters of letters, digits, `-` and `_` (Lambda's rule, so layer ARNs carry over).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LayerName(String);
+
+impl LayerName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && s.chars().all(is_name_char);
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(ValidationError::new(
+                "name",
+                format!("layer name {s:?} is not valid: use 1-{} letters, digits, '-' or '_'", Self::MAX_LEN),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LayerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An alias name: 1–128 letters, digits, `-`, `_`, not all digits (that would read as a version).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AliasName(String);
@@ -111,6 +141,14 @@ mod tests {
         for bad in ["", "has space", "dot.name", "colon:x", &"a".repeat(65), "é"] {
             let e = FunctionName::parse(bad).unwrap_err();
             assert_eq!(e.field, "name", "{bad}");
+        }
+    }
+
+    #[test]
+    fn layer_names_follow_lambda_rules() {
+        assert_eq!(LayerName::parse("numpy_1-26").unwrap().as_str(), "numpy_1-26");
+        for bad in ["", "a:b", "x y", &"l".repeat(65)] {
+            assert!(LayerName::parse(bad).unwrap_err().message.contains("layer name"), "{bad}");
         }
     }
 

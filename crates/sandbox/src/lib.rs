@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 pub mod lean;
 mod peer;
 
-pub use lean::jail::{jail_main, JAIL_ARG};
+pub use lean::jail::{jail_main, JAIL_ARG, RELAYED_RUNTIME_API_PORT};
 
 /// Where an instance finds its function's code and stoke's runtime files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,14 @@ pub struct SpawnSpec {
     pub cpu_millis: u32,
     /// Open files the instance may hold.
     pub open_files: u64,
+    /// Unpacked layers on the host, in the order the function lists them (later ones win).
+    pub layers: Vec<PathBuf>,
+    /// An imported root file system to run on instead of the host's own.
+    pub image: Option<PathBuf>,
+    /// A network of its own with only loopback, instead of the host's.
+    pub isolated_network: bool,
+    /// The host port of the instance's Runtime API endpoint (relayed in when the network is isolated).
+    pub runtime_api_port: u16,
 }
 
 /// Control over a running instance, independent of who waits for it.
@@ -89,6 +97,15 @@ pub trait Sandbox: Send + Sync + 'static {
     /// Where an instance sees the code and runtime files that are at `host` on the host.
     fn paths(&self, host: &InstancePaths) -> InstancePaths {
         host.clone()
+    }
+    /// Whether an instance can get a network of its own (`network: none`).
+    fn isolates_network(&self) -> bool {
+        false
+    }
+    /// Where an instance sees its layers: one directory they are merged into (`/opt`), or `None` when each
+    /// layer stays at its own host path.
+    fn layer_root(&self) -> Option<PathBuf> {
+        None
     }
     /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
     /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).
@@ -187,6 +204,10 @@ mod tests {
             cwd: std::env::temp_dir(),
             memory_mb: 256,
             open_files: 64,
+            layers: Vec::new(),
+            image: None,
+            isolated_network: false,
+            runtime_api_port: 0,
         }
     }
 

@@ -70,10 +70,7 @@ def load_handler():
     if not module_name or not func_name:
         init_error("Runtime.MalformedHandlerName", ValueError("Bad handler '%s': use module.function" % spec))
     root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
-    sys.path.insert(0, root)
-    for layer in ("/opt/python",):
-        if os.path.isdir(layer):
-            sys.path.insert(1, layer)
+    sys.path.insert(0, root)  # then PYTHONPATH: the layers' python/lib/python3.N/site-packages and python/
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except SyntaxError as exc:

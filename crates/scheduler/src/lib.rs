@@ -39,6 +39,10 @@ pub struct InvokeTarget {
     /// The zip on disk.
     pub archive: PathBuf,
     pub code_sha256: String,
+    /// The unpacked layers the configuration lists, in order (later ones win where files collide).
+    pub layers: Vec<PathBuf>,
+    /// The root file system of an imported base image; `None` for the host's own.
+    pub image: Option<PathBuf>,
     /// ARN the caller used (qualified), passed to the runtime.
     pub invoked_arn: String,
     pub region: String,
@@ -635,6 +639,8 @@ mod tests {
             config,
             archive: PathBuf::from("/nowhere.zip"),
             code_sha256: "abc".into(),
+            layers: Vec::new(),
+            image: None,
             invoked_arn: String::new(),
             region: "us-east-1".into(),
             key: Default::default(),

@@ -90,6 +90,42 @@ fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance:
     env
 }
 
+/// Where the instance sees its layers' content, the winning layer first: the sandbox's merged directory
+/// (`/opt`), or each layer's own directory when the sandbox does not merge them.
+fn layer_roots(sandbox: &dyn Sandbox, target: &InvokeTarget) -> Vec<PathBuf> {
+    if target.layers.is_empty() {
+        return Vec::new();
+    }
+    match sandbox.layer_root() {
+        Some(merged) => vec![merged],
+        None => target.layers.iter().rev().cloned().collect(),
+    }
+}
+
+/// Puts the layers' search paths (Lambda's layout) into the environment, merged with what the function
+/// set itself.
+fn add_layer_paths(env: &mut Vec<(String, String)>, runtime: Runtime, roots: &[PathBuf]) {
+    if roots.is_empty() {
+        return;
+    }
+    for (var, ours) in stoke_core::layer::search_paths(runtime, roots) {
+        // The function's own value (set after the platform's) is the one that counts.
+        let existing = env.iter().rev().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+        env.retain(|(k, _)| k != var);
+        env.push((var.to_string(), stoke_core::layer::merge_search_path(var, &ours, existing.as_deref())));
+    }
+}
+
+/// An interpreter inside an imported image (as the instance sees it), from the usual places.
+fn in_image(image: &Path, name: &str, image_name: &str) -> Result<PathBuf, String> {
+    for dir in ["usr/local/bin", "usr/bin", "bin"] {
+        if std::fs::symlink_metadata(image.join(dir).join(name)).is_ok() {
+            return Ok(Path::new("/").join(dir).join(name));
+        }
+    }
+    Err(format!("image {image_name} has no {name} in /usr/local/bin, /usr/bin or /bin; install it in the image"))
+}
+
 /// The installation an interpreter needs besides `/usr`: the prefix it lives under (two levels above
 /// `bin/python3`), when that is outside the directories every image has.
 fn installation(interpreter: &Path) -> Vec<PathBuf> {
@@ -116,12 +152,22 @@ pub fn spawn_spec(
     std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let host = InstancePaths { task_root: code_dir.to_path_buf(), runtime_dir: run_dir.join("runtimes"), scratch };
     let seen = sandbox.paths(&host);
-    let python = || {
-        interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
-            .ok_or("python3 is not installed on this node")
+    if target.image.is_some() && sandbox.layer_root().is_none() {
+        return Err(format!(
+            "base image {} needs the lean sandbox, which this node does not run; use base_image default",
+            target.config.base_image
+        ));
+    }
+    let python = || match &target.image {
+        Some(image) => in_image(image, "python3", &target.config.base_image),
+        None => interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
+            .ok_or_else(|| "python3 is not installed on this node".to_string()),
     };
-    let node =
-        || interpreter("node", &["-e", "console.log(process.execPath)"]).ok_or("node is not installed on this node");
+    let node = || match &target.image {
+        Some(image) => in_image(image, "node", &target.config.base_image),
+        None => interpreter("node", &["-e", "console.log(process.execPath)"])
+            .ok_or_else(|| "node is not installed on this node".to_string()),
+    };
     let (program, args) = match runtime {
         Runtime::Python { .. } => {
             // -S: no host site-packages. A function brings its dependencies in its archive or its layers, as on
@@ -140,15 +186,30 @@ pub fn spawn_spec(
         }
     };
     // The node's language runtimes are part of the default image wherever they are installed, so a
-    // `provided` bootstrap may use them too.
-    let mut host_dirs: Vec<PathBuf> =
-        [python().ok(), node().ok()].into_iter().flatten().flat_map(|p| installation(&p)).collect();
+    // `provided` bootstrap may use them too. An imported image brings its own.
+    let mut host_dirs: Vec<PathBuf> = if target.image.is_some() {
+        Vec::new()
+    } else {
+        [python().ok(), node().ok()].into_iter().flatten().flat_map(|p| installation(&p)).collect()
+    };
     host_dirs.dedup();
-    let mut env = environment(target, &seen, port, instance);
+    // With a network of its own, the instance reaches its Runtime API through the relay, as on Lambda.
+    let api_port =
+        if target.config.network == stoke_core::Network::None { stoke_sandbox::RELAYED_RUNTIME_API_PORT } else { port };
+    let mut env = environment(target, &seen, api_port, instance);
     if matches!(runtime, Runtime::Node { .. }) && !env.iter().any(|(k, _)| k == "NODE_PATH") {
-        env.push(("NODE_PATH".into(), format!("{}:/opt/nodejs/node_modules", seen.runtime_dir.display())));
+        // stoke's helper module (`require('stoke')`) lives with the bootstrap.
+        env.push(("NODE_PATH".into(), seen.runtime_dir.display().to_string()));
+    }
+    add_layer_paths(&mut env, runtime, &layer_roots(sandbox, target));
+    if target.config.network == stoke_core::Network::None && !sandbox.isolates_network() {
+        return Err("network none needs the lean sandbox, which this node does not run".into());
     }
     Ok(SpawnSpec {
+        layers: target.layers.clone(),
+        image: target.image.clone(),
+        isolated_network: target.config.network == stoke_core::Network::None,
+        runtime_api_port: port,
         env,
         cwd: seen.task_root,
         host,

@@ -86,8 +86,8 @@ impl Invoker {
         &self.scheduler
     }
 
-    fn target(&self, r: &Resolved, version: Option<&stoke_store::VersionRecord>, qualifier: &str) -> Arc<InvokeTarget> {
-        let f = &r.function;
+    fn target(&self, r: &Resolved, layers: Vec<std::path::PathBuf>, qualifier: &str) -> Arc<InvokeTarget> {
+        let (f, version) = (&r.function, r.version.as_ref());
         let (config, label) = match version {
             Some(v) => (v.config.clone(), v.version.to_string()),
             None => (f.config.clone(), "$LATEST".to_string()),
@@ -96,7 +96,9 @@ impl Invoker {
             account: f.account.clone(),
             function: f.name.clone(),
             version: label,
+            image: self.registry.image_root(&config),
             config,
+            layers,
             archive: self.registry.archive_path(f, version),
             code_sha256: crate::registry::archive_of(f, version).1.to_string(),
             invoked_arn: function_arn(&self.region, &f.account, &f.name, Some(qualifier)),
@@ -115,21 +117,21 @@ impl Invoker {
         }
         let registry = self.registry.clone();
         let (acct, r) = (caller.clone(), reference.to_string());
-        let resolved = tokio::task::spawn_blocking(move || registry.resolve(&acct, &r))
+        let (resolved, layers) = tokio::task::spawn_blocking(move || registry.resolve_with_layers(&acct, &r))
             .await
             .map_err(|e| InvokeFailure::Scheduler(InvokeError::Platform(e.to_string())))??;
         let qualifier = resolved.alias.as_ref().map(|a| a.name.to_string()).unwrap_or_else(|| resolved.version_label());
-        let primary = self.target(&resolved, resolved.version.as_ref(), &qualifier);
+        let primary = self.target(&resolved, layers, &qualifier);
         let secondary = match &resolved.alias {
             Some(alias) => match (&alias.routing.additional_version, alias.routing.additional_weight) {
                 (Some(v), Some(w)) => {
                     let n: u64 = v.parse().unwrap_or(0);
                     let registry = self.registry.clone();
                     let (acct, r) = (caller.clone(), format!("{}:{n}", resolved.function.name));
-                    let extra = tokio::task::spawn_blocking(move || registry.resolve(&acct, &r))
+                    let (extra, layers) = tokio::task::spawn_blocking(move || registry.resolve_with_layers(&acct, &r))
                         .await
                         .map_err(|e| InvokeFailure::Scheduler(InvokeError::Platform(e.to_string())))??;
-                    Some((self.target(&extra, extra.version.as_ref(), &qualifier), w))
+                    Some((self.target(&extra, layers, &qualifier), w))
                 }
                 _ => None,
             },

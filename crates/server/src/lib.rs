@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// Overrides the detected GPU count.
     pub gpus: Option<u32>,
     pub max_archive_mb: u64,
+    /// Largest imported image, unpacked, in MB.
+    pub max_image_mb: u64,
     /// Most live instances one account may have.
     pub account_concurrency: usize,
     /// Which sandbox runs instances.
@@ -72,6 +74,7 @@ pub enum SandboxChoice {
 
 impl ServerConfig {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9000";
+    pub const DEFAULT_MAX_IMAGE_MB: u64 = 4096;
     pub const DEFAULT_REGION: &'static str = "us-east-1";
     pub const DEFAULT_MAX_ARCHIVE_MB: u64 = 50;
 }
@@ -190,7 +193,11 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&db_path).map_err(|source| StartError::Store { path: db_path.clone(), source })?,
         );
-        let code = CodeStore::open(&data_dir.join("code")).map_err(dir_err)?;
+        let files = registry::RegistryFiles {
+            code: CodeStore::open(&data_dir.join("code")).map_err(dir_err)?,
+            layers: stoke_store::LayerFiles::open(&data_dir.join("layers")).map_err(dir_err)?,
+            images: stoke_store::ImageFiles::open(&data_dir.join("images")).map_err(dir_err)?,
+        };
 
         let accounts = Arc::new(Accounts::load(store.clone()).map_err(StartError::Admin)?);
         let credentials_path = data_dir.join(CREDENTIALS_FILE);
@@ -201,6 +208,7 @@ impl Server {
             write_private(&credentials_path, &json, 0o600).map_err(dir_err)?;
         }
 
+        let (sandbox, sandbox_note) = choose_sandbox(&config, &data_dir.join("run"))?;
         let node = NodeLimits {
             max_memory_mb: config
                 .max_memory_mb
@@ -208,10 +216,13 @@ impl Server {
                 .unwrap_or(NodeLimits::default().max_memory_mb),
             gpu_count: config.gpus.unwrap_or_else(node::gpu_count),
             max_concurrency: NodeLimits::default().max_concurrency,
+            network_isolation: sandbox.isolates_network(),
         };
-        let archive_limits =
-            ArchiveLimits { max_archive_bytes: config.max_archive_mb * 1024 * 1024, ..ArchiveLimits::default() };
-        let (sandbox, sandbox_note) = choose_sandbox(&config, &data_dir.join("run"))?;
+        let archive_limits = ArchiveLimits {
+            max_archive_bytes: config.max_archive_mb * 1024 * 1024,
+            max_image_bytes: config.max_image_mb * 1024 * 1024,
+            ..ArchiveLimits::default()
+        };
         let settings = stoke_scheduler::Settings {
             memory_budget_mb: u64::from(node.max_memory_mb),
             account_concurrency: config.account_concurrency,
@@ -222,7 +233,7 @@ impl Server {
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
             .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
-        let registry = Arc::new(Registry::new(store.clone(), code, node, archive_limits, work));
+        let registry = Arc::new(Registry::new(store.clone(), files, node, archive_limits, work));
         let recovery = registry.recover().map_err(StartError::Recovery)?;
         let stats = stats::Statistics::load(store.clone())
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;

@@ -57,6 +57,10 @@ pub enum Command {
     Logs(commands::invoke::LogsArgs),
     /// Point names like prod or beta at published versions.
     Alias(commands::alias::Args),
+    /// Layers: libraries published once, unpacked once, mounted read-only at /opt of every instance.
+    Layer(commands::layer::LayerArgs),
+    /// Images: root file systems functions can run on instead of the host's own.
+    Image(commands::layer::ImageArgs),
     /// Function URLs: call a function over plain HTTP (Lambda's HTTP API event format).
     Url(commands::trigger::UrlArgs),
     /// Routes: map `METHOD /path/{param}` patterns of the account's gateway to functions.
@@ -87,6 +91,8 @@ fn main() -> ExitCode {
         Command::Instances(args) => commands::invoke::instances(&cli.global, args),
         Command::Logs(args) => commands::invoke::logs(&cli.global, args),
         Command::Alias(args) => commands::alias::run(&cli.global, args),
+        Command::Layer(args) => commands::layer::run_layer(&cli.global, args),
+        Command::Image(args) => commands::layer::run_image(&cli.global, args),
         Command::Account(args) => commands::account::run(&cli.global, args),
         Command::Workflow(args) => commands::workflow::run(&cli.global, args),
         Command::Url(args) => commands::trigger::run_url(&cli.global, args),

@@ -119,21 +119,6 @@ def handler(event, context):
     assert_eq!(error.as_deref(), Some("Runtime.ImportModuleError"), "{out}");
 }
 
-/// Builds tests/functions/rust-echo (lambda_runtime) into its own target directory and returns the binary.
-fn build_rust_echo() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = root.join("target/functions");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--locked", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/functions/rust-echo/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the lambda_runtime test function failed");
-    target.join("debug/bootstrap")
-}
-
 #[test]
 fn lambda_runtime_rust_function_runs_unmodified() {
     let binary = std::fs::read(build_rust_echo()).unwrap();

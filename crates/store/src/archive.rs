@@ -14,11 +14,17 @@ pub struct ArchiveLimits {
     pub max_archive_bytes: u64,
     /// Largest total size of the files inside, unpacked.
     pub max_unpacked_bytes: u64,
+    /// Largest imported image, unpacked.
+    pub max_image_bytes: u64,
 }
 
 impl Default for ArchiveLimits {
     fn default() -> Self {
-        Self { max_archive_bytes: 50 * 1024 * 1024, max_unpacked_bytes: 250 * 1024 * 1024 }
+        Self {
+            max_archive_bytes: 50 * 1024 * 1024,
+            max_unpacked_bytes: 250 * 1024 * 1024,
+            max_image_bytes: 4 * 1024 * 1024 * 1024,
+        }
     }
 }
 
@@ -145,6 +151,67 @@ fn tar_gz_to_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<u8>, Archiv
     Ok(cursor.into_inner())
 }
 
+/// Unpacks the zip at `archive` into `dest`, whole or not at all: into a temp directory beside `dest` first,
+/// then renamed. Several callers may unpack the same archive to the same place at once; all succeed.
+///
+/// Instances run as an unprivileged user, so the tree is made readable by everyone (and files executable
+/// by their owner executable by everyone): archives built with `0600` files — common from zip libraries'
+/// defaults — would otherwise fail with "Permission denied". Set-id bits are dropped.
+pub fn unpack_readable(archive: &std::path::Path, dest: &std::path::Path) -> std::io::Result<()> {
+    if dest.is_dir() {
+        return Ok(());
+    }
+    let parent = dest.parent().ok_or_else(|| std::io::Error::other("the unpack destination has no parent"))?;
+    std::fs::create_dir_all(parent)?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(archive)?).map_err(std::io::Error::other)?;
+        zip.extract(&tmp).map_err(std::io::Error::other)?;
+        readable_by_all(&tmp)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    match std::fs::rename(&tmp, dest) {
+        Ok(()) => Ok(()),
+        // Another caller unpacked the same archive first.
+        Err(_) if dest.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Directories 0755; files keep their mode plus read for all, and execute for all if the owner had it.
+fn readable_by_all(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            readable_by_all(&entry.path())?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode() & 0o7777;
+            let exec = if mode & 0o100 != 0 { 0o111 } else { 0 };
+            let wanted = (mode | 0o444 | exec) & !0o7000;
+            if wanted != mode {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(wanted))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,7 +256,7 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let limits = ArchiveLimits { max_archive_bytes: 1000, max_unpacked_bytes: 2000 };
+        let limits = ArchiveLimits { max_archive_bytes: 1000, max_unpacked_bytes: 2000, ..Default::default() };
         assert_eq!(normalize(b"", &limits), Err(ArchiveError::Empty));
         assert!(matches!(normalize(&[0u8; 1001], &limits), Err(ArchiveError::TooLarge { size: 1001, limit: 1000 })));
         assert!(
@@ -205,5 +272,52 @@ mod tests {
         assert!(matches!(normalize(&bomb, &limits), Err(ArchiveError::UnpackedTooLarge { size: 5000, .. })));
         let tar_bomb = tar_gz_of(&[("big", &[0u8; 5000], 0o644)]);
         assert!(matches!(normalize(&tar_bomb, &limits), Err(ArchiveError::UnpackedTooLarge { .. })));
+    }
+
+    #[test]
+    fn concurrent_unpacks_of_the_same_archive_all_succeed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("code.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        for i in 0..50 {
+            w.start_file(format!("m{i}.py"), zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(&[b'x'; 4096]).unwrap();
+        }
+        w.finish().unwrap();
+        let dest = tmp.path().join("run").join("abc");
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| unpack_readable(&archive, &dest))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            r.unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 50);
+        let leftovers = std::fs::read_dir(tmp.path().join("run")).unwrap().count();
+        assert_eq!(leftovers, 1, "temp directories are cleaned up");
+        let err = unpack_readable(&tmp.path().join("missing.zip"), &tmp.path().join("run").join("x")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(!tmp.path().join("run").join("x").exists(), "a failed unpack leaves nothing");
+    }
+
+    #[test]
+    fn unpacked_files_are_readable_by_the_sandbox_user() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::path::Path;
+        let tmp = tempfile::tempdir().unwrap();
+        let sub = tmp.path().join("pkg");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let (private, tool, setuid) = (sub.join("app.py"), tmp.path().join("bootstrap"), tmp.path().join("s"));
+        for (path, mode) in [(&private, 0o600), (&tool, 0o700), (&setuid, 0o4755)] {
+            std::fs::write(path, b"x").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        readable_by_all(tmp.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&sub), 0o755);
+        assert_eq!(mode(&private), 0o644);
+        assert_eq!(mode(&tool), 0o755);
+        assert_eq!(mode(&setuid), 0o755, "set-id bits are dropped");
     }
 }

@@ -9,17 +9,20 @@
 
 pub mod archive;
 mod code;
+mod files;
 mod records;
 mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
+pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryEvent, StatRecord, TriggerKind, TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
+    FunctionRecord, HistoryEvent, ImageRecord, LayerRecord, StatRecord, TriggerKind, TriggerRecord, TuneRecord,
+    VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
-use stoke_core::{AccountId, FunctionName, LifecycleState};
+use stoke_core::{AccountId, FunctionName, LayerName, LifecycleState};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -144,4 +147,32 @@ pub trait Store: Send + Sync {
     fn fail_running_tunes(&self, error: &str, now_ms: i64) -> Result<usize>;
 
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
+
+    /// Records a new version of a layer and returns its number: one more than the highest the layer ever
+    /// had (numbers are never reused, even after a delete). `layer.version` is ignored.
+    fn insert_layer_version(&self, layer: &LayerRecord) -> Result<u64>;
+    /// A layer version, deleted or not (functions that list a deleted one keep running).
+    fn get_layer_version(&self, account: &AccountId, name: &LayerName, version: u64) -> Result<Option<LayerRecord>>;
+    /// The newest live version of each of the account's layers, by name.
+    fn list_layers(&self, account: &AccountId) -> Result<Vec<LayerRecord>>;
+    /// A layer's live versions, newest first.
+    fn list_layer_versions(&self, account: &AccountId, name: &LayerName) -> Result<Vec<LayerRecord>>;
+    /// Deletes a layer version: `forget` removes the record, otherwise it is only marked deleted at `now_ms`.
+    /// False when there was no such live version.
+    fn delete_layer_version(
+        &self,
+        account: &AccountId,
+        name: &LayerName,
+        version: u64,
+        forget: bool,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Every layer archive a record points at: (account, sha256).
+    fn referenced_layers(&self) -> Result<Vec<(AccountId, String)>>;
+
+    /// Records an imported image; `Conflict` if the name is taken.
+    fn insert_image(&self, image: &ImageRecord) -> Result<()>;
+    fn get_image(&self, name: &str) -> Result<Option<ImageRecord>>;
+    fn list_images(&self) -> Result<Vec<ImageRecord>>;
+    fn delete_image(&self, name: &str) -> Result<bool>;
 }

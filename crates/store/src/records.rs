@@ -1,6 +1,6 @@
 //! The records the store keeps.
 
-use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionName, LifecycleState};
+use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionName, LayerName, LifecycleState};
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,4 +250,30 @@ pub struct TuneRecord {
     pub error: Option<String>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+}
+
+/// A published layer version: an archive of libraries, unpacked once into a shared read-only directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRecord {
+    pub account: AccountId,
+    pub name: LayerName,
+    /// Assigned by the store at publish: one more than the layer's highest version ever.
+    pub version: u64,
+    pub description: String,
+    pub compatible_runtimes: Vec<String>,
+    pub code: CodeRef,
+    pub created_ms: i64,
+    /// Deleted, but kept because functions still list it: they keep running, new ones cannot list it.
+    pub deleted_ms: Option<i64>,
+}
+
+/// A root file system imported with `stoke image import`, for functions to run on (`base_image`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub name: String,
+    /// sha256 of the imported tarball, and its size.
+    pub code: CodeRef,
+    /// Bytes of the unpacked file system.
+    pub unpacked_bytes: u64,
+    pub created_ms: i64,
 }

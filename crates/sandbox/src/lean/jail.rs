@@ -3,7 +3,10 @@
 //! with the function's environment; it then:
 //!
 //! 1. (`jailer`, in the host's PID namespace) unshares mount, PID, IPC and UTS namespaces and forks;
-//!    it waits for its child and exits the way the runtime did, so the server sees the runtime's status;
+//!    it waits for its child and exits the way the runtime did, so the server sees the runtime's status.
+//!    For `network: none` it first moves into a new network namespace, brings its loopback up, listens on
+//!    `127.0.0.1:9001` there, forks, then returns to the host's network and relays every connection to that
+//!    port to the instance's Runtime API endpoint on the host — the only way out of the namespace;
 //! 2. (`init`, PID 1 of the new namespace) joins the instance's cgroups, sets the host name, builds the
 //!    root file system and pivots into it, forks the runtime, and reaps orphans until the runtime exits
 //!    (when PID 1 exits, the kernel kills everything left in the namespace);
@@ -36,7 +39,13 @@ pub struct JailConfig {
     pub cwd: PathBuf,
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    /// `network: none`: the host port of the instance's Runtime API, relayed to
+    /// [`RELAYED_RUNTIME_API_PORT`] inside the instance's own network namespace.
+    pub relay: Option<u16>,
 }
+
+/// Where an instance with a network of its own finds its Runtime API (as on Lambda: `127.0.0.1:9001`).
+pub const RELAYED_RUNTIME_API_PORT: u16 = 9001;
 
 impl JailConfig {
     /// The helper's arguments (after [`JAIL_ARG`]).
@@ -63,6 +72,15 @@ impl JailConfig {
         for c in &self.cgroups {
             a.extend(["--cgroup".into(), c.clone().into()]);
         }
+        for l in &r.layers {
+            a.extend(["--layer".into(), l.clone().into()]);
+        }
+        if let Some(image) = &r.image {
+            a.extend(["--image".into(), image.clone().into()]);
+        }
+        if let Some(port) = self.relay {
+            a.extend(["--relay".into(), port.to_string().into()]);
+        }
         a.push("--".into());
         a.push(self.program.clone().into());
         a.extend(self.args.iter().cloned());
@@ -79,8 +97,10 @@ impl JailConfig {
             uid: 0,
             gid: 0,
             hostname: "stoke".into(),
+            layers: Vec::new(),
+            image: None,
         };
-        let (mut cgroups, mut cwd) = (Vec::new(), PathBuf::from("/"));
+        let (mut cgroups, mut cwd, mut relay) = (Vec::new(), PathBuf::from("/"), None);
         let value = |it: &mut dyn Iterator<Item = OsString>, key: &str| {
             it.next().ok_or_else(|| format!("option {key} needs a value"))
         };
@@ -98,6 +118,12 @@ impl JailConfig {
                 "--hostname" => root.hostname = value(&mut it, &key)?.to_string_lossy().into_owned(),
                 "--cwd" => cwd = value(&mut it, &key)?.into(),
                 "--cgroup" => cgroups.push(value(&mut it, &key)?.into()),
+                "--layer" => root.layers.push(value(&mut it, &key)?.into()),
+                "--image" => root.image = Some(value(&mut it, &key)?.into()),
+                "--relay" => {
+                    let port = number(value(&mut it, &key)?, &key)?;
+                    relay = Some(u16::try_from(port).map_err(|_| format!("option {key} needs a port number"))?);
+                }
                 "--bind" | "--bind-rw" => {
                     let source = value(&mut it, &key)?.into();
                     let target = value(&mut it, &key)?.into();
@@ -114,7 +140,7 @@ impl JailConfig {
         if root.uid == 0 || root.gid == 0 {
             return Err("--uid and --gid must name an unprivileged user (not 0)".into());
         }
-        Ok(JailConfig { root, cgroups, cwd, program, args: it.collect() })
+        Ok(JailConfig { root, cgroups, cwd, program, args: it.collect(), relay })
     }
 }
 
@@ -124,6 +150,11 @@ pub fn jail_main(args: impl IntoIterator<Item = OsString>) -> ! {
         Ok(c) => c,
         Err(e) => fail(&format!("bad arguments: {e}")),
     };
+    // network: none — a namespace of its own, entered before the fork so the instance is born in it.
+    let relay = config.relay.map(|port| match own_network() {
+        Ok(net) => (net, port),
+        Err(e) => fail(&format!("cannot give the instance a network of its own: {e}")),
+    });
     let namespaces =
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if let Err(e) = nix::sched::unshare(namespaces) {
@@ -133,8 +164,165 @@ pub fn jail_main(args: impl IntoIterator<Item = OsString>) -> ! {
     // may do anything after fork.
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&format!("cannot fork: {e}")),
-        Ok(ForkResult::Child) => init(&config),
-        Ok(ForkResult::Parent { child }) => relay(child),
+        Ok(ForkResult::Child) => {
+            drop(relay);
+            init(&config)
+        }
+        Ok(ForkResult::Parent { child }) => match relay {
+            Some((net, port)) => net.relay_until_exit(port, child),
+            None => wait_and_exit(child),
+        },
+    }
+}
+
+/// The jailer's side of `network: none`: the listener inside the instance's network namespace, and the
+/// host's network namespace to go back to.
+struct OwnNetwork {
+    listener: std::net::TcpListener,
+    host: std::os::fd::OwnedFd,
+}
+
+/// Moves into a new network namespace with its loopback up and listens on the relayed Runtime API port
+/// there; keeps a handle on the host's namespace.
+fn own_network() -> io::Result<OwnNetwork> {
+    let host: std::os::fd::OwnedFd = std::fs::File::open("/proc/self/ns/net")?.into();
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+    loopback_up()?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", RELAYED_RUNTIME_API_PORT))?;
+    Ok(OwnNetwork { listener, host })
+}
+
+/// `ip link set lo up`.
+fn loopback_up() -> io::Result<()> {
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data (a name and a union of integers and addresses); all zeroes is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: SIOCGIFFLAGS reads the interface named in `req` and writes its flags into `req`, which lives
+    // for the whole call; the socket is open.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the flags member of the union just above.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads `req`, which is initialised and lives for the whole call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl OwnNetwork {
+    /// Returns to the host's network namespace and, until the instance ends, relays every connection made
+    /// inside it to `127.0.0.1:port` on the host; then exits the way the instance did. One thread, one
+    /// poll loop (a process that unshared its PID namespace may not start threads): the listener, the
+    /// instance's pidfd, and both ends of every relayed connection. Connections from inside arrive at the
+    /// server from this helper, which leads the instance's process group, so the Runtime API's ownership
+    /// check holds.
+    fn relay_until_exit(self, port: u16, child: Pid) -> ! {
+        if let Err(e) = nix::sched::setns(&self.host, CloneFlags::CLONE_NEWNET) {
+            fail(&format!("cannot return to the host's network: {e}"));
+        }
+        let exited = match pidfd(child) {
+            Ok(fd) => fd,
+            Err(e) => fail(&format!("cannot watch the instance: {e}")),
+        };
+        let mut relay = Relay { listener: self.listener, port, pairs: Vec::new() };
+        loop {
+            match relay.step(&exited) {
+                Ok(false) => {}
+                Ok(true) => wait_and_exit(child),
+                Err(e) => fail(&format!("the Runtime API relay failed: {e}")),
+            }
+        }
+    }
+}
+
+/// A pidfd for `pid`: readable once it has exited.
+fn pidfd(pid: Pid) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The relay's connections: each accepted one inside, paired with one to the host's endpoint.
+struct Relay {
+    listener: std::net::TcpListener,
+    port: u16,
+    pairs: Vec<(std::net::TcpStream, std::net::TcpStream)>,
+}
+
+impl Relay {
+    /// Waits for something to do and does it; true once the instance has exited.
+    fn step(&mut self, exited: &std::os::fd::OwnedFd) -> io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let readable = PollFlags::POLLIN;
+        let mut fds = vec![PollFd::new(exited.as_fd(), readable), PollFd::new(self.listener.as_fd(), readable)];
+        for (inside, outside) in &self.pairs {
+            fds.push(PollFd::new(inside.as_fd(), readable));
+            fds.push(PollFd::new(outside.as_fd(), readable));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if ready[0] {
+            return Ok(true);
+        }
+        // Copy what arrived; a side that closed (or failed) ends its pair.
+        let mut closed = Vec::new();
+        for (i, (inside, outside)) in self.pairs.iter_mut().enumerate() {
+            let inward_ok = !ready[2 + 2 * i] || forward(inside, outside);
+            let outward_ok = !ready[3 + 2 * i] || forward(outside, inside);
+            if !(inward_ok && outward_ok) {
+                closed.push(i);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let (inside, outside) = self.pairs.swap_remove(i);
+            let _ = inside.shutdown(std::net::Shutdown::Both);
+            let _ = outside.shutdown(std::net::Shutdown::Both);
+        }
+        if ready[1] {
+            if let Ok((inside, _)) = self.listener.accept() {
+                // The server is gone or refuses: the runtime sees its connection closed.
+                if let Ok(outside) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                    let _ = inside.set_nodelay(true);
+                    let _ = outside.set_nodelay(true);
+                    self.pairs.push((inside, outside));
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Moves what `from` has to offer now into `to`; false once `from` closed or either side failed.
+fn forward(from: &mut std::net::TcpStream, to: &mut std::net::TcpStream) -> bool {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 64 * 1024];
+    match from.read(&mut buf) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => to.write_all(&buf[..n]).is_ok(),
     }
 }
 
@@ -144,7 +332,7 @@ fn fail(message: &str) -> ! {
 }
 
 /// Waits for `child` and ends the same way.
-fn relay(child: Pid) -> ! {
+fn wait_and_exit(child: Pid) -> ! {
     loop {
         match nix::sys::wait::waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => exit_like(code),
@@ -336,11 +524,14 @@ mod tests {
                 uid: 993,
                 gid: 990,
                 hostname: "stoke".into(),
+                layers: vec!["/d/layers/1/aa/content".into(), "/d/layers/1/bb/content".into()],
+                image: Some("/d/images/alpine/rootfs".into()),
             },
             cgroups: vec!["/sys/fs/cgroup/memory/stoke/s1/i2".into()],
             cwd: "/var/task".into(),
             program: "/usr/bin/python3".into(),
             args: vec!["-u".into(), "--".into(), "/var/runtime/boot.py".into()],
+            relay: Some(40123),
         }
     }
 
@@ -359,6 +550,7 @@ mod tests {
         assert!(err(&["--new-root", "/r"]).contains("no program"));
         assert!(err(&["--uid", "5", "--gid", "5", "--", "/p"]).contains("--new-root is required"));
         assert!(err(&["--new-root", "/r", "--", "/p"]).contains("unprivileged"));
+        assert!(err(&["--relay", "70000", "--", "/p"]).contains("--relay needs a port number"));
     }
 
     #[test]

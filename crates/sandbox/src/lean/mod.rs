@@ -32,6 +32,8 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const RUNTIME_DIR: &str = "/var/runtime";
 /// Where an instance sees its account's workflow scratch directories (read-write).
 pub const SCRATCH_DIR: &str = "/var/stoke-scratch";
+/// Where an instance sees its layers, merged (as on Lambda).
+pub const LAYER_ROOT: &str = "/opt";
 
 /// Knobs of the lean backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,14 @@ impl Sandbox for LeanSandbox {
         InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
     }
 
+    fn isolates_network(&self) -> bool {
+        true
+    }
+
+    fn layer_root(&self) -> Option<PathBuf> {
+        Some(LAYER_ROOT.into())
+    }
+
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
         self.retry_leftovers();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -159,19 +169,27 @@ impl Sandbox for LeanSandbox {
         if spec.host.scratch.is_dir() {
             binds.push(Bind { source: spec.host.scratch.clone(), target: SCRATCH_DIR.into(), writable: true });
         }
+        let root = RootSpec {
+            new_root: self.new_root.clone(),
+            binds,
+            tmp_mb: self.settings.tmp_mb,
+            uid: self.settings.uid,
+            gid: self.settings.gid,
+            hostname: "stoke".into(),
+            layers: spec.layers.clone(),
+            image: spec.image.clone(),
+        };
+        if let Err(why) = rootfs::check(&root) {
+            group.remove();
+            return Err(io::Error::other(why));
+        }
         let config = JailConfig {
-            root: RootSpec {
-                new_root: self.new_root.clone(),
-                binds,
-                tmp_mb: self.settings.tmp_mb,
-                uid: self.settings.uid,
-                gid: self.settings.gid,
-                hostname: "stoke".into(),
-            },
+            root,
             cgroups: group.dirs().to_vec(),
             cwd: spec.cwd.clone(),
             program: spec.program.clone(),
             args: spec.args.clone(),
+            relay: spec.isolated_network.then_some(spec.runtime_api_port),
         };
         let mut cmd = tokio::process::Command::new(&self.helper);
         cmd.arg(JAIL_ARG)

@@ -87,9 +87,11 @@ pub enum HostEntry {
     Symlink(PathBuf),
 }
 
-/// The host's answers the plan needs (real: `symlink_metadata`; tests: a table).
+/// The host's answers the plan needs (real: `symlink_metadata`, `read_dir`; tests: a table).
 pub trait HostView {
     fn entry(&self, path: &Path) -> HostEntry;
+    /// The names in a directory, sorted; empty when it is not one.
+    fn list(&self, dir: &Path) -> Vec<String>;
 }
 
 /// The real host.
@@ -106,6 +108,14 @@ impl HostView for RealHost {
             Ok(m) if m.is_dir() => HostEntry::Dir,
             Ok(_) => HostEntry::File,
         }
+    }
+
+    fn list(&self, dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 }
 
@@ -132,6 +142,14 @@ pub const HOST_ETC: &[&str] = &[
     "services",
     "ssl",
 ];
+
+/// Top-level entries of an imported image the instance does not take from it: it makes its own.
+pub const IMAGE_SKIP_TOP: &[&str] = &["proc", "dev", "tmp", "etc", "sys"];
+/// `/etc` entries of an imported image the instance does not take from it: its own user and host name, no
+/// password hashes, and the host's name resolution (as container runtimes do).
+pub const IMAGE_SKIP_ETC: &[&str] = &["passwd", "group", "hostname", "shadow", "gshadow", "resolv.conf", "hosts"];
+/// Host `/etc` files an instance on an imported image gets (name resolution works as on the host).
+pub const IMAGE_HOST_ETC: &[&str] = &["resolv.conf", "hosts"];
 
 /// Device nodes bound from the host into the instance's `/dev`.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -167,6 +185,11 @@ pub struct RootSpec {
     pub uid: u32,
     pub gid: u32,
     pub hostname: String,
+    /// Unpacked layers, in the order the function lists them: merged read-only at `/opt`, later layers
+    /// winning where files collide.
+    pub layers: Vec<PathBuf>,
+    /// An imported root file system to take the image's directories from, instead of the host's.
+    pub image: Option<PathBuf>,
 }
 
 fn inside(root: &Path, path: &Path) -> PathBuf {
@@ -230,16 +253,16 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
         },
         tmpfs(root.to_path_buf(), "mode=755,size=4m".into(), false),
     ];
-    for name in HOST_TOP {
-        let host_path = Path::new("/").join(name);
-        match host.entry(&host_path) {
-            HostEntry::Dir => {
-                steps.push(Step::MkdirAll { path: inside(root, &host_path) });
-                steps.extend(mount_ro(&host_path, inside(root, &host_path)));
-            }
-            HostEntry::Symlink(target) => steps.push(Step::Symlink { target, link: inside(root, &host_path) }),
-            HostEntry::File | HostEntry::Missing => {}
+    // The image's top-level directories: the host's own (`default`), or an imported image's.
+    let (image_root, top): (&Path, Vec<String>) = match &spec.image {
+        Some(image) => {
+            let names = host.list(image).into_iter().filter(|n| !IMAGE_SKIP_TOP.contains(&n.as_str())).collect();
+            (image.as_path(), names)
         }
+        None => (Path::new("/"), HOST_TOP.iter().map(|s| s.to_string()).collect()),
+    };
+    for name in &top {
+        take_entry(&mut steps, host, &image_root.join(name), inside(root, &Path::new("/").join(name)));
     }
     let etc = inside(root, Path::new("/etc"));
     steps.push(Step::MkdirAll { path: etc.clone() });
@@ -256,21 +279,22 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
         contents: format!("root:x:0:\nsbx_user:x:{}:\n", spec.gid).into_bytes(),
     });
     steps.push(Step::WriteFile { path: etc.join("hostname"), contents: format!("{}\n", spec.hostname).into_bytes() });
-    for name in HOST_ETC {
-        let host_path = Path::new("/etc").join(name);
-        let target = etc.join(name);
-        match host.entry(&host_path) {
-            HostEntry::Dir => {
-                steps.push(Step::MkdirAll { path: target.clone() });
-                steps.extend(mount_ro(&host_path, target));
+    match &spec.image {
+        Some(image) => {
+            let image_etc = image.join("etc");
+            for name in host.list(&image_etc) {
+                if !IMAGE_SKIP_ETC.contains(&name.as_str()) {
+                    take_entry(&mut steps, host, &image_etc.join(&name), etc.join(&name));
+                }
             }
-            HostEntry::File => {
-                steps.push(Step::Touch { path: target.clone() });
-                steps.extend(mount_ro(&host_path, target));
+            for name in IMAGE_HOST_ETC {
+                take_entry(&mut steps, host, &Path::new("/etc").join(name), etc.join(name));
             }
-            // Relative links (localtime → ../usr/share/zoneinfo/…) resolve inside the image too.
-            HostEntry::Symlink(link) => steps.push(Step::Symlink { target: link, link: target }),
-            HostEntry::Missing => {}
+        }
+        None => {
+            for name in HOST_ETC {
+                take_entry(&mut steps, host, &Path::new("/etc").join(name), etc.join(name));
+            }
         }
     }
     for bind in &spec.binds {
@@ -285,7 +309,24 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
             steps.extend(mount_ro(&bind.source, target));
         }
     }
-    steps.push(Step::MkdirAll { path: inside(root, Path::new("/opt")) });
+    let opt = inside(root, Path::new("/opt"));
+    steps.push(Step::MkdirAll { path: opt.clone() });
+    match spec.layers.as_slice() {
+        [] => {}
+        [one] => steps.extend(mount_ro(one, opt)),
+        many => {
+            // A read-only overlay of the layers alone (no upper directory); the first lower directory is the
+            // top, so the last layer listed goes first.
+            let lower: Vec<String> = many.iter().rev().map(|p| p.display().to_string()).collect();
+            steps.push(Step::Mount {
+                source: Some("overlay".into()),
+                target: opt,
+                fstype: Some("overlay"),
+                flags: MountFlags { readonly: true, nosuid: true, nodev: true, ..Default::default() },
+                data: Some(format!("lowerdir={}", lower.join(":"))),
+            });
+        }
+    }
     let tmp = inside(root, Path::new("/tmp"));
     steps.push(Step::MkdirAll { path: tmp.clone() });
     steps.push(tmpfs(tmp, format!("mode=1777,size={}m", spec.tmp_mb), false));
@@ -367,6 +408,42 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
     steps
 }
 
+/// Takes one entry of an image into the instance: a directory or file bound read-only, a link copied
+/// (relative links — `localtime → ../usr/share/zoneinfo/…` — resolve inside the instance too).
+fn take_entry(steps: &mut Vec<Step>, host: &dyn HostView, source: &Path, target: PathBuf) {
+    match host.entry(source) {
+        HostEntry::Dir => {
+            steps.push(Step::MkdirAll { path: target.clone() });
+            steps.extend(mount_ro(source, target));
+        }
+        HostEntry::File => {
+            steps.push(Step::Touch { path: target.clone() });
+            steps.extend(mount_ro(source, target));
+        }
+        HostEntry::Symlink(link) => steps.push(Step::Symlink { target: link, link: target }),
+        HostEntry::Missing => {}
+    }
+}
+
+/// Why a plan cannot be built from these values (checked before anything is mounted).
+pub fn check(spec: &RootSpec) -> Result<(), String> {
+    if spec.layers.len() > 1 {
+        if let Some(bad) = spec.layers.iter().find(|p| !usable_in_lowerdir(p)) {
+            return Err(format!(
+                "layer directory {} has a ':', ',' or '\\' in its path, which an overlay mount cannot take; move \
+                 the data directory to a plain path",
+                bad.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True when `path` can appear in an overlay mount's `lowerdir` list (which splits on `:` and `,`).
+fn usable_in_lowerdir(path: &Path) -> bool {
+    !path.as_os_str().as_encoded_bytes().iter().any(|b| matches!(b, b':' | b',' | b'\\'))
+}
+
 /// The operations a plan needs.
 pub trait Sys {
     fn mount(&mut self, step: &Step) -> io::Result<()>;
@@ -434,6 +511,17 @@ mod tests {
         fn entry(&self, path: &Path) -> HostEntry {
             self.0.get(path).cloned().unwrap_or(HostEntry::Missing)
         }
+
+        fn list(&self, dir: &Path) -> Vec<String> {
+            let mut names: Vec<String> = self
+                .0
+                .keys()
+                .filter(|p| p.parent() == Some(dir))
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            names.sort();
+            names
+        }
     }
 
     fn debian() -> Table {
@@ -457,6 +545,8 @@ mod tests {
             uid: 993,
             gid: 990,
             hostname: "stoke".into(),
+            layers: Vec::new(),
+            image: None,
         }
     }
 
@@ -538,6 +628,78 @@ mod tests {
         assert!(conditional.iter().any(|s| matches!(s, Step::Mount { source: Some(src), target, .. }
             if src == Path::new("/dev/null") && target.ends_with("proc/kcore"))));
         assert!(mounted_ro(&conditional, "/data/run/root/proc/sys"));
+    }
+
+    #[test]
+    fn one_layer_is_bound_at_opt_and_several_are_overlaid_the_last_on_top() {
+        let mut one = spec();
+        one.layers = vec!["/data/layers/1/aa/content".into()];
+        let steps = plan(&one, &debian());
+        assert!(mounted_ro(&steps, "/data/run/root/opt"));
+        assert!(steps.iter().any(|s| matches!(s, Step::Mount { source: Some(src), target, .. }
+            if src == Path::new("/data/layers/1/aa/content") && target == Path::new("/data/run/root/opt"))));
+
+        let mut three = spec();
+        three.layers = vec!["/l/a".into(), "/l/b".into(), "/l/c".into()];
+        check(&three).unwrap();
+        let steps = plan(&three, &debian());
+        let overlay = steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Mount { fstype: Some("overlay"), target, flags, data: Some(d), .. } => {
+                    Some((target.clone(), *flags, d.clone()))
+                }
+                _ => None,
+            })
+            .expect("an overlay");
+        assert_eq!(overlay.0, Path::new("/data/run/root/opt"));
+        assert!(overlay.1.readonly && overlay.1.nosuid && overlay.1.nodev);
+        assert_eq!(overlay.2, "lowerdir=/l/c:/l/b:/l/a");
+        let tmp = position(
+            &steps,
+            |s| matches!(s, Step::Mount { fstype: Some("tmpfs"), target, .. } if target.ends_with("tmp")),
+        );
+        let opt = position(&steps, |s| matches!(s, Step::Mount { fstype: Some("overlay"), .. }));
+        assert!(opt < tmp, "layers are mounted with the rest of the image, before /tmp");
+
+        three.layers.push("/data,odd/l".into());
+        assert!(check(&three).unwrap_err().contains("overlay"));
+        assert!(
+            plan(&spec(), &debian()).iter().all(|s| !matches!(s, Step::Mount { target, source: Some(_), .. }
+            if target == Path::new("/data/run/root/opt"))),
+            "no layers: /opt stays empty"
+        );
+    }
+
+    #[test]
+    fn an_imported_image_replaces_the_hosts_directories() {
+        let mut t = debian().0;
+        for (p, e) in [
+            ("/img/usr", HostEntry::Dir),
+            ("/img/bin", HostEntry::Symlink("usr/bin".into())),
+            ("/img/var", HostEntry::Dir),
+            ("/img/proc", HostEntry::Dir),
+            ("/img/etc", HostEntry::Dir),
+            ("/img/etc/os-release", HostEntry::File),
+            ("/img/etc/ssl", HostEntry::Dir),
+            ("/img/etc/shadow", HostEntry::File),
+            ("/img/etc/passwd", HostEntry::File),
+            ("/etc/hosts", HostEntry::File),
+        ] {
+            t.insert(p.into(), e);
+        }
+        let mut s = spec();
+        s.image = Some("/img".into());
+        let steps = plan(&s, &Table(t));
+        let bound =
+            |src: &str| steps.iter().any(|st| matches!(st, Step::Mount { source: Some(x), .. } if x == Path::new(src)));
+        assert!(bound("/img/usr") && bound("/img/var") && bound("/img/etc/os-release") && bound("/img/etc/ssl"));
+        assert!(!bound("/usr") && !bound("/etc/ssl"), "nothing of the host's image");
+        assert!(bound("/etc/resolv.conf") && bound("/etc/hosts"), "the host's name resolution");
+        assert!(!bound("/img/proc") && !bound("/img/etc/shadow") && !bound("/img/etc/passwd"));
+        assert!(steps.contains(&Step::Symlink { target: "usr/bin".into(), link: "/data/run/root/bin".into() }));
+        assert!(mounted_ro(&steps, "/data/run/root/usr"));
+        assert!(mounted_ro(&steps, "/data/run/root/var/task"), "the code on top of the image's /var");
     }
 
     #[test]

@@ -93,6 +93,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::Validation(v) => Self::bad_request("invalid_parameter", v.message).with_field(v.field),
             RegistryError::Reference(r) => Self::bad_request("invalid_reference", r.0),
             RegistryError::Archive(a) => a.into(),
+            RegistryError::Image(stoke_store::ImageError::Io(io)) => Self::internal(io),
+            RegistryError::Image(e @ stoke_store::ImageError::TooLarge { .. }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", e.to_string())
+            }
+            RegistryError::Image(e) => Self::bad_request("invalid_image", e.to_string()),
             RegistryError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             RegistryError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             RegistryError::IllegalTransition(t) => Self::new(StatusCode::CONFLICT, "illegal_transition", t.to_string()),

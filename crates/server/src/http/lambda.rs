@@ -35,11 +35,11 @@ pub struct LambdaError {
 }
 
 impl LambdaError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self { status, kind, message: message.into(), retry_after: None }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message)
     }
 }
@@ -67,6 +67,13 @@ impl From<RegistryError> for LambdaError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
             }
             RegistryError::Archive(_) => Self::invalid(message),
+            RegistryError::Image(stoke_store::ImageError::TooLarge { .. }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
+            }
+            RegistryError::Image(stoke_store::ImageError::Io(_)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
+            }
+            RegistryError::Image(_) => Self::invalid(message),
             RegistryError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message),
             RegistryError::Conflict(_)
             | RegistryError::IllegalTransition(_)
@@ -119,7 +126,7 @@ impl From<InvokeFailure> for LambdaError {
     }
 }
 
-type LambdaResult<T> = Result<T, LambdaError>;
+pub(super) type LambdaResult<T> = Result<T, LambdaError>;
 
 /// A SigV4-verified request: who signed it, and its body.
 pub struct Signed {
@@ -167,7 +174,7 @@ impl FromRequest<AppState> for Signed {
 }
 
 impl Signed {
-    fn json<T: serde::de::DeserializeOwned>(&self) -> LambdaResult<T> {
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> LambdaResult<T> {
         let body = if self.body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &self.body[..] };
         serde_json::from_slice(body).map_err(|e| {
             LambdaError::new(
@@ -192,7 +199,7 @@ pub fn routes() -> Router<AppState> {
         .route("/functions/{name}/invocations", post(invoke))
 }
 
-fn sha_base64(hex: &str) -> String {
+pub(super) fn sha_base64(hex: &str) -> String {
     let bytes: Vec<u8> =
         (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -215,7 +222,17 @@ fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) ->
         None => function_arn(region, &f.account, &f.name, None),
     };
     let state = if f.state == LifecycleState::Blocked { "Inactive" } else { "Active" };
-    let layers: Vec<Value> = config.layers.iter().map(|l| json!({ "Arn": l, "CodeSize": 0 })).collect();
+    let layers: Vec<Value> = config
+        .layers
+        .iter()
+        .map(|l| {
+            let arn = stoke_core::LayerRef::parse(l).map_or_else(
+                |_| l.clone(),
+                |r| stoke_core::layer::layer_arn(region, &f.account, &r.name, Some(r.version)),
+            );
+            json!({ "Arn": arn, "CodeSize": 0 })
+        })
+        .collect();
     json!({
         "FunctionName": f.name.as_str(),
         "FunctionArn": arn,
@@ -306,7 +323,7 @@ struct CodeIn {
     image_uri: Option<String>,
 }
 
-fn zip_bytes(zip: Option<&str>, what: &str) -> LambdaResult<Vec<u8>> {
+pub(super) fn zip_bytes(zip: Option<&str>, what: &str) -> LambdaResult<Vec<u8>> {
     let zip = zip.ok_or_else(|| LambdaError::invalid(format!("{what} is required: the zip, base64-encoded")))?;
     base64::engine::general_purpose::STANDARD
         .decode(zip)

@@ -7,6 +7,8 @@ pub mod extract;
 mod functions;
 pub mod invoke;
 pub mod lambda;
+mod lambda_layers;
+pub mod layers;
 pub mod openapi;
 pub mod states;
 pub mod triggers;
@@ -87,13 +89,26 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}/history", get(workflows::history))
         .route("/executions/{id}/stop", post(workflows::stop))
         .route("/executions/{id}/timeline", get(workflows::timeline))
-        .route("/executions/{id}/cost", get(workflows::cost));
+        .route("/executions/{id}/cost", get(workflows::cost))
+        .route("/layers", get(layers::list))
+        .route("/layers/{name}/versions", get(layers::versions).post(layers::publish))
+        .route("/layers/{name}/versions/{version}", get(layers::get).delete(layers::delete))
+        .route("/images", get(layers::list_images))
+        .route(
+            "/images/{name}",
+            get(layers::get_image)
+                .delete(layers::delete_image)
+                // Images are streamed to disk, not buffered: they are limited by their unpacked size.
+                .put(layers::import)
+                .layer(DefaultBodyLimit::disable()),
+        );
     Router::new()
         .route("/", post(states::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
         .nest("/2015-03-31", lambda::routes())
+        .nest("/2018-10-31", lambda_layers::routes())
         .route("/u/{id}", any(triggers::serve_url))
         .route("/u/{id}/", any(triggers::serve_url))
         .route("/u/{id}/{*path}", any(triggers::serve_url))

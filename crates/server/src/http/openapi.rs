@@ -5,11 +5,11 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, functions, invoke, triggers, tune, workflows};
+use super::{accounts, functions, invoke, layers, triggers, tune, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, accounts, invocations, HTTP triggers and workflows. Authenticate with 'Authorization: Bearer <api_key>'."),
+    info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, layers, images, accounts, invocations, HTTP triggers and workflows. Authenticate with 'Authorization: Bearer <api_key>'."),
     paths(
         accounts::whoami, accounts::list, accounts::create, accounts::node,
         functions::create, functions::list, functions::get, functions::update_config, functions::delete,
@@ -24,6 +24,8 @@ use super::{accounts, functions, invoke, triggers, tune, workflows};
         workflows::start, workflows::run, workflows::executions, workflows::describe, workflows::history,
         workflows::stop, workflows::timeline, workflows::cost,
         tune::start, tune::get,
+        layers::publish, layers::list, layers::versions, layers::get, layers::delete,
+        layers::import, layers::list_images, layers::get_image, layers::delete_image,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

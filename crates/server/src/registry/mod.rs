@@ -14,8 +14,21 @@ use stoke_core::{
 };
 use stoke_store::archive::{self, ArchiveError, ArchiveLimits};
 use stoke_store::{
-    AliasRecord, CodeStore, EventRecord, EventState, FunctionRecord, Store, StoreError, VersionRecord, LATEST_DIR,
+    AliasRecord, CodeStore, EventRecord, EventState, FunctionRecord, ImageFiles, LayerFiles, Store, StoreError,
+    VersionRecord, LATEST_DIR,
 };
+
+mod layers;
+
+pub use layers::{layer_view_arn, RESERVED_IMAGE};
+
+/// Where the registry keeps files: code archives, unpacked layers, imported images.
+#[derive(Debug, Clone)]
+pub struct RegistryFiles {
+    pub code: CodeStore,
+    pub layers: LayerFiles,
+    pub images: ImageFiles,
+}
 
 /// Why a registry operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +39,8 @@ pub enum RegistryError {
     Reference(#[from] RefError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Image(#[from] stoke_store::ImageError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -118,6 +133,8 @@ impl RunningWork for NothingRunning {
 pub struct Registry {
     store: Arc<dyn Store>,
     code: CodeStore,
+    layers: LayerFiles,
+    images: ImageFiles,
     node: NodeLimits,
     archive_limits: ArchiveLimits,
     running: Arc<dyn RunningWork>,
@@ -156,12 +173,13 @@ fn check_limit(limit: usize) -> Result<()> {
 impl Registry {
     pub fn new(
         store: Arc<dyn Store>,
-        code: CodeStore,
+        files: RegistryFiles,
         node: NodeLimits,
         archive_limits: ArchiveLimits,
         running: Arc<dyn RunningWork>,
     ) -> Self {
-        Self { store, code, node, archive_limits, running, generation: AtomicU64::new(0) }
+        let RegistryFiles { code, layers, images } = files;
+        Self { store, code, layers, images, node, archive_limits, running, generation: AtomicU64::new(0) }
     }
 
     /// Changes with every write; equal generations mean equal registry contents.
@@ -217,6 +235,9 @@ impl Registry {
         let cleaned = self.code.reconcile(&self.store.referenced_archives()?)?;
         report.temp_files_removed = cleaned.temp_files_removed;
         report.orphan_archives_removed = cleaned.orphans_removed;
+        report.orphan_archives_removed += self.layers.reconcile(&self.store.referenced_layers()?)?;
+        let images: Vec<String> = self.store.list_images()?.into_iter().map(|i| i.name).collect();
+        report.orphan_archives_removed += self.images.reconcile(&images)?;
         report.retired_deleted = self.reap_retired()?;
         report.events_requeued = self.store.requeue_running_events()?;
         Ok(report)
@@ -360,8 +381,9 @@ impl Registry {
         code: &[u8],
     ) -> Result<FunctionRecord> {
         let name = FunctionName::parse(name)?;
-        let config = patch.into_new_config()?;
+        let mut config = patch.into_new_config()?;
         config.validate(&self.node)?;
+        self.check_references(account, &mut config)?;
         if self.store.get_function(account, &name)?.is_some() {
             return Err(RegistryError::Conflict(format!(
                 "function {name} already exists in your account; update it, or pick another name"
@@ -426,8 +448,11 @@ impl Registry {
         let mut f = self.load(account, name)?;
         let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
         let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
-        let config = patch.apply(&f.config);
+        let mut config = patch.apply(&f.config);
         config.validate(&self.node)?;
+        if config.layers != f.config.layers || config.base_image != f.config.base_image {
+            self.check_references(account, &mut config)?;
+        }
         let rev = f.revision;
         f.state = next_state(updating, LifecycleEvent::FinishUpdate, ctx)?;
         f.config = config;

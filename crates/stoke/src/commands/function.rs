@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::Body;
 use reqwest::Method;
 use serde_json::json;
-use stoke_core::ConfigPatch;
+use stoke_core::{ConfigPatch, Network};
 use stoke_server::http::views::{FunctionList, FunctionView, VersionList, VersionView};
 
 use crate::client::{segment, Client};
@@ -127,6 +127,9 @@ struct ConfigArgs {
     /// Seconds an idle instance stays warm.
     #[arg(long, value_name = "SECONDS")]
     keep_alive: Option<u32>,
+    /// `host` (the node's network, as on Lambda) or `none` (only loopback; needs the lean sandbox).
+    #[arg(long, value_parser = ["host", "none"])]
+    network: Option<String>,
 }
 
 impl ConfigArgs {
@@ -158,12 +161,13 @@ impl ConfigArgs {
             concurrency_limit: self.concurrency,
             min_warm: self.min_warm,
             keep_alive_s: self.keep_alive,
+            network: self.network.as_deref().map(|n| if n == "none" { Network::None } else { Network::Host }),
         })
     }
 }
 
 /// Reads an archive, or zips a directory (keeping file modes, so a `bootstrap` stays executable).
-fn load_code(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn load_code(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read code at {}", path.display()))?;
     if !meta.is_dir() {
         return std::fs::read(path).with_context(|| format!("cannot read code archive {}", path.display()));
@@ -212,7 +216,7 @@ impl Read for Progress {
     }
 }
 
-fn upload_body(bytes: Vec<u8>) -> Body {
+pub(crate) fn upload_body(bytes: Vec<u8>) -> Body {
     let len = bytes.len() as u64;
     let bar = ProgressBar::new(len);
     bar.set_style(
@@ -259,6 +263,7 @@ fn show(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value) {
         ("concurrency", c.concurrency_limit.map_or_else(|| "account limit".into(), |n| n.to_string())),
         ("min warm", c.min_warm.to_string()),
         ("keep alive", format!("{} s", c.keep_alive_s)),
+        ("network", c.network.as_str().to_string()),
         ("code", format!("{} ({} bytes)", f.code_sha256, f.code_size)),
         ("versions", if f.last_version == 0 { "none".into() } else { format!("1 … {}", f.last_version) }),
         ("modified", f.modified),

@@ -9,6 +9,7 @@ pub mod bench_tune;
 pub mod completions;
 pub mod function;
 pub mod invoke;
+pub mod layer;
 pub mod server;
 pub mod trigger;
 pub mod tune;

@@ -25,6 +25,9 @@ pub struct Args {
     /// Largest code archive accepted, in MB.
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_ARCHIVE_MB, value_name = "MB")]
     max_archive_mb: u64,
+    /// Largest image `stoke image import` accepts, unpacked, in MB.
+    #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_IMAGE_MB, value_name = "MB")]
+    max_image_mb: u64,
     /// Most live instances one account may have across its functions.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     account_concurrency: usize,
@@ -104,6 +107,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         max_memory_mb: args.max_memory_mb,
         gpus: args.gpus,
         max_archive_mb: args.max_archive_mb,
+        max_image_mb: args.max_image_mb,
         account_concurrency: args.account_concurrency,
         sandbox: match args.sandbox {
             SandboxArg::Auto => SandboxChoice::Auto,

@@ -258,3 +258,26 @@ pub fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
     let (status, resp) = s.post("/v1/functions", body);
     assert_eq!(status, 201, "{resp}");
 }
+
+/// Builds tests/functions/rust-echo (lambda_runtime) into its own target directory and returns the binary.
+pub fn build_rust_echo() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = root.join("target/functions");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/functions/rust-echo/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the lambda_runtime test function failed");
+    target.join("debug/bootstrap")
+}
+
+/// A zip holding `bootstrap` (mode 0755) with these bytes: a `provided` function's archive.
+pub fn bootstrap_zip(binary: &[u8]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+    w.write_all(binary).unwrap();
+    w.finish().unwrap().into_inner()
+}

@@ -1,4 +1,5 @@
-//! Echoes its event with a few context fields; fails on request; uses stoke's runtime interfaces on request. Used by stoke's tests and benchmarks.
+//! Echoes its event with a few context fields; fails on request; reads files on request; uses stoke's runtime
+//! interfaces on request. Used by stoke's tests and benchmarks.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -10,6 +11,15 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     }
     if payload.get("noop").is_some() {
         return Ok(Value::Null);
+    }
+    // What the instance sees of the file system: each path's contents (text), or null when unreadable.
+    if let Some(paths) = payload.get("read").and_then(Value::as_array) {
+        let seen: serde_json::Map<String, Value> = paths
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|p| (p.to_string(), std::fs::read_to_string(p).map_or(Value::Null, Value::String)))
+            .collect();
+        return Ok(Value::Object(seen));
     }
     // stoke's runtime interfaces, when the event asks: prepare the next step, or run as a prepared one.
     if let Some(next) = payload.get("prepare").and_then(Value::as_str) {
