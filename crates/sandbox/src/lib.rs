@@ -58,6 +58,28 @@ pub struct SpawnSpec {
     pub runtime_api_port: u16,
 }
 
+/// A kind of generic instance (OpenWhisk's stem cells): a sandbox set up before anyone knows its function,
+/// given one on demand. The backend keeps `count` of each kind ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenericSpec {
+    /// Shown in listings: `sandbox` (nothing started yet) or a runtime's name (`python`).
+    pub name: String,
+    /// A runtime started before its function is known; it reads its assignment from stdin (stoke's
+    /// Python bootstrap does). `None`: start nothing until the assignment, then run what it names.
+    pub prestart: Option<(PathBuf, Vec<OsString>)>,
+    /// The environment of the pre-started runtime (the assignment brings the function's).
+    pub env: Vec<(String, String)>,
+    /// stoke's runtime files on the host (seen at `/var/runtime`), and host directories runtimes need at
+    /// the same path (an interpreter installed outside `/usr`).
+    pub runtime_dir: PathBuf,
+    pub host_dirs: Vec<PathBuf>,
+    /// Limits until a function is assigned (then the function's): memory in MB, CPU share in thousandths
+    /// of a vCPU.
+    pub memory_mb: u32,
+    pub cpu_millis: u32,
+    pub count: usize,
+}
+
 /// Control over a running instance, independent of who waits for it.
 pub trait InstanceControl: Send + Sync {
     fn pid(&self) -> u32;
@@ -106,6 +128,13 @@ pub trait Sandbox: Send + Sync + 'static {
     /// layer stays at its own host path.
     fn layer_root(&self) -> Option<PathBuf> {
         None
+    }
+    /// Keeps generic instances of these kinds ready, replacing each one used (backends that cannot do
+    /// without starting from scratch ignore this).
+    fn keep_generic(&self, _kinds: Vec<GenericSpec>) {}
+    /// Generic instances ready now, by kind.
+    fn generic_ready(&self) -> Vec<(String, usize)> {
+        Vec::new()
     }
     /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
     /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).

@@ -10,6 +10,42 @@ import sys
 import time
 import traceback
 
+
+def take_assignment():
+    """A generic instance starts this runtime before its function is known, and gives it the function on
+    stdin: NUL-terminated items tagged p (program), a (argument), c (working directory) and e (KEY=VALUE of
+    the environment), ended by an empty item. The environment replaces this process's; PYTHONPATH, which
+    the interpreter read at its start, is applied to sys.path here."""
+    data = b""
+    while not (data == b"\0" or data.endswith(b"\0\0")):
+        chunk = os.read(0, 65536)
+        if not chunk:
+            sys.exit("stoke: the generic instance's assignment pipe closed before its function came")
+        data += chunk
+    env, cwd = {}, None
+    for item in data.split(b"\0")[:-1]:
+        if not item:
+            break
+        tag, rest = item[:1], item[1:].decode("utf-8", "surrogateescape")
+        if tag == b"e":
+            key, _, value = rest.partition("=")
+            env[key] = value
+        elif tag == b"c":
+            cwd = rest
+    os.environ.clear()
+    os.environ.update(env)
+    for entry in reversed([p for p in env.get("PYTHONPATH", "").split(":") if p]):
+        sys.path.insert(1, entry)
+    if cwd:
+        os.chdir(cwd)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
+if os.environ.get("STOKE_GENERIC") == "1":
+    take_assignment()
+
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 HOST, _, PORT = API.partition(":")
 CONN = http.client.HTTPConnection(HOST, int(PORT or 80))

@@ -193,6 +193,9 @@ pub struct Settings {
     pub freeze_idle_after: Option<Duration>,
     /// How long a reservation made by `prepare` waits for its step before it is released.
     pub reservation_ttl: Duration,
+    /// Generic instances to keep ready (where the sandbox can), by kind: `sandbox` (set up, nothing started)
+    /// and `python` (stoke's Python runtime already started).
+    pub generic: Vec<(runtimes::GenericKind, usize)>,
 }
 
 impl Default for Settings {
@@ -206,6 +209,7 @@ impl Default for Settings {
             account_concurrency: 1000,
             freeze_idle_after: Some(Duration::from_secs(1)),
             reservation_ttl: Duration::from_secs(60),
+            generic: Vec::new(),
         }
     }
 }
@@ -275,6 +279,7 @@ impl Scheduler {
     /// Must be called inside a tokio runtime.
     pub fn start(sandbox: Arc<dyn Sandbox>, run_dir: PathBuf, settings: Settings) -> std::io::Result<Self> {
         runtimes::install(&run_dir)?;
+        sandbox.keep_generic(runtimes::generic_specs(&run_dir, &settings.generic));
         let shared = Arc::new(Shared {
             sandbox,
             run_dir,
@@ -308,6 +313,11 @@ impl Scheduler {
 
     pub fn sandbox_kind(&self) -> &'static str {
         self.shared.sandbox.kind()
+    }
+
+    /// Generic instances ready, by kind.
+    pub fn generic_ready(&self) -> Vec<(String, usize)> {
+        self.shared.sandbox.generic_ready()
     }
 
     fn queue_for(&self, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {

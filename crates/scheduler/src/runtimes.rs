@@ -61,11 +61,13 @@ fn interpreter(name: &'static str, ask: &'static [&'static str]) -> Option<PathB
     found
 }
 
+const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The environment every runtime gets (COMPAT.md §1.5), then the function's own variables.
 fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance: u64) -> Vec<(String, String)> {
     let c = &target.config;
     let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("PATH".into(), BASE_PATH.into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("TZ".into(), ":UTC".into()),
         ("HOME".into(), "/tmp".into()),
@@ -116,6 +118,89 @@ fn add_layer_paths(env: &mut Vec<(String, String)>, runtime: Runtime, roots: &[P
     }
 }
 
+/// How stoke's Python runtime starts (`seen` is where the instance sees the runtime files). -S: no host
+/// site-packages — a function brings its dependencies in its archive or its layers, as on Lambda — and
+/// skipping site saves most of the interpreter's start-up.
+fn python_args(seen_runtime_dir: &Path) -> Vec<std::ffi::OsString> {
+    vec!["-S".into(), "-u".into(), seen_runtime_dir.join("stoke_python_bootstrap.py").into_os_string()]
+}
+
+fn host_python() -> Option<PathBuf> {
+    interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
+}
+
+fn host_node() -> Option<PathBuf> {
+    interpreter("node", &["-e", "console.log(process.execPath)"])
+}
+
+/// The installation directories of the node's interpreters outside `/usr`, part of the default image.
+fn default_host_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        [host_python(), host_node()].into_iter().flatten().flat_map(|p| installation(&p)).collect();
+    dirs.dedup();
+    dirs
+}
+
+/// Kinds of generic instance (started before their function is known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenericKind {
+    /// Set up (namespaces, cgroups, file system), nothing started: serves any runtime on the default image.
+    Sandbox,
+    /// stoke's Python runtime already started, waiting for its function: serves `python3.x` on the default
+    /// image.
+    Python,
+}
+
+impl GenericKind {
+    pub fn parse(s: &str) -> Option<GenericKind> {
+        match s {
+            "sandbox" => Some(GenericKind::Sandbox),
+            "python" => Some(GenericKind::Python),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GenericKind::Sandbox => "sandbox",
+            GenericKind::Python => "python",
+        }
+    }
+}
+
+/// What the sandbox needs to keep generic instances of these kinds.
+pub(crate) fn generic_specs(run_dir: &Path, kinds: &[(GenericKind, usize)]) -> Vec<stoke_sandbox::GenericSpec> {
+    let runtime_dir = run_dir.join("runtimes");
+    let seen_runtime_dir = Path::new(stoke_sandbox::lean::RUNTIME_DIR);
+    let memory_mb = stoke_core::config::MIN_MEMORY_MB;
+    kinds
+        .iter()
+        .filter_map(|(kind, count)| {
+            let prestart = match kind {
+                GenericKind::Sandbox => None,
+                GenericKind::Python => Some((host_python()?, python_args(seen_runtime_dir))),
+            };
+            let env = vec![
+                ("PATH".into(), BASE_PATH.into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("TZ".into(), ":UTC".into()),
+                ("HOME".into(), "/tmp".into()),
+                ("STOKE_GENERIC".into(), "1".into()),
+            ];
+            Some(stoke_sandbox::GenericSpec {
+                name: kind.name().to_string(),
+                prestart,
+                env,
+                runtime_dir: runtime_dir.clone(),
+                host_dirs: default_host_dirs(),
+                memory_mb,
+                cpu_millis: stoke_core::limits::cpu_millis(memory_mb),
+                count: *count,
+            })
+        })
+        .collect()
+}
+
 /// An interpreter inside an imported image (as the instance sees it), from the usual places.
 fn in_image(image: &Path, name: &str, image_name: &str) -> Result<PathBuf, String> {
     for dir in ["usr/local/bin", "usr/bin", "bin"] {
@@ -160,21 +245,14 @@ pub fn spawn_spec(
     }
     let python = || match &target.image {
         Some(image) => in_image(image, "python3", &target.config.base_image),
-        None => interpreter("python3", &["-S", "-c", "import sys; print(sys.executable)"])
-            .ok_or_else(|| "python3 is not installed on this node".to_string()),
+        None => host_python().ok_or_else(|| "python3 is not installed on this node".to_string()),
     };
     let node = || match &target.image {
         Some(image) => in_image(image, "node", &target.config.base_image),
-        None => interpreter("node", &["-e", "console.log(process.execPath)"])
-            .ok_or_else(|| "node is not installed on this node".to_string()),
+        None => host_node().ok_or_else(|| "node is not installed on this node".to_string()),
     };
     let (program, args) = match runtime {
-        Runtime::Python { .. } => {
-            // -S: no host site-packages. A function brings its dependencies in its archive or its layers, as on
-            // Lambda, and skipping site saves most of the interpreter's start-up.
-            let script = seen.runtime_dir.join("stoke_python_bootstrap.py");
-            (python()?, vec!["-S".into(), "-u".into(), script.into_os_string()])
-        }
+        Runtime::Python { .. } => (python()?, python_args(&seen.runtime_dir)),
         Runtime::Node { .. } => (node()?, vec![seen.runtime_dir.join("stoke_node_bootstrap.js").into_os_string()]),
         Runtime::Provided => {
             if !code_dir.join("bootstrap").is_file() {
@@ -187,12 +265,7 @@ pub fn spawn_spec(
     };
     // The node's language runtimes are part of the default image wherever they are installed, so a
     // `provided` bootstrap may use them too. An imported image brings its own.
-    let mut host_dirs: Vec<PathBuf> = if target.image.is_some() {
-        Vec::new()
-    } else {
-        [python().ok(), node().ok()].into_iter().flatten().flat_map(|p| installation(&p)).collect()
-    };
-    host_dirs.dedup();
+    let host_dirs = if target.image.is_some() { Vec::new() } else { default_host_dirs() };
     // With a network of its own, the instance reaches its Runtime API through the relay, as on Lambda.
     let api_port =
         if target.config.network == stoke_core::Network::None { stoke_sandbox::RELAYED_RUNTIME_API_PORT } else { port };

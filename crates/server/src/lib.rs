@@ -5,6 +5,8 @@
 
 pub mod accounts;
 pub mod http;
+
+pub use stoke_scheduler::runtimes::GenericKind;
 pub mod invoke;
 pub mod node;
 pub mod registry;
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub pricing: stoke_core::cost::Pricing,
     /// How long an instance reserved by `prepare` waits for its step before it is released.
     pub reservation_ttl: Duration,
+    /// Generic instances to keep ready, by kind (lean sandbox).
+    pub generic: Vec<(stoke_scheduler::runtimes::GenericKind, usize)>,
 }
 
 /// Which sandbox the server runs instances in.
@@ -228,6 +232,7 @@ impl Server {
             account_concurrency: config.account_concurrency,
             freeze_idle_after: config.freeze_idle_after,
             reservation_ttl: config.reservation_ttl,
+            generic: config.generic.clone(),
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
@@ -279,7 +284,13 @@ impl Server {
         write_private(&data_dir.join(SERVER_FILE), &serde_json::to_vec_pretty(&server_file).unwrap_or_default(), 0o644)
             .map_err(dir_err)?;
 
-        let sandbox = format!("{} ({sandbox_note})", invoker.scheduler().sandbox_kind());
+        let kind = invoker.scheduler().sandbox_kind();
+        let generic: Vec<String> = config.generic.iter().map(|(k, n)| format!("{}={n}", k.name())).collect();
+        let sandbox = if kind == "lean" && !generic.is_empty() {
+            format!("{kind} ({sandbox_note}; generic instances kept ready: {})", generic.join(", "))
+        } else {
+            format!("{kind} ({sandbox_note})")
+        };
         let state = AppState {
             gateway: Arc::new(triggers::Gateway::new(registry.clone())),
             registry,

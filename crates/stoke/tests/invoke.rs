@@ -397,7 +397,16 @@ fn prometheus_metrics_count_invocations_cold_starts_and_throttles() {
     for event in [json!({}), json!({}), json!({"fail": true})] {
         assert_eq!(invoke(&s, "counted", event).status, 200);
     }
-    let text = s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    // The instance is busy until its runtime asks for the next invocation, a moment after the response.
+    let scrape = || s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    let idle =
+        |t: &str| t.lines().any(|l| l.starts_with("stoke_instances{") && l.contains("counted") && l.contains("idle"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut text = scrape();
+    while !idle(&text) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = scrape();
+    }
     let line = |needle: &str| {
         text.lines().find(|l| l.contains(needle) && l.contains("function=\"counted\"")).map(str::to_string)
     };

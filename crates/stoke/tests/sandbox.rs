@@ -125,8 +125,20 @@ def handler(event, context):
 
 const ECHO: &str = "def handler(event, context):\n    return event\n";
 
-fn server() -> TestServer {
-    let s = TestServer::start_with(&["--sandbox", "lean", "--tmp-mb", "16"]);
+/// The two ways a lean instance starts: set up for its function, or a generic instance (set up before its
+/// function was known, then given it). Every attack runs against both.
+const SETUPS: [&str; 2] = ["none", "python=2,sandbox=2"];
+
+fn server(generic: &str) -> TestServer {
+    let s = TestServer::start_with(&["--sandbox", "lean", "--tmp-mb", "16", "--generic", generic]);
+    if generic != "none" {
+        // Let the pool fill, so the hostile function's first instance is a generic one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while s.get("/v1/instances").1["generic"]["python"] != 2 {
+            assert!(std::time::Instant::now() < deadline, "the generic pool never filled");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     python_fn(&s, "hostile", HOSTILE, json!({"memory_mb": 1024, "timeout_s": 30}));
     python_fn(&s, "bystander", ECHO, json!({}));
     s
@@ -159,10 +171,15 @@ fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root() {
     if !privileged("lean instance identity") {
         return;
     }
-    let s = server();
+    for generic in SETUPS {
+        a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(&server(generic));
+    }
+}
+
+fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(s: &TestServer) {
     let (status, list) = s.get("/v1/instances");
     assert_eq!((status, list["sandbox"].as_str()), (200, Some("lean")));
-    let me = attack(&s, "whoami", json!({}));
+    let me = attack(s, "whoami", json!({}));
     assert_eq!((me["uid"].as_u64(), me["gid"].as_u64()), (Some(993), Some(990)), "{me}");
     assert_eq!(me["cwd"], "/var/task");
     assert_eq!(me["task_root"], "/var/task");
@@ -183,10 +200,15 @@ fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes() {
     if !privileged("host isolation") {
         return;
     }
-    let s = server();
+    for generic in SETUPS {
+        hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(&server(generic));
+    }
+}
+
+fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(s: &TestServer) {
     let credentials = s.dir.join("credentials.json");
     let paths = json!(["/etc/shadow", credentials.to_str().unwrap(), "/root/.bash_history", "/proc/1/environ"]);
-    let read = attack(&s, "read_host", json!({"paths": paths}));
+    let read = attack(s, "read_host", json!({"paths": paths}));
     for p in paths.as_array().unwrap() {
         refused(&read[p.as_str().unwrap()], p.as_str().unwrap());
     }
@@ -195,12 +217,12 @@ fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes() {
         ["pid"]
         .as_u64()
         .unwrap();
-    let procs = attack(&s, "processes", json!({"server_pid": server_pid}));
+    let procs = attack(s, "processes", json!({"server_pid": server_pid}));
     let pids: Vec<u64> = procs["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
     assert!(pids.len() <= 3 && pids.contains(&1), "an instance sees only its own processes: {pids:?}");
     refused(&procs["kill_server"], "killing the server");
 
-    let writes = attack(&s, "write_readonly", json!({}));
+    let writes = attack(s, "write_readonly", json!({}));
     for (path, result) in writes.as_object().unwrap() {
         refused(result, path);
     }
@@ -216,14 +238,19 @@ fn hostile_functions_cannot_mount_trace_or_make_namespaces_or_escape_through_pro
     if !privileged("privileged calls") {
         return;
     }
-    let s = server();
-    let calls = attack(&s, "privileged_calls", json!({}));
+    for generic in SETUPS {
+        hostile_functions_cannot_mount_trace_or_make_namespaces_or_escape_through_proc_on(&server(generic));
+    }
+}
+
+fn hostile_functions_cannot_mount_trace_or_make_namespaces_or_escape_through_proc_on(s: &TestServer) {
+    let calls = attack(s, "privileged_calls", json!({}));
     for name in ["mount", "umount", "unshare_net", "unshare_user", "ptrace_init", "chroot", "sethostname"] {
         eperm(&calls[name], name);
     }
     refused(&calls["setuid_root"], "setuid(0)");
 
-    let proc = attack(&s, "proc_escape", json!({}));
+    let proc = attack(s, "proc_escape", json!({}));
     refused(&proc["host_shadow_via_proc"], "/proc/1/root/etc/shadow");
     refused(&proc["sysrq"], "/proc/sysrq-trigger");
     refused(&proc["core_pattern"], "/proc/sys/kernel/core_pattern");
@@ -243,12 +270,17 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
     if !privileged("resource limits") {
         return;
     }
-    let s = server();
+    for generic in SETUPS {
+        fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_serving_on(&server(generic));
+    }
+}
+
+fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_serving_on(s: &TestServer) {
     // Fork bomb: stopped by the PIDs limit, while another function keeps answering.
     std::thread::scope(|scope| {
-        let bomb = scope.spawn(|| attack(&s, "fork_bomb", json!({})));
+        let bomb = scope.spawn(|| attack(s, "fork_bomb", json!({})));
         for i in 0..5 {
-            assert_eq!(invoke(&s, "bystander", json!({"during": i})).2, json!({"during": i}));
+            assert_eq!(invoke(s, "bystander", json!({"during": i})).2, json!({"during": i}));
             std::thread::sleep(Duration::from_millis(50));
         }
         let result = bomb.join().unwrap();
@@ -258,7 +290,7 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
     });
 
     // Memory bomb: killed at the function's memory size, reported as Lambda does.
-    let (status, error, body) = invoke(&s, "hostile", json!({"attack": "memory_bomb"}));
+    let (status, error, body) = invoke(s, "hostile", json!({"attack": "memory_bomb"}));
     assert_eq!(status, 200);
     assert_eq!(error.as_deref(), Some("Runtime.OutOfMemory"), "{body}");
     assert_eq!(body["errorType"], "Runtime.OutOfMemory");
@@ -272,10 +304,10 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no REPORT with memory in {logs}"));
     assert!((900..=1024).contains(&used), "Max Memory Used {used} MB is near the 1024 MB limit");
-    assert_eq!(invoke(&s, "bystander", json!({"after": "oom"})).2, json!({"after": "oom"}));
+    assert_eq!(invoke(s, "bystander", json!({"after": "oom"})).2, json!({"after": "oom"}));
 
     // /tmp: a size-limited tmpfs (16 MB on this server).
-    let tmp = attack(&s, "fill_tmp", json!({}));
+    let tmp = attack(s, "fill_tmp", json!({}));
     assert!(tmp["written_mb"].as_u64().unwrap() <= 16, "{tmp}");
     assert!(tmp["error"].as_str().unwrap().contains("No space left"), "{tmp}");
 }

@@ -195,7 +195,7 @@ impl Layout {
     /// Creates instance `id`'s groups with its limits.
     pub fn create(&self, server: u32, id: u64, limits: &Limits) -> io::Result<Group> {
         let mut dirs = Vec::new();
-        let mut group = Group { dirs: Vec::new(), memory: None, freezer: None };
+        let mut group = Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new() };
         for (ctrl, h) in &self.controllers {
             let (base, v2) = server_dir(h, server);
             let dir = base.join(format!("i{id}"));
@@ -218,6 +218,7 @@ impl Layout {
                 "freezer" => group.freezer = Some((dir.clone(), v2)),
                 _ => {}
             }
+            group.controllers.push((ctrl, dir.clone(), v2));
         }
         group.dirs = dirs;
         Ok(group)
@@ -290,9 +291,33 @@ pub struct Group {
     dirs: Vec<PathBuf>,
     memory: Option<(PathBuf, bool)>,
     freezer: Option<(PathBuf, bool)>,
+    /// Each controller's directory and whether it is v2.
+    controllers: Vec<(&'static str, PathBuf, bool)>,
 }
 
 impl Group {
+    /// Changes the group's limits (a generic instance gets its function's when it is assigned). On v1,
+    /// memory may not exceed memory+swap: the memory limit is written on both sides of memory+swap, so one
+    /// of the two writes takes whichever way the limit moves.
+    pub fn set_limits(&self, limits: &Limits) -> io::Result<()> {
+        for (ctrl, dir, v2) in &self.controllers {
+            let mut writes = settings(ctrl, *v2, limits);
+            if *ctrl == "memory" && !*v2 {
+                writes.push(writes[0].clone());
+            }
+            let last = writes.len().saturating_sub(1);
+            for (i, (file, value)) in writes.iter().enumerate() {
+                let optional = file.contains("memsw") || file.contains("swap") || (*ctrl == "memory" && !*v2 && i == 0);
+                if let Err(e) = fs::write(dir.join(file), value) {
+                    if !optional || i == last {
+                        return Err(io::Error::other(format!("cannot set {file} on {}: {e}", dir.display())));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The directories whose `cgroup.procs` the instance joins.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs

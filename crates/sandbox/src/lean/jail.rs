@@ -24,6 +24,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
+use super::assignment::Assignment;
 use super::rootfs::{self, Bind, RootSpec, Step};
 use super::seccomp;
 
@@ -42,6 +43,20 @@ pub struct JailConfig {
     /// `network: none`: the host port of the instance's Runtime API, relayed to
     /// [`RELAYED_RUNTIME_API_PORT`] inside the instance's own network namespace.
     pub relay: Option<u16>,
+    /// How a generic instance gets its function.
+    pub generic: Generic,
+}
+
+/// Whether the instance knows its function at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generic {
+    /// It does: run `program` now.
+    #[default]
+    No,
+    /// Set everything up, then wait for an [`Assignment`] on stdin and run what it says.
+    Await,
+    /// Start `program` now (stoke's Python bootstrap), which reads its assignment from stdin itself.
+    Prestart,
 }
 
 /// Where an instance with a network of its own finds its Runtime API (as on Lambda: `127.0.0.1:9001`).
@@ -81,6 +96,14 @@ impl JailConfig {
         if let Some(port) = self.relay {
             a.extend(["--relay".into(), port.to_string().into()]);
         }
+        if let Some(attach) = &r.attach {
+            a.extend(["--attach".into(), attach.clone().into()]);
+        }
+        match self.generic {
+            Generic::No => {}
+            Generic::Await => a.push("--await-assignment".into()),
+            Generic::Prestart => a.push("--prestart".into()),
+        }
         a.push("--".into());
         a.push(self.program.clone().into());
         a.extend(self.args.iter().cloned());
@@ -99,8 +122,9 @@ impl JailConfig {
             hostname: "stoke".into(),
             layers: Vec::new(),
             image: None,
+            attach: None,
         };
-        let (mut cgroups, mut cwd, mut relay) = (Vec::new(), PathBuf::from("/"), None);
+        let (mut cgroups, mut cwd, mut relay, mut generic) = (Vec::new(), PathBuf::from("/"), None, Generic::No);
         let value = |it: &mut dyn Iterator<Item = OsString>, key: &str| {
             it.next().ok_or_else(|| format!("option {key} needs a value"))
         };
@@ -120,6 +144,9 @@ impl JailConfig {
                 "--cgroup" => cgroups.push(value(&mut it, &key)?.into()),
                 "--layer" => root.layers.push(value(&mut it, &key)?.into()),
                 "--image" => root.image = Some(value(&mut it, &key)?.into()),
+                "--attach" => root.attach = Some(value(&mut it, &key)?.into()),
+                "--await-assignment" => generic = Generic::Await,
+                "--prestart" => generic = Generic::Prestart,
                 "--relay" => {
                     let port = number(value(&mut it, &key)?, &key)?;
                     relay = Some(u16::try_from(port).map_err(|_| format!("option {key} needs a port number"))?);
@@ -133,14 +160,19 @@ impl JailConfig {
                 other => return Err(format!("unknown option {other}")),
             }
         }
-        let program: PathBuf = it.next().ok_or("no program after --")?.into();
+        // A generic instance waiting for its assignment learns its program then.
+        let program: PathBuf = match it.next() {
+            Some(p) => p.into(),
+            None if generic == Generic::Await => PathBuf::new(),
+            None => return Err("no program after --".into()),
+        };
         if root.new_root.as_os_str().is_empty() {
             return Err("--new-root is required".into());
         }
         if root.uid == 0 || root.gid == 0 {
             return Err("--uid and --gid must name an unprivileged user (not 0)".into());
         }
-        Ok(JailConfig { root, cgroups, cwd, program, args: it.collect(), relay })
+        Ok(JailConfig { root, cgroups, cwd, program, args: it.collect(), relay, generic })
     }
 }
 
@@ -380,10 +412,18 @@ fn init(config: &JailConfig) -> ! {
     if let Err(e) = rootfs::apply(&steps, &mut RealSys) {
         fail(&format!("cannot build the instance's file system: {e}"));
     }
+    // A generic instance that waits: everything is set up; its function comes on stdin.
+    let assignment = match config.generic {
+        Generic::Await => match Assignment::read_from(&mut io::stdin().lock()) {
+            Ok(a) => Some(a),
+            Err(e) => fail(&format!("no assignment: {e}")),
+        },
+        Generic::No | Generic::Prestart => None,
+    };
     // SAFETY: init is single-threaded.
     let runtime = match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&format!("cannot fork the runtime: {e}")),
-        Ok(ForkResult::Child) => exec_runtime(config),
+        Ok(ForkResult::Child) => exec_runtime(config, assignment.as_ref()),
         Ok(ForkResult::Parent { child }) => child,
     };
     // Reap everything; leave when the runtime does.
@@ -397,8 +437,13 @@ fn init(config: &JailConfig) -> ! {
     }
 }
 
-/// The runtime's last steps before it becomes the function's runtime.
-fn exec_runtime(config: &JailConfig) -> ! {
+/// The runtime's last steps before it becomes the function's runtime: what `assignment` says when there
+/// is one (with exactly its environment), what the command line says otherwise (with the helper's own).
+fn exec_runtime(config: &JailConfig, assignment: Option<&Assignment>) -> ! {
+    let (program, args, cwd) = match assignment {
+        Some(a) => (&a.program, &a.args, &a.cwd),
+        None => (&config.program, &config.args, &config.cwd),
+    };
     if let Err(e) = drop_privileges(config.root.uid, config.root.gid) {
         fail(&format!("cannot drop privileges: {e}"));
     }
@@ -408,14 +453,24 @@ fn exec_runtime(config: &JailConfig) -> ! {
     if let Err(e) = seccomp::install() {
         fail(&format!("cannot install the seccomp filter: {e}"));
     }
-    if let Err(e) = nix::unistd::chdir(&config.cwd) {
-        fail(&format!("cannot enter {}: {e}", config.cwd.display()));
+    if let Err(e) = nix::unistd::chdir(cwd) {
+        fail(&format!("cannot enter {}: {e}", cwd.display()));
     }
-    let program = cstring(config.program.as_os_str());
-    let mut argv = vec![program.clone()];
-    argv.extend(config.args.iter().map(|a| cstring(a)));
-    let e = nix::unistd::execv(&program, &argv).unwrap_err();
-    fail(&format!("cannot run {}: {e}", config.program.display()))
+    let path = cstring(program.as_os_str());
+    let mut argv = vec![path.clone()];
+    argv.extend(args.iter().map(|a| cstring(a)));
+    let e = match assignment {
+        Some(a) => {
+            let env: Vec<CString> = a.env.iter().map(|(k, v)| cstring(OsStr::new(&format!("{k}={v}")))).collect();
+            // Its stdin was the assignment's pipe; a function reads /dev/null there, as everywhere else.
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                let _ = nix::unistd::dup2_stdin(&null);
+            }
+            nix::unistd::execve(&path, &argv, &env).unwrap_err()
+        }
+        None => nix::unistd::execv(&path, &argv).unwrap_err(),
+    };
+    fail(&format!("cannot run {}: {e}", program.display()))
 }
 
 fn cstring(s: &OsStr) -> CString {
@@ -461,6 +516,7 @@ fn ms_flags(f: &rootfs::MountFlags) -> MsFlags {
         (f.nodev, MsFlags::MS_NODEV),
         (f.noexec, MsFlags::MS_NOEXEC),
         (f.private, MsFlags::MS_PRIVATE),
+        (f.slave, MsFlags::MS_SLAVE),
     ] {
         if on {
             m |= flag;
@@ -526,12 +582,14 @@ mod tests {
                 hostname: "stoke".into(),
                 layers: vec!["/d/layers/1/aa/content".into(), "/d/layers/1/bb/content".into()],
                 image: Some("/d/images/alpine/rootfs".into()),
+                attach: Some("/d/run/attach/3".into()),
             },
             cgroups: vec!["/sys/fs/cgroup/memory/stoke/s1/i2".into()],
             cwd: "/var/task".into(),
             program: "/usr/bin/python3".into(),
             args: vec!["-u".into(), "--".into(), "/var/runtime/boot.py".into()],
             relay: Some(40123),
+            generic: Generic::Prestart,
         }
     }
 
@@ -539,6 +597,11 @@ mod tests {
     fn the_command_line_round_trips() {
         let c = config();
         assert_eq!(JailConfig::from_args(c.to_args()).unwrap(), c);
+        // A generic instance that waits for its assignment needs no program yet.
+        let waiting = JailConfig { generic: Generic::Await, program: PathBuf::new(), args: Vec::new(), ..c };
+        let mut args = waiting.to_args();
+        args.pop();
+        assert_eq!(JailConfig::from_args(args).unwrap(), waiting);
     }
 
     #[test]

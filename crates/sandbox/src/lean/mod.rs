@@ -4,14 +4,20 @@
 //! BENCHMARKS.md.
 //!
 //! The server side (here) creates the instance's cgroups and starts the helper ([`jail`]) that does the
-//! privileged setup in the new namespaces and executes the runtime.
+//! privileged setup in the new namespaces and executes the runtime. It also keeps *generic instances*
+//! ready: instances set up in full — namespaces, cgroups (joined), root file system — before their function
+//! is known, waiting with empty attach points at `/var/task` and `/opt` ([`attach`]). Giving one a function
+//! means mounting its code and layers on the attach points, writing its limits, and handing it an
+//! [`assignment::Assignment`]: no namespace, mount plan or cgroup migration on the cold start's path.
 
+pub mod assignment;
+pub mod attach;
 pub mod cgroup;
 pub mod jail;
 pub mod rootfs;
 pub mod seccomp;
 
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,9 +28,11 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::{InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
+use crate::{GenericSpec, InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
+use assignment::Assignment;
+use attach::AttachPoints;
 use cgroup::{Group, Layout, Limits};
-use jail::{JailConfig, JAIL_ARG};
+use jail::{Generic, JailConfig, JAIL_ARG};
 use rootfs::{Bind, RootSpec};
 
 /// Where the code and stoke's runtime files appear inside a lean instance (as on Lambda).
@@ -75,21 +83,43 @@ impl std::fmt::Display for Unavailable {
     }
 }
 
+/// Open files an instance may hold.
+const OPEN_FILES: u64 = 1024;
+/// How long after a generic instance is taken its replacement starts.
+const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Instances in namespaces and cgroups, set up by a helper process.
 pub struct LeanSandbox {
+    inner: Arc<Inner>,
+}
+
+/// What creating instances needs, shared with the tasks that refill the generic pool.
+struct Inner {
     helper: PathBuf,
     new_root: PathBuf,
+    attach_root: PathBuf,
     layout: Layout,
     server: u32,
     settings: LeanSettings,
     next: AtomicU64,
     /// Groups whose removal failed (members still exiting); retried on later spawns.
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
+    /// The generic kinds to keep, and the instances ready of each.
+    pool: Mutex<Vec<(GenericSpec, Vec<Shell>)>>,
+}
+
+/// A generic instance waiting for its function.
+struct Shell {
+    child: tokio::process::Child,
+    group: Group,
+    attach: AttachPoints,
+    /// Where its assignment goes (its stdin).
+    assign: std::fs::File,
 }
 
 impl std::fmt::Debug for LeanSandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeanSandbox").field("cgroups", &self.layout.describe()).finish_non_exhaustive()
+        f.debug_struct("LeanSandbox").field("cgroups", &self.inner.layout.describe()).finish_non_exhaustive()
     }
 }
 
@@ -104,32 +134,235 @@ impl LeanSandbox {
         layout.prepare(server).map_err(Unavailable::Setup)?;
         let new_root = run_dir.join("root");
         std::fs::create_dir_all(&new_root).map_err(Unavailable::Setup)?;
+        let attach_root = run_dir.join("attach");
+        attach::sweep(&attach_root);
+        std::fs::create_dir_all(&attach_root).map_err(Unavailable::Setup)?;
         Ok(LeanSandbox {
-            helper,
-            new_root,
-            layout,
-            server,
-            settings,
-            next: AtomicU64::new(1),
-            leftovers: Arc::new(Mutex::new(Vec::new())),
+            inner: Arc::new(Inner {
+                helper,
+                new_root,
+                attach_root,
+                layout,
+                server,
+                settings,
+                next: AtomicU64::new(1),
+                leftovers: Arc::new(Mutex::new(Vec::new())),
+                pool: Mutex::new(Vec::new()),
+            }),
         })
     }
 
     /// What the server prints at start, e.g. `cgroup v1 (memory, cpu, pids, freezer), user 993:990`.
     pub fn describe(&self) -> String {
-        format!("{}, user {}:{}", self.layout.describe(), self.settings.uid, self.settings.gid)
-    }
-
-    fn retry_leftovers(&self) {
-        let mut left = self.leftovers.lock().unwrap_or_else(|p| p.into_inner());
-        left.retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
+        let s = &self.inner.settings;
+        format!("{}, user {}:{}", self.inner.layout.describe(), s.uid, s.gid)
     }
 }
 
 impl Drop for LeanSandbox {
     fn drop(&mut self) {
         // Instances are gone by now (each is killed with the server); remove this server's groups.
-        self.layout.remove_server(self.server);
+        lock(&self.inner.pool).clear();
+        self.inner.layout.remove_server(self.inner.server);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn retry_leftovers(&self) {
+        let mut left = lock(&self.leftovers);
+        left.retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
+    }
+
+    fn limits(&self, memory_mb: u32, cpu_millis: u32) -> Limits {
+        Limits {
+            memory_bytes: u64::from(memory_mb) * 1024 * 1024,
+            cpu_millis,
+            cpu_quota: self.settings.cpu_quota,
+            pids: self.settings.pids_max,
+        }
+    }
+
+    fn root(
+        &self,
+        binds: Vec<Bind>,
+        layers: Vec<PathBuf>,
+        image: Option<PathBuf>,
+        attach: Option<PathBuf>,
+    ) -> RootSpec {
+        RootSpec {
+            new_root: self.new_root.clone(),
+            binds,
+            tmp_mb: self.settings.tmp_mb,
+            uid: self.settings.uid,
+            gid: self.settings.gid,
+            hostname: "stoke".into(),
+            layers,
+            image,
+            attach,
+        }
+    }
+
+    /// Starts the set-up helper for `config` in `group`, with this environment and stdin.
+    fn start_helper(
+        &self,
+        config: &JailConfig,
+        env: &[(String, String)],
+        stdin: Stdio,
+        group: &Group,
+    ) -> io::Result<tokio::process::Child> {
+        let mut cmd = tokio::process::Command::new(&self.helper);
+        cmd.arg(JAIL_ARG)
+            .args(config.to_args())
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: runs between fork and exec; prctl and setrlimit are raw syscalls through nix that neither
+        // allocate nor lock, and the closure captures nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                setrlimit(Resource::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES).map_err(io::Error::from)?;
+                Ok(())
+            });
+        }
+        cmd.spawn().inspect_err(|_| {
+            group.remove();
+        })
+    }
+
+    /// Sets up one generic instance of `kind`: everything but its function.
+    fn start_shell(&self, kind: &GenericSpec) -> io::Result<Shell> {
+        self.retry_leftovers();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let group = self.layout.create(self.server, id, &self.limits(kind.memory_mb, kind.cpu_millis))?;
+        let attach = match AttachPoints::create(self.attach_root.join(id.to_string())) {
+            Ok(a) => a,
+            Err(e) => {
+                group.remove();
+                return Err(e);
+            }
+        };
+        let mut binds = vec![Bind::read_only(kind.runtime_dir.clone(), RUNTIME_DIR.into())];
+        binds.extend(kind.host_dirs.iter().map(|d| Bind::read_only(d.clone(), d.clone())));
+        let (program, args) = kind.prestart.clone().unwrap_or_default();
+        let config = JailConfig {
+            root: self.root(binds, Vec::new(), None, Some(attach.dir().to_path_buf())),
+            cgroups: group.dirs().to_vec(),
+            cwd: "/".into(),
+            program,
+            args,
+            relay: None,
+            generic: if kind.prestart.is_some() { Generic::Prestart } else { Generic::Await },
+        };
+        let mut child = match self.start_helper(&config, &kind.env, Stdio::piped(), &group) {
+            Ok(c) => c,
+            Err(e) => {
+                attach.remove();
+                return Err(e);
+            }
+        };
+        let stdin = child.stdin.take().and_then(|s| s.into_owned_fd().ok());
+        let Some(stdin) = stdin else {
+            attach.remove();
+            return Err(io::Error::other("the generic instance has no assignment pipe"));
+        };
+        Ok(Shell { child, group, attach, assign: std::fs::File::from(stdin) })
+    }
+
+    /// Keeps `name`'s pool full, from a tokio worker thread (instances die with the thread that started them),
+    /// after `delay`: a replacement started while the instance it replaces is still starting its runtime
+    /// would take the CPU from that cold start.
+    fn refill(self: &Arc<Self>, name: &str, delay: std::time::Duration) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let (me, name) = (self.clone(), name.to_string());
+        handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            loop {
+                let kind = {
+                    let pool = lock(&me.pool);
+                    pool.iter().find(|(k, ready)| k.name == name && ready.len() < k.count).map(|(k, _)| k.clone())
+                };
+                let Some(kind) = kind else { return };
+                match me.start_shell(&kind) {
+                    Ok(shell) => {
+                        let mut pool = lock(&me.pool);
+                        match pool.iter_mut().find(|(k, _)| k.name == name) {
+                            Some((_, ready)) => ready.push(shell),
+                            None => return,
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("stoke: cannot start a generic {name} instance: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A ready generic instance that can run `spec`: one whose pre-started runtime is `spec`'s, else one
+    /// that started nothing yet. Dead ones are dropped on the way.
+    fn take_shell(&self, spec: &SpawnSpec) -> Option<(String, Shell)> {
+        if spec.image.is_some() || spec.isolated_network {
+            return None;
+        }
+        let mut pool = lock(&self.pool);
+        let command = (spec.program.clone(), spec.args.clone());
+        let fits = |k: &GenericSpec| {
+            k.runtime_dir == spec.host.runtime_dir && spec.host_dirs.iter().all(|d| k.host_dirs.contains(d))
+        };
+        let order = [true, false];
+        for prestarted in order {
+            for (kind, ready) in pool.iter_mut() {
+                let wanted =
+                    if prestarted { kind.prestart.as_ref() == Some(&command) } else { kind.prestart.is_none() };
+                if !wanted || !fits(kind) {
+                    continue;
+                }
+                while let Some(mut shell) = ready.pop() {
+                    if matches!(shell.child.try_wait(), Ok(None)) {
+                        return Some((kind.name.clone(), shell));
+                    }
+                    shell.attach.remove();
+                    shell.group.remove();
+                }
+            }
+        }
+        None
+    }
+
+    /// Gives `shell` the function `spec` describes.
+    fn assign(&self, mut shell: Shell, spec: &SpawnSpec) -> io::Result<Spawned> {
+        let done = (|| {
+            rootfs::check(&self.root(Vec::new(), spec.layers.clone(), None, None)).map_err(io::Error::other)?;
+            shell.group.set_limits(&self.limits(spec.memory_mb, spec.cpu_millis))?;
+            shell.attach.attach(&spec.host.task_root, &spec.layers, Some(&spec.host.scratch))?;
+            let assignment = Assignment {
+                program: spec.program.clone(),
+                args: spec.args.clone(),
+                cwd: spec.cwd.clone(),
+                env: spec.env.clone(),
+            };
+            shell.assign.write_all(&assignment.encode().map_err(io::Error::other)?)
+        })();
+        if let Err(e) = done {
+            let _ = shell.child.start_kill();
+            shell.attach.remove();
+            return Err(e);
+        }
+        let pid = shell.child.id().ok_or_else(|| io::Error::other("the generic instance exited"))?;
+        let control =
+            LeanControl { pid, group: shell.group, leftovers: self.leftovers.clone(), attach: Some(shell.attach) };
+        Ok(Spawned { child: shell.child, control: Arc::new(control) })
     }
 }
 
@@ -150,16 +383,31 @@ impl Sandbox for LeanSandbox {
         Some(LAYER_ROOT.into())
     }
 
+    fn keep_generic(&self, kinds: Vec<GenericSpec>) {
+        let names: Vec<String> = kinds.iter().filter(|k| k.count > 0).map(|k| k.name.clone()).collect();
+        *lock(&self.inner.pool) = kinds.into_iter().filter(|k| k.count > 0).map(|k| (k, Vec::new())).collect();
+        for name in names {
+            self.inner.refill(&name, std::time::Duration::ZERO);
+        }
+    }
+
+    fn generic_ready(&self) -> Vec<(String, usize)> {
+        lock(&self.inner.pool).iter().map(|(k, ready)| (k.name.clone(), ready.len())).collect()
+    }
+
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
-        self.retry_leftovers();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let limits = Limits {
-            memory_bytes: u64::from(spec.memory_mb) * 1024 * 1024,
-            cpu_millis: spec.cpu_millis,
-            cpu_quota: self.settings.cpu_quota,
-            pids: self.settings.pids_max,
-        };
-        let group = self.layout.create(self.server, id, &limits)?;
+        if let Some((name, shell)) = self.inner.take_shell(spec) {
+            self.inner.refill(&name, REFILL_DELAY);
+            match self.inner.assign(shell, spec) {
+                Ok(spawned) => return Ok(spawned),
+                // Something was wrong with that one; start from scratch.
+                Err(e) => eprintln!("stoke: a generic {name} instance could not take its function: {e}"),
+            }
+        }
+        let inner = &self.inner;
+        inner.retry_leftovers();
+        let id = inner.next.fetch_add(1, Ordering::Relaxed);
+        let group = inner.layout.create(inner.server, id, &inner.limits(spec.memory_mb, spec.cpu_millis))?;
         let mut binds = vec![
             Bind::read_only(spec.host.task_root.clone(), TASK_ROOT.into()),
             Bind::read_only(spec.host.runtime_dir.clone(), RUNTIME_DIR.into()),
@@ -169,16 +417,7 @@ impl Sandbox for LeanSandbox {
         if spec.host.scratch.is_dir() {
             binds.push(Bind { source: spec.host.scratch.clone(), target: SCRATCH_DIR.into(), writable: true });
         }
-        let root = RootSpec {
-            new_root: self.new_root.clone(),
-            binds,
-            tmp_mb: self.settings.tmp_mb,
-            uid: self.settings.uid,
-            gid: self.settings.gid,
-            hostname: "stoke".into(),
-            layers: spec.layers.clone(),
-            image: spec.image.clone(),
-        };
+        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None);
         if let Err(why) = rootfs::check(&root) {
             group.remove();
             return Err(io::Error::other(why));
@@ -190,37 +429,11 @@ impl Sandbox for LeanSandbox {
             program: spec.program.clone(),
             args: spec.args.clone(),
             relay: spec.isolated_network.then_some(spec.runtime_api_port),
+            generic: Generic::No,
         };
-        let mut cmd = tokio::process::Command::new(&self.helper);
-        cmd.arg(JAIL_ARG)
-            .args(config.to_args())
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let files = spec.open_files;
-        // SAFETY: runs between fork and exec; prctl and setrlimit are raw syscalls through nix that neither
-        // allocate nor lock, and the closure only reads an integer it captured by value.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-                setrlimit(Resource::RLIMIT_NOFILE, files, files).map_err(io::Error::from)?;
-                Ok(())
-            });
-        }
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                group.remove();
-                return Err(e);
-            }
-        };
+        let child = inner.start_helper(&config, &spec.env, Stdio::null(), &group)?;
         let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
-        let control = LeanControl { pid, group, leftovers: self.leftovers.clone() };
+        let control = LeanControl { pid, group, leftovers: inner.leftovers.clone(), attach: None };
         Ok(Spawned { child, control: Arc::new(control) })
     }
 }
@@ -230,6 +443,8 @@ struct LeanControl {
     pid: u32,
     group: Group,
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
+    /// A generic instance's attach points, unmounted when it goes.
+    attach: Option<AttachPoints>,
 }
 
 impl InstanceControl for LeanControl {
@@ -267,7 +482,10 @@ impl Drop for LeanControl {
     fn drop(&mut self) {
         let busy = self.group.remove();
         if !busy.is_empty() {
-            self.leftovers.lock().unwrap_or_else(|p| p.into_inner()).extend(busy);
+            lock(&self.leftovers).extend(busy);
+        }
+        if let Some(a) = &self.attach {
+            a.remove();
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct MountFlags {
     pub nodev: bool,
     pub noexec: bool,
     pub private: bool,
+    pub slave: bool,
 }
 
 const RO: MountFlags = MountFlags {
@@ -33,6 +34,7 @@ const RO: MountFlags = MountFlags {
     nodev: true,
     noexec: false,
     private: false,
+    slave: false,
 };
 
 /// One step of setting up the root. Paths are absolute in the *host's* view until [`Step::PivotRoot`].
@@ -190,6 +192,9 @@ pub struct RootSpec {
     pub layers: Vec<PathBuf>,
     /// An imported root file system to take the image's directories from, instead of the host's.
     pub image: Option<PathBuf>,
+    /// A generic instance's attach points on the host (`task`, `opt`): bound at `/var/task` and `/opt` as
+    /// slaves of the server's shared mounts, so code and layers attached there later appear inside.
+    pub attach: Option<PathBuf>,
 }
 
 fn inside(root: &Path, path: &Path) -> PathBuf {
@@ -243,12 +248,19 @@ fn tmpfs(target: PathBuf, data: String, noexec: bool) -> Step {
 pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
     let root = spec.new_root.as_path();
     let mut steps = vec![
-        // Nothing mounted from here on propagates back to the host.
+        // Nothing mounted from here on propagates back to the host. A generic instance keeps receiving
+        // (slave): its attach points must see what the server mounts on them; every other bind is then made
+        // private on its own.
         Step::Mount {
             source: None,
             target: "/".into(),
             fstype: None,
-            flags: MountFlags { recursive: true, private: true, ..Default::default() },
+            flags: MountFlags {
+                recursive: true,
+                private: spec.attach.is_none(),
+                slave: spec.attach.is_some(),
+                ..Default::default()
+            },
             data: None,
         },
         tmpfs(root.to_path_buf(), "mode=755,size=4m".into(), false),
@@ -311,6 +323,15 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
     }
     let opt = inside(root, Path::new("/opt"));
     steps.push(Step::MkdirAll { path: opt.clone() });
+    if let Some(attach) = &spec.attach {
+        let task = inside(root, Path::new("/var/task"));
+        steps.push(Step::MkdirAll { path: task.clone() });
+        steps.extend(mount_ro(&attach.join("task"), task));
+        steps.extend(mount_ro(&attach.join("opt"), opt.clone()));
+        let scratch = inside(root, Path::new("/var/stoke-scratch"));
+        steps.push(Step::MkdirAll { path: scratch.clone() });
+        steps.extend(mount_rw(&attach.join("scratch"), scratch));
+    }
     match spec.layers.as_slice() {
         [] => {}
         [one] => steps.extend(mount_ro(one, opt)),
@@ -326,6 +347,9 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
                 data: Some(format!("lowerdir={}", lower.join(":"))),
             });
         }
+    }
+    if let Some(attach) = &spec.attach {
+        cut_propagation(&mut steps, attach);
     }
     let tmp = inside(root, Path::new("/tmp"));
     steps.push(Step::MkdirAll { path: tmp.clone() });
@@ -406,6 +430,32 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
         data: None,
     });
     steps
+}
+
+/// After each bind of a host path other than the attach points, makes the bound tree private: only the
+/// attach points keep receiving the server's mounts.
+fn cut_propagation(steps: &mut Vec<Step>, attach: &Path) {
+    let mut out = Vec::with_capacity(steps.len() * 2);
+    for step in steps.drain(..) {
+        let cut = match &step {
+            Step::Mount { source: None, target, flags, .. } if flags.remount && flags.readonly => Some(target.clone()),
+            _ => None,
+        };
+        let from_attach = out.last().is_some_and(
+            |prev: &Step| matches!(prev, Step::Mount { source: Some(src), .. } if src.starts_with(attach)),
+        );
+        out.push(step);
+        if let (Some(target), false) = (cut, from_attach) {
+            out.push(Step::Mount {
+                source: None,
+                target,
+                fstype: None,
+                flags: MountFlags { recursive: true, private: true, ..Default::default() },
+                data: None,
+            });
+        }
+    }
+    *steps = out;
 }
 
 /// Takes one entry of an image into the instance: a directory or file bound read-only, a link copied
@@ -547,6 +597,7 @@ mod tests {
             hostname: "stoke".into(),
             layers: Vec::new(),
             image: None,
+            attach: None,
         }
     }
 
@@ -700,6 +751,32 @@ mod tests {
         assert!(steps.contains(&Step::Symlink { target: "usr/bin".into(), link: "/data/run/root/bin".into() }));
         assert!(mounted_ro(&steps, "/data/run/root/usr"));
         assert!(mounted_ro(&steps, "/data/run/root/var/task"), "the code on top of the image's /var");
+    }
+
+    #[test]
+    fn a_generic_instance_receives_only_at_its_attach_points() {
+        let mut s = spec();
+        s.binds.clear();
+        s.attach = Some("/data/run/attach/7".into());
+        let steps = plan(&s, &debian());
+        assert!(
+            matches!(&steps[0], Step::Mount { target, flags, .. } if target == Path::new("/") && flags.slave && flags.recursive && !flags.private)
+        );
+        let bound = |src: &str, dst: &str| {
+            steps.iter().position(|st| {
+                matches!(st, Step::Mount { source: Some(x), target, .. }
+                if x == Path::new(src) && target == Path::new(dst))
+            })
+        };
+        let task = bound("/data/run/attach/7/task", "/data/run/root/var/task").expect("task attach point");
+        let opt = bound("/data/run/attach/7/opt", "/data/run/root/opt").expect("opt attach point");
+        let private_after = |i: usize| matches!(&steps[i + 2], Step::Mount { source: None, flags, .. } if flags.private && flags.recursive);
+        assert!(!private_after(task) && !private_after(opt), "the attach points stay slaves");
+        let usr = bound("/usr", "/data/run/root/usr").unwrap();
+        assert!(private_after(usr), "other binds are cut off from the server's mounts");
+        assert!(mounted_ro(&steps, "/data/run/root/var/task") && mounted_ro(&steps, "/data/run/root/opt"));
+        // An ordinary instance: everything private from the start, no extra steps.
+        assert!(matches!(&plan(&spec(), &debian())[0], Step::Mount { flags, .. } if flags.private && !flags.slave));
     }
 
     #[test]

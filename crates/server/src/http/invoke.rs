@@ -115,6 +115,9 @@ pub struct InstanceView {
 pub struct InstanceList {
     pub sandbox: String,
     pub instances: Vec<InstanceView>,
+    /// Generic instances ready on this node (set up before their function is known), by kind.
+    #[serde(default)]
+    pub generic: std::collections::BTreeMap<String, usize>,
 }
 
 /// The caller's running instances and their state timelines.
@@ -148,7 +151,11 @@ pub async fn instances(
             timeline: i.timeline,
         })
         .collect();
-    Ok(Json(InstanceList { sandbox: scheduler.sandbox_kind().to_string(), instances }))
+    Ok(Json(InstanceList {
+        sandbox: scheduler.sandbox_kind().to_string(),
+        instances,
+        generic: scheduler.generic_ready().into_iter().collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

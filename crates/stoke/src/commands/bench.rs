@@ -223,13 +223,18 @@ struct ColdRow {
 }
 
 /// Cold starts: for each round, a new function per (sandbox, runtime), invoked once, sandboxes interleaved.
-fn cold_starts(servers: &[&BenchServer], functions: &[(&str, serde_json::Value)], n: usize) -> Result<Vec<ColdRow>> {
+/// Each server comes with the label its rows carry.
+fn cold_starts(
+    servers: &[(&BenchServer, String)],
+    functions: &[(&str, serde_json::Value)],
+    n: usize,
+) -> Result<Vec<ColdRow>> {
     let http = reqwest::blocking::Client::new();
     let mut rows = Vec::new();
-    for server in servers {
+    for (_, label) in servers {
         for (function, _) in functions {
             rows.push(ColdRow {
-                sandbox: server.sandbox.clone(),
+                sandbox: label.clone(),
                 function: function.to_string(),
                 total_ms: Vec::new(),
                 init_ms: Vec::new(),
@@ -237,7 +242,7 @@ fn cold_starts(servers: &[&BenchServer], functions: &[(&str, serde_json::Value)]
         }
     }
     for i in 0..n {
-        for (si, server) in servers.iter().enumerate() {
+        for (si, (server, _)) in servers.iter().enumerate() {
             for (fi, (runtime, body)) in functions.iter().enumerate() {
                 let name = format!("cold-{runtime}-{i}");
                 let mut body = body.clone();
@@ -431,11 +436,15 @@ fn core(args: &Args) -> Result<serde_json::Value> {
 
     let mut cold_rows = Vec::new();
     if args.cold > 0 {
-        // The main server runs the default sandbox (lean as root); a second one runs plain processes.
+        // The main server runs the default sandbox (lean as root, with generic instances ready); a second one
+        // runs plain processes, a third lean without generic instances (every cold start sets one up).
         let process = start_server("process", &["--sandbox", "process"])?;
-        let mut servers = vec![&process];
+        let mut servers = vec![(&process, "process".to_string())];
+        let bare;
         if main.sandbox != process.sandbox {
-            servers.push(&main);
+            bare = start_server("lean-bare", &["--generic", "none"])?;
+            servers.push((&bare, main.sandbox.clone()));
+            servers.push((&main, format!("{} + generic", main.sandbox)));
         }
         let functions = [
             (

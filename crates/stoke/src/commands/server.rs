@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use stoke_sandbox::lean::LeanSettings;
-use stoke_server::{SandboxChoice, Server, ServerConfig};
+use stoke_server::{GenericKind, SandboxChoice, Server, ServerConfig};
 
 use crate::client::data_dir;
 use crate::GlobalArgs;
@@ -53,6 +53,11 @@ pub struct Args {
     /// reservation is released and the instance returns to its pool.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     reservation_ttl: u64,
+    /// Generic instances to keep ready (lean sandbox): set up before their function is known, given one on
+    /// demand, so a cold start skips the sandbox's set-up. KIND=N pairs: `sandbox` (serves any runtime) and
+    /// `python` (stoke's Python runtime already started); `none` keeps none.
+    #[arg(long, default_value = "sandbox=1,python=1", value_name = "KIND=N,...", value_parser = parse_generic)]
+    generic: GenericArg,
     /// How workflow executions hide cold starts, unless their workflow or start request says otherwise:
     /// `jit` starts each next function's instance just in time from learned durations, `eager` starts the
     /// next functions as soon as a state starts, `off` never.
@@ -67,6 +72,28 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+struct GenericArg(Vec<(GenericKind, usize)>);
+
+fn parse_generic(s: &str) -> Result<GenericArg, String> {
+    if s == "none" || s.is_empty() {
+        return Ok(GenericArg(Vec::new()));
+    }
+    let mut out = Vec::new();
+    for pair in s.split(',') {
+        let (kind, n) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not KIND=N (e.g. python=2)"))?;
+        let kind = GenericKind::parse(kind.trim())
+            .ok_or_else(|| format!("generic instance kind {kind:?} is not known: use sandbox or python"))?;
+        let n: usize = n.trim().parse().map_err(|_| format!("{n:?} in {pair:?} is not a number"))?;
+        if n > 64 {
+            return Err(format!("{n} generic {} instances is too many: at most 64 of a kind", kind.name()));
+        }
+        out.retain(|(k, _)| *k != kind);
+        out.push((kind, n));
+    }
+    Ok(GenericArg(out))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,7 +127,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             );
         }
     }
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         data_dir: data_dir(global),
         listen: args.listen,
         region: args.region,
@@ -131,7 +158,16 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             cpu_quota: args.cpu_quota,
             ..Default::default()
         },
+        generic: args.generic.0,
     };
+    // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
+    // they go with the server however it ends. A namespace is per thread, so this comes before any thread.
+    if config.sandbox != SandboxChoice::Process && nix_root() {
+        if let Err(e) = stoke_sandbox::lean::attach::private_mount_namespace() {
+            tracing::warn!(error = %e, "no mount namespace of the server's own: generic instances are off");
+            config.generic.clear();
+        }
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -160,6 +196,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         println!("stoke stopped");
         Ok::<_, anyhow::Error>(())
     })
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
 }
 
 async fn shutdown_signal() {

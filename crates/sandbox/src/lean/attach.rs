@@ -1,0 +1,131 @@
+//! The server's side of attaching a function to a generic instance: a generic instance is set up before
+//! anyone knows its function, with empty *attach points* — `<run>/attach/<id>/task`, `…/opt` and
+//! `…/scratch` — which are shared mounts in the server's mount namespace and slaves of them inside the
+//! instance (its `/var/task`, `/opt` and `/var/stoke-scratch`). Mounting the function's code (and layers) on an attach point makes them appear
+//! inside the instance, read-only, in microseconds.
+//!
+//! The server runs in a mount namespace of its own ([`private_mount_namespace`]), a slave of the host's, so
+//! these mounts vanish with the server however it ends — none is left on the host.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// Moves this process into a mount namespace of its own that still sees the host's mounts (a slave of the
+/// host's). Must run before the process starts any thread: a mount namespace is per thread.
+pub fn private_mount_namespace() -> io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
+    Ok(())
+}
+
+/// A generic instance's attach points on the host.
+#[derive(Debug)]
+pub struct AttachPoints {
+    dir: PathBuf,
+}
+
+impl AttachPoints {
+    /// Creates `dir/task`, `dir/opt` and `dir/scratch` as shared mount points.
+    pub fn create(dir: PathBuf) -> io::Result<AttachPoints> {
+        let points = AttachPoints { dir };
+        for p in points.all() {
+            std::fs::create_dir_all(&p)?;
+            let made = mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .and_then(|()| mount(None::<&str>, &p, None::<&str>, MsFlags::MS_SHARED, None::<&str>));
+            if let Err(e) = made {
+                points.remove();
+                return Err(e.into());
+            }
+        }
+        Ok(points)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn task(&self) -> PathBuf {
+        self.dir.join("task")
+    }
+
+    pub fn opt(&self) -> PathBuf {
+        self.dir.join("opt")
+    }
+
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
+
+    fn all(&self) -> [PathBuf; 3] {
+        [self.task(), self.opt(), self.scratch()]
+    }
+
+    /// Mounts the function's code at `task` and its layers at `opt` (one bound, several overlaid with the
+    /// last on top), read-only, and its account's workflow scratch directory at `scratch`, writable; none
+    /// with set-id or devices. The mounts propagate into the instance.
+    pub fn attach(&self, code: &Path, layers: &[PathBuf], scratch: Option<&Path>) -> io::Result<()> {
+        bind(code, &self.task(), true)?;
+        if let Some(dir) = scratch.filter(|d| d.is_dir()) {
+            bind(dir, &self.scratch(), false)?;
+        }
+        match layers {
+            [] => Ok(()),
+            [one] => bind(one, &self.opt(), true),
+            many => {
+                let lower: Vec<String> = many.iter().rev().map(|p| p.display().to_string()).collect();
+                mount(
+                    Some("overlay"),
+                    &self.opt(),
+                    Some("overlay"),
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(format!("lowerdir={}", lower.join(":")).as_str()),
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Unmounts everything and removes the directory.
+    pub fn remove(&self) {
+        for p in self.all() {
+            // What was attached, then the attach point itself.
+            while umount2(&p, MntFlags::MNT_DETACH).is_ok() {}
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Binds `source` at `target` (read-only or not), without set-id or devices. A remount does not
+/// propagate, so the view is made first at a private temporary point and bound from there: the mount that
+/// lands on `target` (and its copies inside the instance) has its flags from birth.
+fn bind(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+    let staging = target.with_extension("staging");
+    std::fs::create_dir_all(&staging)?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let result = mount(Some(source), &staging, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .and_then(|()| mount(None::<&str>, &staging, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>))
+        .and_then(|()| mount(None::<&str>, &staging, None::<&str>, flags, None::<&str>))
+        .and_then(|()| mount(Some(&staging), target, None::<&str>, MsFlags::MS_BIND, None::<&str>));
+    let _ = umount2(&staging, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(&staging);
+    result.map_err(io::Error::from)
+}
+
+/// Removes the attach points a previous server on this run directory left (its namespace is gone, so
+/// nothing is mounted there any more in ours; only the directories remain).
+pub fn sweep(root: &Path) {
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let p = e.path();
+            for sub in ["task", "opt", "scratch"] {
+                while umount2(&p.join(sub), MntFlags::MNT_DETACH).is_ok() {}
+            }
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
