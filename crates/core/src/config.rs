@@ -179,8 +179,8 @@ impl FunctionConfig {
         if self.network == Network::None && !node.network_isolation {
             return Err(ValidationError::new(
                 "network",
-                "network none needs a sandbox that isolates instances (lean or oci); this node runs the process \
-                 sandbox: start the server as root, or use network host",
+                "network none needs the lean sandbox, which this node does not run: start the server as root with \
+                 --sandbox lean (or auto), or use network host",
             ));
         }
         validate_gpu(self, node)?;
@@ -574,7 +574,7 @@ mod tests {
         none.validate(&node()).unwrap();
         let e = none.validate(&NodeLimits { network_isolation: false, ..node() }).unwrap_err();
         assert_eq!(e.field, "network");
-        assert!(e.message.contains("process sandbox"), "{}", e.message);
+        assert!(e.message.contains("lean sandbox"), "{}", e.message);
         // Records stored before the field existed read as host.
         let mut stored = serde_json::to_value(valid()).unwrap();
         stored.as_object_mut().unwrap().remove("network");

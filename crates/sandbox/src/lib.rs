@@ -1,8 +1,9 @@
 //! Where function instances run. Every syscall stoke makes on an instance's behalf lives in this crate,
 //! behind the [`Sandbox`] trait, so the scheduler never touches processes, namespaces or cgroups directly.
 //!
-//! Backends: [`lean::LeanSandbox`] (namespaces, a read-only root, cgroups, seccomp — the default as root)
-//! and [`ProcessSandbox`] (a child process with resource limits — for unprivileged hosts and development).
+//! Backends: [`lean::LeanSandbox`] (namespaces, a read-only root, cgroups, seccomp — the default as root),
+//! [`oci::OciSandbox`] (OCI bundles run by runc, crun or runsc) and [`ProcessSandbox`] (a child process with
+//! resource limits — for unprivileged hosts and development).
 
 use std::ffi::OsString;
 use std::io;
@@ -16,9 +17,11 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 pub mod lean;
+pub mod oci;
 mod peer;
 
 pub use lean::jail::{jail_main, JAIL_ARG, RELAYED_RUNTIME_API_PORT};
+pub use oci::{pidns_main, PIDNS_ARG};
 
 /// Where an instance finds its function's code and stoke's runtime files.
 #[derive(Debug, Clone, PartialEq, Eq)]

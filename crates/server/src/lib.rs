@@ -67,13 +67,17 @@ pub struct ServerConfig {
 }
 
 /// Which sandbox the server runs instances in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SandboxChoice {
     /// `lean` where it can run (root, cgroups, a helper), `process` otherwise.
     #[default]
     Auto,
     Lean,
     Process,
+    /// OCI bundles run by this runtime (a name on PATH or a path; `None`: crun, else runc).
+    Oci {
+        runtime: Option<String>,
+    },
 }
 
 impl ServerConfig {
@@ -160,8 +164,18 @@ fn choose_sandbox(
         None => Err("the lean sandbox needs the stoke binary as its helper".to_string()),
         Some(helper) => LeanSandbox::new(helper.clone(), run_dir, config.lean.clone()).map_err(|e| e.to_string()),
     };
-    match config.sandbox {
+    match &config.sandbox {
         SandboxChoice::Process => Ok((Arc::new(stoke_sandbox::ProcessSandbox), "chosen with --sandbox process".into())),
+        SandboxChoice::Oci { runtime } => {
+            let helper = config
+                .jail_helper
+                .clone()
+                .ok_or_else(|| StartError::Sandbox("the oci sandbox needs the stoke binary as its helper".into()))?;
+            let oci = stoke_sandbox::oci::OciSandbox::new(helper, runtime.as_deref(), run_dir, config.lean.clone())
+                .map_err(|e| StartError::Sandbox(e.to_string()))?;
+            let note = oci.describe();
+            Ok((Arc::new(oci), note))
+        }
         SandboxChoice::Lean => {
             let lean = lean().map_err(StartError::Sandbox)?;
             let note = lean.describe();

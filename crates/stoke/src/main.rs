@@ -83,6 +83,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == stoke_sandbox::JAIL_ARG) {
         stoke_sandbox::jail_main(std::env::args_os().skip(2));
     }
+    // The oci sandbox holds its OCI runtime in a PID namespace through this binary too.
+    if std::env::args_os().nth(1).is_some_and(|a| a == stoke_sandbox::PIDNS_ARG) {
+        stoke_sandbox::pidns_main(std::env::args_os().skip(2));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => commands::server::run(&cli.global, args),

@@ -56,6 +56,8 @@ fn a_generic_instance_takes_a_function_that_did_not_exist_when_it_started() {
     }
     let s = TestServer::start_with(&["--generic", "python=1,sandbox=1"]);
     pool_ready(&s, &[("python", 1), ("sandbox", 1)]);
+    // A ready instance may still be starting its runtime: give it time, so "before" is unambiguous.
+    std::thread::sleep(Duration::from_secs(1));
     let created_at = uptime();
     python_fn(&s, "late", PROBE, json!({"memory_mb": 512, "environment": {"MINE": "yes"}}));
     let (status, err, out) = invoke(&s, "late", json!({"allocate_mb": 300}));
@@ -71,9 +73,11 @@ fn a_generic_instance_takes_a_function_that_did_not_exist_when_it_started() {
     assert_eq!(out["stdin"], "/dev/null", "the assignment pipe is gone: {out}");
     assert_eq!(out["held"], 300 * 1024 * 1024, "its memory limit (512 MB), not the pool's 128 MB: {out}");
 
-    // A second function: the sandbox kind (nothing pre-started) took it, and the pool refills.
-    python_fn(&s, "later", PROBE, json!({}));
+    // The pool refills; a second new function is given one of its instances too.
+    pool_ready(&s, &[("python", 1), ("sandbox", 1)]);
+    std::thread::sleep(Duration::from_secs(1));
     let created_at = uptime();
+    python_fn(&s, "later", PROBE, json!({}));
     let (_, _, out) = invoke(&s, "later", json!({}));
     assert!(out["init_started"].as_f64().unwrap() < created_at, "its sandbox was set up before: {out}");
     assert_eq!(out["task"], json!(["app.py"]), "{out}");

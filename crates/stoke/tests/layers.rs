@@ -409,5 +409,5 @@ fn network_none_is_refused_where_the_sandbox_cannot_isolate() {
     let s = TestServer::start_with(&["--sandbox", "process"]);
     let mut body = create_body("sealed", &python_zip("x"));
     body["network"] = json!("none");
-    assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "process sandbox");
+    assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "lean sandbox");
 }

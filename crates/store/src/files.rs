@@ -216,6 +216,11 @@ impl ImageFiles {
             let p = rootfs.join(dir);
             if fs::symlink_metadata(&p).is_err() {
                 fs::create_dir_all(&p)?;
+                if *dir == "tmp" {
+                    // OCI runtimes give the instance's /tmp the mode of this directory.
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o1777))?;
+                }
             }
         }
         for file in IMAGE_MOUNT_FILES {

@@ -26,6 +26,16 @@ pub enum Hierarchy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub controllers: Vec<(&'static str, Hierarchy)>,
+    /// Where the groups go: `stoke`, nested under the server's own group on v1 (lean); or `stoke-oci` at each
+    /// hierarchy's root (an OCI runtime takes one path for every controller).
+    pub place: Place,
+}
+
+/// Where a layout's groups go (see [`Layout::place`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    UnderServer,
+    OciRoot,
 }
 
 /// One cgroup mount from mountinfo: mount point, whether it is v2, and (v1) its controllers.
@@ -120,7 +130,7 @@ fn layout_from(mountinfo: &str, proc_cgroup: &str, v2_controllers: impl Fn(&Path
             None => {}
         }
     }
-    Some(Layout { controllers })
+    Some(Layout { controllers, place: Place::UnderServer })
 }
 
 impl Layout {
@@ -151,7 +161,7 @@ impl Layout {
         let mut dirs: Vec<(PathBuf, bool)> = Vec::new();
         let freezer_first = self.controllers.iter().filter(|(c, _)| *c == "freezer").chain(self.controllers.iter());
         for (_, h) in freezer_first {
-            let dir = server_dir(h, server);
+            let dir = server_dir(h, self.place, server);
             if !dirs.contains(&dir) {
                 dirs.push(dir);
             }
@@ -197,7 +207,7 @@ impl Layout {
         let mut dirs = Vec::new();
         let mut group = Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new() };
         for (ctrl, h) in &self.controllers {
-            let (base, v2) = server_dir(h, server);
+            let (base, v2) = server_dir(h, self.place, server);
             let dir = base.join(format!("i{id}"));
             if !dirs.contains(&dir) {
                 fs::create_dir(&dir)
@@ -226,13 +236,26 @@ impl Layout {
 }
 
 /// A server's directory in one hierarchy, and whether it is v2.
-fn server_dir(h: &Hierarchy, server: u32) -> (PathBuf, bool) {
-    match h {
+fn server_dir(h: &Hierarchy, place: Place, server: u32) -> (PathBuf, bool) {
+    let server = format!("s{server}");
+    match (h, place) {
         // v1 groups nest under the server's own group, so limits placed on the server apply to them.
-        Hierarchy::V1 { mount, own } => (mount.join(rel(own)).join("stoke").join(format!("s{server}")), false),
+        (Hierarchy::V1 { mount, own }, Place::UnderServer) => (mount.join(rel(own)).join("stoke").join(server), false),
+        (Hierarchy::V1 { mount, .. }, Place::OciRoot) => (mount.join(OCI_ROOT).join(server), false),
         // v2 forbids processes in inner groups that delegate controllers, and the server's own group holds the
         // server: stoke's groups hang from the root of the unified tree.
-        Hierarchy::V2 { mount, .. } => (mount.join("stoke").join(format!("s{server}")), true),
+        (Hierarchy::V2 { mount, .. }, Place::UnderServer) => (mount.join("stoke").join(server), true),
+        (Hierarchy::V2 { mount, .. }, Place::OciRoot) => (mount.join(OCI_ROOT).join(server), true),
+    }
+}
+
+/// The hierarchy-relative directory under which an OCI runtime's groups go.
+pub const OCI_ROOT: &str = "stoke-oci";
+
+impl Layout {
+    /// The same hierarchies, with groups at [`Place::OciRoot`].
+    pub fn for_oci(&self) -> Layout {
+        Layout { controllers: self.controllers.clone(), place: Place::OciRoot }
     }
 }
 
@@ -337,12 +360,39 @@ impl Group {
         fs::read_to_string(dir.join(file)).map(|t| parse_oom_kills(&t)).unwrap_or(0)
     }
 
-    /// Processes in the group (host pids).
+    /// Whether memory use ever reached the group's limit: its peak is the limit (or, v1, `memory.failcnt`;
+    /// v2, `max` in `memory.events`, says so).
+    pub fn hit_memory_limit(&self) -> bool {
+        let Some((dir, v2)) = self.memory.as_ref() else { return false };
+        let number = |file: &str| fs::read_to_string(dir.join(file)).ok().and_then(|t| t.trim().parse::<u64>().ok());
+        let (peak, limit) =
+            if *v2 { ("memory.peak", "memory.max") } else { ("memory.max_usage_in_bytes", "memory.limit_in_bytes") };
+        if let (Some(p), Some(l)) = (number(peak), number(limit)) {
+            if p >= l {
+                return true;
+            }
+        }
+        if *v2 {
+            let events = fs::read_to_string(dir.join("memory.events")).unwrap_or_default();
+            return events.lines().any(|l| l.strip_prefix("max ").is_some_and(|n| n.trim() != "0"));
+        }
+        number("memory.failcnt").is_some_and(|n| n > 0)
+    }
+
+    /// Processes in the group and the groups under it (an OCI runtime makes one there), as host pids.
     pub fn pids(&self) -> Vec<u32> {
         let Some(dir) = self.dirs.first() else { return Vec::new() };
-        fs::read_to_string(dir.join("cgroup.procs"))
-            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-            .unwrap_or_default()
+        let mut pids = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            if let Ok(t) = fs::read_to_string(d.join("cgroup.procs")) {
+                pids.extend(t.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            }
+            if let Ok(children) = fs::read_dir(&d) {
+                stack.extend(children.flatten().filter(|c| c.path().is_dir()).map(|c| c.path()));
+            }
+        }
+        pids
     }
 
     /// Freezes (`true`) or thaws the group; false when this host has no freezer.
@@ -381,20 +431,20 @@ fn sweep_dead_servers(stoke: &Path, me: u32) {
     }
 }
 
-/// Removes a server's group and its instances' groups, killing what is left in them.
+/// Removes a group and every group under it, killing what is left in them (deepest first).
 pub(crate) fn remove_tree(dir: &Path) {
     if let Ok(children) = fs::read_dir(dir) {
         for child in children.flatten().filter(|c| c.path().is_dir()) {
-            kill_members(&child.path());
-            for _ in 0..50 {
-                if fs::remove_dir(child.path()).is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            remove_tree(&child.path());
         }
     }
-    let _ = fs::remove_dir(dir);
+    kill_members(dir);
+    for _ in 0..50 {
+        if fs::remove_dir(dir).is_ok() || !dir.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn kill_members(dir: &Path) {

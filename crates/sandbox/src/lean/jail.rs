@@ -358,6 +358,48 @@ fn forward(from: &mut std::net::TcpStream, to: &mut std::net::TcpStream) -> bool
     }
 }
 
+/// Runs `args` (a program and its arguments) as PID 1 of a new PID namespace, killed if this process dies,
+/// and exits the way it did: when the program ends or is killed, the kernel kills every process left in its
+/// namespace. The oci backend holds its OCI runtime this way, so a container cannot outlive the server.
+pub fn hold_in_pid_namespace(args: &[OsString]) -> ! {
+    let Some(program) = args.first() else { fail("no program to hold (expected `-- <program> [args]`)") };
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
+        fail(&format!("cannot create a PID namespace: {e}"));
+    }
+    // SAFETY: this process is single-threaded (it was just executed and started no threads).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(&format!("cannot fork: {e}")),
+        Ok(ForkResult::Child) => {
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+                fail(&format!("cannot tie the runtime to its holder: {e}"));
+            }
+            // The runtime reads /proc/<pid> of the processes it starts, by their pids in this namespace: it
+            // needs this namespace's /proc (in a mount namespace of its own, so the server's stays).
+            let own_proc = nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+                .and_then(|()| {
+                    nix::mount::mount(
+                        None::<&str>,
+                        "/",
+                        None::<&str>,
+                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                        None::<&str>,
+                    )
+                })
+                .and_then(|()| {
+                    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                    nix::mount::mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
+                });
+            if let Err(e) = own_proc {
+                fail(&format!("cannot give the runtime its namespace's /proc: {e}"));
+            }
+            let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect();
+            let e = nix::unistd::execv(&cstring(program), &argv).unwrap_err();
+            fail(&format!("cannot run {}: {e}", Path::new(program).display()))
+        }
+        Ok(ForkResult::Parent { child }) => wait_and_exit(child),
+    }
+}
+
 fn fail(message: &str) -> ! {
     eprintln!("stoke-jail: {message}");
     std::process::exit(125)

@@ -242,12 +242,16 @@ pub async fn import(
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let mut body = request.into_body().into_data_stream();
     let feeder = tokio::spawn(async move {
+        let mut importing = true;
         while let Some(chunk) = body.next().await {
             let item = chunk.map_err(|e| e.to_string());
-            let failed = item.is_err();
-            // The importer hung up (it failed, or finished early): stop reading.
-            if tx.send(item).await.is_err() || failed {
+            if item.is_err() {
                 return;
+            }
+            // Once the importer has hung up (it refused the image), the rest of the upload is read and dropped:
+            // a client still sending would otherwise see its connection closed instead of the answer.
+            if importing && tx.send(item).await.is_err() {
+                importing = false;
             }
         }
     });
@@ -257,7 +261,7 @@ pub async fn import(
         Ok(registry.import_image(&name, &mut reader)?)
     })
     .await;
-    feeder.abort();
+    let _ = feeder.await;
     Ok((StatusCode::CREATED, Json(ImageView::from(&image?))))
 }
 

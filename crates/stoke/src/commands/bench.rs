@@ -438,13 +438,26 @@ fn core(args: &Args) -> Result<serde_json::Value> {
     if args.cold > 0 {
         // The main server runs the default sandbox (lean as root, with generic instances ready); a second one
         // runs plain processes, a third lean without generic instances (every cold start sets one up).
+        // With root, OCI bundles too: one server per OCI runtime installed.
         let process = start_server("process", &["--sandbox", "process"])?;
         let mut servers = vec![(&process, "process".to_string())];
-        let bare;
-        if main.sandbox != process.sandbox {
-            bare = start_server("lean-bare", &["--generic", "none"])?;
-            servers.push((&bare, main.sandbox.clone()));
+        let mut oci = Vec::new();
+        let bare = if main.sandbox != process.sandbox {
+            Some(start_server("lean-bare", &["--generic", "none"])?)
+        } else {
+            None
+        };
+        if let Some(bare) = &bare {
+            servers.push((bare, main.sandbox.clone()));
             servers.push((&main, format!("{} + generic", main.sandbox)));
+            for runtime in ["runc", "crun"] {
+                if Command::new(runtime).arg("--version").output().is_ok() {
+                    oci.push((start_server(runtime, &["--sandbox", "oci", "--oci-runtime", runtime])?, runtime));
+                }
+            }
+        }
+        for (server, runtime) in &oci {
+            servers.push((server, format!("oci {runtime}")));
         }
         let functions = [
             (

@@ -32,9 +32,14 @@ pub struct Args {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     account_concurrency: usize,
     /// Sandbox for function instances: `lean` (namespaces, read-only root, cgroups, seccomp; needs root),
-    /// `process` (plain child processes with rlimits: no isolation), or `auto` (lean when it can run).
+    /// `oci` (OCI bundles run by an OCI runtime: runc, crun, runsc; needs root), `process` (plain child
+    /// processes with rlimits: no isolation), or `auto` (lean when it can run).
     #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
     sandbox: SandboxArg,
+    /// The OCI runtime of `--sandbox oci`: a name on PATH (`runc`, `crun`, `runsc`) or a path
+    /// [default: crun, else runc].
+    #[arg(long, value_name = "RUNTIME")]
+    oci_runtime: Option<String>,
     /// Size of each lean instance's /tmp, in MB.
     #[arg(long, default_value_t = LeanSettings::default().tmp_mb, value_name = "MB")]
     tmp_mb: u32,
@@ -100,6 +105,7 @@ fn parse_generic(s: &str) -> Result<GenericArg, String> {
 enum SandboxArg {
     Auto,
     Lean,
+    Oci,
     Process,
 }
 
@@ -140,6 +146,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             SandboxArg::Auto => SandboxChoice::Auto,
             SandboxArg::Lean => SandboxChoice::Lean,
             SandboxArg::Process => SandboxChoice::Process,
+            SandboxArg::Oci => SandboxChoice::Oci { runtime: args.oci_runtime.clone() },
         },
         jail_helper: std::env::current_exe().ok(),
         prewarm: stoke_asl::prewarm::Policy::parse(&args.prewarm).unwrap_or_default(),

@@ -1,0 +1,587 @@
+//! The `oci` backend: each instance is an OCI bundle run by an OCI runtime binary (`runc`, `crun`, gVisor's
+//! `runsc`), for users who want a standard isolation boundary. The same limits, layers, base images and
+//! Runtime API reachability as the lean sandbox:
+//!
+//! - the bundle's `config.json` is built here as plain data ([`config`], unit-tested): the base image's
+//!   directories, the code, runtime files, layers and scratch bound as in the lean sandbox, `/tmp` a
+//!   size-limited tmpfs, an unprivileged user with no capabilities, `noNewPrivileges`, the same seccomp
+//!   rules, masked and read-only `/proc` entries, the host's network (the Runtime API is on loopback);
+//! - limits are written by stoke into a group it creates (`stoke-oci/s<server>/i<id>`), and the runtime
+//!   puts the container one level below it: peak memory and OOM kills stay readable after the runtime has
+//!   removed its own group;
+//! - the runtime runs as PID 1 of a PID namespace of its own (`stoke __pidns`), which dies with the server:
+//!   when the runtime dies, the kernel kills everything in that namespace, the container included.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::{fs, io};
+
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::lean::cgroup::{Group, Layout, Limits};
+use crate::lean::rootfs::{self, HostEntry, HostView, RealHost};
+use crate::lean::{LeanSettings, LAYER_ROOT, RUNTIME_DIR, SCRATCH_DIR, TASK_ROOT};
+use crate::{InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
+
+/// The first argument that makes the `stoke` binary hold an OCI runtime in a PID namespace of its own.
+pub const PIDNS_ARG: &str = "__pidns";
+
+/// Why the oci backend cannot run here.
+#[derive(Debug)]
+pub enum OciUnavailable {
+    NotRoot,
+    NoCgroups,
+    /// The runtime binary was not found (its name or path).
+    NoRuntime(String),
+    Setup(io::Error),
+}
+
+impl std::fmt::Display for OciUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OciUnavailable::NotRoot => write!(f, "the oci sandbox needs root (the OCI runtimes run rootful)"),
+            OciUnavailable::NoCgroups => write!(f, "the oci sandbox needs the memory, cpu and pids cgroup controllers"),
+            OciUnavailable::NoRuntime(r) => write!(
+                f,
+                "no OCI runtime {r:?} on this node: install one (apt-get install runc, or crun) or name it with \
+                 --oci-runtime PATH"
+            ),
+            OciUnavailable::Setup(e) => write!(f, "cannot prepare the oci sandbox: {e}"),
+        }
+    }
+}
+
+/// Instances as OCI bundles run by an OCI runtime.
+pub struct OciSandbox {
+    helper: PathBuf,
+    runtime: PathBuf,
+    /// `runc`, `crun`, `runsc`, … (the binary's file name).
+    runtime_name: String,
+    dir: PathBuf,
+    layout: Layout,
+    server: u32,
+    settings: LeanSettings,
+    next: AtomicU64,
+    leftovers: Arc<Mutex<Vec<PathBuf>>>,
+    /// Held while the default image's template root is brought up to date (instances start concurrently).
+    template: Mutex<()>,
+}
+
+impl std::fmt::Debug for OciSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciSandbox").field("runtime", &self.runtime).finish_non_exhaustive()
+    }
+}
+
+/// Finds `name` (a file name looked up on PATH, or a path).
+fn find_runtime(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+impl OciSandbox {
+    /// `helper` is the `stoke` binary; `runtime` an OCI runtime's name or path (`None`: crun, else runc);
+    /// `run_dir` the server's scratch directory.
+    pub fn new(
+        helper: PathBuf,
+        runtime: Option<&str>,
+        run_dir: &Path,
+        settings: LeanSettings,
+    ) -> Result<Self, OciUnavailable> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(OciUnavailable::NotRoot);
+        }
+        let runtime = match runtime {
+            Some(r) => find_runtime(r).ok_or_else(|| OciUnavailable::NoRuntime(r.to_string()))?,
+            None => find_runtime("crun")
+                .or_else(|| find_runtime("runc"))
+                .ok_or_else(|| OciUnavailable::NoRuntime("crun or runc".into()))?,
+        };
+        let runtime_name = runtime.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let layout = Layout::detect().ok_or(OciUnavailable::NoCgroups)?.for_oci();
+        let server = std::process::id();
+        layout.prepare(server).map_err(OciUnavailable::Setup)?;
+        let dir = run_dir.join("oci");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("bundles")).map_err(OciUnavailable::Setup)?;
+        if runtime_name == "crun" {
+            // crun refuses a hybrid host whose unified hierarchy has controllers of its own (hugetlb, say);
+            // in the server's own mount namespace, hide the unified mount (stoke uses v1 where it exists).
+            hide_busy_unified_mount();
+        }
+        Ok(OciSandbox {
+            helper,
+            runtime,
+            runtime_name,
+            dir,
+            layout,
+            server,
+            settings,
+            next: AtomicU64::new(1),
+            leftovers: Arc::new(Mutex::new(Vec::new())),
+            template: Mutex::new(()),
+        })
+    }
+
+    /// What the server prints at start, e.g. `runc at /usr/sbin/runc, cgroup v1 (…)`.
+    pub fn describe(&self) -> String {
+        format!("{} at {}, {}", self.runtime_name, self.runtime.display(), self.layout.describe())
+    }
+
+    /// The runtime's name (`runc`, `crun`, …).
+    pub fn runtime_name(&self) -> &str {
+        &self.runtime_name
+    }
+}
+
+/// Unmounts `/sys/fs/cgroup/unified` when it is a cgroup2 mount beside v1 ones and holds controllers.
+fn hide_busy_unified_mount() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let controllers = fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
+    if !controllers.trim().is_empty() && Path::new("/sys/fs/cgroup/memory").is_dir() {
+        let _ = nix::mount::umount2(unified, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+impl Drop for OciSandbox {
+    fn drop(&mut self) {
+        self.layout.remove_server(self.server);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a bundle is made of, besides the spawn spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleSpec {
+    /// The root file system: a template of mount points (default image) or an imported image.
+    pub rootfs: PathBuf,
+    /// Generated `/etc` files bound over the image's (`passwd`, `group`, `hostname`).
+    pub etc_files: Vec<(String, PathBuf)>,
+    /// Host entries bound at the same place (the default image's `/usr`, `/etc` essentials, …).
+    pub host_binds: Vec<PathBuf>,
+    /// The group the runtime puts the container under (hierarchy-relative, absolute).
+    pub cgroups_path: String,
+}
+
+fn bind(source: &Path, destination: &Path, writable: bool) -> Value {
+    let mut options = vec!["rbind", "nosuid", "nodev"];
+    options.push(if writable { "rw" } else { "ro" });
+    json!({"destination": destination, "type": "bind", "source": source, "options": options})
+}
+
+/// The bundle's `config.json` for `spec`.
+pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) -> Value {
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "noexec", "mode=755", "size=64k"]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", format!("size={}m", settings.tmp_mb)]}),
+    ];
+    for path in &bundle.host_binds {
+        mounts.push(bind(path, path, false));
+    }
+    for (name, file) in &bundle.etc_files {
+        mounts.push(bind(file, &Path::new("/etc").join(name), false));
+    }
+    mounts.push(bind(&spec.host.task_root, Path::new(TASK_ROOT), false));
+    mounts.push(bind(&spec.host.runtime_dir, Path::new(RUNTIME_DIR), false));
+    for dir in &spec.host_dirs {
+        mounts.push(bind(dir, dir, false));
+    }
+    // The scheduler makes the account's scratch directory before every start.
+    mounts.push(bind(&spec.host.scratch, Path::new(SCRATCH_DIR), true));
+    match spec.layers.as_slice() {
+        [] => {}
+        [one] => mounts.push(bind(one, Path::new(LAYER_ROOT), false)),
+        many => {
+            let lower: Vec<String> = many.iter().rev().map(|p| p.display().to_string()).collect();
+            mounts.push(json!({"destination": LAYER_ROOT, "type": "overlay", "source": "overlay",
+                "options": ["ro", "nosuid", "nodev", format!("lowerdir={}", lower.join(":"))]}));
+        }
+    }
+    let mut args = vec![spec.program.display().to_string()];
+    args.extend(spec.args.iter().map(|a| a.to_string_lossy().into_owned()));
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let no_caps: Vec<String> = Vec::new();
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": settings.uid, "gid": settings.gid},
+            "args": args,
+            "env": env,
+            "cwd": spec.cwd,
+            "capabilities": {"bounding": no_caps, "effective": no_caps, "inheritable": no_caps,
+                             "permitted": no_caps, "ambient": no_caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": spec.open_files, "soft": spec.open_files}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": bundle.rootfs, "readonly": true},
+        "hostname": "stoke",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+            "cgroupsPath": bundle.cgroups_path,
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"],
+            "seccomp": seccomp(),
+        },
+    })
+}
+
+/// The lean sandbox's seccomp rules in OCI form: the same calls refused with `EPERM`, `clone` with any
+/// `CLONE_NEW*` flag refused, `clone3` answered `ENOSYS` (so C libraries fall back to `clone`).
+pub fn seccomp() -> Value {
+    let names: Vec<&str> = crate::lean::seccomp::denied().into_iter().map(|(n, _)| n).collect();
+    let mut rules = vec![json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM})];
+    let mut bit = 1u32;
+    while bit != 0 {
+        if crate::lean::seccomp::CLONE_NEW_MASK & bit != 0 {
+            rules.push(json!({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+                "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        }
+        bit = bit.wrapping_shl(1);
+    }
+    rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+           "syscalls": rules})
+}
+
+/// A root of mount points for the default image (read-only to the instance): the host's top-level links
+/// copied, empty directories and files where binds land, the generated `/etc` files beside them.
+fn default_rootfs(root: &Path, spec: &SpawnSpec, host: &dyn HostView) -> io::Result<Vec<PathBuf>> {
+    let mut binds = Vec::new();
+    fs::create_dir_all(root.join("etc"))?;
+    let top = rootfs::HOST_TOP.iter().map(|n| (Path::new("/").join(n), root.join(n)));
+    let etc = rootfs::HOST_ETC.iter().map(|n| (Path::new("/etc").join(n), root.join("etc").join(n)));
+    for (source, at) in top.chain(etc) {
+        // Where a bind lands: a directory or an empty file; a link is copied (it resolves inside).
+        match host.entry(&source) {
+            HostEntry::Dir => {
+                fs::create_dir_all(&at)?;
+                binds.push(source);
+            }
+            HostEntry::File => {
+                if !at.exists() {
+                    fs::write(&at, b"")?;
+                }
+                binds.push(source);
+            }
+            HostEntry::Symlink(target) if fs::symlink_metadata(&at).is_err() => {
+                std::os::unix::fs::symlink(target, &at)?;
+            }
+            HostEntry::Symlink(_) | HostEntry::Missing => {}
+        }
+    }
+    for dir in ["proc", "dev", "tmp", "opt", "var/task", "var/runtime", "var/stoke-scratch"] {
+        fs::create_dir_all(root.join(dir))?;
+    }
+    // OCI runtimes give a tmpfs the mode of the directory it is mounted on.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    for name in ["passwd", "group", "hostname"] {
+        let at = root.join("etc").join(name);
+        if !at.exists() {
+            fs::write(at, b"")?;
+        }
+    }
+    for dir in &spec.host_dirs {
+        fs::create_dir_all(root.join(dir.strip_prefix("/").unwrap_or(dir)))?;
+    }
+    Ok(binds)
+}
+
+impl Sandbox for OciSandbox {
+    fn kind(&self) -> &'static str {
+        "oci"
+    }
+
+    fn paths(&self, _host: &InstancePaths) -> InstancePaths {
+        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+    }
+
+    fn layer_root(&self) -> Option<PathBuf> {
+        Some(LAYER_ROOT.into())
+    }
+
+    fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
+        if spec.isolated_network {
+            return Err(io::Error::other(
+                "network none needs the lean sandbox; the oci sandbox uses the host's network",
+            ));
+        }
+        self.leftovers.lock().unwrap_or_else(|p| p.into_inner()).retain(|d| fs::remove_dir(d).is_err() && d.exists());
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let limits = Limits {
+            memory_bytes: u64::from(spec.memory_mb) * 1024 * 1024,
+            cpu_millis: spec.cpu_millis,
+            cpu_quota: self.settings.cpu_quota,
+            pids: self.settings.pids_max,
+        };
+        let group = self.layout.create(self.server, id, &limits)?;
+        let bundle_dir = self.dir.join("bundles").join(id.to_string());
+        let made = (|| -> io::Result<BundleSpec> {
+            fs::create_dir_all(&bundle_dir)?;
+            let etc = bundle_dir.join("etc");
+            fs::create_dir_all(&etc)?;
+            let passwd = format!(
+                "root:x:0:0:root:/root:/sbin/nologin\nsbx_user:x:{}:{}::/tmp:/sbin/nologin\n",
+                self.settings.uid, self.settings.gid
+            );
+            fs::write(etc.join("passwd"), passwd)?;
+            fs::write(etc.join("group"), format!("root:x:0:\nsbx_user:x:{}:\n", self.settings.gid))?;
+            fs::write(etc.join("hostname"), "stoke\n")?;
+            let etc_files =
+                ["passwd", "group", "hostname"].iter().map(|n| (n.to_string(), etc.join(n))).collect::<Vec<_>>();
+            let (rootfs, host_binds) = match &spec.image {
+                Some(image) => {
+                    let host: Vec<PathBuf> = rootfs::IMAGE_HOST_ETC
+                        .iter()
+                        .map(|n| Path::new("/etc").join(n))
+                        .filter(|p| p.exists() && image.join(p.strip_prefix("/").unwrap_or(p)).exists())
+                        .collect();
+                    (image.clone(), host)
+                }
+                None => {
+                    let template = self.dir.join("rootfs-default");
+                    let _one_at_a_time = self.template.lock().unwrap_or_else(|p| p.into_inner());
+                    let binds = default_rootfs(&template, spec, &RealHost)?;
+                    (template, binds)
+                }
+            };
+            let cgroups_path = format!("/{}/s{}/i{id}/c", crate::lean::cgroup::OCI_ROOT, self.server);
+            Ok(BundleSpec { rootfs, etc_files, host_binds, cgroups_path })
+        })();
+        let bundle = match made {
+            Ok(b) => b,
+            Err(e) => {
+                group.remove();
+                let _ = fs::remove_dir_all(&bundle_dir);
+                return Err(e);
+            }
+        };
+        let config = config(spec, &bundle, &self.settings);
+        if let Err(e) = fs::write(bundle_dir.join("config.json"), config.to_string()) {
+            group.remove();
+            let _ = fs::remove_dir_all(&bundle_dir);
+            return Err(e);
+        }
+        let state = self.dir.join("state");
+        let mut cmd = tokio::process::Command::new(&self.helper);
+        cmd.arg(PIDNS_ARG)
+            .arg("--")
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(&bundle_dir)
+            .arg(format!("stoke-{}-{id}", self.server))
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: runs between fork and exec; prctl and setrlimit are raw syscalls through nix that neither
+        // allocate nor lock, and the closure captures nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                setrlimit(Resource::RLIMIT_NOFILE, 4096, 4096).map_err(io::Error::from)?;
+                Ok(())
+            });
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                group.remove();
+                let _ = fs::remove_dir_all(&bundle_dir);
+                return Err(e);
+            }
+        };
+        let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
+        let control = OciControl { pid, group, bundle: bundle_dir, leftovers: self.leftovers.clone() };
+        Ok(Spawned { child, control: Arc::new(control) })
+    }
+}
+
+struct OciControl {
+    /// The `stoke __pidns` holder; it leads the process group, the runtime is its child.
+    pid: u32,
+    group: Group,
+    bundle: PathBuf,
+    leftovers: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+impl InstanceControl for OciControl {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn kill(&self) {
+        // The runtime is PID 1 of the holder's namespace: killing the holder's group kills it, and with it the
+        // container.
+        self.group.freeze(false);
+        let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+    }
+
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        self.group.peak_memory()
+    }
+
+    fn out_of_memory(&self) -> bool {
+        // The kernel counts an OOM kill in the victim's own group, which the runtime removes when the
+        // container ends (cgroup v1 does not count it upwards); that stoke's group above reached its limit
+        // says the same for an instance that was killed.
+        self.group.oom_kills() > 0 || self.group.hit_memory_limit()
+    }
+
+    fn freeze(&self, frozen: bool) -> bool {
+        self.group.freeze(frozen)
+    }
+
+    fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        let mut pids = self.group.pids();
+        pids.push(self.pid);
+        crate::peer::opened_by_any(&pids, local, peer)
+    }
+}
+
+impl Drop for OciControl {
+    fn drop(&mut self) {
+        let busy = self.group.remove();
+        if !busy.is_empty() {
+            self.leftovers.lock().unwrap_or_else(|p| p.into_inner()).extend(busy);
+        }
+        let _ = fs::remove_dir_all(&self.bundle);
+    }
+}
+
+/// Entry point of `stoke __pidns -- <runtime> <args>`: runs the runtime as PID 1 of a new PID namespace,
+/// tied to this process (and so to the server), and exits the way it did. Never returns.
+pub fn pidns_main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ! {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if args.first().is_some_and(|a| a == "--") {
+        args.remove(0);
+    }
+    crate::lean::jail::hold_in_pid_namespace(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SpawnSpec {
+        SpawnSpec {
+            host: InstancePaths {
+                task_root: "/d/run/code/abc".into(),
+                runtime_dir: "/d/run/runtimes".into(),
+                scratch: "/d/run/scratch/1".into(),
+            },
+            host_dirs: vec!["/root/.pyenv/versions/3.11.7".into()],
+            program: "/usr/bin/python3".into(),
+            args: vec!["-S".into(), "/var/runtime/boot.py".into()],
+            env: vec![("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:4000".into())],
+            cwd: "/var/task".into(),
+            memory_mb: 256,
+            cpu_millis: 144,
+            open_files: 1024,
+            layers: vec!["/d/layers/a".into(), "/d/layers/b".into()],
+            image: None,
+            isolated_network: false,
+            runtime_api_port: 4000,
+        }
+    }
+
+    fn bundle() -> BundleSpec {
+        BundleSpec {
+            rootfs: "/d/run/oci/rootfs-default".into(),
+            etc_files: vec![("passwd".into(), "/d/run/oci/bundles/1/etc/passwd".into())],
+            host_binds: vec!["/usr".into(), "/etc/ssl".into()],
+            cgroups_path: "/stoke-oci/s9/i1/c".into(),
+        }
+    }
+
+    #[test]
+    fn the_bundle_runs_the_runtime_unprivileged_on_a_read_only_root() {
+        let c = config(&spec(), &bundle(), &LeanSettings::default());
+        let p = &c["process"];
+        assert_eq!(p["args"], json!(["/usr/bin/python3", "-S", "/var/runtime/boot.py"]));
+        assert_eq!(p["env"], json!(["AWS_LAMBDA_RUNTIME_API=127.0.0.1:4000"]));
+        assert_eq!((p["user"]["uid"].as_u64(), p["user"]["gid"].as_u64()), (Some(993), Some(990)));
+        assert_eq!(p["noNewPrivileges"], true);
+        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
+            assert_eq!(p["capabilities"][set], json!([]), "{set}");
+        }
+        assert_eq!(c["root"], json!({"path": "/d/run/oci/rootfs-default", "readonly": true}));
+        assert_eq!(c["linux"]["cgroupsPath"], "/stoke-oci/s9/i1/c");
+        assert!(c["linux"].get("resources").is_none(), "limits live on stoke's group above the container's");
+        let ns: Vec<&str> =
+            c["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        assert_eq!(ns, ["pid", "mount", "ipc", "uts"], "the host's network: the Runtime API is on loopback");
+    }
+
+    #[test]
+    fn mounts_follow_the_lean_sandbox() {
+        let c = config(&spec(), &bundle(), &LeanSettings { tmp_mb: 64, ..Default::default() });
+        let mounts = c["mounts"].as_array().unwrap();
+        let at = |d: &str| mounts.iter().find(|m| m["destination"] == d).unwrap_or_else(|| panic!("no mount at {d}"));
+        assert_eq!(at("/tmp")["options"], json!(["nosuid", "nodev", "mode=1777", "size=64m"]));
+        assert_eq!(at("/var/task")["source"], "/d/run/code/abc");
+        assert!(at("/var/task")["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(at("/var/stoke-scratch")["options"].as_array().unwrap().contains(&json!("rw")));
+        assert!(at("/usr")["options"].as_array().unwrap().contains(&json!("ro")));
+        assert_eq!(at("/etc/passwd")["source"], "/d/run/oci/bundles/1/etc/passwd");
+        assert_eq!(at("/root/.pyenv/versions/3.11.7")["type"], "bind");
+        let opt = at("/opt");
+        assert_eq!(opt["type"], "overlay");
+        assert!(opt["options"].as_array().unwrap().contains(&json!("lowerdir=/d/layers/b:/d/layers/a")));
+        let mut one = spec();
+        one.layers.truncate(1);
+        let c = config(&one, &bundle(), &LeanSettings::default());
+        let opt = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/opt").unwrap().clone();
+        assert_eq!(opt["source"], "/d/layers/a");
+    }
+
+    #[test]
+    fn seccomp_refuses_what_the_lean_filter_refuses() {
+        let s = seccomp();
+        assert_eq!(s["defaultAction"], "SCMP_ACT_ALLOW");
+        let rules = s["syscalls"].as_array().unwrap();
+        let names = rules[0]["names"].as_array().unwrap();
+        for call in ["mount", "ptrace", "unshare", "setns", "bpf", "keyctl", "kexec_load"] {
+            assert!(names.contains(&json!(call)), "{call}");
+        }
+        let clone_rules = rules.iter().filter(|r| r["names"] == json!(["clone"])).count();
+        assert_eq!(clone_rules, 8, "one rule per CLONE_NEW* flag");
+        assert!(rules.iter().any(|r| r["names"] == json!(["clone3"]) && r["errnoRet"] == libc::ENOSYS));
+    }
+
+    #[test]
+    fn the_default_rootfs_is_made_of_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        let binds = default_rootfs(&root, &spec(), &RealHost).unwrap();
+        assert!(binds.contains(&PathBuf::from("/usr")));
+        for p in ["proc", "dev", "tmp", "opt", "var/task", "var/runtime", "etc/passwd", "root/.pyenv/versions/3.11.7"] {
+            assert!(root.join(p).exists(), "{p}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(root.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+        assert_eq!(fs::read_dir(root.join("var/task")).unwrap().count(), 0, "no content of its own");
+        // Made again for the next instance: nothing to do, nothing breaks.
+        assert_eq!(default_rootfs(&root, &spec(), &RealHost).unwrap(), binds);
+    }
+}

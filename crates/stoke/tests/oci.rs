@@ -1,0 +1,110 @@
+//! The oci sandbox: functions as OCI bundles run by runc and crun, with the lean sandbox's layers, images
+//! and limits, and nothing left running when the server dies. Privileged; in CI runc and crun must be
+//! installed (scripts/prereqs installs them).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn runtimes() -> Vec<&'static str> {
+    if !privileged("the oci sandbox") {
+        return Vec::new();
+    }
+    let installed = |tool: &str| std::process::Command::new(tool).arg("--version").output().is_ok();
+    ["runc", "crun"].into_iter().filter(|r| present_or_skip(installed(r), r, "the oci sandbox")).collect()
+}
+
+fn invoke(s: &TestServer, function: &str, event: Value) -> (u16, Option<String>, Value) {
+    let resp = s.req(Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event).send().unwrap();
+    let status = resp.status().as_u16();
+    let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
+    (status, error, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
+}
+
+const PROBE: &str = r#"
+import os, shared
+def handler(event, context):
+    return {"value": shared.VALUE, "user": os.getuid(), "opt": sorted(os.listdir("/opt")),
+            "env": os.environ.get("MINE"), "hostname": open("/etc/hostname").read().strip()}
+"#;
+
+#[test]
+fn functions_run_as_oci_bundles_with_their_layers_and_limits() {
+    for runtime in runtimes() {
+        let s = TestServer::start_with(&["--sandbox", "oci", "--oci-runtime", runtime]);
+        let (_, list) = s.get("/v1/instances");
+        assert_eq!(list["sandbox"], "oci", "{list}");
+        for (name, value) in [("base", "base"), ("top", "top")] {
+            let zip = zip_of(&[("python/shared.py", format!("VALUE = {value:?}\n").as_bytes())]);
+            let body = json!({"code_base64": base64::engine::general_purpose::STANDARD.encode(zip)});
+            assert_eq!(s.post(&format!("/v1/layers/{name}/versions"), body).0, 201);
+        }
+        python_fn(&s, "probe", PROBE, json!({"layers": ["base:1", "top:1"], "environment": {"MINE": "m"}}));
+        let (status, err, out) = invoke(&s, "probe", json!({}));
+        assert_eq!((status, err), (200, None), "{runtime}: {out}");
+        assert_eq!(out["value"], "top", "{runtime}: the later layer wins: {out}");
+        assert_eq!((out["user"].as_u64(), out["env"].as_str()), (Some(993), Some("m")), "{runtime}: {out}");
+        assert_eq!(out["opt"], json!(["python"]), "{runtime}: {out}");
+        assert_eq!(out["hostname"], "stoke", "{runtime}: {out}");
+        // Warm: the same container answers again.
+        assert_eq!(invoke(&s, "probe", json!({})).0, 200);
+        let (_, list) = s.get("/v1/instances?function=probe");
+        assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{runtime}: {list}");
+
+        // A provided function, and network none refused with the reason.
+        let binary = std::fs::read(build_rust_echo()).unwrap();
+        let body = json!({"name": "rusty", "runtime": "provided.al2023",
+            "code_base64": base64::engine::general_purpose::STANDARD.encode(bootstrap_zip(&binary))});
+        assert_eq!(s.post("/v1/functions", body).0, 201);
+        let (status, err, out) = invoke(&s, "rusty", json!({"x": 1}));
+        assert_eq!((status, err), (200, None), "{runtime}: {out}");
+        assert_eq!(out["echo"], json!({"x": 1}));
+        let mut body = create_body("sealed", &python_zip("x"));
+        body["network"] = json!("none");
+        assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "lean sandbox");
+    }
+}
+
+/// Processes of the host whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+        })
+        .collect()
+}
+
+#[test]
+fn nothing_an_instance_started_outlives_a_killed_server() {
+    let mut setups: Vec<Vec<&str>> =
+        runtimes().into_iter().map(|r| vec!["--sandbox", "oci", "--oci-runtime", r]).collect();
+    if privileged("the lean sandbox") {
+        setups.push(vec!["--sandbox", "lean"]);
+    }
+    for setup in setups {
+        let mut s = TestServer::start_with(&setup);
+        let token = format!("stoke-survivor-{}", std::process::id());
+        let code = format!(
+            "import subprocess\nchild = subprocess.Popen(['/bin/sh', '-c', 'sleep 300; true', '{token}'])\ndef handler(e, c):\n    return child.pid\n"
+        );
+        python_fn(&s, "spawner", &code, json!({}));
+        let (status, err, out) = invoke(&s, "spawner", json!({}));
+        assert_eq!((status, err), (200, None), "{setup:?}: {out}");
+        assert!(!processes_with(&token).is_empty(), "{setup:?}: the function's child runs");
+        s.kill9();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_with(&token).is_empty() {
+            assert!(Instant::now() < deadline, "{setup:?}: a function's process outlived the server");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
