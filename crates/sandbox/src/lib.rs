@@ -83,6 +83,25 @@ pub struct GenericSpec {
     pub count: usize,
 }
 
+/// What zygotes are made of, from the scheduler (which knows the runtimes). See
+/// [`lean::zygote`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZygoteSpec {
+    /// The runtime command a zygote replaces (stoke's Python runtime): instances whose spec runs exactly this
+    /// may be forked.
+    pub serves: (PathBuf, Vec<OsString>),
+    /// The zygote's own command (stoke's Python zygote).
+    pub command: (PathBuf, Vec<OsString>),
+    pub env: Vec<(String, String)>,
+    pub runtime_dir: PathBuf,
+    pub host_dirs: Vec<PathBuf>,
+    /// The zygote's memory limit, in MB, and CPU share.
+    pub memory_mb: u32,
+    pub cpu_millis: u32,
+    /// Most zygotes kept (one per layer set); the least recently used without instances goes first.
+    pub max: usize,
+}
+
 /// Control over a running instance, independent of who waits for it.
 pub trait InstanceControl: Send + Sync {
     fn pid(&self) -> u32;
@@ -103,10 +122,25 @@ pub trait InstanceControl: Send + Sync {
     fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool;
 }
 
-/// A spawned instance: its process (for stdout, stderr and exit) and its control.
+/// Completes when an instance has exited, with how it ended.
+pub type Exit = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<std::process::ExitStatus>> + Send>>;
+
+/// A spawned instance: its output, its end, and its control.
 pub struct Spawned {
-    pub child: tokio::process::Child,
+    pub stdout: Option<std::os::fd::OwnedFd>,
+    pub stderr: Option<std::os::fd::OwnedFd>,
+    /// Dropping it before the end kills an instance that is a child process (`kill_on_drop`).
+    pub exit: Exit,
     pub control: Arc<dyn InstanceControl>,
+}
+
+impl Spawned {
+    /// An instance that is a child process of the server.
+    pub fn from_child(mut child: tokio::process::Child, control: Arc<dyn InstanceControl>) -> Spawned {
+        let stdout = child.stdout.take().and_then(|o| o.into_owned_fd().ok());
+        let stderr = child.stderr.take().and_then(|e| e.into_owned_fd().ok());
+        Spawned { stdout, stderr, exit: Box::pin(async move { child.wait().await }), control }
+    }
 }
 
 impl std::fmt::Debug for Spawned {
@@ -138,6 +172,13 @@ pub trait Sandbox: Send + Sync + 'static {
     /// Generic instances ready now, by kind.
     fn generic_ready(&self) -> Vec<(String, usize)> {
         Vec::new()
+    }
+    /// Forks instances of stoke's Python runtime with layers from zygotes of this kind (backends that cannot
+    /// ignore this).
+    fn keep_zygotes(&self, _spec: Option<ZygoteSpec>) {}
+    /// Zygotes ready now.
+    fn zygotes_ready(&self) -> usize {
+        0
     }
     /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
     /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).
@@ -212,7 +253,7 @@ impl Sandbox for ProcessSandbox {
         }
         let child = cmd.spawn()?;
         let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
-        Ok(Spawned { child, control: Arc::new(ProcessControl { pid }) })
+        Ok(Spawned::from_child(child, Arc::new(ProcessControl { pid })))
     }
 }
 
@@ -245,24 +286,26 @@ mod tests {
 
     #[tokio::test]
     async fn runs_with_only_the_given_environment_and_limits() {
-        let mut s = ProcessSandbox.spawn(&spec("echo \"$ONLY ${HOME:-nohome}\"; ulimit -n; ulimit -d")).unwrap();
+        let s = ProcessSandbox.spawn(&spec("echo \"$ONLY ${HOME:-nohome}\"; ulimit -n; ulimit -d")).unwrap();
         let mut out = String::new();
-        s.child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
-        assert!(s.child.wait().await.unwrap().success());
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(s.stdout.unwrap()).unwrap();
+        let mut stdout = stdout;
+        stdout.read_to_string(&mut out).await.unwrap();
+        assert!(s.exit.await.unwrap().success());
         let lines: Vec<_> = out.lines().collect();
         assert_eq!(lines, ["this nohome", "64", &(256 * 1024).to_string()]);
     }
 
     #[tokio::test]
     async fn kill_reaches_the_whole_process_group() {
-        let mut s = ProcessSandbox.spawn(&spec("sleep 60 & echo $!; wait")).unwrap();
-        let mut stdout = s.child.stdout.take().unwrap();
+        let s = ProcessSandbox.spawn(&spec("sleep 60 & echo $!; wait")).unwrap();
+        let mut stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(s.stdout.unwrap()).unwrap();
         let mut buf = [0u8; 32];
         let n = stdout.read(&mut buf).await.unwrap();
         let grandchild: i32 = std::str::from_utf8(&buf[..n]).unwrap().trim().parse().unwrap();
         assert!(s.control.peak_memory_bytes().is_some_and(|b| b > 0));
         s.control.kill();
-        s.child.wait().await.unwrap();
+        s.exit.await.unwrap();
         // The grandchild is gone too (or a zombie about to be reaped by init).
         for _ in 0..100 {
             let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();

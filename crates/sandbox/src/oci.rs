@@ -378,8 +378,11 @@ impl Sandbox for OciSandbox {
         }
         let state = self.dir.join("state");
         let mut cmd = tokio::process::Command::new(&self.helper);
-        cmd.arg(PIDNS_ARG)
-            .arg("--")
+        cmd.arg(PIDNS_ARG);
+        for dir in group.dirs() {
+            cmd.arg("--reap").arg(dir);
+        }
+        cmd.arg("--")
             .arg(&self.runtime)
             .arg("--root")
             .arg(&state)
@@ -398,7 +401,7 @@ impl Sandbox for OciSandbox {
         // allocate nor lock, and the closure captures nothing.
         unsafe {
             cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                nix::sys::prctl::set_pdeathsig(crate::lean::jail::SERVER_GONE).map_err(io::Error::from)?;
                 setrlimit(Resource::RLIMIT_NOFILE, 4096, 4096).map_err(io::Error::from)?;
                 Ok(())
             });
@@ -413,7 +416,7 @@ impl Sandbox for OciSandbox {
         };
         let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
         let control = OciControl { pid, group, bundle: bundle_dir, leftovers: self.leftovers.clone() };
-        Ok(Spawned { child, control: Arc::new(control) })
+        Ok(Spawned::from_child(child, Arc::new(control)))
     }
 }
 
@@ -469,14 +472,29 @@ impl Drop for OciControl {
     }
 }
 
-/// Entry point of `stoke __pidns -- <runtime> <args>`: runs the runtime as PID 1 of a new PID namespace,
-/// tied to this process (and so to the server), and exits the way it did. Never returns.
+/// Entry point of `stoke __pidns [--reap <cgroup dir>]... -- <runtime> <args>`: runs the runtime as PID 1 of
+/// a new PID namespace, tied to this process (and so to the server), and exits the way it did; if the
+/// server dies first, removes the `--reap` cgroup trees with every process in them. Never returns.
 pub fn pidns_main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ! {
-    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
-    if args.first().is_some_and(|a| a == "--") {
-        args.remove(0);
+    let mut args = args.into_iter();
+    let mut reap = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--") => break,
+            Some("--reap") => match args.next() {
+                Some(dir) => reap.push(PathBuf::from(dir)),
+                None => {
+                    eprintln!("stoke __pidns: option --reap needs a value");
+                    std::process::exit(125)
+                }
+            },
+            _ => {
+                eprintln!("stoke __pidns: unknown option {} (expected --reap <dir> or --)", arg.to_string_lossy());
+                std::process::exit(125)
+            }
+        }
     }
-    crate::lean::jail::hold_in_pid_namespace(&args)
+    crate::lean::jail::hold_in_pid_namespace(&args.collect::<Vec<_>>(), reap)
 }
 
 #[cfg(test)]

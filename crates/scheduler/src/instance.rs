@@ -186,15 +186,14 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
     });
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),
-        Ok((mut child, server)) => {
-            let stdout = child.stdout.take().and_then(|o| o.into_owned_fd().ok());
-            let stderr = child.stderr.take().and_then(|e| e.into_owned_fd().ok());
+        Ok((spawned, server)) => {
+            let stoke_sandbox::Spawned { stdout, stderr, exit, .. } = spawned;
             for fd in [stdout, stderr].into_iter().flatten() {
                 let (tx, rx) = mpsc::unbounded_channel();
                 lock(&ctx.drains).push(tx);
                 tokio::spawn(pump(fd, ctx.clone(), rx));
             }
-            let status = child.wait().await;
+            let status = exit.await;
             server.abort();
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let running = lock(&ctx.current).take();
@@ -243,7 +242,7 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
     queue::reconcile(&shared, &queue);
 }
 
-type Launched = (tokio::process::Child, tokio::task::JoinHandle<()>);
+type Launched = (stoke_sandbox::Spawned, tokio::task::JoinHandle<()>);
 
 async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched, Outcome> {
     let queue = &ctx.queue;
@@ -285,8 +284,8 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     let _ = started.send(spawned.control.clone());
     let _ = ctx.launched.set(ctx.spawned_at.elapsed());
     let _ = ctx.control.set(spawned.control.clone());
-    queue.set_control(ctx.id, spawned.control);
-    Ok((spawned.child, server))
+    queue.set_control(ctx.id, spawned.control.clone());
+    Ok((spawned, server))
 }
 
 impl InstanceCtx {

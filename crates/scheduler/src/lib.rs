@@ -196,6 +196,9 @@ pub struct Settings {
     /// Generic instances to keep ready (where the sandbox can), by kind: `sandbox` (set up, nothing started)
     /// and `python` (stoke's Python runtime already started).
     pub generic: Vec<(runtimes::GenericKind, usize)>,
+    /// Most Python zygotes kept, one per layer set (where the sandbox can): instances of Python functions
+    /// with layers are forked from them. 0: none.
+    pub zygotes: usize,
 }
 
 impl Default for Settings {
@@ -210,6 +213,7 @@ impl Default for Settings {
             freeze_idle_after: Some(Duration::from_secs(1)),
             reservation_ttl: Duration::from_secs(60),
             generic: Vec::new(),
+            zygotes: 0,
         }
     }
 }
@@ -280,6 +284,7 @@ impl Scheduler {
     pub fn start(sandbox: Arc<dyn Sandbox>, run_dir: PathBuf, settings: Settings) -> std::io::Result<Self> {
         runtimes::install(&run_dir)?;
         sandbox.keep_generic(runtimes::generic_specs(&run_dir, &settings.generic));
+        sandbox.keep_zygotes(runtimes::zygote_spec(&run_dir, settings.zygotes));
         let shared = Arc::new(Shared {
             sandbox,
             run_dir,
@@ -318,6 +323,11 @@ impl Scheduler {
     /// Generic instances ready, by kind.
     pub fn generic_ready(&self) -> Vec<(String, usize)> {
         self.shared.sandbox.generic_ready()
+    }
+
+    /// Zygotes ready.
+    pub fn zygotes_ready(&self) -> usize {
+        self.shared.sandbox.zygotes_ready()
     }
 
     fn queue_for(&self, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {

@@ -24,6 +24,9 @@ pub fn install(run_dir: &Path) -> std::io::Result<()> {
     // Next to the python bootstrap: on its sys.path. The node runtime's NODE_PATH names the directory.
     std::fs::write(dir.join("stoke.py"), PYTHON_HELPER)?;
     std::fs::write(dir.join("stoke.js"), NODE_HELPER)?;
+    // A zygote's instances install the instance filter themselves, from these bytes.
+    std::fs::write(dir.join("stoke_python_zygote.py"), stoke_sandbox::lean::zygote::PYTHON_ZYGOTE)?;
+    std::fs::write(dir.join("stoke_seccomp.bpf"), stoke_sandbox::lean::seccomp::program_bytes())?;
     Ok(())
 }
 
@@ -200,6 +203,34 @@ pub(crate) fn generic_specs(run_dir: &Path, kinds: &[(GenericKind, usize)]) -> V
         })
         .collect()
 }
+
+/// What the sandbox needs to keep up to `max` Python zygotes (one per layer set); `None` without python3 or
+/// with `max` 0.
+pub(crate) fn zygote_spec(run_dir: &Path, max: usize) -> Option<stoke_sandbox::ZygoteSpec> {
+    let python = host_python().filter(|_| max > 0)?;
+    let seen_runtime_dir = Path::new(stoke_sandbox::lean::RUNTIME_DIR);
+    Some(stoke_sandbox::ZygoteSpec {
+        serves: (python.clone(), python_args(seen_runtime_dir)),
+        command: (
+            python,
+            vec!["-S".into(), "-u".into(), seen_runtime_dir.join("stoke_python_zygote.py").into_os_string()],
+        ),
+        env: vec![
+            ("PATH".into(), BASE_PATH.into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("TZ".into(), ":UTC".into()),
+            ("HOME".into(), "/tmp".into()),
+        ],
+        runtime_dir: run_dir.join("runtimes"),
+        host_dirs: default_host_dirs(),
+        memory_mb: ZYGOTE_MEMORY_MB,
+        cpu_millis: stoke_core::limits::cpu_millis(ZYGOTE_MEMORY_MB),
+        max,
+    })
+}
+
+/// A zygote's memory limit: what its layers' imports may take.
+const ZYGOTE_MEMORY_MB: u32 = 2048;
 
 /// An interpreter inside an imported image (as the instance sees it), from the usual places.
 fn in_image(image: &Path, name: &str, image_name: &str) -> Result<PathBuf, String> {

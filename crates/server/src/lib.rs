@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub reservation_ttl: Duration,
     /// Generic instances to keep ready, by kind (lean sandbox).
     pub generic: Vec<(stoke_scheduler::runtimes::GenericKind, usize)>,
+    /// Most Python zygotes kept, one per layer set (lean sandbox); 0: none.
+    pub zygotes: usize,
 }
 
 /// Which sandbox the server runs instances in.
@@ -247,6 +249,7 @@ impl Server {
             freeze_idle_after: config.freeze_idle_after,
             reservation_ttl: config.reservation_ttl,
             generic: config.generic.clone(),
+            zygotes: config.zygotes,
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
@@ -299,12 +302,18 @@ impl Server {
             .map_err(dir_err)?;
 
         let kind = invoker.scheduler().sandbox_kind();
-        let generic: Vec<String> = config.generic.iter().map(|(k, n)| format!("{}={n}", k.name())).collect();
-        let sandbox = if kind == "lean" && !generic.is_empty() {
-            format!("{kind} ({sandbox_note}; generic instances kept ready: {})", generic.join(", "))
-        } else {
-            format!("{kind} ({sandbox_note})")
-        };
+        let mut kept: Vec<String> = Vec::new();
+        if kind == "lean" {
+            let generic: Vec<String> = config.generic.iter().map(|(k, n)| format!("{}={n}", k.name())).collect();
+            if !generic.is_empty() {
+                kept.push(format!("generic instances kept ready: {}", generic.join(", ")));
+            }
+            if config.zygotes > 0 {
+                kept.push(format!("up to {} Python zygote(s)", config.zygotes));
+            }
+        }
+        let sandbox = std::iter::once(sandbox_note.to_string()).chain(kept).collect::<Vec<_>>().join("; ");
+        let sandbox = format!("{kind} ({sandbox})");
         let state = AppState {
             gateway: Arc::new(triggers::Gateway::new(registry.clone())),
             registry,

@@ -90,7 +90,9 @@ fn nothing_an_instance_started_outlives_a_killed_server() {
     if privileged("the lean sandbox") {
         setups.push(vec!["--sandbox", "lean"]);
     }
-    for setup in setups {
+    for mut setup in setups {
+        // Idle instances are frozen soon: a frozen process keeps even a SIGKILL pending until thawed.
+        setup.extend(["--freeze-after-ms", "100"]);
         let mut s = TestServer::start_with(&setup);
         let token = format!("stoke-survivor-{}", std::process::id());
         let code = format!(
@@ -100,6 +102,7 @@ fn nothing_an_instance_started_outlives_a_killed_server() {
         let (status, err, out) = invoke(&s, "spawner", json!({}));
         assert_eq!((status, err), (200, None), "{setup:?}: {out}");
         assert!(!processes_with(&token).is_empty(), "{setup:?}: the function's child runs");
+        std::thread::sleep(Duration::from_millis(600));
         s.kill9();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !processes_with(&token).is_empty() {

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -121,18 +122,21 @@ def handler(event, context):
         return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "hostname": socket.gethostname(),
                 "caps": [status[k] for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]],
                 "no_new_privs": status["NoNewPrivs"], "seccomp": status["Seccomp"],
-                "task_root": os.environ["LAMBDA_TASK_ROOT"], "root": sorted(os.listdir("/"))}
+                "task_root": os.environ["LAMBDA_TASK_ROOT"], "root": sorted(os.listdir("/")),
+                "init": open("/proc/1/cmdline").read().replace("\0", " "), "pid": os.getpid()}
     raise ValueError("unknown attack " + a)
 "#;
 
 const ECHO: &str = "def handler(event, context):\n    return event\n";
 
 /// Every attack runs against each way an instance can start: a lean instance set up for its function, a
-/// lean generic instance (set up before its function was known, then given it), and an OCI bundle run by
-/// runc and by crun (when installed; in CI they must be).
-const SETUPS: [&[&str]; 4] = [
+/// lean generic instance (set up before its function was known, then given it), a lean instance forked from
+/// a Python zygote (the hostile function then has a layer), and an OCI bundle run by runc and by crun (when
+/// installed; in CI they must be).
+const SETUPS: [&[&str]; 5] = [
     &["--generic", "none"],
     &["--generic", "python=2,sandbox=2"],
+    &["--generic", "none", "--zygotes", "2"],
     &["--sandbox", "oci", "--oci-runtime", "runc"],
     &["--sandbox", "oci", "--oci-runtime", "crun"],
 ];
@@ -164,7 +168,28 @@ fn server(setup: &[&str]) -> TestServer {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    python_fn(&s, "hostile", HOSTILE, json!({"memory_mb": 1024, "timeout_s": 30}));
+    let mut hostile = json!({"memory_mb": 1024, "timeout_s": 30});
+    if setup.contains(&"--zygotes") {
+        // A layer, and its zygote ready (started by another function's first instance), so every instance
+        // of the hostile function is forked from it.
+        let zip = zip_of(&[("python/shared_lib.py", b"VALUE = 42\n")]);
+        let layer = json!({"code_base64": base64::engine::general_purpose::STANDARD.encode(zip)});
+        assert_eq!(s.post("/v1/layers/lib/versions", layer).0, 201);
+        python_fn(
+            &s,
+            "warmer",
+            "import shared_lib\ndef handler(e, c):\n    return shared_lib.VALUE\n",
+            json!({"layers": ["lib:1"]}),
+        );
+        assert_eq!(invoke(&s, "warmer", json!({})).2, json!(42));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while s.get("/v1/instances").1["zygotes"] != 1 {
+            assert!(std::time::Instant::now() < deadline, "the zygote never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        hostile["layers"] = json!(["lib:1"]);
+    }
+    python_fn(&s, "hostile", HOSTILE, hostile);
     python_fn(&s, "bystander", ECHO, json!({}));
     s
 }
@@ -206,6 +231,10 @@ fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(s: &TestServer
     assert_eq!(status, 200);
     assert!(matches!(list["sandbox"].as_str(), Some("lean" | "oci")), "{list}");
     let me = attack(s, "whoami", json!({}));
+    if list["zygotes"] == 1 {
+        let init = me["init"].as_str().unwrap();
+        assert!(init.contains("stoke_python_zygote.py") && me["pid"] == 1, "forked from the zygote: {me}");
+    }
     assert_eq!((me["uid"].as_u64(), me["gid"].as_u64()), (Some(993), Some(990)), "{me}");
     assert_eq!(me["cwd"], "/var/task");
     assert_eq!(me["task_root"], "/var/task");
@@ -237,9 +266,10 @@ fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(s: &T
     let read = attack(s, "read_host", json!({"paths": paths}));
     for p in paths.as_array().unwrap() {
         let p = p.as_str().unwrap();
-        // An OCI container's PID 1 is the function's runtime itself: /proc/1/environ is its own.
+        // In an OCI container and in an instance forked from a zygote, PID 1 is the function's runtime
+        // itself: /proc/1/environ is its own (as it started: the container's, or the zygote's).
         if p == "/proc/1/environ" && read["pid"] == 1 {
-            assert!(read[p]["value"].as_str().unwrap().starts_with("PATH="), "{read}");
+            assert!(read[p]["value"].as_str().unwrap().contains("PATH=/usr/local/sbin"), "{read}");
             continue;
         }
         refused(&read[p], p);

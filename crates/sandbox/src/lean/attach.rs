@@ -116,6 +116,81 @@ fn bind(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
     result.map_err(io::Error::from)
 }
 
+/// One instance's slot under a zygote's attach root: `task` (its code, read-only), `scratch` (its account's
+/// scratch directory), and `cg-<controller>` (its cgroups, which it joins itself). Mounted here, they
+/// propagate into the zygote, where the forked instance binds them into its own mount namespace.
+#[derive(Debug)]
+pub struct Slot {
+    dir: PathBuf,
+}
+
+impl Slot {
+    /// Makes the slot's mount points — `task` and `scratch` empty, `cg-<controller>` bound to the
+    /// instance's cgroup directories (controller name, directory) — for an instance forked ahead of its
+    /// function.
+    pub fn prepare(dir: PathBuf, cgroups: &[(&str, PathBuf)]) -> io::Result<Slot> {
+        let slot = Slot { dir };
+        let made = (|| -> io::Result<()> {
+            slot.point("task")?;
+            slot.point("scratch")?;
+            for (controller, dir) in cgroups {
+                let p = slot.point(&format!("cg-{controller}"))?;
+                mount(Some(dir.as_path()), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = made {
+            slot.remove();
+            return Err(e);
+        }
+        Ok(slot)
+    }
+
+    fn point(&self, name: &str) -> io::Result<PathBuf> {
+        let p = self.dir.join(name);
+        std::fs::create_dir_all(&p)?;
+        mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+        mount(None::<&str>, &p, None::<&str>, MsFlags::MS_SHARED, None::<&str>)?;
+        Ok(p)
+    }
+
+    /// Mounts the function's code (read-only) and its account's scratch directory on the slot; they
+    /// propagate into the waiting instance.
+    pub fn attach(&self, code: &Path, scratch: Option<&Path>) -> io::Result<()> {
+        bind(code, &self.dir.join("task"), true)?;
+        if let Some(dir) = scratch.filter(|d| d.is_dir()) {
+            bind(dir, &self.dir.join("scratch"), false)?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts everything and removes the slot.
+    pub fn remove(&self) {
+        remove_tree(&self.dir);
+    }
+}
+
+/// Makes `dir` a shared mount point (a zygote's attach root).
+pub fn shared_point(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>)?;
+    Ok(())
+}
+
+/// Unmounts whatever is mounted at or under `dir` and removes it.
+pub fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    while umount2(dir, MntFlags::MNT_DETACH).is_ok() {}
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Removes the attach points a previous server on this run directory left (its namespace is gone, so
 /// nothing is mounted there any more in ours; only the directories remain).
 pub fn sweep(root: &Path) {

@@ -172,6 +172,7 @@ impl Layout {
     /// Prepares this server's groups (v2: delegates the controllers down to them) and removes the groups of
     /// servers that are no longer running, killing what was left in them.
     pub fn prepare(&self, server: u32) -> io::Result<()> {
+        let mut dead = Vec::new();
         for (dir, v2) in self.server_dirs(server) {
             let stoke = dir.parent().unwrap_or(&dir).to_path_buf();
             fs::create_dir_all(&stoke)?;
@@ -190,8 +191,9 @@ impl Layout {
             } else {
                 fs::create_dir_all(&dir)?;
             }
-            sweep_dead_servers(&stoke, server);
+            dead.extend(dead_servers(&stoke, server));
         }
+        remove_trees(&dead.iter().map(PathBuf::as_path).collect::<Vec<_>>());
         Ok(())
     }
 
@@ -346,6 +348,17 @@ impl Group {
         &self.dirs
     }
 
+    /// Each controller's directory (one per hierarchy: on v2 every controller shares one).
+    pub fn controller_dirs(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut out: Vec<(&'static str, PathBuf)> = Vec::new();
+        for (ctrl, dir, _) in &self.controllers {
+            if !out.iter().any(|(_, d)| d == dir) {
+                out.push((ctrl, dir.clone()));
+            }
+        }
+        out
+    }
+
     /// Peak memory use in bytes.
     pub fn peak_memory(&self) -> Option<u64> {
         let (dir, v2) = self.memory.as_ref()?;
@@ -416,9 +429,10 @@ pub(crate) fn parse_oom_kills(text: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok())).unwrap_or(0)
 }
 
-/// Removes the `s<pid>` groups of servers that no longer run, killing any process left in them.
-fn sweep_dead_servers(stoke: &Path, me: u32) {
-    let Ok(entries) = fs::read_dir(stoke) else { return };
+/// The `s<pid>` groups of servers that no longer run (to remove, with any process left in them).
+fn dead_servers(stoke: &Path, me: u32) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(stoke) else { return Vec::new() };
+    let mut dead = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix('s')).and_then(|p| p.parse::<u32>().ok()) else {
@@ -427,8 +441,9 @@ fn sweep_dead_servers(stoke: &Path, me: u32) {
         if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        remove_tree(&entry.path());
+        dead.push(entry.path());
     }
+    dead
 }
 
 /// Removes a group and every group under it, killing what is left in them (deepest first).
@@ -445,6 +460,21 @@ pub(crate) fn remove_tree(dir: &Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Removes the trees at `dirs` (one per hierarchy) and every process in them: kills and thaws everything
+/// first, in every hierarchy, so that no removal waits for a process a later hierarchy still holds frozen.
+pub(crate) fn remove_trees(dirs: &[&Path]) {
+    fn kill_tree(dir: &Path) {
+        if let Ok(children) = fs::read_dir(dir) {
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                kill_tree(&child.path());
+            }
+        }
+        kill_members(dir);
+    }
+    dirs.iter().for_each(|d| kill_tree(d));
+    dirs.iter().for_each(|d| remove_tree(d));
 }
 
 fn kill_members(dir: &Path) {

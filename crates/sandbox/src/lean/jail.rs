@@ -2,12 +2,14 @@
 //! privileged on an instance's behalf. The server starts it as `stoke __jail <options> -- <program> <args>`
 //! with the function's environment; it then:
 //!
-//! 1. (`jailer`, in the host's PID namespace) unshares mount, PID, IPC and UTS namespaces and forks;
+//! 1. (`jailer`, in the host's PID namespace) unshares PID, IPC and UTS namespaces and forks;
 //!    it waits for its child and exits the way the runtime did, so the server sees the runtime's status.
+//!    If the server dies first ([`SERVER_GONE`] is the helper's parent-death signal), it kills every
+//!    instance of that server — frozen ones too — and exits.
 //!    For `network: none` it first moves into a new network namespace, brings its loopback up, listens on
 //!    `127.0.0.1:9001` there, forks, then returns to the host's network and relays every connection to that
 //!    port to the instance's Runtime API endpoint on the host — the only way out of the namespace;
-//! 2. (`init`, PID 1 of the new namespace) joins the instance's cgroups, sets the host name, builds the
+//! 2. (`init`, PID 1 of the new namespace) enters a mount namespace of its own, joins the instance's cgroups, sets the host name, builds the
 //!    root file system and pivots into it, forks the runtime, and reaps orphans until the runtime exits
 //!    (when PID 1 exits, the kernel kills everything left in the namespace);
 //! 3. (`runtime`) drops to the sandbox user with no capabilities, sets `no_new_privs`, installs the
@@ -57,6 +59,10 @@ pub enum Generic {
     Await,
     /// Start `program` now (stoke's Python bootstrap), which reads its assignment from stdin itself.
     Prestart,
+    /// A zygote: once the root is built, enter a user namespace of its own as its root (mapped to
+    /// `host_uid`; the sandbox user mapped to itself) and run `program`, stoke's Python zygote, which forks
+    /// instances.
+    Zygote { host_uid: u32 },
 }
 
 /// Where an instance with a network of its own finds its Runtime API (as on Lambda: `127.0.0.1:9001`).
@@ -99,10 +105,14 @@ impl JailConfig {
         if let Some(attach) = &r.attach {
             a.extend(["--attach".into(), attach.clone().into()]);
         }
+        if let Some(attach_root) = &r.attach_root {
+            a.extend(["--attach-root".into(), attach_root.clone().into()]);
+        }
         match self.generic {
             Generic::No => {}
             Generic::Await => a.push("--await-assignment".into()),
             Generic::Prestart => a.push("--prestart".into()),
+            Generic::Zygote { host_uid } => a.extend(["--zygote".into(), host_uid.to_string().into()]),
         }
         a.push("--".into());
         a.push(self.program.clone().into());
@@ -123,6 +133,7 @@ impl JailConfig {
             layers: Vec::new(),
             image: None,
             attach: None,
+            attach_root: None,
         };
         let (mut cgroups, mut cwd, mut relay, mut generic) = (Vec::new(), PathBuf::from("/"), None, Generic::No);
         let value = |it: &mut dyn Iterator<Item = OsString>, key: &str| {
@@ -145,6 +156,8 @@ impl JailConfig {
                 "--layer" => root.layers.push(value(&mut it, &key)?.into()),
                 "--image" => root.image = Some(value(&mut it, &key)?.into()),
                 "--attach" => root.attach = Some(value(&mut it, &key)?.into()),
+                "--attach-root" => root.attach_root = Some(value(&mut it, &key)?.into()),
+                "--zygote" => generic = Generic::Zygote { host_uid: number(value(&mut it, &key)?, &key)? },
                 "--await-assignment" => generic = Generic::Await,
                 "--prestart" => generic = Generic::Prestart,
                 "--relay" => {
@@ -172,8 +185,53 @@ impl JailConfig {
         if root.uid == 0 || root.gid == 0 {
             return Err("--uid and --gid must name an unprivileged user (not 0)".into());
         }
+        if generic == (Generic::Zygote { host_uid: 0 }) {
+            return Err("--zygote must name an unprivileged host uid (not 0)".into());
+        }
         Ok(JailConfig { root, cgroups, cwd, program, args: it.collect(), relay, generic })
     }
+}
+
+/// The helper's parent-death signal (the server sets it): the server is gone. A SIGKILL would not do: an
+/// instance frozen in a cgroup v1 freezer keeps its own pending SIGKILL until someone thaws it, so the
+/// helper catches this one, kills and thaws every group of its server, and exits.
+pub const SERVER_GONE: Signal = Signal::SIGUSR1;
+
+/// Where the [`SERVER_GONE`] handler writes a byte (the write end of the jailer's watch pipe).
+static SERVER_GONE_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_server_gone(_: libc::c_int) {
+    let fd = SERVER_GONE_PIPE.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: write(2) is async-signal-safe; the byte lives in this frame for the whole call.
+    unsafe {
+        libc::write(fd, b"x".as_ptr().cast(), 1);
+    }
+}
+
+/// Catches [`SERVER_GONE`]: the returned pipe becomes readable once it arrived (a self-pipe, so a wait
+/// cannot miss it).
+fn watch_server() -> std::os::fd::OwnedFd {
+    use nix::fcntl::OFlag;
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    use std::os::fd::IntoRawFd;
+    let (read, write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
+        Ok(p) => p,
+        Err(e) => fail(&format!("cannot watch the server: {e}")),
+    };
+    SERVER_GONE_PIPE.store(write.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    let action = SigAction::new(SigHandler::Handler(on_server_gone), SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handler only makes one write(2), which is async-signal-safe.
+    if let Err(e) = unsafe { sigaction(SERVER_GONE, &action) } {
+        fail(&format!("cannot watch the server: {e}"));
+    }
+    read
+}
+
+/// The server is gone: removes the cgroup trees `reap` with every process in them, thawing them so the
+/// kills land, and exits as if killed.
+fn reap_server(reap: &[PathBuf]) -> ! {
+    super::cgroup::remove_trees(&reap.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    std::process::exit(128 + libc::SIGKILL)
 }
 
 /// Entry point of the helper: never returns.
@@ -187,23 +245,30 @@ pub fn jail_main(args: impl IntoIterator<Item = OsString>) -> ! {
         Ok(net) => (net, port),
         Err(e) => fail(&format!("cannot give the instance a network of its own: {e}")),
     });
-    let namespaces =
-        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    // The mount namespace is init's alone: the jailer stays in the server's, where the cgroup file system
+    // still is when it must reap (pivot_root moves every process of a namespace to the new root).
+    let namespaces = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if let Err(e) = nix::sched::unshare(namespaces) {
         fail(&format!("cannot create namespaces: {e}"));
     }
+    let server = watch_server();
     // SAFETY: the helper is single-threaded (it was just executed and started no threads), so the child
     // may do anything after fork.
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&format!("cannot fork: {e}")),
         Ok(ForkResult::Child) => {
-            drop(relay);
+            drop((relay, server));
             init(&config)
         }
-        Ok(ForkResult::Parent { child }) => match relay {
-            Some((net, port)) => net.relay_until_exit(port, child),
-            None => wait_and_exit(child),
-        },
+        Ok(ForkResult::Parent { child }) => {
+            // A zygote's instances have no jailer of their own: every jailer reaps all its server's groups.
+            let reap = config.cgroups.iter().filter_map(|d| d.parent()).map(Path::to_path_buf).collect();
+            let ends = Ends::new(child, server, reap);
+            match relay {
+                Some((net, port)) => net.relay_until_exit(port, ends),
+                None => ends.wait(),
+            }
+        }
     }
 }
 
@@ -261,19 +326,14 @@ impl OwnNetwork {
     /// instance's pidfd, and both ends of every relayed connection. Connections from inside arrive at the
     /// server from this helper, which leads the instance's process group, so the Runtime API's ownership
     /// check holds.
-    fn relay_until_exit(self, port: u16, child: Pid) -> ! {
+    fn relay_until_exit(self, port: u16, ends: Ends) -> ! {
         if let Err(e) = nix::sched::setns(&self.host, CloneFlags::CLONE_NEWNET) {
             fail(&format!("cannot return to the host's network: {e}"));
         }
-        let exited = match pidfd(child) {
-            Ok(fd) => fd,
-            Err(e) => fail(&format!("cannot watch the instance: {e}")),
-        };
         let mut relay = Relay { listener: self.listener, port, pairs: Vec::new() };
         loop {
-            match relay.step(&exited) {
-                Ok(false) => {}
-                Ok(true) => wait_and_exit(child),
+            match relay.step(&ends) {
+                Ok(()) => {}
                 Err(e) => fail(&format!("the Runtime API relay failed: {e}")),
             }
         }
@@ -300,31 +360,38 @@ struct Relay {
 }
 
 impl Relay {
-    /// Waits for something to do and does it; true once the instance has exited.
-    fn step(&mut self, exited: &std::os::fd::OwnedFd) -> io::Result<bool> {
+    /// Waits for something to do and does it; the instance's end (or the server's) ends the jailer.
+    fn step(&mut self, ends: &Ends) -> io::Result<()> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         let readable = PollFlags::POLLIN;
-        let mut fds = vec![PollFd::new(exited.as_fd(), readable), PollFd::new(self.listener.as_fd(), readable)];
+        let mut fds = vec![
+            PollFd::new(ends.exited.as_fd(), readable),
+            PollFd::new(ends.server.as_fd(), readable),
+            PollFd::new(self.listener.as_fd(), readable),
+        ];
         for (inside, outside) in &self.pairs {
             fds.push(PollFd::new(inside.as_fd(), readable));
             fds.push(PollFd::new(outside.as_fd(), readable));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => return Ok(false),
+            Err(nix::errno::Errno::EINTR) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
+        if ready[1] {
+            reap_server(&ends.reap);
+        }
         if ready[0] {
-            return Ok(true);
+            wait_and_exit(ends.child);
         }
         // Copy what arrived; a side that closed (or failed) ends its pair.
         let mut closed = Vec::new();
         for (i, (inside, outside)) in self.pairs.iter_mut().enumerate() {
-            let inward_ok = !ready[2 + 2 * i] || forward(inside, outside);
-            let outward_ok = !ready[3 + 2 * i] || forward(outside, inside);
+            let inward_ok = !ready[3 + 2 * i] || forward(inside, outside);
+            let outward_ok = !ready[4 + 2 * i] || forward(outside, inside);
             if !(inward_ok && outward_ok) {
                 closed.push(i);
             }
@@ -334,7 +401,7 @@ impl Relay {
             let _ = inside.shutdown(std::net::Shutdown::Both);
             let _ = outside.shutdown(std::net::Shutdown::Both);
         }
-        if ready[1] {
+        if ready[2] {
             if let Ok((inside, _)) = self.listener.accept() {
                 // The server is gone or refuses: the runtime sees its connection closed.
                 if let Ok(outside) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
@@ -344,7 +411,7 @@ impl Relay {
                 }
             }
         }
-        Ok(false)
+        Ok(())
     }
 }
 
@@ -360,12 +427,15 @@ fn forward(from: &mut std::net::TcpStream, to: &mut std::net::TcpStream) -> bool
 
 /// Runs `args` (a program and its arguments) as PID 1 of a new PID namespace, killed if this process dies,
 /// and exits the way it did: when the program ends or is killed, the kernel kills every process left in its
-/// namespace. The oci backend holds its OCI runtime this way, so a container cannot outlive the server.
-pub fn hold_in_pid_namespace(args: &[OsString]) -> ! {
+/// namespace. If the server dies first ([`SERVER_GONE`]), it removes the cgroup trees `reap` with every
+/// process in them (frozen ones too). The oci backend holds its OCI runtime this way, so a container cannot
+/// outlive the server.
+pub fn hold_in_pid_namespace(args: &[OsString], reap: Vec<PathBuf>) -> ! {
     let Some(program) = args.first() else { fail("no program to hold (expected `-- <program> [args]`)") };
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
         fail(&format!("cannot create a PID namespace: {e}"));
     }
+    let server = watch_server();
     // SAFETY: this process is single-threaded (it was just executed and started no threads).
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&format!("cannot fork: {e}")),
@@ -396,13 +466,56 @@ pub fn hold_in_pid_namespace(args: &[OsString]) -> ! {
             let e = nix::unistd::execv(&cstring(program), &argv).unwrap_err();
             fail(&format!("cannot run {}: {e}", Path::new(program).display()))
         }
-        Ok(ForkResult::Parent { child }) => wait_and_exit(child),
+        Ok(ForkResult::Parent { child }) => Ends::new(child, server, reap).wait(),
     }
 }
 
 fn fail(message: &str) -> ! {
     eprintln!("stoke-jail: {message}");
     std::process::exit(125)
+}
+
+/// What ends a jailer (or an OCI runtime's holder): its instance's end, or the server's.
+struct Ends {
+    /// The instance's pidfd.
+    exited: std::os::fd::OwnedFd,
+    /// Readable once the server is gone.
+    server: std::os::fd::OwnedFd,
+    child: Pid,
+    /// The cgroup trees to remove, with every process in them, if the server goes first.
+    reap: Vec<PathBuf>,
+}
+
+impl Ends {
+    fn new(child: Pid, server: std::os::fd::OwnedFd, reap: Vec<PathBuf>) -> Ends {
+        match pidfd(child) {
+            Ok(exited) => Ends { exited, server, child, reap },
+            Err(e) => fail(&format!("cannot watch the instance: {e}")),
+        }
+    }
+
+    /// Waits for either; exits the way the instance did, or reaps the server's instances.
+    fn wait(self) -> ! {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [
+                PollFd::new(self.exited.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.server.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => fail(&format!("cannot wait for the instance: {e}")),
+            }
+            let (exited, gone) = (fds[0].any().unwrap_or(false), fds[1].any().unwrap_or(false));
+            if gone {
+                reap_server(&self.reap);
+            }
+            if exited {
+                wait_and_exit(self.child);
+            }
+        }
+    }
 }
 
 /// Waits for `child` and ends the same way.
@@ -442,11 +555,10 @@ fn init(config: &JailConfig) -> ! {
     if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
         fail(&format!("cannot tie the instance to its helper: {e}"));
     }
-    for dir in &config.cgroups {
-        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), "0") {
-            fail(&format!("cannot join cgroup {}: {e}", dir.display()));
-        }
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS) {
+        fail(&format!("cannot create the instance's mount namespace: {e}"));
     }
+    join_cgroups(&config.cgroups);
     if let Err(e) = nix::unistd::sethostname(&config.root.hostname) {
         fail(&format!("cannot set the host name: {e}"));
     }
@@ -460,12 +572,15 @@ fn init(config: &JailConfig) -> ! {
             Ok(a) => Some(a),
             Err(e) => fail(&format!("no assignment: {e}")),
         },
-        Generic::No | Generic::Prestart => None,
+        Generic::No | Generic::Prestart | Generic::Zygote { .. } => None,
     };
     // SAFETY: init is single-threaded.
     let runtime = match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&format!("cannot fork the runtime: {e}")),
-        Ok(ForkResult::Child) => exec_runtime(config, assignment.as_ref()),
+        Ok(ForkResult::Child) => match config.generic {
+            Generic::Zygote { host_uid } => enter_zygote_namespace(config, host_uid),
+            _ => exec_runtime(config, assignment.as_ref()),
+        },
         Ok(ForkResult::Parent { child }) => child,
     };
     // Reap everything; leave when the runtime does.
@@ -477,6 +592,86 @@ fn init(config: &JailConfig) -> ! {
             Err(e) => fail(&format!("lost the runtime: {e}")),
         }
     }
+}
+
+fn join_cgroups(dirs: &[PathBuf]) {
+    for dir in dirs {
+        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), "0") {
+            fail(&format!("cannot join cgroup {}: {e}", dir.display()));
+        }
+    }
+}
+
+/// The zygote's process, forked by PID 1 once the root is built: it enters a user namespace of its own,
+/// which PID 1 — still the host's root — maps (root inside → `host_uid`, the sandbox user → itself), and
+/// becomes root inside it. Its mount and PID namespaces stay the instance's (owned by the host's user
+/// namespace); the instances it forks make theirs inside its user namespace.
+fn enter_zygote_namespace(config: &JailConfig, host_uid: u32) -> ! {
+    let (Ok((ready_r, ready_w)), Ok((go_r, go_w))) = (nix::unistd::pipe(), nix::unistd::pipe()) else {
+        fail("cannot make the zygote's set-up pipes")
+    };
+    // SAFETY: this process is single-threaded.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(&format!("cannot fork the zygote: {e}")),
+        Ok(ForkResult::Child) => {
+            drop((ready_r, go_w));
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+                fail(&format!("cannot tie the zygote to its parent: {e}"));
+            }
+            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
+                fail(&format!("cannot create the zygote's user namespace: {e}"));
+            }
+            let _ = nix::unistd::write(&ready_w, b"u");
+            let mut byte = [0u8; 1];
+            if !matches!(nix::unistd::read(&go_r, &mut byte), Ok(1)) {
+                fail("the zygote's user namespace was not mapped");
+            }
+            let root = (Gid::from_raw(0), Uid::from_raw(0));
+            let entered = nix::unistd::setgroups(&[])
+                .and_then(|()| nix::unistd::setresgid(root.0, root.0, root.0))
+                .and_then(|()| nix::unistd::setresuid(root.1, root.1, root.1));
+            if let Err(e) = entered {
+                fail(&format!("cannot become root of the zygote's user namespace: {e}"));
+            }
+            exec_zygote(config)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop((ready_w, go_r));
+            let mut byte = [0u8; 1];
+            if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
+                fail("the zygote did not make its user namespace");
+            }
+            let (uid, gid) = (config.root.uid, config.root.gid);
+            let mapped = std::fs::write(format!("/proc/{child}/uid_map"), format!("0 {host_uid} 1\n{uid} {uid} 1\n"))
+                .and_then(|()| {
+                    std::fs::write(format!("/proc/{child}/gid_map"), format!("0 {host_uid} 1\n{gid} {gid} 1\n"))
+                });
+            if let Err(e) = mapped {
+                fail(&format!("cannot map the zygote's user namespace: {e}"));
+            }
+            let _ = nix::unistd::write(&go_w, b"g");
+            wait_and_exit(child)
+        }
+    }
+}
+
+/// A zygote's last steps: no new privileges, its filter, and stoke's Python zygote, which keeps the
+/// capabilities it has in its user namespace (it is root there) to set up the instances it forks.
+fn exec_zygote(config: &JailConfig) -> ! {
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        fail(&format!("cannot set no_new_privs: {e}"));
+    }
+    if let Err(e) = seccomp::install_program(seccomp::zygote_program()) {
+        fail(&format!("cannot install the zygote's seccomp filter: {e}"));
+    }
+    if let Err(e) = nix::unistd::chdir("/") {
+        fail(&format!("cannot enter /: {e}"));
+    }
+    let path = cstring(config.program.as_os_str());
+    let mut argv = vec![path.clone()];
+    argv.extend(config.args.iter().map(|a| cstring(a)));
+    let e = nix::unistd::execv(&path, &argv).unwrap_err();
+    fail(&format!("cannot run {}: {e}", config.program.display()))
 }
 
 /// The runtime's last steps before it becomes the function's runtime: what `assignment` says when there
@@ -625,13 +820,14 @@ mod tests {
                 layers: vec!["/d/layers/1/aa/content".into(), "/d/layers/1/bb/content".into()],
                 image: Some("/d/images/alpine/rootfs".into()),
                 attach: Some("/d/run/attach/3".into()),
+                attach_root: Some("/d/run/zattach/2".into()),
             },
             cgroups: vec!["/sys/fs/cgroup/memory/stoke/s1/i2".into()],
             cwd: "/var/task".into(),
             program: "/usr/bin/python3".into(),
             args: vec!["-u".into(), "--".into(), "/var/runtime/boot.py".into()],
             relay: Some(40123),
-            generic: Generic::Prestart,
+            generic: Generic::Zygote { host_uid: 66529 },
         }
     }
 
@@ -654,6 +850,7 @@ mod tests {
         assert!(err(&["--uid", "x", "--", "/p"]).contains("--uid needs a number"));
         assert!(err(&["--new-root", "/r"]).contains("no program"));
         assert!(err(&["--uid", "5", "--gid", "5", "--", "/p"]).contains("--new-root is required"));
+        assert!(err(&["--new-root", "/r", "--uid", "5", "--gid", "5", "--zygote", "0", "--", "/p"]).contains("not 0"));
         assert!(err(&["--new-root", "/r", "--", "/p"]).contains("unprivileged"));
         assert!(err(&["--relay", "70000", "--", "/p"]).contains("--relay needs a port number"));
     }

@@ -16,6 +16,7 @@ pub mod cgroup;
 pub mod jail;
 pub mod rootfs;
 pub mod seccomp;
+pub mod zygote;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -55,11 +56,13 @@ pub struct LeanSettings {
     pub pids_max: u32,
     /// Cap CPU time at the memory-proportional share (otherwise the share is only a weight under contention).
     pub cpu_quota: bool,
+    /// The host uid a zygote's root maps to (owns nothing on the host).
+    pub zygote_uid: u32,
 }
 
 impl Default for LeanSettings {
     fn default() -> Self {
-        LeanSettings { uid: 993, gid: 990, tmp_mb: 512, pids_max: 1024, cpu_quota: false }
+        LeanSettings { uid: 993, gid: 990, tmp_mb: 512, pids_max: 1024, cpu_quota: false, zygote_uid: 65_536 + 993 }
     }
 }
 
@@ -106,6 +109,8 @@ struct Inner {
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
     /// The generic kinds to keep, and the instances ready of each.
     pool: Mutex<Vec<(GenericSpec, Vec<Shell>)>>,
+    zygotes: zygote::Zygotes,
+    zattach_root: PathBuf,
 }
 
 /// A generic instance waiting for its function.
@@ -137,6 +142,9 @@ impl LeanSandbox {
         let attach_root = run_dir.join("attach");
         attach::sweep(&attach_root);
         std::fs::create_dir_all(&attach_root).map_err(Unavailable::Setup)?;
+        let zattach_root = run_dir.join("zattach");
+        attach::remove_tree(&zattach_root);
+        std::fs::create_dir_all(&zattach_root).map_err(Unavailable::Setup)?;
         Ok(LeanSandbox {
             inner: Arc::new(Inner {
                 helper,
@@ -148,6 +156,8 @@ impl LeanSandbox {
                 next: AtomicU64::new(1),
                 leftovers: Arc::new(Mutex::new(Vec::new())),
                 pool: Mutex::new(Vec::new()),
+                zygotes: zygote::Zygotes::new(),
+                zattach_root,
             }),
         })
     }
@@ -203,6 +213,7 @@ impl Inner {
             layers,
             image,
             attach,
+            attach_root: None,
         }
     }
 
@@ -229,7 +240,7 @@ impl Inner {
         // allocate nor lock, and the closure captures nothing.
         unsafe {
             cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                nix::sys::prctl::set_pdeathsig(jail::SERVER_GONE).map_err(io::Error::from)?;
                 setrlimit(Resource::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES).map_err(io::Error::from)?;
                 Ok(())
             });
@@ -340,6 +351,63 @@ impl Inner {
         None
     }
 
+    /// Forks `spec` from the ready zygote of its layers; starts one for next time when there is none.
+    fn from_zygote(self: &Arc<Self>, spec: &SpawnSpec) -> Option<Spawned> {
+        if !self.zygotes.serves(spec) {
+            return None;
+        }
+        let Some(z) = self.zygotes.ready_for(&spec.layers) else {
+            if self.zygotes.mark_starting(&spec.layers) {
+                self.start_zygote(spec.layers.clone());
+            }
+            return None;
+        };
+        self.retry_leftovers();
+        match zygote::assign(&z, spec, &self.limits(spec.memory_mb, spec.cpu_millis))? {
+            Ok(spawned) => Some(spawned),
+            Err(e) => {
+                eprintln!("stoke: the zygote could not start an instance: {e}");
+                None
+            }
+        }
+    }
+
+    /// Starts a zygote for `layers` from a tokio worker thread (processes die with the thread that started
+    /// them).
+    fn start_zygote(self: &Arc<Self>, layers: Vec<PathBuf>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let me = self.clone();
+        handle.spawn(async move {
+            let Some(spec) = me.zygotes.spec() else { return };
+            let host = zygote::Host {
+                helper: &me.helper,
+                new_root: &me.new_root,
+                zattach_root: &me.zattach_root,
+                layout: &me.layout,
+                server: me.server,
+                settings: &me.settings,
+                id: me.next.fetch_add(1, Ordering::Relaxed),
+            };
+            let context = zygote::ForkContext {
+                layout: me.layout.clone(),
+                server: me.server,
+                id_base: host.id << 32,
+                uid: me.settings.uid,
+                gid: me.settings.gid,
+                tmp_mb: me.settings.tmp_mb,
+                limits: me.limits(128, 0),
+                leftovers: me.leftovers.clone(),
+            };
+            match zygote::start(&host, &spec, &layers, context) {
+                Ok(z) => me.zygotes.add(z),
+                Err(e) => {
+                    eprintln!("stoke: cannot start a zygote: {e}");
+                    me.zygotes.start_failed(&layers);
+                }
+            }
+        });
+    }
+
     /// Gives `shell` the function `spec` describes.
     fn assign(&self, mut shell: Shell, spec: &SpawnSpec) -> io::Result<Spawned> {
         let done = (|| {
@@ -362,7 +430,7 @@ impl Inner {
         let pid = shell.child.id().ok_or_else(|| io::Error::other("the generic instance exited"))?;
         let control =
             LeanControl { pid, group: shell.group, leftovers: self.leftovers.clone(), attach: Some(shell.attach) };
-        Ok(Spawned { child: shell.child, control: Arc::new(control) })
+        Ok(Spawned::from_child(shell.child, Arc::new(control)))
     }
 }
 
@@ -395,7 +463,18 @@ impl Sandbox for LeanSandbox {
         lock(&self.inner.pool).iter().map(|(k, ready)| (k.name.clone(), ready.len())).collect()
     }
 
+    fn keep_zygotes(&self, spec: Option<crate::ZygoteSpec>) {
+        self.inner.zygotes.configure(spec);
+    }
+
+    fn zygotes_ready(&self) -> usize {
+        self.inner.zygotes.ready_count()
+    }
+
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
+        if let Some(spawned) = self.inner.from_zygote(spec) {
+            return Ok(spawned);
+        }
         if let Some((name, shell)) = self.inner.take_shell(spec) {
             self.inner.refill(&name, REFILL_DELAY);
             match self.inner.assign(shell, spec) {
@@ -434,7 +513,7 @@ impl Sandbox for LeanSandbox {
         let child = inner.start_helper(&config, &spec.env, Stdio::null(), &group)?;
         let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
         let control = LeanControl { pid, group, leftovers: inner.leftovers.clone(), attach: None };
-        Ok(Spawned { child, control: Arc::new(control) })
+        Ok(Spawned::from_child(child, Arc::new(control)))
     }
 }
 

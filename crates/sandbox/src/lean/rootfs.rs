@@ -195,7 +195,13 @@ pub struct RootSpec {
     /// A generic instance's attach points on the host (`task`, `opt`): bound at `/var/task` and `/opt` as
     /// slaves of the server's shared mounts, so code and layers attached there later appear inside.
     pub attach: Option<PathBuf>,
+    /// A zygote's attach root on the host, bound at [`ZYGOTE_ATTACH`] as a slave: each instance it forks
+    /// finds its code, scratch directory and cgroups in a slot the server mounts there.
+    pub attach_root: Option<PathBuf>,
 }
+
+/// Where a zygote sees its attach root.
+pub const ZYGOTE_ATTACH: &str = "/.stoke-attach";
 
 fn inside(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
@@ -247,6 +253,7 @@ fn tmpfs(target: PathBuf, data: String, noexec: bool) -> Step {
 /// The steps that build the instance's root and switch to it, in order.
 pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
     let root = spec.new_root.as_path();
+    let receives = spec.attach.is_some() || spec.attach_root.is_some();
     let mut steps = vec![
         // Nothing mounted from here on propagates back to the host. A generic instance keeps receiving
         // (slave): its attach points must see what the server mounts on them; every other bind is then made
@@ -255,12 +262,7 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
             source: None,
             target: "/".into(),
             fstype: None,
-            flags: MountFlags {
-                recursive: true,
-                private: spec.attach.is_none(),
-                slave: spec.attach.is_some(),
-                ..Default::default()
-            },
+            flags: MountFlags { recursive: true, private: !receives, slave: receives, ..Default::default() },
             data: None,
         },
         tmpfs(root.to_path_buf(), "mode=755,size=4m".into(), false),
@@ -348,7 +350,21 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
             });
         }
     }
-    if let Some(attach) = &spec.attach {
+    if let Some(attach_root) = &spec.attach_root {
+        // Where the instances a zygote forks bind their code and scratch directory (the root is read-only).
+        steps.push(Step::MkdirAll { path: inside(root, Path::new("/var/task")) });
+        steps.push(Step::MkdirAll { path: inside(root, Path::new("/var/stoke-scratch")) });
+        let at = inside(root, Path::new(ZYGOTE_ATTACH));
+        steps.push(Step::MkdirAll { path: at.clone() });
+        steps.push(Step::Mount {
+            source: Some(attach_root.clone()),
+            target: at,
+            fstype: None,
+            flags: MountFlags { bind: true, ..Default::default() },
+            data: None,
+        });
+    }
+    if let Some(attach) = spec.attach.as_ref().or(spec.attach_root.as_ref()) {
         cut_propagation(&mut steps, attach);
     }
     let tmp = inside(root, Path::new("/tmp"));
@@ -364,7 +380,11 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
         flags: MountFlags { nosuid: true, nodev: true, noexec: true, ..Default::default() },
         data: None,
     });
-    for name in PROC_MASKED {
+    // A zygote's instances mount a /proc of their own in its user namespace, which the kernel allows only
+    // where a /proc is fully visible: they mask theirs after mounting it.
+    let masks = if spec.attach_root.is_some() { &[][..] } else { PROC_MASKED };
+    let read_only = if spec.attach_root.is_some() { &[][..] } else { PROC_READONLY };
+    for name in masks {
         let mask = Step::Mount {
             source: Some("/dev/null".into()),
             target: proc.join(name),
@@ -374,7 +394,7 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
         };
         steps.push(Step::IfExists { path: proc.join(name), then: vec![mask] });
     }
-    for name in PROC_READONLY {
+    for name in read_only {
         steps
             .push(Step::IfExists { path: proc.join(name), then: mount_ro(&proc.join(name), proc.join(name)).to_vec() });
     }
@@ -598,6 +618,7 @@ mod tests {
             layers: Vec::new(),
             image: None,
             attach: None,
+            attach_root: None,
         }
     }
 
@@ -775,6 +796,17 @@ mod tests {
         let usr = bound("/usr", "/data/run/root/usr").unwrap();
         assert!(private_after(usr), "other binds are cut off from the server's mounts");
         assert!(mounted_ro(&steps, "/data/run/root/var/task") && mounted_ro(&steps, "/data/run/root/opt"));
+        // A zygote: its attach root stays a slave, the rest is cut off.
+        let mut z = spec();
+        z.attach_root = Some("/data/run/zattach/3".into());
+        let steps = plan(&z, &debian());
+        assert!(matches!(&steps[0], Step::Mount { flags, .. } if flags.slave));
+        let at = steps.iter().position(|st| {
+            matches!(st, Step::Mount { source: Some(x), target, .. }
+            if x == Path::new("/data/run/zattach/3") && target == Path::new("/data/run/root/.stoke-attach"))
+        });
+        let at = at.expect("the attach root is bound");
+        assert!(!matches!(&steps[at + 1], Step::Mount { source: None, flags, .. } if flags.private));
         // An ordinary instance: everything private from the start, no extra steps.
         assert!(matches!(&plan(&spec(), &debian())[0], Step::Mount { flags, .. } if flags.private && !flags.slave));
     }

@@ -82,9 +82,33 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     (code, jt, jf, k)
 }
 
-/// The filter program.
+/// The filter every instance runs under.
 pub fn program() -> Vec<Insn> {
-    let deny = denied();
+    program_denying(&denied())
+}
+
+/// What a zygote runs under (a parked interpreter that forks instances into namespaces of their own, inside
+/// its user namespace): the instance filter but for `mount` and `unshare`, which it needs to set a forked
+/// instance up. Each forked instance then installs [`program`] on top, before any of its function's code.
+pub fn zygote_program() -> Vec<Insn> {
+    let deny: Vec<(&'static str, i64)> =
+        denied().into_iter().filter(|(n, _)| !matches!(*n, "mount" | "unshare")).collect();
+    program_denying(&deny)
+}
+
+/// [`program`] as the bytes of an array of `struct sock_filter`, for a runtime to install itself.
+pub fn program_bytes() -> Vec<u8> {
+    let mut out = Vec::new();
+    for (code, jt, jf, k) in program() {
+        out.extend_from_slice(&code.to_ne_bytes());
+        out.push(jt);
+        out.push(jf);
+        out.extend_from_slice(&k.to_ne_bytes());
+    }
+    out
+}
+
+fn program_denying(deny: &[(&'static str, i64)]) -> Vec<Insn> {
     let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
     let mut p = vec![
         stmt(LD_W_ABS, OFF_ARCH),
@@ -145,11 +169,16 @@ pub fn evaluate(program: &[Insn], arch: u32, nr: u32, arg0: u64) -> u32 {
     libc::SECCOMP_RET_KILL_PROCESS
 }
 
-/// Installs the filter on the calling thread (inherited across fork and exec). Requires `no_new_privs`
+/// Installs [`program`] on the calling thread (inherited across fork and exec). Requires `no_new_privs`
 /// or `CAP_SYS_ADMIN`.
 pub fn install() -> std::io::Result<()> {
+    install_program(program())
+}
+
+/// Installs `program` on the calling thread.
+pub fn install_program(program: Vec<Insn>) -> std::io::Result<()> {
     let insns: Vec<libc::sock_filter> =
-        program().into_iter().map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
+        program.into_iter().map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
     let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr().cast_mut() };
     // SAFETY: `prog` points at `insns`, which outlives the call; the kernel copies the program and keeps
     // no reference to our memory.
@@ -200,6 +229,19 @@ mod tests {
             assert_eq!(run(libc::SYS_clone, (flag | libc::SIGCHLD) as u64), EPERM_RET);
         }
         assert_eq!(run(libc::SYS_clone3, 0), libc::SECCOMP_RET_ERRNO | ENOSYS);
+    }
+
+    #[test]
+    fn the_zygote_may_mount_and_unshare_and_nothing_else_more() {
+        let z = zygote_program();
+        let run_z = |nr: i64, arg0: u64| evaluate(&z, AUDIT_ARCH, nr as u32, arg0);
+        assert_eq!(run_z(libc::SYS_mount, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run_z(libc::SYS_unshare, 0), libc::SECCOMP_RET_ALLOW);
+        for (name, nr) in denied().into_iter().filter(|(n, _)| !matches!(*n, "mount" | "unshare")) {
+            assert_eq!(run_z(nr, 0), EPERM_RET, "{name}");
+        }
+        assert_eq!(run_z(libc::SYS_clone, libc::CLONE_NEWUSER as u64), EPERM_RET);
+        assert_eq!(program_bytes().len(), program().len() * 8);
     }
 
     #[test]

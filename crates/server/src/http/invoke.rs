@@ -118,6 +118,9 @@ pub struct InstanceList {
     /// Generic instances ready on this node (set up before their function is known), by kind.
     #[serde(default)]
     pub generic: std::collections::BTreeMap<String, usize>,
+    /// Python zygotes ready on this node (one per layer set).
+    #[serde(default)]
+    pub zygotes: usize,
 }
 
 /// The caller's running instances and their state timelines.
@@ -155,6 +158,7 @@ pub async fn instances(
         sandbox: scheduler.sandbox_kind().to_string(),
         instances,
         generic: scheduler.generic_ready().into_iter().collect(),
+        zygotes: scheduler.zygotes_ready(),
     }))
 }
 

@@ -63,6 +63,10 @@ pub struct Args {
     /// `python` (stoke's Python runtime already started); `none` keeps none.
     #[arg(long, default_value = "sandbox=1,python=1", value_name = "KIND=N,...", value_parser = parse_generic)]
     generic: GenericArg,
+    /// Python zygotes kept (lean sandbox), one per layer set: a parked interpreter with the layers' packages
+    /// imported, from which instances of Python functions with those layers are forked. 0: none.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=64))]
+    zygotes: u64,
     /// How workflow executions hide cold starts, unless their workflow or start request says otherwise:
     /// `jit` starts each next function's instance just in time from learned durations, `eager` starts the
     /// next functions as soon as a state starts, `off` never.
@@ -166,6 +170,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             ..Default::default()
         },
         generic: args.generic.0,
+        zygotes: args.zygotes as usize,
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.
@@ -173,6 +178,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         if let Err(e) = stoke_sandbox::lean::attach::private_mount_namespace() {
             tracing::warn!(error = %e, "no mount namespace of the server's own: generic instances are off");
             config.generic.clear();
+            config.zygotes = 0;
         }
     }
     let runtime =
