@@ -78,6 +78,52 @@ pub fn normalize<'a>(bytes: &'a [u8], limits: &ArchiveLimits) -> Result<Cow<'a, 
     }
 }
 
+/// Options for a zip entry with unix `mode` and modification time `mtime`, recorded both as the DOS time
+/// and as an extended-timestamp field (exact to the second, as Python's `.pyc` check needs; see
+/// [`unpack_readable`]).
+pub fn entry_options(mode: u32, mtime: Option<std::time::SystemTime>) -> zip::write::FullFileOptions<'static> {
+    let mut options = zip::write::FullFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(mode);
+    let seconds =
+        mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).and_then(|d| u32::try_from(d.as_secs()).ok());
+    if let Some(seconds) = seconds {
+        if let Some(dos) = dos_time(u64::from(seconds)) {
+            options = options.last_modified_time(dos);
+        }
+        let mut field = vec![1u8];
+        field.extend_from_slice(&seconds.to_le_bytes());
+        // Five bytes cannot overflow the extra-field limit.
+        let _ = options.add_extra_data(0x5455, field.into_boxed_slice(), false);
+    }
+    options
+}
+
+/// The DOS date and time (UTC) of `seconds` since the epoch, for dates zip can hold (1980–2107).
+fn dos_time(seconds: u64) -> Option<zip::DateTime> {
+    let days = i64::try_from(seconds / 86_400).ok()?;
+    let rem = seconds % 86_400;
+    // Civil from days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    zip::DateTime::from_date_and_time(
+        u16::try_from(year).ok()?,
+        month as u8,
+        day as u8,
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+    )
+    .ok()
+}
+
 fn check_path(name: &str) -> Result<(), ArchiveError> {
     let escapes = name.starts_with('/')
         || name.starts_with('\\')
@@ -118,9 +164,8 @@ fn tar_gz_to_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<u8>, Archiv
         }
         check_path(&path)?;
         let mode = entry.header().mode().unwrap_or(0o644);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .unix_permissions(mode);
+        let mtime = entry.header().mtime().ok().map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        let options = entry_options(mode, mtime);
         let zip_err = |e: zip::result::ZipError| ArchiveError::Malformed(e.to_string());
         match entry.header().entry_type() {
             tar::EntryType::Directory => out.add_directory(path, options).map_err(zip_err)?,
@@ -171,7 +216,8 @@ pub fn unpack_readable(archive: &std::path::Path, dest: &std::path::Path) -> std
     let result = (|| {
         let mut zip = zip::ZipArchive::new(std::fs::File::open(archive)?).map_err(std::io::Error::other)?;
         zip.extract(&tmp).map_err(std::io::Error::other)?;
-        readable_by_all(&tmp)
+        readable_by_all(&tmp)?;
+        keep_modification_times(&mut zip, &tmp)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -189,6 +235,56 @@ pub fn unpack_readable(archive: &std::path::Path, dest: &std::path::Path) -> std
             Err(e)
         }
     }
+}
+
+/// Gives every unpacked file the modification time its zip entry records. Python validates a shipped
+/// `__pycache__/*.pyc` against its source's mtime: with the time of unpacking instead, every import of a
+/// layer's packages would recompile them (numpy: hundreds of milliseconds per cold start).
+fn keep_modification_times<R: std::io::Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    root: &std::path::Path,
+) -> std::io::Result<()> {
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(std::io::Error::other)?;
+        if !entry.is_file() || entry.is_symlink() {
+            continue;
+        }
+        let Some(name) = entry.enclosed_name() else { continue };
+        let Some(seconds) = entry_mtime(&entry) else { continue };
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        std::fs::File::open(root.join(name))?.set_modified(time)?;
+    }
+    Ok(())
+}
+
+/// The entry's mtime in seconds since the epoch: the extended-timestamp field's (what `zip` and most tools
+/// write, exact to the second) or else the DOS date and time, read as UTC.
+fn entry_mtime<R: std::io::Read>(entry: &zip::read::ZipFile<'_, R>) -> Option<u64> {
+    let extended = entry.extra_data_fields().find_map(|field| match field {
+        zip::extra_fields::ExtraField::ExtendedTimestamp(ts) => ts.mod_time(),
+        _ => None,
+    });
+    if let Some(seconds) = extended {
+        return Some(u64::from(seconds));
+    }
+    let dos = entry.last_modified()?;
+    dos_seconds(dos.year(), dos.month(), dos.day(), dos.hour(), dos.minute(), dos.second())
+}
+
+/// Seconds since the epoch of a civil UTC date and time; `None` before 1970.
+fn dos_seconds(year: u16, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<u64> {
+    if !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    // Days from civil (proleptic Gregorian), counting years from March.
+    let (y, m) = (i64::from(year) - i64::from(month <= 2), i64::from(month));
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    u64::try_from(seconds).ok()
 }
 
 /// Directories 0755; files keep their mode plus read for all, and execute for all if the owner had it.
@@ -298,6 +394,60 @@ mod tests {
         let err = unpack_readable(&tmp.path().join("missing.zip"), &tmp.path().join("run").join("x")).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         assert!(!tmp.path().join("run").join("x").exists(), "a failed unpack leaves nothing");
+    }
+
+    #[test]
+    fn civil_times_convert_both_ways() {
+        assert_eq!(dos_seconds(1980, 1, 1, 0, 0, 0), Some(315_532_800));
+        assert_eq!(dos_seconds(2024, 3, 1, 12, 34, 56), Some(1_709_296_496));
+        assert_eq!(dos_seconds(2000, 2, 29, 23, 59, 58), Some(951_868_798));
+        assert_eq!(dos_seconds(2000, 13, 1, 0, 0, 0), None);
+        for seconds in [315_532_800u64, 951_868_798, 1_709_296_496, 1_709_296_497, 4_102_444_799] {
+            let t = dos_time(seconds).unwrap();
+            let back = dos_seconds(t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second());
+            assert_eq!(back, Some(seconds & !1), "DOS times have two-second steps");
+        }
+        assert!(dos_time(1_000).is_none(), "zip cannot hold dates before 1980");
+    }
+
+    #[test]
+    fn unpacked_files_keep_their_modification_times() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let tmp = tempfile::tempdir().unwrap();
+        let odd = UNIX_EPOCH + Duration::from_secs(1_709_296_497);
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("exact.py", entry_options(0o644, Some(odd))).unwrap();
+        w.write_all(b"x = 1").unwrap();
+        // Only the DOS time, two-second resolution, as some tools write.
+        let dos = zip::DateTime::from_date_and_time(2024, 3, 1, 12, 34, 56).unwrap();
+        w.start_file("dos.py", zip::write::SimpleFileOptions::default().last_modified_time(dos)).unwrap();
+        w.write_all(b"y = 2").unwrap();
+        w.add_directory("pkg/", zip::write::SimpleFileOptions::default()).unwrap();
+        w.start_file("pkg/none.py", entry_options(0o600, None)).unwrap();
+        let archive = tmp.path().join("layer.zip");
+        std::fs::write(&archive, w.finish().unwrap().into_inner()).unwrap();
+        let dest = tmp.path().join("out");
+        unpack_readable(&archive, &dest).unwrap();
+        let mtime = |p: &str| std::fs::metadata(dest.join(p)).unwrap().modified().unwrap();
+        assert_eq!(mtime("exact.py"), odd);
+        assert_eq!(mtime("dos.py"), UNIX_EPOCH + Duration::from_secs(1_709_296_496));
+        assert_eq!(mtime("pkg/none.py"), UNIX_EPOCH + Duration::from_secs(315_532_800), "zip's default time");
+    }
+
+    #[test]
+    fn a_tar_gz_keeps_its_modification_times_through_the_zip() {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(1_709_296_497);
+        h.set_cksum();
+        b.append_data(&mut h, "m.py", &b"x"[..]).unwrap();
+        let tgz = b.into_inner().unwrap().finish().unwrap();
+        let zipped = normalize(&tgz, &ArchiveLimits::default()).unwrap();
+        let mut zip = zip::ZipArchive::new(Cursor::new(zipped.as_ref())).unwrap();
+        let entry = zip.by_index_raw(0).unwrap();
+        assert_eq!(entry_mtime(&entry), Some(1_709_296_497));
     }
 
     #[test]

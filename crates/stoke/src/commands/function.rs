@@ -166,7 +166,8 @@ impl ConfigArgs {
     }
 }
 
-/// Reads an archive, or zips a directory (keeping file modes, so a `bootstrap` stays executable).
+/// Reads an archive, or zips a directory (keeping file modes, so a `bootstrap` stays executable, and
+/// modification times, so shipped `.pyc` files stay valid).
 pub(crate) fn load_code(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read code at {}", path.display()))?;
     if !meta.is_dir() {
@@ -184,9 +185,7 @@ pub(crate) fn load_code(path: &Path) -> Result<Vec<u8>> {
             let rel = p.strip_prefix(path).unwrap_or(&p).to_string_lossy().replace('\\', "/");
             let meta = entry.metadata()?;
             use std::os::unix::fs::PermissionsExt;
-            let opts = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated)
-                .unix_permissions(meta.permissions().mode() & 0o777);
+            let opts = stoke_store::archive::entry_options(meta.permissions().mode() & 0o777, meta.modified().ok());
             if meta.is_dir() {
                 zip.add_directory(format!("{rel}/"), opts)?;
                 stack.push(p);
