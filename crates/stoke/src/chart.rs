@@ -13,6 +13,8 @@ const GRID: Rgb = [225, 225, 225];
 const BLUE: Rgb = [31, 119, 180];
 const ORANGE: Rgb = [230, 120, 20];
 const GREEN: Rgb = [44, 160, 44];
+/// Series colours, in order.
+const PALETTE: [Rgb; 6] = [BLUE, ORANGE, GREEN, [214, 39, 40], [148, 103, 189], [140, 86, 75]];
 
 /// An RGB raster.
 pub struct Canvas {
@@ -70,6 +72,7 @@ fn glyph(c: char) -> [u8; 7] {
         '$' => [0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04],
         '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
         '<' => [0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02],
+        '+' => [0, 0x04, 0x04, 0x1F, 0x04, 0x04, 0],
         _ => [0; 7],
     }
 }
@@ -264,6 +267,84 @@ pub fn tune_chart(view: &TuneView) -> Vec<u8> {
     c.png()
 }
 
+/// One line of a chart: its name, whether it is dashed, and its points (x, y).
+pub type Series = (String, bool, Vec<(f64, f64)>);
+
+/// A line chart of `series` (name, dashed, points (x, y)): x on a log₂ scale (concurrency levels), y from 0.
+/// Consecutive series pairs share a colour (a solid one and its dashed counterpart); a legend names them.
+pub fn lines_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Vec<u8> {
+    let (w, h) = (1000i64, 560i64);
+    let (left, right, top, bottom) = (90i64, w - 260, 70i64, h - 70);
+    let mut c = Canvas::new(w as usize, h as usize);
+    c.text(left, 12, title, 2, INK);
+    let points = series.iter().flat_map(|s| s.2.iter().copied());
+    let lg = |x: f64| x.max(f64::MIN_POSITIVE).log2();
+    let (mut min_x, mut max_x, mut max_y) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+    for (x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (min_x, max_x, max_y) = (min_x.min(lg(x)), max_x.max(lg(x)), max_y.max(y));
+    }
+    if !min_x.is_finite() {
+        return c.png();
+    }
+    let span = if max_x > min_x { max_x - min_x } else { 1.0 };
+    let max_y = max_y * 1.1;
+    let pad = 20;
+    let x_of = |x: f64| left + pad + (((lg(x) - min_x) / span) * (right - left - 2 * pad) as f64) as i64;
+    let y_of = |v: f64| bottom - ((v / max_y.max(f64::MIN_POSITIVE)) * (bottom - top) as f64) as i64;
+    let step = tick_step(max_y, 5.0);
+    let mut v = 0.0;
+    while v <= max_y {
+        let y = y_of(v);
+        c.line((left, y), (right, y), 1, GRID);
+        let l = label(v);
+        c.text(left - 8 - Canvas::text_width(&l, 2), y - 7, &l, 2, INK);
+        v += step;
+    }
+    let mut xs: Vec<f64> = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    for x in xs {
+        let px = x_of(x);
+        c.line((px, bottom), (px, bottom + 5), 1, INK);
+        let l = label(x);
+        c.text(px - Canvas::text_width(&l, 2) / 2, bottom + 10, &l, 2, INK);
+    }
+    c.line((left, top), (left, bottom), 2, INK);
+    c.line((left, bottom), (right, bottom), 2, INK);
+    c.text((left + right) / 2 - Canvas::text_width(x_label, 2) / 2, h - 30, x_label, 2, INK);
+    c.text(10, top - 28, y_label, 2, INK);
+    for (i, (name, dashed, pts)) in series.iter().enumerate() {
+        let color = PALETTE[(i / 2) % PALETTE.len()];
+        let xy: Vec<(i64, i64)> = pts.iter().filter(|p| p.1.is_finite()).map(|p| (x_of(p.0), y_of(p.1))).collect();
+        for pair in xy.windows(2) {
+            if *dashed {
+                // Every other eighth of the segment.
+                for k in (0..8).step_by(2) {
+                    let at = |f: i64| {
+                        (pair[0].0 + (pair[1].0 - pair[0].0) * f / 8, pair[0].1 + (pair[1].1 - pair[0].1) * f / 8)
+                    };
+                    c.line(at(k), at(k + 1), 3, color);
+                }
+            } else {
+                c.line(pair[0], pair[1], 3, color);
+            }
+        }
+        for p in &xy {
+            c.dot(*p, if *dashed { 3 } else { 5 }, color);
+        }
+        let ly = top + 10 + i as i64 * 24;
+        let (lx0, lx1) = (right + 20, right + 50);
+        if *dashed {
+            c.line((lx0, ly + 7), (lx0 + 10, ly + 7), 3, color);
+            c.line((lx0 + 20, ly + 7), (lx1, ly + 7), 3, color);
+        } else {
+            c.line((lx0, ly + 7), (lx1, ly + 7), 3, color);
+        }
+        c.text(lx1 + 8, ly, name, 2, INK);
+    }
+    c.png()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +379,25 @@ mod tests {
         // "A" has its top row's middle three pixels set (columns 1–3 of 5; only 4 fit).
         assert_eq!(&raw[1..4], &WHITE);
         assert_eq!(&raw[4..7], &INK);
+    }
+
+    #[test]
+    fn a_lines_chart_draws_every_series_in_its_colour() {
+        let series = vec![
+            ("a shared".to_string(), false, vec![(1.0, 10.0), (2.0, 12.0), (4.0, 20.0)]),
+            ("a copy".to_string(), true, vec![(1.0, 30.0), (2.0, 40.0), (4.0, 80.0)]),
+            ("b shared".to_string(), false, vec![(1.0, 5.0), (4.0, f64::NAN)]),
+        ];
+        let png = lines_chart("T", "X", "Y", &series);
+        let mut raw = Vec::new();
+        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+        let len = u32::from_be_bytes(png[idat - 4..idat].try_into().unwrap()) as usize;
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&png[idat + 4..idat + 4 + len]), &mut raw)
+            .unwrap();
+        let has = |c: Rgb| raw.chunks(1 + 1000 * 3).any(|row| row[1..].chunks(3).any(|p| p == c));
+        assert!(has(BLUE) && has(ORANGE), "the first pair is blue, the third series orange");
+        assert!(!has(GREEN), "no third pair");
+        assert!(lines_chart("T", "X", "Y", &[]).starts_with(b"\x89PNG"), "no points still make a PNG");
     }
 
     #[test]

@@ -28,8 +28,12 @@ pub struct Args {
     /// (workflows whose functions all start cold, under each pre-warm policy) and `tune` (the memory
     /// optimizer on a CPU-bound, a memory-bound and an I/O-bound function) and `image` (seed 000's image
     /// workflow with Pillow and an S3-compatible store, in modes (a)–(e): no help, prepare, prepare +
-    /// prefetch, jit, eager).
-    #[arg(long, value_delimiter = ',', default_value = "core,prewarm", value_parser = ["core", "prewarm", "tune", "image"])]
+    /// prefetch, jit, eager) and `layers` (seed 003: loading Node modules from a shared layer vs a copy per
+    /// function, at several concurrencies, per sandbox; draws a chart), `burst` (100 invocations at once onto
+    /// a cold function), `noisy` (a quiet function's latency while another is flooded) and `density` (1,000
+    /// idle warm instances: what they cost).
+    #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
+          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     prewarm: super::bench_prewarm::PrewarmArgs,
@@ -37,6 +41,14 @@ pub struct Args {
     tune: super::bench_tune::TuneArgs,
     #[command(flatten)]
     image: super::bench_image::ImageArgs,
+    #[command(flatten)]
+    layers: super::bench_layers::LayersArgs,
+    #[command(flatten)]
+    load: super::bench_load::LoadArgs,
+    /// Sandbox of the core scenario's main server (its warm rows), e.g. `process` to compare with the
+    /// default (with `process`, the cold-start table then has only the process sandbox).
+    #[arg(long, value_name = "SANDBOX", value_parser = ["process", "lean", "oci"])]
+    sandbox: Option<String>,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -68,13 +80,13 @@ impl Drop for ServerProcess {
 }
 
 /// One measured run: every latency in microseconds, and the wall time.
-struct Run {
-    latencies_us: Vec<u64>,
-    elapsed: Duration,
-    errors: usize,
+pub(super) struct Run {
+    pub(super) latencies_us: Vec<u64>,
+    pub(super) elapsed: Duration,
+    pub(super) errors: usize,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -84,7 +96,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Closed loop: `concurrency` clients, each a thread with its own keep-alive connection (the raw load
 /// generator), for `seconds`.
-fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], concurrency: usize, seconds: f64) -> Run {
+pub(super) fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], concurrency: usize, seconds: f64) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let handles: Vec<_> = (0..concurrency)
@@ -153,6 +165,11 @@ pub(super) struct BenchServer {
 }
 
 impl BenchServer {
+    /// The server's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self._process.0.id()
+    }
+
     /// One API call as the admin; a non-2xx answer is an error carrying the API's message.
     pub(super) fn send(
         &self,
@@ -277,6 +294,45 @@ fn cold_starts(
     Ok(rows)
 }
 
+const NUMPY_APP: &[u8] = b"import numpy\ndef handler(e, c):\n    return int(numpy.arange(10).sum())\n";
+
+/// A layer of the numpy installed for python3 (`python/numpy`, `python/numpy.libs`).
+fn numpy_layer() -> Result<Vec<u8>> {
+    let out = Command::new("python3")
+        .args(["-c", "import os, numpy; print(os.path.dirname(os.path.dirname(numpy.__file__)))"])
+        .output()
+        .context("cannot run python3")?;
+    if !out.status.success() {
+        bail!("numpy is not installed for python3 (scripts/bench installs it)");
+    }
+    let site = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for dir in ["numpy", "numpy.libs"] {
+        if site.join(dir).is_dir() {
+            super::bench_layers::add_tree(&mut zip, &site.join(dir), &format!("python/{dir}"))?;
+        }
+    }
+    Ok(zip.finish()?.into_inner())
+}
+
+/// Starts `server`'s zygote for the numpy layer (a first instance of a function with it starts the usual
+/// way) and waits until it is ready, so the measured cold starts are forked.
+fn warm_zygote(server: &BenchServer, function: &serde_json::Value) -> Result<()> {
+    let mut body = function.clone();
+    body["name"] = json!("zygote-warmer");
+    server.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
+    server.send(reqwest::Method::POST, "/v1/functions/zygote-warmer/invoke", Some(json!({})))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.send(reqwest::Method::GET, "/v1/instances", None)?["zygotes"].as_u64() < Some(1) {
+        if Instant::now() > deadline {
+            bail!("the numpy zygote was not ready after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.send(reqwest::Method::DELETE, "/v1/functions/zygote-warmer", None)?;
+    Ok(())
+}
+
 /// Median, min and max.
 pub(super) fn spread(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -324,20 +380,47 @@ pub fn run(args: Args) -> Result<()> {
     if args.scenarios.iter().any(|s| s == "image") {
         results["image"] = super::bench_image::run(&args.image)?;
     }
+    if args.scenarios.iter().any(|s| s == "layers") {
+        results["layers"] = super::bench_layers::run(&args.layers)?;
+    }
+    let load = ["burst", "noisy", "density"];
+    if args.scenarios.iter().any(|s| load.contains(&s.as_str())) {
+        let bootstrap = rust_bootstrap(&args)?;
+        if args.scenarios.iter().any(|s| s == "burst") {
+            results["burst"] = super::bench_load::bursts(&args.load, &bootstrap, args.rounds)?;
+        }
+        if args.scenarios.iter().any(|s| s == "noisy") {
+            results["noisy"] = super::bench_load::noisy(&args.load, &bootstrap, args.rounds, args.seconds)?;
+        }
+        if args.scenarios.iter().any(|s| s == "density") {
+            results["density"] = super::bench_load::density(&args.load, &bootstrap)?;
+        }
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
     }
     Ok(())
 }
 
-/// Warm invokes against the floor, the workflow engine's overhead and cold starts per sandbox.
-fn core(args: &Args) -> Result<serde_json::Value> {
-    let Some(bootstrap_path) = &args.rust_bootstrap else {
-        bail!("the core scenarios need --rust-bootstrap (scripts/bench builds it), or pass --scenarios prewarm");
+/// The lambda_runtime no-op's `bootstrap`, which the core and load scenarios deploy.
+fn rust_bootstrap(args: &Args) -> Result<Vec<u8>> {
+    let Some(path) = &args.rust_bootstrap else {
+        bail!(
+            "the core, burst, noisy and density scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
+             --scenarios prewarm"
+        );
     };
-    let bootstrap = std::fs::read(bootstrap_path)
-        .with_context(|| format!("cannot read {} (scripts/bench builds it)", bootstrap_path.display()))?;
-    let main = start_server("main", &[])?;
+    std::fs::read(path).with_context(|| format!("cannot read {} (scripts/bench builds it)", path.display()))
+}
+
+/// Warm invokes against the floor and peers, the workflow engine's overhead and cold starts per sandbox.
+fn core(args: &Args) -> Result<serde_json::Value> {
+    let bootstrap = rust_bootstrap(args)?;
+    let bootstrap_path = args.rust_bootstrap.clone().unwrap_or_default();
+    let main = match &args.sandbox {
+        Some(sandbox) => start_server("main", &["--sandbox", sandbox])?,
+        None => start_server("main", &[])?,
+    };
     let (endpoint, key) = (main.endpoint.clone(), main.key.clone());
     let http = reqwest::blocking::Client::new();
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
@@ -350,6 +433,11 @@ fn core(args: &Args) -> Result<serde_json::Value> {
             "python-noop",
             json!({"name": "python-noop", "runtime": "python3.12", "handler": "app.handler",
             "code_base64": b64(&zip_with("app.py", 0o644, b"def handler(e, c):\n    return None\n")?)}),
+        ),
+        (
+            "nodejs-noop",
+            json!({"name": "nodejs-noop", "runtime": "nodejs20.x", "handler": "index.handler",
+            "code_base64": b64(&zip_with("index.js", 0o644, b"exports.handler = async () => null;\n")?)}),
         ),
     ] {
         let r = http.post(format!("{endpoint}/v1/functions")).bearer_auth(&key).json(&body).send()?;
@@ -367,19 +455,35 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         bail!("cannot create the function URL: {}", r.text()?);
     }
     let function_url = r.json::<serde_json::Value>()?["url"].as_str().unwrap_or_default().to_string();
+    // The same no-op over a raw Runtime API client: the platform's queue and dispatch with the function's
+    // own work taken away.
+    let mut warm = vec!["rust-noop", "python-noop", "nodejs-noop"];
+    if let Some(raw) = &args.load.raw_bootstrap {
+        let raw =
+            std::fs::read(raw).with_context(|| format!("cannot read {} (scripts/bench builds it)", raw.display()))?;
+        let body = json!({"name": "raw-noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, &raw)?)});
+        main.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
+        warm.push("raw-noop");
+    }
     let floor = start_floor()?;
+    let peers = super::bench_load::peers(&args.load, &bootstrap_path)?;
     let invoke_url = |f: &str| format!("{endpoint}/v1/functions/{f}/invoke");
     // Warm every pool to the highest concurrency first, so rounds measure warm invocations.
     let max_c = args.concurrency.iter().copied().max().unwrap_or(1);
-    for f in ["rust-noop", "python-noop"] {
+    for f in &warm {
         closed_loop(&invoke_url(f), Some(&key), br#"{"noop":1}"#, max_c, 1.0);
     }
-    let scenarios: Vec<(&str, String, Option<&str>)> = vec![
-        ("floor: loopback HTTP hop", floor.clone(), None),
-        ("stoke: rust lambda_runtime no-op", invoke_url("rust-noop"), Some(key.as_str())),
-        ("stoke: rust no-op via function URL", function_url.clone(), Some(key.as_str())),
-        ("stoke: python no-op", invoke_url("python-noop"), Some(key.as_str())),
+    let mut scenarios: Vec<(String, String, Option<&str>)> = vec![
+        ("floor: loopback HTTP hop".into(), floor.clone(), None),
+        ("stoke: rust lambda_runtime no-op".into(), invoke_url("rust-noop"), Some(key.as_str())),
+        ("stoke: rust no-op via function URL".into(), function_url.clone(), Some(key.as_str())),
+        ("stoke: python no-op".into(), invoke_url("python-noop"), Some(key.as_str())),
+        ("stoke: nodejs no-op".into(), invoke_url("nodejs-noop"), Some(key.as_str())),
     ];
+    if warm.contains(&"raw-noop") {
+        scenarios.push(("stoke: raw Runtime API no-op".into(), invoke_url("raw-noop"), Some(key.as_str())));
+    }
+    scenarios.extend(peers.rows.iter().map(|(name, url)| (name.clone(), url.clone(), None)));
     // results[scenario][concurrency] = per-round (throughput, p50, p99, p999)
     let mut results = vec![vec![Vec::<(f64, f64, f64, f64, usize)>::new(); args.concurrency.len()]; scenarios.len()];
     for round in 0..args.rounds {
@@ -430,36 +534,40 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         }
     }
     println!("{t}");
+    let in_process_ns = super::bench_load::in_process_ns(args.seconds.min(1.0));
+    println!(
+        "floor: the no-op handler's work (parse the event, call, serialise the answer) in-process: {in_process_ns:.0} ns per call"
+    );
 
     let workflow_rows =
         if args.workflows > 0 { workflow_bench(&http, &endpoint, &key, args.workflows)? } else { vec![] };
 
     let mut cold_rows = Vec::new();
     if args.cold > 0 {
-        // The main server runs the default sandbox (lean as root, with generic instances ready); a second one
-        // runs plain processes, a third lean without generic instances (every cold start sets one up).
-        // With root, OCI bundles too: one server per OCI runtime installed.
+        // The main server runs the default sandbox (lean as root, with generic instances and zygotes);
+        // others run plain processes, lean with neither (every cold start sets an instance up), lean with
+        // generic instances only, and — with root — OCI bundles, one server per OCI runtime installed.
         let process = start_server("process", &["--sandbox", "process"])?;
         let mut servers = vec![(&process, "process".to_string())];
+        let mut lean = Vec::new();
         let mut oci = Vec::new();
-        let bare = if main.sandbox != process.sandbox {
-            Some(start_server("lean-bare", &["--generic", "none"])?)
-        } else {
-            None
-        };
-        if let Some(bare) = &bare {
-            servers.push((bare, main.sandbox.clone()));
-            servers.push((&main, format!("{} + generic", main.sandbox)));
+        if main.sandbox != process.sandbox {
+            lean.push((start_server("lean-bare", &["--generic", "none", "--zygotes", "0"])?, "lean".to_string()));
+            lean.push((start_server("lean-generic", &["--zygotes", "0"])?, "lean + generic".to_string()));
             for runtime in ["runc", "crun"] {
                 if Command::new(runtime).arg("--version").output().is_ok() {
                     oci.push((start_server(runtime, &["--sandbox", "oci", "--oci-runtime", runtime])?, runtime));
                 }
             }
         }
+        servers.extend(lean.iter().map(|(s, label)| (s, label.clone())));
+        if !lean.is_empty() {
+            servers.push((&main, "lean + generic + zygotes".to_string()));
+        }
         for (server, runtime) in &oci {
             servers.push((server, format!("oci {runtime}")));
         }
-        let functions = [
+        let mut functions = vec![
             (
                 "rust-noop",
                 json!({"runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, &bootstrap)?)}),
@@ -470,14 +578,32 @@ fn core(args: &Args) -> Result<serde_json::Value> {
                 "code_base64": b64(&zip_with("app.py", 0o644, b"def handler(e, c):\n    return None\n")?)}),
             ),
         ];
+        // A Python function importing a heavy library (numpy) from a layer: where zygotes pay.
+        match numpy_layer() {
+            Ok(layer) => {
+                let body = json!({"code_base64": b64(&layer), "description": "numpy for the cold-start benchmark"});
+                for (server, _) in &servers {
+                    server.send(reqwest::Method::POST, "/v1/layers/numpy/versions", Some(body.clone()))?;
+                }
+                let numpy = json!({"runtime": "python3.12", "handler": "app.handler", "layers": ["numpy:1"],
+                    "code_base64": b64(&zip_with("app.py", 0o644, NUMPY_APP)?)});
+                if !lean.is_empty() {
+                    warm_zygote(&main, &numpy)?;
+                }
+                functions.push(("python-numpy-layer", numpy));
+            }
+            Err(e) => eprintln!("cold starts: no numpy function ({e:#})"),
+        }
         eprintln!("cold starts: {} per sandbox and function", args.cold);
         let mut rows = cold_starts(&servers, &functions, args.cold)?;
         let (t, json) = cold_table(&mut rows);
         println!("{t}");
         cold_rows = json;
     }
-    Ok(json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "cold": cold_rows,
-              "workflows": workflow_rows}))
+    Ok(
+        json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "in_process_ns": in_process_ns, "cold": cold_rows,
+              "workflows": workflow_rows}),
+    )
 }
 
 /// Workflow executions end to end (`POST /v1/workflows/{name}/run`) and as the engine sees them (the

@@ -1,0 +1,690 @@
+//! The load scenarios of `stoke bench`: peers next to stoke's warm path (a fork-per-request baseline,
+//! `cargo lambda watch`, the handler called in-process), bursts onto a cold function, a noisy neighbour
+//! under an open-loop load, and the density of idle warm instances.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::bench::{percentile, spread, start_server, zip_with, Run};
+use crate::loadgen::RawClient;
+use crate::output::table;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// A `bootstrap` speaking the Runtime API over a raw socket with no runtime library (scripts/bench builds
+    /// tests/functions/raw-noop): the warm rows then show what the queue and dispatch path sustains with the
+    /// function's own work removed.
+    #[arg(long, value_name = "FILE")]
+    pub raw_bootstrap: Option<PathBuf>,
+    /// Leave `cargo lambda watch` out of the warm rows (it is found on PATH as `cargo-lambda`, which
+    /// scripts/bench installs from PyPI).
+    #[arg(long)]
+    pub no_cargo_lambda: bool,
+    /// Concurrent invocations the burst scenario sends at once onto a cold function.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub burst: usize,
+    /// Rate of the noisy-neighbour scenario's quiet function, in invocations per second (open loop).
+    #[arg(long, default_value_t = 200.0, value_name = "PER_S")]
+    pub noisy_rate: f64,
+    /// Closed-loop clients flooding the noisy neighbour.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub noisy_flood: usize,
+    /// Idle warm instances the density scenario keeps (in functions of 100 each).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub density: usize,
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Open loop: requests are due at a fixed `rate`, spread over `clients` connections, and each latency is
+/// counted from when its request was due, not from when it could be sent — a slow answer delays the requests
+/// behind it and that delay is measured (no coordinated omission).
+pub(super) fn open_loop(url: &str, key: Option<&str>, body: &'static [u8], rate: f64, seconds: f64) -> Run {
+    // Enough connections that requests due while others are still answered need not wait for a socket
+    // (HTTP/1.1 carries one request at a time): a slow answer holds one connection, not the whole schedule.
+    let clients = ((rate / 25.0).ceil() as usize).clamp(4, 64);
+    let total = (rate * seconds) as usize;
+    let start = Instant::now() + Duration::from_millis(20);
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, key) = (url.to_string(), key.map(str::to_string));
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(total / clients + 1);
+                let mut errors = 0;
+                let Ok(mut client) = RawClient::new(&url, key.as_deref(), body) else { return (lat, total / clients) };
+                for k in (c..total).step_by(clients) {
+                    let due = start + Duration::from_secs_f64(k as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let ok = client.exchange().is_ok_and(|r| (200..300).contains(&r.status) && !r.function_error);
+                    if ok {
+                        lat.push(due.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().unwrap_or_default();
+        latencies_us.extend(l);
+        errors += e;
+    }
+    Run { latencies_us, elapsed: start.elapsed(), errors }
+}
+
+/// Reads one HTTP/1.1 message (head and `Content-Length` body) from `conn`; `None` at a clean end of stream.
+fn read_message(conn: &mut TcpStream) -> io::Result<Option<(String, Vec<u8>)>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return if buf.is_empty() { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
+
+/// The fork-per-request baseline: a process of `bootstrap` started for one invocation, served a one-shot
+/// Runtime API on its own loopback port, and killed once it answered — what a platform without warm
+/// instances costs.
+fn fork_once(bootstrap: &Path, event: &[u8]) -> io::Result<Vec<u8>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mut child = Command::new(bootstrap)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "fork")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/fork")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "fork")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // A child that dies before connecting would leave accept() waiting: a watchdog connects after 10 s.
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            if !done.load(Ordering::Relaxed) {
+                let _ = TcpStream::connect(addr);
+            }
+        })
+    };
+    let result = (|| {
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
+        let deadline_ms = deadline.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let mut delivered = false;
+        loop {
+            let (mut conn, _) = listener.accept()?;
+            conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+            // One request per connection: every answer closes it.
+            let Some((head, body)) = read_message(&mut conn)? else { continue };
+            {
+                let path = head.split(' ').nth(1).unwrap_or_default();
+                if path.ends_with("/invocation/next") && !delivered {
+                    delivered = true;
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nLambda-Runtime-Aws-Request-Id: fork-1\r\nLambda-Runtime-Deadline-Ms: {deadline_ms}\r\n\
+                         Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:fork\r\n\
+                         Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n\
+                         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        event.len()
+                    );
+                    conn.write_all(reply.as_bytes())?;
+                    conn.write_all(event)?;
+                } else if path.ends_with("/response") || path.ends_with("/error") {
+                    conn.write_all(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")?;
+                    return if path.ends_with("/response") {
+                        Ok(body)
+                    } else {
+                        Err(io::Error::other(String::from_utf8_lossy(&body).into_owned()))
+                    };
+                } else {
+                    return Err(io::Error::other(format!("unexpected request from the function: {path}")));
+                }
+            }
+        }
+    })();
+    done.store(true, Ordering::Relaxed);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(watchdog);
+    result
+}
+
+/// Serves the fork-per-request baseline on a loopback port: every `POST /` starts `bootstrap` once.
+fn start_fork_server(bootstrap: PathBuf) -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let bootstrap = Arc::new(bootstrap);
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() else { return };
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let bootstrap = bootstrap.clone();
+                    async move {
+                        let ran = tokio::task::spawn_blocking(move || fork_once(&bootstrap, &body)).await;
+                        match ran {
+                            Ok(Ok(out)) => (axum::http::StatusCode::OK, out),
+                            Ok(Err(e)) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string().into_bytes()),
+                            Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string().into_bytes()),
+                        }
+                    }
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    Ok(format!("http://{addr}/"))
+}
+
+/// `cargo lambda watch` serving the rust function's project; killed with its process group on drop.
+pub(super) struct CargoLambda {
+    child: Child,
+    pub(super) url: String,
+}
+
+impl Drop for CargoLambda {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cargo lambda watch --release` on tests/functions/rust-echo (built into target/functions, where
+/// scripts/bench built it) and waits until it answers an invocation. `None` when cargo-lambda is missing.
+pub(super) fn start_cargo_lambda() -> Result<Option<CargoLambda>> {
+    if Command::new("cargo-lambda").arg("--version").output().is_err() {
+        eprintln!("peers: cargo-lambda is not installed (scripts/bench installs it); its row is left out");
+        return Ok(None);
+    }
+    let project = Path::new("tests/functions/rust-echo");
+    if !project.join("Cargo.toml").is_file() {
+        eprintln!("peers: run the benchmark from the repository's root to include cargo lambda watch");
+        return Ok(None);
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    use std::os::unix::process::CommandExt;
+    let target = std::env::current_dir()?.join("target/functions");
+    let child = Command::new("cargo-lambda")
+        .args(["lambda", "watch", "--release", "--ignore-changes", "--invoke-address", "127.0.0.1"])
+        .args(["--invoke-port", &port.to_string()])
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start cargo lambda watch")?;
+    let watch =
+        CargoLambda { child, url: format!("http://127.0.0.1:{port}/2015-03-31/functions/bootstrap/invocations") };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok(mut c) = RawClient::new(&watch.url, None, br#"{"noop":1}"#) {
+            if c.exchange().is_ok_and(|r| r.status == 200) {
+                return Ok(Some(watch));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("cargo lambda watch did not answer within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The handler's floor: the rust no-op's work (parse the event, run the handler, serialise the answer)
+/// called in-process, with no transport. Nanoseconds per call.
+pub(super) fn in_process_ns(seconds: f64) -> f64 {
+    fn handler(event: Value) -> Option<Value> {
+        event.get("noop").map(|_| Value::Null)
+    }
+    let event = br#"{"noop":1}"#;
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        for _ in 0..1000 {
+            let parsed: Value = serde_json::from_slice(std::hint::black_box(event)).unwrap_or(Value::Null);
+            let out = serde_json::to_vec(&handler(parsed)).unwrap_or_default();
+            std::hint::black_box(out);
+        }
+        calls += 1000;
+    }
+    start.elapsed().as_nanos() as f64 / calls as f64
+}
+
+/// Warm rows that come from outside stoke, measured in the core scenario's rounds next to stoke's rows.
+pub(super) struct Peers {
+    pub(super) rows: Vec<(String, String)>,
+    _cargo_lambda: Option<CargoLambda>,
+}
+
+pub(super) fn peers(args: &LoadArgs, bootstrap: &Path) -> Result<Peers> {
+    let mut rows = vec![("peer: fork-per-request (rust)".to_string(), start_fork_server(bootstrap.to_path_buf())?)];
+    let watch = if args.no_cargo_lambda { None } else { start_cargo_lambda()? };
+    if let Some(w) = &watch {
+        rows.push(("peer: cargo lambda watch (rust)".to_string(), w.url.clone()));
+    }
+    Ok(Peers { rows, _cargo_lambda: watch })
+}
+
+/// Invocations of `url` sent all at once (a barrier releases them), one connection each: each one's
+/// latency in ms, and the wall time until all were answered.
+fn burst_once(url: &str, key: &str, n: usize) -> Result<(Vec<f64>, f64)> {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, key, barrier) = (url.to_string(), key.to_string(), barrier.clone());
+            std::thread::spawn(move || -> Result<f64> {
+                let mut client = RawClient::new(&url, Some(&key), b"{}")?;
+                barrier.wait();
+                let t = Instant::now();
+                let r = client.exchange()?;
+                if r.status != 200 || r.function_error {
+                    bail!("a burst invocation answered {}", r.status);
+                }
+                Ok(t.elapsed().as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.push(h.join().map_err(|_| anyhow::anyhow!("a burst client panicked"))??);
+    }
+    Ok((lat, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Bursts: `args.burst` invocations at once onto a function that has no instance, next to one cold start
+/// of a twin function on the same server, per round; for the rust and the python no-op.
+pub(super) fn bursts(args: &LoadArgs, bootstrap: &[u8], rounds: usize) -> Result<Value> {
+    let server = start_server("burst", &[])?;
+    let functions = [
+        (
+            "rust-noop",
+            json!({"runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, bootstrap)?)}),
+        ),
+        (
+            "python-noop",
+            json!({"runtime": "python3.12", "handler": "app.handler",
+                   "code_base64": b64(&zip_with("app.py", 0o644, b"def handler(e, c):\n    return None\n")?)}),
+        ),
+    ];
+    struct Row {
+        function: &'static str,
+        solo_ms: Vec<f64>,
+        all_done_ms: Vec<f64>,
+        instances: Vec<f64>,
+        latencies: Vec<f64>,
+    }
+    let mut rows: Vec<Row> = functions
+        .iter()
+        .map(|(f, _)| Row { function: f, solo_ms: vec![], all_done_ms: vec![], instances: vec![], latencies: vec![] })
+        .collect();
+    for round in 0..rounds {
+        for (fi, (function, body)) in functions.iter().enumerate() {
+            let deploy = |name: &str| -> Result<()> {
+                let mut b = body.clone();
+                b["name"] = json!(name);
+                server.send(reqwest::Method::POST, "/v1/functions", Some(b)).map(|_| ())
+            };
+            let (solo, burst) = (format!("solo-{function}-{round}"), format!("burst-{function}-{round}"));
+            deploy(&solo)?;
+            deploy(&burst)?;
+            let url = |f: &str| format!("{}/v1/functions/{f}/invoke", server.endpoint);
+            // Let the node's generic instances refill after the previous burst, as they would between bursts.
+            std::thread::sleep(Duration::from_secs(2));
+            let (solo_lat, _) = burst_once(&url(&solo), &server.key, 1)?;
+            std::thread::sleep(Duration::from_secs(2));
+            let (lat, all_done) = burst_once(&url(&burst), &server.key, args.burst)?;
+            let list = server.send(reqwest::Method::GET, &format!("/v1/instances?function={burst}"), None)?;
+            let instances = list["instances"].as_array().map_or(0, Vec::len);
+            eprintln!(
+                "round {} burst {function}: {} at once, all done in {all_done:.0} ms (one cold start {:.0} ms), {instances} instances",
+                round + 1,
+                args.burst,
+                solo_lat[0]
+            );
+            let row = &mut rows[fi];
+            row.solo_ms.push(solo_lat[0]);
+            row.all_done_ms.push(all_done);
+            row.instances.push(instances as f64);
+            row.latencies.extend(lat);
+            for f in [&solo, &burst] {
+                server.send(reqwest::Method::DELETE, &format!("/v1/functions/{f}"), None)?;
+            }
+        }
+    }
+    let mut t = table(&[
+        "function",
+        "burst",
+        "one cold start ms",
+        "all done ms [min-max]",
+        "all done / cold start",
+        "instances [min-max]",
+        "latency p50 / p99 / max ms",
+    ]);
+    let mut out = Vec::new();
+    for r in &mut rows {
+        let (solo, _, _) = spread(&mut r.solo_ms);
+        let (done, dmin, dmax) = spread(&mut r.all_done_ms);
+        let (inst, imin, imax) = spread(&mut r.instances);
+        r.latencies.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| r.latencies[((r.latencies.len() - 1) as f64 * p).round() as usize];
+        let (p50, p99, max) = (q(0.5), q(0.99), q(1.0));
+        t.add_row(vec![
+            r.function.to_string(),
+            args.burst.to_string(),
+            format!("{solo:.1}"),
+            format!("{done:.0} [{dmin:.0}-{dmax:.0}]"),
+            format!("{:.2}×", done / solo),
+            format!("{inst:.0} [{imin:.0}-{imax:.0}]"),
+            format!("{p50:.0} / {p99:.0} / {max:.0}"),
+        ]);
+        out.push(json!({"function": r.function, "burst": args.burst, "cold_start_ms": solo, "all_done_ms": done,
+            "all_done_min_ms": dmin, "all_done_max_ms": dmax, "instances": inst, "instances_min": imin,
+            "instances_max": imax, "latency_p50_ms": p50, "latency_p99_ms": p99, "latency_max_ms": max}));
+    }
+    println!("bursts on the default sandbox ({}), {rounds} rounds:\n{t}", server.sandbox);
+    Ok(json!(out))
+}
+
+/// Noisy neighbour: function B at a low open-loop rate, alone and while function A is flooded by closed-loop
+/// clients, interleaved per round. B's latency percentiles side by side.
+pub(super) fn noisy(args: &LoadArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> Result<Value> {
+    let server = start_server("noisy", &[])?;
+    let code = b64(&zip_with("bootstrap", 0o755, bootstrap)?);
+    for name in ["quiet", "flood"] {
+        server.send(
+            reqwest::Method::POST,
+            "/v1/functions",
+            Some(json!({"name": name, "runtime": "provided.al2023", "code_base64": code})),
+        )?;
+    }
+    let url = |f: &str| format!("{}/v1/functions/{f}/invoke", server.endpoint);
+    let key = server.key.as_str();
+    // Warm both pools first.
+    super::bench::closed_loop(&url("flood"), Some(key), br#"{"noop":1}"#, args.noisy_flood, 1.0);
+    open_loop(&url("quiet"), Some(key), br#"{"noop":1}"#, args.noisy_rate, 1.0);
+    let mut alone = Vec::new();
+    let mut flooded = Vec::new();
+    let mut flood_rates = Vec::new();
+    for round in 0..rounds {
+        let mut run = open_loop(&url("quiet"), Some(key), br#"{"noop":1}"#, args.noisy_rate, seconds);
+        run.latencies_us.sort_unstable();
+        alone.push(run);
+        let flood_url = url("flood");
+        let (c, s) = (args.noisy_flood, seconds + 0.4);
+        let key_owned = key.to_string();
+        let flood =
+            std::thread::spawn(move || super::bench::closed_loop(&flood_url, Some(&key_owned), br#"{"noop":1}"#, c, s));
+        std::thread::sleep(Duration::from_millis(200));
+        let mut run = open_loop(&url("quiet"), Some(key), br#"{"noop":1}"#, args.noisy_rate, seconds);
+        run.latencies_us.sort_unstable();
+        let f = flood.join().map_err(|_| anyhow::anyhow!("the flood panicked"))?;
+        flood_rates.push(f.latencies_us.len() as f64 / f.elapsed.as_secs_f64());
+        eprintln!(
+            "round {} noisy: quiet p99 alone {:.0} µs, flooded {:.0} µs (flood {:.0}/s)",
+            round + 1,
+            percentile(&alone[round].latencies_us, 0.99),
+            percentile(&run.latencies_us, 0.99),
+            flood_rates[round]
+        );
+        flooded.push(run);
+    }
+    let stat =
+        |runs: &[Run], p: f64| spread(&mut runs.iter().map(|r| percentile(&r.latencies_us, p)).collect::<Vec<_>>());
+    let mut t = table(&["quiet function", "rate /s", "p50 µs", "p99 µs [min-max]", "p99.9 µs", "errors", "flood /s"]);
+    let mut out = Vec::new();
+    for (label, runs) in [("alone", &alone), ("next to the flood", &flooded)] {
+        let (p50, _, _) = stat(runs, 0.5);
+        let (p99, p99min, p99max) = stat(runs, 0.99);
+        let (p999, _, _) = stat(runs, 0.999);
+        let errors: usize = runs.iter().map(|r| r.errors).sum();
+        let flood =
+            if label == "alone" { "—".to_string() } else { format!("{:.0}", spread(&mut flood_rates.clone()).0) };
+        t.add_row(vec![
+            label.to_string(),
+            format!("{:.0}", args.noisy_rate),
+            format!("{p50:.0}"),
+            format!("{p99:.0} [{p99min:.0}-{p99max:.0}]"),
+            format!("{p999:.0}"),
+            errors.to_string(),
+            flood,
+        ]);
+        out.push(json!({"quiet": label, "rate": args.noisy_rate, "p50_us": p50, "p99_us": p99, "p999_us": p999, "errors": errors}));
+    }
+    let ratio = stat(&flooded, 0.99).0 / stat(&alone, 0.99).0;
+    println!(
+        "noisy neighbour ({} flood clients, open-loop quiet function), {rounds} rounds of {seconds} s:\n{t}\nquiet p99 flooded / alone: {ratio:.2}×",
+        args.noisy_flood
+    );
+    Ok(json!({"rows": out, "p99_ratio": ratio, "flood_clients": args.noisy_flood}))
+}
+
+/// Proportional set size of a process in KiB (`/proc/<pid>/smaps_rollup`).
+fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time a process has used, in clock ticks (utime + stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Every process below `root` (children, grandchildren, …).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Density: `args.density` idle warm instances of the rust no-op (functions of `min_warm` 100), frozen when
+/// the sandbox supports it. What the server, the per-instance helpers and the functions cost in memory, and
+/// what the server spends in CPU while they sit idle.
+pub(super) fn density(args: &LoadArgs, bootstrap: &[u8]) -> Result<Value> {
+    let functions = args.density.div_ceil(100);
+    let budget = (functions * 100 * 128 + 4096).to_string();
+    let limit = (functions * 100 + 100).to_string();
+    let server = start_server("density", &["--max-memory-mb", &budget, "--account-concurrency", &limit])?;
+    let pid = server.pid();
+    let base_pss = pss_kib(pid).unwrap_or(0);
+    let code = b64(&zip_with("bootstrap", 0o755, bootstrap)?);
+    let started = Instant::now();
+    for i in 0..functions {
+        let warm = (args.density - i * 100).min(100);
+        server.send(
+            reqwest::Method::POST,
+            "/v1/functions",
+            Some(json!({"name": format!("idle-{i}"), "runtime": "provided.al2023", "code_base64": code,
+                        "min_warm": warm, "keep_alive_s": 3600})),
+        )?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut last = 0;
+    loop {
+        let list = server.send(reqwest::Method::GET, "/v1/instances", None)?;
+        let idle = list["instances"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|i| i["state"] == "idle" || i["state"] == "frozen").count());
+        if idle >= args.density {
+            break;
+        }
+        if idle / 100 != last / 100 {
+            eprintln!("density: {idle} idle instances after {:.0} s", started.elapsed().as_secs_f64());
+        }
+        last = idle;
+        if Instant::now() > deadline {
+            bail!("only {idle} of {} instances became idle within 15 minutes", args.density);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let ready_s = started.elapsed().as_secs_f64();
+    // Let the freezer and the keep-alive bookkeeping settle, then measure the idle cost.
+    std::thread::sleep(Duration::from_secs(3));
+    let ticks_before = cpu_ticks(pid);
+    let idle_window = Duration::from_secs(10);
+    std::thread::sleep(idle_window);
+    let server_cpu = (cpu_ticks(pid) - ticks_before) as f64 / 100.0 / idle_window.as_secs_f64();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let (mut helpers, mut helper_kib, mut funcs, mut func_kib) = (0usize, 0u64, 0usize, 0u64);
+    for p in descendants(pid) {
+        let kib = pss_kib(p).unwrap_or(0);
+        if std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe) {
+            helpers += 1;
+            helper_kib += kib;
+        } else {
+            funcs += 1;
+            func_kib += kib;
+        }
+    }
+    let server_pss = pss_kib(pid).unwrap_or(0);
+    let n = args.density as f64;
+    let per = |kib: u64| kib as f64 / n;
+    let mut t = table(&["what", "processes", "memory (PSS) MiB", "per idle instance KiB"]);
+    t.add_row(vec![
+        "server, growth over its empty start".to_string(),
+        "1".to_string(),
+        format!("{:.1}", server_pss.saturating_sub(base_pss) as f64 / 1024.0),
+        format!("{:.0}", per(server_pss.saturating_sub(base_pss))),
+    ]);
+    t.add_row(vec![
+        "per-instance helpers (stoke processes)".to_string(),
+        helpers.to_string(),
+        format!("{:.1}", helper_kib as f64 / 1024.0),
+        format!("{:.0}", per(helper_kib)),
+    ]);
+    t.add_row(vec![
+        "functions' own processes".to_string(),
+        funcs.to_string(),
+        format!("{:.1}", func_kib as f64 / 1024.0),
+        format!("{:.0}", per(func_kib)),
+    ]);
+    println!(
+        "density: {} idle rust no-op instances on {} (ready after {ready_s:.0} s); server CPU while idle: {:.1} % of a core\n{t}",
+        args.density,
+        server.sandbox,
+        server_cpu * 100.0
+    );
+    let out = json!({"instances": args.density, "sandbox": server.sandbox, "ready_s": ready_s,
+        "server_pss_growth_kib": server_pss.saturating_sub(base_pss), "helpers": helpers, "helpers_pss_kib": helper_kib,
+        "function_processes": funcs, "functions_pss_kib": func_kib, "server_idle_cpu_cores": server_cpu});
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fork_baseline_serves_one_invocation_per_process() {
+        // A shell "function" speaking the Runtime API with curl is not available everywhere; a missing
+        // binary must come back as an error, not a hang.
+        let err = fork_once(Path::new("/nonexistent/bootstrap"), b"{}").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn reads_http_messages_with_and_without_bodies() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\nPOST /r HTTP/1.1\r\ncontent-length: 4\r\n\r\nnull")
+                .unwrap();
+        });
+        let (mut conn, _) = listener.accept().unwrap();
+        let (head, body) = read_message(&mut conn).unwrap().unwrap();
+        assert!(head.starts_with("GET /next "));
+        assert!(body.is_empty());
+        let (head, body) = read_message(&mut conn).unwrap().unwrap();
+        assert!(head.starts_with("POST /r "));
+        assert_eq!(body, b"null");
+        writer.join().unwrap();
+        assert!(read_message(&mut conn).unwrap().is_none());
+    }
+
+    #[test]
+    fn open_loop_counts_from_when_a_request_was_due() {
+        // A server that takes 100 ms per request while the schedule is one every 10 ms over 4 connections:
+        // requests queue behind each other, and the open loop must show the growing delay (a closed loop would
+        // report 100 ms each).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                std::thread::spawn(move || {
+                    while let Ok(Some(_)) = read_message(&mut conn) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnull").is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let mut run = open_loop(&format!("http://{addr}/"), None, b"{}", 100.0, 0.3);
+        run.latencies_us.sort_unstable();
+        assert_eq!(run.latencies_us.len(), 30);
+        assert_eq!(run.errors, 0);
+        let worst = *run.latencies_us.last().unwrap();
+        assert!(worst > 300_000, "the last requests waited behind the others: {worst} µs");
+    }
+}
