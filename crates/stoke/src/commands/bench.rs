@@ -86,6 +86,31 @@ pub(super) struct Run {
     pub(super) errors: usize,
 }
 
+impl Run {
+    /// Joins the client threads (each returns its latencies and its error count) into one run that began at
+    /// `start`.
+    pub(super) fn gather(handles: Vec<std::thread::JoinHandle<(Vec<u64>, usize)>>, start: Instant) -> Run {
+        let mut latencies_us = Vec::new();
+        let mut errors = 0;
+        for h in handles {
+            let (l, e) = h.join().unwrap_or_default();
+            latencies_us.extend(l);
+            errors += e;
+        }
+        Run { latencies_us, elapsed: start.elapsed(), errors }
+    }
+}
+
+/// One exchange of `client`'s request; true when it answered 2xx and the function did not fail.
+pub(super) fn invoked_ok(client: &mut RawClient) -> bool {
+    client.exchange().is_ok_and(|r| (200..300).contains(&r.status) && !r.function_error)
+}
+
+/// Base64, as the API takes code archives.
+pub(super) fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 pub(super) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -108,8 +133,7 @@ pub(super) fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], con
                 let Ok(mut client) = RawClient::new(&url, key.as_deref(), body) else { return (lat, 1) };
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let ok = client.exchange().is_ok_and(|r| (200..300).contains(&r.status) && !r.function_error);
-                    if ok {
+                    if invoked_ok(&mut client) {
                         lat.push(t.elapsed().as_micros() as u64);
                     } else {
                         errors += 1;
@@ -121,14 +145,7 @@ pub(super) fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], con
         .collect();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (l, e) = h.join().unwrap_or_default();
-        latencies_us.extend(l);
-        errors += e;
-    }
-    Run { latencies_us, elapsed: start.elapsed(), errors }
+    Run::gather(handles, start)
 }
 
 /// The floor: one loopback HTTP hop to a trivial server that answers `null`.
@@ -423,7 +440,6 @@ fn core(args: &Args) -> Result<serde_json::Value> {
     };
     let (endpoint, key) = (main.endpoint.clone(), main.key.clone());
     let http = reqwest::blocking::Client::new();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     for (name, body) in [
         (
             "rust-noop",

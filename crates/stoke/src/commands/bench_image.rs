@@ -18,7 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::bench::{spread, start_server, zip_with, BenchServer};
@@ -152,7 +151,7 @@ pub fn run(args: &ImageArgs) -> Result<Value> {
     let libraries = library_dir()?;
     let store = start_object_store()?;
     let server = start_server("image", &[])?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(zip_with("image.py", 0o644, SOURCE.as_bytes())?);
+    let b64 = super::bench::b64(&zip_with("image.py", 0o644, SOURCE.as_bytes())?);
     let template: Value = serde_json::from_str(WORKFLOW).context("examples/image/workflow.json")?;
     let env = |mode: &str, round: usize| {
         json!({"MODE": mode, "BUCKET": "images", "S3_ENDPOINT": store.endpoint, "NEXT": format!("webp-{mode}"),

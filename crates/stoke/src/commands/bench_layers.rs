@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use serde_json::{json, Value};
 
-use super::bench::{spread, start_server, BenchServer};
+use super::bench::{b64, spread, start_server, BenchServer};
 use crate::output::table;
 
 #[derive(Debug, clap::Args)]
@@ -105,10 +104,6 @@ fn archive(modules: Option<(&Path, &str)>, files: &[(&str, &[u8])]) -> Result<Ve
         add_tree(&mut zip, dir, prefix)?;
     }
     Ok(zip.finish()?.into_inner())
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// One cell of the experiment: every instance's load time and cold invoke time, over the rounds.

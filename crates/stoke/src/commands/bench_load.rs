@@ -11,10 +11,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use serde_json::{json, Value};
 
-use super::bench::{percentile, spread, start_server, zip_with, Run};
+use super::bench::{b64, invoked_ok, percentile, spread, start_server, zip_with, Run};
 use crate::loadgen::RawClient;
 use crate::output::table;
 
@@ -43,10 +42,6 @@ pub struct LoadArgs {
     pub density: usize,
 }
 
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
 /// Open loop: requests are due at a fixed `rate`, spread over `clients` connections, and each latency is
 /// counted from when its request was due, not from when it could be sent — a slow answer delays the requests
 /// behind it and that delay is measured (no coordinated omission).
@@ -68,8 +63,7 @@ pub(super) fn open_loop(url: &str, key: Option<&str>, body: &'static [u8], rate:
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let ok = client.exchange().is_ok_and(|r| (200..300).contains(&r.status) && !r.function_error);
-                    if ok {
+                    if invoked_ok(&mut client) {
                         lat.push(due.elapsed().as_micros() as u64);
                     } else {
                         errors += 1;
@@ -79,14 +73,7 @@ pub(super) fn open_loop(url: &str, key: Option<&str>, body: &'static [u8], rate:
             })
         })
         .collect();
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (l, e) = h.join().unwrap_or_default();
-        latencies_us.extend(l);
-        errors += e;
-    }
-    Run { latencies_us, elapsed: start.elapsed(), errors }
+    Run::gather(handles, start)
 }
 
 /// Reads one HTTP/1.1 message (head and `Content-Length` body) from `conn`; `None` at a clean end of stream.

@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::bench::{spread, start_server, zip_with, BenchServer};
@@ -184,7 +183,7 @@ pub fn run(args: &PrewarmArgs) -> Result<Value> {
     }
     let server = start_server("prewarm", &[])?;
     let client = Client { server: &server };
-    let b64 = base64::engine::general_purpose::STANDARD.encode(zip_with("app.py", 0o644, SOURCE.as_bytes())?);
+    let b64 = super::bench::b64(&zip_with("app.py", 0o644, SOURCE.as_bytes())?);
     let flows = workflows(args.prewarm_scale);
     // Per workflow and policy: its own copy of the functions, so pools and statistics are its own.
     let mut copies: Vec<Vec<Vec<(String, f64)>>> = Vec::new();

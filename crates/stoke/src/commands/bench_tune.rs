@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::bench::{start_server, zip_with};
@@ -78,7 +77,7 @@ pub fn run(args: &TuneArgs) -> Result<Value> {
             reqwest::Method::POST,
             "/v1/functions",
             Some(json!({"name": c.name, "runtime": "python3.12", "handler": "app.handler", "memory_mb": c.memory_mb,
-                "timeout_s": 60, "code_base64": base64::engine::general_purpose::STANDARD.encode(zip)})),
+                "timeout_s": 60, "code_base64": super::bench::b64(&zip)})),
         )?;
         let started = Instant::now();
         let view = server.send(
