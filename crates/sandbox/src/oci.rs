@@ -464,10 +464,7 @@ impl InstanceControl for OciControl {
 
 impl Drop for OciControl {
     fn drop(&mut self) {
-        let busy = self.group.remove();
-        if !busy.is_empty() {
-            self.leftovers.lock().unwrap_or_else(|p| p.into_inner()).extend(busy);
-        }
+        self.group.remove_or_leave(&self.leftovers);
         let _ = fs::remove_dir_all(&self.bundle);
     }
 }

@@ -423,6 +423,14 @@ impl Group {
     pub fn remove(&self) -> Vec<PathBuf> {
         self.dirs.iter().filter(|d| fs::remove_dir(d).is_err() && d.exists()).cloned().collect()
     }
+
+    /// Removes the groups, adding the ones still busy to `leftovers` (which the sandbox retries later).
+    pub fn remove_or_leave(&self, leftovers: &std::sync::Mutex<Vec<PathBuf>>) {
+        let busy = self.remove();
+        if !busy.is_empty() {
+            leftovers.lock().unwrap_or_else(|p| p.into_inner()).extend(busy);
+        }
+    }
 }
 
 pub(crate) fn parse_oom_kills(text: &str) -> u64 {

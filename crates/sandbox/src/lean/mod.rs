@@ -559,10 +559,7 @@ impl InstanceControl for LeanControl {
 
 impl Drop for LeanControl {
     fn drop(&mut self) {
-        let busy = self.group.remove();
-        if !busy.is_empty() {
-            lock(&self.leftovers).extend(busy);
-        }
+        self.group.remove_or_leave(&self.leftovers);
         if let Some(a) = &self.attach {
             a.remove();
         }

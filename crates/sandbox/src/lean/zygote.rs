@@ -103,8 +103,7 @@ impl Drop for Zygote {
             let _ = child.start_kill();
         }
         for spare in lock(&self.spares).drain(..) {
-            let busy = spare.group.remove();
-            lock(&self.context.leftovers).extend(busy);
+            spare.group.remove_or_leave(&self.context.leftovers);
             spare.slot.remove();
         }
         self.group.remove();
@@ -543,10 +542,7 @@ impl Drop for ForkedControl {
         // Its end may have been only its zygote's (which reports no more): make sure nothing is left, frozen
         // or not.
         self.kill();
-        let busy = self.group.remove();
-        if !busy.is_empty() {
-            lock(&self.leftovers).extend(busy);
-        }
+        self.group.remove_or_leave(&self.leftovers);
         self.slot.remove();
     }
 }
