@@ -41,6 +41,19 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
+/// `s` when it is a Lambda-style name of 1–`max` letters, digits, `-` and `_`; otherwise the error for the
+/// `name` field, naming what kind of name (`what`) was refused.
+fn lambda_name(what: &str, s: &str, max: usize) -> Result<String, ValidationError> {
+    if !s.is_empty() && s.len() <= max && s.chars().all(is_name_char) {
+        Ok(s.to_string())
+    } else {
+        Err(ValidationError::new(
+            "name",
+            format!("{what} name {s:?} is not valid: use 1-{max} letters, digits, '-' or '_'"),
+        ))
+    }
+}
+
 /// A function name: 1–64 characters of letters, digits, `-` and `_` (Lambda's rule).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FunctionName(String);
@@ -49,15 +62,7 @@ impl FunctionName {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && s.chars().all(is_name_char);
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(ValidationError::new(
-                "name",
-                format!("function name {s:?} is not valid: use 1-{} letters, digits, '-' or '_'", Self::MAX_LEN),
-            ))
-        }
+        lambda_name("function", s, Self::MAX_LEN).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -79,15 +84,7 @@ impl LayerName {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && s.chars().all(is_name_char);
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(ValidationError::new(
-                "name",
-                format!("layer name {s:?} is not valid: use 1-{} letters, digits, '-' or '_'", Self::MAX_LEN),
-            ))
-        }
+        lambda_name("layer", s, Self::MAX_LEN).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
