@@ -26,15 +26,19 @@ fn unique_tmp(root: &Path) -> PathBuf {
     root.join(TMP_DIR).join(format!("{}-{nanos}-{n}", std::process::id()))
 }
 
+/// Removes `path`, a file or a whole tree.
+fn remove_entry(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
 fn clear_dir(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            fs::remove_dir_all(&path)?;
-        } else {
-            fs::remove_file(&path)?;
-        }
+        remove_entry(&entry?.path())?;
         removed += 1;
     }
     Ok(removed)
@@ -117,11 +121,7 @@ impl LayerFiles {
             for tree in fs::read_dir(account.path())? {
                 let path = tree?.path();
                 if !keep.contains(&path) {
-                    if path.is_dir() {
-                        fs::remove_dir_all(&path)?;
-                    } else {
-                        fs::remove_file(&path)?;
-                    }
+                    remove_entry(&path)?;
                     removed += 1;
                 }
             }
