@@ -313,16 +313,21 @@ fn cold_starts(
 
 const NUMPY_APP: &[u8] = b"import numpy\ndef handler(e, c):\n    return int(numpy.arange(10).sum())\n";
 
+/// The directory python3 imports `modules` from (the last one's package directory's parent); `missing`
+/// is the error when one of them is not installed.
+pub(super) fn python_site(modules: &[&str], missing: &str) -> Result<PathBuf> {
+    let last = modules.last().copied().unwrap_or("os");
+    let script = format!("import os, {}; print(os.path.dirname(os.path.dirname({last}.__file__)))", modules.join(", "));
+    let out = Command::new("python3").args(["-c", &script]).output().context("cannot run python3")?;
+    if !out.status.success() {
+        bail!("{missing}");
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// A layer of the numpy installed for python3 (`python/numpy`, `python/numpy.libs`).
 fn numpy_layer() -> Result<Vec<u8>> {
-    let out = Command::new("python3")
-        .args(["-c", "import os, numpy; print(os.path.dirname(os.path.dirname(numpy.__file__)))"])
-        .output()
-        .context("cannot run python3")?;
-    if !out.status.success() {
-        bail!("numpy is not installed for python3 (scripts/bench installs it)");
-    }
-    let site = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let site = python_site(&["numpy"], "numpy is not installed for python3 (scripts/bench installs it)")?;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for dir in ["numpy", "numpy.libs"] {
         if site.join(dir).is_dir() {

@@ -87,14 +87,11 @@ fn start_object_store() -> Result<ObjectStore> {
 /// The directory holding the node's boto3 and Pillow: functions find them there through PYTHONPATH, as a
 /// shared library directory (seed 003) rather than copies in every archive.
 fn library_dir() -> Result<String> {
-    let out = Command::new("python3")
-        .args(["-c", "import os, boto3, PIL; print(os.path.dirname(os.path.dirname(PIL.__file__)))"])
-        .output()
-        .context("cannot run python3")?;
-    if !out.status.success() {
-        bail!("the image scenario needs boto3 and Pillow for python3 (scripts/bench installs them)");
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let site = super::bench::python_site(
+        &["boto3", "PIL"],
+        "the image scenario needs boto3 and Pillow for python3 (scripts/bench installs them)",
+    )?;
+    Ok(site.to_string_lossy().into_owned())
 }
 
 /// One measured execution.
