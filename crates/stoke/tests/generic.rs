@@ -110,10 +110,7 @@ fn generic_instances_attach_layers_and_serve_other_runtimes() {
     assert_eq!(out, "from the layer", "PYTHONPATH applied after the interpreter started");
 
     // A provided function (the rust test function) runs in the sandbox kind.
-    let binary = std::fs::read(build_rust_echo()).unwrap();
-    let body = json!({"name": "rusty", "runtime": "provided.al2023",
-        "code_base64": base64::engine::general_purpose::STANDARD.encode(bootstrap_zip(&binary))});
-    assert_eq!(s.post("/v1/functions", body).0, 201);
+    rust_echo_fn(&s, "rusty");
     let (status, err, out) = invoke(&s, "rusty", json!({"x": 1}));
     assert_eq!((status, err), (200, None), "{out}");
     assert_eq!(out["echo"], json!({"x": 1}));

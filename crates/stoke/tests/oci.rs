@@ -57,10 +57,7 @@ fn functions_run_as_oci_bundles_with_their_layers_and_limits() {
         assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{runtime}: {list}");
 
         // A provided function, and network none refused with the reason.
-        let binary = std::fs::read(build_rust_echo()).unwrap();
-        let body = json!({"name": "rusty", "runtime": "provided.al2023",
-            "code_base64": base64::engine::general_purpose::STANDARD.encode(bootstrap_zip(&binary))});
-        assert_eq!(s.post("/v1/functions", body).0, 201);
+        rust_echo_fn(&s, "rusty");
         let (status, err, out) = invoke(&s, "rusty", json!({"x": 1}));
         assert_eq!((status, err), (200, None), "{runtime}: {out}");
         assert_eq!(out["echo"], json!({"x": 1}));

@@ -274,6 +274,15 @@ pub fn build_rust_echo() -> std::path::PathBuf {
     target.join("debug/bootstrap")
 }
 
+/// Creates `name`, a `provided.al2023` function running the lambda_runtime test function.
+pub fn rust_echo_fn(s: &TestServer, name: &str) {
+    let binary = std::fs::read(build_rust_echo()).unwrap();
+    let body = json!({"name": name, "runtime": "provided.al2023",
+        "code_base64": base64::engine::general_purpose::STANDARD.encode(bootstrap_zip(&binary))});
+    let (status, resp) = s.post("/v1/functions", body);
+    assert_eq!(status, 201, "{resp}");
+}
+
 /// A zip holding `bootstrap` (mode 0755) with these bytes: a `provided` function's archive.
 pub fn bootstrap_zip(binary: &[u8]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
