@@ -2,7 +2,7 @@
 //! `cargo lambda watch`, the handler called in-process), bursts onto a cold function, a noisy neighbour
 //! under an open-loop load, and the density of idle warm instances.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,14 +77,12 @@ pub(super) fn open_loop(url: &str, key: Option<&str>, body: &'static [u8], rate:
 }
 
 /// Reads one HTTP/1.1 message (head and `Content-Length` body) from `conn`; `None` at a clean end of stream.
-fn read_message(conn: &mut TcpStream) -> io::Result<Option<(String, Vec<u8>)>> {
+fn read_message(conn: &mut impl BufRead) -> io::Result<Option<(String, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(1024);
-    let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte)? == 0 {
+        if conn.read_until(b'\n', &mut buf)? == 0 {
             return if buf.is_empty() { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
         }
-        buf.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
     let length = head
@@ -132,8 +130,9 @@ fn fork_once(bootstrap: &Path, event: &[u8]) -> io::Result<Vec<u8>> {
         let deadline_ms = deadline.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let mut delivered = false;
         loop {
-            let (mut conn, _) = listener.accept()?;
+            let (conn, _) = listener.accept()?;
             conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut conn = io::BufReader::new(conn);
             // One request per connection: every answer closes it.
             let Some((head, body)) = read_message(&mut conn)? else { continue };
             {
@@ -147,10 +146,11 @@ fn fork_once(bootstrap: &Path, event: &[u8]) -> io::Result<Vec<u8>> {
                          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                         event.len()
                     );
-                    conn.write_all(reply.as_bytes())?;
-                    conn.write_all(event)?;
+                    conn.get_mut().write_all(reply.as_bytes())?;
+                    conn.get_mut().write_all(event)?;
                 } else if path.ends_with("/response") || path.ends_with("/error") {
-                    conn.write_all(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")?;
+                    conn.get_mut()
+                        .write_all(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")?;
                     return if path.ends_with("/response") {
                         Ok(body)
                     } else {
@@ -636,7 +636,7 @@ mod tests {
             c.write_all(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\nPOST /r HTTP/1.1\r\ncontent-length: 4\r\n\r\nnull")
                 .unwrap();
         });
-        let (mut conn, _) = listener.accept().unwrap();
+        let mut conn = io::BufReader::new(listener.accept().unwrap().0);
         let (head, body) = read_message(&mut conn).unwrap().unwrap();
         assert!(head.starts_with("GET /next "));
         assert!(body.is_empty());
@@ -656,11 +656,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { break };
+                let Ok(conn) = conn else { break };
                 std::thread::spawn(move || {
+                    let mut conn = io::BufReader::new(conn);
                     while let Ok(Some(_)) = read_message(&mut conn) {
                         std::thread::sleep(Duration::from_millis(100));
-                        if conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnull").is_err() {
+                        if conn.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnull").is_err() {
                             break;
                         }
                     }
