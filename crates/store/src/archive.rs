@@ -103,16 +103,7 @@ pub fn entry_options(mode: u32, mtime: Option<std::time::SystemTime>) -> zip::wr
 fn dos_time(seconds: u64) -> Option<zip::DateTime> {
     let days = i64::try_from(seconds / 86_400).ok()?;
     let rem = seconds % 86_400;
-    // Civil from days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = stoke_core::time::civil_from_days(days);
     zip::DateTime::from_date_and_time(
         u16::try_from(year).ok()?,
         month as u8,
@@ -276,13 +267,7 @@ fn dos_seconds(year: u16, month: u8, day: u8, hour: u8, minute: u8, second: u8) 
     if !(1..=12).contains(&month) || day == 0 {
         return None;
     }
-    // Days from civil (proleptic Gregorian), counting years from March.
-    let (y, m) = (i64::from(year) - i64::from(month <= 2), i64::from(month));
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = stoke_core::time::days_from_civil(i64::from(year), u32::from(month), u32::from(day));
     let seconds = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
     u64::try_from(seconds).ok()
 }
