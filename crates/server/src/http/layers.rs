@@ -238,7 +238,6 @@ pub async fn import(
     Path(name): Path<String>,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ImageView>)> {
-    admin_only(&caller, "importing an image")?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let mut body = request.into_body().into_data_stream();
     let feeder = tokio::spawn(async move {
@@ -248,13 +247,16 @@ pub async fn import(
             if item.is_err() {
                 return;
             }
-            // Once the importer has hung up (it refused the image), the rest of the upload is read and dropped:
-            // a client still sending would otherwise see its connection closed instead of the answer.
+            // Once the importer has hung up (it refused the image, or the caller), the rest of the upload is
+            // read and dropped: a client still sending would otherwise see its connection closed instead of
+            // the answer.
             if importing && tx.send(item).await.is_err() {
                 importing = false;
             }
         }
     });
+    // Refused after the feeder started, so that this refusal too reaches a client still sending the tarball.
+    admin_only(&caller, "importing an image")?;
     let registry = s.registry.clone();
     let image = blocking(move || {
         let mut reader = BodyReader { chunks: rx, current: Bytes::new() };
