@@ -184,7 +184,7 @@ pub struct SizeReport {
     pub error: Option<String>,
     /// It ran out of memory (a result: the working set does not fit).
     pub out_of_memory: bool,
-    /// Warm duration: the mean with the fastest and slowest 10 % left out.
+    /// Warm duration: the mean with the fastest and slowest 10 % left out (the median below 5 runs).
     pub warm_ms: Option<f64>,
     pub warm_p90_ms: Option<f64>,
     /// The cold start: initialisation, and the whole first invocation (init + run).
@@ -203,15 +203,21 @@ impl SizeReport {
     }
 }
 
-/// The mean without the lowest and highest tenth (nothing dropped below 5 samples).
-pub fn trimmed_mean(values: &[f64]) -> Option<f64> {
+/// A typical warm duration that one outlier cannot move: the mean without the lowest and highest tenth from
+/// 5 samples on, the median below that (with 3 samples, one run that waited for a CPU-quota period would
+/// otherwise set the size's speed on its own).
+pub fn typical_duration(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let cut = if v.len() >= 5 { v.len() / 10 } else { 0 };
-    let kept = &v[cut..v.len() - cut];
+    let n = v.len();
+    if n < 5 {
+        return Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 });
+    }
+    let cut = n / 10;
+    let kept = &v[cut..n - cut];
     Some(kept.iter().sum::<f64>() / kept.len() as f64)
 }
 
@@ -235,7 +241,7 @@ pub fn summarize(memory_mb: u32, cold: Option<&Sample>, warm: &[Sample], pricing
     let all = cold.into_iter().chain(warm);
     let failed: Vec<&Sample> = all.clone().filter(|s| s.error.is_some()).collect();
     let ok: Vec<f64> = warm.iter().filter(|s| s.error.is_none()).map(|s| s.duration_ms).collect();
-    let warm_ms = trimmed_mean(&ok);
+    let warm_ms = typical_duration(&ok);
     let cold_ok = cold.filter(|s| s.error.is_none());
     SizeReport {
         memory_mb,

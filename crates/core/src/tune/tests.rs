@@ -88,6 +88,20 @@ fn a_size_summarises_warm_runs_the_cold_start_errors_and_cost() {
 }
 
 #[test]
+fn a_few_warm_runs_are_summarised_by_their_median_so_one_slow_run_does_not_count() {
+    let warm = |ms: &[f64]| ms.iter().map(|&d| ok(d)).collect::<Vec<_>>();
+    // Three runs, one of them held up by a CPU-quota period: the median, not the mean (3.6).
+    let r = summarize(512, None, &warm(&[2.1, 6.6, 2.2]), &Pricing::default());
+    assert_eq!(r.warm_ms, Some(2.2));
+    let r = summarize(512, None, &warm(&[4.0, 1.0, 2.0, 9.0]), &Pricing::default());
+    assert_eq!(r.warm_ms, Some(3.0));
+    assert_eq!(typical_duration(&[]), None);
+    assert_eq!(typical_duration(&[7.0]), Some(7.0));
+    // From 5 runs on, the trimmed mean (nothing trimmed until 10).
+    assert_eq!(typical_duration(&[1.0, 2.0, 3.0, 4.0, 10.0]), Some(4.0));
+}
+
+#[test]
 fn smallest_not_slower_picks_the_smallest_size_within_the_tolerance_of_the_fastest() {
     // CPU-bound: faster with memory until one vCPU.
     let cpu = [size(128, 800.0), size(256, 400.0), size(512, 200.0), size(1024, 100.0), size(2048, 98.0)];
