@@ -17,14 +17,27 @@ pub struct PoolSnapshot {
     pub idle: usize,
     /// Instances started but not yet ready (initialising).
     pub starting: usize,
+    /// Instances running an invocation that will free them for queued work.
     pub busy: usize,
+    /// Instances reserved by `prepare` for one execution's step: running, but never free for queued work
+    /// until that step has run.
+    pub held: usize,
     /// Most instances this function may have (its limit, or the account's).
     pub concurrency_limit: usize,
     /// Instances to keep even without traffic.
     pub min_warm: usize,
     /// Most instances of this function that may initialise at once (no "specialisation storm").
     pub max_starting: usize,
-    /// Typical run time of one invocation, once measured.
+    /// Most instances a function starts for queued work before one of them has initialised and run
+    /// (TCP's slow start): until then nothing says whether a burst is 100 long invocations or 100 that
+    /// one instance clears in a few milliseconds. Announced invocations ([`forecast`](Self::forecast)) are
+    /// not held to it. 0: no first wave (one instance per queued invocation).
+    pub first_wave: usize,
+    /// How long the longest-running current invocation (of a busy instance) has been running.
+    pub longest_running: Option<Duration>,
+    /// The run time of one invocation the pool plans with, once measured: the fastest recent run. A busy
+    /// node lengthens runs, never shortens them, and instances started because of that would only add to
+    /// the load (as BBR takes the smallest recent round trip for the path's delay).
     pub typical_duration: Option<Duration>,
     /// Typical initialisation time of an instance, once measured.
     pub typical_init: Option<Duration>,
@@ -38,7 +51,7 @@ pub struct PoolSnapshot {
 
 impl PoolSnapshot {
     pub fn total(&self) -> usize {
-        self.idle + self.starting + self.busy
+        self.idle + self.starting + self.busy + self.held
     }
 }
 
@@ -50,31 +63,48 @@ pub fn is_available(s: &PoolSnapshot) -> bool {
 
 /// How many instances to start now.
 ///
-/// Queued work that instances already starting will take is not counted again. When durations are known,
-/// an instance is started for queued work only if waiting for a busy instance to free up would take longer
-/// than a cold start — a burst of short invocations drains through a few instances instead of creating one
-/// per invocation.
+/// Queued work that instances already starting will take is not counted again. Once an instance has
+/// initialised, an instance is started for queued work only if waiting for the running ones to free up
+/// would take longer than a cold start: a burst of short invocations drains through a few instances instead
+/// of creating one per invocation. Before that, only a [first wave](PoolSnapshot::first_wave) starts; it
+/// grows as soon as the first run ends, or once an invocation has run for two cold starts' time: the run
+/// time is then at least that long, whatever was measured before.
 pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     if s.backing_off {
         return 0;
     }
     let wanted = s.queued + s.forecast;
     let uncovered = wanted.saturating_sub(s.starting + s.idle);
-    let demand = match (s.typical_duration, s.typical_init) {
-        (Some(run), Some(init)) if uncovered > 0 && s.busy > 0 => {
+    let long = match (s.longest_running, s.typical_init) {
+        (Some(l), Some(init)) if s.busy > 0 && l > 2 * init => Some(l),
+        _ => None,
+    };
+    let run = match (s.typical_duration, long) {
+        (Some(run), Some(l)) => Some(run.max(l)),
+        (run, l) => run.or(l),
+    };
+    let demand = match (run, s.typical_init) {
+        _ if uncovered == 0 => 0,
+        (Some(run), Some(init)) => {
+            let running = s.busy + s.starting;
             // Work queued per running instance, in time: if it drains before a new instance would be ready,
             // starting one wastes memory. Otherwise start enough to bring the wait down to one cold start.
-            let running = (s.busy + s.starting).max(1) as f64;
-            let wait = run.as_secs_f64() * wanted as f64 / running;
-            if wait <= init.as_secs_f64() {
+            let wait = run.as_secs_f64() * wanted as f64 / running.max(1) as f64;
+            if running > 0 && wait <= init.as_secs_f64() {
                 0
             } else {
                 let per_instance = (init.as_secs_f64() / run.as_secs_f64().max(1e-6)).max(1.0);
                 let needed = (wanted as f64 / per_instance).ceil() as usize;
-                needed.saturating_sub(s.busy + s.starting).min(uncovered).max(1)
+                needed.saturating_sub(running).min(uncovered).max(1)
             }
         }
-        _ => uncovered,
+        _ if s.first_wave == 0 => uncovered,
+        _ => {
+            // Held instances are for their steps, not for this queue.
+            let serving = s.total() - s.held;
+            let for_queued = s.first_wave.saturating_sub(serving).max(usize::from(serving == 0));
+            uncovered.min(s.forecast + for_queued)
+        }
     };
     let warm_gap = s.min_warm.saturating_sub(s.total());
     let want = demand.max(warm_gap);
@@ -143,17 +173,66 @@ mod tests {
     }
 
     fn snap() -> PoolSnapshot {
-        PoolSnapshot { concurrency_limit: 100, max_starting: 16, ..Default::default() }
+        PoolSnapshot { concurrency_limit: 100, max_starting: 16, first_wave: 2, ..Default::default() }
     }
 
     #[test]
-    fn cold_function_starts_one_instance_per_queued_invocation_up_to_the_burst_cap() {
+    fn without_a_first_wave_a_cold_function_starts_one_instance_per_queued_invocation_up_to_the_burst_cap() {
+        let snap = || PoolSnapshot { first_wave: 0, ..snap() };
         assert_eq!(instances_to_start(&PoolSnapshot { queued: 1, ..snap() }), 1);
         assert_eq!(instances_to_start(&PoolSnapshot { queued: 5, ..snap() }), 5);
         assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, ..snap() }), 16);
         // Those starting already cover part of the queue.
         assert_eq!(instances_to_start(&PoolSnapshot { queued: 5, starting: 3, ..snap() }), 2);
         assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, starting: 16, ..snap() }), 0);
+    }
+
+    #[test]
+    fn a_burst_onto_a_new_function_starts_a_first_wave_and_grows_it_once_runs_are_measured() {
+        // Nothing measured: two instances for a burst of 100, however long the queue.
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, ..snap() }), 2);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 1, ..snap() }), 1);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, starting: 1, ..snap() }), 1);
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 100, starting: 2, ..snap() }), 0);
+        // Initialised (20 ms) and running, the run time not measured yet: nothing to add until the first run
+        // ends, or has run for two cold starts' time (on a busy node, even a no-op can take a cold start's).
+        let running = PoolSnapshot {
+            queued: 98,
+            busy: 2,
+            typical_init: Some(Duration::from_millis(20)),
+            longest_running: Some(Duration::ZERO),
+            ..snap()
+        };
+        assert_eq!(instances_to_start(&running), 0);
+        assert_eq!(
+            instances_to_start(&PoolSnapshot { longest_running: Some(Duration::from_millis(30)), ..running }),
+            0
+        );
+        // Running for 250 ms already: each invocation is worth a cold start of its own (up to the cap).
+        let long = PoolSnapshot { longest_running: Some(Duration::from_millis(250)), ..running };
+        assert_eq!(instances_to_start(&long), 16);
+        // Measured at 0.5 ms a run: one instance clears 40 invocations per cold start, so 3 in all.
+        let short = PoolSnapshot { typical_duration: Some(Duration::from_micros(500)), ..running };
+        assert_eq!(instances_to_start(&short), 1);
+        // A run that is slow now, but shorter than two cold starts, does not undo the measurement...
+        assert_eq!(instances_to_start(&PoolSnapshot { longest_running: Some(Duration::from_millis(35)), ..short }), 1);
+        // ...one that has run for longer does: the work is long now, whatever it was before.
+        assert_eq!(instances_to_start(&PoolSnapshot { longest_running: Some(Duration::from_secs(1)), ..short }), 16);
+        // Measured durations and nothing running (its instances evicted): as many as the rule needs.
+        let again = PoolSnapshot { busy: 0, queued: 100, ..short };
+        assert_eq!(instances_to_start(&again), 3);
+        // Instances held for workflow steps do not drain the queue, however short the runs.
+        assert_eq!(instances_to_start(&PoolSnapshot { queued: 1, held: 2, ..again }), 1);
+        let plain = PoolSnapshot { queued: 1, held: 2, typical_init: Some(Duration::from_millis(20)), ..snap() };
+        assert_eq!(instances_to_start(&plain), 1);
+        assert_eq!(
+            instances_to_start(&PoolSnapshot { concurrency_limit: 2, ..plain }),
+            0,
+            "held ones count for the limit"
+        );
+        // The pre-warmer's forecast is not held to the first wave.
+        assert_eq!(instances_to_start(&PoolSnapshot { forecast: 5, ..snap() }), 5);
+        assert_eq!(instances_to_start(&PoolSnapshot { forecast: 5, queued: 5, ..snap() }), 7);
     }
 
     #[test]
@@ -164,9 +243,9 @@ mod tests {
 
     #[test]
     fn never_exceeds_the_concurrency_limit() {
-        let s = PoolSnapshot { queued: 50, busy: 8, concurrency_limit: 10, ..snap() };
+        let s = PoolSnapshot { queued: 50, busy: 8, concurrency_limit: 10, first_wave: 0, ..snap() };
         assert_eq!(instances_to_start(&s), 2);
-        let s = PoolSnapshot { queued: 50, busy: 10, concurrency_limit: 10, ..snap() };
+        let s = PoolSnapshot { queued: 50, busy: 10, concurrency_limit: 10, first_wave: 0, ..snap() };
         assert_eq!(instances_to_start(&s), 0);
     }
 

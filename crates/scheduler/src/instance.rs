@@ -110,7 +110,9 @@ impl InstanceCtx {
         let ran_from = turn.map_or(cur.started, |t| t.max(cur.started));
         let held = turn.map(|t| t.saturating_duration_since(cur.started));
         let elapsed = ran_from.elapsed();
-        self.queue.record_duration(elapsed);
+        if self.queue.record_duration(elapsed) {
+            crate::queue::reconcile(&self.shared, &self.queue);
+        }
         if let Some(o) = self.shared.observer.get() {
             o.ran(&self.queue.target, elapsed);
         }

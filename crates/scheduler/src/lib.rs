@@ -138,6 +138,18 @@ pub struct InvokeResult {
 pub trait Observer: Send + Sync {
     fn initialised(&self, target: &InvokeTarget, init: Duration);
     fn ran(&self, target: &InvokeTarget, run: Duration);
+    /// What was learned of the version's typical init and run times before its queue existed (earlier
+    /// runs, also before a restart): the controller sizes a first burst with them.
+    fn learned(&self, _target: &InvokeTarget) -> Learned {
+        Learned::default()
+    }
+}
+
+/// Typical durations of a function version, when known.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Learned {
+    pub init: Option<Duration>,
+    pub run: Option<Duration>,
 }
 
 /// Why a function's request to the platform (`prepare`, `is_available`) was refused.
@@ -176,8 +188,12 @@ pub enum InvokeError {
 /// Tunables of the scheduler.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Most instances of one function that may initialise at once.
+    /// Most instances of one function that may initialise at once. Starting is CPU work: far more of them
+    /// than the node has cores only slows each one, and every invocation running meanwhile, down.
     pub max_starting_per_function: usize,
+    /// Most instances a function starts for queued work before one has initialised and run (see
+    /// [`stoke_core::pool::PoolSnapshot::first_wave`]). 0: one per queued invocation.
+    pub first_wave: usize,
     /// Concurrency limit for functions that set none.
     pub default_concurrency: usize,
     /// How often the controller looks at every pool (keep-alive, min-warm, back-off).
@@ -201,10 +217,16 @@ pub struct Settings {
     pub zygotes: usize,
 }
 
+/// Twice the node's cores, at least 4.
+pub fn default_max_starting() -> usize {
+    (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4)
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            max_starting_per_function: 16,
+            max_starting_per_function: default_max_starting(),
+            first_wave: 2,
             default_concurrency: 1000,
             tick: Duration::from_millis(250),
             log_lines: 5000,
@@ -525,7 +547,10 @@ pub(crate) fn queue_of(shared: &Shared, target: &Arc<InvokeTarget>) -> Arc<Funct
     queues
         .active
         .entry(target.queue_key().to_string())
-        .or_insert_with(|| Arc::new(FunctionQueue::new(target.clone(), shared.settings.log_lines)))
+        .or_insert_with(|| {
+            let learned = shared.observer.get().map(|o| o.learned(target)).unwrap_or_default();
+            Arc::new(FunctionQueue::new(target.clone(), shared.settings.log_lines, learned))
+        })
         .clone()
 }
 

@@ -59,6 +59,10 @@ struct Waiter {
 
 pub(crate) struct InstanceEntry {
     pub state: InstanceState,
+    /// When it was handed its current invocation (while busy).
+    pub busy_since: Option<Instant>,
+    /// Its current invocation is a preparation (`prepare`): it is held for one execution's step.
+    pub held: bool,
     pub control: Option<Arc<dyn InstanceControl>>,
     pub invocations: u64,
     pub init_duration: Option<Duration>,
@@ -68,15 +72,34 @@ pub(crate) struct InstanceEntry {
 impl InstanceEntry {
     fn set(&mut self, state: InstanceState) {
         self.state = state;
+        self.busy_since = (state == InstanceState::Busy).then(Instant::now);
+        self.held = false;
         self.timeline.push((state, now_ms()));
     }
 }
 
-/// Moving averages the controller plans with.
+/// Runs the planning run time is the fastest of.
+const RECENT_RUNS: usize = 16;
+
+/// What the controller plans with: the recent run times, and a moving average of init times.
 #[derive(Default)]
 struct Stats {
-    run_s: Option<f64>,
+    recent_runs_s: VecDeque<f64>,
     init_s: Option<f64>,
+}
+
+impl Stats {
+    /// The fastest recent run (see [`PoolSnapshot::typical_duration`]).
+    fn run_s(&self) -> Option<f64> {
+        self.recent_runs_s.iter().copied().reduce(f64::min)
+    }
+
+    fn record_run(&mut self, s: f64) {
+        if self.recent_runs_s.len() == RECENT_RUNS {
+            self.recent_runs_s.pop_front();
+        }
+        self.recent_runs_s.push_back(s);
+    }
 }
 
 fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
@@ -106,12 +129,19 @@ impl State {
         self.count(InstanceState::Idle) + self.count(InstanceState::Busy)
     }
 
-    /// Records that instance `id` was handed an invocation.
-    fn mark_busy(&mut self, id: u64) {
+    /// Records that instance `id` was handed an invocation (`held`: a preparation).
+    fn mark_busy(&mut self, id: u64, held: bool) {
         if let Some(e) = self.instances.get_mut(&id) {
             e.set(InstanceState::Busy);
+            e.held = held;
             e.invocations += 1;
         }
+    }
+
+    /// Busy instances: (free for queued work when done, held for a workflow step).
+    fn busy_and_held(&self) -> (usize, usize) {
+        let busy = self.instances.values().filter(|i| i.state == InstanceState::Busy);
+        busy.fold((0, 0), |(b, h), i| if i.held { (b, h + 1) } else { (b + 1, h) })
     }
 
     /// Takes the given instances out of the idle set and marks them evicted; returns their controls so the
@@ -138,10 +168,14 @@ pub(crate) struct FunctionQueue {
 }
 
 impl FunctionQueue {
-    pub fn new(target: Arc<InvokeTarget>, log_lines: usize) -> Self {
+    pub fn new(target: Arc<InvokeTarget>, log_lines: usize, learned: crate::Learned) -> Self {
+        let stats = Stats {
+            recent_runs_s: learned.run.map(|d| d.as_secs_f64()).into_iter().collect(),
+            init_s: learned.init.map(|d| d.as_secs_f64()),
+        };
         Self {
             target,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { stats, ..State::default() }),
             retired: AtomicBool::new(false),
             code_dir: tokio::sync::OnceCell::new(),
             logs: LogBuffer::new(log_lines),
@@ -181,16 +215,26 @@ impl FunctionQueue {
 
     fn snapshot(&self, st: &State, shared: &Shared) -> PoolSnapshot {
         let now = Instant::now();
+        let (busy, held) = st.busy_and_held();
         PoolSnapshot {
             queued: st.pending.len(),
             forecast: st.forecast.iter().filter(|t| **t > now).count(),
             idle: st.waiters.len(),
             starting: st.count(InstanceState::Starting) + st.count(InstanceState::Initializing),
-            busy: st.count(InstanceState::Busy),
+            busy,
+            held,
             concurrency_limit: self.concurrency_limit(shared),
             min_warm: if self.is_retired() { 0 } else { self.target.config.min_warm as usize },
             max_starting: shared.settings.max_starting_per_function,
-            typical_duration: st.stats.run_s.map(Duration::from_secs_f64),
+            first_wave: shared.settings.first_wave,
+            longest_running: st
+                .instances
+                .values()
+                .filter(|i| !i.held)
+                .filter_map(|i| i.busy_since)
+                .min()
+                .map(|t| now - t),
+            typical_duration: st.stats.run_s().map(Duration::from_secs_f64),
             typical_init: st.stats.init_s.map(Duration::from_secs_f64),
             backing_off: st.backoff_until.is_some_and(|t| Instant::now() < t),
             account_room: None,
@@ -270,6 +314,8 @@ impl FunctionQueue {
     pub fn add_instance(&self, id: u64) {
         let mut entry = InstanceEntry {
             state: InstanceState::Starting,
+            busy_since: None,
+            held: false,
             control: None,
             invocations: 0,
             init_duration: None,
@@ -316,7 +362,7 @@ impl FunctionQueue {
             }
         }
         if let Some(inv) = st.pending.pop_front() {
-            st.mark_busy(id);
+            st.mark_busy(id, inv.reservation.is_some());
             return Ok(inv);
         }
         let (tx, rx) = oneshot::channel();
@@ -327,10 +373,13 @@ impl FunctionQueue {
         Err(rx)
     }
 
-    /// Records a finished invocation's run time (for planning).
-    pub fn record_duration(&self, d: Duration) {
+    /// Records a finished invocation's run time (for planning). True when it is the first one measured
+    /// and work is queued: the controller may now see that the first wave of instances is too small.
+    pub fn record_duration(&self, d: Duration) -> bool {
         let mut st = lock(&self.state);
-        st.stats.run_s = ewma(st.stats.run_s, d.as_secs_f64());
+        let first = st.stats.recent_runs_s.is_empty();
+        st.stats.record_run(d.as_secs_f64());
+        first && !st.pending.is_empty()
     }
 
     /// Removes a gone instance. If it never became ready, this is an initialisation failure: back off,
@@ -414,9 +463,10 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             return Err(InvokeError::Throttled { reason, retry_after_s: 1 });
         }
         while let Some(w) = st.waiters.pop_front() {
+            let held = inv.reservation.is_some();
             match w.tx.send(inv) {
                 Ok(()) => {
-                    st.mark_busy(w.instance);
+                    st.mark_busy(w.instance, held);
                     return Ok(());
                 }
                 // That instance stopped waiting (it went away); try the next one.
@@ -445,6 +495,14 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) {
         let now = Instant::now();
         let idle: Vec<_> = st.waiters.iter().map(|w| (w.instance, now - w.since)).collect();
         let evict = idle_to_evict(&idle, keep_alive, snap.min_warm, snap.total());
+        if start > 0 {
+            tracing::debug!(
+                function = %queue.target.function, start, queued = snap.queued, forecast = snap.forecast,
+                idle = snap.idle, starting = snap.starting, busy = snap.busy, held = snap.held,
+                run = ?snap.typical_duration, init = ?snap.typical_init, longest_running = ?snap.longest_running,
+                "starting instances"
+            );
+        }
         (start, st.evict_waiting(&evict))
     };
     for control in to_evict {

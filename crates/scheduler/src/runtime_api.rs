@@ -130,7 +130,12 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     } else {
         None
     };
-    let inv = match ctx.queue.next_for(ctx.id, first) {
+    let next = ctx.queue.next_for(ctx.id, first);
+    if first.is_some() {
+        // An instance is ready and its init time measured: size the pool again for what is still queued.
+        crate::queue::reconcile(&ctx.shared, &ctx.queue);
+    }
+    let inv = match next {
         Ok(inv) => inv,
         Err(rx) => match wait_for_work(&ctx, rx).await {
             Ok(inv) => inv,

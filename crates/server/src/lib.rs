@@ -66,6 +66,11 @@ pub struct ServerConfig {
     pub generic: Vec<(stoke_scheduler::runtimes::GenericKind, usize)>,
     /// Most Python zygotes kept, one per layer set (lean sandbox); 0: none.
     pub zygotes: usize,
+    /// Most instances a function starts for a burst before one has initialised and run; 0: one per
+    /// queued invocation.
+    pub first_wave: usize,
+    /// Most instances of one function initialising at once (`None`: twice the cores, at least 4).
+    pub max_starting: Option<usize>,
 }
 
 /// Which sandbox the server runs instances in.
@@ -250,6 +255,8 @@ impl Server {
             reservation_ttl: config.reservation_ttl,
             generic: config.generic.clone(),
             zygotes: config.zygotes,
+            first_wave: config.first_wave,
+            max_starting_per_function: config.max_starting.unwrap_or_else(stoke_scheduler::default_max_starting),
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)

@@ -185,6 +185,12 @@ fn observed(target: &InvokeTarget) -> bool {
 }
 
 impl Observer for Statistics {
+    fn learned(&self, target: &InvokeTarget) -> stoke_scheduler::Learned {
+        let s = self.function(target.version_key());
+        let ms = |v: Option<f64>| v.map(|ms| Duration::from_secs_f64(ms / 1000.0));
+        stoke_scheduler::Learned { init: ms(s.init_ms.quantile(0.5)), run: ms(s.run_ms.quantile(0.5)) }
+    }
+
     fn initialised(&self, target: &InvokeTarget, init: Duration) {
         if !observed(target) {
             return;

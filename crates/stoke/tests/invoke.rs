@@ -146,6 +146,50 @@ fn a_thousand_queued_invocations_drain_through_bounded_instances() {
     assert_eq!(served as usize, done, "all invocations were served by the instances still alive");
 }
 
+/// A burst onto a function that has never run: a first wave of instances starts, and it grows only as far
+/// as the measured run and init times say (`n_concurrent_invocations_create_n_instances_and_no_more` shows
+/// it growing for long invocations). With `--first-wave 0`, one instance per invocation, up to the cap of
+/// instances starting at once (raised here).
+#[test]
+fn a_burst_of_short_invocations_onto_a_new_function_starts_a_first_wave_not_one_instance_each() {
+    fn burst(s: &TestServer, function: &str, n: usize) -> usize {
+        let gate = std::sync::Barrier::new(n);
+        let done = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    let gate = &gate;
+                    scope.spawn(move || {
+                        gate.wait();
+                        let r = invoke(s, function, json!({"i": i}));
+                        (r.status == 200 && r.body == json!(i)) as usize
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+        });
+        assert_eq!(done, n, "every invocation of the burst returned its own answer");
+        instances(s, function).len()
+    }
+    const QUICK: &str = "def handler(e, c):\n    return e['i']\n";
+    let n = 40;
+    let s = TestServer::start();
+    python_fn(&s, "quick", QUICK, json!({}));
+    let waved = burst(&s, "quick", n);
+    drop(s);
+    let s = TestServer::start_with(&["--first-wave", "0", "--max-starting", "40"]);
+    python_fn(&s, "quick", QUICK, json!({}));
+    let each = burst(&s, "quick", n);
+    eprintln!("a burst of {n}: {waved} instances with the first wave, {each} without");
+    assert!(each >= 12, "without a first wave, nearly one instance per invocation: {each}");
+    assert!(waved <= 6 && waved < each, "{waved} instances for {n} invocations of a few milliseconds (vs {each})");
+    drop(s);
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--first-wave", "2000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--first-wave"));
+}
+
 #[test]
 fn idle_instances_are_evicted_after_keep_alive_and_min_warm_is_kept() {
     let s = TestServer::start();

@@ -67,6 +67,15 @@ pub struct Args {
     /// imported, from which instances of Python functions with those layers are forked. 0: none.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=64))]
     zygotes: u64,
+    /// Most instances a function starts for a burst of invocations before one of them has initialised and
+    /// run. Once run times are measured, the pool grows only as far as waiting for a busy instance would
+    /// take longer than a cold start. 0: one instance per queued invocation, as Lambda does.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    first_wave: u64,
+    /// Most instances of one function initialising at once [default: twice the cores, at least 4]. Starting
+    /// an instance is CPU work: many more at once than there are cores only slows each of them down.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    max_starting: Option<u64>,
     /// How workflow executions hide cold starts, unless their workflow or start request says otherwise:
     /// `jit` starts each next function's instance just in time from learned durations, `eager` starts the
     /// next functions as soon as a state starts, `off` never.
@@ -171,6 +180,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         },
         generic: args.generic.0,
         zygotes: args.zygotes as usize,
+        first_wave: args.first_wave as usize,
+        max_starting: args.max_starting.map(|n| n as usize),
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.
