@@ -223,9 +223,12 @@ pub(super) fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("STOKE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("STOKE_BENCH_SERVER_LOG") {
+            Some(_) => Stdio::from(std::fs::File::create(std::env::temp_dir().join(format!("stoke-bench-{tag}.log")))?),
+            None => Stdio::null(),
+        })
         .spawn()?;
     let process = ServerProcess(child);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -319,9 +319,13 @@ fn burst_once(url: &str, key: &str, n: usize) -> Result<(Vec<f64>, f64)> {
 }
 
 /// Bursts: `args.burst` invocations at once onto a function that has no instance, next to one cold start
-/// of a twin function on the same server, per round; for the rust and the python no-op.
+/// of a twin function on the same server, per round; for the rust and the python no-op, on a server with
+/// the default first wave and on one that starts an instance per queued invocation (`--first-wave 0`).
 pub(super) fn bursts(args: &LoadArgs, bootstrap: &[u8], rounds: usize) -> Result<Value> {
-    let server = start_server("burst", &[])?;
+    let servers = [
+        (start_server("burst", &[])?, "first wave (default)"),
+        (start_server("burst-each", &["--first-wave", "0"])?, "one per invocation"),
+    ];
     let functions = [
         (
             "rust-noop",
@@ -335,55 +339,77 @@ pub(super) fn bursts(args: &LoadArgs, bootstrap: &[u8], rounds: usize) -> Result
     ];
     struct Row {
         function: &'static str,
+        pool: &'static str,
         solo_ms: Vec<f64>,
         all_done_ms: Vec<f64>,
+        warm_done_ms: Vec<f64>,
         instances: Vec<f64>,
         latencies: Vec<f64>,
     }
     let mut rows: Vec<Row> = functions
         .iter()
-        .map(|(f, _)| Row { function: f, solo_ms: vec![], all_done_ms: vec![], instances: vec![], latencies: vec![] })
+        .flat_map(|(function, _)| {
+            servers.iter().map(|(_, pool)| Row {
+                function,
+                pool,
+                solo_ms: vec![],
+                all_done_ms: vec![],
+                warm_done_ms: vec![],
+                instances: vec![],
+                latencies: vec![],
+            })
+        })
         .collect();
     for round in 0..rounds {
         for (fi, (function, body)) in functions.iter().enumerate() {
-            let deploy = |name: &str| -> Result<()> {
-                let mut b = body.clone();
-                b["name"] = json!(name);
-                server.send(reqwest::Method::POST, "/v1/functions", Some(b)).map(|_| ())
-            };
-            let (solo, burst) = (format!("solo-{function}-{round}"), format!("burst-{function}-{round}"));
-            deploy(&solo)?;
-            deploy(&burst)?;
-            let url = |f: &str| format!("{}/v1/functions/{f}/invoke", server.endpoint);
-            // Let the node's generic instances refill after the previous burst, as they would between bursts.
-            std::thread::sleep(Duration::from_secs(2));
-            let (solo_lat, _) = burst_once(&url(&solo), &server.key, 1)?;
-            std::thread::sleep(Duration::from_secs(2));
-            let (lat, all_done) = burst_once(&url(&burst), &server.key, args.burst)?;
-            let list = server.send(reqwest::Method::GET, &format!("/v1/instances?function={burst}"), None)?;
-            let instances = list["instances"].as_array().map_or(0, Vec::len);
-            eprintln!(
-                "round {} burst {function}: {} at once, all done in {all_done:.0} ms (one cold start {:.0} ms), {instances} instances",
-                round + 1,
-                args.burst,
-                solo_lat[0]
-            );
-            let row = &mut rows[fi];
-            row.solo_ms.push(solo_lat[0]);
-            row.all_done_ms.push(all_done);
-            row.instances.push(instances as f64);
-            row.latencies.extend(lat);
-            for f in [&solo, &burst] {
-                server.send(reqwest::Method::DELETE, &format!("/v1/functions/{f}"), None)?;
+            for (si, (server, pool)) in servers.iter().enumerate() {
+                let deploy = |name: &str| -> Result<()> {
+                    let mut b = body.clone();
+                    b["name"] = json!(name);
+                    server.send(reqwest::Method::POST, "/v1/functions", Some(b)).map(|_| ())
+                };
+                let (solo, burst) = (format!("solo-{function}-{round}"), format!("burst-{function}-{round}"));
+                deploy(&solo)?;
+                deploy(&burst)?;
+                let url = |f: &str| format!("{}/v1/functions/{f}/invoke", server.endpoint);
+                // Let the node's generic instances refill after the previous burst, as they would between
+                // bursts.
+                std::thread::sleep(Duration::from_secs(2));
+                let (solo_lat, _) = burst_once(&url(&solo), &server.key, 1)?;
+                std::thread::sleep(Duration::from_secs(2));
+                let (lat, all_done) = burst_once(&url(&burst), &server.key, args.burst)?;
+                let list = server.send(reqwest::Method::GET, &format!("/v1/instances?function={burst}"), None)?;
+                let instances = list["instances"].as_array().map_or(0, Vec::len);
+                // The same burst again, onto the instances the first one left: what it costs without any
+                // cold start (the CPU floor of 100 invocations on this machine).
+                let (_, warm_done) = burst_once(&url(&burst), &server.key, args.burst)?;
+                eprintln!(
+                    "round {} burst {function}, {pool}: {} at once, all done in {all_done:.0} ms (one cold start {:.0} ms, the same burst warm {warm_done:.0} ms), {instances} instances",
+                    round + 1,
+                    args.burst,
+                    solo_lat[0]
+                );
+                let row = &mut rows[fi * servers.len() + si];
+                row.solo_ms.push(solo_lat[0]);
+                row.all_done_ms.push(all_done);
+                row.warm_done_ms.push(warm_done);
+                row.instances.push(instances as f64);
+                row.latencies.extend(lat);
+                for f in [&solo, &burst] {
+                    server.send(reqwest::Method::DELETE, &format!("/v1/functions/{f}"), None)?;
+                }
             }
         }
     }
     let mut t = table(&[
         "function",
+        "instances started",
         "burst",
         "one cold start ms",
         "all done ms [min-max]",
         "all done / cold start",
+        "same burst warm ms",
+        "(all done − warm) / cold start",
         "instances [min-max]",
         "latency p50 / p99 / max ms",
     ]);
@@ -391,24 +417,29 @@ pub(super) fn bursts(args: &LoadArgs, bootstrap: &[u8], rounds: usize) -> Result
     for r in &mut rows {
         let (solo, _, _) = spread(&mut r.solo_ms);
         let (done, dmin, dmax) = spread(&mut r.all_done_ms);
+        let (warm, _, _) = spread(&mut r.warm_done_ms);
         let (inst, imin, imax) = spread(&mut r.instances);
         r.latencies.sort_by(|a, b| a.total_cmp(b));
         let q = |p: f64| r.latencies[((r.latencies.len() - 1) as f64 * p).round() as usize];
         let (p50, p99, max) = (q(0.5), q(0.99), q(1.0));
         t.add_row(vec![
             r.function.to_string(),
+            r.pool.to_string(),
             args.burst.to_string(),
             format!("{solo:.1}"),
             format!("{done:.0} [{dmin:.0}-{dmax:.0}]"),
             format!("{:.2}×", done / solo),
+            format!("{warm:.0}"),
+            format!("{:.2}×", (done - warm) / solo),
             format!("{inst:.0} [{imin:.0}-{imax:.0}]"),
             format!("{p50:.0} / {p99:.0} / {max:.0}"),
         ]);
-        out.push(json!({"function": r.function, "burst": args.burst, "cold_start_ms": solo, "all_done_ms": done,
-            "all_done_min_ms": dmin, "all_done_max_ms": dmax, "instances": inst, "instances_min": imin,
-            "instances_max": imax, "latency_p50_ms": p50, "latency_p99_ms": p99, "latency_max_ms": max}));
+        out.push(json!({"function": r.function, "pool": r.pool, "burst": args.burst, "cold_start_ms": solo,
+            "all_done_ms": done, "warm_burst_ms": warm, "all_done_min_ms": dmin, "all_done_max_ms": dmax, "instances": inst,
+            "instances_min": imin, "instances_max": imax, "latency_p50_ms": p50, "latency_p99_ms": p99,
+            "latency_max_ms": max}));
     }
-    println!("bursts on the default sandbox ({}), {rounds} rounds:\n{t}", server.sandbox);
+    println!("bursts on the default sandbox ({}), {rounds} rounds:\n{t}", servers[0].0.sandbox);
     Ok(json!(out))
 }
 
