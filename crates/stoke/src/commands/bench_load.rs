@@ -509,11 +509,13 @@ pub(super) fn noisy(args: &LoadArgs, bootstrap: &[u8], rounds: usize, seconds: f
         out.push(json!({"quiet": label, "rate": args.noisy_rate, "p50_us": p50, "p99_us": p99, "p999_us": p999, "errors": errors}));
     }
     let ratio = stat(&flooded, 0.99).0 / stat(&alone, 0.99).0;
+    let list = server.send(reqwest::Method::GET, "/v1/instances?function=flood", None)?;
+    let flood_instances = list["instances"].as_array().map_or(0, Vec::len);
     println!(
-        "noisy neighbour ({} flood clients, open-loop quiet function), {rounds} rounds of {seconds} s:\n{t}\nquiet p99 flooded / alone: {ratio:.2}×",
+        "noisy neighbour ({} flood clients on {flood_instances} instances, open-loop quiet function), {rounds} rounds of {seconds} s:\n{t}\nquiet p99 flooded / alone: {ratio:.2}×",
         args.noisy_flood
     );
-    Ok(json!({"rows": out, "p99_ratio": ratio, "flood_clients": args.noisy_flood}))
+    Ok(json!({"rows": out, "p99_ratio": ratio, "flood_clients": args.noisy_flood, "flood_instances": flood_instances}))
 }
 
 /// Proportional set size of a process in KiB (`/proc/<pid>/smaps_rollup`).
