@@ -89,16 +89,13 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
             let running = s.busy + s.starting;
             // Work queued per running instance, in time: if it drains before a new instance would be ready,
             // starting one wastes memory. Otherwise start enough to bring the wait down to one cold start.
-            // Work waiting always has the first wave, though: two instances overlap one's run with the
-            // other's trip through the server, which a single instance cannot.
-            let wave = s.first_wave.saturating_sub(running).min(uncovered);
             let wait = run.as_secs_f64() * wanted as f64 / running.max(1) as f64;
             if running > 0 && wait <= init.as_secs_f64() {
-                wave
+                0
             } else {
                 let per_instance = (init.as_secs_f64() / run.as_secs_f64().max(1e-6)).max(1.0);
                 let needed = (wanted as f64 / per_instance).ceil() as usize;
-                needed.saturating_sub(running).min(uncovered).max(1).max(wave)
+                needed.saturating_sub(running).min(uncovered).max(1)
             }
         }
         _ if s.first_wave == 0 => uncovered,
@@ -263,9 +260,6 @@ mod tests {
             ..snap()
         };
         assert_eq!(instances_to_start(&s), 0);
-        // With one busy instance, a second (the first wave) overlaps its work with the first one's.
-        assert_eq!(instances_to_start(&PoolSnapshot { busy: 1, ..s }), 1);
-        assert_eq!(instances_to_start(&PoolSnapshot { busy: 1, first_wave: 1, ..s }), 0);
         // 10 queued × 1 s over 2 busy = 5 s of waiting: start instances, each worth 1 queued invocation.
         let s = PoolSnapshot { typical_duration: Some(Duration::from_secs(1)), ..s };
         assert_eq!(instances_to_start(&s), 8);
