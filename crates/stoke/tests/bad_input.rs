@@ -360,3 +360,40 @@ fn invalid_requests_get_clear_errors_and_write_nothing() {
     let archives = files_under(&s.code_dir());
     assert_eq!(archives.len(), 1, "{archives:?}");
 }
+
+/// Sends a whole request — headers, then every byte of the body — before reading the answer, as boto3 and
+/// Python's `http.client` do, and returns the status line and the body of the answer.
+fn send_all_then_read(s: &TestServer, path: &str, key: &str, body: &[u8]) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let addr = s.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body)?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A request refused before its body was read — a wrong key, or an upload over the size limit — still gets its
+/// answer when the client sends the whole body first: the server reads the rest and drops it rather than
+/// resetting the connection under the client (which would see a broken pipe, not the error).
+#[test]
+fn a_refusal_reaches_a_client_that_sends_the_whole_body_before_reading() {
+    let s = TestServer::start_with(&["--max-archive-mb", "4"]);
+    let big = vec![b'a'; 24 << 20];
+    let (status, body) = send_all_then_read(&s, "/v1/functions", "stk_not_a_key", &big).expect("the 401 is read");
+    assert!(status.contains(" 401 "), "{status}: {body}");
+    assert!(body.contains("\"code\""), "a machine-readable error: {body}");
+    let (status, body) = send_all_then_read(&s, "/v1/functions", &s.api_key, &big).expect("the 413 is read");
+    assert!(status.contains(" 413 "), "{status}: {body}");
+    // Nothing was created, and the server still serves.
+    let (code, list) = s.get("/v1/functions");
+    assert_eq!(code, 200);
+    assert_eq!(list["functions"].as_array().map(Vec::len), Some(0), "{list}");
+}

@@ -2,6 +2,7 @@
 //! business rule lives here.
 
 mod accounts;
+mod drain;
 pub mod error;
 pub mod extract;
 mod functions;
@@ -118,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         .with_state(state)
 }
 
