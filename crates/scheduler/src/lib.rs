@@ -51,6 +51,30 @@ pub struct InvokeTarget {
 }
 
 impl InvokeTarget {
+    /// A target for unit tests: function `resize` of account 123456789012 at `version`, 128 MB, code
+    /// `abc` that is nowhere.
+    #[cfg(any(test, feature = "test-fixtures"))]
+    pub fn fixture(version: &str) -> Self {
+        let config = serde_json::from_value(serde_json::json!({
+            "runtime": "provided", "handler": "x", "memory_mb": 128, "timeout_s": 3, "environment": {},
+            "description": "", "layers": [], "base_image": "host", "gpu_count": 0, "gpu_memory_mb": 0,
+            "gpu_percentage": null, "concurrency_limit": null, "min_warm": 0, "keep_alive_s": 600}))
+        .expect("config");
+        InvokeTarget {
+            account: AccountId::parse("123456789012").expect("account"),
+            function: FunctionName::parse("resize").expect("name"),
+            version: version.into(),
+            config,
+            archive: PathBuf::from("/nowhere.zip"),
+            code_sha256: "abc".into(),
+            layers: Vec::new(),
+            image: None,
+            invoked_arn: String::new(),
+            region: "us-east-1".into(),
+            key: Default::default(),
+        }
+    }
+
     /// Instances are shared by invocations of the same code and configuration only. Computed once per
     /// target (targets are resolved once and cached), not per invocation.
     fn queue_key(&self) -> &str {
@@ -672,24 +696,7 @@ mod tests {
 
     #[test]
     fn statistics_are_kept_by_account_function_and_version() {
-        let config: FunctionConfig = serde_json::from_value(serde_json::json!({
-            "runtime": "provided", "handler": "x", "memory_mb": 128, "timeout_s": 3, "environment": {},
-            "description": "", "layers": [], "base_image": "host", "gpu_count": 0, "gpu_memory_mb": 0,
-            "gpu_percentage": null, "concurrency_limit": null, "min_warm": 0, "keep_alive_s": 600}))
-        .expect("config");
-        let target = InvokeTarget {
-            account: AccountId::parse("123456789012").expect("account"),
-            function: FunctionName::parse("resize").expect("name"),
-            version: "$LATEST".into(),
-            config,
-            archive: PathBuf::from("/nowhere.zip"),
-            code_sha256: "abc".into(),
-            layers: Vec::new(),
-            image: None,
-            invoked_arn: String::new(),
-            region: "us-east-1".into(),
-            key: Default::default(),
-        };
+        let target = InvokeTarget::fixture("$LATEST");
         assert_eq!(target.version_key(), "123456789012/resize/$LATEST");
         assert!(target.queue_key().starts_with("123456789012/resize/$LATEST/abc/"));
     }

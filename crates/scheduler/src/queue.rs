@@ -138,10 +138,14 @@ impl State {
         }
     }
 
-    /// Busy instances: (free for queued work when done, held for a workflow step).
-    fn busy_and_held(&self) -> (usize, usize) {
+    /// Busy instances, in one pass: how many are free for queued work when done, how many are held for a
+    /// workflow step, and when the longest-running invocation of the former began.
+    fn busy_and_held(&self) -> (usize, usize, Option<Instant>) {
         let busy = self.instances.values().filter(|i| i.state == InstanceState::Busy);
-        busy.fold((0, 0), |(b, h), i| if i.held { (b, h + 1) } else { (b + 1, h) })
+        busy.fold((0, 0, None), |(b, h, oldest), i| match (i.held, i.busy_since) {
+            (true, _) => (b, h + 1, oldest),
+            (false, since) => (b + 1, h, oldest.into_iter().chain(since).min()),
+        })
     }
 
     /// Takes the given instances out of the idle set and marks them evicted; returns their controls so the
@@ -215,7 +219,7 @@ impl FunctionQueue {
 
     fn snapshot(&self, st: &State, shared: &Shared) -> PoolSnapshot {
         let now = Instant::now();
-        let (busy, held) = st.busy_and_held();
+        let (busy, held, running_since) = st.busy_and_held();
         PoolSnapshot {
             queued: st.pending.len(),
             forecast: st.forecast.iter().filter(|t| **t > now).count(),
@@ -227,13 +231,7 @@ impl FunctionQueue {
             min_warm: if self.is_retired() { 0 } else { self.target.config.min_warm as usize },
             max_starting: shared.settings.max_starting_per_function,
             first_wave: shared.settings.first_wave,
-            longest_running: st
-                .instances
-                .values()
-                .filter(|i| !i.held)
-                .filter_map(|i| i.busy_since)
-                .min()
-                .map(|t| now - t),
+            longest_running: running_since.map(|t| now - t),
             typical_duration: st.stats.run_s().map(Duration::from_secs_f64),
             typical_init: st.stats.init_s.map(Duration::from_secs_f64),
             backing_off: st.backoff_until.is_some_and(|t| Instant::now() < t),

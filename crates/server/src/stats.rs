@@ -220,33 +220,12 @@ impl Observer for Statistics {
 mod tests {
     use super::*;
 
-    fn target(version: &str) -> InvokeTarget {
-        let config = serde_json::from_value(serde_json::json!({
-            "runtime": "provided", "handler": "x", "memory_mb": 128, "timeout_s": 3, "environment": {},
-            "description": "", "layers": [], "base_image": "host", "gpu_count": 0, "gpu_memory_mb": 0,
-            "gpu_percentage": null, "concurrency_limit": null, "min_warm": 0, "keep_alive_s": 600}))
-        .expect("config");
-        InvokeTarget {
-            account: stoke_core::AccountId::parse("123456789012").expect("account"),
-            function: stoke_core::FunctionName::parse("resize").expect("name"),
-            version: version.into(),
-            config,
-            archive: "/nowhere.zip".into(),
-            code_sha256: "abc".into(),
-            layers: Vec::new(),
-            image: None,
-            invoked_arn: String::new(),
-            region: "us-east-1".into(),
-            key: Default::default(),
-        }
-    }
-
     #[test]
     fn a_new_queue_learns_the_medians_of_earlier_runs_also_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let open = || -> Arc<dyn Store> { Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap()) };
         let stats = Statistics::load(open()).unwrap();
-        let t = target("$LATEST");
+        let t = InvokeTarget::fixture("$LATEST");
         assert_eq!(stats.learned(&t), stoke_scheduler::Learned::default(), "nothing known yet");
         for ms in [20, 30, 25] {
             stats.initialised(&t, Duration::from_millis(ms));
@@ -258,7 +237,7 @@ mod tests {
         assert_eq!(learned.init, Some(Duration::from_millis(25)));
         assert_eq!(learned.run, Some(Duration::from_millis(2)));
         // A tuner's test size learns nothing, and teaches nothing.
-        let tune = target(&format!("{}x", crate::tune::TUNE_VERSION_PREFIX));
+        let tune = InvokeTarget::fixture(&format!("{}x", crate::tune::TUNE_VERSION_PREFIX));
         stats.initialised(&tune, Duration::from_millis(5));
         assert_eq!(stats.learned(&tune), stoke_scheduler::Learned::default());
         // Written to the store and loaded again by the next server.
