@@ -54,6 +54,15 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The tests of pool sizing run one at a time: a burst floods both cores of a small machine, and with
+/// a first wave the extra instances of `n_concurrent_invocations_create_n_instances_and_no_more` must be
+/// ready before its first invocations end.
+static POOL_SIZING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pool_sizing() -> std::sync::MutexGuard<'static, ()> {
+    POOL_SIZING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const ECHO: &str = r#"
 import os, time
 def handler(event, context):
@@ -99,6 +108,7 @@ fn cold_start_then_warm_reuse() {
 
 #[test]
 fn n_concurrent_invocations_create_n_instances_and_no_more() {
+    let _serial = pool_sizing();
     let s = TestServer::start();
     python_fn(&s, "slow", ECHO, json!({"timeout_s": 30}));
     let n = 6;
@@ -119,6 +129,7 @@ fn n_concurrent_invocations_create_n_instances_and_no_more() {
 
 #[test]
 fn a_thousand_queued_invocations_drain_through_bounded_instances() {
+    let _serial = pool_sizing();
     let s = TestServer::start();
     python_fn(&s, "quick", "def handler(e, c):\n    return e['i']\n", json!({}));
     let clients = 32;
@@ -152,6 +163,7 @@ fn a_thousand_queued_invocations_drain_through_bounded_instances() {
 /// instances starting at once (raised here).
 #[test]
 fn a_burst_of_short_invocations_onto_a_new_function_starts_a_first_wave_not_one_instance_each() {
+    let _serial = pool_sizing();
     fn burst(s: &TestServer, function: &str, n: usize) -> usize {
         let gate = std::sync::Barrier::new(n);
         let done = std::thread::scope(|scope| {
