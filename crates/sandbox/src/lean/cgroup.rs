@@ -392,6 +392,14 @@ impl Group {
         number("memory.failcnt").is_some_and(|n| n > 0)
     }
 
+    /// Processes in the group itself, as host pids: all of a lean instance's (its processes cannot make
+    /// groups), read without listing the directory — every Runtime API connection asks.
+    pub fn members(&self) -> Vec<u32> {
+        let Some(dir) = self.dirs.first() else { return Vec::new() };
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).collect()
+    }
+
     /// Processes in the group and the groups under it (an OCI runtime makes one there), as host pids.
     pub fn pids(&self) -> Vec<u32> {
         let Some(dir) = self.dirs.first() else { return Vec::new() };
@@ -402,7 +410,7 @@ impl Group {
                 pids.extend(t.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
             }
             if let Ok(children) = fs::read_dir(&d) {
-                stack.extend(children.flatten().filter(|c| c.path().is_dir()).map(|c| c.path()));
+                stack.extend(children.flatten().filter(is_group).map(|c| c.path()));
             }
         }
         pids
@@ -454,10 +462,17 @@ fn dead_servers(stoke: &Path, me: u32) -> Vec<PathBuf> {
     dead
 }
 
+/// Whether a directory entry of a group is a group under it. The type comes with the listing: no stat per
+/// file (a controller's directory holds dozens), which matters because every Runtime API connection lists
+/// its instance's group, and reaping walks every group of a server.
+fn is_group(entry: &fs::DirEntry) -> bool {
+    entry.file_type().is_ok_and(|t| t.is_dir())
+}
+
 /// Removes a group and every group under it, killing what is left in them (deepest first).
 pub(crate) fn remove_tree(dir: &Path) {
     if let Ok(children) = fs::read_dir(dir) {
-        for child in children.flatten().filter(|c| c.path().is_dir()) {
+        for child in children.flatten().filter(is_group) {
             remove_tree(&child.path());
         }
     }
@@ -475,7 +490,7 @@ pub(crate) fn remove_tree(dir: &Path) {
 pub(crate) fn remove_trees(dirs: &[&Path]) {
     fn kill_tree(dir: &Path) {
         if let Ok(children) = fs::read_dir(dir) {
-            for child in children.flatten().filter(|c| c.path().is_dir()) {
+            for child in children.flatten().filter(is_group) {
                 kill_tree(&child.path());
             }
         }

@@ -551,7 +551,7 @@ impl InstanceControl for LeanControl {
     }
 
     fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool {
-        let mut pids = self.group.pids();
+        let mut pids = self.group.members();
         pids.push(self.pid);
         crate::peer::opened_by_any(&pids, local, peer)
     }

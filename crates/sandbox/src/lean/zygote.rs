@@ -533,7 +533,7 @@ impl InstanceControl for ForkedControl {
     }
 
     fn opened_connection(&self, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> bool {
-        crate::peer::opened_by_any(&self.group.pids(), local, peer)
+        crate::peer::opened_by_any(&self.group.members(), local, peer)
     }
 }
 
