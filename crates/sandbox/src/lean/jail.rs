@@ -227,11 +227,32 @@ fn watch_server() -> std::os::fd::OwnedFd {
     read
 }
 
-/// The server is gone: removes the cgroup trees `reap` with every process in them, thawing them so the
-/// kills land, and exits as if killed.
-fn reap_server(reap: &[PathBuf]) -> ! {
-    super::cgroup::remove_trees(&reap.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+/// The server is gone: removes the helper's own instance's groups `own`, then — if no other helper of the
+/// server is already at it — the server's cgroup trees `reap` with every process in them (a zygote's
+/// instances have no helper of their own), thawing them so the kills land; exits as if killed.
+///
+/// One sweep is enough: with a thousand instances, a thousand helpers each walking every group of the server
+/// took minutes to end them all. The sweeper holds an exclusive lock on the first tree while it works; a
+/// helper that cannot take it leaves the rest to that one.
+fn reap_server(own: &[PathBuf], reap: &[PathBuf]) -> ! {
+    fn paths(dirs: &[PathBuf]) -> Vec<&Path> {
+        dirs.iter().map(PathBuf::as_path).collect()
+    }
+    super::cgroup::remove_trees(&paths(own));
+    if sweep_lock(reap.first()).is_some() {
+        super::cgroup::remove_trees(&paths(reap));
+    }
     std::process::exit(128 + libc::SIGKILL)
+}
+
+/// An exclusive `flock` on `dir`, held until the returned descriptor is closed; `None` when another
+/// process holds it. A tree that cannot be opened (already removed) needs no sweep either.
+fn sweep_lock(dir: Option<&PathBuf>) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(dir?).ok()?;
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
+    let locked = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked.then_some(dir)
 }
 
 /// Entry point of the helper: never returns.
@@ -261,9 +282,10 @@ pub fn jail_main(args: impl IntoIterator<Item = OsString>) -> ! {
             init(&config)
         }
         Ok(ForkResult::Parent { child }) => {
-            // A zygote's instances have no jailer of their own: every jailer reaps all its server's groups.
+            // A zygote's instances have no jailer of their own: a jailer whose server is gone reaps all the
+            // server's groups, unless another is already at it (see `reap_server`).
             let reap = config.cgroups.iter().filter_map(|d| d.parent()).map(Path::to_path_buf).collect();
-            let ends = Ends::new(child, server, reap);
+            let ends = Ends::new(child, server, config.cgroups.clone(), reap);
             match relay {
                 Some((net, port)) => net.relay_until_exit(port, ends),
                 None => ends.wait(),
@@ -382,7 +404,7 @@ impl Relay {
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
         if ready[1] {
-            reap_server(&ends.reap);
+            reap_server(&ends.own, &ends.reap);
         }
         if ready[0] {
             wait_and_exit(ends.child);
@@ -466,7 +488,7 @@ pub fn hold_in_pid_namespace(args: &[OsString], reap: Vec<PathBuf>) -> ! {
             let e = nix::unistd::execv(&cstring(program), &argv).unwrap_err();
             fail(&format!("cannot run {}: {e}", Path::new(program).display()))
         }
-        Ok(ForkResult::Parent { child }) => Ends::new(child, server, reap).wait(),
+        Ok(ForkResult::Parent { child }) => Ends::new(child, server, Vec::new(), reap).wait(),
     }
 }
 
@@ -482,14 +504,16 @@ struct Ends {
     /// Readable once the server is gone.
     server: std::os::fd::OwnedFd,
     child: Pid,
+    /// The instance's own groups, removed first if the server goes first.
+    own: Vec<PathBuf>,
     /// The cgroup trees to remove, with every process in them, if the server goes first.
     reap: Vec<PathBuf>,
 }
 
 impl Ends {
-    fn new(child: Pid, server: std::os::fd::OwnedFd, reap: Vec<PathBuf>) -> Ends {
+    fn new(child: Pid, server: std::os::fd::OwnedFd, own: Vec<PathBuf>, reap: Vec<PathBuf>) -> Ends {
         match pidfd(child) {
-            Ok(exited) => Ends { exited, server, child, reap },
+            Ok(exited) => Ends { exited, server, child, own, reap },
             Err(e) => fail(&format!("cannot watch the instance: {e}")),
         }
     }
@@ -509,7 +533,7 @@ impl Ends {
             }
             let (exited, gone) = (fds[0].any().unwrap_or(false), fds[1].any().unwrap_or(false));
             if gone {
-                reap_server(&self.reap);
+                reap_server(&self.own, &self.reap);
             }
             if exited {
                 wait_and_exit(self.child);
@@ -803,6 +827,20 @@ impl rootfs::Sys for RealSys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_helper_at_a_time_sweeps_a_server_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().to_path_buf();
+        let first = sweep_lock(Some(&tree));
+        assert!(first.is_some(), "nobody sweeps yet");
+        assert!(sweep_lock(Some(&tree)).is_none(), "another helper is sweeping");
+        drop(first);
+        assert!(sweep_lock(Some(&tree)).is_some(), "the sweep is over: it may be taken again");
+        // A tree already removed needs no sweep, nor does a server with no tree.
+        assert!(sweep_lock(Some(&tree.join("gone"))).is_none());
+        assert!(sweep_lock(None).is_none());
+    }
 
     fn config() -> JailConfig {
         JailConfig {
