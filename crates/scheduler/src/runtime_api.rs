@@ -106,8 +106,18 @@ fn rapid_error(status: StatusCode, error_type: &str, message: &str) -> Response 
     (status, Json(json!({ "errorType": error_type, "errorMessage": message }))).into_response()
 }
 
+/// The RIE's answer to an accepted POST.
 fn accepted() -> Response {
     (StatusCode::ACCEPTED, Json(json!({ "status": "OK" }))).into_response()
+}
+
+/// The answer to an invocation's response or error: 202 with no body. Runtimes check only for a 2xx
+/// (COMPAT.md §1); with no body to read, an HTTP client can put the connection back in its pool as soon as
+/// the head arrives. With the RIE's `{"status":"OK"}`, `lambda_runtime` (hyper's pooled client) often asked
+/// for the next invocation before that connection was back and opened a new one — for 12 % of invocations,
+/// 6.7 % with an empty body — and each new connection costs a handshake and an ownership check.
+fn answered() -> Response {
+    StatusCode::ACCEPTED.into_response()
 }
 
 async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
@@ -259,7 +269,7 @@ async fn response(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, b
         return rapid_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &msg);
     }
     ctx.finish(cur, Outcome::Success(body));
-    accepted()
+    answered()
 }
 
 /// The error type of a runtime's error report: the body's `errorType`, else a well-formed error-type
@@ -302,7 +312,7 @@ async fn error(
         return invalid_request_id(&id);
     };
     ctx.finish(cur, error_body(&headers, &body));
-    accepted()
+    answered()
 }
 
 async fn init_error(State(ctx): State<Arc<InstanceCtx>>, headers: HeaderMap, body: Bytes) -> Response {
