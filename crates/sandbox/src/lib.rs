@@ -16,10 +16,12 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+mod alloc;
 pub mod lean;
 pub mod oci;
 mod peer;
 
+pub use alloc::Allocator;
 pub use lean::jail::{jail_main, JAIL_ARG, RELAYED_RUNTIME_API_PORT};
 pub use oci::{pidns_main, PIDNS_ARG};
 

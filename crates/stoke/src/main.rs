@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc for the server, the C library's allocator for the sandbox helpers (see `stoke_sandbox::Allocator`).
+#[global_allocator]
+static ALLOCATOR: stoke_sandbox::Allocator = stoke_sandbox::Allocator;
+
 /// stoke — a self-hosted serverless platform: Lambda functions and Step Functions workflows, fast.
 ///
 /// Start a server with `stoke server`; it prints where its admin credentials are. Every other command
