@@ -148,6 +148,30 @@ pub(super) fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], con
     Run::gather(handles, start)
 }
 
+/// One round of one warm scenario at one concurrency.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    throughput: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    errors: usize,
+    /// The platform process's CPU time per completed invocation (stoke's server, the emulator).
+    platform_cpu_us: Option<f64>,
+}
+
+/// CPU time a process has run so far, in ns: the sum over its threads' scheduler statistics (threads that
+/// ended are not counted; the server's long-lived workers do the warm path's work).
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let ns = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Some(ns)
+}
+
 /// The floor: one loopback HTTP hop to a trivial server that answers `null`.
 fn start_floor() -> Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -497,27 +521,41 @@ fn core(args: &Args) -> Result<serde_json::Value> {
     for f in &warm {
         closed_loop(&invoke_url(f), Some(&key), br#"{"noop":1}"#, max_c, 1.0);
     }
-    let mut scenarios: Vec<(String, String, Option<&str>)> = vec![
-        ("floor: loopback HTTP hop".into(), floor.clone(), None),
-        ("stoke: rust lambda_runtime no-op".into(), invoke_url("rust-noop"), Some(key.as_str())),
-        ("stoke: rust no-op via function URL".into(), function_url.clone(), Some(key.as_str())),
-        ("stoke: python no-op".into(), invoke_url("python-noop"), Some(key.as_str())),
-        ("stoke: nodejs no-op".into(), invoke_url("nodejs-noop"), Some(key.as_str())),
+    // Name, URL, API key, and the process whose CPU time per invocation is the platform's cost.
+    let server = Some(main.pid());
+    let mut scenarios: Vec<(String, String, Option<&str>, Option<u32>)> = vec![
+        ("floor: loopback HTTP hop".into(), floor.clone(), None, None),
+        ("stoke: rust lambda_runtime no-op".into(), invoke_url("rust-noop"), Some(key.as_str()), server),
+        ("stoke: rust no-op via function URL".into(), function_url.clone(), Some(key.as_str()), server),
+        ("stoke: python no-op".into(), invoke_url("python-noop"), Some(key.as_str()), server),
+        ("stoke: nodejs no-op".into(), invoke_url("nodejs-noop"), Some(key.as_str()), server),
     ];
     if warm.contains(&"raw-noop") {
-        scenarios.push(("stoke: raw Runtime API no-op".into(), invoke_url("raw-noop"), Some(key.as_str())));
+        scenarios.push(("stoke: raw Runtime API no-op".into(), invoke_url("raw-noop"), Some(key.as_str()), server));
     }
-    scenarios.extend(peers.rows.iter().map(|(name, url)| (name.clone(), url.clone(), None)));
-    // results[scenario][concurrency] = per-round (throughput, p50, p99, p999)
-    let mut results = vec![vec![Vec::<(f64, f64, f64, f64, usize)>::new(); args.concurrency.len()]; scenarios.len()];
+    scenarios.extend(peers.rows.iter().map(|(name, url, pid)| (name.clone(), url.clone(), None, *pid)));
+    // results[scenario][concurrency] = per-round (throughput, p50, p99, p999, errors, server CPU µs per invocation)
+    let mut results = vec![vec![Vec::<Round>::new(); args.concurrency.len()]; scenarios.len()];
     for round in 0..args.rounds {
         for (ci, &c) in args.concurrency.iter().enumerate() {
-            for (si, (name, url, key)) in scenarios.iter().enumerate() {
+            for (si, (name, url, key, platform)) in scenarios.iter().enumerate() {
+                // CPU time is steadier than throughput on a shared machine: what the platform's process
+                // (stoke's server, the emulator) spent per invocation, the function's own process aside.
+                let cpu_before = platform.and_then(process_cpu_ns);
                 let mut run = closed_loop(url, *key, br#"{"noop":1}"#, c, args.seconds);
+                let cpu_ns = cpu_before.and_then(|b| Some(process_cpu_ns((*platform)?)?.saturating_sub(b)));
                 run.latencies_us.sort_unstable();
                 let tput = run.latencies_us.len() as f64 / run.elapsed.as_secs_f64();
                 let l = &run.latencies_us;
-                results[si][ci].push((tput, percentile(l, 0.5), percentile(l, 0.99), percentile(l, 0.999), run.errors));
+                let cpu_us = cpu_ns.filter(|_| !l.is_empty()).map(|ns| ns as f64 / 1000.0 / l.len() as f64);
+                results[si][ci].push(Round {
+                    throughput: tput,
+                    p50: percentile(l, 0.5),
+                    p99: percentile(l, 0.99),
+                    p999: percentile(l, 0.999),
+                    errors: run.errors,
+                    platform_cpu_us: cpu_us,
+                });
                 eprintln!("round {} c={c:<3} {name:<36} {tput:>9.0}/s p50 {:>7.0} µs", round + 1, percentile(l, 0.5));
             }
         }
@@ -530,18 +568,21 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         "p99 µs",
         "p99.9 µs",
         "p50 − floor",
+        "platform CPU µs/inv",
         "errors",
     ]);
     let mut json_rows = Vec::new();
     for (ci, &c) in args.concurrency.iter().enumerate() {
-        let floor_p50 = spread(&mut results[0][ci].iter().map(|r| r.1).collect::<Vec<f64>>()).0;
-        for (si, (name, _, _)) in scenarios.iter().enumerate() {
+        let floor_p50 = spread(&mut results[0][ci].iter().map(|r| r.p50).collect::<Vec<f64>>()).0;
+        for (si, (name, _, _, _)) in scenarios.iter().enumerate() {
             let rows = &results[si][ci];
-            let (tput, tmin, tmax) = spread(&mut rows.iter().map(|r| r.0).collect::<Vec<f64>>());
-            let (p50, _, _) = spread(&mut rows.iter().map(|r| r.1).collect::<Vec<f64>>());
-            let (p99, _, _) = spread(&mut rows.iter().map(|r| r.2).collect::<Vec<f64>>());
-            let (p999, _, _) = spread(&mut rows.iter().map(|r| r.3).collect::<Vec<f64>>());
-            let errors: usize = rows.iter().map(|r| r.4).sum();
+            let (tput, tmin, tmax) = spread(&mut rows.iter().map(|r| r.throughput).collect::<Vec<f64>>());
+            let (p50, _, _) = spread(&mut rows.iter().map(|r| r.p50).collect::<Vec<f64>>());
+            let (p99, _, _) = spread(&mut rows.iter().map(|r| r.p99).collect::<Vec<f64>>());
+            let (p999, _, _) = spread(&mut rows.iter().map(|r| r.p999).collect::<Vec<f64>>());
+            let mut cpu: Vec<f64> = rows.iter().filter_map(|r| r.platform_cpu_us).collect();
+            let platform_cpu_us = (!cpu.is_empty()).then(|| spread(&mut cpu).0);
+            let errors: usize = rows.iter().map(|r| r.errors).sum();
             let overhead = if si == 0 { "—".to_string() } else { format!("{:+.0} µs", p50 - floor_p50) };
             t.add_row(vec![
                 name.to_string(),
@@ -551,10 +592,12 @@ fn core(args: &Args) -> Result<serde_json::Value> {
                 format!("{p99:.0}"),
                 format!("{p999:.0}"),
                 overhead,
+                platform_cpu_us.map_or_else(|| "—".to_string(), |us| format!("{us:.1}")),
                 errors.to_string(),
             ]);
             json_rows.push(json!({"scenario": name, "concurrency": c, "throughput_median": tput, "throughput_min": tmin,
-                "throughput_max": tmax, "p50_us": p50, "p99_us": p99, "p999_us": p999, "p50_minus_floor_us": p50 - floor_p50, "errors": errors}));
+                "throughput_max": tmax, "p50_us": p50, "p99_us": p99, "p999_us": p999, "p50_minus_floor_us": p50 - floor_p50,
+                "platform_cpu_us_per_invocation": platform_cpu_us, "errors": errors}));
         }
     }
     println!("{t}");

@@ -277,15 +277,17 @@ pub(super) fn in_process_ns(seconds: f64) -> f64 {
 
 /// Warm rows that come from outside stoke, measured in the core scenario's rounds next to stoke's rows.
 pub(super) struct Peers {
-    pub(super) rows: Vec<(String, String)>,
+    /// Name, URL and, for a peer that is a process of its own, that process (whose CPU time is measured).
+    pub(super) rows: Vec<(String, String, Option<u32>)>,
     _cargo_lambda: Option<CargoLambda>,
 }
 
 pub(super) fn peers(args: &LoadArgs, bootstrap: &Path) -> Result<Peers> {
-    let mut rows = vec![("peer: fork-per-request (rust)".to_string(), start_fork_server(bootstrap.to_path_buf())?)];
+    let mut rows =
+        vec![("peer: fork-per-request (rust)".to_string(), start_fork_server(bootstrap.to_path_buf())?, None)];
     let watch = if args.no_cargo_lambda { None } else { start_cargo_lambda()? };
     if let Some(w) = &watch {
-        rows.push(("peer: cargo lambda watch (rust)".to_string(), w.url.clone()));
+        rows.push(("peer: cargo lambda watch (rust)".to_string(), w.url.clone(), Some(w.child.id())));
     }
     Ok(Peers { rows, _cargo_lambda: watch })
 }
