@@ -395,9 +395,7 @@ impl Group {
     /// Processes in the group itself, as host pids: all of a lean instance's (its processes cannot make
     /// groups), read without listing the directory — every Runtime API connection asks.
     pub fn members(&self) -> Vec<u32> {
-        let Some(dir) = self.dirs.first() else { return Vec::new() };
-        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).collect()
+        self.dirs.first().map(|dir| procs(dir)).unwrap_or_default()
     }
 
     /// Processes in the group and the groups under it (an OCI runtime makes one there), as host pids.
@@ -406,9 +404,7 @@ impl Group {
         let mut pids = Vec::new();
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
-            if let Ok(t) = fs::read_to_string(d.join("cgroup.procs")) {
-                pids.extend(t.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
+            pids.extend(procs(&d));
             if let Ok(children) = fs::read_dir(&d) {
                 stack.extend(children.flatten().filter(is_group).map(|c| c.path()));
             }
@@ -462,6 +458,12 @@ fn dead_servers(stoke: &Path, me: u32) -> Vec<PathBuf> {
     dead
 }
 
+/// The processes `dir`'s `cgroup.procs` lists (none if it cannot be read), as host pids.
+fn procs(dir: &Path) -> Vec<u32> {
+    let text = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
 /// Whether a directory entry of a group is a group under it. The type comes with the listing: no stat per
 /// file (a controller's directory holds dozens), which matters because every Runtime API connection lists
 /// its instance's group, and reaping walks every group of a server.
@@ -501,8 +503,7 @@ pub(crate) fn remove_trees(dirs: &[&Path]) {
 }
 
 fn kill_members(dir: &Path) {
-    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+    for pid in procs(dir).into_iter().filter_map(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
     // A frozen group keeps its members alive, killed or not, until thawed (cgroup v1).
