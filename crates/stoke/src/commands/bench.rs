@@ -162,7 +162,7 @@ struct Round {
 
 /// CPU time a process has run so far, in ns: the sum over its threads' scheduler statistics (threads that
 /// ended are not counted; the server's long-lived workers do the warm path's work).
-fn process_cpu_ns(pid: u32) -> Option<u64> {
+pub(super) fn process_cpu_ns(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let ns = tasks
         .flatten()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::bench::{b64, invoked_ok, percentile, spread, start_server, zip_with, Run};
+use super::bench::{b64, invoked_ok, percentile, process_cpu_ns, spread, start_server, zip_with, Run};
 use crate::loadgen::RawClient;
 use crate::output::table;
 
@@ -526,15 +526,6 @@ fn pss_kib(pid: u32) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// CPU time a process has used, in clock ticks (utime + stime).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
 /// Every process below `root` (children, grandchildren, …).
 fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
@@ -600,10 +591,11 @@ pub(super) fn density(args: &LoadArgs, bootstrap: &[u8]) -> Result<Value> {
     let ready_s = started.elapsed().as_secs_f64();
     // Let the freezer and the keep-alive bookkeeping settle, then measure the idle cost.
     std::thread::sleep(Duration::from_secs(3));
-    let ticks_before = cpu_ticks(pid);
+    let cpu_before = process_cpu_ns(pid).unwrap_or(0);
     let idle_window = Duration::from_secs(10);
     std::thread::sleep(idle_window);
-    let server_cpu = (cpu_ticks(pid) - ticks_before) as f64 / 100.0 / idle_window.as_secs_f64();
+    let cpu_ns = process_cpu_ns(pid).unwrap_or(0).saturating_sub(cpu_before);
+    let server_cpu = cpu_ns as f64 / 1e9 / idle_window.as_secs_f64();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
     let (mut helpers, mut helper_kib, mut funcs, mut func_kib) = (0usize, 0u64, 0usize, 0u64);
     for p in descendants(pid) {
