@@ -148,6 +148,7 @@ impl InstanceCtx {
         m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
         if let Some(init) = init_duration_ms {
             m.cold_starts.get_or_create(&labels).inc();
+            m.node_cold_starts.inc();
             m.init_duration.get_or_create(&labels).observe(init / 1000.0);
         }
         let log = if cur.want_log { self.queue.logs.of_request(&cur.id) } else { Vec::new() };

@@ -278,6 +278,23 @@ pub struct InstanceInfo {
     pub timeline: Vec<(InstanceState, i64)>,
 }
 
+/// The node as a whole, for an administrator's `stoke instances` and the benchmarks: what its live instances
+/// hold in memory, and what the node has done since it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStatus {
+    /// Memory all live instances together may use, in MB.
+    pub memory_budget_mb: u64,
+    /// Live instances (starting, initialising, idle or busy), of every account.
+    pub instances: usize,
+    /// Their configured memory sizes added up, in MB.
+    pub configured_mb: u64,
+    /// Invocations that waited for an instance to initialise, since the node started.
+    pub cold_starts: u64,
+    /// Idle instances stopped since the node started, by why: `keep_alive` (idle past the keep-alive),
+    /// `reclaimed` (their memory was needed), `drained` (their function changed or went away).
+    pub evictions: std::collections::BTreeMap<String, u64>,
+}
+
 /// Queues taking work, by target key; and queues being drained (their function changed or went away),
 /// still reconciled until their last instance is gone.
 #[derive(Default)]
@@ -486,6 +503,25 @@ impl Scheduler {
         self.shared.metrics.encode(depth, states)
     }
 
+    /// The node as a whole (every account's instances).
+    pub fn node_status(&self) -> NodeStatus {
+        let queues = lock(&self.shared.queues).all();
+        let (mut instances, mut configured_mb) = (0, 0);
+        for q in &queues {
+            let (live, _) = q.placement_view(&q.target.account);
+            instances += live;
+            configured_mb += live as u64 * q.memory_mb();
+        }
+        let m = &self.shared.metrics;
+        NodeStatus {
+            memory_budget_mb: self.shared.settings.memory_budget_mb,
+            instances,
+            configured_mb,
+            cold_starts: m.node_cold_starts.get(),
+            evictions: metrics::Eviction::ALL.iter().map(|e| (e.as_str().to_string(), m.evictions_of(*e))).collect(),
+        }
+    }
+
     /// A fresh request id.
     pub fn request_id(&self) -> String {
         self.shared.ids.next()
@@ -673,8 +709,8 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
         &node.candidates,
     );
     for id in evict {
-        if let Some(owner) = node.owners.get(&id) {
-            owner.evict_idle(id);
+        if node.owners.get(&id).is_some_and(|owner| owner.evict_idle(id)) {
+            shared.metrics.evicted(metrics::Eviction::Reclaimed, 1);
         }
     }
     for _ in 0..start {

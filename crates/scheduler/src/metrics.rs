@@ -45,6 +45,35 @@ pub(crate) struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Why instances were evicted (see [`Eviction`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// Why an idle instance was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// Idle past its function's keep-alive.
+    KeepAlive,
+    /// Its memory was reclaimed: another instance needed room, or the node's real use neared its budget.
+    Reclaimed,
+    /// Its function changed, was blocked, retired or deleted (its queue is draining).
+    Drained,
+}
+
+impl Eviction {
+    pub const ALL: [Eviction; 3] = [Eviction::KeepAlive, Eviction::Reclaimed, Eviction::Drained];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::KeepAlive => "keep_alive",
+            Eviction::Reclaimed => "reclaimed",
+            Eviction::Drained => "drained",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StateLabels {
     pub account: String,
@@ -64,6 +93,10 @@ pub(crate) struct Metrics {
     pub throttles: Family<FunctionLabels, Counter>,
     pub duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     pub init_duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+    /// Node-wide: invocations that waited for an instance to initialise, whatever the function.
+    pub node_cold_starts: Counter,
+    /// Node-wide: idle instances stopped, by why.
+    pub evictions: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -74,7 +107,21 @@ impl Metrics {
             throttles: Family::default(),
             duration: Family::new_with_constructor(latency_buckets),
             init_duration: Family::new_with_constructor(latency_buckets),
+            node_cold_starts: Counter::default(),
+            evictions: Family::default(),
         }
+    }
+
+    /// Counts `n` evictions for `why`.
+    pub fn evicted(&self, why: Eviction, n: usize) {
+        if n > 0 {
+            self.evictions.get_or_create(&ReasonLabels { reason: why.as_str() }).inc_by(n as u64);
+        }
+    }
+
+    /// Evictions so far for `why`.
+    pub fn evictions_of(&self, why: Eviction) -> u64 {
+        self.evictions.get_or_create(&ReasonLabels { reason: why.as_str() }).get()
     }
 
     /// The text exposition, with the gauges read now.
@@ -89,6 +136,12 @@ impl Metrics {
         registry.register("throttles", "Invocations refused at the concurrency limit", self.throttles.clone());
         registry.register("invocation_duration_seconds", "Run time of invocations", self.duration.clone());
         registry.register("init_duration_seconds", "Initialisation time of instances", self.init_duration.clone());
+        registry.register(
+            "node_cold_starts",
+            "Invocations of any function that waited for an instance to initialise",
+            self.node_cold_starts.clone(),
+        );
+        registry.register("evictions", "Idle instances stopped, by reason", self.evictions.clone());
         let depth: Family<FunctionLabels, Gauge> = Family::default();
         for (labels, v) in queue_depth {
             depth.get_or_create(&labels).set(v);

@@ -14,6 +14,7 @@ use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
 
 use crate::logs::LogBuffer;
+use crate::metrics::Eviction;
 use crate::{lock, now_ms, InstanceInfo, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Outcome, Shared};
 
 /// An invocation on its way to an instance.
@@ -501,6 +502,8 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) {
                 "starting instances"
             );
         }
+        let why = if queue.is_retired() { Eviction::Drained } else { Eviction::KeepAlive };
+        shared.metrics.evicted(why, evict.len());
         (start, st.evict_waiting(&evict))
     };
     for control in to_evict {

@@ -5,10 +5,12 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 
-/// A POST of a fixed body to one URL, over one connection, repeated.
+/// POSTs of a fixed body to one URL (or to one of a few paths on the same server), over one connection,
+/// repeated.
 pub struct RawClient {
     addr: SocketAddr,
-    request: Vec<u8>,
+    /// The request bytes, one per path.
+    requests: Vec<Vec<u8>>,
     conn: Option<TcpStream>,
     buf: Vec<u8>,
 }
@@ -25,38 +27,56 @@ pub struct Reply {
 impl RawClient {
     /// `url` is `http://host:port/path`; `bearer` is sent as `Authorization: Bearer …` when given.
     pub fn new(url: &str, bearer: Option<&str>, body: &[u8]) -> io::Result<RawClient> {
-        let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {why}"));
-        let rest = url.strip_prefix("http://").ok_or_else(|| invalid("only http:// URLs are supported"))?;
-        let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+        Self::to_paths(url, &[""], bearer, body)
+    }
+
+    /// One request per path of `paths`, each appended to `base` (`http://host:port/prefix`); send one with
+    /// [`exchange_nth`](Self::exchange_nth).
+    pub fn to_paths(base: &str, paths: &[&str], bearer: Option<&str>, body: &[u8]) -> io::Result<RawClient> {
+        let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{base}: {why}"));
+        let rest = base.strip_prefix("http://").ok_or_else(|| invalid("only http:// URLs are supported"))?;
+        let (host, prefix) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
         let addr = host.to_socket_addrs()?.next().ok_or_else(|| invalid("the host does not resolve"))?;
-        let mut request = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n");
-        if let Some(key) = bearer {
-            request.push_str(&format!("Authorization: Bearer {key}\r\n"));
-        }
-        request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut request = request.into_bytes();
-        request.extend_from_slice(body);
-        Ok(RawClient { addr, request, conn: None, buf: Vec::with_capacity(8192) })
+        let requests = paths
+            .iter()
+            .map(|path| {
+                let mut head =
+                    format!("POST {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n");
+                if let Some(key) = bearer {
+                    head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+                }
+                head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+                let mut request = head.into_bytes();
+                request.extend_from_slice(body);
+                request
+            })
+            .collect();
+        Ok(RawClient { addr, requests, conn: None, buf: Vec::with_capacity(8192) })
     }
 
     /// Sends the request and reads the whole response. A failed exchange drops the connection, so the next
     /// one reconnects.
     pub fn exchange(&mut self) -> io::Result<Reply> {
-        let result = self.try_exchange();
+        self.exchange_nth(0)
+    }
+
+    /// Sends the request to the `n`th path (modulo their number), as [`exchange`](Self::exchange) does.
+    pub fn exchange_nth(&mut self, n: usize) -> io::Result<Reply> {
+        let result = self.try_exchange(n % self.requests.len());
         if result.is_err() {
             self.conn = None;
         }
         result
     }
 
-    fn try_exchange(&mut self) -> io::Result<Reply> {
+    fn try_exchange(&mut self, n: usize) -> io::Result<Reply> {
         if self.conn.is_none() {
             let c = TcpStream::connect(self.addr)?;
             c.set_nodelay(true)?;
             self.conn = Some(c);
         }
         let conn = self.conn.as_mut().expect("connected above");
-        conn.write_all(&self.request)?;
+        conn.write_all(&self.requests[n])?;
         self.buf.clear();
         let mut chunk = [0u8; 8192];
         loop {
@@ -166,5 +186,34 @@ mod tests {
         let seen = server.join().unwrap();
         assert_eq!(seen.len(), 3, "all three requests came over the one accepted connection");
         assert!(seen[0].starts_with("POST /x/y HTTP/1.1\r\n") && seen[0].contains("Authorization: Bearer k\r\n"));
+    }
+
+    #[test]
+    fn sends_each_request_to_the_path_asked_for() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut firsts = Vec::new();
+            let mut buf = [0u8; 4096];
+            for _ in 0..3 {
+                let mut req = Vec::new();
+                while !(req.windows(4).any(|w| w == b"\r\n\r\n") && req.ends_with(b"{}")) {
+                    let n = conn.read(&mut buf).unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8(req).unwrap();
+                firsts.push(text.lines().next().unwrap().to_string());
+                conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+            }
+            firsts
+        });
+        let mut client =
+            RawClient::to_paths(&format!("http://{addr}/fn/"), &["a/invoke", "b/invoke"], None, b"{}").unwrap();
+        for n in [1, 0, 3] {
+            assert_eq!(client.exchange_nth(n).unwrap().status, 200);
+        }
+        let firsts = server.join().unwrap();
+        assert_eq!(firsts, ["POST /fn/b/invoke HTTP/1.1", "POST /fn/a/invoke HTTP/1.1", "POST /fn/b/invoke HTTP/1.1"]);
     }
 }

@@ -39,13 +39,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedAccount { account: AccountView::from(&record), credentials })))
 }
 
-/// What this node offers functions (memory, GPUs, archive size).
+/// What this node offers functions (memory, GPUs, archive size); for an administrator, also what its instances
+/// hold and what it has done (cold starts, evictions).
 #[utoipa::path(get, path = "/v1/node", tag = "node", responses((status = 200, body = NodeView)))]
-pub async fn node(State(s): State<AppState>, _caller: Caller) -> Json<NodeView> {
+pub async fn node(State(s): State<AppState>, caller: Caller) -> Json<NodeView> {
     Json(NodeView {
         limits: s.registry.node_limits(),
         max_archive_bytes: s.registry.archive_limits().max_archive_bytes,
         region: s.region.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        status: caller.account.is_admin.then(|| s.invoker.scheduler().node_status().into()),
     })
 }

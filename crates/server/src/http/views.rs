@@ -231,4 +231,36 @@ pub struct NodeView {
     pub max_archive_bytes: u64,
     pub region: String,
     pub version: String,
+    /// What the node's instances hold and what it has done since it started (every account's): shown to
+    /// administrators only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<NodeStatusView>,
+}
+
+/// The node as a whole (every account's instances).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeStatusView {
+    /// Memory all live instances together may use, in MB.
+    pub memory_budget_mb: u64,
+    /// Live instances (starting, initialising, idle or busy).
+    pub instances: usize,
+    /// Their configured memory sizes added up, in MB.
+    pub configured_mb: u64,
+    /// Invocations that waited for an instance to initialise.
+    pub cold_starts: u64,
+    /// Idle instances stopped, by why: `keep_alive` (idle past the keep-alive), `reclaimed` (their memory
+    /// was needed), `drained` (their function changed or went away).
+    pub evictions: std::collections::BTreeMap<String, u64>,
+}
+
+impl From<stoke_scheduler::NodeStatus> for NodeStatusView {
+    fn from(n: stoke_scheduler::NodeStatus) -> Self {
+        NodeStatusView {
+            memory_budget_mb: n.memory_budget_mb,
+            instances: n.instances,
+            configured_mb: n.configured_mb,
+            cold_starts: n.cold_starts,
+            evictions: n.evictions,
+        }
+    }
 }

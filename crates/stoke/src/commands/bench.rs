@@ -30,10 +30,11 @@ pub struct Args {
     /// workflow with Pillow and an S3-compatible store, in modes (a)–(e): no help, prepare, prepare +
     /// prefetch, jit, eager) and `layers` (seed 003: loading Node modules from a shared layer vs a copy per
     /// function, at several concurrencies, per sandbox; draws a chart), `burst` (100 invocations at once onto
-    /// a cold function), `noisy` (a quiet function's latency while another is flooded) and `density` (1,000
-    /// idle warm instances: what they cost).
+    /// a cold function), `noisy` (a quiet function's latency while another is flooded), `density` (1,000
+    /// idle warm instances: what they cost) and `many` (the same load spread over 1, 10, 100 and 1,000
+    /// functions, then 1,000 active among 10,000 created: seed 004's table).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
-          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density"])]
+          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     prewarm: super::bench_prewarm::PrewarmArgs,
@@ -45,6 +46,8 @@ pub struct Args {
     layers: super::bench_layers::LayersArgs,
     #[command(flatten)]
     load: super::bench_load::LoadArgs,
+    #[command(flatten)]
+    many: super::bench_many::ManyArgs,
     /// Sandbox of the core scenario's main server (its warm rows), e.g. `process` to compare with the
     /// default (with `process`, the cold-start table then has only the process sandbox).
     #[arg(long, value_name = "SANDBOX", value_parser = ["process", "lean", "oci"])]
@@ -432,7 +435,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.scenarios.iter().any(|s| s == "layers") {
         results["layers"] = super::bench_layers::run(&args.layers)?;
     }
-    let load = ["burst", "noisy", "density"];
+    let load = ["burst", "noisy", "density", "many"];
     if args.scenarios.iter().any(|s| load.contains(&s.as_str())) {
         let bootstrap = rust_bootstrap(&args)?;
         if args.scenarios.iter().any(|s| s == "burst") {
@@ -443,6 +446,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         if args.scenarios.iter().any(|s| s == "density") {
             results["density"] = super::bench_load::density(&args.load, &bootstrap)?;
+        }
+        if args.scenarios.iter().any(|s| s == "many") {
+            results["many"] = super::bench_many::many(&args.many, &bootstrap, args.rounds, args.seconds)?;
         }
     }
     if let Some(path) = &args.json {
@@ -455,7 +461,7 @@ pub fn run(args: Args) -> Result<()> {
 fn rust_bootstrap(args: &Args) -> Result<Vec<u8>> {
     let Some(path) = &args.rust_bootstrap else {
         bail!(
-            "the core, burst, noisy and density scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
+            "the core, burst, noisy, density and many scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
              --scenarios prewarm"
         );
     };

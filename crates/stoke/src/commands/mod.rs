@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_image;
 pub mod bench_layers;
 pub mod bench_load;
+pub mod bench_many;
 pub mod bench_prewarm;
 pub mod bench_tune;
 pub mod completions;
