@@ -3,6 +3,8 @@
 //! Replaying the recorded invocations against a keep-alive gives its cold starts and idle instance time,
 //! so the choice is compared with the current setting on the same traffic.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_KEEP_ALIVE_S;
@@ -106,9 +108,55 @@ pub fn advise(calls: &[Call], current_s: u32) -> Option<KeepAliveAdvice> {
     Some(KeepAliveAdvice { calls: calls.len(), current: replay_s(calls, current_s), chosen: replay_s(calls, chosen_s) })
 }
 
+/// Idle gaps kept per function to decide when its idle instances freeze.
+pub const FREEZE_GAPS: usize = 32;
+/// Fewer gaps than this say too little: the base delay applies.
+const FREEZE_MIN_GAPS: usize = 5;
+/// The share of a function's idle gaps an instance is left unfrozen through, and the margin on top.
+const FREEZE_COVER: f64 = 0.9;
+const FREEZE_MARGIN: f64 = 1.5;
+/// However regular a function's calls, an instance idle this long is frozen.
+pub const FREEZE_AFTER_MAX: Duration = Duration::from_secs(60);
+
+/// How long an idle instance of a function waits before it is frozen, from the function's recent idle gaps
+/// (how long its instances waited before their next invocation). Thawing costs the next invocation time
+/// (about 0.6 ms in BENCHMARKS.md), so an instance stays unfrozen through the gaps its function usually has —
+/// 90 % of them, with a 50 % margin — and is frozen once it has idled longer than that, when a long wait is
+/// likely and freezing pays. Never sooner than `base`, never later than [`FREEZE_AFTER_MAX`].
+pub fn freeze_after(recent_gaps: &[Duration], base: Duration) -> Duration {
+    if recent_gaps.len() < FREEZE_MIN_GAPS {
+        return base;
+    }
+    let mut gaps = recent_gaps.to_vec();
+    gaps.sort_unstable();
+    let rank = ((FREEZE_COVER * gaps.len() as f64).ceil() as usize).clamp(1, gaps.len());
+    let usual = gaps[rank - 1].mul_f64(FREEZE_MARGIN);
+    usual.clamp(base, FREEZE_AFTER_MAX.max(base))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_freeze_only_after_their_functions_usual_gaps() {
+        let ms = Duration::from_millis;
+        let base = ms(1000);
+        // Too few gaps to say: the base delay.
+        assert_eq!(freeze_after(&[ms(5000); 4], base), base);
+        // Called every 2 s: left unfrozen for 3 s, so steady traffic never pays a thaw.
+        assert_eq!(freeze_after(&[ms(2000); 20], base), ms(3000));
+        // Called every 100 ms: the base delay (frozen only after a second of silence).
+        assert_eq!(freeze_after(&[ms(100); 20], base), base);
+        // The usual gap is the 90th percentile: one long pause among short gaps does not count.
+        let mut gaps = vec![ms(2000); 19];
+        gaps.push(ms(600_000));
+        assert_eq!(freeze_after(&gaps, base), ms(3000));
+        // Gaps of minutes: frozen after a minute at the latest.
+        assert_eq!(freeze_after(&[ms(300_000); 20], base), FREEZE_AFTER_MAX);
+        // A base beyond the cap is kept.
+        assert_eq!(freeze_after(&[ms(300_000); 20], ms(120_000)), ms(120_000));
+    }
 
     /// Calls of `run` ms, `gap` ms apart (start to start).
     fn periodic(n: usize, gap: i64, run: i64) -> Vec<Call> {

@@ -13,6 +13,7 @@ pub mod keepalive;
 pub mod layer;
 pub mod lifecycle;
 pub mod limits;
+pub mod memory;
 pub mod names;
 pub mod pool;
 pub mod reference;

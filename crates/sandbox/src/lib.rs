@@ -182,6 +182,17 @@ pub trait Sandbox: Send + Sync + 'static {
     fn zygotes_ready(&self) -> usize {
         0
     }
+    /// What all instances use together now, in bytes: their working set (memory the kernel cannot simply
+    /// drop, so file cache it can reclaim does not count); `None` where the sandbox cannot tell.
+    fn instances_memory_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// Holds all instances together to `bytes` of memory, so that when they outgrow the node's budget the
+    /// kernel reclaims and, at worst, kills inside them — never the server or the rest of the host. False
+    /// where the sandbox cannot.
+    fn limit_instances_memory(&self, _bytes: u64) -> bool {
+        false
+    }
     /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
     /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned>;

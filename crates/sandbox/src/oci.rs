@@ -314,6 +314,14 @@ impl Sandbox for OciSandbox {
         Some(LAYER_ROOT.into())
     }
 
+    fn instances_memory_bytes(&self) -> Option<u64> {
+        self.layout.working_set(self.server)
+    }
+
+    fn limit_instances_memory(&self, bytes: u64) -> bool {
+        self.layout.limit_memory(self.server, bytes).is_ok()
+    }
+
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
         if spec.isolated_network {
             return Err(io::Error::other(

@@ -204,6 +204,30 @@ impl Layout {
         }
     }
 
+    /// The memory hierarchy's directory of this server (the parent of its instances' groups).
+    fn memory_dir(&self, server: u32) -> Option<(PathBuf, bool)> {
+        let (_, h) = self.controllers.iter().find(|(c, _)| *c == "memory")?;
+        Some(server_dir(h, self.place, server))
+    }
+
+    /// What this server's instances use together, in bytes: the working set of their parent group (usage
+    /// less the inactive file cache the kernel drops first).
+    pub fn working_set(&self, server: u32) -> Option<u64> {
+        let (dir, v2) = self.memory_dir(server)?;
+        let usage = if v2 { "memory.current" } else { "memory.usage_in_bytes" };
+        let usage: u64 = fs::read_to_string(dir.join(usage)).ok()?.trim().parse().ok()?;
+        let stat = fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+        Some(working_set(usage, &stat, v2))
+    }
+
+    /// Holds this server's instances together to `bytes` of memory (their parent group's limit).
+    pub fn limit_memory(&self, server: u32, bytes: u64) -> io::Result<()> {
+        let Some((dir, v2)) = self.memory_dir(server) else { return Ok(()) };
+        let file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+        fs::write(dir.join(file), bytes.to_string())
+            .map_err(|e| io::Error::other(format!("cannot set {file} on {}: {e}", dir.display())))
+    }
+
     /// Creates instance `id`'s groups with its limits.
     pub fn create(&self, server: u32, id: u64, limits: &Limits) -> io::Result<Group> {
         let mut dirs = Vec::new();
@@ -437,6 +461,19 @@ impl Group {
     }
 }
 
+/// A group's working set: `usage` less its inactive file cache (`total_inactive_file` in v1's `memory.stat`,
+/// which counts the groups below; `inactive_file` in v2's, which always does).
+pub(crate) fn working_set(usage: u64, stat: &str, v2: bool) -> u64 {
+    let key = if v2 { "inactive_file" } else { "total_inactive_file" };
+    let inactive = stat
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    usage.saturating_sub(inactive)
+}
+
 pub(crate) fn parse_oom_kills(text: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok())).unwrap_or(0)
 }
@@ -591,6 +628,16 @@ mod tests {
         assert_eq!(settings("cpu", false, &tiny)[0].1, "2");
         assert_eq!(settings("cpu", true, &tiny)[0].1, "1");
         assert_eq!(settings("cpu", true, &tiny)[1].1, "1000 100000");
+    }
+
+    #[test]
+    fn the_working_set_leaves_out_inactive_file_cache() {
+        let v1 = "cache 100\ninactive_file 7\ntotal_cache 500\ntotal_inactive_file 300\n";
+        assert_eq!(working_set(1000, v1, false), 700, "v1: the hierarchy's total, not the group's own");
+        let v2 = "anon 400\nfile 500\ninactive_file 300\nactive_file 200\n";
+        assert_eq!(working_set(1000, v2, true), 700);
+        assert_eq!(working_set(1000, "", true), 1000, "no stat: all of it");
+        assert_eq!(working_set(100, v2, true), 0, "never below zero");
     }
 
     #[test]

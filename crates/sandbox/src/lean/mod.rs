@@ -451,6 +451,14 @@ impl Sandbox for LeanSandbox {
         Some(LAYER_ROOT.into())
     }
 
+    fn instances_memory_bytes(&self) -> Option<u64> {
+        self.inner.layout.working_set(self.inner.server)
+    }
+
+    fn limit_instances_memory(&self, bytes: u64) -> bool {
+        self.inner.layout.limit_memory(self.inner.server, bytes).is_ok()
+    }
+
     fn keep_generic(&self, kinds: Vec<GenericSpec>) {
         let names: Vec<String> = kinds.iter().filter(|k| k.count > 0).map(|k| k.name.clone()).collect();
         *lock(&self.inner.pool) = kinds.into_iter().filter(|k| k.count > 0).map(|k| (k, Vec::new())).collect();
