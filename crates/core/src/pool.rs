@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// What the controller sees of one function's pool at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PoolSnapshot {
     /// Invocations waiting for an instance.
     pub queued: usize,
@@ -43,10 +43,14 @@ pub struct PoolSnapshot {
     pub typical_init: Option<Duration>,
     /// A recent initialisation failed: do not start instances until the back-off ends.
     pub backing_off: bool,
-    /// Instances the function's account could still add for this function: what is left of the account's
-    /// allowance plus the account's idle instances of other functions (which give way). `None` until
-    /// looked at — it is a node-wide count, taken only when [`account_check_needed`] says so.
+    /// Instances the function's account could still put to use on the node: what is left of its allowance of
+    /// instances in use (starting, initialising or busy; idle ones do not count). `None` until looked at —
+    /// it is read only when [`account_check_needed`] says so.
     pub account_room: Option<usize>,
+    /// The invocations in flight (queued, or running on an instance free for queued work when done), averaged
+    /// over the last half second or so; `None` before the first controller tick. A load that lasts needs as
+    /// many instances as it keeps in flight, however short each invocation is.
+    pub sustained_load: Option<f64>,
 }
 
 impl PoolSnapshot {
@@ -69,6 +73,12 @@ pub fn is_available(s: &PoolSnapshot) -> bool {
 /// of creating one per invocation. Before that, only a [first wave](PoolSnapshot::first_wave) starts; it
 /// grows as soon as the first run ends, or once an invocation has run for two cold starts' time: the run
 /// time is then at least that long, whatever was measured before.
+///
+/// A load that lasts is another matter: a queue that is never empty costs every invocation a wait for as
+/// long as the load lasts, while a cold start is paid once. Once runs are measured, while work is queued,
+/// the pool grows to the [load it sustains](PoolSnapshot::sustained_load) — as many instances as it keeps
+/// invocations in flight — so 32 clients of one function are served by as many instances as 32 clients
+/// spread over many functions.
 pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     if s.backing_off {
         return 0;
@@ -106,8 +116,15 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
             uncovered.min(s.forecast + for_queued)
         }
     };
+    let sustained = match (s.sustained_load, s.typical_duration) {
+        (Some(load), Some(_)) if s.queued > 0 => {
+            let serving = s.total() - s.held;
+            (load.ceil() as usize).saturating_sub(serving)
+        }
+        _ => 0,
+    };
     let warm_gap = s.min_warm.saturating_sub(s.total());
-    let want = demand.max(warm_gap);
+    let want = demand.max(sustained).max(warm_gap);
     let room = s.concurrency_limit.saturating_sub(s.total());
     let burst_room = s.max_starting.saturating_sub(s.starting);
     want.min(room).min(burst_room)
@@ -266,6 +283,34 @@ mod tests {
     }
 
     #[test]
+    fn a_lasting_load_grows_the_pool_to_what_it_keeps_in_flight() {
+        // 30 queued behind 2 instances of a 0.1 ms function: the queue drains long before a 20 ms cold start
+        // would be ready, so a burst like this starts nothing…
+        let s = PoolSnapshot {
+            queued: 30,
+            busy: 2,
+            typical_duration: Some(Duration::from_micros(100)),
+            typical_init: Some(Duration::from_millis(20)),
+            ..snap()
+        };
+        assert_eq!(instances_to_start(&s), 0);
+        // …but 11.5 invocations in flight on average over the last ticks is a load that lasts: 12 instances.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(11.5), ..s }), 10);
+        // Up to the burst cap at a time.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(31.2), ..s }), 16);
+        // Nothing queued now: the instances there are enough, whatever the average says.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(11.5), queued: 0, ..s }), 0);
+        // Held instances serve their steps, not the load.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(4.0), held: 3, ..s }), 2);
+        // Before any run is measured, the first wave rules.
+        let cold = PoolSnapshot { queued: 30, busy: 2, sustained_load: Some(31.0), ..snap() };
+        assert_eq!(instances_to_start(&cold), 0);
+        // Never past the function's limit.
+        let capped = PoolSnapshot { sustained_load: Some(31.0), concurrency_limit: 4, ..s };
+        assert_eq!(instances_to_start(&capped), 2);
+    }
+
+    #[test]
     fn forecast_invocations_get_instances_like_queued_ones() {
         assert_eq!(instances_to_start(&PoolSnapshot { forecast: 3, ..snap() }), 3);
         // Idle and starting instances cover the forecast first; queued work and forecast add up.
@@ -313,42 +358,6 @@ mod tests {
     }
 
     #[test]
-    fn placement_fits_memory_by_evicting_the_longest_idle_first() {
-        let idle =
-            |id, mb, secs| IdleInstance { id, memory_mb: mb, idle_for: Duration::from_secs(secs), same_account: false };
-        // Room for two 256 MB instances without evicting anything.
-        assert_eq!(fit_to_node(2, 256, 600, 10, &[idle(1, 512, 99)]), (2, vec![]));
-        // Room for one; the second takes the longest-idle instances until it fits (2 frees too little).
-        let pool = [idle(1, 128, 5), idle(2, 128, 50), idle(3, 512, 20)];
-        assert_eq!(fit_to_node(2, 256, 300, 10, &pool), (2, vec![2, 3]));
-        assert_eq!(fit_to_node(2, 256, 400, 10, &pool), (2, vec![2]));
-        // Nothing idle: start what fits.
-        assert_eq!(fit_to_node(3, 256, 600, 10, &[]), (2, vec![]));
-        // Evicting everything would still not fit: evict nothing.
-        assert_eq!(fit_to_node(1, 1024, 100, 10, &[idle(1, 128, 1)]), (0, vec![]));
-        // The account's allowance caps placement regardless of memory.
-        assert_eq!(fit_to_node(5, 128, 10_000, 2, &[]), (2, vec![]));
-    }
-
-    #[test]
-    fn at_its_allowance_an_account_makes_room_from_its_own_idle_instances_only() {
-        let idle = |id, secs, same_account| IdleInstance {
-            id,
-            memory_mb: 128,
-            idle_for: Duration::from_secs(secs),
-            same_account,
-        };
-        // Another account's idle instance cannot give this account a slot.
-        assert_eq!(fit_to_node(1, 128, 10_000, 0, &[idle(1, 99, false)]), (0, vec![]));
-        // Its own idle instances can, longest idle first.
-        let pool = [idle(1, 99, false), idle(2, 5, true), idle(3, 50, true)];
-        assert_eq!(fit_to_node(1, 128, 10_000, 0, &pool), (1, vec![3]));
-        assert_eq!(fit_to_node(2, 128, 10_000, 0, &pool), (2, vec![3, 2]));
-        // Evicting an own instance for memory also returns its slot.
-        assert_eq!(fit_to_node(2, 128, 128, 1, &[idle(7, 9, true)]), (2, vec![7]));
-    }
-
-    #[test]
     fn throttle_only_when_full_and_backlogged() {
         let full = PoolSnapshot { busy: 2, concurrency_limit: 2, queued: 2, ..snap() };
         assert_eq!(should_throttle(&full), Some(Throttle::Function));
@@ -367,7 +376,7 @@ mod tests {
         let no_room = PoolSnapshot { account_room: Some(0), ..below_limit };
         assert!(!account_check_needed(&no_room));
         assert_eq!(should_throttle(&no_room), Some(Throttle::Account));
-        // Room left (or idle instances of the account's other functions to give way): queue.
+        // Room left: queue.
         assert_eq!(should_throttle(&PoolSnapshot { account_room: Some(1), ..below_limit }), None);
         // Less than a round queued: wait for one of the function's own instances.
         assert_eq!(should_throttle(&PoolSnapshot { queued: 1, ..no_room }), None);
@@ -379,69 +388,6 @@ mod tests {
         assert_eq!(should_throttle(&PoolSnapshot { idle: 1, ..no_room }), None);
         assert!(!account_check_needed(&PoolSnapshot { idle: 1, ..below_limit }));
     }
-}
-
-/// An idle instance anywhere on the node, as a candidate to make room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdleInstance {
-    pub id: u64,
-    pub memory_mb: u64,
-    pub idle_for: Duration,
-    /// Belongs to the account that needs room (so evicting it also frees one of the account's slots).
-    pub same_account: bool,
-}
-
-/// Node-wide placement of `want` new instances of `memory_mb` each: how many fit in the node's free memory
-/// and the account's remaining instance allowance, and which idle instances to evict (longest idle first)
-/// to make room. Idle instances count against both, so they are what gives way: any idle instance for
-/// memory, one of the same account for the allowance. Nothing is evicted when eviction cannot make room.
-pub fn fit_to_node(
-    want: usize,
-    memory_mb: u64,
-    free_mb: u64,
-    account_room: usize,
-    idle: &[IdleInstance],
-) -> (usize, Vec<u64>) {
-    let mut candidates: Vec<&IdleInstance> = idle.iter().collect();
-    candidates.sort_by_key(|i| std::cmp::Reverse(i.idle_for));
-    let (mut free, mut room, mut start, mut evict) = (free_mb, account_room, 0, Vec::new());
-    let mut take = |pred: &dyn Fn(&IdleInstance) -> bool, evict: &mut Vec<u64>| {
-        let pos = candidates.iter().position(|c| pred(c))?;
-        let victim = candidates.remove(pos);
-        evict.push(victim.id);
-        Some(*victim)
-    };
-    while start < want {
-        if room == 0 {
-            // The account is at its allowance: only one of its own idle instances can give way.
-            match take(&|c| c.same_account, &mut evict) {
-                Some(v) => {
-                    room += 1;
-                    free += v.memory_mb;
-                }
-                None => break,
-            }
-        } else if free >= memory_mb {
-            free -= memory_mb;
-            room -= 1;
-            start += 1;
-        } else {
-            let reclaimable: u64 = idle.iter().filter(|i| !evict.contains(&i.id)).map(|i| i.memory_mb).sum();
-            if free + reclaimable < memory_mb {
-                break;
-            }
-            match take(&|_| true, &mut evict) {
-                Some(v) => {
-                    free += v.memory_mb;
-                    if v.same_account {
-                        room += 1;
-                    }
-                }
-                None => break,
-            }
-        }
-    }
-    (start, evict)
 }
 
 /// Where an instance is in its life. Every change is timestamped and kept for the console.

@@ -1,7 +1,7 @@
 //! One instance: launch it in the sandbox with its own Runtime API endpoint, pump its output into the
 //! function's log, and clean up when it exits (answering any invocation it held).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,8 @@ pub(crate) struct InstanceCtx {
     pub trace_seq: AtomicU64,
     /// Peak memory and when it was read: `/proc` is sampled at most every [`MEMORY_SAMPLE`].
     pub peak_memory: Mutex<Option<(Instant, u64)>>,
+    /// The peak, in MB, the node's memory ledger last charged the instance by (0: not measured yet).
+    pub charged_peak_mb: AtomicU64,
     /// Ask the stdout/stderr pumps to read everything already written, and wait for them.
     pub drains: Mutex<Vec<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
 }
@@ -76,17 +78,24 @@ impl InstanceCtx {
         self.queue.logs.push(LogLine { at_ms: now_ms(), request_id, instance: self.id, text });
     }
 
-    /// The instance's peak memory, re-read from the sandbox when the last reading is stale. Peak memory
-    /// only grows, so a slightly old value is a lower bound that is exact again at the next sample.
-    fn peak_memory_bytes(&self) -> u64 {
+    /// The instance's peak memory, re-read from the sandbox when the last reading is stale (or `fresh` asks
+    /// for a new one). Peak memory only grows, so a slightly old value is a lower bound that is exact again
+    /// at the next sample. A peak above what the node's ledger charged the instance by is recorded there.
+    pub fn peak_memory_bytes(&self, fresh: bool) -> u64 {
         let mut cached = lock(&self.peak_memory);
         if let Some((at, bytes)) = *cached {
-            if at.elapsed() < MEMORY_SAMPLE {
+            if !fresh && at.elapsed() < MEMORY_SAMPLE {
                 return bytes;
             }
         }
         let bytes = self.control.get().and_then(|c| c.peak_memory_bytes()).unwrap_or(0);
         *cached = Some((Instant::now(), bytes));
+        drop(cached);
+        let mb = bytes.div_ceil(1024 * 1024);
+        if mb > self.charged_peak_mb.load(Ordering::Relaxed) {
+            self.charged_peak_mb.store(mb, Ordering::Relaxed);
+            self.queue.measured(&self.shared, self.id, mb);
+        }
         bytes
     }
 
@@ -119,7 +128,7 @@ impl InstanceCtx {
         let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
         let duration_ms = ms(&elapsed);
         let init_duration_ms = if cur.cold { self.ready.get().map(ms) } else { None };
-        let max_memory_used_mb = self.peak_memory_bytes().div_ceil(1024 * 1024);
+        let max_memory_used_mb = self.peak_memory_bytes(false).div_ceil(1024 * 1024);
         let report = Report {
             duration_ms,
             billed_ms: stoke_core::cost::billed_ms(duration_ms).max(1),
@@ -162,10 +171,11 @@ pub(crate) fn error_outcome(error_type: &str, message: String) -> Outcome {
     Outcome::FunctionError { error_type: error_type.to_string(), body: Bytes::from(body.to_string()) }
 }
 
-/// Starts one instance of `queue`'s function in the background.
-pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>) {
+/// Starts one instance of `queue`'s function in the background, charged `charge_mb` on the node's ledger
+/// (the caller added it there).
+pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>, charge_mb: u64) {
     let id = Scheduler::next_instance_id(shared);
-    queue.add_instance(id);
+    queue.add_instance(id, charge_mb);
     let origin = queue.origin_of_new();
     let shared = shared.clone();
     tokio::spawn(async move { run(shared, queue, id, origin).await });
@@ -185,6 +195,7 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
         init_error: Mutex::new(None),
         trace_seq: AtomicU64::new(0),
         peak_memory: Mutex::new(None),
+        charged_peak_mb: AtomicU64::new(0),
         drains: Mutex::new(Vec::new()),
     });
     let init_error = match launch(&shared, &ctx).await {
@@ -236,7 +247,7 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
     if let Some(Outcome::FunctionError { body, .. }) = &init_error {
         ctx.log(None, format!("INIT_REPORT instance {id} failed: {}", String::from_utf8_lossy(body)));
     }
-    let orphans = queue.instance_gone(id, init_error.clone());
+    let orphans = queue.instance_gone(&shared, id, init_error.clone());
     if let Some(error) = init_error {
         for inv in orphans {
             queue::fail(&queue, inv, error.clone());

@@ -17,7 +17,7 @@ pub mod runtimes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -224,9 +224,13 @@ pub struct Settings {
     pub tick: Duration,
     /// Log lines kept per function.
     pub log_lines: usize,
-    /// Node memory budget: live instances' memory sizes may not add up to more (idle ones are evicted).
+    /// Node memory budget: what live instances may really use together (their measured peaks plus headroom),
+    /// in MB. Idle instances give way when it is reached.
     pub memory_budget_mb: u64,
-    /// Most live instances one account may have across all its functions.
+    /// Live instances' configured sizes may add up to at most this many times the budget.
+    pub memory_overcommit: f64,
+    /// Most instances one account may have in use (starting, initialising or busy) across all its functions;
+    /// idle ones do not count.
     pub account_concurrency: usize,
     /// Freeze an instance that has waited this long for work (when the sandbox can), and thaw it when work
     /// arrives: an idle instance then uses no CPU at all. `None`: never.
@@ -255,6 +259,7 @@ impl Default for Settings {
             tick: Duration::from_millis(250),
             log_lines: 5000,
             memory_budget_mb: 10_240,
+            memory_overcommit: stoke_core::memory::DEFAULT_OVERCOMMIT,
             account_concurrency: 1000,
             freeze_idle_after: Some(Duration::from_secs(1)),
             reservation_ttl: Duration::from_secs(60),
@@ -284,15 +289,25 @@ pub struct InstanceInfo {
 pub struct NodeStatus {
     /// Memory all live instances together may use, in MB.
     pub memory_budget_mb: u64,
+    /// How far their configured sizes may add up beyond the budget.
+    pub memory_overcommit: f64,
     /// Live instances (starting, initialising, idle or busy), of every account.
     pub instances: usize,
+    /// What admission counts for them: each one's measured peak plus headroom (its configured size before it
+    /// was measured), added up, in MB.
+    pub charged_mb: u64,
     /// Their configured memory sizes added up, in MB.
     pub configured_mb: u64,
+    /// What they use together now, as the sandbox measures it (their working set), in MB; `None` where the
+    /// sandbox cannot tell.
+    pub used_mb: Option<u64>,
     /// Invocations that waited for an instance to initialise, since the node started.
     pub cold_starts: u64,
     /// Idle instances stopped since the node started, by why: `keep_alive` (idle past the keep-alive),
     /// `reclaimed` (their memory was needed), `drained` (their function changed or went away).
     pub evictions: std::collections::BTreeMap<String, u64>,
+    /// Times every queue was searched for idle instances to give way (memory was short).
+    pub reclaim_walks: u64,
 }
 
 /// Queues taking work, by target key; and queues being drained (their function changed or went away),
@@ -313,6 +328,54 @@ impl Queues {
     }
 }
 
+/// The node's memory ledger: what its live instances are charged and configured at, added up. Changed when an
+/// instance starts, is measured, or goes — never per invocation.
+#[derive(Default)]
+pub(crate) struct NodeMemory {
+    charged_mb: AtomicU64,
+    configured_mb: AtomicU64,
+    instances: AtomicUsize,
+}
+
+impl NodeMemory {
+    pub fn ledger(&self) -> stoke_core::memory::Ledger {
+        stoke_core::memory::Ledger {
+            charged_mb: self.charged_mb.load(Ordering::Relaxed),
+            configured_mb: self.configured_mb.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add(&self, charged_mb: u64, configured_mb: u64) {
+        self.charged_mb.fetch_add(charged_mb, Ordering::Relaxed);
+        self.configured_mb.fetch_add(configured_mb, Ordering::Relaxed);
+        self.instances.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes an instance's charge off the ledger (once: callers pass what they took out of its entry).
+    pub fn release(&self, charged_mb: u64, configured_mb: u64) {
+        if charged_mb == 0 && configured_mb == 0 {
+            return;
+        }
+        let sub = |a: &AtomicU64, v: u64| {
+            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(x.saturating_sub(v)));
+        };
+        sub(&self.charged_mb, charged_mb);
+        sub(&self.configured_mb, configured_mb);
+        let _ = self.instances.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(x.saturating_sub(1)));
+    }
+
+    /// An instance's charge changed from `old` to `new` (it was measured).
+    pub fn adjust(&self, old: u64, new: u64) {
+        if new >= old {
+            self.charged_mb.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .charged_mb
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(x.saturating_sub(old - new)));
+        }
+    }
+}
+
 pub(crate) struct Shared {
     sandbox: Arc<dyn Sandbox>,
     run_dir: PathBuf,
@@ -323,6 +386,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     /// Held while deciding where new instances fit, so two pools never claim the same free memory.
     placement: Mutex<()>,
+    pub(crate) memory: NodeMemory,
+    /// Each account's instances in use on the node, shared by its queues.
+    accounts: Mutex<HashMap<AccountId, Arc<AtomicUsize>>>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn Observer>>,
     pub(crate) resolver: std::sync::OnceLock<Arc<dyn Resolver>>,
     pub(crate) reservations: reserve::Reservations,
@@ -346,6 +412,10 @@ impl Scheduler {
     /// Must be called inside a tokio runtime.
     pub fn start(sandbox: Arc<dyn Sandbox>, run_dir: PathBuf, settings: Settings) -> std::io::Result<Self> {
         runtimes::install(&run_dir)?;
+        // All instances together stay within the budget: beyond it the kernel reclaims and kills among them.
+        if !sandbox.limit_instances_memory(settings.memory_budget_mb.saturating_mul(1024 * 1024)) {
+            tracing::debug!(sandbox = sandbox.kind(), "instances are not held to the memory budget together");
+        }
         sandbox.keep_generic(runtimes::generic_specs(&run_dir, &settings.generic));
         sandbox.keep_zygotes(runtimes::zygote_spec(&run_dir, settings.zygotes));
         let shared = Arc::new(Shared {
@@ -357,6 +427,8 @@ impl Scheduler {
             ids: ids::RequestIds::new(),
             metrics: metrics::Metrics::new(),
             placement: Mutex::new(()),
+            memory: NodeMemory::default(),
+            accounts: Mutex::new(HashMap::new()),
             observer: std::sync::OnceLock::new(),
             resolver: std::sync::OnceLock::new(),
             reservations: reserve::Reservations::default(),
@@ -370,10 +442,13 @@ impl Scheduler {
                 interval.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
                 let queues = lock(&shared.queues).all();
-                for q in queues {
-                    queue::reconcile(&shared, &q);
+                let now = std::time::Instant::now();
+                for q in &queues {
+                    q.tick(now, shared.settings.freeze_idle_after);
+                    queue::reconcile(&shared, q);
                 }
                 lock(&shared.queues).draining.retain(|q| !q.is_finished());
+                relieve_pressure(&shared);
             }
         });
         Ok(Self { shared })
@@ -505,20 +580,18 @@ impl Scheduler {
 
     /// The node as a whole (every account's instances).
     pub fn node_status(&self) -> NodeStatus {
-        let queues = lock(&self.shared.queues).all();
-        let (mut instances, mut configured_mb) = (0, 0);
-        for q in &queues {
-            let (live, _) = q.placement_view(&q.target.account);
-            instances += live;
-            configured_mb += live as u64 * q.memory_mb();
-        }
+        let ledger = self.shared.memory.ledger();
         let m = &self.shared.metrics;
         NodeStatus {
             memory_budget_mb: self.shared.settings.memory_budget_mb,
-            instances,
-            configured_mb,
+            memory_overcommit: self.shared.settings.memory_overcommit,
+            instances: self.shared.memory.instances.load(Ordering::Relaxed),
+            charged_mb: ledger.charged_mb,
+            configured_mb: ledger.configured_mb,
+            used_mb: self.shared.sandbox.instances_memory_bytes().map(|b| b.div_ceil(1024 * 1024)),
             cold_starts: m.node_cold_starts.get(),
             evictions: metrics::Eviction::ALL.iter().map(|e| (e.as_str().to_string(), m.evictions_of(*e))).collect(),
+            reclaim_walks: m.reclaim_walks.get(),
         }
     }
 
@@ -609,7 +682,8 @@ pub(crate) fn queue_of(shared: &Shared, target: &Arc<InvokeTarget>) -> Arc<Funct
         .entry(target.queue_key().to_string())
         .or_insert_with(|| {
             let learned = shared.observer.get().map(|o| o.learned(target)).unwrap_or_default();
-            Arc::new(FunctionQueue::new(target.clone(), shared.settings.log_lines, learned))
+            let in_use = lock(&shared.accounts).entry(target.account.clone()).or_default().clone();
+            Arc::new(FunctionQueue::new(target.clone(), shared.settings.log_lines, learned, in_use))
         })
         .clone()
 }
@@ -655,66 +729,95 @@ pub(crate) fn prepare(
     Ok(reservation)
 }
 
-/// Starts up to `want` instances of `queue`'s function where the node's memory budget and the account's
-/// allowance let it, evicting idle instances of other functions to make room (`stoke_core::pool::fit_to_node`).
-/// The node as one queue's placement sees it: memory in use, the account's live instances, and the idle
-/// instances of other queues that could give way.
-struct NodeView {
-    used_mb: u64,
-    account_live: usize,
-    candidates: Vec<stoke_core::pool::IdleInstance>,
-    owners: HashMap<u64, Arc<FunctionQueue>>,
-}
-
-impl NodeView {
-    /// Takes each queue's lock in turn; the caller must hold none.
-    fn of(shared: &Shared, queue: &Arc<FunctionQueue>) -> NodeView {
-        let mut view = NodeView { used_mb: 0, account_live: 0, candidates: Vec::new(), owners: HashMap::new() };
-        for q in lock(&shared.queues).all() {
-            let (live, idle) = q.placement_view(&queue.target.account);
-            view.used_mb += live as u64 * q.memory_mb();
-            if q.target.account == queue.target.account {
-                view.account_live += live;
-            }
-            if !Arc::ptr_eq(&q, queue) {
-                for i in idle {
-                    view.owners.insert(i.id, q.clone());
-                    view.candidates.push(i);
-                }
-            }
+impl Shared {
+    pub(crate) fn memory_policy(&self) -> stoke_core::memory::MemoryPolicy {
+        stoke_core::memory::MemoryPolicy {
+            budget_mb: self.settings.memory_budget_mb,
+            overcommit: self.settings.memory_overcommit,
         }
-        view
     }
 }
 
-/// Instances `queue`'s account could still add for it: the rest of its allowance plus its idle instances
-/// of other functions. The caller must hold no queue lock.
+/// Instances `queue`'s account could still put to use on the node: the rest of its allowance. One counter.
 pub(crate) fn account_room(shared: &Shared, queue: &Arc<FunctionQueue>) -> usize {
-    let node = NodeView::of(shared, queue);
-    let own_idle = node.candidates.iter().filter(|c| c.same_account).count();
-    shared.settings.account_concurrency.saturating_sub(node.account_live) + own_idle
+    let in_use = lock(&shared.accounts).get(&queue.target.account).map_or(0, |c| c.load(Ordering::Relaxed));
+    shared.settings.account_concurrency.saturating_sub(in_use)
 }
 
-pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usize) {
+/// Starts up to `want` instances of `queue`'s function where the account's allowance and the node's memory
+/// let it (`stoke_core::memory::admit`): each is charged its function's measured peak plus headroom (its
+/// configured size until one was measured). When they do not all fit, idle instances anywhere on the node
+/// give way (`stoke_core::memory::pick_victims`) and admission is asked again. Reads counters only, unless
+/// memory is short.
+pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usize) -> queue::Placed {
     if want == 0 {
-        return;
+        return queue::Placed::default();
     }
     let _placing = lock(&shared.placement);
-    let node = NodeView::of(shared, queue);
-    let (start, evict) = stoke_core::pool::fit_to_node(
-        want,
-        queue.memory_mb(),
-        shared.settings.memory_budget_mb.saturating_sub(node.used_mb),
-        shared.settings.account_concurrency.saturating_sub(node.account_live),
-        &node.candidates,
-    );
-    for id in evict {
-        if node.owners.get(&id).is_some_and(|owner| owner.evict_idle(id)) {
-            shared.metrics.evicted(metrics::Eviction::Reclaimed, 1);
+    let want = want.min(account_room(shared, queue));
+    let (charge, configured) = (queue.new_instance_charge(), queue.memory_mb());
+    let policy = shared.memory_policy();
+    let mut admission = stoke_core::memory::admit(&policy, shared.memory.ledger(), want, charge, configured);
+    if admission.fits < want {
+        reclaim(shared, admission.reclaim_charged_mb, admission.reclaim_configured_mb);
+        admission = stoke_core::memory::admit(&policy, shared.memory.ledger(), want, charge, configured);
+    }
+    for _ in 0..admission.fits {
+        shared.memory.add(charge, configured);
+        instance::spawn(shared, queue.clone(), charge);
+    }
+    queue::Placed { short_of_memory: admission.fits < want }
+}
+
+/// Evicts idle instances, least worth keeping first, until they free `charged_mb` of charge and
+/// `configured_mb` of configured memory (in batches of at least 1 % of the budget, so that a run of cold
+/// starts on a full node does not look at every instance for each one). Walks every queue: called only when
+/// memory is short. Returns how many it evicted.
+pub(crate) fn reclaim(shared: &Shared, charged_mb: u64, configured_mb: u64) -> usize {
+    if charged_mb == 0 && configured_mb == 0 {
+        return 0;
+    }
+    shared.metrics.reclaim_walks.inc();
+    let queues = lock(&shared.queues).all();
+    let now = std::time::Instant::now();
+    let mut idle = Vec::new();
+    let mut owners = HashMap::new();
+    for q in &queues {
+        let before = idle.len();
+        q.idle_candidates(now, &mut idle);
+        for i in &idle[before..] {
+            owners.insert(i.id, q.clone());
         }
     }
-    for _ in 0..start {
-        instance::spawn(shared, queue.clone());
+    let batch = shared.settings.memory_budget_mb / 100;
+    let (charged, configured) =
+        if charged_mb > 0 { (charged_mb.max(batch), configured_mb) } else { (0, configured_mb.max(batch)) };
+    let mut evicted = 0;
+    tracing::debug!(candidates = ?idle, charged, configured, "looking for idle instances to give way");
+    for id in stoke_core::memory::pick_victims(&idle, charged, configured) {
+        if owners.get(&id).and_then(|q| q.evict_idle(shared, id)).is_some() {
+            evicted += 1;
+        }
+    }
+    shared.metrics.evicted(metrics::Eviction::Reclaimed, evicted);
+    if evicted > 0 {
+        tracing::debug!(evicted, charged_mb, configured_mb, "reclaimed idle instances' memory");
+    }
+    evicted
+}
+
+/// Once a tick: when the instances' measured working set nears the budget, or what they are charged has
+/// grown past it (instances measured bigger than they were charged), idle instances give way.
+fn relieve_pressure(shared: &Shared) {
+    let budget = shared.settings.memory_budget_mb;
+    let used_mb = shared.sandbox.instances_memory_bytes().map_or(0, |b| b / (1024 * 1024));
+    let by_use = stoke_core::memory::pressure_reclaim_mb(used_mb, budget);
+    let ledger = shared.memory.ledger();
+    let by_charge = ledger.charged_mb.saturating_sub(budget);
+    let by_configured = ledger.configured_mb.saturating_sub(shared.memory_policy().configured_limit_mb());
+    if by_use > 0 || by_charge > 0 || by_configured > 0 {
+        let _placing = lock(&shared.placement);
+        reclaim(shared, by_use.max(by_charge), by_configured);
     }
 }
 

@@ -97,6 +97,10 @@ pub(crate) struct Metrics {
     pub node_cold_starts: Counter,
     /// Node-wide: idle instances stopped, by why.
     pub evictions: Family<ReasonLabels, Counter>,
+    /// Times the scheduler looked at every queue on the node for idle instances to give way (memory was short).
+    /// The only walk over all functions outside the controller's tick: invocations on a node with room never
+    /// cause one.
+    pub reclaim_walks: Counter,
 }
 
 impl Metrics {
@@ -109,6 +113,7 @@ impl Metrics {
             init_duration: Family::new_with_constructor(latency_buckets),
             node_cold_starts: Counter::default(),
             evictions: Family::default(),
+            reclaim_walks: Counter::default(),
         }
     }
 
@@ -142,6 +147,11 @@ impl Metrics {
             self.node_cold_starts.clone(),
         );
         registry.register("evictions", "Idle instances stopped, by reason", self.evictions.clone());
+        registry.register(
+            "reclaim_walks",
+            "Times every queue on the node was searched for idle instances to give way",
+            self.reclaim_walks.clone(),
+        );
         let depth: Family<FunctionLabels, Gauge> = Family::default();
         for (labels, v) in queue_depth {
             depth.get_or_create(&labels).set(v);

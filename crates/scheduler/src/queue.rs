@@ -2,13 +2,14 @@
 //! and the controller step that starts and evicts instances from the pool rules.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use stoke_core::memory::{charge_mb, IdleInstance, DEFAULT_RESTART_MS};
 use stoke_core::pool::{
-    account_check_needed, idle_to_evict, init_backoff, instances_to_start, should_throttle, IdleInstance,
-    InstanceState, PoolSnapshot, Throttle,
+    account_check_needed, idle_to_evict, init_backoff, instances_to_start, should_throttle, InstanceState,
+    PoolSnapshot, Throttle,
 };
 use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
@@ -68,14 +69,76 @@ pub(crate) struct InstanceEntry {
     pub invocations: u64,
     pub init_duration: Option<Duration>,
     pub timeline: Vec<(InstanceState, i64)>,
+    /// What the node's memory ledger counts for it, in MB; 0 once released (evicted or gone).
+    pub charge_mb: u64,
 }
 
-impl InstanceEntry {
-    fn set(&mut self, state: InstanceState) {
-        self.state = state;
-        self.busy_since = (state == InstanceState::Busy).then(Instant::now);
-        self.held = false;
-        self.timeline.push((state, now_ms()));
+/// Instances by state, kept as they change, so that what an invocation reads of its pool costs the same
+/// however large the pool is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    starting: usize,
+    initializing: usize,
+    idle: usize,
+    /// Busy with an invocation that frees them for queued work when done.
+    busy: usize,
+    /// Busy with a preparation: held for one execution's step.
+    held: usize,
+    evicted: usize,
+}
+
+impl Counts {
+    fn slot(&mut self, state: InstanceState, held: bool) -> &mut usize {
+        match state {
+            InstanceState::Starting => &mut self.starting,
+            InstanceState::Initializing => &mut self.initializing,
+            InstanceState::Idle => &mut self.idle,
+            InstanceState::Busy if held => &mut self.held,
+            InstanceState::Busy => &mut self.busy,
+            InstanceState::Evicted => &mut self.evicted,
+        }
+    }
+
+    /// Counts against the account's allowance: starting, initialising or running something.
+    fn in_use(state: InstanceState) -> bool {
+        matches!(state, InstanceState::Starting | InstanceState::Initializing | InstanceState::Busy)
+    }
+}
+
+/// The invocations in flight (queued or running) of one function, averaged over time: what its pool must
+/// hold to serve a load that lasts, as opposed to a burst that drains on its own.
+#[derive(Debug)]
+struct LoadMeter {
+    in_flight: usize,
+    since: Instant,
+    window_start: Instant,
+    /// In-flight invocations × seconds since `window_start`.
+    area: f64,
+    /// The average of the last windows (halved each window).
+    average: Option<f64>,
+}
+
+impl LoadMeter {
+    fn new(now: Instant) -> Self {
+        LoadMeter { in_flight: 0, since: now, window_start: now, area: 0.0, average: None }
+    }
+
+    fn observe(&mut self, now: Instant, in_flight: usize) {
+        self.area += self.in_flight as f64 * now.saturating_duration_since(self.since).as_secs_f64();
+        self.since = now;
+        self.in_flight = in_flight;
+    }
+
+    /// Closes the window: its average joins the running one.
+    fn roll(&mut self, now: Instant) {
+        self.observe(now, self.in_flight);
+        let span = now.saturating_duration_since(self.window_start).as_secs_f64();
+        if span > 0.0 {
+            let window = self.area / span;
+            self.average = Some(self.average.map_or(window, |a| (a + window) / 2.0));
+        }
+        self.area = 0.0;
+        self.window_start = now;
     }
 }
 
@@ -107,7 +170,6 @@ fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
     Some(old.map_or(sample, |o| o * 0.8 + sample * 0.2))
 }
 
-#[derive(Default)]
 struct State {
     pending: VecDeque<Invocation>,
     waiters: VecDeque<Waiter>,
@@ -119,47 +181,143 @@ struct State {
     last_init_error: Option<Outcome>,
     /// Announced invocations not yet arrived, by when each announcement lapses (oldest first).
     forecast: VecDeque<Instant>,
+    counts: Counts,
+    /// The account's instances in use on the node (shared by all its queues).
+    account_in_use: Arc<AtomicUsize>,
+    load: LoadMeter,
+    /// Invocations arrived since the last tick, and the arrival rate they feed (calls per second).
+    arrivals: u64,
+    calls_per_s: f64,
+    last_tick: Option<Instant>,
+    /// The largest peak memory measured of the function's instances, in MB: what a new one is charged by.
+    peak_mb: Option<u64>,
+    /// How long idle instances waited before their next invocation, most recent last.
+    gaps: VecDeque<Duration>,
 }
 
 impl State {
-    fn count(&self, state: InstanceState) -> usize {
-        self.instances.values().filter(|i| i.state == state).count()
+    fn new(account_in_use: Arc<AtomicUsize>, stats: Stats) -> Self {
+        let now = Instant::now();
+        State {
+            pending: VecDeque::new(),
+            waiters: VecDeque::new(),
+            instances: HashMap::new(),
+            stats,
+            init_failures: 0,
+            backoff_until: None,
+            last_init_error: None,
+            forecast: VecDeque::new(),
+            counts: Counts::default(),
+            account_in_use,
+            load: LoadMeter::new(now),
+            arrivals: 0,
+            calls_per_s: 0.0,
+            // The first tick counts the arrivals since the queue was made.
+            last_tick: Some(now),
+            peak_mb: None,
+            gaps: VecDeque::with_capacity(stoke_core::keepalive::FREEZE_GAPS),
+        }
     }
 
     fn healthy(&self) -> usize {
-        self.count(InstanceState::Idle) + self.count(InstanceState::Busy)
+        self.counts.idle + self.counts.busy + self.counts.held
+    }
+
+    fn starting(&self) -> usize {
+        self.counts.starting + self.counts.initializing
+    }
+
+    /// Moves instance `id` to `state` (`held`: busy with a preparation), keeping the counts and the account's
+    /// instances in use true.
+    fn set(&mut self, id: u64, state: InstanceState, held: bool) {
+        let Some(e) = self.instances.get_mut(&id) else { return };
+        let (was, was_held) = (e.state, e.held);
+        e.state = state;
+        e.busy_since = (state == InstanceState::Busy).then(Instant::now);
+        e.held = held && state == InstanceState::Busy;
+        e.timeline.push((state, now_ms()));
+        let now_held = e.held;
+        *self.counts.slot(was, was_held) -= 1;
+        *self.counts.slot(state, now_held) += 1;
+        match (Counts::in_use(was), Counts::in_use(state)) {
+            (true, false) => {
+                self.account_in_use.fetch_sub(1, Ordering::Relaxed);
+            }
+            (false, true) => {
+                self.account_in_use.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds instance `id` in state `Starting`, charged `charge_mb`.
+    fn add(&mut self, id: u64, charge_mb: u64) {
+        let entry = InstanceEntry {
+            state: InstanceState::Starting,
+            busy_since: None,
+            held: false,
+            control: None,
+            invocations: 0,
+            init_duration: None,
+            timeline: vec![(InstanceState::Starting, now_ms())],
+            charge_mb,
+        };
+        self.instances.insert(id, entry);
+        self.counts.starting += 1;
+        self.account_in_use.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets instance `id`; returns the charge it still held.
+    fn remove(&mut self, id: u64) -> u64 {
+        self.waiters.retain(|w| w.instance != id);
+        let Some(e) = self.instances.remove(&id) else { return 0 };
+        *self.counts.slot(e.state, e.held) -= 1;
+        if Counts::in_use(e.state) {
+            self.account_in_use.fetch_sub(1, Ordering::Relaxed);
+        }
+        e.charge_mb
     }
 
     /// Records that instance `id` was handed an invocation (`held`: a preparation).
     fn mark_busy(&mut self, id: u64, held: bool) {
+        self.set(id, InstanceState::Busy, held);
         if let Some(e) = self.instances.get_mut(&id) {
-            e.set(InstanceState::Busy);
-            e.held = held;
             e.invocations += 1;
         }
     }
 
-    /// Busy instances, in one pass: how many are free for queued work when done, how many are held for a
-    /// workflow step, and when the longest-running invocation of the former began.
-    fn busy_and_held(&self) -> (usize, usize, Option<Instant>) {
-        let busy = self.instances.values().filter(|i| i.state == InstanceState::Busy);
-        busy.fold((0, 0, None), |(b, h, oldest), i| match (i.held, i.busy_since) {
-            (true, _) => (b, h + 1, oldest),
-            (false, since) => (b + 1, h, oldest.into_iter().chain(since).min()),
-        })
+    /// When the longest-running invocation of a busy instance (not a held one) began. Walks the function's
+    /// own instances: only the controller asks, when work is waiting.
+    fn running_since(&self) -> Option<Instant> {
+        if self.counts.busy == 0 {
+            return None;
+        }
+        self.instances.values().filter(|i| i.state == InstanceState::Busy && !i.held).filter_map(|i| i.busy_since).min()
     }
 
-    /// Takes the given instances out of the idle set and marks them evicted; returns their controls so the
-    /// caller can kill them after releasing the lock.
-    fn evict_waiting(&mut self, ids: &[u64]) -> Vec<Arc<dyn InstanceControl>> {
+    /// Invocations queued or running on an instance free for queued work, as the load meter counts them.
+    fn observe_load(&mut self, now: Instant) {
+        let in_flight = self.pending.len() + self.counts.busy;
+        self.load.observe(now, in_flight);
+    }
+
+    /// Takes the given instances out of the idle set, marks them evicted and takes their charge off the
+    /// node's ledger; returns their controls so the caller can kill them after releasing the lock, and the
+    /// charge and configured memory freed.
+    fn evict_waiting(&mut self, ids: &[u64], configured_mb: u64) -> (Vec<Arc<dyn InstanceControl>>, u64, u64) {
         self.waiters.retain(|w| !ids.contains(&w.instance));
-        ids.iter()
-            .filter_map(|id| {
-                let e = self.instances.get_mut(id)?;
-                e.set(InstanceState::Evicted);
-                e.control.clone()
-            })
-            .collect()
+        let (mut charged, mut configured) = (0, 0);
+        let mut controls = Vec::new();
+        for id in ids {
+            self.set(*id, InstanceState::Evicted, false);
+            let Some(e) = self.instances.get_mut(id) else { continue };
+            if e.charge_mb > 0 {
+                charged += std::mem::take(&mut e.charge_mb);
+                configured += configured_mb;
+            }
+            controls.extend(e.control.clone());
+        }
+        (controls, charged, configured)
     }
 }
 
@@ -170,21 +328,36 @@ pub(crate) struct FunctionQueue {
     retired: AtomicBool,
     pub code_dir: tokio::sync::OnceCell<std::path::PathBuf>,
     pub logs: LogBuffer,
+    /// How long an idle instance waits before it is frozen, in ms, from the function's own idle gaps
+    /// (`stoke_core::keepalive::freeze_after`, worked out each tick); 0 until then.
+    freeze_after_ms: AtomicU64,
 }
 
 impl FunctionQueue {
-    pub fn new(target: Arc<InvokeTarget>, log_lines: usize, learned: crate::Learned) -> Self {
+    pub fn new(
+        target: Arc<InvokeTarget>,
+        log_lines: usize,
+        learned: crate::Learned,
+        account_in_use: Arc<AtomicUsize>,
+    ) -> Self {
         let stats = Stats {
             recent_runs_s: learned.run.map(|d| d.as_secs_f64()).into_iter().collect(),
             init_s: learned.init.map(|d| d.as_secs_f64()),
         };
         Self {
             target,
-            state: Mutex::new(State { stats, ..State::default() }),
+            state: Mutex::new(State::new(account_in_use, stats)),
             retired: AtomicBool::new(false),
             code_dir: tokio::sync::OnceCell::new(),
             logs: LogBuffer::new(log_lines),
+            freeze_after_ms: AtomicU64::new(0),
         }
+    }
+
+    /// How long an idle instance of this function waits before it is frozen: `base` (the server's setting)
+    /// or longer, when the function's instances are usually reused after longer gaps than that.
+    pub fn freeze_after(&self, base: Duration) -> Duration {
+        Duration::from_millis(self.freeze_after_ms.load(Ordering::Relaxed)).max(base)
     }
 
     pub fn retire(&self) {
@@ -215,28 +388,31 @@ impl FunctionQueue {
 
     pub fn snapshot_now(&self, shared: &Shared) -> PoolSnapshot {
         let st = lock(&self.state);
-        self.snapshot(&st, shared)
+        self.snapshot(&st, shared, true)
     }
 
-    fn snapshot(&self, st: &State, shared: &Shared) -> PoolSnapshot {
+    /// What the pool rules see. Costs the same however large the pool is, but for `longest_running`, which
+    /// walks the function's busy instances and is read only when asked for.
+    fn snapshot(&self, st: &State, shared: &Shared, longest_running: bool) -> PoolSnapshot {
         let now = Instant::now();
-        let (busy, held, running_since) = st.busy_and_held();
+        let forecast = if st.forecast.is_empty() { 0 } else { st.forecast.iter().filter(|t| **t > now).count() };
         PoolSnapshot {
             queued: st.pending.len(),
-            forecast: st.forecast.iter().filter(|t| **t > now).count(),
+            forecast,
             idle: st.waiters.len(),
-            starting: st.count(InstanceState::Starting) + st.count(InstanceState::Initializing),
-            busy,
-            held,
+            starting: st.starting(),
+            busy: st.counts.busy,
+            held: st.counts.held,
             concurrency_limit: self.concurrency_limit(shared),
             min_warm: if self.is_retired() { 0 } else { self.target.config.min_warm as usize },
             max_starting: shared.settings.max_starting_per_function,
             first_wave: shared.settings.first_wave,
-            longest_running: running_since.map(|t| now - t),
+            longest_running: if longest_running { st.running_since().map(|t| now - t) } else { None },
             typical_duration: st.stats.run_s().map(Duration::from_secs_f64),
             typical_init: st.stats.init_s.map(Duration::from_secs_f64),
-            backing_off: st.backoff_until.is_some_and(|t| Instant::now() < t),
+            backing_off: st.backoff_until.is_some_and(|t| now < t),
             account_room: None,
+            sustained_load: st.load.average,
         }
     }
 
@@ -252,35 +428,80 @@ impl FunctionQueue {
         u64::from(self.target.config.memory_mb)
     }
 
-    /// Live instances, and the idle ones as candidates to make room on the node.
-    pub fn placement_view(&self, for_account: &stoke_core::AccountId) -> (usize, Vec<IdleInstance>) {
+    /// Live instances (not evicted).
+    pub fn live(&self) -> usize {
         let st = lock(&self.state);
-        let live = st.instances.values().filter(|i| i.state != InstanceState::Evicted).count();
-        let now = Instant::now();
-        let idle = st
-            .waiters
-            .iter()
-            .map(|w| IdleInstance {
-                id: w.instance,
-                memory_mb: self.memory_mb(),
-                idle_for: now - w.since,
-                same_account: &self.target.account == for_account,
-            })
-            .collect();
-        (live, idle)
+        st.instances.len() - st.counts.evicted
     }
 
-    /// Evicts one idle instance (to make room for another function); false if it is no longer idle.
-    pub fn evict_idle(&self, id: u64) -> bool {
-        let controls = {
+    /// What a new instance is charged: the function's largest measured peak plus headroom, or its configured
+    /// size before anything was measured.
+    pub fn new_instance_charge(&self) -> u64 {
+        charge_mb(self.memory_mb(), lock(&self.state).peak_mb)
+    }
+
+    /// Adds this queue's idle instances to `out`, as candidates to give way.
+    pub fn idle_candidates(&self, now: Instant, out: &mut Vec<IdleInstance>) {
+        let st = lock(&self.state);
+        let restart_ms = st.stats.init_s.map_or(DEFAULT_RESTART_MS, |s| s * 1000.0);
+        for w in &st.waiters {
+            let Some(e) = st.instances.get(&w.instance) else { continue };
+            out.push(IdleInstance {
+                id: w.instance,
+                charge_mb: e.charge_mb,
+                configured_mb: self.memory_mb(),
+                idle_for: now.saturating_duration_since(w.since),
+                calls_per_s: st.calls_per_s,
+                restart_ms,
+            });
+        }
+    }
+
+    /// Evicts one idle instance (its memory is needed); `None` if it is no longer idle, else the charge and
+    /// configured memory it freed.
+    pub fn evict_idle(&self, shared: &Shared, id: u64) -> Option<(u64, u64)> {
+        let (controls, charged, configured) = {
             let mut st = lock(&self.state);
             if !st.waiters.iter().any(|w| w.instance == id) {
-                return false;
+                return None;
             }
-            st.evict_waiting(&[id])
+            st.evict_waiting(&[id], self.memory_mb())
         };
+        shared.memory.release(charged, configured);
         controls.iter().for_each(|c| c.kill());
-        true
+        Some((charged, configured))
+    }
+
+    /// Records a measured peak of instance `id`: its charge follows, and new instances of the function are
+    /// charged by the largest peak measured.
+    pub fn measured(&self, shared: &Shared, id: u64, peak_mb: u64) {
+        let mut st = lock(&self.state);
+        st.peak_mb = Some(st.peak_mb.unwrap_or(0).max(peak_mb));
+        let configured = self.memory_mb();
+        if let Some(e) = st.instances.get_mut(&id) {
+            if e.charge_mb > 0 {
+                let charge = charge_mb(configured, Some(peak_mb)).max(1);
+                shared.memory.adjust(e.charge_mb, charge);
+                e.charge_mb = charge;
+            }
+        }
+    }
+
+    /// One controller tick: closes the load meter's window, updates the arrival rate, and works out when idle
+    /// instances freeze (from the gaps recorded since; `base` is the server's delay, `None`: never).
+    pub fn tick(&self, now: Instant, freeze_base: Option<Duration>) {
+        let mut st = lock(&self.state);
+        st.load.roll(now);
+        let dt = st.last_tick.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        st.calls_per_s = stoke_core::memory::update_rate(st.calls_per_s, st.arrivals, dt);
+        let arrived = std::mem::take(&mut st.arrivals) > 0;
+        st.last_tick = Some(now);
+        if let (Some(base), true) = (freeze_base, arrived) {
+            let gaps: Vec<Duration> = st.gaps.iter().copied().collect();
+            drop(st);
+            let after = stoke_core::keepalive::freeze_after(&gaps, base);
+            self.freeze_after_ms.store(after.as_millis() as u64, Ordering::Relaxed);
+        }
     }
 
     pub fn depth(&self) -> usize {
@@ -289,7 +510,7 @@ impl FunctionQueue {
 
     pub fn in_flight(&self) -> usize {
         let st = lock(&self.state);
-        st.pending.len() + st.count(InstanceState::Busy)
+        st.pending.len() + st.counts.busy + st.counts.held
     }
 
     pub fn instance_infos(&self) -> Vec<InstanceInfo> {
@@ -309,19 +530,9 @@ impl FunctionQueue {
             .collect()
     }
 
-    /// Records a new instance in state `Starting`.
-    pub fn add_instance(&self, id: u64) {
-        let mut entry = InstanceEntry {
-            state: InstanceState::Starting,
-            busy_since: None,
-            held: false,
-            control: None,
-            invocations: 0,
-            init_duration: None,
-            timeline: vec![],
-        };
-        entry.set(InstanceState::Starting);
-        lock(&self.state).instances.insert(id, entry);
+    /// Records a new instance in state `Starting`, charged `charge_mb` on the node's ledger.
+    pub fn add_instance(&self, id: u64, charge_mb: u64) {
+        lock(&self.state).add(id, charge_mb);
     }
 
     /// The workflow step a just-added instance is started for: the queued invocation that no other
@@ -329,8 +540,7 @@ impl FunctionQueue {
     /// may `prepare` that execution's later steps); any instance may still take the invocation.
     pub fn origin_of_new(&self) -> Option<crate::instance::Origin> {
         let st = lock(&self.state);
-        let starting = st.count(InstanceState::Starting) + st.count(InstanceState::Initializing);
-        let inv = st.pending.get(starting.checked_sub(1)?)?;
+        let inv = st.pending.get(st.starting().checked_sub(1)?)?;
         let execution = inv.request.execution.clone()?;
         let reservation = inv.reservation.as_ref();
         Some(crate::instance::Origin {
@@ -341,9 +551,10 @@ impl FunctionQueue {
     }
 
     pub fn set_control(&self, id: u64, control: Arc<dyn InstanceControl>) {
-        if let Some(e) = lock(&self.state).instances.get_mut(&id) {
+        let mut st = lock(&self.state);
+        if let Some(e) = st.instances.get_mut(&id) {
             e.control = Some(control);
-            e.set(InstanceState::Initializing);
+            st.set(id, InstanceState::Initializing, false);
         }
     }
 
@@ -360,15 +571,16 @@ impl FunctionQueue {
                 e.init_duration = Some(init);
             }
         }
+        let now = Instant::now();
         if let Some(inv) = st.pending.pop_front() {
             st.mark_busy(id, inv.reservation.is_some());
+            st.observe_load(now);
             return Ok(inv);
         }
         let (tx, rx) = oneshot::channel();
-        st.waiters.push_back(Waiter { instance: id, since: Instant::now(), tx });
-        if let Some(e) = st.instances.get_mut(&id) {
-            e.set(InstanceState::Idle);
-        }
+        st.waiters.push_back(Waiter { instance: id, since: now, tx });
+        st.set(id, InstanceState::Idle, false);
+        st.observe_load(now);
         Err(rx)
     }
 
@@ -381,22 +593,35 @@ impl FunctionQueue {
         first && !st.pending.is_empty()
     }
 
-    /// Removes a gone instance. If it never became ready, this is an initialisation failure: back off,
-    /// and fail queued invocations no healthy instance will take.
-    pub fn instance_gone(&self, id: u64, init_error: Option<Outcome>) -> Vec<Invocation> {
+    /// Removes a gone instance, taking what it still held off the node's ledger. If it never became ready,
+    /// this is an initialisation failure: back off, and fail queued invocations no healthy instance will take.
+    pub fn instance_gone(&self, shared: &Shared, id: u64, init_error: Option<Outcome>) -> Vec<Invocation> {
         let mut st = lock(&self.state);
-        st.waiters.retain(|w| w.instance != id);
-        st.instances.remove(&id);
+        let charge = st.remove(id);
+        if charge > 0 {
+            shared.memory.release(charge, self.memory_mb());
+        }
+        st.observe_load(Instant::now());
         let Some(error) = init_error else { return vec![] };
         st.init_failures += 1;
         st.backoff_until = Some(Instant::now() + init_backoff(st.init_failures));
         st.last_init_error = Some(error);
-        let starting = st.count(InstanceState::Starting) + st.count(InstanceState::Initializing);
-        if st.healthy() == 0 && starting == 0 {
-            st.pending.drain(..).collect()
+        if st.healthy() == 0 && st.starting() == 0 {
+            let failed: Vec<_> = st.pending.drain(..).collect();
+            st.observe_load(Instant::now());
+            failed
         } else {
             vec![]
         }
+    }
+
+    /// Takes invocation `id` back out of the queue, when no instance has taken it yet.
+    fn withdraw(&self, id: &str) -> Option<Invocation> {
+        let mut st = lock(&self.state);
+        let at = st.pending.iter().position(|i| &*i.id == id)?;
+        let inv = st.pending.remove(at);
+        st.observe_load(Instant::now());
+        inv
     }
 }
 
@@ -420,9 +645,10 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
     let _ = inv.responder.send(InvokeResult { request_id: inv.id.to_string(), outcome, report, log: vec![] });
 }
 
-/// Adds an invocation: straight to an idle instance if one is waiting, else to the queue (and the
-/// controller starts instances for it). Refuses at the concurrency limit, and during an init back-off
-/// when no instance is healthy.
+/// Adds an invocation: straight to an idle instance if one is waiting (the most recently idle: its caches
+/// are warm, it is not frozen, and the others can reach their keep-alive), else to the queue (and the
+/// controller starts instances for it). Refuses at the concurrency limit, during an init back-off when no
+/// instance is healthy, and when the function has no instance and the node's memory has no room for one.
 pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: Invocation) -> Result<(), InvokeError> {
     let mut account_room = None;
     loop {
@@ -430,8 +656,9 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
         if account_room.is_none() {
             // The invocation an announcement foresaw has come (once, not again on the second pass).
             st.forecast.pop_front();
+            st.arrivals += 1;
         }
-        let mut snap = queue.snapshot(&st, shared);
+        let mut snap = queue.snapshot(&st, shared, false);
         snap.account_room = account_room;
         if snap.backing_off && st.healthy() == 0 {
             if let Some(error) = st.last_init_error.clone() {
@@ -441,7 +668,8 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             }
         }
         if account_check_needed(&snap) {
-            // A node-wide count: taken without this queue's lock, then judged again on a fresh snapshot.
+            // The account's instances in use on the node: one counter, read without this queue's lock, then
+            // judged again on a fresh snapshot.
             drop(st);
             account_room = Some(crate::account_room(shared, queue));
             continue;
@@ -455,59 +683,158 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
                     queue.target.function, snap.concurrency_limit
                 ),
                 Throttle::Account => format!(
-                    "account {} is at its allowance of {} instances on this node, all busy",
+                    "account {} is at its allowance of {} instances in use on this node",
                     queue.target.account, shared.settings.account_concurrency
                 ),
             };
             return Err(InvokeError::Throttled { reason, retry_after_s: 1 });
         }
-        while let Some(w) = st.waiters.pop_front() {
+        while let Some(w) = st.waiters.pop_back() {
             let held = inv.reservation.is_some();
             match w.tx.send(inv) {
                 Ok(()) => {
+                    let now = Instant::now();
                     st.mark_busy(w.instance, held);
+                    st.observe_load(now);
+                    if st.gaps.len() == stoke_core::keepalive::FREEZE_GAPS {
+                        st.gaps.pop_front();
+                    }
+                    st.gaps.push_back(now.saturating_duration_since(w.since));
                     return Ok(());
                 }
                 // That instance stopped waiting (it went away); try the next one.
                 Err(back) => inv = back,
             }
         }
+        let id = inv.id.clone();
         st.pending.push_back(inv);
-        break;
+        st.observe_load(Instant::now());
+        drop(st);
+        let placed = reconcile(shared, queue);
+        if placed.short_of_memory && queue.live() == 0 {
+            // Nothing will take it: the function has no instance and the node's memory has no room for one
+            // (what is there is in use). Refused now, retryable, rather than left waiting.
+            if let Some(inv) = queue.withdraw(&id) {
+                drop(inv);
+                shared.metrics.throttles.get_or_create(&queue.labels()).inc();
+                shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
+                let ledger = shared.memory.ledger();
+                let reason = format!(
+                    "this node's memory is taken by instances in use ({} MB of its {} MB budget, {} MB configured \
+                     of the {} MB its overcommit allows); no instance of function {} can start",
+                    ledger.charged_mb,
+                    shared.settings.memory_budget_mb,
+                    ledger.configured_mb,
+                    shared.memory_policy().configured_limit_mb(),
+                    queue.target.function
+                );
+                return Err(InvokeError::Throttled { reason, retry_after_s: 1 });
+            }
+        }
+        return Ok(());
     }
-    reconcile(shared, queue);
-    Ok(())
+}
+
+/// What one placement did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Placed {
+    /// Fewer instances started than wanted because the node's memory had no room for them.
+    pub short_of_memory: bool,
 }
 
 /// One controller step for one queue: start what the pool rules ask for, evict idle instances past their
-/// keep-alive (all of them once the queue is retired).
-pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) {
-    let (to_start, to_evict) = {
+/// keep-alive (all of them once the queue is retired). Returns early, having read a few counters, when there
+/// is nothing to do — the tick calls it for every queue on the node.
+pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) -> Placed {
+    let retired = queue.is_retired();
+    let (to_start, to_evict, freed) = {
         let mut st = lock(&queue.state);
-        let snap = queue.snapshot(&st, shared);
-        let start = if queue.is_retired() && st.pending.is_empty() { 0 } else { instances_to_start(&snap) };
-        let keep_alive = if queue.is_retired() {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(u64::from(queue.target.config.keep_alive_s))
-        };
+        let keep_alive =
+            if retired { Duration::ZERO } else { Duration::from_secs(u64::from(queue.target.config.keep_alive_s)) };
         let now = Instant::now();
-        let idle: Vec<_> = st.waiters.iter().map(|w| (w.instance, now - w.since)).collect();
-        let evict = idle_to_evict(&idle, keep_alive, snap.min_warm, snap.total());
+        let oldest_idle = st.waiters.front().map(|w| now.saturating_duration_since(w.since));
+        let total = st.instances.len() - st.counts.evicted;
+        let min_warm = if retired { 0 } else { queue.target.config.min_warm as usize };
+        let quiet = st.pending.is_empty()
+            && st.forecast.is_empty()
+            && total >= min_warm
+            && oldest_idle.is_none_or(|idle| idle < keep_alive);
+        if quiet {
+            return Placed::default();
+        }
+        let snap = queue.snapshot(&st, shared, !st.pending.is_empty() || !st.forecast.is_empty());
+        let start = if retired && st.pending.is_empty() { 0 } else { instances_to_start(&snap) };
+        let evict = if oldest_idle.is_some_and(|idle| idle >= keep_alive) {
+            let idle: Vec<_> = st.waiters.iter().map(|w| (w.instance, now - w.since)).collect();
+            idle_to_evict(&idle, keep_alive, snap.min_warm, snap.total())
+        } else {
+            Vec::new()
+        };
         if start > 0 {
             tracing::debug!(
                 function = %queue.target.function, start, queued = snap.queued, forecast = snap.forecast,
                 idle = snap.idle, starting = snap.starting, busy = snap.busy, held = snap.held,
                 run = ?snap.typical_duration, init = ?snap.typical_init, longest_running = ?snap.longest_running,
-                "starting instances"
+                load = ?snap.sustained_load, "starting instances"
             );
         }
-        let why = if queue.is_retired() { Eviction::Drained } else { Eviction::KeepAlive };
+        let why = if retired { Eviction::Drained } else { Eviction::KeepAlive };
         shared.metrics.evicted(why, evict.len());
-        (start, st.evict_waiting(&evict))
+        let (controls, charged, configured) = st.evict_waiting(&evict, queue.memory_mb());
+        (start, controls, (charged, configured))
     };
+    shared.memory.release(freed.0, freed.1);
     for control in to_evict {
         control.kill();
     }
-    crate::place(shared, queue, to_start);
+    crate::place(shared, queue, to_start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_meter_averages_invocations_in_flight_over_time() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut meter = LoadMeter::new(t0);
+        meter.observe(t0, 4);
+        meter.observe(ms(100), 0);
+        meter.roll(ms(200));
+        assert_eq!(meter.average, Some(2.0), "4 for half the window, none for the other half");
+        // The next window: 6 throughout. The running average halves the old one into the new.
+        meter.observe(ms(200), 6);
+        meter.roll(ms(400));
+        assert_eq!(meter.average, Some(4.0));
+        // An empty window pulls it down.
+        meter.observe(ms(400), 0);
+        meter.roll(ms(600));
+        assert_eq!(meter.average, Some(2.0));
+    }
+
+    #[test]
+    fn counts_and_the_accounts_instances_in_use_follow_every_transition() {
+        let in_use = Arc::new(AtomicUsize::new(0));
+        let mut st = State::new(in_use.clone(), Stats::default());
+        let using = || in_use.load(Ordering::Relaxed);
+        st.add(1, 128);
+        st.add(2, 128);
+        assert_eq!((st.counts.starting, using()), (2, 2));
+        st.set(1, InstanceState::Initializing, false);
+        st.set(1, InstanceState::Idle, false);
+        assert_eq!((st.starting(), st.counts.idle, using()), (1, 1, 1), "idle instances are not in use");
+        st.mark_busy(1, false);
+        st.set(2, InstanceState::Initializing, false);
+        st.mark_busy(2, true);
+        assert_eq!((st.counts.busy, st.counts.held, st.healthy(), using()), (1, 1, 2, 2));
+        st.set(2, InstanceState::Idle, false);
+        assert_eq!((st.counts.held, st.counts.idle, using()), (0, 1, 1));
+        st.set(2, InstanceState::Evicted, false);
+        assert_eq!((st.counts.idle, st.counts.evicted, using()), (0, 1, 1));
+        assert_eq!(st.remove(2), 128, "a gone instance hands back its charge");
+        assert_eq!(st.remove(1), 128);
+        assert_eq!(st.remove(1), 0, "once");
+        assert_eq!((st.counts, using()), (Counts::default(), 0));
+    }
 }

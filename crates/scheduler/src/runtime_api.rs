@@ -140,6 +140,11 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     } else {
         None
     };
+    if first.is_some() {
+        // What the initialised instance really uses: the node's memory admission charges it by that from now
+        // on (and new instances of its function by the largest such peak).
+        ctx.peak_memory_bytes(true);
+    }
     let next = ctx.queue.next_for(ctx.id, first);
     if first.is_some() {
         // An instance is ready and its init time measured: size the pool again for what is still queued.
@@ -207,13 +212,15 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     (StatusCode::OK, headers, payload).into_response()
 }
 
-/// Waits for the next invocation; an instance idle for `freeze_idle_after` is frozen meanwhile, and thawed
-/// before it hears of the work (or of its eviction).
+/// Waits for the next invocation; an instance idle for `freeze_idle_after` — or longer, when its function's
+/// instances are usually reused after longer gaps (`FunctionQueue::freeze_after`) — is frozen meanwhile, and
+/// thawed before it hears of the work (or of its eviction).
 async fn wait_for_work<T>(
     ctx: &InstanceCtx,
     mut rx: tokio::sync::oneshot::Receiver<T>,
 ) -> Result<T, tokio::sync::oneshot::error::RecvError> {
-    let Some(after) = ctx.shared.settings.freeze_idle_after else { return rx.await };
+    let Some(base) = ctx.shared.settings.freeze_idle_after else { return rx.await };
+    let after = ctx.queue.freeze_after(base);
     if let Ok(done) = tokio::time::timeout(after, &mut rx).await {
         return done;
     }

@@ -47,7 +47,9 @@ pub struct ServerConfig {
     pub max_archive_mb: u64,
     /// Largest imported image, unpacked, in MB.
     pub max_image_mb: u64,
-    /// Most live instances one account may have.
+    /// Live instances' configured sizes may add up to at most this many times the memory budget.
+    pub memory_overcommit: f64,
+    /// Most instances one account may have in use (starting, initialising or busy).
     pub account_concurrency: usize,
     /// Which sandbox runs instances.
     pub sandbox: SandboxChoice,
@@ -250,6 +252,7 @@ impl Server {
         };
         let settings = stoke_scheduler::Settings {
             memory_budget_mb: u64::from(node.max_memory_mb),
+            memory_overcommit: config.memory_overcommit,
             account_concurrency: config.account_concurrency,
             freeze_idle_after: config.freeze_idle_after,
             reservation_ttl: config.reservation_ttl,

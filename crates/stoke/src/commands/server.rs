@@ -16,9 +16,15 @@ pub struct Args {
     #[arg(long, default_value = ServerConfig::DEFAULT_REGION)]
     region: String,
     /// Largest memory a function may ask for, and the node's budget for all live instances together, in MB
-    /// [default: the machine's memory].
+    /// [default: the machine's memory]. Instances are admitted by what they really use (their measured peak
+    /// plus headroom), each held to its own configured size.
     #[arg(long, value_name = "MB")]
     max_memory_mb: Option<u32>,
+    /// How many times the memory budget live instances' configured sizes may add up to. Idle instances give
+    /// way when either the budget or this bound is reached; 1 admits instances by their configured size.
+    #[arg(long, default_value_t = stoke_core::memory::DEFAULT_OVERCOMMIT, value_name = "FACTOR",
+          value_parser = parse_overcommit)]
+    memory_overcommit: f64,
     /// GPUs functions may use [default: NVIDIA devices found in /dev].
     #[arg(long, value_name = "N")]
     gpus: Option<u32>,
@@ -28,7 +34,8 @@ pub struct Args {
     /// Largest image `stoke image import` accepts, unpacked, in MB.
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_IMAGE_MB, value_name = "MB")]
     max_image_mb: u64,
-    /// Most live instances one account may have across its functions.
+    /// Most instances one account may have in use at once across its functions (starting, initialising or
+    /// running an invocation, as Lambda counts concurrency); idle warm instances do not count.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     account_concurrency: usize,
     /// Sandbox for function instances: `lean` (namespaces, read-only root, cgroups, seccomp; needs root),
@@ -90,6 +97,16 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+fn parse_overcommit(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number (e.g. 16)"))?;
+    if !(1.0..=1000.0).contains(&f) {
+        return Err(format!(
+            "{f} is out of range: the overcommit is at least 1 (admission by configured size) and at most 1000"
+        ));
+    }
+    Ok(f)
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +171,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         gpus: args.gpus,
         max_archive_mb: args.max_archive_mb,
         max_image_mb: args.max_image_mb,
+        memory_overcommit: args.memory_overcommit,
         account_concurrency: args.account_concurrency,
         sandbox: match args.sandbox {
             SandboxArg::Auto => SandboxChoice::Auto,
