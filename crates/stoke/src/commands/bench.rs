@@ -32,9 +32,10 @@ pub struct Args {
     /// function, at several concurrencies, per sandbox; draws a chart), `burst` (100 invocations at once onto
     /// a cold function), `noisy` (a quiet function's latency while another is flooded), `density` (1,000
     /// idle warm instances: what they cost) and `many` (the same load spread over 1, 10, 100 and 1,000
-    /// functions, then 1,000 active among 10,000 created: seed 004's table).
+    /// functions, then 1,000 active among 10,000 created: seed 004's table), `freeze` (what a thaw costs the
+    /// next call, and the adaptive freeze delay).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
-          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many"])]
+          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     prewarm: super::bench_prewarm::PrewarmArgs,
@@ -435,7 +436,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.scenarios.iter().any(|s| s == "layers") {
         results["layers"] = super::bench_layers::run(&args.layers)?;
     }
-    let load = ["burst", "noisy", "density", "many"];
+    let load = ["burst", "noisy", "density", "many", "freeze"];
     if args.scenarios.iter().any(|s| load.contains(&s.as_str())) {
         let bootstrap = rust_bootstrap(&args)?;
         if args.scenarios.iter().any(|s| s == "burst") {
@@ -450,6 +451,9 @@ pub fn run(args: Args) -> Result<()> {
         if args.scenarios.iter().any(|s| s == "many") {
             results["many"] = super::bench_many::many(&args.many, &bootstrap, args.rounds, args.seconds)?;
         }
+        if args.scenarios.iter().any(|s| s == "freeze") {
+            results["freeze"] = super::bench_many::freeze(&bootstrap, 20)?;
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
@@ -461,7 +465,7 @@ pub fn run(args: Args) -> Result<()> {
 fn rust_bootstrap(args: &Args) -> Result<Vec<u8>> {
     let Some(path) = &args.rust_bootstrap else {
         bail!(
-            "the core, burst, noisy, density and many scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
+            "the core, burst, noisy, density, many and freeze scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
              --scenarios prewarm"
         );
     };

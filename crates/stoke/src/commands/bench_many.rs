@@ -328,3 +328,66 @@ fn add_row(
         "p99_vs_one": base.map(|(_, b)| p99 / b), "cold_starts_per_run": cold, "evictions_per_run": evicted,
         "errors": r.errors, "clients": clients, "seconds": seconds}));
 }
+
+/// What freezing an idle instance costs its next invocation, and what the adaptive delay saves: the
+/// latency of a call after 300 ms of idleness on a server that never freezes and on one that freezes after
+/// 100 ms (each function's first gaps, before its usual gap is known); and, on the default server, a function
+/// called every 1.2 s — frozen and thawed for each call until its usual gap is known, then left unfrozen.
+pub(super) fn freeze(bootstrap: &[u8], samples: usize) -> Result<Value> {
+    let never = start_server("freeze-never", &["--freeze-after-ms", "0"])?;
+    let quick = start_server("freeze-100", &["--freeze-after-ms", "100"])?;
+    let default = start_server("freeze-default", &[])?;
+    let code = b64(&zip_with("bootstrap", 0o755, bootstrap)?);
+    for server in [&never, &quick, &default] {
+        for i in 0..samples {
+            let body = json!({"name": format!("idle-{i}"), "runtime": "provided.al2023", "code_base64": code});
+            server.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
+        }
+    }
+    let call = |client: &mut RawClient| -> Result<f64> {
+        let t = Instant::now();
+        match client.exchange() {
+            Ok(r) if r.status == 200 && !r.function_error => Ok(t.elapsed().as_secs_f64() * 1e6),
+            other => bail!("a freeze-scenario call failed: {other:?}"),
+        }
+    };
+    let (mut unfrozen, mut thawed) = (Vec::new(), Vec::new());
+    for i in 0..samples {
+        for (server, out) in [(&never, &mut unfrozen), (&quick, &mut thawed)] {
+            let url = format!("{}/v1/functions/idle-{i}/invoke", server.endpoint);
+            let mut client = RawClient::new(&url, Some(&server.key), b"{}")?;
+            call(&mut client)?;
+            std::thread::sleep(Duration::from_millis(300));
+            out.push(call(&mut client)?);
+        }
+    }
+    // Every 1.2 s on the default server (freeze after 1 s): the first five gaps are too few to go by.
+    let url = format!("{}/v1/functions/idle-0/invoke", default.endpoint);
+    let mut client = RawClient::new(&url, Some(&default.key), b"{}")?;
+    call(&mut client)?;
+    let (mut learning, mut learned) = (Vec::new(), Vec::new());
+    for k in 0..16 {
+        std::thread::sleep(Duration::from_millis(1200));
+        let us = call(&mut client)?;
+        if k < 5 {
+            learning.push(us);
+        } else if k > 6 {
+            learned.push(us);
+        }
+    }
+    let mut t = table(&["idle instance, next call", "calls", "latency p50 µs [min-max]"]);
+    let mut out = Vec::new();
+    for (label, v) in [
+        ("never frozen (--freeze-after-ms 0), after 300 ms idle", &mut unfrozen),
+        ("frozen after 100 ms, thawed for the call, after 300 ms idle", &mut thawed),
+        ("called every 1.2 s, default server: first five gaps (frozen after 1 s)", &mut learning),
+        ("called every 1.2 s, default server: once its gaps are known (not frozen)", &mut learned),
+    ] {
+        let (p50, lo, hi) = spread(v);
+        t.add_row(vec![label.to_string(), v.len().to_string(), format!("{p50:.0} [{lo:.0}-{hi:.0}]")]);
+        out.push(json!({"case": label, "calls": v.len(), "p50_us": p50, "min_us": lo, "max_us": hi}));
+    }
+    let thaw = spread(&mut thawed.clone()).0 - spread(&mut unfrozen.clone()).0;
+    println!("freezing idle instances ({} sandbox):\n{t}\na thaw costs the next call ≈ {thaw:.0} µs", never.sandbox);
+    Ok(json!({"rows": out, "thaw_cost_us": thaw, "sandbox": never.sandbox}))
+}
