@@ -119,10 +119,10 @@ const FREEZE_MARGIN: f64 = 1.5;
 pub const FREEZE_AFTER_MAX: Duration = Duration::from_secs(60);
 
 /// How long an idle instance of a function waits before it is frozen, from the function's recent idle gaps
-/// (how long its instances waited before their next invocation). Thawing costs the next invocation time
-/// (about 0.6 ms in BENCHMARKS.md), so an instance stays unfrozen through the gaps its function usually has —
-/// 90 % of them, with a 50 % margin — and is frozen once it has idled longer than that, when a long wait is
-/// likely and freezing pays. Never sooner than `base`, never later than [`FREEZE_AFTER_MAX`].
+/// (how long its instances waited before their next invocation). A freeze and its thaw cost work on every
+/// idle gap and save CPU only over a long one, so an instance stays unfrozen through the gaps its function
+/// usually has — 90 % of them, with a 50 % margin — and is frozen once it has idled longer than that, when a
+/// long wait is likely. Never sooner than `base`, never later than [`FREEZE_AFTER_MAX`].
 pub fn freeze_after(recent_gaps: &[Duration], base: Duration) -> Duration {
     if recent_gaps.len() < FREEZE_MIN_GAPS {
         return base;

@@ -48,9 +48,10 @@ pub struct PoolSnapshot {
     /// it is read only when [`account_check_needed`] says so.
     pub account_room: Option<usize>,
     /// The invocations in flight (queued, or running on an instance free for queued work when done), averaged
-    /// over the last half second or so; `None` before the first controller tick. A load that lasts needs as
-    /// many instances as it keeps in flight, however short each invocation is.
+    /// over the last half second or so; `None` before the first controller tick.
     pub sustained_load: Option<f64>,
+    /// The node's cores: a lasting load of short invocations keeps at most this many instances busy.
+    pub cores: usize,
 }
 
 impl PoolSnapshot {
@@ -74,11 +75,14 @@ pub fn is_available(s: &PoolSnapshot) -> bool {
 /// grows as soon as the first run ends, or once an invocation has run for two cold starts' time: the run
 /// time is then at least that long, whatever was measured before.
 ///
-/// A load that lasts is another matter: a queue that is never empty costs every invocation a wait for as
+/// A load that lasts is another matter: a queue that never empties costs every invocation a wait for as
 /// long as the load lasts, while a cold start is paid once. Once runs are measured, while work is queued,
-/// the pool grows to the [load it sustains](PoolSnapshot::sustained_load) — as many instances as it keeps
-/// invocations in flight — so 32 clients of one function are served by as many instances as 32 clients
-/// spread over many functions.
+/// the pool grows toward the [load it sustains](PoolSnapshot::sustained_load), up to one instance per
+/// [core](PoolSnapshot::cores): short invocations are CPU work, so more instances than cores cannot run any
+/// more of them at once — they would only contend for the cores with the node's other functions, whose
+/// invocations would then wait behind this one's (a flood kept in its own queue leaves them the slack). Long
+/// invocations grow the pool past that through the rule above, since waiting for them takes longer than a
+/// cold start.
 pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     if s.backing_off {
         return 0;
@@ -119,7 +123,7 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     let sustained = match (s.sustained_load, s.typical_duration) {
         (Some(load), Some(_)) if s.queued > 0 => {
             let serving = s.total() - s.held;
-            (load.ceil() as usize).saturating_sub(serving)
+            (load.ceil() as usize).min(s.cores.max(1)).saturating_sub(serving)
         }
         _ => 0,
     };
@@ -283,31 +287,40 @@ mod tests {
     }
 
     #[test]
-    fn a_lasting_load_grows_the_pool_to_what_it_keeps_in_flight() {
-        // 30 queued behind 2 instances of a 0.1 ms function: the queue drains long before a 20 ms cold start
+    fn a_lasting_load_of_short_invocations_grows_the_pool_to_one_instance_per_core() {
+        // 30 queued behind one instance of a 0.1 ms function: the queue drains long before a 20 ms cold start
         // would be ready, so a burst like this starts nothing…
         let s = PoolSnapshot {
             queued: 30,
-            busy: 2,
+            busy: 1,
             typical_duration: Some(Duration::from_micros(100)),
             typical_init: Some(Duration::from_millis(20)),
+            cores: 4,
             ..snap()
         };
         assert_eq!(instances_to_start(&s), 0);
-        // …but 11.5 invocations in flight on average over the last ticks is a load that lasts: 12 instances.
-        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(11.5), ..s }), 10);
-        // Up to the burst cap at a time.
-        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(31.2), ..s }), 16);
+        // …but 2.5 invocations in flight on average over the last ticks is a load that lasts: 3 instances.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(2.5), ..s }), 2);
+        // Never more than one per core: the rest wait in the function's own queue.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(31.2), ..s }), 3);
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(31.2), busy: 4, ..s }), 0);
         // Nothing queued now: the instances there are enough, whatever the average says.
-        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(11.5), queued: 0, ..s }), 0);
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(3.5), queued: 0, ..s }), 0);
         // Held instances serve their steps, not the load.
-        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(4.0), held: 3, ..s }), 2);
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(4.0), held: 2, ..s }), 3);
         // Before any run is measured, the first wave rules.
-        let cold = PoolSnapshot { queued: 30, busy: 2, sustained_load: Some(31.0), ..snap() };
+        let cold = PoolSnapshot { queued: 30, busy: 2, sustained_load: Some(31.0), cores: 4, ..snap() };
         assert_eq!(instances_to_start(&cold), 0);
         // Never past the function's limit.
-        let capped = PoolSnapshot { sustained_load: Some(31.0), concurrency_limit: 4, ..s };
-        assert_eq!(instances_to_start(&capped), 2);
+        let capped = PoolSnapshot { sustained_load: Some(31.0), concurrency_limit: 2, ..s };
+        assert_eq!(instances_to_start(&capped), 1);
+        // Long invocations are another rule's: 1 s each, 30 queued, 5 ms cold starts: one per invocation.
+        let long = PoolSnapshot {
+            typical_duration: Some(Duration::from_secs(1)),
+            typical_init: Some(Duration::from_millis(5)),
+            ..s
+        };
+        assert_eq!(instances_to_start(&long), 16, "up to the burst cap, past the cores");
     }
 
     #[test]

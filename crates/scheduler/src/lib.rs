@@ -243,6 +243,9 @@ pub struct Settings {
     /// Most Python zygotes kept, one per layer set (where the sandbox can): instances of Python functions
     /// with layers are forked from them. 0: none.
     pub zygotes: usize,
+    /// The node's cores (a lasting load of short invocations keeps at most this many instances of a function
+    /// busy).
+    pub cores: usize,
 }
 
 /// Twice the node's cores, at least 4.
@@ -265,6 +268,7 @@ impl Default for Settings {
             reservation_ttl: Duration::from_secs(60),
             generic: Vec::new(),
             zygotes: 0,
+            cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -387,6 +391,8 @@ pub(crate) struct Shared {
     /// Held while deciding where new instances fit, so two pools never claim the same free memory.
     placement: Mutex<()>,
     pub(crate) memory: NodeMemory,
+    /// Until when a search for idle instances to give way is not repeated, after one found none.
+    barren_until: Mutex<Option<std::time::Instant>>,
     /// Each account's instances in use on the node, shared by its queues.
     accounts: Mutex<HashMap<AccountId, Arc<AtomicUsize>>>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn Observer>>,
@@ -428,6 +434,7 @@ impl Scheduler {
             metrics: metrics::Metrics::new(),
             placement: Mutex::new(()),
             memory: NodeMemory::default(),
+            barren_until: Mutex::new(None),
             accounts: Mutex::new(HashMap::new()),
             observer: std::sync::OnceLock::new(),
             resolver: std::sync::OnceLock::new(),
@@ -769,6 +776,10 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
     queue::Placed { short_of_memory: admission.fits < want }
 }
 
+/// How long a search for idle instances to give way that found none is not repeated: a node full of busy
+/// instances refuses new ones at once (429) without searching every queue for each refusal.
+const BARREN_RETRY: Duration = Duration::from_millis(50);
+
 /// Evicts idle instances, least worth keeping first, until they free `charged_mb` of charge and
 /// `configured_mb` of configured memory (in batches of at least 1 % of the budget, so that a run of cold
 /// starts on a full node does not look at every instance for each one). Walks every queue: called only when
@@ -777,9 +788,12 @@ pub(crate) fn reclaim(shared: &Shared, charged_mb: u64, configured_mb: u64) -> u
     if charged_mb == 0 && configured_mb == 0 {
         return 0;
     }
+    let now = std::time::Instant::now();
+    if lock(&shared.barren_until).is_some_and(|until| now < until) {
+        return 0;
+    }
     shared.metrics.reclaim_walks.inc();
     let queues = lock(&shared.queues).all();
-    let now = std::time::Instant::now();
     let mut idle = Vec::new();
     let mut owners = HashMap::new();
     for q in &queues {
@@ -802,6 +816,8 @@ pub(crate) fn reclaim(shared: &Shared, charged_mb: u64, configured_mb: u64) -> u
     shared.metrics.evicted(metrics::Eviction::Reclaimed, evicted);
     if evicted > 0 {
         tracing::debug!(evicted, charged_mb, configured_mb, "reclaimed idle instances' memory");
+    } else {
+        *lock(&shared.barren_until) = Some(now + BARREN_RETRY);
     }
     evicted
 }

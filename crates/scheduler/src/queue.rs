@@ -413,6 +413,7 @@ impl FunctionQueue {
             backing_off: st.backoff_until.is_some_and(|t| now < t),
             account_room: None,
             sustained_load: st.load.average,
+            cores: shared.settings.cores,
         }
     }
 

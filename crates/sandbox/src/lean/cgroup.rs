@@ -231,7 +231,8 @@ impl Layout {
     /// Creates instance `id`'s groups with its limits.
     pub fn create(&self, server: u32, id: u64, limits: &Limits) -> io::Result<Group> {
         let mut dirs = Vec::new();
-        let mut group = Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new() };
+        let mut group =
+            Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new(), peak: Default::default() };
         for (ctrl, h) in &self.controllers {
             let (base, v2) = server_dir(h, self.place, server);
             let dir = base.join(format!("i{id}"));
@@ -342,6 +343,9 @@ pub struct Group {
     freezer: Option<(PathBuf, bool)>,
     /// Each controller's directory and whether it is v2.
     controllers: Vec<(&'static str, PathBuf, bool)>,
+    /// The peak memory file, opened on first read and re-read in place: each REPORT samples it, and an
+    /// open and close on the cgroup file system cost most of a read.
+    peak: std::sync::OnceLock<Option<fs::File>>,
 }
 
 impl Group {
@@ -385,9 +389,15 @@ impl Group {
 
     /// Peak memory use in bytes.
     pub fn peak_memory(&self) -> Option<u64> {
-        let (dir, v2) = self.memory.as_ref()?;
-        let file = if *v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
-        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+        use std::os::unix::fs::FileExt;
+        let file = self.peak.get_or_init(|| {
+            let (dir, v2) = self.memory.as_ref()?;
+            fs::File::open(dir.join(if *v2 { "memory.peak" } else { "memory.max_usage_in_bytes" })).ok()
+        });
+        // A cgroup file read from its start shows the value as it is now.
+        let mut buf = [0u8; 32];
+        let n = file.as_ref()?.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
     /// How many processes the kernel killed for running out of the group's memory.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::bench::{b64, percentile, spread, start_server, zip_with, BenchServer, Run};
+use super::bench::{b64, percentile, process_cpu_ns, spread, start_server, zip_with, BenchServer, Run};
 use crate::loadgen::RawClient;
 use crate::output::table;
 
@@ -172,6 +172,9 @@ struct Row {
     p99: Vec<f64>,
     cold_starts: Vec<f64>,
     evictions: Vec<f64>,
+    /// CPU µs per invocation: the server's, and the whole machine's (server, instances, kernel, load generator).
+    server_cpu_us: Vec<f64>,
+    machine_cpu_us: Vec<f64>,
     errors: usize,
 }
 
@@ -185,9 +188,23 @@ impl Row {
             p99: vec![],
             cold_starts: vec![],
             evictions: vec![],
+            server_cpu_us: vec![],
+            machine_cpu_us: vec![],
             errors: 0,
         }
     }
+}
+
+/// CPU time every core of the machine has spent busy (not idle or waiting for I/O) so far, in ns.
+fn machine_busy_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest…: user, nice, system, irq and softirq (guest time
+    // is inside user already; steal is the hypervisor's).
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|i| ticks.get(*i)).sum();
+    // USER_HZ is 100 on Linux.
+    Some(busy * 10_000_000)
 }
 
 /// Runs every row once per round, in turn.
@@ -195,8 +212,16 @@ fn measure(server: &BenchServer, rows: &mut [Row], clients: usize, rounds: usize
     for round in 0..rounds {
         for row in rows.iter_mut() {
             let before = counters(server)?;
+            let (server_before, machine_before) = (process_cpu_ns(server.pid()), machine_busy_ns());
             let mut run = spread_load(server, row.active, clients, seconds)?;
+            let (server_after, machine_after) = (process_cpu_ns(server.pid()), machine_busy_ns());
             let after = counters(server)?;
+            let per_call = |a: Option<u64>, b: Option<u64>| {
+                let calls = run.latencies_us.len().max(1) as f64;
+                Some(a?.saturating_sub(b?) as f64 / 1000.0 / calls)
+            };
+            row.server_cpu_us.extend(per_call(server_after, server_before));
+            row.machine_cpu_us.extend(per_call(machine_after, machine_before));
             run.latencies_us.sort_unstable();
             let tput = run.latencies_us.len() as f64 / run.elapsed.as_secs_f64();
             let (cold, evicted) = (after.cold_starts - before.cold_starts, after.evictions - before.evictions);
@@ -259,6 +284,10 @@ pub(super) fn many(args: &ManyArgs, bootstrap: &[u8], rounds: usize, seconds: f6
             started.elapsed().as_secs_f64()
         );
         nodes.push(node_line(&server, &format!("{created} functions invoked once"))?);
+        // The active functions were the least recently used while the others were warmed: invoke each once
+        // more, as they were before the first rows, so the rows measure the active set warm among the rest.
+        warm(&server, 0, active)?;
+        nodes.push(node_line(&server, &format!("the {active} active functions invoked once more"))?);
         second = vec![Row::new(1, created), Row::new(active, created)];
         measure(&server, &mut second, args.many_clients, rounds, seconds)?;
         nodes.push(node_line(&server, &format!("the rounds over 1 and {active} of {created} functions"))?);
@@ -273,6 +302,8 @@ pub(super) fn many(args: &ManyArgs, bootstrap: &[u8], rounds: usize, seconds: f6
         "p99 vs 1 function",
         "cold starts / run",
         "evictions / run",
+        "server CPU µs/inv",
+        "machine CPU µs/inv",
         "errors",
     ]);
     let mut out = Vec::new();
@@ -310,6 +341,9 @@ fn add_row(
     let p99 = spread(&mut r.p99).0;
     let cold = spread(&mut r.cold_starts).0;
     let evicted = spread(&mut r.evictions).0;
+    let median = |v: &mut Vec<f64>| (!v.is_empty()).then(|| spread(v).0);
+    let (server_cpu, machine_cpu) = (median(&mut r.server_cpu_us), median(&mut r.machine_cpu_us));
+    let us = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0}"));
     let ratio = |x: f64, b: f64| format!("{:.2}×", x / b);
     t.add_row(vec![
         r.active.to_string(),
@@ -321,11 +355,14 @@ fn add_row(
         base.map_or("—".into(), |(_, b)| ratio(p99, b)),
         format!("{cold:.0}"),
         format!("{evicted:.0}"),
+        us(server_cpu),
+        us(machine_cpu),
         r.errors.to_string(),
     ]);
     out.push(json!({"functions": r.active, "created": r.created, "throughput_median": tput, "throughput_min": lo,
         "throughput_max": hi, "throughput_vs_one": base.map(|(b, _)| tput / b), "p50_us": p50, "p99_us": p99,
         "p99_vs_one": base.map(|(_, b)| p99 / b), "cold_starts_per_run": cold, "evictions_per_run": evicted,
+        "server_cpu_us_per_invocation": server_cpu, "machine_cpu_us_per_invocation": machine_cpu,
         "errors": r.errors, "clients": clients, "seconds": seconds}));
 }
 
