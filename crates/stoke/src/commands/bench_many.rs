@@ -207,8 +207,18 @@ fn machine_busy_ns() -> Option<u64> {
     Some(busy * 10_000_000)
 }
 
-/// Runs every row once per round, in turn.
+/// Runs every row once per round, in turn, after one unmeasured run over the most functions any row calls
+/// (the pools settle, as a platform's would under a load that has lasted a while; what it took is printed).
 fn measure(server: &BenchServer, rows: &mut [Row], clients: usize, rounds: usize, seconds: f64) -> Result<()> {
+    let widest = rows.iter().map(|r| r.active).max().unwrap_or(1);
+    let before = counters(server)?;
+    spread_load(server, widest, clients, seconds)?;
+    let after = counters(server)?;
+    eprintln!(
+        "many: settling run over {widest} functions: {} cold starts, {} evictions",
+        after.cold_starts - before.cold_starts,
+        after.evictions - before.evictions
+    );
     for round in 0..rounds {
         for row in rows.iter_mut() {
             let before = counters(server)?;
