@@ -207,10 +207,27 @@ fn machine_busy_ns() -> Option<u64> {
     Some(busy * 10_000_000)
 }
 
+/// Waits until the machine is quiet — under a third of a core busy over a second, for at most two minutes —
+/// after a warm-up: instances evicted meanwhile are still being torn down (namespaces, mounts, cgroups) well
+/// after the eviction, and the rows would measure that.
+fn wait_quiet() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let before = machine_busy_ns();
+        std::thread::sleep(Duration::from_secs(1));
+        match (before, machine_busy_ns()) {
+            (Some(b), Some(a)) if a.saturating_sub(b) < 330_000_000 => return,
+            (None, _) | (_, None) => return,
+            _ => {}
+        }
+    }
+}
+
 /// Runs every row once per round, in turn, after one unmeasured run over the most functions any row calls
 /// (the pools settle, as a platform's would under a load that has lasted a while; what it took is printed).
 fn measure(server: &BenchServer, rows: &mut [Row], clients: usize, rounds: usize, seconds: f64) -> Result<()> {
     let widest = rows.iter().map(|r| r.active).max().unwrap_or(1);
+    wait_quiet();
     let before = counters(server)?;
     spread_load(server, widest, clients, seconds)?;
     let after = counters(server)?;
