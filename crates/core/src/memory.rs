@@ -114,6 +114,34 @@ pub fn pressure_reclaim_mb(working_set_mb: u64, budget_mb: u64) -> u64 {
     working_set_mb - (budget_mb as f64 * PRESSURE_LOW) as u64
 }
 
+/// The node as a whole, for an administrator (`GET /v1/node`) and the benchmarks: what its live instances
+/// hold in memory, and what the node has done since it started.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeStatus {
+    /// Memory all live instances together may use, in MB.
+    pub memory_budget_mb: u64,
+    /// How far their configured sizes may add up beyond the budget (`--memory-overcommit`).
+    pub memory_overcommit: f64,
+    /// Live instances (starting, initialising, idle or busy), of every account.
+    pub instances: usize,
+    /// What admission counts for them: each one's measured peak plus headroom (its configured size until it
+    /// was measured), added up, in MB.
+    pub charged_mb: u64,
+    /// Their configured memory sizes added up, in MB.
+    pub configured_mb: u64,
+    /// What they use together now (their working set), in MB, where the sandbox can measure it.
+    pub used_mb: Option<u64>,
+    /// Invocations that waited for an instance to initialise, since the node started.
+    pub cold_starts: u64,
+    /// Idle instances stopped since the node started, by why: `keep_alive` (idle past the keep-alive),
+    /// `reclaimed` (their memory was needed), `drained` (their function changed or went away).
+    pub evictions: std::collections::BTreeMap<String, u64>,
+    /// Times every queue on the node was searched for idle instances to give way (memory was short): the one
+    /// walk over all functions an invocation can cause.
+    pub reclaim_walks: u64,
+}
+
 /// An idle instance anywhere on the node, as a candidate to give way.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IdleInstance {

@@ -287,32 +287,7 @@ pub struct InstanceInfo {
     pub timeline: Vec<(InstanceState, i64)>,
 }
 
-/// The node as a whole, for an administrator's `stoke instances` and the benchmarks: what its live instances
-/// hold in memory, and what the node has done since it started.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeStatus {
-    /// Memory all live instances together may use, in MB.
-    pub memory_budget_mb: u64,
-    /// How far their configured sizes may add up beyond the budget.
-    pub memory_overcommit: f64,
-    /// Live instances (starting, initialising, idle or busy), of every account.
-    pub instances: usize,
-    /// What admission counts for them: each one's measured peak plus headroom (its configured size before it
-    /// was measured), added up, in MB.
-    pub charged_mb: u64,
-    /// Their configured memory sizes added up, in MB.
-    pub configured_mb: u64,
-    /// What they use together now, as the sandbox measures it (their working set), in MB; `None` where the
-    /// sandbox cannot tell.
-    pub used_mb: Option<u64>,
-    /// Invocations that waited for an instance to initialise, since the node started.
-    pub cold_starts: u64,
-    /// Idle instances stopped since the node started, by why: `keep_alive` (idle past the keep-alive),
-    /// `reclaimed` (their memory was needed), `drained` (their function changed or went away).
-    pub evictions: std::collections::BTreeMap<String, u64>,
-    /// Times every queue was searched for idle instances to give way (memory was short).
-    pub reclaim_walks: u64,
-}
+pub use stoke_core::memory::NodeStatus;
 
 /// Queues taking work, by target key; and queues being drained (their function changed or went away),
 /// still reconciled until their last instance is gone.

@@ -159,8 +159,9 @@ mod tests {
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
     }
 
-    #[test]
-    fn repeats_a_request_over_one_connection() {
+    /// A server for one connection: reads three requests with a `{}` body, answers each with `reply`, and
+    /// returns them.
+    fn serve_three(reply: &'static [u8]) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -175,10 +176,16 @@ mod tests {
                     req.extend_from_slice(&buf[..n]);
                 }
                 seen.push(String::from_utf8(req).unwrap());
-                conn.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 5\r\n\r\nhello").unwrap();
+                conn.write_all(reply).unwrap();
             }
             seen
         });
+        (addr, server)
+    }
+
+    #[test]
+    fn repeats_a_request_over_one_connection() {
+        let (addr, server) = serve_three(b"HTTP/1.1 202 Accepted\r\ncontent-length: 5\r\n\r\nhello");
         let mut client = RawClient::new(&format!("http://{addr}/x/y"), Some("k"), b"{}").unwrap();
         for _ in 0..3 {
             assert_eq!(client.exchange().unwrap(), Reply { status: 202, function_error: false, body_len: 5 });
@@ -190,30 +197,14 @@ mod tests {
 
     #[test]
     fn sends_each_request_to_the_path_asked_for() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut firsts = Vec::new();
-            let mut buf = [0u8; 4096];
-            for _ in 0..3 {
-                let mut req = Vec::new();
-                while !(req.windows(4).any(|w| w == b"\r\n\r\n") && req.ends_with(b"{}")) {
-                    let n = conn.read(&mut buf).unwrap();
-                    req.extend_from_slice(&buf[..n]);
-                }
-                let text = String::from_utf8(req).unwrap();
-                firsts.push(text.lines().next().unwrap().to_string());
-                conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
-            }
-            firsts
-        });
+        let (addr, server) = serve_three(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
         let mut client =
             RawClient::to_paths(&format!("http://{addr}/fn/"), &["a/invoke", "b/invoke"], None, b"{}").unwrap();
         for n in [1, 0, 3] {
             assert_eq!(client.exchange_nth(n).unwrap().status, 200);
         }
-        let firsts = server.join().unwrap();
+        let firsts: Vec<String> =
+            server.join().unwrap().iter().map(|r| r.lines().next().unwrap().to_string()).collect();
         assert_eq!(firsts, ["POST /fn/b/invoke HTTP/1.1", "POST /fn/a/invoke HTTP/1.1", "POST /fn/b/invoke HTTP/1.1"]);
     }
 }

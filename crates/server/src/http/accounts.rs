@@ -48,6 +48,6 @@ pub async fn node(State(s): State<AppState>, caller: Caller) -> Json<NodeView> {
         max_archive_bytes: s.registry.archive_limits().max_archive_bytes,
         region: s.region.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        status: caller.account.is_admin.then(|| s.invoker.scheduler().node_status().into()),
+        status: caller.account.is_admin.then(|| s.invoker.scheduler().node_status()),
     })
 }

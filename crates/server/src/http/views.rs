@@ -234,47 +234,5 @@ pub struct NodeView {
     /// What the node's instances hold and what it has done since it started (every account's): shown to
     /// administrators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<NodeStatusView>,
-}
-
-/// The node as a whole (every account's instances).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct NodeStatusView {
-    /// Memory all live instances together may use, in MB.
-    pub memory_budget_mb: u64,
-    /// How far their configured sizes may add up beyond the budget (`--memory-overcommit`).
-    pub memory_overcommit: f64,
-    /// Live instances (starting, initialising, idle or busy).
-    pub instances: usize,
-    /// What admission counts for them: each one's measured peak plus headroom (its configured size until it
-    /// was measured), added up, in MB.
-    pub charged_mb: u64,
-    /// Their configured memory sizes added up, in MB.
-    pub configured_mb: u64,
-    /// What they use together now (their working set), in MB, where the sandbox can measure it.
-    pub used_mb: Option<u64>,
-    /// Invocations that waited for an instance to initialise.
-    pub cold_starts: u64,
-    /// Idle instances stopped, by why: `keep_alive` (idle past the keep-alive), `reclaimed` (their memory
-    /// was needed), `drained` (their function changed or went away).
-    pub evictions: std::collections::BTreeMap<String, u64>,
-    /// Times every queue on the node was searched for idle instances to give way (memory was short): the
-    /// one walk over all functions an invocation can cause.
-    pub reclaim_walks: u64,
-}
-
-impl From<stoke_scheduler::NodeStatus> for NodeStatusView {
-    fn from(n: stoke_scheduler::NodeStatus) -> Self {
-        NodeStatusView {
-            memory_budget_mb: n.memory_budget_mb,
-            memory_overcommit: n.memory_overcommit,
-            instances: n.instances,
-            charged_mb: n.charged_mb,
-            configured_mb: n.configured_mb,
-            used_mb: n.used_mb,
-            cold_starts: n.cold_starts,
-            evictions: n.evictions,
-            reclaim_walks: n.reclaim_walks,
-        }
-    }
+    pub status: Option<stoke_core::memory::NodeStatus>,
 }
