@@ -137,6 +137,12 @@ def main():
 
     e = expect_error("ResourceNotFoundException", lam.invoke, FunctionName="nope")
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # A payload that is not JSON is refused before any instance runs, as Lambda does, sync or Event.
+    for kind in ("RequestResponse", "Event"):
+        e = expect_error("InvalidRequestContentException", lam.invoke, FunctionName="b3", InvocationType=kind,
+                         Payload=b"not json {")
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "Could not parse request body into json" in e.response["Error"]["Message"], e.response
     expect_error("ResourceNotFoundException", lam.get_alias, FunctionName="b3", Name="nope")
     expect_error("ResourceConflictException", lam.create_alias, FunctionName="b3", Name="prod", FunctionVersion="1")
     expect_error("InvalidParameterValueException", lam.update_function_configuration, FunctionName="b3", MemorySize=200)

@@ -5,6 +5,7 @@
 //! transition table of the function manager, alias routing, and timestamp formatting.
 
 pub mod alias;
+pub mod archive;
 pub mod config;
 pub mod cost;
 pub mod event;

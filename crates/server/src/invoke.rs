@@ -29,6 +29,9 @@ pub enum InvokeFailure {
     StillUpdating(String, u64),
     #[error("the event is {size} bytes; the limit for a synchronous invocation is {limit}")]
     PayloadTooLarge { size: usize, limit: usize },
+    /// The event is not JSON (Lambda refuses it before any function runs).
+    #[error("the event is not JSON: {0}; send a JSON document (or nothing, for {{}})")]
+    InvalidPayload(String),
     #[error("{0}")]
     Scheduler(#[from] InvokeError),
 }
@@ -152,13 +155,19 @@ impl Invoker {
         Ok(resolution)
     }
 
-    /// The event as the function will get it: at most [`MAX_PAYLOAD_BYTES`], and `{}` when empty (as on
-    /// Lambda, where an invocation without a payload gets an empty object).
+    /// The event as the function will get it: at most [`MAX_PAYLOAD_BYTES`], a JSON document, and `{}` when
+    /// empty (as on Lambda, where an invocation without a payload gets an empty object and one that is not
+    /// JSON is refused before any function runs).
     pub fn payload(body: Bytes) -> Result<Bytes, InvokeFailure> {
         if body.len() > MAX_PAYLOAD_BYTES {
             return Err(InvokeFailure::PayloadTooLarge { size: body.len(), limit: MAX_PAYLOAD_BYTES });
         }
-        Ok(if body.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { body })
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Bytes::from_static(b"{}"));
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| InvokeFailure::InvalidPayload(e.to_string()))?;
+        Ok(body)
     }
 
     /// DryRun: checks that the reference resolves and would be admitted; returns what it would run (its

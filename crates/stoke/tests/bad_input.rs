@@ -397,3 +397,86 @@ fn a_refusal_reaches_a_client_that_sends_the_whole_body_before_reading() {
     assert_eq!(code, 200);
     assert_eq!(list["functions"].as_array().map(Vec::len), Some(0), "{list}");
 }
+
+/// A zip of files (`None`) and symlinks (`Some(target)`).
+fn zip_with_links(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, target) in entries {
+        match target {
+            Some(t) => w.add_symlink(*name, *t, zip::write::SimpleFileOptions::default()).unwrap(),
+            None => {
+                w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+                w.write_all(b"def handler(e, c):\n    return 1\n").unwrap();
+            }
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A zip whose one file really holds `size` zero bytes but whose headers claim 100.
+fn understated_zip(size: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("app.py", options).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..size / chunk.len() {
+        w.write_all(&chunk).unwrap();
+    }
+    let mut z = w.finish().unwrap().into_inner();
+    for (sig, offset) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+        let at = z.windows(4).position(|w| w == sig).unwrap() + offset;
+        z[at..at + 4].copy_from_slice(&100u32.to_le_bytes());
+    }
+    z
+}
+
+#[test]
+fn hostile_archives_are_refused_at_upload_naming_the_entry_and_store_nothing() {
+    let s = TestServer::start();
+    let b64 = |z: &[u8]| base64::engine::general_purpose::STANDARD.encode(z);
+    let create = |name: &str, zip: &[u8]| {
+        let body = json!({"name": name, "runtime": "python3.12", "handler": "app.handler", "code_base64": b64(zip)});
+        s.post("/v1/functions", body)
+    };
+    // Entries written through a symlink that leaves the archive: refused naming the link.
+    for (entries, needle) in [
+        (vec![("app.py", None), ("out", Some("/tmp")), ("out/x", None)], "\"out\""),
+        (vec![("app.py", None), ("a/b", Some("..")), ("a/c", Some("b/../..")), ("a/c/x", None)], "\"a/b\""),
+        (vec![("app.py", None), ("d", Some("/tmp")), ("d/x", None)], "\"d\""),
+    ] {
+        let resp = create("evil", &zip_with_links(&entries));
+        assert_error(&resp, 400, "invalid_archive", needle);
+        assert_error(&resp, 400, "invalid_archive", "symlink");
+    }
+    // Headers claiming 100 bytes over 300 MiB of zeros: refused on the bytes really inflated.
+    let resp = create("bomb", &understated_zip(300 << 20));
+    assert!(resp.0 == 413 || resp.0 == 400, "{resp:?}");
+    assert!(resp.1["error"]["code"] == "archive_too_large" || resp.1["error"]["code"] == "invalid_archive", "{resp:?}");
+    // A layer with a link out of it: a client's bad archive, 400, never a 500.
+    let layer = json!({"code_base64": b64(&zip_with_links(&[("python/x.py", None), ("python/out", Some("/etc"))]))});
+    let resp = s.post("/v1/layers/evil/versions", layer);
+    assert_error(&resp, 400, "invalid_archive", "\"python/out\"");
+    // Nothing was stored.
+    let (_, list) = s.get("/v1/functions");
+    assert_eq!(list["functions"].as_array().map(Vec::len), Some(0), "{list}");
+    assert_eq!(s.get("/v1/layers/evil/versions").0, 404);
+}
+
+#[test]
+fn an_event_that_is_not_json_is_refused_before_any_instance_runs() {
+    let s = TestServer::start();
+    python_fn(&s, "echo", "def handler(e, c):\n    return e\n", json!({}));
+    for body in [&b"not json {"[..], b"{\"a\": 1", b"\xff\xfe"] {
+        let resp = s.call(s.req(Method::POST, "/v1/functions/echo/invoke").body(body.to_vec()));
+        assert_error(&resp, 400, "invalid_request_content", "not JSON");
+    }
+    let (_, list) = s.get("/v1/instances?function=echo");
+    assert_eq!(list["instances"].as_array().map(Vec::len), Some(0), "no instance was started: {list}");
+    // JSON of any kind still runs, and an empty body is {}.
+    for (body, out) in [(&b"\"HelloWorld\""[..], json!("HelloWorld")), (b"0", json!(0)), (b"", json!({}))] {
+        let (status, got) = s.call(s.req(Method::POST, "/v1/functions/echo/invoke").body(body.to_vec()));
+        assert_eq!((status, got), (200, out));
+    }
+}

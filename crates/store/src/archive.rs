@@ -1,11 +1,15 @@
-//! Checks an uploaded code archive and normalises it to a zip.
+//! Checks an uploaded code or layer archive and normalises it to a zip.
 //!
 //! Zips are kept byte for byte (so the sha256 a user computes matches ours); a tar.gz is converted to a
-//! zip that keeps file modes (a `bootstrap` stays executable). Both are checked for size, for a total
-//! unpacked size (zip bombs), and for entries that would escape the code directory.
+//! zip that keeps file modes (a `bootstrap` stays executable). Both go through one policy,
+//! `stoke_core::archive::EntryCheck`, entry by entry before anything is written: names and symlinks that
+//! stay inside the root, nothing written through a link, and the unpacked size counted on the bytes really
+//! inflated (a zip bomb is stopped at the limit, whatever its headers claim).
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read, Write};
+
+use stoke_core::archive::{EntryCheck, EntryKind};
 
 /// Size limits for archives.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +26,7 @@ impl Default for ArchiveLimits {
     fn default() -> Self {
         Self {
             max_archive_bytes: 50 * 1024 * 1024,
-            max_unpacked_bytes: 250 * 1024 * 1024,
+            max_unpacked_bytes: stoke_core::archive::MAX_UNZIPPED_BYTES,
             max_image_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
@@ -39,8 +43,8 @@ pub enum ArchiveError {
         "the code archive is {size} bytes; the limit is {limit} bytes (shrink it, or move libraries into a layer)"
     )]
     TooLarge { size: u64, limit: u64 },
-    /// Unpacked contents exceed the limit.
-    #[error("the code archive unpacks to {size} bytes; the limit is {limit} bytes")]
+    /// Unpacked contents exceed the limit (counted on the bytes inflated, up to the first one past it).
+    #[error("Unzipped size must be smaller than {limit} bytes: the code archive unpacks to more than that")]
     UnpackedTooLarge { size: u64, limit: u64 },
     /// Neither a zip nor a gzip'd tar.
     #[error("the code archive is neither a zip nor a tar.gz (its first bytes are {0}); upload a .zip or .tar.gz")]
@@ -53,6 +57,21 @@ pub enum ArchiveError {
         "the code archive has an entry {0:?} that points outside the code directory; use relative paths without '..'"
     )]
     UnsafePath(String),
+    /// An entry the archive policy refuses: a link out of its directory, an entry written through a link, a
+    /// name that is both a directory and a file, a device or hard link.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<stoke_core::archive::EntryError> for ArchiveError {
+    fn from(e: stoke_core::archive::EntryError) -> Self {
+        use stoke_core::archive::EntryError;
+        match e {
+            EntryError::UnsafePath(name) => ArchiveError::UnsafePath(name),
+            EntryError::TooLarge { limit } => ArchiveError::UnpackedTooLarge { size: limit + 1, limit },
+            other => ArchiveError::Refused(other.to_string()),
+        }
+    }
 }
 
 /// The archive as a zip, borrowed when it already was one.
@@ -115,28 +134,33 @@ fn dos_time(seconds: u64) -> Option<zip::DateTime> {
     .ok()
 }
 
-fn check_path(name: &str) -> Result<(), ArchiveError> {
-    let escapes = name.starts_with('/')
-        || name.starts_with('\\')
-        || name.split(['/', '\\']).any(|part| part == "..")
-        || name.contains('\0');
-    if escapes {
-        Err(ArchiveError::UnsafePath(name.to_string()))
-    } else {
-        Ok(())
-    }
-}
-
+/// Checks every entry of a zip by the archive policy, inflating each file to count its real size (and so
+/// also checking every entry's CRC): a zip whose headers understate its contents is stopped at the limit.
 fn check_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<(), ArchiveError> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
-    let mut total = 0u64;
+    let malformed = |e: String| ArchiveError::Malformed(e);
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| malformed(e.to_string()))?;
+    let mut check = EntryCheck::new(limits.max_unpacked_bytes);
+    let mut buf = vec![0u8; 64 * 1024];
     for i in 0..zip.len() {
-        let entry = zip.by_index_raw(i).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
-        check_path(entry.name())?;
-        total = total.saturating_add(entry.size());
-    }
-    if total > limits.max_unpacked_bytes {
-        return Err(ArchiveError::UnpackedTooLarge { size: total, limit: limits.max_unpacked_bytes });
+        let mut entry = zip.by_index(i).map_err(|e| malformed(e.to_string()))?;
+        let name = entry.name().to_string();
+        if entry.is_symlink() {
+            let mut target = Vec::new();
+            (&mut entry).take(4096).read_to_end(&mut target).map_err(|e| malformed(format!("{name}: {e}")))?;
+            let target = String::from_utf8_lossy(&target).into_owned();
+            check.entry(&name, EntryKind::Symlink(&target))?;
+        } else if entry.is_dir() {
+            check.entry(&name, EntryKind::Dir)?;
+        } else {
+            check.entry(&name, EntryKind::File)?;
+            loop {
+                let n = entry.read(&mut buf).map_err(|e| malformed(format!("{name}: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                check.inflated(n as u64)?;
+            }
+        }
     }
     Ok(())
 }
@@ -145,15 +169,22 @@ fn tar_gz_to_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<u8>, Archiv
     let malformed = |e: std::io::Error| ArchiveError::Malformed(format!("tar.gz: {e}"));
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let mut total = 0u64;
+    let mut check = EntryCheck::new(limits.max_unpacked_bytes);
     for entry in tar.entries().map_err(malformed)? {
         let mut entry = entry.map_err(malformed)?;
-        let path = entry.path().map_err(malformed)?.to_string_lossy().into_owned();
-        let path = path.trim_start_matches("./").to_string();
-        if path.is_empty() {
-            continue;
-        }
-        check_path(&path)?;
+        let name = entry.path().map_err(malformed)?.to_string_lossy().into_owned();
+        let target = entry.link_name().map_err(malformed)?.map(|t| t.to_string_lossy().into_owned());
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Symlink => EntryKind::Symlink(target.as_deref().unwrap_or("")),
+            tar::EntryType::Link => EntryKind::Other("hard link"),
+            tar::EntryType::Char => EntryKind::Other("character device"),
+            tar::EntryType::Block => EntryKind::Other("block device"),
+            tar::EntryType::Fifo => EntryKind::Other("FIFO"),
+            _ => EntryKind::Other("special entry"),
+        };
+        let Some(path) = check.entry(&name, kind)? else { continue };
         let mode = entry.header().mode().unwrap_or(0o644);
         let mtime = entry.header().mtime().ok().map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
         let options = entry_options(mode, mtime);
@@ -161,26 +192,13 @@ fn tar_gz_to_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<u8>, Archiv
         match entry.header().entry_type() {
             tar::EntryType::Directory => out.add_directory(path, options).map_err(zip_err)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                total = total.saturating_add(entry.size());
-                if total > limits.max_unpacked_bytes {
-                    return Err(ArchiveError::UnpackedTooLarge { size: total, limit: limits.max_unpacked_bytes });
-                }
+                check.inflated(entry.size())?;
                 let mut data = Vec::with_capacity(entry.size() as usize);
                 entry.read_to_end(&mut data).map_err(malformed)?;
                 out.start_file(path, options).map_err(zip_err)?;
                 out.write_all(&data).map_err(malformed)?;
             }
-            tar::EntryType::Symlink => {
-                let target =
-                    entry.link_name().map_err(malformed)?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
-                check_path(&target)?;
-                out.add_symlink(path, target, options).map_err(zip_err)?;
-            }
-            other => {
-                return Err(ArchiveError::Malformed(format!(
-                    "tar entry {path:?} is a {other:?}; only files, directories and relative symlinks are allowed"
-                )))
-            }
+            _ => out.add_symlink(path, target.unwrap_or_default(), options).map_err(zip_err)?,
         }
     }
     let cursor = out.finish().map_err(|e| ArchiveError::Malformed(e.to_string()))?;
@@ -335,6 +353,84 @@ mod tests {
         assert!(zip.by_name("lib/x.txt").is_ok());
     }
 
+    /// A zip of `data` at `name` (deflated) whose headers claim it holds `claimed` bytes.
+    fn lying_zip(name: &str, data: &[u8], claimed: u32) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        w.start_file(name, options).unwrap();
+        w.write_all(data).unwrap();
+        let mut z = w.finish().unwrap().into_inner();
+        let patch = |z: &mut Vec<u8>, sig: &[u8], offset: usize| {
+            let at = z.windows(4).position(|w| w == sig).unwrap() + offset;
+            z[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
+        };
+        patch(&mut z, b"PK\x03\x04", 22);
+        patch(&mut z, b"PK\x01\x02", 24);
+        z
+    }
+
+    fn zip_with_links(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, target) in entries {
+            match target {
+                Some(t) => w.add_symlink(*name, *t, zip::write::SimpleFileOptions::default()).unwrap(),
+                None => {
+                    w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+                    w.write_all(b"x").unwrap();
+                }
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn zips_keep_to_the_same_policy_as_tars() {
+        let limits = ArchiveLimits::default();
+        // Written through a link that leaves the archive, or that climbs with '..' directly or via another link.
+        for entries in [
+            vec![("out", Some("/tmp")), ("out/x", None)],
+            vec![("a/b", Some("..")), ("a/c", Some("b/../..")), ("a/c/x", None)],
+            vec![("d", Some("/tmp")), ("d/x", None)],
+        ] {
+            let z = zip_with_links(&entries);
+            let err = normalize(&z, &limits).unwrap_err();
+            assert!(matches!(err, ArchiveError::Refused(_)), "{entries:?}: {err:?}");
+            assert!(err.to_string().contains("symlink"), "{err}");
+        }
+        // Written through a link that stays inside: still one tree, one way.
+        let z = zip_with_links(&[("d", Some("sub")), ("d/x", None)]);
+        assert!(normalize(&z, &limits).unwrap_err().to_string().contains("through the symlink"));
+        // Downward links are kept.
+        let z = zip_with_links(&[("lib/libfoo.so.1", None), ("lib/libfoo.so", Some("libfoo.so.1"))]);
+        assert!(normalize(&z, &limits).is_ok());
+        // The same through a tar.gz.
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "out", "/tmp").unwrap();
+        let t = b.into_inner().unwrap().finish().unwrap();
+        assert!(matches!(normalize(&t, &limits), Err(ArchiveError::Refused(_))));
+    }
+
+    #[test]
+    fn a_zip_whose_headers_understate_its_contents_is_refused() {
+        let limits = ArchiveLimits { max_unpacked_bytes: 2000, ..Default::default() };
+        let z = lying_zip("big", &[0u8; 300_000], 100);
+        let err = normalize(&z, &limits).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::UnpackedTooLarge { limit: 2000, .. } | ArchiveError::Malformed(_)),
+            "{err:?}"
+        );
+        // Honest headers, a large file: the same limit, counted on the inflated bytes.
+        let z = lying_zip("big", &[0u8; 3000], 3000);
+        assert!(matches!(normalize(&z, &limits), Err(ArchiveError::UnpackedTooLarge { limit: 2000, .. })));
+        assert!(ArchiveError::UnpackedTooLarge { size: 0, limit: 262_144_000 }
+            .to_string()
+            .starts_with("Unzipped size must be smaller than 262144000 bytes"));
+    }
+
     #[test]
     fn refusals() {
         let limits = ArchiveLimits { max_archive_bytes: 1000, max_unpacked_bytes: 2000, ..Default::default() };
@@ -350,7 +446,7 @@ mod tests {
         let abs = zip_of(&[("/etc/passwd", b"x")]);
         assert!(matches!(normalize(&abs, &limits), Err(ArchiveError::UnsafePath(_))));
         let bomb = zip_of(&[("big", &[0u8; 5000])]);
-        assert!(matches!(normalize(&bomb, &limits), Err(ArchiveError::UnpackedTooLarge { size: 5000, .. })));
+        assert!(matches!(normalize(&bomb, &limits), Err(ArchiveError::UnpackedTooLarge { limit: 2000, .. })));
         let tar_bomb = tar_gz_of(&[("big", &[0u8; 5000], 0o644)]);
         assert!(matches!(normalize(&tar_bomb, &limits), Err(ArchiveError::UnpackedTooLarge { .. })));
     }

@@ -23,6 +23,7 @@ impl From<InvokeFailure> for ApiError {
             InvokeFailure::PayloadTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
             }
+            InvokeFailure::InvalidPayload(_) => ApiError::bad_request("invalid_request_content", e.to_string()),
             InvokeFailure::StillUpdating(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "function_updating", e.to_string())
             }
@@ -48,7 +49,7 @@ pub struct InvokeQuery {
     params(("function" = String, Path, description = "name, name:qualifier, or ARN"), InvokeQuery),
     responses(
         (status = 200, description = "the function's output; see X-Stoke-* headers for the report"),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn invoke(
     State(s): State<AppState>,
     caller: Caller,

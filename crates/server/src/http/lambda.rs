@@ -62,10 +62,10 @@ impl From<RegistryError> for LambdaError {
         let message = e.to_string();
         match e {
             RegistryError::Validation(_) | RegistryError::Reference(_) => Self::invalid(message),
-            RegistryError::Archive(stoke_store::archive::ArchiveError::TooLarge { .. })
-            | RegistryError::Archive(stoke_store::archive::ArchiveError::UnpackedTooLarge { .. }) => {
+            RegistryError::Archive(stoke_store::archive::ArchiveError::TooLarge { .. }) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
             }
+            // Lambda answers an archive that unzips past its limit with InvalidParameterValueException.
             RegistryError::Archive(_) => Self::invalid(message),
             RegistryError::Image(stoke_store::ImageError::TooLarge { .. }) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
@@ -118,6 +118,11 @@ impl From<InvokeFailure> for LambdaError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestTooLargeException",
                 format!("Request must be smaller than {limit} bytes for the Invoke operation"),
+            ),
+            InvokeFailure::InvalidPayload(detail) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                format!("Could not parse request body into json: {detail}"),
             ),
             InvokeFailure::Scheduler(InvokeError::Platform(_)) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)

@@ -727,6 +727,7 @@ fn invoke_failure(e: InvokeFailure) -> Failure {
         }
         InvokeFailure::Scheduler(InvokeError::Throttled { .. }) => "Lambda.TooManyRequestsException",
         InvokeFailure::PayloadTooLarge { .. } => "Lambda.RequestTooLargeException",
+        InvokeFailure::InvalidPayload(_) => "Lambda.InvalidRequestContentException",
         InvokeFailure::Blocked(_) | InvokeFailure::Retired(_) | InvokeFailure::StillUpdating(..) => {
             "Lambda.ResourceConflictException"
         }
