@@ -332,7 +332,6 @@ impl Server {
             workflows,
             tuner,
             region: config.region.clone(),
-            credentials_path: credentials_path.clone(),
         };
         let info = StartupInfo {
             addr,

@@ -465,6 +465,18 @@ fn hostile_archives_are_refused_at_upload_naming_the_entry_and_store_nothing() {
 }
 
 #[test]
+fn an_unauthenticated_caller_learns_nothing_about_the_server() {
+    let s = TestServer::start();
+    let dir = s.dir.to_string_lossy().into_owned();
+    for path in ["/v1/functions", "/v1/node", "/v1/instances", "/metrics"] {
+        let (status, body) = s.call(s.http_plain(Method::GET, path));
+        assert_eq!(status, 401, "{path}: {body}");
+        let text = body.to_string();
+        assert!(!text.contains(&dir) && !text.contains("/tmp"), "{path} told an unauthenticated caller {text}");
+    }
+}
+
+#[test]
 fn an_event_that_is_not_json_is_refused_before_any_instance_runs() {
     let s = TestServer::start();
     python_fn(&s, "echo", "def handler(e, c):\n    return e\n", json!({}));

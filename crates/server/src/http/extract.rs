@@ -87,12 +87,12 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let unauthorized = |code, message: String| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            // Nothing about the server (paths, accounts) to a caller who has not shown a key.
             return Err(unauthorized(
                 "missing_credentials",
-                format!(
-                    "this request needs an API key: send 'Authorization: Bearer <api_key>' (the admin key is in {})",
-                    state.credentials_path.display()
-                ),
+                "this request needs an API key: send 'Authorization: Bearer <api_key>' (the admin key is in \
+                 credentials.json, in the server's data directory)"
+                    .into(),
             ));
         };
         let value = value.to_str().unwrap_or_default();

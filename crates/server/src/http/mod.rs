@@ -17,7 +17,6 @@ pub mod tune;
 pub mod views;
 pub mod workflows;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -41,8 +40,6 @@ pub struct AppState {
     /// Matches HTTP trigger requests to function URLs and routes.
     pub gateway: Arc<crate::triggers::Gateway>,
     pub region: String,
-    /// Shown in authentication errors so users know where the admin key is.
-    pub credentials_path: PathBuf,
 }
 
 /// Runs blocking service work (the store) off the async workers.
