@@ -43,8 +43,9 @@ pub enum EntryError {
     Conflict { name: String },
     #[error("the archive's entry {name:?} is a {kind}; only files, directories and symlinks are allowed")]
     Unsupported { name: String, kind: String },
+    /// Stopped at `inflated` bytes, the first count past the limit.
     #[error("the archive unpacks to more than {limit} bytes; Unzipped size must be smaller than {limit} bytes")]
-    TooLarge { limit: u64 },
+    TooLarge { inflated: u64, limit: u64 },
 }
 
 /// An entry's name made canonical: no leading `./`, no trailing `/`, `\` read as `/`; `None` for the root.
@@ -131,7 +132,7 @@ impl EntryCheck {
     pub fn inflated(&mut self, bytes: u64) -> Result<(), EntryError> {
         self.inflated = self.inflated.saturating_add(bytes);
         if self.inflated > self.limit {
-            return Err(EntryError::TooLarge { limit: self.limit });
+            return Err(EntryError::TooLarge { inflated: self.inflated, limit: self.limit });
         }
         Ok(())
     }
@@ -227,8 +228,8 @@ mod tests {
         assert_eq!(c.inflated(60), Ok(()));
         assert_eq!(c.inflated(40), Ok(()));
         assert_eq!(c.total(), 100);
-        assert_eq!(c.inflated(1), Err(EntryError::TooLarge { limit: 100 }));
-        let message = EntryError::TooLarge { limit: MAX_UNZIPPED_BYTES }.to_string();
+        assert_eq!(c.inflated(1), Err(EntryError::TooLarge { inflated: 101, limit: 100 }));
+        let message = EntryError::TooLarge { inflated: 0, limit: MAX_UNZIPPED_BYTES }.to_string();
         assert!(message.contains("Unzipped size must be smaller than 262144000 bytes"), "{message}");
     }
 }

@@ -330,9 +330,10 @@ impl NodeMemory {
         self.instances.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes an instance's charge off the ledger (once: callers pass what they took out of its entry).
+    /// Takes an instance's charge and configured size off the ledger. Once per instance: callers pass the
+    /// charge they took out of its entry, and 0 (nothing to release) when it was taken already.
     pub fn release(&self, charged_mb: u64, configured_mb: u64) {
-        if charged_mb == 0 && configured_mb == 0 {
+        if charged_mb == 0 {
             return;
         }
         let sub = |a: &AtomicU64, v: u64| {
@@ -784,7 +785,7 @@ pub(crate) fn reclaim(shared: &Shared, charged_mb: u64, configured_mb: u64) -> u
     let mut evicted = 0;
     tracing::debug!(candidates = ?idle, charged, configured, "looking for idle instances to give way");
     for id in stoke_core::memory::pick_victims(&idle, charged, configured) {
-        if owners.get(&id).and_then(|q| q.evict_idle(shared, id)).is_some() {
+        if owners.get(&id).is_some_and(|q| q.evict_idle(shared, id)) {
             evicted += 1;
         }
     }

@@ -227,6 +227,11 @@ impl State {
         self.counts.starting + self.counts.initializing
     }
 
+    /// Instances not evicted.
+    fn live(&self) -> usize {
+        self.instances.len() - self.counts.evicted
+    }
+
     /// Moves instance `id` to `state` (`held`: busy with a preparation), keeping the counts and the account's
     /// instances in use true.
     fn set(&mut self, id: u64, state: InstanceState, held: bool) {
@@ -301,23 +306,24 @@ impl State {
         self.load.observe(now, in_flight);
     }
 
-    /// Takes the given instances out of the idle set, marks them evicted and takes their charge off the
-    /// node's ledger; returns their controls so the caller can kill them after releasing the lock, and the
-    /// charge and configured memory freed.
-    fn evict_waiting(&mut self, ids: &[u64], configured_mb: u64) -> (Vec<Arc<dyn InstanceControl>>, u64, u64) {
+    /// Takes the given instances out of the idle set, marks them evicted and takes their charge (and
+    /// `configured_mb` each) off the node's ledger; returns their controls so the caller can kill them after
+    /// releasing the lock.
+    fn evict_waiting(
+        &mut self,
+        ids: &[u64],
+        configured_mb: u64,
+        memory: &crate::NodeMemory,
+    ) -> Vec<Arc<dyn InstanceControl>> {
         self.waiters.retain(|w| !ids.contains(&w.instance));
-        let (mut charged, mut configured) = (0, 0);
         let mut controls = Vec::new();
         for id in ids {
             self.set(*id, InstanceState::Evicted, false);
             let Some(e) = self.instances.get_mut(id) else { continue };
-            if e.charge_mb > 0 {
-                charged += std::mem::take(&mut e.charge_mb);
-                configured += configured_mb;
-            }
+            memory.release(std::mem::take(&mut e.charge_mb), configured_mb);
             controls.extend(e.control.clone());
         }
-        (controls, charged, configured)
+        controls
     }
 }
 
@@ -431,8 +437,7 @@ impl FunctionQueue {
 
     /// Live instances (not evicted).
     pub fn live(&self) -> usize {
-        let st = lock(&self.state);
-        st.instances.len() - st.counts.evicted
+        lock(&self.state).live()
     }
 
     /// What a new instance is charged: the function's largest measured peak plus headroom, or its configured
@@ -458,19 +463,17 @@ impl FunctionQueue {
         }
     }
 
-    /// Evicts one idle instance (its memory is needed); `None` if it is no longer idle, else the charge and
-    /// configured memory it freed.
-    pub fn evict_idle(&self, shared: &Shared, id: u64) -> Option<(u64, u64)> {
-        let (controls, charged, configured) = {
+    /// Evicts one idle instance (its memory is needed); false if it is no longer idle.
+    pub fn evict_idle(&self, shared: &Shared, id: u64) -> bool {
+        let controls = {
             let mut st = lock(&self.state);
             if !st.waiters.iter().any(|w| w.instance == id) {
-                return None;
+                return false;
             }
-            st.evict_waiting(&[id], self.memory_mb())
+            st.evict_waiting(&[id], self.memory_mb(), &shared.memory)
         };
-        shared.memory.release(charged, configured);
         controls.iter().for_each(|c| c.kill());
-        Some((charged, configured))
+        true
     }
 
     /// Records a measured peak of instance `id`: its charge follows, and new instances of the function are
@@ -599,9 +602,7 @@ impl FunctionQueue {
     pub fn instance_gone(&self, shared: &Shared, id: u64, init_error: Option<Outcome>) -> Vec<Invocation> {
         let mut st = lock(&self.state);
         let charge = st.remove(id);
-        if charge > 0 {
-            shared.memory.release(charge, self.memory_mb());
-        }
+        shared.memory.release(charge, self.memory_mb());
         st.observe_load(Instant::now());
         let Some(error) = init_error else { return vec![] };
         st.init_failures += 1;
@@ -676,8 +677,6 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             continue;
         }
         if let Some(limit) = should_throttle(&snap) {
-            shared.metrics.throttles.get_or_create(&queue.labels()).inc();
-            shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
             let reason = match limit {
                 Throttle::Function => format!(
                     "function {} is at its concurrency limit of {}",
@@ -688,7 +687,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
                     queue.target.account, shared.settings.account_concurrency
                 ),
             };
-            return Err(InvokeError::Throttled { reason, retry_after_s: 1 });
+            return Err(throttled(shared, queue, reason));
         }
         while let Some(w) = st.waiters.pop_back() {
             let held = inv.reservation.is_some();
@@ -717,8 +716,6 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             // (what is there is in use). Refused now, retryable, rather than left waiting.
             if let Some(inv) = queue.withdraw(&id) {
                 drop(inv);
-                shared.metrics.throttles.get_or_create(&queue.labels()).inc();
-                shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
                 let ledger = shared.memory.ledger();
                 let reason = format!(
                     "this node's memory is taken by instances in use ({} MB of its {} MB budget, {} MB configured \
@@ -729,11 +726,18 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
                     shared.memory_policy().configured_limit_mb(),
                     queue.target.function
                 );
-                return Err(InvokeError::Throttled { reason, retry_after_s: 1 });
+                return Err(throttled(shared, queue, reason));
             }
         }
         return Ok(());
     }
+}
+
+/// Counts a refused invocation and says why, retryable after a second.
+fn throttled(shared: &Shared, queue: &FunctionQueue, reason: String) -> InvokeError {
+    shared.metrics.throttles.get_or_create(&queue.labels()).inc();
+    shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
+    InvokeError::Throttled { reason, retry_after_s: 1 }
 }
 
 /// What one placement did.
@@ -748,13 +752,13 @@ pub(crate) struct Placed {
 /// is nothing to do — the tick calls it for every queue on the node.
 pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) -> Placed {
     let retired = queue.is_retired();
-    let (to_start, to_evict, freed) = {
+    let (to_start, to_evict) = {
         let mut st = lock(&queue.state);
         let keep_alive =
             if retired { Duration::ZERO } else { Duration::from_secs(u64::from(queue.target.config.keep_alive_s)) };
         let now = Instant::now();
         let oldest_idle = st.waiters.front().map(|w| now.saturating_duration_since(w.since));
-        let total = st.instances.len() - st.counts.evicted;
+        let total = st.live();
         let min_warm = if retired { 0 } else { queue.target.config.min_warm as usize };
         let quiet = st.pending.is_empty()
             && st.forecast.is_empty()
@@ -781,10 +785,8 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) -> Pla
         }
         let why = if retired { Eviction::Drained } else { Eviction::KeepAlive };
         shared.metrics.evicted(why, evict.len());
-        let (controls, charged, configured) = st.evict_waiting(&evict, queue.memory_mb());
-        (start, controls, (charged, configured))
+        (start, st.evict_waiting(&evict, queue.memory_mb(), &shared.memory))
     };
-    shared.memory.release(freed.0, freed.1);
     for control in to_evict {
         control.kill();
     }

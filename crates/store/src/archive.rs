@@ -43,7 +43,7 @@ pub enum ArchiveError {
         "the code archive is {size} bytes; the limit is {limit} bytes (shrink it, or move libraries into a layer)"
     )]
     TooLarge { size: u64, limit: u64 },
-    /// Unpacked contents exceed the limit (counted on the bytes inflated, up to the first one past it).
+    /// Unpacked contents exceed the limit: `size` is what was inflated when the check stopped, past the limit.
     #[error("Unzipped size must be smaller than {limit} bytes: the code archive unpacks to more than that")]
     UnpackedTooLarge { size: u64, limit: u64 },
     /// Neither a zip nor a gzip'd tar.
@@ -68,7 +68,7 @@ impl From<stoke_core::archive::EntryError> for ArchiveError {
         use stoke_core::archive::EntryError;
         match e {
             EntryError::UnsafePath(name) => ArchiveError::UnsafePath(name),
-            EntryError::TooLarge { limit } => ArchiveError::UnpackedTooLarge { size: limit + 1, limit },
+            EntryError::TooLarge { inflated, limit } => ArchiveError::UnpackedTooLarge { size: inflated, limit },
             other => ArchiveError::Refused(other.to_string()),
         }
     }
@@ -137,7 +137,7 @@ fn dos_time(seconds: u64) -> Option<zip::DateTime> {
 /// Checks every entry of a zip by the archive policy, inflating each file to count its real size (and so
 /// also checking every entry's CRC): a zip whose headers understate its contents is stopped at the limit.
 fn check_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<(), ArchiveError> {
-    let malformed = |e: String| ArchiveError::Malformed(e);
+    let malformed = ArchiveError::Malformed;
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| malformed(e.to_string()))?;
     let mut check = EntryCheck::new(limits.max_unpacked_bytes);
     let mut buf = vec![0u8; 64 * 1024];
