@@ -465,8 +465,18 @@ impl Scheduler {
         }
         let queue = self.queue_for(target);
         let id = req.request_id.clone().unwrap_or_else(|| self.shared.ids.next());
-        let (invocation, done) = queue::Invocation::new(id, req, target.config.timeout_s);
-        queue::submit(&self.shared, &queue, invocation)?;
+        let (mut invocation, done) = queue::Invocation::new(id, req, target.config.timeout_s);
+        // A node short of memory is often so only for a moment: an instance that has just answered is idle,
+        // and can give way, a few hundred microseconds later. Try again for a short while before refusing.
+        let give_up = std::time::Instant::now() + NO_ROOM_GRACE;
+        let mut again = false;
+        while let Some(back) = queue::submit(&self.shared, &queue, invocation, again)? {
+            if std::time::Instant::now() >= give_up {
+                return Err(queue::no_room(&self.shared, &queue));
+            }
+            tokio::time::sleep(BARREN_RETRY).await;
+            (invocation, again) = (back, true);
+        }
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
     }
 
@@ -697,7 +707,13 @@ pub(crate) fn prepare(
         Arc::new(reserve::Reservation::new(id, execution, target.queue_key().to_string(), params, result));
     invocation.reservation = Some(reservation.clone());
     shared.reservations.add(reservation.clone());
-    if let Err(e) = queue::submit(shared, &queue, invocation) {
+    let submitted = match queue::submit(shared, &queue, invocation, false) {
+        Ok(None) => Ok(()),
+        // A preparation is a hint: no waiting for room.
+        Ok(Some(_)) => Err(queue::no_room(shared, &queue)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = submitted {
         reservation.release(&format!("the function could not be prepared: {e}"));
         return Err(e);
     }
@@ -753,8 +769,12 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
 }
 
 /// How long a search for idle instances to give way that found none is not repeated: a node full of busy
-/// instances refuses new ones at once (429) without searching every queue for each refusal.
+/// instances does not search every queue for each invocation it cannot place.
 const BARREN_RETRY: Duration = Duration::from_millis(50);
+
+/// How long an invocation that no instance can be started for (the node's memory taken by instances in
+/// use) waits for room before it is refused with a retryable 429.
+const NO_ROOM_GRACE: Duration = Duration::from_millis(250);
 
 /// Evicts idle instances, least worth keeping first, until they free `charged_mb` of charge and
 /// `configured_mb` of configured memory (in batches of at least 1 % of the budget, so that a run of cold

@@ -649,13 +649,20 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
 
 /// Adds an invocation: straight to an idle instance if one is waiting (the most recently idle: its caches
 /// are warm, it is not frozen, and the others can reach their keep-alive), else to the queue (and the
-/// controller starts instances for it). Refuses at the concurrency limit, during an init back-off when no
-/// instance is healthy, and when the function has no instance and the node's memory has no room for one.
-pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: Invocation) -> Result<(), InvokeError> {
+/// controller starts instances for it). Refuses at the concurrency limit, and during an init back-off when no
+/// instance is healthy. When the function has no instance and the node's memory has no room for one, hands
+/// the invocation back (`Ok(Some)`): the caller may try again shortly ([`no_room`] refuses it for good).
+/// `again`: the same invocation, handed back before (its arrival is counted once).
+pub(crate) fn submit(
+    shared: &Arc<Shared>,
+    queue: &Arc<FunctionQueue>,
+    mut inv: Invocation,
+    again: bool,
+) -> Result<Option<Invocation>, InvokeError> {
     let mut account_room = None;
     loop {
         let mut st = lock(&queue.state);
-        if account_room.is_none() {
+        if account_room.is_none() && !again {
             // The invocation an announcement foresaw has come (once, not again on the second pass).
             st.forecast.pop_front();
             st.arrivals += 1;
@@ -666,7 +673,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
             if let Some(error) = st.last_init_error.clone() {
                 drop(st);
                 fail(queue, inv, error);
-                return Ok(());
+                return Ok(None);
             }
         }
         if account_check_needed(&snap) {
@@ -700,7 +707,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
                         st.gaps.pop_front();
                     }
                     st.gaps.push_back(now.saturating_duration_since(w.since));
-                    return Ok(());
+                    return Ok(None);
                 }
                 // That instance stopped waiting (it went away); try the next one.
                 Err(back) => inv = back,
@@ -713,24 +720,27 @@ pub(crate) fn submit(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, mut inv: 
         let placed = reconcile(shared, queue);
         if placed.short_of_memory && queue.live() == 0 {
             // Nothing will take it: the function has no instance and the node's memory has no room for one
-            // (what is there is in use). Refused now, retryable, rather than left waiting.
-            if let Some(inv) = queue.withdraw(&id) {
-                drop(inv);
-                let ledger = shared.memory.ledger();
-                let reason = format!(
-                    "this node's memory is taken by instances in use ({} MB of its {} MB budget, {} MB configured \
-                     of the {} MB its overcommit allows); no instance of function {} can start",
-                    ledger.charged_mb,
-                    shared.settings.memory_budget_mb,
-                    ledger.configured_mb,
-                    shared.memory_policy().configured_limit_mb(),
-                    queue.target.function
-                );
-                return Err(throttled(shared, queue, reason));
-            }
+            // now. Handed back rather than left waiting.
+            return Ok(queue.withdraw(&id));
         }
-        return Ok(());
+        return Ok(None);
     }
+}
+
+/// The refusal of an invocation no instance could be started for, the node's memory being taken by
+/// instances in use.
+pub(crate) fn no_room(shared: &Shared, queue: &FunctionQueue) -> InvokeError {
+    let ledger = shared.memory.ledger();
+    let reason = format!(
+        "this node's memory is taken by instances in use ({} MB of its {} MB budget, {} MB configured of the {} MB \
+         its overcommit allows); no instance of function {} can start",
+        ledger.charged_mb,
+        shared.settings.memory_budget_mb,
+        ledger.configured_mb,
+        shared.memory_policy().configured_limit_mb(),
+        queue.target.function
+    );
+    throttled(shared, queue, reason)
 }
 
 /// Counts a refused invocation and says why, retryable after a second.

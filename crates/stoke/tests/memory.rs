@@ -116,6 +116,11 @@ fn an_overcommit_of_one_admits_by_configured_size_and_idle_instances_give_way() 
     python_fn(&s, "second", "def handler(e, c):\n    return 2\n", json!({"memory_mb": 256}));
     invoke_ok(&s, "first", json!({}));
     assert_eq!(live_instances(&s, "first"), 1);
+    // An instance that has answered asks for its next invocation a moment later; only then is it idle.
+    wait_for("first's instance to be idle", Duration::from_secs(10), || {
+        let (_, list) = s.get("/v1/instances?function=first");
+        list["instances"].as_array().unwrap().iter().any(|i| i["state"] == "idle")
+    });
     // The node is full of an idle instance of `first`: it gives way to `second`.
     invoke_ok(&s, "second", json!({}));
     wait_for("first's instance to go", Duration::from_secs(10), || live_instances(&s, "first") == 0);
