@@ -17,7 +17,7 @@ pub use code::{sha256_hex, CodeStore, LATEST_DIR};
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryEvent, ImageRecord, LayerRecord, StatRecord, TriggerKind, TriggerRecord, TuneRecord,
+    FunctionRecord, HistoryRow, ImageRecord, LayerRecord, StatRecord, TriggerKind, TriggerRecord, TuneRecord,
     VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
@@ -114,9 +114,9 @@ pub trait Store: Send + Sync {
 
     /// Records a new execution with its first history events, in one transaction (`Conflict` if the
     /// workflow already has an execution of that name).
-    fn insert_execution(&self, execution: &ExecutionRecord, events: &[HistoryEvent]) -> Result<()>;
+    fn insert_execution(&self, execution: &ExecutionRecord, events: &[HistoryRow]) -> Result<()>;
     /// Appends history events and, when given, the execution's new status and result, in one transaction.
-    fn record_execution(&self, id: &str, events: &[HistoryEvent], finished: Option<&ExecutionRecord>) -> Result<()>;
+    fn record_execution(&self, id: &str, events: &[HistoryRow], finished: Option<&ExecutionRecord>) -> Result<()>;
     fn get_execution(&self, id: &str) -> Result<Option<ExecutionRecord>>;
     /// The execution of `workflow` named `name` (names are unique per workflow).
     fn find_execution(&self, account: &AccountId, workflow: &str, name: &str) -> Result<Option<ExecutionRecord>>;
@@ -132,7 +132,7 @@ pub trait Store: Send + Sync {
     /// Executions still RUNNING, for a starting server to resume.
     fn running_executions(&self) -> Result<Vec<ExecutionRecord>>;
     /// The execution's history in order.
-    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>>;
+    fn history(&self, id: &str) -> Result<Vec<HistoryRow>>;
 
     /// Writes statistics (replacing those of the same kind and key), in one transaction.
     fn put_stats(&self, stats: &[StatRecord]) -> Result<()>;

@@ -220,11 +220,12 @@ pub struct ExecutionRecord {
     pub stopped_ms: Option<i64>,
 }
 
-/// One entry of an execution's history. `kind` uses Step Functions' event type names; `scope`, `step` and
+/// One stored entry of an execution's history. The server's typed `workflows::history::HistoryEvent` is
+/// kept as its Step Functions event type name (`kind`) and a JSON object of details; `scope`, `step` and
 /// `attempt` place it in the run (a branch or Map iteration, the n-th state of that scope, the n-th try)
 /// so a restarted engine can tell what already happened.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistoryEvent {
+pub struct HistoryRow {
     pub seq: u64,
     pub timestamp_ms: i64,
     pub kind: String,

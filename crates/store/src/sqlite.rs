@@ -8,7 +8,7 @@ use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionNam
 
 use crate::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryEvent, ImageRecord, LayerRecord, Result, StatRecord, Store, StoreError, TriggerKind,
+    FunctionRecord, HistoryRow, ImageRecord, LayerRecord, Result, StatRecord, Store, StoreError, TriggerKind,
     TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
 };
 
@@ -300,7 +300,7 @@ fn execution_row(r: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     })
 }
 
-fn append_history(tx: &Transaction<'_>, id: &str, events: &[HistoryEvent]) -> Result<()> {
+fn append_history(tx: &Transaction<'_>, id: &str, events: &[HistoryRow]) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO history (execution_id, seq, timestamp_ms, kind, scope, step, attempt, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -993,7 +993,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_execution(&self, e: &ExecutionRecord, events: &[HistoryEvent]) -> Result<()> {
+    fn insert_execution(&self, e: &ExecutionRecord, events: &[HistoryRow]) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 &format!(
@@ -1025,7 +1025,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_execution(&self, id: &str, events: &[HistoryEvent], finished: Option<&ExecutionRecord>) -> Result<()> {
+    fn record_execution(&self, id: &str, events: &[HistoryRow], finished: Option<&ExecutionRecord>) -> Result<()> {
         self.write(|tx| {
             append_history(tx, id, events)?;
             if let Some(e) = finished {
@@ -1169,7 +1169,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
+    fn history(&self, id: &str) -> Result<Vec<HistoryRow>> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
             "SELECT seq, timestamp_ms, kind, scope, step, attempt, details FROM history
@@ -1177,7 +1177,7 @@ impl Store for SqliteStore {
         )?;
         let rows = stmt
             .query_map([id], |r| {
-                Ok(HistoryEvent {
+                Ok(HistoryRow {
                     seq: r.get::<_, i64>(0)? as u64,
                     timestamp_ms: r.get(1)?,
                     kind: r.get(2)?,
@@ -1665,7 +1665,7 @@ mod tests {
         assert_eq!(s.get_workflow(&a, "flow").unwrap(), Some(w.clone()));
         assert_eq!(s.list_workflows(&a).unwrap().len(), 1);
 
-        let event = |seq: u64, kind: &str| HistoryEvent {
+        let event = |seq: u64, kind: &str| HistoryRow {
             seq,
             timestamp_ms: seq as i64,
             kind: kind.into(),

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, WorkflowRecord};
 
 use super::lambda::Signed;
 use super::AppState;
@@ -123,7 +123,7 @@ fn describe_execution(region: &str, e: &ExecutionRecord) -> Value {
 
 /// A history event in Step Functions' shape: JSON documents travel as strings, details under a key named
 /// after the event type.
-fn history_event(h: &HistoryEvent, region: &str) -> Value {
+fn history_event(h: &HistoryRow, region: &str) -> Value {
     let d: Value = serde_json::from_str(&h.details).unwrap_or(Value::Null);
     let text = |k: &str| d.get(k).map(|v| v.to_string()).unwrap_or_else(|| "null".into());
     let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_string();

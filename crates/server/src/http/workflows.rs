@@ -6,7 +6,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stoke_core::time::format_rfc3339;
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, WorkflowRecord};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
@@ -190,8 +190,8 @@ pub struct HistoryEventView {
     pub details: Value,
 }
 
-impl From<&HistoryEvent> for HistoryEventView {
-    fn from(h: &HistoryEvent) -> Self {
+impl From<&HistoryRow> for HistoryEventView {
+    fn from(h: &HistoryRow) -> Self {
         HistoryEventView {
             id: h.seq,
             timestamp: format_rfc3339(h.timestamp_ms),

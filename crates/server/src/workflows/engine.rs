@@ -23,7 +23,7 @@ use stoke_asl::step::{self, Context, Entry, Outcome};
 use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
 use stoke_core::time::format_rfc3339;
 use stoke_scheduler::{InvokeError, InvokeRequest, InvokeTarget};
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, Store};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, Store};
 
 use crate::invoke::{InvokeFailure, Invoker};
 use crate::registry::{now_ms, RegistryError};
@@ -67,14 +67,14 @@ struct AttemptRecord {
 #[derive(Debug, Default)]
 struct Log {
     seq: u64,
-    pending: Vec<HistoryEvent>,
+    pending: Vec<HistoryRow>,
     steps: HashMap<(String, u32), StepRecord>,
     /// Map iterations whose end is recorded: (scope, step, index).
     iterations_done: HashSet<(String, u32, u64)>,
 }
 
 impl Log {
-    fn index(&mut self, e: &HistoryEvent) {
+    fn index(&mut self, e: &HistoryRow) {
         let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
         let rec = self.steps.entry((e.scope.clone(), e.step)).or_default();
         let kind = e.kind.as_str();
@@ -142,7 +142,7 @@ impl Run {
     pub fn new(
         record: ExecutionRecord,
         definition: Definition,
-        history: &[HistoryEvent],
+        history: &[HistoryRow],
         services: Arc<Services>,
     ) -> Run {
         let mut log = Log::default();
@@ -241,7 +241,7 @@ impl Run {
     fn push(&self, kind: String, scope: &str, step: u32, attempt: u32, details: Value) {
         let mut log = lock(&self.log);
         log.seq += 1;
-        let e = HistoryEvent {
+        let e = HistoryRow {
             seq: log.seq,
             timestamp_ms: now_ms(),
             kind,
@@ -778,8 +778,8 @@ pub fn execution_arn(region: &str, e: &ExecutionRecord) -> String {
 mod tests {
     use super::*;
 
-    fn event(seq: u64, kind: &str, scope: &str, step: u32, attempt: u32, details: Value) -> HistoryEvent {
-        HistoryEvent {
+    fn event(seq: u64, kind: &str, scope: &str, step: u32, attempt: u32, details: Value) -> HistoryRow {
+        HistoryRow {
             seq,
             timestamp_ms: 1000 + seq as i64,
             kind: kind.into(),

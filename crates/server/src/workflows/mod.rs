@@ -11,7 +11,7 @@ use serde_json::Value;
 use stoke_asl::prewarm::Policy;
 use stoke_asl::{Definition, Problem};
 use stoke_core::AccountId;
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryEvent, StoreError, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, StoreError, WorkflowRecord};
 use tokio::sync::watch;
 
 use crate::registry::now_ms;
@@ -252,7 +252,7 @@ impl Workflows {
             started_ms: now_ms(),
             stopped_ms: None,
         };
-        let started = HistoryEvent {
+        let started = HistoryRow {
             seq: 1,
             timestamp_ms: record.started_ms,
             kind: "ExecutionStarted".into(),
@@ -278,7 +278,7 @@ impl Workflows {
         Ok(record)
     }
 
-    fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<HistoryEvent>) {
+    fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<HistoryRow>) {
         let id = record.id.clone();
         let run = Arc::new(Run::new(record, definition, &history, self.services.clone()));
         let (tx, rx) = watch::channel(false);
@@ -321,7 +321,7 @@ impl Workflows {
         })
     }
 
-    pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryEvent>> {
+    pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryRow>> {
         self.describe(account, id)?;
         self.services.store.history(id).map_err(store_err)
     }
@@ -371,7 +371,7 @@ impl Workflows {
         e.error = error.map(String::from);
         e.cause = cause.map(String::from);
         e.stopped_ms = Some(now_ms());
-        let event = HistoryEvent {
+        let event = HistoryRow {
             seq,
             timestamp_ms: now_ms(),
             kind: "ExecutionAborted".into(),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stoke_core::cost::{Bill, Pricing, Usage};
-use stoke_store::HistoryEvent;
+use stoke_store::HistoryRow;
 
 /// What a stretch of a step's time was spent on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,7 +67,7 @@ pub struct Timeline {
     pub bill: Bill,
 }
 
-fn details(e: &HistoryEvent) -> Value {
+fn details(e: &HistoryRow) -> Value {
     serde_json::from_str(&e.details).unwrap_or(Value::Null)
 }
 
@@ -116,14 +116,14 @@ fn usage_of(u: &Value) -> Usage {
 }
 
 /// Builds the timeline of an execution that started at `started_ms` from its history.
-pub fn timeline(started_ms: i64, history: &[HistoryEvent], pricing: &Pricing) -> Timeline {
-    let at = |e: &HistoryEvent| (e.timestamp_ms - started_ms) as f64;
+pub fn timeline(started_ms: i64, history: &[HistoryRow], pricing: &Pricing) -> Timeline {
+    let at = |e: &HistoryRow| (e.timestamp_ms - started_ms) as f64;
     let mut steps: Vec<StepTimeline> = Vec::new();
     let mut usages: Vec<Vec<Usage>> = Vec::new();
     let mut all = Vec::new();
     // Per step: when its current attempt was scheduled, and when the last attempt ended (for back-offs).
     let mut scheduled: Vec<(Option<f64>, Option<f64>)> = Vec::new();
-    let find = |steps: &[StepTimeline], e: &HistoryEvent| {
+    let find = |steps: &[StepTimeline], e: &HistoryRow| {
         steps.iter().rposition(|s| s.scope == e.scope && s.step == e.step && s.exited_ms.is_none())
     };
     for e in history {
@@ -196,8 +196,8 @@ mod tests {
 
     use super::*;
 
-    fn event(seq: u64, at: i64, kind: &str, step: u32, details: Value) -> HistoryEvent {
-        HistoryEvent {
+    fn event(seq: u64, at: i64, kind: &str, step: u32, details: Value) -> HistoryRow {
+        HistoryRow {
             seq,
             timestamp_ms: 1_000 + at,
             kind: kind.into(),
