@@ -7,11 +7,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, WorkflowRecord};
 
 use super::lambda::Signed;
 use super::AppState;
 use crate::workflows::engine::{execution_arn, workflow_arn};
+use crate::workflows::history::{ErrorCause, HistoryEvent, Integration, Recorded, TaskFailure};
 use crate::workflows::{WorkflowError, Workflows};
 
 /// A Step Functions error: `__type` names it (botocore reads it as the error code).
@@ -123,80 +124,75 @@ fn describe_execution(region: &str, e: &ExecutionRecord) -> Value {
 
 /// A history event in Step Functions' shape: JSON documents travel as strings, details under a key named
 /// after the event type.
-fn history_event(h: &HistoryRow, region: &str) -> Value {
-    let d: Value = serde_json::from_str(&h.details).unwrap_or(Value::Null);
-    let text = |k: &str| d.get(k).map(|v| v.to_string()).unwrap_or_else(|| "null".into());
-    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let kind = h.kind.as_str();
-    let details = if kind == "ExecutionStarted" {
-        Some(("executionStartedEventDetails", json!({"input": text("input"), "roleArn": ""})))
-    } else if kind.ends_with("StateEntered") {
-        Some(("stateEnteredEventDetails", json!({"name": s("name"), "input": text("input")})))
-    } else if kind.ends_with("StateExited") {
-        Some(("stateExitedEventDetails", json!({"name": s("name"), "output": text("output")})))
-    } else {
-        match kind {
-            "LambdaFunctionScheduled" => Some((
-                "lambdaFunctionScheduledEventDetails",
-                json!({"resource": s("resource"), "input": text("input"), "timeoutInSeconds": d["timeoutInSeconds"]}),
-            )),
-            "LambdaFunctionSucceeded" => {
-                Some(("lambdaFunctionSucceededEventDetails", json!({"output": text("output")})))
-            }
-            "LambdaFunctionFailed" => {
-                Some(("lambdaFunctionFailedEventDetails", json!({"error": s("error"), "cause": s("cause")})))
-            }
-            "LambdaFunctionTimedOut" => {
-                Some(("lambdaFunctionTimedOutEventDetails", json!({"error": s("error"), "cause": s("cause")})))
-            }
-            "TaskScheduled" => Some((
-                "taskScheduledEventDetails",
-                json!({"resourceType": "lambda", "resource": "invoke", "region": region,
-                       "parameters": text("input"), "timeoutInSeconds": d["timeoutInSeconds"]}),
-            )),
-            "TaskSucceeded" => Some((
-                "taskSucceededEventDetails",
-                json!({"resourceType": "lambda", "resource": "invoke", "output": text("output")}),
-            )),
-            "TaskFailed" | "TaskTimedOut" => Some((
-                if kind == "TaskFailed" { "taskFailedEventDetails" } else { "taskTimedOutEventDetails" },
-                json!({"resourceType": "lambda", "resource": "invoke", "error": s("error"), "cause": s("cause")}),
-            )),
-            "MapStateStarted" => Some(("mapStateStartedEventDetails", json!({"length": d["length"]}))),
-            "MapIterationStarted" | "MapIterationSucceeded" | "MapIterationFailed" => {
-                let key = match kind {
-                    "MapIterationStarted" => "mapIterationStartedEventDetails",
-                    "MapIterationSucceeded" => "mapIterationSucceededEventDetails",
-                    _ => "mapIterationFailedEventDetails",
-                };
-                Some((key, json!({"index": d["index"]})))
-            }
-            "ExecutionSucceeded" => Some(("executionSucceededEventDetails", json!({"output": text("output")}))),
-            "ExecutionFailed" | "ExecutionAborted" | "ExecutionTimedOut" => {
-                let key = match kind {
-                    "ExecutionFailed" => "executionFailedEventDetails",
-                    "ExecutionAborted" => "executionAbortedEventDetails",
-                    _ => "executionTimedOutEventDetails",
-                };
-                let mut v = json!({});
-                for k in ["error", "cause"] {
-                    if let Some(x) = d.get(k).and_then(Value::as_str) {
-                        v[k] = json!(x);
-                    }
-                }
-                Some((key, v))
-            }
-            _ => None,
+fn history_event(h: &Recorded, region: &str) -> Value {
+    use HistoryEvent as E;
+    let text = |v: &Value| v.to_string();
+    let invoke = |v: Value| {
+        let mut v = v;
+        v["resourceType"] = json!("lambda");
+        v["resource"] = json!("invoke");
+        v
+    };
+    let failure = |f: &TaskFailure| json!({"error": f.error, "cause": f.cause});
+    let details = match &h.event {
+        E::ExecutionStarted(d) => {
+            Some(("executionStartedEventDetails", json!({"input": text(&d.input), "roleArn": ""})))
         }
+        E::StateEntered(d) => Some(("stateEnteredEventDetails", json!({"name": d.name, "input": text(&d.input)}))),
+        E::StateExited(d) => Some(("stateExitedEventDetails", json!({"name": d.name, "output": text(&d.output)}))),
+        E::TaskScheduled(Integration::Lambda, d) => Some((
+            "lambdaFunctionScheduledEventDetails",
+            json!({"resource": d.resource, "input": text(&d.input), "timeoutInSeconds": d.timeout_seconds}),
+        )),
+        E::TaskSucceeded(Integration::Lambda, d) => {
+            Some(("lambdaFunctionSucceededEventDetails", json!({"output": text(&d.output)})))
+        }
+        E::TaskFailed(Integration::Lambda, f) => Some(("lambdaFunctionFailedEventDetails", failure(f))),
+        E::TaskTimedOut(Integration::Lambda, f) => Some(("lambdaFunctionTimedOutEventDetails", failure(f))),
+        E::TaskScheduled(Integration::LambdaInvoke, d) => Some((
+            "taskScheduledEventDetails",
+            invoke(json!({"region": region, "parameters": text(&d.input), "timeoutInSeconds": d.timeout_seconds})),
+        )),
+        E::TaskSucceeded(Integration::LambdaInvoke, d) => {
+            Some(("taskSucceededEventDetails", invoke(json!({"output": text(&d.output)}))))
+        }
+        E::TaskFailed(Integration::LambdaInvoke, f) => Some(("taskFailedEventDetails", invoke(failure(f)))),
+        E::TaskTimedOut(Integration::LambdaInvoke, f) => Some(("taskTimedOutEventDetails", invoke(failure(f)))),
+        E::MapStateStarted(d) => Some(("mapStateStartedEventDetails", json!({"length": d.length}))),
+        E::MapIterationStarted(d) => Some(("mapIterationStartedEventDetails", json!({"index": d.index}))),
+        E::MapIterationSucceeded(d) => Some(("mapIterationSucceededEventDetails", json!({"index": d.index}))),
+        E::MapIterationFailed(d) => Some(("mapIterationFailedEventDetails", json!({"index": d.index}))),
+        E::ExecutionSucceeded(d) => Some(("executionSucceededEventDetails", json!({"output": text(&d.output)}))),
+        E::ExecutionFailed(d) => Some(("executionFailedEventDetails", error_cause(d))),
+        E::ExecutionAborted(d) => Some(("executionAbortedEventDetails", error_cause(d))),
+        E::ExecutionTimedOut(d) => Some(("executionTimedOutEventDetails", error_cause(d))),
+        E::ParallelStateStarted
+        | E::ParallelStateSucceeded
+        | E::ParallelStateFailed
+        | E::MapStateSucceeded
+        | E::MapStateFailed
+        | E::Other { .. } => None,
     };
     let mut v = json!({
         "timestamp": seconds(h.timestamp_ms),
-        "type": h.kind,
+        "type": h.event.kind(),
         "id": h.seq,
         "previousEventId": h.seq.saturating_sub(1),
     });
     if let Some((key, details)) = details {
         v[key] = details;
+    }
+    v
+}
+
+/// An execution's end: `error` and `cause` where they are known.
+fn error_cause(d: &ErrorCause) -> Value {
+    let mut v = json!({});
+    if let Some(e) = &d.error {
+        v["error"] = json!(e);
+    }
+    if let Some(c) = &d.cause {
+        v["cause"] = json!(c);
     }
     v
 }

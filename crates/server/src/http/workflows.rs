@@ -6,13 +6,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stoke_core::time::format_rfc3339;
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, WorkflowRecord};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
 use crate::workflows::engine::{execution_arn, workflow_arn};
+use crate::workflows::history::Recorded;
 use crate::workflows::timeline::Timeline;
 use crate::workflows::WorkflowError;
 use stoke_core::cost::{Bill, Pricing};
@@ -190,16 +191,16 @@ pub struct HistoryEventView {
     pub details: Value,
 }
 
-impl From<&HistoryRow> for HistoryEventView {
-    fn from(h: &HistoryRow) -> Self {
+impl From<&Recorded> for HistoryEventView {
+    fn from(h: &Recorded) -> Self {
         HistoryEventView {
             id: h.seq,
             timestamp: format_rfc3339(h.timestamp_ms),
-            kind: h.kind.clone(),
+            kind: h.event.kind().into_owned(),
             scope: h.scope.clone(),
             step: h.step,
             attempt: h.attempt,
-            details: serde_json::from_str(&h.details).unwrap_or(Value::Null),
+            details: h.event.details(),
         }
     }
 }

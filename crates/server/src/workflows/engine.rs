@@ -25,6 +25,11 @@ use stoke_core::time::format_rfc3339;
 use stoke_scheduler::{InvokeError, InvokeRequest, InvokeTarget};
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, Store};
 
+use super::history::{
+    ErrorCause, HistoryEvent, Integration, MapIteration, MapStarted, Output, Recorded, StateEntered, StateExited,
+    TaskFailure, TaskScheduled, TaskSucceeded, Usage,
+};
+
 use crate::invoke::{InvokeFailure, Invoker};
 use crate::registry::{now_ms, RegistryError};
 use crate::stats::{state_key, Statistics};
@@ -67,44 +72,35 @@ struct AttemptRecord {
 #[derive(Debug, Default)]
 struct Log {
     seq: u64,
-    pending: Vec<HistoryRow>,
+    pending: Vec<Recorded>,
     steps: HashMap<(String, u32), StepRecord>,
     /// Map iterations whose end is recorded: (scope, step, index).
     iterations_done: HashSet<(String, u32, u64)>,
 }
 
 impl Log {
-    fn index(&mut self, e: &HistoryRow) {
-        let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+    fn index(&mut self, e: &Recorded) {
         let rec = self.steps.entry((e.scope.clone(), e.step)).or_default();
-        let kind = e.kind.as_str();
-        if kind.ends_with("StateEntered") {
-            rec.entered_ms = Some(e.timestamp_ms);
-            rec.wait_until_ms = details.get("waitUntilMs").and_then(Value::as_i64);
-        } else if kind.ends_with("StateExited") {
-            let next = details.get("next").and_then(Value::as_str).map(String::from);
-            rec.exited = Some((details.get("output").cloned().unwrap_or(Value::Null), next));
-        } else if kind == "LambdaFunctionScheduled" || kind == "TaskScheduled" {
-            rec.attempts.entry(e.attempt).or_default().payload = details.get("input").cloned();
-        } else if kind == "LambdaFunctionSucceeded" || kind == "TaskSucceeded" {
-            let out = details.get("output").cloned().unwrap_or(Value::Null);
-            rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Ok(out)));
-        } else if matches!(
-            kind,
-            "LambdaFunctionFailed"
-                | "LambdaFunctionTimedOut"
-                | "TaskFailed"
-                | "TaskTimedOut"
-                | "LambdaFunctionStartFailed"
-        ) {
-            let text = |k: &str| details.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            let failure = Failure::new(text("error"), text("cause"));
-            rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Err(failure)));
-        }
-        if kind == "MapIterationSucceeded" || kind == "MapIterationFailed" {
-            if let Some(i) = details.get("index").and_then(Value::as_u64) {
-                self.iterations_done.insert((e.scope.clone(), e.step, i));
+        match &e.event {
+            HistoryEvent::StateEntered(s) => {
+                rec.entered_ms = Some(e.timestamp_ms);
+                rec.wait_until_ms = s.wait_until_ms;
             }
+            HistoryEvent::StateExited(s) => rec.exited = Some((s.output.clone(), s.next.clone())),
+            HistoryEvent::TaskScheduled(_, t) => {
+                rec.attempts.entry(e.attempt).or_default().payload = Some(t.input.clone());
+            }
+            HistoryEvent::TaskSucceeded(_, t) => {
+                rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Ok(t.output.clone())));
+            }
+            HistoryEvent::TaskFailed(_, f) | HistoryEvent::TaskTimedOut(_, f) => {
+                let failure = Failure::new(f.error.clone(), f.cause.clone());
+                rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Err(failure)));
+            }
+            HistoryEvent::MapIterationSucceeded(m) | HistoryEvent::MapIterationFailed(m) => {
+                self.iterations_done.insert((e.scope.clone(), e.step, m.index));
+            }
+            _ => {}
         }
         self.seq = self.seq.max(e.seq);
     }
@@ -139,12 +135,7 @@ pub struct RecordError(pub String);
 
 impl Run {
     /// Prepares a run from the execution's record and what its history already holds.
-    pub fn new(
-        record: ExecutionRecord,
-        definition: Definition,
-        history: &[HistoryRow],
-        services: Arc<Services>,
-    ) -> Run {
+    pub fn new(record: ExecutionRecord, definition: Definition, history: &[Recorded], services: Arc<Services>) -> Run {
         let mut log = Log::default();
         for e in history {
             log.index(e);
@@ -152,14 +143,13 @@ impl Run {
         let input = serde_json::from_str(&record.input).unwrap_or_else(|_| json!({}));
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
-        let started = history
-            .iter()
-            .find(|e| e.kind == "ExecutionStarted")
-            .and_then(|e| serde_json::from_str::<Value>(&e.details).ok())
-            .unwrap_or(Value::Null);
+        let started = history.iter().find_map(|e| match &e.event {
+            HistoryEvent::ExecutionStarted(s) => Some(s),
+            _ => None,
+        });
         let policy =
-            started.get("prewarm").and_then(Value::as_str).and_then(Policy::parse).unwrap_or(services.default_prewarm);
-        let scratch = started.get("scratch").and_then(Value::as_bool).unwrap_or(false);
+            started.and_then(|s| s.prewarm.as_deref()).and_then(Policy::parse).unwrap_or(services.default_prewarm);
+        let scratch = started.is_some_and(|s| s.scratch);
         let mut functions = BTreeSet::new();
         static_functions(&definition.machine, &mut functions);
         Run {
@@ -238,25 +228,18 @@ impl Run {
         scheduler.release_reservations(&self.record.id, Some(&targets), &why);
     }
 
-    fn push(&self, kind: String, scope: &str, step: u32, attempt: u32, details: Value) {
+    fn push(&self, event: HistoryEvent, scope: &str, step: u32, attempt: u32) {
         let mut log = lock(&self.log);
         log.seq += 1;
-        let e = HistoryRow {
-            seq: log.seq,
-            timestamp_ms: now_ms(),
-            kind,
-            scope: scope.to_string(),
-            step,
-            attempt,
-            details: details.to_string(),
-        };
+        let e = Recorded { seq: log.seq, timestamp_ms: now_ms(), scope: scope.to_string(), step, attempt, event };
         log.index(&e);
         log.pending.push(e);
     }
 
     /// Writes pending events (and the final record) durably; nothing after this call happens before it.
     async fn flush(&self, finished: Option<ExecutionRecord>) -> Result<(), RecordError> {
-        let events = std::mem::take(&mut lock(&self.log).pending);
+        let events: Vec<HistoryRow> =
+            std::mem::take(&mut lock(&self.log).pending).iter().map(Recorded::to_row).collect();
         if events.is_empty() && finished.is_none() {
             return Ok(());
         }
@@ -331,19 +314,25 @@ impl Run {
             Ok(output) => {
                 record.status = ExecutionStatus::Succeeded;
                 record.output = Some(output.to_string());
-                self.push("ExecutionSucceeded".into(), "", 0, 0, json!({"output": output}));
+                self.push(HistoryEvent::ExecutionSucceeded(Output { output }), "", 0, 0);
             }
             Err(Stop::Failed(f)) => {
                 record.status = ExecutionStatus::Failed;
                 record.error = Some(f.error.clone());
                 record.cause = Some(f.cause.clone());
-                self.push("ExecutionFailed".into(), "", 0, 0, json!({"error": f.error, "cause": f.cause}));
+                self.push(
+                    HistoryEvent::ExecutionFailed(ErrorCause { error: Some(f.error), cause: Some(f.cause) }),
+                    "",
+                    0,
+                    0,
+                );
             }
             Err(Stop::TimedOut) => {
                 record.status = ExecutionStatus::TimedOut;
                 record.error = Some(stoke_asl::errors::TIMEOUT.into());
                 record.cause = Some("the execution ran longer than the machine's TimeoutSeconds".into());
-                self.push("ExecutionTimedOut".into(), "", 0, 0, json!({"error": record.error, "cause": record.cause}));
+                let why = ErrorCause { error: record.error.clone(), cause: record.cause.clone() };
+                self.push(HistoryEvent::ExecutionTimedOut(why), "", 0, 0);
             }
             Err(Stop::Record(e)) => return Err(e),
         }
@@ -378,11 +367,13 @@ impl Run {
                             self.services.stats.record_branch(&self.state_key(&state.name), n);
                             self.release_ruled_out(machine, &state.name, n).await;
                         }
-                        let mut details = json!({"name": state.name, "output": output});
-                        if let Some(n) = &next {
-                            details["next"] = json!(n);
-                        }
-                        self.push(format!("{}StateExited", state.type_name()), &scope, step, 0, details);
+                        let exited = StateExited {
+                            state_type: state.type_name().into(),
+                            name: state.name.clone(),
+                            output: output.clone(),
+                            next: next.clone(),
+                        };
+                        self.push(HistoryEvent::StateExited(exited), &scope, step, 0);
                         (output, next)
                     }
                 };
@@ -419,11 +410,17 @@ impl Run {
             step::enter(state, &raw, &ctx, &mut *entropy, i128::from(now_ms()) * 1_000_000)
         };
         if entered_before.is_none() {
-            let mut details = json!({"name": state.name, "input": raw});
-            if let Entry::WaitUntil { until_ns, .. } = &entry {
-                details["waitUntilMs"] = json!((until_ns / 1_000_000) as i64);
-            }
-            self.push(format!("{}StateEntered", state.type_name()), scope, step, 0, details);
+            let wait_until_ms = match &entry {
+                Entry::WaitUntil { until_ns, .. } => Some((until_ns / 1_000_000) as i64),
+                _ => None,
+            };
+            let entered = StateEntered {
+                state_type: state.type_name().into(),
+                name: state.name.clone(),
+                input: raw.clone(),
+                wait_until_ms,
+            };
+            self.push(HistoryEvent::StateEntered(entered), scope, step, 0);
         }
         match entry {
             Entry::Done { output, next } => Ok((output, next)),
@@ -438,7 +435,7 @@ impl Run {
             Entry::Parallel { input } => {
                 let StateKind::Parallel(parallel) = &state.kind else { return unreachable_state(state) };
                 if entered_before.is_none() {
-                    self.push("ParallelStateStarted".into(), scope, step, 0, json!({}));
+                    self.push(HistoryEvent::ParallelStateStarted, scope, step, 0);
                 }
                 let runs = parallel.branches.iter().enumerate().map(|(i, b)| {
                     let child = format!("{scope}/{step}:b{i}");
@@ -450,14 +447,18 @@ impl Run {
                     Err(Stop::Failed(f)) => Err(f),
                     Err(other) => return Err(other),
                 };
-                let kind = if result.is_ok() { "ParallelStateSucceeded" } else { "ParallelStateFailed" };
-                self.push(kind.into(), scope, step, 0, json!({}));
+                let ended = if result.is_ok() {
+                    HistoryEvent::ParallelStateSucceeded
+                } else {
+                    HistoryEvent::ParallelStateFailed
+                };
+                self.push(ended, scope, step, 0);
                 self.finish(state, &raw, result, &ctx)
             }
             Entry::Map { items, max_concurrency, tolerated_failures } => {
                 let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
                 if entered_before.is_none() {
-                    self.push("MapStateStarted".into(), scope, step, 0, json!({"length": items.len()}));
+                    self.push(HistoryEvent::MapStateStarted(MapStarted { length: items.len() as u64 }), scope, step, 0);
                     self.services.stats.record_items(&self.state_key(&state.name), items.len());
                 }
                 let limit = if max_concurrency == 0 { UNLIMITED_MAP_CONCURRENCY } else { max_concurrency };
@@ -469,25 +470,27 @@ impl Run {
                         let _permit = slots.acquire().await.map_err(|e| Stop::Record(RecordError(e.to_string())))?;
                         // A resumed iteration announced its start already.
                         if !lock(&self.log).steps.contains_key(&(child.clone(), 0)) {
-                            self.push("MapIterationStarted".into(), scope, step, 0, json!({"index": i}));
+                            let started = HistoryEvent::MapIterationStarted(MapIteration { index: i as u64 });
+                            self.push(started, scope, step, 0);
                         }
                         let r = self.run_scope(&map.processor, child, item).await;
-                        let (kind, result) = match r {
-                            Ok(v) => ("MapIterationSucceeded", Ok(v)),
-                            Err(Stop::Failed(f)) => ("MapIterationFailed", Err(f)),
+                        let index = MapIteration { index: i as u64 };
+                        let (ended, result) = match r {
+                            Ok(v) => (HistoryEvent::MapIterationSucceeded(index), Ok(v)),
+                            Err(Stop::Failed(f)) => (HistoryEvent::MapIterationFailed(index), Err(f)),
                             Err(other) => return Err(other),
                         };
                         let known = lock(&self.log).iterations_done.contains(&(scope.to_string(), step, i as u64));
                         if !known {
-                            self.push(kind.into(), scope, step, 0, json!({"index": i}));
+                            self.push(ended, scope, step, 0);
                         }
                         Ok(result)
                     }
                 });
                 let results: Vec<Result<Value, Failure>> = futures_util::future::try_join_all(runs).await?;
                 let result = step::map_result(results, tolerated_failures);
-                let kind = if result.is_ok() { "MapStateSucceeded" } else { "MapStateFailed" };
-                self.push(kind.into(), scope, step, 0, json!({}));
+                let ended = if result.is_ok() { HistoryEvent::MapStateSucceeded } else { HistoryEvent::MapStateFailed };
+                self.push(ended, scope, step, 0);
                 self.finish(state, &raw, result, &ctx)
             }
         }
@@ -531,8 +534,7 @@ impl Run {
         let retriers = step::retriers(state);
         let mut attempts = Attempts::default();
         let mut attempt: u32 = 0;
-        let (scheduled_kind, prefix) =
-            if wrap { ("TaskScheduled", "Task") } else { ("LambdaFunctionScheduled", "LambdaFunction") };
+        let integration = if wrap { Integration::LambdaInvoke } else { Integration::Lambda };
         let reference = match &qualifier {
             Some(q) if !function.contains(':') => format!("{function}:{q}"),
             _ => function.clone(),
@@ -552,13 +554,12 @@ impl Run {
                     let scheduled = other.is_some();
                     let payload = other.and_then(|(p, _)| p).unwrap_or_else(|| payload.clone());
                     if !scheduled {
-                        self.push(
-                            scheduled_kind.into(),
-                            scope,
-                            step,
-                            attempt,
-                            json!({"resource": reference, "input": payload, "timeoutInSeconds": timeout_seconds}),
-                        );
+                        let scheduled = TaskScheduled {
+                            resource: reference.clone(),
+                            input: payload.clone(),
+                            timeout_seconds: Some(timeout_seconds),
+                        };
+                        self.push(HistoryEvent::TaskScheduled(integration, scheduled), scope, step, attempt);
                     }
                     self.flush(None).await.map_err(Stop::Record)?;
                     let limit = match heartbeat_seconds {
@@ -566,20 +567,21 @@ impl Run {
                         _ => (timeout_seconds, stoke_asl::errors::TIMEOUT, "TimeoutSeconds"),
                     };
                     let (result, usage) = self.invoke(&reference, &payload, limit, wrap).await;
-                    let (kind, mut details) = match &result {
-                        Ok(out) => (format!("{prefix}Succeeded"), json!({"output": out})),
-                        Err(f)
-                            if f.error == stoke_asl::errors::TIMEOUT
-                                || f.error == stoke_asl::errors::HEARTBEAT_TIMEOUT =>
-                        {
-                            (format!("{prefix}TimedOut"), json!({"error": f.error, "cause": f.cause}))
+                    let ended = match &result {
+                        Ok(out) => {
+                            HistoryEvent::TaskSucceeded(integration, TaskSucceeded { output: out.clone(), usage })
                         }
-                        Err(f) => (format!("{prefix}Failed"), json!({"error": f.error, "cause": f.cause})),
+                        Err(f) => {
+                            let failure = TaskFailure { error: f.error.clone(), cause: f.cause.clone(), usage };
+                            if f.error == stoke_asl::errors::TIMEOUT || f.error == stoke_asl::errors::HEARTBEAT_TIMEOUT
+                            {
+                                HistoryEvent::TaskTimedOut(integration, failure)
+                            } else {
+                                HistoryEvent::TaskFailed(integration, failure)
+                            }
+                        }
                     };
-                    if let Some(usage) = usage {
-                        details["usage"] = usage;
-                    }
-                    self.push(kind, scope, step, attempt, details);
+                    self.push(ended, scope, step, attempt);
                     (now_ms(), result)
                 }
             };
@@ -608,7 +610,7 @@ impl Run {
         payload: &Value,
         limit: (u64, &str, &str),
         wrap: bool,
-    ) -> (Result<Value, Failure>, Option<Value>) {
+    ) -> (Result<Value, Failure>, Option<Usage>) {
         match self.invoke_once(reference, payload, limit, wrap).await {
             Ok((result, report)) => (result, Some(usage(&report))),
             Err(f) => (Err(f), None),
@@ -696,26 +698,21 @@ fn static_functions(machine: &Machine, out: &mut BTreeSet<String>) {
 }
 
 /// What an invocation used and where its time went, kept in the history for cost and timelines.
-fn usage(r: &stoke_scheduler::Report) -> Value {
+fn usage(r: &stoke_scheduler::Report) -> Usage {
     let whole = |ms: f64| stoke_core::cost::billed_ms(ms);
-    let mut u = json!({
-        "billedMs": r.billed_ms,
-        "memoryMb": r.memory_mb,
-        "durationMs": r.duration_ms,
-        "queuedMs": r.queued_ms,
-        "initMs": r.instance_init_ms.map_or(0, whole),
-        "instance": r.instance,
-    });
-    if let Some(cold) = r.init_duration_ms {
-        u["coldStartMs"] = json!(cold);
-        u["sandboxMs"] = json!(r.sandbox_ms.unwrap_or(0.0));
+    let cold = r.init_duration_ms.is_some();
+    Usage {
+        billed_ms: r.billed_ms,
+        memory_mb: r.memory_mb,
+        duration_ms: r.duration_ms,
+        queued_ms: r.queued_ms,
+        init_ms: r.instance_init_ms.map_or(0, whole),
+        instance: r.instance,
+        cold_start_ms: r.init_duration_ms,
+        sandbox_ms: cold.then(|| r.sandbox_ms.unwrap_or(0.0)),
+        held_ms: r.held_ms.map(whole),
+        prepared: r.held_ms.is_some(),
     }
-    if let Some(held) = r.held_ms {
-        // Ran on an instance an earlier step prepared: held from its preparation until the step came.
-        u["heldMs"] = json!(whole(held));
-        u["prepared"] = json!(true);
-    }
-    u
 }
 
 /// The Lambda service error names Step Functions reports for invocations that never ran.
@@ -807,7 +804,7 @@ mod tests {
             event(10, "TaskScheduled", "/2:i3", 0, 0, json!({"input": 1})),
         ];
         for e in &history {
-            log.index(e);
+            log.index(&Recorded::from_row(e));
         }
         assert_eq!(log.seq, 10);
         let t = &log.steps[&(String::new(), 0)];

@@ -2,6 +2,7 @@
 //! durable history. Executions run on the [`engine`]; those a crash interrupted resume at start.
 
 pub mod engine;
+pub mod history;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -11,11 +12,12 @@ use serde_json::Value;
 use stoke_asl::prewarm::Policy;
 use stoke_asl::{Definition, Problem};
 use stoke_core::AccountId;
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, StoreError, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, StoreError, WorkflowRecord};
 use tokio::sync::watch;
 
 use crate::registry::now_ms;
 use engine::{Run, Services};
+use history::{ErrorCause, ExecutionStarted, HistoryEvent, Recorded};
 
 /// The longest workflow or execution name (Step Functions' limit).
 pub const MAX_NAME: usize = 80;
@@ -252,22 +254,19 @@ impl Workflows {
             started_ms: now_ms(),
             stopped_ms: None,
         };
-        let started = HistoryRow {
+        let started = Recorded {
             seq: 1,
             timestamp_ms: record.started_ms,
-            kind: "ExecutionStarted".into(),
             scope: String::new(),
             step: 0,
             attempt: 0,
-            details: {
-                let mut d = serde_json::json!({"input": input, "prewarm": policy.as_str()});
-                if scratch {
-                    d["scratch"] = serde_json::json!(true);
-                }
-                d.to_string()
-            },
+            event: HistoryEvent::ExecutionStarted(ExecutionStarted {
+                input,
+                prewarm: Some(policy.as_str().to_string()),
+                scratch,
+            }),
         };
-        self.services.store.insert_execution(&record, std::slice::from_ref(&started)).map_err(|e| match e {
+        self.services.store.insert_execution(&record, &[started.to_row()]).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
                 "workflow {workflow} already has an execution named {}; names are unique per workflow",
                 record.name
@@ -278,7 +277,7 @@ impl Workflows {
         Ok(record)
     }
 
-    fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<HistoryRow>) {
+    fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<Recorded>) {
         let id = record.id.clone();
         let run = Arc::new(Run::new(record, definition, &history, self.services.clone()));
         let (tx, rx) = watch::channel(false);
@@ -321,15 +320,20 @@ impl Workflows {
         })
     }
 
-    pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<HistoryRow>> {
+    pub fn history(&self, account: &AccountId, id: &str) -> Result<Vec<Recorded>> {
         self.describe(account, id)?;
-        self.services.store.history(id).map_err(store_err)
+        self.stored_history(id)
+    }
+
+    fn stored_history(&self, id: &str) -> Result<Vec<Recorded>> {
+        let rows = self.services.store.history(id).map_err(store_err)?;
+        Ok(rows.iter().map(Recorded::from_row).collect())
     }
 
     /// Where the execution's time went, step by step, and what it cost.
     pub fn timeline(&self, account: &AccountId, id: &str) -> Result<timeline::Timeline> {
         let e = self.describe(account, id)?;
-        let history = self.services.store.history(id).map_err(store_err)?;
+        let history = self.stored_history(id)?;
         Ok(timeline::timeline(e.started_ms, &history, &self.services.pricing))
     }
 
@@ -371,16 +375,15 @@ impl Workflows {
         e.error = error.map(String::from);
         e.cause = cause.map(String::from);
         e.stopped_ms = Some(now_ms());
-        let event = HistoryRow {
+        let event = Recorded {
             seq,
             timestamp_ms: now_ms(),
-            kind: "ExecutionAborted".into(),
             scope: String::new(),
             step: 0,
             attempt: 0,
-            details: serde_json::json!({"error": e.error, "cause": e.cause}).to_string(),
+            event: HistoryEvent::ExecutionAborted(ErrorCause { error: e.error.clone(), cause: e.cause.clone() }),
         };
-        match self.services.store.record_execution(id, &[event], Some(&e)) {
+        match self.services.store.record_execution(id, &[event.to_row()], Some(&e)) {
             Ok(()) => Ok(e),
             // It ended on its own while we stopped it.
             Err(StoreError::Conflict(_)) => self.describe(account, id),
@@ -398,7 +401,7 @@ impl Workflows {
             tracing::info!(directories = swept, "removed the scratch directories of executions that ended");
         }
         for e in running {
-            let history = self.services.store.history(&e.id).map_err(store_err)?;
+            let history = self.stored_history(&e.id)?;
             match Definition::parse_str(&e.definition) {
                 Ok(d) => {
                     tracing::info!(execution = %e.id, events = history.len(), "resuming execution");

@@ -3,9 +3,9 @@
 //! functions of the history events, so what the API shows is exactly what was recorded.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use stoke_core::cost::{Bill, Pricing, Usage};
-use stoke_store::HistoryRow;
+use stoke_core::cost::{Bill, Pricing};
+
+use super::history::{HistoryEvent, Recorded, Usage};
 
 /// What a stretch of a step's time was spent on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,31 +67,23 @@ pub struct Timeline {
     pub bill: Bill,
 }
 
-fn details(e: &HistoryRow) -> Value {
-    serde_json::from_str(&e.details).unwrap_or(Value::Null)
-}
-
-fn number(v: &Value, key: &str) -> f64 {
-    v.get(key).and_then(Value::as_f64).unwrap_or(0.0)
-}
-
 /// Where an invocation's time went, from when it was scheduled (`from`) to when its result came (`to`).
 /// A prepared instance's start and holding happened before the step was scheduled, and are drawn there.
-fn invocation_segments(usage: &Value, from: f64, to: f64) -> Vec<Segment> {
-    let prepared = usage.get("heldMs").is_some();
+fn invocation_segments(usage: &Usage, from: f64, to: f64) -> Vec<Segment> {
+    let prepared = usage.held_ms.is_some();
     let floor = if prepared { f64::MIN } else { from };
     let seg = |phase, start: f64, end: f64| Segment { phase, start_ms: start.max(floor), end_ms: end.max(floor) };
-    let run_start = (to - number(usage, "durationMs")).max(from);
+    let run_start = (to - usage.duration_ms).max(from);
     let mut out = Vec::new();
     let mut cursor = run_start;
-    if prepared {
-        let held = number(usage, "heldMs");
+    if let Some(held) = usage.held_ms {
+        let held = held as f64;
         out.push(seg(Phase::Held, cursor - held, cursor));
         cursor -= held;
     }
-    if usage.get("coldStartMs").is_some() {
-        let sandbox = number(usage, "sandboxMs");
-        let init = (number(usage, "coldStartMs") - sandbox).max(0.0);
+    if let Some(cold) = usage.cold_start_ms {
+        let sandbox = usage.sandbox_ms.unwrap_or(0.0);
+        let init = (cold - sandbox).max(0.0);
         out.push(seg(Phase::Init, cursor - init, cursor));
         cursor -= init;
         out.push(seg(Phase::Sandbox, cursor - sandbox, cursor));
@@ -106,35 +98,33 @@ fn invocation_segments(usage: &Value, from: f64, to: f64) -> Vec<Segment> {
     out
 }
 
-fn usage_of(u: &Value) -> Usage {
-    Usage {
-        billed_ms: number(u, "billedMs") as u64,
-        init_ms: number(u, "initMs") as u64,
-        held_ms: number(u, "heldMs") as u64,
-        memory_mb: number(u, "memoryMb") as u32,
+fn usage_of(u: &Usage) -> stoke_core::cost::Usage {
+    stoke_core::cost::Usage {
+        billed_ms: u.billed_ms,
+        init_ms: u.init_ms,
+        held_ms: u.held_ms.unwrap_or(0),
+        memory_mb: u.memory_mb,
     }
 }
 
 /// Builds the timeline of an execution that started at `started_ms` from its history.
-pub fn timeline(started_ms: i64, history: &[HistoryRow], pricing: &Pricing) -> Timeline {
-    let at = |e: &HistoryRow| (e.timestamp_ms - started_ms) as f64;
+pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Timeline {
+    let at = |e: &Recorded| (e.timestamp_ms - started_ms) as f64;
     let mut steps: Vec<StepTimeline> = Vec::new();
-    let mut usages: Vec<Vec<Usage>> = Vec::new();
+    let mut usages: Vec<Vec<stoke_core::cost::Usage>> = Vec::new();
     let mut all = Vec::new();
     // Per step: when its current attempt was scheduled, and when the last attempt ended (for back-offs).
     let mut scheduled: Vec<(Option<f64>, Option<f64>)> = Vec::new();
-    let find = |steps: &[StepTimeline], e: &HistoryRow| {
+    let find = |steps: &[StepTimeline], e: &Recorded| {
         steps.iter().rposition(|s| s.scope == e.scope && s.step == e.step && s.exited_ms.is_none())
     };
     for e in history {
-        let kind = e.kind.as_str();
-        let d = details(e);
-        if let Some(state_type) = kind.strip_suffix("StateEntered") {
+        if let HistoryEvent::StateEntered(entered) = &e.event {
             steps.push(StepTimeline {
                 scope: e.scope.clone(),
                 step: e.step,
-                state: d.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                kind: state_type.to_string(),
+                state: entered.name.clone(),
+                kind: entered.state_type.clone(),
                 entered_ms: at(e),
                 exited_ms: None,
                 invocations: 0,
@@ -147,34 +137,43 @@ pub fn timeline(started_ms: i64, history: &[HistoryRow], pricing: &Pricing) -> T
             continue;
         }
         let Some(i) = find(&steps, e) else { continue };
-        if kind.ends_with("StateExited") {
-            let s = &mut steps[i];
-            s.exited_ms = Some(at(e));
-            if s.kind == "Wait" {
-                s.segments.push(Segment { phase: Phase::Waiting, start_ms: s.entered_ms, end_ms: at(e) });
+        let usage = match &e.event {
+            HistoryEvent::StateExited(_) => {
+                let s = &mut steps[i];
+                s.exited_ms = Some(at(e));
+                if s.kind == "Wait" {
+                    s.segments.push(Segment { phase: Phase::Waiting, start_ms: s.entered_ms, end_ms: at(e) });
+                }
+                continue;
             }
-        } else if kind == "LambdaFunctionScheduled" || kind == "TaskScheduled" {
-            if let (None, Some(ended)) = scheduled[i] {
-                steps[i].segments.push(Segment { phase: Phase::Waiting, start_ms: ended, end_ms: at(e) });
+            HistoryEvent::TaskScheduled(..) => {
+                if let (None, Some(ended)) = scheduled[i] {
+                    steps[i].segments.push(Segment { phase: Phase::Waiting, start_ms: ended, end_ms: at(e) });
+                }
+                scheduled[i] = (Some(at(e)), None);
+                continue;
             }
-            scheduled[i] = (Some(at(e)), None);
-        } else if let Some(u) = d.get("usage") {
-            let from = scheduled[i].0.unwrap_or_else(|| at(e));
-            let s = &mut steps[i];
-            s.invocations += 1;
-            // A prepared instance's cold start was hidden behind earlier steps — unless the step came before
-            // the instance was ready (nothing was held) and waited for it.
-            if u.get("coldStartMs").is_some() && number(u, "heldMs") <= 0.0 {
-                s.cold_starts += 1;
-            }
-            s.segments.extend(invocation_segments(u, from, at(e)));
-            usages[i].push(usage_of(u));
-            all.push(usage_of(u));
+            HistoryEvent::TaskSucceeded(_, t) => &t.usage,
+            HistoryEvent::TaskFailed(_, f) | HistoryEvent::TaskTimedOut(_, f) => &f.usage,
+            _ => continue,
+        };
+        // Ended without running (the function was missing, a timeout …): the try still took time.
+        let Some(u) = usage else {
             scheduled[i] = (None, Some(at(e)));
-        } else if kind.starts_with("LambdaFunction") || kind.starts_with("Task") {
-            // Ended without running (the function was missing, a timeout …): the try still took time.
-            scheduled[i] = (None, Some(at(e)));
+            continue;
+        };
+        let from = scheduled[i].0.unwrap_or_else(|| at(e));
+        let s = &mut steps[i];
+        s.invocations += 1;
+        // A prepared instance's cold start was hidden behind earlier steps — unless the step came before
+        // the instance was ready (nothing was held) and waited for it.
+        if u.cold_start_ms.is_some() && u.held_ms.unwrap_or(0) == 0 {
+            s.cold_starts += 1;
         }
+        s.segments.extend(invocation_segments(u, from, at(e)));
+        usages[i].push(usage_of(u));
+        all.push(usage_of(u));
+        scheduled[i] = (None, Some(at(e)));
     }
     for (s, u) in steps.iter_mut().zip(&usages) {
         if !u.is_empty() {
@@ -192,12 +191,12 @@ pub fn timeline(started_ms: i64, history: &[HistoryRow], pricing: &Pricing) -> T
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
-    fn event(seq: u64, at: i64, kind: &str, step: u32, details: Value) -> HistoryRow {
-        HistoryRow {
+    fn event(seq: u64, at: i64, kind: &str, step: u32, details: Value) -> Recorded {
+        Recorded::from_row(&stoke_store::HistoryRow {
             seq,
             timestamp_ms: 1_000 + at,
             kind: kind.into(),
@@ -205,7 +204,11 @@ mod tests {
             step,
             attempt: 0,
             details: details.to_string(),
-        }
+        })
+    }
+
+    fn usage(v: Value) -> Usage {
+        serde_json::from_value(v).expect("usage")
     }
 
     #[test]
@@ -274,7 +277,8 @@ mod tests {
         // Prepared 600 ms before the step was scheduled (at 1000): 50 ms sandbox, 250 ms init, held 300 ms.
         let u = json!({"durationMs": 40.0, "billedMs": 40, "memoryMb": 128, "initMs": 250, "heldMs": 300,
                        "coldStartMs": 300.0, "sandboxMs": 50.0, "prepared": true});
-        let segs: Vec<_> = invocation_segments(&u, 1000.0, 1041.0).iter().map(|s| (s.phase, s.start_ms)).collect();
+        let segs: Vec<_> =
+            invocation_segments(&usage(u.clone()), 1000.0, 1041.0).iter().map(|s| (s.phase, s.start_ms)).collect();
         assert_eq!(
             segs,
             vec![(Phase::Sandbox, 401.0), (Phase::Init, 451.0), (Phase::Held, 701.0), (Phase::Running, 1001.0)]
@@ -304,7 +308,7 @@ mod tests {
     #[test]
     fn a_warm_invocation_is_queued_then_running() {
         let u = json!({"durationMs": 10.0, "queuedMs": 0.5, "billedMs": 10, "memoryMb": 128});
-        let segs = invocation_segments(&u, 100.0, 112.0);
+        let segs = invocation_segments(&usage(u), 100.0, 112.0);
         assert_eq!(
             segs,
             vec![
