@@ -114,6 +114,19 @@ def main():
     versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
     assert versions == ["$LATEST", "1", "2"], versions
 
+    # Publish with the code update is one step; a CodeSha256 precondition is checked in the step that
+    # publishes, so a stale hash publishes nothing.
+    stale = lam.get_function_configuration(FunctionName="b3")["CodeSha256"]
+    v3 = lam.update_function_code(FunctionName="b3", ZipFile=zip_of(V2 + "\n# three\n"), Publish=True)
+    assert v3["Version"] == "3" and v3["CodeSha256"] != stale, v3
+    lam.update_function_configuration(FunctionName="b3", Timeout=21)
+    e = expect_error("PreconditionFailedException", lam.publish_version, FunctionName="b3", CodeSha256=stale)
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+    v4 = lam.publish_version(FunctionName="b3", CodeSha256=v3["CodeSha256"])
+    assert v4["Version"] == "4" and v4["Timeout"] == 21, v4
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
+    assert versions == ["$LATEST", "1", "2", "3", "4"], versions
+
     alias = lam.create_alias(FunctionName="b3", Name="prod", FunctionVersion="1")
     assert alias["AliasArn"].endswith(":function:b3:prod"), alias
     assert json.loads(lam.invoke(FunctionName="b3", Qualifier="prod")["Payload"].read())["v"] == 1

@@ -8,6 +8,7 @@ pub mod alias;
 pub mod archive;
 pub mod config;
 pub mod cost;
+pub mod error;
 pub mod event;
 pub mod gateway;
 pub mod keepalive;

@@ -4,6 +4,7 @@
 //! start, binds the listener and serves until told to stop.
 
 pub mod accounts;
+pub mod error;
 pub mod http;
 
 pub use stoke_scheduler::runtimes::GenericKind;
@@ -109,6 +110,8 @@ pub enum StartError {
     Admin(accounts::AccountError),
     #[error("cannot recover the registry after a crash: {0}")]
     Recovery(registry::RegistryError),
+    #[error("cannot recover the tunes a crash interrupted: {0}")]
+    Tunes(tune::TuneError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("server failed: {0}")]
@@ -296,12 +299,7 @@ impl Server {
             lean && config.lean.cpu_quota,
             lean,
         ));
-        tuner.recover().map_err(|e| {
-            StartError::Recovery(match e {
-                tune::TuneError::Registry(r) => r,
-                other => registry::RegistryError::NotFound(other.to_string()),
-            })
-        })?;
+        tuner.recover().map_err(StartError::Tunes)?;
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -19,7 +19,7 @@ use stoke_scheduler::{InvokeRequest, InvokeTarget, Outcome};
 use stoke_store::{Store, TuneRecord};
 
 use crate::invoke::{InvokeFailure, Invoker};
-use crate::registry::{now_ms, Registry, RegistryError};
+use crate::registry::{now_ms, PublishIf, Registry, RegistryError};
 use crate::stats::Statistics;
 
 /// The version label of a tune's test sizes.
@@ -489,7 +489,8 @@ impl Tuner {
                 registry.update_config(&acct, &name, patch)?;
             }
             let Some(alias) = alias else { return Ok(Applied { memory_mb, version: None, alias: None }) };
-            let version = registry.publish(&acct, &name, Some(format!("stoke tune: {memory_mb} MB")))?;
+            let description = Some(format!("stoke tune: {memory_mb} MB"));
+            let version = registry.publish(&acct, &name, description, &PublishIf::default())?.version;
             let routing = AliasRouting {
                 version: version.version.to_string(),
                 additional_version: None,

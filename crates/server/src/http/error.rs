@@ -4,10 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use stoke_store::archive::ArchiveError;
+use stoke_core::error::ErrorKind;
 
-use crate::accounts::AccountError;
-use crate::registry::RegistryError;
+use crate::error::Classified;
 
 /// The body of every error response: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -76,45 +75,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<ArchiveError> for ApiError {
-    fn from(e: ArchiveError) -> Self {
-        match e {
-            ArchiveError::TooLarge { .. } | ArchiveError::UnpackedTooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "archive_too_large", e.to_string()).with_field("code")
-            }
-            _ => Self::bad_request("invalid_archive", e.to_string()).with_field("code"),
+/// Every service error becomes the native API's error from its class: the kind's status, the error's code.
+impl<E: Classified> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        let class = e.class();
+        if class.kind == ErrorKind::Internal {
+            return Self::internal(e);
         }
-    }
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Validation(v) => Self::bad_request("invalid_parameter", v.message).with_field(v.field),
-            RegistryError::Reference(r) => Self::bad_request("invalid_reference", r.0),
-            RegistryError::Archive(a) => a.into(),
-            RegistryError::Image(stoke_store::ImageError::Io(io)) => Self::internal(io),
-            RegistryError::Image(e @ stoke_store::ImageError::TooLarge { .. }) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", e.to_string())
-            }
-            RegistryError::Image(e) => Self::bad_request("invalid_image", e.to_string()),
-            RegistryError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
-            RegistryError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            RegistryError::IllegalTransition(t) => Self::new(StatusCode::CONFLICT, "illegal_transition", t.to_string()),
-            e @ RegistryError::CrossAccount { .. } => Self::new(StatusCode::FORBIDDEN, "cross_account", e.to_string()),
-            RegistryError::ConcurrentModification(m) => Self::new(StatusCode::CONFLICT, "concurrent_modification", m),
-            RegistryError::Store(s) => Self::internal(s),
-        }
-    }
-}
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        match e {
-            AccountError::Validation(v) => Self::bad_request("invalid_parameter", v.message).with_field(v.field),
-            AccountError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            AccountError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-            AccountError::Random(_) | AccountError::Store(_) => Self::internal(e),
+        let status = StatusCode::from_u16(class.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError {
+            status,
+            code: class.code,
+            message: e.to_string(),
+            field: class.field,
+            retry_after: class.retry_after_s,
         }
     }
 }

@@ -18,6 +18,7 @@ use super::views::{
 };
 use super::{blocking, AppState};
 use crate::accounts::Caller;
+use crate::registry::PublishIf;
 
 /// Page size when the request gives none.
 const DEFAULT_PAGE: usize = 50;
@@ -155,7 +156,7 @@ pub async fn update_code(
     let registry = s.registry.clone();
     let record = blocking(move || {
         let name = registry.parse_function_name(&caller.account.id, &function)?;
-        Ok(registry.update_code(&caller.account.id, &name, &body)?)
+        Ok(registry.update_code(&caller.account.id, &name, &body, false)?.0)
     })
     .await?;
     Ok(Json(FunctionView::from_function(&record, &s.region)))
@@ -192,7 +193,7 @@ pub async fn publish(
     let registry = s.registry.clone();
     let version = blocking(move || {
         let name = registry.parse_function_name(&caller.account.id, &function)?;
-        Ok(registry.publish(&caller.account.id, &name, req.description)?)
+        Ok(registry.publish(&caller.account.id, &name, req.description, &PublishIf::default())?.version)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(VersionView::from_record(&version, &s.region))))

@@ -6,35 +6,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use stoke_scheduler::{InvokeError, InvokeRequest, Outcome};
+use stoke_scheduler::{InvokeRequest, Outcome};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiQuery, Body};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
-use crate::invoke::InvokeFailure;
-
-impl From<InvokeFailure> for ApiError {
-    fn from(e: InvokeFailure) -> Self {
-        match e {
-            InvokeFailure::Registry(r) => r.into(),
-            InvokeFailure::Blocked(_) => ApiError::new(StatusCode::CONFLICT, "function_blocked", e.to_string()),
-            InvokeFailure::Retired(_) => ApiError::new(StatusCode::CONFLICT, "function_retired", e.to_string()),
-            InvokeFailure::PayloadTooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
-            }
-            InvokeFailure::InvalidPayload(_) => ApiError::bad_request("invalid_request_content", e.to_string()),
-            InvokeFailure::StillUpdating(..) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "function_updating", e.to_string())
-            }
-            InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s, .. }) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", e.to_string())
-                    .with_retry_after(retry_after_s)
-            }
-            InvokeFailure::Scheduler(InvokeError::Platform(m)) => ApiError::internal(m),
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct InvokeQuery {

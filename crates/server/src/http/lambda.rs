@@ -13,16 +13,17 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use stoke_core::error::ErrorKind;
 use stoke_core::reference::function_arn;
 use stoke_core::time::format_lambda_timestamp;
 use stoke_core::{AliasRouting, ConfigPatch, LifecycleState};
-use stoke_scheduler::{InvokeError, InvokeRequest, Outcome};
+use stoke_scheduler::{InvokeRequest, Outcome};
 use stoke_store::{AliasRecord, FunctionRecord, VersionRecord};
 
 use super::{blocking, AppState};
 use crate::accounts::Caller;
-use crate::invoke::InvokeFailure;
-use crate::registry::{RegistryError, Resolved};
+use crate::error::Classified;
+use crate::registry::{PublishIf, RegistryError, Resolved};
 use crate::sigv4;
 
 /// A Lambda-style error: `x-amzn-ErrorType` names the exception; the body carries the message.
@@ -57,77 +58,25 @@ impl IntoResponse for LambdaError {
     }
 }
 
-impl From<RegistryError> for LambdaError {
-    fn from(e: RegistryError) -> Self {
-        let message = e.to_string();
-        match e {
-            RegistryError::Validation(_) | RegistryError::Reference(_) => Self::invalid(message),
-            RegistryError::Archive(stoke_store::archive::ArchiveError::TooLarge { .. }) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
-            }
-            // Lambda answers an archive that unzips past its limit with InvalidParameterValueException.
-            RegistryError::Archive(_) => Self::invalid(message),
-            RegistryError::Image(stoke_store::ImageError::TooLarge { .. }) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", message)
-            }
-            RegistryError::Image(stoke_store::ImageError::Io(_)) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
-            }
-            RegistryError::Image(_) => Self::invalid(message),
-            RegistryError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message),
-            RegistryError::Conflict(_)
-            | RegistryError::IllegalTransition(_)
-            | RegistryError::ConcurrentModification(_) => {
-                Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
-            }
-            RegistryError::CrossAccount { .. } => Self::new(StatusCode::FORBIDDEN, "AccessDeniedException", message),
-            RegistryError::Store(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message),
+/// Every service error becomes Lambda's from its class: the exception its kind names, Lambda's wording
+/// where clients match on it.
+impl<E: Classified> From<E> for LambdaError {
+    fn from(e: E) -> Self {
+        let class = e.class();
+        let (status, kind) = class.for_lambda().lambda();
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            kind,
+            message: class.lambda_message.unwrap_or_else(|| e.to_string()),
+            retry_after: class.retry_after_s,
         }
     }
 }
 
 impl From<super::error::ApiError> for LambdaError {
     fn from(e: super::error::ApiError) -> Self {
-        let kind = match e.status.as_u16() {
-            404 => "ResourceNotFoundException",
-            409 => "ResourceConflictException",
-            413 => "RequestTooLargeException",
-            429 => "TooManyRequestsException",
-            400..=499 => "InvalidParameterValueException",
-            _ => "ServiceException",
-        };
+        let (_, kind) = ErrorKind::from_status(e.status.as_u16()).lambda();
         Self { status: e.status, kind, message: e.message, retry_after: e.retry_after }
-    }
-}
-
-impl From<InvokeFailure> for LambdaError {
-    fn from(e: InvokeFailure) -> Self {
-        let message = e.to_string();
-        match e {
-            InvokeFailure::Registry(r) => r.into(),
-            InvokeFailure::Blocked(_) | InvokeFailure::Retired(_) | InvokeFailure::StillUpdating(..) => {
-                Self::new(StatusCode::CONFLICT, "ResourceConflictException", message)
-            }
-            InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s, .. }) => Self {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                kind: "TooManyRequestsException",
-                message,
-                retry_after: Some(retry_after_s),
-            },
-            InvokeFailure::PayloadTooLarge { limit, .. } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestTooLargeException",
-                format!("Request must be smaller than {limit} bytes for the Invoke operation"),
-            ),
-            InvokeFailure::InvalidPayload(detail) => Self::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequestContentException",
-                format!("Could not parse request body into json: {detail}"),
-            ),
-            InvokeFailure::Scheduler(InvokeError::Platform(_)) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)
-            }
-        }
     }
 }
 
@@ -202,6 +151,14 @@ pub fn routes() -> Router<AppState> {
         .route("/functions/{name}/aliases", get(list_aliases).post(create_alias))
         .route("/functions/{name}/aliases/{alias}", get(get_alias).put(update_alias).delete(delete_alias))
         .route("/functions/{name}/invocations", post(invoke))
+}
+
+/// Lambda's base64 `CodeSha256` as stoke's hex; what is not base64 stays as it is (and matches nothing).
+fn sha_hex(b64: &str) -> String {
+    match base64::engine::general_purpose::STANDARD.decode(b64) {
+        Ok(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => b64.to_string(),
+    }
 }
 
 pub(super) fn sha_base64(hex: &str) -> String {
@@ -360,9 +317,8 @@ async fn create_function(State(s): State<AppState>, req: Signed) -> LambdaResult
         let name = registry.parse_function_name(&account, &input.function_name)?;
         let f = registry.create_function(&account, name.as_str(), patch, &code)?;
         if publish {
-            let v = registry.publish(&account, &f.name, None)?;
-            let f = registry.get_function(&account, &f.name)?;
-            return Ok(configuration(&f, Some(&v), &region));
+            let p = registry.publish(&account, &f.name, None, &PublishIf::default())?;
+            return Ok(configuration(&p.function, Some(&p.version), &region));
         }
         Ok(configuration(&f, None, &region))
     })
@@ -482,12 +438,8 @@ async fn update_code(State(s): State<AppState>, Path(name): Path<String>, req: S
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
-        let f = registry.update_code(&account, &name, &code)?;
-        if input.publish.unwrap_or(false) {
-            let v = registry.publish(&account, &name, None)?;
-            return Ok(configuration(&registry.get_function(&account, &name)?, Some(&v), &region));
-        }
-        Ok(configuration(&f, None, &region))
+        let (f, version) = registry.update_code(&account, &name, &code, input.publish.unwrap_or(false))?;
+        Ok(configuration(&f, version.as_ref(), &region))
     })
     .await?;
     Ok(Json(out))
@@ -528,21 +480,11 @@ async fn publish_version(
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
-        if let Some(expected) = &input.code_sha256 {
-            let f = registry.get_function(&account, &name)?;
-            let actual = sha_base64(f.code.as_ref().map_or("", |c| c.sha256.as_str()));
-            if &actual != expected {
-                return Ok(Err(LambdaError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "PreconditionFailedException",
-                    format!("CodeSha256 {expected} does not match $LATEST's code ({actual})"),
-                )));
-            }
-        }
-        let v = registry.publish(&account, &name, input.description)?;
-        Ok(Ok(configuration(&registry.get_function(&account, &name)?, Some(&v), &region)))
+        let cond = PublishIf { code_sha256: input.code_sha256.as_deref().map(sha_hex) };
+        let p = registry.publish(&account, &name, input.description, &cond)?;
+        Ok(configuration(&p.function, Some(&p.version), &region))
     })
-    .await??;
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 

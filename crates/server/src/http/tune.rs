@@ -4,22 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
 use super::extract::ApiJson;
 use super::AppState;
 use crate::accounts::Caller;
-use crate::tune::{TuneError, TuneRequest, TuneView};
-
-impl From<TuneError> for ApiError {
-    fn from(e: TuneError) -> Self {
-        match e {
-            TuneError::Validation(v) => Self::bad_request("invalid_parameter", v.message).with_field(v.field),
-            TuneError::Invoke(i) => i.into(),
-            TuneError::Registry(r) => r.into(),
-            TuneError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
-        }
-    }
-}
+use crate::tune::{TuneRequest, TuneView};
 
 /// Starts a tune: the payload runs at several memory sizes (each a temporary version, so nothing the
 /// function's callers use changes), and the strategy recommends one. Answers at once with the tune's id;

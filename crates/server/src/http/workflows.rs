@@ -15,30 +15,7 @@ use crate::accounts::Caller;
 use crate::workflows::engine::{execution_arn, workflow_arn};
 use crate::workflows::history::Recorded;
 use crate::workflows::timeline::Timeline;
-use crate::workflows::WorkflowError;
 use stoke_core::cost::{Bill, Pricing};
-
-impl From<WorkflowError> for ApiError {
-    fn from(e: WorkflowError) -> Self {
-        let message = e.to_string();
-        match e {
-            WorkflowError::InvalidDefinition(_) => {
-                Self::bad_request("invalid_definition", message).with_field("definition")
-            }
-            WorkflowError::InvalidInput { field, .. } => {
-                Self::bad_request("invalid_parameter", message).with_field(field)
-            }
-            WorkflowError::WorkflowNotFound(_) => Self::new(StatusCode::NOT_FOUND, "workflow_not_found", message),
-            WorkflowError::ExecutionNotFound(_) => Self::new(StatusCode::NOT_FOUND, "execution_not_found", message),
-            WorkflowError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
-            WorkflowError::ConcurrentModification(_) => {
-                Self::new(StatusCode::CONFLICT, "concurrent_modification", message)
-            }
-            WorkflowError::NotRunning(_) => Self::new(StatusCode::CONFLICT, "execution_not_running", message),
-            WorkflowError::Store(s) => Self::internal(s),
-        }
-    }
-}
 
 /// A workflow.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -52,6 +52,9 @@ pub enum RegistryError {
     CrossAccount { named: AccountId, caller: AccountId },
     #[error("{0}")]
     ConcurrentModification(String),
+    /// A precondition the caller set (the code's hash, a revision) does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -99,6 +102,36 @@ impl Resolved {
     pub fn code_sha256(&self) -> &str {
         archive_of(&self.function, self.version.as_ref()).1
     }
+}
+
+/// What a publish requires of `$LATEST` (the Lambda API's `CodeSha256` on `PublishVersion`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishIf {
+    /// The code's SHA-256, hex.
+    pub code_sha256: Option<String>,
+}
+
+impl PublishIf {
+    fn check(&self, f: &FunctionRecord) -> Result<()> {
+        let actual = f.code.as_ref().map_or("", |c| c.sha256.as_str());
+        match &self.code_sha256 {
+            Some(expected) if !expected.eq_ignore_ascii_case(actual) => {
+                Err(RegistryError::PreconditionFailed(format!(
+                    "the code of function {} changed: its SHA-256 is {actual}, the request expected {expected}; \
+                 read the function again and publish the code you checked",
+                    f.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A published version with the function as the publish left it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub function: FunctionRecord,
+    pub version: VersionRecord,
 }
 
 /// The archive a function's `$LATEST` (no version) or a published version runs: (directory, sha256).
@@ -465,7 +498,15 @@ impl Registry {
     }
 
     /// Replaces `$LATEST`'s code. The function is UPDATING (invocations held) while the archive is written.
-    pub fn update_code(&self, account: &AccountId, name: &FunctionName, code: &[u8]) -> Result<FunctionRecord> {
+    /// With `publish`, the new code's version is written in the same step that ends the update (Lambda's
+    /// `UpdateFunctionCode` with `Publish`): no moment shows the new code unpublished.
+    pub fn update_code(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        code: &[u8],
+        publish: bool,
+    ) -> Result<(FunctionRecord, Option<VersionRecord>)> {
         let mut f = self.load(account, name)?;
         let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
         let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
@@ -498,10 +539,28 @@ impl Registry {
         }
         f.revision += 1;
         f.modified_ms = now_ms();
-        self.store.update_function(&f, rev)?;
+        let version = match publish.then(|| self.next_version(&mut f, None)).transpose() {
+            Ok(v) => v.flatten(),
+            Err(e) => {
+                // The update still ends; only the publish is refused (`f` is untouched by a failed one).
+                self.store.update_function(&f, rev)?;
+                self.changed(account, name, true);
+                return Err(e);
+            }
+        };
+        match &version {
+            Some(v) => self.store.publish_version(&f, rev, v)?,
+            None => self.store.update_function(&f, rev)?,
+        }
         self.changed(account, name, true);
         self.code.prune(account, name, LATEST_DIR, &code_ref.sha256)?;
-        Ok(f)
+        let version = match (version, publish) {
+            (Some(v), _) => Some(v),
+            // The code was the published one already: that version is the answer.
+            (None, true) => Some(self.load_version(account, name, f.latest_published.unwrap_or_default())?),
+            (None, false) => None,
+        };
+        Ok((f, version))
     }
 
     /// The archive bytes of a reference.
@@ -522,44 +581,64 @@ impl Registry {
         Ok(())
     }
 
-    /// Publishes `$LATEST` as a new immutable version, or returns the version it already equals.
+    /// Publishes `$LATEST` as a new immutable version, or returns the version it already equals. What
+    /// `cond` requires is checked on the record the publish writes, and the write carries that record's
+    /// revision: a change in between fails it rather than publishing code the caller did not check.
     pub fn publish(
         &self,
         account: &AccountId,
         name: &FunctionName,
         description: Option<String>,
-    ) -> Result<VersionRecord> {
+        cond: &PublishIf,
+    ) -> Result<Published> {
         let mut f = self.load(account, name)?;
+        cond.check(&f)?;
+        let rev = f.revision;
+        match self.next_version(&mut f, description)? {
+            Some(version) => {
+                self.store.publish_version(&f, rev, &version)?;
+                self.changed(account, name, false);
+                Ok(Published { function: f, version })
+            }
+            None => {
+                let version = self.load_version(account, name, f.latest_published.unwrap_or_default())?;
+                Ok(Published { function: f, version })
+            }
+        }
+    }
+
+    /// Turns `f` (as loaded, or as an update leaves it) into the record that publishes `$LATEST`, and
+    /// the version to write with it; `None` when `$LATEST` is already published and `f` is unchanged.
+    /// The archive is linked into the version's directory first; the caller writes both in one step.
+    fn next_version(&self, f: &mut FunctionRecord, description: Option<String>) -> Result<Option<VersionRecord>> {
         let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
         let state = next_state(f.state, LifecycleEvent::Publish, ctx)?;
-        if let Some(existing) = f.latest_published {
-            return self.load_version(account, name, existing);
+        if f.latest_published.is_some() {
+            return Ok(None);
         }
         let description = description.unwrap_or_default();
         if description.chars().count() > stoke_core::config::MAX_DESCRIPTION_LEN {
             return Err(ValidationError::new("description", "description is longer than 256 characters").into());
         }
+        let name = f.name.clone();
         let code =
             f.code.clone().ok_or_else(|| RegistryError::Conflict(format!("function {name} has no code to publish")))?;
         let number = f.last_version + 1;
-        self.code.link(account, name, LATEST_DIR, &number.to_string(), &code.sha256)?;
+        self.code.link(&f.account, &name, LATEST_DIR, &number.to_string(), &code.sha256)?;
         let version = VersionRecord {
-            account: account.clone(),
-            function: name.clone(),
+            account: f.account.clone(),
+            function: name,
             version: number,
             config: f.config.clone(),
             code,
             description,
             created_ms: now_ms(),
         };
-        let rev = f.revision;
         f.state = state;
         f.last_version = number;
         f.latest_published = Some(number);
         f.revision += 1;
-        self.store.publish_version(&f, rev, &version)?;
-        self.changed(account, name, false);
-        Ok(version)
+        Ok(Some(version))
     }
 
     pub fn list_versions(

@@ -22,7 +22,7 @@ use stoke_asl::retry::{next_retry, Attempts};
 use stoke_asl::step::{self, Context, Entry, Outcome};
 use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
 use stoke_core::time::format_rfc3339;
-use stoke_scheduler::{InvokeError, InvokeRequest, InvokeTarget};
+use stoke_scheduler::{InvokeRequest, InvokeTarget};
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, Store};
 
 use super::history::{
@@ -30,8 +30,9 @@ use super::history::{
     TaskFailure, TaskScheduled, TaskSucceeded, Usage,
 };
 
+use crate::error::Classified;
 use crate::invoke::{InvokeFailure, Invoker};
-use crate::registry::{now_ms, RegistryError};
+use crate::registry::now_ms;
 use crate::stats::{state_key, Statistics};
 
 /// What every execution runs with.
@@ -717,20 +718,7 @@ fn usage(r: &stoke_scheduler::Report) -> Usage {
 
 /// The Lambda service error names Step Functions reports for invocations that never ran.
 fn invoke_failure(e: InvokeFailure) -> Failure {
-    let name = match &e {
-        InvokeFailure::Registry(RegistryError::NotFound(_)) => "Lambda.ResourceNotFoundException",
-        InvokeFailure::Registry(RegistryError::Reference(_) | RegistryError::CrossAccount { .. }) => {
-            "Lambda.InvalidParameterValueException"
-        }
-        InvokeFailure::Scheduler(InvokeError::Throttled { .. }) => "Lambda.TooManyRequestsException",
-        InvokeFailure::PayloadTooLarge { .. } => "Lambda.RequestTooLargeException",
-        InvokeFailure::InvalidPayload(_) => "Lambda.InvalidRequestContentException",
-        InvokeFailure::Blocked(_) | InvokeFailure::Retired(_) | InvokeFailure::StillUpdating(..) => {
-            "Lambda.ResourceConflictException"
-        }
-        _ => "Lambda.ServiceException",
-    };
-    Failure::new(name, e.to_string())
+    Failure::new(e.class().for_lambda().task_error(), e.to_string())
 }
 
 async fn sleep_until_ms(until_ms: i64) {

@@ -1,0 +1,179 @@
+//! How each service's errors are classified: one [`ErrorKind`] per failure, from which the native API's
+//! status, the Lambda API's exception and a workflow Task's error name are read (`http::error`,
+//! `http::lambda`, `workflows::engine`). A service error says what it is here, once.
+
+use stoke_core::error::ErrorKind;
+use stoke_scheduler::InvokeError;
+use stoke_store::archive::ArchiveError;
+
+use crate::accounts::AccountError;
+use crate::invoke::InvokeFailure;
+use crate::registry::RegistryError;
+use crate::tune::TuneError;
+use crate::workflows::WorkflowError;
+
+/// An error's classification, and what the adapters add to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Class {
+    pub kind: ErrorKind,
+    /// The native API's stable, machine-readable code (finer than the kind).
+    pub code: &'static str,
+    /// The request field at fault.
+    pub field: Option<String>,
+    pub retry_after_s: Option<u64>,
+    /// Where Lambda classifies the failure otherwise (it calls an archive that unzips too large an invalid
+    /// parameter, not a request too large).
+    pub lambda_kind: Option<ErrorKind>,
+    /// Lambda's own wording, where clients match on it.
+    pub lambda_message: Option<String>,
+}
+
+impl Class {
+    pub fn new(kind: ErrorKind, code: &'static str) -> Class {
+        Class { kind, code, field: None, retry_after_s: None, lambda_kind: None, lambda_message: None }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> Class {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// The kind the Lambda API (and a workflow's Task) reports.
+    pub fn for_lambda(&self) -> ErrorKind {
+        self.lambda_kind.unwrap_or(self.kind)
+    }
+}
+
+/// A service error that knows its class.
+pub trait Classified: std::fmt::Display {
+    fn class(&self) -> Class;
+}
+
+impl Classified for ArchiveError {
+    fn class(&self) -> Class {
+        match self {
+            ArchiveError::TooLarge { .. } => Class::new(ErrorKind::TooLarge, "archive_too_large").field("code"),
+            ArchiveError::UnpackedTooLarge { .. } => Class {
+                lambda_kind: Some(ErrorKind::Invalid),
+                ..Class::new(ErrorKind::TooLarge, "archive_too_large").field("code")
+            },
+            _ => Class::new(ErrorKind::Invalid, "invalid_archive").field("code"),
+        }
+    }
+}
+
+impl Classified for RegistryError {
+    fn class(&self) -> Class {
+        use ErrorKind as K;
+        match self {
+            RegistryError::Validation(v) => Class::new(K::Invalid, "invalid_parameter").field(v.field.clone()),
+            RegistryError::Reference(_) => Class::new(K::Invalid, "invalid_reference"),
+            RegistryError::Archive(a) => a.class(),
+            RegistryError::Image(stoke_store::ImageError::Io(_)) => Class::new(K::Internal, "internal"),
+            RegistryError::Image(stoke_store::ImageError::TooLarge { .. }) => {
+                Class::new(K::TooLarge, "image_too_large")
+            }
+            RegistryError::Image(_) => Class::new(K::Invalid, "invalid_image"),
+            RegistryError::NotFound(_) => Class::new(K::NotFound, "not_found"),
+            RegistryError::Conflict(_) => Class::new(K::Conflict, "conflict"),
+            RegistryError::IllegalTransition(_) => Class::new(K::Conflict, "illegal_transition"),
+            RegistryError::CrossAccount { .. } => Class::new(K::Forbidden, "cross_account"),
+            RegistryError::ConcurrentModification(_) => Class::new(K::Conflict, "concurrent_modification"),
+            RegistryError::PreconditionFailed(_) => Class::new(K::Precondition, "precondition_failed"),
+            RegistryError::Store(_) => Class::new(K::Internal, "internal"),
+        }
+    }
+}
+
+impl Classified for InvokeFailure {
+    fn class(&self) -> Class {
+        use ErrorKind as K;
+        match self {
+            InvokeFailure::Registry(r) => r.class(),
+            InvokeFailure::Blocked(_) => Class::new(K::Conflict, "function_blocked"),
+            InvokeFailure::Retired(_) => Class::new(K::Conflict, "function_retired"),
+            InvokeFailure::StillUpdating(..) => Class::new(K::Busy, "function_updating"),
+            InvokeFailure::PayloadTooLarge { limit, .. } => Class {
+                lambda_message: Some(format!("Request must be smaller than {limit} bytes for the Invoke operation")),
+                ..Class::new(K::TooLarge, "payload_too_large")
+            },
+            InvokeFailure::InvalidPayload(detail) => Class {
+                lambda_message: Some(format!("Could not parse request body into json: {detail}")),
+                ..Class::new(K::InvalidContent, "invalid_request_content")
+            },
+            InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s, .. }) => {
+                Class { retry_after_s: Some(*retry_after_s), ..Class::new(K::Throttled, "too_many_requests") }
+            }
+            InvokeFailure::Scheduler(InvokeError::Platform(_)) => Class::new(K::Internal, "internal"),
+        }
+    }
+}
+
+impl Classified for AccountError {
+    fn class(&self) -> Class {
+        match self {
+            AccountError::Validation(v) => Class::new(ErrorKind::Invalid, "invalid_parameter").field(v.field.clone()),
+            AccountError::Conflict(_) => Class::new(ErrorKind::Conflict, "conflict"),
+            AccountError::Forbidden(_) => Class::new(ErrorKind::Forbidden, "forbidden"),
+            AccountError::Random(_) | AccountError::Store(_) => Class::new(ErrorKind::Internal, "internal"),
+        }
+    }
+}
+
+impl Classified for WorkflowError {
+    fn class(&self) -> Class {
+        use ErrorKind as K;
+        match self {
+            WorkflowError::InvalidDefinition(_) => Class::new(K::Invalid, "invalid_definition").field("definition"),
+            WorkflowError::InvalidInput { field, .. } => Class::new(K::Invalid, "invalid_parameter").field(*field),
+            WorkflowError::WorkflowNotFound(_) => Class::new(K::NotFound, "workflow_not_found"),
+            WorkflowError::ExecutionNotFound(_) => Class::new(K::NotFound, "execution_not_found"),
+            WorkflowError::Exists(_) => Class::new(K::Conflict, "conflict"),
+            WorkflowError::ConcurrentModification(_) => Class::new(K::Conflict, "concurrent_modification"),
+            WorkflowError::NotRunning(_) => Class::new(K::Conflict, "execution_not_running"),
+            WorkflowError::Store(_) => Class::new(K::Internal, "internal"),
+        }
+    }
+}
+
+impl Classified for TuneError {
+    fn class(&self) -> Class {
+        match self {
+            TuneError::Validation(v) => Class::new(ErrorKind::Invalid, "invalid_parameter").field(v.field.clone()),
+            TuneError::Invoke(i) => i.class(),
+            TuneError::Registry(r) => r.class(),
+            TuneError::NotFound(_) => Class::new(ErrorKind::NotFound, "not_found"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three readers agree because they read one class: spot-check the failures a client meets most.
+    #[test]
+    fn one_failure_reads_the_same_in_every_api() {
+        let throttled = InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s: 2, reason: "x".into() });
+        let c = throttled.class();
+        assert_eq!((c.kind.status(), c.code, c.retry_after_s), (429, "too_many_requests", Some(2)));
+        assert_eq!(c.for_lambda().lambda(), (429, "TooManyRequestsException"));
+        assert_eq!(c.for_lambda().task_error(), "Lambda.TooManyRequestsException");
+
+        let missing = InvokeFailure::Registry(RegistryError::NotFound("function f does not exist".into())).class();
+        assert_eq!(
+            (missing.kind.status(), missing.for_lambda().task_error().as_str()),
+            (404, "Lambda.ResourceNotFoundException")
+        );
+
+        let updating = InvokeFailure::StillUpdating("f".into(), 60).class();
+        assert_eq!((updating.kind.status(), updating.for_lambda().lambda().0), (503, 409));
+
+        let unpacked = RegistryError::Archive(ArchiveError::UnpackedTooLarge { size: 2, limit: 1 }).class();
+        assert_eq!((unpacked.kind.status(), unpacked.code), (413, "archive_too_large"));
+        assert_eq!(unpacked.for_lambda().lambda().1, "InvalidParameterValueException");
+
+        let tune = TuneError::Registry(RegistryError::PreconditionFailed("sha".into())).class();
+        assert_eq!((tune.kind.status(), tune.for_lambda().lambda().1), (412, "PreconditionFailedException"));
+    }
+}
