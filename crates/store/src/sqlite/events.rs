@@ -1,0 +1,124 @@
+//! The queue of asynchronous invocations.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{account_id, corrupt, SqliteStore};
+use crate::{EventRecord, EventState, EventStore, Result};
+
+const EVENT_COLS: &str =
+    "id, account_id, reference, payload, attempts, next_attempt_ms, state, error_type, result, created_ms, finished_ms";
+
+fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    let state: String = r.get(6)?;
+    Ok(EventRecord {
+        id: r.get(0)?,
+        account: account_id(r.get(1)?)?,
+        reference: r.get(2)?,
+        payload: r.get(3)?,
+        attempts: r.get(4)?,
+        next_attempt_ms: r.get(5)?,
+        state: EventState::parse(&state).ok_or_else(|| corrupt("event state", &state))?,
+        error_type: r.get(7)?,
+        result: r.get(8)?,
+        created_ms: r.get(9)?,
+        finished_ms: r.get(10)?,
+    })
+}
+
+impl EventStore for SqliteStore {
+    fn enqueue_event(&self, e: &EventRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!("INSERT INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![
+                    e.id,
+                    e.account.as_str(),
+                    e.reference,
+                    e.payload,
+                    e.attempts,
+                    e.next_attempt_ms,
+                    e.state.as_str(),
+                    e.error_type,
+                    e.result,
+                    e.created_ms,
+                    e.finished_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn claim_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRecord>> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "UPDATE events SET state = 'running' WHERE id IN (
+                     SELECT id FROM events WHERE state = 'queued' AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms LIMIT ?2)
+                 RETURNING {EVENT_COLS}"
+            ))?;
+            let rows =
+                stmt.query_map(params![now_ms, limit as i64], event_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn update_event(&self, e: &EventRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE events SET attempts = ?2, next_attempt_ms = ?3, state = ?4, error_type = ?5, result = ?6,
+                        finished_ms = ?7 WHERE id = ?1",
+                params![e.id, e.attempts, e.next_attempt_ms, e.state.as_str(), e.error_type, e.result, e.finished_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_event(&self, id: &str) -> Result<Option<EventRecord>> {
+        let conn = self.lock();
+        Ok(conn.query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), [id], event_row).optional()?)
+    }
+
+    fn requeue_running_events(&self) -> Result<usize> {
+        self.write(|tx| Ok(tx.execute("UPDATE events SET state = 'queued' WHERE state = 'running'", [])?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::fixtures::{account, store};
+
+    #[test]
+    fn events_are_claimed_once_and_requeued_after_a_crash() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        for (i, due) in [(1, 100), (2, 200), (3, 900)] {
+            s.enqueue_event(&EventRecord {
+                id: format!("e{i}"),
+                account: a.clone(),
+                reference: "f".into(),
+                payload: b"{}".to_vec(),
+                attempts: 0,
+                next_attempt_ms: due,
+                state: EventState::Queued,
+                error_type: None,
+                result: None,
+                created_ms: 1,
+                finished_ms: None,
+            })
+            .unwrap();
+        }
+        let claimed = s.claim_events(500, 10).unwrap();
+        assert_eq!(claimed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
+        assert!(claimed.iter().all(|e| e.state == EventState::Running));
+        assert!(s.claim_events(500, 10).unwrap().is_empty(), "running events are not claimed twice");
+        let mut done = claimed[0].clone();
+        done.state = EventState::Succeeded;
+        done.result = Some(b"42".to_vec());
+        s.update_event(&done).unwrap();
+        // A crash leaves e2 running: start-up puts it back in the queue.
+        assert_eq!(s.requeue_running_events().unwrap(), 1);
+        assert_eq!(s.claim_events(500, 10).unwrap()[0].id, "e2");
+        assert_eq!(s.get_event("e1").unwrap().unwrap().result.as_deref(), Some(&b"42"[..]));
+    }
+}
