@@ -19,184 +19,16 @@ mod triggers;
 mod tunes;
 mod workflows;
 
-/// Schema migrations, applied in order; the index + 1 is the schema version. Never edit a shipped one.
+/// Schema migrations, applied in order; the index + 1 is the schema version, the number its file under
+/// `migrations/` starts with. Never edit a shipped one.
 const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE accounts (
-    id                TEXT PRIMARY KEY,
-    name              TEXT NOT NULL UNIQUE,
-    is_admin          INTEGER NOT NULL,
-    api_key_sha256    TEXT NOT NULL UNIQUE,
-    access_key_id     TEXT NOT NULL UNIQUE,
-    secret_access_key TEXT NOT NULL,
-    created_ms        INTEGER NOT NULL
-);
-CREATE TABLE functions (
-    account_id       TEXT NOT NULL REFERENCES accounts(id),
-    name             TEXT NOT NULL,
-    config           TEXT NOT NULL,
-    state            TEXT NOT NULL,
-    code_sha256      TEXT,
-    code_size        INTEGER,
-    revision         INTEGER NOT NULL,
-    latest_published INTEGER,
-    last_version     INTEGER NOT NULL,
-    created_ms       INTEGER NOT NULL,
-    modified_ms      INTEGER NOT NULL,
-    PRIMARY KEY (account_id, name)
-);
-CREATE INDEX functions_by_state ON functions(state);
-CREATE TABLE versions (
-    account_id    TEXT NOT NULL,
-    function_name TEXT NOT NULL,
-    version       INTEGER NOT NULL,
-    config        TEXT NOT NULL,
-    code_sha256   TEXT NOT NULL,
-    code_size     INTEGER NOT NULL,
-    description   TEXT NOT NULL,
-    created_ms    INTEGER NOT NULL,
-    PRIMARY KEY (account_id, function_name, version),
-    FOREIGN KEY (account_id, function_name) REFERENCES functions(account_id, name) ON DELETE CASCADE
-);
-CREATE TABLE aliases (
-    account_id         TEXT NOT NULL,
-    function_name      TEXT NOT NULL,
-    name               TEXT NOT NULL,
-    version            TEXT NOT NULL,
-    additional_version TEXT,
-    additional_weight  REAL,
-    description        TEXT NOT NULL,
-    revision           INTEGER NOT NULL,
-    created_ms         INTEGER NOT NULL,
-    modified_ms        INTEGER NOT NULL,
-    PRIMARY KEY (account_id, function_name, name),
-    FOREIGN KEY (account_id, function_name) REFERENCES functions(account_id, name) ON DELETE CASCADE
-);
-"#,
-    r#"
-CREATE TABLE events (
-    id              TEXT PRIMARY KEY,
-    account_id      TEXT NOT NULL,
-    reference       TEXT NOT NULL,
-    payload         BLOB NOT NULL,
-    attempts        INTEGER NOT NULL,
-    next_attempt_ms INTEGER NOT NULL,
-    state           TEXT NOT NULL,
-    error_type      TEXT,
-    result          BLOB,
-    created_ms      INTEGER NOT NULL,
-    finished_ms     INTEGER
-);
-CREATE INDEX events_due ON events(state, next_attempt_ms);
-"#,
-    r#"
-CREATE TABLE triggers (
-    id              TEXT PRIMARY KEY,
-    account_id      TEXT NOT NULL,
-    kind            TEXT NOT NULL,
-    route_key       TEXT,
-    route_shape     TEXT,
-    function_name   TEXT NOT NULL,
-    qualifier       TEXT,
-    auth            TEXT NOT NULL,
-    cors            TEXT,
-    created_ms      INTEGER NOT NULL,
-    UNIQUE (account_id, route_shape),
-    FOREIGN KEY (account_id, function_name) REFERENCES functions(account_id, name) ON DELETE CASCADE
-);
-"#,
-    r#"
-CREATE TABLE workflows (
-    account_id      TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    definition      TEXT NOT NULL,
-    revision        INTEGER NOT NULL,
-    created_ms      INTEGER NOT NULL,
-    updated_ms      INTEGER NOT NULL,
-    PRIMARY KEY (account_id, name)
-);
-CREATE TABLE executions (
-    id              TEXT PRIMARY KEY,
-    account_id      TEXT NOT NULL,
-    workflow        TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    definition      TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    input           TEXT NOT NULL,
-    output          TEXT,
-    error           TEXT,
-    cause           TEXT,
-    started_ms      INTEGER NOT NULL,
-    stopped_ms      INTEGER,
-    UNIQUE (account_id, workflow, name)
-);
-CREATE INDEX executions_by_workflow ON executions(account_id, workflow, started_ms);
-CREATE INDEX executions_running ON executions(status) WHERE status = 'RUNNING';
-CREATE TABLE history (
-    execution_id    TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
-    seq             INTEGER NOT NULL,
-    timestamp_ms    INTEGER NOT NULL,
-    kind            TEXT NOT NULL,
-    scope           TEXT NOT NULL,
-    step            INTEGER NOT NULL,
-    attempt         INTEGER NOT NULL,
-    details         TEXT NOT NULL,
-    PRIMARY KEY (execution_id, seq)
-) WITHOUT ROWID;
-"#,
-    r#"
-ALTER TABLE workflows ADD COLUMN prewarm TEXT;
-CREATE TABLE stats (
-    kind            TEXT NOT NULL,
-    key             TEXT NOT NULL,
-    data            TEXT NOT NULL,
-    updated_ms      INTEGER NOT NULL,
-    PRIMARY KEY (kind, key)
-) WITHOUT ROWID;
-"#,
-    r#"
-CREATE TABLE tunes (
-    id              TEXT PRIMARY KEY,
-    account_id      TEXT NOT NULL,
-    function_name   TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    request         TEXT NOT NULL,
-    result          TEXT,
-    error           TEXT,
-    created_ms      INTEGER NOT NULL,
-    finished_ms     INTEGER,
-    FOREIGN KEY (account_id, function_name) REFERENCES functions(account_id, name) ON DELETE CASCADE
-);
-CREATE INDEX tunes_by_function ON tunes(account_id, function_name, created_ms);
-"#,
-    r#"
-CREATE TABLE layer_names (
-    account_id      TEXT NOT NULL REFERENCES accounts(id),
-    name            TEXT NOT NULL,
-    last_version    INTEGER NOT NULL,
-    PRIMARY KEY (account_id, name)
-);
-CREATE TABLE layers (
-    account_id      TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    version         INTEGER NOT NULL,
-    description     TEXT NOT NULL,
-    runtimes        TEXT NOT NULL,
-    code_sha256     TEXT NOT NULL,
-    code_size       INTEGER NOT NULL,
-    created_ms      INTEGER NOT NULL,
-    deleted_ms      INTEGER,
-    PRIMARY KEY (account_id, name, version),
-    FOREIGN KEY (account_id, name) REFERENCES layer_names(account_id, name)
-);
-CREATE TABLE images (
-    name            TEXT PRIMARY KEY,
-    sha256          TEXT NOT NULL,
-    size            INTEGER NOT NULL,
-    unpacked_bytes  INTEGER NOT NULL,
-    created_ms      INTEGER NOT NULL
-);
-"#,
+    include_str!("../../migrations/0001_accounts_functions_versions_aliases.sql"),
+    include_str!("../../migrations/0002_events.sql"),
+    include_str!("../../migrations/0003_triggers.sql"),
+    include_str!("../../migrations/0004_workflows_executions_history.sql"),
+    include_str!("../../migrations/0005_workflow_prewarm_stats.sql"),
+    include_str!("../../migrations/0006_tunes.sql"),
+    include_str!("../../migrations/0007_layers_images.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).
@@ -329,6 +161,58 @@ mod tests {
     use super::fixtures::{account, function};
     use super::*;
     use crate::prelude::*;
+    use crate::StatRecord;
+
+    #[test]
+    fn every_migration_file_is_applied_in_the_order_of_its_number() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        assert_eq!(files.len(), MIGRATIONS.len(), "{files:?}");
+        for (i, (file, sql)) in files.iter().zip(MIGRATIONS).enumerate() {
+            let name = file.file_name().unwrap().to_string_lossy();
+            assert!(name.starts_with(&format!("{:04}_", i + 1)) && name.ends_with(".sql"), "{name}");
+            assert_eq!(&std::fs::read_to_string(file).unwrap(), sql, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_older_database_is_brought_up_to_date_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stoke.db");
+        {
+            // A data directory written by a stoke that knew the first four migrations.
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as u32).unwrap();
+                tx.commit().unwrap();
+            }
+            conn.execute(
+                "INSERT INTO workflows (account_id, name, definition, revision, created_ms, updated_ms)
+                 VALUES ('000000000001', 'flow', '{}', 3, 1, 2)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 7);
+        let a = AccountId::from_number(1);
+        let w = s.get_workflow(&a, "flow").unwrap().unwrap();
+        assert_eq!((w.revision, w.updated_ms, w.prewarm), (3, 2, None), "the added column reads as unset");
+        let stat = StatRecord { kind: "function".into(), key: "k".into(), data: "[]".into(), updated_ms: 4 };
+        s.put_stats(std::slice::from_ref(&stat)).unwrap();
+        assert_eq!(s.all_stats().unwrap(), [stat], "later migrations' tables exist");
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stoke.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 8).unwrap();
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::Corrupt(_))));
+    }
 
     #[test]
     fn migrations_run_once_and_reopen_keeps_data() {
