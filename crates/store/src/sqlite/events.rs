@@ -9,19 +9,19 @@ const EVENT_COLS: &str =
     "id, account_id, reference, payload, attempts, next_attempt_ms, state, error_type, result, created_ms, finished_ms";
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    let state: String = r.get(6)?;
+    let state: String = r.get("state")?;
     Ok(EventRecord {
-        id: r.get(0)?,
-        account: account_id(r.get(1)?)?,
-        reference: r.get(2)?,
-        payload: r.get(3)?,
-        attempts: r.get(4)?,
-        next_attempt_ms: r.get(5)?,
+        id: r.get("id")?,
+        account: account_id(r.get("account_id")?)?,
+        reference: r.get("reference")?,
+        payload: r.get("payload")?,
+        attempts: r.get("attempts")?,
+        next_attempt_ms: r.get("next_attempt_ms")?,
         state: EventState::parse(&state).ok_or_else(|| corrupt("event state", &state))?,
-        error_type: r.get(7)?,
-        result: r.get(8)?,
-        created_ms: r.get(9)?,
-        finished_ms: r.get(10)?,
+        error_type: r.get("error_type")?,
+        result: r.get("result")?,
+        created_ms: r.get("created_ms")?,
+        finished_ms: r.get("finished_ms")?,
     })
 }
 

@@ -18,20 +18,20 @@ const FUNCTION_COLS: &str = "account_id, name, config, state, code_sha256, code_
                              latest_published, last_version, created_ms, modified_ms";
 
 fn function_row(r: &Row<'_>) -> rusqlite::Result<FunctionRecord> {
-    let state: String = r.get(3)?;
-    let sha: Option<String> = r.get(4)?;
-    let size: Option<i64> = r.get(5)?;
+    let state: String = r.get("state")?;
+    let sha: Option<String> = r.get("code_sha256")?;
+    let size: Option<i64> = r.get("code_size")?;
     Ok(FunctionRecord {
-        account: account_id(r.get(0)?)?,
-        name: function_name(r.get(1)?)?,
-        config: config(r.get(2)?)?,
+        account: account_id(r.get("account_id")?)?,
+        name: function_name(r.get("name")?)?,
+        config: config(r.get("config")?)?,
         state: LifecycleState::parse(&state).ok_or_else(|| corrupt("lifecycle state", &state))?,
         code: sha.zip(size).map(|(sha256, size)| CodeRef { sha256, size: size as u64 }),
-        revision: r.get::<_, i64>(6)? as u64,
+        revision: r.get::<_, i64>("revision")? as u64,
         latest_published: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        last_version: r.get::<_, i64>(8)? as u64,
-        created_ms: r.get(9)?,
-        modified_ms: r.get(10)?,
+        last_version: r.get::<_, i64>("last_version")? as u64,
+        created_ms: r.get("created_ms")?,
+        modified_ms: r.get("modified_ms")?,
     })
 }
 
@@ -40,13 +40,13 @@ const VERSION_COLS: &str =
 
 fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
     Ok(VersionRecord {
-        account: account_id(r.get(0)?)?,
-        function: function_name(r.get(1)?)?,
-        version: r.get::<_, i64>(2)? as u64,
-        config: config(r.get(3)?)?,
-        code: CodeRef { sha256: r.get(4)?, size: r.get::<_, i64>(5)? as u64 },
-        description: r.get(6)?,
-        created_ms: r.get(7)?,
+        account: account_id(r.get("account_id")?)?,
+        function: function_name(r.get("function_name")?)?,
+        version: r.get::<_, i64>("version")? as u64,
+        config: config(r.get("config")?)?,
+        code: CodeRef { sha256: r.get("code_sha256")?, size: r.get::<_, i64>("code_size")? as u64 },
+        description: r.get("description")?,
+        created_ms: r.get("created_ms")?,
     })
 }
 
@@ -54,16 +54,20 @@ const ALIAS_COLS: &str = "account_id, function_name, name, version, additional_v
                           description, revision, created_ms, modified_ms";
 
 fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
-    let name: String = r.get(2)?;
+    let name: String = r.get("name")?;
     Ok(AliasRecord {
-        account: account_id(r.get(0)?)?,
-        function: function_name(r.get(1)?)?,
+        account: account_id(r.get("account_id")?)?,
+        function: function_name(r.get("function_name")?)?,
         name: AliasName::parse(&name).map_err(|e| corrupt("alias name", e))?,
-        routing: AliasRouting { version: r.get(3)?, additional_version: r.get(4)?, additional_weight: r.get(5)? },
-        description: r.get(6)?,
-        revision: r.get::<_, i64>(7)? as u64,
-        created_ms: r.get(8)?,
-        modified_ms: r.get(9)?,
+        routing: AliasRouting {
+            version: r.get("version")?,
+            additional_version: r.get("additional_version")?,
+            additional_weight: r.get("additional_weight")?,
+        },
+        description: r.get("description")?,
+        revision: r.get::<_, i64>("revision")? as u64,
+        created_ms: r.get("created_ms")?,
+        modified_ms: r.get("modified_ms")?,
     })
 }
 
@@ -90,9 +94,9 @@ fn write_function(tx: &Transaction<'_>, f: &FunctionRecord, expected_revision: u
         return Ok(());
     }
     let exists: bool = tx.query_row(
-        "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
+        "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2) AS found",
         params![f.account.as_str(), f.name.as_str()],
-        |r| r.get(0),
+        |r| r.get("found"),
     )?;
     let what = format!("function {}", f.name);
     Err(if exists { StoreError::RevisionMismatch(what) } else { StoreError::NotFound(what) })
@@ -323,13 +327,21 @@ impl FunctionStore for SqliteStore {
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
-            "SELECT account_id, name, '{}', code_sha256 FROM functions WHERE code_sha256 IS NOT NULL
+            "SELECT account_id, name AS function_name, '{}' AS version_dir, code_sha256
+             FROM functions WHERE code_sha256 IS NOT NULL
              UNION ALL
-             SELECT account_id, function_name, CAST(version AS TEXT), code_sha256 FROM versions",
+             SELECT account_id, function_name, CAST(version AS TEXT) AS version_dir, code_sha256 FROM versions",
             crate::LATEST_DIR
         ))?;
         let rows = stmt
-            .query_map([], |r| Ok((account_id(r.get(0)?)?, function_name(r.get(1)?)?, r.get(2)?, r.get(3)?)))?
+            .query_map([], |r| {
+                Ok((
+                    account_id(r.get("account_id")?)?,
+                    function_name(r.get("function_name")?)?,
+                    r.get("version_dir")?,
+                    r.get("code_sha256")?,
+                ))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

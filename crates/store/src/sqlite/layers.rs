@@ -10,17 +10,17 @@ const LAYER_COLS: &str =
     "account_id, name, version, description, runtimes, code_sha256, code_size, created_ms, deleted_ms";
 
 fn layer_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
-    let name: String = r.get(1)?;
-    let runtimes: String = r.get(4)?;
+    let name: String = r.get("name")?;
+    let runtimes: String = r.get("runtimes")?;
     Ok(LayerRecord {
-        account: account_id(r.get(0)?)?,
+        account: account_id(r.get("account_id")?)?,
         name: LayerName::parse(&name).map_err(|e| corrupt("layer name", e))?,
-        version: r.get::<_, i64>(2)? as u64,
-        description: r.get(3)?,
+        version: r.get::<_, i64>("version")? as u64,
+        description: r.get("description")?,
         compatible_runtimes: serde_json::from_str(&runtimes).map_err(|e| corrupt("layer runtimes", e))?,
-        code: CodeRef { sha256: r.get(5)?, size: r.get::<_, i64>(6)? as u64 },
-        created_ms: r.get(7)?,
-        deleted_ms: r.get(8)?,
+        code: CodeRef { sha256: r.get("code_sha256")?, size: r.get::<_, i64>("code_size")? as u64 },
+        created_ms: r.get("created_ms")?,
+        deleted_ms: r.get("deleted_ms")?,
     })
 }
 
@@ -28,10 +28,10 @@ const IMAGE_COLS: &str = "name, sha256, size, unpacked_bytes, created_ms";
 
 fn image_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
-        name: r.get(0)?,
-        code: CodeRef { sha256: r.get(1)?, size: r.get::<_, i64>(2)? as u64 },
-        unpacked_bytes: r.get::<_, i64>(3)? as u64,
-        created_ms: r.get(4)?,
+        name: r.get("name")?,
+        code: CodeRef { sha256: r.get("sha256")?, size: r.get::<_, i64>("size")? as u64 },
+        unpacked_bytes: r.get::<_, i64>("unpacked_bytes")? as u64,
+        created_ms: r.get("created_ms")?,
     })
 }
 
@@ -47,7 +47,7 @@ impl LayerStore for SqliteStore {
             let version: i64 = tx.query_row(
                 "SELECT last_version FROM layer_names WHERE account_id = ?1 AND name = ?2",
                 params![account, name],
-                |r| r.get(0),
+                |r| r.get("last_version"),
             )?;
             let runtimes =
                 serde_json::to_string(&l.compatible_runtimes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -124,8 +124,9 @@ impl LayerStore for SqliteStore {
     fn referenced_layers(&self) -> Result<Vec<(AccountId, String)>> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT DISTINCT account_id, code_sha256 FROM layers")?;
-        let rows =
-            stmt.query_map([], |r| Ok((account_id(r.get(0)?)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([], |r| Ok((account_id(r.get("account_id")?)?, r.get("code_sha256")?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 

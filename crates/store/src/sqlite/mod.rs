@@ -57,7 +57,7 @@ impl SqliteStore {
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<u32> {
-        Ok(self.lock().pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self.lock().pragma_query_value(None, "user_version", |r| r.get("user_version"))?)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -75,7 +75,7 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, u32>(0))? as usize;
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, u32>("user_version"))? as usize;
     if current > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "database schema version {current} is newer than this stoke ({}); upgrade stoke",

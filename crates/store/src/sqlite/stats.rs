@@ -24,7 +24,12 @@ impl StatStore for SqliteStore {
         let mut stmt = conn.prepare("SELECT kind, key, data, updated_ms FROM stats ORDER BY kind, key")?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(StatRecord { kind: r.get(0)?, key: r.get(1)?, data: r.get(2)?, updated_ms: r.get(3)? })
+                Ok(StatRecord {
+                    kind: r.get("kind")?,
+                    key: r.get("key")?,
+                    data: r.get("data")?,
+                    updated_ms: r.get("updated_ms")?,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)

@@ -10,23 +10,23 @@ const TRIGGER_COLS: &str =
     "id, account_id, kind, route_key, route_shape, function_name, qualifier, auth, cors, created_ms";
 
 fn trigger_row(r: &Row<'_>) -> rusqlite::Result<TriggerRecord> {
-    let kind: String = r.get(2)?;
+    let kind: String = r.get("kind")?;
     let kind = match kind.as_str() {
         "url" => TriggerKind::Url,
-        "route" => TriggerKind::Route { key: r.get(3)?, shape: r.get(4)? },
+        "route" => TriggerKind::Route { key: r.get("route_key")?, shape: r.get("route_shape")? },
         other => return Err(corrupt("trigger kind", other)),
     };
-    let auth: String = r.get(7)?;
-    let cors: Option<String> = r.get(8)?;
+    let auth: String = r.get("auth")?;
+    let cors: Option<String> = r.get("cors")?;
     Ok(TriggerRecord {
-        id: r.get(0)?,
-        account: account_id(r.get(1)?)?,
+        id: r.get("id")?,
+        account: account_id(r.get("account_id")?)?,
         kind,
-        function: function_name(r.get(5)?)?,
-        qualifier: r.get(6)?,
+        function: function_name(r.get("function_name")?)?,
+        qualifier: r.get("qualifier")?,
         auth: stoke_core::gateway::TriggerAuth::parse(&auth).ok_or_else(|| corrupt("trigger auth", &auth))?,
         cors: cors.map(|c| serde_json::from_str(&c).map_err(|e| corrupt("trigger CORS", e))).transpose()?,
-        created_ms: r.get(9)?,
+        created_ms: r.get("created_ms")?,
     })
 }
 

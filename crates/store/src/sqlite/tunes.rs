@@ -10,15 +10,15 @@ const TUNE_COLS: &str = "id, account_id, function_name, state, request, result, 
 
 fn tune_row(r: &Row<'_>) -> rusqlite::Result<TuneRecord> {
     Ok(TuneRecord {
-        id: r.get(0)?,
-        account: account_id(r.get(1)?)?,
-        function: function_name(r.get(2)?)?,
-        state: r.get(3)?,
-        request: r.get(4)?,
-        result: r.get(5)?,
-        error: r.get(6)?,
-        created_ms: r.get(7)?,
-        finished_ms: r.get(8)?,
+        id: r.get("id")?,
+        account: account_id(r.get("account_id")?)?,
+        function: function_name(r.get("function_name")?)?,
+        state: r.get("state")?,
+        request: r.get("request")?,
+        result: r.get("result")?,
+        error: r.get("error")?,
+        created_ms: r.get("created_ms")?,
+        finished_ms: r.get("finished_ms")?,
     })
 }
 

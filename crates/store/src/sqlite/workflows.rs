@@ -10,13 +10,13 @@ const WORKFLOW_COLS: &str = "account_id, name, definition, revision, created_ms,
 
 fn workflow_row(r: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
     Ok(WorkflowRecord {
-        account: account_id(r.get(0)?)?,
-        name: r.get(1)?,
-        definition: r.get(2)?,
-        revision: r.get::<_, i64>(3)? as u64,
-        created_ms: r.get(4)?,
-        updated_ms: r.get(5)?,
-        prewarm: r.get(6)?,
+        account: account_id(r.get("account_id")?)?,
+        name: r.get("name")?,
+        definition: r.get("definition")?,
+        revision: r.get::<_, i64>("revision")? as u64,
+        created_ms: r.get("created_ms")?,
+        updated_ms: r.get("updated_ms")?,
+        prewarm: r.get("prewarm")?,
     })
 }
 
@@ -24,20 +24,20 @@ const EXECUTION_COLS: &str =
     "id, account_id, workflow, name, definition, status, input, output, error, cause, started_ms, stopped_ms";
 
 fn execution_row(r: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
-    let status: String = r.get(5)?;
+    let status: String = r.get("status")?;
     Ok(ExecutionRecord {
-        id: r.get(0)?,
-        account: account_id(r.get(1)?)?,
-        workflow: r.get(2)?,
-        name: r.get(3)?,
-        definition: r.get(4)?,
+        id: r.get("id")?,
+        account: account_id(r.get("account_id")?)?,
+        workflow: r.get("workflow")?,
+        name: r.get("name")?,
+        definition: r.get("definition")?,
         status: ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?,
-        input: r.get(6)?,
-        output: r.get(7)?,
-        error: r.get(8)?,
-        cause: r.get(9)?,
-        started_ms: r.get(10)?,
-        stopped_ms: r.get(11)?,
+        input: r.get("input")?,
+        output: r.get("output")?,
+        error: r.get("error")?,
+        cause: r.get("cause")?,
+        started_ms: r.get("started_ms")?,
+        stopped_ms: r.get("stopped_ms")?,
     })
 }
 
@@ -100,9 +100,9 @@ impl WorkflowStore for SqliteStore {
                     )?;
                     if changed == 0 {
                         let exists: bool = tx.query_row(
-                            "SELECT EXISTS(SELECT 1 FROM workflows WHERE account_id = ?1 AND name = ?2)",
+                            "SELECT EXISTS(SELECT 1 FROM workflows WHERE account_id = ?1 AND name = ?2) AS found",
                             params![w.account.as_str(), w.name],
-                            |r| r.get(0),
+                            |r| r.get("found"),
                         )?;
                         return Err(if exists {
                             StoreError::RevisionMismatch(format!("workflow {}", w.name))
@@ -255,13 +255,13 @@ impl WorkflowStore for SqliteStore {
         let rows = stmt
             .query_map([id], |r| {
                 Ok(HistoryRow {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    timestamp_ms: r.get(1)?,
-                    kind: r.get(2)?,
-                    scope: r.get(3)?,
-                    step: r.get(4)?,
-                    attempt: r.get(5)?,
-                    details: r.get(6)?,
+                    seq: r.get::<_, i64>("seq")? as u64,
+                    timestamp_ms: r.get("timestamp_ms")?,
+                    kind: r.get("kind")?,
+                    scope: r.get("scope")?,
+                    step: r.get("step")?,
+                    attempt: r.get("attempt")?,
+                    details: r.get("details")?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
