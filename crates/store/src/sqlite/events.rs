@@ -85,6 +85,8 @@ impl EventStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use stoke_core::AccountId;
+
     use super::*;
     use crate::sqlite::fixtures::{account, store};
 
@@ -120,5 +122,53 @@ mod tests {
         assert_eq!(s.requeue_running_events().unwrap(), 1);
         assert_eq!(s.claim_events(500, 10).unwrap()[0].id, "e2");
         assert_eq!(s.get_event("e1").unwrap().unwrap().result.as_deref(), Some(&b"42"[..]));
+    }
+
+    fn event(account: &AccountId, id: &str, due: i64) -> EventRecord {
+        EventRecord {
+            id: id.into(),
+            account: account.clone(),
+            reference: "f:prod".into(),
+            payload: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+            attempts: 0,
+            next_attempt_ms: due,
+            state: EventState::Queued,
+            error_type: None,
+            result: None,
+            created_ms: 3,
+            finished_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_retried_event_waits_for_its_next_attempt_and_keeps_its_outcome() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let (early, late) = (event(&a, "early", 10), event(&a, "late", 20));
+        s.enqueue_event(&late).unwrap();
+        s.enqueue_event(&early).unwrap();
+        assert_eq!(s.get_event("early").unwrap(), Some(early.clone()));
+        assert_eq!(s.get_event("nope").unwrap(), None);
+        assert!(s.claim_events(9, 10).unwrap().is_empty(), "nothing is due yet");
+
+        let claimed = s.claim_events(100, 1).unwrap();
+        assert_eq!(claimed.len(), 1, "the limit holds");
+        let mut retry = claimed[0].clone();
+        assert_eq!((retry.id.as_str(), retry.state), ("early", EventState::Running), "the earliest due first");
+        (retry.attempts, retry.state, retry.next_attempt_ms) = (1, EventState::Queued, 500);
+        (retry.error_type, retry.result) = (Some("Unhandled".into()), Some(b"boom".to_vec()));
+        s.update_event(&retry).unwrap();
+        assert_eq!(s.get_event("early").unwrap(), Some(retry.clone()));
+
+        let ids = |now| -> Vec<String> { s.claim_events(now, 10).unwrap().into_iter().map(|e| e.id).collect() };
+        assert_eq!(ids(100), ["late"], "the retry waits for its next attempt");
+        assert_eq!(ids(500), ["early"]);
+
+        let mut failed = retry;
+        (failed.attempts, failed.state, failed.finished_ms) = (2, EventState::Failed, Some(501));
+        s.update_event(&failed).unwrap();
+        assert_eq!(s.get_event("early").unwrap(), Some(failed));
+        assert_eq!(s.requeue_running_events().unwrap(), 1, "only late is still running");
+        assert_eq!(ids(10_000), ["late"], "a finished event is never claimed again");
     }
 }

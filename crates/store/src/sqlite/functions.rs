@@ -387,6 +387,148 @@ mod tests {
         assert!(matches!(s.update_function(&f, 1), Err(StoreError::RevisionMismatch(_))));
         let missing = function(&a, "nope");
         assert!(matches!(s.update_function(&missing, 1), Err(StoreError::NotFound(_))));
+        let stored = s.get_function(&a, &f.name).unwrap().unwrap();
+        assert_eq!((stored.revision, stored.config.memory_mb), (2, 256), "the refused update wrote nothing");
+    }
+
+    #[test]
+    fn functions_round_trip_every_field() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let mut f = function(&a, "f");
+        (f.state, f.code, f.latest_published, f.last_version) = (LifecycleState::Updating, None, Some(3), 4);
+        f.config.memory_mb = 512;
+        f.config.environment.insert("K".into(), "v".into());
+        (f.revision, f.created_ms, f.modified_ms) = (7, 11, 12);
+        s.insert_function(&f).unwrap();
+        assert_eq!(s.get_function(&a, &f.name).unwrap(), Some(f.clone()));
+        f.code = Some(CodeRef { sha256: "cd".into(), size: 99 });
+        f.state = LifecycleState::Latest;
+        f.revision = 8;
+        s.update_function(&f, 7).unwrap();
+        assert_eq!(s.get_function(&a, &f.name).unwrap(), Some(f));
+    }
+
+    #[test]
+    fn functions_are_found_by_state_across_accounts() {
+        let (_d, s) = store();
+        let (a, b) = (account(&s, 1), account(&s, 2));
+        let mut retired = function(&a, "old");
+        retired.state = LifecycleState::Retired;
+        s.insert_function(&retired).unwrap();
+        s.insert_function(&function(&a, "new")).unwrap();
+        let mut other = function(&b, "gone");
+        other.state = LifecycleState::Retired;
+        s.insert_function(&other).unwrap();
+        let mut found: Vec<_> = s
+            .functions_in_state(LifecycleState::Retired)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.account.to_string(), f.name.to_string()))
+            .collect();
+        found.sort();
+        assert_eq!(found, [(a.to_string(), "old".to_string()), (b.to_string(), "gone".to_string())]);
+        assert!(s.functions_in_state(LifecycleState::Blocked).unwrap().is_empty());
+    }
+
+    #[test]
+    fn delete_takes_versions_and_aliases_along() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let mut f = function(&a, "f");
+        s.insert_function(&f).unwrap();
+        let v = version(&f, 1);
+        f.revision = 2;
+        s.publish_version(&f, 1, &v).unwrap();
+        s.put_alias(&alias(&f, "prod", "1"), None).unwrap();
+        assert!(s.delete_function(&a, &f.name).unwrap());
+        assert!(!s.delete_function(&a, &f.name).unwrap(), "already gone");
+        assert_eq!(s.get_function(&a, &f.name).unwrap(), None);
+        assert_eq!(s.get_version(&a, &f.name, 1).unwrap(), None);
+        assert_eq!(s.get_alias(&a, &f.name, "prod").unwrap(), None);
+        assert!(s.referenced_archives().unwrap().is_empty(), "nothing points at its archives any more");
+        s.insert_function(&function(&a, "f")).unwrap();
+        assert!(s.list_versions(&a, &f.name, None, 10).unwrap().is_empty(), "a new function of the name starts bare");
+    }
+
+    fn version(f: &FunctionRecord, n: u64) -> VersionRecord {
+        VersionRecord {
+            account: f.account.clone(),
+            function: f.name.clone(),
+            version: n,
+            config: f.config.clone(),
+            code: CodeRef { sha256: format!("v{n}"), size: n },
+            description: format!("version {n}"),
+            created_ms: 100 + n as i64,
+        }
+    }
+
+    fn alias(f: &FunctionRecord, name: &str, version: &str) -> AliasRecord {
+        AliasRecord {
+            account: f.account.clone(),
+            function: f.name.clone(),
+            name: AliasName::parse(name).unwrap(),
+            routing: AliasRouting { version: version.into(), additional_version: None, additional_weight: None },
+            description: format!("{name} traffic"),
+            revision: 1,
+            created_ms: 1,
+            modified_ms: 1,
+        }
+    }
+
+    #[test]
+    fn publish_requires_the_revision_read_and_a_new_number() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let mut f = function(&a, "f");
+        s.insert_function(&f).unwrap();
+        for n in 1..=3 {
+            let read = f.revision;
+            (f.revision, f.last_version, f.latest_published) = (read + 1, n, Some(n));
+            s.publish_version(&f, read, &version(&f, n)).unwrap();
+        }
+        assert_eq!(s.get_function(&a, &f.name).unwrap(), Some(f.clone()), "the function moved with each publish");
+        let stale = s.publish_version(&f, 1, &version(&f, 4));
+        assert!(matches!(stale, Err(StoreError::RevisionMismatch(_))), "{stale:?}");
+        let read = f.revision;
+        f.revision += 1;
+        let again = s.publish_version(&f, read, &version(&f, 3));
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        assert_eq!(s.get_function(&a, &f.name).unwrap().unwrap().revision, read, "a refused publish changes nothing");
+        let missing = function(&a, "nope");
+        assert!(matches!(s.publish_version(&missing, 1, &version(&missing, 1)), Err(StoreError::NotFound(_))));
+
+        assert_eq!(s.get_version(&a, &f.name, 2).unwrap(), Some(version(&f, 2)));
+        assert_eq!(s.get_version(&a, &f.name, 9).unwrap(), None);
+        let numbers = |after, limit| -> Vec<u64> {
+            s.list_versions(&a, &f.name, after, limit).unwrap().into_iter().map(|v| v.version).collect()
+        };
+        assert_eq!(numbers(None, 10), [1, 2, 3]);
+        assert_eq!(numbers(None, 2), [1, 2]);
+        assert_eq!(numbers(Some(2), 10), [3]);
+        assert!(numbers(Some(3), 10).is_empty());
+    }
+
+    #[test]
+    fn aliases_round_trip_list_by_name_and_delete() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let f = function(&a, "f");
+        s.insert_function(&f).unwrap();
+        let mut canary = alias(&f, "canary", "1");
+        canary.routing.additional_version = Some("2".into());
+        canary.routing.additional_weight = Some(0.25);
+        s.put_alias(&canary, None).unwrap();
+        s.put_alias(&alias(&f, "beta", "$LATEST"), None).unwrap();
+        assert_eq!(s.get_alias(&a, &f.name, "canary").unwrap(), Some(canary.clone()));
+        let names: Vec<String> = s.list_aliases(&a, &f.name).unwrap().into_iter().map(|x| x.name.to_string()).collect();
+        assert_eq!(names, ["beta", "canary"]);
+        let missing = alias(&f, "nope", "1");
+        assert!(matches!(s.put_alias(&missing, Some(1)), Err(StoreError::RevisionMismatch(_))));
+        assert!(s.delete_alias(&a, &f.name, "canary").unwrap());
+        assert!(!s.delete_alias(&a, &f.name, "canary").unwrap());
+        assert_eq!(s.get_alias(&a, &f.name, "canary").unwrap(), None);
+        assert_eq!(s.list_aliases(&a, &f.name).unwrap().len(), 1);
     }
 
     #[test]

@@ -229,4 +229,45 @@ mod tests {
         assert!(!s.delete_image("alpine").unwrap());
         assert!(s.get_image("alpine").unwrap().is_none());
     }
+
+    #[test]
+    fn layer_versions_list_newest_first_and_stay_in_their_account() {
+        let (_d, s) = store();
+        let (a, b) = (account(&s, 1), account(&s, 2));
+        for sha in ["s1", "s2", "s3"] {
+            s.insert_layer_version(&layer(&a, "np", sha)).unwrap();
+        }
+        let np = LayerName::parse("np").unwrap();
+        let mut third = layer(&a, "np", "s3");
+        third.version = 3;
+        assert_eq!(s.get_layer_version(&a, &np, 3).unwrap(), Some(third), "every field reads back");
+        let versions: Vec<u64> = s.list_layer_versions(&a, &np).unwrap().into_iter().map(|l| l.version).collect();
+        assert_eq!(versions, [3, 2, 1]);
+        assert_eq!(s.get_layer_version(&a, &np, 4).unwrap(), None);
+        assert_eq!(s.get_layer_version(&b, &np, 1).unwrap(), None, "another account's layer");
+        assert!(s.list_layers(&b).unwrap().is_empty());
+        assert!(s.list_layer_versions(&b, &np).unwrap().is_empty());
+        assert!(!s.delete_layer_version(&b, &np, 1, false, 5).unwrap());
+        assert!(!s.delete_layer_version(&a, &np, 9, true, 5).unwrap());
+        for v in 1..=3 {
+            assert!(s.delete_layer_version(&a, &np, v, false, 5).unwrap());
+        }
+        assert!(s.list_layers(&a).unwrap().is_empty(), "a layer with no live version is not listed");
+        assert_eq!(s.referenced_layers().unwrap().len(), 3, "deleted versions still hold their archives");
+    }
+
+    #[test]
+    fn images_list_by_name() {
+        let (_d, s) = store();
+        let image = |name: &str| ImageRecord {
+            name: name.into(),
+            code: CodeRef { sha256: format!("{name}-sha"), size: 3 },
+            unpacked_bytes: 1 << 33,
+            created_ms: 2,
+        };
+        s.insert_image(&image("ubuntu")).unwrap();
+        s.insert_image(&image("alpine")).unwrap();
+        assert_eq!(s.list_images().unwrap(), [image("alpine"), image("ubuntu")]);
+        assert_eq!(s.get_image("debian").unwrap(), None);
+    }
 }

@@ -55,4 +55,14 @@ mod tests {
         let all = s.all_stats().unwrap();
         assert_eq!(all, vec![stat("choice", "a/w/C", "{}", 1), stat("function", "a/f/$LATEST", "[1,2]", 2)]);
     }
+
+    #[test]
+    fn statistics_start_empty_and_a_batch_is_written_whole() {
+        let (_d, s) = store();
+        assert!(s.all_stats().unwrap().is_empty());
+        let stat = |key: &str| StatRecord { kind: "init".into(), key: key.into(), data: "{}".into(), updated_ms: 3 };
+        let batch: Vec<_> = ["c", "a", "b"].into_iter().map(stat).collect();
+        s.put_stats(&batch).unwrap();
+        assert_eq!(s.all_stats().unwrap(), [stat("a"), stat("b"), stat("c")], "ordered by kind, then key");
+    }
 }

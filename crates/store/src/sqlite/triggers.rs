@@ -158,4 +158,35 @@ mod tests {
         assert!(s.list_triggers(Some(&a)).unwrap().is_empty(), "a function's triggers go with it");
         assert_eq!(s.list_triggers(None).unwrap().len(), 1);
     }
+
+    #[test]
+    fn updates_change_only_auth_and_cors_of_the_accounts_own_trigger() {
+        let (_d, s) = store();
+        let (a, b) = (account(&s, 1), account(&s, 2));
+        s.insert_function(&function(&a, "f")).unwrap();
+        let mut late = trigger(&a, "r1", Some(("POST /items", "POST /items")));
+        (late.created_ms, late.qualifier, late.cors) = (9, None, None);
+        s.insert_trigger(&late).unwrap();
+        let early = trigger(&a, "u1", None);
+        s.insert_trigger(&early).unwrap();
+        assert_eq!(s.list_triggers(Some(&a)).unwrap(), [early.clone(), late.clone()], "oldest first");
+        assert_eq!(s.get_trigger("r1").unwrap(), Some(late.clone()), "a route keeps its key and shape");
+        assert_eq!(s.get_trigger("nope").unwrap(), None);
+
+        let mut changed = early.clone();
+        changed.auth = stoke_core::gateway::TriggerAuth::Key;
+        changed.qualifier = None;
+        changed.created_ms = 1_000;
+        s.update_trigger(&changed).unwrap();
+        let stored = s.get_trigger("u1").unwrap().unwrap();
+        assert_eq!(stored.auth, stoke_core::gateway::TriggerAuth::Key);
+        assert_eq!((stored.qualifier, stored.created_ms), (early.qualifier.clone(), early.created_ms));
+
+        let mut foreign = late.clone();
+        foreign.account = b.clone();
+        assert!(matches!(s.update_trigger(&foreign), Err(StoreError::NotFound(_))), "another account's trigger");
+        let missing = trigger(&a, "nope", None);
+        assert!(matches!(s.update_trigger(&missing), Err(StoreError::NotFound(_))));
+        assert!(!s.delete_trigger(&a, "nope").unwrap());
+    }
 }

@@ -117,4 +117,34 @@ mod tests {
         s.delete_function(&a, &f).unwrap();
         assert_eq!(s.get_tune(&a, "t1").unwrap(), None, "a function's tunes go with it");
     }
+
+    #[test]
+    fn the_latest_tune_is_the_newest_of_that_function() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let (f, g) = (FunctionName::parse("f").unwrap(), FunctionName::parse("g").unwrap());
+        s.insert_function(&function(&a, "f")).unwrap();
+        s.insert_function(&function(&a, "g")).unwrap();
+        assert_eq!(s.latest_tune(&a, &f).unwrap(), None);
+        let tune = |id: &str, function: &FunctionName, at| TuneRecord {
+            id: id.into(),
+            account: a.clone(),
+            function: function.clone(),
+            state: "succeeded".into(),
+            request: "{\"sizes\":[128,256]}".into(),
+            result: Some("{}".into()),
+            error: None,
+            created_ms: at,
+            finished_ms: Some(at + 1),
+        };
+        s.put_tune(&tune("t1", &f, 5)).unwrap();
+        s.put_tune(&tune("t3", &f, 5)).unwrap();
+        s.put_tune(&tune("t2", &f, 4)).unwrap();
+        s.put_tune(&tune("t9", &g, 9)).unwrap();
+        assert_eq!(s.latest_tune(&a, &f).unwrap(), Some(tune("t3", &f, 5)), "newest, then the higher id");
+        assert_eq!(s.latest_tune(&a, &g).unwrap().unwrap().id, "t9");
+        assert_eq!(s.latest_tune(&account(&s, 2), &f).unwrap(), None, "another account's function");
+        assert_eq!(s.fail_running_tunes("restarted", 7).unwrap(), 0, "none was running");
+        assert_eq!(s.get_tune(&a, "t1").unwrap().unwrap().state, "succeeded");
+    }
 }

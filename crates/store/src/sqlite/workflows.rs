@@ -355,4 +355,113 @@ mod tests {
         assert!(s.delete_workflow(&a, "flow").unwrap());
         assert!(s.get_execution("e1").unwrap().is_some(), "executions outlive their workflow");
     }
+
+    fn workflow(account: &AccountId, name: &str) -> WorkflowRecord {
+        WorkflowRecord {
+            account: account.clone(),
+            name: name.into(),
+            definition: format!("{{\"Comment\":\"{name}\"}}"),
+            revision: 1,
+            created_ms: 1,
+            updated_ms: 1,
+            prewarm: Some("jit".into()),
+        }
+    }
+
+    fn execution(account: &AccountId, id: &str, started_ms: i64) -> ExecutionRecord {
+        ExecutionRecord {
+            id: id.into(),
+            account: account.clone(),
+            workflow: "flow".into(),
+            name: format!("run-{id}"),
+            definition: "{}".into(),
+            status: ExecutionStatus::Running,
+            input: "{\"n\":1}".into(),
+            output: None,
+            error: None,
+            cause: None,
+            started_ms,
+            stopped_ms: None,
+        }
+    }
+
+    #[test]
+    fn workflows_list_by_name_per_account_and_updates_need_one_to_exist() {
+        let (_d, s) = store();
+        let (a, b) = (account(&s, 1), account(&s, 2));
+        for name in ["zeta", "alpha"] {
+            s.put_workflow(&workflow(&a, name), None).unwrap();
+        }
+        s.put_workflow(&workflow(&b, "alpha"), None).unwrap();
+        let names: Vec<String> = s.list_workflows(&a).unwrap().into_iter().map(|w| w.name).collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        assert_eq!(s.get_workflow(&b, "alpha").unwrap(), Some(workflow(&b, "alpha")));
+        assert_eq!(s.get_workflow(&b, "zeta").unwrap(), None);
+        let mut missing = workflow(&a, "nope");
+        missing.revision = 2;
+        assert!(matches!(s.put_workflow(&missing, Some(1)), Err(StoreError::NotFound(_))));
+        assert!(!s.delete_workflow(&b, "zeta").unwrap(), "only the owning account deletes");
+        assert!(s.delete_workflow(&a, "zeta").unwrap());
+        assert!(!s.delete_workflow(&a, "zeta").unwrap());
+    }
+
+    #[test]
+    fn history_keeps_every_field_and_a_refused_finish_appends_nothing() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let row = |seq: u64| HistoryRow {
+            seq,
+            timestamp_ms: 1_000 + seq as i64,
+            kind: format!("Kind{seq}"),
+            scope: format!("branch-{seq}"),
+            step: seq as u32 * 2,
+            attempt: seq as u32 + 1,
+            details: format!("{{\"seq\":{seq}}}"),
+        };
+        let mut e = execution(&a, "e1", 5);
+        s.insert_execution(&e, &[row(1), row(2)]).unwrap();
+        assert_eq!(s.history("e1").unwrap(), [row(1), row(2)]);
+        assert!(s.history("nope").unwrap().is_empty());
+        assert!(matches!(s.record_execution("e1", &[row(2)], None), Err(StoreError::Conflict(_))), "seq is unique");
+
+        (e.status, e.error, e.cause, e.stopped_ms) =
+            (ExecutionStatus::Failed, Some("States.TaskFailed".into()), Some("boom".into()), Some(9));
+        s.record_execution("e1", &[row(3)], Some(&e)).unwrap();
+        assert_eq!(s.get_execution("e1").unwrap(), Some(e.clone()));
+        let mut aborted = e.clone();
+        aborted.status = ExecutionStatus::Aborted;
+        let late = s.record_execution("e1", &[row(4)], Some(&aborted));
+        assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+        assert_eq!(s.history("e1").unwrap(), [row(1), row(2), row(3)], "the refused finish appended nothing");
+        assert_eq!(s.get_execution("e1").unwrap().unwrap().status, ExecutionStatus::Failed);
+        assert!(s.running_executions().unwrap().is_empty());
+    }
+
+    #[test]
+    fn executions_page_newest_first_and_filter() {
+        let (_d, s) = store();
+        let (a, b) = (account(&s, 1), account(&s, 2));
+        for (id, at) in [("e1", 10), ("e2", 30), ("e3", 20), ("e4", 30)] {
+            s.insert_execution(&execution(&a, id, at), &[]).unwrap();
+        }
+        let mut other = execution(&a, "o1", 40);
+        other.workflow = "other".into();
+        s.insert_execution(&other, &[]).unwrap();
+        s.insert_execution(&execution(&b, "b1", 50), &[]).unwrap();
+        let mut done = execution(&a, "e3", 20);
+        done.status = ExecutionStatus::TimedOut;
+        s.record_execution("e3", &[], Some(&done)).unwrap();
+
+        let ids = |workflow, status, before, limit| -> Vec<String> {
+            s.list_executions(&a, workflow, status, before, limit).unwrap().into_iter().map(|e| e.id).collect()
+        };
+        assert_eq!(ids(None, None, None, 10), ["o1", "e4", "e2", "e3", "e1"], "started_ms, then id, descending");
+        assert_eq!(ids(Some("flow"), None, None, 2), ["e4", "e2"]);
+        assert_eq!(ids(Some("flow"), None, Some("e2"), 2), ["e3", "e1"], "the next page starts after e2");
+        assert_eq!(ids(Some("flow"), Some(ExecutionStatus::TimedOut), None, 10), ["e3"]);
+        assert!(ids(Some("nope"), None, None, 10).is_empty());
+        let running: Vec<String> = s.running_executions().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(running.len(), 5, "{running:?}");
+        assert_eq!((running[0].as_str(), running[4].as_str()), ("e1", "b1"), "oldest first, across accounts");
+    }
 }
