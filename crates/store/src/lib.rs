@@ -5,8 +5,8 @@
 //!   aliases with their function), [`LayerStore`] (layers and images), [`TriggerStore`], [`WorkflowStore`]
 //!   (executions and their history with their workflow), [`EventStore`] (the asynchronous queue),
 //!   [`StatStore`] and [`TuneStore`]. [`prelude`] brings them all into scope.
-//! - [`SqliteStore`]: the embedded backend (WAL, versioned migrations, one transaction per change), one
-//!   module per aggregate.
+//! - [`SqliteStore`]: the embedded backend (WAL, migrations in `migrations/*.sql`, one transaction per
+//!   change), one module per aggregate.
 //! - [`CodeStore`]: code archives on disk at `<data>/code/<account>/<function>/<version>/<sha256>.zip`,
 //!   written to a temp file and renamed so a crash never leaves half an archive.
 //! - [`archive`]: checks an uploaded archive and turns a tar.gz into a zip.
