@@ -1,8 +1,12 @@
 //! stoke's persistence. Nothing outside this crate knows SQL, etcd keys, or where archives sit on disk.
 //!
-//! - [`Store`]: the registry's records (accounts, functions, versions, aliases) behind a trait, so a
-//!   cluster backend can replace the embedded one.
-//! - [`SqliteStore`]: the embedded backend (WAL, versioned migrations, one transaction per change).
+//! - [`Store`]: every record the server keeps, behind traits so a cluster backend can replace the embedded
+//!   one. It is the union of one small trait per aggregate: [`AccountStore`], [`FunctionStore`] (versions and
+//!   aliases with their function), [`LayerStore`] (layers and images), [`TriggerStore`], [`WorkflowStore`]
+//!   (executions and their history with their workflow), [`EventStore`] (the asynchronous queue),
+//!   [`StatStore`] and [`TuneStore`]. [`prelude`] brings them all into scope.
+//! - [`SqliteStore`]: the embedded backend (WAL, migrations in `migrations/*.sql`, one transaction per
+//!   change), one module per aggregate.
 //! - [`CodeStore`]: code archives on disk at `<data>/code/<account>/<function>/<version>/<sha256>.zip`,
 //!   written to a temp file and renamed so a crash never leaves half an archive.
 //! - [`archive`]: checks an uploaded archive and turns a tar.gz into a zip.
@@ -46,14 +50,57 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The registry's records. Every method is one transaction: it happens entirely or not at all.
-pub trait Store: Send + Sync {
+/// Everything the server persists, as one handle (`Arc<dyn Store>`). Each aggregate has its own trait so a
+/// backend (or a reader) deals with one group of tables at a time; every method is one transaction: it happens
+/// entirely or not at all.
+pub trait Store:
+    AccountStore
+    + FunctionStore
+    + LayerStore
+    + TriggerStore
+    + WorkflowStore
+    + EventStore
+    + StatStore
+    + TuneStore
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: AccountStore
+        + FunctionStore
+        + LayerStore
+        + TriggerStore
+        + WorkflowStore
+        + EventStore
+        + StatStore
+        + TuneStore
+        + Send
+        + Sync
+{
+}
+
+/// The store's traits, for code that calls them on a concrete backend or a generic one (on `dyn Store` the
+/// aggregate methods resolve without them).
+pub mod prelude {
+    pub use crate::{
+        AccountStore, EventStore, FunctionStore, LayerStore, StatStore, Store, TriggerStore, TuneStore, WorkflowStore,
+    };
+}
+
+/// Tenants and their credentials.
+pub trait AccountStore {
     fn create_account(&self, account: &AccountRecord, keys: &AccountKeys) -> Result<()>;
     fn get_account(&self, id: &AccountId) -> Result<Option<AccountRecord>>;
     fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
     /// Every account with its keys, to build the authentication cache at start.
     fn list_account_keys(&self) -> Result<Vec<(AccountRecord, AccountKeys)>>;
+}
 
+/// Functions with their published versions and aliases: versions and aliases live and die with their
+/// function, and publishing changes a function and adds a version in one transaction.
+pub trait FunctionStore {
     /// Inserts a new function; `Conflict` if the name is taken in that account.
     fn insert_function(&self, function: &FunctionRecord) -> Result<()>;
     fn get_function(&self, account: &AccountId, name: &FunctionName) -> Result<Option<FunctionRecord>>;
@@ -84,17 +131,43 @@ pub trait Store: Send + Sync {
     fn list_aliases(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<AliasRecord>>;
     fn delete_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<bool>;
 
-    /// Persists an asynchronous invocation (before it is acknowledged).
-    fn enqueue_event(&self, event: &EventRecord) -> Result<()>;
-    /// Marks up to `limit` queued events due by `now_ms` as running and returns them.
-    fn claim_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRecord>>;
-    /// Saves an event's new attempt count, state and result.
-    fn update_event(&self, event: &EventRecord) -> Result<()>;
-    fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
-    /// After a crash: events that were running go back to the queue (at-least-once delivery).
-    fn requeue_running_events(&self) -> Result<usize>;
-
     /// Every archive a record points at: (account, function, version directory, sha256).
+    fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
+}
+
+/// Layer versions and imported images: the file systems functions run on, shared between them.
+pub trait LayerStore {
+    /// Records a new version of a layer and returns its number: one more than the highest the layer ever
+    /// had (numbers are never reused, even after a delete). `layer.version` is ignored.
+    fn insert_layer_version(&self, layer: &LayerRecord) -> Result<u64>;
+    /// A layer version, deleted or not (functions that list a deleted one keep running).
+    fn get_layer_version(&self, account: &AccountId, name: &LayerName, version: u64) -> Result<Option<LayerRecord>>;
+    /// The newest live version of each of the account's layers, by name.
+    fn list_layers(&self, account: &AccountId) -> Result<Vec<LayerRecord>>;
+    /// A layer's live versions, newest first.
+    fn list_layer_versions(&self, account: &AccountId, name: &LayerName) -> Result<Vec<LayerRecord>>;
+    /// Deletes a layer version: `forget` removes the record, otherwise it is only marked deleted at `now_ms`.
+    /// False when there was no such live version.
+    fn delete_layer_version(
+        &self,
+        account: &AccountId,
+        name: &LayerName,
+        version: u64,
+        forget: bool,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Every layer archive a record points at: (account, sha256).
+    fn referenced_layers(&self) -> Result<Vec<(AccountId, String)>>;
+
+    /// Records an imported image; `Conflict` if the name is taken.
+    fn insert_image(&self, image: &ImageRecord) -> Result<()>;
+    fn get_image(&self, name: &str) -> Result<Option<ImageRecord>>;
+    fn list_images(&self) -> Result<Vec<ImageRecord>>;
+    fn delete_image(&self, name: &str) -> Result<bool>;
+}
+
+/// HTTP triggers (function URLs and gateway routes); they go with the function they point at.
+pub trait TriggerStore {
     /// Adds an HTTP trigger; `Conflict` when the account has a route of the same shape.
     fn insert_trigger(&self, trigger: &TriggerRecord) -> Result<()>;
     fn get_trigger(&self, id: &str) -> Result<Option<TriggerRecord>>;
@@ -103,7 +176,11 @@ pub trait Store: Send + Sync {
     /// Replaces a trigger's auth and CORS settings.
     fn update_trigger(&self, trigger: &TriggerRecord) -> Result<()>;
     fn delete_trigger(&self, account: &AccountId, id: &str) -> Result<bool>;
+}
 
+/// Workflows, their executions and each execution's history: the history is appended in the same
+/// transaction that records what it led to, so a restarted engine resumes from a consistent point.
+pub trait WorkflowStore {
     /// Creates a workflow (`expected_revision` `None`; `Conflict` if the name is taken) or replaces one
     /// whose revision is still `expected_revision`.
     fn put_workflow(&self, workflow: &WorkflowRecord, expected_revision: Option<u64>) -> Result<()>;
@@ -133,11 +210,31 @@ pub trait Store: Send + Sync {
     fn running_executions(&self) -> Result<Vec<ExecutionRecord>>;
     /// The execution's history in order.
     fn history(&self, id: &str) -> Result<Vec<HistoryRow>>;
+}
 
+/// The queue of asynchronous (Event) invocations: persisted before they are acknowledged, claimed by the
+/// invoker, and put back after a crash.
+pub trait EventStore {
+    /// Persists an asynchronous invocation (before it is acknowledged).
+    fn enqueue_event(&self, event: &EventRecord) -> Result<()>;
+    /// Marks up to `limit` queued events due by `now_ms` as running and returns them.
+    fn claim_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRecord>>;
+    /// Saves an event's new attempt count, state and result.
+    fn update_event(&self, event: &EventRecord) -> Result<()>;
+    fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
+    /// After a crash: events that were running go back to the queue (at-least-once delivery).
+    fn requeue_running_events(&self) -> Result<usize>;
+}
+
+/// Learned statistics, opaque to the store, kept across restarts.
+pub trait StatStore {
     /// Writes statistics (replacing those of the same kind and key), in one transaction.
     fn put_stats(&self, stats: &[StatRecord]) -> Result<()>;
     fn all_stats(&self) -> Result<Vec<StatRecord>>;
+}
 
+/// `stoke tune` runs; they go with the function they tuned.
+pub trait TuneStore {
     /// Writes a tune (replacing the one with its id).
     fn put_tune(&self, tune: &TuneRecord) -> Result<()>;
     fn get_tune(&self, account: &AccountId, id: &str) -> Result<Option<TuneRecord>>;
@@ -145,34 +242,4 @@ pub trait Store: Send + Sync {
     fn latest_tune(&self, account: &AccountId, function: &FunctionName) -> Result<Option<TuneRecord>>;
     /// Marks tunes still running as failed with `error` (a starting server: nothing runs them any more).
     fn fail_running_tunes(&self, error: &str, now_ms: i64) -> Result<usize>;
-
-    fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;
-
-    /// Records a new version of a layer and returns its number: one more than the highest the layer ever
-    /// had (numbers are never reused, even after a delete). `layer.version` is ignored.
-    fn insert_layer_version(&self, layer: &LayerRecord) -> Result<u64>;
-    /// A layer version, deleted or not (functions that list a deleted one keep running).
-    fn get_layer_version(&self, account: &AccountId, name: &LayerName, version: u64) -> Result<Option<LayerRecord>>;
-    /// The newest live version of each of the account's layers, by name.
-    fn list_layers(&self, account: &AccountId) -> Result<Vec<LayerRecord>>;
-    /// A layer's live versions, newest first.
-    fn list_layer_versions(&self, account: &AccountId, name: &LayerName) -> Result<Vec<LayerRecord>>;
-    /// Deletes a layer version: `forget` removes the record, otherwise it is only marked deleted at `now_ms`.
-    /// False when there was no such live version.
-    fn delete_layer_version(
-        &self,
-        account: &AccountId,
-        name: &LayerName,
-        version: u64,
-        forget: bool,
-        now_ms: i64,
-    ) -> Result<bool>;
-    /// Every layer archive a record points at: (account, sha256).
-    fn referenced_layers(&self) -> Result<Vec<(AccountId, String)>>;
-
-    /// Records an imported image; `Conflict` if the name is taken.
-    fn insert_image(&self, image: &ImageRecord) -> Result<()>;
-    fn get_image(&self, name: &str) -> Result<Option<ImageRecord>>;
-    fn list_images(&self) -> Result<Vec<ImageRecord>>;
-    fn delete_image(&self, name: &str) -> Result<bool>;
 }
