@@ -126,6 +126,12 @@ def main():
     assert v4["Version"] == "4" and v4["Timeout"] == 21, v4
     versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
     assert versions == ["$LATEST", "1", "2", "3", "4"], versions
+    made = lam.create_function(FunctionName="b3pub", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/x",
+                               Handler="app.handler", Code={"ZipFile": zip_of(V1)}, Publish=True)
+    assert made["Version"] == "1", made
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3pub")["Versions"]]
+    assert versions == ["$LATEST", "1"], versions
+    lam.delete_function(FunctionName="b3pub")
 
     alias = lam.create_alias(FunctionName="b3", Name="prod", FunctionVersion="1")
     assert alias["AliasArn"].endswith(":function:b3:prod"), alias

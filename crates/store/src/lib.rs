@@ -103,6 +103,8 @@ pub trait AccountStore {
 pub trait FunctionStore {
     /// Inserts a new function; `Conflict` if the name is taken in that account.
     fn insert_function(&self, function: &FunctionRecord) -> Result<()>;
+    /// Inserts a new function with its first version (create with publish): both or neither.
+    fn insert_published_function(&self, function: &FunctionRecord, version: &VersionRecord) -> Result<()>;
     fn get_function(&self, account: &AccountId, name: &FunctionName) -> Result<Option<FunctionRecord>>;
     /// Functions of an account ordered by name, starting after `after`.
     fn list_functions(&self, account: &AccountId, after: Option<&str>, limit: usize) -> Result<Vec<FunctionRecord>>;

@@ -67,7 +67,8 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<FunctionView>)> {
     let (name, patch, code) = parse_create(&body)?;
     let registry = s.registry.clone();
-    let record = blocking(move || Ok(registry.create_function(&caller.account.id, &name, patch, &code)?)).await?;
+    let record =
+        blocking(move || Ok(registry.create_function(&caller.account.id, &name, patch, &code, false)?.0)).await?;
     Ok((StatusCode::CREATED, Json(FunctionView::from_function(&record, &s.region))))
 }
 

@@ -315,12 +315,8 @@ async fn create_function(State(s): State<AppState>, req: Signed) -> LambdaResult
     let publish = input.publish.unwrap_or(false);
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &input.function_name)?;
-        let f = registry.create_function(&account, name.as_str(), patch, &code)?;
-        if publish {
-            let p = registry.publish(&account, &f.name, None, &PublishIf::default())?;
-            return Ok(configuration(&p.function, Some(&p.version), &region));
-        }
-        Ok(configuration(&f, None, &region))
+        let (f, version) = registry.create_function(&account, name.as_str(), patch, &code, publish)?;
+        Ok(configuration(&f, version.as_ref(), &region))
     })
     .await
     .map_err(LambdaError::from)?;

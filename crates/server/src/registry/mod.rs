@@ -405,14 +405,16 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(format!("version {n} of function {name} does not exist")))
     }
 
-    /// Creates a function from a configuration and a code archive (zip or tar.gz).
+    /// Creates a function from a configuration and a code archive (zip or tar.gz). With `publish`, its
+    /// first version is written with it (Lambda's `CreateFunction` with `Publish`): both or neither.
     pub fn create_function(
         &self,
         account: &AccountId,
         name: &str,
         patch: ConfigPatch,
         code: &[u8],
-    ) -> Result<FunctionRecord> {
+        publish: bool,
+    ) -> Result<(FunctionRecord, Option<VersionRecord>)> {
         let name = FunctionName::parse(name)?;
         let mut config = patch.into_new_config()?;
         config.validate(&self.node)?;
@@ -425,7 +427,7 @@ impl Registry {
         let zip = archive::normalize(code, &self.archive_limits)?;
         let code_ref = self.code.put(account, &name, LATEST_DIR, &zip)?;
         let now = now_ms();
-        let record = FunctionRecord {
+        let mut record = FunctionRecord {
             account: account.clone(),
             name,
             config,
@@ -437,9 +439,13 @@ impl Registry {
             created_ms: now,
             modified_ms: now,
         };
-        self.store.insert_function(&record)?;
+        let version = if publish { self.next_version(&mut record, None)? } else { None };
+        match &version {
+            Some(v) => self.store.insert_published_function(&record, v)?,
+            None => self.store.insert_function(&record)?,
+        }
         self.changed(account, &record.name, false);
-        Ok(record)
+        Ok((record, version))
     }
 
     pub fn get_function(&self, account: &AccountId, name: &FunctionName) -> Result<FunctionRecord> {

@@ -104,33 +104,13 @@ fn write_function(tx: &Transaction<'_>, f: &FunctionRecord, expected_revision: u
 
 impl FunctionStore for SqliteStore {
     fn insert_function(&self, f: &FunctionRecord) -> Result<()> {
+        self.write(|tx| insert_function_row(tx, f))
+    }
+
+    fn insert_published_function(&self, f: &FunctionRecord, v: &VersionRecord) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO functions ({FUNCTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    f.account.as_str(),
-                    f.name.as_str(),
-                    config_json(&f.config)?,
-                    f.state.as_str(),
-                    f.code.as_ref().map(|c| c.sha256.as_str()),
-                    f.code.as_ref().map(|c| c.size as i64),
-                    f.revision as i64,
-                    f.latest_published.map(|v| v as i64),
-                    f.last_version as i64,
-                    f.created_ms,
-                    f.modified_ms,
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("function {}", f.name))
-                } else {
-                    e.into()
-                }
-            })?;
-            Ok(())
+            insert_function_row(tx, f)?;
+            insert_version_row(tx, v)
         })
     }
 
@@ -180,27 +160,7 @@ impl FunctionStore for SqliteStore {
     fn publish_version(&self, f: &FunctionRecord, expected_revision: u64, v: &VersionRecord) -> Result<()> {
         self.write(|tx| {
             write_function(tx, f, expected_revision)?;
-            tx.execute(
-                &format!("INSERT INTO versions ({VERSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    v.account.as_str(),
-                    v.function.as_str(),
-                    v.version as i64,
-                    config_json(&v.config)?,
-                    v.code.sha256,
-                    v.code.size as i64,
-                    v.description,
-                    v.created_ms
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("version {} of {}", v.version, v.function))
-                } else {
-                    e.into()
-                }
-            })?;
-            Ok(())
+            insert_version_row(tx, v)
         })
     }
 
@@ -347,6 +307,57 @@ impl FunctionStore for SqliteStore {
     }
 }
 
+fn insert_function_row(tx: &Transaction<'_>, f: &FunctionRecord) -> Result<()> {
+    tx.execute(
+        &format!("INSERT INTO functions ({FUNCTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+        params![
+            f.account.as_str(),
+            f.name.as_str(),
+            config_json(&f.config)?,
+            f.state.as_str(),
+            f.code.as_ref().map(|c| c.sha256.as_str()),
+            f.code.as_ref().map(|c| c.size as i64),
+            f.revision as i64,
+            f.latest_published.map(|v| v as i64),
+            f.last_version as i64,
+            f.created_ms,
+            f.modified_ms,
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("function {}", f.name))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+fn insert_version_row(tx: &Transaction<'_>, v: &VersionRecord) -> Result<()> {
+    tx.execute(
+        &format!("INSERT INTO versions ({VERSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        params![
+            v.account.as_str(),
+            v.function.as_str(),
+            v.version as i64,
+            config_json(&v.config)?,
+            v.code.sha256,
+            v.code.size as i64,
+            v.description,
+            v.created_ms
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("version {} of {}", v.version, v.function))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +485,24 @@ mod tests {
             created_ms: 1,
             modified_ms: 1,
         }
+    }
+
+    #[test]
+    fn a_function_created_published_has_its_version_or_nothing() {
+        let (_d, s) = store();
+        let a = account(&s, 1);
+        let mut f = function(&a, "f");
+        (f.last_version, f.latest_published) = (1, Some(1));
+        s.insert_published_function(&f, &version(&f, 1)).unwrap();
+        assert_eq!(s.get_function(&a, &f.name).unwrap(), Some(f.clone()));
+        assert_eq!(s.get_version(&a, &f.name, 1).unwrap(), Some(version(&f, 1)));
+        // The version cannot be written (it names another function): the function is not created either.
+        let g = function(&a, "g");
+        let refused = s.insert_published_function(&g, &version(&function(&a, "elsewhere"), 1));
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(s.get_function(&a, &g.name).unwrap(), None, "a refused create leaves nothing behind");
+        let taken = s.insert_published_function(&f, &version(&f, 1));
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
     }
 
     #[test]
