@@ -6,6 +6,29 @@ use std::path::PathBuf;
 
 use super::super::rootfs::{Bind, RootSpec};
 
+/// Why a command line is not one [`JailConfig::to_args`] makes: the option at fault, or the rule broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("no program to run (expected `-- <program> [args]`)")]
+    NoSeparator,
+    #[error("no program after --")]
+    NoProgram,
+    #[error("unknown option {0}")]
+    UnknownOption(String),
+    #[error("option {0} needs a value")]
+    MissingValue(String),
+    #[error("option {0} needs a number")]
+    NotANumber(String),
+    #[error("option {0} needs a port number")]
+    NotAPort(String),
+    #[error("--new-root is required")]
+    NoNewRoot,
+    #[error("--uid and --gid must name an unprivileged user (not 0)")]
+    PrivilegedUser,
+    #[error("--zygote must name an unprivileged host uid (not 0)")]
+    PrivilegedZygote,
+}
+
 /// Everything the helper needs, passed on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailConfig {
@@ -91,7 +114,7 @@ impl JailConfig {
     }
 
     /// Parses [`JailConfig::to_args`]'s output; the error names the bad option.
-    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Self, String> {
+    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Self, ArgumentError> {
         let mut it = args.into_iter();
         let mut root = RootSpec {
             new_root: PathBuf::new(),
@@ -107,13 +130,13 @@ impl JailConfig {
         };
         let (mut cgroups, mut cwd, mut relay, mut generic) = (Vec::new(), PathBuf::from("/"), None, Generic::No);
         let value = |it: &mut dyn Iterator<Item = OsString>, key: &str| {
-            it.next().ok_or_else(|| format!("option {key} needs a value"))
+            it.next().ok_or_else(|| ArgumentError::MissingValue(key.to_string()))
         };
-        let number = |v: OsString, key: &str| -> Result<u32, String> {
-            v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("option {key} needs a number"))
+        let number = |v: OsString, key: &str| -> Result<u32, ArgumentError> {
+            v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| ArgumentError::NotANumber(key.to_string()))
         };
         loop {
-            let Some(key) = it.next() else { return Err("no program to run (expected `-- <program> [args]`)".into()) };
+            let Some(key) = it.next() else { return Err(ArgumentError::NoSeparator) };
             let key = key.to_string_lossy().into_owned();
             match key.as_str() {
                 "--new-root" => root.new_root = value(&mut it, &key)?.into(),
@@ -132,7 +155,7 @@ impl JailConfig {
                 "--prestart" => generic = Generic::Prestart,
                 "--relay" => {
                     let port = number(value(&mut it, &key)?, &key)?;
-                    relay = Some(u16::try_from(port).map_err(|_| format!("option {key} needs a port number"))?);
+                    relay = Some(u16::try_from(port).map_err(|_| ArgumentError::NotAPort(key.clone()))?);
                 }
                 "--bind" | "--bind-rw" => {
                     let source = value(&mut it, &key)?.into();
@@ -140,23 +163,23 @@ impl JailConfig {
                     root.binds.push(Bind { source, target, writable: key == "--bind-rw" });
                 }
                 "--" => break,
-                other => return Err(format!("unknown option {other}")),
+                other => return Err(ArgumentError::UnknownOption(other.to_string())),
             }
         }
         // A generic instance waiting for its assignment learns its program then.
         let program: PathBuf = match it.next() {
             Some(p) => p.into(),
             None if generic == Generic::Await => PathBuf::new(),
-            None => return Err("no program after --".into()),
+            None => return Err(ArgumentError::NoProgram),
         };
         if root.new_root.as_os_str().is_empty() {
-            return Err("--new-root is required".into());
+            return Err(ArgumentError::NoNewRoot);
         }
         if root.uid == 0 || root.gid == 0 {
-            return Err("--uid and --gid must name an unprivileged user (not 0)".into());
+            return Err(ArgumentError::PrivilegedUser);
         }
         if generic == (Generic::Zygote { host_uid: 0 }) {
-            return Err("--zygote must name an unprivileged host uid (not 0)".into());
+            return Err(ArgumentError::PrivilegedZygote);
         }
         Ok(JailConfig { root, cgroups, cwd, program, args: it.collect(), relay, generic })
     }
@@ -165,6 +188,7 @@ impl JailConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config() -> JailConfig {
         JailConfig {
@@ -205,15 +229,42 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_of_instance_round_trips() {
+        for generic in [Generic::No, Generic::Prestart, Generic::Zygote { host_uid: 1 }] {
+            let c = JailConfig { generic, relay: None, ..config() };
+            assert_eq!(JailConfig::from_args(c.to_args()).unwrap(), c);
+        }
+        // The least a command line may say: the rest takes its defaults.
+        let least = ["--new-root", "/r", "--uid", "5", "--gid", "6", "--", "/p"].map(OsString::from);
+        let c = JailConfig::from_args(least).unwrap();
+        assert_eq!((c.root.tmp_mb, c.root.hostname.as_str(), c.cwd.as_path()), (512, "stoke", Path::new("/")));
+        assert_eq!((c.generic, c.relay, c.args.len()), (Generic::No, None, 0));
+        assert!(c.root.binds.is_empty() && c.cgroups.is_empty() && c.root.image.is_none());
+    }
+
+    #[test]
     fn bad_command_lines_are_refused_with_the_reason() {
+        use ArgumentError::*;
         let err = |args: &[&str]| JailConfig::from_args(args.iter().map(OsString::from)).unwrap_err();
-        assert!(err(&["--bogus", "x", "--", "/bin/true"]).contains("unknown option --bogus"));
-        assert!(err(&["--uid"]).contains("--uid needs a value"));
-        assert!(err(&["--uid", "x", "--", "/p"]).contains("--uid needs a number"));
-        assert!(err(&["--new-root", "/r"]).contains("no program"));
-        assert!(err(&["--uid", "5", "--gid", "5", "--", "/p"]).contains("--new-root is required"));
-        assert!(err(&["--new-root", "/r", "--uid", "5", "--gid", "5", "--zygote", "0", "--", "/p"]).contains("not 0"));
-        assert!(err(&["--new-root", "/r", "--", "/p"]).contains("unprivileged"));
-        assert!(err(&["--relay", "70000", "--", "/p"]).contains("--relay needs a port number"));
+        let ok = ["--new-root", "/r", "--uid", "5", "--gid", "5"];
+        let with = |extra: &[&'static str]| [&ok[..], extra].concat();
+        assert_eq!(err(&["--bogus", "x", "--", "/bin/true"]), UnknownOption("--bogus".into()));
+        assert_eq!(err(&["--uid"]), MissingValue("--uid".into()));
+        assert_eq!(err(&["--bind", "/a"]), MissingValue("--bind".into()));
+        assert_eq!(err(&["--uid", "x", "--", "/p"]), NotANumber("--uid".into()));
+        assert_eq!(err(&["--uid", "-1", "--", "/p"]), NotANumber("--uid".into()));
+        assert_eq!(err(&["--new-root", "/r"]), NoSeparator);
+        assert_eq!(err(&with(&["--"])), NoProgram);
+        assert_eq!(err(&["--uid", "5", "--gid", "5", "--", "/p"]), NoNewRoot);
+        assert_eq!(err(&with(&["--zygote", "0", "--", "/p"])), PrivilegedZygote);
+        assert_eq!(err(&["--new-root", "/r", "--", "/p"]), PrivilegedUser);
+        assert_eq!(err(&["--new-root", "/r", "--uid", "5", "--", "/p"]), PrivilegedUser);
+        assert_eq!(err(&["--relay", "70000", "--", "/p"]), NotAPort("--relay".into()));
+        // Options after `--` are the program's.
+        let c = JailConfig::from_args(with(&["--", "/p", "--bogus"]).iter().map(OsString::from)).unwrap();
+        assert_eq!(c.args, ["--bogus"]);
+        // The messages name the option.
+        assert_eq!(NotAPort("--relay".into()).to_string(), "option --relay needs a port number");
+        assert_eq!(NoSeparator.to_string(), "no program to run (expected `-- <program> [args]`)");
     }
 }

@@ -30,7 +30,7 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 
-pub use config::{Generic, JailConfig};
+pub use config::{ArgumentError, Generic, JailConfig};
 pub use hold::hold_in_pid_namespace;
 pub use net::RELAYED_RUNTIME_API_PORT;
 pub use watch::SERVER_GONE;
