@@ -51,7 +51,8 @@ pub enum Generic {
     /// It does: run `program` now.
     #[default]
     No,
-    /// Set everything up, then wait for an [`Assignment`](super::super::assignment::Assignment) on stdin and run what it says.
+    /// Set everything up, then wait for an [`Assignment`](super::super::assignment::Assignment) on stdin and
+    /// run what it says.
     Await,
     /// Start `program` now (stoke's Python bootstrap), which reads its assignment from stdin itself.
     Prestart,

@@ -2,10 +2,13 @@
 //! Runtime API port inside it to the instance's endpoint on the host.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 use nix::sched::CloneFlags;
 
+use super::error::JailError;
 use super::fail;
+use super::sys::Sys;
 use super::watch::{reap_server, wait_and_exit, Ends};
 
 /// Where an instance with a network of its own finds its Runtime API (as on Lambda: `127.0.0.1:9001`).
@@ -14,79 +17,50 @@ pub const RELAYED_RUNTIME_API_PORT: u16 = 9001;
 /// The jailer's side of `network: none`: the listener inside the instance's network namespace, and the
 /// host's network namespace to go back to.
 pub(super) struct OwnNetwork {
-    listener: std::net::TcpListener,
-    host: std::os::fd::OwnedFd,
+    listener: OwnedFd,
+    host: OwnedFd,
 }
 
 /// Moves into a new network namespace with its loopback up and listens on the relayed Runtime API port
 /// there; keeps a handle on the host's namespace.
-pub(super) fn own_network() -> io::Result<OwnNetwork> {
-    let host: std::os::fd::OwnedFd = std::fs::File::open("/proc/self/ns/net")?.into();
-    nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
-    loopback_up()?;
-    let listener = std::net::TcpListener::bind(("127.0.0.1", RELAYED_RUNTIME_API_PORT))?;
+pub(super) fn own_network(sys: &mut dyn Sys) -> Result<OwnNetwork, JailError> {
+    let host = sys.open_network_namespace().map_err(JailError::OwnNetwork)?;
+    sys.unshare(CloneFlags::CLONE_NEWNET).map_err(JailError::OwnNetwork)?;
+    sys.loopback_up().map_err(JailError::OwnNetwork)?;
+    let listener = sys.listen_loopback(RELAYED_RUNTIME_API_PORT).map_err(JailError::OwnNetwork)?;
     Ok(OwnNetwork { listener, host })
 }
 
-/// `ip link set lo up`.
-fn loopback_up() -> io::Result<()> {
-    let socket = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // SAFETY: ifreq is plain data (a name and a union of integers and addresses); all zeroes is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    use std::os::fd::AsRawFd;
-    // SAFETY: SIOCGIFFLAGS reads the interface named in `req` and writes its flags into `req`, which lives
-    // for the whole call; the socket is open.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel filled the flags member of the union just above.
-    unsafe {
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    }
-    // SAFETY: SIOCSIFFLAGS reads `req`, which is initialised and lives for the whole call.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 impl OwnNetwork {
-    /// Returns to the host's network namespace and, until the instance ends, relays every connection made
-    /// inside it to `127.0.0.1:port` on the host; then exits the way the instance did. One thread, one
-    /// poll loop (a process that unshared its PID namespace may not start threads): the listener, the
-    /// instance's pidfd, and both ends of every relayed connection. Connections from inside arrive at the
-    /// server from this helper, which leads the instance's process group, so the Runtime API's ownership
-    /// check holds.
-    pub(super) fn relay_until_exit(self, port: u16, ends: Ends) -> ! {
-        if let Err(e) = nix::sched::setns(&self.host, CloneFlags::CLONE_NEWNET) {
-            fail(&format!("cannot return to the host's network: {e}"));
-        }
-        let mut relay = Relay { listener: self.listener, port, pairs: Vec::new() };
-        loop {
-            match relay.step(&ends) {
-                Ok(()) => {}
-                Err(e) => fail(&format!("the Runtime API relay failed: {e}")),
-            }
-        }
+    /// Returns to the host's network namespace, where the relay connects to `127.0.0.1:port`.
+    pub(super) fn return_to_host(self, sys: &mut dyn Sys, port: u16) -> Result<Relay, JailError> {
+        sys.setns(&self.host, CloneFlags::CLONE_NEWNET).map_err(JailError::HostNetwork)?;
+        Ok(Relay { listener: self.listener.into(), port, pairs: Vec::new() })
     }
 }
 
 /// The relay's connections: each accepted one inside, paired with one to the host's endpoint.
-struct Relay {
+#[derive(Debug)]
+pub(super) struct Relay {
     listener: std::net::TcpListener,
     port: u16,
     pairs: Vec<(std::net::TcpStream, std::net::TcpStream)>,
 }
 
 impl Relay {
+    /// Until the instance ends, relays every connection made inside it to `127.0.0.1:port` on the host;
+    /// then exits the way the instance did. One thread, one poll loop (a process that unshared its PID
+    /// namespace may not start threads): the listener, the instance's pidfd, and both ends of every relayed
+    /// connection. Connections from inside arrive at the server from this helper, which leads the
+    /// instance's process group, so the Runtime API's ownership check holds.
+    pub(super) fn run_until_exit(mut self, ends: Ends) -> ! {
+        loop {
+            if let Err(e) = self.step(&ends) {
+                fail(&JailError::Relay(e));
+            }
+        }
+    }
+
     /// Waits for something to do and does it; the instance's end (or the server's) ends the jailer.
     fn step(&mut self, ends: &Ends) -> io::Result<()> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

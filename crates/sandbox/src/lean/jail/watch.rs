@@ -1,48 +1,18 @@
 //! What ends a jailer (or an OCI runtime's holder): its instance's end, or the server's.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
+use super::error::JailError;
 use super::fail;
 
 /// The helper's parent-death signal (the server sets it): the server is gone. A SIGKILL would not do: an
 /// instance frozen in a cgroup v1 freezer keeps its own pending SIGKILL until someone thaws it, so the
 /// helper catches this one, kills and thaws every group of its server, and exits.
 pub const SERVER_GONE: Signal = Signal::SIGUSR1;
-
-/// Where the [`SERVER_GONE`] handler writes a byte (the write end of the jailer's watch pipe).
-static SERVER_GONE_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-extern "C" fn on_server_gone(_: libc::c_int) {
-    let fd = SERVER_GONE_PIPE.load(std::sync::atomic::Ordering::SeqCst);
-    // SAFETY: write(2) is async-signal-safe; the byte lives in this frame for the whole call.
-    unsafe {
-        libc::write(fd, b"x".as_ptr().cast(), 1);
-    }
-}
-
-/// Catches [`SERVER_GONE`]: the returned pipe becomes readable once it arrived (a self-pipe, so a wait
-/// cannot miss it).
-pub(super) fn watch_server() -> std::os::fd::OwnedFd {
-    use nix::fcntl::OFlag;
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    use std::os::fd::IntoRawFd;
-    let (read, write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
-        Ok(p) => p,
-        Err(e) => fail(&format!("cannot watch the server: {e}")),
-    };
-    SERVER_GONE_PIPE.store(write.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
-    let action = SigAction::new(SigHandler::Handler(on_server_gone), SaFlags::SA_RESTART, SigSet::empty());
-    // SAFETY: the handler only makes one write(2), which is async-signal-safe.
-    if let Err(e) = unsafe { sigaction(SERVER_GONE, &action) } {
-        fail(&format!("cannot watch the server: {e}"));
-    }
-    read
-}
 
 /// The server is gone: removes the helper's own instance's groups `own`, then — if no other helper of the
 /// server is already at it — the server's cgroup trees `reap` with every process in them (a zygote's
@@ -72,19 +42,8 @@ fn sweep_lock(dir: Option<&PathBuf>) -> Option<std::fs::File> {
     locked.then_some(dir)
 }
 
-/// A pidfd for `pid`: readable once it has exited.
-fn pidfd(pid: Pid) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1; no memory is shared.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// What ends a jailer (or an OCI runtime's holder): its instance's end, or the server's.
+#[derive(Debug)]
 pub(super) struct Ends {
     /// The instance's pidfd.
     pub(super) exited: std::os::fd::OwnedFd,
@@ -98,13 +57,6 @@ pub(super) struct Ends {
 }
 
 impl Ends {
-    pub(super) fn new(child: Pid, server: std::os::fd::OwnedFd, own: Vec<PathBuf>, reap: Vec<PathBuf>) -> Ends {
-        match pidfd(child) {
-            Ok(exited) => Ends { exited, server, child, own, reap },
-            Err(e) => fail(&format!("cannot watch the instance: {e}")),
-        }
-    }
-
     /// Waits for either; exits the way the instance did, or reaps the server's instances.
     pub(super) fn wait(self) -> ! {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -116,7 +68,7 @@ impl Ends {
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => fail(&format!("cannot wait for the instance: {e}")),
+                Err(e) => fail(&JailError::WaitInstance(e.into())),
             }
             let (exited, gone) = (fds[0].any().unwrap_or(false), fds[1].any().unwrap_or(false));
             if gone {
@@ -137,7 +89,7 @@ pub(super) fn wait_and_exit(child: Pid) -> ! {
             Ok(WaitStatus::Signaled(_, sig, _)) => exit_like(128 + sig as i32),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => fail(&format!("lost the instance: {e}")),
+            Err(e) => fail(&JailError::LostInstance(e.into())),
         }
     }
 }
