@@ -323,7 +323,7 @@ impl Server {
         let sandbox = std::iter::once(sandbox_note.to_string()).chain(kept).collect::<Vec<_>>().join("; ");
         let sandbox = format!("{kind} ({sandbox})");
         let state = AppState {
-            gateway: Arc::new(triggers::Gateway::new(registry.clone())),
+            gateway: Arc::new(triggers::Gateway::new(registry.clone(), invoker.clone(), accounts.clone())),
             registry,
             accounts,
             invoker,

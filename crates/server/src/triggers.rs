@@ -9,10 +9,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use stoke_core::gateway::{Cors, PathParams, RoutePattern, RouteTable, TriggerAuth};
+use axum::body::Bytes;
+use serde_json::json;
+use stoke_core::error::ErrorKind;
+use stoke_core::gateway::{self, Cors, PathParams, RoutePattern, RouteTable, TriggerAuth, MAX_BODY_BYTES};
 use stoke_core::{AccountId, ValidationError};
+use stoke_scheduler::{InvokeRequest, Outcome};
 use stoke_store::{TriggerKind, TriggerRecord};
 
+use crate::accounts::Accounts;
+use crate::error::Classified;
+use crate::invoke::Invoker;
 use crate::registry::{now_ms, Registry, RegistryError, Result};
 
 /// A trigger to create.
@@ -147,16 +154,189 @@ struct Index {
     routes: HashMap<AccountId, RouteTable<TriggerRecord>>,
 }
 
-/// Matches HTTP requests to triggers.
-#[derive(Debug)]
+/// A trigger's request as the handler read it off the wire (header names in lower case).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerRequest {
+    pub method: String,
+    /// The path below the trigger's base (`/` at least).
+    pub sub_path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub source_ip: Option<String>,
+    /// `HTTP/1.1`, as the event's `requestContext.http.protocol` carries it.
+    pub protocol: String,
+}
+
+impl TriggerRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to answer a trigger's caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl TriggerReply {
+    /// An answer of the gateway itself (not of the function): `{"error": {code, message, request_id?}}`.
+    pub fn error(status: u16, code: &str, message: impl Into<String>, request_id: Option<&str>) -> TriggerReply {
+        let mut error = json!({ "code": code, "message": message.into() });
+        if let Some(id) = request_id {
+            error["request_id"] = json!(id);
+        }
+        TriggerReply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: json!({ "error": error }).to_string().into_bytes(),
+        }
+    }
+
+    /// The body was over what a function can take.
+    pub fn body_too_large() -> TriggerReply {
+        let message = format!("the request body is larger than {MAX_BODY_BYTES} bytes, the most a function can take");
+        TriggerReply::error(413, "payload_too_large", message, None)
+    }
+}
+
+/// Matches HTTP requests to triggers, and serves them: CORS preflights, the trigger's auth, the payload
+/// 2.0 event, the invocation, and the function's reply read back as HTTP (`stoke_core::gateway`'s rules).
 pub struct Gateway {
     registry: Arc<Registry>,
+    invoker: Arc<Invoker>,
+    accounts: Arc<Accounts>,
     index: RwLock<Arc<Index>>,
 }
 
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
 impl Gateway {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Gateway { registry, index: RwLock::new(Arc::new(Index { generation: u64::MAX, ..Default::default() })) }
+    pub fn new(registry: Arc<Registry>, invoker: Arc<Invoker>, accounts: Arc<Accounts>) -> Self {
+        let index = RwLock::new(Arc::new(Index { generation: u64::MAX, ..Default::default() }));
+        Gateway { registry, invoker, accounts, index }
+    }
+
+    /// What to answer before the body is read: a browser's preflight (answered without invoking the
+    /// function), or the refusal of a caller the trigger's auth does not let through. `None`: go on.
+    pub fn admit(&self, matched: &Matched, req: &TriggerRequest) -> Option<TriggerReply> {
+        let trigger = &matched.trigger;
+        if let (Some(cors), true, Some(origin)) = (&trigger.cors, req.method == "OPTIONS", req.header("origin")) {
+            if let Some(wanted) = req.header("access-control-request-method") {
+                let headers = cors.preflight(origin, wanted).unwrap_or_default();
+                return Some(TriggerReply { status: 204, headers, body: Vec::new() });
+            }
+        }
+        if trigger.auth == TriggerAuth::None {
+            return None;
+        }
+        let key = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(key) = key else {
+            let message = "this trigger needs its account's API key: send 'Authorization: Bearer <api_key>'";
+            return Some(TriggerReply::error(401, "missing_credentials", message, None));
+        };
+        match self.accounts.authenticate(key) {
+            Some(caller) if caller.account.id == trigger.account => None,
+            Some(_) => Some(TriggerReply::error(
+                403,
+                "forbidden",
+                "this API key belongs to another account; a trigger takes only its own account's key",
+                None,
+            )),
+            None => {
+                Some(TriggerReply::error(401, "invalid_credentials", "the API key is not valid for this server", None))
+            }
+        }
+    }
+
+    /// Invokes the trigger's function with the request as a payload 2.0 event and answers with what it
+    /// returned, or with why it could not.
+    pub async fn call(&self, matched: &Matched, req: TriggerRequest, body: Bytes) -> TriggerReply {
+        let trigger = &matched.trigger;
+        // The account's key is a credential of the platform, not the function's business.
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .filter(|(name, _)| !(trigger.auth == TriggerAuth::Key && name.eq_ignore_ascii_case("authorization")))
+            .cloned()
+            .collect();
+        let request_id = self.invoker.scheduler().request_id();
+        let account = trigger.account.to_string();
+        let event = gateway::event(&gateway::HttpRequest {
+            method: &req.method,
+            raw_path: &req.sub_path,
+            raw_query: &req.query,
+            headers: &headers,
+            body: &body,
+            route_key: &matched.route_key,
+            path_parameters: &matched.params,
+            account_id: &account,
+            api_id: if trigger.is_route() { &account } else { &trigger.id },
+            domain_name: req.header("host").unwrap_or("127.0.0.1"),
+            request_id: &request_id,
+            source_ip: req.source_ip.as_deref().unwrap_or("127.0.0.1"),
+            protocol: &req.protocol,
+            time_ms: now_ms(),
+        });
+        let invoke = InvokeRequest {
+            payload: Bytes::from(event.to_string()),
+            request_id: Some(request_id.clone()),
+            ..Default::default()
+        };
+        let mut reply = match self.invoker.invoke(&trigger.account, &trigger.reference(), invoke).await {
+            Ok((result, _version)) => match result.outcome {
+                Outcome::Success(out) => match gateway::reply(&out) {
+                    Ok(r) => TriggerReply { status: r.status, headers: r.headers, body: r.body },
+                    Err(why) => TriggerReply::error(
+                        502,
+                        "bad_function_response",
+                        format!("the function's result is not a valid HTTP response: {why}"),
+                        Some(&request_id),
+                    ),
+                },
+                Outcome::FunctionError { error_type, .. } if error_type == "Sandbox.Timedout" => TriggerReply::error(
+                    504,
+                    "function_timeout",
+                    "the function did not answer within its timeout",
+                    Some(&request_id),
+                ),
+                Outcome::FunctionError { error_type, .. } => TriggerReply::error(
+                    502,
+                    "function_error",
+                    format!("the function failed with {error_type}; see `stoke logs {}`", trigger.function),
+                    Some(&request_id),
+                ),
+            },
+            Err(e) => {
+                let class = e.class();
+                // The trigger's caller is not at fault for the function's state: a refusal other than a
+                // missing function or a throttle is the service being unavailable.
+                let status = match class.kind {
+                    ErrorKind::NotFound | ErrorKind::Throttled => class.kind.status(),
+                    kind if kind.status() < 500 => 503,
+                    kind => kind.status(),
+                };
+                if class.kind == ErrorKind::Internal {
+                    tracing::error!(error = %e, trigger = %trigger.id, "internal error serving a trigger");
+                }
+                let mut reply = TriggerReply::error(status, class.code, e.to_string(), None);
+                if let Some(secs) = class.retry_after_s {
+                    reply.headers.push(("retry-after".into(), secs.to_string()));
+                }
+                reply
+            }
+        };
+        if let Some(cors) = &trigger.cors {
+            reply.headers.extend(cors.response_headers(req.header("origin")));
+        }
+        reply.headers.push(("x-stoke-request-id".into(), request_id));
+        reply
     }
 
     /// The index for the registry's current generation, rebuilt (off the async workers) when stale.

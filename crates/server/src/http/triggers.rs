@@ -6,21 +6,19 @@ use std::net::SocketAddr;
 
 use axum::body::Body as HttpBody;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
-use stoke_core::gateway::{self, Cors, TriggerAuth, MAX_BODY_BYTES};
+use stoke_core::gateway::{Cors, TriggerAuth, MAX_BODY_BYTES};
 use stoke_core::AccountId;
-use stoke_scheduler::{InvokeRequest, Outcome};
 use stoke_store::{TriggerKind, TriggerRecord};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::ApiJson;
 use super::{blocking, AppState};
 use crate::accounts::Caller;
-use crate::triggers::{Matched, NewTrigger, TriggerPatch};
+use crate::triggers::{Matched, NewTrigger, TriggerPatch, TriggerReply, TriggerRequest};
 
 /// A function URL or a route.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -279,12 +277,19 @@ pub async fn delete_route(State(s): State<AppState>, caller: Caller, Path(id): P
 
 /// An error answered to an HTTP trigger's caller, with the invocation's request id in the body when a
 /// function ran (`serve` puts it in `X-Stoke-Request-Id` for every answer).
-fn trigger_error(status: StatusCode, code: &str, message: String, request_id: Option<&str>) -> Response {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(id) = request_id {
-        error["request_id"] = json!(id);
+fn trigger_error(status: StatusCode, code: &str, message: String) -> Response {
+    respond(TriggerReply::error(status.as_u16(), code, message, None))
+}
+
+fn respond(reply: TriggerReply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = (status, HttpBody::from(reply.body)).into_response();
+    for (name, value) in &reply.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            resp.headers_mut().append(n, v);
+        }
     }
-    (status, Json(json!({ "error": error }))).into_response()
+    resp
 }
 
 /// `ANY /u/{id}` and `ANY /u/{id}/{*path}`: a function URL.
@@ -294,12 +299,9 @@ pub async fn serve_url(State(s): State<AppState>, req: Request) -> Response {
     let (id, sub) = rest.split_once('/').map_or((rest, "/".to_string()), |(id, p)| (id, format!("/{p}")));
     match s.gateway.url(id).await {
         Ok(Some(matched)) => serve(s, matched, sub, req).await,
-        Ok(None) => trigger_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no function URL {id} on this server"),
-            None,
-        ),
+        Ok(None) => {
+            trigger_error(StatusCode::NOT_FOUND, "not_found", format!("there is no function URL {id} on this server"))
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -314,7 +316,6 @@ pub async fn serve_route(State(s): State<AppState>, req: Request) -> Response {
             StatusCode::NOT_FOUND,
             "not_found",
             format!("{account:?} is not an account id; gateway URLs are /gw/<account-id>/<path>"),
-            None,
         );
     };
     match s.gateway.route(&account, req.method().as_str(), &sub).await {
@@ -323,168 +324,32 @@ pub async fn serve_route(State(s): State<AppState>, req: Request) -> Response {
             StatusCode::NOT_FOUND,
             "no_route",
             format!("no route of account {account} matches {} {sub}; list them with `stoke route ls`", req.method()),
-            None,
         ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-/// The refusal of a request the trigger's auth does not let through (`key` needs the owning account's
-/// API key); `None` when it may pass.
-fn refusal(s: &AppState, trigger: &TriggerRecord, headers: &HeaderMap) -> Option<Response> {
-    if trigger.auth == TriggerAuth::None {
-        return None;
-    }
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(key) = key else {
-        return Some(trigger_error(
-            StatusCode::UNAUTHORIZED,
-            "missing_credentials",
-            "this trigger needs its account's API key: send 'Authorization: Bearer <api_key>'".into(),
-            None,
-        ));
-    };
-    match s.accounts.authenticate(key) {
-        Some(caller) if caller.account.id == trigger.account => None,
-        Some(_) => Some(trigger_error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this API key belongs to another account; a trigger takes only its own account's key".into(),
-            None,
-        )),
-        None => Some(trigger_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the API key is not valid for this server".into(),
-            None,
-        )),
-    }
-}
-
+/// Reads the request off the wire and hands it to the gateway: first to admit (preflight, auth), then,
+/// with its body, to call the function.
 async fn serve(s: AppState, matched: Matched, sub_path: String, req: Request) -> Response {
-    let trigger = &matched.trigger;
     let (parts, body) = req.into_parts();
-    let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
-    // Browsers' preflights are answered here, without invoking the function.
-    if let (Some(cors), true, Some(origin)) = (&trigger.cors, parts.method == Method::OPTIONS, &origin) {
-        if let Some(wanted) = parts.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok()) {
-            let mut resp = StatusCode::NO_CONTENT.into_response();
-            for (name, value) in cors.preflight(origin, wanted).unwrap_or_default() {
-                append(resp.headers_mut(), &name, &value);
-            }
-            return resp;
-        }
-    }
-    if let Some(refused) = refusal(&s, trigger, &parts.headers) {
-        return refused;
-    }
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            return trigger_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes, the most a function can take"),
-                None,
-            )
-        }
+    let request = TriggerRequest {
+        method: parts.method.as_str().to_string(),
+        sub_path,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        protocol: format!("{:?}", parts.version),
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        // The account's key is a credential of the platform, not the function's business.
-        .filter(|(name, _)| !(trigger.auth == TriggerAuth::Key && *name == header::AUTHORIZATION))
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect();
-    let request_id = s.invoker.scheduler().request_id();
-    let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1").to_string();
-    let account = trigger.account.to_string();
-    let event = gateway::event(&gateway::HttpRequest {
-        method: parts.method.as_str(),
-        raw_path: &sub_path,
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        body: &body,
-        route_key: &matched.route_key,
-        path_parameters: &matched.params,
-        account_id: &account,
-        api_id: if trigger.is_route() { &account } else { &trigger.id },
-        domain_name: &host,
-        request_id: &request_id,
-        source_ip: source_ip.as_deref().unwrap_or("127.0.0.1"),
-        protocol: &format!("{:?}", parts.version),
-        time_ms: crate::registry::now_ms(),
-    });
-    let payload = axum::body::Bytes::from(event.to_string());
-    let invoke = InvokeRequest {
-        payload,
-        client_context: None,
-        want_log: false,
-        request_id: Some(request_id.clone()),
-        ..Default::default()
-    };
-    let result = s.invoker.invoke(&trigger.account, &trigger.reference(), invoke).await;
-    let mut resp = match result {
-        Ok((result, _version)) => match result.outcome {
-            Outcome::Success(out) => match gateway::reply(&out) {
-                Ok(reply) => {
-                    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-                    let mut resp = (status, HttpBody::from(reply.body)).into_response();
-                    for (name, value) in &reply.headers {
-                        append(resp.headers_mut(), name, value);
-                    }
-                    resp
-                }
-                Err(why) => trigger_error(
-                    StatusCode::BAD_GATEWAY,
-                    "bad_function_response",
-                    format!("the function's result is not a valid HTTP response: {why}"),
-                    Some(&request_id),
-                ),
-            },
-            Outcome::FunctionError { error_type, .. } if error_type == "Sandbox.Timedout" => trigger_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "function_timeout",
-                "the function did not answer within its timeout".into(),
-                Some(&request_id),
-            ),
-            Outcome::FunctionError { error_type, .. } => trigger_error(
-                StatusCode::BAD_GATEWAY,
-                "function_error",
-                format!("the function failed with {error_type}; see `stoke logs {}`", trigger.function),
-                Some(&request_id),
-            ),
-        },
-        Err(e) => {
-            // The invoke API's own mapping (429 with Retry-After, 404, …), except that the trigger's caller is
-            // not at fault for the function's state: any other refusal is the service being unavailable.
-            let mut api = ApiError::from(e);
-            if api.status.is_client_error()
-                && !matches!(api.status, StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS)
-            {
-                api.status = StatusCode::SERVICE_UNAVAILABLE;
-            }
-            api.into_response()
-        }
-    };
-    if let Some(cors) = &trigger.cors {
-        for (name, value) in cors.response_headers(origin.as_deref()) {
-            append(resp.headers_mut(), &name, &value);
-        }
+    if let Some(reply) = s.gateway.admit(&matched, &request) {
+        return respond(reply);
     }
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert(HeaderName::from_static("x-stoke-request-id"), id);
-    }
-    resp
-}
-
-fn append(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-        headers.append(n, v);
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => respond(s.gateway.call(&matched, request, body).await),
+        Err(_) => respond(TriggerReply::body_too_large()),
     }
 }
