@@ -2,7 +2,6 @@
 //! state and field, and asked what can come next (for the pre-warmer's look-ahead).
 
 use crate::choice::Rule;
-use crate::intrinsic;
 use crate::path::{DataPath, Path};
 use crate::retry::{Catcher, Retrier};
 use crate::template::Template;
@@ -1016,11 +1015,6 @@ fn catch_targets<'a>(p: &'a Processing, here: &str, targets: &mut Vec<(String, &
     for (i, c) in p.catch.iter().enumerate() {
         targets.push((format!("{here}.Catch[{i}].Next"), &c.next));
     }
-}
-
-/// Every intrinsic function name, for documentation and completions.
-pub fn intrinsic_functions() -> &'static [&'static str] {
-    intrinsic::FUNCTIONS
 }
 
 #[cfg(test)]

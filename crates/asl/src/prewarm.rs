@@ -1,6 +1,6 @@
-//! The pre-warm planner (DESIGN.md §5): when a state starts, which functions further down the graph need
-//! an instance started, how many, and when — so that a workflow of N functions pays for at most one cold
-//! start. A pure function of (state graph, statistics, pool view, now) → plan; the engine carries it out.
+//! The pre-warm planner (docs/workflows.md, "Hiding cold starts: the pre-warmer"): when a state starts, which functions
+//! further down the graph need an instance started, how many, and when — so that a workflow of N functions pays for at
+//! most one cold start. A pure function of (state graph, statistics, pool view, now) → plan; the engine carries it out.
 //!
 //! Policies:
 //! - `off`: nothing is warmed;

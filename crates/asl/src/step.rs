@@ -394,15 +394,5 @@ pub fn map_result(results: Vec<Result<Value, Failure>>, tolerated: Option<usize>
     }
 }
 
-/// The result of a Parallel: the first failing branch fails the state with `States.BranchFailed`
-/// semantics kept as AWS does (the branch's own error name and cause).
-pub fn parallel_result(results: Vec<Result<Value, Failure>>) -> Result<Value, Failure> {
-    let mut out = Vec::with_capacity(results.len());
-    for r in results {
-        out.push(r?);
-    }
-    Ok(Value::Array(out))
-}
-
 #[cfg(test)]
 mod tests;

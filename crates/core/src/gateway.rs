@@ -8,8 +8,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-/// Largest request body an HTTP trigger passes to a function (Lambda's synchronous payload limit).
-pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+use crate::percent;
+
+/// Largest request body an HTTP trigger passes to a function: the synchronous payload limit.
+pub use crate::limits::MAX_PAYLOAD_BYTES as MAX_BODY_BYTES;
 
 /// Methods a route may name (besides `ANY`).
 pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -154,14 +156,14 @@ impl RoutePattern {
                 }
                 Segment::Param(name) => {
                     let part = parts.get(i).filter(|p| !p.is_empty())?;
-                    params.push((name.clone(), percent_decode(part)));
+                    params.push((name.clone(), percent::decode_str(part)));
                 }
                 Segment::Greedy(name) => {
                     let rest = &parts[i.min(parts.len())..];
                     if rest.is_empty() || rest.iter().all(|p| p.is_empty()) {
                         return None;
                     }
-                    params.push((name.clone(), percent_decode(&rest.join("/"))));
+                    params.push((name.clone(), percent::decode_str(&rest.join("/"))));
                     return Some(params);
                 }
             }
@@ -175,25 +177,6 @@ impl RoutePattern {
         let kinds = |p: &RoutePattern| p.segments.iter().map(Segment::kind).collect::<Vec<_>>();
         kinds(self).cmp(&kinds(other)).then_with(|| other.method.is_none().cmp(&self.method.is_none()).reverse())
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Path parameters of a matched route, in the order of the pattern, values decoded.
@@ -300,7 +283,7 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
             "domainPrefix": req.domain_name.split('.').next().unwrap_or_default(),
             "http": {
                 "method": req.method,
-                "path": percent_decode(req.raw_path),
+                "path": percent::decode_str(req.raw_path),
                 "protocol": req.protocol,
                 "sourceIp": req.source_ip,
                 "userAgent": user_agent,
@@ -357,7 +340,7 @@ fn join_value(map: &mut Map<String, Value>, key: String, value: &str) {
 }
 
 fn form_decode(s: &str) -> String {
-    percent_decode(&s.replace('+', " "))
+    percent::decode_str(&s.replace('+', " "))
 }
 
 /// An HTTP response built from a handler's result.
@@ -586,15 +569,6 @@ mod tests {
             let err = RoutePattern::parse(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn percent_decoding_never_panics_and_keeps_what_is_not_an_escape() {
-        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%é%"), "%é%");
-        assert_eq!(percent_decode("%C3%A9"), "é");
     }
 
     #[test]

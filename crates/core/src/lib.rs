@@ -17,10 +17,12 @@ pub mod lifecycle;
 pub mod limits;
 pub mod memory;
 pub mod names;
+pub mod percent;
 pub mod pool;
 pub mod reference;
 pub mod runtime;
 pub mod stats;
+pub mod sync;
 pub mod time;
 pub mod tune;
 

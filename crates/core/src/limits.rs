@@ -1,6 +1,10 @@
 //! What an instance's memory size buys it besides memory: its share of the CPU. As on Lambda, CPU is
 //! proportional to memory, one full vCPU at 1,769 MB.
 
+/// Lambda's limit on a synchronous invocation's event and on its response (6 MiB): what the invoke APIs
+/// take, what an HTTP trigger passes on, and what a runtime may answer.
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
 /// Memory at which an instance gets one whole vCPU.
 pub const MB_PER_VCPU: u32 = 1769;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use stoke_core::reference::function_arn;
+use stoke_core::sync::lock;
 use stoke_core::{AccountId, Admission, FunctionName, LifecycleState};
 use stoke_scheduler::{InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Scheduler};
 
@@ -36,8 +37,7 @@ pub enum InvokeFailure {
     Scheduler(#[from] InvokeError),
 }
 
-/// Lambda's synchronous payload limit.
-pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+pub use stoke_core::limits::MAX_PAYLOAD_BYTES;
 
 /// A resolved reference: the function's state and what an invocation runs.
 struct Resolution {
@@ -67,10 +67,6 @@ impl std::fmt::Debug for Invoker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Invoker").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Invoker {

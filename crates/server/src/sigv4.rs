@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use stoke_core::percent;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -84,35 +85,9 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// RFC 3986 encoding as SigV4 wants it: unreserved characters stay, everything else is %XX.
-fn uri_encode(input: &[u8], keep_slash: bool) -> String {
-    let mut out = String::with_capacity(input.len());
-    for &b in input {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    out
+/// A query string's name or value as it was meant: `+` is a space, then `%XX` escapes.
+fn query_decode(s: &str) -> Vec<u8> {
+    percent::decode(&s.replace('+', " "))
 }
 
 fn canonical_query(raw: Option<&str>) -> String {
@@ -122,7 +97,7 @@ fn canonical_query(raw: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k), false), uri_encode(&percent_decode(v), false))
+            (percent::encode(&query_decode(k), false), percent::encode(&query_decode(v), false))
         })
         .collect();
     pairs.sort();
@@ -148,7 +123,7 @@ pub fn signature(req: &SignedRequest<'_>, auth: &Authorization<'_>, amz_date: &s
     let canonical_request = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
-        uri_encode(req.raw_path.as_bytes(), true),
+        percent::encode(req.raw_path.as_bytes(), true),
         canonical_query(req.raw_query),
         canonical_headers,
         auth.signed_headers.join(";"),
@@ -313,6 +288,8 @@ mod tests {
         assert_eq!(canonical_query(Some("b=2&a=1&a=0")), "a=0&a=1&b=2");
         assert_eq!(canonical_query(Some("Marker=a%3Ab&MaxItems=5")), "Marker=a%3Ab&MaxItems=5");
         assert_eq!(canonical_query(None), "");
+        // A `%` before a multi-byte character used to be sliced as text and panicked the request.
+        assert_eq!(canonical_query(Some("a=%€&b=x+y")), "a=%25%E2%82%AC&b=x%20y");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The statistics the workflow pre-warmer plans with (DESIGN.md §5): per function version, recent init and
-//! run durations (told by the scheduler for every instance and invocation); per Choice state, how often
-//! each branch was taken; per Map state, how many items it got. Kept in memory, written to the store every
-//! few seconds when they changed, and loaded again at start.
+//! The statistics the workflow pre-warmer plans with (docs/workflows.md, "Hiding cold starts: the pre-warmer"): per
+//! function version, recent init and run durations (told by the scheduler for every instance and invocation); per
+//! Choice state, how often each branch was taken; per Map state, how many items it got. Kept in memory, written to the
+//! store every few seconds when they changed, and loaded again at start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use stoke_core::keepalive::{Call, RECORDED_CALLS};
 use stoke_core::stats::{BranchCounts, FunctionStats, Window};
+use stoke_core::sync::lock;
 use stoke_scheduler::{InvokeTarget, Observer};
 use stoke_store::{StatRecord, Store};
 
@@ -77,10 +78,6 @@ impl std::fmt::Debug for Statistics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Statistics").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The key of a workflow state's statistics.

@@ -13,6 +13,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use stoke_core::keepalive::{advise, KeepAliveAdvice};
+use stoke_core::sync::lock;
 use stoke_core::tune::{self, Recommendation, Sample, SizeReport, Strategy, Verdict};
 use stoke_core::{AccountId, AliasRouting, ConfigPatch, FunctionName, ValidationError};
 use stoke_scheduler::{InvokeRequest, InvokeTarget, Outcome};
@@ -147,10 +148,6 @@ impl std::fmt::Debug for Tuner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tuner").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running tune's view, updated as it goes.

@@ -110,13 +110,5 @@ impl Client {
 
 /// Percent-encodes a path segment (function references may hold ':' and '$').
 pub fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    stoke_core::percent::encode(s.as_bytes(), false)
 }

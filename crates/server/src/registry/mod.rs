@@ -150,18 +150,6 @@ pub trait RunningWork: Send + Sync {
     fn function_changed(&self, account: &AccountId, function: &FunctionName);
 }
 
-/// For a registry with nothing running (tests, tools).
-#[derive(Debug)]
-pub struct NothingRunning;
-
-impl RunningWork for NothingRunning {
-    fn in_flight(&self, _: &AccountId, _: &FunctionName) -> usize {
-        0
-    }
-
-    fn function_changed(&self, _: &AccountId, _: &FunctionName) {}
-}
-
 /// The function manager.
 pub struct Registry {
     store: Arc<dyn Store>,

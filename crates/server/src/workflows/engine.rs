@@ -21,6 +21,7 @@ use stoke_asl::prewarm::{self, FunctionView, Knowledge, Policy};
 use stoke_asl::retry::{next_retry, Attempts};
 use stoke_asl::step::{self, Context, Entry, Outcome};
 use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
+use stoke_core::sync::lock;
 use stoke_core::time::format_rfc3339;
 use stoke_scheduler::{InvokeRequest, InvokeTarget};
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, Store};
@@ -124,10 +125,6 @@ pub struct Run {
     timers: Mutex<tokio::task::JoinSet<()>>,
     /// The execution has a scratch directory its steps share (asked for at its start).
     scratch: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An error of the store while recording: the execution stops where it stands and resumes after a restart.

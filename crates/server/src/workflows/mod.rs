@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use stoke_asl::prewarm::Policy;
 use stoke_asl::{Definition, Problem};
+use stoke_core::sync::lock;
 use stoke_core::AccountId;
 use stoke_store::{ExecutionRecord, ExecutionStatus, StoreError, WorkflowRecord};
 use tokio::sync::watch;
@@ -113,10 +114,6 @@ impl std::fmt::Debug for Workflows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workflows").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A random UUID (v4) for execution ids and default names.
