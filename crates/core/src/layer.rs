@@ -6,9 +6,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::ValidationError;
 use crate::names::{AccountId, LayerName};
 use crate::runtime::Runtime;
+use crate::validation::ValidationError;
 
 /// A function's reference to one layer version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -25,11 +25,13 @@ pub mod stats;
 pub mod sync;
 pub mod time;
 pub mod tune;
+pub mod validation;
 
 pub use alias::{AliasRouting, RoutingError};
-pub use config::{ConfigPatch, FunctionConfig, Network, NodeLimits, ValidationError};
+pub use config::{ConfigPatch, FunctionConfig, Network, NodeLimits};
 pub use layer::LayerRef;
 pub use lifecycle::{Admission, IllegalTransition, LifecycleContext, LifecycleEvent, LifecycleState};
 pub use names::{AccountId, AliasName, FunctionName, LayerName};
 pub use reference::{FunctionRef, Qualifier, RefError};
 pub use runtime::Runtime;
+pub use validation::ValidationError;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::config::ValidationError;
+use crate::validation::ValidationError;
 
 /// A 12-digit account number, as in an AWS ARN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::config::ValidationError;
+use crate::validation::ValidationError;
 
 /// The runtimes stoke runs. Identifiers follow Lambda's (`python3.12`, `nodejs20.x`, `provided.al2023`),
 /// plus the bare `nodejs` and `provided` for "whatever this node has".

@@ -4,10 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, MEMORY_STEP_MB, MIN_MEMORY_MB};
+use crate::config::{MEMORY_STEP_MB, MIN_MEMORY_MB};
 use crate::cost::{billed_ms, Pricing};
 use crate::limits::cpu_millis;
+use crate::validation::ValidationError;
 use crate::NodeLimits;
+
+/// The version label of a tune's test sizes (their pools are the tuner's, not the function's callers').
+pub const TUNE_VERSION_PREFIX: &str = "tune-";
 
 /// Sizes tested when the user names none (capped by the node).
 pub const DEFAULT_SIZES: [u32; 7] = [128, 256, 512, 1024, 1536, 2048, 3072];

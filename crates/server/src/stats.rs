@@ -178,7 +178,7 @@ impl Statistics {
 
 /// A tuner's test sizes say nothing about how the function runs for its callers.
 fn observed(target: &InvokeTarget) -> bool {
-    !target.version.starts_with(crate::tune::TUNE_VERSION_PREFIX)
+    !target.version.starts_with(stoke_core::tune::TUNE_VERSION_PREFIX)
 }
 
 impl Observer for Statistics {
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(learned.init, Some(Duration::from_millis(25)));
         assert_eq!(learned.run, Some(Duration::from_millis(2)));
         // A tuner's test size learns nothing, and teaches nothing.
-        let tune = InvokeTarget::fixture(&format!("{}x", crate::tune::TUNE_VERSION_PREFIX));
+        let tune = InvokeTarget::fixture(&format!("{}x", stoke_core::tune::TUNE_VERSION_PREFIX));
         stats.initialised(&tune, Duration::from_millis(5));
         assert_eq!(stats.learned(&tune), stoke_scheduler::Learned::default());
         // Written to the store and loaded again by the next server.

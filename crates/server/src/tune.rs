@@ -23,8 +23,7 @@ use crate::invoke::{InvokeFailure, Invoker};
 use crate::registry::{now_ms, PublishIf, Registry, RegistryError};
 use crate::stats::Statistics;
 
-/// The version label of a tune's test sizes.
-pub const TUNE_VERSION_PREFIX: &str = "tune-";
+pub use stoke_core::tune::TUNE_VERSION_PREFIX;
 
 /// What a tune was asked to do.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]

@@ -192,6 +192,25 @@ pub fn install_program(program: Vec<Insn>) -> std::io::Result<()> {
     }
 }
 
+/// Which seccomp filter a process gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// A function's runtime: [`program`].
+    Instance,
+    /// A zygote, which mounts and unshares for the instances it forks:
+    /// [`zygote_program`].
+    Zygote,
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Filter::Instance => "the seccomp filter",
+            Filter::Zygote => "the zygote's seccomp filter",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

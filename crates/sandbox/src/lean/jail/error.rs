@@ -5,8 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use super::super::seccomp::Filter;
 use super::config::ArgumentError;
-use super::privileges::Filter;
 
 /// A step of the jail that failed, with the system's reason. Each process of the jail stops at its first
 /// failed step: nothing after it runs, least of all the runtime.

@@ -12,8 +12,9 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::super::assignment::Assignment;
 use super::super::rootfs;
+use super::super::seccomp::Filter;
 use super::error::JailError;
-use super::privileges::{self, Filter};
+use super::privileges;
 use super::sys::{Ids, Sys};
 use super::{cstring, fail, Generic, JailConfig, Then};
 

@@ -40,11 +40,11 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
 
+pub use super::seccomp::Filter;
 pub use config::{ArgumentError, Generic, JailConfig};
 pub use error::JailError;
 pub use hold::hold_in_pid_namespace;
 pub use net::RELAYED_RUNTIME_API_PORT;
-pub use privileges::Filter;
 pub use watch::SERVER_GONE;
 
 use net::Relay;

@@ -6,27 +6,9 @@
 //! - `no_new_privs` before the seccomp filter: without `CAP_SYS_ADMIN` the kernel installs a filter only
 //!   for a process that can gain no privileges (a filter must not mislead a set-uid program it runs).
 
+use super::super::seccomp::Filter;
 use super::error::JailError;
 use super::sys::Sys;
-
-/// Which seccomp filter a process gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filter {
-    /// A function's runtime: [`seccomp::program`](super::super::seccomp::program).
-    Instance,
-    /// A zygote, which mounts and unshares for the instances it forks:
-    /// [`seccomp::zygote_program`](super::super::seccomp::zygote_program).
-    Zygote,
-}
-
-impl std::fmt::Display for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Filter::Instance => "the seccomp filter",
-            Filter::Zygote => "the zygote's seccomp filter",
-        })
-    }
-}
 
 /// Capability numbers tried when emptying the bounding set; the kernel knows fewer (41 in 6.x).
 const CAPABILITIES: u32 = 64;

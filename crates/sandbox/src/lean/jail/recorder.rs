@@ -13,7 +13,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::super::assignment::Assignment;
 use super::super::rootfs::{self, HostEntry, HostView, Step};
-use super::privileges::Filter;
+use super::super::seccomp::Filter;
 use super::sys::{Ids, Sys};
 
 /// The recording `Sys`.

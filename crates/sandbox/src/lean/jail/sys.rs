@@ -20,7 +20,7 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use super::super::assignment::Assignment;
 use super::super::rootfs::{self, Step};
 use super::super::seccomp;
-use super::privileges::Filter;
+use super::super::seccomp::Filter;
 use super::watch::SERVER_GONE;
 
 /// Whose ids a user namespace's map translates.
