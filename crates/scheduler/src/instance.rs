@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::LogLine;
 use crate::queue::{self, FunctionQueue};
-use crate::{lock, now_ms, InvokeResult, Outcome, Report, Scheduler, Shared};
+use crate::{lock, InvokeResult, Outcome, Report, Scheduler, Shared};
 
 /// The invocation an instance is running.
 pub(crate) struct Current {
@@ -75,21 +75,22 @@ impl InstanceCtx {
     }
 
     pub fn log(&self, request_id: Option<Arc<str>>, text: String) {
-        self.queue.logs.push(LogLine { at_ms: now_ms(), request_id, instance: self.id, text });
+        self.queue.logs.push(LogLine { at_ms: self.shared.clock.now_ms(), request_id, instance: self.id, text });
     }
 
     /// The instance's peak memory, re-read from the sandbox when the last reading is stale (or `fresh` asks
     /// for a new one). Peak memory only grows, so a slightly old value is a lower bound that is exact again
     /// at the next sample. A peak above what the node's ledger charged the instance by is recorded there.
     pub fn peak_memory_bytes(&self, fresh: bool) -> u64 {
+        let now = self.shared.clock.now();
         let mut cached = lock(&self.peak_memory);
         if let Some((at, bytes)) = *cached {
-            if !fresh && at.elapsed() < MEMORY_SAMPLE {
+            if !fresh && now.saturating_duration_since(at) < MEMORY_SAMPLE {
                 return bytes;
             }
         }
         let bytes = self.control.get().and_then(|c| c.peak_memory_bytes()).unwrap_or(0);
-        *cached = Some((Instant::now(), bytes));
+        *cached = Some((now, bytes));
         drop(cached);
         let mb = bytes.div_ceil(1024 * 1024);
         if mb > self.charged_peak_mb.load(Ordering::Relaxed) {
@@ -118,7 +119,7 @@ impl InstanceCtx {
         });
         let ran_from = turn.map_or(cur.started, |t| t.max(cur.started));
         let held = turn.map(|t| t.saturating_duration_since(cur.started));
-        let elapsed = ran_from.elapsed();
+        let elapsed = self.shared.clock.now().saturating_duration_since(ran_from);
         if self.queue.record_duration(elapsed) {
             crate::queue::reconcile(&self.shared, &self.queue);
         }
@@ -187,7 +188,7 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
         origin,
         shared: shared.clone(),
         queue: queue.clone(),
-        spawned_at: Instant::now(),
+        spawned_at: shared.clock.now(),
         ready: OnceLock::new(),
         launched: OnceLock::new(),
         current: Mutex::new(None),
@@ -296,7 +297,7 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         }
     };
     let _ = started.send(spawned.control.clone());
-    let _ = ctx.launched.set(ctx.spawned_at.elapsed());
+    let _ = ctx.launched.set(shared.clock.now().saturating_duration_since(ctx.spawned_at));
     let _ = ctx.control.set(spawned.control.clone());
     queue.set_control(ctx.id, spawned.control.clone());
     Ok((spawned, server))

@@ -4,7 +4,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -131,7 +130,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         ctx.finish(cur, error_outcome("Runtime.InvalidState", msg));
     }
     let first = if ctx.ready.get().is_none() {
-        let init = ctx.spawned_at.elapsed();
+        let init = ctx.shared.clock.now().saturating_duration_since(ctx.spawned_at);
         let _ = ctx.ready.set(init);
         if let Some(o) = ctx.shared.observer.get() {
             o.initialised(&ctx.queue.target, init);
@@ -161,7 +160,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     // ready before it arrived (pre-warmed, min-warm) is warm, even if it is the instance's first.
     let ready_at = ctx.spawned_at + ctx.ready.get().copied().unwrap_or_default();
     let cold = inv.arrived < ready_at;
-    let started = Instant::now();
+    let started = ctx.shared.clock.now();
     let target = &ctx.queue.target;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: &str| {
@@ -173,8 +172,13 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     set("lambda-runtime-deadline-ms", &inv.deadline_epoch_ms.to_string());
     set("lambda-runtime-invoked-function-arn", &target.invoked_arn);
     let seq = ctx.trace_seq.fetch_add(1, Ordering::Relaxed);
-    let trace =
-        format!("Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0", crate::now_ms() / 1000, ctx.id, seq, seq);
+    let trace = format!(
+        "Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0",
+        ctx.shared.clock.now_ms() / 1000,
+        ctx.id,
+        seq,
+        seq
+    );
     set("lambda-runtime-trace-id", &trace);
     if let Some(cc) = &inv.request.client_context {
         set("lambda-runtime-client-context", cc);
@@ -201,7 +205,7 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     });
     let watchdog = ctx.clone();
     tokio::spawn(async move {
-        tokio::time::sleep_until(deadline.into()).await;
+        tokio::time::sleep(deadline.saturating_duration_since(watchdog.shared.clock.now())).await;
         if let Some(cur) = take_current(&watchdog, &id) {
             let msg = format!("RequestId: {} Error: Task timed out after {timeout_s}.00 seconds", cur.id);
             watchdog.log(Some(cur.id.clone()), msg.clone());
