@@ -70,6 +70,26 @@ pub(crate) struct InstanceCtx {
 const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 
 impl InstanceCtx {
+    /// Instance `id` of `queue`'s function, spawned now, not yet launched.
+    pub fn new(id: u64, origin: Option<Origin>, shared: Arc<Shared>, queue: Arc<FunctionQueue>) -> Self {
+        InstanceCtx {
+            id,
+            origin,
+            spawned_at: shared.clock.now(),
+            shared,
+            queue,
+            ready: OnceLock::new(),
+            launched: OnceLock::new(),
+            current: Mutex::new(None),
+            control: OnceLock::new(),
+            init_error: Mutex::new(None),
+            trace_seq: AtomicU64::new(0),
+            peak_memory: Mutex::new(None),
+            charged_peak_mb: AtomicU64::new(0),
+            drains: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn current_id(&self) -> Option<Arc<str>> {
         lock(&self.current).as_ref().map(|c| c.id.clone())
     }
@@ -183,22 +203,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>, charge_mb: 
 }
 
 async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Option<Origin>) {
-    let ctx = Arc::new(InstanceCtx {
-        id,
-        origin,
-        shared: shared.clone(),
-        queue: queue.clone(),
-        spawned_at: shared.clock.now(),
-        ready: OnceLock::new(),
-        launched: OnceLock::new(),
-        current: Mutex::new(None),
-        control: OnceLock::new(),
-        init_error: Mutex::new(None),
-        trace_seq: AtomicU64::new(0),
-        peak_memory: Mutex::new(None),
-        charged_peak_mb: AtomicU64::new(0),
-        drains: Mutex::new(Vec::new()),
-    });
+    let ctx = Arc::new(InstanceCtx::new(id, origin, shared.clone(), queue.clone()));
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),
         Ok((spawned, server)) => {
