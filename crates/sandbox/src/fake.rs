@@ -274,7 +274,8 @@ pub struct FakeInstance {
     killed_at: AtomicU64,
     exit: Mutex<Option<ExitStatus>>,
     out_of_memory: AtomicBool,
-    frozen: AtomicBool,
+    /// Every successful `freeze` call's argument, in order.
+    freezes: Mutex<Vec<bool>>,
     /// Local addresses of the connections the runtime opened (what `opened_connection` checks).
     connections: Mutex<HashSet<SocketAddr>>,
     invocations: AtomicU64,
@@ -320,7 +321,12 @@ impl FakeInstance {
     }
 
     pub fn is_frozen(&self) -> bool {
-        self.frozen.load(Ordering::Relaxed)
+        lock(&self.freezes).last() == Some(&true)
+    }
+
+    /// Each freeze (`true`) and thaw, in order.
+    pub fn freezes(&self) -> Vec<bool> {
+        lock(&self.freezes).clone()
     }
 
     /// Invocations the runtime received from `next`.
@@ -370,7 +376,7 @@ impl InstanceControl for FakeInstance {
         if !lock(&self.knobs).can_freeze {
             return false;
         }
-        self.frozen.store(frozen, Ordering::Relaxed);
+        lock(&self.freezes).push(frozen);
         true
     }
 
@@ -462,7 +468,7 @@ impl Sandbox for FakeSandbox {
             killed_at: AtomicU64::new(0),
             exit: Mutex::new(None),
             out_of_memory: AtomicBool::new(false),
-            frozen: AtomicBool::new(false),
+            freezes: Mutex::new(Vec::new()),
             connections: Mutex::new(HashSet::new()),
             invocations: AtomicU64::new(0),
         });

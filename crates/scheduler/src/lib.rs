@@ -15,6 +15,10 @@ mod queue;
 mod reserve;
 mod runtime_api;
 pub mod runtimes;
+#[cfg(test)]
+mod scheduling_tests;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -407,6 +411,18 @@ impl Scheduler {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
+        let scheduler = Self::without_ticks(sandbox, run_dir, settings, clock)?;
+        scheduler.tick_every(scheduler.shared.settings.tick);
+        Ok(scheduler)
+    }
+
+    /// The scheduler without its controller's tick: the crate's tests tick it themselves, when they choose.
+    pub(crate) fn without_ticks(
+        sandbox: Arc<dyn Sandbox>,
+        run_dir: PathBuf,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
         runtimes::install(&run_dir)?;
         // All instances together stay within the budget: beyond it the kernel reclaims and kills among them.
         if !sandbox.limit_instances_memory(settings.memory_budget_mb.saturating_mul(1024 * 1024)) {
@@ -432,8 +448,12 @@ impl Scheduler {
             reservations: reserve::Reservations::default(),
             next_reservation: AtomicU64::new(1),
         });
-        let weak = Arc::downgrade(&shared);
-        let every = shared.settings.tick;
+        Ok(Self { shared })
+    }
+
+    /// Runs the controller's tick every `every`, for as long as the scheduler lives.
+    fn tick_every(&self, every: Duration) {
+        let weak = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             loop {
@@ -442,7 +462,6 @@ impl Scheduler {
                 tick(&shared);
             }
         });
-        Ok(Self { shared })
     }
 
     pub fn sandbox_kind(&self) -> &'static str {
