@@ -549,27 +549,4 @@ async fn scratch(State(ctx): State<Arc<InstanceCtx>>) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_type_prefers_body_then_well_formed_header() {
-        let mut h = HeaderMap::new();
-        assert_eq!(error_type(&h, &json!({"errorType": "ValueError"})), "ValueError");
-        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("Runtime.ImportModuleError"));
-        assert_eq!(error_type(&h, &json!({})), "Runtime.ImportModuleError");
-        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("unhandled"));
-        assert_eq!(error_type(&h, &json!({})), "Unhandled");
-        assert_eq!(error_type(&h, &json!({"errorType": "my_crate::Error"})), "my_crate::Error");
-    }
-
-    #[test]
-    fn non_json_error_bodies_are_wrapped() {
-        let Outcome::FunctionError { error_type, body } = error_body(&HeaderMap::new(), &Bytes::from("boom")) else {
-            panic!()
-        };
-        assert_eq!(error_type, "Unhandled");
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["errorMessage"], "boom");
-    }
-}
+mod tests;
