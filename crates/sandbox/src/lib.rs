@@ -3,7 +3,8 @@
 //!
 //! Backends: [`lean::LeanSandbox`] (namespaces, a read-only root, cgroups, seccomp — the default as root),
 //! [`oci::OciSandbox`] (OCI bundles run by runc, crun or runsc) and [`ProcessSandbox`] (a child process with
-//! resource limits — for unprivileged hosts and development).
+//! resource limits — for unprivileged hosts and development). For tests, `fake::FakeSandbox` (feature
+//! `test-fixtures`) starts no process: its instances are scripted runtimes in tokio tasks.
 
 use std::ffi::OsString;
 use std::io;
@@ -17,6 +18,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 mod alloc;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fake;
 pub mod lean;
 pub mod oci;
 mod peer;

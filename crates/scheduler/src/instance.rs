@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::LogLine;
 use crate::queue::{self, FunctionQueue};
-use crate::{lock, now_ms, InvokeResult, Outcome, Report, Scheduler, Shared};
+use crate::{lock, InvokeResult, Outcome, Report, Scheduler, Shared};
 
 /// The invocation an instance is running.
 pub(crate) struct Current {
@@ -70,26 +70,47 @@ pub(crate) struct InstanceCtx {
 const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 
 impl InstanceCtx {
+    /// Instance `id` of `queue`'s function, spawned now, not yet launched.
+    pub fn new(id: u64, origin: Option<Origin>, shared: Arc<Shared>, queue: Arc<FunctionQueue>) -> Self {
+        InstanceCtx {
+            id,
+            origin,
+            spawned_at: shared.clock.now(),
+            shared,
+            queue,
+            ready: OnceLock::new(),
+            launched: OnceLock::new(),
+            current: Mutex::new(None),
+            control: OnceLock::new(),
+            init_error: Mutex::new(None),
+            trace_seq: AtomicU64::new(0),
+            peak_memory: Mutex::new(None),
+            charged_peak_mb: AtomicU64::new(0),
+            drains: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn current_id(&self) -> Option<Arc<str>> {
         lock(&self.current).as_ref().map(|c| c.id.clone())
     }
 
     pub fn log(&self, request_id: Option<Arc<str>>, text: String) {
-        self.queue.logs.push(LogLine { at_ms: now_ms(), request_id, instance: self.id, text });
+        self.queue.logs.push(LogLine { at_ms: self.shared.clock.now_ms(), request_id, instance: self.id, text });
     }
 
     /// The instance's peak memory, re-read from the sandbox when the last reading is stale (or `fresh` asks
     /// for a new one). Peak memory only grows, so a slightly old value is a lower bound that is exact again
     /// at the next sample. A peak above what the node's ledger charged the instance by is recorded there.
     pub fn peak_memory_bytes(&self, fresh: bool) -> u64 {
+        let now = self.shared.clock.now();
         let mut cached = lock(&self.peak_memory);
         if let Some((at, bytes)) = *cached {
-            if !fresh && at.elapsed() < MEMORY_SAMPLE {
+            if !fresh && now.saturating_duration_since(at) < MEMORY_SAMPLE {
                 return bytes;
             }
         }
         let bytes = self.control.get().and_then(|c| c.peak_memory_bytes()).unwrap_or(0);
-        *cached = Some((Instant::now(), bytes));
+        *cached = Some((now, bytes));
         drop(cached);
         let mb = bytes.div_ceil(1024 * 1024);
         if mb > self.charged_peak_mb.load(Ordering::Relaxed) {
@@ -118,7 +139,7 @@ impl InstanceCtx {
         });
         let ran_from = turn.map_or(cur.started, |t| t.max(cur.started));
         let held = turn.map(|t| t.saturating_duration_since(cur.started));
-        let elapsed = ran_from.elapsed();
+        let elapsed = self.shared.clock.now().saturating_duration_since(ran_from);
         if self.queue.record_duration(elapsed) {
             crate::queue::reconcile(&self.shared, &self.queue);
         }
@@ -182,22 +203,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>, charge_mb: 
 }
 
 async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Option<Origin>) {
-    let ctx = Arc::new(InstanceCtx {
-        id,
-        origin,
-        shared: shared.clone(),
-        queue: queue.clone(),
-        spawned_at: Instant::now(),
-        ready: OnceLock::new(),
-        launched: OnceLock::new(),
-        current: Mutex::new(None),
-        control: OnceLock::new(),
-        init_error: Mutex::new(None),
-        trace_seq: AtomicU64::new(0),
-        peak_memory: Mutex::new(None),
-        charged_peak_mb: AtomicU64::new(0),
-        drains: Mutex::new(Vec::new()),
-    });
+    let ctx = Arc::new(InstanceCtx::new(id, origin, shared.clone(), queue.clone()));
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),
         Ok((spawned, server)) => {
@@ -296,7 +302,7 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         }
     };
     let _ = started.send(spawned.control.clone());
-    let _ = ctx.launched.set(ctx.spawned_at.elapsed());
+    let _ = ctx.launched.set(shared.clock.now().saturating_duration_since(ctx.spawned_at));
     let _ = ctx.control.set(spawned.control.clone());
     queue.set_control(ctx.id, spawned.control.clone());
     Ok((spawned, server))

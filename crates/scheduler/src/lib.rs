@@ -5,6 +5,7 @@
 //! starts instances in the background from the pool rules in `stoke_core::pool`, so an invocation never
 //! waits behind an unrelated instance's creation, and one function's pool never touches another's.
 
+pub mod clock;
 mod codecache;
 mod ids;
 mod instance;
@@ -14,6 +15,10 @@ mod queue;
 mod reserve;
 mod runtime_api;
 pub mod runtimes;
+#[cfg(test)]
+mod scheduling_tests;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +31,7 @@ use stoke_core::pool::InstanceState;
 use stoke_core::{AccountId, FunctionConfig, FunctionName};
 use stoke_sandbox::Sandbox;
 
+pub use clock::{Clock, SystemClock};
 use queue::FunctionQueue;
 
 /// Everything needed to run one function version, resolved once and cached by the caller.
@@ -358,6 +364,8 @@ impl NodeMemory {
 
 pub(crate) struct Shared {
     sandbox: Arc<dyn Sandbox>,
+    /// What every decision by time reads (see [`clock`]).
+    pub(crate) clock: Arc<dyn Clock>,
     run_dir: PathBuf,
     settings: Settings,
     queues: Mutex<Queues>,
@@ -393,6 +401,28 @@ impl Scheduler {
     /// Prepares `run_dir` (runtime bootstraps, unpacked code) and starts the controller's tick.
     /// Must be called inside a tokio runtime.
     pub fn start(sandbox: Arc<dyn Sandbox>, run_dir: PathBuf, settings: Settings) -> std::io::Result<Self> {
+        Self::start_with_clock(sandbox, run_dir, settings, Arc::new(SystemClock))
+    }
+
+    /// [`Scheduler::start`], reading the time from `clock` (tests move a [`clock::TestClock`]).
+    pub fn start_with_clock(
+        sandbox: Arc<dyn Sandbox>,
+        run_dir: PathBuf,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
+        let scheduler = Self::without_ticks(sandbox, run_dir, settings, clock)?;
+        scheduler.tick_every(scheduler.shared.settings.tick);
+        Ok(scheduler)
+    }
+
+    /// The scheduler without its controller's tick: the crate's tests tick it themselves, when they choose.
+    pub(crate) fn without_ticks(
+        sandbox: Arc<dyn Sandbox>,
+        run_dir: PathBuf,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
         runtimes::install(&run_dir)?;
         // All instances together stay within the budget: beyond it the kernel reclaims and kills among them.
         if !sandbox.limit_instances_memory(settings.memory_budget_mb.saturating_mul(1024 * 1024)) {
@@ -402,6 +432,7 @@ impl Scheduler {
         sandbox.keep_zygotes(runtimes::zygote_spec(&run_dir, settings.zygotes));
         let shared = Arc::new(Shared {
             sandbox,
+            clock,
             run_dir,
             settings,
             queues: Mutex::new(Queues::default()),
@@ -417,24 +448,20 @@ impl Scheduler {
             reservations: reserve::Reservations::default(),
             next_reservation: AtomicU64::new(1),
         });
-        let weak = Arc::downgrade(&shared);
-        let tick = shared.settings.tick;
+        Ok(Self { shared })
+    }
+
+    /// Runs the controller's tick every `every`, for as long as the scheduler lives.
+    fn tick_every(&self, every: Duration) {
+        let weak = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(tick);
+            let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
-                let queues = lock(&shared.queues).all();
-                let now = std::time::Instant::now();
-                for q in &queues {
-                    q.tick(now, shared.settings.freeze_idle_after);
-                    queue::reconcile(&shared, q);
-                }
-                lock(&shared.queues).draining.retain(|q| !q.is_finished());
-                relieve_pressure(&shared);
+                tick(&shared);
             }
         });
-        Ok(Self { shared })
     }
 
     pub fn sandbox_kind(&self) -> &'static str {
@@ -458,20 +485,22 @@ impl Scheduler {
     /// Runs one invocation and waits for its result.
     pub async fn invoke(&self, target: &Arc<InvokeTarget>, req: InvokeRequest) -> Result<InvokeResult, InvokeError> {
         if let Some(execution) = &req.execution {
-            let reserved = self.shared.reservations.take_turn(execution, target.queue_key(), &req.payload);
+            let now = self.shared.clock.now();
+            let reserved = self.shared.reservations.take_turn(execution, target.queue_key(), &req.payload, now);
             if let Some(result) = reserved.and_then(|r| r.take_result()) {
                 return result.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()));
             }
         }
         let queue = self.queue_for(target);
         let id = req.request_id.clone().unwrap_or_else(|| self.shared.ids.next());
-        let (mut invocation, done) = queue::Invocation::new(id, req, target.config.timeout_s);
+        let (mut invocation, done) =
+            queue::Invocation::new(id, req, target.config.timeout_s, self.shared.clock.as_ref());
         // A node short of memory is often so only for a moment: an instance that has just answered is idle,
         // and can give way, a few hundred microseconds later. Try again for a short while before refusing.
-        let give_up = std::time::Instant::now() + NO_ROOM_GRACE;
+        let give_up = self.shared.clock.now() + NO_ROOM_GRACE;
         let mut again = false;
         while let Some(back) = queue::submit(&self.shared, &queue, invocation, again)? {
-            if std::time::Instant::now() >= give_up {
+            if self.shared.clock.now() >= give_up {
                 return Err(queue::no_room(&self.shared, &queue));
             }
             tokio::time::sleep(BARREN_RETRY).await;
@@ -676,7 +705,8 @@ pub(crate) fn queue_of(shared: &Shared, target: &Arc<InvokeTarget>) -> Arc<Funct
         .or_insert_with(|| {
             let learned = shared.observer.get().map(|o| o.learned(target)).unwrap_or_default();
             let in_use = lock(&shared.accounts).entry(target.account.clone()).or_default().clone();
-            Arc::new(FunctionQueue::new(target.clone(), shared.settings.log_lines, learned, in_use))
+            let log_lines = shared.settings.log_lines;
+            Arc::new(FunctionQueue::new(target.clone(), log_lines, learned, in_use, shared.clock.clone()))
         })
         .clone()
 }
@@ -701,7 +731,7 @@ pub(crate) fn prepare(
     // The function's own time limit counts from its turn; until then, the reservation's.
     let timeout_s = target.config.timeout_s.saturating_add(ttl.as_secs().min(u64::from(u32::MAX)) as u32);
     let req = InvokeRequest { payload: params.clone(), execution: Some(execution.clone()), ..Default::default() };
-    let (mut invocation, result) = queue::Invocation::new(shared.ids.next(), req, timeout_s);
+    let (mut invocation, result) = queue::Invocation::new(shared.ids.next(), req, timeout_s, shared.clock.as_ref());
     let id = shared.next_reservation.fetch_add(1, Ordering::Relaxed);
     let reservation =
         Arc::new(reserve::Reservation::new(id, execution, target.queue_key().to_string(), params, result));
@@ -784,7 +814,7 @@ pub(crate) fn reclaim(shared: &Shared, charged_mb: u64, configured_mb: u64) -> u
     if charged_mb == 0 && configured_mb == 0 {
         return 0;
     }
-    let now = std::time::Instant::now();
+    let now = shared.clock.now();
     if lock(&shared.barren_until).is_some_and(|until| now < until) {
         return 0;
     }
@@ -818,6 +848,19 @@ pub(crate) fn reclaim(shared: &Shared, charged_mb: u64, configured_mb: u64) -> u
     evicted
 }
 
+/// One controller tick over every pool on the node: load and arrival rates, pool sizes and keep-alive, queues
+/// drained empty, memory pressure.
+fn tick(shared: &Arc<Shared>) {
+    let queues = lock(&shared.queues).all();
+    let now = shared.clock.now();
+    for q in &queues {
+        q.tick(now, shared.settings.freeze_idle_after);
+        queue::reconcile(shared, q);
+    }
+    lock(&shared.queues).draining.retain(|q| !q.is_finished());
+    relieve_pressure(shared);
+}
+
 /// Once a tick: when the instances' measured working set nears the budget, or what they are charged has
 /// grown past it (instances measured bigger than they were charged), idle instances give way.
 fn relieve_pressure(shared: &Shared) {
@@ -835,10 +878,6 @@ fn relieve_pressure(shared: &Shared) {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 #[cfg(test)]

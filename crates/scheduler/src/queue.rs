@@ -14,9 +14,10 @@ use stoke_core::pool::{
 use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
 
+use crate::clock::Clock;
 use crate::logs::LogBuffer;
 use crate::metrics::Eviction;
-use crate::{lock, now_ms, InstanceInfo, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Outcome, Shared};
+use crate::{lock, InstanceInfo, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Outcome, Shared};
 
 /// An invocation on its way to an instance.
 #[derive(Debug)]
@@ -34,16 +35,21 @@ pub(crate) struct Invocation {
 }
 
 impl Invocation {
-    pub fn new(id: String, request: InvokeRequest, timeout_s: u32) -> (Self, oneshot::Receiver<InvokeResult>) {
+    pub fn new(
+        id: String,
+        request: InvokeRequest,
+        timeout_s: u32,
+        clock: &dyn Clock,
+    ) -> (Self, oneshot::Receiver<InvokeResult>) {
         let (tx, rx) = oneshot::channel();
         let timeout = Duration::from_secs(u64::from(timeout_s));
-        let now = Instant::now();
+        let now = clock.now();
         let inv = Self {
             id: Arc::from(id),
             request,
             arrived: now,
             deadline: now + timeout,
-            deadline_epoch_ms: now_ms() + timeout.as_millis() as i64,
+            deadline_epoch_ms: clock.now_ms() + timeout.as_millis() as i64,
             timeout_s,
             responder: tx,
             reservation: None,
@@ -193,11 +199,12 @@ struct State {
     peak_mb: Option<u64>,
     /// How long idle instances waited before their next invocation, most recent last.
     gaps: VecDeque<Duration>,
+    clock: Arc<dyn Clock>,
 }
 
 impl State {
-    fn new(account_in_use: Arc<AtomicUsize>, stats: Stats) -> Self {
-        let now = Instant::now();
+    fn new(account_in_use: Arc<AtomicUsize>, stats: Stats, clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now();
         State {
             pending: VecDeque::new(),
             waiters: VecDeque::new(),
@@ -216,6 +223,7 @@ impl State {
             last_tick: Some(now),
             peak_mb: None,
             gaps: VecDeque::with_capacity(stoke_core::keepalive::FREEZE_GAPS),
+            clock,
         }
     }
 
@@ -235,12 +243,13 @@ impl State {
     /// Moves instance `id` to `state` (`held`: busy with a preparation), keeping the counts and the account's
     /// instances in use true.
     fn set(&mut self, id: u64, state: InstanceState, held: bool) {
+        let (now, now_ms) = (self.clock.now(), self.clock.now_ms());
         let Some(e) = self.instances.get_mut(&id) else { return };
         let (was, was_held) = (e.state, e.held);
         e.state = state;
-        e.busy_since = (state == InstanceState::Busy).then(Instant::now);
+        e.busy_since = (state == InstanceState::Busy).then_some(now);
         e.held = held && state == InstanceState::Busy;
-        e.timeline.push((state, now_ms()));
+        e.timeline.push((state, now_ms));
         let now_held = e.held;
         *self.counts.slot(was, was_held) -= 1;
         *self.counts.slot(state, now_held) += 1;
@@ -264,7 +273,7 @@ impl State {
             control: None,
             invocations: 0,
             init_duration: None,
-            timeline: vec![(InstanceState::Starting, now_ms())],
+            timeline: vec![(InstanceState::Starting, self.clock.now_ms())],
             charge_mb,
         };
         self.instances.insert(id, entry);
@@ -337,6 +346,7 @@ pub(crate) struct FunctionQueue {
     /// How long an idle instance waits before it is frozen, in ms, from the function's own idle gaps
     /// (`stoke_core::keepalive::freeze_after`, worked out each tick); 0 until then.
     freeze_after_ms: AtomicU64,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl FunctionQueue {
@@ -345,6 +355,7 @@ impl FunctionQueue {
         log_lines: usize,
         learned: crate::Learned,
         account_in_use: Arc<AtomicUsize>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let stats = Stats {
             recent_runs_s: learned.run.map(|d| d.as_secs_f64()).into_iter().collect(),
@@ -352,11 +363,12 @@ impl FunctionQueue {
         };
         Self {
             target,
-            state: Mutex::new(State::new(account_in_use, stats)),
+            state: Mutex::new(State::new(account_in_use, stats, clock.clone())),
             retired: AtomicBool::new(false),
             code_dir: tokio::sync::OnceCell::new(),
             logs: LogBuffer::new(log_lines),
             freeze_after_ms: AtomicU64::new(0),
+            clock,
         }
     }
 
@@ -387,7 +399,7 @@ impl FunctionQueue {
     /// Adds `count` announced invocations, each lapsing after `ttl`.
     pub fn announce(&self, count: usize, ttl: Duration) {
         let mut st = lock(&self.state);
-        let now = Instant::now();
+        let now = self.clock.now();
         st.forecast.retain(|t| *t > now);
         st.forecast.extend(std::iter::repeat_n(now + ttl, count));
     }
@@ -400,7 +412,7 @@ impl FunctionQueue {
     /// What the pool rules see. Costs the same however large the pool is, but for `longest_running`, which
     /// walks the function's busy instances and is read only when asked for.
     fn snapshot(&self, st: &State, shared: &Shared, longest_running: bool) -> PoolSnapshot {
-        let now = Instant::now();
+        let now = self.clock.now();
         let forecast = if st.forecast.is_empty() { 0 } else { st.forecast.iter().filter(|t| **t > now).count() };
         PoolSnapshot {
             queued: st.pending.len(),
@@ -575,7 +587,7 @@ impl FunctionQueue {
                 e.init_duration = Some(init);
             }
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         if let Some(inv) = st.pending.pop_front() {
             st.mark_busy(id, inv.reservation.is_some());
             st.observe_load(now);
@@ -603,14 +615,15 @@ impl FunctionQueue {
         let mut st = lock(&self.state);
         let charge = st.remove(id);
         shared.memory.release(charge, self.memory_mb());
-        st.observe_load(Instant::now());
+        let now = self.clock.now();
+        st.observe_load(now);
         let Some(error) = init_error else { return vec![] };
         st.init_failures += 1;
-        st.backoff_until = Some(Instant::now() + init_backoff(st.init_failures));
+        st.backoff_until = Some(now + init_backoff(st.init_failures));
         st.last_init_error = Some(error);
         if st.healthy() == 0 && st.starting() == 0 {
             let failed: Vec<_> = st.pending.drain(..).collect();
-            st.observe_load(Instant::now());
+            st.observe_load(now);
             failed
         } else {
             vec![]
@@ -622,7 +635,7 @@ impl FunctionQueue {
         let mut st = lock(&self.state);
         let at = st.pending.iter().position(|i| &*i.id == id)?;
         let inv = st.pending.remove(at);
-        st.observe_load(Instant::now());
+        st.observe_load(self.clock.now());
         inv
     }
 }
@@ -636,7 +649,7 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
         max_memory_used_mb: 0,
         init_duration_ms: None,
         instance: 0,
-        queued_ms: inv.arrived.elapsed().as_secs_f64() * 1000.0,
+        queued_ms: queue.clock.now().saturating_duration_since(inv.arrived).as_secs_f64() * 1000.0,
         sandbox_ms: None,
         instance_init_ms: None,
         held_ms: None,
@@ -700,7 +713,7 @@ pub(crate) fn submit(
             let held = inv.reservation.is_some();
             match w.tx.send(inv) {
                 Ok(()) => {
-                    let now = Instant::now();
+                    let now = queue.clock.now();
                     st.mark_busy(w.instance, held);
                     st.observe_load(now);
                     if st.gaps.len() == stoke_core::keepalive::FREEZE_GAPS {
@@ -715,7 +728,7 @@ pub(crate) fn submit(
         }
         let id = inv.id.clone();
         st.pending.push_back(inv);
-        st.observe_load(Instant::now());
+        st.observe_load(queue.clock.now());
         drop(st);
         let placed = reconcile(shared, queue);
         if placed.short_of_memory && queue.live() == 0 {
@@ -766,7 +779,7 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>) -> Pla
         let mut st = lock(&queue.state);
         let keep_alive =
             if retired { Duration::ZERO } else { Duration::from_secs(u64::from(queue.target.config.keep_alive_s)) };
-        let now = Instant::now();
+        let now = queue.clock.now();
         let oldest_idle = st.waiters.front().map(|w| now.saturating_duration_since(w.since));
         let total = st.live();
         let min_warm = if retired { 0 } else { queue.target.config.min_warm as usize };
@@ -829,7 +842,7 @@ mod tests {
     #[test]
     fn counts_and_the_accounts_instances_in_use_follow_every_transition() {
         let in_use = Arc::new(AtomicUsize::new(0));
-        let mut st = State::new(in_use.clone(), Stats::default());
+        let mut st = State::new(in_use.clone(), Stats::default(), Arc::new(crate::SystemClock));
         let using = || in_use.load(Ordering::Relaxed);
         st.add(1, 128);
         st.add(2, 128);

@@ -66,12 +66,13 @@ impl Reservation {
         self.turn.borrow().clone()
     }
 
-    /// Gives the step's input to the reserved instance; false when the reservation was released first.
-    pub fn arrive(&self, payload: Bytes) -> bool {
+    /// Gives the step's input, arrived `now`, to the reserved instance; false when the reservation was released
+    /// first.
+    pub fn arrive(&self, payload: Bytes, now: Instant) -> bool {
         self.turn.send_if_modified(|t| {
             let waiting = *t == Turn::Waiting;
             if waiting {
-                *t = Turn::Arrived(payload, Instant::now());
+                *t = Turn::Arrived(payload, now);
             }
             waiting
         })
@@ -128,14 +129,14 @@ impl Reservations {
         lock(&self.open).entry(r.execution.clone()).or_default().entry(r.key.clone()).or_default().push_back(r);
     }
 
-    /// Takes the oldest open reservation of `key` for `execution` and gives it its turn.
-    pub fn take_turn(&self, execution: &str, key: &str, payload: &Bytes) -> Option<Arc<Reservation>> {
+    /// Takes the oldest open reservation of `key` for `execution` and gives it its turn, arrived `now`.
+    pub fn take_turn(&self, execution: &str, key: &str, payload: &Bytes, now: Instant) -> Option<Arc<Reservation>> {
         let mut open = lock(&self.open);
         let by_key = open.get_mut(execution)?;
         let queue = by_key.get_mut(key)?;
         let mut found = None;
         while let Some(r) = queue.pop_front() {
-            if r.arrive(payload.clone()) {
+            if r.arrive(payload.clone(), now) {
                 found = Some(r);
                 break;
             }
@@ -189,12 +190,12 @@ mod tests {
     #[test]
     fn a_turn_and_a_release_exclude_each_other() {
         let (r, _tx) = reservation(1, "e1", "f");
-        assert!(r.arrive(Bytes::from_static(b"[1]")));
+        assert!(r.arrive(Bytes::from_static(b"[1]"), Instant::now()));
         assert!(!r.release("too late"), "a reservation whose turn came cannot be released");
         assert!(r.arrived_at().is_some());
         let (r, _tx) = reservation(2, "e1", "f");
         assert!(r.release("expired"));
-        assert!(!r.arrive(Bytes::from_static(b"[1]")), "a released reservation takes no turn");
+        assert!(!r.arrive(Bytes::from_static(b"[1]"), Instant::now()), "a released reservation takes no turn");
         assert_eq!(r.turn(), Turn::Released("expired".into()));
     }
 
@@ -208,12 +209,12 @@ mod tests {
             rs.add(r.clone());
         }
         let payload = Bytes::from_static(b"{\"x\":1}");
-        assert!(rs.take_turn("e1", "g", &payload).is_none(), "another function");
-        assert!(rs.take_turn("e3", "f", &payload).is_none(), "another execution");
-        assert_eq!(rs.take_turn("e1", "f", &payload).map(|r| r.id), Some(1));
+        assert!(rs.take_turn("e1", "g", &payload, Instant::now()).is_none(), "another function");
+        assert!(rs.take_turn("e3", "f", &payload, Instant::now()).is_none(), "another execution");
+        assert_eq!(rs.take_turn("e1", "f", &payload, Instant::now()).map(|r| r.id), Some(1));
         // A reservation released meanwhile is skipped.
         b.release("expired");
-        assert!(rs.take_turn("e1", "f", &payload).is_none());
+        assert!(rs.take_turn("e1", "f", &payload, Instant::now()).is_none());
         assert_eq!(rs.count("e1"), 0);
         assert_eq!(rs.count("e2"), 1);
     }
@@ -241,7 +242,7 @@ mod tests {
             tokio::spawn(async move { r.wait_turn().await })
         };
         tokio::task::yield_now().await;
-        r.arrive(Bytes::from_static(b"\"go\""));
+        r.arrive(Bytes::from_static(b"\"go\""), Instant::now());
         assert_eq!(waiter.await.expect("joined"), Ok(Bytes::from_static(b"\"go\"")));
         let (r, _tx) = reservation(2, "e1", "f");
         r.release("the execution took another branch");

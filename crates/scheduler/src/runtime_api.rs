@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -18,6 +18,7 @@ use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
 
 use crate::instance::{error_outcome, Current, InstanceCtx};
+use crate::queue::Invocation;
 use crate::{lock, Outcome};
 
 /// Largest response a function may return (Lambda's synchronous limit).
@@ -120,8 +121,21 @@ fn answered() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
 
+/// `GET /runtime/invocation/next`, step by step as the protocol reads: a runtime asking again has given up
+/// what it was running; its first call ends its initialisation; it waits for work; it is handed the
+/// invocation with its headers, and the invocation runs from then until its deadline.
 async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
-    // A runtime that asks for more work without answering has abandoned its invocation.
+    fail_unanswered(&ctx);
+    let init = end_init(&ctx);
+    let inv = match take_work(&ctx, init).await {
+        Ok(inv) => inv,
+        Err(_) => return rapid_error(StatusCode::GONE, "Runtime.Evicted", "this instance was evicted"),
+    };
+    hand_out(&ctx, inv)
+}
+
+/// A runtime that asks for more work without answering has abandoned its invocation: it fails.
+fn fail_unanswered(ctx: &InstanceCtx) {
     let abandoned = lock(&ctx.current).take();
     if let Some(cur) = abandoned {
         let msg = format!(
@@ -130,39 +144,69 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         );
         ctx.finish(cur, error_outcome("Runtime.InvalidState", msg));
     }
-    let first = if ctx.ready.get().is_none() {
-        let init = ctx.spawned_at.elapsed();
-        let _ = ctx.ready.set(init);
-        if let Some(o) = ctx.shared.observer.get() {
-            o.initialised(&ctx.queue.target, init);
-        }
-        Some(init)
-    } else {
-        None
-    };
-    if first.is_some() {
-        // What the initialised instance really uses: the node's memory admission charges it by that from now
-        // on (and new instances of its function by the largest such peak).
-        ctx.peak_memory_bytes(true);
+}
+
+/// On the instance's first call: it is ready. Records its init time (the observer is told) and what the
+/// initialised instance really uses — the node's memory admission charges it by that from now on (and new
+/// instances of its function by the largest such peak). Returns the init time on the first call only.
+fn end_init(ctx: &InstanceCtx) -> Option<Duration> {
+    if ctx.ready.get().is_some() {
+        return None;
     }
-    let next = ctx.queue.next_for(ctx.id, first);
-    if first.is_some() {
+    let init = ctx.shared.clock.now().saturating_duration_since(ctx.spawned_at);
+    let _ = ctx.ready.set(init);
+    if let Some(o) = ctx.shared.observer.get() {
+        o.initialised(&ctx.queue.target, init);
+    }
+    ctx.peak_memory_bytes(true);
+    Some(init)
+}
+
+/// The instance's next invocation: queued work at once, else whatever arrives while it waits (frozen, after a
+/// while). Fails when the instance is evicted while it waits.
+async fn take_work(ctx: &InstanceCtx, init: Option<Duration>) -> Result<Invocation, oneshot::error::RecvError> {
+    let next = ctx.queue.next_for(ctx.id, init);
+    if init.is_some() {
         // An instance is ready and its init time measured: size the pool again for what is still queued.
         crate::queue::reconcile(&ctx.shared, &ctx.queue);
     }
-    let inv = match next {
-        Ok(inv) => inv,
-        Err(rx) => match wait_for_work(&ctx, rx).await {
-            Ok(inv) => inv,
-            Err(_) => return rapid_error(StatusCode::GONE, "Runtime.Evicted", "this instance was evicted"),
-        },
-    };
+    match next {
+        Ok(inv) => Ok(inv),
+        Err(rx) => wait_for_work(ctx, rx).await,
+    }
+}
+
+/// Starts `inv` on the instance and answers `next` with it: its event, and the headers the protocol gives an
+/// invocation.
+fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Response {
     // Cold: this invocation waited for the instance to initialise. One served by an instance that was
     // ready before it arrived (pre-warmed, min-warm) is warm, even if it is the instance's first.
     let ready_at = ctx.spawned_at + ctx.ready.get().copied().unwrap_or_default();
     let cold = inv.arrived < ready_at;
-    let started = Instant::now();
-    let target = &ctx.queue.target;
+    let started = ctx.shared.clock.now();
+    let seq = ctx.trace_seq.fetch_add(1, Ordering::Relaxed);
+    let headers = invocation_headers(ctx, &inv, seq);
+    ctx.log(Some(inv.id.clone()), format!("START RequestId: {} Version: {}", inv.id, ctx.queue.target.version));
+    let payload = inv.request.payload.clone();
+    let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
+    *lock(&ctx.current) = Some(Current {
+        queued: started - inv.arrived,
+        first: seq == 0,
+        started,
+        cold,
+        want_log: inv.request.want_log,
+        execution: inv.request.execution,
+        reservation: inv.reservation,
+        scratch: inv.request.scratch,
+        id: inv.id,
+        responder: inv.responder,
+    });
+    watch_deadline(ctx.clone(), id, deadline, timeout_s);
+    (StatusCode::OK, headers, payload).into_response()
+}
+
+/// The headers of an invocation handed to the runtime (`seq`: the instance's how-manieth).
+fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -171,45 +215,34 @@ async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
     };
     set("lambda-runtime-aws-request-id", &inv.id);
     set("lambda-runtime-deadline-ms", &inv.deadline_epoch_ms.to_string());
-    set("lambda-runtime-invoked-function-arn", &target.invoked_arn);
-    let seq = ctx.trace_seq.fetch_add(1, Ordering::Relaxed);
-    let trace =
-        format!("Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0", crate::now_ms() / 1000, ctx.id, seq, seq);
+    set("lambda-runtime-invoked-function-arn", &ctx.queue.target.invoked_arn);
+    let trace = format!(
+        "Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0",
+        ctx.shared.clock.now_ms() / 1000,
+        ctx.id,
+        seq,
+        seq
+    );
     set("lambda-runtime-trace-id", &trace);
     if let Some(cc) = &inv.request.client_context {
         set("lambda-runtime-client-context", cc);
     }
     // awslambdaric crashes without a Content-Type (COMPAT.md §1.2).
     set("content-type", "application/json");
-    ctx.log(Some(inv.id.clone()), format!("START RequestId: {} Version: {}", inv.id, target.version));
-    let payload = inv.request.payload.clone();
-    let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
-    let want_log = inv.request.want_log;
-    let (execution, reservation) = (inv.request.execution.clone(), inv.reservation.clone());
-    let scratch = inv.request.scratch;
-    *lock(&ctx.current) = Some(Current {
-        id: inv.id,
-        responder: inv.responder,
-        started,
-        cold,
-        want_log,
-        queued: started - inv.arrived,
-        first: seq == 0,
-        execution,
-        reservation,
-        scratch,
-    });
-    let watchdog = ctx.clone();
+    headers
+}
+
+/// Fails invocation `id` if it is still running at its deadline, and kills the instance running it.
+fn watch_deadline(ctx: Arc<InstanceCtx>, id: Arc<str>, deadline: std::time::Instant, timeout_s: u32) {
     tokio::spawn(async move {
-        tokio::time::sleep_until(deadline.into()).await;
-        if let Some(cur) = take_current(&watchdog, &id) {
+        tokio::time::sleep(deadline.saturating_duration_since(ctx.shared.clock.now())).await;
+        if let Some(cur) = take_current(&ctx, &id) {
             let msg = format!("RequestId: {} Error: Task timed out after {timeout_s}.00 seconds", cur.id);
-            watchdog.log(Some(cur.id.clone()), msg.clone());
-            watchdog.finish(cur, error_outcome("Sandbox.Timedout", msg));
-            watchdog.kill();
+            ctx.log(Some(cur.id.clone()), msg.clone());
+            ctx.finish(cur, error_outcome("Sandbox.Timedout", msg));
+            ctx.kill();
         }
     });
-    (StatusCode::OK, headers, payload).into_response()
 }
 
 /// Waits for the next invocation; an instance idle for `freeze_idle_after` — or longer, when its function's
@@ -516,27 +549,4 @@ async fn scratch(State(ctx): State<Arc<InstanceCtx>>) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_type_prefers_body_then_well_formed_header() {
-        let mut h = HeaderMap::new();
-        assert_eq!(error_type(&h, &json!({"errorType": "ValueError"})), "ValueError");
-        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("Runtime.ImportModuleError"));
-        assert_eq!(error_type(&h, &json!({})), "Runtime.ImportModuleError");
-        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("unhandled"));
-        assert_eq!(error_type(&h, &json!({})), "Unhandled");
-        assert_eq!(error_type(&h, &json!({"errorType": "my_crate::Error"})), "my_crate::Error");
-    }
-
-    #[test]
-    fn non_json_error_bodies_are_wrapped() {
-        let Outcome::FunctionError { error_type, body } = error_body(&HeaderMap::new(), &Bytes::from("boom")) else {
-            panic!()
-        };
-        assert_eq!(error_type, "Unhandled");
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["errorMessage"], "boom");
-    }
-}
+mod tests;

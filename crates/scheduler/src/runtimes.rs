@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use stoke_core::Runtime;
 use stoke_sandbox::{InstancePaths, Sandbox, SpawnSpec};
 
-use crate::InvokeTarget;
+use crate::{Clock, InvokeTarget, SystemClock};
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../runtimes/python_bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("../runtimes/node_bootstrap.js");
@@ -81,7 +81,7 @@ fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance:
         ("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", target.function)),
         (
             "AWS_LAMBDA_LOG_STREAM_NAME".into(),
-            format!("{}/[{}]{instance:016x}", crate::now_ms() / 86_400_000, target.version),
+            format!("{}/[{}]{instance:016x}", SystemClock.now_ms() / 86_400_000, target.version),
         ),
         ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
         ("AWS_REGION".into(), target.region.clone()),
