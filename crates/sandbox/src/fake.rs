@@ -7,6 +7,7 @@
 //! Killing an instance stops its task. The sandbox records every instance it started ([`FakeSandbox::spawned`])
 //! so tests can assert placement, and answers the memory questions with values the test sets.
 
+use crate::lock;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
@@ -15,7 +16,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::pin::Pin;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -28,10 +29,6 @@ pub use client::HttpResponse;
 
 /// The Runtime API's version prefix.
 const API: &str = "/2018-06-01";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What the scripted runtime does before it asks for its first invocation.
 #[derive(Debug, Clone, PartialEq)]

@@ -273,6 +273,12 @@ impl Sandbox for ProcessSandbox {
     }
 }
 
+/// Locks `m`, taking the data even when a thread panicked while holding it: a sandbox's bookkeeping stays
+/// consistent between statements, and one instance's failure must not stop every later spawn.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Runs functions (DESIGN.md §3, seed 004).
+//! Runs functions (seed 004's scheduler: see docs/architecture.md and docs/running-functions.md).
 //!
 //! Each function version has a [`queue::FunctionQueue`]. Invocations join it; instances *pull* work through
 //! their own Lambda Runtime API endpoint (`GET /2018-06-01/runtime/invocation/next`). The controller
@@ -7,6 +7,7 @@
 
 pub mod clock;
 mod codecache;
+mod context;
 mod ids;
 mod instance;
 pub mod logs;
@@ -876,9 +877,7 @@ fn relieve_pressure(shared: &Shared) {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use stoke_core::sync::lock;
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,16 @@ use crate::logs::LogBuffer;
 use crate::metrics::Eviction;
 use crate::{lock, InstanceInfo, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Outcome, Shared};
 
+/// The workflow step an instance was started for (see `FunctionQueue::origin_of_new`).
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub execution: Arc<str>,
+    /// The step's input, or for a preparation, its preparation input.
+    pub event: axum::body::Bytes,
+    /// The invocation is a preparation (`prepare`).
+    pub prepared: bool,
+}
+
 /// An invocation on its way to an instance.
 #[derive(Debug)]
 pub(crate) struct Invocation {
@@ -554,12 +564,12 @@ impl FunctionQueue {
     /// The workflow step a just-added instance is started for: the queued invocation that no other
     /// starting instance is ahead of, when it is a step of an execution. A hint for the instance's init (it
     /// may `prepare` that execution's later steps); any instance may still take the invocation.
-    pub fn origin_of_new(&self) -> Option<crate::instance::Origin> {
+    pub fn origin_of_new(&self) -> Option<Origin> {
         let st = lock(&self.state);
         let inv = st.pending.get(st.starting().checked_sub(1)?)?;
         let execution = inv.request.execution.clone()?;
         let reservation = inv.reservation.as_ref();
-        Some(crate::instance::Origin {
+        Some(Origin {
             execution,
             event: reservation.map_or_else(|| inv.request.payload.clone(), |r| r.params.clone()),
             prepared: reservation.is_some(),

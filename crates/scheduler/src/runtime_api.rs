@@ -17,12 +17,12 @@ use serde_json::json;
 use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
 
-use crate::instance::{error_outcome, Current, InstanceCtx};
+use crate::context::{error_outcome, Current, InstanceCtx};
 use crate::queue::Invocation;
 use crate::{lock, Outcome};
 
-/// Largest response a function may return (Lambda's synchronous limit).
-pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+/// Largest response a function may return: the synchronous payload limit.
+pub use stoke_core::limits::MAX_PAYLOAD_BYTES as MAX_RESPONSE_BYTES;
 
 pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
     Router::new()
@@ -113,7 +113,7 @@ fn accepted() -> Response {
 }
 
 /// The answer to an invocation's response or error: 202 with no body. Runtimes check only for a 2xx
-/// (COMPAT.md §1); with no body to read, an HTTP client can put the connection back in its pool as soon as
+/// (awslambdaric, `lambda_runtime` and Node's runtime alike); with no body to read, an HTTP client can put the connection back in its pool as soon as
 /// the head arrives. With the RIE's `{"status":"OK"}`, `lambda_runtime` (hyper's pooled client) often asked
 /// for the next invocation before that connection was back and opened a new one — for 12 % of invocations,
 /// 6.7 % with an empty body — and each new connection costs a handshake and an ownership check.
@@ -227,7 +227,7 @@ fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> HeaderMa
     if let Some(cc) = &inv.request.client_context {
         set("lambda-runtime-client-context", cc);
     }
-    // awslambdaric crashes without a Content-Type (COMPAT.md §1.2).
+    // awslambdaric crashes without a Content-Type.
     set("content-type", "application/json");
     headers
 }
@@ -401,7 +401,7 @@ async fn resolve(ctx: &InstanceCtx, reference: &str) -> Result<Arc<crate::Invoke
 }
 
 /// The workflow step an initialising instance was started for; `None` once init is over.
-fn origin_in_init(ctx: &InstanceCtx) -> Option<&crate::instance::Origin> {
+fn origin_in_init(ctx: &InstanceCtx) -> Option<&crate::queue::Origin> {
     ctx.origin.as_ref().filter(|_| ctx.ready.get().is_none())
 }
 

@@ -66,7 +66,8 @@ fn interpreter(name: &'static str, ask: &'static [&'static str]) -> Option<PathB
 
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The environment every runtime gets (COMPAT.md §1.5), then the function's own variables.
+/// The environment every runtime gets (Lambda's reserved variables, as its Runtime Interface Emulator sets
+/// them), then the function's own variables.
 fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance: u64) -> Vec<(String, String)> {
     let c = &target.config;
     let mut env: Vec<(String, String)> = vec![

@@ -18,6 +18,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod zygote;
 
+use crate::lock;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -175,10 +176,6 @@ impl Drop for LeanSandbox {
         lock(&self.inner.pool).clear();
         self.inner.layout.remove_server(self.inner.server);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Inner {

@@ -17,6 +17,7 @@
 //! runs stoke's Python runtime — its modules and the layers' already loaded, shared copy-on-write with the
 //! zygote. A new instance is then forked ahead. The zygote reports each instance's end on the socket.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -82,10 +83,6 @@ struct Spare {
     stdout: OwnedFd,
     stderr: OwnedFd,
     exited: tokio::sync::oneshot::Receiver<i32>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Zygote {

@@ -33,7 +33,7 @@ mod in_process {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::instance::Origin;
+    use crate::queue::Origin;
     use crate::testing::{function_error, until, Harness, Names};
     use crate::{Clock, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Scheduler};
 

@@ -1,0 +1,201 @@
+//! What one instance's Runtime API handlers and its life share: the instance's context, the invocation it
+//! runs, and how an invocation is answered (its END and REPORT lines, its metrics). Below the Runtime API
+//! and the instance's life, above the queue: the three form a line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use stoke_sandbox::InstanceControl;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::logs::LogLine;
+use crate::queue::{FunctionQueue, Origin};
+use crate::{lock, InvokeResult, Outcome, Report, Shared};
+
+/// The invocation an instance is running.
+pub(crate) struct Current {
+    pub id: Arc<str>,
+    pub responder: oneshot::Sender<InvokeResult>,
+    pub started: Instant,
+    pub cold: bool,
+    pub want_log: bool,
+    /// From the invocation's arrival until this instance took it.
+    pub queued: Duration,
+    /// The instance's first invocation.
+    pub first: bool,
+    /// The workflow execution the invocation is a step of.
+    pub execution: Option<Arc<str>>,
+    /// The execution has a scratch directory.
+    pub scratch: bool,
+    /// Of a preparation invocation: the reservation it holds this instance for.
+    pub reservation: Option<Arc<crate::reserve::Reservation>>,
+}
+
+/// What the Runtime API handlers of one instance share.
+pub(crate) struct InstanceCtx {
+    pub id: u64,
+    /// The workflow step the instance was started for, if any: known to its init.
+    pub origin: Option<Origin>,
+    pub shared: Arc<Shared>,
+    pub queue: Arc<FunctionQueue>,
+    pub spawned_at: Instant,
+    /// Set on the first `/next`: the init duration.
+    pub ready: OnceLock<Duration>,
+    /// Set when the sandboxed process is running: how long creating the sandbox took.
+    pub launched: OnceLock<Duration>,
+    pub current: Mutex<Option<Current>>,
+    pub control: OnceLock<Arc<dyn InstanceControl>>,
+    pub init_error: Mutex<Option<Outcome>>,
+    pub trace_seq: AtomicU64,
+    /// Peak memory and when it was read: `/proc` is sampled at most every [`MEMORY_SAMPLE`].
+    pub peak_memory: Mutex<Option<(Instant, u64)>>,
+    /// The peak, in MB, the node's memory ledger last charged the instance by (0: not measured yet).
+    pub charged_peak_mb: AtomicU64,
+    /// Ask the stdout/stderr pumps to read everything already written, and wait for them.
+    pub drains: Mutex<Vec<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
+}
+
+/// How stale the Max Memory Used of a REPORT may be.
+const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
+
+impl InstanceCtx {
+    /// Instance `id` of `queue`'s function, spawned now, not yet launched.
+    pub fn new(id: u64, origin: Option<Origin>, shared: Arc<Shared>, queue: Arc<FunctionQueue>) -> Self {
+        InstanceCtx {
+            id,
+            origin,
+            spawned_at: shared.clock.now(),
+            shared,
+            queue,
+            ready: OnceLock::new(),
+            launched: OnceLock::new(),
+            current: Mutex::new(None),
+            control: OnceLock::new(),
+            init_error: Mutex::new(None),
+            trace_seq: AtomicU64::new(0),
+            peak_memory: Mutex::new(None),
+            charged_peak_mb: AtomicU64::new(0),
+            drains: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn current_id(&self) -> Option<Arc<str>> {
+        lock(&self.current).as_ref().map(|c| c.id.clone())
+    }
+
+    pub fn log(&self, request_id: Option<Arc<str>>, text: String) {
+        self.queue.logs.push(LogLine { at_ms: self.shared.clock.now_ms(), request_id, instance: self.id, text });
+    }
+
+    /// The instance's peak memory, re-read from the sandbox when the last reading is stale (or `fresh` asks
+    /// for a new one). Peak memory only grows, so a slightly old value is a lower bound that is exact again
+    /// at the next sample. A peak above what the node's ledger charged the instance by is recorded there.
+    pub fn peak_memory_bytes(&self, fresh: bool) -> u64 {
+        let now = self.shared.clock.now();
+        let mut cached = lock(&self.peak_memory);
+        if let Some((at, bytes)) = *cached {
+            if !fresh && now.saturating_duration_since(at) < MEMORY_SAMPLE {
+                return bytes;
+            }
+        }
+        let bytes = self.control.get().and_then(|c| c.peak_memory_bytes()).unwrap_or(0);
+        *cached = Some((now, bytes));
+        drop(cached);
+        let mb = bytes.div_ceil(1024 * 1024);
+        if mb > self.charged_peak_mb.load(Ordering::Relaxed) {
+            self.charged_peak_mb.store(mb, Ordering::Relaxed);
+            self.queue.measured(&self.shared, self.id, mb);
+        }
+        bytes
+    }
+
+    pub fn kill(&self) {
+        if let Some(c) = self.control.get() {
+            c.kill();
+        }
+    }
+
+    /// Answers the running invocation and writes its END and REPORT lines.
+    pub fn finish(&self, cur: Current, outcome: Outcome) {
+        // A prepared instance runs its step from its turn; before that it was held. One that answers before
+        // its turn has prepared for nothing: the step runs as any other invocation.
+        let turn = cur.reservation.as_ref().and_then(|r| {
+            if r.release("the prepared instance ended its invocation before its turn came") {
+                let msg = format!("RequestId: {} ended before its turn came; its reservation is released", cur.id);
+                self.log(Some(cur.id.clone()), msg);
+            }
+            r.arrived_at()
+        });
+        let ran_from = turn.map_or(cur.started, |t| t.max(cur.started));
+        let held = turn.map(|t| t.saturating_duration_since(cur.started));
+        let elapsed = self.shared.clock.now().saturating_duration_since(ran_from);
+        if self.queue.record_duration(elapsed) {
+            crate::queue::reconcile(&self.shared, &self.queue);
+        }
+        if let Some(o) = self.shared.observer.get() {
+            o.ran(&self.queue.target, elapsed);
+        }
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+        let duration_ms = ms(&elapsed);
+        let init_duration_ms = if cur.cold { self.ready.get().map(ms) } else { None };
+        let max_memory_used_mb = self.peak_memory_bytes(false).div_ceil(1024 * 1024);
+        let report = Report {
+            duration_ms,
+            billed_ms: stoke_core::cost::billed_ms(duration_ms).max(1),
+            memory_mb: self.queue.target.config.memory_mb,
+            max_memory_used_mb,
+            init_duration_ms,
+            instance: self.id,
+            queued_ms: ms(&cur.queued),
+            sandbox_ms: if cur.cold { self.launched.get().map(ms) } else { None },
+            instance_init_ms: if cur.first { self.ready.get().map(ms) } else { None },
+            held_ms: held.as_ref().map(ms),
+        };
+        self.log(Some(cur.id.clone()), format!("END RequestId: {}", cur.id));
+        let init = init_duration_ms.map(|d| format!("\tInit Duration: {d:.2} ms")).unwrap_or_default();
+        self.log(
+            Some(cur.id.clone()),
+            format!(
+                "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}",
+                cur.id, report.duration_ms, report.billed_ms, report.memory_mb, report.max_memory_used_mb
+            ),
+        );
+        let labels = self.queue.labels();
+        let m = &self.shared.metrics;
+        let outcome_name = if matches!(outcome, Outcome::Success(_)) { "success" } else { "error" };
+        m.invocations.get_or_create(&labels.with_outcome(outcome_name)).inc();
+        m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if let Some(init) = init_duration_ms {
+            m.cold_starts.get_or_create(&labels).inc();
+            m.node_cold_starts.inc();
+            m.init_duration.get_or_create(&labels).observe(init / 1000.0);
+        }
+        let log = if cur.want_log { self.queue.logs.of_request(&cur.id) } else { Vec::new() };
+        let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log });
+    }
+}
+
+/// Platform-written error body in the runtimes' shape.
+pub(crate) fn error_outcome(error_type: &str, message: String) -> Outcome {
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    Outcome::FunctionError { error_type: error_type.to_string(), body: Bytes::from(body.to_string()) }
+}
+
+impl InstanceCtx {
+    /// Makes every line the runtime wrote so far part of the log (a runtime writes its output before it
+    /// posts its response, so after this the invocation's lines are all there). Bounded wait.
+    pub async fn drain_logs(&self) {
+        let acks: Vec<_> = lock(&self.drains)
+            .iter()
+            .filter_map(|tx| {
+                let (ack, done) = oneshot::channel();
+                tx.send(ack).ok().map(|_| done)
+            })
+            .collect();
+        for done in acks {
+            let _ = tokio::time::timeout(Duration::from_millis(200), done).await;
+        }
+    }
+}
