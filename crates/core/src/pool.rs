@@ -109,7 +109,10 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
             } else {
                 let per_instance = (init.as_secs_f64() / run.as_secs_f64().max(1e-6)).max(1.0);
                 let needed = (wanted as f64 / per_instance).ceil() as usize;
-                needed.saturating_sub(running).min(uncovered).max(1)
+                // A busy instance takes queued work within a cold start only when a run is shorter than
+                // one; a longer run leaves the queue to the instances already starting.
+                let covering = if run < init { running } else { s.starting };
+                needed.saturating_sub(covering).min(uncovered).max(1)
             }
         }
         _ if s.first_wave == 0 => uncovered,
@@ -281,9 +284,15 @@ mod tests {
             ..snap()
         };
         assert_eq!(instances_to_start(&s), 0);
-        // 10 queued × 1 s over 2 busy = 5 s of waiting: start instances, each worth 1 queued invocation.
+        // 10 queued × 1 s over 2 busy = 5 s of waiting: start instances, each worth 1 queued invocation. The
+        // busy ones free up only after a run, longer than a cold start: every queued invocation gets a new one.
         let s = PoolSnapshot { typical_duration: Some(Duration::from_secs(1)), ..s };
-        assert_eq!(instances_to_start(&s), 8);
+        assert_eq!(instances_to_start(&s), 10);
+        // Those already starting cover their share.
+        assert_eq!(instances_to_start(&PoolSnapshot { starting: 4, ..s }), 6);
+        // Runs shorter than a cold start: a busy instance takes several queued invocations in that time.
+        let s = PoolSnapshot { typical_duration: Some(Duration::from_millis(50)), ..s };
+        assert_eq!(instances_to_start(&s), 1, "10 queued over 2 busy at 50 ms = 250 ms: one more (4 per cold start)");
     }
 
     #[test]

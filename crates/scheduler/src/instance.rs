@@ -23,13 +23,14 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
     let ctx = Arc::new(InstanceCtx::new(id, origin, shared.clone(), queue.clone()));
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),
-        Ok((spawned, server)) => {
-            let stoke_sandbox::Spawned { stdout, stderr, exit, .. } = spawned;
+        Ok((spawned, server, serve)) => {
+            let stoke_sandbox::Spawned { stdout, stderr, exit, control, .. } = spawned;
             for fd in [stdout, stderr].into_iter().flatten() {
                 let (tx, rx) = mpsc::unbounded_channel();
                 lock(&ctx.drains).push(tx);
                 tokio::spawn(pump(fd, ctx.clone(), rx));
             }
+            let _ = serve.send(control);
             let status = exit.await;
             server.abort();
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
@@ -79,7 +80,10 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
     queue::reconcile(&shared, &queue);
 }
 
-type Launched = (stoke_sandbox::Spawned, tokio::task::JoinHandle<()>);
+/// A launched instance, its endpoint's server, and the endpoint's go-ahead: the endpoint takes no
+/// connection until its output is being read, so a runtime's first lines belong to its first invocation.
+type Launched =
+    (stoke_sandbox::Spawned, tokio::task::JoinHandle<()>, oneshot::Sender<Arc<dyn stoke_sandbox::InstanceControl>>);
 
 async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched, Outcome> {
     let queue = &ctx.queue;
@@ -118,11 +122,10 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
             ));
         }
     };
-    let _ = started.send(spawned.control.clone());
     let _ = ctx.launched.set(shared.clock.now().saturating_duration_since(ctx.spawned_at));
     let _ = ctx.control.set(spawned.control.clone());
     queue.set_control(ctx.id, spawned.control.clone());
-    Ok((spawned, server))
+    Ok((spawned, server, started))
 }
 
 /// Copies one output pipe of an instance into the function's log, line by line, tagging each line with

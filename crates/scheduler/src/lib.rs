@@ -784,7 +784,10 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
         return queue::Placed::default();
     }
     let _placing = lock(&shared.placement);
-    let want = want.min(account_room(shared, queue));
+    let want = want.min(queue.still_to_start(shared)).min(account_room(shared, queue));
+    if want == 0 {
+        return queue::Placed::default();
+    }
     let (charge, configured) = (queue.new_instance_charge(), queue.memory_mb());
     let policy = shared.memory_policy();
     let mut admission = stoke_core::memory::admit(&policy, shared.memory.ledger(), want, charge, configured);

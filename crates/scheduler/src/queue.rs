@@ -414,6 +414,19 @@ impl FunctionQueue {
         st.forecast.extend(std::iter::repeat_n(now + ttl, count));
     }
 
+    /// How many instances the pool needs started, decided again from its state now. A sizing decides
+    /// under the queue's lock and places under the node's placement lock; another sizing (the tick, an
+    /// arrival, an instance reporting ready) may have placed instances in between, and both must not start
+    /// one for the same work.
+    pub fn still_to_start(&self, shared: &Shared) -> usize {
+        let st = lock(&self.state);
+        if self.is_retired() && st.pending.is_empty() {
+            return 0;
+        }
+        let snap = self.snapshot(&st, shared, !st.pending.is_empty() || !st.forecast.is_empty());
+        instances_to_start(&snap)
+    }
+
     pub fn snapshot_now(&self, shared: &Shared) -> PoolSnapshot {
         let st = lock(&self.state);
         self.snapshot(&st, shared, true)

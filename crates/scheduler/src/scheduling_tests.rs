@@ -296,6 +296,22 @@ async fn min_warm_instances_start_ahead_serve_warm_and_outlive_their_keep_alive(
     assert_eq!(h.fake.spawn_count(), 2);
 }
 
+/// Two sizings of one pool that decided before either placed (the tick and an arrival, say) start what the
+/// pool needs once, not twice: placing decides again under the node's placement lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_sizing_starts_no_instance_another_already_started() {
+    let h = Harness::new(slow_init(Script::echo()));
+    let target = h.target("resize", |c| c.min_warm = 2);
+    let queue = h.queue(&target);
+    assert_eq!(queue.still_to_start(h.shared()), 2);
+    // Both sizings saw 2 to start; the first places them, the second comes late with its stale count.
+    crate::place(h.shared(), &queue, 2);
+    crate::place(h.shared(), &queue, 2);
+    assert_eq!(queue.snapshot_now(h.shared()).total(), 2, "the second sizing's instances were already started");
+    h.idle(&target, 2).await;
+    assert_eq!(h.fake.spawn_count(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_instance_gives_way_to_one_that_needs_its_memory() {
     let h = Harness::with(Script::echo(), |s| {
