@@ -209,6 +209,22 @@ fn choose_sandbox(
 impl Server {
     /// Opens the data directory, recovers, and binds the listener.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        Self::start_inner(config, None).await
+    }
+
+    /// [`Server::start`] with the instances run by `sandbox` rather than the one `config` chooses: tests
+    /// give it a fake sandbox and drive [`Server::app`] in process.
+    pub async fn start_with_sandbox(
+        config: ServerConfig,
+        sandbox: Arc<dyn stoke_sandbox::Sandbox>,
+    ) -> Result<Self, StartError> {
+        Self::start_inner(config, Some(sandbox)).await
+    }
+
+    async fn start_inner(
+        config: ServerConfig,
+        given: Option<Arc<dyn stoke_sandbox::Sandbox>>,
+    ) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
         let dir_err = |source| StartError::DataDir { path: data_dir.clone(), source };
         fs::create_dir_all(&data_dir).map_err(dir_err)?;
@@ -238,7 +254,10 @@ impl Server {
             write_private(&credentials_path, &json, 0o600).map_err(dir_err)?;
         }
 
-        let (sandbox, sandbox_note) = choose_sandbox(&config, &data_dir.join("run"))?;
+        let (sandbox, sandbox_note) = match given {
+            Some(sandbox) => (sandbox, "given by the caller".to_string()),
+            None => choose_sandbox(&config, &data_dir.join("run"))?,
+        };
         let node = NodeLimits {
             max_memory_mb: config
                 .max_memory_mb
@@ -346,6 +365,11 @@ impl Server {
 
     pub fn info(&self) -> &StartupInfo {
         &self.info
+    }
+
+    /// The HTTP API as a router, to call in process (the listener is left unused).
+    pub fn app(&self) -> axum::Router {
+        http::app(self.state.clone())
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.

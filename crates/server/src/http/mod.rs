@@ -135,3 +135,6 @@ async fn method_not_allowed(uri: Uri) -> ApiError {
         format!("{} does not take this method; see /v1/openapi.json for the API", uri.path()),
     )
 }
+
+#[cfg(test)]
+mod tests;
