@@ -72,23 +72,14 @@ fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
 }
 
 fn write_function(tx: &Transaction<'_>, f: &FunctionRecord, expected_revision: u64) -> Result<()> {
+    let mut values = function_values(f)?;
+    values.push(Box::new(expected_revision as i64));
+    // ?10 is created_ms, which an update keeps.
     let changed = tx.execute(
         "UPDATE functions SET config = ?3, state = ?4, code_sha256 = ?5, code_size = ?6, revision = ?7,
-                latest_published = ?8, last_version = ?9, modified_ms = ?10
-         WHERE account_id = ?1 AND name = ?2 AND revision = ?11",
-        params![
-            f.account.as_str(),
-            f.name.as_str(),
-            config_json(&f.config)?,
-            f.state.as_str(),
-            f.code.as_ref().map(|c| c.sha256.as_str()),
-            f.code.as_ref().map(|c| c.size as i64),
-            f.revision as i64,
-            f.latest_published.map(|v| v as i64),
-            f.last_version as i64,
-            f.modified_ms,
-            expected_revision as i64,
-        ],
+                latest_published = ?8, last_version = ?9, modified_ms = ?11
+         WHERE account_id = ?1 AND name = ?2 AND revision = ?12",
+        rusqlite::params_from_iter(values),
     )?;
     if changed == 1 {
         return Ok(());
@@ -307,22 +298,27 @@ impl FunctionStore for SqliteStore {
     }
 }
 
+/// A function's values in [`FUNCTION_COLS`] order, to bind as `?1`..`?11`.
+fn function_values(f: &FunctionRecord) -> Result<Vec<Box<dyn rusqlite::ToSql>>> {
+    Ok(vec![
+        Box::new(f.account.as_str().to_string()),
+        Box::new(f.name.as_str().to_string()),
+        Box::new(config_json(&f.config)?),
+        Box::new(f.state.as_str()),
+        Box::new(f.code.as_ref().map(|c| c.sha256.clone())),
+        Box::new(f.code.as_ref().map(|c| c.size as i64)),
+        Box::new(f.revision as i64),
+        Box::new(f.latest_published.map(|v| v as i64)),
+        Box::new(f.last_version as i64),
+        Box::new(f.created_ms),
+        Box::new(f.modified_ms),
+    ])
+}
+
 fn insert_function_row(tx: &Transaction<'_>, f: &FunctionRecord) -> Result<()> {
     tx.execute(
         &format!("INSERT INTO functions ({FUNCTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-        params![
-            f.account.as_str(),
-            f.name.as_str(),
-            config_json(&f.config)?,
-            f.state.as_str(),
-            f.code.as_ref().map(|c| c.sha256.as_str()),
-            f.code.as_ref().map(|c| c.size as i64),
-            f.revision as i64,
-            f.latest_published.map(|v| v as i64),
-            f.last_version as i64,
-            f.created_ms,
-            f.modified_ms,
-        ],
+        rusqlite::params_from_iter(function_values(f)?),
     )
     .map_err(|e| {
         if is_unique_violation(&e) {
