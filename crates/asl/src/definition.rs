@@ -858,7 +858,7 @@ fn error_handlers<T>(
 fn retriers(f: &mut Fields<'_, '_>) -> Vec<Retrier> {
     error_handlers(f, "Retry", "retrier", |rf, errors| {
         let interval_seconds = rf.positive("IntervalSeconds").unwrap_or(Retrier::DEFAULT_INTERVAL_SECONDS);
-        let max_attempts = rf.integer("MaxAttempts", 0).map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let max_attempts = rf.integer("MaxAttempts", 0).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         let backoff = rf.get("BackoffRate").map(|v| v.as_f64().filter(|b| *b >= 1.0));
         if let Some(None) = backoff {
             rf.problem(codes::SCHEMA, "BackoffRate", "BackoffRate must be a number of at least 1.0".into());

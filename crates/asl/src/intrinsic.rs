@@ -4,6 +4,7 @@
 use crate::path::{kind, DataPath};
 use base64::Engine as _;
 use serde_json::{json, Value};
+use stoke_core::num::saturate_i64;
 
 /// Where `States.UUID` and an unseeded `States.MathRandom` get their randomness; the engine supplies it
 /// so evaluation stays a pure function of its arguments.
@@ -130,7 +131,7 @@ impl Call {
         let name = f.name();
         let int = |v: &Value, what: &str| -> Result<i64, String> {
             v.as_i64()
-                .or_else(|| v.as_f64().filter(|x| x.fract() == 0.0).map(|x| x as i64))
+                .or_else(|| v.as_f64().filter(|x| x.fract() == 0.0).map(saturate_i64))
                 .ok_or_else(|| format!("{name}: {what} must be an integer, got {}", show(v)))
         };
         let string = |v: &Value, what: &str| -> Result<String, String> {
@@ -156,7 +157,8 @@ impl Call {
                 if size <= 0 {
                     return Err(format!("{name}: the chunk size must be greater than 0, got {size}"));
                 }
-                Value::Array(items.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect())
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                Value::Array(items.chunks(size).map(|c| Value::Array(c.to_vec())).collect())
             }
             Function::ArrayContains => Value::Bool(array(&args[0], "the first argument")?.contains(&args[1])),
             Function::ArrayRange => {
@@ -230,12 +232,14 @@ impl Call {
                 if end <= start {
                     return Err(format!("{name}: end ({end}) must be greater than start ({start})"));
                 }
-                let span = (end - start) as u64;
+                let span = end.abs_diff(start);
                 let r = match args.get(2) {
-                    Some(seed) => SeededEntropy::new(int(seed, "the seed")? as u64).next_u64(),
+                    // The seed's bits, whatever its sign.
+                    Some(seed) => SeededEntropy::new(int(seed, "the seed")?.cast_unsigned()).next_u64(),
                     None => scope.entropy.next_u64(),
                 };
-                json!(start + (r % span) as i64)
+                // Below `end`, so it never wraps.
+                json!(start.wrapping_add_unsigned(r % span))
             }
             Function::MathAdd => {
                 let (a, b) = (int(&args[0], "the first argument")?, int(&args[1], "the second argument")?);
@@ -506,6 +510,8 @@ mod tests {
     fn randomness_is_shaped_and_seedable() {
         let r = eval("States.MathRandom(10, 20)", json!({})).unwrap().as_i64().unwrap();
         assert!((10..20).contains(&r));
+        let wide = "States.MathRandom(-9223372036854775808, 9223372036854775807, 3)";
+        assert!(eval(wide, json!({})).unwrap().as_i64().is_some(), "a span wider than i64::MAX");
         assert_eq!(
             eval("States.MathRandom(0, 1000, 42)", json!({})),
             eval("States.MathRandom(0, 1000, 42)", json!({}))

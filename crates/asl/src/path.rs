@@ -263,14 +263,19 @@ fn set_in(target: &mut Value, keys: &[Key<'_>], value: Value) -> Result<(), Stri
             let Value::Array(items) = target else {
                 return Err(format!("index [{i}] cannot be set on a {}", kind(target)));
             };
-            let len = items.len() as i64;
-            let at = if *i < 0 { len + i } else { *i };
-            if at < 0 || at >= len {
+            let len = items.len();
+            let Some(at) = index(len, *i) else {
                 return Err(format!("index [{i}] is outside an array of {len}"));
-            }
-            set_in(&mut items[at as usize], rest, value)
+            };
+            set_in(&mut items[at], rest, value)
         }
     }
+}
+
+/// Where index `i` falls in an array of `len`, counting from the end when negative; `None` outside it.
+fn index(len: usize, i: i64) -> Option<usize> {
+    let at = if i < 0 { len.checked_sub(usize::try_from(i.unsigned_abs()).ok()?)? } else { usize::try_from(i).ok()? };
+    (at < len).then_some(at)
 }
 
 /// The JSON type name of a value, for messages.
@@ -303,10 +308,8 @@ fn apply_selector<'a>(selector: &Selector, v: &'a Value, out: &mut Vec<&'a Value
         }
         Selector::Index(i) => {
             if let Some(items) = v.as_array() {
-                let len = items.len() as i64;
-                let at = if *i < 0 { len + i } else { *i };
-                if (0..len).contains(&at) {
-                    out.push(&items[at as usize]);
+                if let Some(at) = index(items.len(), *i) {
+                    out.push(&items[at]);
                 }
             }
         }
@@ -322,14 +325,16 @@ fn apply_selector<'a>(selector: &Selector, v: &'a Value, out: &mut Vec<&'a Value
                 if *step > 0 {
                     let (mut i, e) = (norm(start.unwrap_or(0)), norm(end.unwrap_or(len)));
                     while i < e {
-                        out.push(&items[i as usize]);
+                        // 0 <= i < e <= len.
+                        out.extend(usize::try_from(i).ok().and_then(|i| items.get(i)));
                         i += step;
                     }
                 } else {
                     let mut i = start.map(norm).unwrap_or(len).min(len - 1);
                     let e = end.map(norm).unwrap_or(-1);
                     while i > e && i >= 0 {
-                        out.push(&items[i as usize]);
+                        // 0 <= i < len.
+                        out.extend(usize::try_from(i).ok().and_then(|i| items.get(i)));
                         i += step;
                     }
                 }
@@ -665,6 +670,7 @@ mod tests {
         assert_eq!(get("$.n", &d).unwrap(), Value::Null);
         assert!(get("$.store.missing", &d).is_err());
         assert!(get("$.store.book[7]", &d).is_err());
+        assert!(get("$.store.book[-4]", &d).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use stoke_core::num::{saturate_i64, saturate_usize};
 
 use crate::definition::{Count, Machine, Wait};
 use crate::template::Template;
@@ -280,7 +281,7 @@ impl Walker<'_> {
             return None;
         }
         self.tasks += 1;
-        let instances = count.ceil().max(1.0) as usize;
+        let instances = saturate_usize(count.ceil().max(1.0));
         if view.spare < instances {
             let at = match (self.policy, t, view.init_ms) {
                 (Policy::Jit, Some(start), Some(init)) => {
@@ -292,7 +293,7 @@ impl Walker<'_> {
                 state: state.name.clone(),
                 function,
                 count: instances - view.spare,
-                at_ms: at.max(self.now).round() as i64,
+                at_ms: saturate_i64(at.max(self.now).round()),
             });
         }
         if self.policy == Policy::Eager {

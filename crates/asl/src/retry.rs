@@ -61,7 +61,7 @@ pub fn next_retry(retriers: &[Retrier], attempts: &mut Attempts, error: &str, ra
     if r.full_jitter {
         delay *= random.clamp(0.0, 1.0);
     }
-    Some(delay.min(u64::MAX as f64) as u64)
+    Some(stoke_core::num::saturate_u64(delay))
 }
 
 /// The first catcher that matches `error`.

@@ -117,11 +117,11 @@ fn text(t: &Option<Text>, raw: &Value, ctx: &Value) -> Result<Option<String>, Fa
 
 fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Failure> {
     match c {
-        Count::Fixed(n) => Ok(*n as usize),
+        Count::Fixed(n) => Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
         Count::Path(p) => match p.get(input, ctx) {
             Ok(v) => v
                 .as_u64()
-                .map(|n| n as usize)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
                 .ok_or_else(|| runtime(format!("{field} path {} selects {v}, not a non-negative integer", p.path))),
             Err(e) => Err(runtime(e.0)),
         },

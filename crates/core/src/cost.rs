@@ -49,7 +49,7 @@ pub fn billed_ms(duration_ms: f64) -> u64 {
     if duration_ms <= 0.0 || !duration_ms.is_finite() {
         return 0;
     }
-    duration_ms.ceil() as u64
+    crate::num::saturate_u64(duration_ms.ceil())
 }
 
 /// An execution's (or any set of invocations') totals.

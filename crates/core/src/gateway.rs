@@ -369,9 +369,9 @@ pub fn reply(result: &[u8]) -> Result<HttpReply, String> {
     let status = obj["statusCode"]
         .as_u64()
         .or_else(|| obj["statusCode"].as_str().and_then(|s| s.parse().ok()))
+        .and_then(|s| u16::try_from(s).ok())
         .filter(|s| (100..=599).contains(s))
-        .ok_or_else(|| format!("statusCode {} is not an HTTP status (100–599)", obj["statusCode"]))?
-        as u16;
+        .ok_or_else(|| format!("statusCode {} is not an HTTP status (100–599)", obj["statusCode"]))?;
     let mut headers = Vec::new();
     if let Some(h) = obj.get("headers").filter(|h| !h.is_null()) {
         let h = h.as_object().ok_or("headers must be an object of strings")?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_KEEP_ALIVE_S;
+use crate::num::{saturate_u32, saturate_usize};
 
 /// One recorded invocation, in milliseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +102,9 @@ pub fn advise(calls: &[Call], current_s: u32) -> Option<KeepAliveAdvice> {
     let chosen_s = if gaps.is_empty() {
         1
     } else {
-        let rank = ((COVER * gaps.len() as f64).ceil() as usize).clamp(1, gaps.len());
+        let rank = saturate_usize((COVER * gaps.len() as f64).ceil()).clamp(1, gaps.len());
         let ms = gaps[rank - 1] as f64 * MARGIN;
-        ((ms / 1000.0).ceil() as u32).clamp(1, MAX_KEEP_ALIVE_S)
+        saturate_u32((ms / 1000.0).ceil()).clamp(1, MAX_KEEP_ALIVE_S)
     };
     Some(KeepAliveAdvice { calls: calls.len(), current: replay_s(calls, current_s), chosen: replay_s(calls, chosen_s) })
 }
@@ -129,7 +130,7 @@ pub fn freeze_after(recent_gaps: &[Duration], base: Duration) -> Duration {
     }
     let mut gaps = recent_gaps.to_vec();
     gaps.sort_unstable();
-    let rank = ((FREEZE_COVER * gaps.len() as f64).ceil() as usize).clamp(1, gaps.len());
+    let rank = saturate_usize((FREEZE_COVER * gaps.len() as f64).ceil()).clamp(1, gaps.len());
     let usual = gaps[rank - 1].mul_f64(FREEZE_MARGIN);
     usual.clamp(base, FREEZE_AFTER_MAX.max(base))
 }

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod memory;
 pub mod names;
+pub mod num;
 pub mod percent;
 pub mod pool;
 pub mod reference;

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::num::saturate_u64;
+
 /// The node's configured sizes of live instances may add up to at most this many times its memory budget
 /// (`--memory-overcommit`). See docs/running-functions.md ("Memory") for why 16.
 pub const DEFAULT_OVERCOMMIT: f64 = 16.0;
@@ -51,13 +53,13 @@ pub struct MemoryPolicy {
 impl MemoryPolicy {
     /// The most configured memory live instances may hold together, in MB.
     pub fn configured_limit_mb(&self) -> u64 {
-        (self.budget_mb as f64 * self.overcommit.max(1.0)) as u64
+        saturate_u64(self.budget_mb as f64 * self.overcommit.max(1.0))
     }
 }
 
 /// The headroom charged on top of a measured peak: room to grow between measurements.
 pub fn headroom_mb(peak_mb: u64) -> u64 {
-    HEADROOM_MIN_MB.max((peak_mb as f64 * HEADROOM_SHARE).ceil() as u64)
+    HEADROOM_MIN_MB.max(saturate_u64((peak_mb as f64 * HEADROOM_SHARE).ceil()))
 }
 
 /// What the node counts for one instance, in MB: its measured peak (or, before it has one, the peak measured
@@ -94,7 +96,9 @@ pub struct Admission {
 pub fn admit(policy: &MemoryPolicy, ledger: Ledger, want: usize, charge_mb: u64, configured_mb: u64) -> Admission {
     let free_charged = policy.budget_mb.saturating_sub(ledger.charged_mb);
     let free_configured = policy.configured_limit_mb().saturating_sub(ledger.configured_mb);
-    let by = |free: u64, each: u64| free.checked_div(each).map_or(want, |n| n.min(want as u64) as usize);
+    let by = |free: u64, each: u64| {
+        free.checked_div(each).and_then(|n| usize::try_from(n).ok()).map_or(want, |n| n.min(want))
+    };
     let fits = by(free_charged, charge_mb).min(by(free_configured, configured_mb));
     let want = want as u64;
     Admission {
@@ -107,11 +111,11 @@ pub fn admit(policy: &MemoryPolicy, ledger: Ledger, want: usize, charge_mb: u64,
 /// How much the instances' working set must shrink, in MB: nothing below [`PRESSURE_HIGH`] of the budget;
 /// above it, back down to [`PRESSURE_LOW`].
 pub fn pressure_reclaim_mb(working_set_mb: u64, budget_mb: u64) -> u64 {
-    let high = (budget_mb as f64 * PRESSURE_HIGH) as u64;
+    let high = saturate_u64(budget_mb as f64 * PRESSURE_HIGH);
     if working_set_mb <= high {
         return 0;
     }
-    working_set_mb - (budget_mb as f64 * PRESSURE_LOW) as u64
+    working_set_mb - saturate_u64(budget_mb as f64 * PRESSURE_LOW)
 }
 
 /// The node as a whole, for an administrator (`GET /v1/node`) and the benchmarks: what its live instances

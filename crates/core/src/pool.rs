@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::num::saturate_usize;
+
 /// What the controller sees of one function's pool at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PoolSnapshot {
@@ -108,7 +110,7 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
                 0
             } else {
                 let per_instance = (init.as_secs_f64() / run.as_secs_f64().max(1e-6)).max(1.0);
-                let needed = (wanted as f64 / per_instance).ceil() as usize;
+                let needed = saturate_usize((wanted as f64 / per_instance).ceil());
                 // A busy instance takes queued work within a cold start only when a run is shorter than
                 // one; a longer run leaves the queue to the instances already starting.
                 let covering = if run < init { running } else { s.starting };
@@ -126,7 +128,7 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     let sustained = match (s.sustained_load, s.typical_duration) {
         (Some(load), Some(_)) if s.queued > 0 => {
             let serving = s.total() - s.held;
-            (load.ceil() as usize).min(s.cores.max(1)).saturating_sub(serving)
+            saturate_usize(load.ceil()).min(s.cores.max(1)).saturating_sub(serving)
         }
         _ => 0,
     };

@@ -42,7 +42,7 @@ impl Window {
         }
         let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
-        let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+        let rank = crate::num::saturate_usize((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil());
         Some(sorted[rank.saturating_sub(1).min(sorted.len() - 1)])
     }
 }

@@ -38,6 +38,7 @@ fn split(unix_ms: i64) -> (String, i64, i64) {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) — Howard Hinnant's algorithm.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // The algorithm keeps d in 1..=31 and m in 1..=12.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -62,7 +63,8 @@ pub fn parse_rfc3339(text: &str) -> Option<i128> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let (y, mo, d) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    // Two digits always fit a u32.
+    let (y, mo, d) = (digits(0, 4)?, u32::try_from(digits(5, 2)?).ok()?, u32::try_from(digits(8, 2)?).ok()?);
     let (h, mi, s) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
     let month_days = [
         31,
@@ -93,7 +95,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i128> {
             return None;
         }
         let frac = &text[start..i.min(start + 9)];
-        nanos = frac.parse::<i128>().ok()? * 10i128.pow(9 - frac.len() as u32);
+        nanos = frac.parse::<i128>().ok()? * 10i128.pow(u32::try_from(9 - frac.len()).ok()?);
     }
     let offset_secs = match b.get(i)? {
         b'Z' if i + 1 == b.len() => 0,
@@ -111,7 +113,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i128> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
     Some(i128::from(secs) * 1_000_000_000 + nanos)
 }
 

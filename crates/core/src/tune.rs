@@ -231,7 +231,7 @@ fn p90(values: &[f64]) -> Option<f64> {
     }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let rank = (0.9 * v.len() as f64).ceil() as usize;
+    let rank = crate::num::saturate_usize((0.9 * v.len() as f64).ceil());
     Some(v[rank.saturating_sub(1)])
 }
 
@@ -249,8 +249,8 @@ pub fn summarize(memory_mb: u32, cold: Option<&Sample>, warm: &[Sample], pricing
     let cold_ok = cold.filter(|s| s.error.is_none());
     SizeReport {
         memory_mb,
-        runs: ok.len() as u32,
-        errors: failed.len() as u32,
+        runs: u32::try_from(ok.len()).unwrap_or(u32::MAX),
+        errors: u32::try_from(failed.len()).unwrap_or(u32::MAX),
         error: failed.first().map(|s| {
             let kind = s.error.as_deref().unwrap_or_default();
             match s.message.as_deref() {

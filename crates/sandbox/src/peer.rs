@@ -27,13 +27,14 @@ const DIAG_MSG_INODE: usize = 4 + SOCKID_LEN + 16;
 pub(crate) fn diag_request(local: SocketAddr, remote: SocketAddr) -> Vec<u8> {
     let len = NLMSG_HDR_LEN + 8 + SOCKID_LEN;
     let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&u32::try_from(len).expect("a diag request is 72 bytes").to_ne_bytes());
     m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
     m.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
     let family = if local.is_ipv4() { nix::libc::AF_INET } else { nix::libc::AF_INET6 };
-    m.extend_from_slice(&[family as u8, IPPROTO_TCP, 0, 0]);
+    let family = u8::try_from(family).expect("address families are below 256");
+    m.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
     m.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
     m.extend_from_slice(&local.port().to_be_bytes());
     m.extend_from_slice(&remote.port().to_be_bytes());
@@ -186,7 +187,7 @@ mod tests {
         let req = diag_request("127.0.0.1:53632".parse().unwrap(), "127.0.0.1:8099".parse().unwrap());
         assert_eq!(req.len(), 72);
         assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()), 72);
-        assert_eq!(&req[16..18], &[nix::libc::AF_INET as u8, IPPROTO_TCP]);
+        assert_eq!(&req[16..18], &[u8::try_from(nix::libc::AF_INET).unwrap(), IPPROTO_TCP]);
         // Ports big-endian, then the local address, then the remote one.
         assert_eq!(&req[24..28], &[0xd1, 0x80, 0x1f, 0xa3]);
         assert_eq!(&req[28..32], &[127, 0, 0, 1]);

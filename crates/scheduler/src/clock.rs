@@ -27,7 +27,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
+            .map(stoke_core::num::millis_i64)
             .unwrap_or_default()
     }
 }
@@ -43,7 +43,7 @@ pub struct TestClock {
 #[cfg(any(test, feature = "test-fixtures"))]
 impl TestClock {
     pub fn advance(&self, by: std::time::Duration) {
-        self.ahead_ms.fetch_add(by.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+        self.ahead_ms.fetch_add(stoke_core::num::millis_u64(by), std::sync::atomic::Ordering::SeqCst);
     }
 
     fn ahead(&self) -> std::time::Duration {
@@ -58,7 +58,7 @@ impl Clock for TestClock {
     }
 
     fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.ahead().as_millis() as i64
+        SystemClock.now_ms() + stoke_core::num::millis_i64(self.ahead())
     }
 }
 

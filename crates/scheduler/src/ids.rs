@@ -20,7 +20,7 @@ impl RequestIds {
         format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
             (hi >> 32) as u32,
-            (hi >> 16) as u16,
+            ((hi >> 16) & 0xffff) as u16,
             (hi & 0xfff) as u16,
             0x8000 | ((n >> 48) as u16 & 0x3fff),
             n & 0xffff_ffff_ffff

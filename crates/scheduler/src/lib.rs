@@ -730,7 +730,7 @@ pub(crate) fn prepare(
     let queue = queue_of(shared, target);
     let ttl = shared.settings.reservation_ttl;
     // The function's own time limit counts from its turn; until then, the reservation's.
-    let timeout_s = target.config.timeout_s.saturating_add(ttl.as_secs().min(u64::from(u32::MAX)) as u32);
+    let timeout_s = target.config.timeout_s.saturating_add(u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX));
     let req = InvokeRequest { payload: params.clone(), execution: Some(execution.clone()), ..Default::default() };
     let (mut invocation, result) = queue::Invocation::new(shared.ids.next(), req, timeout_s, shared.clock.as_ref());
     let id = shared.next_reservation.fetch_add(1, Ordering::Relaxed);

@@ -59,7 +59,7 @@ impl Invocation {
             request,
             arrived: now,
             deadline: now + timeout,
-            deadline_epoch_ms: clock.now_ms() + timeout.as_millis() as i64,
+            deadline_epoch_ms: clock.now_ms() + stoke_core::num::millis_i64(timeout),
             timeout_s,
             responder: tx,
             reservation: None,
@@ -539,7 +539,7 @@ impl FunctionQueue {
             let gaps: Vec<Duration> = st.gaps.iter().copied().collect();
             drop(st);
             let after = stoke_core::keepalive::freeze_after(&gaps, base);
-            self.freeze_after_ms.store(after.as_millis() as u64, Ordering::Relaxed);
+            self.freeze_after_ms.store(stoke_core::num::millis_u64(after), Ordering::Relaxed);
         }
     }
 

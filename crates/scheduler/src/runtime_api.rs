@@ -454,7 +454,7 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
                 "reservationId": r.id.to_string(),
                 "function": target.function.to_string(),
                 "version": target.version,
-                "expiresInMs": ctx.shared.settings.reservation_ttl.as_millis() as u64,
+                "expiresInMs": stoke_core::num::millis_u64(ctx.shared.settings.reservation_ttl),
             });
             (StatusCode::ACCEPTED, Json(body)).into_response()
         }

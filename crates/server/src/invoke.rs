@@ -272,7 +272,7 @@ impl Invoker {
             }
             EventNext::RetryAfter(delay) => {
                 event.state = stoke_store::EventState::Queued;
-                event.next_attempt_ms = now + delay.as_millis() as i64;
+                event.next_attempt_ms = now + stoke_core::num::millis_i64(delay);
             }
         }
         let registry = self.registry.clone();

@@ -26,7 +26,9 @@ pub fn gpu_count() -> u32 {
             let name = name.to_string_lossy();
             name.strip_prefix("nvidia").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         })
-        .count() as u32
+        .count()
+        .try_into()
+        .unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

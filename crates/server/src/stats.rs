@@ -203,7 +203,7 @@ impl Observer for Statistics {
         let ms = run.as_secs_f64() * 1000.0;
         lock(&self.functions).update(target.version_key(), |s| s.run_ms.push(ms));
         let end_ms = now_ms();
-        let call = Call { start_ms: end_ms - run.as_millis() as i64, end_ms };
+        let call = Call { start_ms: end_ms - stoke_core::num::millis_i64(run), end_ms };
         lock(&self.calls).update(target.version_key(), |c| {
             if c.len() == RECORDED_CALLS {
                 c.pop_front();

@@ -168,7 +168,7 @@ impl Tuner {
         cpu_follows_memory: bool,
         memory_enforced: bool,
     ) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let cores = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         Self {
             registry,
             invoker,
@@ -225,7 +225,7 @@ impl Tuner {
             state: "running".into(),
             strategy,
             runs,
-            progress: Progress { done: 0, total: planned.len() as u32 * (runs + 1) },
+            progress: Progress { done: 0, total: u32::try_from(planned.len()).unwrap_or(u32::MAX) * (runs + 1) },
             planned,
             sizes: Vec::new(),
             skipped: Vec::new(),
@@ -352,7 +352,8 @@ impl Tuner {
                     // The progress bar's end moves in: only the current size may still run.
                     let mut v = lock(&shared);
                     let tested: Vec<u32> = v.sizes.iter().map(|r| r.memory_mb).collect();
-                    let left = planned.iter().filter(|m| !tested.contains(m) && **m != current).count() as u32;
+                    let left = planned.iter().filter(|m| !tested.contains(m) && **m != current).count();
+                    let left = u32::try_from(left).unwrap_or(u32::MAX);
                     v.progress.total = v.progress.total.saturating_sub(left * (runs + 1));
                 }
                 Verdict::StopFunctionFails(error) => {
@@ -407,7 +408,7 @@ impl Tuner {
         view.finished_ms = Some(now_ms());
         tracing::info!(
             tune = %id, function = %primary.function, state = %view.state,
-            wall_ms = started.elapsed().as_millis() as u64, "tune finished"
+            wall_ms = stoke_core::num::millis_u64(started.elapsed()), "tune finished"
         );
         if let Err(e) = self.save(&caller, &primary.function, &view, &req).await {
             tracing::error!(tune = %id, error = %e, "cannot store a tune's result");

@@ -212,7 +212,8 @@ fn sign_lambda(
         serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
     let built = req.try_clone().unwrap().build().unwrap();
     let host = format!("{}:{}", built.url().host_str().unwrap(), built.url().port().unwrap());
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now_ms =
+        stoke_core::num::millis_i64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap());
     let amz_date = stoke_core::time::format_amz_date(now_ms);
     let payload = serde_json::to_vec(body).unwrap();
     let signed = SignedRequest {

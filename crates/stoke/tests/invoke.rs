@@ -154,7 +154,7 @@ fn a_thousand_queued_invocations_drain_through_bounded_instances() {
     let pool = instances(&s, "quick");
     let served: u64 = pool.iter().map(|i| i["invocations"].as_u64().unwrap()).sum();
     assert!(pool.len() <= clients, "{} instances for {clients} concurrent clients", pool.len());
-    assert_eq!(served as usize, done, "all invocations were served by the instances still alive");
+    assert_eq!(usize::try_from(served).unwrap(), done, "all invocations were served by the instances still alive");
 }
 
 /// A burst onto a function that has never run: a first wave of instances starts, and it grows only as far

@@ -256,9 +256,10 @@ fn without_zygotes_or_layers_instances_start_the_usual_way_and_nothing_outlives_
     probe_fn(&s, "forked", json!({}));
     let (status, error, _) = invoke(&s, "forked", json!({}));
     assert_eq!((status, error), (200, None));
-    let pid: u32 = serde_json::from_slice::<Value>(&std::fs::read(s.dir.join("server.json")).unwrap()).unwrap()["pid"]
+    let pid = serde_json::from_slice::<Value>(&std::fs::read(s.dir.join("server.json")).unwrap()).unwrap()["pid"]
         .as_u64()
-        .unwrap() as u32;
+        .unwrap();
+    let pid = u32::try_from(pid).unwrap();
     let ours = move || {
         processes(move |p, cmd| {
             cmd.contains("stoke_python") && {

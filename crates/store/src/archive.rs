@@ -125,8 +125,8 @@ fn dos_time(seconds: u64) -> Option<zip::DateTime> {
     let (year, month, day) = stoke_core::time::civil_from_days(days);
     zip::DateTime::from_date_and_time(
         u16::try_from(year).ok()?,
-        month as u8,
-        day as u8,
+        u8::try_from(month).ok()?,
+        u8::try_from(day).ok()?,
         (rem / 3600) as u8,
         (rem % 3600 / 60) as u8,
         (rem % 60) as u8,
@@ -193,7 +193,8 @@ fn tar_gz_to_zip(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<u8>, Archiv
             tar::EntryType::Directory => out.add_directory(path, options).map_err(zip_err)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 check.inflated(entry.size())?;
-                let mut data = Vec::with_capacity(entry.size() as usize);
+                // Only a hint: the size was just checked against the limits.
+                let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
                 entry.read_to_end(&mut data).map_err(malformed)?;
                 out.start_file(path, options).map_err(zip_err)?;
                 out.write_all(&data).map_err(malformed)?;

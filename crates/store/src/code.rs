@@ -186,7 +186,8 @@ fn unique_suffix() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        bytes = (nanos as u64).to_le_bytes();
+        // Its low 64 bits, the part that changes.
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..8]);
     }
     format!("{}-{}", std::process::id(), u64::from_le_bytes(bytes))
 }

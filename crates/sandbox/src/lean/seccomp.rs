@@ -62,11 +62,23 @@ const OFF_ARG0_LOW: u32 = 16;
 #[cfg(target_endian = "big")]
 const OFF_ARG0_LOW: u32 = 20;
 
-const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
-const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+const LD_W_ABS: u16 = opcode(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS);
+const JEQ_K: u16 = opcode(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K);
+const JGE_K: u16 = opcode(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K);
+const JSET_K: u16 = opcode(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K);
+const RET_K: u16 = opcode(libc::BPF_RET | libc::BPF_K);
+
+/// A BPF opcode as `struct sock_filter` holds it: libc gives the parts as `u32`, the field is a `u16`.
+#[allow(clippy::cast_possible_truncation)] // Asserted to fit; only used for constants, so checked at compile time.
+const fn opcode(code: u32) -> u16 {
+    assert!(code <= u16::MAX as u32);
+    code as u16
+}
+
+/// A syscall number as `struct seccomp_data` holds it: libc gives it as `i64`, the field is 32 bits.
+fn syscall_nr(nr: i64) -> u32 {
+    u32::try_from(nr).expect("syscall numbers fit seccomp_data's nr")
+}
 
 const EPERM: u32 = libc::EPERM as u32;
 const ENOSYS: u32 = libc::ENOSYS as u32;
@@ -124,14 +136,14 @@ fn program_denying(deny: &[(&'static str, i64)]) -> Vec<Insn> {
     let n = deny.len();
     for (i, (_, nr)) in deny.iter().enumerate() {
         let to_eperm = u8::try_from(n - i + 4).expect("the deny list fits a short jump");
-        p.push(jump(JEQ_K, *nr as u32, to_eperm, 0));
+        p.push(jump(JEQ_K, syscall_nr(*nr), to_eperm, 0));
     }
     // clone: inspect the flags (first argument).
-    p.push(jump(JEQ_K, libc::SYS_clone as u32, 0, 2));
+    p.push(jump(JEQ_K, syscall_nr(libc::SYS_clone), 0, 2));
     p.push(stmt(LD_W_ABS, OFF_ARG0_LOW));
     p.push(jump(JSET_K, CLONE_NEW_MASK, 2, 3));
     // clone3
-    p.push(jump(JEQ_K, libc::SYS_clone3 as u32, 0, 2));
+    p.push(jump(JEQ_K, syscall_nr(libc::SYS_clone3), 0, 2));
     p.push(stmt(RET_K, errno(ENOSYS)));
     p.push(stmt(RET_K, errno(EPERM)));
     p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
@@ -150,7 +162,8 @@ pub fn evaluate(program: &[Insn], arch: u32, nr: u32, arg0: u64) -> u32 {
                 acc = match k {
                     OFF_NR => nr,
                     OFF_ARCH => arch,
-                    OFF_ARG0_LOW => arg0 as u32,
+                    // The low 32 bits, as the kernel's load of that word sees them.
+                    OFF_ARG0_LOW => (arg0 & 0xffff_ffff) as u32,
                     _ => 0,
                 }
             }
@@ -179,7 +192,10 @@ pub fn install() -> std::io::Result<()> {
 pub fn install_program(program: Vec<Insn>) -> std::io::Result<()> {
     let insns: Vec<libc::sock_filter> =
         program.into_iter().map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
-    let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr().cast_mut() };
+    let len = u16::try_from(insns.len()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a seccomp program of over 65535 instructions")
+    })?;
+    let prog = libc::sock_fprog { len, filter: insns.as_ptr().cast_mut() };
     // SAFETY: `prog` points at `insns`, which outlives the call; the kernel copies the program and keeps
     // no reference to our memory.
     let rc = unsafe {
@@ -216,7 +232,7 @@ mod tests {
     use super::*;
 
     fn run(nr: i64, arg0: u64) -> u32 {
-        evaluate(&program(), AUDIT_ARCH, nr as u32, arg0)
+        evaluate(&program(), AUDIT_ARCH, syscall_nr(nr), arg0)
     }
 
     const EPERM_RET: u32 = libc::SECCOMP_RET_ERRNO | EPERM;
@@ -245,7 +261,7 @@ mod tests {
         assert_eq!(run(libc::SYS_clone, libc::SIGCHLD as u64), libc::SECCOMP_RET_ALLOW);
         for flag in [libc::CLONE_NEWNS, libc::CLONE_NEWPID, libc::CLONE_NEWUSER, libc::CLONE_NEWNET, libc::CLONE_NEWUTS]
         {
-            assert_eq!(run(libc::SYS_clone, (flag | libc::SIGCHLD) as u64), EPERM_RET);
+            assert_eq!(run(libc::SYS_clone, u64::try_from(flag | libc::SIGCHLD).unwrap()), EPERM_RET);
         }
         assert_eq!(run(libc::SYS_clone3, 0), libc::SECCOMP_RET_ERRNO | ENOSYS);
     }
@@ -253,7 +269,7 @@ mod tests {
     #[test]
     fn the_zygote_may_mount_and_unshare_and_nothing_else_more() {
         let z = zygote_program();
-        let run_z = |nr: i64, arg0: u64| evaluate(&z, AUDIT_ARCH, nr as u32, arg0);
+        let run_z = |nr: i64, arg0: u64| evaluate(&z, AUDIT_ARCH, syscall_nr(nr), arg0);
         assert_eq!(run_z(libc::SYS_mount, 0), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run_z(libc::SYS_unshare, 0), libc::SECCOMP_RET_ALLOW);
         for (name, nr) in denied().into_iter().filter(|(n, _)| !matches!(*n, "mount" | "unshare")) {
@@ -265,7 +281,7 @@ mod tests {
 
     #[test]
     fn foreign_architectures_and_x32_are_killed() {
-        assert_eq!(evaluate(&program(), 0x4000_0003, libc::SYS_read as u32, 0), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(evaluate(&program(), 0x4000_0003, syscall_nr(libc::SYS_read), 0), libc::SECCOMP_RET_KILL_PROCESS);
         if cfg!(target_arch = "x86_64") {
             assert_eq!(run(i64::from(X32_SYSCALL_BIT) + libc::SYS_read, 0), libc::SECCOMP_RET_KILL_PROCESS);
         }
@@ -281,6 +297,6 @@ mod tests {
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWNET
             | 0x80; // CLONE_NEWTIME
-        assert_eq!(all as u32, CLONE_NEW_MASK);
+        assert_eq!(all.cast_unsigned(), CLONE_NEW_MASK);
     }
 }

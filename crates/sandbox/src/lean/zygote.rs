@@ -373,7 +373,8 @@ fn listen(zygote: std::sync::Weak<Zygote>) {
                 Err(e) => eprintln!("stoke: a zygote could not fork an instance ahead: {e}"),
             }
         } else if let Some(slot) = msg.get("exited").and_then(Value::as_str) {
-            let status = msg.get("status").and_then(Value::as_i64).unwrap_or(127 << 8) as i32;
+            let status =
+                msg.get("status").and_then(Value::as_i64).and_then(|s| i32::try_from(s).ok()).unwrap_or(127 << 8);
             if let Some(tx) = lock(&z.pending).remove(slot) {
                 let _ = tx.send(status);
             }

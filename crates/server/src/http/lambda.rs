@@ -94,8 +94,8 @@ impl FromRequest<AppState> for Signed {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, LambdaError> {
         let (parts, body) = req.into_parts();
-        let limit =
-            crate::invoke::MAX_PAYLOAD_BYTES * 2 + (state.registry.archive_limits().max_archive_bytes as usize) / 3 * 4;
+        let limit = crate::invoke::MAX_PAYLOAD_BYTES * 2
+            + usize::try_from(state.registry.archive_limits().max_archive_bytes).unwrap_or(usize::MAX) / 3 * 4;
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             LambdaError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "the request body is too large")
         })?;
@@ -208,7 +208,7 @@ fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) ->
         "MemorySize": config.memory_mb,
         "LastModified": format_lambda_timestamp(modified),
         "Version": version,
-        "RevisionId": format!("{:08x}-0000-4000-8000-{:012x}", f.revision as u32, revision.len() as u64 + f.revision),
+        "RevisionId": format!("{:08x}-0000-4000-8000-{:012x}", f.revision & 0xffff_ffff, revision.len() as u64 + f.revision),
         "Environment": { "Variables": config.environment },
         "PackageType": "Zip",
         "Architectures": ["x86_64"],

@@ -52,7 +52,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// The whole API as a router (tests drive it without a socket).
 pub fn app(state: AppState) -> Router {
     // Base64 inflates archives by 4/3; leave room for the JSON around them.
-    let body_limit = (state.registry.archive_limits().max_archive_bytes as usize) / 3 * 4 + (1 << 20);
+    let body_limit =
+        usize::try_from(state.registry.archive_limits().max_archive_bytes).unwrap_or(usize::MAX) / 3 * 4 + (1 << 20);
     let v1 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/node", get(accounts::node))

@@ -201,8 +201,10 @@ fn error_cause(d: &ErrorCause) -> Value {
 fn page(body: &Value) -> Result<(usize, usize), StatesError> {
     let max = match body.get("maxResults").and_then(Value::as_u64) {
         None | Some(0) => 100,
-        Some(n) if n <= 1000 => n as usize,
-        Some(n) => return Err(StatesError::new("ValidationException", format!("maxResults is at most 1000, got {n}"))),
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if n <= 1000 => n,
+            _ => return Err(StatesError::new("ValidationException", format!("maxResults is at most 1000, got {n}"))),
+        },
     };
     let offset = match body.get("nextToken").and_then(Value::as_str) {
         None => 0,

@@ -170,7 +170,10 @@ impl std::fmt::Debug for Registry {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(stoke_core::num::millis_i64)
+        .unwrap_or_default()
 }
 
 fn not_found_function(name: &FunctionName) -> RegistryError {

@@ -202,7 +202,7 @@ impl Run {
                 continue;
             }
             let (scheduler, target) = (scheduler.clone(), target.clone());
-            let delay = Duration::from_millis((warm.at_ms - now).max(0) as u64);
+            let delay = Duration::from_millis(u64::try_from(warm.at_ms - now).unwrap_or(0));
             let ttl = ANNOUNCE_TTL.min(Duration::from_secs(u64::from(target.config.keep_alive_s)));
             lock(&self.timers).spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -290,8 +290,9 @@ impl Run {
         let run = self.run_scope(machine, String::new(), self.input.clone());
         let result = match self.definition.timeout_seconds {
             Some(limit) => {
-                let deadline = self.record.started_ms + (limit as i64) * 1000;
-                let left = Duration::from_millis((deadline - now_ms()).max(0) as u64);
+                let limit_ms = i64::try_from(limit).unwrap_or(i64::MAX).saturating_mul(1000);
+                let deadline = self.record.started_ms.saturating_add(limit_ms);
+                let left = Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0));
                 match tokio::time::timeout(left, run).await {
                     Ok(r) => r,
                     Err(_) => Err(Stop::TimedOut),
@@ -409,7 +410,7 @@ impl Run {
         };
         if entered_before.is_none() {
             let wait_until_ms = match &entry {
-                Entry::WaitUntil { until_ns, .. } => Some((until_ns / 1_000_000) as i64),
+                Entry::WaitUntil { until_ns, .. } => Some(ns_to_ms(*until_ns)),
                 _ => None,
             };
             let entered = StateEntered {
@@ -424,7 +425,7 @@ impl Run {
             Entry::Done { output, next } => Ok((output, next)),
             Entry::Failed(f) => self.fail(state, &raw, f),
             Entry::WaitUntil { until_ns, output, next } => {
-                let until_ms = wait_until.unwrap_or((until_ns / 1_000_000) as i64);
+                let until_ms = wait_until.unwrap_or(ns_to_ms(until_ns));
                 self.flush(None).await.map_err(Stop::Record)?;
                 sleep_until_ms(until_ms).await;
                 Ok((output, next))
@@ -719,10 +720,16 @@ fn invoke_failure(e: InvokeFailure) -> Failure {
 }
 
 async fn sleep_until_ms(until_ms: i64) {
-    let left = until_ms - now_ms();
+    let left = u64::try_from(until_ms - now_ms()).unwrap_or(0);
     if left > 0 {
-        tokio::time::sleep(Duration::from_millis(left as u64)).await;
+        tokio::time::sleep(Duration::from_millis(left)).await;
     }
+}
+
+/// Nanoseconds since the epoch to milliseconds, clamped to i64: a Wait of billions of years waits "forever"
+/// rather than wrapping round to some other time.
+fn ns_to_ms(ns: i128) -> i64 {
+    i64::try_from(ns / 1_000_000).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Why a scope stopped early.
@@ -759,6 +766,15 @@ pub fn execution_arn(region: &str, e: &ExecutionRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_past_the_i64_milliseconds_clamps_instead_of_wrapping() {
+        assert_eq!(ns_to_ms(1_500_000_999), 1_500);
+        assert_eq!(ns_to_ms(-2_000_000), -2);
+        // Seconds: 10^16 from now, which `as i64` wrapped to a time in the past.
+        assert_eq!(ns_to_ms(10i128.pow(25)), i64::MAX);
+        assert_eq!(ns_to_ms(-(10i128.pow(25))), i64::MIN);
+    }
 
     fn event(seq: u64, kind: &str, scope: &str, step: u32, attempt: u32, details: Value) -> HistoryRow {
         HistoryRow {

@@ -143,7 +143,7 @@ pub struct LogsArgs {
 
 pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
     let client = Client::from_args(global)?;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let now_ms = stoke_core::num::millis_i64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
     let mut since = args.since.map_or(0, |s| now_ms - (s as i64) * 1000);
     loop {
         let req = client

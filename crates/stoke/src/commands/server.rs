@@ -145,6 +145,11 @@ enum LogFormat {
     Json,
 }
 
+/// A count clap parsed as a u64 (its ranges are for u64), as the usize the server takes; clap bounds each.
+fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
@@ -197,9 +202,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             ..Default::default()
         },
         generic: args.generic.0,
-        zygotes: args.zygotes as usize,
-        first_wave: args.first_wave as usize,
-        max_starting: args.max_starting.map(|n| n as usize),
+        zygotes: count(args.zygotes),
+        first_wave: count(args.first_wave),
+        max_starting: args.max_starting.map(count),
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.

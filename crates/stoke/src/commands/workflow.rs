@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use reqwest::Method;
 use serde_json::{json, Value};
+use stoke_core::num::saturate_usize;
 use stoke_server::http::workflows::{CostView, ExecutionList, ExecutionView, HistoryView, WorkflowList, WorkflowView};
 use stoke_server::workflows::timeline::{Phase, Timeline};
 
@@ -133,8 +134,8 @@ fn gantt(t: &Timeline, width: usize) -> Vec<String> {
     let total = t.duration_ms.max(1.0);
     // The columns a stretch covers: at least one, so short phases stay visible.
     let span = |start: f64, end: f64| {
-        let first = ((start / total) * width as f64).floor().clamp(0.0, (width - 1) as f64) as usize;
-        let last = ((end / total) * width as f64).ceil().clamp(0.0, width as f64) as usize;
+        let first = saturate_usize(((start / total) * width as f64).floor().clamp(0.0, (width - 1) as f64));
+        let last = saturate_usize(((end / total) * width as f64).ceil().clamp(0.0, width as f64));
         first..last.max(first + 1)
     };
     let labels: Vec<String> = t

@@ -186,7 +186,7 @@ pub fn noise(seed: u64, size: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            (x & 0xff) as u8
         })
         .collect()
 }

@@ -20,16 +20,16 @@ const FUNCTION_COLS: &str = "account_id, name, config, state, code_sha256, code_
 fn function_row(r: &Row<'_>) -> rusqlite::Result<FunctionRecord> {
     let state: String = r.get("state")?;
     let sha: Option<String> = r.get("code_sha256")?;
-    let size: Option<i64> = r.get("code_size")?;
+    let size: Option<u64> = r.get("code_size")?;
     Ok(FunctionRecord {
         account: account_id(r.get("account_id")?)?,
         name: function_name(r.get("name")?)?,
         config: config(r.get("config")?)?,
         state: LifecycleState::parse(&state).ok_or_else(|| corrupt("lifecycle state", &state))?,
-        code: sha.zip(size).map(|(sha256, size)| CodeRef { sha256, size: size as u64 }),
-        revision: r.get::<_, i64>("revision")? as u64,
-        latest_published: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        last_version: r.get::<_, i64>("last_version")? as u64,
+        code: sha.zip(size).map(|(sha256, size)| CodeRef { sha256, size }),
+        revision: r.get::<_, u64>("revision")?,
+        latest_published: r.get::<_, Option<u64>>(7)?,
+        last_version: r.get::<_, u64>("last_version")?,
         created_ms: r.get("created_ms")?,
         modified_ms: r.get("modified_ms")?,
     })
@@ -42,9 +42,9 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
     Ok(VersionRecord {
         account: account_id(r.get("account_id")?)?,
         function: function_name(r.get("function_name")?)?,
-        version: r.get::<_, i64>("version")? as u64,
+        version: r.get::<_, u64>("version")?,
         config: config(r.get("config")?)?,
-        code: CodeRef { sha256: r.get("code_sha256")?, size: r.get::<_, i64>("code_size")? as u64 },
+        code: CodeRef { sha256: r.get("code_sha256")?, size: r.get::<_, u64>("code_size")? },
         description: r.get("description")?,
         created_ms: r.get("created_ms")?,
     })
@@ -65,7 +65,7 @@ fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
             additional_weight: r.get("additional_weight")?,
         },
         description: r.get("description")?,
-        revision: r.get::<_, i64>("revision")? as u64,
+        revision: r.get::<_, u64>("revision")?,
         created_ms: r.get("created_ms")?,
         modified_ms: r.get("modified_ms")?,
     })

@@ -15,10 +15,10 @@ fn layer_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
     Ok(LayerRecord {
         account: account_id(r.get("account_id")?)?,
         name: LayerName::parse(&name).map_err(|e| corrupt("layer name", e))?,
-        version: r.get::<_, i64>("version")? as u64,
+        version: r.get::<_, u64>("version")?,
         description: r.get("description")?,
         compatible_runtimes: serde_json::from_str(&runtimes).map_err(|e| corrupt("layer runtimes", e))?,
-        code: CodeRef { sha256: r.get("code_sha256")?, size: r.get::<_, i64>("code_size")? as u64 },
+        code: CodeRef { sha256: r.get("code_sha256")?, size: r.get::<_, u64>("code_size")? },
         created_ms: r.get("created_ms")?,
         deleted_ms: r.get("deleted_ms")?,
     })
@@ -29,8 +29,8 @@ const IMAGE_COLS: &str = "name, sha256, size, unpacked_bytes, created_ms";
 fn image_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
         name: r.get("name")?,
-        code: CodeRef { sha256: r.get("sha256")?, size: r.get::<_, i64>("size")? as u64 },
-        unpacked_bytes: r.get::<_, i64>("unpacked_bytes")? as u64,
+        code: CodeRef { sha256: r.get("sha256")?, size: r.get::<_, u64>("size")? },
+        unpacked_bytes: r.get::<_, u64>("unpacked_bytes")?,
         created_ms: r.get("created_ms")?,
     })
 }
@@ -44,7 +44,7 @@ impl LayerStore for SqliteStore {
                  ON CONFLICT (account_id, name) DO UPDATE SET last_version = last_version + 1",
                 params![account, name],
             )?;
-            let version: i64 = tx.query_row(
+            let version: u64 = tx.query_row(
                 "SELECT last_version FROM layer_names WHERE account_id = ?1 AND name = ?2",
                 params![account, name],
                 |r| r.get("last_version"),
@@ -64,7 +64,7 @@ impl LayerStore for SqliteStore {
                     l.created_ms
                 ],
             )?;
-            Ok(version as u64)
+            Ok(version)
         })
     }
 
@@ -228,6 +228,20 @@ mod tests {
         assert!(s.delete_image("alpine").unwrap());
         assert!(!s.delete_image("alpine").unwrap());
         assert!(s.get_image("alpine").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_negative_size_is_refused_not_read_as_a_huge_one() {
+        let (_d, s) = store();
+        let img = ImageRecord {
+            name: "alpine".into(),
+            code: CodeRef { sha256: "ff".into(), size: 3 },
+            unpacked_bytes: 9,
+            created_ms: 1,
+        };
+        s.insert_image(&img).unwrap();
+        s.lock().execute("UPDATE images SET unpacked_bytes = -1", []).unwrap();
+        assert!(s.get_image("alpine").is_err());
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied schema migration");
     }
@@ -186,7 +186,7 @@ mod tests {
             for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
                 let tx = conn.transaction().unwrap();
                 tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", (i + 1) as u32).unwrap();
+                tx.pragma_update(None, "user_version", i + 1).unwrap();
                 tx.commit().unwrap();
             }
             conn.execute(

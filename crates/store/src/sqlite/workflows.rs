@@ -13,7 +13,7 @@ fn workflow_row(r: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
         account: account_id(r.get("account_id")?)?,
         name: r.get("name")?,
         definition: r.get("definition")?,
-        revision: r.get::<_, i64>("revision")? as u64,
+        revision: r.get::<_, u64>("revision")?,
         created_ms: r.get("created_ms")?,
         updated_ms: r.get("updated_ms")?,
         prewarm: r.get("prewarm")?,
@@ -255,7 +255,7 @@ impl WorkflowStore for SqliteStore {
         let rows = stmt
             .query_map([id], |r| {
                 Ok(HistoryRow {
-                    seq: r.get::<_, i64>("seq")? as u64,
+                    seq: r.get::<_, u64>("seq")?,
                     timestamp_ms: r.get("timestamp_ms")?,
                     kind: r.get("kind")?,
                     scope: r.get("scope")?,
@@ -414,8 +414,8 @@ mod tests {
             timestamp_ms: 1_000 + seq as i64,
             kind: format!("Kind{seq}"),
             scope: format!("branch-{seq}"),
-            step: seq as u32 * 2,
-            attempt: seq as u32 + 1,
+            step: u32::try_from(seq).unwrap() * 2,
+            attempt: u32::try_from(seq).unwrap() + 1,
             details: format!("{{\"seq\":{seq}}}"),
         };
         let mut e = execution(&a, "e1", 5);

@@ -111,8 +111,10 @@ impl Sys for RealSys {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // A descriptor is an int; the syscall's return type is only wider.
+        let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd_open returned a descriptor past i32"))?;
         // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     fn watch_server(&mut self) -> io::Result<OwnedFd> {
@@ -173,9 +175,11 @@ impl Sys for RealSys {
         if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
             return Err(io::Error::last_os_error());
         }
+        let up =
+            libc::c_short::try_from(libc::IFF_UP | libc::IFF_RUNNING).expect("IFF_UP and IFF_RUNNING are low bits");
         // SAFETY: the kernel filled the flags member of the union just above.
         unsafe {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            req.ifr_ifru.ifru_flags |= up;
         }
         // SAFETY: SIOCSIFFLAGS reads `req`, which is initialised and lives for the whole call.
         if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
