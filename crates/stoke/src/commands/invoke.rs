@@ -144,7 +144,8 @@ pub struct LogsArgs {
 pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
     let client = Client::from_args(global)?;
     let now_ms = stoke_core::num::millis_i64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
-    let mut since = args.since.map_or(0, |s| now_ms - (s as i64) * 1000);
+    let mut since =
+        args.since.map_or(0, |s| now_ms.saturating_sub(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)));
     loop {
         let req = client
             .request(Method::GET, &format!("/v1/functions/{}/logs", segment(&args.function)))

@@ -181,7 +181,15 @@ impl FunctionStore for SqliteStore {
              ORDER BY version LIMIT ?4"
         ))?;
         let rows = stmt
-            .query_map(params![account.as_str(), name.as_str(), after.unwrap_or(0) as i64, limit as i64], version_row)?
+            .query_map(
+                params![
+                    account.as_str(),
+                    name.as_str(),
+                    i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX),
+                    limit as i64
+                ],
+                version_row,
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -532,6 +540,7 @@ mod tests {
         assert_eq!(numbers(None, 2), [1, 2]);
         assert_eq!(numbers(Some(2), 10), [3]);
         assert!(numbers(Some(3), 10).is_empty());
+        assert!(numbers(Some(u64::MAX), 10).is_empty(), "a cursor past every version is an empty page");
     }
 
     #[test]
