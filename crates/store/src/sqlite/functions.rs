@@ -197,23 +197,25 @@ impl FunctionStore for SqliteStore {
     fn put_alias(&self, a: &AliasRecord, expected_revision: Option<u64>) -> Result<()> {
         self.write(|tx| {
             let what = format!("alias {} of {}", a.name, a.function);
-            let values = params![
-                a.account.as_str(),
-                a.function.as_str(),
-                a.name.as_str(),
-                a.routing.version,
-                a.routing.additional_version,
-                a.routing.additional_weight,
-                a.description,
-                a.revision as i64,
-                a.created_ms,
-                a.modified_ms,
+            let (account, function, name, revision) =
+                (a.account.as_str(), a.function.as_str(), a.name.as_str(), a.revision as i64);
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+                &account,
+                &function,
+                &name,
+                &a.routing.version,
+                &a.routing.additional_version,
+                &a.routing.additional_weight,
+                &a.description,
+                &revision,
+                &a.created_ms,
+                &a.modified_ms,
             ];
             match expected_revision {
                 None => {
                     tx.execute(
                         &format!("INSERT INTO aliases ({ALIAS_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                        values,
+                        values.as_slice(),
                     )
                     .map_err(|e| {
                         if is_unique_violation(&e) {
@@ -224,23 +226,14 @@ impl FunctionStore for SqliteStore {
                     })?;
                 }
                 Some(expected) => {
+                    let expected = expected as i64;
+                    values.push(&expected);
+                    // ?9 is created_ms, which an update keeps.
                     let n = tx.execute(
                         "UPDATE aliases SET version = ?4, additional_version = ?5, additional_weight = ?6,
                                 description = ?7, revision = ?8, modified_ms = ?10
                          WHERE account_id = ?1 AND function_name = ?2 AND name = ?3 AND revision = ?11",
-                        params![
-                            a.account.as_str(),
-                            a.function.as_str(),
-                            a.name.as_str(),
-                            a.routing.version,
-                            a.routing.additional_version,
-                            a.routing.additional_weight,
-                            a.description,
-                            a.revision as i64,
-                            a.created_ms,
-                            a.modified_ms,
-                            expected as i64
-                        ],
+                        values.as_slice(),
                     )?;
                     if n != 1 {
                         return Err(StoreError::RevisionMismatch(what));

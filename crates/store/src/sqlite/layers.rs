@@ -212,15 +212,19 @@ mod tests {
         assert_eq!(refs.len(), 4, "{refs:?}");
     }
 
-    #[test]
-    fn images_have_unique_names() {
-        let (_d, s) = store();
-        let img = ImageRecord {
+    fn alpine() -> ImageRecord {
+        ImageRecord {
             name: "alpine".into(),
             code: CodeRef { sha256: "ff".into(), size: 3 },
             unpacked_bytes: 9,
             created_ms: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn images_have_unique_names() {
+        let (_d, s) = store();
+        let img = alpine();
         s.insert_image(&img).unwrap();
         assert!(matches!(s.insert_image(&img), Err(StoreError::Conflict(_))));
         assert_eq!(s.get_image("alpine").unwrap(), Some(img.clone()));
@@ -233,12 +237,7 @@ mod tests {
     #[test]
     fn a_negative_size_is_refused_not_read_as_a_huge_one() {
         let (_d, s) = store();
-        let img = ImageRecord {
-            name: "alpine".into(),
-            code: CodeRef { sha256: "ff".into(), size: 3 },
-            unpacked_bytes: 9,
-            created_ms: 1,
-        };
+        let img = alpine();
         s.insert_image(&img).unwrap();
         s.lock().execute("UPDATE images SET unpacked_bytes = -1", []).unwrap();
         assert!(s.get_image("alpine").is_err());
