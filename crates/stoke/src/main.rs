@@ -1,6 +1,5 @@
 //! The `stoke` binary: `stoke server` runs the platform; every other sub-command is a client of its API.
 
-mod chart;
 mod client;
 mod commands;
 mod loadgen;

@@ -240,7 +240,7 @@ pub fn run(args: &LayersArgs) -> Result<Value> {
          function (and cached once per copy)",
         bytes as f64 / 1e6
     );
-    let png = crate::chart::lines_chart(
+    let png = stoke_chart::lines_chart(
         "SEED 003: LOADING LODASH, EXPRESS, REACT AT INIT",
         "CONCURRENT COLD STARTS",
         "LOAD MS (P50)",
