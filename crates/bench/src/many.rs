@@ -1,4 +1,4 @@
-//! The `many` scenario of `stoke bench`, seed 004's table: the same closed-loop load spread over 1, 10, 100
+//! The `many` scenario of `stoke-bench`, seed 004's table: the same closed-loop load spread over 1, 10, 100
 //! and 1,000 functions on one node, and then 1,000 active functions among 10,000 created. A platform whose
 //! scheduler keeps per-function state well stays flat; one that admits instances by their configured memory
 //! collapses once the functions' sizes add up to more than the node has.
@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::bench::{b64, percentile, process_cpu_ns, spread, start_server, zip_with, BenchServer, Run};
+use crate::harness::{b64, percentile, process_cpu_ns, spread, start_server, table, zip_with, BenchServer, Run};
 use crate::loadgen::RawClient;
-use crate::output::table;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ManyArgs {
@@ -281,7 +280,7 @@ fn node_line(server: &BenchServer, what: &str) -> Result<Value> {
               "cold_starts": c.cold_starts, "evictions": c.evictions}))
 }
 
-pub(super) fn many(args: &ManyArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> Result<Value> {
+pub fn many(args: &ManyArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> Result<Value> {
     let extra: Vec<&str> = args.many_server_args.as_deref().unwrap_or("").split_whitespace().collect();
     let server = start_server("many", &extra)?;
     let active = args.many_functions.iter().copied().max().unwrap_or(1);
@@ -397,7 +396,7 @@ fn add_row(
 /// latency of a call after 300 ms of idleness on a server that never freezes and on one that freezes after
 /// 100 ms (each function's first gaps, before its usual gap is known); and, on the default server, a function
 /// called every 1.2 s — frozen and thawed for each call until its usual gap is known, then left unfrozen.
-pub(super) fn freeze(bootstrap: &[u8], samples: usize) -> Result<Value> {
+pub fn freeze(bootstrap: &[u8], samples: usize) -> Result<Value> {
     let never = start_server("freeze-never", &["--freeze-after-ms", "0"])?;
     let quick = start_server("freeze-100", &["--freeze-after-ms", "100"])?;
     let default = start_server("freeze-default", &[])?;
