@@ -31,6 +31,11 @@ pub fn millis_u64(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A duration in whole microseconds, saturating at `u64::MAX` (half a million years).
+pub fn micros_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Whole milliseconds in `d`, `i64::MAX` past that (some 292 million years).
 pub fn millis_i64(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -1,9 +1,7 @@
 //! The `stoke` binary: `stoke server` runs the platform; every other sub-command is a client of its API.
 
-mod chart;
 mod client;
 mod commands;
-mod loadgen;
 mod output;
 
 use std::path::PathBuf;
@@ -76,8 +74,6 @@ pub enum Command {
     Account(commands::account::Args),
     /// Find the right memory size: run a payload at several sizes and recommend one.
     Tune(commands::tune::Args),
-    /// Measure warm invocations side by side with the physical floor (see scripts/bench).
-    Bench(commands::bench::Args),
     /// Print a shell completion script, e.g. `stoke completions bash > /etc/bash_completion.d/stoke`.
     Completions(commands::completions::Args),
 }
@@ -106,7 +102,6 @@ fn main() -> ExitCode {
         Command::Url(args) => commands::trigger::run_url(&cli.global, args),
         Command::Route(args) => commands::trigger::run_route(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),
-        Command::Bench(args) => commands::bench::run(args),
         Command::Tune(args) => commands::tune::run(&cli.global, args),
     };
     match result {

@@ -5,21 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Circles known today, each to be taken apart (issue: seams before the cluster). The test fails when one
-/// of them is gone, so the list only shrinks, and when a new one appears.
-const KNOWN: &[(&str, &[&str])] = &[(
-    "stoke",
-    &[
-        "commands::bench",
-        "commands::bench_image",
-        "commands::bench_layers",
-        "commands::bench_load",
-        "commands::bench_many",
-        "commands::bench_prewarm",
-        "commands::bench_tune",
-    ],
-)];
-
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read the source directory").flatten() {
         let path = entry.path();
@@ -151,12 +136,11 @@ fn no_source_files_import_each_other_in_a_circle() {
             found.push((name.clone(), circle));
         }
     }
-    let known: Vec<(String, Vec<String>)> =
-        KNOWN.iter().map(|(c, files)| (c.to_string(), files.iter().map(|f| f.to_string()).collect())).collect();
-    let new: Vec<_> = found.iter().filter(|f| !known.contains(f)).collect();
-    let gone: Vec<_> = known.iter().filter(|k| !found.contains(k)).collect();
-    assert!(new.is_empty(), "files that import each other in a circle: {new:?}; break the circle (a shared module both import, or one direction only)");
-    assert!(gone.is_empty(), "these circles are gone: {gone:?}; take them off KNOWN in this test");
+    assert!(
+        found.is_empty(),
+        "files that import each other in a circle: {found:?}; break the circle (a module both import, or one \
+         direction only)"
+    );
 }
 
 #[test]

@@ -2,13 +2,6 @@
 
 pub mod account;
 pub mod alias;
-pub mod bench;
-pub mod bench_image;
-pub mod bench_layers;
-pub mod bench_load;
-pub mod bench_many;
-pub mod bench_prewarm;
-pub mod bench_tune;
 pub mod completions;
 pub mod function;
 pub mod invoke;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
+use stoke_chart::{tune_chart, TunePoint};
 use stoke_server::tune::{TuneRequest, TuneView};
 
 use crate::client::{segment, Client};
@@ -87,8 +88,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     };
     let (view, raw) = follow(&client, &id, global.output == Format::Table)?;
     if let Some(path) = &args.chart {
-        std::fs::write(path, crate::chart::tune_chart(&view))
-            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+        std::fs::write(path, chart(&view)).with_context(|| format!("cannot write the chart to {}", path.display()))?;
         eprintln!("chart written to {}", path.display());
     }
     if global.output == Format::Json {
@@ -100,6 +100,16 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         bail!("tune {} failed ({}): {}", view.id, e.code, e.message);
     }
     Ok(())
+}
+
+/// The tune's chart (PNG): the sizes that ran, and the recommended one.
+fn chart(view: &TuneView) -> Vec<u8> {
+    let sizes: Vec<TunePoint> = view
+        .sizes
+        .iter()
+        .filter_map(|r| Some(TunePoint { memory_mb: r.memory_mb, warm_ms: r.warm_ms?, cost: r.cost? }))
+        .collect();
+    tune_chart(&view.function, &sizes, view.recommendation.as_ref().map(|r| r.memory_mb))
 }
 
 /// Polls the tune until it ends, drawing a progress bar on a terminal.

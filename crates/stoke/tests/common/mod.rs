@@ -1,11 +1,12 @@
-//! Test harness: a real `stoke server` process on 127.0.0.1 with a free port and a temp data directory,
-//! killed when the handle drops, plus small HTTP and archive helpers.
+//! Test harness: a real `stoke server` process on 127.0.0.1 with a free port and a temp data directory
+//! (stoke-testkit's launcher, shared with the benchmarks), killed when the handle drops, plus small HTTP
+//! and archive helpers.
 #![allow(dead_code)]
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine;
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -16,13 +17,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_stoke");
 
 pub struct TestServer {
     pub dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-    child: Option<Child>,
     pub url: String,
     pub api_key: String,
     pub access_key_id: String,
     pub account_id: String,
-    extra_args: Vec<String>,
+    server: stoke_testkit::Server,
     http: Client,
 }
 
@@ -33,66 +32,44 @@ impl TestServer {
 
     /// Starts a server with extra `stoke server` flags.
     pub fn start_with(args: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().to_path_buf();
+        let options = stoke_testkit::Options {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            // A test's instances are few, and lean helpers that outlive a killed server can take seconds
+            // to notice (the zygote and oci tests bound that on their own): tests do not wait for them.
+            drain_timeout: Duration::ZERO,
+            ..Default::default()
+        };
+        let server = stoke_testkit::Server::start(BIN, options).unwrap_or_else(|e| panic!("{e:#}"));
         let mut s = Self {
-            dir,
-            _tmp: Some(tmp),
-            child: None,
+            dir: server.dir().to_path_buf(),
             url: String::new(),
             api_key: String::new(),
             access_key_id: String::new(),
             account_id: String::new(),
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            server,
             http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
-        s.launch();
+        s.read_endpoint();
         s
     }
 
     /// Starts (or restarts) the process on the same data directory.
     pub fn launch(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join("server.json"));
-        let child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&self.dir)
-            .args(&self.extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn stoke server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let server_file = self.dir.join("server.json");
-        loop {
-            if let Ok(bytes) = std::fs::read(&server_file) {
-                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-                    self.url = v["endpoint"].as_str().unwrap().to_string();
-                    break;
-                }
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("stoke server exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "server did not write server.json in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        while self.http.get(format!("{}/healthz", self.url)).send().map(|r| r.status().as_u16()).ok() != Some(200) {
-            assert!(Instant::now() < deadline, "server did not answer /healthz in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let creds: Value = serde_json::from_slice(&std::fs::read(self.dir.join("credentials.json")).unwrap()).unwrap();
-        self.api_key = creds["api_key"].as_str().unwrap().to_string();
-        self.access_key_id = creds["access_key_id"].as_str().unwrap().to_string();
-        self.account_id = creds["account_id"].as_str().unwrap().to_string();
+        self.server.launch().unwrap_or_else(|e| panic!("{e:#}"));
+        self.read_endpoint();
+    }
+
+    fn read_endpoint(&mut self) {
+        self.url = self.server.endpoint().to_string();
+        let creds = self.server.credentials();
+        self.api_key = creds.api_key.clone();
+        self.access_key_id = creds.access_key_id.clone();
+        self.account_id = creds.account_id.clone();
     }
 
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
@@ -150,12 +127,6 @@ impl TestServer {
 
     pub fn code_dir(&self) -> PathBuf {
         self.dir.join("code")
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -1,64 +1,27 @@
-//! `stoke bench`: measures the execution core side by side, in one run, against the physical floor.
-//!
-//! Starts its own server (this binary, `stoke server`) on a temp data directory, deploys the functions,
-//! and runs every scenario in interleaved rounds so the shared machine's noise hits all of them alike.
+//! The core scenario (`--scenarios core`): warm invocations of Rust, Python and Node no-ops next to the
+//! floor and peers in interleaved rounds, the workflow engine's overhead, and cold starts per sandbox.
 //! Reports medians over rounds (with min and max) and ratios to the floor.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use stoke_core::num::saturate_usize;
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use serde_json::json;
 
-use crate::loadgen::RawClient;
-use crate::output::table;
+use crate::harness::{
+    add_tree, b64, closed_loop, percentile, process_cpu_ns, python_site, spread, start_server, table, zip_with,
+    BenchServer,
+};
+use crate::peers::{in_process_ns, peers, start_floor};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    /// A `bootstrap` built with the lambda_runtime crate (scripts/bench builds tests/functions/rust-echo);
-    /// needed by the `core` scenarios.
-    #[arg(long, value_name = "FILE")]
-    rust_bootstrap: Option<PathBuf>,
-    /// Which scenarios run: `core` (warm invokes, the workflow engine's overhead, cold starts), `prewarm`
-    /// (workflows whose functions all start cold, under each pre-warm policy) and `tune` (the memory
-    /// optimizer on a CPU-bound, a memory-bound and an I/O-bound function) and `image` (seed 000's image
-    /// workflow with Pillow and an S3-compatible store, in modes (a)–(e): no help, prepare, prepare +
-    /// prefetch, jit, eager) and `layers` (seed 003: loading Node modules from a shared layer vs a copy per
-    /// function, at several concurrencies, per sandbox; draws a chart), `burst` (100 invocations at once onto
-    /// a cold function), `noisy` (a quiet function's latency while another is flooded), `density` (1,000
-    /// idle warm instances: what they cost) and `many` (the same load spread over 1, 10, 100 and 1,000
-    /// functions, then 1,000 active among 10,000 created: seed 004's table), `freeze` (what a thaw costs the
-    /// next call, and the adaptive freeze delay).
-    #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
-          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze"])]
-    scenarios: Vec<String>,
-    #[command(flatten)]
-    prewarm: super::bench_prewarm::PrewarmArgs,
-    #[command(flatten)]
-    tune: super::bench_tune::TuneArgs,
-    #[command(flatten)]
-    image: super::bench_image::ImageArgs,
-    #[command(flatten)]
-    layers: super::bench_layers::LayersArgs,
-    #[command(flatten)]
-    load: super::bench_load::LoadArgs,
-    #[command(flatten)]
-    many: super::bench_many::ManyArgs,
+pub struct CoreArgs {
     /// Sandbox of the core scenario's main server (its warm rows), e.g. `process` to compare with the
     /// default (with `process`, the cold-start table then has only the process sandbox).
     #[arg(long, value_name = "SANDBOX", value_parser = ["process", "lean", "oci"])]
     sandbox: Option<String>,
-    /// Seconds each scenario runs per round.
-    #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
-    /// Rounds; every scenario runs once per round, in turn.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
     /// Concurrency levels (closed loop: each client sends its next request when the last one returns).
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     concurrency: Vec<usize>,
@@ -69,87 +32,15 @@ pub struct Args {
     /// and the Task's function invoked directly.
     #[arg(long, default_value_t = 30, value_name = "N")]
     workflows: usize,
-    /// Write the results as JSON here.
+    /// A `bootstrap` speaking the Runtime API over a raw socket with no runtime library (scripts/bench builds
+    /// tests/functions/raw-noop): the warm rows then show what the queue and dispatch path sustains with the
+    /// function's own work removed.
     #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-}
-
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One measured run: every latency in microseconds, and the wall time.
-pub(super) struct Run {
-    pub(super) latencies_us: Vec<u64>,
-    pub(super) elapsed: Duration,
-    pub(super) errors: usize,
-}
-
-impl Run {
-    /// Joins the client threads (each returns its latencies and its error count) into one run that began at
-    /// `start`.
-    pub(super) fn gather(handles: Vec<std::thread::JoinHandle<(Vec<u64>, usize)>>, start: Instant) -> Run {
-        let mut latencies_us = Vec::new();
-        let mut errors = 0;
-        for h in handles {
-            let (l, e) = h.join().unwrap_or_default();
-            latencies_us.extend(l);
-            errors += e;
-        }
-        Run { latencies_us, elapsed: start.elapsed(), errors }
-    }
-}
-
-/// One exchange of `client`'s request; true when it answered 2xx and the function did not fail.
-pub(super) fn invoked_ok(client: &mut RawClient) -> bool {
-    client.exchange().is_ok_and(|r| (200..300).contains(&r.status) && !r.function_error)
-}
-
-/// Base64, as the API takes code archives.
-pub(super) fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-pub(super) fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx] as f64
-}
-
-/// Closed loop: `concurrency` clients, each a thread with its own keep-alive connection (the raw load
-/// generator), for `seconds`.
-pub(super) fn closed_loop(url: &str, key: Option<&str>, body: &'static [u8], concurrency: usize, seconds: f64) -> Run {
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (url, key, stop) = (url.to_string(), key.map(str::to_string), stop.clone());
-            std::thread::spawn(move || {
-                let mut lat = Vec::with_capacity(100_000);
-                let mut errors = 0;
-                let Ok(mut client) = RawClient::new(&url, key.as_deref(), body) else { return (lat, 1) };
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    if invoked_ok(&mut client) {
-                        lat.push(t.elapsed().as_micros() as u64);
-                    } else {
-                        errors += 1;
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    Run::gather(handles, start)
+    raw_bootstrap: Option<PathBuf>,
+    /// Leave `cargo lambda watch` out of the warm rows (it is found on PATH as `cargo-lambda`, which
+    /// scripts/bench installs from PyPI).
+    #[arg(long)]
+    no_cargo_lambda: bool,
 }
 
 /// One round of one warm scenario at one concurrency.
@@ -162,141 +53,6 @@ struct Round {
     errors: usize,
     /// The platform process's CPU time per completed invocation (stoke's server, the emulator).
     platform_cpu_us: Option<f64>,
-}
-
-/// CPU time a process has run so far, in ns: the sum over its threads' scheduler statistics (threads that
-/// ended are not counted; the server's long-lived workers do the warm path's work).
-pub(super) fn process_cpu_ns(pid: u32) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let ns = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Some(ns)
-}
-
-/// The floor: one loopback HTTP hop to a trivial server that answers `null`.
-fn start_floor() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().route("/", axum::routing::post(|| async { "null" }));
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    Ok(format!("http://{addr}/"))
-}
-
-pub(super) fn zip_with(name: &str, mode: u32, data: &[u8]) -> Result<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file(name, zip::write::SimpleFileOptions::default().unix_permissions(mode))?;
-    w.write_all(data)?;
-    Ok(w.finish()?.into_inner())
-}
-
-/// A benchmark server on a temp data directory: the process, its endpoint, its admin key, its sandbox.
-pub(super) struct BenchServer {
-    _process: ServerProcess,
-    pub(super) endpoint: String,
-    pub(super) key: String,
-    pub(super) sandbox: String,
-    dir: PathBuf,
-    http: reqwest::blocking::Client,
-}
-
-impl BenchServer {
-    /// The server's process id.
-    pub(super) fn pid(&self) -> u32 {
-        self._process.0.id()
-    }
-
-    /// One API call as the admin; a non-2xx answer is an error carrying the API's message.
-    pub(super) fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<serde_json::Value> {
-        let mut r = self.http.request(method, format!("{}{path}", self.endpoint)).bearer_auth(&self.key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.timeout(Duration::from_secs(600)).send()?;
-        let status = r.status();
-        let text = r.text()?;
-        if !status.is_success() {
-            bail!("{path}: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    }
-}
-
-impl Drop for BenchServer {
-    fn drop(&mut self) {
-        let _ = self._process.0.kill();
-        let _ = self._process.0.wait();
-        // Its instances die with it, but a thousand of them take seconds to go: wait, so that the next
-        // scenario does not measure their teardown.
-        let dir = self.dir.to_string_lossy().into_owned();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline && processes_mentioning(&dir) > 0 {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Processes whose command line mentions `needle` (an instance's helper names its server's data directory).
-fn processes_mentioning(needle: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmd| cmd.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        .count()
-}
-
-pub(super) fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
-    let dir = std::env::temp_dir().join(format!("stoke-bench-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .args(extra)
-        .env("RUST_LOG", std::env::var("STOKE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdout(Stdio::null())
-        .stderr(match std::env::var_os("STOKE_BENCH_SERVER_LOG") {
-            Some(_) => Stdio::from(std::fs::File::create(std::env::temp_dir().join(format!("stoke-bench-{tag}.log")))?),
-            None => Stdio::null(),
-        })
-        .spawn()?;
-    let process = ServerProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let endpoint = loop {
-        if let Ok(b) = std::fs::read(dir.join("server.json")) {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
-                break v["endpoint"].as_str().unwrap_or_default().to_string();
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the benchmark server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let creds: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("credentials.json"))?)?;
-    let key = creds["api_key"].as_str().unwrap_or_default().to_string();
-    let list: serde_json::Value =
-        reqwest::blocking::Client::new().get(format!("{endpoint}/v1/instances")).bearer_auth(&key).send()?.json()?;
-    let sandbox = list["sandbox"].as_str().unwrap_or("?").to_string();
-    Ok(BenchServer { _process: process, endpoint, key, sandbox, dir, http: reqwest::blocking::Client::new() })
 }
 
 /// The cold starts of one function on one sandbox: end-to-end and init milliseconds per start.
@@ -364,25 +120,13 @@ fn cold_starts(
 
 const NUMPY_APP: &[u8] = b"import numpy\ndef handler(e, c):\n    return int(numpy.arange(10).sum())\n";
 
-/// The directory python3 imports `modules` from (the last one's package directory's parent); `missing`
-/// is the error when one of them is not installed.
-pub(super) fn python_site(modules: &[&str], missing: &str) -> Result<PathBuf> {
-    let last = modules.last().copied().unwrap_or("os");
-    let script = format!("import os, {}; print(os.path.dirname(os.path.dirname({last}.__file__)))", modules.join(", "));
-    let out = Command::new("python3").args(["-c", &script]).output().context("cannot run python3")?;
-    if !out.status.success() {
-        bail!("{missing}");
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
 /// A layer of the numpy installed for python3 (`python/numpy`, `python/numpy.libs`).
 fn numpy_layer() -> Result<Vec<u8>> {
     let site = python_site(&["numpy"], "numpy is not installed for python3 (scripts/bench installs it)")?;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for dir in ["numpy", "numpy.libs"] {
         if site.join(dir).is_dir() {
-            super::bench_layers::add_tree(&mut zip, &site.join(dir), &format!("python/{dir}"))?;
+            add_tree(&mut zip, &site.join(dir), &format!("python/{dir}"))?;
         }
     }
     Ok(zip.finish()?.into_inner())
@@ -404,12 +148,6 @@ fn warm_zygote(server: &BenchServer, function: &serde_json::Value) -> Result<()>
     }
     server.send(reqwest::Method::DELETE, "/v1/functions/zygote-warmer", None)?;
     Ok(())
-}
-
-/// Median, min and max.
-pub(super) fn spread(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 fn cold_table(rows: &mut [ColdRow]) -> (comfy_table::Table, Vec<serde_json::Value>) {
@@ -439,63 +177,15 @@ fn cold_table(rows: &mut [ColdRow]) -> (comfy_table::Table, Vec<serde_json::Valu
     (t, json_rows)
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let mut results = json!({});
-    if args.scenarios.iter().any(|s| s == "core") {
-        results = core(&args)?;
-    }
-    if args.scenarios.iter().any(|s| s == "prewarm") {
-        results["prewarm"] = super::bench_prewarm::run(&args.prewarm)?;
-    }
-    if args.scenarios.iter().any(|s| s == "tune") {
-        results["tune"] = super::bench_tune::run(&args.tune)?;
-    }
-    if args.scenarios.iter().any(|s| s == "image") {
-        results["image"] = super::bench_image::run(&args.image)?;
-    }
-    if args.scenarios.iter().any(|s| s == "layers") {
-        results["layers"] = super::bench_layers::run(&args.layers)?;
-    }
-    let load = ["burst", "noisy", "density", "many", "freeze"];
-    if args.scenarios.iter().any(|s| load.contains(&s.as_str())) {
-        let bootstrap = rust_bootstrap(&args)?;
-        if args.scenarios.iter().any(|s| s == "burst") {
-            results["burst"] = super::bench_load::bursts(&args.load, &bootstrap, args.rounds)?;
-        }
-        if args.scenarios.iter().any(|s| s == "noisy") {
-            results["noisy"] = super::bench_load::noisy(&args.load, &bootstrap, args.rounds, args.seconds)?;
-        }
-        if args.scenarios.iter().any(|s| s == "density") {
-            results["density"] = super::bench_load::density(&args.load, &bootstrap)?;
-        }
-        if args.scenarios.iter().any(|s| s == "many") {
-            results["many"] = super::bench_many::many(&args.many, &bootstrap, args.rounds, args.seconds)?;
-        }
-        if args.scenarios.iter().any(|s| s == "freeze") {
-            results["freeze"] = super::bench_many::freeze(&bootstrap, 20)?;
-        }
-    }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
-    }
-    Ok(())
-}
-
-/// The lambda_runtime no-op's `bootstrap`, which the core and load scenarios deploy.
-fn rust_bootstrap(args: &Args) -> Result<Vec<u8>> {
-    let Some(path) = &args.rust_bootstrap else {
-        bail!(
-            "the core, burst, noisy, density, many and freeze scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
-             --scenarios prewarm"
-        );
-    };
-    std::fs::read(path).with_context(|| format!("cannot read {} (scripts/bench builds it)", path.display()))
-}
-
 /// Warm invokes against the floor and peers, the workflow engine's overhead and cold starts per sandbox.
-fn core(args: &Args) -> Result<serde_json::Value> {
-    let bootstrap = rust_bootstrap(args)?;
-    let bootstrap_path = args.rust_bootstrap.clone().unwrap_or_default();
+/// `bootstrap` is the lambda_runtime no-op's binary, read from `bootstrap_path`.
+pub fn run(
+    args: &CoreArgs,
+    bootstrap: &[u8],
+    bootstrap_path: &Path,
+    rounds: usize,
+    seconds: f64,
+) -> Result<serde_json::Value> {
     let main = match &args.sandbox {
         Some(sandbox) => start_server("main", &["--sandbox", sandbox])?,
         None => start_server("main", &[])?,
@@ -505,7 +195,7 @@ fn core(args: &Args) -> Result<serde_json::Value> {
     for (name, body) in [
         (
             "rust-noop",
-            json!({"name": "rust-noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, &bootstrap)?)}),
+            json!({"name": "rust-noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, bootstrap)?)}),
         ),
         (
             "python-noop",
@@ -536,7 +226,7 @@ fn core(args: &Args) -> Result<serde_json::Value> {
     // The same no-op over a raw Runtime API client: the platform's queue and dispatch with the function's
     // own work taken away.
     let mut warm = vec!["rust-noop", "python-noop", "nodejs-noop"];
-    if let Some(raw) = &args.load.raw_bootstrap {
+    if let Some(raw) = &args.raw_bootstrap {
         let raw =
             std::fs::read(raw).with_context(|| format!("cannot read {} (scripts/bench builds it)", raw.display()))?;
         let body = json!({"name": "raw-noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, &raw)?)});
@@ -544,7 +234,7 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         warm.push("raw-noop");
     }
     let floor = start_floor()?;
-    let peers = super::bench_load::peers(&args.load, &bootstrap_path)?;
+    let peers = peers(bootstrap_path, !args.no_cargo_lambda)?;
     let invoke_url = |f: &str| format!("{endpoint}/v1/functions/{f}/invoke");
     // Warm every pool to the highest concurrency first, so rounds measure warm invocations.
     let max_c = args.concurrency.iter().copied().max().unwrap_or(1);
@@ -566,13 +256,13 @@ fn core(args: &Args) -> Result<serde_json::Value> {
     scenarios.extend(peers.rows.iter().map(|(name, url, pid)| (name.clone(), url.clone(), None, *pid)));
     // results[scenario][concurrency] = per-round (throughput, p50, p99, p999, errors, server CPU µs per invocation)
     let mut results = vec![vec![Vec::<Round>::new(); args.concurrency.len()]; scenarios.len()];
-    for round in 0..args.rounds {
+    for round in 0..rounds {
         for (ci, &c) in args.concurrency.iter().enumerate() {
             for (si, (name, url, key, platform)) in scenarios.iter().enumerate() {
                 // CPU time is steadier than throughput on a shared machine: what the platform's process
                 // (stoke's server, the emulator) spent per invocation, the function's own process aside.
                 let cpu_before = platform.and_then(process_cpu_ns);
-                let mut run = closed_loop(url, *key, br#"{"noop":1}"#, c, args.seconds);
+                let mut run = closed_loop(url, *key, br#"{"noop":1}"#, c, seconds);
                 let cpu_ns = cpu_before.and_then(|b| Some(process_cpu_ns((*platform)?)?.saturating_sub(b)));
                 run.latencies_us.sort_unstable();
                 let tput = run.latencies_us.len() as f64 / run.elapsed.as_secs_f64();
@@ -631,7 +321,7 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         }
     }
     println!("{t}");
-    let in_process_ns = super::bench_load::in_process_ns(args.seconds.min(1.0));
+    let in_process_ns = in_process_ns(seconds.min(1.0));
     println!(
         "floor: the no-op handler's work (parse the event, call, serialise the answer) in-process: {in_process_ns:.0} ns per call"
     );
@@ -667,7 +357,7 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         let mut functions = vec![
             (
                 "rust-noop",
-                json!({"runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, &bootstrap)?)}),
+                json!({"runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, bootstrap)?)}),
             ),
             (
                 "python-noop",
@@ -698,7 +388,7 @@ fn core(args: &Args) -> Result<serde_json::Value> {
         cold_rows = json;
     }
     Ok(
-        json!({"rounds": args.rounds, "seconds": args.seconds, "rows": json_rows, "in_process_ns": in_process_ns, "cold": cold_rows,
+        json!({"rounds": rounds, "seconds": seconds, "rows": json_rows, "in_process_ns": in_process_ns, "cold": cold_rows,
               "workflows": workflow_rows}),
     )
 }
@@ -771,7 +461,7 @@ fn workflow_bench(
     for (i, (name, _)) in kinds.iter().enumerate() {
         let mut sorted = e2e[i].clone();
         sorted.sort_by(f64::total_cmp);
-        let p90 = sorted[((sorted.len() - 1) as f64 * 0.9).round() as usize];
+        let p90 = sorted[saturate_usize(((sorted.len() - 1) as f64 * 0.9).round())];
         let (p50, lo, hi) = spread(&mut e2e[i]);
         let engine_p50 = if i == 0 { None } else { Some(spread(&mut engine[i]).0) };
         t.add_row(vec![

@@ -1,4 +1,4 @@
-//! The `many` scenario of `stoke bench`, seed 004's table: the same closed-loop load spread over 1, 10, 100
+//! The `many` scenario of `stoke-bench`, seed 004's table: the same closed-loop load spread over 1, 10, 100
 //! and 1,000 functions on one node, and then 1,000 active functions among 10,000 created. A platform whose
 //! scheduler keeps per-function state well stays flat; one that admits instances by their configured memory
 //! collapses once the functions' sizes add up to more than the node has.
@@ -6,13 +6,13 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stoke_core::num::micros_u64;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::bench::{b64, percentile, process_cpu_ns, spread, start_server, zip_with, BenchServer, Run};
+use crate::harness::{b64, percentile, process_cpu_ns, spread, start_server, table, zip_with, BenchServer, Run};
 use crate::loadgen::RawClient;
-use crate::output::table;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ManyArgs {
@@ -147,9 +147,9 @@ fn spread_load(server: &BenchServer, n: usize, clients: usize, seconds: f64) -> 
                     x ^= x >> 7;
                     x ^= x << 17;
                     let t = Instant::now();
-                    match client.exchange_nth((x % n as u64) as usize) {
+                    match client.exchange_nth(usize::try_from(x % n as u64).unwrap_or(0)) {
                         Ok(r) if (200..300).contains(&r.status) && !r.function_error => {
-                            lat.push(t.elapsed().as_micros() as u64)
+                            lat.push(micros_u64(t.elapsed()))
                         }
                         _ => errors += 1,
                     }
@@ -281,7 +281,7 @@ fn node_line(server: &BenchServer, what: &str) -> Result<Value> {
               "cold_starts": c.cold_starts, "evictions": c.evictions}))
 }
 
-pub(super) fn many(args: &ManyArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> Result<Value> {
+pub fn many(args: &ManyArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> Result<Value> {
     let extra: Vec<&str> = args.many_server_args.as_deref().unwrap_or("").split_whitespace().collect();
     let server = start_server("many", &extra)?;
     let active = args.many_functions.iter().copied().max().unwrap_or(1);
@@ -397,7 +397,7 @@ fn add_row(
 /// latency of a call after 300 ms of idleness on a server that never freezes and on one that freezes after
 /// 100 ms (each function's first gaps, before its usual gap is known); and, on the default server, a function
 /// called every 1.2 s — frozen and thawed for each call until its usual gap is known, then left unfrozen.
-pub(super) fn freeze(bootstrap: &[u8], samples: usize) -> Result<Value> {
+pub fn freeze(bootstrap: &[u8], samples: usize) -> Result<Value> {
     let never = start_server("freeze-never", &["--freeze-after-ms", "0"])?;
     let quick = start_server("freeze-100", &["--freeze-after-ms", "100"])?;
     let default = start_server("freeze-default", &[])?;

@@ -1,4 +1,4 @@
-//! `stoke bench --scenarios image`: seed 000's image workflow (`thumb` ‖ (`format` → `webp`)), with real
+//! `stoke-bench --scenarios image`: seed 000's image workflow (`thumb` ‖ (`format` → `webp`)), with real
 //! image work (Pillow) on images in an S3-compatible store on loopback (moto), in five modes side by side:
 //! (a) no help, (b) `format` prepares `webp`, (c) prepare + prefetch of the image before `wait_turn`,
 //! (d) the platform's `jit` pre-warmer, (e) `eager`.
@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::bench::{spread, start_server, zip_with, BenchServer};
-use crate::output::table;
+use crate::harness::{b64, python_site, spread, start_server, table, zip_with, BenchServer};
 
-const SOURCE: &str = include_str!("../../../../examples/image/image.py");
-const WORKFLOW: &str = include_str!("../../../../examples/image/workflow.json");
+const SOURCE: &str = include_str!("../../../examples/image/image.py");
+const WORKFLOW: &str = include_str!("../../../examples/image/workflow.json");
 
 #[derive(Debug, clap::Args)]
 pub struct ImageArgs {
@@ -87,7 +86,7 @@ fn start_object_store() -> Result<ObjectStore> {
 /// The directory holding the node's boto3 and Pillow: functions find them there through PYTHONPATH, as a
 /// shared library directory (seed 003) rather than copies in every archive.
 fn library_dir() -> Result<String> {
-    let site = super::bench::python_site(
+    let site = python_site(
         &["boto3", "PIL"],
         "the image scenario needs boto3 and Pillow for python3 (scripts/bench installs them)",
     )?;
@@ -148,7 +147,7 @@ pub fn run(args: &ImageArgs) -> Result<Value> {
     let libraries = library_dir()?;
     let store = start_object_store()?;
     let server = start_server("image", &[])?;
-    let b64 = super::bench::b64(&zip_with("image.py", 0o644, SOURCE.as_bytes())?);
+    let b64 = b64(&zip_with("image.py", 0o644, SOURCE.as_bytes())?);
     let template: Value = serde_json::from_str(WORKFLOW).context("examples/image/workflow.json")?;
     let env = |mode: &str, round: usize| {
         json!({"MODE": mode, "BUCKET": "images", "S3_ENDPOINT": store.endpoint, "NEXT": format!("webp-{mode}"),

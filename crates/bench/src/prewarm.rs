@@ -1,4 +1,4 @@
-//! `stoke bench --scenarios prewarm`: workflows whose functions all start cold, run under each pre-warm
+//! `stoke-bench --scenarios prewarm`: workflows whose functions all start cold, run under each pre-warm
 //! policy side by side (interleaved rounds), with the time and the bill of every execution.
 //!
 //! Every function's init sleeps for `--prewarm-init` seconds (standing in for importing a heavy library)
@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::bench::{spread, start_server, zip_with, BenchServer};
-use crate::output::table;
+use crate::harness::{b64, spread, start_server, table, zip_with, BenchServer};
 
 #[derive(Debug, clap::Args)]
 pub struct PrewarmArgs {
@@ -183,7 +182,7 @@ pub fn run(args: &PrewarmArgs) -> Result<Value> {
     }
     let server = start_server("prewarm", &[])?;
     let client = Client { server: &server };
-    let b64 = super::bench::b64(&zip_with("app.py", 0o644, SOURCE.as_bytes())?);
+    let b64 = b64(&zip_with("app.py", 0o644, SOURCE.as_bytes())?);
     let flows = workflows(args.prewarm_scale);
     // Per workflow and policy: its own copy of the functions, so pools and statistics are its own.
     let mut copies: Vec<Vec<Vec<(String, f64)>>> = Vec::new();

@@ -1,4 +1,4 @@
-//! `stoke bench --scenarios tune`: the memory optimizer on three functions whose right size differs — a
+//! `stoke-bench --scenarios tune`: the memory optimizer on three functions whose right size differs — a
 //! CPU-bound one (faster with memory until one vCPU), a memory-bound one (a 300 MB working set loaded at
 //! init) and an I/O-bound one (flat) — with the sizes it tested, the invocations and the wall time it took.
 //! The functions are those of the tuner's tests (`tests/functions/tune`).
@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::bench::{start_server, zip_with};
-use crate::output::table;
+use crate::harness::{b64, start_server, table, zip_with};
 
 #[derive(Debug, clap::Args)]
 pub struct TuneArgs {
@@ -34,21 +33,21 @@ fn cases() -> Vec<Case> {
         Case {
             name: "crunch",
             kind: "CPU-bound (~150 ms at 1 vCPU)",
-            source: include_str!("../../../../tests/functions/tune/crunch.py"),
+            source: include_str!("../../../tests/functions/tune/crunch.py"),
             memory_mb: 1024,
             payload: json!({"n": 2_000_000}),
         },
         Case {
             name: "model",
             kind: "memory-bound (300 MB at init)",
-            source: include_str!("../../../../tests/functions/tune/model.py"),
+            source: include_str!("../../../tests/functions/tune/model.py"),
             memory_mb: 3072,
             payload: json!({"i": 7}),
         },
         Case {
             name: "waiter",
             kind: "I/O-bound (waits 200 ms)",
-            source: include_str!("../../../../tests/functions/tune/waiter.py"),
+            source: include_str!("../../../tests/functions/tune/waiter.py"),
             memory_mb: 1024,
             payload: json!({}),
         },
@@ -77,7 +76,7 @@ pub fn run(args: &TuneArgs) -> Result<Value> {
             reqwest::Method::POST,
             "/v1/functions",
             Some(json!({"name": c.name, "runtime": "python3.12", "handler": "app.handler", "memory_mb": c.memory_mb,
-                "timeout_s": 60, "code_base64": super::bench::b64(&zip)})),
+                "timeout_s": 60, "code_base64": b64(&zip)})),
         )?;
         let started = Instant::now();
         let view = server.send(

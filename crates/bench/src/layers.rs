@@ -1,4 +1,4 @@
-//! `stoke bench --scenarios layers`: seed 003's experiment — how long loading a set of libraries takes from
+//! `stoke-bench --scenarios layers`: seed 003's experiment — how long loading a set of libraries takes from
 //! a layer shared by every instance versus from a copy in each function's own archive, at several
 //! concurrencies, per sandbox. As in the seed, the libraries are Node modules (lodash, express, react,
 //! installed once with npm into a cache directory); each function measures its `require`s at init and
@@ -11,8 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::bench::{b64, spread, start_server, BenchServer};
-use crate::output::table;
+use crate::harness::{add_tree, b64, spread, start_server, table, BenchServer};
 
 #[derive(Debug, clap::Args)]
 pub struct LayersArgs {
@@ -56,25 +55,6 @@ fn node_modules() -> Result<PathBuf> {
         bail!("npm install {} failed", MODULES.join(" "));
     }
     Ok(modules)
-}
-
-/// Adds the regular files under `dir` to `zip` below `prefix`, with their modification times (symbolic
-/// links, such as `.bin`, are left out).
-pub(super) fn add_tree(zip: &mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>, dir: &Path, prefix: &str) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
-        let kind = e.file_type()?;
-        if kind.is_dir() {
-            add_tree(zip, &e.path(), &name)?;
-        } else if kind.is_file() {
-            let mtime = e.metadata()?.modified().ok();
-            zip.start_file(&name, stoke_store::archive::entry_options(0o644, mtime))?;
-            std::io::copy(&mut std::fs::File::open(e.path())?, zip)?;
-        }
-    }
-    Ok(())
 }
 
 /// Regular files under `dir` and their bytes.
@@ -240,7 +220,7 @@ pub fn run(args: &LayersArgs) -> Result<Value> {
          function (and cached once per copy)",
         bytes as f64 / 1e6
     );
-    let png = crate::chart::lines_chart(
+    let png = stoke_chart::lines_chart(
         "SEED 003: LOADING LODASH, EXPRESS, REACT AT INIT",
         "CONCURRENT COLD STARTS",
         "LOAD MS (P50)",

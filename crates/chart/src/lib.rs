@@ -1,9 +1,8 @@
 //! Small PNG charts drawn without a plotting library: a raster, lines, dots, a 5×7 pixel font, and a PNG
-//! encoder (zlib from flate2, which the workspace already builds).
+//! encoder (zlib from flate2, which the workspace already builds). `stoke tune --chart` draws
+//! [`tune_chart`]; the benchmarks (`stoke-bench`) draw [`lines_chart`].
 
 use std::io::Write;
-
-use stoke_server::tune::TuneView;
 
 type Rgb = [u8; 3];
 
@@ -83,8 +82,9 @@ impl Canvas {
     }
 
     fn set(&mut self, x: i64, y: i64, c: Rgb) {
-        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
-            let i = (y as usize * self.width + x as usize) * 3;
+        let (Ok(x), Ok(y)) = (usize::try_from(x), usize::try_from(y)) else { return };
+        if x < self.width && y < self.height {
+            let i = (y * self.width + x) * 3;
             self.pixels[i..i + 3].copy_from_slice(&c);
         }
     }
@@ -160,12 +160,12 @@ impl Canvas {
         let _ = z.write_all(&raw);
         let idat = z.finish().unwrap_or_default();
         let mut ihdr = Vec::with_capacity(13);
-        ihdr.extend_from_slice(&(self.width as u32).to_be_bytes());
-        ihdr.extend_from_slice(&(self.height as u32).to_be_bytes());
+        ihdr.extend_from_slice(&png_u32(self.width).to_be_bytes());
+        ihdr.extend_from_slice(&png_u32(self.height).to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
         let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
         for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
-            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            out.extend_from_slice(&png_u32(data.len()).to_be_bytes());
             let mut crc = flate2::Crc::new();
             crc.update(kind);
             crc.update(data);
@@ -197,15 +197,23 @@ fn label(v: f64) -> String {
     }
 }
 
-/// Warm duration (left axis, blue) and cost per call (right axis, orange) against memory; the recommended
-/// size is marked green. Sizes that failed are left out.
-pub fn tune_chart(view: &TuneView) -> Vec<u8> {
+/// One memory size a tune tested: its warm duration and its cost per call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TunePoint {
+    pub memory_mb: u32,
+    pub warm_ms: f64,
+    /// Dollars per call.
+    pub cost: f64,
+}
+
+/// `function`'s warm duration (left axis, blue) and cost per call (right axis, orange) against memory; the
+/// `recommended` size is marked green. The caller leaves out sizes that failed.
+pub fn tune_chart(function: &str, sizes: &[TunePoint], recommended: Option<u32>) -> Vec<u8> {
     let (w, h) = (900i64, 520i64);
     let (left, right, top, bottom) = (90i64, w - 100, 70i64, h - 70);
-    let mut c = Canvas::new(w as usize, h as usize);
-    let points: Vec<(u32, f64, f64)> =
-        view.sizes.iter().filter_map(|r| Some((r.memory_mb, r.warm_ms?, r.cost? * 1e6))).collect();
-    let title = format!("STOKE TUNE {}: WARM MS AND COST PER CALL BY MEMORY", view.function);
+    let mut c = Canvas::new(usize::try_from(w).unwrap_or(0), usize::try_from(h).unwrap_or(0));
+    let points: Vec<(u32, f64, f64)> = sizes.iter().map(|p| (p.memory_mb, p.warm_ms, p.cost * 1e6)).collect();
+    let title = format!("STOKE TUNE {function}: WARM MS AND COST PER CALL BY MEMORY");
     c.text(left, 12, &title, 2, INK);
     // Memory on a log scale: the tested sizes are roughly geometric.
     let lg = |m: u32| f64::from(m.max(1)).log2();
@@ -215,8 +223,8 @@ pub fn tune_chart(view: &TuneView) -> Vec<u8> {
     let max_ms = points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1;
     let max_cost = points.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1;
     let pad = 30;
-    let x_of = |m: u32| left + pad + (((lg(m) - min_mem) / span) * (right - left - 2 * pad) as f64) as i64;
-    let y_of = |v: f64, max: f64| bottom - ((v / max.max(f64::MIN_POSITIVE)) * (bottom - top) as f64) as i64;
+    let x_of = |m: u32| left + pad + pixel(((lg(m) - min_mem) / span) * (right - left - 2 * pad) as f64);
+    let y_of = |v: f64, max: f64| bottom - pixel((v / max.max(f64::MIN_POSITIVE)) * (bottom - top) as f64);
     // Grid and ticks.
     let step = tick_step(max_ms, 5.0);
     let mut v = 0.0;
@@ -257,8 +265,8 @@ pub fn tune_chart(view: &TuneView) -> Vec<u8> {
             c.dot(*p, 5, color);
         }
     }
-    if let Some(r) = &view.recommendation {
-        if let Some(p) = points.iter().find(|p| p.0 == r.memory_mb) {
+    if let Some(memory_mb) = recommended {
+        if let Some(p) = points.iter().find(|p| p.0 == memory_mb) {
             let (x, y) = (x_of(p.0), y_of(p.1, max_ms));
             c.dot((x, y), 8, GREEN);
             c.text(x + 12, y - 24, "RECOMMENDED", 2, GREEN);
@@ -275,7 +283,7 @@ pub type Series = (String, bool, Vec<(f64, f64)>);
 pub fn lines_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Vec<u8> {
     let (w, h) = (1000i64, 560i64);
     let (left, right, top, bottom) = (90i64, w - 260, 70i64, h - 70);
-    let mut c = Canvas::new(w as usize, h as usize);
+    let mut c = Canvas::new(usize::try_from(w).unwrap_or(0), usize::try_from(h).unwrap_or(0));
     c.text(left, 12, title, 2, INK);
     let points = series.iter().flat_map(|s| s.2.iter().copied());
     let lg = |x: f64| x.max(f64::MIN_POSITIVE).log2();
@@ -289,8 +297,8 @@ pub fn lines_chart(title: &str, x_label: &str, y_label: &str, series: &[Series])
     let span = if max_x > min_x { max_x - min_x } else { 1.0 };
     let max_y = max_y * 1.1;
     let pad = 20;
-    let x_of = |x: f64| left + pad + (((lg(x) - min_x) / span) * (right - left - 2 * pad) as f64) as i64;
-    let y_of = |v: f64| bottom - ((v / max_y.max(f64::MIN_POSITIVE)) * (bottom - top) as f64) as i64;
+    let x_of = |x: f64| left + pad + pixel(((lg(x) - min_x) / span) * (right - left - 2 * pad) as f64);
+    let y_of = |v: f64| bottom - pixel((v / max_y.max(f64::MIN_POSITIVE)) * (bottom - top) as f64);
     let step = tick_step(max_y, 5.0);
     let mut v = 0.0;
     while v <= max_y {
@@ -345,6 +353,18 @@ pub fn lines_chart(title: &str, x_label: &str, y_label: &str, series: &[Series])
     c.png()
 }
 
+/// A PNG field: a chart's sizes and chunks are far below 4 GiB.
+fn png_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A position on the canvas from a scaled value: truncated toward zero, saturating (NaN is 0), as the
+/// drawing clips what falls outside anyway.
+#[allow(clippy::cast_possible_truncation)] // float to int `as` saturates: exactly the clipping wanted
+fn pixel(v: f64) -> i64 {
+    v as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,16 +408,35 @@ mod tests {
             ("a copy".to_string(), true, vec![(1.0, 30.0), (2.0, 40.0), (4.0, 80.0)]),
             ("b shared".to_string(), false, vec![(1.0, 5.0), (4.0, f64::NAN)]),
         ];
-        let png = lines_chart("T", "X", "Y", &series);
-        let mut raw = Vec::new();
-        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
-        let len = u32::from_be_bytes(png[idat - 4..idat].try_into().unwrap()) as usize;
-        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&png[idat + 4..idat + 4 + len]), &mut raw)
-            .unwrap();
+        let raw = pixels(&lines_chart("T", "X", "Y", &series));
         let has = |c: Rgb| raw.chunks(1 + 1000 * 3).any(|row| row[1..].chunks(3).any(|p| p == c));
         assert!(has(BLUE) && has(ORANGE), "the first pair is blue, the third series orange");
         assert!(!has(GREEN), "no third pair");
         assert!(lines_chart("T", "X", "Y", &[]).starts_with(b"\x89PNG"), "no points still make a PNG");
+    }
+
+    /// The PNG's pixels, rows of `1 + width × 3` bytes (a filter byte, then RGB).
+    fn pixels(png: &[u8]) -> Vec<u8> {
+        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+        let len = u32::from_be_bytes(png[idat - 4..idat].try_into().unwrap()) as usize;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&png[idat + 4..idat + 4 + len]), &mut raw)
+            .unwrap();
+        raw
+    }
+
+    #[test]
+    fn a_tune_chart_marks_the_recommended_size_in_green() {
+        let sizes = [
+            TunePoint { memory_mb: 128, warm_ms: 80.0, cost: 2e-7 },
+            TunePoint { memory_mb: 256, warm_ms: 40.0, cost: 1.8e-7 },
+            TunePoint { memory_mb: 512, warm_ms: 35.0, cost: 3e-7 },
+        ];
+        let has = |png: &[u8], c: Rgb| pixels(png).chunks(1 + 900 * 3).any(|row| row[1..].chunks(3).any(|p| p == c));
+        let png = tune_chart("f", &sizes, Some(256));
+        assert!(has(&png, BLUE) && has(&png, ORANGE) && has(&png, GREEN));
+        assert!(!has(&tune_chart("f", &sizes, None), GREEN), "no recommendation, no green");
+        assert!(tune_chart("f", &[], None).starts_with(b"\x89PNG"), "no sizes still make a PNG");
     }
 
     #[test]
