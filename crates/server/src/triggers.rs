@@ -257,22 +257,19 @@ impl Gateway {
 
     /// Invokes the trigger's function with the request as a payload 2.0 event and answers with what it
     /// returned, or with why it could not.
-    pub async fn call(&self, matched: &Matched, req: TriggerRequest, body: Bytes) -> TriggerReply {
+    pub async fn call(&self, matched: &Matched, mut req: TriggerRequest, body: Bytes) -> TriggerReply {
         let trigger = &matched.trigger;
         // The account's key is a credential of the platform, not the function's business.
-        let headers: Vec<(String, String)> = req
-            .headers
-            .iter()
-            .filter(|(name, _)| !(trigger.auth == TriggerAuth::Key && name.eq_ignore_ascii_case("authorization")))
-            .cloned()
-            .collect();
+        if trigger.auth == TriggerAuth::Key {
+            req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+        }
         let request_id = self.invoker.scheduler().request_id();
         let account = trigger.account.to_string();
         let event = gateway::event(&gateway::HttpRequest {
             method: &req.method,
             raw_path: &req.sub_path,
             raw_query: &req.query,
-            headers: &headers,
+            headers: &req.headers,
             body: &body,
             route_key: &matched.route_key,
             path_parameters: &matched.params,
