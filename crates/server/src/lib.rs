@@ -397,3 +397,19 @@ impl Server {
         result.map_err(StartError::Serve)
     }
 }
+
+/// What the crate's tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    /// A zip holding `app.py` with `source`.
+    pub fn zip_of(source: &str) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            z.start_file("app.py", zip::write::SimpleFileOptions::default()).expect("a zip entry");
+            std::io::Write::write_all(&mut z, source.as_bytes()).expect("zip");
+            z.finish().expect("zip");
+        }
+        buf.into_inner()
+    }
+}

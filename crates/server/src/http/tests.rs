@@ -93,14 +93,7 @@ impl Api {
 }
 
 fn zip_b64() -> String {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        z.start_file("app.py", zip::write::SimpleFileOptions::default()).expect("a zip entry");
-        std::io::Write::write_all(&mut z, b"def handler(e, c):\n    return e\n").expect("zip");
-        z.finish().expect("zip");
-    }
-    base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
+    base64::engine::general_purpose::STANDARD.encode(crate::fixtures::zip_of("def handler(e, c):\n    return e\n"))
 }
 
 fn function(name: &str) -> Value {

@@ -757,3 +757,6 @@ pub struct RecoveryReport {
     /// Event invocations that were running at the crash and will run again.
     pub events_requeued: usize,
 }
+
+#[cfg(test)]
+mod tests;

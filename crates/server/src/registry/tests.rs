@@ -1,0 +1,135 @@
+//! The registry's whole operations against SQLite and the archive store in a temp dir: what each writes,
+//! and that a refused one writes nothing.
+
+use std::sync::Arc;
+
+use stoke_core::{AccountId, ConfigPatch, FunctionName, LifecycleState, NodeLimits};
+use stoke_store::archive::ArchiveLimits;
+use stoke_store::{CodeStore, ImageFiles, LayerFiles, SqliteStore, Store};
+
+use super::{PublishIf, Registry, RegistryError, RegistryFiles, RunningWork};
+use crate::accounts::Accounts;
+use crate::fixtures::zip_of;
+
+/// Nothing runs: the registry's questions about work in flight all answer none.
+struct Idle;
+
+impl RunningWork for Idle {
+    fn in_flight(&self, _: &AccountId, _: &FunctionName) -> usize {
+        0
+    }
+
+    fn function_changed(&self, _: &AccountId, _: &FunctionName) {}
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+    account: AccountId,
+}
+
+fn registry() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("stoke.db")).expect("store"));
+    let (account, _) = Accounts::load(store.clone()).expect("accounts").create("acme", false).expect("account");
+    let files = RegistryFiles {
+        code: CodeStore::open(&dir.path().join("code")).expect("code"),
+        layers: LayerFiles::open(&dir.path().join("layers")).expect("layers"),
+        images: ImageFiles::open(&dir.path().join("images")).expect("images"),
+    };
+    let registry = Registry::new(store, files, NodeLimits::default(), ArchiveLimits::default(), Arc::new(Idle));
+    Fixture { _dir: dir, registry, account: account.id }
+}
+
+fn python() -> ConfigPatch {
+    ConfigPatch { runtime: Some("python3.12".into()), handler: Some("app.handler".into()), ..ConfigPatch::default() }
+}
+
+fn name(n: &str) -> FunctionName {
+    FunctionName::parse(n).expect("a name")
+}
+
+const V1: &str = "def handler(e, c):\n    return 1\n";
+const V2: &str = "def handler(e, c):\n    return 2\n";
+
+#[test]
+fn a_function_created_with_publish_has_its_first_version() {
+    let f = registry();
+    let (created, version) = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true).unwrap();
+    let version = version.expect("published with the create");
+    assert_eq!((version.version, created.latest_published, created.state), (1, Some(1), LifecycleState::Published));
+    assert_eq!(f.registry.get_function(&f.account, &name("f")).unwrap(), created, "what was returned is stored");
+    let (plain, none) = f.registry.create_function(&f.account, "g", python(), &zip_of(V1), false).unwrap();
+    assert_eq!((none, plain.latest_published, plain.last_version), (None, None, 0));
+    let again = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true);
+    assert!(matches!(again, Err(RegistryError::Conflict(_))), "{again:?}");
+}
+
+#[test]
+fn a_publish_whose_code_precondition_fails_publishes_nothing() {
+    let f = registry();
+    let (created, _) = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), false).unwrap();
+    let sha = created.code.as_ref().expect("code").sha256.clone();
+    let stale = PublishIf { code_sha256: Some("00".repeat(32)) };
+    let refused = f.registry.publish(&f.account, &name("f"), None, &stale);
+    assert!(matches!(refused, Err(RegistryError::PreconditionFailed(_))), "{refused:?}");
+    let after = f.registry.get_function(&f.account, &name("f")).unwrap();
+    assert_eq!((after.last_version, after.revision), (0, created.revision), "nothing was written");
+    let published = f.registry.publish(
+        &f.account,
+        &name("f"),
+        Some("first".into()),
+        &PublishIf { code_sha256: Some(sha.to_uppercase()) },
+    );
+    let published = published.expect("the hash matches, in any case");
+    assert_eq!((published.version.version, published.version.description.as_str()), (1, "first"));
+    assert_eq!(published.function, f.registry.get_function(&f.account, &name("f")).unwrap());
+    // $LATEST is that version now: publishing again answers it, and writes nothing.
+    let again = f.registry.publish(&f.account, &name("f"), None, &PublishIf::default()).unwrap();
+    assert_eq!((again.version.version, again.function.revision), (1, published.function.revision));
+}
+
+#[test]
+fn new_code_published_with_its_update_is_one_version_and_the_same_code_is_not_published_twice() {
+    let f = registry();
+    f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true).unwrap();
+    let (updated, version) = f.registry.update_code(&f.account, &name("f"), &zip_of(V2), true).unwrap();
+    let version = version.expect("published");
+    assert_eq!((version.version, updated.latest_published, updated.state), (2, Some(2), LifecycleState::Published));
+    assert_eq!(version.code, updated.code.clone().expect("code"));
+    assert_eq!(f.registry.get_function(&f.account, &name("f")).unwrap(), updated);
+    let (same, version) = f.registry.update_code(&f.account, &name("f"), &zip_of(V2), true).unwrap();
+    assert_eq!((version.map(|v| v.version), same.last_version), (Some(2), 2), "the same code is version 2 still");
+    let (_, none) = f.registry.update_code(&f.account, &name("f"), &zip_of(V1), false).unwrap();
+    assert!(none.is_none());
+    let versions = f.registry.list_versions(&f.account, &name("f"), None, 10).unwrap();
+    assert_eq!(versions.0.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn a_configuration_update_moves_the_revision_and_an_empty_one_is_refused() {
+    let f = registry();
+    let (created, _) = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true).unwrap();
+    let patch = ConfigPatch { memory_mb: Some(256), ..ConfigPatch::default() };
+    let updated = f.registry.update_config(&f.account, &name("f"), patch).unwrap();
+    assert_eq!((updated.config.memory_mb, updated.revision), (256, created.revision + 1));
+    assert_eq!(updated.latest_published, None, "$LATEST differs from version 1 now");
+    let empty = f.registry.update_config(&f.account, &name("f"), ConfigPatch::default());
+    assert!(matches!(empty, Err(RegistryError::Validation(_))), "{empty:?}");
+    let too_big = ConfigPatch { memory_mb: Some(1_000_000), ..ConfigPatch::default() };
+    assert!(matches!(f.registry.update_config(&f.account, &name("f"), too_big), Err(RegistryError::Validation(_))));
+    assert_eq!(f.registry.get_function(&f.account, &name("f")).unwrap(), updated, "a refused update writes nothing");
+}
+
+#[test]
+fn a_deleted_function_is_gone_with_its_versions() {
+    let f = registry();
+    f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true).unwrap();
+    f.registry.delete_function(&f.account, &name("f")).unwrap();
+    assert!(matches!(f.registry.get_function(&f.account, &name("f")), Err(RegistryError::NotFound(_))));
+    assert!(matches!(f.registry.delete_function(&f.account, &name("f")), Err(RegistryError::NotFound(_))));
+    assert!(matches!(f.registry.resolve(&f.account, "f:1"), Err(RegistryError::NotFound(_))));
+    let bad = f.registry.create_function(&f.account, "f", python(), b"not a zip", false);
+    assert!(matches!(bad, Err(RegistryError::Archive(_))), "{bad:?}");
+    assert!(matches!(f.registry.get_function(&f.account, &name("f")), Err(RegistryError::NotFound(_))));
+}
