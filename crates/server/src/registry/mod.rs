@@ -169,11 +169,10 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// The wall clock the services stamp records with: the scheduler's system clock, the one place that reads it.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(stoke_core::num::millis_i64)
-        .unwrap_or_default()
+    use stoke_scheduler::clock::Clock;
+    stoke_scheduler::clock::SystemClock.now_ms()
 }
 
 fn not_found_function(name: &FunctionName) -> RegistryError {
