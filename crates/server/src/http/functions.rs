@@ -24,6 +24,7 @@ use crate::registry::PublishIf;
 const DEFAULT_PAGE: usize = 50;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Items per page, 1-1000 (default 50).
     limit: Option<usize>,

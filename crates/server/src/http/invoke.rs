@@ -14,6 +14,7 @@ use super::{blocking, AppState};
 use crate::accounts::Caller;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvokeQuery {
     /// `tail` returns the invocation's log (base64) in `X-Stoke-Log`.
     log: Option<String>,
@@ -71,6 +72,7 @@ pub async fn invoke(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InstancesQuery {
     /// Only this function's instances.
     function: Option<String>,
@@ -141,6 +143,7 @@ pub async fn instances(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Only lines at or after this time (milliseconds since the Unix epoch).
     since_ms: Option<i64>,

@@ -74,4 +74,30 @@ mod tests {
             "docs/openapi.json is out of date with the code; run `STOKE_BLESS=1 cargo test -p stoke-server openapi` and commit it"
         );
     }
+
+    /// Every `{name}` of a path is declared as a path parameter of each of its operations, and nothing else
+    /// is: a query parameter declared `in: path` (or a path one left out) sends a client generated from the
+    /// document to the wrong URL.
+    #[test]
+    fn path_parameters_are_exactly_the_paths_placeholders() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let mut wrong = Vec::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let placeholders: std::collections::BTreeSet<&str> =
+                path.split('{').skip(1).filter_map(|rest| rest.split('}').next()).collect();
+            for (method, op) in ops.as_object().unwrap() {
+                let declared: std::collections::BTreeSet<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                if declared != placeholders {
+                    wrong.push(format!("{method} {path}: declares {declared:?}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "operations whose path parameters are not their path's:\n{}", wrong.join("\n"));
+    }
 }

@@ -189,6 +189,7 @@ async fn get_of_kind(s: &AppState, caller: &Caller, id: String, route: bool) -> 
 
 /// One function URL.
 #[utoipa::path(get, path = "/v1/urls/{id}", tag = "triggers",
+    params(("id" = String, Path, description = "the function URL's id")),
     responses((status = 200, body = TriggerView), (status = 404, body = ErrorBody)))]
 pub async fn get_url(
     State(s): State<AppState>,
@@ -201,6 +202,7 @@ pub async fn get_url(
 
 /// One route.
 #[utoipa::path(get, path = "/v1/routes/{id}", tag = "triggers",
+    params(("id" = String, Path, description = "the route's id")),
     responses((status = 200, body = TriggerView), (status = 404, body = ErrorBody)))]
 pub async fn get_route(
     State(s): State<AppState>,
@@ -228,6 +230,7 @@ async fn patch(
 
 /// Changes a function URL's auth or CORS settings.
 #[utoipa::path(patch, path = "/v1/urls/{id}", tag = "triggers", request_body = PatchTriggerRequest,
+    params(("id" = String, Path, description = "the function URL's id")),
     responses((status = 200, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn patch_url(
     State(s): State<AppState>,
@@ -241,6 +244,7 @@ pub async fn patch_url(
 
 /// Changes a route's auth or CORS settings.
 #[utoipa::path(patch, path = "/v1/routes/{id}", tag = "triggers", request_body = PatchTriggerRequest,
+    params(("id" = String, Path, description = "the route's id")),
     responses((status = 200, body = TriggerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn patch_route(
     State(s): State<AppState>,
@@ -261,6 +265,7 @@ async fn delete(s: AppState, caller: Caller, id: String, route: bool) -> ApiResu
 
 /// Deletes a function URL; requests to it get 404 from then on.
 #[utoipa::path(delete, path = "/v1/urls/{id}", tag = "triggers",
+    params(("id" = String, Path, description = "the function URL's id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_url(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     delete(s, caller, id, false).await
@@ -268,6 +273,7 @@ pub async fn delete_url(State(s): State<AppState>, caller: Caller, Path(id): Pat
 
 /// Deletes a route; requests it matched go to the next most specific route, or get 404.
 #[utoipa::path(delete, path = "/v1/routes/{id}", tag = "triggers",
+    params(("id" = String, Path, description = "the route's id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_route(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     delete(s, caller, id, true).await

@@ -29,6 +29,7 @@ pub async fn start(
 
 /// A tune: its progress while it runs; its measurements, recommendation and keep-alive advice when done.
 #[utoipa::path(get, path = "/v1/tunes/{id}", tag = "functions",
+    params(("id" = String, Path, description = "the tune's id")),
     responses((status = 200, body = TuneView), (status = 404, body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TuneView>> {
     Ok(Json(s.tuner.get(&caller.account.id, &id).await?))

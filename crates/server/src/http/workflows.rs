@@ -235,6 +235,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<W
 
 /// One workflow with its definition.
 #[utoipa::path(get, path = "/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "the workflow's name")),
     responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<WorkflowView>> {
     let wf = s.workflows.clone();
@@ -244,6 +245,7 @@ pub async fn get(State(s): State<AppState>, caller: Caller, Path(name): Path<Str
 
 /// Replaces a workflow's definition; running executions keep theirs.
 #[utoipa::path(put, path = "/v1/workflows/{name}", tag = "workflows", request_body = UpdateWorkflowRequest,
+    params(("name" = String, Path, description = "the workflow's name")),
     responses((status = 200, body = WorkflowView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -260,6 +262,7 @@ pub async fn update(
 
 /// Deletes a workflow; its executions stay readable and running ones finish.
 #[utoipa::path(delete, path = "/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "the workflow's name")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let wf = s.workflows.clone();
@@ -273,6 +276,7 @@ fn input_text(input: Option<Value>) -> Option<String> {
 
 /// Starts an execution and returns at once.
 #[utoipa::path(post, path = "/v1/workflows/{name}/executions", tag = "workflows", request_body = StartRequest,
+    params(("name" = String, Path, description = "the workflow's name")),
     responses((status = 201, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn start(
     State(s): State<AppState>,
@@ -298,6 +302,7 @@ pub async fn start(
 
 /// Starts an execution and answers when it has ended.
 #[utoipa::path(post, path = "/v1/workflows/{name}/run", tag = "workflows", request_body = StartRequest,
+    params(("name" = String, Path, description = "the workflow's name")),
     responses((status = 200, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn run(
     State(s): State<AppState>,
@@ -320,7 +325,8 @@ pub async fn run(
 
 /// A workflow's executions, newest first.
 #[utoipa::path(get, path = "/v1/workflows/{name}/executions", tag = "workflows",
-    params(("status" = Option<String>, Query, description = "RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED"),
+    params(("name" = String, Path, description = "the workflow's name"),
+           ("status" = Option<String>, Query, description = "RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED"),
            ("before" = Option<String>, Query, description = "the last execution id of the previous page"),
            ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1000)")),
     responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -353,6 +359,7 @@ pub async fn executions(
 
 /// One execution.
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "the execution's id")),
     responses((status = 200, body = ExecutionView), (status = 404, body = ErrorBody)))]
 pub async fn describe(
     State(s): State<AppState>,
@@ -366,6 +373,7 @@ pub async fn describe(
 
 /// An execution's history, oldest first.
 #[utoipa::path(get, path = "/v1/executions/{id}/history", tag = "workflows",
+    params(("id" = String, Path, description = "the execution's id")),
     responses((status = 200, body = HistoryView), (status = 404, body = ErrorBody)))]
 pub async fn history(
     State(s): State<AppState>,
@@ -379,6 +387,7 @@ pub async fn history(
 
 /// Stops a running execution (it ends ABORTED).
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "workflows", request_body = StopRequest,
+    params(("id" = String, Path, description = "the execution's id")),
     responses((status = 200, body = ExecutionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn stop(
     State(s): State<AppState>,
@@ -394,6 +403,7 @@ pub async fn stop(
 /// Where an execution's time went: per step, the queued, sandbox, init, running and waiting stretches
 /// (milliseconds since the start), cold starts, and the bill.
 #[utoipa::path(get, path = "/v1/executions/{id}/timeline", tag = "workflows",
+    params(("id" = String, Path, description = "the execution's id")),
     responses((status = 200, body = Timeline), (status = 404, body = ErrorBody)))]
 pub async fn timeline(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Timeline>> {
     let wf = s.workflows.clone();
@@ -419,6 +429,7 @@ pub struct StepCost {
 
 /// What an execution cost (only steps that invoked functions are listed).
 #[utoipa::path(get, path = "/v1/executions/{id}/cost", tag = "workflows",
+    params(("id" = String, Path, description = "the execution's id")),
     responses((status = 200, body = CostView), (status = 404, body = ErrorBody)))]
 pub async fn cost(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<CostView>> {
     let wf = s.workflows.clone();
