@@ -27,6 +27,7 @@ const DEFAULT_PAGE: usize = 50;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Items per page, 1-1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -27,7 +27,7 @@ use super::{accounts, functions, invoke, layers, triggers, tune, workflows};
         layers::publish, layers::list, layers::versions, layers::get, layers::delete,
         layers::import, layers::list_images, layers::get_image, layers::delete_image,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Unauthorized),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -41,6 +41,25 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every operation answers 401 without a valid API key: said once here rather than on each handler.
+struct Unauthorized;
+
+impl Modify for Unauthorized {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let unauthorized = ResponseBuilder::new()
+            .description("the API key is missing or not valid")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for item in doc.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
+            for op in ops.into_iter().flatten() {
+                op.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
+            }
+        }
     }
 }
 
@@ -99,5 +118,20 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "operations whose path parameters are not their path's:\n{}", wrong.join("\n"));
+    }
+
+    /// Every operation needs an API key, so every one documents the 401 a caller without one gets.
+    #[test]
+    fn every_operation_documents_its_401() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let mut count = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let schema = &op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path}");
+                count += 1;
+            }
+        }
+        assert!(count > 50, "{count} operations");
     }
 }

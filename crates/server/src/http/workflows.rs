@@ -328,7 +328,8 @@ pub async fn run(
     params(("name" = String, Path, description = "the workflow's name"),
            ("status" = Option<String>, Query, description = "RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED"),
            ("before" = Option<String>, Query, description = "the last execution id of the previous page"),
-           ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1000)")),
+           ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1000)",
+            minimum = 1, maximum = 1000)),
     responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn executions(
     State(s): State<AppState>,
