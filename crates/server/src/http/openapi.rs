@@ -27,7 +27,7 @@ use super::{accounts, functions, invoke, layers, triggers, tune, workflows};
         layers::publish, layers::list, layers::versions, layers::get, layers::delete,
         layers::import, layers::list_images, layers::get_image, layers::delete_image,
     ),
-    modifiers(&BearerAuth, &Unauthorized),
+    modifiers(&BearerAuth, &Unauthorized, &FlatCreateRequest),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -60,6 +60,33 @@ impl Modify for Unauthorized {
                 op.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
             }
         }
+    }
+}
+
+/// `CreateFunctionRequest` flattens the configuration beside `name` and `code_base64`; generated as an
+/// `allOf` of the configuration (which allows no other fields) and those two, no request could satisfy it.
+/// One object with all the fields is what the server reads.
+struct FlatCreateRequest;
+
+impl Modify for FlatCreateRequest {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = doc.components.as_mut() else { return };
+        let (Some(RefOr::T(Schema::Object(config))), Some(RefOr::T(Schema::AllOf(parts)))) =
+            (components.schemas.get("ConfigPatch"), components.schemas.get("CreateFunctionRequest"))
+        else {
+            return;
+        };
+        let mut flat = config.clone();
+        flat.required.clear();
+        for part in &parts.items {
+            if let RefOr::T(Schema::Object(own)) = part {
+                flat.properties.extend(own.properties.clone());
+                flat.required.extend(own.required.iter().cloned());
+            }
+        }
+        flat.description.clone_from(&parts.description);
+        components.schemas.insert("CreateFunctionRequest".into(), RefOr::T(Schema::Object(flat)));
     }
 }
 
@@ -118,6 +145,20 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "operations whose path parameters are not their path's:\n{}", wrong.join("\n"));
+    }
+
+    /// A request the server takes satisfies the schema: every field of a create request is a property of one
+    /// object, `name` and `code_base64` required, nothing else allowed.
+    #[test]
+    fn a_create_request_is_one_object_a_valid_request_satisfies() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let create = &doc["components"]["schemas"]["CreateFunctionRequest"];
+        assert!(create.get("allOf").is_none(), "{create}");
+        assert_eq!(create["additionalProperties"], false);
+        assert_eq!(create["required"], serde_json::json!(["name", "code_base64"]));
+        for field in ["name", "code_base64", "runtime", "handler", "memory_mb", "timeout_s", "environment"] {
+            assert!(create["properties"].get(field).is_some(), "{field} missing from {create}");
+        }
     }
 
     /// Every operation needs an API key, so every one documents the 401 a caller without one gets.
