@@ -27,7 +27,7 @@ use super::{accounts, functions, invoke, layers, triggers, tune, workflows};
         layers::publish, layers::list, layers::versions, layers::get, layers::delete,
         layers::import, layers::list_images, layers::get_image, layers::delete_image,
     ),
-    modifiers(&BearerAuth, &Unauthorized, &FlatCreateRequest),
+    modifiers(&BearerAuth, &CommonErrors, &FlatCreateRequest),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -44,20 +44,38 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every operation answers 401 without a valid API key: said once here rather than on each handler.
-struct Unauthorized;
+/// The errors every operation can answer, said once here rather than on each handler: 401 without a valid
+/// API key; 400 where there is a body or a parameter to get wrong; 404 where the path names a resource.
+struct CommonErrors;
 
-impl Modify for Unauthorized {
+impl Modify for CommonErrors {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let unauthorized = ResponseBuilder::new()
-            .description("the API key is missing or not valid")
-            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
-            .build();
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
         for item in doc.paths.paths.values_mut() {
             let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
             for op in ops.into_iter().flatten() {
-                op.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+                let responses = &mut op.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| error("the API key is missing or not valid").into());
+                if op.request_body.is_some() || !params.is_empty() {
+                    responses
+                        .entry("400".into())
+                        .or_insert_with(|| error("the request is not valid; the message says why").into());
+                }
+                if in_path {
+                    responses.entry("404".into()).or_insert_with(|| error("what the path names does not exist").into());
+                }
             }
         }
     }
@@ -161,15 +179,25 @@ mod tests {
         }
     }
 
-    /// Every operation needs an API key, so every one documents the 401 a caller without one gets.
+    /// Every operation needs an API key, so every one documents the 401 a caller without one gets; one with
+    /// a body or a parameter documents its 400, one whose path names a resource its 404.
     #[test]
-    fn every_operation_documents_its_401() {
+    fn every_operation_documents_the_errors_it_can_answer() {
         let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let error = |op: &serde_json::Value, status: &str| {
+            op["responses"][status]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+        };
         let mut count = 0;
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for (method, op) in ops.as_object().unwrap() {
-                let schema = &op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"];
-                assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path}");
+                assert!(error(op, "401"), "{method} {path}: no 401");
+                let params = op["parameters"].as_array().map_or(0, Vec::len);
+                if op.get("requestBody").is_some() || params > 0 {
+                    assert!(error(op, "400"), "{method} {path}: no 400");
+                }
+                if path.contains('{') {
+                    assert!(error(op, "404"), "{method} {path}: no 404");
+                }
                 count += 1;
             }
         }
