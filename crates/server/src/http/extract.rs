@@ -35,12 +35,34 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// Parses a JSON body; an empty body parses as `{}` so optional bodies may be left out.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| json_error("is not valid JSON for this request", e))
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}")))?;
+    whole_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| json_error("is not valid JSON for this request", e))
+}
+
+/// JSON has one number type: `1.0` is the integer 1 to a JSON Schema validator, and so to every integer field
+/// here. A number with a fraction stays as it is (and an integer field refuses it, naming the field).
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    /// Below 2^53 every whole f64 is exact.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < EXACT) {
+                #[allow(clippy::cast_possible_truncation)] // whole and below 2^53: exact in an i64
+                let whole = f as i64;
+                *value = serde_json::Value::from(whole);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// Converts an already-parsed JSON value, naming the field at fault when there is one.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+pub fn from_value<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| json_error("is not valid for this request", e))
 }
 
@@ -108,5 +130,37 @@ impl FromRequestParts<AppState> for Caller {
                 "the API key is not valid for this server; check STOKE_API_KEY or credentials.json".into(),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        size: u32,
+        #[serde(default)]
+        weight: Option<f64>,
+        #[serde(default)]
+        list: Vec<u64>,
+    }
+
+    #[test]
+    fn whole_numbers_fill_integer_fields_and_fractions_are_refused_naming_the_field() {
+        let r: Req = parse_json(br#"{"size": 128.0, "weight": 1.0, "list": [1.0, 2]}"#).unwrap();
+        assert_eq!(r, Req { size: 128, weight: Some(1.0), list: vec![1, 2] });
+        let r: Req = parse_json(br#"{"size": 1e2, "weight": 0.25}"#).unwrap();
+        assert_eq!((r.size, r.weight), (100, Some(0.25)));
+        let e = parse_json::<Req>(br#"{"size": 1.5}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_json", Some("size")), "{}", e.message);
+        let e = parse_json::<Req>(br#"{"size": -1.0}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("size"), "{}", e.message);
+        let e = parse_json::<Req>(b"{not json").unwrap_err();
+        assert_eq!((e.code, e.status.as_u16()), ("invalid_json", 400));
+        assert!(e.message.contains("not valid JSON"), "{}", e.message);
+        let e = parse_json::<Req>(br#"{"size": 1, "extra": 2}"#).unwrap_err();
+        assert!(e.message.contains("extra"), "{}", e.message);
     }
 }
