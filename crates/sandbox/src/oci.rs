@@ -328,7 +328,7 @@ impl Sandbox for OciSandbox {
                 "network none needs the lean sandbox; the oci sandbox uses the host's network",
             ));
         }
-        self.leftovers.lock().unwrap_or_else(|p| p.into_inner()).retain(|d| fs::remove_dir(d).is_err() && d.exists());
+        crate::lock(&self.leftovers).retain(|d| fs::remove_dir(d).is_err() && d.exists());
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let limits = Limits {
             memory_bytes: u64::from(spec.memory_mb) * 1024 * 1024,
@@ -362,7 +362,7 @@ impl Sandbox for OciSandbox {
                 }
                 None => {
                     let template = self.dir.join("rootfs-default");
-                    let _one_at_a_time = self.template.lock().unwrap_or_else(|p| p.into_inner());
+                    let _one_at_a_time = crate::lock(&self.template);
                     let binds = default_rootfs(&template, spec, &RealHost)?;
                     (template, binds)
                 }

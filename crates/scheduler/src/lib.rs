@@ -504,7 +504,7 @@ impl Scheduler {
             if self.shared.clock.now() >= give_up {
                 return Err(queue::no_room(&self.shared, &queue));
             }
-            tokio::time::sleep(BARREN_RETRY).await;
+            tokio::time::sleep(NO_ROOM_RETRY).await;
             (invocation, again) = (back, true);
         }
         done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
@@ -809,6 +809,8 @@ const BARREN_RETRY: Duration = Duration::from_millis(50);
 /// How long an invocation that no instance can be started for (the node's memory taken by instances in
 /// use) waits for room before it is refused with a retryable 429.
 const NO_ROOM_GRACE: Duration = Duration::from_millis(250);
+/// How often such an invocation tries again within its grace.
+const NO_ROOM_RETRY: Duration = Duration::from_millis(50);
 
 /// Evicts idle instances, least worth keeping first, until they free `charged_mb` of charge and
 /// `configured_mb` of configured memory (in batches of at least 1 % of the budget, so that a run of cold

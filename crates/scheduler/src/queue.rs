@@ -253,13 +253,12 @@ impl State {
     /// Moves instance `id` to `state` (`held`: busy with a preparation), keeping the counts and the account's
     /// instances in use true.
     fn set(&mut self, id: u64, state: InstanceState, held: bool) {
-        let (now, now_ms) = (self.clock.now(), self.clock.now_ms());
         let Some(e) = self.instances.get_mut(&id) else { return };
         let (was, was_held) = (e.state, e.held);
         e.state = state;
-        e.busy_since = (state == InstanceState::Busy).then_some(now);
+        e.busy_since = (state == InstanceState::Busy).then(|| self.clock.now());
         e.held = held && state == InstanceState::Busy;
-        e.timeline.push((state, now_ms));
+        e.timeline.push((state, self.clock.now_ms()));
         let now_held = e.held;
         *self.counts.slot(was, was_held) -= 1;
         *self.counts.slot(state, now_held) += 1;

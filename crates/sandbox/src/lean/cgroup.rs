@@ -466,7 +466,7 @@ impl Group {
     pub fn remove_or_leave(&self, leftovers: &std::sync::Mutex<Vec<PathBuf>>) {
         let busy = self.remove();
         if !busy.is_empty() {
-            leftovers.lock().unwrap_or_else(|p| p.into_inner()).extend(busy);
+            crate::lock(leftovers).extend(busy);
         }
     }
 }

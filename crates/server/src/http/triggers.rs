@@ -281,8 +281,7 @@ pub async fn delete_route(State(s): State<AppState>, caller: Caller, Path(id): P
 
 // ---- serving -------------------------------------------------------------------------------------------
 
-/// An error answered to an HTTP trigger's caller, with the invocation's request id in the body when a
-/// function ran (`serve` puts it in `X-Stoke-Request-Id` for every answer).
+/// An error the gateway answers before any function runs (no trigger matched).
 fn trigger_error(status: StatusCode, code: &str, message: String) -> Response {
     respond(TriggerReply::error(status.as_u16(), code, message, None))
 }

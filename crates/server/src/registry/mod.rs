@@ -553,7 +553,7 @@ impl Registry {
         let version = match (version, publish) {
             (Some(v), _) => Some(v),
             // The code was the published one already: that version is the answer.
-            (None, true) => Some(self.load_version(account, name, f.latest_published.unwrap_or_default())?),
+            (None, true) => Some(self.latest_version(&f)?),
             (None, false) => None,
         };
         Ok((f, version))
@@ -596,11 +596,13 @@ impl Registry {
                 self.changed(account, name, false);
                 Ok(Published { function: f, version })
             }
-            None => {
-                let version = self.load_version(account, name, f.latest_published.unwrap_or_default())?;
-                Ok(Published { function: f, version })
-            }
+            None => Ok(Published { version: self.latest_version(&f)?, function: f }),
         }
+    }
+
+    /// The version `$LATEST` is published as (`next_version` found nothing new to publish).
+    fn latest_version(&self, f: &FunctionRecord) -> Result<VersionRecord> {
+        self.load_version(&f.account, &f.name, f.latest_published.unwrap_or_default())
     }
 
     /// Turns `f` (as loaded, or as an update leaves it) into the record that publishes `$LATEST`, and

@@ -28,7 +28,7 @@ fn function_row(r: &Row<'_>) -> rusqlite::Result<FunctionRecord> {
         state: LifecycleState::parse(&state).ok_or_else(|| corrupt("lifecycle state", &state))?,
         code: sha.zip(size).map(|(sha256, size)| CodeRef { sha256, size }),
         revision: r.get::<_, u64>("revision")?,
-        latest_published: r.get::<_, Option<u64>>(7)?,
+        latest_published: r.get::<_, Option<u64>>("latest_published")?,
         last_version: r.get::<_, u64>("last_version")?,
         created_ms: r.get("created_ms")?,
         modified_ms: r.get("modified_ms")?,
