@@ -11,6 +11,7 @@ pub mod cost;
 pub mod error;
 pub mod event;
 pub mod gateway;
+pub mod hex;
 pub mod keepalive;
 pub mod layer;
 pub mod lifecycle;

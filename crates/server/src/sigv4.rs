@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use stoke_core::hex::encode as hex;
 use stoke_core::percent;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -72,10 +73,6 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigError> {
         signed_headers: signed.ok_or_else(|| SigError::Malformed("no SignedHeaders".into()))?.split(';').collect(),
         signature: signature.ok_or_else(|| SigError::Malformed("no Signature".into()))?,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {

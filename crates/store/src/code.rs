@@ -21,12 +21,7 @@ const TMP_DIR: &str = ".tmp";
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    stoke_core::hex::encode(&Sha256::digest(bytes))
 }
 
 /// The archive directory tree.

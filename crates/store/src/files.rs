@@ -318,7 +318,7 @@ struct HashingReader<'a> {
 impl HashingReader<'_> {
     fn hasher_hex(&self) -> String {
         let digest = <sha2::Sha256 as sha2::Digest>::finalize(self.hasher.clone());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        stoke_core::hex::encode(&digest)
     }
 }
 

@@ -156,7 +156,7 @@ pub fn routes() -> Router<AppState> {
 /// Lambda's base64 `CodeSha256` as stoke's hex; what is not base64 stays as it is (and matches nothing).
 fn sha_hex(b64: &str) -> String {
     match base64::engine::general_purpose::STANDARD.decode(b64) {
-        Ok(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Ok(bytes) => stoke_core::hex::encode(&bytes),
         Err(_) => b64.to_string(),
     }
 }
