@@ -127,9 +127,40 @@ impl fmt::Display for AliasName {
     }
 }
 
+/// Names travel as their plain strings and are checked again when read (a stored record with a name that
+/// breaks the rules is refused, not trusted).
+macro_rules! serde_as_checked_string {
+    ($($name:ident),*) => {$(
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_checked_string!(AccountId, FunctionName, LayerName, AliasName);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_serialize_as_strings_and_are_checked_when_read() {
+        let name = FunctionName::parse("resize").unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), "\"resize\"");
+        assert_eq!(serde_json::from_str::<FunctionName>("\"resize\"").unwrap(), name);
+        assert!(serde_json::from_str::<FunctionName>("\"dot.name\"").is_err());
+        assert!(serde_json::from_str::<AccountId>("\"12\"").is_err());
+        assert_eq!(serde_json::from_str::<AliasName>("\"prod\"").unwrap().as_str(), "prod");
+    }
 
     #[test]
     fn function_names_follow_lambda_rules() {

@@ -7,17 +7,21 @@
 //!   [`StatStore`] and [`TuneStore`]. [`prelude`] brings them all into scope.
 //! - [`SqliteStore`]: the embedded backend (WAL, migrations in `migrations/*.sql`, one transaction per
 //!   change), one module per aggregate.
+//! - [`EtcdStore`]: the cluster backend: every record in etcd, one transaction per change guarded by
+//!   revisions, one module per aggregate (keyspace in docs/cluster.md).
 //! - [`CodeStore`]: code archives on disk at `<data>/code/<account>/<function>/<version>/<sha256>.zip`,
 //!   written to a temp file and renamed so a crash never leaves half an archive.
 //! - [`archive`]: checks an uploaded archive and turns a tar.gz into a zip.
 
 pub mod archive;
 mod code;
+mod etcd;
 mod files;
 mod records;
 mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
+pub use etcd::{in_background, EtcdStore, Membership, NodeRecord, NodeStatus, MAX_TXN_OPS};
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
@@ -40,6 +44,13 @@ pub enum StoreError {
     /// The record does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// The store could not be reached or did not answer in time (etcd down, a partition); retrying later may
+    /// succeed. A write that failed this way may or may not have been committed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the request as such (too large, malformed): retrying it does not help.
+    #[error("the store refused the request: {0}")]
+    Refused(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("stored record is unreadable: {0}")]
@@ -208,7 +219,7 @@ pub trait WorkflowStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ExecutionRecord>>;
-    /// Executions still RUNNING, for a starting server to resume.
+    /// Executions still RUNNING, for a starting server to resume (on a shared store, those this node ran).
     fn running_executions(&self) -> Result<Vec<ExecutionRecord>>;
     /// The execution's history in order.
     fn history(&self, id: &str) -> Result<Vec<HistoryRow>>;
@@ -224,7 +235,8 @@ pub trait EventStore {
     /// Saves an event's new attempt count, state and result.
     fn update_event(&self, event: &EventRecord) -> Result<()>;
     fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
-    /// After a crash: events that were running go back to the queue (at-least-once delivery).
+    /// After a crash: events that were running go back to the queue (at-least-once delivery); on a shared
+    /// store, those this node had claimed.
     fn requeue_running_events(&self) -> Result<usize>;
 }
 

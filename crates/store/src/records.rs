@@ -1,9 +1,10 @@
 //! The records the store keeps.
 
+use serde::{Deserialize, Serialize};
 use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionName, LayerName, LifecycleState};
 
 /// A tenant.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountRecord {
     pub id: AccountId,
     pub name: String,
@@ -13,7 +14,7 @@ pub struct AccountRecord {
 
 /// An account's credentials as stored: the API key only as its sha256; the AWS-style secret in full,
 /// because SigV4 verification needs it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountKeys {
     pub api_key_sha256: String,
     pub access_key_id: String,
@@ -21,14 +22,14 @@ pub struct AccountKeys {
 }
 
 /// A stored code archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRef {
     pub sha256: String,
     pub size: u64,
 }
 
 /// A function and its editable `$LATEST`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionRecord {
     pub account: AccountId,
     pub name: FunctionName,
@@ -47,7 +48,7 @@ pub struct FunctionRecord {
 }
 
 /// An immutable published version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
     pub account: AccountId,
     pub function: FunctionName,
@@ -59,7 +60,7 @@ pub struct VersionRecord {
 }
 
 /// A named pointer at a version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasRecord {
     pub account: AccountId,
     pub function: FunctionName,
@@ -72,7 +73,7 @@ pub struct AliasRecord {
 }
 
 /// Where an asynchronous (Event) invocation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventState {
     Queued,
     Running,
@@ -96,25 +97,27 @@ impl EventState {
 }
 
 /// An asynchronous invocation, persisted before it is acknowledged.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: String,
     pub account: AccountId,
     /// The function reference as the caller gave it.
     pub reference: String,
+    #[serde(with = "base64_bytes")]
     pub payload: Vec<u8>,
     pub attempts: u32,
     pub next_attempt_ms: i64,
     pub state: EventState,
     pub error_type: Option<String>,
     /// The function's output (or error body) of the last attempt.
+    #[serde(with = "base64_option")]
     pub result: Option<Vec<u8>>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
 }
 
 /// What kind of HTTP trigger a record is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TriggerKind {
     /// A function URL: `/u/<id>/…`, any method and sub-path.
     Url,
@@ -123,7 +126,7 @@ pub enum TriggerKind {
 }
 
 /// An HTTP trigger: a function URL or a route, pointing at a function (optionally at a qualifier).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerRecord {
     pub id: String,
     pub account: AccountId,
@@ -150,7 +153,7 @@ impl TriggerRecord {
 }
 
 /// A workflow: a named state machine definition (Amazon States Language JSON, kept as given).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowRecord {
     pub account: AccountId,
     pub name: String,
@@ -164,7 +167,7 @@ pub struct WorkflowRecord {
 }
 
 /// Learned statistics, opaque to the store: `kind` says what they are about, `key` of what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatRecord {
     pub kind: String,
     pub key: String,
@@ -173,7 +176,7 @@ pub struct StatRecord {
 }
 
 /// Where an execution stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecutionStatus {
     Running,
     Succeeded,
@@ -203,7 +206,7 @@ impl ExecutionStatus {
 
 /// One run of a workflow. It keeps the definition it started with, so updating the workflow never
 /// changes a running execution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
     pub id: String,
     pub account: AccountId,
@@ -224,7 +227,7 @@ pub struct ExecutionRecord {
 /// kept as its Step Functions event type name (`kind`) and a JSON object of details; `scope`, `step` and
 /// `attempt` place it in the run (a branch or Map iteration, the n-th state of that scope, the n-th try)
 /// so a restarted engine can tell what already happened.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRow {
     pub seq: u64,
     pub timestamp_ms: i64,
@@ -238,7 +241,7 @@ pub struct HistoryRow {
 
 /// A `stoke tune` run: what was asked (JSON), where it stands, and what it found (JSON), both opaque to the
 /// store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TuneRecord {
     pub id: String,
     pub account: AccountId,
@@ -254,7 +257,7 @@ pub struct TuneRecord {
 }
 
 /// A published layer version: an archive of libraries, unpacked once into a shared read-only directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRecord {
     pub account: AccountId,
     pub name: LayerName,
@@ -269,7 +272,7 @@ pub struct LayerRecord {
 }
 
 /// A root file system imported with `stoke image import`, for functions to run on (`base_image`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub name: String,
     /// sha256 of the imported tarball, and its size.
@@ -277,4 +280,39 @@ pub struct ImageRecord {
     /// Bytes of the unpacked file system.
     pub unpacked_bytes: u64,
     pub created_ms: i64,
+}
+
+/// Bytes in a JSON value as base64 (a quarter larger, not four times as a list of numbers would be).
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod base64_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => super::base64_bytes::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(t).map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
 }

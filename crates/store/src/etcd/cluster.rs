@@ -1,0 +1,281 @@
+//! What the nodes of a cluster keep in etcd about themselves, and how they learn of each other's changes.
+//!
+//! - Membership: `nodes/<name>` keeps a node's last record for good (so a node that went is shown gone);
+//!   `node-leases/<name>` holds the same record under the node's lease: it exists exactly while the node
+//!   renews the lease, so a node that stops is gone within the lease's TTL. A name is one node's: joining
+//!   with a name another live node holds is refused; the same node (same `node_id`, kept in its data
+//!   directory) restarting takes its name back at once.
+//! - Watches: [`EtcdStore::watch`] tells a node when anything under an aggregate's keys changed, so caches
+//!   it keeps in memory (authentication, function resolution, routes) stay true without etcd on the warm path.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, WatchOptions};
+use serde::{Deserialize, Serialize};
+
+use super::{absent, encode, EtcdStore};
+use crate::{Result, StoreError};
+
+/// One node of a cluster as it describes itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    /// Random, kept in the node's data directory: tells the same node restarting from another one.
+    pub node_id: String,
+    /// Where other nodes and clients reach it (`http://host:port`).
+    pub advertise: String,
+    /// stoke's version.
+    pub version: String,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub gpus: u32,
+    /// The sandbox kind its instances run in (`lean`, `oci`, `process`).
+    pub sandbox: String,
+    /// Live instances, at the last heartbeat.
+    pub instances: u64,
+    /// Requests this node sent to etcd's key-value API so far (what benchmarks count).
+    pub etcd_requests: u64,
+    pub started_ms: i64,
+    pub heartbeat_ms: i64,
+}
+
+/// A node and whether it holds its lease now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    #[serde(flatten)]
+    pub node: NodeRecord,
+    /// `live` while its lease holds, `gone` after.
+    pub state: String,
+}
+
+/// This node's place in the cluster: its lease, renewed in the background until dropped.
+#[derive(Debug)]
+pub struct Membership {
+    record: Arc<Mutex<NodeRecord>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Membership {
+    /// Changes what the next heartbeat writes (load, counters).
+    pub fn update(&self, f: impl FnOnce(&mut NodeRecord)) {
+        f(&mut self.record.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn record(&self) -> NodeRecord {
+        self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EtcdStore {
+    /// Joins the cluster as `node`, under a lease of `ttl`, and keeps the lease (re-joining after an etcd
+    /// outage) until the returned [`Membership`] is dropped. `Conflict` when another live node has the name.
+    pub fn join(&self, node: &NodeRecord, ttl: Duration) -> Result<Membership> {
+        let ttl_s = i64::try_from(ttl.as_secs().max(1)).unwrap_or(60);
+        let keys = (self.keys.key(&["node-leases", &node.name]), self.keys.key(&["nodes", &node.name]));
+        let lease = self.claim_name(node, &keys, ttl_s)?;
+        let record = Arc::new(Mutex::new(node.clone()));
+        let (client, shared, requests) = (self.client.clone(), record.clone(), self.requests_counter());
+        let task = self.handle().spawn(async move {
+            hold(client, shared, keys, lease, ttl_s, requests).await;
+        });
+        Ok(Membership { record, task })
+    }
+
+    fn claim_name(&self, node: &NodeRecord, (lease_key, info_key): &(String, String), ttl_s: i64) -> Result<i64> {
+        let client = self.client.clone();
+        let lease = self.run(move |_| async move { client.lease_client().grant(ttl_s, None).await }).map(|r| r.id())?;
+        let held = self.get::<NodeRecord>(lease_key)?;
+        let guard = match &held {
+            None => absent(lease_key),
+            Some(h) if h.value.node_id == node.node_id => {
+                Compare::mod_revision(lease_key.as_str(), CompareOp::Equal, h.mod_revision)
+            }
+            Some(h) => {
+                return Err(StoreError::Conflict(format!(
+                    "node name {:?}: a live node at {} holds it; give this node another --node-name, or stop \
+                     that one and wait for its lease to lapse",
+                    node.name, h.value.advertise
+                )))
+            }
+        };
+        let value = encode(node)?;
+        let ops = vec![
+            TxnOp::put(lease_key.as_str(), value.clone(), Some(PutOptions::new().with_lease(lease))),
+            TxnOp::put(info_key.as_str(), value, None),
+        ];
+        if self.commit(vec![guard], ops)? {
+            Ok(lease)
+        } else {
+            Err(StoreError::Conflict(format!("node name {:?} was taken while joining; try again", node.name)))
+        }
+    }
+
+    /// Every node that ever joined, live or gone, by name.
+    pub fn nodes(&self) -> Result<Vec<NodeStatus>> {
+        let (live, _) = self.list::<NodeRecord>(&self.keys.under(&["node-leases"]))?;
+        let (all, _) = self.list::<NodeRecord>(&self.keys.under(&["nodes"]))?;
+        let mut out: Vec<NodeStatus> = all
+            .into_iter()
+            .map(|r| {
+                let now = live.iter().find(|l| l.value.name == r.value.name);
+                match now {
+                    Some(l) => NodeStatus { node: l.value.clone(), state: "live".into() },
+                    None => NodeStatus { node: r.value, state: "gone".into() },
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+        Ok(out)
+    }
+
+    /// Forgets a gone node (`NotFound` if there is none of that name; `Conflict` while it is live).
+    pub fn forget_node(&self, name: &str) -> Result<()> {
+        let (lease_key, info_key) = (self.keys.key(&["node-leases", name]), self.keys.key(&["nodes", name]));
+        if self.commit(vec![absent(&lease_key), super::present(&info_key)], vec![super::delete(&info_key)])? {
+            return Ok(());
+        }
+        if self.get::<serde_json::Value>(&lease_key)?.is_some() {
+            return Err(StoreError::Conflict(format!("node {name} is live; stop it first")));
+        }
+        Err(StoreError::NotFound(format!("node {name}")))
+    }
+
+    /// Calls `on_change(aggregate)` whenever a key under one of `aggregates` (first key segments, e.g.
+    /// `functions`) changes, until the store is dropped. After etcd was unreachable the watch resumes from
+    /// the revision it had seen, so no change is missed; if etcd compacted that revision away meanwhile,
+    /// `on_change` is called once (anything may have changed).
+    pub fn watch(&self, aggregates: &[&str], on_change: Arc<dyn Fn(&str) + Send + Sync>) {
+        for aggregate in aggregates {
+            let prefix = self.keys.under(&[aggregate]);
+            let (client, name, on_change) = (self.client.clone(), (*aggregate).to_string(), on_change.clone());
+            self.handle().spawn(async move {
+                let mut next_revision = 0;
+                loop {
+                    let mut options = WatchOptions::new().with_prefix();
+                    if next_revision > 0 {
+                        options = options.with_start_revision(next_revision);
+                    }
+                    match client.watch_client().watch(prefix.as_str(), Some(options)).await {
+                        Ok(mut stream) => {
+                            while let Ok(Some(resp)) = stream.message().await {
+                                if let Some(h) = resp.header() {
+                                    next_revision = h.revision() + 1;
+                                }
+                                if resp.compact_revision() > 0 {
+                                    // History before our revision is gone: start from now, assume all changed.
+                                    next_revision = 0;
+                                    on_change(&name);
+                                    break;
+                                }
+                                if !resp.events().is_empty() {
+                                    on_change(&name);
+                                }
+                                if resp.canceled() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, aggregate = %name, "watch failed; retrying"),
+                    }
+                    // Reconnecting from the next revision replays what happened meanwhile (a compacted one
+                    // reports it, above); until etcd answers, callers keep what they cached.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        }
+    }
+}
+
+/// Renews the lease every third of its TTL and rewrites the record (heartbeat, load); after an outage that
+/// let the lease lapse, takes a new lease and the name again, unless another node took it meanwhile.
+async fn hold(
+    client: etcd_client::Client,
+    record: Arc<Mutex<NodeRecord>>,
+    (lease_key, info_key): (String, String),
+    mut lease: i64,
+    ttl_s: i64,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let period = Duration::from_millis(u64::try_from(ttl_s).unwrap_or(5) * 1000 / 3);
+    let mut lost = false;
+    loop {
+        tokio::time::sleep(period).await;
+        let now = current_ms();
+        let snapshot = {
+            let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+            r.heartbeat_ms = now;
+            r.etcd_requests = requests.load(std::sync::atomic::Ordering::Relaxed);
+            r.clone()
+        };
+        let Ok(value) = serde_json::to_vec(&snapshot) else { continue };
+        let renewed = async {
+            let mut leases = client.lease_client();
+            let (mut keeper, mut stream) = leases.keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            let ttl = stream.message().await?.map_or(0, |r| r.ttl());
+            Ok::<_, etcd_client::Error>(ttl)
+        };
+        let alive = matches!(tokio::time::timeout(period, renewed).await, Ok(Ok(ttl)) if ttl > 0);
+        let mut kv = client.kv_client();
+        if alive {
+            // Still ours: refresh the record (only if the lease still holds the key).
+            let txn =
+                Txn::new().when(vec![Compare::lease(lease_key.as_str(), CompareOp::Equal, lease)]).and_then(vec![
+                    TxnOp::put(lease_key.as_str(), value.clone(), Some(PutOptions::new().with_lease(lease))),
+                    TxnOp::put(info_key.as_str(), value.clone(), None),
+                ]);
+            if let Ok(Ok(r)) = tokio::time::timeout(period, kv.txn(txn)).await {
+                if r.succeeded() {
+                    if lost {
+                        tracing::info!(node = %snapshot.name, "back in the cluster");
+                        lost = false;
+                    }
+                    continue;
+                }
+            }
+        }
+        if !lost {
+            tracing::warn!(node = %snapshot.name, "lost the cluster lease (etcd unreachable?); rejoining");
+            lost = true;
+        }
+        // Rejoin: a new lease, and the name if it is free or still ours.
+        let rejoin = async {
+            let granted = client.lease_client().grant(ttl_s, None).await?.id();
+            let mut kv = client.kv_client();
+            let held = kv.get(lease_key.as_str(), None).await?;
+            let guard = match held.kvs().first() {
+                None => Compare::create_revision(lease_key.as_str(), CompareOp::Equal, 0),
+                Some(kv) => match serde_json::from_slice::<NodeRecord>(kv.value()) {
+                    Ok(h) if h.node_id == snapshot.node_id => {
+                        Compare::mod_revision(lease_key.as_str(), CompareOp::Equal, kv.mod_revision())
+                    }
+                    _ => {
+                        tracing::error!(node = %snapshot.name, "another node took this node's name; not rejoining");
+                        return Ok(None);
+                    }
+                },
+            };
+            let txn = Txn::new().when(vec![guard]).and_then(vec![
+                TxnOp::put(lease_key.as_str(), value.clone(), Some(PutOptions::new().with_lease(granted))),
+                TxnOp::put(info_key.as_str(), value.clone(), None),
+            ]);
+            Ok::<_, etcd_client::Error>(kv.txn(txn).await?.succeeded().then_some(granted))
+        };
+        if let Ok(Ok(Some(granted))) = tokio::time::timeout(period, rejoin).await {
+            lease = granted;
+        }
+    }
+}
+
+fn current_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,93 @@
+//! The asynchronous queue: `events/<id>` holds each invocation; `event-queue/<id>` (its due time) lists the
+//! queued ones and `event-running/<id>` (the node that claimed it) the claimed ones, so neither a claim nor a
+//! restart reads the finished ones, and a restarting node requeues only what it had claimed.
+
+use super::{absent, delete, put, unchanged, EtcdStore};
+use crate::{EventRecord, EventState, EventStore, Result, StoreError};
+
+impl EtcdStore {
+    /// The index writes that put `e` in the list of its state (and out of the others).
+    fn event_index_ops(&self, e: &EventRecord) -> Result<Vec<etcd_client::TxnOp>> {
+        let queue = self.keys.key(&["event-queue", &e.id]);
+        let running = self.keys.key(&["event-running", &e.id]);
+        Ok(match e.state {
+            EventState::Queued => vec![put(&queue, &e.next_attempt_ms)?, delete(&running)],
+            EventState::Running => vec![delete(&queue), put(&running, &self.owner)?],
+            EventState::Succeeded | EventState::Failed => vec![delete(&queue), delete(&running)],
+        })
+    }
+}
+
+impl EtcdStore {
+    /// Moves the event named by the index entry `entry` (under `event-queue/` or `event-running/`) to
+    /// `state`, if neither it nor its entry changed since read; the event as moved, or `None` if another
+    /// writer got there first (or it is gone).
+    fn move_event(&self, entry: &(String, i64), state: EventState) -> Result<Option<EventRecord>> {
+        let id = entry.0.rsplit('/').next().unwrap_or_default();
+        let key = self.keys.key(&["events", id]);
+        let Some(stored) = self.get::<EventRecord>(&key)? else { return Ok(None) };
+        let mut e = stored.value;
+        e.state = state;
+        let mut ops = vec![put(&key, &e)?];
+        ops.extend(self.event_index_ops(&e)?);
+        let when = vec![unchanged(&entry.0, entry.1), unchanged(&key, stored.mod_revision)];
+        Ok(self.commit(when, ops)?.then_some(e))
+    }
+}
+
+impl EventStore for EtcdStore {
+    fn enqueue_event(&self, e: &EventRecord) -> Result<()> {
+        let key = self.keys.key(&["events", &e.id]);
+        let mut ops = vec![put(&key, e)?];
+        ops.extend(self.event_index_ops(e)?);
+        if self.commit(vec![absent(&key)], ops)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("event {}", e.id)))
+        }
+    }
+
+    fn claim_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRecord>> {
+        let (queued, _) = self.list::<i64>(&self.keys.under(&["event-queue"]))?;
+        let mut due: Vec<_> = queued.into_iter().filter(|r| r.value <= now_ms).collect();
+        due.sort_by_key(|r| r.value);
+        let mut claimed = Vec::new();
+        for entry in due {
+            if claimed.len() >= limit {
+                break;
+            }
+            // Claimed once: whoever commits first takes it, the others skip it.
+            if let Some(e) = self.move_event(&(entry.key, entry.mod_revision), EventState::Running)? {
+                claimed.push(e);
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn update_event(&self, e: &EventRecord) -> Result<()> {
+        let key = self.keys.key(&["events", &e.id]);
+        let mut ops = vec![put(&key, e)?];
+        ops.extend(self.event_index_ops(e)?);
+        if self.commit(vec![super::present(&key)], ops)? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("event {}", e.id)))
+        }
+    }
+
+    fn get_event(&self, id: &str) -> Result<Option<EventRecord>> {
+        Ok(self.get(&self.keys.key(&["events", id]))?.map(|r: super::Read<EventRecord>| r.value))
+    }
+
+    fn requeue_running_events(&self) -> Result<usize> {
+        let (running, _) = self.list::<String>(&self.keys.under(&["event-running"]))?;
+        let mut requeued = 0;
+        // Only this node's: another live node is still running its own.
+        for entry in running.into_iter().filter(|r| r.value == self.owner) {
+            if self.move_event(&(entry.key, entry.mod_revision), EventState::Queued)?.is_some() {
+                requeued += 1;
+            }
+        }
+        Ok(requeued)
+    }
+}
