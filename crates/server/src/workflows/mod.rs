@@ -366,26 +366,38 @@ impl Workflows {
         if let Some(r) = lock(&self.running).remove(id) {
             r.abort.abort();
         }
-        let history = self.services.store.history(id).map_err(store_err)?;
-        let seq = history.last().map(|h| h.seq).unwrap_or(0) + 1;
         e.status = ExecutionStatus::Aborted;
         e.error = error.map(String::from);
         e.cause = cause.map(String::from);
         e.stopped_ms = Some(now_ms());
-        let event = Recorded {
-            seq,
-            timestamp_ms: now_ms(),
-            scope: String::new(),
-            step: 0,
-            attempt: 0,
-            event: HistoryEvent::ExecutionAborted(ErrorCause { error: e.error.clone(), cause: e.cause.clone() }),
-        };
-        match self.services.store.record_execution(id, &[event.to_row()], Some(&e)) {
-            Ok(()) => Ok(e),
-            // It ended on its own while we stopped it.
-            Err(StoreError::Conflict(_)) => self.describe(account, id),
-            Err(other) => Err(store_err(other)),
+        // The engine's task is aborted, but a history write it had already sent may still land: then our
+        // event's number is taken (`Conflict`) while the execution still runs, and we write after it.
+        for _ in 0..8 {
+            let history = self.services.store.history(id).map_err(store_err)?;
+            let seq = history.last().map(|h| h.seq).unwrap_or(0) + 1;
+            let event = Recorded {
+                seq,
+                timestamp_ms: now_ms(),
+                scope: String::new(),
+                step: 0,
+                attempt: 0,
+                event: HistoryEvent::ExecutionAborted(ErrorCause { error: e.error.clone(), cause: e.cause.clone() }),
+            };
+            match self.services.store.record_execution(id, &[event.to_row()], Some(&e)) {
+                Ok(()) => return Ok(e),
+                Err(StoreError::Conflict(_)) => {
+                    let now = self.describe(account, id)?;
+                    // It ended on its own while we stopped it.
+                    if now.status != ExecutionStatus::Running {
+                        return Ok(now);
+                    }
+                }
+                Err(other) => return Err(store_err(other)),
+            }
         }
+        Err(WorkflowError::ConcurrentModification(format!(
+            "execution {id} kept changing while it was stopped; stop it again"
+        )))
     }
 
     /// Resumes every execution a previous run of the server left RUNNING; returns how many.
