@@ -56,7 +56,13 @@ pub struct Accounts {
     store: Arc<dyn Store>,
     by_key_hash: RwLock<HashMap<String, AccountRecord>>,
     by_access_key: RwLock<HashMap<String, (AccountRecord, String)>>,
+    /// In a cluster: when the accounts were last read again after a key was not found (see
+    /// [`Accounts::refresh_on_miss`]); `None` on a single node, where the cache is the whole truth.
+    refreshed_after_miss: Option<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often, at most, a key not found makes a cluster node read the accounts again.
+const MISS_REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,12 +101,31 @@ fn validate_account_name(name: &str) -> Result<(), ValidationError> {
 impl Accounts {
     /// Loads every account's key hashes into memory.
     pub fn load(store: Arc<dyn Store>) -> Result<Self, AccountError> {
-        let accounts =
-            Self { store, by_key_hash: RwLock::new(HashMap::new()), by_access_key: RwLock::new(HashMap::new()) };
+        let accounts = Self {
+            store,
+            by_key_hash: RwLock::new(HashMap::new()),
+            by_access_key: RwLock::new(HashMap::new()),
+            refreshed_after_miss: None,
+        };
         for (record, keys) in accounts.store.list_account_keys()? {
             accounts.remember(&record, &keys);
         }
         Ok(accounts)
+    }
+
+    /// Reads every account again (another node of the cluster created one): keys not in the store any more
+    /// stop working, new ones start.
+    pub fn reload(&self) -> Result<(), AccountError> {
+        let all = self.store.list_account_keys()?;
+        let mut by_hash = HashMap::new();
+        let mut by_access = HashMap::new();
+        for (record, keys) in all {
+            by_hash.insert(keys.api_key_sha256.clone(), record.clone());
+            by_access.insert(keys.access_key_id.clone(), (record, keys.secret_access_key));
+        }
+        *self.by_key_hash.write().unwrap_or_else(|p| p.into_inner()) = by_hash;
+        *self.by_access_key.write().unwrap_or_else(|p| p.into_inner()) = by_access;
+        Ok(())
     }
 
     fn remember(&self, record: &AccountRecord, keys: &AccountKeys) {
@@ -157,16 +182,42 @@ impl Accounts {
     /// The caller an API key belongs to, if any.
     pub fn authenticate(&self, api_key: &str) -> Option<Caller> {
         let hash = sha256_hex(api_key.as_bytes());
-        self.by_key_hash
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .map(|account| Caller { account: account.clone() })
+        let find = || {
+            self.by_key_hash
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&hash)
+                .map(|account| Caller { account: account.clone() })
+        };
+        find().or_else(|| self.refresh_after_miss().then(find).flatten())
     }
 
     /// The account and secret of an AWS-style access key id (for SigV4 verification).
     pub fn secret_for(&self, access_key_id: &str) -> Option<(AccountRecord, String)> {
-        self.by_access_key.read().unwrap_or_else(|p| p.into_inner()).get(access_key_id).cloned()
+        let find = || self.by_access_key.read().unwrap_or_else(|p| p.into_inner()).get(access_key_id).cloned();
+        find().or_else(|| self.refresh_after_miss().then(find).flatten())
+    }
+
+    /// In a cluster, an account another node created a moment ago may not have reached this node's cache
+    /// (its watch event is on its way): a key not found reads the accounts again, at most every 250 ms, so
+    /// a new key works on every node at once while unknown keys cannot make a node read etcd per request.
+    pub fn refresh_on_miss(mut self) -> Self {
+        self.refreshed_after_miss = Some(std::sync::Mutex::new(None));
+        self
+    }
+
+    /// Reads the accounts again after a miss, if this node does that and has not just done it.
+    fn refresh_after_miss(&self) -> bool {
+        let Some(last) = &self.refreshed_after_miss else { return false };
+        {
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < MISS_REFRESH_EVERY) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        self.reload().is_ok()
     }
 }
 
@@ -194,6 +245,26 @@ mod tests {
         let reloaded = Accounts::load(store).unwrap();
         assert_eq!(reloaded.authenticate(&creds.api_key).unwrap().account.name, "admin");
         assert_eq!(reloaded.secret_for(&creds.access_key_id).unwrap().1, creds.secret_access_key);
+    }
+
+    #[test]
+    fn a_key_another_node_created_works_at_once_where_misses_refresh_and_unknown_keys_are_throttled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let (plain, refreshing) =
+            (Accounts::load(store.clone()).unwrap(), Accounts::load(store.clone()).unwrap().refresh_on_miss());
+        // Another node (here: another cache over the same store) creates an account.
+        let (_, creds) = Accounts::load(store).unwrap().create("team", false).unwrap();
+        assert!(plain.authenticate(&creds.api_key).is_none(), "a single node's cache is the whole truth");
+        assert_eq!(refreshing.authenticate(&creds.api_key).unwrap().account.name, "team");
+        assert_eq!(refreshing.secret_for(&creds.access_key_id).unwrap().1, creds.secret_access_key);
+        // A burst of unknown keys reads the store at most once per interval.
+        let before = *refreshing.refreshed_after_miss.as_ref().unwrap().lock().unwrap();
+        assert!(refreshing.authenticate("stk_unknown").is_none());
+        assert!(refreshing.authenticate("stk_unknown").is_none());
+        let after = *refreshing.refreshed_after_miss.as_ref().unwrap().lock().unwrap();
+        assert!(before.is_some());
+        assert_eq!(after, before, "no second read within {MISS_REFRESH_EVERY:?}");
     }
 
     #[test]

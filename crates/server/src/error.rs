@@ -44,6 +44,17 @@ impl Class {
     }
 }
 
+/// A store failure: an unreachable cluster store is a retryable 503 (`store_unavailable`), anything else the
+/// server's own failure.
+fn store_class(e: &stoke_store::StoreError) -> Class {
+    match e {
+        stoke_store::StoreError::Unavailable(_) => {
+            Class { retry_after_s: Some(1), ..Class::new(ErrorKind::Unavailable, "store_unavailable") }
+        }
+        _ => Class::new(ErrorKind::Internal, "internal"),
+    }
+}
+
 /// A service error that knows its class.
 pub trait Classified: std::fmt::Display {
     fn class(&self) -> Class;
@@ -80,7 +91,7 @@ impl Classified for RegistryError {
             RegistryError::CrossAccount { .. } => Class::new(K::Forbidden, "cross_account"),
             RegistryError::ConcurrentModification(_) => Class::new(K::Conflict, "concurrent_modification"),
             RegistryError::PreconditionFailed(_) => Class::new(K::Precondition, "precondition_failed"),
-            RegistryError::Store(_) => Class::new(K::Internal, "internal"),
+            RegistryError::Store(e) => store_class(e),
         }
     }
 }
@@ -115,7 +126,8 @@ impl Classified for AccountError {
             AccountError::Validation(v) => Class::new(ErrorKind::Invalid, "invalid_parameter").field(v.field.clone()),
             AccountError::Conflict(_) => Class::new(ErrorKind::Conflict, "conflict"),
             AccountError::Forbidden(_) => Class::new(ErrorKind::Forbidden, "forbidden"),
-            AccountError::Random(_) | AccountError::Store(_) => Class::new(ErrorKind::Internal, "internal"),
+            AccountError::Store(e) => store_class(e),
+            AccountError::Random(_) => Class::new(ErrorKind::Internal, "internal"),
         }
     }
 }
@@ -131,7 +143,7 @@ impl Classified for WorkflowError {
             WorkflowError::Exists(_) => Class::new(K::Conflict, "conflict"),
             WorkflowError::ConcurrentModification(_) => Class::new(K::Conflict, "concurrent_modification"),
             WorkflowError::NotRunning(_) => Class::new(K::Conflict, "execution_not_running"),
-            WorkflowError::Store(_) => Class::new(K::Internal, "internal"),
+            WorkflowError::Store(e) => store_class(e),
         }
     }
 }
@@ -172,6 +184,10 @@ mod tests {
         let unpacked = RegistryError::Archive(ArchiveError::UnpackedTooLarge { size: 2, limit: 1 }).class();
         assert_eq!((unpacked.kind.status(), unpacked.code), (413, "archive_too_large"));
         assert_eq!(unpacked.for_lambda().lambda().1, "InvalidParameterValueException");
+
+        let down =
+            RegistryError::Store(stoke_store::StoreError::Unavailable("etcd at x did not answer".into())).class();
+        assert_eq!((down.kind.status(), down.code, down.retry_after_s), (503, "store_unavailable", Some(1)));
 
         let tune = TuneError::Registry(RegistryError::PreconditionFailed("sha".into())).class();
         assert_eq!((tune.kind.status(), tune.for_lambda().lambda().1), (412, "PreconditionFailedException"));

@@ -16,6 +16,7 @@ use stoke_core::{AccountId, Admission, FunctionName, LifecycleState};
 use stoke_scheduler::{InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Scheduler};
 
 use crate::registry::{Registry, RegistryError, Resolved, RunningWork};
+use stoke_store::StoreError;
 
 /// Why an invocation was not run.
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +117,19 @@ impl Invoker {
         }
         let registry = self.registry.clone();
         let (acct, r) = (caller.clone(), reference.to_string());
-        let (resolved, layers) = tokio::task::spawn_blocking(move || registry.resolve_with_layers(&acct, &r))
+        let fresh = tokio::task::spawn_blocking(move || registry.resolve_with_layers(&acct, &r))
             .await
-            .map_err(|e| InvokeFailure::Scheduler(InvokeError::Platform(e.to_string())))??;
+            .map_err(|e| InvokeFailure::Scheduler(InvokeError::Platform(e.to_string())))?;
+        let (resolved, layers) = match fresh {
+            Ok(found) => found,
+            // The cluster's store is unreachable: what was resolved before still runs (warm invocations go on
+            // through an etcd outage); only references never seen fail, with a retryable 503.
+            Err(RegistryError::Store(StoreError::Unavailable(why))) => match lock(&self.cache).get(&key) {
+                Some(stale) => return Ok(stale.clone()),
+                None => return Err(RegistryError::Store(StoreError::Unavailable(why)).into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         let qualifier = resolved.alias.as_ref().map(|a| a.name.to_string()).unwrap_or_else(|| resolved.version_label());
         let primary = self.target(&resolved, layers, &qualifier);
         let secondary = match &resolved.alias {

@@ -4,6 +4,7 @@
 //! start, binds the listener and serves until told to stop.
 
 pub mod accounts;
+pub mod cluster;
 pub mod error;
 pub mod http;
 
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use stoke_core::NodeLimits;
 use stoke_store::archive::ArchiveLimits;
-use stoke_store::{CodeStore, SqliteStore, Store};
+use stoke_store::{CodeStore, EtcdStore, SqliteStore, Store};
 
 pub use accounts::{Accounts, Caller, Credentials};
 pub use http::{app, AppState};
@@ -74,6 +75,8 @@ pub struct ServerConfig {
     pub first_wave: usize,
     /// Most instances of one function initialising at once (`None`: twice the cores, at least 4).
     pub max_starting: Option<usize>,
+    /// Run as a node of a cluster sharing one etcd (`None`: alone, on the embedded SQLite store).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// Which sandbox the server runs instances in.
@@ -120,6 +123,8 @@ pub enum StartError {
     Sandbox(String),
     #[error("cannot resume workflow executions: {0}")]
     Workflows(String),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(String),
 }
 
 /// What start-up did, for the start-up message.
@@ -135,6 +140,8 @@ pub struct StartupInfo {
     pub sandbox: String,
     /// Workflow executions a previous run left RUNNING, resumed now.
     pub resumed_executions: usize,
+    /// In a cluster: this node's name and the etcd endpoints.
+    pub cluster: Option<(String, String)>,
 }
 
 /// A bound, ready server.
@@ -236,22 +243,58 @@ impl Server {
             return Err(StartError::Locked(data_dir));
         }
         let db_path = data_dir.join("stoke.db");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&db_path).map_err(|source| StartError::Store { path: db_path.clone(), source })?,
-        );
+        let etcd = match &config.cluster {
+            None => None,
+            Some(c) => {
+                let (endpoints, prefix) = (c.endpoints.clone(), c.prefix.clone());
+                let node = c.node_name.clone();
+                let connected = tokio::task::spawn_blocking(move || {
+                    EtcdStore::connect(&endpoints, &prefix).map(|s| s.owned_by(&node))
+                })
+                .await
+                .map_err(|e| StartError::Cluster(e.to_string()))?;
+                Some(Arc::new(connected.map_err(|e| StartError::Cluster(e.to_string()))?))
+            }
+        };
+        let store: Arc<dyn Store> = match &etcd {
+            Some(etcd) => etcd.clone(),
+            None => Arc::new(
+                SqliteStore::open(&db_path).map_err(|source| StartError::Store { path: db_path.clone(), source })?,
+            ),
+        };
+        let blobs = match (&etcd, &config.cluster) {
+            (Some(etcd), Some(c)) => Some(Arc::new(
+                cluster::Blobs::open(etcd.clone(), &data_dir, &c.node_name, &c.secret, c.replication)
+                    .map_err(|e| StartError::Cluster(e.to_string()))?,
+            )),
+            _ => None,
+        };
         let files = registry::RegistryFiles {
             code: CodeStore::open(&data_dir.join("code")).map_err(dir_err)?,
             layers: stoke_store::LayerFiles::open(&data_dir.join("layers")).map_err(dir_err)?,
             images: stoke_store::ImageFiles::open(&data_dir.join("images")).map_err(dir_err)?,
         };
 
-        let accounts = Arc::new(Accounts::load(store.clone()).map_err(StartError::Admin)?);
+        let mut accounts = Accounts::load(store.clone()).map_err(StartError::Admin)?;
+        if etcd.is_some() {
+            accounts = accounts.refresh_on_miss();
+        }
+        let accounts = Arc::new(accounts);
         let credentials_path = data_dir.join(CREDENTIALS_FILE);
-        let created_admin = accounts.is_empty();
-        if created_admin {
-            let (_, creds) = accounts.create("admin", true).map_err(StartError::Admin)?;
-            let json = serde_json::to_vec_pretty(&creds).unwrap_or_default();
-            write_private(&credentials_path, &json, 0o600).map_err(dir_err)?;
+        let mut created_admin = false;
+        if accounts.is_empty() {
+            match accounts.create("admin", true) {
+                Ok((_, creds)) => {
+                    let json = serde_json::to_vec_pretty(&creds).unwrap_or_default();
+                    write_private(&credentials_path, &json, 0o600).map_err(dir_err)?;
+                    created_admin = true;
+                }
+                // Another node of the cluster bootstrapped the admin account at the same moment.
+                Err(accounts::AccountError::Conflict(_)) if etcd.is_some() => {
+                    accounts.reload().map_err(StartError::Admin)?;
+                }
+                Err(e) => return Err(StartError::Admin(e)),
+            }
         }
 
         let (sandbox, sandbox_note) = match given {
@@ -287,8 +330,16 @@ impl Server {
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
             .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
-        let registry = Arc::new(Registry::new(store.clone(), files, node, archive_limits, work));
-        let recovery = registry.recover().map_err(StartError::Recovery)?;
+        let mut registry = Registry::new(store.clone(), files, node, archive_limits, work);
+        if let Some(blobs) = &blobs {
+            registry = registry.with_replicas(blobs.clone());
+        }
+        let registry = Arc::new(registry);
+        // In a cluster, what other nodes are doing now is theirs: a restarting node takes back the executions
+        // it ran and the events it had claimed (the store knows which), but leaves updates in progress and
+        // tunes alone (docs/cluster.md).
+        let shared = etcd.is_some();
+        let recovery = registry.recover(shared).map_err(StartError::Recovery)?;
         let stats = stats::Statistics::load(store.clone())
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         stats.flush_in_background();
@@ -300,7 +351,7 @@ impl Server {
         invoker.run_events(64, Duration::from_secs(1));
         let workflows = Arc::new(workflows::Workflows::new(Arc::new(workflows::engine::Services {
             invoker: invoker.clone(),
-            store,
+            store: store.clone(),
             region: config.region.clone(),
             stats,
             default_prewarm: config.prewarm,
@@ -318,7 +369,9 @@ impl Server {
             lean && config.lean.cpu_quota,
             lean,
         ));
-        tuner.recover().map_err(StartError::Tunes)?;
+        if !shared {
+            tuner.recover().map_err(StartError::Tunes)?;
+        }
 
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -329,6 +382,38 @@ impl Server {
             .map_err(dir_err)?;
 
         let kind = invoker.scheduler().sandbox_kind();
+        let cluster = match (&etcd, &config.cluster, blobs) {
+            (Some(etcd), Some(c), Some(blobs)) => {
+                let record = stoke_store::NodeRecord {
+                    name: c.node_name.clone(),
+                    node_id: node_id(&data_dir).map_err(dir_err)?,
+                    advertise: c.advertise.clone().unwrap_or_else(|| format!("http://{addr}")),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    memory_mb: u64::from(node.max_memory_mb),
+                    cpus: std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
+                    gpus: node.gpu_count,
+                    sandbox: kind.to_string(),
+                    instances: 0,
+                    etcd_requests: etcd.requests(),
+                    started_ms: registry::now_ms(),
+                    heartbeat_ms: registry::now_ms(),
+                };
+                let (etcd, c) = (etcd.clone(), c.clone());
+                let joined = tokio::task::spawn_blocking(move || cluster::Cluster::join(etcd, &c, record, blobs))
+                    .await
+                    .map_err(|e| StartError::Cluster(e.to_string()))?
+                    .map_err(|e| match e {
+                        stoke_store::StoreError::Conflict(why) => StartError::Cluster(why),
+                        other => StartError::Cluster(other.to_string()),
+                    })?;
+                let joined = Arc::new(joined);
+                watch_cluster(&joined, &registry, &accounts);
+                report_load(&joined, invoker.scheduler().clone());
+                collect_blobs(&joined, store.clone());
+                Some(joined)
+            }
+            _ => None,
+        };
         let mut kept: Vec<String> = Vec::new();
         if kind == "lean" {
             let generic: Vec<String> = config.generic.iter().map(|(k, n)| format!("{}={n}", k.name())).collect();
@@ -349,6 +434,7 @@ impl Server {
             workflows,
             tuner,
             region: config.region.clone(),
+            cluster,
         };
         let info = StartupInfo {
             addr,
@@ -359,6 +445,7 @@ impl Server {
             recovery,
             sandbox,
             resumed_executions: resumed,
+            cluster: config.cluster.as_ref().map(|c| (c.node_name.clone(), c.endpoints.join(","))),
         };
         Ok(Self { state, listener, info, _lock: lock })
     }
@@ -396,6 +483,77 @@ impl Server {
         reaper.abort();
         result.map_err(StartError::Serve)
     }
+}
+
+/// This node's id: random, made once and kept in the data directory, so the same node restarting takes its
+/// name back from its own lapsing lease while another node with that name is refused.
+fn node_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let id = stoke_core::hex::encode(&bytes);
+            write_private(&path, id.as_bytes(), 0o644)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Keeps this node's caches true while other nodes write: authentication is read again when an account
+/// changes; resolutions and routes when a function, version, alias, layer, image or trigger does.
+fn watch_cluster(cluster: &Arc<cluster::Cluster>, registry: &Arc<Registry>, accounts: &Arc<Accounts>) {
+    let (registry, accounts) = (Arc::downgrade(registry), Arc::downgrade(accounts));
+    let on_change = Arc::new(move |aggregate: &str| {
+        if aggregate == "accounts" {
+            if let Some(a) = accounts.upgrade() {
+                if let Err(e) = a.reload() {
+                    tracing::warn!(error = %e, "cannot reload accounts after a change on another node");
+                }
+            }
+        } else if let Some(r) = registry.upgrade() {
+            r.changed_elsewhere();
+        }
+    });
+    cluster.store().watch(&["accounts", "functions", "versions", "aliases", "layers", "images", "triggers"], on_change);
+}
+
+/// Collects the blobs no record refers to, at start and every 10 minutes (see `cluster::BLOB_GRACE`).
+fn collect_blobs(cluster: &Arc<cluster::Cluster>, store: Arc<dyn Store>) {
+    let cluster = Arc::downgrade(cluster);
+    tokio::spawn(async move {
+        loop {
+            let Some(c) = cluster.upgrade() else { return };
+            let store = store.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                let mut referenced: std::collections::HashSet<String> =
+                    store.referenced_archives()?.into_iter().map(|(_, _, _, sha)| sha).collect();
+                referenced.extend(store.referenced_layers()?.into_iter().map(|(_, sha)| sha));
+                Ok::<_, stoke_store::StoreError>(c.blobs().collect(&referenced, cluster::BLOB_GRACE)?)
+            })
+            .await;
+            match swept {
+                Ok(Ok(n)) if n > 0 => tracing::info!(blobs = n, "collected blobs no record refers to"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot collect unreferenced blobs; trying again later"),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+    });
+}
+
+/// Keeps what this node's heartbeat reports of its load (live instances) current.
+fn report_load(cluster: &Arc<cluster::Cluster>, scheduler: stoke_scheduler::Scheduler) {
+    let cluster = Arc::downgrade(cluster);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let Some(c) = cluster.upgrade() else { return };
+            let instances = u64::try_from(scheduler.node_status().instances).unwrap_or(u64::MAX);
+            c.report(|n| n.instances = instances);
+        }
+    });
 }
 
 /// What the crate's tests share.

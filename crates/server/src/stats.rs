@@ -119,7 +119,9 @@ impl Statistics {
                     continue;
                 }
                 let store = me.store.clone();
-                match tokio::task::spawn_blocking(move || store.put_stats(&records)).await {
+                match tokio::task::spawn_blocking(move || stoke_store::in_background(|| store.put_stats(&records)))
+                    .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot write statistics"),
                     Err(e) => tracing::warn!(error = %e, "statistics writer failed"),

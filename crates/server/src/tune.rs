@@ -493,7 +493,7 @@ impl Tuner {
                 additional_version: None,
                 additional_weight: None,
             };
-            registry.put_alias(&acct, &name, &alias, routing, None, false)?;
+            registry.put_alias(&acct, &name, &alias, routing, None, crate::registry::AliasIf::Any)?;
             Ok(Applied { memory_mb, version: Some(version.version), alias: Some(alias) })
         })
         .await

@@ -271,7 +271,8 @@ pub async fn get_alias(
 /// Creates an alias or moves it to another version.
 #[utoipa::path(put, path = "/v1/functions/{function}/aliases/{alias}", tag = "aliases", request_body = PutAliasRequest,
     params(("function" = String, Path, description = "function name or ARN"), ("alias" = String, Path)),
-    responses((status = 200, body = AliasView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AliasView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn put_alias(
     State(s): State<AppState>,
     caller: Caller,
@@ -286,7 +287,8 @@ pub async fn put_alias(
             additional_version: req.additional_version,
             additional_weight: req.additional_weight,
         };
-        Ok(registry.put_alias(&caller.account.id, &name, &alias, routing, req.description, false)?)
+        let only = req.revision.map_or(crate::registry::AliasIf::Any, crate::registry::AliasIf::Revision);
+        Ok(registry.put_alias(&caller.account.id, &name, &alias, routing, req.description, only)?)
     })
     .await?;
     Ok(Json(AliasView::from_record(&record, &s.region)))

@@ -202,7 +202,19 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
     if !caller.account.is_admin {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin account may read /metrics"));
     }
-    let body = s.invoker.scheduler().metrics();
+    let mut body = s.invoker.scheduler().metrics();
+    if let Some(c) = &s.cluster {
+        use std::fmt::Write;
+        let etcd = c.store();
+        let _ = write!(
+            body,
+            "# HELP stoke_etcd_requests Requests this node sent to etcd's key-value API: while serving calls, and \
+             for background work (statistics flushes).\n# TYPE stoke_etcd_requests counter\n\
+             stoke_etcd_requests_total{{source=\"requests\"}} {}\nstoke_etcd_requests_total{{source=\"background\"}} {}\n",
+            etcd.requests(),
+            etcd.background_requests()
+        );
+    }
     Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response())
 }

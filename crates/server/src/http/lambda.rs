@@ -23,7 +23,7 @@ use stoke_store::{AliasRecord, FunctionRecord, VersionRecord};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
 use crate::error::Classified;
-use crate::registry::{PublishIf, RegistryError, Resolved};
+use crate::registry::{AliasIf, PublishIf, RegistryError, Resolved};
 use crate::sigv4;
 
 /// A Lambda-style error: `x-amzn-ErrorType` names the exception; the body carries the message.
@@ -521,6 +521,17 @@ struct AliasIn {
     function_version: Option<String>,
     description: Option<String>,
     routing_config: Option<RoutingIn>,
+    /// Update only if the alias is still at this revision (the `RevisionId` read).
+    revision_id: Option<String>,
+}
+
+/// The alias revision a `RevisionId` stoke gave out names (its first 8 hex digits).
+fn alias_revision(id: &str) -> LambdaResult<u64> {
+    id.split('-')
+        .next()
+        .filter(|h| h.len() == 8)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| LambdaError::invalid(format!("RevisionId {id:?} is not one this server gave out")))
 }
 
 fn routing(version: String, r: Option<RoutingIn>) -> LambdaResult<AliasRouting> {
@@ -545,7 +556,7 @@ async fn create_alias(
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
         Ok(alias_configuration(
-            &registry.put_alias(&account, &name, &alias, routing, input.description, true)?,
+            &registry.put_alias(&account, &name, &alias, routing, input.description, AliasIf::Absent)?,
             &region,
         ))
     })
@@ -559,6 +570,7 @@ async fn update_alias(
     req: Signed,
 ) -> LambdaResult<Json<Value>> {
     let input: AliasIn = req.json()?;
+    let only = input.revision_id.as_deref().map(alias_revision).transpose()?.map_or(AliasIf::Any, AliasIf::Revision);
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
@@ -570,7 +582,7 @@ async fn update_alias(
             None => AliasRouting { version, ..current.routing },
         };
         Ok(alias_configuration(
-            &registry.put_alias(&account, &name, &alias, routing, input.description, false)?,
+            &registry.put_alias(&account, &name, &alias, routing, input.description, only)?,
             &region,
         ))
     })

@@ -2,6 +2,7 @@
 //! business rule lives here.
 
 mod accounts;
+pub mod cluster;
 mod drain;
 pub mod error;
 pub mod extract;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// Matches HTTP trigger requests to function URLs and routes.
     pub gateway: Arc<crate::triggers::Gateway>,
     pub region: String,
+    /// This node's cluster (`None`: a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Runs blocking service work (the store) off the async workers.
@@ -57,6 +60,7 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/node", get(accounts::node))
+        .route("/nodes", get(cluster::list))
         .route("/account", get(accounts::whoami))
         .route("/accounts", get(accounts::list).post(accounts::create))
         .route("/functions", get(functions::list).post(functions::create))
@@ -106,6 +110,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
+        .route(
+            "/internal/v1/blobs/{sha256}",
+            get(cluster::get_blob).put(cluster::put_blob).layer(DefaultBodyLimit::max(body_limit)),
+        )
         .nest("/2015-03-31", lambda::routes())
         .nest("/2018-10-31", lambda_layers::routes())
         .route("/u/{id}", any(triggers::serve_url))

@@ -5,13 +5,13 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, functions, invoke, layers, triggers, tune, workflows};
+use super::{accounts, cluster, functions, invoke, layers, triggers, tune, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, layers, images, accounts, invocations, HTTP triggers and workflows. Authenticate with 'Authorization: Bearer <api_key>'."),
     paths(
-        accounts::whoami, accounts::list, accounts::create, accounts::node,
+        accounts::whoami, accounts::list, accounts::create, accounts::node, cluster::list,
         functions::create, functions::list, functions::get, functions::update_config, functions::delete,
         functions::update_code, functions::download_code, functions::publish, functions::list_versions,
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,

@@ -45,6 +45,7 @@ async fn api(script: Script) -> Api {
         zygotes: 0,
         first_wave: 2,
         max_starting: None,
+        cluster: None,
     };
     let fake = Arc::new(FakeSandbox::new(script));
     let server = Server::start_with_sandbox(config, fake.clone()).await.expect("the server starts");

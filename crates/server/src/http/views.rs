@@ -181,6 +181,9 @@ pub struct PutAliasRequest {
     pub additional_version: Option<String>,
     pub additional_weight: Option<f64>,
     pub description: Option<String>,
+    /// Move the alias only if it is still at this revision (the `revision` you read); otherwise 412
+    /// `precondition_failed`, and nothing changes.
+    pub revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -34,6 +34,7 @@ impl Registry {
         stoke_core::layer::validate_publish(&description, &compatible_runtimes)?;
         let zip = archive::normalize(code, &self.archive_limits)?;
         let code = self.layers.put(account, &zip)?;
+        self.replicas.stored(&self.layers.archive(account, &code.sha256), &code.sha256)?;
         let mut record = LayerRecord {
             account: account.clone(),
             name,
@@ -179,7 +180,14 @@ impl Registry {
                     .store
                     .get_layer_version(account, &r.name, r.version)?
                     .ok_or_else(|| RegistryError::NotFound(format!("layer {r} no longer exists")))?;
-                Ok(self.layers.content(account, &l.code.sha256))
+                let content = self.layers.content(account, &l.code.sha256);
+                // Published on another node of the cluster: unpacked here from its archive, once.
+                if !content.is_dir() {
+                    if let Some(zip) = self.replicas.bytes(&l.code.sha256)? {
+                        self.layers.put(account, &zip)?;
+                    }
+                }
+                Ok(content)
             })
             .collect()
     }
@@ -187,6 +195,7 @@ impl Registry {
     /// Resolves a reference and the host directories of the layers its configuration lists.
     pub fn resolve_with_layers(&self, caller: &AccountId, reference: &str) -> Result<(super::Resolved, Vec<PathBuf>)> {
         let resolved = self.resolve(caller, reference)?;
+        self.ensure_archive(&resolved)?;
         let layers = self.layer_dirs(caller, resolved.config())?;
         Ok((resolved, layers))
     }

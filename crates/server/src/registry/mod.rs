@@ -150,6 +150,48 @@ pub trait RunningWork: Send + Sync {
     fn function_changed(&self, account: &AccountId, function: &FunctionName);
 }
 
+/// Where code archives are kept beyond this node. On one node only here ([`LocalOnly`]); in a cluster
+/// (`cluster::Blobs`) a new archive is copied to enough peers before the record that refers to it is
+/// committed, and a node fetches an archive it lacks from a peer, checking its sha256.
+pub trait Replicas: Send + Sync {
+    /// The archive at `path` (content `sha256`) was just written here: make it durable where it must be.
+    fn stored(&self, path: &std::path::Path, sha256: &str) -> Result<(), StoreError>;
+    /// The archive at `path` is about to be used here: bring it here if it is missing.
+    fn fetch(&self, path: &std::path::Path, sha256: &str) -> Result<(), StoreError>;
+    /// The bytes of archive `sha256` from wherever it is kept (a peer), for files this node must build from
+    /// it (a layer unpacked); `None` when there is no other place than this node.
+    fn bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// When `put_alias` may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasIf {
+    /// Create or move it, whatever it points at now.
+    Any,
+    /// Create it; `Conflict` if it exists.
+    Absent,
+    /// Move it only if it is still at this revision (what the caller read); `PreconditionFailed` otherwise.
+    Revision(u64),
+}
+
+/// One node: archives live only on its disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalOnly;
+
+impl Replicas for LocalOnly {
+    fn stored(&self, _: &std::path::Path, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn fetch(&self, _: &std::path::Path, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn bytes(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+}
+
 /// The function manager.
 pub struct Registry {
     store: Arc<dyn Store>,
@@ -159,6 +201,7 @@ pub struct Registry {
     node: NodeLimits,
     archive_limits: ArchiveLimits,
     running: Arc<dyn RunningWork>,
+    replicas: Arc<dyn Replicas>,
     /// Bumped by every change, so callers can cache resolutions and know when they are stale.
     generation: AtomicU64,
 }
@@ -202,7 +245,39 @@ impl Registry {
         running: Arc<dyn RunningWork>,
     ) -> Self {
         let RegistryFiles { code, layers, images } = files;
-        Self { store, code, layers, images, node, archive_limits, running, generation: AtomicU64::new(0) }
+        Self {
+            store,
+            code,
+            layers,
+            images,
+            node,
+            archive_limits,
+            running,
+            replicas: Arc::new(LocalOnly),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps archives where `replicas` says (a cluster's nodes) rather than on this node only.
+    pub fn with_replicas(mut self, replicas: Arc<dyn Replicas>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Marks a change made elsewhere (another node of the cluster): resolutions and routes are read again.
+    pub fn changed_elsewhere(&self) {
+        self.bump_generation();
+    }
+
+    /// Brings the archive of a resolved reference to this node if it is not here (a cluster peer has it).
+    pub fn ensure_archive(&self, resolved: &Resolved) -> Result<()> {
+        let (_, sha) = archive_of(&resolved.function, resolved.version.as_ref());
+        Ok(self.replicas.fetch(&self.archive_path(&resolved.function, resolved.version.as_ref()), sha)?)
+    }
+
+    /// The archive `sha256` of `$LATEST` was written: keep it where the replicas say before it is recorded.
+    fn stored_latest(&self, account: &AccountId, name: &FunctionName, sha256: &str) -> Result<()> {
+        Ok(self.replicas.stored(&self.code.path(account, name, LATEST_DIR, sha256), sha256)?)
     }
 
     /// Changes with every write; equal generations mean equal registry contents.
@@ -245,9 +320,12 @@ impl Registry {
     /// Brings the registry to a consistent state after a crash: finishes interrupted updates (the old code
     /// is intact, since the new code is committed in one step), removes half-written and unreferenced
     /// archives, and deletes retired functions whose work has drained.
-    pub fn recover(&self) -> Result<RecoveryReport> {
+    ///
+    /// With a `shared` store (a cluster), updates in progress may be another live node's: they are left alone.
+    pub fn recover(&self, shared: bool) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
-        for mut f in self.store.functions_in_state(LifecycleState::Updating)? {
+        let updating = if shared { Vec::new() } else { self.store.functions_in_state(LifecycleState::Updating)? };
+        for mut f in updating {
             let rev = f.revision;
             f.state = next_state(f.state, LifecycleEvent::FinishUpdate, LifecycleContext::default())?;
             f.revision += 1;
@@ -262,6 +340,7 @@ impl Registry {
         let images: Vec<String> = self.store.list_images()?.into_iter().map(|i| i.name).collect();
         report.orphan_archives_removed += self.images.reconcile(&images)?;
         report.retired_deleted = self.reap_retired()?;
+        // A shared store requeues only the events this node had claimed.
         report.events_requeued = self.store.requeue_running_events()?;
         Ok(report)
     }
@@ -416,6 +495,7 @@ impl Registry {
         }
         let zip = archive::normalize(code, &self.archive_limits)?;
         let code_ref = self.code.put(account, &name, LATEST_DIR, &zip)?;
+        self.stored_latest(account, &name, &code_ref.sha256)?;
         let now = now_ms();
         let mut record = FunctionRecord {
             account: account.clone(),
@@ -512,7 +592,11 @@ impl Registry {
         f.revision += 1;
         self.store.update_function(&f, before.revision)?;
         self.changed(account, name, false);
-        let written = self.code.put(account, name, LATEST_DIR, &zip);
+        let written = self
+            .code
+            .put(account, name, LATEST_DIR, &zip)
+            .map_err(RegistryError::from)
+            .and_then(|c| self.stored_latest(account, name, &c.sha256).map(|()| c));
         let code_ref = match written {
             Ok(c) => c,
             Err(e) => {
@@ -521,7 +605,7 @@ impl Registry {
                 back.revision = f.revision + 1;
                 self.store.update_function(&back, f.revision)?;
                 self.changed(account, name, false);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let rev = f.revision;
@@ -562,6 +646,7 @@ impl Registry {
     /// The archive bytes of a reference.
     pub fn read_code(&self, account: &AccountId, reference: &str) -> Result<(Resolved, Vec<u8>)> {
         let resolved = self.resolve(account, reference)?;
+        self.ensure_archive(&resolved)?;
         let (dir, sha) = archive_of(&resolved.function, resolved.version.as_ref());
         let bytes = self.code.read(account, &resolved.function.name, &dir, sha)?;
         Ok((resolved, bytes))
@@ -622,6 +707,7 @@ impl Registry {
         let code =
             f.code.clone().ok_or_else(|| RegistryError::Conflict(format!("function {name} has no code to publish")))?;
         let number = f.last_version + 1;
+        self.replicas.fetch(&self.code.path(&f.account, &name, LATEST_DIR, &code.sha256), &code.sha256)?;
         self.code.link(&f.account, &name, LATEST_DIR, &number.to_string(), &code.sha256)?;
         let version = VersionRecord {
             account: f.account.clone(),
@@ -694,7 +780,7 @@ impl Registry {
         alias: &str,
         routing: AliasRouting,
         description: Option<String>,
-        create_only: bool,
+        only: AliasIf,
     ) -> Result<AliasRecord> {
         let alias = AliasName::parse(alias)?;
         let f = self.load(account, name)?;
@@ -708,8 +794,17 @@ impl Registry {
         }
         let now = now_ms();
         let existing = self.store.get_alias(account, name, alias.as_str())?;
-        if create_only && existing.is_some() {
-            return Err(RegistryError::Conflict(format!("alias {alias} of function {name} already exists")));
+        match (only, &existing) {
+            (AliasIf::Absent, Some(_)) => {
+                return Err(RegistryError::Conflict(format!("alias {alias} of function {name} already exists")))
+            }
+            (AliasIf::Revision(expected), found) if found.as_ref().map(|a| a.revision) != Some(expected) => {
+                return Err(RegistryError::PreconditionFailed(format!(
+                    "alias {alias} of function {name} is not at revision {expected} any more (another request \
+                     moved it); read it again and retry"
+                )))
+            }
+            _ => {}
         }
         let record = AliasRecord {
             account: account.clone(),

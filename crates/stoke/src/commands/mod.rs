@@ -6,6 +6,7 @@ pub mod completions;
 pub mod function;
 pub mod invoke;
 pub mod layer;
+pub mod nodes;
 pub mod server;
 pub mod trigger;
 pub mod tune;

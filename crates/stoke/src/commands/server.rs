@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use stoke_sandbox::lean::LeanSettings;
+use stoke_server::cluster::ClusterConfig;
 use stoke_server::{GenericKind, SandboxChoice, Server, ServerConfig};
 
 use crate::client::data_dir;
@@ -97,6 +98,84 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Cluster mode: several nodes share one etcd (docs/cluster.md). Without --cluster the node runs alone on its
+/// embedded SQLite store.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Cluster")]
+struct ClusterArgs {
+    /// Join a cluster: its etcd endpoints, comma-separated (e.g. http://10.0.0.5:2379,http://10.0.0.6:2379).
+    #[arg(long, env = "STOKE_CLUSTER", value_name = "URL[,URL]", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// This node's name in the cluster, unique among its live nodes [default: the host name].
+    #[arg(long, env = "STOKE_NODE_NAME", value_name = "NAME", requires = "cluster")]
+    node_name: Option<String>,
+    /// Where the other nodes and clients reach this node [default: http://<the address it listens on>].
+    #[arg(long, env = "STOKE_ADVERTISE", value_name = "URL", requires = "cluster")]
+    advertise: Option<String>,
+    /// A file holding the secret nodes present to each other (the same on every node; at least 16
+    /// characters, e.g. from `openssl rand -hex 32`).
+    #[arg(long, env = "STOKE_CLUSTER_SECRET_FILE", value_name = "FILE", requires = "cluster")]
+    cluster_secret_file: Option<std::path::PathBuf>,
+    /// On how many nodes a new code archive must be before it is acknowledged (fewer when fewer are live).
+    #[arg(long, default_value_t = ClusterConfig::DEFAULT_REPLICATION as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=16), requires = "cluster")]
+    replication: u64,
+    /// Seconds a node's membership lease lives without renewal: a node that stops is shown gone after it.
+    #[arg(long, default_value_t = ClusterConfig::DEFAULT_NODE_TTL.as_secs(), value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(2..=300), requires = "cluster")]
+    node_ttl: u64,
+    /// Prefix of every key this cluster keeps in etcd (clusters sharing one etcd use different ones).
+    #[arg(long, default_value = ClusterConfig::DEFAULT_PREFIX, value_name = "PREFIX", requires = "cluster")]
+    etcd_prefix: String,
+}
+
+impl ClusterArgs {
+    fn config(&self) -> Result<Option<ClusterConfig>> {
+        let endpoints: Vec<String> =
+            self.cluster.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+        if endpoints.is_empty() {
+            return Ok(None);
+        }
+        for e in &endpoints {
+            anyhow::ensure!(
+                e.starts_with("http://") || e.starts_with("https://"),
+                "--cluster {e:?} is not an etcd URL: write it as http://HOST:PORT"
+            );
+        }
+        if let Some(a) = &self.advertise {
+            anyhow::ensure!(
+                a.starts_with("http://") || a.starts_with("https://"),
+                "--advertise {a:?} is not a URL: write it as http://HOST:PORT"
+            );
+        }
+        let node_name = match &self.node_name {
+            Some(n) => n.clone(),
+            None => std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
+        };
+        anyhow::ensure!(
+            !node_name.is_empty()
+                && node_name.len() <= 63
+                && node_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'),
+            "node name {node_name:?} is not valid: use 1-63 letters, digits, '-', '_' or '.' (--node-name)"
+        );
+        let secret_file = self.cluster_secret_file.as_ref().context(
+            "--cluster needs --cluster-secret-file: a file with the secret the nodes share (e.g. `openssl rand -hex 32 > secret`)",
+        )?;
+        let secret = stoke_server::cluster::read_secret(secret_file).map_err(anyhow::Error::msg)?;
+        Ok(Some(ClusterConfig {
+            endpoints,
+            node_name,
+            advertise: self.advertise.clone().map(|a| a.trim_end_matches('/').to_string()),
+            secret,
+            prefix: self.etcd_prefix.clone(),
+            replication: count(self.replication),
+            node_ttl: std::time::Duration::from_secs(self.node_ttl),
+        }))
+    }
 }
 
 fn parse_overcommit(s: &str) -> Result<f64, String> {
@@ -205,6 +284,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         zygotes: count(args.zygotes),
         first_wave: count(args.first_wave),
         max_starting: args.max_starting.map(count),
+        cluster: args.cluster.config()?,
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.
@@ -222,8 +302,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         let info = server.info().clone();
         println!("stoke {} listening on http://{}", env!("CARGO_PKG_VERSION"), info.addr);
         println!("  data dir:     {}", info.data_dir.display());
-        let admin_note = if info.created_admin { " (new admin account created)" } else { "" };
-        println!("  credentials:  {}{admin_note}", info.credentials_path.display());
+        if info.created_admin {
+            println!("  credentials:  {} (new admin account created)", info.credentials_path.display());
+        } else if info.credentials_path.exists() {
+            println!("  credentials:  {}", info.credentials_path.display());
+        } else {
+            println!("  credentials:  the admin account's are in the data directory of the node that created it");
+        }
         println!(
             "  node:         functions may use up to {} MB each, {} GPU(s); sandbox: {}",
             info.node.max_memory_mb, info.node.gpu_count, info.sandbox
@@ -237,6 +322,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         }
         if info.resumed_executions > 0 {
             println!("  resumed:      {} workflow execution(s) left running", info.resumed_executions);
+        }
+        if let Some(c) = &info.cluster {
+            println!("  cluster:      node {} of the cluster at {}", c.0, c.1);
         }
         println!("  try:          stoke --data-dir {} fn ls", info.data_dir.display());
         server.run(shutdown_signal()).await?;

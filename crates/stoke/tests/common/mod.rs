@@ -23,6 +23,21 @@ pub struct TestServer {
     pub account_id: String,
     server: stoke_testkit::Server,
     http: Client,
+    /// The etcd of a one-node cluster (`STOKE_TEST_CLUSTER=1`), dropped after the server.
+    etcd: Option<(stoke_testkit::etcd::Etcd, tempfile::TempDir)>,
+}
+
+/// Whether the suites run against a node of a cluster (`STOKE_TEST_CLUSTER=1`: each test server is a node
+/// with its own etcd) rather than a node on its embedded store.
+pub fn cluster_mode() -> bool {
+    std::env::var("STOKE_TEST_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// A file holding a cluster secret, in `dir`.
+pub fn secret_file(dir: &Path) -> PathBuf {
+    let path = dir.join("cluster-secret");
+    std::fs::write(&path, format!("{}\n", "c0ffee".repeat(8))).unwrap();
+    path
 }
 
 impl TestServer {
@@ -32,8 +47,36 @@ impl TestServer {
 
     /// Starts a server with extra `stoke server` flags.
     pub fn start_with(args: &[&str]) -> Self {
+        if cluster_mode() {
+            let etcd = stoke_testkit::etcd::Etcd::start().unwrap_or_else(|e| panic!("{e:#}"));
+            let dir = tempfile::tempdir().unwrap();
+            let secret = secret_file(dir.path());
+            let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            all.extend(cluster_args(&etcd.endpoint(), "node-1", &secret));
+            let mut s = Self::start_args(all);
+            s.etcd = Some((etcd, dir));
+            return s;
+        }
+        Self::start_args(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts a node of the cluster whose etcd is at `etcd`, named `name`.
+    pub fn start_node(etcd: &str, name: &str, secret: &Path, args: &[&str]) -> Self {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(cluster_args(etcd, name, secret));
+        Self::start_args(all)
+    }
+
+    /// Uses another node's credentials (a node that joined later has none of its own).
+    pub fn use_credentials_of(&mut self, other: &TestServer) {
+        self.api_key.clone_from(&other.api_key);
+        self.access_key_id.clone_from(&other.access_key_id);
+        self.account_id.clone_from(&other.account_id);
+    }
+
+    fn start_args(args: Vec<String>) -> Self {
         let options = stoke_testkit::Options {
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             // A test's instances are few, and lean helpers that outlive a killed server can take seconds
             // to notice (the zygote and oci tests bound that on their own): tests do not wait for them.
             drain_timeout: Duration::ZERO,
@@ -48,6 +91,7 @@ impl TestServer {
             account_id: String::new(),
             server,
             http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            etcd: None,
         };
         s.read_endpoint();
         s
@@ -62,6 +106,9 @@ impl TestServer {
     fn read_endpoint(&mut self) {
         self.url = self.server.endpoint().to_string();
         let creds = self.server.credentials();
+        if creds.api_key.is_empty() {
+            return; // a node that joined a cluster later: it uses another node's credentials
+        }
         self.api_key = creds.api_key.clone();
         self.access_key_id = creds.access_key_id.clone();
         self.account_id = creds.account_id.clone();
@@ -187,6 +234,20 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The flags that make a server a node of the cluster at `etcd`, with a short lease so tests see a node go.
+pub fn cluster_args(etcd: &str, name: &str, secret: &Path) -> Vec<String> {
+    vec![
+        "--cluster".into(),
+        etcd.into(),
+        "--node-name".into(),
+        name.into(),
+        "--cluster-secret-file".into(),
+        secret.display().to_string(),
+        "--node-ttl".into(),
+        "3".into(),
+    ]
 }
 
 pub fn assert_error(resp: &(u16, Value), status: u16, code: &str, needle: &str) {

@@ -1,0 +1,418 @@
+//! Cluster mode: this node's place among equal nodes that share one etcd (docs/cluster.md).
+//!
+//! - [`Cluster::join`] registers the node under a lease (membership), refusing a name another live node
+//!   holds, and keeps it renewed.
+//! - [`Blobs`] keeps code and layer archives on enough nodes: a new archive is pushed to peers until
+//!   `min(replication, live nodes)` hold it before its record is committed; a node that needs an archive it
+//!   lacks fetches it from a live peer by sha256 and checks the hash before using it. Archives are kept by
+//!   content under `<data-dir>/blobs/<sha256>` and linked where the registry reads them.
+//! - Blobs no record refers to are collected once they are older than [`BLOB_GRACE`], so a blob whose
+//!   create is still on its way to etcd is never taken.
+//! - Peers call each other on `/internal/v1/…` with the cluster secret; nothing else may.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoke_store::{EtcdStore, Membership, NodeRecord, NodeStatus, StoreError};
+
+/// How a node joins a cluster (`stoke server --cluster …`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// etcd endpoints, `http://host:port`.
+    pub endpoints: Vec<String>,
+    /// This node's name, unique among live nodes.
+    pub node_name: String,
+    /// Where peers and clients reach this node, `http://host:port` (`None`: the address it listens on).
+    pub advertise: Option<String>,
+    /// What peers present to each other on the internal API.
+    pub secret: String,
+    /// Key prefix in etcd (several clusters can share one etcd).
+    pub prefix: String,
+    /// On how many nodes an archive must be before its record is committed.
+    pub replication: usize,
+    /// The membership lease's time to live: a node that stops is shown gone within it.
+    pub node_ttl: Duration,
+}
+
+impl ClusterConfig {
+    pub const DEFAULT_PREFIX: &'static str = "stoke";
+    pub const DEFAULT_REPLICATION: usize = 2;
+    pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(5);
+}
+
+/// The header peers put the cluster secret in.
+pub const SECRET_HEADER: &str = "x-stoke-cluster-secret";
+
+/// This node in its cluster.
+pub struct Cluster {
+    store: Arc<EtcdStore>,
+    membership: Membership,
+    secret: String,
+    blobs: Arc<Blobs>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("node", &self.membership.record().name).finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Joins as `node` (`Conflict` when another live node has its name).
+    pub fn join(
+        store: Arc<EtcdStore>,
+        config: &ClusterConfig,
+        node: NodeRecord,
+        blobs: Arc<Blobs>,
+    ) -> Result<Self, StoreError> {
+        let membership = store.join(&node, config.node_ttl)?;
+        Ok(Self { store, membership, secret: config.secret.clone(), blobs })
+    }
+
+    pub fn store(&self) -> &Arc<EtcdStore> {
+        &self.store
+    }
+
+    pub fn blobs(&self) -> &Arc<Blobs> {
+        &self.blobs
+    }
+
+    pub fn name(&self) -> String {
+        self.membership.record().name
+    }
+
+    /// Every node that joined, live or gone.
+    pub fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
+        self.store.nodes()
+    }
+
+    /// Changes what this node's next heartbeat reports.
+    pub fn report(&self, f: impl FnOnce(&mut NodeRecord)) {
+        self.membership.update(f);
+    }
+
+    /// Whether `presented` is the cluster secret (compared in constant time).
+    pub fn authorized(&self, presented: Option<&str>) -> bool {
+        presented.is_some_and(|p| constant_time_eq(p.as_bytes(), self.secret.as_bytes()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads the cluster secret from a file (trimmed); it must be at least 16 characters.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the cluster secret file {}: {e}", path.display()))?;
+    let secret = text.trim().to_string();
+    if secret.len() < 16 {
+        return Err(format!(
+            "the cluster secret in {} is {} characters; use at least 16 (e.g. `openssl rand -hex 32 > {}`)",
+            path.display(),
+            secret.len(),
+            path.display()
+        ));
+    }
+    Ok(secret)
+}
+
+/// Content-addressed archives of this node, shared with its peers.
+pub struct Blobs {
+    dir: PathBuf,
+    store: Arc<EtcdStore>,
+    name: String,
+    secret: String,
+    replication: usize,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable(message)
+}
+
+/// Whether `s` is a sha256 in lowercase hex (what the internal API accepts as a blob's name).
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Blobs {
+    /// The blobs under `<data_dir>/blobs`, shared with the peers of `store`'s cluster.
+    pub fn open(
+        store: Arc<EtcdStore>,
+        data_dir: &Path,
+        name: &str,
+        secret: &str,
+        replication: usize,
+    ) -> Result<Self, StoreError> {
+        let dir = data_dir.join("blobs");
+        std::fs::create_dir_all(&dir)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| unavailable(format!("cannot make the peer client: {e}")))?;
+        Ok(Self {
+            dir,
+            store,
+            name: name.to_string(),
+            secret: secret.to_string(),
+            replication: replication.max(1),
+            http,
+        })
+    }
+
+    /// Where this node keeps the blob `sha256` (the caller checked it is one).
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(sha256)
+    }
+
+    /// The other live nodes' addresses.
+    fn peers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.state == "live" && n.node.name != self.name)
+            .map(|n| n.node.advertise)
+            .collect())
+    }
+
+    /// Keeps `bytes` (already checked to hash to `sha256`) as a blob: written to a temp file, synced, renamed.
+    pub fn keep(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(sha256);
+        if path.exists() {
+            return Ok(());
+        }
+        let tmp = self.dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    /// Links the blob into `dest` (where the registry reads it), unless something is there already.
+    fn link_to(&self, sha256: &str, dest: &Path) -> std::io::Result<()> {
+        if dest.exists() {
+            return Ok(());
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::hard_link(self.path(sha256), dest) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it (registry calls come from blocking threads).
+    fn wait<T: Send + 'static>(&self, fut: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.store.handle().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        let recv = move || rx.recv().ok();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(recv)
+            }
+            _ => recv(),
+        }
+    }
+
+    /// Pushes blob `sha256` to peers until `min(replication, live nodes)` nodes hold it, this one included.
+    fn replicate(&self, sha256: &str) -> Result<usize, StoreError> {
+        let peers = self.peers()?;
+        let needed = self.replication.min(peers.len() + 1) - 1;
+        if needed == 0 {
+            return Ok(1);
+        }
+        let bytes = std::fs::read(self.path(sha256))?;
+        let (http, secret, sha) = (self.http.clone(), self.secret.clone(), sha256.to_string());
+        let acks = self
+            .wait(async move {
+                let mut acks = 0;
+                for peer in peers {
+                    if acks >= needed {
+                        break;
+                    }
+                    let sent = http
+                        .put(format!("{peer}/internal/v1/blobs/{sha}"))
+                        .header(SECRET_HEADER, &secret)
+                        .body(bytes.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => acks += 1,
+                        Ok(r) => tracing::warn!(%peer, status = %r.status(), "a peer refused an archive"),
+                        Err(e) => tracing::warn!(%peer, error = %e, "cannot copy an archive to a peer"),
+                    }
+                }
+                acks
+            })
+            .unwrap_or(0);
+        if acks < needed {
+            return Err(unavailable(format!(
+                "the archive could be kept on {} of the {} nodes it must be on; retry when more nodes are live",
+                acks + 1,
+                needed + 1
+            )));
+        }
+        Ok(acks + 1)
+    }
+
+    /// Fetches blob `sha256` from a live peer, checks its hash and keeps it.
+    fn fetch_from_peers(&self, sha256: &str) -> Result<(), StoreError> {
+        let peers = self.peers()?;
+        let (http, secret, sha) = (self.http.clone(), self.secret.clone(), sha256.to_string());
+        let found = self
+            .wait(async move {
+                for peer in peers {
+                    let got =
+                        http.get(format!("{peer}/internal/v1/blobs/{sha}")).header(SECRET_HEADER, &secret).send().await;
+                    let Ok(resp) = got else { continue };
+                    if !resp.status().is_success() {
+                        continue;
+                    }
+                    let Ok(bytes) = resp.bytes().await else { continue };
+                    if stoke_store::sha256_hex(&bytes) == sha {
+                        return Some(bytes.to_vec());
+                    }
+                    tracing::warn!(%peer, "a peer sent an archive whose sha256 does not match; ignored");
+                }
+                None
+            })
+            .flatten();
+        match found {
+            Some(bytes) => Ok(self.keep(sha256, &bytes)?),
+            None => Err(unavailable(format!(
+                "no live node has archive {sha256}; it comes back when a node that holds it is live again"
+            ))),
+        }
+    }
+}
+
+/// How old an unreferenced blob must be before it is collected: longer than any create or update takes
+/// from writing its archive to committing its record, so a blob whose record is on its way is never taken.
+pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
+
+impl Blobs {
+    /// Removes the blobs no record refers to (`referenced`: sha256s) that are older than `grace`; returns
+    /// how many. Files where the registry reads an archive are links of their own and stay.
+    pub fn collect(&self, referenced: &std::collections::HashSet<String>, grace: Duration) -> std::io::Result<usize> {
+        collect_unreferenced(&self.dir, referenced, grace, std::time::SystemTime::now())
+    }
+}
+
+/// [`Blobs::collect`] over a directory, at `now`.
+fn collect_unreferenced(
+    dir: &Path,
+    referenced: &std::collections::HashSet<String>,
+    grace: Duration,
+    now: std::time::SystemTime,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Temp files of a write that died are named `.<sha>.<pid>.tmp`: collected by age alone.
+        let sha = name.strip_prefix('.').and_then(|n| n.split('.').next()).unwrap_or(&name);
+        if !is_sha256(sha) || (referenced.contains(sha) && !name.starts_with('.')) {
+            continue;
+        }
+        let age = entry.metadata()?.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+        if age >= grace {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+impl crate::registry::Replicas for Blobs {
+    fn stored(&self, path: &Path, sha256: &str) -> Result<(), StoreError> {
+        if !self.path(sha256).exists() {
+            match std::fs::hard_link(path, self.path(sha256)) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e.into()),
+                _ => {}
+            }
+        }
+        self.replicate(sha256).map(|_| ())
+    }
+
+    fn bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !is_sha256(sha256) {
+            return Ok(None);
+        }
+        if !self.path(sha256).exists() {
+            self.fetch_from_peers(sha256)?;
+        }
+        Ok(Some(std::fs::read(self.path(sha256))?))
+    }
+
+    fn fetch(&self, path: &Path, sha256: &str) -> Result<(), StoreError> {
+        if path.exists() || !is_sha256(sha256) {
+            return Ok(());
+        }
+        if !self.path(sha256).exists() {
+            self.fetch_from_peers(sha256)?;
+        }
+        Ok(self.link_to(sha256, path)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole_and_blob_names_are_hashes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"abcd"));
+        assert!(is_sha256(&"a1".repeat(32)));
+        assert!(!is_sha256(&"A1".repeat(32)) && !is_sha256("../etc/passwd") && !is_sha256(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn only_old_unreferenced_blobs_and_old_temp_files_are_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, old, young) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        for name in [&kept, &old, &young, &format!(".{old}.7.tmp"), &"not-a-blob".to_string()] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let referenced: std::collections::HashSet<String> = [kept.clone()].into();
+        let grace = Duration::from_secs(3600);
+        // Nothing is old enough yet: a blob whose record is on its way stays.
+        let now = std::time::SystemTime::now();
+        assert_eq!(collect_unreferenced(dir.path(), &referenced, grace, now).unwrap(), 0);
+        // Two hours on: the unreferenced blobs and the temp file go, the referenced one and strangers stay.
+        let later = now + Duration::from_secs(7200);
+        assert_eq!(collect_unreferenced(dir.path(), &referenced, grace, later).unwrap(), 3);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, [kept, "not-a-blob".to_string()]);
+    }
+
+    #[test]
+    fn a_short_or_missing_secret_is_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        assert!(read_secret(&path).unwrap_err().contains("cannot read"));
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(read_secret(&path).unwrap_err().contains("openssl rand -hex 32"));
+        std::fs::write(&path, format!("{}\n", "s".repeat(32))).unwrap();
+        assert_eq!(read_secret(&path).unwrap(), "s".repeat(32));
+    }
+}

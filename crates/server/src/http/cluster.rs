@@ -1,0 +1,143 @@
+//! The cluster's routes: `GET /v1/nodes` for operators, and `/internal/v1/blobs/{sha256}`, which only peers
+//! presenting the cluster secret may call.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::{blocking, AppState};
+use crate::accounts::Caller;
+use crate::cluster::{is_sha256, SECRET_HEADER};
+
+/// A node of the cluster.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeView {
+    pub name: String,
+    /// `live` while the node renews its lease; `gone` after its lease lapsed.
+    pub state: String,
+    /// Where peers and clients reach it.
+    pub advertise: String,
+    pub version: String,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub gpus: u32,
+    pub sandbox: String,
+    /// Live instances at its last heartbeat.
+    pub instances: u64,
+    /// Requests it has sent to etcd's key-value API (0 on a single node).
+    pub etcd_requests: u64,
+    pub started_ms: i64,
+    pub heartbeat_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeList {
+    /// `cluster` when nodes share an etcd, `single` for a node on its own store.
+    pub mode: String,
+    pub nodes: Vec<NodeView>,
+}
+
+/// The nodes of the cluster with their state, capacity and load (admin only). A single node lists itself.
+#[utoipa::path(get, path = "/v1/nodes", tag = "accounts",
+    responses((status = 200, body = NodeList), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<NodeList>> {
+    if !caller.account.is_admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin account may list the nodes"));
+    }
+    let instances = u64::try_from(s.invoker.scheduler().node_status().instances).unwrap_or(u64::MAX);
+    let Some(cluster) = s.cluster.clone() else {
+        let limits = s.registry.node_limits();
+        return Ok(Json(NodeList {
+            mode: "single".into(),
+            nodes: vec![NodeView {
+                name: "local".into(),
+                state: "live".into(),
+                advertise: String::new(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                memory_mb: u64::from(limits.max_memory_mb),
+                cpus: std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
+                gpus: limits.gpu_count,
+                sandbox: s.invoker.scheduler().sandbox_kind().to_string(),
+                instances,
+                etcd_requests: 0,
+                started_ms: 0,
+                heartbeat_ms: crate::registry::now_ms(),
+            }],
+        }));
+    };
+    cluster.report(|n| n.instances = instances);
+    let nodes = blocking(move || cluster.nodes().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
+    Ok(Json(NodeList {
+        mode: "cluster".into(),
+        nodes: nodes
+            .into_iter()
+            .map(|n| NodeView {
+                name: n.node.name,
+                state: n.state,
+                advertise: n.node.advertise,
+                version: n.node.version,
+                memory_mb: n.node.memory_mb,
+                cpus: n.node.cpus,
+                gpus: n.node.gpus,
+                sandbox: n.node.sandbox,
+                instances: n.node.instances,
+                etcd_requests: n.node.etcd_requests,
+                started_ms: n.node.started_ms,
+                heartbeat_ms: n.node.heartbeat_ms,
+            })
+            .collect(),
+    }))
+}
+
+/// The cluster of an internal call from a peer: 404 on a single node (there is no internal API), 401 without
+/// the secret, 400 for a name that is not a sha256.
+fn peer_call(s: &AppState, headers: &HeaderMap, sha256: &str) -> ApiResult<std::sync::Arc<crate::cluster::Cluster>> {
+    let cluster = s
+        .cluster
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster"))?;
+    let presented = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
+    if !cluster.authorized(presented) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "internal calls are for the nodes of this cluster: present the cluster secret",
+        ));
+    }
+    if !is_sha256(sha256) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("{sha256:?} is not a sha256 in lowercase hex"))
+            .with_field("sha256"));
+    }
+    Ok(cluster)
+}
+
+/// A peer fetches an archive this node keeps.
+pub async fn get_blob(State(s): State<AppState>, headers: HeaderMap, Path(sha256): Path<String>) -> ApiResult<Vec<u8>> {
+    let cluster = peer_call(&s, &headers, &sha256)?;
+    let path = cluster.blobs().path(&sha256);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("this node has no archive {sha256}")))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// A peer hands this node an archive to keep; it is kept only if its content hashes to its name.
+pub async fn put_blob(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(sha256): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let cluster = peer_call(&s, &headers, &sha256)?;
+    if stoke_store::sha256_hex(&body) != sha256 {
+        return Err(ApiError::bad_request("digest_mismatch", "the archive's content does not hash to its name"));
+    }
+    blocking(move || cluster.blobs().keep(&sha256, &body).map_err(ApiError::internal)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,309 @@
+//! Cluster mode end to end: a real etcd and real `stoke server` nodes on loopback. Any node serves the
+//! whole API, archives survive the loss of the node that took them, membership follows the nodes, and an
+//! etcd outage fails writes with a retryable 503 while warm invocations go on.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use stoke_testkit::etcd::Etcd;
+
+/// etcd for a test; outside CI, where it may be missing, the test skips loudly.
+fn etcd() -> Option<Etcd> {
+    if !present_or_skip(stoke_testkit::etcd::etcd_binary().is_some(), "etcd", "cluster test") {
+        return None;
+    }
+    Some(Etcd::start().unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+const NODE_ARGS: &[&str] = &["--sandbox", "process", "--generic", "none", "--zygotes", "0"];
+
+struct Cluster {
+    nodes: Vec<TestServer>,
+    secret: PathBuf,
+    // Last: the nodes stop before their etcd does.
+    _dir: tempfile::TempDir,
+    etcd: Etcd,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Option<Self> {
+        let etcd = etcd()?;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = secret_file(dir.path());
+        let mut nodes: Vec<TestServer> = Vec::new();
+        for i in 0..n {
+            let mut node = TestServer::start_node(&etcd.endpoint(), &format!("node-{}", i + 1), &secret, NODE_ARGS);
+            if let Some(first) = nodes.first() {
+                node.use_credentials_of(first);
+            }
+            nodes.push(node);
+        }
+        Some(Self { nodes, secret, _dir: dir, etcd })
+    }
+
+    fn join(&mut self, name: &str) -> TestServer {
+        let mut node = TestServer::start_node(&self.etcd.endpoint(), name, &self.secret, NODE_ARGS);
+        node.use_credentials_of(&self.nodes[0]);
+        node
+    }
+}
+
+fn invoke(node: &TestServer, reference: &str, payload: Value) -> (u16, Value) {
+    node.call(node.req(Method::POST, &format!("/v1/functions/{reference}/invoke")).json(&payload))
+}
+
+fn echo(node: &TestServer, name: &str) {
+    python_fn(
+        node,
+        name,
+        "import os\ndef handler(event, context):\n    return {'echo': event, 'pid': os.getpid()}\n",
+        json!({}),
+    );
+}
+
+/// The nodes as `GET /v1/nodes` shows them: name → state.
+fn states(node: &TestServer) -> Vec<(String, String)> {
+    let (status, body) = node.get("/v1/nodes");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mode"], "cluster", "{body}");
+    body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn any_node_serves_what_another_wrote() {
+    let Some(c) = Cluster::start(3) else { return };
+    let (a, b, cc) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    echo(a, "echo");
+    // Created through A, invoked through B: B fetches the archive from a peer.
+    let (status, out) = invoke(b, "echo", json!({"via": "b"}));
+    assert_eq!((status, &out["echo"]["via"]), (200, &json!("b")), "{out}");
+    // Published and aliased through C, invoked through A by the alias.
+    let (status, v) = cc.post("/v1/functions/echo/versions", json!({}));
+    assert_eq!(status, 201, "{v}");
+    let (status, alias) =
+        cc.call(cc.req(Method::PUT, "/v1/functions/echo/aliases/live").json(&json!({"version": "1"})));
+    assert_eq!(status, 200, "{alias}");
+    let (status, out) = invoke(a, "echo:live", json!({"via": "a"}));
+    assert_eq!((status, &out["echo"]["via"]), (200, &json!("a")), "{out}");
+    // An account made on one node authenticates on the others.
+    let (key, _) = b.new_account("team");
+    let (status, who) = cc.call(cc.req_as(&key, Method::GET, "/v1/account"));
+    assert_eq!((status, &who["name"]), (200, &json!("team")), "{who}");
+    // Every node sees the same functions, and the nodes.
+    for node in &c.nodes {
+        let (status, list) = node.get("/v1/functions");
+        assert_eq!(status, 200);
+        assert_eq!(list["functions"].as_array().map(Vec::len), Some(1), "{list}");
+        let live: Vec<_> = states(node).into_iter().filter(|(_, s)| s == "live").map(|(n, _)| n).collect();
+        assert_eq!(live, ["node-1", "node-2", "node-3"]);
+    }
+    // The CLI shows them too.
+    let out = c.nodes[1]
+        .cli()
+        .args(["--endpoint", &c.nodes[1].url, "--api-key", &c.nodes[0].api_key, "nodes"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("node-3") && text.contains("live"), "{text}");
+}
+
+#[test]
+fn two_nodes_moving_one_alias_at_once_do_not_both_win() {
+    let Some(c) = Cluster::start(2) else { return };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    echo(a, "flip");
+    for _ in 0..2 {
+        let (status, body) = a.post("/v1/functions/flip/versions", json!({}));
+        assert!(status == 201 || status == 200, "{body}");
+        let (status, body) =
+            a.call(a.req(Method::PUT, "/v1/functions/flip/code").body(python_zip(&format!("v{}", rand_tag()))));
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, alias) = a.call(a.req(Method::PUT, "/v1/functions/flip/aliases/prod").json(&json!({"version": "1"})));
+    assert_eq!(status, 200, "{alias}");
+    let revision = alias["revision"].as_u64().expect("an alias has a revision");
+    // Both nodes move it from the revision they read, at the same moment: one wins, the other is told.
+    let outcomes: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let moves: Vec<_> = [(a, "1"), (b, "2")]
+            .into_iter()
+            .map(|(node, version)| {
+                s.spawn(move || {
+                    node.call(node.req(Method::PUT, "/v1/functions/flip/aliases/prod").json(&json!({
+                        "version": version, "revision": revision,
+                    })))
+                })
+            })
+            .collect();
+        moves.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<_> = outcomes.iter().filter(|(s, _)| *s == 200).collect();
+    let lost: Vec<_> = outcomes.iter().filter(|(s, _)| *s == 409 || *s == 412).collect();
+    assert_eq!((won.len(), lost.len()), (1, 1), "{outcomes:?}");
+    let code = lost[0].1["error"]["code"].as_str().unwrap();
+    assert!(code == "precondition_failed" || code == "concurrent_modification", "{outcomes:?}");
+    // What both nodes read now is what the winner wrote.
+    let winner = won[0].1["version"].clone();
+    for node in [a, b] {
+        let (_, now) = node.get("/v1/functions/flip/aliases/prod");
+        assert_eq!((now["version"].clone(), now["revision"].as_u64()), (winner.clone(), Some(revision + 1)), "{now}");
+    }
+}
+
+fn rand_tag() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[test]
+fn an_archive_outlives_the_node_that_took_it_and_a_killed_node_is_shown_gone() {
+    let Some(mut c) = Cluster::start(3) else { return };
+    echo(&c.nodes[0], "kept");
+    let sha = c.nodes[0].get("/v1/functions/kept").1["code_sha256"].as_str().unwrap().to_string();
+    let holders: Vec<usize> = (0..3).filter(|&i| c.nodes[i].dir.join("blobs").join(&sha).exists()).collect();
+    assert!(holders.len() >= 2 && holders.contains(&0), "acknowledged on 2 nodes before the answer: {holders:?}");
+    // kill -9 the node that took it; a node that joins later still runs the function.
+    c.nodes[0].kill9();
+    let killed_at = Instant::now();
+    let mut late = c.join("node-4");
+    late.use_credentials_of(&c.nodes[1]);
+    let (status, out) = invoke(&late, "kept", json!({"n": 4}));
+    assert_eq!((status, &out["echo"]["n"]), (200, &json!(4)), "{out}");
+    assert!(late.dir.join("blobs").join(&sha).exists(), "fetched from a peer and kept");
+    // Membership shows the killed node gone within its TTL (3 s) and a little.
+    loop {
+        let s = states(&c.nodes[1]);
+        if s.contains(&("node-1".to_string(), "gone".to_string())) {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(8), "node-1 still shown live: {s:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(states(&late).contains(&("node-4".to_string(), "live".to_string())));
+}
+
+#[test]
+fn a_second_node_with_a_taken_name_refuses_to_start_and_an_unreachable_etcd_is_named() {
+    let Some(c) = Cluster::start(1) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::process::Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(cluster_args(&c.etcd.endpoint(), "node-1", &c.secret))
+        .args(NODE_ARGS)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&taken.stderr);
+    assert!(!taken.status.success() && err.contains("node-1") && err.contains("live node"), "{err}");
+    let port = stoke_testkit::etcd::free_port().unwrap();
+    let nowhere = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(cluster_args(&nowhere, "node-9", &c.secret))
+        .args(NODE_ARGS)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&nowhere), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "gave up in bounded time");
+    // Without a secret, a node is told what it needs.
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--cluster", &c.etcd.endpoint()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster-secret-file"));
+}
+
+#[test]
+fn peers_only_reach_the_internal_api_with_the_secret() {
+    let Some(c) = Cluster::start(1) else { return };
+    let node = &c.nodes[0];
+    let sha = "a".repeat(64);
+    let (status, body) = node.call(node.http_plain(Method::GET, &format!("/internal/v1/blobs/{sha}")));
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let secret = std::fs::read_to_string(&c.secret).unwrap().trim().to_string();
+    let (status, body) = node.call(
+        node.http_plain(Method::PUT, &format!("/internal/v1/blobs/{sha}"))
+            .header("x-stoke-cluster-secret", &secret)
+            .body("not that"),
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("digest_mismatch")), "{body}");
+    let (status, _) = node.call(
+        node.http_plain(Method::GET, "/internal/v1/blobs/..%2F..%2Fetc%2Fpasswd")
+            .header("x-stoke-cluster-secret", &secret),
+    );
+    assert_eq!(status, 400);
+    // A non-admin account may not list the nodes.
+    let (key, _) = node.new_account("plain");
+    let (status, _) = node.call(node.req_as(&key, Method::GET, "/v1/nodes"));
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn an_etcd_outage_fails_writes_retryably_while_warm_invocations_go_on() {
+    let Some(mut c) = Cluster::start(2) else { return };
+    echo(&c.nodes[0], "steady");
+    let b = &c.nodes[1];
+    let (status, _) = invoke(b, "steady", json!({"warm": 0}));
+    assert_eq!(status, 200);
+    c.etcd.stop();
+    // Light load through the outage: every warm invocation answers.
+    for i in 1..=20 {
+        let (status, out) = invoke(b, "steady", json!({"warm": i}));
+        assert_eq!((status, &out["echo"]["warm"]), (200, &json!(i)), "{out}");
+    }
+    // A write needs etcd: a retryable 503 naming what is down, and nothing half-written.
+    let resp = b.call(b.req(Method::POST, "/v1/functions").json(&create_body("during", &python_zip("x"))));
+    assert_error(&resp, 503, "store_unavailable", "etcd");
+    c.etcd.restart().unwrap();
+    // The node recovers by itself: writes work again once etcd answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = b.post("/v1/functions", create_body("after", &python_zip("y")));
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "writes did not come back after etcd did: {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (status, _) = c.nodes[0].get("/v1/functions/during");
+    assert_eq!(status, 404, "the refused create left nothing behind");
+    let (status, out) = invoke(&c.nodes[0], "after", json!({"back": true}));
+    assert_eq!(status, 200, "{out}");
+}
+
+#[test]
+fn a_layer_published_on_one_node_is_unpacked_on_another_that_runs_it() {
+    use base64::Engine;
+    let Some(c) = Cluster::start(2) else { return };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let layer = zip_of(&[("python/greeting.py", b"WORD = 'from a layer'\n")]);
+    let (status, v) = a.post(
+        "/v1/layers/words/versions",
+        json!({"code_base64": base64::engine::general_purpose::STANDARD.encode(&layer)}),
+    );
+    assert_eq!(status, 201, "{v}");
+    python_fn(
+        a,
+        "greeter",
+        "import greeting\ndef handler(event, context):\n    return greeting.WORD\n",
+        json!({"layers": ["words:1"]}),
+    );
+    let (status, out) = invoke(b, "greeter", json!({}));
+    assert_eq!((status, &out), (200, &json!("from a layer")), "{out}");
+    let sha = sha256_hex(&layer);
+    assert!(b.dir.join("blobs").join(&sha).exists(), "node-2 holds the layer's archive");
+}
