@@ -2,7 +2,7 @@
 //!
 //! - [`Cluster::join`] registers the node under a lease (membership), refusing a name another live node
 //!   holds, and keeps it renewed.
-//! - [`Blobs`] keeps code and layer archives on enough nodes: a new archive is pushed to peers until
+//! - [`Blobs`] keeps code and layer archives and image tarballs on enough nodes: a new archive is pushed to peers until
 //!   `min(replication, live nodes)` hold it before its record is committed; a node that needs an archive it
 //!   lacks fetches it from a live peer by sha256 and checks the hash before using it. Archives are kept by
 //!   content under `<data-dir>/blobs/<sha256>` and linked where the registry reads them.
@@ -153,7 +153,9 @@ impl Blobs {
         replication: usize,
     ) -> Result<Self, StoreError> {
         let dir = data_dir.join("blobs");
-        std::fs::create_dir_all(&dir)?;
+        // Uploads being taken in when the node last stopped are gone with their requests.
+        let _ = std::fs::remove_dir_all(dir.join(SPOOL_DIR));
+        std::fs::create_dir_all(dir.join(SPOOL_DIR))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
@@ -303,6 +305,9 @@ impl Blobs {
     }
 }
 
+/// Where uploads are copied while they stream in (below the blob directory, on the same file system).
+const SPOOL_DIR: &str = ".spool";
+
 /// How old an unreferenced blob must be before it is collected: longer than any create or update takes
 /// from writing its archive to committing its record, so a blob whose record is on its way is never taken.
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
@@ -351,14 +356,30 @@ impl crate::registry::Replicas for Blobs {
         self.replicate(sha256).map(|_| ())
     }
 
-    fn bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn local_copy(&self, sha256: &str) -> Result<Option<PathBuf>, StoreError> {
         if !is_sha256(sha256) {
             return Ok(None);
         }
         if !self.path(sha256).exists() {
             self.fetch_from_peers(sha256)?;
         }
-        Ok(Some(std::fs::read(self.path(sha256))?))
+        Ok(Some(self.path(sha256)))
+    }
+
+    fn spool(&self) -> Option<PathBuf> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(self.dir.join(SPOOL_DIR).join(format!("{}-{n}", std::process::id())))
+    }
+
+    fn adopt(&self, spool: &Path, sha256: &str) -> Result<(), StoreError> {
+        if self.path(sha256).exists() {
+            std::fs::remove_file(spool)?;
+        } else {
+            std::fs::rename(spool, self.path(sha256))?;
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
+        self.replicate(sha256).map(|_| ())
     }
 
     fn fetch(&self, path: &Path, sha256: &str) -> Result<(), StoreError> {

@@ -205,9 +205,15 @@ impl Invoker {
         Ok(id)
     }
 
+    /// Another node queued an Event invocation: look at the queue now rather than at the next poll.
+    pub fn events_queued_elsewhere(&self) {
+        self.events_ready.notify_one();
+    }
+
     /// Runs Event invocations from the durable queue, at most `parallel` at once, retrying failures twice
-    /// with back-off. Runs until the process ends.
-    pub fn run_events(self: &Arc<Self>, parallel: usize, base_backoff: Duration) {
+    /// with back-off; looks at the queue when an event is queued and every `poll` (retries come due). Runs
+    /// until the process ends.
+    pub fn run_events(self: &Arc<Self>, parallel: usize, base_backoff: Duration, poll: Duration) {
         let invoker = Arc::downgrade(self);
         let slots = Arc::new(tokio::sync::Semaphore::new(parallel));
         tokio::spawn(async move {
@@ -219,7 +225,7 @@ impl Invoker {
                     Ok(vec![])
                 } else {
                     let registry = me.registry.clone();
-                    tokio::task::spawn_blocking(move || registry.claim_events(free))
+                    tokio::task::spawn_blocking(move || stoke_store::in_background(|| registry.claim_events(free)))
                         .await
                         .unwrap_or_else(|e| Err(RegistryError::Store(stoke_store::StoreError::Corrupt(e.to_string()))))
                 };
@@ -239,7 +245,7 @@ impl Invoker {
                     Err(e) => tracing::warn!(error = %e, "cannot read the event queue"),
                 }
                 drop(me);
-                let _ = tokio::time::timeout(Duration::from_millis(100), ready.notified()).await;
+                let _ = tokio::time::timeout(poll, ready.notified()).await;
             }
         });
     }
@@ -308,14 +314,17 @@ impl Invoker {
                 }
                 seen = generation;
                 let registry = invoker.registry.clone();
-                let targets = match tokio::task::spawn_blocking(move || registry.warm_targets()).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "cannot list functions to keep warm");
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
+                let targets =
+                    match tokio::task::spawn_blocking(move || stoke_store::in_background(|| registry.warm_targets()))
+                        .await
+                    {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "cannot list functions to keep warm");
+                            continue;
+                        }
+                        Err(_) => continue,
+                    };
                 for (account, reference) in targets {
                     match invoker.resolve(&account, &reference).await {
                         Ok(r) if r.state.admission() == Admission::Accept => invoker.scheduler.keep_warm(&r.primary),

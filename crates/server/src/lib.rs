@@ -348,7 +348,10 @@ impl Server {
         scheduler.resolve_with(Arc::new(invoke::InvokerResolver(Arc::downgrade(&invoker))));
         let (store_for_tunes, stats_for_tunes) = (store.clone(), stats.clone());
         invoker.keep_warm();
-        invoker.run_events(64, Duration::from_secs(1));
+        // On one node every enqueue wakes the runner and a short poll costs nothing; in a cluster a watch
+        // wakes it for events queued elsewhere, and the poll (retries coming due) reads etcd once a second.
+        let poll = if etcd.is_some() { Duration::from_secs(1) } else { Duration::from_millis(100) };
+        invoker.run_events(64, Duration::from_secs(1), poll);
         let workflows = Arc::new(workflows::Workflows::new(Arc::new(workflows::engine::Services {
             invoker: invoker.clone(),
             store: store.clone(),
@@ -407,7 +410,7 @@ impl Server {
                         other => StartError::Cluster(other.to_string()),
                     })?;
                 let joined = Arc::new(joined);
-                watch_cluster(&joined, &registry, &accounts);
+                watch_cluster(&joined, &registry, &accounts, &invoker);
                 report_load(&joined, invoker.scheduler().clone());
                 collect_blobs(&joined, store.clone());
                 Some(joined)
@@ -467,7 +470,7 @@ impl Server {
             loop {
                 tick.tick().await;
                 let r = registry.clone();
-                match tokio::task::spawn_blocking(move || r.reap_retired()).await {
+                match tokio::task::spawn_blocking(move || stoke_store::in_background(|| r.reap_retired())).await {
                     Ok(Err(e)) => tracing::warn!(error = %e, "retirement reaper failed"),
                     Err(e) => tracing::warn!(error = %e, "retirement reaper panicked"),
                     Ok(Ok(_)) => {}
@@ -502,11 +505,21 @@ fn node_id(data_dir: &Path) -> std::io::Result<String> {
 }
 
 /// Keeps this node's caches true while other nodes write: authentication is read again when an account
-/// changes; resolutions and routes when a function, version, alias, layer, image or trigger does.
-fn watch_cluster(cluster: &Arc<cluster::Cluster>, registry: &Arc<Registry>, accounts: &Arc<Accounts>) {
-    let (registry, accounts) = (Arc::downgrade(registry), Arc::downgrade(accounts));
+/// changes; resolutions and routes when a function, version, alias, layer, image or trigger does; and the
+/// Event runner looks at the queue when another node queued an invocation.
+fn watch_cluster(
+    cluster: &Arc<cluster::Cluster>,
+    registry: &Arc<Registry>,
+    accounts: &Arc<Accounts>,
+    invoker: &Arc<invoke::Invoker>,
+) {
+    let (registry, accounts, invoker) = (Arc::downgrade(registry), Arc::downgrade(accounts), Arc::downgrade(invoker));
     let on_change = Arc::new(move |aggregate: &str| {
-        if aggregate == "accounts" {
+        if aggregate == "event-queue" {
+            if let Some(i) = invoker.upgrade() {
+                i.events_queued_elsewhere();
+            }
+        } else if aggregate == "accounts" {
             if let Some(a) = accounts.upgrade() {
                 if let Err(e) = a.reload() {
                     tracing::warn!(error = %e, "cannot reload accounts after a change on another node");
@@ -516,7 +529,8 @@ fn watch_cluster(cluster: &Arc<cluster::Cluster>, registry: &Arc<Registry>, acco
             r.changed_elsewhere();
         }
     });
-    cluster.store().watch(&["accounts", "functions", "versions", "aliases", "layers", "images", "triggers"], on_change);
+    let aggregates = ["accounts", "functions", "versions", "aliases", "layers", "images", "triggers", "event-queue"];
+    cluster.store().watch(&aggregates, on_change);
 }
 
 /// Collects the blobs no record refers to, at start and every 10 minutes (see `cluster::BLOB_GRACE`).
@@ -527,10 +541,13 @@ fn collect_blobs(cluster: &Arc<cluster::Cluster>, store: Arc<dyn Store>) {
             let Some(c) = cluster.upgrade() else { return };
             let store = store.clone();
             let swept = tokio::task::spawn_blocking(move || {
-                let mut referenced: std::collections::HashSet<String> =
-                    store.referenced_archives()?.into_iter().map(|(_, _, _, sha)| sha).collect();
-                referenced.extend(store.referenced_layers()?.into_iter().map(|(_, sha)| sha));
-                Ok::<_, stoke_store::StoreError>(c.blobs().collect(&referenced, cluster::BLOB_GRACE)?)
+                stoke_store::in_background(|| {
+                    let mut referenced: std::collections::HashSet<String> =
+                        store.referenced_archives()?.into_iter().map(|(_, _, _, sha)| sha).collect();
+                    referenced.extend(store.referenced_layers()?.into_iter().map(|(_, sha)| sha));
+                    referenced.extend(store.list_images()?.into_iter().map(|i| i.code.sha256));
+                    Ok::<_, stoke_store::StoreError>(c.blobs().collect(&referenced, cluster::BLOB_GRACE)?)
+                })
             })
             .await;
             match swept {

@@ -307,3 +307,91 @@ fn a_layer_published_on_one_node_is_unpacked_on_another_that_runs_it() {
     let sha = sha256_hex(&layer);
     assert!(b.dir.join("blobs").join(&sha).exists(), "node-2 holds the layer's archive");
 }
+
+#[test]
+fn event_invocations_from_the_shared_queue_run_once_each() {
+    let Some(c) = Cluster::start(2) else { return };
+    let has_boto3 =
+        std::process::Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success());
+    if !present_or_skip(has_boto3, "boto3", "Event invocations across nodes") {
+        return;
+    }
+    // Each run appends a line to its marker: a second run of one event would show as a second line.
+    let src = "def handler(e, c):\n    open(e['marker'], 'a').write(c.aws_request_id + '\\n')\n    return 1\n";
+    assert_eq!(c.nodes[0].post("/v1/functions", create_body("later", &zip_of(&[("app.py", src.as_bytes())]))).0, 201);
+    let markers = tempfile::tempdir().unwrap();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(c.nodes[0].dir.join("credentials.json")).unwrap()).unwrap();
+    // Accepted through both nodes with the Lambda API (boto3, InvocationType Event).
+    let script = r#"
+import json, os, boto3
+from botocore.config import Config
+for n, ep in enumerate(os.environ["EPS"].split(",")):
+    lam = boto3.client("lambda", endpoint_url=ep, region_name="us-east-1",
+                       aws_access_key_id=os.environ["AKID"], aws_secret_access_key=os.environ["SECRET"],
+                       config=Config(retries={"max_attempts": 0}))
+    for i in range(10):
+        r = lam.invoke(FunctionName="later", InvocationType="Event",
+                       Payload=json.dumps({"marker": os.path.join(os.environ["DIR"], f"n{n}-{i}")}))
+        assert r["StatusCode"] == 202, r
+print("queued")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("EPS", format!("{},{}", c.nodes[0].url, c.nodes[1].url))
+        .env("AKID", creds["access_key_id"].as_str().unwrap())
+        .env("SECRET", creds["secret_access_key"].as_str().unwrap())
+        .env("DIR", markers.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files_under(markers.path()).len() < 20 {
+        assert!(Instant::now() < deadline, "only {} of 20 events ran", files_under(markers.path()).len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // time for a second run, if there were one
+    for marker in files_under(markers.path()) {
+        let runs = std::fs::read_to_string(&marker).unwrap();
+        assert_eq!(runs.lines().count(), 1, "{} ran {} times", marker.display(), runs.lines().count());
+    }
+}
+
+/// A minimal root file system: `/etc/os-release` and `/usr/bin`.
+fn tiny_image() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, kind, mode) in [
+        ("usr/bin", &b""[..], tar::EntryType::Directory, 0o755),
+        ("etc/os-release", &b"ID=stoke-cluster-image\n"[..], tar::EntryType::Regular, 0o644),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn an_image_imported_on_one_node_is_imported_on_another_that_needs_it() {
+    let Some(c) = Cluster::start(2) else { return };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let tarball = tiny_image();
+    let (status, image) = a.call(a.req(Method::PUT, "/v1/images/tiny").body(tarball.clone()));
+    assert_eq!(status, 201, "{image}");
+    let sha = sha256_hex(&tarball);
+    assert!(b.dir.join("blobs").join(&sha).exists(), "the tarball is on 2 nodes before the import is acknowledged");
+    let mut body = create_body("onimage", &python_zip("img"));
+    body["base_image"] = json!("tiny");
+    assert_eq!(a.post("/v1/functions", body).0, 201);
+    // The process sandbox runs on the host's files, but node-2 must still have the image to run it anywhere.
+    let (status, out) = invoke(b, "onimage", json!({}));
+    assert_eq!(status, 200, "{out}");
+    let release = std::fs::read_to_string(b.dir.join("images/tiny/rootfs/etc/os-release")).unwrap();
+    assert_eq!(release, "ID=stoke-cluster-image\n");
+}

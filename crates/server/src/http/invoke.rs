@@ -209,7 +209,7 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
         let _ = write!(
             body,
             "# HELP stoke_etcd_requests Requests this node sent to etcd's key-value API: while serving calls, and \
-             for background work (statistics flushes).\n# TYPE stoke_etcd_requests counter\n\
+             for background work (statistics flushes, the Event queue's poll, the reaper).\n# TYPE stoke_etcd_requests counter\n\
              stoke_etcd_requests_total{{source=\"requests\"}} {}\nstoke_etcd_requests_total{{source=\"background\"}} {}\n",
             etcd.requests(),
             etcd.background_requests()

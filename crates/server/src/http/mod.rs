@@ -57,6 +57,8 @@ pub fn app(state: AppState) -> Router {
     // Base64 inflates archives by 4/3; leave room for the JSON around them.
     let body_limit =
         usize::try_from(state.registry.archive_limits().max_archive_bytes).unwrap_or(usize::MAX) / 3 * 4 + (1 << 20);
+    let blob_limit =
+        usize::try_from(state.registry.archive_limits().max_image_bytes).unwrap_or(usize::MAX).max(body_limit);
     let v1 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/node", get(accounts::node))
@@ -112,7 +114,8 @@ pub fn app(state: AppState) -> Router {
         .nest("/v1", v1)
         .route(
             "/internal/v1/blobs/{sha256}",
-            get(cluster::get_blob).put(cluster::put_blob).layer(DefaultBodyLimit::max(body_limit)),
+            // Image tarballs travel here too: up to the unpacked size an image may have.
+            get(cluster::get_blob).put(cluster::put_blob).layer(DefaultBodyLimit::max(blob_limit)),
         )
         .nest("/2015-03-31", lambda::routes())
         .nest("/2018-10-31", lambda_layers::routes())

@@ -183,8 +183,8 @@ impl Registry {
                 let content = self.layers.content(account, &l.code.sha256);
                 // Published on another node of the cluster: unpacked here from its archive, once.
                 if !content.is_dir() {
-                    if let Some(zip) = self.replicas.bytes(&l.code.sha256)? {
-                        self.layers.put(account, &zip)?;
+                    if let Some(zip) = self.replicas.local_copy(&l.code.sha256)? {
+                        self.layers.put(account, &std::fs::read(zip)?)?;
                     }
                 }
                 Ok(content)
@@ -197,6 +197,7 @@ impl Registry {
         let resolved = self.resolve(caller, reference)?;
         self.ensure_archive(&resolved)?;
         let layers = self.layer_dirs(caller, resolved.config())?;
+        self.ensure_image(resolved.config())?;
         Ok((resolved, layers))
     }
 
@@ -221,7 +222,25 @@ impl Registry {
                 "image {name} already exists; delete it first (stoke image rm {name}) or pick another name"
             )));
         }
-        let (code, unpacked_bytes) = self.images.import(name, from, self.archive_limits.max_image_bytes)?;
+        let max = self.archive_limits.max_image_bytes;
+        // In a cluster the tarball is kept as it streams in, for the other nodes to import it too.
+        let (code, unpacked_bytes) = match self.replicas.spool() {
+            None => self.images.import(name, from, max)?,
+            Some(spool) => {
+                let imported = std::fs::File::create(&spool).map_err(RegistryError::from).and_then(|out| {
+                    let mut tee = Tee { inner: from, out };
+                    let imported = self.images.import(name, &mut tee, max)?;
+                    tee.out.sync_all()?;
+                    self.replicas.adopt(&spool, &imported.0.sha256)?;
+                    Ok(imported)
+                });
+                if imported.is_err() {
+                    let _ = std::fs::remove_file(&spool);
+                    let _ = self.images.remove(name);
+                }
+                imported?
+            }
+        };
         let record = ImageRecord { name: name.to_string(), code, unpacked_bytes, created_ms: now_ms() };
         if let Err(e) = self.store.insert_image(&record) {
             let _ = self.images.remove(name);
@@ -229,6 +248,25 @@ impl Registry {
         }
         self.bump_generation();
         Ok(record)
+    }
+
+    /// Imports, on this node, the image `config` runs on when it was imported on another node of the
+    /// cluster (from its tarball, fetched from a peer); one import at a time.
+    fn ensure_image(&self, config: &FunctionConfig) -> Result<()> {
+        static IMPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let Some(rootfs) = self.image_root(config) else { return Ok(()) };
+        if rootfs.is_dir() {
+            return Ok(());
+        }
+        // A missing record or copy leaves the instance's start to say what is missing.
+        let Some(image) = self.store.get_image(&config.base_image)? else { return Ok(()) };
+        let Some(tarball) = self.replicas.local_copy(&image.code.sha256)? else { return Ok(()) };
+        let _one = stoke_core::sync::lock(&IMPORTING);
+        if !rootfs.is_dir() {
+            let mut file = std::fs::File::open(tarball)?;
+            self.images.import(&image.name, &mut file, self.archive_limits.max_image_bytes)?;
+        }
+        Ok(())
     }
 
     pub fn list_images(&self) -> Result<Vec<ImageRecord>> {
@@ -254,5 +292,19 @@ impl Registry {
         self.images.remove(name)?;
         self.bump_generation();
         Ok(())
+    }
+}
+
+/// Copies what is read through it to `out` (an upload kept while it is consumed).
+struct Tee<'a> {
+    inner: &'a mut dyn Read,
+    out: std::fs::File,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        std::io::Write::write_all(&mut self.out, &buf[..n])?;
+        Ok(n)
     }
 }

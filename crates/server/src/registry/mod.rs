@@ -158,9 +158,14 @@ pub trait Replicas: Send + Sync {
     fn stored(&self, path: &std::path::Path, sha256: &str) -> Result<(), StoreError>;
     /// The archive at `path` is about to be used here: bring it here if it is missing.
     fn fetch(&self, path: &std::path::Path, sha256: &str) -> Result<(), StoreError>;
-    /// The bytes of archive `sha256` from wherever it is kept (a peer), for files this node must build from
-    /// it (a layer unpacked); `None` when there is no other place than this node.
-    fn bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A file on this node holding archive `sha256`, fetched from a peer if needed, for files this node must
+    /// build from it (a layer unpacked, an image imported); `None` when there is no other place than here.
+    fn local_copy(&self, sha256: &str) -> Result<Option<std::path::PathBuf>, StoreError>;
+    /// Where an upload being taken in (an image's tarball) is copied as it streams, to be kept with
+    /// [`adopt`](Self::adopt); `None` when it need not be kept.
+    fn spool(&self) -> Option<std::path::PathBuf>;
+    /// The upload spooled at `spool` is archive `sha256`: keep it, and make it durable where it must be.
+    fn adopt(&self, spool: &std::path::Path, sha256: &str) -> Result<(), StoreError>;
 }
 
 /// When `put_alias` may write.
@@ -187,8 +192,16 @@ impl Replicas for LocalOnly {
         Ok(())
     }
 
-    fn bytes(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn local_copy(&self, _: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
         Ok(None)
+    }
+
+    fn spool(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    fn adopt(&self, _: &std::path::Path, _: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
