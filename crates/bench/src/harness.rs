@@ -58,6 +58,17 @@ impl BenchServer {
         self.server.pid().unwrap_or_default()
     }
 
+    /// A GET as the admin, returning the body as text (`/metrics`).
+    pub fn raw_get(&self, path: &str) -> Result<String> {
+        let r = self.http.get(format!("{}{path}", self.endpoint)).bearer_auth(&self.key).send()?;
+        let status = r.status();
+        let text = r.text()?;
+        if !status.is_success() {
+            bail!("{path}: {status} {text}");
+        }
+        Ok(text)
+    }
+
     /// One API call as the admin; a non-2xx answer is an error carrying the API's message.
     pub fn send(
         &self,

@@ -6,6 +6,7 @@
 //! all of them alike. Each scenario is a module importing the harness (servers, load, statistics) and the
 //! load generator, never another scenario.
 
+mod cluster;
 mod execution_core;
 mod harness;
 mod image;
@@ -49,9 +50,11 @@ struct Args {
     /// a cold function), `noisy` (a quiet function's latency while another is flooded), `density` (1,000
     /// idle warm instances: what they cost) and `many` (the same load spread over 1, 10, 100 and 1,000
     /// functions, then 1,000 active among 10,000 created: seed 004's table), `freeze` (what a thaw costs the
-    /// next call, and the adaptive freeze delay).
+    /// next call, and the adaptive freeze delay), `cluster` (registry operations on SQLite vs etcd, and warm
+    /// invocations on a cluster node vs a single node, with the etcd requests they make).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
-          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze"])]
+          value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze",
+                          "cluster"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     core: execution_core::CoreArgs,
@@ -67,6 +70,8 @@ struct Args {
     load: load::LoadArgs,
     #[command(flatten)]
     many: many::ManyArgs,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -113,7 +118,7 @@ fn run(args: Args) -> Result<()> {
     if wants("layers") {
         results["layers"] = layers::run(&args.layers)?;
     }
-    if ["burst", "noisy", "density", "many", "freeze"].iter().any(|s| wants(s)) {
+    if ["burst", "noisy", "density", "many", "freeze", "cluster"].iter().any(|s| wants(s)) {
         let bootstrap = rust_bootstrap(&args)?;
         if wants("burst") {
             results["burst"] = load::bursts(&args.load, &bootstrap, args.rounds)?;
@@ -130,6 +135,9 @@ fn run(args: Args) -> Result<()> {
         if wants("freeze") {
             results["freeze"] = many::freeze(&bootstrap, 20)?;
         }
+        if wants("cluster") {
+            results["cluster"] = cluster::run(&args.cluster, &bootstrap, args.rounds, args.seconds)?;
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
@@ -141,7 +149,7 @@ fn run(args: Args) -> Result<()> {
 fn rust_bootstrap(args: &Args) -> Result<Vec<u8>> {
     let Some(path) = &args.rust_bootstrap else {
         bail!(
-            "the core, burst, noisy, density, many and freeze scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
+            "the core, burst, noisy, density, many, freeze and cluster scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
              --scenarios prewarm"
         );
     };

@@ -50,8 +50,9 @@ thread_local! {
     static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with the requests it makes counted as background work (periodic flushes) rather than as
-/// requests made while serving API calls and invocations, so the two can be told apart.
+/// Runs `f` with the requests it makes counted as background work (the periodic loops: statistics flushes,
+/// the Event queue's poll, the retirement reaper, blob collection) rather than as requests made while
+/// serving API calls and invocations, so the two can be told apart.
 pub fn in_background<T>(f: impl FnOnce() -> T) -> T {
     BACKGROUND.with(|b| b.set(true));
     let out = f();
