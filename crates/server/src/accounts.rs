@@ -56,13 +56,10 @@ pub struct Accounts {
     store: Arc<dyn Store>,
     by_key_hash: RwLock<HashMap<String, AccountRecord>>,
     by_access_key: RwLock<HashMap<String, (AccountRecord, String)>>,
-    /// In a cluster: when the accounts were last read again after a key was not found (see
-    /// [`Accounts::refresh_on_miss`]); `None` on a single node, where the cache is the whole truth.
-    refreshed_after_miss: Option<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// In a cluster: a key not found reads the accounts again (see [`Accounts::refresh_on_miss`]); `None` on
+    /// a single node, where the cache is the whole truth.
+    refresh_after_miss: Option<crate::cluster::MissRefresh>,
 }
-
-/// How often, at most, a key not found makes a cluster node read the accounts again.
-const MISS_REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,7 +102,7 @@ impl Accounts {
             store,
             by_key_hash: RwLock::new(HashMap::new()),
             by_access_key: RwLock::new(HashMap::new()),
-            refreshed_after_miss: None,
+            refresh_after_miss: None,
         };
         for (record, keys) in accounts.store.list_account_keys()? {
             accounts.remember(&record, &keys);
@@ -201,23 +198,14 @@ impl Accounts {
     /// In a cluster, an account another node created a moment ago may not have reached this node's cache
     /// (its watch event is on its way): a key not found reads the accounts again, at most every 250 ms, so
     /// a new key works on every node at once while unknown keys cannot make a node read etcd per request.
-    pub fn refresh_on_miss(mut self) -> Self {
-        self.refreshed_after_miss = Some(std::sync::Mutex::new(None));
+    pub fn refresh_on_miss(mut self, every: std::time::Duration) -> Self {
+        self.refresh_after_miss = Some(crate::cluster::MissRefresh::new(every));
         self
     }
 
     /// Reads the accounts again after a miss, if this node does that and has not just done it.
     fn refresh_after_miss(&self) -> bool {
-        let Some(last) = &self.refreshed_after_miss else { return false };
-        {
-            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-            let now = std::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < MISS_REFRESH_EVERY) {
-                return false;
-            }
-            *last = Some(now);
-        }
-        self.reload().is_ok()
+        self.refresh_after_miss.as_ref().is_some_and(crate::cluster::MissRefresh::allow) && self.reload().is_ok()
     }
 }
 
@@ -251,20 +239,20 @@ mod tests {
     fn a_key_another_node_created_works_at_once_where_misses_refresh_and_unknown_keys_are_throttled() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let every = std::time::Duration::from_secs(3600);
         let (plain, refreshing) =
-            (Accounts::load(store.clone()).unwrap(), Accounts::load(store.clone()).unwrap().refresh_on_miss());
+            (Accounts::load(store.clone()).unwrap(), Accounts::load(store.clone()).unwrap().refresh_on_miss(every));
         // Another node (here: another cache over the same store) creates an account.
         let (_, creds) = Accounts::load(store).unwrap().create("team", false).unwrap();
         assert!(plain.authenticate(&creds.api_key).is_none(), "a single node's cache is the whole truth");
         assert_eq!(refreshing.authenticate(&creds.api_key).unwrap().account.name, "team");
         assert_eq!(refreshing.secret_for(&creds.access_key_id).unwrap().1, creds.secret_access_key);
-        // A burst of unknown keys reads the store at most once per interval.
-        let before = *refreshing.refreshed_after_miss.as_ref().unwrap().lock().unwrap();
-        assert!(refreshing.authenticate("stk_unknown").is_none());
-        assert!(refreshing.authenticate("stk_unknown").is_none());
-        let after = *refreshing.refreshed_after_miss.as_ref().unwrap().lock().unwrap();
-        assert!(before.is_some());
-        assert_eq!(after, before, "no second read within {MISS_REFRESH_EVERY:?}");
+        // Within the interval, a key created since is not found: the miss did not read the store again.
+        let (_, later) = Accounts::load(Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap()))
+            .unwrap()
+            .create("later", false)
+            .unwrap();
+        assert!(refreshing.authenticate(&later.api_key).is_none(), "read at most once per interval");
     }
 
     #[test]

@@ -98,6 +98,34 @@ impl Cluster {
     }
 }
 
+/// Lets a cache miss read the store again, at most once per interval. A cluster node's caches (accounts,
+/// triggers) trail another node's write by a watch event: a key or URL created a moment ago elsewhere is
+/// found at once, while unknown keys cannot make a node read etcd on every request.
+#[derive(Debug)]
+pub struct MissRefresh {
+    every: Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl MissRefresh {
+    pub const EVERY: Duration = Duration::from_millis(250);
+
+    pub fn new(every: Duration) -> Self {
+        Self { every, last: std::sync::Mutex::new(None) }
+    }
+
+    /// Whether a miss may read the store now (and, if so, that it did).
+    pub fn allow(&self) -> bool {
+        let mut last = stoke_core::sync::lock(&self.last);
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < self.every) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -403,6 +431,15 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"abcd"));
         assert!(is_sha256(&"a1".repeat(32)));
         assert!(!is_sha256(&"A1".repeat(32)) && !is_sha256("../etc/passwd") && !is_sha256(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn a_miss_refreshes_at_most_once_per_interval() {
+        let r = MissRefresh::new(Duration::from_secs(3600));
+        assert!(r.allow(), "the first miss reads the store");
+        assert!(!r.allow() && !r.allow(), "the next ones within the interval do not");
+        let r = MissRefresh::new(Duration::ZERO);
+        assert!(r.allow() && r.allow());
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl Server {
 
         let mut accounts = Accounts::load(store.clone()).map_err(StartError::Admin)?;
         if etcd.is_some() {
-            accounts = accounts.refresh_on_miss();
+            accounts = accounts.refresh_on_miss(cluster::MissRefresh::EVERY);
         }
         let accounts = Arc::new(accounts);
         let credentials_path = data_dir.join(CREDENTIALS_FILE);
@@ -430,7 +430,14 @@ impl Server {
         let sandbox = std::iter::once(sandbox_note.to_string()).chain(kept).collect::<Vec<_>>().join("; ");
         let sandbox = format!("{kind} ({sandbox})");
         let state = AppState {
-            gateway: Arc::new(triggers::Gateway::new(registry.clone(), invoker.clone(), accounts.clone())),
+            gateway: Arc::new({
+                let gateway = triggers::Gateway::new(registry.clone(), invoker.clone(), accounts.clone());
+                if shared {
+                    gateway.refresh_on_miss(cluster::MissRefresh::EVERY)
+                } else {
+                    gateway
+                }
+            }),
             registry,
             accounts,
             invoker,

@@ -150,6 +150,8 @@ pub struct Matched {
 #[derive(Debug, Default)]
 struct Index {
     generation: u64,
+    /// The gateway's own reads forced by a miss (see `Gateway::retry_after_miss`) that this index includes.
+    forced: u64,
     urls: HashMap<String, TriggerRecord>,
     routes: HashMap<AccountId, RouteTable<TriggerRecord>>,
 }
@@ -209,6 +211,10 @@ pub struct Gateway {
     invoker: Arc<Invoker>,
     accounts: Arc<Accounts>,
     index: RwLock<Arc<Index>>,
+    /// In a cluster: a URL or route not found reads the triggers again (another node may just have made it).
+    refresh_after_miss: Option<crate::cluster::MissRefresh>,
+    /// Bumped by a miss that may read the triggers again; the index is read afresh when it moves.
+    forced: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -220,7 +226,24 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     pub fn new(registry: Arc<Registry>, invoker: Arc<Invoker>, accounts: Arc<Accounts>) -> Self {
         let index = RwLock::new(Arc::new(Index { generation: u64::MAX, ..Default::default() }));
-        Gateway { registry, invoker, accounts, index }
+        Gateway { registry, invoker, accounts, index, refresh_after_miss: None, forced: Default::default() }
+    }
+
+    /// Reads the triggers again, at most once per `every`, when a request names one this node does not
+    /// know: in a cluster, its index trails another node's change by a watch event.
+    pub fn refresh_on_miss(mut self, every: std::time::Duration) -> Self {
+        self.refresh_after_miss = Some(crate::cluster::MissRefresh::new(every));
+        self
+    }
+
+    /// After a miss: whether to look again, with the index read afresh.
+    fn retry_after_miss(&self) -> bool {
+        // Only the gateway's index is read again: resolutions elsewhere stay cached.
+        let again = self.refresh_after_miss.as_ref().is_some_and(crate::cluster::MissRefresh::allow);
+        if again {
+            self.forced.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        again
     }
 
     /// What to answer before the body is read: a browser's preflight (answered without invoking the
@@ -339,15 +362,16 @@ impl Gateway {
     /// The index for the registry's current generation, rebuilt (off the async workers) when stale.
     async fn index(&self) -> Result<Arc<Index>> {
         let generation = self.registry.generation();
+        let forced = self.forced.load(std::sync::atomic::Ordering::Acquire);
         let current = self.index.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if current.generation == generation {
+        if current.generation == generation && current.forced == forced {
             return Ok(current);
         }
         let registry = self.registry.clone();
         let records = tokio::task::spawn_blocking(move || registry.store().list_triggers(None))
             .await
             .map_err(|e| RegistryError::Store(stoke_store::StoreError::Corrupt(e.to_string())))??;
-        let mut index = Index { generation, ..Default::default() };
+        let mut index = Index { generation, forced, ..Default::default() };
         for t in records {
             match &t.kind {
                 TriggerKind::Url => {
@@ -368,17 +392,29 @@ impl Gateway {
 
     /// The function URL with this id.
     pub async fn url(&self, id: &str) -> Result<Option<Matched>> {
-        let index = self.index().await?;
-        Ok(index.urls.get(id).map(|t| Matched { trigger: t.clone(), route_key: "$default".into(), params: Vec::new() }))
+        let find = |index: &Index| {
+            index.urls.get(id).map(|t| Matched { trigger: t.clone(), route_key: "$default".into(), params: Vec::new() })
+        };
+        let found = find(&*self.index().await?);
+        if found.is_none() && self.retry_after_miss() {
+            return Ok(find(&*self.index().await?));
+        }
+        Ok(found)
     }
 
     /// The account's most specific route for the request.
     pub async fn route(&self, account: &AccountId, method: &str, path: &str) -> Result<Option<Matched>> {
-        let index = self.index().await?;
-        Ok(index.routes.get(account).and_then(|table| table.find(method, path)).map(|(pattern, t, params)| Matched {
-            trigger: t.clone(),
-            route_key: pattern.route_key(),
-            params,
-        }))
+        let find = |index: &Index| {
+            index.routes.get(account).and_then(|table| table.find(method, path)).map(|(pattern, t, params)| Matched {
+                trigger: t.clone(),
+                route_key: pattern.route_key(),
+                params,
+            })
+        };
+        let found = find(&*self.index().await?);
+        if found.is_none() && self.retry_after_miss() {
+            return Ok(find(&*self.index().await?));
+        }
+        Ok(found)
     }
 }

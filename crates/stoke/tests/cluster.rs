@@ -95,6 +95,13 @@ fn any_node_serves_what_another_wrote() {
     assert_eq!(status, 200, "{alias}");
     let (status, out) = invoke(a, "echo:live", json!({"via": "a"}));
     assert_eq!((status, &out["echo"]["via"]), (200, &json!("a")), "{out}");
+    // A function URL made through one node answers through another, at once.
+    let (status, t) = a.post("/v1/urls", json!({"function": "echo", "auth": "none"}));
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap();
+    let (status, out) = cc.call(cc.http_plain(Method::POST, &format!("/u/{id}/hello")).body("hi"));
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["echo"]["rawPath"], "/hello", "{out}");
     // An account made on one node authenticates on the others.
     let (key, _) = b.new_account("team");
     let (status, who) = cc.call(cc.req_as(&key, Method::GET, "/v1/account"));
