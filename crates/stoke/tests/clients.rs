@@ -297,3 +297,27 @@ fn aws_cli_drives_the_lambda_api() {
     let (ok, _, stderr) = aws(&s, akid, secret, &["lambda", "get-function", "--function-name", "cli"]);
     assert!(!ok && stderr.contains("ResourceNotFoundException"), "{stderr}");
 }
+
+#[test]
+fn node_sdk_drives_the_lambda_api() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/node");
+    let installed = dir.join("node_modules/@aws-sdk/client-lambda").is_dir();
+    if !present_or_skip(installed, "the AWS SDK for JavaScript (tests/clients/node)", "Node SDK client test") {
+        return;
+    }
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    python_fn(&s, "node-echo", "def handler(event, context):\n    return {'echo': event}\n", serde_json::json!({}));
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
+    let out = Command::new("node")
+        .arg(dir.join("lambda.mjs"))
+        .current_dir(&dir)
+        .env("STOKE_ENDPOINT", &s.url)
+        .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
+        .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
+        .env("STOKE_FUNCTION", "node-echo")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("all checks passed"), "{stdout}\n{stderr}");
+}
