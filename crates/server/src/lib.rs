@@ -413,6 +413,7 @@ impl Server {
                 watch_cluster(&joined, &registry, &accounts, &invoker);
                 report_load(&joined, invoker.scheduler().clone());
                 collect_blobs(&joined, store.clone());
+                take_over_lost_work(&joined, &workflows, &invoker);
                 Some(joined)
             }
             _ => None,
@@ -538,6 +539,58 @@ fn watch_cluster(
     });
     let aggregates = ["accounts", "functions", "versions", "aliases", "layers", "images", "triggers", "event-queue"];
     cluster.store().watch(&aggregates, on_change);
+}
+
+/// How often a cluster node looks for work to take over, and how long a new execution settles first.
+const TAKE_OVER_EVERY: Duration = Duration::from_secs(2);
+
+/// Node loss: every `TAKE_OVER_EVERY`, takes over what nodes whose lease lapsed left (the Event invocations
+/// they had claimed go back to the queue; their running executions become this node's, fencing the old
+/// owner off) and resumes the executions this node owns but no task here runs. Several nodes doing this at
+/// once move each item exactly once (one transaction each).
+fn take_over_lost_work(
+    cluster: &Arc<cluster::Cluster>,
+    workflows: &Arc<workflows::Workflows>,
+    invoker: &Arc<invoke::Invoker>,
+) {
+    let (cluster, workflows, invoker) = (Arc::downgrade(cluster), Arc::downgrade(workflows), Arc::downgrade(invoker));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(TAKE_OVER_EVERY).await;
+            let (Some(c), Some(w)) = (cluster.upgrade(), workflows.upgrade()) else { return };
+            let taken = tokio::task::spawn_blocking(move || {
+                stoke_store::in_background(|| {
+                    let me = c.name();
+                    let mut requeued = 0;
+                    for n in c.nodes()?.into_iter().filter(|n| n.state == "gone" && n.node.name != me) {
+                        let (events, executions) = c.store().take_over(&n.node.name)?;
+                        if events + executions.len() > 0 {
+                            tracing::warn!(node = %n.node.name, events, executions = executions.len(),
+                                "took over the work of a node that is gone");
+                        }
+                        requeued += events;
+                    }
+                    let resumed = w.resume_orphans(TAKE_OVER_EVERY * 5).map_err(|e| e.to_string());
+                    Ok::<_, stoke_store::StoreError>((requeued, resumed))
+                })
+            })
+            .await;
+            match taken {
+                Ok(Ok((requeued, resumed))) => {
+                    if requeued > 0 {
+                        if let Some(i) = invoker.upgrade() {
+                            i.events_queued_elsewhere();
+                        }
+                    }
+                    if let Err(e) = resumed {
+                        tracing::warn!(error = %e, "cannot resume executions; trying again");
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot look for lost work now; trying again"),
+                Err(e) => tracing::warn!(error = %e, "the take-over task failed"),
+            }
+        }
+    });
 }
 
 /// Collects the blobs no record refers to, at start and every 10 minutes (see `cluster::BLOB_GRACE`).

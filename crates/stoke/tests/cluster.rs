@@ -402,3 +402,102 @@ fn an_image_imported_on_one_node_is_imported_on_another_that_needs_it() {
     let release = std::fs::read_to_string(b.dir.join("images/tiny/rootfs/etc/os-release")).unwrap();
     assert_eq!(release, "ID=stoke-cluster-image\n");
 }
+
+#[test]
+fn what_a_killed_node_had_claimed_or_was_running_is_taken_over_by_another() {
+    let Some(mut c) = Cluster::start(2) else { return };
+    let has_boto3 =
+        std::process::Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success());
+    if !present_or_skip(has_boto3, "boto3", "taking over a lost node's events") {
+        return;
+    }
+    // A workflow that outlives node-1: started there, it must finish on node-2.
+    let (status, body) = c.nodes[0].post(
+        "/v1/workflows",
+        json!({"name": "outlive", "definition": {"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+            "Done": {"Type": "Pass", "Result": "finished elsewhere", "End": true}}}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, e) = c.nodes[0].post("/v1/workflows/outlive/executions", json!({"input": {}}));
+    assert_eq!(status, 201, "{e}");
+    let execution = e["id"].as_str().unwrap().to_string();
+    // Slow Event invocations, one at a time: node-1 claims them and is killed before it has run them all.
+    let src = "import time\ndef handler(e, c):\n    time.sleep(0.3)\n    open(e['marker'], 'a').write(c.aws_request_id + '\\n')\n    return 1\n";
+    let mut body = create_body("slow", &zip_of(&[("app.py", src.as_bytes())]));
+    body["concurrency_limit"] = json!(1);
+    assert_eq!(c.nodes[0].post("/v1/functions", body).0, 201);
+    let markers = tempfile::tempdir().unwrap();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(c.nodes[0].dir.join("credentials.json")).unwrap()).unwrap();
+    let script = r#"
+import json, os, boto3
+from botocore.config import Config
+lam = boto3.client("lambda", endpoint_url=os.environ["EP"], region_name="us-east-1",
+                   aws_access_key_id=os.environ["AKID"], aws_secret_access_key=os.environ["SECRET"],
+                   config=Config(retries={"max_attempts": 0}))
+for i in range(8):
+    r = lam.invoke(FunctionName="slow", InvocationType="Event",
+                   Payload=json.dumps({"marker": os.path.join(os.environ["DIR"], f"m{i}")}))
+    assert r["StatusCode"] == 202, r
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("EP", &c.nodes[0].url)
+        .env("AKID", creds["access_key_id"].as_str().unwrap())
+        .env("SECRET", creds["secret_access_key"].as_str().unwrap())
+        .env("DIR", markers.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.nodes[0].kill9();
+    let killed = Instant::now();
+    let ran_before = files_under(markers.path()).len();
+    assert!(ran_before < 8, "all 8 ran before the kill; the test proves nothing");
+    // Within the lease (3 s) and a take-over round (2 s) and the runs themselves, node-2 has run every one.
+    let b = &c.nodes[1];
+    loop {
+        let done = files_under(markers.path()).len();
+        let (_, now) = b.get(&format!("/v1/executions/{execution}"));
+        if done == 8 && now["status"] == "SUCCEEDED" {
+            assert_eq!(now["output"], json!("finished elsewhere"), "{now}");
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(45),
+            "{done} of 8 events ran ({ran_before} before the kill); the execution is {}",
+            now["status"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{ran_before} of 8 events ran before the kill; all 8 and the execution done {:?} after it",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn stopping_an_execution_through_another_node_fences_off_the_node_running_it() {
+    let Some(c) = Cluster::start(2) else { return };
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let (status, body) = a.post(
+        "/v1/workflows",
+        json!({"name": "long", "definition": {"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "Seconds": 2, "Next": "After"},
+            "After": {"Type": "Pass", "End": true}}}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, e) = a.post("/v1/workflows/long/executions", json!({"input": {}}));
+    assert_eq!(status, 201, "{e}");
+    let id = e["id"].as_str().unwrap();
+    let (status, stopped) = b.post(&format!("/v1/executions/{id}/stop"), json!({"error": "Manual"}));
+    assert_eq!((status, &stopped["status"]), (200, &json!("ABORTED")), "{stopped}");
+    // node-1's engine wakes after its Wait, is refused its write, and stops: the execution stays ABORTED with
+    // nothing after ExecutionAborted.
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, now) = a.get(&format!("/v1/executions/{id}"));
+    assert_eq!(now["status"], "ABORTED", "{now}");
+    let (_, history) = a.get(&format!("/v1/executions/{id}/history"));
+    let kinds: Vec<&str> = history["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.last(), Some(&"ExecutionAborted"), "{kinds:?}");
+}

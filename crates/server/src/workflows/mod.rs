@@ -7,6 +7,7 @@ pub mod timeline;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use stoke_asl::prewarm::Policy;
@@ -366,6 +367,11 @@ impl Workflows {
         if let Some(r) = lock(&self.running).remove(id) {
             r.abort.abort();
         }
+        // In a cluster another node may be running it: the execution becomes this node's, and that node's
+        // engine is refused at its next write.
+        if !self.services.store.take_execution(id).map_err(store_err)? {
+            return self.describe(account, id);
+        }
         e.status = ExecutionStatus::Aborted;
         e.error = error.map(String::from);
         e.cause = cause.map(String::from);
@@ -398,6 +404,33 @@ impl Workflows {
         Err(WorkflowError::ConcurrentModification(format!(
             "execution {id} kept changing while it was stopped; stop it again"
         )))
+    }
+
+    /// In a cluster: resumes the executions this node owns but does not run — taken over from a node that was
+    /// lost, or stopped here by a store outage — leaving those started in the last `settle` (their task may
+    /// not be registered yet). Returns their ids.
+    pub fn resume_orphans(self: &Arc<Self>, settle: Duration) -> Result<Vec<String>> {
+        let cutoff = now_ms().saturating_sub(i64::try_from(settle.as_millis()).unwrap_or(i64::MAX));
+        let mine = self.services.store.running_executions().map_err(store_err)?;
+        let orphans: Vec<ExecutionRecord> = {
+            let running = lock(&self.running);
+            mine.into_iter().filter(|e| !running.contains_key(&e.id) && e.started_ms < cutoff).collect()
+        };
+        let mut resumed = Vec::new();
+        for e in orphans {
+            let history = self.stored_history(&e.id)?;
+            match Definition::parse_str(&e.definition) {
+                Ok(d) => {
+                    tracing::info!(execution = %e.id, events = history.len(), "resuming an execution no process here ran");
+                    resumed.push(e.id.clone());
+                    self.spawn(e, d, history);
+                }
+                Err(problems) => {
+                    tracing::error!(execution = %e.id, problems = problems.len(), "cannot resume: stored definition is invalid")
+                }
+            }
+        }
+        Ok(resumed)
     }
 
     /// Resumes every execution a previous run of the server left RUNNING; returns how many.

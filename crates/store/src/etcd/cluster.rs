@@ -135,6 +135,28 @@ impl EtcdStore {
         Ok(out)
     }
 
+    /// Takes over what the gone node `gone` left: the Event invocations it had claimed go back to the queue
+    /// (at least once), and the executions it was running become this node's (their ids are returned, to
+    /// resume from their history). Safe to run on several nodes at once: each item moves exactly once.
+    pub fn take_over(&self, gone: &str) -> Result<(usize, Vec<String>)> {
+        let (claimed, _) = self.list::<String>(&self.keys.under(&["event-running"]))?;
+        let mut requeued = 0;
+        for entry in claimed.into_iter().filter(|r| r.value == gone) {
+            if self.move_event(&(entry.key, entry.mod_revision), crate::EventState::Queued)?.is_some() {
+                requeued += 1;
+            }
+        }
+        let (owned, _) = self.list::<String>(&self.keys.under(&["execution-owners"]))?;
+        let mut taken = Vec::new();
+        for entry in owned.into_iter().filter(|r| r.value == gone) {
+            let moved = vec![TxnOp::put(entry.key.as_str(), encode(&self.owner)?, None)];
+            if self.commit(vec![super::unchanged(&entry.key, entry.mod_revision)], moved)? {
+                taken.push(entry.key.rsplit('/').next().unwrap_or_default().to_string());
+            }
+        }
+        Ok((requeued, taken))
+    }
+
     /// Forgets a gone node (`NotFound` if there is none of that name; `Conflict` while it is live).
     pub fn forget_node(&self, name: &str) -> Result<()> {
         let (lease_key, info_key) = (self.keys.key(&["node-leases", name]), self.keys.key(&["nodes", name]));

@@ -22,7 +22,7 @@ impl EtcdStore {
     /// Moves the event named by the index entry `entry` (under `event-queue/` or `event-running/`) to
     /// `state`, if neither it nor its entry changed since read; the event as moved, or `None` if another
     /// writer got there first (or it is gone).
-    fn move_event(&self, entry: &(String, i64), state: EventState) -> Result<Option<EventRecord>> {
+    pub(super) fn move_event(&self, entry: &(String, i64), state: EventState) -> Result<Option<EventRecord>> {
         let id = entry.0.rsplit('/').next().unwrap_or_default();
         let key = self.keys.key(&["events", id]);
         let Some(stored) = self.get::<EventRecord>(&key)? else { return Ok(None) };

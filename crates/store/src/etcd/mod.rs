@@ -426,6 +426,84 @@ mod tests {
         Some(Etcd::start().expect("etcd starts"))
     }
 
+    fn running(id: &str) -> crate::ExecutionRecord {
+        crate::ExecutionRecord {
+            id: id.into(),
+            account: stoke_core::AccountId::from_number(1),
+            workflow: "w".into(),
+            name: id.into(),
+            definition: "{}".into(),
+            status: crate::ExecutionStatus::Running,
+            input: "{}".into(),
+            output: None,
+            error: None,
+            cause: None,
+            started_ms: 1,
+            stopped_ms: None,
+        }
+    }
+
+    fn row(seq: u64) -> crate::HistoryRow {
+        crate::HistoryRow {
+            seq,
+            timestamp_ms: 1,
+            kind: "PassStateEntered".into(),
+            scope: String::new(),
+            step: seq.try_into().unwrap(),
+            attempt: 0,
+            details: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn an_execution_taken_by_another_node_fences_off_the_first_and_a_gone_nodes_work_moves_once() {
+        let Some(etcd) = etcd() else { return };
+        let node = |name: &str| EtcdStore::connect(&[etcd.endpoint()], "fence").unwrap().owned_by(name);
+        let (a, b, c) = (node("a"), node("b"), node("c"));
+        a.insert_execution(&running("x"), &[row(1)]).unwrap();
+        a.record_execution("x", &[row(2)], None).unwrap();
+        assert_eq!(a.running_executions().unwrap().len(), 1, "a runs it");
+        assert!(b.running_executions().unwrap().is_empty(), "b does not");
+        // b takes it (a stop through b, say): a's next write is refused and says who runs it now.
+        assert!(b.take_execution("x").unwrap());
+        let refused = a.record_execution("x", &[row(3)], None).unwrap_err();
+        assert!(matches!(&refused, StoreError::Conflict(m) if m.contains("\"b\"")), "{refused}");
+        assert_eq!(b.history("x").unwrap().len(), 2, "the refused write wrote nothing");
+        let mut done = running("x");
+        done.status = crate::ExecutionStatus::Aborted;
+        b.record_execution("x", &[row(3)], Some(&done)).unwrap();
+        assert!(!a.take_execution("x").unwrap(), "an ended execution is nobody's to take");
+
+        // a is gone with a claimed event and a running execution: b and c take over at once; each item moves once.
+        let event = crate::EventRecord {
+            id: "e1".into(),
+            account: stoke_core::AccountId::from_number(1),
+            reference: "f".into(),
+            payload: b"{}".to_vec(),
+            attempts: 0,
+            next_attempt_ms: 0,
+            state: crate::EventState::Queued,
+            error_type: None,
+            result: None,
+            created_ms: 1,
+            finished_ms: None,
+        };
+        a.enqueue_event(&event).unwrap();
+        assert_eq!(a.claim_events(10, 10).unwrap().len(), 1);
+        a.insert_execution(&running("y"), &[row(1)]).unwrap();
+        let (from_b, from_c) = std::thread::scope(|s| {
+            let tb = s.spawn(|| b.take_over("a").unwrap());
+            let tc = s.spawn(|| c.take_over("a").unwrap());
+            (tb.join().unwrap(), tc.join().unwrap())
+        });
+        assert_eq!(from_b.0 + from_c.0, 1, "the event is requeued once: {from_b:?} {from_c:?}");
+        assert_eq!(from_b.1.len() + from_c.1.len(), 1, "the execution moves once: {from_b:?} {from_c:?}");
+        let owner = if from_b.1.is_empty() { &c } else { &b };
+        assert_eq!(owner.running_executions().unwrap()[0].id, "y");
+        assert_eq!(b.claim_events(10, 10).unwrap().len(), 1, "the requeued event can be claimed again");
+        assert_eq!(b.take_over("a").unwrap(), (0, Vec::new()), "nothing is left to take");
+    }
+
     #[test]
     fn an_unreachable_etcd_is_named_in_the_error() {
         let endpoint = format!("http://127.0.0.1:{}", free_port().unwrap());

@@ -5,6 +5,8 @@
 
 use stoke_core::AccountId;
 
+use etcd_client::{Compare, CompareOp};
+
 use super::{absent, num, present, put, unchanged, EtcdStore, Read};
 use crate::{ExecutionRecord, ExecutionStatus, HistoryRow, Result, StoreError, WorkflowRecord, WorkflowStore};
 
@@ -103,6 +105,11 @@ impl WorkflowStore for EtcdStore {
                     return Err(StoreError::NotFound(format!("execution {id}")));
                 };
                 let (mut when, mut ops) = self.history_ops(id, events)?;
+                // Fenced: only the node that owns a running execution writes it (another may have taken it).
+                let owner = self.keys.key(&["execution-owners", id]);
+                if stored.value.status == ExecutionStatus::Running {
+                    when.push(Compare::value(owner.as_str(), CompareOp::Equal, super::encode(&self.owner)?));
+                }
                 match finished {
                     Some(e) => {
                         if stored.value.status != ExecutionStatus::Running {
@@ -123,10 +130,15 @@ impl WorkflowStore for EtcdStore {
                 if self.commit(when, ops)? {
                     return Ok(Some(()));
                 }
-                match self.history_conflict(id, events)? {
-                    Some(conflict) => Err(conflict),
-                    None => Ok(None),
+                if let Some(conflict) = self.history_conflict(id, events)? {
+                    return Err(conflict);
                 }
+                let holder = self.get::<String>(&owner)?.map(|r| r.value);
+                if stored.value.status == ExecutionStatus::Running && holder.as_deref() != Some(self.owner.as_str()) {
+                    let by = holder.map_or_else(|| "no node".to_string(), |h| format!("node {h:?}"));
+                    return Err(StoreError::Conflict(format!("execution {id} is run by {by} now, not by this node")));
+                }
+                Ok(None)
             },
         )
     }
@@ -186,6 +198,21 @@ impl WorkflowStore for EtcdStore {
         }
         out.sort_by_key(|e| e.started_ms);
         Ok(out)
+    }
+
+    fn take_execution(&self, id: &str) -> Result<bool> {
+        let owner = self.keys.key(&["execution-owners", id]);
+        self.retry(
+            || format!("execution {id}"),
+            || {
+                let Some(held) = self.get::<String>(&owner)? else { return Ok(Some(false)) };
+                if held.value == self.owner {
+                    return Ok(Some(true));
+                }
+                let taken = self.commit(vec![unchanged(&owner, held.mod_revision)], vec![put(&owner, &self.owner)?])?;
+                Ok(taken.then_some(true))
+            },
+        )
     }
 
     fn history(&self, id: &str) -> Result<Vec<HistoryRow>> {
