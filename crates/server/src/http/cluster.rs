@@ -68,7 +68,6 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
             }],
         }));
     };
-    cluster.report(|n| n.instances = instances);
     let nodes = blocking(move || cluster.nodes().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
     Ok(Json(NodeList {
         mode: "cluster".into(),
