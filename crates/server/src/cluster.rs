@@ -87,6 +87,21 @@ impl Cluster {
         self.store.nodes()
     }
 
+    /// The other live nodes: (name, address).
+    pub fn peers(&self) -> Result<Vec<(String, String)>, StoreError> {
+        live_peers(&self.store, &self.name())
+    }
+
+    /// The client peers are called with (pooled keep-alive connections).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.blobs.http
+    }
+
+    /// What this node presents to its peers.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
     /// Changes what this node's next heartbeat reports.
     pub fn report(&self, f: impl FnOnce(&mut NodeRecord)) {
         self.membership.update(f);
@@ -124,6 +139,16 @@ impl MissRefresh {
         *last = Some(now);
         true
     }
+}
+
+/// The live nodes other than `me`: (name, address).
+fn live_peers(store: &EtcdStore, me: &str) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(store
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.state == "live" && n.node.name != me)
+        .map(|n| (n.node.name, n.node.advertise))
+        .collect())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -206,13 +231,7 @@ impl Blobs {
 
     /// The other live nodes' addresses.
     fn peers(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .store
-            .nodes()?
-            .into_iter()
-            .filter(|n| n.state == "live" && n.node.name != self.name)
-            .map(|n| n.node.advertise)
-            .collect())
+        Ok(live_peers(&self.store, &self.name)?.into_iter().map(|(_, address)| address).collect())
     }
 
     /// Keeps `bytes` (already checked to hash to `sha256`) as a blob: written to a temp file, synced, renamed.

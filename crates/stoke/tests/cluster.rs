@@ -106,6 +106,21 @@ fn any_node_serves_what_another_wrote() {
     let (key, _) = b.new_account("team");
     let (status, who) = cc.call(cc.req_as(&key, Method::GET, "/v1/account"));
     assert_eq!((status, &who["name"]), (200, &json!("team")), "{who}");
+    // Any node lists every node's instances, each with its node: echo ran on node-2 (invoke), node-1 (the
+    // alias) and node-3 (the function URL).
+    let (status, list) = cc.get("/v1/instances?function=echo");
+    assert_eq!(status, 200, "{list}");
+    let mut on: Vec<&str> = list["instances"].as_array().unwrap().iter().filter_map(|i| i["node"].as_str()).collect();
+    on.sort_unstable();
+    on.dedup();
+    assert_eq!(on, ["node-1", "node-2", "node-3"], "{list}");
+    let out = c.nodes[2]
+        .cli()
+        .args(["--endpoint", &c.nodes[2].url, "--api-key", &c.nodes[0].api_key, "instances", "echo"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("NODE") && text.contains("node-2"), "{text}");
     // Every node sees the same functions, and the nodes.
     for node in &c.nodes {
         let (status, list) = node.get("/v1/functions");
@@ -240,6 +255,8 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
     let sha = "a".repeat(64);
     let (status, body) = node.call(node.http_plain(Method::GET, &format!("/internal/v1/blobs/{sha}")));
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (status, _) = node.call(node.http_plain(Method::GET, "/internal/v1/instances?account=000000000001"));
+    assert_eq!(status, 401, "peers' instance lists need the secret too");
     let secret = std::fs::read_to_string(&c.secret).unwrap().trim().to_string();
     let (status, body) = node.call(
         node.http_plain(Method::PUT, &format!("/internal/v1/blobs/{sha}"))

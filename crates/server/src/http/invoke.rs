@@ -89,6 +89,9 @@ pub struct InstanceView {
     pub init_duration_ms: Option<f64>,
     /// State changes as [state, unix ms].
     pub timeline: Vec<(stoke_core::pool::InstanceState, i64)>,
+    /// The node it runs on (in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -101,9 +104,37 @@ pub struct InstanceList {
     /// Python zygotes ready on this node (one per layer set).
     #[serde(default)]
     pub zygotes: usize,
+    /// In a cluster: the live nodes that did not answer in time (their instances are missing here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
-/// The caller's running instances and their state timelines.
+/// This node's instances of `account` (of one function, if given), for `/v1/instances` and for peers.
+pub(crate) fn local_instances(
+    s: &AppState,
+    account: &stoke_core::AccountId,
+    function: Option<&stoke_core::FunctionName>,
+) -> Vec<InstanceView> {
+    let node = s.cluster.as_ref().map(|c| c.name());
+    s.invoker
+        .scheduler()
+        .instances(account, function)
+        .into_iter()
+        .map(|i| InstanceView {
+            id: i.id,
+            function: i.function,
+            version: i.version,
+            state: i.state,
+            pid: i.pid,
+            invocations: i.invocations,
+            init_duration_ms: i.init_duration_ms,
+            timeline: i.timeline,
+            node: node.clone(),
+        })
+        .collect()
+}
+
+/// The caller's running instances and their state timelines; in a cluster, those of every live node.
 #[utoipa::path(get, path = "/v1/instances", tag = "invoke", params(InstancesQuery),
     responses((status = 200, body = InstanceList), (status = 400, body = ErrorBody)))]
 pub async fn instances(
@@ -119,26 +150,20 @@ pub async fn instances(
         }
         None => None,
     };
+    let mut instances = local_instances(&s, &caller.account.id, function.as_ref());
+    let mut unreachable = Vec::new();
+    if let Some(c) = s.cluster.clone() {
+        let (theirs, missing) = super::cluster::peer_instances(&c, &caller.account.id, function.as_ref()).await?;
+        instances.extend(theirs);
+        unreachable = missing;
+    }
     let scheduler = s.invoker.scheduler();
-    let instances = scheduler
-        .instances(&caller.account.id, function.as_ref())
-        .into_iter()
-        .map(|i| InstanceView {
-            id: i.id,
-            function: i.function,
-            version: i.version,
-            state: i.state,
-            pid: i.pid,
-            invocations: i.invocations,
-            init_duration_ms: i.init_duration_ms,
-            timeline: i.timeline,
-        })
-        .collect();
     Ok(Json(InstanceList {
         sandbox: scheduler.sandbox_kind().to_string(),
         instances,
         generic: scheduler.generic_ready().into_iter().collect(),
         zygotes: scheduler.zygotes_ready(),
+        unreachable,
     }))
 }
 

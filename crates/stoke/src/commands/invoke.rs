@@ -109,9 +109,16 @@ pub fn instances(global: &GlobalArgs, args: InstancesArgs) -> Result<()> {
             if args.watch {
                 print!("\x1b[2J\x1b[H");
             }
-            let mut t = table(&["ID", "FUNCTION", "VERSION", "STATE", "PID", "INVOCATIONS", "INIT"]);
+            // A cluster lists every node's instances: which node each is on comes first.
+            let clustered = list.instances.iter().any(|i| i.node.is_some());
+            let mut header = vec!["ID", "FUNCTION", "VERSION", "STATE", "PID", "INVOCATIONS", "INIT"];
+            if clustered {
+                header.insert(0, "NODE");
+            }
+            let mut t = table(&header);
             for i in &list.instances {
-                t.add_row(vec![
+                let node = clustered.then(|| i.node.clone().unwrap_or_default());
+                t.add_row(node.into_iter().chain([
                     i.id.to_string(),
                     i.function.clone(),
                     i.version.clone(),
@@ -119,9 +126,12 @@ pub fn instances(global: &GlobalArgs, args: InstancesArgs) -> Result<()> {
                     i.pid.map(|p| p.to_string()).unwrap_or_default(),
                     i.invocations.to_string(),
                     i.init_duration_ms.map(|d| format!("{d:.1} ms")).unwrap_or_default(),
-                ]);
+                ]));
             }
             println!("{t}\n{} instance(s), sandbox: {}", list.instances.len(), list.sandbox);
+            if !list.unreachable.is_empty() {
+                println!("not listed: node(s) {} did not answer", list.unreachable.join(", "));
+            }
         }
         if !args.watch {
             return Ok(());
