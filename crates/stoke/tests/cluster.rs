@@ -332,21 +332,15 @@ fn a_layer_published_on_one_node_is_unpacked_on_another_that_runs_it() {
     assert!(b.dir.join("blobs").join(&sha).exists(), "node-2 holds the layer's archive");
 }
 
-#[test]
-fn event_invocations_from_the_shared_queue_run_once_each() {
-    let Some(c) = Cluster::start(2) else { return };
-    let has_boto3 =
-        std::process::Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success());
-    if !present_or_skip(has_boto3, "boto3", "Event invocations across nodes") {
-        return;
-    }
-    // Each run appends a line to its marker: a second run of one event would show as a second line.
-    let src = "def handler(e, c):\n    open(e['marker'], 'a').write(c.aws_request_id + '\\n')\n    return 1\n";
-    assert_eq!(c.nodes[0].post("/v1/functions", create_body("later", &zip_of(&[("app.py", src.as_bytes())]))).0, 201);
-    let markers = tempfile::tempdir().unwrap();
+fn has_boto3() -> bool {
+    std::process::Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success())
+}
+
+/// Queues `per_node` Event invocations of `function` through each of `through` with boto3 (the Lambda API,
+/// InvocationType Event); each event names its marker file in `dir`: `n<node>-<i>`.
+fn queue_events(c: &Cluster, through: &[&TestServer], function: &str, per_node: usize, dir: &std::path::Path) {
     let creds: Value =
         serde_json::from_slice(&std::fs::read(c.nodes[0].dir.join("credentials.json")).unwrap()).unwrap();
-    // Accepted through both nodes with the Lambda API (boto3, InvocationType Event).
     let script = r#"
 import json, os, boto3
 from botocore.config import Config
@@ -354,21 +348,37 @@ for n, ep in enumerate(os.environ["EPS"].split(",")):
     lam = boto3.client("lambda", endpoint_url=ep, region_name="us-east-1",
                        aws_access_key_id=os.environ["AKID"], aws_secret_access_key=os.environ["SECRET"],
                        config=Config(retries={"max_attempts": 0}))
-    for i in range(10):
-        r = lam.invoke(FunctionName="later", InvocationType="Event",
+    for i in range(int(os.environ["EACH"])):
+        r = lam.invoke(FunctionName=os.environ["FUNCTION"], InvocationType="Event",
                        Payload=json.dumps({"marker": os.path.join(os.environ["DIR"], f"n{n}-{i}")}))
         assert r["StatusCode"] == 202, r
-print("queued")
 "#;
+    let endpoints: Vec<&str> = through.iter().map(|n| n.url.as_str()).collect();
     let out = std::process::Command::new("python3")
         .args(["-c", script])
-        .env("EPS", format!("{},{}", c.nodes[0].url, c.nodes[1].url))
+        .env("EPS", endpoints.join(","))
+        .env("EACH", per_node.to_string())
+        .env("FUNCTION", function)
         .env("AKID", creds["access_key_id"].as_str().unwrap())
         .env("SECRET", creds["secret_access_key"].as_str().unwrap())
-        .env("DIR", markers.path())
+        .env("DIR", dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn event_invocations_from_the_shared_queue_run_once_each() {
+    let Some(c) = Cluster::start(2) else { return };
+    if !present_or_skip(has_boto3(), "boto3", "Event invocations across nodes") {
+        return;
+    }
+    // Each run appends a line to its marker: a second run of one event would show as a second line.
+    let src = "def handler(e, c):\n    open(e['marker'], 'a').write(c.aws_request_id + '\\n')\n    return 1\n";
+    assert_eq!(c.nodes[0].post("/v1/functions", create_body("later", &zip_of(&[("app.py", src.as_bytes())]))).0, 201);
+    let markers = tempfile::tempdir().unwrap();
+    // Accepted through both nodes with the Lambda API (boto3, InvocationType Event).
+    queue_events(&c, &[&c.nodes[0], &c.nodes[1]], "later", 10, markers.path());
     let deadline = Instant::now() + Duration::from_secs(60);
     while files_under(markers.path()).len() < 20 {
         assert!(Instant::now() < deadline, "only {} of 20 events ran", files_under(markers.path()).len());
@@ -423,9 +433,7 @@ fn an_image_imported_on_one_node_is_imported_on_another_that_needs_it() {
 #[test]
 fn what_a_killed_node_had_claimed_or_was_running_is_taken_over_by_another() {
     let Some(mut c) = Cluster::start(2) else { return };
-    let has_boto3 =
-        std::process::Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success());
-    if !present_or_skip(has_boto3, "boto3", "taking over a lost node's events") {
+    if !present_or_skip(has_boto3(), "boto3", "taking over a lost node's events") {
         return;
     }
     // A workflow that outlives node-1: started there, it must finish on node-2.
@@ -445,28 +453,7 @@ fn what_a_killed_node_had_claimed_or_was_running_is_taken_over_by_another() {
     body["concurrency_limit"] = json!(1);
     assert_eq!(c.nodes[0].post("/v1/functions", body).0, 201);
     let markers = tempfile::tempdir().unwrap();
-    let creds: Value =
-        serde_json::from_slice(&std::fs::read(c.nodes[0].dir.join("credentials.json")).unwrap()).unwrap();
-    let script = r#"
-import json, os, boto3
-from botocore.config import Config
-lam = boto3.client("lambda", endpoint_url=os.environ["EP"], region_name="us-east-1",
-                   aws_access_key_id=os.environ["AKID"], aws_secret_access_key=os.environ["SECRET"],
-                   config=Config(retries={"max_attempts": 0}))
-for i in range(8):
-    r = lam.invoke(FunctionName="slow", InvocationType="Event",
-                   Payload=json.dumps({"marker": os.path.join(os.environ["DIR"], f"m{i}")}))
-    assert r["StatusCode"] == 202, r
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .env("EP", &c.nodes[0].url)
-        .env("AKID", creds["access_key_id"].as_str().unwrap())
-        .env("SECRET", creds["secret_access_key"].as_str().unwrap())
-        .env("DIR", markers.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    queue_events(&c, &[&c.nodes[0]], "slow", 8, markers.path());
     c.nodes[0].kill9();
     let killed = Instant::now();
     let ran_before = files_under(markers.path()).len();

@@ -91,73 +91,8 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
     }))
 }
 
-/// How long `/v1/instances` waits for a peer's list.
-const PEER_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The instances of `account` (of one function) on every other live node, asked concurrently; and the live
-/// nodes that did not answer in time.
-pub(crate) async fn peer_instances(
-    cluster: &std::sync::Arc<crate::cluster::Cluster>,
-    account: &stoke_core::AccountId,
-    function: Option<&stoke_core::FunctionName>,
-) -> ApiResult<(Vec<super::invoke::InstanceView>, Vec<String>)> {
-    let c = cluster.clone();
-    let peers = blocking(move || c.peers().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
-    let mut query = vec![("account", account.to_string())];
-    if let Some(f) = function {
-        query.push(("function", f.to_string()));
-    }
-    let asks = peers.into_iter().map(|(name, address)| {
-        let request = cluster
-            .http()
-            .get(format!("{address}/internal/v1/instances"))
-            .query(&query)
-            .header(SECRET_HEADER, cluster.secret())
-            .timeout(PEER_LIST_TIMEOUT);
-        async move {
-            let answer =
-                async { request.send().await?.error_for_status()?.json::<Vec<super::invoke::InstanceView>>().await };
-            (name, answer.await)
-        }
-    });
-    let mut found = Vec::new();
-    let mut unreachable = Vec::new();
-    for (name, answer) in futures_util::future::join_all(asks).await {
-        match answer {
-            Ok(list) => found.extend(list),
-            Err(e) => {
-                tracing::debug!(node = %name, error = %e, "a peer did not list its instances");
-                unreachable.push(name);
-            }
-        }
-    }
-    Ok((found, unreachable))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PeerInstancesQuery {
-    account: String,
-    function: Option<String>,
-}
-
-/// A peer lists this node's instances of an account (for that account's `/v1/instances` on the peer).
-pub async fn peer_list_instances(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<PeerInstancesQuery>,
-) -> ApiResult<Json<Vec<super::invoke::InstanceView>>> {
-    peer_authorized(&s, &headers)?;
-    let bad = |field: &str, e: stoke_core::ValidationError| {
-        ApiError::bad_request("invalid_parameter", e.message).with_field(field)
-    };
-    let account = stoke_core::AccountId::parse(&q.account).map_err(|e| bad("account", e))?;
-    let function =
-        q.function.as_deref().map(stoke_core::FunctionName::parse).transpose().map_err(|e| bad("function", e))?;
-    Ok(Json(super::invoke::local_instances(&s, &account, function.as_ref())))
-}
-
 /// The cluster, when the caller is a peer presenting the secret: 404 on a single node, 401 otherwise.
-fn peer_authorized(s: &AppState, headers: &HeaderMap) -> ApiResult<std::sync::Arc<crate::cluster::Cluster>> {
+pub(crate) fn peer_authorized(s: &AppState, headers: &HeaderMap) -> ApiResult<std::sync::Arc<crate::cluster::Cluster>> {
     let cluster = s
         .cluster
         .clone()

@@ -153,7 +153,7 @@ pub async fn instances(
     let mut instances = local_instances(&s, &caller.account.id, function.as_ref());
     let mut unreachable = Vec::new();
     if let Some(c) = s.cluster.clone() {
-        let (theirs, missing) = super::cluster::peer_instances(&c, &caller.account.id, function.as_ref()).await?;
+        let (theirs, missing) = peer_instances(&c, &caller.account.id, function.as_ref()).await?;
         instances.extend(theirs);
         unreachable = missing;
     }
@@ -242,4 +242,68 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
     }
     Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response())
+}
+
+/// How long `/v1/instances` waits for a peer's list.
+const PEER_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The instances of `account` (of one function) on every other live node, asked concurrently; and the live
+/// nodes that did not answer in time.
+pub(crate) async fn peer_instances(
+    cluster: &std::sync::Arc<crate::cluster::Cluster>,
+    account: &stoke_core::AccountId,
+    function: Option<&stoke_core::FunctionName>,
+) -> ApiResult<(Vec<InstanceView>, Vec<String>)> {
+    let c = cluster.clone();
+    let peers = blocking(move || c.peers().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
+    let mut query = vec![("account", account.to_string())];
+    if let Some(f) = function {
+        query.push(("function", f.to_string()));
+    }
+    let asks = peers.into_iter().map(|(name, address)| {
+        let request = cluster
+            .http()
+            .get(format!("{address}/internal/v1/instances"))
+            .query(&query)
+            .header(crate::cluster::SECRET_HEADER, cluster.secret())
+            .timeout(PEER_LIST_TIMEOUT);
+        async move {
+            let answer = async { request.send().await?.error_for_status()?.json::<Vec<InstanceView>>().await };
+            (name, answer.await)
+        }
+    });
+    let mut found = Vec::new();
+    let mut unreachable = Vec::new();
+    for (name, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(list) => found.extend(list),
+            Err(e) => {
+                tracing::debug!(node = %name, error = %e, "a peer did not list its instances");
+                unreachable.push(name);
+            }
+        }
+    }
+    Ok((found, unreachable))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PeerInstancesQuery {
+    account: String,
+    function: Option<String>,
+}
+
+/// A peer lists this node's instances of an account (for that account's `/v1/instances` on the peer).
+pub async fn peer_list_instances(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<PeerInstancesQuery>,
+) -> ApiResult<Json<Vec<InstanceView>>> {
+    super::cluster::peer_authorized(&s, &headers)?;
+    let bad = |field: &str, e: stoke_core::ValidationError| {
+        ApiError::bad_request("invalid_parameter", e.message).with_field(field)
+    };
+    let account = stoke_core::AccountId::parse(&q.account).map_err(|e| bad("account", e))?;
+    let function =
+        q.function.as_deref().map(stoke_core::FunctionName::parse).transpose().map_err(|e| bad("function", e))?;
+    Ok(Json(local_instances(&s, &account, function.as_ref())))
 }

@@ -112,7 +112,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
-        .route("/internal/v1/instances", get(cluster::peer_list_instances))
+        .route("/internal/v1/instances", get(invoke::peer_list_instances))
         .route(
             "/internal/v1/blobs/{sha256}",
             // Image tarballs travel here too: up to the unpacked size an image may have.
