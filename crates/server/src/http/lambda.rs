@@ -699,7 +699,16 @@ async fn invoke(
 
 #[cfg(test)]
 mod tests {
-    use super::reference;
+    use super::{alias_revision, reference};
+
+    #[test]
+    fn an_alias_revision_id_reads_back_as_the_revision_it_was_made_from() {
+        let id = format!("{:08x}-0000-4000-8000-000000000000", 42u64);
+        assert_eq!(alias_revision(&id).unwrap(), 42);
+        for bad in ["", "nothex00-0000", "123-0000-4000", "zzzzzzzz"] {
+            assert!(alias_revision(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn qualifier_parameter_joins_names_and_arns() {
