@@ -265,21 +265,6 @@ impl Blobs {
         }
     }
 
-    /// Runs `fut` on the store's runtime and waits for it (registry calls come from blocking threads).
-    fn wait<T: Send + 'static>(&self, fut: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.store.handle().spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        let recv = move || rx.recv().ok();
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(recv)
-            }
-            _ => recv(),
-        }
-    }
-
     /// Pushes blob `sha256` to peers until `min(replication, live nodes)` nodes hold it, this one included.
     fn replicate(&self, sha256: &str) -> Result<usize, StoreError> {
         let peers = self.peers()?;
@@ -290,7 +275,8 @@ impl Blobs {
         let bytes = std::fs::read(self.path(sha256))?;
         let (http, secret, sha) = (self.http.clone(), self.secret.clone(), sha256.to_string());
         let acks = self
-            .wait(async move {
+            .store
+            .block_on(async move {
                 let mut acks = 0;
                 for peer in peers {
                     if acks >= needed {
@@ -326,7 +312,8 @@ impl Blobs {
         let peers = self.peers()?;
         let (http, secret, sha) = (self.http.clone(), self.secret.clone(), sha256.to_string());
         let found = self
-            .wait(async move {
+            .store
+            .block_on(async move {
                 for peer in peers {
                     let got =
                         http.get(format!("{peer}/internal/v1/blobs/{sha}")).header(SECRET_HEADER, &secret).send().await;

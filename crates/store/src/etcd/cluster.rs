@@ -88,32 +88,25 @@ impl EtcdStore {
         Ok(Membership { record, task })
     }
 
-    fn claim_name(&self, node: &NodeRecord, (lease_key, info_key): &(String, String), ttl_s: i64) -> Result<i64> {
-        let client = self.client.clone();
-        let lease = self.run(move |_| async move { client.lease_client().grant(ttl_s, None).await }).map(|r| r.id())?;
-        let held = self.get::<NodeRecord>(lease_key)?;
-        let guard = match &held {
-            None => absent(lease_key),
-            Some(h) if h.value.node_id == node.node_id => {
-                Compare::mod_revision(lease_key.as_str(), CompareOp::Equal, h.mod_revision)
+    fn claim_name(&self, node: &NodeRecord, keys: &(String, String), ttl_s: i64) -> Result<i64> {
+        let (client, node_, keys_) = (self.client.clone(), node.clone(), keys.clone());
+        let claimed = self.block_on(async move {
+            tokio::time::timeout(super::REQUEST_TIMEOUT, claim(&client, &node_, &keys_, ttl_s)).await
+        });
+        match claimed {
+            Some(Ok(Ok(Claim::Taken(lease)))) => Ok(lease),
+            Some(Ok(Ok(Claim::HeldBy(h)))) => Err(StoreError::Conflict(format!(
+                "node name {:?}: a live node at {} holds it; give this node another --node-name, or stop that one \
+                 and wait for its lease to lapse",
+                node.name, h.advertise
+            ))),
+            Some(Ok(Ok(Claim::Lost))) => {
+                Err(StoreError::Conflict(format!("node name {:?} was taken while joining; try again", node.name)))
             }
-            Some(h) => {
-                return Err(StoreError::Conflict(format!(
-                    "node name {:?}: a live node at {} holds it; give this node another --node-name, or stop \
-                     that one and wait for its lease to lapse",
-                    node.name, h.value.advertise
-                )))
+            Some(Ok(Err(e))) => Err(super::unavailable(&self.endpoints, &e)),
+            Some(Err(_)) | None => {
+                Err(StoreError::Unavailable(format!("etcd at {} did not answer in time", self.endpoints)))
             }
-        };
-        let value = encode(node)?;
-        let ops = vec![
-            TxnOp::put(lease_key.as_str(), value.clone(), Some(PutOptions::new().with_lease(lease))),
-            TxnOp::put(info_key.as_str(), value, None),
-        ];
-        if self.commit(vec![guard], ops)? {
-            Ok(lease)
-        } else {
-            Err(StoreError::Conflict(format!("node name {:?} was taken while joining; try again", node.name)))
         }
     }
 
@@ -227,6 +220,7 @@ async fn hold(
 ) {
     let period = Duration::from_millis(u64::try_from(ttl_s).unwrap_or(5) * 1000 / 3);
     let mut lost = false;
+    let keys = (lease_key.clone(), info_key.clone());
     loop {
         tokio::time::sleep(period).await;
         let now = current_ms();
@@ -268,32 +262,56 @@ async fn hold(
             lost = true;
         }
         // Rejoin: a new lease, and the name if it is free or still ours.
-        let rejoin = async {
-            let granted = client.lease_client().grant(ttl_s, None).await?.id();
-            let mut kv = client.kv_client();
-            let held = kv.get(lease_key.as_str(), None).await?;
-            let guard = match held.kvs().first() {
-                None => Compare::create_revision(lease_key.as_str(), CompareOp::Equal, 0),
-                Some(kv) => match serde_json::from_slice::<NodeRecord>(kv.value()) {
-                    Ok(h) if h.node_id == snapshot.node_id => {
-                        Compare::mod_revision(lease_key.as_str(), CompareOp::Equal, kv.mod_revision())
-                    }
-                    _ => {
-                        tracing::error!(node = %snapshot.name, "another node took this node's name; not rejoining");
-                        return Ok(None);
-                    }
-                },
-            };
-            let txn = Txn::new().when(vec![guard]).and_then(vec![
-                TxnOp::put(lease_key.as_str(), value.clone(), Some(PutOptions::new().with_lease(granted))),
-                TxnOp::put(info_key.as_str(), value.clone(), None),
-            ]);
-            Ok::<_, etcd_client::Error>(kv.txn(txn).await?.succeeded().then_some(granted))
-        };
-        if let Ok(Ok(Some(granted))) = tokio::time::timeout(period, rejoin).await {
-            lease = granted;
+        let rejoin = claim(&client, &snapshot, &keys, ttl_s);
+        match tokio::time::timeout(period, rejoin).await {
+            Ok(Ok(Claim::Taken(granted))) => lease = granted,
+            Ok(Ok(Claim::HeldBy(_))) => {
+                tracing::error!(node = %snapshot.name, "another node took this node's name; not rejoining");
+            }
+            _ => {}
         }
     }
+}
+
+/// What claiming a node's name came to.
+enum Claim {
+    /// Ours, under this new lease.
+    Taken(i64),
+    /// Another live node's.
+    HeldBy(NodeRecord),
+    /// Changed between the read and the write: try again.
+    Lost,
+}
+
+/// Takes `node`'s name under a new lease of `ttl_s` if it is free or still this node's (same `node_id`), writing
+/// the record under the lease and the permanent one in one transaction.
+async fn claim(
+    client: &etcd_client::Client,
+    node: &NodeRecord,
+    (lease_key, info_key): &(String, String),
+    ttl_s: i64,
+) -> Result<Claim, etcd_client::Error> {
+    let granted = client.lease_client().grant(ttl_s, None).await?.id();
+    let mut kv = client.kv_client();
+    let held = kv.get(lease_key.as_str(), None).await?;
+    let guard = match held.kvs().first() {
+        None => Compare::create_revision(lease_key.as_str(), CompareOp::Equal, 0),
+        Some(found) => match serde_json::from_slice::<NodeRecord>(found.value()) {
+            Ok(h) if h.node_id == node.node_id => {
+                Compare::mod_revision(lease_key.as_str(), CompareOp::Equal, found.mod_revision())
+            }
+            Ok(h) => return Ok(Claim::HeldBy(h)),
+            Err(e) => {
+                return Err(etcd_client::Error::InvalidArgs(format!("the record at {lease_key} is unreadable: {e}")))
+            }
+        },
+    };
+    let value = serde_json::to_vec(node).map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?;
+    let txn = Txn::new().when(vec![guard]).and_then(vec![
+        TxnOp::put(lease_key.as_str(), value.clone(), Some(PutOptions::new().with_lease(granted))),
+        TxnOp::put(info_key.as_str(), value, None),
+    ]);
+    Ok(if kv.txn(txn).await?.succeeded() { Claim::Taken(granted) } else { Claim::Lost })
 }
 
 fn current_ms() -> i64 {

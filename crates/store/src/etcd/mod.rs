@@ -37,7 +37,7 @@ mod workflows;
 
 /// How long one request to etcd may take before the store gives up on it (a write that timed out may still
 /// have been committed: every change is written so that retrying it is safe or detected).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `connect` waits for etcd to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a change whose transaction lost a race reads again and retries before it gives up.
@@ -194,27 +194,33 @@ impl EtcdStore {
             self.requests.fetch_add(1, Ordering::Relaxed);
         }
         let fut = f(self.client.kv_client());
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt().spawn(async move {
-            let out = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
-            let _ = tx.send(out);
-        });
-        let wait = move || rx.recv();
-        let answer = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        };
-        match answer {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(unavailable(&self.endpoints, &e)),
-            Ok(Err(_elapsed)) => Err(StoreError::Unavailable(format!(
+        // The deadline is made on the store's runtime: a caller outside any runtime has no timer.
+        match self.block_on(async move { tokio::time::timeout(REQUEST_TIMEOUT, fut).await }) {
+            Some(Ok(Ok(v))) => Ok(v),
+            Some(Ok(Err(e))) => Err(unavailable(&self.endpoints, &e)),
+            Some(Err(_elapsed)) => Err(StoreError::Unavailable(format!(
                 "etcd at {} did not answer within {} s",
                 self.endpoints,
                 REQUEST_TIMEOUT.as_secs()
             ))),
-            Err(_) => Err(StoreError::Unavailable("the etcd client stopped".into())),
+            None => Err(StoreError::Unavailable("the etcd client stopped".into())),
+        }
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it from a synchronous caller: inside the server's
+    /// runtime through `block_in_place`, so that worker's other tasks move on. `None` when the runtime
+    /// dropped it (the store is going away).
+    pub fn block_on<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        let wait = move || rx.recv().ok();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
         }
     }
 
