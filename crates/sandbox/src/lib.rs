@@ -28,6 +28,19 @@ pub use alloc::Allocator;
 pub use lean::jail::{jail_main, JAIL_ARG, RELAYED_RUNTIME_API_PORT};
 pub use oci::{pidns_main, PIDNS_ARG};
 
+/// Raises this process's soft limit on open files towards `want` (never above the hard limit, never
+/// lower than it is), for a server that holds many client connections. Returns the limit now in force.
+/// Instances set their own limit when they start, so this does not reach them.
+pub fn raise_open_files_limit(want: u64) -> io::Result<u64> {
+    let (soft, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    let target = want.min(hard);
+    if target <= soft {
+        return Ok(soft);
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(io::Error::from)?;
+    Ok(target)
+}
+
 /// Where an instance finds its function's code and stoke's runtime files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstancePaths {

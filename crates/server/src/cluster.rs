@@ -33,6 +33,8 @@ pub struct ClusterConfig {
     pub replication: usize,
     /// The membership lease's time to live: a node that stops is shown gone within it.
     pub node_ttl: Duration,
+    /// Certificates (PEM) to trust, besides the system's, when peers serve HTTPS.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -198,28 +200,25 @@ pub fn is_sha256(s: &str) -> bool {
 
 impl Blobs {
     /// The blobs under `<data_dir>/blobs`, shared with the peers of `store`'s cluster.
-    pub fn open(
-        store: Arc<EtcdStore>,
-        data_dir: &Path,
-        name: &str,
-        secret: &str,
-        replication: usize,
-    ) -> Result<Self, StoreError> {
+    pub fn open(store: Arc<EtcdStore>, data_dir: &Path, config: &ClusterConfig) -> Result<Self, StoreError> {
         let dir = data_dir.join("blobs");
         // Uploads being taken in when the node last stopped are gone with their requests.
         let _ = std::fs::remove_dir_all(dir.join(SPOOL_DIR));
         std::fs::create_dir_all(dir.join(SPOOL_DIR))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| unavailable(format!("cannot make the peer client: {e}")))?;
+        let mut http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(60));
+        if let Some(ca) = &config.ca_file {
+            for cert in certificates(ca).map_err(|e| StoreError::Refused(format!("--ca-file: {e}")))? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| unavailable(format!("cannot make the peer client: {e}")))?;
         Ok(Self {
             dir,
             store,
-            name: name.to_string(),
-            secret: secret.to_string(),
-            replication: replication.max(1),
+            name: config.node_name.clone(),
+            secret: config.secret.clone(),
+            replication: config.replication.max(1),
             http,
         })
     }
@@ -425,6 +424,17 @@ impl crate::registry::Replicas for Blobs {
         }
         Ok(self.link_to(sha256, path)?)
     }
+}
+
+/// The certificates (PEM) in a CA file, for a client that must trust a server's own certificate authority.
+pub fn certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate (expected PEM blocks 'BEGIN CERTIFICATE')", path.display()));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]

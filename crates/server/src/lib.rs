@@ -14,6 +14,7 @@ pub mod node;
 pub mod registry;
 pub mod sigv4;
 pub mod stats;
+pub mod transport;
 pub mod triggers;
 pub mod tune;
 pub mod workflows;
@@ -77,6 +78,8 @@ pub struct ServerConfig {
     pub max_starting: Option<usize>,
     /// Run as a node of a cluster sharing one etcd (`None`: alone, on the embedded SQLite store).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// HTTP or HTTPS, and the limits on what one client may hold.
+    pub transport: transport::Transport,
 }
 
 /// Which sandbox the server runs instances in.
@@ -125,6 +128,8 @@ pub enum StartError {
     Workflows(String),
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(#[from] transport::TlsError),
 }
 
 /// What start-up did, for the start-up message.
@@ -142,6 +147,8 @@ pub struct StartupInfo {
     pub resumed_executions: usize,
     /// In a cluster: this node's name and the etcd endpoints.
     pub cluster: Option<(String, String)>,
+    /// The URL clients reach the API at (`https://` when serving TLS).
+    pub endpoint: String,
 }
 
 /// A bound, ready server.
@@ -149,6 +156,8 @@ pub struct StartupInfo {
 pub struct Server {
     state: AppState,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: transport::Limits,
     info: StartupInfo,
     _lock: File,
 }
@@ -264,8 +273,7 @@ impl Server {
         };
         let blobs = match (&etcd, &config.cluster) {
             (Some(etcd), Some(c)) => Some(Arc::new(
-                cluster::Blobs::open(etcd.clone(), &data_dir, &c.node_name, &c.secret, c.replication)
-                    .map_err(|e| StartError::Cluster(e.to_string()))?,
+                cluster::Blobs::open(etcd.clone(), &data_dir, c).map_err(|e| StartError::Cluster(e.to_string()))?,
             )),
             _ => None,
         };
@@ -376,11 +384,13 @@ impl Server {
             tuner.recover().map_err(StartError::Tunes)?;
         }
 
+        let tls = config.transport.tls.as_ref().map(transport::load_tls).transpose()?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(StartError::Serve)?;
-        let server_file = ServerFile { endpoint: format!("http://{addr}"), pid: std::process::id() };
+        let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+        let server_file = ServerFile { endpoint: endpoint.clone(), pid: std::process::id() };
         write_private(&data_dir.join(SERVER_FILE), &serde_json::to_vec_pretty(&server_file).unwrap_or_default(), 0o644)
             .map_err(dir_err)?;
 
@@ -390,7 +400,7 @@ impl Server {
                 let record = stoke_store::NodeRecord {
                     name: c.node_name.clone(),
                     node_id: node_id(&data_dir).map_err(dir_err)?,
-                    advertise: c.advertise.clone().unwrap_or_else(|| format!("http://{addr}")),
+                    advertise: c.advertise.clone().unwrap_or_else(|| endpoint.clone()),
                     version: env!("CARGO_PKG_VERSION").to_string(),
                     memory_mb: u64::from(node.max_memory_mb),
                     cpus: std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
@@ -457,8 +467,9 @@ impl Server {
             sandbox,
             resumed_executions: resumed,
             cluster: config.cluster.as_ref().map(|c| (c.node_name.clone(), c.endpoints.join(","))),
+            endpoint,
         };
-        Ok(Self { state, listener, info, _lock: lock })
+        Ok(Self { state, listener, tls, limits: config.transport.limits, info, _lock: lock })
     }
 
     pub fn info(&self) -> &StartupInfo {
@@ -485,12 +496,7 @@ impl Server {
                 }
             }
         });
-        let result = axum::serve(
-            self.listener,
-            http::app(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let result = transport::serve(self.listener, http::app(self.state), self.tls, self.limits, shutdown).await;
         reaper.abort();
         result.map_err(StartError::Serve)
     }

@@ -69,7 +69,13 @@ impl Client {
                     .api_key
             }
         };
-        let http = Http::builder().timeout(None).build().context("cannot build the HTTP client")?;
+        let mut http = Http::builder().timeout(None);
+        if let Some(ca) = &global.ca_file {
+            for cert in stoke_server::cluster::certificates(ca).map_err(|e| anyhow!("--ca-file: {e}"))? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().context("cannot build the HTTP client")?;
         Ok(Self { http, endpoint: endpoint.trim_end_matches('/').to_string(), api_key })
     }
 
@@ -80,7 +86,17 @@ impl Client {
     /// Sends a request and returns the successful response, or the server's error as a message.
     pub fn send(&self, req: RequestBuilder) -> Result<Response> {
         let resp = req.send().map_err(|e| {
-            if e.is_connect() {
+            let chain = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+                anyhow!(
+                    "the server at {} presented a certificate this client does not trust ({chain}): pass its CA \
+                     with --ca-file (or STOKE_CA_FILE)",
+                    self.endpoint
+                )
+            } else if e.is_connect() {
                 anyhow!(
                     "cannot reach the stoke server at {}: is it running? (start one with `stoke server`)",
                     self.endpoint

@@ -39,6 +39,10 @@ pub struct GlobalArgs {
     /// API key [default: from <data-dir>/credentials.json].
     #[arg(long, global = true, env = "STOKE_API_KEY", value_name = "KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Certificates (PEM) to trust, besides the system's, when the server serves HTTPS with its own
+    /// certificate authority.
+    #[arg(long, global = true, env = "STOKE_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = output::Format::Table)]
     pub output: output::Format,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -15,6 +16,11 @@ fn python_has(module: &str) -> bool {
 /// Runs a script of tests/clients against `s` with the admin's key pair (STOKE_ENDPOINT, STOKE_AKID,
 /// STOKE_SECRET, STOKE_ACCOUNT); it must succeed and print "all checks passed".
 fn run_boto3_script(s: &TestServer, script: &str) {
+    run_boto3_script_with(s, script, &[]);
+}
+
+/// As [`run_boto3_script`], with more environment variables for the script (e.g. `AWS_CA_BUNDLE`).
+fn run_boto3_script_with(s: &TestServer, script: &str, env: &[(&str, &Path)]) {
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
     let out = Command::new("python3")
@@ -24,6 +30,7 @@ fn run_boto3_script(s: &TestServer, script: &str) {
         .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
         .env("STOKE_ACCOUNT", &s.account_id)
         .env_remove("AWS_PROFILE")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -320,4 +327,78 @@ fn node_sdk_drives_the_lambda_api() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains("all checks passed"), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn boto3_and_the_cli_drive_a_server_that_serves_https() {
+    if !present_or_skip(python_has("boto3"), "boto3", "HTTPS with boto3 and the CLI") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(certs.path());
+    let (cert, key) = (cert.to_str().unwrap().to_string(), key.to_str().unwrap().to_string());
+    // The process sandbox, as boto3_drives_the_lambda_api explains.
+    let s = TestServer::start_tls(&["--sandbox", "process", "--tls-cert", &cert, "--tls-key", &key], &ca);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "server.json names the https endpoint: {}", s.url);
+
+    // The whole boto3 script, over TLS, trusting the test's CA the way boto3 users do.
+    run_boto3_script_with(&s, "boto3_lambda.py", &[("AWS_CA_BUNDLE", &ca)]);
+
+    // The CLI finds the https endpoint in server.json and trusts the CA it is given.
+    let zip = certs.path().join("code.zip");
+    std::fs::write(&zip, python_zip("tls")).unwrap();
+    let out = s
+        .cli()
+        .args(["--ca-file", ca.to_str().unwrap(), "fn", "create", "over-tls", "--runtime", "python3.12", "--handler"])
+        .args(["app.handler", "--code", zip.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fn create over https: {}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        s.cli().env("STOKE_CA_FILE", &ca).args(["invoke", "over-tls", "--payload", r#"{"n": 1}"#]).output().unwrap();
+    assert!(out.status.success(), "invoke over https: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tls"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // Without the CA the CLI says what to do, and nothing is sent in clear.
+    let out = s.cli().args(["fn", "ls"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--ca-file") && err.contains("certificate"), "{err}");
+    let plain = s.url.replace("https://", "http://");
+    let got = reqwest::blocking::get(format!("{plain}/healthz"));
+    assert!(got.is_err() || got.unwrap().status() != 200, "plain HTTP on the TLS port must not be served");
+}
+
+#[test]
+fn a_certificate_that_cannot_be_used_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = make_certificates(dir.path());
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let (_, _, other_key) = make_certificates(other.path());
+    let cases: [(&Path, &Path, &str); 4] = [
+        (&dir.path().join("missing.pem"), &key, "cannot read the TLS certificate"),
+        (&not_pem, &key, "holds no certificate"),
+        (&cert, &not_pem, "no usable private key"),
+        (&cert, &other_key, "does not fit the certificate"),
+    ];
+    for (cert, key, needle) in cases {
+        let data = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "start-up must fail for {needle}");
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+    // One of the pair alone is a usage error, before anything starts.
+    let out = Command::new(BIN).args(["server", "--tls-cert"]).arg(&cert).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -27,6 +27,8 @@ pub struct Options {
     pub start_timeout: Duration,
     /// How long teardown waits for the server's instances to go (`ZERO`: not at all).
     pub drain_timeout: Duration,
+    /// A CA certificate (PEM) to trust when the server serves HTTPS with a certificate it issued.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             dir_prefix: ".tmp".to_string(),
             start_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(120),
+            ca_file: None,
         }
     }
 }
@@ -118,7 +121,12 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let mut http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5));
+        if let Some(ca) = &self.options.ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        let http = http.build()?;
         while http.get(format!("{}/healthz", self.endpoint)).send().map(|r| r.status().as_u16()).ok() != Some(200) {
             if Instant::now() > deadline {
                 bail!("the server did not answer /healthz in time");

@@ -27,6 +27,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                     "the request body is larger than this server accepts (see --max-archive-mb)",
                 )
             }
+            BytesRejection::FailedToBufferBody(inner) if crate::transport::is_body_timeout(&inner) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time (the server's --body-timeout); send it faster or in smaller parts",
+            ),
             other => ApiError::bad_request("invalid_body", format!("the request body could not be read: {other}")),
         })
     }

@@ -96,8 +96,20 @@ impl FromRequest<AppState> for Signed {
         let (parts, body) = req.into_parts();
         let limit = crate::invoke::MAX_PAYLOAD_BYTES * 2
             + usize::try_from(state.registry.archive_limits().max_archive_bytes).unwrap_or(usize::MAX) / 3 * 4;
-        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-            LambdaError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "the request body is too large")
+        let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if crate::transport::is_body_timeout(&*e.into_inner()) {
+                LambdaError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeoutException",
+                    "the request body did not arrive in time",
+                )
+            } else {
+                LambdaError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestTooLargeException",
+                    "the request body is too large",
+                )
+            }
         })?;
         let headers: Vec<(&str, &str)> =
             parts.headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();

@@ -46,6 +46,7 @@ async fn api(script: Script) -> Api {
         first_wave: 2,
         max_starting: None,
         cluster: None,
+        transport: Default::default(),
     };
     let fake = Arc::new(FakeSandbox::new(script));
     let server = Server::start_with_sandbox(config, fake.clone()).await.expect("the server starts");

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use stoke_sandbox::lean::LeanSettings;
 use stoke_server::cluster::ClusterConfig;
+use stoke_server::transport::{Limits, TlsFiles, Transport};
 use stoke_server::{GenericKind, SandboxChoice, Server, ServerConfig};
 
 use crate::client::data_dir;
@@ -100,6 +101,55 @@ pub struct Args {
     log_format: LogFormat,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// How the API is served: HTTPS, and what one client may hold.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "HTTP")]
+struct HttpArgs {
+    /// Serve the API over HTTPS with this certificate chain (PEM); needs --tls-key. Clients that do not trust
+    /// its issuer take --ca-file. The Runtime API that instances call stays plain HTTP on their own endpoint.
+    #[arg(long, env = "STOKE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "STOKE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Seconds a client has to send a request's head (also how long an idle connection is kept open).
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs(), value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's body, from its head.
+    #[arg(long, default_value_t = Limits::default().body_timeout.as_secs(), value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
+    /// Connections held at once; one more is answered 503 `too_many_connections` (raise the open-files limit,
+    /// `ulimit -n`, to match).
+    #[arg(long, default_value_t = Limits::default().max_connections as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Largest request head (request line and headers) in KiB; a larger one is answered 431.
+    #[arg(long, default_value_t = (Limits::default().max_header_bytes / 1024) as u64, value_name = "KIB",
+          value_parser = clap::value_parser!(u64).range(8..=1024))]
+    max_header_kb: u64,
+}
+
+impl HttpArgs {
+    fn transport(&self) -> Transport {
+        Transport {
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+                _ => None,
+            },
+            limits: Limits {
+                header_timeout: std::time::Duration::from_secs(self.header_timeout),
+                body_timeout: std::time::Duration::from_secs(self.body_timeout),
+                max_connections: count(self.max_connections),
+                max_header_bytes: count(self.max_header_kb) * 1024,
+            },
+        }
+    }
 }
 
 /// Cluster mode: several nodes share one etcd (docs/cluster.md). Without --cluster the node runs alone on its
@@ -134,7 +184,7 @@ struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn config(&self) -> Result<Option<ClusterConfig>> {
+    fn config(&self, global: &GlobalArgs) -> Result<Option<ClusterConfig>> {
         let endpoints: Vec<String> =
             self.cluster.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
         if endpoints.is_empty() {
@@ -174,6 +224,7 @@ impl ClusterArgs {
             prefix: self.etcd_prefix.clone(),
             replication: count(self.replication),
             node_ttl: std::time::Duration::from_secs(self.node_ttl),
+            ca_file: global.ca_file.clone(),
         }))
     }
 }
@@ -284,7 +335,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         zygotes: count(args.zygotes),
         first_wave: count(args.first_wave),
         max_starting: args.max_starting.map(count),
-        cluster: args.cluster.config()?,
+        cluster: args.cluster.config(global)?,
+        transport: args.http.transport(),
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.
@@ -295,12 +347,33 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             config.zygotes = 0;
         }
     }
+    // Each client connection is a file descriptor; the usual soft limit (1024) would refuse clients long
+    // before --max-connections does. Room is left for the store, archives and instances' pipes.
+    let want = config.transport.limits.max_connections as u64 + 4096;
+    match stoke_sandbox::raise_open_files_limit(want) {
+        Ok(got) if got < want => tracing::warn!(
+            open_files = got,
+            max_connections = config.transport.limits.max_connections,
+            "the open-files limit is below --max-connections plus room for the server's own files: raise the hard \
+             limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::start(config).await?;
         let info = server.info().clone();
-        println!("stoke {} listening on http://{}", env!("CARGO_PKG_VERSION"), info.addr);
+        println!("stoke {} listening on {}", env!("CARGO_PKG_VERSION"), info.endpoint);
+        if !info.addr.ip().is_loopback() && !info.endpoint.starts_with("https://") {
+            eprintln!(
+                "WARNING: the API listens on {} without TLS: API keys and payloads cross the network in clear. \
+                 Serve HTTPS with --tls-cert and --tls-key, or listen on 127.0.0.1 behind a TLS proxy.",
+                info.addr
+            );
+            tracing::warn!(addr = %info.addr, "the API listens on a non-loopback address without TLS");
+        }
         println!("  data dir:     {}", info.data_dir.display());
         if info.created_admin {
             println!("  credentials:  {} (new admin account created)", info.credentials_path.display());

@@ -74,14 +74,28 @@ impl TestServer {
         self.account_id.clone_from(&other.account_id);
     }
 
+    /// Starts a server that serves HTTPS (its flags in `args`), trusting the CA certificate `ca`.
+    pub fn start_tls(args: &[&str], ca: &Path) -> Self {
+        Self::start_options(args.iter().map(|s| s.to_string()).collect(), Some(ca))
+    }
+
     fn start_args(args: Vec<String>) -> Self {
+        Self::start_options(args, None)
+    }
+
+    fn start_options(args: Vec<String>, ca: Option<&Path>) -> Self {
         let options = stoke_testkit::Options {
             args,
             // A test's instances are few, and lean helpers that outlive a killed server can take seconds
             // to notice (the zygote and oci tests bound that on their own): tests do not wait for them.
             drain_timeout: Duration::ZERO,
+            ca_file: ca.map(Path::to_path_buf),
             ..Default::default()
         };
+        let mut http = Client::builder().timeout(Duration::from_secs(60));
+        if let Some(ca) = ca {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap());
+        }
         let server = stoke_testkit::Server::start(BIN, options).unwrap_or_else(|e| panic!("{e:#}"));
         let mut s = Self {
             dir: server.dir().to_path_buf(),
@@ -90,7 +104,7 @@ impl TestServer {
             access_key_id: String::new(),
             account_id: String::new(),
             server,
-            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: http.build().unwrap(),
             etcd: None,
         };
         s.read_endpoint();
@@ -321,4 +335,67 @@ pub fn bootstrap_zip(binary: &[u8]) -> Vec<u8> {
     w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
     w.write_all(binary).unwrap();
     w.finish().unwrap().into_inner()
+}
+
+/// Certificates for an HTTPS test, made with the openssl command: a CA, and a server certificate it signed
+/// for 127.0.0.1 and localhost. Returns (ca.pem, server.pem, server.key).
+pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let (cert, key, csr, ext) =
+        (dir.join("server.pem"), dir.join("server.key"), dir.join("server.csr"), dir.join("ext"));
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=stoke test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "server.pem",
+    ]);
+    let _ = (ca_key, csr);
+    (ca, cert, key)
 }
