@@ -22,8 +22,10 @@ pub enum ErrorKind {
     TooLarge,
     /// Over a concurrency or rate limit: retry after the time given.
     Throttled,
-    /// A dependency (the store, the disk, a peer node) cannot answer now: retry.
+    /// A dependency (the store, a peer node) cannot answer now: retry.
     Unavailable,
+    /// The node's disk is full: nothing was written; retry once space is freed.
+    Full,
     /// The server failed.
     Internal,
 }
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => 413,
             ErrorKind::Throttled => 429,
             ErrorKind::Busy | ErrorKind::Unavailable => 503,
+            ErrorKind::Full => 507,
             ErrorKind::Internal => 500,
         }
     }
@@ -56,7 +59,8 @@ impl ErrorKind {
             ErrorKind::Precondition => (412, "PreconditionFailedException"),
             ErrorKind::TooLarge => (413, "RequestTooLargeException"),
             ErrorKind::Throttled => (429, "TooManyRequestsException"),
-            ErrorKind::Unavailable => (503, "ServiceUnavailableException"),
+            // Lambda has no exception for a full disk: the one its SDKs retry.
+            ErrorKind::Unavailable | ErrorKind::Full => (503, "ServiceUnavailableException"),
             ErrorKind::Internal => (500, "ServiceException"),
         }
     }
@@ -69,7 +73,7 @@ impl ErrorKind {
 
     /// The same request may succeed later without change.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorKind::Busy | ErrorKind::Throttled | ErrorKind::Unavailable)
+        matches!(self, ErrorKind::Busy | ErrorKind::Throttled | ErrorKind::Unavailable | ErrorKind::Full)
     }
 
     /// The kind an HTTP status stands for (for errors that arrive as a status only).
@@ -82,6 +86,7 @@ impl ErrorKind {
             413 => ErrorKind::TooLarge,
             429 => ErrorKind::Throttled,
             503 => ErrorKind::Unavailable,
+            507 => ErrorKind::Full,
             400..=499 => ErrorKind::Invalid,
             _ => ErrorKind::Internal,
         }
@@ -92,7 +97,7 @@ impl ErrorKind {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorKind; 11] = [
+    const ALL: [ErrorKind; 12] = [
         ErrorKind::Invalid,
         ErrorKind::InvalidContent,
         ErrorKind::NotFound,
@@ -103,13 +108,15 @@ mod tests {
         ErrorKind::TooLarge,
         ErrorKind::Throttled,
         ErrorKind::Unavailable,
+        ErrorKind::Full,
         ErrorKind::Internal,
     ];
 
     #[test]
     fn a_client_mistake_is_never_a_5xx_and_a_retryable_failure_never_a_4xx_mistake() {
         for kind in ALL {
-            let client = !matches!(kind, ErrorKind::Busy | ErrorKind::Unavailable | ErrorKind::Internal);
+            let client =
+                !matches!(kind, ErrorKind::Busy | ErrorKind::Unavailable | ErrorKind::Full | ErrorKind::Internal);
             let native = kind.status();
             let (lambda, _) = kind.lambda();
             assert_eq!((400..500).contains(&native), client, "{kind:?} native {native}");
@@ -117,7 +124,10 @@ mod tests {
                 assert_eq!((400..500).contains(&lambda), client, "{kind:?} lambda {lambda}");
             }
             if kind.retryable() && kind != ErrorKind::Throttled {
-                assert_eq!(native, 503, "{kind:?}");
+                assert!(native == 503 || native == 507, "{kind:?}: {native}");
+                if kind != ErrorKind::Busy {
+                    assert_eq!(lambda, 503, "{kind:?}: the status Lambda's SDKs retry");
+                }
             }
         }
     }

@@ -11,6 +11,9 @@ pub enum AttemptOutcome {
     Failed,
     /// No instance could take it (concurrency limit): not counted as an attempt.
     Throttled,
+    /// The platform could not run it for now (a full disk, an unreachable store): not the function's
+    /// failure, so not counted as an attempt either; the event waits until the platform can.
+    Unavailable,
 }
 
 /// What to do next.
@@ -22,6 +25,9 @@ pub enum EventNext {
     RetryAfter(Duration),
 }
 
+/// How long an event waits after the platform could not run it.
+pub const PLATFORM_RETRY: Duration = Duration::from_secs(1);
+
 /// Attempts an event gets in all (the first plus two retries).
 pub const MAX_ATTEMPTS: u32 = 3;
 
@@ -30,6 +36,7 @@ pub fn after_attempt(attempts: u32, outcome: AttemptOutcome, base: Duration) -> 
     match outcome {
         AttemptOutcome::Succeeded => EventNext::Succeeded,
         AttemptOutcome::Throttled => EventNext::RetryAfter(Duration::from_millis(200)),
+        AttemptOutcome::Unavailable => EventNext::RetryAfter(PLATFORM_RETRY),
         AttemptOutcome::Failed if attempts >= MAX_ATTEMPTS => EventNext::Failed,
         AttemptOutcome::Failed => EventNext::RetryAfter(base * 2u32.pow(attempts.saturating_sub(1))),
     }
@@ -47,5 +54,16 @@ mod tests {
         assert_eq!(after_attempt(3, AttemptOutcome::Failed, base), EventNext::Failed);
         assert_eq!(after_attempt(1, AttemptOutcome::Succeeded, base), EventNext::Succeeded);
         assert!(matches!(after_attempt(3, AttemptOutcome::Throttled, base), EventNext::RetryAfter(_)));
+    }
+
+    #[test]
+    fn the_platform_failing_never_uses_up_an_event() {
+        let base = Duration::from_secs(1);
+        for attempts in [0, 3, 100] {
+            assert_eq!(
+                after_attempt(attempts, AttemptOutcome::Unavailable, base),
+                EventNext::RetryAfter(PLATFORM_RETRY)
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::logs::LogLine;
 use crate::queue::{FunctionQueue, Origin};
-use crate::{lock, InvokeResult, Outcome, Report, Shared};
+use crate::{lock, InvokeError, InvokeResult, Outcome, Report, Shared};
 
 /// The invocation an instance is running.
 pub(crate) struct Current {
@@ -178,6 +178,26 @@ impl InstanceCtx {
 }
 
 /// Platform-written error body in the runtimes' shape.
+/// The error type of an instance that could not start for want of disk space: the platform's failure, not the
+/// function's. It travels through the queue like an init error (back-off included) and leaves the scheduler
+/// as [`InvokeError::NoSpace`], never as the function's error.
+pub(crate) const NO_SPACE: &str = "Stoke.NoSpace";
+
+/// A result as the caller sees it: an instance that could not start for want of disk space is an error of
+/// the platform (retryable), not an outcome of the function.
+pub(crate) fn platform_failure(result: InvokeResult) -> Result<InvokeResult, InvokeError> {
+    match &result.outcome {
+        Outcome::FunctionError { error_type, body } if error_type == NO_SPACE => {
+            let message = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "the node's disk is full".to_string());
+            Err(InvokeError::NoSpace(message))
+        }
+        _ => Ok(result),
+    }
+}
+
 pub(crate) fn error_outcome(error_type: &str, message: String) -> Outcome {
     let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
     Outcome::FunctionError { error_type: error_type.to_string(), body: Bytes::from(body.to_string()) }

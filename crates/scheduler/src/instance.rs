@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::context::{error_outcome, InstanceCtx};
+use crate::context::{error_outcome, InstanceCtx, NO_SPACE};
 use crate::queue::{self, FunctionQueue, Origin};
 use crate::{lock, Outcome, Scheduler, Shared};
 
@@ -99,7 +99,18 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
             }
         })
         .await
-        .map_err(|e| error_outcome("Runtime.InitError", format!("cannot unpack the function's code: {e}")))?
+        .map_err(|e| {
+            if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) {
+                error_outcome(
+                    NO_SPACE,
+                    format!(
+                        "the node's disk is full: cannot unpack the function's code ({e}); retry once space is freed"
+                    ),
+                )
+            } else {
+                error_outcome("Runtime.InitError", format!("cannot unpack the function's code: {e}"))
+            }
+        })?
         .clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -214,6 +214,9 @@ pub enum InvokeError {
     Throttled { reason: String, retry_after_s: u64 },
     #[error("the platform failed: {0}")]
     Platform(String),
+    /// The node's disk is full: the function's code could not be unpacked. Retry once space is freed.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 /// Tunables of the scheduler.
@@ -489,7 +492,10 @@ impl Scheduler {
             let now = self.shared.clock.now();
             let reserved = self.shared.reservations.take_turn(execution, target.queue_key(), &req.payload, now);
             if let Some(result) = reserved.and_then(|r| r.take_result()) {
-                return result.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()));
+                return result
+                    .await
+                    .map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+                    .and_then(context::platform_failure);
             }
         }
         let queue = self.queue_for(target);
@@ -507,7 +513,9 @@ impl Scheduler {
             tokio::time::sleep(NO_ROOM_RETRY).await;
             (invocation, again) = (back, true);
         }
-        done.await.map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+        done.await
+            .map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
+            .and_then(context::platform_failure)
     }
 
     /// Sets how functions' references are resolved for `prepare` and `is_available`; the first one set stays.

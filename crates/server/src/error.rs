@@ -44,14 +44,31 @@ impl Class {
     }
 }
 
-/// A store failure: an unreachable cluster store is a retryable 503 (`store_unavailable`), anything else the
-/// server's own failure.
+/// A store failure: an unreachable cluster store is a retryable 503 (`store_unavailable`), a full disk a
+/// retryable 507 (`insufficient_storage`), anything else the server's own failure.
 fn store_class(e: &stoke_store::StoreError) -> Class {
     match e {
         stoke_store::StoreError::Unavailable(_) => {
             Class { retry_after_s: Some(1), ..Class::new(ErrorKind::Unavailable, "store_unavailable") }
         }
+        e if e.is_full() => disk_full(),
         _ => Class::new(ErrorKind::Internal, "internal"),
+    }
+}
+
+/// The node's disk is full: retry once an operator has freed space.
+fn disk_full() -> Class {
+    Class { retry_after_s: Some(5), ..Class::new(ErrorKind::Full, "insufficient_storage") }
+}
+
+/// The sentence a client reads for an error of this class: the error's own, said plainly when the disk is
+/// full (a store's "database or disk is full" does not say that nothing was written, nor what to do).
+pub fn message(class: &Class, e: &dyn std::fmt::Display) -> String {
+    let said = e.to_string();
+    if class.kind == ErrorKind::Full && !said.contains("disk is full") {
+        format!("the server's disk is full, so nothing was written ({said}); retry once space is freed on the server")
+    } else {
+        said
     }
 }
 
@@ -80,6 +97,7 @@ impl Classified for RegistryError {
             RegistryError::Validation(v) => Class::new(K::Invalid, "invalid_parameter").field(v.field.clone()),
             RegistryError::Reference(_) => Class::new(K::Invalid, "invalid_reference"),
             RegistryError::Archive(a) => a.class(),
+            RegistryError::Image(stoke_store::ImageError::Io(e)) if stoke_store::is_disk_full(e) => disk_full(),
             RegistryError::Image(stoke_store::ImageError::Io(_)) => Class::new(K::Internal, "internal"),
             RegistryError::Image(stoke_store::ImageError::TooLarge { .. }) => {
                 Class::new(K::TooLarge, "image_too_large")
@@ -115,6 +133,7 @@ impl Classified for InvokeFailure {
             InvokeFailure::Scheduler(InvokeError::Throttled { retry_after_s, .. }) => {
                 Class { retry_after_s: Some(*retry_after_s), ..Class::new(K::Throttled, "too_many_requests") }
             }
+            InvokeFailure::Scheduler(InvokeError::NoSpace(_)) => disk_full(),
             InvokeFailure::Scheduler(InvokeError::Platform(_)) => Class::new(K::Internal, "internal"),
         }
     }
@@ -188,6 +207,15 @@ mod tests {
         let down =
             RegistryError::Store(stoke_store::StoreError::Unavailable("etcd at x did not answer".into())).class();
         assert_eq!((down.kind.status(), down.code, down.retry_after_s), (503, "store_unavailable", Some(1)));
+
+        let full =
+            RegistryError::Store(stoke_store::StoreError::Io(std::io::Error::from(std::io::ErrorKind::StorageFull)))
+                .class();
+        assert_eq!((full.kind.status(), full.code, full.retry_after_s), (507, "insufficient_storage", Some(5)));
+        assert_eq!(full.for_lambda().lambda(), (503, "ServiceUnavailableException"));
+        let other_io =
+            RegistryError::Store(stoke_store::StoreError::Io(std::io::Error::from(std::io::ErrorKind::NotFound)));
+        assert_eq!(other_io.class().kind.status(), 500);
 
         let tune = TuneError::Registry(RegistryError::PreconditionFailed("sha".into())).class();
         assert_eq!((tune.kind.status(), tune.for_lambda().lambda().1), (412, "PreconditionFailedException"));

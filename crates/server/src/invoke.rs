@@ -267,11 +267,16 @@ impl Invoker {
                 }
             },
             Err(InvokeFailure::Scheduler(InvokeError::Throttled { .. })) => (AttemptOutcome::Throttled, None, None),
+            // A full disk, an unreachable store: the event waits for the platform, its attempts untouched.
+            Err(e) if crate::error::Classified::class(&e).kind.retryable() => {
+                tracing::debug!(event = %event.id, error = %e, "the platform cannot run an event invocation now");
+                (AttemptOutcome::Unavailable, None, None)
+            }
             Err(e) => {
                 (AttemptOutcome::Failed, Some("Stoke.InvokeFailed".to_string()), Some(e.to_string().into_bytes()))
             }
         };
-        if outcome != AttemptOutcome::Throttled {
+        if !matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable) {
             event.attempts += 1;
             event.error_type = error_type;
             event.result = result;
@@ -292,10 +297,28 @@ impl Invoker {
                 event.next_attempt_ms = now + stoke_core::num::millis_i64(delay);
             }
         }
-        let registry = self.registry.clone();
-        let saved = tokio::task::spawn_blocking(move || registry.update_event(&event)).await;
-        if !matches!(saved, Ok(Ok(()))) {
-            tracing::error!("cannot record an event invocation's outcome");
+        // The outcome must be recorded, or the event stays claimed and is never run again (a full disk, an
+        // unreachable store): keep trying until it is.
+        let event = Arc::new(event);
+        let mut told = false;
+        loop {
+            let (registry, record) = (self.registry.clone(), event.clone());
+            match tokio::task::spawn_blocking(move || registry.update_event(&record)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) if !crate::error::Classified::class(&e).kind.retryable() => {
+                    tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome");
+                    break;
+                }
+                Ok(Err(e)) if !told => {
+                    tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome; retrying")
+                }
+                Err(e) if !told => {
+                    tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome; retrying")
+                }
+                _ => {}
+            }
+            told = true;
+            tokio::time::sleep(stoke_core::event::PLATFORM_RETRY).await;
         }
     }
 

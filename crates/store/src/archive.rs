@@ -224,8 +224,13 @@ pub fn unpack_readable(archive: &std::path::Path, dest: &std::path::Path) -> std
     let tmp = parent.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| {
-        let mut zip = zip::ZipArchive::new(std::fs::File::open(archive)?).map_err(std::io::Error::other)?;
-        zip.extract(&tmp).map_err(std::io::Error::other)?;
+        // A file-system error keeps its kind (a full disk is told apart from a broken archive).
+        let io = |e: zip::result::ZipError| match e {
+            zip::result::ZipError::Io(e) => e,
+            other => std::io::Error::other(other),
+        };
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(archive)?).map_err(io)?;
+        zip.extract(&tmp).map_err(io)?;
         readable_by_all(&tmp)?;
         keep_modification_times(&mut zip, &tmp)
     })();

@@ -59,6 +59,23 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// The disk is full (or the quota spent): nothing was written, and the same write succeeds once space is
+    /// freed. SQLite rolls its transaction back, and archives are written to a temporary file first.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Io(e) => is_disk_full(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error says the file system has no room (ENOSPC, or EDQUOT: a quota spent).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything the server persists, as one handle (`Arc<dyn Store>`). Each aggregate has its own trait so a

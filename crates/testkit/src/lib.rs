@@ -23,6 +23,8 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// How the temp data directory's name starts.
     pub dir_prefix: String,
+    /// Where the temp data directory is made (`None`: the system's temp directory).
+    pub dir_parent: Option<PathBuf>,
     /// How long the server has to write `server.json` and answer `/healthz`.
     pub start_timeout: Duration,
     /// How long teardown waits for the server's instances to go (`ZERO`: not at all).
@@ -38,6 +40,7 @@ impl Default for Options {
             env: Vec::new(),
             log: None,
             dir_prefix: ".tmp".to_string(),
+            dir_parent: None,
             start_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(120),
             ca_file: None,
@@ -68,10 +71,13 @@ pub struct Server {
 impl Server {
     /// Starts `bin server` on a new temp data directory and waits until it answers.
     pub fn start(bin: impl Into<PathBuf>, options: Options) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&options.dir_prefix)
-            .tempdir()
-            .context("cannot create the server's temp data directory")?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&options.dir_prefix);
+        let dir = match &options.dir_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .context("cannot create the server's temp data directory")?;
         let mut server = Self {
             bin: bin.into(),
             options,

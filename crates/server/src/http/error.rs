@@ -86,7 +86,7 @@ impl<E: Classified> From<E> for ApiError {
         ApiError {
             status,
             code: class.code,
-            message: e.to_string(),
+            message: crate::error::message(&class, &e),
             field: class.field,
             retry_after: class.retry_after_s,
         }

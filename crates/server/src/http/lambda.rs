@@ -67,7 +67,7 @@ impl<E: Classified> From<E> for LambdaError {
         Self {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             kind,
-            message: class.lambda_message.unwrap_or_else(|| e.to_string()),
+            message: class.lambda_message.clone().unwrap_or_else(|| crate::error::message(&class, &e)),
             retry_after: class.retry_after_s,
         }
     }

@@ -45,7 +45,8 @@ impl Modify for BearerAuth {
 }
 
 /// The errors every operation can answer, said once here rather than on each handler: 401 without a valid
-/// API key; 400 where there is a body or a parameter to get wrong; 404 where the path names a resource.
+/// API key; 400 where there is a body or a parameter to get wrong; 404 where the path names a resource; 408
+/// where there is a body to send; 503 when a dependency cannot answer; 507 for a write on a full disk.
 struct CommonErrors;
 
 impl Modify for CommonErrors {
@@ -62,8 +63,15 @@ impl Modify for CommonErrors {
                 .build()
         };
         for item in doc.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
-            for op in ops.into_iter().flatten() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.post, true),
+                (&mut item.delete, true),
+                (&mut item.patch, true),
+                (&mut item.head, false),
+            ];
+            for (op, writes) in ops.into_iter().filter_map(|(op, writes)| Some((op.as_mut()?, writes))) {
                 let params = op.parameters.as_deref().unwrap_or_default();
                 let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
                 let responses = &mut op.responses.responses;
@@ -75,6 +83,19 @@ impl Modify for CommonErrors {
                 }
                 if in_path {
                     responses.entry("404".into()).or_insert_with(|| error("what the path names does not exist").into());
+                }
+                if op.request_body.is_some() {
+                    responses.entry("408".into()).or_insert_with(|| {
+                        error("the request body did not arrive within the server's --body-timeout").into()
+                    });
+                }
+                responses.entry("503".into()).or_insert_with(|| {
+                    error("a dependency (a cluster's store, a peer) cannot answer now; retry after Retry-After").into()
+                });
+                if writes {
+                    responses.entry("507".into()).or_insert_with(|| {
+                        error("the server's disk is full, so nothing was written; retry after Retry-After").into()
+                    });
                 }
             }
         }

@@ -76,16 +76,22 @@ impl TestServer {
 
     /// Starts a server that serves HTTPS (its flags in `args`), trusting the CA certificate `ca`.
     pub fn start_tls(args: &[&str], ca: &Path) -> Self {
-        Self::start_options(args.iter().map(|s| s.to_string()).collect(), Some(ca))
+        Self::start_options(args.iter().map(|s| s.to_string()).collect(), Some(ca), None)
+    }
+
+    /// Starts a server whose data directory is made under `parent` (e.g. a small file system).
+    pub fn start_in(parent: &Path, args: &[&str]) -> Self {
+        Self::start_options(args.iter().map(|s| s.to_string()).collect(), None, Some(parent))
     }
 
     fn start_args(args: Vec<String>) -> Self {
-        Self::start_options(args, None)
+        Self::start_options(args, None, None)
     }
 
-    fn start_options(args: Vec<String>, ca: Option<&Path>) -> Self {
+    fn start_options(args: Vec<String>, ca: Option<&Path>, parent: Option<&Path>) -> Self {
         let options = stoke_testkit::Options {
             args,
+            dir_parent: parent.map(Path::to_path_buf),
             // A test's instances are few, and lean helpers that outlive a killed server can take seconds
             // to notice (the zygote and oci tests bound that on their own): tests do not wait for them.
             drain_timeout: Duration::ZERO,
