@@ -80,6 +80,9 @@ pub struct ServerConfig {
     pub cluster: Option<cluster::ClusterConfig>,
     /// HTTP or HTTPS, and the limits on what one client may hold.
     pub transport: transport::Transport,
+    /// The key file functions' environment variables are sealed with (`None`: `<data-dir>/env.key`, made
+    /// at first start; in a cluster, a key derived from the cluster secret).
+    pub env_key_file: Option<PathBuf>,
 }
 
 /// Which sandbox the server runs instances in.
@@ -128,6 +131,8 @@ pub enum StartError {
     Workflows(String),
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
+    #[error("cannot use the key for environment variables: {0} (see --env-key-file)")]
+    EnvKey(String),
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] transport::TlsError),
 }
@@ -171,6 +176,10 @@ pub struct ServerFile {
 
 pub const CREDENTIALS_FILE: &str = "credentials.json";
 pub const SERVER_FILE: &str = "server.json";
+
+/// The key file functions' environment variables are sealed with, in the data directory unless
+/// `--env-key-file` puts it elsewhere.
+pub const ENV_KEY_FILE: &str = "env.key";
 
 /// Writes `contents` to `path` atomically with the given mode.
 fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
@@ -338,7 +347,15 @@ impl Server {
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
             .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
-        let mut registry = Registry::new(store.clone(), files, node, archive_limits, work);
+        let env_keys = match (&config.env_key_file, &config.cluster) {
+            (Some(path), _) => stoke_store::sealed::EnvKeys::load_or_create(path).map_err(StartError::EnvKey)?,
+            // Every node holds the cluster secret: the key derived from it opens what any node sealed.
+            (None, Some(c)) => stoke_store::sealed::EnvKeys::derive(&c.secret),
+            (None, None) => stoke_store::sealed::EnvKeys::load_or_create(&data_dir.join(ENV_KEY_FILE))
+                .map_err(StartError::EnvKey)?,
+        };
+        let mut registry =
+            Registry::new(store.clone(), files, node, archive_limits, work).seal_environment(Arc::new(env_keys));
         if let Some(blobs) = &blobs {
             registry = registry.with_replicas(blobs.clone());
         }

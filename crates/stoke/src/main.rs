@@ -51,7 +51,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the platform: the API, the store, and the functions.
-    Server(commands::server::Args),
+    Server(Box<commands::server::Args>),
     /// Create, change, inspect, publish and retire functions.
     #[command(name = "fn", alias = "function")]
     Function(commands::function::Args),
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => commands::server::run(&cli.global, args),
+        Command::Server(args) => commands::server::run(&cli.global, *args),
         Command::Function(args) => commands::function::run(&cli.global, args),
         Command::Invoke(args) => commands::invoke::invoke(&cli.global, args),
         Command::Nodes(args) => commands::nodes::run(&cli.global, args),

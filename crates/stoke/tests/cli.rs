@@ -150,3 +150,63 @@ fn help_and_completions() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("_stoke"));
 }
+
+#[test]
+fn environment_variables_are_sealed_at_rest_and_masked_unless_asked_for() {
+    let mut s = TestServer::start_with(&["--sandbox", "process"]);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        src.path().join("app.py"),
+        "import os\ndef handler(event, context):\n    return os.environ['DB_PASSWORD']\n",
+    )
+    .unwrap();
+    let dir = src.path().to_str().unwrap();
+    ok(&s, &["fn", "create", "sealed", "--runtime", "python3.12", "--handler", "app.handler", "--code", dir]);
+    ok(&s, &["fn", "update", "sealed", "--env", "DB_PASSWORD=hunter2-5ecret", "--env", "MODE=prod"]);
+    ok(&s, &["fn", "publish", "sealed"]);
+
+    // Masked in `fn get`, table and JSON, unless asked for.
+    let shown = ok(&s, &["fn", "get", "sealed"]);
+    assert!(shown.contains("DB_PASSWORD=****") && !shown.contains("hunter2"), "{shown}");
+    let shown = json(&s, &["fn", "get", "sealed"]);
+    assert_eq!(shown["environment"]["DB_PASSWORD"], "****", "{shown}");
+    let listed = json(&s, &["fn", "ls"]);
+    assert!(!listed.to_string().contains("hunter2"), "{listed}");
+    assert!(ok(&s, &["fn", "get", "sealed", "--show-secrets"]).contains("DB_PASSWORD=hunter2-5ecret"));
+    // The API answers its caller in plain (as Lambda's GetFunctionConfiguration does), and the function sees it.
+    assert_eq!(s.get("/v1/functions/sealed").1["environment"]["DB_PASSWORD"], "hunter2-5ecret");
+    assert_eq!(s.post("/v1/functions/sealed:1/invoke", serde_json::json!({})).1, "hunter2-5ecret");
+
+    // At rest: no file of the data directory holds the value; the key is private and apart from the store.
+    s.kill9();
+    for file in files_under(&s.dir) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(!bytes.windows(7).any(|w| w == b"hunter2"), "{} holds the secret in clear", file.display());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let key = s.dir.join("env.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // A restart reads the sealed records with the same key; without it they cannot be opened, and the error
+    // says which key is missing.
+    s.launch();
+    assert_eq!(s.get("/v1/functions/sealed:1").1["environment"]["MODE"], "prod");
+    s.kill9();
+    let original = std::fs::read_to_string(&key).unwrap();
+    let k9 = "k9:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+    std::fs::write(&key, k9).unwrap();
+    s.launch();
+    let (status, body) = s.get("/v1/functions/sealed");
+    assert_eq!(status, 500, "a record the key cannot open is the server's failure: {body}");
+
+    // Rotation: a new key first, the old one kept below it. Old records open; writes seal with the new key.
+    s.kill9();
+    std::fs::write(&key, format!("{k9}{original}")).unwrap();
+    s.launch();
+    assert_eq!(s.get("/v1/functions/sealed").1["environment"]["MODE"], "prod");
+    ok(&s, &["fn", "update", "sealed", "--env", "MODE=staging"]);
+    s.kill9();
+    let sealed_with_k9 =
+        files_under(&s.dir).iter().any(|f| std::fs::read(f).unwrap_or_default().windows(6).any(|w| w == b"v1:k9:"));
+    assert!(sealed_with_k9, "the update was sealed with the new key");
+}

@@ -18,6 +18,7 @@ mod code;
 mod etcd;
 mod files;
 mod records;
+pub mod sealed;
 mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};

@@ -47,6 +47,7 @@ async fn api(script: Script) -> Api {
         max_starting: None,
         cluster: None,
         transport: Default::default(),
+        env_key_file: None,
     };
     let fake = Arc::new(FakeSandbox::new(script));
     let server = Server::start_with_sandbox(config, fake.clone()).await.expect("the server starts");

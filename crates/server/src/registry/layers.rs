@@ -94,12 +94,12 @@ impl Registry {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list_functions(account, after.as_deref(), super::MAX_PAGE)?;
+            let page = self.functions.list_functions(account, after.as_deref(), super::MAX_PAGE)?;
             for f in &page {
                 out.push(f.config.clone());
                 let mut v_after = None;
                 loop {
-                    let versions = self.store.list_versions(account, &f.name, v_after, super::MAX_PAGE)?;
+                    let versions = self.functions.list_versions(account, &f.name, v_after, super::MAX_PAGE)?;
                     out.extend(versions.iter().map(|v| v.config.clone()));
                     if versions.len() < super::MAX_PAGE {
                         break;

@@ -14,8 +14,8 @@ use stoke_core::{
 };
 use stoke_store::archive::{self, ArchiveError, ArchiveLimits};
 use stoke_store::{
-    AliasRecord, CodeStore, EventRecord, EventState, FunctionRecord, ImageFiles, LayerFiles, Store, StoreError,
-    VersionRecord, LATEST_DIR,
+    AliasRecord, CodeStore, EventRecord, EventState, FunctionRecord, FunctionStore, ImageFiles, LayerFiles, Store,
+    StoreError, VersionRecord, LATEST_DIR,
 };
 
 mod layers;
@@ -208,6 +208,9 @@ impl Replicas for LocalOnly {
 /// The function manager.
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The store's functions, versions and aliases, with environment variables sealed at rest once
+    /// [`Registry::seal_environment`] gave a key (every function read and write goes through it).
+    functions: Arc<dyn FunctionStore + Send + Sync>,
     code: CodeStore,
     layers: LayerFiles,
     images: ImageFiles,
@@ -259,6 +262,7 @@ impl Registry {
     ) -> Self {
         let RegistryFiles { code, layers, images } = files;
         Self {
+            functions: store.clone(),
             store,
             code,
             layers,
@@ -274,6 +278,13 @@ impl Registry {
     /// Keeps archives where `replicas` says (a cluster's nodes) rather than on this node only.
     pub fn with_replicas(mut self, replicas: Arc<dyn Replicas>) -> Self {
         self.replicas = replicas;
+        self
+    }
+
+    /// Seals functions' environment variables at rest with `keys` (stoke_store::sealed): every function and
+    /// version written from now on is stored sealed, and every one read is handed back plain.
+    pub fn seal_environment(mut self, keys: Arc<stoke_store::sealed::EnvKeys>) -> Self {
+        self.functions = Arc::new(stoke_store::sealed::SealedFunctions::new(self.store.clone(), keys));
         self
     }
 
@@ -337,16 +348,16 @@ impl Registry {
     /// With a `shared` store (a cluster), updates in progress may be another live node's: they are left alone.
     pub fn recover(&self, shared: bool) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
-        let updating = if shared { Vec::new() } else { self.store.functions_in_state(LifecycleState::Updating)? };
+        let updating = if shared { Vec::new() } else { self.functions.functions_in_state(LifecycleState::Updating)? };
         for mut f in updating {
             let rev = f.revision;
             f.state = next_state(f.state, LifecycleEvent::FinishUpdate, LifecycleContext::default())?;
             f.revision += 1;
-            self.store.update_function(&f, rev)?;
+            self.functions.update_function(&f, rev)?;
             self.changed(&f.account, &f.name, false);
             report.interrupted_updates += 1;
         }
-        let cleaned = self.code.reconcile(&self.store.referenced_archives()?)?;
+        let cleaned = self.code.reconcile(&self.functions.referenced_archives()?)?;
         report.temp_files_removed = cleaned.temp_files_removed;
         report.orphan_archives_removed = cleaned.orphans_removed;
         report.orphan_archives_removed += self.layers.reconcile(&self.store.referenced_layers()?)?;
@@ -400,13 +411,15 @@ impl Registry {
     pub fn warm_targets(&self) -> Result<Vec<(AccountId, String)>> {
         let mut out = Vec::new();
         for state in [LifecycleState::Latest, LifecycleState::Published] {
-            for f in self.store.functions_in_state(state)? {
+            for f in self.functions.functions_in_state(state)? {
                 if f.config.min_warm > 0 {
                     out.push((f.account.clone(), f.name.to_string()));
                 }
-                for alias in self.store.list_aliases(&f.account, &f.name)? {
+                for alias in self.functions.list_aliases(&f.account, &f.name)? {
                     let version_warm = match alias.routing.version.parse::<u64>() {
-                        Ok(n) => self.store.get_version(&f.account, &f.name, n)?.is_some_and(|v| v.config.min_warm > 0),
+                        Ok(n) => {
+                            self.functions.get_version(&f.account, &f.name, n)?.is_some_and(|v| v.config.min_warm > 0)
+                        }
                         Err(_) => f.config.min_warm > 0,
                     };
                     if version_warm {
@@ -421,8 +434,10 @@ impl Registry {
     /// Deletes retired functions that have no work in flight; returns how many.
     pub fn reap_retired(&self) -> Result<usize> {
         let mut n = 0;
-        for f in self.store.functions_in_state(LifecycleState::Retired)? {
-            if self.running.in_flight(&f.account, &f.name) == 0 && self.store.delete_function(&f.account, &f.name)? {
+        for f in self.functions.functions_in_state(LifecycleState::Retired)? {
+            if self.running.in_flight(&f.account, &f.name) == 0
+                && self.functions.delete_function(&f.account, &f.name)?
+            {
                 self.code.remove_function(&f.account, &f.name)?;
                 self.changed(&f.account, &f.name, true);
                 tracing::info!(account = %f.account, function = %f.name, "retired function deleted");
@@ -433,7 +448,7 @@ impl Registry {
     }
 
     fn load(&self, account: &AccountId, name: &FunctionName) -> Result<FunctionRecord> {
-        self.store.get_function(account, name)?.ok_or_else(|| not_found_function(name))
+        self.functions.get_function(account, name)?.ok_or_else(|| not_found_function(name))
     }
 
     /// Parses a reference and checks it names the caller's account.
@@ -468,7 +483,7 @@ impl Registry {
             None | Some(Qualifier::Latest) => (None, None),
             Some(Qualifier::Version(n)) => (Some(self.load_version(caller, &r.name, n)?), None),
             Some(Qualifier::Alias(a)) => {
-                let alias = self.store.get_alias(caller, &r.name, a.as_str())?.ok_or_else(|| {
+                let alias = self.functions.get_alias(caller, &r.name, a.as_str())?.ok_or_else(|| {
                     RegistryError::NotFound(format!("alias {a} of function {} does not exist", r.name))
                 })?;
                 let version = match alias.routing.version.as_str() {
@@ -482,7 +497,7 @@ impl Registry {
     }
 
     fn load_version(&self, account: &AccountId, name: &FunctionName, n: u64) -> Result<VersionRecord> {
-        self.store
+        self.functions
             .get_version(account, name, n)?
             .ok_or_else(|| RegistryError::NotFound(format!("version {n} of function {name} does not exist")))
     }
@@ -501,7 +516,7 @@ impl Registry {
         let mut config = patch.into_new_config()?;
         config.validate(&self.node)?;
         self.check_references(account, &mut config)?;
-        if self.store.get_function(account, &name)?.is_some() {
+        if self.functions.get_function(account, &name)?.is_some() {
             return Err(RegistryError::Conflict(format!(
                 "function {name} already exists in your account; update it, or pick another name"
             )));
@@ -524,8 +539,8 @@ impl Registry {
         };
         let version = if publish { self.next_version(&mut record, None)? } else { None };
         match &version {
-            Some(v) => self.store.insert_published_function(&record, v)?,
-            None => self.store.insert_function(&record)?,
+            Some(v) => self.functions.insert_published_function(&record, v)?,
+            None => self.functions.insert_function(&record)?,
         }
         self.changed(account, &record.name, false);
         Ok((record, version))
@@ -543,7 +558,7 @@ impl Registry {
         limit: usize,
     ) -> Result<(Vec<FunctionRecord>, Option<String>)> {
         check_limit(limit)?;
-        let mut page = self.store.list_functions(account, cursor, limit + 1)?;
+        let mut page = self.functions.list_functions(account, cursor, limit + 1)?;
         let next = if page.len() > limit {
             page.truncate(limit);
             page.last().map(|f| f.name.to_string())
@@ -581,7 +596,7 @@ impl Registry {
         f.latest_published = None;
         f.revision += 1;
         f.modified_ms = now_ms();
-        self.store.update_function(&f, rev)?;
+        self.functions.update_function(&f, rev)?;
         self.changed(account, name, true);
         Ok(f)
     }
@@ -603,7 +618,7 @@ impl Registry {
         let before = f.clone();
         f.state = updating;
         f.revision += 1;
-        self.store.update_function(&f, before.revision)?;
+        self.functions.update_function(&f, before.revision)?;
         self.changed(account, name, false);
         let written = self
             .code
@@ -616,7 +631,7 @@ impl Registry {
                 // Put the function back as it was; the old archive was never touched.
                 let mut back = before.clone();
                 back.revision = f.revision + 1;
-                self.store.update_function(&back, f.revision)?;
+                self.functions.update_function(&back, f.revision)?;
                 self.changed(account, name, false);
                 return Err(e);
             }
@@ -636,14 +651,14 @@ impl Registry {
             Ok(v) => v.flatten(),
             Err(e) => {
                 // The update still ends; only the publish is refused (`f` is untouched by a failed one).
-                self.store.update_function(&f, rev)?;
+                self.functions.update_function(&f, rev)?;
                 self.changed(account, name, true);
                 return Err(e);
             }
         };
         match &version {
-            Some(v) => self.store.publish_version(&f, rev, v)?,
-            None => self.store.update_function(&f, rev)?,
+            Some(v) => self.functions.publish_version(&f, rev, v)?,
+            None => self.functions.update_function(&f, rev)?,
         }
         self.changed(account, name, true);
         self.code.prune(account, name, LATEST_DIR, &code_ref.sha256)?;
@@ -667,7 +682,7 @@ impl Registry {
 
     /// Deletes a function, its versions, aliases and archives.
     pub fn delete_function(&self, account: &AccountId, name: &FunctionName) -> Result<()> {
-        if !self.store.delete_function(account, name)? {
+        if !self.functions.delete_function(account, name)? {
             return Err(not_found_function(name));
         }
         self.changed(account, name, true);
@@ -690,7 +705,7 @@ impl Registry {
         let rev = f.revision;
         match self.next_version(&mut f, description)? {
             Some(version) => {
-                self.store.publish_version(&f, rev, &version)?;
+                self.functions.publish_version(&f, rev, &version)?;
                 self.changed(account, name, false);
                 Ok(Published { function: f, version })
             }
@@ -747,7 +762,7 @@ impl Registry {
     ) -> Result<(Vec<VersionRecord>, Option<u64>)> {
         check_limit(limit)?;
         self.load(account, name)?;
-        let mut page = self.store.list_versions(account, name, after, limit + 1)?;
+        let mut page = self.functions.list_versions(account, name, after, limit + 1)?;
         let next = if page.len() > limit {
             page.truncate(limit);
             page.last().map(|v| v.version)
@@ -765,7 +780,7 @@ impl Registry {
         f.state = next_state(f.state, event, ctx)?;
         f.revision += 1;
         f.modified_ms = now_ms();
-        self.store.update_function(&f, rev)?;
+        self.functions.update_function(&f, rev)?;
         // Blocking or retiring stops work at once; unblocking lets the next invocation start fresh.
         self.changed(account, name, event != LifecycleEvent::Unblock);
         Ok(f)
@@ -806,7 +821,7 @@ impl Registry {
             self.check_version_exists(account, name, "additional_version", extra)?;
         }
         let now = now_ms();
-        let existing = self.store.get_alias(account, name, alias.as_str())?;
+        let existing = self.functions.get_alias(account, name, alias.as_str())?;
         match (only, &existing) {
             (AliasIf::Absent, Some(_)) => {
                 return Err(RegistryError::Conflict(format!("alias {alias} of function {name} already exists")))
@@ -829,7 +844,7 @@ impl Registry {
             created_ms: existing.as_ref().map_or(now, |a| a.created_ms),
             modified_ms: now,
         };
-        self.store.put_alias(&record, existing.map(|a| a.revision))?;
+        self.functions.put_alias(&record, existing.map(|a| a.revision))?;
         self.changed(account, name, false);
         Ok(record)
     }
@@ -843,12 +858,12 @@ impl Registry {
 
     pub fn list_aliases(&self, account: &AccountId, name: &FunctionName) -> Result<Vec<AliasRecord>> {
         self.load(account, name)?;
-        Ok(self.store.list_aliases(account, name)?)
+        Ok(self.functions.list_aliases(account, name)?)
     }
 
     pub fn delete_alias(&self, account: &AccountId, name: &FunctionName, alias: &str) -> Result<()> {
         self.load(account, name)?;
-        if !self.store.delete_alias(account, name, alias)? {
+        if !self.functions.delete_alias(account, name, alias)? {
             return Err(RegistryError::NotFound(format!("alias {alias} of function {name} does not exist")));
         }
         self.changed(account, name, false);

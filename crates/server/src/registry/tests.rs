@@ -26,6 +26,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     registry: Registry,
     account: AccountId,
+    /// The store under the registry, to see what it really holds.
+    store: Arc<dyn Store>,
 }
 
 fn registry() -> Fixture {
@@ -37,8 +39,8 @@ fn registry() -> Fixture {
         layers: LayerFiles::open(&dir.path().join("layers")).expect("layers"),
         images: ImageFiles::open(&dir.path().join("images")).expect("images"),
     };
-    let registry = Registry::new(store, files, NodeLimits::default(), ArchiveLimits::default(), Arc::new(Idle));
-    Fixture { _dir: dir, registry, account: account.id }
+    let registry = Registry::new(store.clone(), files, NodeLimits::default(), ArchiveLimits::default(), Arc::new(Idle));
+    Fixture { _dir: dir, registry, account: account.id, store }
 }
 
 fn python() -> ConfigPatch {
@@ -132,4 +134,26 @@ fn a_deleted_function_is_gone_with_its_versions() {
     let bad = f.registry.create_function(&f.account, "f", python(), b"not a zip", false);
     assert!(matches!(bad, Err(RegistryError::Archive(_))), "{bad:?}");
     assert!(matches!(f.registry.get_function(&f.account, &name("f")), Err(RegistryError::NotFound(_))));
+}
+
+#[test]
+fn environment_variables_are_stored_sealed_and_read_back_plain() {
+    let keys = stoke_store::sealed::EnvKeys::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let Fixture { _dir, registry: plain, account, store } = registry();
+    let f = Fixture { _dir, registry: plain.seal_environment(Arc::new(keys)), account, store };
+    let env = std::collections::BTreeMap::from([("DB_PASSWORD".to_string(), "hunter2".to_string())]);
+    let config = ConfigPatch { environment: Some(env.clone()), ..python() };
+    let (created, version) = f.registry.create_function(&f.account, "f", config, &zip_of(V1), true).unwrap();
+    assert_eq!(created.config.environment, env, "the caller gets the variables it set");
+    assert_eq!(f.registry.get_function(&f.account, &name("f")).unwrap().config.environment, env);
+    let stored = f.store.get_function(&f.account, &name("f")).unwrap().unwrap();
+    let stored_version = f.store.get_version(&f.account, &name("f"), 1).unwrap().unwrap();
+    for stored in [&stored.config.environment, &stored_version.config.environment] {
+        let text = serde_json::to_string(stored).unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("DB_PASSWORD"), "stored in clear: {text}");
+        assert!(stored.contains_key(stoke_store::sealed::SEALED_ENTRY), "{text}");
+    }
+    assert_eq!(version.unwrap().config.environment, env);
+    let versions = f.registry.list_versions(&f.account, &name("f"), None, 10).unwrap();
+    assert_eq!(versions.0[0].config.environment, env, "versions are read back plain");
 }

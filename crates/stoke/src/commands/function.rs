@@ -46,7 +46,12 @@ enum Command {
         config: ConfigArgs,
     },
     /// Show a function: name, name:version, name:alias, or an ARN.
-    Get { function: String },
+    Get {
+        function: String,
+        /// Show environment variables' values (they are masked otherwise: `KEY=****`).
+        #[arg(long)]
+        show_secrets: bool,
+    },
     /// List functions.
     Ls {
         /// Functions per page.
@@ -225,13 +230,38 @@ pub(crate) fn upload_body(bytes: Vec<u8>) -> Body {
     Body::sized(Progress { inner: Cursor::new(bytes), bar }, len)
 }
 
+/// Environment variables' values replaced by `****`, in a function's JSON as the API answers it.
+fn mask_environment(raw: &mut serde_json::Value) {
+    if let Some(env) = raw.get_mut("environment").and_then(serde_json::Value::as_object_mut) {
+        for value in env.values_mut() {
+            *value = serde_json::Value::String(MASK.into());
+        }
+    }
+}
+
+const MASK: &str = "****";
+
 fn show(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value) {
+    show_masked(global, f, raw, true);
+}
+
+/// Prints a function; environment variables' values are masked unless `masked` is false.
+fn show_masked(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value, masked: bool) {
     if global.output == Format::Json {
-        print_json(raw);
+        let mut raw = raw.clone();
+        if masked {
+            mask_environment(&mut raw);
+        }
+        print_json(&raw);
         return;
     }
     let c = &f.config;
-    let env = c.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    let env = c
+        .environment
+        .iter()
+        .map(|(k, v)| format!("{k}={}", if masked { MASK } else { v }))
+        .collect::<Vec<_>>()
+        .join(" ");
     let gpu = if c.gpu_count == 0 {
         "none".to_string()
     } else {
@@ -314,9 +344,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 show(global, f, &raw);
             }
         }
-        Command::Get { function } => {
+        Command::Get { function, show_secrets } => {
             let (f, raw): (FunctionView, _) = client.json(client.request(Method::GET, &fn_path(&function, "")))?;
-            show(global, f, &raw);
+            show_masked(global, f, &raw, !show_secrets);
         }
         Command::Ls { limit, cursor, all } => {
             let mut cursor = cursor;
@@ -336,8 +366,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 }
             }
             if global.output == Format::Json {
-                let merged = json!({ "functions": functions, "next_cursor": cursor });
-                print_json(if raw_pages.len() == 1 { &raw_pages[0] } else { &merged });
+                let mut out = if raw_pages.len() == 1 {
+                    raw_pages.swap_remove(0)
+                } else {
+                    json!({ "functions": functions, "next_cursor": cursor })
+                };
+                for f in out["functions"].as_array_mut().into_iter().flatten() {
+                    mask_environment(f);
+                }
+                print_json(&out);
             } else {
                 let mut t = table(&["NAME", "STATE", "RUNTIME", "MEMORY", "VERSIONS", "MODIFIED"]);
                 for f in &functions {

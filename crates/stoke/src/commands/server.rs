@@ -99,6 +99,11 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The key file functions' environment variables are sealed with at rest (created, mode 0600, when
+    /// missing) [default: <data-dir>/env.key; in a cluster, a key derived from the cluster secret]. Keep it
+    /// out of backups of the store; docs/function-manager.md says how to rotate it.
+    #[arg(long, env = "STOKE_ENV_KEY_FILE", value_name = "FILE")]
+    env_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
@@ -337,6 +342,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         max_starting: args.max_starting.map(count),
         cluster: args.cluster.config(global)?,
         transport: args.http.transport(),
+        env_key_file: args.env_key_file.clone(),
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.

@@ -109,7 +109,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 #[cfg(test)]
-mod fixtures {
+pub(crate) mod fixtures {
     use stoke_core::{AccountId, FunctionName, LifecycleState};
 
     use super::SqliteStore;
