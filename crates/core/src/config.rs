@@ -359,25 +359,64 @@ fn validate_concurrency(config: &FunctionConfig, node: &NodeLimits) -> Result<()
 
 /// A partial configuration: what a create or update request sets. Absent fields keep their value
 /// (on create: their default).
+///
+/// Each field's own rules are in its schema; what depends on other fields or on the node (memory and GPUs up
+/// to what it offers, a handler that fits the runtime, layers and images that exist) is checked when the patch
+/// is applied ([`FunctionConfig::validate`]), and a request that breaks it gets 400 naming the field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigPatch {
+    /// `python3.8` … `python3.14`, `nodejs`, `nodejs18.x` … `nodejs24.x`, or `provided` (`provided.al2`,
+    /// `provided.al2023`) for a custom `bootstrap`. Required when a function is created.
     pub runtime: Option<String>,
+    /// `module.function` for python and node (e.g. `app.handler` for a function `handler` in app.py /
+    /// app.js); ignored by `provided`. At most 128 bytes, no white space.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 128, pattern = r"^[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")
+    )]
     pub handler: Option<String>,
+    /// Memory in MB: a multiple of 64, at least 128, at most this node's limit (`limits.max_memory_mb` of
+    /// `GET /v1/node`).
+    #[cfg_attr(feature = "openapi", schema(minimum = 128, multiple_of = 64))]
     pub memory_mb: Option<u32>,
+    /// Seconds an invocation may run, 1-900.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 900))]
     pub timeout_s: Option<u32>,
+    /// Environment variables. A name starts with a letter, then letters, digits or `_`, and is not one the
+    /// platform sets (`AWS_REGION`, `_HANDLER`, …); names and values take at most 4 KB in all.
     pub environment: Option<BTreeMap<String, String>>,
+    /// At most 256 characters.
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub description: Option<String>,
+    /// Layer versions of the account's own, as `name:version` or a layer version ARN: at most 5, each once.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_items = 5,
+            pattern = r"^(?:arn:[^:]*:lambda:[^:]*:[0-9]{12}:layer:)?[A-Za-z0-9_-]{1,64}:0*[1-9][0-9]{0,18}$"
+        )
+    )]
     pub layers: Option<Vec<String>>,
+    /// The root file system: `default` (the host's) or an image imported on this node (`GET /v1/images`).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub base_image: Option<String>,
+    /// GPUs, at most as many as this node reports (`limits.gpu_count` of `GET /v1/node`).
     pub gpu_count: Option<u32>,
+    /// GPU memory in MB, a multiple of 256; more than 0 needs a `gpu_count`.
+    #[cfg_attr(feature = "openapi", schema(multiple_of = 256))]
     pub gpu_memory_mb: Option<u32>,
-    /// Share of a GPU, 1-100; `0` clears it.
+    /// Share of a GPU, 1-100 (needs a `gpu_count`); `0` clears it.
+    #[cfg_attr(feature = "openapi", schema(maximum = 100))]
     pub gpu_percentage: Option<u32>,
-    /// Most concurrent instances; `0` clears the limit.
+    /// Most concurrent instances, at most this node's `limits.max_concurrency`; `0` clears the limit.
     pub concurrency_limit: Option<u32>,
+    /// Instances kept warm even without traffic: at most 100, and never above `concurrency_limit`.
+    #[cfg_attr(feature = "openapi", schema(maximum = 100))]
     pub min_warm: Option<u32>,
+    /// Seconds an idle instance stays warm before it is evicted, 1-86400.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
     pub keep_alive_s: Option<u32>,
     pub network: Option<Network>,
 }

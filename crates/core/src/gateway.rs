@@ -442,21 +442,32 @@ impl TriggerAuth {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
-    /// Origins allowed (`https://example.com`), or `*`.
+    /// Origins allowed, each `*` or `scheme://host[:port]` (`https://example.com`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(?:\*|https?://[^/]+/*)$"))]
     pub allow_origins: Vec<String>,
-    /// Methods allowed, or `*`.
+    /// Methods allowed (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, in any case), or `*`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^(?:\*|[Gg][Ee][Tt]|[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee]|[Hh][Ee][Aa][Dd]|[Oo][Pp][Tt][Ii][Oo][Nn][Ss])$"
+        )
+    )]
     pub allow_methods: Vec<String>,
-    /// Request headers allowed, or `*`.
+    /// Request headers allowed (letters, digits, `-`, `_`), or `*`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_*-]+$"))]
     pub allow_headers: Vec<String>,
-    /// Response headers the browser may read.
+    /// Response headers the browser may read (letters, digits, `-`, `_`), or `*`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_*-]+$"))]
     pub expose_headers: Vec<String>,
     /// How long a browser may cache a preflight answer, in seconds (at most 86400).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 86400))]
     pub max_age_s: Option<u32>,
+    /// Let the browser send credentials; not with the origin `*`.
     #[serde(default)]
     pub allow_credentials: bool,
 }

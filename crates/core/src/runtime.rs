@@ -53,6 +53,17 @@ impl Runtime {
         ))
     }
 
+    /// Every identifier [`Runtime::parse`] accepts in its usual spelling, for the documents that list them
+    /// (`python3.8` … `python3.14`, `nodejs`, `nodejs18.x` … `nodejs24.x`, `provided`, `provided.al2`,
+    /// `provided.al2023`).
+    pub fn identifiers() -> Vec<String> {
+        let mut out: Vec<String> = PYTHON_MINORS.map(|minor| format!("python3.{minor}")).collect();
+        out.push("nodejs".to_string());
+        out.extend(NODE_MAJORS.iter().map(|major| format!("nodejs{major}.x")));
+        out.extend(["provided", "provided.al2", "provided.al2023"].map(String::from));
+        out
+    }
+
     /// Whether the runtime needs a `module.function` handler to find the code to run.
     pub fn needs_handler(self) -> bool {
         !matches!(self, Self::Provided)
@@ -90,6 +101,16 @@ mod tests {
             assert_eq!(e.field, "runtime");
             assert!(e.message.contains("python3.8"), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn every_listed_identifier_parses() {
+        let ids = Runtime::identifiers();
+        assert_eq!(ids.len(), 7 + 1 + 4 + 3, "{ids:?}");
+        for id in &ids {
+            assert!(Runtime::parse(id).is_ok(), "{id}");
+        }
+        assert!(ids.contains(&"python3.12".to_string()) && ids.contains(&"provided.al2023".to_string()));
     }
 
     #[test]

@@ -31,23 +31,28 @@ pub use stoke_core::tune::TUNE_VERSION_PREFIX;
 pub struct TuneRequest {
     /// The event every test invocation gets (any JSON; `{}` when absent).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub payload: Option<serde_json::Value>,
-    /// Memory sizes to test, in MB (default 128, 256, 512, 1024, 1536, 2048, 3072, capped by the node). The
-    /// function's current size is always tested too.
+    /// Memory sizes to test, in MB: 1-16 sizes, each a multiple of 64 from 128 up to the node's limit (default
+    /// 128, 256, 512, 1024, 1536, 2048, 3072, capped by the node). The function's current size is always
+    /// tested too.
+    #[schema(min_items = 1, max_items = 16, minimum = 128, multiple_of = 64)]
     pub memory: Option<Vec<u32>>,
-    /// Warm invocations per size after its cold start (default 10).
+    /// Warm invocations per size after its cold start, 1-100 (default 10).
+    #[schema(minimum = 1, maximum = 100)]
     pub runs: Option<u32>,
     /// `smallest-not-slower` (default), `cost`, `speed` or `balanced`.
     pub strategy: Option<String>,
-    /// `smallest-not-slower`: how much slower than the fastest is still "not slower" (default 0.05).
+    /// `smallest-not-slower`: how much slower than the fastest is still "not slower", 0–1 (default 0.05).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub tolerance: Option<f64>,
     /// `balanced`: the weight of cost against speed, 0–1 (default 0.5).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub weight: Option<f64>,
     /// Set the recommended memory on `$LATEST` when the tune succeeds.
     #[serde(default)]
     pub apply: bool,
-    /// With `apply`: then publish `$LATEST` and point this alias at the new version.
+    /// With `apply` only: then publish `$LATEST` and point this alias (one that exists) at the new version.
+    #[schema(max_length = 128, pattern = r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$")]
     pub alias: Option<String>,
 }
 

@@ -57,7 +57,9 @@ fn function_manager_tour_from_the_cli() {
     );
     assert_eq!(created["state"], "LATEST");
     assert_eq!(created["memory_mb"], 256);
-    assert_eq!(created["environment"]["GREETING"], "hi");
+    // The CLI masks environment values (see environment_variables_are_sealed_at_rest_and_masked_unless_asked_for).
+    assert_eq!(created["environment"]["GREETING"], "****");
+    assert_eq!(s.get("/v1/functions/hello").1["environment"]["GREETING"], "hi");
 
     let table = ok(&s, &["fn", "ls"]);
     assert!(table.contains("hello") && table.contains("python3.12") && table.contains("256 MB"), "{table}");

@@ -13,7 +13,10 @@ use crate::accounts::Caller;
 use crate::cluster::{is_sha256, SECRET_HEADER};
 
 /// A node of the cluster.
+// `ClusterNode` in the document: its `NodeView` is what `GET /v1/node` answers (`super::views::NodeView`), and
+// two schemas of one name would replace each other.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ClusterNode)]
 pub struct NodeView {
     pub name: String,
     /// `live` while the node renews its lease; `gone` after its lease lapsed.

@@ -37,13 +37,32 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// Parses a JSON body; an empty body parses as `{}` so optional bodies may be left out.
+/// Parses a JSON body, which must be an object (every request body is); an empty body parses as `{}` so
+/// optional bodies may be left out. An array is refused rather than read as the fields in order, which is
+/// what serde would make of it.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
     let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the request body must be a JSON object ({{...}}), not {}", json_kind(&value)),
+        ));
+    }
     whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| json_error("is not valid JSON for this request", e))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// JSON has one number type: `1.0` is the integer 1 to a JSON Schema validator, and so to every integer field
@@ -162,6 +181,10 @@ mod tests {
         assert_eq!((e.code, e.field.as_deref()), ("invalid_json", Some("size")), "{}", e.message);
         let e = parse_json::<Req>(br#"{"size": -1.0}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("size"), "{}", e.message);
+        for not_an_object in [&b"[1.0, 2.0]"[..], b"[null, null]", b"null", b"7", b"\"x\""] {
+            let e = parse_json::<Req>(not_an_object).unwrap_err();
+            assert!(e.message.contains("must be a JSON object"), "{}", e.message);
+        }
         let e = parse_json::<Req>(b"{not json").unwrap_err();
         assert_eq!((e.code, e.status.as_u16()), ("invalid_json", 400));
         assert!(e.message.contains("not valid JSON"), "{}", e.message);

@@ -13,8 +13,8 @@ use stoke_core::{AliasRouting, ConfigPatch};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{from_value, parse_json, ApiJson, ApiQuery, Body};
 use super::views::{
-    AliasList, AliasView, CreateFunctionRequest, FunctionList, FunctionView, PublishRequest, PutAliasRequest,
-    VersionList, VersionView,
+    AliasList, AliasPath, AliasView, CreateFunctionRequest, FunctionList, FunctionPath, FunctionRefPath, FunctionView,
+    PublishRequest, PutAliasRequest, VersionList, VersionView,
 };
 use super::{blocking, AppState};
 use crate::accounts::Caller;
@@ -30,6 +30,18 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of a function's versions: as [`ListQuery`], with a cursor that is a version number.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VersionListQuery {
+    /// Items per page, 1-1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page (a version number).
+    #[param(pattern = r"^\+?0*[0-9]{1,19}$")]
     cursor: Option<String>,
 }
 
@@ -95,7 +107,7 @@ pub async fn list(
 
 /// A function by reference: `name`, `name:version`, `name:alias`, or an ARN.
 #[utoipa::path(get, path = "/v1/functions/{function}", tag = "functions",
-    params(("function" = String, Path, description = "name, name:qualifier, or ARN")),
+    params(FunctionRefPath),
     responses((status = 200, body = FunctionView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(s): State<AppState>,
@@ -114,7 +126,7 @@ pub async fn get(
 
 /// Changes `$LATEST`'s configuration; absent fields keep their value.
 #[utoipa::path(patch, path = "/v1/functions/{function}", tag = "functions", request_body = ConfigPatch,
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 200, body = FunctionView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update_config(
     State(s): State<AppState>,
@@ -133,7 +145,7 @@ pub async fn update_config(
 
 /// Deletes a function with all its versions, aliases and archives.
 #[utoipa::path(delete, path = "/v1/functions/{function}", tag = "functions",
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, caller: Caller, Path(function): Path<String>) -> ApiResult<StatusCode> {
     let registry = s.registry.clone();
@@ -148,7 +160,7 @@ pub async fn delete(State(s): State<AppState>, caller: Caller, Path(function): P
 /// Replaces `$LATEST`'s code with the request body (a zip or tar.gz archive).
 #[utoipa::path(put, path = "/v1/functions/{function}/code", tag = "functions",
     request_body(content = Vec<u8>, content_type = "application/zip", description = "zip or tar.gz archive"),
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 200, body = FunctionView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn update_code(
     State(s): State<AppState>,
@@ -167,7 +179,7 @@ pub async fn update_code(
 
 /// Downloads the code archive of a reference (always a zip).
 #[utoipa::path(get, path = "/v1/functions/{function}/code", tag = "functions",
-    params(("function" = String, Path, description = "name, name:qualifier, or ARN")),
+    params(FunctionRefPath),
     responses((status = 200, content_type = "application/zip", body = Vec<u8>), (status = 404, body = ErrorBody)))]
 pub async fn download_code(
     State(s): State<AppState>,
@@ -185,7 +197,7 @@ pub async fn download_code(
 
 /// Publishes `$LATEST` as a new immutable version (or returns the version it already equals).
 #[utoipa::path(post, path = "/v1/functions/{function}/versions", tag = "versions", request_body = PublishRequest,
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 201, body = VersionView), (status = 409, body = ErrorBody)))]
 pub async fn publish(
     State(s): State<AppState>,
@@ -203,13 +215,13 @@ pub async fn publish(
 }
 
 /// Lists published versions, oldest first.
-#[utoipa::path(get, path = "/v1/functions/{function}/versions", tag = "versions", params(ListQuery, ("function" = String, Path, description = "function name or ARN")),
+#[utoipa::path(get, path = "/v1/functions/{function}/versions", tag = "versions", params(FunctionPath, VersionListQuery),
     responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
 pub async fn list_versions(
     State(s): State<AppState>,
     caller: Caller,
     Path(function): Path<String>,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<VersionListQuery>,
 ) -> ApiResult<Json<VersionList>> {
     let after = match q.cursor.as_deref() {
         None => None,
@@ -234,7 +246,7 @@ pub async fn list_versions(
 
 /// Lists a function's aliases.
 #[utoipa::path(get, path = "/v1/functions/{function}/aliases", tag = "aliases",
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 200, body = AliasList), (status = 404, body = ErrorBody)))]
 pub async fn list_aliases(
     State(s): State<AppState>,
@@ -252,7 +264,7 @@ pub async fn list_aliases(
 
 /// An alias.
 #[utoipa::path(get, path = "/v1/functions/{function}/aliases/{alias}", tag = "aliases",
-    params(("function" = String, Path, description = "function name or ARN"), ("alias" = String, Path)),
+    params(FunctionPath, AliasPath),
     responses((status = 200, body = AliasView), (status = 404, body = ErrorBody)))]
 pub async fn get_alias(
     State(s): State<AppState>,
@@ -270,7 +282,7 @@ pub async fn get_alias(
 
 /// Creates an alias or moves it to another version.
 #[utoipa::path(put, path = "/v1/functions/{function}/aliases/{alias}", tag = "aliases", request_body = PutAliasRequest,
-    params(("function" = String, Path, description = "function name or ARN"), ("alias" = String, Path)),
+    params(FunctionPath, AliasPath),
     responses((status = 200, body = AliasView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn put_alias(
@@ -296,7 +308,7 @@ pub async fn put_alias(
 
 /// Deletes an alias.
 #[utoipa::path(delete, path = "/v1/functions/{function}/aliases/{alias}", tag = "aliases",
-    params(("function" = String, Path, description = "function name or ARN"), ("alias" = String, Path)),
+    params(FunctionPath, AliasPath),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_alias(
     State(s): State<AppState>,
@@ -329,7 +341,7 @@ async fn lifecycle(
 
 /// Blocks a function: invocations are refused until it is unblocked.
 #[utoipa::path(post, path = "/v1/functions/{function}/block", tag = "lifecycle",
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 200, body = FunctionView), (status = 409, body = ErrorBody)))]
 pub async fn block(
     State(s): State<AppState>,
@@ -341,7 +353,7 @@ pub async fn block(
 
 /// Unblocks a blocked function.
 #[utoipa::path(post, path = "/v1/functions/{function}/unblock", tag = "lifecycle",
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 200, body = FunctionView), (status = 409, body = ErrorBody)))]
 pub async fn unblock(
     State(s): State<AppState>,
@@ -353,7 +365,7 @@ pub async fn unblock(
 
 /// Retires a function: it refuses everything and is deleted once in-flight work drains.
 #[utoipa::path(post, path = "/v1/functions/{function}/retire", tag = "lifecycle",
-    params(("function" = String, Path, description = "function name or ARN")),
+    params(FunctionPath),
     responses((status = 200, body = FunctionView), (status = 409, body = ErrorBody)))]
 pub async fn retire(
     State(s): State<AppState>,

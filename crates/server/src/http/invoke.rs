@@ -10,6 +10,7 @@ use stoke_scheduler::{InvokeRequest, Outcome};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiQuery, Body};
+use super::views::{FunctionPath, FunctionRefPath};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
 
@@ -23,8 +24,9 @@ pub struct InvokeQuery {
 /// Runs the function with the request body as its event and returns what it returned. A function error
 /// still answers 200, with `X-Stoke-Function-Error` naming the error type (as Lambda does).
 #[utoipa::path(post, path = "/v1/functions/{function}/invoke", tag = "invoke",
-    request_body(content = Vec<u8>, content_type = "application/json", description = "the event"),
-    params(("function" = String, Path, description = "name, name:qualifier, or ARN"), InvokeQuery),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "the event: any JSON (`{}` when the body is left out)"),
+    params(FunctionRefPath, InvokeQuery),
     responses(
         (status = 200, description = "the function's output; see X-Stoke-* headers for the report"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -74,7 +76,11 @@ pub async fn invoke(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InstancesQuery {
-    /// Only this function's instances.
+    /// Only this function's instances: its name or unqualified ARN.
+    #[param(
+        max_length = 256,
+        pattern = r"^(?:[0-9]{12}:function:|arn:aws[^:]*:lambda:[^:]*:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}$"
+    )]
     function: Option<String>,
 }
 
@@ -172,7 +178,8 @@ pub async fn instances(
 pub struct LogsQuery {
     /// Only lines at or after this time (milliseconds since the Unix epoch).
     since_ms: Option<i64>,
-    /// At most this many of the newest lines (default 1000).
+    /// At most this many of the newest lines (default 1000; more than 10000 reads as 10000).
+    #[param(maximum = 18446744073709551615u64)]
     limit: Option<usize>,
 }
 
@@ -191,7 +198,7 @@ pub struct LogList {
 
 /// A function's recent log lines (all versions), oldest first.
 #[utoipa::path(get, path = "/v1/functions/{function}/logs", tag = "invoke",
-    params(("function" = String, Path, description = "function name or ARN"), LogsQuery),
+    params(FunctionPath, LogsQuery),
     responses((status = 200, body = LogList), (status = 404, body = ErrorBody)))]
 pub async fn logs(
     State(s): State<AppState>,

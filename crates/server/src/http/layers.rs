@@ -69,13 +69,36 @@ pub struct LayerVersionList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishLayerRequest {
-    /// The archive, base64-encoded.
+    /// The archive (zip or tar.gz, not empty), base64-encoded.
+    #[schema(min_length = 1, content_encoding = "base64")]
     pub code_base64: String,
+    /// At most 256 characters.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub description: String,
-    /// Runtimes the layer is built for (informational), e.g. `["python3.12"]`.
+    /// Runtimes the layer is built for (informational), at most 15, e.g. `["python3.12"]`.
     #[serde(default)]
+    #[schema(max_items = 15)]
     pub compatible_runtimes: Vec<String>,
+}
+
+/// `{name}` of a layer.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LayerPath {
+    /// The layer's name: 1-64 letters, digits, '-' or '_'.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub name: String,
+}
+
+/// `{name}` of an image.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ImagePath {
+    /// The image's name: 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit
+    /// (`default`, the host's own, cannot be imported).
+    #[param(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    pub name: String,
 }
 
 fn layer_name(name: &str) -> ApiResult<LayerName> {
@@ -93,7 +116,7 @@ fn version_number(version: &str) -> ApiResult<u64> {
 
 /// Publishes a new version of a layer (numbered one more than its highest so far).
 #[utoipa::path(post, path = "/v1/layers/{name}/versions", tag = "layers", request_body = PublishLayerRequest,
-    params(("name" = String, Path, description = "layer name")),
+    params(LayerPath),
     responses((status = 201, body = LayerVersionView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn publish(
     State(s): State<AppState>,
@@ -123,7 +146,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<L
 
 /// A layer's versions, newest first.
 #[utoipa::path(get, path = "/v1/layers/{name}/versions", tag = "layers",
-    params(("name" = String, Path, description = "layer name")),
+    params(LayerPath),
     responses((status = 200, body = LayerVersionList), (status = 404, body = ErrorBody)))]
 pub async fn versions(
     State(s): State<AppState>,
@@ -138,7 +161,7 @@ pub async fn versions(
 
 /// One layer version.
 #[utoipa::path(get, path = "/v1/layers/{name}/versions/{version}", tag = "layers",
-    params(("name" = String, Path, description = "layer name"), ("version" = u64, Path, description = "version number")),
+    params(LayerPath, ("version" = u64, Path, description = "version number", minimum = 1)),
     responses((status = 200, body = LayerVersionView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(s): State<AppState>,
@@ -153,7 +176,7 @@ pub async fn get(
 
 /// Deletes a layer version. Functions that list it keep running on it; no new configuration may list it.
 #[utoipa::path(delete, path = "/v1/layers/{name}/versions/{version}", tag = "layers",
-    params(("name" = String, Path, description = "layer name"), ("version" = u64, Path, description = "version number")),
+    params(LayerPath, ("version" = u64, Path, description = "version number", minimum = 1)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(s): State<AppState>,
@@ -230,7 +253,7 @@ impl Read for BodyReader {
 /// Imports an image from a tarball (plain or gzip-compressed; e.g. from `docker export` or debootstrap)
 /// streamed as the request body (admin only).
 #[utoipa::path(put, path = "/v1/images/{name}", tag = "images", request_body(content = Vec<u8>, content_type = "application/x-tar"),
-    params(("name" = String, Path, description = "image name")),
+    params(ImagePath),
     responses((status = 201, body = ImageView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn import(
     State(s): State<AppState>,
@@ -276,7 +299,7 @@ pub async fn list_images(State(s): State<AppState>, _caller: Caller) -> ApiResul
 }
 
 #[utoipa::path(get, path = "/v1/images/{name}", tag = "images",
-    params(("name" = String, Path, description = "image name")),
+    params(ImagePath),
     responses((status = 200, body = ImageView), (status = 404, body = ErrorBody)))]
 pub async fn get_image(
     State(s): State<AppState>,
@@ -290,7 +313,7 @@ pub async fn get_image(
 
 /// Deletes an image no function runs on (admin only).
 #[utoipa::path(delete, path = "/v1/images/{name}", tag = "images",
-    params(("name" = String, Path, description = "image name")),
+    params(ImagePath),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_image(
     State(s): State<AppState>,

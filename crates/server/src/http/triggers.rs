@@ -67,7 +67,11 @@ pub struct TriggerList {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUrlRequest {
-    /// `name`, `name:alias`, `name:version` or a function ARN.
+    /// `name`, `name:alias`, `name:version` or a function ARN, of a function (and qualifier) that exists.
+    #[schema(
+        max_length = 256,
+        pattern = r"^(?:[0-9]{12}:function:|arn:aws[^:]*:lambda:[^:]*:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|0*[1-9][0-9]{0,18}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*))?$"
+    )]
     function: String,
     /// `key` (default): callers send the account's API key; `none`: public.
     #[serde(default)]
@@ -80,9 +84,18 @@ pub struct CreateUrlRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRouteRequest {
-    /// `METHOD /path`, METHOD one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY; `{param}` matches one
-    /// segment, a final `{name+}` the rest of the path.
+    /// `METHOD /path`, METHOD one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY (in any case); `{param}`
+    /// matches one segment, a final `{name+}` the rest of the path. Each parameter name once, the path at
+    /// most 512 bytes, without a trailing `/`.
+    #[schema(
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[Aa][Nn][Yy]|[Gg][Ee][Tt]|[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee]|[Hh][Ee][Aa][Dd]|[Oo][Pp][Tt][Ii][Oo][Nn][Ss])[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/(?:(?:(?:\{[A-Za-z0-9_-]+\}|[^/{}?# \x00-\x1f\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)/)*(?:(?:\{[A-Za-z0-9_-]+\}|[^/{}?# \x00-\x1f\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)|\{[A-Za-z0-9_-]+\+\}))?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     route: String,
+    /// `name`, `name:alias`, `name:version` or a function ARN, of a function (and qualifier) that exists.
+    #[schema(
+        max_length = 256,
+        pattern = r"^(?:[0-9]{12}:function:|arn:aws[^:]*:lambda:[^:]*:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|0*[1-9][0-9]{0,18}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*))?$"
+    )]
     function: String,
     #[serde(default)]
     auth: TriggerAuth,

@@ -6,6 +6,7 @@ use axum::Json;
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::ApiJson;
+use super::views::FunctionRefPath;
 use super::AppState;
 use crate::accounts::Caller;
 use crate::tune::{TuneRequest, TuneView};
@@ -14,7 +15,7 @@ use crate::tune::{TuneRequest, TuneView};
 /// function's callers use changes), and the strategy recommends one. Answers at once with the tune's id;
 /// `GET /v1/tunes/{id}` follows its progress and gives its result.
 #[utoipa::path(post, path = "/v1/functions/{function}/tune", tag = "functions", request_body = TuneRequest,
-    params(("function" = String, Path, description = "name, name:qualifier, or ARN")),
+    params(FunctionRefPath),
     responses((status = 202, body = TuneView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn start(

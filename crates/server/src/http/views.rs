@@ -85,10 +85,12 @@ impl FunctionView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateFunctionRequest {
     /// 1-64 letters, digits, '-' or '_'.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     #[serde(flatten)]
     pub config: ConfigPatch,
     /// The code archive (zip or tar.gz), base64-encoded.
+    #[schema(min_length = 1, content_encoding = "base64")]
     pub code_base64: String,
 }
 
@@ -177,8 +179,14 @@ impl AliasView {
 #[serde(deny_unknown_fields)]
 pub struct PutAliasRequest {
     /// `$LATEST` or a published version number.
+    #[schema(pattern = r"^(?:\$LATEST|\+?0*[1-9][0-9]{0,18})$")]
     pub version: String,
+    /// A second published version (a number, not `version`) that receives `additional_weight` of the
+    /// invocations; give both or neither.
+    #[schema(pattern = r"^\+?0*[1-9][0-9]{0,18}$")]
     pub additional_version: Option<String>,
+    /// The share of invocations that go to `additional_version`, between 0 and 1 (exclusive).
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub additional_weight: Option<f64>,
     pub description: Option<String>,
     /// Move the alias only if it is still at this revision (the `revision` you read); otherwise 412
@@ -215,6 +223,8 @@ pub struct AccountList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
+    /// 1-63 lowercase letters, digits or '-', starting with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
     pub name: String,
     #[serde(default)]
     pub is_admin: bool,
@@ -238,4 +248,40 @@ pub struct NodeView {
     /// administrators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<stoke_core::memory::NodeStatus>,
+}
+
+/// `{function}` of an operation on a function as a whole: its name or its ARN, without a qualifier.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FunctionPath {
+    /// The function's name (1-64 letters, digits, '-' or '_') or its unqualified ARN
+    /// (`arn:aws:lambda:<region>:<account>:function:<name>`).
+    #[param(
+        max_length = 256,
+        pattern = r"^(?:[0-9]{12}:function:|arn:aws[^:]*:lambda:[^:]*:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}$"
+    )]
+    pub function: String,
+}
+
+/// `{function}` of an operation on what a reference names: `name`, `name:version`, `name:alias`,
+/// `name:$LATEST`, or an ARN (qualified or not).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FunctionRefPath {
+    /// name, name:qualifier, or ARN (the qualifier: `$LATEST`, a version number, or an alias name of 1-128
+    /// letters, digits, '-' or '_', not all digits).
+    #[param(
+        max_length = 256,
+        pattern = r"^(?:[0-9]{12}:function:|arn:aws[^:]*:lambda:[^:]*:[0-9]{12}:function:)?[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|0*[1-9][0-9]{0,18}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*))?$"
+    )]
+    pub function: String,
+}
+
+/// `{alias}` of a function's alias.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AliasPath {
+    /// The alias name: 1-128 letters, digits, '-' or '_', not all digits (that would read as a version).
+    #[param(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$")]
+    pub alias: String,
 }

@@ -52,11 +52,21 @@ pub struct WorkflowList {
     pub workflows: Vec<WorkflowView>,
 }
 
+/// `{name}` of a workflow.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct WorkflowPath {
+    /// The workflow's name: 1–80 letters, digits, `-` or `_`.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,80}$")]
+    pub name: String,
+}
+
 /// A workflow to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkflowRequest {
     /// 1–80 letters, digits, `-` or `_`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,80}$")]
     name: String,
     /// The Amazon States Language definition, as a JSON object or as a string holding one.
     definition: Value,
@@ -69,6 +79,7 @@ pub struct CreateWorkflowRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkflowRequest {
+    /// The Amazon States Language definition, as a JSON object or as a string holding one.
     definition: Value,
     #[serde(default)]
     revision: Option<u64>,
@@ -81,13 +92,14 @@ pub struct UpdateWorkflowRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
-    /// Unique per workflow; a UUID when absent.
+    /// Unique per workflow (1–80 letters, digits, `-` or `_`); a UUID when absent.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,80}$")]
     name: Option<String>,
     /// The execution's input (any JSON; `{}` when absent).
     #[serde(default)]
     input: Option<Value>,
-    /// This execution's pre-warm policy (`off`, `eager`, `jit`); absent: the workflow's.
+    /// This execution's pre-warm policy (`off`, `eager`, `jit`); absent or `default`: the workflow's.
     #[serde(default)]
     prewarm: Option<String>,
     /// Give the execution's steps a shared scratch directory (`stoke.scratch()`), removed when it ends.
@@ -235,7 +247,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<W
 
 /// One workflow with its definition.
 #[utoipa::path(get, path = "/v1/workflows/{name}", tag = "workflows",
-    params(("name" = String, Path, description = "the workflow's name")),
+    params(WorkflowPath),
     responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<WorkflowView>> {
     let wf = s.workflows.clone();
@@ -245,7 +257,7 @@ pub async fn get(State(s): State<AppState>, caller: Caller, Path(name): Path<Str
 
 /// Replaces a workflow's definition; running executions keep theirs.
 #[utoipa::path(put, path = "/v1/workflows/{name}", tag = "workflows", request_body = UpdateWorkflowRequest,
-    params(("name" = String, Path, description = "the workflow's name")),
+    params(WorkflowPath),
     responses((status = 200, body = WorkflowView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -262,7 +274,7 @@ pub async fn update(
 
 /// Deletes a workflow; its executions stay readable and running ones finish.
 #[utoipa::path(delete, path = "/v1/workflows/{name}", tag = "workflows",
-    params(("name" = String, Path, description = "the workflow's name")),
+    params(WorkflowPath),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let wf = s.workflows.clone();
@@ -276,7 +288,7 @@ fn input_text(input: Option<Value>) -> Option<String> {
 
 /// Starts an execution and returns at once.
 #[utoipa::path(post, path = "/v1/workflows/{name}/executions", tag = "workflows", request_body = StartRequest,
-    params(("name" = String, Path, description = "the workflow's name")),
+    params(WorkflowPath),
     responses((status = 201, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn start(
     State(s): State<AppState>,
@@ -302,8 +314,8 @@ pub async fn start(
 
 /// Starts an execution and answers when it has ended.
 #[utoipa::path(post, path = "/v1/workflows/{name}/run", tag = "workflows", request_body = StartRequest,
-    params(("name" = String, Path, description = "the workflow's name")),
-    responses((status = 200, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(WorkflowPath),
+    responses((status = 200, body = ExecutionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn run(
     State(s): State<AppState>,
     caller: Caller,
@@ -325,7 +337,7 @@ pub async fn run(
 
 /// A workflow's executions, newest first.
 #[utoipa::path(get, path = "/v1/workflows/{name}/executions", tag = "workflows",
-    params(("name" = String, Path, description = "the workflow's name"),
+    params(WorkflowPath,
            ("status" = Option<String>, Query, description = "RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED"),
            ("before" = Option<String>, Query, description = "the last execution id of the previous page"),
            ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1000)",
