@@ -43,6 +43,9 @@ def handler(event, context):
     if event.get("marker"):
         with open(event["marker"], "w") as f:
             f.write(context.aws_request_id)
+    if event.get("tries"):
+        with open(event["tries"], "a") as f:
+            f.write(context.aws_request_id + " ")
     if event.get("fail"):
         raise ValueError("asked to fail")
     print("log line from v1")
@@ -153,6 +156,19 @@ def main():
     while not os.path.exists(marker):
         assert time.time() < deadline, "the Event invocation did not run"
         time.sleep(0.05)
+
+    # A failing Event invocation is retried twice (Lambda's rule), every attempt under the request id its 202
+    # named, so a function can tell a retry.
+    tries = os.path.join(tempfile.mkdtemp(), "tries")
+    ev = lam.invoke(FunctionName="b3:1", InvocationType="Event", Payload=json.dumps({"tries": tries, "fail": True}))
+    request_id = ev["ResponseMetadata"]["RequestId"]
+    deadline = time.time() + 30
+    while not os.path.exists(tries) or len(open(tries).read().split()) < 3:
+        assert time.time() < deadline, "the failing Event invocation was not retried twice"
+        time.sleep(0.1)
+    time.sleep(1.5)
+    ids = open(tries).read().split()
+    assert ids == [request_id] * 3, (request_id, ids)
 
     e = expect_error("ResourceNotFoundException", lam.invoke, FunctionName="nope")
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404

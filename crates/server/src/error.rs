@@ -217,6 +217,22 @@ mod tests {
             RegistryError::Store(stoke_store::StoreError::Io(std::io::Error::from(std::io::ErrorKind::NotFound)));
         assert_eq!(other_io.class().kind.status(), 500);
 
+        // The Event runner's rule (what waits without using up an attempt) agrees with the classification.
+        let io = |kind| RegistryError::Store(stoke_store::StoreError::Io(std::io::Error::from(kind)));
+        let failures = [
+            InvokeFailure::Scheduler(InvokeError::NoSpace("full".into())),
+            InvokeFailure::Scheduler(InvokeError::Platform("x".into())),
+            InvokeFailure::StillUpdating("f".into(), 60),
+            InvokeFailure::Blocked("f".into()),
+            InvokeFailure::Registry(RegistryError::NotFound("f".into())),
+            InvokeFailure::Registry(io(std::io::ErrorKind::StorageFull)),
+            InvokeFailure::Registry(io(std::io::ErrorKind::PermissionDenied)),
+            InvokeFailure::Registry(RegistryError::Store(stoke_store::StoreError::Unavailable("etcd".into()))),
+        ];
+        for f in &failures {
+            assert_eq!(f.platform_unavailable(), f.class().kind.retryable(), "{f}");
+        }
+
         let tune = TuneError::Registry(RegistryError::PreconditionFailed("sha".into())).class();
         assert_eq!((tune.kind.status(), tune.for_lambda().lambda().1), (412, "PreconditionFailedException"));
     }

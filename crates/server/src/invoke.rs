@@ -38,6 +38,18 @@ pub enum InvokeFailure {
     Scheduler(#[from] InvokeError),
 }
 
+impl InvokeFailure {
+    /// The platform cannot run the invocation now (a full disk, an unreachable store, an update in
+    /// progress): not the function's failure, and the same invocation may run later without change.
+    pub fn platform_unavailable(&self) -> bool {
+        match self {
+            InvokeFailure::Scheduler(InvokeError::NoSpace(_)) | InvokeFailure::StillUpdating(..) => true,
+            InvokeFailure::Registry(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 pub use stoke_core::limits::MAX_PAYLOAD_BYTES;
 
 /// A resolved reference: the function's state and what an invocation runs.
@@ -252,11 +264,13 @@ impl Invoker {
 
     async fn run_event(&self, mut event: stoke_store::EventRecord, base_backoff: Duration) {
         use stoke_core::event::{after_attempt, AttemptOutcome, EventNext};
+        // Every attempt runs under the request id the 202 named, as Lambda's retries do: a function tells a
+        // retry (or a run again after a lost node) by seeing an id it has seen before.
         let req = InvokeRequest {
             payload: Bytes::from(event.payload.clone()),
             client_context: None,
             want_log: false,
-            request_id: None,
+            request_id: Some(event.id.clone()),
             ..Default::default()
         };
         let (outcome, error_type, result) = match self.invoke(&event.account, &event.reference, req).await {
@@ -268,7 +282,7 @@ impl Invoker {
             },
             Err(InvokeFailure::Scheduler(InvokeError::Throttled { .. })) => (AttemptOutcome::Throttled, None, None),
             // A full disk, an unreachable store: the event waits for the platform, its attempts untouched.
-            Err(e) if crate::error::Classified::class(&e).kind.retryable() => {
+            Err(e) if e.platform_unavailable() => {
                 tracing::debug!(event = %event.id, error = %e, "the platform cannot run an event invocation now");
                 (AttemptOutcome::Unavailable, None, None)
             }
@@ -305,7 +319,7 @@ impl Invoker {
             let (registry, record) = (self.registry.clone(), event.clone());
             match tokio::task::spawn_blocking(move || registry.update_event(&record)).await {
                 Ok(Ok(())) => break,
-                Ok(Err(e)) if !crate::error::Classified::class(&e).kind.retryable() => {
+                Ok(Err(e)) if !e.is_transient() => {
                     tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome");
                     break;
                 }

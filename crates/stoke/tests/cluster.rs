@@ -447,6 +447,31 @@ fn what_a_killed_node_had_claimed_or_was_running_is_taken_over_by_another() {
     let (status, e) = c.nodes[0].post("/v1/workflows/outlive/executions", json!({"input": {}}));
     assert_eq!(status, 201, "{e}");
     let execution = e["id"].as_str().unwrap().to_string();
+    // A Task in flight on node-1 when it is lost: its outcome is unknown, so node-2 fails it as
+    // States.TaskFailed and its Catch runs, rather than running it again unseen.
+    let runs = tempfile::tempdir().unwrap();
+    let sleeper = "import time\ndef handler(e, c):\n    open(e['runs'] + '/' + c.aws_request_id, 'w').close()\n    time.sleep(60)\n    return 'woke'\n";
+    assert_eq!(
+        c.nodes[0].post("/v1/functions", create_body("sleeper", &zip_of(&[("app.py", sleeper.as_bytes())]))).0,
+        201
+    );
+    let (status, body) = c.nodes[0].post(
+        "/v1/workflows",
+        json!({"name": "lost-task", "definition": {"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "sleeper", "TimeoutSeconds": 120, "Next": "Done",
+                  "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.lost", "Next": "Caught"}]},
+            "Caught": {"Type": "Pass", "End": true},
+            "Done": {"Type": "Pass", "End": true}}}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, e) = c.nodes[0].post("/v1/workflows/lost-task/executions", json!({"input": {"runs": runs.path()}}));
+    assert_eq!(status, 201, "{e}");
+    let lost_task = e["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    while files_under(runs.path()).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the Task never started on node-1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Slow Event invocations, one at a time: node-1 claims them and is killed before it has run them all.
     let src = "import time\ndef handler(e, c):\n    time.sleep(0.3)\n    open(e['marker'], 'a').write(c.aws_request_id + '\\n')\n    return 1\n";
     let mut body = create_body("slow", &zip_of(&[("app.py", src.as_bytes())]));
@@ -478,6 +503,21 @@ fn what_a_killed_node_had_claimed_or_was_running_is_taken_over_by_another() {
         "{ran_before} of 8 events ran before the kill; all 8 and the execution done {:?} after it",
         killed.elapsed()
     );
+    loop {
+        let (_, now) = b.get(&format!("/v1/executions/{lost_task}"));
+        if now["status"] == "SUCCEEDED" {
+            assert_eq!(now["output"]["lost"]["Error"], "States.TaskFailed", "{now}");
+            assert!(now["output"]["lost"]["Cause"].as_str().unwrap().contains("was lost"), "{now}");
+            break;
+        }
+        assert_eq!(now["status"], "RUNNING", "{now}");
+        assert!(killed.elapsed() < Duration::from_secs(45), "the lost Task's execution is still {now}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(files_under(runs.path()).len(), 1, "the lost Task ran again unseen");
+    let (_, history) = b.get(&format!("/v1/executions/{lost_task}/history"));
+    let kinds: Vec<&str> = history["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"LambdaFunctionFailed"), "{kinds:?}");
 }
 
 #[test]

@@ -59,6 +59,14 @@ pub enum RegistryError {
     Store(StoreError),
 }
 
+impl RegistryError {
+    /// The store cannot take the operation now (unreachable, or its disk full): the same operation may
+    /// succeed later without change.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RegistryError::Store(e) if e.is_full() || matches!(e, StoreError::Unavailable(_)))
+    }
+}
+
 impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {

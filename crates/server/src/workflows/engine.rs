@@ -108,6 +108,22 @@ impl Log {
     }
 }
 
+/// What a resumed execution does with a task attempt its history shows scheduled but not ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InFlight {
+    /// Runs it again with its recorded payload (this node restarted: at-least-once).
+    #[default]
+    RunAgain,
+    /// Fails it as `States.TaskFailed`, which its Retry and Catch then handle: it ran on a node that was lost,
+    /// or its outcome went unrecorded, so whether it ran is unknown and running it again would be unseen.
+    Fail,
+}
+
+/// The cause a task attempt lost with its node fails with.
+pub const LOST_ATTEMPT_CAUSE: &str =
+    "the node running this task was lost (or could not record its outcome) before the \
+     outcome was recorded: the invocation may or may not have run; Retry on States.TaskFailed runs it again";
+
 /// One execution being driven.
 pub struct Run {
     pub record: ExecutionRecord,
@@ -125,6 +141,8 @@ pub struct Run {
     timers: Mutex<tokio::task::JoinSet<()>>,
     /// The execution has a scratch directory its steps share (asked for at its start).
     scratch: bool,
+    /// What an attempt found in flight on resuming does.
+    in_flight: InFlight,
 }
 
 /// An error of the store while recording: the execution stops where it stands and resumes after a restart.
@@ -162,7 +180,14 @@ impl Run {
             announced: Mutex::new(HashMap::new()),
             timers: Mutex::new(tokio::task::JoinSet::new()),
             scratch,
+            in_flight: InFlight::RunAgain,
         }
+    }
+
+    /// Says what an attempt found in flight does (run again, by default).
+    pub fn in_flight(mut self, in_flight: InFlight) -> Self {
+        self.in_flight = in_flight;
+        self
     }
 
     /// A state starts: it uses one instance announced for it, and the planner looks ahead from it.
@@ -548,6 +573,12 @@ impl Run {
             };
             let (ended_ms, result) = match known {
                 Some((_, Some((ended, result)))) => (ended, result),
+                Some((_, None)) if self.in_flight == InFlight::Fail => {
+                    let failure = Failure::new(stoke_asl::errors::TASK_FAILED, LOST_ATTEMPT_CAUSE);
+                    let event = TaskFailure { error: failure.error.clone(), cause: failure.cause.clone(), usage: None };
+                    self.push(HistoryEvent::TaskFailed(integration, event), scope, step, attempt);
+                    (now_ms(), Err(failure))
+                }
                 other => {
                     // An attempt scheduled before a restart runs again with its recorded payload.
                     let scheduled = other.is_some();

@@ -18,7 +18,7 @@ use stoke_store::{ExecutionRecord, ExecutionStatus, StoreError, WorkflowRecord};
 use tokio::sync::watch;
 
 use crate::registry::now_ms;
-use engine::{Run, Services};
+use engine::{InFlight, Run, Services};
 use history::{ErrorCause, ExecutionStarted, HistoryEvent, Recorded};
 
 /// The longest workflow or execution name (Step Functions' limit).
@@ -271,13 +271,19 @@ impl Workflows {
             )),
             other => store_err(other),
         })?;
-        self.spawn(record.clone(), definition, vec![started]);
+        self.spawn(record.clone(), definition, vec![started], InFlight::RunAgain);
         Ok(record)
     }
 
-    fn spawn(self: &Arc<Self>, record: ExecutionRecord, definition: Definition, history: Vec<Recorded>) {
+    fn spawn(
+        self: &Arc<Self>,
+        record: ExecutionRecord,
+        definition: Definition,
+        history: Vec<Recorded>,
+        in_flight: InFlight,
+    ) {
         let id = record.id.clone();
-        let run = Arc::new(Run::new(record, definition, &history, self.services.clone()));
+        let run = Arc::new(Run::new(record, definition, &history, self.services.clone()).in_flight(in_flight));
         let (tx, rx) = watch::channel(false);
         let me = Arc::downgrade(self);
         let key = id.clone();
@@ -423,7 +429,10 @@ impl Workflows {
                 Ok(d) => {
                     tracing::info!(execution = %e.id, events = history.len(), "resuming an execution no process here ran");
                     resumed.push(e.id.clone());
-                    self.spawn(e, d, history);
+                    // Its task in flight ran elsewhere (a lost node) or its outcome went unrecorded: unknown,
+                    // so it fails as States.TaskFailed and follows its Retry and Catch, rather than running
+                    // again unseen.
+                    self.spawn(e, d, history, InFlight::Fail);
                 }
                 Err(problems) => {
                     tracing::error!(execution = %e.id, problems = problems.len(), "cannot resume: stored definition is invalid")
@@ -447,7 +456,7 @@ impl Workflows {
             match Definition::parse_str(&e.definition) {
                 Ok(d) => {
                     tracing::info!(execution = %e.id, events = history.len(), "resuming execution");
-                    self.spawn(e, d, history);
+                    self.spawn(e, d, history, InFlight::RunAgain);
                 }
                 Err(problems) => {
                     tracing::error!(execution = %e.id, problems = problems.len(), "cannot resume: stored definition is invalid")
