@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod gateway;
 pub mod hex;
+pub mod json;
 pub mod keepalive;
 pub mod layer;
 pub mod lifecycle;

@@ -181,7 +181,7 @@ impl Invoker {
         if body.len() > MAX_PAYLOAD_BYTES {
             return Err(InvokeFailure::PayloadTooLarge { size: body.len(), limit: MAX_PAYLOAD_BYTES });
         }
-        if body.iter().all(u8::is_ascii_whitespace) {
+        if stoke_core::json::is_blank(&body) {
             return Ok(Bytes::from_static(b"{}"));
         }
         serde_json::from_slice::<serde::de::IgnoredAny>(&body)

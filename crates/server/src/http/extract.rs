@@ -41,7 +41,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// optional bodies may be left out. An array is refused rather than read as the fields in order, which is
 /// what serde would make of it.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    let body = if stoke_core::json::is_blank(body) { b"{}".as_slice() } else { body };
     let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {

@@ -141,7 +141,7 @@ impl FromRequest<AppState> for Signed {
 
 impl Signed {
     pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> LambdaResult<T> {
-        let body = if self.body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &self.body[..] };
+        let body = if stoke_core::json::is_blank(&self.body) { &b"{}"[..] } else { &self.body[..] };
         serde_json::from_slice(body).map_err(|e| {
             LambdaError::new(
                 StatusCode::BAD_REQUEST,

@@ -224,7 +224,7 @@ pub async fn dispatch(State(s): State<AppState>, req: Signed) -> Result<Response
             format!("X-Amz-Target {target:?} is not a Step Functions operation (AWSStepFunctions.<Operation>)"),
         ));
     };
-    let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
+    let body: Value = if stoke_core::json::is_blank(&req.body) {
         json!({})
     } else {
         serde_json::from_slice(&req.body)
