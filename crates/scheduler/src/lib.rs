@@ -256,6 +256,9 @@ pub struct Settings {
     /// The node's cores (a lasting load of short invocations keeps at most this many instances of a function
     /// busy).
     pub cores: usize,
+    /// This node's name in a cluster: every metric carries it as the `node` label, so that a cluster's
+    /// nodes can be scraped into one place. `None` alone.
+    pub node: Option<String>,
 }
 
 /// Twice the node's cores, at least 4.
@@ -279,6 +282,7 @@ impl Default for Settings {
             generic: Vec::new(),
             zygotes: 0,
             cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            node: None,
         }
     }
 }
@@ -606,7 +610,7 @@ impl Scheduler {
             }
             depth.push((labels, q.depth() as i64));
         }
-        self.shared.metrics.encode(depth, states)
+        self.shared.metrics.encode(self.shared.settings.node.as_deref(), depth, states)
     }
 
     /// The node as a whole (every account's instances).

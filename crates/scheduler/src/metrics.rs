@@ -129,9 +129,15 @@ impl Metrics {
         self.evictions.get_or_create(&ReasonLabels { reason: why.as_str() }).get()
     }
 
-    /// The text exposition, with the gauges read now.
-    pub fn encode(&self, queue_depth: Vec<(FunctionLabels, i64)>, instances: Vec<(StateLabels, i64)>) -> String {
-        let mut registry = Registry::with_prefix("stoke");
+    /// The text exposition, with the gauges read now; every metric labelled `node` when `node` is given.
+    pub fn encode(
+        &self,
+        node: Option<&str>,
+        queue_depth: Vec<(FunctionLabels, i64)>,
+        instances: Vec<(StateLabels, i64)>,
+    ) -> String {
+        let labels = node.map(|n| (std::borrow::Cow::Borrowed("node"), std::borrow::Cow::Owned(n.to_string())));
+        let mut registry = Registry::with_prefix_and_labels("stoke", labels.into_iter());
         registry.register("invocations", "Invocations by outcome", self.invocations.clone());
         registry.register(
             "cold_starts",

@@ -342,6 +342,7 @@ impl Server {
             zygotes: config.zygotes,
             first_wave: config.first_wave,
             max_starting_per_function: config.max_starting.unwrap_or_else(stoke_scheduler::default_max_starting),
+            node: config.cluster.as_ref().map(|c| c.node_name.clone()),
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)

@@ -137,6 +137,14 @@ fn any_node_serves_what_another_wrote() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("node-3") && text.contains("live"), "{text}");
+    // Every node's metrics carry its name, so a cluster's nodes can be scraped into one place.
+    for (n, node) in c.nodes.iter().enumerate() {
+        let text = node.req(reqwest::Method::GET, "/metrics").send().unwrap().text().unwrap();
+        let label = format!("node=\"node-{}\"", n + 1);
+        assert!(text.contains(&format!("stoke_node_cold_starts_total{{{label}}}")), "{text}");
+        assert!(text.contains(&format!("stoke_etcd_requests_total{{{label},source=\"requests\"}}")), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
 }
 
 #[test]

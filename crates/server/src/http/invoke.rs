@@ -237,15 +237,21 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
     let mut body = s.invoker.scheduler().metrics();
     if let Some(c) = &s.cluster {
         use std::fmt::Write;
+        // OpenMetrics ends with `# EOF`: the node's own families go before it.
+        let eof = body.rfind("# EOF").unwrap_or(body.len());
+        body.truncate(eof);
         let etcd = c.store();
         let _ = write!(
             body,
             "# HELP stoke_etcd_requests Requests this node sent to etcd's key-value API: while serving calls, and \
              for background work (statistics flushes, the Event queue's poll, the reaper).\n# TYPE stoke_etcd_requests counter\n\
-             stoke_etcd_requests_total{{source=\"requests\"}} {}\nstoke_etcd_requests_total{{source=\"background\"}} {}\n",
+             stoke_etcd_requests_total{{node=\"{node}\",source=\"requests\"}} {}\n\
+             stoke_etcd_requests_total{{node=\"{node}\",source=\"background\"}} {}\n",
             etcd.requests(),
-            etcd.background_requests()
+            etcd.background_requests(),
+            node = c.name(),
         );
+        body.push_str("# EOF\n");
     }
     Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response())
