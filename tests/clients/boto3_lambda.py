@@ -210,10 +210,49 @@ def main():
     assert lam.list_layer_versions(LayerName="b3lib")["LayerVersions"] == []
     expect_error("ResourceNotFoundException", lam.get_layer_version, LayerName="b3lib", VersionNumber=1)
 
+    model_constraints(lam)
+
     lam.delete_alias(FunctionName="b3", Name="prod")
     lam.delete_function(FunctionName="b3")
     expect_error("ResourceNotFoundException", lam.get_function, FunctionName="b3")
     print("boto3: all checks passed")
+
+
+def model_constraints(lam):
+    """What Lambda's API model refuses before any business rule, and ARNs of other regions: the codes real
+    Lambda answers with (issue 28's list, checked against AWS's model and recorded responses)."""
+    account = os.environ["STOKE_ACCOUNT"]
+    code = {"ZipFile": zip_of(V2)}
+    role = "arn:aws:iam::123456789012:role/x"
+    expect_error("ValidationException", lam.create_function, FunctionName="b3v", Runtime="python3.12",
+                 Role="not-a-role", Handler="app.handler", Code=code)
+    for arch in (["x86_64", "arm64"], ["sparc"]):
+        expect_error("ValidationException", lam.create_function, FunctionName="b3v", Runtime="python3.12",
+                     Role=role, Handler="app.handler", Code=code, Architectures=arch)
+    expect_error("ValidationException", lam.update_function_code, FunctionName="b3", ZipFile=zip_of(V2),
+                 Architectures=["mips"])
+    expect_error("ResourceNotFoundException", lam.get_function, FunctionName="b3v")
+    expect_error("ValidationException", lam.create_alias, FunctionName="b3", Name="123", FunctionVersion="1")
+    expect_error("ValidationException", lam.invoke, FunctionName="arn:aws:lambda:us-east-1:x:function")
+    expect_error("ValidationException", lam.list_layers, CompatibleRuntime="cobol85")
+    assert lam.list_layers(CompatibleRuntime="python3.12")["Layers"] is not None
+    # Another region's ARN names nothing here.
+    e = expect_error("ResourceNotFoundException", lam.get_function,
+                     FunctionName="arn:aws:lambda:eu-west-1:%s:function:b3" % account)
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    expect_error("ResourceNotFoundException", lam.get_layer_version,
+                 LayerName="arn:aws:lambda:eu-west-1:%s:layer:b3lib" % account, VersionNumber=1)
+    # A qualified ARN with the same Qualifier is one reference.
+    here = "arn:aws:lambda:us-east-1:%s:function:b3:prod" % account
+    assert lam.get_function(FunctionName=here, Qualifier="prod")["Configuration"]["FunctionName"] == "b3"
+    expect_error("InvalidParameterValueException", lam.get_function, FunctionName=here, Qualifier="1")
+    # An archive over the upload limit (50 MB here) is RequestEntityTooLargeException, as on Lambda.
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w") as z:
+        z.writestr("pad.bin", os.urandom(51 * 1024 * 1024), compress_type=zipfile.ZIP_STORED)
+    e = expect_error("RequestEntityTooLargeException", lam.update_function_code, FunctionName="b3",
+                     ZipFile=big.getvalue())
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
 if __name__ == "__main__":

@@ -26,11 +26,22 @@ pub struct Class {
     pub lambda_kind: Option<ErrorKind>,
     /// Lambda's own wording, where clients match on it.
     pub lambda_message: Option<String>,
+    /// Lambda's exception name where it is not the one its kind names (an archive over the upload limit is
+    /// `RequestEntityTooLargeException`, an invoke payload `RequestTooLargeException`).
+    pub lambda_code: Option<&'static str>,
 }
 
 impl Class {
     pub fn new(kind: ErrorKind, code: &'static str) -> Class {
-        Class { kind, code, field: None, retry_after_s: None, lambda_kind: None, lambda_message: None }
+        Class {
+            kind,
+            code,
+            field: None,
+            retry_after_s: None,
+            lambda_kind: None,
+            lambda_message: None,
+            lambda_code: None,
+        }
     }
 
     fn field(mut self, field: impl Into<String>) -> Class {
@@ -80,7 +91,10 @@ pub trait Classified: std::fmt::Display {
 impl Classified for ArchiveError {
     fn class(&self) -> Class {
         match self {
-            ArchiveError::TooLarge { .. } => Class::new(ErrorKind::TooLarge, "archive_too_large").field("code"),
+            ArchiveError::TooLarge { .. } => Class {
+                lambda_code: Some("RequestEntityTooLargeException"),
+                ..Class::new(ErrorKind::TooLarge, "archive_too_large").field("code")
+            },
             ArchiveError::UnpackedTooLarge { .. } => Class {
                 lambda_kind: Some(ErrorKind::Invalid),
                 ..Class::new(ErrorKind::TooLarge, "archive_too_large").field("code")

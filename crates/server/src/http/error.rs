@@ -34,13 +34,16 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds to wait before retrying (sent as `Retry-After`).
     pub retry_after: Option<u64>,
+    /// The Lambda API's exception for this error where its status alone does not name it (an archive over
+    /// the upload limit); not sent by the native API.
+    pub lambda_code: Option<&'static str>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, retry_after: None }
+        Self { status, code, message: message.into(), field: None, retry_after: None, lambda_code: None }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -89,6 +92,7 @@ impl<E: Classified> From<E> for ApiError {
             message: crate::error::message(&class, &e),
             field: class.field,
             retry_after: class.retry_after_s,
+            lambda_code: class.lambda_code,
         }
     }
 }

@@ -43,6 +43,71 @@ impl LambdaError {
     pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message)
     }
+
+    /// A request that breaks a constraint of Lambda's API model (a name's pattern, an enum, a length): AWS
+    /// answers these with `ValidationException` before any business rule.
+    pub(super) fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationException", message)
+    }
+}
+
+/// The region an ARN names, when `name` is one (`arn:<partition>:lambda:<region>:…`).
+fn arn_region(name: &str) -> Option<&str> {
+    let mut parts = name.strip_prefix("arn:")?.splitn(4, ':');
+    let (_partition, service, region) = (parts.next()?, parts.next()?, parts.next()?);
+    (service == "lambda").then_some(region)
+}
+
+/// A function or layer named by an ARN of another region does not exist here, as on AWS: 404 before
+/// anything else reads the request.
+pub(super) async fn other_regions_are_not_found(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let named = ["/functions/", "/layers/"]
+        .iter()
+        .find_map(|p| path.find(p).map(|at| &path[at + p.len()..]))
+        .and_then(|rest| rest.split('/').next())
+        .map(stoke_core::percent::decode_str);
+    if let Some(region) = named.as_deref().and_then(arn_region) {
+        if region != s.region {
+            let name = named.clone().unwrap_or_default();
+            return LambdaError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                format!("Function not found: {name} (this server's region is {})", s.region),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// An IAM role's ARN, as Lambda's `Role` pattern takes it: `arn:<partition>:iam::<12 digits>:role/<path and name>`.
+fn is_role_arn(role: &str) -> bool {
+    let Some(rest) = role.strip_prefix("arn:") else { return false };
+    let Some((partition, rest)) = rest.split_once(':') else { return false };
+    let Some(rest) = rest.strip_prefix("iam::") else { return false };
+    let Some((account, name)) = rest.split_once(":role/") else { return false };
+    partition.starts_with("aws")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_/".contains(&b))
+}
+
+/// `Architectures`: one of `x86_64` or `arm64`, as Lambda's model allows.
+fn check_architectures(architectures: Option<&[String]>) -> LambdaResult<()> {
+    match architectures {
+        None => Ok(()),
+        Some([one]) if one == "x86_64" || one == "arm64" => Ok(()),
+        Some(other) => Err(LambdaError::validation(format!(
+            "1 validation error detected: Value {other:?} at 'architectures' failed to satisfy constraint: Member \
+             must have length less than or equal to 1, and each member must be x86_64 or arm64"
+        ))),
+    }
 }
 
 impl IntoResponse for LambdaError {
@@ -64,6 +129,7 @@ impl<E: Classified> From<E> for LambdaError {
     fn from(e: E) -> Self {
         let class = e.class();
         let (status, kind) = class.for_lambda().lambda();
+        let kind = class.lambda_code.unwrap_or(kind);
         Self {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             kind,
@@ -75,7 +141,7 @@ impl<E: Classified> From<E> for LambdaError {
 
 impl From<super::error::ApiError> for LambdaError {
     fn from(e: super::error::ApiError) -> Self {
-        let (_, kind) = ErrorKind::from_status(e.status.as_u16()).lambda();
+        let kind = e.lambda_code.unwrap_or_else(|| ErrorKind::from_status(e.status.as_u16()).lambda().1);
         Self { status: e.status, kind, message: e.message, retry_after: e.retry_after }
     }
 }
@@ -152,7 +218,7 @@ impl Signed {
     }
 }
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/functions", get(list_functions).post(create_function))
         .route("/functions/", get(list_functions).post(create_function))
@@ -163,6 +229,7 @@ pub fn routes() -> Router<AppState> {
         .route("/functions/{name}/aliases", get(list_aliases).post(create_alias))
         .route("/functions/{name}/aliases/{alias}", get(get_alias).put(update_alias).delete(delete_alias))
         .route("/functions/{name}/invocations", post(invoke))
+        .layer(axum::middleware::from_fn_with_state(state, other_regions_are_not_found))
 }
 
 /// Lambda's base64 `CodeSha256` as stoke's hex; what is not base64 stays as it is (and matches nothing).
@@ -268,10 +335,19 @@ struct ConfigIn {
     description: Option<String>,
     layers: Option<Vec<String>>,
     package_type: Option<String>,
+    architectures: Option<Vec<String>>,
+    role: Option<String>,
 }
 
 impl ConfigIn {
     fn into_patch(self) -> LambdaResult<ConfigPatch> {
+        check_architectures(self.architectures.as_deref())?;
+        if let Some(role) = self.role.as_deref().filter(|r| !is_role_arn(r)) {
+            return Err(LambdaError::validation(format!(
+                "1 validation error detected: Value '{role}' at 'role' failed to satisfy constraint: Member must \
+                 satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\\d{{12}}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"
+            )));
+        }
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
             return Err(LambdaError::invalid("PackageType Image is not supported: upload a zip (Code.ZipFile)"));
         }
@@ -365,18 +441,18 @@ async fn list_functions(State(s): State<AppState>, uri: axum::http::Uri, req: Si
 }
 
 /// `name` plus the `Qualifier` query parameter, as one reference.
+/// A name or ARN that does not parse breaks the `FunctionName` pattern: `ValidationException`, as on AWS. A
+/// qualified name with the same `Qualifier` is the same reference; a different one is refused.
 fn reference(name: &str, qualifier: Option<&str>) -> LambdaResult<String> {
-    match qualifier {
-        None | Some("") => Ok(name.to_string()),
-        Some(q) => {
-            let already = stoke_core::FunctionRef::parse(name).map_err(|e| LambdaError::invalid(e.0))?.qualifier;
-            if let Some(existing) = already {
-                return Err(LambdaError::invalid(format!(
-                    "{name} is already qualified with {existing}; drop the Qualifier parameter {q}"
-                )));
-            }
-            Ok(format!("{name}:{q}"))
-        }
+    let already = stoke_core::FunctionRef::parse(name).map_err(|e| LambdaError::validation(e.0))?.qualifier;
+    match (qualifier, already) {
+        (None | Some(""), _) => Ok(name.to_string()),
+        (Some(q), Some(existing)) if existing.to_string() == q => Ok(name.to_string()),
+        (Some(q), Some(existing)) => Err(LambdaError::invalid(format!(
+            "The derived qualifier from the function name does not match the specified qualifier: {name} is \
+             qualified with {existing}, the Qualifier parameter is {q}"
+        ))),
+        (Some(q), None) => Ok(format!("{name}:{q}")),
     }
 }
 
@@ -438,10 +514,12 @@ async fn update_configuration(
 struct UpdateCodeIn {
     zip_file: Option<String>,
     publish: Option<bool>,
+    architectures: Option<Vec<String>>,
 }
 
 async fn update_code(State(s): State<AppState>, Path(name): Path<String>, req: Signed) -> LambdaResult<Json<Value>> {
     let input: UpdateCodeIn = req.json()?;
+    check_architectures(input.architectures.as_deref())?;
     let code = zip_bytes(input.zip_file.as_deref(), "ZipFile")?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
@@ -562,6 +640,12 @@ async fn create_alias(
 ) -> LambdaResult<(StatusCode, Json<Value>)> {
     let input: AliasIn = req.json()?;
     let alias = input.name.ok_or_else(|| LambdaError::invalid("Name is required"))?;
+    if !alias.is_empty() && alias.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(LambdaError::validation(format!(
+            "1 validation error detected: Value '{alias}' at 'name' failed to satisfy constraint: Member must \
+             satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+) (a name of digits only would read as a version)"
+        )));
+    }
     let version = input.function_version.ok_or_else(|| LambdaError::invalid("FunctionVersion is required"))?;
     let routing = routing(version, input.routing_config)?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
@@ -711,7 +795,7 @@ async fn invoke(
 
 #[cfg(test)]
 mod tests {
-    use super::{alias_revision, reference};
+    use super::{alias_revision, arn_region, check_architectures, is_role_arn, reference};
 
     #[test]
     fn an_alias_revision_id_reads_back_as_the_revision_it_was_made_from() {
@@ -731,5 +815,35 @@ mod tests {
         assert_eq!(reference(arn, Some("prod")).unwrap(), format!("{arn}:prod"));
         assert!(reference("f:1", Some("prod")).is_err());
         assert!(reference(&format!("{arn}:1"), Some("prod")).is_err());
+        // The same qualifier twice is one reference, as on AWS.
+        assert_eq!(reference(&format!("{arn}:prod"), Some("prod")).unwrap(), format!("{arn}:prod"));
+        assert_eq!(reference("f:$LATEST", Some("$LATEST")).unwrap(), "f:$LATEST");
+        // A name that breaks FunctionName's pattern is a ValidationException.
+        assert_eq!(reference("arn:aws:lambda:us-east-1:x:function", None).unwrap_err().kind, "ValidationException");
+    }
+
+    #[test]
+    fn model_constraints_are_validation_exceptions() {
+        for good in ["arn:aws:iam::123456789012:role/x", "arn:aws-cn:iam::123456789012:role/path/my-role_1"] {
+            assert!(is_role_arn(good), "{good}");
+        }
+        for bad in [
+            "",
+            "role",
+            "arn:aws:iam::123:role/x",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:iam::123456789012:role/",
+        ] {
+            assert!(!is_role_arn(bad), "{bad}");
+        }
+        assert!(check_architectures(None).is_ok());
+        assert!(check_architectures(Some(&["arm64".to_string()])).is_ok());
+        for bad in [vec!["x86_64".to_string(), "arm64".to_string()], vec!["sparc".to_string()], vec![]] {
+            assert_eq!(check_architectures(Some(&bad)).unwrap_err().kind, "ValidationException", "{bad:?}");
+        }
+        assert_eq!(arn_region("arn:aws:lambda:eu-west-1:123456789012:function:f"), Some("eu-west-1"));
+        assert_eq!(arn_region("arn:aws:lambda:eu-west-1:123456789012:layer:l:1"), Some("eu-west-1"));
+        assert_eq!(arn_region("f"), None);
+        assert_eq!(arn_region("arn:aws:iam::1:role/x"), None);
     }
 }

@@ -16,12 +16,13 @@ use super::lambda::{sha_base64, zip_bytes, LambdaError, LambdaResult, Signed};
 use super::{blocking, AppState};
 use crate::registry::{layer_view_arn, RegistryError};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/layers", get(list_layers))
         .route("/layers/", get(list_layers))
         .route("/layers/{name}/versions", get(list_versions).post(publish))
         .route("/layers/{name}/versions/{version}", get(get_version).delete(delete_version))
+        .layer(axum::middleware::from_fn_with_state(state, super::lambda::other_regions_are_not_found))
 }
 
 /// Lambda's `GetLayerVersion` shape.
@@ -102,11 +103,29 @@ async fn publish(
     Ok((StatusCode::CREATED, Json(version_view(&layer, &region))))
 }
 
-async fn list_layers(State(s): State<AppState>, req: Signed) -> LambdaResult<Json<Value>> {
+async fn list_layers(State(s): State<AppState>, uri: axum::http::Uri, req: Signed) -> LambdaResult<Json<Value>> {
+    // `CompatibleRuntime` filters, and must be a runtime Lambda knows (ValidationException otherwise).
+    let runtime = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == "CompatibleRuntime")
+        .map(|(_, v)| stoke_core::percent::decode_str(v));
+    if let Some(r) = &runtime {
+        stoke_core::Runtime::parse(r).map_err(|e| {
+            LambdaError::validation(format!(
+                "1 validation error detected: Value '{r}' at 'compatibleRuntime' failed to satisfy constraint: \
+                 Member must satisfy enum value set: {}",
+                e.message
+            ))
+        })?;
+    }
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let layers = blocking(move || Ok(registry.list_layers(&account)?)).await?;
     let items: Vec<Value> = layers
         .iter()
+        .filter(|l| runtime.as_ref().is_none_or(|r| l.compatible_runtimes.iter().any(|c| c == r)))
         .map(|l| {
             json!({
                 "LayerName": l.name.as_str(),

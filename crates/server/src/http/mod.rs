@@ -118,8 +118,8 @@ pub fn app(state: AppState) -> Router {
             // Image tarballs travel here too: up to the unpacked size an image may have.
             get(cluster::get_blob).put(cluster::put_blob).layer(DefaultBodyLimit::max(blob_limit)),
         )
-        .nest("/2015-03-31", lambda::routes())
-        .nest("/2018-10-31", lambda_layers::routes())
+        .nest("/2015-03-31", lambda::routes(state.clone()))
+        .nest("/2018-10-31", lambda_layers::routes(state.clone()))
         .route("/u/{id}", any(triggers::serve_url))
         .route("/u/{id}/", any(triggers::serve_url))
         .route("/u/{id}/{*path}", any(triggers::serve_url))
