@@ -147,7 +147,12 @@ impl Call {
             }
             Function::StringToJson => {
                 let s = string(&args[0], "the argument")?;
-                serde_json::from_str(&s).map_err(|e| format!("{name}: the string is not JSON: {e}"))?
+                // Step Functions reads an empty (or blank) string as null rather than failing.
+                if s.trim().is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&s).map_err(|e| format!("{name}: the string is not JSON: {e}"))?
+                }
             }
             Function::JsonToString => Value::String(args[0].to_string()),
             Function::Array => Value::Array(args),
@@ -455,6 +460,11 @@ impl Parser<'_> {
             return Ok(Arg::Path(DataPath::parse(token).map_err(|e| e.to_string())?));
         }
         match serde_json::from_str::<Value>(token) {
+            // `-0` is the number 0, as Step Functions reads it (JSON keeps a negative zero's sign).
+            Ok(Value::Number(n)) if n.as_f64() == Some(0.0) => {
+                let fraction = token.contains(['.', 'e', 'E']);
+                Ok(Arg::Literal(if fraction { json!(0.0) } else { json!(0) }))
+            }
             Ok(v @ (Value::Number(_) | Value::Null | Value::Bool(_))) => Ok(Arg::Literal(v)),
             _ => Err(format!("'{token}' is not an argument: use 'quoted text', a number, null, a path or a call")),
         }
@@ -469,6 +479,19 @@ mod tests {
         let mut entropy = SeededEntropy::new(7);
         let ctx = json!({"Execution": {"Id": "exec-1"}});
         Call::parse(text)?.eval(&mut Scope { input: &input, context: &ctx, entropy: &mut entropy })
+    }
+
+    /// Edge cases recorded against real Step Functions (issue 28): an empty string is JSON `null` to
+    /// `States.StringToJson`, and a literal `-0` is the number 0.
+    #[test]
+    fn edges_match_what_step_functions_answers() {
+        assert_eq!(eval("States.StringToJson('')", json!({})), Ok(Value::Null));
+        assert_eq!(eval("States.StringToJson($.s)", json!({"s": "  "})), Ok(Value::Null));
+        assert!(eval("States.StringToJson('{')", json!({})).is_err());
+        let zero = eval("States.Array(-0)", json!({})).unwrap();
+        assert_eq!(zero.to_string(), "[0]");
+        assert_eq!(eval("States.MathAdd(-0, 2)", json!({})), Ok(json!(2)));
+        assert_eq!(eval("States.JsonToString(States.Array(-0))", json!({})), Ok(json!("[0]")));
     }
 
     #[test]
