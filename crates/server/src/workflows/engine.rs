@@ -342,14 +342,12 @@ impl Run {
             }
             Err(Stop::Failed(f)) => {
                 record.status = ExecutionStatus::Failed;
-                record.error = Some(f.error.clone());
-                record.cause = Some(f.cause.clone());
-                self.push(
-                    HistoryEvent::ExecutionFailed(ErrorCause { error: Some(f.error), cause: Some(f.cause) }),
-                    "",
-                    0,
-                    0,
-                );
+                // A Fail state without Error or Cause leaves them out, as Step Functions does.
+                let present = |s: String| (!s.is_empty()).then_some(s);
+                record.error = present(f.error);
+                record.cause = present(f.cause);
+                let why = ErrorCause { error: record.error.clone(), cause: record.cause.clone() };
+                self.push(HistoryEvent::ExecutionFailed(why), "", 0, 0);
             }
             Err(Stop::TimedOut) => {
                 record.status = ExecutionStatus::TimedOut;
