@@ -314,24 +314,20 @@ impl Invoker {
         // The outcome must be recorded, or the event stays claimed and is never run again (a full disk, an
         // unreachable store): keep trying until it is.
         let event = Arc::new(event);
-        let mut told = false;
-        loop {
+        for attempt in 0u64.. {
             let (registry, record) = (self.registry.clone(), event.clone());
-            match tokio::task::spawn_blocking(move || registry.update_event(&record)).await {
-                Ok(Ok(())) => break,
+            let error = match tokio::task::spawn_blocking(move || registry.update_event(&record)).await {
+                Ok(Ok(())) => return,
                 Ok(Err(e)) if !e.is_transient() => {
                     tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome");
-                    break;
+                    return;
                 }
-                Ok(Err(e)) if !told => {
-                    tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome; retrying")
-                }
-                Err(e) if !told => {
-                    tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome; retrying")
-                }
-                _ => {}
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if attempt == 0 {
+                tracing::error!(event = %event.id, %error, "cannot record an event invocation's outcome; retrying");
             }
-            told = true;
             tokio::time::sleep(stoke_core::event::PLATFORM_RETRY).await;
         }
     }

@@ -66,18 +66,16 @@ pub(super) async fn other_regions_are_not_found(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    let named = ["/functions/", "/layers/"]
-        .iter()
-        .find_map(|p| path.find(p).map(|at| &path[at + p.len()..]))
-        .and_then(|rest| rest.split('/').next())
-        .map(stoke_core::percent::decode_str);
-    if let Some(region) = named.as_deref().and_then(arn_region) {
-        if region != s.region {
-            let name = named.clone().unwrap_or_default();
+    let named = [("/functions/", "Function"), ("/layers/", "Layer")].iter().find_map(|(prefix, what)| {
+        let rest = &path[path.find(prefix)? + prefix.len()..];
+        Some((*what, stoke_core::percent::decode_str(rest.split('/').next()?)))
+    });
+    if let Some((what, name)) = named {
+        if arn_region(&name).is_some_and(|region| region != s.region) {
             return LambdaError::new(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",
-                format!("Function not found: {name} (this server's region is {})", s.region),
+                format!("{what} not found: {name} (this server's region is {})", s.region),
             )
             .into_response();
         }

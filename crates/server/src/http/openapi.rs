@@ -69,15 +69,8 @@ impl Modify for CommonErrors {
                 .build()
         };
         for item in doc.paths.paths.values_mut() {
-            let ops = [
-                (&mut item.get, false),
-                (&mut item.put, true),
-                (&mut item.post, true),
-                (&mut item.delete, true),
-                (&mut item.patch, true),
-                (&mut item.head, false),
-            ];
-            for (op, writes) in ops.into_iter().filter_map(|(op, writes)| Some((op.as_mut()?, writes))) {
+            for (method, op) in methods_mut(item) {
+                let writes = matches!(method, "put" | "post" | "delete" | "patch");
                 let params = op.parameters.as_deref().unwrap_or_default();
                 let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
                 let responses = &mut op.responses.responses;
@@ -214,20 +207,25 @@ fn set_enum(schema: &mut Object, values: &[Value]) {
     schema.enum_values = Some(values);
 }
 
-/// The operations of a path, whatever their methods.
-fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+/// The operations of a path, with their methods.
+fn methods_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.patch,
-        &mut item.head,
-        &mut item.options,
-        &mut item.trace,
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("head", &mut item.head),
+        ("options", &mut item.options),
+        ("trace", &mut item.trace),
     ]
     .into_iter()
-    .filter_map(Option::as_mut)
+    .filter_map(|(method, op)| Some((method, op.as_mut()?)))
+}
+
+/// The operations of a path, whatever their methods.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    methods_mut(item).map(|(_, op)| op)
 }
 
 /// `CreateFunctionRequest` flattens the configuration beside `name` and `code_base64`; generated as an
