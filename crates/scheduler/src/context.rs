@@ -173,7 +173,7 @@ impl InstanceCtx {
             m.init_duration.get_or_create(&labels).observe(init / 1000.0);
         }
         let log = if cur.want_log { self.queue.logs.of_request(&cur.id) } else { Vec::new() };
-        let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log });
+        let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log, node: None });
     }
 }
 

@@ -121,6 +121,27 @@ pub struct InvokeRequest {
     pub execution: Option<Arc<str>>,
     /// The execution has a workflow scratch directory the function may ask for.
     pub scratch: bool,
+    /// Told when an instance takes the invocation (a node that forwarded it to another tells its caller
+    /// so: an invocation lost with that node before it started may run elsewhere, one lost after may not).
+    pub started: Option<StartSignal>,
+}
+
+/// Fired once, when an instance takes an invocation.
+#[derive(Debug, Clone)]
+pub struct StartSignal(Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>);
+
+impl StartSignal {
+    /// A signal and what hears it.
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
+    }
+
+    pub(crate) fn fire(&self) {
+        if let Some(tx) = stoke_core::sync::lock(&self.0).take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// How an invocation ended.
@@ -133,7 +154,7 @@ pub enum Outcome {
 }
 
 /// The fields of Lambda's `REPORT` line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub duration_ms: f64,
     pub billed_ms: u64,
@@ -162,6 +183,8 @@ pub struct InvokeResult {
     pub report: Report,
     /// The invocation's log lines (START … REPORT), newest last, when asked for.
     pub log: Vec<String>,
+    /// The node it ran on, when another node than the one asked ran it (a cluster's queue owner).
+    pub node: Option<String>,
 }
 
 /// Told of every instance initialisation and every invocation's run time (the planner's statistics).
@@ -217,6 +240,10 @@ pub enum InvokeError {
     /// The node's disk is full: the function's code could not be unpacked. Retry once space is freed.
     #[error("{0}")]
     NoSpace(String),
+    /// The node running it (its queue's owner in a cluster) was lost after the invocation started: whether
+    /// it finished is unknown, so it is not run again silently. The caller may retry.
+    #[error("{0}")]
+    NodeLost(String),
 }
 
 /// Tunables of the scheduler.

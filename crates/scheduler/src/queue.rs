@@ -679,7 +679,8 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
     if let (Some(r), Outcome::FunctionError { body, .. }) = (&inv.reservation, &outcome) {
         r.release(&format!("the prepared instance could not start: {}", String::from_utf8_lossy(body)));
     }
-    let _ = inv.responder.send(InvokeResult { request_id: inv.id.to_string(), outcome, report, log: vec![] });
+    let _ =
+        inv.responder.send(InvokeResult { request_id: inv.id.to_string(), outcome, report, log: vec![], node: None });
 }
 
 /// Adds an invocation: straight to an idle instance if one is waiting (the most recently idle: its caches

@@ -186,6 +186,9 @@ fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Response {
     let started = ctx.shared.clock.now();
     let seq = ctx.trace_seq.fetch_add(1, Ordering::Relaxed);
     let headers = invocation_headers(ctx, &inv, seq);
+    if let Some(started) = &inv.request.started {
+        started.fire();
+    }
     ctx.log(Some(inv.id.clone()), format!("START RequestId: {} Version: {}", inv.id, ctx.queue.target.version));
     let payload = inv.request.payload.clone();
     let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);

@@ -52,6 +52,9 @@ pub struct Cluster {
     membership: Membership,
     secret: String,
     blobs: Arc<Blobs>,
+    /// Forwards invocations to their queue's owner: pooled keep-alive connections, no overall timeout
+    /// (each request carries the invocation's own deadline).
+    invocations: reqwest::Client,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -68,8 +71,35 @@ impl Cluster {
         node: NodeRecord,
         blobs: Arc<Blobs>,
     ) -> Result<Self, StoreError> {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http1_only()
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(ca) = &config.ca_file {
+            for cert in certificates(ca).map_err(|e| StoreError::Refused(format!("--ca-file: {e}")))? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let invocations =
+            http.build().map_err(|e| StoreError::Unavailable(format!("cannot make the peer client: {e}")))?;
         let membership = store.join(&node, config.node_ttl)?;
-        Ok(Self { store, membership, secret: config.secret.clone(), blobs })
+        Ok(Self { store, membership, secret: config.secret.clone(), blobs, invocations })
+    }
+
+    /// The client invocations are forwarded to their queue's owner with.
+    pub fn invocations(&self) -> &reqwest::Client {
+        &self.invocations
+    }
+
+    /// This node's membership lease now: what it owns under it goes when the node does.
+    pub fn lease(&self) -> i64 {
+        self.membership.lease()
+    }
+
+    /// Where peers reach this node.
+    pub fn advertise(&self) -> String {
+        self.membership.record().advertise
     }
 
     pub fn store(&self) -> &Arc<EtcdStore> {

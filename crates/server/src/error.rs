@@ -149,6 +149,9 @@ impl Classified for InvokeFailure {
             }
             InvokeFailure::Scheduler(InvokeError::NoSpace(_)) => disk_full(),
             InvokeFailure::Scheduler(InvokeError::Platform(_)) => Class::new(K::Internal, "internal"),
+            InvokeFailure::Scheduler(InvokeError::NodeLost(_)) => {
+                Class { retry_after_s: Some(1), ..Class::new(K::Unavailable, "node_lost") }
+            }
         }
     }
 }

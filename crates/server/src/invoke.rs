@@ -43,7 +43,8 @@ impl InvokeFailure {
     /// progress): not the function's failure, and the same invocation may run later without change.
     pub fn platform_unavailable(&self) -> bool {
         match self {
-            InvokeFailure::Scheduler(InvokeError::NoSpace(_)) | InvokeFailure::StillUpdating(..) => true,
+            InvokeFailure::Scheduler(InvokeError::NoSpace(_) | InvokeError::NodeLost(_))
+            | InvokeFailure::StillUpdating(..) => true,
             InvokeFailure::Registry(e) => e.is_transient(),
             _ => false,
         }
@@ -64,6 +65,9 @@ struct Resolution {
 
 /// How long an invocation waits for an update to finish before giving up.
 const HOLD_LIMIT: Duration = Duration::from_secs(60);
+/// How long an invocation that did not start at its queue's owner (the owner was lost) keeps looking for
+/// the queue's next owner: longer than a lost node's lease, which is when its queues get new owners.
+const REROUTE_LIMIT: Duration = Duration::from_secs(30);
 const CACHE_LIMIT: usize = 10_000;
 
 pub struct Invoker {
@@ -74,6 +78,8 @@ pub struct Invoker {
     rng: AtomicU64,
     /// Woken when an Event invocation is queued.
     events_ready: Arc<tokio::sync::Notify>,
+    /// In a cluster: the function queues' owners, and forwarding to them.
+    queues: std::sync::OnceLock<Arc<crate::queues::Queues>>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -91,6 +97,7 @@ impl Invoker {
             cache: Mutex::new(HashMap::new()),
             rng: AtomicU64::new(0x2545_F491_4F6C_DD1D),
             events_ready: Arc::new(tokio::sync::Notify::new()),
+            queues: std::sync::OnceLock::new(),
         }
     }
 
@@ -337,11 +344,14 @@ impl Invoker {
     pub fn keep_warm(self: &Arc<Self>) {
         let invoker = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut seen = u64::MAX;
+            let mut seen = (u64::MAX, 0);
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let Some(invoker) = invoker.upgrade() else { return };
-                let generation = invoker.registry.generation();
+                // In a cluster, a version is kept warm by its queue's owner; when an owner is lost, another
+                // node takes the queue, and its instances, over.
+                let owners = invoker.queues().map_or(0, |q| q.changes());
+                let generation = (invoker.registry.generation(), owners);
                 if generation == seen {
                     continue;
                 }
@@ -360,7 +370,22 @@ impl Invoker {
                     };
                 for (account, reference) in targets {
                     match invoker.resolve(&account, &reference).await {
-                        Ok(r) if r.state.admission() == Admission::Accept => invoker.scheduler.keep_warm(&r.primary),
+                        Ok(r) if r.state.admission() == Admission::Accept => {
+                            let here = match invoker.queues() {
+                                None => true,
+                                Some(q) => match q.route(&r.primary).await {
+                                    Ok(route) => route == crate::queues::Route::Local,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, reference, "cannot tell which node keeps it warm");
+                                        seen.0 = u64::MAX; // look again
+                                        false
+                                    }
+                                },
+                            };
+                            if here {
+                                invoker.scheduler.keep_warm(&r.primary);
+                            }
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, reference, "cannot keep function warm"),
                     }
@@ -386,18 +411,97 @@ impl Invoker {
         (r.state.admission() == Admission::Accept).then(|| r.primary.clone())
     }
 
-    /// Runs an invocation of `reference` for `caller`; returns the result and the version that ran.
+    /// Runs an invocation of `reference` for `caller`; returns the result and the version that ran. In a
+    /// cluster it runs from the version's one queue: here if this node owns it, else at its owner.
     pub async fn invoke(
         &self,
         caller: &AccountId,
         reference: &str,
         req: InvokeRequest,
     ) -> Result<(InvokeResult, String), InvokeFailure> {
+        let resolution = self.admit(caller, reference).await?;
+        let target = match &resolution.secondary {
+            Some((extra, weight)) if self.sample() < *weight => extra,
+            _ => &resolution.primary,
+        };
+        // A workflow's steps run where its execution runs, with the instances it prepared there.
+        if let (Some(queues), None) = (self.queues.get(), &req.execution) {
+            if let Some(result) = self.forward(queues, target, reference, &req).await? {
+                return Ok((result, target.version.clone()));
+            }
+        }
+        let result = self.scheduler.invoke(target, req).await?;
+        Ok((result, target.version.clone()))
+    }
+
+    /// Sends an invocation of `target` to its queue's owner when that is another node, and returns what it
+    /// came to; `None` when this node owns the queue. An invocation the owner was lost with before it
+    /// started goes to the queue's next owner (this node, perhaps); one lost after it started fails with
+    /// [`InvokeError::NodeLost`].
+    async fn forward(
+        &self,
+        queues: &crate::queues::Queues,
+        target: &Arc<InvokeTarget>,
+        reference: &str,
+        req: &InvokeRequest,
+    ) -> Result<Option<InvokeResult>, InvokeFailure> {
+        use crate::queues::{Forwarded, Route};
+        let give_up = Instant::now() + REROUTE_LIMIT;
+        loop {
+            let owner = match queues.route(target).await.map_err(RegistryError::Store)? {
+                Route::Local => return Ok(None),
+                Route::Remote(owner) => owner,
+            };
+            match queues.forward(&owner, target, reference, req).await {
+                Forwarded::Done(result) => return Ok(Some((*result)?)),
+                Forwarded::NotStarted(why) => {
+                    if Instant::now() >= give_up {
+                        return Err(InvokeFailure::Scheduler(InvokeError::NodeLost(format!(
+                            "the queue of {}:{} had no reachable owner for {} s ({why}); it did not run: retry it",
+                            target.function,
+                            target.version,
+                            REROUTE_LIMIT.as_secs()
+                        ))));
+                    }
+                    tracing::debug!(%why, "a forwarded invocation did not start; sending it to the queue's next owner");
+                    let name = crate::queues::queue_name(target);
+                    queues.until_replaced(&name, &owner, Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs an invocation another node forwarded here because this node owns the queue of `version` (the
+    /// version the forwarding node picked when it resolved `reference`). It runs here, whatever this node
+    /// thinks of the queue's owner now: an invocation is forwarded once.
+    pub async fn invoke_as_owner(
+        &self,
+        caller: &AccountId,
+        reference: &str,
+        version: &str,
+        req: InvokeRequest,
+    ) -> Result<InvokeResult, InvokeFailure> {
+        let resolution = self.admit(caller, reference).await?;
+        let picked = std::iter::once(&resolution.primary)
+            .chain(resolution.secondary.as_ref().map(|(t, _)| t))
+            .find(|t| t.version == version)
+            .cloned();
+        let target = match picked {
+            Some(t) => t,
+            // The alias moved on meanwhile: run the version the caller's node picked.
+            None => self.admit(caller, &format!("{}:{version}", resolution.name)).await?.primary.clone(),
+        };
+        Ok(self.scheduler.invoke(&target, req).await?)
+    }
+
+    /// Resolves `reference` and applies its function's lifecycle: waits while an update is in progress,
+    /// refuses a blocked or retired function.
+    async fn admit(&self, caller: &AccountId, reference: &str) -> Result<Arc<Resolution>, InvokeFailure> {
         let started = Instant::now();
-        let resolution = loop {
+        loop {
             let r = self.resolve(caller, reference).await?;
             match r.state.admission() {
-                Admission::Accept => break r,
+                Admission::Accept => return Ok(r),
                 Admission::Refuse if r.state == LifecycleState::Retired => {
                     return Err(InvokeFailure::Retired(r.name.to_string()))
                 }
@@ -409,13 +513,17 @@ impl Invoker {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-        };
-        let target = match &resolution.secondary {
-            Some((extra, weight)) if self.sample() < *weight => extra,
-            _ => &resolution.primary,
-        };
-        let result = self.scheduler.invoke(target, req).await?;
-        Ok((result, target.version.clone()))
+        }
+    }
+
+    /// Routes invocations through the cluster's queues (a cluster node, once it has joined).
+    pub fn route_through(&self, queues: Arc<crate::queues::Queues>) {
+        let _ = self.queues.set(queues);
+    }
+
+    /// The cluster's queues, on a cluster node.
+    pub fn queues(&self) -> Option<&Arc<crate::queues::Queues>> {
+        self.queues.get()
     }
 }
 

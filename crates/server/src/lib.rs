@@ -11,6 +11,7 @@ pub mod http;
 pub use stoke_scheduler::runtimes::GenericKind;
 pub mod invoke;
 pub mod node;
+pub mod queues;
 pub mod registry;
 pub mod sigv4;
 pub mod stats;
@@ -426,6 +427,7 @@ impl Server {
                     sandbox: kind.to_string(),
                     instances: 0,
                     etcd_requests: etcd.requests(),
+                    queues: 0,
                     started_ms: registry::now_ms(),
                     heartbeat_ms: registry::now_ms(),
                 };
@@ -438,8 +440,9 @@ impl Server {
                         other => StartError::Cluster(other.to_string()),
                     })?;
                 let joined = Arc::new(joined);
+                invoker.route_through(queues::Queues::start(joined.clone()));
                 watch_cluster(&joined, &registry, &accounts, &invoker);
-                report_load(&joined, invoker.scheduler().clone());
+                report_load(&joined, &invoker);
                 collect_blobs(&joined, store.clone());
                 take_over_lost_work(&joined, &workflows, &invoker);
                 Some(joined)
@@ -644,15 +647,19 @@ fn collect_blobs(cluster: &Arc<cluster::Cluster>, store: Arc<dyn Store>) {
     });
 }
 
-/// Keeps what this node's heartbeat reports of its load (live instances) current.
-fn report_load(cluster: &Arc<cluster::Cluster>, scheduler: stoke_scheduler::Scheduler) {
-    let cluster = Arc::downgrade(cluster);
+/// Keeps what this node's heartbeat reports of its load (live instances, queues owned) current.
+fn report_load(cluster: &Arc<cluster::Cluster>, invoker: &Arc<invoke::Invoker>) {
+    let (cluster, invoker) = (Arc::downgrade(cluster), Arc::downgrade(invoker));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let Some(c) = cluster.upgrade() else { return };
-            let instances = u64::try_from(scheduler.node_status().instances).unwrap_or(u64::MAX);
-            c.report(|n| n.instances = instances);
+            let (Some(c), Some(i)) = (cluster.upgrade(), invoker.upgrade()) else { return };
+            let instances = u64::try_from(i.scheduler().node_status().instances).unwrap_or(u64::MAX);
+            let queues = i.queues().map_or(0, |q| u64::try_from(q.owned_here()).unwrap_or(u64::MAX));
+            c.report(|n| {
+                n.instances = instances;
+                n.queues = queues;
+            });
         }
     });
 }

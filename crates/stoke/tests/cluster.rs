@@ -106,14 +106,20 @@ fn any_node_serves_what_another_wrote() {
     let (key, _) = b.new_account("team");
     let (status, who) = cc.call(cc.req_as(&key, Method::GET, "/v1/account"));
     assert_eq!((status, &who["name"]), (200, &json!("team")), "{who}");
-    // Any node lists every node's instances, each with its node: echo ran on node-2 (invoke), node-1 (the
-    // alias) and node-3 (the function URL).
+    // Any node lists every node's instances, each with its node. Each version has one queue in the cluster,
+    // owned by the first node that ran it: $LATEST's is node-2's (invoked there first; the function URL
+    // through node-3 ran there too), version 1's is node-1's (the alias, through node-1).
     let (status, list) = cc.get("/v1/instances?function=echo");
     assert_eq!(status, 200, "{list}");
-    let mut on: Vec<&str> = list["instances"].as_array().unwrap().iter().filter_map(|i| i["node"].as_str()).collect();
+    let mut on: Vec<(&str, &str)> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| Some((i["version"].as_str()?, i["node"].as_str()?)))
+        .collect();
     on.sort_unstable();
     on.dedup();
-    assert_eq!(on, ["node-1", "node-2", "node-3"], "{list}");
+    assert_eq!(on, [("$LATEST", "node-2"), ("1", "node-1")], "{list}");
     let out = c.nodes[2]
         .cli()
         .args(["--endpoint", &c.nodes[2].url, "--api-key", &c.nodes[0].api_key, "instances", "echo"])
@@ -277,6 +283,23 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
             .header("x-stoke-cluster-secret", &secret),
     );
     assert_eq!(status, 400);
+    // Forwarded invocations: only from peers, and one missing what it needs is refused, naming it.
+    let (status, _) = node.call(node.http_plain(Method::POST, "/internal/v1/invoke").body("{}"));
+    assert_eq!(status, 401, "forwarded invocations need the secret too");
+    let (status, body) = node.call(
+        node.http_plain(Method::POST, "/internal/v1/invoke")
+            .header("x-stoke-cluster-secret", &secret)
+            .header("x-stoke-account", "000000000001")
+            .body("{}"),
+    );
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-reference")), "{body}");
+    let (status, body) = node.call(
+        node.http_plain(Method::POST, "/internal/v1/invoke")
+            .header("x-stoke-cluster-secret", &secret)
+            .header("x-stoke-account", "not-an-account")
+            .body("{}"),
+    );
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-account")), "{body}");
     // A non-admin account may not list the nodes.
     let (key, _) = node.new_account("plain");
     let (status, _) = node.call(node.req_as(&key, Method::GET, "/v1/nodes"));
@@ -552,4 +575,204 @@ fn stopping_an_execution_through_another_node_fences_off_the_node_running_it() {
     let (_, history) = a.get(&format!("/v1/executions/{id}/history"));
     let kinds: Vec<&str> = history["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(kinds.last(), Some(&"ExecutionAborted"), "{kinds:?}");
+}
+
+/// One sync invocation of the load in [`a_version_has_one_queue_in_the_cluster_and_losing_its_owner_loses_no_accepted_work`].
+#[derive(Debug)]
+struct Call {
+    id: String,
+    status: u16,
+    code: String,
+    node: Option<String>,
+    at: Instant,
+}
+
+/// Invokes `function` through `url` until `stop`, each call under a fresh id, and returns every call.
+fn sync_load(
+    url: &str,
+    key: &str,
+    function: &str,
+    dir: &std::path::Path,
+    tag: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<Call> {
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(90)).build().unwrap();
+    let mut calls = Vec::new();
+    for i in 0.. {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let id = format!("{tag}-{i}");
+        let sent = http
+            .post(format!("{url}/v1/functions/{function}/invoke"))
+            .bearer_auth(key)
+            .json(&json!({"dir": dir, "id": id, "sleep": 0.2}))
+            .send();
+        let call = match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let node = resp.headers().get("x-stoke-node").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let body: Value = resp.json().unwrap_or(Value::Null);
+                Call {
+                    id,
+                    status,
+                    code: body["error"]["code"].as_str().unwrap_or_default().to_string(),
+                    node,
+                    at: Instant::now(),
+                }
+            }
+            Err(e) => Call { id, status: 0, code: e.to_string(), node: None, at: Instant::now() },
+        };
+        calls.push(call);
+    }
+    calls
+}
+
+#[test]
+fn a_version_has_one_queue_in_the_cluster_and_losing_its_owner_loses_no_accepted_work() {
+    let Some(mut c) = Cluster::start(3) else { return };
+    let boto3 = present_or_skip(has_boto3(), "boto3", "Event invocations in the mixed load");
+    // Each run appends its request id to a file named by the caller's id: two lines are two runs.
+    let src = "import os, time\ndef handler(e, c):\n    path = e.get('marker') or os.path.join(e['dir'], e['id'])\n    open(path, 'a').write(c.aws_request_id + '\\n')\n    time.sleep(e.get('sleep', 0))\n    return {'pid': os.getpid()}\n";
+    assert_eq!(c.nodes[0].post("/v1/functions", create_body("work", &zip_of(&[("app.py", src.as_bytes())]))).0, 201);
+    let runs = tempfile::tempdir().unwrap();
+    // node-1 runs it first: it owns the queue of work:$LATEST.
+    let (status, out) = invoke(&c.nodes[0], "work", json!({"dir": runs.path(), "id": "first"}));
+    assert_eq!(status, 200, "{out}");
+    let owner_pid = out["pid"].clone();
+
+    // Through node-2 and node-3 it runs on node-1, on node-1's instance, and they read no etcd to route it.
+    let etcd_requests = |n: &TestServer| -> u64 {
+        let text = n.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+        let line = text.lines().find(|l| l.starts_with("stoke_etcd_requests_total") && l.contains("requests")).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    for via in [&c.nodes[1], &c.nodes[2]] {
+        invoke(via, "work", json!({"dir": runs.path(), "id": format!("warm-up-{}", via.url)}));
+        let before = etcd_requests(via);
+        for i in 0..10 {
+            let resp = via
+                .req(Method::POST, "/v1/functions/work/invoke")
+                .json(&json!({"dir": runs.path(), "id": format!("{}-{i}", via.url.len())}))
+                .send()
+                .unwrap();
+            assert_eq!(resp.headers()["x-stoke-node"], "node-1");
+            assert_eq!(resp.json::<Value>().unwrap()["pid"], owner_pid, "not node-1's warm instance");
+        }
+        assert_eq!(etcd_requests(via), before, "a warm forwarded invocation read etcd");
+    }
+    let (_, list) = c.nodes[1].get("/v1/instances?function=work");
+    let on: Vec<&str> = list["instances"].as_array().unwrap().iter().filter_map(|i| i["node"].as_str()).collect();
+    assert!(!on.is_empty() && on.iter().all(|n| *n == "node-1"), "{list}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, nodes) = c.nodes[2].get("/v1/nodes");
+        let queues: Vec<u64> =
+            nodes["nodes"].as_array().unwrap().iter().map(|n| n["queues"].as_u64().unwrap()).collect();
+        if queues == [1, 0, 0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node-1 is not shown owning the queue: {nodes}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Steady mixed load through node-2 and node-3: sync invocations, Event invocations, workflows whose
+    // Task invokes the function; then node-1, the queue's owner, is killed.
+    let (status, body) = c.nodes[1].post(
+        "/v1/workflows",
+        json!({"name": "steps", "definition": {"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "work", "End": true}}}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let events = tempfile::tempdir().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (key, b_url, c_url) = (c.nodes[0].api_key.clone(), c.nodes[1].url.clone(), c.nodes[2].url.clone());
+    let mut executions = Vec::new();
+    let (calls, killed) = std::thread::scope(|scope| {
+        let mut load = Vec::new();
+        for (t, url) in [&b_url, &b_url, &c_url, &c_url].into_iter().enumerate() {
+            let (key, stop, dir) = (&key, &stop, runs.path());
+            load.push(scope.spawn(move || sync_load(url, key, "work", dir, &format!("s{t}"), stop)));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        if boto3 {
+            queue_events(&c, &[&c.nodes[1], &c.nodes[2]], "work", 6, events.path());
+        }
+        for (n, via) in [&c.nodes[1], &c.nodes[2]].into_iter().enumerate() {
+            let (status, e) = via.post(
+                "/v1/workflows/steps/executions",
+                json!({"input": {"dir": runs.path(), "id": format!("wf-{n}")}}),
+            );
+            assert_eq!(status, 201, "{e}");
+            executions.push(e["id"].as_str().unwrap().to_string());
+        }
+        let killed = Instant::now();
+        c.nodes[0].kill9();
+        std::thread::sleep(Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let calls: Vec<Call> = load.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        (calls, killed)
+    });
+
+    // Sync invocations: only those that had started on node-1 failed, with a retryable node_lost; every
+    // other call succeeded; none ran twice.
+    let runs_of = |id: &str| std::fs::read_to_string(runs.path().join(id)).map_or(0, |s| s.lines().count());
+    let failed: Vec<&Call> = calls.iter().filter(|c| c.status != 200).collect();
+    for f in &failed {
+        assert_eq!((f.status, f.code.as_str()), (503, "node_lost"), "{f:?}");
+        assert!(f.at > killed, "{f:?} failed before the kill");
+    }
+    assert!(failed.len() <= 4, "more sync calls failed than were in flight (4 callers): {failed:?}");
+    let duplicates: Vec<&str> = calls.iter().filter(|c| runs_of(&c.id) > 1).map(|c| c.id.as_str()).collect();
+    assert!(duplicates.is_empty(), "sync invocations that ran twice: {duplicates:?}");
+    for ok in calls.iter().filter(|c| c.status == 200) {
+        assert_eq!(runs_of(&ok.id), 1, "{ok:?}");
+    }
+    // The queue served again, from another node, within the lease's TTL (3 s) and a little.
+    let served_again = calls
+        .iter()
+        .filter(|c| c.status == 200 && c.at > killed && c.node.as_deref() != Some("node-1"))
+        .map(|c| c.at - killed)
+        .min()
+        .expect("no invocation succeeded after the kill");
+    let after = calls.iter().filter(|c| c.at > killed).count();
+    eprintln!(
+        "sync: {} calls, {} failed (node_lost, started on node-1), 0 ran twice; the queue served again {served_again:?} \
+         after the kill ({after} calls after it)",
+        calls.len(),
+        failed.len()
+    );
+    assert!(served_again < Duration::from_secs(8), "the queue served again only {served_again:?} after the kill");
+
+    // Every accepted Event invocation ran (at least once), and every workflow execution finished.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let b = &c.nodes[1];
+    loop {
+        let ran = files_under(events.path()).len();
+        let statuses: Vec<Value> = executions.iter().map(|e| b.get(&format!("/v1/executions/{e}")).1).collect();
+        let statuses: Vec<&Value> =
+            statuses.iter().map(|e| if e["status"] == "SUCCEEDED" { &e["status"] } else { e }).collect();
+        if (!boto3 || ran == 12) && statuses.iter().all(|s| *s == "SUCCEEDED") {
+            let twice = files_under(events.path())
+                .iter()
+                .filter(|m| std::fs::read_to_string(m).unwrap().lines().count() > 1)
+                .count();
+            eprintln!("events: {ran} of 12 accepted ran, {twice} of them twice (at least once, same request id)");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ran} of 12 events ran; executions {statuses:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // node-1 is shown gone, and a live node owns the queue now.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, nodes) = c.nodes[2].get("/v1/nodes");
+        let list = nodes["nodes"].as_array().unwrap();
+        let owned: u64 = list.iter().filter(|n| n["state"] == "live").map(|n| n["queues"].as_u64().unwrap()).sum();
+        if owned == 1 && list[0]["state"] == "gone" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{nodes}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -4,8 +4,11 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
+use stoke_scheduler::{InvokeError, InvokeRequest, StartSignal};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{blocking, AppState};
@@ -32,6 +35,10 @@ pub struct NodeView {
     pub instances: u64,
     /// Requests it has sent to etcd's key-value API (0 on a single node).
     pub etcd_requests: u64,
+    /// Function queues it owns: invocations of those versions run on it, whichever node received them
+    /// (0 on a single node, which has no cluster-wide queues).
+    #[serde(default)]
+    pub queues: u64,
     pub started_ms: i64,
     pub heartbeat_ms: i64,
 }
@@ -66,6 +73,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 sandbox: s.invoker.scheduler().sandbox_kind().to_string(),
                 instances,
                 etcd_requests: 0,
+                queues: 0,
                 started_ms: 0,
                 heartbeat_ms: crate::registry::now_ms(),
             }],
@@ -87,6 +95,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 sandbox: n.node.sandbox,
                 instances: n.node.instances,
                 etcd_requests: n.node.etcd_requests,
+                queues: n.node.queues,
                 started_ms: n.node.started_ms,
                 heartbeat_ms: n.node.heartbeat_ms,
             })
@@ -148,4 +157,82 @@ pub async fn put_blob(
     }
     blocking(move || cluster.blobs().keep(&sha256, &body).map_err(ApiError::internal)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A peer forwards an invocation of a version whose queue this node owns (`crate::queues`). The answer is a
+/// stream: `S` once an instance took the invocation, then its outcome; so a peer that loses this node knows
+/// whether the invocation had started.
+pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload: Bytes) -> ApiResult<Response> {
+    use crate::queues::{encode_outcome, header, STARTED};
+    let cluster = peer_authorized(&s, &headers)?;
+    let text = |name: &'static str| -> ApiResult<Option<String>> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map(str::to_string))
+            .transpose()
+            .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} is not text")).with_field(name))
+    };
+    let required = |name: &'static str| -> ApiResult<String> {
+        text(name)?.ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", format!("a forwarded invocation needs {name}")).with_field(name)
+        })
+    };
+    let account = stoke_core::AccountId::parse(&required(header::ACCOUNT)?)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.message).with_field(header::ACCOUNT))?;
+    let (reference, version) = (required(header::REFERENCE)?, required(header::VERSION)?);
+    let client_context = match text(header::CLIENT_CONTEXT)? {
+        None => None,
+        Some(b64) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_parameter", "the client context is not base64 of UTF-8")
+                        .with_field(header::CLIENT_CONTEXT)
+                })?,
+        ),
+    };
+    let (signal, mut started) = StartSignal::new();
+    let req = InvokeRequest {
+        payload,
+        client_context,
+        want_log: text(header::LOG)?.is_some(),
+        request_id: text(header::REQUEST_ID)?,
+        started: Some(signal),
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let (invoker, node) = (s.invoker.clone(), cluster.name());
+    if let Some(q) = invoker.queues() {
+        q.served_one();
+    }
+    tokio::spawn(async move {
+        let run = invoker.invoke_as_owner(&account, &reference, &version, req);
+        tokio::pin!(run);
+        let mut told = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                heard = &mut started, if !told => {
+                    told = true;
+                    if heard.is_ok() {
+                        let _ = tx.send(Bytes::from_static(&[STARTED])).await;
+                    }
+                }
+            }
+        };
+        // What the forwarding node can act on: a failure here is the scheduler's, or this node's view of
+        // the function (deleted, blocked meanwhile), which it reports as the platform's.
+        let outcome = outcome.map_err(|e| match e {
+            crate::invoke::InvokeFailure::Scheduler(e) => e,
+            other => InvokeError::Platform(other.to_string()),
+        });
+        let _ = tx.send(encode_outcome(outcome, &node)).await;
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], axum::body::Body::from_stream(body))
+        .into_response())
 }

@@ -54,6 +54,10 @@ pub async fn invoke(
     set("x-stoke-billed-duration-ms", r.billed_ms.to_string());
     set("x-stoke-max-memory-used-mb", r.max_memory_used_mb.to_string());
     set("x-stoke-instance", r.instance.to_string());
+    if let Some(node) = &result.node {
+        // In a cluster: the node that owns the version's queue ran it.
+        set("x-stoke-node", node.clone());
+    }
     if let Some(init) = r.init_duration_ms {
         set("x-stoke-init-duration-ms", format!("{init:.3}"));
     }

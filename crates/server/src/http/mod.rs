@@ -113,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
         .route("/internal/v1/instances", get(invoke::peer_list_instances))
+        .route(crate::queues::FORWARD_PATH, post(cluster::peer_invoke))
         .route(
             "/internal/v1/blobs/{sha256}",
             // Image tarballs travel here too: up to the unpacked size an image may have.

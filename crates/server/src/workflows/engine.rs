@@ -659,6 +659,7 @@ impl Run {
             request_id: None,
             execution: Some(Arc::from(self.record.id.as_str())),
             scratch: self.scratch,
+            started: None,
         };
         let call = self.services.invoker.invoke(&self.record.account, reference, req);
         let (result, version) = match tokio::time::timeout(Duration::from_secs(limit_seconds), call).await {

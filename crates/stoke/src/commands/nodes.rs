@@ -21,8 +21,19 @@ pub fn run(global: &GlobalArgs, _args: Args) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut t =
-        table(&["NODE", "STATE", "ADDRESS", "MEMORY", "CPUS", "GPUS", "SANDBOX", "INSTANCES", "SEEN", "VERSION"]);
+    let mut t = table(&[
+        "NODE",
+        "STATE",
+        "ADDRESS",
+        "MEMORY",
+        "CPUS",
+        "GPUS",
+        "SANDBOX",
+        "INSTANCES",
+        "QUEUES",
+        "SEEN",
+        "VERSION",
+    ]);
     for n in list.nodes {
         let seen = format!("{:.1}s ago", (now - n.heartbeat_ms).max(0) as f64 / 1000.0);
         t.add_row(vec![
@@ -34,6 +45,7 @@ pub fn run(global: &GlobalArgs, _args: Args) -> Result<()> {
             n.gpus.to_string(),
             n.sandbox,
             n.instances.to_string(),
+            n.queues.to_string(),
             seen,
             n.version,
         ]);

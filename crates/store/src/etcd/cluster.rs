@@ -8,6 +8,7 @@
 //! - Watches: [`EtcdStore::watch`] tells a node when anything under an aggregate's keys changed, so caches
 //!   it keeps in memory (authentication, function resolution, routes) stay true without etcd on the warm path.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub struct NodeRecord {
     pub instances: u64,
     /// Requests this node sent to etcd's key-value API so far (what benchmarks count).
     pub etcd_requests: u64,
+    /// Function queues this node owns (cluster part 2: one queue per function version in the cluster).
+    #[serde(default)]
+    pub queues: u64,
     pub started_ms: i64,
     pub heartbeat_ms: i64,
 }
@@ -53,6 +57,8 @@ pub struct NodeStatus {
 #[derive(Debug)]
 pub struct Membership {
     record: Arc<Mutex<NodeRecord>>,
+    /// The lease the node holds now (a new one after an outage let the old one lapse).
+    lease: Arc<AtomicI64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,6 +70,11 @@ impl Membership {
 
     pub fn record(&self) -> NodeRecord {
         self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The node's lease now: keys written under it go with the node.
+    pub fn lease(&self) -> i64 {
+        self.lease.load(Ordering::Relaxed)
     }
 }
 
@@ -81,11 +92,13 @@ impl EtcdStore {
         let keys = (self.keys.key(&["node-leases", &node.name]), self.keys.key(&["nodes", &node.name]));
         let lease = self.claim_name(node, &keys, ttl_s)?;
         let record = Arc::new(Mutex::new(node.clone()));
+        let held = Arc::new(AtomicI64::new(lease));
         let (client, shared, requests) = (self.client.clone(), record.clone(), self.requests_counter());
+        let lease_now = held.clone();
         let task = self.handle().spawn(async move {
-            hold(client, shared, keys, lease, ttl_s, requests).await;
+            hold(client, shared, keys, lease_now, ttl_s, requests).await;
         });
-        Ok(Membership { record, task })
+        Ok(Membership { record, lease: held, task })
     }
 
     fn claim_name(&self, node: &NodeRecord, keys: &(String, String), ttl_s: i64) -> Result<i64> {
@@ -214,7 +227,7 @@ async fn hold(
     client: etcd_client::Client,
     record: Arc<Mutex<NodeRecord>>,
     (lease_key, info_key): (String, String),
-    mut lease: i64,
+    held: Arc<AtomicI64>,
     ttl_s: i64,
     requests: Arc<std::sync::atomic::AtomicU64>,
 ) {
@@ -223,6 +236,7 @@ async fn hold(
     let keys = (lease_key.clone(), info_key.clone());
     loop {
         tokio::time::sleep(period).await;
+        let lease = held.load(Ordering::Relaxed);
         let now = current_ms();
         let snapshot = {
             let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
@@ -264,7 +278,7 @@ async fn hold(
         // Rejoin: a new lease, and the name if it is free or still ours.
         let rejoin = claim(&client, &snapshot, &keys, ttl_s);
         match tokio::time::timeout(period, rejoin).await {
-            Ok(Ok(Claim::Taken(granted))) => lease = granted,
+            Ok(Ok(Claim::Taken(granted))) => held.store(granted, Ordering::Relaxed),
             Ok(Ok(Claim::HeldBy(_))) => {
                 tracing::error!(node = %snapshot.name, "another node took this node's name; not rejoining");
             }

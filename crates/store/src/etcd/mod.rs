@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use cluster::{Membership, NodeRecord, NodeStatus};
+pub use queues::{OwnerChange, QueueName, QueueOwner};
 
 use crate::{Result, StoreError};
 
@@ -30,6 +31,7 @@ mod cluster;
 mod events;
 mod functions;
 mod layers;
+mod queues;
 mod stats;
 mod triggers;
 mod tunes;
@@ -70,7 +72,7 @@ pub struct EtcdStore {
     owner: String,
     runtime: Option<tokio::runtime::Runtime>,
     requests: std::sync::Arc<AtomicU64>,
-    background_requests: AtomicU64,
+    background_requests: std::sync::Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -137,7 +139,7 @@ impl EtcdStore {
             owner: String::new(),
             runtime: Some(runtime),
             requests: std::sync::Arc::new(AtomicU64::new(0)),
-            background_requests: AtomicU64::new(0),
+            background_requests: std::sync::Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -179,6 +181,10 @@ impl EtcdStore {
 
     fn requests_counter(&self) -> std::sync::Arc<AtomicU64> {
         self.requests.clone()
+    }
+
+    fn background_counter(&self) -> std::sync::Arc<AtomicU64> {
+        self.background_requests.clone()
     }
 
     /// Runs `f` with a KV client on the store's runtime and waits for it, up to the request deadline.
@@ -413,6 +419,15 @@ fn segment(s: &str) -> std::borrow::Cow<'_, str> {
         s.replace('%', "%25").replace('/', "%2F").into()
     } else {
         s.into()
+    }
+}
+
+/// A key segment read back: what [`segment`] escaped, unescaped.
+fn unsegment(s: &str) -> String {
+    if s.contains('%') {
+        s.replace("%2F", "/").replace("%25", "%")
+    } else {
+        s.to_string()
     }
 }
 
