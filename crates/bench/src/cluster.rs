@@ -51,9 +51,10 @@ fn start(extra: &[&str]) -> Result<Pair> {
 /// The etcd requests a node made so far: (while serving calls, in the background).
 fn etcd_requests(node: &BenchServer) -> Result<(u64, u64)> {
     let text = node.raw_get("/metrics")?;
+    // The family carries the node's name too (`{node="…",source="…"}`).
     let read = |source: &str| {
         text.lines()
-            .find(|l| l.starts_with(&format!("stoke_etcd_requests_total{{source=\"{source}\"}}")))
+            .find(|l| l.starts_with("stoke_etcd_requests_total{") && l.contains(&format!("source=\"{source}\"")))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(0)
     };

@@ -235,3 +235,46 @@ pub fn python_site(modules: &[&str], missing: &str) -> Result<PathBuf> {
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
+
+/// Closed loop over many functions, and nodes: `clients` threads, client `c` on one keep-alive connection to
+/// `bases[c % bases.len()]`, each call to one of `paths` (relative to the base) picked at random — the same
+/// sequence in every round — for `seconds`.
+pub fn spread_load(bases: &[String], key: &str, paths: &[String], clients: usize, seconds: f64) -> Result<Run> {
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let n = paths.len().max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut prepared = Vec::new();
+    for c in 0..clients {
+        let base = &bases[c % bases.len().max(1)];
+        prepared.push((RawClient::to_paths(base, &paths, Some(key), br#"{"noop":1}"#)?, c));
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = prepared
+        .into_iter()
+        .map(|(mut client, c)| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(100_000);
+                let mut errors = 0;
+                // xorshift64, seeded per client: the same sequence of functions in every round.
+                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let t = Instant::now();
+                    match client.exchange_nth(usize::try_from(x % n as u64).unwrap_or(0)) {
+                        Ok(r) if (200..300).contains(&r.status) && !r.function_error => {
+                            lat.push(micros_u64(t.elapsed()))
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    Ok(Run::gather(handles, start))
+}

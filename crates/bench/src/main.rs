@@ -16,6 +16,7 @@ mod loadgen;
 mod many;
 mod peers;
 mod prewarm;
+mod queues;
 mod tune;
 
 use std::path::PathBuf;
@@ -51,10 +52,12 @@ struct Args {
     /// idle warm instances: what they cost) and `many` (the same load spread over 1, 10, 100 and 1,000
     /// functions, then 1,000 active among 10,000 created: seed 004's table), `freeze` (what a thaw costs the
     /// next call, and the adaptive freeze delay), `cluster` (registry operations on SQLite vs etcd, and warm
-    /// invocations on a cluster node vs a single node, with the etcd requests they make).
+    /// invocations on a cluster node vs a single node, with the etcd requests they make), `queues` (three
+    /// nodes: forwarding to a queue's owner vs a local queue, etcd requests per first invocation, and seed
+    /// 004's table across the cluster).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
           value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze",
-                          "cluster"])]
+                          "cluster", "queues"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     core: execution_core::CoreArgs,
@@ -72,6 +75,8 @@ struct Args {
     many: many::ManyArgs,
     #[command(flatten)]
     cluster: cluster::ClusterArgs,
+    #[command(flatten)]
+    queues: queues::QueuesArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -118,7 +123,7 @@ fn run(args: Args) -> Result<()> {
     if wants("layers") {
         results["layers"] = layers::run(&args.layers)?;
     }
-    if ["burst", "noisy", "density", "many", "freeze", "cluster"].iter().any(|s| wants(s)) {
+    if ["burst", "noisy", "density", "many", "freeze", "cluster", "queues"].iter().any(|s| wants(s)) {
         let bootstrap = rust_bootstrap(&args)?;
         if wants("burst") {
             results["burst"] = load::bursts(&args.load, &bootstrap, args.rounds)?;
@@ -138,6 +143,9 @@ fn run(args: Args) -> Result<()> {
         if wants("cluster") {
             results["cluster"] = cluster::run(&args.cluster, &bootstrap, args.rounds, args.seconds)?;
         }
+        if wants("queues") {
+            results["queues"] = queues::run(&args.queues, &bootstrap, args.rounds, args.seconds)?;
+        }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
@@ -149,7 +157,7 @@ fn run(args: Args) -> Result<()> {
 fn rust_bootstrap(args: &Args) -> Result<Vec<u8>> {
     let Some(path) = &args.rust_bootstrap else {
         bail!(
-            "the core, burst, noisy, density, many, freeze and cluster scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
+            "the core, burst, noisy, density, many, freeze, cluster and queues scenarios need --rust-bootstrap (scripts/bench builds it), or pass \
              --scenarios prewarm"
         );
     };

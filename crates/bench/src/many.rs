@@ -3,10 +3,8 @@
 //! scheduler keeps per-function state well stays flat; one that admits instances by their configured memory
 //! collapses once the functions' sizes add up to more than the node has.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use stoke_core::num::micros_u64;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -125,42 +123,8 @@ fn warm(server: &BenchServer, from: usize, to: usize) -> Result<()> {
 /// functions picked at random, for `seconds`.
 fn spread_load(server: &BenchServer, n: usize, clients: usize, seconds: f64) -> Result<Run> {
     let paths: Vec<String> = (0..n).map(|i| format!("many-{i}/invoke")).collect();
-    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
     let base = format!("{}/v1/functions/", server.endpoint);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut prepared = Vec::new();
-    for c in 0..clients {
-        prepared.push((RawClient::to_paths(&base, &paths, Some(&server.key), br#"{"noop":1}"#)?, c));
-    }
-    let start = Instant::now();
-    let handles: Vec<_> = prepared
-        .into_iter()
-        .map(|(mut client, c)| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut lat = Vec::with_capacity(100_000);
-                let mut errors = 0;
-                // xorshift64, seeded per client: the same sequence of functions in every round.
-                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
-                while !stop.load(Ordering::Relaxed) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let t = Instant::now();
-                    match client.exchange_nth(usize::try_from(x % n as u64).unwrap_or(0)) {
-                        Ok(r) if (200..300).contains(&r.status) && !r.function_error => {
-                            lat.push(micros_u64(t.elapsed()))
-                        }
-                        _ => errors += 1,
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    Ok(Run::gather(handles, start))
+    crate::harness::spread_load(&[base], &server.key, &paths, clients, seconds)
 }
 
 /// One row of the table: `active` functions called, `created` existing.

@@ -265,19 +265,7 @@ impl Blobs {
 
     /// Keeps `bytes` (already checked to hash to `sha256`) as a blob: written to a temp file, synced, renamed.
     pub fn keep(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(sha256);
-        if path.exists() {
-            return Ok(());
-        }
-        let tmp = self.dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&self.dir)?.sync_all()
+        write_blob(&self.dir, sha256, bytes)
     }
 
     /// Links the blob into `dest` (where the registry reads it), unless something is there already.
@@ -394,7 +382,7 @@ fn collect_unreferenced(
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Temp files of a write that died are named `.<sha>.<pid>.tmp`: collected by age alone.
+        // Temp files of a write that died are named `.<sha>.<pid>-<n>.tmp`: collected by age alone.
         let sha = name.strip_prefix('.').and_then(|n| n.split('.').next()).unwrap_or(&name);
         if !is_sha256(sha) || (referenced.contains(sha) && !name.starts_with('.')) {
             continue;
@@ -456,6 +444,27 @@ impl crate::registry::Replicas for Blobs {
     }
 }
 
+/// Writes blob `sha256` into `dir` unless it is there: to a temp file, synced, renamed, the directory synced.
+/// Several requests may keep the same blob at once (functions sharing a layer, run together for the first
+/// time): each writes its own temp file, and the last rename wins with the same bytes.
+fn write_blob(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = dir.join(sha256);
+    if path.exists() {
+        return Ok(());
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{sha256}.{}-{n}.tmp", std::process::id()));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The certificates (PEM) in a CA file, for a client that must trust a server's own certificate authority.
 pub fn certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -507,6 +516,23 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
         left.sort();
         assert_eq!(left, [kept, "not-a-blob".to_string()]);
+    }
+
+    #[test]
+    fn the_same_blob_kept_by_many_requests_at_once_is_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "d".repeat(64);
+        let bytes = vec![7u8; 256 * 1024];
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8).map(|_| s.spawn(|| write_blob(dir.path(), &sha, &bytes))).collect();
+            for w in writers {
+                w.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(std::fs::read(dir.path().join(&sha)).unwrap(), bytes);
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(names, [sha], "no temp file is left behind");
     }
 
     #[test]
