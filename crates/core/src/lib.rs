@@ -21,6 +21,7 @@ pub mod memory;
 pub mod names;
 pub mod num;
 pub mod percent;
+pub mod placement;
 pub mod pool;
 pub mod reference;
 pub mod runtime;

@@ -182,17 +182,56 @@ impl InstanceCtx {
 /// function's. It travels through the queue like an init error (back-off included) and leaves the scheduler
 /// as [`InvokeError::NoSpace`], never as the function's error.
 pub(crate) const NO_SPACE: &str = "Stoke.NoSpace";
+/// The error type of an invocation the node running it (another node, in a cluster) was lost with.
+const NODE_LOST: &str = "Stoke.NodeLost";
+/// The error type of an invocation another node could not run for a reason of the platform's.
+const PLATFORM: &str = "Stoke.Platform";
+
+/// The result that carries a platform's failure through an invocation's responder, for [`platform_failure`]
+/// to turn back into the error.
+pub(crate) fn platform_result(id: &str, e: InvokeError) -> InvokeResult {
+    let (error_type, message) = match e {
+        InvokeError::NoSpace(m) => (NO_SPACE, m),
+        InvokeError::NodeLost(m) => (NODE_LOST, m),
+        InvokeError::Throttled { reason, .. } => (PLATFORM, reason),
+        InvokeError::Platform(m) => (PLATFORM, m),
+    };
+    InvokeResult {
+        request_id: id.to_string(),
+        outcome: error_outcome(error_type, message),
+        report: crate::Report {
+            duration_ms: 0.0,
+            billed_ms: 0,
+            memory_mb: 0,
+            max_memory_used_mb: 0,
+            init_duration_ms: None,
+            instance: 0,
+            queued_ms: 0.0,
+            sandbox_ms: None,
+            instance_init_ms: None,
+            held_ms: None,
+        },
+        log: vec![],
+        node: None,
+    }
+}
 
 /// A result as the caller sees it: an instance that could not start for want of disk space is an error of
 /// the platform (retryable), not an outcome of the function.
 pub(crate) fn platform_failure(result: InvokeResult) -> Result<InvokeResult, InvokeError> {
     match &result.outcome {
-        Outcome::FunctionError { error_type, body } if error_type == NO_SPACE => {
+        Outcome::FunctionError { error_type, body }
+            if [NO_SPACE, NODE_LOST, PLATFORM].contains(&error_type.as_str()) =>
+        {
             let message = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "the node's disk is full".to_string());
-            Err(InvokeError::NoSpace(message))
+                .unwrap_or_else(|| error_type.clone());
+            Err(match error_type.as_str() {
+                NO_SPACE => InvokeError::NoSpace(message),
+                NODE_LOST => InvokeError::NodeLost(message),
+                _ => InvokeError::Platform(message),
+            })
         }
         _ => Ok(result),
     }

@@ -126,6 +126,48 @@ pub struct InvokeRequest {
     pub started: Option<StartSignal>,
 }
 
+/// Told when a pool's controller wants instances the node's memory has no room for.
+pub trait Overflow: Send + Sync {
+    /// `target`'s pool is `instances` short, with `queued` invocations waiting. Returns whether capacity
+    /// elsewhere is (being) arranged, so the queued invocations wait for it rather than being refused.
+    /// Called on the invocation path: must not block.
+    fn short(&self, target: &Arc<InvokeTarget>, instances: usize, queued: usize) -> bool;
+}
+
+/// An invocation taken from its queue by another node (see [`Scheduler::take`]).
+#[derive(Debug)]
+pub struct Taken {
+    inv: queue::Invocation,
+}
+
+impl Taken {
+    pub fn id(&self) -> &str {
+        &self.inv.id
+    }
+
+    pub fn request(&self) -> &InvokeRequest {
+        &self.inv.request
+    }
+
+    /// When it times out, in ms since the epoch.
+    pub fn deadline_epoch_ms(&self) -> i64 {
+        self.inv.deadline_epoch_ms
+    }
+
+    pub fn timeout_s(&self) -> u32 {
+        self.inv.timeout_s
+    }
+
+    /// Answers the invocation's caller.
+    pub fn finish(self, outcome: Result<InvokeResult, InvokeError>) {
+        let result = match outcome {
+            Ok(r) => r,
+            Err(e) => context::platform_result(&self.inv.id, e),
+        };
+        let _ = self.inv.responder.send(result);
+    }
+}
+
 /// Fired once, when an instance takes an invocation.
 #[derive(Debug, Clone)]
 pub struct StartSignal(Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>);
@@ -416,6 +458,8 @@ pub(crate) struct Shared {
     accounts: Mutex<HashMap<AccountId, Arc<AtomicUsize>>>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn Observer>>,
     pub(crate) resolver: std::sync::OnceLock<Arc<dyn Resolver>>,
+    /// Told when a pool needs instances the node has no room for (a cluster places them on other nodes).
+    pub(crate) overflow: std::sync::OnceLock<Arc<dyn Overflow>>,
     pub(crate) reservations: reserve::Reservations,
     pub(crate) next_reservation: AtomicU64,
 }
@@ -480,6 +524,7 @@ impl Scheduler {
             accounts: Mutex::new(HashMap::new()),
             observer: std::sync::OnceLock::new(),
             resolver: std::sync::OnceLock::new(),
+            overflow: std::sync::OnceLock::new(),
             reservations: reserve::Reservations::default(),
             next_reservation: AtomicU64::new(1),
         });
@@ -547,6 +592,32 @@ impl Scheduler {
         done.await
             .map_err(|_| InvokeError::Platform("the invocation was dropped".into()))
             .and_then(context::platform_failure)
+    }
+
+    /// Sets who is told when a pool needs instances this node has no room for (the first one set stays).
+    pub fn overflow_to(&self, overflow: Arc<dyn Overflow>) {
+        let _ = self.shared.overflow.set(overflow);
+    }
+
+    /// Takes the next invocation queued for `target` for an instance on another node (cluster mode: that
+    /// node pulls from this one, the queue's owner), waiting up to `wait` for one. The taker answers it with
+    /// [`Taken::finish`]; a `Taken` dropped unanswered fails the invocation.
+    pub async fn take(&self, target: &Arc<InvokeTarget>, wait: Duration) -> Option<Taken> {
+        let queue = self.queue_for(target);
+        let inv = match queue.take_remote() {
+            Ok(inv) => inv,
+            Err(rx) => match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(inv)) => inv,
+                _ => {
+                    queue.forget_closed_takers();
+                    return None;
+                }
+            },
+        };
+        if let Some(started) = &inv.request.started {
+            started.fire();
+        }
+        Some(Taken { inv })
     }
 
     /// Sets how functions' references are resolved for `prepare` and `is_available`; the first one set stays.
@@ -838,7 +909,9 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
         shared.memory.add(charge, configured);
         instance::spawn(shared, queue.clone(), charge);
     }
-    queue::Placed { short_of_memory: admission.fits < want }
+    let short = want - admission.fits;
+    let elsewhere = short > 0 && shared.overflow.get().is_some_and(|o| o.short(&queue.target, short, queue.queued()));
+    queue::Placed { short_of_memory: short > 0, elsewhere }
 }
 
 /// How long a search for idle instances to give way that found none is not repeated: a node full of busy

@@ -189,6 +189,8 @@ fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
 struct State {
     pending: VecDeque<Invocation>,
     waiters: VecDeque<Waiter>,
+    /// Other nodes waiting for work of this queue (cluster mode: their instances pull from its owner).
+    takers: VecDeque<oneshot::Sender<Invocation>>,
     instances: HashMap<u64, InstanceEntry>,
     stats: Stats,
     init_failures: u32,
@@ -218,6 +220,7 @@ impl State {
         State {
             pending: VecDeque::new(),
             waiters: VecDeque::new(),
+            takers: VecDeque::new(),
             instances: HashMap::new(),
             stats,
             init_failures: 0,
@@ -467,6 +470,29 @@ impl FunctionQueue {
 
     pub fn memory_mb(&self) -> u64 {
         u64::from(self.target.config.memory_mb)
+    }
+
+    /// Invocations waiting for an instance.
+    pub fn queued(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
+    /// The oldest queued invocation for another node's instance, or a receiver that gets the next one.
+    pub fn take_remote(&self) -> Result<Invocation, oneshot::Receiver<Invocation>> {
+        let mut st = lock(&self.state);
+        let movable = st.pending.iter().position(|i| i.reservation.is_none() && i.request.execution.is_none());
+        if let Some(inv) = movable.and_then(|at| st.pending.remove(at)) {
+            st.observe_load(self.clock.now());
+            return Ok(inv);
+        }
+        let (tx, rx) = oneshot::channel();
+        st.takers.push_back(tx);
+        Err(rx)
+    }
+
+    /// Drops the takers that stopped waiting.
+    pub fn forget_closed_takers(&self) {
+        lock(&self.state).takers.retain(|t| !t.is_closed());
     }
 
     /// Live instances (not evicted).
@@ -749,12 +775,21 @@ pub(crate) fn submit(
                 Err(back) => inv = back,
             }
         }
+        // No instance here waits: another node's may (it pulls from this queue, its owner). A workflow's
+        // steps and preparations stay with the instances of the node running the execution.
+        let local_only = inv.reservation.is_some() || inv.request.execution.is_some();
+        while let Some(taker) = st.takers.pop_front().filter(|_| !local_only) {
+            match taker.send(inv) {
+                Ok(()) => return Ok(None),
+                Err(back) => inv = back,
+            }
+        }
         let id = inv.id.clone();
         st.pending.push_back(inv);
         st.observe_load(queue.clock.now());
         drop(st);
         let placed = reconcile(shared, queue);
-        if placed.short_of_memory && queue.live() == 0 {
+        if placed.short_of_memory && !placed.elsewhere && queue.live() == 0 {
             // Nothing will take it: the function has no instance and the node's memory has no room for one
             // now. Handed back rather than left waiting.
             return Ok(queue.withdraw(&id));
@@ -791,6 +826,8 @@ fn throttled(shared: &Shared, queue: &FunctionQueue, reason: String) -> InvokeEr
 pub(crate) struct Placed {
     /// Fewer instances started than wanted because the node's memory had no room for them.
     pub short_of_memory: bool,
+    /// Instances the node had no room for are being placed on other nodes (cluster mode).
+    pub elsewhere: bool,
 }
 
 /// One controller step for one queue: start what the pool rules ask for, evict idle instances past their

@@ -587,3 +587,52 @@ async fn an_instances_timeline_is_stamped_by_the_schedulers_clock() {
     let day_ahead = crate::Clock::now_ms(&crate::SystemClock) + 86_400_000;
     assert!((day_ahead - 5_000..=day_ahead).contains(&started_ms), "{started_ms} vs {day_ahead}");
 }
+
+/// Records what the pool controller asked of other nodes, and says capacity is arranged there.
+#[derive(Default)]
+struct Elsewhere(std::sync::Mutex<Vec<(String, usize, usize)>>);
+
+impl crate::Overflow for Elsewhere {
+    fn short(&self, target: &Arc<InvokeTarget>, instances: usize, queued: usize) -> bool {
+        self.0.lock().unwrap().push((target.function.to_string(), instances, queued));
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_the_node_has_no_room_for_waits_for_another_nodes_instances_which_pull_it() {
+    // No instance of a 128 MB function fits a 100 MB node: the controller says so to the cluster, and the
+    // invocation waits in the queue for an instance on another node to take it.
+    let h = Harness::with(Script::echo(), |s| {
+        s.memory_budget_mb = 100;
+        s.memory_overcommit = 1.0;
+    });
+    let elsewhere = Arc::new(Elsewhere::default());
+    h.scheduler.overflow_to(elsewhere.clone());
+    let target = h.target("big", |_| {});
+    let call = spawn_invoke(&h.scheduler, &target, r#"{"n":1}"#);
+    until("the controller asks for room elsewhere", || !elsewhere.0.lock().unwrap().is_empty()).await;
+    let taken = h.scheduler.take(&target, Duration::from_secs(5)).await.expect("the queued invocation");
+    assert_eq!(&taken.request().payload[..], br#"{"n":1}"#);
+    assert_eq!(elsewhere.0.lock().unwrap()[0], ("big".to_string(), 1, 1));
+    assert_eq!(h.fake.spawn_count(), 0, "nothing started here");
+    let mut ran = crate::testing::ok_result(taken.id(), "elsewhere");
+    ran.node = Some("node-3".into());
+    taken.finish(Ok(ran));
+    let result = call.await.unwrap().unwrap();
+    assert_eq!((result.node.as_deref(), result.outcome), (Some("node-3"), Outcome::Success("elsewhere".into())));
+
+    // A taker already waiting gets the next invocation directly; the node running it lost, its caller is told.
+    let waiting = {
+        let (scheduler, target) = (h.scheduler.clone(), target.clone());
+        tokio::spawn(async move { scheduler.take(&target, Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await; // the taker is waiting
+    let call = spawn_invoke(&h.scheduler, &target, r#"{"n":2}"#);
+    let taken = waiting.await.unwrap().expect("handed to the waiting taker");
+    assert_eq!(&taken.request().payload[..], br#"{"n":2}"#);
+    taken.finish(Err(InvokeError::NodeLost("node-3 was lost".into())));
+    assert!(matches!(call.await.unwrap(), Err(InvokeError::NodeLost(m)) if m == "node-3 was lost"));
+    // Nothing queued: a taker gives up after its wait.
+    assert!(h.scheduler.take(&target, Duration::from_millis(50)).await.is_none());
+}

@@ -137,3 +137,25 @@ impl Resolver for Names {
         })
     }
 }
+
+/// A successful result of `body` under request id `id`, as another node would report it.
+pub(crate) fn ok_result(id: &str, body: &'static str) -> InvokeResult {
+    InvokeResult {
+        request_id: id.to_string(),
+        outcome: Outcome::Success(body.into()),
+        report: crate::Report {
+            duration_ms: 1.0,
+            billed_ms: 1,
+            memory_mb: 128,
+            max_memory_used_mb: 10,
+            init_duration_ms: None,
+            instance: 1,
+            queued_ms: 0.0,
+            sandbox_ms: None,
+            instance_init_ms: None,
+            held_ms: None,
+        },
+        log: vec![],
+        node: None,
+    }
+}

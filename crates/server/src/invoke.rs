@@ -481,17 +481,27 @@ impl Invoker {
         version: &str,
         req: InvokeRequest,
     ) -> Result<InvokeResult, InvokeFailure> {
+        let target = self.version_target(caller, reference, version).await?;
+        Ok(self.scheduler.invoke(&target, req).await?)
+    }
+
+    /// What runs `version` of the function `reference` names, as `caller` would invoke it.
+    pub async fn version_target(
+        &self,
+        caller: &AccountId,
+        reference: &str,
+        version: &str,
+    ) -> Result<Arc<InvokeTarget>, InvokeFailure> {
         let resolution = self.admit(caller, reference).await?;
         let picked = std::iter::once(&resolution.primary)
             .chain(resolution.secondary.as_ref().map(|(t, _)| t))
             .find(|t| t.version == version)
             .cloned();
-        let target = match picked {
+        Ok(match picked {
             Some(t) => t,
             // The alias moved on meanwhile: run the version the caller's node picked.
             None => self.admit(caller, &format!("{}:{version}", resolution.name)).await?.primary.clone(),
-        };
-        Ok(self.scheduler.invoke(&target, req).await?)
+        })
     }
 
     /// Resolves `reference` and applies its function's lifecycle: waits while an update is in progress,

@@ -428,6 +428,11 @@ impl Server {
                     instances: 0,
                     etcd_requests: etcd.requests(),
                     queues: 0,
+                    budget_mb: 0,
+                    overcommit: 1.0,
+                    charged_mb: 0,
+                    configured_mb: 0,
+                    hosting: 0,
                     started_ms: registry::now_ms(),
                     heartbeat_ms: registry::now_ms(),
                 };
@@ -440,7 +445,10 @@ impl Server {
                         other => StartError::Cluster(other.to_string()),
                     })?;
                 let joined = Arc::new(joined);
-                invoker.route_through(queues::Queues::start(joined.clone()));
+                let queues = queues::Queues::start(joined.clone());
+                queues.run_through(&invoker);
+                invoker.scheduler().overflow_to(Arc::new(queues::Overflow(Arc::downgrade(&queues))));
+                invoker.route_through(queues);
                 watch_cluster(&joined, &registry, &accounts, &invoker);
                 report_load(&joined, &invoker);
                 collect_blobs(&joined, store.clone());
@@ -585,11 +593,16 @@ fn take_over_lost_work(
         loop {
             tokio::time::sleep(TAKE_OVER_EVERY).await;
             let (Some(c), Some(w)) = (cluster.upgrade(), workflows.upgrade()) else { return };
+            let for_queues = invoker.clone();
             let taken = tokio::task::spawn_blocking(move || {
                 stoke_store::in_background(|| {
                     let me = c.name();
                     let mut requeued = 0;
-                    for n in c.nodes()?.into_iter().filter(|n| n.state == "gone" && n.node.name != me) {
+                    let nodes = c.nodes()?;
+                    if let Some(q) = for_queues.upgrade().as_ref().and_then(|i| i.queues().cloned()) {
+                        q.observe_nodes(&nodes);
+                    }
+                    for n in nodes.into_iter().filter(|n| n.state == "gone" && n.node.name != me) {
                         let (events, executions) = c.store().take_over(&n.node.name)?;
                         if events + executions.len() > 0 {
                             tracing::warn!(node = %n.node.name, events, executions = executions.len(),
@@ -654,11 +667,17 @@ fn report_load(cluster: &Arc<cluster::Cluster>, invoker: &Arc<invoke::Invoker>) 
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let (Some(c), Some(i)) = (cluster.upgrade(), invoker.upgrade()) else { return };
-            let instances = u64::try_from(i.scheduler().node_status().instances).unwrap_or(u64::MAX);
-            let queues = i.queues().map_or(0, |q| u64::try_from(q.owned_here()).unwrap_or(u64::MAX));
+            let status = i.scheduler().node_status();
+            let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            let (queues, hosting) = i.queues().map_or((0, 0), |q| (count(q.owned_here()), count(q.hosting())));
             c.report(|n| {
-                n.instances = instances;
+                n.instances = count(status.instances);
                 n.queues = queues;
+                n.hosting = hosting;
+                n.budget_mb = status.memory_budget_mb;
+                n.overcommit = status.memory_overcommit;
+                n.charged_mb = status.charged_mb;
+                n.configured_mb = status.configured_mb;
             });
         }
     });

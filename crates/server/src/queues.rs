@@ -11,6 +11,17 @@
 //!   (within the lost node's lease TTL and a watch event);
 //! - started: whether it finished is unknown; the caller gets a retryable error
 //!   ([`InvokeError::NodeLost`]), and it is not run again silently.
+//!
+//! **Instances on other nodes pull from the owner** (seed 004's container proxy). When the owner's pool
+//! controller wants instances its node has no room for, the owner picks a live node with room
+//! (`stoke_core::placement`) and asks it to host the version (`POST /internal/v1/queues/host`). That node
+//! runs *feeders*: each long-polls the owner for the queue's next invocation
+//! (`POST /internal/v1/queues/take`) and runs it on the node's own instances — which still talk only to
+//! their own node's Runtime API, under its isolation rules — then posts the outcome back
+//! (`POST /internal/v1/queues/done/{id}`). A node keeps one invocation in hand per feeder and no more: its
+//! instances never wait for a round trip while work is queued at the owner, and the owner never hands out
+//! more than the node asked for. A host whose feeders find no work for [`HOST_IDLE`] stops; the owner asks
+//! again while it is short. An invocation a hosting node took and was lost with fails with `node_lost`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +49,22 @@ pub mod header {
 }
 /// Beyond the function's timeout, how long a forwarded invocation may wait in its owner's queue.
 const QUEUE_SLACK: Duration = Duration::from_secs(120);
+/// The internal routes of instances on other nodes pulling from a queue's owner.
+pub const HOST_PATH: &str = "/internal/v1/queues/host";
+pub const TAKE_PATH: &str = "/internal/v1/queues/take";
+pub const DONE_PATH: &str = "/internal/v1/queues/done/{id}";
+/// How long a feeder's request for work waits at the owner before it is answered empty (204).
+pub const TAKE_WAIT: Duration = Duration::from_secs(20);
+/// A hosting node stops pulling for a version after finding no work for this long.
+pub const HOST_IDLE: Duration = Duration::from_secs(60);
+/// How often an owner still short of room asks a host again (hosting is idempotent).
+const ASK_AGAIN: Duration = Duration::from_secs(5);
+/// Most feeders one node runs for one version.
+pub const MAX_SLOTS: usize = 32;
+/// The header naming the node that takes work.
+pub const TAKER_HEADER: &str = "x-stoke-taker";
+/// The header carrying a taken invocation's deadline (ms since the epoch).
+pub const DEADLINE_HEADER: &str = "x-stoke-deadline-ms";
 
 /// Where an invocation of a version runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +94,30 @@ pub struct Queues {
     changes: tokio::sync::watch::Sender<u64>,
     forwarded: AtomicU64,
     served_for_peers: AtomicU64,
+    /// Invocations of queues this node owns that other nodes took and run, by request id.
+    running: std::sync::Mutex<HashMap<String, (String, stoke_scheduler::Taken)>>,
+    /// Versions this node hosts for their owners: how many feeders each wants.
+    hosted: std::sync::Mutex<HashMap<QueueName, Arc<Hosted>>>,
+    /// What this node, as owner, asked other nodes to host: when, how many feeders, and on which node.
+    asked: std::sync::Mutex<HashMap<QueueName, Asked>>,
+    /// The other live nodes as the take-over loop last saw them.
+    peers: RwLock<Vec<stoke_store::NodeRecord>>,
+    /// Set once the invoker exists (the feeders run invocations through it).
+    invoker: std::sync::OnceLock<std::sync::Weak<crate::invoke::Invoker>>,
+}
+
+/// What an owner asked for one of its queues: when it last asked, how many feeders in all, and on which
+/// node they run.
+type Asked = (std::time::Instant, usize, Option<String>);
+
+/// A version this node hosts for its queue's owner.
+#[derive(Debug)]
+struct Hosted {
+    owner: QueueOwner,
+    reference: String,
+    /// Feeders wanted, and running.
+    slots: std::sync::atomic::AtomicUsize,
+    feeders: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Queues {
@@ -103,6 +154,11 @@ impl Queues {
             changes: tokio::sync::watch::channel(0).0,
             forwarded: AtomicU64::new(0),
             served_for_peers: AtomicU64::new(0),
+            running: Default::default(),
+            hosted: Default::default(),
+            asked: Default::default(),
+            peers: RwLock::new(Vec::new()),
+            invoker: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&queues);
         queues.cluster.store().watch_queue_owners(Arc::new(move |change| {
@@ -206,6 +262,288 @@ impl Queues {
                 _ => return,
             }
         }
+    }
+
+    /// Lets feeders run invocations through `invoker` (set once, at start).
+    pub fn run_through(&self, invoker: &Arc<crate::invoke::Invoker>) {
+        let _ = self.invoker.set(Arc::downgrade(invoker));
+    }
+
+    /// What the take-over loop saw of the nodes: the live ones are placement's candidates; invocations that
+    /// a gone node had taken from this node's queues fail with `node_lost` (whether they finished is
+    /// unknown, and they are not run again).
+    pub fn observe_nodes(&self, nodes: &[stoke_store::NodeStatus]) {
+        let live: Vec<stoke_store::NodeRecord> =
+            nodes.iter().filter(|n| n.state == "live" && n.node.name != self.me.node).map(|n| n.node.clone()).collect();
+        *write(&self.peers) = live;
+        let gone: Vec<&str> = nodes.iter().filter(|n| n.state == "gone").map(|n| n.node.name.as_str()).collect();
+        if gone.is_empty() {
+            return;
+        }
+        let lost: Vec<(String, stoke_scheduler::Taken)> = {
+            let mut running = stoke_core::sync::lock(&self.running);
+            let ids: Vec<String> =
+                running.iter().filter(|(_, (n, _))| gone.contains(&n.as_str())).map(|(id, _)| id.clone()).collect();
+            ids.into_iter().filter_map(|id| running.remove(&id)).collect()
+        };
+        for (node, taken) in lost {
+            taken.finish(Err(InvokeError::NodeLost(format!(
+                "node {node}, which ran this invocation for its queue's owner, was lost; it may or may not have \
+                 finished, and was not run again: retry it if that is safe"
+            ))));
+        }
+    }
+
+    /// An invocation of a queue this node owns, taken by `node` (which will post its outcome).
+    pub fn taken_by(self: &Arc<Self>, node: &str, taken: stoke_scheduler::Taken) -> (String, InvokeRequest, i64) {
+        let (id, req, deadline) = (taken.id().to_string(), taken.request().clone(), taken.deadline_epoch_ms());
+        let timeout = Duration::from_secs(u64::from(taken.timeout_s())) + QUEUE_SLACK;
+        stoke_core::sync::lock(&self.running).insert(id.clone(), (node.to_string(), taken));
+        // A taker that never reports (and is not seen gone): its caller is not left waiting for ever.
+        let (queues, overdue) = (Arc::downgrade(self), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let Some(q) = queues.upgrade() else { return };
+            let left = stoke_core::sync::lock(&q.running).remove(&overdue);
+            if let Some((node, taken)) = left {
+                taken.finish(Err(InvokeError::NodeLost(format!(
+                    "node {node} took this invocation and did not report its outcome in time"
+                ))));
+            }
+        });
+        (id, req, deadline)
+    }
+
+    /// The outcome of an invocation another node took; false when none of that id is running.
+    pub fn done(&self, id: &str, frame: &[u8]) -> Result<bool, String> {
+        let outcome = decode_outcome(frame).ok_or("the outcome is not one stoke sends")?;
+        let Some((_, taken)) = stoke_core::sync::lock(&self.running).remove(id) else { return Ok(false) };
+        taken.finish(outcome);
+        Ok(true)
+    }
+
+    /// Hosts `queue` for `owner`: makes sure `slots` feeders pull its invocations (idempotent).
+    pub fn host(self: &Arc<Self>, queue: QueueName, reference: String, owner: QueueOwner, slots: usize) -> usize {
+        let hosted = {
+            let mut all = stoke_core::sync::lock(&self.hosted);
+            let entry = all.entry(queue.clone()).or_insert_with(|| {
+                Arc::new(Hosted {
+                    owner: owner.clone(),
+                    reference: reference.clone(),
+                    slots: Default::default(),
+                    feeders: Default::default(),
+                })
+            });
+            if entry.owner != owner {
+                *entry = Arc::new(Hosted { owner, reference, slots: Default::default(), feeders: Default::default() });
+            }
+            entry.clone()
+        };
+        let wanted = slots.clamp(1, MAX_SLOTS);
+        hosted.slots.fetch_max(wanted, Ordering::Relaxed);
+        while hosted.feeders.load(Ordering::Relaxed) < hosted.slots.load(Ordering::Relaxed) {
+            hosted.feeders.fetch_add(1, Ordering::Relaxed);
+            let (me, queue, hosted) = (self.clone(), queue.clone(), hosted.clone());
+            tokio::spawn(async move { me.feed(queue, hosted).await });
+        }
+        hosted.feeders.load(Ordering::Relaxed)
+    }
+
+    /// The versions this node hosts for other owners, with their feeders.
+    pub fn hosting(&self) -> usize {
+        stoke_core::sync::lock(&self.hosted).values().map(|h| h.feeders.load(Ordering::Relaxed)).sum()
+    }
+
+    /// One feeder: pulls `queue`'s invocations from its owner and runs them here, until it finds no work
+    /// for [`HOST_IDLE`], the owner stops owning the queue, or the owner cannot be reached.
+    async fn feed(self: Arc<Self>, queue: QueueName, hosted: Arc<Hosted>) {
+        let owner = hosted.owner.clone();
+        let mut idle_since = std::time::Instant::now();
+        let mut failures = 0;
+        loop {
+            if read(&self.owners).get(&queue).is_some_and(|o| *o != owner) || idle_since.elapsed() >= HOST_IDLE {
+                break;
+            }
+            let took = self
+                .cluster
+                .invocations()
+                .post(format!("{}{TAKE_PATH}", owner.advertise.trim_end_matches('/')))
+                .header(SECRET_HEADER, self.cluster.secret())
+                .header(header::ACCOUNT, queue.account.as_str())
+                .header(header::REFERENCE, hosted.reference.as_str())
+                .header(header::VERSION, queue.version.as_str())
+                .header(TAKER_HEADER, self.me.node.as_str())
+                .timeout(TAKE_WAIT + Duration::from_secs(10))
+                .send()
+                .await;
+            let response = match took {
+                Ok(r) if r.status() == reqwest::StatusCode::NO_CONTENT => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
+                    tracing::debug!(status = %r.status(), queue = ?queue, "the owner refused to hand out work");
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 3 {
+                        tracing::debug!(error = %e, queue = ?queue, "the queue's owner cannot be reached; stop hosting");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            idle_since = std::time::Instant::now();
+            let text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let id = text(header::REQUEST_ID).unwrap_or_default();
+            let client_context = text(header::CLIENT_CONTEXT)
+                .and_then(|b| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok());
+            let want_log = text(header::LOG).is_some();
+            let payload = response.bytes().await.unwrap_or_default();
+            let req =
+                InvokeRequest { payload, client_context, want_log, request_id: Some(id.clone()), ..Default::default() };
+            let Some(invoker) = self.invoker.get().and_then(std::sync::Weak::upgrade) else { break };
+            let outcome = match stoke_core::AccountId::parse(&queue.account) {
+                Ok(account) => {
+                    invoker.invoke_as_owner(&account, &hosted.reference, &queue.version, req).await.map_err(|e| match e
+                    {
+                        crate::invoke::InvokeFailure::Scheduler(e) => e,
+                        other => InvokeError::Platform(other.to_string()),
+                    })
+                }
+                Err(e) => Err(InvokeError::Platform(e.message)),
+            };
+            let frame = encode_outcome(outcome, &self.me.node);
+            for attempt in 0..3 {
+                let posted = self
+                    .cluster
+                    .invocations()
+                    .post(format!("{}{}", owner.advertise.trim_end_matches('/'), DONE_PATH.replace("{id}", &id)))
+                    .header(SECRET_HEADER, self.cluster.secret())
+                    .timeout(Duration::from_secs(30))
+                    .body(frame.clone())
+                    .send()
+                    .await;
+                match posted {
+                    Ok(r) if r.status().is_success() => break,
+                    _ if attempt < 2 => tokio::time::sleep(Duration::from_millis(200)).await,
+                    _ => tracing::warn!(id, owner = %owner.node, "cannot report an invocation's outcome to its owner"),
+                }
+            }
+        }
+        if hosted.feeders.fetch_sub(1, Ordering::Relaxed) == 1 {
+            hosted.slots.store(0, Ordering::Relaxed);
+            let mut all = stoke_core::sync::lock(&self.hosted);
+            if all.get(&queue).is_some_and(|h| Arc::ptr_eq(h, &hosted)) {
+                all.remove(&queue);
+            }
+        }
+    }
+
+    /// The pool of `target` (a queue this node owns) is `instances` short of room: asks a live node with
+    /// room to host the version, after reserving the room in etcd. Returns whether a node is (being) asked.
+    fn overflow(self: &Arc<Self>, target: &Arc<InvokeTarget>, instances: usize) -> bool {
+        let name = queue_name(target);
+        if read(&self.owners).get(&name).is_some_and(|o| o.node != self.me.node) || read(&self.peers).is_empty() {
+            return false; // hosted here for another owner (that owner decides), or no other node
+        }
+        let slots = {
+            let mut asked = stoke_core::sync::lock(&self.asked);
+            let now = std::time::Instant::now();
+            let entry = asked.entry(name.clone()).or_insert((now - ASK_AGAIN, 0, None));
+            let stale = now.duration_since(entry.0) >= ASK_AGAIN;
+            match stoke_core::placement::slots_to_ask(entry.1, instances, MAX_SLOTS, stale) {
+                Some(slots) => {
+                    entry.0 = now;
+                    slots
+                }
+                None => return true,
+            }
+        };
+        let (me, target) = (self.clone(), target.clone());
+        tokio::spawn(async move {
+            if let Err(why) = me.ask_to_host(&target, slots).await {
+                tracing::warn!(function = %target.function, version = %target.version, %why, "no node took instances to host");
+                stoke_core::sync::lock(&me.asked).remove(&queue_name(&target));
+            }
+        });
+        true
+    }
+
+    /// Picks a node for `slots` feeders of `target` ([`stoke_core::placement::place`]), reserves their room
+    /// there in etcd, and asks it to host them.
+    async fn ask_to_host(self: &Arc<Self>, target: &Arc<InvokeTarget>, slots: usize) -> Result<(), String> {
+        use stoke_core::placement::{lendable, place, Capacity, NodeRoom};
+        let name = queue_name(target);
+        let peers = read(&self.peers).clone();
+        let hosted_on = stoke_core::sync::lock(&self.asked).get(&name).and_then(|a| a.2.clone());
+        let store = self.cluster.store().clone();
+        let now = crate::registry::now_ms();
+        let reserved = tokio::task::spawn_blocking(move || store.reservations(now))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let rooms: Vec<NodeRoom> = peers
+            .iter()
+            .map(|n| NodeRoom {
+                name: n.name.clone(),
+                policy: stoke_core::memory::MemoryPolicy { budget_mb: n.budget_mb, overcommit: n.overcommit },
+                ledger: stoke_core::memory::Ledger { charged_mb: n.charged_mb, configured_mb: n.configured_mb },
+                instances: n.instances,
+                gpus: n.gpus,
+                reserved: reserved.get(&n.name).copied().unwrap_or_default(),
+                hosts_it: hosted_on.as_deref() == Some(n.name.as_str()),
+            })
+            .collect();
+        let each = Capacity { memory_mb: u64::from(target.config.memory_mb), gpus: target.config.gpu_count };
+        let charge = u64::from(target.config.memory_mb);
+        let pick = place(&rooms, charge, each).ok_or("no live node has room")?;
+        let node = &peers[pick];
+        let want = stoke_store::Reservation {
+            capacity: Capacity {
+                memory_mb: each.memory_mb * slots as u64,
+                gpus: each.gpus * u32::try_from(slots).unwrap_or(u32::MAX),
+            },
+            since_ms: now,
+            until_ms: now + i64::try_from((HOST_IDLE + ASK_AGAIN).as_millis()).unwrap_or(i64::MAX),
+        };
+        let (store, node_name, lease) = (self.cluster.store().clone(), node.name.clone(), self.cluster.lease());
+        let holder = format!("{}|{}|{}|{}", self.me.node, name.account, name.function, name.version);
+        let lends = lendable(&rooms[pick].policy, node.gpus);
+        let reserved = tokio::task::spawn_blocking(move || store.reserve(&node_name, &holder, want, lends, lease))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if !reserved {
+            return Err(format!("node {}'s room was reserved by other owners meanwhile", node.name));
+        }
+        let body = serde_json::json!({
+            "account": name.account, "function": name.function, "version": name.version,
+            "reference": format!("{}:{}", name.function, name.version),
+            "owner": self.me, "slots": slots,
+        });
+        let answer = self
+            .cluster
+            .invocations()
+            .post(format!("{}{HOST_PATH}", node.advertise.trim_end_matches('/')))
+            .header(SECRET_HEADER, self.cluster.secret())
+            .timeout(Duration::from_secs(10))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("node {} did not answer: {e}", node.name))?;
+        if !answer.status().is_success() {
+            return Err(format!("node {} refused: {}", node.name, answer.status()));
+        }
+        tracing::debug!(node = %node.name, function = %target.function, slots, "a node hosts instances of a queue owned here");
+        if let Some(a) = stoke_core::sync::lock(&self.asked).get_mut(&name) {
+            a.2 = Some(node.name.clone());
+        }
+        Ok(())
     }
 
     /// Forwards an invocation of `target` (as `reference` named it) to `owner`, and waits for its outcome.
@@ -333,7 +671,8 @@ pub fn encode_outcome(outcome: Result<InvokeResult, InvokeError>, node: &str) ->
                 error_type,
                 report: r.report,
                 log: r.log,
-                node: node.into(),
+                // Run on another node for this one (its queue's owner): that node's name.
+                node: r.node.unwrap_or_else(|| node.into()),
                 body_len: body.len(),
             };
             let meta = serde_json::to_vec(&meta).unwrap_or_default();
@@ -388,6 +727,16 @@ fn decode_outcome(frame: &[u8]) -> Option<Result<InvokeResult, InvokeError>> {
             Refused::NodeLost { message } => InvokeError::NodeLost(message),
         })),
         _ => None,
+    }
+}
+
+/// The scheduler's overflow: a pool of a queue this node owns that its memory has no room for gets
+/// instances on other nodes.
+pub struct Overflow(pub std::sync::Weak<Queues>);
+
+impl stoke_scheduler::Overflow for Overflow {
+    fn short(&self, target: &Arc<InvokeTarget>, instances: usize, _queued: usize) -> bool {
+        self.0.upgrade().is_some_and(|q| q.overflow(target, instances))
     }
 }
 

@@ -32,12 +32,18 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Option<Self> {
+        Self::start_with(n, |_| &[])
+    }
+
+    /// `n` nodes, node `i` (from 0) with `extra(i)` flags besides the usual ones.
+    fn start_with(n: usize, extra: impl Fn(usize) -> &'static [&'static str]) -> Option<Self> {
         let etcd = etcd()?;
         let dir = tempfile::tempdir().unwrap();
         let secret = secret_file(dir.path());
         let mut nodes: Vec<TestServer> = Vec::new();
         for i in 0..n {
-            let mut node = TestServer::start_node(&etcd.endpoint(), &format!("node-{}", i + 1), &secret, NODE_ARGS);
+            let args: Vec<&str> = NODE_ARGS.iter().chain(extra(i)).copied().collect();
+            let mut node = TestServer::start_node(&etcd.endpoint(), &format!("node-{}", i + 1), &secret, &args);
             if let Some(first) = nodes.first() {
                 node.use_credentials_of(first);
             }
@@ -300,6 +306,25 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
             .body("{}"),
     );
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-account")), "{body}");
+    // Hosting another owner's queue, taking its work and reporting outcomes: peers only, and checked.
+    for path in ["/internal/v1/queues/host", "/internal/v1/queues/take", "/internal/v1/queues/done/x"] {
+        let (status, _) = node.call(node.http_plain(Method::POST, path).body("{}"));
+        assert_eq!(status, 401, "{path} needs the secret");
+    }
+    let peer = |path: &str| node.http_plain(Method::POST, path).header("x-stoke-cluster-secret", &secret);
+    let owner = json!({"node": "node-9", "advertise": "http://127.0.0.1:9"});
+    let (status, body) = node.call(peer("/internal/v1/queues/host").json(&json!({"account": "000000000001",
+        "function": "f", "version": "$LATEST", "reference": "f:$LATEST", "owner": owner, "slots": 0})));
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("slots")), "{body}");
+    let (status, body) = node.call(
+        peer("/internal/v1/queues/take")
+            .header("x-stoke-account", "000000000001")
+            .header("x-stoke-reference", "f")
+            .header("x-stoke-version", "$LATEST"),
+    );
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-taker")), "{body}");
+    let (status, body) = node.call(peer("/internal/v1/queues/done/nothing").body("not an outcome"));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_outcome")), "{body}");
     // A non-admin account may not list the nodes.
     let (key, _) = node.new_account("plain");
     let (status, _) = node.call(node.req_as(&key, Method::GET, "/v1/nodes"));
@@ -775,4 +800,98 @@ fn a_version_has_one_queue_in_the_cluster_and_losing_its_owner_loses_no_accepted
         assert!(Instant::now() < deadline, "{nodes}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue() {
+    // node-1 has room for one 256 MB instance and no more; node-2 and node-3 have the machine's memory.
+    let Some(mut c) =
+        Cluster::start_with(3, |i| if i == 0 { &["--max-memory-mb", "256", "--memory-overcommit", "1"] } else { &[] })
+    else {
+        return;
+    };
+    let src =
+        "import os, time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return {'pid': os.getpid()}\n";
+    let mut body = create_body("hosted", &zip_of(&[("app.py", src.as_bytes())]));
+    body["memory_mb"] = json!(256);
+    body["timeout_s"] = json!(60);
+    assert_eq!(c.nodes[0].post("/v1/functions", body).0, 201);
+    let (status, out) = invoke(&c.nodes[0], "hosted", json!({}));
+    assert_eq!(status, 200, "node-1 owns the queue: {out}");
+    std::thread::sleep(Duration::from_secs(3)); // every node's heartbeat and the nodes' list are current
+
+    // Six calls at once through node-3: node-1's one instance cannot take them all, so its controller
+    // reserves room on node-2 (the freest, by name) and node-2's instances pull the rest from node-1.
+    let (key, url) = (c.nodes[0].api_key.clone(), c.nodes[2].url.clone());
+    let ran_on: Vec<String> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let (key, url) = (&key, &url);
+                s.spawn(move || {
+                    let resp = reqwest::blocking::Client::new()
+                        .post(format!("{url}/v1/functions/hosted/invoke"))
+                        .bearer_auth(key)
+                        .json(&json!({"sleep": 1}))
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                    resp.headers()["x-stoke-node"].to_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(ran_on.iter().any(|n| n == "node-2"), "nothing ran on node-2: {ran_on:?}");
+    assert!(ran_on.iter().all(|n| n == "node-1" || n == "node-2"), "{ran_on:?}");
+    let (_, list) = c.nodes[2].get("/v1/instances?function=hosted");
+    let mut on: Vec<&str> = list["instances"].as_array().unwrap().iter().filter_map(|i| i["node"].as_str()).collect();
+    on.sort_unstable();
+    on.dedup();
+    assert_eq!(on, ["node-1", "node-2"], "{list}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, nodes) = c.nodes[0].get("/v1/nodes");
+        let hosting: Vec<u64> =
+            nodes["nodes"].as_array().unwrap().iter().map(|n| n["hosting"].as_u64().unwrap_or(0)).collect();
+        if hosting[1] > 0 && hosting[0] == 0 && hosting[2] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node-2 is not shown hosting: {nodes}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // node-2 is killed while it runs a call it took from node-1's queue: the caller is told, not left
+    // hanging, and the call is not run again; the queue goes on serving.
+    let long = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let (key, url) = (&key, &url);
+                s.spawn(move || {
+                    let resp = reqwest::blocking::Client::new()
+                        .post(format!("{url}/v1/functions/hosted/invoke"))
+                        .bearer_auth(key)
+                        .json(&json!({"sleep": 12}))
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .unwrap();
+                    let status = resp.status().as_u16();
+                    let body: Value = resp.json().unwrap_or(Value::Null);
+                    (status, body["error"]["code"].as_str().unwrap_or_default().to_string(), Instant::now())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(4));
+        c.nodes[1].kill9();
+        let killed = Instant::now();
+        (calls.into_iter().map(|c| c.join().unwrap()).collect::<Vec<_>>(), killed)
+    });
+    let (outcomes, killed) = long;
+    let lost: Vec<_> = outcomes.iter().filter(|o| o.0 == 503).collect();
+    assert_eq!(lost.len(), 1, "one of the two ran on node-2: {outcomes:?}");
+    assert_eq!(lost[0].1, "node_lost", "{outcomes:?}");
+    assert!(lost[0].2 - killed < Duration::from_secs(10), "told {:?} after the kill", lost[0].2 - killed);
+    assert!(outcomes.iter().any(|o| o.0 == 200), "the call on node-1's own instance finished: {outcomes:?}");
+    let (status, out) = invoke(&c.nodes[2], "hosted", json!({}));
+    assert_eq!(status, 200, "{out}");
 }

@@ -39,6 +39,9 @@ pub struct NodeView {
     /// (0 on a single node, which has no cluster-wide queues).
     #[serde(default)]
     pub queues: u64,
+    /// Feeders pulling other nodes' queues' invocations onto its instances (it hosts them for their owners).
+    #[serde(default)]
+    pub hosting: u64,
     pub started_ms: i64,
     pub heartbeat_ms: i64,
 }
@@ -74,6 +77,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 instances,
                 etcd_requests: 0,
                 queues: 0,
+                hosting: 0,
                 started_ms: 0,
                 heartbeat_ms: crate::registry::now_ms(),
             }],
@@ -96,6 +100,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 instances: n.node.instances,
                 etcd_requests: n.node.etcd_requests,
                 queues: n.node.queues,
+                hosting: n.node.hosting,
                 started_ms: n.node.started_ms,
                 heartbeat_ms: n.node.heartbeat_ms,
             })
@@ -165,21 +170,8 @@ pub async fn put_blob(
 pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload: Bytes) -> ApiResult<Response> {
     use crate::queues::{encode_outcome, header, STARTED};
     let cluster = peer_authorized(&s, &headers)?;
-    let text = |name: &'static str| -> ApiResult<Option<String>> {
-        headers
-            .get(name)
-            .map(|v| v.to_str().map(str::to_string))
-            .transpose()
-            .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} is not text")).with_field(name))
-    };
-    let required = |name: &'static str| -> ApiResult<String> {
-        text(name)?.ok_or_else(|| {
-            ApiError::bad_request("invalid_parameter", format!("a forwarded invocation needs {name}")).with_field(name)
-        })
-    };
-    let account = stoke_core::AccountId::parse(&required(header::ACCOUNT)?)
-        .map_err(|e| ApiError::bad_request("invalid_parameter", e.message).with_field(header::ACCOUNT))?;
-    let (reference, version) = (required(header::REFERENCE)?, required(header::VERSION)?);
+    let (account, reference, version) = forwarded_target(&headers)?;
+    let text = |name: &'static str| header_text(&headers, name);
     let client_context = match text(header::CLIENT_CONTEXT)? {
         None => None,
         Some(b64) => Some(
@@ -235,4 +227,118 @@ pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload:
     });
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], axum::body::Body::from_stream(body))
         .into_response())
+}
+
+/// A header's value as text, if present (400 naming it when it is not text).
+fn header_text(headers: &HeaderMap, name: &'static str) -> ApiResult<Option<String>> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} is not text")).with_field(name))
+}
+
+/// The account, reference and version a peer's internal call names in its headers.
+fn forwarded_target(headers: &HeaderMap) -> ApiResult<(stoke_core::AccountId, String, String)> {
+    use crate::queues::header;
+    let required = |name: &'static str| -> ApiResult<String> {
+        header_text(headers, name)?.ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", format!("a forwarded invocation needs {name}")).with_field(name)
+        })
+    };
+    let account = stoke_core::AccountId::parse(&required(header::ACCOUNT)?)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.message).with_field(header::ACCOUNT))?;
+    Ok((account, required(header::REFERENCE)?, required(header::VERSION)?))
+}
+
+/// What an owner asks a node to host: feeders pulling one version's queue.
+#[derive(Debug, Deserialize)]
+pub struct HostRequest {
+    account: String,
+    function: String,
+    version: String,
+    /// How the feeders name the function to the owner (`function:version`).
+    reference: String,
+    owner: stoke_store::QueueOwner,
+    slots: usize,
+}
+
+/// An owner asks this node to host instances of one of its queues (`crate::queues`).
+pub async fn peer_host(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    peer_authorized(&s, &headers)?;
+    let req: HostRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_parameter", format!("the hosting request is not one stoke sends: {e}"))
+    })?;
+    let queues =
+        s.invoker.queues().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster")
+        })?;
+    if req.slots == 0 {
+        return Err(ApiError::bad_request("invalid_parameter", "slots must be at least 1").with_field("slots"));
+    }
+    let queue = stoke_store::QueueName { account: req.account, function: req.function, version: req.version };
+    let feeders = queues.host(queue, req.reference, req.owner, req.slots);
+    Ok(Json(serde_json::json!({ "feeders": feeders })))
+}
+
+/// A node hosting instances of a queue this node owns takes its next invocation: 200 with the payload
+/// and the invocation's headers, or 204 when none came within `crate::queues::TAKE_WAIT`.
+pub async fn peer_take(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    use crate::queues::{header, DEADLINE_HEADER, TAKER_HEADER, TAKE_WAIT};
+    peer_authorized(&s, &headers)?;
+    let (account, reference, version) = forwarded_target(&headers)?;
+    let taker = header_text(&headers, TAKER_HEADER)?.ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", format!("taking work needs {TAKER_HEADER}")).with_field(TAKER_HEADER)
+    })?;
+    let queues =
+        s.invoker.queues().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster")
+        })?;
+    let target = s.invoker.version_target(&account, &reference, &version).await?;
+    let Some(taken) = s.invoker.scheduler().take(&target, TAKE_WAIT).await else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let (id, req, deadline) = queues.taken_by(&taker, taken);
+    let mut out = HeaderMap::new();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+            out.insert(name, v);
+        }
+    };
+    set(header::REQUEST_ID, &id);
+    set(DEADLINE_HEADER, &deadline.to_string());
+    if let Some(cc) = &req.client_context {
+        set(header::CLIENT_CONTEXT, &base64::engine::general_purpose::STANDARD.encode(cc));
+    }
+    if req.want_log {
+        set(header::LOG, "1");
+    }
+    Ok((StatusCode::OK, out, req.payload).into_response())
+}
+
+/// A hosting node reports the outcome of an invocation it took from this node's queue.
+pub async fn peer_done(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    frame: Bytes,
+) -> ApiResult<StatusCode> {
+    peer_authorized(&s, &headers)?;
+    let queues =
+        s.invoker.queues().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster")
+        })?;
+    match queues.done(&id, &frame) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no invocation {id} is running for this node's queues (it timed out, or its node was seen lost)"),
+        )),
+        Err(why) => Err(ApiError::bad_request("invalid_outcome", why)),
+    }
 }

@@ -114,6 +114,9 @@ pub fn app(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/internal/v1/instances", get(invoke::peer_list_instances))
         .route(crate::queues::FORWARD_PATH, post(cluster::peer_invoke))
+        .route(crate::queues::HOST_PATH, post(cluster::peer_host))
+        .route(crate::queues::TAKE_PATH, post(cluster::peer_take))
+        .route(crate::queues::DONE_PATH, post(cluster::peer_done))
         .route(
             "/internal/v1/blobs/{sha256}",
             // Image tarballs travel here too: up to the unpacked size an image may have.

@@ -31,6 +31,7 @@ pub fn run(global: &GlobalArgs, _args: Args) -> Result<()> {
         "SANDBOX",
         "INSTANCES",
         "QUEUES",
+        "HOSTING",
         "SEEN",
         "VERSION",
     ]);
@@ -46,6 +47,7 @@ pub fn run(global: &GlobalArgs, _args: Args) -> Result<()> {
             n.sandbox,
             n.instances.to_string(),
             n.queues.to_string(),
+            n.hosting.to_string(),
             seen,
             n.version,
         ]);

@@ -40,6 +40,19 @@ pub struct NodeRecord {
     /// Function queues this node owns (cluster part 2: one queue per function version in the cluster).
     #[serde(default)]
     pub queues: u64,
+    /// Its memory admission: the budget live instances may use, in MB, and the overcommit bound on their
+    /// configured sizes; and what its live instances are charged and configured at, in MB.
+    #[serde(default)]
+    pub budget_mb: u64,
+    #[serde(default)]
+    pub overcommit: f64,
+    #[serde(default)]
+    pub charged_mb: u64,
+    #[serde(default)]
+    pub configured_mb: u64,
+    /// Feeders pulling other nodes' queues' work onto this node's instances.
+    #[serde(default)]
+    pub hosting: u64,
     pub started_ms: i64,
     pub heartbeat_ms: i64,
 }
@@ -292,7 +305,7 @@ enum Claim {
     /// Ours, under this new lease.
     Taken(i64),
     /// Another live node's.
-    HeldBy(NodeRecord),
+    HeldBy(Box<NodeRecord>),
     /// Changed between the read and the write: try again.
     Lost,
 }
@@ -314,7 +327,7 @@ async fn claim(
             Ok(h) if h.node_id == node.node_id => {
                 Compare::mod_revision(lease_key.as_str(), CompareOp::Equal, found.mod_revision())
             }
-            Ok(h) => return Ok(Claim::HeldBy(h)),
+            Ok(h) => return Ok(Claim::HeldBy(Box::new(h))),
             Err(e) => {
                 return Err(etcd_client::Error::InvalidArgs(format!("the record at {lease_key} is unreadable: {e}")))
             }

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use cluster::{Membership, NodeRecord, NodeStatus};
-pub use queues::{OwnerChange, QueueName, QueueOwner};
+pub use queues::{OwnerChange, QueueName, QueueOwner, Reservation};
 
 use crate::{Result, StoreError};
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{encode, EtcdStore};
 use crate::{Result, StoreError};
+use stoke_core::placement::Capacity;
 
 /// A function version's queue: which account's function, and which version (`$LATEST` or a number).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,6 +28,14 @@ pub struct QueueName {
 pub struct QueueOwner {
     pub node: String,
     pub advertise: String,
+}
+
+/// Room an owner holds on a node for instances it placed there, from `since_ms` until `until_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub capacity: Capacity,
+    pub since_ms: i64,
+    pub until_ms: i64,
 }
 
 /// What the watch on the queues' owners reports.
@@ -142,6 +151,57 @@ impl EtcdStore {
         });
     }
 
+    /// Reserves `want` on `node` for `holder` (an owner and one of its queues) until `until_ms`, under
+    /// `lease` (the owner's: its reservations go with it), if what every holder reserved there and still
+    /// holds, with `want`, stays within `lends` ([`stoke_core::placement::fits_reservations`]). Replaces the
+    /// holder's earlier reservation there; lapsed ones are deleted on the way. Every reservation on a node
+    /// moves its revision key, which each one checks: two owners never both take the node's last room.
+    pub fn reserve(&self, node: &str, holder: &str, want: Reservation, lends: Capacity, lease: i64) -> Result<bool> {
+        let (prefix, rev_key) = (self.keys.under(&["reservations", node]), self.keys.key(&["reservation-rev", node]));
+        let own = self.keys.key(&["reservations", node, holder]);
+        self.retry(
+            || format!("reserving room on node {node}"),
+            || {
+                // The revision first: a reservation committed after it moves it, so a list read after it that
+                // missed that reservation cannot pass the guard.
+                let rev = self.get::<serde_json::Value>(&rev_key)?.map_or(0, |r| r.mod_revision);
+                let (held, _) = self.list::<Reservation>(&prefix)?;
+                let now = want.since_ms;
+                let (live, lapsed): (Vec<_>, Vec<_>) = held.into_iter().partition(|r| r.value.until_ms > now);
+                let taken = live.iter().filter(|r| r.key != own).fold(Capacity::default(), |t, r| Capacity {
+                    memory_mb: t.memory_mb + r.value.capacity.memory_mb,
+                    gpus: t.gpus + r.value.capacity.gpus,
+                });
+                if !stoke_core::placement::fits_reservations(lends, taken, want.capacity) {
+                    return Ok(Some(false));
+                }
+                let guard = if rev == 0 { super::absent(&rev_key) } else { super::unchanged(&rev_key, rev) };
+                let mut ops = vec![
+                    TxnOp::put(rev_key.as_str(), b"{}".to_vec(), None),
+                    TxnOp::put(own.as_str(), encode(&want)?, Some(PutOptions::new().with_lease(lease))),
+                ];
+                ops.extend(lapsed.iter().filter(|r| r.key != own).map(|r| super::delete(&r.key)));
+                Ok(self.commit(vec![guard], ops)?.then_some(true))
+            },
+        )
+    }
+
+    /// What holders reserved on each node and still hold at `now_ms`.
+    pub fn reservations(&self, now_ms: i64) -> Result<std::collections::HashMap<String, Capacity>> {
+        let prefix = self.keys.under(&["reservations"]);
+        let (held, _) = self.list::<Reservation>(&prefix)?;
+        let mut out: std::collections::HashMap<String, Capacity> = Default::default();
+        for r in held.into_iter().filter(|r| r.value.until_ms > now_ms) {
+            let node = r.key.strip_prefix(&prefix).and_then(|k| k.split('/').next()).map(super::unsegment);
+            if let Some(node) = node {
+                let c = out.entry(node).or_default();
+                c.memory_mb += r.value.capacity.memory_mb;
+                c.gpus += r.value.capacity.gpus;
+            }
+        }
+        Ok(out)
+    }
+
     fn queue_key(&self, q: &QueueName) -> String {
         self.keys.key(&["queue-owners", &q.account, &q.function, &q.version])
     }
@@ -187,6 +247,11 @@ mod tests {
             instances: 0,
             etcd_requests: 0,
             queues: 0,
+            budget_mb: 0,
+            overcommit: 1.0,
+            charged_mb: 0,
+            configured_mb: 0,
+            hosting: 0,
             started_ms: 0,
             heartbeat_ms: 0,
         }
@@ -199,6 +264,49 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "not seen: {:?}", seen.lock().unwrap());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn two_owners_never_reserve_more_than_a_node_lends_and_lapsed_reservations_free_it() {
+        let Some(etcd) = super::super::tests::etcd() else { return };
+        let connect = || EtcdStore::connect(&[etcd.endpoint()], "reserve").unwrap();
+        let (a, b) = (connect(), connect());
+        let (a_member, b_member) = (
+            a.join(&record("a"), Duration::from_secs(5)).unwrap(),
+            b.join(&record("b"), Duration::from_secs(5)).unwrap(),
+        );
+        let lends = Capacity { memory_mb: 1000, gpus: 0 };
+        let want = |mb: u64, until_ms: i64| Reservation {
+            capacity: Capacity { memory_mb: mb, gpus: 0 },
+            since_ms: 100,
+            until_ms,
+        };
+        // Ten owners' worth of 300 MB racing for node c's 1,000 MB: exactly three get it.
+        let won = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..10 {
+                let (store, lease) = if i % 2 == 0 { (&a, a_member.lease()) } else { (&b, b_member.lease()) };
+                let won = &won;
+                s.spawn(move || {
+                    if store.reserve("c", &format!("owner-{i}"), want(300, 10_000), lends, lease).unwrap() {
+                        won.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(won.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(a.reservations(100).unwrap()["c"], Capacity { memory_mb: 900, gpus: 0 });
+        // A holder replacing its own reservation is not counted twice.
+        let holder = (0..10)
+            .map(|i| format!("owner-{i}"))
+            .find(|h| a.get::<Reservation>(&a.keys.key(&["reservations", "c", h])).unwrap().is_some());
+        assert!(a.reserve("c", &holder.unwrap(), want(400, 10_000), lends, a_member.lease()).unwrap());
+        assert!(!a.reserve("c", "late", want(200, 10_000), lends, a_member.lease()).unwrap());
+        // Once they lapse, the room is free again.
+        assert!(a
+            .reserve("c", "late", Reservation { since_ms: 20_000, ..want(900, 30_000) }, lends, a_member.lease())
+            .unwrap());
+        assert_eq!(a.reservations(20_000).unwrap()["c"], Capacity { memory_mb: 900, gpus: 0 });
     }
 
     #[test]
