@@ -571,6 +571,25 @@ impl stoke_scheduler::Resolver for InvokerResolver {
     }
 }
 
+impl crate::queues::RunHere for Invoker {
+    fn run_here<'a>(
+        &'a self,
+        account: &'a AccountId,
+        reference: &'a str,
+        version: &'a str,
+        req: InvokeRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<InvokeResult, InvokeError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.invoke_as_owner(account, reference, version, req).await.map_err(|e| match e {
+                InvokeFailure::Scheduler(e) => e,
+                // This node's view of the function (deleted or blocked meanwhile): the platform's, to the
+                // node that asked.
+                other => InvokeError::Platform(other.to_string()),
+            })
+        })
+    }
+}
+
 /// Lets the registry see the scheduler's work and tell it about changes.
 pub struct SchedulerWork(pub Scheduler);
 

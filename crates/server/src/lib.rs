@@ -446,7 +446,8 @@ impl Server {
                     })?;
                 let joined = Arc::new(joined);
                 let queues = queues::Queues::start(joined.clone());
-                queues.run_through(&invoker);
+                let runner: std::sync::Weak<dyn queues::RunHere> = Arc::downgrade(&invoker) as _;
+                queues.run_through(runner);
                 invoker.scheduler().overflow_to(Arc::new(queues::Overflow(Arc::downgrade(&queues))));
                 invoker.route_through(queues);
                 watch_cluster(&joined, &registry, &accounts, &invoker);

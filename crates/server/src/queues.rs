@@ -103,7 +103,7 @@ pub struct Queues {
     /// The other live nodes as the take-over loop last saw them.
     peers: RwLock<Vec<stoke_store::NodeRecord>>,
     /// Set once the invoker exists (the feeders run invocations through it).
-    invoker: std::sync::OnceLock<std::sync::Weak<crate::invoke::Invoker>>,
+    invoker: std::sync::OnceLock<std::sync::Weak<dyn RunHere>>,
 }
 
 /// What an owner asked for one of its queues: when it last asked, how many feeders in all, and on which
@@ -265,8 +265,8 @@ impl Queues {
     }
 
     /// Lets feeders run invocations through `invoker` (set once, at start).
-    pub fn run_through(&self, invoker: &Arc<crate::invoke::Invoker>) {
-        let _ = self.invoker.set(Arc::downgrade(invoker));
+    pub fn run_through(&self, invoker: std::sync::Weak<dyn RunHere>) {
+        let _ = self.invoker.set(invoker);
     }
 
     /// What the take-over loop saw of the nodes: the live ones are placement's candidates; invocations that
@@ -408,13 +408,7 @@ impl Queues {
                 InvokeRequest { payload, client_context, want_log, request_id: Some(id.clone()), ..Default::default() };
             let Some(invoker) = self.invoker.get().and_then(std::sync::Weak::upgrade) else { break };
             let outcome = match stoke_core::AccountId::parse(&queue.account) {
-                Ok(account) => {
-                    invoker.invoke_as_owner(&account, &hosted.reference, &queue.version, req).await.map_err(|e| match e
-                    {
-                        crate::invoke::InvokeFailure::Scheduler(e) => e,
-                        other => InvokeError::Platform(other.to_string()),
-                    })
-                }
+                Ok(account) => invoker.run_here(&account, &hosted.reference, &queue.version, req).await,
                 Err(e) => Err(InvokeError::Platform(e.message)),
             };
             let frame = encode_outcome(outcome, &self.me.node);
@@ -627,6 +621,18 @@ impl Queues {
             None => gone(started, "its answer was cut short".into()),
         }
     }
+}
+
+/// Runs an invocation of a version on this node's own instances, whoever owns its queue (the invoke
+/// service does; feeders of a hosted queue call it).
+pub trait RunHere: Send + Sync {
+    fn run_here<'a>(
+        &'a self,
+        account: &'a stoke_core::AccountId,
+        reference: &'a str,
+        version: &'a str,
+        req: InvokeRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<InvokeResult, InvokeError>> + Send + 'a>>;
 }
 
 /// The first byte of a forwarded invocation's answer once an instance took it.

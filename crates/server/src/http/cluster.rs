@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use stoke_scheduler::{InvokeError, InvokeRequest, StartSignal};
+use stoke_scheduler::{InvokeRequest, StartSignal};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{blocking, AppState};
@@ -200,7 +200,9 @@ pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload:
         q.served_one();
     }
     tokio::spawn(async move {
-        let run = invoker.invoke_as_owner(&account, &reference, &version, req);
+        // What the forwarding node can act on: a failure here is the scheduler's, or this node's view of the
+        // function (deleted, blocked meanwhile), which it reports as the platform's.
+        let run = crate::queues::RunHere::run_here(invoker.as_ref(), &account, &reference, &version, req);
         tokio::pin!(run);
         let mut told = false;
         let outcome = loop {
@@ -214,12 +216,6 @@ pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload:
                 }
             }
         };
-        // What the forwarding node can act on: a failure here is the scheduler's, or this node's view of
-        // the function (deleted, blocked meanwhile), which it reports as the platform's.
-        let outcome = outcome.map_err(|e| match e {
-            crate::invoke::InvokeFailure::Scheduler(e) => e,
-            other => InvokeError::Platform(other.to_string()),
-        });
         let _ = tx.send(encode_outcome(outcome, &node)).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
