@@ -135,9 +135,16 @@ pub trait Overflow: Send + Sync {
 }
 
 /// An invocation taken from its queue by another node (see [`Scheduler::take`]).
-#[derive(Debug)]
 pub struct Taken {
     inv: queue::Invocation,
+    queue: Arc<queue::FunctionQueue>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Taken").field("id", &self.inv.id).finish_non_exhaustive()
+    }
 }
 
 impl Taken {
@@ -158,13 +165,38 @@ impl Taken {
         self.inv.timeout_s
     }
 
-    /// Answers the invocation's caller.
+    /// Answers the invocation's caller. One the other node had no room for (throttled there) goes back to
+    /// its queue here instead, for an instance of this node's or another taker; it fails only if this node
+    /// has no room for it either.
     pub fn finish(self, outcome: Result<InvokeResult, InvokeError>) {
+        let Taken { mut inv, queue, shared } = self;
         let result = match outcome {
             Ok(r) => r,
-            Err(e) => context::platform_result(&self.inv.id, e),
+            Err(InvokeError::Throttled { reason, retry_after_s }) => {
+                // The caller hears whatever the queue here makes of it; if it is refused or dropped, the throttle.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let caller = std::mem::replace(&mut inv.responder, tx);
+                let id = inv.id.to_string();
+                let throttle = InvokeError::Throttled { reason, retry_after_s };
+                match queue::submit(&shared, &queue, inv, true) {
+                    Ok(None) => {
+                        tokio::spawn(async move {
+                            let result = rx.await.unwrap_or_else(|_| context::platform_result(&id, throttle));
+                            let _ = caller.send(result);
+                        });
+                    }
+                    Ok(Some(_)) => {
+                        let _ = caller.send(context::platform_result(&id, throttle));
+                    }
+                    Err(e) => {
+                        let _ = caller.send(context::platform_result(&id, e));
+                    }
+                }
+                return;
+            }
+            Err(e) => context::platform_result(&inv.id, e),
         };
-        let _ = self.inv.responder.send(result);
+        let _ = inv.responder.send(result);
     }
 }
 
@@ -617,7 +649,7 @@ impl Scheduler {
         if let Some(started) = &inv.request.started {
             started.fire();
         }
-        Some(Taken { inv })
+        Some(Taken { inv, queue, shared: self.shared.clone() })
     }
 
     /// Sets how functions' references are resolved for `prepare` and `is_available`; the first one set stays.

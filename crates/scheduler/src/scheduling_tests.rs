@@ -616,6 +616,11 @@ async fn work_the_node_has_no_room_for_waits_for_another_nodes_instances_which_p
     assert_eq!(&taken.request().payload[..], br#"{"n":1}"#);
     assert_eq!(elsewhere.0.lock().unwrap()[0], ("big".to_string(), 1, 1));
     assert_eq!(h.fake.spawn_count(), 0, "nothing started here");
+    // The other node had no room after all: the invocation goes back to this queue, and is taken again.
+    let first_id = taken.id().to_string();
+    taken.finish(Err(InvokeError::Throttled { reason: "no room there".into(), retry_after_s: 1 }));
+    let taken = h.scheduler.take(&target, Duration::from_secs(5)).await.expect("back in the queue");
+    assert_eq!(taken.id(), first_id);
     let mut ran = crate::testing::ok_result(taken.id(), "elsewhere");
     ran.node = Some("node-3".into());
     taken.finish(Ok(ran));

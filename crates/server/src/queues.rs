@@ -411,6 +411,8 @@ impl Queues {
                 Ok(account) => invoker.run_here(&account, &hosted.reference, &queue.version, req).await,
                 Err(e) => Err(InvokeError::Platform(e.message)),
             };
+            // No room here after all: the owner queues it again; this feeder waits before taking more.
+            let throttled = matches!(outcome, Err(InvokeError::Throttled { .. }));
             let frame = encode_outcome(outcome, &self.me.node);
             for attempt in 0..3 {
                 let posted = self
@@ -427,6 +429,9 @@ impl Queues {
                     _ if attempt < 2 => tokio::time::sleep(Duration::from_millis(200)).await,
                     _ => tracing::warn!(id, owner = %owner.node, "cannot report an invocation's outcome to its owner"),
                 }
+            }
+            if throttled {
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
         if hosted.feeders.fetch_sub(1, Ordering::Relaxed) == 1 {

@@ -854,7 +854,24 @@ fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue(
         let (_, nodes) = c.nodes[0].get("/v1/nodes");
         let hosting: Vec<u64> =
             nodes["nodes"].as_array().unwrap().iter().map(|n| n["hosting"].as_u64().unwrap_or(0)).collect();
+        let reserved: Vec<u64> =
+            nodes["nodes"].as_array().unwrap().iter().map(|n| n["reserved_mb"].as_u64().unwrap()).collect();
         if hosting[1] > 0 && hosting[0] == 0 && hosting[2] == 0 {
+            // node-1 reserved room on node-2 for the feeders it asked for, 256 MB each.
+            assert!(
+                reserved[1] >= 256 && reserved[1].is_multiple_of(256) && reserved[0] == 0 && reserved[2] == 0,
+                "{nodes}"
+            );
+            let out = c.nodes[0]
+                .cli()
+                .args(["--endpoint", &c.nodes[0].url, "--api-key", &c.nodes[0].api_key, "nodes"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("HOSTING") && text.contains("RESERVED") && text.contains(&format!("{} MB", reserved[1])),
+                "{text}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "node-2 is not shown hosting: {nodes}");

@@ -42,6 +42,11 @@ pub struct NodeView {
     /// Feeders pulling other nodes' queues' invocations onto its instances (it hosts them for their owners).
     #[serde(default)]
     pub hosting: u64,
+    /// Room other nodes' queues hold reserved on it now: configured MB and GPUs.
+    #[serde(default)]
+    pub reserved_mb: u64,
+    #[serde(default)]
+    pub reserved_gpus: u32,
     pub started_ms: i64,
     pub heartbeat_ms: i64,
 }
@@ -78,17 +83,25 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 etcd_requests: 0,
                 queues: 0,
                 hosting: 0,
+                reserved_mb: 0,
+                reserved_gpus: 0,
                 started_ms: 0,
                 heartbeat_ms: crate::registry::now_ms(),
             }],
         }));
     };
-    let nodes = blocking(move || cluster.nodes().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
+    let (nodes, reserved) = blocking(move || {
+        let store = |e| -> ApiError { crate::registry::RegistryError::Store(e).into() };
+        Ok((cluster.nodes().map_err(store)?, cluster.store().reservations(crate::registry::now_ms()).map_err(store)?))
+    })
+    .await?;
     Ok(Json(NodeList {
         mode: "cluster".into(),
         nodes: nodes
             .into_iter()
             .map(|n| NodeView {
+                reserved_mb: reserved.get(&n.node.name).map_or(0, |r| r.memory_mb),
+                reserved_gpus: reserved.get(&n.node.name).map_or(0, |r| r.gpus),
                 name: n.node.name,
                 state: n.state,
                 advertise: n.node.advertise,

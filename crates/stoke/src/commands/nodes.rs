@@ -32,6 +32,7 @@ pub fn run(global: &GlobalArgs, _args: Args) -> Result<()> {
         "INSTANCES",
         "QUEUES",
         "HOSTING",
+        "RESERVED",
         "SEEN",
         "VERSION",
     ]);
@@ -48,6 +49,11 @@ pub fn run(global: &GlobalArgs, _args: Args) -> Result<()> {
             n.instances.to_string(),
             n.queues.to_string(),
             n.hosting.to_string(),
+            match (n.reserved_mb, n.reserved_gpus) {
+                (0, 0) => "-".to_string(),
+                (mb, 0) => format!("{mb} MB"),
+                (mb, gpus) => format!("{mb} MB, {gpus} GPU"),
+            },
             seen,
             n.version,
         ]);
