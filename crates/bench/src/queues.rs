@@ -8,6 +8,8 @@
 //!   yet, and the first invocation on a node of a version another node owns).
 //! - Seed 004's table across the cluster: the same closed-loop load, its clients spread over the three
 //!   nodes, over 1, 10, 100 and 1,000 functions whose queues the nodes own between them.
+//! - On a cluster of two: invocations run by another node's instances pulling from the owner's queue (the
+//!   owner has no room for them) against a local queue.
 //!
 //! The three nodes share this machine's cores, so throughput does not add up here; the per-invocation costs
 //! measured are what the projection in BENCHMARKS.md is made from.
@@ -46,6 +48,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Result<Cluster> {
+        Self::start_with(n, |_| Vec::new())
+    }
+
+    /// `n` nodes, node `i` (from 0) with `extra(i)` flags besides the usual ones.
+    fn start_with(n: usize, extra: impl Fn(usize) -> Vec<&'static str>) -> Result<Cluster> {
         let etcd = stoke_testkit::etcd::Etcd::start()
             .context("the queues scenario needs etcd (apt-get install etcd-server)")?;
         let secret = tempfile::tempdir()?;
@@ -55,8 +62,9 @@ impl Cluster {
         let mut nodes: Vec<BenchServer> = Vec::new();
         for i in 1..=n {
             let name = format!("bench-{i}");
-            let args =
-                ["--cluster", &endpoint, "--node-name", &name, "--cluster-secret-file", &file, "--generic", "none"];
+            let mut args =
+                vec!["--cluster", &endpoint, "--node-name", &name, "--cluster-secret-file", &file, "--generic", "none"];
+            args.extend(extra(i - 1));
             let mut node = start_server(&format!("queues-{i}"), &args)?;
             if let Some(first) = nodes.first() {
                 // Nodes that join later use the first node's admin key.
@@ -204,6 +212,84 @@ fn forwarding(c: &Cluster, rounds: usize, seconds: f64, clients: usize) -> Resul
     Ok(out)
 }
 
+/// Invocations pulled by another node's instances against a local queue, on a cluster of two: node 1 has
+/// no room for the function's instances (its budget is below their size), so every call through it runs on
+/// node 2's instances, which pull them from node 1's queue; the local row calls a function whose queue and
+/// instances are node 2's, through node 2.
+fn pulled(bootstrap: &[u8], rounds: usize, seconds: f64, clients: usize) -> Result<Value> {
+    let c = Cluster::start_with(2, |i| {
+        if i == 0 {
+            vec!["--max-memory-mb", "200", "--memory-overcommit", "1"]
+        } else {
+            vec![]
+        }
+    })?;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let layer = json!({"code_base64": b64(&zip_with("noop", 0o755, bootstrap)?), "description": "the no-op"});
+    b.send(reqwest::Method::POST, "/v1/layers/noop/versions", Some(layer))?;
+    let code = b64(&zip_with("bootstrap", 0o755, BOOTSTRAP)?);
+    for name in ["near", "far"] {
+        let body = json!({"name": name, "runtime": "provided.al2023", "memory_mb": 256, "layers": ["noop:1"], "code_base64": code});
+        b.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
+    }
+    invoke_once(b, "near")?;
+    std::thread::sleep(Duration::from_secs(3)); // node 1 knows node 2's room (heartbeats, the nodes' list)
+    if invoke_once(a, "far")?.as_deref() != Some("bench-2") {
+        bail!("far invoked through bench-1, which has no room for it, should run on bench-2");
+    }
+    let runs_of = |via: &BenchServer, function: &str| -> Result<Measured> {
+        let (cpu0, etcd0) = (c.cpu_ns(), c.etcd_requests()?);
+        let url = format!("{}/v1/functions/{function}/invoke", via.endpoint);
+        let run = closed_loop(&url, Some(&via.key), b"{}", clients, seconds);
+        let (cpu, etcd) = (c.cpu_ns() - cpu0, c.etcd_requests()? - etcd0);
+        let n = run.latencies_us.len().max(1) as f64;
+        let mut lat = run.latencies_us;
+        lat.sort_unstable();
+        Ok((
+            lat.len() as f64 / run.elapsed.as_secs_f64(),
+            cpu as f64 / 1000.0 / n,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            etcd as f64 / n,
+        ))
+    };
+    // Settle: the host asks for its feeders as the owner runs short, and their instances start.
+    runs_of(a, "far")?;
+    runs_of(b, "near")?;
+    let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        runs[0].push(runs_of(b, "near")?);
+        runs[1].push(runs_of(a, "far")?);
+    }
+    let med = |k: usize, f: Figure| spread(&mut runs[k].iter().map(f).collect::<Vec<_>>()).0;
+    let mut t =
+        table(&["warm no-op, one function", "local queue", "pulled by another node's instances", "pulled / local"]);
+    let rows: [(&str, Figure); 5] = [
+        ("invocations/s", |m| m.0),
+        ("CPU µs/invocation, both nodes", |m| m.1),
+        ("p50 µs", |m| m.2),
+        ("p99 µs", |m| m.3),
+        ("etcd requests/invocation", |m| m.4),
+    ];
+    let mut out = json!({});
+    for (label, f) in rows {
+        let (local, remote) = (med(0, f), med(1, f));
+        let ratio = if local > 0.0 { format!("{:.2}×", remote / local) } else { "—".into() };
+        let digits = if label.starts_with("etcd") { 4 } else { 0 };
+        t.add_row(vec![label.into(), format!("{local:.digits$}"), format!("{remote:.digits$}"), ratio]);
+        out[label] = json!({"local": local, "pulled": remote});
+    }
+    let nodes = b.send(reqwest::Method::GET, "/v1/nodes", None)?;
+    let hosting = nodes["nodes"][1]["hosting"].clone();
+    println!(
+        "\ninstances on another node pulling from the owner's queue, {clients} clients, closed loop (median of {rounds} \
+         rounds of {seconds} s; {} sandbox, two nodes on this machine; bench-2 ran {hosting} feeders)\n{t}",
+        b.sandbox
+    );
+    out["feeders"] = hosting;
+    Ok(out)
+}
+
 /// etcd requests per cold start: a version no node owns yet, invoked through node 2; then its first
 /// invocation through node 3, which forwards it to node 2.
 fn cold_starts(c: &Cluster, n: usize, code: &str) -> Result<Value> {
@@ -338,6 +424,8 @@ pub fn run(args: &QueuesArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> 
     let table = seed_table(&c, &args.queues_functions, args.queues_clients, rounds, seconds)?;
     let nodes = owners(&c)?;
     let etcd_cpu_ms = c.etcd.pid().and_then(process_cpu_ns).map(|ns| ns / 1_000_000);
+    drop(c);
+    let pulled = pulled(bootstrap, rounds, seconds, 16)?;
     Ok(json!({"forwarding": forwarding, "etcd_per_first_invocation": cold, "many": table, "nodes": nodes,
-              "etcd_cpu_ms_total": etcd_cpu_ms, "rounds": rounds, "seconds": seconds}))
+              "etcd_cpu_ms_total": etcd_cpu_ms, "pulled": pulled, "rounds": rounds, "seconds": seconds}))
 }

@@ -428,8 +428,9 @@ impl Server {
                     instances: 0,
                     etcd_requests: etcd.requests(),
                     queues: 0,
-                    budget_mb: 0,
-                    overcommit: 1.0,
+                    // Placement reads these from the first heartbeat on: known at start.
+                    budget_mb: invoker.scheduler().node_status().memory_budget_mb,
+                    overcommit: invoker.scheduler().node_status().memory_overcommit,
                     charged_mb: 0,
                     configured_mb: 0,
                     hosting: 0,

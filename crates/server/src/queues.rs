@@ -59,6 +59,8 @@ pub const TAKE_WAIT: Duration = Duration::from_secs(20);
 pub const HOST_IDLE: Duration = Duration::from_secs(60);
 /// How often an owner still short of room asks a host again (hosting is idempotent).
 const ASK_AGAIN: Duration = Duration::from_secs(5);
+/// How long an owner waits after an ask that failed (no node had room, or the one asked did not answer).
+const RETRY_ASK: Duration = Duration::from_secs(1);
 /// Most feeders one node runs for one version.
 pub const MAX_SLOTS: usize = 32;
 /// The header naming the node that takes work.
@@ -106,9 +108,18 @@ pub struct Queues {
     invoker: std::sync::OnceLock<std::sync::Weak<dyn RunHere>>,
 }
 
-/// What an owner asked for one of its queues: when it last asked, how many feeders in all, and on which
-/// node they run.
-type Asked = (std::time::Instant, usize, Option<String>);
+/// What an owner asked other nodes for, for one of its queues.
+#[derive(Debug)]
+struct Asked {
+    /// When it last asked, and whether that ask is still on its way (one at a time per queue).
+    last: std::time::Instant,
+    in_flight: bool,
+    /// When an ask last failed: no other is made for [`RETRY_ASK`] after it.
+    failed: Option<std::time::Instant>,
+    /// Feeders asked for in all, and the node running them.
+    slots: usize,
+    on: Option<String>,
+}
 
 /// A version this node hosts for its queue's owner.
 #[derive(Debug)]
@@ -453,21 +464,41 @@ impl Queues {
         let slots = {
             let mut asked = stoke_core::sync::lock(&self.asked);
             let now = std::time::Instant::now();
-            let entry = asked.entry(name.clone()).or_insert((now - ASK_AGAIN, 0, None));
-            let stale = now.duration_since(entry.0) >= ASK_AGAIN;
-            match stoke_core::placement::slots_to_ask(entry.1, instances, MAX_SLOTS, stale) {
+            let entry = asked.entry(name.clone()).or_insert(Asked {
+                last: now - ASK_AGAIN,
+                in_flight: false,
+                failed: None,
+                slots: 0,
+                on: None,
+            });
+            let arranged = entry.on.is_some();
+            if entry.in_flight {
+                return true;
+            }
+            if entry.failed.is_some_and(|t| now.duration_since(t) < RETRY_ASK) {
+                return arranged;
+            }
+            let stale = now.duration_since(entry.last) >= ASK_AGAIN;
+            match stoke_core::placement::slots_to_ask(entry.slots, instances, MAX_SLOTS, stale) {
                 Some(slots) => {
-                    entry.0 = now;
+                    (entry.last, entry.in_flight) = (now, true);
                     slots
                 }
-                None => return true,
+                None => return arranged,
             }
         };
         let (me, target) = (self.clone(), target.clone());
         tokio::spawn(async move {
-            if let Err(why) = me.ask_to_host(&target, slots).await {
-                tracing::warn!(function = %target.function, version = %target.version, %why, "no node took instances to host");
-                stoke_core::sync::lock(&me.asked).remove(&queue_name(&target));
+            let asked = me.ask_to_host(&target, slots).await;
+            let mut all = stoke_core::sync::lock(&me.asked);
+            let Some(entry) = all.get_mut(&queue_name(&target)) else { return };
+            entry.in_flight = false;
+            match asked {
+                Ok(node) => (entry.slots, entry.on, entry.failed) = (slots, Some(node), None),
+                Err(why) => {
+                    tracing::warn!(function = %target.function, version = %target.version, %why, "no node took instances to host");
+                    entry.failed = Some(std::time::Instant::now());
+                }
             }
         });
         true
@@ -475,11 +506,11 @@ impl Queues {
 
     /// Picks a node for `slots` feeders of `target` ([`stoke_core::placement::place`]), reserves their room
     /// there in etcd, and asks it to host them.
-    async fn ask_to_host(self: &Arc<Self>, target: &Arc<InvokeTarget>, slots: usize) -> Result<(), String> {
+    async fn ask_to_host(self: &Arc<Self>, target: &Arc<InvokeTarget>, slots: usize) -> Result<String, String> {
         use stoke_core::placement::{lendable, place, Capacity, NodeRoom};
         let name = queue_name(target);
         let peers = read(&self.peers).clone();
-        let hosted_on = stoke_core::sync::lock(&self.asked).get(&name).and_then(|a| a.2.clone());
+        let hosted_on = stoke_core::sync::lock(&self.asked).get(&name).and_then(|a| a.on.clone());
         let store = self.cluster.store().clone();
         let now = crate::registry::now_ms();
         let reserved = tokio::task::spawn_blocking(move || store.reservations(now))
@@ -539,10 +570,7 @@ impl Queues {
             return Err(format!("node {} refused: {}", node.name, answer.status()));
         }
         tracing::debug!(node = %node.name, function = %target.function, slots, "a node hosts instances of a queue owned here");
-        if let Some(a) = stoke_core::sync::lock(&self.asked).get_mut(&name) {
-            a.2 = Some(node.name.clone());
-        }
-        Ok(())
+        Ok(node.name.clone())
     }
 
     /// Forwards an invocation of `target` (as `reference` named it) to `owner`, and waits for its outcome.
