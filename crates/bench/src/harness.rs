@@ -278,3 +278,26 @@ pub fn spread_load(bases: &[String], key: &str, paths: &[String], clients: usize
     stop.store(true, Ordering::Relaxed);
     Ok(Run::gather(handles, start))
 }
+
+/// Runs `f` for every number in `range` on `threads` threads at once (each takes the next number); the first
+/// error stops the others from taking more.
+pub fn on_threads(range: std::ops::Range<usize>, threads: usize, f: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(range.start);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= range.end || failed.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        f(i).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?)
+    })
+}

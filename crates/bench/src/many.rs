@@ -60,24 +60,10 @@ fn counters(server: &BenchServer) -> Result<Counters> {
 
 /// Creates functions `many-{from}` … `many-{to - 1}` on four connections at once.
 fn deploy(server: &BenchServer, from: usize, to: usize, code: &str) -> Result<()> {
-    let next = AtomicUsize::new(from);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= to {
-                            return Ok(());
-                        }
-                        let body = json!({"name": format!("many-{i}"), "runtime": "provided.al2023", "memory_mb": 128,
-                                          "layers": ["noop:1"], "code_base64": code});
-                        server.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a deploying thread panicked"))?)
+    crate::harness::on_threads(from..to, 4, |i| {
+        let body = json!({"name": format!("many-{i}"), "runtime": "provided.al2023", "memory_mb": 128,
+                          "layers": ["noop:1"], "code_base64": code});
+        server.send(reqwest::Method::POST, "/v1/functions", Some(body)).map(drop)
     })
 }
 

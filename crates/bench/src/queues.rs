@@ -14,14 +14,14 @@
 //! The three nodes share this machine's cores, so throughput does not add up here; the per-invocation costs
 //! measured are what the projection in BENCHMARKS.md is made from.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    b64, closed_loop, percentile, process_cpu_ns, spread, spread_load, start_server, table, zip_with, BenchServer,
+    b64, closed_loop, on_threads, percentile, process_cpu_ns, spread, spread_load, start_server, table, zip_with,
+    BenchServer,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -112,47 +112,17 @@ fn invoke_once(node: &BenchServer, function: &str) -> Result<Option<String>> {
 
 /// Creates `q-{from}` … `q-{to - 1}` through node 0, four at a time.
 fn deploy(c: &Cluster, from: usize, to: usize, code: &str) -> Result<()> {
-    let next = AtomicUsize::new(from);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= to {
-                            return Ok(());
-                        }
-                        let body = json!({"name": format!("q-{i}"), "runtime": "provided.al2023", "memory_mb": 128,
-                                          "layers": ["noop:1"], "code_base64": code});
-                        c.nodes[0].send(reqwest::Method::POST, "/v1/functions", Some(body))?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a deploying thread panicked"))?)
+    on_threads(from..to, 4, |i| {
+        let body = json!({"name": format!("q-{i}"), "runtime": "provided.al2023", "memory_mb": 128,
+                          "layers": ["noop:1"], "code_base64": code});
+        c.nodes[0].send(reqwest::Method::POST, "/v1/functions", Some(body)).map(drop)
     })
 }
 
 /// Invokes `q-{from}` … `q-{to - 1}` once each, function `i` through node `i % nodes` (so the queues'
 /// owners spread over the nodes), eight at a time.
 fn warm(c: &Cluster, from: usize, to: usize) -> Result<()> {
-    let next = AtomicUsize::new(from);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= to {
-                            return Ok(());
-                        }
-                        invoke_once(&c.nodes[i % c.nodes.len()], &format!("q-{i}"))?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a warming thread panicked"))?)
-    })
+    on_threads(from..to, 8, |i| invoke_once(&c.nodes[i % c.nodes.len()], &format!("q-{i}")).map(drop))
 }
 
 /// Per round: (invocations/s, CPU µs per invocation of all nodes, p50 µs, p99 µs, etcd requests per invocation).
@@ -160,35 +130,30 @@ type Measured = (f64, f64, f64, f64, f64);
 /// One figure of a [`Measured`] round.
 type Figure = fn(&Measured) -> f64;
 
-fn forwarding(c: &Cluster, rounds: usize, seconds: f64, clients: usize) -> Result<Value> {
-    // q-0's queue is node 0's (it ran it first).
-    if invoke_once(&c.nodes[0], "q-0")?.is_some() {
-        bail!("q-0 should run on the node that owns its queue");
-    }
-    if invoke_once(&c.nodes[1], "q-0")?.as_deref() != Some("bench-1") {
-        bail!("q-0 invoked through node 2 should run on bench-1, which owns its queue");
-    }
-    let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..rounds {
-        for (k, via) in [&c.nodes[0], &c.nodes[1]].into_iter().enumerate() {
-            let (cpu0, etcd0) = (c.cpu_ns(), c.etcd_requests()?);
-            let url = format!("{}/v1/functions/q-0/invoke", via.endpoint);
-            let run = closed_loop(&url, Some(&via.key), b"{}", clients, seconds);
-            let (cpu, etcd) = (c.cpu_ns() - cpu0, c.etcd_requests()? - etcd0);
-            let n = run.latencies_us.len().max(1) as f64;
-            let mut lat = run.latencies_us;
-            lat.sort_unstable();
-            runs[k].push((
-                lat.len() as f64 / run.elapsed.as_secs_f64(),
-                cpu as f64 / 1000.0 / n,
-                percentile(&lat, 0.5),
-                percentile(&lat, 0.99),
-                etcd as f64 / n,
-            ));
-        }
-    }
+/// One closed-loop run of `function` through `via`: its figures, with the CPU and etcd requests of every
+/// node of `c`.
+fn measure(c: &Cluster, via: &BenchServer, function: &str, clients: usize, seconds: f64) -> Result<Measured> {
+    let (cpu0, etcd0) = (c.cpu_ns(), c.etcd_requests()?);
+    let url = format!("{}/v1/functions/{function}/invoke", via.endpoint);
+    let run = closed_loop(&url, Some(&via.key), b"{}", clients, seconds);
+    let (cpu, etcd) = (c.cpu_ns() - cpu0, c.etcd_requests()? - etcd0);
+    let n = run.latencies_us.len().max(1) as f64;
+    let mut lat = run.latencies_us;
+    lat.sort_unstable();
+    Ok((
+        lat.len() as f64 / run.elapsed.as_secs_f64(),
+        cpu as f64 / 1000.0 / n,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        etcd as f64 / n,
+    ))
+}
+
+/// The side-by-side table of a local queue's rounds (`runs[0]`) and another path's (`runs[1]`, headed
+/// `other`, keyed `key` in the JSON), medians of the rounds.
+fn side_by_side(runs: &[Vec<Measured>; 2], other: &str, ratio: &str, key: &str) -> (comfy_table::Table, Value) {
     let med = |k: usize, f: Figure| spread(&mut runs[k].iter().map(f).collect::<Vec<_>>()).0;
-    let mut t = table(&["warm no-op, one function", "local queue", "queue on another node", "forwarded / local"]);
+    let mut t = table(&["warm no-op, one function", "local queue", other, ratio]);
     let rows: [(&str, Figure); 5] = [
         ("invocations/s", |m| m.0),
         ("CPU µs/invocation, all nodes", |m| m.1),
@@ -202,8 +167,26 @@ fn forwarding(c: &Cluster, rounds: usize, seconds: f64, clients: usize) -> Resul
         let ratio = if local > 0.0 { format!("{:.2}×", remote / local) } else { "—".into() };
         let digits = if label.starts_with("etcd") { 4 } else { 0 };
         t.add_row(vec![label.into(), format!("{local:.digits$}"), format!("{remote:.digits$}"), ratio]);
-        out[label] = json!({"local": local, "forwarded": remote});
+        out[label] = json!({"local": local, key: remote});
     }
+    (t, out)
+}
+
+fn forwarding(c: &Cluster, rounds: usize, seconds: f64, clients: usize) -> Result<Value> {
+    // q-0's queue is node 0's (it ran it first).
+    if invoke_once(&c.nodes[0], "q-0")?.is_some() {
+        bail!("q-0 should run on the node that owns its queue");
+    }
+    if invoke_once(&c.nodes[1], "q-0")?.as_deref() != Some("bench-1") {
+        bail!("q-0 invoked through node 2 should run on bench-1, which owns its queue");
+    }
+    let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (k, via) in [&c.nodes[0], &c.nodes[1]].into_iter().enumerate() {
+            runs[k].push(measure(c, via, "q-0", clients, seconds)?);
+        }
+    }
+    let (t, out) = side_by_side(&runs, "queue on another node", "forwarded / local", "forwarded");
     println!(
         "\nforwarding to a queue's owner, {clients} clients, closed loop (median of {rounds} rounds of {seconds} s; \
          {} sandbox, three nodes on this machine)\n{t}",
@@ -237,48 +220,16 @@ fn pulled(bootstrap: &[u8], rounds: usize, seconds: f64, clients: usize) -> Resu
     if invoke_once(a, "far")?.as_deref() != Some("bench-2") {
         bail!("far invoked through bench-1, which has no room for it, should run on bench-2");
     }
-    let runs_of = |via: &BenchServer, function: &str| -> Result<Measured> {
-        let (cpu0, etcd0) = (c.cpu_ns(), c.etcd_requests()?);
-        let url = format!("{}/v1/functions/{function}/invoke", via.endpoint);
-        let run = closed_loop(&url, Some(&via.key), b"{}", clients, seconds);
-        let (cpu, etcd) = (c.cpu_ns() - cpu0, c.etcd_requests()? - etcd0);
-        let n = run.latencies_us.len().max(1) as f64;
-        let mut lat = run.latencies_us;
-        lat.sort_unstable();
-        Ok((
-            lat.len() as f64 / run.elapsed.as_secs_f64(),
-            cpu as f64 / 1000.0 / n,
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            etcd as f64 / n,
-        ))
-    };
     // Settle: the host asks for its feeders as the owner runs short, and their instances start.
-    runs_of(a, "far")?;
-    runs_of(b, "near")?;
+    measure(&c, a, "far", clients, seconds)?;
+    measure(&c, b, "near", clients, seconds)?;
     let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..rounds {
-        runs[0].push(runs_of(b, "near")?);
-        runs[1].push(runs_of(a, "far")?);
+        runs[0].push(measure(&c, b, "near", clients, seconds)?);
+        runs[1].push(measure(&c, a, "far", clients, seconds)?);
     }
-    let med = |k: usize, f: Figure| spread(&mut runs[k].iter().map(f).collect::<Vec<_>>()).0;
-    let mut t =
-        table(&["warm no-op, one function", "local queue", "pulled by another node's instances", "pulled / local"]);
-    let rows: [(&str, Figure); 5] = [
-        ("invocations/s", |m| m.0),
-        ("CPU µs/invocation, both nodes", |m| m.1),
-        ("p50 µs", |m| m.2),
-        ("p99 µs", |m| m.3),
-        ("etcd requests/invocation", |m| m.4),
-    ];
-    let mut out = json!({});
-    for (label, f) in rows {
-        let (local, remote) = (med(0, f), med(1, f));
-        let ratio = if local > 0.0 { format!("{:.2}×", remote / local) } else { "—".into() };
-        let digits = if label.starts_with("etcd") { 4 } else { 0 };
-        t.add_row(vec![label.into(), format!("{local:.digits$}"), format!("{remote:.digits$}"), ratio]);
-        out[label] = json!({"local": local, "pulled": remote});
-    }
+    let (t, mut out) = side_by_side(&runs, "pulled by another node's instances", "pulled / local", "pulled");
+    std::thread::sleep(Duration::from_millis(2500)); // a load report, so the count is current
     let nodes = b.send(reqwest::Method::GET, "/v1/nodes", None)?;
     let hosting = nodes["nodes"][1]["hosting"].clone();
     println!(

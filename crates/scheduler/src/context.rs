@@ -199,18 +199,7 @@ pub(crate) fn platform_result(id: &str, e: InvokeError) -> InvokeResult {
     InvokeResult {
         request_id: id.to_string(),
         outcome: error_outcome(error_type, message),
-        report: crate::Report {
-            duration_ms: 0.0,
-            billed_ms: 0,
-            memory_mb: 0,
-            max_memory_used_mb: 0,
-            init_duration_ms: None,
-            instance: 0,
-            queued_ms: 0.0,
-            sandbox_ms: None,
-            instance_init_ms: None,
-            held_ms: None,
-        },
+        report: crate::Report::default(),
         log: vec![],
         node: None,
     }

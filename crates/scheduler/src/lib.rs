@@ -228,7 +228,7 @@ pub enum Outcome {
 }
 
 /// The fields of Lambda's `REPORT` line.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub duration_ms: f64,
     pub billed_ms: u64,

@@ -143,18 +143,7 @@ pub(crate) fn ok_result(id: &str, body: &'static str) -> InvokeResult {
     InvokeResult {
         request_id: id.to_string(),
         outcome: Outcome::Success(body.into()),
-        report: crate::Report {
-            duration_ms: 1.0,
-            billed_ms: 1,
-            memory_mb: 128,
-            max_memory_used_mb: 10,
-            init_duration_ms: None,
-            instance: 1,
-            queued_ms: 0.0,
-            sandbox_ms: None,
-            instance_init_ms: None,
-            held_ms: None,
-        },
+        report: crate::Report { duration_ms: 1.0, billed_ms: 1, memory_mb: 128, instance: 1, ..Default::default() },
         log: vec![],
         node: None,
     }

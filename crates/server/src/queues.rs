@@ -24,7 +24,7 @@
 //! again while it is short. An invocation a hosting node took and was lost with fails with `node_lost`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -94,8 +94,6 @@ pub struct Queues {
     owners: RwLock<HashMap<QueueName, QueueOwner>>,
     /// Moves on with every change the watch reports.
     changes: tokio::sync::watch::Sender<u64>,
-    forwarded: AtomicU64,
-    served_for_peers: AtomicU64,
     /// Invocations of queues this node owns that other nodes took and run, by request id.
     running: std::sync::Mutex<HashMap<String, (String, stoke_scheduler::Taken)>>,
     /// Versions this node hosts for their owners: how many feeders each wants.
@@ -163,8 +161,6 @@ impl Queues {
             me,
             owners: RwLock::new(HashMap::new()),
             changes: tokio::sync::watch::channel(0).0,
-            forwarded: AtomicU64::new(0),
-            served_for_peers: AtomicU64::new(0),
             running: Default::default(),
             hosted: Default::default(),
             asked: Default::default(),
@@ -201,24 +197,9 @@ impl Queues {
         *self.changes.borrow()
     }
 
-    /// This node's name.
-    pub fn node(&self) -> &str {
-        &self.me.node
-    }
-
     /// How many queues this node owns.
     pub fn owned_here(&self) -> usize {
         read(&self.owners).values().filter(|o| o.node == self.me.node).count()
-    }
-
-    /// Invocations this node forwarded to other owners, and ran for other nodes, so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.forwarded.load(Ordering::Relaxed), self.served_for_peers.load(Ordering::Relaxed))
-    }
-
-    /// Counts an invocation run here for another node.
-    pub fn served_one(&self) {
-        self.served_for_peers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Where invocations of `target` run. Known owners are answered from memory; a queue no node owns is
@@ -270,7 +251,9 @@ impl Queues {
                     write(&self.owners).insert(name.clone(), now);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                _ => return,
+                Ok(_) => return,
+                // etcd cannot say now: the owner is not taken for lost on that alone.
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
     }
@@ -581,7 +564,6 @@ impl Queues {
         reference: &str,
         req: &InvokeRequest,
     ) -> Forwarded {
-        self.forwarded.fetch_add(1, Ordering::Relaxed);
         let mut call = self
             .cluster
             .invocations()

@@ -802,6 +802,17 @@ fn a_version_has_one_queue_in_the_cluster_and_losing_its_owner_loses_no_accepted
     }
 }
 
+/// Invokes `hosted` through the node at `url`, sleeping `sleep` seconds in it.
+fn invoke_hosted(url: &str, key: &str, sleep: u64) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/functions/hosted/invoke"))
+        .bearer_auth(key)
+        .json(&json!({ "sleep": sleep }))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .unwrap()
+}
+
 #[test]
 fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue() {
     // node-1 has room for one 256 MB instance and no more; node-2 and node-3 have the machine's memory.
@@ -828,13 +839,7 @@ fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue(
             .map(|_| {
                 let (key, url) = (&key, &url);
                 s.spawn(move || {
-                    let resp = reqwest::blocking::Client::new()
-                        .post(format!("{url}/v1/functions/hosted/invoke"))
-                        .bearer_auth(key)
-                        .json(&json!({"sleep": 1}))
-                        .timeout(Duration::from_secs(60))
-                        .send()
-                        .unwrap();
+                    let resp = invoke_hosted(url, key, 1);
                     assert_eq!(resp.status(), 200);
                     resp.headers()["x-stoke-node"].to_str().unwrap().to_string()
                 })
@@ -885,13 +890,7 @@ fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue(
             .map(|_| {
                 let (key, url) = (&key, &url);
                 s.spawn(move || {
-                    let resp = reqwest::blocking::Client::new()
-                        .post(format!("{url}/v1/functions/hosted/invoke"))
-                        .bearer_auth(key)
-                        .json(&json!({"sleep": 12}))
-                        .timeout(Duration::from_secs(60))
-                        .send()
-                        .unwrap();
+                    let resp = invoke_hosted(url, key, 12);
                     let status = resp.status().as_u16();
                     let body: Value = resp.json().unwrap_or(Value::Null);
                     (status, body["error"]["code"].as_str().unwrap_or_default().to_string(), Instant::now())

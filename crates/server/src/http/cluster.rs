@@ -209,9 +209,6 @@ pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload:
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
     let (invoker, node) = (s.invoker.clone(), cluster.name());
-    if let Some(q) = invoker.queues() {
-        q.served_one();
-    }
     tokio::spawn(async move {
         // What the forwarding node can act on: a failure here is the scheduler's, or this node's view of the
         // function (deleted, blocked meanwhile), which it reports as the platform's.
