@@ -911,3 +911,62 @@ fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue(
     let (status, out) = invoke(&c.nodes[2], "hosted", json!({}));
     assert_eq!(status, 200, "{out}");
 }
+
+#[test]
+fn losing_an_owner_whose_queue_another_node_hosts_runs_nothing_twice_and_another_node_takes_the_queue() {
+    // node-1 owns the queue and has no room for the function's instances; node-2 lends too little for
+    // one; node-3 hosts them all. Calls come in through node-2. node-1 is killed under that load.
+    let Some(mut c) = Cluster::start_with(3, |i| match i {
+        0 => &["--max-memory-mb", "200", "--memory-overcommit", "1"],
+        1 => &["--max-memory-mb", "300", "--memory-overcommit", "1"],
+        _ => &[],
+    }) else {
+        return;
+    };
+    let runs = tempfile::tempdir().unwrap();
+    let src = "import os, time\ndef handler(e, c):\n    open(os.path.join(e['dir'], e['id']), 'a').write(c.aws_request_id + '\\n')\n    time.sleep(e.get('sleep', 0))\n    return {'pid': os.getpid()}\n";
+    let mut body = create_body("far", &zip_of(&[("app.py", src.as_bytes())]));
+    body["memory_mb"] = json!(256);
+    // Created through node-3 (node-1 would refuse a function larger than its memory).
+    assert_eq!(c.nodes[2].post("/v1/functions", body).0, 201);
+    std::thread::sleep(Duration::from_secs(3)); // every node's heartbeat and the nodes' list are current
+    let (status, out) = invoke(&c.nodes[0], "far", json!({"dir": runs.path(), "id": "first"}));
+    assert_eq!(status, 200, "node-1 owns the queue, node-3 runs it: {out}");
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (key, url) = (c.nodes[0].api_key.clone(), c.nodes[1].url.clone());
+    let (calls, killed) = std::thread::scope(|s| {
+        let load: Vec<_> = (0..4)
+            .map(|t| {
+                let (key, url, stop, dir) = (&key, &url, &stop, runs.path());
+                s.spawn(move || sync_load(url, key, "far", dir, &format!("h{t}"), stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        let killed = Instant::now();
+        c.nodes[0].kill9();
+        std::thread::sleep(Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (load.into_iter().flat_map(|h| h.join().unwrap()).collect::<Vec<Call>>(), killed)
+    });
+    let runs_of = |id: &str| std::fs::read_to_string(runs.path().join(id)).map_or(0, |s| s.lines().count());
+    let ran_before = calls.iter().filter(|c| c.at < killed && c.status == 200).count();
+    assert!(ran_before > 0, "nothing ran through the hosting node before the kill: {calls:?}");
+    assert!(calls.iter().filter(|c| c.at < killed).all(|c| c.node.as_deref() == Some("node-3") || c.status != 200));
+    let failed: Vec<&Call> = calls.iter().filter(|c| c.status != 200).collect();
+    for f in &failed {
+        assert_eq!((f.status, f.code.as_str()), (503, "node_lost"), "{f:?}");
+    }
+    assert!(failed.len() <= 4, "more failed than were in flight: {failed:?}");
+    let twice: Vec<&str> = calls.iter().filter(|c| runs_of(&c.id) > 1).map(|c| c.id.as_str()).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+    let served_again = calls.iter().filter(|c| c.status == 200 && c.at > killed).map(|c| c.at - killed).min();
+    let served_again = served_again.expect("the queue never served again after its owner was lost");
+    eprintln!(
+        "host kept, owner lost: {} calls ({ran_before} before the kill), {} failed node_lost, 0 ran twice, served \
+         again {served_again:?} after the kill",
+        calls.len(),
+        failed.len()
+    );
+    assert!(served_again < Duration::from_secs(8), "{served_again:?}");
+}
