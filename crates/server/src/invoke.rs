@@ -466,6 +466,10 @@ impl Invoker {
                     tracing::debug!(%why, "a forwarded invocation did not start; sending it to the queue's next owner");
                     let name = crate::queues::queue_name(target);
                     queues.until_replaced(&name, &owner, Duration::from_millis(500)).await;
+                    if queues.owner_of(&name).is_none() {
+                        // The queue is free: the nodes that hosted its instances compete first.
+                        tokio::time::sleep(crate::queues::HOST_HEAD_START).await;
+                    }
                 }
             }
         }

@@ -59,6 +59,11 @@ pub const TAKE_WAIT: Duration = Duration::from_secs(20);
 pub const HOST_IDLE: Duration = Duration::from_secs(60);
 /// How often an owner still short of room asks a host again (hosting is idempotent).
 const ASK_AGAIN: Duration = Duration::from_secs(5);
+/// How long a node that forwards waits, once a lost owner's queue is free, before it competes for it: the
+/// nodes that hosted the queue's instances (warm) go first.
+pub const HOST_HEAD_START: Duration = Duration::from_millis(250);
+/// How long a host whose owner cannot be reached waits for the owner's lease to lapse.
+const LOST_OWNER_WAIT: Duration = Duration::from_secs(60);
 /// How long an owner waits after an ask that failed (no node had room, or the one asked did not answer).
 const RETRY_ASK: Duration = Duration::from_secs(1);
 /// Most feeders one node runs for one version.
@@ -195,6 +200,11 @@ impl Queues {
     /// Moves on whenever a queue's owner changes.
     pub fn changes(&self) -> u64 {
         *self.changes.borrow()
+    }
+
+    /// The owner of `name` as this node knows it now.
+    pub fn owner_of(&self, name: &QueueName) -> Option<QueueOwner> {
+        read(&self.owners).get(name).cloned()
     }
 
     /// How many queues this node owns.
@@ -430,9 +440,28 @@ impl Queues {
         }
         if hosted.feeders.fetch_sub(1, Ordering::Relaxed) == 1 {
             hosted.slots.store(0, Ordering::Relaxed);
-            let mut all = stoke_core::sync::lock(&self.hosted);
-            if all.get(&queue).is_some_and(|h| Arc::ptr_eq(h, &hosted)) {
-                all.remove(&queue);
+            {
+                let mut all = stoke_core::sync::lock(&self.hosted);
+                if all.get(&queue).is_some_and(|h| Arc::ptr_eq(h, &hosted)) {
+                    all.remove(&queue);
+                }
+            }
+            if failures > 0 {
+                self.succeed(queue, owner).await;
+            }
+        }
+    }
+
+    /// The owner this node hosted `queue` for cannot be reached: once its lease lapses, this node competes
+    /// for the queue at once — its instances of the version are warm, so it is the node to prefer; nodes
+    /// that only forward wait [`HOST_HEAD_START`] before they compete.
+    async fn succeed(&self, queue: QueueName, owner: QueueOwner) {
+        self.until_replaced(&queue, &owner, LOST_OWNER_WAIT).await;
+        if read(&self.owners).get(&queue).is_none() {
+            match self.claim(queue.clone()).await {
+                Ok(now) if now == self.me => tracing::info!(?queue, "took over a queue this node hosted"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, ?queue, "cannot take over a queue this node hosted"),
             }
         }
     }

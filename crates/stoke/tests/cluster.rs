@@ -913,7 +913,7 @@ fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue(
 }
 
 #[test]
-fn losing_an_owner_whose_queue_another_node_hosts_runs_nothing_twice_and_another_node_takes_the_queue() {
+fn losing_an_owner_whose_queue_another_node_hosts_runs_nothing_twice_and_the_host_takes_the_queue() {
     // node-1 owns the queue and has no room for the function's instances; node-2 lends too little for
     // one; node-3 hosts them all. Calls come in through node-2. node-1 is killed under that load.
     let Some(mut c) = Cluster::start_with(3, |i| match i {
@@ -969,4 +969,19 @@ fn losing_an_owner_whose_queue_another_node_hosts_runs_nothing_twice_and_another
         failed.len()
     );
     assert!(served_again < Duration::from_secs(8), "{served_again:?}");
+    // node-3, whose instances of it were warm, took the queue: calls through node-2 run there.
+    let after: Vec<&str> =
+        calls.iter().filter(|c| c.status == 200 && c.at > killed).filter_map(|c| c.node.as_deref()).collect();
+    assert!(!after.is_empty() && after.iter().all(|n| *n == "node-3"), "{after:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, nodes) = c.nodes[1].get("/v1/nodes");
+        let queues: Vec<u64> =
+            nodes["nodes"].as_array().unwrap().iter().map(|n| n["queues"].as_u64().unwrap()).collect();
+        if queues[1..] == [0, 1] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node-3 is not shown owning the queue: {nodes}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
