@@ -182,7 +182,10 @@ fn a_burst_of_short_invocations_onto_a_new_function_starts_a_first_wave_not_one_
         assert_eq!(done, n, "every invocation of the burst returned its own answer");
         instances(s, function).len()
     }
-    const QUICK: &str = "def handler(e, c):\n    return e['i']\n";
+    // Each invocation takes a few milliseconds; initialising takes 300 ms, so on a loaded machine too the
+    // whole burst has arrived before the first instance is ready, and the control (no first wave) starts one
+    // instance per invocation rather than reusing the first ones.
+    const QUICK: &str = "import time\ntime.sleep(0.3)\ndef handler(e, c):\n    return e['i']\n";
     let n = 40;
     let s = TestServer::start();
     python_fn(&s, "quick", QUICK, json!({}));
