@@ -156,11 +156,6 @@ impl Taken {
         &self.inv.request
     }
 
-    /// When it times out, in ms since the epoch.
-    pub fn deadline_epoch_ms(&self) -> i64 {
-        self.inv.deadline_epoch_ms
-    }
-
     pub fn timeout_s(&self) -> u32 {
         self.inv.timeout_s
     }

@@ -70,8 +70,6 @@ const RETRY_ASK: Duration = Duration::from_secs(1);
 pub const MAX_SLOTS: usize = 32;
 /// The header naming the node that takes work.
 pub const TAKER_HEADER: &str = "x-stoke-taker";
-/// The header carrying a taken invocation's deadline (ms since the epoch).
-pub const DEADLINE_HEADER: &str = "x-stoke-deadline-ms";
 
 /// Where an invocation of a version runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +107,17 @@ pub struct Queues {
     peers: RwLock<Vec<stoke_store::NodeRecord>>,
     /// Set once the invoker exists (the feeders run invocations through it).
     invoker: std::sync::OnceLock<std::sync::Weak<dyn RunHere>>,
+}
+
+/// What an owner asks a node to host: feeders pulling one version's queue (`POST` [`HOST_PATH`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HostRequest {
+    #[serde(flatten)]
+    pub queue: QueueName,
+    /// How the feeders name the function to the owner (`function:version`).
+    pub reference: String,
+    pub owner: QueueOwner,
+    pub slots: usize,
 }
 
 /// What an owner asked other nodes for, for one of its queues.
@@ -200,6 +209,12 @@ impl Queues {
     /// Moves on whenever a queue's owner changes.
     pub fn changes(&self) -> u64 {
         *self.changes.borrow()
+    }
+
+    /// A POST to `path` of the peer at `advertise`, with the cluster secret, on the pooled invocation client.
+    fn to_peer(&self, advertise: &str, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", advertise.trim_end_matches('/'));
+        self.cluster.invocations().post(url).header(SECRET_HEADER, self.cluster.secret())
     }
 
     /// The owner of `name` as this node knows it now.
@@ -299,8 +314,10 @@ impl Queues {
     }
 
     /// An invocation of a queue this node owns, taken by `node` (which will post its outcome).
-    pub fn taken_by(self: &Arc<Self>, node: &str, taken: stoke_scheduler::Taken) -> (String, InvokeRequest, i64) {
-        let (id, req, deadline) = (taken.id().to_string(), taken.request().clone(), taken.deadline_epoch_ms());
+    /// Returns the invocation as the taker is to run it, under the id its caller knows it by.
+    pub fn taken_by(self: &Arc<Self>, node: &str, taken: stoke_scheduler::Taken) -> InvokeRequest {
+        let id = taken.id().to_string();
+        let req = InvokeRequest { request_id: Some(id.clone()), started: None, ..taken.request().clone() };
         let timeout = Duration::from_secs(u64::from(taken.timeout_s())) + QUEUE_SLACK;
         stoke_core::sync::lock(&self.running).insert(id.clone(), (node.to_string(), taken));
         // A taker that never reports (and is not seen gone): its caller is not left waiting for ever.
@@ -315,7 +332,7 @@ impl Queues {
                 ))));
             }
         });
-        (id, req, deadline)
+        req
     }
 
     /// The outcome of an invocation another node took; false when none of that id is running.
@@ -369,10 +386,7 @@ impl Queues {
                 break;
             }
             let took = self
-                .cluster
-                .invocations()
-                .post(format!("{}{TAKE_PATH}", owner.advertise.trim_end_matches('/')))
-                .header(SECRET_HEADER, self.cluster.secret())
+                .to_peer(&owner.advertise, TAKE_PATH)
                 .header(header::ACCOUNT, queue.account.as_str())
                 .header(header::REFERENCE, hosted.reference.as_str())
                 .header(header::VERSION, queue.version.as_str())
@@ -402,28 +416,25 @@ impl Queues {
             };
             failures = 0;
             idle_since = std::time::Instant::now();
-            let text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let id = text(header::REQUEST_ID).unwrap_or_default();
-            let client_context = text(header::CLIENT_CONTEXT)
-                .and_then(|b| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok());
-            let want_log = text(header::LOG).is_some();
-            let payload = response.bytes().await.unwrap_or_default();
-            let req =
-                InvokeRequest { payload, client_context, want_log, request_id: Some(id.clone()), ..Default::default() };
+            let headers = response.headers().clone();
+            let taken = request_from_headers(&headers, response.bytes().await.unwrap_or_default());
+            let id = taken.as_ref().ok().and_then(|r| r.request_id.clone());
+            let Some(id) = id else {
+                tracing::warn!(owner = %owner.node, "an owner handed out an invocation without its id or with a bad header");
+                continue;
+            };
             let Some(invoker) = self.invoker.get().and_then(std::sync::Weak::upgrade) else { break };
-            let outcome = match stoke_core::AccountId::parse(&queue.account) {
-                Ok(account) => invoker.run_here(&account, &hosted.reference, &queue.version, req).await,
-                Err(e) => Err(InvokeError::Platform(e.message)),
+            let outcome = match (stoke_core::AccountId::parse(&queue.account), taken) {
+                (Ok(account), Ok(req)) => invoker.run_here(&account, &hosted.reference, &queue.version, req).await,
+                (Err(e), _) => Err(InvokeError::Platform(e.message)),
+                (_, Err(bad)) => Err(InvokeError::Platform(format!("the owner sent {bad} that is not stoke's"))),
             };
             // No room here after all: the owner queues it again; this feeder waits before taking more.
             let throttled = matches!(outcome, Err(InvokeError::Throttled { .. }));
             let frame = encode_outcome(outcome, &self.me.node);
             for attempt in 0..3 {
                 let posted = self
-                    .cluster
-                    .invocations()
-                    .post(format!("{}{}", owner.advertise.trim_end_matches('/'), DONE_PATH.replace("{id}", &id)))
-                    .header(SECRET_HEADER, self.cluster.secret())
+                    .to_peer(&owner.advertise, &DONE_PATH.replace("{id}", &id))
                     .timeout(Duration::from_secs(30))
                     .body(frame.clone())
                     .send()
@@ -563,16 +574,10 @@ impl Queues {
         if !reserved {
             return Err(format!("node {}'s room was reserved by other owners meanwhile", node.name));
         }
-        let body = serde_json::json!({
-            "account": name.account, "function": name.function, "version": name.version,
-            "reference": format!("{}:{}", name.function, name.version),
-            "owner": self.me, "slots": slots,
-        });
+        let reference = format!("{}:{}", name.function, name.version);
+        let body = HostRequest { queue: name, reference, owner: self.me.clone(), slots };
         let answer = self
-            .cluster
-            .invocations()
-            .post(format!("{}{HOST_PATH}", node.advertise.trim_end_matches('/')))
-            .header(SECRET_HEADER, self.cluster.secret())
+            .to_peer(&node.advertise, HOST_PATH)
             .timeout(Duration::from_secs(10))
             .json(&body)
             .send()
@@ -593,25 +598,14 @@ impl Queues {
         reference: &str,
         req: &InvokeRequest,
     ) -> Forwarded {
-        let mut call = self
-            .cluster
-            .invocations()
-            .post(format!("{}{FORWARD_PATH}", owner.advertise.trim_end_matches('/')))
-            .header(SECRET_HEADER, self.cluster.secret())
+        let call = self
+            .to_peer(&owner.advertise, FORWARD_PATH)
             .header(header::ACCOUNT, target.account.as_str())
             .header(header::REFERENCE, reference)
             .header(header::VERSION, target.version.as_str())
             .timeout(Duration::from_secs(u64::from(target.config.timeout_s)) + QUEUE_SLACK)
+            .headers(request_headers(req))
             .body(req.payload.clone());
-        if let Some(id) = &req.request_id {
-            call = call.header(header::REQUEST_ID, id.as_str());
-        }
-        if let Some(cc) = &req.client_context {
-            call = call.header(header::CLIENT_CONTEXT, base64::engine::general_purpose::STANDARD.encode(cc));
-        }
-        if req.want_log {
-            call = call.header(header::LOG, "1");
-        }
         let name = queue_name(target);
         let lost = self.lost(&name, owner);
         tokio::pin!(lost);
@@ -677,6 +671,46 @@ pub trait RunHere: Send + Sync {
         version: &'a str,
         req: InvokeRequest,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<InvokeResult, InvokeError>> + Send + 'a>>;
+}
+
+/// An invocation's request id, client context (base64) and wish for its log, as the headers a node sends
+/// another with its payload (forwarding it to the owner, or handing it to a host).
+pub fn request_headers(req: &InvokeRequest) -> axum::http::HeaderMap {
+    let mut out = axum::http::HeaderMap::new();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+            out.insert(name, v);
+        }
+    };
+    if let Some(id) = &req.request_id {
+        set(header::REQUEST_ID, id);
+    }
+    if let Some(cc) = &req.client_context {
+        set(header::CLIENT_CONTEXT, &base64::engine::general_purpose::STANDARD.encode(cc));
+    }
+    if req.want_log {
+        set(header::LOG, "1");
+    }
+    out
+}
+
+/// The invocation [`request_headers`] and `payload` carry; `Err` names the header that is not what stoke
+/// sends.
+pub fn request_from_headers(headers: &axum::http::HeaderMap, payload: Bytes) -> Result<InvokeRequest, &'static str> {
+    let text = |name: &'static str| headers.get(name).map(|v| v.to_str().map_err(|_| name)).transpose();
+    let client_context = text(header::CLIENT_CONTEXT)?
+        .map(|b64| {
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| header::CLIENT_CONTEXT)?;
+            String::from_utf8(raw).map_err(|_| header::CLIENT_CONTEXT)
+        })
+        .transpose()?;
+    Ok(InvokeRequest {
+        payload,
+        client_context,
+        want_log: text(header::LOG)?.is_some(),
+        request_id: text(header::REQUEST_ID)?.map(str::to_string),
+        ..Default::default()
+    })
 }
 
 /// The first byte of a forwarded invocation's answer once an instance took it.
@@ -831,6 +865,27 @@ mod tests {
         for cut in 0..frame.len() {
             assert!(decode_outcome(&frame[..cut]).is_none(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn an_invocation_reads_back_from_the_headers_it_travels_in() {
+        let req = InvokeRequest {
+            payload: Bytes::from_static(b"{}"),
+            client_context: Some("{\"custom\":{\"ü\":1}}".into()),
+            want_log: true,
+            request_id: Some("r-1".into()),
+            ..Default::default()
+        };
+        let back = request_from_headers(&request_headers(&req), req.payload.clone()).unwrap();
+        assert_eq!(
+            (&back.client_context, back.want_log, &back.request_id),
+            (&req.client_context, true, &req.request_id)
+        );
+        let bare = request_from_headers(&request_headers(&InvokeRequest::default()), Bytes::new()).unwrap();
+        assert_eq!((bare.client_context, bare.want_log, bare.request_id), (None, false, None));
+        let mut bad = request_headers(&req);
+        bad.insert(header::CLIENT_CONTEXT, axum::http::HeaderValue::from_static("not base64!"));
+        assert_eq!(request_from_headers(&bad, Bytes::new()).unwrap_err(), header::CLIENT_CONTEXT);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use stoke_scheduler::{InvokeRequest, StartSignal};
 
@@ -181,32 +180,14 @@ pub async fn put_blob(
 /// stream: `S` once an instance took the invocation, then its outcome; so a peer that loses this node knows
 /// whether the invocation had started.
 pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload: Bytes) -> ApiResult<Response> {
-    use crate::queues::{encode_outcome, header, STARTED};
+    use crate::queues::{encode_outcome, STARTED};
     let cluster = peer_authorized(&s, &headers)?;
     let (account, reference, version) = forwarded_target(&headers)?;
-    let text = |name: &'static str| header_text(&headers, name);
-    let client_context = match text(header::CLIENT_CONTEXT)? {
-        None => None,
-        Some(b64) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .ok()
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request("invalid_parameter", "the client context is not base64 of UTF-8")
-                        .with_field(header::CLIENT_CONTEXT)
-                })?,
-        ),
-    };
     let (signal, mut started) = StartSignal::new();
-    let req = InvokeRequest {
-        payload,
-        client_context,
-        want_log: text(header::LOG)?.is_some(),
-        request_id: text(header::REQUEST_ID)?,
-        started: Some(signal),
-        ..Default::default()
-    };
+    let req = crate::queues::request_from_headers(&headers, payload).map_err(|name| {
+        ApiError::bad_request("invalid_parameter", format!("{name} is not what stoke sends")).with_field(name)
+    })?;
+    let req = InvokeRequest { started: Some(signal), ..req };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
     let (invoker, node) = (s.invoker.clone(), cluster.name());
     tokio::spawn(async move {
@@ -235,6 +216,15 @@ pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload:
         .into_response())
 }
 
+/// The cluster's queues, when the caller is a peer presenting the secret (as [`peer_authorized`]).
+fn peer_queues(s: &AppState, headers: &HeaderMap) -> ApiResult<std::sync::Arc<crate::queues::Queues>> {
+    peer_authorized(s, headers)?;
+    s.invoker
+        .queues()
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster"))
+}
+
 /// A header's value as text, if present (400 naming it when it is not text).
 fn header_text(headers: &HeaderMap, name: &'static str) -> ApiResult<Option<String>> {
     headers
@@ -257,72 +247,38 @@ fn forwarded_target(headers: &HeaderMap) -> ApiResult<(stoke_core::AccountId, St
     Ok((account, required(header::REFERENCE)?, required(header::VERSION)?))
 }
 
-/// What an owner asks a node to host: feeders pulling one version's queue.
-#[derive(Debug, Deserialize)]
-pub struct HostRequest {
-    account: String,
-    function: String,
-    version: String,
-    /// How the feeders name the function to the owner (`function:version`).
-    reference: String,
-    owner: stoke_store::QueueOwner,
-    slots: usize,
-}
-
 /// An owner asks this node to host instances of one of its queues (`crate::queues`).
 pub async fn peer_host(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    peer_authorized(&s, &headers)?;
-    let req: HostRequest = serde_json::from_slice(&body).map_err(|e| {
+    let queues = peer_queues(&s, &headers)?;
+    let req: crate::queues::HostRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_parameter", format!("the hosting request is not one stoke sends: {e}"))
     })?;
-    let queues =
-        s.invoker.queues().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster")
-        })?;
     if req.slots == 0 {
         return Err(ApiError::bad_request("invalid_parameter", "slots must be at least 1").with_field("slots"));
     }
-    let queue = stoke_store::QueueName { account: req.account, function: req.function, version: req.version };
-    let feeders = queues.host(queue, req.reference, req.owner, req.slots);
+    let feeders = queues.host(req.queue, req.reference, req.owner, req.slots);
     Ok(Json(serde_json::json!({ "feeders": feeders })))
 }
 
 /// A node hosting instances of a queue this node owns takes its next invocation: 200 with the payload
 /// and the invocation's headers, or 204 when none came within `crate::queues::TAKE_WAIT`.
 pub async fn peer_take(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    use crate::queues::{header, DEADLINE_HEADER, TAKER_HEADER, TAKE_WAIT};
-    peer_authorized(&s, &headers)?;
+    use crate::queues::{TAKER_HEADER, TAKE_WAIT};
+    let queues = peer_queues(&s, &headers)?;
     let (account, reference, version) = forwarded_target(&headers)?;
     let taker = header_text(&headers, TAKER_HEADER)?.ok_or_else(|| {
         ApiError::bad_request("invalid_parameter", format!("taking work needs {TAKER_HEADER}")).with_field(TAKER_HEADER)
     })?;
-    let queues =
-        s.invoker.queues().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster")
-        })?;
     let target = s.invoker.version_target(&account, &reference, &version).await?;
     let Some(taken) = s.invoker.scheduler().take(&target, TAKE_WAIT).await else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let (id, req, deadline) = queues.taken_by(&taker, taken);
-    let mut out = HeaderMap::new();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
-            out.insert(name, v);
-        }
-    };
-    set(header::REQUEST_ID, &id);
-    set(DEADLINE_HEADER, &deadline.to_string());
-    if let Some(cc) = &req.client_context {
-        set(header::CLIENT_CONTEXT, &base64::engine::general_purpose::STANDARD.encode(cc));
-    }
-    if req.want_log {
-        set(header::LOG, "1");
-    }
+    let req = queues.taken_by(&taker, taken);
+    let out = crate::queues::request_headers(&req);
     Ok((StatusCode::OK, out, req.payload).into_response())
 }
 
@@ -333,11 +289,7 @@ pub async fn peer_done(
     Path(id): Path<String>,
     frame: Bytes,
 ) -> ApiResult<StatusCode> {
-    peer_authorized(&s, &headers)?;
-    let queues =
-        s.invoker.queues().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "this node is not part of a cluster")
-        })?;
+    let queues = peer_queues(&s, &headers)?;
     match queues.done(&id, &frame) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::new(

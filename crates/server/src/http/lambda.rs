@@ -417,14 +417,15 @@ struct ListQuery {
     qualifier: Option<String>,
 }
 
-fn query(uri: &axum::http::Uri) -> LambdaResult<ListQuery> {
-    axum::extract::Query::<ListQuery>::try_from_uri(uri)
+/// A Lambda operation's query parameters.
+pub(super) fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> LambdaResult<T> {
+    axum::extract::Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| LambdaError::invalid(format!("bad query string: {}", e.body_text())))
 }
 
 async fn list_functions(State(s): State<AppState>, uri: axum::http::Uri, req: Signed) -> LambdaResult<Json<Value>> {
-    let q = query(&uri)?;
+    let q: ListQuery = query(&uri)?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let (page, next) =
@@ -460,7 +461,7 @@ async fn get_function(
     uri: axum::http::Uri,
     req: Signed,
 ) -> LambdaResult<Json<Value>> {
-    let q = query(&uri)?;
+    let q: ListQuery = query(&uri)?;
     let r = reference(&name, q.qualifier.as_deref())?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
@@ -485,7 +486,7 @@ async fn get_configuration(
     uri: axum::http::Uri,
     req: Signed,
 ) -> LambdaResult<Json<Value>> {
-    let q = query(&uri)?;
+    let q: ListQuery = query(&uri)?;
     let r = reference(&name, q.qualifier.as_deref())?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || Ok(configuration_of(&registry.resolve(&account, &r)?, &region))).await?;
@@ -535,7 +536,7 @@ async fn delete_function(
     uri: axum::http::Uri,
     req: Signed,
 ) -> LambdaResult<StatusCode> {
-    let q = query(&uri)?;
+    let q: ListQuery = query(&uri)?;
     if q.qualifier.is_some() {
         return Err(LambdaError::invalid("deleting a single version is not supported; delete the whole function"));
     }
@@ -578,7 +579,7 @@ async fn list_versions(
     uri: axum::http::Uri,
     req: Signed,
 ) -> LambdaResult<Json<Value>> {
-    let q = query(&uri)?;
+    let q: ListQuery = query(&uri)?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
@@ -729,7 +730,7 @@ async fn invoke(
     uri: axum::http::Uri,
     req: Signed,
 ) -> LambdaResult<Response> {
-    let q = query(&uri)?;
+    let q: ListQuery = query(&uri)?;
     let reference = reference(&name, q.qualifier.as_deref())?;
     let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
     let invocation_type = header("x-amz-invocation-type").unwrap_or("RequestResponse");

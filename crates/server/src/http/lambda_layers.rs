@@ -103,15 +103,15 @@ async fn publish(
     Ok((StatusCode::CREATED, Json(version_view(&layer, &region))))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListLayersQuery {
+    compatible_runtime: Option<String>,
+}
+
 async fn list_layers(State(s): State<AppState>, uri: axum::http::Uri, req: Signed) -> LambdaResult<Json<Value>> {
     // `CompatibleRuntime` filters, and must be a runtime Lambda knows (ValidationException otherwise).
-    let runtime = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == "CompatibleRuntime")
-        .map(|(_, v)| stoke_core::percent::decode_str(v));
+    let runtime = super::lambda::query::<ListLayersQuery>(&uri)?.compatible_runtime;
     if let Some(r) = &runtime {
         stoke_core::Runtime::parse(r).map_err(|e| {
             LambdaError::validation(format!(

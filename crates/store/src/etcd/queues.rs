@@ -16,7 +16,7 @@ use crate::{Result, StoreError};
 use stoke_core::placement::Capacity;
 
 /// A function version's queue: which account's function, and which version (`$LATEST` or a number).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QueueName {
     pub account: String,
     pub function: String,
