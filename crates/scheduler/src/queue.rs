@@ -66,6 +66,12 @@ impl Invocation {
         };
         (inv, rx)
     }
+
+    /// Whether another node's instance may run it: a workflow's steps and preparations stay with the
+    /// instances of the node running the execution.
+    pub fn movable(&self) -> bool {
+        self.reservation.is_none() && self.request.execution.is_none()
+    }
 }
 
 /// An instance waiting in `/next`.
@@ -480,7 +486,7 @@ impl FunctionQueue {
     /// The oldest queued invocation for another node's instance, or a receiver that gets the next one.
     pub fn take_remote(&self) -> Result<Invocation, oneshot::Receiver<Invocation>> {
         let mut st = lock(&self.state);
-        let movable = st.pending.iter().position(|i| i.reservation.is_none() && i.request.execution.is_none());
+        let movable = st.pending.iter().position(Invocation::movable);
         if let Some(inv) = movable.and_then(|at| st.pending.remove(at)) {
             st.observe_load(self.clock.now());
             return Ok(inv);
@@ -775,13 +781,13 @@ pub(crate) fn submit(
                 Err(back) => inv = back,
             }
         }
-        // No instance here waits: another node's may (it pulls from this queue, its owner). A workflow's
-        // steps and preparations stay with the instances of the node running the execution.
-        let local_only = inv.reservation.is_some() || inv.request.execution.is_some();
-        while let Some(taker) = st.takers.pop_front().filter(|_| !local_only) {
-            match taker.send(inv) {
-                Ok(()) => return Ok(None),
-                Err(back) => inv = back,
+        // No instance here waits: another node's may (it pulls from this queue, its owner).
+        if inv.movable() {
+            while let Some(taker) = st.takers.pop_front() {
+                match taker.send(inv) {
+                    Ok(()) => return Ok(None),
+                    Err(back) => inv = back,
+                }
             }
         }
         let id = inv.id.clone();

@@ -638,6 +638,24 @@ async fn work_the_node_has_no_room_for_waits_for_another_nodes_instances_which_p
     assert_eq!(&taken.request().payload[..], br#"{"n":2}"#);
     taken.finish(Err(InvokeError::NodeLost("node-3 was lost".into())));
     assert!(matches!(call.await.unwrap(), Err(InvokeError::NodeLost(m)) if m == "node-3 was lost"));
-    // Nothing queued: a taker gives up after its wait.
-    assert!(h.scheduler.take(&target, Duration::from_millis(50)).await.is_none());
+    // A workflow's step stays with this node's instances: a waiting taker is not handed it, and still gets
+    // the next invocation that may move.
+    let waiting = {
+        let (scheduler, target) = (h.scheduler.clone(), target.clone());
+        tokio::spawn(async move { scheduler.take(&target, Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await; // the taker is waiting
+    let step = {
+        let (scheduler, target) = (h.scheduler.clone(), target.clone());
+        let req = InvokeRequest { payload: "{}".into(), execution: Some(Arc::from("exec-1")), ..Default::default() };
+        tokio::spawn(async move { scheduler.invoke(&target, req).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let call = spawn_invoke(&h.scheduler, &target, r#"{"n":3}"#);
+    let taken = waiting.await.unwrap().expect("the taker still waits for work that may move");
+    assert_eq!(&taken.request().payload[..], br#"{"n":3}"#);
+    taken.finish(Err(InvokeError::NodeLost("gone".into())));
+    assert!(call.await.unwrap().is_err());
+    assert!(h.scheduler.take(&target, Duration::from_millis(50)).await.is_none(), "the step is not handed out");
+    step.abort();
 }
