@@ -197,10 +197,11 @@ impl ExecutionStatus {
         }
     }
 
+    /// Every status, in the order an execution may pass through them.
+    pub const ALL: [Self; 5] = [Self::Running, Self::Succeeded, Self::Failed, Self::TimedOut, Self::Aborted];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Running, Self::Succeeded, Self::Failed, Self::TimedOut, Self::Aborted]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 

@@ -114,22 +114,13 @@ struct ServerRules;
 /// What the server accepts as an environment variable's name (`stoke_core::config`'s `validate_environment`).
 const ENV_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]*$";
 
-/// Every status an execution can have, as `GET /v1/workflows/{name}/executions?status=` takes it.
-const EXECUTION_STATUSES: [stoke_store::ExecutionStatus; 5] = [
-    stoke_store::ExecutionStatus::Running,
-    stoke_store::ExecutionStatus::Succeeded,
-    stoke_store::ExecutionStatus::Failed,
-    stoke_store::ExecutionStatus::TimedOut,
-    stoke_store::ExecutionStatus::Aborted,
-];
-
 impl Modify for ServerRules {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let runtimes: Vec<Value> = stoke_core::Runtime::identifiers().into_iter().map(Value::from).collect();
         let policies: Vec<Value> =
             stoke_asl::prewarm::Policy::NAMES.iter().chain(&["default"]).map(|p| Value::from(*p)).collect();
         let strategies: Vec<Value> = stoke_core::tune::Strategy::NAMES.split(", ").map(Value::from).collect();
-        let statuses: Vec<Value> = EXECUTION_STATUSES.iter().map(|s| Value::from(s.as_str())).collect();
+        let statuses: Vec<Value> = stoke_store::ExecutionStatus::ALL.iter().map(|s| Value::from(s.as_str())).collect();
 
         if let Some(components) = doc.components.as_mut() {
             let schemas = &mut components.schemas;
