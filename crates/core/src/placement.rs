@@ -80,6 +80,28 @@ pub fn slots_to_ask(asked: usize, short: usize, max: usize, stale: bool) -> Opti
     }
 }
 
+/// What an owner asks a host for: feeders in all, and instances to start ahead for invocations announced
+/// soon (the pre-warmer's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAsk {
+    pub slots: usize,
+    pub warm: usize,
+}
+
+/// Whether an owner whose pool is `short` instances short, with `queued` invocations waiting, asks its host
+/// again: for more feeders ([`slots_to_ask`]), or, with as many as before, because more invocations were
+/// announced than it last asked the host to warm for (`warmed`). Instances short beyond the queued
+/// invocations are for announced ones.
+pub fn host_ask(asked: usize, warmed: usize, short: usize, queued: usize, max: usize, stale: bool) -> Option<HostAsk> {
+    let warm = short.saturating_sub(queued);
+    let slots = match slots_to_ask(asked, short, max, stale) {
+        Some(slots) => slots,
+        None if warm > warmed => asked.clamp(1, max.max(1)),
+        None => return None,
+    };
+    Some(HostAsk { slots, warm })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +172,22 @@ mod tests {
         assert_eq!(slots_to_ask(32, 5, 32, true), Some(32), "asked again once stale");
         assert_eq!(slots_to_ask(4, 0, 32, false), None);
         assert_eq!(slots_to_ask(0, 0, 32, true), Some(1));
+    }
+    #[test]
+    fn an_owner_asks_its_host_again_when_more_invocations_are_announced() {
+        // 2 short, 2 queued: feeders for them, nothing to warm ahead.
+        assert_eq!(host_ask(0, 0, 2, 2, 32, false), Some(HostAsk { slots: 2, warm: 0 }));
+        // Asked for 2 already and still 2 short: 2 more; at the most feeders, no new request until stale.
+        assert_eq!(host_ask(2, 0, 2, 2, 32, false), Some(HostAsk { slots: 4, warm: 0 }));
+        assert_eq!(host_ask(4, 0, 2, 2, 4, false), None);
+        // One invocation announced beyond the queued ones: the host is asked to warm an instance, once.
+        assert_eq!(host_ask(4, 0, 1, 0, 4, false), Some(HostAsk { slots: 4, warm: 1 }));
+        assert_eq!(host_ask(4, 1, 1, 0, 4, false), None);
+        // More announced than it last passed on: asked again, with as many feeders as before.
+        assert_eq!(host_ask(4, 1, 3, 0, 4, false), Some(HostAsk { slots: 4, warm: 3 }));
+        // Stale: asked again whatever the forecast.
+        assert_eq!(host_ask(4, 3, 3, 0, 4, true), Some(HostAsk { slots: 4, warm: 3 }));
+        // Never asked, only announced work: one feeder at least.
+        assert_eq!(host_ask(0, 0, 1, 0, 32, false), Some(HostAsk { slots: 1, warm: 1 }));
     }
 }

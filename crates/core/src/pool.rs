@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::num::saturate_usize;
 
-/// What the controller sees of one function's pool at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// What the controller sees of one function's pool at one moment (a cluster node asks the queue's owner
+/// for it: it travels as JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PoolSnapshot {
     /// Invocations waiting for an instance.
     pub queued: usize,

@@ -160,6 +160,11 @@ impl Taken {
         self.inv.timeout_s
     }
 
+    /// Of a preparation (`prepare`): its reservation here, whose turn the taking node's instance waits for.
+    pub fn prepared(&self) -> Option<Prepared> {
+        self.inv.reservation.clone().map(Prepared)
+    }
+
     /// Answers the invocation's caller. One the other node had no room for (throttled there) goes back to
     /// its queue here instead, for an instance of this node's or another taker; it fails only if this node
     /// has no room for it either.
@@ -191,7 +196,45 @@ impl Taken {
             }
             Err(e) => context::platform_result(&inv.id, e),
         };
+        // A preparation that ended (or was lost) before its turn prepared for nothing: the step runs as
+        // any other invocation.
+        if let Some(r) = &inv.reservation {
+            r.release("the prepared instance ended its invocation before its turn came");
+        }
         let _ = inv.responder.send(result);
+    }
+}
+
+/// A reservation (seed 000's `prepare`) as another node sees it, in a cluster: the queue's owner holds the
+/// reservation and decides its turn; the node whose instance took the preparation holds a relayed copy,
+/// which it gives the turn (or the release) it hears from the owner.
+#[derive(Debug, Clone)]
+pub struct Prepared(Arc<reserve::Reservation>);
+
+impl Prepared {
+    /// The relayed copy of reservation `id` (the owner's) for `execution`, prepared with `params`: a
+    /// preparation run here with [`Scheduler::invoke_prepared`] waits on it for its turn.
+    pub fn relayed(id: u64, execution: Arc<str>, params: Bytes) -> Self {
+        Prepared(Arc::new(reserve::Reservation::relayed(id, execution, params)))
+    }
+
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// Waits until the turn comes (the step's input) or the reservation is released (why).
+    pub async fn turn(&self) -> Result<Bytes, String> {
+        self.0.wait_turn().await
+    }
+
+    /// Gives the step's input to the prepared instance; false when it was released first.
+    pub fn arrive(&self, input: Bytes) -> bool {
+        self.0.arrive(input, std::time::Instant::now())
+    }
+
+    /// Releases the reservation unless its turn came; true when this call released it.
+    pub fn release(&self, why: &str) -> bool {
+        self.0.release(why)
     }
 }
 
@@ -296,6 +339,26 @@ pub trait Resolver: Send + Sync {
         account: &'a AccountId,
         reference: &'a str,
     ) -> BoxFuture<'a, Result<Arc<InvokeTarget>, Refusal>>;
+
+    /// In a cluster, where another node owns `target`'s queue: prepares it there for `execution` and
+    /// returns the reservation's id (the owner picks the node of the instance). `None`: this node owns the
+    /// queue, or there is no cluster; prepare here.
+    fn prepare_at_owner<'a>(
+        &'a self,
+        _target: &'a Arc<InvokeTarget>,
+        _execution: &'a str,
+        _params: Bytes,
+    ) -> BoxFuture<'a, Option<Result<u64, InvokeError>>> {
+        Box::pin(async { None })
+    }
+
+    /// In a cluster, where another node owns `target`'s queue: the pool there. `None`: this node's.
+    fn pool_at_owner<'a>(
+        &'a self,
+        _target: &'a Arc<InvokeTarget>,
+    ) -> BoxFuture<'a, Option<stoke_core::pool::PoolSnapshot>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Why an invocation did not run.
@@ -601,10 +664,38 @@ impl Scheduler {
                     .and_then(context::platform_failure);
             }
         }
+        self.run(target, req, None).await
+    }
+
+    /// Runs a preparation another node (the queue's owner) handed this one: it holds an instance here
+    /// for `prepared`'s turn, which the caller relays from the owner. Its result is the step's.
+    pub async fn invoke_prepared(
+        &self,
+        target: &Arc<InvokeTarget>,
+        req: InvokeRequest,
+        prepared: Prepared,
+    ) -> Result<InvokeResult, InvokeError> {
+        self.run(target, req, Some(prepared.0)).await
+    }
+
+    /// Prepares `target` for a later step of `execution` (seed 000's `prepare`) on this node's queue, as a
+    /// step's own `prepare` does; returns the reservation's id. For the queue's owner in a cluster, which
+    /// another node asked.
+    pub fn prepare(&self, target: &Arc<InvokeTarget>, execution: Arc<str>, params: Bytes) -> Result<u64, InvokeError> {
+        prepare(&self.shared, target, execution, params).map(|r| r.id)
+    }
+
+    async fn run(
+        &self,
+        target: &Arc<InvokeTarget>,
+        req: InvokeRequest,
+        reservation: Option<Arc<reserve::Reservation>>,
+    ) -> Result<InvokeResult, InvokeError> {
         let queue = self.queue_for(target);
         let id = req.request_id.clone().unwrap_or_else(|| self.shared.ids.next());
         let (mut invocation, done) =
             queue::Invocation::new(id, req, target.config.timeout_s, self.shared.clock.as_ref());
+        invocation.reservation = reservation;
         // A node short of memory is often so only for a moment: an instance that has just answered is idle,
         // and can give way, a few hundred microseconds later. Try again for a short while before refusing.
         let give_up = self.shared.clock.now() + NO_ROOM_GRACE;

@@ -27,6 +27,8 @@ pub(crate) struct Origin {
     pub event: axum::body::Bytes,
     /// The invocation is a preparation (`prepare`).
     pub prepared: bool,
+    /// The execution has a scratch directory (its steps and preparations stay on its node).
+    pub scratch: bool,
 }
 
 /// An invocation on its way to an instance.
@@ -67,10 +69,11 @@ impl Invocation {
         (inv, rx)
     }
 
-    /// Whether another node's instance may run it: a workflow's steps and preparations stay with the
-    /// instances of the node running the execution.
+    /// Whether another node's instance may run it: any invocation but the steps and preparations of an
+    /// execution with a scratch directory, which stay on the node running the execution (the directory is
+    /// that node's). A preparation another node takes waits for its turn there, relayed from here.
     pub fn movable(&self) -> bool {
-        self.reservation.is_none() && self.request.execution.is_none()
+        !(self.request.scratch && self.request.execution.is_some())
     }
 }
 
@@ -617,6 +620,7 @@ impl FunctionQueue {
             execution,
             event: reservation.map_or_else(|| inv.request.payload.clone(), |r| r.params.clone()),
             prepared: reservation.is_some(),
+            scratch: inv.request.scratch,
         })
     }
 

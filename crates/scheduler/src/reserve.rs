@@ -62,6 +62,14 @@ impl Reservation {
         Self { id, execution, key, params, turn: watch::Sender::new(Turn::Waiting), result: Mutex::new(Some(result)) }
     }
 
+    /// A copy of another node's reservation `id`, for a preparation run here: its turn is relayed, and its
+    /// result goes back to that node with the preparation's. It is in no [`Reservations`] (no step here
+    /// looks for it).
+    pub fn relayed(id: u64, execution: Arc<str>, params: Bytes) -> Self {
+        let (turn, result) = (watch::Sender::new(Turn::Waiting), Mutex::new(None));
+        Self { id, execution, key: String::new(), params, turn, result }
+    }
+
     pub fn turn(&self) -> Turn {
         self.turn.borrow().clone()
     }

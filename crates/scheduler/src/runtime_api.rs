@@ -409,10 +409,14 @@ fn origin_in_init(ctx: &InstanceCtx) -> Option<&crate::queue::Origin> {
 }
 
 async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
-    let execution = lock(&ctx.current).as_ref().map(|c| c.execution.clone());
+    let execution = lock(&ctx.current).as_ref().map(|c| (c.execution.clone(), c.scratch));
     // During init, the execution of the step the instance was started for: a cold step can prepare the
     // next one before its own (long) init, so their cold starts overlap.
-    let execution = execution.or_else(|| origin_in_init(&ctx).map(|o| Some(o.execution.clone())));
+    let execution = execution.or_else(|| origin_in_init(&ctx).map(|o| (Some(o.execution.clone()), o.scratch)));
+    let (execution, scratch) = match execution {
+        Some((e, scratch)) => (Some(e), scratch),
+        None => (None, false),
+    };
     let execution = match execution {
         None => {
             return rapid_error(
@@ -447,14 +451,21 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
         Err(refused) => return refused,
     };
     let params = Bytes::from(request.params.to_string());
-    match crate::prepare(&ctx.shared, &target, execution, params) {
-        Ok(r) => {
+    // In a cluster the version's queue may be another node's: its owner reserves the instance, on the node
+    // it picks. An execution with a scratch directory keeps its steps on its own node, so prepares here.
+    let elsewhere = match ctx.shared.resolver.get() {
+        Some(r) if !scratch => r.prepare_at_owner(&target, &execution, params.clone()).await,
+        _ => None,
+    };
+    let prepared = elsewhere.unwrap_or_else(|| crate::prepare(&ctx.shared, &target, execution, params).map(|r| r.id));
+    match prepared {
+        Ok(id) => {
             ctx.log(
                 ctx.current_id(),
-                format!("PREPARE {}:{} reservation {} for this execution", target.function, target.version, r.id),
+                format!("PREPARE {}:{} reservation {id} for this execution", target.function, target.version),
             );
             let body = json!({
-                "reservationId": r.id.to_string(),
+                "reservationId": id.to_string(),
                 "function": target.function.to_string(),
                 "version": target.version,
                 "expiresInMs": stoke_core::num::millis_u64(ctx.shared.settings.reservation_ttl),
@@ -463,6 +474,9 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
         }
         Err(crate::InvokeError::Throttled { reason, .. }) => {
             rapid_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", &reason)
+        }
+        Err(e @ crate::InvokeError::NodeLost(_)) => {
+            rapid_error(StatusCode::SERVICE_UNAVAILABLE, "Stoke.Unavailable", &e.to_string())
         }
         Err(e) => rapid_error(StatusCode::INTERNAL_SERVER_ERROR, "Stoke.PlatformError", &e.to_string()),
     }
@@ -523,7 +537,11 @@ async fn available(State(ctx): State<Arc<InstanceCtx>>, Path(function): Path<Str
         Ok(t) => t,
         Err(refused) => return refused,
     };
-    let pool = crate::pool_of(&ctx.shared, &target);
+    let at_owner = match ctx.shared.resolver.get() {
+        Some(r) => r.pool_at_owner(&target).await,
+        None => None,
+    };
+    let pool = at_owner.unwrap_or_else(|| crate::pool_of(&ctx.shared, &target));
     let body = json!({
         "available": stoke_core::pool::is_available(&pool),
         "idle": pool.idle,

@@ -638,8 +638,8 @@ async fn work_the_node_has_no_room_for_waits_for_another_nodes_instances_which_p
     assert_eq!(&taken.request().payload[..], br#"{"n":2}"#);
     taken.finish(Err(InvokeError::NodeLost("node-3 was lost".into())));
     assert!(matches!(call.await.unwrap(), Err(InvokeError::NodeLost(m)) if m == "node-3 was lost"));
-    // A workflow's step stays with this node's instances: a waiting taker is not handed it, and still gets
-    // the next invocation that may move.
+    // A step of an execution with a scratch directory stays with this node's instances: a waiting taker is
+    // not handed it, and still gets the next invocation that may move.
     let waiting = {
         let (scheduler, target) = (h.scheduler.clone(), target.clone());
         tokio::spawn(async move { scheduler.take(&target, Duration::from_secs(5)).await })
@@ -647,7 +647,12 @@ async fn work_the_node_has_no_room_for_waits_for_another_nodes_instances_which_p
     tokio::time::sleep(Duration::from_millis(100)).await; // the taker is waiting
     let step = {
         let (scheduler, target) = (h.scheduler.clone(), target.clone());
-        let req = InvokeRequest { payload: "{}".into(), execution: Some(Arc::from("exec-1")), ..Default::default() };
+        let req = InvokeRequest {
+            payload: "{}".into(),
+            execution: Some(Arc::from("exec-1")),
+            scratch: true,
+            ..Default::default()
+        };
         tokio::spawn(async move { scheduler.invoke(&target, req).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -658,4 +663,106 @@ async fn work_the_node_has_no_room_for_waits_for_another_nodes_instances_which_p
     assert!(call.await.unwrap().is_err());
     assert!(h.scheduler.take(&target, Duration::from_millis(50)).await.is_none(), "the step is not handed out");
     step.abort();
+}
+
+/// Relays the owner's turn (or release) of a preparation to its copy on the node that took it, as a host
+/// does over HTTP in a cluster.
+fn relay(there: crate::Prepared, here: crate::Prepared) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match there.turn().await {
+            Ok(input) => {
+                here.arrive(input);
+            }
+            Err(why) => {
+                here.release(&why);
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preparation_another_node_takes_waits_there_for_the_turn_its_owner_decides() {
+    // The queue's owner has no room for a 128 MB instance; the other node has.
+    let owner = Harness::with(prepared_step(), |s| {
+        s.memory_budget_mb = 100;
+        s.memory_overcommit = 1.0;
+    });
+    owner.scheduler.overflow_to(Arc::new(Elsewhere::default()));
+    let host = Harness::new(prepared_step());
+    let (at_owner, at_host) = (owner.target("later", |_| {}), host.target("later", |_| {}));
+    let id = owner.scheduler.prepare(&at_owner, Arc::from("exec-1"), "{\"p\":1}".into()).expect("prepared");
+    let taken = owner.scheduler.take(&at_owner, Duration::from_secs(5)).await.expect("the preparation moves");
+    let there = taken.prepared().expect("it is a preparation");
+    assert_eq!(there.id(), id);
+    let req = taken.request().clone();
+    let here = crate::Prepared::relayed(id, req.execution.clone().expect("its execution"), req.payload.clone());
+    let run = {
+        let (scheduler, target, here) = (host.scheduler.clone(), at_host.clone(), here.clone());
+        tokio::spawn(async move { scheduler.invoke_prepared(&target, req, here).await })
+    };
+    let relaying = relay(there, here);
+    until("the prepared instance is held on the other node", || host.scheduler.pool(&at_host).held == 1).await;
+
+    // The execution reaches the step at the owner: the step's result is what the other node's instance
+    // made of its preparation and the step's input.
+    let step =
+        InvokeRequest { payload: "{\"n\":7}".into(), execution: Some(Arc::from("exec-1")), ..Default::default() };
+    let stepping = {
+        let (scheduler, target) = (owner.scheduler.clone(), at_owner.clone());
+        tokio::spawn(async move { scheduler.invoke(&target, step).await })
+    };
+    let ran = run.await.unwrap().expect("ran on the other node");
+    assert!(ran.report.held_ms.is_some(), "it was held for its turn there");
+    taken.finish(Ok(ran));
+    let result = stepping.await.unwrap().expect("the step's result");
+    let Outcome::Success(body) = &result.outcome else { panic!("{:?}", result.outcome) };
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body, json!({"params": {"p": 1}, "input": {"n": 7}}));
+    relaying.await.unwrap();
+    assert_eq!((owner.fake.spawn_count(), host.fake.spawn_count()), (0, 1));
+
+    // Released at the owner (the execution ended): the other node's instance hears why, and the owner's
+    // queue is told that preparation ended.
+    owner.scheduler.prepare(&at_owner, Arc::from("exec-2"), "{\"p\":2}".into()).expect("prepared");
+    let taken = owner.scheduler.take(&at_owner, Duration::from_secs(5)).await.expect("the preparation moves");
+    let req = taken.request().clone();
+    let here = crate::Prepared::relayed(2, Arc::from("exec-2"), req.payload.clone());
+    let relaying = relay(taken.prepared().unwrap(), here.clone());
+    let run = {
+        let (scheduler, target) = (host.scheduler.clone(), at_host.clone());
+        tokio::spawn(async move { scheduler.invoke_prepared(&target, req, here).await })
+    };
+    until("the instance is held again", || host.scheduler.pool(&at_host).held == 1).await;
+    assert_eq!(owner.scheduler.release_reservations("exec-2", None, "the execution ended"), 1);
+    relaying.await.unwrap();
+    let ran = run.await.unwrap().expect("the preparation ended");
+    assert_eq!(
+        function_error(&ran),
+        (
+            "Stoke.ReservationReleased".into(),
+            json!({"errorType": "Stoke.ReservationReleased", "errorMessage": "the execution ended"})
+        )
+    );
+    taken.finish(Ok(ran));
+    assert_eq!(owner.scheduler.reservations("exec-2"), 0);
+
+    // A preparation whose node was lost before its turn: the step finds no reservation and runs as any
+    // other invocation (here it waits in the queue for a taker).
+    owner.scheduler.prepare(&at_owner, Arc::from("exec-3"), "{\"p\":3}".into()).expect("prepared");
+    let taken = owner.scheduler.take(&at_owner, Duration::from_secs(5)).await.expect("the preparation moves");
+    let there = taken.prepared().unwrap();
+    taken.finish(Err(InvokeError::NodeLost("node-2 was lost".into())));
+    assert!(there.turn().await.is_err(), "released when its preparation was lost");
+    let step =
+        InvokeRequest { payload: "{\"n\":8}".into(), execution: Some(Arc::from("exec-3")), ..Default::default() };
+    let stepping = {
+        let (scheduler, target) = (owner.scheduler.clone(), at_owner.clone());
+        tokio::spawn(async move { scheduler.invoke(&target, step).await })
+    };
+    let taken = owner.scheduler.take(&at_owner, Duration::from_secs(5)).await.expect("the step is queued");
+    assert!(taken.prepared().is_none(), "the step is no preparation");
+    assert_eq!(&taken.request().payload[..], b"{\"n\":8}");
+    let ran = crate::testing::ok_result(taken.id(), "plain");
+    taken.finish(Ok(ran));
+    assert_eq!(stepping.await.unwrap().unwrap().outcome, Outcome::Success("plain".into()));
 }

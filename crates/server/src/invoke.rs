@@ -424,8 +424,9 @@ impl Invoker {
             Some((extra, weight)) if self.sample() < *weight => extra,
             _ => &resolution.primary,
         };
-        // A workflow's steps run where its execution runs, with the instances it prepared there.
-        if let (Some(queues), None) = (self.queues.get(), &req.execution) {
+        // A workflow's steps go to their queues' owners like any invocation (the owner holds what the
+        // execution prepared); those of an execution with a scratch directory stay on its node, with it.
+        if let (Some(queues), false) = (self.queues.get(), req.scratch) {
             if let Some(result) = self.forward(queues, target, reference, &req).await? {
                 return Ok((result, target.version.clone()));
             }
@@ -487,6 +488,55 @@ impl Invoker {
     ) -> Result<InvokeResult, InvokeFailure> {
         let target = self.version_target(caller, reference, version).await?;
         Ok(self.scheduler.invoke(&target, req).await?)
+    }
+
+    /// The node that owns `target`'s queue, when that is another node (cluster mode); `None` here.
+    async fn remote_owner(
+        &self,
+        target: &InvokeTarget,
+    ) -> Option<(&Arc<crate::queues::Queues>, stoke_store::QueueOwner)> {
+        let queues = self.queues.get()?;
+        match queues.route(target).await {
+            Ok(crate::queues::Route::Remote(owner)) => Some((queues, owner)),
+            Ok(crate::queues::Route::Local) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, function = %target.function, "the queue's owner is unknown; using this node's view");
+                None
+            }
+        }
+    }
+
+    /// `target`'s pool where its queue is (at its owner, in a cluster), for the workflow pre-warmer.
+    pub async fn pool(&self, target: &Arc<InvokeTarget>) -> stoke_core::pool::PoolSnapshot {
+        if let Some((queues, owner)) = self.remote_owner(target).await {
+            if let Some(pool) = queues.pool_at(&owner, target).await {
+                return pool;
+            }
+        }
+        self.scheduler.pool(target)
+    }
+
+    /// Announces `count` invocations of `target` soon (the pre-warmer) to its queue's pool, wherever its
+    /// owner is: the owner's controller starts instances for them on the node it picks.
+    pub async fn announce(&self, target: &Arc<InvokeTarget>, count: usize, ttl: Duration) {
+        match self.remote_owner(target).await {
+            Some((queues, owner)) => queues.announce_at(&owner, target, count, ttl).await,
+            None => self.scheduler.announce(target, count, ttl),
+        }
+    }
+
+    /// Releases `execution`'s open reservations of `targets` (a Choice ruled them out, or it ended), here
+    /// and at the owners of their queues on other nodes.
+    pub async fn release_reservations(&self, execution: &str, targets: &[Arc<InvokeTarget>], why: &str) {
+        self.scheduler.release_reservations(execution, Some(targets), why);
+        if self.queues.get().is_none() {
+            return;
+        }
+        for target in targets {
+            if let Some((queues, owner)) = self.remote_owner(target).await {
+                queues.release_at(&owner, target, execution, why).await;
+            }
+        }
     }
 
     /// What runs `version` of the function `reference` names, as `caller` would invoke it.
@@ -573,6 +623,30 @@ impl stoke_scheduler::Resolver for InvokerResolver {
             })
         })
     }
+
+    fn prepare_at_owner<'a>(
+        &'a self,
+        target: &'a Arc<InvokeTarget>,
+        execution: &'a str,
+        params: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Result<u64, InvokeError>>> + Send + 'a>> {
+        Box::pin(async move {
+            let invoker = self.0.upgrade()?;
+            let (queues, owner) = invoker.remote_owner(target).await?;
+            Some(queues.prepare_at(&owner, target, execution, params).await)
+        })
+    }
+
+    fn pool_at_owner<'a>(
+        &'a self,
+        target: &'a Arc<InvokeTarget>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<stoke_core::pool::PoolSnapshot>> + Send + 'a>> {
+        Box::pin(async move {
+            let invoker = self.0.upgrade()?;
+            let (queues, owner) = invoker.remote_owner(target).await?;
+            queues.pool_at(&owner, target).await
+        })
+    }
 }
 
 impl crate::queues::RunHere for Invoker {
@@ -582,9 +656,17 @@ impl crate::queues::RunHere for Invoker {
         reference: &'a str,
         version: &'a str,
         req: InvokeRequest,
+        prepared: Option<stoke_scheduler::Prepared>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<InvokeResult, InvokeError>> + Send + 'a>> {
         Box::pin(async move {
-            self.invoke_as_owner(account, reference, version, req).await.map_err(|e| match e {
+            let ran = match prepared {
+                None => self.invoke_as_owner(account, reference, version, req).await,
+                Some(prepared) => match self.version_target(account, reference, version).await {
+                    Ok(target) => self.scheduler.invoke_prepared(&target, req, prepared).await.map_err(Into::into),
+                    Err(e) => Err(e),
+                },
+            };
+            ran.map_err(|e| match e {
                 InvokeFailure::Scheduler(e) => e,
                 // This node's view of the function (deleted or blocked meanwhile): the platform's, to the
                 // node that asked.

@@ -22,6 +22,12 @@
 //! instances never wait for a round trip while work is queued at the owner, and the owner never hands out
 //! more than the node asked for. A host whose feeders find no work for [`HOST_IDLE`] stops; the owner asks
 //! again while it is short. An invocation a hosting node took and was lost with fails with `node_lost`.
+//!
+//! **Workflows** follow the queues: a step goes to its version's owner like any invocation, a step's
+//! `prepare` reserves the instance at that owner (which may hand the preparation to a host, whose instance
+//! then waits for the turn the owner relays), and the pre-warmer announces to the owner, which passes on to
+//! its host the instances it has no room for. Only an execution with a scratch directory (files on its node)
+//! keeps its steps and preparations on its own node.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -46,6 +52,10 @@ pub mod header {
     pub const REQUEST_ID: &str = "x-stoke-request-id";
     pub const CLIENT_CONTEXT: &str = "x-stoke-client-context";
     pub const LOG: &str = "x-stoke-log";
+    /// The workflow execution the invocation is a step (or a preparation) of.
+    pub const EXECUTION: &str = "x-stoke-execution";
+    /// Of a preparation a host takes: the owner's reservation id (its turn is relayed from the owner).
+    pub const RESERVATION: &str = "x-stoke-reservation";
 }
 /// Beyond the function's timeout, how long a forwarded invocation may wait in its owner's queue.
 const QUEUE_SLACK: Duration = Duration::from_secs(120);
@@ -70,6 +80,19 @@ const RETRY_ASK: Duration = Duration::from_secs(1);
 pub const MAX_SLOTS: usize = 32;
 /// The header naming the node that takes work.
 pub const TAKER_HEADER: &str = "x-stoke-taker";
+/// The internal routes of workflows across nodes: a step's `prepare`, the
+/// pre-warmer's announcements and pool views, and releases of reservations, at the queue's owner; and a
+/// host's wait for the turn of a preparation it took.
+pub const PREPARE_PATH: &str = "/internal/v1/queues/prepare";
+pub const POOL_PATH: &str = "/internal/v1/queues/pool";
+pub const ANNOUNCE_PATH: &str = "/internal/v1/queues/announce";
+pub const RELEASE_PATH: &str = "/internal/v1/queues/release";
+pub const TURN_PATH: &str = "/internal/v1/queues/turn/{id}";
+/// Longest a host keeps instances started for an owner's announced invocations ready for them.
+pub const HOST_WARM_TTL: Duration = Duration::from_secs(60);
+/// How long a host's wait for a preparation's turn waits at the owner before it is answered 204 and asked
+/// again.
+pub const TURN_WAIT: Duration = Duration::from_secs(20);
 
 /// Where an invocation of a version runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +141,23 @@ pub struct HostRequest {
     pub reference: String,
     pub owner: QueueOwner,
     pub slots: usize,
+    /// Invocations announced soon (the pre-warmer's): the host starts instances for them ahead.
+    #[serde(default)]
+    pub warm: usize,
+}
+
+/// The pre-warmer's announcement to a queue's owner (`POST` [`ANNOUNCE_PATH`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Announce {
+    pub count: usize,
+    pub ttl_ms: u64,
+}
+
+/// A release of an execution's reservations at a queue's owner (`POST` [`RELEASE_PATH`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Release {
+    pub execution: String,
+    pub why: String,
 }
 
 /// What an owner asked other nodes for, for one of its queues.
@@ -131,6 +171,8 @@ struct Asked {
     /// Feeders asked for in all, and the node running them.
     slots: usize,
     on: Option<String>,
+    /// Announced invocations the host was last asked to start instances for.
+    warm: usize,
 }
 
 /// A version this node hosts for its queue's owner.
@@ -215,6 +257,19 @@ impl Queues {
     fn to_peer(&self, advertise: &str, path: &str) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", advertise.trim_end_matches('/'));
         self.cluster.invocations().post(url).header(SECRET_HEADER, self.cluster.secret())
+    }
+
+    /// A POST to `path` of `owner` about the queue of `target` (named `function:version`).
+    fn to_owner(&self, owner: &QueueOwner, path: &str, target: &InvokeTarget) -> reqwest::RequestBuilder {
+        self.to_peer(&owner.advertise, path)
+            .header(header::ACCOUNT, target.account.as_str())
+            .header(header::REFERENCE, format!("{}:{}", target.function, target.version))
+            .header(header::VERSION, target.version.as_str())
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.me.node
     }
 
     /// The owner of `name` as this node knows it now.
@@ -424,8 +479,19 @@ impl Queues {
                 continue;
             };
             let Some(invoker) = self.invoker.get().and_then(std::sync::Weak::upgrade) else { break };
+            // A preparation: its instance here waits for a turn the owner decides, relayed from there.
+            let prepared = match (&taken, headers.get(header::RESERVATION).and_then(|v| v.to_str().ok())) {
+                (Ok(req), Some(reservation)) => reservation.parse().ok().zip(req.execution.clone()).map(|(r, e)| {
+                    let prepared = stoke_scheduler::Prepared::relayed(r, e, req.payload.clone());
+                    tokio::spawn(self.clone().relay_turn(owner.clone(), id.clone(), prepared.clone()));
+                    prepared
+                }),
+                _ => None,
+            };
             let outcome = match (stoke_core::AccountId::parse(&queue.account), taken) {
-                (Ok(account), Ok(req)) => invoker.run_here(&account, &hosted.reference, &queue.version, req).await,
+                (Ok(account), Ok(req)) => {
+                    invoker.run_here(&account, &hosted.reference, &queue.version, req, prepared).await
+                }
                 (Err(e), _) => Err(InvokeError::Platform(e.message)),
                 (_, Err(bad)) => Err(InvokeError::Platform(format!("the owner sent {bad} that is not stoke's"))),
             };
@@ -463,6 +529,125 @@ impl Queues {
         }
     }
 
+    /// Relays the turn of a preparation this node took from `owner` (invocation `id` there) to the
+    /// reservation's copy here: the step's input once the owner's execution reaches the step, or why the
+    /// reservation was released. Stops when the preparation ends here first.
+    async fn relay_turn(self: Arc<Self>, owner: QueueOwner, id: String, prepared: stoke_scheduler::Prepared) {
+        let mut failures = 0;
+        loop {
+            let asked = self
+                .to_peer(&owner.advertise, &TURN_PATH.replace("{id}", &id))
+                .timeout(TURN_WAIT + Duration::from_secs(10))
+                .send();
+            let answer = tokio::select! {
+                answer = asked => answer,
+                _ = prepared.turn() => return,
+            };
+            let released = match answer {
+                Ok(r) if r.status() == reqwest::StatusCode::NO_CONTENT => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(input) => {
+                        prepared.arrive(input);
+                        return;
+                    }
+                    Err(e) => format!("the step's input from node {} was cut short: {e}", owner.node),
+                },
+                Ok(r) => {
+                    let status = r.status();
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    match body["error"]["message"].as_str() {
+                        Some(why) if status == reqwest::StatusCode::GONE => why.to_string(),
+                        _ => format!(
+                            "node {}, which owns the queue, no longer knows this preparation ({status})",
+                            owner.node
+                        ),
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures < 3 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    }
+                    format!("node {}, which owns the queue and decides the turn, cannot be reached: {e}", owner.node)
+                }
+            };
+            prepared.release(&released);
+            return;
+        }
+    }
+
+    /// The reservation of a preparation another node took from this node's queues (invocation `id`).
+    pub fn turn_of(&self, id: &str) -> Option<stoke_scheduler::Prepared> {
+        stoke_core::sync::lock(&self.running).get(id).and_then(|(_, taken)| taken.prepared())
+    }
+
+    /// Prepares `target` for a later step of `execution` at `owner`, its queue's owner, which picks the node
+    /// of the instance; returns the reservation's id there.
+    pub async fn prepare_at(
+        &self,
+        owner: &QueueOwner,
+        target: &InvokeTarget,
+        execution: &str,
+        params: Bytes,
+    ) -> Result<u64, InvokeError> {
+        let answer = self
+            .to_owner(owner, PREPARE_PATH, target)
+            .header(header::EXECUTION, execution)
+            .timeout(Duration::from_secs(10))
+            .body(params)
+            .send()
+            .await
+            .map_err(|e| {
+                InvokeError::NodeLost(format!("node {}, which owns the queue, did not answer: {e}", owner.node))
+            })?;
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        let why = || body["error"]["message"].as_str().unwrap_or("no reason given").to_string();
+        match body["reservationId"].as_u64() {
+            Some(id) if status.is_success() => Ok(id),
+            _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                Err(InvokeError::Throttled { reason: why(), retry_after_s: 1 })
+            }
+            _ => Err(InvokeError::Platform(format!(
+                "node {}, which owns the queue, did not prepare it: {}",
+                owner.node,
+                why()
+            ))),
+        }
+    }
+
+    /// `target`'s pool at `owner`, its queue's owner; `None` when it cannot say.
+    pub async fn pool_at(&self, owner: &QueueOwner, target: &InvokeTarget) -> Option<stoke_core::pool::PoolSnapshot> {
+        let answer = self.to_owner(owner, POOL_PATH, target).timeout(Duration::from_secs(5)).send().await.ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        answer.json().await.ok()
+    }
+
+    /// Announces `count` invocations of `target` soon to `owner`, its queue's owner (the pre-warmer).
+    pub async fn announce_at(&self, owner: &QueueOwner, target: &InvokeTarget, count: usize, ttl: Duration) {
+        let body = Announce { count, ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX) };
+        let sent = self.to_owner(owner, ANNOUNCE_PATH, target).timeout(Duration::from_secs(5)).json(&body).send().await;
+        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+            tracing::debug!(error = %e, owner = %owner.node, "the pre-warmer's announcement did not reach the queue's owner");
+        }
+    }
+
+    /// Releases `execution`'s open reservations of `target` at `owner`, its queue's owner.
+    pub async fn release_at(&self, owner: &QueueOwner, target: &InvokeTarget, execution: &str, why: &str) {
+        let body = Release { execution: execution.to_string(), why: why.to_string() };
+        let sent = self.to_owner(owner, RELEASE_PATH, target).timeout(Duration::from_secs(5)).json(&body).send().await;
+        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+            // They expire on their own (the reservation TTL).
+            tracing::debug!(error = %e, owner = %owner.node, "cannot release reservations at the queue's owner");
+        }
+    }
+
     /// The owner this node hosted `queue` for cannot be reached: once its lease lapses, this node competes
     /// for the queue at once — its instances of the version are warm, so it is the node to prefer; nodes
     /// that only forward wait [`HOST_HEAD_START`] before they compete.
@@ -477,9 +662,12 @@ impl Queues {
         }
     }
 
-    /// The pool of `target` (a queue this node owns) is `instances` short of room: asks a live node with
-    /// room to host the version, after reserving the room in etcd. Returns whether a node is (being) asked.
-    fn overflow(self: &Arc<Self>, target: &Arc<InvokeTarget>, instances: usize) -> bool {
+    /// The pool of `target` (a queue this node owns) is `instances` short of room, with `queued`
+    /// invocations waiting: asks a live node with room to host the version, after reserving the room in
+    /// etcd. Instances wanted beyond the queued invocations are for invocations announced soon (the
+    /// pre-warmer's): the host is asked to start them ahead too, and asked again when more are announced.
+    /// Returns whether a node is (being) asked.
+    fn overflow(self: &Arc<Self>, target: &Arc<InvokeTarget>, instances: usize, queued: usize) -> bool {
         let name = queue_name(target);
         if read(&self.owners).get(&name).is_some_and(|o| o.node != self.me.node) || read(&self.peers).is_empty() {
             return false; // hosted here for another owner (that owner decides), or no other node
@@ -493,6 +681,7 @@ impl Queues {
                 failed: None,
                 slots: 0,
                 on: None,
+                warm: 0,
             });
             let arranged = entry.on.is_some();
             if entry.in_flight {
@@ -502,17 +691,21 @@ impl Queues {
                 return arranged;
             }
             let stale = now.duration_since(entry.last) >= ASK_AGAIN;
-            match stoke_core::placement::slots_to_ask(entry.slots, instances, MAX_SLOTS, stale) {
-                Some(slots) => {
-                    (entry.last, entry.in_flight) = (now, true);
-                    slots
-                }
-                None => return arranged,
+            if instances <= queued {
+                entry.warm = 0; // what was announced has arrived (or lapsed)
             }
+            let Some(ask) =
+                stoke_core::placement::host_ask(entry.slots, entry.warm, instances, queued, MAX_SLOTS, stale)
+            else {
+                return arranged;
+            };
+            (entry.last, entry.in_flight, entry.warm) = (now, true, ask.warm);
+            ask
         };
+        let stoke_core::placement::HostAsk { slots, warm } = slots;
         let (me, target) = (self.clone(), target.clone());
         tokio::spawn(async move {
-            let asked = me.ask_to_host(&target, slots).await;
+            let asked = me.ask_to_host(&target, slots, warm).await;
             let mut all = stoke_core::sync::lock(&me.asked);
             let Some(entry) = all.get_mut(&queue_name(&target)) else { return };
             entry.in_flight = false;
@@ -529,7 +722,12 @@ impl Queues {
 
     /// Picks a node for `slots` feeders of `target` ([`stoke_core::placement::place`]), reserves their room
     /// there in etcd, and asks it to host them.
-    async fn ask_to_host(self: &Arc<Self>, target: &Arc<InvokeTarget>, slots: usize) -> Result<String, String> {
+    async fn ask_to_host(
+        self: &Arc<Self>,
+        target: &Arc<InvokeTarget>,
+        slots: usize,
+        warm: usize,
+    ) -> Result<String, String> {
         use stoke_core::placement::{lendable, place, Capacity, NodeRoom};
         let name = queue_name(target);
         let peers = read(&self.peers).clone();
@@ -575,7 +773,7 @@ impl Queues {
             return Err(format!("node {}'s room was reserved by other owners meanwhile", node.name));
         }
         let reference = format!("{}:{}", name.function, name.version);
-        let body = HostRequest { queue: name, reference, owner: self.me.clone(), slots };
+        let body = HostRequest { queue: name, reference, owner: self.me.clone(), slots, warm };
         let answer = self
             .to_peer(&node.advertise, HOST_PATH)
             .timeout(Duration::from_secs(10))
@@ -670,6 +868,7 @@ pub trait RunHere: Send + Sync {
         reference: &'a str,
         version: &'a str,
         req: InvokeRequest,
+        prepared: Option<stoke_scheduler::Prepared>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<InvokeResult, InvokeError>> + Send + 'a>>;
 }
 
@@ -691,6 +890,9 @@ pub fn request_headers(req: &InvokeRequest) -> axum::http::HeaderMap {
     if req.want_log {
         set(header::LOG, "1");
     }
+    if let Some(execution) = &req.execution {
+        set(header::EXECUTION, execution);
+    }
     out
 }
 
@@ -709,6 +911,7 @@ pub fn request_from_headers(headers: &axum::http::HeaderMap, payload: Bytes) -> 
         client_context,
         want_log: text(header::LOG)?.is_some(),
         request_id: text(header::REQUEST_ID)?.map(str::to_string),
+        execution: text(header::EXECUTION)?.map(Arc::from),
         ..Default::default()
     })
 }
@@ -819,8 +1022,8 @@ fn decode_outcome(frame: &[u8]) -> Option<Result<InvokeResult, InvokeError>> {
 pub struct Overflow(pub std::sync::Weak<Queues>);
 
 impl stoke_scheduler::Overflow for Overflow {
-    fn short(&self, target: &Arc<InvokeTarget>, instances: usize, _queued: usize) -> bool {
-        self.0.upgrade().is_some_and(|q| q.overflow(target, instances))
+    fn short(&self, target: &Arc<InvokeTarget>, instances: usize, queued: usize) -> bool {
+        self.0.upgrade().is_some_and(|q| q.overflow(target, instances, queued))
     }
 }
 
@@ -874,15 +1077,16 @@ mod tests {
             client_context: Some("{\"custom\":{\"ü\":1}}".into()),
             want_log: true,
             request_id: Some("r-1".into()),
+            execution: Some(Arc::from("exec-1")),
             ..Default::default()
         };
         let back = request_from_headers(&request_headers(&req), req.payload.clone()).unwrap();
         assert_eq!(
-            (&back.client_context, back.want_log, &back.request_id),
-            (&req.client_context, true, &req.request_id)
+            (&back.client_context, back.want_log, &back.request_id, &back.execution),
+            (&req.client_context, true, &req.request_id, &req.execution)
         );
         let bare = request_from_headers(&request_headers(&InvokeRequest::default()), Bytes::new()).unwrap();
-        assert_eq!((bare.client_context, bare.want_log, bare.request_id), (None, false, None));
+        assert_eq!((bare.client_context, bare.want_log, bare.request_id, bare.execution), (None, false, None, None));
         let mut bad = request_headers(&req);
         bad.insert(header::CLIENT_CONTEXT, axum::http::HeaderValue::from_static("not base64!"));
         assert_eq!(request_from_headers(&bad, Bytes::new()).unwrap_err(), header::CLIENT_CONTEXT);

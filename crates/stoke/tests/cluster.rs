@@ -277,6 +277,9 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
     let (status, _) = node.call(node.http_plain(Method::GET, "/internal/v1/instances?account=000000000001"));
     assert_eq!(status, 401, "peers' instance lists need the secret too");
+    let logs = "/internal/v1/logs?account=000000000001&function=f&since_ms=0&limit=10";
+    let (status, _) = node.call(node.http_plain(Method::GET, logs));
+    assert_eq!(status, 401, "peers' log lines need the secret too");
     let secret = std::fs::read_to_string(&c.secret).unwrap().trim().to_string();
     let (status, body) = node.call(
         node.http_plain(Method::PUT, &format!("/internal/v1/blobs/{sha}"))
@@ -289,6 +292,11 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
             .header("x-stoke-cluster-secret", &secret),
     );
     assert_eq!(status, 400);
+    let (status, body) = node.call(
+        node.http_plain(Method::GET, "/internal/v1/logs?account=000000000001&function=no%20way&since_ms=0&limit=10")
+            .header("x-stoke-cluster-secret", &secret),
+    );
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("function")), "{body}");
     // Forwarded invocations: only from peers, and one missing what it needs is refused, naming it.
     let (status, _) = node.call(node.http_plain(Method::POST, "/internal/v1/invoke").body("{}"));
     assert_eq!(status, 401, "forwarded invocations need the secret too");
@@ -307,7 +315,16 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
     );
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-account")), "{body}");
     // Hosting another owner's queue, taking its work and reporting outcomes: peers only, and checked.
-    for path in ["/internal/v1/queues/host", "/internal/v1/queues/take", "/internal/v1/queues/done/x"] {
+    for path in [
+        "/internal/v1/queues/host",
+        "/internal/v1/queues/take",
+        "/internal/v1/queues/done/x",
+        "/internal/v1/queues/prepare",
+        "/internal/v1/queues/turn/x",
+        "/internal/v1/queues/pool",
+        "/internal/v1/queues/announce",
+        "/internal/v1/queues/release",
+    ] {
         let (status, _) = node.call(node.http_plain(Method::POST, path).body("{}"));
         assert_eq!(status, 401, "{path} needs the secret");
     }
@@ -325,6 +342,31 @@ fn peers_only_reach_the_internal_api_with_the_secret() {
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-taker")), "{body}");
     let (status, body) = node.call(peer("/internal/v1/queues/done/nothing").body("not an outcome"));
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_outcome")), "{body}");
+    // Workflows across nodes: a preparation names its execution, a turn its preparation, and the bodies
+    // are stoke's; a function that does not exist is named as such.
+    echo(node, "f");
+    let of = |path: &str, function: &str| {
+        peer(path)
+            .header("x-stoke-account", node.account_id.as_str())
+            .header("x-stoke-reference", function)
+            .header("x-stoke-version", "$LATEST")
+    };
+    let (status, body) = node.call(of("/internal/v1/queues/prepare", "f").body("{}"));
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("x-stoke-execution")), "{body}");
+    let (status, body) =
+        node.call(of("/internal/v1/queues/prepare", "missing").header("x-stoke-execution", "e1").body("{}"));
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = node.call(peer("/internal/v1/queues/turn/nothing"));
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    for path in ["/internal/v1/queues/announce", "/internal/v1/queues/release"] {
+        let (status, body) = node.call(of(path, "f").body(r#"{"count": "many", "execution": 1}"#));
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_parameter")), "{path}: {body}");
+    }
+    let (status, body) = node.call(of("/internal/v1/queues/pool", "f"));
+    assert_eq!((status, body["idle"].as_u64(), body["held"].as_u64()), (200, Some(0), Some(0)), "{body}");
+    let (status, body) =
+        node.call(of("/internal/v1/queues/release", "f").json(&json!({"execution": "e1", "why": "ended"})));
+    assert_eq!((status, body["released"].as_u64()), (200, Some(0)), "{body}");
     // A non-admin account may not list the nodes.
     let (key, _) = node.new_account("plain");
     let (status, _) = node.call(node.req_as(&key, Method::GET, "/v1/nodes"));
@@ -702,11 +744,13 @@ fn a_version_has_one_queue_in_the_cluster_and_losing_its_owner_loses_no_accepted
     }
 
     // Steady mixed load through node-2 and node-3: sync invocations, Event invocations, workflows whose
-    // Task invokes the function; then node-1, the queue's owner, is killed.
+    // Task invokes the function; then node-1, the queue's owner, is killed. A Task goes to the queue's
+    // owner like any invocation: one that had started on node-1 fails there, and its Retry runs it again.
     let (status, body) = c.nodes[1].post(
         "/v1/workflows",
         json!({"name": "steps", "definition": {"StartAt": "T", "States": {
-            "T": {"Type": "Task", "Resource": "work", "End": true}}}}),
+            "T": {"Type": "Task", "Resource": "work", "End": true,
+                  "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 3}]}}}}),
     );
     assert_eq!(status, 201, "{body}");
     let events = tempfile::tempdir().unwrap();
@@ -984,4 +1028,180 @@ fn losing_an_owner_whose_queue_another_node_hosts_runs_nothing_twice_and_the_hos
         assert!(Instant::now() < deadline, "node-3 is not shown owning the queue: {nodes}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Prepares `second` with the event's key, then works long enough for the prepared instance to be ready.
+const PREPARING: &str = r#"
+import time, stoke
+def handler(event, context):
+    stoke.prepare("second", {"key": event["key"]})
+    time.sleep(event.get("work_s", 1.5))
+    if event.get("fail"):
+        raise RuntimeError("the execution fails before the prepared step")
+    return {"key": event["key"], "from_first": True}
+"#;
+
+/// Started by `prepare`: waits for its turn and says what it was prepared with; otherwise echoes.
+const PREPARED: &str = r#"
+import stoke
+def handler(event, context):
+    params = stoke.prepared_params()
+    if params is not None:
+        try:
+            event = stoke.wait_turn()
+        except stoke.ReservationReleased as e:
+            print("RELEASED: %s" % e.message)
+            raise
+    return {"prepared": params, "input": event}
+"#;
+
+fn finished_execution(node: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, e) = node.get(&format!("/v1/executions/{id}"));
+        assert_eq!(status, 200, "{e}");
+        if e["status"] != "RUNNING" {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "execution {id} still running: {e}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The node and cold starts of each state of an execution's timeline, by state name.
+fn steps_ran(node: &TestServer, id: &str) -> Vec<(String, Option<String>, u64)> {
+    let (status, t) = node.get(&format!("/v1/executions/{id}/timeline"));
+    assert_eq!(status, 200, "{t}");
+    t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let name = s["state"].as_str().unwrap().to_string();
+            (name, s["node"].as_str().map(str::to_string), s["cold_starts"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_workflow_prepares_and_prewarms_its_steps_on_the_nodes_their_queues_owners_pick() {
+    // node-1 owns the queues of `second` and `third` but has no room for one of their instances: its
+    // controller places them on node-2, which pulls from node-1. The executions run on node-3.
+    let Some(c) =
+        Cluster::start_with(3, |i| if i == 0 { &["--max-memory-mb", "128", "--memory-overcommit", "1"] } else { &[] })
+    else {
+        return;
+    };
+    let (n1, n2, n3) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    python_fn(n2, "first", PREPARING, json!({"timeout_s": 30}));
+    python_fn(n2, "second", PREPARED, json!({"timeout_s": 30, "memory_mb": 256}));
+    python_fn(n2, "third", PREPARED, json!({"memory_mb": 256, "keep_alive_s": 1}));
+    python_fn(
+        n2,
+        "slow",
+        "import time\ndef handler(e, c):\n    time.sleep(3)\n    return e\n",
+        json!({"timeout_s": 30}),
+    );
+    std::thread::sleep(Duration::from_secs(3)); // every node knows the others (placement's candidates)
+    for f in ["second", "third"] {
+        let resp = n1.req(Method::POST, &format!("/v1/functions/{f}/invoke")).json(&json!({})).send().unwrap();
+        assert_eq!(resp.status(), 200, "{f}");
+        assert_eq!(resp.headers()["x-stoke-node"], "node-2", "node-1 owns {f}'s queue and places it on node-2");
+    }
+    for (name, definition, prewarm) in [
+        (
+            "pair",
+            json!({"StartAt": "First", "States": {
+                "First": {"Type": "Task", "Resource": "first", "Next": "Second"},
+                "Second": {"Type": "Task", "Resource": "second", "End": true}}}),
+            "off",
+        ),
+        (
+            "branch",
+            json!({"StartAt": "First", "States": {
+                "First": {"Type": "Task", "Resource": "first", "Next": "Pick"},
+                "Pick": {"Type": "Choice", "Default": "Done",
+                         "Choices": [{"Variable": "$.key", "StringEquals": "never", "Next": "Second"}]},
+                "Second": {"Type": "Task", "Resource": "second", "End": true},
+                "Done": {"Type": "Succeed"}}}),
+            "off",
+        ),
+        (
+            "warmed",
+            json!({"StartAt": "Slow", "States": {
+                "Slow": {"Type": "Task", "Resource": "slow", "Next": "Third"},
+                "Third": {"Type": "Task", "Resource": "third", "End": true}}}),
+            "eager",
+        ),
+    ] {
+        let (status, body) =
+            n1.post("/v1/workflows", json!({"name": name, "definition": definition, "prewarm": prewarm}));
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // `first` runs on node-3 and prepares `second`: node-1 reserves the instance, on node-2; the step that
+    // reaches it runs on it, with its own preparation input, its turn relayed from node-1.
+    let (status, e) = n3.post("/v1/workflows/pair/executions", json!({"input": {"key": "w1"}}));
+    assert_eq!(status, 201, "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    let done = finished_execution(n3, &id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let out = &done["output"];
+    let out: Value = out.as_str().map_or_else(|| out.clone(), |s| serde_json::from_str(s).unwrap());
+    assert_eq!(out["prepared"], json!({"key": "w1"}), "the step ran on the instance prepared for it: {out}");
+    assert_eq!((&out["input"]["key"], &out["input"]["from_first"]), (&json!("w1"), &json!(true)), "{out}");
+    let ran = steps_ran(n3, &id);
+    assert_eq!(ran[0], ("First".into(), Some("node-3".into()), 1), "{ran:?}");
+    assert_eq!((&ran[1].0, &ran[1].1), (&"Second".to_string(), &Some("node-2".to_string())), "{ran:?}");
+
+    // An execution that takes another branch, or ends, without reaching the prepared step releases the
+    // reservation at node-1; the instance on node-2 hears why from its wait for the turn.
+    for (workflow, input, status, why) in [
+        (
+            "branch",
+            json!({"key": "w2"}),
+            "SUCCEEDED",
+            "RELEASED: the execution took another branch at the Choice state \"Pick\"",
+        ),
+        ("pair", json!({"key": "w3", "fail": true}), "FAILED", "RELEASED: the execution ended"),
+    ] {
+        let (created, e) = n3.post(&format!("/v1/workflows/{workflow}/executions"), json!({ "input": input }));
+        assert_eq!(created, 201, "{e}");
+        let done = finished_execution(n3, e["id"].as_str().unwrap());
+        assert_eq!(done["status"], status, "{done}");
+        // Its log line is on node-2, and any node's `logs` shows it, with the node that wrote it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (got, logs) = n3.get("/v1/functions/second/logs");
+            assert_eq!(got, 200, "{logs}");
+            let lines = logs["lines"].as_array().unwrap();
+            if let Some(line) = lines.iter().find(|l| l["text"].as_str().is_some_and(|t| t.contains(why))) {
+                assert_eq!(line["node"], "node-2", "{line}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the prepared instance on node-2 was not told ({why}): {logs}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    // The pre-warmer on node-3 announces `third` to node-1, which has its instance started on node-2 while
+    // `slow` runs: the step finds it warm.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = n3.get("/v1/instances?function=third");
+        if list["instances"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "third's instance outlived its keep-alive: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = n2.call(n2.req(Method::PATCH, "/v1/functions/third").json(&json!({"keep_alive_s": 60})));
+    assert_eq!(status, 200, "{body}");
+    let (status, e) = n3.post("/v1/workflows/warmed/executions", json!({"input": {}}));
+    assert_eq!(status, 201, "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    let done = finished_execution(n3, &id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let ran = steps_ran(n3, &id);
+    assert_eq!(ran[1], ("Third".into(), Some("node-2".into()), 0), "warmed ahead on node-2: {ran:?}");
 }

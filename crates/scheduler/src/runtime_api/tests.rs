@@ -313,7 +313,12 @@ mod in_process {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_origin_of_an_instance_is_known_during_its_init_only() {
         let h = harness();
-        let origin = Origin { execution: Arc::from("exec-9"), event: Bytes::from_static(b"{\"k\":1}"), prepared: true };
+        let origin = Origin {
+            execution: Arc::from("exec-9"),
+            event: Bytes::from_static(b"{\"k\":1}"),
+            prepared: true,
+            scratch: false,
+        };
         let (target, ctx) = instance(&h, Some(origin));
         h.scheduler.resolve_with(Arc::new(Names(Vec::new())));
         let answer = get(&ctx, "/2018-06-01/stoke/origin").await;

@@ -193,7 +193,7 @@ pub async fn peer_invoke(State(s): State<AppState>, headers: HeaderMap, payload:
     tokio::spawn(async move {
         // What the forwarding node can act on: a failure here is the scheduler's, or this node's view of the
         // function (deleted, blocked meanwhile), which it reports as the platform's.
-        let run = crate::queues::RunHere::run_here(invoker.as_ref(), &account, &reference, &version, req);
+        let run = crate::queues::RunHere::run_here(invoker.as_ref(), &account, &reference, &version, req, None);
         tokio::pin!(run);
         let mut told = false;
         let outcome = loop {
@@ -260,6 +260,15 @@ pub async fn peer_host(
     if req.slots == 0 {
         return Err(ApiError::bad_request("invalid_parameter", "slots must be at least 1").with_field("slots"));
     }
+    if req.warm > 0 {
+        // Instances for invocations the owner expects soon, started here ahead of them.
+        let account = stoke_core::AccountId::parse(&req.queue.account)
+            .map_err(|e| ApiError::bad_request("invalid_parameter", e.message).with_field("account"))?;
+        let target = s.invoker.version_target(&account, &req.reference, &req.queue.version).await?;
+        let ttl =
+            crate::queues::HOST_WARM_TTL.min(std::time::Duration::from_secs(u64::from(target.config.keep_alive_s)));
+        s.invoker.scheduler().announce(&target, req.warm, ttl);
+    }
     let feeders = queues.host(req.queue, req.reference, req.owner, req.slots);
     Ok(Json(serde_json::json!({ "feeders": feeders })))
 }
@@ -269,17 +278,98 @@ pub async fn peer_host(
 pub async fn peer_take(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     use crate::queues::{TAKER_HEADER, TAKE_WAIT};
     let queues = peer_queues(&s, &headers)?;
-    let (account, reference, version) = forwarded_target(&headers)?;
     let taker = header_text(&headers, TAKER_HEADER)?.ok_or_else(|| {
         ApiError::bad_request("invalid_parameter", format!("taking work needs {TAKER_HEADER}")).with_field(TAKER_HEADER)
     })?;
-    let target = s.invoker.version_target(&account, &reference, &version).await?;
+    let target = owned_target(&s, &headers).await?;
     let Some(taken) = s.invoker.scheduler().take(&target, TAKE_WAIT).await else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    let reservation = taken.prepared().map(|p| p.id());
     let req = queues.taken_by(&taker, taken);
-    let out = crate::queues::request_headers(&req);
+    let mut out = crate::queues::request_headers(&req);
+    if let Some(id) = reservation {
+        out.insert(crate::queues::header::RESERVATION, axum::http::HeaderValue::from(id));
+    }
     Ok((StatusCode::OK, out, req.payload).into_response())
+}
+
+/// A node whose instance took a preparation from this node's queue waits for its turn: 200 with the step's
+/// input, 410 with why the reservation was released, or 204 when neither came within
+/// `crate::queues::TURN_WAIT` (it asks again).
+pub async fn peer_turn(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
+    let queues = peer_queues(&s, &headers)?;
+    let prepared = queues.turn_of(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no preparation {id} is running for this node's queues (it ended, or its node was seen lost)"),
+        )
+    })?;
+    match tokio::time::timeout(crate::queues::TURN_WAIT, prepared.turn()).await {
+        Err(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(Ok(input)) => Ok((StatusCode::OK, input).into_response()),
+        Ok(Err(why)) => Err(ApiError::new(StatusCode::GONE, "reservation_released", why)),
+    }
+}
+
+/// The target of a peer's call about one of this node's queues (its owner's).
+async fn owned_target(s: &AppState, headers: &HeaderMap) -> ApiResult<std::sync::Arc<stoke_scheduler::InvokeTarget>> {
+    let (account, reference, version) = forwarded_target(headers)?;
+    Ok(s.invoker.version_target(&account, &reference, &version).await?)
+}
+
+/// A step running on another node prepares a later step whose queue this node owns (seed 000's `prepare`):
+/// this node's pool reserves the instance, on whichever node it places it.
+pub async fn peer_prepare(State(s): State<AppState>, headers: HeaderMap, params: Bytes) -> ApiResult<Response> {
+    use crate::queues::header;
+    peer_queues(&s, &headers)?;
+    let target = owned_target(&s, &headers).await?;
+    let execution = header_text(&headers, header::EXECUTION)?.ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", format!("a preparation needs {}", header::EXECUTION))
+            .with_field(header::EXECUTION)
+    })?;
+    let id = s
+        .invoker
+        .scheduler()
+        .prepare(&target, execution.into(), params)
+        .map_err(crate::invoke::InvokeFailure::Scheduler)?;
+    Ok((StatusCode::OK, Json(serde_json::json!({ "reservationId": id }))).into_response())
+}
+
+/// The pool of a queue this node owns, as its controller sees it (a peer's pre-warmer or `is_available`).
+pub async fn peer_pool(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<stoke_core::pool::PoolSnapshot>> {
+    peer_queues(&s, &headers)?;
+    let target = owned_target(&s, &headers).await?;
+    Ok(Json(s.invoker.scheduler().pool(&target)))
+}
+
+/// A peer's pre-warmer announces invocations of a queue this node owns.
+pub async fn peer_announce(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+    peer_queues(&s, &headers)?;
+    let target = owned_target(&s, &headers).await?;
+    let a: crate::queues::Announce = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_parameter", format!("the announcement is not one stoke sends: {e}"))
+    })?;
+    s.invoker.scheduler().announce(&target, a.count, std::time::Duration::from_millis(a.ttl_ms));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A peer running a workflow execution releases the execution's reservations of a queue this node owns.
+pub async fn peer_release(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    peer_queues(&s, &headers)?;
+    let target = owned_target(&s, &headers).await?;
+    let r: crate::queues::Release = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("the release is not one stoke sends: {e}")))?;
+    let released = s.invoker.scheduler().release_reservations(&r.execution, Some(&[target]), &r.why);
+    Ok(Json(serde_json::json!({ "released": released })))
 }
 
 /// A hosting node reports the outcome of an invocation it took from this node's queue.

@@ -193,11 +193,40 @@ pub struct LogLineView {
     pub request_id: Option<String>,
     pub instance: u64,
     pub text: String,
+    /// The node whose instance wrote it (in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogList {
     pub lines: Vec<LogLineView>,
+    /// In a cluster: the live nodes that did not answer in time (their lines are missing here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
+}
+
+/// This node's most recent `limit` log lines of a function since `since_ms`, oldest first.
+fn local_logs(
+    s: &AppState,
+    account: &stoke_core::AccountId,
+    function: &stoke_core::FunctionName,
+    since_ms: i64,
+    limit: usize,
+) -> Vec<LogLineView> {
+    let node = s.cluster.as_ref().map(|c| c.name());
+    s.invoker
+        .scheduler()
+        .logs(account, function, since_ms, limit)
+        .into_iter()
+        .map(|l| LogLineView {
+            at_ms: l.at_ms,
+            request_id: l.request_id.map(|r| r.to_string()),
+            instance: l.instance,
+            text: l.text,
+            node: node.clone(),
+        })
+        .collect()
 }
 
 /// A function's recent log lines (all versions), oldest first.
@@ -218,19 +247,50 @@ pub async fn logs(
         Ok(name)
     })
     .await?;
-    let lines = s
-        .invoker
-        .scheduler()
-        .logs(&caller.account.id, &name, q.since_ms.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
-        .into_iter()
-        .map(|l| LogLineView {
-            at_ms: l.at_ms,
-            request_id: l.request_id.map(|r| r.to_string()),
-            instance: l.instance,
-            text: l.text,
-        })
-        .collect();
-    Ok(Json(LogList { lines }))
+    let (since_ms, limit) = (q.since_ms.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000));
+    let mut lines = local_logs(&s, &caller.account.id, &name, since_ms, limit);
+    let mut unreachable = Vec::new();
+    if let Some(c) = s.cluster.clone() {
+        // A function's invocations run on its queue's owner and on the nodes hosting that queue: its lines
+        // are wherever they ran.
+        let query = [
+            ("account", caller.account.id.to_string()),
+            ("function", name.to_string()),
+            ("since_ms", since_ms.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        let (theirs, missing) = ask_peers::<Vec<LogLineView>>(&c, "/internal/v1/logs", &query).await?;
+        lines.extend(theirs.into_iter().flatten());
+        lines.sort_by_key(|l| l.at_ms);
+        lines.drain(..lines.len().saturating_sub(limit));
+        unreachable = missing;
+    }
+    Ok(Json(LogList { lines, unreachable }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PeerLogsQuery {
+    account: String,
+    function: String,
+    since_ms: i64,
+    limit: usize,
+}
+
+/// A peer reads this node's log lines of a function (for that function's `/v1/functions/{f}/logs` there).
+pub async fn peer_logs(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<PeerLogsQuery>,
+) -> ApiResult<Json<Vec<LogLineView>>> {
+    super::cluster::peer_authorized(&s, &headers)?;
+    let account = peer_param("account", stoke_core::AccountId::parse(&q.account))?;
+    let function = peer_param("function", stoke_core::FunctionName::parse(&q.function))?;
+    Ok(Json(local_logs(&s, &account, &function, q.since_ms, q.limit.min(10_000))))
+}
+
+/// A peer's query parameter as parsed (400 naming `field` when it is not valid).
+fn peer_param<T>(field: &str, parsed: Result<T, stoke_core::ValidationError>) -> ApiResult<T> {
+    parsed.map_err(|e| ApiError::bad_request("invalid_parameter", e.message).with_field(field))
 }
 
 /// Prometheus metrics of the whole server (admin API key required: they cover every account).
@@ -271,21 +331,32 @@ pub(crate) async fn peer_instances(
     account: &stoke_core::AccountId,
     function: Option<&stoke_core::FunctionName>,
 ) -> ApiResult<(Vec<InstanceView>, Vec<String>)> {
-    let c = cluster.clone();
-    let peers = blocking(move || c.peers().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
     let mut query = vec![("account", account.to_string())];
     if let Some(f) = function {
         query.push(("function", f.to_string()));
     }
+    let (lists, unreachable) = ask_peers::<Vec<InstanceView>>(cluster, "/internal/v1/instances", &query).await?;
+    Ok((lists.into_iter().flatten().collect(), unreachable))
+}
+
+/// Asks every other live node for `path` with `query`, concurrently, each for at most
+/// [`PEER_LIST_TIMEOUT`]; returns the answers and the live nodes that did not answer in time.
+async fn ask_peers<T: serde::de::DeserializeOwned>(
+    cluster: &std::sync::Arc<crate::cluster::Cluster>,
+    path: &str,
+    query: &[(&str, String)],
+) -> ApiResult<(Vec<T>, Vec<String>)> {
+    let c = cluster.clone();
+    let peers = blocking(move || c.peers().map_err(|e| crate::registry::RegistryError::Store(e).into())).await?;
     let asks = peers.into_iter().map(|(name, address)| {
         let request = cluster
             .http()
-            .get(format!("{address}/internal/v1/instances"))
-            .query(&query)
+            .get(format!("{address}{path}"))
+            .query(query)
             .header(crate::cluster::SECRET_HEADER, cluster.secret())
             .timeout(PEER_LIST_TIMEOUT);
         async move {
-            let answer = async { request.send().await?.error_for_status()?.json::<Vec<InstanceView>>().await };
+            let answer = async { request.send().await?.error_for_status()?.json::<T>().await };
             (name, answer.await)
         }
     });
@@ -293,9 +364,9 @@ pub(crate) async fn peer_instances(
     let mut unreachable = Vec::new();
     for (name, answer) in futures_util::future::join_all(asks).await {
         match answer {
-            Ok(list) => found.extend(list),
+            Ok(one) => found.push(one),
             Err(e) => {
-                tracing::debug!(node = %name, error = %e, "a peer did not list its instances");
+                tracing::debug!(node = %name, error = %e, path, "a peer did not answer");
                 unreachable.push(name);
             }
         }
@@ -316,11 +387,8 @@ pub async fn peer_list_instances(
     axum::extract::Query(q): axum::extract::Query<PeerInstancesQuery>,
 ) -> ApiResult<Json<Vec<InstanceView>>> {
     super::cluster::peer_authorized(&s, &headers)?;
-    let bad = |field: &str, e: stoke_core::ValidationError| {
-        ApiError::bad_request("invalid_parameter", e.message).with_field(field)
-    };
-    let account = stoke_core::AccountId::parse(&q.account).map_err(|e| bad("account", e))?;
+    let account = peer_param("account", stoke_core::AccountId::parse(&q.account))?;
     let function =
-        q.function.as_deref().map(stoke_core::FunctionName::parse).transpose().map_err(|e| bad("function", e))?;
+        q.function.as_deref().map(|f| peer_param("function", stoke_core::FunctionName::parse(f))).transpose()?;
     Ok(Json(local_instances(&s, &account, function.as_ref())))
 }

@@ -113,10 +113,16 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
         .route("/internal/v1/instances", get(invoke::peer_list_instances))
+        .route("/internal/v1/logs", get(invoke::peer_logs))
         .route(crate::queues::FORWARD_PATH, post(cluster::peer_invoke))
         .route(crate::queues::HOST_PATH, post(cluster::peer_host))
         .route(crate::queues::TAKE_PATH, post(cluster::peer_take))
         .route(crate::queues::DONE_PATH, post(cluster::peer_done))
+        .route(crate::queues::TURN_PATH, post(cluster::peer_turn))
+        .route(crate::queues::PREPARE_PATH, post(cluster::peer_prepare))
+        .route(crate::queues::POOL_PATH, post(cluster::peer_pool))
+        .route(crate::queues::ANNOUNCE_PATH, post(cluster::peer_announce))
+        .route(crate::queues::RELEASE_PATH, post(cluster::peer_release))
         .route(
             "/internal/v1/blobs/{sha256}",
             // Image tarballs travel here too: up to the unpacked size an image may have.

@@ -198,11 +198,12 @@ impl Run {
         if self.policy == Policy::Off {
             return;
         }
-        let scheduler = self.services.invoker.scheduler();
+        let invoker = &self.services.invoker;
         let mut pools: HashMap<String, (Arc<InvokeTarget>, FunctionView)> = HashMap::new();
         for f in &self.functions {
-            let Some(target) = self.services.invoker.pool_target(&self.record.account, f).await else { continue };
-            let pool = scheduler.pool(&target);
+            let Some(target) = invoker.pool_target(&self.record.account, f).await else { continue };
+            // In a cluster, the pool at the queue's owner, which the announcements go to.
+            let pool = invoker.pool(&target).await;
             let stats = self.services.stats.function(target.version_key());
             let view = FunctionView {
                 init_ms: stats.predicted_init_ms(),
@@ -226,12 +227,12 @@ impl Run {
             if extra == 0 {
                 continue;
             }
-            let (scheduler, target) = (scheduler.clone(), target.clone());
+            let (invoker, target) = (invoker.clone(), target.clone());
             let delay = Duration::from_millis(u64::try_from(warm.at_ms - now).unwrap_or(0));
             let ttl = ANNOUNCE_TTL.min(Duration::from_secs(u64::from(target.config.keep_alive_s)));
             lock(&self.timers).spawn(async move {
                 tokio::time::sleep(delay).await;
-                scheduler.announce(&target, extra, ttl);
+                invoker.announce(&target, extra, ttl).await;
             });
         }
     }
@@ -239,16 +240,17 @@ impl Run {
     /// A Choice went to `chosen`: instances prepared for functions only its other branches reach are
     /// released (their `wait_turn` fails), and return to their pools.
     async fn release_ruled_out(&self, machine: &Machine, choice: &str, chosen: &str) {
-        let scheduler = self.services.invoker.scheduler();
-        if scheduler.reservations(&self.record.id) == 0 {
+        let invoker = &self.services.invoker;
+        // In a cluster the reservations are held by their queues' owners, which may be other nodes.
+        if invoker.queues().is_none() && invoker.scheduler().reservations(&self.record.id) == 0 {
             return;
         }
         let mut targets = Vec::new();
         for f in prewarm::ruled_out(machine, choice, chosen) {
-            targets.extend(self.services.invoker.pool_target(&self.record.account, &f).await);
+            targets.extend(invoker.pool_target(&self.record.account, &f).await);
         }
         let why = format!("the execution took another branch at the Choice state \"{choice}\"");
-        scheduler.release_reservations(&self.record.id, Some(&targets), &why);
+        invoker.release_reservations(&self.record.id, &targets, &why).await;
     }
 
     fn push(&self, event: HistoryEvent, scope: &str, step: u32, attempt: u32) {
@@ -327,6 +329,18 @@ impl Run {
         };
         lock(&self.timers).abort_all();
         scheduler.release_reservations(&self.record.id, None, "the execution ended");
+        if self.services.invoker.queues().is_some() {
+            // In a cluster, steps on any node may have prepared at the owners of the workflow's functions'
+            // queues: those are told too, off the execution's path (unreleased, they expire on their own).
+            let (run, why) = (self.clone(), "the execution ended");
+            tokio::spawn(async move {
+                let mut targets = Vec::new();
+                for f in &run.functions {
+                    targets.extend(run.services.invoker.pool_target(&run.record.account, f).await);
+                }
+                run.services.invoker.release_reservations(&run.record.id, &targets, why).await;
+            });
+        }
         if self.scratch {
             if let Err(e) = scheduler.close_scratch(&self.record.account, &self.record.id) {
                 tracing::warn!(execution = %self.record.id, error = %e, "cannot remove the scratch directory");
@@ -640,7 +654,7 @@ impl Run {
         wrap: bool,
     ) -> (Result<Value, Failure>, Option<Usage>) {
         match self.invoke_once(reference, payload, limit, wrap).await {
-            Ok((result, report)) => (result, Some(usage(&report))),
+            Ok((result, usage)) => (result, Some(usage)),
             Err(f) => (Err(f), None),
         }
     }
@@ -651,7 +665,7 @@ impl Run {
         payload: &Value,
         (limit_seconds, timeout_error, field): (u64, &str, &str),
         wrap: bool,
-    ) -> Result<(Result<Value, Failure>, stoke_scheduler::Report), Failure> {
+    ) -> Result<(Result<Value, Failure>, Usage), Failure> {
         let req = InvokeRequest {
             payload: Bytes::from(payload.to_string()),
             client_context: None,
@@ -689,7 +703,10 @@ impl Run {
                 Err(f)
             }
         };
-        Ok((outcome, result.report))
+        let mut used = usage(&result.report);
+        // Another node's instance ran it (its queue's owner, or a node hosting that queue), else this one.
+        used.node = result.node.or_else(|| self.services.invoker.queues().map(|q| q.node().to_string()));
+        Ok((outcome, used))
     }
 }
 
@@ -741,6 +758,7 @@ fn usage(r: &stoke_scheduler::Report) -> Usage {
         sandbox_ms: cold.then(|| r.sandbox_ms.unwrap_or(0.0)),
         held_ms: r.held_ms.map(whole),
         prepared: r.held_ms.is_some(),
+        node: None,
     }
 }
 

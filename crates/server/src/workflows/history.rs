@@ -217,6 +217,9 @@ pub struct Usage {
     pub held_ms: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub prepared: bool,
+    /// In a cluster: the node whose instance ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 const STATE_ENTERED: &str = "StateEntered";

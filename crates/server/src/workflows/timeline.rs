@@ -55,6 +55,9 @@ pub struct StepTimeline {
     pub segments: Vec<Segment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bill: Option<Bill>,
+    /// In a cluster: the node whose instance ran the step's last invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -131,6 +134,7 @@ pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Tim
                 cold_starts: 0,
                 segments: Vec::new(),
                 bill: None,
+                node: None,
             });
             usages.push(Vec::new());
             scheduled.push((None, None));
@@ -171,6 +175,9 @@ pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Tim
             s.cold_starts += 1;
         }
         s.segments.extend(invocation_segments(u, from, at(e)));
+        if u.node.is_some() {
+            s.node.clone_from(&u.node);
+        }
         usages[i].push(usage_of(u));
         all.push(usage_of(u));
         scheduled[i] = (None, Some(at(e)));

@@ -166,8 +166,16 @@ pub fn logs(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
             return Ok(());
         }
         for line in &list.lines {
-            println!("{} {}", stoke_core::time::format_rfc3339(line.at_ms), line.text);
+            let at = stoke_core::time::format_rfc3339(line.at_ms);
+            match &line.node {
+                // In a cluster: the node whose instance wrote it.
+                Some(node) => println!("{at} {node} {}", line.text),
+                None => println!("{at} {}", line.text),
+            }
             since = since.max(line.at_ms + 1);
+        }
+        if !list.unreachable.is_empty() {
+            eprintln!("missing: the lines of node(s) {}, which did not answer", list.unreachable.join(", "));
         }
         if !args.follow {
             return Ok(());

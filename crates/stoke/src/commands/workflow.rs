@@ -153,9 +153,10 @@ fn gantt(t: &Timeline, width: usize) -> Vec<String> {
             row[span(seg.start_ms, seg.end_ms)].fill(phase_mark(seg.phase));
         }
         let cold = if s.cold_starts > 0 { format!("  cold ×{}", s.cold_starts) } else { String::new() };
+        let node = s.node.as_ref().map_or_else(String::new, |n| format!("  on {n}"));
         let label: String = label.chars().take(label_width).collect();
         out.push(format!(
-            "{label:<label_width$} |{}| {:>8.1} ms{cold}",
+            "{label:<label_width$} |{}| {:>8.1} ms{cold}{node}",
             row.into_iter().collect::<String>(),
             end - s.entered_ms
         ));
@@ -455,6 +456,7 @@ mod tests {
             cold_starts: cold,
             segments,
             bill: None,
+            node: None,
         };
         let seg = |phase, start_ms, end_ms| Segment { phase, start_ms, end_ms };
         let t = Timeline {
@@ -468,14 +470,17 @@ mod tests {
                     vec![seg(Phase::Sandbox, 0.0, 10.0), seg(Phase::Init, 10.0, 30.0), seg(Phase::Running, 30.0, 50.0)],
                     1,
                 ),
-                step("B", 50.0, 100.0, vec![seg(Phase::Running, 50.0, 99.0)], 0),
+                StepTimeline {
+                    node: Some("node-2".into()),
+                    ..step("B", 50.0, 100.0, vec![seg(Phase::Running, 50.0, 99.0)], 0)
+                },
             ],
             cold_starts: 1,
             bill: Default::default(),
         };
         let lines = gantt(&t, 10);
         assert_eq!(lines[0], "A |sii##     |     50.0 ms  cold ×1");
-        assert_eq!(lines[1], "B |     #####|     50.0 ms");
+        assert_eq!(lines[1], "B |     #####|     50.0 ms  on node-2");
         assert!(lines[3].contains("(1 cold start)"), "{}", lines[3]);
     }
 }
