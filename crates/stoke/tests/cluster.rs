@@ -1055,19 +1055,6 @@ def handler(event, context):
     return {"prepared": params, "input": event}
 "#;
 
-fn finished_execution(node: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, e) = node.get(&format!("/v1/executions/{id}"));
-        assert_eq!(status, 200, "{e}");
-        if e["status"] != "RUNNING" {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "execution {id} still running: {e}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The node and cold starts of each state of an execution's timeline, by state name.
 fn steps_ran(node: &TestServer, id: &str) -> Vec<(String, Option<String>, u64)> {
     let (status, t) = node.get(&format!("/v1/executions/{id}/timeline"));
@@ -1144,7 +1131,7 @@ fn a_workflow_prepares_and_prewarms_its_steps_on_the_nodes_their_queues_owners_p
     let (status, e) = n3.post("/v1/workflows/pair/executions", json!({"input": {"key": "w1"}}));
     assert_eq!(status, 201, "{e}");
     let id = e["id"].as_str().unwrap().to_string();
-    let done = finished_execution(n3, &id);
+    let done = execution_done(n3, &id);
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     let out = &done["output"];
     let out: Value = out.as_str().map_or_else(|| out.clone(), |s| serde_json::from_str(s).unwrap());
@@ -1167,7 +1154,7 @@ fn a_workflow_prepares_and_prewarms_its_steps_on_the_nodes_their_queues_owners_p
     ] {
         let (created, e) = n3.post(&format!("/v1/workflows/{workflow}/executions"), json!({ "input": input }));
         assert_eq!(created, 201, "{e}");
-        let done = finished_execution(n3, e["id"].as_str().unwrap());
+        let done = execution_done(n3, e["id"].as_str().unwrap());
         assert_eq!(done["status"], status, "{done}");
         // Its log line is on node-2, and any node's `logs` shows it, with the node that wrote it.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -1200,7 +1187,7 @@ fn a_workflow_prepares_and_prewarms_its_steps_on_the_nodes_their_queues_owners_p
     let (status, e) = n3.post("/v1/workflows/warmed/executions", json!({"input": {}}));
     assert_eq!(status, 201, "{e}");
     let id = e["id"].as_str().unwrap().to_string();
-    let done = finished_execution(n3, &id);
+    let done = execution_done(n3, &id);
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     let ran = steps_ran(n3, &id);
     assert_eq!(ran[1], ("Third".into(), Some("node-2".into()), 0), "warmed ahead on node-2: {ran:?}");

@@ -42,19 +42,6 @@ fn start(s: &TestServer, workflow: &str, input: Value) -> String {
     e["id"].as_str().unwrap().to_string()
 }
 
-fn finished(s: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, e) = s.get(&format!("/v1/executions/{id}"));
-        assert_eq!(status, 200, "{e}");
-        if e["status"] != "RUNNING" {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "execution {id} still running: {e}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn output(e: &Value) -> Value {
     assert_eq!(e["status"], "SUCCEEDED", "{e}");
     let out = &e["output"];
@@ -110,7 +97,7 @@ fn reserved_instances_serve_their_own_execution_only() {
     assert_eq!(status, 200, "{plain}");
     assert_eq!(plain["prepared"], Value::Null, "a plain invocation is no preparation: {plain}");
 
-    let (o1, o2) = (output(&finished(&s, &w1)), output(&finished(&s, &w2)));
+    let (o1, o2) = (output(&execution_done(&s, &w1)), output(&execution_done(&s, &w2)));
     for (o, key) in [(&o1, "w1"), (&o2, "w2")] {
         assert_eq!(o["prepared"], json!({"key": key}), "each step ran on the instance its execution prepared: {o}");
         assert_eq!(o["input"]["key"], key, "and got its own step input from wait_turn: {o}");
@@ -201,7 +188,7 @@ fn reservations_are_released_on_another_branch_and_on_expiry_and_bad_requests_ar
     // Another branch: `maybe`'s wait_turn fails at once with why, long before the reservation would expire.
     let id = start(&s, "branchy", json!({"tag": "a", "go": false}));
     wait_for("the release to reach the prepared instance", || logs(&s, "maybe").contains("RELEASED"));
-    let e = finished(&s, &id);
+    let e = execution_done(&s, &id);
     assert!(logs(&s, "maybe").contains("RELEASED: the execution took another branch at the Choice state \"Go?\""));
     // In a workflow, preparing a function that does not exist is refused with Lambda's code.
     let probe = output(&e);
@@ -213,7 +200,7 @@ fn reservations_are_released_on_another_branch_and_on_expiry_and_bad_requests_ar
 
     // Expiry: `pick` works 2.5 s, past the 1 s reservation; the step then runs as any invocation would.
     let id = start(&s, "branchy", json!({"tag": "b", "go": true, "wait_s": 2.5}));
-    let out = output(&finished(&s, &id));
+    let out = output(&execution_done(&s, &id));
     assert_eq!(out["prepared"], Value::Null, "the expired reservation was not used: {out}");
     assert_eq!(out["input"]["tag"], "b", "{out}");
     assert!(logs(&s, "maybe").contains("RELEASED: the reservation expired"), "{}", logs(&s, "maybe"));
@@ -264,7 +251,7 @@ fn node_functions_use_the_same_interfaces() {
     let (status, body) = s.post("/v1/workflows", json!({"name": "mixed", "definition": definition, "prewarm": "off"}));
     assert_eq!(status, 201, "{body}");
     let id = start(&s, "mixed", json!({"key": "n1", "next": "nsecond", "work_s": 1.0}));
-    let out = output(&finished(&s, &id));
+    let out = output(&execution_done(&s, &id));
     assert_eq!(out["prepared"], json!({"key": "n1"}), "{out}");
     assert_eq!(out["input"]["from_first"], true, "{out}");
     assert_eq!(out["refused"], "ResourceNotFoundException", "{out}");
@@ -317,7 +304,7 @@ fn a_cold_chain_whose_inits_prepare_the_next_step_pays_one_cold_start() {
     let (status, body) = s.post("/v1/workflows", json!({"name": "links", "definition": definition, "prewarm": "off"}));
     assert_eq!(status, 201, "{body}");
     let id = start(&s, "links", json!({"n": 1}));
-    let out = output(&finished(&s, &id));
+    let out = output(&execution_done(&s, &id));
     assert_eq!(out["path"], json!(["la", "lb", "lc"]), "{out}");
     // What each init saw: `la` was started for the step itself, the others for their preparations.
     let origins = &out["origins"];

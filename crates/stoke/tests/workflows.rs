@@ -275,19 +275,6 @@ fn wait_for_event(s: &TestServer, id: &str, kind: &str) {
     }
 }
 
-fn wait_until_done(s: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, e) = s.get(&format!("/v1/executions/{id}"));
-        assert_eq!(status, 200, "{e}");
-        if e["status"] != "RUNNING" {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "execution still running: {e}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn executions_resume_after_kill9_without_rerunning_finished_steps() {
     let mut s = TestServer::start();
@@ -314,7 +301,7 @@ fn executions_resume_after_kill9_without_rerunning_finished_steps() {
     wait_for_event(&s, &waiting, "WaitStateEntered");
     s.kill9();
     s.launch();
-    let done = wait_until_done(&s, &waiting);
+    let done = execution_done(&s, &waiting);
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["output"], json!({"n": 6}), "(1*2, +1, *2)");
     let events = history(&s, &waiting);
@@ -332,7 +319,7 @@ fn executions_resume_after_kill9_without_rerunning_finished_steps() {
     std::thread::sleep(Duration::from_millis(500));
     s.kill9();
     s.launch();
-    let done = wait_until_done(&s, &flying);
+    let done = execution_done(&s, &flying);
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["output"], json!({"n": 10}));
     let k = kinds(&history(&s, &flying));

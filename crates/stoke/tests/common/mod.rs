@@ -302,6 +302,20 @@ pub fn privileged(check: &str) -> bool {
 }
 
 /// Creates a python function from source, with extra configuration.
+/// Waits (up to a minute) until execution `id` is no longer RUNNING, and returns it.
+pub fn execution_done(s: &TestServer, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, e) = s.get(&format!("/v1/executions/{id}"));
+        assert_eq!(status, 200, "{e}");
+        if e["status"] != "RUNNING" {
+            return e;
+        }
+        assert!(std::time::Instant::now() < deadline, "execution {id} still running: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn python_fn(s: &TestServer, name: &str, source: &str, extra: Value) {
     let mut body = create_body(name, &zip_of(&[("app.py", source.as_bytes())]));
     for (k, v) in extra.as_object().unwrap() {
