@@ -88,6 +88,10 @@ history = sfn.get_execution_history(executionArn=exec_arn)["events"]
 types = [h["type"] for h in history]
 assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded", types
 assert "TaskScheduled" in types and "TaskSucceeded" in types and "WaitStateExited" in types, types
+# Each attempt of a lambda:invoke Task: TaskScheduled, TaskStarted, then its end (as recorded on AWS).
+at = types.index("TaskScheduled")
+assert types[at:at + 3] == ["TaskScheduled", "TaskStarted", "TaskSucceeded"], types
+assert history[at + 1]["taskStartedEventDetails"] == {"resource": "invoke", "resourceType": "lambda"}, history[at + 1]
 entered = next(h for h in history if h["type"] == "TaskStateEntered")
 assert entered["stateEnteredEventDetails"]["name"] == "Double", entered
 assert json.loads(entered["stateEnteredEventDetails"]["input"]) == {"n": 5}, entered

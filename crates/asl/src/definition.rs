@@ -109,6 +109,8 @@ pub enum Wait {
 pub enum Text {
     Literal(String),
     Path(DataPath),
+    /// An intrinsic call in `ErrorPath`/`CausePath` (Step Functions allows them there).
+    Call(crate::intrinsic::Call),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -642,7 +644,16 @@ fn text(f: &mut Fields<'_, '_>, literal: &'static str, path: &'static str) -> Op
     if f.has(literal) {
         f.string(literal).map(Text::Literal)
     } else if f.has(path) {
-        f.data_path(path).map(Text::Path)
+        match f.get(path).and_then(Value::as_str).filter(|s| crate::intrinsic::looks_like_call(s)) {
+            Some(call) => match crate::intrinsic::Call::parse(call) {
+                Ok(c) => Some(Text::Call(c)),
+                Err(e) => {
+                    f.problem(codes::INVALID_PATH, path, e);
+                    None
+                }
+            },
+            None => f.data_path(path).map(Text::Path),
+        }
     } else {
         None
     }

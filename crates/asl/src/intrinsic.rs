@@ -134,6 +134,13 @@ impl Call {
                 .or_else(|| v.as_f64().filter(|x| x.fract() == 0.0).map(saturate_i64))
                 .ok_or_else(|| format!("{name}: {what} must be an integer, got {}", show(v)))
         };
+        // MathAdd's and MathRandom's numbers: a non-integer is rounded to the nearest integer, halves up
+        // (towards +∞), each on its own, as Step Functions does (recorded: 1.5 + 1.51 is 4, -0.5 + 0 is 0).
+        let rounded = |v: &Value, what: &str| -> Result<i64, String> {
+            v.as_i64()
+                .or_else(|| v.as_f64().filter(|x| x.is_finite()).map(|x| saturate_i64((x + 0.5).floor())))
+                .ok_or_else(|| format!("{name}: {what} must be a number, got {}", show(v)))
+        };
         let string = |v: &Value, what: &str| -> Result<String, String> {
             v.as_str().map(str::to_string).ok_or_else(|| format!("{name}: {what} must be a string, got {}", show(v)))
         };
@@ -233,7 +240,7 @@ impl Call {
                 merge(args[0].clone(), args[1].clone(), deep)
             }
             Function::MathRandom => {
-                let (start, end) = (int(&args[0], "start")?, int(&args[1], "end")?);
+                let (start, end) = (rounded(&args[0], "start")?, rounded(&args[1], "end")?);
                 if end <= start {
                     return Err(format!("{name}: end ({end}) must be greater than start ({start})"));
                 }
@@ -247,7 +254,7 @@ impl Call {
                 json!(start.wrapping_add_unsigned(r % span))
             }
             Function::MathAdd => {
-                let (a, b) = (int(&args[0], "the first argument")?, int(&args[1], "the second argument")?);
+                let (a, b) = (rounded(&args[0], "the first argument")?, rounded(&args[1], "the second argument")?);
                 json!(a.checked_add(b).ok_or_else(|| format!("{name}: the sum overflows"))?)
             }
             Function::StringSplit => {
@@ -295,10 +302,7 @@ fn format(template: &str, args: &[Value]) -> Result<Value, String> {
                 let arg = args.get(used).ok_or_else(|| {
                     format!("the template has more {{}} placeholders than the {} arguments given", args.len())
                 })?;
-                match arg {
-                    Value::String(s) => out.push_str(s),
-                    other => out.push_str(&other.to_string()),
-                }
+                render(arg, &mut out);
                 used += 1;
             }
             c => out.push(c),
@@ -308,6 +312,38 @@ fn format(template: &str, args: &[Value]) -> Result<Value, String> {
         return Err(format!("the template has {used} placeholders but {} arguments were given", args.len()));
     }
     Ok(Value::String(out))
+}
+
+/// An argument of `States.Format` as Step Functions writes it: a string as it is, an object as
+/// `{key=value, …}` and an array as `[a, b]` (recorded: `{Arg1=1, Arg2=[]}`), values inside them the same way;
+/// numbers, booleans and null as JSON.
+fn render(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(k);
+                out.push('=');
+                render(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 fn merge(base: Value, over: Value, deep: bool) -> Value {
@@ -492,6 +528,48 @@ mod tests {
         assert_eq!(zero.to_string(), "[0]");
         assert_eq!(eval("States.MathAdd(-0, 2)", json!({})), Ok(json!(2)));
         assert_eq!(eval("States.JsonToString(States.Array(-0))", json!({})), Ok(json!("[0]")));
+    }
+
+    /// Recorded on Step Functions (localstack's snapshot `test_math_add`): each argument is rounded to the
+    /// nearest integer, halves towards +∞, then the two are added.
+    #[test]
+    fn math_add_rounds_each_number_as_step_functions_does() {
+        let cases = [
+            (1.49, 1.5, 3),
+            (1.5, 1.51, 4),
+            (-1.49, -1.5, -2),
+            (-1.5, -1.51, -3),
+            (1.49, -1.49, 0),
+            (-1.5, 0.0, -1),
+            (-1.51, 0.0, -2),
+            (0.5, 0.0, 1),
+            (2.5, 0.0, 3),
+            (-2.5, 0.0, -2),
+            (-0.5, 0.5, 1),
+            (-0.5, 0.0, 0),
+        ];
+        for (a, b, sum) in cases {
+            let got = eval("States.MathAdd($.a, $.b)", json!({"a": a, "b": b}));
+            assert_eq!(got, Ok(json!(sum)), "{a} + {b}");
+        }
+        assert!(eval("States.MathAdd('1', 2)", json!({})).is_err(), "a string is no number");
+        let r = eval("States.MathRandom(12.5, 14.49)", json!({})).unwrap().as_i64().unwrap();
+        assert!((13..14).contains(&r), "rounded to [13, 14): {r}");
+    }
+
+    /// Recorded on Step Functions (localstack's snapshot `test_format_1`): an object argument is written
+    /// `{Arg1=1, Arg2=[]}`, not as JSON.
+    #[test]
+    fn format_writes_objects_and_arrays_as_step_functions_does() {
+        let i = json!({"o": {"Arg1": 1, "Arg2": []}, "a": ["x", 2, true, null, {"k": "v"}], "n": null, "f": 1.1});
+        let cases = [
+            ("States.Format('fst={} and snd={}.', $.o, $.o)", "fst={Arg1=1, Arg2=[]} and snd={Arg1=1, Arg2=[]}."),
+            ("States.Format('{}', $.a)", "[x, 2, true, null, {k=v}]"),
+            ("States.Format('{} {}', $.n, $.f)", "null 1.1"),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(eval(expr, i.clone()), Ok(json!(want)), "{expr}");
+        }
     }
 
     #[test]

@@ -103,15 +103,21 @@ fn result_path(path: &Option<Path>, state: &str, raw: &Value, result: Value) -> 
     }
 }
 
-fn text(t: &Option<Text>, raw: &Value, ctx: &Value) -> Result<Option<String>, Failure> {
-    match t {
-        None => Ok(None),
-        Some(Text::Literal(s)) => Ok(Some(s.clone())),
-        Some(Text::Path(p)) => match p.get(raw, ctx) {
-            Ok(Value::String(s)) => Ok(Some(s)),
-            Ok(other) => Err(runtime(format!("{} selects a {}, not a string", p.path, kind(&other)))),
-            Err(e) => Err(runtime(e.0)),
-        },
+fn text(t: &Option<Text>, raw: &Value, ctx: &Value, entropy: &mut dyn Entropy) -> Result<Option<String>, Failure> {
+    let (value, what) = match t {
+        None => return Ok(None),
+        Some(Text::Literal(s)) => return Ok(Some(s.clone())),
+        Some(Text::Path(p)) => (p.get(raw, ctx).map_err(|e| runtime(e.0))?, p.path.as_str()),
+        Some(Text::Call(c)) => {
+            let v = c
+                .eval(&mut Scope { input: raw, context: ctx, entropy })
+                .map_err(|e| Failure::new(errors::INTRINSIC_FAILURE, e))?;
+            (v, "the intrinsic call")
+        }
+    };
+    match value {
+        Value::String(s) => Ok(Some(s)),
+        other => Err(runtime(format!("{what} selects a {}, not a string", kind(&other)))),
     }
 }
 
@@ -127,6 +133,10 @@ fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Fa
         },
     }
 }
+
+/// The longest delay a Wait state may have: 2^31 seconds, past which Step Functions fails the state with
+/// `States.Runtime` "Wait state delay is too long." (recorded: 24,855 days waits, 24,856 days fails).
+pub const MAX_WAIT_NS: i128 = (1i128 << 31) * 1_000_000_000;
 
 /// Enters `state` with its raw input. `now_ns` is the engine's clock, for Wait.
 pub fn enter(state: &State, raw: &Value, context: &Context, entropy: &mut dyn Entropy, now_ns: i128) -> Entry {
@@ -146,8 +156,8 @@ fn enter_inner(
     let ctx = context.to_value();
     match &state.kind {
         StateKind::Fail(f) => {
-            let error = text(&f.error, raw, &ctx)?.unwrap_or_default();
-            let cause = text(&f.cause, raw, &ctx)?.unwrap_or_default();
+            let error = text(&f.error, raw, &ctx, entropy)?.unwrap_or_default();
+            let cause = text(&f.cause, raw, &ctx, entropy)?.unwrap_or_default();
             Ok(Entry::Failed(Failure::new(error, cause)))
         }
         StateKind::Succeed => {
@@ -182,23 +192,47 @@ fn enter_inner(
         }
         StateKind::Wait(w) => {
             let input = input_path(state, raw)?;
+            // The causes are Step Functions' own sentences (recorded against AWS), so that a search finds
+            // its documentation.
             let until_ns = match w {
                 Wait::Seconds(s) => now_ns + i128::from(*s) * 1_000_000_000,
                 Wait::SecondsPath(p) => {
-                    let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
-                    let s = v.as_u64().ok_or_else(|| {
-                        runtime(format!("SecondsPath {} selects {v}, not a non-negative integer", p.path))
+                    let v = p.get(&input, &ctx).map_err(|_| {
+                        runtime(format!("The SecondsPath parameter does not reference an input value: {}", p.path))
                     })?;
+                    let s = match (v.as_i64(), v.as_u64()) {
+                        (_, Some(s)) => s,
+                        (Some(_), None) => {
+                            return Err(runtime(format!(
+                                "The SecondsPath parameter references a negative value: {} == {v}",
+                                p.path
+                            )))
+                        }
+                        _ => {
+                            return Err(runtime(format!(
+                                "The SecondsPath parameter cannot be parsed as a long value: {} == {v}",
+                                p.path
+                            )))
+                        }
+                    };
                     now_ns + i128::from(s) * 1_000_000_000
                 }
                 Wait::Timestamp(t) => parse_rfc3339(t).unwrap_or(now_ns),
                 Wait::TimestampPath(p) => {
                     let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
                     v.as_str().and_then(parse_rfc3339).ok_or_else(|| {
-                        runtime(format!("TimestampPath {} selects {v}, not an RFC 3339 timestamp", p.path))
+                        let shown = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        runtime(format!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset \
+                             date-time format string: {} == {shown}",
+                            p.path
+                        ))
                     })?
                 }
             };
+            if until_ns - now_ns > MAX_WAIT_NS {
+                return Err(runtime("Wait state delay is too long.".into()));
+            }
             Ok(Entry::WaitUntil { until_ns, output: output_path(state, &input)?, next: state.next.clone() })
         }
         StateKind::Task(t) => {

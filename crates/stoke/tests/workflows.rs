@@ -122,6 +122,24 @@ fn every_state_type_runs_with_retry_catch_and_io_processing() {
         .filter(|e| e["type"] == "LambdaFunctionFailed" && e["details"]["error"] == "RuntimeError")
         .count();
     assert_eq!(flaky_failures, 2, "two failed attempts before the retry succeeded");
+    // Every attempt records its start, as Step Functions does: Scheduled → Started → its end (branches and
+    // iterations interleave: an attempt's events are those of its scope, step and attempt).
+    for (i, e) in events.iter().enumerate() {
+        let prefix = match e["type"].as_str() {
+            Some("LambdaFunctionScheduled") => "LambdaFunction",
+            Some("TaskScheduled") => "Task",
+            _ => continue,
+        };
+        let same = |o: &&Value| o["scope"] == e["scope"] && o["step"] == e["step"] && o["attempt"] == e["attempt"];
+        let after: Vec<&str> = events[i + 1..].iter().filter(same).filter_map(|o| o["type"].as_str()).collect();
+        assert_eq!(after.first(), Some(&format!("{prefix}Started").as_str()), "{e}: then {after:?}");
+        let end = after.get(1).copied().unwrap_or_default();
+        assert!(end.ends_with("Succeeded") || end.ends_with("Failed"), "{e}: then {after:?}");
+    }
+    let count = |kind: &str| k.iter().filter(|x| *x == kind).count();
+    assert!(count("LambdaFunctionStarted") >= 3, "flaky's three attempts at least: {k:?}");
+    assert_eq!(count("LambdaFunctionStarted"), count("LambdaFunctionScheduled"), "{k:?}");
+    assert_eq!(count("TaskStarted"), count("TaskScheduled"), "{k:?}");
     let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "event ids are consecutive: {ids:?}");
 
@@ -405,6 +423,17 @@ fn the_corpus_of_state_machines_gives_the_expected_results() {
             };
             if !ok {
                 failures.push(format!("{name} with input {}: got {got:?}, wanted {case}", case["input"]));
+            }
+            // How many events of each type the history holds, where the case says.
+            if let Some(want) = case.get("events").and_then(Value::as_object) {
+                let seen = kinds(&history(&s, e["id"].as_str().unwrap()));
+                for (kind, n) in want {
+                    let count = seen.iter().filter(|k| *k == kind).count() as u64;
+                    if Some(count) != n.as_u64() {
+                        failures
+                            .push(format!("{name} with input {}: {count} {kind} events, wanted {n}", case["input"]));
+                    }
+                }
             }
         }
     }

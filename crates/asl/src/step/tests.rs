@@ -66,6 +66,40 @@ fn wait_computes_the_deadline() {
     assert!(matches!(enter_with(&s, json!({})), Entry::WaitUntil { until_ns: 5_000_000_000, .. }));
 }
 
+/// The causes Step Functions gives (recorded against AWS), and its longest wait: 2^31 seconds.
+#[test]
+fn wait_failures_say_what_step_functions_says() {
+    let cause = |s: &State, input: Value| match enter_with(s, input) {
+        Entry::Failed(f) if f.error == "States.Runtime" => f.cause,
+        other => panic!("{other:?}"),
+    };
+    let s = state(json!({"Type": "Wait", "SecondsPath": "$.input.waitSeconds", "Next": "N"}));
+    let wait = |w: Value| json!({"input": {"waitSeconds": w}});
+    assert_eq!(
+        cause(&s, wait(json!(-1))),
+        "The SecondsPath parameter references a negative value: $.input.waitSeconds == -1"
+    );
+    assert_eq!(
+        cause(&s, wait(json!(1.5))),
+        "The SecondsPath parameter cannot be parsed as a long value: $.input.waitSeconds == 1.5"
+    );
+    assert_eq!(
+        cause(&s, json!({})),
+        "The SecondsPath parameter does not reference an input value: $.input.waitSeconds"
+    );
+    let limit = 1u64 << 31;
+    assert!(matches!(enter_with(&s, wait(json!(limit))), Entry::WaitUntil { .. }));
+    assert_eq!(cause(&s, wait(json!(limit + 1))), "Wait state delay is too long.");
+    let s = state(json!({"Type": "Wait", "TimestampPath": "$.TimestampValue", "Next": "N"}));
+    assert_eq!(
+        cause(&s, json!({"TimestampValue": "2016-12-05T21:29:29"})),
+        "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: \
+         $.TimestampValue == 2016-12-05T21:29:29"
+    );
+    let far = "9999-01-01T00:00:00Z";
+    assert_eq!(cause(&s, json!({"TimestampValue": far})), "Wait state delay is too long.");
+}
+
 #[test]
 fn tasks_build_payloads_and_lambda_invoke_unwraps() {
     let s = state(

@@ -149,6 +149,8 @@ fn history_event(h: &Recorded, region: &str) -> Value {
         }
         E::TaskFailed(Integration::Lambda, f) => Some(("lambdaFunctionFailedEventDetails", failure(f))),
         E::TaskTimedOut(Integration::Lambda, f) => Some(("lambdaFunctionTimedOutEventDetails", failure(f))),
+        E::TaskStarted(Integration::Lambda) => None,
+        E::TaskStarted(Integration::LambdaInvoke) => Some(("taskStartedEventDetails", invoke(json!({})))),
         E::TaskScheduled(Integration::LambdaInvoke, d) => Some((
             "taskScheduledEventDetails",
             invoke(json!({"region": region, "parameters": text(&d.input), "timeoutInSeconds": d.timeout_seconds})),

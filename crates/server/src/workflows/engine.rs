@@ -60,6 +60,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Default)]
 struct StepRecord {
     entered_ms: Option<i64>,
+    /// The id of its `…StateEntered` event.
+    entered_seq: Option<u64>,
     wait_until_ms: Option<i64>,
     exited: Option<(Value, Option<String>)>,
     attempts: BTreeMap<u32, AttemptRecord>,
@@ -69,6 +71,10 @@ struct StepRecord {
 struct AttemptRecord {
     payload: Option<Value>,
     result: Option<(i64, Result<Value, Failure>)>,
+    /// Of a Parallel or Map state's attempt: it started (its branches or iterations are under way).
+    started: bool,
+    /// Of a Parallel or Map state's attempt: when it ended.
+    ended_ms: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -76,8 +82,8 @@ struct Log {
     seq: u64,
     pending: Vec<Recorded>,
     steps: HashMap<(String, u32), StepRecord>,
-    /// Map iterations whose end is recorded: (scope, step, index).
-    iterations_done: HashSet<(String, u32, u64)>,
+    /// Map iterations whose end is recorded: (scope, step, attempt of the Map state, index).
+    iterations_done: HashSet<(String, u32, u32, u64)>,
 }
 
 impl Log {
@@ -86,12 +92,14 @@ impl Log {
         match &e.event {
             HistoryEvent::StateEntered(s) => {
                 rec.entered_ms = Some(e.timestamp_ms);
+                rec.entered_seq = Some(e.seq);
                 rec.wait_until_ms = s.wait_until_ms;
             }
             HistoryEvent::StateExited(s) => rec.exited = Some((s.output.clone(), s.next.clone())),
             HistoryEvent::TaskScheduled(_, t) => {
                 rec.attempts.entry(e.attempt).or_default().payload = Some(t.input.clone());
             }
+            HistoryEvent::TaskStarted(_) => rec.attempts.entry(e.attempt).or_default().started = true,
             HistoryEvent::TaskSucceeded(_, t) => {
                 rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Ok(t.output.clone())));
             }
@@ -100,7 +108,16 @@ impl Log {
                 rec.attempts.entry(e.attempt).or_default().result = Some((e.timestamp_ms, Err(failure)));
             }
             HistoryEvent::MapIterationSucceeded(m) | HistoryEvent::MapIterationFailed(m) => {
-                self.iterations_done.insert((e.scope.clone(), e.step, m.index));
+                self.iterations_done.insert((e.scope.clone(), e.step, e.attempt, m.index));
+            }
+            HistoryEvent::ParallelStateStarted | HistoryEvent::MapStateStarted(_) => {
+                rec.attempts.entry(e.attempt).or_default().started = true;
+            }
+            HistoryEvent::ParallelStateSucceeded
+            | HistoryEvent::ParallelStateFailed
+            | HistoryEvent::MapStateSucceeded
+            | HistoryEvent::MapStateFailed => {
+                rec.attempts.entry(e.attempt).or_default().ended_ms = Some(e.timestamp_ms);
             }
             _ => {}
         }
@@ -460,6 +477,10 @@ impl Run {
         }
         match entry {
             Entry::Done { output, next } => Ok((output, next)),
+            Entry::Failed(f) if !matches!(state.kind, StateKind::Fail(_)) => {
+                let f = self.located(scope, step, state, f);
+                self.fail(state, &raw, f)
+            }
             Entry::Failed(f) => self.fail(state, &raw, f),
             Entry::WaitUntil { until_ns, output, next } => {
                 let until_ms = wait_until.unwrap_or(ns_to_ms(until_ns));
@@ -470,66 +491,142 @@ impl Run {
             Entry::Invoke { .. } => self.run_task(state, scope, step, &raw, entry, entered_ms).await,
             Entry::Parallel { input } => {
                 let StateKind::Parallel(parallel) = &state.kind else { return unreachable_state(state) };
-                if entered_before.is_none() {
-                    self.push(HistoryEvent::ParallelStateStarted, scope, step, 0);
-                }
-                let runs = parallel.branches.iter().enumerate().map(|(i, b)| {
-                    let child = format!("{scope}/{step}:b{i}");
-                    self.run_scope(b, child, input.clone())
-                });
-                let results = futures_util::future::try_join_all(runs).await;
-                let result = match results {
-                    Ok(outputs) => Ok(Value::Array(outputs)),
-                    Err(Stop::Failed(f)) => Err(f),
-                    Err(other) => return Err(other),
-                };
-                let ended = if result.is_ok() {
-                    HistoryEvent::ParallelStateSucceeded
-                } else {
-                    HistoryEvent::ParallelStateFailed
-                };
-                self.push(ended, scope, step, 0);
-                self.finish(state, &raw, result, &ctx)
+                self.run_composite(state, scope, step, &raw, &ctx, Composite::Parallel(parallel, input)).await
             }
             Entry::Map { items, max_concurrency, tolerated_failures } => {
                 let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
-                if entered_before.is_none() {
-                    self.push(HistoryEvent::MapStateStarted(MapStarted { length: items.len() as u64 }), scope, step, 0);
-                    self.services.stats.record_items(&self.state_key(&state.name), items.len());
-                }
-                let limit = if max_concurrency == 0 { UNLIMITED_MAP_CONCURRENCY } else { max_concurrency };
-                let slots = tokio::sync::Semaphore::new(limit);
-                let runs = items.into_iter().enumerate().map(|(i, item)| {
-                    let slots = &slots;
-                    let child = format!("{scope}/{step}:i{i}");
-                    async move {
-                        let _permit = slots.acquire().await.map_err(|e| Stop::Record(RecordError(e.to_string())))?;
-                        // A resumed iteration announced its start already.
-                        if !lock(&self.log).steps.contains_key(&(child.clone(), 0)) {
-                            let started = HistoryEvent::MapIterationStarted(MapIteration { index: i as u64 });
-                            self.push(started, scope, step, 0);
-                        }
-                        let r = self.run_scope(&map.processor, child, item).await;
-                        let index = MapIteration { index: i as u64 };
-                        let (ended, result) = match r {
-                            Ok(v) => (HistoryEvent::MapIterationSucceeded(index), Ok(v)),
-                            Err(Stop::Failed(f)) => (HistoryEvent::MapIterationFailed(index), Err(f)),
-                            Err(other) => return Err(other),
-                        };
-                        let known = lock(&self.log).iterations_done.contains(&(scope.to_string(), step, i as u64));
-                        if !known {
-                            self.push(ended, scope, step, 0);
-                        }
-                        Ok(result)
-                    }
-                });
-                let results: Vec<Result<Value, Failure>> = futures_util::future::try_join_all(runs).await?;
-                let result = step::map_result(results, tolerated_failures);
-                let ended = if result.is_ok() { HistoryEvent::MapStateSucceeded } else { HistoryEvent::MapStateFailed };
-                self.push(ended, scope, step, 0);
-                self.finish(state, &raw, result, &ctx)
+                let what = Composite::Map { map, items, max_concurrency, tolerated: tolerated_failures };
+                self.run_composite(state, scope, step, &raw, &ctx, what).await
             }
         }
+    }
+
+    /// A Parallel or Map state: its branches or iterations, run again as a whole per the state's `Retry`
+    /// (each attempt's branches and iterations in scopes of their own), then `Catch` or the result.
+    async fn run_composite(
+        &self,
+        state: &State,
+        scope: &str,
+        step: u32,
+        raw: &Value,
+        ctx: &Context,
+        what: Composite<'_>,
+    ) -> Result<(Value, Option<String>), Stop> {
+        let retriers = step::retriers(state);
+        let mut attempts = Attempts::default();
+        let mut attempt: u32 = 0;
+        loop {
+            let (started, ended_ms) = {
+                let log = lock(&self.log);
+                let known = log.steps.get(&(scope.to_string(), step)).and_then(|r| r.attempts.get(&attempt));
+                (known.is_some_and(|a| a.started), known.and_then(|a| a.ended_ms))
+            };
+            let result = match &what {
+                Composite::Parallel(parallel, input) => {
+                    if !started {
+                        self.push(HistoryEvent::ParallelStateStarted, scope, step, attempt);
+                    }
+                    let runs = parallel
+                        .branches
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| self.run_scope(b, child_scope(scope, step, attempt, 'b', i), input.clone()));
+                    match futures_util::future::try_join_all(runs).await {
+                        Ok(outputs) => Ok(Value::Array(outputs)),
+                        Err(Stop::Failed(f)) => Err(f),
+                        Err(other) => return Err(other),
+                    }
+                }
+                Composite::Map { map, items, max_concurrency, tolerated } => {
+                    if !started {
+                        let length = items.len() as u64;
+                        self.push(HistoryEvent::MapStateStarted(MapStarted { length }), scope, step, attempt);
+                        if attempt == 0 {
+                            self.services.stats.record_items(&self.state_key(&state.name), items.len());
+                        }
+                    }
+                    self.map_attempt(map, items, *max_concurrency, *tolerated, scope, step, attempt).await?
+                }
+            };
+            // As Step Functions records it: an attempt that is retried ends with no event (the next one
+            // starts with `…StateStarted`); the state's last attempt ends with `…StateSucceeded/Failed`.
+            let retry = match &result {
+                Err(f) => next_retry(retriers, &mut attempts, &f.error, self.random()),
+                Ok(_) => None,
+            };
+            if retry.is_none() && ended_ms.is_none() {
+                let ended = match (&what, result.is_ok()) {
+                    (Composite::Parallel(..), true) => HistoryEvent::ParallelStateSucceeded,
+                    (Composite::Parallel(..), false) => HistoryEvent::ParallelStateFailed,
+                    (Composite::Map { .. }, true) => HistoryEvent::MapStateSucceeded,
+                    (Composite::Map { .. }, false) => HistoryEvent::MapStateFailed,
+                };
+                self.push(ended, scope, step, attempt);
+            }
+            let Some(delay_ms) = retry else { return self.finish(state, raw, result, ctx) };
+            attempt += 1;
+            // A resumed execution whose next attempt had started already goes straight on to it.
+            let next_started = lock(&self.log)
+                .steps
+                .get(&(scope.to_string(), step))
+                .is_some_and(|r| r.attempts.get(&attempt).is_some_and(|a| a.started));
+            if !next_started {
+                self.flush(None).await.map_err(Stop::Record)?;
+                sleep_until_ms(now_ms() + delay_ms as i64).await;
+            }
+        }
+    }
+
+    /// One attempt of a Map state: its iterations, at most `max_concurrency` at once (0: no limit but
+    /// Step Functions' inline one). Once more iterations failed than `tolerated` (none, when absent), no
+    /// further iteration starts: the state has failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn map_attempt(
+        &self,
+        map: &stoke_asl::definition::MapState,
+        items: &[Value],
+        max_concurrency: usize,
+        tolerated: Option<usize>,
+        scope: &str,
+        step: u32,
+        attempt: u32,
+    ) -> Result<Result<Value, Failure>, Stop> {
+        let limit = if max_concurrency == 0 { UNLIMITED_MAP_CONCURRENCY } else { max_concurrency };
+        let slots = tokio::sync::Semaphore::new(limit);
+        let failed = std::sync::atomic::AtomicUsize::new(0);
+        let runs = items.iter().enumerate().map(|(i, item)| {
+            let (slots, failed) = (&slots, &failed);
+            let child = child_scope(scope, step, attempt, 'i', i);
+            async move {
+                let _permit = slots.acquire().await.map_err(|e| Stop::Record(RecordError(e.to_string())))?;
+                let resumed = lock(&self.log).steps.contains_key(&(child.clone(), 0));
+                if !resumed && failed.load(std::sync::atomic::Ordering::Relaxed) > tolerated.unwrap_or(0) {
+                    return Ok(None); // the state has failed: this iteration does not start
+                }
+                // A resumed iteration announced its start already.
+                if !resumed {
+                    let started = HistoryEvent::MapIterationStarted(MapIteration { index: i as u64 });
+                    self.push(started, scope, step, attempt);
+                }
+                let r = self.run_scope(&map.processor, child, item.clone()).await;
+                let index = MapIteration { index: i as u64 };
+                let (ended, result) = match r {
+                    Ok(v) => (HistoryEvent::MapIterationSucceeded(index), Ok(v)),
+                    Err(Stop::Failed(f)) => {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        (HistoryEvent::MapIterationFailed(index), Err(f))
+                    }
+                    Err(other) => return Err(other),
+                };
+                let known = lock(&self.log).iterations_done.contains(&(scope.to_string(), step, attempt, i as u64));
+                if !known {
+                    self.push(ended, scope, step, attempt);
+                }
+                Ok(Some(result))
+            }
+        });
+        let results: Vec<Option<Result<Value, Failure>>> = futures_util::future::try_join_all(runs).await?;
+        Ok(step::map_result(results.into_iter().flatten().collect(), tolerated))
     }
 
     fn finish(
@@ -544,6 +641,22 @@ impl Run {
             Outcome::Next { output, next } => Ok((output, next)),
             Outcome::Failed(f) => Err(Stop::Failed(f)),
         }
+    }
+
+    /// A `States.Runtime` failure of the state at `step` of `scope`, its cause led by where it happened, as
+    /// Step Functions words it: "An error occurred while executing the state 'X' (entered at the event id
+    /// #N). …". Other failures are returned as they are.
+    fn located(&self, scope: &str, step: u32, state: &State, f: Failure) -> Failure {
+        if f.error != stoke_asl::errors::RUNTIME {
+            return f;
+        }
+        let seq = lock(&self.log).steps.get(&(scope.to_string(), step)).and_then(|r| r.entered_seq);
+        let Some(seq) = seq else { return f };
+        let cause = format!(
+            "An error occurred while executing the state '{}' (entered at the event id #{seq}). {}",
+            state.name, f.cause
+        );
+        Failure { cause, ..f }
     }
 
     fn fail(&self, state: &State, raw: &Value, f: Failure) -> Result<(Value, Option<String>), Stop> {
@@ -576,12 +689,10 @@ impl Run {
             _ => function.clone(),
         };
         loop {
-            let known = {
+            let (known, started) = {
                 let log = lock(&self.log);
-                log.steps
-                    .get(&key)
-                    .and_then(|r| r.attempts.get(&attempt))
-                    .map(|a| (a.payload.clone(), a.result.clone()))
+                let a = log.steps.get(&key).and_then(|r| r.attempts.get(&attempt));
+                (a.map(|a| (a.payload.clone(), a.result.clone())), a.is_some_and(|a| a.started))
             };
             let (ended_ms, result) = match known {
                 Some((_, Some((ended, result)))) => (ended, result),
@@ -602,6 +713,10 @@ impl Run {
                             timeout_seconds: Some(timeout_seconds),
                         };
                         self.push(HistoryEvent::TaskScheduled(integration, scheduled), scope, step, attempt);
+                    }
+                    if !started {
+                        // As Step Functions records every attempt: scheduled, started, then its end.
+                        self.push(HistoryEvent::TaskStarted(integration), scope, step, attempt);
                     }
                     self.flush(None).await.map_err(Stop::Record)?;
                     let limit = match heartbeat_seconds {
@@ -794,6 +909,26 @@ impl From<RecordError> for Stop {
     }
 }
 
+/// What a Parallel or Map state runs in each attempt.
+enum Composite<'a> {
+    Parallel(&'a stoke_asl::definition::Parallel, Value),
+    Map {
+        map: &'a stoke_asl::definition::MapState,
+        items: Vec<Value>,
+        max_concurrency: usize,
+        tolerated: Option<usize>,
+    },
+}
+
+/// The scope of branch or iteration `i` (`kind` `b` or `i`) of the state at `step` of `scope`, in its
+/// state's attempt `attempt` (the first attempt's scopes carry no attempt number).
+fn child_scope(scope: &str, step: u32, attempt: u32, kind: char, i: usize) -> String {
+    match attempt {
+        0 => format!("{scope}/{step}:{kind}{i}"),
+        n => format!("{scope}/{step}:{kind}{i}.{n}"),
+    }
+}
+
 fn unreachable_state<T>(state: &State) -> Result<T, Stop> {
     Err(Stop::Failed(Failure::new(
         stoke_asl::errors::RUNTIME,
@@ -851,11 +986,14 @@ mod tests {
             event(8, "WaitStateEntered", "", 1, 0, json!({"name": "W", "input": 7, "waitUntilMs": 99})),
             event(9, "MapIterationSucceeded", "/2:i3", 0, 0, json!({"index": 4})),
             event(10, "TaskScheduled", "/2:i3", 0, 0, json!({"input": 1})),
+            event(11, "ParallelStateStarted", "", 3, 1, json!({})),
+            event(12, "ParallelStateFailed", "", 3, 1, json!({})),
+            event(13, "ParallelStateStarted", "", 3, 2, json!({})),
         ];
         for e in &history {
             log.index(&Recorded::from_row(e));
         }
-        assert_eq!(log.seq, 10);
+        assert_eq!(log.seq, 13);
         let t = &log.steps[&(String::new(), 0)];
         assert_eq!(t.exited, Some((json!(7), Some("W".into()))));
         assert_eq!(t.attempts[&0].result.as_ref().map(|r| r.1.clone()), Some(Err(Failure::new("E", "c"))));
@@ -864,6 +1002,15 @@ mod tests {
         assert_eq!((w.entered_ms, w.wait_until_ms, w.exited.is_none()), (Some(1008), Some(99), true));
         let in_flight = &log.steps[&("/2:i3".to_string(), 0)].attempts[&0];
         assert_eq!((in_flight.payload.clone(), in_flight.result.is_none()), (Some(json!(1)), true));
-        assert!(log.iterations_done.contains(&("/2:i3".to_string(), 0, 4)));
+        assert!(log.iterations_done.contains(&("/2:i3".to_string(), 0, 0, 4)));
+        // A Parallel state's second attempt ended, its third is under way.
+        let p = &log.steps[&(String::new(), 3)].attempts;
+        assert_eq!((p[&1].started, p[&1].ended_ms, p[&2].started, p[&2].ended_ms), (true, Some(1012), true, None));
+    }
+
+    #[test]
+    fn each_attempt_of_a_parallel_or_map_state_runs_its_branches_in_scopes_of_its_own() {
+        assert_eq!(child_scope("", 2, 0, 'b', 1), "/2:b1");
+        assert_eq!(child_scope("/0:i3", 1, 2, 'i', 0), "/0:i3/1:i0.2");
     }
 }

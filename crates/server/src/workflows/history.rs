@@ -83,6 +83,8 @@ pub enum HistoryEvent {
     StateExited(StateExited),
     /// An attempt of a task, recorded before it runs.
     TaskScheduled(Integration, TaskScheduled),
+    /// The attempt's invocation was handed to the function (`LambdaFunctionStarted` / `TaskStarted`).
+    TaskStarted(Integration),
     TaskSucceeded(Integration, TaskSucceeded),
     TaskFailed(Integration, TaskFailure),
     /// The attempt ran past `TimeoutSeconds` or `HeartbeatSeconds`.
@@ -239,6 +241,7 @@ impl HistoryEvent {
             E::StateEntered(s) => return Cow::Owned(format!("{}{STATE_ENTERED}", s.state_type)),
             E::StateExited(s) => return Cow::Owned(format!("{}{STATE_EXITED}", s.state_type)),
             E::TaskScheduled(i, _) => return task(*i, "Scheduled"),
+            E::TaskStarted(i) => return task(*i, "Started"),
             E::TaskSucceeded(i, _) => return task(*i, "Succeeded"),
             E::TaskFailed(i, _) => return task(*i, "Failed"),
             E::TaskTimedOut(i, _) => return task(*i, "TimedOut"),
@@ -272,7 +275,8 @@ impl HistoryEvent {
             E::MapIterationStarted(d) | E::MapIterationSucceeded(d) | E::MapIterationFailed(d) => {
                 to(serde_json::to_value(d))
             }
-            E::ParallelStateStarted
+            E::TaskStarted(_)
+            | E::ParallelStateStarted
             | E::ParallelStateSucceeded
             | E::ParallelStateFailed
             | E::MapStateSucceeded
@@ -297,6 +301,8 @@ impl HistoryEvent {
             "ExecutionAborted" => E::ExecutionAborted(de(d)?),
             "ExecutionTimedOut" => E::ExecutionTimedOut(de(d)?),
             "LambdaFunctionScheduled" => E::TaskScheduled(Lambda, de(d)?),
+            "LambdaFunctionStarted" => E::TaskStarted(Lambda),
+            "TaskStarted" => E::TaskStarted(LambdaInvoke),
             "LambdaFunctionSucceeded" => E::TaskSucceeded(Lambda, de(d)?),
             "LambdaFunctionFailed" => E::TaskFailed(Lambda, de(d)?),
             "LambdaFunctionTimedOut" => E::TaskTimedOut(Lambda, de(d)?),
