@@ -62,6 +62,8 @@ pub enum Entry {
         timeout_seconds: u64,
         heartbeat_seconds: Option<u64>,
         wrap: bool,
+        /// Of `lambda:invoke`: its evaluated Parameters (what Step Functions records as scheduled).
+        parameters: Option<Value>,
     },
     /// Run every branch with this input; the results array goes to [`finish`].
     Parallel { input: Value },
@@ -257,6 +259,7 @@ fn enter_inner(
                     timeout_seconds,
                     heartbeat_seconds,
                     wrap: false,
+                    parameters: None,
                 }),
                 Resource::LambdaInvoke => {
                     let function = effective.get("FunctionName").and_then(Value::as_str).ok_or_else(|| {
@@ -266,14 +269,14 @@ fn enter_inner(
                         ))
                     })?;
                     let qualifier = effective.get("Qualifier").and_then(Value::as_str).map(String::from);
-                    let payload = effective.get("Payload").cloned().unwrap_or(json!({}));
                     Ok(Entry::Invoke {
                         function: function.to_string(),
                         qualifier,
-                        payload,
+                        payload: lambda_invoke_payload(&effective),
                         timeout_seconds,
                         heartbeat_seconds,
                         wrap: true,
+                        parameters: Some(effective),
                     })
                 }
             }
@@ -331,12 +334,35 @@ fn parameters(p: &Processing, input: &Value, ctx: &Value, entropy: &mut dyn Entr
     }
 }
 
-/// The `lambda:invoke` integration's result document.
-pub fn lambda_invoke_result(payload: Value, executed_version: &str) -> Value {
+/// What a `lambda:invoke` with these Parameters sends its function, as Step Functions does (recorded): a
+/// `Payload` string is the request's body as it is, so one holding JSON text arrives as that JSON value
+/// (`"0"` is the number 0, `"\"Hi\""` the string Hi); a `Payload` that is null or missing sends `{}`.
+/// A string that is not JSON text is sent as a JSON string.
+pub fn lambda_invoke_payload(parameters: &Value) -> Value {
+    match parameters.get("Payload") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        Some(other) => other.clone(),
+    }
+}
+
+/// The `lambda:invoke` integration's result document, with the response's metadata as Step Functions
+/// gives it (recorded): the function's decoded JSON as `Payload`, the Lambda response's headers, its
+/// request id. `body_len` is the length of the function's response in bytes.
+pub fn lambda_invoke_result(payload: Value, executed_version: &str, request_id: &str, body_len: usize) -> Value {
+    let headers = [
+        ("Content-Length", body_len.to_string()),
+        ("Content-Type", "application/json".to_string()),
+        ("X-Amz-Executed-Version", executed_version.to_string()),
+        ("x-amzn-RequestId", request_id.to_string()),
+    ];
+    let one: serde_json::Map<String, Value> = headers.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let all: serde_json::Map<String, Value> = headers.iter().map(|(k, v)| (k.to_string(), json!([v]))).collect();
     json!({
         "ExecutedVersion": executed_version,
         "Payload": payload,
-        "SdkHttpMetadata": {"HttpStatusCode": 200},
+        "SdkHttpMetadata": {"AllHttpHeaders": all, "HttpHeaders": one, "HttpStatusCode": 200},
+        "SdkResponseMetadata": {"RequestId": request_id},
         "StatusCode": 200,
     })
 }

@@ -66,12 +66,19 @@ def request(method, path, body=None, headers=None):
             CONN = http.client.HTTPConnection(HOST, int(PORT or 80))
 
 
+class MarshalError(Exception):
+    """The handler's result cannot be written as JSON (Lambda's Runtime.MarshalError)."""
+
+
 def error_body(exc, request_id=""):
     return {
         "errorMessage": str(exc),
         "errorType": type(exc).__name__,
         "requestId": request_id,
-        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)),
+        # The function's own frames only, as on Lambda: this bootstrap's are not the user's code.
+        "stackTrace": traceback.format_list(
+            [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+        ),
     }
 
 
@@ -147,14 +154,20 @@ def main():
             continue
         try:
             result = handler(event, ctx)
-            try:
-                out = json.dumps(result)
-            except (TypeError, ValueError) as exc:
-                raise RuntimeError("Unable to marshal response: %s" % exc) from exc
+            if isinstance(result, (bytes, bytearray)):
+                # As on Lambda: bytes are the response's body as they are.
+                out = bytes(result)
+            else:
+                try:
+                    out = json.dumps(result)
+                except (TypeError, ValueError) as exc:
+                    raise MarshalError("Unable to marshal response: %s" % exc) from None
             sys.stdout.flush()
             request("POST", "/invocation/%s/response" % request_id, out, {"Content-Type": "application/json"})
         except Exception as exc:
             err = error_body(exc, request_id)
+            if isinstance(exc, MarshalError):
+                err["errorType"] = "Runtime.MarshalError"
             print("[ERROR] %s: %s" % (err["errorType"], err["errorMessage"]), file=sys.stderr, flush=True)
             request("POST", "/invocation/%s/error" % request_id, json.dumps(err), {"Content-Type": "application/json"})
 

@@ -240,6 +240,10 @@ def handler(event, context):
         return len(hog)
     if kind == "raise":
         raise KeyError("missing")
+    if kind == "bytes":
+        return b'"raw body"'
+    if kind == "unmarshalable":
+        return {"s": {1, 2}}
     return "fine"
 "#;
     python_fn(&s, "fragile", src, json!({"timeout_s": 1}));
@@ -254,6 +258,11 @@ def handler(event, context):
         ("crash", "Runtime.ExitError", "Runtime exited with error"),
         ("oom", oom.0, oom.1),
         ("raise", "KeyError", "missing"),
+        (
+            "unmarshalable",
+            "Runtime.MarshalError",
+            "Unable to marshal response: Object of type set is not JSON serializable",
+        ),
     ] {
         let r = invoke(&s, "fragile", json!({"kind": kind}));
         assert_eq!(r.status, 200, "{kind}: function errors still answer 200");
@@ -264,6 +273,16 @@ def handler(event, context):
         assert_eq!((next.status, next.body.clone()), (200, json!("fine")), "after {kind}");
         assert!(next.error().is_none());
     }
+    // As on Lambda: the stack trace holds the function's frames only, not the runtime's; bytes returned are
+    // the response's body as they are.
+    let r = invoke(&s, "fragile", json!({"kind": "raise"}));
+    let trace = r.body["stackTrace"].as_array().expect("a stack trace").clone();
+    assert_eq!(trace.len(), 1, "{}", r.body);
+    let frame = trace[0].as_str().unwrap();
+    assert!(frame.contains("in handler") && frame.contains("raise KeyError"), "{frame}");
+    assert!(!r.body.to_string().contains("bootstrap"), "{}", r.body);
+    let r = invoke(&s, "fragile", json!({"kind": "bytes"}));
+    assert_eq!((r.status, r.body.clone(), r.error()), (200, json!("raw body"), None));
 }
 
 #[test]

@@ -113,7 +113,8 @@ fn tasks_build_payloads_and_lambda_invoke_unwraps() {
             payload: json!({"id": 1}),
             timeout_seconds: 9,
             heartbeat_seconds: Some(2),
-            wrap: false
+            wrap: false,
+            parameters: None,
         }
     );
     let s = state(json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
@@ -126,9 +127,33 @@ fn tasks_build_payloads_and_lambda_invoke_unwraps() {
             payload: json!({"id": 1}),
             timeout_seconds: 60,
             heartbeat_seconds: None,
-            wrap: true
+            wrap: true,
+            parameters: Some(json!({"FunctionName": "g", "Qualifier": "3", "Payload": {"id": 1}})),
         }
     );
+}
+
+/// Recorded on Step Functions (localstack's snapshot `test_invoke_json_values`): a Payload string is the
+/// body as it is; null or none sends `{}`.
+#[test]
+fn a_lambda_invoke_payload_is_sent_as_step_functions_sends_it() {
+    let cases = [
+        (json!("\"HelloWorld\""), json!("HelloWorld")),
+        (json!("0.0"), json!(0.0)),
+        (json!("0"), json!(0)),
+        (json!("true"), json!(true)),
+        (json!("[]"), json!([])),
+        (json!("{}"), json!({})),
+        (json!("null"), json!(null)),
+        (json!(null), json!({})),
+        (json!("not json"), json!("not json")),
+        (json!({"a": [1]}), json!({"a": [1]})),
+        (json!(7), json!(7)),
+    ];
+    for (payload, sent) in cases {
+        assert_eq!(lambda_invoke_payload(&json!({"FunctionName": "f", "Payload": payload})), sent, "{payload}");
+    }
+    assert_eq!(lambda_invoke_payload(&json!({"FunctionName": "f"})), json!({}), "no Payload");
 }
 
 #[test]

@@ -643,6 +643,36 @@ impl Run {
         }
     }
 
+    /// The Lambda service error Step Functions reports for an invocation of `reference` that never ran; for
+    /// a function that does not exist, its cause word for word (recorded on AWS), naming the qualified ARN.
+    fn invoke_failure(&self, reference: &str, e: InvokeFailure) -> Failure {
+        let kind = e.class().for_lambda();
+        let wanted = stoke_core::reference::FunctionRef::parse(reference).ok();
+        match wanted {
+            Some(r) if kind == stoke_core::error::ErrorKind::NotFound => {
+                let account = r.account.unwrap_or_else(|| self.record.account.clone());
+                let qualifier = r.qualifier.map_or_else(|| "$LATEST".to_string(), |q| q.to_string());
+                let arn =
+                    stoke_core::reference::function_arn(&self.services.region, &account, &r.name, Some(&qualifier));
+                let request_id = {
+                    let mut entropy = lock(&self.entropy);
+                    let mut bytes = [0u8; 16];
+                    bytes[..8].copy_from_slice(&entropy.next_u64().to_le_bytes());
+                    bytes[8..].copy_from_slice(&entropy.next_u64().to_le_bytes());
+                    stoke_asl::intrinsic::uuid_v4(bytes)
+                };
+                Failure::new(
+                    kind.task_error(),
+                    format!(
+                        "Function not found: {arn} (Service: AWSLambda; Status Code: 404; Error Code: \
+                         ResourceNotFoundException; Request ID: {request_id}; Proxy: null)"
+                    ),
+                )
+            }
+            _ => Failure::new(kind.task_error(), e.to_string()),
+        }
+    }
+
     /// A `States.Runtime` failure of the state at `step` of `scope`, its cause led by where it happened, as
     /// Step Functions words it: "An error occurred while executing the state 'X' (entered at the event id
     /// #N). …". Other failures are returned as they are.
@@ -676,7 +706,9 @@ impl Run {
         entry: Entry,
         entered_ms: i64,
     ) -> Result<(Value, Option<String>), Stop> {
-        let Entry::Invoke { function, qualifier, payload, timeout_seconds, heartbeat_seconds, wrap } = entry else {
+        let Entry::Invoke { function, qualifier, payload, timeout_seconds, heartbeat_seconds, wrap, parameters } =
+            entry
+        else {
             return unreachable_state(state);
         };
         let key = (scope.to_string(), step);
@@ -703,13 +735,19 @@ impl Run {
                     (now_ms(), Err(failure))
                 }
                 other => {
-                    // An attempt scheduled before a restart runs again with its recorded payload.
+                    // An attempt scheduled before a restart runs again with what it recorded: the payload, or
+                    // for lambda:invoke the Parameters it is made from (as Step Functions records them).
                     let scheduled = other.is_some();
-                    let payload = other.and_then(|(p, _)| p).unwrap_or_else(|| payload.clone());
+                    let recorded = other.and_then(|(p, _)| p);
+                    let payload = match recorded {
+                        Some(p) if wrap && p.get("FunctionName").is_some() => step::lambda_invoke_payload(&p),
+                        Some(p) => p,
+                        None => payload.clone(),
+                    };
                     if !scheduled {
                         let scheduled = TaskScheduled {
                             resource: reference.clone(),
-                            input: payload.clone(),
+                            input: parameters.clone().unwrap_or_else(|| payload.clone()),
                             timeout_seconds: Some(timeout_seconds),
                         };
                         self.push(HistoryEvent::TaskScheduled(integration, scheduled), scope, step, attempt);
@@ -798,7 +836,7 @@ impl Run {
                     format!("the task did not finish within {limit_seconds} s ({field})"),
                 ))
             }
-            Ok(Err(e)) => return Err(invoke_failure(e)),
+            Ok(Err(e)) => return Err(self.invoke_failure(reference, e)),
             Ok(Ok(r)) => r,
         };
         let parse = |body: &[u8]| {
@@ -807,7 +845,7 @@ impl Run {
         let outcome = match result.outcome {
             stoke_scheduler::Outcome::Success(body) => {
                 let out = parse(&body);
-                Ok(if wrap { step::lambda_invoke_result(out, &version) } else { out })
+                Ok(if wrap { step::lambda_invoke_result(out, &version, &result.request_id, body.len()) } else { out })
             }
             stoke_scheduler::Outcome::FunctionError { error_type, body } => {
                 let doc = parse(&body);
@@ -875,11 +913,6 @@ fn usage(r: &stoke_scheduler::Report) -> Usage {
         prepared: r.held_ms.is_some(),
         node: None,
     }
-}
-
-/// The Lambda service error names Step Functions reports for invocations that never ran.
-fn invoke_failure(e: InvokeFailure) -> Failure {
-    Failure::new(e.class().for_lambda().task_error(), e.to_string())
 }
 
 async fn sleep_until_ms(until_ms: i64) {
