@@ -533,13 +533,16 @@ impl Parser<'_> {
         loop {
             match self.peek() {
                 None => return Err("unterminated quoted name".into()),
-                Some(b'\\') => {
-                    self.i += 1;
-                    match self.peek() {
-                        Some(c) => out.push(c),
-                        None => return Err("unterminated quoted name".into()),
+                // A backslash escapes the quote that encloses the name, or a backslash; before anything
+                // else it is itself (Step Functions reads `$['Test\""Name"']` as the key `Test\""Name"`).
+                Some(b'\\') => match self.s.get(self.i + 1).copied() {
+                    Some(c) if c == q || c == b'\\' => {
+                        self.i += 1;
+                        out.push(c);
                     }
-                }
+                    Some(_) => out.push(b'\\'),
+                    None => return Err("unterminated quoted name".into()),
+                },
                 Some(c) if c == q => {
                     self.i += 1;
                     break;
@@ -689,6 +692,17 @@ mod tests {
             json!(["Sword"])
         );
         assert_eq!(get("$.nothing[*]", &d).unwrap(), json!([]));
+    }
+
+    /// Recorded on Step Functions (localstack's snapshot `test_escape_sequence_parsing`): in a quoted name a
+    /// backslash escapes the enclosing quote (or a backslash) only; before anything else it is itself.
+    #[test]
+    fn a_backslash_in_a_quoted_name_escapes_only_its_quote() {
+        let d = json!({"Test\\\"\"Name\"": "Value", "it's": 1, "a\\b": 2});
+        assert_eq!(get(r#"$['Test\""Name"']"#, &d).unwrap(), json!("Value"));
+        assert_eq!(get(r"$['it\'s']", &d).unwrap(), json!(1));
+        assert_eq!(get(r"$['a\\b']", &d).unwrap(), json!(2));
+        assert_eq!(get(r"$['a\b']", &d).unwrap(), json!(2), "a backslash before another character is itself");
     }
 
     #[test]
