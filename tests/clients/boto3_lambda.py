@@ -129,6 +129,20 @@ def main():
     assert v4["Version"] == "4" and v4["Timeout"] == 21, v4
     versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
     assert versions == ["$LATEST", "1", "2", "3", "4"], versions
+
+    # RevisionId: a change made with the one read goes through; with it again (now stale), each change
+    # is refused with 412 and changes nothing.
+    rev = lam.get_function_configuration(FunctionName="b3")["RevisionId"]
+    lam.update_function_configuration(FunctionName="b3", Timeout=22, RevisionId=rev)
+    for call, kwargs in [(lam.update_function_configuration, {"Timeout": 23}),
+                         (lam.update_function_code, {"ZipFile": zip_of(V2)}),
+                         (lam.publish_version, {})]:
+        e = expect_error("PreconditionFailedException", call, FunctionName="b3", RevisionId=rev, **kwargs)
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+    now = lam.get_function_configuration(FunctionName="b3")
+    assert now["Timeout"] == 22 and now["RevisionId"] != rev, now
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
+    assert versions == ["$LATEST", "1", "2", "3", "4"], versions
     made = lam.create_function(FunctionName="b3pub", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/x",
                                Handler="app.handler", Code={"ZipFile": zip_of(V1)}, Publish=True)
     assert made["Version"] == "1", made

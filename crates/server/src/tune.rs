@@ -20,7 +20,7 @@ use stoke_scheduler::{InvokeRequest, InvokeTarget, Outcome};
 use stoke_store::{Store, TuneRecord};
 
 use crate::invoke::{InvokeFailure, Invoker};
-use crate::registry::{now_ms, PublishIf, Registry, RegistryError};
+use crate::registry::{now_ms, FunctionIf, Registry, RegistryError};
 use crate::stats::Statistics;
 
 pub use stoke_core::tune::TUNE_VERSION_PREFIX;
@@ -492,7 +492,7 @@ impl Tuner {
             }
             let Some(alias) = alias else { return Ok(Applied { memory_mb, version: None, alias: None }) };
             let description = Some(format!("stoke tune: {memory_mb} MB"));
-            let version = registry.publish(&acct, &name, description, &PublishIf::default())?.version;
+            let version = registry.publish(&acct, &name, description, &FunctionIf::default())?.version;
             let routing = AliasRouting {
                 version: version.version.to_string(),
                 additional_version: None,

@@ -18,7 +18,7 @@ use super::views::{
 };
 use super::{blocking, AppState};
 use crate::accounts::Caller;
-use crate::registry::PublishIf;
+use crate::registry::FunctionIf;
 
 /// Page size when the request gives none.
 const DEFAULT_PAGE: usize = 50;
@@ -208,7 +208,7 @@ pub async fn publish(
     let registry = s.registry.clone();
     let version = blocking(move || {
         let name = registry.parse_function_name(&caller.account.id, &function)?;
-        Ok(registry.publish(&caller.account.id, &name, req.description, &PublishIf::default())?.version)
+        Ok(registry.publish(&caller.account.id, &name, req.description, &FunctionIf::default())?.version)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(VersionView::from_record(&version, &s.region))))

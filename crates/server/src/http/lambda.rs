@@ -23,7 +23,7 @@ use stoke_store::{AliasRecord, FunctionRecord, VersionRecord};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
 use crate::error::Classified;
-use crate::registry::{AliasIf, PublishIf, RegistryError, Resolved};
+use crate::registry::{AliasIf, FunctionIf, RegistryError, Resolved};
 use crate::sigv4;
 
 /// A Lambda-style error: `x-amzn-ErrorType` names the exception; the body carries the message.
@@ -335,6 +335,8 @@ struct ConfigIn {
     package_type: Option<String>,
     architectures: Option<Vec<String>>,
     role: Option<String>,
+    /// Update only if the function is still at this revision (UpdateFunctionConfiguration).
+    revision_id: Option<String>,
 }
 
 impl ConfigIn {
@@ -498,11 +500,13 @@ async fn update_configuration(
     Path(name): Path<String>,
     req: Signed,
 ) -> LambdaResult<Json<Value>> {
-    let patch = req.json::<ConfigIn>()?.into_patch()?;
+    let input = req.json::<ConfigIn>()?;
+    let cond = FunctionIf { revision: function_revision(input.revision_id.as_deref())?, ..Default::default() };
+    let patch = input.into_patch()?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
-        Ok(configuration(&registry.update_config(&account, &name, patch)?, None, &region))
+        Ok(configuration(&registry.update_config_if(&account, &name, patch, &cond)?, None, &region))
     })
     .await?;
     Ok(Json(out))
@@ -514,16 +518,20 @@ struct UpdateCodeIn {
     zip_file: Option<String>,
     publish: Option<bool>,
     architectures: Option<Vec<String>>,
+    /// Update only if the function is still at this revision.
+    revision_id: Option<String>,
 }
 
 async fn update_code(State(s): State<AppState>, Path(name): Path<String>, req: Signed) -> LambdaResult<Json<Value>> {
     let input: UpdateCodeIn = req.json()?;
     check_architectures(input.architectures.as_deref())?;
     let code = zip_bytes(input.zip_file.as_deref(), "ZipFile")?;
+    let cond = FunctionIf { revision: function_revision(input.revision_id.as_deref())?, ..Default::default() };
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
-        let (f, version) = registry.update_code(&account, &name, &code, input.publish.unwrap_or(false))?;
+        let publish = input.publish.unwrap_or(false);
+        let (f, version) = registry.update_code_if(&account, &name, &code, publish, &cond)?;
         Ok(configuration(&f, version.as_ref(), &region))
     })
     .await?;
@@ -554,6 +562,8 @@ async fn delete_function(
 struct PublishIn {
     code_sha256: Option<String>,
     description: Option<String>,
+    /// Publish only if the function is still at this revision.
+    revision_id: Option<String>,
 }
 
 async fn publish_version(
@@ -562,10 +572,13 @@ async fn publish_version(
     req: Signed,
 ) -> LambdaResult<(StatusCode, Json<Value>)> {
     let input: PublishIn = req.json()?;
+    let cond = FunctionIf {
+        code_sha256: input.code_sha256.as_deref().map(sha_hex),
+        revision: function_revision(input.revision_id.as_deref())?,
+    };
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &name)?;
-        let cond = PublishIf { code_sha256: input.code_sha256.as_deref().map(sha_hex) };
         let p = registry.publish(&account, &name, input.description, &cond)?;
         Ok(configuration(&p.function, Some(&p.version), &region))
     })
@@ -612,6 +625,11 @@ struct AliasIn {
     routing_config: Option<RoutingIn>,
     /// Update only if the alias is still at this revision (the `RevisionId` read).
     revision_id: Option<String>,
+}
+
+/// The function revision a `RevisionId` stoke gave out names (the low 32 bits, its first 8 hex digits).
+fn function_revision(id: Option<&str>) -> LambdaResult<Option<u32>> {
+    id.map(alias_revision).transpose().map(|r| r.map(|r| u32::try_from(r).unwrap_or(u32::MAX)))
 }
 
 /// The alias revision a `RevisionId` stoke gave out names (its first 8 hex digits).

@@ -112,24 +112,32 @@ impl Resolved {
     }
 }
 
-/// What a publish requires of `$LATEST` (the Lambda API's `CodeSha256` on `PublishVersion`).
+/// What a change requires of a function: its code (`CodeSha256` on `PublishVersion`) and its revision (`RevisionId`
+/// on `PublishVersion`, `UpdateFunctionCode`, `UpdateFunctionConfiguration` and `DeleteFunction`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PublishIf {
+pub struct FunctionIf {
     /// The code's SHA-256, hex.
     pub code_sha256: Option<String>,
+    /// The function record's revision, as read (Lambda's `RevisionId` carries its low 32 bits).
+    pub revision: Option<u32>,
 }
 
-impl PublishIf {
+impl FunctionIf {
     fn check(&self, f: &FunctionRecord) -> Result<()> {
         let actual = f.code.as_ref().map_or("", |c| c.sha256.as_str());
-        match &self.code_sha256 {
-            Some(expected) if !expected.eq_ignore_ascii_case(actual) => {
-                Err(RegistryError::PreconditionFailed(format!(
-                    "the code of function {} changed: its SHA-256 is {actual}, the request expected {expected}; \
+        if let Some(expected) = self.code_sha256.as_ref().filter(|e| !e.eq_ignore_ascii_case(actual)) {
+            return Err(RegistryError::PreconditionFailed(format!(
+                "the code of function {} changed: its SHA-256 is {actual}, the request expected {expected}; \
                  read the function again and publish the code you checked",
-                    f.name
-                )))
-            }
+                f.name
+            )));
+        }
+        match self.revision {
+            Some(r) if u64::from(r) != f.revision & 0xffff_ffff => Err(RegistryError::PreconditionFailed(format!(
+                "function {} changed since the RevisionId the request gives was read; read the function again \
+                 (its RevisionId) and retry",
+                f.name
+            ))),
             _ => Ok(()),
         }
     }
@@ -583,6 +591,18 @@ impl Registry {
         name: &FunctionName,
         patch: ConfigPatch,
     ) -> Result<FunctionRecord> {
+        self.update_config_if(account, name, patch, &FunctionIf::default())
+    }
+
+    /// [`Registry::update_config`] if the function is still as `cond` requires (checked on the record the
+    /// update writes, which carries that record's revision).
+    pub fn update_config_if(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        patch: ConfigPatch,
+        cond: &FunctionIf,
+    ) -> Result<FunctionRecord> {
         if patch.is_empty() {
             return Err(ValidationError::new(
                 "configuration",
@@ -591,6 +611,7 @@ impl Registry {
             .into());
         }
         let mut f = self.load(account, name)?;
+        cond.check(&f)?;
         let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
         let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
         let mut config = patch.apply(&f.config);
@@ -619,7 +640,20 @@ impl Registry {
         code: &[u8],
         publish: bool,
     ) -> Result<(FunctionRecord, Option<VersionRecord>)> {
+        self.update_code_if(account, name, code, publish, &FunctionIf::default())
+    }
+
+    /// [`Registry::update_code`] if the function is still as `cond` requires.
+    pub fn update_code_if(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        code: &[u8],
+        publish: bool,
+        cond: &FunctionIf,
+    ) -> Result<(FunctionRecord, Option<VersionRecord>)> {
         let mut f = self.load(account, name)?;
+        cond.check(&f)?;
         let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
         let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
         let zip = archive::normalize(code, &self.archive_limits)?;
@@ -690,6 +724,14 @@ impl Registry {
 
     /// Deletes a function, its versions, aliases and archives.
     pub fn delete_function(&self, account: &AccountId, name: &FunctionName) -> Result<()> {
+        self.delete_function_if(account, name, &FunctionIf::default())
+    }
+
+    /// [`Registry::delete_function`] if the function is still as `cond` requires.
+    pub fn delete_function_if(&self, account: &AccountId, name: &FunctionName, cond: &FunctionIf) -> Result<()> {
+        if *cond != FunctionIf::default() {
+            cond.check(&self.load(account, name)?)?;
+        }
         if !self.functions.delete_function(account, name)? {
             return Err(not_found_function(name));
         }
@@ -706,7 +748,7 @@ impl Registry {
         account: &AccountId,
         name: &FunctionName,
         description: Option<String>,
-        cond: &PublishIf,
+        cond: &FunctionIf,
     ) -> Result<Published> {
         let mut f = self.load(account, name)?;
         cond.check(&f)?;

@@ -7,7 +7,7 @@ use stoke_core::{AccountId, ConfigPatch, FunctionName, LifecycleState, NodeLimit
 use stoke_store::archive::ArchiveLimits;
 use stoke_store::{CodeStore, ImageFiles, LayerFiles, SqliteStore, Store};
 
-use super::{PublishIf, Registry, RegistryError, RegistryFiles, RunningWork};
+use super::{FunctionIf, Registry, RegistryError, RegistryFiles, RunningWork};
 use crate::accounts::Accounts;
 use crate::fixtures::zip_of;
 
@@ -72,7 +72,7 @@ fn a_publish_whose_code_precondition_fails_publishes_nothing() {
     let f = registry();
     let (created, _) = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), false).unwrap();
     let sha = created.code.as_ref().expect("code").sha256.clone();
-    let stale = PublishIf { code_sha256: Some("00".repeat(32)) };
+    let stale = FunctionIf { code_sha256: Some("00".repeat(32)), ..Default::default() };
     let refused = f.registry.publish(&f.account, &name("f"), None, &stale);
     assert!(matches!(refused, Err(RegistryError::PreconditionFailed(_))), "{refused:?}");
     let after = f.registry.get_function(&f.account, &name("f")).unwrap();
@@ -81,14 +81,40 @@ fn a_publish_whose_code_precondition_fails_publishes_nothing() {
         &f.account,
         &name("f"),
         Some("first".into()),
-        &PublishIf { code_sha256: Some(sha.to_uppercase()) },
+        &FunctionIf { code_sha256: Some(sha.to_uppercase()), ..Default::default() },
     );
     let published = published.expect("the hash matches, in any case");
     assert_eq!((published.version.version, published.version.description.as_str()), (1, "first"));
     assert_eq!(published.function, f.registry.get_function(&f.account, &name("f")).unwrap());
     // $LATEST is that version now: publishing again answers it, and writes nothing.
-    let again = f.registry.publish(&f.account, &name("f"), None, &PublishIf::default()).unwrap();
+    let again = f.registry.publish(&f.account, &name("f"), None, &FunctionIf::default()).unwrap();
     assert_eq!((again.version.version, again.function.revision), (1, published.function.revision));
+}
+
+#[test]
+fn a_change_whose_revision_precondition_is_stale_changes_nothing() {
+    let f = registry();
+    let (created, _) = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), false).unwrap();
+    let low = |r: u64| u32::try_from(r & 0xffff_ffff).unwrap();
+    let stale = FunctionIf { revision: Some(low(created.revision) + 1), ..Default::default() };
+    let patch = || ConfigPatch { timeout_s: Some(9), ..Default::default() };
+    let refused = [
+        f.registry.update_config_if(&f.account, &name("f"), patch(), &stale).map(|_| ()),
+        f.registry.update_code_if(&f.account, &name("f"), &zip_of(V2), false, &stale).map(|_| ()),
+        f.registry.publish(&f.account, &name("f"), None, &stale).map(|_| ()),
+        f.registry.delete_function_if(&f.account, &name("f"), &stale),
+    ];
+    for r in refused {
+        assert!(matches!(r, Err(RegistryError::PreconditionFailed(_))), "{r:?}");
+    }
+    assert_eq!(f.registry.get_function(&f.account, &name("f")).unwrap(), created, "nothing was written");
+    // At the revision read, each goes through.
+    let current = FunctionIf { revision: Some(low(created.revision)), ..Default::default() };
+    let updated = f.registry.update_config_if(&f.account, &name("f"), patch(), &current).unwrap();
+    assert_eq!(updated.config.timeout_s, 9);
+    let at = FunctionIf { revision: Some(low(updated.revision)), ..Default::default() };
+    f.registry.delete_function_if(&f.account, &name("f"), &at).unwrap();
+    assert!(f.registry.get_function(&f.account, &name("f")).is_err());
 }
 
 #[test]
