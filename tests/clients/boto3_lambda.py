@@ -160,6 +160,20 @@ def main():
     assert out["ExecutedVersion"] == "2" and json.loads(out["Payload"].read())["v"] == 2
     assert [a["Name"] for a in lam.list_aliases(FunctionName="b3")["Aliases"]] == ["prod"]
 
+    # DeleteFunction with a Qualifier deletes one version: refused while an alias routes to it (409); $LATEST
+    # goes only with the function; a missing version is 404; a qualified ARN with the same Qualifier names
+    # the same version.
+    e = expect_error("ResourceConflictException", lam.delete_function, FunctionName="b3", Qualifier="2")
+    assert "prod" in e.response["Error"]["Message"], e.response
+    expect_error("InvalidParameterValueException", lam.delete_function, FunctionName="b3", Qualifier="$LATEST")
+    expect_error("ResourceNotFoundException", lam.delete_function, FunctionName="b3", Qualifier="99")
+    arn = lam.get_function_configuration(FunctionName="b3")["FunctionArn"]
+    lam.delete_function(FunctionName=arn + ":3", Qualifier="3")
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="b3")["Versions"]]
+    assert versions == ["$LATEST", "1", "2", "4"], versions
+    expect_error("ResourceNotFoundException", lam.invoke, FunctionName="b3", Qualifier="3")
+    expect_error("ResourceNotFoundException", lam.delete_function, FunctionName="b3", Qualifier="3")
+
     dry = lam.invoke(FunctionName="b3", InvocationType="DryRun")
     assert dry["StatusCode"] == 204, dry
 

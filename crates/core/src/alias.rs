@@ -14,6 +14,14 @@ pub struct AliasRouting {
     pub additional_weight: Option<f64>,
 }
 
+impl AliasRouting {
+    /// Whether the alias sends invocations to `version` (its primary or its additional version): such a
+    /// version cannot be deleted while the alias does.
+    pub fn routes_to(&self, version: &str) -> bool {
+        self.version == version || self.additional_version.as_deref() == Some(version)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct RoutingError {

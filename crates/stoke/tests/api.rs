@@ -135,10 +135,34 @@ fn publish_versions_and_aliases() {
     assert_eq!(rest["versions"][0]["version"], 2);
     assert!(rest["next_cursor"].is_null());
 
-    let (status, _) = s.call(s.req(Method::DELETE, "/v1/functions/f/aliases/prod"));
+    // One version goes only once no alias routes to it (prod routes to 1 and 2 now); bad numbers are named.
+    let delete = |path: &str| s.call(s.req(Method::DELETE, path));
+    let (status, body) = delete("/v1/functions/f/versions/2");
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("prod"), "{body}");
+    for bad in ["0", "latest", "$LATEST"] {
+        let (status, body) = delete(&format!("/v1/functions/f/versions/{bad}"));
+        assert_eq!((status, body["error"]["field"].as_str()), (400, Some("version")), "{bad}: {body}");
+    }
+    let (status, _) = delete("/v1/functions/f/aliases/prod");
     assert_eq!(status, 204);
     let (_, aliases) = s.get("/v1/functions/f/aliases");
     assert_eq!(aliases["aliases"].as_array().unwrap().len(), 0);
+    let (status, _) = delete("/v1/functions/f/versions/2");
+    assert_eq!(status, 204);
+    let (status, body) = delete("/v1/functions/f/versions/2");
+    assert_eq!(status, 404, "{body}");
+    let (_, left) = s.get("/v1/functions/f/versions");
+    let left: Vec<u64> = left["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(left, [1]);
+    // From the CLI: `stoke fn rm f:1`; an alias is no version.
+    let out = s.cli().args(["fn", "rm", "f:prod"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not prod"));
+    let out = s.cli().args(["fn", "rm", "f:1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1 of function f deleted"));
+    let (_, left) = s.get("/v1/functions/f/versions");
+    assert_eq!(left["versions"], json!([]));
 }
 
 #[test]

@@ -131,6 +131,14 @@ impl CodeStore {
         Ok(())
     }
 
+    /// Removes the archives of one version directory of a function (a deleted version).
+    pub fn remove_version(&self, account: &AccountId, function: &FunctionName, version_dir: &str) -> io::Result<()> {
+        match fs::remove_dir_all(self.dir(account, function, version_dir)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes all archives of a function.
     pub fn remove_function(&self, account: &AccountId, function: &FunctionName) -> io::Result<()> {
         match fs::remove_dir_all(self.root.join(account.as_str()).join(function.as_str())) {

@@ -45,6 +45,9 @@ pub enum StoreError {
     /// The record changed since it was read (optimistic concurrency).
     #[error("{0} was changed by another request; read it again and retry")]
     RevisionMismatch(String),
+    /// Other records depend on the one to remove (the sentence says which, and what to do).
+    #[error("{0}")]
+    InUse(String),
     /// The record does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
@@ -130,6 +133,21 @@ pub trait AccountStore {
     fn list_account_keys(&self) -> Result<Vec<(AccountRecord, AccountKeys)>>;
 }
 
+/// Refuses to delete `version` of `f` while one of its `aliases` routes to it (`InUse`, naming them).
+pub(crate) fn refuse_routed_version(aliases: &[AliasRecord], f: &FunctionRecord, version: u64) -> Result<()> {
+    let v = version.to_string();
+    let routing: Vec<&str> = aliases.iter().filter(|a| a.routing.routes_to(&v)).map(|a| a.name.as_str()).collect();
+    if routing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::InUse(format!(
+        "version {version} of function {} cannot be deleted: aliases route to it ({}); point them at another \
+         version first",
+        f.name,
+        routing.join(", ")
+    )))
+}
+
 /// Functions with their published versions and aliases: versions and aliases live and die with their
 /// function, and publishing changes a function and adds a version in one transaction.
 pub trait FunctionStore {
@@ -150,6 +168,10 @@ pub trait FunctionStore {
     /// Records a new version and the function's new state together.
     fn publish_version(&self, function: &FunctionRecord, expected_revision: u64, version: &VersionRecord)
         -> Result<()>;
+    /// Deletes published `version` and writes the function's new record (if its stored revision is still
+    /// `expected_revision`) in one step; `InUse` naming them while an alias routes to the version.
+    /// False if there is no such version.
+    fn delete_version(&self, function: &FunctionRecord, expected_revision: u64, version: u64) -> Result<bool>;
     fn get_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<Option<VersionRecord>>;
     fn list_versions(
         &self,

@@ -253,6 +253,10 @@ where
         self.inner.publish_version(&self.seal_function(function)?, expected_revision, &self.seal_version(version)?)
     }
 
+    fn delete_version(&self, function: &FunctionRecord, expected_revision: u64, version: u64) -> Result<bool> {
+        self.inner.delete_version(&self.seal_function(function)?, expected_revision, version)
+    }
+
     fn get_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<Option<VersionRecord>> {
         self.inner.get_version(account, name, version)?.map(|v| self.open_version(v)).transpose()
     }

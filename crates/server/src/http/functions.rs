@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{from_value, parse_json, ApiJson, ApiQuery, Body};
 use super::views::{
     AliasList, AliasPath, AliasView, CreateFunctionRequest, FunctionList, FunctionPath, FunctionRefPath, FunctionView,
-    PublishRequest, PutAliasRequest, VersionList, VersionView,
+    PublishRequest, PutAliasRequest, VersionList, VersionPath, VersionView,
 };
 use super::{blocking, AppState};
 use crate::accounts::Caller;
@@ -212,6 +212,32 @@ pub async fn publish(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(VersionView::from_record(&version, &s.region))))
+}
+
+/// Deletes a published version and its archive; refused (409) while an alias routes to it.
+#[utoipa::path(delete, path = "/v1/functions/{function}/versions/{version}", tag = "versions",
+    params(FunctionPath, VersionPath),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn delete_version(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((function, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let number = version.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!("version {version:?} is not a version number (1 or more); $LATEST goes only with the function"),
+        )
+        .with_field("version")
+    })?;
+    let registry = s.registry.clone();
+    blocking(move || {
+        let name = registry.parse_function_name(&caller.account.id, &function)?;
+        Ok(registry.delete_version(&caller.account.id, &name, number)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lists published versions, oldest first.

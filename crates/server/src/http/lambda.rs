@@ -545,13 +545,33 @@ async fn delete_function(
     req: Signed,
 ) -> LambdaResult<StatusCode> {
     let q: ListQuery = query(&uri)?;
-    if q.qualifier.is_some() {
-        return Err(LambdaError::invalid("deleting a single version is not supported; delete the whole function"));
-    }
+    // A qualified name (or ARN) and the Qualifier parameter name one version, as on AWS.
+    let wanted = reference(&name, q.qualifier.as_deref())?;
+    let qualifier = stoke_core::FunctionRef::parse(&wanted).map_err(|e| LambdaError::validation(e.0))?.qualifier;
+    let version = match qualifier {
+        None => None,
+        Some(stoke_core::Qualifier::Version(n)) => Some(n),
+        Some(stoke_core::Qualifier::Latest) => {
+            return Err(LambdaError::invalid("$LATEST version cannot be deleted without deleting the function."))
+        }
+        Some(stoke_core::Qualifier::Alias(a)) => {
+            return Err(LambdaError::invalid(format!(
+                "{a} is an alias: DeleteFunction deletes a function or one of its versions; delete an alias with \
+                 DeleteAlias"
+            )))
+        }
+    };
+    // The function itself: the name without a qualifier it carries.
+    let qualified = stoke_core::FunctionRef::parse(&name).is_ok_and(|r| r.qualifier.is_some());
+    let unqualified = if qualified { name.rsplit_once(':').map_or(name.as_str(), |(n, _)| n) } else { &name };
+    let unqualified = unqualified.to_string();
     let (registry, account) = (s.registry.clone(), req.caller.account.id);
     blocking(move || {
-        let name = registry.parse_function_name(&account, &name)?;
-        Ok(registry.delete_function(&account, &name)?)
+        let name = registry.parse_function_name(&account, &unqualified)?;
+        match version {
+            Some(n) => Ok(registry.delete_version(&account, &name, n)?),
+            None => Ok(registry.delete_function(&account, &name)?),
+        }
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 use crate::accounts::Accounts;
@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}", get(functions::get).patch(functions::update_config).delete(functions::delete))
         .route("/functions/{function}/code", put(functions::update_code).get(functions::download_code))
         .route("/functions/{function}/versions", get(functions::list_versions).post(functions::publish))
+        .route("/functions/{function}/versions/{version}", delete(functions::delete_version))
         .route("/functions/{function}/aliases", get(functions::list_aliases))
         .route(
             "/functions/{function}/aliases/{alias}",

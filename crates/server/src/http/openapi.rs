@@ -19,7 +19,7 @@ use super::{accounts, cluster, functions, invoke, layers, triggers, tune, workfl
     paths(
         accounts::whoami, accounts::list, accounts::create, accounts::node, cluster::list,
         functions::create, functions::list, functions::get, functions::update_config, functions::delete,
-        functions::update_code, functions::download_code, functions::publish, functions::list_versions,
+        functions::update_code, functions::download_code, functions::publish, functions::list_versions, functions::delete_version,
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,
         functions::block, functions::unblock, functions::retire,
         invoke::invoke, invoke::instances, invoke::logs,

@@ -277,6 +277,15 @@ pub struct FunctionRefPath {
     pub function: String,
 }
 
+/// `{version}` of a function's published version.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct VersionPath {
+    /// The version number (from 1).
+    #[param(minimum = 1)]
+    pub version: u64,
+}
+
 /// `{alias}` of a function's alias.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -71,6 +71,7 @@ impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            StoreError::InUse(why) => Self::Conflict(why),
             StoreError::NotFound(what) => Self::NotFound(format!("{what} does not exist")),
             StoreError::RevisionMismatch(_) => Self::ConcurrentModification(e.to_string()),
             other => Self::Store(other),
@@ -737,6 +738,28 @@ impl Registry {
         }
         self.changed(account, name, true);
         self.code.remove_function(account, name)?;
+        Ok(())
+    }
+
+    /// Deletes published `version` of a function (Lambda's `DeleteFunction` with a version `Qualifier`): its
+    /// record and its archive. Refused while an alias routes to it; `$LATEST` goes only with the function.
+    /// When `$LATEST` was that version, it is unpublished again (the next publish makes a new version).
+    pub fn delete_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<()> {
+        let mut f = self.load(account, name)?;
+        let rev = f.revision;
+        if f.latest_published == Some(version) {
+            f.latest_published = None;
+            if f.state == LifecycleState::Published {
+                f.state = LifecycleState::Latest;
+            }
+        }
+        f.revision += 1;
+        f.modified_ms = now_ms();
+        if !self.functions.delete_version(&f, rev, version)? {
+            return Err(RegistryError::NotFound(format!("function {name} has no version {version}")));
+        }
+        self.changed(account, name, true);
+        self.code.remove_version(account, name, &version.to_string())?;
         Ok(())
     }
 

@@ -118,6 +118,24 @@ fn a_change_whose_revision_precondition_is_stale_changes_nothing() {
 }
 
 #[test]
+fn deleting_the_version_latest_equals_unpublishes_latest_and_removes_its_archive() {
+    let f = registry();
+    let (created, _) = f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true).unwrap();
+    assert_eq!((created.latest_published, created.state), (Some(1), LifecycleState::Published));
+    assert!(f.registry.read_code(&f.account, "f:1").is_ok());
+    f.registry.delete_version(&f.account, &name("f"), 1).unwrap();
+    let after = f.registry.get_function(&f.account, &name("f")).unwrap();
+    assert_eq!((after.latest_published, after.state, after.last_version), (None, LifecycleState::Latest, 1));
+    assert!(matches!(f.registry.read_code(&f.account, "f:1"), Err(RegistryError::NotFound(_))));
+    assert!(f.registry.read_code(&f.account, "f").is_ok(), "$LATEST keeps its code");
+    // The next publish is a new number: numbers are not reused.
+    let again = f.registry.publish(&f.account, &name("f"), None, &FunctionIf::default()).unwrap();
+    assert_eq!(again.version.version, 2);
+    let missing = f.registry.delete_version(&f.account, &name("f"), 1);
+    assert!(matches!(missing, Err(RegistryError::NotFound(_))), "{missing:?}");
+}
+
+#[test]
 fn new_code_published_with_its_update_is_one_version_and_the_same_code_is_not_published_twice() {
     let f = registry();
     f.registry.create_function(&f.account, "f", python(), &zip_of(V1), true).unwrap();

@@ -64,7 +64,8 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Delete a function with all its versions and aliases.
+    /// Delete a function with all its versions and aliases; NAME:N deletes only published version N
+    /// (refused while an alias routes to it).
     Rm { name: String },
     /// Publish $LATEST as a new immutable version.
     Publish {
@@ -393,12 +394,22 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 }
             }
         }
-        Command::Rm { name } => {
-            client.send(client.request(Method::DELETE, &fn_path(&name, "")))?;
-            if global.output == Format::Table {
-                println!("function {name} deleted");
+        Command::Rm { name } => match stoke_core::FunctionRef::parse(&name).ok().and_then(|r| r.qualifier) {
+            Some(stoke_core::Qualifier::Version(n)) => {
+                let function = name.rsplit_once(':').map_or(name.as_str(), |(f, _)| f);
+                client.send(client.request(Method::DELETE, &fn_path(function, &format!("/versions/{n}"))))?;
+                if global.output == Format::Table {
+                    println!("version {n} of function {function} deleted");
+                }
             }
-        }
+            Some(q) => bail!("{name}: rm deletes a function or one version of it (NAME:N), not {q}"),
+            None => {
+                client.send(client.request(Method::DELETE, &fn_path(&name, "")))?;
+                if global.output == Format::Table {
+                    println!("function {name} deleted");
+                }
+            }
+        },
         Command::Publish { name, description } => {
             let req =
                 client.request(Method::POST, &fn_path(&name, "/versions")).json(&json!({ "description": description }));

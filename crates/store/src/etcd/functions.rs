@@ -134,6 +134,37 @@ impl FunctionStore for EtcdStore {
         self.write_function(f, expected_revision, &[(self.version_key(v), super::encode(v)?)])
     }
 
+    fn delete_version(&self, f: &FunctionRecord, expected_revision: u64, version: u64) -> Result<bool> {
+        let key = self.function_key(&f.account, &f.name);
+        let (a, n) = (f.account.as_str(), f.name.as_str());
+        let version_key = self.keys.key(&["versions", a, n, &num(version)]);
+        let aliases = self.keys.under(&["aliases", a, n]);
+        let what = || format!("function {}", f.name);
+        self.retry(what, || {
+            let Some(stored) = self.get::<FunctionRecord>(&key)? else {
+                return Err(StoreError::NotFound(what()));
+            };
+            if stored.value.revision != expected_revision {
+                return Err(StoreError::RevisionMismatch(what()));
+            }
+            let Some(v) = self.get::<serde_json::Value>(&version_key)? else {
+                return Ok(Some(false));
+            };
+            // An alias made to route to the version after this read fails the commit.
+            let (routes, revision) = self.list::<AliasRecord>(&aliases)?;
+            let routes: Vec<AliasRecord> = routes.into_iter().map(|r| r.value).collect();
+            crate::refuse_routed_version(&routes, f, version)?;
+            let mut next = f.clone();
+            next.created_ms = stored.value.created_ms;
+            let when = vec![
+                unchanged(&key, stored.mod_revision),
+                unchanged(&version_key, v.mod_revision),
+                none_changed_since(&aliases, revision),
+            ];
+            Ok(self.commit(when, vec![put(&key, &next)?, delete(&version_key)])?.then_some(true))
+        })
+    }
+
     fn get_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<Option<VersionRecord>> {
         let key = self.keys.key(&["versions", account.as_str(), name.as_str(), &num(version)]);
         Ok(self.get(&key)?.map(|r: Read<VersionRecord>| r.value))

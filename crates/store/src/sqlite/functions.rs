@@ -155,6 +155,46 @@ impl FunctionStore for SqliteStore {
         })
     }
 
+    fn delete_version(&self, f: &FunctionRecord, expected_revision: u64, version: u64) -> Result<bool> {
+        self.write(|tx| {
+            // The function as read first (as every backend answers), then the version.
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT revision FROM functions WHERE account_id = ?1 AND name = ?2",
+                    params![f.account.as_str(), f.name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let what = || format!("function {}", f.name);
+            match stored {
+                None => return Err(StoreError::NotFound(what())),
+                Some(r) if r != expected_revision as i64 => return Err(StoreError::RevisionMismatch(what())),
+                Some(_) => {}
+            }
+            let keys = params![f.account.as_str(), f.name.as_str(), version as i64];
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM versions WHERE account_id = ?1 AND function_name = ?2 AND version = ?3)
+                 AS found",
+                keys,
+                |r| r.get("found"),
+            )?;
+            if !exists {
+                return Ok(false);
+            }
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {ALIAS_COLS} FROM aliases WHERE account_id = ?1 AND function_name = ?2 ORDER BY name"
+            ))?;
+            let aliases = stmt
+                .query_map(params![f.account.as_str(), f.name.as_str()], alias_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            drop(stmt);
+            crate::refuse_routed_version(&aliases, f, version)?;
+            write_function(tx, f, expected_revision)?;
+            tx.execute("DELETE FROM versions WHERE account_id = ?1 AND function_name = ?2 AND version = ?3", keys)?;
+            Ok(true)
+        })
+    }
+
     fn get_version(&self, account: &AccountId, name: &FunctionName, version: u64) -> Result<Option<VersionRecord>> {
         let conn = self.lock();
         Ok(conn

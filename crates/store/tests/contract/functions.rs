@@ -206,6 +206,43 @@ pub fn publish_moves_the_function_and_adds_a_version(s: &dyn Store) {
     assert_eq!(s.get_function(&a, &missing.name).unwrap(), None);
 }
 
+/// Deleting a version removes it and writes the function in one step, at the revision read; never while
+/// an alias routes to it (primary or additional version); a version that is not there is `false`.
+pub fn delete_version_guards_its_aliases_and_the_revision(s: &dyn Store) {
+    let a = account(s, 263);
+    let mut f = function(&a, "f");
+    s.insert_function(&f).unwrap();
+    for _ in 1..=3 {
+        f = publish(s, &f);
+    }
+    s.put_alias(&alias(&f, "live", "1"), None).unwrap();
+    let mut canary = alias(&f, "canary", "3");
+    canary.routing.additional_version = Some("2".into());
+    canary.routing.additional_weight = Some(0.1);
+    s.put_alias(&canary, None).unwrap();
+    let mut next = f.clone();
+    next.revision += 1;
+    for routed in [1, 2, 3] {
+        let refused = s.delete_version(&next, f.revision, routed);
+        assert!(matches!(&refused, Err(StoreError::InUse(why)) if why.contains("cannot be deleted")), "{refused:?}");
+        assert!(s.get_version(&a, &f.name, routed).unwrap().is_some(), "version {routed} stays");
+    }
+    assert_eq!(s.get_function(&a, &f.name).unwrap(), Some(f.clone()), "a refused delete writes nothing");
+    s.delete_alias(&a, &f.name, "canary").unwrap();
+    expect_revision_mismatch(s.delete_version(&next, f.revision - 1, 3));
+    assert!(s.get_version(&a, &f.name, 3).unwrap().is_some(), "a stale delete removes nothing");
+    assert!(s.delete_version(&next, f.revision, 3).unwrap());
+    assert_eq!(s.get_version(&a, &f.name, 3).unwrap(), None);
+    assert_eq!(s.get_function(&a, &f.name).unwrap(), Some(next.clone()), "the function moved with the delete");
+    let numbers: Vec<u64> = s.list_versions(&a, &f.name, None, 10).unwrap().iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2]);
+    let mut after = next.clone();
+    after.revision += 1;
+    assert!(!s.delete_version(&after, next.revision, 3).unwrap(), "version 3 is gone already");
+    assert!(!s.delete_version(&after, next.revision, 9).unwrap(), "there never was a version 9");
+    expect_not_found(s.delete_version(&function(&a, "nope"), 1, 1));
+}
+
 /// Versions list in ascending number, each page strictly after `after`, at most `limit` long.
 pub fn list_versions_pages_by_number(s: &dyn Store) {
     let (a, b) = (account(s, 271), account(s, 272));
@@ -530,6 +567,7 @@ contract!(
     functions_are_found_by_state_across_accounts,
     insert_published_function_writes_both_or_neither,
     publish_moves_the_function_and_adds_a_version,
+    delete_version_guards_its_aliases_and_the_revision,
     list_versions_pages_by_number,
     aliases_create_replace_list_delete,
     delete_function_takes_its_records_along,
