@@ -131,6 +131,13 @@ pub enum Count {
     Path(DataPath),
 }
 
+/// `ToleratedFailurePercentage`: a number from 0 to 100, fractions allowed, or a path to one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Percentage {
+    Fixed(f64),
+    Path(DataPath),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapState {
     pub processor: Machine,
@@ -139,7 +146,7 @@ pub struct MapState {
     /// 0 is unlimited.
     pub max_concurrency: Count,
     pub tolerated_failure_count: Option<Count>,
-    pub tolerated_failure_percentage: Option<Count>,
+    pub tolerated_failure_percentage: Option<Percentage>,
     pub processing: Processing,
 }
 
@@ -763,16 +770,24 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     };
     let max_concurrency = count(f, "MaxConcurrency", "MaxConcurrencyPath").unwrap_or(Count::Fixed(0));
     let tolerated_failure_count = count(f, "ToleratedFailureCount", "ToleratedFailureCountPath");
-    let tolerated_failure_percentage = count(f, "ToleratedFailurePercentage", "ToleratedFailurePercentagePath");
-    if let Some(Count::Fixed(p)) = tolerated_failure_percentage {
-        if p > 100 {
-            f.problem(
-                codes::SCHEMA,
-                "ToleratedFailurePercentage",
-                format!("ToleratedFailurePercentage is 0 to 100, got {p}"),
-            );
+    let tolerated_failure_percentage = if f.has("ToleratedFailurePercentagePath") {
+        f.data_path("ToleratedFailurePercentagePath").map(Percentage::Path)
+    } else {
+        match f.get("ToleratedFailurePercentage").cloned() {
+            None => None,
+            Some(v) => match v.as_f64().filter(|p| (0.0..=100.0).contains(p)) {
+                Some(p) => Some(Percentage::Fixed(p)),
+                None => {
+                    f.problem(
+                        codes::SCHEMA,
+                        "ToleratedFailurePercentage",
+                        format!("ToleratedFailurePercentage is a number from 0 to 100 (fractions allowed), got {v}"),
+                    );
+                    None
+                }
+            },
         }
-    }
+    };
     let processor_field = if f.has("Iterator") { "Iterator" } else { "ItemProcessor" };
     let Some(map) = f.get(processor_field).and_then(Value::as_object) else {
         f.problem(

@@ -2,7 +2,7 @@
 //! fail, wait, run a task, fork branches, map items) and [`finish`] turns the effect's result into the
 //! state's output and next state, applying Retry-free Catch and the input/output processing order.
 
-use crate::definition::{Count, Processing, Resource, Seconds, State, StateKind, Text, Wait};
+use crate::definition::{Count, Percentage, Processing, Resource, Seconds, State, StateKind, Text, Wait};
 use crate::intrinsic::{Entropy, Scope};
 use crate::path::{kind, Path};
 use crate::retry::find_catcher;
@@ -21,21 +21,26 @@ pub struct Context {
     pub state_machine_name: String,
     pub state_name: String,
     pub state_entered_time: String,
-    pub retry_count: u32,
+    /// Of the states that retry (Task, Parallel, Map): the attempt, from 0. Other states have none.
+    pub retry_count: Option<u32>,
     /// `$$.Map.Item` inside a Map's ItemSelector: (index, value).
     pub map_item: Option<(usize, Value)>,
 }
 
 impl Context {
-    /// The `$$` document.
+    /// The `$$` document, with the fields Step Functions gives (recorded against AWS): `RedriveCount` 0 (an
+    /// execution is never redriven here), `State.RetryCount` only in the states that retry, no `Task` (it
+    /// carries a task token, which no state here waits for).
     pub fn to_value(&self) -> Value {
         let mut v = json!({
-            "Execution": {"Id": self.execution_id, "Name": self.execution_name, "Input": self.execution_input,
-                          "StartTime": self.execution_start_time, "RoleArn": ""},
+            "Execution": {"Id": self.execution_id, "Input": self.execution_input, "StartTime": self.execution_start_time,
+                          "Name": self.execution_name, "RoleArn": "", "RedriveCount": 0},
             "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
-            "State": {"Name": self.state_name, "EnteredTime": self.state_entered_time, "RetryCount": self.retry_count},
-            "Task": {"Token": ""},
+            "State": {"Name": self.state_name, "EnteredTime": self.state_entered_time},
         });
+        if let Some(n) = self.retry_count {
+            v["State"]["RetryCount"] = json!(n);
+        }
         if let Some((index, value)) = &self.map_item {
             v["Map"] = json!({"Item": {"Index": index, "Value": value}});
         }
@@ -123,16 +128,45 @@ fn text(t: &Option<Text>, raw: &Value, ctx: &Value, entropy: &mut dyn Entropy) -
     }
 }
 
+/// A value as Step Functions quotes it in a cause: a string's text, anything else as JSON.
+fn quoted(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// A Map's count (`MaxConcurrency`, `ToleratedFailureCount`); a path's value must be a non-negative
+/// integer. The causes are Step Functions' sentences (recorded against AWS).
 fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Failure> {
-    match c {
-        Count::Fixed(n) => Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
-        Count::Path(p) => match p.get(input, ctx) {
-            Ok(v) => v
-                .as_u64()
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-                .ok_or_else(|| runtime(format!("{field} path {} selects {v}, not a non-negative integer", p.path))),
-            Err(e) => Err(runtime(e.0)),
-        },
+    let p = match c {
+        Count::Fixed(n) => return Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
+        Count::Path(p) => p,
+    };
+    let v = p.get(input, ctx).map_err(|e| runtime(e.0))?;
+    match (v.as_u64(), v.as_i64()) {
+        (Some(n), _) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        (None, Some(_)) => Err(runtime(format!("{field} cannot be negative."))),
+        _ => Err(runtime(format!(
+            "The {field}Path field refers to value \"{}\" which is not a valid integer: {}",
+            quoted(&v),
+            p.path
+        ))),
+    }
+}
+
+/// `ToleratedFailurePercentage`: from 0 to 100, fractions allowed.
+fn percentage(c: &Percentage, input: &Value, ctx: &Value) -> Result<f64, Failure> {
+    let p = match c {
+        Percentage::Fixed(x) => return Ok(*x),
+        Percentage::Path(p) => p,
+    };
+    let v = p.get(input, ctx).map_err(|e| runtime(e.0))?;
+    match v.as_f64() {
+        Some(x) if (0.0..=100.0).contains(&x) => Ok(x),
+        Some(_) => Err(runtime("ToleratedFailurePercentage must be between 0 and 100.".into())),
+        None => Err(runtime(format!(
+            "The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {}",
+            quoted(&v),
+            p.path
+        ))),
     }
 }
 
@@ -313,12 +347,13 @@ fn enter_inner(
             }
             let max_concurrency = count(&m.max_concurrency, &input, &ctx, "MaxConcurrency")?;
             let by_count = m.tolerated_failure_count.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailureCount"));
-            let by_pct =
-                m.tolerated_failure_percentage.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailurePercentage"));
+            let by_pct = m.tolerated_failure_percentage.as_ref().map(|c| percentage(c, &input, &ctx));
             let tolerated = match (by_count.transpose()?, by_pct.transpose()?) {
                 (None, None) => None,
                 (c, p) => {
-                    let from_pct = p.map(|p| shaped.len() * p.min(100) / 100);
+                    // The failures a percentage tolerates: the whole ones within it (10 items at 15%: 1).
+                    let from_pct =
+                        p.map(|p| stoke_core::num::saturate_usize((shaped.len() as f64 * p / 100.0).floor()));
                     Some(c.unwrap_or(0).max(from_pct.unwrap_or(0)))
                 }
             };

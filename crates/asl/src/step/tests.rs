@@ -13,7 +13,7 @@ fn context(state: &str) -> Context {
         state_machine_name: "sm".into(),
         state_name: state.into(),
         state_entered_time: "2024-01-01T00:00:00.000Z".into(),
-        retry_count: 0,
+        retry_count: Some(0),
         map_item: None,
     }
 }
@@ -220,4 +220,55 @@ fn function_errors_become_asl_errors() {
     assert_eq!(f.error, "ValueError");
     assert!(f.cause.contains("\"errorMessage\":\"bad\""));
     assert_eq!(function_error(&json!("oops")).error, "Lambda.Unknown");
+}
+
+/// A Map's counts from paths: Step Functions' causes (recorded against AWS), and a fractional percentage.
+#[test]
+fn map_counts_from_paths_fail_as_step_functions_says() {
+    let map = |extra: Value| {
+        let mut m = json!({"Type": "Map", "ItemsPath": "$.xs", "End": true,
+            "ItemProcessor": {"StartAt": "Inner", "States": {"Inner": {"Type": "Succeed"}}}});
+        for (k, v) in extra.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        state(m)
+    };
+    let cause = |s: &State, input: Value| match enter_with(s, input) {
+        Entry::Failed(f) if f.error == "States.Runtime" => f.cause,
+        other => panic!("{other:?}"),
+    };
+    let s = map(json!({"MaxConcurrencyPath": "$.MaxConcurrencyValue"}));
+    assert_eq!(
+        cause(&s, json!({"xs": [1], "MaxConcurrencyValue": "NoNumber"})),
+        "The MaxConcurrencyPath field refers to value \"NoNumber\" which is not a valid integer: $.MaxConcurrencyValue"
+    );
+    let s = map(json!({"ToleratedFailureCountPath": "$.ToleratedFailureCount"}));
+    assert_eq!(
+        cause(&s, json!({"xs": [1], "ToleratedFailureCount": {}})),
+        "The ToleratedFailureCountPath field refers to value \"{}\" which is not a valid integer: $.ToleratedFailureCount"
+    );
+    assert_eq!(cause(&s, json!({"xs": [1], "ToleratedFailureCount": -1})), "ToleratedFailureCount cannot be negative.");
+    let s = map(json!({"ToleratedFailurePercentagePath": "$.p"}));
+    assert_eq!(
+        cause(&s, json!({"xs": [1], "p": "NoNumber"})),
+        "The ToleratedFailurePercentagePath field refers to value \"NoNumber\" which is not a valid float: $.p"
+    );
+    for bad in [json!(-1), json!(-1.1), json!(100.1)] {
+        assert_eq!(cause(&s, json!({"xs": [1], "p": bad})), "ToleratedFailurePercentage must be between 0 and 100.");
+    }
+    // A fraction is allowed: 15.5% of 10 items tolerates 1 failure (the whole ones within it).
+    let xs: Vec<u32> = (0..10).collect();
+    match enter_with(&s, json!({"xs": xs, "p": 15.5})) {
+        Entry::Map { tolerated_failures, .. } => assert_eq!(tolerated_failures, Some(1)),
+        other => panic!("{other:?}"),
+    }
+    let over = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ToleratedFailurePercentage": 100.1,
+        "ItemProcessor": {"StartAt": "Inner", "States": {"Inner": {"Type": "Succeed"}}}}}});
+    let problems = Definition::parse(&over).unwrap_err();
+    assert!(problems.iter().any(|p| p.message.contains("from 0 to 100")), "{problems:?}");
+    let s = map(json!({"ToleratedFailurePercentage": 25.5}));
+    match enter_with(&s, json!({"xs": xs})) {
+        Entry::Map { tolerated_failures, .. } => assert_eq!(tolerated_failures, Some(2)),
+        other => panic!("{other:?}"),
+    }
 }

@@ -307,7 +307,8 @@ impl Run {
             state_machine_name: self.record.workflow.clone(),
             state_name: state.name.clone(),
             state_entered_time: format_rfc3339(entered_ms),
-            retry_count,
+            retry_count: matches!(state.kind, StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_))
+                .then_some(retry_count),
             map_item: None,
         }
     }
