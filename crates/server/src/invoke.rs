@@ -224,8 +224,9 @@ impl Invoker {
         Ok(id)
     }
 
-    /// Another node queued an Event invocation: look at the queue now rather than at the next poll.
-    pub fn events_queued_elsewhere(&self) {
+    /// An Event invocation was queued other than by this invoker (by another node, or a redrive): look at
+    /// the queue now rather than at the next poll.
+    pub fn events_queued(&self) {
         self.events_ready.notify_one();
     }
 

@@ -562,7 +562,7 @@ fn watch_cluster(
     let on_change = Arc::new(move |aggregate: &str| {
         if aggregate == "event-queue" {
             if let Some(i) = invoker.upgrade() {
-                i.events_queued_elsewhere();
+                i.events_queued();
             }
         } else if aggregate == "accounts" {
             if let Some(a) = accounts.upgrade() {
@@ -621,7 +621,7 @@ fn take_over_lost_work(
                 Ok(Ok((requeued, resumed))) => {
                     if requeued > 0 {
                         if let Some(i) = invoker.upgrade() {
-                            i.events_queued_elsewhere();
+                            i.events_queued();
                         }
                     }
                     if let Err(e) = resumed {

@@ -57,6 +57,8 @@ pub enum Command {
     Function(commands::function::Args),
     /// Run a function and print what it returned.
     Invoke(commands::invoke::InvokeArgs),
+    /// Event invocations that failed after their retries: list, show, redrive, purge.
+    Events(commands::events::Args),
     /// Show the nodes of the cluster: state (live, gone), address, capacity and load (admin only).
     Nodes(commands::nodes::Args),
     /// Show running instances and their states.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Function(args) => commands::function::run(&cli.global, args),
         Command::Invoke(args) => commands::invoke::invoke(&cli.global, args),
         Command::Nodes(args) => commands::nodes::run(&cli.global, args),
+        Command::Events(args) => commands::events::run(&cli.global, args),
         Command::Instances(args) => commands::invoke::instances(&cli.global, args),
         Command::Logs(args) => commands::invoke::logs(&cli.global, args),
         Command::Alias(args) => commands::alias::run(&cli.global, args),

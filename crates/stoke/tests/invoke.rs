@@ -637,3 +637,89 @@ fn an_instances_runtime_api_serves_only_that_instances_processes() {
     assert_eq!(after.status, 200, "{}", after.body);
     assert_eq!(after.instance(), first.instance(), "the instance kept working");
 }
+
+/// Sends `event` to `function` as an Event invocation through the Lambda API; its request id.
+fn send_event(s: &TestServer, function: &str, event: &Value) -> String {
+    let req = s
+        .http_plain(Method::POST, &format!("/2015-03-31/functions/{function}/invocations"))
+        .header("X-Amz-Invocation-Type", "Event")
+        .json(event);
+    let resp = sign_lambda(s, req, event).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    resp.headers()["x-amzn-requestid"].to_str().unwrap().to_string()
+}
+
+fn failed_ids(s: &TestServer) -> Vec<String> {
+    let (status, list) = s.get("/v1/events/failed");
+    assert_eq!(status, 200, "{list}");
+    list["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn event_invocations_that_fail_after_their_retries_wait_in_the_failed_event_store() {
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    // Fails until a file on the host exists (the process sandbox lets it look).
+    let src = "import os\ndef handler(e, c):\n    if not os.path.exists(e['ok']):\n        raise ValueError('not yet')\n    return {'ran': c.aws_request_id}\n";
+    python_fn(&s, "picky", src, json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok");
+    let event = json!({ "ok": ok });
+    let (first, second) = (send_event(&s, "picky", &event), send_event(&s, "picky", &event));
+    // Three attempts each (Lambda's two retries), then they wait in the failed-event store.
+    until("both events to fail", || failed_ids(&s).len() == 2);
+    let mut expected = vec![first.clone(), second.clone()];
+    expected.sort();
+    assert_eq!(failed_ids(&s), expected, "listed by id");
+    let (status, e) = s.get(&format!("/v1/events/{first}"));
+    assert_eq!(status, 200, "{e}");
+    assert_eq!((&e["state"], &e["attempts"], &e["error_type"]), (&json!("failed"), &json!(3), &json!("ValueError")));
+    assert_eq!((&e["function"], &e["payload"]), (&json!("picky"), &event), "{e}");
+    assert_eq!(e["result"]["errorMessage"], "not yet", "{e}");
+
+    // Only a failed one is redriven or deleted; another account's or an unknown one is not found.
+    let (status, _) = s.call(s.req(Method::DELETE, &format!("/v1/events/{second}")));
+    assert_eq!(status, 204);
+    let (status, body) = s.get(&format!("/v1/events/{second}"));
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = s.post("/v1/events/nope/redrive", json!({}));
+    assert_eq!(status, 404);
+    let (key, _) = s.new_account("other");
+    let (status, _) = s.call(s.req_as(&key, Method::POST, &format!("/v1/events/{first}/redrive")));
+    assert_eq!(status, 404, "another account's event is not found");
+
+    // Fixed: a redrive runs it again, under the same request id, and it succeeds.
+    std::fs::write(&ok, "").unwrap();
+    let (status, back) = s.post(&format!("/v1/events/{first}/redrive"), json!({}));
+    assert_eq!((status, &back["state"], &back["attempts"]), (200, &json!("queued"), &json!(0)), "{back}");
+    until("the redriven event to succeed", || s.get(&format!("/v1/events/{first}")).1["state"] == "succeeded");
+    let (_, done) = s.get(&format!("/v1/events/{first}"));
+    assert_eq!(done["result"], json!({"ran": first}), "{done}");
+    assert!(failed_ids(&s).is_empty());
+    let (status, body) = s.post(&format!("/v1/events/{first}/redrive"), json!({}));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+
+    // From the CLI: list, redrive all, purge all.
+    std::fs::remove_file(&ok).unwrap();
+    let third = send_event(&s, "picky", &event);
+    until("the third event to fail", || failed_ids(&s) == [third.clone()]);
+    let cli = |args: &[&str]| {
+        let out = s.cli().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["events", "failed", "ls"]);
+    assert!(listed.contains(&third) && listed.contains("ValueError"), "{listed}");
+    assert!(cli(&["events", "failed", "show", &third]).contains("not yet"));
+    assert!(cli(&["events", "failed", "redrive", "--all"]).contains("1 failed event invocation(s) queued again"));
+    until("the redriven event to fail again", || failed_ids(&s) == [third.clone()]);
+    assert!(cli(&["events", "failed", "purge", "--all"]).contains("1 failed event invocation(s) deleted"));
+    assert!(cli(&["events", "failed", "ls"]).contains("no failed event invocations"));
+}

@@ -288,6 +288,24 @@ pub trait EventStore {
     /// After a crash: events that were running go back to the queue (at-least-once delivery); on a shared
     /// store, those this node had claimed.
     fn requeue_running_events(&self) -> Result<usize>;
+    /// An account's failed events (the failed-event store) in id order, after `after`, at most `limit`.
+    fn failed_events(&self, account: &AccountId, after: Option<&str>, limit: usize) -> Result<Vec<EventRecord>>;
+    /// Puts a failed event back in the queue, due at `now_ms`, with its attempts counted afresh and its
+    /// last outcome cleared; `None` if it is not (or no longer) failed.
+    fn redrive_event(&self, id: &str, now_ms: i64) -> Result<Option<EventRecord>>;
+    /// Deletes a failed event; false if it is not (or no longer) failed.
+    fn delete_failed_event(&self, id: &str) -> Result<bool>;
+}
+
+/// A failed event as a redrive queues it again: due at `now_ms`, attempts counted afresh.
+pub(crate) fn redriven(mut e: EventRecord, now_ms: i64) -> EventRecord {
+    e.state = EventState::Queued;
+    e.attempts = 0;
+    e.next_attempt_ms = now_ms;
+    e.error_type = None;
+    e.result = None;
+    e.finished_ms = None;
+    e
 }
 
 /// Learned statistics, opaque to the store, kept across restarts.

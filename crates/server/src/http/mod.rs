@@ -5,6 +5,7 @@ mod accounts;
 pub mod cluster;
 mod drain;
 pub mod error;
+pub mod events;
 pub mod extract;
 mod functions;
 pub mod invoke;
@@ -70,6 +71,10 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}/code", put(functions::update_code).get(functions::download_code))
         .route("/functions/{function}/versions", get(functions::list_versions).post(functions::publish))
         .route("/functions/{function}/versions/{version}", delete(functions::delete_version))
+        .route("/events/failed", get(events::list_failed).delete(events::purge))
+        .route("/events/failed/redrive", post(events::redrive_all))
+        .route("/events/{id}", get(events::get).delete(events::delete))
+        .route("/events/{id}/redrive", post(events::redrive))
         .route("/functions/{function}/aliases", get(functions::list_aliases))
         .route(
             "/functions/{function}/aliases/{alias}",

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{KnownFormat, Object, ObjectBuilder, PathItem, RefOr, Required, Schema, SchemaFormat, Type};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, cluster, functions, invoke, layers, triggers, tune, workflows};
+use super::{accounts, cluster, events, functions, invoke, layers, triggers, tune, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{accounts, cluster, functions, invoke, layers, triggers, tune, workfl
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,
         functions::block, functions::unblock, functions::retire,
         invoke::invoke, invoke::instances, invoke::logs,
+        events::list_failed, events::get, events::redrive, events::redrive_all, events::delete, events::purge,
         triggers::create_url, triggers::list_urls, triggers::get_url, triggers::patch_url, triggers::delete_url,
         triggers::create_route, triggers::list_routes, triggers::get_route, triggers::patch_route,
         triggers::delete_route,

@@ -423,6 +423,82 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(format!("event invocation {id} does not exist in your account")))
     }
 
+    /// The caller's failed Event invocations (the failed-event store), a page after `cursor`, and the
+    /// cursor of the next page.
+    pub fn failed_events(
+        &self,
+        account: &AccountId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<EventRecord>, Option<String>)> {
+        check_limit(limit)?;
+        let mut page = self.store.failed_events(account, cursor, limit + 1)?;
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// The caller's failed event `id`; `Conflict` naming its state when it is not failed.
+    fn failed_event(&self, account: &AccountId, id: &str) -> Result<EventRecord> {
+        let e = self.get_event(account, id)?;
+        if e.state != EventState::Failed {
+            return Err(RegistryError::Conflict(format!(
+                "event invocation {id} is {}, not failed: only a failed one is redriven or deleted",
+                e.state.as_str()
+            )));
+        }
+        Ok(e)
+    }
+
+    /// Queues one failed Event invocation again, its retries counted afresh; the event as queued.
+    pub fn redrive_event(&self, account: &AccountId, id: &str) -> Result<EventRecord> {
+        self.failed_event(account, id)?;
+        self.store
+            .redrive_event(id, now_ms())?
+            .ok_or_else(|| RegistryError::Conflict(format!("event invocation {id} changed meanwhile; look again")))
+    }
+
+    /// Deletes one failed Event invocation from the failed-event store.
+    pub fn delete_failed_event(&self, account: &AccountId, id: &str) -> Result<()> {
+        self.failed_event(account, id)?;
+        if !self.store.delete_failed_event(id)? {
+            return Err(RegistryError::Conflict(format!("event invocation {id} changed meanwhile; look again")));
+        }
+        Ok(())
+    }
+
+    /// Applies `each` (a redrive or a delete; true when it took) to every failed Event invocation of the
+    /// caller; how many it took.
+    fn each_failed(&self, account: &AccountId, each: impl Fn(&str) -> Result<bool>) -> Result<usize> {
+        let mut done = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.failed_events(account, cursor.as_deref(), MAX_PAGE)?;
+            for e in &page {
+                done += usize::from(each(&e.id)?);
+            }
+            match page.last() {
+                Some(last) if page.len() == MAX_PAGE => cursor = Some(last.id.clone()),
+                _ => return Ok(done),
+            }
+        }
+    }
+
+    /// Queues every failed Event invocation of the caller again; how many.
+    pub fn redrive_failed(&self, account: &AccountId) -> Result<usize> {
+        let now = now_ms();
+        self.each_failed(account, |id| Ok(self.store.redrive_event(id, now)?.is_some()))
+    }
+
+    /// Deletes every failed Event invocation of the caller; how many.
+    pub fn purge_failed(&self, account: &AccountId) -> Result<usize> {
+        self.each_failed(account, |id| Ok(self.store.delete_failed_event(id)?))
+    }
+
     /// References that should have warm instances without traffic: every function whose `$LATEST` sets
     /// `min_warm`, and every alias whose version does.
     pub fn warm_targets(&self) -> Result<Vec<(AccountId, String)>> {

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod alias;
 pub mod completions;
+pub mod events;
 pub mod function;
 pub mod invoke;
 pub mod layer;

@@ -419,3 +419,38 @@ pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let _ = (ca_key, csr);
     (ca, cert, key)
 }
+
+/// Adds SigV4 headers for the server's admin key pair to an Event invocation through the Lambda API (its
+/// routes refuse unsigned requests).
+pub fn sign_lambda(
+    s: &TestServer,
+    req: reqwest::blocking::RequestBuilder,
+    body: &serde_json::Value,
+) -> reqwest::blocking::RequestBuilder {
+    use stoke_server::sigv4::{authorization, SignedRequest};
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
+    let built = req.try_clone().unwrap().build().unwrap();
+    let host = format!("{}:{}", built.url().host_str().unwrap(), built.url().port().unwrap());
+    let now_ms =
+        stoke_core::num::millis_i64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap());
+    let amz_date = stoke_core::time::format_amz_date(now_ms);
+    let payload = serde_json::to_vec(body).unwrap();
+    let signed = SignedRequest {
+        method: "POST",
+        raw_path: built.url().path(),
+        raw_query: None,
+        headers: vec![("host", &host), ("x-amz-date", &amz_date), ("x-amz-invocation-type", "Event")],
+        body: &payload,
+    };
+    let auth = authorization(
+        &signed,
+        creds["access_key_id"].as_str().unwrap(),
+        creds["secret_access_key"].as_str().unwrap(),
+        "us-east-1",
+        "lambda",
+        &amz_date,
+        &["host", "x-amz-date", "x-amz-invocation-type"],
+    );
+    req.header("X-Amz-Date", amz_date.clone()).header("Authorization", auth)
+}

@@ -3,6 +3,8 @@
 //! restart reads the finished ones, and a restarting node requeues only what it had claimed.
 
 use super::{absent, delete, put, unchanged, EtcdStore};
+use stoke_core::AccountId;
+
 use crate::{EventRecord, EventState, EventStore, Result, StoreError};
 
 impl EtcdStore {
@@ -10,11 +12,18 @@ impl EtcdStore {
     fn event_index_ops(&self, e: &EventRecord) -> Result<Vec<etcd_client::TxnOp>> {
         let queue = self.keys.key(&["event-queue", &e.id]);
         let running = self.keys.key(&["event-running", &e.id]);
+        let failed = self.failed_key(e);
         Ok(match e.state {
-            EventState::Queued => vec![put(&queue, &e.next_attempt_ms)?, delete(&running)],
-            EventState::Running => vec![delete(&queue), put(&running, &self.owner)?],
-            EventState::Succeeded | EventState::Failed => vec![delete(&queue), delete(&running)],
+            EventState::Queued => vec![put(&queue, &e.next_attempt_ms)?, delete(&running), delete(&failed)],
+            EventState::Running => vec![delete(&queue), put(&running, &self.owner)?, delete(&failed)],
+            EventState::Succeeded => vec![delete(&queue), delete(&running), delete(&failed)],
+            EventState::Failed => vec![delete(&queue), delete(&running), put(&failed, &e.finished_ms)?],
         })
+    }
+
+    /// `event-failed/<account>/<id>`: the account's failed events (the failed-event store), by id.
+    fn failed_key(&self, e: &EventRecord) -> String {
+        self.keys.key(&["event-failed", e.account.as_str(), &e.id])
     }
 }
 
@@ -77,6 +86,47 @@ impl EventStore for EtcdStore {
 
     fn get_event(&self, id: &str) -> Result<Option<EventRecord>> {
         Ok(self.get(&self.keys.key(&["events", id]))?.map(|r: super::Read<EventRecord>| r.value))
+    }
+
+    fn failed_events(&self, account: &AccountId, after: Option<&str>, limit: usize) -> Result<Vec<EventRecord>> {
+        let (failed, _) = self.list::<Option<i64>>(&self.keys.under(&["event-failed", account.as_str()]))?;
+        let mut out = Vec::new();
+        for entry in failed {
+            let id = entry.key.rsplit('/').next().unwrap_or_default().to_string();
+            if after.is_some_and(|a| id.as_str() <= a) {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            // An entry whose event is gone or moved on meanwhile is not listed.
+            if let Some(e) = self.get_event(&id)?.filter(|e| e.state == EventState::Failed) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn redrive_event(&self, id: &str, now_ms: i64) -> Result<Option<EventRecord>> {
+        let key = self.keys.key(&["events", id]);
+        let Some(stored) = self.get::<EventRecord>(&key)? else { return Ok(None) };
+        if stored.value.state != EventState::Failed {
+            return Ok(None);
+        }
+        let e = crate::redriven(stored.value, now_ms);
+        let mut ops = vec![put(&key, &e)?];
+        ops.extend(self.event_index_ops(&e)?);
+        Ok(self.commit(vec![unchanged(&key, stored.mod_revision)], ops)?.then_some(e))
+    }
+
+    fn delete_failed_event(&self, id: &str) -> Result<bool> {
+        let key = self.keys.key(&["events", id]);
+        let Some(stored) = self.get::<EventRecord>(&key)? else { return Ok(false) };
+        if stored.value.state != EventState::Failed {
+            return Ok(false);
+        }
+        let ops = vec![delete(&key), delete(&self.failed_key(&stored.value))];
+        self.commit(vec![unchanged(&key, stored.mod_revision)], ops)
     }
 
     fn requeue_running_events(&self) -> Result<usize> {

@@ -2,6 +2,8 @@
 
 use rusqlite::{params, OptionalExtension, Row};
 
+use stoke_core::AccountId;
+
 use super::{account_id, corrupt, SqliteStore};
 use crate::{EventRecord, EventState, EventStore, Result};
 
@@ -80,6 +82,42 @@ impl EventStore for SqliteStore {
 
     fn requeue_running_events(&self) -> Result<usize> {
         self.write(|tx| Ok(tx.execute("UPDATE events SET state = 'queued' WHERE state = 'running'", [])?))
+    }
+
+    fn failed_events(&self, account: &AccountId, after: Option<&str>, limit: usize) -> Result<Vec<EventRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE account_id = ?1 AND state = 'failed' AND id > ?2
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(params![account.as_str(), after.unwrap_or(""), limit as i64], event_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn redrive_event(&self, id: &str, now_ms: i64) -> Result<Option<EventRecord>> {
+        self.write(|tx| {
+            let failed = tx
+                .query_row(
+                    &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1 AND state = 'failed'"),
+                    [id],
+                    event_row,
+                )
+                .optional()?;
+            let Some(e) = failed else { return Ok(None) };
+            let e = crate::redriven(e, now_ms);
+            tx.execute(
+                "UPDATE events SET attempts = ?2, next_attempt_ms = ?3, state = ?4, error_type = NULL, result = NULL,
+                        finished_ms = NULL WHERE id = ?1",
+                params![e.id, e.attempts, e.next_attempt_ms, e.state.as_str()],
+            )?;
+            Ok(Some(e))
+        })
+    }
+
+    fn delete_failed_event(&self, id: &str) -> Result<bool> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM events WHERE id = ?1 AND state = 'failed'", [id])? == 1))
     }
 }
 

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_workflow_prewarm_stats.sql"),
     include_str!("../../migrations/0006_tunes.sql"),
     include_str!("../../migrations/0007_layers_images.sql"),
+    include_str!("../../migrations/0008_events_by_account.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

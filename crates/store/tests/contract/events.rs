@@ -157,7 +157,53 @@ pub fn concurrent_claims_take_each_event_once(s: &dyn Store) {
     assert_eq!(s.requeue_running_events().unwrap(), EVENTS);
 }
 
+/// The failed-event store: an account's failed events list by id in pages (never another account's, never
+/// one that is not failed); a redrive puts one back in the queue, due now, attempts counted afresh, and it
+/// is then claimed like any other; only a failed event is redriven or deleted.
+pub fn failed_events_list_redrive_and_delete(s: &dyn Store) {
+    let (a, b) = (account(s, 706), account(s, 707));
+    let fail = |account, id: &str| {
+        let mut e = event(account, id, 10);
+        s.enqueue_event(&e).unwrap();
+        (e.state, e.attempts, e.error_type, e.result, e.finished_ms) =
+            (EventState::Failed, 3, Some("Unhandled".into()), Some(b"{}".to_vec()), Some(50));
+        s.update_event(&e).unwrap();
+        e
+    };
+    let (f1, f2) = (fail(&a, "f1"), fail(&a, "f2"));
+    fail(&a, "f3");
+    fail(&b, "fb");
+    s.enqueue_event(&event(&a, "queued", 10)).unwrap();
+    let page = |after: Option<&str>, limit| -> Vec<String> {
+        s.failed_events(&a, after, limit).unwrap().into_iter().map(|e| e.id).collect()
+    };
+    assert_eq!(page(None, 10), ["f1", "f2", "f3"]);
+    assert_eq!(page(None, 2), ["f1", "f2"]);
+    assert_eq!(page(Some("f2"), 2), ["f3"]);
+    assert_eq!(s.failed_events(&a, None, 10).unwrap()[0], f1, "every field");
+
+    let back = s.redrive_event("f2", 900).unwrap().expect("f2 was failed");
+    assert_eq!((back.state, back.attempts, back.next_attempt_ms), (EventState::Queued, 0, 900));
+    assert_eq!((&back.error_type, &back.result, back.finished_ms), (&None, &None, None));
+    assert_eq!((&back.payload, back.created_ms), (&f2.payload, f2.created_ms), "the invocation is the same");
+    assert_eq!(s.get_event("f2").unwrap().as_ref(), Some(&back));
+    assert_eq!(s.redrive_event("f2", 901).unwrap(), None, "queued now: not redriven again");
+    assert_eq!(page(None, 10), ["f1", "f3"]);
+    assert_eq!(ids(&s.claim_events(1000, 10).unwrap()), set(["queued", "f2"]), "a redriven event is claimed");
+    assert_eq!(s.redrive_event("queued", 1000).unwrap(), None, "only a failed event is redriven");
+    assert_eq!(s.redrive_event("nope", 1000).unwrap(), None);
+
+    assert!(!s.delete_failed_event("queued").unwrap(), "only a failed event is deleted");
+    assert!(s.delete_failed_event("f3").unwrap());
+    assert!(!s.delete_failed_event("f3").unwrap());
+    assert_eq!(s.get_event("f3").unwrap(), None);
+    assert_eq!(page(None, 10), ["f1"]);
+    assert_eq!(s.get_event("f1").unwrap(), Some(f1));
+    assert_eq!(s.failed_events(&b, None, 10).unwrap().len(), 1, "the other account's is its own");
+}
+
 contract!(
+    failed_events_list_redrive_and_delete,
     events_read_back_as_enqueued,
     claims_take_due_queued_events_earliest_first,
     updates_save_the_outcome_and_retries_wait,
