@@ -258,6 +258,17 @@ fn not_found_function(name: &FunctionName) -> RegistryError {
 /// Largest page a list call returns.
 pub const MAX_PAGE: usize = 1000;
 
+/// A page read one item long (`limit + 1`, to learn whether more follow), cut to `limit`, with the cursor of
+/// the next page (`cursor_of` its last item) when more follow.
+fn split_page<T, C>(mut page: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    if page.len() <= limit {
+        return (page, None);
+    }
+    page.truncate(limit);
+    let next = page.last().map(cursor_of);
+    (page, next)
+}
+
 fn check_limit(limit: usize) -> Result<()> {
     if limit == 0 || limit > MAX_PAGE {
         return Err(ValidationError::new(
@@ -432,14 +443,8 @@ impl Registry {
         limit: usize,
     ) -> Result<(Vec<EventRecord>, Option<String>)> {
         check_limit(limit)?;
-        let mut page = self.store.failed_events(account, cursor, limit + 1)?;
-        let next = if page.len() > limit {
-            page.truncate(limit);
-            page.last().map(|e| e.id.clone())
-        } else {
-            None
-        };
-        Ok((page, next))
+        let page = self.store.failed_events(account, cursor, limit + 1)?;
+        Ok(split_page(page, limit, |e| e.id.clone()))
     }
 
     /// The caller's failed event `id`; `Conflict` naming its state when it is not failed.
@@ -651,14 +656,8 @@ impl Registry {
         limit: usize,
     ) -> Result<(Vec<FunctionRecord>, Option<String>)> {
         check_limit(limit)?;
-        let mut page = self.functions.list_functions(account, cursor, limit + 1)?;
-        let next = if page.len() > limit {
-            page.truncate(limit);
-            page.last().map(|f| f.name.to_string())
-        } else {
-            None
-        };
-        Ok((page, next))
+        let page = self.functions.list_functions(account, cursor, limit + 1)?;
+        Ok(split_page(page, limit, |f| f.name.to_string()))
     }
 
     /// Changes `$LATEST`'s configuration.
@@ -911,14 +910,8 @@ impl Registry {
     ) -> Result<(Vec<VersionRecord>, Option<u64>)> {
         check_limit(limit)?;
         self.load(account, name)?;
-        let mut page = self.functions.list_versions(account, name, after, limit + 1)?;
-        let next = if page.len() > limit {
-            page.truncate(limit);
-            page.last().map(|v| v.version)
-        } else {
-            None
-        };
-        Ok((page, next))
+        let page = self.functions.list_versions(account, name, after, limit + 1)?;
+        Ok(split_page(page, limit, |v| v.version))
     }
 
     /// Applies a user lifecycle action (block, unblock, retire).

@@ -20,17 +20,29 @@ impl EtcdStore {
         self.keys.key(&["aliases", account.as_str(), function.as_str(), alias])
     }
 
+    /// The function stored at `key`, if its revision is still `expected_revision` (`what` names it in the
+    /// error otherwise).
+    fn function_at(
+        &self,
+        key: &str,
+        expected_revision: u64,
+        what: &dyn Fn() -> String,
+    ) -> Result<super::Read<FunctionRecord>> {
+        let Some(stored) = self.get::<FunctionRecord>(key)? else {
+            return Err(StoreError::NotFound(what()));
+        };
+        if stored.value.revision != expected_revision {
+            return Err(StoreError::RevisionMismatch(what()));
+        }
+        Ok(stored)
+    }
+
     /// Replaces `f` if its stored revision is `expected_revision`, together with `also`.
     fn write_function(&self, f: &FunctionRecord, expected_revision: u64, also: &[(String, Vec<u8>)]) -> Result<()> {
         let key = self.function_key(&f.account, &f.name);
         let what = || format!("function {}", f.name);
         self.retry(what, || {
-            let Some(stored) = self.get::<FunctionRecord>(&key)? else {
-                return Err(StoreError::NotFound(what()));
-            };
-            if stored.value.revision != expected_revision {
-                return Err(StoreError::RevisionMismatch(what()));
-            }
+            let stored = self.function_at(&key, expected_revision, &what)?;
             // An update keeps the creation time, as SQLite's does.
             let mut next = f.clone();
             next.created_ms = stored.value.created_ms;
@@ -141,12 +153,7 @@ impl FunctionStore for EtcdStore {
         let aliases = self.keys.under(&["aliases", a, n]);
         let what = || format!("function {}", f.name);
         self.retry(what, || {
-            let Some(stored) = self.get::<FunctionRecord>(&key)? else {
-                return Err(StoreError::NotFound(what()));
-            };
-            if stored.value.revision != expected_revision {
-                return Err(StoreError::RevisionMismatch(what()));
-            }
+            let stored = self.function_at(&key, expected_revision, &what)?;
             let Some(v) = self.get::<serde_json::Value>(&version_key)? else {
                 return Ok(Some(false));
             };
