@@ -527,15 +527,15 @@ impl Invoker {
     }
 
     /// Releases `execution`'s open reservations of `targets` (a Choice ruled them out, or it ended), here
-    /// and at the owners of their queues on other nodes.
+    /// and at the owners of their queues on other nodes. A queue no node owns holds no reservation: a
+    /// release claims none.
     pub async fn release_reservations(&self, execution: &str, targets: &[Arc<InvokeTarget>], why: &str) {
         self.scheduler.release_reservations(execution, Some(targets), why);
-        if self.queues.get().is_none() {
-            return;
-        }
+        let Some(queues) = self.queues.get() else { return };
         for target in targets {
-            if let Some((queues, owner)) = self.remote_owner(target).await {
-                queues.release_at(&owner, target, execution, why).await;
+            match queues.owner_of(&crate::queues::queue_name(target)) {
+                Some(owner) if owner.node != queues.node() => queues.release_at(&owner, target, execution, why).await,
+                _ => {}
             }
         }
     }
