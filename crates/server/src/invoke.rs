@@ -80,6 +80,34 @@ pub struct Invoker {
     events_ready: Arc<tokio::sync::Notify>,
     /// In a cluster: the function queues' owners, and forwarding to them.
     queues: std::sync::OnceLock<Arc<crate::queues::Queues>>,
+    /// What became of Event invocations, by account, function and outcome (for `/metrics`).
+    event_outcomes: Mutex<std::collections::BTreeMap<(AccountId, String, EventOutcome), u64>>,
+}
+
+/// What became of an Event invocation's attempt, or of a failed one (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventOutcome {
+    Succeeded,
+    /// Failed, and will be retried.
+    Retried,
+    /// Failed its last attempt: now in the failed-event store.
+    Failed,
+    /// Not run now (throttled, or the platform could not): back in the queue, its attempts untouched.
+    Deferred,
+    /// Taken out of the failed-event store and queued again.
+    Redriven,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+            Self::Deferred => "deferred",
+            Self::Redriven => "redriven",
+        }
+    }
 }
 
 impl std::fmt::Debug for Invoker {
@@ -98,7 +126,34 @@ impl Invoker {
             rng: AtomicU64::new(0x2545_F491_4F6C_DD1D),
             events_ready: Arc::new(tokio::sync::Notify::new()),
             queues: std::sync::OnceLock::new(),
+            event_outcomes: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Counts `n` Event invocations of `reference` (its function) in `account` that came to `outcome`.
+    pub fn count_events(&self, account: &AccountId, reference: &str, outcome: EventOutcome, n: u64) {
+        let function =
+            stoke_core::FunctionRef::parse(reference).map_or_else(|_| reference.to_string(), |r| r.name.to_string());
+        *lock(&self.event_outcomes).entry((account.clone(), function, outcome)).or_default() += n;
+    }
+
+    /// The Event invocation counters in Prometheus' text format (`stoke_event_invocations_total`).
+    pub fn event_metrics(&self, node: Option<&str>) -> String {
+        use std::fmt::Write;
+        let mut out = String::from(
+            "# HELP stoke_event_invocations What became of Event invocations' attempts: succeeded, retried, failed \
+             (into the failed-event store), deferred (throttled or the platform unavailable), redriven.\n\
+             # TYPE stoke_event_invocations counter\n",
+        );
+        let node = node.map_or_else(String::new, |n| format!(",node=\"{n}\""));
+        for ((account, function, outcome), n) in lock(&self.event_outcomes).iter() {
+            let _ = writeln!(
+                out,
+                "stoke_event_invocations_total{{account=\"{account}\",function=\"{function}\",outcome=\"{}\"{node}}} {n}",
+                outcome.as_str()
+            );
+        }
+        out
     }
 
     pub fn scheduler(&self) -> &Scheduler {
@@ -304,21 +359,30 @@ impl Invoker {
             event.result = result;
         }
         let now = crate::registry::now_ms();
-        match after_attempt(event.attempts, outcome, base_backoff) {
+        let deferred = matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable);
+        let counted = match after_attempt(event.attempts, outcome, base_backoff) {
             EventNext::Succeeded => {
                 event.state = stoke_store::EventState::Succeeded;
                 event.finished_ms = Some(now);
+                EventOutcome::Succeeded
             }
             EventNext::Failed => {
                 event.state = stoke_store::EventState::Failed;
                 event.finished_ms = Some(now);
                 tracing::warn!(event = %event.id, reference = %event.reference, "event invocation failed after all attempts");
+                EventOutcome::Failed
             }
             EventNext::RetryAfter(delay) => {
                 event.state = stoke_store::EventState::Queued;
                 event.next_attempt_ms = now + stoke_core::num::millis_i64(delay);
+                if deferred {
+                    EventOutcome::Deferred
+                } else {
+                    EventOutcome::Retried
+                }
             }
-        }
+        };
+        self.count_events(&event.account, &event.reference, counted, 1);
         // The outcome must be recorded, or the event stays claimed and is never run again (a full disk, an
         // unreachable store): keep trying until it is.
         let event = Arc::new(event);

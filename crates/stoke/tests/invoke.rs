@@ -722,4 +722,20 @@ fn event_invocations_that_fail_after_their_retries_wait_in_the_failed_event_stor
     until("the redriven event to fail again", || failed_ids(&s) == [third.clone()]);
     assert!(cli(&["events", "failed", "purge", "--all"]).contains("1 failed event invocation(s) deleted"));
     assert!(cli(&["events", "failed", "ls"]).contains("no failed event invocations"));
+
+    // /metrics counts what became of them: four rounds of three attempts failed (two retries, then into
+    // the store), one redriven run succeeded, two redrives.
+    let text = s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    let count = |outcome: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("stoke_event_invocations_total{")
+                    && l.contains("function=\"picky\"")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+    };
+    let counts: Vec<Option<f64>> = ["retried", "failed", "succeeded", "redriven"].iter().map(|o| count(o)).collect();
+    assert_eq!(counts, [Some(8.0), Some(4.0), Some(1.0), Some(2.0)], "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
 }

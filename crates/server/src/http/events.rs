@@ -123,7 +123,9 @@ pub async fn get(State(s): State<AppState>, caller: Caller, Path(id): Path<Strin
     responses((status = 200, body = EventView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn redrive(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
     let registry = s.registry.clone();
-    let e = blocking(move || Ok(registry.redrive_event(&caller.account.id, &id)?)).await?;
+    let account = caller.account.id.clone();
+    let e = blocking(move || Ok(registry.redrive_event(&account, &id)?)).await?;
+    s.invoker.count_events(&caller.account.id, &e.reference, crate::invoke::EventOutcome::Redriven, 1);
     s.invoker.events_queued();
     Ok(Json(EventView::from_record(&e)))
 }
@@ -132,10 +134,13 @@ pub async fn redrive(State(s): State<AppState>, caller: Caller, Path(id): Path<S
 #[utoipa::path(post, path = "/v1/events/failed/redrive", tag = "events",
     responses((status = 200, body = EventCount)))]
 pub async fn redrive_all(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<EventCount>> {
-    let registry = s.registry.clone();
-    let count = blocking(move || Ok(registry.redrive_failed(&caller.account.id)?)).await?;
+    let (registry, account) = (s.registry.clone(), caller.account.id.clone());
+    let redriven = blocking(move || Ok(registry.redrive_failed(&account)?)).await?;
+    for reference in &redriven {
+        s.invoker.count_events(&caller.account.id, reference, crate::invoke::EventOutcome::Redriven, 1);
+    }
     s.invoker.events_queued();
-    Ok(Json(EventCount { count }))
+    Ok(Json(EventCount { count: redriven.len() }))
 }
 
 /// Deletes a failed Event invocation.

@@ -299,11 +299,12 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin account may read /metrics"));
     }
     let mut body = s.invoker.scheduler().metrics();
+    // OpenMetrics ends with `# EOF`: the server's own families go before it.
+    let eof = body.rfind("# EOF").unwrap_or(body.len());
+    body.truncate(eof);
+    body.push_str(&s.invoker.event_metrics(s.cluster.as_ref().map(|c| c.name()).as_deref()));
     if let Some(c) = &s.cluster {
         use std::fmt::Write;
-        // OpenMetrics ends with `# EOF`: the node's own families go before it.
-        let eof = body.rfind("# EOF").unwrap_or(body.len());
-        body.truncate(eof);
         let etcd = c.store();
         let _ = write!(
             body,
@@ -315,8 +316,8 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
             etcd.background_requests(),
             node = c.name(),
         );
-        body.push_str("# EOF\n");
     }
+    body.push_str("# EOF\n");
     Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response())
 }

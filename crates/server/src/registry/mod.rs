@@ -478,13 +478,13 @@ impl Registry {
 
     /// Applies `each` (a redrive or a delete; true when it took) to every failed Event invocation of the
     /// caller; how many it took.
-    fn each_failed(&self, account: &AccountId, each: impl Fn(&str) -> Result<bool>) -> Result<usize> {
+    fn each_failed(&self, account: &AccountId, mut each: impl FnMut(&EventRecord) -> Result<bool>) -> Result<usize> {
         let mut done = 0;
         let mut cursor: Option<String> = None;
         loop {
             let page = self.store.failed_events(account, cursor.as_deref(), MAX_PAGE)?;
             for e in &page {
-                done += usize::from(each(&e.id)?);
+                done += usize::from(each(e)?);
             }
             match page.last() {
                 Some(last) if page.len() == MAX_PAGE => cursor = Some(last.id.clone()),
@@ -493,15 +493,23 @@ impl Registry {
         }
     }
 
-    /// Queues every failed Event invocation of the caller again; how many.
-    pub fn redrive_failed(&self, account: &AccountId) -> Result<usize> {
+    /// Queues every failed Event invocation of the caller again; the references of those it queued.
+    pub fn redrive_failed(&self, account: &AccountId) -> Result<Vec<String>> {
         let now = now_ms();
-        self.each_failed(account, |id| Ok(self.store.redrive_event(id, now)?.is_some()))
+        let mut redriven = Vec::new();
+        self.each_failed(account, |e| {
+            let queued = self.store.redrive_event(&e.id, now)?.is_some();
+            if queued {
+                redriven.push(e.reference.clone());
+            }
+            Ok(queued)
+        })?;
+        Ok(redriven)
     }
 
     /// Deletes every failed Event invocation of the caller; how many.
     pub fn purge_failed(&self, account: &AccountId) -> Result<usize> {
-        self.each_failed(account, |id| Ok(self.store.delete_failed_event(id)?))
+        self.each_failed(account, |e| Ok(self.store.delete_failed_event(&e.id)?))
     }
 
     /// References that should have warm instances without traffic: every function whose `$LATEST` sets
