@@ -28,9 +28,9 @@ pub use etcd::{
 };
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
-    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventRecord, EventState, ExecutionRecord, ExecutionStatus,
-    FunctionRecord, HistoryRow, ImageRecord, LayerRecord, StatRecord, TriggerKind, TriggerRecord, TuneRecord,
-    VersionRecord, WorkflowRecord,
+    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventConfigRecord, EventRecord, EventState, ExecutionRecord,
+    ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord, StatRecord, TriggerKind, TriggerRecord,
+    TuneRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -186,6 +186,19 @@ pub trait FunctionStore {
     fn get_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<Option<AliasRecord>>;
     fn list_aliases(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<AliasRecord>>;
     fn delete_alias(&self, account: &AccountId, function: &FunctionName, alias: &str) -> Result<bool>;
+
+    /// Writes a function's event invoke config for one qualifier (creating or replacing it); `NotFound`
+    /// if the function does not exist. It goes with the function.
+    fn put_event_config(&self, config: &EventConfigRecord) -> Result<()>;
+    fn get_event_config(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<EventConfigRecord>>;
+    /// A function's event invoke configs, by qualifier.
+    fn list_event_configs(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<EventConfigRecord>>;
+    fn delete_event_config(&self, account: &AccountId, function: &FunctionName, qualifier: &str) -> Result<bool>;
 
     /// Every archive a record points at: (account, function, version directory, sha256).
     fn referenced_archives(&self) -> Result<Vec<(AccountId, FunctionName, String, String)>>;

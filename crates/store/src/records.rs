@@ -59,6 +59,20 @@ pub struct VersionRecord {
     pub created_ms: i64,
 }
 
+/// How a function's Event invocations of one qualifier are delivered (Lambda's event invoke config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventConfigRecord {
+    pub account: AccountId,
+    pub function: FunctionName,
+    /// `$LATEST`, a version number or an alias name.
+    pub qualifier: String,
+    /// Retries after a failed attempt, 0 to 2; `None`: Lambda's default, 2.
+    pub max_retries: Option<u32>,
+    /// How old an event may get before it is given up, in seconds (60 to 21,600); `None`: 6 hours.
+    pub max_age_s: Option<u32>,
+    pub modified_ms: i64,
+}
+
 /// A named pointer at a version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasRecord {

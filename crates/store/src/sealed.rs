@@ -253,6 +253,31 @@ where
         self.inner.publish_version(&self.seal_function(function)?, expected_revision, &self.seal_version(version)?)
     }
 
+    fn put_event_config(&self, config: &crate::EventConfigRecord) -> Result<()> {
+        self.inner.put_event_config(config)
+    }
+
+    fn get_event_config(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<crate::EventConfigRecord>> {
+        self.inner.get_event_config(account, function, qualifier)
+    }
+
+    fn list_event_configs(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+    ) -> Result<Vec<crate::EventConfigRecord>> {
+        self.inner.list_event_configs(account, function)
+    }
+
+    fn delete_event_config(&self, account: &AccountId, function: &FunctionName, qualifier: &str) -> Result<bool> {
+        self.inner.delete_event_config(account, function, qualifier)
+    }
+
     fn delete_version(&self, function: &FunctionRecord, expected_revision: u64, version: u64) -> Result<bool> {
         self.inner.delete_version(&self.seal_function(function)?, expected_revision, version)
     }

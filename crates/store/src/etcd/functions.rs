@@ -5,7 +5,9 @@
 use stoke_core::{AccountId, FunctionName, LifecycleState};
 
 use super::{absent, delete, delete_prefix, none_changed_since, num, present, put, unchanged, EtcdStore, Read};
-use crate::{AliasRecord, FunctionRecord, FunctionStore, Result, StoreError, TriggerRecord, VersionRecord};
+use crate::{
+    AliasRecord, EventConfigRecord, FunctionRecord, FunctionStore, Result, StoreError, TriggerRecord, VersionRecord,
+};
 
 impl EtcdStore {
     fn function_key(&self, account: &AccountId, name: &FunctionName) -> String {
@@ -131,6 +133,7 @@ impl FunctionStore for EtcdStore {
                     delete_prefix(&self.keys.under(&["versions", a, n])),
                     delete_prefix(&self.keys.under(&["aliases", a, n])),
                     delete_prefix(&self.keys.under(&["tunes", a, n])),
+                    delete_prefix(&self.keys.under(&["event-configs", a, n])),
                     delete_prefix(&triggers),
                 ];
                 for t in &found {
@@ -144,6 +147,37 @@ impl FunctionStore for EtcdStore {
 
     fn publish_version(&self, f: &FunctionRecord, expected_revision: u64, v: &VersionRecord) -> Result<()> {
         self.write_function(f, expected_revision, &[(self.version_key(v), super::encode(v)?)])
+    }
+
+    fn put_event_config(&self, c: &EventConfigRecord) -> Result<()> {
+        let key = self.keys.key(&["event-configs", c.account.as_str(), c.function.as_str(), &c.qualifier]);
+        let function = self.function_key(&c.account, &c.function);
+        if self.commit(vec![present(&function)], vec![put(&key, c)?])? {
+            return Ok(());
+        }
+        Err(StoreError::NotFound(format!("function {}", c.function)))
+    }
+
+    fn get_event_config(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<EventConfigRecord>> {
+        let key = self.keys.key(&["event-configs", account.as_str(), function.as_str(), qualifier]);
+        Ok(self.get(&key)?.map(|r: Read<EventConfigRecord>| r.value))
+    }
+
+    fn list_event_configs(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<EventConfigRecord>> {
+        let (rows, _) =
+            self.list::<EventConfigRecord>(&self.keys.under(&["event-configs", account.as_str(), function.as_str()]))?;
+        Ok(rows.into_iter().map(|r| r.value).collect())
+    }
+
+    fn delete_event_config(&self, account: &AccountId, function: &FunctionName, qualifier: &str) -> Result<bool> {
+        let key = self.keys.key(&["event-configs", account.as_str(), function.as_str(), qualifier]);
+        let resp = self.run(move |mut kv| async move { kv.delete(key, None).await })?;
+        Ok(resp.deleted() > 0)
     }
 
     fn delete_version(&self, f: &FunctionRecord, expected_revision: u64, version: u64) -> Result<bool> {

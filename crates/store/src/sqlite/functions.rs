@@ -4,7 +4,9 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use stoke_core::{AccountId, AliasName, AliasRouting, FunctionConfig, FunctionName, LifecycleState};
 
 use super::{account_id, corrupt, function_name, is_unique_violation, SqliteStore};
-use crate::{AliasRecord, CodeRef, FunctionRecord, FunctionStore, Result, StoreError, VersionRecord};
+use crate::{
+    AliasRecord, CodeRef, EventConfigRecord, FunctionRecord, FunctionStore, Result, StoreError, VersionRecord,
+};
 
 fn config(s: String) -> rusqlite::Result<FunctionConfig> {
     serde_json::from_str(&s).map_err(|e| corrupt("configuration", e))
@@ -52,6 +54,19 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
 
 const ALIAS_COLS: &str = "account_id, function_name, name, version, additional_version, additional_weight, \
                           description, revision, created_ms, modified_ms";
+
+const EVENT_CONFIG_COLS: &str = "account_id, function_name, qualifier, max_retries, max_age_s, modified_ms";
+
+fn event_config_row(r: &Row<'_>) -> rusqlite::Result<EventConfigRecord> {
+    Ok(EventConfigRecord {
+        account: account_id(r.get("account_id")?)?,
+        function: function_name(r.get("function_name")?)?,
+        qualifier: r.get("qualifier")?,
+        max_retries: r.get("max_retries")?,
+        max_age_s: r.get("max_age_s")?,
+        modified_ms: r.get("modified_ms")?,
+    })
+}
 
 fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRecord> {
     let name: String = r.get("name")?;
@@ -152,6 +167,63 @@ impl FunctionStore for SqliteStore {
         self.write(|tx| {
             write_function(tx, f, expected_revision)?;
             insert_version_row(tx, v)
+        })
+    }
+
+    fn put_event_config(&self, c: &EventConfigRecord) -> Result<()> {
+        self.write(|tx| {
+            let written = tx.execute(
+                "INSERT INTO event_configs (account_id, function_name, qualifier, max_retries, max_age_s, modified_ms)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)
+                 ON CONFLICT (account_id, function_name, qualifier) DO UPDATE SET max_retries = excluded.max_retries,
+                     max_age_s = excluded.max_age_s, modified_ms = excluded.modified_ms",
+                params![c.account.as_str(), c.function.as_str(), c.qualifier, c.max_retries, c.max_age_s, c.modified_ms],
+            )?;
+            if written == 0 {
+                return Err(StoreError::NotFound(format!("function {}", c.function)));
+            }
+            Ok(())
+        })
+    }
+
+    fn get_event_config(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        qualifier: &str,
+    ) -> Result<Option<EventConfigRecord>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {EVENT_CONFIG_COLS} FROM event_configs
+                     WHERE account_id = ?1 AND function_name = ?2 AND qualifier = ?3"
+                ),
+                params![account.as_str(), function.as_str(), qualifier],
+                event_config_row,
+            )
+            .optional()?)
+    }
+
+    fn list_event_configs(&self, account: &AccountId, function: &FunctionName) -> Result<Vec<EventConfigRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {EVENT_CONFIG_COLS} FROM event_configs WHERE account_id = ?1 AND function_name = ?2
+             ORDER BY qualifier"
+        ))?;
+        let rows = stmt
+            .query_map(params![account.as_str(), function.as_str()], event_config_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn delete_event_config(&self, account: &AccountId, function: &FunctionName, qualifier: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM event_configs WHERE account_id = ?1 AND function_name = ?2 AND qualifier = ?3",
+                params![account.as_str(), function.as_str(), qualifier],
+            )?;
+            Ok(n == 1)
         })
     }
 

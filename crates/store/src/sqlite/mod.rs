@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_tunes.sql"),
     include_str!("../../migrations/0007_layers_images.sql"),
     include_str!("../../migrations/0008_events_by_account.sql"),
+    include_str!("../../migrations/0009_event_configs.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

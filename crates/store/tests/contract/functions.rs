@@ -243,6 +243,37 @@ pub fn delete_version_guards_its_aliases_and_the_revision(s: &dyn Store) {
     expect_not_found(s.delete_version(&function(&a, "nope"), 1, 1));
 }
 
+/// A function's event invoke configs: one per qualifier, replaced by a put, listed by qualifier, deleted
+/// one by one or with the function; none for a function that does not exist.
+pub fn event_configs_live_and_die_with_their_function(s: &dyn Store) {
+    let a = account(s, 264);
+    let f = function(&a, "f");
+    s.insert_function(&f).unwrap();
+    let config = |q: &str, retries: Option<u32>, age: Option<u32>| stoke_store::EventConfigRecord {
+        account: a.clone(),
+        function: f.name.clone(),
+        qualifier: q.into(),
+        max_retries: retries,
+        max_age_s: age,
+        modified_ms: 7,
+    };
+    s.put_event_config(&config("$LATEST", Some(0), None)).unwrap();
+    s.put_event_config(&config("prod", None, Some(60))).unwrap();
+    assert_eq!(s.get_event_config(&a, &f.name, "$LATEST").unwrap(), Some(config("$LATEST", Some(0), None)));
+    s.put_event_config(&config("$LATEST", Some(1), Some(3600))).unwrap();
+    assert_eq!(s.get_event_config(&a, &f.name, "$LATEST").unwrap(), Some(config("$LATEST", Some(1), Some(3600))));
+    let qualifiers: Vec<String> = s.list_event_configs(&a, &f.name).unwrap().into_iter().map(|c| c.qualifier).collect();
+    assert_eq!(qualifiers, ["$LATEST", "prod"]);
+    assert!(s.delete_event_config(&a, &f.name, "prod").unwrap());
+    assert!(!s.delete_event_config(&a, &f.name, "prod").unwrap());
+    assert_eq!(s.get_event_config(&a, &f.name, "prod").unwrap(), None);
+    let missing = stoke_store::EventConfigRecord { function: fname("nope"), ..config("$LATEST", None, None) };
+    expect_not_found(s.put_event_config(&missing));
+    assert!(s.delete_function(&a, &f.name).unwrap());
+    s.insert_function(&f).unwrap();
+    assert!(s.list_event_configs(&a, &f.name).unwrap().is_empty(), "they went with the function");
+}
+
 /// Versions list in ascending number, each page strictly after `after`, at most `limit` long.
 pub fn list_versions_pages_by_number(s: &dyn Store) {
     let (a, b) = (account(s, 271), account(s, 272));
@@ -568,6 +599,7 @@ contract!(
     insert_published_function_writes_both_or_neither,
     publish_moves_the_function_and_adds_a_version,
     delete_version_guards_its_aliases_and_the_revision,
+    event_configs_live_and_die_with_their_function,
     list_versions_pages_by_number,
     aliases_create_replace_list_delete,
     delete_function_takes_its_records_along,
