@@ -198,6 +198,41 @@ def main():
     ids = open(tries).read().split()
     assert ids == [request_id] * 3, (request_id, ids)
 
+    # An event invoke config (per qualifier) sets the retries: with none, one failed attempt is all.
+    c = lam.put_function_event_invoke_config(FunctionName="b3", Qualifier="1", MaximumRetryAttempts=0)
+    assert c["MaximumRetryAttempts"] == 0 and c["FunctionArn"].endswith(":function:b3:1"), c
+    assert "MaximumEventAgeInSeconds" not in c, c
+    once = os.path.join(tempfile.mkdtemp(), "tries")
+    ev = lam.invoke(FunctionName="b3:1", InvocationType="Event", Payload=json.dumps({"tries": once, "fail": True}))
+    deadline = time.time() + 30
+    while not os.path.exists(once):
+        assert time.time() < deadline, "the Event invocation did not run"
+        time.sleep(0.1)
+    time.sleep(3.5)
+    assert len(open(once).read().split()) == 1, "MaximumRetryAttempts=0 was retried"
+    # Update merges; Put replaces; Get, List and Delete as Lambda's.
+    c = lam.update_function_event_invoke_config(FunctionName="b3", Qualifier="1", MaximumEventAgeInSeconds=120)
+    assert (c["MaximumRetryAttempts"], c["MaximumEventAgeInSeconds"]) == (0, 120), c
+    c = lam.put_function_event_invoke_config(FunctionName="b3", MaximumEventAgeInSeconds=60)
+    assert c["FunctionArn"].endswith(":function:b3:$LATEST") and "MaximumRetryAttempts" not in c, c
+    got = lam.get_function_event_invoke_config(FunctionName="b3", Qualifier="1")
+    assert (got["MaximumRetryAttempts"], got["MaximumEventAgeInSeconds"]) == (0, 120), got
+    listed = lam.list_function_event_invoke_configs(FunctionName="b3")["FunctionEventInvokeConfigs"]
+    assert sorted(x["FunctionArn"].rsplit(":", 1)[1] for x in listed) == ["$LATEST", "1"], listed
+    lam.delete_function_event_invoke_config(FunctionName="b3")
+    expect_error("ResourceNotFoundException", lam.get_function_event_invoke_config, FunctionName="b3")
+    expect_error("ResourceNotFoundException", lam.put_function_event_invoke_config, FunctionName="b3",
+                 Qualifier="99", MaximumRetryAttempts=1)
+    # Out of Lambda's ranges (sent past boto3's own checks): the server's ValidationException.
+    raw = boto3.client("lambda", endpoint_url=ENDPOINT, region_name="us-east-1",
+                       aws_access_key_id=os.environ["STOKE_AKID"], aws_secret_access_key=os.environ["STOKE_SECRET"],
+                       config=Config(retries={"max_attempts": 1}, parameter_validation=False))
+    e = expect_error("ValidationException", raw.put_function_event_invoke_config, FunctionName="b3",
+                     MaximumRetryAttempts=3)
+    assert "maximumRetryAttempts" in e.response["Error"]["Message"], e.response
+    expect_error("ValidationException", raw.put_function_event_invoke_config, FunctionName="b3",
+                 MaximumEventAgeInSeconds=59)
+
     e = expect_error("ResourceNotFoundException", lam.invoke, FunctionName="nope")
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     # A payload that is not JSON is refused before any instance runs, as Lambda does, sync or Event.

@@ -94,6 +94,8 @@ pub enum EventOutcome {
     Failed,
     /// Not run now (throttled, or the platform could not): back in the queue, its attempts untouched.
     Deferred,
+    /// Older than its maximum age before it could run again: now in the failed-event store.
+    Expired,
     /// Taken out of the failed-event store and queued again.
     Redriven,
 }
@@ -105,6 +107,7 @@ impl EventOutcome {
             Self::Retried => "retried",
             Self::Failed => "failed",
             Self::Deferred => "deferred",
+            Self::Expired => "expired",
             Self::Redriven => "redriven",
         }
     }
@@ -360,7 +363,20 @@ impl Invoker {
         }
         let now = crate::registry::now_ms();
         let deferred = matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable);
-        let counted = match after_attempt(event.attempts, outcome, base_backoff) {
+        // The function's event invoke config decides the retries and the age (read only when it matters).
+        let policy = if outcome == AttemptOutcome::Succeeded {
+            stoke_core::event::EventPolicy::default()
+        } else {
+            let (registry, account, reference) =
+                (self.registry.clone(), event.account.clone(), event.reference.clone());
+            tokio::task::spawn_blocking(move || registry.event_policy(&account, &reference))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        let age = Duration::from_millis(u64::try_from(now - event.created_ms).unwrap_or(0));
+        let counted = match after_attempt(&policy, event.attempts, age, outcome, base_backoff) {
             EventNext::Succeeded => {
                 event.state = stoke_store::EventState::Succeeded;
                 event.finished_ms = Some(now);
@@ -371,6 +387,14 @@ impl Invoker {
                 event.finished_ms = Some(now);
                 tracing::warn!(event = %event.id, reference = %event.reference, "event invocation failed after all attempts");
                 EventOutcome::Failed
+            }
+            EventNext::Expired => {
+                event.state = stoke_store::EventState::Failed;
+                event.finished_ms = Some(now);
+                // As Lambda names it in its invocation record's condition.
+                event.error_type = Some("EventAgeExceeded".into());
+                tracing::warn!(event = %event.id, reference = %event.reference, "event invocation past its maximum age");
+                EventOutcome::Expired
             }
             EventNext::RetryAfter(delay) => {
                 event.state = stoke_store::EventState::Queued;

@@ -136,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         )
         .nest("/2015-03-31", lambda::routes(state.clone()))
         .nest("/2018-10-31", lambda_layers::routes(state.clone()))
+        .nest("/2019-09-25", lambda::event_config_routes(state.clone()))
         .route("/u/{id}", any(triggers::serve_url))
         .route("/u/{id}/", any(triggers::serve_url))
         .route("/u/{id}/{*path}", any(triggers::serve_url))

@@ -14,8 +14,8 @@ use stoke_core::{
 };
 use stoke_store::archive::{self, ArchiveError, ArchiveLimits};
 use stoke_store::{
-    AliasRecord, CodeStore, EventRecord, EventState, FunctionRecord, FunctionStore, ImageFiles, LayerFiles, Store,
-    StoreError, VersionRecord, LATEST_DIR,
+    AliasRecord, CodeStore, EventConfigRecord, EventRecord, EventState, FunctionRecord, FunctionStore, ImageFiles,
+    LayerFiles, Store, StoreError, VersionRecord, LATEST_DIR,
 };
 
 mod layers;
@@ -432,6 +432,69 @@ impl Registry {
             .get_event(id)?
             .filter(|e| &e.account == account)
             .ok_or_else(|| RegistryError::NotFound(format!("event invocation {id} does not exist in your account")))
+    }
+
+    /// The rule for Event invocations of `reference`: its function's event invoke config for the qualifier
+    /// the reference names (`$LATEST` when it names none), or Lambda's defaults.
+    pub fn event_policy(&self, account: &AccountId, reference: &str) -> Result<stoke_core::event::EventPolicy> {
+        let r = self.parse_ref(account, reference)?;
+        let qualifier = r.qualifier.map_or_else(|| "$LATEST".to_string(), |q| q.to_string());
+        let config = self.functions.get_event_config(account, &r.name, &qualifier)?;
+        Ok(config
+            .map_or_else(Default::default, |c| stoke_core::event::EventPolicy::from_config(c.max_retries, c.max_age_s)))
+    }
+
+    /// Sets the event invoke config of `name` for `qualifier` (which must exist): the fields given, and with
+    /// `merge` (Lambda's Update…) the others as they were, else (Put…) Lambda's defaults for the others.
+    pub fn put_event_config(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        qualifier: &str,
+        (max_retries, max_age_s): (Option<u32>, Option<u32>),
+        merge: bool,
+    ) -> Result<EventConfigRecord> {
+        let reference = if qualifier == "$LATEST" { name.to_string() } else { format!("{name}:{qualifier}") };
+        self.resolve(account, &reference)?;
+        let before = if merge { self.functions.get_event_config(account, name, qualifier)? } else { None };
+        let config = EventConfigRecord {
+            account: account.clone(),
+            function: name.clone(),
+            qualifier: qualifier.to_string(),
+            max_retries: max_retries.or(before.as_ref().and_then(|b| b.max_retries)),
+            max_age_s: max_age_s.or(before.as_ref().and_then(|b| b.max_age_s)),
+            modified_ms: now_ms(),
+        };
+        self.functions.put_event_config(&config)?;
+        Ok(config)
+    }
+
+    /// The event invoke config of `name` for `qualifier`.
+    pub fn get_event_config(
+        &self,
+        account: &AccountId,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<EventConfigRecord> {
+        self.load(account, name)?;
+        self.functions.get_event_config(account, name, qualifier)?.ok_or_else(|| {
+            RegistryError::NotFound(format!("function {name} has no event invoke config for {qualifier}"))
+        })
+    }
+
+    /// Every event invoke config of `name`, by qualifier.
+    pub fn list_event_configs(&self, account: &AccountId, name: &FunctionName) -> Result<Vec<EventConfigRecord>> {
+        self.load(account, name)?;
+        Ok(self.functions.list_event_configs(account, name)?)
+    }
+
+    /// Removes the event invoke config of `name` for `qualifier` (its events follow Lambda's defaults again).
+    pub fn delete_event_config(&self, account: &AccountId, name: &FunctionName, qualifier: &str) -> Result<()> {
+        self.load(account, name)?;
+        if !self.functions.delete_event_config(account, name, qualifier)? {
+            return Err(RegistryError::NotFound(format!("function {name} has no event invoke config for {qualifier}")));
+        }
+        Ok(())
     }
 
     /// The caller's failed Event invocations (the failed-event store), a page after `cursor`, and the
