@@ -739,3 +739,40 @@ fn event_invocations_that_fail_after_their_retries_wait_in_the_failed_event_stor
     assert_eq!(counts, [Some(8.0), Some(4.0), Some(1.0), Some(2.0)], "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
 }
+
+#[test]
+fn event_invoke_configs_set_from_the_native_api_and_the_cli_decide_the_retries() {
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    python_fn(&s, "flaky", "def handler(e, c):\n    raise ValueError('always')\n", json!({}));
+    let cli = |args: &[&str]| {
+        let out = s.cli().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let set = cli(&["fn", "event-config", "flaky", "--max-retries", "0"]);
+    assert!(set.contains("flaky:$LATEST: 0 retries, events given up after 21600 s"), "{set}");
+    let (status, list) = s.get("/v1/functions/flaky/event-configs");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!((&list["configs"][0]["qualifier"], &list["configs"][0]["max_retries"]), (&json!("$LATEST"), &json!(0)));
+    assert!(cli(&["fn", "event-config", "flaky"]).contains("21600 (default)"));
+    // Out of Lambda's ranges, or a qualifier the function does not have: refused, naming what.
+    let put = |q: &str, body: Value| {
+        s.call(s.req(Method::PUT, &format!("/v1/functions/flaky/event-configs/{q}")).json(&body))
+    };
+    let (status, body) = put("$LATEST", json!({"max_retries": 3}));
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("max_retries")), "{body}");
+    let (status, body) = put("$LATEST", json!({"max_age_s": 59}));
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("max_age_s")), "{body}");
+    let (status, body) = put("7", json!({}));
+    assert_eq!(status, 404, "{body}");
+
+    // With no retries, one failed attempt and the event waits in the failed-event store.
+    let id = send_event(&s, "flaky", &json!({}));
+    until("the event to fail", || failed_ids(&s) == [id.clone()]);
+    assert_eq!(s.get(&format!("/v1/events/{id}")).1["attempts"], 1);
+    assert!(cli(&["fn", "event-config", "flaky", "--delete"]).contains("Lambda's defaults apply"));
+    let (_, list) = s.get("/v1/functions/flaky/event-configs");
+    assert_eq!(list["configs"], json!([]));
+    let (status, _) = s.call(s.req(Method::DELETE, "/v1/functions/flaky/event-configs/$LATEST"));
+    assert_eq!(status, 404, "nothing left to delete");
+}

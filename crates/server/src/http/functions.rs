@@ -13,8 +13,9 @@ use stoke_core::{AliasRouting, ConfigPatch};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{from_value, parse_json, ApiJson, ApiQuery, Body};
 use super::views::{
-    AliasList, AliasPath, AliasView, CreateFunctionRequest, FunctionList, FunctionPath, FunctionRefPath, FunctionView,
-    PublishRequest, PutAliasRequest, VersionList, VersionPath, VersionView,
+    AliasList, AliasPath, AliasView, CreateFunctionRequest, EventConfigList, EventConfigRequest, EventConfigView,
+    FunctionList, FunctionPath, FunctionRefPath, FunctionView, PublishRequest, PutAliasRequest, QualifierPath,
+    VersionList, VersionPath, VersionView,
 };
 use super::{blocking, AppState};
 use crate::accounts::Caller;
@@ -235,6 +236,63 @@ pub async fn delete_version(
     blocking(move || {
         let name = registry.parse_function_name(&caller.account.id, &function)?;
         Ok(registry.delete_version(&caller.account.id, &name, number)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A function's event invoke configs (how its Event invocations of each qualifier are retried).
+#[utoipa::path(get, path = "/v1/functions/{function}/event-configs", tag = "events", params(FunctionPath),
+    responses((status = 200, body = EventConfigList), (status = 404, body = ErrorBody)))]
+pub async fn list_event_configs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(function): Path<String>,
+) -> ApiResult<Json<EventConfigList>> {
+    let registry = s.registry.clone();
+    let configs = blocking(move || {
+        let name = registry.parse_function_name(&caller.account.id, &function)?;
+        Ok(registry.list_event_configs(&caller.account.id, &name)?)
+    })
+    .await?;
+    Ok(Json(EventConfigList { configs: configs.iter().map(EventConfigView::from_record).collect() }))
+}
+
+/// Sets the event invoke config of one qualifier (which must exist); fields left out take Lambda's defaults.
+#[utoipa::path(put, path = "/v1/functions/{function}/event-configs/{qualifier}", tag = "events",
+    request_body = EventConfigRequest, params(FunctionPath, QualifierPath),
+    responses((status = 200, body = EventConfigView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_event_config(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((function, qualifier)): Path<(String, String)>,
+    ApiJson(req): ApiJson<EventConfigRequest>,
+) -> ApiResult<Json<EventConfigView>> {
+    let fields = stoke_core::event::EventPolicy::validate(req.max_retries, req.max_age_s).map_err(|why| {
+        let field = if why.contains("maximumRetryAttempts") { "max_retries" } else { "max_age_s" };
+        ApiError::bad_request("invalid_parameter", why).with_field(field)
+    })?;
+    let registry = s.registry.clone();
+    let config = blocking(move || {
+        let name = registry.parse_function_name(&caller.account.id, &function)?;
+        Ok(registry.put_event_config(&caller.account.id, &name, &qualifier, fields, false)?)
+    })
+    .await?;
+    Ok(Json(EventConfigView::from_record(&config)))
+}
+
+/// Removes the event invoke config of one qualifier (its Event invocations follow Lambda's defaults again).
+#[utoipa::path(delete, path = "/v1/functions/{function}/event-configs/{qualifier}", tag = "events",
+    params(FunctionPath, QualifierPath), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_event_config(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((function, qualifier)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let registry = s.registry.clone();
+    blocking(move || {
+        let name = registry.parse_function_name(&caller.account.id, &function)?;
+        Ok(registry.delete_event_config(&caller.account.id, &name, &qualifier)?)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -71,6 +71,11 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}/code", put(functions::update_code).get(functions::download_code))
         .route("/functions/{function}/versions", get(functions::list_versions).post(functions::publish))
         .route("/functions/{function}/versions/{version}", delete(functions::delete_version))
+        .route("/functions/{function}/event-configs", get(functions::list_event_configs))
+        .route(
+            "/functions/{function}/event-configs/{qualifier}",
+            put(functions::put_event_config).delete(functions::delete_event_config),
+        )
         .route("/events/failed", get(events::list_failed).delete(events::purge))
         .route("/events/failed/redrive", post(events::redrive_all))
         .route("/events/{id}", get(events::get).delete(events::delete))

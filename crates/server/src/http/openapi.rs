@@ -24,6 +24,7 @@ use super::{accounts, cluster, events, functions, invoke, layers, triggers, tune
         functions::block, functions::unblock, functions::retire,
         invoke::invoke, invoke::instances, invoke::logs,
         events::list_failed, events::get, events::redrive, events::redrive_all, events::delete, events::purge,
+        functions::list_event_configs, functions::put_event_config, functions::delete_event_config,
         triggers::create_url, triggers::list_urls, triggers::get_url, triggers::patch_url, triggers::delete_url,
         triggers::create_route, triggers::list_routes, triggers::get_route, triggers::patch_route,
         triggers::delete_route,

@@ -145,6 +145,47 @@ pub struct PublishRequest {
     pub description: Option<String>,
 }
 
+/// How a function's Event invocations of one qualifier are delivered (its event invoke config).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventConfigView {
+    /// `$LATEST`, a version number or an alias name.
+    pub qualifier: String,
+    /// Retries after a failed attempt (0-2); absent: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// How old an event may get before it is given up, in seconds (60-21600); absent: 21600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u32>,
+    pub modified_at: String,
+}
+
+impl EventConfigView {
+    pub fn from_record(c: &stoke_store::EventConfigRecord) -> Self {
+        EventConfigView {
+            qualifier: c.qualifier.clone(),
+            max_retries: c.max_retries,
+            max_age_s: c.max_age_s,
+            modified_at: stoke_core::time::format_rfc3339(c.modified_ms),
+        }
+    }
+}
+
+/// A function's event invoke configs, by qualifier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventConfigList {
+    pub configs: Vec<EventConfigView>,
+}
+
+/// `PUT /v1/functions/{function}/event-configs/{qualifier}`: the fields left out take Lambda's defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventConfigRequest {
+    /// 0 to 2.
+    pub max_retries: Option<i64>,
+    /// 60 to 21600 seconds.
+    pub max_age_s: Option<i64>,
+}
+
 /// An alias.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AliasView {
@@ -284,6 +325,15 @@ pub struct VersionPath {
     /// The version number (from 1).
     #[param(minimum = 1)]
     pub version: u64,
+}
+
+/// `{qualifier}` of a function's event invoke config.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct QualifierPath {
+    /// `$LATEST`, a version number or an alias name.
+    #[param(min_length = 1, max_length = 128)]
+    pub qualifier: String,
 }
 
 /// `{alias}` of a function's alias.

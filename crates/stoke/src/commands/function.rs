@@ -11,7 +11,9 @@ use reqwest::blocking::Body;
 use reqwest::Method;
 use serde_json::json;
 use stoke_core::{ConfigPatch, Network};
-use stoke_server::http::views::{FunctionList, FunctionView, VersionList, VersionView};
+use stoke_server::http::views::{
+    EventConfigList, EventConfigView, FunctionList, FunctionView, VersionList, VersionView,
+};
 
 use crate::client::{segment, Client};
 use crate::output::{print_fields, print_json, table, Format};
@@ -75,6 +77,20 @@ enum Command {
     },
     /// List published versions.
     Versions { name: String },
+    /// Show or set how Event invocations are retried (Lambda's event invoke config): NAME lists every
+    /// qualifier's; NAME[:QUALIFIER] with --max-retries/--max-age sets one ($LATEST by default), --delete
+    /// removes it.
+    EventConfig {
+        name: String,
+        /// Retries after a failed attempt, 0 to 2 (default 2).
+        #[arg(long, value_name = "N")]
+        max_retries: Option<i64>,
+        /// How old an event may get before it is given up, 60 to 21600 seconds (default 21600).
+        #[arg(long, value_name = "SECONDS")]
+        max_age: Option<i64>,
+        #[arg(long, conflicts_with_all = ["max_retries", "max_age"])]
+        delete: bool,
+    },
     /// Refuse invocations until unblocked.
     Block { name: String },
     /// Let invocations in again.
@@ -423,6 +439,49 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                     ("arn", v.arn),
                     ("code", v.code_sha256),
                 ]);
+            }
+        }
+        Command::EventConfig { name, max_retries, max_age, delete } => {
+            let (function, qualifier) = match stoke_core::FunctionRef::parse(&name).ok().and_then(|r| r.qualifier) {
+                Some(q) => (name.rsplit_once(':').map_or(name.as_str(), |(f, _)| f).to_string(), q.to_string()),
+                None => (name.clone(), "$LATEST".to_string()),
+            };
+            let path = fn_path(&function, &format!("/event-configs/{}", crate::client::segment(&qualifier)));
+            if delete {
+                client.send(client.request(Method::DELETE, &path))?;
+                println!("the event invoke config of {function}:{qualifier} was removed (Lambda's defaults apply)");
+            } else if max_retries.is_some() || max_age.is_some() {
+                let body = json!({ "max_retries": max_retries, "max_age_s": max_age });
+                let (c, raw): (EventConfigView, _) = client.json(client.request(Method::PUT, &path).json(&body))?;
+                if global.output == Format::Json {
+                    print_json(&raw);
+                } else {
+                    println!(
+                        "{function}:{}: {} retries, events given up after {} s",
+                        c.qualifier,
+                        c.max_retries.unwrap_or(stoke_core::event::MAX_RETRIES),
+                        c.max_age_s.unwrap_or(stoke_core::event::MAX_EVENT_AGE_S)
+                    );
+                }
+            } else {
+                let (list, raw): (EventConfigList, _) =
+                    client.json(client.request(Method::GET, &fn_path(&function, "/event-configs")))?;
+                if global.output == Format::Json {
+                    print_json(&raw);
+                } else {
+                    let mut t = table(&["QUALIFIER", "MAX RETRIES", "MAX AGE", "MODIFIED"]);
+                    for c in list.configs {
+                        let or_default =
+                            |v: Option<u32>, d: u32| v.map_or_else(|| format!("{d} (default)"), |v| v.to_string());
+                        t.add_row(vec![
+                            c.qualifier,
+                            or_default(c.max_retries, stoke_core::event::MAX_RETRIES),
+                            format!("{} s", or_default(c.max_age_s, stoke_core::event::MAX_EVENT_AGE_S)),
+                            c.modified_at,
+                        ]);
+                    }
+                    println!("{t}");
+                }
             }
         }
         Command::Versions { name } => {
