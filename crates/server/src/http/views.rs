@@ -181,8 +181,10 @@ pub struct EventConfigList {
 #[serde(deny_unknown_fields)]
 pub struct EventConfigRequest {
     /// 0 to 2.
+    #[schema(minimum = 0, maximum = 2)]
     pub max_retries: Option<i64>,
     /// 60 to 21600 seconds.
+    #[schema(minimum = 60, maximum = 21600)]
     pub max_age_s: Option<i64>,
 }
 
@@ -331,8 +333,12 @@ pub struct VersionPath {
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct QualifierPath {
-    /// `$LATEST`, a version number or an alias name.
-    #[param(min_length = 1, max_length = 128)]
+    /// `$LATEST`, a version number (from 1) or an alias name (1-128 letters, digits, '-' or '_', not all digits).
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^(?:\$LATEST|0*[1-9][0-9]{0,18}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)$"
+    )]
     pub qualifier: String,
 }
 
