@@ -91,7 +91,9 @@ impl Etcd {
             .spawn()
             .with_context(|| format!("cannot start {}", self.bin.display()))?;
         let child = self.child.insert(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a suite runs many etcds at once on a couple of cores, and a slow start is no failure of
+        // what a test checks (one did not answer within 20 s in a loaded cluster-mode run).
+        let deadline = Instant::now() + Duration::from_secs(60);
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
         loop {
             let healthy = http
