@@ -262,15 +262,18 @@ impl Call {
                 let delims = string(&args[1], "the delimiters")?;
                 Value::Array(s.split(|c| delims.contains(c)).filter(|p| !p.is_empty()).map(|p| json!(p)).collect())
             }
-            Function::Uuid => {
-                let (a, b) = (scope.entropy.next_u64(), scope.entropy.next_u64());
-                let mut bytes = [0u8; 16];
-                bytes[..8].copy_from_slice(&a.to_be_bytes());
-                bytes[8..].copy_from_slice(&b.to_be_bytes());
-                Value::String(uuid_v4(bytes))
-            }
+            Function::Uuid => Value::String(random_uuid(scope.entropy)),
         })
     }
+}
+
+/// A version-4 UUID drawn from `entropy` (`States.UUID`'s).
+pub fn random_uuid(entropy: &mut dyn Entropy) -> String {
+    let (a, b) = (entropy.next_u64(), entropy.next_u64());
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    uuid_v4(bytes)
 }
 
 /// A version-4 UUID (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`) from 16 random bytes.

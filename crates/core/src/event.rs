@@ -58,24 +58,50 @@ impl EventPolicy {
         }
     }
 
-    /// Checks a config's fields against Lambda's ranges; the message is Lambda's validation sentence.
-    pub fn validate(max_retries: Option<i64>, max_age_s: Option<i64>) -> Result<(Option<u32>, Option<u32>), String> {
-        let check = |v: Option<i64>, field: &str, min: i64, max: i64| match v {
-            None => Ok(None),
-            Some(n) if n < min => Err(format!(
+    /// Checks a config's fields against Lambda's ranges; refused, the field out of range and Lambda's
+    /// validation sentence.
+    pub fn validate(
+        max_retries: Option<i64>,
+        max_age_s: Option<i64>,
+    ) -> Result<(Option<u32>, Option<u32>), (EventConfigField, String)> {
+        let check = |v: Option<i64>, which: EventConfigField, min: i64, max: i64| {
+            let field = which.lambda_name();
+            match v {
+                None => Ok(None),
+                Some(n) if n < min => Err(format!(
                 "1 validation error detected: Value '{n}' at '{field}' failed to satisfy constraint: Member must have \
                  value greater than or equal to {min}"
             )),
-            Some(n) if n > max => Err(format!(
+                Some(n) if n > max => Err(format!(
                 "1 validation error detected: Value '{n}' at '{field}' failed to satisfy constraint: Member must have \
                  value less than or equal to {max}"
             )),
-            Some(n) => Ok(Some(u32::try_from(n).unwrap_or(u32::MAX))),
+                Some(n) => Ok(Some(u32::try_from(n).unwrap_or(u32::MAX))),
+            }
+            .map_err(|why| (which, why))
         };
+        let ages = (i64::from(MIN_EVENT_AGE_S), i64::from(MAX_EVENT_AGE_S));
         Ok((
-            check(max_retries, "maximumRetryAttempts", 0, i64::from(MAX_RETRIES))?,
-            check(max_age_s, "maximumEventAgeInSeconds", i64::from(MIN_EVENT_AGE_S), i64::from(MAX_EVENT_AGE_S))?,
+            check(max_retries, EventConfigField::MaxRetries, 0, i64::from(MAX_RETRIES))?,
+            check(max_age_s, EventConfigField::MaxAge, ages.0, ages.1)?,
         ))
+    }
+}
+
+/// A field of an event invoke config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventConfigField {
+    MaxRetries,
+    MaxAge,
+}
+
+impl EventConfigField {
+    /// Its name as Lambda's validation messages give it.
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            Self::MaxRetries => "maximumRetryAttempts",
+            Self::MaxAge => "maximumEventAgeInSeconds",
+        }
     }
 }
 
@@ -160,10 +186,12 @@ mod tests {
     fn a_config_out_of_lambdas_ranges_is_refused_with_its_sentence() {
         assert_eq!(EventPolicy::validate(Some(2), Some(60)), Ok((Some(2), Some(60))));
         assert_eq!(EventPolicy::validate(None, None), Ok((None, None)));
-        let e = EventPolicy::validate(Some(3), None).unwrap_err();
+        let (field, e) = EventPolicy::validate(Some(3), None).unwrap_err();
         assert!(e.contains("'3' at 'maximumRetryAttempts'") && e.contains("less than or equal to 2"), "{e}");
-        let e = EventPolicy::validate(None, Some(59)).unwrap_err();
+        assert_eq!(field, EventConfigField::MaxRetries);
+        let (field, e) = EventPolicy::validate(None, Some(59)).unwrap_err();
         assert!(e.contains("'maximumEventAgeInSeconds'") && e.contains("greater than or equal to 60"), "{e}");
+        assert_eq!(field, EventConfigField::MaxAge);
         assert!(EventPolicy::validate(Some(-1), None).is_err());
         assert!(EventPolicy::validate(None, Some(21_601)).is_err());
     }

@@ -414,10 +414,6 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
     // next one before its own (long) init, so their cold starts overlap.
     let execution = execution.or_else(|| origin_in_init(&ctx).map(|o| (Some(o.execution.clone()), o.scratch)));
     let (execution, scratch) = match execution {
-        Some((e, scratch)) => (Some(e), scratch),
-        None => (None, false),
-    };
-    let execution = match execution {
         None => {
             return rapid_error(
                 StatusCode::CONFLICT,
@@ -426,7 +422,7 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
                  instance started for one; this instance is doing neither",
             )
         }
-        Some(None) => {
+        Some((None, _)) => {
             return rapid_error(
                 StatusCode::CONFLICT,
                 "Stoke.NotInWorkflow",
@@ -434,7 +430,7 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
                  invocation is not a step of one: run the function from a workflow",
             )
         }
-        Some(Some(e)) => e,
+        Some((Some(e), scratch)) => (e, scratch),
     };
     let request: PrepareBody = match serde_json::from_slice(&body) {
         Ok(r) => r,

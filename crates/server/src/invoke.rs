@@ -133,11 +133,11 @@ impl Invoker {
         }
     }
 
-    /// Counts `n` Event invocations of `reference` (its function) in `account` that came to `outcome`.
-    pub fn count_events(&self, account: &AccountId, reference: &str, outcome: EventOutcome, n: u64) {
+    /// Counts an Event invocation of `reference` (its function) in `account` that came to `outcome`.
+    pub fn count_event(&self, account: &AccountId, reference: &str, outcome: EventOutcome) {
         let function =
             stoke_core::FunctionRef::parse(reference).map_or_else(|_| reference.to_string(), |r| r.name.to_string());
-        *lock(&self.event_outcomes).entry((account.clone(), function, outcome)).or_default() += n;
+        *lock(&self.event_outcomes).entry((account.clone(), function, outcome)).or_default() += 1;
     }
 
     /// The Event invocation counters in Prometheus' text format (`stoke_event_invocations_total`).
@@ -145,7 +145,8 @@ impl Invoker {
         use std::fmt::Write;
         let mut out = String::from(
             "# HELP stoke_event_invocations What became of Event invocations' attempts: succeeded, retried, failed \
-             (into the failed-event store), deferred (throttled or the platform unavailable), redriven.\n\
+             (into the failed-event store), deferred (throttled or the platform unavailable), expired (past their \
+             maximum age), redriven.\n\
              # TYPE stoke_event_invocations counter\n",
         );
         let node = node.map_or_else(String::new, |n| format!(",node=\"{n}\""));
@@ -406,7 +407,7 @@ impl Invoker {
                 }
             }
         };
-        self.count_events(&event.account, &event.reference, counted, 1);
+        self.count_event(&event.account, &event.reference, counted);
         // The outcome must be recorded, or the event stays claimed and is never run again (a full disk, an
         // unreachable store): keep trying until it is.
         let event = Arc::new(event);
@@ -595,14 +596,18 @@ impl Invoker {
         }
     }
 
+    /// `target`'s pool at its queue's owner, when that is another node that answers.
+    async fn pool_at_owner(&self, target: &InvokeTarget) -> Option<stoke_core::pool::PoolSnapshot> {
+        let (queues, owner) = self.remote_owner(target).await?;
+        queues.pool_at(&owner, target).await
+    }
+
     /// `target`'s pool where its queue is (at its owner, in a cluster), for the workflow pre-warmer.
     pub async fn pool(&self, target: &Arc<InvokeTarget>) -> stoke_core::pool::PoolSnapshot {
-        if let Some((queues, owner)) = self.remote_owner(target).await {
-            if let Some(pool) = queues.pool_at(&owner, target).await {
-                return pool;
-            }
+        match self.pool_at_owner(target).await {
+            Some(pool) => pool,
+            None => self.scheduler.pool(target),
         }
-        self.scheduler.pool(target)
     }
 
     /// Announces `count` invocations of `target` soon (the pre-warmer) to its queue's pool, wherever its
@@ -730,11 +735,7 @@ impl stoke_scheduler::Resolver for InvokerResolver {
         &'a self,
         target: &'a Arc<InvokeTarget>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<stoke_core::pool::PoolSnapshot>> + Send + 'a>> {
-        Box::pin(async move {
-            let invoker = self.0.upgrade()?;
-            let (queues, owner) = invoker.remote_owner(target).await?;
-            queues.pool_at(&owner, target).await
-        })
+        Box::pin(async move { self.0.upgrade()?.pool_at_owner(target).await })
     }
 }
 

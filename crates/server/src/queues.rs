@@ -259,12 +259,42 @@ impl Queues {
         self.cluster.invocations().post(url).header(SECRET_HEADER, self.cluster.secret())
     }
 
+    /// A POST to `path` of the peer at `advertise` about one version's queue: its account and version, and
+    /// the reference that node resolves it by.
+    fn to_queue(
+        &self,
+        advertise: &str,
+        path: &str,
+        account: &str,
+        reference: &str,
+        version: &str,
+    ) -> reqwest::RequestBuilder {
+        self.to_peer(advertise, path)
+            .header(header::ACCOUNT, account)
+            .header(header::REFERENCE, reference)
+            .header(header::VERSION, version)
+    }
+
     /// A POST to `path` of `owner` about the queue of `target` (named `function:version`).
     fn to_owner(&self, owner: &QueueOwner, path: &str, target: &InvokeTarget) -> reqwest::RequestBuilder {
-        self.to_peer(&owner.advertise, path)
-            .header(header::ACCOUNT, target.account.as_str())
-            .header(header::REFERENCE, format!("{}:{}", target.function, target.version))
-            .header(header::VERSION, target.version.as_str())
+        let reference = format!("{}:{}", target.function, target.version);
+        self.to_queue(&owner.advertise, path, target.account.as_str(), &reference, &target.version)
+    }
+
+    /// Tells `owner` something about the queue of `target` that needs no answer (`what` names it in the log
+    /// when it does not get there).
+    async fn tell_owner<T: Serialize>(
+        &self,
+        owner: &QueueOwner,
+        path: &str,
+        target: &InvokeTarget,
+        body: &T,
+        what: &str,
+    ) {
+        let sent = self.to_owner(owner, path, target).timeout(Duration::from_secs(5)).json(body).send().await;
+        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+            tracing::debug!(error = %e, owner = %owner.node, "{what} did not reach the queue's owner");
+        }
     }
 
     /// This node's name.
@@ -441,10 +471,7 @@ impl Queues {
                 break;
             }
             let took = self
-                .to_peer(&owner.advertise, TAKE_PATH)
-                .header(header::ACCOUNT, queue.account.as_str())
-                .header(header::REFERENCE, hosted.reference.as_str())
-                .header(header::VERSION, queue.version.as_str())
+                .to_queue(&owner.advertise, TAKE_PATH, &queue.account, &hosted.reference, &queue.version)
                 .header(TAKER_HEADER, self.me.node.as_str())
                 .timeout(TAKE_WAIT + Duration::from_secs(10))
                 .send()
@@ -632,20 +659,14 @@ impl Queues {
     /// Announces `count` invocations of `target` soon to `owner`, its queue's owner (the pre-warmer).
     pub async fn announce_at(&self, owner: &QueueOwner, target: &InvokeTarget, count: usize, ttl: Duration) {
         let body = Announce { count, ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX) };
-        let sent = self.to_owner(owner, ANNOUNCE_PATH, target).timeout(Duration::from_secs(5)).json(&body).send().await;
-        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
-            tracing::debug!(error = %e, owner = %owner.node, "the pre-warmer's announcement did not reach the queue's owner");
-        }
+        self.tell_owner(owner, ANNOUNCE_PATH, target, &body, "the pre-warmer's announcement").await;
     }
 
     /// Releases `execution`'s open reservations of `target` at `owner`, its queue's owner.
     pub async fn release_at(&self, owner: &QueueOwner, target: &InvokeTarget, execution: &str, why: &str) {
         let body = Release { execution: execution.to_string(), why: why.to_string() };
-        let sent = self.to_owner(owner, RELEASE_PATH, target).timeout(Duration::from_secs(5)).json(&body).send().await;
-        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
-            // They expire on their own (the reservation TTL).
-            tracing::debug!(error = %e, owner = %owner.node, "cannot release reservations at the queue's owner");
-        }
+        // Not released, they expire on their own (the reservation TTL).
+        self.tell_owner(owner, RELEASE_PATH, target, &body, "a release of reservations").await;
     }
 
     /// The owner this node hosted `queue` for cannot be reached: once its lease lapses, this node competes
@@ -797,10 +818,7 @@ impl Queues {
         req: &InvokeRequest,
     ) -> Forwarded {
         let call = self
-            .to_peer(&owner.advertise, FORWARD_PATH)
-            .header(header::ACCOUNT, target.account.as_str())
-            .header(header::REFERENCE, reference)
-            .header(header::VERSION, target.version.as_str())
+            .to_queue(&owner.advertise, FORWARD_PATH, target.account.as_str(), reference, &target.version)
             .timeout(Duration::from_secs(u64::from(target.config.timeout_s)) + QUEUE_SLACK)
             .headers(request_headers(req))
             .body(req.payload.clone());

@@ -254,9 +254,7 @@ pub async fn peer_host(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let queues = peer_queues(&s, &headers)?;
-    let req: crate::queues::HostRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_parameter", format!("the hosting request is not one stoke sends: {e}"))
-    })?;
+    let req: crate::queues::HostRequest = peer_body(&body, "the hosting request")?;
     if req.slots == 0 {
         return Err(ApiError::bad_request("invalid_parameter", "slots must be at least 1").with_field("slots"));
     }
@@ -313,17 +311,24 @@ pub async fn peer_turn(State(s): State<AppState>, headers: HeaderMap, Path(id): 
     }
 }
 
-/// The target of a peer's call about one of this node's queues (its owner's).
+/// The target of a peer's call about one of this node's queues (its owner's), when the caller is a peer
+/// (as [`peer_queues`]).
 async fn owned_target(s: &AppState, headers: &HeaderMap) -> ApiResult<std::sync::Arc<stoke_scheduler::InvokeTarget>> {
+    peer_queues(s, headers)?;
     let (account, reference, version) = forwarded_target(headers)?;
     Ok(s.invoker.version_target(&account, &reference, &version).await?)
+}
+
+/// A peer's JSON body, as stoke sends it (`what` names it in the 400 otherwise).
+fn peer_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("{what} is not one stoke sends: {e}")))
 }
 
 /// A step running on another node prepares a later step whose queue this node owns (seed 000's `prepare`):
 /// this node's pool reserves the instance, on whichever node it places it.
 pub async fn peer_prepare(State(s): State<AppState>, headers: HeaderMap, params: Bytes) -> ApiResult<Response> {
     use crate::queues::header;
-    peer_queues(&s, &headers)?;
     let target = owned_target(&s, &headers).await?;
     let execution = header_text(&headers, header::EXECUTION)?.ok_or_else(|| {
         ApiError::bad_request("invalid_parameter", format!("a preparation needs {}", header::EXECUTION))
@@ -342,18 +347,14 @@ pub async fn peer_pool(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<stoke_core::pool::PoolSnapshot>> {
-    peer_queues(&s, &headers)?;
     let target = owned_target(&s, &headers).await?;
     Ok(Json(s.invoker.scheduler().pool(&target)))
 }
 
 /// A peer's pre-warmer announces invocations of a queue this node owns.
 pub async fn peer_announce(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
-    peer_queues(&s, &headers)?;
     let target = owned_target(&s, &headers).await?;
-    let a: crate::queues::Announce = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_parameter", format!("the announcement is not one stoke sends: {e}"))
-    })?;
+    let a: crate::queues::Announce = peer_body(&body, "the announcement")?;
     s.invoker.scheduler().announce(&target, a.count, std::time::Duration::from_millis(a.ttl_ms));
     Ok(StatusCode::NO_CONTENT)
 }
@@ -364,10 +365,8 @@ pub async fn peer_release(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    peer_queues(&s, &headers)?;
     let target = owned_target(&s, &headers).await?;
-    let r: crate::queues::Release = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("the release is not one stoke sends: {e}")))?;
+    let r: crate::queues::Release = peer_body(&body, "the release")?;
     let released = s.invoker.scheduler().release_reservations(&r.execution, Some(&[target]), &r.why);
     Ok(Json(serde_json::json!({ "released": released })))
 }

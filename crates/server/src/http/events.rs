@@ -125,7 +125,7 @@ pub async fn redrive(State(s): State<AppState>, caller: Caller, Path(id): Path<S
     let registry = s.registry.clone();
     let account = caller.account.id.clone();
     let e = blocking(move || Ok(registry.redrive_event(&account, &id)?)).await?;
-    s.invoker.count_events(&caller.account.id, &e.reference, crate::invoke::EventOutcome::Redriven, 1);
+    s.invoker.count_event(&caller.account.id, &e.reference, crate::invoke::EventOutcome::Redriven);
     s.invoker.events_queued();
     Ok(Json(EventView::from_record(&e)))
 }
@@ -137,7 +137,7 @@ pub async fn redrive_all(State(s): State<AppState>, caller: Caller) -> ApiResult
     let (registry, account) = (s.registry.clone(), caller.account.id.clone());
     let redriven = blocking(move || Ok(registry.redrive_failed(&account)?)).await?;
     for reference in &redriven {
-        s.invoker.count_events(&caller.account.id, reference, crate::invoke::EventOutcome::Redriven, 1);
+        s.invoker.count_event(&caller.account.id, reference, crate::invoke::EventOutcome::Redriven);
     }
     s.invoker.events_queued();
     Ok(Json(EventCount { count: redriven.len() }))

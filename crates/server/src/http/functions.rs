@@ -268,8 +268,11 @@ pub async fn put_event_config(
     Path((function, qualifier)): Path<(String, String)>,
     ApiJson(req): ApiJson<EventConfigRequest>,
 ) -> ApiResult<Json<EventConfigView>> {
-    let fields = stoke_core::event::EventPolicy::validate(req.max_retries, req.max_age_s).map_err(|why| {
-        let field = if why.contains("maximumRetryAttempts") { "max_retries" } else { "max_age_s" };
+    let fields = stoke_core::event::EventPolicy::validate(req.max_retries, req.max_age_s).map_err(|(which, why)| {
+        let field = match which {
+            stoke_core::event::EventConfigField::MaxRetries => "max_retries",
+            stoke_core::event::EventConfigField::MaxAge => "max_age_s",
+        };
         ApiError::bad_request("invalid_parameter", why).with_field(field)
     })?;
     let registry = s.registry.clone();

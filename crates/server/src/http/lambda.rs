@@ -270,7 +270,7 @@ fn event_config_doc(c: &stoke_store::EventConfigRecord, region: &str) -> Value {
 fn config_target(name: &str, uri: &axum::http::Uri) -> LambdaResult<(String, String)> {
     let q: ListQuery = query(uri)?;
     let (unqualified, qualifier) = split_qualified(name, q.qualifier.as_deref())?;
-    Ok((unqualified, qualifier.map_or_else(|| "$LATEST".to_string(), |q| q.to_string())))
+    Ok((unqualified, qualifier.unwrap_or(stoke_core::Qualifier::Latest).to_string()))
 }
 
 async fn write_event_config(
@@ -290,7 +290,7 @@ async fn write_event_config(
     }
     let fields =
         stoke_core::event::EventPolicy::validate(input.maximum_retry_attempts, input.maximum_event_age_in_seconds)
-            .map_err(LambdaError::validation)?;
+            .map_err(|(_, why)| LambdaError::validation(why))?;
     let (unqualified, qualifier) = config_target(&name, &uri)?;
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {

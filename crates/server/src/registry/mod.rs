@@ -438,7 +438,7 @@ impl Registry {
     /// the reference names (`$LATEST` when it names none), or Lambda's defaults.
     pub fn event_policy(&self, account: &AccountId, reference: &str) -> Result<stoke_core::event::EventPolicy> {
         let r = self.parse_ref(account, reference)?;
-        let qualifier = r.qualifier.map_or_else(|| "$LATEST".to_string(), |q| q.to_string());
+        let qualifier = r.qualifier.unwrap_or(Qualifier::Latest).to_string();
         let config = self.functions.get_event_config(account, &r.name, &qualifier)?;
         Ok(config
             .map_or_else(Default::default, |c| stoke_core::event::EventPolicy::from_config(c.max_retries, c.max_age_s)))
@@ -454,8 +454,7 @@ impl Registry {
         (max_retries, max_age_s): (Option<u32>, Option<u32>),
         merge: bool,
     ) -> Result<EventConfigRecord> {
-        let reference = if qualifier == "$LATEST" { name.to_string() } else { format!("{name}:{qualifier}") };
-        self.resolve(account, &reference)?;
+        self.resolve(account, &format!("{name}:{qualifier}"))?;
         let before = if merge { self.functions.get_event_config(account, name, qualifier)? } else { None };
         let config = EventConfigRecord {
             account: account.clone(),

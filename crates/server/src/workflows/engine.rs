@@ -652,16 +652,10 @@ impl Run {
         match wanted {
             Some(r) if kind == stoke_core::error::ErrorKind::NotFound => {
                 let account = r.account.unwrap_or_else(|| self.record.account.clone());
-                let qualifier = r.qualifier.map_or_else(|| "$LATEST".to_string(), |q| q.to_string());
+                let qualifier = r.qualifier.unwrap_or(stoke_core::Qualifier::Latest).to_string();
                 let arn =
                     stoke_core::reference::function_arn(&self.services.region, &account, &r.name, Some(&qualifier));
-                let request_id = {
-                    let mut entropy = lock(&self.entropy);
-                    let mut bytes = [0u8; 16];
-                    bytes[..8].copy_from_slice(&entropy.next_u64().to_le_bytes());
-                    bytes[8..].copy_from_slice(&entropy.next_u64().to_le_bytes());
-                    stoke_asl::intrinsic::uuid_v4(bytes)
-                };
+                let request_id = stoke_asl::intrinsic::random_uuid(&mut *lock(&self.entropy));
                 Failure::new(
                     kind.task_error(),
                     format!(
