@@ -192,6 +192,9 @@ ALLOW_400 = {
     # definition must be a valid Amazon States Language state machine.
     "POST /v1/workflows",
     "PUT /v1/workflows/{name}",
+    # on_success / on_failure must name a function or state machine of the caller's account that exists, and not
+    # the function itself.
+    "PUT /v1/functions/{function}/event-configs/{qualifier}",
     # cors: allow_credentials with the origin `*`; function: an alias qualifier over 128 characters (the pattern
     # bounds only the whole reference, at 256).
     "POST /v1/urls",

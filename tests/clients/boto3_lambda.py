@@ -232,6 +232,31 @@ def main():
     assert "maximumRetryAttempts" in e.response["Error"]["Message"], e.response
     expect_error("ValidationException", raw.put_function_event_invoke_config, FunctionName="b3",
                  MaximumEventAgeInSeconds=59)
+    # Destinations: a function of the account's, shown back as Lambda shows them (both sides, {} when unset);
+    # the function itself, one that does not exist, nothing at all and not an ARN are refused as on Lambda.
+    lam.create_function(FunctionName="b3sink", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/x",
+                        Handler="app.handler", Code={"ZipFile": zip_of("def handler(e, c):\n    return e\n")})
+    sink = lam.get_function(FunctionName="b3sink")["Configuration"]["FunctionArn"]
+    c = lam.put_function_event_invoke_config(FunctionName="b3", DestinationConfig={"OnFailure": {"Destination": sink}})
+    assert c["DestinationConfig"] == {"OnSuccess": {}, "OnFailure": {"Destination": sink}}, c
+    c = lam.update_function_event_invoke_config(FunctionName="b3", MaximumRetryAttempts=1)
+    assert (c["MaximumRetryAttempts"], c["DestinationConfig"]["OnFailure"]) == (1, {"Destination": sink}), c
+    itself = sink.replace(":b3sink", ":b3")
+    e = expect_error("InvalidParameterValueException", lam.put_function_event_invoke_config, FunctionName="b3",
+                     DestinationConfig={"OnSuccess": {"Destination": itself}})
+    assert "can't specify the function as a destination for itself" in e.response["Error"]["Message"], e.response
+    e = expect_error("InvalidParameterValueException", lam.put_function_event_invoke_config, FunctionName="b3",
+                     DestinationConfig={"OnFailure": {"Destination": sink.replace(":b3sink", ":nope")}})
+    assert "is invalid" in e.response["Error"]["Message"], e.response
+    e = expect_error("InvalidParameterValueException", lam.put_function_event_invoke_config, FunctionName="b3")
+    assert "at least one of error handling or destination setting" in e.response["Error"]["Message"], e.response
+    e = expect_error("ValidationException", raw.put_function_event_invoke_config, FunctionName="b3",
+                     DestinationConfig={"OnFailure": {"Destination": "b3sink"}})
+    assert "destinationConfig.onFailure.destination" in e.response["Error"]["Message"], e.response
+    got = lam.get_function_event_invoke_config(FunctionName="b3")
+    assert got["DestinationConfig"]["OnFailure"] == {"Destination": sink}, "a refused write changed nothing"
+    lam.delete_function_event_invoke_config(FunctionName="b3")
+    lam.delete_function(FunctionName="b3sink")
 
     e = expect_error("ResourceNotFoundException", lam.invoke, FunctionName="nope")
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404

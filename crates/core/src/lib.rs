@@ -8,6 +8,7 @@ pub mod alias;
 pub mod archive;
 pub mod config;
 pub mod cost;
+pub mod destination;
 pub mod error;
 pub mod event;
 pub mod gateway;

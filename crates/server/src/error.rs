@@ -120,6 +120,10 @@ impl Classified for RegistryError {
             RegistryError::NotFound(_) => Class::new(K::NotFound, "not_found"),
             RegistryError::Conflict(_) => Class::new(K::Conflict, "conflict"),
             RegistryError::IllegalTransition(_) => Class::new(K::Conflict, "illegal_transition"),
+            RegistryError::Destination { field, pattern, .. } => Class {
+                lambda_code: pattern.then_some("ValidationException"),
+                ..Class::new(K::Invalid, "invalid_destination").field(*field)
+            },
             RegistryError::CrossAccount { .. } => Class::new(K::Forbidden, "cross_account"),
             RegistryError::ConcurrentModification(_) => Class::new(K::Conflict, "concurrent_modification"),
             RegistryError::PreconditionFailed(_) => Class::new(K::Precondition, "precondition_failed"),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use stoke_core::destination::Condition;
 use stoke_core::reference::function_arn;
 use stoke_core::sync::lock;
 use stoke_core::{AccountId, Admission, FunctionName, LifecycleState};
@@ -82,6 +83,8 @@ pub struct Invoker {
     queues: std::sync::OnceLock<Arc<crate::queues::Queues>>,
     /// What became of Event invocations, by account, function and outcome (for `/metrics`).
     event_outcomes: Mutex<std::collections::BTreeMap<(AccountId, String, EventOutcome), u64>>,
+    /// Where invocation records for state machine destinations start executions (set once they exist).
+    workflows: std::sync::OnceLock<std::sync::Weak<crate::workflows::Workflows>>,
 }
 
 /// What became of an Event invocation's attempt, or of a failed one (for `/metrics`).
@@ -98,6 +101,8 @@ pub enum EventOutcome {
     Expired,
     /// Taken out of the failed-event store and queued again.
     Redriven,
+    /// Its invocation record was queued for its destination (on success or on failure).
+    ToDestination,
 }
 
 impl EventOutcome {
@@ -109,6 +114,7 @@ impl EventOutcome {
             Self::Deferred => "deferred",
             Self::Expired => "expired",
             Self::Redriven => "redriven",
+            Self::ToDestination => "to_destination",
         }
     }
 }
@@ -130,7 +136,13 @@ impl Invoker {
             events_ready: Arc::new(tokio::sync::Notify::new()),
             queues: std::sync::OnceLock::new(),
             event_outcomes: Mutex::new(std::collections::BTreeMap::new()),
+            workflows: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives the invoker the workflow service, so that invocation records reach state machine destinations.
+    pub fn deliver_to(&self, workflows: &Arc<crate::workflows::Workflows>) {
+        let _ = self.workflows.set(Arc::downgrade(workflows));
     }
 
     /// Counts an Event invocation of `reference` (its function) in `account` that came to `outcome`.
@@ -331,6 +343,74 @@ impl Invoker {
 
     async fn run_event(&self, mut event: stoke_store::EventRecord, base_backoff: Duration) {
         use stoke_core::event::{after_attempt, AttemptOutcome, EventNext};
+        let (outcome, error_type, result, version) = match machine_of(&event.reference) {
+            Some(machine) => self.deliver_to_machine(&event, machine).await,
+            None => self.attempt_event(&event).await,
+        };
+        if !matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable) {
+            event.attempts += 1;
+            event.error_type = error_type;
+            event.result = result;
+            event.executed_version = version.or(event.executed_version.take());
+        }
+        let now = crate::registry::now_ms();
+        let deferred = matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable);
+        // The function's event invoke config decides the retries, the age and where the outcome goes.
+        let rules = if machine_of(&event.reference).is_some() {
+            crate::registry::EventRules::default()
+        } else {
+            let (registry, account, reference) =
+                (self.registry.clone(), event.account.clone(), event.reference.clone());
+            tokio::task::spawn_blocking(move || registry.event_rules(&account, &reference))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        let age = Duration::from_millis(u64::try_from(now - event.created_ms).unwrap_or(0));
+        let (counted, destination) = match after_attempt(&rules.policy, event.attempts, age, outcome, base_backoff) {
+            EventNext::Succeeded => {
+                event.state = stoke_store::EventState::Succeeded;
+                event.finished_ms = Some(now);
+                (EventOutcome::Succeeded, rules.on_success.map(|d| (d, Condition::Success)))
+            }
+            EventNext::Failed => {
+                event.state = stoke_store::EventState::Failed;
+                event.finished_ms = Some(now);
+                tracing::warn!(event = %event.id, reference = %event.reference, "event invocation failed after all attempts");
+                (EventOutcome::Failed, rules.on_failure.map(|d| (d, Condition::RetriesExhausted)))
+            }
+            EventNext::Expired => {
+                event.state = stoke_store::EventState::Failed;
+                event.finished_ms = Some(now);
+                tracing::warn!(event = %event.id, reference = %event.reference, "event invocation past its maximum age");
+                let last_failed = event.error_type.is_some();
+                // As Lambda names it in its invocation record's condition.
+                event.error_type = Some("EventAgeExceeded".into());
+                let destination = rules.on_failure.map(|d| (d, Condition::EventAgeExceeded));
+                let follow_up = destination.map(|(d, c)| self.follow_up(&event, d, c, last_failed, now));
+                self.count_event(&event.account, &event.reference, EventOutcome::Expired);
+                return self.record_event(event, follow_up).await;
+            }
+            EventNext::RetryAfter(delay) => {
+                event.state = stoke_store::EventState::Queued;
+                event.next_attempt_ms = now + stoke_core::num::millis_i64(delay);
+                (if deferred { EventOutcome::Deferred } else { EventOutcome::Retried }, None)
+            }
+        };
+        self.count_event(&event.account, &event.reference, counted);
+        let failed = outcome == AttemptOutcome::Failed;
+        let follow_up = destination.map(|(d, c)| self.follow_up(&event, d, c, failed, now));
+        self.record_event(event, follow_up).await
+    }
+
+    /// One attempt of an Event invocation of a function: how it went, its error type, its output (or error
+    /// body), and the version that ran.
+    async fn attempt_event(
+        &self,
+        event: &stoke_store::EventRecord,
+    ) -> (stoke_core::event::AttemptOutcome, Option<String>, Option<Vec<u8>>, Option<String>) {
+        use stoke_core::event::AttemptOutcome;
         // Every attempt runs under the request id the 202 named, as Lambda's retries do: a function tells a
         // retry (or a run again after a lost node) by seeing an id it has seen before.
         let req = InvokeRequest {
@@ -340,81 +420,129 @@ impl Invoker {
             request_id: Some(event.id.clone()),
             ..Default::default()
         };
-        let (outcome, error_type, result) = match self.invoke(&event.account, &event.reference, req).await {
-            Ok((r, _)) => match r.outcome {
-                stoke_scheduler::Outcome::Success(body) => (AttemptOutcome::Succeeded, None, Some(body.to_vec())),
+        match self.invoke(&event.account, &event.reference, req).await {
+            Ok((r, version)) => match r.outcome {
+                stoke_scheduler::Outcome::Success(body) => {
+                    (AttemptOutcome::Succeeded, None, Some(body.to_vec()), Some(version))
+                }
                 stoke_scheduler::Outcome::FunctionError { error_type, body } => {
-                    (AttemptOutcome::Failed, Some(error_type), Some(body.to_vec()))
+                    (AttemptOutcome::Failed, Some(error_type), Some(body.to_vec()), Some(version))
                 }
             },
-            Err(InvokeFailure::Scheduler(InvokeError::Throttled { .. })) => (AttemptOutcome::Throttled, None, None),
+            Err(InvokeFailure::Scheduler(InvokeError::Throttled { .. })) => {
+                (AttemptOutcome::Throttled, None, None, None)
+            }
             // A full disk, an unreachable store: the event waits for the platform, its attempts untouched.
             Err(e) if e.platform_unavailable() => {
                 tracing::debug!(event = %event.id, error = %e, "the platform cannot run an event invocation now");
-                (AttemptOutcome::Unavailable, None, None)
+                (AttemptOutcome::Unavailable, None, None, None)
             }
             Err(e) => {
-                (AttemptOutcome::Failed, Some("Stoke.InvokeFailed".to_string()), Some(e.to_string().into_bytes()))
+                (AttemptOutcome::Failed, Some("Stoke.InvokeFailed".to_string()), Some(e.to_string().into_bytes()), None)
             }
-        };
-        if !matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable) {
-            event.attempts += 1;
-            event.error_type = error_type;
-            event.result = result;
         }
-        let now = crate::registry::now_ms();
-        let deferred = matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable);
-        // The function's event invoke config decides the retries and the age (read only when it matters).
-        let policy = if outcome == AttemptOutcome::Succeeded {
-            stoke_core::event::EventPolicy::default()
-        } else {
-            let (registry, account, reference) =
-                (self.registry.clone(), event.account.clone(), event.reference.clone());
-            tokio::task::spawn_blocking(move || registry.event_policy(&account, &reference))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
+    }
+
+    /// Delivers an invocation record to a state machine: starts an execution named after the delivery, with
+    /// the record as its input (started already counts as delivered: the name makes it happen once).
+    async fn deliver_to_machine(
+        &self,
+        event: &stoke_store::EventRecord,
+        machine: &str,
+    ) -> (stoke_core::event::AttemptOutcome, Option<String>, Option<Vec<u8>>, Option<String>) {
+        use crate::workflows::WorkflowError;
+        use stoke_core::event::AttemptOutcome;
+        let Some(workflows) = self.workflows.get().and_then(std::sync::Weak::upgrade) else {
+            return (AttemptOutcome::Unavailable, None, None, None);
         };
-        let age = Duration::from_millis(u64::try_from(now - event.created_ms).unwrap_or(0));
-        let counted = match after_attempt(&policy, event.attempts, age, outcome, base_backoff) {
-            EventNext::Succeeded => {
-                event.state = stoke_store::EventState::Succeeded;
-                event.finished_ms = Some(now);
-                EventOutcome::Succeeded
+        let (account, machine, name) = (event.account.clone(), machine.to_string(), event.id.clone());
+        let input = String::from_utf8_lossy(&event.payload).into_owned();
+        let started = tokio::task::spawn_blocking(move || {
+            workflows.start(&account, &machine, Some(&name), Some(&input), None, false).map(|e| e.id)
+        })
+        .await;
+        match started {
+            Ok(Ok(_)) | Ok(Err(WorkflowError::Exists(_))) => (AttemptOutcome::Succeeded, None, None, None),
+            Ok(Err(WorkflowError::Store(e))) if e.is_full() || matches!(e, StoreError::Unavailable(_)) => {
+                (AttemptOutcome::Unavailable, None, None, None)
             }
-            EventNext::Failed => {
-                event.state = stoke_store::EventState::Failed;
-                event.finished_ms = Some(now);
-                tracing::warn!(event = %event.id, reference = %event.reference, "event invocation failed after all attempts");
-                EventOutcome::Failed
+            Ok(Err(e)) => {
+                let kind = match e {
+                    WorkflowError::WorkflowNotFound(_) => "StateMachineDoesNotExist",
+                    _ => "Stoke.DeliveryFailed",
+                };
+                (AttemptOutcome::Failed, Some(kind.into()), Some(e.to_string().into_bytes()), None)
             }
-            EventNext::Expired => {
-                event.state = stoke_store::EventState::Failed;
-                event.finished_ms = Some(now);
-                // As Lambda names it in its invocation record's condition.
-                event.error_type = Some("EventAgeExceeded".into());
-                tracing::warn!(event = %event.id, reference = %event.reference, "event invocation past its maximum age");
-                EventOutcome::Expired
-            }
-            EventNext::RetryAfter(delay) => {
-                event.state = stoke_store::EventState::Queued;
-                event.next_attempt_ms = now + stoke_core::num::millis_i64(delay);
-                if deferred {
-                    EventOutcome::Deferred
-                } else {
-                    EventOutcome::Retried
-                }
-            }
-        };
-        self.count_event(&event.account, &event.reference, counted);
-        // The outcome must be recorded, or the event stays claimed and is never run again (a full disk, an
-        // unreachable store): keep trying until it is.
-        let event = Arc::new(event);
+            Err(e) => (AttemptOutcome::Unavailable, None, Some(e.to_string().into_bytes()), None),
+        }
+    }
+
+    /// The event that takes `event`'s invocation record to `destination`, queued now.
+    fn follow_up(
+        &self,
+        event: &stoke_store::EventRecord,
+        destination: String,
+        condition: Condition,
+        ran_and_failed: bool,
+        now: i64,
+    ) -> stoke_store::EventRecord {
+        let named = stoke_core::FunctionRef::parse(&event.reference).ok();
+        let qualifier = event.executed_version.clone().unwrap_or_else(|| {
+            named.as_ref().and_then(|r| r.qualifier.as_ref()).map_or_else(|| "$LATEST".into(), ToString::to_string)
+        });
+        let function = named.map_or_else(|| event.reference.clone(), |r| r.name.to_string());
+        let arn = format!("arn:aws:lambda:{}:{}:function:{function}:{qualifier}", self.region, event.account);
+        let response = (event.attempts > 0).then(|| stoke_core::destination::Response {
+            executed_version: &qualifier,
+            function_error: ran_and_failed,
+            payload: event.result.as_deref().unwrap_or_default(),
+        });
+        let record = stoke_core::destination::invocation_record(&stoke_core::destination::Record {
+            timestamp_ms: now,
+            request_id: &event.id,
+            function_arn: &arn,
+            condition,
+            attempts: event.attempts,
+            request_payload: &event.payload,
+            response,
+        });
+        stoke_store::EventRecord {
+            id: follow_up_id(&event.id, condition, now),
+            account: event.account.clone(),
+            reference: destination,
+            payload: record.into_bytes(),
+            attempts: 0,
+            next_attempt_ms: now,
+            state: stoke_store::EventState::Queued,
+            error_type: None,
+            result: None,
+            created_ms: now,
+            finished_ms: None,
+            executed_version: None,
+        }
+    }
+
+    /// Records an event's outcome (and queues its record for a destination in the same write). It must be
+    /// recorded, or the event stays claimed and is never run again (a full disk, an unreachable store):
+    /// keeps trying until it is.
+    async fn record_event(&self, event: stoke_store::EventRecord, follow_up: Option<stoke_store::EventRecord>) {
+        let sending = follow_up.is_some();
+        let (event, follow_up) = (Arc::new(event), Arc::new(follow_up));
         for attempt in 0u64.. {
-            let (registry, record) = (self.registry.clone(), event.clone());
-            let error = match tokio::task::spawn_blocking(move || registry.update_event(&record)).await {
-                Ok(Ok(())) => return,
+            let (registry, record, next) = (self.registry.clone(), event.clone(), follow_up.clone());
+            let saved = tokio::task::spawn_blocking(move || match next.as_ref() {
+                Some(next) => registry.finish_event(&record, next),
+                None => registry.update_event(&record),
+            })
+            .await;
+            let error = match saved {
+                Ok(Ok(())) => {
+                    if sending {
+                        self.count_event(&event.account, &event.reference, EventOutcome::ToDestination);
+                        self.events_ready.notify_one();
+                    }
+                    return;
+                }
                 Ok(Err(e)) if !e.is_transient() => {
                     tracing::error!(event = %event.id, error = %e, "cannot record an event invocation's outcome");
                     return;
@@ -687,6 +815,25 @@ impl Invoker {
 
 /// Resolves the references running functions name (`prepare`, `is_available`) as invocations of them by
 /// the function's account would be: a reservation is made for the version the step will invoke.
+/// The state machine an event's reference names when it carries an invocation record to a state machine
+/// destination (`arn:…:states:…:stateMachine:<name>`).
+fn machine_of(reference: &str) -> Option<&str> {
+    match reference.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "states", _, _, "stateMachine", name] => Some(*name),
+        _ => None,
+    }
+}
+
+/// The id of the event that takes `id`'s record to its destination: UUID-shaped, derived from the event's,
+/// the condition and when it finished (a redriven event that finishes again sends a record again; the
+/// outcome and the follow-up are written in one transaction, so a crash cannot queue one twice).
+fn follow_up_id(id: &str, condition: Condition, finished_ms: i64) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{id}/{}/{finished_ms}", condition.as_str()));
+    let h = stoke_core::hex::encode(&h[..16]);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 pub struct InvokerResolver(pub std::sync::Weak<Invoker>);
 
 impl stoke_scheduler::Resolver for InvokerResolver {

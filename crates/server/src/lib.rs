@@ -388,6 +388,7 @@ impl Server {
             prewarm: Default::default(),
             pricing: config.pricing,
         })));
+        invoker.deliver_to(&workflows);
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
         let lean = invoker.scheduler().sandbox_kind() == "lean";
         let tuner = Arc::new(tune::Tuner::new(

@@ -776,3 +776,129 @@ fn event_invoke_configs_set_from_the_native_api_and_the_cli_decide_the_retries()
     let (status, _) = s.call(s.req(Method::DELETE, "/v1/functions/flaky/event-configs/$LATEST"));
     assert_eq!(status, 404, "nothing left to delete");
 }
+
+/// Lambda's destinations: with `MaximumRetryAttempts=1` a failing Event invocation is tried exactly twice,
+/// then its invocation record (Lambda's fields) reaches the `OnFailure` function; a success reaches
+/// `OnSuccess` (here a state machine: an execution started with the record as its input); a redrive runs
+/// it again and sends another record; a destination deleted since is visibly broken: its record waits in
+/// the failed-event store instead of being lost.
+#[test]
+fn event_destinations_receive_lambdas_invocation_record() {
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap().to_string();
+    // Each attempt of the worker, and each record the sink receives, is a file (the process sandbox lets
+    // them write to the host's directory).
+    let worker = "import os, uuid\ndef handler(e, c):\n    open(os.path.join(os.environ['OUT'], 'try-' + uuid.uuid4().hex), 'w').write(c.aws_request_id)\n    if e.get('fail'):\n        raise ValueError('asked to fail')\n    return {'done': e['n']}\n";
+    let sink = "import json, os\ndef handler(e, c):\n    open(os.path.join(os.environ['OUT'], 'record-' + c.aws_request_id), 'w').write(json.dumps(e))\n";
+    python_fn(&s, "worker", worker, json!({"environment": {"OUT": out}}));
+    python_fn(&s, "sink", sink, json!({"environment": {"OUT": out}}));
+    let (status, w) = s.post(
+        "/v1/workflows",
+        json!({"name": "audit", "definition": {"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "End": true}}}}),
+    );
+    assert_eq!(status, 201, "{w}");
+    // Unqualified, as a user would name a destination.
+    let sink_arn = s.get("/v1/functions/sink").1["arn"].as_str().unwrap().trim_end_matches(":$LATEST").to_string();
+    let audit_arn = w["arn"].as_str().unwrap().to_string();
+    let files = |prefix: &str| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .collect();
+        v.sort();
+        v
+    };
+    let records = || -> Vec<Value> {
+        files("record-").iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
+    };
+
+    // Refused destinations, with what is wrong: itself, one that does not exist, a service stoke does not
+    // deliver to, not an ARN.
+    let put = |body: Value| s.call(s.req(Method::PUT, "/v1/functions/worker/event-configs/$LATEST").json(&body));
+    let worker_arn = sink_arn.replace(":sink", ":worker");
+    for (bad, says) in [
+        (worker_arn.as_str(), "destination for itself"),
+        (&*sink_arn.replace(":sink", ":nope"), "is invalid"),
+        (&*audit_arn.replace(":audit", ":nope"), "is invalid"),
+        ("arn:aws:sqs:us-east-1:000000000000:q", "functions and state machines only"),
+        ("sink", "regular expression pattern"),
+    ] {
+        let (status, body) = put(json!({"on_failure": bad}));
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_destination")), "{bad}: {body}");
+        assert_eq!(body["error"]["field"], "on_failure", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{bad}: {body}");
+    }
+    let (status, c) = put(json!({"max_retries": 1, "on_failure": sink_arn, "on_success": audit_arn}));
+    assert_eq!(status, 200, "{c}");
+    assert_eq!((&c["on_failure"], &c["on_success"]), (&json!(sink_arn), &json!(audit_arn)));
+
+    // A failure: exactly two attempts, then one record to the sink, with Lambda's fields.
+    let failing = json!({"fail": true, "n": 1});
+    let id = send_event(&s, "worker", &failing);
+    until("the failure's record to reach the sink", || records().len() == 1);
+    let r = &records()[0];
+    assert_eq!(files("try-").len(), 2, "MaximumRetryAttempts=1: two attempts");
+    assert_eq!(r["version"], "1.0", "{r}");
+    assert_eq!(r["requestContext"]["requestId"], json!(id), "{r}");
+    assert_eq!(r["requestContext"]["functionArn"], json!(format!("{worker_arn}:$LATEST")), "{r}");
+    assert_eq!(r["requestContext"]["condition"], "RetriesExhausted", "{r}");
+    assert_eq!(r["requestContext"]["approximateInvokeCount"], 2, "{r}");
+    assert_eq!(r["requestPayload"], failing, "{r}");
+    assert_eq!(
+        r["responseContext"],
+        json!({"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}),
+        "{r}"
+    );
+    assert_eq!(
+        (&r["responsePayload"]["errorType"], &r["responsePayload"]["errorMessage"]),
+        (&json!("ValueError"), &json!("asked to fail"))
+    );
+    let ts = r["timestamp"].as_str().unwrap();
+    assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "milliseconds and Z: {ts}");
+    assert_eq!(failed_ids(&s), std::slice::from_ref(&id), "the failed event is kept in the failed-event store too");
+
+    // A success: the state machine is started with the success record.
+    let ok = send_event(&s, "worker", &json!({"n": 2}));
+    let started = || s.get("/v1/workflows/audit/executions").1["executions"].as_array().unwrap().clone();
+    until("the success's record to start the state machine", || started().len() == 1);
+    let e = &started()[0];
+    assert_eq!(e["input"]["requestContext"]["condition"], "Success", "{e}");
+    assert_eq!(e["input"]["requestContext"]["requestId"], json!(ok), "{e}");
+    assert_eq!(e["input"]["responsePayload"], json!({"done": 2}), "{e}");
+    assert_eq!(e["input"]["responseContext"], json!({"statusCode": 200, "executedVersion": "$LATEST"}), "{e}");
+
+    // A redrive runs the failed event again: two more attempts, and a second record.
+    let (status, _) = s.post(&format!("/v1/events/{id}/redrive"), json!({}));
+    assert_eq!(status, 200);
+    until("the redriven failure's record", || records().len() == 2);
+    assert_eq!(files("try-").len(), 5, "2 + 1 success + 2 redriven");
+
+    // The sink deleted: the record cannot be delivered, and waits in the failed-event store (as an event
+    // for the sink, its payload the record) while the config still names the sink.
+    let (status, _) = s.call(s.req(Method::DELETE, "/v1/functions/sink"));
+    assert_eq!(status, 204);
+    let lost = send_event(&s, "worker", &json!({"fail": true, "n": 3}));
+    until("the undeliverable record to reach the failed-event store", || failed_ids(&s).len() == 3);
+    let (_, failed) = s.get("/v1/events/failed");
+    let stranded = failed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["function"] == json!(sink_arn))
+        .unwrap_or_else(|| panic!("no record for the sink in {failed}"))
+        .clone();
+    assert_eq!(stranded["payload"]["requestContext"]["requestId"], json!(lost), "{stranded}");
+    assert!(stranded["result"].to_string().contains("does not exist"), "{stranded}");
+    let (_, configs) = s.get("/v1/functions/worker/event-configs");
+    assert_eq!(configs["configs"][0]["on_failure"], json!(sink_arn), "the config still names it: {configs}");
+
+    let text = s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("function=\"worker\"")
+            && l.contains("outcome=\"to_destination\"")
+            && l.ends_with(" 4")),
+        "three failures and one success sent records: {text}"
+    );
+}

@@ -297,6 +297,9 @@ pub trait EventStore {
     fn claim_events(&self, now_ms: i64, limit: usize) -> Result<Vec<EventRecord>>;
     /// Saves an event's new attempt count, state and result.
     fn update_event(&self, event: &EventRecord) -> Result<()>;
+    /// Saves an event's outcome and, in the same transaction, queues `follow_up` (its record on the way to
+    /// a destination) unless an event with that id is already there: delivered once, never lost.
+    fn finish_event(&self, event: &EventRecord, follow_up: &EventRecord) -> Result<()>;
     fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
     /// After a crash: events that were running go back to the queue (at-least-once delivery); on a shared
     /// store, those this node had claimed.

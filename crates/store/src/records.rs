@@ -70,6 +70,12 @@ pub struct EventConfigRecord {
     pub max_retries: Option<u32>,
     /// How old an event may get before it is given up, in seconds (60 to 21,600); `None`: 6 hours.
     pub max_age_s: Option<u32>,
+    /// Where a success goes (a function or state machine ARN); `None`: nowhere.
+    #[serde(default)]
+    pub on_success: Option<String>,
+    /// Where a failure goes besides the failed-event store (a function or state machine ARN).
+    #[serde(default)]
+    pub on_failure: Option<String>,
     pub modified_ms: i64,
 }
 
@@ -128,6 +134,9 @@ pub struct EventRecord {
     pub result: Option<Vec<u8>>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The version the last attempt ran (`$LATEST` or a number), once one has run.
+    #[serde(default)]
+    pub executed_version: Option<String>,
 }
 
 /// What kind of HTTP trigger a record is.

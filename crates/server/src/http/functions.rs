@@ -278,7 +278,8 @@ pub async fn put_event_config(
     let registry = s.registry.clone();
     let config = blocking(move || {
         let name = registry.parse_function_name(&caller.account.id, &function)?;
-        Ok(registry.put_event_config(&caller.account.id, &name, &qualifier, fields, false)?)
+        let destinations = Some((req.on_success, req.on_failure));
+        Ok(registry.put_event_config(&caller.account.id, &name, &qualifier, fields, destinations, false)?)
     })
     .await?;
     Ok(Json(EventConfigView::from_record(&config)))

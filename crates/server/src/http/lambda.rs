@@ -255,7 +255,10 @@ fn event_config_doc(c: &stoke_store::EventConfigRecord, region: &str) -> Value {
     let mut v = json!({
         "LastModified": c.modified_ms as f64 / 1000.0,
         "FunctionArn": function_arn(region, &c.account, &c.function, Some(&c.qualifier)),
-        "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}},
+        "DestinationConfig": {
+            "OnSuccess": destination_doc(c.on_success.as_deref()),
+            "OnFailure": destination_doc(c.on_failure.as_deref()),
+        },
     });
     if let Some(n) = c.max_retries {
         v["MaximumRetryAttempts"] = json!(n);
@@ -264,6 +267,28 @@ fn event_config_doc(c: &stoke_store::EventConfigRecord, region: &str) -> Value {
         v["MaximumEventAgeInSeconds"] = json!(n);
     }
     v
+}
+
+/// A destination as Lambda shows it: `{"Destination": arn}`, or `{}` when none.
+fn destination_doc(arn: Option<&str>) -> Value {
+    arn.map_or_else(|| json!({}), |a| json!({ "Destination": a }))
+}
+
+/// The destinations a `DestinationConfig` names (on success, on failure); an empty `Destination` is none.
+fn destinations_in(config: &Value) -> LambdaResult<(Option<String>, Option<String>)> {
+    let side = |key: &str| -> LambdaResult<Option<String>> {
+        match config.get(key).and_then(|d| d.get("Destination")) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(LambdaError::validation(format!(
+                "1 validation error detected: Value {other} at 'destinationConfig.{}.destination' failed to satisfy \
+                 constraint: Member must be a string (an ARN)",
+                if key == "OnSuccess" { "onSuccess" } else { "onFailure" }
+            ))),
+        }
+    };
+    Ok((side("OnSuccess")?, side("OnFailure")?))
 }
 
 /// The function and qualifier an event invoke config operation names (`$LATEST` when none).
@@ -281,13 +306,13 @@ async fn write_event_config(
     merge: bool,
 ) -> LambdaResult<Json<Value>> {
     let input: EventConfigIn = req.json()?;
-    let named = |d: &Value, k: &str| d.get(k).is_some_and(|v| v.get("Destination").is_some());
-    if input.destination_config.as_ref().is_some_and(|d| named(d, "OnSuccess") || named(d, "OnFailure")) {
-        return Err(LambdaError::invalid(
-            "DestinationConfig is not supported yet: an Event invocation that fails its last attempt stays in \
-             stoke's failed-event store (stoke events failed ls)",
-        ));
+    if input.maximum_retry_attempts.is_none()
+        && input.maximum_event_age_in_seconds.is_none()
+        && input.destination_config.is_none()
+    {
+        return Err(LambdaError::invalid("You must specify at least one of error handling or destination setting."));
     }
+    let destinations = input.destination_config.as_ref().map(destinations_in).transpose()?;
     let fields =
         stoke_core::event::EventPolicy::validate(input.maximum_retry_attempts, input.maximum_event_age_in_seconds)
             .map_err(|(_, why)| LambdaError::validation(why))?;
@@ -295,7 +320,8 @@ async fn write_event_config(
     let (registry, account, region) = (s.registry.clone(), req.caller.account.id, s.region.clone());
     let out = blocking(move || {
         let name = registry.parse_function_name(&account, &unqualified)?;
-        Ok(event_config_doc(&registry.put_event_config(&account, &name, &qualifier, fields, merge)?, &region))
+        let config = registry.put_event_config(&account, &name, &qualifier, fields, destinations, merge)?;
+        Ok(event_config_doc(&config, &region))
     })
     .await?;
     Ok(Json(out))

@@ -156,6 +156,13 @@ pub struct EventConfigView {
     /// How old an event may get before it is given up, in seconds (60-21600); absent: 21600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_s: Option<u32>,
+    /// Where a success's invocation record goes (a function or state machine ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    /// Where a failure's invocation record goes (a function or state machine ARN); the failed event is
+    /// kept in the failed-event store either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
     pub modified_at: String,
 }
 
@@ -165,6 +172,8 @@ impl EventConfigView {
             qualifier: c.qualifier.clone(),
             max_retries: c.max_retries,
             max_age_s: c.max_age_s,
+            on_success: c.on_success.clone(),
+            on_failure: c.on_failure.clone(),
             modified_at: stoke_core::time::format_rfc3339(c.modified_ms),
         }
     }
@@ -186,6 +195,16 @@ pub struct EventConfigRequest {
     /// 60 to 21600 seconds.
     #[schema(minimum = 60, maximum = 21600)]
     pub max_age_s: Option<i64>,
+    /// Where a success's invocation record goes: a function of yours
+    /// (`arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`, invoked asynchronously with the
+    /// record as its event) or a state machine (`arn:aws:states:<region>:<account>:stateMachine:<name>`,
+    /// started with the record as its input). It must exist, and not be the function itself.
+    #[schema(max_length = 350, pattern = r"^arn:aws[a-zA-Z0-9-]*:(lambda|states):[a-z0-9-]*:[0-9]{12}:.+$")]
+    pub on_success: Option<String>,
+    /// Where a failure's invocation record goes (as `on_success`), after its last attempt or past its
+    /// maximum age. The failed event stays in the failed-event store either way.
+    #[schema(max_length = 350, pattern = r"^arn:aws[a-zA-Z0-9-]*:(lambda|states):[a-z0-9-]*:[0-9]{12}:.+$")]
+    pub on_failure: Option<String>,
 }
 
 /// An alias.

@@ -47,6 +47,11 @@ pub enum RegistryError {
     Conflict(String),
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    /// An event invoke config's destination that cannot be used; `field` is `on_success` or `on_failure`,
+    /// and `pattern` says it is not an ARN at all (Lambda's `ValidationException`, not its
+    /// `InvalidParameterValueException`).
+    #[error("{message}")]
+    Destination { field: &'static str, pattern: bool, message: String },
     /// An ARN names an account other than the caller's.
     #[error("the reference names account {named}, but your credentials belong to account {caller}; you can only use your own account's functions")]
     CrossAccount { named: AccountId, caller: AccountId },
@@ -245,6 +250,14 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// What becomes of a function's Event invocations: its retry rule and its destinations (ARNs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventRules {
+    pub policy: stoke_core::event::EventPolicy,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
 /// The wall clock the services stamp records with: the scheduler's system clock, the one place that reads it.
 pub(crate) fn now_ms() -> i64 {
     use stoke_scheduler::clock::Clock;
@@ -413,6 +426,7 @@ impl Registry {
             result: None,
             created_ms: now,
             finished_ms: None,
+            executed_version: None,
         })?;
         Ok(())
     }
@@ -426,6 +440,11 @@ impl Registry {
         Ok(self.store.update_event(event)?)
     }
 
+    /// Records an event's outcome and queues its invocation record for a destination, in one write.
+    pub fn finish_event(&self, event: &EventRecord, follow_up: &EventRecord) -> Result<()> {
+        Ok(self.store.finish_event(event, follow_up)?)
+    }
+
     /// An Event invocation of the caller's, with its outcome.
     pub fn get_event(&self, account: &AccountId, id: &str) -> Result<EventRecord> {
         self.store
@@ -435,37 +454,109 @@ impl Registry {
     }
 
     /// The rule for Event invocations of `reference`: its function's event invoke config for the qualifier
-    /// the reference names (`$LATEST` when it names none), or Lambda's defaults.
-    pub fn event_policy(&self, account: &AccountId, reference: &str) -> Result<stoke_core::event::EventPolicy> {
+    /// the reference names (`$LATEST` when it names none), or Lambda's defaults and no destinations.
+    pub fn event_rules(&self, account: &AccountId, reference: &str) -> Result<EventRules> {
         let r = self.parse_ref(account, reference)?;
         let qualifier = r.qualifier.unwrap_or(Qualifier::Latest).to_string();
         let config = self.functions.get_event_config(account, &r.name, &qualifier)?;
-        Ok(config
-            .map_or_else(Default::default, |c| stoke_core::event::EventPolicy::from_config(c.max_retries, c.max_age_s)))
+        Ok(config.map_or_else(Default::default, |c| EventRules {
+            policy: stoke_core::event::EventPolicy::from_config(c.max_retries, c.max_age_s),
+            on_success: c.on_success,
+            on_failure: c.on_failure,
+        }))
     }
 
     /// Sets the event invoke config of `name` for `qualifier` (which must exist): the fields given, and with
     /// `merge` (Lambda's Update…) the others as they were, else (Put…) Lambda's defaults for the others.
+    /// `destinations` (on success, on failure), when given, replaces both; each must be a function or a
+    /// state machine of the caller's that exists now, and not the function itself.
     pub fn put_event_config(
         &self,
         account: &AccountId,
         name: &FunctionName,
         qualifier: &str,
         (max_retries, max_age_s): (Option<u32>, Option<u32>),
+        destinations: Option<(Option<String>, Option<String>)>,
         merge: bool,
     ) -> Result<EventConfigRecord> {
         self.resolve(account, &format!("{name}:{qualifier}"))?;
+        if let Some((on_success, on_failure)) = &destinations {
+            self.check_destination(account, name, "on_success", on_success.as_deref())?;
+            self.check_destination(account, name, "on_failure", on_failure.as_deref())?;
+        }
         let before = if merge { self.functions.get_event_config(account, name, qualifier)? } else { None };
+        let (on_success, on_failure) = match destinations {
+            Some(d) => d,
+            None => before.as_ref().map(|b| (b.on_success.clone(), b.on_failure.clone())).unwrap_or_default(),
+        };
         let config = EventConfigRecord {
             account: account.clone(),
             function: name.clone(),
             qualifier: qualifier.to_string(),
             max_retries: max_retries.or(before.as_ref().and_then(|b| b.max_retries)),
             max_age_s: max_age_s.or(before.as_ref().and_then(|b| b.max_age_s)),
+            on_success,
+            on_failure,
             modified_ms: now_ms(),
         };
         self.functions.put_event_config(&config)?;
         Ok(config)
+    }
+
+    /// A destination must be a function or state machine of the caller's that exists, and not the function
+    /// itself; refused with Lambda's sentences.
+    fn check_destination(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        field: &'static str,
+        arn: Option<&str>,
+    ) -> Result<()> {
+        use stoke_core::destination::{Destination, DestinationError, ARN_PATTERN};
+        let Some(arn) = arn else { return Ok(()) };
+        let invalid = |pattern: bool, message: String| RegistryError::Destination { field, pattern, message };
+        let lambda_field = if field == "on_success" { "onSuccess" } else { "onFailure" };
+        let not_there = || {
+            invalid(
+                false,
+                format!(
+                    "The destination ARN {arn} is invalid. Name a function or a state machine of your account that                      exists (arn:aws:lambda:<region>:<account>:function:<name> or                      arn:aws:states:<region>:<account>:stateMachine:<name>)."
+                ),
+            )
+        };
+        match Destination::parse(arn, account) {
+            Err(DestinationError::Pattern) => Err(invalid(
+                true,
+                format!(
+                    "1 validation error detected: Value '{arn}' at 'destinationConfig.{lambda_field}.destination'                      failed to satisfy constraint: Member must satisfy regular expression pattern: {ARN_PATTERN}"
+                ),
+            )),
+            Err(DestinationError::Unsupported) => Err(invalid(
+                false,
+                format!(
+                    "The provided destination config DestinationConfig({lambda_field}=Destination(destination={arn}))                      is invalid. stoke delivers to functions and state machines only (SQS, SNS, EventBridge and S3                      destinations are not available); failed events are always kept in the failed-event store."
+                ),
+            )),
+            Err(DestinationError::Invalid) => Err(not_there()),
+            Ok(d) if d.is_function(function) => {
+                Err(invalid(false, "You can't specify the function as a destination for itself.".into()))
+            }
+            Ok(Destination::Function(r)) => {
+                let reference = match &r.qualifier {
+                    Some(q) => format!("{}:{q}", r.name),
+                    None => r.name.to_string(),
+                };
+                match self.resolve(account, &reference) {
+                    Ok(_) => Ok(()),
+                    Err(RegistryError::NotFound(_)) => Err(not_there()),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(Destination::StateMachine { name, .. }) => match self.store.get_workflow(account, &name)? {
+                Some(_) => Ok(()),
+                None => Err(not_there()),
+            },
+        }
     }
 
     /// The event invoke config of `name` for `qualifier`.

@@ -77,9 +77,9 @@ enum Command {
     },
     /// List published versions.
     Versions { name: String },
-    /// Show or set how Event invocations are retried (Lambda's event invoke config): NAME lists every
-    /// qualifier's; NAME[:QUALIFIER] with --max-retries/--max-age sets one ($LATEST by default), --delete
-    /// removes it.
+    /// Show or set how Event invocations are retried and where their outcome goes (Lambda's event invoke
+    /// config): NAME lists every qualifier's; NAME[:QUALIFIER] with --max-retries/--max-age/--on-success/
+    /// --on-failure sets one ($LATEST by default; what is left out takes the default), --delete removes it.
     EventConfig {
         name: String,
         /// Retries after a failed attempt, 0 to 2 (default 2).
@@ -88,7 +88,15 @@ enum Command {
         /// How old an event may get before it is given up, 60 to 21600 seconds (default 21600).
         #[arg(long, value_name = "SECONDS")]
         max_age: Option<i64>,
-        #[arg(long, conflicts_with_all = ["max_retries", "max_age"])]
+        /// Where a success's invocation record goes: a function ARN (invoked asynchronously with the record)
+        /// or a state machine ARN (started with it).
+        #[arg(long, value_name = "ARN")]
+        on_success: Option<String>,
+        /// Where a failure's invocation record goes (as --on-success); failed events stay in the failed-event
+        /// store either way.
+        #[arg(long, value_name = "ARN")]
+        on_failure: Option<String>,
+        #[arg(long, conflicts_with_all = ["max_retries", "max_age", "on_success", "on_failure"])]
         delete: bool,
     },
     /// Refuse invocations until unblocked.
@@ -441,7 +449,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 ]);
             }
         }
-        Command::EventConfig { name, max_retries, max_age, delete } => {
+        Command::EventConfig { name, max_retries, max_age, on_success, on_failure, delete } => {
             let (function, qualifier) = match stoke_core::FunctionRef::parse(&name).ok().and_then(|r| r.qualifier) {
                 Some(q) => (name.rsplit_once(':').map_or(name.as_str(), |(f, _)| f).to_string(), q.to_string()),
                 None => (name.clone(), "$LATEST".to_string()),
@@ -450,8 +458,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             if delete {
                 client.send(client.request(Method::DELETE, &path))?;
                 println!("the event invoke config of {function}:{qualifier} was removed (Lambda's defaults apply)");
-            } else if max_retries.is_some() || max_age.is_some() {
-                let body = json!({ "max_retries": max_retries, "max_age_s": max_age });
+            } else if max_retries.is_some() || max_age.is_some() || on_success.is_some() || on_failure.is_some() {
+                let body = json!({ "max_retries": max_retries, "max_age_s": max_age, "on_success": on_success,
+                                   "on_failure": on_failure });
                 let (c, raw): (EventConfigView, _) = client.json(client.request(Method::PUT, &path).json(&body))?;
                 if global.output == Format::Json {
                     print_json(&raw);
@@ -462,6 +471,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                         c.max_retries.unwrap_or(stoke_core::event::MAX_RETRIES),
                         c.max_age_s.unwrap_or(stoke_core::event::MAX_EVENT_AGE_S)
                     );
+                    for (when, to) in [("on success", &c.on_success), ("on failure", &c.on_failure)] {
+                        if let Some(to) = to {
+                            println!("  {when}: records go to {to}");
+                        }
+                    }
                 }
             } else {
                 let (list, raw): (EventConfigList, _) =
@@ -469,7 +483,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 if global.output == Format::Json {
                     print_json(&raw);
                 } else {
-                    let mut t = table(&["QUALIFIER", "MAX RETRIES", "MAX AGE", "MODIFIED"]);
+                    let mut t = table(&["QUALIFIER", "MAX RETRIES", "MAX AGE", "ON SUCCESS", "ON FAILURE", "MODIFIED"]);
                     for c in list.configs {
                         let or_default =
                             |v: Option<u32>, d: u32| v.map_or_else(|| format!("{d} (default)"), |v| v.to_string());
@@ -477,6 +491,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                             c.qualifier,
                             or_default(c.max_retries, stoke_core::event::MAX_RETRIES),
                             format!("{} s", or_default(c.max_age_s, stoke_core::event::MAX_EVENT_AGE_S)),
+                            c.on_success.unwrap_or_else(|| "-".into()),
+                            c.on_failure.unwrap_or_else(|| "failed-event store".into()),
                             c.modified_at,
                         ]);
                     }

@@ -84,6 +84,22 @@ impl EventStore for EtcdStore {
         }
     }
 
+    fn finish_event(&self, e: &EventRecord, follow_up: &EventRecord) -> Result<()> {
+        let key = self.keys.key(&["events", &e.id]);
+        let next = self.keys.key(&["events", &follow_up.id]);
+        let mut ops = vec![put(&key, e)?, put(&next, follow_up)?];
+        ops.extend(self.event_index_ops(e)?);
+        ops.extend(self.event_index_ops(follow_up)?);
+        if self.commit(vec![super::present(&key), absent(&next)], ops)? {
+            return Ok(());
+        }
+        // The follow-up is there already (a node that ran this event before): save the outcome alone.
+        if self.get::<EventRecord>(&next)?.is_some() {
+            return self.update_event(e);
+        }
+        Err(StoreError::NotFound(format!("event {}", e.id)))
+    }
+
     fn get_event(&self, id: &str) -> Result<Option<EventRecord>> {
         Ok(self.get(&self.keys.key(&["events", id]))?.map(|r: super::Read<EventRecord>| r.value))
     }

@@ -508,6 +508,7 @@ mod tests {
             result: None,
             created_ms: 1,
             finished_ms: None,
+            executed_version: None,
         };
         a.enqueue_event(&event).unwrap();
         assert_eq!(a.claim_events(10, 10).unwrap().len(), 1);

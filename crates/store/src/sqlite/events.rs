@@ -8,7 +8,8 @@ use super::{account_id, corrupt, SqliteStore};
 use crate::{EventRecord, EventState, EventStore, Result};
 
 const EVENT_COLS: &str =
-    "id, account_id, reference, payload, attempts, next_attempt_ms, state, error_type, result, created_ms, finished_ms";
+    "id, account_id, reference, payload, attempts, next_attempt_ms, state, error_type, result, created_ms, finished_ms, \
+     executed_version";
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
     let state: String = r.get("state")?;
@@ -24,29 +25,60 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
         result: r.get("result")?,
         created_ms: r.get("created_ms")?,
         finished_ms: r.get("finished_ms")?,
+        executed_version: r.get("executed_version")?,
     })
+}
+
+/// Inserts an event (`or` is `""`, or `"OR IGNORE"` to leave one with the same id as it is).
+fn insert_event(tx: &rusqlite::Transaction<'_>, e: &EventRecord, or: &str) -> Result<()> {
+    tx.execute(
+        &format!("INSERT {or} INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        params![
+            e.id,
+            e.account.as_str(),
+            e.reference,
+            e.payload,
+            e.attempts,
+            e.next_attempt_ms,
+            e.state.as_str(),
+            e.error_type,
+            e.result,
+            e.created_ms,
+            e.finished_ms,
+            e.executed_version
+        ],
+    )?;
+    Ok(())
+}
+
+/// Saves an event's attempts, state and outcome.
+fn save_event(tx: &rusqlite::Transaction<'_>, e: &EventRecord) -> Result<()> {
+    tx.execute(
+        "UPDATE events SET attempts = ?2, next_attempt_ms = ?3, state = ?4, error_type = ?5, result = ?6,
+                finished_ms = ?7, executed_version = ?8 WHERE id = ?1",
+        params![
+            e.id,
+            e.attempts,
+            e.next_attempt_ms,
+            e.state.as_str(),
+            e.error_type,
+            e.result,
+            e.finished_ms,
+            e.executed_version
+        ],
+    )?;
+    Ok(())
 }
 
 impl EventStore for SqliteStore {
     fn enqueue_event(&self, e: &EventRecord) -> Result<()> {
+        self.write(|tx| insert_event(tx, e, ""))
+    }
+
+    fn finish_event(&self, e: &EventRecord, follow_up: &EventRecord) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                &format!("INSERT INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                params![
-                    e.id,
-                    e.account.as_str(),
-                    e.reference,
-                    e.payload,
-                    e.attempts,
-                    e.next_attempt_ms,
-                    e.state.as_str(),
-                    e.error_type,
-                    e.result,
-                    e.created_ms,
-                    e.finished_ms
-                ],
-            )?;
-            Ok(())
+            save_event(tx, e)?;
+            insert_event(tx, follow_up, "OR IGNORE")
         })
     }
 
@@ -65,14 +97,7 @@ impl EventStore for SqliteStore {
     }
 
     fn update_event(&self, e: &EventRecord) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE events SET attempts = ?2, next_attempt_ms = ?3, state = ?4, error_type = ?5, result = ?6,
-                        finished_ms = ?7 WHERE id = ?1",
-                params![e.id, e.attempts, e.next_attempt_ms, e.state.as_str(), e.error_type, e.result, e.finished_ms],
-            )?;
-            Ok(())
-        })
+        self.write(|tx| save_event(tx, e))
     }
 
     fn get_event(&self, id: &str) -> Result<Option<EventRecord>> {
@@ -145,6 +170,7 @@ mod tests {
                 result: None,
                 created_ms: 1,
                 finished_ms: None,
+                executed_version: None,
             })
             .unwrap();
         }
@@ -175,6 +201,7 @@ mod tests {
             result: None,
             created_ms: 3,
             finished_ms: None,
+            executed_version: None,
         }
     }
 

@@ -55,7 +55,8 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
 const ALIAS_COLS: &str = "account_id, function_name, name, version, additional_version, additional_weight, \
                           description, revision, created_ms, modified_ms";
 
-const EVENT_CONFIG_COLS: &str = "account_id, function_name, qualifier, max_retries, max_age_s, modified_ms";
+const EVENT_CONFIG_COLS: &str =
+    "account_id, function_name, qualifier, max_retries, max_age_s, on_success, on_failure, modified_ms";
 
 fn event_config_row(r: &Row<'_>) -> rusqlite::Result<EventConfigRecord> {
     Ok(EventConfigRecord {
@@ -64,6 +65,8 @@ fn event_config_row(r: &Row<'_>) -> rusqlite::Result<EventConfigRecord> {
         qualifier: r.get("qualifier")?,
         max_retries: r.get("max_retries")?,
         max_age_s: r.get("max_age_s")?,
+        on_success: r.get("on_success")?,
+        on_failure: r.get("on_failure")?,
         modified_ms: r.get("modified_ms")?,
     })
 }
@@ -173,11 +176,25 @@ impl FunctionStore for SqliteStore {
     fn put_event_config(&self, c: &EventConfigRecord) -> Result<()> {
         self.write(|tx| {
             let written = tx.execute(
-                "INSERT INTO event_configs (account_id, function_name, qualifier, max_retries, max_age_s, modified_ms)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)
-                 ON CONFLICT (account_id, function_name, qualifier) DO UPDATE SET max_retries = excluded.max_retries,
-                     max_age_s = excluded.max_age_s, modified_ms = excluded.modified_ms",
-                params![c.account.as_str(), c.function.as_str(), c.qualifier, c.max_retries, c.max_age_s, c.modified_ms],
+                &format!(
+                    "INSERT INTO event_configs ({EVENT_CONFIG_COLS})
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                     WHERE EXISTS (SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)
+                     ON CONFLICT (account_id, function_name, qualifier) DO UPDATE SET
+                         max_retries = excluded.max_retries, max_age_s = excluded.max_age_s,
+                         on_success = excluded.on_success, on_failure = excluded.on_failure,
+                         modified_ms = excluded.modified_ms"
+                ),
+                params![
+                    c.account.as_str(),
+                    c.function.as_str(),
+                    c.qualifier,
+                    c.max_retries,
+                    c.max_age_s,
+                    c.on_success,
+                    c.on_failure,
+                    c.modified_ms
+                ],
             )?;
             if written == 0 {
                 return Err(StoreError::NotFound(format!("function {}", c.function)));

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_layers_images.sql"),
     include_str!("../../migrations/0008_events_by_account.sql"),
     include_str!("../../migrations/0009_event_configs.sql"),
+    include_str!("../../migrations/0010_event_destinations.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

@@ -157,6 +157,31 @@ pub fn concurrent_claims_take_each_event_once(s: &dyn Store) {
     assert_eq!(s.requeue_running_events().unwrap(), EVENTS);
 }
 
+/// Finishing an event with a follow-up (its record on the way to a destination) saves both at once; a
+/// second finish with the same follow-up (the event ran again) saves the outcome and queues nothing more.
+pub fn finishing_an_event_queues_its_follow_up_once(s: &dyn Store) {
+    let a = account(s, 708);
+    s.enqueue_event(&event(&a, "ran", 10)).unwrap();
+    let mut done = s.claim_events(10, 1).unwrap().remove(0);
+    (done.state, done.attempts, done.finished_ms, done.executed_version) =
+        (EventState::Failed, 2, Some(20), Some("3".into()));
+    let follow_up = EventRecord {
+        reference: "arn:aws:lambda:us-east-1:000000000000:function:sink".into(),
+        ..event(&a, "ran-record", 20)
+    };
+    s.finish_event(&done, &follow_up).unwrap();
+    assert_eq!(s.get_event("ran").unwrap().as_ref(), Some(&done), "every field, the version that ran included");
+    assert_eq!(s.get_event("ran-record").unwrap().as_ref(), Some(&follow_up));
+    assert_eq!(s.failed_events(&a, None, 10).unwrap(), [done.clone()], "the failed event is kept");
+    assert_eq!(ids(&s.claim_events(20, 10).unwrap()), set(["ran-record"]), "the follow-up is queued");
+
+    done.attempts = 3;
+    s.finish_event(&done, &follow_up).unwrap();
+    assert_eq!(s.get_event("ran").unwrap().unwrap().attempts, 3, "the outcome is saved again");
+    assert_eq!(s.get_event("ran-record").unwrap().unwrap().state, EventState::Running, "not queued a second time");
+    assert!(s.claim_events(1_000, 10).unwrap().is_empty());
+}
+
 /// The failed-event store: an account's failed events list by id in pages (never another account's, never
 /// one that is not failed); a redrive puts one back in the queue, due now, attempts counted afresh, and it
 /// is then claimed like any other; only a failed event is redriven or deleted.
@@ -204,6 +229,7 @@ pub fn failed_events_list_redrive_and_delete(s: &dyn Store) {
 
 contract!(
     failed_events_list_redrive_and_delete,
+    finishing_an_event_queues_its_follow_up_once,
     events_read_back_as_enqueued,
     claims_take_due_queued_events_earliest_first,
     updates_save_the_outcome_and_retries_wait,

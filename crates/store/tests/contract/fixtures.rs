@@ -202,6 +202,7 @@ pub fn event(account: &AccountId, id: &str, due: i64) -> EventRecord {
         result: None,
         created_ms: 3,
         finished_ms: None,
+        executed_version: None,
     }
 }
 

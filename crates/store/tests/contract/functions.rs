@@ -255,6 +255,8 @@ pub fn event_configs_live_and_die_with_their_function(s: &dyn Store) {
         qualifier: q.into(),
         max_retries: retries,
         max_age_s: age,
+        on_success: None,
+        on_failure: retries.map(|_| format!("arn:aws:states:us-east-1:{a}:stateMachine:dlq")),
         modified_ms: 7,
     };
     s.put_event_config(&config("$LATEST", Some(0), None)).unwrap();
