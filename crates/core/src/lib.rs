@@ -26,6 +26,7 @@ pub mod placement;
 pub mod pool;
 pub mod reference;
 pub mod runtime;
+pub mod schedule;
 pub mod stats;
 pub mod sync;
 pub mod time;

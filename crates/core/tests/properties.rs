@@ -128,3 +128,88 @@ fn a_percent_before_a_multi_byte_character_decodes_without_panicking() {
     let _ = stoke_core::percent::decode("%é");
     let _ = stoke_core::percent::decode("%%\u{1F600}");
 }
+
+/// Time zones with the transitions that matter: none, an hour each way (north and south), half an hour
+/// (Lord Howe), and a large jump (Samoa's style of offset).
+fn zone() -> impl Strategy<Value = jiff::tz::TimeZone> {
+    prop::sample::select(vec![
+        "UTC0",
+        "PST8PDT,M3.2.0,M11.1.0",
+        "CET-1CEST,M3.5.0,M10.5.0/3",
+        "AEST-10AEDT,M10.1.0,M4.1.0/3",
+        "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
+        "<-05>5<-04>,M3.2.0/0,M11.1.0/1",
+    ])
+    .prop_map(|p| jiff::tz::TimeZone::posix(p).unwrap())
+}
+
+/// One cron field: `*`, a value, a range (wrapping too) or a step, from the field's own range.
+fn cron_field(min: u32, max: u32) -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("*".to_string()),
+        (min..=max).prop_map(|v| v.to_string()),
+        (min..=max, min..=max).prop_map(|(a, b)| format!("{a}-{b}")),
+        (min..=max, 1..=max.max(1)).prop_map(|(a, n)| format!("{a}/{n}")),
+        (min..=max, min..=max).prop_map(|(a, b)| format!("{a},{b}")),
+    ]
+}
+
+fn cron() -> impl Strategy<Value = String> {
+    let days = prop_oneof![
+        cron_field(1, 31).prop_map(|d| format!("{d} * ?")),
+        Just("L * ?".to_string()),
+        Just("LW * ?".to_string()),
+        (1..=31u32).prop_map(|d| format!("{d}W * ?")),
+        cron_field(1, 7).prop_map(|d| format!("? * {d}")),
+        (1..=7u32).prop_map(|d| format!("? * {d}L")),
+        (1..=7u32, 1..=5u32).prop_map(|(d, n)| format!("? * {d}#{n}")),
+        (cron_field(1, 31), cron_field(1, 12)).prop_map(|(d, m)| format!("{d} {m} ?")),
+    ];
+    (cron_field(0, 59), cron_field(0, 23), days).prop_map(|(m, h, d)| format!("cron({m} {h} {d} *)"))
+}
+
+proptest! {
+    #![proptest_config(cases(300))]
+
+    /// Every fire is strictly after the instant asked about, is a time the zone's clocks really show (never in
+    /// a skipped hour), matches the expression's minute and hour, and nothing fires in between: asking from
+    /// any instant before the fire finds the same fire. A repeated hour fires once.
+    #[test]
+    fn cron_fires_are_after_now_monotone_and_real(expr in cron(), tz in zone(),
+                                                   from in 1_700_000_000_000i64..2_100_000_000_000i64,
+                                                   back in 0i64..86_400_000) {
+        use stoke_core::schedule::Expression;
+        let e = Expression::parse(&expr).unwrap();
+        let Some(next) = e.next_after(&tz, from, i64::MIN / 2, None) else { return Ok(()) };
+        prop_assert!(next > from, "{expr}: {next} is not after {from}");
+        let civil = tz.to_datetime(jiff::Timestamp::from_millisecond(next).unwrap());
+        prop_assert_eq!(civil.second(), 0);
+        // The civil time is real and maps back to the same instant (or to the first of a repeated pair).
+        let back_to = tz.to_ambiguous_timestamp(civil).earlier().unwrap().as_millisecond();
+        prop_assert_eq!(back_to, next, "{} in {:?} is not where it fires", civil, tz);
+        // Monotone: from any earlier instant in between, the same fire (nothing was skipped).
+        let earlier = (next - 1 - back).max(from);
+        prop_assert_eq!(e.next_after(&tz, earlier, i64::MIN / 2, None), Some(next));
+        // The one after is later, and is not the same civil time again (a repeated hour fires once).
+        if let Some(after) = e.next_after(&tz, next, i64::MIN / 2, None) {
+            prop_assert!(after > next);
+            let again = tz.to_datetime(jiff::Timestamp::from_millisecond(after).unwrap());
+            prop_assert_ne!(again, civil, "{} fired twice", civil);
+        }
+    }
+
+    /// A rate fires on its grid from the start: strictly after now, a whole number of periods from the start.
+    #[test]
+    fn rate_fires_are_on_the_grid_after_now(n in 1u32..500, unit in 0usize..3,
+                                            start in 1_700_000_000_000i64..2_000_000_000_000i64,
+                                            from in 1_700_000_000_000i64..2_100_000_000_000i64) {
+        use stoke_core::schedule::Expression;
+        let unit = ["minutes", "hours", "days"][unit];
+        let e = Expression::parse(&format!("rate({n} {unit})")).unwrap();
+        let every = i64::from(n) * [60_000, 3_600_000, 86_400_000][["minutes", "hours", "days"].iter().position(|u| *u == unit).unwrap()];
+        let next = e.next_after(&jiff::tz::TimeZone::UTC, from, start, None).unwrap();
+        prop_assert!(next > from && next >= start);
+        prop_assert_eq!((next - start) % every, 0);
+        prop_assert!(next - every <= from.max(start - every), "a fire was skipped");
+    }
+}
