@@ -129,6 +129,10 @@ call("POST", "/v1/workflows", {"name": "fzwf", "definition": passing})
 call("POST", "/v1/workflows", {"name": "fzwait", "definition": waiting})
 call("POST", "/v1/workflows", {"name": "fzwf-del", "definition": passing})
 done = call("POST", "/v1/workflows/fzwf/run", {"input": {"n": 1}, "name": "fuzz-run"})
+# Schedules: one to read, change, enable and disable; one to delete (fires are far off: a yearly cron).
+for schedule in ("fzsched", "fzsched-del"):
+    call("POST", "/v1/schedules", {"name": schedule, "expression": "cron(0 0 1 1 ? *)", "target": {"function": "fz"}},
+         expect=(201, 409))
 running = call("POST", "/v1/workflows/fzwait/executions", {"input": {}, "name": "fuzz-wait"})
 
 # HTTP triggers: a URL and a route for reads and patches, another of each to delete.
@@ -195,6 +199,10 @@ ALLOW_400 = {
     # on_success / on_failure must name a function or state machine of the caller's account that exists, and not
     # the function itself.
     "PUT /v1/functions/{function}/event-configs/{qualifier}",
+    # expression must parse as rate(), cron() or at(); timezone must be an IANA zone; the target must exist in
+    # the caller's account; end after start.
+    "POST /v1/schedules",
+    "PUT /v1/schedules/{name}",
     # cors: allow_credentials with the origin `*`; function: an alias qualifier over 128 characters (the pattern
     # bounds only the whole reference, at 256).
     "POST /v1/urls",
@@ -236,6 +244,7 @@ ops = [
     *each([f"POST {F}/retire"], function="fz-retire"),
     *each([f"POST {F}/tune"], function="fz-tune"),
     *each([f"GET {F}/aliases/{{alias}}", f"PUT {F}/aliases/{{alias}}"], function="fz", alias="live"),
+    *each([f"PUT {F}/event-configs/{{qualifier}}"], function="fz", qualifier="$LATEST"),
     *each([f"DELETE {F}/aliases/{{alias}}"], function="fz", alias="doomed"),
     # Layers.
     *each(["GET /v1/layers/{name}/versions", "POST /v1/layers/{name}/versions"], name="fzlayer"),
@@ -252,6 +261,10 @@ ops = [
     *each(["GET /v1/executions/{id}", "GET /v1/executions/{id}/cost", "GET /v1/executions/{id}/history",
            "GET /v1/executions/{id}/timeline"], id=done["id"]),
     *each(["POST /v1/executions/{id}/stop"], id=running["id"]),
+    # Schedules.
+    *each(["GET /v1/schedules/{name}", "PUT /v1/schedules/{name}", "POST /v1/schedules/{name}/enable",
+           "POST /v1/schedules/{name}/disable", "GET /v1/schedules/{name}/next"], name="fzsched"),
+    *each(["DELETE /v1/schedules/{name}"], name="fzsched-del"),
     # Tunes.
     *each(["GET /v1/tunes/{id}"], id=tune["id"]),
     # HTTP triggers.
@@ -260,7 +273,7 @@ ops = [
     *each(["GET /v1/routes/{id}", "PATCH /v1/routes/{id}"], id=route["id"]),
     *each(["DELETE /v1/routes/{id}"], id=route_del["id"]),
     # Operations without path parameters, for their check settings.
-    *each(["POST /v1/functions", "POST /v1/workflows", "POST /v1/urls", "POST /v1/routes"]),
+    *each(["POST /v1/functions", "POST /v1/workflows", "POST /v1/urls", "POST /v1/routes", "POST /v1/schedules"]),
 ]
 with open(FUZZ_CONFIG, "a") as out:
     out.write("\n" + "\n".join(ops))

@@ -17,6 +17,7 @@ mod many;
 mod peers;
 mod prewarm;
 mod queues;
+mod schedules;
 mod tune;
 
 use std::path::PathBuf;
@@ -54,10 +55,11 @@ struct Args {
     /// next call, and the adaptive freeze delay), `cluster` (registry operations on SQLite vs etcd, and warm
     /// invocations on a cluster node vs a single node, with the etcd requests they make), `queues` (three
     /// nodes: forwarding to a queue's owner vs a local queue, etcd requests per first invocation, and seed
-    /// 004's table across the cluster).
+    /// 004's table across the cluster), `schedules` (the idle cost of 10,000 schedules, and how late 1,000
+    /// fires due at the same second are).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
           value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze",
-                          "cluster", "queues"])]
+                          "cluster", "queues", "schedules"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     core: execution_core::CoreArgs,
@@ -77,6 +79,8 @@ struct Args {
     cluster: cluster::ClusterArgs,
     #[command(flatten)]
     queues: queues::QueuesArgs,
+    #[command(flatten)]
+    schedules: schedules::SchedulesArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -122,6 +126,9 @@ fn run(args: Args) -> Result<()> {
     }
     if wants("layers") {
         results["layers"] = layers::run(&args.layers)?;
+    }
+    if wants("schedules") {
+        results["schedules"] = schedules::run(&args.schedules)?;
     }
     if ["burst", "noisy", "density", "many", "freeze", "cluster", "queues"].iter().any(|s| wants(s)) {
         let bootstrap = rust_bootstrap(&args)?;

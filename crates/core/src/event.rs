@@ -105,6 +105,9 @@ impl EventConfigField {
     }
 }
 
+/// The longest wait between two attempts of an event.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 /// How long an event waits after the platform could not run it.
 pub const PLATFORM_RETRY: Duration = Duration::from_secs(1);
 
@@ -123,7 +126,8 @@ pub fn after_attempt(
         AttemptOutcome::Throttled => Duration::from_millis(200),
         AttemptOutcome::Unavailable => PLATFORM_RETRY,
         AttemptOutcome::Failed if attempts > policy.max_retries => return EventNext::Failed,
-        AttemptOutcome::Failed => base * 2u32.pow(attempts.saturating_sub(1)),
+        // Doubling, up to MAX_BACKOFF (a schedule's fire may be retried 185 times).
+        AttemptOutcome::Failed => base.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF),
     };
     if age.saturating_add(wait) > policy.max_age {
         return EventNext::Expired;
@@ -146,6 +150,20 @@ mod tests {
         assert_eq!(after(3, AttemptOutcome::Failed), EventNext::Failed);
         assert_eq!(after(1, AttemptOutcome::Succeeded), EventNext::Succeeded);
         assert!(matches!(after(3, AttemptOutcome::Throttled), EventNext::RetryAfter(_)));
+    }
+
+    #[test]
+    fn back_off_is_capped_for_many_retries() {
+        let p = EventPolicy { max_retries: 185, max_age: Duration::from_secs(86_400) };
+        let base = Duration::from_secs(1);
+        assert_eq!(
+            after_attempt(&p, 9, YOUNG, AttemptOutcome::Failed, base),
+            EventNext::RetryAfter(Duration::from_secs(256))
+        );
+        for n in [10, 50, 185] {
+            assert_eq!(after_attempt(&p, n, YOUNG, AttemptOutcome::Failed, base), EventNext::RetryAfter(MAX_BACKOFF));
+        }
+        assert_eq!(after_attempt(&p, 186, YOUNG, AttemptOutcome::Failed, base), EventNext::Failed);
     }
 
     #[test]

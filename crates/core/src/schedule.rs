@@ -426,6 +426,44 @@ impl Cron {
     }
 }
 
+/// Scheduler's limits on a schedule's fields.
+pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_DESCRIPTION_LEN: usize = 512;
+pub const MAX_TIMEZONE_LEN: usize = 50;
+pub const MAX_WINDOW_MIN: u32 = 1440;
+pub const MAX_RETRIES: u32 = 185;
+pub const MIN_EVENT_AGE_S: u32 = 60;
+pub const MAX_EVENT_AGE_S: u32 = 86_400;
+/// The default retry policy, as Scheduler's.
+pub const DEFAULT_RETRIES: u32 = MAX_RETRIES;
+pub const DEFAULT_EVENT_AGE_S: u32 = MAX_EVENT_AGE_S;
+/// The only schedule group.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// A schedule's or group's name: 1 to 64 of letters, digits, `-`, `_` and `.`, as Scheduler's pattern has it.
+pub fn check_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > MAX_NAME_LEN || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(format!("{s:?} is not a valid name: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+/// Checks a number against a field's range; Scheduler's validation sentence when it is outside.
+pub fn check_range(field: &str, v: i64, min: u32, max: u32) -> Result<u32, String> {
+    if v < i64::from(min) || v > i64::from(max) {
+        return Err(format!(
+            "1 validation error detected: Value '{v}' at '{field}' failed to satisfy constraint: Member must have \
+             value {}",
+            if v < i64::from(min) {
+                format!("greater than or equal to {min}")
+            } else {
+                format!("less than or equal to {max}")
+            }
+        ));
+    }
+    Ok(u32::try_from(v).unwrap_or(max))
+}
+
 /// Whether a fire that was due while the server could not deliver it (it was down) is delivered now or
 /// recorded as missed: delivered while it is younger than the schedule's maximum event age.
 pub fn deliver_late(due_ms: i64, now_ms: i64, max_age_s: u32) -> bool {
@@ -693,6 +731,20 @@ mod tests {
                 "2027-11-07T11:00:00Z"
             ]
         );
+    }
+
+    #[test]
+    fn names_and_ranges_follow_scheduler_s_model() {
+        assert!(check_name("nightly-report_v1.2").is_ok());
+        for bad in ["", "has space", "slash/", &"a".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_range("maximumRetryAttempts", 185, 0, MAX_RETRIES), Ok(185));
+        let e = check_range("maximumRetryAttempts", 186, 0, MAX_RETRIES).unwrap_err();
+        assert!(e.contains("'186' at 'maximumRetryAttempts'") && e.contains("less than or equal to 185"), "{e}");
+        assert!(check_range("maximumEventAgeInSeconds", 59, MIN_EVENT_AGE_S, MAX_EVENT_AGE_S)
+            .unwrap_err()
+            .contains("greater"));
     }
 
     #[test]

@@ -188,6 +188,20 @@ impl Classified for WorkflowError {
     }
 }
 
+impl Classified for crate::schedules::ScheduleError {
+    fn class(&self) -> Class {
+        use crate::schedules::ScheduleError as S;
+        use ErrorKind as K;
+        match self {
+            S::Invalid { field, .. } => Class::new(K::Invalid, "invalid_parameter").field(*field),
+            S::NotFound(_) => Class::new(K::NotFound, "schedule_not_found"),
+            S::Exists(_) => Class::new(K::Conflict, "conflict"),
+            S::Conflict(_) => Class::new(K::Conflict, "concurrent_modification"),
+            S::Store(e) => store_class(e),
+        }
+    }
+}
+
 impl Classified for TuneError {
     fn class(&self) -> Class {
         match self {

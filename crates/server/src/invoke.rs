@@ -361,11 +361,19 @@ impl Invoker {
         } else {
             let (registry, account, reference) =
                 (self.registry.clone(), event.account.clone(), event.reference.clone());
-            tokio::task::spawn_blocking(move || registry.event_rules(&account, &reference))
+            let mut rules = tokio::task::spawn_blocking(move || registry.event_rules(&account, &reference))
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .unwrap_or_default()
+                .unwrap_or_default();
+            // An event with its own rule (a schedule's fire) keeps it; its function's destinations apply.
+            if event.max_retries.is_some() || event.max_age_s.is_some() {
+                rules.policy = stoke_core::event::EventPolicy {
+                    max_retries: event.max_retries.unwrap_or(rules.policy.max_retries),
+                    max_age: event.max_age_s.map_or(rules.policy.max_age, |s| Duration::from_secs(u64::from(s))),
+                };
+            }
+            rules
         };
         let age = Duration::from_millis(u64::try_from(now - event.created_ms).unwrap_or(0));
         let (counted, destination) = match after_attempt(&rules.policy, event.attempts, age, outcome, base_backoff) {
@@ -519,6 +527,8 @@ impl Invoker {
             created_ms: now,
             finished_ms: None,
             executed_version: None,
+            max_retries: None,
+            max_age_s: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod invoke;
 pub mod node;
 pub mod queues;
 pub mod registry;
+pub mod schedules;
 pub mod sigv4;
 pub mod stats;
 pub mod transport;
@@ -81,6 +82,8 @@ pub struct ServerConfig {
     pub cluster: Option<cluster::ClusterConfig>,
     /// HTTP or HTTPS, and the limits on what one client may hold.
     pub transport: transport::Transport,
+    /// The clock schedules fire by (`None`: the system's); tests start it at an instant and run it faster.
+    pub schedule_clock: Option<schedules::ScheduleClock>,
     /// The key file functions' environment variables are sealed with (`None`: `<data-dir>/env.key`, made
     /// at first start; in a cluster, a key derived from the cluster secret).
     pub env_key_file: Option<PathBuf>,
@@ -130,6 +133,8 @@ pub enum StartError {
     Sandbox(String),
     #[error("cannot resume workflow executions: {0}")]
     Workflows(String),
+    #[error("cannot load the schedules: {0}")]
+    Schedules(String),
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
     #[error("cannot use the key for environment variables: {0} (see --env-key-file)")]
@@ -389,6 +394,14 @@ impl Server {
             pricing: config.pricing,
         })));
         invoker.deliver_to(&workflows);
+        let schedules = Arc::new(schedules::Schedules::new(
+            registry.clone(),
+            invoker.clone(),
+            config.region.clone(),
+            config.schedule_clock.unwrap_or_else(schedules::ScheduleClock::system),
+        ));
+        schedules.recover().map_err(|e| StartError::Schedules(e.to_string()))?;
+        schedules.run();
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
         let lean = invoker.scheduler().sandbox_kind() == "lean";
         let tuner = Arc::new(tune::Tuner::new(
@@ -485,6 +498,7 @@ impl Server {
             accounts,
             invoker,
             workflows,
+            schedules,
             tuner,
             region: config.region.clone(),
             cluster,

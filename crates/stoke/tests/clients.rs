@@ -40,6 +40,16 @@ fn run_boto3_script_with(s: &TestServer, script: &str, env: &[(&str, &Path)]) {
 }
 
 #[test]
+fn boto3_drives_the_scheduler_api() {
+    if !present_or_skip(python_has("boto3"), "boto3", "boto3 scheduler client test") {
+        return;
+    }
+    // The function proves a fire ran by writing a file on the host (the process sandbox lets it).
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    run_boto3_script(&s, "boto3_scheduler.py");
+}
+
+#[test]
 fn boto3_drives_the_lambda_api() {
     if !present_or_skip(python_has("boto3"), "boto3", "boto3 client test") {
         return;

@@ -29,8 +29,8 @@ pub use etcd::{
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventConfigRecord, EventRecord, EventState, ExecutionRecord,
-    ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord, StatRecord, TriggerKind, TriggerRecord,
-    TuneRecord, VersionRecord, WorkflowRecord,
+    ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord, ScheduleRecord, StatRecord, TriggerKind,
+    TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -97,6 +97,7 @@ pub trait Store:
     + EventStore
     + StatStore
     + TuneStore
+    + ScheduleStore
     + Send
     + Sync
 {
@@ -111,6 +112,7 @@ impl<T> Store for T where
         + EventStore
         + StatStore
         + TuneStore
+        + ScheduleStore
         + Send
         + Sync
 {
@@ -120,7 +122,8 @@ impl<T> Store for T where
 /// aggregate methods resolve without them).
 pub mod prelude {
     pub use crate::{
-        AccountStore, EventStore, FunctionStore, LayerStore, StatStore, Store, TriggerStore, TuneStore, WorkflowStore,
+        AccountStore, EventStore, FunctionStore, LayerStore, ScheduleStore, StatStore, Store, TriggerStore, TuneStore,
+        WorkflowStore,
     };
 }
 
@@ -322,6 +325,36 @@ pub(crate) fn redriven(mut e: EventRecord, now_ms: i64) -> EventRecord {
     e.result = None;
     e.finished_ms = None;
     e
+}
+
+/// Schedules. A fire is written with its schedule's next state in one transaction, so that a schedule
+/// fires once per time whoever (which node, which restart) fires it.
+pub trait ScheduleStore {
+    /// Creates a schedule; `Conflict` if one of its name exists in its group.
+    fn insert_schedule(&self, schedule: &ScheduleRecord) -> Result<()>;
+    fn get_schedule(&self, account: &AccountId, group: &str, name: &str) -> Result<Option<ScheduleRecord>>;
+    /// An account's schedules (of one group, when given) whose names start with `prefix`, in name order after
+    /// `after`, at most `limit`.
+    fn list_schedules(
+        &self,
+        account: &AccountId,
+        group: Option<&str>,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>>;
+    /// Every schedule, of every account, that will fire again (what a starting node puts in its index).
+    fn pending_schedules(&self) -> Result<Vec<ScheduleRecord>>;
+    /// Replaces a schedule whose stored revision is `expected_revision` (`RevisionMismatch` otherwise,
+    /// `NotFound` if it is gone), queueing `fire` (the invocation a fire sends) in the same transaction.
+    fn update_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        expected_revision: u64,
+        fire: Option<&EventRecord>,
+    ) -> Result<()>;
+    /// Deletes a schedule; false if there was none.
+    fn delete_schedule(&self, account: &AccountId, group: &str, name: &str) -> Result<bool>;
 }
 
 /// Learned statistics, opaque to the store, kept across restarts.

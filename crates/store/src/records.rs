@@ -137,6 +137,54 @@ pub struct EventRecord {
     /// The version the last attempt ran (`$LATEST` or a number), once one has run.
     #[serde(default)]
     pub executed_version: Option<String>,
+    /// The event's own retry rule (a schedule's fire carries its schedule's), over its function's event
+    /// invoke config: retries after a failed attempt, and the age past which it is given up.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub max_age_s: Option<u32>,
+}
+
+/// A schedule (EventBridge Scheduler's): when it fires, what it runs, and what became of its fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub account: AccountId,
+    /// Its schedule group (`default`).
+    pub group: String,
+    pub name: String,
+    /// `rate(…)`, `cron(…)` or `at(…)`.
+    pub expression: String,
+    /// An IANA time zone name.
+    pub timezone: String,
+    pub description: String,
+    pub enabled: bool,
+    /// Nothing fires before it (rates count from it), nor after `end_ms`.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// A flexible window: each fire is delivered within this many minutes after its time (0: off).
+    pub window_min: u32,
+    /// The target: a function or state machine ARN.
+    pub target: String,
+    /// The payload (context attributes replaced at each fire); none: Scheduler's scheduled event.
+    pub input: Option<String>,
+    /// Retries of a fire's failed invocation (0–185) and the age past which it is given up (60–86,400 s).
+    pub max_retries: u32,
+    pub max_age_s: u32,
+    /// Deleted once it will not fire again (Scheduler's `ActionAfterCompletion: DELETE`).
+    pub delete_after_completion: bool,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    /// When it fires next (its scheduled time); none when disabled or done.
+    pub next_fire_ms: Option<i64>,
+    /// Its last fire: when it was scheduled, when it was delivered, and the invocation it queued.
+    pub last_fire_ms: Option<i64>,
+    pub last_fired_at_ms: Option<i64>,
+    pub last_event: Option<String>,
+    /// Fires delivered, and fires missed (due while the server was down, past the maximum age).
+    pub fires: u64,
+    pub missed: u64,
+    /// Bumped by every write, for compare-and-set.
+    pub revision: u64,
 }
 
 /// What kind of HTTP trigger a record is.

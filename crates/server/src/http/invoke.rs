@@ -302,7 +302,9 @@ pub async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Res
     // OpenMetrics ends with `# EOF`: the server's own families go before it.
     let eof = body.rfind("# EOF").unwrap_or(body.len());
     body.truncate(eof);
-    body.push_str(&s.invoker.event_metrics(s.cluster.as_ref().map(|c| c.name()).as_deref()));
+    let node = s.cluster.as_ref().map(|c| c.name());
+    body.push_str(&s.invoker.event_metrics(node.as_deref()));
+    body.push_str(&s.schedules.metrics(node.as_deref()));
     if let Some(c) = &s.cluster {
         use std::fmt::Write;
         let etcd = c.store();

@@ -108,6 +108,13 @@ fn check_architectures(architectures: Option<&[String]>) -> LambdaResult<()> {
     }
 }
 
+impl LambdaError {
+    /// Its status, exception and sentence (for the other AWS APIs that share SigV4 with Lambda's).
+    pub(super) fn parts(self) -> (StatusCode, &'static str, String) {
+        (self.status, self.kind, self.message)
+    }
+}
+
 impl IntoResponse for LambdaError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(json!({ "Type": "User", "message": self.message }))).into_response();

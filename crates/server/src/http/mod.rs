@@ -13,6 +13,8 @@ pub mod lambda;
 mod lambda_layers;
 pub mod layers;
 pub mod openapi;
+mod scheduler;
+pub mod schedules;
 pub mod states;
 pub mod triggers;
 pub mod tune;
@@ -37,6 +39,7 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub invoker: Arc<crate::invoke::Invoker>,
     pub workflows: Arc<crate::workflows::Workflows>,
+    pub schedules: Arc<crate::schedules::Schedules>,
     /// Runs `stoke tune`.
     pub tuner: Arc<crate::tune::Tuner>,
     /// Matches HTTP trigger requests to function URLs and routes.
@@ -97,6 +100,11 @@ pub fn app(state: AppState) -> Router {
         .route("/urls/{id}", get(triggers::get_url).patch(triggers::patch_url).delete(triggers::delete_url))
         .route("/routes", get(triggers::list_routes).post(triggers::create_route))
         .route("/routes/{id}", get(triggers::get_route).patch(triggers::patch_route).delete(triggers::delete_route))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route("/schedules/{name}", get(schedules::get).put(schedules::replace).delete(schedules::delete))
+        .route("/schedules/{name}/enable", post(schedules::enable))
+        .route("/schedules/{name}/disable", post(schedules::disable))
+        .route("/schedules/{name}/next", get(schedules::next))
         .route("/workflows", get(workflows::list).post(workflows::create))
         .route("/workflows/{name}", get(workflows::get).put(workflows::update).delete(workflows::delete))
         .route("/workflows/{name}/executions", get(workflows::executions).post(workflows::start))
@@ -142,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/2015-03-31", lambda::routes(state.clone()))
         .nest("/2018-10-31", lambda_layers::routes(state.clone()))
         .nest("/2019-09-25", lambda::event_config_routes(state.clone()))
+        .merge(scheduler::routes())
         .route("/u/{id}", any(triggers::serve_url))
         .route("/u/{id}/", any(triggers::serve_url))
         .route("/u/{id}/{*path}", any(triggers::serve_url))

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{KnownFormat, Object, ObjectBuilder, PathItem, RefOr, Required, Schema, SchemaFormat, Type};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, cluster, events, functions, invoke, layers, triggers, tune, workflows};
+use super::{accounts, cluster, events, functions, invoke, layers, schedules, triggers, tune, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,8 @@ use super::{accounts, cluster, events, functions, invoke, layers, triggers, tune
         workflows::create, workflows::list, workflows::get, workflows::update, workflows::delete,
         workflows::start, workflows::run, workflows::executions, workflows::describe, workflows::history,
         workflows::stop, workflows::timeline, workflows::cost,
+        schedules::create, schedules::list, schedules::get, schedules::replace, schedules::delete,
+        schedules::enable, schedules::disable, schedules::next,
         tune::start, tune::get,
         layers::publish, layers::list, layers::versions, layers::get, layers::delete,
         layers::import, layers::list_images, layers::get_image, layers::delete_image,
@@ -221,28 +223,47 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     methods_mut(item).map(|(_, op)| op)
 }
 
-/// `CreateFunctionRequest` flattens the configuration beside `name` and `code_base64`; generated as an
-/// `allOf` of the configuration (which allows no other fields) and those two, no request could satisfy it.
-/// One object with all the fields is what the server reads; `runtime`, which has no default, is required.
+/// `CreateFunctionRequest` flattens the configuration beside `name` and `code_base64`, and
+/// `CreateScheduleRequest` the schedule beside `name`; generated as an `allOf` of the flattened part (which
+/// allows no other fields) and the others, no request could satisfy them. One object with all the fields is
+/// what the server reads; a function's `runtime`, which has no default, is required.
 struct FlatCreateRequest;
+
+/// `composite`, an `allOf` of the component `base` and fields of its own, made one object; `base`'s required
+/// fields stay required when `keep_required`.
+fn flatten(
+    components: &mut utoipa::openapi::Components,
+    base: &str,
+    composite: &str,
+    keep_required: bool,
+) -> Option<Object> {
+    let (Some(RefOr::T(Schema::Object(config))), Some(RefOr::T(Schema::AllOf(parts)))) =
+        (components.schemas.get(base), components.schemas.get(composite))
+    else {
+        return None;
+    };
+    let mut flat = config.clone();
+    if !keep_required {
+        flat.required.clear();
+    }
+    flat.min_properties = None;
+    for part in &parts.items {
+        if let RefOr::T(Schema::Object(own)) = part {
+            flat.properties.extend(own.properties.clone());
+            flat.required.extend(own.required.iter().cloned());
+        }
+    }
+    flat.description.clone_from(&parts.description);
+    Some(flat)
+}
 
 impl Modify for FlatCreateRequest {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let Some(components) = doc.components.as_mut() else { return };
-        let (Some(RefOr::T(Schema::Object(config))), Some(RefOr::T(Schema::AllOf(parts)))) =
-            (components.schemas.get("ConfigPatch"), components.schemas.get("CreateFunctionRequest"))
-        else {
-            return;
-        };
-        let mut flat = config.clone();
-        flat.required.clear();
-        flat.min_properties = None;
-        for part in &parts.items {
-            if let RefOr::T(Schema::Object(own)) = part {
-                flat.properties.extend(own.properties.clone());
-                flat.required.extend(own.required.iter().cloned());
-            }
+        if let Some(flat) = flatten(components, "ScheduleSpec", "CreateScheduleRequest", true) {
+            components.schemas.insert("CreateScheduleRequest".into(), RefOr::T(Schema::Object(flat)));
         }
+        let Some(mut flat) = flatten(components, "ConfigPatch", "CreateFunctionRequest", false) else { return };
         if let Some(RefOr::T(Schema::Object(runtime))) = flat.properties.get_mut("runtime") {
             runtime.schema_type = SchemaType::new(Type::String);
             if let Some(values) = runtime.enum_values.as_mut() {
@@ -250,7 +271,6 @@ impl Modify for FlatCreateRequest {
             }
             flat.required.push("runtime".to_string());
         }
-        flat.description.clone_from(&parts.description);
         components.schemas.insert("CreateFunctionRequest".into(), RefOr::T(Schema::Object(flat)));
     }
 }

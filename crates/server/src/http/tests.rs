@@ -48,6 +48,7 @@ async fn api(script: Script) -> Api {
         cluster: None,
         transport: Default::default(),
         env_key_file: None,
+        schedule_clock: None,
     };
     let fake = Arc::new(FakeSandbox::new(script));
     let server = Server::start_with_sandbox(config, fake.clone()).await.expect("the server starts");

@@ -427,6 +427,8 @@ impl Registry {
             created_ms: now,
             finished_ms: None,
             executed_version: None,
+            max_retries: None,
+            max_age_s: None,
         })?;
         Ok(())
     }
@@ -503,6 +505,46 @@ impl Registry {
         Ok(config)
     }
 
+    /// Whether a function or state machine a destination or a schedule's target names exists now.
+    fn target_exists(&self, account: &AccountId, target: &stoke_core::destination::Destination) -> Result<bool> {
+        use stoke_core::destination::Destination;
+        match target {
+            Destination::Function(r) => {
+                let reference = match &r.qualifier {
+                    Some(q) => format!("{}:{q}", r.name),
+                    None => r.name.to_string(),
+                };
+                match self.resolve(account, &reference) {
+                    Ok(_) => Ok(true),
+                    Err(RegistryError::NotFound(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Destination::StateMachine { name, .. } => Ok(self.store.get_workflow(account, name)?.is_some()),
+        }
+    }
+
+    /// A schedule's target: a function or state machine ARN of the caller's that exists now; the refusal
+    /// says what is wrong.
+    pub fn check_target(&self, account: &AccountId, arn: &str) -> std::result::Result<(), String> {
+        use stoke_core::destination::{Destination, DestinationError};
+        let form = "arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>] or \
+                    arn:aws:states:<region>:<account>:stateMachine:<name>";
+        match Destination::parse(arn, account) {
+            Err(DestinationError::Pattern | DestinationError::Unsupported) => {
+                Err(format!("the target {arn:?} is not a function or state machine ARN ({form})"))
+            }
+            Err(DestinationError::Invalid) => {
+                Err(format!("the target {arn} is not a function or state machine of your account ({form})"))
+            }
+            Ok(d) => match self.target_exists(account, &d) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("the target {arn} does not exist: create it first")),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
     /// A destination must be a function or state machine of the caller's that exists, and not the function
     /// itself; refused with Lambda's sentences.
     fn check_destination(
@@ -520,7 +562,9 @@ impl Registry {
             invalid(
                 false,
                 format!(
-                    "The destination ARN {arn} is invalid. Name a function or a state machine of your account that                      exists (arn:aws:lambda:<region>:<account>:function:<name> or                      arn:aws:states:<region>:<account>:stateMachine:<name>)."
+                    "The destination ARN {arn} is invalid. Name a function or a state machine of your account that \
+                     exists (arn:aws:lambda:<region>:<account>:function:<name> or \
+                     arn:aws:states:<region>:<account>:stateMachine:<name>)."
                 ),
             )
         };
@@ -528,33 +572,25 @@ impl Registry {
             Err(DestinationError::Pattern) => Err(invalid(
                 true,
                 format!(
-                    "1 validation error detected: Value '{arn}' at 'destinationConfig.{lambda_field}.destination'                      failed to satisfy constraint: Member must satisfy regular expression pattern: {ARN_PATTERN}"
+                    "1 validation error detected: Value '{arn}' at 'destinationConfig.{lambda_field}.destination' \
+                     failed to satisfy constraint: Member must satisfy regular expression pattern: {ARN_PATTERN}"
                 ),
             )),
             Err(DestinationError::Unsupported) => Err(invalid(
                 false,
                 format!(
-                    "The provided destination config DestinationConfig({lambda_field}=Destination(destination={arn}))                      is invalid. stoke delivers to functions and state machines only (SQS, SNS, EventBridge and S3                      destinations are not available); failed events are always kept in the failed-event store."
+                    "The provided destination config DestinationConfig({lambda_field}=Destination(destination={arn})) \
+                     is invalid. stoke delivers to functions and state machines only (SQS, SNS, EventBridge and S3 \
+                     destinations are not available); failed events are always kept in the failed-event store."
                 ),
             )),
             Err(DestinationError::Invalid) => Err(not_there()),
             Ok(d) if d.is_function(function) => {
                 Err(invalid(false, "You can't specify the function as a destination for itself.".into()))
             }
-            Ok(Destination::Function(r)) => {
-                let reference = match &r.qualifier {
-                    Some(q) => format!("{}:{q}", r.name),
-                    None => r.name.to_string(),
-                };
-                match self.resolve(account, &reference) {
-                    Ok(_) => Ok(()),
-                    Err(RegistryError::NotFound(_)) => Err(not_there()),
-                    Err(e) => Err(e),
-                }
-            }
-            Ok(Destination::StateMachine { name, .. }) => match self.store.get_workflow(account, &name)? {
-                Some(_) => Ok(()),
-                None => Err(not_there()),
+            Ok(d) => match self.target_exists(account, &d)? {
+                true => Ok(()),
+                false => Err(not_there()),
             },
         }
     }

@@ -8,6 +8,7 @@ pub mod function;
 pub mod invoke;
 pub mod layer;
 pub mod nodes;
+pub mod schedule;
 pub mod server;
 pub mod trigger;
 pub mod tune;

@@ -104,6 +104,16 @@ pub struct Args {
     /// out of backups of the store; docs/function-manager.md says how to rotate it.
     #[arg(long, env = "STOKE_ENV_KEY_FILE", value_name = "FILE")]
     env_key_file: Option<std::path::PathBuf>,
+    /// For tests: the schedules' clock starts at this instant (RFC 3339) instead of now.
+    #[arg(long, hide = true, value_name = "TIME")]
+    schedule_clock_start: Option<String>,
+    /// For tests: the schedules' clock runs this many times as fast as the system's.
+    #[arg(long, hide = true, value_name = "RATE")]
+    schedule_clock_rate: Option<f64>,
+    /// For tests: the system's time (ms since the epoch) at which the schedules' clock read its start
+    /// [default: now]; the same value across restarts keeps it running on.
+    #[arg(long, hide = true, value_name = "MS")]
+    schedule_clock_since: Option<i64>,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
@@ -343,6 +353,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         cluster: args.cluster.config(global)?,
         transport: args.http.transport(),
         env_key_file: args.env_key_file.clone(),
+        schedule_clock: schedule_clock(
+            args.schedule_clock_start.as_deref(),
+            args.schedule_clock_rate,
+            args.schedule_clock_since,
+        )?,
     };
     // The lean sandbox mounts generic instances' attach points: in a mount namespace of the server's own,
     // they go with the server however it ends. A namespace is per thread, so this comes before any thread.
@@ -431,4 +446,26 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The schedules' clock the hidden test flags ask for (`None`: the system's).
+fn schedule_clock(
+    start: Option<&str>,
+    rate: Option<f64>,
+    since: Option<i64>,
+) -> anyhow::Result<Option<stoke_server::schedules::ScheduleClock>> {
+    if start.is_none() && rate.is_none() && since.is_none() {
+        return Ok(None);
+    }
+    let now = stoke_server::schedules::ScheduleClock::system().now_ms();
+    let start_ms = match start {
+        Some(s) => s
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| anyhow::anyhow!("--schedule-clock-start {s:?} is not an RFC 3339 instant: {e}"))?
+            .as_millisecond(),
+        None => now,
+    };
+    let rate = rate.unwrap_or(1.0);
+    anyhow::ensure!(rate.is_finite() && rate > 0.0, "--schedule-clock-rate must be a positive number");
+    Ok(Some(stoke_server::schedules::ScheduleClock::warped(start_ms, since.unwrap_or(now), rate)))
 }

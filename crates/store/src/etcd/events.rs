@@ -9,7 +9,7 @@ use crate::{EventRecord, EventState, EventStore, Result, StoreError};
 
 impl EtcdStore {
     /// The index writes that put `e` in the list of its state (and out of the others).
-    fn event_index_ops(&self, e: &EventRecord) -> Result<Vec<etcd_client::TxnOp>> {
+    pub(super) fn event_index_ops(&self, e: &EventRecord) -> Result<Vec<etcd_client::TxnOp>> {
         let queue = self.keys.key(&["event-queue", &e.id]);
         let running = self.keys.key(&["event-running", &e.id]);
         let failed = self.failed_key(e);

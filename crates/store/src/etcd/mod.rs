@@ -32,6 +32,7 @@ mod events;
 mod functions;
 mod layers;
 mod queues;
+mod schedules;
 mod stats;
 mod triggers;
 mod tunes;
@@ -509,6 +510,8 @@ mod tests {
             created_ms: 1,
             finished_ms: None,
             executed_version: None,
+            max_retries: None,
+            max_age_s: None,
         };
         a.enqueue_event(&event).unwrap();
         assert_eq!(a.claim_events(10, 10).unwrap().len(), 1);

@@ -9,7 +9,7 @@ use crate::{EventRecord, EventState, EventStore, Result};
 
 const EVENT_COLS: &str =
     "id, account_id, reference, payload, attempts, next_attempt_ms, state, error_type, result, created_ms, finished_ms, \
-     executed_version";
+     executed_version, max_retries, max_age_s";
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
     let state: String = r.get("state")?;
@@ -26,13 +26,15 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
         created_ms: r.get("created_ms")?,
         finished_ms: r.get("finished_ms")?,
         executed_version: r.get("executed_version")?,
+        max_retries: r.get("max_retries")?,
+        max_age_s: r.get("max_age_s")?,
     })
 }
 
 /// Inserts an event (`or` is `""`, or `"OR IGNORE"` to leave one with the same id as it is).
-fn insert_event(tx: &rusqlite::Transaction<'_>, e: &EventRecord, or: &str) -> Result<()> {
+pub(super) fn insert_event(tx: &rusqlite::Transaction<'_>, e: &EventRecord, or: &str) -> Result<()> {
     tx.execute(
-        &format!("INSERT {or} INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        &format!("INSERT {or} INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
         params![
             e.id,
             e.account.as_str(),
@@ -45,7 +47,9 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &EventRecord, or: &str) -> Re
             e.result,
             e.created_ms,
             e.finished_ms,
-            e.executed_version
+            e.executed_version,
+            e.max_retries,
+            e.max_age_s
         ],
     )?;
     Ok(())
@@ -171,6 +175,8 @@ mod tests {
                 created_ms: 1,
                 finished_ms: None,
                 executed_version: None,
+                max_retries: None,
+                max_age_s: None,
             })
             .unwrap();
         }
@@ -202,6 +208,8 @@ mod tests {
             created_ms: 3,
             finished_ms: None,
             executed_version: None,
+            max_retries: None,
+            max_age_s: None,
         }
     }
 

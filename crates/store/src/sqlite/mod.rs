@@ -14,6 +14,7 @@ mod accounts;
 mod events;
 mod functions;
 mod layers;
+mod schedules;
 mod stats;
 mod triggers;
 mod tunes;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_events_by_account.sql"),
     include_str!("../../migrations/0009_event_configs.sql"),
     include_str!("../../migrations/0010_event_destinations.sql"),
+    include_str!("../../migrations/0011_schedules.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

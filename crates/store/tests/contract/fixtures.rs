@@ -203,6 +203,8 @@ pub fn event(account: &AccountId, id: &str, due: i64) -> EventRecord {
         created_ms: 3,
         finished_ms: None,
         executed_version: None,
+        max_retries: None,
+        max_age_s: None,
     }
 }
 

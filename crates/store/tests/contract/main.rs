@@ -40,6 +40,7 @@ mod accounts;
 mod events;
 mod functions;
 mod layers;
+mod schedules;
 mod stats;
 mod triggers;
 mod tunes;
