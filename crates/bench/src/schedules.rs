@@ -102,7 +102,7 @@ pub fn run(args: &SchedulesArgs) -> Result<Value> {
             let page = server.send(reqwest::Method::GET, &path, None)?;
             for s in page["schedules"].as_array().into_iter().flatten() {
                 if let (Some(fired), Some(due)) = (ms_of(&s["last_fired_at"]), ms_of(&s["last_fire"])) {
-                    late.push(u64::try_from(fired - due).unwrap_or(0) * 1000);
+                    late.push(u64::try_from(fired - due).unwrap_or(0));
                 }
             }
             match page["next_cursor"].as_str() {
@@ -120,11 +120,9 @@ pub fn run(args: &SchedulesArgs) -> Result<Value> {
     // The server's CPU from just before the second until every fire was dealt with: the fires, and the server's
     // share of running their invocations (a no-op each) that started meanwhile.
     let cpu_per_fire_us = (cpu_after - cpu_before) as f64 / 1e3 / fired.max(1) as f64;
-    let (p50, p99, max) = (
-        percentile(&late, 50.0) / 1000.0,
-        percentile(&late, 99.0) / 1000.0,
-        late.last().copied().unwrap_or_default() as f64 / 1000.0,
-    );
+    // Milliseconds: the store keeps times to the millisecond.
+    let (p50, p99, max) =
+        (percentile(&late, 0.5), percentile(&late, 0.99), late.last().copied().unwrap_or_default() as f64);
 
     let mut t = table(&["figure", "value"]);
     t.add_row(vec![format!("server CPU idle, 0 schedules"), format!("{empty:.3} ms/s")]);

@@ -514,22 +514,13 @@ impl Invoker {
             request_payload: &event.payload,
             response,
         });
-        stoke_store::EventRecord {
-            id: follow_up_id(&event.id, condition, now),
-            account: event.account.clone(),
-            reference: destination,
-            payload: record.into_bytes(),
-            attempts: 0,
-            next_attempt_ms: now,
-            state: stoke_store::EventState::Queued,
-            error_type: None,
-            result: None,
-            created_ms: now,
-            finished_ms: None,
-            executed_version: None,
-            max_retries: None,
-            max_age_s: None,
-        }
+        stoke_store::EventRecord::queued(
+            follow_up_id(&event.id, condition, now),
+            event.account.clone(),
+            destination,
+            record.into_bytes(),
+            now,
+        )
     }
 
     /// Records an event's outcome (and queues its record for a destination in the same write). It must be

@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 use stoke_core::schedule::{self, Expression};
 use stoke_core::sync::lock;
 use stoke_core::AccountId;
-use stoke_store::{EventRecord, EventState, ScheduleRecord, StoreError};
+use stoke_store::{EventRecord, ScheduleRecord, StoreError};
 
 use crate::registry::Registry;
 
@@ -105,6 +105,19 @@ impl ScheduleClock {
 
 /// (account, group, name).
 type Key = (AccountId, String, String);
+
+/// A fire worked out from the schedule as read, before it is written.
+struct Planned {
+    key: Key,
+    /// When the index had it due.
+    due: i64,
+    /// The schedule as the fire leaves it (its revision one past the one read).
+    after: ScheduleRecord,
+    /// The invocation it queues; none when it is missed.
+    event: Option<EventRecord>,
+    /// Fires counted as missed.
+    missed: u64,
+}
 
 /// The schedules service.
 pub struct Schedules {
@@ -467,9 +480,7 @@ impl Schedules {
                     let worker = this.clone();
                     let fired = tokio::task::spawn_blocking(move || {
                         stoke_store::in_background(|| {
-                            for (at, key) in due {
-                                worker.fire(&key, at);
-                            }
+                            worker.fire_all(due);
                         })
                     })
                     .await;
@@ -491,35 +502,60 @@ impl Schedules {
         });
     }
 
-    /// Fires the schedule `key` that the index had due at `due`: delivers its latest fire time that has come
-    /// (those before it, due while the server was down, are counted as missed; so is the latest when it is
-    /// older than the schedule's maximum event age), and sets its next fire. A store that cannot take it
-    /// now leaves it in the index, to be tried again shortly.
-    fn fire(&self, key: &Key, due: i64) {
-        match self.try_fire(key, due) {
-            Ok(()) => {}
-            Err(ScheduleError::Conflict(_)) => {
-                // Changed meanwhile (updated, fired elsewhere): index what it is now.
-                if let Ok(Some(s)) = self.registry.store().get_schedule(&key.0, &key.1, &key.2) {
-                    self.reindex(&s);
+    /// Fires what the index had due: for each schedule, delivers its latest fire time that has come (those
+    /// before it, due while the server was down, are counted as missed; so is the latest when it is older
+    /// than the schedule's maximum event age) and sets its next fire. Fires are written in batches (one
+    /// transaction each on SQLite). One the store cannot take now stays in the index, tried again shortly;
+    /// one whose schedule changed meanwhile is indexed as it is now.
+    fn fire_all(&self, due: Vec<(i64, Key)>) {
+        const BATCH: usize = 256;
+        for chunk in due.chunks(BATCH) {
+            let mut planned = Vec::with_capacity(chunk.len());
+            for (at, key) in chunk {
+                match self.plan(key, *at) {
+                    Ok(Some(p)) => planned.push(p),
+                    Ok(None) => {}
+                    Err(e) => self.retry_later(key, *at, &e),
                 }
             }
-            Err(ScheduleError::NotFound(_)) => {}
-            Err(e) => {
-                tracing::warn!(schedule = %key.2, error = %e, "cannot fire a schedule now; trying again in a second");
-                lock(&self.index).set(key.clone(), Some(due + stoke_core::num::millis_i64(Duration::from_secs(1))));
+            let writes: Vec<_> = planned.iter().map(|p| (&p.after, p.after.revision - 1, p.event.as_ref())).collect();
+            match self.registry.store().fire_schedules(&writes) {
+                Ok(written) => {
+                    let mut queued = false;
+                    for (p, ok) in planned.iter().zip(written) {
+                        if ok {
+                            queued |= p.event.is_some();
+                            self.settle(p);
+                        } else if let Ok(Some(s)) = self.registry.store().get_schedule(&p.key.0, &p.key.1, &p.key.2) {
+                            self.reindex(&s);
+                        }
+                    }
+                    if queued {
+                        self.invoker.events_queued();
+                    }
+                }
+                Err(e) => {
+                    for p in &planned {
+                        self.retry_later(&p.key, p.due, &e);
+                    }
+                }
             }
         }
     }
 
-    fn try_fire(&self, key: &Key, due: i64) -> Result<()> {
-        let store = self.registry.store();
-        let Some(before) = store.get_schedule(&key.0, &key.1, &key.2)? else { return Ok(()) };
-        let Some(scheduled) = before.next_fire_ms.filter(|_| before.enabled) else { return Ok(()) };
+    fn retry_later(&self, key: &Key, due: i64, e: &dyn std::fmt::Display) {
+        tracing::warn!(schedule = %key.2, error = %e, "cannot fire a schedule now; trying again in a second");
+        lock(&self.index).set(key.clone(), Some(due + stoke_core::num::millis_i64(Duration::from_secs(1))));
+    }
+
+    /// What firing `key` (due at `due` by the index) writes; `None` when there is nothing to fire (gone,
+    /// disabled, or not due yet: the index was early, and is set right).
+    fn plan(&self, key: &Key, due: i64) -> Result<Option<Planned>> {
+        let Some(before) = self.registry.store().get_schedule(&key.0, &key.1, &key.2)? else { return Ok(None) };
+        let Some(scheduled) = before.next_fire_ms.filter(|_| before.enabled) else { return Ok(None) };
         if scheduled > due {
-            // The index was early (the schedule changed): wait for its time.
             lock(&self.index).set(key.clone(), Some(scheduled));
-            return Ok(());
+            return Ok(None);
         }
         let now = self.now_ms();
         // The latest fire time that has come, and how many before it were skipped (the server was down).
@@ -531,9 +567,8 @@ impl Schedules {
             (latest, skipped) = (next, skipped + 1);
         }
         let deliver = schedule::deliver_late(latest, now, before.max_age_s);
-        let next = self.next_of(&before, latest.max(now))?;
         let mut after = before.clone();
-        after.next_fire_ms = next;
+        after.next_fire_ms = self.next_of(&before, latest.max(now))?;
         after.last_fire_ms = Some(latest);
         after.last_fired_at_ms = Some(now);
         after.missed += skipped + u64::from(!deliver);
@@ -541,7 +576,12 @@ impl Schedules {
         after.revision += 1;
         let event = deliver.then(|| self.fire_event(&before, latest, now));
         after.last_event = event.as_ref().map(|e| e.id.clone());
-        store.update_schedule(&after, before.revision, event.as_ref())?;
+        Ok(Some(Planned { key: key.clone(), due, after, event, missed: skipped + u64::from(!deliver) }))
+    }
+
+    /// After a fire was written: counts it, indexes the next one, deletes a schedule that is done when it asks.
+    fn settle(&self, p: &Planned) {
+        let after = &p.after;
         {
             let mut counts = lock(&self.counts);
             let mut count = |outcome: &'static str, n: u64| {
@@ -549,21 +589,21 @@ impl Schedules {
                     *counts.entry((after.account.clone(), after.name.clone(), outcome)).or_default() += n;
                 }
             };
-            count("fired", u64::from(deliver));
-            count("missed", skipped + u64::from(!deliver));
+            count("fired", u64::from(p.event.is_some()));
+            count("missed", p.missed);
         }
-        if deliver {
-            self.invoker.events_queued();
-        } else {
-            tracing::warn!(schedule = %after.name, due = latest, "a schedule's fire is older than its maximum event age: missed");
+        if p.event.is_none() {
+            tracing::warn!(schedule = %after.name, due = ?after.last_fire_ms, "a schedule's fire is older than its maximum event age: missed");
         }
+        let next = after.next_fire_ms;
         if next.is_none() && after.delete_after_completion {
-            store.delete_schedule(&after.account, &after.group, &after.name)?;
-            lock(&self.index).set(key.clone(), None);
+            if let Err(e) = self.registry.store().delete_schedule(&after.account, &after.group, &after.name) {
+                tracing::warn!(schedule = %after.name, error = %e, "cannot delete a completed schedule; it stays, done");
+            }
+            lock(&self.index).set(p.key.clone(), None);
         } else {
-            lock(&self.index).set(key.clone(), next);
+            lock(&self.index).set(p.key.clone(), next);
         }
-        Ok(())
     }
 
     /// The Event invocation a fire queues: its payload (the input with Scheduler's context, or Scheduler's
@@ -593,20 +633,45 @@ impl Schedules {
         let delay = stoke_core::num::millis_i64(self.clock.real(schedule::window_delay_ms(s.window_min, seed)));
         let late = stoke_core::num::millis_i64(self.clock.real(now - scheduled));
         EventRecord {
-            id,
-            account: s.account.clone(),
-            reference: s.target.clone(),
-            payload: payload.into_bytes(),
-            attempts: 0,
             next_attempt_ms: real_now + delay,
-            state: EventState::Queued,
-            error_type: None,
-            result: None,
             created_ms: real_now - late,
-            finished_ms: None,
-            executed_version: None,
             max_retries: Some(s.max_retries),
             max_age_s: Some(s.max_age_s),
+            ..EventRecord::queued(id, s.account.clone(), s.target.clone(), payload.into_bytes(), real_now)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> Key {
+        (AccountId::parse("123456789012").unwrap(), "default".into(), n.into())
+    }
+
+    #[test]
+    fn the_index_hands_out_what_is_due_in_time_order_once() {
+        let mut index = Index::default();
+        index.set(key("b"), Some(20));
+        index.set(key("a"), Some(10));
+        index.set(key("c"), Some(30));
+        index.set(key("b"), Some(5)); // moved earlier: its old entry goes
+        index.set(key("c"), None); // disabled
+        assert_eq!(index.take_due(4), vec![]);
+        let due: Vec<(i64, String)> = index.take_due(10).into_iter().map(|(t, k)| (t, k.2)).collect();
+        assert_eq!(due, [(5, "b".to_string()), (10, "a".to_string())]);
+        assert!(index.take_due(100).is_empty(), "each once; c was taken out");
+        assert!(index.by_key.is_empty() && index.by_time.is_empty());
+    }
+
+    #[test]
+    fn a_warped_clock_runs_from_its_origin_at_its_rate() {
+        let since = crate::registry::now_ms() - 1_000;
+        let clock = ScheduleClock::warped(1_000_000, since, 60.0);
+        let now = clock.now_ms();
+        assert!((1_060_000..1_070_000).contains(&now), "{now}");
+        assert_eq!(clock.real(60_000), Duration::from_secs(1));
+        assert_eq!(ScheduleClock::system().real(1_500), Duration::from_millis(1_500));
     }
 }

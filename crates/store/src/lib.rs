@@ -355,6 +355,20 @@ pub trait ScheduleStore {
     ) -> Result<()>;
     /// Deletes a schedule; false if there was none.
     fn delete_schedule(&self, account: &AccountId, group: &str, name: &str) -> Result<bool>;
+    /// Many fires at once: each as [`ScheduleStore::update_schedule`] would write it; false for one whose
+    /// schedule changed since it was read (or is gone), which writes nothing of it. A backend may write them
+    /// in one transaction (SQLite does: a thousand fires due at one second cost one commit, not a thousand).
+    #[allow(clippy::type_complexity)]
+    fn fire_schedules(&self, fires: &[(&ScheduleRecord, u64, Option<&EventRecord>)]) -> Result<Vec<bool>> {
+        fires
+            .iter()
+            .map(|(s, revision, fire)| match self.update_schedule(s, *revision, *fire) {
+                Ok(()) => Ok(true),
+                Err(StoreError::RevisionMismatch(_) | StoreError::NotFound(_)) => Ok(false),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
 }
 
 /// Learned statistics, opaque to the store, kept across restarts.

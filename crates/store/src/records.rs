@@ -145,6 +145,28 @@ pub struct EventRecord {
     pub max_age_s: Option<u32>,
 }
 
+impl EventRecord {
+    /// A new Event invocation of `reference`, queued and due at `now_ms`, with its function's retry rule.
+    pub fn queued(id: String, account: AccountId, reference: String, payload: Vec<u8>, now_ms: i64) -> Self {
+        Self {
+            id,
+            account,
+            reference,
+            payload,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            state: EventState::Queued,
+            error_type: None,
+            result: None,
+            created_ms: now_ms,
+            finished_ms: None,
+            executed_version: None,
+            max_retries: None,
+            max_age_s: None,
+        }
+    }
+}
+
 /// A schedule (EventBridge Scheduler's): when it fires, what it runs, and what became of its fires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleRecord {

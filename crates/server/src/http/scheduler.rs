@@ -308,18 +308,28 @@ fn group_of(uri: &axum::http::Uri) -> SchedulerResult<String> {
     Ok(q.group_name.unwrap_or_else(|| DEFAULT_GROUP.to_string()))
 }
 
+/// `CreateSchedule` (`replace` false) and `UpdateSchedule` (a whole replacement).
+async fn write_schedule(s: AppState, name: String, req: Signed, replace: bool) -> SchedulerResult<Json<Value>> {
+    let (group, input) = input_of(body(&req)?)?;
+    let schedules = s.schedules.clone();
+    blocking(move || {
+        let account = &req.caller.account.id;
+        let made = if replace {
+            schedules.replace(account, &group, &name, input)?
+        } else {
+            schedules.create(account, &group, &name, input)?
+        };
+        Ok(Json(json!({ "ScheduleArn": schedules.arn(&made) })))
+    })
+    .await
+}
+
 async fn create_schedule(
     State(s): State<AppState>,
     Path(name): Path<String>,
     req: Signed,
 ) -> SchedulerResult<Json<Value>> {
-    let (group, input) = input_of(body(&req)?)?;
-    let schedules = s.schedules.clone();
-    blocking(move || {
-        let made = schedules.create(&req.caller.account.id, &group, &name, input)?;
-        Ok(Json(json!({ "ScheduleArn": schedules.arn(&made) })))
-    })
-    .await
+    write_schedule(s, name, req, false).await
 }
 
 async fn update_schedule(
@@ -327,13 +337,7 @@ async fn update_schedule(
     Path(name): Path<String>,
     req: Signed,
 ) -> SchedulerResult<Json<Value>> {
-    let (group, input) = input_of(body(&req)?)?;
-    let schedules = s.schedules.clone();
-    blocking(move || {
-        let made = schedules.replace(&req.caller.account.id, &group, &name, input)?;
-        Ok(Json(json!({ "ScheduleArn": schedules.arn(&made) })))
-    })
-    .await
+    write_schedule(s, name, req, true).await
 }
 
 async fn get_schedule(

@@ -414,22 +414,7 @@ impl Registry {
     pub fn enqueue_event(&self, account: &AccountId, reference: &str, id: String, payload: Vec<u8>) -> Result<()> {
         self.resolve(account, reference)?;
         let now = now_ms();
-        self.store.enqueue_event(&EventRecord {
-            id,
-            account: account.clone(),
-            reference: reference.to_string(),
-            payload,
-            attempts: 0,
-            next_attempt_ms: now,
-            state: EventState::Queued,
-            error_type: None,
-            result: None,
-            created_ms: now,
-            finished_ms: None,
-            executed_version: None,
-            max_retries: None,
-            max_age_s: None,
-        })?;
+        self.store.enqueue_event(&EventRecord::queued(id, account.clone(), reference.to_string(), payload, now))?;
         Ok(())
     }
 

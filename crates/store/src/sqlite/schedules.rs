@@ -15,6 +15,43 @@ fn encode(s: &ScheduleRecord) -> Result<String> {
     serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+enum Written {
+    Yes,
+    Gone,
+    Changed,
+}
+
+/// Writes `s` (encoded as `record`) if its stored revision is `expected`, with the fire's event.
+fn write_fire(
+    tx: &rusqlite::Transaction<'_>,
+    s: &ScheduleRecord,
+    record: &str,
+    expected: u64,
+    fire: Option<&EventRecord>,
+) -> Result<Written> {
+    let stored: Option<u64> = tx
+        .query_row(
+            "SELECT revision FROM schedules WHERE account_id = ?1 AND group_name = ?2 AND name = ?3",
+            params![s.account.as_str(), s.group, s.name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match stored {
+        None => return Ok(Written::Gone),
+        Some(r) if r != expected => return Ok(Written::Changed),
+        Some(_) => {}
+    }
+    tx.execute(
+        "UPDATE schedules SET next_fire_ms = ?4, revision = ?5, record = ?6
+         WHERE account_id = ?1 AND group_name = ?2 AND name = ?3",
+        params![s.account.as_str(), s.group, s.name, s.next_fire_ms, s.revision, record],
+    )?;
+    if let Some(e) = fire {
+        super::events::insert_event(tx, e, "")?;
+    }
+    Ok(Written::Yes)
+}
+
 impl ScheduleStore for SqliteStore {
     fn insert_schedule(&self, s: &ScheduleRecord) -> Result<()> {
         let record = encode(s)?;
@@ -74,30 +111,23 @@ impl ScheduleStore for SqliteStore {
 
     fn update_schedule(&self, s: &ScheduleRecord, expected_revision: u64, fire: Option<&EventRecord>) -> Result<()> {
         let record = encode(s)?;
+        self.write(|tx| match write_fire(tx, s, &record, expected_revision, fire)? {
+            Written::Yes => Ok(()),
+            Written::Gone => Err(StoreError::NotFound(format!("schedule {}", s.name))),
+            Written::Changed => Err(StoreError::RevisionMismatch(format!("schedule {}", s.name))),
+        })
+    }
+
+    fn fire_schedules(&self, fires: &[(&ScheduleRecord, u64, Option<&EventRecord>)]) -> Result<Vec<bool>> {
+        let records = fires.iter().map(|(s, _, _)| encode(s)).collect::<Result<Vec<_>>>()?;
         self.write(|tx| {
-            let stored: Option<u64> = tx
-                .query_row(
-                    "SELECT revision FROM schedules WHERE account_id = ?1 AND group_name = ?2 AND name = ?3",
-                    params![s.account.as_str(), s.group, s.name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match stored {
-                None => return Err(StoreError::NotFound(format!("schedule {}", s.name))),
-                Some(r) if r != expected_revision => {
-                    return Err(StoreError::RevisionMismatch(format!("schedule {}", s.name)))
-                }
-                Some(_) => {}
-            }
-            tx.execute(
-                "UPDATE schedules SET next_fire_ms = ?4, revision = ?5, record = ?6
-                 WHERE account_id = ?1 AND group_name = ?2 AND name = ?3",
-                params![s.account.as_str(), s.group, s.name, s.next_fire_ms, s.revision, record],
-            )?;
-            if let Some(e) = fire {
-                super::events::insert_event(tx, e, "")?;
-            }
-            Ok(())
+            fires
+                .iter()
+                .zip(&records)
+                .map(|((s, revision, fire), record)| {
+                    Ok(matches!(write_fire(tx, s, record, *revision, *fire)?, Written::Yes))
+                })
+                .collect()
         })
     }
 

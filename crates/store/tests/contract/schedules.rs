@@ -93,7 +93,29 @@ pub fn a_fire_rewrites_its_schedule_from_the_revision_read_with_its_event(s: &dy
     assert!(matches!(s.update_schedule(&done, 3, None), Err(StoreError::NotFound(_))));
 }
 
+/// Fires written together: each from its own revision; a stale one writes nothing of it and the others
+/// stand.
+pub fn fires_written_together_each_check_their_own_revision(s: &dyn Store) {
+    let a = account(s, 804);
+    let (x, y, z) = (schedule(&a, "x", Some(10)), schedule(&a, "y", Some(10)), schedule(&a, "z", Some(10)));
+    for one in [&x, &y, &z] {
+        s.insert_schedule(one).unwrap();
+    }
+    let fired = |r: &ScheduleRecord| ScheduleRecord { next_fire_ms: Some(20), fires: 1, revision: 2, ..r.clone() };
+    let (fx, fy, fz) = (fired(&x), fired(&y), fired(&z));
+    let (ex, ey, ez) = (event(&a, "fx", 10), event(&a, "fy", 10), event(&a, "fz", 10));
+    let written = s.fire_schedules(&[(&fx, 1, Some(&ex)), (&fy, 7, Some(&ey)), (&fz, 1, Some(&ez))]).unwrap();
+    assert_eq!(written, [true, false, true]);
+    assert_eq!(s.get_schedule(&a, "default", "x").unwrap(), Some(fx));
+    assert_eq!(s.get_schedule(&a, "default", "y").unwrap(), Some(y), "the stale one is as it was");
+    assert_eq!(s.get_event("fy").unwrap(), None, "and queued nothing");
+    assert!(s.get_event("fx").unwrap().is_some() && s.get_event("fz").unwrap().is_some());
+    let gone = schedule(&a, "gone", Some(10));
+    assert_eq!(s.fire_schedules(&[(&gone, 1, None)]).unwrap(), [false], "a schedule that is not there");
+}
+
 contract!(
     schedules_are_created_once_read_back_and_listed,
     a_fire_rewrites_its_schedule_from_the_revision_read_with_its_event,
+    fires_written_together_each_check_their_own_revision,
 );
