@@ -103,6 +103,11 @@ pub fn function_arn(region: &str, account: &AccountId, name: &FunctionName, qual
     }
 }
 
+/// The ARN of a state machine (a workflow), as Step Functions formats it.
+pub fn state_machine_arn(region: &str, account: &AccountId, name: &str) -> String {
+    format!("arn:aws:states:{region}:{account}:stateMachine:{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

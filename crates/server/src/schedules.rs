@@ -227,7 +227,7 @@ impl Schedules {
                 let q = r.qualifier.map(|q| q.to_string());
                 Ok(stoke_core::reference::function_arn(&self.region, account, &r.name, q.as_deref()))
             }
-            (None, Some(w), None) => Ok(crate::workflows::engine::workflow_arn(&self.region, account, w)),
+            (None, Some(w), None) => Ok(stoke_core::reference::state_machine_arn(&self.region, account, w)),
             (None, None, Some(a)) => Ok(a.to_string()),
             _ => Err(invalid("target", "name exactly one target: a function, a workflow or an arn")),
         }
@@ -609,7 +609,7 @@ impl Schedules {
     /// The Event invocation a fire queues: its payload (the input with Scheduler's context, or Scheduler's
     /// scheduled event), the schedule's retry rule, due within the flexible window.
     fn fire_event(&self, s: &ScheduleRecord, scheduled: i64, now: i64) -> EventRecord {
-        let id = crate::workflows::uuid();
+        let id = self.invoker.scheduler().request_id();
         let arn = self.arn(s);
         let payload = schedule::payload(
             s.input.as_deref(),

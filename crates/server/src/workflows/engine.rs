@@ -966,7 +966,7 @@ fn unreachable_state<T>(state: &State) -> Result<T, Stop> {
 
 /// Step Functions' state machine ARN.
 pub fn workflow_arn(region: &str, account: &stoke_core::AccountId, workflow: &str) -> String {
-    format!("arn:aws:states:{region}:{account}:stateMachine:{workflow}")
+    stoke_core::reference::state_machine_arn(region, account, workflow)
 }
 
 /// Step Functions' execution ARN.
