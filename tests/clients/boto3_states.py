@@ -92,12 +92,25 @@ assert "TaskScheduled" in types and "TaskSucceeded" in types and "WaitStateExite
 at = types.index("TaskScheduled")
 assert types[at:at + 3] == ["TaskScheduled", "TaskStarted", "TaskSucceeded"], types
 assert history[at + 1]["taskStartedEventDetails"] == {"resource": "invoke", "resourceType": "lambda"}, history[at + 1]
+# The Task gives no TimeoutSeconds: Step Functions records no timeoutInSeconds then (test_lambda_invoke).
+scheduled = history[at]["taskScheduledEventDetails"]
+assert "timeoutInSeconds" not in scheduled and scheduled["resourceType"] == "lambda", scheduled
 entered = next(h for h in history if h["type"] == "TaskStateEntered")
 assert entered["stateEnteredEventDetails"]["name"] == "Double", entered
 assert json.loads(entered["stateEnteredEventDetails"]["input"]) == {"n": 5}, entered
 
 executions = sfn.list_executions(stateMachineArn=arn, statusFilter="SUCCEEDED")["executions"]
 assert len(executions) == 2, executions
+
+# With TimeoutSeconds, it is recorded.
+timed = json.loads(json.dumps(DEFINITION))
+timed["States"]["Double"]["TimeoutSeconds"] = 30
+sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(timed))
+ran = sfn.start_sync_execution(stateMachineArn=arn, input=json.dumps({"n": 1}))
+assert ran["status"] == "SUCCEEDED", ran
+timed_history = sfn.get_execution_history(executionArn=ran["executionArn"])["events"]
+scheduled = next(h for h in timed_history if h["type"] == "TaskScheduled")["taskScheduledEventDetails"]
+assert scheduled["timeoutInSeconds"] == 30, scheduled
 
 slow = dict(DEFINITION, StartAt="Hold", States=dict(DEFINITION["States"], Hold={"Type": "Wait", "Seconds": 60, "Next": "Double"}))
 sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(slow))

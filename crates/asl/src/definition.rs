@@ -78,6 +78,9 @@ pub struct Task {
     pub resource: Resource,
     pub processing: Processing,
     pub timeout: Seconds,
+    /// Whether the definition gives the timeout (`TimeoutSeconds` or `TimeoutSecondsPath`): Step Functions
+    /// records `timeoutInSeconds` only then.
+    pub timeout_given: bool,
     pub heartbeat: Option<Seconds>,
 }
 
@@ -629,6 +632,7 @@ fn task(f: &mut Fields<'_, '_>) -> Option<Task> {
     Some(Task {
         resource: resource?,
         processing,
+        timeout_given: timeout.is_some(),
         timeout: timeout.unwrap_or(Seconds::Fixed(DEFAULT_TASK_TIMEOUT_SECONDS)),
         heartbeat,
     })

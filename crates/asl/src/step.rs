@@ -65,6 +65,8 @@ pub enum Entry {
         qualifier: Option<String>,
         payload: Value,
         timeout_seconds: u64,
+        /// The definition gives the timeout (else it is the default): history records it only then.
+        timeout_given: bool,
         heartbeat_seconds: Option<u64>,
         wrap: bool,
         /// Of `lambda:invoke`: its evaluated Parameters (what Step Functions records as scheduled).
@@ -291,6 +293,7 @@ fn enter_inner(
                     qualifier: None,
                     payload: effective,
                     timeout_seconds,
+                    timeout_given: t.timeout_given,
                     heartbeat_seconds,
                     wrap: false,
                     parameters: None,
@@ -308,6 +311,7 @@ fn enter_inner(
                         qualifier,
                         payload: lambda_invoke_payload(&effective),
                         timeout_seconds,
+                        timeout_given: t.timeout_given,
                         heartbeat_seconds,
                         wrap: true,
                         parameters: Some(effective),

@@ -38,6 +38,7 @@ fn a_full_definition_parses() {
     assert_eq!(m.successors("S"), Vec::<&str>::new());
     let StateKind::Task(t) = &m.state("T").unwrap().kind else { panic!() };
     assert_eq!(t.timeout, Seconds::Fixed(DEFAULT_TASK_TIMEOUT_SECONDS));
+    assert!(!t.timeout_given, "the default is not the definition's");
     assert_eq!(t.processing.retry[1].max_attempts, 3);
     assert_eq!(t.processing.retry[1].backoff_rate, 2.0);
     assert!(m.state("S").unwrap().is_terminal());

@@ -69,6 +69,15 @@ fn str_field<'a>(body: &'a Value, field: &str) -> Result<&'a str, StatesError> {
         .ok_or_else(|| StatesError::new("ValidationException", format!("the request needs {field} (a string)")))
 }
 
+/// `timeoutInSeconds` in a scheduled event's details, when the Task's definition gave one (Step Functions
+/// leaves it out otherwise).
+fn with_timeout(mut details: Value, timeout: Option<u64>) -> Value {
+    if let Some(t) = timeout {
+        details["timeoutInSeconds"] = json!(t);
+    }
+    details
+}
+
 fn machine_arn(region: &str, w: &WorkflowRecord) -> String {
     workflow_arn(region, &w.account, &w.name)
 }
@@ -142,7 +151,7 @@ fn history_event(h: &Recorded, region: &str) -> Value {
         E::StateExited(d) => Some(("stateExitedEventDetails", json!({"name": d.name, "output": text(&d.output)}))),
         E::TaskScheduled(Integration::Lambda, d) => Some((
             "lambdaFunctionScheduledEventDetails",
-            json!({"resource": d.resource, "input": text(&d.input), "timeoutInSeconds": d.timeout_seconds}),
+            with_timeout(json!({"resource": d.resource, "input": text(&d.input)}), d.timeout_seconds),
         )),
         E::TaskSucceeded(Integration::Lambda, d) => {
             Some(("lambdaFunctionSucceededEventDetails", json!({"output": text(&d.output)})))
@@ -153,7 +162,7 @@ fn history_event(h: &Recorded, region: &str) -> Value {
         E::TaskStarted(Integration::LambdaInvoke) => Some(("taskStartedEventDetails", invoke(json!({})))),
         E::TaskScheduled(Integration::LambdaInvoke, d) => Some((
             "taskScheduledEventDetails",
-            invoke(json!({"region": region, "parameters": text(&d.input), "timeoutInSeconds": d.timeout_seconds})),
+            invoke(with_timeout(json!({"region": region, "parameters": text(&d.input)}), d.timeout_seconds)),
         )),
         E::TaskSucceeded(Integration::LambdaInvoke, d) => {
             Some(("taskSucceededEventDetails", invoke(json!({"output": text(&d.output)}))))

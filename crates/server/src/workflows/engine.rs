@@ -701,8 +701,16 @@ impl Run {
         entry: Entry,
         entered_ms: i64,
     ) -> Result<(Value, Option<String>), Stop> {
-        let Entry::Invoke { function, qualifier, payload, timeout_seconds, heartbeat_seconds, wrap, parameters } =
-            entry
+        let Entry::Invoke {
+            function,
+            qualifier,
+            payload,
+            timeout_seconds,
+            timeout_given,
+            heartbeat_seconds,
+            wrap,
+            parameters,
+        } = entry
         else {
             return unreachable_state(state);
         };
@@ -743,7 +751,8 @@ impl Run {
                         let scheduled = TaskScheduled {
                             resource: reference.clone(),
                             input: parameters.clone().unwrap_or_else(|| payload.clone()),
-                            timeout_seconds: Some(timeout_seconds),
+                            // As Step Functions records it: only a timeout the definition gives.
+                            timeout_seconds: timeout_given.then_some(timeout_seconds),
                         };
                         self.push(HistoryEvent::TaskScheduled(integration, scheduled), scope, step, attempt);
                     }
