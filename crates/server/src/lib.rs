@@ -401,7 +401,7 @@ impl Server {
             config.schedule_clock.unwrap_or_else(schedules::ScheduleClock::system),
         ));
         schedules.recover().map_err(|e| StartError::Schedules(e.to_string()))?;
-        schedules.run();
+        schedules.run(etcd.is_some());
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
         let lean = invoker.scheduler().sandbox_kind() == "lean";
         let tuner = Arc::new(tune::Tuner::new(

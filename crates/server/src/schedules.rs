@@ -106,6 +106,9 @@ impl ScheduleClock {
 /// (account, group, name).
 type Key = (AccountId, String, String);
 
+/// How often (on the schedules' clock) a node of a cluster reads the schedules again.
+const REFRESH_MS: i64 = 30_000;
+
 /// A fire worked out from the schedule as read, before it is written.
 struct Planned {
     key: Key,
@@ -469,12 +472,26 @@ impl Schedules {
         Ok(pending.len())
     }
 
-    /// Fires schedules as they come due, until the process ends.
-    pub fn run(self: &Arc<Self>) {
+    /// Fires schedules as they come due, until the process ends. On a shared store (`shared`: a cluster),
+    /// the index is also read again from the store every 30 s of the schedules' clock, so that a schedule
+    /// another node created (or last fired) fires here when that node is gone; each fire still happens once,
+    /// whichever node writes it first.
+    pub fn run(self: &Arc<Self>, shared: bool) {
         let me = Arc::downgrade(self);
+        let every = shared.then(|| self.clock.real(REFRESH_MS).max(Duration::from_millis(200)));
         tokio::spawn(async move {
+            let mut refreshed = std::time::Instant::now();
             loop {
                 let Some(this) = me.upgrade() else { return };
+                if every.is_some_and(|e| refreshed.elapsed() >= e) {
+                    refreshed = std::time::Instant::now();
+                    let worker = this.clone();
+                    match tokio::task::spawn_blocking(move || stoke_store::in_background(|| worker.recover())).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the schedules again; trying later"),
+                        Err(e) => tracing::warn!(error = %e, "cannot read the schedules again; trying later"),
+                    }
+                }
                 let due = lock(&this.index).take_due(this.now_ms());
                 if !due.is_empty() {
                     let worker = this.clone();
@@ -491,9 +508,10 @@ impl Schedules {
                 }
                 let wait = {
                     let index = lock(&this.index);
-                    index.by_time.first().map_or(Duration::from_secs(60), |(at, _)| {
+                    let until_due = index.by_time.first().map_or(Duration::from_secs(60), |(at, _)| {
                         this.clock.real(at - this.now_ms()).min(Duration::from_secs(60))
-                    })
+                    });
+                    every.map_or(until_due, |e| until_due.min(e.saturating_sub(refreshed.elapsed())))
                 };
                 let wake = this.wake.clone();
                 drop(this);

@@ -1192,3 +1192,59 @@ fn a_workflow_prepares_and_prewarms_its_steps_on_the_nodes_their_queues_owners_p
     let ran = steps_ran(n3, &id);
     assert_eq!(ran[1], ("Third".into(), Some("node-2".into()), 0), "warmed ahead on node-2: {ran:?}");
 }
+
+/// A schedule made through one node fires once per time in the cluster, and goes on firing after that node
+/// is killed: the other node reads the schedules again (every 30 s of the schedules' clock, here run 60
+/// times as fast) and each fire is written once, whichever node writes it first.
+#[test]
+fn a_schedule_fires_once_in_the_cluster_and_goes_on_when_its_node_is_lost() {
+    let since: &'static str = Box::leak(jiff::Timestamp::now().as_millisecond().to_string().into_boxed_str());
+    let clock: &'static [&'static str] = Box::leak(
+        vec![
+            "--schedule-clock-start",
+            "2027-01-01T00:00:00Z",
+            "--schedule-clock-rate",
+            "60",
+            "--schedule-clock-since",
+            since,
+        ]
+        .into_boxed_slice(),
+    );
+    let Some(mut c) = Cluster::start_with(2, |_| clock) else { return };
+    let out = tempfile::tempdir().unwrap();
+    let recorder = "import json, os\ndef handler(e, c):\n    open(os.path.join(os.environ['OUT'], c.aws_request_id), 'w').write(json.dumps(e))\n";
+    python_fn(&c.nodes[1], "rec", recorder, json!({"environment": {"OUT": out.path()}}));
+    let (status, s) = c.nodes[0].post(
+        "/v1/schedules",
+        json!({"name": "minutely", "expression": "rate(1 minute)",
+               "target": {"function": "rec", "input": {"at": "<aws.scheduler.scheduled-time>"}}}),
+    );
+    assert_eq!(status, 201, "{s}");
+    let fires = || -> Vec<String> {
+        let mut at: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| v["at"].as_str().unwrap_or_default().to_string())
+            .collect();
+        at.sort();
+        at
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while fires().len() < n {
+            assert!(Instant::now() < deadline, "only {} fires: {:?}", fires().len(), fires());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(3);
+    c.nodes[0].kill9();
+    let before = fires().len();
+    wait_for(before + 4);
+    let got = fires();
+    let mut unique = got.clone();
+    unique.dedup();
+    assert_eq!(unique, got, "a fire ran twice");
+    let (_, s) = c.nodes[1].get("/v1/schedules/minutely");
+    assert!(s["fires"].as_u64().unwrap() >= got.len() as u64, "{s}");
+}
