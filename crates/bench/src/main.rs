@@ -8,6 +8,7 @@
 
 mod cluster;
 mod execution_core;
+mod generators;
 mod harness;
 mod image;
 mod layers;
@@ -56,10 +57,11 @@ struct Args {
     /// invocations on a cluster node vs a single node, with the etcd requests they make), `queues` (three
     /// nodes: forwarding to a queue's owner vs a local queue, etcd requests per first invocation, and seed
     /// 004's table across the cluster), `schedules` (the idle cost of 10,000 schedules, and how late 1,000
-    /// fires due at the same second are).
+    /// fires due at the same second are), `generators` (the same warm invocations driven by stoke-bench's
+    /// generator and by wrk, with the server's CPU counted two ways).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
           value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze",
-                          "cluster", "queues", "schedules"])]
+                          "cluster", "queues", "schedules", "generators"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     core: execution_core::CoreArgs,
@@ -81,6 +83,8 @@ struct Args {
     queues: queues::QueuesArgs,
     #[command(flatten)]
     schedules: schedules::SchedulesArgs,
+    #[command(flatten)]
+    generators: generators::GeneratorsArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -130,7 +134,7 @@ fn run(args: Args) -> Result<()> {
     if wants("schedules") {
         results["schedules"] = schedules::run(&args.schedules)?;
     }
-    if ["burst", "noisy", "density", "many", "freeze", "cluster", "queues"].iter().any(|s| wants(s)) {
+    if ["burst", "noisy", "density", "many", "freeze", "cluster", "queues", "generators"].iter().any(|s| wants(s)) {
         let bootstrap = rust_bootstrap(&args)?;
         if wants("burst") {
             results["burst"] = load::bursts(&args.load, &bootstrap, args.rounds)?;
@@ -152,6 +156,9 @@ fn run(args: Args) -> Result<()> {
         }
         if wants("queues") {
             results["queues"] = queues::run(&args.queues, &bootstrap, args.rounds, args.seconds)?;
+        }
+        if wants("generators") {
+            results["generators"] = generators::run(&args.generators, &bootstrap, args.rounds, args.seconds)?;
         }
     }
     if let Some(path) = &args.json {
