@@ -139,8 +139,7 @@ pub fn run(args: &GeneratorsArgs, bootstrap: &[u8], rounds: usize, seconds: f64)
         bail!("the generators scenario needs wrk (apt install wrk)");
     }
     let server = start_server("generators", &[])?;
-    let body =
-        json!({"name": "noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, bootstrap)?)});
+    let body = json!({"name": "noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, bootstrap)?)});
     server.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
     let url = format!("{}/v1/functions/noop/invoke", server.endpoint);
     let c = args.generator_connections;
