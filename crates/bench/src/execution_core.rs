@@ -36,7 +36,7 @@ pub struct CoreArgs {
     /// tests/functions/raw-noop): the warm rows then show what the queue and dispatch path sustains with the
     /// function's own work removed.
     #[arg(long, value_name = "FILE")]
-    raw_bootstrap: Option<PathBuf>,
+    pub(crate) raw_bootstrap: Option<PathBuf>,
     /// Leave `cargo lambda watch` out of the warm rows (it is found on PATH as `cargo-lambda`, which
     /// scripts/bench installs from PyPI).
     #[arg(long)]

@@ -134,36 +134,50 @@ fn wrk(url: &str, script: &std::path::Path, threads: usize, connections: usize, 
         .with_context(|| format!("cannot read wrk's request count:\n{text}"))
 }
 
-pub fn run(args: &GeneratorsArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> Result<Value> {
+pub fn run(args: &GeneratorsArgs, bootstrap: &[u8], raw: Option<&[u8]>, rounds: usize, seconds: f64) -> Result<Value> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("the generators scenario needs wrk (apt install wrk)");
     }
     let server = start_server("generators", &[])?;
-    let body = json!({"name": "noop", "runtime": "provided.al2023", "code_base64": b64(&zip_with("bootstrap", 0o755, bootstrap)?)});
-    server.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
-    let url = format!("{}/v1/functions/noop/invoke", server.endpoint);
+    // The lambda_runtime no-op; and, when given, the raw Runtime API client, which keeps one connection
+    // (lambda_runtime opens another every ~10 invocations): the difference is what reconnecting costs the
+    // server.
+    let mut functions = vec![("noop", "lambda_runtime no-op", bootstrap)];
+    if let Some(raw) = raw {
+        functions.push(("raw", "raw Runtime API no-op", raw));
+    }
+    for (name, _, code) in &functions {
+        let body = json!({"name": name, "runtime": "provided.al2023",
+                          "code_base64": b64(&zip_with("bootstrap", 0o755, code)?)});
+        server.send(reqwest::Method::POST, "/v1/functions", Some(body))?;
+    }
     let c = args.generator_connections;
-    // Warm the pool to the connections' concurrency first.
-    closed_loop(&url, Some(&server.key), br#"{"noop":1}"#, c, 1.0);
     let script = wrk_lua(&server.key)?;
     let pid = server.pid();
-    let names = [
-        format!("stoke-bench generator, {c} threads × 1 connection"),
-        format!("wrk, 2 threads × {} connections", c / 2),
-        format!("wrk, {c} threads × 1 connection"),
-    ];
-    let mut runs: Vec<Vec<Measured>> = (0..names.len()).map(|_| Vec::new()).collect();
+    // (row name, function, generator: 0 stoke-bench, 1 wrk -t2, 2 wrk a thread per connection)
+    let mut rows: Vec<(String, &str, usize)> = Vec::new();
+    for (name, label, _) in &functions {
+        rows.push((format!("{label}: stoke-bench generator, {c} threads × 1 connection"), name, 0));
+        rows.push((format!("{label}: wrk, 2 threads × {} connections", c / 2), name, 1));
+        if *name == "noop" {
+            rows.push((format!("{label}: wrk, {c} threads × 1 connection"), name, 2));
+        }
+    }
+    let url = |f: &str| format!("{}/v1/functions/{f}/invoke", server.endpoint);
+    for (name, _, _) in &functions {
+        // Warm each pool to the connections' concurrency first.
+        closed_loop(&url(name), Some(&server.key), br#"{"noop":1}"#, c, 1.0);
+    }
+    let mut runs: Vec<Vec<Measured>> = (0..rows.len()).map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (i, runs) in runs.iter_mut().enumerate() {
+        for ((_, function, generator), runs) in rows.iter().zip(runs.iter_mut()) {
             let before = counters(pid)?;
             let start = std::time::Instant::now();
-            let invocations = match i {
-                0 => {
-                    let r = closed_loop(&url, Some(&server.key), br#"{"noop":1}"#, c, seconds);
-                    r.latencies_us.len() as u64
-                }
-                1 => wrk(&url, script.path(), 2, c, seconds)?,
-                _ => wrk(&url, script.path(), c, c, seconds)?,
+            let u = url(function);
+            let invocations = match generator {
+                0 => closed_loop(&u, Some(&server.key), br#"{"noop":1}"#, c, seconds).latencies_us.len() as u64,
+                1 => wrk(&u, script.path(), 2, c, seconds)?,
+                _ => wrk(&u, script.path(), c, c, seconds)?,
             };
             let elapsed = start.elapsed().as_secs_f64();
             let after = counters(pid)?;
@@ -172,7 +186,7 @@ pub fn run(args: &GeneratorsArgs, bootstrap: &[u8], rounds: usize, seconds: f64)
         }
     }
     let mut t = table(&[
-        "generator (same server, same warm lambda_runtime no-op)",
+        "function and generator (same server, warm)",
         "invocations/s",
         "server CPU µs/inv (live threads)",
         "server CPU µs/inv (utime+stime)",
@@ -180,7 +194,7 @@ pub fn run(args: &GeneratorsArgs, bootstrap: &[u8], rounds: usize, seconds: f64)
         "new TCP connections per 1,000",
     ]);
     let mut out = Vec::new();
-    for (name, runs) in names.iter().zip(&runs) {
+    for ((name, _, _), runs) in rows.iter().zip(&runs) {
         // The median round by throughput.
         let mut order: Vec<&Measured> = runs.iter().collect();
         order.sort_by(|a, b| (a.invocations as f64 / a.seconds).total_cmp(&(b.invocations as f64 / b.seconds)));

@@ -158,7 +158,9 @@ fn run(args: Args) -> Result<()> {
             results["queues"] = queues::run(&args.queues, &bootstrap, args.rounds, args.seconds)?;
         }
         if wants("generators") {
-            results["generators"] = generators::run(&args.generators, &bootstrap, args.rounds, args.seconds)?;
+            let raw = args.core.raw_bootstrap.as_ref().map(std::fs::read).transpose()?;
+            results["generators"] =
+                generators::run(&args.generators, &bootstrap, raw.as_deref(), args.rounds, args.seconds)?;
         }
     }
     if let Some(path) = &args.json {
