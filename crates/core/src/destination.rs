@@ -33,6 +33,10 @@ pub enum DestinationError {
 /// The pattern Lambda's model gives a destination ARN (quoted in its validation message).
 pub const ARN_PATTERN: &str = r"$|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*)";
 
+/// The ARNs a destination or a schedule's target may be, as the refusals name them.
+pub const FORMS: &str = "arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>] or \
+                         arn:aws:states:<region>:<account>:stateMachine:<name>";
+
 /// The longest destination ARN Lambda takes.
 pub const MAX_ARN_LEN: usize = 350;
 
@@ -51,8 +55,8 @@ impl Destination {
                 }
                 Ok(Self::Function(r))
             }
-            Some("states") => match parts.as_slice() {
-                [_, _, _, _, account, "stateMachine", name] if *account == caller.as_str() && !name.is_empty() => {
+            Some("states") => match crate::reference::parse_state_machine_arn(arn) {
+                Some((account, name)) if account == caller.as_str() && !name.is_empty() => {
                     Ok(Self::StateMachine { account: caller.clone(), name: name.to_string() })
                 }
                 _ => Err(DestinationError::Invalid),

@@ -108,6 +108,15 @@ pub fn state_machine_arn(region: &str, account: &AccountId, name: &str) -> Strin
     format!("arn:aws:states:{region}:{account}:stateMachine:{name}")
 }
 
+/// The account and name a state machine ARN (`arn:<partition>:states:<region>:<account>:stateMachine:<name>`)
+/// names, unchecked; `None` for anything else.
+pub fn parse_state_machine_arn(arn: &str) -> Option<(&str, &str)> {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "states", _, account, "stateMachine", name] => Some((account, name)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +143,15 @@ mod tests {
         let r = parse("123456789012:function:thumb");
         assert_eq!(r.account.unwrap().as_str(), "123456789012");
         assert!(parse("arn:aws-cn:lambda:cn-north-1:123456789012:function:f").qualifier.is_none());
+    }
+
+    #[test]
+    fn state_machine_arns_round_trip() {
+        let acct = AccountId::parse("123456789012").unwrap();
+        let arn = state_machine_arn("us-east-1", &acct, "orders");
+        assert_eq!(parse_state_machine_arn(&arn), Some(("123456789012", "orders")));
+        assert_eq!(parse_state_machine_arn("arn:aws:states:us-east-1:123456789012:execution:orders:e"), None);
+        assert_eq!(parse_state_machine_arn("orders"), None);
     }
 
     #[test]

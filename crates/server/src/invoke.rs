@@ -343,6 +343,7 @@ impl Invoker {
 
     async fn run_event(&self, mut event: stoke_store::EventRecord, base_backoff: Duration) {
         use stoke_core::event::{after_attempt, AttemptOutcome, EventNext};
+        let to_machine = machine_of(&event.reference).is_some();
         let (outcome, error_type, result, version) = match machine_of(&event.reference) {
             Some(machine) => self.deliver_to_machine(&event, machine).await,
             None => self.attempt_event(&event).await,
@@ -356,7 +357,7 @@ impl Invoker {
         let now = crate::registry::now_ms();
         let deferred = matches!(outcome, AttemptOutcome::Throttled | AttemptOutcome::Unavailable);
         // The function's event invoke config decides the retries, the age and where the outcome goes.
-        let rules = if machine_of(&event.reference).is_some() {
+        let rules = if to_machine {
             crate::registry::EventRules::default()
         } else {
             let (registry, account, reference) =
@@ -376,6 +377,9 @@ impl Invoker {
             rules
         };
         let age = Duration::from_millis(u64::try_from(now - event.created_ms).unwrap_or(0));
+        // Whether the last attempt that ran failed (the record's functionError), read before an expiry
+        // overwrites the error type.
+        let failed = event.error_type.is_some();
         let (counted, destination) = match after_attempt(&rules.policy, event.attempts, age, outcome, base_backoff) {
             EventNext::Succeeded => {
                 event.state = stoke_store::EventState::Succeeded;
@@ -392,13 +396,9 @@ impl Invoker {
                 event.state = stoke_store::EventState::Failed;
                 event.finished_ms = Some(now);
                 tracing::warn!(event = %event.id, reference = %event.reference, "event invocation past its maximum age");
-                let last_failed = event.error_type.is_some();
                 // As Lambda names it in its invocation record's condition.
                 event.error_type = Some("EventAgeExceeded".into());
-                let destination = rules.on_failure.map(|d| (d, Condition::EventAgeExceeded));
-                let follow_up = destination.map(|(d, c)| self.follow_up(&event, d, c, last_failed, now));
-                self.count_event(&event.account, &event.reference, EventOutcome::Expired);
-                return self.record_event(event, follow_up).await;
+                (EventOutcome::Expired, rules.on_failure.map(|d| (d, Condition::EventAgeExceeded)))
             }
             EventNext::RetryAfter(delay) => {
                 event.state = stoke_store::EventState::Queued;
@@ -407,7 +407,6 @@ impl Invoker {
             }
         };
         self.count_event(&event.account, &event.reference, counted);
-        let failed = outcome == AttemptOutcome::Failed;
         let follow_up = destination.map(|(d, c)| self.follow_up(&event, d, c, failed, now));
         self.record_event(event, follow_up).await
     }
@@ -496,10 +495,12 @@ impl Invoker {
     ) -> stoke_store::EventRecord {
         let named = stoke_core::FunctionRef::parse(&event.reference).ok();
         let qualifier = event.executed_version.clone().unwrap_or_else(|| {
-            named.as_ref().and_then(|r| r.qualifier.as_ref()).map_or_else(|| "$LATEST".into(), ToString::to_string)
+            named.as_ref().and_then(|r| r.qualifier.as_ref()).unwrap_or(&stoke_core::Qualifier::Latest).to_string()
         });
-        let function = named.map_or_else(|| event.reference.clone(), |r| r.name.to_string());
-        let arn = format!("arn:aws:lambda:{}:{}:function:{function}:{qualifier}", self.region, event.account);
+        let arn = match &named {
+            Some(r) => function_arn(&self.region, &event.account, &r.name, Some(&qualifier)),
+            None => event.reference.clone(),
+        };
         let response = (event.attempts > 0).then(|| stoke_core::destination::Response {
             executed_version: &qualifier,
             function_error: ran_and_failed,
@@ -515,7 +516,7 @@ impl Invoker {
             response,
         });
         stoke_store::EventRecord::queued(
-            follow_up_id(&event.id, condition, now),
+            self.scheduler.request_id(),
             event.account.clone(),
             destination,
             record.into_bytes(),
@@ -814,27 +815,14 @@ impl Invoker {
     }
 }
 
+/// The state machine an event's reference names when it carries an invocation record to a state machine
+/// destination.
+fn machine_of(reference: &str) -> Option<&str> {
+    stoke_core::reference::parse_state_machine_arn(reference).map(|(_, name)| name)
+}
+
 /// Resolves the references running functions name (`prepare`, `is_available`) as invocations of them by
 /// the function's account would be: a reservation is made for the version the step will invoke.
-/// The state machine an event's reference names when it carries an invocation record to a state machine
-/// destination (`arn:…:states:…:stateMachine:<name>`).
-fn machine_of(reference: &str) -> Option<&str> {
-    match reference.split(':').collect::<Vec<_>>().as_slice() {
-        ["arn", _, "states", _, _, "stateMachine", name] => Some(*name),
-        _ => None,
-    }
-}
-
-/// The id of the event that takes `id`'s record to its destination: UUID-shaped, derived from the event's,
-/// the condition and when it finished (a redriven event that finishes again sends a record again; the
-/// outcome and the follow-up are written in one transaction, so a crash cannot queue one twice).
-fn follow_up_id(id: &str, condition: Condition, finished_ms: i64) -> String {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{id}/{}/{finished_ms}", condition.as_str()));
-    let h = stoke_core::hex::encode(&h[..16]);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 pub struct InvokerResolver(pub std::sync::Weak<Invoker>);
 
 impl stoke_scheduler::Resolver for InvokerResolver {

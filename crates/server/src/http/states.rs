@@ -84,10 +84,12 @@ fn machine_arn(region: &str, w: &WorkflowRecord) -> String {
 
 /// The state machine name an ARN (or a bare name) refers to.
 fn machine_name(arn: &str) -> Result<String, StatesError> {
-    match arn.split(':').collect::<Vec<_>>().as_slice() {
-        [name] => Ok(name.to_string()),
-        ["arn", _, "states", _, _, "stateMachine", name] => Ok(name.to_string()),
-        _ => Err(StatesError::new(
+    if !arn.contains(':') {
+        return Ok(arn.to_string());
+    }
+    match stoke_core::reference::parse_state_machine_arn(arn) {
+        Some((_, name)) => Ok(name.to_string()),
+        None => Err(StatesError::new(
             "InvalidArn",
             format!("{arn:?} is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"),
         )),

@@ -513,8 +513,7 @@ impl Registry {
     /// says what is wrong.
     pub fn check_target(&self, account: &AccountId, arn: &str) -> std::result::Result<(), String> {
         use stoke_core::destination::{Destination, DestinationError};
-        let form = "arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>] or \
-                    arn:aws:states:<region>:<account>:stateMachine:<name>";
+        let form = stoke_core::destination::FORMS;
         match Destination::parse(arn, account) {
             Err(DestinationError::Pattern | DestinationError::Unsupported) => {
                 Err(format!("the target {arn:?} is not a function or state machine ARN ({form})"))
@@ -548,8 +547,8 @@ impl Registry {
                 false,
                 format!(
                     "The destination ARN {arn} is invalid. Name a function or a state machine of your account that \
-                     exists (arn:aws:lambda:<region>:<account>:function:<name> or \
-                     arn:aws:states:<region>:<account>:stateMachine:<name>)."
+                     exists ({}).",
+                    stoke_core::destination::FORMS
                 ),
             )
         };
