@@ -173,6 +173,41 @@ impl std::fmt::Debug for Schedules {
     }
 }
 
+/// Schedules live in the `default` group only: another is not found, as a missing group is on Scheduler.
+fn check_group(group: &str) -> Result<()> {
+    if group == schedule::DEFAULT_GROUP {
+        return Ok(());
+    }
+    Err(ScheduleError::NotFound(format!(
+        "Schedule group {group} does not exist. stoke has the {} group only.",
+        schedule::DEFAULT_GROUP
+    )))
+}
+
+/// A stored schedule's timing, read once: its expression, zone, start and end.
+struct Timing {
+    expression: Expression,
+    tz: TimeZone,
+    start: i64,
+    end: Option<i64>,
+}
+
+impl Timing {
+    fn of(s: &ScheduleRecord) -> Result<Self> {
+        Ok(Timing {
+            expression: Expression::parse(&s.expression).map_err(|e| invalid("expression", e.to_string()))?,
+            tz: zone(&s.timezone)?,
+            start: s.start_ms.unwrap_or(s.created_ms),
+            end: s.end_ms,
+        })
+    }
+
+    /// The first fire strictly after `after`.
+    fn next_after(&self, after: i64) -> Option<i64> {
+        self.expression.next_after(&self.tz, after, self.start, self.end)
+    }
+}
+
 /// Loads a time zone by its IANA name.
 fn zone(name: &str) -> Result<TimeZone> {
     if name.is_empty() || name.len() > schedule::MAX_TIMEZONE_LEN {
@@ -261,12 +296,7 @@ impl Schedules {
         before: Option<&ScheduleRecord>,
     ) -> Result<ScheduleRecord> {
         schedule::check_name(name).map_err(|m| invalid("name", m))?;
-        if group != schedule::DEFAULT_GROUP {
-            return Err(ScheduleError::NotFound(format!(
-                "Schedule group {group} does not exist. stoke has the {} group only.",
-                schedule::DEFAULT_GROUP
-            )));
-        }
+        check_group(group)?;
         let expression = Expression::parse(&input.expression).map_err(|e| invalid("expression", e.to_string()))?;
         let timezone = input.timezone.unwrap_or_else(|| "UTC".into());
         let tz = zone(&timezone)?;
@@ -350,9 +380,7 @@ impl Schedules {
     }
 
     pub fn get(&self, account: &AccountId, group: &str, name: &str) -> Result<ScheduleRecord> {
-        if group != schedule::DEFAULT_GROUP {
-            return Err(ScheduleError::NotFound(format!("Schedule group {group} does not exist.")));
-        }
+        check_group(group)?;
         self.registry
             .store()
             .get_schedule(account, group, name)?
@@ -367,9 +395,7 @@ impl Schedules {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ScheduleRecord>> {
-        if let Some(g) = group.filter(|g| *g != schedule::DEFAULT_GROUP) {
-            return Err(ScheduleError::NotFound(format!("Schedule group {g} does not exist.")));
-        }
+        group.map(check_group).transpose()?;
         Ok(self.registry.store().list_schedules(account, group, prefix, after, limit)?)
     }
 
@@ -390,9 +416,7 @@ impl Schedules {
     }
 
     pub fn delete(&self, account: &AccountId, group: &str, name: &str) -> Result<()> {
-        if group != schedule::DEFAULT_GROUP {
-            return Err(ScheduleError::NotFound(format!("Schedule group {group} does not exist.")));
-        }
+        check_group(group)?;
         if !self.registry.store().delete_schedule(account, group, name)? {
             return Err(ScheduleError::NotFound(format!("Schedule {name} does not exist.")));
         }
@@ -405,7 +429,7 @@ impl Schedules {
         let before = self.get(account, group, name)?;
         let mut s = before.clone();
         s.enabled = enabled;
-        s.next_fire_ms = if enabled { self.next_of(&s, self.now_ms())? } else { None };
+        s.next_fire_ms = if enabled { Timing::of(&s)?.next_after(self.now_ms()) } else { None };
         s.modified_ms = self.now_ms();
         s.revision += 1;
         self.registry.store().update_schedule(&s, before.revision, None)?;
@@ -415,11 +439,11 @@ impl Schedules {
 
     /// The next `n` fire times of a schedule from now (whether or not it is enabled).
     pub fn upcoming(&self, account: &AccountId, group: &str, name: &str, n: usize) -> Result<Vec<i64>> {
-        let s = self.get(account, group, name)?;
+        let timing = Timing::of(&self.get(account, group, name)?)?;
         let mut at = self.now_ms();
         let mut out = vec![];
         while out.len() < n {
-            match self.next_of(&s, at)? {
+            match timing.next_after(at) {
                 Some(next) => {
                     out.push(next);
                     at = next;
@@ -428,13 +452,6 @@ impl Schedules {
             }
         }
         Ok(out)
-    }
-
-    /// The schedule's first fire strictly after `after`.
-    fn next_of(&self, s: &ScheduleRecord, after: i64) -> Result<Option<i64>> {
-        let e = Expression::parse(&s.expression).map_err(|e| invalid("expression", e.to_string()))?;
-        let tz = zone(&s.timezone)?;
-        Ok(e.next_after(&tz, after, s.start_ms.unwrap_or(s.created_ms), s.end_ms))
     }
 
     fn reindex(&self, s: &ScheduleRecord) {
@@ -578,7 +595,8 @@ impl Schedules {
         let now = self.now_ms();
         // The latest fire time that has come, and how many before it were skipped (the server was down).
         let (mut latest, mut skipped) = (scheduled, 0u64);
-        while let Some(next) = self.next_of(&before, latest)? {
+        let timing = Timing::of(&before)?;
+        while let Some(next) = timing.next_after(latest) {
             if next > now || skipped >= 1_000_000 {
                 break;
             }
@@ -586,7 +604,7 @@ impl Schedules {
         }
         let deliver = schedule::deliver_late(latest, now, before.max_age_s);
         let mut after = before.clone();
-        after.next_fire_ms = self.next_of(&before, latest.max(now))?;
+        after.next_fire_ms = timing.next_after(latest.max(now));
         after.last_fire_ms = Some(latest);
         after.last_fired_at_ms = Some(now);
         after.missed += skipped + u64::from(!deliver);
