@@ -146,6 +146,17 @@ assert names() == ["tick", "tock"], "a refused request wrote nothing"
 assert sch.get_schedule_group(Name="default")["State"] == "ACTIVE"
 assert [g["Name"] for g in sch.list_schedule_groups()["ScheduleGroups"]] == ["default"]
 
+# Pages filtered by state hold every match: a page that fills in the middle of a read says there is more.
+for name, state in [("pg-a", "ENABLED"), ("pg-b", "DISABLED"), ("pg-c", "DISABLED"), ("pg-d", "ENABLED"),
+                    ("pg-e", "ENABLED")]:
+    sch.create_schedule(Name=name, ScheduleExpression="rate(1 hour)", FlexibleTimeWindow={"Mode": "OFF"},
+                        State=state, Target={"Arn": arn, "RoleArn": role})
+enabled = [s["Name"] for p in sch.get_paginator("list_schedules").paginate(
+    NamePrefix="pg-", State="ENABLED", PaginationConfig={"PageSize": 2}) for s in p["Schedules"]]
+assert enabled == ["pg-a", "pg-d", "pg-e"], enabled
+for name in ["pg-a", "pg-b", "pg-c", "pg-d", "pg-e"]:
+    sch.delete_schedule(Name=name)
+
 sch.delete_schedule(Name="tick")
 sch.delete_schedule(Name="tock")
 expect_error("ResourceNotFoundException", sch.delete_schedule, Name="tock")

@@ -403,50 +403,46 @@ async fn list_schedules(State(s): State<AppState>, uri: axum::http::Uri, req: Si
     let schedules = s.schedules.clone();
     blocking(move || {
         let prefix = q.name_prefix.unwrap_or_default();
-        let mut after = q.next_token;
-        let mut page = vec![];
-        // Filtering by state may leave pages short: read on until one is full or the list ends.
-        loop {
-            let read = schedules.list(
-                &req.caller.account.id,
-                q.schedule_group.as_deref(),
-                &prefix,
-                after.as_deref(),
-                limit + 1,
-            )?;
-            let ended = read.len() <= limit;
+        let account = &req.caller.account.id;
+        // Filtering by state may leave a read short of a page: read on until the page is full (then there is
+        // more when anything follows it) or the list ends.
+        let (mut page, mut after, mut more) = (Vec::new(), q.next_token, false);
+        'read: loop {
+            let read = schedules.list(account, q.schedule_group.as_deref(), &prefix, after.as_deref(), limit)?;
+            let last = read.len() < limit;
             for x in read {
                 if page.len() == limit {
-                    break;
+                    more = true;
+                    break 'read;
                 }
                 after = Some(x.name.clone());
                 if want_enabled.is_none_or(|e| e == x.enabled) {
                     page.push(x);
                 }
             }
-            if page.len() == limit || ended {
-                let more = !ended || page.len() == limit;
-                let summaries: Vec<Value> = page
-                    .iter()
-                    .map(|x| {
-                        json!({
-                            "Arn": schedules.arn(x),
-                            "CreationDate": secs(x.created_ms),
-                            "GroupName": x.group,
-                            "LastModificationDate": secs(x.modified_ms),
-                            "Name": x.name,
-                            "State": if x.enabled { "ENABLED" } else { "DISABLED" },
-                            "Target": {"Arn": x.target},
-                        })
-                    })
-                    .collect();
-                let mut out = json!({ "Schedules": summaries });
-                if more && !ended {
-                    out["NextToken"] = json!(page.last().map(|x| x.name.clone()));
-                }
-                return Ok(Json(out));
+            if last {
+                break;
             }
         }
+        let summaries: Vec<Value> = page
+            .iter()
+            .map(|x| {
+                json!({
+                    "Arn": schedules.arn(x),
+                    "CreationDate": secs(x.created_ms),
+                    "GroupName": x.group,
+                    "LastModificationDate": secs(x.modified_ms),
+                    "Name": x.name,
+                    "State": if x.enabled { "ENABLED" } else { "DISABLED" },
+                    "Target": {"Arn": x.target},
+                })
+            })
+            .collect();
+        let mut out = json!({ "Schedules": summaries });
+        if more {
+            out["NextToken"] = json!(page.last().map(|x| x.name.clone()));
+        }
+        Ok(Json(out))
     })
     .await
 }
