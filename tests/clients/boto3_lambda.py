@@ -81,6 +81,14 @@ def main():
     )
     assert created["State"] == "Active" and created["LastUpdateStatus"] == "Successful", created
     assert created["MemorySize"] == 256 and created["Version"] == "$LATEST", created
+    # Ephemeral storage: Lambda's default, a new size, and a size past Lambda's range refused unchanged.
+    assert created["EphemeralStorage"] == {"Size": 512}, created
+    resized = lam.update_function_configuration(FunctionName="b3", EphemeralStorage={"Size": 2048})
+    assert resized["EphemeralStorage"] == {"Size": 2048}, resized
+    e = expect_error("ValidationException", lam.update_function_configuration, FunctionName="b3",
+                     EphemeralStorage={"Size": 10241})
+    assert "ephemeralStorage.size" in e.response["Error"]["Message"], e.response
+    assert lam.get_function_configuration(FunctionName="b3")["EphemeralStorage"] == {"Size": 2048}
     lam.get_waiter("function_active_v2").wait(FunctionName="b3")
     lam.get_waiter("function_updated_v2").wait(FunctionName="b3")
 

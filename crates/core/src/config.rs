@@ -64,6 +64,9 @@ pub const MAX_LAYERS: usize = 5;
 /// Lambda's limit on the total size of environment variables.
 pub const MAX_ENV_BYTES: usize = 4 * 1024;
 pub const MAX_HANDLER_LEN: usize = 128;
+/// Lambda's range for ephemeral storage (`/tmp`), in MB.
+pub const MIN_EPHEMERAL_STORAGE_MB: u32 = 512;
+pub const MAX_EPHEMERAL_STORAGE_MB: u32 = 10_240;
 
 /// Environment variables the platform sets itself; a function may not override them.
 pub const RESERVED_ENV: &[&str] = &[
@@ -119,6 +122,13 @@ pub struct FunctionConfig {
     /// `host` (default) or `none`: a network of its own with only loopback.
     #[serde(default)]
     pub network: Network,
+    /// The size of `/tmp` (Lambda's ephemeral storage) in MB, 512-10240.
+    #[serde(default = "default_ephemeral_storage_mb")]
+    pub ephemeral_storage_mb: u32,
+}
+
+fn default_ephemeral_storage_mb() -> u32 {
+    FunctionConfig::DEFAULT_EPHEMERAL_STORAGE_MB
 }
 
 impl FunctionConfig {
@@ -126,6 +136,7 @@ impl FunctionConfig {
     pub const DEFAULT_TIMEOUT_S: u32 = 3;
     pub const DEFAULT_KEEP_ALIVE_S: u32 = 600;
     pub const DEFAULT_BASE_IMAGE: &'static str = "default";
+    pub const DEFAULT_EPHEMERAL_STORAGE_MB: u32 = 512;
 
     /// The parsed runtime; a stored configuration always holds a valid one.
     pub fn runtime(&self) -> Result<Runtime, ValidationError> {
@@ -164,6 +175,16 @@ impl FunctionConfig {
         }
         validate_gpu(self, node)?;
         validate_concurrency(self, node)?;
+        if !(MIN_EPHEMERAL_STORAGE_MB..=MAX_EPHEMERAL_STORAGE_MB).contains(&self.ephemeral_storage_mb) {
+            return Err(ValidationError::new(
+                "ephemeral_storage_mb",
+                format!(
+                    "ephemeral_storage_mb {} is not valid: /tmp must be between {MIN_EPHEMERAL_STORAGE_MB} and \
+                     {MAX_EPHEMERAL_STORAGE_MB} MB",
+                    self.ephemeral_storage_mb
+                ),
+            ));
+        }
         if !(1..=MAX_KEEP_ALIVE_S).contains(&self.keep_alive_s) {
             return Err(ValidationError::new(
                 "keep_alive_s",
@@ -419,6 +440,9 @@ pub struct ConfigPatch {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
     pub keep_alive_s: Option<u32>,
     pub network: Option<Network>,
+    /// The size of `/tmp` in MB, 512-10240 (default 512): on disk, not counted against `memory_mb`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 512, maximum = 10240))]
+    pub ephemeral_storage_mb: Option<u32>,
 }
 
 impl ConfigPatch {
@@ -446,6 +470,7 @@ impl ConfigPatch {
             min_warm: 0,
             keep_alive_s: FunctionConfig::DEFAULT_KEEP_ALIVE_S,
             network: Network::Host,
+            ephemeral_storage_mb: FunctionConfig::DEFAULT_EPHEMERAL_STORAGE_MB,
         };
         let mut config = self.apply(&base);
         if config.handler.is_empty() && Runtime::parse(&config.runtime) == Ok(Runtime::Provided) {
@@ -482,6 +507,7 @@ impl ConfigPatch {
             min_warm: self.min_warm.unwrap_or(base.min_warm),
             keep_alive_s: self.keep_alive_s.unwrap_or(base.keep_alive_s),
             network: self.network.unwrap_or(base.network),
+            ephemeral_storage_mb: self.ephemeral_storage_mb.unwrap_or(base.ephemeral_storage_mb),
         }
     }
 
@@ -515,7 +541,26 @@ mod tests {
         assert_eq!(c.memory_mb, 128);
         assert_eq!(c.timeout_s, 3);
         assert_eq!(c.base_image, "default");
+        assert_eq!(c.ephemeral_storage_mb, 512);
         c.validate(&node()).unwrap();
+    }
+
+    #[test]
+    fn ephemeral_storage_is_lambdas_range() {
+        for (mb, ok) in [(511, false), (512, true), (10_240, true), (10_241, false), (0, false)] {
+            let c = FunctionConfig { ephemeral_storage_mb: mb, ..valid() };
+            assert_eq!(c.validate(&node()).is_ok(), ok, "{mb} MB");
+            if !ok {
+                assert_eq!(field_of(&c), "ephemeral_storage_mb");
+            }
+        }
+        // A configuration stored before the field existed reads as the default.
+        let mut old = serde_json::to_value(valid()).unwrap();
+        old.as_object_mut().unwrap().remove("ephemeral_storage_mb");
+        let read: FunctionConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(read.ephemeral_storage_mb, 512);
+        let patched = ConfigPatch { ephemeral_storage_mb: Some(2048), ..Default::default() }.apply(&valid());
+        assert_eq!(patched.ephemeral_storage_mb, 2048);
     }
 
     #[test]

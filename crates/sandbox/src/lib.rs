@@ -65,6 +65,8 @@ pub struct SpawnSpec {
     pub cwd: PathBuf,
     /// Memory the instance may use, in MB.
     pub memory_mb: u32,
+    /// The size of its `/tmp` (Lambda's ephemeral storage), in MB.
+    pub ephemeral_mb: u32,
     /// Share of the CPU in thousandths of a vCPU (proportional to memory).
     pub cpu_millis: u32,
     /// Open files the instance may hold.
@@ -311,6 +313,7 @@ mod tests {
             env: vec![("ONLY".into(), "this".into())],
             cwd: std::env::temp_dir(),
             memory_mb: 256,
+            ephemeral_mb: 512,
             open_files: 64,
             layers: Vec::new(),
             image: None,

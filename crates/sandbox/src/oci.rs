@@ -25,7 +25,8 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::lean::cgroup::{Group, Layout, Limits};
-use crate::lean::rootfs::{self, HostEntry, HostView, RealHost};
+use crate::lean::ephemeral::{Ephemeral, Storage};
+use crate::lean::rootfs::{self, HostEntry, HostView, RealHost, Tmp};
 use crate::lean::{LeanSettings, LAYER_ROOT, RUNTIME_DIR, SCRATCH_DIR, TASK_ROOT};
 use crate::{InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
 
@@ -40,6 +41,7 @@ pub enum OciUnavailable {
     /// The runtime binary was not found (its name or path).
     NoRuntime(String),
     Setup(io::Error),
+    Ephemeral(io::Error),
 }
 
 impl std::fmt::Display for OciUnavailable {
@@ -53,6 +55,7 @@ impl std::fmt::Display for OciUnavailable {
                  --oci-runtime PATH"
             ),
             OciUnavailable::Setup(e) => write!(f, "cannot prepare the oci sandbox: {e}"),
+            OciUnavailable::Ephemeral(e) => write!(f, "{e}"),
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct OciSandbox {
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
     /// Held while the default image's template root is brought up to date (instances start concurrently).
     template: Mutex<()>,
+    /// Instances' `/tmp`s.
+    storage: Storage,
 }
 
 impl std::fmt::Debug for OciSandbox {
@@ -113,6 +118,8 @@ impl OciSandbox {
         let dir = run_dir.join("oci");
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("bundles")).map_err(OciUnavailable::Setup)?;
+        let storage = Storage::new(run_dir.join("ephemeral"), settings.ephemeral).map_err(OciUnavailable::Ephemeral)?;
+        storage.refill();
         if runtime_name == "crun" {
             // crun refuses a hybrid host whose unified hierarchy has controllers of its own (hugetlb, say);
             // in the server's own mount namespace, hide the unified mount (stoke uses v1 where it exists).
@@ -129,12 +136,19 @@ impl OciSandbox {
             next: AtomicU64::new(1),
             leftovers: Arc::new(Mutex::new(Vec::new())),
             template: Mutex::new(()),
+            storage,
         })
     }
 
     /// What the server prints at start, e.g. `runc at /usr/sbin/runc, cgroup v1 (…)`.
     pub fn describe(&self) -> String {
-        format!("{} at {}, {}", self.runtime_name, self.runtime.display(), self.layout.describe())
+        format!(
+            "{} at {}, {}, {}",
+            self.runtime_name,
+            self.runtime.display(),
+            self.layout.describe(),
+            self.storage.describe()
+        )
     }
 
     /// The runtime's name (`runc`, `crun`, …).
@@ -170,6 +184,8 @@ pub struct BundleSpec {
     pub host_binds: Vec<PathBuf>,
     /// The group the runtime puts the container under (hierarchy-relative, absolute).
     pub cgroups_path: String,
+    /// What `/tmp` is.
+    pub tmp: Tmp,
 }
 
 fn bind(source: &Path, destination: &Path, writable: bool) -> Value {
@@ -184,9 +200,12 @@ pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) ->
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "noexec", "mode=755", "size=64k"]}),
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "mode=1777", format!("size={}m", settings.tmp_mb)]}),
     ];
+    mounts.push(match &bundle.tmp {
+        Tmp::Memory { size_mb } => json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", format!("size={size_mb}m")]}),
+        Tmp::Bind(dir) => bind(dir, Path::new("/tmp"), true),
+    });
     for path in &bundle.host_binds {
         mounts.push(bind(path, path, false));
     }
@@ -338,7 +357,12 @@ impl Sandbox for OciSandbox {
         };
         let group = self.layout.create(self.server, id, &limits)?;
         let bundle_dir = self.dir.join("bundles").join(id.to_string());
+        let mut ephemeral = None;
         let made = (|| -> io::Result<BundleSpec> {
+            let tmp = match ephemeral.insert(self.storage.take(spec.ephemeral_mb)?) {
+                Ephemeral::Disk(d) => Tmp::Bind(d.path().to_path_buf()),
+                Ephemeral::Memory { size_mb } => Tmp::Memory { size_mb: *size_mb },
+            };
             fs::create_dir_all(&bundle_dir)?;
             let etc = bundle_dir.join("etc");
             fs::create_dir_all(&etc)?;
@@ -368,7 +392,7 @@ impl Sandbox for OciSandbox {
                 }
             };
             let cgroups_path = format!("/{}/s{}/i{id}/c", crate::lean::cgroup::OCI_ROOT, self.server);
-            Ok(BundleSpec { rootfs, etc_files, host_binds, cgroups_path })
+            Ok(BundleSpec { rootfs, etc_files, host_binds, cgroups_path, tmp })
         })();
         let bundle = match made {
             Ok(b) => b,
@@ -423,7 +447,7 @@ impl Sandbox for OciSandbox {
             }
         };
         let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
-        let control = OciControl { pid, group, bundle: bundle_dir, leftovers: self.leftovers.clone() };
+        let control = OciControl { pid, group, bundle: bundle_dir, leftovers: self.leftovers.clone(), _tmp: ephemeral };
         Ok(Spawned::from_child(child, Arc::new(control)))
     }
 }
@@ -434,6 +458,8 @@ struct OciControl {
     group: Group,
     bundle: PathBuf,
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
+    /// Its `/tmp`, gone with it.
+    _tmp: Option<Ephemeral>,
 }
 
 impl InstanceControl for OciControl {
@@ -519,6 +545,7 @@ mod tests {
             env: vec![("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:4000".into())],
             cwd: "/var/task".into(),
             memory_mb: 256,
+            ephemeral_mb: 512,
             cpu_millis: 144,
             open_files: 1024,
             layers: vec!["/d/layers/a".into(), "/d/layers/b".into()],
@@ -534,6 +561,7 @@ mod tests {
             etc_files: vec![("passwd".into(), "/d/run/oci/bundles/1/etc/passwd".into())],
             host_binds: vec!["/usr".into(), "/etc/ssl".into()],
             cgroups_path: "/stoke-oci/s9/i1/c".into(),
+            tmp: Tmp::Memory { size_mb: 64 },
         }
     }
 
@@ -558,10 +586,15 @@ mod tests {
 
     #[test]
     fn mounts_follow_the_lean_sandbox() {
-        let c = config(&spec(), &bundle(), &LeanSettings { tmp_mb: 64, ..Default::default() });
+        let c = config(&spec(), &bundle(), &LeanSettings::default());
         let mounts = c["mounts"].as_array().unwrap();
         let at = |d: &str| mounts.iter().find(|m| m["destination"] == d).unwrap_or_else(|| panic!("no mount at {d}"));
         assert_eq!(at("/tmp")["options"], json!(["nosuid", "nodev", "mode=1777", "size=64m"]));
+        let on_disk = BundleSpec { tmp: Tmp::Bind("/d/run/ephemeral/3".into()), ..bundle() };
+        let c = config(&spec(), &on_disk, &LeanSettings::default());
+        let tmp = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/tmp").unwrap().clone();
+        assert_eq!(tmp["source"], "/d/run/ephemeral/3");
+        assert_eq!(tmp["options"], json!(["rbind", "nosuid", "nodev", "rw"]));
         assert_eq!(at("/var/task")["source"], "/d/run/code/abc");
         assert!(at("/var/task")["options"].as_array().unwrap().contains(&json!("ro")));
         assert!(at("/var/stoke-scratch")["options"].as_array().unwrap().contains(&json!("rw")));

@@ -322,6 +322,7 @@ pub fn spawn_spec(
         program,
         args,
         memory_mb: target.config.memory_mb,
+        ephemeral_mb: target.config.ephemeral_storage_mb,
         cpu_millis: stoke_core::limits::cpu_millis(target.config.memory_mb),
         open_files: 1024,
     })

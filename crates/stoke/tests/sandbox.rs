@@ -117,6 +117,11 @@ def handler(event, context):
             err = e.strerror
         os.remove("/tmp/fill")
         return {"written_mb": written // (1024 * 1024), "error": err}
+    if a == "tmp":
+        st, fs = os.stat("/tmp"), os.statvfs("/tmp")
+        return {"dev": [os.major(st.st_dev), os.minor(st.st_dev)], "size_mb": fs.f_blocks * fs.f_frsize // 2**20,
+                "free_mb": fs.f_bavail * fs.f_frsize // 2**20, "mode": oct(st.st_mode & 0o7777),
+                "entries": os.listdir("/tmp")}
     if a == "whoami":
         status = {l.split(":")[0]: l.split(":")[1].strip() for l in open("/proc/self/status") if ":" in l}
         return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "hostname": socket.gethostname(),
@@ -154,7 +159,7 @@ fn setups() -> Vec<&'static [&'static str]> {
 }
 
 fn server(setup: &[&str]) -> TestServer {
-    let mut args = vec!["--tmp-mb", "16"];
+    let mut args = vec!["--ephemeral-storage", "disk"];
     if !setup.contains(&"--sandbox") {
         args.extend(["--sandbox", "lean"]);
     }
@@ -189,7 +194,10 @@ fn server(setup: &[&str]) -> TestServer {
         }
         hostile["layers"] = json!(["lib:1"]);
     }
-    python_fn(&s, "hostile", HOSTILE, hostile);
+    python_fn(&s, "hostile", HOSTILE, hostile.clone());
+    // The least memory there is, and Lambda's default /tmp of 512 MB: four times as much.
+    hostile["memory_mb"] = json!(128);
+    python_fn(&s, "filler", HOSTILE, hostile);
     python_fn(&s, "bystander", ECHO, json!({}));
     s
 }
@@ -368,10 +376,90 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
     assert!((900..=1024).contains(&used), "Max Memory Used {used} MB is near the 1024 MB limit");
     assert_eq!(invoke(s, "bystander", json!({"after": "oom"})).2, json!({"after": "oom"}));
 
-    // /tmp: a size-limited tmpfs (16 MB on this server).
-    let tmp = attack(s, "fill_tmp", json!({}));
-    assert!(tmp["written_mb"].as_u64().unwrap() <= 16, "{tmp}");
+    // /tmp: Lambda's ephemeral storage, 512 MB by default, on a disk of the instance's own. A 128 MB
+    // function fills all of it (none of it is memory), and the write past it fails with ENOSPC.
+    let (status, error, tmp) = invoke(s, "filler", json!({"attack": "fill_tmp"}));
+    assert_eq!((status, error.as_deref()), (200, None), "{tmp}");
+    let written = tmp["written_mb"].as_u64().unwrap();
+    assert!((512..600).contains(&written), "512 MB of /tmp, and no more, for a 128 MB function: {tmp}");
     assert!(tmp["error"].as_str().unwrap().contains("No space left"), "{tmp}");
+    assert_eq!(invoke(s, "bystander", json!({"after": "tmp"})).2, json!({"after": "tmp"}));
+}
+
+/// The mount point, in the server's own mount namespace, of the file system on device `dev`
+/// (`[major, minor]`) under its `run/ephemeral` directory.
+fn ephemeral_mount(s: &TestServer, dev: &Value) -> Option<String> {
+    let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", s.pid().unwrap())).unwrap();
+    let id = format!("{}:{}", dev[0], dev[1]);
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f[2] == id && f[4].contains("/run/ephemeral/")).then(|| f[4].to_string())
+    })
+}
+
+#[test]
+fn ephemeral_storage_is_each_functions_size_on_a_disk_of_its_own_and_goes_with_its_instance() {
+    if !privileged("ephemeral storage") {
+        return;
+    }
+    let s = TestServer::start_with(&["--sandbox", "lean", "--generic", "none", "--ephemeral-storage", "disk"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.py"), HOSTILE).unwrap();
+    let created = s
+        .cli()
+        .args(["fn", "create", "sized", "--runtime", "python3.11", "--handler", "app.handler", "--memory", "128"])
+        .args(["--ephemeral-storage", "1024", "--code"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let shown = s.cli().args(["fn", "get", "sized"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("1024 MB"), "{}", String::from_utf8_lossy(&shown.stdout));
+
+    let (_, _, first) = invoke(&s, "sized", json!({"attack": "tmp"}));
+    assert_eq!(first["dev"][0], 7, "/tmp is a loop device's file system: {first}");
+    let (size, free) = (first["size_mb"].as_u64().unwrap(), first["free_mb"].as_u64().unwrap());
+    assert!((1024..1100).contains(&size) && free >= 1024, "df /tmp shows the function's 1024 MB: {first}");
+    assert_eq!((first["mode"].as_str(), first["entries"].as_array().map(Vec::len)), (Some("0o1777"), Some(0)));
+    let first_mount = ephemeral_mount(&s, &first["dev"]).unwrap_or_else(|| panic!("no host mount of {first}"));
+
+    // A new size takes effect with the next instance.
+    let updated = s.cli().args(["fn", "update", "sized", "--ephemeral-storage", "600"]).output().unwrap();
+    assert!(updated.status.success(), "{}", String::from_utf8_lossy(&updated.stderr));
+    let (_, _, second) = invoke(&s, "sized", json!({"attack": "tmp"}));
+    let size = second["size_mb"].as_u64().unwrap();
+    assert!((600..660).contains(&size), "{second}");
+    let second_mount = ephemeral_mount(&s, &second["dev"]).unwrap();
+    assert_ne!(first_mount, second_mount);
+
+    // Sizes outside Lambda's range are refused, and nothing changes.
+    for bad in [511, 10_241] {
+        let resp = s.call(s.req(Method::PATCH, "/v1/functions/sized").json(&json!({"ephemeral_storage_mb": bad})));
+        assert_error(&resp, 400, "invalid_parameter", "between 512 and 10240 MB");
+    }
+    assert_eq!(s.get("/v1/functions/sized").1["ephemeral_storage_mb"], 600);
+
+    // Each instance's disk goes with it: nothing of either is mounted once the function is gone.
+    assert!(s.cli().args(["fn", "rm", "sized"]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", s.pid().unwrap())).unwrap();
+        let left: Vec<&String> = [&first_mount, &second_mount]
+            .into_iter()
+            .filter(|m| info.lines().any(|l| l.split(' ').nth(4) == Some(m.as_str())))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still mounted after the instances ended: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Where the host cannot make disks, or the operator says so, /tmp is a tmpfs of the function's size.
+    let s = TestServer::start_with(&["--sandbox", "lean", "--generic", "none", "--ephemeral-storage", "memory"]);
+    python_fn(&s, "sized", HOSTILE, json!({"ephemeral_storage_mb": 2048}));
+    let (_, _, tmp) = invoke(&s, "sized", json!({"attack": "tmp"}));
+    assert_eq!((tmp["dev"][0].as_u64(), tmp["size_mb"].as_u64()), (Some(0), Some(2048)), "a tmpfs: {tmp}");
 }
 
 /// The freezer state of the instance whose helper is `helper_pid`: "FROZEN" / "THAWED" (v1) or

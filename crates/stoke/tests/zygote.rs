@@ -48,7 +48,7 @@ def handler(event, context):
 "#;
 
 fn server(zygotes: &str) -> TestServer {
-    let s = TestServer::start_with(&["--sandbox", "lean", "--generic", "none", "--zygotes", zygotes, "--tmp-mb", "16"]);
+    let s = TestServer::start_with(&["--sandbox", "lean", "--generic", "none", "--zygotes", zygotes]);
     let zip = zip_of(&[("python/heavy.py", HEAVY.as_bytes())]);
     let body = json!({"code_base64": base64::engine::general_purpose::STANDARD.encode(zip)});
     let (status, v) = s.post("/v1/layers/heavy/versions", body);

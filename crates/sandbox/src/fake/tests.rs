@@ -91,6 +91,7 @@ fn spec(endpoint: SocketAddr, function: &str) -> SpawnSpec {
         ],
         cwd: tmp,
         memory_mb: 128,
+        ephemeral_mb: 512,
         cpu_millis: 72,
         open_files: 64,
         layers: Vec::new(),

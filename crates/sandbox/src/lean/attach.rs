@@ -1,7 +1,7 @@
 //! The server's side of attaching a function to a generic instance: a generic instance is set up before
-//! anyone knows its function, with empty *attach points* — `<run>/attach/<id>/task`, `…/opt` and
-//! `…/scratch` — which are shared mounts in the server's mount namespace and slaves of them inside the
-//! instance (its `/var/task`, `/opt` and `/var/stoke-scratch`). Mounting the function's code (and layers) on an attach point makes them appear
+//! anyone knows its function, with empty *attach points* — `<run>/attach/<id>/task`, `…/opt`, `…/scratch`
+//! and `…/tmp` — which are shared mounts in the server's mount namespace and slaves of them inside the
+//! instance (its `/var/task`, `/opt`, `/var/stoke-scratch` and `/tmp`). Mounting the function's code (and layers) on an attach point makes them appear
 //! inside the instance, read-only, in microseconds.
 //!
 //! The server runs in a mount namespace of its own ([`private_mount_namespace`]), a slave of the host's, so
@@ -11,6 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::ephemeral::Ephemeral;
 
 /// Moves this process into a mount namespace of its own that still sees the host's mounts (a slave of the
 /// host's). Must run before the process starts any thread: a mount namespace is per thread.
@@ -27,7 +29,7 @@ pub struct AttachPoints {
 }
 
 impl AttachPoints {
-    /// Creates `dir/task`, `dir/opt` and `dir/scratch` as shared mount points.
+    /// Creates `dir/task`, `dir/opt`, `dir/scratch` and `dir/tmp` as shared mount points.
     pub fn create(dir: PathBuf) -> io::Result<AttachPoints> {
         let points = AttachPoints { dir };
         for p in points.all() {
@@ -58,14 +60,19 @@ impl AttachPoints {
         self.dir.join("scratch")
     }
 
-    fn all(&self) -> [PathBuf; 3] {
-        [self.task(), self.opt(), self.scratch()]
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    fn all(&self) -> [PathBuf; 4] {
+        [self.task(), self.opt(), self.scratch(), self.tmp()]
     }
 
     /// Mounts the function's code at `task` and its layers at `opt` (one bound, several overlaid with the
-    /// last on top), read-only, and its account's workflow scratch directory at `scratch`, writable; none
-    /// with set-id or devices. The mounts propagate into the instance.
-    pub fn attach(&self, code: &Path, layers: &[PathBuf], scratch: Option<&Path>) -> io::Result<()> {
+    /// last on top), read-only, its account's workflow scratch directory at `scratch` and its `/tmp` at
+    /// `tmp`, writable; none with set-id or devices. The mounts propagate into the instance.
+    pub fn attach(&self, code: &Path, layers: &[PathBuf], scratch: Option<&Path>, tmp: &Ephemeral) -> io::Result<()> {
+        tmp.attach(&self.tmp())?;
         bind(code, &self.task(), true)?;
         if let Some(dir) = scratch.filter(|d| d.is_dir()) {
             bind(dir, &self.scratch(), false)?;
@@ -117,7 +124,7 @@ fn bind(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
 }
 
 /// One instance's slot under a zygote's attach root: `task` (its code, read-only), `scratch` (its account's
-/// scratch directory), and `cg-<controller>` (its cgroups, which it joins itself). Mounted here, they
+/// scratch directory), `tmp` (its `/tmp`) and `cg-<controller>` (its cgroups, which it joins itself). Mounted here, they
 /// propagate into the zygote, where the forked instance binds them into its own mount namespace.
 #[derive(Debug)]
 pub struct Slot {
@@ -125,7 +132,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Makes the slot's mount points — `task` and `scratch` empty, `cg-<controller>` bound to the
+    /// Makes the slot's mount points — `task`, `scratch` and `tmp` empty, `cg-<controller>` bound to the
     /// instance's cgroup directories (controller name, directory) — for an instance forked ahead of its
     /// function.
     pub fn prepare(dir: PathBuf, cgroups: &[(&str, PathBuf)]) -> io::Result<Slot> {
@@ -133,6 +140,7 @@ impl Slot {
         let made = (|| -> io::Result<()> {
             slot.point("task")?;
             slot.point("scratch")?;
+            slot.point("tmp")?;
             for (controller, dir) in cgroups {
                 let p = slot.point(&format!("cg-{controller}"))?;
                 mount(Some(dir.as_path()), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
@@ -154,9 +162,10 @@ impl Slot {
         Ok(p)
     }
 
-    /// Mounts the function's code (read-only) and its account's scratch directory on the slot; they
-    /// propagate into the waiting instance.
-    pub fn attach(&self, code: &Path, scratch: Option<&Path>) -> io::Result<()> {
+    /// Mounts the function's code (read-only), its account's scratch directory and its `/tmp` on the slot;
+    /// they propagate into the waiting instance.
+    pub fn attach(&self, code: &Path, scratch: Option<&Path>, tmp: &Ephemeral) -> io::Result<()> {
+        tmp.attach(&self.dir.join("tmp"))?;
         bind(code, &self.dir.join("task"), true)?;
         if let Some(dir) = scratch.filter(|d| d.is_dir()) {
             bind(dir, &self.dir.join("scratch"), false)?;
@@ -197,7 +206,7 @@ pub fn sweep(root: &Path) {
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
             let p = e.path();
-            for sub in ["task", "opt", "scratch"] {
+            for sub in ["task", "opt", "scratch", "tmp"] {
                 while umount2(&p.join(sub), MntFlags::MNT_DETACH).is_ok() {}
             }
             let _ = std::fs::remove_dir_all(&p);

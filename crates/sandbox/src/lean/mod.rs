@@ -13,6 +13,7 @@
 pub mod assignment;
 pub mod attach;
 pub mod cgroup;
+pub mod ephemeral;
 pub mod jail;
 pub mod rootfs;
 pub mod seccomp;
@@ -34,8 +35,9 @@ use crate::{GenericSpec, InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spa
 use assignment::Assignment;
 use attach::AttachPoints;
 use cgroup::{Group, Layout, Limits};
+use ephemeral::{Ephemeral, Storage};
 use jail::{Generic, JailConfig, JAIL_ARG};
-use rootfs::{Bind, RootSpec};
+use rootfs::{Bind, RootSpec, Tmp};
 
 /// Where the code and stoke's runtime files appear inside a lean instance (as on Lambda).
 pub const TASK_ROOT: &str = "/var/task";
@@ -51,8 +53,8 @@ pub struct LeanSettings {
     /// The unprivileged user and group functions run as (Lambda's `sbx_user1051` is 993).
     pub uid: u32,
     pub gid: u32,
-    /// Size of each instance's `/tmp`, in MB.
-    pub tmp_mb: u32,
+    /// Where instances' `/tmp` lives (its size is each function's).
+    pub ephemeral: ephemeral::Choice,
     /// Processes and threads an instance may have.
     pub pids_max: u32,
     /// Cap CPU time at the memory-proportional share (otherwise the share is only a weight under contention).
@@ -63,7 +65,14 @@ pub struct LeanSettings {
 
 impl Default for LeanSettings {
     fn default() -> Self {
-        LeanSettings { uid: 993, gid: 990, tmp_mb: 512, pids_max: 1024, cpu_quota: false, zygote_uid: 65_536 + 993 }
+        LeanSettings {
+            uid: 993,
+            gid: 990,
+            ephemeral: ephemeral::Choice::Auto,
+            pids_max: 1024,
+            cpu_quota: false,
+            zygote_uid: 65_536 + 993,
+        }
     }
 }
 
@@ -73,6 +82,7 @@ pub enum Unavailable {
     NotRoot,
     NoCgroups,
     Setup(io::Error),
+    Ephemeral(io::Error),
 }
 
 impl std::fmt::Display for Unavailable {
@@ -83,6 +93,7 @@ impl std::fmt::Display for Unavailable {
                 write!(f, "the lean sandbox needs the memory, cpu and pids cgroup controllers, and this host lacks one")
             }
             Unavailable::Setup(e) => write!(f, "cannot prepare the lean sandbox's cgroups: {e}"),
+            Unavailable::Ephemeral(e) => write!(f, "{e}"),
         }
     }
 }
@@ -112,6 +123,8 @@ struct Inner {
     pool: Mutex<Vec<(GenericSpec, Vec<Shell>)>>,
     zygotes: zygote::Zygotes,
     zattach_root: PathBuf,
+    /// Instances' `/tmp`s.
+    storage: Storage,
 }
 
 /// A generic instance waiting for its function.
@@ -146,6 +159,8 @@ impl LeanSandbox {
         let zattach_root = run_dir.join("zattach");
         attach::remove_tree(&zattach_root);
         std::fs::create_dir_all(&zattach_root).map_err(Unavailable::Setup)?;
+        let storage = Storage::new(run_dir.join("ephemeral"), settings.ephemeral).map_err(Unavailable::Ephemeral)?;
+        storage.refill();
         Ok(LeanSandbox {
             inner: Arc::new(Inner {
                 helper,
@@ -159,14 +174,21 @@ impl LeanSandbox {
                 pool: Mutex::new(Vec::new()),
                 zygotes: zygote::Zygotes::new(),
                 zattach_root,
+                storage,
             }),
         })
     }
 
-    /// What the server prints at start, e.g. `cgroup v1 (memory, cpu, pids, freezer), user 993:990`.
+    /// What the server prints at start, e.g. `cgroup v1 (memory, cpu, pids, freezer), user 993:990, /tmp
+    /// on disk`.
     pub fn describe(&self) -> String {
         let s = &self.inner.settings;
-        format!("{}, user {}:{}", self.inner.layout.describe(), s.uid, s.gid)
+        format!("{}, user {}:{}, {}", self.inner.layout.describe(), s.uid, s.gid, self.inner.storage.describe())
+    }
+
+    /// Where instances' `/tmp`s come from.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 }
 
@@ -199,11 +221,12 @@ impl Inner {
         layers: Vec<PathBuf>,
         image: Option<PathBuf>,
         attach: Option<PathBuf>,
+        tmp: Tmp,
     ) -> RootSpec {
         RootSpec {
             new_root: self.new_root.clone(),
             binds,
-            tmp_mb: self.settings.tmp_mb,
+            tmp,
             uid: self.settings.uid,
             gid: self.settings.gid,
             hostname: "stoke".into(),
@@ -263,7 +286,7 @@ impl Inner {
         binds.extend(kind.host_dirs.iter().map(|d| Bind::read_only(d.clone(), d.clone())));
         let (program, args) = kind.prestart.clone().unwrap_or_default();
         let config = JailConfig {
-            root: self.root(binds, Vec::new(), None, Some(attach.dir().to_path_buf())),
+            root: self.root(binds, Vec::new(), None, Some(attach.dir().to_path_buf()), Tmp::Bind(attach.tmp())),
             cgroups: group.dirs().to_vec(),
             cwd: "/".into(),
             program,
@@ -360,7 +383,7 @@ impl Inner {
             return None;
         };
         self.retry_leftovers();
-        match zygote::assign(&z, spec, &self.limits(spec.memory_mb, spec.cpu_millis))? {
+        match zygote::assign(&z, spec, &self.limits(spec.memory_mb, spec.cpu_millis), &self.storage)? {
             Ok(spawned) => Some(spawned),
             Err(e) => {
                 eprintln!("stoke: the zygote could not start an instance: {e}");
@@ -391,7 +414,6 @@ impl Inner {
                 id_base: host.id << 32,
                 uid: me.settings.uid,
                 gid: me.settings.gid,
-                tmp_mb: me.settings.tmp_mb,
                 limits: me.limits(128, 0),
                 leftovers: me.leftovers.clone(),
             };
@@ -407,10 +429,13 @@ impl Inner {
 
     /// Gives `shell` the function `spec` describes.
     fn assign(&self, mut shell: Shell, spec: &SpawnSpec) -> io::Result<Spawned> {
+        let mut tmp = None;
         let done = (|| {
-            rootfs::check(&self.root(Vec::new(), spec.layers.clone(), None, None)).map_err(io::Error::other)?;
+            let layers = self.root(Vec::new(), spec.layers.clone(), None, None, Tmp::Memory { size_mb: 0 });
+            rootfs::check(&layers).map_err(io::Error::other)?;
             shell.group.set_limits(&self.limits(spec.memory_mb, spec.cpu_millis))?;
-            shell.attach.attach(&spec.host.task_root, &spec.layers, Some(&spec.host.scratch))?;
+            let ephemeral = tmp.insert(self.storage.take(spec.ephemeral_mb)?);
+            shell.attach.attach(&spec.host.task_root, &spec.layers, Some(&spec.host.scratch), ephemeral)?;
             let assignment = Assignment {
                 program: spec.program.clone(),
                 args: spec.args.clone(),
@@ -425,8 +450,13 @@ impl Inner {
             return Err(e);
         }
         let pid = shell.child.id().ok_or_else(|| io::Error::other("the generic instance exited"))?;
-        let control =
-            LeanControl { pid, group: shell.group, leftovers: self.leftovers.clone(), attach: Some(shell.attach) };
+        let control = LeanControl {
+            pid,
+            group: shell.group,
+            leftovers: self.leftovers.clone(),
+            attach: Some(shell.attach),
+            _tmp: tmp,
+        };
         Ok(Spawned::from_child(shell.child, Arc::new(control)))
     }
 }
@@ -501,7 +531,18 @@ impl Sandbox for LeanSandbox {
         if spec.host.scratch.is_dir() {
             binds.push(Bind { source: spec.host.scratch.clone(), target: SCRATCH_DIR.into(), writable: true });
         }
-        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None);
+        let tmp = match inner.storage.take(spec.ephemeral_mb) {
+            Ok(t) => t,
+            Err(e) => {
+                group.remove();
+                return Err(e);
+            }
+        };
+        let tmp_root = match &tmp {
+            Ephemeral::Disk(d) => Tmp::Bind(d.path().to_path_buf()),
+            Ephemeral::Memory { size_mb } => Tmp::Memory { size_mb: *size_mb },
+        };
+        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None, tmp_root);
         if let Err(why) = rootfs::check(&root) {
             group.remove();
             return Err(io::Error::other(why));
@@ -517,7 +558,7 @@ impl Sandbox for LeanSandbox {
         };
         let child = inner.start_helper(&config, &spec.env, Stdio::null(), &group)?;
         let pid = child.id().ok_or_else(|| io::Error::other("the instance exited before it could be tracked"))?;
-        let control = LeanControl { pid, group, leftovers: inner.leftovers.clone(), attach: None };
+        let control = LeanControl { pid, group, leftovers: inner.leftovers.clone(), attach: None, _tmp: Some(tmp) };
         Ok(Spawned::from_child(child, Arc::new(control)))
     }
 }
@@ -529,6 +570,8 @@ struct LeanControl {
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
     /// A generic instance's attach points, unmounted when it goes.
     attach: Option<AttachPoints>,
+    /// Its `/tmp`, gone with it.
+    _tmp: Option<Ephemeral>,
 }
 
 impl InstanceControl for LeanControl {

@@ -183,7 +183,8 @@ pub struct RootSpec {
     /// Read-only binds beyond the base image: the code at `/var/task`, the runtime files, layers, and
     /// host directories a runtime's interpreter lives in (at the same path).
     pub binds: Vec<Bind>,
-    pub tmp_mb: u32,
+    /// What `/tmp` is.
+    pub tmp: Tmp,
     pub uid: u32,
     pub gid: u32,
     pub hostname: String,
@@ -198,6 +199,15 @@ pub struct RootSpec {
     /// A zygote's attach root on the host, bound at [`ZYGOTE_ATTACH`] as a slave: each instance it forks
     /// finds its code, scratch directory and cgroups in a slot the server mounts there.
     pub attach_root: Option<PathBuf>,
+}
+
+/// An instance's `/tmp` (see [`super::ephemeral`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tmp {
+    /// A tmpfs of this size (it counts against the instance's memory).
+    Memory { size_mb: u32 },
+    /// A host directory, bound writable: the instance's disk, or a generic instance's attach point.
+    Bind(PathBuf),
 }
 
 /// Where a zygote sees its attach root.
@@ -369,7 +379,10 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
     }
     let tmp = inside(root, Path::new("/tmp"));
     steps.push(Step::MkdirAll { path: tmp.clone() });
-    steps.push(tmpfs(tmp, format!("mode=1777,size={}m", spec.tmp_mb), false));
+    match &spec.tmp {
+        Tmp::Memory { size_mb } => steps.push(tmpfs(tmp, format!("mode=1777,size={size_mb}m"), false)),
+        Tmp::Bind(source) => steps.extend(mount_rw(source, tmp)),
+    }
 
     let proc = inside(root, Path::new("/proc"));
     steps.push(Step::MkdirAll { path: proc.clone() });
@@ -611,7 +624,7 @@ mod tests {
         RootSpec {
             new_root: "/data/run/root".into(),
             binds: vec![Bind::read_only("/srv/code".into(), "/var/task".into())],
-            tmp_mb: 512,
+            tmp: Tmp::Memory { size_mb: 512 },
             uid: 993,
             gid: 990,
             hostname: "stoke".into(),

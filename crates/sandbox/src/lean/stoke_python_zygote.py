@@ -4,10 +4,10 @@ It runs as root of a user namespace of its own (the sandbox user is mapped to it
 that allows what setting instances up needs, and keeps one instance *forked ahead*: set up in namespaces
 and cgroups of its own, waiting for its function. Requests come on fd 3, a SOCK_SEQPACKET socket:
 
-  {"prefork": slot, "cgroups", "tmp_mb", "uid", "gid"} with the instance's stdout and stderr as file
+  {"prefork": slot, "cgroups", "uid", "gid"} with the instance's stdout and stderr as file
       descriptors: fork an instance for that slot. The child enters new mount and PID namespaces and forks
-      again; that process, PID 1 of its namespace, joins its cgroups, binds its slot's code and scratch
-      directory (attached by the server later, they propagate in), mounts its own /tmp and /proc, hides the
+      again; that process, PID 1 of its namespace, joins its cgroups, binds its slot's code, scratch
+      directory and /tmp (attached by the server later, they propagate in), mounts its own /proc, hides the
       other slots, and waits for its assignment;
   {"assign": slot, "env", "cwd"}: give it its function: it becomes the sandbox user (dropping every
       capability), installs the instance filter and runs stoke's Python runtime, whose code the zygote has
@@ -99,11 +99,11 @@ def become_instance(req, out_fd, err_fd, assignment_fd, holder_alive, program, r
             f.write("0")
     # Slaves: what the server attaches to the slot later still arrives; nothing mounted here leaves.
     mount(None, "/", None, MS_REC | MS_SLAVE)
-    # The slot's mount points stay slaves of the server's: the code and scratch directory it attaches at
-    # the assignment appear here.
+    # The slot's mount points stay slaves of the server's: the code, scratch directory and /tmp it attaches
+    # at the assignment appear here.
     mount(os.path.join(slot, "task"), "/var/task", None, MS_BIND)
     mount(os.path.join(slot, "scratch"), "/var/stoke-scratch", None, MS_BIND)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=%dm" % req["tmp_mb"])
+    mount(os.path.join(slot, "tmp"), "/tmp", None, MS_BIND)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for hidden in ("kcore", "keys", "timer_list", "sched_debug", "latency_stats"):
         if os.path.exists("/proc/" + hidden):

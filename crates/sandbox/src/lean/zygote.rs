@@ -32,8 +32,9 @@ use serde_json::{json, Value};
 
 use super::attach::{self, Slot};
 use super::cgroup::{Group, Layout, Limits};
+use super::ephemeral::{Ephemeral, Storage};
 use super::jail::{Generic, JailConfig, JAIL_ARG};
-use super::rootfs::{Bind, RootSpec};
+use super::rootfs::{Bind, RootSpec, Tmp};
 use crate::{InstanceControl, SpawnSpec, Spawned, ZygoteSpec};
 
 /// stoke's Python zygote (standard library only; its syscalls go through ctypes): what the zygote process
@@ -69,7 +70,6 @@ pub(super) struct ForkContext {
     pub id_base: u64,
     pub uid: u32,
     pub gid: u32,
-    pub tmp_mb: u32,
     /// Limits until an instance is given its function.
     pub limits: Limits,
     pub leftovers: Arc<Mutex<Vec<PathBuf>>>,
@@ -275,7 +275,8 @@ pub(super) fn start(
     let root = RootSpec {
         new_root: host.new_root.to_path_buf(),
         binds,
-        tmp_mb: 16,
+        // The zygote's own /tmp; each instance it forks binds its slot's.
+        tmp: Tmp::Memory { size_mb: 16 },
         uid: host.settings.uid,
         gid: host.settings.gid,
         hostname: "stoke".into(),
@@ -424,7 +425,7 @@ fn fork_ahead(zygote: &Arc<Zygote>, slot_name: &str, group: &Group) -> io::Resul
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let controllers: Vec<&str> = cgroups.iter().map(|(name, _)| *name).collect();
-    let request = json!({"prefork": slot_name, "tmp_mb": c.tmp_mb, "cgroups": controllers, "uid": c.uid, "gid": c.gid});
+    let request = json!({"prefork": slot_name, "cgroups": controllers, "uid": c.uid, "gid": c.gid});
     let (tx, exited) = tokio::sync::oneshot::channel();
     lock(&zygote.pending).insert(slot_name.to_string(), tx);
     let fds = [out_w.as_raw_fd(), err_w.as_raw_fd()];
@@ -446,7 +447,12 @@ fn fork_ahead(zygote: &Arc<Zygote>, slot_name: &str, group: &Group) -> io::Resul
 /// Gives the zygote's instance forked ahead the function `spec` describes, within `limits`; then forks the
 /// next one ahead, off this path. In a burst that found none forked ahead, one is forked now (the zygote
 /// handles requests in order, so the assignment follows the fork). `None` when that fails too.
-pub(super) fn assign(zygote: &Arc<Zygote>, spec: &SpawnSpec, limits: &Limits) -> Option<io::Result<Spawned>> {
+pub(super) fn assign(
+    zygote: &Arc<Zygote>,
+    spec: &SpawnSpec,
+    limits: &Limits,
+    storage: &Storage,
+) -> Option<io::Result<Spawned>> {
     let taken = lock(&zygote.spares).pop();
     let spare = match taken {
         Some(s) => s,
@@ -470,17 +476,25 @@ pub(super) fn assign(zygote: &Arc<Zygote>, spec: &SpawnSpec, limits: &Limits) ->
         Ok(h) => drop(h.spawn_blocking(forked_ahead)),
         Err(_) => forked_ahead(),
     }
+    let mut tmp = None;
     let given = (|| -> io::Result<()> {
         spare.group.set_limits(limits)?;
-        spare.slot.attach(&spec.host.task_root, Some(&spec.host.scratch))?;
+        let ephemeral = tmp.insert(storage.take(spec.ephemeral_mb)?);
+        spare.slot.attach(&spec.host.task_root, Some(&spec.host.scratch), ephemeral)?;
         let env: serde_json::Map<String, Value> = spec.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let request = json!({"assign": spare.slot_name, "env": env, "cwd": spec.cwd});
         nix::sys::socket::send(zygote.control.as_raw_fd(), request.to_string().as_bytes(), MsgFlags::empty())?;
         Ok(())
     })();
     let Spare { slot_name, slot, group, stdout, stderr, exited } = spare;
-    let control =
-        ForkedControl { zygote: zygote.clone(), slot_name, slot, group, leftovers: zygote.context.leftovers.clone() };
+    let control = ForkedControl {
+        zygote: zygote.clone(),
+        slot_name,
+        slot,
+        group,
+        leftovers: zygote.context.leftovers.clone(),
+        _tmp: tmp,
+    };
     if let Err(e) = given {
         control.kill();
         return Some(Err(e));
@@ -501,6 +515,8 @@ struct ForkedControl {
     slot: Slot,
     group: Group,
     leftovers: Arc<Mutex<Vec<PathBuf>>>,
+    /// Its `/tmp`, gone with it (declared last: dropped after the slot's mounts).
+    _tmp: Option<Ephemeral>,
 }
 
 impl InstanceControl for ForkedControl {
@@ -576,6 +592,7 @@ mod tests {
             env: Vec::new(),
             cwd: "/var/task".into(),
             memory_mb: 128,
+            ephemeral_mb: 512,
             cpu_millis: 72,
             open_files: 1024,
             layers: vec!["/d/layers/1/aa/content".into()],

@@ -453,6 +453,7 @@ fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) ->
         "Description": config.description,
         "Timeout": config.timeout_s,
         "MemorySize": config.memory_mb,
+        "EphemeralStorage": { "Size": config.ephemeral_storage_mb },
         "LastModified": format_lambda_timestamp(modified),
         "Version": version,
         "RevisionId": format!("{:08x}-0000-4000-8000-{:012x}", f.revision & 0xffff_ffff, revision.len() as u64 + f.revision),
@@ -491,6 +492,12 @@ struct EnvironmentIn {
     variables: Option<BTreeMap<String, String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EphemeralStorageIn {
+    size: u32,
+}
+
 /// The configuration fields Lambda's create and update requests share.
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
@@ -505,6 +512,7 @@ struct ConfigIn {
     package_type: Option<String>,
     architectures: Option<Vec<String>>,
     role: Option<String>,
+    ephemeral_storage: Option<EphemeralStorageIn>,
     /// Update only if the function is still at this revision (UpdateFunctionConfiguration).
     revision_id: Option<String>,
 }
@@ -518,6 +526,9 @@ impl ConfigIn {
                  satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\\d{{12}}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"
             )));
         }
+        if let Some(size) = self.ephemeral_storage.as_ref().map(|e| e.size) {
+            check_ephemeral_storage(size)?;
+        }
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
             return Err(LambdaError::invalid("PackageType Image is not supported: upload a zip (Code.ZipFile)"));
         }
@@ -529,9 +540,26 @@ impl ConfigIn {
             environment: self.environment.map(|e| e.variables.unwrap_or_default()),
             description: self.description,
             layers: self.layers,
+            ephemeral_storage_mb: self.ephemeral_storage.map(|e| e.size),
             ..Default::default()
         })
     }
+}
+
+/// `EphemeralStorage.Size` out of range, in Lambda's own words (its API model's constraint on the member).
+fn check_ephemeral_storage(size: u32) -> LambdaResult<()> {
+    use stoke_core::config::{MAX_EPHEMERAL_STORAGE_MB as MAX, MIN_EPHEMERAL_STORAGE_MB as MIN};
+    let broken = if size < MIN {
+        format!("greater than or equal to {MIN}")
+    } else if size > MAX {
+        format!("less than or equal to {MAX}")
+    } else {
+        return Ok(());
+    };
+    Err(LambdaError::validation(format!(
+        "1 validation error detected: Value '{size}' at 'ephemeralStorage.size' failed to satisfy constraint: \
+         Member must have value {broken}"
+    )))
 }
 
 #[derive(Debug, Deserialize)]

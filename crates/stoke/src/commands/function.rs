@@ -129,6 +129,9 @@ struct ConfigArgs {
     /// Seconds an invocation may run (1-900).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u32>,
+    /// Size of /tmp in MB (512-10240; Lambda's ephemeral storage): on disk, not counted against memory.
+    #[arg(long, value_name = "MB")]
+    ephemeral_storage: Option<u32>,
     /// Environment variable KEY=VALUE; repeat for more. Replaces all variables on update.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -192,6 +195,7 @@ impl ConfigArgs {
             min_warm: self.min_warm,
             keep_alive_s: self.keep_alive,
             network: self.network.as_deref().map(|n| if n == "none" { Network::None } else { Network::Host }),
+            ephemeral_storage_mb: self.ephemeral_storage,
         })
     }
 }
@@ -310,6 +314,7 @@ fn show_masked(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value, ma
         ("handler", c.handler.clone()),
         ("memory", format!("{} MB", c.memory_mb)),
         ("timeout", format!("{} s", c.timeout_s)),
+        ("/tmp", format!("{} MB", c.ephemeral_storage_mb)),
         ("environment", env),
         ("layers", c.layers.join(", ")),
         ("base image", c.base_image.clone()),

@@ -1,7 +1,7 @@
 //! `stoke server`: runs the platform until interrupted.
 
 use anyhow::{Context, Result};
-use stoke_sandbox::lean::LeanSettings;
+use stoke_sandbox::lean::{ephemeral, LeanSettings};
 use stoke_server::cluster::ClusterConfig;
 use stoke_server::transport::{Limits, TlsFiles, Transport};
 use stoke_server::{GenericKind, SandboxChoice, Server, ServerConfig};
@@ -49,9 +49,11 @@ pub struct Args {
     /// [default: crun, else runc].
     #[arg(long, value_name = "RUNTIME")]
     oci_runtime: Option<String>,
-    /// Size of each lean instance's /tmp, in MB.
-    #[arg(long, default_value_t = LeanSettings::default().tmp_mb, value_name = "MB")]
-    tmp_mb: u32,
+    /// Where instances' /tmp lives (its size is each function's `ephemeral_storage_mb`): `disk` (a file
+    /// system of its own per instance, on a loop device: not counted against the function's memory),
+    /// `memory` (a tmpfs, which counts against it), or `auto` (disk when the host can).
+    #[arg(long, value_enum, default_value_t = EphemeralArg::Auto)]
+    ephemeral_storage: EphemeralArg,
     /// Processes and threads a lean instance may have.
     #[arg(long, default_value_t = LeanSettings::default().pids_max, value_name = "N")]
     pids_max: u32,
@@ -285,6 +287,13 @@ enum SandboxArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EphemeralArg {
+    Auto,
+    Disk,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -341,7 +350,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         reservation_ttl: std::time::Duration::from_secs(args.reservation_ttl),
         freeze_idle_after: (args.freeze_after_ms > 0).then(|| std::time::Duration::from_millis(args.freeze_after_ms)),
         lean: LeanSettings {
-            tmp_mb: args.tmp_mb,
+            ephemeral: match args.ephemeral_storage {
+                EphemeralArg::Auto => ephemeral::Choice::Auto,
+                EphemeralArg::Disk => ephemeral::Choice::Disk,
+                EphemeralArg::Memory => ephemeral::Choice::Memory,
+            },
             pids_max: args.pids_max,
             cpu_quota: args.cpu_quota,
             ..Default::default()

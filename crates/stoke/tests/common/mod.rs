@@ -134,6 +134,11 @@ impl TestServer {
         self.account_id = creds.account_id.clone();
     }
 
+    /// The server process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill9(&mut self) {
         self.server.kill();

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::super::rootfs::{Bind, RootSpec};
+use super::super::rootfs::{Bind, RootSpec, Tmp};
 
 /// Why a command line is not one [`JailConfig::to_args`] makes: the option at fault, or the rule broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,8 +69,6 @@ impl JailConfig {
         let mut a: Vec<OsString> = vec![
             "--new-root".into(),
             r.new_root.clone().into(),
-            "--tmp-mb".into(),
-            r.tmp_mb.to_string().into(),
             "--uid".into(),
             r.uid.to_string().into(),
             "--gid".into(),
@@ -80,6 +78,10 @@ impl JailConfig {
             "--cwd".into(),
             self.cwd.clone().into(),
         ];
+        match &r.tmp {
+            Tmp::Memory { size_mb } => a.extend(["--tmp-mb".into(), size_mb.to_string().into()]),
+            Tmp::Bind(dir) => a.extend(["--tmp-bind".into(), dir.clone().into()]),
+        }
         for b in &r.binds {
             let flag = if b.writable { "--bind-rw" } else { "--bind" };
             a.extend([flag.into(), b.source.clone().into(), b.target.clone().into()]);
@@ -120,7 +122,7 @@ impl JailConfig {
         let mut root = RootSpec {
             new_root: PathBuf::new(),
             binds: Vec::new(),
-            tmp_mb: 512,
+            tmp: Tmp::Memory { size_mb: 512 },
             uid: 0,
             gid: 0,
             hostname: "stoke".into(),
@@ -141,7 +143,8 @@ impl JailConfig {
             let key = key.to_string_lossy().into_owned();
             match key.as_str() {
                 "--new-root" => root.new_root = value(&mut it, &key)?.into(),
-                "--tmp-mb" => root.tmp_mb = number(value(&mut it, &key)?, &key)?,
+                "--tmp-mb" => root.tmp = Tmp::Memory { size_mb: number(value(&mut it, &key)?, &key)? },
+                "--tmp-bind" => root.tmp = Tmp::Bind(value(&mut it, &key)?.into()),
                 "--uid" => root.uid = number(value(&mut it, &key)?, &key)?,
                 "--gid" => root.gid = number(value(&mut it, &key)?, &key)?,
                 "--hostname" => root.hostname = value(&mut it, &key)?.to_string_lossy().into_owned(),
@@ -200,7 +203,7 @@ mod tests {
                     Bind::read_only("/opt/py 3".into(), "/opt/py 3".into()),
                     Bind { source: "/d/run/scratch/1".into(), target: "/var/stoke-scratch".into(), writable: true },
                 ],
-                tmp_mb: 256,
+                tmp: Tmp::Bind("/d/run/ephemeral/7".into()),
                 uid: 993,
                 gid: 990,
                 hostname: "stoke".into(),
@@ -235,10 +238,16 @@ mod tests {
             let c = JailConfig { generic, relay: None, ..config() };
             assert_eq!(JailConfig::from_args(c.to_args()).unwrap(), c);
         }
+        let mut in_memory = config();
+        in_memory.root.tmp = Tmp::Memory { size_mb: 2048 };
+        assert_eq!(JailConfig::from_args(in_memory.to_args()).unwrap(), in_memory);
         // The least a command line may say: the rest takes its defaults.
         let least = ["--new-root", "/r", "--uid", "5", "--gid", "6", "--", "/p"].map(OsString::from);
         let c = JailConfig::from_args(least).unwrap();
-        assert_eq!((c.root.tmp_mb, c.root.hostname.as_str(), c.cwd.as_path()), (512, "stoke", Path::new("/")));
+        assert_eq!(
+            (&c.root.tmp, c.root.hostname.as_str(), c.cwd.as_path()),
+            (&Tmp::Memory { size_mb: 512 }, "stoke", Path::new("/"))
+        );
         assert_eq!((c.generic, c.relay, c.args.len()), (Generic::No, None, 0));
         assert!(c.root.binds.is_empty() && c.cgroups.is_empty() && c.root.image.is_none());
     }

@@ -136,14 +136,14 @@ mod tests {
     use super::recorder::Recorder;
     use super::*;
     use crate::lean::assignment::Assignment;
-    use crate::lean::rootfs::{Bind, RootSpec};
+    use crate::lean::rootfs::{Bind, RootSpec, Tmp};
 
     fn config(generic: Generic, relay: Option<u16>) -> JailConfig {
         JailConfig {
             root: RootSpec {
                 new_root: "/d/run/root/5".into(),
                 binds: vec![Bind::read_only("/d/run/code/abc".into(), "/var/task".into())],
-                tmp_mb: 256,
+                tmp: Tmp::Memory { size_mb: 256 },
                 uid: 993,
                 gid: 990,
                 hostname: "stoke".into(),
