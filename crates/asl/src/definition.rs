@@ -151,6 +151,51 @@ pub struct MapState {
     pub tolerated_failure_count: Option<Count>,
     pub tolerated_failure_percentage: Option<Percentage>,
     pub processing: Processing,
+    /// `ProcessorConfig.Mode: DISTRIBUTED`: each item (or batch) runs as a child execution of its own.
+    pub distributed: Option<Distributed>,
+}
+
+/// What a distributed Map adds: a map run whose child executions run the item processor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distributed {
+    /// Names the map run and its children (`<machine>/<label>`); the state's name when absent.
+    pub label: Option<String>,
+    /// `STANDARD` (the default) or `EXPRESS`; both run as executions with their own history here.
+    pub execution_type: String,
+    pub batcher: Option<ItemBatcher>,
+    /// The item processor as a definition of its own (`StartAt`, `States`, `QueryLanguage`): what each child
+    /// execution runs.
+    pub definition: Value,
+}
+
+/// `ItemBatcher`: items grouped into batches, each a child's input `{"BatchInput": …, "Items": […]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemBatcher {
+    pub max_items: Option<Count>,
+    pub max_bytes: Option<Count>,
+    pub batch_input: Option<Template>,
+}
+
+/// The characters a Map `Label` may not hold (besides white space and control characters).
+pub const LABEL_FORBIDDEN: &str = "?*<>{}[]:;,\\|^~$#%&`\"";
+/// The longest `Label`.
+pub const MAX_LABEL_LEN: usize = 40;
+
+/// Why `label` cannot name a map run, if it cannot.
+pub fn label_problem(label: &str) -> Option<String> {
+    if label.is_empty() {
+        return Some("Label cannot be empty".into());
+    }
+    if label.chars().count() > MAX_LABEL_LEN {
+        return Some(format!("Label cannot exceed {MAX_LABEL_LEN} characters, got {}", label.chars().count()));
+    }
+    let bad = label.chars().find(|c| {
+        c.is_whitespace()
+            || LABEL_FORBIDDEN.contains(*c)
+            || ('\u{0}'..='\u{1f}').contains(c)
+            || ('\u{7f}'..='\u{9f}').contains(c)
+    });
+    bad.map(|c| format!("Label cannot contain {c:?}: use letters, digits, '-', '_', '.' and the like"))
 }
 
 /// One thing wrong with a definition: a machine-readable code, where (`States.Name.Field`) and what.
@@ -763,7 +808,11 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     let selector_field = if f.has("Parameters") { "Parameters" } else { "ItemSelector" };
     let item_selector = f.template(selector_field);
     let processing = processing(f, None);
-    f.string("Label");
+    let label = f.string("Label");
+    if let Some(problem) = label.as_deref().and_then(label_problem) {
+        f.problem(codes::SCHEMA, "Label", problem);
+    }
+    let batcher = f.get("ItemBatcher").cloned();
     let items_path = if f.has("ItemsPath") { f.data_path("ItemsPath") } else { DataPath::parse("$").ok() };
     let count = |f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str| {
         if f.has(path) {
@@ -805,19 +854,50 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     let mut pf = Fields::new(map, at, f.cx);
     pf.string("Comment");
     pf.query_language();
+    let mut distributed = false;
+    let mut execution_type = "STANDARD".to_string();
     if let Some(config) = pf.get("ProcessorConfig") {
         if let Some(mode) = config.get("Mode").and_then(Value::as_str) {
-            if mode != "INLINE" && mode != "DISTRIBUTED" {
-                pf.problem(
+            match mode {
+                "INLINE" => {}
+                "DISTRIBUTED" => distributed = true,
+                _ => pf.problem(
                     codes::SCHEMA,
                     "ProcessorConfig.Mode",
                     format!("Mode is INLINE or DISTRIBUTED, got \"{mode}\""),
-                );
+                ),
+            }
+        }
+        if let Some(t) = config.get("ExecutionType") {
+            match t.as_str() {
+                Some(t @ ("STANDARD" | "EXPRESS")) => execution_type = t.to_string(),
+                _ => pf.problem(
+                    codes::SCHEMA,
+                    "ProcessorConfig.ExecutionType",
+                    format!("ExecutionType is STANDARD or EXPRESS, got {t}"),
+                ),
             }
         }
     }
     let processor = pf.machine();
     pf.finish();
+    let batcher = match batcher {
+        None => None,
+        Some(_) if !distributed => {
+            f.problem(
+                codes::SCHEMA,
+                "ItemBatcher",
+                "ItemBatcher needs a distributed Map: set ItemProcessor.ProcessorConfig.Mode to DISTRIBUTED".into(),
+            );
+            None
+        }
+        Some(b) => item_batcher(f, &b),
+    };
+    let distributed = distributed.then(|| {
+        let mut definition: Map<String, Value> = map.clone();
+        definition.remove("ProcessorConfig");
+        Distributed { label, execution_type, batcher, definition: Value::Object(definition) }
+    });
     Some(MapState {
         processor: processor?,
         items_path: items_path?,
@@ -826,7 +906,43 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
         tolerated_failure_count,
         tolerated_failure_percentage,
         processing,
+        distributed,
     })
+}
+
+/// `ItemBatcher`: at least one of `MaxItemsPerBatch`, `MaxInputBytesPerBatch` (or their `…Path` forms),
+/// each a positive integer; `BatchInput` a payload template.
+fn item_batcher(f: &mut Fields<'_, '_>, b: &Value) -> Option<ItemBatcher> {
+    let Some(map) = b.as_object() else {
+        f.problem(codes::SCHEMA, "ItemBatcher", format!("ItemBatcher must be an object, got {b}"));
+        return None;
+    };
+    let mut bf = Fields::new(map, f.loc("ItemBatcher"), f.cx);
+    let count = |bf: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str| {
+        bf.exclusive(fixed, path);
+        if bf.has(path) {
+            bf.data_path(path).map(Count::Path)
+        } else if bf.has(fixed) {
+            bf.positive(fixed).map(Count::Fixed)
+        } else {
+            None
+        }
+    };
+    let max_items = count(&mut bf, "MaxItemsPerBatch", "MaxItemsPerBatchPath");
+    let max_bytes = count(&mut bf, "MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath");
+    let batch_input = bf.template("BatchInput");
+    let limited = ["MaxItemsPerBatch", "MaxItemsPerBatchPath", "MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath"]
+        .iter()
+        .any(|k| bf.has(k));
+    if !limited {
+        bf.problem(
+            codes::SCHEMA,
+            "",
+            "ItemBatcher needs MaxItemsPerBatch or MaxInputBytesPerBatch (or their Path forms)".into(),
+        );
+    }
+    bf.finish();
+    Some(ItemBatcher { max_items, max_bytes, batch_input })
 }
 
 fn error_list(f: &mut Fields<'_, '_>, item: &Map<String, Value>, field: &str, last: bool) -> Option<Vec<String>> {

@@ -74,8 +74,38 @@ pub enum Entry {
     },
     /// Run every branch with this input; the results array goes to [`finish`].
     Parallel { input: Value },
-    /// Run the item processor once per item (inputs already shaped by ItemSelector).
-    Map { items: Vec<Value>, max_concurrency: usize, tolerated_failures: Option<usize> },
+    /// Run the item processor once per item (inputs already shaped by ItemSelector), or, batched (a
+    /// distributed Map with an `ItemBatcher`), once per batch: `batches` holds how many items each input
+    /// carries (empty: one each).
+    Map {
+        items: Vec<Value>,
+        max_concurrency: usize,
+        tolerated_failures: Option<usize>,
+        batches: Vec<usize>,
+        tolerance: Tolerance,
+    },
+}
+
+/// A Map's failure tolerance as the definition gives it (absent: none), for a map run's description.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Tolerance {
+    pub count: Option<usize>,
+    pub percentage: Option<f64>,
+}
+
+impl Tolerance {
+    /// The failed items tolerated among `total`: the whole ones within the percentage (10 items at 15%: 1),
+    /// and no more than the count; `None` when neither is given (any failure fails the state). With both,
+    /// exceeding either fails it (the States Language's rule).
+    pub fn tolerated(&self, total: usize) -> Option<usize> {
+        let from_pct = self.percentage.map(|p| stoke_core::num::saturate_usize((total as f64 * p / 100.0).floor()));
+        match (self.count, from_pct) {
+            (None, None) => None,
+            (Some(c), None) => Some(c),
+            (None, Some(p)) => Some(p),
+            (Some(c), Some(p)) => Some(c.min(p)),
+        }
+    }
 }
 
 /// The end of a state.
@@ -152,6 +182,62 @@ fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Fa
             p.path
         ))),
     }
+}
+
+/// `MaxItemsPerBatch` / `MaxInputBytesPerBatch`: a positive integer, which a path may give as a number or a
+/// string of digits (recorded on Step Functions: `"2"` through `MaxItemsPerBatchPath` batches by two).
+fn batch_limit(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Failure> {
+    let p = match c {
+        Count::Fixed(n) => return Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
+        Count::Path(p) => p,
+    };
+    let v = p.get(input, ctx).map_err(|e| runtime(e.0))?;
+    let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<u64>().ok()));
+    match n {
+        Some(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => Err(runtime(format!(
+            "The {field}Path field refers to value \"{}\" which is not a valid positive integer: {}",
+            quoted(&v),
+            p.path
+        ))),
+    }
+}
+
+/// Groups `items` in order into batches of at most `max_items` items and at most `max_bytes` bytes of
+/// JSON each (an item larger than the byte limit goes alone), each one a child's input `{"BatchInput": …,
+/// "Items": […]}` (no `BatchInput` when none is given). Returns the inputs and how many items each holds.
+pub fn batch(
+    items: Vec<Value>,
+    max_items: Option<usize>,
+    max_bytes: Option<usize>,
+    batch_input: Option<Value>,
+) -> (Vec<Value>, Vec<usize>) {
+    let mut batches: Vec<Vec<Value>> = Vec::new();
+    let mut bytes = 0usize;
+    for item in items {
+        let size = item.to_string().len();
+        let fits = batches
+            .last()
+            .is_some_and(|b| max_items.is_none_or(|m| b.len() < m) && max_bytes.is_none_or(|m| bytes + size <= m));
+        if fits {
+            bytes += size;
+            if let Some(b) = batches.last_mut() {
+                b.push(item);
+            }
+        } else {
+            bytes = size;
+            batches.push(vec![item]);
+        }
+    }
+    let sizes = batches.iter().map(Vec::len).collect();
+    let inputs = batches
+        .into_iter()
+        .map(|items| match &batch_input {
+            Some(b) => json!({"BatchInput": b, "Items": items}),
+            None => json!({"Items": items}),
+        })
+        .collect();
+    (inputs, sizes)
 }
 
 /// `ToleratedFailurePercentage`: from 0 to 100, fractions allowed.
@@ -352,16 +438,22 @@ fn enter_inner(
             let max_concurrency = count(&m.max_concurrency, &input, &ctx, "MaxConcurrency")?;
             let by_count = m.tolerated_failure_count.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailureCount"));
             let by_pct = m.tolerated_failure_percentage.as_ref().map(|c| percentage(c, &input, &ctx));
-            let tolerated = match (by_count.transpose()?, by_pct.transpose()?) {
-                (None, None) => None,
-                (c, p) => {
-                    // The failures a percentage tolerates: the whole ones within it (10 items at 15%: 1).
-                    let from_pct =
-                        p.map(|p| stoke_core::num::saturate_usize((shaped.len() as f64 * p / 100.0).floor()));
-                    Some(c.unwrap_or(0).max(from_pct.unwrap_or(0)))
+            let tolerance = Tolerance { count: by_count.transpose()?, percentage: by_pct.transpose()? };
+            let tolerated = tolerance.tolerated(shaped.len());
+            let batcher = m.distributed.as_ref().and_then(|d| d.batcher.as_ref());
+            let (items, batches) = match batcher {
+                None => (shaped, Vec::new()),
+                Some(b) => {
+                    let max_items = b.max_items.as_ref().map(|c| batch_limit(c, &input, &ctx, "MaxItemsPerBatch"));
+                    let max_bytes = b.max_bytes.as_ref().map(|c| batch_limit(c, &input, &ctx, "MaxInputBytesPerBatch"));
+                    let batch_input = match &b.batch_input {
+                        Some(t) => Some(t.eval(&mut Scope { input: &input, context: &ctx, entropy })?),
+                        None => None,
+                    };
+                    batch(shaped, max_items.transpose()?, max_bytes.transpose()?, batch_input)
                 }
             };
-            Ok(Entry::Map { items: shaped, max_concurrency, tolerated_failures: tolerated })
+            Ok(Entry::Map { items, max_concurrency, tolerated_failures: tolerated, batches, tolerance })
         }
     }
 }

@@ -70,6 +70,16 @@ fn boto3_drives_the_step_functions_api() {
     run_boto3_script(&s, "boto3_states.py");
 }
 
+#[test]
+fn boto3_runs_a_distributed_map_with_child_executions() {
+    if !present_or_skip(python_has("boto3"), "boto3", "boto3 distributed Map test") {
+        return;
+    }
+    let s = TestServer::start();
+    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    run_boto3_script(&s, "boto3_distributed_map.py");
+}
+
 /// The Python interpreter that has `module`, resolved past version-manager shims.
 fn python_with(module: &str) -> Option<String> {
     let out =

@@ -439,3 +439,67 @@ fn the_corpus_of_state_machines_gives_the_expected_results() {
     }
     assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// A distributed Map's children are executions of their own, driven by their parent: killed mid-run, the
+/// parent resumes its map run (finished children keep their results, the others resume from their own
+/// histories, none starts twice); stopped, its running children end ABORTED with it and none is resumed.
+#[test]
+fn distributed_maps_resume_after_kill9_and_stop_with_their_children() {
+    let mut s = TestServer::start();
+    let map = |seconds: u64| {
+        json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": true, "Label": "Slow",
+            "ItemsPath": "$.items", "MaxConcurrency": 2,
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "Hold", "States": {
+                "Hold": {"Type": "Wait", "Seconds": seconds, "Next": "Done"},
+                "Done": {"Type": "Pass", "End": true}}}}}})
+    };
+    create_workflow(&s, "dist", map(1));
+    let items = json!([{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}]);
+    let (_, e) = s.post("/v1/workflows/dist/executions", json!({"input": {"items": items}}));
+    let id = e["id"].as_str().unwrap().to_string();
+    wait_for_event(&s, &id, "MapRunStarted");
+    std::thread::sleep(Duration::from_millis(300));
+    s.kill9();
+    s.launch();
+    let done = execution_done(&s, &id);
+    assert_eq!((&done["status"], &done["output"]), (&json!("SUCCEEDED"), &items), "{done}");
+    let events = kinds(&history(&s, &id));
+    for kind in ["MapRunStarted", "MapRunSucceeded"] {
+        assert_eq!(events.iter().filter(|k| *k == kind).count(), 1, "{kind} once: {events:?}");
+    }
+    assert!(!events.iter().any(|k| k.starts_with("MapIteration") || k.starts_with("Wait")), "{events:?}");
+    let (status, runs) = s.get(&format!("/v1/executions/{id}/map-runs"));
+    assert_eq!(status, 200, "{runs}");
+    let run = &runs["map_runs"][0];
+    assert_eq!((run["status"].as_str(), run["children"].as_str()), (Some("SUCCEEDED"), Some("dist/Slow")), "{run}");
+    assert_eq!(run["execution_counts"]["succeeded"], 4, "four children, none twice: {run}");
+    assert_eq!(run["execution_counts"]["total"], 4, "{run}");
+    let cli = s.cli().args(["wf", "map-runs", &id]).output().unwrap();
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success() && printed.contains(run["id"].as_str().unwrap()), "{printed}");
+    assert!(printed.contains("SUCCEEDED") && printed.contains("dist/Slow"), "{printed}");
+
+    // Stopped: the parent and its running children end ABORTED; the children not started stay pending.
+    create_workflow(&s, "long", map(60));
+    let (_, e) = s.post("/v1/workflows/long/executions", json!({"input": {"items": items}}));
+    let id = e["id"].as_str().unwrap().to_string();
+    wait_for_event(&s, &id, "MapRunStarted");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stopped) = s.post(&format!("/v1/executions/{id}/stop"), json!({"error": "Halt"}));
+    assert_eq!((status, stopped["status"].as_str()), (200, Some("ABORTED")), "{stopped}");
+    let counts = |s: &TestServer| s.get(&format!("/v1/executions/{id}/map-runs")).1["map_runs"][0].clone();
+    let run = counts(&s);
+    assert_eq!(run["status"], "ABORTED", "{run}");
+    let c = &run["execution_counts"];
+    assert_eq!(
+        (c["aborted"].as_u64(), c["pending"].as_u64(), c["running"].as_u64()),
+        (Some(2), Some(2), Some(0)),
+        "{run}"
+    );
+    // Nothing resumes them: a restarted server leaves the run as it was.
+    s.kill9();
+    s.launch();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(counts(&s)["execution_counts"], run["execution_counts"]);
+    assert_error(&s.get("/v1/executions/nope/map-runs"), 404, "execution_not_found", "nope");
+}

@@ -29,8 +29,8 @@ pub use etcd::{
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
     AccountKeys, AccountRecord, AliasRecord, CodeRef, EventConfigRecord, EventRecord, EventState, ExecutionRecord,
-    ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord, ScheduleRecord, StatRecord, TriggerKind,
-    TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
+    ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord, MapRunRecord, ScheduleRecord, StatRecord,
+    TriggerKind, TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -282,6 +282,11 @@ pub trait WorkflowStore {
     fn running_executions(&self) -> Result<Vec<ExecutionRecord>>;
     /// The execution's history in order.
     fn history(&self, id: &str) -> Result<Vec<HistoryRow>>;
+    /// Writes a map run (replacing the one with its id); `NotFound` when its execution does not exist.
+    fn put_map_run(&self, run: &MapRunRecord) -> Result<()>;
+    fn get_map_run(&self, account: &AccountId, id: &str) -> Result<Option<MapRunRecord>>;
+    /// An execution's map runs, oldest first.
+    fn list_map_runs(&self, account: &AccountId, execution_id: &str) -> Result<Vec<MapRunRecord>>;
     /// Makes this node the one that runs (and may write) a RUNNING execution: on a shared store, the node
     /// that ran it is fenced off (its next write is refused) and the execution becomes this node's to end or
     /// resume; false when it is not running. One store of one node: nothing to hand over, true.

@@ -317,6 +317,23 @@ pub struct ExecutionRecord {
     pub stopped_ms: Option<i64>,
 }
 
+/// A distributed Map's run: the child executions one attempt of a Map state started. `children` is the
+/// workflow name its children run under (`<machine>/<label>`, Step Functions' form); `details` is the
+/// server's JSON (limits, tolerance, counts), opaque to the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapRunRecord {
+    pub id: String,
+    pub account: AccountId,
+    /// The execution whose Map state started it.
+    pub execution_id: String,
+    pub children: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED` or `ABORTED`.
+    pub status: String,
+    pub started_ms: i64,
+    pub stopped_ms: Option<i64>,
+    pub details: String,
+}
+
 /// One stored entry of an execution's history. The server's typed `workflows::history::HistoryEvent` is
 /// kept as its Step Functions event type name (`kind`) and a JSON object of details; `scope`, `step` and
 /// `attempt` place it in the run (a branch or Map iteration, the n-th state of that scope, the n-th try)

@@ -1,6 +1,7 @@
 use super::*;
 use crate::definition::Definition;
 use crate::intrinsic::SeededEntropy;
+use crate::StateKind;
 use serde_json::json;
 
 fn context(state: &str) -> Context {
@@ -198,7 +199,9 @@ fn map_shapes_items_with_the_context() {
         Entry::Map {
             items: vec![json!({"i": 0, "v": "a", "k": 0}), json!({"i": 1, "v": "b", "k": 0})],
             max_concurrency: 3,
-            tolerated_failures: Some(1)
+            tolerated_failures: Some(1),
+            batches: Vec::new(),
+            tolerance: Tolerance { count: None, percentage: Some(50.0) },
         }
     );
     assert!(matches!(enter_with(&s, json!({"xs": 1})), Entry::Failed(f) if f.cause.contains("not an array")));
@@ -273,4 +276,86 @@ fn map_counts_from_paths_fail_as_step_functions_says() {
         Entry::Map { tolerated_failures, .. } => assert_eq!(tolerated_failures, Some(2)),
         other => panic!("{other:?}"),
     }
+}
+
+/// With both a count and a percentage, exceeding either fails the Map (the States Language's rule).
+#[test]
+fn tolerance_is_the_stricter_of_count_and_percentage() {
+    let t = |count, percentage| Tolerance { count, percentage };
+    assert_eq!(t(None, None).tolerated(10), None);
+    assert_eq!(t(Some(3), None).tolerated(10), Some(3));
+    assert_eq!(t(None, Some(25.0)).tolerated(10), Some(2));
+    assert_eq!(t(Some(1), Some(50.0)).tolerated(10), Some(1), "the count is stricter");
+    assert_eq!(t(Some(8), Some(50.0)).tolerated(10), Some(5), "the percentage is stricter");
+    assert_eq!(t(None, Some(100.0)).tolerated(7), Some(7), "100% never fails");
+}
+
+/// A distributed Map batches its (selected) items in order, by count and by bytes, each batch a child's
+/// input with the evaluated BatchInput; a path may give a limit as a string of digits (recorded on AWS).
+#[test]
+fn distributed_maps_batch_items_by_count_and_bytes() {
+    let s = state(json!({"Type": "Map", "ItemsPath": "$.xs", "End": true,
+        "ItemSelector": {"v.$": "$$.Map.Item.Value"},
+        "ItemBatcher": {"MaxItemsPerBatchPath": "$.per", "BatchInput": {"run.$": "$.run"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}));
+    match enter_with(&s, json!({"xs": [1, 2, 3, 4, 5], "per": "2", "run": "r1"})) {
+        Entry::Map { items, batches, .. } => {
+            assert_eq!(batches, vec![2, 2, 1]);
+            assert_eq!(items[0], json!({"BatchInput": {"run": "r1"}, "Items": [{"v": 1}, {"v": 2}]}));
+            assert_eq!(items[2], json!({"BatchInput": {"run": "r1"}, "Items": [{"v": 5}]}));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(enter_with(&s, json!({"xs": [1], "per": 0, "run": 1})),
+        Entry::Failed(f) if f.cause.contains("not a valid positive integer")));
+    // By bytes: "aaaa" is 6 bytes of JSON, so two fit in 12 and a third starts the next batch.
+    let (inputs, sizes) = batch(vec![json!("aaaa"), json!("bbbb"), json!("cccc")], None, Some(12), None);
+    assert_eq!(sizes, vec![2, 1]);
+    assert_eq!(inputs[1], json!({"Items": ["cccc"]}));
+    // An item larger than the limit goes alone rather than nowhere.
+    let (_, sizes) = batch(vec![json!("a-long-item"), json!("b")], None, Some(4), None);
+    assert_eq!(sizes, vec![1, 1]);
+    let (inputs, sizes) = batch(Vec::new(), Some(2), None, None);
+    assert!(inputs.is_empty() && sizes.is_empty());
+}
+
+/// A distributed Map's definition: its label, execution type, batcher, and the processor its children run.
+#[test]
+fn distributed_map_definitions_are_checked() {
+    let machine = |map: Value| json!({"StartAt": "M", "States": {"M": map}});
+    let map = |extra: Value| {
+        let mut m = json!({"Type": "Map", "End": true, "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "I", "States": {"I": {"Type": "Pass", "End": true}}}});
+        for (k, v) in extra.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        m
+    };
+    let d = Definition::parse(&machine(map(json!({"Label": "Orders"})))).unwrap();
+    let StateKind::Map(m) = &d.machine.states["M"].kind else { panic!() };
+    let dist = m.distributed.as_ref().unwrap();
+    assert_eq!((dist.label.as_deref(), dist.execution_type.as_str()), (Some("Orders"), "STANDARD"));
+    assert_eq!(dist.definition, json!({"StartAt": "I", "States": {"I": {"Type": "Pass", "End": true}}}));
+    let problems = |extra: Value| Definition::parse(&machine(map(extra))).unwrap_err();
+    for (extra, needle) in [
+        (json!({"Label": "has space"}), "Label cannot contain"),
+        (json!({"Label": "x".repeat(41)}), "cannot exceed 40"),
+        (json!({"Label": "a:b"}), "Label cannot contain ':'"),
+        (json!({"ItemBatcher": {}}), "needs MaxItemsPerBatch"),
+        (json!({"ItemBatcher": {"MaxItemsPerBatch": 0}}), "at least 1"),
+        (json!({"ItemBatcher": {"MaxItemsPerBatch": 2, "MaxItemsPerBatchPath": "$.n"}}), "cannot both be set"),
+    ] {
+        let p = problems(extra.clone());
+        assert!(p.iter().any(|p| p.message.contains(needle)), "{extra}: {p:?}");
+    }
+    let inline = json!({"Type": "Map", "End": true, "ItemBatcher": {"MaxItemsPerBatch": 2},
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": true}}}});
+    let p = Definition::parse(&machine(inline)).unwrap_err();
+    assert!(p.iter().any(|p| p.message.contains("needs a distributed Map")), "{p:?}");
+    let bad_type = map(json!({}));
+    let mut bad_type = bad_type;
+    bad_type["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = json!("FAST");
+    let p = Definition::parse(&machine(bad_type)).unwrap_err();
+    assert!(p.iter().any(|p| p.message.contains("STANDARD or EXPRESS")), "{p:?}");
 }

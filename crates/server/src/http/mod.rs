@@ -114,6 +114,7 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}/stop", post(workflows::stop))
         .route("/executions/{id}/timeline", get(workflows::timeline))
         .route("/executions/{id}/cost", get(workflows::cost))
+        .route("/executions/{id}/map-runs", get(workflows::map_runs))
         .route("/layers", get(layers::list))
         .route("/layers/{name}/versions", get(layers::versions).post(layers::publish))
         .route("/layers/{name}/versions/{version}", get(layers::get).delete(layers::delete))

@@ -11,7 +11,7 @@ use stoke_store::{ExecutionRecord, ExecutionStatus, WorkflowRecord};
 
 use super::lambda::Signed;
 use super::AppState;
-use crate::workflows::engine::{execution_arn, workflow_arn};
+use crate::workflows::engine::{execution_arn, map_run_arn, map_run_of, parse_map_run_arn, workflow_arn};
 use crate::workflows::history::{ErrorCause, HistoryEvent, Integration, Recorded, TaskFailure};
 use crate::workflows::{WorkflowError, Workflows};
 
@@ -96,6 +96,25 @@ fn machine_name(arn: &str) -> Result<String, StatesError> {
     }
 }
 
+/// The map run a map run ARN names, with the execution that started it (`ResourceNotFound` when there is
+/// none in this account).
+fn map_run(
+    wf: &Workflows,
+    account: &stoke_core::AccountId,
+    arn: &str,
+) -> Result<(stoke_store::MapRunRecord, ExecutionRecord), StatesError> {
+    let Some((children, id)) = parse_map_run_arn(arn) else {
+        return Err(StatesError::new(
+            "InvalidArn",
+            format!("{arn:?} is not a map run ARN (arn:aws:states:<region>:<account>:mapRun:<machine>/<label>:<id>)"),
+        ));
+    };
+    let not_found = || StatesError::new("ResourceNotFound", format!("map run {arn} does not exist"));
+    let run = wf.map_run(account, &id)?.filter(|r| r.children == children).ok_or_else(not_found)?;
+    let parent = wf.describe(account, &run.execution_id)?;
+    Ok((run, parent))
+}
+
 /// The (state machine, execution) names an execution ARN refers to.
 fn execution_names(arn: &str) -> Result<(String, String), StatesError> {
     match arn.split(':').collect::<Vec<_>>().as_slice() {
@@ -117,6 +136,9 @@ fn describe_execution(region: &str, e: &ExecutionRecord) -> Value {
         "input": e.input,
         "inputDetails": {"included": true},
     });
+    if let Some(run) = map_run_of(e) {
+        v["mapRunArn"] = json!(map_run_arn(region, &e.account, &e.workflow, run));
+    }
     if let Some(s) = e.stopped_ms {
         v["stopDate"] = json!(seconds(s));
     }
@@ -135,7 +157,7 @@ fn describe_execution(region: &str, e: &ExecutionRecord) -> Value {
 
 /// A history event in Step Functions' shape: JSON documents travel as strings, details under a key named
 /// after the event type.
-fn history_event(h: &Recorded, region: &str) -> Value {
+fn history_event(h: &Recorded, region: &str, account: &stoke_core::AccountId) -> Value {
     use HistoryEvent as E;
     let text = |v: &Value| v.to_string();
     let invoke = |v: Value| {
@@ -179,7 +201,13 @@ fn history_event(h: &Recorded, region: &str) -> Value {
         E::ExecutionFailed(d) => Some(("executionFailedEventDetails", error_cause(d))),
         E::ExecutionAborted(d) => Some(("executionAbortedEventDetails", error_cause(d))),
         E::ExecutionTimedOut(d) => Some(("executionTimedOutEventDetails", error_cause(d))),
-        E::ParallelStateStarted
+        E::MapRunStarted(d) => Some((
+            "mapRunStartedEventDetails",
+            json!({"mapRunArn": map_run_arn(region, account, &d.children, &d.map_run)}),
+        )),
+        E::MapRunFailed(d) => Some(("mapRunFailedEventDetails", error_cause(d))),
+        E::MapRunSucceeded
+        | E::ParallelStateStarted
         | E::ParallelStateSucceeded
         | E::ParallelStateFailed
         | E::MapStateSucceeded
@@ -354,6 +382,85 @@ fn operation_blocking(
             )?;
             json!({"stopDate": seconds(stopped.stopped_ms.unwrap_or(stopped.started_ms))})
         }
+        "ListExecutions" if body.get("mapRunArn").is_some() => {
+            if body.get("stateMachineArn").is_some() {
+                return Err(StatesError::new(
+                    "ValidationException",
+                    "give stateMachineArn or mapRunArn, not both: a map run's children are listed by its ARN",
+                ));
+            }
+            let (run, _) = map_run(wf, account, str_field(body, "mapRunArn")?)?;
+            let details: crate::workflows::engine::MapRunDetails =
+                serde_json::from_str(&run.details).map_err(|e| StatesError::new("ServiceException", e.to_string()))?;
+            let (offset, max) = page(body)?;
+            let children = wf.map_run_children(account, &run)?;
+            let arn = map_run_arn(region, account, &run.children, &run.id);
+            let items: Vec<Value> = children
+                .iter()
+                .skip(offset)
+                .take(max)
+                .map(|e| {
+                    let index = e.name.rsplit_once('-').and_then(|(_, i)| i.parse::<usize>().ok());
+                    let mut v = json!({"executionArn": execution_arn(region, e), "name": e.name,
+                        "stateMachineArn": workflow_arn(region, account, &e.workflow), "status": e.status.as_str(),
+                        "startDate": seconds(e.started_ms), "mapRunArn": arn,
+                        "itemCount": index.and_then(|i| details.items.get(i)).copied().unwrap_or(1)});
+                    if let Some(t) = e.stopped_ms {
+                        v["stopDate"] = json!(seconds(t));
+                    }
+                    v
+                })
+                .collect();
+            let mut v = json!({"executions": items});
+            if children.len() > offset + max {
+                v["nextToken"] = json!((offset + max).to_string());
+            }
+            v
+        }
+        "DescribeMapRun" => {
+            let (run, parent) = map_run(wf, account, str_field(body, "mapRunArn")?)?;
+            let (details, items, executions) = wf.map_run_counts(account, &run)?;
+            let mut v = json!({
+                "mapRunArn": map_run_arn(region, account, &run.children, &run.id),
+                "executionArn": execution_arn(region, &parent),
+                "status": run.status,
+                "startDate": seconds(run.started_ms),
+                "maxConcurrency": details.max_concurrency,
+                "toleratedFailurePercentage": details.tolerated_failure_percentage,
+                "toleratedFailureCount": details.tolerated_failure_count,
+                "itemCounts": items,
+                "executionCounts": executions,
+            });
+            if let Some(t) = run.stopped_ms {
+                v["stopDate"] = json!(seconds(t));
+            }
+            v
+        }
+        "ListMapRuns" => {
+            let e = execution(body)?;
+            let (offset, max) = page(body)?;
+            let runs = wf.map_runs(account, &e.id)?;
+            let items: Vec<Value> = runs
+                .iter()
+                .skip(offset)
+                .take(max)
+                .map(|r| {
+                    let mut v = json!({"executionArn": execution_arn(region, &e),
+                        "mapRunArn": map_run_arn(region, account, &r.children, &r.id),
+                        "stateMachineArn": workflow_arn(region, account, &r.children),
+                        "startDate": seconds(r.started_ms)});
+                    if let Some(t) = r.stopped_ms {
+                        v["stopDate"] = json!(seconds(t));
+                    }
+                    v
+                })
+                .collect();
+            let mut v = json!({"mapRuns": items});
+            if runs.len() > offset + max {
+                v["nextToken"] = json!((offset + max).to_string());
+            }
+            v
+        }
         "ListExecutions" => {
             let name = machine_name(str_field(body, "stateMachineArn")?)?;
             let status = match body.get("statusFilter").and_then(Value::as_str) {
@@ -391,7 +498,8 @@ fn operation_blocking(
             if body.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
                 events.reverse();
             }
-            let items: Vec<Value> = events.iter().skip(offset).take(max).map(|h| history_event(h, region)).collect();
+            let items: Vec<Value> =
+                events.iter().skip(offset).take(max).map(|h| history_event(h, region, account)).collect();
             let mut v = json!({"events": items});
             if events.len() > offset + max {
                 v["nextToken"] = json!((offset + max).to_string());
@@ -404,7 +512,8 @@ fn operation_blocking(
                 format!(
                     "{other} is not supported; stoke serves CreateStateMachine, DescribeStateMachine, \
                      ListStateMachines, UpdateStateMachine, DeleteStateMachine, StartExecution, StartSyncExecution, \
-                     DescribeExecution, StopExecution, ListExecutions and GetExecutionHistory"
+                     DescribeExecution, StopExecution, ListExecutions, GetExecutionHistory, DescribeMapRun and \
+                     ListMapRuns"
                 ),
             ))
         }

@@ -398,6 +398,70 @@ pub async fn history(
     Ok(Json(HistoryView { events: events.iter().map(HistoryEventView::from).collect() }))
 }
 
+/// One map run of an execution's distributed Map: its children run as executions of their own.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MapRunView {
+    pub id: String,
+    /// Step Functions' map run ARN.
+    pub arn: String,
+    /// The workflow name its children run under (`<workflow>/<label>`).
+    pub children: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED` or `ABORTED`.
+    pub status: String,
+    pub started: String,
+    pub stopped: Option<String>,
+    pub max_concurrency: usize,
+    pub tolerated_failure_count: usize,
+    pub tolerated_failure_percentage: f64,
+    /// Items by status: `pending`, `running`, `succeeded`, `failed`, `timedOut`, `aborted`, `total`.
+    #[schema(value_type = Object)]
+    pub item_counts: serde_json::Value,
+    /// Child executions by status (a child holds one item, or a batch of them).
+    #[schema(value_type = Object)]
+    pub execution_counts: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MapRunList {
+    pub map_runs: Vec<MapRunView>,
+}
+
+/// The map runs an execution's distributed Map states started, with their children's counts.
+#[utoipa::path(get, path = "/v1/executions/{id}/map-runs", tag = "workflows",
+    params(("id" = String, Path, description = "the execution's id")),
+    responses((status = 200, body = MapRunList), (status = 404, body = ErrorBody)))]
+pub async fn map_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MapRunList>> {
+    let wf = s.workflows.clone();
+    let region = s.region.clone();
+    let list = blocking(move || {
+        let account = &caller.account.id;
+        let mut out = Vec::new();
+        for run in wf.map_runs(account, &id)? {
+            let (d, item_counts, execution_counts) = wf.map_run_counts(account, &run)?;
+            out.push(MapRunView {
+                arn: crate::workflows::engine::map_run_arn(&region, account, &run.children, &run.id),
+                id: run.id,
+                children: run.children,
+                status: run.status,
+                started: stoke_core::time::format_rfc3339(run.started_ms),
+                stopped: run.stopped_ms.map(stoke_core::time::format_rfc3339),
+                max_concurrency: d.max_concurrency,
+                tolerated_failure_count: d.tolerated_failure_count,
+                tolerated_failure_percentage: d.tolerated_failure_percentage,
+                item_counts,
+                execution_counts,
+            });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(MapRunList { map_runs: list }))
+}
+
 /// Stops a running execution (it ends ABORTED).
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "workflows", request_body = StopRequest,
     params(("id" = String, Path, description = "the execution's id")),

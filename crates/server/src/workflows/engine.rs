@@ -31,6 +31,9 @@ use super::history::{
     TaskFailure, TaskScheduled, TaskSucceeded, Usage,
 };
 
+mod distributed;
+pub use distributed::{counts, map_run_arn, map_run_of, parse_map_run_arn, MapRunDetails};
+
 use crate::error::Classified;
 use crate::invoke::{InvokeFailure, Invoker};
 use crate::registry::now_ms;
@@ -84,6 +87,9 @@ struct Log {
     steps: HashMap<(String, u32), StepRecord>,
     /// Map iterations whose end is recorded: (scope, step, attempt of the Map state, index).
     iterations_done: HashSet<(String, u32, u32, u64)>,
+    /// Distributed Map attempts whose map run's start, or end, is recorded: (scope, step, attempt).
+    map_runs_started: HashSet<(String, u32, u32)>,
+    map_runs_ended: HashSet<(String, u32, u32)>,
 }
 
 impl Log {
@@ -109,6 +115,12 @@ impl Log {
             }
             HistoryEvent::MapIterationSucceeded(m) | HistoryEvent::MapIterationFailed(m) => {
                 self.iterations_done.insert((e.scope.clone(), e.step, e.attempt, m.index));
+            }
+            HistoryEvent::MapRunStarted(_) => {
+                self.map_runs_started.insert((e.scope.clone(), e.step, e.attempt));
+            }
+            HistoryEvent::MapRunSucceeded | HistoryEvent::MapRunFailed(_) => {
+                self.map_runs_ended.insert((e.scope.clone(), e.step, e.attempt));
             }
             HistoryEvent::ParallelStateStarted | HistoryEvent::MapStateStarted(_) => {
                 rec.attempts.entry(e.attempt).or_default().started = true;
@@ -494,9 +506,10 @@ impl Run {
                 let StateKind::Parallel(parallel) = &state.kind else { return unreachable_state(state) };
                 self.run_composite(state, scope, step, &raw, &ctx, Composite::Parallel(parallel, input)).await
             }
-            Entry::Map { items, max_concurrency, tolerated_failures } => {
+            Entry::Map { items, max_concurrency, tolerated_failures, batches, tolerance } => {
                 let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
-                let what = Composite::Map { map, items, max_concurrency, tolerated: tolerated_failures };
+                let what =
+                    Composite::Map { map, items, max_concurrency, tolerated: tolerated_failures, batches, tolerance };
                 self.run_composite(state, scope, step, &raw, &ctx, what).await
             }
         }
@@ -538,15 +551,29 @@ impl Run {
                         Err(other) => return Err(other),
                     }
                 }
-                Composite::Map { map, items, max_concurrency, tolerated } => {
+                Composite::Map { map, items, max_concurrency, tolerated, batches, tolerance } => {
+                    // The items, however many batches carry them.
+                    let length = if batches.is_empty() { items.len() } else { batches.iter().sum() };
                     if !started {
-                        let length = items.len() as u64;
-                        self.push(HistoryEvent::MapStateStarted(MapStarted { length }), scope, step, attempt);
+                        self.push(
+                            HistoryEvent::MapStateStarted(MapStarted { length: length as u64 }),
+                            scope,
+                            step,
+                            attempt,
+                        );
                         if attempt == 0 {
-                            self.services.stats.record_items(&self.state_key(&state.name), items.len());
+                            self.services.stats.record_items(&self.state_key(&state.name), length);
                         }
                     }
-                    self.map_attempt(map, items, *max_concurrency, *tolerated, scope, step, attempt).await?
+                    match &map.distributed {
+                        Some(d) => {
+                            let limit = *max_concurrency;
+                            self.map_run(state, d, items, batches, *tolerance, limit, scope, step, attempt).await?
+                        }
+                        None => {
+                            self.map_attempt(map, items, *max_concurrency, *tolerated, scope, step, attempt).await?
+                        }
+                    }
                 }
             };
             // As Step Functions records it: an attempt that is retried ends with no event (the next one
@@ -954,6 +981,8 @@ enum Composite<'a> {
         items: Vec<Value>,
         max_concurrency: usize,
         tolerated: Option<usize>,
+        batches: Vec<usize>,
+        tolerance: stoke_asl::step::Tolerance,
     },
 }
 

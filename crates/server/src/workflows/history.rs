@@ -98,6 +98,10 @@ pub enum HistoryEvent {
     MapIterationFailed(MapIteration),
     MapStateSucceeded,
     MapStateFailed,
+    /// A distributed Map's attempt started its map run (its children are executions of their own).
+    MapRunStarted(MapRunStarted),
+    MapRunSucceeded,
+    MapRunFailed(ErrorCause),
     /// A kind this server does not know, or details it cannot read: kept as stored.
     Other {
         kind: String,
@@ -115,6 +119,15 @@ pub struct ExecutionStarted {
     /// The execution has a scratch directory its steps share.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub scratch: bool,
+}
+
+/// `MapRunStarted`: the map run's id (its ARN is made from it and the execution).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MapRunStarted {
+    pub map_run: String,
+    /// The workflow name its children run under (`<machine>/<label>`).
+    pub children: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -254,6 +267,9 @@ impl HistoryEvent {
             E::MapIterationFailed(_) => "MapIterationFailed",
             E::MapStateSucceeded => "MapStateSucceeded",
             E::MapStateFailed => "MapStateFailed",
+            E::MapRunStarted(_) => "MapRunStarted",
+            E::MapRunSucceeded => "MapRunSucceeded",
+            E::MapRunFailed(_) => "MapRunFailed",
             E::Other { kind, .. } => return Cow::Owned(kind.clone()),
         })
     }
@@ -272,6 +288,8 @@ impl HistoryEvent {
             E::TaskSucceeded(_, d) => to(serde_json::to_value(d)),
             E::TaskFailed(_, d) | E::TaskTimedOut(_, d) => to(serde_json::to_value(d)),
             E::MapStateStarted(d) => to(serde_json::to_value(d)),
+            E::MapRunStarted(d) => to(serde_json::to_value(d)),
+            E::MapRunFailed(d) => to(serde_json::to_value(d)),
             E::MapIterationStarted(d) | E::MapIterationSucceeded(d) | E::MapIterationFailed(d) => {
                 to(serde_json::to_value(d))
             }
@@ -280,7 +298,8 @@ impl HistoryEvent {
             | E::ParallelStateSucceeded
             | E::ParallelStateFailed
             | E::MapStateSucceeded
-            | E::MapStateFailed => Value::Object(Default::default()),
+            | E::MapStateFailed
+            | E::MapRunSucceeded => Value::Object(Default::default()),
             E::Other { details, .. } => details.clone(),
         }
     }
@@ -319,6 +338,9 @@ impl HistoryEvent {
             "MapIterationFailed" => E::MapIterationFailed(de(d)?),
             "MapStateSucceeded" => E::MapStateSucceeded,
             "MapStateFailed" => E::MapStateFailed,
+            "MapRunStarted" => E::MapRunStarted(de(d)?),
+            "MapRunSucceeded" => E::MapRunSucceeded,
+            "MapRunFailed" => E::MapRunFailed(de(d)?),
             _ => {
                 if let Some(t) = kind.strip_suffix(STATE_ENTERED).filter(|t| is_state_type(t)) {
                     E::StateEntered(StateEntered { state_type: t.to_string(), ..de(d)? })
@@ -418,6 +440,9 @@ mod tests {
             HistoryEvent::MapIterationFailed(MapIteration { index: 2 }),
             HistoryEvent::MapStateSucceeded,
             HistoryEvent::MapStateFailed,
+            HistoryEvent::MapRunStarted(MapRunStarted { map_run: "m1".into(), children: "flow/Orders".into() }),
+            HistoryEvent::MapRunSucceeded,
+            HistoryEvent::MapRunFailed(ErrorCause { error: Some("E".into()), cause: Some("c".into()) }),
         ];
         let mut names = std::collections::HashSet::new();
         for event in events {
@@ -426,7 +451,7 @@ mod tests {
             assert!(names.insert(stored.kind.clone()), "{} named twice", stored.kind);
             assert_eq!(Recorded::from_row(&stored), recorded, "{}", stored.kind);
         }
-        assert_eq!(names.len(), 20);
+        assert_eq!(names.len(), 23);
     }
 
     /// Rows as servers before the typed history wrote them read as the events they meant.

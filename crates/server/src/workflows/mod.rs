@@ -14,7 +14,7 @@ use stoke_asl::prewarm::Policy;
 use stoke_asl::{Definition, Problem};
 use stoke_core::sync::lock;
 use stoke_core::AccountId;
-use stoke_store::{ExecutionRecord, ExecutionStatus, StoreError, WorkflowRecord};
+use stoke_store::{ExecutionRecord, ExecutionStatus, MapRunRecord, StoreError, WorkflowRecord};
 use tokio::sync::watch;
 
 use crate::registry::now_ms;
@@ -355,6 +355,64 @@ impl Workflows {
         self.services.store.list_executions(account, workflow, status, before, limit).map_err(store_err)
     }
 
+    /// A map run of this account.
+    pub fn map_run(&self, account: &AccountId, id: &str) -> Result<Option<MapRunRecord>> {
+        self.services.store.get_map_run(account, id).map_err(store_err)
+    }
+
+    /// The map runs the execution's distributed Map states started, oldest first.
+    pub fn map_runs(&self, account: &AccountId, execution_id: &str) -> Result<Vec<MapRunRecord>> {
+        self.describe(account, execution_id)?;
+        self.services.store.list_map_runs(account, execution_id).map_err(store_err)
+    }
+
+    /// A map run's child executions, newest first.
+    pub fn map_run_children(&self, account: &AccountId, run: &MapRunRecord) -> Result<Vec<ExecutionRecord>> {
+        let all = self
+            .services
+            .store
+            .list_executions(account, Some(&run.children), None, None, usize::MAX)
+            .map_err(store_err)?;
+        Ok(all.into_iter().filter(|e| engine::map_run_of(e) == Some(run.id.as_str())).collect())
+    }
+
+    /// A map run's limits and its item and execution counts, from its children as they stand.
+    pub fn map_run_counts(
+        &self,
+        account: &AccountId,
+        run: &MapRunRecord,
+    ) -> Result<(engine::MapRunDetails, Value, Value)> {
+        let details: engine::MapRunDetails = serde_json::from_str(&run.details).map_err(|e| {
+            WorkflowError::Store(StoreError::Corrupt(format!("map run {} has unreadable details: {e}", run.id)))
+        })?;
+        let children: Vec<(usize, ExecutionStatus)> = self
+            .map_run_children(account, run)?
+            .iter()
+            .filter_map(|e| Some((e.name.rsplit_once('-')?.1.parse().ok()?, e.status)))
+            .collect();
+        let (items, executions) = engine::counts(&details, &children);
+        Ok((details, items, executions))
+    }
+
+    /// Stops what an execution's running map runs started: their running children end ABORTED, and the
+    /// runs too.
+    fn stop_map_runs(&self, account: &AccountId, id: &str, error: Option<&str>, cause: Option<&str>) -> Result<()> {
+        for mut run in self.services.store.list_map_runs(account, id).map_err(store_err)? {
+            if run.status != "RUNNING" {
+                continue;
+            }
+            for child in self.map_run_children(account, &run)? {
+                if child.status == ExecutionStatus::Running {
+                    self.stop(account, &child.id, error, cause)?;
+                }
+            }
+            run.status = "ABORTED".into();
+            run.stopped_ms = Some(now_ms());
+            self.services.store.put_map_run(&run).map_err(store_err)?;
+        }
+        Ok(())
+    }
+
     /// Stops a running execution: it ends ABORTED with the given error and cause.
     pub fn stop(
         &self,
@@ -396,7 +454,10 @@ impl Workflows {
                 event: HistoryEvent::ExecutionAborted(ErrorCause { error: e.error.clone(), cause: e.cause.clone() }),
             };
             match self.services.store.record_execution(id, &[event.to_row()], Some(&e)) {
-                Ok(()) => return Ok(e),
+                Ok(()) => {
+                    self.stop_map_runs(account, id, error, cause)?;
+                    return Ok(e);
+                }
                 Err(StoreError::Conflict(_)) => {
                     let now = self.describe(account, id)?;
                     // It ended on its own while we stopped it.
@@ -420,7 +481,10 @@ impl Workflows {
         let mine = self.services.store.running_executions().map_err(store_err)?;
         let orphans: Vec<ExecutionRecord> = {
             let running = lock(&self.running);
-            mine.into_iter().filter(|e| !running.contains_key(&e.id) && e.started_ms < cutoff).collect()
+            // A map run's children are driven by their parent's run, never on their own.
+            mine.into_iter()
+                .filter(|e| !running.contains_key(&e.id) && e.started_ms < cutoff && engine::map_run_of(e).is_none())
+                .collect()
         };
         let mut resumed = Vec::new();
         for e in orphans {
@@ -451,7 +515,8 @@ impl Workflows {
         if swept > 0 {
             tracing::info!(directories = swept, "removed the scratch directories of executions that ended");
         }
-        for e in running {
+        // A map run's children are driven by their parent's run, never on their own.
+        for e in running.into_iter().filter(|e| engine::map_run_of(e).is_none()) {
             let history = self.stored_history(&e.id)?;
             match Definition::parse_str(&e.definition) {
                 Ok(d) => {

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use reqwest::Method;
 use serde_json::{json, Value};
 use stoke_core::num::saturate_usize;
-use stoke_server::http::workflows::{CostView, ExecutionList, ExecutionView, HistoryView, WorkflowList, WorkflowView};
+use stoke_server::http::workflows::{
+    CostView, ExecutionList, ExecutionView, HistoryView, MapRunList, WorkflowList, WorkflowView,
+};
 use stoke_server::workflows::timeline::{Phase, Timeline};
 
 use crate::client::{segment, Client};
@@ -73,6 +75,9 @@ enum WfCommand {
     Cost { id: String },
     /// Print an execution's history, event by event.
     History { id: String },
+    /// List the map runs an execution's distributed Map states started, with their children's counts (the
+    /// children are executions: `stoke wf describe` and `stoke wf history` take their ids).
+    MapRuns { id: String },
     /// Stop a running execution (it ends ABORTED).
     Stop {
         id: String,
@@ -407,6 +412,29 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 let place =
                     if ev.scope.is_empty() { format!("{}", ev.step) } else { format!("{}/{}", ev.scope, ev.step) };
                 t.add_row(vec![ev.id.to_string(), ev.timestamp, ev.kind, place, details]);
+            }
+            println!("{t}");
+        }
+        WfCommand::MapRuns { id } => {
+            let path = format!("/v1/executions/{}/map-runs", segment(&id));
+            let (list, raw): (MapRunList, _) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+                return Ok(());
+            }
+            let mut t = table(&["MAP RUN", "CHILDREN", "STATUS", "ITEMS", "SUCCEEDED", "FAILED", "RUNNING", "PENDING"]);
+            for r in list.map_runs {
+                let n = |k: &str| r.item_counts[k].as_u64().unwrap_or(0).to_string();
+                t.add_row(vec![
+                    r.id.clone(),
+                    r.children.clone(),
+                    r.status.clone(),
+                    n("total"),
+                    n("succeeded"),
+                    n("failed"),
+                    n("running"),
+                    n("pending"),
+                ]);
             }
             println!("{t}");
         }

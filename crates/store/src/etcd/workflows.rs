@@ -8,7 +8,9 @@ use stoke_core::AccountId;
 use etcd_client::{Compare, CompareOp};
 
 use super::{absent, num, present, put, unchanged, EtcdStore, Read};
-use crate::{ExecutionRecord, ExecutionStatus, HistoryRow, Result, StoreError, WorkflowRecord, WorkflowStore};
+use crate::{
+    ExecutionRecord, ExecutionStatus, HistoryRow, MapRunRecord, Result, StoreError, WorkflowRecord, WorkflowStore,
+};
 
 impl EtcdStore {
     fn history_ops(
@@ -182,6 +184,30 @@ impl WorkflowStore for EtcdStore {
             .filter(|e| workflow.is_none_or(|w| e.workflow == w) && status.is_none_or(|s| e.status == s))
             .take(limit)
             .collect())
+    }
+
+    /// `map-runs/<account>/<execution>/<id>`, written only while the execution exists.
+    fn put_map_run(&self, m: &MapRunRecord) -> Result<()> {
+        let k = &self.keys;
+        let execution = k.key(&["executions", m.account.as_str(), &m.execution_id]);
+        let key = k.key(&["map-runs", m.account.as_str(), &m.execution_id, &m.id]);
+        if self.commit(vec![present(&execution)], vec![put(&key, m)?])? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("execution {}", m.execution_id)))
+        }
+    }
+
+    fn get_map_run(&self, account: &AccountId, id: &str) -> Result<Option<MapRunRecord>> {
+        let (rows, _) = self.list::<MapRunRecord>(&self.keys.under(&["map-runs", account.as_str()]))?;
+        Ok(rows.into_iter().map(|r| r.value).find(|m| m.id == id))
+    }
+
+    fn list_map_runs(&self, account: &AccountId, execution_id: &str) -> Result<Vec<MapRunRecord>> {
+        let (rows, _) = self.list::<MapRunRecord>(&self.keys.under(&["map-runs", account.as_str(), execution_id]))?;
+        let mut runs: Vec<MapRunRecord> = rows.into_iter().map(|r| r.value).collect();
+        runs.sort_by(|a, b| (a.started_ms, &a.id).cmp(&(b.started_ms, &b.id)));
+        Ok(runs)
     }
 
     /// This node's running executions: `execution-owners/<id>` lists who runs each one until it ends.

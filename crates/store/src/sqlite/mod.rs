@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_event_configs.sql"),
     include_str!("../../migrations/0010_event_destinations.sql"),
     include_str!("../../migrations/0011_schedules.sql"),
+    include_str!("../../migrations/0012_map_runs.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

@@ -4,7 +4,9 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use stoke_core::AccountId;
 
 use super::{account_id, corrupt, is_unique_violation, SqliteStore};
-use crate::{ExecutionRecord, ExecutionStatus, HistoryRow, Result, StoreError, WorkflowRecord, WorkflowStore};
+use crate::{
+    ExecutionRecord, ExecutionStatus, HistoryRow, MapRunRecord, Result, StoreError, WorkflowRecord, WorkflowStore,
+};
 
 const WORKFLOW_COLS: &str = "account_id, name, definition, revision, created_ms, updated_ms, prewarm";
 
@@ -267,6 +269,61 @@ impl WorkflowStore for SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+
+    fn put_map_run(&self, m: &MapRunRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO map_runs ({MAP_RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    m.id,
+                    m.account.as_str(),
+                    m.execution_id,
+                    m.children,
+                    m.status,
+                    m.started_ms,
+                    m.stopped_ms,
+                    m.details
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::NotFound(format!("execution {}", m.execution_id))
+                }
+                other => other.into(),
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_map_run(&self, account: &AccountId, id: &str) -> Result<Option<MapRunRecord>> {
+        let conn = self.lock();
+        let sql = format!("SELECT {MAP_RUN_COLS} FROM map_runs WHERE account_id = ?1 AND id = ?2");
+        Ok(conn.query_row(&sql, params![account.as_str(), id], map_run_row).optional()?)
+    }
+
+    fn list_map_runs(&self, account: &AccountId, execution_id: &str) -> Result<Vec<MapRunRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {MAP_RUN_COLS} FROM map_runs WHERE account_id = ?1 AND execution_id = ?2 ORDER BY started_ms, id"
+        ))?;
+        let rows = stmt.query_map(params![account.as_str(), execution_id], map_run_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+const MAP_RUN_COLS: &str = "id, account_id, execution_id, children, status, started_ms, stopped_ms, details";
+
+fn map_run_row(r: &Row<'_>) -> rusqlite::Result<MapRunRecord> {
+    Ok(MapRunRecord {
+        id: r.get("id")?,
+        account: account_id(r.get("account_id")?)?,
+        execution_id: r.get("execution_id")?,
+        children: r.get("children")?,
+        status: r.get("status")?,
+        started_ms: r.get("started_ms")?,
+        stopped_ms: r.get("stopped_ms")?,
+        details: r.get("details")?,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Workflows, their executions and each execution's history.
 
-use stoke_store::{ExecutionRecord, ExecutionStatus, Store, StoreError};
+use stoke_store::{ExecutionRecord, ExecutionStatus, MapRunRecord, Store, StoreError};
 
 use crate::fixtures::{
     account, execution, expect_conflict, expect_not_found, expect_revision_mismatch, race, row, workflow,
@@ -302,7 +302,47 @@ pub fn concurrent_finishes_and_starts_have_one_winner(s: &dyn Store) {
     assert_eq!(s.get_workflow(&a, "flow").unwrap().unwrap().revision, 2);
 }
 
+/// Map runs: written only for an execution that exists (`NotFound` otherwise, nothing written), replaced by
+/// id, found only through their account, listed per execution oldest first; children of a map run are
+/// executions under `<machine>/<label>`, apart from the machine's own.
+pub fn map_runs_belong_to_their_execution(s: &dyn Store) {
+    let (a, b) = (account(s, 691), account(s, 692));
+    s.put_workflow(&workflow(&a, "flow"), None).unwrap();
+    s.insert_execution(&execution(&a, "flow", "p1", 10), &[row(1)]).unwrap();
+    s.insert_execution(&execution(&a, "flow", "p2", 11), &[row(1)]).unwrap();
+    let run = |id: &str, execution_id: &str, started_ms: i64| MapRunRecord {
+        id: id.into(),
+        account: a.clone(),
+        execution_id: execution_id.into(),
+        children: "flow/Orders".into(),
+        status: "RUNNING".into(),
+        started_ms,
+        stopped_ms: None,
+        details: "{\"maxConcurrency\":2}".into(),
+    };
+    expect_not_found(s.put_map_run(&run("m0", "missing", 1)));
+    assert_eq!(s.get_map_run(&a, "m0").unwrap(), None, "a refused map run is not written");
+    for (id, parent, at) in [("m2", "p1", 30), ("m1", "p1", 20), ("m3", "p2", 25)] {
+        s.put_map_run(&run(id, parent, at)).unwrap();
+    }
+    let done = MapRunRecord { status: "SUCCEEDED".into(), stopped_ms: Some(40), ..run("m2", "p1", 30) };
+    s.put_map_run(&done).unwrap();
+    assert_eq!(s.get_map_run(&a, "m2").unwrap(), Some(done.clone()), "replaced by id");
+    assert_eq!(s.get_map_run(&b, "m2").unwrap(), None, "another account's map run is not found");
+    let ids: Vec<String> = s.list_map_runs(&a, "p1").unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(s.list_map_runs(&a, "p2").unwrap().len(), 1);
+    assert!(s.list_map_runs(&b, "p1").unwrap().is_empty());
+    // A child execution, under the map run's own workflow name.
+    let child = ExecutionRecord { name: "m2-0".into(), ..execution(&a, "flow/Orders", "c1", 31) };
+    s.insert_execution(&child, &[row(1)]).unwrap();
+    assert_eq!(s.find_execution(&a, "flow/Orders", "m2-0").unwrap(), Some(child));
+    assert_eq!(s.list_executions(&a, Some("flow"), None, None, 10).unwrap().len(), 2, "the machine's own only");
+    assert_eq!(s.list_executions(&a, Some("flow/Orders"), None, None, 10).unwrap().len(), 1);
+}
+
 contract!(
+    map_runs_belong_to_their_execution,
     workflows_create_replace_list_delete,
     executions_outlive_their_workflow,
     execution_names_are_unique_per_workflow,

@@ -1,0 +1,386 @@
+//! A distributed Map: each attempt of the state starts a *map run*, whose items (or batches of them) run
+//! as child executions of their own, each with its own history, under the workflow name
+//! `<machine>/<label>` (Step Functions' form). The parent's history holds the map run
+//! (`MapRunStarted` → `MapRunSucceeded`/`MapRunFailed`), not each item's states.
+//!
+//! Everything is named from where it runs, so a resumed execution finds its map run and its children
+//! again: the map run's id comes from the execution, scope, step and attempt; a child's name is
+//! `<map run id>-<index>`. A child that had ended keeps its result; one that was running resumes from its
+//! own history (children are driven by their parent, never resumed on their own).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+use stoke_asl::definition::Distributed;
+use stoke_asl::step::Tolerance;
+use stoke_asl::{Definition, Failure, State};
+use stoke_core::sync::lock;
+use stoke_store::{ExecutionRecord, ExecutionStatus, MapRunRecord};
+
+use super::{RecordError, Recorded, Run, Stop};
+use crate::registry::now_ms;
+use crate::workflows::history::{ErrorCause, ExecutionStarted, HistoryEvent, MapRunStarted};
+
+/// Children a distributed Map without `MaxConcurrency` runs at once on this node (Step Functions allows
+/// 10,000 across its fleet).
+pub const DISTRIBUTED_CONCURRENCY: usize = 1_000;
+
+/// The cause of a map run that failed more items than it tolerates (Step Functions' words).
+pub const EXCEEDED_CAUSE: &str = "The specified tolerated failure threshold was exceeded";
+
+/// A UUID-shaped id derived from `seed` (name-based: the same seed gives the same id).
+pub fn name_uuid(seed: &str) -> String {
+    let h = stoke_store::sha256_hex(seed.as_bytes());
+    // Version 5 and the RFC 4122 variant, as a name-based UUID carries them.
+    let variant = ["8", "9", "a", "b"][usize::from(h.as_bytes()[16] % 4)];
+    format!("{}-{}-5{}-{variant}{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
+/// Step Functions' map run ARN: `arn:aws:states:<region>:<account>:mapRun:<machine>/<label>:<id>`.
+pub fn map_run_arn(region: &str, account: &stoke_core::AccountId, children: &str, id: &str) -> String {
+    format!("arn:aws:states:{region}:{account}:mapRun:{children}:{id}")
+}
+
+/// The (children's workflow, map run id) a map run ARN names.
+pub fn parse_map_run_arn(arn: &str) -> Option<(String, String)> {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "states", _, _, "mapRun", children, id] if children.contains('/') && !id.is_empty() => {
+            Some((children.to_string(), id.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// The name of a map run's `index`-th child.
+pub fn child_name(map_run: &str, index: usize) -> String {
+    format!("{map_run}-{index}")
+}
+
+/// The map run a child execution belongs to (its name without the index), if it is one.
+pub fn map_run_of(child: &ExecutionRecord) -> Option<&str> {
+    if !child.workflow.contains('/') {
+        return None;
+    }
+    child.name.rsplit_once('-').map(|(run, _)| run)
+}
+
+/// What a map run's record keeps besides its status (`MapRunRecord::details`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapRunDetails {
+    pub label: String,
+    pub execution_type: String,
+    /// 0: as many as the node runs at once.
+    pub max_concurrency: usize,
+    pub tolerated_failure_count: usize,
+    pub tolerated_failure_percentage: f64,
+    /// Items per child, in order (one each without an `ItemBatcher`).
+    pub items: Vec<usize>,
+}
+
+/// A map run's item and execution counts (`DescribeMapRun`'s `itemCounts`, `executionCounts`), from its
+/// children's statuses by index; a child not started is pending.
+pub fn counts(details: &MapRunDetails, children: &[(usize, ExecutionStatus)]) -> (Value, Value) {
+    #[derive(Default)]
+    struct C {
+        pending: usize,
+        running: usize,
+        succeeded: usize,
+        failed: usize,
+        timed_out: usize,
+        aborted: usize,
+        total: usize,
+    }
+    let (mut items, mut execs) = (C::default(), C::default());
+    let mut seen = vec![None; details.items.len()];
+    for (i, status) in children {
+        if let Some(slot) = seen.get_mut(*i) {
+            *slot = Some(*status);
+        }
+    }
+    for (size, status) in details.items.iter().zip(seen) {
+        for (c, n) in [(&mut items, *size), (&mut execs, 1)] {
+            c.total += n;
+            let field = match status {
+                None => &mut c.pending,
+                Some(ExecutionStatus::Running) => &mut c.running,
+                Some(ExecutionStatus::Succeeded) => &mut c.succeeded,
+                Some(ExecutionStatus::Failed) => &mut c.failed,
+                Some(ExecutionStatus::TimedOut) => &mut c.timed_out,
+                Some(ExecutionStatus::Aborted) => &mut c.aborted,
+            };
+            *field += n;
+        }
+    }
+    let to_json = |c: C| {
+        json!({"pending": c.pending, "running": c.running, "succeeded": c.succeeded, "failed": c.failed,
+               "timedOut": c.timed_out, "aborted": c.aborted, "total": c.total, "resultsWritten": c.succeeded})
+    };
+    (to_json(items), to_json(execs))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> stoke_store::Result<T> + Send + 'static) -> Result<T, Stop> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Stop::Record(RecordError(e.to_string())))?
+        .map_err(|e| Stop::Record(RecordError(e.to_string())))
+}
+
+impl Run {
+    /// One attempt of a distributed Map: its map run, children at most `max_concurrency` at once (0: up to
+    /// [`DISTRIBUTED_CONCURRENCY`]). Once more items failed than tolerated, no further child starts and the
+    /// run fails with `States.ExceedToleratedFailureThreshold`; with failures tolerated, a failed child's
+    /// place in the output holds its `{"Error", "Cause"}`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn map_run(
+        &self,
+        state: &State,
+        dist: &Distributed,
+        inputs: &[Value],
+        batches: &[usize],
+        tolerance: Tolerance,
+        max_concurrency: usize,
+        scope: &str,
+        step: u32,
+        attempt: u32,
+    ) -> Result<Result<Value, Failure>, Stop> {
+        let store = self.services.store.clone();
+        let account = self.record.account.clone();
+        let id = name_uuid(&format!("{}/{scope}/{step}/{attempt}", self.record.id));
+        let label = dist.label.clone().unwrap_or_else(|| state.name.clone());
+        let children = format!("{}/{label}", self.record.workflow);
+        let sizes: Vec<usize> = if batches.is_empty() { vec![1; inputs.len()] } else { batches.to_vec() };
+        let total_items: usize = sizes.iter().sum();
+        let tolerated = tolerance.tolerated(total_items).unwrap_or(0);
+        let details = MapRunDetails {
+            label,
+            execution_type: dist.execution_type.clone(),
+            max_concurrency,
+            tolerated_failure_count: tolerance.count.unwrap_or(0),
+            tolerated_failure_percentage: tolerance.percentage.unwrap_or(0.0),
+            items: sizes.clone(),
+        };
+        let mut record = MapRunRecord {
+            id: id.clone(),
+            account: account.clone(),
+            execution_id: self.record.id.clone(),
+            children: children.clone(),
+            status: "RUNNING".into(),
+            started_ms: now_ms(),
+            stopped_ms: None,
+            details: serde_json::to_string(&details).unwrap_or_default(),
+        };
+        let known = {
+            let (store, account, id) = (store.clone(), account.clone(), id.clone());
+            blocking(move || store.get_map_run(&account, &id)).await?
+        };
+        match known {
+            Some(k) => record.started_ms = k.started_ms,
+            None => {
+                let (store, r) = (store.clone(), record.clone());
+                blocking(move || store.put_map_run(&r)).await?;
+            }
+        }
+        if !lock(&self.log).map_runs_started.contains(&(scope.to_string(), step, attempt)) {
+            let started = MapRunStarted { map_run: id.clone(), children: children.clone() };
+            self.push(HistoryEvent::MapRunStarted(started), scope, step, attempt);
+        }
+        self.flush(None).await?;
+
+        let definition = Definition::parse(&dist.definition).map_err(|problems| {
+            Stop::Failed(Failure::new(
+                stoke_asl::errors::RUNTIME,
+                format!("the item processor is not a definition of its own: {problems:?}"),
+            ))
+        })?;
+        let limit = if max_concurrency == 0 { DISTRIBUTED_CONCURRENCY } else { max_concurrency };
+        let slots = tokio::sync::Semaphore::new(limit);
+        let failed_items = AtomicUsize::new(0);
+        let runs = inputs.iter().enumerate().map(|(i, input)| {
+            let (slots, failed_items, definition) = (&slots, &failed_items, &definition);
+            let (store, account, children, name) =
+                (store.clone(), account.clone(), children.clone(), child_name(&id, i));
+            let size = sizes[i];
+            async move {
+                let _permit = slots.acquire().await.map_err(|e| Stop::Record(RecordError(e.to_string())))?;
+                let found = {
+                    let (store, account, children, name) =
+                        (store.clone(), account.clone(), children.clone(), name.clone());
+                    blocking(move || store.find_execution(&account, &children, &name)).await?
+                };
+                if found.is_none() && failed_items.load(Ordering::Relaxed) > tolerated {
+                    return Ok::<_, Stop>(None); // the run has failed: this child stays pending
+                }
+                let child = match found {
+                    Some(c) => c,
+                    None => self.start_child(&children, &name, input, &dist.definition).await?,
+                };
+                let ended = if child.status == ExecutionStatus::Running {
+                    self.drive_child(child, definition.clone()).await?
+                } else {
+                    child
+                };
+                let result = match ended.status {
+                    ExecutionStatus::Succeeded => {
+                        Ok(ended.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null))
+                    }
+                    _ => {
+                        failed_items.fetch_add(size, Ordering::Relaxed);
+                        Err(Failure::new(ended.error.unwrap_or_default(), ended.cause.unwrap_or_default()))
+                    }
+                };
+                Ok(Some(result))
+            }
+        });
+        let results: Vec<Option<Result<Value, Failure>>> = futures_util::future::try_join_all(runs).await?;
+        let result = if failed_items.load(Ordering::Relaxed) > tolerated {
+            Err(Failure::new(stoke_asl::errors::EXCEED_TOLERATED_FAILURE_THRESHOLD, EXCEEDED_CAUSE))
+        } else {
+            Ok(Value::Array(results.into_iter().flatten().map(|r| r.unwrap_or_else(|f| f.to_value())).collect()))
+        };
+        record.status = if result.is_ok() { "SUCCEEDED" } else { "FAILED" }.into();
+        record.stopped_ms = Some(now_ms());
+        let r = record.clone();
+        blocking(move || store.put_map_run(&r)).await?;
+        if !lock(&self.log).map_runs_ended.contains(&(scope.to_string(), step, attempt)) {
+            let ended = match &result {
+                Ok(_) => HistoryEvent::MapRunSucceeded,
+                Err(f) => HistoryEvent::MapRunFailed(ErrorCause {
+                    error: Some(f.error.clone()),
+                    cause: Some(f.cause.clone()),
+                }),
+            };
+            self.push(ended, scope, step, attempt);
+        }
+        Ok(result)
+    }
+
+    /// Records a new child execution with its first event.
+    async fn start_child(
+        &self,
+        children: &str,
+        name: &str,
+        input: &Value,
+        definition: &Value,
+    ) -> Result<ExecutionRecord, Stop> {
+        let child = ExecutionRecord {
+            id: name_uuid(&format!("{}/{children}/{name}", self.record.id)),
+            account: self.record.account.clone(),
+            workflow: children.to_string(),
+            name: name.to_string(),
+            definition: definition.to_string(),
+            status: ExecutionStatus::Running,
+            input: input.to_string(),
+            output: None,
+            error: None,
+            cause: None,
+            started_ms: now_ms(),
+            stopped_ms: None,
+        };
+        let started = Recorded {
+            seq: 1,
+            timestamp_ms: child.started_ms,
+            scope: String::new(),
+            step: 0,
+            attempt: 0,
+            event: HistoryEvent::ExecutionStarted(ExecutionStarted {
+                input: input.clone(),
+                prewarm: Some(self.policy.as_str().to_string()),
+                scratch: false,
+            }),
+        };
+        let (store, c, row) = (self.services.store.clone(), child.clone(), started.to_row());
+        blocking(move || store.insert_execution(&c, &[row])).await?;
+        Ok(child)
+    }
+
+    /// Runs a child to its end (from its own history, when it had started before) and reads it back.
+    async fn drive_child(&self, child: ExecutionRecord, definition: Definition) -> Result<ExecutionRecord, Stop> {
+        let id = child.id.clone();
+        let history = {
+            let (store, id) = (self.services.store.clone(), id.clone());
+            blocking(move || store.history(&id)).await?
+        };
+        let history: Vec<Recorded> = history.iter().map(Recorded::from_row).collect();
+        let run =
+            std::sync::Arc::new(Run::new(child, definition, &history, self.services.clone()).in_flight(self.in_flight));
+        Box::pin(run.drive()).await.map_err(Stop::Record)?;
+        let (store, read) = (self.services.store.clone(), id.clone());
+        blocking(move || store.get_execution(&read))
+            .await?
+            .ok_or_else(|| Stop::Record(RecordError(format!("the child execution {id} disappeared"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_uuid_shaped_and_the_same_for_the_same_seed() {
+        let a = name_uuid("exec/scope/1/0");
+        assert_eq!(a, name_uuid("exec/scope/1/0"));
+        assert_ne!(a, name_uuid("exec/scope/1/1"));
+        let parts: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12], "{a}");
+        assert_eq!(&a[14..15], "5");
+        assert!("89ab".contains(&a[19..20]), "{a}");
+    }
+
+    #[test]
+    fn map_run_arns_round_trip() {
+        let account = stoke_core::AccountId::parse("123456789012").unwrap();
+        let arn = map_run_arn("us-east-1", &account, "flow/Orders", "abc-1");
+        assert_eq!(arn, "arn:aws:states:us-east-1:123456789012:mapRun:flow/Orders:abc-1");
+        assert_eq!(parse_map_run_arn(&arn), Some(("flow/Orders".into(), "abc-1".into())));
+        assert_eq!(parse_map_run_arn("arn:aws:states:us-east-1:1:execution:flow:x"), None);
+        assert_eq!(parse_map_run_arn("arn:aws:states:us-east-1:1:mapRun:flow:x"), None, "no label");
+    }
+
+    #[test]
+    fn counts_follow_the_children_and_batches() {
+        let details = MapRunDetails {
+            label: "L".into(),
+            execution_type: "STANDARD".into(),
+            max_concurrency: 0,
+            tolerated_failure_count: 0,
+            tolerated_failure_percentage: 0.0,
+            items: vec![2, 2, 1, 3],
+        };
+        let (items, execs) = counts(
+            &details,
+            &[(0, ExecutionStatus::Succeeded), (1, ExecutionStatus::Failed), (2, ExecutionStatus::Running)],
+        );
+        assert_eq!(
+            execs,
+            json!({"pending": 1, "running": 1, "succeeded": 1, "failed": 1, "timedOut": 0, "aborted": 0,
+                   "total": 4, "resultsWritten": 1})
+        );
+        assert_eq!(
+            (items["total"].as_u64(), items["failed"].as_u64(), items["pending"].as_u64()),
+            (Some(8), Some(2), Some(3))
+        );
+        assert_eq!(items["resultsWritten"], 2);
+    }
+
+    #[test]
+    fn a_child_names_its_map_run() {
+        let child = |workflow: &str, name: &str| ExecutionRecord {
+            id: "c".into(),
+            account: stoke_core::AccountId::parse("123456789012").unwrap(),
+            workflow: workflow.into(),
+            name: name.into(),
+            definition: String::new(),
+            status: ExecutionStatus::Running,
+            input: "{}".into(),
+            output: None,
+            error: None,
+            cause: None,
+            started_ms: 0,
+            stopped_ms: None,
+        };
+        let run = name_uuid("x");
+        assert_eq!(map_run_of(&child("flow/L", &child_name(&run, 12))), Some(run.as_str()));
+        assert_eq!(map_run_of(&child("flow", "some-name")), None, "not a child");
+    }
+}
