@@ -487,8 +487,8 @@ fn distributed_maps_resume_after_kill9_and_stop_with_their_children() {
     std::thread::sleep(Duration::from_millis(300));
     let (status, stopped) = s.post(&format!("/v1/executions/{id}/stop"), json!({"error": "Halt"}));
     assert_eq!((status, stopped["status"].as_str()), (200, Some("ABORTED")), "{stopped}");
-    let counts = |s: &TestServer| s.get(&format!("/v1/executions/{id}/map-runs")).1["map_runs"][0].clone();
-    let run = counts(&s);
+    let counts = |s: &TestServer, id: &str| s.get(&format!("/v1/executions/{id}/map-runs")).1["map_runs"][0].clone();
+    let run = counts(&s, &id);
     assert_eq!(run["status"], "ABORTED", "{run}");
     let c = &run["execution_counts"];
     assert_eq!(
@@ -500,6 +500,25 @@ fn distributed_maps_resume_after_kill9_and_stop_with_their_children() {
     s.kill9();
     s.launch();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(counts(&s)["execution_counts"], run["execution_counts"]);
+    assert_eq!(counts(&s, &id)["execution_counts"], run["execution_counts"]);
     assert_error(&s.get("/v1/executions/nope/map-runs"), 404, "execution_not_found", "nope");
+
+    // Cut short by its TimeoutSeconds, the parent ends its map run and running children too.
+    let mut timed = map(60);
+    timed["TimeoutSeconds"] = json!(1);
+    create_workflow(&s, "timed", timed);
+    let (_, e) = s.post("/v1/workflows/timed/executions", json!({"input": {"items": items}}));
+    let id = e["id"].as_str().unwrap().to_string();
+    assert_eq!(execution_done(&s, &id)["status"], "TIMED_OUT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let run = counts(&s, &id);
+        if run["status"] == "ABORTED" || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["status"], "ABORTED", "{run}");
+    assert_eq!(run["execution_counts"]["running"], 0, "{run}");
+    assert_eq!(run["execution_counts"]["aborted"], 2, "{run}");
 }

@@ -333,6 +333,18 @@ impl Run {
         execution_arn(&self.services.region, &self.record)
     }
 
+    /// Whether the definition has a distributed Map (whose map runs outlive nothing of the execution).
+    pub fn starts_map_runs(&self) -> bool {
+        fn any(m: &Machine) -> bool {
+            m.states.values().any(|s| match &s.kind {
+                StateKind::Map(map) => map.distributed.is_some() || any(&map.processor),
+                StateKind::Parallel(p) => p.branches.iter().any(any),
+                _ => false,
+            })
+        }
+        any(&self.definition.machine)
+    }
+
     /// Drives the execution to its end and records it (the status is in the store). Honours the machine's
     /// `TimeoutSeconds` from the execution's start, also across restarts. `ExecutionStarted` is in the
     /// history already: it is written with the execution's row.

@@ -290,8 +290,26 @@ impl Workflows {
         // The entry goes in before the task can finish and remove it.
         let mut running = lock(&self.running);
         let task = tokio::spawn(async move {
-            if let Err(e) = run.drive().await {
-                tracing::error!(execution = %key, error = e.0, "cannot record the execution; it resumes at the next start");
+            let starts_map_runs = run.starts_map_runs();
+            let account = run.record.account.clone();
+            match run.drive().await {
+                Err(e) => {
+                    tracing::error!(execution = %key, error = e.0, "cannot record the execution; it resumes at the next start")
+                }
+                // It ended: a map run it left running (its TimeoutSeconds cut it short) ends with it.
+                Ok(()) if starts_map_runs => {
+                    if let Some(me) = me.upgrade() {
+                        let (account, id) = (account.clone(), key.clone());
+                        let ended = tokio::task::spawn_blocking(move || {
+                            me.stop_map_runs(&account, &id, None, Some("the execution that started its map run ended"))
+                        })
+                        .await;
+                        if let Ok(Err(e)) = ended {
+                            tracing::warn!(execution = %key, error = %e, "cannot end the execution's map runs");
+                        }
+                    }
+                }
+                Ok(()) => {}
             }
             if let Some(me) = me.upgrade() {
                 lock(&me.running).remove(&key);
