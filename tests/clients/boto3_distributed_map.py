@@ -138,7 +138,43 @@ assert tolerated["status"] == "SUCCEEDED", tolerated
 out = json.loads(tolerated["output"])
 assert out[1] == {"Error": "Boom", "Cause": "bad item"} and out[0] == {"fail": False} and len(out) == 4, out
 
-# 4. Bad requests and definitions, with Step Functions' codes.
+# 4. Items from a reader function (ItemsPath is ignored, MaxItems cuts), results to a writer function.
+FN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function"
+reader = {"Resource": "arn:aws:states:::lambda:invoke", "ReaderConfig": {"MaxItems": 3},
+          "Parameters": {"FunctionName": f"{FN}:lister", "Payload": {"count.$": "$.count"}}}
+writer = {"Resource": f"{FN}:archive", "Parameters": {"note": "from the writer"}}
+sfn.create_state_machine(name="dread", roleArn="arn:aws:iam::1:role/x", definition=json.dumps(
+    distributed(DOUBLE, ItemReader=reader, ResultWriter=writer, ItemsPath="$.nowhere")))
+arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:dread", input=json.dumps({"count": 5}))["executionArn"]
+deadline = time.time() + 60
+while (read := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+    assert time.time() < deadline, read
+    time.sleep(0.1)
+assert read["status"] == "SUCCEEDED", read
+out = json.loads(read["output"])
+read_run = sfn.list_map_runs(executionArn=arn)["mapRuns"][0]["mapRunArn"]
+assert out["MapRunArn"] == read_run, out
+assert out["ResultWriterDetails"] == {"received": 3, "run": read_run, "note": "from the writer",
+                                      "outputs": [{"n": 0}, {"n": 2}, {"n": 4}]}, out
+history = events(arn)
+assert history[2]["mapStateStartedEventDetails"] == {"length": 0}, history[2]
+assert sfn.describe_map_run(mapRunArn=read_run)["itemCounts"]["total"] == 3
+# A reader whose answer is not an array fails the run as Step Functions does.
+sfn.create_state_machine(name="dnotlist", roleArn="arn:aws:iam::1:role/x", definition=json.dumps(
+    distributed(DOUBLE, ItemReader={"Resource": f"{FN}:lister", "Parameters": {"count": -1}})))
+arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:dnotlist", input="{}")["executionArn"]
+deadline = time.time() + 60
+while (bad := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+    assert time.time() < deadline, bad
+    time.sleep(0.1)
+assert (bad["status"], bad["error"]) == ("FAILED", "States.ItemReaderFailed"), bad
+assert bad["cause"] == "Attempting to map over non-iterable node.", bad
+assert [e["type"] for e in events(arn)][-3:] == ["MapRunFailed", "MapStateFailed", "ExecutionFailed"]
+expect_error("InvalidDefinition", sfn.create_state_machine, name="ds3", roleArn="arn:aws:iam::1:role/x",
+             definition=json.dumps(distributed(PASS, ItemReader={"Resource": "arn:aws:states:::s3:getObject",
+                                                                  "Parameters": {"Bucket": "b", "Key": "k"}})))
+
+# 5. Bad requests and definitions, with Step Functions' codes.
 expect_error("InvalidArn", sfn.describe_map_run, mapRunArn="arn:aws:states:us-east-1:1:execution:x:y")
 expect_error("ResourceNotFound", sfn.describe_map_run, mapRunArn=f"{PREFIX}:mapRun:dmap/Doubling:nope")
 expect_error("ValidationException", sfn.list_executions, mapRunArn=run_arn,

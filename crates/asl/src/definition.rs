@@ -163,9 +163,29 @@ pub struct Distributed {
     /// `STANDARD` (the default) or `EXPRESS`; both run as executions with their own history here.
     pub execution_type: String,
     pub batcher: Option<ItemBatcher>,
+    /// Where the items come from instead of the input: a function that returns them.
+    pub reader: Option<ItemReader>,
+    /// Where the results go: a function given them, whose answer the state's output carries.
+    pub writer: Option<Call>,
     /// The item processor as a definition of its own (`StartAt`, `States`, `QueryLanguage`): what each child
     /// execution runs.
     pub definition: Value,
+}
+
+/// A function a distributed Map calls: `Resource` (`lambda:invoke`, or a function name or ARN) and the
+/// `Parameters` its payload is made from (for `lambda:invoke`: `FunctionName`, `Payload`, `Qualifier`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub resource: Resource,
+    pub parameters: Option<Template>,
+}
+
+/// `ItemReader`: the function whose answer (a JSON array) is the items, and `ReaderConfig.MaxItems[Path]`
+/// (0: all of them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemReader {
+    pub call: Call,
+    pub max_items: Option<Count>,
 }
 
 /// `ItemBatcher`: items grouped into batches, each a child's input `{"BatchInput": …, "Items": […]}`.
@@ -621,35 +641,17 @@ fn processing(f: &mut Fields<'_, '_>, parameters_field: Option<&'static str>) ->
     }
 }
 
-fn task(f: &mut Fields<'_, '_>) -> Option<Task> {
-    let resource_text = f.string("Resource");
-    if resource_text.is_none() && !f.has("Resource") {
-        f.problem(codes::SCHEMA, "Resource", "Resource is required: a function name or ARN".into());
-    }
-    let processing = processing(f, Some("Parameters"));
-    f.exclusive("TimeoutSeconds", "TimeoutSecondsPath");
-    f.exclusive("HeartbeatSeconds", "HeartbeatSecondsPath");
-    let timeout = seconds(f, "TimeoutSeconds", "TimeoutSecondsPath");
-    let heartbeat = seconds(f, "HeartbeatSeconds", "HeartbeatSecondsPath");
-    if let (Some(Seconds::Fixed(t)), Some(Seconds::Fixed(h))) = (&timeout, &heartbeat) {
-        if h >= t {
-            f.problem(
-                codes::SCHEMA,
-                "HeartbeatSeconds",
-                format!("HeartbeatSeconds ({h}) must be smaller than TimeoutSeconds ({t})"),
-            );
-        }
-    }
-    let resource = match resource_text.as_deref() {
+/// A Task's (or a distributed Map reader's or writer's) `Resource`: `lambda:invoke` (whose Parameters name
+/// the FunctionName), or a function's name or ARN.
+fn resource(f: &mut Fields<'_, '_>, text: Option<&str>, parameters: &Option<Template>) -> Option<Resource> {
+    match text {
         None => None,
         Some(LAMBDA_INVOKE) => {
             let names_function = |t: &Option<Template>| match t {
                 Some(Template::Object(fields)) => fields.iter().any(|(k, _)| k == "FunctionName"),
                 _ => false,
             };
-            if !names_function(&processing.parameters)
-                && !f.cx.problems.iter().any(|p| p.location.contains("Parameters"))
-            {
+            if !names_function(parameters) && !f.cx.problems.iter().any(|p| p.location.contains("Parameters")) {
                 f.problem(
                     codes::SCHEMA,
                     "Parameters",
@@ -673,7 +675,29 @@ fn task(f: &mut Fields<'_, '_>) -> Option<Task> {
                 None
             }
         },
-    };
+    }
+}
+
+fn task(f: &mut Fields<'_, '_>) -> Option<Task> {
+    let resource_text = f.string("Resource");
+    if resource_text.is_none() && !f.has("Resource") {
+        f.problem(codes::SCHEMA, "Resource", "Resource is required: a function name or ARN".into());
+    }
+    let processing = processing(f, Some("Parameters"));
+    f.exclusive("TimeoutSeconds", "TimeoutSecondsPath");
+    f.exclusive("HeartbeatSeconds", "HeartbeatSecondsPath");
+    let timeout = seconds(f, "TimeoutSeconds", "TimeoutSecondsPath");
+    let heartbeat = seconds(f, "HeartbeatSeconds", "HeartbeatSecondsPath");
+    if let (Some(Seconds::Fixed(t)), Some(Seconds::Fixed(h))) = (&timeout, &heartbeat) {
+        if h >= t {
+            f.problem(
+                codes::SCHEMA,
+                "HeartbeatSeconds",
+                format!("HeartbeatSeconds ({h}) must be smaller than TimeoutSeconds ({t})"),
+            );
+        }
+    }
+    let resource = resource(f, resource_text.as_deref(), &processing.parameters);
     Some(Task {
         resource: resource?,
         processing,
@@ -813,6 +837,8 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
         f.problem(codes::SCHEMA, "Label", problem);
     }
     let batcher = f.get("ItemBatcher").cloned();
+    let reader = f.get("ItemReader").cloned();
+    let writer = f.get("ResultWriter").cloned();
     let items_path = if f.has("ItemsPath") { f.data_path("ItemsPath") } else { DataPath::parse("$").ok() };
     let count = |f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str| {
         if f.has(path) {
@@ -893,10 +919,33 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
         }
         Some(b) => item_batcher(f, &b),
     };
+    let needs_distributed = |f: &mut Fields<'_, '_>, field: &str| {
+        f.problem(
+            codes::SCHEMA,
+            field,
+            format!("{field} needs a distributed Map: set ItemProcessor.ProcessorConfig.Mode to DISTRIBUTED"),
+        );
+    };
+    let reader = match reader {
+        None => None,
+        Some(_) if !distributed => {
+            needs_distributed(f, "ItemReader");
+            None
+        }
+        Some(r) => item_reader(f, &r),
+    };
+    let writer = match writer {
+        None => None,
+        Some(_) if !distributed => {
+            needs_distributed(f, "ResultWriter");
+            None
+        }
+        Some(w) => call(f, "ResultWriter", &w, &[]),
+    };
     let distributed = distributed.then(|| {
         let mut definition: Map<String, Value> = map.clone();
         definition.remove("ProcessorConfig");
-        Distributed { label, execution_type, batcher, definition: Value::Object(definition) }
+        Distributed { label, execution_type, batcher, reader, writer, definition: Value::Object(definition) }
     });
     Some(MapState {
         processor: processor?,
@@ -908,6 +957,73 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
         processing,
         distributed,
     })
+}
+
+/// `ItemReader`: a function (`Resource`, `Parameters`) and `ReaderConfig.MaxItems[Path]`. Step Functions
+/// reads from S3, which stoke has not: those resources are refused with what to use instead.
+fn item_reader(f: &mut Fields<'_, '_>, r: &Value) -> Option<ItemReader> {
+    let config = r.get("ReaderConfig").cloned();
+    let call = call(f, "ItemReader", r, &["ReaderConfig"])?;
+    let max_items = match config {
+        None => None,
+        Some(c) => {
+            let Some(map) = c.as_object() else {
+                f.problem(codes::SCHEMA, "ItemReader.ReaderConfig", format!("ReaderConfig must be an object, got {c}"));
+                return None;
+            };
+            let mut cf = Fields::new(map, f.loc("ItemReader.ReaderConfig"), f.cx);
+            cf.exclusive("MaxItems", "MaxItemsPath");
+            let max = if cf.has("MaxItemsPath") {
+                cf.data_path("MaxItemsPath").map(Count::Path)
+            } else if cf.has("MaxItems") {
+                cf.integer("MaxItems", 0).map(Count::Fixed)
+            } else {
+                None
+            };
+            cf.finish();
+            max
+        }
+    };
+    Some(ItemReader { call, max_items })
+}
+
+/// A distributed Map's `ItemReader` or `ResultWriter` call: `Resource` and `Parameters` (and the `extra`
+/// fields its caller reads).
+fn call(f: &mut Fields<'_, '_>, field: &'static str, v: &Value, extra: &[&'static str]) -> Option<Call> {
+    let Some(map) = v.as_object() else {
+        f.problem(codes::SCHEMA, field, format!("{field} must be an object, got {v}"));
+        return None;
+    };
+    let mut cf = Fields::new(map, f.loc(field), f.cx);
+    for e in extra {
+        cf.get(e);
+    }
+    let text = cf.string("Resource");
+    if text.is_none() && !cf.has("Resource") {
+        cf.problem(
+            codes::SCHEMA,
+            "Resource",
+            format!("{field} needs a Resource: {LAMBDA_INVOKE} (with Parameters naming FunctionName) or a function"),
+        );
+    }
+    if let Some(t) = text.as_deref().filter(|t| t.starts_with("arn:aws:states:::s3:")) {
+        cf.problem(
+            codes::UNSUPPORTED,
+            "Resource",
+            format!(
+                "{field} from S3 (\"{t}\") is not supported: stoke has no S3. Use a function instead: Resource \
+                 {LAMBDA_INVOKE} with Parameters naming its FunctionName"
+            ),
+        );
+        cf.get("Parameters");
+        cf.get("WriterConfig");
+        cf.finish();
+        return None;
+    }
+    let parameters = cf.template("Parameters");
+    let resource = resource(&mut cf, text.as_deref(), &parameters);
+    cf.finish();
+    Some(Call { resource: resource?, parameters })
 }
 
 /// `ItemBatcher`: at least one of `MaxItemsPerBatch`, `MaxInputBytesPerBatch` (or their `…Path` forms),

@@ -83,7 +83,28 @@ pub enum Entry {
         tolerated_failures: Option<usize>,
         batches: Vec<usize>,
         tolerance: Tolerance,
+        /// A distributed Map's `ItemReader`: the items are its function's answer, not the input's.
+        reader: Option<Reader>,
+        /// A distributed Map's `ResultWriter`: the function its results go to.
+        writer: Option<Invocation>,
     },
+}
+
+/// A function a distributed Map calls, with its payload evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub payload: Value,
+}
+
+/// A distributed Map's reader: the call, `MaxItems` (0: all; a negative one, read through a path, fails the
+/// map run), and the state's effective input, which `ItemSelector` reads once the items are in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reader {
+    pub call: Invocation,
+    pub max_items: i64,
+    pub input: Value,
 }
 
 /// A Map's failure tolerance as the definition gives it (absent: none), for a map run's description.
@@ -411,7 +432,10 @@ fn enter_inner(
         }
         StateKind::Map(m) => {
             let input = input_path(state, raw)?;
+            // With a reader, the items come from it later (Step Functions ignores ItemsPath then).
+            let reads = m.distributed.as_ref().is_some_and(|d| d.reader.is_some());
             let items = match m.items_path.get(&input, &ctx) {
+                _ if reads => Vec::new(),
                 Ok(Value::Array(items)) => items,
                 Ok(other) => {
                     return Err(runtime(format!(
@@ -423,37 +447,101 @@ fn enter_inner(
                 }
                 Err(e) => return Err(runtime(format!("ItemsPath of \"{}\": {}", state.name, e.0))),
             };
-            let mut shaped = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                shaped.push(match &m.item_selector {
-                    Some(t) => {
-                        let mut item_ctx = context.clone();
-                        item_ctx.map_item = Some((i, item));
-                        let item_ctx = item_ctx.to_value();
-                        t.eval(&mut Scope { input: &input, context: &item_ctx, entropy })?
-                    }
-                    None => item,
-                });
-            }
+            let dist = m.distributed.as_ref();
+            let reader = match dist.and_then(|d| d.reader.as_ref()) {
+                None => None,
+                Some(r) => {
+                    let max_items = match &r.max_items {
+                        None => 0,
+                        Some(Count::Fixed(n)) => i64::try_from(*n).unwrap_or(i64::MAX),
+                        Some(Count::Path(p)) => {
+                            let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
+                            v.as_i64().ok_or_else(|| {
+                                runtime(format!(
+                                    "The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}",
+                                    quoted(&v),
+                                    p.path
+                                ))
+                            })?
+                        }
+                    };
+                    Some(Reader { call: invocation(&r.call, &input, &ctx, entropy)?, max_items, input: input.clone() })
+                }
+            };
+            let writer = match dist.and_then(|d| d.writer.as_ref()) {
+                None => None,
+                Some(w) => Some(invocation(w, &input, &ctx, entropy)?),
+            };
+            let (items, batches) = map_inputs(m, items, &input, context, entropy)?;
             let max_concurrency = count(&m.max_concurrency, &input, &ctx, "MaxConcurrency")?;
             let by_count = m.tolerated_failure_count.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailureCount"));
             let by_pct = m.tolerated_failure_percentage.as_ref().map(|c| percentage(c, &input, &ctx));
             let tolerance = Tolerance { count: by_count.transpose()?, percentage: by_pct.transpose()? };
-            let tolerated = tolerance.tolerated(shaped.len());
-            let batcher = m.distributed.as_ref().and_then(|d| d.batcher.as_ref());
-            let (items, batches) = match batcher {
-                None => (shaped, Vec::new()),
-                Some(b) => {
-                    let max_items = b.max_items.as_ref().map(|c| batch_limit(c, &input, &ctx, "MaxItemsPerBatch"));
-                    let max_bytes = b.max_bytes.as_ref().map(|c| batch_limit(c, &input, &ctx, "MaxInputBytesPerBatch"));
-                    let batch_input = match &b.batch_input {
-                        Some(t) => Some(t.eval(&mut Scope { input: &input, context: &ctx, entropy })?),
-                        None => None,
-                    };
-                    batch(shaped, max_items.transpose()?, max_bytes.transpose()?, batch_input)
-                }
-            };
-            Ok(Entry::Map { items, max_concurrency, tolerated_failures: tolerated, batches, tolerance })
+            let total = if batches.is_empty() { items.len() } else { batches.iter().sum() };
+            let tolerated = tolerance.tolerated(total);
+            Ok(Entry::Map { items, max_concurrency, tolerated_failures: tolerated, batches, tolerance, reader, writer })
+        }
+    }
+}
+
+/// A Map's child inputs from its items: each through `ItemSelector` (with `$$.Map.Item`), then, for a
+/// distributed Map with an `ItemBatcher`, grouped into batches. Returns the inputs and the items each holds
+/// (empty: one each). `input` is the state's effective input.
+pub fn map_inputs(
+    m: &crate::definition::MapState,
+    items: Vec<Value>,
+    input: &Value,
+    context: &Context,
+    entropy: &mut dyn Entropy,
+) -> Result<(Vec<Value>, Vec<usize>), Failure> {
+    let mut shaped = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        shaped.push(match &m.item_selector {
+            Some(t) => {
+                let mut item_ctx = context.clone();
+                item_ctx.map_item = Some((i, item));
+                let item_ctx = item_ctx.to_value();
+                t.eval(&mut Scope { input, context: &item_ctx, entropy })?
+            }
+            None => item,
+        });
+    }
+    let Some(b) = m.distributed.as_ref().and_then(|d| d.batcher.as_ref()) else { return Ok((shaped, Vec::new())) };
+    let ctx = context.to_value();
+    let max_items = b.max_items.as_ref().map(|c| batch_limit(c, input, &ctx, "MaxItemsPerBatch"));
+    let max_bytes = b.max_bytes.as_ref().map(|c| batch_limit(c, input, &ctx, "MaxInputBytesPerBatch"));
+    let batch_input = match &b.batch_input {
+        Some(t) => Some(t.eval(&mut Scope { input, context: &ctx, entropy })?),
+        None => None,
+    };
+    Ok(batch(shaped, max_items.transpose()?, max_bytes.transpose()?, batch_input))
+}
+
+/// A distributed Map's reader or writer call, its `Parameters` evaluated against the state's input: for
+/// `lambda:invoke` the function is their `FunctionName` (and `Qualifier`) and the payload their `Payload`;
+/// for a function resource the payload is the evaluated Parameters (or the input).
+fn invocation(
+    call: &crate::definition::Call,
+    input: &Value,
+    ctx: &Value,
+    entropy: &mut dyn Entropy,
+) -> Result<Invocation, Failure> {
+    let effective = match &call.parameters {
+        Some(t) => t.eval(&mut Scope { input, context: ctx, entropy })?,
+        None => input.clone(),
+    };
+    match &call.resource {
+        Resource::Function(r) => Ok(Invocation { function: r.clone(), qualifier: None, payload: effective }),
+        Resource::LambdaInvoke => {
+            let function = effective
+                .get("FunctionName")
+                .and_then(Value::as_str)
+                .ok_or_else(|| runtime("the lambda:invoke Parameters give no FunctionName string".into()))?;
+            Ok(Invocation {
+                function: function.to_string(),
+                qualifier: effective.get("Qualifier").and_then(Value::as_str).map(String::from),
+                payload: lambda_invoke_payload(&effective),
+            })
         }
     }
 }

@@ -77,6 +77,19 @@ fn boto3_runs_a_distributed_map_with_child_executions() {
     }
     let s = TestServer::start();
     python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    // A distributed Map's reader (its answer is the items; a negative count answers an object) and writer.
+    python_fn(
+        &s,
+        "lister",
+        "def handler(event, context):\n    n = event['count']\n    return [{'n': i} for i in range(n)] if n >= 0 else {'n': n}\n",
+        serde_json::json!({}),
+    );
+    python_fn(
+        &s,
+        "archive",
+        "import json\ndef handler(event, context):\n    rs = event['Results']\n    return {'received': len(rs), 'run': event['MapRunArn'], 'note': event['note'], 'outputs': [json.loads(r['Output']) for r in rs]}\n",
+        serde_json::json!({}),
+    );
     run_boto3_script(&s, "boto3_distributed_map.py");
 }
 

@@ -202,6 +202,8 @@ fn map_shapes_items_with_the_context() {
             tolerated_failures: Some(1),
             batches: Vec::new(),
             tolerance: Tolerance { count: None, percentage: Some(50.0) },
+            reader: None,
+            writer: None,
         }
     );
     assert!(matches!(enter_with(&s, json!({"xs": 1})), Entry::Failed(f) if f.cause.contains("not an array")));
@@ -358,4 +360,43 @@ fn distributed_map_definitions_are_checked() {
     bad_type["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = json!("FAST");
     let p = Definition::parse(&machine(bad_type)).unwrap_err();
     assert!(p.iter().any(|p| p.message.contains("STANDARD or EXPRESS")), "{p:?}");
+}
+
+/// A distributed Map's reader and writer are function calls, their Parameters evaluated against the state's
+/// input; S3 sources, and either on an inline Map, are refused with what to do instead.
+#[test]
+fn distributed_map_readers_and_writers_call_functions() {
+    let s = state(json!({"Type": "Map", "End": true, "ItemsPath": "$.ignored",
+        "ItemReader": {"Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "lister", "Payload": {"prefix.$": "$.prefix"}},
+            "ReaderConfig": {"MaxItemsPath": "$.max"}},
+        "ResultWriter": {"Resource": "arn:aws:lambda:us-east-1:123456789012:function:archive",
+            "Parameters": {"run.$": "$.prefix"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}));
+    match enter_with(&s, json!({"prefix": "p/", "max": 5})) {
+        Entry::Map { items, reader: Some(r), writer: Some(w), .. } => {
+            assert!(items.is_empty(), "the reader gives the items, not ItemsPath");
+            assert_eq!(
+                (r.call.function.as_str(), &r.call.payload, r.max_items),
+                ("lister", &json!({"prefix": "p/"}), 5)
+            );
+            assert_eq!(r.input, json!({"prefix": "p/", "max": 5}));
+            assert_eq!(w.function, "arn:aws:lambda:us-east-1:123456789012:function:archive");
+            assert_eq!(w.payload, json!({"run": "p/"}));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(enter_with(&s, json!({"prefix": "p/", "max": 1.5})),
+        Entry::Failed(f) if f.cause.contains("MaxItemsPath field refers to value \"1.5\"")));
+    let machine = |map: Value| json!({"StartAt": "M", "States": {"M": map}});
+    let s3 = json!({"Type": "Map", "End": true, "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSON"}, "Parameters": {"Bucket": "b", "Key": "k"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}});
+    let p = Definition::parse(&machine(s3)).unwrap_err();
+    assert!(p.iter().any(|p| p.code == "UNSUPPORTED_FEATURE" && p.message.contains("stoke has no S3")), "{p:?}");
+    let inline = json!({"Type": "Map", "End": true, "ResultWriter": {"Resource": "f"},
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}});
+    let p = Definition::parse(&machine(inline)).unwrap_err();
+    assert!(p.iter().any(|p| p.message.contains("ResultWriter needs a distributed Map")), "{p:?}");
 }

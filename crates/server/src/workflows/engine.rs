@@ -518,10 +518,18 @@ impl Run {
                 let StateKind::Parallel(parallel) = &state.kind else { return unreachable_state(state) };
                 self.run_composite(state, scope, step, &raw, &ctx, Composite::Parallel(parallel, input)).await
             }
-            Entry::Map { items, max_concurrency, tolerated_failures, batches, tolerance } => {
+            Entry::Map { items, max_concurrency, tolerated_failures, batches, tolerance, reader, writer } => {
                 let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
-                let what =
-                    Composite::Map { map, items, max_concurrency, tolerated: tolerated_failures, batches, tolerance };
+                let what = Composite::Map {
+                    map,
+                    items,
+                    max_concurrency,
+                    tolerated: tolerated_failures,
+                    batches,
+                    tolerance,
+                    reader: reader.map(Box::new),
+                    writer: writer.map(Box::new),
+                };
                 self.run_composite(state, scope, step, &raw, &ctx, what).await
             }
         }
@@ -563,7 +571,7 @@ impl Run {
                         Err(other) => return Err(other),
                     }
                 }
-                Composite::Map { map, items, max_concurrency, tolerated, batches, tolerance } => {
+                Composite::Map { map, items, max_concurrency, tolerated, batches, tolerance, reader, writer } => {
                     // The items, however many batches carry them.
                     let length = if batches.is_empty() { items.len() } else { batches.iter().sum() };
                     if !started {
@@ -579,8 +587,19 @@ impl Run {
                     }
                     match &map.distributed {
                         Some(d) => {
-                            let limit = *max_concurrency;
-                            self.map_run(state, d, items, batches, *tolerance, limit, scope, step, attempt).await?
+                            let run = distributed::MapRun {
+                                state,
+                                map,
+                                dist: d,
+                                inputs: items,
+                                batches,
+                                tolerance: *tolerance,
+                                max_concurrency: *max_concurrency,
+                                reader: reader.as_deref(),
+                                writer: writer.as_deref(),
+                                ctx,
+                            };
+                            self.map_run(run, scope, step, attempt).await?
                         }
                         None => {
                             self.map_attempt(map, items, *max_concurrency, *tolerated, scope, step, attempt).await?
@@ -995,6 +1014,8 @@ enum Composite<'a> {
         tolerated: Option<usize>,
         batches: Vec<usize>,
         tolerance: stoke_asl::step::Tolerance,
+        reader: Option<Box<stoke_asl::step::Reader>>,
+        writer: Option<Box<stoke_asl::step::Invocation>>,
     },
 }
 

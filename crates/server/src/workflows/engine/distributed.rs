@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
-use stoke_asl::definition::Distributed;
-use stoke_asl::step::Tolerance;
+use stoke_asl::definition::{Distributed, MapState};
+use stoke_asl::step::{self, Context, Invocation, Reader, Tolerance};
 use stoke_asl::{Definition, Failure, State};
 use stoke_core::sync::lock;
 use stoke_store::{ExecutionRecord, ExecutionStatus, MapRunRecord};
@@ -27,6 +27,55 @@ pub const DISTRIBUTED_CONCURRENCY: usize = 1_000;
 
 /// The cause of a map run that failed more items than it tolerates (Step Functions' words).
 pub const EXCEEDED_CAUSE: &str = "The specified tolerated failure threshold was exceeded";
+/// How long a reader's or writer's function may take.
+const CALL_SECONDS: u64 = 900;
+
+/// Errors of a map run's reader and writer (the States Language's names).
+const READER_FAILED: &str = "States.ItemReaderFailed";
+const WRITER_FAILED: &str = "States.ResultWriterFailed";
+
+/// One attempt of a distributed Map, as the state's entry gave it.
+pub(super) struct MapRun<'a> {
+    pub state: &'a State,
+    pub map: &'a MapState,
+    pub dist: &'a Distributed,
+    /// The children's inputs (none yet when a reader gives the items).
+    pub inputs: &'a [Value],
+    pub batches: &'a [usize],
+    pub tolerance: Tolerance,
+    pub max_concurrency: usize,
+    pub reader: Option<&'a Reader>,
+    pub writer: Option<&'a Invocation>,
+    pub ctx: &'a Context,
+}
+
+/// The items a reader's function answered, at most `max_items` of them (0: all). Step Functions' causes:
+/// a negative MaxItems, and an answer that is not an array.
+pub fn read_items(answer: Value, max_items: i64) -> Result<Vec<Value>, Failure> {
+    if max_items < 0 {
+        return Err(Failure::new(READER_FAILED, "field MaxItems must be positive"));
+    }
+    let Value::Array(mut items) = answer else {
+        return Err(Failure::new(READER_FAILED, "Attempting to map over non-iterable node."));
+    };
+    if max_items > 0 {
+        items.truncate(usize::try_from(max_items).unwrap_or(usize::MAX));
+    }
+    Ok(items)
+}
+
+/// What a writer's function is given: its payload (an object gets the fields added; anything else is put
+/// under `Payload`), the map run's ARN and one record per child in order, as Step Functions' result files
+/// hold them (`Input` and `Output` as JSON text; a child never started is `PENDING`).
+pub fn writer_payload(payload: &Value, arn: &str, results: Vec<Value>) -> Value {
+    let mut out = match payload {
+        Value::Object(m) => Value::Object(m.clone()),
+        other => json!({"Payload": other}),
+    };
+    out["MapRunArn"] = json!(arn);
+    out["Results"] = Value::Array(results);
+    out
+}
 
 /// A UUID-shaped id derived from `seed` (name-based: the same seed gives the same id).
 pub fn name_uuid(seed: &str) -> String {
@@ -76,6 +125,9 @@ pub struct MapRunDetails {
     pub tolerated_failure_percentage: f64,
     /// Items per child, in order (one each without an `ItemBatcher`).
     pub items: Vec<usize>,
+    /// What a reader's function answered (kept, so a resumed run gives each child the same input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<Vec<Value>>,
 }
 
 /// A map run's item and execution counts (`DescribeMapRun`'s `itemCounts`, `executionCounts`), from its
@@ -128,37 +180,45 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> stoke_store::Result<T> 
 
 impl Run {
     /// One attempt of a distributed Map: its map run, children at most `max_concurrency` at once (0: up to
-    /// [`DISTRIBUTED_CONCURRENCY`]). Once more items failed than tolerated, no further child starts and the
-    /// run fails with `States.ExceedToleratedFailureThreshold`; with failures tolerated, a failed child's
-    /// place in the output holds its `{"Error", "Cause"}`.
-    #[allow(clippy::too_many_arguments)]
+    /// [`DISTRIBUTED_CONCURRENCY`]). A reader's items are read once the run has started (a reader that fails
+    /// fails the run with `States.ItemReaderFailed`). Once more items failed than tolerated, no further child
+    /// starts and the run fails with `States.ExceedToleratedFailureThreshold`; with failures tolerated, a
+    /// failed child's place in the output holds its `{"Error", "Cause"}`. A writer is given the results; the
+    /// state's output is then `{"MapRunArn", "ResultWriterDetails": <its answer>}`.
     pub(super) async fn map_run(
         &self,
-        state: &State,
-        dist: &Distributed,
-        inputs: &[Value],
-        batches: &[usize],
-        tolerance: Tolerance,
-        max_concurrency: usize,
+        run: MapRun<'_>,
         scope: &str,
         step: u32,
         attempt: u32,
     ) -> Result<Result<Value, Failure>, Stop> {
+        let MapRun { state, map, dist, tolerance, max_concurrency, reader, writer, ctx, .. } = run;
         let store = self.services.store.clone();
         let account = self.record.account.clone();
         let id = name_uuid(&format!("{}/{scope}/{step}/{attempt}", self.record.id));
         let label = dist.label.clone().unwrap_or_else(|| state.name.clone());
         let children = format!("{}/{label}", self.record.workflow);
-        let sizes: Vec<usize> = if batches.is_empty() { vec![1; inputs.len()] } else { batches.to_vec() };
-        let total_items: usize = sizes.iter().sum();
-        let tolerated = tolerance.tolerated(total_items).unwrap_or(0);
-        let details = MapRunDetails {
+        let arn = map_run_arn(&self.services.region, &account, &children, &id);
+        let known = {
+            let (store, account, id) = (store.clone(), account.clone(), id.clone());
+            blocking(move || store.get_map_run(&account, &id)).await?
+        };
+        let known_details: Option<MapRunDetails> = known.as_ref().and_then(|k| serde_json::from_str(&k.details).ok());
+        let sizes_of = |inputs: &[Value], batches: &[usize]| -> Vec<usize> {
+            if batches.is_empty() {
+                vec![1; inputs.len()]
+            } else {
+                batches.to_vec()
+            }
+        };
+        let mut details = MapRunDetails {
             label,
             execution_type: dist.execution_type.clone(),
             max_concurrency,
             tolerated_failure_count: tolerance.count.unwrap_or(0),
             tolerated_failure_percentage: tolerance.percentage.unwrap_or(0.0),
-            items: sizes.clone(),
+            items: sizes_of(run.inputs, run.batches),
+            read: None,
         };
         let mut record = MapRunRecord {
             id: id.clone(),
@@ -166,26 +226,55 @@ impl Run {
             execution_id: self.record.id.clone(),
             children: children.clone(),
             status: "RUNNING".into(),
-            started_ms: now_ms(),
+            started_ms: known.as_ref().map_or_else(now_ms, |k| k.started_ms),
             stopped_ms: None,
-            details: serde_json::to_string(&details).unwrap_or_default(),
+            details: String::new(),
         };
-        let known = {
-            let (store, account, id) = (store.clone(), account.clone(), id.clone());
-            blocking(move || store.get_map_run(&account, &id)).await?
-        };
-        match known {
-            Some(k) => record.started_ms = k.started_ms,
-            None => {
-                let (store, r) = (store.clone(), record.clone());
-                blocking(move || store.put_map_run(&r)).await?;
-            }
+        if known.is_none() {
+            record.details = serde_json::to_string(&details).unwrap_or_default();
+            let (store, r) = (store.clone(), record.clone());
+            blocking(move || store.put_map_run(&r)).await?;
         }
         if !lock(&self.log).map_runs_started.contains(&(scope.to_string(), step, attempt)) {
             let started = MapRunStarted { map_run: id.clone(), children: children.clone() };
             self.push(HistoryEvent::MapRunStarted(started), scope, step, attempt);
         }
         self.flush(None).await?;
+
+        // The items: the input's, or the reader's (read once: a resumed run finds them in its record).
+        let read_inputs;
+        let (inputs, batches): (&[Value], &[usize]) = match reader {
+            None => (run.inputs, run.batches),
+            Some(r) => {
+                let items = match known_details.and_then(|d| d.read) {
+                    Some(items) => Ok(items),
+                    None => self.call(&r.call).await?.and_then(|answer| read_items(answer, r.max_items)),
+                };
+                let shaped = items.and_then(|items| {
+                    details.read = Some(items.clone());
+                    step::map_inputs(map, items, &r.input, ctx, &mut *lock(&self.entropy))
+                });
+                match shaped {
+                    Ok(shaped) => {
+                        read_inputs = shaped;
+                        (&read_inputs.0, &read_inputs.1)
+                    }
+                    Err(f) => {
+                        let f = if f.error == READER_FAILED { f } else { Failure::new(READER_FAILED, f.cause) };
+                        return self.end_map_run(record, Err(f), scope, step, attempt).await;
+                    }
+                }
+            }
+        };
+        if reader.is_some() {
+            details.items = sizes_of(inputs, batches);
+            record.details = serde_json::to_string(&details).unwrap_or_default();
+            let (store, r) = (store.clone(), record.clone());
+            blocking(move || store.put_map_run(&r)).await?;
+        }
+        let sizes = details.items.clone();
+        let total_items: usize = sizes.iter().sum();
+        let tolerated = tolerance.tolerated(total_items).unwrap_or(0);
 
         let definition = Definition::parse(&dist.definition).map_err(|problems| {
             Stop::Failed(Failure::new(
@@ -226,20 +315,71 @@ impl Run {
                     }
                     _ => {
                         failed_items.fetch_add(size, Ordering::Relaxed);
-                        Err(Failure::new(ended.error.unwrap_or_default(), ended.cause.unwrap_or_default()))
+                        Err(Failure::new(
+                            ended.error.clone().unwrap_or_default(),
+                            ended.cause.clone().unwrap_or_default(),
+                        ))
                     }
                 };
-                Ok(Some(result))
+                Ok(Some((ended, result)))
             }
         });
-        let results: Vec<Option<Result<Value, Failure>>> = futures_util::future::try_join_all(runs).await?;
-        let result = if failed_items.load(Ordering::Relaxed) > tolerated {
+        let ended: Vec<Option<(ExecutionRecord, Result<Value, Failure>)>> =
+            futures_util::future::try_join_all(runs).await?;
+        let exceeded = failed_items.load(Ordering::Relaxed) > tolerated;
+        let mut result = if exceeded {
             Err(Failure::new(stoke_asl::errors::EXCEED_TOLERATED_FAILURE_THRESHOLD, EXCEEDED_CAUSE))
         } else {
-            Ok(Value::Array(results.into_iter().flatten().map(|r| r.unwrap_or_else(|f| f.to_value())).collect()))
+            Ok(Value::Array(ended.iter().flatten().map(|(_, r)| r.clone().unwrap_or_else(|f| f.to_value())).collect()))
         };
+        if let Some(w) = writer {
+            let region = &self.services.region;
+            let records = ended
+                .iter()
+                .zip(inputs)
+                .enumerate()
+                .map(|(i, (e, input))| match e {
+                    None => json!({"Index": i, "Status": "PENDING", "Input": input.to_string()}),
+                    Some((child, r)) => {
+                        let mut v = json!({"Index": i, "ExecutionArn": super::execution_arn(region, child),
+                            "Name": child.name, "Input": child.input, "Status": child.status.as_str()});
+                        match r {
+                            Ok(out) => v["Output"] = json!(out.to_string()),
+                            Err(f) => {
+                                v["Error"] = json!(f.error);
+                                v["Cause"] = json!(f.cause);
+                            }
+                        }
+                        v
+                    }
+                })
+                .collect();
+            let call = Invocation { payload: writer_payload(&w.payload, &arn, records), ..w.clone() };
+            let written = match self.call(&call).await? {
+                Ok(answer) => Ok(json!({"MapRunArn": arn, "ResultWriterDetails": answer})),
+                Err(f) => Err(Failure::new(WRITER_FAILED, format!("{}: {}", f.error, f.cause))),
+            };
+            result = match (result, written) {
+                (Ok(_), written) => written,
+                (Err(f), _) => Err(f),
+            };
+        }
+        self.end_map_run(record, result, scope, step, attempt).await
+    }
+
+    /// Records the map run's end (its record, then `MapRunSucceeded`/`MapRunFailed` unless a resumed run
+    /// recorded it already) and returns its result.
+    async fn end_map_run(
+        &self,
+        mut record: MapRunRecord,
+        result: Result<Value, Failure>,
+        scope: &str,
+        step: u32,
+        attempt: u32,
+    ) -> Result<Result<Value, Failure>, Stop> {
         record.status = if result.is_ok() { "SUCCEEDED" } else { "FAILED" }.into();
         record.stopped_ms = Some(now_ms());
+        let store = self.services.store.clone();
         let r = record.clone();
         blocking(move || store.put_map_run(&r)).await?;
         if !lock(&self.log).map_runs_ended.contains(&(scope.to_string(), step, attempt)) {
@@ -253,6 +393,19 @@ impl Run {
             self.push(ended, scope, step, attempt);
         }
         Ok(result)
+    }
+
+    /// Calls a reader's or writer's function; its answer, or the failure it ended with.
+    async fn call(&self, call: &Invocation) -> Result<Result<Value, Failure>, Stop> {
+        let reference = match &call.qualifier {
+            Some(q) if !call.function.contains(':') => format!("{}:{q}", call.function),
+            _ => call.function.clone(),
+        };
+        let limit = (CALL_SECONDS, stoke_asl::errors::TIMEOUT, "the call's limit");
+        Ok(match self.invoke_once(&reference, &call.payload, limit, false).await {
+            Ok((result, _usage)) => result,
+            Err(f) => Err(f),
+        })
     }
 
     /// Records a new child execution with its first event.
@@ -346,6 +499,7 @@ mod tests {
             tolerated_failure_count: 0,
             tolerated_failure_percentage: 0.0,
             items: vec![2, 2, 1, 3],
+            read: None,
         };
         let (items, execs) = counts(
             &details,
@@ -361,6 +515,23 @@ mod tests {
             (Some(8), Some(2), Some(3))
         );
         assert_eq!(items["resultsWritten"], 2);
+    }
+
+    #[test]
+    fn a_reader_gives_an_array_cut_to_max_items() {
+        assert_eq!(read_items(json!([1, 2, 3]), 0).unwrap(), [json!(1), json!(2), json!(3)], "0: all");
+        assert_eq!(read_items(json!([1, 2, 3]), 2).unwrap(), [json!(1), json!(2)]);
+        let f = read_items(json!({"Items": [1]}), 0).unwrap_err();
+        assert_eq!((f.error.as_str(), f.cause.as_str()), (READER_FAILED, "Attempting to map over non-iterable node."));
+        assert_eq!(read_items(json!([1]), -1).unwrap_err().cause, "field MaxItems must be positive");
+    }
+
+    #[test]
+    fn a_writer_gets_its_payload_with_the_run_and_its_results() {
+        let p = writer_payload(&json!({"to": "archive"}), "arn:run", vec![json!({"Index": 0})]);
+        assert_eq!(p, json!({"to": "archive", "MapRunArn": "arn:run", "Results": [{"Index": 0}]}));
+        let p = writer_payload(&json!("text"), "arn:run", Vec::new());
+        assert_eq!(p, json!({"Payload": "text", "MapRunArn": "arn:run", "Results": []}));
     }
 
     #[test]
