@@ -229,6 +229,10 @@ fn choose_sandbox(
                 let note = lean.describe();
                 Ok((Arc::new(lean), note))
             }
+            // Asked for disks and none can be made: an error, not a server without isolation.
+            Err(why) if config.lean.ephemeral == stoke_sandbox::lean::ephemeral::Choice::Disk => {
+                Err(StartError::Sandbox(why))
+            }
             Err(why) => {
                 tracing::warn!("running functions without isolation: {why}");
                 Ok((Arc::new(stoke_sandbox::ProcessSandbox), format!("NO ISOLATION: {why}")))

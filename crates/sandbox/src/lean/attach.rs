@@ -98,9 +98,9 @@ impl AttachPoints {
     pub fn remove(&self) {
         for p in self.all() {
             // What was attached, then the attach point itself.
-            while umount2(&p, MntFlags::MNT_DETACH).is_ok() {}
+            unmount_all(&p);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_tree(&self.dir);
     }
 }
 
@@ -187,17 +187,25 @@ pub fn shared_point(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmounts whatever is mounted at or under `dir` and removes it.
+/// Detaches every mount stacked at `path`, without following a symbolic link there.
+pub fn unmount_all(path: &Path) {
+    while umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).is_ok() {}
+}
+
+/// Unmounts whatever is mounted at or under `dir` and removes its directories, which are then empty mount
+/// points. Each mount goes before anything below it is looked at, symbolic links are never followed, and
+/// only empty directories are removed: what an instance left in its scratch directory or `/tmp` (a link to
+/// `/`, say) is never touched from the host.
 pub fn remove_tree(dir: &Path) {
+    unmount_all(dir);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.path().is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 remove_tree(&e.path());
             }
         }
     }
-    while umount2(dir, MntFlags::MNT_DETACH).is_ok() {}
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes the attach points a previous server on this run directory left (its namespace is gone, so
@@ -206,10 +214,31 @@ pub fn sweep(root: &Path) {
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
             let p = e.path();
-            for sub in ["task", "opt", "scratch", "tmp"] {
-                while umount2(&p.join(sub), MntFlags::MNT_DETACH).is_ok() {}
-            }
-            let _ = std::fs::remove_dir_all(&p);
+            remove_tree(&p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an instance leaves in a directory the server later removes — a link to a host directory, files
+    /// of its own — is never followed or deleted from the host: only empty directories go.
+    #[test]
+    fn removing_a_tree_follows_no_link_and_deletes_no_file() {
+        let host = tempfile::tempdir().unwrap();
+        let precious = host.path().join("precious");
+        std::fs::create_dir_all(precious.join("inner")).unwrap();
+        std::fs::write(precious.join("inner/data"), b"keep").unwrap();
+        let slot = tempfile::tempdir().unwrap();
+        let tmp = slot.path().join("slot/tmp");
+        std::fs::create_dir_all(tmp.join("empty/deeper")).unwrap();
+        std::os::unix::fs::symlink(&precious, tmp.join("link")).unwrap();
+        std::os::unix::fs::symlink(&precious, slot.path().join("slot/link")).unwrap();
+        remove_tree(&slot.path().join("slot"));
+        assert_eq!(std::fs::read(precious.join("inner/data")).unwrap(), b"keep", "the link's target is untouched");
+        assert!(!tmp.join("empty").exists(), "empty directories go");
+        assert!(tmp.join("link").symlink_metadata().is_ok(), "a non-empty directory stays rather than be emptied");
     }
 }

@@ -181,6 +181,22 @@ impl Drop for Disk {
     }
 }
 
+/// Empties `dir` of a previous server's disks: their mount points unmounted first (a server that had no
+/// mount namespace of its own leaves them mounted), then their images and device nodes, never following a
+/// link or descending into a file system still mounted.
+fn sweep(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => super::attach::remove_tree(&e.path()),
+            Ok(_) => {
+                let _ = std::fs::remove_file(e.path());
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// `mkfs.ext4` on `image`: no journal (nothing to recover after a crash: the disk dies with its
 /// instance), no blocks reserved for root, inode tables left for the kernel to initialise lazily.
 fn format(image: &Path) -> io::Result<()> {
@@ -327,7 +343,7 @@ impl Storage {
     /// [`Choice::Auto`], one disk is made to see whether the host can: when it cannot, `/tmp`s are tmpfs
     /// and [`Storage::describe`] says why. [`Choice::Disk`] fails instead.
     pub fn new(dir: PathBuf, choice: Choice) -> io::Result<Storage> {
-        let _ = std::fs::remove_dir_all(&dir);
+        sweep(&dir);
         std::fs::create_dir_all(&dir)?;
         let storage = |memory| Storage {
             inner: Arc::new(Inner {

@@ -379,6 +379,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             tracing::warn!(error = %e, "no mount namespace of the server's own: generic instances are off");
             config.generic.clear();
             config.zygotes = 0;
+            // Disks mounted in the host's namespace would outlive a server that crashed.
+            if config.lean.ephemeral == ephemeral::Choice::Auto {
+                tracing::warn!("no mount namespace of the server's own: instances' /tmp is kept in memory");
+                config.lean.ephemeral = ephemeral::Choice::Memory;
+            }
         }
     }
     // Each client connection is a file descriptor; the usual soft limit (1024) would refuse clients long
