@@ -95,6 +95,11 @@ assert json.loads(child["input"]) in ({"n": 1}, {"n": 2}, {"n": 3}), child
 child_kinds = [e["type"] for e in events(child["executionArn"])]
 assert child_kinds[0] == "ExecutionStarted" and "TaskScheduled" in child_kinds, child_kinds
 assert child_kinds[-1] == "ExecutionSucceeded", child_kinds
+# A child is its parent's to drive: stopping one alone is refused, saying what to stop instead.
+e = expect_error("ValidationException", sfn.stop_execution, executionArn=child["executionArn"])
+assert "stop the execution that started" in e.response["Error"]["Message"], e.response
+assert len(sfn.list_executions(mapRunArn=run_arn, statusFilter="SUCCEEDED")["executions"]) == 3
+assert sfn.list_executions(mapRunArn=run_arn, statusFilter="FAILED")["executions"] == []
 # The machine's own executions do not include its map runs' children.
 own = sfn.list_executions(stateMachineArn=f"{PREFIX}:stateMachine:dmap")["executions"]
 assert [e["executionArn"] for e in own] == [done["executionArn"]], own

@@ -393,7 +393,14 @@ fn operation_blocking(
             let details: crate::workflows::engine::MapRunDetails =
                 serde_json::from_str(&run.details).map_err(|e| StatesError::new("ServiceException", e.to_string()))?;
             let (offset, max) = page(body)?;
-            let children = wf.map_run_children(account, &run)?;
+            let status = match body.get("statusFilter").and_then(Value::as_str) {
+                None => None,
+                Some(t) => Some(ExecutionStatus::parse(t).ok_or_else(|| {
+                    StatesError::new("ValidationException", format!("statusFilter {t:?} is not a known status"))
+                })?),
+            };
+            let mut children = wf.map_run_children(account, &run)?;
+            children.retain(|e| status.is_none_or(|s| e.status == s));
             let arn = map_run_arn(region, account, &run.children, &run.id);
             let items: Vec<Value> = children
                 .iter()

@@ -32,7 +32,7 @@ use super::history::{
 };
 
 mod distributed;
-pub use distributed::{counts, map_run_arn, map_run_of, parse_map_run_arn, MapRunDetails};
+pub use distributed::{counts, end_map_runs, map_run_arn, map_run_of, parse_map_run_arn, MapRunDetails, ENDED_CAUSE};
 
 use crate::error::Classified;
 use crate::invoke::{InvokeFailure, Invoker};

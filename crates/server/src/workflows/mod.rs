@@ -301,7 +301,7 @@ impl Workflows {
                     if let Some(me) = me.upgrade() {
                         let (account, id) = (account.clone(), key.clone());
                         let ended = tokio::task::spawn_blocking(move || {
-                            me.stop_map_runs(&account, &id, None, Some("the execution that started its map run ended"))
+                            engine::end_map_runs(&*me.services.store, &account, &id, engine::ENDED_CAUSE)
                         })
                         .await;
                         if let Ok(Err(e)) = ended {
@@ -412,25 +412,6 @@ impl Workflows {
         Ok((details, items, executions))
     }
 
-    /// Stops what an execution's running map runs started: their running children end ABORTED, and the
-    /// runs too.
-    fn stop_map_runs(&self, account: &AccountId, id: &str, error: Option<&str>, cause: Option<&str>) -> Result<()> {
-        for mut run in self.services.store.list_map_runs(account, id).map_err(store_err)? {
-            if run.status != "RUNNING" {
-                continue;
-            }
-            for child in self.map_run_children(account, &run)? {
-                if child.status == ExecutionStatus::Running {
-                    self.stop(account, &child.id, error, cause)?;
-                }
-            }
-            run.status = "ABORTED".into();
-            run.stopped_ms = Some(now_ms());
-            self.services.store.put_map_run(&run).map_err(store_err)?;
-        }
-        Ok(())
-    }
-
     /// Stops a running execution: it ends ABORTED with the given error and cause.
     pub fn stop(
         &self,
@@ -440,6 +421,12 @@ impl Workflows {
         cause: Option<&str>,
     ) -> Result<ExecutionRecord> {
         let mut e = self.describe(account, id)?;
+        if let Some(run) = engine::map_run_of(&e) {
+            return Err(WorkflowError::NotRunning(format!(
+                "execution {id} is a child of map run {run}, which its parent drives: stop the execution that \
+                 started the map run instead"
+            )));
+        }
         if e.status != ExecutionStatus::Running {
             return Err(WorkflowError::NotRunning(format!(
                 "execution {id} has already ended ({}); only a RUNNING execution can be stopped",
@@ -473,7 +460,8 @@ impl Workflows {
             };
             match self.services.store.record_execution(id, &[event.to_row()], Some(&e)) {
                 Ok(()) => {
-                    self.stop_map_runs(account, id, error, cause)?;
+                    // Its map runs' children were driven by its task: they end with it.
+                    engine::end_map_runs(&*self.services.store, account, id, engine::ENDED_CAUSE).map_err(store_err)?;
                     return Ok(e);
                 }
                 Err(StoreError::Conflict(_)) => {
@@ -533,7 +521,28 @@ impl Workflows {
         if swept > 0 {
             tracing::info!(directories = swept, "removed the scratch directories of executions that ended");
         }
-        // A map run's children are driven by their parent's run, never on their own.
+        // A map run's children are driven by their parent's run, never on their own; those whose parent
+        // ended (a crash between the parent's end and theirs) end now.
+        let mut swept = std::collections::HashSet::new();
+        for child in running.iter().filter(|e| engine::map_run_of(e).is_some()) {
+            let parent = engine::map_run_of(child)
+                .and_then(|run| self.services.store.get_map_run(&child.account, run).ok().flatten())
+                .map(|run| run.execution_id);
+            let Some(parent) = parent else { continue };
+            let parent_runs = self.services.store.get_execution(&parent).ok().flatten();
+            if parent_runs.is_some_and(|p| p.status == ExecutionStatus::Running) || !swept.insert(parent.clone()) {
+                continue;
+            }
+            match engine::end_map_runs(&*self.services.store, &child.account, &parent, engine::ENDED_CAUSE) {
+                Ok(n) if n > 0 => {
+                    tracing::info!(execution = %parent, children = n, "ended the map runs of an execution that had ended")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(execution = %parent, error = %e, "cannot end the map runs of an execution that ended")
+                }
+            }
+        }
         for e in running.into_iter().filter(|e| engine::map_run_of(e).is_none()) {
             let history = self.stored_history(&e.id)?;
             match Definition::parse_str(&e.definition) {

@@ -27,6 +27,9 @@ pub const DISTRIBUTED_CONCURRENCY: usize = 1_000;
 
 /// The cause of a map run that failed more items than it tolerates (Step Functions' words).
 pub const EXCEEDED_CAUSE: &str = "The specified tolerated failure threshold was exceeded";
+/// Why a map run's children end ABORTED when the execution that started the run has ended.
+pub const ENDED_CAUSE: &str = "the execution that started its map run ended";
+
 /// How long a reader's or writer's function may take.
 const CALL_SECONDS: u64 = 900;
 
@@ -171,6 +174,68 @@ pub fn counts(details: &MapRunDetails, children: &[(usize, ExecutionStatus)]) ->
     (to_json(items), to_json(execs))
 }
 
+/// Ends what an execution's map runs left running: each child still RUNNING ends ABORTED with `cause` (its
+/// own map runs first, however it ended), then the run. For an execution that ended, was stopped, or was cut
+/// short, and for children whose parent is gone; idempotent. Returns how many executions it ended.
+pub fn end_map_runs(
+    store: &dyn stoke_store::Store,
+    account: &stoke_core::AccountId,
+    execution_id: &str,
+    cause: &str,
+) -> stoke_store::Result<usize> {
+    let mut ended = 0;
+    for mut run in store.list_map_runs(account, execution_id)? {
+        let children = store.list_executions(account, Some(&run.children), None, None, usize::MAX)?;
+        for child in children.iter().filter(|c| map_run_of(c) == Some(run.id.as_str())) {
+            ended += end_map_runs(store, account, &child.id, cause)?;
+            if child.status == ExecutionStatus::Running && abort(store, child, cause)? {
+                ended += 1;
+            }
+        }
+        if run.status == "RUNNING" {
+            run.status = "ABORTED".into();
+            run.stopped_ms = Some(now_ms());
+            store.put_map_run(&run)?;
+        }
+    }
+    Ok(ended)
+}
+
+/// Ends a RUNNING execution ABORTED with `cause` (`ExecutionAborted` after its last event); false when it
+/// had ended meanwhile.
+fn abort(store: &dyn stoke_store::Store, e: &ExecutionRecord, cause: &str) -> stoke_store::Result<bool> {
+    // On a shared store the execution becomes this node's to end.
+    if !store.take_execution(&e.id)? {
+        return Ok(false);
+    }
+    let mut done = e.clone();
+    done.status = ExecutionStatus::Aborted;
+    done.cause = Some(cause.to_string());
+    done.stopped_ms = Some(now_ms());
+    for _ in 0..8 {
+        let seq = store.history(&e.id)?.last().map_or(0, |h| h.seq) + 1;
+        let why = ErrorCause { error: None, cause: done.cause.clone() };
+        let event = Recorded {
+            seq,
+            timestamp_ms: now_ms(),
+            scope: String::new(),
+            step: 0,
+            attempt: 0,
+            event: HistoryEvent::ExecutionAborted(why),
+        };
+        match store.record_execution(&e.id, &[event.to_row()], Some(&done)) {
+            Ok(()) => return Ok(true),
+            Err(stoke_store::StoreError::Conflict(_)) => {
+                if store.get_execution(&e.id)?.is_none_or(|now| now.status != ExecutionStatus::Running) {
+                    return Ok(false);
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(stoke_store::StoreError::Conflict(format!("execution {} kept changing while it was aborted", e.id)))
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> stoke_store::Result<T> + Send + 'static) -> Result<T, Stop> {
     tokio::task::spawn_blocking(f)
         .await
@@ -228,10 +293,11 @@ impl Run {
             status: "RUNNING".into(),
             started_ms: known.as_ref().map_or_else(now_ms, |k| k.started_ms),
             stopped_ms: None,
-            details: String::new(),
+            details: known
+                .as_ref()
+                .map_or_else(|| serde_json::to_string(&details).unwrap_or_default(), |k| k.details.clone()),
         };
         if known.is_none() {
-            record.details = serde_json::to_string(&details).unwrap_or_default();
             let (store, r) = (store.clone(), record.clone());
             blocking(move || store.put_map_run(&r)).await?;
         }
@@ -273,6 +339,9 @@ impl Run {
             blocking(move || store.put_map_run(&r)).await?;
         }
         let sizes = details.items.clone();
+        // A run that ended before a restart starts no child it had not started (its end is recorded).
+        let ended_before = known.as_ref().is_some_and(|k| k.status != "RUNNING")
+            || lock(&self.log).map_runs_ended.contains(&(scope.to_string(), step, attempt));
         let total_items: usize = sizes.iter().sum();
         let tolerated = tolerance.tolerated(total_items).unwrap_or(0);
 
@@ -297,7 +366,7 @@ impl Run {
                         (store.clone(), account.clone(), children.clone(), name.clone());
                     blocking(move || store.find_execution(&account, &children, &name)).await?
                 };
-                if found.is_none() && failed_items.load(Ordering::Relaxed) > tolerated {
+                if found.is_none() && (ended_before || failed_items.load(Ordering::Relaxed) > tolerated) {
                     return Ok::<_, Stop>(None); // the run has failed: this child stays pending
                 }
                 let child = match found {
@@ -447,9 +516,18 @@ impl Run {
         Ok(child)
     }
 
-    /// Runs a child to its end (from its own history, when it had started before) and reads it back.
+    /// Runs a child to its end (from its own history, when it had started before) and reads it back. On a
+    /// shared store it first becomes this node's, as its parent is; map runs of its own that it left running
+    /// end with it.
     async fn drive_child(&self, child: ExecutionRecord, definition: Definition) -> Result<ExecutionRecord, Stop> {
         let id = child.id.clone();
+        let (store, taken) = (self.services.store.clone(), id.clone());
+        if !blocking(move || store.take_execution(&taken)).await? {
+            let (store, read) = (self.services.store.clone(), id.clone());
+            return blocking(move || store.get_execution(&read))
+                .await?
+                .ok_or_else(|| Stop::Record(RecordError(format!("the child execution {id} disappeared"))));
+        }
         let history = {
             let (store, id) = (self.services.store.clone(), id.clone());
             blocking(move || store.history(&id)).await?
@@ -457,7 +535,12 @@ impl Run {
         let history: Vec<Recorded> = history.iter().map(Recorded::from_row).collect();
         let run =
             std::sync::Arc::new(Run::new(child, definition, &history, self.services.clone()).in_flight(self.in_flight));
+        let nested = run.starts_map_runs();
         Box::pin(run.drive()).await.map_err(Stop::Record)?;
+        if nested {
+            let (store, account, ended) = (self.services.store.clone(), self.record.account.clone(), id.clone());
+            blocking(move || end_map_runs(&*store, &account, &ended, ENDED_CAUSE)).await?;
+        }
         let (store, read) = (self.services.store.clone(), id.clone());
         blocking(move || store.get_execution(&read))
             .await?
