@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::ephemeral::Ephemeral;
+pub use super::mounts::{remove_tree, unmount_all};
 
 /// Moves this process into a mount namespace of its own that still sees the host's mounts (a slave of the
 /// host's). Must run before the process starts any thread: a mount namespace is per thread.
@@ -187,27 +188,6 @@ pub fn shared_point(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Detaches every mount stacked at `path`, without following a symbolic link there.
-pub fn unmount_all(path: &Path) {
-    while umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).is_ok() {}
-}
-
-/// Unmounts whatever is mounted at or under `dir` and removes its directories, which are then empty mount
-/// points. Each mount goes before anything below it is looked at, symbolic links are never followed, and
-/// only empty directories are removed: what an instance left in its scratch directory or `/tmp` (a link to
-/// `/`, say) is never touched from the host.
-pub fn remove_tree(dir: &Path) {
-    unmount_all(dir);
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 /// Removes the attach points a previous server on this run directory left (its namespace is gone, so
 /// nothing is mounted there any more in ours; only the directories remain).
 pub fn sweep(root: &Path) {
@@ -216,29 +196,5 @@ pub fn sweep(root: &Path) {
             let p = e.path();
             remove_tree(&p);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What an instance leaves in a directory the server later removes — a link to a host directory, files
-    /// of its own — is never followed or deleted from the host: only empty directories go.
-    #[test]
-    fn removing_a_tree_follows_no_link_and_deletes_no_file() {
-        let host = tempfile::tempdir().unwrap();
-        let precious = host.path().join("precious");
-        std::fs::create_dir_all(precious.join("inner")).unwrap();
-        std::fs::write(precious.join("inner/data"), b"keep").unwrap();
-        let slot = tempfile::tempdir().unwrap();
-        let tmp = slot.path().join("slot/tmp");
-        std::fs::create_dir_all(tmp.join("empty/deeper")).unwrap();
-        std::os::unix::fs::symlink(&precious, tmp.join("link")).unwrap();
-        std::os::unix::fs::symlink(&precious, slot.path().join("slot/link")).unwrap();
-        remove_tree(&slot.path().join("slot"));
-        assert_eq!(std::fs::read(precious.join("inner/data")).unwrap(), b"keep", "the link's target is untouched");
-        assert!(!tmp.join("empty").exists(), "empty directories go");
-        assert!(tmp.join("link").symlink_metadata().is_ok(), "a non-empty directory stays rather than be emptied");
     }
 }

@@ -188,7 +188,7 @@ fn sweep(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         match e.file_type() {
-            Ok(t) if t.is_dir() => super::attach::remove_tree(&e.path()),
+            Ok(t) if t.is_dir() => super::mounts::remove_tree(&e.path()),
             Ok(_) => {
                 let _ = std::fs::remove_file(e.path());
             }

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod cgroup;
 pub mod ephemeral;
 pub mod jail;
+mod mounts;
 pub mod rootfs;
 pub mod seccomp;
 pub mod zygote;
