@@ -118,7 +118,8 @@ impl OciSandbox {
         let dir = run_dir.join("oci");
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("bundles")).map_err(OciUnavailable::Setup)?;
-        let storage = Storage::new(run_dir.join("ephemeral"), settings.ephemeral).map_err(OciUnavailable::Ephemeral)?;
+        let storage =
+            Storage::new(settings.ephemeral_home(run_dir), settings.ephemeral).map_err(OciUnavailable::Ephemeral)?;
         storage.refill();
         if runtime_name == "crun" {
             // crun refuses a hybrid host whose unified hierarchy has controllers of its own (hugetlb, say);

@@ -387,13 +387,13 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
 }
 
 /// The mount point, in the server's own mount namespace, of the file system on device `dev`
-/// (`[major, minor]`) under its `run/ephemeral` directory.
-fn ephemeral_mount(s: &TestServer, dev: &Value) -> Option<String> {
+/// (`[major, minor]`) under `under`.
+fn ephemeral_mount(s: &TestServer, dev: &Value, under: &std::path::Path) -> Option<String> {
     let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", s.pid().unwrap())).unwrap();
     let id = format!("{}:{}", dev[0], dev[1]);
     info.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        (f[2] == id && f[4].contains("/run/ephemeral/")).then(|| f[4].to_string())
+        (f[2] == id && std::path::Path::new(f[4]).starts_with(under)).then(|| f[4].to_string())
     })
 }
 
@@ -402,7 +402,19 @@ fn ephemeral_storage_is_each_functions_size_on_a_disk_of_its_own_and_goes_with_i
     if !privileged("ephemeral storage") {
         return;
     }
-    let s = TestServer::start_with(&["--sandbox", "lean", "--generic", "none", "--ephemeral-storage", "disk"]);
+    // The disks on a file system of the operator's choosing (here a directory of the test's).
+    let disks = tempfile::tempdir().unwrap();
+    let under = disks.path().join("stoke-tmp");
+    let s = TestServer::start_with(&[
+        "--sandbox",
+        "lean",
+        "--generic",
+        "none",
+        "--ephemeral-storage",
+        "disk",
+        "--ephemeral-dir",
+        disks.path().to_str().unwrap(),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.py"), HOSTILE).unwrap();
     let created = s
@@ -421,7 +433,8 @@ fn ephemeral_storage_is_each_functions_size_on_a_disk_of_its_own_and_goes_with_i
     let (size, free) = (first["size_mb"].as_u64().unwrap(), first["free_mb"].as_u64().unwrap());
     assert!((1024..1100).contains(&size) && free >= 1024, "df /tmp shows the function's 1024 MB: {first}");
     assert_eq!((first["mode"].as_str(), first["entries"].as_array().map(Vec::len)), (Some("0o1777"), Some(0)));
-    let first_mount = ephemeral_mount(&s, &first["dev"]).unwrap_or_else(|| panic!("no host mount of {first}"));
+    let first_mount = ephemeral_mount(&s, &first["dev"], &under)
+        .unwrap_or_else(|| panic!("no host mount of {first} under {under:?}"));
 
     // A new size takes effect with the next instance.
     let updated = s.cli().args(["fn", "update", "sized", "--ephemeral-storage", "600"]).output().unwrap();
@@ -429,7 +442,7 @@ fn ephemeral_storage_is_each_functions_size_on_a_disk_of_its_own_and_goes_with_i
     let (_, _, second) = invoke(&s, "sized", json!({"attack": "tmp"}));
     let size = second["size_mb"].as_u64().unwrap();
     assert!((600..660).contains(&size), "{second}");
-    let second_mount = ephemeral_mount(&s, &second["dev"]).unwrap();
+    let second_mount = ephemeral_mount(&s, &second["dev"], &under).unwrap();
     assert_ne!(first_mount, second_mount);
 
     // Sizes outside Lambda's range are refused, and nothing changes.

@@ -400,7 +400,17 @@ impl Storage {
         self.refill();
         match ready {
             Some(d) => Ok(Ephemeral::Disk(d)),
-            None => Ok(Ephemeral::Disk(self.inner.make(size_mb)?)),
+            None => {
+                // Formatting and mounting take milliseconds: the other tasks of this worker move on meanwhile.
+                let make = || self.inner.make(size_mb);
+                let disk = match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(make)
+                    }
+                    _ => make(),
+                }?;
+                Ok(Ephemeral::Disk(disk))
+            }
         }
     }
 

@@ -56,6 +56,9 @@ pub struct LeanSettings {
     pub gid: u32,
     /// Where instances' `/tmp` lives (its size is each function's).
     pub ephemeral: ephemeral::Choice,
+    /// The directory whose file system holds the disks' images (`stoke-tmp` inside it); the run directory
+    /// when absent.
+    pub ephemeral_dir: Option<PathBuf>,
     /// Processes and threads an instance may have.
     pub pids_max: u32,
     /// Cap CPU time at the memory-proportional share (otherwise the share is only a weight under contention).
@@ -70,9 +73,21 @@ impl Default for LeanSettings {
             uid: 993,
             gid: 990,
             ephemeral: ephemeral::Choice::Auto,
+            ephemeral_dir: None,
             pids_max: 1024,
             cpu_quota: false,
             zygote_uid: 65_536 + 993,
+        }
+    }
+}
+
+impl LeanSettings {
+    /// Where the disks of instances' `/tmp` are made: `stoke-tmp` in `--ephemeral-dir`, else `ephemeral` in
+    /// the run directory (a directory of stoke's own either way: it is emptied at start).
+    pub fn ephemeral_home(&self, run_dir: &Path) -> PathBuf {
+        match &self.ephemeral_dir {
+            Some(d) => d.join("stoke-tmp"),
+            None => run_dir.join("ephemeral"),
         }
     }
 }
@@ -160,7 +175,8 @@ impl LeanSandbox {
         let zattach_root = run_dir.join("zattach");
         attach::remove_tree(&zattach_root);
         std::fs::create_dir_all(&zattach_root).map_err(Unavailable::Setup)?;
-        let storage = Storage::new(run_dir.join("ephemeral"), settings.ephemeral).map_err(Unavailable::Ephemeral)?;
+        let storage =
+            Storage::new(settings.ephemeral_home(run_dir), settings.ephemeral).map_err(Unavailable::Ephemeral)?;
         storage.refill();
         Ok(LeanSandbox {
             inner: Arc::new(Inner {

@@ -54,6 +54,11 @@ pub struct Args {
     /// `memory` (a tmpfs, which counts against it), or `auto` (disk when the host can).
     #[arg(long, value_enum, default_value_t = EphemeralArg::Auto)]
     ephemeral_storage: EphemeralArg,
+    /// A directory on the file system that should hold instances' /tmp disks (sparse images, in
+    /// `stoke-tmp` inside it) [default: the data directory's]. Put it elsewhere to keep full /tmps from
+    /// filling the store's disk.
+    #[arg(long, value_name = "DIR")]
+    ephemeral_dir: Option<std::path::PathBuf>,
     /// Processes and threads a lean instance may have.
     #[arg(long, default_value_t = LeanSettings::default().pids_max, value_name = "N")]
     pids_max: u32,
@@ -355,6 +360,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 EphemeralArg::Disk => ephemeral::Choice::Disk,
                 EphemeralArg::Memory => ephemeral::Choice::Memory,
             },
+            ephemeral_dir: args.ephemeral_dir.clone(),
             pids_max: args.pids_max,
             cpu_quota: args.cpu_quota,
             ..Default::default()
