@@ -32,7 +32,10 @@ use super::history::{
 };
 
 mod distributed;
-pub use distributed::{counts, end_map_runs, map_run_arn, map_run_of, parse_map_run_arn, MapRunDetails, ENDED_CAUSE};
+pub use distributed::{
+    abort_execution, counts, end_map_runs, map_run_arn, map_run_of, new_execution, parse_map_run_arn, MapRunDetails,
+    ENDED_CAUSE,
+};
 
 use crate::error::Classified;
 use crate::invoke::{InvokeFailure, Invoker};

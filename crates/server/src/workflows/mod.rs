@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::registry::now_ms;
 use engine::{InFlight, Run, Services};
-use history::{ErrorCause, ExecutionStarted, HistoryEvent, Recorded};
+use history::{ExecutionStarted, Recorded};
 
 /// The longest workflow or execution name (Step Functions' limit).
 pub const MAX_NAME: usize = 80;
@@ -238,32 +238,9 @@ impl Workflows {
             requested.or_else(|| w.prewarm.as_deref().and_then(Policy::parse)).unwrap_or(self.services.default_prewarm);
         let definition = Definition::parse_str(&w.definition).map_err(WorkflowError::InvalidDefinition)?;
         let id = uuid();
-        let record = ExecutionRecord {
-            id: id.clone(),
-            account: account.clone(),
-            workflow: workflow.to_string(),
-            name: name.map(String::from).unwrap_or_else(|| id.clone()),
-            definition: w.definition.clone(),
-            status: ExecutionStatus::Running,
-            input: input.to_string(),
-            output: None,
-            error: None,
-            cause: None,
-            started_ms: now_ms(),
-            stopped_ms: None,
-        };
-        let started = Recorded {
-            seq: 1,
-            timestamp_ms: record.started_ms,
-            scope: String::new(),
-            step: 0,
-            attempt: 0,
-            event: HistoryEvent::ExecutionStarted(ExecutionStarted {
-                input,
-                prewarm: Some(policy.as_str().to_string()),
-                scratch,
-            }),
-        };
+        let name = name.map(String::from).unwrap_or_else(|| id.clone());
+        let started = ExecutionStarted { input, prewarm: Some(policy.as_str().to_string()), scratch };
+        let (record, started) = engine::new_execution(id, account, workflow, name, &w.definition, started);
         self.services.store.insert_execution(&record, &[started.to_row()]).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
                 "workflow {workflow} already has an execution named {}; names are unique per workflow",
@@ -420,7 +397,7 @@ impl Workflows {
         error: Option<&str>,
         cause: Option<&str>,
     ) -> Result<ExecutionRecord> {
-        let mut e = self.describe(account, id)?;
+        let e = self.describe(account, id)?;
         if let Some(run) = engine::map_run_of(&e) {
             return Err(WorkflowError::NotRunning(format!(
                 "execution {id} is a child of map run {run}, which its parent drives: stop the execution that \
@@ -436,47 +413,22 @@ impl Workflows {
         if let Some(r) = lock(&self.running).remove(id) {
             r.abort.abort();
         }
-        // In a cluster another node may be running it: the execution becomes this node's, and that node's
-        // engine is refused at its next write.
-        if !self.services.store.take_execution(id).map_err(store_err)? {
-            return self.describe(account, id);
-        }
-        e.status = ExecutionStatus::Aborted;
-        e.error = error.map(String::from);
-        e.cause = cause.map(String::from);
-        e.stopped_ms = Some(now_ms());
-        // The engine's task is aborted, but a history write it had already sent may still land: then our
-        // event's number is taken (`Conflict`) while the execution still runs, and we write after it.
-        for _ in 0..8 {
-            let history = self.services.store.history(id).map_err(store_err)?;
-            let seq = history.last().map(|h| h.seq).unwrap_or(0) + 1;
-            let event = Recorded {
-                seq,
-                timestamp_ms: now_ms(),
-                scope: String::new(),
-                step: 0,
-                attempt: 0,
-                event: HistoryEvent::ExecutionAborted(ErrorCause { error: e.error.clone(), cause: e.cause.clone() }),
-            };
-            match self.services.store.record_execution(id, &[event.to_row()], Some(&e)) {
-                Ok(()) => {
-                    // Its map runs' children were driven by its task: they end with it.
-                    engine::end_map_runs(&*self.services.store, account, id, engine::ENDED_CAUSE).map_err(store_err)?;
-                    return Ok(e);
-                }
-                Err(StoreError::Conflict(_)) => {
-                    let now = self.describe(account, id)?;
-                    // It ended on its own while we stopped it.
-                    if now.status != ExecutionStatus::Running {
-                        return Ok(now);
-                    }
-                }
-                Err(other) => return Err(store_err(other)),
+        // In a cluster another node may be running it: it becomes this node's, and that node's engine is
+        // refused at its next write. The engine's task is aborted here, but a history write it had sent
+        // may still land first: the abort is written after it.
+        match engine::abort_execution(&*self.services.store, &e, error, cause) {
+            Ok(Some(stopped)) => {
+                // Its map runs' children were driven by its task: they end with it.
+                engine::end_map_runs(&*self.services.store, account, id, engine::ENDED_CAUSE).map_err(store_err)?;
+                Ok(stopped)
             }
+            // It ended on its own while it was stopped (or another node ended it).
+            Ok(None) => self.describe(account, id),
+            Err(StoreError::Conflict(_)) => Err(WorkflowError::ConcurrentModification(format!(
+                "execution {id} kept changing while it was stopped; stop it again"
+            ))),
+            Err(other) => Err(store_err(other)),
         }
-        Err(WorkflowError::ConcurrentModification(format!(
-            "execution {id} kept changing while it was stopped; stop it again"
-        )))
     }
 
     /// In a cluster: resumes the executions this node owns but does not run — taken over from a node that was

@@ -188,7 +188,7 @@ pub fn end_map_runs(
         let children = store.list_executions(account, Some(&run.children), None, None, usize::MAX)?;
         for child in children.iter().filter(|c| map_run_of(c) == Some(run.id.as_str())) {
             ended += end_map_runs(store, account, &child.id, cause)?;
-            if child.status == ExecutionStatus::Running && abort(store, child, cause)? {
+            if child.status == ExecutionStatus::Running && abort_execution(store, child, None, Some(cause))?.is_some() {
                 ended += 1;
             }
         }
@@ -201,20 +201,27 @@ pub fn end_map_runs(
     Ok(ended)
 }
 
-/// Ends a RUNNING execution ABORTED with `cause` (`ExecutionAborted` after its last event); false when it
-/// had ended meanwhile.
-fn abort(store: &dyn stoke_store::Store, e: &ExecutionRecord, cause: &str) -> stoke_store::Result<bool> {
-    // On a shared store the execution becomes this node's to end.
+/// Ends a RUNNING execution ABORTED with `error` and `cause`: `ExecutionAborted` after its last event, and
+/// its record, in one write. On a shared store it first becomes this node's (the node running it is
+/// refused at its next write). A write of its engine that lands first moves the abort after it. `None`
+/// when it had ended meanwhile.
+pub fn abort_execution(
+    store: &dyn stoke_store::Store,
+    e: &ExecutionRecord,
+    error: Option<&str>,
+    cause: Option<&str>,
+) -> stoke_store::Result<Option<ExecutionRecord>> {
     if !store.take_execution(&e.id)? {
-        return Ok(false);
+        return Ok(None);
     }
     let mut done = e.clone();
     done.status = ExecutionStatus::Aborted;
-    done.cause = Some(cause.to_string());
+    done.error = error.map(String::from);
+    done.cause = cause.map(String::from);
     done.stopped_ms = Some(now_ms());
     for _ in 0..8 {
         let seq = store.history(&e.id)?.last().map_or(0, |h| h.seq) + 1;
-        let why = ErrorCause { error: None, cause: done.cause.clone() };
+        let why = ErrorCause { error: done.error.clone(), cause: done.cause.clone() };
         let event = Recorded {
             seq,
             timestamp_ms: now_ms(),
@@ -224,16 +231,50 @@ fn abort(store: &dyn stoke_store::Store, e: &ExecutionRecord, cause: &str) -> st
             event: HistoryEvent::ExecutionAborted(why),
         };
         match store.record_execution(&e.id, &[event.to_row()], Some(&done)) {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok(Some(done)),
             Err(stoke_store::StoreError::Conflict(_)) => {
                 if store.get_execution(&e.id)?.is_none_or(|now| now.status != ExecutionStatus::Running) {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             Err(other) => return Err(other),
         }
     }
     Err(stoke_store::StoreError::Conflict(format!("execution {} kept changing while it was aborted", e.id)))
+}
+
+/// A new RUNNING execution and its first event (`ExecutionStarted`), to be inserted together.
+pub fn new_execution(
+    id: String,
+    account: &stoke_core::AccountId,
+    workflow: &str,
+    name: String,
+    definition: &str,
+    started: ExecutionStarted,
+) -> (ExecutionRecord, Recorded) {
+    let record = ExecutionRecord {
+        id,
+        account: account.clone(),
+        workflow: workflow.to_string(),
+        name,
+        definition: definition.to_string(),
+        status: ExecutionStatus::Running,
+        input: started.input.to_string(),
+        output: None,
+        error: None,
+        cause: None,
+        started_ms: now_ms(),
+        stopped_ms: None,
+    };
+    let first = Recorded {
+        seq: 1,
+        timestamp_ms: record.started_ms,
+        scope: String::new(),
+        step: 0,
+        attempt: 0,
+        event: HistoryEvent::ExecutionStarted(started),
+    };
+    (record, first)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> stoke_store::Result<T> + Send + 'static) -> Result<T, Stop> {
@@ -485,32 +526,11 @@ impl Run {
         input: &Value,
         definition: &Value,
     ) -> Result<ExecutionRecord, Stop> {
-        let child = ExecutionRecord {
-            id: name_uuid(&format!("{}/{children}/{name}", self.record.id)),
-            account: self.record.account.clone(),
-            workflow: children.to_string(),
-            name: name.to_string(),
-            definition: definition.to_string(),
-            status: ExecutionStatus::Running,
-            input: input.to_string(),
-            output: None,
-            error: None,
-            cause: None,
-            started_ms: now_ms(),
-            stopped_ms: None,
-        };
-        let started = Recorded {
-            seq: 1,
-            timestamp_ms: child.started_ms,
-            scope: String::new(),
-            step: 0,
-            attempt: 0,
-            event: HistoryEvent::ExecutionStarted(ExecutionStarted {
-                input: input.clone(),
-                prewarm: Some(self.policy.as_str().to_string()),
-                scratch: false,
-            }),
-        };
+        let started =
+            ExecutionStarted { input: input.clone(), prewarm: Some(self.policy.as_str().to_string()), scratch: false };
+        let id = name_uuid(&format!("{}/{children}/{name}", self.record.id));
+        let account = &self.record.account;
+        let (child, started) = new_execution(id, account, children, name.to_string(), &definition.to_string(), started);
         let (store, c, row) = (self.services.store.clone(), child.clone(), started.to_row());
         blocking(move || store.insert_execution(&c, &[row])).await?;
         Ok(child)
