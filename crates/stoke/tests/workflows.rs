@@ -478,6 +478,26 @@ fn distributed_maps_resume_after_kill9_and_stop_with_their_children() {
     let printed = String::from_utf8_lossy(&cli.stdout);
     assert!(cli.status.success() && printed.contains(run["id"].as_str().unwrap()), "{printed}");
     assert!(printed.contains("SUCCEEDED") && printed.contains("dist/Slow"), "{printed}");
+    // The children, natively: each an execution whose history the usual routes give.
+    let run_id = run["id"].as_str().unwrap();
+    let (status, children) = s.get(&format!("/v1/executions/{id}/map-runs/{run_id}/executions"));
+    assert_eq!(status, 200, "{children}");
+    let children = children["executions"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 4, "{children:?}");
+    assert!(children.iter().all(|c| c["workflow"] == "dist/Slow" && c["status"] == "SUCCEEDED"), "{children:?}");
+    let child = children[0]["id"].as_str().unwrap();
+    let child_events = kinds(&history(&s, child));
+    assert_eq!(child_events.first().map(String::as_str), Some("ExecutionStarted"), "{child_events:?}");
+    assert!(child_events.iter().any(|k| k == "WaitStateEntered"), "the child's own states: {child_events:?}");
+    let cli = s.cli().args(["wf", "map-runs", &id, "--children", run_id]).output().unwrap();
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success() && printed.contains(child), "{printed}");
+    assert_error(
+        &s.get(&format!("/v1/executions/{id}/map-runs/nope/executions")),
+        404,
+        "execution_not_found",
+        "no map run nope",
+    );
 
     // Stopped: the parent and its running children end ABORTED; the children not started stay pending.
     create_workflow(&s, "long", map(60));

@@ -115,6 +115,7 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}/timeline", get(workflows::timeline))
         .route("/executions/{id}/cost", get(workflows::cost))
         .route("/executions/{id}/map-runs", get(workflows::map_runs))
+        .route("/executions/{id}/map-runs/{run}/executions", get(workflows::map_run_executions))
         .route("/layers", get(layers::list))
         .route("/layers/{name}/versions", get(layers::versions).post(layers::publish))
         .route("/layers/{name}/versions/{version}", get(layers::get).delete(layers::delete))

@@ -31,6 +31,7 @@ use super::{accounts, cluster, events, functions, invoke, layers, schedules, tri
         workflows::create, workflows::list, workflows::get, workflows::update, workflows::delete,
         workflows::start, workflows::run, workflows::executions, workflows::describe, workflows::history,
         workflows::stop, workflows::timeline, workflows::cost, workflows::map_runs,
+        workflows::map_run_executions,
         schedules::create, schedules::list, schedules::get, schedules::replace, schedules::delete,
         schedules::enable, schedules::disable, schedules::next,
         tune::start, tune::get,

@@ -462,6 +462,33 @@ pub async fn map_runs(
     Ok(Json(MapRunList { map_runs: list }))
 }
 
+/// The child executions of one of the execution's map runs, newest first: each is an execution of its own
+/// (`GET /v1/executions/{id}` and its history take their ids).
+#[utoipa::path(get, path = "/v1/executions/{id}/map-runs/{run}/executions", tag = "workflows",
+    params(("id" = String, Path, description = "the execution's id"),
+           ("run" = String, Path, description = "the map run's id (`id` of `GET /v1/executions/{id}/map-runs`)")),
+    responses((status = 200, body = ExecutionList), (status = 404, body = ErrorBody)))]
+pub async fn map_run_executions(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, run)): Path<(String, String)>,
+) -> ApiResult<Json<ExecutionList>> {
+    let wf = s.workflows.clone();
+    let list = blocking(move || {
+        let account = &caller.account.id;
+        let found = wf.map_runs(account, &id)?.into_iter().find(|r| r.id == run);
+        let Some(found) = found else {
+            return Err(crate::workflows::WorkflowError::ExecutionNotFound(format!(
+                "execution {id} has no map run {run}: GET /v1/executions/{id}/map-runs lists them"
+            ))
+            .into());
+        };
+        Ok(wf.map_run_children(account, &found)?)
+    })
+    .await?;
+    Ok(Json(ExecutionList { executions: list.iter().map(|e| ExecutionView::new(e, &s.region)).collect() }))
+}
+
 /// Stops a running execution (it ends ABORTED).
 #[utoipa::path(post, path = "/v1/executions/{id}/stop", tag = "workflows", request_body = StopRequest,
     params(("id" = String, Path, description = "the execution's id")),

@@ -77,7 +77,12 @@ enum WfCommand {
     History { id: String },
     /// List the map runs an execution's distributed Map states started, with their children's counts (the
     /// children are executions: `stoke wf describe` and `stoke wf history` take their ids).
-    MapRuns { id: String },
+    MapRuns {
+        id: String,
+        /// List this map run's child executions instead.
+        #[arg(long, value_name = "MAP_RUN")]
+        children: Option<String>,
+    },
     /// Stop a running execution (it ends ABORTED).
     Stop {
         id: String,
@@ -415,7 +420,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             }
             println!("{t}");
         }
-        WfCommand::MapRuns { id } => {
+        WfCommand::MapRuns { id, children: Some(run) } => {
+            let path = format!("/v1/executions/{}/map-runs/{}/executions", segment(&id), segment(&run));
+            let (list, raw): (ExecutionList, _) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+                return Ok(());
+            }
+            let mut t = table(&["ID", "NAME", "STATUS", "STARTED"]);
+            for e in list.executions {
+                t.add_row(vec![e.id, e.name, e.status, e.started_at]);
+            }
+            println!("{t}");
+        }
+        WfCommand::MapRuns { id, children: None } => {
             let path = format!("/v1/executions/{}/map-runs", segment(&id));
             let (list, raw): (MapRunList, _) = client.json(client.request(Method::GET, &path))?;
             if global.output == Format::Json {
