@@ -434,8 +434,8 @@ fn enter_inner(
             let input = input_path(state, raw)?;
             // With a reader, the items come from it later (Step Functions ignores ItemsPath then).
             let reads = m.distributed.as_ref().is_some_and(|d| d.reader.is_some());
-            let items = match m.items_path.get(&input, &ctx) {
-                _ if reads => Vec::new(),
+            let selected = if reads { Ok(Value::Array(Vec::new())) } else { m.items_path.get(&input, &ctx) };
+            let items = match selected {
                 Ok(Value::Array(items)) => items,
                 Ok(other) => {
                     return Err(runtime(format!(

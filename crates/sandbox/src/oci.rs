@@ -360,10 +360,7 @@ impl Sandbox for OciSandbox {
         let bundle_dir = self.dir.join("bundles").join(id.to_string());
         let mut ephemeral = None;
         let made = (|| -> io::Result<BundleSpec> {
-            let tmp = match ephemeral.insert(self.storage.take(spec.ephemeral_mb)?) {
-                Ephemeral::Disk(d) => Tmp::Bind(d.path().to_path_buf()),
-                Ephemeral::Memory { size_mb } => Tmp::Memory { size_mb: *size_mb },
-            };
+            let tmp = ephemeral.insert(self.storage.take(spec.ephemeral_mb)?).as_tmp();
             fs::create_dir_all(&bundle_dir)?;
             let etc = bundle_dir.join("etc");
             fs::create_dir_all(&etc)?;

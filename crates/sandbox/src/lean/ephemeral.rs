@@ -93,6 +93,14 @@ pub enum Ephemeral {
 }
 
 impl Ephemeral {
+    /// What an instance set up for its function mounts at `/tmp`: the disk, bound, or a tmpfs of the size.
+    pub fn as_tmp(&self) -> super::rootfs::Tmp {
+        match self {
+            Ephemeral::Disk(d) => super::rootfs::Tmp::Bind(d.path().to_path_buf()),
+            Ephemeral::Memory { size_mb } => super::rootfs::Tmp::Memory { size_mb: *size_mb },
+        }
+    }
+
     /// Makes it appear at `point` (a generic instance's or a zygote slot's attach point): the disk bound
     /// there, or a tmpfs of the size mounted there. Writable, without set-id or devices.
     pub fn attach(&self, point: &Path) -> io::Result<()> {

@@ -555,11 +555,7 @@ impl Sandbox for LeanSandbox {
                 return Err(e);
             }
         };
-        let tmp_root = match &tmp {
-            Ephemeral::Disk(d) => Tmp::Bind(d.path().to_path_buf()),
-            Ephemeral::Memory { size_mb } => Tmp::Memory { size_mb: *size_mb },
-        };
-        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None, tmp_root);
+        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None, tmp.as_tmp());
         if let Err(why) = rootfs::check(&root) {
             group.remove();
             return Err(io::Error::other(why));

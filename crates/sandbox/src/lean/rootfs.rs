@@ -201,7 +201,7 @@ pub struct RootSpec {
     pub attach_root: Option<PathBuf>,
 }
 
-/// An instance's `/tmp` (see [`super::ephemeral`]).
+/// An instance's `/tmp`: a tmpfs, or the disk the ephemeral storage made for it, bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tmp {
     /// A tmpfs of this size (it counts against the instance's memory).

@@ -11,7 +11,7 @@ use stoke_store::{ExecutionRecord, ExecutionStatus, WorkflowRecord};
 
 use super::lambda::Signed;
 use super::AppState;
-use crate::workflows::engine::{execution_arn, map_run_arn, map_run_of, parse_map_run_arn, workflow_arn};
+use crate::workflows::engine::{child_index, execution_arn, map_run_arn, map_run_of, parse_map_run_arn, workflow_arn};
 use crate::workflows::history::{ErrorCause, HistoryEvent, Integration, Recorded, TaskFailure};
 use crate::workflows::{WorkflowError, Workflows};
 
@@ -390,8 +390,7 @@ fn operation_blocking(
                 ));
             }
             let (run, _) = map_run(wf, account, str_field(body, "mapRunArn")?)?;
-            let details: crate::workflows::engine::MapRunDetails =
-                serde_json::from_str(&run.details).map_err(|e| StatesError::new("ServiceException", e.to_string()))?;
+            let details = Workflows::map_run_details(&run)?;
             let (offset, max) = page(body)?;
             let status = match body.get("statusFilter").and_then(Value::as_str) {
                 None => None,
@@ -407,7 +406,7 @@ fn operation_blocking(
                 .skip(offset)
                 .take(max)
                 .map(|e| {
-                    let index = e.name.rsplit_once('-').and_then(|(_, i)| i.parse::<usize>().ok());
+                    let index = child_index(e);
                     let mut v = json!({"executionArn": execution_arn(region, e), "name": e.name,
                         "stateMachineArn": workflow_arn(region, account, &e.workflow), "status": e.status.as_str(),
                         "startDate": seconds(e.started_ms), "mapRunArn": arn,

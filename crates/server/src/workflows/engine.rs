@@ -33,8 +33,8 @@ use super::history::{
 
 mod distributed;
 pub use distributed::{
-    abort_execution, counts, end_map_runs, map_run_arn, map_run_of, new_execution, parse_map_run_arn, MapRunDetails,
-    ENDED_CAUSE,
+    abort_execution, child_index, counts, end_map_runs, map_run_arn, map_run_of, new_execution, parse_map_run_arn,
+    MapRunDetails, ENDED_CAUSE,
 };
 
 use crate::error::Classified;

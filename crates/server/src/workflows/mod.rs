@@ -371,19 +371,24 @@ impl Workflows {
         Ok(all.into_iter().filter(|e| engine::map_run_of(e) == Some(run.id.as_str())).collect())
     }
 
+    /// A map run's limits, and how many items each of its children holds.
+    pub fn map_run_details(run: &MapRunRecord) -> Result<engine::MapRunDetails> {
+        serde_json::from_str(&run.details).map_err(|e| {
+            WorkflowError::Store(StoreError::Corrupt(format!("map run {} has unreadable details: {e}", run.id)))
+        })
+    }
+
     /// A map run's limits and its item and execution counts, from its children as they stand.
     pub fn map_run_counts(
         &self,
         account: &AccountId,
         run: &MapRunRecord,
     ) -> Result<(engine::MapRunDetails, Value, Value)> {
-        let details: engine::MapRunDetails = serde_json::from_str(&run.details).map_err(|e| {
-            WorkflowError::Store(StoreError::Corrupt(format!("map run {} has unreadable details: {e}", run.id)))
-        })?;
+        let details = Self::map_run_details(run)?;
         let children: Vec<(usize, ExecutionStatus)> = self
             .map_run_children(account, run)?
             .iter()
-            .filter_map(|e| Some((e.name.rsplit_once('-')?.1.parse().ok()?, e.status)))
+            .filter_map(|e| Some((engine::child_index(e)?, e.status)))
             .collect();
         let (items, executions) = engine::counts(&details, &children);
         Ok((details, items, executions))
@@ -475,17 +480,23 @@ impl Workflows {
         }
         // A map run's children are driven by their parent's run, never on their own; those whose parent
         // ended (a crash between the parent's end and theirs) end now.
-        let mut swept = std::collections::HashSet::new();
-        for child in running.iter().filter(|e| engine::map_run_of(e).is_some()) {
-            let parent = engine::map_run_of(child)
-                .and_then(|run| self.services.store.get_map_run(&child.account, run).ok().flatten())
-                .map(|run| run.execution_id);
-            let Some(parent) = parent else { continue };
-            let parent_runs = self.services.store.get_execution(&parent).ok().flatten();
-            if parent_runs.is_some_and(|p| p.status == ExecutionStatus::Running) || !swept.insert(parent.clone()) {
+        // One look per map run, however many of its children are running.
+        let runs: std::collections::BTreeSet<(&AccountId, &str)> =
+            running.iter().filter_map(|e| Some((&e.account, engine::map_run_of(e)?))).collect();
+        let mut parents = std::collections::HashSet::new();
+        for (account, run) in runs {
+            let Some(parent) = self.services.store.get_map_run(account, run).ok().flatten().map(|r| r.execution_id)
+            else {
+                continue;
+            };
+            if !parents.insert(parent.clone()) {
                 continue;
             }
-            match engine::end_map_runs(&*self.services.store, &child.account, &parent, engine::ENDED_CAUSE) {
+            let parent_runs = self.services.store.get_execution(&parent).ok().flatten();
+            if parent_runs.is_some_and(|p| p.status == ExecutionStatus::Running) {
+                continue;
+            }
+            match engine::end_map_runs(&*self.services.store, account, &parent, engine::ENDED_CAUSE) {
                 Ok(n) if n > 0 => {
                     tracing::info!(execution = %parent, children = n, "ended the map runs of an execution that had ended")
                 }

@@ -110,10 +110,19 @@ pub fn child_name(map_run: &str, index: usize) -> String {
 
 /// The map run a child execution belongs to (its name without the index), if it is one.
 pub fn map_run_of(child: &ExecutionRecord) -> Option<&str> {
+    child_parts(child).map(|(run, _)| run)
+}
+
+/// A child execution's index in its map run (the order of its items), if it is one.
+pub fn child_index(child: &ExecutionRecord) -> Option<usize> {
+    child_parts(child).and_then(|(_, i)| i.parse().ok())
+}
+
+fn child_parts(child: &ExecutionRecord) -> Option<(&str, &str)> {
     if !child.workflow.contains('/') {
         return None;
     }
-    child.name.rsplit_once('-').map(|(run, _)| run)
+    child.name.rsplit_once('-')
 }
 
 /// What a map run's record keeps besides its status (`MapRunRecord::details`).
@@ -655,6 +664,8 @@ mod tests {
         };
         let run = name_uuid("x");
         assert_eq!(map_run_of(&child("flow/L", &child_name(&run, 12))), Some(run.as_str()));
+        assert_eq!(child_index(&child("flow/L", &child_name(&run, 12))), Some(12));
+        assert_eq!(child_index(&child("flow", "some-12")), None, "not a child");
         assert_eq!(map_run_of(&child("flow", "some-name")), None, "not a child");
     }
 }
