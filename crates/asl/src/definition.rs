@@ -2,9 +2,10 @@
 //! state and field, and asked what can come next (for the pre-warmer's look-ahead).
 
 use crate::choice::Rule;
+use crate::jsonata::{expression_text, Expr, Shape};
 use crate::path::{DataPath, Path};
 use crate::retry::{Catcher, Retrier};
-use crate::template::Template;
+use crate::template::{Payload, Template};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -33,7 +34,45 @@ pub struct State {
     pub output_path: Option<Path>,
     /// The next state; `None` for End states and the Choice, Succeed and Fail types.
     pub next: Option<String>,
+    /// The language of the state's fields: its own `QueryLanguage`, else its machine's.
+    pub language: QueryLanguage,
+    /// `Assign`: the variables the state sets, seen by the states after it.
+    pub assign: Option<Payload>,
+    /// JSONata's `Output`: the state's output (absent: its result, or for states without one its input).
+    pub output: Option<Shape>,
 }
+
+/// The language a state's fields are written in (`QueryLanguage`; JSONPath unless a definition says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueryLanguage {
+    #[default]
+    JsonPath,
+    Jsonata,
+}
+
+/// The longest variable name Step Functions accepts.
+pub const MAX_VARIABLE_NAME: usize = 80;
+
+/// Fields only JSONPath states have, with what a JSONata state uses instead.
+const JSONPATH_ONLY: [(&str, &str); 17] = [
+    ("InputPath", "Arguments (or $states.input in an expression)"),
+    ("OutputPath", "Output"),
+    ("Parameters", "Arguments (ItemSelector in a Map)"),
+    ("ResultSelector", "Output"),
+    ("ResultPath", "Output"),
+    ("Result", "Output"),
+    ("ItemsPath", "Items"),
+    ("SecondsPath", "Seconds with an expression"),
+    ("TimestampPath", "Timestamp with an expression"),
+    ("TimeoutSecondsPath", "TimeoutSeconds with an expression"),
+    ("HeartbeatSecondsPath", "HeartbeatSeconds with an expression"),
+    ("MaxConcurrencyPath", "MaxConcurrency with an expression"),
+    ("ToleratedFailureCountPath", "ToleratedFailureCount with an expression"),
+    ("ToleratedFailurePercentagePath", "ToleratedFailurePercentage with an expression"),
+    ("ErrorPath", "Error with an expression"),
+    ("CausePath", "Cause with an expression"),
+    ("Variable", "Condition"),
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateKind {
@@ -60,12 +99,14 @@ pub enum Resource {
 pub enum Seconds {
     Fixed(u64),
     Path(Path),
+    Expr(Expr),
 }
 
 /// Fields Task, Parallel and Map share.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Processing {
-    pub parameters: Option<Template>,
+    /// `Parameters` (JSONPath) or `Arguments` (JSONata): the effective input.
+    pub parameters: Option<Payload>,
     pub result_selector: Option<Template>,
     /// `None` is `"ResultPath": null` (discard the result).
     pub result_path: Option<Path>,
@@ -96,8 +137,26 @@ pub struct Pass {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
-    pub choices: Vec<(Rule, String)>,
+    pub choices: Vec<ChoiceRule>,
     pub default: Option<String>,
+}
+
+/// One of a Choice's top-level rules: its test, where it goes, and (when it matches) what it assigns and,
+/// in JSONata, outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceRule {
+    pub test: Test,
+    pub next: String,
+    pub assign: Option<Payload>,
+    pub output: Option<Shape>,
+}
+
+/// A Choice rule's test: JSONPath's comparison operators, or JSONata's `Condition` (true, false or an
+/// expression giving one of them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Rule(Rule),
+    Condition(Shape),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +165,8 @@ pub enum Wait {
     SecondsPath(DataPath),
     Timestamp(String),
     TimestampPath(DataPath),
+    SecondsExpr(Expr),
+    TimestampExpr(Expr),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +175,8 @@ pub enum Text {
     Path(DataPath),
     /// An intrinsic call in `ErrorPath`/`CausePath` (Step Functions allows them there).
     Call(crate::intrinsic::Call),
+    /// A JSONata `Error`/`Cause`.
+    Expr(Expr),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +195,7 @@ pub struct Parallel {
 pub enum Count {
     Fixed(u64),
     Path(DataPath),
+    Expr(Expr),
 }
 
 /// `ToleratedFailurePercentage`: a number from 0 to 100, fractions allowed, or a path to one.
@@ -139,13 +203,16 @@ pub enum Count {
 pub enum Percentage {
     Fixed(f64),
     Path(DataPath),
+    Expr(Expr),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapState {
     pub processor: Machine,
     pub items_path: DataPath,
-    pub item_selector: Option<Template>,
+    /// JSONata's `Items`: an array, or an expression giving one (absent: the state's input).
+    pub items: Option<Shape>,
+    pub item_selector: Option<Payload>,
     /// 0 is unlimited.
     pub max_concurrency: Count,
     pub tolerated_failure_count: Option<Count>,
@@ -177,7 +244,7 @@ pub struct Distributed {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
     pub resource: Resource,
-    pub parameters: Option<Template>,
+    pub parameters: Option<Payload>,
 }
 
 /// `ItemReader`: the function whose answer (a JSON array) is the items, and `ReaderConfig.MaxItems[Path]`
@@ -193,7 +260,7 @@ pub struct ItemReader {
 pub struct ItemBatcher {
     pub max_items: Option<Count>,
     pub max_bytes: Option<Count>,
-    pub batch_input: Option<Template>,
+    pub batch_input: Option<Payload>,
 }
 
 /// The characters a Map `Label` may not hold (besides white space and control characters).
@@ -282,7 +349,9 @@ impl Definition {
             }
         }
         let timeout_seconds = f.positive("TimeoutSeconds");
-        f.query_language();
+        let language = f.query_language().unwrap_or_default();
+        f.cx.top = language;
+        f.cx.machine = language;
         let machine = f.machine();
         f.finish();
         if let Some(m) = &machine {
@@ -313,7 +382,7 @@ impl Machine {
         let mut out: Vec<&str> = state.next.iter().map(String::as_str).collect();
         match &state.kind {
             StateKind::Choice(c) => {
-                out.extend(c.choices.iter().map(|(_, n)| n.as_str()));
+                out.extend(c.choices.iter().map(|r| r.next.as_str()));
                 out.extend(c.default.as_deref());
             }
             StateKind::Task(t) => out.extend(t.processing.catch.iter().map(|c| c.next.as_str())),
@@ -355,6 +424,17 @@ impl State {
 struct Cx {
     problems: Vec<Problem>,
     names: BTreeMap<String, usize>,
+    /// The definition's `QueryLanguage`, the default of the machine being read (a branch or item processor
+    /// may set its own), and the language of the state being read.
+    top: QueryLanguage,
+    machine: QueryLanguage,
+    state: QueryLanguage,
+}
+
+impl Cx {
+    fn jsonata(&self) -> bool {
+        self.state == QueryLanguage::Jsonata
+    }
 }
 
 /// Reads the fields of one JSON object, recording problems and which fields were used.
@@ -476,33 +556,108 @@ impl<'a, 'c> Fields<'a, 'c> {
         true
     }
 
-    fn query_language(&mut self) {
-        if let Some(q) = self.string("QueryLanguage") {
-            match q.as_str() {
-                "JSONPath" => {}
-                "JSONata" => self.problem(
-                    codes::UNSUPPORTED,
-                    "QueryLanguage",
-                    "JSONata is not supported yet; write the definition in JSONPath (the default)".into(),
-                ),
-                other => self.problem(
+    /// `QueryLanguage` of this object, if it gives one. JSONPath under a definition written in JSONata is
+    /// refused (Step Functions' rule and words).
+    fn query_language(&mut self) -> Option<QueryLanguage> {
+        let q = self.string("QueryLanguage")?;
+        let language = match q.as_str() {
+            "JSONPath" => QueryLanguage::JsonPath,
+            "JSONata" => QueryLanguage::Jsonata,
+            other => {
+                self.problem(
                     codes::SCHEMA,
                     "QueryLanguage",
                     format!("QueryLanguage must be JSONPath or JSONata, got \"{other}\""),
-                ),
+                );
+                return None;
+            }
+        };
+        if language == QueryLanguage::JsonPath && self.cx.top == QueryLanguage::Jsonata && !self.at.is_empty() {
+            self.problem(
+                codes::SCHEMA,
+                "QueryLanguage",
+                "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine".into(),
+            );
+        }
+        Some(language)
+    }
+
+    /// A JSONata shape (`Output`, `Items`, a rule's `Condition`).
+    fn shape(&mut self, field: &'a str) -> Option<Shape> {
+        let v = self.get(field)?;
+        match Shape::compile(v) {
+            Ok(s) => Some(s),
+            Err((inner, message)) => {
+                self.problem(codes::SCHEMA, &format!("{field}{}", inner.replace('/', ".")), message);
+                None
             }
         }
+    }
+
+    /// A payload in the state's language: a JSONata shape, or a JSONPath template.
+    fn payload(&mut self, field: &'a str) -> Option<Payload> {
+        if self.cx.jsonata() {
+            self.shape(field).map(Payload::Jsonata)
+        } else {
+            self.template(field).map(Payload::Paths)
+        }
+    }
+
+    /// `Some` when, in a JSONata state, `field` holds an expression string: the compiled expression, or
+    /// `None` with the problem recorded. `None` when the field is absent or not an expression.
+    fn expression(&mut self, field: &'a str) -> Option<Option<Expr>> {
+        if !self.cx.jsonata() {
+            return None;
+        }
+        let text = self.map.get(field).and_then(Value::as_str).and_then(expression_text)?;
+        self.used.insert(field);
+        match Expr::parse(text) {
+            Ok(e) => Some(Some(e)),
+            Err(message) => {
+                self.problem(codes::SCHEMA, field, message);
+                Some(None)
+            }
+        }
+    }
+
+    /// `Assign`: an object of variables, each name 1–80 characters of letters, digits and `_` that does not
+    /// start with a digit (a JSONPath state's `"name.$"` fields take their values from paths), and not
+    /// `states`, which JSONata reserves.
+    fn assign(&mut self) -> Option<Payload> {
+        let v = self.map.get("Assign")?;
+        let Some(map) = v.as_object() else {
+            self.get("Assign");
+            self.problem(codes::SCHEMA, "Assign", format!("Assign must be an object of variables, got {v}"));
+            return None;
+        };
+        let jsonata = self.cx.jsonata();
+        for key in map.keys() {
+            let name = if jsonata { key.as_str() } else { key.strip_suffix(".$").unwrap_or(key) };
+            if let Some(why) = variable_name_problem(name) {
+                self.problem(codes::SCHEMA, &format!("Assign.{key}"), why);
+            }
+        }
+        self.payload("Assign")
     }
 
     /// Reports every field not read.
     fn finish(self) {
         let unknown: Vec<String> = self.map.keys().filter(|k| !self.used.contains(k.as_str())).cloned().collect();
         let at = self.at.clone();
+        let jsonata = self.cx.jsonata();
         for k in unknown {
+            let path_field = JSONPATH_ONLY.iter().find(|(f, _)| *f == k);
             let (code, message) = match k.as_str() {
-                "Assign" | "Arguments" | "Output" | "Items" => {
-                    (codes::UNSUPPORTED, format!("{k} belongs to JSONata or variables, which are not supported yet"))
+                _ if jsonata && path_field.is_some() => {
+                    let instead = path_field.map_or("", |(_, i)| *i);
+                    (codes::SCHEMA, format!("{k} is a JSONPath field; a state in JSONata uses {instead}"))
                 }
+                "Arguments" | "Output" | "Items" | "Condition" if !jsonata => (
+                    codes::SCHEMA,
+                    format!(
+                        "{k} is a JSONata field: set \"QueryLanguage\": \"JSONata\" on the state or the state machine"
+                    ),
+                ),
                 "ItemReader" | "ItemBatcher" | "ResultWriter" | "Credentials" => {
                     (codes::UNSUPPORTED, format!("{k} is not supported yet"))
                 }
@@ -562,10 +717,13 @@ fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> 
         cx.problems.push(Problem { code: codes::SCHEMA, location: at, message: "a state must be an object".into() });
         return None;
     };
+    let saved = cx.state;
     let mut f = Fields::new(map, at, cx);
     let type_name = f.string("Type");
     f.string("Comment");
-    f.query_language();
+    let language = f.query_language().unwrap_or(f.cx.machine);
+    f.cx.state = language;
+    let jsonata = language == QueryLanguage::Jsonata;
     let Some(type_name) = type_name else {
         if !f.has("Type") {
             f.problem(
@@ -575,9 +733,12 @@ fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> 
             );
         }
         f.finish();
+        cx.state = saved;
         return None;
     };
-    let io = type_name != "Fail";
+    let io = type_name != "Fail" && !jsonata;
+    let output = if jsonata && type_name != "Fail" { f.shape("Output") } else { None };
+    let assign = if matches!(type_name.as_str(), "Succeed" | "Fail") { None } else { f.assign() };
     let input_path = if io { f.path("InputPath", false).unwrap_or_else(root) } else { root() };
     let output_path = if io { f.path("OutputPath", false).unwrap_or_else(root) } else { root() };
     let transitions = matches!(type_name.as_str(), "Task" | "Pass" | "Wait" | "Parallel" | "Map");
@@ -599,6 +760,7 @@ fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> 
     }
     let kind = match type_name.as_str() {
         "Task" => task(&mut f).map(|t| StateKind::Task(Box::new(t))),
+        "Pass" if jsonata => Some(StateKind::Pass(Pass { result: None, parameters: None, result_path: root() })),
         "Pass" => Some(StateKind::Pass(Pass {
             result: f.get("Result").cloned(),
             parameters: f.template("Parameters"),
@@ -624,7 +786,27 @@ fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> 
         }
     };
     f.finish();
-    Some(State { name: name.to_string(), kind: kind?, input_path, output_path, next })
+    cx.state = saved;
+    Some(State { name: name.to_string(), kind: kind?, input_path, output_path, next, language, assign, output })
+}
+
+/// Why `name` cannot name a variable, if it cannot.
+pub fn variable_name_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
+    if !first_ok || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Some(format!(
+            "'{name}' is not a variable name: use letters, digits and '_', not starting with a digit (a whole \
+             variable, never a part of one such as x.y or x[0])"
+        ));
+    }
+    if name.chars().count() > MAX_VARIABLE_NAME {
+        return Some(format!("a variable name has at most {MAX_VARIABLE_NAME} characters; '{name}' has more"));
+    }
+    if name == "states" {
+        return Some("'states' is reserved: $states is the state's input, result and context".into());
+    }
+    None
 }
 
 fn root() -> Option<Path> {
@@ -632,8 +814,17 @@ fn root() -> Option<Path> {
 }
 
 fn processing(f: &mut Fields<'_, '_>, parameters_field: Option<&'static str>) -> Processing {
+    if f.cx.jsonata() {
+        return Processing {
+            parameters: parameters_field.and_then(|_| f.payload("Arguments")),
+            result_selector: None,
+            result_path: root(),
+            retry: retriers(f),
+            catch: catchers(f),
+        };
+    }
     Processing {
-        parameters: parameters_field.and_then(|p| f.template(p)),
+        parameters: parameters_field.and_then(|p| f.payload(p)),
         result_selector: f.template("ResultSelector"),
         result_path: f.path("ResultPath", true).unwrap_or_else(root),
         retry: retriers(f),
@@ -643,19 +834,19 @@ fn processing(f: &mut Fields<'_, '_>, parameters_field: Option<&'static str>) ->
 
 /// A Task's (or a distributed Map reader's or writer's) `Resource`: `lambda:invoke` (whose Parameters name
 /// the FunctionName), or a function's name or ARN.
-fn resource(f: &mut Fields<'_, '_>, text: Option<&str>, parameters: &Option<Template>) -> Option<Resource> {
+fn resource(f: &mut Fields<'_, '_>, text: Option<&str>, parameters: &Option<Payload>) -> Option<Resource> {
     match text {
         None => None,
         Some(LAMBDA_INVOKE) => {
-            let names_function = |t: &Option<Template>| match t {
-                Some(Template::Object(fields)) => fields.iter().any(|(k, _)| k == "FunctionName"),
-                _ => false,
-            };
-            if !names_function(parameters) && !f.cx.problems.iter().any(|p| p.location.contains("Parameters")) {
+            let names_function = parameters.as_ref().is_some_and(|p| p.names("FunctionName"));
+            let field = if f.cx.jsonata() { "Arguments" } else { "Parameters" };
+            if !names_function && !f.cx.problems.iter().any(|p| p.location.contains(field)) {
+                let usual =
+                    if f.cx.jsonata() { "\"Payload\": \"{% $states.input %}\"" } else { "\"Payload.$\": \"$\"" };
                 f.problem(
                     codes::SCHEMA,
-                    "Parameters",
-                    format!("{LAMBDA_INVOKE} needs Parameters with FunctionName (and usually \"Payload.$\": \"$\")"),
+                    field,
+                    format!("{LAMBDA_INVOKE} needs {field} with FunctionName (and usually {usual})"),
                 );
             }
             Some(Resource::LambdaInvoke)
@@ -708,6 +899,9 @@ fn task(f: &mut Fields<'_, '_>) -> Option<Task> {
 }
 
 fn seconds(f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str) -> Option<Seconds> {
+    if let Some(e) = f.expression(fixed) {
+        return e.map(Seconds::Expr);
+    }
     if f.has(fixed) {
         f.positive(fixed).map(Seconds::Fixed)
     } else if f.has(path) {
@@ -720,6 +914,9 @@ fn seconds(f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str) -> O
 fn text(f: &mut Fields<'_, '_>, literal: &'static str, path: &'static str) -> Option<Text> {
     if !f.exclusive(literal, path) {
         f.get(path);
+    }
+    if let Some(e) = f.expression(literal) {
+        return e.map(Text::Expr);
     }
     if f.has(literal) {
         f.string(literal).map(Text::Literal)
@@ -756,6 +953,9 @@ fn wait(f: &mut Fields<'_, '_>) -> Option<Wait> {
         }
         return None;
     }
+    if let Some(e) = f.expression(given[0]) {
+        return e.map(if given[0] == "Seconds" { Wait::SecondsExpr } else { Wait::TimestampExpr });
+    }
     match given[0] {
         "Seconds" => f.integer("Seconds", 0).map(Wait::Seconds),
         "SecondsPath" => f.data_path("SecondsPath").map(Wait::SecondsPath),
@@ -784,17 +984,57 @@ fn choice(f: &mut Fields<'_, '_>) -> Option<Choice> {
     let mut choices = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let field = format!("Choices[{i}]");
-        match (Rule::parse(item, true), item.get("Next").and_then(Value::as_str)) {
-            (Ok(rule), Some(next)) => choices.push((rule, next.to_string())),
-            (Ok(_), None) => f.problem(codes::SCHEMA, &field, "each Choice rule needs Next".into()),
-            (Err(e), _) => f.problem(codes::SCHEMA, &field, e),
+        let Some(map) = item.as_object() else {
+            f.problem(codes::SCHEMA, &field, "a Choice rule must be an object".into());
+            continue;
+        };
+        let mut rf = Fields::new(map, f.loc(&field), f.cx);
+        let assign = rf.assign();
+        let next = rf.string("Next");
+        if next.is_none() && !rf.has("Next") {
+            rf.problem(codes::SCHEMA, "", "each Choice rule needs Next".into());
         }
-        if item.get("Assign").is_some() {
-            f.problem(
-                codes::UNSUPPORTED,
-                &format!("{field}.Assign"),
-                "variables (Assign) are not supported yet".into(),
-            );
+        let test = if rf.cx.jsonata() {
+            let output = rf.shape("Output");
+            rf.string("Comment");
+            let condition = rf.shape("Condition");
+            if !rf.has("Condition") {
+                rf.problem(codes::SCHEMA, "Condition", "a JSONata Choice rule needs a Condition".into());
+            }
+            if let Some(Shape::Literal(v)) = &condition {
+                if !v.is_boolean() {
+                    rf.problem(
+                        codes::SCHEMA,
+                        "Condition",
+                        format!("Condition is true, false or an expression {{% … %}} giving one, got {v}"),
+                    );
+                }
+            }
+            rf.finish();
+            condition.map(|c| (Test::Condition(c), output))
+        } else {
+            // The comparison operators are the rule's own fields: Rule::parse reads them all.
+            let jsonata_field = ["Condition", "Output"].into_iter().find(|k| rf.has(k));
+            if let Some(k) = jsonata_field {
+                rf.problem(
+                    codes::SCHEMA,
+                    k,
+                    format!(
+                        "{k} is a JSONata field: set \"QueryLanguage\": \"JSONata\" on the state or the state machine"
+                    ),
+                );
+                return None;
+            }
+            match Rule::parse(item, true) {
+                Ok(rule) => Some((Test::Rule(rule), None)),
+                Err(e) => {
+                    rf.problem(codes::SCHEMA, "", e);
+                    None
+                }
+            }
+        };
+        if let (Some((test, output)), Some(next)) = (test, next) {
+            choices.push(ChoiceRule { test, next, assign, output });
         }
     }
     (choices.len() == items.len()).then_some(Choice { choices, default })
@@ -815,8 +1055,11 @@ fn parallel(f: &mut Fields<'_, '_>) -> Option<Parallel> {
         };
         let mut bf = Fields::new(map, at, f.cx);
         bf.string("Comment");
-        bf.query_language();
+        let language = bf.query_language();
+        let saved = bf.cx.machine;
+        bf.cx.machine = language.unwrap_or(saved);
         let m = bf.machine();
+        bf.cx.machine = saved;
         bf.finish();
         branches.extend(m);
     }
@@ -829,8 +1072,19 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     f.exclusive("MaxConcurrency", "MaxConcurrencyPath");
     f.exclusive("ToleratedFailureCount", "ToleratedFailureCountPath");
     f.exclusive("ToleratedFailurePercentage", "ToleratedFailurePercentagePath");
-    let selector_field = if f.has("Parameters") { "Parameters" } else { "ItemSelector" };
-    let item_selector = f.template(selector_field);
+    let jsonata = f.cx.jsonata();
+    let selector_field = if f.has("Parameters") && !jsonata { "Parameters" } else { "ItemSelector" };
+    let item_selector = f.payload(selector_field);
+    let items = if jsonata { f.shape("Items") } else { None };
+    if let Some(Shape::Literal(v)) = &items {
+        if !v.is_array() {
+            f.problem(
+                codes::SCHEMA,
+                "Items",
+                format!("Items is an array or an expression {{% … %}} giving one, got {v}"),
+            );
+        }
+    }
     let processing = processing(f, None);
     let label = f.string("Label");
     if let Some(problem) = label.as_deref().and_then(label_problem) {
@@ -839,9 +1093,11 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     let batcher = f.get("ItemBatcher").cloned();
     let reader = f.get("ItemReader").cloned();
     let writer = f.get("ResultWriter").cloned();
-    let items_path = if f.has("ItemsPath") { f.data_path("ItemsPath") } else { DataPath::parse("$").ok() };
+    let items_path = if f.has("ItemsPath") && !jsonata { f.data_path("ItemsPath") } else { DataPath::parse("$").ok() };
     let count = |f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str| {
-        if f.has(path) {
+        if let Some(e) = f.expression(fixed) {
+            e.map(Count::Expr)
+        } else if f.has(path) && !f.cx.jsonata() {
             f.data_path(path).map(Count::Path)
         } else {
             f.integer(fixed, 0).map(Count::Fixed)
@@ -849,7 +1105,9 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     };
     let max_concurrency = count(f, "MaxConcurrency", "MaxConcurrencyPath").unwrap_or(Count::Fixed(0));
     let tolerated_failure_count = count(f, "ToleratedFailureCount", "ToleratedFailureCountPath");
-    let tolerated_failure_percentage = if f.has("ToleratedFailurePercentagePath") {
+    let tolerated_failure_percentage = if let Some(e) = f.expression("ToleratedFailurePercentage") {
+        e.map(Percentage::Expr)
+    } else if f.has("ToleratedFailurePercentagePath") && !jsonata {
         f.data_path("ToleratedFailurePercentagePath").map(Percentage::Path)
     } else {
         match f.get("ToleratedFailurePercentage").cloned() {
@@ -879,7 +1137,9 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     let at = f.loc(processor_field);
     let mut pf = Fields::new(map, at, f.cx);
     pf.string("Comment");
-    pf.query_language();
+    let saved_machine = pf.cx.machine;
+    let processor_language = pf.query_language().unwrap_or(saved_machine);
+    pf.cx.machine = processor_language;
     let mut distributed = false;
     let mut execution_type = "STANDARD".to_string();
     if let Some(config) = pf.get("ProcessorConfig") {
@@ -906,6 +1166,7 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
         }
     }
     let processor = pf.machine();
+    pf.cx.machine = saved_machine;
     pf.finish();
     let batcher = match batcher {
         None => None,
@@ -945,11 +1206,16 @@ fn map_state(f: &mut Fields<'_, '_>) -> Option<MapState> {
     let distributed = distributed.then(|| {
         let mut definition: Map<String, Value> = map.clone();
         definition.remove("ProcessorConfig");
+        // A child execution runs the processor as a definition of its own: in the language it had here.
+        if processor_language == QueryLanguage::Jsonata {
+            definition.insert("QueryLanguage".into(), Value::String("JSONata".into()));
+        }
         Distributed { label, execution_type, batcher, reader, writer, definition: Value::Object(definition) }
     });
     Some(MapState {
         processor: processor?,
         items_path: items_path?,
+        items,
         item_selector,
         max_concurrency,
         tolerated_failure_count,
@@ -973,7 +1239,9 @@ fn item_reader(f: &mut Fields<'_, '_>, r: &Value) -> Option<ItemReader> {
             };
             let mut cf = Fields::new(map, f.loc("ItemReader.ReaderConfig"), f.cx);
             cf.exclusive("MaxItems", "MaxItemsPath");
-            let max = if cf.has("MaxItemsPath") {
+            let max = if let Some(e) = cf.expression("MaxItems") {
+                e.map(Count::Expr)
+            } else if cf.has("MaxItemsPath") && !cf.cx.jsonata() {
                 cf.data_path("MaxItemsPath").map(Count::Path)
             } else if cf.has("MaxItems") {
                 cf.integer("MaxItems", 0).map(Count::Fixed)
@@ -1020,7 +1288,7 @@ fn call(f: &mut Fields<'_, '_>, field: &'static str, v: &Value, extra: &[&'stati
         cf.finish();
         return None;
     }
-    let parameters = cf.template("Parameters");
+    let parameters = cf.payload(if cf.cx.jsonata() { "Arguments" } else { "Parameters" });
     let resource = resource(&mut cf, text.as_deref(), &parameters);
     cf.finish();
     Some(Call { resource: resource?, parameters })
@@ -1036,7 +1304,9 @@ fn item_batcher(f: &mut Fields<'_, '_>, b: &Value) -> Option<ItemBatcher> {
     let mut bf = Fields::new(map, f.loc("ItemBatcher"), f.cx);
     let count = |bf: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str| {
         bf.exclusive(fixed, path);
-        if bf.has(path) {
+        if let Some(e) = bf.expression(fixed) {
+            e.map(Count::Expr)
+        } else if bf.has(path) && !bf.cx.jsonata() {
             bf.data_path(path).map(Count::Path)
         } else if bf.has(fixed) {
             bf.positive(fixed).map(Count::Fixed)
@@ -1046,7 +1316,7 @@ fn item_batcher(f: &mut Fields<'_, '_>, b: &Value) -> Option<ItemBatcher> {
     };
     let max_items = count(&mut bf, "MaxItemsPerBatch", "MaxItemsPerBatchPath");
     let max_bytes = count(&mut bf, "MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath");
-    let batch_input = bf.template("BatchInput");
+    let batch_input = bf.payload("BatchInput");
     let limited = ["MaxItemsPerBatch", "MaxItemsPerBatchPath", "MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath"]
         .iter()
         .any(|k| bf.has(k));
@@ -1151,8 +1421,13 @@ fn catchers(f: &mut Fields<'_, '_>) -> Vec<Catcher> {
         if next.is_none() && !cf.has("Next") {
             cf.problem(codes::SCHEMA, "Next", "a catcher needs Next".into());
         }
-        let result_path = cf.path("ResultPath", true).unwrap_or_else(root);
-        next.map(|next| Catcher { errors, next, result_path })
+        let assign = cf.assign();
+        let (result_path, output) = if cf.cx.jsonata() {
+            (root(), cf.shape("Output"))
+        } else {
+            (cf.path("ResultPath", true).unwrap_or_else(root), None)
+        };
+        next.map(|next| Catcher { errors, next, result_path, output, assign })
     })
 }
 
@@ -1204,8 +1479,8 @@ fn check_graph(m: &Machine, at: &str, inside: Option<&str>, owner: &HashMap<Stri
         }
         match &s.kind {
             StateKind::Choice(c) => {
-                for (i, (_, n)) in c.choices.iter().enumerate() {
-                    targets.push((format!("{here}.Choices[{i}].Next"), n));
+                for (i, r) in c.choices.iter().enumerate() {
+                    targets.push((format!("{here}.Choices[{i}].Next"), &r.next));
                 }
                 if let Some(d) = &c.default {
                     targets.push((format!("{here}.Default"), d));

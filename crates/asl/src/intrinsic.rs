@@ -365,7 +365,7 @@ fn merge(base: Value, over: Value, deep: bool) -> Value {
     }
 }
 
-fn hash(algorithm: &str, data: &[u8]) -> Result<String, String> {
+pub(crate) fn hash(algorithm: &str, data: &[u8]) -> Result<String, String> {
     use sha2::Digest;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     Ok(match algorithm {

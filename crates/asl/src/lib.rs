@@ -6,6 +6,7 @@
 pub mod choice;
 pub mod definition;
 pub mod intrinsic;
+pub mod jsonata;
 pub mod path;
 pub mod prewarm;
 pub mod retry;
@@ -30,6 +31,7 @@ pub mod errors {
     pub const INTRINSIC_FAILURE: &str = "States.IntrinsicFailure";
     pub const EXCEED_TOLERATED_FAILURE_THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
     pub const RUNTIME: &str = "States.Runtime";
+    pub const QUERY_EVALUATION_ERROR: &str = crate::jsonata::QUERY_EVALUATION_ERROR;
 }
 
 /// A failed step: the ASL error name and its cause, as a catcher's `{Error, Cause}` output shows them.

@@ -12,11 +12,9 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
 use stoke_core::num::{saturate_i64, saturate_usize};
 
 use crate::definition::{Count, Machine, Wait};
-use crate::template::Template;
 use crate::{Resource, State, StateKind};
 
 /// Iterations an unlimited inline Map runs at once.
@@ -112,13 +110,8 @@ pub fn task_function(state: &State) -> Option<String> {
     match &task.resource {
         Resource::Function(f) => Some(f.clone()),
         Resource::LambdaInvoke => {
-            let Some(Template::Object(fields)) = &task.processing.parameters else { return None };
-            let literal = |name: &str| {
-                fields.iter().find(|(n, _)| n == name).and_then(|(_, t)| match t {
-                    Template::Literal(Value::String(s)) => Some(s.clone()),
-                    _ => None,
-                })
-            };
+            let parameters = task.processing.parameters.as_ref()?;
+            let literal = |name: &str| parameters.literal_string(name);
             let function = literal("FunctionName")?;
             Some(match literal("Qualifier") {
                 Some(q) if !function.contains(':') => format!("{function}:{q}"),
@@ -199,7 +192,7 @@ impl Walker<'_> {
                 StateKind::Wait(_) => return None,
                 StateKind::Succeed | StateKind::Fail(_) => return t,
                 StateKind::Choice(choice) => {
-                    let mut targets: Vec<&str> = choice.choices.iter().map(|(_, n)| n.as_str()).collect();
+                    let mut targets: Vec<&str> = choice.choices.iter().map(|r| r.next.as_str()).collect();
                     targets.extend(choice.default.as_deref());
                     let mut seen = std::collections::BTreeSet::new();
                     targets.retain(|n| seen.insert(*n));
@@ -235,7 +228,7 @@ impl Walker<'_> {
                 StateKind::Map(m) => {
                     let items = self.knowledge.map_items(&state.name);
                     let limit = match m.max_concurrency {
-                        Count::Fixed(0) | Count::Path(_) => UNLIMITED_MAP_CONCURRENCY,
+                        Count::Fixed(0) | Count::Path(_) | Count::Expr(_) => UNLIMITED_MAP_CONCURRENCY,
                         Count::Fixed(n) => n as f64,
                     };
                     let at_once = items.map_or(1.0, |n| n.min(limit).max(1.0));

@@ -25,6 +25,10 @@ pub struct Catcher {
     pub next: String,
     /// Where `{Error, Cause}` goes in the state's raw input; `None` is `"ResultPath": null`.
     pub result_path: Option<Path>,
+    /// JSONata's `Output` (absent: `$states.errorOutput`).
+    pub output: Option<crate::jsonata::Shape>,
+    /// The variables the catcher sets.
+    pub assign: Option<crate::template::Payload>,
 }
 
 /// Does an `ErrorEquals` list match `error`? `States.ALL` matches every error but `States.Runtime`;

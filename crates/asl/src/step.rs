@@ -2,12 +2,16 @@
 //! fail, wait, run a task, fork branches, map items) and [`finish`] turns the effect's result into the
 //! state's output and next state, applying Retry-free Catch and the input/output processing order.
 
-use crate::definition::{Count, Percentage, Processing, Resource, Seconds, State, StateKind, Text, Wait};
+use crate::definition::{
+    Count, Percentage, Processing, QueryLanguage, Resource, Seconds, State, StateKind, Test, Text, Wait,
+};
 use crate::intrinsic::{Entropy, Scope};
+use crate::jsonata::{self, Env, Expr, Shape};
 use crate::path::{kind, Path};
 use crate::retry::find_catcher;
+use crate::template::Payload;
 use crate::{errors, Failure};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use stoke_core::time::parse_rfc3339;
 
 /// The context object's fields the engine knows.
@@ -51,13 +55,14 @@ impl Context {
 /// What entering a state asks of the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    /// Pass, Choice, Succeed: the output and the next state (`None` ends the machine).
-    Done { output: Value, next: Option<String> },
+    /// Pass, Choice, Succeed: the output, the next state (`None` ends the machine) and the variables the
+    /// state assigns.
+    Done { output: Value, next: Option<String>, assigned: Option<Vars> },
     /// Fail, or a processing error before any effect (these go through Catch only for states that
     /// have catchers — see [`fail`]).
     Failed(Failure),
     /// Wait until a moment (nanoseconds since the epoch), then `Done`.
-    WaitUntil { until_ns: i128, output: Value, next: Option<String> },
+    WaitUntil { until_ns: i128, output: Value, next: Option<String>, assigned: Option<Vars> },
     /// Invoke a function with this payload, within `timeout_seconds` (`States.Timeout`). A function sends
     /// no heartbeats, so a `heartbeat_seconds` below the timeout ends the task then (`States.HeartbeatTimeout`).
     Invoke {
@@ -84,9 +89,9 @@ pub enum Entry {
         batches: Vec<usize>,
         tolerance: Tolerance,
         /// A distributed Map's `ItemReader`: the items are its function's answer, not the input's.
-        reader: Option<Reader>,
+        reader: Option<Box<Reader>>,
         /// A distributed Map's `ResultWriter`: the function its results go to.
-        writer: Option<Invocation>,
+        writer: Option<Box<Invocation>>,
     },
 }
 
@@ -132,12 +137,128 @@ impl Tolerance {
 /// The end of a state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Next { output: Value, next: Option<String> },
+    /// The output, the next state and the variables assigned (by the state, or by the catcher taken).
+    Next {
+        output: Value,
+        next: Option<String>,
+        assigned: Option<Vars>,
+    },
     Failed(Failure),
 }
 
 fn runtime(cause: String) -> Failure {
     Failure::new(errors::RUNTIME, cause)
+}
+
+/// The variables in scope: a name (without `$`) to its value.
+pub type Vars = Map<String, Value>;
+
+/// What a state's fields read besides its input: the context object, the variables in scope (as they were
+/// when the state was entered) and the entropy; for JSONata, the `$states` environment of the current phase.
+struct Io<'a> {
+    context: &'a Context,
+    ctx: Value,
+    vars: &'a Vars,
+    entropy: &'a mut dyn Entropy,
+    jsonata: bool,
+    env: Option<Env>,
+}
+
+impl<'a> Io<'a> {
+    fn new(state: &State, context: &'a Context, vars: &'a Vars, entropy: &'a mut dyn Entropy) -> Io<'a> {
+        let jsonata = state.language == QueryLanguage::Jsonata;
+        Io { context, ctx: context.to_value(), vars, entropy, jsonata, env: None }
+    }
+
+    /// Sets `$states` for what follows (JSONata only): the state's input, and its result or error output.
+    fn at(&mut self, input: &Value, result: Option<&Value>, error: Option<&Value>) {
+        if self.jsonata {
+            let now_ms = parse_rfc3339(&self.context.state_entered_time)
+                .map_or(0, |ns| i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX));
+            let states = jsonata::states(input, &self.ctx, result, error);
+            self.env = Some(Env::new(states, self.vars, self.entropy.next_u64(), now_ms));
+        }
+    }
+
+    fn env(&mut self) -> &Env {
+        if self.env.is_none() {
+            let v = Value::Null;
+            self.at(&v, None, None);
+        }
+        self.env.get_or_insert_with(|| Env::new(Value::Null, &Vars::new(), 0, 0))
+    }
+
+    fn expr(&mut self, e: &Expr, field: &str) -> Result<Value, Failure> {
+        e.eval(self.env(), field)
+    }
+
+    fn shape(&mut self, s: &Shape, field: &str) -> Result<Value, Failure> {
+        s.eval(self.env(), field)
+    }
+
+    /// A payload: a JSONPath template reads `input`; a JSONata shape reads `$states`.
+    fn payload(&mut self, p: &Payload, input: &Value, field: &str) -> Result<Value, Failure> {
+        match p {
+            Payload::Paths(t) => t.eval(&mut Scope { input, context: &self.ctx, entropy: &mut *self.entropy }),
+            Payload::Jsonata(s) => self.shape(s, field),
+        }
+    }
+
+    /// What an `Assign` sets: a JSONPath template reads `input` (the state's result, or its input where it
+    /// has none); a JSONata one reads `$states`.
+    fn assign(&mut self, assign: &Option<Payload>, input: &Value) -> Result<Option<Vars>, Failure> {
+        let Some(a) = assign else { return Ok(None) };
+        match self.payload(a, input, "Assign")? {
+            Value::Object(vars) => Ok(Some(vars)),
+            other => Err(runtime(format!("Assign gives a {}, not an object of variables", kind(&other)))),
+        }
+    }
+
+    /// JSONata's `Output`, or `default` without one.
+    fn output(&mut self, output: &Option<Shape>, default: &Value) -> Result<Value, Failure> {
+        match output {
+            Some(s) => self.shape(s, "Output"),
+            None => Ok(default.clone()),
+        }
+    }
+}
+
+/// An expression's value that must be of one type: Step Functions' cause when it is not.
+fn expect(v: Value, e: &Expr, field: &str, expected: &str, ok: bool) -> Result<Value, Failure> {
+    if ok {
+        return Ok(v);
+    }
+    Err(Failure::new(
+        errors::QUERY_EVALUATION_ERROR,
+        format!(
+            "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. \
+             Expected '{expected}', but was '{}' for value: {v}",
+            e.source(),
+            jsonata_kind(&v)
+        ),
+    ))
+}
+
+fn jsonata_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A JSONata whole number of at least `min` (`TimeoutSeconds`, `MaxConcurrency`, …).
+fn whole_expr(io: &mut Io<'_>, e: &Expr, field: &str, min: u64) -> Result<u64, Failure> {
+    let v = io.expr(e, field)?;
+    let n =
+        v.as_u64().or_else(|| v.as_f64().filter(|x| x.fract() == 0.0 && *x >= 0.0).map(stoke_core::num::saturate_u64));
+    let ok = n.is_some_and(|n| n >= min);
+    let what = if min > 0 { "positive integer" } else { "non-negative integer" };
+    expect(v, e, field, what, ok)?;
+    Ok(n.unwrap_or(min))
 }
 
 fn input_path(state: &State, raw: &Value) -> Result<Value, Failure> {
@@ -163,16 +284,21 @@ fn result_path(path: &Option<Path>, state: &str, raw: &Value, result: Value) -> 
     }
 }
 
-fn text(t: &Option<Text>, raw: &Value, ctx: &Value, entropy: &mut dyn Entropy) -> Result<Option<String>, Failure> {
+fn text(t: &Option<Text>, raw: &Value, io: &mut Io<'_>, field: &str) -> Result<Option<String>, Failure> {
     let (value, what) = match t {
         None => return Ok(None),
         Some(Text::Literal(s)) => return Ok(Some(s.clone())),
-        Some(Text::Path(p)) => (p.get(raw, ctx).map_err(|e| runtime(e.0))?, p.path.as_str()),
+        Some(Text::Path(p)) => (p.get(raw, &io.ctx).map_err(|e| runtime(e.0))?, p.path.as_str()),
         Some(Text::Call(c)) => {
             let v = c
-                .eval(&mut Scope { input: raw, context: ctx, entropy })
+                .eval(&mut Scope { input: raw, context: &io.ctx, entropy: &mut *io.entropy })
                 .map_err(|e| Failure::new(errors::INTRINSIC_FAILURE, e))?;
             (v, "the intrinsic call")
+        }
+        Some(Text::Expr(e)) => {
+            let v = io.expr(e, field)?;
+            let ok = v.is_string();
+            return Ok(expect(v, e, field, "string", ok)?.as_str().map(str::to_string));
         }
     };
     match value {
@@ -188,12 +314,13 @@ fn quoted(v: &Value) -> String {
 
 /// A Map's count (`MaxConcurrency`, `ToleratedFailureCount`); a path's value must be a non-negative
 /// integer. The causes are Step Functions' sentences (recorded against AWS).
-fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Failure> {
+fn count(c: &Count, input: &Value, io: &mut Io<'_>, field: &str) -> Result<usize, Failure> {
     let p = match c {
         Count::Fixed(n) => return Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
+        Count::Expr(e) => return whole_expr(io, e, field, 0).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         Count::Path(p) => p,
     };
-    let v = p.get(input, ctx).map_err(|e| runtime(e.0))?;
+    let v = p.get(input, &io.ctx).map_err(|e| runtime(e.0))?;
     match (v.as_u64(), v.as_i64()) {
         (Some(n), _) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
         (None, Some(_)) => Err(runtime(format!("{field} cannot be negative."))),
@@ -207,12 +334,13 @@ fn count(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Fa
 
 /// `MaxItemsPerBatch` / `MaxInputBytesPerBatch`: a positive integer, which a path may give as a number or a
 /// string of digits (recorded on Step Functions: `"2"` through `MaxItemsPerBatchPath` batches by two).
-fn batch_limit(c: &Count, input: &Value, ctx: &Value, field: &str) -> Result<usize, Failure> {
+fn batch_limit(c: &Count, input: &Value, io: &mut Io<'_>, field: &str) -> Result<usize, Failure> {
     let p = match c {
         Count::Fixed(n) => return Ok(usize::try_from(*n).unwrap_or(usize::MAX)),
+        Count::Expr(e) => return whole_expr(io, e, field, 1).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         Count::Path(p) => p,
     };
-    let v = p.get(input, ctx).map_err(|e| runtime(e.0))?;
+    let v = p.get(input, &io.ctx).map_err(|e| runtime(e.0))?;
     let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<u64>().ok()));
     match n {
         Some(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -262,12 +390,20 @@ pub fn batch(
 }
 
 /// `ToleratedFailurePercentage`: from 0 to 100, fractions allowed.
-fn percentage(c: &Percentage, input: &Value, ctx: &Value) -> Result<f64, Failure> {
+fn percentage(c: &Percentage, input: &Value, io: &mut Io<'_>) -> Result<f64, Failure> {
+    const FIELD: &str = "ToleratedFailurePercentage";
     let p = match c {
         Percentage::Fixed(x) => return Ok(*x),
+        Percentage::Expr(e) => {
+            let v = io.expr(e, FIELD)?;
+            let x = v.as_f64().filter(|x| (0.0..=100.0).contains(x));
+            let ok = x.is_some();
+            expect(v, e, FIELD, "number from 0 to 100", ok)?;
+            return Ok(x.unwrap_or(0.0));
+        }
         Percentage::Path(p) => p,
     };
-    let v = p.get(input, ctx).map_err(|e| runtime(e.0))?;
+    let v = p.get(input, &io.ctx).map_err(|e| runtime(e.0))?;
     match v.as_f64() {
         Some(x) if (0.0..=100.0).contains(&x) => Ok(x),
         Some(_) => Err(runtime("ToleratedFailurePercentage must be between 0 and 100.".into())),
@@ -283,57 +419,95 @@ fn percentage(c: &Percentage, input: &Value, ctx: &Value) -> Result<f64, Failure
 /// `States.Runtime` "Wait state delay is too long." (recorded: 24,855 days waits, 24,856 days fails).
 pub const MAX_WAIT_NS: i128 = (1i128 << 31) * 1_000_000_000;
 
-/// Enters `state` with its raw input. `now_ns` is the engine's clock, for Wait.
-pub fn enter(state: &State, raw: &Value, context: &Context, entropy: &mut dyn Entropy, now_ns: i128) -> Entry {
-    match enter_inner(state, raw, context, entropy, now_ns) {
+/// Enters `state` with its raw input and the variables in scope. `now_ns` is the engine's clock, for Wait.
+pub fn enter(
+    state: &State,
+    raw: &Value,
+    context: &Context,
+    vars: &Vars,
+    entropy: &mut dyn Entropy,
+    now_ns: i128,
+) -> Entry {
+    let mut io = Io::new(state, context, vars, entropy);
+    io.at(raw, None, None);
+    match enter_inner(state, raw, &mut io, now_ns) {
         Ok(e) => e,
         Err(f) => Entry::Failed(f),
     }
 }
 
-fn enter_inner(
-    state: &State,
-    raw: &Value,
-    context: &Context,
-    entropy: &mut dyn Entropy,
-    now_ns: i128,
-) -> Result<Entry, Failure> {
-    let ctx = context.to_value();
+/// The state's effective input: JSONPath's `InputPath` then `Parameters`, or JSONata's `Arguments`.
+fn effective(state: &State, p: &Processing, raw: &Value, io: &mut Io<'_>) -> Result<Value, Failure> {
+    let input = input_path(state, raw)?;
+    match &p.parameters {
+        Some(payload) => io.payload(payload, &input, "Arguments"),
+        None => Ok(input),
+    }
+}
+
+fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Result<Entry, Failure> {
     match &state.kind {
         StateKind::Fail(f) => {
-            let error = text(&f.error, raw, &ctx, entropy)?.unwrap_or_default();
-            let cause = text(&f.cause, raw, &ctx, entropy)?.unwrap_or_default();
+            let error = text(&f.error, raw, io, "Error")?.unwrap_or_default();
+            let cause = text(&f.cause, raw, io, "Cause")?.unwrap_or_default();
             Ok(Entry::Failed(Failure::new(error, cause)))
         }
         StateKind::Succeed => {
             let input = input_path(state, raw)?;
-            Ok(Entry::Done { output: output_path(state, &input)?, next: None })
+            let output = io.output(&state.output, &input)?;
+            Ok(Entry::Done { output: output_path(state, &output)?, next: None, assigned: None })
         }
         StateKind::Pass(p) => {
             let input = input_path(state, raw)?;
             let effective = match &p.parameters {
-                Some(t) => t.eval(&mut Scope { input: &input, context: &ctx, entropy })?,
+                Some(t) => t.eval(&mut Scope { input: &input, context: &io.ctx, entropy: &mut *io.entropy })?,
                 None => input,
             };
             let result = p.result.clone().unwrap_or(effective);
-            let combined = result_path(&p.result_path, &state.name, raw, result)?;
-            Ok(Entry::Done { output: output_path(state, &combined)?, next: state.next.clone() })
+            let assigned = io.assign(&state.assign, &result)?;
+            let output = match io.jsonata {
+                true => io.output(&state.output, raw)?,
+                false => output_path(state, &result_path(&p.result_path, &state.name, raw, result)?)?,
+            };
+            Ok(Entry::Done { output, next: state.next.clone(), assigned })
         }
         StateKind::Choice(c) => {
             let input = input_path(state, raw)?;
-            let next = c
-                .choices
-                .iter()
-                .find(|(rule, _)| rule.eval(&input, &ctx))
-                .map(|(_, n)| n.clone())
-                .or_else(|| c.default.clone());
-            match next {
-                Some(next) => Ok(Entry::Done { output: output_path(state, &input)?, next: Some(next) }),
-                None => Err(Failure::new(
-                    errors::NO_CHOICE_MATCHED,
-                    format!("no Choice rule of \"{}\" matched and it has no Default", state.name),
-                )),
+            let mut chosen = None;
+            for rule in &c.choices {
+                let matched = match &rule.test {
+                    Test::Rule(r) => r.eval(&input, &io.ctx),
+                    Test::Condition(Shape::Literal(v)) => v.as_bool() == Some(true),
+                    Test::Condition(Shape::Expr(e)) => {
+                        let v = io.expr(e, "Condition")?;
+                        let ok = v.is_boolean();
+                        expect(v, e, "Condition", "boolean", ok)?.as_bool() == Some(true)
+                    }
+                    Test::Condition(other) => {
+                        let v = io.shape(other, "Condition")?;
+                        v.as_bool() == Some(true)
+                    }
+                };
+                if matched {
+                    chosen = Some(rule);
+                    break;
+                }
             }
+            let (next, assign, output) = match chosen {
+                Some(r) => (r.next.clone(), &r.assign, r.output.as_ref().or(state.output.as_ref())),
+                None => match &c.default {
+                    Some(d) => (d.clone(), &state.assign, state.output.as_ref()),
+                    None => {
+                        return Err(Failure::new(
+                            errors::NO_CHOICE_MATCHED,
+                            format!("no Choice rule of \"{}\" matched and it has no Default", state.name),
+                        ))
+                    }
+                },
+            };
+            let assigned = io.assign(assign, &input)?;
+            let output = io.output(&output.cloned(), &input)?;
+            Ok(Entry::Done { output: output_path(state, &output)?, next: Some(next), assigned })
         }
         StateKind::Wait(w) => {
             let input = input_path(state, raw)?;
@@ -341,8 +515,9 @@ fn enter_inner(
             // its documentation.
             let until_ns = match w {
                 Wait::Seconds(s) => now_ns + i128::from(*s) * 1_000_000_000,
+                Wait::SecondsExpr(e) => now_ns + i128::from(whole_expr(io, e, "Seconds", 0)?) * 1_000_000_000,
                 Wait::SecondsPath(p) => {
-                    let v = p.get(&input, &ctx).map_err(|_| {
+                    let v = p.get(&input, &io.ctx).map_err(|_| {
                         runtime(format!("The SecondsPath parameter does not reference an input value: {}", p.path))
                     })?;
                     let s = match (v.as_i64(), v.as_u64()) {
@@ -363,8 +538,15 @@ fn enter_inner(
                     now_ns + i128::from(s) * 1_000_000_000
                 }
                 Wait::Timestamp(t) => parse_rfc3339(t).unwrap_or(now_ns),
+                Wait::TimestampExpr(e) => {
+                    let v = io.expr(e, "Timestamp")?;
+                    let at = v.as_str().and_then(parse_rfc3339);
+                    let ok = at.is_some();
+                    expect(v, e, "Timestamp", "ISO-8601 timestamp string", ok)?;
+                    at.unwrap_or(now_ns)
+                }
                 Wait::TimestampPath(p) => {
-                    let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
+                    let v = p.get(&input, &io.ctx).map_err(|e| runtime(e.0))?;
                     v.as_str().and_then(parse_rfc3339).ok_or_else(|| {
                         let shown = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                         runtime(format!(
@@ -378,22 +560,24 @@ fn enter_inner(
             if until_ns - now_ns > MAX_WAIT_NS {
                 return Err(runtime("Wait state delay is too long.".into()));
             }
-            Ok(Entry::WaitUntil { until_ns, output: output_path(state, &input)?, next: state.next.clone() })
+            let assigned = io.assign(&state.assign, &input)?;
+            let output = io.output(&state.output, &input)?;
+            Ok(Entry::WaitUntil { until_ns, output: output_path(state, &output)?, next: state.next.clone(), assigned })
         }
         StateKind::Task(t) => {
             let input = input_path(state, raw)?;
-            let effective = parameters(&t.processing, &input, &ctx, entropy)?;
-            let seconds = |s: &Seconds, field: &str| match s {
+            let effective = effective(state, &t.processing, raw, io)?;
+            let mut seconds = |s: &Seconds, field: &str| match s {
                 Seconds::Fixed(s) => Ok(*s),
-                Seconds::Path(p) => p
-                    .get(&input)
-                    .ok()
-                    .and_then(|v| v.as_u64())
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| runtime(format!("{field} {} does not select a positive integer", p.as_str()))),
+                Seconds::Expr(e) => whole_expr(io, e, field, 1),
+                Seconds::Path(p) => {
+                    p.get(&input).ok().and_then(|v| v.as_u64()).filter(|s| *s > 0).ok_or_else(|| {
+                        runtime(format!("{field}Path {} does not select a positive integer", p.as_str()))
+                    })
+                }
             };
-            let timeout_seconds = seconds(&t.timeout, "TimeoutSecondsPath")?;
-            let heartbeat_seconds = t.heartbeat.as_ref().map(|h| seconds(h, "HeartbeatSecondsPath")).transpose()?;
+            let timeout_seconds = seconds(&t.timeout, "TimeoutSeconds")?;
+            let heartbeat_seconds = t.heartbeat.as_ref().map(|h| seconds(h, "HeartbeatSeconds")).transpose()?;
             match &t.resource {
                 Resource::Function(r) => Ok(Entry::Invoke {
                     function: r.clone(),
@@ -407,10 +591,8 @@ fn enter_inner(
                 }),
                 Resource::LambdaInvoke => {
                     let function = effective.get("FunctionName").and_then(Value::as_str).ok_or_else(|| {
-                        runtime(format!(
-                            "the lambda:invoke Parameters of \"{}\" give no FunctionName string",
-                            state.name
-                        ))
+                        let field = if io.jsonata { "Arguments" } else { "Parameters" };
+                        runtime(format!("the lambda:invoke {field} of \"{}\" give no FunctionName string", state.name))
                     })?;
                     let qualifier = effective.get("Qualifier").and_then(Value::as_str).map(String::from);
                     Ok(Entry::Invoke {
@@ -426,26 +608,28 @@ fn enter_inner(
                 }
             }
         }
-        StateKind::Parallel(p) => {
-            let input = input_path(state, raw)?;
-            Ok(Entry::Parallel { input: parameters(&p.processing, &input, &ctx, entropy)? })
-        }
+        StateKind::Parallel(p) => Ok(Entry::Parallel { input: effective(state, &p.processing, raw, io)? }),
         StateKind::Map(m) => {
             let input = input_path(state, raw)?;
             // With a reader, the items come from it later (Step Functions ignores ItemsPath then).
             let reads = m.distributed.as_ref().is_some_and(|d| d.reader.is_some());
-            let selected = if reads { Ok(Value::Array(Vec::new())) } else { m.items_path.get(&input, &ctx) };
-            let items = match selected {
-                Ok(Value::Array(items)) => items,
-                Ok(other) => {
-                    return Err(runtime(format!(
-                        "ItemsPath {} of \"{}\" selects a {}, not an array",
-                        m.items_path.path,
-                        state.name,
-                        kind(&other)
-                    )))
+            let items = if reads {
+                Vec::new()
+            } else if io.jsonata {
+                map_items(m, &input, io)?
+            } else {
+                match m.items_path.get(&input, &io.ctx) {
+                    Ok(Value::Array(items)) => items,
+                    Ok(other) => {
+                        return Err(runtime(format!(
+                            "ItemsPath {} of \"{}\" selects a {}, not an array",
+                            m.items_path.path,
+                            state.name,
+                            kind(&other)
+                        )))
+                    }
+                    Err(e) => return Err(runtime(format!("ItemsPath of \"{}\": {}", state.name, e.0))),
                 }
-                Err(e) => return Err(runtime(format!("ItemsPath of \"{}\": {}", state.name, e.0))),
             };
             let dist = m.distributed.as_ref();
             let reader = match dist.and_then(|d| d.reader.as_ref()) {
@@ -454,8 +638,9 @@ fn enter_inner(
                     let max_items = match &r.max_items {
                         None => 0,
                         Some(Count::Fixed(n)) => i64::try_from(*n).unwrap_or(i64::MAX),
+                        Some(Count::Expr(e)) => i64::try_from(whole_expr(io, e, "MaxItems", 0)?).unwrap_or(i64::MAX),
                         Some(Count::Path(p)) => {
-                            let v = p.get(&input, &ctx).map_err(|e| runtime(e.0))?;
+                            let v = p.get(&input, &io.ctx).map_err(|e| runtime(e.0))?;
                             v.as_i64().ok_or_else(|| {
                                 runtime(format!(
                                     "The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}",
@@ -465,17 +650,17 @@ fn enter_inner(
                             })?
                         }
                     };
-                    Some(Reader { call: invocation(&r.call, &input, &ctx, entropy)?, max_items, input: input.clone() })
+                    Some(Box::new(Reader { call: invocation(&r.call, &input, io)?, max_items, input: input.clone() }))
                 }
             };
             let writer = match dist.and_then(|d| d.writer.as_ref()) {
                 None => None,
-                Some(w) => Some(invocation(w, &input, &ctx, entropy)?),
+                Some(w) => Some(Box::new(invocation(w, &input, io)?)),
             };
-            let (items, batches) = map_inputs(m, items, &input, context, entropy)?;
-            let max_concurrency = count(&m.max_concurrency, &input, &ctx, "MaxConcurrency")?;
-            let by_count = m.tolerated_failure_count.as_ref().map(|c| count(c, &input, &ctx, "ToleratedFailureCount"));
-            let by_pct = m.tolerated_failure_percentage.as_ref().map(|c| percentage(c, &input, &ctx));
+            let (items, batches) = shape_items(m, items, &input, io)?;
+            let max_concurrency = count(&m.max_concurrency, &input, io, "MaxConcurrency")?;
+            let by_count = m.tolerated_failure_count.as_ref().map(|c| count(c, &input, io, "ToleratedFailureCount"));
+            let by_pct = m.tolerated_failure_percentage.as_ref().map(|c| percentage(c, &input, io));
             let tolerance = Tolerance { count: by_count.transpose()?, percentage: by_pct.transpose()? };
             let total = if batches.is_empty() { items.len() } else { batches.iter().sum() };
             let tolerated = tolerance.tolerated(total);
@@ -484,50 +669,88 @@ fn enter_inner(
     }
 }
 
-/// A Map's child inputs from its items: each through `ItemSelector` (with `$$.Map.Item`), then, for a
-/// distributed Map with an `ItemBatcher`, grouped into batches. Returns the inputs and the items each holds
-/// (empty: one each). `input` is the state's effective input.
+/// A JSONata Map's items: `Items` (an array, or an expression giving one), else the state's input, which
+/// must then be an array.
+fn map_items(m: &crate::definition::MapState, input: &Value, io: &mut Io<'_>) -> Result<Vec<Value>, Failure> {
+    let v = match &m.items {
+        Some(Shape::Expr(e)) => {
+            let v = io.expr(e, "Items")?;
+            let ok = v.is_array();
+            expect(v, e, "Items", "array", ok)?
+        }
+        Some(s) => io.shape(s, "Items")?,
+        None => input.clone(),
+    };
+    match v {
+        Value::Array(items) => Ok(items),
+        other => Err(runtime(format!(
+            "the Map's input is a {}, not an array: give Items (an array, or an expression giving one)",
+            kind(&other)
+        ))),
+    }
+}
+
+/// A Map's child inputs from its items: each through `ItemSelector` (with `$$.Map.Item`, or in JSONata
+/// `$states.context.Map.Item`), then, for a distributed Map with an `ItemBatcher`, grouped into batches.
+/// Returns the inputs and the items each holds (empty: one each). `input` is the state's effective input;
+/// `vars` the variables in the state's scope.
 pub fn map_inputs(
-    m: &crate::definition::MapState,
+    state: &State,
     items: Vec<Value>,
     input: &Value,
     context: &Context,
+    vars: &Vars,
     entropy: &mut dyn Entropy,
+) -> Result<(Vec<Value>, Vec<usize>), Failure> {
+    let StateKind::Map(m) = &state.kind else { return Ok((items, Vec::new())) };
+    let mut io = Io::new(state, context, vars, entropy);
+    io.at(input, None, None);
+    shape_items(m, items, input, &mut io)
+}
+
+fn shape_items(
+    m: &crate::definition::MapState,
+    items: Vec<Value>,
+    input: &Value,
+    io: &mut Io<'_>,
 ) -> Result<(Vec<Value>, Vec<usize>), Failure> {
     let mut shaped = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         shaped.push(match &m.item_selector {
-            Some(t) => {
-                let mut item_ctx = context.clone();
+            Some(selector) => {
+                let mut item_ctx = io.context.clone();
                 item_ctx.map_item = Some((i, item));
                 let item_ctx = item_ctx.to_value();
-                t.eval(&mut Scope { input, context: &item_ctx, entropy })?
+                match selector {
+                    Payload::Paths(t) => t.eval(&mut Scope { input, context: &item_ctx, entropy: &mut *io.entropy })?,
+                    Payload::Jsonata(shape) => {
+                        let states = jsonata::states(input, &item_ctx, None, None);
+                        let now_ms = parse_rfc3339(&io.context.state_entered_time)
+                            .map_or(0, |ns| i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX));
+                        let env = Env::new(states, io.vars, io.entropy.next_u64(), now_ms);
+                        shape.eval(&env, "ItemSelector")?
+                    }
+                }
             }
             None => item,
         });
     }
     let Some(b) = m.distributed.as_ref().and_then(|d| d.batcher.as_ref()) else { return Ok((shaped, Vec::new())) };
-    let ctx = context.to_value();
-    let max_items = b.max_items.as_ref().map(|c| batch_limit(c, input, &ctx, "MaxItemsPerBatch"));
-    let max_bytes = b.max_bytes.as_ref().map(|c| batch_limit(c, input, &ctx, "MaxInputBytesPerBatch"));
+    let max_items = b.max_items.as_ref().map(|c| batch_limit(c, input, io, "MaxItemsPerBatch"));
+    let max_bytes = b.max_bytes.as_ref().map(|c| batch_limit(c, input, io, "MaxInputBytesPerBatch"));
     let batch_input = match &b.batch_input {
-        Some(t) => Some(t.eval(&mut Scope { input, context: &ctx, entropy })?),
+        Some(p) => Some(io.payload(p, input, "ItemBatcher/BatchInput")?),
         None => None,
     };
     Ok(batch(shaped, max_items.transpose()?, max_bytes.transpose()?, batch_input))
 }
 
-/// A distributed Map's reader or writer call, its `Parameters` evaluated against the state's input: for
-/// `lambda:invoke` the function is their `FunctionName` (and `Qualifier`) and the payload their `Payload`;
-/// for a function resource the payload is the evaluated Parameters (or the input).
-fn invocation(
-    call: &crate::definition::Call,
-    input: &Value,
-    ctx: &Value,
-    entropy: &mut dyn Entropy,
-) -> Result<Invocation, Failure> {
+/// A distributed Map's reader or writer call, its `Parameters` (JSONata: `Arguments`) evaluated against the
+/// state's input: for `lambda:invoke` the function is their `FunctionName` (and `Qualifier`) and the payload
+/// their `Payload`; for a function resource the payload is the evaluated Parameters (or the input).
+fn invocation(call: &crate::definition::Call, input: &Value, io: &mut Io<'_>) -> Result<Invocation, Failure> {
     let effective = match &call.parameters {
-        Some(t) => t.eval(&mut Scope { input, context: ctx, entropy })?,
+        Some(p) => io.payload(p, input, "Arguments")?,
         None => input.clone(),
     };
     match &call.resource {
@@ -543,13 +766,6 @@ fn invocation(
                 payload: lambda_invoke_payload(&effective),
             })
         }
-    }
-}
-
-fn parameters(p: &Processing, input: &Value, ctx: &Value, entropy: &mut dyn Entropy) -> Result<Value, Failure> {
-    match &p.parameters {
-        Some(t) => t.eval(&mut Scope { input, context: ctx, entropy }),
-        None => Ok(input.clone()),
     }
 }
 
@@ -592,6 +808,7 @@ pub fn finish(
     raw: &Value,
     result: Result<Value, Failure>,
     context: &Context,
+    vars: &Vars,
     entropy: &mut dyn Entropy,
 ) -> Outcome {
     let processing = match &state.kind {
@@ -600,24 +817,36 @@ pub fn finish(
         StateKind::Map(m) => &m.processing,
         _ => return Outcome::Failed(runtime(format!("\"{}\" has no effect to finish", state.name))),
     };
+    let mut io = Io::new(state, context, vars, entropy);
     let done = result.and_then(|r| {
-        let ctx = context.to_value();
+        io.at(raw, Some(&r), None);
+        let assigned = io.assign(&state.assign, &r)?;
+        if io.jsonata {
+            return Ok((io.output(&state.output, &r)?, assigned));
+        }
         let selected = match &processing.result_selector {
-            Some(t) => t.eval(&mut Scope { input: &r, context: &ctx, entropy })?,
+            Some(t) => t.eval(&mut Scope { input: &r, context: &io.ctx, entropy: &mut *io.entropy })?,
             None => r,
         };
         let combined = result_path(&processing.result_path, &state.name, raw, selected)?;
-        output_path(state, &combined)
+        Ok((output_path(state, &combined)?, assigned))
     });
     match done {
-        Ok(output) => Outcome::Next { output, next: state.next.clone() },
-        Err(f) => fail(state, raw, f),
+        Ok((output, assigned)) => Outcome::Next { output, next: state.next.clone(), assigned },
+        Err(f) => fail(state, raw, f, context, vars, &mut *io.entropy),
     }
 }
 
-/// A failure in `state`: the first matching catcher's target with `{Error, Cause}` at its ResultPath,
-/// or the failure itself.
-pub fn fail(state: &State, raw: &Value, failure: Failure) -> Outcome {
+/// A failure in `state`: the first matching catcher's target, with `{Error, Cause}` at its ResultPath (in
+/// JSONata: its `Output`, by default that document) and its `Assign`, or the failure itself.
+pub fn fail(
+    state: &State,
+    raw: &Value,
+    failure: Failure,
+    context: &Context,
+    vars: &Vars,
+    entropy: &mut dyn Entropy,
+) -> Outcome {
     let catchers = match &state.kind {
         StateKind::Task(t) => &t.processing.catch,
         StateKind::Parallel(p) => &p.processing.catch,
@@ -625,8 +854,18 @@ pub fn fail(state: &State, raw: &Value, failure: Failure) -> Outcome {
         _ => return Outcome::Failed(failure),
     };
     let Some(c) = find_catcher(catchers, &failure.error) else { return Outcome::Failed(failure) };
-    match result_path(&c.result_path, &state.name, raw, failure.to_value()) {
-        Ok(output) => Outcome::Next { output, next: Some(c.next.clone()) },
+    let error_output = failure.to_value();
+    let mut io = Io::new(state, context, vars, entropy);
+    io.at(raw, None, Some(&error_output));
+    let caught = io.assign(&c.assign, &error_output).and_then(|assigned| {
+        let output = match io.jsonata {
+            true => io.output(&c.output, &error_output)?,
+            false => result_path(&c.result_path, &state.name, raw, error_output.clone())?,
+        };
+        Ok((output, assigned))
+    });
+    match caught {
+        Ok((output, assigned)) => Outcome::Next { output, next: Some(c.next.clone()), assigned },
         Err(f) => Outcome::Failed(f),
     }
 }

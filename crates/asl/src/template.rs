@@ -91,6 +91,43 @@ impl Template {
     }
 }
 
+/// A payload a state builds, in the state's query language: a JSONPath template (`Parameters`, `"k.$"`
+/// fields) or a JSONata shape (`Arguments`, `"{% … %}"` strings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Paths(Template),
+    Jsonata(crate::jsonata::Shape),
+}
+
+impl Payload {
+    /// Whether an object payload has the field `name` (a `lambda:invoke`'s `FunctionName`).
+    pub fn names(&self, name: &str) -> bool {
+        match self {
+            Payload::Paths(Template::Object(fields)) => fields.iter().any(|(k, _)| k == name),
+            Payload::Paths(_) => false,
+            Payload::Jsonata(shape) => shape.keys().contains(&name),
+        }
+    }
+
+    /// The text of an object payload's field `name` when the definition writes it literally (a
+    /// `lambda:invoke`'s `FunctionName`, which the pre-warmer can then know before the state runs).
+    pub fn literal_string(&self, name: &str) -> Option<String> {
+        match self {
+            Payload::Paths(Template::Object(fields)) => {
+                fields.iter().find(|(n, _)| n == name).and_then(|(_, t)| match t {
+                    Template::Literal(Value::String(s)) => Some(s.clone()),
+                    _ => None,
+                })
+            }
+            Payload::Paths(_) => None,
+            Payload::Jsonata(shape) => match shape.field(name) {
+                Some(crate::jsonata::Shape::Literal(Value::String(s))) => Some(s),
+                _ => None,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,22 @@ fn boto3_runs_a_distributed_map_with_child_executions() {
     run_boto3_script(&s, "boto3_distributed_map.py");
 }
 
+#[test]
+fn boto3_runs_jsonata_states_with_variables() {
+    if !present_or_skip(python_has("boto3"), "boto3", "boto3 JSONata test") {
+        return;
+    }
+    let s = TestServer::start();
+    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    python_fn(
+        &s,
+        "boom",
+        "class Boom(Exception):\n    pass\ndef handler(event, context):\n    raise Boom('no')\n",
+        serde_json::json!({}),
+    );
+    run_boto3_script(&s, "boto3_jsonata.py");
+}
+
 /// The Python interpreter that has `module`, resolved past version-manager shims.
 fn python_with(module: &str) -> Option<String> {
     let out =

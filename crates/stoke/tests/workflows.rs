@@ -346,6 +346,81 @@ fn executions_resume_after_kill9_without_rerunning_finished_steps() {
 }
 
 #[test]
+fn jsonata_states_and_variables_run_and_survive_kill9() {
+    let mut s = TestServer::start();
+    python_fn(&s, "double", DOUBLE, json!({}));
+    create_workflow(
+        &s,
+        "ata",
+        json!({"QueryLanguage": "JSONata", "StartAt": "Init", "States": {
+            "Init": {"Type": "Pass", "Next": "Hold",
+                     "Assign": {"factor": "{% $states.input.factor %}", "seen": [], "id": "{% $states.context.Execution.Name %}"}},
+            "Hold": {"Type": "Wait", "Seconds": "{% $factor %}", "Next": "Double",
+                     "Assign": {"seen": "{% $append($seen, 'hold') %}"}},
+            "Double": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Fan",
+                       "Arguments": {"FunctionName": "double", "Payload": {"n": "{% $states.input.n * $factor %}"}},
+                       "Output": "{% $states.result.Payload %}",
+                       "Assign": {"doubled": "{% $states.result.Payload.n %}"}},
+            "Fan": {"Type": "Map", "Items": "{% $range(1, 3, 1) %}", "Next": "Check",
+                    "ItemSelector": {"n": "{% $states.context.Map.Item.Value * $factor %}"},
+                    "ItemProcessor": {"StartAt": "D", "States": {
+                        "D": {"Type": "Task", "Resource": "double", "End": true,
+                              "Output": "{% $states.result.n + $doubled %}"}}},
+                    "Output": {"sums": "{% $states.result %}"}},
+            "Check": {"Type": "Choice", "Default": "Small",
+                      "Choices": [{"Condition": "{% $sum($states.input.sums) > 100 %}", "Next": "Big",
+                                   "Assign": {"size": "big"}}]},
+            "Big": {"Type": "Succeed", "Output": {"size": "{% $size %}", "seen": "{% $seen %}", "id": "{% $id %}",
+                                                  "sums": "{% $states.input.sums %}"}},
+            "Small": {"Type": "Fail", "Error": "TooSmall", "Cause": "{% 'sum was ' & $string($sum($states.input.sums)) %}"}
+        }}),
+    );
+
+    // Killed during the Wait: the variables assigned before it come back from the history.
+    let (_, e) = s.post("/v1/workflows/ata/executions", json!({"input": {"n": 10, "factor": 2}, "name": "ata-1"}));
+    let id = e["id"].as_str().unwrap().to_string();
+    wait_for_event(&s, &id, "WaitStateEntered");
+    s.kill9();
+    s.launch();
+    let done = execution_done(&s, &id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    // doubled = 10*2*2 = 40; items 2, 4, 6 doubled plus 40.
+    assert_eq!(done["output"], json!({"size": "big", "seen": ["hold"], "id": "ata-1", "sums": [44, 48, 52]}));
+    let events = history(&s, &id);
+    let init = events.iter().find(|e| e["type"] == "PassStateExited").unwrap();
+    assert_eq!(init["details"]["assignedVariables"], json!({"factor": 2, "seen": [], "id": "ata-1"}), "{init}");
+
+    // The Fail state's Cause is an expression.
+    let done = run(&s, "ata", json!({"n": 0, "factor": 0}));
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!((done["error"].as_str(), done["cause"].as_str()), (Some("TooSmall"), Some("sum was 0")));
+
+    // An expression that gives nothing fails the execution with Step Functions' cause.
+    create_workflow(
+        &s,
+        "ata-undefined",
+        json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+            "P": {"Type": "Pass", "End": true, "Output": {"v": "{% $states.input.missing %}"}}}}),
+    );
+    let done = run(&s, "ata-undefined", json!({}));
+    assert_eq!(done["error"], "States.QueryEvaluationError", "{done}");
+    assert_eq!(
+        done["cause"],
+        "An error occurred while executing the state 'P' (entered at the event id #2). The JSONata expression \
+         '$states.input.missing' specified for the field 'Output/v' returned nothing (undefined)."
+    );
+
+    // A bad expression is refused when the workflow is created.
+    let (status, body) = s.post(
+        "/v1/workflows",
+        json!({"name": "bad", "definition": {"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+            "P": {"Type": "Pass", "End": true, "Output": "{% 1 + %}"}}}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("S0207"), "{body}");
+}
+
+#[test]
 fn cli_creates_runs_and_follows_workflows() {
     let s = TestServer::start();
     python_fn(&s, "double", DOUBLE, json!({}));

@@ -121,10 +121,37 @@ fn field_rules_are_enforced() {
         (json!({"Type": "Pass", "End": true, "ResultPath": "$.a[*]"}), "reference path"),
         (json!({"Type": "Pass", "End": true, "ResultPath": "$$.a"}), "context object"),
         (json!({"Type": "Pass", "End": true, "InputPath": "a"}), "starts with '$'"),
-        (json!({"Type": "Pass", "End": true, "Assign": {"x": 1}}), "not supported"),
+        (json!({"Type": "Pass", "End": true, "Assign": {"x.y": 1}}), "not a variable name"),
+        (json!({"Type": "Pass", "End": true, "Assign": {"x[0]": 1}}), "not a variable name"),
+        (json!({"Type": "Pass", "End": true, "Assign": {"1x": 1}}), "not a variable name"),
+        (json!({"Type": "Pass", "End": true, "Assign": {"states": 1}}), "reserved"),
+        (json!({"Type": "Pass", "End": true, "Assign": [1]}), "object of variables"),
+        (json!({"Type": "Pass", "End": true, "Assign": {"x.$": "$.["}}), "invalid JSONPath"),
+        (json!({"Type": "Succeed", "Assign": {"x": 1}}), "unknown field 'Assign'"),
+        (json!({"Type": "Pass", "End": true, "Output": 1}), "Output is a JSONata field"),
+        (json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata", "Parameters": {}}), "a state in JSONata uses"),
+        (json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata", "Output": "{% 1 + %}"}), "S0207"),
+        (
+            json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata", "Assign": {"a": {"b": "{% ( %}"}}}),
+            "not valid",
+        ),
+        (
+            json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true, "QueryLanguage": "JSONata", "Arguments": {}}),
+            "needs Arguments with FunctionName",
+        ),
+        (
+            json!({"Type": "Choice", "QueryLanguage": "JSONata", "Choices": [{"Condition": 1, "Next": "S"}]}),
+            "Condition is true, false",
+        ),
+        (json!({"Type": "Choice", "QueryLanguage": "JSONata", "Choices": [{"Next": "S"}]}), "needs a Condition"),
+        (
+            json!({"Type": "Map", "End": true, "QueryLanguage": "JSONata", "Items": {"a": 1}, "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}),
+            "Items is an array",
+        ),
+        (json!({"Type": "Wait", "Seconds": "{% ) %}", "Next": "S", "QueryLanguage": "JSONata"}), "not valid"),
+        (json!({"Type": "Wait", "Seconds": "{% 1 %}", "Next": "S"}), "integer"),
         (json!({"Type": "Pass", "End": true, "Nonsense": 1}), "unknown field 'Nonsense'"),
         (json!({"Type": "Teleport", "End": true}), "unknown Type"),
-        (json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata"}), "JSONata is not supported"),
     ];
     for (state, needle) in cases {
         let ps = problems(json!({"StartAt": "S", "States": {"S": state.clone()}}));
@@ -148,4 +175,37 @@ fn top_level_shape() {
     assert!(problems(json!({"StartAt": long.clone(), "States": {long: {"Type": "Succeed"}}}))
         .iter()
         .any(|p| p.message.contains("1 to 80")));
+}
+
+#[test]
+fn query_language_is_inherited_and_jsonpath_cannot_undo_a_jsonata_machine() {
+    let d = Definition::parse(&json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+        "P": {"Type": "Parallel", "End": true, "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Pass", "End": true, "Output": "{% 1 %}"}}}]}
+    }}))
+    .unwrap();
+    let StateKind::Parallel(p) = &d.machine.states["P"].kind else { panic!("a Parallel") };
+    assert_eq!(d.machine.states["P"].language, QueryLanguage::Jsonata);
+    assert_eq!(p.branches[0].states["B"].language, QueryLanguage::Jsonata, "a branch inherits the machine's");
+    // One state may opt into JSONata in a JSONPath machine; the others stay JSONPath.
+    let d = Definition::parse(&json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% 1 %}", "Next": "B"},
+        "B": {"Type": "Pass", "End": true, "ResultPath": "$.x"}
+    }}))
+    .unwrap();
+    assert_eq!(d.machine.states["A"].language, QueryLanguage::Jsonata);
+    assert_eq!(d.machine.states["B"].language, QueryLanguage::JsonPath);
+    let ps = problems(json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "QueryLanguage": "JSONPath", "End": true}
+    }}));
+    assert!(ps.iter().any(|p| p.message.contains("can not be 'JSONPath' if set to 'JSONata'")), "{ps:?}");
+    // A distributed Map's children run its processor in the language it had in the parent.
+    let d = Definition::parse(&json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+        "M": {"Type": "Map", "End": true, "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+              "StartAt": "I", "States": {"I": {"Type": "Pass", "End": true, "Output": "{% $states.input %}"}}}}
+    }}))
+    .unwrap();
+    let StateKind::Map(m) = &d.machine.states["M"].kind else { panic!("a Map") };
+    let child = &m.distributed.as_ref().unwrap().definition;
+    assert_eq!(child["QueryLanguage"], "JSONata");
+    assert!(Definition::parse(child).is_ok());
 }

@@ -29,18 +29,24 @@ fn state(v: Value) -> State {
 }
 
 fn enter_with(s: &State, input: Value) -> Entry {
-    enter(s, &input, &context("S"), &mut SeededEntropy::new(3), 1_000_000_000)
+    enter(s, &input, &context("S"), &Vars::new(), &mut SeededEntropy::new(3), 1_000_000_000)
 }
 
 #[test]
 fn pass_applies_the_processing_order() {
     let s = state(json!({"Type": "Pass", "InputPath": "$.a", "Parameters": {"v.$": "$.b"},
                          "ResultPath": "$.out", "OutputPath": "$.out", "Next": "N"}));
-    assert_eq!(enter_with(&s, json!({"a": {"b": 7}})), Entry::Done { output: json!({"v": 7}), next: Some("N".into()) });
+    assert_eq!(
+        enter_with(&s, json!({"a": {"b": 7}})),
+        Entry::Done { output: json!({"v": 7}), next: Some("N".into()), assigned: None }
+    );
     let s = state(json!({"Type": "Pass", "Result": {"r": 1}, "ResultPath": "$.x", "End": true}));
-    assert_eq!(enter_with(&s, json!({"k": 0})), Entry::Done { output: json!({"k": 0, "x": {"r": 1}}), next: None });
+    assert_eq!(
+        enter_with(&s, json!({"k": 0})),
+        Entry::Done { output: json!({"k": 0, "x": {"r": 1}}), next: None, assigned: None }
+    );
     let s = state(json!({"Type": "Pass", "ResultPath": null, "Result": 5, "OutputPath": null, "End": true}));
-    assert_eq!(enter_with(&s, json!({"k": 0})), Entry::Done { output: json!({}), next: None });
+    assert_eq!(enter_with(&s, json!({"k": 0})), Entry::Done { output: json!({}), next: None, assigned: None });
 }
 
 #[test]
@@ -48,7 +54,10 @@ fn choice_picks_first_match_then_default_then_fails() {
     let s = state(json!({"Type": "Choice", "Choices": [
         {"Variable": "$.n", "NumericLessThan": 0, "Next": "N"},
         {"Variable": "$.n", "NumericGreaterThan": 10, "Next": "S"}]}));
-    assert_eq!(enter_with(&s, json!({"n": -1})), Entry::Done { output: json!({"n": -1}), next: Some("N".into()) });
+    assert_eq!(
+        enter_with(&s, json!({"n": -1})),
+        Entry::Done { output: json!({"n": -1}), next: Some("N".into()), assigned: None }
+    );
     match enter_with(&s, json!({"n": 5})) {
         Entry::Failed(f) => assert_eq!(f.error, "States.NoChoiceMatched"),
         other => panic!("{other:?}"),
@@ -60,7 +69,7 @@ fn wait_computes_the_deadline() {
     let s = state(json!({"Type": "Wait", "SecondsPath": "$.s", "Next": "N"}));
     assert_eq!(
         enter_with(&s, json!({"s": 2})),
-        Entry::WaitUntil { until_ns: 3_000_000_000, output: json!({"s": 2}), next: Some("N".into()) }
+        Entry::WaitUntil { until_ns: 3_000_000_000, output: json!({"s": 2}), next: Some("N".into()), assigned: None }
     );
     assert!(matches!(enter_with(&s, json!({"s": "x"})), Entry::Failed(f) if f.error == "States.Runtime"));
     let s = state(json!({"Type": "Wait", "Timestamp": "1970-01-01T00:00:05Z", "Next": "N"}));
@@ -166,22 +175,26 @@ fn finish_selects_places_and_catches() {
     let ctx = context("S");
     let mut e = SeededEntropy::new(1);
     assert_eq!(
-        finish(&s, &json!({"in": 1}), Ok(json!({"value": 2, "junk": 0})), &ctx, &mut e),
-        Outcome::Next { output: json!({"in": 1, "r": {"v": 2}}), next: Some("N".into()) }
+        finish(&s, &json!({"in": 1}), Ok(json!({"value": 2, "junk": 0})), &ctx, &Vars::new(), &mut e),
+        Outcome::Next { output: json!({"in": 1, "r": {"v": 2}}), next: Some("N".into()), assigned: None }
     );
     assert_eq!(
-        finish(&s, &json!({"in": 1}), Err(Failure::new("Custom", "why")), &ctx, &mut e),
-        Outcome::Next { output: json!({"in": 1, "err": {"Error": "Custom", "Cause": "why"}}), next: Some("N".into()) }
+        finish(&s, &json!({"in": 1}), Err(Failure::new("Custom", "why")), &ctx, &Vars::new(), &mut e),
+        Outcome::Next {
+            output: json!({"in": 1, "err": {"Error": "Custom", "Cause": "why"}}),
+            next: Some("N".into()),
+            assigned: None
+        }
     );
     assert_eq!(
-        finish(&s, &json!({"in": 1}), Err(Failure::new("Other", "why")), &ctx, &mut e),
+        finish(&s, &json!({"in": 1}), Err(Failure::new("Other", "why")), &ctx, &Vars::new(), &mut e),
         Outcome::Failed(Failure::new("Other", "why"))
     );
-    match finish(&s, &json!("not an object"), Ok(json!({"value": 1})), &ctx, &mut e) {
+    match finish(&s, &json!("not an object"), Ok(json!({"value": 1})), &ctx, &Vars::new(), &mut e) {
         Outcome::Failed(f) => assert_eq!(f.error, "States.ResultPathMatchFailure"),
         other => panic!("{other:?}"),
     }
-    match finish(&s, &json!({}), Ok(json!({"no": 1})), &ctx, &mut e) {
+    match finish(&s, &json!({}), Ok(json!({"no": 1})), &ctx, &Vars::new(), &mut e) {
         Outcome::Failed(f) => assert_eq!(f.error, "States.ParameterPathFailure"),
         other => panic!("{other:?}"),
     }
@@ -399,4 +412,192 @@ fn distributed_map_readers_and_writers_call_functions() {
         "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}});
     let p = Definition::parse(&machine(inline)).unwrap_err();
     assert!(p.iter().any(|p| p.message.contains("ResultWriter needs a distributed Map")), "{p:?}");
+}
+
+fn jsonata_state(mut v: Value) -> State {
+    v["QueryLanguage"] = json!("JSONata");
+    state(v)
+}
+
+fn vars(v: Value) -> Vars {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn enter_vars(s: &State, input: Value, vars: &Vars) -> Entry {
+    enter(s, &input, &context("S"), vars, &mut SeededEntropy::new(3), 1_000_000_000)
+}
+
+#[test]
+fn jsonata_pass_outputs_and_assigns_from_the_values_on_entry() {
+    let s = jsonata_state(json!({"Type": "Pass", "Next": "N",
+        "Assign": {"x": "{% $y %}", "y": "{% $x %}", "n": "{% $states.input.n + 1 %}"},
+        "Output": {"sum": "{% $x + $y %}", "name": "{% $states.context.State.Name %}"}}));
+    let entry = enter_vars(&s, json!({"n": 1}), &vars(json!({"x": 1, "y": 10})));
+    assert_eq!(
+        entry,
+        Entry::Done {
+            output: json!({"sum": 11, "name": "S"}),
+            next: Some("N".into()),
+            assigned: Some(vars(json!({"x": 10, "y": 1, "n": 2}))),
+        },
+        "both assignments read the values the state was entered with (a swap works)"
+    );
+    // Without Output a Pass passes its input on.
+    let s = jsonata_state(json!({"Type": "Pass", "End": true}));
+    assert_eq!(
+        enter_vars(&s, json!({"a": 1}), &Vars::new()),
+        Entry::Done { output: json!({"a": 1}), next: None, assigned: None }
+    );
+}
+
+#[test]
+fn jsonata_undefined_and_wrong_types_fail_with_query_evaluation_error() {
+    let s = jsonata_state(json!({"Type": "Pass", "End": true, "Output": {"v": "{% $states.input.missing %}"}}));
+    let Entry::Failed(f) = enter_vars(&s, json!({}), &Vars::new()) else { panic!("must fail") };
+    assert_eq!(f.error, "States.QueryEvaluationError");
+    assert!(f.cause.contains("'Output/v' returned nothing (undefined)"), "{}", f.cause);
+    let s = jsonata_state(json!({"Type": "Map", "End": true, "Items": "{% $states.input %}",
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}));
+    let Entry::Failed(f) = enter_vars(&s, json!({"foo": "bar"}), &Vars::new()) else { panic!("must fail") };
+    assert_eq!(
+        f.cause,
+        "The JSONata expression '$states.input' specified for the field 'Items' returned an unexpected result type. \
+         Expected 'array', but was 'object' for value: {\"foo\":\"bar\"}"
+    );
+    let s = jsonata_state(json!({"Type": "Wait", "Seconds": "{% 'soon' %}", "Next": "N"}));
+    let Entry::Failed(f) = enter_vars(&s, json!({}), &Vars::new()) else { panic!("must fail") };
+    assert!(f.cause.contains("Expected 'non-negative integer'"), "{}", f.cause);
+}
+
+#[test]
+fn jsonata_task_takes_arguments_and_outputs_from_its_result() {
+    let s = jsonata_state(json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "N",
+        "Arguments": {"FunctionName": "{% 'fn-' & $suffix %}", "Payload": {"n": "{% $states.input.n %}"}},
+        "TimeoutSeconds": "{% $states.input.n * 10 %}",
+        "Output": {"got": "{% $states.result.Payload %}", "was": "{% $states.input.n %}"},
+        "Assign": {"last": "{% $states.result.Payload %}"}}));
+    let v = vars(json!({"suffix": "a"}));
+    match enter_vars(&s, json!({"n": 2}), &v) {
+        Entry::Invoke { function, payload, timeout_seconds, .. } => {
+            assert_eq!((function.as_str(), payload, timeout_seconds), ("fn-a", json!({"n": 2}), 20));
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = finish(&s, &json!({"n": 2}), Ok(json!({"Payload": 5})), &context("S"), &v, &mut SeededEntropy::new(1));
+    assert_eq!(
+        out,
+        Outcome::Next {
+            output: json!({"got": 5, "was": 2}),
+            next: Some("N".into()),
+            assigned: Some(vars(json!({"last": 5}))),
+        }
+    );
+    // Without Output the result is the output.
+    let s = jsonata_state(json!({"Type": "Task", "Resource": "f", "End": true}));
+    let out = finish(&s, &json!({}), Ok(json!([1])), &context("S"), &Vars::new(), &mut SeededEntropy::new(1));
+    assert_eq!(out, Outcome::Next { output: json!([1]), next: None, assigned: None });
+}
+
+#[test]
+fn jsonata_catcher_outputs_the_error_and_assigns() {
+    let s = jsonata_state(json!({"Type": "Task", "Resource": "f", "Next": "N",
+    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "N",
+               "Assign": {"why": "{% $states.errorOutput.Cause %}", "input": "{% $states.input %}"}},
+              ]}));
+    let out =
+        fail(&s, &json!({"a": 1}), Failure::new("E", "boom"), &context("S"), &Vars::new(), &mut SeededEntropy::new(1));
+    assert_eq!(
+        out,
+        Outcome::Next {
+            output: json!({"Error": "E", "Cause": "boom"}),
+            next: Some("N".into()),
+            assigned: Some(vars(json!({"why": "boom", "input": {"a": 1}}))),
+        }
+    );
+    let s = jsonata_state(json!({"Type": "Task", "Resource": "f", "Next": "N",
+        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "N", "Output": "{% $states.errorOutput.Error & '!' %}"}]}));
+    let out = fail(&s, &json!({}), Failure::new("E", "boom"), &context("S"), &Vars::new(), &mut SeededEntropy::new(1));
+    assert_eq!(out, Outcome::Next { output: json!("E!"), next: Some("N".into()), assigned: None });
+    // An Output that fails after the task succeeded goes to the catchers too.
+    let s = jsonata_state(json!({"Type": "Task", "Resource": "f", "Next": "N", "Output": "{% $nope() %}",
+        "Catch": [{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "N"}]}));
+    match finish(&s, &json!({}), Ok(json!(1)), &context("S"), &Vars::new(), &mut SeededEntropy::new(1)) {
+        Outcome::Next { output, .. } => assert_eq!(output["Error"], "States.QueryEvaluationError"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn jsonata_choice_conditions_pick_the_rule_and_its_assign() {
+    let s = jsonata_state(json!({"Type": "Choice", "Default": "N",
+        "Choices": [{"Condition": "{% $states.input.n > $limit %}", "Next": "N", "Assign": {"big": true},
+                     "Output": {"rule": 1}},
+                    {"Condition": false, "Next": "N"}],
+        "Assign": {"big": false}}));
+    let v = vars(json!({"limit": 5}));
+    assert_eq!(
+        enter_vars(&s, json!({"n": 9}), &v),
+        Entry::Done { output: json!({"rule": 1}), next: Some("N".into()), assigned: Some(vars(json!({"big": true}))) }
+    );
+    assert_eq!(
+        enter_vars(&s, json!({"n": 1}), &v),
+        Entry::Done { output: json!({"n": 1}), next: Some("N".into()), assigned: Some(vars(json!({"big": false}))) },
+        "the Default takes the state's Assign"
+    );
+    let s = jsonata_state(json!({"Type": "Choice", "Choices": [{"Condition": "{% 'yes' %}", "Next": "N"}]}));
+    let Entry::Failed(f) = enter_vars(&s, json!({}), &Vars::new()) else { panic!("must fail") };
+    assert!(f.cause.contains("Expected 'boolean'"), "{}", f.cause);
+}
+
+#[test]
+fn jsonata_map_items_and_item_selector() {
+    let s = jsonata_state(json!({"Type": "Map", "End": true, "Items": "{% $states.input.list %}",
+        "ItemSelector": {"i": "{% $states.context.Map.Item.Index %}", "v": "{% $states.context.Map.Item.Value * $k %}"},
+        "MaxConcurrency": "{% 1 + 1 %}",
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}));
+    match enter_vars(&s, json!({"list": [1, 2]}), &vars(json!({"k": 10}))) {
+        Entry::Map { items, max_concurrency, .. } => {
+            assert_eq!(items, vec![json!({"i": 0, "v": 10}), json!({"i": 1, "v": 20})]);
+            assert_eq!(max_concurrency, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let s = jsonata_state(json!({"Type": "Map", "End": true, "Items": [3, 4],
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}));
+    match enter_vars(&s, json!({}), &Vars::new()) {
+        Entry::Map { items, .. } => assert_eq!(items, vec![json!(3), json!(4)]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn jsonpath_assign_reads_the_result_with_dollar() {
+    let s = state(json!({"Type": "Pass", "Result": {"v": 3}, "ResultPath": "$.r", "Next": "N",
+        "Assign": {"lit": "text", "fromResult.$": "$.v", "name.$": "$$.State.Name", "n.$": "States.MathAdd($.v, 1)"}}));
+    assert_eq!(
+        enter_vars(&s, json!({}), &Vars::new()),
+        Entry::Done {
+            output: json!({"r": {"v": 3}}),
+            next: Some("N".into()),
+            assigned: Some(vars(json!({"lit": "text", "fromResult": 3, "name": "S", "n": 4}))),
+        }
+    );
+    let s = state(json!({"Type": "Task", "Resource": "f", "Next": "N", "ResultSelector": {"x.$": "$.a"},
+        "Assign": {"raw.$": "$.a"},
+        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "N", "ResultPath": "$.e", "Assign": {"err.$": "$.Error"}}]}));
+    let ctx = context("S");
+    let out = finish(&s, &json!({}), Ok(json!({"a": 1})), &ctx, &Vars::new(), &mut SeededEntropy::new(1));
+    assert_eq!(
+        out,
+        Outcome::Next { output: json!({"x": 1}), next: Some("N".into()), assigned: Some(vars(json!({"raw": 1}))) }
+    );
+    let out = fail(&s, &json!({}), Failure::new("Boom", "c"), &ctx, &Vars::new(), &mut SeededEntropy::new(1));
+    assert_eq!(
+        out,
+        Outcome::Next {
+            output: json!({"e": {"Error": "Boom", "Cause": "c"}}),
+            next: Some("N".into()),
+            assigned: Some(vars(json!({"err": "Boom"}))),
+        }
+    );
 }

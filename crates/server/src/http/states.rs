@@ -172,7 +172,17 @@ fn history_event(h: &Recorded, region: &str, account: &stoke_core::AccountId) ->
             Some(("executionStartedEventDetails", json!({"input": text(&d.input), "roleArn": ""})))
         }
         E::StateEntered(d) => Some(("stateEnteredEventDetails", json!({"name": d.name, "input": text(&d.input)}))),
-        E::StateExited(d) => Some(("stateExitedEventDetails", json!({"name": d.name, "output": text(&d.output)}))),
+        E::StateExited(d) => {
+            let mut v = json!({"name": d.name, "output": text(&d.output)});
+            // As Step Functions shows them: each variable's value as JSON text.
+            if let Some(assigned) = &d.assigned {
+                let texts: serde_json::Map<String, Value> =
+                    assigned.iter().map(|(k, x)| (k.clone(), Value::String(x.to_string()))).collect();
+                v["assignedVariables"] = Value::Object(texts);
+                v["assignedVariablesDetails"] = json!({"truncated": false});
+            }
+            Some(("stateExitedEventDetails", v))
+        }
         E::TaskScheduled(Integration::Lambda, d) => Some((
             "lambdaFunctionScheduledEventDetails",
             with_timeout(json!({"resource": d.resource, "input": text(&d.input)}), d.timeout_seconds),

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use stoke_asl::definition::Machine;
 use stoke_asl::prewarm::{self, FunctionView, Knowledge, Policy};
 use stoke_asl::retry::{next_retry, Attempts};
-use stoke_asl::step::{self, Context, Entry, Outcome};
+use stoke_asl::step::{self, Context, Entry, Outcome, Vars};
 use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
 use stoke_core::sync::lock;
 use stoke_core::time::format_rfc3339;
@@ -41,6 +41,9 @@ use crate::error::Classified;
 use crate::invoke::{InvokeFailure, Invoker};
 use crate::registry::now_ms;
 use crate::stats::{state_key, Statistics};
+
+/// How a state ended: its output, the next state (`None` ends its scope) and the variables it assigned.
+type Exit = (Value, Option<String>, Option<Vars>);
 
 /// What every execution runs with.
 pub struct Services {
@@ -69,7 +72,7 @@ struct StepRecord {
     /// The id of its `…StateEntered` event.
     entered_seq: Option<u64>,
     wait_until_ms: Option<i64>,
-    exited: Option<(Value, Option<String>)>,
+    exited: Option<(Value, Option<String>, Option<Vars>)>,
     attempts: BTreeMap<u32, AttemptRecord>,
 }
 
@@ -104,7 +107,7 @@ impl Log {
                 rec.entered_seq = Some(e.seq);
                 rec.wait_until_ms = s.wait_until_ms;
             }
-            HistoryEvent::StateExited(s) => rec.exited = Some((s.output.clone(), s.next.clone())),
+            HistoryEvent::StateExited(s) => rec.exited = Some((s.output.clone(), s.next.clone(), s.assigned.clone())),
             HistoryEvent::TaskScheduled(_, t) => {
                 rec.attempts.entry(e.attempt).or_default().payload = Some(t.input.clone());
             }
@@ -359,7 +362,7 @@ impl Run {
                 tracing::warn!(execution = %self.record.id, error = %e, "cannot create the scratch directory");
             }
         }
-        let run = self.run_scope(machine, String::new(), self.input.clone());
+        let run = self.run_scope(machine, String::new(), self.input.clone(), Vars::new());
         let result = match self.definition.timeout_seconds {
             Some(limit) => {
                 let limit_ms = i64::try_from(limit).unwrap_or(i64::MAX).saturating_mul(1000);
@@ -426,6 +429,7 @@ impl Run {
         machine: &'a Machine,
         scope: String,
         input: Value,
+        mut vars: Vars,
     ) -> BoxFuture<'a, Result<Value, Stop>> {
         Box::pin(async move {
             let mut name = machine.start_at.clone();
@@ -439,11 +443,11 @@ impl Run {
                     )));
                 };
                 let done = lock(&self.log).steps.get(&(scope.clone(), step)).and_then(|r| r.exited.clone());
-                let (output, next) = match done {
+                let (output, next, assigned) = match done {
                     Some(d) => d,
                     None => {
                         self.prewarm(machine, state).await;
-                        let (output, next) = self.run_state(state, &scope, step, raw).await?;
+                        let (output, next, assigned) = self.run_state(state, &scope, step, raw, &vars).await?;
                         if let (StateKind::Choice(_), Some(n)) = (&state.kind, &next) {
                             self.services.stats.record_branch(&self.state_key(&state.name), n);
                             self.release_ruled_out(machine, &state.name, n).await;
@@ -453,11 +457,14 @@ impl Run {
                             name: state.name.clone(),
                             output: output.clone(),
                             next: next.clone(),
+                            assigned: assigned.clone(),
                         };
                         self.push(HistoryEvent::StateExited(exited), &scope, step, 0);
-                        (output, next)
+                        (output, next, assigned)
                     }
                 };
+                // Assignments take effect for the states after this one (replayed ones too).
+                vars.extend(assigned.unwrap_or_default());
                 match next {
                     Some(n) => {
                         name = n;
@@ -471,13 +478,7 @@ impl Run {
     }
 
     /// Runs one state; its output and next state.
-    async fn run_state(
-        &self,
-        state: &State,
-        scope: &str,
-        step: u32,
-        raw: Value,
-    ) -> Result<(Value, Option<String>), Stop> {
+    async fn run_state(&self, state: &State, scope: &str, step: u32, raw: Value, vars: &Vars) -> Result<Exit, Stop> {
         let key = (scope.to_string(), step);
         let (entered_before, wait_until) = {
             let log = lock(&self.log);
@@ -488,7 +489,7 @@ impl Run {
         let ctx = self.context(state, entered_ms, 0);
         let entry = {
             let mut entropy = lock(&self.entropy);
-            step::enter(state, &raw, &ctx, &mut *entropy, i128::from(now_ms()) * 1_000_000)
+            step::enter(state, &raw, &ctx, vars, &mut *entropy, i128::from(now_ms()) * 1_000_000)
         };
         if entered_before.is_none() {
             let wait_until_ms = match &entry {
@@ -504,22 +505,23 @@ impl Run {
             self.push(HistoryEvent::StateEntered(entered), scope, step, 0);
         }
         match entry {
-            Entry::Done { output, next } => Ok((output, next)),
+            Entry::Done { output, next, assigned } => Ok((output, next, assigned)),
             Entry::Failed(f) if !matches!(state.kind, StateKind::Fail(_)) => {
                 let f = self.located(scope, step, state, f);
-                self.fail(state, &raw, f)
+                self.fail(state, &raw, f, &ctx, vars)
             }
-            Entry::Failed(f) => self.fail(state, &raw, f),
-            Entry::WaitUntil { until_ns, output, next } => {
+            Entry::Failed(f) => self.fail(state, &raw, f, &ctx, vars),
+            Entry::WaitUntil { until_ns, output, next, assigned } => {
                 let until_ms = wait_until.unwrap_or(ns_to_ms(until_ns));
                 self.flush(None).await.map_err(Stop::Record)?;
                 sleep_until_ms(until_ms).await;
-                Ok((output, next))
+                Ok((output, next, assigned))
             }
-            Entry::Invoke { .. } => self.run_task(state, scope, step, &raw, entry, entered_ms).await,
+            Entry::Invoke { .. } => self.run_task(state, scope, step, (&raw, vars), entry, entered_ms).await,
             Entry::Parallel { input } => {
                 let StateKind::Parallel(parallel) = &state.kind else { return unreachable_state(state) };
-                self.run_composite(state, scope, step, &raw, &ctx, Composite::Parallel(parallel, input)).await
+                let what = Composite::Parallel(parallel, input);
+                self.run_composite(state, scope, step, (&raw, vars), &ctx, what).await
             }
             Entry::Map { items, max_concurrency, tolerated_failures, batches, tolerance, reader, writer } => {
                 let StateKind::Map(map) = &state.kind else { return unreachable_state(state) };
@@ -530,10 +532,10 @@ impl Run {
                     tolerated: tolerated_failures,
                     batches,
                     tolerance,
-                    reader: reader.map(Box::new),
-                    writer: writer.map(Box::new),
+                    reader,
+                    writer,
                 };
-                self.run_composite(state, scope, step, &raw, &ctx, what).await
+                self.run_composite(state, scope, step, (&raw, vars), &ctx, what).await
             }
         }
     }
@@ -545,10 +547,10 @@ impl Run {
         state: &State,
         scope: &str,
         step: u32,
-        raw: &Value,
+        (raw, vars): (&Value, &Vars),
         ctx: &Context,
         what: Composite<'_>,
-    ) -> Result<(Value, Option<String>), Stop> {
+    ) -> Result<Exit, Stop> {
         let retriers = step::retriers(state);
         let mut attempts = Attempts::default();
         let mut attempt: u32 = 0;
@@ -563,11 +565,11 @@ impl Run {
                     if !started {
                         self.push(HistoryEvent::ParallelStateStarted, scope, step, attempt);
                     }
-                    let runs = parallel
-                        .branches
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| self.run_scope(b, child_scope(scope, step, attempt, 'b', i), input.clone()));
+                    let runs = parallel.branches.iter().enumerate().map(|(i, b)| {
+                        // A branch reads the variables of the scopes around it; what it assigns stays in it.
+                        let child = child_scope(scope, step, attempt, 'b', i);
+                        self.run_scope(b, child, input.clone(), vars.clone())
+                    });
                     match futures_util::future::try_join_all(runs).await {
                         Ok(outputs) => Ok(Value::Array(outputs)),
                         Err(Stop::Failed(f)) => Err(f),
@@ -592,7 +594,6 @@ impl Run {
                         Some(d) => {
                             let run = distributed::MapRun {
                                 state,
-                                map,
                                 dist: d,
                                 inputs: items,
                                 batches,
@@ -601,11 +602,13 @@ impl Run {
                                 reader: reader.as_deref(),
                                 writer: writer.as_deref(),
                                 ctx,
+                                vars,
                             };
                             self.map_run(run, scope, step, attempt).await?
                         }
                         None => {
-                            self.map_attempt(map, items, *max_concurrency, *tolerated, scope, step, attempt).await?
+                            let limits = (*max_concurrency, *tolerated);
+                            self.map_attempt(map, items, limits, vars, scope, step, attempt).await?
                         }
                     }
                 }
@@ -625,7 +628,7 @@ impl Run {
                 };
                 self.push(ended, scope, step, attempt);
             }
-            let Some(delay_ms) = retry else { return self.finish(state, raw, result, ctx) };
+            let Some(delay_ms) = retry else { return self.finish(state, raw, result, ctx, vars) };
             attempt += 1;
             // A resumed execution whose next attempt had started already goes straight on to it.
             let next_started = lock(&self.log)
@@ -647,8 +650,8 @@ impl Run {
         &self,
         map: &stoke_asl::definition::MapState,
         items: &[Value],
-        max_concurrency: usize,
-        tolerated: Option<usize>,
+        (max_concurrency, tolerated): (usize, Option<usize>),
+        vars: &Vars,
         scope: &str,
         step: u32,
         attempt: u32,
@@ -670,7 +673,7 @@ impl Run {
                     let started = HistoryEvent::MapIterationStarted(MapIteration { index: i as u64 });
                     self.push(started, scope, step, attempt);
                 }
-                let r = self.run_scope(&map.processor, child, item.clone()).await;
+                let r = self.run_scope(&map.processor, child, item.clone(), vars.clone()).await;
                 let index = MapIteration { index: i as u64 };
                 let (ended, result) = match r {
                     Ok(v) => (HistoryEvent::MapIterationSucceeded(index), Ok(v)),
@@ -697,10 +700,11 @@ impl Run {
         raw: &Value,
         result: Result<Value, Failure>,
         ctx: &Context,
-    ) -> Result<(Value, Option<String>), Stop> {
-        let outcome = step::finish(state, raw, result, ctx, &mut *lock(&self.entropy));
+        vars: &Vars,
+    ) -> Result<Exit, Stop> {
+        let outcome = step::finish(state, raw, result, ctx, vars, &mut *lock(&self.entropy));
         match outcome {
-            Outcome::Next { output, next } => Ok((output, next)),
+            Outcome::Next { output, next, assigned } => Ok((output, next, assigned)),
             Outcome::Failed(f) => Err(Stop::Failed(f)),
         }
     }
@@ -733,7 +737,7 @@ impl Run {
     /// Step Functions words it: "An error occurred while executing the state 'X' (entered at the event id
     /// #N). …". Other failures are returned as they are.
     fn located(&self, scope: &str, step: u32, state: &State, f: Failure) -> Failure {
-        if f.error != stoke_asl::errors::RUNTIME {
+        if f.error != stoke_asl::errors::RUNTIME && f.error != stoke_asl::errors::QUERY_EVALUATION_ERROR {
             return f;
         }
         let seq = lock(&self.log).steps.get(&(scope.to_string(), step)).and_then(|r| r.entered_seq);
@@ -745,9 +749,9 @@ impl Run {
         Failure { cause, ..f }
     }
 
-    fn fail(&self, state: &State, raw: &Value, f: Failure) -> Result<(Value, Option<String>), Stop> {
-        match step::fail(state, raw, f) {
-            Outcome::Next { output, next } => Ok((output, next)),
+    fn fail(&self, state: &State, raw: &Value, f: Failure, ctx: &Context, vars: &Vars) -> Result<Exit, Stop> {
+        match step::fail(state, raw, f, ctx, vars, &mut *lock(&self.entropy)) {
+            Outcome::Next { output, next, assigned } => Ok((output, next, assigned)),
             Outcome::Failed(f) => Err(Stop::Failed(f)),
         }
     }
@@ -758,10 +762,10 @@ impl Run {
         state: &State,
         scope: &str,
         step: u32,
-        raw: &Value,
+        (raw, vars): (&Value, &Vars),
         entry: Entry,
         entered_ms: i64,
-    ) -> Result<(Value, Option<String>), Stop> {
+    ) -> Result<Exit, Stop> {
         let Entry::Invoke {
             function,
             qualifier,
@@ -848,7 +852,7 @@ impl Run {
             match result {
                 Ok(out) => {
                     let ctx = self.context(state, entered_ms, attempt);
-                    return self.finish(state, raw, Ok(out), &ctx);
+                    return self.finish(state, raw, Ok(out), &ctx, vars);
                 }
                 Err(f) => match next_retry(retriers, &mut attempts, &f.error, self.random()) {
                     Some(delay_ms) => {
@@ -856,7 +860,10 @@ impl Run {
                         sleep_until_ms(ended_ms + delay_ms as i64).await;
                         attempt += 1;
                     }
-                    None => return self.fail(state, raw, f),
+                    None => {
+                        let ctx = self.context(state, entered_ms, attempt);
+                        return self.fail(state, raw, f, &ctx, vars);
+                    }
                 },
             }
         }
@@ -1097,7 +1104,7 @@ mod tests {
         }
         assert_eq!(log.seq, 13);
         let t = &log.steps[&(String::new(), 0)];
-        assert_eq!(t.exited, Some((json!(7), Some("W".into()))));
+        assert_eq!(t.exited, Some((json!(7), Some("W".into()), None)));
         assert_eq!(t.attempts[&0].result.as_ref().map(|r| r.1.clone()), Some(Err(Failure::new("E", "c"))));
         assert_eq!(t.attempts[&1].result.as_ref().map(|r| r.1.clone()), Some(Ok(json!(7))));
         let w = &log.steps[&(String::new(), 1)];

@@ -168,6 +168,9 @@ pub struct StateExited {
     /// The state that follows; absent where the scope ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// The variables the state (or the catcher taken) assigned: replay sets them again.
+    #[serde(rename = "assignedVariables", skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -420,6 +423,7 @@ mod tests {
                 name: "T".into(),
                 output: json!(7),
                 next: Some("W".into()),
+                assigned: Some(json!({"x": [1]}).as_object().cloned().unwrap_or_default()),
             }),
             HistoryEvent::TaskScheduled(
                 Integration::Lambda,

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
-use stoke_asl::definition::{Distributed, MapState};
+use stoke_asl::definition::Distributed;
 use stoke_asl::step::{self, Context, Invocation, Reader, Tolerance};
 use stoke_asl::{Definition, Failure, State};
 use stoke_core::sync::lock;
@@ -40,7 +40,6 @@ const WRITER_FAILED: &str = "States.ResultWriterFailed";
 /// One attempt of a distributed Map, as the state's entry gave it.
 pub(super) struct MapRun<'a> {
     pub state: &'a State,
-    pub map: &'a MapState,
     pub dist: &'a Distributed,
     /// The children's inputs (none yet when a reader gives the items).
     pub inputs: &'a [Value],
@@ -50,6 +49,8 @@ pub(super) struct MapRun<'a> {
     pub reader: Option<&'a Reader>,
     pub writer: Option<&'a Invocation>,
     pub ctx: &'a Context,
+    /// The variables of the Map's scope, which its `ItemSelector` reads (the children do not see them).
+    pub vars: &'a step::Vars,
 }
 
 /// The items a reader's function answered, at most `max_items` of them (0: all). Step Functions' causes:
@@ -307,7 +308,7 @@ impl Run {
         step: u32,
         attempt: u32,
     ) -> Result<Result<Value, Failure>, Stop> {
-        let MapRun { state, map, dist, tolerance, max_concurrency, reader, writer, ctx, .. } = run;
+        let MapRun { state, dist, tolerance, max_concurrency, reader, writer, ctx, .. } = run;
         let store = self.services.store.clone();
         let account = self.record.account.clone();
         let id = name_uuid(&format!("{}/{scope}/{step}/{attempt}", self.record.id));
@@ -368,7 +369,7 @@ impl Run {
                 };
                 let shaped = items.and_then(|items| {
                     details.read = Some(items.clone());
-                    step::map_inputs(map, items, &r.input, ctx, &mut *lock(&self.entropy))
+                    step::map_inputs(run.state, items, &r.input, ctx, run.vars, &mut *lock(&self.entropy))
                 });
                 match shaped {
                     Ok(shaped) => {

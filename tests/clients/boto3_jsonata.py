@@ -1,0 +1,129 @@
+"""JSONata states and variables through an unmodified boto3 client: a machine in QueryLanguage JSONata calling a
+function with Arguments and shaping its result with Output, variables set by Assign (read in a Map's
+iterations, set by a catcher, shown in the history as Step Functions shows them), Step Functions' JSONata
+functions, a JSONPath machine with one JSONata state and JSONPath Assign, and the errors a client sees.
+
+Run by crates/stoke/tests/clients.rs against a real server that already has the functions `double` and
+`boom`; reads STOKE_ENDPOINT, STOKE_AKID, STOKE_SECRET and STOKE_ACCOUNT from the environment. Every step
+asserts; the first failure exits non-zero.
+"""
+import json
+import os
+import time
+
+import boto3
+import botocore
+from botocore.config import Config
+
+ACCOUNT = os.environ["STOKE_ACCOUNT"]
+sfn = boto3.client(
+    "stepfunctions",
+    endpoint_url=os.environ["STOKE_ENDPOINT"],
+    region_name="us-east-1",
+    aws_access_key_id=os.environ["STOKE_AKID"],
+    aws_secret_access_key=os.environ["STOKE_SECRET"],
+    config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60),
+)
+PREFIX = f"arn:aws:states:us-east-1:{ACCOUNT}"
+ROLE = "arn:aws:iam::1:role/x"
+
+
+def run(name, definition, payload):
+    sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)
+    arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:{name}", input=json.dumps(payload))["executionArn"]
+    deadline = time.time() + 60
+    while True:
+        e = sfn.describe_execution(executionArn=arn)
+        if e["status"] != "RUNNING":
+            return e
+        assert time.time() < deadline, e
+        time.sleep(0.1)
+
+
+def events(arn):
+    return sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+
+
+# 1. A JSONata machine: Arguments, Output, Assign, a Map reading an outer variable, a catcher's Assign.
+machine = {
+    "QueryLanguage": "JSONata",
+    "StartAt": "Setup",
+    "States": {
+        "Setup": {"Type": "Pass", "Next": "Call",
+                  "Assign": {"bonus": "{% $states.input.bonus %}", "tags": ["a", "b"]}},
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Each",
+                 "Arguments": {"FunctionName": "double", "Payload": {"n": "{% $states.input.n %}"}},
+                 "Output": "{% $states.result.Payload.n + $bonus %}",
+                 "Assign": {"status": "{% $states.result.StatusCode %}"}},
+        "Each": {"Type": "Map", "Items": "{% $tags %}", "Next": "Risky",
+                 "ItemProcessor": {"StartAt": "Tag", "States": {
+                     "Tag": {"Type": "Pass", "End": True, "Output": "{% $states.input & '-' & $string($bonus) %}"}}},
+                 "Output": {"total": "{% $states.input %}", "tags": "{% $states.result %}"}},
+        "Risky": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Done",
+                  "Arguments": {"FunctionName": "boom", "Payload": "{% $states.input %}"},
+                  "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Done",
+                             "Assign": {"caught": "{% $states.errorOutput.Error %}"},
+                             "Output": "{% $states.input %}"}]},
+        "Done": {"Type": "Succeed", "Output": {
+            "total": "{% $states.input.total %}", "tags": "{% $states.input.tags %}", "status": "{% $status %}",
+            "caught": "{% $caught %}", "parts": "{% $partition([1, 2, 3], 2) %}", "range": "{% $range(0, 10, 5) %}",
+            "hash": "{% $hash('abc', 'SHA-256') %}", "parsed": "{% $parse('{\"k\": [1]}') %}",
+            "uuid": "{% $length($uuid()) %}"}},
+    },
+}
+e = run("ata-flow", machine, {"n": 20, "bonus": 2})
+assert e["status"] == "SUCCEEDED", e
+out = json.loads(e["output"])
+assert out == {
+    "total": 42, "tags": ["a-2", "b-2"], "status": 200, "caught": "Boom",
+    "parts": [[1, 2], [3]], "range": [0, 5, 10],
+    "hash": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    "parsed": {"k": [1]}, "uuid": 36,
+}, out
+hist = events(e["executionArn"])
+setup = next(h for h in hist if h["type"] == "PassStateExited")["stateExitedEventDetails"]
+assert setup["assignedVariables"] == {"bonus": "2", "tags": '["a","b"]'}, setup
+assert setup["assignedVariablesDetails"] == {"truncated": False}, setup
+call = next(h for h in hist if h["type"] == "TaskStateExited")["stateExitedEventDetails"]
+assert call["assignedVariables"] == {"status": "200"} and json.loads(call["output"]) == 42, call
+
+# 2. An expression that gives nothing fails the execution with States.QueryEvaluationError.
+e = run("ata-undefined", {"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+    "P": {"Type": "Pass", "End": True, "Output": "{% $states.input.nope %}"}}}, {})
+assert e["status"] == "FAILED" and e["error"] == "States.QueryEvaluationError", e
+assert e["cause"].endswith(
+    "The JSONata expression '$states.input.nope' specified for the field 'Output' returned nothing (undefined)."), e
+
+# 3. JSONPath with variables: Assign from the result ($) and the context, one state in JSONata reading them.
+mixed = {
+    "StartAt": "Add",
+    "States": {
+        "Add": {"Type": "Task", "Resource": "double", "ResultPath": "$.res", "Next": "Show",
+                "Assign": {"doubled.$": "$.n", "where.$": "$$.State.Name", "fixed": "kept"}},
+        "Show": {"Type": "Pass", "QueryLanguage": "JSONata", "End": True,
+                 "Output": {"doubled": "{% $doubled %}", "where": "{% $where %}", "fixed": "{% $fixed %}",
+                            "input": "{% $states.input.res.n %}"}},
+    },
+}
+e = run("mixed-vars", mixed, {"n": 5})
+assert e["status"] == "SUCCEEDED", e
+assert json.loads(e["output"]) == {"doubled": 10, "where": "Add", "fixed": "kept", "input": 10}, e["output"]
+
+# 4. Definitions with mistakes are refused with what is wrong.
+for definition, needle in [
+    ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "Output": "{% 1 + %}"}}},
+     "S0207"),
+    ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "ResultPath": "$.x"}}},
+     "ResultPath is a JSONPath field"),
+    ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "QueryLanguage": "JSONPath"}}},
+     "can not be 'JSONPath'"),
+    ({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "Assign": {"a.b": 1}}}}, "not a variable name"),
+]:
+    try:
+        sfn.create_state_machine(name="refused", definition=json.dumps(definition), roleArn=ROLE)
+        raise AssertionError(f"accepted: {definition}")
+    except botocore.exceptions.ClientError as err:
+        assert err.response["Error"]["Code"] == "InvalidDefinition", err
+        assert needle in err.response["Error"]["Message"], (needle, err.response["Error"]["Message"])
+
+print("all checks passed")
