@@ -1001,14 +1001,17 @@ fn choice(f: &mut Fields<'_, '_>) -> Option<Choice> {
             if !rf.has("Condition") {
                 rf.problem(codes::SCHEMA, "Condition", "a JSONata Choice rule needs a Condition".into());
             }
-            if let Some(Shape::Literal(v)) = &condition {
-                if !v.is_boolean() {
-                    rf.problem(
-                        codes::SCHEMA,
-                        "Condition",
-                        format!("Condition is true, false or an expression {{% … %}} giving one, got {v}"),
-                    );
-                }
+            let shown = match &condition {
+                Some(Shape::Literal(v)) if !v.is_boolean() => Some(v.to_string()),
+                Some(Shape::Object(_) | Shape::Array(_)) => rf.map.get("Condition").map(Value::to_string),
+                _ => None,
+            };
+            if let Some(v) = shown {
+                rf.problem(
+                    codes::SCHEMA,
+                    "Condition",
+                    format!("Condition is true, false or an expression {{% … %}} giving one, got {v}"),
+                );
             }
             rf.finish();
             condition.map(|c| (Test::Condition(c), output))

@@ -180,11 +180,9 @@ impl<'a> Io<'a> {
         }
     }
 
+    /// The environment `at` set. Only JSONata states have expressions, and each phase of one sets it first;
+    /// an empty one stands in otherwise.
     fn env(&mut self) -> &Env {
-        if self.env.is_none() {
-            let v = Value::Null;
-            self.at(&v, None, None);
-        }
         self.env.get_or_insert_with(|| Env::new(Value::Null, &Vars::new(), 0, 0))
     }
 
@@ -483,10 +481,8 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
                         let ok = v.is_boolean();
                         expect(v, e, "Condition", "boolean", ok)?.as_bool() == Some(true)
                     }
-                    Test::Condition(other) => {
-                        let v = io.shape(other, "Condition")?;
-                        v.as_bool() == Some(true)
-                    }
+                    // The definition allows only those two.
+                    Test::Condition(_) => false,
                 };
                 if matched {
                     chosen = Some(rule);

@@ -145,6 +145,10 @@ fn field_rules_are_enforced() {
         ),
         (json!({"Type": "Choice", "QueryLanguage": "JSONata", "Choices": [{"Next": "S"}]}), "needs a Condition"),
         (
+            json!({"Type": "Choice", "QueryLanguage": "JSONata", "Choices": [{"Condition": ["{% true %}"], "Next": "S"}]}),
+            "Condition is true, false",
+        ),
+        (
             json!({"Type": "Map", "End": true, "QueryLanguage": "JSONata", "Items": {"a": 1}, "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}),
             "Items is an array",
         ),
