@@ -232,20 +232,9 @@ fn expect(v: Value, e: &Expr, field: &str, expected: &str, ok: bool) -> Result<V
             "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. \
              Expected '{expected}', but was '{}' for value: {v}",
             e.source(),
-            jsonata_kind(&v)
+            kind(&v)
         ),
     ))
-}
-
-fn jsonata_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// A JSONata whole number of at least `min` (`TimeoutSeconds`, `MaxConcurrency`, …).
