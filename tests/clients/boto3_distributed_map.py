@@ -6,33 +6,8 @@ reads STOKE_ENDPOINT, STOKE_AKID, STOKE_SECRET and STOKE_ACCOUNT from the enviro
 the first failure exits non-zero. The event shapes follow what Step Functions records (docs/workflows.md).
 """
 import json
-import os
-import time
 
-import boto3
-import botocore
-from botocore.config import Config
-
-ACCOUNT = os.environ["STOKE_ACCOUNT"]
-sfn = boto3.client(
-    "stepfunctions",
-    endpoint_url=os.environ["STOKE_ENDPOINT"],
-    region_name="us-east-1",
-    aws_access_key_id=os.environ["STOKE_AKID"],
-    aws_secret_access_key=os.environ["STOKE_SECRET"],
-    config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60),
-)
-PREFIX = f"arn:aws:states:us-east-1:{ACCOUNT}"
-
-
-def expect_error(code, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except botocore.exceptions.ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"expected {code}, got {got}: {e}"
-        return e
-    raise AssertionError(f"expected {code}, but the call succeeded")
+from sfn_helpers import ACCOUNT, PREFIX, events, expect_error, run as run_with, sfn
 
 
 def distributed(processor, **extra):
@@ -43,20 +18,7 @@ def distributed(processor, **extra):
 
 
 def run(name, definition, items):
-    sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::1:role/x")
-    arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:{name}",
-                              input=json.dumps({"items": items}))["executionArn"]
-    deadline = time.time() + 60
-    while True:
-        e = sfn.describe_execution(executionArn=arn)
-        if e["status"] != "RUNNING":
-            return e
-        assert time.time() < deadline, e
-        time.sleep(0.1)
-
-
-def events(arn):
-    return sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return run_with(name, definition, {"items": items})
 
 
 # 1. One child execution per item, each invoking a function; the parent's history holds the map run only.
@@ -148,13 +110,9 @@ FN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function"
 reader = {"Resource": "arn:aws:states:::lambda:invoke", "ReaderConfig": {"MaxItems": 3},
           "Parameters": {"FunctionName": f"{FN}:lister", "Payload": {"count.$": "$.count"}}}
 writer = {"Resource": f"{FN}:archive", "Parameters": {"note": "from the writer"}}
-sfn.create_state_machine(name="dread", roleArn="arn:aws:iam::1:role/x", definition=json.dumps(
-    distributed(DOUBLE, ItemReader=reader, ResultWriter=writer, ItemsPath="$.nowhere")))
-arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:dread", input=json.dumps({"count": 5}))["executionArn"]
-deadline = time.time() + 60
-while (read := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-    assert time.time() < deadline, read
-    time.sleep(0.1)
+read = run_with("dread", distributed(DOUBLE, ItemReader=reader, ResultWriter=writer, ItemsPath="$.nowhere"),
+               {"count": 5})
+arn = read["executionArn"]
 assert read["status"] == "SUCCEEDED", read
 out = json.loads(read["output"])
 read_run = sfn.list_map_runs(executionArn=arn)["mapRuns"][0]["mapRunArn"]
@@ -165,13 +123,8 @@ history = events(arn)
 assert history[2]["mapStateStartedEventDetails"] == {"length": 0}, history[2]
 assert sfn.describe_map_run(mapRunArn=read_run)["itemCounts"]["total"] == 3
 # A reader whose answer is not an array fails the run as Step Functions does.
-sfn.create_state_machine(name="dnotlist", roleArn="arn:aws:iam::1:role/x", definition=json.dumps(
-    distributed(DOUBLE, ItemReader={"Resource": f"{FN}:lister", "Parameters": {"count": -1}})))
-arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:dnotlist", input="{}")["executionArn"]
-deadline = time.time() + 60
-while (bad := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-    assert time.time() < deadline, bad
-    time.sleep(0.1)
+bad = run_with("dnotlist", distributed(DOUBLE, ItemReader={"Resource": f"{FN}:lister", "Parameters": {"count": -1}}), {})
+arn = bad["executionArn"]
 assert (bad["status"], bad["error"]) == ("FAILED", "States.ItemReaderFailed"), bad
 assert bad["cause"] == "Attempting to map over non-iterable node.", bad
 assert [e["type"] for e in events(arn)][-3:] == ["MapRunFailed", "MapStateFailed", "ExecutionFailed"]

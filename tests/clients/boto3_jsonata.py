@@ -8,41 +8,10 @@ Run by crates/stoke/tests/clients.rs against a real server that already has the 
 asserts; the first failure exits non-zero.
 """
 import json
-import os
-import time
 
-import boto3
 import botocore
-from botocore.config import Config
 
-ACCOUNT = os.environ["STOKE_ACCOUNT"]
-sfn = boto3.client(
-    "stepfunctions",
-    endpoint_url=os.environ["STOKE_ENDPOINT"],
-    region_name="us-east-1",
-    aws_access_key_id=os.environ["STOKE_AKID"],
-    aws_secret_access_key=os.environ["STOKE_SECRET"],
-    config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60),
-)
-PREFIX = f"arn:aws:states:us-east-1:{ACCOUNT}"
-ROLE = "arn:aws:iam::1:role/x"
-
-
-def run(name, definition, payload):
-    sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)
-    arn = sfn.start_execution(stateMachineArn=f"{PREFIX}:stateMachine:{name}", input=json.dumps(payload))["executionArn"]
-    deadline = time.time() + 60
-    while True:
-        e = sfn.describe_execution(executionArn=arn)
-        if e["status"] != "RUNNING":
-            return e
-        assert time.time() < deadline, e
-        time.sleep(0.1)
-
-
-def events(arn):
-    return sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-
+from sfn_helpers import ROLE, events, run, sfn
 
 # 1. A JSONata machine: Arguments, Output, Assign, a Map reading an outer variable, a catcher's Assign.
 machine = {

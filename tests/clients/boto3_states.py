@@ -9,8 +9,9 @@ import os
 import time
 
 import boto3
-import botocore
 from botocore.config import Config
+
+from sfn_helpers import expect_error
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 ACCOUNT = os.environ["STOKE_ACCOUNT"]
@@ -42,16 +43,6 @@ DEFINITION = {
         "Done": {"Type": "Succeed"},
     },
 }
-
-
-def expect_error(code, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except botocore.exceptions.ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"expected {code}, got {got}: {e}"
-        return e
-    raise AssertionError(f"expected {code}, but the call succeeded")
 
 
 created = sfn.create_state_machine(name="doubler", definition=json.dumps(DEFINITION), roleArn="arn:aws:iam::123456789012:role/x")
