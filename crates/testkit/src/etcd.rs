@@ -42,16 +42,33 @@ impl Etcd {
     pub fn start() -> Result<Self> {
         let bin = etcd_binary().context("etcd is not installed: apt-get install etcd-server")?;
         let dir = tempfile::Builder::new().prefix(".tmp-etcd").tempdir()?;
-        let mut etcd = Self { bin, child: None, client_port: free_port()?, peer_port: free_port()?, dir };
+        let (client_port, peer_port) = two_free_ports()?;
+        let mut etcd = Self { bin, child: None, client_port, peer_port, dir };
+        // Another process can take a free port between its pick and etcd's bind (the suite starts many
+        // servers at once): etcd then exits at once, and is started again on other ports.
+        for _ in 1..START_TRIES {
+            match etcd.launch()? {
+                Launch::Healthy => return Ok(etcd),
+                Launch::Exited(why) => {
+                    eprintln!("etcd exited at start ({why}); trying other ports");
+                    (etcd.client_port, etcd.peer_port) = two_free_ports()?;
+                    // A member keeps the peer address it first started with: begin again from nothing.
+                    let _ = std::fs::remove_dir_all(etcd.dir.path().join("data"));
+                }
+            }
+        }
         etcd.restart()?;
         Ok(etcd)
     }
 
-    /// The etcd process's id while it runs (the child of the guarding shell).
+    /// The etcd process's id while it runs (a child of the guarding shell).
     pub fn pid(&self) -> Option<u32> {
         let shell = self.child.as_ref()?.id();
         let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
-        children.split_whitespace().next()?.parse().ok()
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.starts_with("etcd")))
     }
 
     /// `http://127.0.0.1:PORT`, what `--cluster` takes.
@@ -70,13 +87,31 @@ impl Etcd {
 
     /// Starts etcd (again) on the same ports and data and waits until it answers.
     pub fn restart(&mut self) -> Result<()> {
+        match self.launch()? {
+            Launch::Healthy => Ok(()),
+            Launch::Exited(why) => {
+                bail!("etcd exited at start on ports {} and {}: {why}", self.client_port, self.peer_port)
+            }
+        }
+    }
+
+    /// Starts etcd on this member's ports and data and waits until it answers or exits.
+    fn launch(&mut self) -> Result<Launch> {
         self.stop();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
+        let log = self.dir.path().join("etcd.log");
         // etcd runs under a small shell that holds a pipe from this process: when the pipe closes (this
-        // process ends, however it ends, or `stop` drops it) the shell kills etcd, so no etcd outlives its test.
+        // process ends, however it ends, or `stop` drops it) the shell kills etcd, so no etcd outlives its
+        // test. The shell ends when etcd does, so an etcd that could not start is seen at once.
+        let guard = r#"log=$1; shift; exec 3<&0
+"$@" </dev/null 2>"$log" & etcd=$!
+{ cat >/dev/null; kill -9 "$etcd" 2>/dev/null; } <&3 &
+exec 3<&-
+wait "$etcd""#;
         let child = Command::new("sh")
-            .args(["-c", r#""$@" & etcd=$!; cat >/dev/null; kill -9 "$etcd"; wait "$etcd""#, "stoke-test-etcd"])
+            .args(["-c", guard, "stoke-test-etcd"])
+            .arg(&log)
             .arg(&self.bin)
             .args(["--name", "test", "--data-dir"])
             .arg(self.dir.path().join("data"))
@@ -103,10 +138,13 @@ impl Etcd {
                 .and_then(|r| r.json::<serde_json::Value>().ok())
                 .is_some_and(|v| v["health"] == "true");
             if healthy {
-                return Ok(());
+                return Ok(Launch::Healthy);
             }
             if let Some(status) = child.try_wait()? {
-                bail!("etcd exited early: {status}");
+                self.stop();
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let last = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it printed nothing");
+                return Ok(Launch::Exited(format!("{status}; {last}")));
             }
             if Instant::now() > deadline {
                 bail!("etcd did not become healthy at {client} in time");
@@ -116,8 +154,48 @@ impl Etcd {
     }
 }
 
+/// How many port pairs [`Etcd::start`] tries.
+const START_TRIES: usize = 3;
+
+/// What came of starting etcd.
+enum Launch {
+    Healthy,
+    /// It exited first, with its status and the last line it logged.
+    Exited(String),
+}
+
+/// Two distinct ports nothing listens on now.
+fn two_free_ports() -> Result<(u16, u16)> {
+    let a = TcpListener::bind("127.0.0.1:0")?;
+    let b = TcpListener::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn an_etcd_that_cannot_bind_its_port_is_reported_at_once_with_etcds_words() {
+        if etcd_binary().is_none() {
+            assert!(std::env::var_os("CI").is_none(), "CI installs etcd (scripts/prereqs)");
+            eprintln!("SKIPPED: etcd is not installed (apt-get install etcd-server); CI runs this test");
+            return;
+        }
+        let mut etcd = Etcd::start().unwrap();
+        let pid = etcd.pid().expect("etcd runs under its guard");
+        etcd.stop();
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stop leaves no etcd behind");
+        let _squatter = TcpListener::bind(("127.0.0.1", etcd.client_port)).unwrap();
+        let err = format!("{:#}", etcd.restart().unwrap_err());
+        assert!(err.contains("exited at start") && err.contains("address already in use"), "{err}");
     }
 }
