@@ -173,13 +173,14 @@ fn a_burst_of_short_invocations_onto_a_new_function_starts_a_first_wave_not_one_
                     scope.spawn(move || {
                         gate.wait();
                         let r = invoke(s, function, json!({"i": i}));
-                        (r.status == 200 && r.body == json!(i)) as usize
+                        (r.status == 200 && r.body == json!(i)).then_some(()).ok_or((r.status, r.body))
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+            handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
         });
-        assert_eq!(done, n, "every invocation of the burst returned its own answer");
+        let failed: Vec<_> = done.into_iter().filter_map(Result::err).collect();
+        assert!(failed.is_empty(), "every invocation of the burst returns its own answer; these did not: {failed:?}");
         instances(s, function).len()
     }
     // Each invocation takes a few milliseconds; initialising takes 300 ms, so on a loaded machine too the
@@ -191,7 +192,9 @@ fn a_burst_of_short_invocations_onto_a_new_function_starts_a_first_wave_not_one_
     python_fn(&s, "quick", QUICK, json!({}));
     let waved = burst(&s, "quick", n);
     drop(s);
-    let s = TestServer::start_with(&["--first-wave", "0", "--max-starting", "40"]);
+    // Until one has been measured, each instance is charged its configured 128 MB: 40 at once need 5 GB, which
+    // a small machine's default budget (its total memory) does not have (then some get a retryable 429).
+    let s = TestServer::start_with(&["--first-wave", "0", "--max-starting", "40", "--max-memory-mb", "16384"]);
     python_fn(&s, "quick", QUICK, json!({}));
     let each = burst(&s, "quick", n);
     eprintln!("a burst of {n}: {waved} instances with the first wave, {each} without");
