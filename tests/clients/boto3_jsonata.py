@@ -1,7 +1,8 @@
 """JSONata states and variables through an unmodified boto3 client: a machine in QueryLanguage JSONata calling a
 function with Arguments and shaping its result with Output, variables set by Assign (read in a Map's
 iterations, set by a catcher, shown in the history as Step Functions shows them), Step Functions' JSONata
-functions, a JSONPath machine with one JSONata state and JSONPath Assign, and the errors a client sees.
+functions, a JSONPath machine with one JSONata state and JSONPath Assign, JSONPath fields reading variables, and
+the errors a client sees.
 
 Run by crates/stoke/tests/clients.rs against a real server that already has the functions `double` and
 `boom`; reads STOKE_ENDPOINT, STOKE_AKID, STOKE_SECRET and STOKE_ACCOUNT from the environment. Every step
@@ -78,7 +79,31 @@ e = run("mixed-vars", mixed, {"n": 5})
 assert e["status"] == "SUCCEEDED", e
 assert json.loads(e["output"]) == {"doubled": 10, "where": "Add", "fixed": "kept", "input": 10}, e["output"]
 
-# 4. Definitions with mistakes are refused with what is wrong.
+# 4. JSONPath states read variables through paths ($name): a guessing loop in a Choice, InputPath, a Map's
+#    ItemsPath, an intrinsic, and a Fail state's ErrorPath and CausePath (Step Functions' BASE_REFERENCE_IN_* cases).
+guessing = {
+    "StartAt": "Setup",
+    "States": {
+        "Setup": {"Type": "Pass", "Next": "Check",
+                  "Assign": {"guess": "first", "answer": "right", "items": [1, 2], "why": "all guessed"}},
+        "Check": {"Type": "Choice", "Default": "Wrong",
+                  "Choices": [{"Variable": "$guess", "StringEqualsPath": "$answer", "Next": "Each"}]},
+        "Wrong": {"Type": "Pass", "Next": "Check", "Assign": {"guess.$": "$answer", "tries.$": "States.MathAdd(1, 1)"}},
+        "Each": {"Type": "Map", "ItemsPath": "$items", "Next": "Count",
+                 "ItemProcessor": {"StartAt": "Label", "States": {
+                     "Label": {"Type": "Pass", "End": True, "Parameters": {"item.$": "$", "guess.$": "$guess"}}}}},
+        "Count": {"Type": "Pass", "InputPath": "$tries", "ResultPath": "$", "Next": "Stop"},
+        "Stop": {"Type": "Fail", "ErrorPath": "$guess", "CausePath": "States.Format('{} after {}', $why, $tries)"},
+    },
+}
+e = run("path-vars", guessing, {})
+assert e["status"] == "FAILED", e
+assert (e["error"], e["cause"]) == ("right", "all guessed after 2"), e
+hist = events(e["executionArn"])
+mapped = next(h for h in hist if h["type"] == "MapStateExited")["stateExitedEventDetails"]
+assert json.loads(mapped["output"]) == [{"item": 1, "guess": "right"}, {"item": 2, "guess": "right"}], mapped
+
+# 5. Definitions with mistakes are refused with what is wrong.
 for definition, needle in [
     ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "Output": "{% 1 + %}"}}},
      "S0207"),
@@ -87,6 +112,12 @@ for definition, needle in [
     ({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "QueryLanguage": "JSONPath"}}},
      "can not be 'JSONPath'"),
     ({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "Assign": {"a.b": 1}}}}, "not a variable name"),
+    ({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "ResultPath": "$x"}}}, "use Assign"),
+    ({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"x": 1}, "Next": "P"},
+        "P": {"Type": "Parallel", "End": True, "Branches": [
+            {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True, "Assign": {"x": 2}}}}]}}},
+     "belongs to an enclosing scope"),
 ]:
     try:
         sfn.create_state_machine(name="refused", definition=json.dumps(definition), roleArn=ROLE)

@@ -1,6 +1,6 @@
 //! Choice rules: the 39 comparison operators, `And`/`Or`/`Not`, evaluated against a state's input.
 
-use crate::path::DataPath;
+use crate::path::{DataPath, Docs};
 use serde_json::Value;
 use std::cmp::Ordering;
 use stoke_core::time::parse_rfc3339;
@@ -141,16 +141,16 @@ impl Rule {
     }
 
     /// Evaluates the rule; missing variables make comparisons false (and `IsPresent` false).
-    pub fn eval(&self, input: &Value, context: &Value) -> bool {
+    pub fn eval(&self, docs: &Docs<'_>) -> bool {
         match self {
-            Rule::And(rs) => rs.iter().all(|r| r.eval(input, context)),
-            Rule::Or(rs) => rs.iter().any(|r| r.eval(input, context)),
-            Rule::Not(r) => !r.eval(input, context),
+            Rule::And(rs) => rs.iter().all(|r| r.eval(docs)),
+            Rule::Or(rs) => rs.iter().any(|r| r.eval(docs)),
+            Rule::Not(r) => !r.eval(docs),
             Rule::Test { variable, op, operand } => {
-                let value = variable.find(input, context);
+                let value = variable.find(docs);
                 let operand = match operand {
                     Operand::Literal(v) => Some(v.clone()),
-                    Operand::Path(p) => p.find(input, context),
+                    Operand::Path(p) => p.find(docs),
                 };
                 test(*op, value.as_ref(), operand.as_ref())
             }
@@ -280,7 +280,10 @@ mod tests {
     }
 
     fn check(v: Value, input: &Value) -> bool {
-        rule(v).eval(input, &json!({"State": {"Name": "C"}, "Execution": {"Input": {"limit": 5}}}))
+        let context = json!({"State": {"Name": "C"}, "Execution": {"Input": {"limit": 5}}});
+        let vars = json!({"answer": "yes", "limit": 3});
+        let vars = vars.as_object().unwrap();
+        rule(v).eval(&Docs { input, context: &context, vars })
     }
 
     #[test]

@@ -28,10 +28,10 @@ pub struct Machine {
 pub struct State {
     pub name: String,
     pub kind: StateKind,
-    /// `None` is `"InputPath": null` (the state sees `{}`).
-    pub input_path: Option<Path>,
-    /// `None` is `"OutputPath": null` (the state passes `{}` on).
-    pub output_path: Option<Path>,
+    /// `None` is `"InputPath": null` (the state sees `{}`). It may read a variable (`$name`).
+    pub input_path: Option<DataPath>,
+    /// `None` is `"OutputPath": null` (the state passes `{}` on). It may read a variable (`$name`).
+    pub output_path: Option<DataPath>,
     /// The next state; `None` for End states and the Choice, Succeed and Fail types.
     pub next: Option<String>,
     /// The language of the state's fields: its own `QueryLanguage`, else its machine's.
@@ -98,7 +98,7 @@ pub enum Resource {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seconds {
     Fixed(u64),
-    Path(Path),
+    Path(DataPath),
     Expr(Expr),
 }
 
@@ -358,6 +358,7 @@ impl Definition {
             let mut owner = HashMap::new();
             collect_owners(m, "", &mut owner);
             check_graph(m, "", None, &owner, &mut cx);
+            check_variable_scopes(m, "", &BTreeSet::new(), &mut cx);
         }
         match (machine, cx.problems.is_empty()) {
             (Some(machine), true) => Ok(Definition { machine, comment, timeout_seconds }),
@@ -500,24 +501,55 @@ impl<'a, 'c> Fields<'a, 'c> {
         self.integer(field, 1)
     }
 
-    fn path(&mut self, field: &'a str, reference: bool) -> Option<Option<Path>> {
-        let v = self.get(field)?;
-        match v {
-            Value::Null => Some(None),
-            Value::String(s) if s.starts_with("$$") => {
+    /// `ResultPath`: a reference path into the state's input, or null (the result is dropped).
+    fn result_path(&mut self) -> Option<Option<Path>> {
+        const FIELD: &str = "ResultPath";
+        match self.path_or_null(FIELD)? {
+            None => Some(None),
+            Some(s) if s.starts_with("$$") => {
+                self.problem(codes::INVALID_PATH, FIELD, "ResultPath cannot write the context object ($$)".into());
+                None
+            }
+            Some(s) if DataPath::parse(&s).is_ok_and(|p| p.variable().is_some()) => {
+                let message = format!(
+                    "ResultPath writes into the state's output and cannot set the variable in '{s}': use Assign"
+                );
+                self.problem(codes::INVALID_PATH, FIELD, message);
+                None
+            }
+            Some(s) => match Path::parse_reference(&s) {
+                Ok(p) => Some(Some(p)),
+                Err(e) => {
+                    self.problem(codes::INVALID_PATH, FIELD, e.to_string());
+                    None
+                }
+            },
+        }
+    }
+
+    /// `InputPath` / `OutputPath`: a path on the state's input (or output) or on a variable, or null.
+    fn io_path(&mut self, field: &'a str) -> Option<Option<DataPath>> {
+        match self.path_or_null(field)? {
+            None => Some(None),
+            Some(s) if s.starts_with("$$") => {
                 self.problem(codes::INVALID_PATH, field, format!("{field} cannot read the context object ($$)"));
                 None
             }
-            Value::String(s) => {
-                let parsed = if reference { Path::parse_reference(s) } else { Path::parse(s) };
-                match parsed {
-                    Ok(p) => Some(Some(p)),
-                    Err(e) => {
-                        self.problem(codes::INVALID_PATH, field, e.to_string());
-                        None
-                    }
+            Some(s) => match DataPath::parse(&s) {
+                Ok(p) => Some(Some(p)),
+                Err(e) => {
+                    self.problem(codes::INVALID_PATH, field, e.to_string());
+                    None
                 }
-            }
+            },
+        }
+    }
+
+    /// A path field's text, `Some(None)` for null; `None` (with a problem) for anything else.
+    fn path_or_null(&mut self, field: &'a str) -> Option<Option<String>> {
+        match self.get(field)? {
+            Value::Null => Some(None),
+            Value::String(s) => Some(Some(s.clone())),
             other => {
                 self.problem(codes::SCHEMA, field, format!("{field} must be a path string or null, got {other}"));
                 None
@@ -739,8 +771,8 @@ fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> 
     let io = type_name != "Fail" && !jsonata;
     let output = if jsonata && type_name != "Fail" { f.shape("Output") } else { None };
     let assign = if matches!(type_name.as_str(), "Succeed" | "Fail") { None } else { f.assign() };
-    let input_path = if io { f.path("InputPath", false).unwrap_or_else(root) } else { root() };
-    let output_path = if io { f.path("OutputPath", false).unwrap_or_else(root) } else { root() };
+    let input_path = if io { f.io_path("InputPath").unwrap_or_else(data_root) } else { data_root() };
+    let output_path = if io { f.io_path("OutputPath").unwrap_or_else(data_root) } else { data_root() };
     let transitions = matches!(type_name.as_str(), "Task" | "Pass" | "Wait" | "Parallel" | "Map");
     let mut next = None;
     if transitions {
@@ -764,7 +796,7 @@ fn parse_state(name: &str, v: &Value, at: String, cx: &mut Cx) -> Option<State> 
         "Pass" => Some(StateKind::Pass(Pass {
             result: f.get("Result").cloned(),
             parameters: f.template("Parameters"),
-            result_path: f.path("ResultPath", true).unwrap_or_else(root),
+            result_path: f.result_path().unwrap_or_else(root),
         })),
         "Choice" => choice(&mut f).map(StateKind::Choice),
         "Wait" => wait(&mut f).map(StateKind::Wait),
@@ -813,6 +845,10 @@ fn root() -> Option<Path> {
     Path::parse("$").ok()
 }
 
+fn data_root() -> Option<DataPath> {
+    DataPath::parse("$").ok()
+}
+
 fn processing(f: &mut Fields<'_, '_>, parameters_field: Option<&'static str>) -> Processing {
     if f.cx.jsonata() {
         return Processing {
@@ -826,7 +862,7 @@ fn processing(f: &mut Fields<'_, '_>, parameters_field: Option<&'static str>) ->
     Processing {
         parameters: parameters_field.and_then(|p| f.payload(p)),
         result_selector: f.template("ResultSelector"),
-        result_path: f.path("ResultPath", true).unwrap_or_else(root),
+        result_path: f.result_path().unwrap_or_else(root),
         retry: retriers(f),
         catch: catchers(f),
     }
@@ -905,7 +941,7 @@ fn seconds(f: &mut Fields<'_, '_>, fixed: &'static str, path: &'static str) -> O
     if f.has(fixed) {
         f.positive(fixed).map(Seconds::Fixed)
     } else if f.has(path) {
-        f.path(path, true).flatten().map(Seconds::Path)
+        f.data_path(path).map(Seconds::Path)
     } else {
         None
     }
@@ -1425,11 +1461,8 @@ fn catchers(f: &mut Fields<'_, '_>) -> Vec<Catcher> {
             cf.problem(codes::SCHEMA, "Next", "a catcher needs Next".into());
         }
         let assign = cf.assign();
-        let (result_path, output) = if cf.cx.jsonata() {
-            (root(), cf.shape("Output"))
-        } else {
-            (cf.path("ResultPath", true).unwrap_or_else(root), None)
-        };
+        let (result_path, output) =
+            if cf.cx.jsonata() { (root(), cf.shape("Output")) } else { (cf.result_path().unwrap_or_else(root), None) };
         next.map(|next| Catcher { errors, next, result_path, output, assign })
     })
 }
@@ -1548,6 +1581,76 @@ fn check_graph(m: &Machine, at: &str, inside: Option<&str>, owner: &HashMap<Stri
             location: format!("{p}States"),
             message: "no state ends the machine: give one End: true, or add a Succeed or Fail state".into(),
         });
+    }
+}
+
+/// The variables a machine's own states assign (its states', Choice rules' and catchers' `Assign`, not its
+/// branches' or item processors'), each with where it is assigned.
+fn assignments(m: &Machine, at: &str) -> Vec<(String, String)> {
+    let p = prefix(at);
+    let mut out = Vec::new();
+    let mut add = |assign: &Option<Payload>, here: String| {
+        for name in assign.iter().flat_map(Payload::keys) {
+            out.push((name.to_string(), format!("{here}.Assign.{name}")));
+        }
+    };
+    for (name, s) in &m.states {
+        let here = format!("{p}States.{name}");
+        add(&s.assign, here.clone());
+        let catch = match &s.kind {
+            StateKind::Choice(c) => {
+                for (i, r) in c.choices.iter().enumerate() {
+                    add(&r.assign, format!("{here}.Choices[{i}]"));
+                }
+                continue;
+            }
+            StateKind::Task(t) => &t.processing.catch,
+            StateKind::Parallel(pa) => &pa.processing.catch,
+            StateKind::Map(mp) => &mp.processing.catch,
+            _ => continue,
+        };
+        for (i, c) in catch.iter().enumerate() {
+            add(&c.assign, format!("{here}.Catch[{i}]"));
+        }
+    }
+    out
+}
+
+/// Variable scopes: a Parallel branch or an inline Map's item processor reads the variables of the scopes
+/// around it but cannot assign them, and a name is not reused inside (Step Functions' rule: data leaves an
+/// inner scope only through its output). `outer` holds the names the enclosing scopes assign. A distributed
+/// Map's children start with no variables, so its processor is a scope of its own.
+fn check_variable_scopes(m: &Machine, at: &str, outer: &BTreeSet<String>, cx: &mut Cx) {
+    let own = assignments(m, at);
+    for (name, location) in &own {
+        if outer.contains(name) {
+            cx.problems.push(Problem {
+                code: codes::SCHEMA,
+                location: location.clone(),
+                message: format!(
+                    "the variable '{name}' belongs to an enclosing scope: a Parallel branch or Map iteration can read \
+                     it but not assign it; give this variable another name, or return the value in the output"
+                ),
+            });
+        }
+    }
+    let mut visible = outer.clone();
+    visible.extend(own.into_iter().map(|(name, _)| name));
+    let p = prefix(at);
+    for (name, s) in &m.states {
+        let here = format!("{p}States.{name}");
+        match &s.kind {
+            StateKind::Parallel(pa) => {
+                for (i, b) in pa.branches.iter().enumerate() {
+                    check_variable_scopes(b, &format!("{here}.Branches[{i}]"), &visible, cx);
+                }
+            }
+            StateKind::Map(mp) => {
+                let around = if mp.distributed.is_some() { BTreeSet::new() } else { visible.clone() };
+                check_variable_scopes(&mp.processor, &format!("{here}.ItemProcessor"), &around, cx);
+            }
+            _ => {}
+        }
     }
 }
 

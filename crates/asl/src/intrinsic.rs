@@ -1,7 +1,7 @@
 //! The 18 intrinsic functions (`States.Format('{}', $.x)` …), parsed once and evaluated against an input,
 //! the context object and a caller-supplied source of randomness.
 
-use crate::path::{kind, DataPath};
+use crate::path::{kind, DataPath, Docs};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use stoke_core::num::saturate_i64;
@@ -33,8 +33,8 @@ impl Entropy for SeededEntropy {
 
 /// Everything an intrinsic or a payload template reads.
 pub struct Scope<'a> {
-    pub input: &'a Value,
-    pub context: &'a Value,
+    /// The input (what `$` reads), the context object and the variables.
+    pub docs: Docs<'a>,
     pub entropy: &'a mut dyn Entropy,
 }
 
@@ -123,7 +123,7 @@ impl Call {
         for a in &self.args {
             args.push(match a {
                 Arg::Literal(v) => v.clone(),
-                Arg::Path(p) => p.get(scope.input, scope.context).map_err(|e| e.0)?,
+                Arg::Path(p) => p.get(&scope.docs).map_err(|e| e.0)?,
                 Arg::Call(c) => c.eval(scope)?,
             });
         }
@@ -517,7 +517,9 @@ mod tests {
     fn eval(text: &str, input: Value) -> Result<Value, String> {
         let mut entropy = SeededEntropy::new(7);
         let ctx = json!({"Execution": {"Id": "exec-1"}});
-        Call::parse(text)?.eval(&mut Scope { input: &input, context: &ctx, entropy: &mut entropy })
+        let vars = serde_json::Map::new();
+        let docs = Docs { input: &input, context: &ctx, vars: &vars };
+        Call::parse(text)?.eval(&mut Scope { docs, entropy: &mut entropy })
     }
 
     /// Edge cases recorded against real Step Functions (issue 28): an empty string is JSON `null` to

@@ -31,6 +31,8 @@ pub mod errors {
     pub const INTRINSIC_FAILURE: &str = "States.IntrinsicFailure";
     pub const EXCEED_TOLERATED_FAILURE_THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
     pub const RUNTIME: &str = "States.Runtime";
+    /// A size quota exceeded (here: workflow variables). Terminal: `States.ALL` does not catch it.
+    pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
     pub const QUERY_EVALUATION_ERROR: &str = crate::jsonata::QUERY_EVALUATION_ERROR;
 }
 

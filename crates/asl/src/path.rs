@@ -194,39 +194,93 @@ impl fmt::Display for Path {
     }
 }
 
-/// A path on a state's input (`$…`) or on the context object (`$$…`).
+/// What a [`DataPath`] reads: the state's input (`$…`), the context object (`$$…`) or a workflow variable
+/// (`$name…`, Step Functions' variables in JSONPath).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Root {
+    Input,
+    Context,
+    Variable(String),
+}
+
+/// A path on a state's input, the context object or a variable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataPath {
-    pub context: bool,
+    pub root: Root,
     pub path: Path,
+}
+
+/// The documents a [`DataPath`] can read: the state's input (or what the field reads as `$`), the context
+/// object and the variables in scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Docs<'a> {
+    pub input: &'a Value,
+    pub context: &'a Value,
+    pub vars: &'a Map<String, Value>,
 }
 
 impl DataPath {
     pub fn parse(text: &str) -> Result<DataPath, PathSyntaxError> {
-        match text.strip_prefix('$') {
-            Some(rest) if rest.starts_with('$') => {
-                let mut path = Path::parse(rest)?;
-                path.text = text.to_string();
-                Ok(DataPath { context: true, path })
+        let Some(rest) = text.strip_prefix('$') else {
+            return Ok(DataPath { root: Root::Input, path: Path::parse(text)? });
+        };
+        let (root, tail) = if let Some(tail) = rest.strip_prefix('$') {
+            (Root::Context, tail)
+        } else if rest.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(PathSyntaxError {
+                    path: text.to_string(),
+                    reason: format!("'${name}' is not a variable: a name has only letters, digits and '_'"),
+                });
             }
-            _ => Ok(DataPath { context: false, path: Path::parse(text)? }),
-        }
-    }
-
-    fn document<'a>(&self, input: &'a Value, context: &'a Value) -> &'a Value {
-        if self.context {
-            context
+            (Root::Variable(name.to_string()), &rest[end..])
         } else {
-            input
+            return Ok(DataPath { root: Root::Input, path: Path::parse(text)? });
+        };
+        let mut path = Path::parse(&format!("${tail}")).map_err(|e| PathSyntaxError { path: text.to_string(), ..e })?;
+        path.text = text.to_string();
+        Ok(DataPath { root, path })
+    }
+
+    /// The document the path starts from; `None` for a variable not in scope.
+    fn document<'a>(&self, docs: &Docs<'a>) -> Option<&'a Value> {
+        match &self.root {
+            Root::Input => Some(docs.input),
+            Root::Context => Some(docs.context),
+            Root::Variable(name) => docs.vars.get(name),
         }
     }
 
-    pub fn get(&self, input: &Value, context: &Value) -> Result<Value, PathMiss> {
-        self.path.get(self.document(input, context))
+    pub fn get(&self, docs: &Docs<'_>) -> Result<Value, PathMiss> {
+        match self.document(docs) {
+            Some(doc) => self.path.get(doc),
+            None => Err(self.undefined()),
+        }
     }
 
-    pub fn find(&self, input: &Value, context: &Value) -> Option<Value> {
-        self.path.find(self.document(input, context))
+    pub fn find(&self, docs: &Docs<'_>) -> Option<Value> {
+        self.path.find(self.document(docs)?)
+    }
+
+    fn undefined(&self) -> PathMiss {
+        let name = match &self.root {
+            Root::Variable(name) => name.as_str(),
+            _ => "",
+        };
+        PathMiss(format!(
+            "the JSONPath '{}' reads the variable '{name}', which no state has assigned in this scope",
+            self.path.text
+        ))
+    }
+
+    /// The variable the path reads, if it reads one.
+    pub fn variable(&self) -> Option<&str> {
+        match &self.root {
+            Root::Variable(name) => Some(name),
+            _ => None,
+        }
     }
 }
 
@@ -766,5 +820,29 @@ mod tests {
                 assert_eq!(path.get(&written).unwrap(), json!("fresh"), "{loc}");
             }
         }
+    }
+
+    #[test]
+    fn data_paths_read_the_input_the_context_or_a_variable() {
+        let (input, context) = (json!({"a": 1}), json!({"State": {"Name": "S"}}));
+        let vars = json!({"x": {"y": [5, 6]}, "_n2": 3});
+        let docs = Docs { input: &input, context: &context, vars: vars.as_object().unwrap() };
+        let read = |text: &str| DataPath::parse(text).unwrap().get(&docs);
+        assert_eq!(read("$.a"), Ok(json!(1)));
+        assert_eq!(read("$$.State.Name"), Ok(json!("S")));
+        assert_eq!(read("$x"), Ok(json!({"y": [5, 6]})));
+        assert_eq!(read("$x.y[1]"), Ok(json!(6)));
+        assert_eq!(read("$x['y'][0]"), Ok(json!(5)));
+        assert_eq!(read("$_n2"), Ok(json!(3)));
+        assert_eq!(DataPath::parse("$x.y").unwrap().path.as_str(), "$x.y", "messages quote the path as written");
+        assert_eq!(DataPath::parse("$x").unwrap().variable(), Some("x"));
+        assert_eq!(DataPath::parse("$.x").unwrap().variable(), None);
+        let missing = read("$nope.y").unwrap_err().0;
+        assert!(missing.contains("'$nope.y'") && missing.contains("'nope'"), "{missing}");
+        assert_eq!(DataPath::parse("$nope").unwrap().find(&docs), None);
+        assert!(read("$x.z").unwrap_err().0.contains("could not be found"));
+        let bad = DataPath::parse("$x-y").unwrap_err();
+        assert!(bad.reason.contains("not a variable"), "{bad}");
+        assert!(DataPath::parse("$x..").is_err());
     }
 }

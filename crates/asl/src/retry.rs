@@ -31,11 +31,12 @@ pub struct Catcher {
     pub assign: Option<crate::template::Payload>,
 }
 
-/// Does an `ErrorEquals` list match `error`? `States.ALL` matches every error but `States.Runtime`;
-/// `States.TaskFailed` every error but `States.Timeout` and `States.Runtime`.
+/// Does an `ErrorEquals` list match `error`? `States.ALL` matches every error but the terminal ones,
+/// `States.Runtime` and `States.DataLimitExceeded`; `States.TaskFailed` every error but `States.Timeout` and
+/// `States.Runtime`.
 pub fn matches(list: &[String], error: &str) -> bool {
     list.iter().any(|e| match e.as_str() {
-        errors::ALL => error != errors::RUNTIME,
+        errors::ALL => error != errors::RUNTIME && error != errors::DATA_LIMIT_EXCEEDED,
         errors::TASK_FAILED => error != errors::TIMEOUT && error != errors::RUNTIME,
         other => other == error,
     })

@@ -7,7 +7,7 @@ use crate::definition::{
 };
 use crate::intrinsic::{Entropy, Scope};
 use crate::jsonata::{self, Env, Expr, Shape};
-use crate::path::{kind, Path};
+use crate::path::{kind, Docs, Path};
 use crate::retry::find_catcher;
 use crate::template::Payload;
 use crate::{errors, Failure};
@@ -170,6 +170,11 @@ impl<'a> Io<'a> {
         Io { context, ctx: context.to_value(), vars, entropy, jsonata, env: None }
     }
 
+    /// What a JSONPath field reads: `input` as `$`, the context object as `$$`, the variables as `$name`.
+    fn docs<'b>(&'b self, input: &'b Value) -> Docs<'b> {
+        Docs { input, context: &self.ctx, vars: self.vars }
+    }
+
     /// Sets `$states` for what follows (JSONata only): the state's input, and its result or error output.
     fn at(&mut self, input: &Value, result: Option<&Value>, error: Option<&Value>) {
         if self.jsonata {
@@ -197,7 +202,10 @@ impl<'a> Io<'a> {
     /// A payload: a JSONPath template reads `input`; a JSONata shape reads `$states`.
     fn payload(&mut self, p: &Payload, input: &Value, field: &str) -> Result<Value, Failure> {
         match p {
-            Payload::Paths(t) => t.eval(&mut Scope { input, context: &self.ctx, entropy: &mut *self.entropy }),
+            Payload::Paths(t) => t.eval(&mut Scope {
+                docs: Docs { input, context: &self.ctx, vars: self.vars },
+                entropy: &mut *self.entropy,
+            }),
             Payload::Jsonata(s) => self.shape(s, field),
         }
     }
@@ -207,7 +215,10 @@ impl<'a> Io<'a> {
     fn assign(&mut self, assign: &Option<Payload>, input: &Value) -> Result<Option<Vars>, Failure> {
         let Some(a) = assign else { return Ok(None) };
         match self.payload(a, input, "Assign")? {
-            Value::Object(vars) => Ok(Some(vars)),
+            Value::Object(assigned) => {
+                check_variable_sizes(self.vars, &assigned)?;
+                Ok(Some(assigned))
+            }
             other => Err(runtime(format!("Assign gives a {}, not an object of variables", kind(&other)))),
         }
     }
@@ -219,6 +230,62 @@ impl<'a> Io<'a> {
             None => Ok(default.clone()),
         }
     }
+}
+
+/// What one `Assign` may set: 256 KiB of variables, each counted as its JSON text.
+pub const MAX_ASSIGN_BYTES: usize = 256 * 1024;
+/// What the variables of one scope may hold together once an `Assign` is applied: 10 MiB.
+pub const MAX_VARIABLES_BYTES: usize = 10 * 1024 * 1024;
+
+/// Step Functions' quotas on variables (a variable and an `Assign` at most 256 KiB, all of an execution's at
+/// most 10 MiB), checked before `assigned` replaces what `vars` holds; past them the state fails with
+/// `States.DataLimitExceeded`.
+fn check_variable_sizes(vars: &Vars, assigned: &Vars) -> Result<(), Failure> {
+    let limit = |cause: String| Err(Failure::new(errors::DATA_LIMIT_EXCEEDED, cause));
+    let mut set = 0;
+    for (name, value) in assigned {
+        let size = json_size(value);
+        if size > MAX_ASSIGN_BYTES {
+            return limit(format!(
+                "The value assigned to the variable '{name}' is {size} bytes; a variable holds at most {MAX_ASSIGN_BYTES} \
+                 bytes (256 KiB)"
+            ));
+        }
+        set += size;
+    }
+    if set > MAX_ASSIGN_BYTES {
+        return limit(format!(
+            "The variables this Assign sets are {set} bytes together; an Assign sets at most {MAX_ASSIGN_BYTES} bytes \
+             (256 KiB)"
+        ));
+    }
+    let kept: usize = vars.iter().filter(|(name, _)| !assigned.contains_key(*name)).map(|(_, v)| json_size(v)).sum();
+    if kept + set > MAX_VARIABLES_BYTES {
+        return limit(format!(
+            "The variables would hold {} bytes after this Assign; an execution's variables hold at most \
+             {MAX_VARIABLES_BYTES} bytes (10 MiB)",
+            kept + set
+        ));
+    }
+    Ok(())
+}
+
+/// The length of a value's JSON text, counted without building it.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
 }
 
 /// An expression's value that must be of one type: Step Functions' cause when it is not.
@@ -248,17 +315,17 @@ fn whole_expr(io: &mut Io<'_>, e: &Expr, field: &str, min: u64) -> Result<u64, F
     Ok(n.unwrap_or(min))
 }
 
-fn input_path(state: &State, raw: &Value) -> Result<Value, Failure> {
+fn input_path(state: &State, raw: &Value, io: &Io<'_>) -> Result<Value, Failure> {
     match &state.input_path {
         None => Ok(json!({})),
-        Some(p) => p.get(raw).map_err(|e| runtime(format!("InputPath of \"{}\": {}", state.name, e.0))),
+        Some(p) => p.get(&io.docs(raw)).map_err(|e| runtime(format!("InputPath of \"{}\": {}", state.name, e.0))),
     }
 }
 
-fn output_path(state: &State, v: &Value) -> Result<Value, Failure> {
+fn output_path(state: &State, v: &Value, io: &Io<'_>) -> Result<Value, Failure> {
     match &state.output_path {
         None => Ok(json!({})),
-        Some(p) => p.get(v).map_err(|e| runtime(format!("OutputPath of \"{}\": {}", state.name, e.0))),
+        Some(p) => p.get(&io.docs(v)).map_err(|e| runtime(format!("OutputPath of \"{}\": {}", state.name, e.0))),
     }
 }
 
@@ -275,10 +342,13 @@ fn text(t: &Option<Text>, raw: &Value, io: &mut Io<'_>, field: &str) -> Result<O
     let (value, what) = match t {
         None => return Ok(None),
         Some(Text::Literal(s)) => return Ok(Some(s.clone())),
-        Some(Text::Path(p)) => (p.get(raw, &io.ctx).map_err(|e| runtime(e.0))?, p.path.as_str()),
+        Some(Text::Path(p)) => (p.get(&io.docs(raw)).map_err(|e| runtime(e.0))?, p.path.as_str()),
         Some(Text::Call(c)) => {
             let v = c
-                .eval(&mut Scope { input: raw, context: &io.ctx, entropy: &mut *io.entropy })
+                .eval(&mut Scope {
+                    docs: Docs { input: raw, context: &io.ctx, vars: io.vars },
+                    entropy: &mut *io.entropy,
+                })
                 .map_err(|e| Failure::new(errors::INTRINSIC_FAILURE, e))?;
             (v, "the intrinsic call")
         }
@@ -307,7 +377,7 @@ fn count(c: &Count, input: &Value, io: &mut Io<'_>, field: &str) -> Result<usize
         Count::Expr(e) => return whole_expr(io, e, field, 0).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         Count::Path(p) => p,
     };
-    let v = p.get(input, &io.ctx).map_err(|e| runtime(e.0))?;
+    let v = p.get(&io.docs(input)).map_err(|e| runtime(e.0))?;
     match (v.as_u64(), v.as_i64()) {
         (Some(n), _) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
         (None, Some(_)) => Err(runtime(format!("{field} cannot be negative."))),
@@ -327,7 +397,7 @@ fn batch_limit(c: &Count, input: &Value, io: &mut Io<'_>, field: &str) -> Result
         Count::Expr(e) => return whole_expr(io, e, field, 1).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         Count::Path(p) => p,
     };
-    let v = p.get(input, &io.ctx).map_err(|e| runtime(e.0))?;
+    let v = p.get(&io.docs(input)).map_err(|e| runtime(e.0))?;
     let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<u64>().ok()));
     match n {
         Some(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -390,7 +460,7 @@ fn percentage(c: &Percentage, input: &Value, io: &mut Io<'_>) -> Result<f64, Fai
         }
         Percentage::Path(p) => p,
     };
-    let v = p.get(input, &io.ctx).map_err(|e| runtime(e.0))?;
+    let v = p.get(&io.docs(input)).map_err(|e| runtime(e.0))?;
     match v.as_f64() {
         Some(x) if (0.0..=100.0).contains(&x) => Ok(x),
         Some(_) => Err(runtime("ToleratedFailurePercentage must be between 0 and 100.".into())),
@@ -425,7 +495,7 @@ pub fn enter(
 
 /// The state's effective input: JSONPath's `InputPath` then `Parameters`, or JSONata's `Arguments`.
 fn effective(state: &State, p: &Processing, raw: &Value, io: &mut Io<'_>) -> Result<Value, Failure> {
-    let input = input_path(state, raw)?;
+    let input = input_path(state, raw, io)?;
     match &p.parameters {
         Some(payload) => io.payload(payload, &input, "Arguments"),
         None => Ok(input),
@@ -440,30 +510,33 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
             Ok(Entry::Failed(Failure::new(error, cause)))
         }
         StateKind::Succeed => {
-            let input = input_path(state, raw)?;
+            let input = input_path(state, raw, io)?;
             let output = io.output(&state.output, &input)?;
-            Ok(Entry::Done { output: output_path(state, &output)?, next: None, assigned: None })
+            Ok(Entry::Done { output: output_path(state, &output, io)?, next: None, assigned: None })
         }
         StateKind::Pass(p) => {
-            let input = input_path(state, raw)?;
+            let input = input_path(state, raw, io)?;
             let effective = match &p.parameters {
-                Some(t) => t.eval(&mut Scope { input: &input, context: &io.ctx, entropy: &mut *io.entropy })?,
+                Some(t) => t.eval(&mut Scope {
+                    docs: Docs { input: &input, context: &io.ctx, vars: io.vars },
+                    entropy: &mut *io.entropy,
+                })?,
                 None => input,
             };
             let result = p.result.clone().unwrap_or(effective);
             let assigned = io.assign(&state.assign, &result)?;
             let output = match io.jsonata {
                 true => io.output(&state.output, raw)?,
-                false => output_path(state, &result_path(&p.result_path, &state.name, raw, result)?)?,
+                false => output_path(state, &result_path(&p.result_path, &state.name, raw, result)?, io)?,
             };
             Ok(Entry::Done { output, next: state.next.clone(), assigned })
         }
         StateKind::Choice(c) => {
-            let input = input_path(state, raw)?;
+            let input = input_path(state, raw, io)?;
             let mut chosen = None;
             for rule in &c.choices {
                 let matched = match &rule.test {
-                    Test::Rule(r) => r.eval(&input, &io.ctx),
+                    Test::Rule(r) => r.eval(&io.docs(&input)),
                     Test::Condition(Shape::Literal(v)) => v.as_bool() == Some(true),
                     Test::Condition(Shape::Expr(e)) => {
                         let v = io.expr(e, "Condition")?;
@@ -492,17 +565,17 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
             };
             let assigned = io.assign(assign, &input)?;
             let output = io.output(&output.cloned(), &input)?;
-            Ok(Entry::Done { output: output_path(state, &output)?, next: Some(next), assigned })
+            Ok(Entry::Done { output: output_path(state, &output, io)?, next: Some(next), assigned })
         }
         StateKind::Wait(w) => {
-            let input = input_path(state, raw)?;
+            let input = input_path(state, raw, io)?;
             // The causes are Step Functions' own sentences (recorded against AWS), so that a search finds
             // its documentation.
             let until_ns = match w {
                 Wait::Seconds(s) => now_ns + i128::from(*s) * 1_000_000_000,
                 Wait::SecondsExpr(e) => now_ns + i128::from(whole_expr(io, e, "Seconds", 0)?) * 1_000_000_000,
                 Wait::SecondsPath(p) => {
-                    let v = p.get(&input, &io.ctx).map_err(|_| {
+                    let v = p.get(&io.docs(&input)).map_err(|_| {
                         runtime(format!("The SecondsPath parameter does not reference an input value: {}", p.path))
                     })?;
                     let s = match (v.as_i64(), v.as_u64()) {
@@ -531,7 +604,7 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
                     at.unwrap_or(now_ns)
                 }
                 Wait::TimestampPath(p) => {
-                    let v = p.get(&input, &io.ctx).map_err(|e| runtime(e.0))?;
+                    let v = p.get(&io.docs(&input)).map_err(|e| runtime(e.0))?;
                     v.as_str().and_then(parse_rfc3339).ok_or_else(|| {
                         let shown = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                         runtime(format!(
@@ -547,17 +620,22 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
             }
             let assigned = io.assign(&state.assign, &input)?;
             let output = io.output(&state.output, &input)?;
-            Ok(Entry::WaitUntil { until_ns, output: output_path(state, &output)?, next: state.next.clone(), assigned })
+            Ok(Entry::WaitUntil {
+                until_ns,
+                output: output_path(state, &output, io)?,
+                next: state.next.clone(),
+                assigned,
+            })
         }
         StateKind::Task(t) => {
-            let input = input_path(state, raw)?;
+            let input = input_path(state, raw, io)?;
             let effective = effective(state, &t.processing, raw, io)?;
             let mut seconds = |s: &Seconds, field: &str| match s {
                 Seconds::Fixed(s) => Ok(*s),
                 Seconds::Expr(e) => whole_expr(io, e, field, 1),
                 Seconds::Path(p) => {
-                    p.get(&input).ok().and_then(|v| v.as_u64()).filter(|s| *s > 0).ok_or_else(|| {
-                        runtime(format!("{field}Path {} does not select a positive integer", p.as_str()))
+                    p.get(&io.docs(&input)).ok().and_then(|v| v.as_u64()).filter(|s| *s > 0).ok_or_else(|| {
+                        runtime(format!("{field}Path {} does not select a positive integer", p.path.as_str()))
                     })
                 }
             };
@@ -595,7 +673,7 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
         }
         StateKind::Parallel(p) => Ok(Entry::Parallel { input: effective(state, &p.processing, raw, io)? }),
         StateKind::Map(m) => {
-            let input = input_path(state, raw)?;
+            let input = input_path(state, raw, io)?;
             // With a reader, the items come from it later (Step Functions ignores ItemsPath then).
             let reads = m.distributed.as_ref().is_some_and(|d| d.reader.is_some());
             let items = if reads {
@@ -603,7 +681,7 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
             } else if io.jsonata {
                 map_items(m, &input, io)?
             } else {
-                match m.items_path.get(&input, &io.ctx) {
+                match m.items_path.get(&io.docs(&input)) {
                     Ok(Value::Array(items)) => items,
                     Ok(other) => {
                         return Err(runtime(format!(
@@ -625,7 +703,7 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
                         Some(Count::Fixed(n)) => i64::try_from(*n).unwrap_or(i64::MAX),
                         Some(Count::Expr(e)) => i64::try_from(whole_expr(io, e, "MaxItems", 0)?).unwrap_or(i64::MAX),
                         Some(Count::Path(p)) => {
-                            let v = p.get(&input, &io.ctx).map_err(|e| runtime(e.0))?;
+                            let v = p.get(&io.docs(&input)).map_err(|e| runtime(e.0))?;
                             v.as_i64().ok_or_else(|| {
                                 runtime(format!(
                                     "The MaxItemsPath field refers to value \"{}\" which is not a valid integer: {}",
@@ -707,7 +785,10 @@ fn shape_items(
                 item_ctx.map_item = Some((i, item));
                 let item_ctx = item_ctx.to_value();
                 match selector {
-                    Payload::Paths(t) => t.eval(&mut Scope { input, context: &item_ctx, entropy: &mut *io.entropy })?,
+                    Payload::Paths(t) => t.eval(&mut Scope {
+                        docs: Docs { input, context: &item_ctx, vars: io.vars },
+                        entropy: &mut *io.entropy,
+                    })?,
                     Payload::Jsonata(shape) => {
                         let states = jsonata::states(input, &item_ctx, None, None);
                         let now_ms = parse_rfc3339(&io.context.state_entered_time)
@@ -810,11 +891,14 @@ pub fn finish(
             return Ok((io.output(&state.output, &r)?, assigned));
         }
         let selected = match &processing.result_selector {
-            Some(t) => t.eval(&mut Scope { input: &r, context: &io.ctx, entropy: &mut *io.entropy })?,
+            Some(t) => t.eval(&mut Scope {
+                docs: Docs { input: &r, context: &io.ctx, vars: io.vars },
+                entropy: &mut *io.entropy,
+            })?,
             None => r,
         };
         let combined = result_path(&processing.result_path, &state.name, raw, selected)?;
-        Ok((output_path(state, &combined)?, assigned))
+        Ok((output_path(state, &combined, &io)?, assigned))
     });
     match done {
         Ok((output, assigned)) => Outcome::Next { output, next: state.next.clone(), assigned },

@@ -83,9 +83,7 @@ impl Template {
                 Value::Object(out)
             }
             Template::Array(items) => Value::Array(items.iter().map(|t| t.eval(scope)).collect::<Result<_, _>>()?),
-            Template::Path(p) => {
-                p.get(scope.input, scope.context).map_err(|e| Failure::new(errors::PARAMETER_PATH_FAILURE, e.0))?
-            }
+            Template::Path(p) => p.get(&scope.docs).map_err(|e| Failure::new(errors::PARAMETER_PATH_FAILURE, e.0))?,
             Template::Call(c) => c.eval(scope).map_err(|e| Failure::new(errors::INTRINSIC_FAILURE, e))?,
         })
     }
@@ -100,6 +98,15 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The field names of an object payload (the variables an `Assign` sets, `.$` stripped).
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Payload::Paths(Template::Object(fields)) => fields.iter().map(|(k, _)| k.as_str()).collect(),
+            Payload::Paths(_) => Vec::new(),
+            Payload::Jsonata(shape) => shape.keys(),
+        }
+    }
+
     /// Whether an object payload has the field `name` (a `lambda:invoke`'s `FunctionName`).
     pub fn names(&self, name: &str) -> bool {
         match self {
@@ -137,7 +144,9 @@ mod tests {
     fn eval(template: Value, input: Value) -> Result<Value, Failure> {
         let mut entropy = SeededEntropy::new(1);
         let ctx = json!({"Execution": {"Name": "run-1"}, "Map": {"Item": {"Index": 2}}});
-        Template::compile(&template).unwrap().eval(&mut Scope { input: &input, context: &ctx, entropy: &mut entropy })
+        let vars = Map::new();
+        let docs = crate::path::Docs { input: &input, context: &ctx, vars: &vars };
+        Template::compile(&template).unwrap().eval(&mut Scope { docs, entropy: &mut entropy })
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use stoke_asl::intrinsic::{Call, Scope};
-use stoke_asl::path::{DataPath, Path};
+use stoke_asl::path::{DataPath, Docs, Path};
 use stoke_asl::template::Template;
 use stoke_asl::{Definition, SeededEntropy};
 
@@ -109,7 +109,9 @@ proptest! {
         }
         let _ = Path::parse_reference(&text);
         if let Ok(path) = DataPath::parse(&text) {
-            let _ = path.get(&doc, &json!({"Execution": {"Id": "x"}}));
+            let context = json!({"Execution": {"Id": "x"}});
+            let vars = json!({"a": doc.clone()});
+            let _ = path.get(&Docs { input: &doc, context: &context, vars: vars.as_object().unwrap() });
         }
     }
 
@@ -129,7 +131,9 @@ proptest! {
             let context = json!({"Execution": {"Id": "arn:x"}});
             let mut entropy = SeededEntropy::new(seed);
             let input = json!({"a": input, "list": [1, 2, 2, 3]});
-            let mut scope = Scope { input: &input, context: &context, entropy: &mut entropy };
+            let vars = serde_json::Map::new();
+            let docs = Docs { input: &input, context: &context, vars: &vars };
+            let mut scope = Scope { docs, entropy: &mut entropy };
             let _ = call.eval(&mut scope);
         }
     }
@@ -140,7 +144,9 @@ proptest! {
         if let Ok(t) = Template::compile(&template) {
             let context = json!({});
             let mut entropy = SeededEntropy::new(1);
-            let mut scope = Scope { input: &input, context: &context, entropy: &mut entropy };
+            let vars = serde_json::Map::new();
+            let docs = Docs { input: &input, context: &context, vars: &vars };
+            let mut scope = Scope { docs, entropy: &mut entropy };
             let _ = t.eval(&mut scope);
         }
     }

@@ -213,3 +213,56 @@ fn query_language_is_inherited_and_jsonpath_cannot_undo_a_jsonata_machine() {
     assert_eq!(child["QueryLanguage"], "JSONata");
     assert!(Definition::parse(child).is_ok());
 }
+
+#[test]
+fn jsonpath_fields_may_read_variables_but_resultpath_cannot_write_one() {
+    let d = Definition::parse(&json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"x": 1, "items": []}, "Next": "B"},
+        "B": {"Type": "Pass", "InputPath": "$x", "OutputPath": "$x.y[0]", "Parameters": {"v.$": "$items"}, "Next": "C"},
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$x", "NumericEqualsPath": "$x", "Next": "D"}], "Default": "D"},
+        "D": {"Type": "Map", "ItemsPath": "$items", "End": true,
+              "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": true}}}}}}));
+    assert!(d.is_ok(), "{d:?}");
+    let refused = problems(json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "ResultPath": "$x", "End": true}}}));
+    assert_eq!(refused[0].code, codes::INVALID_PATH);
+    assert!(refused[0].message.contains("use Assign"), "{}", refused[0].message);
+    let refused =
+        problems(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "$x-y", "End": true}}}));
+    assert_eq!((refused[0].code, refused[0].location.as_str()), (codes::INVALID_PATH, "States.A.InputPath"));
+}
+
+#[test]
+fn an_inner_scope_reads_outer_variables_but_cannot_assign_them() {
+    let branch =
+        |assign: Value| json!({"StartAt": "B", "States": {"B": {"Type": "Pass", "Assign": assign, "End": true}}});
+    let machine = |inner: Value, catch_assign: Value| {
+        json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"x": 1}, "Next": "P"},
+        "P": {"Type": "Parallel", "Branches": [inner], "Next": "M",
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "M", "Assign": catch_assign}]},
+        "M": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "I", "States": {
+            "I": {"Type": "Pass", "Assign": {"inner.$": "$x"}, "End": true}}}}}})
+    };
+    // Reading x inside, assigning other names, and a catcher of the Parallel assigning x (the outer scope's).
+    assert!(Definition::parse(&machine(branch(json!({"y.$": "$x"})), json!({"x": 2}))).is_ok());
+    let refused = codes_of(machine(branch(json!({"x": 2})), json!({})));
+    assert_eq!(refused, vec![(codes::SCHEMA, "States.P.Branches[0].States.B.Assign.x".to_string())]);
+    // Nested: a Map inside a Parallel branch cannot assign what the branch or the top level assign.
+    let nested = json!({"StartAt": "B", "States": {"B": {"Type": "Map", "End": true, "Assign": {"b": 1},
+        "ItemProcessor": {"StartAt": "J", "States": {"J": {"Type": "Pass", "Assign": {"b": 2, "x": 3}, "End": true}}}}}});
+    let refused = codes_of(machine(nested, json!({})));
+    assert_eq!(
+        refused,
+        vec![
+            (codes::SCHEMA, "States.P.Branches[0].States.B.ItemProcessor.States.J.Assign.b".to_string()),
+            (codes::SCHEMA, "States.P.Branches[0].States.B.ItemProcessor.States.J.Assign.x".to_string()),
+        ]
+    );
+    // A distributed Map's children start with no variables: their names are their own.
+    let distributed = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"x": 1}, "Next": "M"},
+        "M": {"Type": "Map", "End": true, "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "I", "States": {"I": {"Type": "Pass", "Assign": {"x": 2}, "End": true}}}}}});
+    assert!(Definition::parse(&distributed).is_ok());
+}

@@ -601,3 +601,81 @@ fn jsonpath_assign_reads_the_result_with_dollar() {
         }
     );
 }
+
+/// Variables read through JSONPath (`$name…`) in each kind of field, as recorded on Step Functions (the
+/// BASE_REFERENCE_IN_* cases): every read sees the values the state was entered with.
+#[test]
+fn jsonpath_fields_read_variables() {
+    let v = vars(json!({"theAnswer": 42, "answer": "old", "items": [1, 2], "wait": 5, "at": "2030-01-01T00:00:00Z",
+                        "errorVar": "Exception", "causeVar": "An Exception was encountered", "doc": {"k": [7, 8]},
+                        "guess": "a", "truth": "a"}));
+    let s = state(json!({"Type": "Pass", "InputPath": "$theAnswer", "End": true}));
+    assert_eq!(enter_vars(&s, json!({}), &v), Entry::Done { output: json!(42), next: None, assigned: None });
+    // OutputPath reads the variable as it was when the state was entered, not what its Assign sets.
+    let s = state(json!({"Type": "Pass", "OutputPath": "$answer", "Assign": {"answer": "new"}, "End": true}));
+    assert_eq!(
+        enter_vars(&s, json!({}), &v),
+        Entry::Done { output: json!("old"), next: None, assigned: Some(vars(json!({"answer": "new"}))) }
+    );
+    let s = state(json!({"Type": "Pass", "End": true, "Parameters": {
+        "k.$": "$doc.k[1]", "n.$": "States.MathAdd($theAnswer, 1)", "f.$": "States.Format('{}!', $answer)"}}));
+    assert_eq!(
+        enter_vars(&s, json!({}), &v),
+        Entry::Done { output: json!({"k": 8, "n": 43, "f": "old!"}), next: None, assigned: None }
+    );
+    let s = state(json!({"Type": "Choice", "Default": "N",
+        "Choices": [{"Variable": "$guess", "StringEqualsPath": "$truth", "Next": "S"}]}));
+    assert!(matches!(enter_vars(&s, json!({}), &v), Entry::Done { next: Some(n), .. } if n == "S"));
+    let s = state(json!({"Type": "Fail", "ErrorPath": "$errorVar", "CausePath": "$causeVar"}));
+    assert_eq!(enter_vars(&s, json!({}), &v), Entry::Failed(Failure::new("Exception", "An Exception was encountered")));
+    let s = state(json!({"Type": "Wait", "SecondsPath": "$wait", "Next": "N"}));
+    assert!(matches!(enter_vars(&s, json!({}), &v), Entry::WaitUntil { until_ns: 6_000_000_000, .. }));
+    let s = state(json!({"Type": "Wait", "TimestampPath": "$at", "Next": "N"}));
+    assert!(matches!(enter_vars(&s, json!({}), &v), Entry::WaitUntil { .. }));
+    let s = state(json!({"Type": "Map", "ItemsPath": "$items", "MaxConcurrencyPath": "$wait", "End": true,
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}));
+    let Entry::Map { items, max_concurrency, .. } = enter_vars(&s, json!({}), &v) else { panic!("a Map") };
+    assert_eq!((items, max_concurrency), (vec![json!(1), json!(2)], 5));
+    let s = state(json!({"Type": "Task", "Resource": "f", "TimeoutSecondsPath": "$wait", "End": true}));
+    assert!(matches!(enter_vars(&s, json!({}), &v), Entry::Invoke { timeout_seconds: 5, .. }));
+}
+
+#[test]
+fn a_variable_no_state_assigned_fails_the_state_and_is_absent_to_a_choice() {
+    let s = state(json!({"Type": "Pass", "InputPath": "$nothing", "End": true}));
+    let Entry::Failed(f) = enter_vars(&s, json!({}), &Vars::new()) else { panic!("must fail") };
+    assert_eq!(f.error, "States.Runtime");
+    assert!(f.cause.contains("'$nothing'") && f.cause.contains("no state has assigned"), "{}", f.cause);
+    let s = state(json!({"Type": "Pass", "End": true, "Parameters": {"v.$": "$nothing.x"}}));
+    let Entry::Failed(f) = enter_vars(&s, json!({}), &Vars::new()) else { panic!("must fail") };
+    assert_eq!(f.error, "States.ParameterPathFailure");
+    let s = state(json!({"Type": "Choice", "Default": "N",
+        "Choices": [{"Variable": "$nothing", "IsPresent": true, "Next": "S"}]}));
+    assert!(matches!(enter_vars(&s, json!({}), &Vars::new()), Entry::Done { next: Some(n), .. } if n == "N"));
+}
+
+#[test]
+fn variables_past_their_quotas_fail_with_data_limit_exceeded_which_states_all_does_not_catch() {
+    let big = "x".repeat(MAX_ASSIGN_BYTES);
+    let catch_all = json!([{"ErrorEquals": ["States.ALL"], "Next": "N"}]);
+    let s =
+        state(json!({"Type": "Task", "Resource": "f", "Next": "N", "Assign": {"v.$": "$.big"}, "Catch": catch_all}));
+    let ctx = context("S");
+    let out = finish(&s, &json!({}), Ok(json!({"big": big})), &ctx, &Vars::new(), &mut SeededEntropy::new(1));
+    let Outcome::Failed(f) = out else { panic!("one variable over 256 KiB fails the state: {out:?}") };
+    assert_eq!(f.error, "States.DataLimitExceeded");
+    assert!(f.cause.contains("'v'"), "{}", f.cause);
+    // Two variables under the quota each, over it together.
+    let half = "x".repeat(MAX_ASSIGN_BYTES / 2);
+    let s = state(json!({"Type": "Pass", "End": true, "Assign": {"a.$": "$.h", "b.$": "$.h"}}));
+    let Entry::Failed(f) = enter_vars(&s, json!({"h": half}), &Vars::new()) else { panic!("must fail") };
+    assert_eq!(f.error, "States.DataLimitExceeded");
+    assert!(f.cause.contains("together"), "{}", f.cause);
+    // 10 MiB held already: one more variable does not fit, but replacing one that is there does.
+    let held: Vars = (0..41).map(|i| (format!("v{i}"), json!("y".repeat(MAX_VARIABLES_BYTES / 41 - 8)))).collect();
+    let s = state(json!({"Type": "Pass", "End": true, "Assign": {"more.$": "$.h"}}));
+    let Entry::Failed(f) = enter_vars(&s, json!({"h": half}), &held) else { panic!("must fail") };
+    assert!(f.cause.contains("10 MiB"), "{}", f.cause);
+    let s = state(json!({"Type": "Pass", "End": true, "Assign": {"v0": "small"}}));
+    assert!(matches!(enter_vars(&s, json!({}), &held), Entry::Done { .. }));
+}
