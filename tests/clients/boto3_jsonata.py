@@ -61,8 +61,30 @@ assert call["assignedVariables"] == {"status": "200"} and json.loads(call["outpu
 e = run("ata-undefined", {"QueryLanguage": "JSONata", "StartAt": "P", "States": {
     "P": {"Type": "Pass", "End": True, "Output": "{% $states.input.nope %}"}}}, {})
 assert e["status"] == "FAILED" and e["error"] == "States.QueryEvaluationError", e
-assert e["cause"].endswith(
+assert e["cause"] == (
+    "An error occurred while executing the state 'P' (entered at the event id #2). "
     "The JSONata expression '$states.input.nope' specified for the field 'Output' returned nothing (undefined)."), e
+# As Step Functions records it: an EvaluationFailed event naming the field, then the execution's failure.
+hist = events(e["executionArn"])
+assert [h["type"] for h in hist] == ["ExecutionStarted", "PassStateEntered", "EvaluationFailed", "ExecutionFailed"], hist
+assert hist[2]["evaluationFailedEventDetails"] == {
+    "error": "States.QueryEvaluationError", "cause": e["cause"], "location": "Output", "state": "P"}, hist[2]
+# A Task's Output fails after its function ran: located the same way, and its catcher sees that cause.
+e = run("ata-task-output", {"QueryLanguage": "JSONata", "StartAt": "T", "States": {
+    "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Caught",
+          "Arguments": {"FunctionName": "double", "Payload": {"n": 1}},
+          "Output": {"n": "{% $states.result.Payload.nope %}"},
+          "Catch": [{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "Caught",
+                     "Output": "{% $states.errorOutput %}"}]},
+    "Caught": {"Type": "Succeed"}}}, {})
+assert e["status"] == "SUCCEEDED", e
+caught = json.loads(e["output"])
+assert caught["Error"] == "States.QueryEvaluationError", caught
+assert caught["Cause"].startswith("An error occurred while executing the state 'T' (entered at the event id #2). "
+                                  "The JSONata expression '$states.result.Payload.nope' specified for the field "
+                                  "'Output/n'"), caught
+failed = [h for h in events(e["executionArn"]) if h["type"] == "EvaluationFailed"]
+assert len(failed) == 1 and failed[0]["evaluationFailedEventDetails"]["location"] == "Output/n", failed
 
 # 3. JSONPath with variables: Assign from the result ($) and the context, one state in JSONata reading them.
 mixed = {

@@ -70,6 +70,7 @@ impl Expr {
                 QUERY_EVALUATION_ERROR,
                 format!("The JSONata expression '{src}' specified for the field '{field}' {what}"),
             )
+            .at(field)
         };
         let run = std::panic::AssertUnwindSafe(|| self.compiled.evaluate_with(None, &env.bindings, &env.options));
         match std::panic::catch_unwind(run) {

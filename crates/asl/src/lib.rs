@@ -41,11 +41,20 @@ pub mod errors {
 pub struct Failure {
     pub error: String,
     pub cause: String,
+    /// Of a JSONata failure: the field whose expression failed (`Output/result`), which Step Functions'
+    /// `EvaluationFailed` event names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Failure {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: cause.into() }
+        Failure { error: error.into(), cause: cause.into(), location: None }
+    }
+
+    /// The failure, at the field `location`.
+    pub fn at(self, location: impl Into<String>) -> Failure {
+        Failure { location: Some(location.into()), ..self }
     }
 
     /// The `{"Error": …, "Cause": …}` document a catcher passes on.

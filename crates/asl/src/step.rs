@@ -301,7 +301,8 @@ fn expect(v: Value, e: &Expr, field: &str, expected: &str, ok: bool) -> Result<V
             e.source(),
             kind(&v)
         ),
-    ))
+    )
+    .at(field))
 }
 
 /// A JSONata whole number of at least `min` (`TimeoutSeconds`, `MaxConcurrency`, …).
@@ -877,14 +878,31 @@ pub fn finish(
     vars: &Vars,
     entropy: &mut dyn Entropy,
 ) -> Outcome {
+    match process_result(state, raw, result, context, vars, entropy) {
+        Ok((output, assigned)) => Outcome::Next { output, next: state.next.clone(), assigned },
+        Err(f) => fail(state, raw, f, context, vars, entropy),
+    }
+}
+
+/// What [`finish`] does before Catch: the effect's result through the state's Assign and output processing
+/// (`Output`, or ResultSelector, ResultPath and OutputPath): the output and the variables assigned. A failure
+/// (the effect's, or the processing's) is returned for the engine to locate and hand to [`fail`].
+pub fn process_result(
+    state: &State,
+    raw: &Value,
+    result: Result<Value, Failure>,
+    context: &Context,
+    vars: &Vars,
+    entropy: &mut dyn Entropy,
+) -> Result<(Value, Option<Vars>), Failure> {
     let processing = match &state.kind {
         StateKind::Task(t) => &t.processing,
         StateKind::Parallel(p) => &p.processing,
         StateKind::Map(m) => &m.processing,
-        _ => return Outcome::Failed(runtime(format!("\"{}\" has no effect to finish", state.name))),
+        _ => return Err(runtime(format!("\"{}\" has no effect to finish", state.name))),
     };
     let mut io = Io::new(state, context, vars, entropy);
-    let done = result.and_then(|r| {
+    result.and_then(|r| {
         io.at(raw, Some(&r), None);
         let assigned = io.assign(&state.assign, &r)?;
         if io.jsonata {
@@ -899,11 +917,7 @@ pub fn finish(
         };
         let combined = result_path(&processing.result_path, &state.name, raw, selected)?;
         Ok((output_path(state, &combined, &io)?, assigned))
-    });
-    match done {
-        Ok((output, assigned)) => Outcome::Next { output, next: state.next.clone(), assigned },
-        Err(f) => fail(state, raw, f, context, vars, &mut *io.entropy),
-    }
+    })
 }
 
 /// A failure in `state`: the first matching catcher's target, with `{Error, Cause}` at its ResultPath (in

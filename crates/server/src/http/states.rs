@@ -216,6 +216,10 @@ fn history_event(h: &Recorded, region: &str, account: &stoke_core::AccountId) ->
             json!({"mapRunArn": map_run_arn(region, account, &d.children, &d.map_run)}),
         )),
         E::MapRunFailed(d) => Some(("mapRunFailedEventDetails", error_cause(d))),
+        E::EvaluationFailed(d) => Some((
+            "evaluationFailedEventDetails",
+            json!({"error": d.error, "cause": d.cause, "location": d.location, "state": d.state}),
+        )),
         E::MapRunSucceeded
         | E::ParallelStateStarted
         | E::ParallelStateSucceeded

@@ -27,8 +27,8 @@ use stoke_scheduler::{InvokeRequest, InvokeTarget};
 use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, Store};
 
 use super::history::{
-    ErrorCause, HistoryEvent, Integration, MapIteration, MapStarted, Output, Recorded, StateEntered, StateExited,
-    TaskFailure, TaskScheduled, TaskSucceeded, Usage,
+    ErrorCause, EvaluationFailed, HistoryEvent, Integration, MapIteration, MapStarted, Output, Recorded, StateEntered,
+    StateExited, TaskFailure, TaskScheduled, TaskSucceeded, Usage,
 };
 
 mod distributed;
@@ -72,6 +72,8 @@ struct StepRecord {
     /// The id of its `…StateEntered` event.
     entered_seq: Option<u64>,
     wait_until_ms: Option<i64>,
+    /// Its `EvaluationFailed` event is recorded (a resumed execution does not record it twice).
+    evaluation_failed: bool,
     exited: Option<(Value, Option<String>, Option<Vars>)>,
     attempts: BTreeMap<u32, AttemptRecord>,
 }
@@ -108,6 +110,7 @@ impl Log {
                 rec.wait_until_ms = s.wait_until_ms;
             }
             HistoryEvent::StateExited(s) => rec.exited = Some((s.output.clone(), s.next.clone(), s.assigned.clone())),
+            HistoryEvent::EvaluationFailed(_) => rec.evaluation_failed = true,
             HistoryEvent::TaskScheduled(_, t) => {
                 rec.attempts.entry(e.attempt).or_default().payload = Some(t.input.clone());
             }
@@ -628,7 +631,7 @@ impl Run {
                 };
                 self.push(ended, scope, step, attempt);
             }
-            let Some(delay_ms) = retry else { return self.finish(state, raw, result, ctx, vars) };
+            let Some(delay_ms) = retry else { return self.finish((state, scope, step), raw, result, ctx, vars) };
             attempt += 1;
             // A resumed execution whose next attempt had started already goes straight on to it.
             let next_started = lock(&self.log)
@@ -694,18 +697,24 @@ impl Run {
         Ok(step::map_result(results.into_iter().flatten().collect(), tolerated))
     }
 
+    /// The state's result through its output processing, then Catch for a failure; a failure of the
+    /// processing itself is located first (the effect's own failure was, where it happened).
     fn finish(
         &self,
-        state: &State,
+        (state, scope, step): (&State, &str, u32),
         raw: &Value,
         result: Result<Value, Failure>,
         ctx: &Context,
         vars: &Vars,
     ) -> Result<Exit, Stop> {
-        let outcome = step::finish(state, raw, result, ctx, vars, &mut *lock(&self.entropy));
-        match outcome {
-            Outcome::Next { output, next, assigned } => Ok((output, next, assigned)),
-            Outcome::Failed(f) => Err(Stop::Failed(f)),
+        let from_effect = result.is_err();
+        let processed = step::process_result(state, raw, result, ctx, vars, &mut *lock(&self.entropy));
+        match processed {
+            Ok((output, assigned)) => Ok((output, state.next.clone(), assigned)),
+            Err(f) => {
+                let f = if from_effect { f } else { self.located(scope, step, state, f) };
+                self.fail(state, raw, f, ctx, vars)
+            }
         }
     }
 
@@ -733,20 +742,35 @@ impl Run {
         }
     }
 
-    /// A `States.Runtime` failure of the state at `step` of `scope`, its cause led by where it happened, as
-    /// Step Functions words it: "An error occurred while executing the state 'X' (entered at the event id
-    /// #N). …". Other failures are returned as they are.
+    /// A `States.Runtime` or `States.QueryEvaluationError` failure of the state at `step` of `scope`, its
+    /// cause led by where it happened, as Step Functions words it: "An error occurred while executing the
+    /// state 'X' (entered at the event id #N). …". A failed JSONata expression is also recorded as Step
+    /// Functions does, in an `EvaluationFailed` event naming the field. Other failures are returned as they are.
     fn located(&self, scope: &str, step: u32, state: &State, f: Failure) -> Failure {
         if f.error != stoke_asl::errors::RUNTIME && f.error != stoke_asl::errors::QUERY_EVALUATION_ERROR {
             return f;
         }
-        let seq = lock(&self.log).steps.get(&(scope.to_string(), step)).and_then(|r| r.entered_seq);
+        let (seq, recorded) = {
+            let log = lock(&self.log);
+            let rec = log.steps.get(&(scope.to_string(), step));
+            (rec.and_then(|r| r.entered_seq), rec.is_some_and(|r| r.evaluation_failed))
+        };
         let Some(seq) = seq else { return f };
         let cause = format!(
             "An error occurred while executing the state '{}' (entered at the event id #{seq}). {}",
             state.name, f.cause
         );
-        Failure { cause, ..f }
+        let f = Failure { cause, ..f };
+        if let (Some(location), false) = (&f.location, recorded) {
+            let event = EvaluationFailed {
+                error: f.error.clone(),
+                cause: f.cause.clone(),
+                location: location.clone(),
+                state: state.name.clone(),
+            };
+            self.push(HistoryEvent::EvaluationFailed(event), scope, step, 0);
+        }
+        f
     }
 
     fn fail(&self, state: &State, raw: &Value, f: Failure, ctx: &Context, vars: &Vars) -> Result<Exit, Stop> {
@@ -852,7 +876,7 @@ impl Run {
             match result {
                 Ok(out) => {
                     let ctx = self.context(state, entered_ms, attempt);
-                    return self.finish(state, raw, Ok(out), &ctx, vars);
+                    return self.finish((state, scope, step), raw, Ok(out), &ctx, vars);
                 }
                 Err(f) => match next_retry(retriers, &mut attempts, &f.error, self.random()) {
                     Some(delay_ms) => {

@@ -102,6 +102,8 @@ pub enum HistoryEvent {
     MapRunStarted(MapRunStarted),
     MapRunSucceeded,
     MapRunFailed(ErrorCause),
+    /// A JSONata expression of a state failed (before the state's failure is handled).
+    EvaluationFailed(EvaluationFailed),
     /// A kind this server does not know, or details it cannot read: kept as stored.
     Other {
         kind: String,
@@ -143,6 +145,16 @@ pub struct ErrorCause {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+}
+
+/// `EvaluationFailed`: the error and cause, the field whose expression failed and the state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvaluationFailed {
+    pub error: String,
+    pub cause: String,
+    pub location: String,
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -273,6 +285,7 @@ impl HistoryEvent {
             E::MapRunStarted(_) => "MapRunStarted",
             E::MapRunSucceeded => "MapRunSucceeded",
             E::MapRunFailed(_) => "MapRunFailed",
+            E::EvaluationFailed(_) => "EvaluationFailed",
             E::Other { kind, .. } => return Cow::Owned(kind.clone()),
         })
     }
@@ -293,6 +306,7 @@ impl HistoryEvent {
             E::MapStateStarted(d) => to(serde_json::to_value(d)),
             E::MapRunStarted(d) => to(serde_json::to_value(d)),
             E::MapRunFailed(d) => to(serde_json::to_value(d)),
+            E::EvaluationFailed(d) => to(serde_json::to_value(d)),
             E::MapIterationStarted(d) | E::MapIterationSucceeded(d) | E::MapIterationFailed(d) => {
                 to(serde_json::to_value(d))
             }
@@ -344,6 +358,7 @@ impl HistoryEvent {
             "MapRunStarted" => E::MapRunStarted(de(d)?),
             "MapRunSucceeded" => E::MapRunSucceeded,
             "MapRunFailed" => E::MapRunFailed(de(d)?),
+            "EvaluationFailed" => E::EvaluationFailed(de(d)?),
             _ => {
                 if let Some(t) = kind.strip_suffix(STATE_ENTERED).filter(|t| is_state_type(t)) {
                     E::StateEntered(StateEntered { state_type: t.to_string(), ..de(d)? })
@@ -447,6 +462,12 @@ mod tests {
             HistoryEvent::MapRunStarted(MapRunStarted { map_run: "m1".into(), children: "flow/Orders".into() }),
             HistoryEvent::MapRunSucceeded,
             HistoryEvent::MapRunFailed(ErrorCause { error: Some("E".into()), cause: Some("c".into()) }),
+            HistoryEvent::EvaluationFailed(EvaluationFailed {
+                error: "States.QueryEvaluationError".into(),
+                cause: "c".into(),
+                location: "Output/result".into(),
+                state: "S".into(),
+            }),
         ];
         let mut names = std::collections::HashSet::new();
         for event in events {
@@ -455,7 +476,7 @@ mod tests {
             assert!(names.insert(stored.kind.clone()), "{} named twice", stored.kind);
             assert_eq!(Recorded::from_row(&stored), recorded, "{}", stored.kind);
         }
-        assert_eq!(names.len(), 23);
+        assert_eq!(names.len(), 24);
     }
 
     /// Rows as servers before the typed history wrote them read as the events they meant.
