@@ -140,6 +140,12 @@ pub trait InstanceControl: Send + Sync {
     /// Whether the loopback TCP connection from `peer` to `local` was opened by a process of this instance.
     /// Blocking (reads `/proc`); call it off the async threads.
     fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool;
+    /// The same question answered from the kernel's record of the socket's cgroup alone: one netlink
+    /// exchange, no `/proc` read, cheap enough for an async thread. `true` proves the connection is the
+    /// instance's; `false` proves nothing (ask [`InstanceControl::opened_connection`]).
+    fn opened_connection_quickly(&self, _local: SocketAddr, _peer: SocketAddr) -> bool {
+        false
+    }
 }
 
 /// Completes when an instance has exited, with how it ended.

@@ -86,6 +86,11 @@ impl axum::serve::Listener for InstanceListener {
                 continue;
             };
             let Ok(local) = stream.local_addr() else { continue };
+            // The kernel's record of the socket's cgroup settles almost every connection at once; the
+            // `/proc` walk, on a blocking thread, only the rest.
+            if control.opened_connection_quickly(local, peer) {
+                return (stream, peer);
+            }
             let owned = tokio::task::spawn_blocking(move || control.opened_connection(local, peer)).await;
             if owned.unwrap_or(false) {
                 return (stream, peer);

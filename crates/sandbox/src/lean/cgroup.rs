@@ -232,7 +232,7 @@ impl Layout {
     pub fn create(&self, server: u32, id: u64, limits: &Limits) -> io::Result<Group> {
         let mut dirs = Vec::new();
         let mut group =
-            Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new(), peak: Default::default() };
+            Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new(), ..Default::default() };
         for (ctrl, h) in &self.controllers {
             let (base, v2) = server_dir(h, self.place, server);
             let dir = base.join(format!("i{id}"));
@@ -336,7 +336,7 @@ pub(crate) fn settings(ctrl: &str, v2: bool, limits: &Limits) -> Vec<(&'static s
 }
 
 /// One instance's groups.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Group {
     dirs: Vec<PathBuf>,
     memory: Option<(PathBuf, bool)>,
@@ -346,9 +346,21 @@ pub struct Group {
     /// The peak memory file, opened on first read and re-read in place: each REPORT samples it, and an
     /// open and close on the cgroup file system cost most of a read.
     peak: std::sync::OnceLock<Option<fs::File>>,
+    /// The id of its cgroup v2 directory (that directory's inode number), read once.
+    v2_id: std::sync::OnceLock<Option<u64>>,
 }
 
 impl Group {
+    /// The group's id in the unified (v2) hierarchy, which the kernel gives every socket its processes
+    /// create; `None` where the group has no v2 directory.
+    pub fn v2_id(&self) -> Option<u64> {
+        *self.v2_id.get_or_init(|| {
+            use std::os::unix::fs::MetadataExt;
+            let (_, dir, _) = self.controllers.iter().find(|(_, _, v2)| *v2)?;
+            fs::metadata(dir).ok().map(|m| m.ino())
+        })
+    }
+
     /// Changes the group's limits (a generic instance gets its function's when it is assigned). On v1,
     /// memory may not exceed memory+swap: the memory limit is written on both sides of memory+swap, so one
     /// of the two writes takes whichever way the limit moves.

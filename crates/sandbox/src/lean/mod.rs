@@ -616,6 +616,10 @@ impl InstanceControl for LeanControl {
         pids.push(self.pid);
         crate::peer::opened_by_any(&pids, local, peer)
     }
+
+    fn opened_connection_quickly(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        self.group.v2_id().is_some_and(|id| crate::peer::opened_in_cgroup(id, local, peer))
+    }
 }
 
 impl Drop for LeanControl {

@@ -549,6 +549,10 @@ impl InstanceControl for ForkedControl {
     fn opened_connection(&self, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> bool {
         crate::peer::opened_by_any(&self.group.members(), local, peer)
     }
+
+    fn opened_connection_quickly(&self, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> bool {
+        self.group.v2_id().is_some_and(|id| crate::peer::opened_in_cgroup(id, local, peer))
+    }
 }
 
 impl Drop for ForkedControl {
