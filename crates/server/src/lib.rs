@@ -506,6 +506,7 @@ impl Server {
             tuner,
             region: config.region.clone(),
             cluster,
+            closing: tokio::sync::watch::Sender::new(false),
         };
         let info = StartupInfo {
             addr,
@@ -546,6 +547,12 @@ impl Server {
                 }
             }
         });
+        // Long-lived answers (log streams) end when shutting down starts, so that their connections close.
+        let closing = self.state.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         let result = transport::serve(self.listener, http::app(self.state), self.tls, self.limits, shutdown).await;
         reaper.abort();
         result.map_err(StartError::Serve)

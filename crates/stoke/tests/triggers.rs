@@ -175,9 +175,14 @@ fn a_python_handler_behind_a_function_url_sees_the_http_api_event_and_shapes_the
     let e: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((e["custom"].as_str(), e["query"]["q"].as_str()), (Some("curl"), Some("curl")));
 
-    // Every invocation went through the scheduler: one instance, warm after the first request.
+    // Every invocation went through the scheduler's pool: one instance, warm after the first request — or,
+    // when the back-to-back requests kept it busy long enough (a slow machine), one per core at most, as
+    // the pool grows under a lasting load.
     let (_, list) = s.get("/v1/instances?function=web");
-    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
+    let instances = list["instances"].as_array().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    assert!((1..=cores).contains(&instances.len()), "{list}");
+    assert!(instances.iter().any(|i| i["invocations"].as_u64() > Some(1)), "the first instance stayed warm: {list}");
 }
 
 #[test]

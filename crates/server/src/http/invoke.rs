@@ -239,22 +239,39 @@ pub async fn logs(
     Path(function): Path<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Json<LogList>> {
+    let name = log_function(&s, &caller, function).await?;
+    let (since_ms, limit) = (q.since_ms.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000));
+    Ok(Json(collect_logs(&s, &caller.account.id, &name, since_ms, limit).await?))
+}
+
+/// The function whose logs are asked for, once it is known to exist in the caller's account.
+async fn log_function(s: &AppState, caller: &Caller, function: String) -> ApiResult<stoke_core::FunctionName> {
     let registry = s.registry.clone();
     let acct = caller.account.id.clone();
-    let name = blocking(move || {
+    blocking(move || {
         let name = registry.parse_function_name(&acct, &function)?;
         registry.get_function(&acct, &name)?;
         Ok(name)
     })
-    .await?;
-    let (since_ms, limit) = (q.since_ms.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000));
-    let mut lines = local_logs(&s, &caller.account.id, &name, since_ms, limit);
+    .await
+}
+
+/// The newest `limit` lines of a function since `since_ms`, from this node and, in a cluster, from the nodes
+/// its invocations ran on, oldest first.
+async fn collect_logs(
+    s: &AppState,
+    account: &stoke_core::AccountId,
+    name: &stoke_core::FunctionName,
+    since_ms: i64,
+    limit: usize,
+) -> ApiResult<LogList> {
+    let mut lines = local_logs(s, account, name, since_ms, limit);
     let mut unreachable = Vec::new();
     if let Some(c) = s.cluster.clone() {
         // A function's invocations run on its queue's owner and on the nodes hosting that queue: its lines
         // are wherever they ran.
         let query = [
-            ("account", caller.account.id.to_string()),
+            ("account", account.to_string()),
             ("function", name.to_string()),
             ("since_ms", since_ms.to_string()),
             ("limit", limit.to_string()),
@@ -265,7 +282,94 @@ pub async fn logs(
         lines.drain(..lines.len().saturating_sub(limit));
         unreachable = missing;
     }
-    Ok(Json(LogList { lines, unreachable }))
+    Ok(LogList { lines, unreachable })
+}
+
+/// How often a log stream looks for new lines.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often a quiet log stream says it is still there (a comment line), so that proxies keep it open.
+const STREAM_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /v1/functions/{function}/logs/stream`: a function's log lines as they are written, as server-sent
+/// events (`data: <line as JSON>`), from `since_ms` (default: now) on, until the client goes away or the
+/// server shuts down. What the console's live logs read (with `fetch`, so that the key travels in the
+/// `Authorization` header, never in the URL). Not in the OpenAPI document: an answer that never ends is not
+/// something a generated client or a fuzzer can call.
+pub async fn logs_stream(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(function): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Response> {
+    let name = log_function(&s, &caller, function).await?;
+    let since_ms = q.since_ms.unwrap_or_else(crate::registry::now_ms);
+    let account = caller.account.id.clone();
+    let closing = s.closing.subscribe();
+    let follow = LogFollow { since_ms, seen: Vec::new(), quiet: std::time::Duration::ZERO };
+    let events = futures_util::stream::unfold((s, follow, closing), move |(s, mut follow, mut closing)| {
+        let (account, name) = (account.clone(), name.clone());
+        async move {
+            loop {
+                if *closing.borrow() {
+                    return None;
+                }
+                let batch = collect_logs(&s, &account, &name, follow.since_ms, 1000).await.ok();
+                let chunk = batch.map(|b| follow.take(b.lines)).unwrap_or_default();
+                if !chunk.is_empty() {
+                    follow.quiet = std::time::Duration::ZERO;
+                    return Some((Ok::<_, std::convert::Infallible>(chunk), (s, follow, closing)));
+                }
+                if follow.quiet >= STREAM_KEEPALIVE {
+                    follow.quiet = std::time::Duration::ZERO;
+                    return Some((Ok(": still here\n\n".to_string()), (s, follow, closing)));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(STREAM_POLL) => follow.quiet += STREAM_POLL,
+                    _ = closing.changed() => return None,
+                }
+            }
+        }
+    });
+    let mut response = axum::body::Body::from_stream(events).into_response();
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Where a log stream is: lines from `since_ms` on are new, but for those at exactly `since_ms` it has sent.
+struct LogFollow {
+    since_ms: i64,
+    /// The lines of the newest millisecond already sent: (instance, text).
+    seen: Vec<(u64, String)>,
+    quiet: std::time::Duration,
+}
+
+impl LogFollow {
+    /// The new lines among `lines` (oldest first) as server-sent events; moves past them.
+    fn take(&mut self, lines: Vec<LogLineView>) -> String {
+        let mut out = String::new();
+        for line in lines {
+            if line.at_ms < self.since_ms {
+                continue;
+            }
+            let key = (line.instance, line.text.clone());
+            if line.at_ms == self.since_ms && self.seen.contains(&key) {
+                continue;
+            }
+            if line.at_ms > self.since_ms {
+                self.since_ms = line.at_ms;
+                self.seen.clear();
+            }
+            self.seen.push(key);
+            if let Ok(json) = serde_json::to_string(&line) {
+                out.push_str("data: ");
+                out.push_str(&json);
+                out.push_str("\n\n");
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Deserialize)]

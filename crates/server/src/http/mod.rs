@@ -3,6 +3,7 @@
 
 mod accounts;
 pub mod cluster;
+mod console;
 mod drain;
 pub mod error;
 pub mod events;
@@ -47,6 +48,9 @@ pub struct AppState {
     pub region: String,
     /// This node's cluster (`None`: a single node).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Turns `true` when the server starts shutting down: long-lived answers (a log stream) end then, so
+    /// the connections they hold can close.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Runs blocking service work (the store) off the async workers.
@@ -93,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}/retire", post(functions::retire))
         .route("/functions/{function}/invoke", post(invoke::invoke))
         .route("/functions/{function}/logs", get(invoke::logs))
+        .route("/functions/{function}/logs/stream", get(invoke::logs_stream))
         .route("/functions/{function}/tune", post(tune::start))
         .route("/tunes/{id}", get(tune::get))
         .route("/instances", get(invoke::instances))
@@ -131,6 +136,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", post(states::dispatch))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page))
+        .route("/console/{asset}", get(console::asset))
         .route("/metrics", get(invoke::metrics))
         .nest("/v1", v1)
         .route("/internal/v1/instances", get(invoke::peer_list_instances))

@@ -1,0 +1,300 @@
+// stoke's web console: a page per route (#/signin, #/functions, #/functions/<name>) drawn from the /v1 API.
+// The API key lives in this tab's session storage and travels only as a bearer token. Every value from the
+// server is put on the page as text (textContent), never parsed as HTML.
+'use strict';
+
+const KEY = 'stoke.apiKey';
+const main = document.getElementById('main');
+let stopLive = () => {};
+// A sentence for the sign-in page the next time it is drawn (why the user is there).
+let notice = '';
+
+/** An element with attributes and children (strings become text nodes). */
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c !== undefined && c !== null) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Calls the API with the signed-in key; a 401 signs out. */
+async function api(method, path, body, key = sessionStorage.getItem(KEY)) {
+  const headers = { Authorization: 'Bearer ' + key };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : body });
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (_) {
+    data = text;
+  }
+  if (!response.ok) {
+    const e = data && data.error ? data.error : {};
+    throw new ApiError(response.status, e.code || String(response.status), e.message || text || response.statusText);
+  }
+  return { data, headers: response.headers };
+}
+
+/** A paragraph saying what went wrong; a refused key signs out (once the caller has drawn its page). */
+function failed(e) {
+  if (e instanceof ApiError && e.status === 401) {
+    setTimeout(() => signOut('Your key was refused: sign in again.'), 0);
+  }
+  return el('p', { class: 'error', role: 'alert', text: e.message });
+}
+
+function signOut(message) {
+  stopLive();
+  sessionStorage.removeItem(KEY);
+  notice = message || '';
+  if (location.hash === '#/signin') route();
+  else location.hash = '#/signin';
+}
+
+function signInPage(message) {
+  const input = el('input', { type: 'password', id: 'api-key', autocomplete: 'off', required: true });
+  const note = el('p', { id: 'sign-in-error', class: 'error', role: 'alert', text: message || '' });
+  const form = el('form', { class: 'signin', id: 'sign-in-form' },
+    el('h1', { text: 'Sign in' }),
+    el('label', { for: 'api-key', text: 'API key' }),
+    input,
+    el('p', { class: 'muted', text: 'The key stays in this tab (session storage) and is sent only to this server.' }),
+    el('button', { type: 'submit', id: 'sign-in' }, 'Sign in'),
+    note);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const key = input.value.trim();
+    try {
+      await api('GET', '/v1/account', undefined, key);
+      sessionStorage.setItem(KEY, key);
+      if (location.hash === '#/functions') route();
+      else location.hash = '#/functions';
+    } catch (e) {
+      note.textContent = e instanceof ApiError && e.status === 401 ? 'That key is not valid.' : e.message;
+    }
+  });
+  show(form);
+  input.focus();
+}
+
+async function who() {
+  try {
+    const { data } = await api('GET', '/v1/account');
+    document.getElementById('who').textContent = (data.name || data.id || '') + (data.is_admin ? ' (admin)' : '');
+  } catch (_) { /* the page itself reports errors */ }
+}
+
+function when(text) {
+  if (!text) return '';
+  const d = new Date(text);
+  return isNaN(d) ? String(text) : d.toLocaleString();
+}
+
+async function functionsPage() {
+  const search = el('input', { type: 'search', id: 'search', placeholder: 'Filter by name, runtime or state', 'aria-label': 'Filter functions' });
+  const body = el('tbody');
+  const table = el('table', { id: 'functions' },
+    el('thead', {}, el('tr', {}, ['Name', 'State', 'Runtime', 'Memory', 'Versions', 'Modified'].map((h) => el('th', { scope: 'col', text: h })))),
+    body);
+  const status = el('p', { class: 'muted', id: 'functions-status', role: 'status' });
+  const more = el('button', { type: 'button', class: 'plain', id: 'more', hidden: true }, 'Load more');
+  let all = [];
+  let cursor = null;
+  const draw = () => {
+    const q = search.value.trim().toLowerCase();
+    const rows = all.filter((f) => !q || [f.name, f.runtime, f.state].some((v) => String(v || '').toLowerCase().includes(q)));
+    body.replaceChildren(...rows.map((f) => el('tr', { 'data-function': f.name },
+      el('td', { class: 'name' }, el('a', { href: '#/functions/' + encodeURIComponent(f.name), text: f.name })),
+      el('td', { text: f.state }),
+      el('td', { text: f.runtime || (f.image ? 'image' : '') }),
+      el('td', { text: f.memory_mb + ' MB' }),
+      el('td', { text: f.last_version ? String(f.last_version) : '—' }),
+      el('td', { text: when(f.modified) }))));
+    status.textContent = rows.length + ' of ' + all.length + ' function' + (all.length === 1 ? '' : 's') + (cursor ? ' (more to load)' : '');
+    more.hidden = !cursor;
+  };
+  const load = async () => {
+    const { data } = await api('GET', '/v1/functions?limit=100' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
+    all = all.concat(data.functions || []);
+    cursor = data.next_cursor || null;
+    draw();
+  };
+  search.addEventListener('input', draw);
+  more.addEventListener('click', () => load().catch((e) => status.replaceWith(failed(e))));
+  show(el('h1', { text: 'Functions' }), el('div', { class: 'row' }, search), status, table, more);
+  try {
+    await load();
+  } catch (e) {
+    show(el('h1', { text: 'Functions' }), failed(e));
+  }
+}
+
+/** Follows a function's log lines: the recent ones, then each as it is written, read as server-sent events
+ * through fetch (so that the key goes in a header, not the URL). Returns a function that stops it. */
+function followLogs(name, pre) {
+  const controller = new AbortController();
+  const seen = new Set();
+  let since = 0; // the first answer holds the recent lines
+  const add = (line) => {
+    const id = line.at_ms + ' ' + line.instance + ' ' + line.text;
+    if (seen.has(id)) return;
+    seen.add(id);
+    since = Math.max(since, line.at_ms);
+    const at = new Date(line.at_ms).toISOString().slice(11, 23);
+    pre.append(el('span', { class: 'line', text: at + '  ' + line.text + '\n' }));
+    pre.scrollTop = pre.scrollHeight;
+  };
+  const path = '/v1/functions/' + encodeURIComponent(name) + '/logs/stream?since_ms=';
+  (async () => {
+    while (!controller.signal.aborted) {
+      const response = await fetch(path + since, {
+        headers: { Authorization: 'Bearer ' + sessionStorage.getItem(KEY) },
+        signal: controller.signal,
+      });
+      if (!response.ok || !response.body) throw new ApiError(response.status, '', 'The live logs answered ' + response.status + '.');
+      pre.dataset.live = 'true';
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          for (const row of event.split('\n')) {
+            if (row.startsWith('data: ')) add(JSON.parse(row.slice(6)));
+          }
+        }
+      }
+      // The server ended the stream (it is shutting down): try again shortly.
+      pre.dataset.live = 'false';
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  })().catch((e) => {
+    if (!controller.signal.aborted) pre.after(failed(e));
+  });
+  return () => controller.abort();
+}
+
+function config(f) {
+  const rows = [
+    ['Description', f.description],
+    ['State', f.state],
+    ['Runtime', f.runtime || (f.image ? 'image ' + f.image : '')],
+    ['Handler', f.handler],
+    ['Memory', f.memory_mb + ' MB'],
+    ['Timeout', f.timeout_s + ' s'],
+    ['Versions', f.last_version ? String(f.last_version) : 'none published'],
+    ['Code', f.code_size + ' bytes, sha256 ' + f.code_sha256],
+    ['ARN', f.arn],
+    ['Modified', when(f.modified)],
+  ];
+  return el('dl', { id: 'config' }, rows.filter(([, v]) => v !== undefined && v !== '').flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
+}
+
+async function functionPage(name) {
+  let f;
+  try {
+    ({ data: f } = await api('GET', '/v1/functions/' + encodeURIComponent(name)));
+  } catch (e) {
+    show(el('h1', { text: name }), failed(e));
+    return;
+  }
+  const event = el('textarea', { id: 'event', 'aria-label': 'Event (JSON)', spellcheck: 'false' });
+  event.value = '{}';
+  const result = el('pre', { id: 'result', 'aria-live': 'polite' });
+  const report = el('pre', { id: 'report', class: 'muted' });
+  const invoke = el('button', { type: 'button', id: 'invoke' }, 'Invoke');
+  invoke.addEventListener('click', async () => {
+    let body;
+    try {
+      body = JSON.stringify(JSON.parse(event.value));
+    } catch (e) {
+      result.textContent = 'The event is not JSON: ' + e.message;
+      result.className = 'error';
+      return;
+    }
+    invoke.disabled = true;
+    result.textContent = 'Running…';
+    result.className = '';
+    try {
+      const { data, headers } = await api('POST', '/v1/functions/' + encodeURIComponent(name) + '/invoke', body);
+      const error = headers.get('x-stoke-function-error');
+      result.textContent = typeof data === 'string' ? data : JSON.stringify(data, null, 2);
+      result.className = error ? 'error' : 'ok';
+      const h = (n) => headers.get('x-stoke-' + n);
+      const parts = ['RequestId: ' + h('request-id'), 'Duration: ' + h('duration-ms') + ' ms',
+        'Billed Duration: ' + h('billed-duration-ms') + ' ms', 'Max Memory Used: ' + h('max-memory-used-mb') + ' MB'];
+      if (h('init-duration-ms')) parts.push('Init Duration: ' + h('init-duration-ms') + ' ms (cold start)');
+      if (error) parts.push('Error: ' + error);
+      report.textContent = 'REPORT ' + parts.join('\t');
+    } catch (e) {
+      result.textContent = e.message;
+      result.className = 'error';
+    } finally {
+      invoke.disabled = false;
+    }
+  });
+  const logs = el('pre', { id: 'logs', class: 'logs', 'aria-live': 'polite', 'aria-label': 'Live logs' });
+  show(
+    el('p', {}, el('a', { href: '#/functions', text: '← Functions' })),
+    el('h1', { id: 'function-name', text: f.name }),
+    config(f),
+    el('h2', { text: 'Invoke' }),
+    event,
+    el('div', { class: 'row' }, invoke),
+    result,
+    report,
+    el('h2', { text: 'Live logs' }),
+    logs);
+  stopLive = followLogs(name, logs);
+}
+
+async function route() {
+  stopLive();
+  stopLive = () => {};
+  const key = sessionStorage.getItem(KEY);
+  const hash = location.hash || '#/functions';
+  if (!key || hash === '#/signin') {
+    document.getElementById('nav').hidden = true;
+    signInPage(notice);
+    notice = '';
+    return;
+  }
+  document.getElementById('nav').hidden = false;
+  who();
+  const parts = hash.slice(2).split('/');
+  if (parts[0] === 'functions' && parts.length === 2 && parts[1]) {
+    await functionPage(decodeURIComponent(parts[1]));
+  } else {
+    await functionsPage();
+  }
+  main.focus();
+}
+
+document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
+window.addEventListener('hashchange', route);
+route();
