@@ -504,51 +504,31 @@ impl<'a, 'c> Fields<'a, 'c> {
     /// `ResultPath`: a reference path into the state's input, or null (the result is dropped).
     fn result_path(&mut self) -> Option<Option<Path>> {
         const FIELD: &str = "ResultPath";
-        match self.path_or_null(FIELD)? {
-            None => Some(None),
-            Some(s) if s.starts_with("$$") => {
-                self.problem(codes::INVALID_PATH, FIELD, "ResultPath cannot write the context object ($$)".into());
-                None
-            }
-            Some(s) if DataPath::parse(&s).is_ok_and(|p| p.variable().is_some()) => {
-                let message = format!(
-                    "ResultPath writes into the state's output and cannot set the variable in '{s}': use Assign"
-                );
-                self.problem(codes::INVALID_PATH, FIELD, message);
-                None
-            }
-            Some(s) => match Path::parse_reference(&s) {
-                Ok(p) => Some(Some(p)),
-                Err(e) => {
-                    self.problem(codes::INVALID_PATH, FIELD, e.to_string());
-                    None
-                }
-            },
+        let Some(s) = self.path_text(FIELD, "write")? else { return Some(None) };
+        if DataPath::parse(&s).is_ok_and(|p| p.variable().is_some()) {
+            let message =
+                format!("ResultPath writes into the state's output and cannot set the variable in '{s}': use Assign");
+            self.problem(codes::INVALID_PATH, FIELD, message);
+            return None;
         }
+        self.parsed(FIELD, Path::parse_reference(&s))
     }
 
     /// `InputPath` / `OutputPath`: a path on the state's input (or output) or on a variable, or null.
     fn io_path(&mut self, field: &'a str) -> Option<Option<DataPath>> {
-        match self.path_or_null(field)? {
-            None => Some(None),
-            Some(s) if s.starts_with("$$") => {
-                self.problem(codes::INVALID_PATH, field, format!("{field} cannot read the context object ($$)"));
-                None
-            }
-            Some(s) => match DataPath::parse(&s) {
-                Ok(p) => Some(Some(p)),
-                Err(e) => {
-                    self.problem(codes::INVALID_PATH, field, e.to_string());
-                    None
-                }
-            },
-        }
+        let Some(s) = self.path_text(field, "read")? else { return Some(None) };
+        self.parsed(field, DataPath::parse(&s))
     }
 
-    /// A path field's text, `Some(None)` for null; `None` (with a problem) for anything else.
-    fn path_or_null(&mut self, field: &'a str) -> Option<Option<String>> {
+    /// A path field's text, `Some(None)` for null; `None` (with a problem) for anything else, and for a path
+    /// on the context object, which these fields cannot `verb`.
+    fn path_text(&mut self, field: &'a str, verb: &str) -> Option<Option<String>> {
         match self.get(field)? {
             Value::Null => Some(None),
+            Value::String(s) if s.starts_with("$$") => {
+                self.problem(codes::INVALID_PATH, field, format!("{field} cannot {verb} the context object ($$)"));
+                None
+            }
             Value::String(s) => Some(Some(s.clone())),
             other => {
                 self.problem(codes::SCHEMA, field, format!("{field} must be a path string or null, got {other}"));
@@ -557,15 +537,20 @@ impl<'a, 'c> Fields<'a, 'c> {
         }
     }
 
-    fn data_path(&mut self, field: &'a str) -> Option<DataPath> {
-        let s = self.string(field)?;
-        match DataPath::parse(&s) {
-            Ok(p) => Some(p),
+    /// A parsed path, or a problem saying why it does not parse.
+    fn parsed<T>(&mut self, field: &str, parsed: Result<T, crate::path::PathSyntaxError>) -> Option<Option<T>> {
+        match parsed {
+            Ok(p) => Some(Some(p)),
             Err(e) => {
                 self.problem(codes::INVALID_PATH, field, e.to_string());
                 None
             }
         }
+    }
+
+    fn data_path(&mut self, field: &'a str) -> Option<DataPath> {
+        let s = self.string(field)?;
+        self.parsed(field, DataPath::parse(&s)).flatten()
     }
 
     fn template(&mut self, field: &'a str) -> Option<Template> {
