@@ -273,6 +273,186 @@ async function functionPage(name) {
   stopLive = followLogs(name, logs);
 }
 
+async function workflowsPage() {
+  const body = el('tbody');
+  show(el('h1', { text: 'Workflows' }),
+    el('table', { id: 'workflows' },
+      el('thead', {}, el('tr', {}, ['Name', 'States', 'Pre-warming', 'Updated'].map((h) => el('th', { scope: 'col', text: h })))),
+      body));
+  try {
+    const { data } = await api('GET', '/v1/workflows');
+    const list = data.workflows || [];
+    body.replaceChildren(...list.map((w) => el('tr', { 'data-workflow': w.name },
+      el('td', { class: 'name' }, el('a', { href: '#/workflows/' + encodeURIComponent(w.name), text: w.name })),
+      el('td', { text: String(Object.keys((w.definition && w.definition.States) || {}).length) }),
+      el('td', { text: w.prewarm || 'server default' }),
+      el('td', { text: when(w.updated_at) }))));
+    if (!list.length) main.append(el('p', { class: 'muted', text: 'No workflows yet: stoke wf create NAME definition.json' }));
+  } catch (e) {
+    main.append(failed(e));
+  }
+}
+
+/** The states of a definition as nested lists: each state's type and where it goes; Parallel branches and
+ * Map item processors inside their state. */
+function stateTree(machine) {
+  const list = el('ul', { class: 'states' });
+  for (const [name, st] of Object.entries((machine && machine.States) || {})) {
+    const goes = [];
+    if (st.Next) goes.push('→ ' + st.Next);
+    for (const c of st.Choices || []) goes.push('? → ' + c.Next);
+    if (st.Default) goes.push('default → ' + st.Default);
+    for (const c of st.Catch || []) goes.push('catch → ' + c.Next);
+    if (st.End || ['Succeed', 'Fail'].includes(st.Type)) goes.push('end');
+    const item = el('li', { 'data-state': name },
+      el('span', { class: 'state-name', text: name }), ' ',
+      el('span', { class: 'muted', text: st.Type + (name === machine.StartAt ? ', start' : '') + '  ' + goes.join('  ') }));
+    for (const b of st.Branches || []) item.append(stateTree(b));
+    if (st.ItemProcessor || st.Iterator) item.append(stateTree(st.ItemProcessor || st.Iterator));
+    list.append(item);
+  }
+  return list;
+}
+
+async function workflowPage(name) {
+  let w;
+  try {
+    ({ data: w } = await api('GET', '/v1/workflows/' + encodeURIComponent(name)));
+  } catch (e) {
+    show(el('h1', { text: name }), failed(e));
+    return;
+  }
+  const body = el('tbody');
+  const input = el('textarea', { id: 'execution-input', 'aria-label': 'Execution input (JSON)', spellcheck: 'false' });
+  input.value = '{}';
+  const note = el('p', { id: 'start-error', class: 'error', role: 'alert' });
+  const start = el('button', { type: 'button', id: 'start' }, 'Start an execution');
+  start.addEventListener('click', async () => {
+    let body;
+    try {
+      body = JSON.stringify({ input: JSON.parse(input.value) });
+    } catch (e) {
+      note.textContent = 'The input is not JSON: ' + e.message;
+      return;
+    }
+    try {
+      const { data } = await api('POST', '/v1/workflows/' + encodeURIComponent(name) + '/executions', body);
+      location.hash = '#/executions/' + encodeURIComponent(data.id);
+    } catch (e) {
+      note.textContent = e.message;
+    }
+  });
+  show(
+    el('p', {}, el('a', { href: '#/workflows', text: '← Workflows' })),
+    el('h1', { id: 'workflow-name', text: w.name }),
+    el('h2', { text: 'States' }),
+    stateTree(w.definition),
+    el('h2', { text: 'Start' }),
+    input, el('div', { class: 'row' }, start), note,
+    el('h2', { text: 'Executions' }),
+    el('table', { id: 'executions' },
+      el('thead', {}, el('tr', {}, ['Execution', 'Status', 'Started', 'Stopped'].map((h) => el('th', { scope: 'col', text: h })))),
+      body));
+  try {
+    const { data } = await api('GET', '/v1/workflows/' + encodeURIComponent(name) + '/executions');
+    body.replaceChildren(...(data.executions || []).map((x) => el('tr', { 'data-execution': x.id },
+      el('td', { class: 'name' }, el('a', { href: '#/executions/' + encodeURIComponent(x.id), text: x.name })),
+      el('td', { class: 'status-' + x.status.toLowerCase(), text: x.status }),
+      el('td', { text: when(x.started_at) }),
+      el('td', { text: when(x.stopped_at) }))));
+  } catch (e) {
+    main.append(failed(e));
+  }
+}
+
+const PHASES = ['queued', 'sandbox', 'init', 'held', 'waiting', 'running'];
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+/** The execution's timeline as a Gantt chart: one row per step in the order they were entered, bars
+ * coloured by phase, a mark on the steps that paid a cold start. */
+function gantt(t, status) {
+  const steps = t.steps || [];
+  const label = 220;
+  const width = 900;
+  const rowH = 26;
+  const span = Math.max(t.duration_ms || 0, 1);
+  const x = (ms) => label + (Math.max(0, ms) / span) * (width - label - 10);
+  const chart = svg('svg', { id: 'timeline', role: 'img', width, height: steps.length * rowH + 30,
+    viewBox: '0 0 ' + width + ' ' + (steps.length * rowH + 30), 'aria-label': 'Timeline of the execution' });
+  steps.forEach((s, i) => {
+    const y = i * rowH + 4;
+    const done = s.exited_ms !== undefined && s.exited_ms !== null;
+    const state = done ? 'succeeded' : (status === 'RUNNING' ? 'running' : 'failed');
+    const row = svg('g', { class: 'step step-' + state, 'data-state': s.state, 'data-scope': s.scope,
+      'data-status': state, 'data-cold': s.cold_starts > 0 ? 'true' : 'false' });
+    const name = (s.scope ? s.scope + ' ' : '') + s.state;
+    row.append(svg('text', { x: 4, y: y + 16, class: 'step-label' }, name.length > 30 ? name.slice(0, 29) + '…' : name));
+    const end = done ? s.exited_ms : t.duration_ms;
+    row.append(svg('rect', { x: x(s.entered_ms), y: y + 3, width: Math.max(1, x(end) - x(s.entered_ms)), height: rowH - 8, class: 'span' }));
+    for (const seg of s.segments || []) {
+      const w = Math.max(1, x(seg.end_ms) - x(seg.start_ms));
+      row.append(svg('rect', { x: x(seg.start_ms), y: y + 3, width: w, height: rowH - 8, class: 'phase-' + seg.phase, 'data-phase': seg.phase },
+        svg('title', {}, seg.phase + ' ' + (seg.end_ms - seg.start_ms).toFixed(1) + ' ms')));
+    }
+    if (s.cold_starts > 0) {
+      row.append(svg('text', { x: x(s.entered_ms) - 14, y: y + 16, class: 'cold-mark' }, '❄',
+        svg('title', {}, s.cold_starts + ' cold start' + (s.cold_starts === 1 ? '' : 's'))));
+    }
+    chart.append(row);
+  });
+  const legend = el('p', { class: 'legend' }, PHASES.map((p) => el('span', { class: 'key phase-' + p, text: p })),
+    el('span', { class: 'key', text: '❄ cold start' }));
+  return el('div', {}, chart, legend);
+}
+
+async function executionPage(id) {
+  const head = el('div');
+  const chart = el('div', { id: 'chart' });
+  const io = el('div');
+  show(el('p', {}, el('a', { href: '#/workflows', text: '← Workflows' })), head, el('h2', { text: 'Timeline' }), chart, io);
+  let timer = null;
+  const draw = async () => {
+    let x;
+    let t;
+    try {
+      [{ data: x }, { data: t }] = await Promise.all([
+        api('GET', '/v1/executions/' + encodeURIComponent(id)),
+        api('GET', '/v1/executions/' + encodeURIComponent(id) + '/timeline'),
+      ]);
+    } catch (e) {
+      head.replaceChildren(el('h1', { text: id }), failed(e));
+      return;
+    }
+    head.replaceChildren(
+      el('h1', { id: 'execution-name', text: x.name }),
+      el('dl', { id: 'execution' },
+        el('dt', { text: 'Workflow' }), el('dd', {}, el('a', { href: '#/workflows/' + encodeURIComponent(x.workflow), text: x.workflow })),
+        el('dt', { text: 'Status' }), el('dd', { id: 'execution-status', class: 'status-' + x.status.toLowerCase(), text: x.status }),
+        el('dt', { text: 'Started' }), el('dd', { text: when(x.started_at) }),
+        el('dt', { text: 'Duration' }), el('dd', { text: (t.duration_ms / 1000).toFixed(3) + ' s' }),
+        el('dt', { text: 'Cold starts' }), el('dd', { id: 'cold-starts', text: String(t.cold_starts) }),
+        el('dt', { text: 'Bill' }), el('dd', { text: t.bill ? t.bill.invocations + ' invocations, ' + t.bill.billed_ms +
+          ' ms billed, ' + Number(t.bill.gb_seconds).toFixed(4) + ' GB-s, ' + Number(t.bill.cost).toFixed(8) : '' })));
+    chart.replaceChildren(gantt(t, x.status));
+    chart.dataset.steps = JSON.stringify((t.steps || []).map((s) => [s.scope, s.state, s.cold_starts]));
+    const parts = [el('h2', { text: 'Input' }), el('pre', { id: 'execution-input', text: JSON.stringify(x.input, null, 2) })];
+    if (x.output !== undefined) parts.push(el('h2', { text: 'Output' }), el('pre', { id: 'execution-output', text: JSON.stringify(x.output, null, 2) }));
+    if (x.error) parts.push(el('h2', { text: 'Error' }), el('pre', { class: 'error', text: x.error + ': ' + (x.cause || '') }));
+    io.replaceChildren(...parts);
+    // Live while it runs.
+    if (x.status === 'RUNNING') timer = setTimeout(draw, 500);
+  };
+  stopLive = () => clearTimeout(timer);
+  await draw();
+}
+
 async function route() {
   stopLive();
   stopLive = () => {};
@@ -287,11 +467,12 @@ async function route() {
   document.getElementById('nav').hidden = false;
   who();
   const parts = hash.slice(2).split('/');
-  if (parts[0] === 'functions' && parts.length === 2 && parts[1]) {
-    await functionPage(decodeURIComponent(parts[1]));
-  } else {
-    await functionsPage();
-  }
+  const arg = parts.length === 2 && parts[1] ? decodeURIComponent(parts[1]) : null;
+  if (parts[0] === 'functions' && arg) await functionPage(arg);
+  else if (parts[0] === 'workflows' && arg) await workflowPage(arg);
+  else if (parts[0] === 'workflows') await workflowsPage();
+  else if (parts[0] === 'executions' && arg) await executionPage(arg);
+  else await functionsPage();
   main.focus();
 }
 

@@ -1,6 +1,7 @@
 //! The web console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven through
 //! WebDriver by tests/console/console_test.py): sign in, the functions list, a function's page, invoking from
-//! it, live logs, markup from the server shown as text, and a second account seeing nothing of the first.
+//! it, live logs, a workflow's execution turning green step by step and its timeline, markup from the server
+//! shown as text, and a second account seeing nothing of the first.
 
 mod common;
 
@@ -27,6 +28,16 @@ fn the_console_signs_in_lists_invokes_and_follows_logs_in_a_real_browser() {
     }
     let s = TestServer::start();
     python_fn(&s, "echo", ECHO, json!({"description": "<img src=x onerror=\"window.__pwned=1\">"}));
+    // Three steps slow enough to be seen running.
+    for f in ["one", "two", "three"] {
+        python_fn(&s, f, "import time\ndef handler(e, c):\n    time.sleep(0.6)\n    return e\n", json!({}));
+    }
+    let chain = json!({"StartAt": "One", "States": {
+        "One": {"Type": "Task", "Resource": "one", "Next": "Two"},
+        "Two": {"Type": "Task", "Resource": "two", "Next": "Three"},
+        "Three": {"Type": "Task", "Resource": "three", "End": true}}});
+    let (status, body) = s.post("/v1/workflows", json!({"name": "chain", "definition": chain}));
+    assert_eq!(status, 201, "{body}");
     let (other_key, _) = s.new_account("other");
     let mut cmd = Command::new("python3");
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/console/console_test.py"))
