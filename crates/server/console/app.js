@@ -6,6 +6,8 @@
 const KEY = 'stoke.apiKey';
 const main = document.getElementById('main');
 let stopLive = () => {};
+// Each route draws one page; a page whose requests come back after the user has moved on draws nothing.
+let page = 0;
 // A sentence for the sign-in page the next time it is drawn (why the user is there).
 let notice = '';
 
@@ -111,7 +113,7 @@ function when(text) {
   return isNaN(d) ? String(text) : d.toLocaleString();
 }
 
-async function functionsPage() {
+async function functionsPage(alive) {
   const search = el('input', { type: 'search', id: 'search', placeholder: 'Filter by name, runtime or state', 'aria-label': 'Filter functions' });
   const body = el('tbody');
   const table = el('table', { id: 'functions' },
@@ -146,7 +148,7 @@ async function functionsPage() {
   try {
     await load();
   } catch (e) {
-    show(el('h1', { text: 'Functions' }), failed(e));
+    if (alive()) show(el('h1', { text: 'Functions' }), failed(e));
   }
 }
 
@@ -215,14 +217,15 @@ function config(f) {
   return el('dl', { id: 'config' }, rows.filter(([, v]) => v !== undefined && v !== '').flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
 }
 
-async function functionPage(name) {
+async function functionPage(name, alive) {
   let f;
   try {
     ({ data: f } = await api('GET', '/v1/functions/' + encodeURIComponent(name)));
   } catch (e) {
-    show(el('h1', { text: name }), failed(e));
+    if (alive()) show(el('h1', { text: name }), failed(e));
     return;
   }
+  if (!alive()) return;
   const event = el('textarea', { id: 'event', 'aria-label': 'Event (JSON)', spellcheck: 'false' });
   event.value = '{}';
   const result = el('pre', { id: 'result', 'aria-live': 'polite' });
@@ -273,7 +276,7 @@ async function functionPage(name) {
   stopLive = followLogs(name, logs);
 }
 
-async function workflowsPage() {
+async function workflowsPage(alive) {
   const body = el('tbody');
   show(el('h1', { text: 'Workflows' }),
     el('table', { id: 'workflows' },
@@ -281,6 +284,7 @@ async function workflowsPage() {
       body));
   try {
     const { data } = await api('GET', '/v1/workflows');
+    if (!alive()) return;
     const list = data.workflows || [];
     body.replaceChildren(...list.map((w) => el('tr', { 'data-workflow': w.name },
       el('td', { class: 'name' }, el('a', { href: '#/workflows/' + encodeURIComponent(w.name), text: w.name })),
@@ -289,7 +293,7 @@ async function workflowsPage() {
       el('td', { text: when(w.updated_at) }))));
     if (!list.length) main.append(el('p', { class: 'muted', text: 'No workflows yet: stoke wf create NAME definition.json' }));
   } catch (e) {
-    main.append(failed(e));
+    if (alive()) main.append(failed(e));
   }
 }
 
@@ -314,14 +318,15 @@ function stateTree(machine) {
   return list;
 }
 
-async function workflowPage(name) {
+async function workflowPage(name, alive) {
   let w;
   try {
     ({ data: w } = await api('GET', '/v1/workflows/' + encodeURIComponent(name)));
   } catch (e) {
-    show(el('h1', { text: name }), failed(e));
+    if (alive()) show(el('h1', { text: name }), failed(e));
     return;
   }
+  if (!alive()) return;
   const body = el('tbody');
   const input = el('textarea', { id: 'execution-input', 'aria-label': 'Execution input (JSON)', spellcheck: 'false' });
   input.value = '{}';
@@ -355,13 +360,14 @@ async function workflowPage(name) {
       body));
   try {
     const { data } = await api('GET', '/v1/workflows/' + encodeURIComponent(name) + '/executions');
+    if (!alive()) return;
     body.replaceChildren(...(data.executions || []).map((x) => el('tr', { 'data-execution': x.id },
       el('td', { class: 'name' }, el('a', { href: '#/executions/' + encodeURIComponent(x.id), text: x.name })),
       el('td', { class: 'status-' + x.status.toLowerCase(), text: x.status }),
       el('td', { text: when(x.started_at) }),
       el('td', { text: when(x.stopped_at) }))));
   } catch (e) {
-    main.append(failed(e));
+    if (alive()) main.append(failed(e));
   }
 }
 
@@ -412,7 +418,7 @@ function gantt(t, status) {
   return el('div', {}, chart, legend);
 }
 
-async function executionPage(id) {
+async function executionPage(id, alive) {
   const head = el('div');
   const chart = el('div', { id: 'chart' });
   const io = el('div');
@@ -427,9 +433,11 @@ async function executionPage(id) {
         api('GET', '/v1/executions/' + encodeURIComponent(id) + '/timeline'),
       ]);
     } catch (e) {
-      head.replaceChildren(el('h1', { text: id }), failed(e));
+      if (alive()) head.replaceChildren(el('h1', { text: id }), failed(e));
       return;
     }
+    // A page left while its requests were out stops here: no drawing, no next round.
+    if (!alive()) return;
     head.replaceChildren(
       el('h1', { id: 'execution-name', text: x.name }),
       el('dl', { id: 'execution' },
@@ -456,6 +464,8 @@ async function executionPage(id) {
 async function route() {
   stopLive();
   stopLive = () => {};
+  const mine = ++page;
+  const alive = () => mine === page;
   const key = sessionStorage.getItem(KEY);
   const hash = location.hash || '#/functions';
   if (!key || hash === '#/signin') {
@@ -468,12 +478,12 @@ async function route() {
   who();
   const parts = hash.slice(2).split('/');
   const arg = parts.length === 2 && parts[1] ? decodeURIComponent(parts[1]) : null;
-  if (parts[0] === 'functions' && arg) await functionPage(arg);
-  else if (parts[0] === 'workflows' && arg) await workflowPage(arg);
-  else if (parts[0] === 'workflows') await workflowsPage();
-  else if (parts[0] === 'executions' && arg) await executionPage(arg);
-  else await functionsPage();
-  main.focus();
+  if (parts[0] === 'functions' && arg) await functionPage(arg, alive);
+  else if (parts[0] === 'workflows' && arg) await workflowPage(arg, alive);
+  else if (parts[0] === 'workflows') await workflowsPage(alive);
+  else if (parts[0] === 'executions' && arg) await executionPage(arg, alive);
+  else await functionsPage(alive);
+  if (alive()) main.focus();
 }
 
 document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
