@@ -217,15 +217,21 @@ function config(f) {
   return el('dl', { id: 'config' }, rows.filter(([, v]) => v !== undefined && v !== '').flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
 }
 
-async function functionPage(name, alive) {
-  let f;
+/** What a page shows, from `path`; `null` when the page was left meanwhile, or when the request failed
+ * (the page then says why, under `title`). */
+async function fetchPage(path, title, alive) {
   try {
-    ({ data: f } = await api('GET', '/v1/functions/' + encodeURIComponent(name)));
+    const { data } = await api('GET', path);
+    return alive() ? data : null;
   } catch (e) {
-    if (alive()) show(el('h1', { text: name }), failed(e));
-    return;
+    if (alive()) show(el('h1', { text: title }), failed(e));
+    return null;
   }
-  if (!alive()) return;
+}
+
+async function functionPage(name, alive) {
+  const f = await fetchPage('/v1/functions/' + encodeURIComponent(name), name, alive);
+  if (!f) return;
   const event = el('textarea', { id: 'event', 'aria-label': 'Event (JSON)', spellcheck: 'false' });
   event.value = '{}';
   const result = el('pre', { id: 'result', 'aria-live': 'polite' });
@@ -319,14 +325,8 @@ function stateTree(machine) {
 }
 
 async function workflowPage(name, alive) {
-  let w;
-  try {
-    ({ data: w } = await api('GET', '/v1/workflows/' + encodeURIComponent(name)));
-  } catch (e) {
-    if (alive()) show(el('h1', { text: name }), failed(e));
-    return;
-  }
-  if (!alive()) return;
+  const w = await fetchPage('/v1/workflows/' + encodeURIComponent(name), name, alive);
+  if (!w) return;
   const body = el('tbody');
   const input = el('textarea', { id: 'execution-input', 'aria-label': 'Execution input (JSON)', spellcheck: 'false' });
   input.value = '{}';
