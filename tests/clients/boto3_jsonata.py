@@ -69,6 +69,17 @@ hist = events(e["executionArn"])
 assert [h["type"] for h in hist] == ["ExecutionStarted", "PassStateEntered", "EvaluationFailed", "ExecutionFailed"], hist
 assert hist[2]["evaluationFailedEventDetails"] == {
     "error": "States.QueryEvaluationError", "cause": e["cause"], "location": "Output", "state": "P"}, hist[2]
+# A Map whose Items are not an array fails on entry: EvaluationFailed, then MapStateFailed (recorded on AWS).
+e = run("ata-map-items", {"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+    "M": {"Type": "Map", "End": True, "Items": "{% 1 %}",
+          "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}}}, {})
+assert e["status"] == "FAILED" and e["error"] == "States.QueryEvaluationError", e
+hist = events(e["executionArn"])
+assert [h["type"] for h in hist] == [
+    "ExecutionStarted", "MapStateEntered", "EvaluationFailed", "MapStateFailed", "ExecutionFailed"], hist
+assert hist[2]["evaluationFailedEventDetails"]["location"] == "Items", hist[2]
+assert e["cause"].endswith("The JSONata expression '1' specified for the field 'Items' returned an unexpected result "
+                           "type. Expected 'array', but was 'number' for value: 1"), e
 # A Task's Output fails after its function ran: located the same way, and its catcher sees that cause.
 e = run("ata-task-output", {"QueryLanguage": "JSONata", "StartAt": "T", "States": {
     "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Caught",

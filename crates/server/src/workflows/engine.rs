@@ -511,6 +511,15 @@ impl Run {
             Entry::Done { output, next, assigned } => Ok((output, next, assigned)),
             Entry::Failed(f) if !matches!(state.kind, StateKind::Fail(_)) => {
                 let f = self.located(scope, step, state, f);
+                // As Step Functions records a Map that fails on entry (its items could not be read): the
+                // state's failure, with no `MapStateStarted` before it. Once, also across a resume.
+                let ended = lock(&self.log)
+                    .steps
+                    .get(&(scope.to_string(), step))
+                    .is_some_and(|r| r.attempts.get(&0).is_some_and(|a| a.ended_ms.is_some()));
+                if matches!(state.kind, StateKind::Map(_)) && !ended {
+                    self.push(HistoryEvent::MapStateFailed, scope, step, 0);
+                }
                 self.fail(state, &raw, f, &ctx, vars)
             }
             Entry::Failed(f) => self.fail(state, &raw, f, &ctx, vars),
