@@ -183,7 +183,9 @@ fn an_instance_that_grows_past_the_budget_is_the_one_that_gives_way_not_its_neig
     // ~410 MB measured: charged its size (512 MB), the node is over its budget; the grower is worth the
     // least per MB it holds and gives way.
     wait_for("the grower to be reclaimed", Duration::from_secs(15), || live_instances(&s, "grower") == 0);
-    assert_eq!(live_instances(&s, "neighbour"), 1);
+    // Its ten calls may have grown the neighbour's pool to a second instance; the one eviction below is the
+    // grower's, so none of them gave way.
+    assert!(live_instances(&s, "neighbour") >= 1, "{}", node(&s));
     assert!(!invoke_ok(&s, "neighbour", json!({})), "the neighbour stayed warm");
     let status = node(&s);
     assert_eq!(status["evictions"]["reclaimed"], 1, "{status}");
