@@ -175,6 +175,11 @@ impl<'a> Io<'a> {
         Docs { input, context: &self.ctx, vars: self.vars }
     }
 
+    /// What a JSONPath template or intrinsic reads (as [`Io::docs`]) and draws its randomness from.
+    fn scope<'b>(&'b mut self, input: &'b Value) -> Scope<'b> {
+        Scope { docs: Docs { input, context: &self.ctx, vars: self.vars }, entropy: &mut *self.entropy }
+    }
+
     /// Sets `$states` for what follows (JSONata only): the state's input, and its result or error output.
     fn at(&mut self, input: &Value, result: Option<&Value>, error: Option<&Value>) {
         if self.jsonata {
@@ -202,10 +207,7 @@ impl<'a> Io<'a> {
     /// A payload: a JSONPath template reads `input`; a JSONata shape reads `$states`.
     fn payload(&mut self, p: &Payload, input: &Value, field: &str) -> Result<Value, Failure> {
         match p {
-            Payload::Paths(t) => t.eval(&mut Scope {
-                docs: Docs { input, context: &self.ctx, vars: self.vars },
-                entropy: &mut *self.entropy,
-            }),
+            Payload::Paths(t) => t.eval(&mut self.scope(input)),
             Payload::Jsonata(s) => self.shape(s, field),
         }
     }
@@ -345,12 +347,7 @@ fn text(t: &Option<Text>, raw: &Value, io: &mut Io<'_>, field: &str) -> Result<O
         Some(Text::Literal(s)) => return Ok(Some(s.clone())),
         Some(Text::Path(p)) => (p.get(&io.docs(raw)).map_err(|e| runtime(e.0))?, p.path.as_str()),
         Some(Text::Call(c)) => {
-            let v = c
-                .eval(&mut Scope {
-                    docs: Docs { input: raw, context: &io.ctx, vars: io.vars },
-                    entropy: &mut *io.entropy,
-                })
-                .map_err(|e| Failure::new(errors::INTRINSIC_FAILURE, e))?;
+            let v = c.eval(&mut io.scope(raw)).map_err(|e| Failure::new(errors::INTRINSIC_FAILURE, e))?;
             (v, "the intrinsic call")
         }
         Some(Text::Expr(e)) => {
@@ -518,10 +515,7 @@ fn enter_inner(state: &State, raw: &Value, io: &mut Io<'_>, now_ns: i128) -> Res
         StateKind::Pass(p) => {
             let input = input_path(state, raw, io)?;
             let effective = match &p.parameters {
-                Some(t) => t.eval(&mut Scope {
-                    docs: Docs { input: &input, context: &io.ctx, vars: io.vars },
-                    entropy: &mut *io.entropy,
-                })?,
+                Some(t) => t.eval(&mut io.scope(&input))?,
                 None => input,
             };
             let result = p.result.clone().unwrap_or(effective);
@@ -909,10 +903,7 @@ pub fn process_result(
             return Ok((io.output(&state.output, &r)?, assigned));
         }
         let selected = match &processing.result_selector {
-            Some(t) => t.eval(&mut Scope {
-                docs: Docs { input: &r, context: &io.ctx, vars: io.vars },
-                entropy: &mut *io.entropy,
-            })?,
+            Some(t) => t.eval(&mut io.scope(&r))?,
             None => r,
         };
         let combined = result_path(&processing.result_path, &state.name, raw, selected)?;

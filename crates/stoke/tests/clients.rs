@@ -9,6 +9,9 @@ use std::process::Command;
 
 use common::*;
 
+/// Doubles its event's `n`: the function the Step Functions scripts call.
+const DOUBLE: &str = "def handler(event, context):\n    return {'n': event['n'] * 2}\n";
+
 fn python_has(module: &str) -> bool {
     Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
 }
@@ -66,7 +69,7 @@ fn boto3_drives_the_step_functions_api() {
         return;
     }
     let s = TestServer::start();
-    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    python_fn(&s, "double", DOUBLE, serde_json::json!({}));
     run_boto3_script(&s, "boto3_states.py");
 }
 
@@ -76,7 +79,7 @@ fn boto3_runs_a_distributed_map_with_child_executions() {
         return;
     }
     let s = TestServer::start();
-    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    python_fn(&s, "double", DOUBLE, serde_json::json!({}));
     // A distributed Map's reader (its answer is the items; a negative count answers an object) and writer.
     python_fn(
         &s,
@@ -99,7 +102,7 @@ fn boto3_runs_jsonata_states_with_variables() {
         return;
     }
     let s = TestServer::start();
-    python_fn(&s, "double", "def handler(event, context):\n    return {'n': event['n'] * 2}\n", serde_json::json!({}));
+    python_fn(&s, "double", DOUBLE, serde_json::json!({}));
     python_fn(
         &s,
         "boom",

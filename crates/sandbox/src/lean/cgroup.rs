@@ -351,9 +351,16 @@ pub struct Group {
 }
 
 impl Group {
+    /// Whether the connection from `peer` to `local` was opened by one of the group's processes, as the
+    /// kernel's record of the socket's cgroup shows it (v2 only; `false` proves nothing, see
+    /// `InstanceControl::opened_connection_quickly`).
+    pub fn opened_connection_quickly(&self, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> bool {
+        self.v2_id().is_some_and(|id| crate::peer::opened_in_cgroup(id, local, peer))
+    }
+
     /// The group's id in the unified (v2) hierarchy, which the kernel gives every socket its processes
     /// create; `None` where the group has no v2 directory.
-    pub fn v2_id(&self) -> Option<u64> {
+    fn v2_id(&self) -> Option<u64> {
         *self.v2_id.get_or_init(|| {
             use std::os::unix::fs::MetadataExt;
             let (_, dir, _) = self.controllers.iter().find(|(_, _, v2)| *v2)?;

@@ -618,7 +618,7 @@ impl InstanceControl for LeanControl {
     }
 
     fn opened_connection_quickly(&self, local: SocketAddr, peer: SocketAddr) -> bool {
-        self.group.v2_id().is_some_and(|id| crate::peer::opened_in_cgroup(id, local, peer))
+        self.group.opened_connection_quickly(local, peer)
     }
 }
 

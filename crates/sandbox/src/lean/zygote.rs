@@ -551,7 +551,7 @@ impl InstanceControl for ForkedControl {
     }
 
     fn opened_connection_quickly(&self, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> bool {
-        self.group.v2_id().is_some_and(|id| crate::peer::opened_in_cgroup(id, local, peer))
+        self.group.opened_connection_quickly(local, peer)
     }
 }
 
