@@ -69,6 +69,12 @@ pub fn is_available(s: &PoolSnapshot) -> bool {
     s.idle > s.queued
 }
 
+/// How far the [sustained load](PoolSnapshot::sustained_load) must pass a whole number of instances before
+/// one more is started for it. A caller that sends its next invocation as soon as the last one is answered
+/// finds the instance still on its way back to `next`: for a moment two invocations are in flight, and a
+/// load of one instance averages slightly above 1. Half an invocation waiting on average is a queue.
+pub const LOAD_SLACK: f64 = 0.5;
+
 /// How many instances to start now.
 ///
 /// Queued work that instances already starting will take is not counted again. Once an instance has
@@ -129,7 +135,7 @@ pub fn instances_to_start(s: &PoolSnapshot) -> usize {
     let sustained = match (s.sustained_load, s.typical_duration) {
         (Some(load), Some(_)) if s.queued > 0 => {
             let serving = s.total() - s.held;
-            saturate_usize(load.ceil()).min(s.cores.max(1)).saturating_sub(serving)
+            saturate_usize((load - LOAD_SLACK).ceil()).min(s.cores.max(1)).saturating_sub(serving)
         }
         _ => 0,
     };
@@ -311,8 +317,14 @@ mod tests {
             ..snap()
         };
         assert_eq!(instances_to_start(&s), 0);
-        // …but 2.5 invocations in flight on average over the last ticks is a load that lasts: 3 instances.
-        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(2.5), ..s }), 2);
+        // …but 2.7 invocations in flight on average over the last ticks is a load that lasts: 3 instances.
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(2.7), ..s }), 2);
+        // One caller sending back to back averages a little over 1 (its next call arrives before the instance
+        // is back at `next`): that is one instance's load, not a queue.
+        let one = PoolSnapshot { queued: 1, ..s };
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(1.02), ..one }), 0);
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(1.49), ..one }), 0);
+        assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(1.6), ..one }), 1);
         // Never more than one per core: the rest wait in the function's own queue.
         assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(31.2), ..s }), 3);
         assert_eq!(instances_to_start(&PoolSnapshot { sustained_load: Some(31.2), busy: 4, ..s }), 0);
