@@ -154,7 +154,8 @@ impl Script {
 struct Knobs {
     default_script: Script,
     scripts: HashMap<String, Script>,
-    spawn_error: Option<String>,
+    /// What `spawn` fails with, and how many more times (`None`: every time).
+    spawn_error: Option<(io::ErrorKind, String, Option<u32>)>,
     instances_memory: Option<u64>,
     peak_memory: Option<u64>,
     memory_limit: Option<u64>,
@@ -202,9 +203,14 @@ impl FakeSandbox {
         lock(&self.knobs).default_script = script;
     }
 
-    /// `spawn` fails with this message (`None`: it succeeds again).
-    pub fn fail_spawns(&self, message: Option<&str>) {
-        lock(&self.knobs).spawn_error = message.map(str::to_string);
+    /// `spawn` fails with an error of this kind and message (`None`: it succeeds again).
+    pub fn fail_spawns(&self, failure: Option<(io::ErrorKind, &str)>) {
+        lock(&self.knobs).spawn_error = failure.map(|(kind, message)| (kind, message.to_string(), None));
+    }
+
+    /// The next `times` spawns fail with an error of this kind and message; the ones after succeed.
+    pub fn fail_next_spawns(&self, times: u32, kind: io::ErrorKind, message: &str) {
+        lock(&self.knobs).spawn_error = Some((kind, message.to_string(), Some(times)));
     }
 
     /// What [`Sandbox::instances_memory_bytes`] answers.
@@ -448,9 +454,16 @@ impl Sandbox for FakeSandbox {
 
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
         let script = {
-            let knobs = lock(&self.knobs);
-            if let Some(message) = &knobs.spawn_error {
-                return Err(io::Error::other(message.clone()));
+            let mut knobs = lock(&self.knobs);
+            if let Some((kind, message, left)) = &mut knobs.spawn_error {
+                if *left != Some(0) {
+                    let error = io::Error::new(*kind, message.clone());
+                    if let Some(n) = left {
+                        *n -= 1;
+                    }
+                    return Err(error);
+                }
+                knobs.spawn_error = None;
             }
             let function = spec.env.iter().find(|(k, _)| k == "AWS_LAMBDA_FUNCTION_NAME").map(|(_, v)| v.as_str());
             function.and_then(|f| knobs.scripts.get(f)).unwrap_or(&knobs.default_script).clone()

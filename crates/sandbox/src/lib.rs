@@ -294,6 +294,14 @@ impl Sandbox for ProcessSandbox {
     }
 }
 
+/// Whether a sandbox's refusal to start a function's program is the function's fault — the program is
+/// missing, not executable, or not a program — rather than the node's (a busy device, memory or processes
+/// short), which is worth another try and must never be reported as the function's error.
+pub fn entrypoint_fault(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied)
+        || matches!(e.raw_os_error(), Some(libc::ENOEXEC | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG))
+}
+
 /// Locks `m`, taking the data even when a thread panicked while holding it: a sandbox's bookkeeping stays
 /// consistent between statements, and one instance's failure must not stop every later spawn.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -304,6 +312,17 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn a_missing_or_unrunnable_program_is_the_functions_fault_a_busy_node_is_not() {
+        for errno in [libc::ENOENT, libc::EACCES, libc::ENOEXEC, libc::ENOTDIR, libc::ELOOP] {
+            assert!(entrypoint_fault(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        for errno in [libc::EBUSY, libc::EAGAIN, libc::ENOMEM, libc::ENOSPC, libc::EMFILE] {
+            assert!(!entrypoint_fault(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        assert!(!entrypoint_fault(&io::Error::other("the instance exited before it could be tracked")));
+    }
 
     fn spec(script: &str) -> SpawnSpec {
         SpawnSpec {

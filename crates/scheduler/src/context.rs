@@ -185,7 +185,7 @@ pub(crate) const NO_SPACE: &str = "Stoke.NoSpace";
 /// The error type of an invocation the node running it (another node, in a cluster) was lost with.
 const NODE_LOST: &str = "Stoke.NodeLost";
 /// The error type of an invocation another node could not run for a reason of the platform's.
-const PLATFORM: &str = "Stoke.Platform";
+pub(crate) const PLATFORM: &str = "Stoke.Platform";
 
 /// The result that carries a platform's failure through an invocation's responder, for [`platform_failure`]
 /// to turn back into the error.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::context::{error_outcome, InstanceCtx, NO_SPACE};
+use crate::context::{error_outcome, InstanceCtx, NO_SPACE, PLATFORM};
 use crate::queue::{self, FunctionQueue, Origin};
 use crate::{lock, Outcome, Scheduler, Shared};
 
@@ -123,14 +123,27 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let spawned = match shared.sandbox.spawn(&spec) {
-        Ok(s) => s,
-        Err(e) => {
-            server.abort();
-            return Err(error_outcome(
-                "Runtime.InvalidEntrypoint",
-                format!("cannot start {}: {e}", spec.program.display()),
-            ));
+    let mut attempt = 0;
+    let spawned = loop {
+        match shared.sandbox.spawn(&spec) {
+            Ok(s) => break s,
+            Err(e) if !stoke_sandbox::entrypoint_fault(&e) && attempt < SPAWN_RETRIES => {
+                attempt += 1;
+                ctx.log(None, format!("instance {} could not start ({e}); trying again", ctx.id));
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            Err(e) => {
+                server.abort();
+                let program = spec.program.display();
+                return Err(if stoke_sandbox::entrypoint_fault(&e) {
+                    error_outcome("Runtime.InvalidEntrypoint", format!("cannot start {program}: {e}"))
+                } else {
+                    error_outcome(
+                        PLATFORM,
+                        format!("the node could not start an instance to run {program}: {e}; retry the invocation"),
+                    )
+                });
+            }
         }
     };
     let _ = ctx.launched.set(shared.clock.now().saturating_duration_since(ctx.spawned_at));
@@ -138,6 +151,9 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     queue.set_control(ctx.id, spawned.control.clone());
     Ok((spawned, server, started))
 }
+
+/// Starts a sandbox may try again after a failure of the node's own (a busy device, a short resource).
+const SPAWN_RETRIES: u32 = 2;
 
 /// Copies one output pipe of an instance into the function's log, line by line, tagging each line with
 /// the invocation running when it was read. Reads without blocking, so a drain request can take

@@ -214,14 +214,49 @@ async fn a_runtime_that_exits_before_asking_for_work_is_an_init_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_the_sandbox_cannot_start_fails_the_call_with_an_invalid_entrypoint() {
     let h = Harness::new(Script::echo());
-    h.fake.fail_spawns(Some("exec format error"));
+    h.fake.fail_spawns(Some((std::io::ErrorKind::NotFound, "no such file")));
     let target = h.target("resize", |_| {});
     let result = h.invoke(&target, "{}").await.unwrap();
     let (error_type, body) = function_error(&result);
     assert_eq!(error_type, "Runtime.InvalidEntrypoint");
     let program = h.dir.path().join("run/code/abc/bootstrap");
-    assert_eq!(body["errorMessage"], format!("cannot start {}: exec format error", program.display()).as_str());
+    assert_eq!(body["errorMessage"], format!("cannot start {}: no such file", program.display()).as_str());
     assert_eq!(h.fake.spawn_count(), 0);
+    assert!(!h.logs(&target).iter().any(|l| l.contains("trying again")), "the function's fault is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_the_node_fails_once_is_tried_again_and_the_call_never_sees_it() {
+    let h = Harness::new(Script::echo());
+    h.fake.fail_next_spawns(1, std::io::ErrorKind::ResourceBusy, "Device or resource busy");
+    let target = h.target("resize", |_| {});
+    let (body, _) = h.ok(&target, "{\"n\":1}").await;
+    assert_eq!(body, "{\"n\":1}");
+    assert_eq!(h.fake.spawn_count(), 1);
+    let logs = h.logs(&target);
+    assert!(logs.iter().any(|l| l.contains("could not start (Device or resource busy); trying again")), "{logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_the_node_keeps_failing_is_the_platforms_error_not_the_functions() {
+    let h = Harness::new(Script::echo());
+    h.fake.fail_spawns(Some((std::io::ErrorKind::ResourceBusy, "Device or resource busy")));
+    let target = h.target("resize", |_| {});
+    match h.invoke(&target, "{}").await {
+        Err(InvokeError::Platform(message)) => {
+            let program = h.dir.path().join("run/code/abc/bootstrap");
+            assert_eq!(
+                message,
+                format!(
+                    "the node could not start an instance to run {}: Device or resource busy; retry the invocation",
+                    program.display()
+                )
+            );
+        }
+        other => panic!("expected the platform's error, got {other:?}"),
+    }
+    let logs = h.logs(&target);
+    assert_eq!(logs.iter().filter(|l| l.contains("trying again")).count(), 2, "{logs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,11 @@ impl Harness {
         }
     }
 
+    /// The text of `target`'s first 1,000 log lines.
+    pub fn logs(&self, target: &Arc<InvokeTarget>) -> Vec<String> {
+        self.scheduler.logs(&target.account, &target.function, 0, 1000).into_iter().map(|l| l.text).collect()
+    }
+
     /// One controller tick, now.
     pub fn tick(&self) {
         crate::tick(self.shared());

@@ -218,9 +218,14 @@ async fn memory_answers_and_spawn_failures_are_the_tests_to_set() {
     fake.set_can_freeze(true);
     assert!(spawned.control.freeze(true));
     assert!(fake.spawned()[0].is_frozen());
-    fake.fail_spawns(Some("no such bootstrap"));
+    fake.fail_spawns(Some((io::ErrorKind::NotFound, "no such bootstrap")));
     assert_eq!(fake.spawn(&spec(addr, "f")).unwrap_err().to_string(), "no such bootstrap");
     assert_eq!(fake.spawn_count(), 1, "a failed spawn starts nothing");
+    fake.fail_next_spawns(1, io::ErrorKind::ResourceBusy, "device busy");
+    assert_eq!(fake.spawn(&spec(addr, "f")).unwrap_err().kind(), io::ErrorKind::ResourceBusy);
+    let again = fake.spawn(&spec(addr, "f")).unwrap();
+    assert_eq!(fake.spawn_count(), 2, "only the first of the two failed");
+    drop(again);
     // Nobody waits for the instance any more: it is killed, as a child process would be.
     drop(spawned);
     let status = fake.spawned()[0].exited(Duration::from_secs(5)).await;

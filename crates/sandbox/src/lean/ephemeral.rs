@@ -252,16 +252,26 @@ struct LoopConfig {
     reserved: [u64; 8],
 }
 
+/// Tries at a free loop device other processes keep taking first (with back-off, about half a second in all).
+const LOOP_TRIES: u32 = 16;
+
 /// Attaches `file` to a free loop device that clears itself when its last mount goes, with direct I/O
 /// (the image's pages are not cached twice). Returns the device's path — `/dev/loopN`, or a node made next
 /// to the image where `/dev` lacks it (a container's static `/dev`) — and the device opened: closing it
 /// before something else holds the device detaches it.
 fn attach_loop(file: &File) -> io::Result<(PathBuf, File)> {
+    // Every thread asking for a free device at once is told the same one, and all but one then find it
+    // taken: a burst of 40 starts would need 40 tries for the last. One attach at a time within the server;
+    // another process may still take the device between the two calls, and then the next one is asked for.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = lock(&ONE_AT_A_TIME);
     let control = OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open("/dev/loop-control")?;
     let dir = file_dir(file);
     let mut last = io::Error::other("no free loop device");
-    // Another process may take the device between the two calls: then ask again.
-    for _ in 0..8 {
+    for attempt in 0..LOOP_TRIES {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(1 << attempt.min(5)));
+        }
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
         let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
         if n < 0 {
