@@ -64,14 +64,25 @@ fn the_tuner_recommends_the_right_size_for_cpu_memory_and_io_bound_functions() {
 
     // CPU-bound: every size is faster than the one below until one full vCPU (1769 MB).
     python_fn(&s, "crunch", CPU_BOUND, json!({"memory_mb": 256, "timeout_s": 60}));
-    let t = tune(&s, "crunch", json!({"payload": {"n": 2000000}, "memory": [256, 512, 1024, 2048], "runs": 4}));
-    assert_eq!(t["state"], "succeeded", "{t}");
-    assert_eq!((t["cpu_follows_memory"].as_bool(), t["memory_enforced"].as_bool()), (Some(true), Some(true)));
-    let (w256, w512, w1024, w2048) = (warm(&t, 256), warm(&t, 512), warm(&t, 1024), warm(&t, 2048));
     // Each size has twice the CPU of the one below (0.14, 0.29, 0.58, 1.16 vCPU): ideally half the time. On
     // two busy cores the larger quotas are not always met (a run saw 1.37× between 512 and 1024 MB), so the
-    // check is that each is clearly faster, not by how much.
-    assert!(w256 > w512 * 1.2 && w512 > w1024 * 1.2 && w1024 > w2048, "durations fall with memory: {t}");
+    // check is that each is clearly faster, not by how much. The largest size's single thread needs a whole
+    // core, which another process on a shared two-core machine can take for the length of its runs (one CI
+    // run in ten saw 1024 and 2048 MB within 2 %): a tune whose sizes do not fall is run once more.
+    let falls = |t: &Value| {
+        let (w256, w512, w1024, w2048) = (warm(t, 256), warm(t, 512), warm(t, 1024), warm(t, 2048));
+        w256 > w512 * 1.2 && w512 > w1024 * 1.2 && w1024 > w2048
+    };
+    let body = json!({"payload": {"n": 2000000}, "memory": [256, 512, 1024, 2048], "runs": 4});
+    let mut t = tune(&s, "crunch", body.clone());
+    assert_eq!(t["state"], "succeeded", "{t}");
+    if !falls(&t) {
+        eprintln!("the CPU-bound tune's durations did not fall with memory; measuring again: {t}");
+        t = tune(&s, "crunch", body);
+        assert_eq!(t["state"], "succeeded", "{t}");
+    }
+    assert_eq!((t["cpu_follows_memory"].as_bool(), t["memory_enforced"].as_bool()), (Some(true), Some(true)));
+    assert!(falls(&t), "durations fall with memory: {t}");
     assert_eq!(t["recommendation"]["memory_mb"], 2048, "{t}");
     assert_eq!(t["recommendation"]["current_mb"], 256);
     assert!(size(&t, 256)["cold_ms"].as_f64().unwrap() > size(&t, 256)["init_ms"].as_f64().unwrap());
