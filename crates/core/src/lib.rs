@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod gateway;
 pub mod hex;
+pub mod history;
 pub mod json;
 pub mod keepalive;
 pub mod layer;

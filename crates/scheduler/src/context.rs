@@ -167,6 +167,7 @@ impl InstanceCtx {
         let outcome_name = if matches!(outcome, Outcome::Success(_)) { "success" } else { "error" };
         m.invocations.get_or_create(&labels.with_outcome(outcome_name)).inc();
         m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        m.recent.answered(duration_ms, outcome_name == "error", init_duration_ms.is_some());
         if let Some(init) = init_duration_ms {
             m.cold_starts.get_or_create(&labels).inc();
             m.node_cold_starts.inc();

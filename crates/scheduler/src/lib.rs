@@ -846,6 +846,11 @@ impl Scheduler {
         }
     }
 
+    /// The node's last hour in ten-second slots, oldest first (every account's invocations).
+    pub fn node_history(&self) -> Vec<stoke_core::history::HistoryPoint> {
+        self.shared.metrics.recent.points()
+    }
+
     /// A fresh request id.
     pub fn request_id(&self) -> String {
         self.shared.ids.next()
@@ -1094,6 +1099,7 @@ fn tick(shared: &Arc<Shared>) {
         queue::reconcile(shared, q);
     }
     lock(&shared.queues).draining.retain(|q| !q.is_finished());
+    shared.metrics.recent.roll(now, || queues.iter().map(|q| q.depth() as u64).sum());
     relieve_pressure(shared);
 }
 

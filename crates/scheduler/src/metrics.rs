@@ -2,6 +2,9 @@
 //! init-duration histograms (recorded as things happen), queue depth and instances by state (read from the
 //! queues when scraped).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +12,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use stoke_core::history;
+
+use crate::lock;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct FunctionLabels {
@@ -101,6 +107,81 @@ pub(crate) struct Metrics {
     /// The only walk over all functions outside the controller's tick: invocations on a node with room never
     /// cause one.
     pub reclaim_walks: Counter,
+    /// Node-wide: the slot being counted now and the last hour's, for `GET /v1/node/history`.
+    pub recent: Recent,
+}
+
+/// What the node did in the [slot](stoke_core::history::SLOT) under way, counted with relaxed atomic adds
+/// (an invocation's answer pays three), and the slots before it. The controller's tick closes the slot.
+pub(crate) struct Recent {
+    invocations: AtomicU64,
+    errors: AtomicU64,
+    throttles: AtomicU64,
+    cold_starts: AtomicU64,
+    durations: [AtomicU64; history::BUCKETS],
+    started: Mutex<Option<std::time::Instant>>,
+    history: Mutex<history::History>,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Recent {
+            invocations: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+            cold_starts: AtomicU64::new(0),
+            durations: std::array::from_fn(|_| AtomicU64::new(0)),
+            started: Mutex::new(None),
+            history: Mutex::new(history::History::default()),
+        }
+    }
+
+    /// One answered invocation.
+    pub fn answered(&self, duration_ms: f64, error: bool, cold: bool) {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        self.durations[history::bucket_of(duration_ms)].fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if cold {
+            self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn throttled(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closes the slot under way once it has lasted a slot's span (at `now`, with `queued` invocations
+    /// waiting), and starts the next. What lands between two reads of the counters counts in the next slot.
+    pub fn roll(&self, now: std::time::Instant, queued: impl FnOnce() -> u64) {
+        {
+            let mut started = lock(&self.started);
+            let began = *started.get_or_insert(now);
+            if now.saturating_duration_since(began) < history::SLOT {
+                return;
+            }
+            *started = Some(now);
+        }
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        let end_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let slot = history::Slot {
+            end_ms,
+            invocations: take(&self.invocations),
+            errors: take(&self.errors),
+            throttles: take(&self.throttles),
+            cold_starts: take(&self.cold_starts),
+            queued: queued(),
+            durations: std::array::from_fn(|i| take(&self.durations[i])),
+        };
+        lock(&self.history).push(slot);
+    }
+
+    pub fn points(&self) -> Vec<history::HistoryPoint> {
+        lock(&self.history).points()
+    }
 }
 
 impl Metrics {
@@ -114,6 +195,7 @@ impl Metrics {
             node_cold_starts: Counter::default(),
             evictions: Family::default(),
             reclaim_walks: Counter::default(),
+            recent: Recent::new(),
         }
     }
 

@@ -827,6 +827,7 @@ pub(crate) fn no_room(shared: &Shared, queue: &FunctionQueue) -> InvokeError {
 /// Counts a refused invocation and says why, retryable after a second.
 fn throttled(shared: &Shared, queue: &FunctionQueue, reason: String) -> InvokeError {
     shared.metrics.throttles.get_or_create(&queue.labels()).inc();
+    shared.metrics.recent.throttled();
     shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
     InvokeError::Throttled { reason, retry_after_s: 1 }
 }

@@ -801,3 +801,29 @@ async fn a_preparation_another_node_takes_waits_there_for_the_turn_its_owner_dec
     taken.finish(Ok(ran));
     assert_eq!(stepping.await.unwrap().unwrap().outcome, Outcome::Success("plain".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_history_counts_each_slots_invocations_cold_starts_and_durations() {
+    let h = Harness::new(Script::echo());
+    let target = h.target("resize", |_| {});
+    h.tick();
+    for i in 0..4 {
+        h.ok(&target, &format!("{i}")).await;
+        h.idle(&target, 1).await;
+    }
+    assert!(h.scheduler.node_history().is_empty(), "no slot has ended yet");
+    h.clock.advance(stoke_core::history::SLOT);
+    h.tick();
+    let points = h.scheduler.node_history();
+    assert_eq!(points.len(), 1, "{points:?}");
+    let p = &points[0];
+    assert_eq!((p.invocations, p.cold_starts, p.errors, p.throttles, p.queued), (4, 1, 0, 0, 0), "{p:?}");
+    assert_eq!(p.invocations_per_s, 0.4);
+    assert!(p.p50_ms.is_some_and(|ms| ms > 0.0) && p.p99_ms >= p.p50_ms, "{p:?}");
+    // A quiet slot is recorded too, empty: the chart shows the gap.
+    h.clock.advance(stoke_core::history::SLOT);
+    h.tick();
+    let points = h.scheduler.node_history();
+    assert_eq!(points.len(), 2);
+    assert_eq!((points[1].invocations, points[1].p50_ms), (0, None));
+}

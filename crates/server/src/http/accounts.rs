@@ -1,12 +1,12 @@
-//! `/v1/account`, `/v1/accounts`, `/v1/node`.
+//! `/v1/account`, `/v1/accounts`, `/v1/node`, `/v1/node/history`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::error::{ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::ApiJson;
-use super::views::{AccountList, AccountView, CreateAccountRequest, CreatedAccount, NodeView};
+use super::views::{AccountList, AccountView, CreateAccountRequest, CreatedAccount, NodeHistory, NodeView};
 use super::{blocking, AppState};
 use crate::accounts::Caller;
 
@@ -50,4 +50,19 @@ pub async fn node(State(s): State<AppState>, caller: Caller) -> Json<NodeView> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         status: caller.account.is_admin.then(|| s.invoker.scheduler().node_status()),
     })
+}
+
+/// The node's last hour in ten-second slots, oldest first: invocations per second, errors, throttles, cold
+/// starts, invocations queued, and each slot's p50 and p99 duration (admin only: every account's calls).
+#[utoipa::path(get, path = "/v1/node/history", tag = "node",
+    responses((status = 200, body = NodeHistory), (status = 403, body = ErrorBody)))]
+pub async fn node_history(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<NodeHistory>> {
+    if !caller.account.is_admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the node's history counts every account's invocations: use an admin account's key",
+        ));
+    }
+    Ok(Json(NodeHistory { slot_s: stoke_core::history::SLOT.as_secs(), points: s.invoker.scheduler().node_history() }))
 }

@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/node", get(accounts::node))
+        .route("/node/history", get(accounts::node_history))
         .route("/nodes", get(cluster::list))
         .route("/account", get(accounts::whoami))
         .route("/accounts", get(accounts::list).post(accounts::create))

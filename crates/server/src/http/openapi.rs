@@ -17,7 +17,7 @@ use super::{accounts, cluster, events, functions, invoke, layers, schedules, tri
 #[openapi(
     info(title = "stoke native API", description = "Functions, versions, aliases, lifecycle, layers, images, accounts, invocations, HTTP triggers and workflows. Authenticate with 'Authorization: Bearer <api_key>'."),
     paths(
-        accounts::whoami, accounts::list, accounts::create, accounts::node, cluster::list,
+        accounts::whoami, accounts::list, accounts::create, accounts::node, accounts::node_history, cluster::list,
         functions::create, functions::list, functions::get, functions::update_config, functions::delete,
         functions::update_code, functions::download_code, functions::publish, functions::list_versions, functions::delete_version,
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,

@@ -312,6 +312,15 @@ pub struct NodeView {
     pub status: Option<stoke_core::memory::NodeStatus>,
 }
 
+/// The node's recent past, for charts.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeHistory {
+    /// Each point's span, in seconds.
+    pub slot_s: u64,
+    /// Up to an hour of points, oldest first; a node that started less than a slot ago has none.
+    pub points: Vec<stoke_core::history::HistoryPoint>,
+}
+
 /// `{function}` of an operation on a function as a whole: its name or its ARN, without a qualifier.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
