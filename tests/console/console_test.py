@@ -2,8 +2,8 @@
 
 Run by crates/stoke/tests/console.rs against a real server that already has, in the account of STOKE_API_KEY,
 the function `echo` (it prints a log line holding markup and returns its event; its description is markup
-too) and the workflow `chain` (three Task states, One → Two → Three, on functions never run before); and a
-second account whose key is STOKE_OTHER_KEY. Reads STOKE_ENDPOINT; with
+too) and the workflow `chain` (three Task states, One → Two → Three, on functions never run before), a finished
+tune of `echo` at 128 and 256 MB whose id is STOKE_TUNE; and a second account whose key is STOKE_OTHER_KEY. Reads STOKE_ENDPOINT; with
 STOKE_SCREENSHOTS set, saves a screenshot of each page there. Every step asserts; the first failure exits
 non-zero.
 """
@@ -17,11 +17,12 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 KEY = os.environ["STOKE_API_KEY"]
 OTHER_KEY = os.environ["STOKE_OTHER_KEY"]
+TUNE = os.environ["STOKE_TUNE"]
 SHOTS = os.environ.get("STOKE_SCREENSHOTS")
 
 options = webdriver.ChromeOptions()
@@ -116,6 +117,45 @@ try:
     driver.set_window_size(1280, 900)
     injected = driver.execute_script("return document.querySelectorAll('#main img, #main script, #main b').length")
     assert injected == 0 and not pwned(), "markup from the server was rendered as HTML"
+    # The two invocations are rows of the recent invocations, newest first, read from their REPORT lines.
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#invocations tbody tr")) >= 2)
+    newest = driver.find_element(By.CSS_SELECTOR, "#invocations tbody tr").get_attribute("data-request")
+    assert newest and newest in text_of("report"), (newest, text_of("report"))
+
+    # 4b. Versions and aliases: publish, point a new alias at the version, move it to $LATEST; block and
+    #     unblock.
+    assert "No version published yet." in text_of("releases"), text_of("releases")
+    driver.find_element(By.ID, "publish").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#versions tr[data-version='1']"))
+    wait.until(lambda d: d.find_elements(By.ID, "alias-name"))
+    driver.find_element(By.ID, "alias-name").send_keys("prod")
+    driver.find_element(By.ID, "alias-create").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#aliases tr[data-alias='prod'][data-version='1']"))
+    row = driver.find_element(By.CSS_SELECTOR, "#aliases tr[data-alias='prod']")
+    Select(row.find_element(By.TAG_NAME, "select")).select_by_value("$LATEST")
+    row.find_element(By.TAG_NAME, "button").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#aliases tr[data-alias='prod'][data-version='$LATEST']"))
+    driver.find_element(By.ID, "alias-create").click()
+    wait.until(lambda d: "Give the alias a name" in text_of("alias-note"))
+    wait.until(lambda d: d.find_elements(By.ID, "block"))[0].click()
+    wait.until(lambda d: "BLOCKED" in text_of("config") and d.find_elements(By.ID, "unblock"))
+    driver.find_element(By.ID, "unblock").click()
+    wait.until(lambda d: "PUBLISHED" in text_of("config") and d.find_elements(By.ID, "block"))
+
+    # 4c. The tune's page: a row and a bar per size, the recommended one marked, the summary.
+    wait.until(lambda d: d.find_elements(By.ID, "last-tune"))[0].click()
+    wait.until(lambda d: text_of("tune-id") == "Tune of echo")
+    assert driver.current_url.endswith("#/tunes/" + TUNE), driver.current_url
+    sizes = [r.get_attribute("data-memory") for r in driver.find_elements(By.CSS_SELECTOR, "#sizes tbody tr")]
+    assert sizes == ["128", "256"], sizes
+    bars = driver.find_elements(By.CSS_SELECTOR, "#tune-chart rect.bar")
+    best = driver.find_elements(By.CSS_SELECTOR, "#tune-chart rect.bar.best")
+    assert len(bars) == 2 and len(best) == 1, (len(bars), len(best))
+    request = urllib.request.Request(f"{ENDPOINT}/v1/tunes/{TUNE}", headers={"Authorization": "Bearer " + KEY})
+    recommendation = json.load(urllib.request.urlopen(request))["recommendation"]
+    assert best[0].get_attribute("data-memory") == str(recommendation["memory_mb"]), recommendation
+    assert text_of("recommendation") == recommendation["summary"], text_of("recommendation")
+    shot("tune")
 
     # 5. Workflows: the list, the states of `chain`, an execution started from the page whose steps turn
     #    green as they finish, and its timeline, whose rows and cold-start marks are the API's.
@@ -123,22 +163,32 @@ try:
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#workflows tr[data-workflow='chain']"))
     driver.find_element(By.LINK_TEXT, "chain").click()
     wait.until(lambda d: text_of("workflow-name") == "chain")
-    states = [e.get_attribute("data-state") for e in driver.find_elements(By.CSS_SELECTOR, "ul.states li")]
+    states = [e.get_attribute("data-state") for e in driver.find_elements(By.CSS_SELECTOR, "#graph g.node")]
     assert states == ["One", "Two", "Three"], states
+    listed = driver.execute_script("return [...document.querySelectorAll('ul.states li')].map(e => e.dataset.state)")
+    assert listed == ["One", "Two", "Three"], listed
+    shot("workflow")
     driver.find_element(By.ID, "start").click()
     wait.until(lambda d: d.find_elements(By.ID, "execution-status"))
     seen = {}
+    boxes = {}
     deadline = time.time() + 60
     while text_of("execution-status") != "SUCCEEDED":
         assert time.time() < deadline, "the execution did not finish"
-        for row in driver.find_elements(By.CSS_SELECTOR, "#timeline g.step"):
-            try:
-                seen.setdefault(row.get_attribute("data-state"), set()).add(row.get_attribute("data-status"))
-            except Exception:  # the chart is redrawn under us
-                pass
+        # Read in one step in the page: it redraws the chart under us.
+        rows, nodes = driver.execute_script(
+            "return [[...document.querySelectorAll('#timeline g.step')].map(g => [g.dataset.state, g.dataset.status]),"
+            " [...document.querySelectorAll('#graph g.node')].map(g => [g.dataset.state, g.dataset.status])]")
+        for state, status in rows:
+            seen.setdefault(state, set()).add(status)
+        for state, status in nodes:
+            boxes.setdefault(state, set()).add(status)
         time.sleep(0.1)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#timeline g.step[data-status='succeeded']")) == 3)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#graph g.node[data-status='succeeded']")) == 3)
     assert any("running" in s for s in seen.values()), f"a step was seen running before it was green: {seen}"
+    assert any("running" in s for s in boxes.values()), f"a state's box was seen running before it was green: {boxes}"
+    assert "idle" in boxes["Three"], f"the last state's box was idle before it was entered: {boxes}"
     execution = driver.current_url.rsplit("/", 1)[1]
     request = urllib.request.Request(f"{ENDPOINT}/v1/executions/{execution}/timeline",
                                      headers={"Authorization": "Bearer " + KEY})
@@ -154,6 +204,18 @@ try:
     shot("execution")
     driver.set_window_size(1280, 900)
 
+    # 5b. The node: instances by state, memory, and the last hour's charts (the first ten-second slot has
+    #     ended by now, or ends while the page refreshes itself).
+    driver.find_element(By.LINK_TEXT, "Node").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#instance-states .card[data-state='idle']"))
+    cold = int(text_of("node-cold-starts").split()[0])
+    assert cold >= 4, f"echo, one, two and three each started cold: {text_of('node-cold-starts')}"
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-rate path.series"))
+    series = driver.execute_script(
+        "return [...document.querySelectorAll('.spark path.series')].map(p => p.dataset.series)")
+    assert series == ["invocations_per_s", "p50_ms", "p99_ms", "cold_starts"], series
+    shot("node")
+
     # 6. Another account's key sees none of this account's functions, and not this one by its name.
     driver.find_element(By.ID, "sign-out").click()
     sign_in(OTHER_KEY)
@@ -164,6 +226,10 @@ try:
     error = driver.find_element(By.CSS_SELECTOR, "#main .error").text
     assert "echo" in error, error
     assert not pwned()
+    # Nor the node's figures, which count every account.
+    driver.find_element(By.LINK_TEXT, "Node").click()
+    wait.until(lambda d: d.find_elements(By.ID, "admin-only"))
+    assert not driver.find_elements(By.ID, "chart-rate")
 
     # 7. Signing out forgets the key: a reload asks for one again.
     driver.find_element(By.ID, "sign-out").click()

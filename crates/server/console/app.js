@@ -1,4 +1,5 @@
-// stoke's web console: a page per route (#/signin, #/functions, #/functions/<name>) drawn from the /v1 API.
+// stoke's web console: a page per route (#/signin, #/functions[/<name>], #/workflows[/<name>], #/executions/<id>,
+// #/tunes/<id>, #/node) drawn from the /v1 API.
 // The API key lives in this tab's session storage and travels only as a bearer token. Every value from the
 // server is put on the page as text (textContent), never parsed as HTML.
 'use strict';
@@ -154,7 +155,7 @@ async function functionsPage(alive) {
 
 /** Follows a function's log lines: the recent ones, then each as it is written, read as server-sent events
  * through fetch (so that the key goes in a header, not the URL). Returns a function that stops it. */
-function followLogs(name, pre) {
+function followLogs(name, pre, also = () => {}) {
   const controller = new AbortController();
   const seen = new Set();
   let since = 0; // the first answer holds the recent lines
@@ -166,6 +167,7 @@ function followLogs(name, pre) {
     const at = new Date(line.at_ms).toISOString().slice(11, 23);
     pre.append(el('span', { class: 'line', text: at + '  ' + line.text + '\n' }));
     pre.scrollTop = pre.scrollHeight;
+    also(line);
   };
   const path = '/v1/functions/' + encodeURIComponent(name) + '/logs/stream?since_ms=';
   (async () => {
@@ -268,18 +270,137 @@ async function functionPage(name, alive) {
     }
   });
   const logs = el('pre', { id: 'logs', class: 'logs', 'aria-live': 'polite', 'aria-label': 'Live logs' });
+  const releases = el('div', { id: 'releases' });
+  const recent = el('div', { id: 'recent' });
   show(
     el('p', {}, el('a', { href: '#/functions', text: '← Functions' })),
     el('h1', { id: 'function-name', text: f.name }),
+    functionActions(f),
     config(f),
+    f.last_tune ? el('p', {}, 'Last tune: ', el('a', { href: '#/tunes/' + encodeURIComponent(f.last_tune.id), id: 'last-tune',
+      text: f.last_tune.state + (f.last_tune.recommendation ? ', ' + f.last_tune.recommendation.summary : '') })) : null,
     el('h2', { text: 'Invoke' }),
     event,
     el('div', { class: 'row' }, invoke),
     result,
     report,
     el('h2', { text: 'Live logs' }),
-    logs);
-  stopLive = followLogs(name, logs);
+    logs,
+    el('h2', { text: 'Recent invocations' }),
+    recent,
+    el('h2', { text: 'Versions and aliases' }),
+    releases);
+  stopLive = followLogs(name, logs, (line) => recentInvocation(recent, line));
+  drawReleases(name, releases, alive);
+}
+
+/** The function's lifecycle actions its state allows: publish a version, block or unblock it. */
+function functionActions(f) {
+  const note = el('p', { id: 'action-note', role: 'status', class: 'muted' });
+  const act = (label, id, method, path) => {
+    const b = el('button', { type: 'button', class: 'plain', id }, label);
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      try {
+        await api(method, '/v1/functions/' + encodeURIComponent(f.name) + path, '{}');
+        route();
+      } catch (e) {
+        note.replaceChildren(failed(e));
+        b.disabled = false;
+      }
+    });
+    return b;
+  };
+  const allowed = new Set(f.allowed_actions || []);
+  return el('div', {},
+    el('div', { class: 'row' },
+      allowed.has('publish') ? act('Publish a version', 'publish', 'POST', '/versions') : null,
+      allowed.has('block') ? act('Block', 'block', 'POST', '/block') : null,
+      allowed.has('unblock') ? act('Unblock', 'unblock', 'POST', '/unblock') : null),
+    note);
+}
+
+/** Versions, and aliases with a form to move each (or make a new one) to a version. */
+async function drawReleases(name, box, alive) {
+  const base = '/v1/functions/' + encodeURIComponent(name);
+  let versions;
+  let aliases;
+  try {
+    [{ data: versions }, { data: aliases }] = await Promise.all([api('GET', base + '/versions?limit=100'), api('GET', base + '/aliases')]);
+  } catch (e) {
+    if (alive()) box.replaceChildren(failed(e));
+    return;
+  }
+  if (!alive()) return;
+  const numbers = (versions.versions || []).map((v) => String(v.version)).reverse();
+  const note = el('p', { id: 'alias-note', class: 'error', role: 'alert' });
+  const picker = (current, label) => el('select', { 'aria-label': label },
+    ['$LATEST', ...numbers].map((v) => el('option', { value: v, selected: v === current }, v)));
+  const move = async (alias, select, button) => {
+    button.disabled = true;
+    try {
+      await api('PUT', base + '/aliases/' + encodeURIComponent(alias), JSON.stringify({ version: select.value }));
+      if (alive()) drawReleases(name, box, alive);
+    } catch (e) {
+      note.textContent = e.message;
+      button.disabled = false;
+    }
+  };
+  const aliasRows = (aliases.aliases || []).map((a) => {
+    const select = picker(a.version, 'Version for ' + a.name);
+    const button = el('button', { type: 'button', class: 'plain' }, 'Move');
+    button.addEventListener('click', () => move(a.name, select, button));
+    return el('tr', { 'data-alias': a.name, 'data-version': a.version },
+      el('td', { class: 'name', text: a.name }),
+      el('td', { text: a.version + (a.additional_version ? ' (+' + a.additional_version + ' at ' + a.additional_weight + ')' : '') }),
+      el('td', {}, el('div', { class: 'row' }, select, button)));
+  });
+  const newName = el('input', { type: 'text', id: 'alias-name', placeholder: 'alias name', 'aria-label': 'New alias name' });
+  const newVersion = picker(numbers[0] || '$LATEST', 'Version for the new alias');
+  const create = el('button', { type: 'button', id: 'alias-create', class: 'plain' }, 'Create alias');
+  create.addEventListener('click', () => {
+    if (!newName.value.trim()) {
+      note.textContent = 'Give the alias a name (letters, digits, - or _).';
+      return;
+    }
+    move(newName.value.trim(), newVersion, create);
+  });
+  box.replaceChildren(
+    el('table', { id: 'versions' },
+      el('thead', {}, el('tr', {}, ['Version', 'Description', 'Code', 'Published'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, (versions.versions || []).map((v) => el('tr', { 'data-version': String(v.version) },
+        el('td', { text: String(v.version) }), el('td', { text: v.description || '' }),
+        el('td', { text: String(v.code_sha256 || '').slice(0, 12) }), el('td', { text: when(v.created) }))))),
+    numbers.length ? null : el('p', { class: 'muted', text: 'No version published yet.' }),
+    el('table', { id: 'aliases' },
+      el('thead', {}, el('tr', {}, ['Alias', 'Version', 'Move to'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, aliasRows)),
+    el('div', { class: 'row' }, newName, newVersion, create),
+    note);
+}
+
+/** A REPORT line becomes a row of the recent invocations (newest first, the last 20). */
+function recentInvocation(box, line) {
+  if (!line.text.startsWith('REPORT RequestId: ')) return;
+  const fields = {};
+  for (const part of line.text.slice(7).split('\t')) {
+    const at = part.indexOf(': ');
+    if (at > 0) fields[part.slice(0, at)] = part.slice(at + 2);
+  }
+  let body = box.querySelector('tbody');
+  if (!body) {
+    body = el('tbody');
+    box.replaceChildren(el('table', { id: 'invocations' },
+      el('thead', {}, el('tr', {}, ['At', 'Request', 'Duration', 'Memory used', 'Cold start'].map((h) => el('th', { scope: 'col', text: h })))),
+      body));
+  }
+  body.prepend(el('tr', { 'data-request': fields.RequestId || '' },
+    el('td', { text: new Date(line.at_ms).toLocaleTimeString() }),
+    el('td', { class: 'name', text: fields.RequestId || '' }),
+    el('td', { text: fields.Duration || '' }),
+    el('td', { text: fields['Max Memory Used'] || '' }),
+    el('td', { text: fields['Init Duration'] ? '❄ ' + fields['Init Duration'] : '' })));
+  while (body.rows.length > 20) body.deleteRow(-1);
 }
 
 async function workflowsPage(alive) {
@@ -324,10 +445,154 @@ function stateTree(machine) {
   return list;
 }
 
+// The state machine as a graph: states in rows by their distance from StartAt, arrows for Next, Choice
+// branches (dashed), Default and Catch (red); a Parallel's branches and a Map's item processor drawn inside
+// their state's box. Each state's box is a <g data-state data-status> the execution page colours.
+const NODE_W = 150;
+const NODE_H = 34;
+const GAP_X = 26;
+const GAP_Y = 34;
+const PAD = 12;
+const HEAD = 24;
+
+function transitions(st, states) {
+  const out = [];
+  if (st.Next) out.push([st.Next, 'next']);
+  for (const c of st.Choices || []) out.push([c.Next, 'choice']);
+  if (st.Default) out.push([st.Default, 'default']);
+  for (const c of st.Catch || []) out.push([c.Next, 'catch']);
+  return out.filter(([n]) => Object.prototype.hasOwnProperty.call(states, n));
+}
+
+function layout(machine) {
+  const states = (machine && machine.States) || {};
+  const names = Object.keys(states);
+  const depth = {};
+  const order = [];
+  if (machine && Object.prototype.hasOwnProperty.call(states, machine.StartAt)) {
+    depth[machine.StartAt] = 0;
+    const queue = [machine.StartAt];
+    while (queue.length) {
+      const n = queue.shift();
+      order.push(n);
+      for (const [m] of transitions(states[n], states)) {
+        if (!(m in depth)) {
+          depth[m] = depth[n] + 1;
+          queue.push(m);
+        }
+      }
+    }
+  }
+  let deepest = order.length ? Math.max(...order.map((n) => depth[n])) : -1;
+  for (const n of names) {
+    if (!(n in depth)) {
+      depth[n] = ++deepest;
+      order.push(n);
+    }
+  }
+  const size = {};
+  const inner = {};
+  for (const n of names) {
+    const st = states[n];
+    const processor = st.ItemProcessor || st.Iterator;
+    const subs = st.Branches || (processor ? [processor] : null);
+    if (subs && subs.length) {
+      inner[n] = subs.map(layout);
+      const w = inner[n].reduce((a, l) => a + l.w, 0) + GAP_X * (inner[n].length - 1) + 2 * PAD;
+      size[n] = { w: Math.max(NODE_W, w), h: HEAD + Math.max(...inner[n].map((l) => l.h)) + PAD };
+    } else {
+      size[n] = { w: NODE_W, h: NODE_H };
+    }
+  }
+  const rows = [];
+  for (const n of order) (rows[depth[n]] = rows[depth[n]] || []).push(n);
+  const widths = rows.map((r) => r.reduce((a, n) => a + size[n].w, 0) + GAP_X * (r.length - 1));
+  const w = Math.max(NODE_W, ...widths);
+  const pos = {};
+  let y = 0;
+  rows.forEach((r, i) => {
+    let x = (w - widths[i]) / 2;
+    for (const n of r) {
+      pos[n] = { x, y, w: size[n].w, h: size[n].h };
+      x += size[n].w + GAP_X;
+    }
+    y += Math.max(...r.map((n) => size[n].h)) + GAP_Y;
+  });
+  const edges = [];
+  for (const n of names) for (const [m, kind] of transitions(states[n], states)) edges.push([n, m, kind]);
+  return { w, h: Math.max(0, y - GAP_Y), pos, inner, edges, states, start: machine && machine.StartAt };
+}
+
+function drawLayout(l, ox, oy, into, nodes) {
+  for (const [a, b, kind] of l.edges) {
+    const p = l.pos[a];
+    const q = l.pos[b];
+    let d;
+    if (q.y > p.y) {
+      d = 'M' + (ox + p.x + p.w / 2) + ',' + (oy + p.y + p.h) + ' L' + (ox + q.x + q.w / 2) + ',' + (oy + q.y - 2);
+    } else {
+      // Back to an earlier row (a loop): around the right-hand side.
+      const right = ox + Math.max(p.x + p.w, q.x + q.w) + 22;
+      d = 'M' + (ox + p.x + p.w) + ',' + (oy + p.y + p.h / 2) + ' C' + right + ',' + (oy + p.y + p.h / 2) + ' ' +
+        right + ',' + (oy + q.y + q.h / 2) + ' ' + (ox + q.x + q.w + 2) + ',' + (oy + q.y + q.h / 2);
+    }
+    into.append(svg('path', { d, class: 'edge edge-' + kind, 'marker-end': 'url(#arrow)' }));
+  }
+  for (const [n, p] of Object.entries(l.pos)) {
+    const st = l.states[n];
+    const node = svg('g', { class: 'node' + (l.inner[n] ? ' nested' : ''), 'data-state': n, 'data-type': st.Type, 'data-status': 'idle' });
+    node.append(svg('rect', { x: ox + p.x, y: oy + p.y, width: p.w, height: p.h, rx: 6 }));
+    const label = n.length > 20 ? n.slice(0, 19) + '…' : n;
+    node.append(svg('text', { x: ox + p.x + p.w / 2, y: oy + p.y + (l.inner[n] ? 16 : p.h / 2 + 4), 'text-anchor': 'middle' },
+      label, svg('title', {}, n + ' — ' + st.Type + (n === l.start ? ', start' : ''))));
+    into.append(node);
+    (nodes[n] = nodes[n] || []).push(node);
+    if (l.inner[n]) {
+      const total = l.inner[n].reduce((a, s) => a + s.w, 0) + GAP_X * (l.inner[n].length - 1);
+      let x = ox + p.x + (p.w - total) / 2;
+      for (const sub of l.inner[n]) {
+        drawLayout(sub, x, oy + p.y + HEAD, into, nodes);
+        x += sub.w + GAP_X;
+      }
+    }
+  }
+}
+
+/** The graph of `machine`; `nodes` maps each state's name to its boxes (for statuses). */
+function machineGraph(machine) {
+  const l = layout(machine);
+  const width = l.w + 60;
+  const height = l.h + 20;
+  const chart = svg('svg', { id: 'graph', role: 'img', width, height, viewBox: '-10 -6 ' + width + ' ' + height,
+    'aria-label': 'The state machine as a graph' });
+  chart.append(svg('defs', {}, svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto' },
+    svg('path', { d: 'M0,0 L10,5 L0,10 z' }))));
+  const nodes = {};
+  drawLayout(l, 0, 0, chart, nodes);
+  const legend = el('p', { class: 'legend' },
+    el('span', { class: 'key next', text: '→ next' }), el('span', { class: 'key choice', text: '⇢ choice' }),
+    el('span', { class: 'key catch', text: '→ catch' }));
+  return { element: el('div', { id: 'graph-box' }, chart, legend), nodes };
+}
+
+/** Colours each state's box by what the timeline says of it: running, succeeded, failed (idle when not
+ * entered). A state entered several times (a Map's iterations, a loop) is running while any entry runs. */
+function paintStatuses(nodes, steps, executionStatus) {
+  const of = {};
+  for (const s of steps) {
+    const done = s.exited_ms !== undefined && s.exited_ms !== null;
+    const now = done ? 'succeeded' : (executionStatus === 'RUNNING' ? 'running' : 'failed');
+    const before = of[s.state];
+    of[s.state] = before === 'running' || now === 'running' ? 'running' : (before === 'failed' || now === 'failed' ? 'failed' : 'succeeded');
+  }
+  for (const [name, boxes] of Object.entries(nodes)) {
+    for (const b of boxes) b.setAttribute('data-status', of[name] || 'idle');
+  }
+}
+
 async function workflowPage(name, alive) {
   const w = await fetchPage('/v1/workflows/' + encodeURIComponent(name), name, alive);
   if (!w) return;
-  const body = el('tbody');
   const input = el('textarea', { id: 'execution-input', 'aria-label': 'Execution input (JSON)', spellcheck: 'false' });
   input.value = '{}';
   const note = el('p', { id: 'start-error', class: 'error', role: 'alert' });
@@ -347,28 +612,61 @@ async function workflowPage(name, alive) {
       note.textContent = e.message;
     }
   });
+  const list = executionList(name, alive);
   show(
     el('p', {}, el('a', { href: '#/workflows', text: '← Workflows' })),
     el('h1', { id: 'workflow-name', text: w.name }),
-    el('h2', { text: 'States' }),
-    stateTree(w.definition),
+    el('h2', { text: 'Graph' }),
+    machineGraph(w.definition).element,
+    el('details', {}, el('summary', { text: 'States as a list' }), stateTree(w.definition)),
     el('h2', { text: 'Start' }),
     input, el('div', { class: 'row' }, start), note,
     el('h2', { text: 'Executions' }),
+    list.element);
+  await list.load();
+}
+
+/** A workflow's executions, newest first, 50 at a time, filtered by status on the server. */
+function executionList(name, alive) {
+  const body = el('tbody');
+  const filter = el('select', { id: 'status-filter', 'aria-label': 'Show executions that are' },
+    ['', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'].map((v) => el('option', { value: v }, v || 'any status')));
+  const more = el('button', { type: 'button', class: 'plain', id: 'more-executions', hidden: true }, 'Load more');
+  const status = el('p', { class: 'muted', id: 'executions-status', role: 'status' });
+  let last = null;
+  let shown = 0;
+  const load = async (fresh) => {
+    if (fresh) {
+      body.replaceChildren();
+      last = null;
+      shown = 0;
+    }
+    const query = '?limit=50' + (filter.value ? '&status=' + filter.value : '') + (last ? '&before=' + encodeURIComponent(last) : '');
+    try {
+      const { data } = await api('GET', '/v1/workflows/' + encodeURIComponent(name) + '/executions' + query);
+      if (!alive()) return;
+      const page = data.executions || [];
+      body.append(...page.map((x) => el('tr', { 'data-execution': x.id },
+        el('td', { class: 'name' }, el('a', { href: '#/executions/' + encodeURIComponent(x.id), text: x.name })),
+        el('td', { class: 'status-' + x.status.toLowerCase(), text: x.status }),
+        el('td', { text: when(x.started_at) }),
+        el('td', { text: when(x.stopped_at) }))));
+      shown += page.length;
+      last = page.length ? page[page.length - 1].id : last;
+      more.hidden = page.length < 50;
+      status.textContent = shown + ' execution' + (shown === 1 ? '' : 's') + ' shown' + (more.hidden ? '' : ' (more to load)');
+    } catch (e) {
+      if (alive()) status.replaceChildren(failed(e));
+    }
+  };
+  filter.addEventListener('change', () => load(true));
+  more.addEventListener('click', () => load(false));
+  const element = el('div', {}, el('div', { class: 'row' }, filter), status,
     el('table', { id: 'executions' },
       el('thead', {}, el('tr', {}, ['Execution', 'Status', 'Started', 'Stopped'].map((h) => el('th', { scope: 'col', text: h })))),
-      body));
-  try {
-    const { data } = await api('GET', '/v1/workflows/' + encodeURIComponent(name) + '/executions');
-    if (!alive()) return;
-    body.replaceChildren(...(data.executions || []).map((x) => el('tr', { 'data-execution': x.id },
-      el('td', { class: 'name' }, el('a', { href: '#/executions/' + encodeURIComponent(x.id), text: x.name })),
-      el('td', { class: 'status-' + x.status.toLowerCase(), text: x.status }),
-      el('td', { text: when(x.started_at) }),
-      el('td', { text: when(x.stopped_at) }))));
-  } catch (e) {
-    if (alive()) main.append(failed(e));
-  }
+      body),
+    more);
+  return { element, load: () => load(true) };
 }
 
 const PHASES = ['queued', 'sandbox', 'init', 'held', 'waiting', 'running'];
@@ -421,9 +719,12 @@ function gantt(t, status) {
 async function executionPage(id, alive) {
   const head = el('div');
   const chart = el('div', { id: 'chart' });
+  const graphBox = el('div');
   const io = el('div');
-  show(el('p', {}, el('a', { href: '#/workflows', text: '← Workflows' })), head, el('h2', { text: 'Timeline' }), chart, io);
+  show(el('p', {}, el('a', { href: '#/workflows', text: '← Workflows' })), head, el('h2', { text: 'Timeline' }), chart,
+    el('h2', { text: 'Graph' }), graphBox, io);
   let timer = null;
+  let graph = null;
   const draw = async () => {
     let x;
     let t;
@@ -449,6 +750,18 @@ async function executionPage(id, alive) {
         el('dt', { text: 'Bill' }), el('dd', { text: t.bill ? t.bill.invocations + ' invocations, ' + t.bill.billed_ms +
           ' ms billed, ' + Number(t.bill.gb_seconds).toFixed(4) + ' GB-s, ' + Number(t.bill.cost).toFixed(8) : '' })));
     chart.replaceChildren(gantt(t, x.status));
+    if (!graph) {
+      try {
+        const { data: w } = await api('GET', '/v1/workflows/' + encodeURIComponent(x.workflow));
+        if (!alive()) return;
+        graph = machineGraph(w.definition);
+        graphBox.replaceChildren(graph.element);
+      } catch (e) {
+        graph = { nodes: {} };
+        graphBox.replaceChildren(failed(e));
+      }
+    }
+    paintStatuses(graph.nodes, t.steps || [], x.status);
     chart.dataset.steps = JSON.stringify((t.steps || []).map((s) => [s.scope, s.state, s.cold_starts]));
     const parts = [el('h2', { text: 'Input' }), el('pre', { id: 'execution-input', text: JSON.stringify(x.input, null, 2) })];
     if (x.output !== undefined) parts.push(el('h2', { text: 'Output' }), el('pre', { id: 'execution-output', text: JSON.stringify(x.output, null, 2) }));
@@ -461,9 +774,181 @@ async function executionPage(id, alive) {
   await draw();
 }
 
+/** A bar chart of the tune's warm duration per size, with its cost per invocation as a line over it. */
+function tuneChart(t) {
+  const sizes = (t.sizes || []).filter((r) => r.warm_ms !== null && r.warm_ms !== undefined);
+  const width = 720;
+  const height = 260;
+  const left = 60;
+  const bottom = 40;
+  const chart = svg('svg', { id: 'tune-chart', role: 'img', width, height, viewBox: '0 0 ' + width + ' ' + height,
+    'aria-label': 'Warm duration and cost against memory' });
+  if (!sizes.length) return chart;
+  const maxMs = Math.max(...sizes.map((r) => r.warm_ms));
+  const costs = sizes.map((r) => r.cost || 0);
+  const maxCost = Math.max(...costs) || 1;
+  const slot = (width - left - 60) / sizes.length;
+  const y = (v, max) => 10 + (height - bottom - 10) * (1 - v / max);
+  chart.append(svg('text', { x: 4, y: 14, class: 'axis' }, Math.round(maxMs) + ' ms'));
+  chart.append(svg('text', { x: width - 56, y: 14, class: 'axis cost' }, maxCost.toExponential(2)));
+  let line = '';
+  sizes.forEach((r, i) => {
+    const x = left + i * slot;
+    const top = y(r.warm_ms, maxMs);
+    const best = t.recommendation && t.recommendation.memory_mb === r.memory_mb;
+    chart.append(svg('rect', { x: x + slot * 0.2, y: top, width: slot * 0.6, height: height - bottom - top,
+      class: 'bar' + (best ? ' best' : ''), 'data-memory': r.memory_mb },
+      svg('title', {}, r.memory_mb + ' MB: ' + r.warm_ms.toFixed(1) + ' ms warm, cost ' + (r.cost || 0).toExponential(3))));
+    chart.append(svg('text', { x: x + slot / 2, y: height - bottom + 16, 'text-anchor': 'middle', class: 'axis' }, r.memory_mb + ' MB'));
+    line += (i ? ' L' : 'M') + (x + slot / 2) + ',' + y(costs[i], maxCost);
+  });
+  chart.append(svg('path', { d: line, class: 'cost-line' }));
+  return chart;
+}
+
+async function tunePage(id, alive) {
+  const box = el('div');
+  show(box);
+  let timer = null;
+  stopLive = () => clearTimeout(timer);
+  const draw = async () => {
+    const t = await fetchPage('/v1/tunes/' + encodeURIComponent(id), 'Tune ' + id, alive);
+    if (!t) return;
+    const num = (v, digits) => (v === null || v === undefined ? '—' : Number(v).toFixed(digits));
+    const rows = (t.sizes || []).map((r) => el('tr', { 'data-memory': String(r.memory_mb) },
+      el('td', { text: r.memory_mb + ' MB' }),
+      el('td', { text: num(r.warm_ms, 1) }), el('td', { text: num(r.warm_p90_ms, 1) }),
+      el('td', { text: num(r.cold_ms, 1) }), el('td', { text: num(r.init_ms, 1) }),
+      el('td', { text: r.peak_mb + ' MB' }),
+      el('td', { text: r.cost === null || r.cost === undefined ? '—' : Number(r.cost).toExponential(3) }),
+      el('td', { class: r.error ? 'error' : '', text: r.out_of_memory ? 'out of memory' : (r.error || 'ok') })));
+    const rec = t.recommendation;
+    box.replaceChildren(
+      el('p', {}, el('a', { href: '#/functions/' + encodeURIComponent(t.function), text: '← ' + t.function })),
+      el('h1', { id: 'tune-id', text: 'Tune of ' + t.function }),
+      el('dl', { id: 'tune' },
+        el('dt', { text: 'State' }), el('dd', { id: 'tune-state', text: t.state + ' (' + t.progress.done + ' of ' + t.progress.total + ' runs)' }),
+        el('dt', { text: 'Tested' }), el('dd', { text: t.reference }),
+        el('dt', { text: 'Recommendation' }), el('dd', { id: 'recommendation', text: rec ? rec.summary : (t.error ? t.error.message : '—') }),
+        el('dt', { text: 'CPU follows memory' }), el('dd', { text: t.cpu_follows_memory ? 'yes' : 'no: every size may use any idle CPU' }),
+        t.skipped && t.skipped.length ? [el('dt', { text: 'Not tested' }), el('dd', { text: t.skipped.join(', ') + ' MB (larger sizes stopped helping)' })] : null),
+      el('h2', { text: 'Duration and cost by memory' }),
+      el('div', { id: 'chart' }, tuneChart(t)),
+      el('p', { class: 'legend' }, el('span', { class: 'key bar-key', text: 'warm duration (ms, left)' }),
+        el('span', { class: 'key cost-key', text: 'cost per invocation (right)' }), el('span', { class: 'key best-key', text: 'recommended' })),
+      el('table', { id: 'sizes' },
+        el('thead', {}, el('tr', {}, ['Memory', 'Warm ms', 'p90 ms', 'Cold ms', 'Init ms', 'Peak', 'Cost', 'Result'].map((h) => el('th', { scope: 'col', text: h })))),
+        el('tbody', {}, rows)));
+    if (t.state === 'running') timer = setTimeout(draw, 1000);
+  };
+  await draw();
+}
+
+/** A line chart of one series of the node's history (`null` values leave gaps). */
+function lineChart(id, title, points, series, unit) {
+  const width = 340;
+  const height = 150;
+  const chart = svg('svg', { id, role: 'img', width, height, viewBox: '0 0 ' + width + ' ' + height, 'aria-label': title, class: 'spark' });
+  const values = points.flatMap((p) => series.map(([key]) => p[key])).filter((v) => v !== null && v !== undefined);
+  const max = Math.max(1e-9, ...values);
+  // The whole hour, ending with the last slot: a node that started a minute ago draws at the right.
+  const t1 = points.length ? points[points.length - 1].end_ms : 0;
+  const span = 3600 * 1000;
+  const t0 = t1 - span;
+  const x = (p) => 40 + (width - 50) * ((p.end_ms - t0) / span);
+  const y = (v) => 10 + (height - 35) * (1 - v / max);
+  chart.append(svg('text', { x: 2, y: 14, class: 'axis' }, (max >= 10 ? Math.round(max) : max.toPrecision(2)) + unit));
+  chart.append(svg('text', { x: 2, y: height - 18, class: 'axis' }, '0'));
+  chart.append(svg('line', { x1: 40, y1: height - 25, x2: width - 10, y2: height - 25, class: 'baseline' }));
+  for (const [key, cls] of series) {
+    let d = '';
+    let pen = false;
+    for (const p of points) {
+      const v = p[key];
+      if (v === null || v === undefined) {
+        pen = false;
+        continue;
+      }
+      d += (pen ? ' L' : ' M') + x(p).toFixed(1) + ',' + y(v).toFixed(1);
+      pen = true;
+    }
+    chart.append(svg('path', { d: d.trim() || 'M0,0', class: 'series ' + cls, 'data-series': key }));
+    // A point with no neighbour draws no line: a dot shows it.
+    points.forEach((p, i) => {
+      const lone = (i === 0 || points[i - 1][key] == null) && (i === points.length - 1 || points[i + 1][key] == null);
+      if (p[key] != null && lone) chart.append(svg('circle', { cx: x(p).toFixed(1), cy: y(p[key]).toFixed(1), r: 2.5, class: 'dot ' + cls }));
+    });
+  }
+  if (points.length) {
+    chart.append(svg('text', { x: 40, y: height - 6, class: 'axis' }, new Date(t0).toLocaleTimeString()));
+    chart.append(svg('text', { x: width - 10, y: height - 6, 'text-anchor': 'end', class: 'axis' }, new Date(t1).toLocaleTimeString()));
+  }
+  return el('figure', {}, chart, el('figcaption', { text: title }));
+}
+
+async function nodePage(alive) {
+  const box = el('div');
+  show(el('h1', { text: 'Node' }), box);
+  let timer = null;
+  stopLive = () => clearTimeout(timer);
+  const draw = async () => {
+    let node;
+    let instances;
+    let history = null;
+    try {
+      [{ data: node }, { data: instances }] = await Promise.all([api('GET', '/v1/node'), api('GET', '/v1/instances')]);
+      if (node.status) ({ data: history } = await api('GET', '/v1/node/history'));
+    } catch (e) {
+      if (alive()) box.replaceChildren(failed(e));
+      return;
+    }
+    if (!alive()) return;
+    const counts = {};
+    for (const i of instances.instances || []) counts[i.state] = (counts[i.state] || 0) + 1;
+    const generic = Object.entries(instances.generic || {}).reduce((a, [, n]) => a + n, 0);
+    const cards = [['idle', counts.idle || 0], ['busy', counts.busy || 0], ['frozen', counts.frozen || 0],
+      ['reserved', counts.reserved || 0], ['starting', (counts.starting || 0) + (counts.initializing || 0)],
+      ['generic', generic], ['zygotes', instances.zygotes || 0]];
+    const parts = [
+      el('p', { class: 'muted', text: 'Sandbox ' + instances.sandbox + ', region ' + node.region + ', stoke ' + node.version +
+        '; functions may use up to ' + node.limits.max_memory_mb + ' MB each.' }),
+      el('h2', { text: 'Instances' + (node.status ? '' : ' of this account') }),
+      el('div', { class: 'cards', id: 'instance-states' }, cards.map(([k, v]) => el('div', { class: 'card', 'data-state': k },
+        el('span', { class: 'count', text: String(v) }), el('span', { class: 'muted', text: k })))),
+    ];
+    if (node.status) {
+      const st = node.status;
+      const last = history.points.length ? history.points[history.points.length - 1] : null;
+      parts.push(
+        el('h2', { text: 'Memory and queues' }),
+        el('dl', { id: 'node-status' },
+          el('dt', { text: 'Memory' }), el('dd', { text: st.charged_mb + ' MB charged, ' + st.configured_mb + ' MB configured' +
+            (st.used_mb !== null && st.used_mb !== undefined ? ', ' + st.used_mb + ' MB in use' : '') + ' of a ' + st.memory_budget_mb + ' MB budget' }),
+          el('dt', { text: 'Queued' }), el('dd', { id: 'queued', text: last ? String(last.queued) : '0' }),
+          el('dt', { text: 'Cold starts' }), el('dd', { id: 'node-cold-starts', text: String(st.cold_starts) + ' since the node started' }),
+          el('dt', { text: 'Evictions' }), el('dd', { text: Object.entries(st.evictions || {}).map(([k, v]) => k + ' ' + v).join(', ') })),
+        el('h2', { text: 'The last hour' }),
+        history.points.length ? el('div', { class: 'charts' },
+          lineChart('chart-rate', 'Invocations per second', history.points, [['invocations_per_s', 'rate']], '/s'),
+          lineChart('chart-latency', 'Duration p50 and p99', history.points, [['p50_ms', 'p50'], ['p99_ms', 'p99']], ' ms'),
+          lineChart('chart-cold', 'Cold starts per ' + history.slot_s + ' s', history.points, [['cold_starts', 'cold']], ''))
+          : el('p', { class: 'muted', id: 'no-history', text: 'The node counts in ' + history.slot_s + ' s slots: the first one has not ended yet.' }));
+    } else {
+      parts.push(el('p', { class: 'muted', id: 'admin-only', text: 'The node\'s memory, queues and charts count every account: sign in with an admin key to see them.' }));
+    }
+    box.replaceChildren(...parts);
+    timer = setTimeout(draw, 10000);
+  };
+  await draw();
+}
+
 async function route() {
   stopLive();
   stopLive = () => {};
+  const began = performance.now();
+  delete main.dataset.route;
+  delete main.dataset.drawnMs;
+  delete main.dataset.drawnAtMs;
   const mine = ++page;
   const alive = () => mine === page;
   const key = sessionStorage.getItem(KEY);
@@ -482,8 +967,16 @@ async function route() {
   else if (parts[0] === 'workflows' && arg) await workflowPage(arg, alive);
   else if (parts[0] === 'workflows') await workflowsPage(alive);
   else if (parts[0] === 'executions' && arg) await executionPage(arg, alive);
+  else if (parts[0] === 'tunes' && arg) await tunePage(arg, alive);
+  else if (parts[0] === 'node') await nodePage(alive);
   else await functionsPage(alive);
-  if (alive()) main.focus();
+  if (alive()) {
+    // How long the page took from its route to drawn (its first data included), for anyone measuring.
+    main.dataset.drawnMs = (performance.now() - began).toFixed(1);
+    main.dataset.drawnAtMs = performance.now().toFixed(1);
+    main.dataset.route = hash;
+    main.focus();
+  }
 }
 
 document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));

@@ -1,7 +1,9 @@
 //! The web console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven through
-//! WebDriver by tests/console/console_test.py): sign in, the functions list, a function's page, invoking from
-//! it, live logs, a workflow's execution turning green step by step and its timeline, markup from the server
-//! shown as text, and a second account seeing nothing of the first.
+//! WebDriver by tests/console/*.py): sign in, the functions list, a function's page, invoking from it, live
+//! logs and recent invocations, publishing, aliases, blocking, a tune's results, a workflow's graph and an
+//! execution turning green step by step in its timeline and its graph, the node's charts, markup from the
+//! server shown as text, and a second account seeing nothing of the first; page loads on a node with 1,000
+//! functions and 10,000 executions; the node's history API.
 
 mod common;
 
@@ -13,6 +15,34 @@ use serde_json::json;
 
 /// Prints its event's `say` with markup around it, and returns the event.
 const ECHO: &str = "def handler(event, context):\n    print('said <script>window.__pwned=1</script> ' + str(event.get('say')))\n    return event\n";
+
+/// The browser tests run one at a time: the scale test times page loads, and two Chromiums on two cores
+/// would time each other.
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_browser() -> std::sync::MutexGuard<'static, ()> {
+    BROWSER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs tests/console/`script` against `s` with `env`; fails the test with its output unless it passes.
+fn run_browser_script(script: &str, s: &TestServer, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/console").join(script))
+        .env("STOKE_ENDPOINT", &s.url)
+        .env("STOKE_API_KEY", &s.api_key)
+        .envs(env.iter().copied());
+    // `STOKE_SCREENSHOTS=docs/console` (from the repository's root) refreshes the documentation's pictures.
+    if let Some(dir) = std::env::var_os("STOKE_SCREENSHOTS") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        cmd.env("STOKE_SCREENSHOTS", dir);
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the console's browser test {script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout.into_owned()
+}
 
 fn browser_present() -> bool {
     let python_has = |m: &str| {
@@ -38,22 +68,58 @@ fn the_console_signs_in_lists_invokes_and_follows_logs_in_a_real_browser() {
         "Three": {"Type": "Task", "Resource": "three", "End": true}}});
     let (status, body) = s.post("/v1/workflows", json!({"name": "chain", "definition": chain}));
     assert_eq!(status, 201, "{body}");
-    let (other_key, _) = s.new_account("other");
-    let mut cmd = Command::new("python3");
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/console/console_test.py"))
-        .env("STOKE_ENDPOINT", &s.url)
-        .env("STOKE_API_KEY", &s.api_key)
-        .env("STOKE_OTHER_KEY", &other_key);
-    // `STOKE_SCREENSHOTS=docs/console` (from the repository's root) refreshes the documentation's pictures.
-    if let Some(dir) = std::env::var_os("STOKE_SCREENSHOTS") {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        cmd.env("STOKE_SCREENSHOTS", dir);
+    // A tune of `echo` for the tune page: two sizes, two runs each.
+    let (status, tune) = s.post("/v1/functions/echo/tune", json!({"payload": {}, "memory": [128, 256], "runs": 2}));
+    assert_eq!(status, 202, "{tune}");
+    let tune_id = tune["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while s.get(&format!("/v1/tunes/{tune_id}")).1["state"] == "running" {
+        assert!(std::time::Instant::now() < deadline, "the tune did not end");
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let out = cmd.output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the console's browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let (other_key, _) = s.new_account("other");
+    let _one = one_browser();
+    run_browser_script("console_test.py", &s, &[("STOKE_OTHER_KEY", &other_key), ("STOKE_TUNE", &tune_id)]);
+}
+
+/// Seed 004's scale on the console: 1,000 functions and 10,000 executions, each page opened by a full
+/// navigation five times in a real Chromium; the median load of every page must stay within 200 ms, and
+/// the lists come a page at a time from the server.
+#[test]
+fn the_console_pages_load_within_200_ms_with_1000_functions_and_10000_executions() {
+    if !present_or_skip(browser_present(), "chromium, chromium-driver and selenium", "the console's scale test") {
+        return;
+    }
+    let s = TestServer::start();
+    let code = zip_of(&[("app.py", b"def handler(e, c):\n    return e\n".as_slice())]);
+    let (status, body) = s.post(
+        "/v1/workflows",
+        json!({"name": "many",
+        "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let seeded = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (s, code) = (&s, &code);
+            scope.spawn(move || {
+                for i in (t..1000).step_by(8) {
+                    let (status, body) = s.post("/v1/functions", create_body(&format!("fn-{i:04}"), code));
+                    assert_eq!(status, 201, "{body}");
+                }
+                for i in (t..10_000).step_by(8) {
+                    let (status, body) = s.post("/v1/workflows/many/executions", json!({"input": {"i": i}}));
+                    assert_eq!(status, 201, "{body}");
+                }
+            });
+        }
+    });
+    eprintln!("seeded 1,000 functions and 10,000 executions in {:.1} s", seeded.elapsed().as_secs_f64());
+    let (_, list) = s.get("/v1/workflows/many/executions?limit=1");
+    let execution = list["executions"][0]["id"].as_str().unwrap().to_string();
+    let _one = one_browser();
+    let out = run_browser_script("console_scale.py", &s, &[("STOKE_EXECUTION", &execution)]);
+    eprintln!("{out}");
 }
 
 #[test]
@@ -99,4 +165,42 @@ fn a_log_stream_sends_lines_as_they_are_written_and_refuses_strangers() {
     assert_eq!(refused.status(), 404);
     let anonymous = reqwest::blocking::get(format!("{}/v1/functions/talk/logs/stream", s.url)).unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+#[test]
+fn the_node_history_counts_every_accounts_calls_and_is_for_administrators() {
+    let s = TestServer::start();
+    let (other, _) = s.new_account("other");
+    let refused = s.req_as(&other, reqwest::Method::GET, "/v1/node/history").send().unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().unwrap();
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("admin"), "{body}");
+    let (status, h) = s.get("/v1/node/history");
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(h["slot_s"], 10);
+    python_fn(&s, "tick", "def handler(e, c):\n    return e\n", json!({}));
+    for _ in 0..3 {
+        assert_eq!(s.post("/v1/functions/tick/invoke", json!({})).0, 200);
+    }
+    // The slot the calls fell in ends within ten seconds (and a quarter, the controller's tick).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    let points = loop {
+        let (_, h) = s.get("/v1/node/history");
+        let points = h["points"].as_array().unwrap().clone();
+        if points.iter().map(|p| p["invocations"].as_u64().unwrap()).sum::<u64>() >= 3 {
+            break points;
+        }
+        assert!(std::time::Instant::now() < deadline, "no slot counted the calls: {h}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(points.iter().map(|p| p["cold_starts"].as_u64().unwrap()).sum::<u64>(), 1, "{points:?}");
+    assert!(points.iter().any(|p| p["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0)), "{points:?}");
+    // The same from the CLI.
+    let out = s.cli().args(["nodes", "--history", "60"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("INVOCATIONS/S") && text.contains("P99"), "{text}");
+    let bad = s.cli().args(["nodes", "--history", "61"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("61 is not in 1..=60"));
 }
