@@ -47,6 +47,25 @@ impl Window {
     }
 }
 
+/// What a function's invocations did on one node since it started (every version and alias).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Activity {
+    /// Invocations answered.
+    pub invocations: u64,
+    /// Of those, how many ended in an error (the function's or the platform's).
+    pub errors: u64,
+    /// When the last one was answered, in ms since the Unix epoch (0: never).
+    pub last_invoked_ms: i64,
+}
+
+impl Activity {
+    /// The share of invocations that failed; `None` before any.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.invocations > 0).then(|| self.errors as f64 / self.invocations as f64)
+    }
+}
+
 /// Durations of one function version, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FunctionStats {
@@ -72,6 +91,12 @@ pub type BranchCounts = BTreeMap<String, u64>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_rate_is_the_share_of_failed_invocations() {
+        assert_eq!(Activity { invocations: 10, errors: 2, last_invoked_ms: 900 }.error_rate(), Some(0.2));
+        assert_eq!(Activity::default().error_rate(), None);
+    }
 
     #[test]
     fn quantiles_by_nearest_rank() {

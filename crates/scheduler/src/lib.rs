@@ -546,6 +546,9 @@ pub(crate) struct Shared {
     barren_until: Mutex<Option<std::time::Instant>>,
     /// Each account's instances in use on the node, shared by its queues.
     accounts: Mutex<HashMap<AccountId, Arc<AtomicUsize>>>,
+    /// Each function's invocations on the node, counted by its queues and kept when they go (one entry per
+    /// function ever invoked here).
+    activity: Mutex<HashMap<(AccountId, FunctionName), Arc<queue::FunctionActivity>>>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn Observer>>,
     pub(crate) resolver: std::sync::OnceLock<Arc<dyn Resolver>>,
     /// Told when a pool needs instances the node has no room for (a cluster places them on other nodes).
@@ -612,6 +615,7 @@ impl Scheduler {
             memory: NodeMemory::default(),
             barren_until: Mutex::new(None),
             accounts: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
             observer: std::sync::OnceLock::new(),
             resolver: std::sync::OnceLock::new(),
             overflow: std::sync::OnceLock::new(),
@@ -846,6 +850,15 @@ impl Scheduler {
         }
     }
 
+    /// What each of `account`'s functions did on this node since it started (every version and alias).
+    pub fn activity(&self, account: &AccountId) -> HashMap<String, stoke_core::stats::Activity> {
+        lock(&self.shared.activity)
+            .iter()
+            .filter(|((a, _), _)| a == account)
+            .map(|((_, function), counts)| (function.to_string(), counts.read()))
+            .collect()
+    }
+
     /// The node's last hour in ten-second slots, oldest first (every account's invocations).
     pub fn node_history(&self) -> Vec<stoke_core::history::HistoryPoint> {
         self.shared.metrics.recent.points()
@@ -940,7 +953,9 @@ pub(crate) fn queue_of(shared: &Shared, target: &Arc<InvokeTarget>) -> Arc<Funct
             let learned = shared.observer.get().map(|o| o.learned(target)).unwrap_or_default();
             let in_use = lock(&shared.accounts).entry(target.account.clone()).or_default().clone();
             let log_lines = shared.settings.log_lines;
-            Arc::new(FunctionQueue::new(target.clone(), log_lines, learned, in_use, shared.clock.clone()))
+            let activity =
+                lock(&shared.activity).entry((target.account.clone(), target.function.clone())).or_default().clone();
+            Arc::new(FunctionQueue::new(target.clone(), log_lines, learned, in_use, activity, shared.clock.clone()))
         })
         .clone()
 }

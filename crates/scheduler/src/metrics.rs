@@ -164,11 +164,8 @@ impl Recent {
             *started = Some(now);
         }
         let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
-        let end_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let slot = history::Slot {
-            end_ms,
+            end_ms: now_ms(),
             invocations: take(&self.invocations),
             errors: take(&self.errors),
             throttles: take(&self.throttles),
@@ -182,6 +179,13 @@ impl Recent {
     pub fn points(&self) -> Vec<history::HistoryPoint> {
         lock(&self.history).points()
     }
+}
+
+/// The wall clock, in ms since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Metrics {

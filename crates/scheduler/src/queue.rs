@@ -368,6 +368,36 @@ pub(crate) struct FunctionQueue {
     /// (`stoke_core::keepalive::freeze_after`, worked out each tick); 0 until then.
     freeze_after_ms: AtomicU64,
     pub clock: Arc<dyn Clock>,
+    /// Its function's invocations on this node, shared by the function's queues and kept when they go.
+    activity: Arc<FunctionActivity>,
+}
+
+/// Invocations of one function answered on this node, those that failed, and when the last one was (ms since
+/// the epoch): counted by every queue of the function, its versions and aliases, old and new.
+#[derive(Debug, Default)]
+pub(crate) struct FunctionActivity {
+    answered: AtomicU64,
+    failed: AtomicU64,
+    last_answered_ms: std::sync::atomic::AtomicI64,
+}
+
+impl FunctionActivity {
+    /// Counts one answered invocation, at `at_ms` (ms since the epoch).
+    pub fn answered(&self, error: bool, at_ms: i64) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_answered_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> stoke_core::stats::Activity {
+        stoke_core::stats::Activity {
+            invocations: self.answered.load(Ordering::Relaxed),
+            errors: self.failed.load(Ordering::Relaxed),
+            last_invoked_ms: self.last_answered_ms.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl FunctionQueue {
@@ -376,6 +406,7 @@ impl FunctionQueue {
         log_lines: usize,
         learned: crate::Learned,
         account_in_use: Arc<AtomicUsize>,
+        activity: Arc<FunctionActivity>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let stats = Stats {
@@ -390,7 +421,13 @@ impl FunctionQueue {
             logs: LogBuffer::new(log_lines),
             freeze_after_ms: AtomicU64::new(0),
             clock,
+            activity,
         }
+    }
+
+    /// Counts one answered invocation of its function, at `at_ms` (ms since the epoch).
+    pub fn answered(&self, error: bool, at_ms: i64) {
+        self.activity.answered(error, at_ms);
     }
 
     /// How long an idle instance of this function waits before it is frozen: `base` (the server's setting)

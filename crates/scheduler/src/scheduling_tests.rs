@@ -820,6 +820,10 @@ async fn the_node_history_counts_each_slots_invocations_cold_starts_and_duration
     assert_eq!((p.invocations, p.cold_starts, p.errors, p.throttles, p.queued), (4, 1, 0, 0, 0), "{p:?}");
     assert_eq!(p.invocations_per_s, 0.4);
     assert!(p.p50_ms.is_some_and(|ms| ms > 0.0) && p.p99_ms >= p.p50_ms, "{p:?}");
+    // The function's own count, for the functions list.
+    let activity = h.scheduler.activity(&target.account)[target.function.as_str()];
+    assert_eq!((activity.invocations, activity.errors), (4, 0));
+    assert!(activity.last_invoked_ms > 1_700_000_000_000, "{activity:?}");
     // A quiet slot is recorded too, empty: the chart shows the gap.
     h.clock.advance(stoke_core::history::SLOT);
     h.tick();

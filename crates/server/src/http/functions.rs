@@ -96,12 +96,20 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<FunctionList>> {
     let registry = s.registry.clone();
+    let account = caller.account.id.clone();
     let (page, next) = blocking(move || {
         Ok(registry.list_functions(&caller.account.id, q.cursor.as_deref(), q.limit.unwrap_or(DEFAULT_PAGE))?)
     })
     .await?;
+    let activity = s.invoker.scheduler().activity(&account);
     Ok(Json(FunctionList {
-        functions: page.iter().map(|f| FunctionView::from_function(f, &s.region)).collect(),
+        functions: page
+            .iter()
+            .map(|f| FunctionView {
+                activity: activity.get(f.name.as_str()).copied(),
+                ..FunctionView::from_function(f, &s.region)
+            })
+            .collect(),
         next_cursor: next,
     }))
 }
@@ -116,13 +124,15 @@ pub async fn get(
     Path(function): Path<String>,
 ) -> ApiResult<Json<FunctionView>> {
     let (registry, tuner) = (s.registry.clone(), s.tuner.clone());
+    let account = caller.account.id.clone();
     let (resolved, last_tune) = blocking(move || {
         let resolved = registry.resolve(&caller.account.id, &function)?;
         let tune = tuner.latest(&caller.account.id, &resolved.function.name);
         Ok((resolved, tune))
     })
     .await?;
-    Ok(Json(FunctionView { last_tune, ..FunctionView::from_resolved(&resolved, &s.region) }))
+    let activity = s.invoker.scheduler().activity(&account).get(resolved.function.name.as_str()).copied();
+    Ok(Json(FunctionView { last_tune, activity, ..FunctionView::from_resolved(&resolved, &s.region) }))
 }
 
 /// Changes `$LATEST`'s configuration; absent fields keep their value.

@@ -41,6 +41,9 @@ pub struct FunctionView {
     /// The function's most recent memory tune (`stoke tune`), shown by `GET` of the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_tune: Option<crate::tune::TuneView>,
+    /// What its invocations did on this node (the versions running here now): count, errors, last call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<stoke_core::stats::Activity>,
 }
 
 impl FunctionView {
@@ -77,6 +80,7 @@ impl FunctionView {
             created: format_rfc3339(f.created_ms),
             modified: format_rfc3339(v.map_or(f.modified_ms, |v| v.created_ms)),
             last_tune: None,
+            activity: None,
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct StepTimeline {
     /// In a cluster: the node whose instance ran the step's last invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Cold-start time its invocations did not wait for: an instance started for it ahead of time (by the
+    /// pre-warmer, or prepared by an earlier step) that initialised before the step asked for it.
+    #[serde(default)]
+    pub hidden_cold_start_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -68,6 +72,25 @@ pub struct Timeline {
     pub steps: Vec<StepTimeline>,
     pub cold_starts: u32,
     pub bill: Bill,
+    /// What pre-warming saved against `off`, as far as the node knows: the steps' hidden cold starts added
+    /// up (with pre-warming off, each instance would have started when its step asked for it).
+    #[serde(default)]
+    pub prewarm_saved_ms: f64,
+}
+
+/// Of one invocation's cold start, the part that ran before its step asked for it (`from`): all of an
+/// instance's initialisation when it was started ahead and the invocation did not wait, else the part of a
+/// prepared instance's start drawn before the step.
+fn hidden_cold_start(usage: &Usage, segments: &[Segment], from: f64) -> f64 {
+    if usage.cold_start_ms.is_none() {
+        // Its first invocation, and it did not wait: its whole initialisation happened before.
+        return usage.init_ms as f64;
+    }
+    segments
+        .iter()
+        .filter(|s| matches!(s.phase, Phase::Sandbox | Phase::Init))
+        .map(|s| (s.end_ms.min(from) - s.start_ms).max(0.0))
+        .sum()
 }
 
 /// Where an invocation's time went, from when it was scheduled (`from`) to when its result came (`to`).
@@ -135,6 +158,7 @@ pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Tim
                 segments: Vec::new(),
                 bill: None,
                 node: None,
+                hidden_cold_start_ms: 0.0,
             });
             usages.push(Vec::new());
             scheduled.push((None, None));
@@ -174,7 +198,9 @@ pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Tim
         if u.cold_start_ms.is_some() && u.held_ms.unwrap_or(0) == 0 {
             s.cold_starts += 1;
         }
-        s.segments.extend(invocation_segments(u, from, at(e)));
+        let segments = invocation_segments(u, from, at(e));
+        s.hidden_cold_start_ms += hidden_cold_start(u, &segments, from);
+        s.segments.extend(segments);
         if u.node.is_some() {
             s.node.clone_from(&u.node);
         }
@@ -191,6 +217,7 @@ pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Tim
         started_ms,
         duration_ms: history.last().map_or(0.0, at),
         cold_starts: steps.iter().map(|s| s.cold_starts).sum(),
+        prewarm_saved_ms: steps.iter().map(|s| s.hidden_cold_start_ms).sum(),
         steps,
         bill: Bill::of(&all, pricing),
     }
@@ -306,10 +333,35 @@ mod tests {
             history[1].clone(),
             event(3, 1041, "LambdaFunctionSucceeded", 0, json!({"usage": late})),
         ];
-        assert_eq!(timeline(1_000, &history_late, &pricing).cold_starts, 1);
+        let t_late = timeline(1_000, &history_late, &pricing);
+        assert_eq!(t_late.cold_starts, 1);
+        // What preparing saved: the whole 300 ms start; prepared late, all but the 1 ms the step waited.
+        assert_eq!((t.prewarm_saved_ms, t.steps[0].hidden_cold_start_ms), (300.0, 300.0));
+        assert_eq!(t_late.prewarm_saved_ms, 299.0);
         // Billed from the preparation: init 250 + held 300 + run 40 ms, at 128 MB.
         assert_eq!((t.bill.billed_ms, t.bill.init_ms, t.bill.held_ms), (40, 250, 300));
         assert!((t.bill.gb_seconds - 0.59 / 8.0).abs() < 1e-9, "{}", t.bill.gb_seconds);
+    }
+
+    #[test]
+    fn an_instance_pre_warmed_ahead_of_its_step_saved_its_initialisation() {
+        // The pre-warmer started the instance while the first step ran: its first invocation did not wait,
+        // and the 17 ms it took to initialise are what pre-warming saved. The next call on it saves nothing.
+        let first = json!({"durationMs": 10.0, "queuedMs": 0.1, "billedMs": 10, "memoryMb": 128, "initMs": 17});
+        let again = json!({"durationMs": 10.0, "queuedMs": 0.1, "billedMs": 10, "memoryMb": 128});
+        let history = [
+            event(1, 0, "TaskStateEntered", 0, json!({"name": "A"})),
+            event(2, 0, "LambdaFunctionScheduled", 0, json!({})),
+            event(3, 11, "LambdaFunctionSucceeded", 0, json!({"usage": first})),
+            event(4, 11, "TaskStateExited", 0, json!({"name": "A"})),
+            event(5, 11, "TaskStateEntered", 1, json!({"name": "B"})),
+            event(6, 11, "LambdaFunctionScheduled", 1, json!({})),
+            event(7, 22, "LambdaFunctionSucceeded", 1, json!({"usage": again})),
+        ];
+        let t = timeline(1_000, &history, &Pricing::default());
+        assert_eq!(t.cold_starts, 0);
+        assert_eq!((t.steps[0].hidden_cold_start_ms, t.steps[1].hidden_cold_start_ms), (17.0, 0.0));
+        assert_eq!(t.prewarm_saved_ms, 17.0);
     }
 
     #[test]

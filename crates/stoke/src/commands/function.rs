@@ -406,14 +406,29 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                 }
                 print_json(&out);
             } else {
-                let mut t = table(&["NAME", "STATE", "RUNTIME", "MEMORY", "VERSIONS", "MODIFIED"]);
+                let mut t =
+                    table(&["NAME", "STATE", "RUNTIME", "MEMORY", "VERSIONS", "LAST INVOKED", "ERRORS", "MODIFIED"]);
                 for f in &functions {
+                    let (last, errors) = match f.activity.filter(|a| a.invocations > 0) {
+                        Some(a) => (
+                            stoke_core::time::format_rfc3339(a.last_invoked_ms),
+                            format!(
+                                "{} of {} ({:.0} %)",
+                                a.errors,
+                                a.invocations,
+                                a.error_rate().unwrap_or(0.0) * 100.0
+                            ),
+                        ),
+                        None => ("-".to_string(), "-".to_string()),
+                    };
                     t.add_row(vec![
                         f.name.clone(),
                         f.state.to_string(),
                         f.config.runtime.clone(),
                         format!("{} MB", f.config.memory_mb),
                         f.last_version.to_string(),
+                        last,
+                        errors,
                         f.modified.clone(),
                     ]);
                 }

@@ -177,8 +177,13 @@ fn gantt(t: &Timeline, width: usize) -> Vec<String> {
         format!("{:.1} ms", t.duration_ms),
         w = width.saturating_sub(3)
     ));
+    let saved = if t.prewarm_saved_ms > 0.0 {
+        format!(", {:.1} ms of cold starts hidden by pre-warming", t.prewarm_saved_ms)
+    } else {
+        String::new()
+    };
     out.push(format!(
-        "{:<label_width$}  . queued  s sandbox  i init  h held  # running  ~ waiting  - in state   ({} cold start{})",
+        "{:<label_width$}  . queued  s sandbox  i init  h held  # running  ~ waiting  - in state   ({} cold start{}{saved})",
         "",
         t.cold_starts,
         if t.cold_starts == 1 { "" } else { "s" }
@@ -503,6 +508,7 @@ mod tests {
             segments,
             bill: None,
             node: None,
+            hidden_cold_start_ms: 0.0,
         };
         let seg = |phase, start_ms, end_ms| Segment { phase, start_ms, end_ms };
         let t = Timeline {
@@ -523,10 +529,11 @@ mod tests {
             ],
             cold_starts: 1,
             bill: Default::default(),
+            prewarm_saved_ms: 12.5,
         };
         let lines = gantt(&t, 10);
         assert_eq!(lines[0], "A |sii##     |     50.0 ms  cold ×1");
         assert_eq!(lines[1], "B |     #####|     50.0 ms  on node-2");
-        assert!(lines[3].contains("(1 cold start)"), "{}", lines[3]);
+        assert!(lines[3].contains("(1 cold start, 12.5 ms of cold starts hidden by pre-warming)"), "{}", lines[3]);
     }
 }
