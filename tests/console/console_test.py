@@ -9,6 +9,7 @@ non-zero.
 """
 import json
 import os
+import re
 import sys
 import time
 import urllib.request
@@ -141,6 +142,18 @@ try:
     wait.until(lambda d: "BLOCKED" in text_of("config") and d.find_elements(By.ID, "unblock"))
     driver.find_element(By.ID, "unblock").click()
     wait.until(lambda d: "PUBLISHED" in text_of("config") and d.find_elements(By.ID, "block"))
+    # The list shows when each function was last invoked and its errors (the tune's calls count too).
+    driver.find_element(By.LINK_TEXT, "Functions").click()
+    wait.until(lambda d: len(rows()) == 4)
+    cells = driver.execute_script(
+        "const r = document.querySelector('#functions tr[data-function=echo]');"
+        "return [r.querySelector('.last-invoked').textContent, r.querySelector('.errors').textContent]")
+    assert cells[0] != "—" and re.fullmatch(r"0 of \d+ \(0 %\)", cells[1]), cells
+    assert int(cells[1].split()[2]) >= 8, f"2 calls from the page and the tune's 6: {cells}"
+    never = driver.execute_script(
+        "return document.querySelector('#functions tr[data-function=one] .errors').textContent")
+    assert never == "—", never
+    driver.find_element(By.LINK_TEXT, "echo").click()
 
     # 4c. The tune's page: a row and a bar per size, the recommended one marked, the summary.
     wait.until(lambda d: d.find_elements(By.ID, "last-tune"))[0].click()
@@ -200,9 +213,20 @@ try:
     assert [name for name, _ in rows_drawn] == ["One", "Two", "Three"], rows_drawn
     assert any(cold for _, cold in rows_drawn), "the first run of new functions paid cold starts"
     assert text_of("cold-starts") == str(timeline["cold_starts"])
-    driver.set_window_size(1280, 1300)
+    # What pre-warming (the server's default, jit) saved, as the API's timeline says.
+    if timeline["prewarm_saved_ms"] > 0:
+        assert text_of("prewarm-saved").startswith(f"{timeline['prewarm_saved_ms']:.1f} ms"), text_of("prewarm-saved")
+    else:
+        assert not driver.find_elements(By.ID, "prewarm-saved")
+    driver.set_window_size(1280, 1650)
     shot("execution")
     driver.set_window_size(1280, 900)
+    # The history: every event, in order, once opened.
+    driver.find_element(By.CSS_SELECTOR, "#history-box summary").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) > 0)
+    kinds = driver.execute_script("return [...document.querySelectorAll('#history tbody tr')].map(r => r.dataset.event)")
+    assert kinds[0] == "ExecutionStarted" and kinds[-1] == "ExecutionSucceeded", kinds
+    assert kinds.count("TaskStateEntered") == 3 and kinds.count("LambdaFunctionSucceeded") == 3, kinds
 
     # 5b. The node: instances by state, memory, and the last hour's charts (the first ten-second slot has
     #     ended by now, or ends while the page refreshes itself).

@@ -114,11 +114,17 @@ function when(text) {
   return isNaN(d) ? String(text) : d.toLocaleString();
 }
 
+/** "2 of 40 (5 %)": a function's errors among its invocations on this node. */
+function errorRate(a) {
+  if (!a || !a.invocations) return '—';
+  return a.errors + ' of ' + a.invocations + ' (' + Math.round((100 * a.errors) / a.invocations) + ' %)';
+}
+
 async function functionsPage(alive) {
   const search = el('input', { type: 'search', id: 'search', placeholder: 'Filter by name, runtime or state', 'aria-label': 'Filter functions' });
   const body = el('tbody');
   const table = el('table', { id: 'functions' },
-    el('thead', {}, el('tr', {}, ['Name', 'State', 'Runtime', 'Memory', 'Versions', 'Modified'].map((h) => el('th', { scope: 'col', text: h })))),
+    el('thead', {}, el('tr', {}, ['Name', 'State', 'Runtime', 'Memory', 'Versions', 'Last invoked', 'Errors', 'Modified'].map((h) => el('th', { scope: 'col', text: h })))),
     body);
   const status = el('p', { class: 'muted', id: 'functions-status', role: 'status' });
   const more = el('button', { type: 'button', class: 'plain', id: 'more', hidden: true }, 'Load more');
@@ -133,6 +139,8 @@ async function functionsPage(alive) {
       el('td', { text: f.runtime || (f.image ? 'image' : '') }),
       el('td', { text: f.memory_mb + ' MB' }),
       el('td', { text: f.last_version ? String(f.last_version) : '—' }),
+      el('td', { class: 'last-invoked', text: f.activity && f.activity.invocations ? when(new Date(f.activity.last_invoked_ms)) : '—' }),
+      el('td', { class: 'errors' + (f.activity && f.activity.errors ? ' error' : ''), text: errorRate(f.activity) }),
       el('td', { text: when(f.modified) }))));
     status.textContent = rows.length + ' of ' + all.length + ' function' + (all.length === 1 ? '' : 's') + (cursor ? ' (more to load)' : '');
     more.hidden = !cursor;
@@ -215,6 +223,8 @@ function config(f) {
     ['Code', f.code_size + ' bytes, sha256 ' + f.code_sha256],
     ['ARN', f.arn],
     ['Modified', when(f.modified)],
+    ['On this node', f.activity && f.activity.invocations ? errorRate(f.activity).replace(/^(\d+) of (\d+)/, '$2 invocations, $1 failed') +
+      ', the last ' + when(new Date(f.activity.last_invoked_ms)) : 'not invoked since the node started'],
   ];
   return el('dl', { id: 'config' }, rows.filter(([, v]) => v !== undefined && v !== '').flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
 }
@@ -721,8 +731,30 @@ async function executionPage(id, alive) {
   const chart = el('div', { id: 'chart' });
   const graphBox = el('div');
   const io = el('div');
+  const events = el('tbody');
+  const historyBox = el('details', { id: 'history-box' }, el('summary', { text: 'History (the execution\'s events)' }),
+    el('table', { id: 'history' },
+      el('thead', {}, el('tr', {}, ['#', 'At', 'Event', 'Where', 'Details'].map((h) => el('th', { scope: 'col', text: h })))),
+      events));
+  const loadHistory = async () => {
+    try {
+      const { data } = await api('GET', '/v1/executions/' + encodeURIComponent(id) + '/history');
+      if (!alive()) return;
+      events.replaceChildren(...(data.events || []).map((e) => {
+        const details = JSON.stringify(e.details);
+        return el('tr', { 'data-event': e.type },
+          el('td', { text: String(e.id) }), el('td', { text: e.timestamp.slice(11, 23) }), el('td', { text: e.type }),
+          el('td', { text: e.scope || '' }), el('td', { class: 'details', text: details.length > 300 ? details.slice(0, 299) + '…' : details }));
+      }));
+    } catch (e) {
+      if (alive()) events.replaceChildren(el('tr', {}, el('td', { colspan: 5 }, failed(e))));
+    }
+  };
+  historyBox.addEventListener('toggle', () => {
+    if (historyBox.open) loadHistory();
+  });
   show(el('p', {}, el('a', { href: '#/workflows', text: '← Workflows' })), head, el('h2', { text: 'Timeline' }), chart,
-    el('h2', { text: 'Graph' }), graphBox, io);
+    el('h2', { text: 'Graph' }), graphBox, io, historyBox);
   let timer = null;
   let graph = null;
   const draw = async () => {
@@ -747,6 +779,8 @@ async function executionPage(id, alive) {
         el('dt', { text: 'Started' }), el('dd', { text: when(x.started_at) }),
         el('dt', { text: 'Duration' }), el('dd', { text: (t.duration_ms / 1000).toFixed(3) + ' s' }),
         el('dt', { text: 'Cold starts' }), el('dd', { id: 'cold-starts', text: String(t.cold_starts) }),
+        t.prewarm_saved_ms > 0 ? [el('dt', { text: 'Pre-warming saved' }), el('dd', { id: 'prewarm-saved',
+          text: t.prewarm_saved_ms.toFixed(1) + ' ms of cold starts, started before their steps asked (with pre-warming off, each step would have waited for its instance)' })] : null,
         el('dt', { text: 'Bill' }), el('dd', { text: t.bill ? t.bill.invocations + ' invocations, ' + t.bill.billed_ms +
           ' ms billed, ' + Number(t.bill.gb_seconds).toFixed(4) + ' GB-s, ' + Number(t.bill.cost).toFixed(8) : '' })));
     chart.replaceChildren(gantt(t, x.status));
@@ -767,6 +801,7 @@ async function executionPage(id, alive) {
     if (x.output !== undefined) parts.push(el('h2', { text: 'Output' }), el('pre', { id: 'execution-output', text: JSON.stringify(x.output, null, 2) }));
     if (x.error) parts.push(el('h2', { text: 'Error' }), el('pre', { class: 'error', text: x.error + ': ' + (x.cause || '') }));
     io.replaceChildren(...parts);
+    if (historyBox.open) loadHistory();
     // Live while it runs.
     if (x.status === 'RUNNING') timer = setTimeout(draw, 500);
   };

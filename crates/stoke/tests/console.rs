@@ -168,7 +168,7 @@ fn a_log_stream_sends_lines_as_they_are_written_and_refuses_strangers() {
 }
 
 #[test]
-fn the_node_history_counts_every_accounts_calls_and_is_for_administrators() {
+fn the_node_history_and_each_functions_activity_count_the_calls() {
     let s = TestServer::start();
     let (other, _) = s.new_account("other");
     let refused = s.req_as(&other, reqwest::Method::GET, "/v1/node/history").send().unwrap();
@@ -183,18 +183,43 @@ fn the_node_history_counts_every_accounts_calls_and_is_for_administrators() {
     for _ in 0..3 {
         assert_eq!(s.post("/v1/functions/tick/invoke", json!({})).0, 200);
     }
+    // The functions list and the function say what its calls did on this node.
+    python_fn(&s, "sour", "def handler(e, c):\n    raise ValueError('no')\n", json!({}));
+    assert_eq!(s.post("/v1/functions/sour/invoke", json!({})).0, 200);
+    let (_, list) = s.get("/v1/functions");
+    let of = |name: &str| list["functions"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap().clone();
+    assert_eq!(
+        (of("tick")["activity"]["invocations"].as_u64(), of("tick")["activity"]["errors"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(
+        (of("sour")["activity"]["invocations"].as_u64(), of("sour")["activity"]["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        of("sour")["activity"]["last_invoked_ms"].as_i64().unwrap()
+            >= of("tick")["activity"]["last_invoked_ms"].as_i64().unwrap()
+    );
+    assert_eq!(s.get("/v1/functions/tick").1["activity"]["invocations"], 3);
+    let out = s.cli().args(["fn", "ls"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("LAST INVOKED") && text.contains("1 of 1 (100 %)") && text.contains("0 of 3 (0 %)"),
+        "{text}"
+    );
     // The slot the calls fell in ends within ten seconds (and a quarter, the controller's tick).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
     let points = loop {
         let (_, h) = s.get("/v1/node/history");
         let points = h["points"].as_array().unwrap().clone();
-        if points.iter().map(|p| p["invocations"].as_u64().unwrap()).sum::<u64>() >= 3 {
+        if points.iter().map(|p| p["invocations"].as_u64().unwrap()).sum::<u64>() >= 4 {
             break points;
         }
         assert!(std::time::Instant::now() < deadline, "no slot counted the calls: {h}");
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
-    assert_eq!(points.iter().map(|p| p["cold_starts"].as_u64().unwrap()).sum::<u64>(), 1, "{points:?}");
+    assert_eq!(points.iter().map(|p| p["cold_starts"].as_u64().unwrap()).sum::<u64>(), 2, "{points:?}");
+    assert!(points.iter().map(|p| p["errors"].as_u64().unwrap()).sum::<u64>() >= 1, "{points:?}");
     assert!(points.iter().any(|p| p["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0)), "{points:?}");
     // The same from the CLI.
     let out = s.cli().args(["nodes", "--history", "60"]).output().unwrap();
