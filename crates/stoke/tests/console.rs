@@ -82,6 +82,33 @@ fn the_console_signs_in_lists_invokes_and_follows_logs_in_a_real_browser() {
     run_browser_script("console_test.py", &s, &[("STOKE_OTHER_KEY", &other_key), ("STOKE_TUNE", &tune_id)]);
 }
 
+fn firefox_present() -> bool {
+    Path::new("/usr/bin/firefox-esr").exists()
+        && Command::new("python3").args(["-c", "import marionette_driver"]).output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn the_console_works_in_firefox() {
+    if !present_or_skip(firefox_present(), "firefox-esr and marionette_driver", "the console's Firefox test") {
+        return;
+    }
+    let s = TestServer::start();
+    python_fn(&s, "echo", ECHO, json!({}));
+    for f in ["one", "two", "three"] {
+        python_fn(&s, f, "def handler(e, c):\n    return e\n", json!({}));
+    }
+    let chain = json!({"StartAt": "One", "States": {
+        "One": {"Type": "Task", "Resource": "one", "Next": "Two"},
+        "Two": {"Type": "Task", "Resource": "two", "Next": "Three"},
+        "Three": {"Type": "Task", "Resource": "three", "End": true}}});
+    let (status, body) = s.post("/v1/workflows", json!({"name": "chain", "definition": chain}));
+    assert_eq!(status, 201, "{body}");
+    let (status, run) = s.post("/v1/workflows/chain/run", json!({"input": {}}));
+    assert_eq!((status, run["status"].as_str()), (200, Some("SUCCEEDED")), "{run}");
+    let _one = one_browser();
+    run_browser_script("console_firefox.py", &s, &[("STOKE_EXECUTION", run["id"].as_str().unwrap())]);
+}
+
 /// Seed 004's scale on the console: 1,000 functions and 10,000 executions, each page opened by a full
 /// navigation five times in a real Chromium; the median load of every page must stay within 200 ms, and
 /// the lists come a page at a time from the server.
