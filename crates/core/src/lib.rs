@@ -9,6 +9,7 @@ pub mod archive;
 pub mod config;
 pub mod cost;
 pub mod destination;
+pub mod durable;
 pub mod error;
 pub mod event;
 pub mod gateway;

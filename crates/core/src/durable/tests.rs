@@ -1,0 +1,335 @@
+use super::*;
+
+const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:greet:$LATEST/durable-execution/run-1/0d4f";
+const T0: i64 = 1_800_000_000_000;
+
+fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
+    OperationUpdate {
+        id: id.into(),
+        parent_id: None,
+        name: None,
+        kind,
+        sub_type: None,
+        action,
+        payload: None,
+        error: None,
+        context_options: None,
+        step_options: None,
+        wait_options: None,
+        callback_options: None,
+        chained_invoke_options: None,
+    }
+}
+
+fn step(id: &str, action: OperationAction) -> OperationUpdate {
+    OperationUpdate { sub_type: Some("Step".into()), ..update(id, OperationType::Step, action) }
+}
+
+fn token_of(answer: &Value) -> String {
+    answer["CheckpointToken"].as_str().expect("a token").to_string()
+}
+
+fn kinds(x: &DurableExecution) -> Vec<(u64, &str)> {
+    x.events.iter().map(|e| (e.id, e.kind.as_str())).collect()
+}
+
+#[test]
+fn a_step_that_succeeds_at_once_records_aws_events_in_aws_order() {
+    // Conformance 1-1: one step, its START and SUCCEED in one batch (the SDK sends START without waiting).
+    let mut x = DurableExecution::start(ARN, "run-1", "\"World\"", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    assert_eq!(envelope["DurableExecutionArn"], ARN);
+    let ops = envelope["InitialExecutionState"]["Operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0]["Id"], "0d4f", "the EXECUTION operation's id is the ARN's last segment");
+    assert_eq!(ops[0]["Type"], "EXECUTION");
+    assert_eq!(ops[0]["ExecutionDetails"]["InputPayload"], "\"World\"");
+    assert_eq!(ops[0]["StartTimestamp"], T0, "the envelope's timestamps are in ms");
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut succeed = step("s1", OperationAction::Succeed);
+    succeed.payload = Some("\"Hello, World!\"".into());
+    let batch = [step("s1", OperationAction::Start), succeed];
+    let answer = x.checkpoint(&token, Some("ct-1"), &batch, T0 + 5).unwrap();
+    let changed = answer["NewExecutionState"]["Operations"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "the step it changed: {answer}");
+    assert_eq!(changed[0]["Status"], "SUCCEEDED");
+    assert_eq!(changed[0]["StepDetails"]["Result"], "\"Hello, World!\"");
+    assert_eq!(changed[0]["StartTimestamp"], json!((T0 + 5) as f64 / 1000.0), "API answers are in seconds");
+    let next = x.end_invocation("req-1", T0, InvocationOutput::Succeeded(Some("\"Hello, World!\"".into())), T0 + 9);
+    assert_eq!(next, Next::Done);
+    assert_eq!(
+        kinds(&x),
+        [
+            (1, "ExecutionStarted"),
+            (2, "StepStarted"),
+            (3, "StepSucceeded"),
+            (4, "InvocationCompleted"),
+            (5, "ExecutionSucceeded")
+        ]
+    );
+    assert_eq!((x.status, x.result.as_deref()), (ExecutionStatus::Succeeded, Some("\"Hello, World!\"")));
+    let succeeded = x.events[2].to_wire(true);
+    assert_eq!(succeeded["SubType"], "Step");
+    assert_eq!(succeeded["Id"], "s1");
+    assert_eq!(succeeded["StepSucceededDetails"]["Result"]["Payload"], "\"Hello, World!\"");
+    assert_eq!(succeeded["StepSucceededDetails"]["RetryDetails"]["CurrentAttempt"], 1);
+    assert!(x.events[2].to_wire(false)["StepSucceededDetails"]["Result"].get("Payload").is_none());
+    assert_eq!(x.events[3].to_wire(true)["InvocationCompletedDetails"]["RequestId"], "req-1");
+    assert_eq!(x.operations[0].status, OperationStatus::Succeeded);
+}
+
+#[test]
+fn a_step_retried_after_a_failure_waits_its_delay_in_a_new_invocation() {
+    // Conformance 1-11: StepFailed (with the retry's delay), the invocation ends PENDING, the retry comes
+    // due with no event, the next invocation starts the step again and it succeeds on its second attempt.
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut retry = step("s1", OperationAction::Retry);
+    retry.error = Some(ErrorObject::new("ValueError", "flaky"));
+    retry.step_options = Some(StepOptions { next_attempt_delay_seconds: Some(2) });
+    let answer = x.checkpoint(&token, None, &[step("s1", OperationAction::Start), retry], T0 + 10).unwrap();
+    let op = &answer["NewExecutionState"]["Operations"][0];
+    assert_eq!((op["Status"].as_str(), op["StepDetails"]["Attempt"].as_u64()), (Some("PENDING"), Some(1)));
+    assert_eq!(
+        x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 20),
+        Next::WaitUntil(Some(T0 + 2_010)),
+        "invoked again when the retry is due"
+    );
+    assert!(!x.fire_due(T0 + 2_000), "not yet");
+    assert!(x.fire_due(T0 + 2_010));
+    assert_eq!(x.operations[1].status, OperationStatus::Ready);
+    let (_, envelope) = x.begin_invocation();
+    assert_eq!(envelope["UpdatedOperationIds"], json!(["s1"]), "what changed since the last invocation looked");
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut succeed = step("s1", OperationAction::Succeed);
+    succeed.payload = Some("1".into());
+    let answer = x.checkpoint(&token, None, &[step("s1", OperationAction::Start)], T0 + 2_020).unwrap();
+    x.checkpoint(&token_of(&answer), None, &[succeed], T0 + 2_030).unwrap();
+    x.end_invocation("req-2", T0 + 2_015, InvocationOutput::Succeeded(Some("1".into())), T0 + 2_040);
+    assert_eq!(
+        kinds(&x),
+        [
+            (1, "ExecutionStarted"),
+            (2, "StepStarted"),
+            (3, "StepFailed"),
+            (4, "InvocationCompleted"),
+            (5, "StepStarted"),
+            (6, "StepSucceeded"),
+            (7, "InvocationCompleted"),
+            (8, "ExecutionSucceeded"),
+        ]
+    );
+    let failed = x.events[2].to_wire(true);
+    assert_eq!(failed["StepFailedDetails"]["Error"]["Payload"]["ErrorType"], "ValueError");
+    assert_eq!(failed["StepFailedDetails"]["RetryDetails"], json!({"CurrentAttempt": 1, "NextAttemptDelaySeconds": 2}));
+    assert_eq!(x.events[5].to_wire(true)["StepSucceededDetails"]["RetryDetails"]["CurrentAttempt"], 2);
+}
+
+#[test]
+fn a_wait_ends_on_its_timer_and_the_function_is_invoked_again() {
+    // Conformance 2-1: WaitStarted, the invocation suspends, WaitSucceeded when the time comes, a second
+    // invocation finishes.
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut wait =
+        OperationUpdate { sub_type: Some("Wait".into()), ..update("w1", OperationType::Wait, OperationAction::Start) };
+    wait.wait_options = Some(WaitOptions { wait_seconds: Some(5) });
+    let answer = x.checkpoint(&token, None, &[wait.clone()], T0).unwrap();
+    assert_eq!(
+        answer["NewExecutionState"]["Operations"][0]["WaitDetails"]["ScheduledEndTimestamp"],
+        json!((T0 + 5_000) as f64 / 1000.0)
+    );
+    assert_eq!(x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 3), Next::WaitUntil(Some(T0 + 5_000)));
+    assert_eq!(x.next_deadline(), Some(T0 + 5_000));
+    assert!(x.fire_due(T0 + 5_000));
+    assert_eq!(x.next_deadline(), Some(T0 + 300_000), "only the execution's own limit is left");
+    let (_, envelope) = x.begin_invocation();
+    let ops = envelope["InitialExecutionState"]["Operations"].as_array().unwrap();
+    assert_eq!((ops[1]["Status"].as_str(), ops[1]["EndTimestamp"].as_i64()), (Some("SUCCEEDED"), Some(T0 + 5_000)));
+    x.end_invocation("req-2", T0 + 5_001, InvocationOutput::Succeeded(None), T0 + 5_010);
+    assert_eq!(
+        kinds(&x),
+        [
+            (1, "ExecutionStarted"),
+            (2, "WaitStarted"),
+            (3, "InvocationCompleted"),
+            (4, "WaitSucceeded"),
+            (5, "InvocationCompleted"),
+            (6, "ExecutionSucceeded"),
+        ]
+    );
+    assert_eq!(x.events[1].to_wire(true)["WaitStartedDetails"]["Duration"], 5);
+    // A second START of the same wait is refused.
+    let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = y.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let refused = y.checkpoint(&token, None, &[wait.clone(), wait], T0).unwrap_err();
+    assert!(matches!(refused, DurableError::Invalid(m) if m.contains("Start is not allowed on a Wait operation")));
+}
+
+#[test]
+fn tokens_are_single_use_a_retried_checkpoint_gets_the_same_answer_and_a_refused_one_changes_nothing() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    let first = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let answer = x.checkpoint(&first, Some("ct-1"), &[step("a", OperationAction::Start)], T0).unwrap();
+    // botocore retrying the same request (same client token, same inbound token): the same answer, nothing
+    // applied twice.
+    assert_eq!(x.checkpoint(&first, Some("ct-1"), &[step("a", OperationAction::Start)], T0).unwrap(), answer);
+    assert_eq!(x.events.len(), 2);
+    // The used token, under another client token, is refused with the message the SDKs retry on.
+    let stale = x.checkpoint(&first, Some("ct-2"), &[], T0).unwrap_err();
+    assert!(stale.to_string().starts_with("Invalid checkpoint token"), "{stale}");
+    // A batch with one bad update applies none of it.
+    let second = token_of(&answer);
+    let before = x.clone();
+    let bad = [step("b", OperationAction::Start), step("zzz", OperationAction::Succeed)];
+    let refused = x.checkpoint(&second, None, &bad, T0).unwrap_err();
+    assert!(matches!(&refused, DurableError::Invalid(m) if m.contains("update 1 (operation zzz)")), "{refused}");
+    assert_eq!(x, before);
+    // An empty checkpoint refreshes: the token moves on and what changed meanwhile comes back.
+    let refreshed = x.checkpoint(&second, None, &[], T0).unwrap();
+    assert_ne!(token_of(&refreshed), second);
+    // Once the invocation ended, its token is dead.
+    x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1);
+    let dead = x.checkpoint(&token_of(&refreshed), None, &[], T0 + 2).unwrap_err();
+    assert_eq!(dead, DurableError::InvalidToken("no invocation of this execution is running".into()));
+    // Paging the state does not use the token up.
+    let (_, envelope) = x.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let (page, next) = x.state_page(&token, 0, 1).unwrap();
+    assert_eq!((page.len(), next), (1, Some(1)));
+    let (page, next) = x.state_page(&token, 1, 100).unwrap();
+    assert_eq!((page[0]["Id"].as_str(), next), (Some("a"), None));
+    x.checkpoint(&token, None, &[], T0 + 3).unwrap();
+}
+
+#[test]
+fn updates_must_name_known_contexts_keep_their_type_and_follow_each_types_rules() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let refused = |x: &mut DurableExecution, updates: &[OperationUpdate]| {
+        x.checkpoint(&token, None, updates, T0).unwrap_err().to_string()
+    };
+    let orphan = OperationUpdate { parent_id: Some("nope".into()), ..step("a", OperationAction::Start) };
+    assert!(refused(&mut x, &[orphan]).contains("its parent nope is not a context"));
+    let retry = step("a", OperationAction::Retry);
+    assert!(refused(&mut x, &[step("a", OperationAction::Start), retry]).contains("NextAttemptDelaySeconds"));
+    let wait = update("w", OperationType::Wait, OperationAction::Start);
+    assert!(refused(&mut x, &[wait]).contains("WaitSeconds"));
+    let retyped = [step("a", OperationAction::Start), update("a", OperationType::Wait, OperationAction::Cancel)];
+    assert!(refused(&mut x, &retyped).contains("it is a Step operation, not Wait"));
+    let early = [update("e", OperationType::Execution, OperationAction::Succeed), step("a", OperationAction::Start)];
+    assert!(refused(&mut x, &early).contains("must be the checkpoint's last"));
+    // A child context with a step inside it, started in one batch.
+    let ctx = OperationUpdate {
+        sub_type: Some("RunInChildContext".into()),
+        ..update("c", OperationType::Context, OperationAction::Start)
+    };
+    let inner = OperationUpdate { parent_id: Some("c".into()), ..step("c-1", OperationAction::Start) };
+    let mut close = update("c", OperationType::Context, OperationAction::Succeed);
+    close.payload = Some("7".into());
+    x.checkpoint(&token, None, &[ctx, inner, close], T0).unwrap();
+    assert_eq!(kinds(&x)[1..], [(2, "ContextStarted"), (3, "StepStarted"), (4, "ContextSucceeded")]);
+    assert_eq!(x.events[2].parent_id.as_deref(), Some("c"));
+}
+
+#[test]
+fn a_callback_has_an_id_its_answer_wakes_the_execution_and_silence_times_it_out() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut cb = update("cb", OperationType::Callback, OperationAction::Start);
+    cb.callback_options = Some(CallbackOptions { timeout_seconds: Some(60), heartbeat_timeout_seconds: Some(10) });
+    let answer = x.checkpoint(&token, None, &[cb.clone()], T0).unwrap();
+    let id =
+        answer["NewExecutionState"]["Operations"][0]["CallbackDetails"]["CallbackId"].as_str().unwrap().to_string();
+    assert_eq!(parse_callback_id(&id), Some(("0d4f".to_string(), "cb".to_string())));
+    assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)), "the API's pattern: {id}");
+    assert_eq!(
+        x.events[1].to_wire(true)["CallbackStartedDetails"],
+        json!({"CallbackId": id, "Timeout": 60, "HeartbeatTimeout": 10})
+    );
+    assert_eq!(x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1), Next::WaitUntil(Some(T0 + 10_000)));
+    // A heartbeat pushes the heartbeat timeout on; an answer while nothing runs asks for an invocation.
+    assert_eq!(x.answer_callback("cb", None, T0 + 8_000), Ok(false));
+    assert_eq!(x.next_deadline(), Some(T0 + 18_000));
+    assert_eq!(x.answer_callback("cb", Some(Ok("\"yes\"".into())), T0 + 9_000), Ok(true));
+    assert_eq!(
+        x.answer_callback("cb", Some(Ok("again".into())), T0 + 9_001),
+        Err(DurableError::CallbackClosed("the callback has already been completed or has timed out".into()))
+    );
+    assert_eq!(x.events.last().unwrap().to_wire(true)["CallbackSucceededDetails"]["Result"]["Payload"], "\"yes\"");
+    assert!(matches!(x.answer_callback("nope", None, T0), Err(DurableError::NotFound(_))));
+    // Silence past the heartbeat timeout: timed out, with the SDK's error type.
+    let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = y.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    y.checkpoint(&token, None, &[cb], T0).unwrap();
+    y.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1);
+    assert!(y.fire_due(T0 + 10_000));
+    assert_eq!(y.operations[1].status, OperationStatus::TimedOut);
+    assert_eq!(y.operations[1].error.as_ref().and_then(|e| e.error_type.as_deref()), Some("Callback.Heartbeat"));
+    assert_eq!(y.events.last().unwrap().kind, "CallbackTimedOut");
+}
+
+#[test]
+fn an_invocation_that_fails_is_tried_again_then_the_execution_fails() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let crash = ErrorObject::new("Runtime.ExitError", "exit status 1");
+    for n in 1..MAX_INVOCATION_FAILURES {
+        x.begin_invocation();
+        let at = T0 + i64::from(n) * 10;
+        assert_eq!(
+            x.end_invocation("r", at, InvocationOutput::Error(crash.clone()), at),
+            Next::WaitUntil(Some(at + INVOCATION_RETRY_MS))
+        );
+    }
+    x.begin_invocation();
+    assert_eq!(x.end_invocation("r", T0, InvocationOutput::Error(crash.clone()), T0 + 100), Next::Done);
+    assert_eq!((x.status, x.error.as_ref()), (ExecutionStatus::Failed, Some(&crash)));
+    let last = x.events.last().unwrap().to_wire(true);
+    assert_eq!(last["ExecutionFailedDetails"]["Error"]["Payload"]["ErrorType"], "Runtime.ExitError");
+    assert_eq!(x.events.iter().filter(|e| e.kind == "InvocationCompleted").count(), MAX_INVOCATION_FAILURES as usize);
+}
+
+#[test]
+fn a_large_result_comes_from_the_execution_checkpoint_and_the_execution_can_time_out_or_be_stopped() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation();
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut done = update("execution-result-1", OperationType::Execution, OperationAction::Succeed);
+    done.payload = Some("\"big\"".into());
+    let answer = x.checkpoint(&token, None, &[done], T0).unwrap();
+    assert!(answer.get("CheckpointToken").is_none(), "no token after the execution's own update: {answer}");
+    x.end_invocation("r", T0, InvocationOutput::Succeeded(Some(String::new())), T0 + 1);
+    assert_eq!(x.result.as_deref(), Some("\"big\""));
+    // Its limit passed: timed out, and nothing is due after.
+    let mut y = DurableExecution::start(ARN, "run-1", "{}", 10, T0);
+    assert_eq!(y.next_deadline(), Some(T0 + 10_000));
+    assert!(y.fire_due(T0 + 10_000));
+    assert_eq!((y.status, y.next_deadline()), (ExecutionStatus::TimedOut, None));
+    assert_eq!(y.events.last().unwrap().kind, "ExecutionTimedOut");
+    // Stopped.
+    let mut z = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    z.stop(Some(ErrorObject::new("Stopped", "by hand")), T0 + 1).unwrap();
+    assert_eq!((z.status, z.events.last().unwrap().kind.as_str()), (ExecutionStatus::Stopped, "ExecutionStopped"));
+    assert!(z.stop(None, T0 + 2).is_err());
+}
+
+#[test]
+fn updates_read_as_botocore_writes_them() {
+    let body = json!({"Id": "s1", "Type": "STEP", "SubType": "Step", "Action": "RETRY", "Name": "flaky",
+        "Error": {"ErrorType": "ValueError", "ErrorMessage": "no", "StackTrace": ["a"]},
+        "StepOptions": {"NextAttemptDelaySeconds": 3}});
+    let u: OperationUpdate = serde_json::from_value(body).unwrap();
+    assert_eq!((u.kind, u.action, u.name.as_deref()), (OperationType::Step, OperationAction::Retry, Some("flaky")));
+    assert_eq!(u.step_options.and_then(|o| o.next_attempt_delay_seconds), Some(3));
+    assert_eq!(u.error.and_then(|e| e.stack_trace), Some(vec!["a".to_string()]));
+    assert_eq!(execution_id(ARN), "0d4f");
+    assert_eq!(execution_arn("arn:f:$LATEST", "n", "i"), "arn:f:$LATEST/durable-execution/n/i");
+    assert_eq!(parse_callback_id("not base64!"), None);
+}
