@@ -410,9 +410,10 @@ pub const MAX_INVOCATION_FAILURES: u32 = 5;
 /// How long after a failed invocation the next one starts.
 pub const INVOCATION_RETRY_MS: i64 = 1_000;
 
-/// One durable execution: its operations, history and the state of its current invocation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DurableExecution {
+/// Everything of an execution but its operations and events: small, and stored whole at each change (the
+/// operations and events are stored one by one, as [`DurableExecution::take_delta`] hands them out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableHead {
     pub arn: String,
     pub name: String,
     pub status: ExecutionStatus,
@@ -422,24 +423,99 @@ pub struct DurableExecution {
     pub timeout_s: u64,
     pub result: Option<String>,
     pub error: Option<ErrorObject>,
-    /// Operations in the order they started; the EXECUTION operation first.
-    pub operations: Vec<Operation>,
-    pub events: Vec<Event>,
+    /// When the running invocation started (what a server that restarts records it as having ended at).
+    pub invocation_started_ms: Option<i64>,
     /// Bumped at every change of an operation.
     changes: u64,
-    /// What the running invocation (or the next one) has been sent.
+    /// What the running invocation (or the last one) has been sent; what it had before that.
     seen: u64,
-    /// The running invocation's number, and its current token's sequence.
+    seen_before: u64,
+    /// The running invocation's number, its token's random part, and its current token's sequence.
     invocation: Option<u64>,
+    nonce: u64,
     invocations: u64,
     token_seq: u64,
     failures: u32,
-    /// An invocation is wanted as soon as the running one ends.
-    reinvoke: bool,
-    /// The last checkpoint: (its client token, the token it came with) and what it was answered.
+}
+
+/// What changed since the last [`DurableExecution::take_delta`]: operations (by their place in start order)
+/// to write, events to append.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delta {
+    pub operations: Vec<(usize, Operation)>,
+    pub events: Vec<Event>,
+}
+
+/// One durable execution: its operations, history and the state of its current invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurableExecution {
+    head: DurableHead,
+    /// Operations in the order they started; the EXECUTION operation first.
+    pub operations: Vec<Operation>,
+    pub events: Vec<Event>,
+    /// Operations changed and events added since the last delta was taken.
+    dirty: std::collections::BTreeSet<usize>,
+    stored_events: usize,
+    /// The last checkpoint: (its client token, the token it came with) and what it was answered. Kept only
+    /// while its invocation runs (a restart ends that invocation anyway).
     last_checkpoint: Option<(String, String, Value)>,
     /// A result or error an EXECUTION checkpoint carried (a result too large to return).
     checkpointed_outcome: Option<(Option<String>, Option<ErrorObject>)>,
+}
+
+impl std::ops::Deref for DurableExecution {
+    type Target = DurableHead;
+
+    fn deref(&self) -> &DurableHead {
+        &self.head
+    }
+}
+
+/// The parts of a durable execution's ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurableArn {
+    pub region: String,
+    pub account: String,
+    pub function: String,
+    /// `$LATEST`, `$LATEST.PUBLISHED` or a version number.
+    pub version: String,
+    pub name: String,
+    pub id: String,
+}
+
+/// Reads a durable execution's ARN as botocore's pattern has it:
+/// `arn:<partition>:lambda:<region>:<account>:function:<name>:<version>/durable-execution/<name>/<id>`.
+pub fn parse_arn(arn: &str) -> Option<DurableArn> {
+    let word =
+        |s: &str, extra: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+    let (function_arn, rest) = arn.split_once("/durable-execution/")?;
+    let (name, id) = rest.split_once('/')?;
+    let parts: Vec<&str> = function_arn.split(':').collect();
+    let [arn_word, partition, service, region, account, kind, function, version] = parts.as_slice() else {
+        return None;
+    };
+    let version_ok = *version == "$LATEST"
+        || *version == "$LATEST.PUBLISHED"
+        || (!version.is_empty() && version.chars().all(|c| c.is_ascii_digit()));
+    let ok = *arn_word == "arn"
+        && word(partition, "-")
+        && *service == "lambda"
+        && word(region, "-")
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && *kind == "function"
+        && word(function, "-_")
+        && version_ok
+        && word(name, "-_")
+        && word(id, "-_");
+    ok.then(|| DurableArn {
+        region: region.to_string(),
+        account: account.to_string(),
+        function: function.to_string(),
+        version: version.to_string(),
+        name: name.to_string(),
+        id: id.to_string(),
+    })
 }
 
 /// The execution id: the last segment of its ARN, also its EXECUTION operation's id.
@@ -478,7 +554,7 @@ impl DurableExecution {
     /// and the `ExecutionStarted` event.
     pub fn start(arn: &str, name: &str, input: &str, timeout_s: u64, now_ms: i64) -> Self {
         let id = execution_id(arn).to_string();
-        let mut x = DurableExecution {
+        let head = DurableHead {
             arn: arn.to_string(),
             name: name.to_string(),
             status: ExecutionStatus::Running,
@@ -487,18 +563,17 @@ impl DurableExecution {
             timeout_s,
             result: None,
             error: None,
-            operations: Vec::new(),
-            events: Vec::new(),
+            invocation_started_ms: None,
             changes: 0,
             seen: 0,
+            seen_before: 0,
             invocation: None,
+            nonce: 0,
             invocations: 0,
             token_seq: 0,
             failures: 0,
-            reinvoke: false,
-            last_checkpoint: None,
-            checkpointed_outcome: None,
         };
+        let mut x = DurableExecution::from_parts(head, Vec::new(), Vec::new());
         let mut op = Operation::new(
             &OperationUpdate {
                 id,
@@ -519,9 +594,10 @@ impl DurableExecution {
             now_ms,
         );
         op.input = Some(input.to_string());
-        x.changes += 1;
-        op.changed = x.changes;
+        x.head.changes += 1;
+        op.changed = x.head.changes;
         x.operations.push(op);
+        x.dirty.insert(0);
         x.event(
             "ExecutionStarted",
             None,
@@ -529,6 +605,32 @@ impl DurableExecution {
             json!({ "Input": { "Payload": input }, "ExecutionTimeout": timeout_s }),
         );
         x
+    }
+
+    /// An execution read back from the store.
+    pub fn from_parts(head: DurableHead, operations: Vec<Operation>, events: Vec<Event>) -> Self {
+        let stored_events = events.len();
+        DurableExecution {
+            head,
+            operations,
+            events,
+            dirty: std::collections::BTreeSet::new(),
+            stored_events,
+            last_checkpoint: None,
+            checkpointed_outcome: None,
+        }
+    }
+
+    pub fn head(&self) -> &DurableHead {
+        &self.head
+    }
+
+    /// The operations changed and the events added since the last call: what to write.
+    pub fn take_delta(&mut self) -> Delta {
+        let operations = std::mem::take(&mut self.dirty).into_iter().map(|i| (i, self.operations[i].clone())).collect();
+        let events = self.events[self.stored_events..].to_vec();
+        self.stored_events = self.events.len();
+        Delta { operations, events }
     }
 
     pub fn is_running(&self) -> bool {
@@ -560,23 +662,28 @@ impl DurableExecution {
     }
 
     fn touch(&mut self, i: usize) {
-        self.changes += 1;
-        self.operations[i].changed = self.changes;
+        self.head.changes += 1;
+        self.operations[i].changed = self.head.changes;
+        self.dirty.insert(i);
     }
 
-    /// The token of invocation `invocation` at sequence `seq`: hex, which the API's base64 pattern admits.
-    fn token(invocation: u64, seq: u64) -> String {
-        format!("{invocation:016x}{seq:016x}")
+    /// The current token: the invocation's random part, its number and the sequence, in hex (which the API's
+    /// base64 pattern admits). Nobody can make one up: the random part is known only to the invocation.
+    fn token(&self) -> String {
+        format!("{:016x}{:08x}{:08x}", self.nonce, self.invocations, self.token_seq)
     }
 
-    /// Starts an invocation: its token, and the event the function is invoked with (every operation, ms
-    /// timestamps, the operations changed since the last one looked).
-    pub fn begin_invocation(&mut self) -> (u64, Value) {
-        self.invocations += 1;
-        self.token_seq = 0;
-        self.invocation = Some(self.invocations);
-        self.reinvoke = false;
-        let token = Self::token(self.invocations, 0);
+    /// Starts an invocation at `now_ms`, `nonce` being a random number of the caller's: its token, and the
+    /// event the function is invoked with (every operation, ms timestamps, the operations changed since the
+    /// last invocation looked).
+    pub fn begin_invocation(&mut self, nonce: u64, now_ms: i64) -> (u64, Value) {
+        let h = &mut self.head;
+        h.invocations += 1;
+        h.token_seq = 0;
+        h.nonce = nonce;
+        h.invocation = Some(h.invocations);
+        h.invocation_started_ms = Some(now_ms);
+        let token = self.token();
         let updated: Vec<&str> = self
             .operations
             .iter()
@@ -592,18 +699,29 @@ impl DurableExecution {
             },
             "UpdatedOperationIds": updated,
         });
-        self.seen = self.changes;
+        self.head.seen_before = self.head.seen;
+        self.head.seen = self.head.changes;
         (self.invocations, envelope)
+    }
+
+    /// The invocation begun never reached the function (refused for room, a platform fault): no event, not
+    /// counted as a failure, its token dead, and what it would have been sent still unseen.
+    pub fn abandon_invocation(&mut self) {
+        let h = &mut self.head;
+        h.invocation = None;
+        h.invocation_started_ms = None;
+        h.seen = h.seen_before;
+        self.last_checkpoint = None;
     }
 
     fn check_token(&self, token: &str) -> Result<(), DurableError> {
         if !self.is_running() {
             return Err(DurableError::InvalidToken("the execution has ended".into()));
         }
-        let Some(invocation) = self.invocation else {
+        if self.invocation.is_none() {
             return Err(DurableError::InvalidToken("no invocation of this execution is running".into()));
-        };
-        if token != Self::token(invocation, self.token_seq) {
+        }
+        if token != self.token() {
             return Err(DurableError::InvalidToken(
                 "it is not this execution's current token (tokens are single-use: send the last one received)".into(),
             ));
@@ -650,12 +768,11 @@ impl DurableExecution {
         self.fire_due(now_ms);
         let changed: Vec<Value> =
             self.operations.iter().filter(|o| o.changed > self.seen).map(|o| o.to_wire(false)).collect();
-        self.seen = self.changes;
+        self.head.seen = self.head.changes;
         let mut answer = json!({ "NewExecutionState": { "Operations": changed } });
         if !ended {
-            self.token_seq += 1;
-            let invocation = self.invocation.unwrap_or_default();
-            answer["CheckpointToken"] = json!(Self::token(invocation, self.token_seq));
+            self.head.token_seq += 1;
+            answer["CheckpointToken"] = json!(self.token());
         }
         if let Some(ct) = client_token {
             self.last_checkpoint = Some((ct.to_string(), token.to_string(), answer.clone()));
@@ -770,7 +887,7 @@ impl DurableExecution {
                         json!({ "Duration": secs, "ScheduledEndTimestamp": end as f64 / 1000.0 })
                     }
                     T::Callback => {
-                        let id = callback_id(execution_id(&self.arn), &u.id);
+                        let id = callback_id(execution_id(&self.head.arn), &u.id);
                         let options = u.callback_options.clone().unwrap_or_default();
                         let mut d = json!({ "CallbackId": id });
                         if let Some(t) = options.timeout_seconds.filter(|t| *t > 0) {
@@ -915,9 +1032,6 @@ impl DurableExecution {
                 }
             }
         }
-        if changed && self.invocation.is_some() {
-            self.reinvoke = true;
-        }
         changed
     }
 
@@ -964,6 +1078,7 @@ impl DurableExecution {
         let Some(answer) = answer else {
             if let Some(h) = op.heartbeat_timeout_s {
                 op.heartbeat_at_ms = Some(now_ms + i64::try_from(h).unwrap_or(i64::MAX / 2_000) * 1000);
+                self.dirty.insert(i);
             }
             return Ok(false);
         };
@@ -982,18 +1097,16 @@ impl DurableExecution {
         };
         self.touch(i);
         self.event(kind, Some(i), now_ms, details);
-        if self.invocation.is_some() {
-            self.reinvoke = true;
-            Ok(false)
-        } else {
-            Ok(true)
-        }
+        // A running invocation learns of it from its next checkpoint's answer, or is followed by another.
+        Ok(self.invocation.is_none())
     }
 
     /// The running invocation ended with `output`: records `InvocationCompleted`, then ends the execution,
     /// or says when to invoke it again.
     pub fn end_invocation(&mut self, request_id: &str, started_ms: i64, output: InvocationOutput, now_ms: i64) -> Next {
-        self.invocation = None;
+        self.head.invocation = None;
+        self.head.invocation_started_ms = None;
+        self.last_checkpoint = None;
         let mut details = json!({
             "StartTimestamp": started_ms as f64 / 1000.0,
             "EndTimestamp": now_ms as f64 / 1000.0,
@@ -1019,17 +1132,18 @@ impl DurableExecution {
                 Next::Done
             }
             InvocationOutput::Pending => {
-                self.failures = 0;
+                self.head.failures = 0;
                 self.fire_due(now_ms);
+                // Something it waits for happened after it last looked (its last checkpoint's answer).
                 let unseen = self.operations.iter().any(|o| o.changed > self.seen);
-                if std::mem::take(&mut self.reinvoke) || unseen {
+                if unseen {
                     Next::Invoke
                 } else {
                     Next::WaitUntil(self.next_deadline())
                 }
             }
             InvocationOutput::Error(e) => {
-                self.failures += 1;
+                self.head.failures += 1;
                 if self.failures >= MAX_INVOCATION_FAILURES {
                     self.end(ExecutionStatus::Failed, None, Some(e), now_ms);
                     Next::Done
@@ -1050,9 +1164,10 @@ impl DurableExecution {
     }
 
     fn end(&mut self, status: ExecutionStatus, result: Option<String>, error: Option<ErrorObject>, now_ms: i64) {
-        self.status = status;
-        self.ended_ms = Some(now_ms);
-        self.invocation = None;
+        self.head.status = status;
+        self.head.ended_ms = Some(now_ms);
+        self.head.invocation = None;
+        self.head.invocation_started_ms = None;
         let op_status = match status {
             ExecutionStatus::Succeeded => OperationStatus::Succeeded,
             ExecutionStatus::TimedOut => OperationStatus::TimedOut,
@@ -1062,6 +1177,7 @@ impl DurableExecution {
         if let Some(op) = self.operations.first_mut() {
             op.status = op_status;
             op.end_ms = Some(now_ms);
+            self.dirty.insert(0);
         }
         let (kind, details) = match status {
             ExecutionStatus::Succeeded => ("ExecutionSucceeded", json!({ "Result": payload(&result) })),
@@ -1069,8 +1185,8 @@ impl DurableExecution {
             ExecutionStatus::Stopped => ("ExecutionStopped", json!({ "Error": error_block(&error) })),
             _ => ("ExecutionFailed", json!({ "Error": error_block(&error) })),
         };
-        self.result = result;
-        self.error = error;
+        self.head.result = result;
+        self.head.error = error;
         self.event(kind, None, now_ms, details);
     }
 }

@@ -37,7 +37,7 @@ fn kinds(x: &DurableExecution) -> Vec<(u64, &str)> {
 fn a_step_that_succeeds_at_once_records_aws_events_in_aws_order() {
     // Conformance 1-1: one step, its START and SUCCEED in one batch (the SDK sends START without waiting).
     let mut x = DurableExecution::start(ARN, "run-1", "\"World\"", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590337, T0);
     assert_eq!(envelope["DurableExecutionArn"], ARN);
     let ops = envelope["InitialExecutionState"]["Operations"].as_array().unwrap();
     assert_eq!(ops.len(), 1);
@@ -83,7 +83,7 @@ fn a_step_retried_after_a_failure_waits_its_delay_in_a_new_invocation() {
     // Conformance 1-11: StepFailed (with the retry's delay), the invocation ends PENDING, the retry comes
     // due with no event, the next invocation starts the step again and it succeeds on its second attempt.
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590338, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let mut retry = step("s1", OperationAction::Retry);
     retry.error = Some(ErrorObject::new("ValueError", "flaky"));
@@ -99,7 +99,7 @@ fn a_step_retried_after_a_failure_waits_its_delay_in_a_new_invocation() {
     assert!(!x.fire_due(T0 + 2_000), "not yet");
     assert!(x.fire_due(T0 + 2_010));
     assert_eq!(x.operations[1].status, OperationStatus::Ready);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590339, T0);
     assert_eq!(envelope["UpdatedOperationIds"], json!(["s1"]), "what changed since the last invocation looked");
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let mut succeed = step("s1", OperationAction::Succeed);
@@ -131,7 +131,7 @@ fn a_wait_ends_on_its_timer_and_the_function_is_invoked_again() {
     // Conformance 2-1: WaitStarted, the invocation suspends, WaitSucceeded when the time comes, a second
     // invocation finishes.
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590340, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let mut wait =
         OperationUpdate { sub_type: Some("Wait".into()), ..update("w1", OperationType::Wait, OperationAction::Start) };
@@ -145,7 +145,7 @@ fn a_wait_ends_on_its_timer_and_the_function_is_invoked_again() {
     assert_eq!(x.next_deadline(), Some(T0 + 5_000));
     assert!(x.fire_due(T0 + 5_000));
     assert_eq!(x.next_deadline(), Some(T0 + 300_000), "only the execution's own limit is left");
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590341, T0);
     let ops = envelope["InitialExecutionState"]["Operations"].as_array().unwrap();
     assert_eq!((ops[1]["Status"].as_str(), ops[1]["EndTimestamp"].as_i64()), (Some("SUCCEEDED"), Some(T0 + 5_000)));
     x.end_invocation("req-2", T0 + 5_001, InvocationOutput::Succeeded(None), T0 + 5_010);
@@ -163,7 +163,7 @@ fn a_wait_ends_on_its_timer_and_the_function_is_invoked_again() {
     assert_eq!(x.events[1].to_wire(true)["WaitStartedDetails"]["Duration"], 5);
     // A second START of the same wait is refused.
     let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = y.begin_invocation();
+    let (_, envelope) = y.begin_invocation(1592590342, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let refused = y.checkpoint(&token, None, &[wait.clone(), wait], T0).unwrap_err();
     assert!(matches!(refused, DurableError::Invalid(m) if m.contains("Start is not allowed on a Wait operation")));
@@ -172,7 +172,7 @@ fn a_wait_ends_on_its_timer_and_the_function_is_invoked_again() {
 #[test]
 fn tokens_are_single_use_a_retried_checkpoint_gets_the_same_answer_and_a_refused_one_changes_nothing() {
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590343, T0);
     let first = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let answer = x.checkpoint(&first, Some("ct-1"), &[step("a", OperationAction::Start)], T0).unwrap();
     // botocore retrying the same request (same client token, same inbound token): the same answer, nothing
@@ -197,7 +197,7 @@ fn tokens_are_single_use_a_retried_checkpoint_gets_the_same_answer_and_a_refused
     let dead = x.checkpoint(&token_of(&refreshed), None, &[], T0 + 2).unwrap_err();
     assert_eq!(dead, DurableError::InvalidToken("no invocation of this execution is running".into()));
     // Paging the state does not use the token up.
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590344, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let (page, next) = x.state_page(&token, 0, 1).unwrap();
     assert_eq!((page.len(), next), (1, Some(1)));
@@ -209,7 +209,7 @@ fn tokens_are_single_use_a_retried_checkpoint_gets_the_same_answer_and_a_refused
 #[test]
 fn updates_must_name_known_contexts_keep_their_type_and_follow_each_types_rules() {
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590345, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let refused = |x: &mut DurableExecution, updates: &[OperationUpdate]| {
         x.checkpoint(&token, None, updates, T0).unwrap_err().to_string()
@@ -240,7 +240,7 @@ fn updates_must_name_known_contexts_keep_their_type_and_follow_each_types_rules(
 #[test]
 fn a_callback_has_an_id_its_answer_wakes_the_execution_and_silence_times_it_out() {
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590346, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let mut cb = update("cb", OperationType::Callback, OperationAction::Start);
     cb.callback_options = Some(CallbackOptions { timeout_seconds: Some(60), heartbeat_timeout_seconds: Some(10) });
@@ -266,7 +266,7 @@ fn a_callback_has_an_id_its_answer_wakes_the_execution_and_silence_times_it_out(
     assert!(matches!(x.answer_callback("nope", None, T0), Err(DurableError::NotFound(_))));
     // Silence past the heartbeat timeout: timed out, with the SDK's error type.
     let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = y.begin_invocation();
+    let (_, envelope) = y.begin_invocation(1592590347, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     y.checkpoint(&token, None, &[cb], T0).unwrap();
     y.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1);
@@ -281,14 +281,14 @@ fn an_invocation_that_fails_is_tried_again_then_the_execution_fails() {
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
     let crash = ErrorObject::new("Runtime.ExitError", "exit status 1");
     for n in 1..MAX_INVOCATION_FAILURES {
-        x.begin_invocation();
+        x.begin_invocation(1592590348, T0);
         let at = T0 + i64::from(n) * 10;
         assert_eq!(
             x.end_invocation("r", at, InvocationOutput::Error(crash.clone()), at),
             Next::WaitUntil(Some(at + INVOCATION_RETRY_MS))
         );
     }
-    x.begin_invocation();
+    x.begin_invocation(1592590349, T0);
     assert_eq!(x.end_invocation("r", T0, InvocationOutput::Error(crash.clone()), T0 + 100), Next::Done);
     assert_eq!((x.status, x.error.as_ref()), (ExecutionStatus::Failed, Some(&crash)));
     let last = x.events.last().unwrap().to_wire(true);
@@ -299,7 +299,7 @@ fn an_invocation_that_fails_is_tried_again_then_the_execution_fails() {
 #[test]
 fn a_large_result_comes_from_the_execution_checkpoint_and_the_execution_can_time_out_or_be_stopped() {
     let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
-    let (_, envelope) = x.begin_invocation();
+    let (_, envelope) = x.begin_invocation(1592590350, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     let mut done = update("execution-result-1", OperationType::Execution, OperationAction::Succeed);
     done.payload = Some("\"big\"".into());
@@ -332,4 +332,104 @@ fn updates_read_as_botocore_writes_them() {
     assert_eq!(execution_id(ARN), "0d4f");
     assert_eq!(execution_arn("arn:f:$LATEST", "n", "i"), "arn:f:$LATEST/durable-execution/n/i");
     assert_eq!(parse_callback_id("not base64!"), None);
+}
+
+#[test]
+fn an_execution_is_stored_as_a_head_and_the_operations_and_events_that_changed() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let first = x.take_delta();
+    assert_eq!((first.operations.len(), first.operations[0].0), (1, 0), "the EXECUTION operation");
+    assert_eq!(first.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["ExecutionStarted"]);
+    assert_eq!(x.take_delta(), Delta::default(), "nothing new");
+    let (_, envelope) = x.begin_invocation(7, T0);
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut cb = update("cb", OperationType::Callback, OperationAction::Start);
+    cb.callback_options = Some(CallbackOptions { timeout_seconds: None, heartbeat_timeout_seconds: Some(10) });
+    let batch = [step("a", OperationAction::Start), cb];
+    let answer = x.checkpoint(&token, None, &batch, T0 + 1).unwrap();
+    let delta = x.take_delta();
+    assert_eq!(delta.operations.iter().map(|(i, o)| (*i, o.id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "cb")]);
+    assert_eq!(delta.events.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
+    // A heartbeat changes an operation without an event: it is written too.
+    x.answer_callback("cb", None, T0 + 2).unwrap();
+    assert_eq!(x.take_delta().operations.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2]);
+    // Read back from its parts, it goes on where it was: the same token is good, the next one too.
+    let mut back = DurableExecution::from_parts(x.head().clone(), x.operations.clone(), x.events.clone());
+    let next = token_of(&answer);
+    let answer = back.checkpoint(&next, None, &[step("a", OperationAction::Succeed)], T0 + 3).unwrap();
+    assert!(answer["CheckpointToken"].is_string());
+    assert_eq!(
+        back.take_delta().events.iter().map(|e| (e.id, e.kind.as_str())).collect::<Vec<_>>(),
+        [(4, "StepSucceeded")]
+    );
+    // Its end changes the EXECUTION operation without touching it otherwise: written.
+    back.end_invocation("r", T0, InvocationOutput::Succeeded(None), T0 + 4);
+    let end = back.take_delta();
+    assert!(end.operations.iter().any(|(i, o)| *i == 0 && o.status == OperationStatus::Succeeded), "{end:?}");
+    assert_eq!(back.head().invocation_started_ms, None);
+}
+
+#[test]
+fn tokens_cannot_be_guessed_and_an_invocation_that_never_ran_leaves_no_trace() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, first) = x.begin_invocation(1, T0);
+    let first = first["CheckpointToken"].as_str().unwrap().to_string();
+    assert_eq!(x.head().invocation_started_ms, Some(T0));
+    x.abandon_invocation();
+    assert!(x.checkpoint(&first, None, &[], T0).is_err(), "an abandoned invocation's token is dead");
+    assert_eq!((x.events.len(), x.head().failures), (1, 0), "no event, not a failure");
+    let (_, second) = x.begin_invocation(2, T0 + 1);
+    let second = second["CheckpointToken"].as_str().unwrap().to_string();
+    assert_eq!(first.len(), second.len());
+    assert_ne!(first[..16], second[..16], "the random part differs");
+    // The same invocation number and sequence with another random part is refused.
+    let forged = format!("{:016x}{}", 1, &second[16..]);
+    assert!(matches!(x.checkpoint(&forged, None, &[], T0 + 2), Err(DurableError::InvalidToken(_))));
+    x.checkpoint(&second, None, &[], T0 + 2).unwrap();
+}
+
+#[test]
+fn an_answer_the_invocation_already_saw_does_not_invoke_it_again() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation(3, T0);
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let answer =
+        x.checkpoint(&token, None, &[update("cb", OperationType::Callback, OperationAction::Start)], T0).unwrap();
+    // Answered while the invocation runs: no invocation asked for now…
+    assert_eq!(x.answer_callback("cb", Some(Ok("1".into())), T0 + 1), Ok(false));
+    // …and its next checkpoint's answer carries the result, so when it ends there is nothing new to see.
+    let seen = x.checkpoint(&token_of(&answer), None, &[], T0 + 2).unwrap();
+    assert_eq!(seen["NewExecutionState"]["Operations"][0]["CallbackDetails"]["Result"], "1");
+    assert_eq!(x.end_invocation("r", T0, InvocationOutput::Pending, T0 + 3), Next::WaitUntil(Some(T0 + 300_000)));
+    // Answered after its last checkpoint: it ends without having seen it, and is invoked again at once.
+    let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = y.begin_invocation(4, T0);
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    y.checkpoint(&token, None, &[update("cb", OperationType::Callback, OperationAction::Start)], T0).unwrap();
+    assert_eq!(y.answer_callback("cb", Some(Ok("1".into())), T0 + 1), Ok(false));
+    assert_eq!(y.end_invocation("r", T0, InvocationOutput::Pending, T0 + 3), Next::Invoke);
+}
+
+#[test]
+fn execution_arns_are_read_as_botocores_pattern_has_them() {
+    let arn = parse_arn(ARN).unwrap();
+    assert_eq!(
+        (arn.region.as_str(), arn.account.as_str(), arn.function.as_str(), arn.version.as_str()),
+        ("us-east-1", "123456789012", "greet", "$LATEST")
+    );
+    assert_eq!((arn.name.as_str(), arn.id.as_str()), ("run-1", "0d4f"));
+    assert_eq!(
+        parse_arn("arn:aws:lambda:eu-west-1:123456789012:function:f:7/durable-execution/n/i").unwrap().version,
+        "7"
+    );
+    for bad in [
+        "arn:aws:lambda:us-east-1:123456789012:function:greet/durable-execution/run-1/0d4f",
+        "arn:aws:lambda:us-east-1:123456789012:function:greet:prod/durable-execution/run-1/0d4f",
+        "arn:aws:lambda:us-east-1:12345:function:greet:$LATEST/durable-execution/run-1/0d4f",
+        "arn:aws:s3:us-east-1:123456789012:function:greet:$LATEST/durable-execution/run-1/0d4f",
+        "arn:aws:lambda:us-east-1:123456789012:function:greet:$LATEST/durable-execution/run 1/0d4f",
+        "arn:aws:lambda:us-east-1:123456789012:function:greet:$LATEST/durable-execution/run-1",
+    ] {
+        assert_eq!(parse_arn(bad), None, "{bad}");
+    }
 }
