@@ -10,13 +10,12 @@ the budget (STOKE_PAGE_BUDGET_MS, 200) or the lists are not paginated.
 """
 import os
 import statistics
-import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+import chromium
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 KEY = os.environ["STOKE_API_KEY"]
@@ -24,13 +23,7 @@ EXECUTION = os.environ["STOKE_EXECUTION"]
 BUDGET = float(os.environ.get("STOKE_PAGE_BUDGET_MS", "200"))
 LOADS = 5
 
-options = webdriver.ChromeOptions()
-for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-            "--disable-gpu", "--no-first-run", "--disable-extensions"):
-    options.add_argument(arg)
-options.binary_location = os.environ.get("STOKE_CHROMIUM", "/usr/bin/chromium")
-driver = webdriver.Chrome(service=Service(os.environ.get("STOKE_CHROMEDRIVER", "/usr/bin/chromedriver")),
-                          options=options)
+driver = chromium.start()
 wait = WebDriverWait(driver, 30)
 
 

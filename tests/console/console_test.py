@@ -10,15 +10,14 @@ non-zero.
 import json
 import os
 import re
-import sys
 import time
 import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+import chromium
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 KEY = os.environ["STOKE_API_KEY"]
@@ -26,13 +25,7 @@ OTHER_KEY = os.environ["STOKE_OTHER_KEY"]
 TUNE = os.environ["STOKE_TUNE"]
 SHOTS = os.environ.get("STOKE_SCREENSHOTS")
 
-options = webdriver.ChromeOptions()
-for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-            "--disable-gpu", "--no-first-run", "--disable-extensions"):
-    options.add_argument(arg)
-options.binary_location = os.environ.get("STOKE_CHROMIUM", "/usr/bin/chromium")
-driver = webdriver.Chrome(service=Service(os.environ.get("STOKE_CHROMEDRIVER", "/usr/bin/chromedriver")),
-                          options=options)
+driver = chromium.start()
 wait = WebDriverWait(driver, 20)
 
 

@@ -181,6 +181,27 @@ pub struct OperationUpdate {
     pub chained_invoke_options: Option<ChainedInvokeOptions>,
 }
 
+impl OperationUpdate {
+    /// An update with only its id, type and action.
+    pub fn new(id: &str, kind: OperationType, action: OperationAction) -> Self {
+        OperationUpdate {
+            id: id.to_string(),
+            parent_id: None,
+            name: None,
+            kind,
+            sub_type: None,
+            action,
+            payload: None,
+            error: None,
+            context_options: None,
+            step_options: None,
+            wait_options: None,
+            callback_options: None,
+            chained_invoke_options: None,
+        }
+    }
+}
+
 /// One operation of an execution, as the service keeps it. Times are ms since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
@@ -574,25 +595,11 @@ impl DurableExecution {
             failures: 0,
         };
         let mut x = DurableExecution::from_parts(head, Vec::new(), Vec::new());
-        let mut op = Operation::new(
-            &OperationUpdate {
-                id,
-                parent_id: None,
-                name: Some(name.to_string()),
-                kind: OperationType::Execution,
-                sub_type: None,
-                action: OperationAction::Start,
-                payload: None,
-                error: None,
-                context_options: None,
-                step_options: None,
-                wait_options: None,
-                callback_options: None,
-                chained_invoke_options: None,
-            },
-            OperationStatus::Started,
-            now_ms,
-        );
+        let update = OperationUpdate {
+            name: Some(name.to_string()),
+            ..OperationUpdate::new(&id, OperationType::Execution, OperationAction::Start)
+        };
+        let mut op = Operation::new(&update, OperationStatus::Started, now_ms);
         op.input = Some(input.to_string());
         x.head.changes += 1;
         op.changed = x.head.changes;

@@ -44,6 +44,20 @@ fn run_browser_script(script: &str, s: &TestServer, env: &[(&str, &str)]) -> Str
     stdout.into_owned()
 }
 
+/// The workflow `chain`: three Task states, One → Two → Three, on the functions `one`, `two` and `three`, each
+/// running `source`.
+fn chain(s: &TestServer, source: &str) {
+    for f in ["one", "two", "three"] {
+        python_fn(s, f, source, json!({}));
+    }
+    let chain = json!({"StartAt": "One", "States": {
+        "One": {"Type": "Task", "Resource": "one", "Next": "Two"},
+        "Two": {"Type": "Task", "Resource": "two", "Next": "Three"},
+        "Three": {"Type": "Task", "Resource": "three", "End": true}}});
+    let (status, body) = s.post("/v1/workflows", json!({"name": "chain", "definition": chain}));
+    assert_eq!(status, 201, "{body}");
+}
+
 fn browser_present() -> bool {
     let python_has = |m: &str| {
         Command::new("python3").args(["-c", &format!("import {m}")]).output().is_ok_and(|o| o.status.success())
@@ -59,15 +73,7 @@ fn the_console_signs_in_lists_invokes_and_follows_logs_in_a_real_browser() {
     let s = TestServer::start();
     python_fn(&s, "echo", ECHO, json!({"description": "<img src=x onerror=\"window.__pwned=1\">"}));
     // Three steps slow enough to be seen running.
-    for f in ["one", "two", "three"] {
-        python_fn(&s, f, "import time\ndef handler(e, c):\n    time.sleep(0.6)\n    return e\n", json!({}));
-    }
-    let chain = json!({"StartAt": "One", "States": {
-        "One": {"Type": "Task", "Resource": "one", "Next": "Two"},
-        "Two": {"Type": "Task", "Resource": "two", "Next": "Three"},
-        "Three": {"Type": "Task", "Resource": "three", "End": true}}});
-    let (status, body) = s.post("/v1/workflows", json!({"name": "chain", "definition": chain}));
-    assert_eq!(status, 201, "{body}");
+    chain(&s, "import time\ndef handler(e, c):\n    time.sleep(0.6)\n    return e\n");
     // A tune of `echo` for the tune page: two sizes, two runs each.
     let (status, tune) = s.post("/v1/functions/echo/tune", json!({"payload": {}, "memory": [128, 256], "runs": 2}));
     assert_eq!(status, 202, "{tune}");
@@ -94,15 +100,7 @@ fn the_console_works_in_firefox() {
     }
     let s = TestServer::start();
     python_fn(&s, "echo", ECHO, json!({}));
-    for f in ["one", "two", "three"] {
-        python_fn(&s, f, "def handler(e, c):\n    return e\n", json!({}));
-    }
-    let chain = json!({"StartAt": "One", "States": {
-        "One": {"Type": "Task", "Resource": "one", "Next": "Two"},
-        "Two": {"Type": "Task", "Resource": "two", "Next": "Three"},
-        "Three": {"Type": "Task", "Resource": "three", "End": true}}});
-    let (status, body) = s.post("/v1/workflows", json!({"name": "chain", "definition": chain}));
-    assert_eq!(status, 201, "{body}");
+    chain(&s, "def handler(e, c):\n    return e\n");
     let (status, run) = s.post("/v1/workflows/chain/run", json!({"input": {}}));
     assert_eq!((status, run["status"].as_str()), (200, Some("SUCCEEDED")), "{run}");
     let _one = one_browser();

@@ -4,21 +4,7 @@ const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:greet:$LATEST/
 const T0: i64 = 1_800_000_000_000;
 
 fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
-    OperationUpdate {
-        id: id.into(),
-        parent_id: None,
-        name: None,
-        kind,
-        sub_type: None,
-        action,
-        payload: None,
-        error: None,
-        context_options: None,
-        step_options: None,
-        wait_options: None,
-        callback_options: None,
-        chained_invoke_options: None,
-    }
+    OperationUpdate::new(id, kind, action)
 }
 
 fn step(id: &str, action: OperationAction) -> OperationUpdate {
