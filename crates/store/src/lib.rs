@@ -28,9 +28,9 @@ pub use etcd::{
 };
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{
-    AccountKeys, AccountRecord, AliasRecord, CodeRef, EventConfigRecord, EventRecord, EventState, ExecutionRecord,
-    ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord, MapRunRecord, ScheduleRecord, StatRecord,
-    TriggerKind, TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
+    AccountKeys, AccountRecord, AliasRecord, CodeRef, DurableEventRow, DurableOpRow, DurableRecord, EventConfigRecord,
+    EventRecord, EventState, ExecutionRecord, ExecutionStatus, FunctionRecord, HistoryRow, ImageRecord, LayerRecord,
+    MapRunRecord, ScheduleRecord, StatRecord, TriggerKind, TriggerRecord, TuneRecord, VersionRecord, WorkflowRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -98,6 +98,7 @@ pub trait Store:
     + StatStore
     + TuneStore
     + ScheduleStore
+    + DurableStore
     + Send
     + Sync
 {
@@ -113,6 +114,7 @@ impl<T> Store for T where
         + StatStore
         + TuneStore
         + ScheduleStore
+        + DurableStore
         + Send
         + Sync
 {
@@ -122,8 +124,8 @@ impl<T> Store for T where
 /// aggregate methods resolve without them).
 pub mod prelude {
     pub use crate::{
-        AccountStore, EventStore, FunctionStore, LayerStore, ScheduleStore, StatStore, Store, TriggerStore, TuneStore,
-        WorkflowStore,
+        AccountStore, DurableStore, EventStore, FunctionStore, LayerStore, ScheduleStore, StatStore, Store,
+        TriggerStore, TuneStore, WorkflowStore,
     };
 }
 
@@ -384,6 +386,40 @@ pub trait StatStore {
 }
 
 /// `stoke tune` runs; they go with the function they tuned.
+/// Lambda durable executions: a head per execution, an operation and an event per row (or key).
+pub trait DurableStore {
+    /// A new execution with its first operations and events. `Conflict` when its id, or its name for its
+    /// function, is taken.
+    fn insert_durable(&self, e: &DurableRecord, ops: &[DurableOpRow], events: &[DurableEventRow]) -> Result<()>;
+    /// One change, whole or not at all: the record (its revision one past `expected_revision`), the operations
+    /// (replacing those at the same place), the events (appended). `RevisionMismatch` when the stored record is
+    /// not at `expected_revision`, `NotFound` when there is none, `Conflict` when an event id is taken.
+    fn record_durable(
+        &self,
+        e: &DurableRecord,
+        expected_revision: u64,
+        ops: &[DurableOpRow],
+        events: &[DurableEventRow],
+    ) -> Result<()>;
+    fn get_durable(&self, account: &AccountId, id: &str) -> Result<Option<DurableRecord>>;
+    /// The execution of `function` named `name`.
+    fn find_durable(&self, account: &AccountId, function: &FunctionName, name: &str) -> Result<Option<DurableRecord>>;
+    /// Its operations in start order.
+    fn durable_operations(&self, id: &str) -> Result<Vec<DurableOpRow>>;
+    /// Up to `limit` of its events after event `after`, in order.
+    fn durable_events(&self, id: &str, after: u64, limit: usize) -> Result<Vec<DurableEventRow>>;
+    /// A function's executions, oldest first, up to `limit` after the one with id `after`.
+    fn list_durable(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DurableRecord>>;
+    /// Every execution still running (what a starting server resumes).
+    fn running_durable(&self) -> Result<Vec<DurableRecord>>;
+}
+
 pub trait TuneStore {
     /// Writes a tune (replacing the one with its id).
     fn put_tune(&self, tune: &TuneRecord) -> Result<()>;

@@ -350,6 +350,49 @@ pub struct HistoryRow {
     pub details: String,
 }
 
+/// A Lambda durable execution: where to find it (its id is its ARN's last segment), its state for listing,
+/// and its head (`stoke_core::durable::DurableHead` as JSON, opaque to the store). Its operations and events
+/// are rows of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableRecord {
+    pub id: String,
+    pub account: AccountId,
+    pub function: FunctionName,
+    /// The version it runs: `$LATEST` or a number.
+    pub version: String,
+    /// Unique per function.
+    pub name: String,
+    pub arn: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `STOPPED`.
+    pub status: String,
+    /// Of its input: the same name with another input is another execution, refused.
+    pub input_sha256: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    /// When a timer of it next fires.
+    pub next_deadline_ms: Option<i64>,
+    /// Bumped at every write; a write names the revision it read.
+    pub revision: u64,
+    pub head: String,
+}
+
+/// One operation of a durable execution: its place in start order, its id and its state as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableOpRow {
+    pub seq: u32,
+    pub op_id: String,
+    pub data: String,
+}
+
+/// One history event of a durable execution (ids 1, 2, 3, … in order), its details as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableEventRow {
+    pub event_id: u64,
+    pub timestamp_ms: i64,
+    pub kind: String,
+    pub data: String,
+}
+
 /// A `stoke tune` run: what was asked (JSON), where it stands, and what it found (JSON), both opaque to the
 /// store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

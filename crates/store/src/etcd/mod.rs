@@ -28,6 +28,7 @@ use crate::{Result, StoreError};
 
 mod accounts;
 mod cluster;
+mod durable;
 mod events;
 mod functions;
 mod layers;

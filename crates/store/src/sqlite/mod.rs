@@ -11,6 +11,7 @@ use stoke_core::{AccountId, FunctionName};
 use crate::{Result, StoreError};
 
 mod accounts;
+mod durable;
 mod events;
 mod functions;
 mod layers;
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0010_event_destinations.sql"),
     include_str!("../../migrations/0011_schedules.sql"),
     include_str!("../../migrations/0012_map_runs.sql"),
+    include_str!("../../migrations/0013_durable_executions.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

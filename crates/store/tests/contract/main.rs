@@ -37,6 +37,7 @@ macro_rules! contract {
 }
 
 mod accounts;
+mod durable;
 mod events;
 mod functions;
 mod layers;

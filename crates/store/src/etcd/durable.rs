@@ -1,0 +1,144 @@
+//! Lambda durable executions: `durable/<account>/<id>` (the record, its revision checked on every write),
+//! `durable-names/<account>/<function>/<name>` (names are unique per function), `durable-ops/<id>/<seq>` and
+//! `durable-events/<id>/<event id>`: one key per operation and per event, so no value grows with a long
+//! execution.
+
+use stoke_core::{AccountId, FunctionName};
+
+use super::{absent, num, put, unchanged, EtcdStore, Read};
+use crate::{DurableEventRow, DurableOpRow, DurableRecord, DurableStore, Result, StoreError};
+
+impl EtcdStore {
+    fn durable_key(&self, account: &AccountId, id: &str) -> String {
+        self.keys.key(&["durable", account.as_str(), id])
+    }
+
+    /// The keys to write for `ops` and `events`, and the conditions (no event is there yet).
+    fn durable_rows(
+        &self,
+        id: &str,
+        ops: &[DurableOpRow],
+        events: &[DurableEventRow],
+    ) -> Result<(Vec<etcd_client::Compare>, Vec<etcd_client::TxnOp>)> {
+        let mut when = Vec::with_capacity(events.len());
+        let mut writes = Vec::with_capacity(ops.len() + events.len());
+        for o in ops {
+            writes.push(put(&self.keys.key(&["durable-ops", id, &num(u64::from(o.seq))]), o)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for e in events {
+            if !seen.insert(e.event_id) {
+                return Err(StoreError::Conflict(format!("event {} of durable execution {id}", e.event_id)));
+            }
+            let key = self.keys.key(&["durable-events", id, &num(e.event_id)]);
+            when.push(absent(&key));
+            writes.push(put(&key, e)?);
+        }
+        Ok((when, writes))
+    }
+
+    /// The first of `events` already stored, as the conflict it is.
+    fn durable_event_conflict(&self, id: &str, events: &[DurableEventRow]) -> Result<Option<StoreError>> {
+        for e in events {
+            let key = self.keys.key(&["durable-events", id, &num(e.event_id)]);
+            if self.get::<serde_json::Value>(&key)?.is_some() {
+                return Ok(Some(StoreError::Conflict(format!("event {} of durable execution {id}", e.event_id))));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl DurableStore for EtcdStore {
+    fn insert_durable(&self, e: &DurableRecord, ops: &[DurableOpRow], events: &[DurableEventRow]) -> Result<()> {
+        let key = self.durable_key(&e.account, &e.id);
+        let name = self.keys.key(&["durable-names", e.account.as_str(), e.function.as_str(), &e.name]);
+        let (mut when, mut writes) = self.durable_rows(&e.id, ops, events)?;
+        when.extend([absent(&key), absent(&name)]);
+        writes.extend([put(&key, e)?, put(&name, &e.id)?]);
+        if self.commit(when, writes)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("durable execution {}", e.name)))
+        }
+    }
+
+    fn record_durable(
+        &self,
+        e: &DurableRecord,
+        expected_revision: u64,
+        ops: &[DurableOpRow],
+        events: &[DurableEventRow],
+    ) -> Result<()> {
+        let key = self.durable_key(&e.account, &e.id);
+        let what = || format!("durable execution {}", e.id);
+        self.retry(what, || {
+            let Some(stored) = self.get::<DurableRecord>(&key)? else {
+                return Err(StoreError::NotFound(what()));
+            };
+            if stored.value.revision != expected_revision {
+                return Err(StoreError::RevisionMismatch(what()));
+            }
+            let (mut when, mut writes) = self.durable_rows(&e.id, ops, events)?;
+            when.push(unchanged(&key, stored.mod_revision));
+            let next = DurableRecord { revision: expected_revision + 1, ..e.clone() };
+            writes.push(put(&key, &next)?);
+            if self.commit(when, writes)? {
+                return Ok(Some(()));
+            }
+            // Lost to another write (read again), or an event is already there (refused).
+            match self.durable_event_conflict(&e.id, events)? {
+                Some(conflict) => Err(conflict),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn get_durable(&self, account: &AccountId, id: &str) -> Result<Option<DurableRecord>> {
+        Ok(self.get(&self.durable_key(account, id))?.map(|r: Read<DurableRecord>| r.value))
+    }
+
+    fn find_durable(&self, account: &AccountId, function: &FunctionName, name: &str) -> Result<Option<DurableRecord>> {
+        let key = self.keys.key(&["durable-names", account.as_str(), function.as_str(), name]);
+        match self.get::<String>(&key)? {
+            Some(id) => self.get_durable(account, &id.value),
+            None => Ok(None),
+        }
+    }
+
+    fn durable_operations(&self, id: &str) -> Result<Vec<DurableOpRow>> {
+        let (rows, _) = self.list::<DurableOpRow>(&self.keys.under(&["durable-ops", id]))?;
+        Ok(rows.into_iter().map(|r| r.value).collect())
+    }
+
+    fn durable_events(&self, id: &str, after: u64, limit: usize) -> Result<Vec<DurableEventRow>> {
+        let (rows, _) = self.list::<DurableEventRow>(&self.keys.under(&["durable-events", id]))?;
+        Ok(rows.into_iter().map(|r| r.value).filter(|e| e.event_id > after).take(limit).collect())
+    }
+
+    fn list_durable(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DurableRecord>> {
+        let (rows, _) = self.list::<DurableRecord>(&self.keys.under(&["durable", account.as_str()]))?;
+        let mut all: Vec<DurableRecord> =
+            rows.into_iter().map(|r| r.value).filter(|d| &d.function == function).collect();
+        all.sort_by(|a, b| (a.started_ms, &a.id).cmp(&(b.started_ms, &b.id)));
+        let from = match after {
+            Some(id) => all.iter().position(|d| d.id == id).map_or(all.len(), |i| i + 1),
+            None => 0,
+        };
+        Ok(all.into_iter().skip(from).take(limit).collect())
+    }
+
+    fn running_durable(&self) -> Result<Vec<DurableRecord>> {
+        let (rows, _) = self.list::<DurableRecord>(&self.keys.under(&["durable"]))?;
+        let mut running: Vec<DurableRecord> =
+            rows.into_iter().map(|r| r.value).filter(|d| d.status == "RUNNING").collect();
+        running.sort_by(|a, b| (a.started_ms, &a.id).cmp(&(b.started_ms, &b.id)));
+        Ok(running)
+    }
+}

@@ -1,0 +1,104 @@
+//! Lambda durable executions: a head per execution, an operation and an event per row.
+
+use stoke_core::AccountId;
+use stoke_store::{DurableEventRow, DurableOpRow, DurableRecord, Store};
+
+use crate::fixtures::{account, expect_conflict, expect_not_found, expect_revision_mismatch, fname};
+
+fn execution(account: &AccountId, function: &str, id: &str, name: &str, started_ms: i64) -> DurableRecord {
+    DurableRecord {
+        id: id.into(),
+        account: account.clone(),
+        function: fname(function),
+        version: "$LATEST".into(),
+        name: name.into(),
+        arn: format!("arn:aws:lambda:us-east-1:{account}:function:{function}:$LATEST/durable-execution/{name}/{id}"),
+        status: "RUNNING".into(),
+        input_sha256: "00".into(),
+        started_ms,
+        ended_ms: None,
+        next_deadline_ms: None,
+        revision: 1,
+        head: "{}".into(),
+    }
+}
+
+fn op(seq: u32, id: &str, data: &str) -> DurableOpRow {
+    DurableOpRow { seq, op_id: id.into(), data: data.into() }
+}
+
+fn event(id: u64, kind: &str) -> DurableEventRow {
+    DurableEventRow {
+        event_id: id,
+        timestamp_ms: 1_000 + i64::try_from(id).unwrap(),
+        kind: kind.into(),
+        data: "{}".into(),
+    }
+}
+
+/// An execution reads back with its operations and events; a change replaces operations in place, appends
+/// events and moves the revision on; names are unique per function.
+pub fn an_execution_is_written_as_a_head_operations_and_events(s: &dyn Store) {
+    let (a, b) = (account(s, 1101), account(s, 1102));
+    let x = execution(&a, "f", "x1", "run-1", 10);
+    s.insert_durable(&x, &[op(0, "x1", "exec")], &[event(1, "ExecutionStarted")]).unwrap();
+    assert_eq!(s.get_durable(&a, "x1").unwrap(), Some(x.clone()));
+    assert_eq!(s.get_durable(&b, "x1").unwrap(), None, "another account's execution is not found");
+    assert_eq!(s.find_durable(&a, &fname("f"), "run-1").unwrap(), Some(x.clone()));
+    assert_eq!(s.find_durable(&a, &fname("g"), "run-1").unwrap(), None);
+    // The same name for the same function is taken; for another function it is not.
+    expect_conflict(s.insert_durable(&execution(&a, "f", "x2", "run-1", 11), &[], &[]));
+    s.insert_durable(&execution(&a, "g", "x3", "run-1", 12), &[], &[]).unwrap();
+    // A change: one operation replaced, one added, two events appended, the head rewritten.
+    let changed = DurableRecord { head: "{\"n\":2}".into(), next_deadline_ms: Some(99), ..x.clone() };
+    let events = [event(2, "StepStarted"), event(3, "StepSucceeded")];
+    s.record_durable(&changed, 1, &[op(0, "x1", "exec'"), op(1, "s1", "step")], &events).unwrap();
+    let stored = s.get_durable(&a, "x1").unwrap().unwrap();
+    assert_eq!((stored.revision, stored.head.as_str(), stored.next_deadline_ms), (2, "{\"n\":2}", Some(99)));
+    assert_eq!(s.durable_operations("x1").unwrap(), [op(0, "x1", "exec'"), op(1, "s1", "step")]);
+    let all = s.durable_events("x1", 0, 100).unwrap();
+    assert_eq!(all.iter().map(|e| e.event_id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(s.durable_events("x1", 1, 1).unwrap(), [event(2, "StepStarted")], "paged after an event id");
+    assert!(s.durable_events("x1", 3, 10).unwrap().is_empty());
+}
+
+/// A write that read an old revision, one that would add an event again, and one of an execution that does
+/// not exist are refused, and none of them writes anything.
+pub fn stale_duplicate_and_unknown_writes_are_refused_whole(s: &dyn Store) {
+    let a = account(s, 1111);
+    let x = execution(&a, "f", "x1", "run-1", 10);
+    s.insert_durable(&x, &[op(0, "x1", "exec")], &[event(1, "ExecutionStarted")]).unwrap();
+    s.record_durable(&x, 1, &[], &[event(2, "WaitStarted")]).unwrap();
+    let ended = DurableRecord { status: "SUCCEEDED".into(), ended_ms: Some(50), ..x.clone() };
+    expect_revision_mismatch(s.record_durable(&ended, 1, &[op(1, "w", "late")], &[event(3, "X")]));
+    expect_conflict(s.record_durable(&ended, 2, &[op(1, "w", "dup")], &[event(2, "WaitStarted")]));
+    assert_eq!(s.get_durable(&a, "x1").unwrap().unwrap().revision, 2, "nothing written");
+    assert_eq!(s.durable_operations("x1").unwrap().len(), 1);
+    assert_eq!(s.durable_events("x1", 0, 10).unwrap().len(), 2);
+    expect_not_found(s.record_durable(&execution(&a, "f", "nope", "n", 1), 1, &[], &[]));
+    s.record_durable(&ended, 2, &[], &[event(3, "ExecutionSucceeded")]).unwrap();
+    assert_eq!(s.get_durable(&a, "x1").unwrap().unwrap().status, "SUCCEEDED");
+}
+
+/// A function's executions list oldest first and page after an id; running ones are found across accounts.
+pub fn executions_list_by_function_and_the_running_ones_are_found(s: &dyn Store) {
+    let (a, b) = (account(s, 1121), account(s, 1122));
+    for (id, started) in [("x3", 30), ("x1", 10), ("x2", 20)] {
+        s.insert_durable(&execution(&a, "f", id, &format!("n-{id}"), started), &[], &[]).unwrap();
+    }
+    s.insert_durable(&execution(&a, "g", "y1", "n", 5), &[], &[]).unwrap();
+    s.insert_durable(&execution(&b, "f", "z1", "n", 1), &[], &[]).unwrap();
+    let ids = |v: Vec<DurableRecord>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_durable(&a, &fname("f"), None, 10).unwrap()), ["x1", "x2", "x3"]);
+    assert_eq!(ids(s.list_durable(&a, &fname("f"), Some("x1"), 1).unwrap()), ["x2"]);
+    assert_eq!(ids(s.list_durable(&a, &fname("f"), Some("x3"), 10).unwrap()), Vec::<String>::new());
+    let done = DurableRecord { status: "FAILED".into(), ..execution(&a, "f", "x2", "n-x2", 20) };
+    s.record_durable(&done, 1, &[], &[]).unwrap();
+    assert_eq!(ids(s.running_durable().unwrap()), ["z1", "y1", "x1", "x3"]);
+}
+
+contract!(
+    an_execution_is_written_as_a_head_operations_and_events,
+    stale_duplicate_and_unknown_writes_are_refused_whole,
+    executions_list_by_function_and_the_running_ones_are_found,
+);
