@@ -426,6 +426,10 @@ pub enum Next {
     WaitUntil(Option<i64>),
 }
 
+/// What of an execution's operations an invocation's event carries at most (an invocation's payload is at
+/// most 6 MB; the rest of the event and the SDK's own margin take the remainder).
+pub const ENVELOPE_BYTES: usize = 5 * 1024 * 1024;
+
 /// Invocation failures in a row after which the execution fails.
 pub const MAX_INVOCATION_FAILURES: u32 = 5;
 /// How long after a failed invocation the next one starts.
@@ -697,13 +701,25 @@ impl DurableExecution {
             .filter(|o| o.changed > self.seen && o.kind != OperationType::Execution)
             .map(|o| o.id.as_str())
             .collect();
+        // As many operations as fit in an invocation's payload; the SDK reads the rest with
+        // GetDurableExecutionState from `NextMarker` on, before it runs the handler.
+        let mut operations = Vec::new();
+        let mut bytes = 0;
+        for o in &self.operations {
+            let wire = o.to_wire(true);
+            let size = serde_json::to_string(&wire).map_or(0, |t| t.len());
+            if !operations.is_empty() && bytes + size > ENVELOPE_BYTES {
+                break;
+            }
+            bytes += size;
+            operations.push(wire);
+        }
+        let next_marker =
+            if operations.len() < self.operations.len() { operations.len().to_string() } else { String::new() };
         let envelope = json!({
             "DurableExecutionArn": self.arn,
             "CheckpointToken": token,
-            "InitialExecutionState": {
-                "Operations": self.operations.iter().map(|o| o.to_wire(true)).collect::<Vec<_>>(),
-                "NextMarker": "",
-            },
+            "InitialExecutionState": { "Operations": operations, "NextMarker": next_marker },
             "UpdatedOperationIds": updated,
         });
         self.head.seen_before = self.head.seen;

@@ -419,3 +419,29 @@ fn execution_arns_are_read_as_botocores_pattern_has_them() {
         assert_eq!(parse_arn(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn an_envelope_past_the_payload_limit_carries_a_marker_and_the_rest_is_read_with_the_token() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation(9, T0);
+    assert_eq!(envelope["InitialExecutionState"]["NextMarker"], "", "all of a small execution fits");
+    let mut token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    // Twelve steps of 1 MiB results: 5 fit (with the EXECUTION operation), the rest is paged.
+    let big = format!("\"{}\"", "x".repeat(1024 * 1024));
+    for n in 0..12 {
+        let mut done = step(&format!("s{n}"), OperationAction::Succeed);
+        done.payload = Some(big.clone());
+        let answer = x.checkpoint(&token, None, &[step(&format!("s{n}"), OperationAction::Start), done], T0).unwrap();
+        token = token_of(&answer);
+    }
+    x.end_invocation("r", T0, InvocationOutput::Pending, T0 + 1);
+    let (_, envelope) = x.begin_invocation(10, T0 + 2);
+    let carried = envelope["InitialExecutionState"]["Operations"].as_array().unwrap().len();
+    assert!(serde_json::to_string(&envelope).unwrap().len() <= ENVELOPE_BYTES + 4096);
+    assert_eq!(carried, 5, "the EXECUTION operation and four steps");
+    assert_eq!(envelope["InitialExecutionState"]["NextMarker"], "5");
+    let token = envelope["CheckpointToken"].as_str().unwrap();
+    let (rest, next) = x.state_page(token, 5, 1000).unwrap();
+    assert_eq!((rest.len(), next), (8, None), "the other eight, by the marker");
+    assert_eq!(rest[0]["Id"], "s4");
+}
