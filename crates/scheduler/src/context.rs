@@ -168,7 +168,7 @@ impl InstanceCtx {
         m.invocations.get_or_create(&labels.with_outcome(outcome_name)).inc();
         m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
         m.recent.answered(duration_ms, outcome_name == "error", init_duration_ms.is_some());
-        self.queue.answered(outcome_name == "error", crate::metrics::now_ms());
+        self.queue.answered(outcome_name == "error", self.shared.clock.now_ms());
         if let Some(init) = init_duration_ms {
             m.cold_starts.get_or_create(&labels).inc();
             m.node_cold_starts.inc();

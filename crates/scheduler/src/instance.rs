@@ -127,15 +127,17 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     let spawned = loop {
         match shared.sandbox.spawn(&spec) {
             Ok(s) => break s,
-            Err(e) if !stoke_sandbox::entrypoint_fault(&e) && attempt < SPAWN_RETRIES => {
-                attempt += 1;
-                ctx.log(None, format!("instance {} could not start ({e}); trying again", ctx.id));
-                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
-            }
             Err(e) => {
+                let functions_fault = stoke_sandbox::entrypoint_fault(&e);
+                if !functions_fault && attempt < SPAWN_RETRIES {
+                    attempt += 1;
+                    ctx.log(None, format!("instance {} could not start ({e}); trying again", ctx.id));
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+                    continue;
+                }
                 server.abort();
                 let program = spec.program.display();
-                return Err(if stoke_sandbox::entrypoint_fault(&e) {
+                return Err(if functions_fault {
                     error_outcome("Runtime.InvalidEntrypoint", format!("cannot start {program}: {e}"))
                 } else {
                     error_outcome(

@@ -1114,7 +1114,7 @@ fn tick(shared: &Arc<Shared>) {
         queue::reconcile(shared, q);
     }
     lock(&shared.queues).draining.retain(|q| !q.is_finished());
-    shared.metrics.recent.roll(now, || queues.iter().map(|q| q.depth() as u64).sum());
+    shared.metrics.recent.roll(now, shared.clock.now_ms(), || queues.iter().map(|q| q.depth() as u64).sum());
     relieve_pressure(shared);
 }
 

@@ -152,9 +152,10 @@ impl Recent {
         self.throttles.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Closes the slot under way once it has lasted a slot's span (at `now`, with `queued` invocations
-    /// waiting), and starts the next. What lands between two reads of the counters counts in the next slot.
-    pub fn roll(&self, now: std::time::Instant, queued: impl FnOnce() -> u64) {
+    /// Closes the slot under way once it has lasted a slot's span (at `now`, `now_ms` on the wall clock, with
+    /// `queued` invocations waiting), and starts the next. What lands between two reads of the counters counts
+    /// in the next slot.
+    pub fn roll(&self, now: std::time::Instant, now_ms: i64, queued: impl FnOnce() -> u64) {
         {
             let mut started = lock(&self.started);
             let began = *started.get_or_insert(now);
@@ -165,7 +166,7 @@ impl Recent {
         }
         let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
         let slot = history::Slot {
-            end_ms: now_ms(),
+            end_ms: now_ms,
             invocations: take(&self.invocations),
             errors: take(&self.errors),
             throttles: take(&self.throttles),
@@ -179,13 +180,6 @@ impl Recent {
     pub fn points(&self) -> Vec<history::HistoryPoint> {
         lock(&self.history).points()
     }
-}
-
-/// The wall clock, in ms since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Metrics {
