@@ -28,6 +28,11 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+/** A table with its column headings and its body rows. */
+function table(id, headings, body) {
+  return el('table', { id }, el('thead', {}, el('tr', {}, headings.map((h) => el('th', { scope: 'col', text: h })))), body);
+}
+
 function show(...nodes) {
   main.replaceChildren(...nodes);
 }
@@ -123,9 +128,7 @@ function errorRate(a) {
 async function functionsPage(alive) {
   const search = el('input', { type: 'search', id: 'search', placeholder: 'Filter by name, runtime or state', 'aria-label': 'Filter functions' });
   const body = el('tbody');
-  const table = el('table', { id: 'functions' },
-    el('thead', {}, el('tr', {}, ['Name', 'State', 'Runtime', 'Memory', 'Versions', 'Last invoked', 'Errors', 'Modified'].map((h) => el('th', { scope: 'col', text: h })))),
-    body);
+  const list = table('functions', ['Name', 'State', 'Runtime', 'Memory', 'Versions', 'Last invoked', 'Errors', 'Modified'], body);
   const status = el('p', { class: 'muted', id: 'functions-status', role: 'status' });
   const more = el('button', { type: 'button', class: 'plain', id: 'more', hidden: true }, 'Load more');
   let all = [];
@@ -153,7 +156,7 @@ async function functionsPage(alive) {
   };
   search.addEventListener('input', draw);
   more.addEventListener('click', () => load().catch((e) => status.replaceWith(failed(e))));
-  show(el('h1', { text: 'Functions' }), el('div', { class: 'row' }, search), status, table, more);
+  show(el('h1', { text: 'Functions' }), el('div', { class: 'row' }, search), status, list, more);
   try {
     await load();
   } catch (e) {
@@ -376,14 +379,12 @@ async function drawReleases(name, box, alive) {
     move(newName.value.trim(), newVersion, create);
   });
   box.replaceChildren(
-    el('table', { id: 'versions' },
-      el('thead', {}, el('tr', {}, ['Version', 'Description', 'Code', 'Published'].map((h) => el('th', { scope: 'col', text: h })))),
+    table('versions', ['Version', 'Description', 'Code', 'Published'],
       el('tbody', {}, (versions.versions || []).map((v) => el('tr', { 'data-version': String(v.version) },
         el('td', { text: String(v.version) }), el('td', { text: v.description || '' }),
         el('td', { text: String(v.code_sha256 || '').slice(0, 12) }), el('td', { text: when(v.created) }))))),
     numbers.length ? null : el('p', { class: 'muted', text: 'No version published yet.' }),
-    el('table', { id: 'aliases' },
-      el('thead', {}, el('tr', {}, ['Alias', 'Version', 'Move to'].map((h) => el('th', { scope: 'col', text: h })))),
+    table('aliases', ['Alias', 'Version', 'Move to'],
       el('tbody', {}, aliasRows)),
     el('div', { class: 'row' }, newName, newVersion, create),
     note);
@@ -400,8 +401,7 @@ function recentInvocation(box, line) {
   let body = box.querySelector('tbody');
   if (!body) {
     body = el('tbody');
-    box.replaceChildren(el('table', { id: 'invocations' },
-      el('thead', {}, el('tr', {}, ['At', 'Request', 'Duration', 'Memory used', 'Cold start'].map((h) => el('th', { scope: 'col', text: h })))),
+    box.replaceChildren(table('invocations', ['At', 'Request', 'Duration', 'Memory used', 'Cold start'],
       body));
   }
   body.prepend(el('tr', { 'data-request': fields.RequestId || '' },
@@ -416,8 +416,7 @@ function recentInvocation(box, line) {
 async function workflowsPage(alive) {
   const body = el('tbody');
   show(el('h1', { text: 'Workflows' }),
-    el('table', { id: 'workflows' },
-      el('thead', {}, el('tr', {}, ['Name', 'States', 'Pre-warming', 'Updated'].map((h) => el('th', { scope: 'col', text: h })))),
+    table('workflows', ['Name', 'States', 'Pre-warming', 'Updated'],
       body));
   try {
     const { data } = await api('GET', '/v1/workflows');
@@ -672,8 +671,7 @@ function executionList(name, alive) {
   filter.addEventListener('change', () => load(true));
   more.addEventListener('click', () => load(false));
   const element = el('div', {}, el('div', { class: 'row' }, filter), status,
-    el('table', { id: 'executions' },
-      el('thead', {}, el('tr', {}, ['Execution', 'Status', 'Started', 'Stopped'].map((h) => el('th', { scope: 'col', text: h })))),
+    table('executions', ['Execution', 'Status', 'Started', 'Stopped'],
       body),
     more);
   return { element, load: () => load(true) };
@@ -733,8 +731,7 @@ async function executionPage(id, alive) {
   const io = el('div');
   const events = el('tbody');
   const historyBox = el('details', { id: 'history-box' }, el('summary', { text: 'History (the execution\'s events)' }),
-    el('table', { id: 'history' },
-      el('thead', {}, el('tr', {}, ['#', 'At', 'Event', 'Where', 'Details'].map((h) => el('th', { scope: 'col', text: h })))),
+    table('history', ['#', 'At', 'Event', 'Where', 'Details'],
       events));
   const loadHistory = async () => {
     try {
@@ -871,9 +868,8 @@ async function tunePage(id, alive) {
       el('div', { id: 'chart' }, tuneChart(t)),
       el('p', { class: 'legend' }, el('span', { class: 'key bar-key', text: 'warm duration (ms, left)' }),
         el('span', { class: 'key cost-key', text: 'cost per invocation (right)' }), el('span', { class: 'key best-key', text: 'recommended' })),
-      el('table', { id: 'sizes' },
-        el('thead', {}, el('tr', {}, ['Memory', 'Warm ms', 'p90 ms', 'Cold ms', 'Init ms', 'Peak', 'Cost', 'Result'].map((h) => el('th', { scope: 'col', text: h })))),
-        el('tbody', {}, rows)));
+      table('sizes', ['Memory', 'Warm ms', 'p90 ms', 'Cold ms', 'Init ms', 'Peak', 'Cost', 'Result'],
+      el('tbody', {}, rows)));
     if (t.state === 'running') timer = setTimeout(draw, 1000);
   };
   await draw();

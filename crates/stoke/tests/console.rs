@@ -58,10 +58,12 @@ fn chain(s: &TestServer, source: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// Whether this machine's python3 can import `module`.
+fn python_has(module: &str) -> bool {
+    Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+}
+
 fn browser_present() -> bool {
-    let python_has = |m: &str| {
-        Command::new("python3").args(["-c", &format!("import {m}")]).output().is_ok_and(|o| o.status.success())
-    };
     Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() && python_has("selenium")
 }
 
@@ -89,8 +91,7 @@ fn the_console_signs_in_lists_invokes_and_follows_logs_in_a_real_browser() {
 }
 
 fn firefox_present() -> bool {
-    Path::new("/usr/bin/firefox-esr").exists()
-        && Command::new("python3").args(["-c", "import marionette_driver"]).output().is_ok_and(|o| o.status.success())
+    Path::new("/usr/bin/firefox-esr").exists() && python_has("marionette_driver")
 }
 
 #[test]

@@ -41,7 +41,8 @@ pub struct FunctionView {
     /// The function's most recent memory tune (`stoke tune`), shown by `GET` of the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_tune: Option<crate::tune::TuneView>,
-    /// What its invocations did on this node (the versions running here now): count, errors, last call.
+    /// What its invocations did on this node since the node started (every version and alias): count,
+    /// errors, last call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<stoke_core::stats::Activity>,
 }
