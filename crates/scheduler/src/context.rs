@@ -188,23 +188,24 @@ pub(crate) const NO_SPACE: &str = "Stoke.NoSpace";
 const NODE_LOST: &str = "Stoke.NodeLost";
 /// The error type of an invocation another node could not run for a reason of the platform's.
 pub(crate) const PLATFORM: &str = "Stoke.Platform";
+/// The error type of an invocation refused for want of room or by a concurrency limit, on its way back to
+/// its caller: a throttle still (retryable, 429), not the platform's failure.
+const THROTTLED: &str = "Stoke.Throttled";
 
 /// The result that carries a platform's failure through an invocation's responder, for [`platform_failure`]
 /// to turn back into the error.
 pub(crate) fn platform_result(id: &str, e: InvokeError) -> InvokeResult {
-    let (error_type, message) = match e {
-        InvokeError::NoSpace(m) => (NO_SPACE, m),
-        InvokeError::NodeLost(m) => (NODE_LOST, m),
-        InvokeError::Throttled { reason, .. } => (PLATFORM, reason),
-        InvokeError::Platform(m) => (PLATFORM, m),
+    let outcome = match e {
+        InvokeError::NoSpace(m) => error_outcome(NO_SPACE, m),
+        InvokeError::NodeLost(m) => error_outcome(NODE_LOST, m),
+        InvokeError::Throttled { reason, retry_after_s } => {
+            let body =
+                serde_json::json!({ "errorType": THROTTLED, "errorMessage": reason, "retryAfter": retry_after_s });
+            Outcome::FunctionError { error_type: THROTTLED.to_string(), body: Bytes::from(body.to_string()) }
+        }
+        InvokeError::Platform(m) => error_outcome(PLATFORM, m),
     };
-    InvokeResult {
-        request_id: id.to_string(),
-        outcome: error_outcome(error_type, message),
-        report: crate::Report::default(),
-        log: vec![],
-        node: None,
-    }
+    InvokeResult { request_id: id.to_string(), outcome, report: crate::Report::default(), log: vec![], node: None }
 }
 
 /// A result as the caller sees it: an instance that could not start for want of disk space is an error of
@@ -212,15 +213,16 @@ pub(crate) fn platform_result(id: &str, e: InvokeError) -> InvokeResult {
 pub(crate) fn platform_failure(result: InvokeResult) -> Result<InvokeResult, InvokeError> {
     match &result.outcome {
         Outcome::FunctionError { error_type, body }
-            if [NO_SPACE, NODE_LOST, PLATFORM].contains(&error_type.as_str()) =>
+            if [NO_SPACE, NODE_LOST, PLATFORM, THROTTLED].contains(&error_type.as_str()) =>
         {
-            let message = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
-                .unwrap_or_else(|| error_type.clone());
+            let body = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+            let message = body["errorMessage"].as_str().map_or_else(|| error_type.clone(), str::to_string);
             Err(match error_type.as_str() {
                 NO_SPACE => InvokeError::NoSpace(message),
                 NODE_LOST => InvokeError::NodeLost(message),
+                THROTTLED => {
+                    InvokeError::Throttled { reason: message, retry_after_s: body["retryAfter"].as_u64().unwrap_or(1) }
+                }
                 _ => InvokeError::Platform(message),
             })
         }
@@ -247,5 +249,38 @@ impl InstanceCtx {
         for done in acks {
             let _ = tokio::time::timeout(Duration::from_millis(200), done).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_refusal_carried_through_a_result_comes_back_as_the_same_kind() {
+        let throttle = InvokeError::Throttled { reason: "no room".into(), retry_after_s: 3 };
+        let back = platform_failure(platform_result("r1", throttle)).unwrap_err();
+        assert!(
+            matches!(&back, InvokeError::Throttled { reason, retry_after_s: 3 } if reason == "no room"),
+            "{back:?}"
+        );
+        for e in [
+            InvokeError::NoSpace("disk".into()),
+            InvokeError::NodeLost("gone".into()),
+            InvokeError::Platform("broken".into()),
+        ] {
+            let back = platform_failure(platform_result("r1", e.clone())).unwrap_err();
+            assert_eq!(std::mem::discriminant(&back), std::mem::discriminant(&e), "{back:?}");
+            assert_eq!(back.to_string(), e.to_string());
+        }
+        // A function's own error of any other type stays the function's.
+        let own = InvokeResult {
+            request_id: "r1".into(),
+            outcome: error_outcome("ValueError", "bad".into()),
+            report: Report::default(),
+            log: vec![],
+            node: None,
+        };
+        assert!(platform_failure(own).is_ok());
     }
 }

@@ -43,7 +43,9 @@ impl Cluster {
         let mut nodes: Vec<TestServer> = Vec::new();
         for i in 0..n {
             let args: Vec<&str> = NODE_ARGS.iter().chain(extra(i)).copied().collect();
-            let mut node = TestServer::start_node(&etcd.endpoint(), &format!("node-{}", i + 1), &secret, &args);
+            let name = format!("node-{}", i + 1);
+            let log = Some(dir.path().join(format!("{name}.log")));
+            let mut node = TestServer::start_node_logged(&etcd.endpoint(), &name, &secret, &args, log);
             if let Some(first) = nodes.first() {
                 node.use_credentials_of(first);
             }
@@ -53,9 +55,31 @@ impl Cluster {
     }
 
     fn join(&mut self, name: &str) -> TestServer {
-        let mut node = TestServer::start_node(&self.etcd.endpoint(), name, &self.secret, NODE_ARGS);
+        let log = Some(self._dir.path().join(format!("{name}.log")));
+        let mut node = TestServer::start_node_logged(&self.etcd.endpoint(), name, &self.secret, NODE_ARGS, log);
         node.use_credentials_of(&self.nodes[0]);
         node
+    }
+}
+
+impl Drop for Cluster {
+    /// A failed test shows what its nodes logged last (a node's own view of what went wrong).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self._dir.path()) else { return };
+        let mut logs: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("---- the last lines of {} ----", log.display());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -884,8 +908,9 @@ fn an_owner_short_of_room_places_instances_on_another_node_which_pull_its_queue(
                 let (key, url) = (&key, &url);
                 s.spawn(move || {
                     let resp = invoke_hosted(url, key, 1);
-                    assert_eq!(resp.status(), 200);
-                    resp.headers()["x-stoke-node"].to_str().unwrap().to_string()
+                    let (status, node) = (resp.status(), resp.headers().get("x-stoke-node").cloned());
+                    assert_eq!(status, 200, "{}", resp.text().unwrap_or_default());
+                    node.unwrap().to_str().unwrap().to_string()
                 })
             })
             .collect();

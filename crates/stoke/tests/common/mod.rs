@@ -40,6 +40,16 @@ pub fn secret_file(dir: &Path) -> PathBuf {
     path
 }
 
+/// Where a server's standard error goes: a new file under `STOKE_TEST_LOGS` when it names a directory (to
+/// read what the servers of a failed run said), else nowhere.
+fn log_file() -> Option<PathBuf> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = PathBuf::from(std::env::var_os("STOKE_TEST_LOGS")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(dir.join(format!("{}-{seq}.log", std::process::id())))
+}
+
 impl TestServer {
     pub fn start() -> Self {
         Self::start_with(&[])
@@ -62,9 +72,14 @@ impl TestServer {
 
     /// Starts a node of the cluster whose etcd is at `etcd`, named `name`.
     pub fn start_node(etcd: &str, name: &str, secret: &Path, args: &[&str]) -> Self {
+        Self::start_node_logged(etcd, name, secret, args, None)
+    }
+
+    /// [`TestServer::start_node`], its standard error written to `log` (when given).
+    pub fn start_node_logged(etcd: &str, name: &str, secret: &Path, args: &[&str], log: Option<PathBuf>) -> Self {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(cluster_args(etcd, name, secret));
-        Self::start_args(all)
+        Self::start_options(all, None, None, log)
     }
 
     /// Uses another node's credentials (a node that joined later has none of its own).
@@ -76,19 +91,19 @@ impl TestServer {
 
     /// Starts a server that serves HTTPS (its flags in `args`), trusting the CA certificate `ca`.
     pub fn start_tls(args: &[&str], ca: &Path) -> Self {
-        Self::start_options(args.iter().map(|s| s.to_string()).collect(), Some(ca), None)
+        Self::start_options(args.iter().map(|s| s.to_string()).collect(), Some(ca), None, None)
     }
 
     /// Starts a server whose data directory is made under `parent` (e.g. a small file system).
     pub fn start_in(parent: &Path, args: &[&str]) -> Self {
-        Self::start_options(args.iter().map(|s| s.to_string()).collect(), None, Some(parent))
+        Self::start_options(args.iter().map(|s| s.to_string()).collect(), None, Some(parent), None)
     }
 
     fn start_args(args: Vec<String>) -> Self {
-        Self::start_options(args, None, None)
+        Self::start_options(args, None, None, None)
     }
 
-    fn start_options(args: Vec<String>, ca: Option<&Path>, parent: Option<&Path>) -> Self {
+    fn start_options(args: Vec<String>, ca: Option<&Path>, parent: Option<&Path>, log: Option<PathBuf>) -> Self {
         let options = stoke_testkit::Options {
             args,
             dir_parent: parent.map(Path::to_path_buf),
@@ -96,6 +111,7 @@ impl TestServer {
             // to notice (the zygote and oci tests bound that on their own): tests do not wait for them.
             drain_timeout: Duration::ZERO,
             ca_file: ca.map(Path::to_path_buf),
+            log: log.or_else(log_file),
             ..Default::default()
         };
         let mut http = Client::builder().timeout(Duration::from_secs(60));
