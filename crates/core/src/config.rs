@@ -68,6 +68,13 @@ pub const MAX_HANDLER_LEN: usize = 128;
 pub const MIN_EPHEMERAL_STORAGE_MB: u32 = 512;
 pub const MAX_EPHEMERAL_STORAGE_MB: u32 = 10_240;
 
+/// Lambda's range for a durable execution's timeout, in seconds (a year of 366 days at most).
+pub const MAX_DURABLE_EXECUTION_TIMEOUT_S: u32 = 31_622_400;
+/// Lambda's range for how long a finished durable execution is kept, in days.
+pub const MAX_DURABLE_RETENTION_DAYS: u32 = 90;
+/// Lambda's default retention of a finished durable execution.
+pub const DEFAULT_DURABLE_RETENTION_DAYS: u32 = 14;
+
 /// Environment variables the platform sets itself; a function may not override them.
 pub const RESERVED_ENV: &[&str] = &[
     "_HANDLER",
@@ -125,6 +132,33 @@ pub struct FunctionConfig {
     /// The size of `/tmp` (Lambda's ephemeral storage) in MB, 512-10240.
     #[serde(default = "default_ephemeral_storage_mb")]
     pub ephemeral_storage_mb: u32,
+    /// Present on a durable function (Lambda's `DurableConfig`): each invocation starts a durable execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable: Option<DurableConfig>,
+}
+
+/// Lambda's `DurableConfig`: the settings of a durable function's executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DurableConfig {
+    /// Seconds an execution may run in all (every invocation and every wait), 1-31622400.
+    pub execution_timeout_s: u32,
+    /// Days a finished execution and its history are kept, 1-90.
+    pub retention_days: u32,
+}
+
+/// What a create or update sets of a function's `DurableConfig`; absent fields keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DurableConfigPatch {
+    /// Seconds an execution may run in all, 1-31622400 (a year). Required when a function is made durable.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 31622400))]
+    pub execution_timeout_s: Option<u32>,
+    /// Days a finished execution is kept, 1-90 (default 14).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 90))]
+    pub retention_days: Option<u32>,
 }
 
 fn default_ephemeral_storage_mb() -> u32 {
@@ -185,6 +219,9 @@ impl FunctionConfig {
                 ),
             ));
         }
+        if let Some(durable) = &self.durable {
+            validate_durable(durable, self.network)?;
+        }
         if !(1..=MAX_KEEP_ALIVE_S).contains(&self.keep_alive_s) {
             return Err(ValidationError::new(
                 "keep_alive_s",
@@ -196,6 +233,36 @@ impl FunctionConfig {
         }
         Ok(())
     }
+}
+
+fn validate_durable(durable: &DurableConfig, network: Network) -> Result<(), ValidationError> {
+    if !(1..=MAX_DURABLE_EXECUTION_TIMEOUT_S).contains(&durable.execution_timeout_s) {
+        return Err(ValidationError::new(
+            "durable.execution_timeout_s",
+            format!(
+                "durable execution_timeout_s {} is not valid: it must be between 1 and \
+                 {MAX_DURABLE_EXECUTION_TIMEOUT_S} seconds (a year)",
+                durable.execution_timeout_s
+            ),
+        ));
+    }
+    if !(1..=MAX_DURABLE_RETENTION_DAYS).contains(&durable.retention_days) {
+        return Err(ValidationError::new(
+            "durable.retention_days",
+            format!(
+                "durable retention_days {} is not valid: it must be between 1 and {MAX_DURABLE_RETENTION_DAYS} days",
+                durable.retention_days
+            ),
+        ));
+    }
+    if network == Network::None {
+        return Err(ValidationError::new(
+            "network",
+            "a durable function needs network host: it checkpoints its progress through this server's API, \
+             which network none cannot reach",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_handler(runtime: Runtime, handler: &str) -> Result<(), ValidationError> {
@@ -443,6 +510,26 @@ pub struct ConfigPatch {
     /// The size of `/tmp` in MB, 512-10240 (default 512): on disk, not counted against `memory_mb`.
     #[cfg_attr(feature = "openapi", schema(minimum = 512, maximum = 10240))]
     pub ephemeral_storage_mb: Option<u32>,
+    /// Makes the function durable (only when it is created, as on Lambda), or changes a durable function's
+    /// settings.
+    pub durable: Option<DurableConfigPatch>,
+}
+
+impl DurableConfigPatch {
+    /// A new durable function's settings: the execution timeout is required, the retention defaults to 14 days.
+    fn into_new(self) -> Result<DurableConfig, ValidationError> {
+        let Some(execution_timeout_s) = self.execution_timeout_s else {
+            return Err(ValidationError::new(
+                "durable.execution_timeout_s",
+                "a durable function needs execution_timeout_s: the seconds an execution may run in all, \
+                 1-31622400",
+            ));
+        };
+        Ok(DurableConfig {
+            execution_timeout_s,
+            retention_days: self.retention_days.unwrap_or(DEFAULT_DURABLE_RETENTION_DAYS),
+        })
+    }
 }
 
 impl ConfigPatch {
@@ -471,8 +558,13 @@ impl ConfigPatch {
             keep_alive_s: FunctionConfig::DEFAULT_KEEP_ALIVE_S,
             network: Network::Host,
             ephemeral_storage_mb: FunctionConfig::DEFAULT_EPHEMERAL_STORAGE_MB,
+            durable: None,
         };
+        let durable = self.durable;
         let mut config = self.apply(&base);
+        if let Some(patch) = durable {
+            config.durable = Some(patch.into_new()?);
+        }
         if config.handler.is_empty() && Runtime::parse(&config.runtime) == Ok(Runtime::Provided) {
             config.handler = "bootstrap".to_string();
         }
@@ -508,7 +600,27 @@ impl ConfigPatch {
             keep_alive_s: self.keep_alive_s.unwrap_or(base.keep_alive_s),
             network: self.network.unwrap_or(base.network),
             ephemeral_storage_mb: self.ephemeral_storage_mb.unwrap_or(base.ephemeral_storage_mb),
+            // Only a durable function's settings change here: `check_update` refuses making one durable later.
+            durable: match (base.durable, self.durable) {
+                (Some(old), Some(patch)) => Some(DurableConfig {
+                    execution_timeout_s: patch.execution_timeout_s.unwrap_or(old.execution_timeout_s),
+                    retention_days: patch.retention_days.unwrap_or(old.retention_days),
+                }),
+                (old, _) => old,
+            },
         }
+    }
+
+    /// The rules an update must keep that depend on what the function was: a function is made durable only
+    /// when it is created (Lambda's rule: its invocations would change meaning under its callers).
+    pub fn check_update(&self, base: &FunctionConfig) -> Result<(), ValidationError> {
+        if self.durable.is_some() && base.durable.is_none() {
+            return Err(ValidationError::new(
+                "durable",
+                "a function is made durable only when it is created: create a new function with durable settings",
+            ));
+        }
+        Ok(())
     }
 
     /// True when the patch changes nothing.
@@ -543,6 +655,57 @@ mod tests {
         assert_eq!(c.base_image, "default");
         assert_eq!(c.ephemeral_storage_mb, 512);
         c.validate(&node()).unwrap();
+    }
+
+    #[test]
+    fn a_durable_function_is_made_durable_when_created_and_only_then() {
+        let durable = |timeout: Option<u32>, days: Option<u32>| ConfigPatch {
+            runtime: Some("python3.12".into()),
+            handler: Some("app.handler".into()),
+            durable: Some(DurableConfigPatch { execution_timeout_s: timeout, retention_days: days }),
+            ..Default::default()
+        };
+        let c = durable(Some(300), None).into_new_config().unwrap();
+        assert_eq!(c.durable, Some(DurableConfig { execution_timeout_s: 300, retention_days: 14 }));
+        c.validate(&node()).unwrap();
+        assert_eq!(durable(None, Some(7)).into_new_config().unwrap_err().field, "durable.execution_timeout_s");
+        for (timeout, days, field) in [
+            (0, 7, Some("durable.execution_timeout_s")),
+            (MAX_DURABLE_EXECUTION_TIMEOUT_S, 1, None),
+            (MAX_DURABLE_EXECUTION_TIMEOUT_S + 1, 1, Some("durable.execution_timeout_s")),
+            (60, 0, Some("durable.retention_days")),
+            (60, 90, None),
+            (60, 91, Some("durable.retention_days")),
+        ] {
+            let c = durable(Some(timeout), Some(days)).into_new_config().unwrap();
+            assert_eq!(c.validate(&node()).err().map(|e| e.field), field.map(str::to_string), "{timeout} s, {days} d");
+        }
+        // It checkpoints through the server's API: a function without a network could never do that.
+        let isolated = FunctionConfig { network: Network::None, ..c.clone() };
+        assert_eq!(field_of(&isolated), "network");
+
+        // An update changes a durable function's settings field by field ...
+        let patch = ConfigPatch {
+            durable: Some(DurableConfigPatch { retention_days: Some(30), ..Default::default() }),
+            ..Default::default()
+        };
+        patch.check_update(&c).unwrap();
+        assert_eq!(
+            patch.clone().apply(&c).durable,
+            Some(DurableConfig { execution_timeout_s: 300, retention_days: 30 })
+        );
+        // ... leaves it alone when it names nothing durable ...
+        let memory = ConfigPatch { memory_mb: Some(256), ..Default::default() };
+        assert_eq!(memory.apply(&c).durable, c.durable);
+        // ... and never makes a plain function durable.
+        assert_eq!(patch.check_update(&valid()).unwrap_err().field, "durable");
+        assert_eq!(patch.apply(&valid()).durable, None);
+
+        // A configuration stored before durable functions reads as a plain function, and a plain one is stored
+        // without the field.
+        let plain = serde_json::to_value(valid()).unwrap();
+        assert!(plain.get("durable").is_none(), "{plain}");
+        assert_eq!(serde_json::from_value::<FunctionConfig>(plain).unwrap().durable, None);
     }
 
     #[test]

@@ -652,6 +652,12 @@ impl DurableExecution {
         self.invocation.is_some()
     }
 
+    /// Something the function waits for happened since an invocation last saw the execution (a callback
+    /// answered, a timer fired), and none runs: it is to be invoked.
+    pub fn wants_invocation(&self) -> bool {
+        self.is_running() && self.invocation.is_none() && self.operations.iter().any(|o| o.changed > self.seen)
+    }
+
     fn index(&self) -> HashMap<&str, usize> {
         self.operations.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect()
     }

@@ -53,6 +53,9 @@ pub struct InvokeTarget {
     /// ARN the caller used (qualified), passed to the runtime.
     pub invoked_arn: String,
     pub region: String,
+    /// Variables the platform gives this function's instances beyond the reserved ones (a durable function's
+    /// endpoint and key); a variable the function sets itself wins.
+    pub platform_env: Vec<(String, String)>,
     /// Filled on first use by the scheduler.
     pub key: std::sync::OnceLock<String>,
 }
@@ -78,6 +81,7 @@ impl InvokeTarget {
             image: None,
             invoked_arn: String::new(),
             region: "us-east-1".into(),
+            platform_env: Vec::new(),
             key: Default::default(),
         }
     }

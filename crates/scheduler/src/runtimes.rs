@@ -92,6 +92,8 @@ fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance:
         ("LAMBDA_TASK_ROOT".into(), seen.task_root.display().to_string()),
         ("LAMBDA_RUNTIME_DIR".into(), seen.runtime_dir.display().to_string()),
     ];
+    // Each name once: a program's environment with a name twice reads differently in each language.
+    env.extend(target.platform_env.iter().filter(|(k, _)| !c.environment.contains_key(k)).cloned());
     env.extend(c.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use stoke_core::{AccountId, ValidationError};
+use stoke_core::{AccountId, FunctionName, ValidationError};
 use stoke_store::{sha256_hex, AccountKeys, AccountRecord, Store, StoreError};
 
 use crate::registry::now_ms;
@@ -51,11 +51,26 @@ pub struct Caller {
     pub account: AccountRecord,
 }
 
+/// What a SigV4 key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// An account's own key: whatever its account may.
+    Account,
+    /// A durable function's key (its instances sign with it): checkpoint and read the state of that
+    /// function's durable executions, nothing else.
+    DurableFunction(FunctionName),
+}
+
+/// How a durable function's access key id starts: then the account's 12 digits, then the function's name.
+const DURABLE_KEY_PREFIX: &str = "STKD";
+
 /// The account service.
 pub struct Accounts {
     store: Arc<dyn Store>,
     by_key_hash: RwLock<HashMap<String, AccountRecord>>,
     by_access_key: RwLock<HashMap<String, (AccountRecord, String)>>,
+    /// Each account's SigV4 secret, which durable functions' keys are derived from.
+    by_account: RwLock<HashMap<AccountId, (AccountRecord, String)>>,
     /// In a cluster: a key not found reads the accounts again (see [`Accounts::refresh_on_miss`]); `None` on
     /// a single node, where the cache is the whole truth.
     refresh_after_miss: Option<crate::cluster::MissRefresh>,
@@ -102,6 +117,7 @@ impl Accounts {
             store,
             by_key_hash: RwLock::new(HashMap::new()),
             by_access_key: RwLock::new(HashMap::new()),
+            by_account: RwLock::new(HashMap::new()),
             refresh_after_miss: None,
         };
         for (record, keys) in accounts.store.list_account_keys()? {
@@ -116,12 +132,15 @@ impl Accounts {
         let all = self.store.list_account_keys()?;
         let mut by_hash = HashMap::new();
         let mut by_access = HashMap::new();
+        let mut by_account = HashMap::new();
         for (record, keys) in all {
             by_hash.insert(keys.api_key_sha256.clone(), record.clone());
+            by_account.insert(record.id.clone(), (record.clone(), keys.secret_access_key.clone()));
             by_access.insert(keys.access_key_id.clone(), (record, keys.secret_access_key));
         }
         *self.by_key_hash.write().unwrap_or_else(|p| p.into_inner()) = by_hash;
         *self.by_access_key.write().unwrap_or_else(|p| p.into_inner()) = by_access;
+        *self.by_account.write().unwrap_or_else(|p| p.into_inner()) = by_account;
         Ok(())
     }
 
@@ -131,6 +150,10 @@ impl Accounts {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(keys.access_key_id.clone(), (record.clone(), keys.secret_access_key.clone()));
+        self.by_account
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(record.id.clone(), (record.clone(), keys.secret_access_key.clone()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -195,6 +218,25 @@ impl Accounts {
         find().or_else(|| self.refresh_after_miss().then(find).flatten())
     }
 
+    /// The account, scope and secret of an access key id: an account's own key, or a durable function's.
+    pub fn scoped_secret_for(&self, access_key_id: &str) -> Option<(AccountRecord, Scope, String)> {
+        let Some(rest) = access_key_id.strip_prefix(DURABLE_KEY_PREFIX) else {
+            return self.secret_for(access_key_id).map(|(account, secret)| (account, Scope::Account, secret));
+        };
+        let (account, function) = (AccountId::parse(rest.get(..12)?).ok()?, FunctionName::parse(rest.get(12..)?).ok()?);
+        let find = || self.by_account.read().unwrap_or_else(|p| p.into_inner()).get(&account).cloned();
+        let (record, secret) = find().or_else(|| self.refresh_after_miss().then(find).flatten())?;
+        let derived = durable_secret(&secret, &account, &function);
+        Some((record, Scope::DurableFunction(function), derived))
+    }
+
+    /// The key pair a durable function's instances sign their checkpoints with. It is derived from the
+    /// account's secret, so it is valid on every node, kept nowhere, and changes with that secret.
+    pub fn durable_function_key(&self, account: &AccountId, function: &FunctionName) -> Option<(String, String)> {
+        let (_, secret) = self.by_account.read().unwrap_or_else(|p| p.into_inner()).get(account).cloned()?;
+        Some((format!("{DURABLE_KEY_PREFIX}{account}{function}"), durable_secret(&secret, account, function)))
+    }
+
     /// In a cluster, an account another node created a moment ago may not have reached this node's cache
     /// (its watch event is on its way): a key not found reads the accounts again, at most every 250 ms, so
     /// a new key works on every node at once while unknown keys cannot make a node read etcd per request.
@@ -207,6 +249,10 @@ impl Accounts {
     fn refresh_after_miss(&self) -> bool {
         self.refresh_after_miss.as_ref().is_some_and(crate::cluster::MissRefresh::allow) && self.reload().is_ok()
     }
+}
+
+fn durable_secret(account_secret: &str, account: &AccountId, function: &FunctionName) -> String {
+    crate::sigv4::derive_secret(account_secret.as_bytes(), &format!("stoke-durable-v1\n{account}\n{function}"))
 }
 
 #[cfg(test)]
@@ -233,6 +279,34 @@ mod tests {
         let reloaded = Accounts::load(store).unwrap();
         assert_eq!(reloaded.authenticate(&creds.api_key).unwrap().account.name, "admin");
         assert_eq!(reloaded.secret_for(&creds.access_key_id).unwrap().1, creds.secret_access_key);
+    }
+
+    #[test]
+    fn a_durable_functions_key_is_derived_scoped_to_it_and_changes_with_nothing_stored() {
+        let (dir, a) = accounts();
+        let (rec, creds) = a.create("admin", true).unwrap();
+        let (other, _) = a.create("other", false).unwrap();
+        let f = FunctionName::parse("orders").unwrap();
+        let (id, secret) = a.durable_function_key(&rec.id, &f).unwrap();
+        assert_eq!(id, format!("STKD{}orders", rec.id));
+        assert_ne!(secret, creds.secret_access_key);
+        let (account, scope, found) = a.scoped_secret_for(&id).unwrap();
+        assert_eq!((account.id, scope, found), (rec.id.clone(), Scope::DurableFunction(f.clone()), secret.clone()));
+        // Another function's key, or another account's, is another secret.
+        let g = FunctionName::parse("billing").unwrap();
+        assert_ne!(a.durable_function_key(&rec.id, &g).unwrap().1, secret);
+        assert_ne!(a.durable_function_key(&other.id, &f).unwrap().1, secret);
+        // An account's own key is unscoped; malformed or unknown durable keys are nobody's.
+        assert_eq!(a.scoped_secret_for(&creds.access_key_id).unwrap().1, Scope::Account);
+        for bad in
+            ["STKD", "STKD12345", "STKD999999999999orders", &format!("STKD{}", rec.id), &format!("STKD{}a/b", rec.id)]
+        {
+            assert!(a.scoped_secret_for(bad).is_none(), "{bad}");
+        }
+        // Nothing is stored: another node (a fresh load of the same store) derives the same key.
+        let store: Arc<dyn Store> = Arc::new(stoke_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let reloaded = Accounts::load(store).unwrap();
+        assert_eq!(reloaded.scoped_secret_for(&id).unwrap().2, secret);
     }
 
     #[test]

@@ -202,6 +202,30 @@ impl Classified for crate::schedules::ScheduleError {
     }
 }
 
+impl Classified for crate::durable::DurableFailure {
+    fn class(&self) -> Class {
+        use crate::durable::DurableFailure as D;
+        use stoke_core::durable::DurableError as E;
+        use ErrorKind as K;
+        match self {
+            D::Engine(E::InvalidToken(_) | E::Invalid(_)) | D::Invalid(_) => {
+                Class::new(K::Invalid, "invalid_parameter")
+            }
+            D::Engine(E::CallbackClosed(_)) => {
+                Class { lambda_code: Some("CallbackTimeoutException"), ..Class::new(K::Invalid, "callback_closed") }
+            }
+            D::Engine(E::NotFound(_)) | D::NotFound(_) => Class::new(K::NotFound, "not_found"),
+            D::AlreadyStarted(_) => Class {
+                lambda_code: Some("DurableExecutionAlreadyStartedException"),
+                ..Class::new(K::Conflict, "durable_execution_already_started")
+            },
+            D::Forbidden(_) => Class::new(K::Forbidden, "forbidden"),
+            D::Store(e) => store_class(e),
+            D::Invoke(e) => e.class(),
+        }
+    }
+}
+
 impl Classified for TuneError {
     fn class(&self) -> Class {
         match self {

@@ -85,6 +85,26 @@ pub struct Invoker {
     event_outcomes: Mutex<std::collections::BTreeMap<(AccountId, String, EventOutcome), u64>>,
     /// Where invocation records for state machine destinations start executions (set once they exist).
     workflows: std::sync::OnceLock<std::sync::Weak<crate::workflows::Workflows>>,
+    /// How a durable function's instances reach this server's durable execution API.
+    durable_env: std::sync::OnceLock<DurableEnv>,
+}
+
+/// What a durable function's instances are given to checkpoint: this server's endpoint (the SDKs build a
+/// plain Lambda client, which reads `AWS_ENDPOINT_URL_LAMBDA`) and the function's own key.
+pub struct DurableEnv {
+    pub endpoint: String,
+    pub accounts: Arc<crate::accounts::Accounts>,
+}
+
+impl DurableEnv {
+    fn for_function(&self, account: &AccountId, function: &FunctionName) -> Vec<(String, String)> {
+        let mut env = vec![("AWS_ENDPOINT_URL_LAMBDA".to_string(), self.endpoint.clone())];
+        if let Some((id, secret)) = self.accounts.durable_function_key(account, function) {
+            env.push(("AWS_ACCESS_KEY_ID".to_string(), id));
+            env.push(("AWS_SECRET_ACCESS_KEY".to_string(), secret));
+        }
+        env
+    }
 }
 
 /// What became of an Event invocation's attempt, or of a failed one (for `/metrics`).
@@ -137,6 +157,7 @@ impl Invoker {
             queues: std::sync::OnceLock::new(),
             event_outcomes: Mutex::new(std::collections::BTreeMap::new()),
             workflows: std::sync::OnceLock::new(),
+            durable_env: std::sync::OnceLock::new(),
         }
     }
 
@@ -172,6 +193,12 @@ impl Invoker {
         out
     }
 
+    /// Gives durable functions' instances this server's endpoint and their keys (set once, before the first
+    /// invocation resolves).
+    pub fn serve_durable_functions(&self, env: DurableEnv) {
+        let _ = self.durable_env.set(env);
+    }
+
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
     }
@@ -182,7 +209,12 @@ impl Invoker {
             Some(v) => (v.config.clone(), v.version.to_string()),
             None => (f.config.clone(), "$LATEST".to_string()),
         };
+        let platform_env = match (config.durable, self.durable_env.get()) {
+            (Some(_), Some(env)) => env.for_function(&f.account, &f.name),
+            _ => Vec::new(),
+        };
         Arc::new(InvokeTarget {
+            platform_env,
             account: f.account.clone(),
             function: f.name.clone(),
             version: label,

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod cluster;
+pub mod durable;
 pub mod error;
 pub mod http;
 
@@ -380,7 +381,18 @@ impl Server {
             .map_err(|source| StartError::Store { path: db_path.clone(), source })?;
         stats.flush_in_background();
         scheduler.observe(stats.clone());
+        // Bound before anything can invoke: a durable function's instances are told this endpoint.
+        let tls = config.transport.tls.as_ref().map(transport::load_tls).transpose()?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
         let invoker = Arc::new(invoke::Invoker::new(registry.clone(), scheduler.clone(), config.region.clone()));
+        invoker.serve_durable_functions(invoke::DurableEnv {
+            endpoint: function_endpoint(addr, tls.is_some()),
+            accounts: accounts.clone(),
+        });
         scheduler.resolve_with(Arc::new(invoke::InvokerResolver(Arc::downgrade(&invoker))));
         let (store_for_tunes, stats_for_tunes) = (store.clone(), stats.clone());
         invoker.keep_warm();
@@ -407,6 +419,16 @@ impl Server {
         schedules.recover().map_err(|e| StartError::Schedules(e.to_string()))?;
         schedules.run(etcd.is_some());
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
+        let durable = durable::Durable::new(
+            store.clone(),
+            invoker.clone(),
+            config.region.clone(),
+            config.cluster.as_ref().map(|c| c.node_name.clone()),
+        );
+        let resumed_durable = durable.resume().await.map_err(|e| StartError::Workflows(e.to_string()))?;
+        if resumed_durable > 0 {
+            tracing::info!(executions = resumed_durable, "durable executions resumed");
+        }
         let lean = invoker.scheduler().sandbox_kind() == "lean";
         let tuner = Arc::new(tune::Tuner::new(
             registry.clone(),
@@ -421,12 +443,6 @@ impl Server {
             tuner.recover().map_err(StartError::Tunes)?;
         }
 
-        let tls = config.transport.tls.as_ref().map(transport::load_tls).transpose()?;
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-        let addr = listener.local_addr().map_err(StartError::Serve)?;
-        let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
         let server_file = ServerFile { endpoint: endpoint.clone(), pid: std::process::id() };
         write_private(&data_dir.join(SERVER_FILE), &serde_json::to_vec_pretty(&server_file).unwrap_or_default(), 0o644)
             .map_err(dir_err)?;
@@ -502,6 +518,7 @@ impl Server {
             accounts,
             invoker,
             workflows,
+            durable,
             schedules,
             tuner,
             region: config.region.clone(),
@@ -561,6 +578,17 @@ impl Server {
 
 /// This node's id: random, made once and kept in the data directory, so the same node restarting takes its
 /// name back from its own lapsing lease while another node with that name is refused.
+/// The endpoint this node's instances reach it at: its bound address, with a wildcard address (`0.0.0.0`,
+/// `::`) read as loopback, which instances on this node always reach.
+fn function_endpoint(addr: std::net::SocketAddr, tls: bool) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("{}://{}", if tls { "https" } else { "http" }, std::net::SocketAddr::new(ip, addr.port()))
+}
+
 fn node_id(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join("node-id");
     match fs::read_to_string(&path) {

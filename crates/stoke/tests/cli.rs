@@ -92,6 +92,22 @@ fn function_manager_tour_from_the_cli() {
 
     let retired = ok(&s, &["fn", "retire", "hello"]);
     assert!(retired.contains("RETIRED"), "{retired}");
+
+    // A durable function is made so when it is created, and only then.
+    let base = ["--runtime", "python3.12", "--handler", "app.handler", "--code", dir];
+    let durable = json(&s, &[&["fn", "create", "orders", "--durable-timeout", "3600"][..], &base[..]].concat());
+    assert_eq!(durable["durable"], serde_json::json!({"execution_timeout_s": 3600, "retention_days": 14}));
+    let shown = ok(&s, &["fn", "get", "orders"]);
+    assert!(shown.contains("executions run ≤ 3600 s, kept 14 days"), "{shown}");
+    let kept = json(&s, &["fn", "update", "orders", "--durable-retention", "30"]);
+    assert_eq!(kept["durable"]["retention_days"], 30);
+    ok(&s, &[&["fn", "create", "plain"][..], &base[..]].concat());
+    fails(&s, &["fn", "update", "plain", "--durable-timeout", "60"], "made durable only when it is created");
+    fails(
+        &s,
+        &[&["fn", "create", "late", "--durable-retention", "7"][..], &base[..]].concat(),
+        "needs execution_timeout_s",
+    );
 }
 
 #[test]

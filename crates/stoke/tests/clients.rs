@@ -24,10 +24,15 @@ fn run_boto3_script(s: &TestServer, script: &str) {
 
 /// As [`run_boto3_script`], with more environment variables for the script (e.g. `AWS_CA_BUNDLE`).
 fn run_boto3_script_with(s: &TestServer, script: &str, env: &[(&str, &Path)]) {
+    run_boto3_script_args(s, script, &[], env);
+}
+
+fn run_boto3_script_args(s: &TestServer, script: &str, args: &[&str], env: &[(&str, &Path)]) {
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
     let out = Command::new("python3")
         .arg(format!("{}/../../tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
         .env("STOKE_ENDPOINT", &s.url)
         .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
         .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
@@ -50,6 +55,46 @@ fn boto3_drives_the_scheduler_api() {
     // The function proves a fire ran by writing a file on the host (the process sandbox lets it).
     let s = TestServer::start_with(&["--sandbox", "process"]);
     run_boto3_script(&s, "boto3_scheduler.py");
+}
+
+/// Where the durable execution SDK's wheels are (`scripts/test` downloads them).
+fn durable_wheels() -> std::path::PathBuf {
+    std::env::var_os("STOKE_DURABLE_WHEELS").map_or_else(
+        || std::path::PathBuf::from(format!("{}/../../tests/durable/.wheels", env!("CARGO_MANIFEST_DIR"))),
+        std::path::PathBuf::from,
+    )
+}
+
+/// The SDK's wheels, or `None` (and a loud skip outside CI) when they or boto3 are missing.
+fn durable_sdk(check: &str) -> Option<std::path::PathBuf> {
+    let wheels = durable_wheels();
+    let has_sdk = std::fs::read_dir(&wheels).is_ok_and(|d| {
+        d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("aws_durable_execution_sdk_python-"))
+    });
+    (present_or_skip(python_has("boto3"), "boto3", check)
+        && present_or_skip(has_sdk, "the durable execution SDK's wheels", check))
+    .then_some(wheels)
+}
+
+#[test]
+fn boto3_drives_durable_functions_that_run_the_unmodified_sdk() {
+    let Some(wheels) = durable_sdk("durable functions client test") else { return };
+    let s = TestServer::start();
+    run_boto3_script_with(&s, "boto3_durable.py", &[("STOKE_DURABLE_WHEELS", wheels.as_path())]);
+}
+
+#[test]
+fn a_durable_execution_outlives_its_killed_server_and_runs_each_step_once() {
+    let Some(wheels) = durable_sdk("durable functions crash test") else { return };
+    let mut s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let arn = dir.path().join("arn");
+    let env = [("STOKE_DURABLE_WHEELS", wheels.as_path()), ("STOKE_DURABLE_ARN", arn.as_path())];
+    // The execution is in its 4 s wait when the server is killed; it starts again on another port.
+    run_boto3_script_args(&s, "boto3_durable_crash.py", &["start"], &env);
+    s.kill9();
+    s.launch();
+    run_boto3_script_args(&s, "boto3_durable_crash.py", &["finish"], &env);
 }
 
 #[test]

@@ -243,7 +243,11 @@ fn a_callback_has_an_id_its_answer_wakes_the_execution_and_silence_times_it_out(
     // A heartbeat pushes the heartbeat timeout on; an answer while nothing runs asks for an invocation.
     assert_eq!(x.answer_callback("cb", None, T0 + 8_000), Ok(false));
     assert_eq!(x.next_deadline(), Some(T0 + 18_000));
+    assert!(!x.wants_invocation(), "a heartbeat changes nothing the function waits for");
     assert_eq!(x.answer_callback("cb", Some(Ok("\"yes\"".into())), T0 + 9_000), Ok(true));
+    assert!(x.wants_invocation(), "what another node's copy learns from the stored state alone");
+    x.begin_invocation(1592590348, T0 + 9_001);
+    assert!(!x.wants_invocation(), "an invocation runs");
     assert_eq!(
         x.answer_callback("cb", Some(Ok("again".into())), T0 + 9_001),
         Err(DurableError::CallbackClosed("the callback has already been completed or has timed out".into()))

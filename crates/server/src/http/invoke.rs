@@ -19,6 +19,10 @@ use crate::accounts::Caller;
 pub struct InvokeQuery {
     /// `tail` returns the invocation's log (base64) in `X-Stoke-Log`.
     log: Option<String>,
+    /// A durable function: the execution's name (the same name with the same event is the same
+    /// execution). A new id when left out.
+    #[param(max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")]
+    durable_execution_name: Option<String>,
 }
 
 /// Runs the function with the request body as its event and returns what it returned. A function error
@@ -38,6 +42,24 @@ pub async fn invoke(
     Body(payload): Body,
 ) -> ApiResult<Response> {
     let payload = crate::invoke::Invoker::payload(payload)?;
+    let target = s.invoker.check(&caller.account.id, &function).await?;
+    if target.config.durable.is_some() {
+        // A durable function: the invocation starts an execution and answers what it came to.
+        let started = s.durable.start(&target, q.durable_execution_name.as_deref(), &payload).await?;
+        let answer = s.durable.answer_sync(&caller.account.id, &started, &target).await?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-stoke-durable-execution-arn", Some(started.arn)),
+            ("x-stoke-executed-version", Some(answer.version)),
+            ("x-stoke-function-error", answer.error_type),
+            ("content-type", Some("application/json".to_string())),
+        ] {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
+        return Ok((StatusCode::OK, headers, answer.body).into_response());
+    }
     let want_log = q.log.as_deref() == Some("tail");
     let req = InvokeRequest { payload, client_context: None, want_log, request_id: None, ..Default::default() };
     let (result, version) = s.invoker.invoke(&caller.account.id, &function, req).await?;

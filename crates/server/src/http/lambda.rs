@@ -153,14 +153,15 @@ impl From<super::error::ApiError> for LambdaError {
 
 pub(super) type LambdaResult<T> = Result<T, LambdaError>;
 
-/// A SigV4-verified request: who signed it, and its body.
-pub struct Signed {
+/// A SigV4-verified request: who signed it, with which key's scope, and its body.
+pub struct ScopedSigned {
     pub(crate) caller: Caller,
+    pub(crate) scope: crate::accounts::Scope,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
 }
 
-impl FromRequest<AppState> for Signed {
+impl FromRequest<AppState> for ScopedSigned {
     type Rejection = LambdaError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, LambdaError> {
@@ -194,33 +195,70 @@ impl FromRequest<AppState> for Signed {
             body: &body,
         };
         let now = crate::registry::now_ms() / 1000;
-        let key = sigv4::verify(&signed, now, |k| state.accounts.secret_for(k).map(|(_, s)| s)).map_err(|e| {
-            let kind = match e {
-                sigv4::SigError::Missing => "MissingAuthenticationTokenException",
-                sigv4::SigError::UnknownKey(_) => "UnrecognizedClientException",
-                _ => "InvalidSignatureException",
-            };
-            LambdaError::new(StatusCode::FORBIDDEN, kind, e.to_string())
-        })?;
-        let (account, _) = state
+        let key =
+            sigv4::verify(&signed, now, |k| state.accounts.scoped_secret_for(k).map(|(_, _, s)| s)).map_err(|e| {
+                let kind = match e {
+                    sigv4::SigError::Missing => "MissingAuthenticationTokenException",
+                    sigv4::SigError::UnknownKey(_) => "UnrecognizedClientException",
+                    _ => "InvalidSignatureException",
+                };
+                LambdaError::new(StatusCode::FORBIDDEN, kind, e.to_string())
+            })?;
+        let (account, scope, _) = state
             .accounts
-            .secret_for(&key)
+            .scoped_secret_for(&key)
             .ok_or_else(|| LambdaError::new(StatusCode::FORBIDDEN, "UnrecognizedClientException", "unknown key"))?;
-        Ok(Self { caller: Caller { account }, headers: parts.headers, body })
+        Ok(Self { caller: Caller { account }, scope, headers: parts.headers, body })
+    }
+}
+
+/// A request signed with an account's own key: a durable function's key is refused (it may only checkpoint
+/// its function's executions, through [`ScopedSigned`]).
+pub struct Signed {
+    pub(crate) caller: Caller,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = LambdaError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, LambdaError> {
+        let ScopedSigned { caller, scope, headers, body } = ScopedSigned::from_request(req, state).await?;
+        if scope != crate::accounts::Scope::Account {
+            return Err(LambdaError::new(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                "this key belongs to a durable function: it may only checkpoint and read the state of that \
+                 function's durable executions",
+            ));
+        }
+        Ok(Self { caller, headers, body })
+    }
+}
+
+impl ScopedSigned {
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> LambdaResult<T> {
+        parse_json(&self.body)
     }
 }
 
 impl Signed {
     pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> LambdaResult<T> {
-        let body = if stoke_core::json::is_blank(&self.body) { &b"{}"[..] } else { &self.body[..] };
-        serde_json::from_slice(body).map_err(|e| {
-            LambdaError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequestContentException",
-                format!("could not parse request body: {e}"),
-            )
-        })
+        parse_json(&self.body)
     }
+}
+
+/// A request's JSON body (a blank one reads as `{}`).
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> LambdaResult<T> {
+    let body = if stoke_core::json::is_blank(body) { &b"{}"[..] } else { body };
+    serde_json::from_slice(body).map_err(|e| {
+        LambdaError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            format!("could not parse request body: {e}"),
+        )
+    })
 }
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -442,7 +480,7 @@ fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) ->
             json!({ "Arn": arn, "CodeSize": 0 })
         })
         .collect();
-    json!({
+    let mut out = json!({
         "FunctionName": f.name.as_str(),
         "FunctionArn": arn,
         "Runtime": config.runtime,
@@ -464,7 +502,12 @@ fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) ->
         "LastUpdateStatus": "Successful",
         "Layers": layers,
         "TracingConfig": { "Mode": "PassThrough" },
-    })
+    });
+    if let Some(d) = config.durable {
+        out["DurableConfig"] =
+            json!({ "ExecutionTimeout": d.execution_timeout_s, "RetentionPeriodInDays": d.retention_days });
+    }
+    out
 }
 
 fn alias_configuration(a: &AliasRecord, region: &str) -> Value {
@@ -498,6 +541,48 @@ struct EphemeralStorageIn {
     size: u32,
 }
 
+/// Lambda's `DurableConfig` as a request gives it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DurableConfigIn {
+    execution_timeout: Option<u32>,
+    retention_period_in_days: Option<u32>,
+    #[serde(rename = "KMSKeyArn")]
+    kms_key_arn: Option<String>,
+}
+
+impl DurableConfigIn {
+    fn into_patch(self) -> LambdaResult<stoke_core::config::DurableConfigPatch> {
+        use stoke_core::config::{MAX_DURABLE_EXECUTION_TIMEOUT_S, MAX_DURABLE_RETENTION_DAYS};
+        if self.kms_key_arn.as_deref().is_some_and(|k| !k.is_empty()) {
+            return Err(LambdaError::invalid(
+                "DurableConfig.KMSKeyArn is not supported: stoke keeps durable state in its own store; leave \
+                 KMSKeyArn out",
+            ));
+        }
+        check_range(self.execution_timeout, "durableConfig.executionTimeout", MAX_DURABLE_EXECUTION_TIMEOUT_S)?;
+        check_range(self.retention_period_in_days, "durableConfig.retentionPeriodInDays", MAX_DURABLE_RETENTION_DAYS)?;
+        Ok(stoke_core::config::DurableConfigPatch {
+            execution_timeout_s: self.execution_timeout,
+            retention_days: self.retention_period_in_days,
+        })
+    }
+}
+
+/// A member out of its model range `1..=max`, in Lambda's own words.
+fn check_range(value: Option<u32>, member: &str, max: u32) -> LambdaResult<()> {
+    let broken = match value {
+        Some(0) => "greater than or equal to 1".to_string(),
+        Some(v) if v > max => format!("less than or equal to {max}"),
+        _ => return Ok(()),
+    };
+    Err(LambdaError::validation(format!(
+        "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must have \
+         value {broken}",
+        value.unwrap_or_default()
+    )))
+}
+
 /// The configuration fields Lambda's create and update requests share.
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
@@ -513,6 +598,7 @@ struct ConfigIn {
     architectures: Option<Vec<String>>,
     role: Option<String>,
     ephemeral_storage: Option<EphemeralStorageIn>,
+    durable_config: Option<DurableConfigIn>,
     /// Update only if the function is still at this revision (UpdateFunctionConfiguration).
     revision_id: Option<String>,
 }
@@ -532,6 +618,7 @@ impl ConfigIn {
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
             return Err(LambdaError::invalid("PackageType Image is not supported: upload a zip (Code.ZipFile)"));
         }
+        let durable = self.durable_config.map(DurableConfigIn::into_patch).transpose()?;
         Ok(ConfigPatch {
             runtime: self.runtime,
             handler: self.handler,
@@ -541,6 +628,7 @@ impl ConfigIn {
             description: self.description,
             layers: self.layers,
             ephemeral_storage_mb: self.ephemeral_storage.map(|e| e.size),
+            durable,
             ..Default::default()
         })
     }
@@ -987,12 +1075,13 @@ async fn invoke(
     };
     let payload = crate::invoke::Invoker::payload(req.body.clone())?;
     let account = req.caller.account.id.clone();
+    let target = s.invoker.check(&account, &reference).await?;
+    if target.config.durable.is_some() {
+        return invoke_durable(&s, &target, invocation_type, &req.headers, &payload).await;
+    }
     match invocation_type {
         "RequestResponse" => {}
-        "DryRun" => {
-            s.invoker.check(&account, &reference).await?;
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
+        "DryRun" => return Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {
             let id = s.invoker.enqueue_event(&account, &reference, payload).await?;
             let mut resp = StatusCode::ACCEPTED.into_response();
@@ -1031,6 +1120,50 @@ async fn invoke(
         }
     };
     Ok((StatusCode::OK, headers, body).into_response())
+}
+
+/// Invoking a durable function starts an execution (Lambda's Invoke on a function with `DurableConfig`):
+/// `Event` answers 202 at once, `RequestResponse` once it ends (at most 15 minutes), both with its ARN in
+/// `X-Amz-Durable-Execution-Arn`.
+async fn invoke_durable(
+    s: &AppState,
+    target: &std::sync::Arc<stoke_scheduler::InvokeTarget>,
+    invocation_type: &str,
+    headers: &HeaderMap,
+    payload: &Bytes,
+) -> LambdaResult<Response> {
+    let name = headers.get("x-amz-durable-execution-name").and_then(|v| v.to_str().ok());
+    let request_id = crate::workflows::uuid();
+    match invocation_type {
+        "DryRun" => return Ok(StatusCode::NO_CONTENT.into_response()),
+        "Event" | "RequestResponse" => {}
+        other => {
+            return Err(LambdaError::invalid(format!(
+                "X-Amz-Invocation-Type {other:?} is not valid: use RequestResponse, Event or DryRun"
+            )))
+        }
+    }
+    let started = s.durable.start(target, name, payload).await?;
+    if invocation_type == "Event" {
+        let resp = durable_header(StatusCode::ACCEPTED.into_response(), "x-amz-durable-execution-arn", &started.arn);
+        return Ok(durable_header(resp, "x-amzn-requestid", &request_id));
+    }
+    let answer = s.durable.answer_sync(&target.account, &started, target).await?;
+    let mut resp =
+        (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], answer.body).into_response();
+    if answer.error_type.is_some() {
+        resp = durable_header(resp, "x-amz-function-error", "Unhandled");
+    }
+    let resp = durable_header(resp, "x-amz-durable-execution-arn", &started.arn);
+    let resp = durable_header(resp, "x-amz-executed-version", &answer.version);
+    Ok(durable_header(resp, "x-amzn-requestid", &request_id))
+}
+
+fn durable_header(mut resp: Response, name: &'static str, value: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(HeaderName::from_static(name), v);
+    }
+    resp
 }
 
 #[cfg(test)]

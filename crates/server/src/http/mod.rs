@@ -5,6 +5,7 @@ mod accounts;
 pub mod cluster;
 mod console;
 mod drain;
+mod durable;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub invoker: Arc<crate::invoke::Invoker>,
     pub workflows: Arc<crate::workflows::Workflows>,
+    /// Lambda durable executions.
+    pub durable: Arc<crate::durable::Durable>,
     pub schedules: Arc<crate::schedules::Schedules>,
     /// Runs `stoke tune`.
     pub tuner: Arc<crate::tune::Tuner>,
@@ -161,6 +164,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/2015-03-31", lambda::routes(state.clone()))
         .nest("/2018-10-31", lambda_layers::routes(state.clone()))
         .nest("/2019-09-25", lambda::event_config_routes(state.clone()))
+        .nest("/2025-12-01", durable::routes(state.clone()))
         .merge(scheduler::routes())
         .route("/u/{id}", any(triggers::serve_url))
         .route("/u/{id}/", any(triggers::serve_url))

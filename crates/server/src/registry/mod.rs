@@ -871,6 +871,7 @@ impl Registry {
         cond.check(&f)?;
         let ctx = LifecycleContext { latest_is_published: f.latest_published.is_some() };
         let updating = next_state(f.state, LifecycleEvent::BeginUpdate, ctx)?;
+        patch.check_update(&f.config)?;
         let mut config = patch.apply(&f.config);
         config.validate(&self.node)?;
         if config.layers != f.config.layers || config.base_image != f.config.base_image {

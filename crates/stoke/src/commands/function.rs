@@ -163,6 +163,12 @@ struct ConfigArgs {
     /// `host` (the node's network, as on Lambda) or `none` (only loopback; needs the lean sandbox).
     #[arg(long, value_parser = ["host", "none"])]
     network: Option<String>,
+    /// Makes the function durable (on create only): the seconds each execution may run in all, 1-31622400.
+    #[arg(long, value_name = "SECONDS")]
+    durable_timeout: Option<u32>,
+    /// Days a durable function's finished executions are kept (1-90, default 14).
+    #[arg(long, value_name = "DAYS")]
+    durable_retention: Option<u32>,
 }
 
 impl ConfigArgs {
@@ -196,6 +202,12 @@ impl ConfigArgs {
             keep_alive_s: self.keep_alive,
             network: self.network.as_deref().map(|n| if n == "none" { Network::None } else { Network::Host }),
             ephemeral_storage_mb: self.ephemeral_storage,
+            durable: (self.durable_timeout.is_some() || self.durable_retention.is_some()).then_some(
+                stoke_core::config::DurableConfigPatch {
+                    execution_timeout_s: self.durable_timeout,
+                    retention_days: self.durable_retention,
+                },
+            ),
         })
     }
 }
@@ -323,6 +335,13 @@ fn show_masked(global: &GlobalArgs, f: FunctionView, raw: &serde_json::Value, ma
         ("min warm", c.min_warm.to_string()),
         ("keep alive", format!("{} s", c.keep_alive_s)),
         ("network", c.network.as_str().to_string()),
+        (
+            "durable",
+            c.durable.map_or_else(
+                || "no".into(),
+                |d| format!("executions run ≤ {} s, kept {} days", d.execution_timeout_s, d.retention_days),
+            ),
+        ),
         ("code", format!("{} ({} bytes)", f.code_sha256, f.code_size)),
         ("versions", if f.last_version == 0 { "none".into() } else { format!("1 … {}", f.last_version) }),
         ("modified", f.modified),
