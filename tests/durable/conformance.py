@@ -1,0 +1,99 @@
+"""AWS's durable execution conformance suite against stoke.
+
+For each requirement that has a handler under tests/durable/handlers/<suite>/<id>.py, creates a durable function
+running it (AWS's Python SDK from a layer), invokes it through the suite's own invoker and validates the
+execution's history and result with the suite's own validator (`validate_description`), unchanged. The suite
+deploys with SAM and CloudFormation on AWS; here the invoker's function map is filled in beforehand, which is
+the only thing replaced. Requirements whose checks read CloudWatch Logs are reported as not run.
+
+Environment: STOKE_ENDPOINT, STOKE_AKID, STOKE_SECRET, STOKE_ACCOUNT, STOKE_DURABLE_WHEELS (the SDK's wheels),
+STOKE_CONFORMANCE (the suite's package, unpacked). Arguments: requirement ids to run (default: every one with a
+handler). Prints one line per requirement and "all checks passed" when every one run passed.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, os.environ["STOKE_CONFORMANCE"])
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
+
+import yaml  # noqa: E402
+from aws_durable_execution_conformance_tests.clients import AwsClients  # noqa: E402
+from aws_durable_execution_conformance_tests.sam import Invoker  # noqa: E402
+from aws_durable_execution_conformance_tests.validate import validate_description  # noqa: E402
+from durable_helpers import ACCOUNT, code, lam, sdk_layer  # noqa: E402
+
+HANDLERS = Path(__file__).resolve().parent / "handlers"
+REQUIREMENTS = Path(os.environ["STOKE_CONFORMANCE"]) / "aws_durable_execution_conformance_tests" / "test_requirements"
+
+
+def requirement_ids():
+    found = {}
+    for path in sorted(HANDLERS.glob("*/*.py")):
+        found[path.stem] = path
+    wanted = sys.argv[1:] or sorted(found, key=lambda i: [int(p) for p in i.split("-")])
+    return [(i, found[i]) for i in wanted]
+
+
+def main():
+    layer = lam.publish_layer_version(LayerName="durable-sdk", Content={"ZipFile": sdk_layer()})["LayerVersionArn"]
+    ids = requirement_ids()
+    function_map = {}
+    for rid, handler in ids:
+        name = "ct-" + rid
+        try:
+            lam.delete_function(FunctionName=name)  # from an earlier run against the same server
+        except lam.exceptions.ResourceNotFoundException:
+            pass
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=f"arn:aws:iam::{ACCOUNT}:role/conformance",
+            Handler="app.handler",
+            Code={"ZipFile": code(handler.read_text())},
+            Timeout=60,
+            MemorySize=256,
+            Layers=[layer],
+            DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 7},
+        )
+        function_map[name] = name
+    invoker = Invoker(stack_name="stoke", region="us-east-1", lambda_client=lam)
+    invoker._function_map = function_map  # CloudFormation is never asked: the functions are named here.
+    clients = AwsClients({"lambda": lam})
+    out = tempfile.mkdtemp()
+
+    def run(item):
+        rid, handler = item
+        test_file = REQUIREMENTS / handler.parent.name / f"{rid}.yaml"
+        spec = yaml.safe_load(test_file.read_text())
+        if spec.get("ExpectedLogs"):
+            return rid, None, ["not run: its checks read CloudWatch Logs"], 0.0
+        started = time.time()
+        result = validate_description("ct-" + rid, rid, str(test_file), invoker, out, "us-east-1", clients, out)
+        return rid, result.passed, result.errors, time.time() - started
+
+    failed = skipped = 0
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for rid, passed, errors, took in pool.map(run, ids):
+            if passed is None:
+                print(f"SKIP {rid}: {errors[0]}")
+                skipped += 1
+                continue
+            print(f"{'PASS' if passed else 'FAIL'} {rid} ({took:.1f} s)")
+            if not passed:
+                failed += 1
+                for e in errors:
+                    print(f"    {e}")
+    ran = len(ids) - skipped
+    print(f"{ran - failed} of {ran} requirements run passed ({skipped} not run)")
+    if failed == 0:
+        print("all checks passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

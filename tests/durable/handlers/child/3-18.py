@@ -1,0 +1,18 @@
+"""A conformance handler, written from the requirement's description."""
+
+from aws_durable_execution_sdk_python import DurableContext, StepContext, durable_execution
+from aws_durable_execution_sdk_python.config import ChildConfig, Duration, StepConfig
+from aws_durable_execution_sdk_python.retries import RetryDecision, RetryPresets
+
+# 3-18: a step and a wait in a child context, then a step and a wait after it.
+@durable_execution
+def handler(event, context: DurableContext):
+    def body(child: DurableContext):
+        value = child.step(lambda _: event, name="inner_step")
+        child.wait(Duration.from_seconds(2), name="inner_wait")
+        return value
+
+    context.run_in_child_context(body, name="child")
+    value = context.step(lambda _: event, name="outer_step")
+    context.wait(Duration.from_seconds(2), name="outer_wait")
+    return value

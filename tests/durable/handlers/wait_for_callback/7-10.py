@@ -1,0 +1,17 @@
+"""A conformance handler, written from the requirement's description."""
+
+from aws_durable_execution_sdk_python import CallbackError, DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, WaitForCallbackConfig
+from aws_durable_execution_sdk_python.retries import RetryDecision
+from aws_durable_execution_sdk_python.serdes import JsonSerDes
+
+
+def submit(callback_id, _):
+    """Hands the callback's id to no one: the test's external system finds it in the history."""
+
+# 7-10: a 1 s wait, a step, then the wait_for_callback.
+@durable_execution
+def handler(event, context: DurableContext):
+    context.wait(Duration.from_seconds(1))
+    context.step(lambda _: {"prepared": True}, name="prepare")
+    return context.wait_for_callback(submit, name=event)

@@ -1,0 +1,16 @@
+"""A conformance handler, written from the requirement's description."""
+
+from aws_durable_execution_sdk_python import CallbackError, DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, WaitForCallbackConfig
+from aws_durable_execution_sdk_python.retries import RetryDecision
+from aws_durable_execution_sdk_python.serdes import JsonSerDes
+
+
+def submit(callback_id, _):
+    """Hands the callback's id to no one: the test's external system finds it in the history."""
+
+# 7-11: the payload read as JSON; its "status" is returned.
+@durable_execution
+def handler(event, context: DurableContext):
+    config = WaitForCallbackConfig(serdes=JsonSerDes())
+    return context.wait_for_callback(submit, name=event, config=config)["status"]
