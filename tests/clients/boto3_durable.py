@@ -124,11 +124,27 @@ expect_error("AccessDeniedException", other.checkpoint_durable_execution, Durabl
 expect_error("InvalidSignatureException", client(f"STKD{ACCOUNT}orders", "0" * 64).list_functions)
 print("a durable function's key reaches only its own function's checkpoints")
 
-# Bad input gets Lambda's errors.
+# A chained invoke of a plain function: its answer is the result, and the history says what ran.
 lam.create_function(
     FunctionName="plain", Runtime="python3.12", Role=f"arn:aws:iam::{ACCOUNT}:role/x", Handler="app.handler",
-    Code={"ZipFile": code("def handler(e, c):\n    return e\n")},
+    Code={"ZipFile": code("def handler(e, c):\n    return {'echo': e}\n")},
 )
+resp = lam.invoke(FunctionName="orders", Qualifier="$LATEST", Payload=json.dumps({"mode": "chain", "target": "plain"}))
+assert json.loads(resp["Payload"].read()) == {"echo": {"from": "orders"}}, resp
+chained = history(resp["DurableExecutionArn"])
+started = [e for e in chained if e["EventType"] == "ChainedInvokeStarted"]
+assert started and started[0]["Name"] == "call", chained
+details = started[0]["ChainedInvokeStartedDetails"]
+assert details["FunctionName"] == "plain" and details["ExecutedVersion"] == "$LATEST", details
+assert "DurableExecutionArn" not in details, details  # plain: no execution of its own
+assert [e["EventType"] for e in chained].count("ChainedInvokeSucceeded") == 1, chained
+resp = lam.invoke(FunctionName="orders", Qualifier="$LATEST", Payload=json.dumps({"mode": "chain", "target": "missing"}))
+assert resp.get("FunctionError") == "Unhandled", resp
+failed = [e for e in history(resp["DurableExecutionArn"]) if e["EventType"] == "ChainedInvokeFailed"]
+assert failed[0]["ChainedInvokeFailedDetails"]["Error"]["Payload"]["ErrorType"] == "ResourceNotFoundException", failed
+print("a chained invoke calls a plain function; one that does not exist fails the call")
+
+# Bad input gets Lambda's errors.
 e = expect_error("InvalidParameterValueException", lam.update_function_configuration, FunctionName="plain", DurableConfig={"ExecutionTimeout": 60})
 assert "only when it is created" in e.response["Error"]["Message"], e.response
 expect_error("ValidationException", lam.create_function, FunctionName="late", Runtime="python3.12", Role=f"arn:aws:iam::{ACCOUNT}:role/x",

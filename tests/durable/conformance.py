@@ -39,27 +39,35 @@ def requirement_ids():
     return [(i, found[i]) for i in wanted]
 
 
+def create(name, source, layer):
+    """A durable function `name` running `source` with the SDK's layer."""
+    try:
+        lam.delete_function(FunctionName=name)  # from an earlier run against the same server
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=f"arn:aws:iam::{ACCOUNT}:role/conformance",
+        Handler="app.handler",
+        Code={"ZipFile": code(source)},
+        Timeout=60,
+        MemorySize=256,
+        Layers=[layer],
+        DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 7},
+    )
+
+
 def main():
     layer = lam.publish_layer_version(LayerName="durable-sdk", Content={"ZipFile": sdk_layer()})["LayerVersionArn"]
     ids = requirement_ids()
+    # The chained-invoke requirements' targets: durable functions of their own.
+    for target in sorted((Path(__file__).resolve().parent / "targets").glob("*.py")):
+        create("ct-target-" + target.stem, target.read_text(), layer)
     function_map = {}
     for rid, handler in ids:
         name = "ct-" + rid
-        try:
-            lam.delete_function(FunctionName=name)  # from an earlier run against the same server
-        except lam.exceptions.ResourceNotFoundException:
-            pass
-        lam.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=f"arn:aws:iam::{ACCOUNT}:role/conformance",
-            Handler="app.handler",
-            Code={"ZipFile": code(handler.read_text())},
-            Timeout=60,
-            MemorySize=256,
-            Layers=[layer],
-            DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 7},
-        )
+        create(name, handler.read_text(), layer)
         function_map[name] = name
     invoker = Invoker(stack_name="stoke", region="us-east-1", lambda_client=lam)
     invoker._function_map = function_map  # CloudFormation is never asked: the functions are named here.

@@ -935,7 +935,11 @@ impl DurableExecution {
                         let options = u.chained_invoke_options.clone().unwrap_or_default();
                         op.function_name = Some(options.function_name.clone());
                         op.input = u.payload.clone();
-                        json!({ "FunctionName": options.function_name, "Input": payload(&u.payload) })
+                        let mut d = json!({ "FunctionName": options.function_name, "Input": payload(&u.payload) });
+                        if let Some(tenant) = &options.tenant_id {
+                            d["TenantId"] = json!(tenant);
+                        }
+                        d
                     }
                     _ => json!({}),
                 };
@@ -1181,6 +1185,64 @@ impl DurableExecution {
                 }
             }
         }
+    }
+
+    /// The chained invokes started and not yet ended: (operation id, function, payload).
+    pub fn chained_invokes(&self) -> Vec<(String, String, Option<String>)> {
+        self.operations
+            .iter()
+            .filter(|o| o.kind == OperationType::ChainedInvoke && o.status == OperationStatus::Started)
+            .map(|o| (o.id.clone(), o.function_name.clone().unwrap_or_default(), o.input.clone()))
+            .collect()
+    }
+
+    /// Adds what the service learned when it took chained invoke `op_id` on to its `ChainedInvokeStarted`
+    /// event: the version it runs, and the execution it started when the function is durable (before the
+    /// event is stored).
+    pub fn describe_chained_invoke(&mut self, op_id: &str, executed_version: &str, execution_arn: Option<&str>) {
+        let started = self.events[self.stored_events..]
+            .iter_mut()
+            .rev()
+            .find(|e| e.kind == "ChainedInvokeStarted" && e.op_id.as_deref() == Some(op_id));
+        if let Some(Value::Object(d)) = started.map(|e| &mut e.details) {
+            d.insert("ExecutedVersion".into(), json!(executed_version));
+            if let Some(arn) = execution_arn {
+                d.insert("DurableExecutionArn".into(), json!(arn));
+            }
+        }
+    }
+
+    /// Chained invoke `op_id` ended with the invoked function's result, or its error. True when the execution
+    /// should be invoked (nothing is running to learn of it).
+    pub fn end_chained_invoke(
+        &mut self,
+        op_id: &str,
+        outcome: Result<Option<String>, ErrorObject>,
+        now_ms: i64,
+    ) -> Result<bool, DurableError> {
+        let Some(i) = self.find(op_id).filter(|i| self.operations[*i].kind == OperationType::ChainedInvoke) else {
+            return Err(DurableError::NotFound(format!("no chained invoke {op_id} in this execution")));
+        };
+        if !self.is_running() || self.operations[i].status != OperationStatus::Started {
+            return Ok(false); // ended already (told twice, or the execution ended): nothing changes
+        }
+        let op = &mut self.operations[i];
+        op.end_ms = Some(now_ms);
+        let (kind, details) = match outcome {
+            Ok(result) => {
+                op.status = OperationStatus::Succeeded;
+                op.result = result.clone();
+                ("ChainedInvokeSucceeded", json!({ "Result": payload(&result) }))
+            }
+            Err(e) => {
+                op.status = OperationStatus::Failed;
+                op.error = Some(e.clone());
+                ("ChainedInvokeFailed", json!({ "Error": { "Payload": e } }))
+            }
+        };
+        self.touch(i);
+        self.event(kind, Some(i), now_ms, details);
+        Ok(self.invocation.is_none())
     }
 
     /// Stops the execution (`StopDurableExecution`).

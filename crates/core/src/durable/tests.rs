@@ -449,3 +449,48 @@ fn an_envelope_past_the_payload_limit_carries_a_marker_and_the_rest_is_read_with
     assert_eq!((rest.len(), next), (8, None), "the other eight, by the marker");
     assert_eq!(rest[0]["Id"], "s4");
 }
+
+#[test]
+fn a_chained_invoke_is_started_by_the_sdk_and_ended_by_the_service_with_awss_events() {
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = x.begin_invocation(7, T0);
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut call = update("inv", OperationType::ChainedInvoke, OperationAction::Start);
+    call.chained_invoke_options =
+        Some(ChainedInvokeOptions { function_name: "echo".into(), tenant_id: Some("t-1".into()) });
+    call.payload = Some("\"hi\"".into());
+    x.checkpoint(&token, None, &[call], T0).unwrap();
+    // The service says what it started before the event is stored.
+    x.describe_chained_invoke("inv", "3", Some("arn:child"));
+    let started = x.events.last().unwrap().to_wire(true);
+    assert_eq!(
+        started["ChainedInvokeStartedDetails"],
+        json!({"FunctionName": "echo", "TenantId": "t-1", "Input": {"Payload": "\"hi\""}, "ExecutedVersion": "3",
+               "DurableExecutionArn": "arn:child"})
+    );
+    assert_eq!(x.chained_invokes(), vec![("inv".to_string(), "echo".to_string(), Some("\"hi\"".to_string()))]);
+    assert_eq!(x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1), Next::WaitUntil(Some(T0 + 300_000)));
+    // It ends while nothing runs: the execution is to be invoked, and the SDK reads the result.
+    assert_eq!(x.end_chained_invoke("inv", Ok(Some("\"hi\"".into())), T0 + 5), Ok(true));
+    assert!(x.wants_invocation() && x.chained_invokes().is_empty());
+    let ended = x.events.last().unwrap().to_wire(true);
+    assert_eq!(ended["EventType"], "ChainedInvokeSucceeded");
+    assert_eq!(ended["ChainedInvokeSucceededDetails"]["Result"]["Payload"], "\"hi\"");
+    assert_eq!(x.operations[1].to_wire(true)["ChainedInvokeDetails"]["Result"], "\"hi\"");
+    // Told again (a restart dispatched it twice): nothing changes.
+    let events = x.events.len();
+    assert_eq!(x.end_chained_invoke("inv", Err(ErrorObject::new("X", "y")), T0 + 6), Ok(false));
+    assert_eq!(x.events.len(), events);
+    assert!(matches!(x.end_chained_invoke("nope", Ok(None), T0), Err(DurableError::NotFound(_))));
+    // A failure is ChainedInvokeFailed with the invoked function's error.
+    let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let (_, envelope) = y.begin_invocation(8, T0);
+    let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+    let mut call = update("inv", OperationType::ChainedInvoke, OperationAction::Start);
+    call.chained_invoke_options = Some(ChainedInvokeOptions { function_name: "echo".into(), ..Default::default() });
+    y.checkpoint(&token, None, &[call], T0).unwrap();
+    // While an invocation runs, it learns of the end from its next checkpoint: no new invocation.
+    assert_eq!(y.end_chained_invoke("inv", Err(ErrorObject::new("ValueError", "bad")), T0 + 1), Ok(false));
+    let failed = y.events.last().unwrap().to_wire(true);
+    assert_eq!(failed["ChainedInvokeFailedDetails"]["Error"]["Payload"]["ErrorType"], "ValueError");
+}

@@ -122,6 +122,8 @@ pub struct Durable {
     /// In a cluster: this node's name, recorded on the executions whose loops it runs.
     node: Option<String>,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Chained invokes under way from this node: (execution id, operation id).
+    chained: Mutex<std::collections::HashSet<(String, String)>>,
     me: Weak<Durable>,
 }
 
@@ -161,7 +163,15 @@ fn valid_name(name: &str) -> bool {
 
 impl Durable {
     pub fn new(store: Arc<dyn Store>, invoker: Arc<Invoker>, region: String, node: Option<String>) -> Arc<Self> {
-        Arc::new_cyclic(|me| Durable { store, invoker, region, node, live: Mutex::new(HashMap::new()), me: me.clone() })
+        Arc::new_cyclic(|me| Durable {
+            store,
+            invoker,
+            region,
+            node,
+            live: Mutex::new(HashMap::new()),
+            chained: Mutex::default(),
+            me: me.clone(),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -178,10 +188,20 @@ impl Durable {
     /// new id). The same name with the same input is the execution started before; with another input it
     /// is refused. The execution is stored before this returns, and its loop runs.
     pub async fn start(&self, target: &Arc<InvokeTarget>, name: Option<&str>, payload: &Bytes) -> Result<Started> {
+        self.start_as(target, name, crate::workflows::uuid(), payload).await
+    }
+
+    /// [`Durable::start`] with the new execution's id given (a chained invoke's, derived from its caller).
+    async fn start_as(
+        &self,
+        target: &Arc<InvokeTarget>,
+        name: Option<&str>,
+        id: String,
+        payload: &Bytes,
+    ) -> Result<Started> {
         let Some(config) = target.config.durable else {
             return Err(DurableFailure::Invalid(format!("function {} is not durable", target.function)));
         };
-        let id = crate::workflows::uuid();
         let name = name.map_or_else(|| id.clone(), str::to_string);
         if !valid_name(&name) {
             return Err(DurableFailure::Invalid(format!(
@@ -266,7 +286,11 @@ impl Durable {
         });
         lock(&self.live).insert(id.to_string(), live.clone());
         let Some(me) = self.me.upgrade() else { return };
-        tokio::spawn(async move { me.run_loop(live).await });
+        tokio::spawn(async move {
+            // Chained invokes it had started (before a restart) are taken on again.
+            me.resume_chained(&live).await;
+            me.run_loop(live).await
+        });
     }
 
     /// Resumes the running executions this node runs (all of them on a single node): one whose invocation
@@ -431,8 +455,20 @@ impl Durable {
         updates: &[OperationUpdate],
     ) -> Result<Value> {
         let id = self.id_of(account, arn)?;
-        let (answer, _) =
-            self.change(account, &id, scope, |l, now| l.x.checkpoint(token, client_token, updates, now)).await?;
+        // A chained invoke's start event says what runs: the function is resolved before the change.
+        let calls = self.chained_calls(account, &id, updates).await;
+        let (answer, _) = self
+            .change(account, &id, scope, |l, now| {
+                let answer = l.x.checkpoint(token, client_token, updates, now)?;
+                for call in &calls {
+                    l.x.describe_chained_invoke(&call.op_id, &call.executed_version, call.execution_arn.as_deref());
+                }
+                Ok(answer)
+            })
+            .await?;
+        for call in calls {
+            self.dispatch(account, &id, call);
+        }
         Ok(answer)
     }
 
@@ -786,6 +822,7 @@ impl ListFilter {
     }
 }
 
+mod chained;
 mod run;
 
 #[cfg(test)]

@@ -1,0 +1,14 @@
+"""A conformance handler, written from the requirement's description."""
+
+from aws_durable_execution_sdk_python import DurableContext, InvokeError, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, InvokeConfig
+
+ECHO = "ct-target-echo"
+FAIL = "ct-target-fail"
+
+# 5-14: two invokes, one after the other.
+@durable_execution
+def handler(event, context: DurableContext):
+    first = context.invoke(ECHO, "first")
+    second = context.invoke(ECHO, "second")
+    return [first, second]

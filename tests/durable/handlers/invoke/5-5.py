@@ -1,0 +1,12 @@
+"""A conformance handler, written from the requirement's description."""
+
+from aws_durable_execution_sdk_python import DurableContext, InvokeError, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, InvokeConfig
+
+ECHO = "ct-target-echo"
+FAIL = "ct-target-fail"
+
+# 5-5: the target fails; the error is not caught.
+@durable_execution
+def handler(event, context: DurableContext):
+    return context.invoke(FAIL, None)

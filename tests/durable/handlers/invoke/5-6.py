@@ -1,0 +1,15 @@
+"""A conformance handler, written from the requirement's description."""
+
+from aws_durable_execution_sdk_python import DurableContext, InvokeError, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, InvokeConfig
+
+ECHO = "ct-target-echo"
+FAIL = "ct-target-fail"
+
+# 5-6: the target fails; the error is caught.
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        return context.invoke(FAIL, None)
+    except InvokeError:
+        return "fallback"
