@@ -122,7 +122,19 @@ other = client(f"STKD{ACCOUNT}billing", hmac.new(
 ).hexdigest())
 expect_error("AccessDeniedException", other.checkpoint_durable_execution, DurableExecutionArn=arn, CheckpointToken="x")
 expect_error("InvalidSignatureException", client(f"STKD{ACCOUNT}orders", "0" * 64).list_functions)
-print("a durable function's key reaches only its own function's checkpoints")
+# Another account reaches none of these executions: with its own key, nor with its function's of the same name.
+other_account = os.environ["STOKE_OTHER_ACCOUNT"]
+outsider = client(os.environ["STOKE_OTHER_AKID"], os.environ["STOKE_OTHER_SECRET"])
+expect_error("ResourceNotFoundException", outsider.get_durable_execution, DurableExecutionArn=arn)
+expect_error("ResourceNotFoundException", outsider.get_durable_execution_history, DurableExecutionArn=arn)
+expect_error("ResourceNotFoundException", outsider.stop_durable_execution, DurableExecutionArn=sleeping)
+expect_error("ResourceNotFoundException", outsider.send_durable_execution_callback_success, CallbackId=callback_id, Result=b"x")
+outsider_fn = client(f"STKD{other_account}orders", hmac.new(
+    os.environ["STOKE_OTHER_SECRET"].encode(), f"stoke-durable-v1\n{other_account}\norders".encode(), hashlib.sha256
+).hexdigest())
+expect_error("ResourceNotFoundException", outsider_fn.checkpoint_durable_execution, DurableExecutionArn=arn, CheckpointToken="x")
+expect_error("ResourceNotFoundException", outsider_fn.get_durable_execution_state, DurableExecutionArn=arn, CheckpointToken="x")
+print("a durable function's key reaches only its own function's checkpoints; another account's reach nothing")
 
 # A chained invoke of a plain function: its answer is the result, and the history says what ran.
 lam.create_function(

@@ -80,7 +80,19 @@ fn durable_sdk(check: &str) -> Option<std::path::PathBuf> {
 fn boto3_drives_durable_functions_that_run_the_unmodified_sdk() {
     let Some(wheels) = durable_sdk("durable functions client test") else { return };
     let s = TestServer::start();
-    run_boto3_script_with(&s, "boto3_durable.py", &[("STOKE_DURABLE_WHEELS", wheels.as_path())]);
+    // Another account, whose keys must reach none of the first account's executions.
+    let (status, other) = s.post("/v1/accounts", serde_json::json!({ "name": "other" }));
+    assert_eq!(status, 201, "{other}");
+    let c = &other["credentials"];
+    let field = |k: &str| std::path::PathBuf::from(c[k].as_str().unwrap());
+    let (akid, secret, account) = (field("access_key_id"), field("secret_access_key"), field("account_id"));
+    let env = [
+        ("STOKE_DURABLE_WHEELS", wheels.as_path()),
+        ("STOKE_OTHER_AKID", akid.as_path()),
+        ("STOKE_OTHER_SECRET", secret.as_path()),
+        ("STOKE_OTHER_ACCOUNT", account.as_path()),
+    ];
+    run_boto3_script_with(&s, "boto3_durable.py", &env);
 }
 
 /// AWS's conformance suite for durable execution SDKs and services: every requirement that has a handler in
@@ -100,6 +112,19 @@ fn awss_durable_execution_conformance_suite_passes() {
     let s = TestServer::start_with(&["--sandbox", "process"]);
     let env = [("STOKE_DURABLE_WHEELS", wheels.as_path()), ("STOKE_CONFORMANCE", suite.as_path())];
     run_boto3_script_args(&s, "../durable/conformance.py", &[], &env);
+}
+
+#[test]
+fn a_javascript_durable_function_runs_with_awss_js_sdk_unchanged() {
+    let Some(wheels) = durable_sdk("durable functions in JavaScript") else { return };
+    let modules =
+        format!("{}/../../tests/durable/node/node_modules/@aws/durable-execution-sdk-js", env!("CARGO_MANIFEST_DIR"));
+    let present = std::path::Path::new(&modules).is_dir();
+    if !present_or_skip(present, "the durable execution SDK for JavaScript", "durable functions in JavaScript") {
+        return;
+    }
+    let s = TestServer::start();
+    run_boto3_script_with(&s, "boto3_durable_js.py", &[("STOKE_DURABLE_WHEELS", wheels.as_path())]);
 }
 
 #[test]
