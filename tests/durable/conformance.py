@@ -85,17 +85,28 @@ def main():
         return rid, result.passed, result.errors, time.time() - started
 
     failed = skipped = 0
+    suites = {}  # suite → [passed, failed, not run]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for rid, passed, errors, took in pool.map(run, ids):
+        for (rid, passed, errors, took), (_, handler) in zip(pool.map(run, ids), ids):
+            tally = suites.setdefault(handler.parent.name, [0, 0, 0])
             if passed is None:
                 print(f"SKIP {rid}: {errors[0]}")
                 skipped += 1
+                tally[2] += 1
                 continue
             print(f"{'PASS' if passed else 'FAIL'} {rid} ({took:.1f} s)")
+            tally[0 if passed else 1] += 1
             if not passed:
                 failed += 1
                 for e in errors:
                     print(f"    {e}")
+    print(f"{'suite':<20} {'requirements':>12} {'passed':>7} {'failed':>7} {'not run':>8}")
+    for suite in sorted(os.listdir(REQUIREMENTS)):
+        if not (REQUIREMENTS / suite).is_dir():
+            continue
+        total = len(list((REQUIREMENTS / suite).glob("*.yaml")))
+        passed_n, failed_n, _ = suites.get(suite, [0, 0, 0])
+        print(f"{suite:<20} {total:>12} {passed_n:>7} {failed_n:>7} {total - passed_n - failed_n:>8}")
     ran = len(ids) - skipped
     print(f"{ran - failed} of {ran} requirements run passed ({skipped} not run)")
     if failed == 0:
