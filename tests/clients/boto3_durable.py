@@ -167,4 +167,11 @@ expect_error("ResourceNotFoundException", lam.get_durable_execution, DurableExec
 expect_error("ResourceNotFoundException", lam.list_durable_executions_by_function, FunctionName="missing")
 print("bad input gets Lambda's errors")
 
+# Two executions left running for the CLI's part of the test: one waits on a callback, one sleeps.
+for name, mode in [("cli-callback", "callback"), ("cli-stop", "sleep")]:
+    resp = lam.invoke(FunctionName="orders", Qualifier="$LATEST", InvocationType="Event",
+                      DurableExecutionName=name, Payload=json.dumps({"mode": mode}))
+    wait_for_event(resp["DurableExecutionArn"], "CallbackStarted" if mode == "callback" else "WaitStarted")
+print("two executions wait for the CLI")
+
 print("all checks passed")

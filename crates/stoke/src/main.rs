@@ -59,6 +59,8 @@ pub enum Command {
     Invoke(commands::invoke::InvokeArgs),
     /// Event invocations that failed after their retries: list, show, redrive, purge.
     Events(commands::events::Args),
+    /// Lambda durable executions: list, get, history, stop, answer a callback.
+    Durable(commands::durable::Args),
     /// Run a function or a workflow on a schedule: rate, cron (AWS's) or one time, in a time zone.
     Schedule(commands::schedule::Args),
     /// Show the nodes of the cluster: state (live, gone), address, capacity and load (admin only).
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => commands::invoke::invoke(&cli.global, args),
         Command::Nodes(args) => commands::nodes::run(&cli.global, args),
         Command::Events(args) => commands::events::run(&cli.global, args),
+        Command::Durable(args) => commands::durable::run(&cli.global, args),
         Command::Schedule(args) => commands::schedule::run(&cli.global, args),
         Command::Instances(args) => commands::invoke::instances(&cli.global, args),
         Command::Logs(args) => commands::invoke::logs(&cli.global, args),

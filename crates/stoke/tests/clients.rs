@@ -93,6 +93,68 @@ fn boto3_drives_durable_functions_that_run_the_unmodified_sdk() {
         ("STOKE_OTHER_ACCOUNT", account.as_path()),
     ];
     run_boto3_script_with(&s, "boto3_durable.py", &env);
+
+    // The CLI on what the script left: the running executions, a callback answered, a stop.
+    let cli = |args: &[&str]| {
+        let out = s.cli().args(args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), format!("{stdout}{stderr}"))
+    };
+    let json_of = |args: &[&str]| -> serde_json::Value {
+        let (ok, out) = cli(&[&["-o", "json"][..], args].concat());
+        assert!(ok, "stoke {args:?}: {out}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let running = json_of(&["durable", "ls", "orders", "--status", "RUNNING"]);
+    let id_of = |name: &str| {
+        running.as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{running}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (waiting, sleeping) = (id_of("cli-callback"), id_of("cli-stop"));
+    let (ok, table) = cli(&["durable", "ls", "orders"]);
+    assert!(ok && table.contains("cli-callback") && table.contains("SUCCEEDED"), "{table}");
+    let events = json_of(&["durable", "history", &waiting]);
+    let callback = events.as_array().unwrap().iter().find(|e| e["EventType"] == "CallbackStarted").unwrap()
+        ["CallbackStartedDetails"]["CallbackId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out) = cli(&["durable", "history", &waiting]);
+    assert!(ok && out.contains("CallbackStarted") && out.contains("approval"), "{out}");
+    let (ok, out) = cli(&["durable", "callback", &callback, "--heartbeat"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["durable", "callback", &callback, "--result", "from the cli"]);
+    assert!(ok && out.contains("answered"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let e = json_of(&["durable", "get", &waiting]);
+        if e["status"] == "SUCCEEDED" {
+            assert_eq!(e["result"], r#"{"approved": "from the cli"}"#, "{e}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{e}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (ok, out) = cli(&["durable", "callback", &callback, "--result", "again"]);
+    assert!(!ok && out.contains("callback_closed"), "{out}");
+    let stopped = json_of(&["durable", "stop", &sleeping, "--error-type", "Cancelled", "--message", "not needed"]);
+    assert_eq!(
+        (stopped["status"].as_str(), stopped["error"]["ErrorType"].as_str()),
+        (Some("STOPPED"), Some("Cancelled"))
+    );
+    let (ok, out) = cli(&["durable", "get", &sleeping]);
+    assert!(ok && out.contains("STOPPED") && out.contains("not needed"), "{out}");
+    // Bad input: a clear error, nothing changed.
+    let (ok, out) = cli(&["durable", "stop", &sleeping]);
+    assert!(!ok && out.contains("execution_not_running"), "{out}");
+    let (ok, out) = cli(&["durable", "get", "no-such-execution"]);
+    assert!(!ok && out.contains("does not exist"), "{out}");
+    let (ok, out) = cli(&["durable", "ls", "no-such-function"]);
+    assert!(!ok && out.contains("not_found") || out.contains("does not exist"), "{out}");
+    let (ok, out) = cli(&["durable", "callback", "bm9wZQpub3Bl", "--error", "X", "--message", "y"]);
+    assert!(!ok && out.contains("does not exist"), "{out}");
 }
 
 /// AWS's conformance suite for durable execution SDKs and services: every requirement that has a handler in

@@ -157,7 +157,7 @@ const RETRY_LATER: Duration = Duration::from_secs(1);
 /// In a cluster: how often a waiting execution's loop looks at the store for what other nodes wrote.
 const CLUSTER_LOOK_MS: i64 = 2_000;
 /// A durable execution name: 1-64 letters, digits, `-` or `_`.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -562,6 +562,14 @@ impl Durable {
             return Err(DurableFailure::NotFound(format!("durable execution {arn} does not exist")));
         }
         Ok(parsed.id)
+    }
+
+    /// The stored record of execution `id` of `account`.
+    pub async fn record_by_id(&self, account: &AccountId, id: &str) -> Result<DurableRecord> {
+        let (a, i) = (account.clone(), id.to_string());
+        self.blocking(move |s| s.get_durable(&a, &i))
+            .await?
+            .ok_or_else(|| DurableFailure::NotFound(format!("durable execution {id} does not exist")))
     }
 
     /// The stored record of execution `arn`.

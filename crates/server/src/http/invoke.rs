@@ -21,7 +21,7 @@ pub struct InvokeQuery {
     log: Option<String>,
     /// A durable function: the execution's name (the same name with the same event is the same
     /// execution). A new id when left out.
-    #[param(max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")]
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")]
     durable_execution_name: Option<String>,
 }
 
@@ -42,6 +42,13 @@ pub async fn invoke(
     Body(payload): Body,
 ) -> ApiResult<Response> {
     let payload = crate::invoke::Invoker::payload(payload)?;
+    if let Some(name) = q.durable_execution_name.as_deref().filter(|n| !crate::durable::valid_name(n)) {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("durable_execution_name {name:?} is not valid: use 1-64 letters, digits, '-' or '_'"),
+        )
+        .with_field("durable_execution_name"));
+    }
     let target = s.invoker.check(&caller.account.id, &function).await?;
     if target.config.durable.is_some() {
         // A durable function: the invocation starts an execution and answers what it came to.

@@ -6,6 +6,7 @@ pub mod cluster;
 mod console;
 mod drain;
 mod durable;
+pub mod durable_executions;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -87,6 +88,11 @@ pub fn app(state: AppState) -> Router {
             "/functions/{function}/event-configs/{qualifier}",
             put(functions::put_event_config).delete(functions::delete_event_config),
         )
+        .route("/functions/{function}/durable-executions", get(durable_executions::list))
+        .route("/durable-executions/{id}", get(durable_executions::get))
+        .route("/durable-executions/{id}/history", get(durable_executions::history))
+        .route("/durable-executions/{id}/stop", post(durable_executions::stop))
+        .route("/durable-callbacks/{callback}", post(durable_executions::answer))
         .route("/events/failed", get(events::list_failed).delete(events::purge))
         .route("/events/failed/redrive", post(events::redrive_all))
         .route("/events/{id}", get(events::get).delete(events::delete))

@@ -11,7 +11,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{KnownFormat, Object, ObjectBuilder, PathItem, RefOr, Required, Schema, SchemaFormat, Type};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, cluster, events, functions, invoke, layers, schedules, triggers, tune, workflows};
+use super::{
+    accounts, cluster, durable_executions, events, functions, invoke, layers, schedules, triggers, tune, workflows,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +25,8 @@ use super::{accounts, cluster, events, functions, invoke, layers, schedules, tri
         functions::list_aliases, functions::get_alias, functions::put_alias, functions::delete_alias,
         functions::block, functions::unblock, functions::retire,
         invoke::invoke, invoke::instances, invoke::logs,
+        durable_executions::list, durable_executions::get, durable_executions::history, durable_executions::stop,
+        durable_executions::answer,
         events::list_failed, events::get, events::redrive, events::redrive_all, events::delete, events::purge,
         functions::list_event_configs, functions::put_event_config, functions::delete_event_config,
         triggers::create_url, triggers::list_urls, triggers::get_url, triggers::patch_url, triggers::delete_url,

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod alias;
 pub mod completions;
+pub mod durable;
 pub mod events;
 pub mod function;
 pub mod invoke;
