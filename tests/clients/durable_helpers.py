@@ -82,10 +82,13 @@ def handler(event, context: DurableContext):
 '''
 
 
-def code(source):
+def code(source, helpers=None):
+    """A function's zip: `source` as app.py, and `helpers` as conformance_helpers.py when given."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("app.py", source)
+        if helpers is not None:
+            z.writestr("conformance_helpers.py", helpers)
     return out.getvalue()
 
 

@@ -12,6 +12,7 @@ handler). Prints one line per requirement and "all checks passed" when every one
 """
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -28,13 +29,16 @@ from aws_durable_execution_conformance_tests.validate import validate_descriptio
 from durable_helpers import ACCOUNT, code, lam, sdk_layer  # noqa: E402
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
+# Shipped next to every handler (what several share).
+HELPERS = HANDLERS / "conformance_helpers.py"
 REQUIREMENTS = Path(os.environ["STOKE_CONFORMANCE"]) / "aws_durable_execution_conformance_tests" / "test_requirements"
 
 
 def requirement_ids():
     found = {}
     for path in sorted(HANDLERS.glob("*/*.py")):
-        found[path.stem] = path
+        if re.fullmatch(r"[0-9]+-[0-9]+", path.stem):
+            found[path.stem] = path
     wanted = sys.argv[1:] or sorted(found, key=lambda i: [int(p) for p in i.split("-")])
     return [(i, found[i]) for i in wanted]
 
@@ -50,7 +54,7 @@ def create(name, source, layer):
         Runtime="python3.12",
         Role=f"arn:aws:iam::{ACCOUNT}:role/conformance",
         Handler="app.handler",
-        Code={"ZipFile": code(source)},
+        Code={"ZipFile": code(source, HELPERS.read_text())},
         Timeout=60,
         MemorySize=256,
         Layers=[layer],

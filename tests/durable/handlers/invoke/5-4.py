@@ -3,8 +3,7 @@
 from aws_durable_execution_sdk_python import DurableContext, InvokeError, durable_execution
 from aws_durable_execution_sdk_python.config import Duration, InvokeConfig
 
-ECHO = "ct-target-echo"
-FAIL = "ct-target-fail"
+from conformance_helpers import ECHO, FAIL
 
 # 5-4: null, echoed.
 @durable_execution

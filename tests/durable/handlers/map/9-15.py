@@ -3,31 +3,8 @@
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, MapConfig, NestingType
 
-ONE_AT_A_TIME = MapConfig(max_concurrency=1)
+from conformance_helpers import MAP_ONE_AT_A_TIME, fail_on, map_sequential, projection
 
-
-def sequential(**completion):
-    return MapConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail_on(*indexes):
-    def run(ctx, item, index, items):
-        if index in indexes:
-            raise RuntimeError(f"item {index} fails")
-        return "ok"
-
-    return run
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 9-15: the second iteration waits; on resume the first is not run again.
 @durable_execution
@@ -37,4 +14,4 @@ def handler(event, context: DurableContext):
             ctx.wait(Duration.from_seconds(1))
         return ctx.step(lambda _: item, name=item)
 
-    return context.map(["r0", "r1"], run, config=ONE_AT_A_TIME).get_results()
+    return context.map(["r0", "r1"], run, config=MAP_ONE_AT_A_TIME).get_results()

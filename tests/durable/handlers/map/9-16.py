@@ -3,34 +3,11 @@
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, MapConfig, NestingType
 
-ONE_AT_A_TIME = MapConfig(max_concurrency=1)
+from conformance_helpers import MAP_ONE_AT_A_TIME, fail_on, map_sequential, projection
 
-
-def sequential(**completion):
-    return MapConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail_on(*indexes):
-    def run(ctx, item, index, items):
-        if index in indexes:
-            raise RuntimeError(f"item {index} fails")
-        return "ok"
-
-    return run
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 9-16: results too large to checkpoint whole (about 70 KB each).
 @durable_execution
 def handler(event, context: DurableContext):
-    r = context.map(["a", "b", "c", "d"], lambda ctx, item, index, items: item * 70_000, config=ONE_AT_A_TIME)
+    r = context.map(["a", "b", "c", "d"], lambda ctx, item, index, items: item * 70_000, config=MAP_ONE_AT_A_TIME)
     return {"successCount": r.success_count, "totalCount": r.total_count}

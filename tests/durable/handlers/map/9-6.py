@@ -3,35 +3,12 @@
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, MapConfig, NestingType
 
-ONE_AT_A_TIME = MapConfig(max_concurrency=1)
+from conformance_helpers import MAP_ONE_AT_A_TIME, fail_on, map_sequential, projection
 
-
-def sequential(**completion):
-    return MapConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail_on(*indexes):
-    def run(ctx, item, index, items):
-        if index in indexes:
-            raise RuntimeError(f"item {index} fails")
-        return "ok"
-
-    return run
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 9-6: fail-fast, then the batch rethrows.
 @durable_execution
 def handler(event, context: DurableContext):
-    r = context.map(["a", "b"], fail_on(0), config=sequential(tolerated_failure_count=0))
+    r = context.map(["a", "b"], fail_on(0), config=map_sequential(tolerated_failure_count=0))
     r.throw_if_error()
     return r.get_results()

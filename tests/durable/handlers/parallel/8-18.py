@@ -4,30 +4,12 @@ from aws_durable_execution_sdk_python import DurableContext, ParallelBranch, dur
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, NestingType, ParallelConfig, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryPresets
 
-ONE_AT_A_TIME = ParallelConfig(max_concurrency=1)
+from conformance_helpers import PARALLEL_ONE_AT_A_TIME, fail, parallel_sequential, projection
 
-
-def sequential(**completion):
-    return ParallelConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail(_):
-    raise RuntimeError("this branch fails")
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 8-18: the failure tolerance is exceeded before three successes could be had.
 @durable_execution
 def handler(event, context: DurableContext):
     branches = [fail, fail, lambda c: "c", lambda c: "d"]
-    r = context.parallel(branches, config=sequential(min_successful=3, tolerated_failure_count=1))
+    r = context.parallel(branches, config=parallel_sequential(min_successful=3, tolerated_failure_count=1))
     return projection(r, "completionReason", "successCount", "failureCount", "totalCount")

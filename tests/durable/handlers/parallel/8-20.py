@@ -4,31 +4,13 @@ from aws_durable_execution_sdk_python import DurableContext, ParallelBranch, dur
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, NestingType, ParallelConfig, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryPresets
 
-ONE_AT_A_TIME = ParallelConfig(max_concurrency=1)
+from conformance_helpers import PARALLEL_ONE_AT_A_TIME, fail, parallel_sequential, projection
 
-
-def sequential(**completion):
-    return ParallelConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail(_):
-    raise RuntimeError("this branch fails")
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 8-20: the batch's accessors.
 @durable_execution
 def handler(event, context: DurableContext):
-    r = context.parallel([lambda c: "a", fail, lambda c: "c"], config=sequential(tolerated_failure_count=1))
+    r = context.parallel([lambda c: "a", fail, lambda c: "c"], config=parallel_sequential(tolerated_failure_count=1))
     return {
         "hasFailure": r.has_failure,
         "successCount": len(r.succeeded()),

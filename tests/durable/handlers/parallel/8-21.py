@@ -4,33 +4,15 @@ from aws_durable_execution_sdk_python import DurableContext, ParallelBranch, dur
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, NestingType, ParallelConfig, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryPresets
 
-ONE_AT_A_TIME = ParallelConfig(max_concurrency=1)
+from conformance_helpers import PARALLEL_ONE_AT_A_TIME, fail, parallel_sequential, projection
 
-
-def sequential(**completion):
-    return ParallelConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail(_):
-    raise RuntimeError("this branch fails")
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 8-21: a parallel inside a parallel.
 def inner(c):
     branches = [lambda d: d.step(lambda _: "i1", name="i1"), lambda d: d.step(lambda _: "i2", name="i2")]
-    return c.parallel(branches, config=ONE_AT_A_TIME).get_results()
+    return c.parallel(branches, config=PARALLEL_ONE_AT_A_TIME).get_results()
 
 
 @durable_execution
 def handler(event, context: DurableContext):
-    return context.parallel([inner], config=ONE_AT_A_TIME).get_results()
+    return context.parallel([inner], config=PARALLEL_ONE_AT_A_TIME).get_results()

@@ -4,29 +4,11 @@ from aws_durable_execution_sdk_python import DurableContext, ParallelBranch, dur
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, NestingType, ParallelConfig, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryPresets
 
-ONE_AT_A_TIME = ParallelConfig(max_concurrency=1)
+from conformance_helpers import PARALLEL_ONE_AT_A_TIME, fail, parallel_sequential, projection
 
-
-def sequential(**completion):
-    return ParallelConfig(max_concurrency=1, completion_config=CompletionConfig(**completion))
-
-
-def fail(_):
-    raise RuntimeError("this branch fails")
-
-
-def projection(r, *fields):
-    every = {
-        "completionReason": r.completion_reason.value,
-        "status": r.status.value,
-        "successCount": r.success_count,
-        "failureCount": r.failure_count,
-        "totalCount": r.total_count,
-    }
-    return {k: every[k] for k in fields}
 
 # 8-3: named branches.
 @durable_execution
 def handler(event, context: DurableContext):
     branches = [ParallelBranch(func=lambda c: "one", name="first"), ParallelBranch(func=lambda c: "two", name="second")]
-    return context.parallel(branches, name="named", config=ONE_AT_A_TIME).get_results()
+    return context.parallel(branches, name="named", config=PARALLEL_ONE_AT_A_TIME).get_results()

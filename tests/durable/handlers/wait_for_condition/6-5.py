@@ -9,16 +9,8 @@ from aws_durable_execution_sdk_python.waits import (
     create_wait_strategy,
 )
 
+from conformance_helpers import until
 
-def until(threshold, seconds=1):
-    """Polls again a fixed time later while the state is below the threshold."""
-
-    def strategy(state, attempts):
-        if state >= threshold:
-            return WaitForConditionDecision.stop_polling()
-        return WaitForConditionDecision.continue_waiting(Duration.from_seconds(seconds))
-
-    return strategy
 
 # 6-5: a fixed 2 s between polls.
 @durable_execution
