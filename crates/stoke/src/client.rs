@@ -124,6 +124,21 @@ impl Client {
     }
 }
 
+/// Every item of a cursor-paged list: `page` fetches the page after a cursor (`None`: the first) and returns its
+/// items and the next cursor.
+pub fn all_pages<T>(mut page: impl FnMut(Option<&str>) -> Result<(Vec<T>, Option<String>)>) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (items, next) = page(cursor.as_deref())?;
+        all.extend(items);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// Percent-encodes a path segment (function references may hold ':' and '$').
 pub fn segment(s: &str) -> String {
     stoke_core::percent::encode(s.as_bytes(), false)

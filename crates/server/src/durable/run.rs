@@ -30,6 +30,11 @@ impl Durable {
                     }
                 }
                 Ok(None) => break,
+                // Its record is gone (deleted under it): nothing is left to run.
+                Err(DurableFailure::NotFound(why)) => {
+                    tracing::warn!(execution = %live.id, %why, "a durable execution's record is gone; its loop ends");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(execution = %live.id, error = %e, "a durable execution's step failed; trying again");
                     tokio::time::sleep(RETRY_LATER).await;

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use stoke_server::http::durable_executions::{DurableExecutionList, DurableExecutionView, DurableHistory};
 
-use crate::client::{segment, Client};
+use crate::client::{all_pages, segment, Client};
 use crate::output::{print_fields, print_json, table, Format};
 use crate::GlobalArgs;
 
@@ -59,24 +59,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     let client = Client::from_args(global)?;
     match args.command {
         Command::Ls { function, status } => {
-            let mut all: Vec<DurableExecutionView> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let path = format!("/v1/functions/{}/durable-executions", segment(&function));
+            let path = format!("/v1/functions/{}/durable-executions", segment(&function));
+            let all: Vec<DurableExecutionView> = all_pages(|cursor| {
                 let mut req = client.request(Method::GET, &path).query(&[("limit", "1000")]);
                 if let Some(s) = &status {
                     req = req.query(&[("status", s)]);
                 }
-                if let Some(c) = &cursor {
+                if let Some(c) = cursor {
                     req = req.query(&[("cursor", c)]);
                 }
                 let (page, _): (DurableExecutionList, _) = client.json(req)?;
-                all.extend(page.executions);
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
+                Ok((page.executions, page.next_cursor))
+            })?;
             if global.output == Format::Json {
                 print_json(&serde_json::to_value(&all)?);
                 return Ok(());
@@ -107,21 +101,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             }
         }
         Command::History { id } => {
-            let mut events: Vec<Value> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let path = format!("/v1/durable-executions/{}/history", segment(&id));
+            let path = format!("/v1/durable-executions/{}/history", segment(&id));
+            let events: Vec<Value> = all_pages(|cursor| {
                 let mut req = client.request(Method::GET, &path).query(&[("limit", "1000")]);
-                if let Some(c) = &cursor {
+                if let Some(c) = cursor {
                     req = req.query(&[("cursor", c)]);
                 }
                 let (page, _): (DurableHistory, _) = client.json(req)?;
-                events.extend(page.events);
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
+                Ok((page.events, page.next_cursor))
+            })?;
             if global.output == Format::Json {
                 print_json(&Value::Array(events));
                 return Ok(());

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use reqwest::Method;
 use stoke_server::http::events::{EventCount, EventList, EventView};
 
-use crate::client::{segment, Client};
+use crate::client::{all_pages, segment, Client};
 use crate::output::{print_json, table, Format};
 use crate::GlobalArgs;
 
@@ -47,20 +47,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     let Command::Failed(cmd) = args.command;
     match cmd {
         Failed::Ls => {
-            let mut all: Vec<EventView> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
+            let all: Vec<EventView> = all_pages(|cursor| {
                 let mut req = client.request(Method::GET, "/v1/events/failed").query(&[("limit", "1000")]);
-                if let Some(c) = &cursor {
+                if let Some(c) = cursor {
                     req = req.query(&[("cursor", c)]);
                 }
                 let (page, _): (EventList, _) = client.json(req)?;
-                all.extend(page.events);
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
+                Ok((page.events, page.next_cursor))
+            })?;
             if global.output == Format::Json {
                 print_json(&serde_json::to_value(&all)?);
                 return Ok(());
