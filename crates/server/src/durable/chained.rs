@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use serde_json::Value;
 use stoke_core::durable::{ErrorObject, OperationAction, OperationType, OperationUpdate};
 use stoke_core::AccountId;
 use stoke_scheduler::{InvokeRequest, Outcome};
 
+use super::run::{function_error, refusal};
 use super::{lock, Durable, Live};
 use crate::accounts::Scope;
-use crate::error::Classified;
 
 /// A chained invoke the service takes on: what it calls, and what its start event records.
 #[derive(Debug, Clone)]
@@ -130,18 +129,16 @@ impl Durable {
 
     /// Calls the function: its result, or its error as the calling execution sees it.
     async fn call(&self, account: &AccountId, id: &str, call: &Call) -> Result<Option<String>, ErrorObject> {
-        let failed =
-            |e: &dyn Classified, message: String| Err(ErrorObject::new(e.class().for_lambda().lambda().1, &message));
         let target = match self.invoker.check(account, &call.function).await {
             Ok(t) => t,
-            Err(e) => return failed(&e, e.to_string()),
+            Err(e) => return Err(refusal(&e)),
         };
         let payload = Bytes::from(call.payload.clone().unwrap_or_else(|| "null".into()));
         if target.config.durable.is_some() {
             let (name, child) = chained_execution(id, &call.op_id);
             let started = match self.start_as(&target, Some(&name), child, &payload).await {
                 Ok(s) => s,
-                Err(e) => return failed(&e, e.to_string()),
+                Err(e) => return Err(refusal(&e)),
             };
             let record = loop {
                 match self.wait(&target.account, &started.id, Duration::from_secs(3600)).await {
@@ -165,16 +162,9 @@ impl Durable {
         match self.invoker.invoke(account, &reference, InvokeRequest { payload, ..Default::default() }).await {
             Ok((result, _)) => match result.outcome {
                 Outcome::Success(body) => Ok(Some(String::from_utf8_lossy(&body).into_owned())),
-                Outcome::FunctionError { error_type, body } => {
-                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let mut e = ErrorObject::new(&error_type, v["errorMessage"].as_str().unwrap_or(""));
-                    e.stack_trace = v["stackTrace"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_string)).collect());
-                    Err(e)
-                }
+                Outcome::FunctionError { error_type, body } => Err(function_error(&error_type, &body)),
             },
-            Err(e) => failed(&e, e.to_string()),
+            Err(e) => Err(refusal(&e)),
         }
     }
 }

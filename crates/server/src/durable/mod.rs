@@ -566,20 +566,31 @@ impl Durable {
 
     /// The stored record of execution `id` of `account`.
     pub async fn record_by_id(&self, account: &AccountId, id: &str) -> Result<DurableRecord> {
-        let (a, i) = (account.clone(), id.to_string());
-        self.blocking(move |s| s.get_durable(&a, &i))
-            .await?
-            .ok_or_else(|| DurableFailure::NotFound(format!("durable execution {id} does not exist")))
+        self.read_record(account, id, id).await
     }
 
     /// The stored record of execution `arn`.
     pub async fn record(&self, account: &AccountId, arn: &str) -> Result<DurableRecord> {
         let id = self.id_of(account, arn)?;
-        let a = account.clone();
-        let i = id.clone();
+        self.read_record(account, &id, arn).await
+    }
+
+    /// The stored record of execution `id`; a missing one is named as the caller named it (`named`).
+    async fn read_record(&self, account: &AccountId, id: &str, named: &str) -> Result<DurableRecord> {
+        let (a, i) = (account.clone(), id.to_string());
         self.blocking(move |s| s.get_durable(&a, &i))
             .await?
-            .ok_or_else(|| DurableFailure::NotFound(format!("durable execution {arn} does not exist")))
+            .ok_or_else(|| DurableFailure::NotFound(format!("durable execution {named} does not exist")))
+    }
+
+    /// An execution's input, from its first event (`ExecutionStarted`).
+    pub async fn input(&self, record: &DurableRecord) -> Result<Option<String>> {
+        let id = record.id.clone();
+        let first = self.blocking(move |s| s.durable_events(&id, 0, 1)).await?;
+        Ok(first
+            .first()
+            .and_then(|e| serde_json::from_str::<Event>(&e.data).ok())
+            .and_then(|e| e.details["Input"]["Payload"].as_str().map(str::to_string)))
     }
 
     /// Waits for execution `started` of `target` as a synchronous invocation does (at most 15 minutes, or its
@@ -628,8 +639,14 @@ impl Durable {
     /// `GetDurableExecution`.
     pub async fn describe(&self, account: &AccountId, arn: &str, include_data: bool) -> Result<Value> {
         let record = self.record(account, arn).await?;
-        let head: StoredHead = serde_json::from_str(&record.head)
-            .map_err(|e| DurableFailure::Store(StoreError::Corrupt(format!("durable execution {arn}: {e}"))))?;
+        self.describe_record(&record, include_data).await
+    }
+
+    /// `GetDurableExecution` of a record already read.
+    async fn describe_record(&self, record: &DurableRecord, include_data: bool) -> Result<Value> {
+        let head: StoredHead = serde_json::from_str(&record.head).map_err(|e| {
+            DurableFailure::Store(StoreError::Corrupt(format!("durable execution {}: {e}", record.arn)))
+        })?;
         let h = head.head;
         let secs = |ms: i64| json!(ms as f64 / 1000.0);
         let mut out = json!({
@@ -645,12 +662,8 @@ impl Durable {
             out["EndTimestamp"] = secs(end);
         }
         if include_data {
-            let i = record.id.clone();
-            let first = self.blocking(move |s| s.durable_operations(&i).map(|o| o.into_iter().next())).await?;
-            if let Some(op) = first.and_then(|o| serde_json::from_str::<Operation>(&o.data).ok()) {
-                if let Some(input) = op.input {
-                    out["InputPayload"] = json!(input);
-                }
+            if let Some(input) = self.input(record).await? {
+                out["InputPayload"] = json!(input);
             }
             if let Some(result) = &h.result {
                 out["Result"] = json!(result);
@@ -715,14 +728,7 @@ impl Durable {
         marker: Option<&str>,
         max: usize,
     ) -> Result<Value> {
-        let (a, f) = (account.clone(), function.clone());
-        let mut all = self.blocking(move |s| s.list_durable(&a, &f, None, usize::MAX)).await?;
-        all.retain(|r| filter.admits(r));
-        if filter.reverse {
-            all.reverse();
-        }
-        let start = marker.map_or(0, |m| all.iter().position(|r| r.id == m).map_or(all.len(), |i| i + 1));
-        let page: Vec<&DurableRecord> = all.iter().skip(start).take(max).collect();
+        let (page, next) = self.list_records(account, function, filter, marker, max).await?;
         let secs = |ms: i64| json!(ms as f64 / 1000.0);
         let items: Vec<Value> = page
             .iter()
@@ -741,12 +747,33 @@ impl Durable {
             })
             .collect();
         let mut out = json!({ "DurableExecutions": items });
-        if start + page.len() < all.len() {
-            if let Some(last) = page.last() {
-                out["NextMarker"] = json!(last.id);
-            }
+        if let Some(next) = next {
+            out["NextMarker"] = json!(next);
         }
         Ok(out)
+    }
+
+    /// A function's executions that pass `filter`, oldest first (or newest first), `max` after the one `marker`
+    /// names; and the marker of the next page, when there is one.
+    pub async fn list_records(
+        &self,
+        account: &AccountId,
+        function: &FunctionName,
+        filter: &ListFilter,
+        marker: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<DurableRecord>, Option<String>)> {
+        let (a, f) = (account.clone(), function.clone());
+        let mut all = self.blocking(move |s| s.list_durable(&a, &f, None, usize::MAX)).await?;
+        all.retain(|r| filter.admits(r));
+        if filter.reverse {
+            all.reverse();
+        }
+        let start = marker.map_or(0, |m| all.iter().position(|r| r.id == m).map_or(all.len(), |i| i + 1));
+        let more = start + max < all.len();
+        let page: Vec<DurableRecord> = all.into_iter().skip(start).take(max).collect();
+        let next = if more { page.last().map(|r| r.id.clone()) } else { None };
+        Ok((page, next))
     }
 
     /// Waits until execution `id` ends, at most `limit`; its status then (`RUNNING` if it has not ended).
@@ -767,10 +794,7 @@ impl Durable {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let (a, i) = (account.clone(), id.to_string());
-        self.blocking(move |s| s.get_durable(&a, &i))
-            .await?
-            .ok_or_else(|| DurableFailure::NotFound(format!("durable execution {id} does not exist")))
+        self.record_by_id(account, id).await
     }
 }
 

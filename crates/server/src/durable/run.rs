@@ -115,10 +115,7 @@ impl Durable {
             Ok((result, _)) => (Some(result.request_id.clone()), output_of(result.outcome)),
             // The function never ran (no room, the platform could not): not the execution's failure.
             Err(e) if retry_later(&e) => (None, InvocationOutput::Pending),
-            Err(e) => {
-                let name = e.class().for_lambda().lambda().1;
-                (Some(String::new()), InvocationOutput::Error(ErrorObject::new(name, &e.to_string())))
-            }
+            Err(e) => (Some(String::new()), InvocationOutput::Error(refusal(&e))),
         };
         // Recorded on what is stored: another node may have applied a checkpoint of this invocation.
         let mut attempt = 0;
@@ -178,12 +175,20 @@ pub(super) fn output_of(outcome: Outcome) -> InvocationOutput {
                 )),
             }
         }
-        Outcome::FunctionError { error_type, body } => {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let mut e = ErrorObject::new(&error_type, v["errorMessage"].as_str().unwrap_or(""));
-            e.stack_trace =
-                v["stackTrace"].as_array().map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_string)).collect());
-            InvocationOutput::Error(e)
-        }
+        Outcome::FunctionError { error_type, body } => InvocationOutput::Error(function_error(&error_type, &body)),
     }
+}
+
+/// A function's error answer (`{errorMessage, stackTrace}`) as the API's error: its type, message and trace.
+pub(super) fn function_error(error_type: &str, body: &[u8]) -> ErrorObject {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut e = ErrorObject::new(error_type, v["errorMessage"].as_str().unwrap_or(""));
+    e.stack_trace =
+        v["stackTrace"].as_array().map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_string)).collect());
+    e
+}
+
+/// A refusal (the function did not run) as an execution records it: Lambda's exception name and the sentence.
+pub(super) fn refusal<E: Classified + std::fmt::Display>(e: &E) -> ErrorObject {
+    ErrorObject::new(e.class().for_lambda().lambda().1, &e.to_string())
 }

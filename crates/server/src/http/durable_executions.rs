@@ -14,6 +14,7 @@ use super::extract::{ApiQuery, Body};
 use super::AppState;
 use crate::accounts::Caller;
 use crate::durable::ListFilter;
+use stoke_store::DurableRecord;
 
 /// A durable execution's states.
 const STATUSES: [&str; 5] = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"];
@@ -46,27 +47,32 @@ pub struct DurableExecutionView {
 }
 
 impl DurableExecutionView {
-    /// From the Lambda API's `GetDurableExecution` answer and the execution's id.
-    fn from_lambda(id: &str, function: &str, v: &Value) -> Self {
-        let text = |k: &str| v[k].as_str().map(str::to_string);
-        let time = |k: &str| {
-            v[k].as_f64().map(|s| stoke_core::time::format_rfc3339(stoke_core::num::saturate_i64((s * 1000.0).round())))
-        };
+    /// A record as listed: where it stands, without its input, result or error.
+    fn from_record(r: &DurableRecord) -> Self {
         DurableExecutionView {
-            id: id.to_string(),
-            arn: text("DurableExecutionArn").unwrap_or_default(),
-            name: text("DurableExecutionName").unwrap_or_default(),
-            function: function.to_string(),
-            version: text("Version")
-                .or_else(|| v["FunctionArn"].as_str().and_then(|a| a.rsplit(':').next()).map(str::to_string))
-                .unwrap_or_default(),
-            status: text("Status").unwrap_or_default(),
-            started_at: time("StartTimestamp").unwrap_or_default(),
-            ended_at: time("EndTimestamp"),
-            input: text("InputPayload"),
-            result: text("Result"),
-            error: v.get("Error").cloned(),
+            id: r.id.clone(),
+            arn: r.arn.clone(),
+            name: r.name.clone(),
+            function: r.function.to_string(),
+            version: r.version.clone(),
+            status: r.status.clone(),
+            started_at: stoke_core::time::format_rfc3339(r.started_ms),
+            ended_at: r.ended_ms.map(stoke_core::time::format_rfc3339),
+            input: None,
+            result: None,
+            error: None,
         }
+    }
+
+    /// A record with its input and what it came to.
+    async fn detailed(s: &AppState, r: &DurableRecord) -> ApiResult<Self> {
+        let (result, error) = s.durable.outcome(r);
+        Ok(DurableExecutionView {
+            input: s.durable.input(r).await?,
+            result,
+            error: error.map(|e| serde_json::to_value(e).unwrap_or_default()),
+            ..Self::from_record(r)
+        })
     }
 }
 
@@ -201,21 +207,8 @@ pub async fn list(
     .await?;
     let filter = ListFilter { statuses: q.status.into_iter().collect(), ..Default::default() };
     let limit = page_size(q.limit, 50)?;
-    let page = s.durable.list(&account, &function, &filter, q.cursor.as_deref(), limit).await?;
-    let executions = page["DurableExecutions"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|v| {
-                    let arn = v["DurableExecutionArn"].as_str().unwrap_or_default();
-                    let id = stoke_core::durable::execution_id(arn);
-                    DurableExecutionView::from_lambda(id, function.as_str(), v)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let next_cursor = page["NextMarker"].as_str().map(str::to_string);
+    let (page, next_cursor) = s.durable.list_records(&account, &function, &filter, q.cursor.as_deref(), limit).await?;
+    let executions = page.iter().map(DurableExecutionView::from_record).collect();
     Ok(Json(DurableExecutionList { executions, next_cursor }))
 }
 
@@ -228,8 +221,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DurableExecutionView>> {
     let record = s.durable.record_by_id(&caller.account.id, &id).await?;
-    let v = s.durable.describe(&caller.account.id, &record.arn, true).await?;
-    Ok(Json(DurableExecutionView::from_lambda(&id, record.function.as_str(), &v)))
+    Ok(Json(DurableExecutionView::detailed(&s, &record).await?))
 }
 
 /// A durable execution's history, oldest first.
@@ -281,8 +273,8 @@ pub async fn stop(
         }
         other => other.into(),
     })?;
-    let v = s.durable.describe(&caller.account.id, &record.arn, true).await?;
-    Ok(Json(DurableExecutionView::from_lambda(&id, record.function.as_str(), &v)))
+    let stopped = s.durable.record_by_id(&caller.account.id, &id).await?;
+    Ok(Json(DurableExecutionView::detailed(&s, &stopped).await?))
 }
 
 /// Answers a durable execution's callback: its result, its error, or a heartbeat.
