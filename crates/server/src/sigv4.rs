@@ -85,7 +85,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// A secret derived from `key` for `context` (hex of HMAC-SHA256): it reveals nothing of `key`, and changes
 /// with it.
 pub fn derive_secret(key: &[u8], context: &str) -> String {
-    hmac(key, context.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hmac(key, context.as_bytes()))
 }
 
 /// A query string's name or value as it was meant: `+` is a space, then `%XX` escapes.

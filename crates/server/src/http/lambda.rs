@@ -560,8 +560,12 @@ impl DurableConfigIn {
                  KMSKeyArn out",
             ));
         }
-        check_range(self.execution_timeout, "durableConfig.executionTimeout", MAX_DURABLE_EXECUTION_TIMEOUT_S)?;
-        check_range(self.retention_period_in_days, "durableConfig.retentionPeriodInDays", MAX_DURABLE_RETENTION_DAYS)?;
+        if let Some(timeout) = self.execution_timeout {
+            check_range(timeout, "durableConfig.executionTimeout", 1, MAX_DURABLE_EXECUTION_TIMEOUT_S)?;
+        }
+        if let Some(days) = self.retention_period_in_days {
+            check_range(days, "durableConfig.retentionPeriodInDays", 1, MAX_DURABLE_RETENTION_DAYS)?;
+        }
         Ok(stoke_core::config::DurableConfigPatch {
             execution_timeout_s: self.execution_timeout,
             retention_days: self.retention_period_in_days,
@@ -569,17 +573,18 @@ impl DurableConfigIn {
     }
 }
 
-/// A member out of its model range `1..=max`, in Lambda's own words.
-fn check_range(value: Option<u32>, member: &str, max: u32) -> LambdaResult<()> {
-    let broken = match value {
-        Some(0) => "greater than or equal to 1".to_string(),
-        Some(v) if v > max => format!("less than or equal to {max}"),
-        _ => return Ok(()),
+/// A member out of its model range `min..=max`, in Lambda's own words (the API model's constraint on it).
+fn check_range(value: u32, member: &str, min: u32, max: u32) -> LambdaResult<()> {
+    let broken = if value < min {
+        format!("greater than or equal to {min}")
+    } else if value > max {
+        format!("less than or equal to {max}")
+    } else {
+        return Ok(());
     };
     Err(LambdaError::validation(format!(
-        "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must have \
-         value {broken}",
-        value.unwrap_or_default()
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must have \
+         value {broken}"
     )))
 }
 
@@ -613,7 +618,8 @@ impl ConfigIn {
             )));
         }
         if let Some(size) = self.ephemeral_storage.as_ref().map(|e| e.size) {
-            check_ephemeral_storage(size)?;
+            use stoke_core::config::{MAX_EPHEMERAL_STORAGE_MB as MAX, MIN_EPHEMERAL_STORAGE_MB as MIN};
+            check_range(size, "ephemeralStorage.size", MIN, MAX)?;
         }
         if self.package_type.as_deref().is_some_and(|p| p != "Zip") {
             return Err(LambdaError::invalid("PackageType Image is not supported: upload a zip (Code.ZipFile)"));
@@ -632,22 +638,6 @@ impl ConfigIn {
             ..Default::default()
         })
     }
-}
-
-/// `EphemeralStorage.Size` out of range, in Lambda's own words (its API model's constraint on the member).
-fn check_ephemeral_storage(size: u32) -> LambdaResult<()> {
-    use stoke_core::config::{MAX_EPHEMERAL_STORAGE_MB as MAX, MIN_EPHEMERAL_STORAGE_MB as MIN};
-    let broken = if size < MIN {
-        format!("greater than or equal to {MIN}")
-    } else if size > MAX {
-        format!("less than or equal to {MAX}")
-    } else {
-        return Ok(());
-    };
-    Err(LambdaError::validation(format!(
-        "1 validation error detected: Value '{size}' at 'ephemeralStorage.size' failed to satisfy constraint: \
-         Member must have value {broken}"
-    )))
 }
 
 #[derive(Debug, Deserialize)]
