@@ -7,7 +7,8 @@ the first failure exits non-zero. The event shapes follow what Step Functions re
 """
 import json
 
-from sfn_helpers import ACCOUNT, PREFIX, events, expect_error, run as run_with, sfn
+from aws_errors import expect_error
+from sfn_helpers import ACCOUNT, PREFIX, events, run as run_with, sfn
 
 
 def distributed(processor, **extra):

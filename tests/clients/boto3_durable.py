@@ -12,7 +12,8 @@ import hmac
 import json
 import os
 
-from durable_helpers import ACCOUNT, client, code, create_orders, expect_error, history, lam, wait_for, wait_for_event
+from aws_errors import expect_error
+from durable_helpers import ACCOUNT, client, code, create_orders, history, lam, wait_for, wait_for_event
 
 fn = create_orders()
 assert fn["DurableConfig"] == {"ExecutionTimeout": 300, "RetentionPeriodInDays": 7}, fn

@@ -12,8 +12,9 @@ import time
 import zipfile
 
 import boto3
-import botocore
 from botocore.config import Config
+
+from aws_errors import expect_error
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60)
@@ -39,6 +40,7 @@ def zip_of(source):
 
 V1 = '''
 import json, os
+
 def handler(event, context):
     if event.get("marker"):
         with open(event["marker"], "w") as f:
@@ -54,16 +56,6 @@ def handler(event, context):
             "custom": cc.custom if cc and hasattr(cc, "custom") else (cc or {}).get("custom") if isinstance(cc, dict) else None}
 '''
 V2 = "def handler(event, context):\n    return {'v': 2}\n"
-
-
-def expect_error(code, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except botocore.exceptions.ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, "expected %s, got %s: %s" % (code, got, e.response)
-        return e
-    raise AssertionError("expected %s, the call succeeded" % code)
 
 
 def main():

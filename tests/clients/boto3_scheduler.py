@@ -12,8 +12,9 @@ import time
 import zipfile
 
 import boto3
-import botocore
 from botocore.config import Config
+
+from aws_errors import expect_error
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 ACCOUNT = os.environ["STOKE_ACCOUNT"]
@@ -26,15 +27,6 @@ def client(service):
                         aws_secret_access_key=os.environ["STOKE_SECRET"], config=CONFIG)
 
 
-def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except botocore.exceptions.ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response
-        return e
-    raise AssertionError(f"{fn.__name__} did not fail with {code}")
-
-
 def zip_of(source):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -44,6 +36,7 @@ def zip_of(source):
 
 RECORDER = """
 import json, os
+
 def handler(event, context):
     with open(os.path.join(os.environ['OUT'], context.aws_request_id), 'w') as f:
         f.write(json.dumps(event))

@@ -11,7 +11,7 @@ import time
 import boto3
 from botocore.config import Config
 
-from sfn_helpers import expect_error
+from aws_errors import expect_error
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
 ACCOUNT = os.environ["STOKE_ACCOUNT"]

@@ -6,7 +6,6 @@ import time
 import zipfile
 
 import boto3
-import botocore
 from botocore.config import Config
 
 ENDPOINT = os.environ["STOKE_ENDPOINT"]
@@ -28,16 +27,6 @@ def client(akid=os.environ["STOKE_AKID"], secret=os.environ["STOKE_SECRET"]):
 lam = client()
 
 
-def expect_error(code, call, *args, **kwargs):
-    try:
-        call(*args, **kwargs)
-    except botocore.exceptions.ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"expected {code}, got {got}: {e}"
-        return e
-    raise AssertionError(f"expected {code}, the call succeeded")
-
-
 def sdk_layer():
     """The SDK and its dependencies, unpacked from their wheels under python/ (Lambda's layout)."""
     out = io.BytesIO()
@@ -56,6 +45,7 @@ def sdk_layer():
 HANDLER = '''
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import Duration
+
 
 
 @durable_execution
