@@ -260,7 +260,7 @@ pub async fn stop(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<DurableExecutionView>> {
-    let why: DurableStop = if stoke_core::json::is_blank(&body) {
+    let why: DurableStop = if body.is_empty() {
         DurableStop::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?

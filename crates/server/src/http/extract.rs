@@ -41,7 +41,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// optional bodies may be left out. An array is refused rather than read as the fields in order, which is
 /// what serde would make of it.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if stoke_core::json::is_blank(body) { b"{}".as_slice() } else { body };
+    // Only no body at all is left out: white space alone is not a JSON document, and is refused as one.
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
     let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
@@ -184,6 +185,9 @@ mod tests {
         for not_an_object in [&b"[1.0, 2.0]"[..], b"[null, null]", b"null", b"7", b"\"x\""] {
             let e = parse_json::<Req>(not_an_object).unwrap_err();
             assert!(e.message.contains("must be a JSON object"), "{}", e.message);
+        }
+        for blank in [&b"\r"[..], b" ", b"\n\t"] {
+            assert_eq!(parse_json::<Req>(blank).unwrap_err().code, "invalid_json", "{blank:?}");
         }
         let e = parse_json::<Req>(b"{not json").unwrap_err();
         assert_eq!((e.code, e.status.as_u16()), ("invalid_json", 400));
