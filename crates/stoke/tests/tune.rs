@@ -109,8 +109,17 @@ fn the_tuner_recommends_the_right_size_for_cpu_memory_and_io_bound_functions() {
 
     // Memory-bound: 300 MB do not fit in 128 or 256 MB; 512 is enough, and 1024 is no faster.
     python_fn(&s, "hog", MEMORY_BOUND, json!({"memory_mb": 1024, "timeout_s": 30}));
-    let t = tune(&s, "hog", json!({"payload": {"i": 7}, "memory": [128, 256, 512], "runs": 3}));
+    // 512 and 1024 MB run it in the same time within a few per cent: on a shared two-core machine another
+    // process can push 512 MB's runs past the 5 % tolerance (one CI run in many saw 5.4 %), so a tune that does
+    // not pick 512 MB is run once more, and the second must.
+    let body = json!({"payload": {"i": 7}, "memory": [128, 256, 512], "runs": 3});
+    let mut t = tune(&s, "hog", body.clone());
     assert_eq!(t["state"], "succeeded", "{t}");
+    if t["recommendation"]["memory_mb"] != 512 {
+        eprintln!("the memory-bound tune did not pick 512 MB; measuring again: {t}");
+        t = tune(&s, "hog", body);
+        assert_eq!(t["state"], "succeeded", "{t}");
+    }
     for mb in [128, 256] {
         assert_eq!(size(&t, mb)["out_of_memory"], true, "{mb} MB: {t}");
         assert!(size(&t, mb)["error"].as_str().unwrap().starts_with("Runtime.OutOfMemory"), "{t}");
