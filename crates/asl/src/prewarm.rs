@@ -103,6 +103,43 @@ pub struct Warm {
     pub at_ms: i64,
 }
 
+/// Assumed initialisation of a function whose cold start was never measured.
+pub const UNMEASURED_INIT_MS: f64 = 1_000.0;
+/// How long an instance started for a resume holds its place after the resume was due (a late loop).
+const RESUME_HOLD_MS: i64 = 10_000;
+
+/// An instance to start at `at_ms` for a resume due at a known time, holding its place in the pool's
+/// demand for `hold_ms` from then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeWarm {
+    pub at_ms: i64,
+    pub hold_ms: i64,
+}
+
+/// A durable execution suspended until `resume_ms` (a wait's end, a step's retry): when to start an
+/// instance so that its resume is warm. `jit` starts it `init + margin` before the resume; `eager` at once
+/// when the resume is within the horizon (kept idle until then), else as `jit`; `off` starts nothing, nor
+/// does a resume already due (the invocation itself starts what it needs).
+pub fn resume_warm(
+    policy: Policy,
+    settings: &Settings,
+    now_ms: i64,
+    resume_ms: i64,
+    init_ms: Option<f64>,
+) -> Option<ResumeWarm> {
+    if policy == Policy::Off || resume_ms <= now_ms {
+        return None;
+    }
+    let init = init_ms.filter(|i| i.is_finite() && *i >= 0.0).unwrap_or(UNMEASURED_INIT_MS);
+    let lead = saturate_i64((init + settings.margin_ms.max(init * settings.margin_share)).ceil());
+    let within_horizon = ((resume_ms - now_ms) as f64) <= settings.horizon_ms;
+    let at_ms = match policy {
+        Policy::Eager if within_horizon => now_ms,
+        _ => resume_ms.saturating_sub(lead).max(now_ms),
+    };
+    Some(ResumeWarm { at_ms, hold_ms: resume_ms - at_ms + RESUME_HOLD_MS })
+}
+
 /// The function a Task state runs, when the definition names it statically: the `Resource` itself, or a
 /// literal `FunctionName` (and `Qualifier`) in the Parameters of `lambda:invoke`.
 pub fn task_function(state: &State) -> Option<String> {

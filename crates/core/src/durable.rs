@@ -335,6 +335,12 @@ impl Operation {
     }
 }
 
+/// When an execution that ended at `ended_ms` is deleted, kept `retention_days` days (Lambda's
+/// `RetentionPeriodInDays`).
+pub fn expires_at(ended_ms: i64, retention_days: u32) -> i64 {
+    ended_ms.saturating_add(i64::from(retention_days) * 86_400_000)
+}
+
 /// One event of an execution's history (`GetDurableExecutionHistory`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -350,6 +356,10 @@ pub struct Event {
     pub at_ms: i64,
     /// The event's `<EventType>Details` block, timestamps in seconds as the API answers.
     pub details: Value,
+    /// stoke's own record of what an invocation used and where its time went (an `InvocationCompleted`'s
+    /// instance, cold start, billed time), for the execution's timeline and bill; not in the API's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
 }
 
 impl Event {
@@ -675,7 +685,8 @@ impl DurableExecution {
             None => (None, None, None, None),
         };
         let id = self.events.len() as u64 + 1;
-        self.events.push(Event { id, kind: kind.to_string(), sub_type, op_id, name, parent_id, at_ms, details });
+        let kind = kind.to_string();
+        self.events.push(Event { id, kind, sub_type, op_id, name, parent_id, at_ms, details, usage: None });
     }
 
     fn touch(&mut self, i: usize) {
@@ -1016,9 +1027,7 @@ impl DurableExecution {
         if !self.is_running() {
             return false;
         }
-        if self.timeout_s > 0
-            && now_ms >= self.started_ms + i64::try_from(self.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000
-        {
+        if self.timeout_at().is_some_and(|t| now_ms >= t) {
             let e = ErrorObject::new("Execution.TimedOut", "the durable execution ran past its ExecutionTimeout");
             self.end(ExecutionStatus::TimedOut, None, Some(e), now_ms);
             return true;
@@ -1069,12 +1078,16 @@ impl DurableExecution {
     }
 
     /// When a timer next moves something on its own (ms since the epoch), if any.
+    /// When the execution times out (`None`: never).
+    fn timeout_at(&self) -> Option<i64> {
+        (self.timeout_s > 0).then(|| self.started_ms + i64::try_from(self.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000)
+    }
+
     pub fn next_deadline(&self) -> Option<i64> {
         if !self.is_running() {
             return None;
         }
-        let limit = (self.timeout_s > 0)
-            .then(|| self.started_ms + i64::try_from(self.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000);
+        let limit = self.timeout_at();
         self.operations
             .iter()
             .filter_map(|o| match (o.kind, o.status) {
@@ -1088,6 +1101,25 @@ impl DurableExecution {
             })
             .chain(limit)
             .min()
+    }
+
+    /// When a timer will next resume the function (a wait's end, a step's retry), while no invocation runs
+    /// and before the execution's timeout: what the pre-warmer starts an instance for. A callback's or a
+    /// chained invoke's end is not known ahead, and a timeout resumes only to fail.
+    pub fn next_resume(&self) -> Option<i64> {
+        if !self.is_running() || self.invocation_running() {
+            return None;
+        }
+        let limit = self.timeout_at();
+        self.operations
+            .iter()
+            .filter_map(|o| match (o.kind, o.status) {
+                (OperationType::Wait, OperationStatus::Started) => o.scheduled_end_ms,
+                (OperationType::Step, OperationStatus::Pending) => o.next_attempt_ms,
+                _ => None,
+            })
+            .min()
+            .filter(|at| limit.is_none_or(|l| *at < l))
     }
 
     /// A callback answered through the API: `Ok` with its result, `Err` with its error, or a heartbeat
@@ -1136,7 +1168,14 @@ impl DurableExecution {
 
     /// The running invocation ended with `output`: records `InvocationCompleted`, then ends the execution,
     /// or says when to invoke it again.
-    pub fn end_invocation(&mut self, request_id: &str, started_ms: i64, output: InvocationOutput, now_ms: i64) -> Next {
+    pub fn end_invocation(
+        &mut self,
+        request_id: &str,
+        started_ms: i64,
+        output: InvocationOutput,
+        now_ms: i64,
+        usage: Option<Value>,
+    ) -> Next {
         self.head.invocation = None;
         self.head.invocation_started_ms = None;
         self.last_checkpoint = None;
@@ -1149,6 +1188,9 @@ impl DurableExecution {
             details["Error"] = json!({ "Payload": e });
         }
         self.event("InvocationCompleted", None, now_ms, details);
+        if let Some(e) = self.events.last_mut() {
+            e.usage = usage;
+        }
         if !self.is_running() {
             return Next::Done;
         }

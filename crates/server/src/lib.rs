@@ -15,6 +15,7 @@ pub mod node;
 pub mod queues;
 pub mod registry;
 pub mod schedules;
+pub mod services;
 pub mod sigv4;
 pub mod stats;
 pub mod transport;
@@ -400,7 +401,7 @@ impl Server {
         // wakes it for events queued elsewhere, and the poll (retries coming due) reads etcd once a second.
         let poll = if etcd.is_some() { Duration::from_secs(1) } else { Duration::from_millis(100) };
         invoker.run_events(64, Duration::from_secs(1), poll);
-        let workflows = Arc::new(workflows::Workflows::new(Arc::new(workflows::engine::Services {
+        let services = Arc::new(services::Services {
             invoker: invoker.clone(),
             store: store.clone(),
             region: config.region.clone(),
@@ -408,7 +409,8 @@ impl Server {
             default_prewarm: config.prewarm,
             prewarm: Default::default(),
             pricing: config.pricing,
-        })));
+        });
+        let workflows = Arc::new(workflows::Workflows::new(services.clone()));
         invoker.deliver_to(&workflows);
         let schedules = Arc::new(schedules::Schedules::new(
             registry.clone(),
@@ -419,16 +421,12 @@ impl Server {
         schedules.recover().map_err(|e| StartError::Schedules(e.to_string()))?;
         schedules.run(etcd.is_some());
         let resumed = workflows.resume().map_err(|e| StartError::Workflows(e.to_string()))?;
-        let durable = durable::Durable::new(
-            store.clone(),
-            invoker.clone(),
-            config.region.clone(),
-            config.cluster.as_ref().map(|c| c.node_name.clone()),
-        );
+        let durable = durable::Durable::new(services, config.cluster.as_ref().map(|c| c.node_name.clone()));
         let resumed_durable = durable.resume().await.map_err(|e| StartError::Workflows(e.to_string()))?;
         if resumed_durable > 0 {
             tracing::info!(executions = resumed_durable, "durable executions resumed");
         }
+        durable.sweep_in_background();
         let lean = invoker.scheduler().sandbox_kind() == "lean";
         let tuner = Arc::new(tune::Tuner::new(
             registry.clone(),
@@ -488,7 +486,7 @@ impl Server {
                 watch_cluster(&joined, &registry, &accounts, &invoker);
                 report_load(&joined, &invoker);
                 collect_blobs(&joined, store.clone());
-                take_over_lost_work(&joined, &workflows, &invoker);
+                take_over_lost_work(&joined, &workflows, &durable, &invoker);
                 Some(joined)
             }
             _ => None,
@@ -636,15 +634,17 @@ fn watch_cluster(
 const TAKE_OVER_EVERY: Duration = Duration::from_secs(2);
 
 /// Node loss: every `TAKE_OVER_EVERY`, takes over what nodes whose lease lapsed left (the Event invocations
-/// they had claimed go back to the queue; their running executions become this node's, fencing the old
-/// owner off) and resumes the executions this node owns but no task here runs. Several nodes doing this at
-/// once move each item exactly once (one transaction each).
+/// they had claimed go back to the queue; their running executions, workflows' and durable functions', become
+/// this node's, fencing the old owner off) and resumes the executions this node owns but no task here runs.
+/// Several nodes doing this at once move each item exactly once (one transaction each).
 fn take_over_lost_work(
     cluster: &Arc<cluster::Cluster>,
     workflows: &Arc<workflows::Workflows>,
+    durable: &Arc<durable::Durable>,
     invoker: &Arc<invoke::Invoker>,
 ) {
     let (cluster, workflows, invoker) = (Arc::downgrade(cluster), Arc::downgrade(workflows), Arc::downgrade(invoker));
+    let durable = Arc::downgrade(durable);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(TAKE_OVER_EVERY).await;
@@ -654,6 +654,7 @@ fn take_over_lost_work(
                 stoke_store::in_background(|| {
                     let me = c.name();
                     let mut requeued = 0;
+                    let mut gone = Vec::new();
                     let nodes = c.nodes()?;
                     if let Some(q) = for_queues.upgrade().as_ref().and_then(|i| i.queues().cloned()) {
                         q.observe_nodes(&nodes);
@@ -665,14 +666,20 @@ fn take_over_lost_work(
                                 "took over the work of a node that is gone");
                         }
                         requeued += events;
+                        gone.push(n.node.name);
                     }
                     let resumed = w.resume_orphans(TAKE_OVER_EVERY * 5).map_err(|e| e.to_string());
-                    Ok::<_, stoke_store::StoreError>((requeued, resumed))
+                    Ok::<_, stoke_store::StoreError>((requeued, resumed, gone))
                 })
             })
             .await;
             match taken {
-                Ok(Ok((requeued, resumed))) => {
+                Ok(Ok((requeued, resumed, gone))) => {
+                    if let Some(d) = durable.upgrade() {
+                        if let Err(e) = d.take_over(&gone).await {
+                            tracing::debug!(error = %e, "cannot take over durable executions now; trying again");
+                        }
+                    }
                     if requeued > 0 {
                         if let Some(i) = invoker.upgrade() {
                             i.events_queued();

@@ -12,41 +12,6 @@ use common::*;
 /// Doubles its event's `n`: the function the Step Functions scripts call.
 const DOUBLE: &str = "def handler(event, context):\n    return {'n': event['n'] * 2}\n";
 
-fn python_has(module: &str) -> bool {
-    Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
-}
-
-/// Runs a script of tests/clients against `s` with the admin's key pair (STOKE_ENDPOINT, STOKE_AKID,
-/// STOKE_SECRET, STOKE_ACCOUNT); it must succeed and print "all checks passed".
-fn run_boto3_script(s: &TestServer, script: &str) {
-    run_boto3_script_with(s, script, &[]);
-}
-
-/// As [`run_boto3_script`], with more environment variables for the script (e.g. `AWS_CA_BUNDLE`).
-fn run_boto3_script_with(s: &TestServer, script: &str, env: &[(&str, &Path)]) {
-    run_boto3_script_args(s, script, &[], env);
-}
-
-fn run_boto3_script_args(s: &TestServer, script: &str, args: &[&str], env: &[(&str, &Path)]) {
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
-    let out = Command::new("python3")
-        .arg(format!("{}/../../tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
-        .args(args)
-        .env("STOKE_ENDPOINT", &s.url)
-        .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
-        .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
-        .env("STOKE_ACCOUNT", &s.account_id)
-        .env_remove("AWS_PROFILE")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-}
-
 #[test]
 fn boto3_drives_the_scheduler_api() {
     if !present_or_skip(python_has("boto3"), "boto3", "boto3 scheduler client test") {
@@ -55,25 +20,6 @@ fn boto3_drives_the_scheduler_api() {
     // The function proves a fire ran by writing a file on the host (the process sandbox lets it).
     let s = TestServer::start_with(&["--sandbox", "process"]);
     run_boto3_script(&s, "boto3_scheduler.py");
-}
-
-/// Where the durable execution SDK's wheels are (`scripts/test` downloads them).
-fn durable_wheels() -> std::path::PathBuf {
-    std::env::var_os("STOKE_DURABLE_WHEELS").map_or_else(
-        || std::path::PathBuf::from(format!("{}/../../tests/durable/.wheels", env!("CARGO_MANIFEST_DIR"))),
-        std::path::PathBuf::from,
-    )
-}
-
-/// The SDK's wheels, or `None` (and a loud skip outside CI) when they or boto3 are missing.
-fn durable_sdk(check: &str) -> Option<std::path::PathBuf> {
-    let wheels = durable_wheels();
-    let has_sdk = std::fs::read_dir(&wheels).is_ok_and(|d| {
-        d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("aws_durable_execution_sdk_python-"))
-    });
-    (present_or_skip(python_has("boto3"), "boto3", check)
-        && present_or_skip(has_sdk, "the durable execution SDK's wheels", check))
-    .then_some(wheels)
 }
 
 #[test]
@@ -187,6 +133,51 @@ fn a_javascript_durable_function_runs_with_awss_js_sdk_unchanged() {
     }
     let s = TestServer::start();
     run_boto3_script_with(&s, "boto3_durable_js.py", &[("STOKE_DURABLE_WHEELS", wheels.as_path())]);
+}
+
+/// Item 4 of durable functions: a resume whose time is known (a wait's end) is warm under the `jit`
+/// pre-warmer although the wait outlasts the function's keep-alive, and cold with pre-warming `off`; the
+/// execution's timeline says which, and what the pre-warmer hid.
+#[test]
+fn a_durable_execution_resumes_warm_after_a_wait_under_jit_and_cold_under_off() {
+    let Some(wheels) = durable_sdk("durable resume-warm test") else { return };
+    let env = [("STOKE_DURABLE_WHEELS", wheels.as_path())];
+    for policy in ["off", "jit"] {
+        let s = TestServer::start_with(&["--sandbox", "process", "--prewarm", policy]);
+        run_boto3_script_args(&s, "boto3_durable_resume.py", &["deploy"], &env);
+        // Idle instances last a second: the 4 s wait outlasts the one that ran the first invocation.
+        let (status, body) =
+            s.call(s.req(reqwest::Method::PATCH, "/v1/functions/orders").json(&serde_json::json!({"keep_alive_s": 1})));
+        assert_eq!(status, 200, "{body}");
+        let out = run_boto3_script_args(&s, "boto3_durable_resume.py", &["run", "4"], &env);
+        let arn = out.lines().find_map(|l| l.strip_prefix("execution: ")).unwrap_or_else(|| panic!("{out}"));
+        let id = arn.rsplit('/').next().unwrap();
+        let (status, t) = s.get(&format!("/v1/durable-executions/{id}/timeline"));
+        assert_eq!(status, 200, "{t}");
+        let invocations: Vec<&serde_json::Value> =
+            t["steps"].as_array().unwrap().iter().filter(|r| r["type"] == "Invocation").collect();
+        assert_eq!(invocations.len(), 2, "{policy}: {t}");
+        assert_eq!(invocations[0]["cold_starts"], 1, "{policy}: the first invocation starts an instance: {t}");
+        let resume = invocations[1];
+        match policy {
+            "off" => {
+                assert_eq!(resume["cold_starts"], 1, "off: the instance was gone when the wait ended: {t}");
+                assert_eq!(t["prewarm_saved_ms"], 0.0, "{t}");
+            }
+            _ => {
+                assert_eq!(resume["cold_starts"], 0, "jit: an instance was started before the wait ended: {t}");
+                assert!(resume["hidden_cold_start_ms"].as_f64().unwrap() > 0.0, "{t}");
+            }
+        }
+        assert_eq!(t["cold_starts"], if policy == "off" { 2 } else { 1 }, "{t}");
+        let wait = t["steps"].as_array().unwrap().iter().find(|r| r["type"] == "Wait").unwrap_or_else(|| panic!("{t}"));
+        assert_eq!((wait["state"].as_str(), wait["segments"][0]["phase"].as_str()), (Some("pause"), Some("waiting")));
+        assert_eq!(t["bill"]["invocations"], 2, "{t}");
+        // The CLI draws it as it draws a workflow's.
+        let out = s.cli().args(["durable", "timeline", id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("invocation 2") && text.contains("pause"), "{text}");
+    }
 }
 
 #[test]

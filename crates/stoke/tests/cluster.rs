@@ -454,10 +454,6 @@ fn a_layer_published_on_one_node_is_unpacked_on_another_that_runs_it() {
     assert!(b.dir.join("blobs").join(&sha).exists(), "node-2 holds the layer's archive");
 }
 
-fn has_boto3() -> bool {
-    std::process::Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success())
-}
-
 /// Queues `per_node` Event invocations of `function` through each of `through` with boto3 (the Lambda API,
 /// InvocationType Event); each event names its marker file in `dir`: `n<node>-<i>`.
 fn queue_events(c: &Cluster, through: &[&TestServer], function: &str, per_node: usize, dir: &std::path::Path) {
@@ -492,7 +488,7 @@ for n, ep in enumerate(os.environ["EPS"].split(",")):
 #[test]
 fn event_invocations_from_the_shared_queue_run_once_each() {
     let Some(c) = Cluster::start(2) else { return };
-    if !present_or_skip(has_boto3(), "boto3", "Event invocations across nodes") {
+    if !present_or_skip(python_has("boto3"), "boto3", "Event invocations across nodes") {
         return;
     }
     // Each run appends a line to its marker: a second run of one event would show as a second line.
@@ -555,7 +551,7 @@ fn an_image_imported_on_one_node_is_imported_on_another_that_needs_it() {
 #[test]
 fn what_a_killed_node_had_claimed_or_was_running_is_taken_over_by_another() {
     let Some(mut c) = Cluster::start(2) else { return };
-    if !present_or_skip(has_boto3(), "boto3", "taking over a lost node's events") {
+    if !present_or_skip(python_has("boto3"), "boto3", "taking over a lost node's events") {
         return;
     }
     // A workflow that outlives node-1: started there, it must finish on node-2.
@@ -722,7 +718,7 @@ fn sync_load(
 #[test]
 fn a_version_has_one_queue_in_the_cluster_and_losing_its_owner_loses_no_accepted_work() {
     let Some(mut c) = Cluster::start(3) else { return };
-    let boto3 = present_or_skip(has_boto3(), "boto3", "Event invocations in the mixed load");
+    let boto3 = present_or_skip(python_has("boto3"), "boto3", "Event invocations in the mixed load");
     // Each run appends its request id to a file named by the caller's id: two lines are two runs.
     let src = "import os, time\ndef handler(e, c):\n    path = e.get('marker') or os.path.join(e['dir'], e['id'])\n    open(path, 'a').write(c.aws_request_id + '\\n')\n    time.sleep(e.get('sleep', 0))\n    return {'pid': os.getpid()}\n";
     assert_eq!(c.nodes[0].post("/v1/functions", create_body("work", &zip_of(&[("app.py", src.as_bytes())]))).0, 201);
@@ -1272,4 +1268,52 @@ fn a_schedule_fires_once_in_the_cluster_and_goes_on_when_its_node_is_lost() {
     assert_eq!(unique, got, "a fire ran twice");
     let (_, s) = c.nodes[1].get("/v1/schedules/minutely");
     assert!(s["fires"].as_u64().unwrap() >= got.len() as u64, "{s}");
+}
+
+/// A durable execution whose loop ran on a node that is lost is taken over by another: it resumes there when
+/// its wait ends and finishes, each step having run once (the SDK replays the first from its checkpoint).
+#[test]
+fn a_lost_nodes_durable_execution_is_taken_over_and_finishes_on_another() {
+    let Some(mut c) = Cluster::start(2) else { return };
+    let Some(wheels) = durable_sdk("taking over a lost node's durable executions") else { return };
+    let env = [("STOKE_DURABLE_WHEELS", wheels.as_path())];
+    run_boto3_script_args(&c.nodes[0], "boto3_durable_resume.py", &["deploy"], &env);
+    // Started on node-1, which runs its loop: a step, then a wait of 6 s, during which node-1 is lost.
+    let out = run_boto3_script_args(&c.nodes[0], "boto3_durable_resume.py", &["start", "6"], &env);
+    let arn = out.lines().find_map(|l| l.strip_prefix("execution: ")).unwrap_or_else(|| panic!("{out}"));
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let b = &c.nodes[1];
+    let events = |node: &TestServer| -> Vec<String> {
+        let (status, h) = node.get(&format!("/v1/durable-executions/{id}/history"));
+        assert_eq!(status, 200, "{h}");
+        h["events"].as_array().unwrap().iter().map(|e| e["EventType"].as_str().unwrap().to_string()).collect()
+    };
+    let started = Instant::now();
+    while !events(b).iter().any(|e| e == "WaitStarted") {
+        assert!(started.elapsed() < Duration::from_secs(60), "the execution never reached its wait: {:?}", events(b));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.nodes[0].kill9();
+    let killed = Instant::now();
+    let b = &c.nodes[1];
+    loop {
+        let (status, x) = b.get(&format!("/v1/durable-executions/{id}"));
+        assert_eq!(status, 200, "{x}");
+        if x["status"] == "SUCCEEDED" {
+            assert_eq!(x["result"], "{\"result\": 4}", "{x}");
+            break;
+        }
+        assert_eq!(x["status"], "RUNNING", "{x}");
+        assert!(killed.elapsed() < Duration::from_secs(60), "not finished on node-2: {x}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("finished on node-2 {:?} after node-1 was killed", killed.elapsed());
+    let kinds = events(b);
+    let count = |k: &str| kinds.iter().filter(|e| *e == k).count();
+    assert_eq!((count("StepStarted"), count("StepSucceeded")), (2, 2), "each step ran once: {kinds:?}");
+    assert_eq!(count("WaitSucceeded"), 1, "{kinds:?}");
+    // The timeline shows the resume on node-2.
+    let (_, t) = b.get(&format!("/v1/durable-executions/{id}/timeline"));
+    let last = t["steps"].as_array().unwrap().iter().rfind(|r| r["type"] == "Invocation").cloned();
+    assert_eq!(last.as_ref().and_then(|r| r["node"].as_str()), Some("node-2"), "{t}");
 }

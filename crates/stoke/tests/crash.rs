@@ -200,3 +200,49 @@ fn event_invocations_survive_sigkill_and_run_after_restart() {
     }
     eprintln!("{ran_before} of {n} events ran before the kill; all {n} after the restart");
 }
+
+/// Runs an execution of the durable function `brief` named `name` to its end; returns its id.
+fn run_durable(s: &TestServer, name: &str) -> String {
+    let path = format!("/v1/functions/brief/invoke?durable_execution_name={name}");
+    let resp = s.req(Method::POST, &path).json(&json!({})).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let arn = resp.headers()["x-stoke-durable-execution-arn"].to_str().unwrap().to_string();
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
+/// Retention: an ended durable execution is kept its function's `retention_days` after its end (shown as
+/// `expires_at`), then deleted whole — its record, history and name — by the sweep that runs at start and
+/// hourly. The test moves the expiry into the past in the store while the server is down.
+#[test]
+fn an_ended_durable_execution_is_deleted_once_its_retention_runs_out() {
+    // The SDK's output, written by hand: the durable service needs no SDK in the function.
+    const DONE: &str = "def handler(event, context):\n    return {'Status': 'SUCCEEDED', 'Result': '\"done\"'}\n";
+    let mut s = TestServer::start_with(&["--sandbox", "process"]);
+    python_fn(&s, "brief", DONE, json!({"durable": {"execution_timeout_s": 60, "retention_days": 2}}));
+    let (old, kept) = (run_durable(&s, "old"), run_durable(&s, "kept"));
+    let (status, x) = s.get(&format!("/v1/durable-executions/{old}"));
+    assert_eq!((status, x["status"].as_str()), (200, Some("SUCCEEDED")), "{x}");
+    let ms = |field: &str| stoke_core::time::parse_rfc3339(x[field].as_str().unwrap()).unwrap();
+    assert_eq!(ms("expires_at") - ms("ended_at"), 2 * 86_400 * 1_000_000_000, "two days after its end: {x}");
+
+    s.kill9();
+    let db = rusqlite::Connection::open(s.dir.join("stoke.db")).unwrap();
+    let moved = db.execute("UPDATE durable_executions SET expires_ms = 1 WHERE id = ?1", [&old]).unwrap();
+    assert_eq!(moved, 1);
+    drop(db);
+    s.launch();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.get(&format!("/v1/durable-executions/{old}")).0 != 404 {
+        assert!(std::time::Instant::now() < deadline, "the expired execution is still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.get(&format!("/v1/durable-executions/{old}/history")).0, 404);
+    let (status, kept_now) = s.get(&format!("/v1/durable-executions/{kept}"));
+    assert_eq!((status, kept_now["status"].as_str()), (200, Some("SUCCEEDED")), "not expired, kept: {kept_now}");
+    let (_, list) = s.get("/v1/functions/brief/durable-executions");
+    let names: Vec<&str> = list["executions"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kept"], "{list}");
+    // Its name is free again: a new execution, not the deleted one's answer.
+    let again = run_durable(&s, "old");
+    assert_ne!(again, old);
+}

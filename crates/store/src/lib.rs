@@ -418,6 +418,9 @@ pub trait DurableStore {
     ) -> Result<Vec<DurableRecord>>;
     /// Every execution still running (what a starting server resumes).
     fn running_durable(&self) -> Result<Vec<DurableRecord>>;
+    /// Deletes up to `limit` executions whose retention ran out by `now_ms` (`expires_ms`), with their
+    /// operations and events, oldest expiry first; returns them.
+    fn delete_expired_durable(&self, now_ms: i64, limit: usize) -> Result<Vec<DurableRecord>>;
 }
 
 pub trait TuneStore {

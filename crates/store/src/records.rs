@@ -374,6 +374,16 @@ pub struct DurableRecord {
     /// Bumped at every write; a write names the revision it read.
     pub revision: u64,
     pub head: String,
+    /// Days it is kept once it has ended (its function's retention when it started).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// When, having ended, it is deleted.
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+}
+
+fn default_retention_days() -> u32 {
+    14
 }
 
 /// One operation of a durable execution: its place in start order, its id and its state as JSON.

@@ -263,3 +263,33 @@ fn a_choice_rules_out_the_functions_only_its_other_branches_reach() {
     let out: Vec<_> = ruled_out(&m, "Is", "N1").into_iter().collect();
     assert_eq!(out, ["rescue", "y"]);
 }
+
+#[test]
+fn a_known_resume_is_warmed_init_and_margin_ahead_under_jit() {
+    let s = Settings::default();
+    // 400 ms init: the margin is the larger of 50 ms and 20 % (80 ms).
+    let w = resume_warm(Policy::Jit, &s, 1_000, 11_000, Some(400.0)).unwrap();
+    assert_eq!(w, ResumeWarm { at_ms: 11_000 - 480, hold_ms: 480 + 10_000 });
+    // A fast init: the 50 ms floor.
+    assert_eq!(resume_warm(Policy::Jit, &s, 1_000, 11_000, Some(100.0)).unwrap().at_ms, 11_000 - 150);
+    // Never measured: a second is assumed.
+    assert_eq!(resume_warm(Policy::Jit, &s, 1_000, 11_000, None).unwrap().at_ms, 11_000 - 1_200);
+    assert_eq!(resume_warm(Policy::Jit, &s, 1_000, 11_000, Some(f64::NAN)).unwrap().at_ms, 11_000 - 1_200);
+    // Sooner than an init away: at once, holding until after the resume.
+    assert_eq!(
+        resume_warm(Policy::Jit, &s, 1_000, 1_300, Some(400.0)),
+        Some(ResumeWarm { at_ms: 1_000, hold_ms: 10_300 })
+    );
+}
+
+#[test]
+fn eager_keeps_an_instance_through_a_short_suspension_and_off_or_a_due_resume_warm_nothing() {
+    let s = Settings::default();
+    assert_eq!(resume_warm(Policy::Eager, &s, 1_000, 61_000, Some(400.0)).unwrap().at_ms, 1_000);
+    // Beyond the horizon, eager waits as jit does rather than keep an instance idle for hours.
+    let far = 1_000 + 3_600_000;
+    assert_eq!(resume_warm(Policy::Eager, &s, 1_000, far, Some(400.0)).unwrap().at_ms, far - 480);
+    assert_eq!(resume_warm(Policy::Off, &s, 1_000, 11_000, Some(400.0)), None);
+    assert_eq!(resume_warm(Policy::Jit, &s, 1_000, 1_000, Some(400.0)), None, "due now: the invocation starts one");
+    assert_eq!(resume_warm(Policy::Jit, &s, 1_000, 900, Some(400.0)), None);
+}

@@ -41,7 +41,8 @@ fn a_step_that_succeeds_at_once_records_aws_events_in_aws_order() {
     assert_eq!(changed[0]["Status"], "SUCCEEDED");
     assert_eq!(changed[0]["StepDetails"]["Result"], "\"Hello, World!\"");
     assert_eq!(changed[0]["StartTimestamp"], json!((T0 + 5) as f64 / 1000.0), "API answers are in seconds");
-    let next = x.end_invocation("req-1", T0, InvocationOutput::Succeeded(Some("\"Hello, World!\"".into())), T0 + 9);
+    let next =
+        x.end_invocation("req-1", T0, InvocationOutput::Succeeded(Some("\"Hello, World!\"".into())), T0 + 9, None);
     assert_eq!(next, Next::Done);
     assert_eq!(
         kinds(&x),
@@ -78,10 +79,11 @@ fn a_step_retried_after_a_failure_waits_its_delay_in_a_new_invocation() {
     let op = &answer["NewExecutionState"]["Operations"][0];
     assert_eq!((op["Status"].as_str(), op["StepDetails"]["Attempt"].as_u64()), (Some("PENDING"), Some(1)));
     assert_eq!(
-        x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 20),
+        x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 20, None),
         Next::WaitUntil(Some(T0 + 2_010)),
         "invoked again when the retry is due"
     );
+    assert_eq!(x.next_resume(), Some(T0 + 2_010), "a step's retry resumes the function");
     assert!(!x.fire_due(T0 + 2_000), "not yet");
     assert!(x.fire_due(T0 + 2_010));
     assert_eq!(x.operations[1].status, OperationStatus::Ready);
@@ -92,7 +94,7 @@ fn a_step_retried_after_a_failure_waits_its_delay_in_a_new_invocation() {
     succeed.payload = Some("1".into());
     let answer = x.checkpoint(&token, None, &[step("s1", OperationAction::Start)], T0 + 2_020).unwrap();
     x.checkpoint(&token_of(&answer), None, &[succeed], T0 + 2_030).unwrap();
-    x.end_invocation("req-2", T0 + 2_015, InvocationOutput::Succeeded(Some("1".into())), T0 + 2_040);
+    x.end_invocation("req-2", T0 + 2_015, InvocationOutput::Succeeded(Some("1".into())), T0 + 2_040, None);
     assert_eq!(
         kinds(&x),
         [
@@ -127,14 +129,26 @@ fn a_wait_ends_on_its_timer_and_the_function_is_invoked_again() {
         answer["NewExecutionState"]["Operations"][0]["WaitDetails"]["ScheduledEndTimestamp"],
         json!((T0 + 5_000) as f64 / 1000.0)
     );
-    assert_eq!(x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 3), Next::WaitUntil(Some(T0 + 5_000)));
+    assert_eq!(x.next_resume(), None, "the invocation that started the wait still runs");
+    let usage = json!({"billedMs": 3});
+    assert_eq!(
+        x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 3, Some(usage.clone())),
+        Next::WaitUntil(Some(T0 + 5_000))
+    );
     assert_eq!(x.next_deadline(), Some(T0 + 5_000));
+    assert_eq!(x.next_resume(), Some(T0 + 5_000), "the wait's end resumes the function");
+    let completed = x.events.last().unwrap();
+    assert_eq!((completed.kind.as_str(), completed.usage.as_ref()), ("InvocationCompleted", Some(&usage)));
+    assert!(
+        completed.to_wire(true).get("Usage").is_none() && !completed.to_wire(true).to_string().contains("billedMs")
+    );
     assert!(x.fire_due(T0 + 5_000));
     assert_eq!(x.next_deadline(), Some(T0 + 300_000), "only the execution's own limit is left");
+    assert_eq!(x.next_resume(), None, "the execution's limit ends it rather than resuming it");
     let (_, envelope) = x.begin_invocation(1592590341, T0);
     let ops = envelope["InitialExecutionState"]["Operations"].as_array().unwrap();
     assert_eq!((ops[1]["Status"].as_str(), ops[1]["EndTimestamp"].as_i64()), (Some("SUCCEEDED"), Some(T0 + 5_000)));
-    x.end_invocation("req-2", T0 + 5_001, InvocationOutput::Succeeded(None), T0 + 5_010);
+    x.end_invocation("req-2", T0 + 5_001, InvocationOutput::Succeeded(None), T0 + 5_010, None);
     assert_eq!(
         kinds(&x),
         [
@@ -179,7 +193,7 @@ fn tokens_are_single_use_a_retried_checkpoint_gets_the_same_answer_and_a_refused
     let refreshed = x.checkpoint(&second, None, &[], T0).unwrap();
     assert_ne!(token_of(&refreshed), second);
     // Once the invocation ended, its token is dead.
-    x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1);
+    x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1, None);
     let dead = x.checkpoint(&token_of(&refreshed), None, &[], T0 + 2).unwrap_err();
     assert_eq!(dead, DurableError::InvalidToken("no invocation of this execution is running".into()));
     // Paging the state does not use the token up.
@@ -239,7 +253,11 @@ fn a_callback_has_an_id_its_answer_wakes_the_execution_and_silence_times_it_out(
         x.events[1].to_wire(true)["CallbackStartedDetails"],
         json!({"CallbackId": id, "Timeout": 60, "HeartbeatTimeout": 10})
     );
-    assert_eq!(x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1), Next::WaitUntil(Some(T0 + 10_000)));
+    assert_eq!(
+        x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1, None),
+        Next::WaitUntil(Some(T0 + 10_000))
+    );
+    assert_eq!(x.next_resume(), None, "when a callback is answered is not known ahead");
     // A heartbeat pushes the heartbeat timeout on; an answer while nothing runs asks for an invocation.
     assert_eq!(x.answer_callback("cb", None, T0 + 8_000), Ok(false));
     assert_eq!(x.next_deadline(), Some(T0 + 18_000));
@@ -259,7 +277,7 @@ fn a_callback_has_an_id_its_answer_wakes_the_execution_and_silence_times_it_out(
     let (_, envelope) = y.begin_invocation(1592590347, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     y.checkpoint(&token, None, &[cb], T0).unwrap();
-    y.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1);
+    y.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1, None);
     assert!(y.fire_due(T0 + 10_000));
     assert_eq!(y.operations[1].status, OperationStatus::TimedOut);
     assert_eq!(y.operations[1].error.as_ref().and_then(|e| e.error_type.as_deref()), Some("Callback.Heartbeat"));
@@ -274,12 +292,12 @@ fn an_invocation_that_fails_is_tried_again_then_the_execution_fails() {
         x.begin_invocation(1592590348, T0);
         let at = T0 + i64::from(n) * 10;
         assert_eq!(
-            x.end_invocation("r", at, InvocationOutput::Error(crash.clone()), at),
+            x.end_invocation("r", at, InvocationOutput::Error(crash.clone()), at, None),
             Next::WaitUntil(Some(at + INVOCATION_RETRY_MS))
         );
     }
     x.begin_invocation(1592590349, T0);
-    assert_eq!(x.end_invocation("r", T0, InvocationOutput::Error(crash.clone()), T0 + 100), Next::Done);
+    assert_eq!(x.end_invocation("r", T0, InvocationOutput::Error(crash.clone()), T0 + 100, None), Next::Done);
     assert_eq!((x.status, x.error.as_ref()), (ExecutionStatus::Failed, Some(&crash)));
     let last = x.events.last().unwrap().to_wire(true);
     assert_eq!(last["ExecutionFailedDetails"]["Error"]["Payload"]["ErrorType"], "Runtime.ExitError");
@@ -295,7 +313,7 @@ fn a_large_result_comes_from_the_execution_checkpoint_and_the_execution_can_time
     done.payload = Some("\"big\"".into());
     let answer = x.checkpoint(&token, None, &[done], T0).unwrap();
     assert!(answer.get("CheckpointToken").is_none(), "no token after the execution's own update: {answer}");
-    x.end_invocation("r", T0, InvocationOutput::Succeeded(Some(String::new())), T0 + 1);
+    x.end_invocation("r", T0, InvocationOutput::Succeeded(Some(String::new())), T0 + 1, None);
     assert_eq!(x.result.as_deref(), Some("\"big\""));
     // Its limit passed: timed out, and nothing is due after.
     let mut y = DurableExecution::start(ARN, "run-1", "{}", 10, T0);
@@ -353,7 +371,7 @@ fn an_execution_is_stored_as_a_head_and_the_operations_and_events_that_changed()
         [(4, "StepSucceeded")]
     );
     // Its end changes the EXECUTION operation without touching it otherwise: written.
-    back.end_invocation("r", T0, InvocationOutput::Succeeded(None), T0 + 4);
+    back.end_invocation("r", T0, InvocationOutput::Succeeded(None), T0 + 4, None);
     let end = back.take_delta();
     assert!(end.operations.iter().any(|(i, o)| *i == 0 && o.status == OperationStatus::Succeeded), "{end:?}");
     assert_eq!(back.head().invocation_started_ms, None);
@@ -390,14 +408,14 @@ fn an_answer_the_invocation_already_saw_does_not_invoke_it_again() {
     // …and its next checkpoint's answer carries the result, so when it ends there is nothing new to see.
     let seen = x.checkpoint(&token_of(&answer), None, &[], T0 + 2).unwrap();
     assert_eq!(seen["NewExecutionState"]["Operations"][0]["CallbackDetails"]["Result"], "1");
-    assert_eq!(x.end_invocation("r", T0, InvocationOutput::Pending, T0 + 3), Next::WaitUntil(Some(T0 + 300_000)));
+    assert_eq!(x.end_invocation("r", T0, InvocationOutput::Pending, T0 + 3, None), Next::WaitUntil(Some(T0 + 300_000)));
     // Answered after its last checkpoint: it ends without having seen it, and is invoked again at once.
     let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
     let (_, envelope) = y.begin_invocation(4, T0);
     let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
     y.checkpoint(&token, None, &[update("cb", OperationType::Callback, OperationAction::Start)], T0).unwrap();
     assert_eq!(y.answer_callback("cb", Some(Ok("1".into())), T0 + 1), Ok(false));
-    assert_eq!(y.end_invocation("r", T0, InvocationOutput::Pending, T0 + 3), Next::Invoke);
+    assert_eq!(y.end_invocation("r", T0, InvocationOutput::Pending, T0 + 3, None), Next::Invoke);
 }
 
 #[test]
@@ -438,7 +456,7 @@ fn an_envelope_past_the_payload_limit_carries_a_marker_and_the_rest_is_read_with
         let answer = x.checkpoint(&token, None, &[step(&format!("s{n}"), OperationAction::Start), done], T0).unwrap();
         token = token_of(&answer);
     }
-    x.end_invocation("r", T0, InvocationOutput::Pending, T0 + 1);
+    x.end_invocation("r", T0, InvocationOutput::Pending, T0 + 1, None);
     let (_, envelope) = x.begin_invocation(10, T0 + 2);
     let carried = envelope["InitialExecutionState"]["Operations"].as_array().unwrap().len();
     assert!(serde_json::to_string(&envelope).unwrap().len() <= ENVELOPE_BYTES + 4096);
@@ -469,7 +487,10 @@ fn a_chained_invoke_is_started_by_the_sdk_and_ended_by_the_service_with_awss_eve
                "DurableExecutionArn": "arn:child"})
     );
     assert_eq!(x.chained_invokes(), vec![("inv".to_string(), "echo".to_string(), Some("\"hi\"".to_string()))]);
-    assert_eq!(x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1), Next::WaitUntil(Some(T0 + 300_000)));
+    assert_eq!(
+        x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1, None),
+        Next::WaitUntil(Some(T0 + 300_000))
+    );
     // It ends while nothing runs: the execution is to be invoked, and the SDK reads the result.
     assert_eq!(x.end_chained_invoke("inv", Ok(Some("\"hi\"".into())), T0 + 5), Ok(true));
     assert!(x.wants_invocation() && x.chained_invokes().is_empty());
@@ -493,4 +514,11 @@ fn a_chained_invoke_is_started_by_the_sdk_and_ended_by_the_service_with_awss_eve
     assert_eq!(y.end_chained_invoke("inv", Err(ErrorObject::new("ValueError", "bad")), T0 + 1), Ok(false));
     let failed = y.events.last().unwrap().to_wire(true);
     assert_eq!(failed["ChainedInvokeFailedDetails"]["Error"]["Payload"]["ErrorType"], "ValueError");
+}
+
+#[test]
+fn an_ended_execution_expires_its_retention_days_after_its_end() {
+    assert_eq!(expires_at(T0, 14), T0 + 14 * 86_400_000);
+    assert_eq!(expires_at(T0, 1), T0 + 86_400_000);
+    assert_eq!(expires_at(i64::MAX - 5, 90), i64::MAX, "saturates rather than wrapping into the past");
 }

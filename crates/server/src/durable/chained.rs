@@ -57,12 +57,12 @@ impl Durable {
         function: String,
         payload: Option<String>,
     ) -> Call {
-        let (executed_version, execution_arn) = match self.invoker.check(account, &function).await {
+        let (executed_version, execution_arn) = match self.services.invoker.check(account, &function).await {
             Ok(target) => {
                 let arn = target.config.durable.map(|_| {
                     let (name, child) = chained_execution(id, op_id);
                     let function_arn = stoke_core::reference::function_arn(
-                        &self.region,
+                        &self.services.region,
                         &target.account,
                         &target.function,
                         Some(&target.version),
@@ -129,7 +129,7 @@ impl Durable {
 
     /// Calls the function: its result, or its error as the calling execution sees it.
     async fn call(&self, account: &AccountId, id: &str, call: &Call) -> Result<Option<String>, ErrorObject> {
-        let target = match self.invoker.check(account, &call.function).await {
+        let target = match self.services.invoker.check(account, &call.function).await {
             Ok(t) => t,
             Err(e) => return Err(refusal(&e)),
         };
@@ -159,7 +159,7 @@ impl Durable {
             };
         }
         let reference = format!("{}:{}", target.function, target.version);
-        match self.invoker.invoke(account, &reference, InvokeRequest { payload, ..Default::default() }).await {
+        match self.services.invoker.invoke(account, &reference, InvokeRequest { payload, ..Default::default() }).await {
             Ok((result, _)) => match result.outcome {
                 Outcome::Success(body) => Ok(Some(String::from_utf8_lossy(&body).into_owned())),
                 Outcome::FunctionError { error_type, body } => Err(function_error(&error_type, &body)),

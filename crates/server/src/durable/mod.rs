@@ -24,8 +24,9 @@ use stoke_scheduler::InvokeTarget;
 use stoke_store::{DurableEventRow, DurableOpRow, DurableRecord, Store, StoreError};
 
 use crate::accounts::Scope;
-use crate::invoke::{InvokeFailure, Invoker};
+use crate::invoke::InvokeFailure;
 use crate::registry::now_ms;
+use crate::services::Services;
 
 /// Why a durable execution operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,11 @@ impl From<StoreError> for DurableFailure {
 
 type Result<T> = std::result::Result<T, DurableFailure>;
 
+/// Expired executions deleted per store call.
+const SWEEP_BATCH: usize = 500;
+/// How often expired executions are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// An execution's head as stored: the engine's, and the node whose loop runs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredHead {
@@ -67,6 +73,12 @@ struct StoredHead {
     /// The node running its loop (in a cluster); `None` on a single node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     node: Option<String>,
+}
+
+/// The head as stored, with the node whose loop runs the execution.
+fn head_json(x: &DurableExecution, owner: Option<&String>) -> String {
+    let stored = StoredHead { head: x.head().clone(), node: owner.cloned() };
+    serde_json::to_string(&stored).unwrap_or_default()
 }
 
 /// An execution started by an invocation of its function.
@@ -100,6 +112,8 @@ struct Loaded {
     invoke_due: bool,
     /// When a failed invocation is tried again.
     retry_at: Option<i64>,
+    /// In a cluster: the node whose loop runs it (kept by every node that writes it).
+    owner: Option<String>,
 }
 
 /// An execution this node holds.
@@ -112,13 +126,15 @@ struct Live {
     /// them, reading it fresh each time.
     runs_loop: bool,
     done: tokio::sync::watch::Sender<bool>,
+    /// The resume time an instance was last started for (the pre-warmer), so it is started once.
+    warmed_for: Mutex<Option<i64>>,
 }
 
 /// The durable execution service.
 pub struct Durable {
-    store: Arc<dyn Store>,
-    invoker: Arc<Invoker>,
-    region: String,
+    /// The store, the invoker, the statistics and the pre-warm policy executions run with (the server's
+    /// `--prewarm`: whether a resume after a known wait is warmed).
+    services: Arc<Services>,
     /// In a cluster: this node's name, recorded on the executions whose loops it runs.
     node: Option<String>,
     live: Mutex<HashMap<String, Arc<Live>>>,
@@ -162,11 +178,9 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Durable {
-    pub fn new(store: Arc<dyn Store>, invoker: Arc<Invoker>, region: String, node: Option<String>) -> Arc<Self> {
+    pub fn new(services: Arc<Services>, node: Option<String>) -> Arc<Self> {
         Arc::new_cyclic(|me| Durable {
-            store,
-            invoker,
-            region,
+            services,
             node,
             live: Mutex::new(HashMap::new()),
             chained: Mutex::default(),
@@ -178,7 +192,7 @@ impl Durable {
         &self,
         f: impl FnOnce(&dyn Store) -> std::result::Result<T, StoreError> + Send + 'static,
     ) -> std::result::Result<T, StoreError> {
-        let store = self.store.clone();
+        let store = self.services.store.clone();
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
@@ -215,7 +229,7 @@ impl Durable {
             return Ok(found);
         }
         let function_arn =
-            stoke_core::reference::function_arn(&self.region, &account, &function, Some(&target.version));
+            stoke_core::reference::function_arn(&self.services.region, &account, &function, Some(&target.version));
         let arn = engine::execution_arn(&function_arn, &name, &id);
         let now = now_ms();
         let mut x = DurableExecution::start(&arn, &name, &input, u64::from(config.execution_timeout_s), now);
@@ -232,7 +246,9 @@ impl Durable {
             ended_ms: None,
             next_deadline_ms: x.next_deadline(),
             revision: 0,
-            head: self.head_json(&x),
+            head: head_json(&x, self.node.as_ref()),
+            retention_days: config.retention_days,
+            expires_ms: None,
         };
         let (ops, events) = rows(x.take_delta());
         let stored = record.clone();
@@ -246,7 +262,8 @@ impl Durable {
             }
             Err(e) => return Err(e.into()),
         }
-        let loaded = Loaded { x, record, stale: false, invoke_due: true, retry_at: None };
+        let owner = self.node.clone();
+        let loaded = Loaded { x, record, stale: false, invoke_due: true, retry_at: None, owner };
         self.run(&id, account, loaded);
         Ok(Started { arn, id, existing: false })
     }
@@ -269,11 +286,6 @@ impl Durable {
         Ok(Some(Started { arn: found.arn, id: found.id, existing: true }))
     }
 
-    fn head_json(&self, x: &DurableExecution) -> String {
-        let stored = StoredHead { head: x.head().clone(), node: self.node.clone() };
-        serde_json::to_string(&stored).unwrap_or_default()
-    }
-
     /// Holds `loaded` and spawns its loop.
     fn run(&self, id: &str, account: AccountId, loaded: Loaded) {
         let live = Arc::new(Live {
@@ -283,6 +295,7 @@ impl Durable {
             wake: tokio::sync::Notify::new(),
             runs_loop: true,
             done: tokio::sync::watch::Sender::new(false),
+            warmed_for: Mutex::new(None),
         });
         lock(&self.live).insert(id.to_string(), live.clone());
         let Some(me) = self.me.upgrade() else { return };
@@ -300,7 +313,8 @@ impl Durable {
         let mut resumed = 0;
         for record in running {
             let node = serde_json::from_str::<StoredHead>(&record.head).ok().and_then(|h| h.node);
-            if node != self.node || lock(&self.live).contains_key(&record.id) {
+            let looping = lock(&self.live).get(&record.id).is_some_and(|l| l.runs_loop);
+            if node != self.node || looping {
                 continue;
             }
             let (id, account) = (record.id.clone(), record.account.clone());
@@ -316,7 +330,7 @@ impl Durable {
                     "Stoke.InvocationLost",
                     "the server stopped while the function was running; the invocation is tried again",
                 );
-                loaded.x.end_invocation("", started, InvocationOutput::Error(lost), now_ms());
+                loaded.x.end_invocation("", started, InvocationOutput::Error(lost), now_ms(), None);
             }
             loaded.invoke_due = true;
             if let Err(e) = self.persist(&mut loaded).await {
@@ -327,6 +341,74 @@ impl Durable {
             resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// In a cluster: takes over the running executions whose loops ran on the `lost` nodes (leases lapsed):
+    /// each is recorded as this node's, revision-checked (of several nodes doing this at once, one wins), and
+    /// resumed here — an invocation the lost node had under way counts as failed and the function is invoked
+    /// again, the SDK replaying what was checkpointed. Returns how many it took.
+    pub async fn take_over(&self, lost: &[String]) -> Result<usize> {
+        let Some(me) = self.node.clone().filter(|_| !lost.is_empty()) else { return Ok(0) };
+        let running = self.blocking(|s| s.running_durable()).await?;
+        let mut taken = 0;
+        for record in running {
+            let node = serde_json::from_str::<StoredHead>(&record.head).ok().and_then(|h| h.node);
+            if !node.as_ref().is_some_and(|n| lost.contains(n)) {
+                continue;
+            }
+            let mut loaded = match self.load(&record.account, &record.id).await {
+                Ok(l) if l.owner == node => l,
+                Ok(_) | Err(DurableFailure::NotFound(_)) => continue,
+                Err(e) => {
+                    tracing::warn!(execution = %record.id, error = %e, "cannot read a lost node's durable execution");
+                    continue;
+                }
+            };
+            loaded.owner = Some(me.clone());
+            match self.persist(&mut loaded).await {
+                Ok(()) => taken += 1,
+                Err(DurableFailure::Store(StoreError::RevisionMismatch(_))) => {}
+                Err(e) => tracing::warn!(execution = %record.id, error = %e, "cannot take over a durable execution"),
+            }
+        }
+        if taken > 0 {
+            tracing::warn!(nodes = ?lost, executions = taken, "took over the durable executions of nodes that are gone");
+            self.resume().await?;
+        }
+        Ok(taken)
+    }
+
+    /// Deletes the executions whose retention ran out, with their operations and events, a batch at a time;
+    /// returns how many.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let gone = self.blocking(|s| s.delete_expired_durable(now_ms(), SWEEP_BATCH)).await?;
+            deleted += gone.len();
+            let mut live = lock(&self.live);
+            for x in &gone {
+                live.remove(&x.id);
+            }
+            if gone.len() < SWEEP_BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Sweeps expired executions now and every [`SWEEP_EVERY`] (on every node of a cluster: deleting one is
+    /// idempotent).
+    pub fn sweep_in_background(&self) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            loop {
+                match me.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(executions = n, "durable executions past their retention deleted"),
+                    Err(e) => tracing::warn!(error = %e, "cannot delete expired durable executions; trying later"),
+                }
+                tokio::time::sleep(SWEEP_EVERY).await;
+            }
+        });
     }
 
     /// Reads an execution from the store.
@@ -354,7 +436,7 @@ impl Durable {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| broken("event", e))?;
         let x = DurableExecution::from_parts(head.head, ops, events);
-        Ok(Loaded { x, record, stale: false, invoke_due: false, retry_at: None })
+        Ok(Loaded { x, record, stale: false, invoke_due: false, retry_at: None, owner: head.node })
     }
 
     /// Writes what changed; the record moves one revision on. A write refused (another node wrote, the
@@ -364,8 +446,9 @@ impl Durable {
         let mut record = l.record.clone();
         record.status = status_name(l.x.status);
         record.ended_ms = l.x.ended_ms;
+        record.expires_ms = l.x.ended_ms.map(|end| engine::expires_at(end, record.retention_days));
         record.next_deadline_ms = l.x.next_deadline();
-        record.head = self.head_json(&l.x);
+        record.head = head_json(&l.x, l.owner.as_ref());
         let expected = record.revision;
         let (ops, events) = rows(delta);
         let stored = record.clone();
@@ -395,6 +478,7 @@ impl Durable {
                     wake: tokio::sync::Notify::new(),
                     runs_loop: false,
                     done: tokio::sync::watch::Sender::new(false),
+                    warmed_for: Mutex::new(None),
                 })
             })
             .clone();
@@ -558,7 +642,7 @@ impl Durable {
                  /durable-execution/<name>/<id>"
             ))
         })?;
-        if parsed.account != account.as_str() || parsed.region != self.region {
+        if parsed.account != account.as_str() || parsed.region != self.services.region {
             return Err(DurableFailure::NotFound(format!("durable execution {arn} does not exist")));
         }
         Ok(parsed.id)
@@ -652,7 +736,7 @@ impl Durable {
         let mut out = json!({
             "DurableExecutionArn": record.arn,
             "DurableExecutionName": record.name,
-            "FunctionArn": stoke_core::reference::function_arn(&self.region, &record.account, &record.function, Some(&record.version)),
+            "FunctionArn": stoke_core::reference::function_arn(&self.services.region, &record.account, &record.function, Some(&record.version)),
             "Status": record.status,
             "StartTimestamp": secs(record.started_ms),
             "Version": record.version,
@@ -718,6 +802,14 @@ impl Durable {
         Ok(out)
     }
 
+    /// Where an execution's time went and what its invocations cost, in the shape of a workflow's timeline.
+    pub async fn timeline(&self, record: &DurableRecord) -> Result<timeline::Timeline> {
+        let id = record.id.clone();
+        let rows = self.blocking(move |s| s.durable_events(&id, 0, usize::MAX)).await?;
+        let events: Vec<Event> = rows.iter().filter_map(|r| serde_json::from_str(&r.data).ok()).collect();
+        Ok(timeline::timeline(record.started_ms, &events, &self.services.pricing))
+    }
+
     /// `ListDurableExecutionsByFunction`: the function's executions that pass `filter`, oldest first (or
     /// newest first), `max` after the one `marker` names.
     pub async fn list(
@@ -736,7 +828,7 @@ impl Durable {
                 let mut v = json!({
                     "DurableExecutionArn": r.arn,
                     "DurableExecutionName": r.name,
-                    "FunctionArn": stoke_core::reference::function_arn(&self.region, &r.account, &r.function, Some(&r.version)),
+                    "FunctionArn": stoke_core::reference::function_arn(&self.services.region, &r.account, &r.function, Some(&r.version)),
                     "Status": r.status,
                     "StartTimestamp": secs(r.started_ms),
                 });
@@ -856,6 +948,7 @@ impl ListFilter {
 
 mod chained;
 mod run;
+pub mod timeline;
 
 #[cfg(test)]
 mod tests;

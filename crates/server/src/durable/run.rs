@@ -13,6 +13,8 @@ use stoke_store::StoreError;
 use super::{lock, now_ms, random_u64, Durable, DurableFailure, Live, Loaded, Result, CLUSTER_LOOK_MS, RETRY_LATER};
 use crate::error::Classified;
 use crate::invoke::InvokeFailure;
+use crate::services::usage;
+use stoke_asl::prewarm::{resume_warm, Policy};
 
 impl Durable {
     /// The loop of one execution: invoke, wait for what it waits for, invoke again, until it ends.
@@ -78,7 +80,7 @@ impl Durable {
         let (payload, started, reference) = {
             let mut guard = live.state.lock().await;
             let l = self.current(live, &mut guard).await?;
-            if !l.x.is_running() {
+            if !l.x.is_running() || self.moved(live, l) {
                 return Ok(None);
             }
             let now = now_ms();
@@ -94,6 +96,7 @@ impl Durable {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                self.warm_resume(live, l);
                 // In a cluster another node may answer a callback: look at the store now and then.
                 let deadline = match self.node {
                     Some(_) => Some(deadline.unwrap_or(i64::MAX).min(now + CLUSTER_LOOK_MS)),
@@ -109,26 +112,33 @@ impl Durable {
             (Bytes::from(envelope.to_string()), now, reference)
         };
         let req = InvokeRequest { payload, ..Default::default() };
-        let ran = self.invoker.invoke(&live.account, &reference, req).await;
+        let ran = self.services.invoker.invoke(&live.account, &reference, req).await;
         let mut guard = live.state.lock().await;
-        let (request_id, output) = match ran {
-            Ok((result, _)) => (Some(result.request_id.clone()), output_of(result.outcome)),
+        let (request_id, output, usage) = match ran {
+            Ok((result, _)) => {
+                let used = serde_json::to_value(usage(&result, &self.services.invoker)).ok();
+                (Some(result.request_id.clone()), output_of(result.outcome), used)
+            }
             // The function never ran (no room, the platform could not): not the execution's failure.
-            Err(e) if retry_later(&e) => (None, InvocationOutput::Pending),
-            Err(e) => (Some(String::new()), InvocationOutput::Error(refusal(&e))),
+            Err(e) if retry_later(&e) => (None, InvocationOutput::Pending, None),
+            Err(e) => (Some(String::new()), InvocationOutput::Error(refusal(&e)), None),
         };
         // Recorded on what is stored: another node may have applied a checkpoint of this invocation.
         let mut attempt = 0;
         loop {
             attempt += 1;
             let l = self.current(live, &mut guard).await?;
+            // Another node took it over meanwhile: it has counted this invocation as lost, and invokes again.
+            if self.moved(live, l) {
+                return Ok(None);
+            }
             let now = now_ms();
             match &request_id {
                 None => {
                     l.x.abandon_invocation();
                     l.retry_at = Some(now + i64::try_from(RETRY_LATER.as_millis()).unwrap_or(1000));
                 }
-                Some(id) => match l.x.end_invocation(id, started, output.clone(), now) {
+                Some(id) => match l.x.end_invocation(id, started, output.clone(), now, usage.clone()) {
                     Next::Done => {}
                     Next::Invoke => l.invoke_due = true,
                     // A failed invocation's retry; the engine's own timers are its next deadline.
@@ -146,6 +156,41 @@ impl Durable {
             return Ok(None);
         }
         Ok(Some(Some(l.retry_at.unwrap_or_else(now_ms))))
+    }
+
+    /// Whether another node runs the execution's loop now (it took it over from this one, thought lost).
+    fn moved(&self, live: &Live, l: &Loaded) -> bool {
+        let moved = self.node.is_some() && l.owner != self.node;
+        if moved {
+            tracing::warn!(execution = %live.id, node = ?l.owner, "another node took this durable execution over");
+        }
+        moved
+    }
+
+    /// Under the server's pre-warm policy, starts an instance of the function for a resume whose time is
+    /// known (a wait's end, a step's retry) just before it, once per resume time; the instance's place in
+    /// the pool's demand is taken by the resume's invocation.
+    fn warm_resume(&self, live: &Arc<Live>, l: &Loaded) {
+        let policy = self.services.default_prewarm;
+        let Some(resume) = l.x.next_resume().filter(|_| policy != Policy::Off) else { return };
+        if lock(&live.warmed_for).replace(resume) == Some(resume) {
+            return;
+        }
+        let reference = format!("{}:{}", l.record.function, l.record.version);
+        let (services, live) = (self.services.clone(), Arc::downgrade(live));
+        tokio::spawn(async move {
+            let Some(account) = live.upgrade().map(|l| l.account.clone()) else { return };
+            let Some(target) = services.invoker.pool_target(&account, &reference).await else { return };
+            let init = services.stats.function(target.version_key()).predicted_init_ms();
+            let Some(w) = resume_warm(policy, &services.prewarm, now_ms(), resume, init) else { return };
+            tokio::time::sleep(Duration::from_millis(u64::try_from(w.at_ms - now_ms()).unwrap_or(0))).await;
+            // Ended, or suspended until another time, meanwhile: nothing to warm for.
+            let current = live.upgrade().is_some_and(|l| !*l.done.borrow() && *lock(&l.warmed_for) == Some(resume));
+            if current {
+                let hold = Duration::from_millis(u64::try_from(w.hold_ms).unwrap_or(0));
+                services.invoker.announce(&target, 1, hold).await;
+            }
+        });
     }
 }
 

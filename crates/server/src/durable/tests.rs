@@ -48,6 +48,8 @@ fn record(name: &str, version: &str, status: &str, started_ms: i64) -> DurableRe
         next_deadline_ms: None,
         revision: 0,
         head: String::new(),
+        retention_days: 14,
+        expires_ms: None,
     }
 }
 

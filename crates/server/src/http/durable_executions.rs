@@ -35,6 +35,9 @@ pub struct DurableExecutionView {
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
+    /// Once it has ended: when it is deleted (its function's retention, in days, after its end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// Its input (as the invocation gave it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
@@ -58,6 +61,7 @@ impl DurableExecutionView {
             status: r.status.clone(),
             started_at: stoke_core::time::format_rfc3339(r.started_ms),
             ended_at: r.ended_ms.map(stoke_core::time::format_rfc3339),
+            expires_at: r.expires_ms.map(stoke_core::time::format_rfc3339),
             input: None,
             result: None,
             error: None,
@@ -248,6 +252,20 @@ pub async fn history(
     let page = s.durable.history(&caller.account.id, &record.arn, after, limit, false, true).await?;
     let events = page["Events"].as_array().cloned().unwrap_or_default();
     Ok(Json(DurableHistory { events, next_cursor: page["NextMarker"].as_str().map(str::to_string) }))
+}
+
+/// Where a durable execution's time went, in a workflow timeline's shape: a row per invocation of its
+/// function (queued, sandbox, init, running; cold starts) and per operation (steps running, waits and
+/// callbacks waiting), milliseconds since its start, and the bill.
+#[utoipa::path(get, path = "/v1/durable-executions/{id}/timeline", tag = "durable", params(DurableExecutionPath),
+    responses((status = 200, body = crate::workflows::timeline::Timeline), (status = 404, body = ErrorBody)))]
+pub async fn timeline(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<crate::workflows::timeline::Timeline>> {
+    let record = s.durable.record_by_id(&caller.account.id, &id).await?;
+    Ok(Json(s.durable.timeline(&record).await?))
 }
 
 /// Stops a running durable execution (STOPPED, with the error given); one that has ended is a 409.

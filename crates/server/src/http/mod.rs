@@ -91,6 +91,7 @@ pub fn app(state: AppState) -> Router {
         .route("/functions/{function}/durable-executions", get(durable_executions::list))
         .route("/durable-executions/{id}", get(durable_executions::get))
         .route("/durable-executions/{id}/history", get(durable_executions::history))
+        .route("/durable-executions/{id}/timeline", get(durable_executions::timeline))
         .route("/durable-executions/{id}/stop", post(durable_executions::stop))
         .route("/durable-callbacks/{callback}", post(durable_executions::answer))
         .route("/events/failed", get(events::list_failed).delete(events::purge))

@@ -26,7 +26,7 @@ use super::{
         functions::block, functions::unblock, functions::retire,
         invoke::invoke, invoke::instances, invoke::logs,
         durable_executions::list, durable_executions::get, durable_executions::history, durable_executions::stop,
-        durable_executions::answer,
+        durable_executions::timeline, durable_executions::answer,
         events::list_failed, events::get, events::redrive, events::redrive_all, events::delete, events::purge,
         functions::list_event_configs, functions::put_event_config, functions::delete_event_config,
         triggers::create_url, triggers::list_urls, triggers::get_url, triggers::patch_url, triggers::delete_url,

@@ -24,7 +24,7 @@ use stoke_asl::{Definition, Entropy, Failure, SeededEntropy, State, StateKind};
 use stoke_core::sync::lock;
 use stoke_core::time::format_rfc3339;
 use stoke_scheduler::{InvokeRequest, InvokeTarget};
-use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow, Store};
+use stoke_store::{ExecutionRecord, ExecutionStatus, HistoryRow};
 
 use super::history::{
     ErrorCause, EvaluationFailed, HistoryEvent, Integration, MapIteration, MapStarted, Output, Recorded, StateEntered,
@@ -38,24 +38,14 @@ pub use distributed::{
 };
 
 use crate::error::Classified;
-use crate::invoke::{InvokeFailure, Invoker};
+use crate::invoke::InvokeFailure;
 use crate::registry::now_ms;
-use crate::stats::{state_key, Statistics};
+use crate::services::usage;
+pub use crate::services::Services;
+use crate::stats::state_key;
 
 /// How a state ended: its output, the next state (`None` ends its scope) and the variables it assigned.
 type Exit = (Value, Option<String>, Option<Vars>);
-
-/// What every execution runs with.
-pub struct Services {
-    pub invoker: Arc<Invoker>,
-    pub store: Arc<dyn Store>,
-    pub region: String,
-    pub stats: Arc<Statistics>,
-    /// The pre-warm policy of executions whose workflow and start request name none.
-    pub default_prewarm: Policy,
-    pub prewarm: prewarm::Settings,
-    pub pricing: stoke_core::cost::Pricing,
-}
 
 /// Longest an announced invocation holds its warm instance's place in the pool's demand.
 const ANNOUNCE_TTL: Duration = Duration::from_secs(60);
@@ -947,6 +937,7 @@ impl Run {
         let parse = |body: &[u8]| {
             serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
         };
+        let used = usage(&result, &self.services.invoker);
         let outcome = match result.outcome {
             stoke_scheduler::Outcome::Success(body) => {
                 let out = parse(&body);
@@ -961,9 +952,6 @@ impl Run {
                 Err(f)
             }
         };
-        let mut used = usage(&result.report);
-        // Another node's instance ran it (its queue's owner, or a node hosting that queue), else this one.
-        used.node = result.node.or_else(|| self.services.invoker.queues().map(|q| q.node().to_string()));
         Ok((outcome, used))
     }
 }
@@ -998,25 +986,6 @@ fn static_functions(machine: &Machine, out: &mut BTreeSet<String>) {
             StateKind::Map(m) => static_functions(&m.processor, out),
             _ => {}
         }
-    }
-}
-
-/// What an invocation used and where its time went, kept in the history for cost and timelines.
-fn usage(r: &stoke_scheduler::Report) -> Usage {
-    let whole = |ms: f64| stoke_core::cost::billed_ms(ms);
-    let cold = r.init_duration_ms.is_some();
-    Usage {
-        billed_ms: r.billed_ms,
-        memory_mb: r.memory_mb,
-        duration_ms: r.duration_ms,
-        queued_ms: r.queued_ms,
-        init_ms: r.instance_init_ms.map_or(0, whole),
-        instance: r.instance,
-        cold_start_ms: r.init_duration_ms,
-        sandbox_ms: cold.then(|| r.sandbox_ms.unwrap_or(0.0)),
-        held_ms: r.held_ms.map(whole),
-        prepared: r.held_ms.is_some(),
-        node: None,
     }
 }
 

@@ -81,7 +81,7 @@ pub struct Timeline {
 /// Of one invocation's cold start, the part that ran before its step asked for it (`from`): all of an
 /// instance's initialisation when it was started ahead and the invocation did not wait, else the part of a
 /// prepared instance's start drawn before the step.
-fn hidden_cold_start(usage: &Usage, segments: &[Segment], from: f64) -> f64 {
+pub(crate) fn hidden_cold_start(usage: &Usage, segments: &[Segment], from: f64) -> f64 {
     if usage.cold_start_ms.is_none() {
         // Its first invocation, and it did not wait: its whole initialisation happened before.
         return usage.init_ms as f64;
@@ -95,7 +95,7 @@ fn hidden_cold_start(usage: &Usage, segments: &[Segment], from: f64) -> f64 {
 
 /// Where an invocation's time went, from when it was scheduled (`from`) to when its result came (`to`).
 /// A prepared instance's start and holding happened before the step was scheduled, and are drawn there.
-fn invocation_segments(usage: &Usage, from: f64, to: f64) -> Vec<Segment> {
+pub(crate) fn invocation_segments(usage: &Usage, from: f64, to: f64) -> Vec<Segment> {
     let prepared = usage.held_ms.is_some();
     let floor = if prepared { f64::MIN } else { from };
     let seg = |phase, start: f64, end: f64| Segment { phase, start_ms: start.max(floor), end_ms: end.max(floor) };
@@ -124,7 +124,7 @@ fn invocation_segments(usage: &Usage, from: f64, to: f64) -> Vec<Segment> {
     out
 }
 
-fn usage_of(u: &Usage) -> stoke_core::cost::Usage {
+pub(crate) fn usage_of(u: &Usage) -> stoke_core::cost::Usage {
     stoke_core::cost::Usage {
         billed_ms: u.billed_ms,
         init_ms: u.init_ms,

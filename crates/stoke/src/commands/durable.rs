@@ -1,10 +1,11 @@
-//! `stoke durable …`: Lambda durable executions — a function's executions, one execution, its history,
-//! stopping it, answering its callbacks.
+//! `stoke durable …`: Lambda durable executions — a function's executions, one execution, its history and
+//! timeline, stopping it, answering its callbacks.
 
 use anyhow::{bail, Result};
 use reqwest::Method;
 use serde_json::{json, Value};
 use stoke_server::http::durable_executions::{DurableExecutionList, DurableExecutionView, DurableHistory};
+use stoke_server::workflows::timeline::Timeline;
 
 use crate::client::{all_pages, segment, Client};
 use crate::output::{print_fields, print_json, table, Format};
@@ -29,6 +30,14 @@ enum Command {
     Get { id: String },
     /// An execution's history, Lambda's events, oldest first.
     History { id: String },
+    /// Draw where an execution's time went: each invocation (queued, sandbox, init, running; cold or
+    /// warm) and each operation (steps running, waits and callbacks waiting), as `stoke wf timeline` does.
+    Timeline {
+        id: String,
+        /// Width of the chart in columns.
+        #[arg(long, default_value_t = 60)]
+        width: usize,
+    },
     /// Stop a running execution.
     Stop {
         id: String,
@@ -132,6 +141,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             }
             println!("{t}");
         }
+        Command::Timeline { id, width } => {
+            let path = format!("/v1/durable-executions/{}/timeline", segment(&id));
+            let (t, raw): (Timeline, Value) = client.json(client.request(Method::GET, &path))?;
+            if global.output == Format::Json {
+                print_json(&raw);
+            } else {
+                super::workflow::gantt(&t, width).iter().for_each(|line| println!("{line}"));
+            }
+        }
         Command::Stop { id, error_type, message } => {
             let body = json!({ "error_type": error_type, "message": message });
             let path = format!("/v1/durable-executions/{}/stop", segment(&id));
@@ -172,6 +190,9 @@ fn show(e: &DurableExecutionView) {
     }
     if let Some(err) = &e.error {
         fields.push(("error", err.to_string()));
+    }
+    if let Some(t) = &e.expires_at {
+        fields.push(("deleted at", t.clone()));
     }
     fields.push(("arn", e.arn.clone()));
     print_fields(&fields);

@@ -139,7 +139,7 @@ fn phase_mark(p: Phase) -> char {
 }
 
 /// The timeline as a text Gantt chart: a row per step, `width` columns for the execution's duration.
-fn gantt(t: &Timeline, width: usize) -> Vec<String> {
+pub(crate) fn gantt(t: &Timeline, width: usize) -> Vec<String> {
     let width = width.max(10);
     let total = t.duration_ms.max(1.0);
     // The columns a stretch covers: at least one, so short phases stay visible.

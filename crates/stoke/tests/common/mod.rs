@@ -475,3 +475,59 @@ pub fn sign_lambda(
     );
     req.header("X-Amz-Date", amz_date.clone()).header("Authorization", auth)
 }
+
+pub fn python_has(module: &str) -> bool {
+    Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Runs a script of tests/clients against `s` with the admin's key pair (STOKE_ENDPOINT, STOKE_AKID,
+/// STOKE_SECRET, STOKE_ACCOUNT); it must succeed and print "all checks passed".
+pub fn run_boto3_script(s: &TestServer, script: &str) {
+    run_boto3_script_with(s, script, &[]);
+}
+
+/// As [`run_boto3_script`], with more environment variables for the script (e.g. `AWS_CA_BUNDLE`).
+pub fn run_boto3_script_with(s: &TestServer, script: &str, env: &[(&str, &Path)]) {
+    run_boto3_script_args(s, script, &[], env);
+}
+
+/// As [`run_boto3_script_with`], with arguments for the script; returns what it printed.
+pub fn run_boto3_script_args(s: &TestServer, script: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("credentials.json")).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg(format!("{}/../../tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .env("STOKE_ENDPOINT", &s.url)
+        .env("STOKE_AKID", creds["access_key_id"].as_str().unwrap())
+        .env("STOKE_SECRET", creds["secret_access_key"].as_str().unwrap())
+        .env("STOKE_ACCOUNT", &s.account_id)
+        .env_remove("AWS_PROFILE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout.into_owned()
+}
+
+/// Where the durable execution SDK's wheels are (`scripts/test` downloads them).
+pub fn durable_wheels() -> std::path::PathBuf {
+    std::env::var_os("STOKE_DURABLE_WHEELS").map_or_else(
+        || std::path::PathBuf::from(format!("{}/../../tests/durable/.wheels", env!("CARGO_MANIFEST_DIR"))),
+        std::path::PathBuf::from,
+    )
+}
+
+/// The SDK's wheels, or `None` (and a loud skip outside CI) when they or boto3 are missing.
+pub fn durable_sdk(check: &str) -> Option<std::path::PathBuf> {
+    let wheels = durable_wheels();
+    let has_sdk = std::fs::read_dir(&wheels).is_ok_and(|d| {
+        d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("aws_durable_execution_sdk_python-"))
+    });
+    (present_or_skip(python_has("boto3"), "boto3", check)
+        && present_or_skip(has_sdk, "the durable execution SDK's wheels", check))
+    .then_some(wheels)
+}

@@ -5,7 +5,7 @@
 
 use stoke_core::{AccountId, FunctionName};
 
-use super::{absent, num, put, unchanged, EtcdStore, Read};
+use super::{absent, delete, delete_prefix, num, put, unchanged, EtcdStore, Read};
 use crate::{DurableEventRow, DurableOpRow, DurableRecord, DurableStore, Result, StoreError};
 
 impl EtcdStore {
@@ -140,5 +140,29 @@ impl DurableStore for EtcdStore {
             rows.into_iter().map(|r| r.value).filter(|d| d.status == "RUNNING").collect();
         running.sort_by(|a, b| (a.started_ms, &a.id).cmp(&(b.started_ms, &b.id)));
         Ok(running)
+    }
+
+    fn delete_expired_durable(&self, now_ms: i64, limit: usize) -> Result<Vec<DurableRecord>> {
+        let (rows, _) = self.list::<DurableRecord>(&self.keys.under(&["durable"]))?;
+        let mut expired: Vec<Read<DurableRecord>> =
+            rows.into_iter().filter(|r| r.value.expires_ms.is_some_and(|t| t <= now_ms)).collect();
+        expired.sort_by(|a, b| (a.value.expires_ms, &a.value.id).cmp(&(b.value.expires_ms, &b.value.id)));
+        let mut deleted = Vec::new();
+        for r in expired.into_iter().take(limit) {
+            let x = r.value;
+            let key = self.durable_key(&x.account, &x.id);
+            let name = self.keys.key(&["durable-names", x.account.as_str(), x.function.as_str(), &x.name]);
+            let writes = vec![
+                delete(&key),
+                delete(&name),
+                delete_prefix(&self.keys.under(&["durable-ops", &x.id])),
+                delete_prefix(&self.keys.under(&["durable-events", &x.id])),
+            ];
+            // Another node deleting it first (or anything changing it) is not an error: it is not ours.
+            if self.commit(vec![unchanged(&key, r.mod_revision)], writes)? {
+                deleted.push(x);
+            }
+        }
+        Ok(deleted)
     }
 }

@@ -8,7 +8,7 @@ use super::{account_id, function_name, SqliteStore};
 use crate::{DurableEventRow, DurableOpRow, DurableRecord, DurableStore, Result, StoreError};
 
 const COLS: &str = "id, account_id, function_name, version, name, arn, status, input_sha256, started_ms, ended_ms, \
-                    next_deadline_ms, revision, head";
+                    next_deadline_ms, revision, head, retention_days, expires_ms";
 
 fn durable_row(r: &Row<'_>) -> rusqlite::Result<DurableRecord> {
     Ok(DurableRecord {
@@ -25,6 +25,8 @@ fn durable_row(r: &Row<'_>) -> rusqlite::Result<DurableRecord> {
         next_deadline_ms: r.get("next_deadline_ms")?,
         revision: r.get::<_, i64>("revision")?.try_into().unwrap_or(0),
         head: r.get("head")?,
+        retention_days: r.get("retention_days")?,
+        expires_ms: r.get("expires_ms")?,
     })
 }
 
@@ -69,7 +71,7 @@ impl DurableStore for SqliteStore {
     fn insert_durable(&self, e: &DurableRecord, ops: &[DurableOpRow], events: &[DurableEventRow]) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                &format!("INSERT INTO durable_executions ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT INTO durable_executions ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 params![
                     e.id,
                     e.account.as_str(),
@@ -83,7 +85,9 @@ impl DurableStore for SqliteStore {
                     e.ended_ms,
                     e.next_deadline_ms,
                     i64::try_from(e.revision).unwrap_or(i64::MAX),
-                    e.head
+                    e.head,
+                    e.retention_days,
+                    e.expires_ms
                 ],
             )
             .map_err(|err| {
@@ -121,13 +125,14 @@ impl DurableStore for SqliteStore {
             }
             tx.execute(
                 "UPDATE durable_executions SET status = ?1, ended_ms = ?2, next_deadline_ms = ?3, revision = ?4,
-                 head = ?5 WHERE id = ?6",
+                 head = ?5, expires_ms = ?6 WHERE id = ?7",
                 params![
                     e.status,
                     e.ended_ms,
                     e.next_deadline_ms,
                     i64::try_from(expected_revision + 1).unwrap_or(i64::MAX),
                     e.head,
+                    e.expires_ms,
                     e.id
                 ],
             )?;
@@ -193,6 +198,24 @@ impl DurableStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![account.as_str(), function.as_str(), after, limit], durable_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn delete_expired_durable(&self, now_ms: i64, limit: usize) -> Result<Vec<DurableRecord>> {
+        self.write(|tx| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let expired = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {COLS} FROM durable_executions WHERE expires_ms <= ?1 ORDER BY expires_ms, id LIMIT ?2"
+                ))?;
+                let rows = stmt.query_map(params![now_ms, limit], durable_row)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            // Its operations and events go with it (ON DELETE CASCADE).
+            for x in &expired {
+                tx.execute("DELETE FROM durable_executions WHERE id = ?1", params![x.id])?;
+            }
+            Ok(expired)
+        })
     }
 
     fn running_durable(&self) -> Result<Vec<DurableRecord>> {

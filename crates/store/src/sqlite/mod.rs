@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_schedules.sql"),
     include_str!("../../migrations/0012_map_runs.sql"),
     include_str!("../../migrations/0013_durable_executions.sql"),
+    include_str!("../../migrations/0014_durable_retention.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).

@@ -20,6 +20,8 @@ fn execution(account: &AccountId, function: &str, id: &str, name: &str, started_
         next_deadline_ms: None,
         revision: 1,
         head: "{}".into(),
+        retention_days: 14,
+        expires_ms: None,
     }
 }
 
@@ -97,7 +99,35 @@ pub fn executions_list_by_function_and_the_running_ones_are_found(s: &dyn Store)
     assert_eq!(ids(s.running_durable().unwrap()), ["z1", "y1", "x1", "x3"]);
 }
 
+/// Executions whose retention ran out are deleted whole (head, name, operations, events), oldest expiry
+/// first and at most the limit; running ones and those not yet expired stay.
+pub fn expired_executions_are_deleted_whole_and_nothing_else(s: &dyn Store) {
+    let a = account(s, 1131);
+    for (id, expires) in [("x1", Some(300)), ("x2", Some(100)), ("x3", Some(200)), ("x4", Some(900)), ("x5", None)] {
+        let x = execution(&a, "f", id, &format!("n-{id}"), 10);
+        s.insert_durable(&x, &[op(0, id, "exec")], &[event(1, "ExecutionStarted")]).unwrap();
+        if expires.is_some() {
+            let ended = DurableRecord { status: "SUCCEEDED".into(), ended_ms: Some(50), expires_ms: expires, ..x };
+            s.record_durable(&ended, 1, &[], &[event(2, "ExecutionSucceeded")]).unwrap();
+        }
+    }
+    assert_eq!(s.get_durable(&a, "x2").unwrap().unwrap().expires_ms, Some(100), "the expiry reads back");
+    let ids = |v: Vec<DurableRecord>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.delete_expired_durable(300, 2).unwrap()), ["x2", "x3"], "oldest first, the limit kept");
+    assert_eq!(ids(s.delete_expired_durable(300, 10).unwrap()), ["x1"]);
+    assert!(s.delete_expired_durable(300, 10).unwrap().is_empty());
+    for gone in ["x1", "x2", "x3"] {
+        assert_eq!(s.get_durable(&a, gone).unwrap(), None);
+        assert!(s.durable_operations(gone).unwrap().is_empty() && s.durable_events(gone, 0, 10).unwrap().is_empty());
+    }
+    // Its name is free again.
+    s.insert_durable(&execution(&a, "f", "x6", "n-x2", 20), &[], &[]).unwrap();
+    assert_eq!(ids(s.list_durable(&a, &fname("f"), None, 10).unwrap()), ["x4", "x5", "x6"]);
+    assert_eq!(s.durable_events("x4", 0, 10).unwrap().len(), 2, "not yet expired: whole");
+}
+
 contract!(
+    expired_executions_are_deleted_whole_and_nothing_else,
     an_execution_is_written_as_a_head_operations_and_events,
     stale_duplicate_and_unknown_writes_are_refused_whole,
     executions_list_by_function_and_the_running_ones_are_found,
