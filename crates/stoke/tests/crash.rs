@@ -226,10 +226,14 @@ fn an_ended_durable_execution_is_deleted_once_its_retention_runs_out() {
     assert_eq!(ms("expires_at") - ms("ended_at"), 2 * 86_400 * 1_000_000_000, "two days after its end: {x}");
 
     s.kill9();
-    let db = rusqlite::Connection::open(s.dir.join("stoke.db")).unwrap();
-    let moved = db.execute("UPDATE durable_executions SET expires_ms = 1 WHERE id = ?1", [&old]).unwrap();
-    assert_eq!(moved, 1);
-    drop(db);
+    {
+        // Its expiry moved into the past, in whichever store the server keeps (SQLite, or etcd in cluster mode).
+        let store = s.store();
+        let account = stoke_core::AccountId::parse(&s.account_id).unwrap();
+        let x = store.get_durable(&account, &old).unwrap().unwrap();
+        let expired = stoke_store::DurableRecord { expires_ms: Some(1), ..x.clone() };
+        store.record_durable(&expired, x.revision, &[], &[]).unwrap();
+    }
     s.launch();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while s.get(&format!("/v1/durable-executions/{old}")).0 != 404 {

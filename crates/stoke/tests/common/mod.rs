@@ -150,6 +150,21 @@ impl TestServer {
         self.account_id = creds.account_id.clone();
     }
 
+    /// The server's store, opened beside it: its etcd in cluster mode, else its SQLite file (open it while
+    /// the server is stopped).
+    pub fn store(&self) -> Box<dyn stoke_store::Store> {
+        match &self.etcd {
+            Some((etcd, _)) => Box::new(
+                stoke_store::EtcdStore::connect(
+                    &[etcd.endpoint()],
+                    stoke_server::cluster::ClusterConfig::DEFAULT_PREFIX,
+                )
+                .unwrap(),
+            ),
+            None => Box::new(stoke_store::SqliteStore::open(&self.dir.join("stoke.db")).unwrap()),
+        }
+    }
+
     /// The server process's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.server.pid()
