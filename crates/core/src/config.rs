@@ -135,6 +135,102 @@ pub struct FunctionConfig {
     /// Present on a durable function (Lambda's `DurableConfig`): each invocation starts a durable execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durable: Option<DurableConfig>,
+    /// How its runtime writes logs (Lambda's `LoggingConfig`); absent: text.
+    #[serde(default, skip_serializing_if = "LoggingConfig::is_default")]
+    pub logging: LoggingConfig,
+}
+
+/// Lambda's `LoggingConfig`: the format of the function's logs, the levels written in JSON, the log group.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `Text` (the default: what the function prints, as it prints it) or `JSON` (the runtime writes each of
+    /// the language's log records as a JSON object, with the request id and the record's own fields).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// With JSON: the lowest level of the function's records written: TRACE, DEBUG, INFO (default), WARN,
+    /// ERROR or FATAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_level: Option<String>,
+    /// With JSON: the lowest level of the platform's records: DEBUG, INFO (default) or WARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_level: Option<String>,
+    /// The log group CloudWatch Logs' API reads the function's logs from; default `/aws/lambda/<function>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+}
+
+/// A function's log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum LogFormat {
+    #[default]
+    Text,
+    #[serde(rename = "JSON")]
+    Json,
+}
+
+/// Lambda's application log levels, lowest first.
+pub const APPLICATION_LOG_LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+/// Lambda's system log levels.
+pub const SYSTEM_LOG_LEVELS: [&str; 3] = ["DEBUG", "INFO", "WARN"];
+
+impl LoggingConfig {
+    pub fn is_default(&self) -> bool {
+        *self == LoggingConfig::default()
+    }
+
+    /// The log group of `function`'s logs.
+    pub fn group_of(&self, function: &str) -> String {
+        self.log_group.clone().unwrap_or_else(|| format!("/aws/lambda/{function}"))
+    }
+
+    /// Lambda's rules: levels only with JSON, each a level Lambda knows; a log group of 1-512 of
+    /// `[.-_/#A-Za-z0-9]`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let levels = [
+            ("logging.application_level", &self.application_level, &APPLICATION_LOG_LEVELS[..]),
+            ("logging.system_level", &self.system_level, &SYSTEM_LOG_LEVELS[..]),
+        ];
+        for (field, level, known) in levels {
+            let Some(level) = level else { continue };
+            if self.format != LogFormat::Json {
+                return Err(ValidationError::new(
+                    field,
+                    "log levels apply to JSON logs only: set the log format to JSON, or leave the levels out",
+                ));
+            }
+            if !known.contains(&level.as_str()) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("log level {level:?} is not one of {}", known.join(", ")),
+                ));
+            }
+        }
+        if let Some(group) = &self.log_group {
+            let valid = (1..=512).contains(&group.len())
+                && group.chars().all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
+            if !valid {
+                return Err(ValidationError::new(
+                    "logging.log_group",
+                    format!("log group {group:?} is not valid: use 1-512 letters, digits and . - _ / #"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The variables Lambda sets for a JSON-logging runtime.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        match self.format {
+            LogFormat::Text => Vec::new(),
+            LogFormat::Json => vec![
+                ("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()),
+                ("AWS_LAMBDA_LOG_LEVEL".into(), self.application_level.clone().unwrap_or_else(|| "INFO".into())),
+            ],
+        }
+    }
 }
 
 /// Lambda's `DurableConfig`: the settings of a durable function's executions.
@@ -222,6 +318,7 @@ impl FunctionConfig {
         if let Some(durable) = &self.durable {
             validate_durable(durable, self.network)?;
         }
+        self.logging.validate()?;
         if !(1..=MAX_KEEP_ALIVE_S).contains(&self.keep_alive_s) {
             return Err(ValidationError::new(
                 "keep_alive_s",
@@ -513,6 +610,8 @@ pub struct ConfigPatch {
     /// Makes the function durable (only when it is created, as on Lambda), or changes a durable function's
     /// settings.
     pub durable: Option<DurableConfigPatch>,
+    /// How its runtime writes logs (replaces the current setting whole).
+    pub logging: Option<LoggingConfig>,
 }
 
 impl DurableConfigPatch {
@@ -559,6 +658,7 @@ impl ConfigPatch {
             network: Network::Host,
             ephemeral_storage_mb: FunctionConfig::DEFAULT_EPHEMERAL_STORAGE_MB,
             durable: None,
+            logging: LoggingConfig::default(),
         };
         let durable = self.durable;
         let mut config = self.apply(&base);
@@ -608,6 +708,7 @@ impl ConfigPatch {
                 }),
                 (old, _) => old,
             },
+            logging: self.logging.unwrap_or_else(|| base.logging.clone()),
         }
     }
 
@@ -884,5 +985,37 @@ mod tests {
     fn patch_refuses_unknown_fields() {
         let e = serde_json::from_str::<ConfigPatch>(r#"{"memory": 256}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `memory`"), "{e}");
+    }
+
+    #[test]
+    fn logging_levels_need_json_and_known_names_and_the_group_a_valid_name() {
+        let json = |app: Option<&str>| LoggingConfig {
+            format: LogFormat::Json,
+            application_level: app.map(str::to_string),
+            ..Default::default()
+        };
+        let with = |logging: LoggingConfig| FunctionConfig { logging, ..valid() };
+        assert!(with(json(Some("DEBUG"))).validate(&node()).is_ok());
+        assert_eq!(field_of(&with(json(Some("VERBOSE")))), "logging.application_level");
+        let text_with_level = LoggingConfig { format: LogFormat::Text, ..json(Some("INFO")) };
+        assert_eq!(field_of(&with(text_with_level)), "logging.application_level");
+        let system = LoggingConfig { system_level: Some("ERROR".into()), ..json(None) };
+        assert_eq!(field_of(&with(system)), "logging.system_level", "ERROR is not a system level");
+        let group = |g: &str| LoggingConfig { log_group: Some(g.into()), ..Default::default() };
+        assert!(with(group("/aws/lambda/custom#1")).validate(&node()).is_ok());
+        assert_eq!(field_of(&with(group("has space"))), "logging.log_group");
+        assert_eq!(group("/g").group_of("f"), "/g");
+        assert_eq!(LoggingConfig::default().group_of("f"), "/aws/lambda/f");
+        assert_eq!(
+            json(None).environment(),
+            [("AWS_LAMBDA_LOG_FORMAT".to_string(), "JSON".to_string()), ("AWS_LAMBDA_LOG_LEVEL".into(), "INFO".into())]
+        );
+        assert!(LoggingConfig::default().environment().is_empty());
+        // Stored as before for a function that never set it; read back when set.
+        let stored = serde_json::to_value(valid()).unwrap();
+        assert!(stored.get("logging").is_none());
+        let set: FunctionConfig =
+            serde_json::from_value(serde_json::to_value(with(json(Some("WARN")))).unwrap()).unwrap();
+        assert_eq!(set.logging, json(Some("WARN")));
     }
 }

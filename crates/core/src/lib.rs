@@ -20,6 +20,7 @@ pub mod keepalive;
 pub mod layer;
 pub mod lifecycle;
 pub mod limits;
+pub mod logfilter;
 pub mod memory;
 pub mod names;
 pub mod num;

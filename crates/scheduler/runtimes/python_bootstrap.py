@@ -5,6 +5,7 @@ Gives handlers Lambda's signature handler(event, context), its context object, a
 import http.client
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -45,6 +46,54 @@ def take_assignment():
 
 if os.environ.get("STOKE_GENERIC") == "1":
     take_assignment()
+
+# The invocation running now: stamped on JSON log records.
+REQUEST_ID = None
+# Lambda's log levels, as AWS_LAMBDA_LOG_LEVEL names them, to Python's.
+LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+          "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
+LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL", "Level 5": "TRACE"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Lambda's JSON log format (`LoggingConfig.LogFormat: JSON`): a JSON object a record, with the record's
+    extra fields beside Lambda's own."""
+
+    STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+    def format(self, record):
+        out = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + ".%03dZ" % record.msecs,
+            "level": LEVEL_NAMES.get(record.levelname, record.levelname),
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        if REQUEST_ID:
+            out["requestId"] = REQUEST_ID
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            out["errorType"] = type(exc).__name__
+            out["errorMessage"] = str(exc)
+            out["stackTrace"] = traceback.format_tb(exc.__traceback__)
+        for key, value in vars(record).items():
+            if key not in self.STANDARD and not key.startswith("_") and key not in out:
+                out[key] = value
+        return json.dumps(out, default=str)
+
+
+def setup_logging():
+    """With LogFormat JSON, Python's logging writes JSON records to stdout at AWS_LAMBDA_LOG_LEVEL (default
+    INFO), as Lambda's runtime does; with Text, logging is left as Python has it."""
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() != "JSON":
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(LEVELS.get(os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper(), logging.INFO))
+
+
+setup_logging()
 
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 HOST, _, PORT = API.partition(":")
@@ -129,10 +178,12 @@ def load_handler():
 
 
 def main():
+    global REQUEST_ID
     handler = load_handler()
     while True:
         resp, body = request("GET", "/invocation/next")
         request_id = resp.getheader("Lambda-Runtime-Aws-Request-Id")
+        REQUEST_ID = request_id
         trace = resp.getheader("Lambda-Runtime-Trace-Id")
         if trace:
             os.environ["_X_AMZN_TRACE_ID"] = trace

@@ -79,7 +79,7 @@ fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance:
         ("AWS_LAMBDA_FUNCTION_NAME".into(), target.function.to_string()),
         ("AWS_LAMBDA_FUNCTION_VERSION".into(), target.version.clone()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), c.memory_mb.to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", target.function)),
+        ("AWS_LAMBDA_LOG_GROUP_NAME".into(), c.logging.group_of(target.function.as_str())),
         (
             "AWS_LAMBDA_LOG_STREAM_NAME".into(),
             format!("{}/[{}]{instance:016x}", SystemClock.now_ms() / 86_400_000, target.version),
@@ -92,6 +92,7 @@ fn environment(target: &InvokeTarget, seen: &InstancePaths, port: u16, instance:
         ("LAMBDA_TASK_ROOT".into(), seen.task_root.display().to_string()),
         ("LAMBDA_RUNTIME_DIR".into(), seen.runtime_dir.display().to_string()),
     ];
+    env.extend(c.logging.environment().into_iter().filter(|(k, _)| !c.environment.contains_key(k)));
     // Each name once: a program's environment with a name twice reads differently in each language.
     env.extend(target.platform_env.iter().filter(|(k, _)| !c.environment.contains_key(k)).cloned());
     env.extend(c.environment.iter().map(|(k, v)| (k.clone(), v.clone())));

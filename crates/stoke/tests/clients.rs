@@ -22,6 +22,17 @@ fn boto3_drives_the_scheduler_api() {
     run_boto3_script(&s, "boto3_scheduler.py");
 }
 
+/// A function's `LoggingConfig` (JSON logs from the Python runtime) and its logs read with CloudWatch Logs'
+/// `FilterLogEvents`, through boto3.
+#[test]
+fn boto3_reads_a_functions_json_logs_with_cloudwatch_logs_filter_patterns() {
+    if !present_or_skip(python_has("boto3"), "boto3", "CloudWatch Logs client test") {
+        return;
+    }
+    let s = TestServer::start_with(&["--sandbox", "process"]);
+    run_boto3_script(&s, "boto3_logs.py");
+}
+
 #[test]
 fn boto3_drives_durable_functions_that_run_the_unmodified_sdk() {
     let Some(wheels) = durable_sdk("durable functions client test") else { return };

@@ -86,7 +86,7 @@ def preimport():
         except BaseException as e:  # a package that cannot be imported is skipped, not fatal
             print("cannot import %s from a layer: %s" % (name, e), file=sys.stderr, flush=True)
     # What the runtime itself needs.
-    for name in ("http.client", "json", "traceback", "runpy", "importlib"):
+    for name in ("http.client", "json", "logging", "traceback", "runpy", "importlib"):
         importlib.import_module(name)
 
 

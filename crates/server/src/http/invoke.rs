@@ -287,7 +287,7 @@ async fn log_function(s: &AppState, caller: &Caller, function: String) -> ApiRes
 
 /// The newest `limit` lines of a function since `since_ms`, from this node and, in a cluster, from the nodes
 /// its invocations ran on, oldest first.
-async fn collect_logs(
+pub(super) async fn collect_logs(
     s: &AppState,
     account: &stoke_core::AccountId,
     name: &stoke_core::FunctionName,

@@ -502,10 +502,26 @@ fn configuration(f: &FunctionRecord, v: Option<&VersionRecord>, region: &str) ->
         "LastUpdateStatus": "Successful",
         "Layers": layers,
         "TracingConfig": { "Mode": "PassThrough" },
+        "LoggingConfig": logging_config(&config.logging, f.name.as_str()),
     });
     if let Some(d) = config.durable {
         out["DurableConfig"] =
             json!({ "ExecutionTimeout": d.execution_timeout_s, "RetentionPeriodInDays": d.retention_days });
+    }
+    out
+}
+
+/// Lambda's `LoggingConfig` of a function (its levels only with JSON, as Lambda answers).
+fn logging_config(l: &stoke_core::config::LoggingConfig, function: &str) -> Value {
+    use stoke_core::config::LogFormat;
+    let mut out = json!({ "LogGroup": l.group_of(function) });
+    match l.format {
+        LogFormat::Text => out["LogFormat"] = json!("Text"),
+        LogFormat::Json => {
+            out["LogFormat"] = json!("JSON");
+            out["ApplicationLogLevel"] = json!(l.application_level.as_deref().unwrap_or("INFO"));
+            out["SystemLogLevel"] = json!(l.system_level.as_deref().unwrap_or("INFO"));
+        }
     }
     out
 }
@@ -539,6 +555,38 @@ struct EnvironmentIn {
 #[serde(rename_all = "PascalCase")]
 struct EphemeralStorageIn {
     size: u32,
+}
+
+/// Lambda's `LoggingConfig` as a request gives it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LoggingConfigIn {
+    log_format: Option<String>,
+    application_log_level: Option<String>,
+    system_log_level: Option<String>,
+    log_group: Option<String>,
+}
+
+impl LoggingConfigIn {
+    fn into_config(self) -> LambdaResult<stoke_core::config::LoggingConfig> {
+        use stoke_core::config::LogFormat;
+        let format = match self.log_format.as_deref() {
+            None | Some("Text") => LogFormat::Text,
+            Some("JSON") => LogFormat::Json,
+            Some(other) => {
+                return Err(LambdaError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'loggingConfig.logFormat' failed to satisfy \
+                     constraint: Member must satisfy enum value set: [JSON, Text]"
+                )))
+            }
+        };
+        Ok(stoke_core::config::LoggingConfig {
+            format,
+            application_level: self.application_log_level,
+            system_level: self.system_log_level,
+            log_group: self.log_group,
+        })
+    }
 }
 
 /// Lambda's `DurableConfig` as a request gives it.
@@ -604,6 +652,7 @@ struct ConfigIn {
     role: Option<String>,
     ephemeral_storage: Option<EphemeralStorageIn>,
     durable_config: Option<DurableConfigIn>,
+    logging_config: Option<LoggingConfigIn>,
     /// Update only if the function is still at this revision (UpdateFunctionConfiguration).
     revision_id: Option<String>,
 }
@@ -625,6 +674,7 @@ impl ConfigIn {
             return Err(LambdaError::invalid("PackageType Image is not supported: upload a zip (Code.ZipFile)"));
         }
         let durable = self.durable_config.map(DurableConfigIn::into_patch).transpose()?;
+        let logging = self.logging_config.map(LoggingConfigIn::into_config).transpose()?;
         Ok(ConfigPatch {
             runtime: self.runtime,
             handler: self.handler,
@@ -635,6 +685,7 @@ impl ConfigIn {
             layers: self.layers,
             ephemeral_storage_mb: self.ephemeral_storage.map(|e| e.size),
             durable,
+            logging,
             ..Default::default()
         })
     }

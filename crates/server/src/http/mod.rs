@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod lambda;
 mod lambda_layers;
 pub mod layers;
+mod logs;
 pub mod openapi;
 mod scheduler;
 pub mod schedules;

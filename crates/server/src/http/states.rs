@@ -273,6 +273,10 @@ fn page(body: &Value) -> Result<(usize, usize), StatesError> {
 /// `POST /`: dispatches on `X-Amz-Target`.
 pub async fn dispatch(State(s): State<AppState>, req: Signed) -> Result<Response, StatesError> {
     let target = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    // CloudWatch Logs speaks the same protocol on the same path.
+    if let Some(operation) = target.strip_prefix(super::logs::TARGET_PREFIX) {
+        return Ok(super::logs::dispatch(&s, req, operation).await.into_response());
+    }
     let Some(operation) = target.strip_prefix("AWSStepFunctions.") else {
         return Err(StatesError::new(
             "UnknownOperationException",

@@ -169,6 +169,13 @@ struct ConfigArgs {
     /// Days a durable function's finished executions are kept (1-90, default 14).
     #[arg(long, value_name = "DAYS")]
     durable_retention: Option<u32>,
+    /// How the runtime writes logs: `text` (as printed) or `json` (each log record a JSON object, as
+    /// Lambda's LoggingConfig LogFormat JSON).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// With --log-format json: the lowest level written (TRACE, DEBUG, INFO, WARN, ERROR, FATAL).
+    #[arg(long, value_name = "LEVEL", requires = "log_format")]
+    log_level: Option<String>,
 }
 
 impl ConfigArgs {
@@ -208,6 +215,15 @@ impl ConfigArgs {
                     retention_days: self.durable_retention,
                 },
             ),
+            logging: self.log_format.map(|f| stoke_core::config::LoggingConfig {
+                format: if f == "json" {
+                    stoke_core::config::LogFormat::Json
+                } else {
+                    stoke_core::config::LogFormat::Text
+                },
+                application_level: self.log_level,
+                ..Default::default()
+            }),
         })
     }
 }
