@@ -126,7 +126,37 @@ pub fn expired_executions_are_deleted_whole_and_nothing_else(s: &dyn Store) {
     assert_eq!(s.durable_events("x4", 0, 10).unwrap().len(), 2, "not yet expired: whole");
 }
 
+/// A change of hundreds of rows (the SDKs checkpoint up to 250 updates at once, past one etcd transaction)
+/// is written whole, reads back whole, and the next changes land over it.
+pub fn a_change_of_hundreds_of_rows_is_written_whole(s: &dyn Store) {
+    let a = account(s, 1141);
+    let x = execution(&a, "f", "big", "n-big", 10);
+    s.insert_durable(&x, &[op(0, "big", "exec")], &[event(1, "ExecutionStarted")]).unwrap();
+    let ops: Vec<DurableOpRow> = (1..=250).map(|i| op(i, &format!("o{i}"), "started")).collect();
+    let events: Vec<DurableEventRow> = (2..=251).map(|i| event(i, "StepStarted")).collect();
+    s.record_durable(&x, 1, &ops, &events).unwrap();
+    assert_eq!(s.durable_operations("big").unwrap().len(), 251);
+    assert_eq!(s.durable_events("big", 0, 1000).unwrap().len(), 251);
+    assert_eq!(s.durable_events("big", 200, 10).unwrap().first().map(|e| e.event_id), Some(201), "paged");
+    // A stale write of a large change is refused whole.
+    let more: Vec<DurableEventRow> = (252..=400).map(|i| event(i, "StepSucceeded")).collect();
+    expect_revision_mismatch(s.record_durable(&x, 1, &[], &more));
+    assert_eq!(s.durable_events("big", 0, 1000).unwrap().len(), 251, "nothing of it written");
+    // The next changes, large and small, land over it.
+    let done: Vec<DurableOpRow> = (1..=250).map(|i| op(i, &format!("o{i}"), "succeeded")).collect();
+    s.record_durable(&x, 2, &done, &more).unwrap();
+    s.record_durable(&x, 3, &[op(7, "o7", "replaced")], &[event(401, "ExecutionSucceeded")]).unwrap();
+    let stored = s.durable_operations("big").unwrap();
+    assert_eq!(stored.len(), 251);
+    assert_eq!(stored[7], op(7, "o7", "replaced"));
+    assert!(stored[1..].iter().filter(|o| o.seq != 7).all(|o| o.data == "succeeded"), "the large change's rows");
+    let all = s.durable_events("big", 0, 1000).unwrap();
+    assert_eq!(all.iter().map(|e| e.event_id).collect::<Vec<_>>(), (1..=401).collect::<Vec<_>>());
+    assert_eq!(s.get_durable(&a, "big").unwrap().unwrap().revision, 4);
+}
+
 contract!(
+    a_change_of_hundreds_of_rows_is_written_whole,
     expired_executions_are_deleted_whole_and_nothing_else,
     an_execution_is_written_as_a_head_operations_and_events,
     stale_duplicate_and_unknown_writes_are_refused_whole,
