@@ -577,11 +577,11 @@ pub fn parse_callback_id(id: &str) -> Option<(String, String)> {
 }
 
 fn payload(p: &Option<String>) -> Value {
-    json!({ "Payload": p.clone().unwrap_or_default() })
+    json!({ "Payload": p.clone().unwrap_or_default(), "Truncated": false })
 }
 
 fn error_block(e: &Option<ErrorObject>) -> Value {
-    json!({ "Payload": e.clone().unwrap_or_default() })
+    json!({ "Payload": e.clone().unwrap_or_default(), "Truncated": false })
 }
 
 impl DurableExecution {
@@ -623,7 +623,7 @@ impl DurableExecution {
             "ExecutionStarted",
             None,
             now_ms,
-            json!({ "Input": { "Payload": input }, "ExecutionTimeout": timeout_s }),
+            json!({ "Input": { "Payload": input, "Truncated": false }, "ExecutionTimeout": timeout_s }),
         );
         x
     }
@@ -1059,7 +1059,7 @@ impl DurableExecution {
                         op.status = OperationStatus::TimedOut;
                         op.end_ms = Some(now_ms);
                         op.error = Some(e.clone());
-                        Some(("CallbackTimedOut", json!({ "Error": { "Payload": e } })))
+                        Some(("CallbackTimedOut", json!({ "Error": { "Payload": e, "Truncated": false } })))
                     } else {
                         None
                     }
@@ -1152,12 +1152,12 @@ impl DurableExecution {
             Ok(result) => {
                 op.status = OperationStatus::Succeeded;
                 op.result = Some(result.clone());
-                ("CallbackSucceeded", json!({ "Result": { "Payload": result } }))
+                ("CallbackSucceeded", json!({ "Result": { "Payload": result, "Truncated": false } }))
             }
             Err(e) => {
                 op.status = OperationStatus::Failed;
                 op.error = Some(e.clone());
-                ("CallbackFailed", json!({ "Error": { "Payload": e } }))
+                ("CallbackFailed", json!({ "Error": { "Payload": e, "Truncated": false } }))
             }
         };
         self.touch(i);
@@ -1185,7 +1185,7 @@ impl DurableExecution {
             "RequestId": request_id,
         });
         if let InvocationOutput::Error(e) = &output {
-            details["Error"] = json!({ "Payload": e });
+            details["Error"] = json!({ "Payload": e, "Truncated": false });
         }
         self.event("InvocationCompleted", None, now_ms, details);
         if let Some(e) = self.events.last_mut() {
@@ -1279,7 +1279,7 @@ impl DurableExecution {
             Err(e) => {
                 op.status = OperationStatus::Failed;
                 op.error = Some(e.clone());
-                ("ChainedInvokeFailed", json!({ "Error": { "Payload": e } }))
+                ("ChainedInvokeFailed", json!({ "Error": { "Payload": e, "Truncated": false } }))
             }
         };
         self.touch(i);

@@ -1,7 +1,10 @@
 """What several conformance handlers share; shipped next to each handler as `conformance_helpers.py`."""
 
+import json
+
 from aws_durable_execution_sdk_python.concurrency.models import BatchItem, BatchItemStatus, BatchResult, CompletionReason
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, MapConfig, ParallelConfig
+from aws_durable_execution_sdk_python.plugin import DurableInstrumentationPlugin, OperationType
 from aws_durable_execution_sdk_python.serdes import SerDes
 from aws_durable_execution_sdk_python.waits import WaitForConditionDecision
 
@@ -75,3 +78,52 @@ class OpSerDes(SerDes):
         results = data.removeprefix("OPSERDE:").split(",")
         items = [BatchItem(i, BatchItemStatus.SUCCEEDED, r) for i, r in enumerate(results)]
         return BatchResult(items, CompletionReason.ALL_COMPLETED)
+
+
+class ConfPluginFactory:
+    """The plugin requirements' instrumentation plugin (10-x): each hook logs a JSON line to stdout — `plugin`,
+    `hook`, what the hook knows (`first`, `status`, `op`, `n`, `outcome`) and the execution's ARN (for
+    CloudWatch's execution-scoped retrieval); operation and attempt hooks for steps only. `faulty`: every hook
+    raises after logging."""
+
+    def __init__(self, name="CONFPLUGIN", faulty=False):
+        self.name, self.faulty = name, faulty
+
+    def create_plugin(self, info):
+        return _ConfPlugin(self.name, self.faulty, info.execution_arn)
+
+
+class _ConfPlugin(DurableInstrumentationPlugin):
+    def __init__(self, name, faulty, arn):
+        self.name, self.faulty, self.arn = name, faulty, arn
+
+    def _emit(self, hook, **fields):
+        print(json.dumps({"plugin": self.name, "hook": hook, **fields, "durableExecutionArn": self.arn}), flush=True)
+        if self.faulty:
+            raise RuntimeError(f"{self.name} fails in {hook}")
+
+    @staticmethod
+    def _step(info):
+        return info.operation_type == OperationType.STEP
+
+    def on_invocation_start(self, info):
+        self._emit("invocation-start", first=info.is_first_invocation)
+
+    def on_invocation_end(self, info):
+        self._emit("invocation-end", status=info.status.value)
+
+    def on_operation_start(self, info):
+        if self._step(info):
+            self._emit("operation-start", op=info.operation_id)
+
+    def on_operation_end(self, info):
+        if self._step(info):
+            self._emit("operation-end", op=info.operation_id, status=info.status.value)
+
+    def on_user_function_start(self, info):
+        if self._step(info):
+            self._emit("attempt-start", n=info.attempt, op=info.operation_id)
+
+    def on_user_function_end(self, info):
+        if self._step(info):
+            self._emit("attempt-end", n=info.attempt, outcome=info.outcome.value, op=info.operation_id)

@@ -483,7 +483,7 @@ fn a_chained_invoke_is_started_by_the_sdk_and_ended_by_the_service_with_awss_eve
     let started = x.events.last().unwrap().to_wire(true);
     assert_eq!(
         started["ChainedInvokeStartedDetails"],
-        json!({"FunctionName": "echo", "TenantId": "t-1", "Input": {"Payload": "\"hi\""}, "ExecutedVersion": "3",
+        json!({"FunctionName": "echo", "TenantId": "t-1", "Input": {"Payload": "\"hi\"", "Truncated": false}, "ExecutedVersion": "3",
                "DurableExecutionArn": "arn:child"})
     );
     assert_eq!(x.chained_invokes(), vec![("inv".to_string(), "echo".to_string(), Some("\"hi\"".to_string()))]);
