@@ -1077,30 +1077,33 @@ impl DurableExecution {
         changed
     }
 
-    /// When a timer next moves something on its own (ms since the epoch), if any.
     /// When the execution times out (`None`: never).
     fn timeout_at(&self) -> Option<i64> {
         (self.timeout_s > 0).then(|| self.started_ms + i64::try_from(self.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000)
     }
 
+    /// When the timers that resume the function fire: waits' ends and steps' retries.
+    fn resume_timers(&self) -> impl Iterator<Item = i64> + '_ {
+        self.operations.iter().filter_map(|o| match (o.kind, o.status) {
+            (OperationType::Wait, OperationStatus::Started) => o.scheduled_end_ms,
+            (OperationType::Step, OperationStatus::Pending) => o.next_attempt_ms,
+            _ => None,
+        })
+    }
+
+    /// When a timer next moves something on its own (ms since the epoch), if any.
     pub fn next_deadline(&self) -> Option<i64> {
         if !self.is_running() {
             return None;
         }
-        let limit = self.timeout_at();
-        self.operations
-            .iter()
-            .filter_map(|o| match (o.kind, o.status) {
-                (OperationType::Wait, OperationStatus::Started) => o.scheduled_end_ms,
-                (OperationType::Step, OperationStatus::Pending) => o.next_attempt_ms,
-                (OperationType::Callback, OperationStatus::Started) => match (o.timeout_at_ms, o.heartbeat_at_ms) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                },
-                _ => None,
-            })
-            .chain(limit)
-            .min()
+        let callbacks = self.operations.iter().filter_map(|o| match (o.kind, o.status) {
+            (OperationType::Callback, OperationStatus::Started) => match (o.timeout_at_ms, o.heartbeat_at_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            _ => None,
+        });
+        self.resume_timers().chain(callbacks).chain(self.timeout_at()).min()
     }
 
     /// When a timer will next resume the function (a wait's end, a step's retry), while no invocation runs
@@ -1111,15 +1114,7 @@ impl DurableExecution {
             return None;
         }
         let limit = self.timeout_at();
-        self.operations
-            .iter()
-            .filter_map(|o| match (o.kind, o.status) {
-                (OperationType::Wait, OperationStatus::Started) => o.scheduled_end_ms,
-                (OperationType::Step, OperationStatus::Pending) => o.next_attempt_ms,
-                _ => None,
-            })
-            .min()
-            .filter(|at| limit.is_none_or(|l| *at < l))
+        self.resume_timers().min().filter(|at| limit.is_none_or(|l| *at < l))
     }
 
     /// A callback answered through the API: `Ok` with its result, `Err` with its error, or a heartbeat

@@ -19,23 +19,6 @@ fn since(details: &Value, key: &str, started_ms: i64) -> Option<f64> {
     details.get(key).and_then(Value::as_f64).map(|s| s * 1000.0 - started_ms as f64)
 }
 
-fn row(scope: String, step: u32, state: String, kind: &str, entered_ms: f64) -> StepTimeline {
-    StepTimeline {
-        scope,
-        step,
-        state,
-        kind: kind.to_string(),
-        entered_ms,
-        exited_ms: None,
-        invocations: 0,
-        cold_starts: 0,
-        segments: Vec::new(),
-        bill: None,
-        node: None,
-        hidden_cold_start_ms: 0.0,
-    }
-}
-
 /// Builds the timeline of a durable execution that started at `started_ms` from its events, oldest first.
 pub fn timeline(started_ms: i64, events: &[Event], pricing: &Pricing) -> Timeline {
     let at = |e: &Event| (e.at_ms - started_ms) as f64;
@@ -51,7 +34,13 @@ pub fn timeline(started_ms: i64, events: &[Event], pricing: &Pricing) -> Timelin
             invocations += 1;
             let from = since(&e.details, "StartTimestamp", started_ms).unwrap_or_else(|| at(e));
             let to = since(&e.details, "EndTimestamp", started_ms).unwrap_or_else(|| at(e));
-            let mut r = row(String::new(), invocations, format!("invocation {invocations}"), "Invocation", from);
+            let mut r = StepTimeline::entered(
+                String::new(),
+                invocations,
+                format!("invocation {invocations}"),
+                "Invocation".into(),
+                from,
+            );
             r.exited_ms = Some(to);
             if let Some(u) = e.usage.as_ref().and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
                 r.invocations = 1;
@@ -86,7 +75,13 @@ pub fn timeline(started_ms: i64, events: &[Event], pricing: &Pricing) -> Timelin
                     operations += 1;
                     let state = e.name.clone().unwrap_or_else(|| op_id.clone());
                     let scope = e.parent_id.clone().unwrap_or_default();
-                    rows.push(row(scope, operations, state, e.sub_type.as_deref().unwrap_or(kind), t));
+                    rows.push(StepTimeline::entered(
+                        scope,
+                        operations,
+                        state,
+                        e.sub_type.as_deref().unwrap_or(kind).into(),
+                        t,
+                    ));
                     open.push((op_id.clone(), rows.len() - 1, t, None));
                 }
             }

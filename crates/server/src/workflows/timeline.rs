@@ -64,6 +64,26 @@ pub struct StepTimeline {
     pub hidden_cold_start_ms: f64,
 }
 
+impl StepTimeline {
+    /// A step entered at `entered_ms`, nothing else known of it yet.
+    pub fn entered(scope: String, step: u32, state: String, kind: String, entered_ms: f64) -> Self {
+        StepTimeline {
+            scope,
+            step,
+            state,
+            kind,
+            entered_ms,
+            exited_ms: None,
+            invocations: 0,
+            cold_starts: 0,
+            segments: Vec::new(),
+            bill: None,
+            node: None,
+            hidden_cold_start_ms: 0.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timeline {
     pub started_ms: i64,
@@ -146,20 +166,13 @@ pub fn timeline(started_ms: i64, history: &[Recorded], pricing: &Pricing) -> Tim
     };
     for e in history {
         if let HistoryEvent::StateEntered(entered) = &e.event {
-            steps.push(StepTimeline {
-                scope: e.scope.clone(),
-                step: e.step,
-                state: entered.name.clone(),
-                kind: entered.state_type.clone(),
-                entered_ms: at(e),
-                exited_ms: None,
-                invocations: 0,
-                cold_starts: 0,
-                segments: Vec::new(),
-                bill: None,
-                node: None,
-                hidden_cold_start_ms: 0.0,
-            });
+            steps.push(StepTimeline::entered(
+                e.scope.clone(),
+                e.step,
+                entered.name.clone(),
+                entered.state_type.clone(),
+                at(e),
+            ));
             usages.push(Vec::new());
             scheduled.push((None, None));
             continue;
