@@ -1,5 +1,5 @@
 // stoke's web console: a page per route (#/signin, #/functions[/<name>], #/workflows[/<name>], #/executions/<id>,
-// #/tunes/<id>, #/node) drawn from the /v1 API.
+// #/durable/<id>, #/tunes/<id>, #/node) drawn from the /v1 API.
 // The API key lives in this tab's session storage and travels only as a bearer token. Every value from the
 // server is put on the page as text (textContent), never parsed as HTML.
 'use strict';
@@ -33,8 +33,9 @@ function table(id, headings, body) {
   return el('table', { id }, el('thead', {}, el('tr', {}, headings.map((h) => el('th', { scope: 'col', text: h })))), body);
 }
 
+/** Replaces the page's content: nodes, or lists of them; `null` and `undefined` are nothing. */
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
 }
 
 class ApiError extends Error {
@@ -285,6 +286,7 @@ async function functionPage(name, alive) {
   const logs = el('pre', { id: 'logs', class: 'logs', 'aria-live': 'polite', 'aria-label': 'Live logs' });
   const releases = el('div', { id: 'releases' });
   const recent = el('div', { id: 'recent' });
+  const durable = el('div', { id: 'durable-executions' });
   show(
     el('p', {}, el('a', { href: '#/functions', text: '← Functions' })),
     el('h1', { id: 'function-name', text: f.name }),
@@ -297,6 +299,7 @@ async function functionPage(name, alive) {
     el('div', { class: 'row' }, invoke),
     result,
     report,
+    f.durable ? [el('h2', { text: 'Durable executions' }), durable] : null,
     el('h2', { text: 'Live logs' }),
     logs,
     el('h2', { text: 'Recent invocations' }),
@@ -305,6 +308,27 @@ async function functionPage(name, alive) {
     releases);
   stopLive = followLogs(name, logs, (line) => recentInvocation(recent, line));
   drawReleases(name, releases, alive);
+  if (f.durable) drawDurableExecutions(name, durable, alive);
+}
+
+/** A durable function's newest executions, each a link to its page. */
+async function drawDurableExecutions(name, box, alive) {
+  let list;
+  try {
+    ({ data: list } = await api('GET', '/v1/functions/' + encodeURIComponent(name) + '/durable-executions?limit=1000'));
+  } catch (e) {
+    if (alive()) box.replaceChildren(failed(e));
+    return;
+  }
+  if (!alive()) return;
+  const newest = (list.executions || []).slice(-50).reverse();
+  const body = el('tbody', {}, newest.map((x) => el('tr', { 'data-id': x.id },
+    el('td', { class: 'name' }, el('a', { href: '#/durable/' + encodeURIComponent(x.id), text: x.name })),
+    el('td', { class: 'status-' + x.status.toLowerCase(), text: x.status }),
+    el('td', { text: when(x.started_at) }),
+    el('td', { text: x.ended_at ? when(x.ended_at) : '' }))));
+  box.replaceChildren(newest.length ? table('durable-list', ['Execution', 'Status', 'Started', 'Ended'], body)
+    : el('p', { class: 'muted', text: 'No executions yet: invoking the function starts one.' }));
 }
 
 /** The function's lifecycle actions its state allows: publish a version, block or unblock it. */
@@ -973,6 +997,54 @@ async function nodePage(alive) {
   await draw();
 }
 
+/** A durable execution: where it stands, its timeline (each invocation, cold or warm, and each operation) drawn as
+ * a workflow's, its input and result or error; redrawn every second while it runs. */
+async function durablePage(id, alive) {
+  const head = el('div');
+  const chart = el('div', { id: 'chart' });
+  const io = el('div');
+  show(head, el('h2', { text: 'Timeline' }), chart, io);
+  const draw = async () => {
+    let x;
+    let t;
+    try {
+      [{ data: x }, { data: t }] = await Promise.all([
+        api('GET', '/v1/durable-executions/' + encodeURIComponent(id)),
+        api('GET', '/v1/durable-executions/' + encodeURIComponent(id) + '/timeline'),
+      ]);
+    } catch (e) {
+      if (alive()) head.replaceChildren(el('h1', { text: id }), failed(e));
+      return;
+    }
+    if (!alive()) return;
+    head.replaceChildren(
+      el('p', {}, el('a', { href: '#/functions/' + encodeURIComponent(x.function), text: '← ' + x.function })),
+      el('h1', { id: 'durable-name', text: x.name }),
+      el('dl', { id: 'durable-execution' },
+        el('dt', { text: 'Function' }), el('dd', { text: x.function + ':' + x.version }),
+        el('dt', { text: 'Status' }), el('dd', { id: 'durable-status', class: 'status-' + x.status.toLowerCase(), text: x.status }),
+        el('dt', { text: 'Started' }), el('dd', { text: when(x.started_at) }),
+        el('dt', { text: 'Duration' }), el('dd', { text: (t.duration_ms / 1000).toFixed(3) + ' s' }),
+        el('dt', { text: 'Cold starts' }), el('dd', { id: 'durable-cold-starts', text: String(t.cold_starts) }),
+        t.prewarm_saved_ms > 0 ? [el('dt', { text: 'Pre-warming saved' }), el('dd', { id: 'durable-prewarm-saved',
+          text: t.prewarm_saved_ms.toFixed(1) + ' ms of cold starts: instances started before the resumes asked' })] : null,
+        el('dt', { text: 'Bill' }), el('dd', { text: t.bill.invocations + ' invocations, ' + t.bill.billed_ms +
+          ' ms billed, ' + Number(t.bill.gb_seconds).toFixed(4) + ' GB-s, ' + Number(t.bill.cost).toFixed(8) }),
+        x.expires_at ? [el('dt', { text: 'Deleted at' }), el('dd', { text: when(x.expires_at) })] : null,
+        el('dt', { text: 'ARN' }), el('dd', { text: x.arn })));
+    chart.replaceChildren(gantt(t, x.status));
+    const parts = [el('h2', { text: 'Input' }), el('pre', { id: 'durable-input', text: x.input || '' })];
+    if (x.result !== undefined) parts.push(el('h2', { text: 'Result' }), el('pre', { id: 'durable-result', text: x.result }));
+    if (x.error) parts.push(el('h2', { text: 'Error' }), el('pre', { class: 'error', text: JSON.stringify(x.error) }));
+    io.replaceChildren(...parts);
+    if (x.status === 'RUNNING') {
+      const timer = setTimeout(draw, 1000);
+      stopLive = () => clearTimeout(timer);
+    }
+  };
+  await draw();
+}
+
 async function route() {
   stopLive();
   stopLive = () => {};
@@ -998,6 +1070,7 @@ async function route() {
   else if (parts[0] === 'workflows' && arg) await workflowPage(arg, alive);
   else if (parts[0] === 'workflows') await workflowsPage(alive);
   else if (parts[0] === 'executions' && arg) await executionPage(arg, alive);
+  else if (parts[0] === 'durable' && arg) await durablePage(arg, alive);
   else if (parts[0] === 'tunes' && arg) await tunePage(arg, alive);
   else if (parts[0] === 'node') await nodePage(alive);
   else await functionsPage(alive);

@@ -58,11 +58,6 @@ fn chain(s: &TestServer, source: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
-/// Whether this machine's python3 can import `module`.
-fn python_has(module: &str) -> bool {
-    Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
-}
-
 fn browser_present() -> bool {
     Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() && python_has("selenium")
 }
@@ -92,6 +87,25 @@ fn the_console_signs_in_lists_invokes_and_follows_logs_in_a_real_browser() {
 
 fn firefox_present() -> bool {
     Path::new("/usr/bin/firefox-esr").exists() && python_has("marionette_driver")
+}
+
+/// A durable function's executions listed on its page, and an execution's page with its timeline.
+#[test]
+fn the_console_lists_a_durable_functions_executions_and_draws_one() {
+    if !present_or_skip(browser_present(), "chromium, chromium-driver and selenium", "the console's durable pages") {
+        return;
+    }
+    let s = TestServer::start();
+    // The SDK's output, written by hand: the durable service needs no SDK in the function.
+    let done = "def handler(event, context):\n    return {'Status': 'SUCCEEDED', 'Result': '\"done\"'}\n";
+    python_fn(&s, "flow", done, json!({"durable": {"execution_timeout_s": 60}}));
+    let resp = s
+        .req(reqwest::Method::POST, "/v1/functions/flow/invoke?durable_execution_name=order-1")
+        .json(&json!({}))
+        .send();
+    assert_eq!(resp.unwrap().status().as_u16(), 200);
+    let _one = one_browser();
+    run_browser_script("console_durable.py", &s, &[]);
 }
 
 #[test]
