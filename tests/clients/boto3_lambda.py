@@ -154,7 +154,12 @@ def main():
     assert alias["AliasArn"].endswith(":function:b3:prod"), alias
     assert json.loads(lam.invoke(FunctionName="b3", Qualifier="prod")["Payload"].read())["v"] == 1
     assert json.loads(lam.invoke(FunctionName="b3:prod")["Payload"].read())["v"] == 1
-    lam.update_alias(FunctionName="b3", Name="prod", FunctionVersion="2")
+    # UpdateAlias with the alias's RevisionId goes through; with it again (now stale), 412 and no change.
+    alias_rev = lam.get_alias(FunctionName="b3", Name="prod")["RevisionId"]
+    lam.update_alias(FunctionName="b3", Name="prod", FunctionVersion="2", RevisionId=alias_rev)
+    e = expect_error("PreconditionFailedException", lam.update_alias, FunctionName="b3", Name="prod",
+                     FunctionVersion="1", RevisionId=alias_rev)
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
     assert lam.get_alias(FunctionName="b3", Name="prod")["FunctionVersion"] == "2"
     out = lam.invoke(FunctionName="b3", Qualifier="prod")
     assert out["ExecutedVersion"] == "2" and json.loads(out["Payload"].read())["v"] == 2
