@@ -106,6 +106,28 @@ rest = logs.filter_log_events(logGroupName="/aws/lambda/orders", startTime=start
 assert rest["events"][0]["eventId"] != page["events"][0]["eventId"], (page, rest)
 print("text patterns, time windows and pages work as CloudWatch Logs' do")
 
+# Node: each console call a JSON record at the configured level and above.
+NODE = """
+exports.handler = async (event) => {
+  console.log('info line', event.id);
+  console.warn('warn line', { a: 1 });
+  console.error(new Error('boom'));
+  return 'ok';
+};
+"""
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("index.js", NODE)
+lam.create_function(FunctionName="nodelog", Runtime="nodejs20.x", Role=f"arn:aws:iam::{ACCOUNT}:role/logs",
+                    Handler="index.handler", Code={"ZipFile": buf.getvalue()},
+                    LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+assert lam.invoke(FunctionName="nodelog", Payload=json.dumps({"id": "n-1"}))["StatusCode"] == 200
+records = [json.loads(e["message"]) for e in events("/aws/lambda/nodelog", "{ $.level = * }", started)]
+assert [(r["level"], r["message"]) for r in records] == [("WARN", "warn line { a: 1 }"), ("ERROR", "boom")], records
+assert records[1]["errorType"] == "Error" and records[1]["requestId"] == records[0]["requestId"], records
+assert records[0]["timestamp"].endswith("Z"), records
+print("Node's console writes JSON records at the configured level")
+
 # A log group of its own.
 lam.update_function_configuration(FunctionName="plain", LoggingConfig={"LogFormat": "Text", "LogGroup": "/custom/plain"})
 assert lam.get_function_configuration(FunctionName="plain")["LoggingConfig"]["LogGroup"] == "/custom/plain"

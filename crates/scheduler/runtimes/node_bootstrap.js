@@ -3,6 +3,37 @@
 'use strict';
 const http = require('http');
 const path = require('path');
+const util = require('util');
+
+// The invocation running now: stamped on JSON log records.
+let currentRequestId;
+
+// Lambda's JSON log format (LoggingConfig LogFormat JSON): each console call writes one JSON object to
+// stdout, at AWS_LAMBDA_LOG_LEVEL (default INFO) and above, as Lambda's Node runtime does.
+if ((process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON') {
+  const ranks = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, FATAL: 5 };
+  const lowest = ranks[(process.env.AWS_LAMBDA_LOG_LEVEL || 'INFO').toUpperCase()] ?? ranks.INFO;
+  const write = (level) => (...args) => {
+    if (ranks[level] < lowest) return;
+    const record = { timestamp: new Date().toISOString(), level, requestId: currentRequestId };
+    const err = args.length === 1 && args[0] instanceof Error ? args[0] : null;
+    if (err) {
+      record.message = err.message;
+      record.errorType = err.name;
+      record.errorMessage = err.message;
+      record.stackTrace = (err.stack || '').split('\n');
+    } else {
+      record.message = util.format(...args);
+    }
+    process.stdout.write(JSON.stringify(record) + '\n');
+  };
+  console.trace = write('TRACE');
+  console.debug = write('DEBUG');
+  console.log = write('INFO');
+  console.info = write('INFO');
+  console.warn = write('WARN');
+  console.error = write('ERROR');
+}
 
 const [HOST, PORT] = process.env.AWS_LAMBDA_RUNTIME_API.split(':');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -81,6 +112,7 @@ async function main() {
   for (;;) {
     const { res, body } = await request('GET', '/invocation/next');
     const id = res.headers['lambda-runtime-aws-request-id'];
+    currentRequestId = id;
     const deadline = Number(res.headers['lambda-runtime-deadline-ms'] || 0);
     if (res.headers['lambda-runtime-trace-id']) process.env._X_AMZN_TRACE_ID = res.headers['lambda-runtime-trace-id'];
     const cc = res.headers['lambda-runtime-client-context'];
