@@ -243,6 +243,16 @@ fn an_ended_durable_execution_is_deleted_once_its_retention_runs_out() {
     assert_eq!(s.get(&format!("/v1/durable-executions/{old}/history")).0, 404);
     let (status, kept_now) = s.get(&format!("/v1/durable-executions/{kept}"));
     assert_eq!((status, kept_now["status"].as_str()), (200, Some("SUCCEEDED")), "not expired, kept: {kept_now}");
+    // A history cursor of digits past any event id (32 of them, the schema's limit) is the end, not an error.
+    let (status, end) = s.get(&format!("/v1/durable-executions/{kept}/history?cursor={}", "9".repeat(32)));
+    assert_eq!((status, end["events"].as_array().map(Vec::len)), (200, Some(0)), "{end}");
+    // A cursor is at most 64 characters (the schema's limit counts characters, not bytes): within it, one this
+    // API never gave finds nothing; past it, a 400 that says so.
+    let wide = "𝕋".repeat(64);
+    let (status, none) = s.get(&format!("/v1/functions/brief/durable-executions?cursor={wide}"));
+    assert_eq!((status, none["executions"].as_array().map(Vec::len)), (200, Some(0)), "{none}");
+    let (status, refused) = s.get(&format!("/v1/functions/brief/durable-executions?cursor={}", "x".repeat(65)));
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_parameter")), "{refused}");
     let (_, list) = s.get("/v1/functions/brief/durable-executions");
     let names: Vec<&str> = list["executions"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["kept"], "{list}");

@@ -197,7 +197,7 @@ pub async fn list(
         )
         .with_field("status"));
     }
-    if q.cursor.as_ref().is_some_and(|c| c.len() > 64) {
+    if q.cursor.as_ref().is_some_and(|c| c.chars().count() > 64) {
         return Err(ApiError::bad_request("invalid_parameter", "cursor is not one this API gave: use next_cursor")
             .with_field("cursor"));
     }
@@ -241,11 +241,14 @@ pub async fn history(
     let record = s.durable.record_by_id(&caller.account.id, &id).await?;
     let after = q
         .cursor
-        .map(|c| {
-            c.parse::<u64>().map_err(|_| {
-                ApiError::bad_request("invalid_parameter", "cursor is not one this API gave: use next_cursor")
-                    .with_field("cursor")
-            })
+        .map(|c| match c.parse::<u64>() {
+            Ok(n) => Ok(n),
+            // Digits past any event id: after the last event, nothing.
+            Err(_) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) => Ok(u64::MAX),
+            Err(_) => {
+                Err(ApiError::bad_request("invalid_parameter", "cursor is not one this API gave: use next_cursor")
+                    .with_field("cursor"))
+            }
         })
         .transpose()?;
     let limit = page_size(q.limit, 100)?;
