@@ -498,6 +498,13 @@ pub struct DurableExecution {
     checkpointed_outcome: Option<(Option<String>, Option<ErrorObject>)>,
 }
 
+impl DurableHead {
+    /// When the execution times out (`None`: never).
+    pub fn timeout_at(&self) -> Option<i64> {
+        (self.timeout_s > 0).then(|| self.started_ms + i64::try_from(self.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000)
+    }
+}
+
 impl std::ops::Deref for DurableExecution {
     type Target = DurableHead;
 
@@ -1075,11 +1082,6 @@ impl DurableExecution {
             }
         }
         changed
-    }
-
-    /// When the execution times out (`None`: never).
-    fn timeout_at(&self) -> Option<i64> {
-        (self.timeout_s > 0).then(|| self.started_ms + i64::try_from(self.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000)
     }
 
     /// When the timers that resume the function fire: waits' ends and steps' retries.

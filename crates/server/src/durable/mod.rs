@@ -318,29 +318,36 @@ impl Durable {
                 continue;
             }
             let (id, account) = (record.id.clone(), record.account.clone());
-            let mut loaded = match self.load(&account, &id).await {
+            let loaded = match self.load(&account, &id).await {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     tracing::error!(execution = %id, error = %e, "cannot read a durable execution to resume it");
                     continue;
                 }
             };
-            if let Some(started) = loaded.x.invocation_started_ms {
-                let lost = ErrorObject::new(
-                    "Stoke.InvocationLost",
-                    "the server stopped while the function was running; the invocation is tried again",
-                );
-                loaded.x.end_invocation("", started, InvocationOutput::Error(lost), now_ms(), None);
+            match self.resume_loaded(&id, account, loaded).await {
+                Ok(()) => resumed += 1,
+                Err(e) => tracing::error!(execution = %id, error = %e, "cannot resume a durable execution"),
             }
-            loaded.invoke_due = true;
-            if let Err(e) = self.persist(&mut loaded).await {
-                tracing::error!(execution = %id, error = %e, "cannot resume a durable execution");
-                continue;
-            }
-            self.run(&id, account, loaded);
-            resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// Runs here an execution read from the store that no loop runs: an invocation it had under way (the
+    /// server or node that ran it stopped) counts as failed, and the function is invoked again at once. The
+    /// change is written first (revision-checked), then the loop starts.
+    async fn resume_loaded(&self, id: &str, account: AccountId, mut loaded: Loaded) -> Result<()> {
+        if let Some(started) = loaded.x.invocation_started_ms {
+            let lost = ErrorObject::new(
+                "Stoke.InvocationLost",
+                "the server stopped while the function was running; the invocation is tried again",
+            );
+            loaded.x.end_invocation("", started, InvocationOutput::Error(lost), now_ms(), None);
+        }
+        loaded.invoke_due = true;
+        self.persist(&mut loaded).await?;
+        self.run(id, account, loaded);
+        Ok(())
     }
 
     /// In a cluster: takes over the running executions whose loops ran on the `lost` nodes (leases lapsed):
@@ -364,8 +371,9 @@ impl Durable {
                     continue;
                 }
             };
+            // Recorded as this node's in the same write that resumes it.
             loaded.owner = Some(me.clone());
-            match self.persist(&mut loaded).await {
+            match self.resume_loaded(&record.id, record.account.clone(), loaded).await {
                 Ok(()) => taken += 1,
                 Err(DurableFailure::Store(StoreError::RevisionMismatch(_))) => {}
                 Err(e) => tracing::warn!(execution = %record.id, error = %e, "cannot take over a durable execution"),
@@ -373,7 +381,6 @@ impl Durable {
         }
         if taken > 0 {
             tracing::warn!(nodes = ?lost, executions = taken, "took over the durable executions of nodes that are gone");
-            self.resume().await?;
         }
         Ok(taken)
     }
@@ -756,8 +763,7 @@ impl Durable {
         if let Some(e) = &h.error {
             out["Error"] = json!(e);
         }
-        if h.status == ExecutionStatus::Running && h.timeout_s > 0 {
-            let limit = h.started_ms + i64::try_from(h.timeout_s).unwrap_or(i64::MAX / 2_000) * 1000;
+        if let Some(limit) = h.timeout_at().filter(|_| h.status == ExecutionStatus::Running) {
             out["ExpectedExecutionTimeoutTimestamp"] = secs(limit);
         }
         Ok(out)
