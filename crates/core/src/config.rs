@@ -495,6 +495,17 @@ fn validate_gpu(config: &FunctionConfig, node: &NodeLimits) -> Result<(), Valida
             ));
         }
     }
+    if config.gpu_count > 1 && (config.gpu_memory_mb != 0 || config.gpu_percentage.is_some_and(|p| p < 100)) {
+        let field = if config.gpu_memory_mb != 0 { "gpu_memory_mb" } else { "gpu_percentage" };
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{field} limits a share of one GPU, and this function has {} whole GPUs: set gpu_count to 1 to \
+                 share a GPU, or leave gpu_memory_mb and gpu_percentage out",
+                config.gpu_count
+            ),
+        ));
+    }
     if config.gpu_count == 0 {
         if config.gpu_memory_mb != 0 {
             return Err(ValidationError::new(
@@ -948,6 +959,9 @@ mod tests {
         assert_eq!(field_of(&gpu(1, 256, Some(101))), "gpu_percentage");
         assert_eq!(field_of(&gpu(0, 256, None)), "gpu_memory_mb");
         assert_eq!(field_of(&gpu(0, 0, Some(10))), "gpu_percentage");
+        gpu(2, 0, Some(100)).validate(&node()).unwrap();
+        assert_eq!(field_of(&gpu(2, 512, None)), "gpu_memory_mb", "a share is of one GPU");
+        assert_eq!(field_of(&gpu(2, 0, Some(50))), "gpu_percentage", "a share is of one GPU");
         let e = gpu(1, 0, None).validate(&NodeLimits { gpu_count: 0, ..node() }).unwrap_err();
         assert!(e.message.contains("0 GPU"), "{}", e.message);
     }

@@ -13,6 +13,7 @@ pub mod durable;
 pub mod error;
 pub mod event;
 pub mod gateway;
+pub mod gpu;
 pub mod hex;
 pub mod history;
 pub mod json;

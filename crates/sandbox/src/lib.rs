@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 mod alloc;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fake;
+pub mod gpu;
 pub mod lean;
 pub mod oci;
 mod peer;
@@ -79,6 +80,9 @@ pub struct SpawnSpec {
     pub isolated_network: bool,
     /// The host port of the instance's Runtime API endpoint (relayed in when the network is isolated).
     pub runtime_api_port: u16,
+    /// The GPUs the instance holds: their device nodes, the driver's files, an MPS daemon's directories (its
+    /// environment is in `env` already). Backends that isolate devices carry it out; `process` cannot.
+    pub gpu: Option<gpu::GpuPlan>,
 }
 
 /// A kind of generic instance (OpenWhisk's stem cells): a sandbox set up before anyone knows its function,
@@ -129,6 +133,10 @@ pub trait InstanceControl: Send + Sync {
     fn kill(&self);
     /// Peak memory the instance used so far, in bytes, when the backend can tell.
     fn peak_memory_bytes(&self) -> Option<u64>;
+    /// The host pids of the instance's processes (for what a GPU driver reports per process).
+    fn processes(&self) -> Vec<u32> {
+        vec![self.pid()]
+    }
     /// Whether the kernel killed a process of the instance for exceeding its memory.
     fn out_of_memory(&self) -> bool {
         false
@@ -185,6 +193,11 @@ pub trait Sandbox: Send + Sync + 'static {
     }
     /// Whether an instance can get a network of its own (`network: none`).
     fn isolates_network(&self) -> bool {
+        false
+    }
+    /// Whether an instance sees only the devices it is given (so a GPU plan's device nodes and MPS limits
+    /// mean something); `process` shares the host's `/dev`.
+    fn isolates_devices(&self) -> bool {
         false
     }
     /// Where an instance sees its layers: one directory they are merged into (`/opt`), or `None` when each
@@ -244,10 +257,37 @@ impl InstanceControl for ProcessControl {
         peer::opened_by_group(self.pid, local, peer)
     }
 
+    fn processes(&self) -> Vec<u32> {
+        group_members(self.pid)
+    }
+
     fn peak_memory_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         parse_vm_hwm(&status)
     }
+}
+
+/// The processes of process group `pgid` (read from `/proc`).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![pgid] };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(stat_pgrp) == Some(pgid)
+        })
+        .collect();
+    if !pids.contains(&pgid) {
+        pids.push(pgid);
+    }
+    pids
+}
+
+/// The process group (5th field) of a `/proc/<pid>/stat` line; the command name in parentheses may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn stat_pgrp(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// `VmHWM` (peak resident set) from `/proc/<pid>/status`, in bytes.
@@ -344,6 +384,7 @@ mod tests {
             image: None,
             isolated_network: false,
             runtime_api_port: 0,
+            gpu: None,
         }
     }
 
@@ -378,6 +419,15 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("grandchild {grandchild} survived the kill");
+    }
+
+    #[test]
+    fn reads_the_process_group_after_the_command_name() {
+        assert_eq!(stat_pgrp("42 (py thon) (x)) S 1 40 40 0 -1"), Some(40));
+        assert_eq!(stat_pgrp("garbage"), None);
+        let me = std::process::id();
+        let group = u32::try_from(nix::unistd::getpgrp().as_raw()).unwrap();
+        assert!(group_members(group).contains(&me));
     }
 
     #[test]

@@ -229,11 +229,27 @@ pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) ->
                 "options": ["ro", "nosuid", "nodev", format!("lowerdir={}", lower.join(":"))]}));
         }
     }
+    let mut devices = Vec::new();
+    let mut device_rules = Vec::new();
+    if let Some(gpu) = &spec.gpu {
+        for b in crate::lean::gpu_binds(gpu, spec.image.is_some()) {
+            mounts.push(bind(&b.source, &b.target, b.writable));
+        }
+        if let Some(shm) = &gpu.shm {
+            mounts.push(bind(shm, Path::new("/dev/shm"), true));
+        }
+        // Each node made in the container's /dev and allowed by its device cgroup; no other GPU's.
+        for d in &gpu.devices {
+            devices.push(json!({"path": d.path, "type": "c", "major": d.major, "minor": d.minor, "fileMode": 0o666,
+                "uid": 0, "gid": 0}));
+            device_rules.push(json!({"allow": true, "type": "c", "major": d.major, "minor": d.minor, "access": "rw"}));
+        }
+    }
     let mut args = vec![spec.program.display().to_string()];
     args.extend(spec.args.iter().map(|a| a.to_string_lossy().into_owned()));
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let no_caps: Vec<String> = Vec::new();
-    json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -256,7 +272,15 @@ pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) ->
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"],
             "seccomp": seccomp(),
         },
-    })
+    });
+    if spec.gpu.is_some() {
+        config["linux"]["devices"] = json!(devices);
+        // The runtime's own defaults (null, zero, …) stay allowed; everything else is denied first.
+        let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+        rules.extend(device_rules);
+        config["linux"]["resources"] = json!({"devices": rules});
+    }
+    config
 }
 
 /// The lean sandbox's seccomp rules in OCI form: the same calls refused with `EPERM`, `clone` with any
@@ -328,6 +352,10 @@ impl Sandbox for OciSandbox {
 
     fn paths(&self, _host: &InstancePaths) -> InstancePaths {
         InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+    }
+
+    fn isolates_devices(&self) -> bool {
+        true
     }
 
     fn layer_root(&self) -> Option<PathBuf> {
@@ -476,6 +504,10 @@ impl InstanceControl for OciControl {
         self.group.peak_memory()
     }
 
+    fn processes(&self) -> Vec<u32> {
+        self.group.pids()
+    }
+
     fn out_of_memory(&self) -> bool {
         // The kernel counts an OOM kill in the victim's own group, which the runtime removes when the
         // container ends (cgroup v1 does not count it upwards); that stoke's group above reached its limit
@@ -550,6 +582,7 @@ mod tests {
             image: None,
             isolated_network: false,
             runtime_api_port: 4000,
+            gpu: None,
         }
     }
 
@@ -561,6 +594,47 @@ mod tests {
             cgroups_path: "/stoke-oci/s9/i1/c".into(),
             tmp: Tmp::Memory { size_mb: 64 },
         }
+    }
+
+    #[test]
+    fn a_gpu_instance_gets_its_devices_allowed_and_nothing_else() {
+        use crate::gpu::{DeviceNode, GpuPlan};
+        let mut with_gpu = spec();
+        with_gpu.image = Some("/d/images/cuda/rootfs".into());
+        with_gpu.gpu = Some(GpuPlan {
+            gpus: vec![1],
+            devices: vec![
+                DeviceNode { path: "/dev/nvidia1".into(), major: 195, minor: 1 },
+                DeviceNode { path: "/dev/nvidiactl".into(), major: 195, minor: 255 },
+            ],
+            files: vec!["/usr/lib/x86_64-linux-gnu/libcuda.so.1".into()],
+            writable: vec!["/d/run/mps/1/pipe".into()],
+            shm: Some("/d/run/mps/1/shm".into()),
+            env: Vec::new(),
+            enforced: true,
+        });
+        let c = config(&with_gpu, &bundle(), &LeanSettings::default());
+        let devices = c["linux"]["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 2);
+        assert_eq!(devices[0]["path"], "/dev/nvidia1");
+        assert_eq!(devices[0]["major"], 195);
+        let rules = c["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0], json!({"allow": false, "access": "rwm"}), "everything else denied first");
+        assert_eq!(rules[1], json!({"allow": true, "type": "c", "major": 195, "minor": 1, "access": "rw"}));
+        let mounts = c["mounts"].as_array().unwrap();
+        let at = |dest: &str| mounts.iter().find(|m| m["destination"] == dest).cloned();
+        let lib = at("/usr/lib/x86_64-linux-gnu/libcuda.so.1").expect("the driver library, on an imported image");
+        assert!(lib["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(at("/d/run/mps/1/pipe").unwrap()["options"].as_array().unwrap().contains(&json!("rw")));
+        assert_eq!(at("/dev/shm").unwrap()["source"], "/d/run/mps/1/shm");
+        // On the default image the host's /usr is there already: the library is not bound again.
+        with_gpu.image = None;
+        let c = config(&with_gpu, &bundle(), &LeanSettings::default());
+        assert!(!c["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/usr/lib/x86_64-linux-gnu/libcuda.so.1"));
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub(crate) struct InstanceCtx {
     pub charged_peak_mb: AtomicU64,
     /// Ask the stdout/stderr pumps to read everything already written, and wait for them.
     pub drains: Mutex<Vec<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
+    /// The GPUs it holds, from the node's GPU ledger.
+    pub gpus: Option<Vec<stoke_core::gpu::GrantedGpu>>,
+    /// The most GPU memory its processes were seen holding, in bytes.
+    pub gpu_peak_bytes: AtomicU64,
 }
 
 /// How stale the Max Memory Used of a REPORT may be.
@@ -78,7 +82,28 @@ impl InstanceCtx {
             peak_memory: Mutex::new(None),
             charged_peak_mb: AtomicU64::new(0),
             drains: Mutex::new(Vec::new()),
+            gpus: None,
+            gpu_peak_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// Reads the GPU memory its processes hold now (NVML), keeping the peak; false when it cannot be read
+    /// (no GPUs, no NVML, or the instance not started yet).
+    pub fn sample_gpu_memory(&self) -> bool {
+        let (Some(gpus), Some(host), Some(control)) = (&self.gpus, &self.shared.settings.gpu, self.control.get())
+        else {
+            return false;
+        };
+        let pids = control.processes();
+        let mut total = 0;
+        for g in gpus {
+            match host.memory_of(g.index, &pids) {
+                Some(bytes) => total += bytes,
+                None => return false,
+            }
+        }
+        self.gpu_peak_bytes.fetch_max(total, Ordering::Relaxed);
+        true
     }
 
     pub fn current_id(&self) -> Option<Arc<str>> {
@@ -141,6 +166,10 @@ impl InstanceCtx {
         let duration_ms = ms(&elapsed);
         let init_duration_ms = if cur.cold { self.ready.get().map(ms) } else { None };
         let max_memory_used_mb = self.peak_memory_bytes(false).div_ceil(1024 * 1024);
+        let max_gpu_memory_used_mb = self.gpus.as_ref().map(|_| {
+            self.sample_gpu_memory();
+            self.gpu_peak_bytes.load(Ordering::Relaxed).div_ceil(1024 * 1024)
+        });
         let report = Report {
             duration_ms,
             billed_ms: stoke_core::cost::billed_ms(duration_ms).max(1),
@@ -152,9 +181,13 @@ impl InstanceCtx {
             sandbox_ms: if cur.cold { self.launched.get().map(ms) } else { None },
             instance_init_ms: if cur.first { self.ready.get().map(ms) } else { None },
             held_ms: held.as_ref().map(ms),
+            max_gpu_memory_used_mb,
         };
         self.log(Some(cur.id.clone()), format!("END RequestId: {}", cur.id));
-        let init = init_duration_ms.map(|d| format!("\tInit Duration: {d:.2} ms")).unwrap_or_default();
+        let mut init = init_duration_ms.map(|d| format!("\tInit Duration: {d:.2} ms")).unwrap_or_default();
+        if let Some(mb) = max_gpu_memory_used_mb {
+            init.push_str(&format!("\tMax GPU Memory Used: {mb} MB"));
+        }
         self.log(
             Some(cur.id.clone()),
             format!(

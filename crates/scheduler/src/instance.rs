@@ -7,20 +7,33 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::context::{error_outcome, InstanceCtx, NO_SPACE, PLATFORM};
 use crate::queue::{self, FunctionQueue, Origin};
-use crate::{lock, Outcome, Scheduler, Shared};
+use crate::{lock, Outcome, Shared};
 
-/// Starts one instance of `queue`'s function in the background, charged `charge_mb` on the node's ledger
-/// (the caller added it there).
-pub(crate) fn spawn(shared: &Arc<Shared>, queue: Arc<FunctionQueue>, charge_mb: u64) {
-    let id = Scheduler::next_instance_id(shared);
+/// Starts instance `id` of `queue`'s function in the background, charged `charge_mb` on the node's memory
+/// ledger and holding `gpus` on its GPU ledger (the caller took both); both are given back when it is gone.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    queue: Arc<FunctionQueue>,
+    charge_mb: u64,
+    id: u64,
+    gpus: Option<Vec<stoke_core::gpu::GrantedGpu>>,
+) {
     queue.add_instance(id, charge_mb);
     let origin = queue.origin_of_new();
     let shared = shared.clone();
-    tokio::spawn(async move { run(shared, queue, id, origin).await });
+    tokio::spawn(async move { run(shared, queue, id, origin, gpus).await });
 }
 
-async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Option<Origin>) {
-    let ctx = Arc::new(InstanceCtx::new(id, origin, shared.clone(), queue.clone()));
+async fn run(
+    shared: Arc<Shared>,
+    queue: Arc<FunctionQueue>,
+    id: u64,
+    origin: Option<Origin>,
+    gpus: Option<Vec<stoke_core::gpu::GrantedGpu>>,
+) {
+    let mut ctx = InstanceCtx::new(id, origin, shared.clone(), queue.clone());
+    ctx.gpus = gpus;
+    let ctx = Arc::new(ctx);
     let init_error = match launch(&shared, &ctx).await {
         Err(outcome) => Some(outcome),
         Ok((spawned, server, serve)) => {
@@ -71,6 +84,10 @@ async fn run(shared: Arc<Shared>, queue: Arc<FunctionQueue>, id: u64, origin: Op
     if let Some(Outcome::FunctionError { body, .. }) = &init_error {
         ctx.log(None, format!("INIT_REPORT instance {id} failed: {}", String::from_utf8_lossy(body)));
     }
+    if ctx.gpus.is_some() {
+        // What it held comes back before the queue looks for room again.
+        lock(&shared.gpus).release(id);
+    }
     let orphans = queue.instance_gone(&shared, id, init_error.clone());
     if let Some(error) = init_error {
         for inv in orphans {
@@ -116,8 +133,16 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         .await
         .map_err(|e| error_outcome("Runtime.InitError", format!("cannot open the Runtime API endpoint: {e}")))?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-    let spec = crate::runtimes::spawn_spec(shared.sandbox.as_ref(), &target, &code_dir, &shared.run_dir, port, ctx.id)
-        .map_err(|msg| error_outcome("Runtime.InvalidEntrypoint", msg))?;
+    let mut spec =
+        crate::runtimes::spawn_spec(shared.sandbox.as_ref(), &target, &code_dir, &shared.run_dir, port, ctx.id)
+            .map_err(|msg| error_outcome("Runtime.InvalidEntrypoint", msg))?;
+    if let (Some(granted), Some(host)) = (&ctx.gpus, &shared.settings.gpu) {
+        let held: Vec<(u32, Option<(u64, u32)>)> =
+            granted.iter().map(|g| (g.index, (!g.whole).then_some((g.memory_mb, g.percentage)))).collect();
+        let plan = host.plan(&held, shared.sandbox.isolates_devices());
+        spec.env.extend(plan.env.iter().cloned());
+        spec.gpu = Some(plan);
+    }
     let app = crate::runtime_api::router(ctx.clone());
     let (listener, started) = crate::runtime_api::InstanceListener::new(listener, ctx.id);
     let server = tokio::spawn(async move {
@@ -150,8 +175,27 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     };
     let _ = ctx.launched.set(shared.clock.now().saturating_duration_since(ctx.spawned_at));
     let _ = ctx.control.set(spawned.control.clone());
+    if ctx.gpus.is_some() && shared.settings.gpu.as_ref().is_some_and(|g| g.samples_memory()) {
+        tokio::spawn(sample_gpu_memory(Arc::downgrade(ctx)));
+    }
     queue.set_control(ctx.id, spawned.control.clone());
     Ok((spawned, server, started))
+}
+
+/// How often the GPU memory an instance's processes hold is read, for its REPORT's peak.
+const GPU_SAMPLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Reads the GPU memory of an instance's processes every [`GPU_SAMPLE`] while it lives, keeping the peak.
+async fn sample_gpu_memory(ctx: std::sync::Weak<InstanceCtx>) {
+    let mut every = tokio::time::interval(GPU_SAMPLE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let Some(ctx) = ctx.upgrade() else { return };
+        if !ctx.sample_gpu_memory() {
+            return;
+        }
+    }
 }
 
 /// Starts a sandbox may try again after a failure of the node's own (a busy device, a short resource).

@@ -289,6 +289,10 @@ pub struct Report {
     /// Of an invocation that ran on a reserved (prepared) instance: how long the instance was held for it,
     /// from the start of its preparation until its turn came. `duration_ms` counts from the turn.
     pub held_ms: Option<f64>,
+    /// Of a GPU function: the most GPU memory the instance's processes held so far, in MB (0 where the node
+    /// cannot read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gpu_memory_used_mb: Option<u64>,
 }
 
 /// A finished invocation.
@@ -385,6 +389,8 @@ pub enum InvokeError {
 /// Tunables of the scheduler.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The node's GPUs (`None`: it has none). Instances of GPU functions get theirs from the node's ledger.
+    pub gpu: Option<Arc<stoke_sandbox::gpu::GpuHost>>,
     /// Most instances of one function that may initialise at once. Starting is CPU work: far more of them
     /// than the node has cores only slows each one, and every invocation running meanwhile, down.
     pub max_starting_per_function: usize,
@@ -432,6 +438,7 @@ pub fn default_max_starting() -> usize {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            gpu: None,
             max_starting_per_function: default_max_starting(),
             first_wave: 2,
             default_concurrency: 1000,
@@ -559,6 +566,9 @@ pub(crate) struct Shared {
     pub(crate) overflow: std::sync::OnceLock<Arc<dyn Overflow>>,
     pub(crate) reservations: reserve::Reservations,
     pub(crate) next_reservation: AtomicU64,
+    /// What of each GPU live instances hold (`stoke_core::gpu`): taken when a GPU function's instance is
+    /// placed, given back when it is gone.
+    pub(crate) gpus: Mutex<stoke_core::gpu::GpuLedger>,
 }
 
 /// The scheduler: owns every function queue and instance.
@@ -606,7 +616,11 @@ impl Scheduler {
         }
         sandbox.keep_generic(runtimes::generic_specs(&run_dir, &settings.generic));
         sandbox.keep_zygotes(runtimes::zygote_spec(&run_dir, settings.zygotes));
+        let gpus = settings.gpu.as_ref().map_or_else(Vec::new, |g| {
+            g.devices.iter().map(|d| stoke_core::gpu::GpuCapacity { index: d.index, memory_mb: d.memory_mb }).collect()
+        });
         let shared = Arc::new(Shared {
+            gpus: Mutex::new(stoke_core::gpu::GpuLedger::new(&gpus)),
             sandbox,
             clock,
             run_dir,
@@ -838,6 +852,18 @@ impl Scheduler {
     }
 
     /// The node as a whole (every account's instances).
+    /// The node's GPUs, each with what live instances hold of it, and whether shares are enforced.
+    pub fn gpus(&self) -> (Vec<(stoke_sandbox::gpu::GpuDevice, stoke_core::gpu::GpuUse)>, bool) {
+        let Some(host) = &self.shared.settings.gpu else { return (Vec::new(), false) };
+        let usage = lock(&self.shared.gpus).usage();
+        let gpus = host
+            .devices
+            .iter()
+            .filter_map(|d| Some((d.clone(), usage.iter().find(|u| u.index == d.index)?.clone())))
+            .collect();
+        (gpus, host.enforces_shares())
+    }
+
     pub fn node_status(&self) -> NodeStatus {
         let ledger = self.shared.memory.ledger();
         let m = &self.shared.metrics;
@@ -1047,13 +1073,59 @@ pub(crate) fn place(shared: &Arc<Shared>, queue: &Arc<FunctionQueue>, want: usiz
         reclaim(shared, admission.reclaim_charged_mb, admission.reclaim_configured_mb);
         admission = stoke_core::memory::admit(&policy, shared.memory.ledger(), want, charge, configured);
     }
+    let mut started = 0;
     for _ in 0..admission.fits {
+        let id = Scheduler::next_instance_id(shared);
+        let gpus = match gpu_for(shared, queue, id) {
+            Ok(g) => g,
+            Err(()) => break,
+        };
         shared.memory.add(charge, configured);
-        instance::spawn(shared, queue.clone(), charge);
+        instance::spawn(shared, queue.clone(), charge, id, gpus);
+        started += 1;
     }
-    let short = want - admission.fits;
+    let short = want - started;
     let elsewhere = short > 0 && shared.overflow.get().is_some_and(|o| o.short(&queue.target, short, queue.queued()));
     queue::Placed { short_of_memory: short > 0, elsewhere }
+}
+
+/// The GPUs instance `id` of `queue`'s function takes from the node's ledger (none for a function without
+/// one). When they are held by others, idle GPU instances give way (they hand theirs back once gone) and the
+/// refusal is kept for the invocation's answer.
+fn gpu_for(shared: &Shared, queue: &FunctionQueue, id: u64) -> Result<Option<Vec<stoke_core::gpu::GrantedGpu>>, ()> {
+    let Some(request) = stoke_core::gpu::GpuRequest::of(&queue.target.config) else { return Ok(None) };
+    let assigned = lock(&shared.gpus).assign(id, request);
+    match assigned {
+        Ok(granted) => {
+            queue.set_gpu_refusal(None);
+            Ok(Some(granted))
+        }
+        Err(refusal) => {
+            if matches!(refusal, stoke_core::gpu::GpuRefusal::Busy(_)) {
+                reclaim_gpus(shared);
+            }
+            queue.set_gpu_refusal(Some(refusal.message().to_string()));
+            Err(())
+        }
+    }
+}
+
+/// Evicts the idle instances of GPU functions, so that what they hold comes back to the ledger when they are
+/// gone. Called only when a GPU instance found no room.
+fn reclaim_gpus(shared: &Shared) {
+    let now = shared.clock.now();
+    let queues = lock(&shared.queues).all();
+    let mut evicted = 0;
+    for q in queues.iter().filter(|q| q.target.config.gpu_count > 0) {
+        let mut idle = Vec::new();
+        q.idle_candidates(now, &mut idle);
+        for i in idle {
+            if q.evict_idle(shared, i.id) {
+                evicted += 1;
+            }
+        }
+    }
+    shared.metrics.evicted(metrics::Eviction::Reclaimed, evicted);
 }
 
 /// How long a search for idle instances to give way that found none is not repeated: a node full of busy

@@ -370,6 +370,9 @@ pub(crate) struct FunctionQueue {
     pub clock: Arc<dyn Clock>,
     /// Its function's invocations on this node, shared by the function's queues and kept when they go.
     activity: Arc<FunctionActivity>,
+    /// Why its last instance could not get its GPUs, until one does: the answer to an invocation refused
+    /// for want of them.
+    gpu_refusal: Mutex<Option<String>>,
 }
 
 /// Invocations of one function answered on this node, those that failed, and when the last one was (ms since
@@ -422,6 +425,7 @@ impl FunctionQueue {
             freeze_after_ms: AtomicU64::new(0),
             clock,
             activity,
+            gpu_refusal: Mutex::new(None),
         }
     }
 
@@ -641,6 +645,14 @@ impl FunctionQueue {
     }
 
     /// Records a new instance in state `Starting`, charged `charge_mb` on the node's ledger.
+    /// Records why an instance could not get its GPUs (`None`: one did).
+    pub fn set_gpu_refusal(&self, why: Option<String>) {
+        let mut held = lock(&self.gpu_refusal);
+        if *held != why {
+            *held = why;
+        }
+    }
+
     pub fn add_instance(&self, id: u64, charge_mb: u64) {
         lock(&self.state).add(id, charge_mb);
     }
@@ -748,6 +760,7 @@ pub(crate) fn fail(queue: &FunctionQueue, inv: Invocation, outcome: Outcome) {
         sandbox_ms: None,
         instance_init_ms: None,
         held_ms: None,
+        max_gpu_memory_used_mb: None,
     };
     if let (Some(r), Outcome::FunctionError { body, .. }) = (&inv.reservation, &outcome) {
         r.release(&format!("the prepared instance could not start: {}", String::from_utf8_lossy(body)));
@@ -848,6 +861,9 @@ pub(crate) fn submit(
 /// The refusal of an invocation no instance could be started for, the node's memory being taken by
 /// instances in use.
 pub(crate) fn no_room(shared: &Shared, queue: &FunctionQueue) -> InvokeError {
+    if let Some(why) = lock(&queue.gpu_refusal).clone() {
+        return throttled(shared, queue, format!("no instance of function {} can start: {why}", queue.target.function));
+    }
     let ledger = shared.memory.ledger();
     let reason = format!(
         "this node's memory is taken by instances in use ({} MB of its {} MB budget, {} MB configured of the {} MB \

@@ -318,6 +318,7 @@ pub fn spawn_spec(
         image: target.image.clone(),
         isolated_network: target.config.network == stoke_core::Network::None,
         runtime_api_port: port,
+        gpu: None,
         env,
         cwd: seen.task_root,
         host,

@@ -49,8 +49,14 @@ pub struct ServerConfig {
     pub region: String,
     /// Overrides the detected memory limit for functions.
     pub max_memory_mb: Option<u32>,
-    /// Overrides the detected GPU count.
+    /// Use at most this many of the GPUs found (the first ones); `None`: all of them.
     pub gpus: Option<u32>,
+    /// The NVML library to read GPUs through (`None`: `libnvidia-ml.so.1` on the loader's path).
+    pub nvml_library: Option<String>,
+    /// Enforce GPU shares through one MPS daemon per GPU (when `nvidia-cuda-mps-control` is installed).
+    pub gpu_mps: bool,
+    /// The node's GPUs as the caller found them, instead of looking (tests give a host of their own).
+    pub gpu_host: Option<Arc<stoke_sandbox::gpu::GpuHost>>,
     pub max_archive_mb: u64,
     /// Largest imported image, unpacked, in MB.
     pub max_image_mb: u64,
@@ -143,6 +149,8 @@ pub enum StartError {
     EnvKey(String),
     #[error("cannot serve HTTPS: {0}")]
     Tls(#[from] transport::TlsError),
+    #[error("{0}")]
+    Gpus(String),
 }
 
 /// What start-up did, for the start-up message.
@@ -153,6 +161,8 @@ pub struct StartupInfo {
     pub credentials_path: PathBuf,
     pub created_admin: bool,
     pub node: NodeLimits,
+    /// The node's GPUs in words, one line each, and how they were found.
+    pub gpus: Vec<String>,
     pub recovery: RecoveryReport,
     /// Which sandbox runs instances, and how it is set up (or why lean is not used).
     pub sandbox: String,
@@ -330,12 +340,28 @@ impl Server {
             Some(sandbox) => (sandbox, "given by the caller".to_string()),
             None => choose_sandbox(&config, &data_dir.join("run"))?,
         };
+        let gpu_host = match &config.gpu_host {
+            Some(host) => host.clone(),
+            None => Arc::new(stoke_sandbox::gpu::GpuHost::discover(&stoke_sandbox::gpu::GpuSettings {
+                nvml_library: config.nvml_library.clone(),
+                limit: config.gpus,
+                mps: config.gpu_mps,
+                run_dir: data_dir.join("run"),
+            })),
+        };
+        if let Some(asked) = config.gpus.filter(|n| *n as usize > gpu_host.devices.len()) {
+            return Err(StartError::Gpus(format!(
+                "--gpus {asked}: this node has {} GPU(s){}",
+                gpu_host.devices.len(),
+                gpu_host.nvml_note.as_ref().map(|n| format!(" (NVML: {n})")).unwrap_or_default()
+            )));
+        }
         let node = NodeLimits {
             max_memory_mb: config
                 .max_memory_mb
                 .or_else(node::total_memory_mb)
                 .unwrap_or(NodeLimits::default().max_memory_mb),
-            gpu_count: config.gpus.unwrap_or_else(node::gpu_count),
+            gpu_count: u32::try_from(gpu_host.devices.len()).unwrap_or(u32::MAX),
             max_concurrency: NodeLimits::default().max_concurrency,
             network_isolation: sandbox.isolates_network(),
         };
@@ -355,6 +381,7 @@ impl Server {
             first_wave: config.first_wave,
             max_starting_per_function: config.max_starting.unwrap_or_else(stoke_scheduler::default_max_starting),
             node: config.cluster.as_ref().map(|c| c.node_name.clone()),
+            gpu: (!gpu_host.devices.is_empty()).then(|| gpu_host.clone()),
             ..Default::default()
         };
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
@@ -529,6 +556,7 @@ impl Server {
             credentials_path,
             created_admin,
             node,
+            gpus: node::describe_gpus(&gpu_host),
             recovery,
             sandbox,
             resumed_executions: resumed,

@@ -1,4 +1,4 @@
-//! What this machine offers functions: memory and GPUs, read once at start.
+//! What this machine offers functions: memory, read once at start, and its GPUs in words.
 
 use std::fs;
 
@@ -14,21 +14,30 @@ fn parse_mem_total_mb(meminfo: &str) -> Option<u32> {
     u32::try_from(kb / 1024).ok()
 }
 
-/// NVIDIA GPUs visible as `/dev/nvidiaN`.
-pub fn gpu_count() -> u32 {
-    let Ok(entries) = fs::read_dir("/dev") else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.strip_prefix("nvidia").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// The node's GPUs for the start-up message: one line each, then how they were found and whether shares
+/// are enforced.
+pub fn describe_gpus(host: &stoke_sandbox::gpu::GpuHost) -> Vec<String> {
+    let mut lines: Vec<String> = host
+        .devices
+        .iter()
+        .map(|d| {
+            let memory = if d.memory_mb > 0 { format!("{} MB", d.memory_mb) } else { "memory unknown".into() };
+            let uuid = if d.uuid.is_empty() { String::new() } else { format!(", {}", d.uuid) };
+            format!("GPU {}: {} ({memory}{uuid}, /dev/nvidia{})", d.index, d.name, d.minor)
         })
-        .count()
-        .try_into()
-        .unwrap_or(u32::MAX)
+        .collect();
+    if !host.devices.is_empty() {
+        lines.push(format!(
+            "found through {}; shares (gpu_percentage, gpu_memory_mb) {}",
+            host.source.as_str(),
+            if host.enforces_shares() {
+                "enforced by one MPS daemon per GPU"
+            } else {
+                "placed but not enforced (no nvidia-cuda-mps-control, or --gpu-mps false)"
+            }
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -1061,6 +1061,7 @@ mod tests {
             sandbox_ms: None,
             instance_init_ms: Some(80.0),
             held_ms: None,
+            max_gpu_memory_used_mb: Some(512),
         }
     }
 

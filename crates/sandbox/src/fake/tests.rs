@@ -98,6 +98,7 @@ fn spec(endpoint: SocketAddr, function: &str) -> SpawnSpec {
         image: None,
         isolated_network: false,
         runtime_api_port: endpoint.port(),
+        gpu: None,
     }
 }
 

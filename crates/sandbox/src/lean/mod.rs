@@ -239,6 +239,7 @@ impl Inner {
         image: Option<PathBuf>,
         attach: Option<PathBuf>,
         tmp: Tmp,
+        gpu: Option<&crate::gpu::GpuPlan>,
     ) -> RootSpec {
         RootSpec {
             new_root: self.new_root.clone(),
@@ -251,6 +252,8 @@ impl Inner {
             image,
             attach,
             attach_root: None,
+            devices: gpu.map(|g| g.devices.iter().map(|d| d.path.clone()).collect()).unwrap_or_default(),
+            shm: gpu.and_then(|g| g.shm.clone()),
         }
     }
 
@@ -303,7 +306,7 @@ impl Inner {
         binds.extend(kind.host_dirs.iter().map(|d| Bind::read_only(d.clone(), d.clone())));
         let (program, args) = kind.prestart.clone().unwrap_or_default();
         let config = JailConfig {
-            root: self.root(binds, Vec::new(), None, Some(attach.dir().to_path_buf()), Tmp::Bind(attach.tmp())),
+            root: self.root(binds, Vec::new(), None, Some(attach.dir().to_path_buf()), Tmp::Bind(attach.tmp()), None),
             cgroups: group.dirs().to_vec(),
             cwd: "/".into(),
             program,
@@ -448,7 +451,7 @@ impl Inner {
     fn assign(&self, mut shell: Shell, spec: &SpawnSpec) -> io::Result<Spawned> {
         let mut tmp = None;
         let done = (|| {
-            let layers = self.root(Vec::new(), spec.layers.clone(), None, None, Tmp::Memory { size_mb: 0 });
+            let layers = self.root(Vec::new(), spec.layers.clone(), None, None, Tmp::Memory { size_mb: 0 }, None);
             rootfs::check(&layers).map_err(io::Error::other)?;
             shell.group.set_limits(&self.limits(spec.memory_mb, spec.cpu_millis))?;
             let ephemeral = tmp.insert(self.storage.take(spec.ephemeral_mb)?);
@@ -485,6 +488,10 @@ impl Sandbox for LeanSandbox {
 
     fn paths(&self, _host: &InstancePaths) -> InstancePaths {
         InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+    }
+
+    fn isolates_devices(&self) -> bool {
+        true
     }
 
     fn isolates_network(&self) -> bool {
@@ -524,10 +531,13 @@ impl Sandbox for LeanSandbox {
     }
 
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
-        if let Some(spawned) = self.inner.from_zygote(spec) {
-            return Ok(spawned);
+        // Zygotes and generic instances were set up without devices: an instance with GPUs starts afresh.
+        if spec.gpu.is_none() {
+            if let Some(spawned) = self.inner.from_zygote(spec) {
+                return Ok(spawned);
+            }
         }
-        if let Some((name, shell)) = self.inner.take_shell(spec) {
+        if let Some((name, shell)) = self.inner.take_shell(spec).filter(|_| spec.gpu.is_none()) {
             self.inner.refill(&name, REFILL_DELAY);
             match self.inner.assign(shell, spec) {
                 Ok(spawned) => return Ok(spawned),
@@ -548,6 +558,9 @@ impl Sandbox for LeanSandbox {
         if spec.host.scratch.is_dir() {
             binds.push(Bind { source: spec.host.scratch.clone(), target: SCRATCH_DIR.into(), writable: true });
         }
+        if let Some(gpu) = &spec.gpu {
+            binds.extend(gpu_binds(gpu, spec.image.is_some()));
+        }
         let tmp = match inner.storage.take(spec.ephemeral_mb) {
             Ok(t) => t,
             Err(e) => {
@@ -555,7 +568,7 @@ impl Sandbox for LeanSandbox {
                 return Err(e);
             }
         };
-        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None, tmp.as_tmp());
+        let root = inner.root(binds, spec.layers.clone(), spec.image.clone(), None, tmp.as_tmp(), spec.gpu.as_ref());
         if let Err(why) = rootfs::check(&root) {
             group.remove();
             return Err(io::Error::other(why));
@@ -574,6 +587,16 @@ impl Sandbox for LeanSandbox {
         let control = LeanControl { pid, group, leftovers: inner.leftovers.clone(), attach: None, _tmp: Some(tmp) };
         Ok(Spawned::from_child(child, Arc::new(control)))
     }
+}
+
+/// The binds a GPU plan adds: the driver's files read-only at their own paths — those under the host's own
+/// `/usr` (and its merged links) only on an imported image, where the default image already shows them —
+/// and an MPS daemon's pipe directory writable.
+pub(crate) fn gpu_binds(gpu: &crate::gpu::GpuPlan, image: bool) -> Vec<Bind> {
+    let shown = |p: &Path| rootfs::HOST_TOP.iter().any(|top| p.starts_with(Path::new("/").join(top)));
+    let files = gpu.files.iter().filter(|f| image || !shown(f)).map(|f| Bind::read_only(f.clone(), f.clone()));
+    let writable = gpu.writable.iter().map(|d| Bind { source: d.clone(), target: d.clone(), writable: true });
+    files.chain(writable).collect()
 }
 
 struct LeanControl {
@@ -601,6 +624,10 @@ impl InstanceControl for LeanControl {
 
     fn peak_memory_bytes(&self) -> Option<u64> {
         self.group.peak_memory()
+    }
+
+    fn processes(&self) -> Vec<u32> {
+        self.group.pids()
     }
 
     fn out_of_memory(&self) -> bool {

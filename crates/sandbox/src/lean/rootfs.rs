@@ -199,6 +199,10 @@ pub struct RootSpec {
     /// A zygote's attach root on the host, bound at [`ZYGOTE_ATTACH`] as a slave: each instance it forks
     /// finds its code, scratch directory and cgroups in a slot the server mounts there.
     pub attach_root: Option<PathBuf>,
+    /// Host device nodes beyond [`DEVICES`] bound into `/dev` under their own names (an instance's GPUs).
+    pub devices: Vec<PathBuf>,
+    /// A host directory bound writable at `/dev/shm` (a GPU share's MPS daemon's shared memory).
+    pub shm: Option<PathBuf>,
 }
 
 /// An instance's `/tmp`: a tmpfs, or the disk the ephemeral storage made for it, bound.
@@ -415,16 +419,22 @@ pub fn plan(spec: &RootSpec, host: &dyn HostView) -> Vec<Step> {
     let dev = inside(root, Path::new("/dev"));
     steps.push(Step::MkdirAll { path: dev.clone() });
     steps.push(tmpfs(dev.clone(), "mode=755,size=64k".into(), true));
-    for name in DEVICES {
-        let host_dev = Path::new("/dev").join(name);
+    let standard = DEVICES.iter().map(|name| Path::new("/dev").join(name));
+    let extra = spec.devices.iter().filter(|d| d.file_name().is_some()).cloned();
+    for host_dev in standard.chain(extra) {
+        let Some(name) = host_dev.file_name() else { continue };
         steps.push(Step::Touch { path: dev.join(name) });
         steps.push(Step::Mount {
-            source: Some(host_dev),
             target: dev.join(name),
+            source: Some(host_dev.clone()),
             fstype: None,
             flags: MountFlags { bind: true, ..Default::default() },
             data: None,
         });
+    }
+    if let Some(shm) = &spec.shm {
+        steps.push(Step::MkdirAll { path: dev.join("shm") });
+        steps.extend(mount_rw(shm, dev.join("shm")));
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -632,6 +642,8 @@ mod tests {
             image: None,
             attach: None,
             attach_root: None,
+            devices: Vec::new(),
+            shm: None,
         }
     }
 
@@ -660,6 +672,34 @@ mod tests {
         assert!(steps.iter().any(|s| matches!(s, Step::Mount { source: None, target: t, flags, .. }
             if t == target && flags.remount && flags.nosuid && flags.nodev && !flags.readonly)));
         assert!(mounted_ro(&steps, "/data/run/root/var/task"), "the code stays read-only");
+    }
+
+    #[test]
+    fn an_instance_with_a_gpu_gets_its_device_nodes_and_the_daemons_shared_memory() {
+        let mut spec = spec();
+        spec.devices = vec!["/dev/nvidia1".into(), "/dev/nvidiactl".into()];
+        spec.shm = Some("/data/run/mps/1/shm".into());
+        let steps = plan(&spec, &debian());
+        for name in ["nvidia1", "nvidiactl", "null"] {
+            let at = Path::new("/data/run/root/dev").join(name);
+            assert!(steps.contains(&Step::Touch { path: at.clone() }), "{name}");
+            assert!(
+                steps.iter().any(|s| matches!(s, Step::Mount { source: Some(src), target, .. }
+                if target == &at && src == &Path::new("/dev").join(name))),
+                "{name} bound from the host"
+            );
+        }
+        assert!(!steps.iter().any(|s| matches!(s, Step::Touch { path } if path.ends_with("nvidia0"))));
+        let shm = Path::new("/data/run/root/dev/shm");
+        assert!(steps.iter().any(|s| matches!(s, Step::Mount { source: Some(src), target, .. }
+            if target == shm && src == Path::new("/data/run/mps/1/shm"))));
+        assert!(!mounted_ro(&steps, "/data/run/root/dev/shm"), "the shared memory is writable");
+        // Without a GPU, no device beyond the standard ones and no /dev/shm.
+        let plain = plan(&super::tests::spec(), &debian());
+        assert!(!plain
+            .iter()
+            .any(|s| matches!(s, Step::Touch { path } if path.starts_with("/data/run/root/dev/nvidia"))));
+        assert!(!plain.iter().any(|s| matches!(s, Step::MkdirAll { path } if path == shm)));
     }
 
     #[test]

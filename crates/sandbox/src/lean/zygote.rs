@@ -284,6 +284,8 @@ pub(super) fn start(
         image: None,
         attach: None,
         attach_root: Some(attach_root.clone()),
+        devices: Vec::new(),
+        shm: None,
     };
     let config = JailConfig {
         root,
@@ -603,6 +605,7 @@ mod tests {
             image: None,
             isolated_network: false,
             runtime_api_port: 4000,
+            gpu: None,
         }
     }
 

@@ -315,6 +315,48 @@ pub struct NodeView {
     /// administrators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<stoke_core::memory::NodeStatus>,
+    /// The node's GPUs and what instances hold of each.
+    #[serde(default)]
+    pub gpus: Vec<GpuView>,
+    /// Whether GPU shares (`gpu_memory_mb`, `gpu_percentage`) are enforced (an MPS daemon per GPU), or only
+    /// placed.
+    #[serde(default)]
+    pub gpu_shares_enforced: bool,
+}
+
+/// One GPU of the node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GpuView {
+    pub index: u32,
+    /// `GPU-…` (empty where the node read only its device nodes).
+    pub uuid: String,
+    pub name: String,
+    /// Its memory in MB (0: unknown, read without NVML).
+    pub memory_mb: u64,
+    /// The minor number of its `/dev/nvidiaN`.
+    pub minor: u32,
+    /// GPU memory and percent of its compute that instances hold now.
+    pub reserved_mb: u64,
+    pub reserved_percentage: u32,
+    /// Instances holding it whole, and holding a share of it.
+    pub whole_instances: usize,
+    pub share_instances: usize,
+}
+
+impl GpuView {
+    pub fn of(device: &stoke_sandbox::gpu::GpuDevice, usage: &stoke_core::gpu::GpuUse) -> GpuView {
+        GpuView {
+            index: device.index,
+            uuid: device.uuid.clone(),
+            name: device.name.clone(),
+            memory_mb: device.memory_mb,
+            minor: device.minor,
+            reserved_mb: usage.reserved_mb,
+            reserved_percentage: usage.reserved_percentage,
+            whole_instances: usage.whole,
+            share_instances: usage.shares,
+        }
+    }
 }
 
 /// The node's recent past, for charts.

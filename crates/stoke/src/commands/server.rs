@@ -27,9 +27,17 @@ pub struct Args {
     #[arg(long, default_value_t = stoke_core::memory::DEFAULT_OVERCOMMIT, value_name = "FACTOR",
           value_parser = parse_overcommit)]
     memory_overcommit: f64,
-    /// GPUs functions may use [default: NVIDIA devices found in /dev].
+    /// Use at most this many of the node's NVIDIA GPUs (the first ones) [default: all found, through NVML,
+    /// else the driver's /proc files, else /dev/nvidiaN].
     #[arg(long, value_name = "N")]
     gpus: Option<u32>,
+    /// The NVML library GPUs are read through [default: libnvidia-ml.so.1 on the loader's path].
+    #[arg(long, env = "STOKE_NVML_LIBRARY", value_name = "PATH")]
+    nvml_library: Option<String>,
+    /// Enforce GPU shares (gpu_memory_mb, gpu_percentage) with one CUDA MPS daemon per GPU, started and
+    /// supervised by the node, when nvidia-cuda-mps-control is installed.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    gpu_mps: bool,
     /// Largest code archive accepted, in MB.
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_ARCHIVE_MB, value_name = "MB")]
     max_archive_mb: u64,
@@ -333,6 +341,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         region: args.region,
         max_memory_mb: args.max_memory_mb,
         gpus: args.gpus,
+        nvml_library: args.nvml_library.clone(),
+        gpu_mps: args.gpu_mps,
+        gpu_host: None,
         max_archive_mb: args.max_archive_mb,
         max_image_mb: args.max_image_mb,
         memory_overcommit: args.memory_overcommit,
@@ -431,6 +442,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             "  node:         functions may use up to {} MB each, {} GPU(s); sandbox: {}",
             info.node.max_memory_mb, info.node.gpu_count, info.sandbox
         );
+        for line in &info.gpus {
+            println!("  gpus:         {line}");
+        }
         let r = &info.recovery;
         if r.interrupted_updates + r.temp_files_removed + r.orphan_archives_removed + r.retired_deleted > 0 {
             println!(

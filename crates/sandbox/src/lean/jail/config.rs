@@ -104,6 +104,12 @@ impl JailConfig {
         if let Some(attach_root) = &r.attach_root {
             a.extend(["--attach-root".into(), attach_root.clone().into()]);
         }
+        for d in &r.devices {
+            a.extend(["--device".into(), d.clone().into()]);
+        }
+        if let Some(shm) = &r.shm {
+            a.extend(["--shm".into(), shm.clone().into()]);
+        }
         match self.generic {
             Generic::No => {}
             Generic::Await => a.push("--await-assignment".into()),
@@ -130,6 +136,8 @@ impl JailConfig {
             image: None,
             attach: None,
             attach_root: None,
+            devices: Vec::new(),
+            shm: None,
         };
         let (mut cgroups, mut cwd, mut relay, mut generic) = (Vec::new(), PathBuf::from("/"), None, Generic::No);
         let value = |it: &mut dyn Iterator<Item = OsString>, key: &str| {
@@ -154,6 +162,8 @@ impl JailConfig {
                 "--image" => root.image = Some(value(&mut it, &key)?.into()),
                 "--attach" => root.attach = Some(value(&mut it, &key)?.into()),
                 "--attach-root" => root.attach_root = Some(value(&mut it, &key)?.into()),
+                "--device" => root.devices.push(value(&mut it, &key)?.into()),
+                "--shm" => root.shm = Some(value(&mut it, &key)?.into()),
                 "--zygote" => generic = Generic::Zygote { host_uid: number(value(&mut it, &key)?, &key)? },
                 "--await-assignment" => generic = Generic::Await,
                 "--prestart" => generic = Generic::Prestart,
@@ -211,6 +221,8 @@ mod tests {
                 image: Some("/d/images/alpine/rootfs".into()),
                 attach: Some("/d/run/attach/3".into()),
                 attach_root: Some("/d/run/zattach/2".into()),
+                devices: vec!["/dev/nvidia1".into(), "/dev/nvidiactl".into()],
+                shm: Some("/d/run/mps/1/shm".into()),
             },
             cgroups: vec!["/sys/fs/cgroup/memory/stoke/s1/i2".into()],
             cwd: "/var/task".into(),

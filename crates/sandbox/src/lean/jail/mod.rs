@@ -151,6 +151,8 @@ mod tests {
                 image: None,
                 attach: None,
                 attach_root: None,
+                devices: Vec::new(),
+                shm: None,
             },
             cgroups: vec!["/cg/memory/stoke/s1/i5".into(), "/cg/pids/stoke/s1/i5".into()],
             cwd: "/var/task".into(),

@@ -1,0 +1,166 @@
+//! GPU functions on a node whose GPUs come from a stand-in NVML library (`tests/gpu/fake_nvml.c`, built
+//! here with the system's C compiler): discovery through the real `dlopen` path, the node's GPU ledger
+//! (whole GPUs, shares packed onto one GPU, refusals that say what holds the GPUs), the environment an
+//! instance gets, and the REPORT's GPU memory read through NVML. What needs a real GPU (device nodes in a
+//! lean sandbox, MPS limits, CUDA itself) is `scripts/gpu-check`'s.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Builds the stand-in NVML into `dir`, reading its processes from `state`.
+fn fake_nvml(dir: &Path, state: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/gpu/fake_nvml.c");
+    let lib = dir.join("libnvidia-ml.so.1");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(format!("-DSTATE_DIR=\"{}\"", state.display()))
+        .arg(&source)
+        .output()
+        .expect("a C compiler (cc) builds the stand-in NVML");
+    assert!(out.status.success(), "cc failed: {}", String::from_utf8_lossy(&out.stderr));
+    lib
+}
+
+const FUNCTION: &str = r#"
+import os, time
+STATE = "@STATE@"
+
+def handler(event, context):
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if event.get("allocate"):
+        index = int(visible.rsplit("-", 1)[1])
+        with open(f"{STATE}/procs-{index}", "a") as f:
+            f.write(f"{os.getpid()} {event['allocate']}\n")
+    time.sleep(event.get("sleep", 0))
+    return {
+        "cuda": visible,
+        "nvidia": os.environ.get("NVIDIA_VISIBLE_DEVICES"),
+        "mps": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
+    }
+"#;
+
+fn invoke(s: &TestServer, function: &str, event: Value) -> (u16, Value) {
+    s.call(s.req(Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event))
+}
+
+fn gpus(s: &TestServer) -> Vec<Value> {
+    let (status, node) = s.get("/v1/node");
+    assert_eq!(status, 200, "{node}");
+    node["gpus"].as_array().unwrap().clone()
+}
+
+fn last_report(s: &TestServer, function: &str) -> String {
+    let out = s.cli().args(["logs", function]).output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+    logs.lines().rfind(|l| l.contains("REPORT")).unwrap_or_else(|| panic!("no REPORT in {logs}")).to_string()
+}
+
+#[test]
+fn gpus_are_found_assigned_packed_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lib = fake_nvml(dir.path(), &state);
+    let s = TestServer::start_with(&["--sandbox", "process", "--nvml-library", lib.to_str().unwrap()]);
+
+    // Discovery: both GPUs, through NVML, with their memory; nothing held.
+    let listed = gpus(&s);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["name"], "Fake GPU 0");
+    assert_eq!(listed[1]["uuid"], "GPU-fake-0001");
+    assert_eq!(listed[0]["memory_mb"], 8192);
+    assert!(listed.iter().all(|g| g["reserved_percentage"] == 0 && g["reserved_mb"] == 0));
+    let (_, node) = s.get("/v1/node");
+    assert_eq!(node["limits"]["gpu_count"], 2);
+    assert_eq!(node["gpu_shares_enforced"], false, "no MPS daemon here");
+
+    let code = FUNCTION.replace("@STATE@", state.to_str().unwrap());
+    python_fn(&s, "share", &code, json!({"gpu_count": 1, "gpu_percentage": 50, "timeout_s": 30}));
+    python_fn(&s, "both", &code, json!({"gpu_count": 2, "timeout_s": 30}));
+
+    // A share: its GPU in the environment, GPU memory in its REPORT.
+    let (status, body) = invoke(&s, "share", json!({"allocate": 123_456_789}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cuda"], "GPU-fake-0000");
+    assert_eq!(body["nvidia"], "GPU-fake-0000");
+    assert_eq!(body["mps"], Value::Null, "the process sandbox gets the environment only, no MPS client");
+    let report = last_report(&s, "share");
+    assert!(report.contains("Max GPU Memory Used: 118 MB"), "{report}");
+    let held = gpus(&s);
+    assert_eq!((held[0]["reserved_percentage"].as_u64(), held[0]["share_instances"].as_u64()), (Some(50), Some(1)));
+    assert_eq!(held[0]["reserved_mb"], 4096, "50 % of 8 GiB");
+
+    // Two at once pack onto GPU 0; the function needing both GPUs is refused while they run, saying why.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let endpoint = s.url.clone();
+            let key = s.api_key.clone();
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(format!("{endpoint}/v1/functions/share/invoke"))
+                    .bearer_auth(key)
+                    .json(&json!({"sleep": 3}))
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = gpus(&s);
+        if g[0]["share_instances"] == 2 {
+            assert_eq!(g[0]["reserved_percentage"], 100);
+            assert_eq!(g[1]["reserved_percentage"], 0, "GPU 1 stays free for whole-GPU work");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "two shares never ran together: {g:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = invoke(&s, "both", json!({}));
+    assert_error(&refused, 429, "too_many_requests", "2 whole GPUs");
+    let message = refused.1.to_string();
+    assert!(message.contains("retry"), "{message}");
+    for b in busy {
+        assert_eq!(b.join().unwrap(), 200);
+    }
+
+    // Once the shares are idle they give way: the whole-GPU function gets both GPUs.
+    let (status, body) = invoke(&s, "both", json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cuda"], "GPU-fake-0000,GPU-fake-0001");
+    let g = gpus(&s);
+    assert!(g.iter().all(|g| g["whole_instances"] == 1 && g["reserved_percentage"] == 100), "{g:?}");
+
+    // More GPUs than the node has: refused when the function is made, naming what the node has.
+    let mut body = create_body("three", &zip_of(&[("app.py", code.as_bytes())]));
+    body["gpu_count"] = json!(3);
+    assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "the 2 GPU(s) this node reports");
+    // A share is of one GPU.
+    let mut body = create_body("split", &zip_of(&[("app.py", code.as_bytes())]));
+    body["gpu_count"] = json!(2);
+    body["gpu_percentage"] = json!(50);
+    assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "share of one GPU");
+}
+
+#[test]
+fn a_node_asked_for_more_gpus_than_it_has_says_so_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoke"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "server", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox", "process", "--gpus", "1", "--nvml-library", "/nonexistent/libnvidia-ml.so.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--gpus 1: this node has 0 GPU(s)"), "{err}");
+}
