@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub nvml_library: Option<String>,
     /// Enforce GPU shares through one MPS daemon per GPU (when `nvidia-cuda-mps-control` is installed).
     pub gpu_mps: bool,
+    /// Where the NVIDIA device nodes are (`None`: `/dev`).
+    pub gpu_dev_dir: Option<PathBuf>,
     /// The node's GPUs as the caller found them, instead of looking (tests give a host of their own).
     pub gpu_host: Option<Arc<stoke_sandbox::gpu::GpuHost>>,
     pub max_archive_mb: u64,
@@ -347,6 +349,7 @@ impl Server {
                 limit: config.gpus,
                 mps: config.gpu_mps,
                 run_dir: data_dir.join("run"),
+                dev_dir: config.gpu_dev_dir.clone(),
             })),
         };
         if let Some(asked) = config.gpus.filter(|n| *n as usize > gpu_host.devices.len()) {

@@ -241,6 +241,8 @@ pub struct GpuSettings {
     pub mps: bool,
     /// Where MPS daemons keep their pipes, logs and shared memory.
     pub run_dir: PathBuf,
+    /// Where the NVIDIA device nodes are (`None`: `/dev`).
+    pub dev_dir: Option<PathBuf>,
 }
 
 impl GpuHost {
@@ -248,16 +250,17 @@ impl GpuHost {
     /// without GPUs has an empty list.
     pub fn discover(settings: &GpuSettings) -> GpuHost {
         let library = settings.nvml_library.clone().unwrap_or_else(|| nvml::LIBRARY.to_string());
+        let dev = settings.dev_dir.clone().unwrap_or_else(|| PathBuf::from("/dev"));
         let (mut devices, source, nvml, nvml_note) = match Nvml::open(&library) {
             Ok(n) => match n.devices() {
                 Ok(d) => (d, Source::Nvml, Some(n), None),
                 Err(e) => {
-                    let (d, s) = Self::without_nvml();
+                    let (d, s) = Self::without_nvml(&dev);
                     (d, s, None, Some(e))
                 }
             },
             Err(e) => {
-                let (d, s) = Self::without_nvml();
+                let (d, s) = Self::without_nvml(&dev);
                 (d, s, None, Some(e))
             }
         };
@@ -265,7 +268,7 @@ impl GpuHost {
             devices.truncate(limit as usize);
         }
         let source = if devices.is_empty() { Source::None } else { source };
-        let files = if devices.is_empty() { HostFiles::default() } else { read_host_files() };
+        let files = if devices.is_empty() { HostFiles::default() } else { read_host_files(&dev) };
         let mps = if settings.mps && !devices.is_empty() && source == Source::Nvml {
             mps::Daemons::start(&settings.run_dir, &devices)
         } else {
@@ -280,7 +283,7 @@ impl GpuHost {
         GpuHost { devices, source, nvml_note: None, nvml: None, files, mps: None }
     }
 
-    fn without_nvml() -> (Vec<GpuDevice>, Source) {
+    fn without_nvml(dev: &Path) -> (Vec<GpuDevice>, Source) {
         let mut from_driver = Vec::new();
         if let Ok(entries) = std::fs::read_dir("/proc/driver/nvidia/gpus") {
             for e in entries.flatten() {
@@ -308,7 +311,7 @@ impl GpuHost {
                 .collect();
             return (devices, Source::Driver);
         }
-        let names: Vec<String> = std::fs::read_dir("/dev")
+        let names: Vec<String> = std::fs::read_dir(dev)
             .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let devices: Vec<GpuDevice> = gpu_node_minors(names.iter().map(String::as_str))
@@ -356,12 +359,12 @@ impl GpuHost {
     }
 }
 
-/// Every NVIDIA character device in `/dev` (with its numbers), the driver libraries `ldconfig` knows, and
+/// Every NVIDIA character device in `dev` (with its numbers), the driver libraries `ldconfig` knows, and
 /// its tools on the usual paths.
-pub fn read_host_files() -> HostFiles {
+pub fn read_host_files(dev: &Path) -> HostFiles {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut nodes = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/dev") {
+    if let Ok(entries) = std::fs::read_dir(dev) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !name.starts_with("nvidia") {

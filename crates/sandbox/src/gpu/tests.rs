@@ -135,6 +135,7 @@ fn nvml_that_is_not_there_is_an_explained_absence() {
         limit: Some(0),
         mps: true,
         run_dir: std::env::temp_dir(),
+        dev_dir: None,
     });
     assert!(host.devices.is_empty());
     assert_eq!(host.source, Source::None);

@@ -9,9 +9,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The controllers an instance's limits need. `freezer` is optional (pausing idle instances).
+/// The controllers an instance's limits need. `freezer` is optional (pausing idle instances), and so is
+/// v1's `devices` (only instances holding GPUs get a group in it; on v2 a device program does its work).
 const REQUIRED: [&str; 3] = ["memory", "cpu", "pids"];
-const OPTIONAL: [&str; 1] = ["freezer"];
+const OPTIONAL: [&str; 2] = ["freezer", "devices"];
 
 /// Where one controller is mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +235,9 @@ impl Layout {
         let mut group =
             Group { dirs: Vec::new(), memory: None, freezer: None, controllers: Vec::new(), ..Default::default() };
         for (ctrl, h) in &self.controllers {
+            if *ctrl == "devices" {
+                continue;
+            }
             let (base, v2) = server_dir(h, self.place, server);
             let dir = base.join(format!("i{id}"));
             if !dirs.contains(&dir) {
@@ -259,6 +263,36 @@ impl Layout {
         }
         group.dirs = dirs;
         Ok(group)
+    }
+}
+
+impl Layout {
+    /// Holds instance `id`'s `group` to the devices `rules` allow: a group of its own in v1's `devices`
+    /// hierarchy (which the instance then joins), else a device program on its v2 group. Says which.
+    pub fn restrict_devices(
+        &self,
+        server: u32,
+        id: u64,
+        group: &mut Group,
+        rules: &[super::devices::DeviceRule],
+    ) -> io::Result<&'static str> {
+        if let Some((_, h)) = self.controllers.iter().find(|(c, _)| *c == "devices") {
+            let (base, _) = server_dir(h, self.place, server);
+            let dir = base.join(format!("i{id}"));
+            fs::create_dir(&dir).or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+            if !group.dirs.contains(&dir) {
+                group.dirs.push(dir.clone());
+                group.controllers.push(("devices", dir.clone(), false));
+            }
+            super::devices::restrict_v1(&dir, rules)
+                .map_err(|e| io::Error::other(format!("cannot restrict {}'s devices: {e}", dir.display())))?;
+            return Ok("cgroup v1 devices");
+        }
+        if let Some((_, dir, _)) = group.controllers.iter().find(|(_, _, v2)| *v2) {
+            super::devices::restrict_v2(dir, rules)?;
+            return Ok("cgroup v2 device program");
+        }
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this host has no device cgroup (neither v1 devices nor v2)"))
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod assignment;
 pub mod attach;
 pub mod cgroup;
+pub mod devices;
 pub mod ephemeral;
 pub mod jail;
 mod mounts;
@@ -548,7 +549,14 @@ impl Sandbox for LeanSandbox {
         let inner = &self.inner;
         inner.retry_leftovers();
         let id = inner.next.fetch_add(1, Ordering::Relaxed);
-        let group = inner.layout.create(inner.server, id, &inner.limits(spec.memory_mb, spec.cpu_millis))?;
+        let mut group = inner.layout.create(inner.server, id, &inner.limits(spec.memory_mb, spec.cpu_millis))?;
+        if let Some(gpu) = &spec.gpu {
+            let nodes: Vec<(u32, u32)> = gpu.devices.iter().map(|d| (d.major, d.minor)).collect();
+            if let Err(e) = inner.layout.restrict_devices(inner.server, id, &mut group, &devices::allowing(&nodes)) {
+                group.remove();
+                return Err(io::Error::other(format!("cannot hold the instance to its GPUs: {e}")));
+            }
+        }
         let mut binds = vec![
             Bind::read_only(spec.host.task_root.clone(), TASK_ROOT.into()),
             Bind::read_only(spec.host.runtime_dir.clone(), RUNTIME_DIR.into()),

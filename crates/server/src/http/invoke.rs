@@ -82,6 +82,9 @@ pub async fn invoke(
     set("x-stoke-duration-ms", format!("{:.3}", r.duration_ms));
     set("x-stoke-billed-duration-ms", r.billed_ms.to_string());
     set("x-stoke-max-memory-used-mb", r.max_memory_used_mb.to_string());
+    if let Some(gpu) = r.max_gpu_memory_used_mb {
+        set("x-stoke-max-gpu-memory-used-mb", gpu.to_string());
+    }
     set("x-stoke-instance", r.instance.to_string());
     if let Some(node) = &result.node {
         // In a cluster: the node that owns the version's queue ran it.

@@ -32,6 +32,7 @@ async fn api(script: Script) -> Api {
         gpus: Some(0),
         nvml_library: None,
         gpu_mps: false,
+        gpu_dev_dir: None,
         gpu_host: None,
         max_archive_mb: ServerConfig::DEFAULT_MAX_ARCHIVE_MB,
         max_image_mb: ServerConfig::DEFAULT_MAX_IMAGE_MB,

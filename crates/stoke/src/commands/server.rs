@@ -38,6 +38,9 @@ pub struct Args {
     /// supervised by the node, when nvidia-cuda-mps-control is installed.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     gpu_mps: bool,
+    /// Where the NVIDIA device nodes (nvidiaN, nvidiactl, nvidia-uvm) are [default: /dev].
+    #[arg(long, value_name = "DIR")]
+    gpu_dev_dir: Option<std::path::PathBuf>,
     /// Largest code archive accepted, in MB.
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_ARCHIVE_MB, value_name = "MB")]
     max_archive_mb: u64,
@@ -343,6 +346,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         gpus: args.gpus,
         nvml_library: args.nvml_library.clone(),
         gpu_mps: args.gpu_mps,
+        gpu_dev_dir: args.gpu_dev_dir.clone(),
         gpu_host: None,
         max_archive_mb: args.max_archive_mb,
         max_image_mb: args.max_image_mb,
