@@ -293,3 +293,40 @@ fn a_lean_instance_sees_and_may_open_only_its_own_gpu() {
         }
     }
 }
+
+/// `scripts/gpu-check`, the script for a machine with a GPU, run here against the stand-in NVML and a
+/// stand-in PyTorch (`tests/gpu/fake_torch`): what it does with the server (functions, invocations, the
+/// node's GPUs, headers) is checked on every run, so it is ready for the first GPU machine.
+#[test]
+fn the_gpu_check_script_runs_against_stand_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lib = fake_nvml(dir.path(), &state);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let torch = dir.path().join("fake_torch/torch");
+    std::fs::create_dir_all(&torch).unwrap();
+    std::fs::copy(repo.join("tests/gpu/fake_torch/torch/__init__.py"), torch.join("__init__.py")).unwrap();
+    let out = std::process::Command::new(repo.join("scripts/gpu-check"))
+        .args(["--stoke", BIN, "--sandbox", "process", "--python", "python3"])
+        .env("STOKE_NVML_LIBRARY", &lib)
+        .env("PYTHONPATH", dir.path().join("fake_torch"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for check in [
+        "sees exactly its GPU",
+        "two whole GPUs",
+        "REPORT GPU memory",
+        "neighbour keeps working",
+        "two 50% shares at once",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with("process") && l.contains(check) && l.contains("passed")),
+            "{check} passed:\n{text}"
+        );
+    }
+    assert!(text.contains("memory limit enforced        n/a"), "the process sandbox does not enforce it:\n{text}");
+    assert!(text.contains("first CUDA call at"), "{text}");
+}
