@@ -1,6 +1,9 @@
 //! The memory optimizer's rules (seed 002's PreEnv Optimizer, `stoke tune`): which memory sizes to test
 //! and in what batches, what one size's invocations measure, when larger sizes stopped helping, and which
 //! size a strategy recommends. The server runs the invocations; everything it decides with is here.
+//!
+//! A tune sweeps one [`Dimension`]: the function's memory, or — for a function holding a share of one GPU —
+//! its `gpu_percentage`, with the same strategies (the smallest share that is not slower, by default).
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,54 @@ pub const DEFAULT_WEIGHT: f64 = 0.5;
 /// Differences below this are "the same speed" whatever the tolerance: the billing granularity, and below
 /// the noise of a shared machine for sub-millisecond functions.
 pub const SAME_SPEED_MS: f64 = 1.0;
+
+/// GPU shares tested when the user names none (for a function holding a share of one GPU).
+pub const DEFAULT_GPU_PERCENTAGES: [u32; 5] = [10, 25, 50, 75, 100];
+
+/// What a tune varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    /// The function's memory, in MB.
+    #[default]
+    Memory,
+    /// The function's share of its GPU's compute (`gpu_percentage`), its memory unchanged.
+    GpuPercentage,
+}
+
+/// The GPU shares to test: the user's (1-100 each) or the defaults, plus the function's current share, so
+/// the saving is measured; ascending, without duplicates.
+pub fn gpu_percentages(requested: Option<&[u32]>, current: u32) -> Result<Vec<u32>, ValidationError> {
+    let mut out: Vec<u32> = match requested {
+        Some([]) => {
+            return Err(ValidationError::new(
+                "gpu_percentage",
+                "gpu_percentage lists no shares: give at least one, e.g. 25,50,100",
+            ))
+        }
+        Some(list) if list.len() > MAX_SIZES => {
+            return Err(ValidationError::new(
+                "gpu_percentage",
+                format!("gpu_percentage lists {} shares; a tune tests at most {MAX_SIZES}", list.len()),
+            ))
+        }
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|p| !(1..=100).contains(*p)) {
+                return Err(ValidationError::new(
+                    "gpu_percentage",
+                    format!("GPU share {bad} is not valid: give percentages between 1 and 100"),
+                ));
+            }
+            list.to_vec()
+        }
+        None => DEFAULT_GPU_PERCENTAGES.to_vec(),
+    };
+    out.push(current);
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
 
 /// How the recommended size is chosen among the sizes whose invocations all succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -198,9 +249,18 @@ pub struct SizeReport {
     pub peak_mb: u64,
     /// A warm invocation's cost at the measured duration (billed ms × memory + the request price).
     pub cost: Option<f64>,
+    /// Of a GPU share sweep: the share this report ran at (its memory is the function's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_percentage: Option<u32>,
 }
 
 impl SizeReport {
+    /// Where the report sits in its sweep: by share in a GPU sweep (memory is the same throughout), else by
+    /// memory.
+    pub fn key(&self) -> (u32, u32) {
+        (self.gpu_percentage.unwrap_or(0), self.memory_mb)
+    }
+
     /// Every invocation succeeded, so the size can be recommended.
     pub fn usable(&self) -> bool {
         self.errors == 0 && self.warm_ms.is_some()
@@ -265,6 +325,7 @@ pub fn summarize(memory_mb: u32, cold: Option<&Sample>, warm: &[Sample], pricing
         cold_ms: cold_ok.map(|s| s.duration_ms + s.init_ms.unwrap_or(0.0)),
         peak_mb: all.map(|s| s.max_memory_used_mb).max().unwrap_or(0),
         cost: warm_ms.map(|d| invocation_cost(memory_mb, d, pricing)),
+        gpu_percentage: None,
     }
 }
 
@@ -283,7 +344,7 @@ pub enum Verdict {
 /// After a batch: whether larger sizes are still worth testing. `tested` are the reports so far (any order).
 pub fn verdict(tested: &[SizeReport], strategy: &Strategy) -> Verdict {
     let mut t: Vec<&SizeReport> = tested.iter().collect();
-    t.sort_by_key(|r| r.memory_mb);
+    t.sort_by_key(|r| r.key());
     if !t.is_empty()
         && t.iter().all(|r| r.warm_ms.is_none() && r.error.as_deref().is_some_and(|e| !is_limit_error(type_of(e))))
     {
@@ -325,25 +386,33 @@ pub struct Recommendation {
     pub cost_saving: Option<f64>,
     /// One sentence, e.g. "1024 MB → 256 MB: same speed within 3 %, 75 % less memory reserved, 71 % cheaper".
     pub summary: String,
+    /// Of a GPU share sweep: the share recommended, the current one, and the share of the GPU saved (0.75 =
+    /// 75 % less reserved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_percentage: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_gpu_percentage: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_saving: Option<f64>,
 }
 
-/// The size `strategy` picks among the usable reports, or `None` when no size worked.
-pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -> Option<Recommendation> {
+/// The report `strategy` picks among the usable ones, or `None` when none worked. Ties go to the smaller
+/// size (reports are compared in ascending order of their [`SizeReport::key`]).
+fn choose<'a>(reports: &'a [SizeReport], strategy: &Strategy) -> Option<&'a SizeReport> {
     let usable: Vec<&SizeReport> = reports.iter().filter(|r| r.usable()).collect();
     let time = |r: &SizeReport| r.warm_ms.unwrap_or(f64::INFINITY);
     let cost = |r: &SizeReport| r.cost.unwrap_or(f64::INFINITY);
     let fastest = usable.iter().map(|r| time(r)).fold(f64::INFINITY, f64::min);
     let cheapest = usable.iter().map(|r| cost(r)).fold(f64::INFINITY, f64::min);
-    // Ties go to the smaller size (reports are compared in ascending memory).
     let mut ordered = usable.clone();
-    ordered.sort_by_key(|r| r.memory_mb);
+    ordered.sort_by_key(|r| r.key());
     let best_by = |score: &dyn Fn(&SizeReport) -> f64| -> Option<&SizeReport> {
         ordered.iter().copied().fold(None, |best: Option<&SizeReport>, r| match best {
             Some(b) if score(b) <= score(r) => Some(b),
             _ => Some(r),
         })
     };
-    let pick = match strategy {
+    match strategy {
         Strategy::Speed => best_by(&time),
         Strategy::Cost => best_by(&cost),
         Strategy::Balanced { weight } => {
@@ -352,24 +421,65 @@ pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -
         Strategy::SmallestNotSlower { tolerance } => {
             ordered.iter().copied().find(|r| time(r) <= (fastest * (1.0 + tolerance)).max(fastest + SAME_SPEED_MS))
         }
-    }?;
+    }
+}
+
+/// The picked report's speed and cost against the current one's: (ms and relative change of the warm time,
+/// cost saving).
+fn against(pick: &SizeReport, current: Option<&SizeReport>) -> (Option<(f64, f64)>, Option<f64>) {
+    let time = |r: &SizeReport| r.warm_ms.unwrap_or(f64::INFINITY);
+    let cost = |r: &SizeReport| r.cost.unwrap_or(f64::INFINITY);
+    let duration = current.map(|c| (time(pick) - time(c), time(pick) / time(c) - 1.0));
+    (duration, current.map(|c| 1.0 - cost(pick) / cost(c)))
+}
+
+/// The size `strategy` picks among the usable reports, or `None` when no size worked.
+pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -> Option<Recommendation> {
+    let pick = choose(reports, strategy)?;
     let current = reports.iter().find(|r| r.memory_mb == current_mb && r.usable());
-    let duration_change = current.map(|c| time(pick) / time(c) - 1.0);
-    let cost_saving = current.map(|c| 1.0 - cost(pick) / cost(c));
+    let (duration, cost_saving) = against(pick, current);
     let memory_saving = 1.0 - f64::from(pick.memory_mb) / f64::from(current_mb);
     Some(Recommendation {
         memory_mb: pick.memory_mb,
         current_mb,
-        duration_change,
+        duration_change: duration.map(|d| d.1),
         memory_saving,
         cost_saving,
-        summary: summary(
-            current_mb,
-            pick.memory_mb,
-            current.map(|c| (time(pick) - time(c), duration_change.unwrap_or(0.0))),
-            memory_saving,
-            cost_saving,
-        ),
+        summary: summary(current_mb, pick.memory_mb, duration, memory_saving, cost_saving),
+        gpu_percentage: None,
+        current_gpu_percentage: None,
+        gpu_saving: None,
+    })
+}
+
+/// The GPU share `strategy` picks among the usable reports of a GPU sweep (by default the smallest share
+/// that is not slower), against the function's current share; `None` when no share worked.
+pub fn recommend_share(reports: &[SizeReport], current: u32, strategy: &Strategy) -> Option<Recommendation> {
+    let pick = choose(reports, strategy)?;
+    let share = pick.gpu_percentage?;
+    let now = reports.iter().find(|r| r.gpu_percentage == Some(current) && r.usable());
+    let (duration, cost_saving) = against(pick, now);
+    let gpu_saving = 1.0 - f64::from(share) / f64::from(current.max(1));
+    let words = if share == current {
+        format!("{current} % of the GPU is already the right share for this strategy")
+    } else {
+        let reserved = if gpu_saving >= 0.0 {
+            format!("{} less of the GPU reserved", pct(gpu_saving))
+        } else {
+            format!("{} more of the GPU reserved", pct(gpu_saving))
+        };
+        format!("{current} % → {share} % of the GPU: {}, {reserved}", speed_words(duration))
+    };
+    Some(Recommendation {
+        memory_mb: pick.memory_mb,
+        current_mb: pick.memory_mb,
+        duration_change: duration.map(|d| d.1),
+        memory_saving: 0.0,
+        cost_saving,
+        summary: words,
+        gpu_percentage: Some(share),
+        current_gpu_percentage: Some(current),
+        gpu_saving: Some(gpu_saving),
     })
 }
 
@@ -382,16 +492,7 @@ fn summary(current: u32, pick: u32, duration: Option<(f64, f64)>, memory: f64, c
     if pick == current {
         return format!("{current} MB is already the right size for this strategy");
     }
-    let speed = match duration {
-        None => "the current size failed, so no comparison of speed".to_string(),
-        Some((_, d)) if d.abs() < 0.005 => "same speed".to_string(),
-        Some((ms, d)) if ms.abs() < SAME_SPEED_MS && d.abs() > DEFAULT_TOLERANCE => {
-            format!("same speed within {:.2} ms", ms.abs())
-        }
-        Some((_, d)) if d > 0.0 && d <= DEFAULT_TOLERANCE => format!("same speed within {}", pct(d)),
-        Some((_, d)) if d > 0.0 => format!("{} slower", pct(d)),
-        Some((_, d)) => format!("{} faster", pct(d)),
-    };
+    let speed = speed_words(duration);
     let memory = if memory >= 0.0 {
         format!("{} less memory reserved", pct(memory))
     } else {
@@ -404,6 +505,20 @@ fn summary(current: u32, pick: u32, duration: Option<(f64, f64)>, memory: f64, c
         None => String::new(),
     };
     format!("{current} MB → {pick} MB: {speed}, {memory}{cost}")
+}
+
+/// The recommended size's speed against the current one's, in words.
+fn speed_words(duration: Option<(f64, f64)>) -> String {
+    match duration {
+        None => "the current size failed, so no comparison of speed".to_string(),
+        Some((_, d)) if d.abs() < 0.005 => "same speed".to_string(),
+        Some((ms, d)) if ms.abs() < SAME_SPEED_MS && d.abs() > DEFAULT_TOLERANCE => {
+            format!("same speed within {:.2} ms", ms.abs())
+        }
+        Some((_, d)) if d > 0.0 && d <= DEFAULT_TOLERANCE => format!("same speed within {}", pct(d)),
+        Some((_, d)) if d > 0.0 => format!("{} slower", pct(d)),
+        Some((_, d)) => format!("{} faster", pct(d)),
+    }
 }
 
 #[cfg(test)]

@@ -498,6 +498,7 @@ impl Server {
                     hosting: 0,
                     started_ms: registry::now_ms(),
                     heartbeat_ms: registry::now_ms(),
+                    gpu_use: node_gpus(invoker.scheduler()),
                 };
                 let (etcd, c) = (etcd.clone(), c.clone());
                 let joined = tokio::task::spawn_blocking(move || cluster::Cluster::join(etcd, &c, record, blobs))
@@ -754,6 +755,26 @@ fn collect_blobs(cluster: &Arc<cluster::Cluster>, store: Arc<dyn Store>) {
     });
 }
 
+/// This node's GPUs and what its instances hold of each, for its heartbeat.
+fn node_gpus(scheduler: &stoke_scheduler::Scheduler) -> Vec<stoke_store::NodeGpu> {
+    scheduler
+        .gpus()
+        .0
+        .into_iter()
+        .map(|(d, u)| stoke_store::NodeGpu {
+            index: d.index,
+            uuid: d.uuid,
+            name: d.name,
+            memory_mb: d.memory_mb,
+            minor: d.minor,
+            reserved_mb: u.reserved_mb,
+            reserved_percentage: u.reserved_percentage,
+            whole_instances: u.whole,
+            share_instances: u.shares,
+        })
+        .collect()
+}
+
 /// Keeps what this node's heartbeat reports of its load (live instances, queues owned) current.
 fn report_load(cluster: &Arc<cluster::Cluster>, invoker: &Arc<invoke::Invoker>) {
     let (cluster, invoker) = (Arc::downgrade(cluster), Arc::downgrade(invoker));
@@ -764,7 +785,9 @@ fn report_load(cluster: &Arc<cluster::Cluster>, invoker: &Arc<invoke::Invoker>) 
             let status = i.scheduler().node_status();
             let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
             let (queues, hosting) = i.queues().map_or((0, 0), |q| (count(q.owned_here()), count(q.hosting())));
+            let gpu_use = node_gpus(i.scheduler());
             c.report(|n| {
+                n.gpu_use = gpu_use;
                 n.instances = count(status.instances);
                 n.queues = queues;
                 n.hosting = hosting;

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use stoke_core::keepalive::{advise, KeepAliveAdvice};
 use stoke_core::sync::lock;
-use stoke_core::tune::{self, Recommendation, Sample, SizeReport, Strategy, Verdict};
+use stoke_core::tune::{self, Dimension, Recommendation, Sample, SizeReport, Strategy, Verdict};
 use stoke_core::{AccountId, AliasRouting, ConfigPatch, FunctionName, ValidationError};
 use stoke_scheduler::{InvokeRequest, InvokeTarget, Outcome};
 use stoke_store::{Store, TuneRecord};
@@ -37,6 +37,12 @@ pub struct TuneRequest {
     /// tested too.
     #[schema(min_items = 1, max_items = 16, minimum = 128, multiple_of = 64)]
     pub memory: Option<Vec<u32>>,
+    /// GPU shares to test instead of memory sizes, in percent of the GPU's compute (1-100 each; default 10,
+    /// 25, 50, 75, 100): for a function holding a share of one GPU (`gpu_count` 1). Its current share is
+    /// always tested too; its memory stays as it is.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 16, minimum = 1, maximum = 100)]
+    pub gpu_percentage: Option<Vec<u32>>,
     /// Warm invocations per size after its cold start, 1-100 (default 10).
     #[schema(minimum = 1, maximum = 100)]
     pub runs: Option<u32>,
@@ -68,6 +74,9 @@ pub struct Progress {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     pub memory_mb: u32,
+    /// Of a GPU share sweep: the share set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_percentage: Option<u32>,
     /// The version published for the alias.
     pub version: Option<u64>,
     pub alias: Option<String>,
@@ -93,7 +102,10 @@ pub struct TuneView {
     pub state: String,
     pub strategy: Strategy,
     pub runs: u32,
-    /// Every size the tune may test, ascending.
+    /// What the tune varies: `memory` (sizes in MB) or `gpu_percentage` (shares of the GPU, in percent).
+    #[serde(default)]
+    pub dimension: Dimension,
+    /// Every size (or share) the tune may test, ascending.
     pub planned: Vec<u32>,
     /// The sizes tested so far, ascending.
     pub sizes: Vec<SizeReport>,
@@ -157,10 +169,18 @@ impl std::fmt::Debug for Tuner {
 /// A running tune's view, updated as it goes.
 type Live = Arc<Mutex<TuneView>>;
 
-/// A size under test.
+/// A size (or share) under test.
 struct Trial {
-    memory_mb: u32,
+    value: u32,
     target: Arc<InvokeTarget>,
+}
+
+/// Where a report sits in its tune's sweep: its share in a GPU sweep, else its memory.
+fn value_of(r: &SizeReport, dimension: Dimension) -> u32 {
+    match dimension {
+        Dimension::Memory => r.memory_mb,
+        Dimension::GpuPercentage => r.gpu_percentage.unwrap_or(100),
+    }
 }
 
 impl Tuner {
@@ -214,7 +234,31 @@ impl Tuner {
         let payload = Invoker::payload(payload)?;
         let primary = self.invoker.check(caller, reference).await?;
         let node = self.registry.node_limits();
-        let planned = tune::sizes(req.memory.as_deref(), primary.config.memory_mb, &node)?;
+        let (dimension, planned) = match &req.gpu_percentage {
+            None => (Dimension::Memory, tune::sizes(req.memory.as_deref(), primary.config.memory_mb, &node)?),
+            Some(_) if req.memory.is_some() => {
+                return Err(ValidationError::new(
+                    "gpu_percentage",
+                    "a tune sweeps memory or gpu_percentage, not both: leave one of them out",
+                )
+                .into())
+            }
+            Some(_) if primary.config.gpu_count != 1 => {
+                return Err(ValidationError::new(
+                    "gpu_percentage",
+                    format!(
+                        "gpu_percentage sweeps a share of one GPU, and function {} has gpu_count {}: give it one \
+                         GPU first (stoke fn update {} --gpus 1)",
+                        primary.function, primary.config.gpu_count, primary.function
+                    ),
+                )
+                .into());
+            }
+            Some(shares) => (
+                Dimension::GpuPercentage,
+                tune::gpu_percentages(Some(shares), primary.config.gpu_percentage.unwrap_or(100))?,
+            ),
+        };
         if let Some(alias) = &req.alias {
             let (registry, acct, name, alias) =
                 (self.registry.clone(), caller.clone(), primary.function.clone(), alias.clone());
@@ -230,6 +274,7 @@ impl Tuner {
             state: "running".into(),
             strategy,
             runs,
+            dimension,
             progress: Progress { done: 0, total: u32::try_from(planned.len()).unwrap_or(u32::MAX) * (runs + 1) },
             planned,
             sizes: Vec::new(),
@@ -307,24 +352,34 @@ impl Tuner {
         shared: Arc<Mutex<TuneView>>,
     ) {
         let started = Instant::now();
-        let (id, planned, runs, strategy) = {
+        let (id, planned, runs, strategy, dimension) = {
             let v = lock(&shared);
-            (v.id.clone(), v.planned.clone(), v.runs, v.strategy)
+            (v.id.clone(), v.planned.clone(), v.runs, v.strategy, v.dimension)
         };
         let trials: Vec<Trial> = planned
             .iter()
-            .map(|&memory_mb| {
+            .map(|&value| {
                 let mut t = (*primary).clone();
-                t.config.memory_mb = memory_mb;
+                match dimension {
+                    Dimension::Memory => t.config.memory_mb = value,
+                    Dimension::GpuPercentage => t.config.gpu_percentage = Some(value),
+                }
                 t.config.min_warm = 0;
                 t.version = format!("{TUNE_VERSION_PREFIX}{id}");
                 t.key = Default::default();
-                Trial { memory_mb, target: Arc::new(t) }
+                Trial { value, target: Arc::new(t) }
             })
             .collect();
         let budget = u64::from(self.registry.node_limits().max_memory_mb);
-        let batches = tune::batches(&planned, self.cores, budget, self.cpu_follows_memory);
-        let current = primary.config.memory_mb;
+        let (batches, current) = match dimension {
+            Dimension::Memory => {
+                (tune::batches(&planned, self.cores, budget, self.cpu_follows_memory), primary.config.memory_mb)
+            }
+            // Shares of one GPU measured together would share its compute: one at a time.
+            Dimension::GpuPercentage => {
+                (planned.iter().map(|p| vec![*p]).collect(), primary.config.gpu_percentage.unwrap_or(100))
+            }
+        };
         let mut failure = None;
         let mut stop = false;
         for batch in batches {
@@ -334,16 +389,21 @@ impl Tuner {
                 continue;
             }
             let mut set = tokio::task::JoinSet::new();
-            for trial in trials.iter().filter(|t| batch.contains(&t.memory_mb)) {
+            for trial in trials.iter().filter(|t| batch.contains(&t.value)) {
                 let (me, target, payload, shared) =
                     (self.clone(), trial.target.clone(), payload.clone(), shared.clone());
-                set.spawn(async move { me.measure(target, payload, runs, shared).await });
+                let share = (dimension == Dimension::GpuPercentage).then_some(trial.value);
+                set.spawn(async move {
+                    let mut report = me.measure(target, payload, runs, shared).await;
+                    report.gpu_percentage = share;
+                    report
+                });
             }
             while let Some(done) = set.join_next().await {
                 if let Ok(report) = done {
                     let mut v = lock(&shared);
                     v.sizes.push(report);
-                    v.sizes.sort_by_key(|r| r.memory_mb);
+                    v.sizes.sort_by_key(SizeReport::key);
                 }
             }
             if stop {
@@ -356,7 +416,7 @@ impl Tuner {
                     stop = true;
                     // The progress bar's end moves in: only the current size may still run.
                     let mut v = lock(&shared);
-                    let tested: Vec<u32> = v.sizes.iter().map(|r| r.memory_mb).collect();
+                    let tested: Vec<u32> = v.sizes.iter().map(|r| value_of(r, dimension)).collect();
                     let left = planned.iter().filter(|m| !tested.contains(m) && **m != current).count();
                     let left = u32::try_from(left).unwrap_or(u32::MAX);
                     v.progress.total = v.progress.total.saturating_sub(left * (runs + 1));
@@ -379,17 +439,24 @@ impl Tuner {
         }
         let finished = {
             let mut v = lock(&shared);
-            let tested: Vec<u32> = v.sizes.iter().map(|r| r.memory_mb).collect();
+            let tested: Vec<u32> = v.sizes.iter().map(|r| value_of(r, dimension)).collect();
             v.skipped = planned.iter().copied().filter(|m| !tested.contains(m)).collect();
             v.progress.total = v.progress.done;
-            v.recommendation = tune::recommend(&v.sizes, current, &strategy);
+            v.recommendation = match dimension {
+                Dimension::Memory => tune::recommend(&v.sizes, current, &strategy),
+                Dimension::GpuPercentage => tune::recommend_share(&v.sizes, current, &strategy),
+            };
             if failure.is_none() && v.recommendation.is_none() {
                 let first = v.sizes.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+                let larger = match dimension {
+                    Dimension::Memory => "test larger sizes with --memory",
+                    Dimension::GpuPercentage => "test larger shares with --gpu-percentage",
+                };
                 failure = Some(TuneFailure {
                     code: "no_size_worked".into(),
                     message: format!(
-                        "no size tested ran every invocation without an error (first error: {first}); test larger \
-                         sizes with --memory, or raise the function's timeout"
+                        "no size tested ran every invocation without an error (first error: {first}); {larger}, or \
+                         raise the function's timeout"
                     ),
                 });
             }
@@ -398,7 +465,7 @@ impl Tuner {
         };
         let mut view = finished;
         if let (None, Some(rec), true) = (&failure, &view.recommendation, req.apply) {
-            match self.apply(&caller, &primary.function, rec.memory_mb, req.alias.clone()).await {
+            match self.apply(&caller, &primary.function, rec.memory_mb, rec.gpu_percentage, req.alias.clone()).await {
                 Ok(applied) => view.applied = Some(applied),
                 Err(e) => {
                     failure = Some(TuneFailure {
@@ -482,16 +549,31 @@ impl Tuner {
         caller: &AccountId,
         function: &FunctionName,
         memory_mb: u32,
+        gpu_percentage: Option<u32>,
         alias: Option<String>,
     ) -> Result<Applied, RegistryError> {
         let (registry, acct, name) = (self.registry.clone(), caller.clone(), function.clone());
         tokio::task::spawn_blocking(move || {
-            let patch = ConfigPatch { memory_mb: Some(memory_mb), ..ConfigPatch::default() };
-            if registry.get_function(&acct, &name)?.config.memory_mb != memory_mb {
+            let config = registry.get_function(&acct, &name)?.config;
+            let patch = match gpu_percentage {
+                Some(p) if config.gpu_percentage != Some(p) => {
+                    Some(ConfigPatch { gpu_percentage: Some(p), ..ConfigPatch::default() })
+                }
+                None if config.memory_mb != memory_mb => {
+                    Some(ConfigPatch { memory_mb: Some(memory_mb), ..ConfigPatch::default() })
+                }
+                _ => None,
+            };
+            if let Some(patch) = patch {
                 registry.update_config(&acct, &name, patch)?;
             }
-            let Some(alias) = alias else { return Ok(Applied { memory_mb, version: None, alias: None }) };
-            let description = Some(format!("stoke tune: {memory_mb} MB"));
+            let Some(alias) = alias else {
+                return Ok(Applied { memory_mb, gpu_percentage, version: None, alias: None });
+            };
+            let description = Some(match gpu_percentage {
+                Some(p) => format!("stoke tune: {p} % of the GPU"),
+                None => format!("stoke tune: {memory_mb} MB"),
+            });
             let version = registry.publish(&acct, &name, description, &FunctionIf::default())?.version;
             let routing = AliasRouting {
                 version: version.version.to_string(),
@@ -499,7 +581,7 @@ impl Tuner {
                 additional_weight: None,
             };
             registry.put_alias(&acct, &name, &alias, routing, None, crate::registry::AliasIf::Any)?;
-            Ok(Applied { memory_mb, version: Some(version.version), alias: Some(alias) })
+            Ok(Applied { memory_mb, gpu_percentage, version: Some(version.version), alias: Some(alias) })
         })
         .await
         .map_err(|e| RegistryError::NotFound(e.to_string()))?

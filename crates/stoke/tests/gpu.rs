@@ -80,6 +80,12 @@ fn gpus_are_found_assigned_packed_refused_and_reported() {
     let (_, node) = s.get("/v1/node");
     assert_eq!(node["limits"]["gpu_count"], 2);
     assert_eq!(node["gpu_shares_enforced"], false, "no MPS daemon here");
+    let (_, nodes) = s.get("/v1/nodes");
+    let reported = nodes["nodes"][0]["gpu_use"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        reported.iter().map(|g| g["name"].clone()).collect::<Vec<_>>(),
+        [json!("Fake GPU 0"), json!("Fake GPU 1")]
+    );
 
     let code = FUNCTION.replace("@STATE@", state.to_str().unwrap());
     python_fn(&s, "share", &code, json!({"gpu_count": 1, "gpu_percentage": 50, "timeout_s": 30}));
@@ -329,4 +335,50 @@ fn the_gpu_check_script_runs_against_stand_ins() {
     }
     assert!(text.contains("memory limit enforced        n/a"), "the process sandbox does not enforce it:\n{text}");
     assert!(text.contains("first CUDA call at"), "{text}");
+}
+
+/// `stoke tune --gpu-percentage`: a function holding a share of one GPU swept across shares, one at a time,
+/// the smallest share that is not slower recommended and applied; bad sweeps refused before anything runs.
+#[test]
+fn tune_sweeps_a_gpu_share_and_applies_the_smallest_that_is_not_slower() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lib = fake_nvml(dir.path(), &state);
+    let s = TestServer::start_with(&["--sandbox", "process", "--nvml-library", lib.to_str().unwrap()]);
+    let code = FUNCTION.replace("@STATE@", state.to_str().unwrap());
+    python_fn(&s, "infer", &code, json!({"gpu_count": 1, "gpu_percentage": 50}));
+    python_fn(&s, "plain", &code, json!({}));
+
+    let bad = |body: Value, function: &str, needle: &str| {
+        let r = s.call(s.req(Method::POST, &format!("/v1/functions/{function}/tune")).json(&body));
+        assert_error(&r, 400, "invalid_parameter", needle);
+    };
+    bad(json!({"gpu_percentage": [25]}), "plain", "gpu_count 0");
+    bad(json!({"gpu_percentage": [25], "memory": [256]}), "infer", "not both");
+    bad(json!({"gpu_percentage": [0]}), "infer", "between 1 and 100");
+    bad(json!({"gpu_percentage": []}), "infer", "no shares");
+
+    let out = s
+        .cli()
+        .args(["tune", "infer", "--gpu-percentage", "10,25,100", "--runs", "3", "--tolerance", "0.5"])
+        .args(["--payload", r#"{"sleep": 0.02}"#, "--apply"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("GPU %"), "{text}");
+    for share in ["10", "25", "50"] {
+        assert!(text.lines().any(|l| l.trim_start_matches(['│', ' ']).starts_with(share)), "{share} tested: {text}");
+    }
+    // 50 % (the current share) and the two below were no faster than 10 %: larger shares are not tried.
+    assert!(text.contains("not tested (larger sizes stopped helping): 100 % of the GPU"), "{text}");
+    // The function runs as fast on any share here (20 ms asleep; nothing limits the process sandbox's GPU
+    // use), so the smallest share is the one not slower (a median of 3 runs, within 50 %: one hiccup of a busy
+    // machine does not decide).
+    assert!(text.contains("recommendation: 50 % → 10 % of the GPU"), "{text}");
+    assert!(text.contains("applied: $LATEST set to 10 % of its GPU"), "{text}");
+    let (_, f) = s.get("/v1/functions/infer");
+    assert_eq!(f["gpu_percentage"], 10, "{f}");
+    assert_eq!(f["memory_mb"], 128, "memory untouched");
 }

@@ -23,8 +23,8 @@ mod sqlite;
 
 pub use code::{sha256_hex, CodeStore, LATEST_DIR};
 pub use etcd::{
-    in_background, EtcdStore, Membership, NodeRecord, NodeStatus, OwnerChange, QueueName, QueueOwner, Reservation,
-    MAX_TXN_OPS,
+    in_background, EtcdStore, Membership, NodeGpu, NodeRecord, NodeStatus, OwnerChange, QueueName, QueueOwner,
+    Reservation, MAX_TXN_OPS,
 };
 pub use files::{ImageError, ImageFiles, LayerFiles, IMAGE_MOUNT_FILES, IMAGE_MOUNT_POINTS};
 pub use records::{

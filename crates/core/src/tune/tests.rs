@@ -167,3 +167,38 @@ fn a_function_failing_at_every_size_for_its_own_reason_stops_the_tune() {
     assert_eq!(verdict(&[slow], &s), Verdict::Continue);
     assert_eq!(verdict(&[bad(128), size(256, 10.0)], &s), Verdict::Continue);
 }
+
+fn share(percentage: u32, ms: f64) -> SizeReport {
+    SizeReport { gpu_percentage: Some(percentage), ..size(2048, ms) }
+}
+
+#[test]
+fn gpu_shares_to_test_are_checked_and_include_the_current_one() {
+    assert_eq!(gpu_percentages(None, 100).unwrap(), [10, 25, 50, 75, 100]);
+    assert_eq!(gpu_percentages(Some(&[50, 20]), 30).unwrap(), [20, 30, 50]);
+    for bad in [&[][..], &[0][..], &[101][..], &[1; 17][..]] {
+        assert_eq!(gpu_percentages(Some(bad), 100).unwrap_err().field, "gpu_percentage", "{bad:?}");
+    }
+}
+
+#[test]
+fn the_smallest_gpu_share_that_is_not_slower_is_recommended() {
+    let reports = vec![share(100, 50.0), share(10, 100.0), share(50, 50.0), share(25, 51.0)];
+    let s = Strategy::SmallestNotSlower { tolerance: 0.05 };
+    let r = recommend_share(&reports, 100, &s).unwrap();
+    assert_eq!(r.gpu_percentage, Some(25));
+    assert_eq!(r.current_gpu_percentage, Some(100));
+    assert_eq!(r.memory_mb, 2048, "memory is not what a GPU sweep changes");
+    assert!((r.gpu_saving.unwrap() - 0.75).abs() < 1e-9);
+    assert_eq!(r.summary, "100 % → 25 % of the GPU: same speed within 2 %, 75 % less of the GPU reserved");
+    assert_eq!(recommend_share(&reports, 100, &Strategy::Speed).unwrap().gpu_percentage, Some(50), "ties: smaller");
+    let already = recommend_share(&[share(25, 50.0), share(50, 50.0)], 25, &s).unwrap();
+    assert_eq!(already.summary, "25 % of the GPU is already the right share for this strategy");
+    assert_eq!(recommend_share(&[oom(128)], 100, &s), None, "nothing usable");
+    // Larger shares that stop helping end the sweep, in share order.
+    assert_eq!(
+        verdict(&[share(10, 100.0), share(25, 50.0), share(50, 50.0), share(75, 50.0)], &s),
+        Verdict::StopNoGain
+    );
+    assert_eq!(verdict(&[share(10, 100.0), share(25, 80.0), share(50, 50.0)], &s), Verdict::Continue);
+}

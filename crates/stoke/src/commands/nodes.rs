@@ -54,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             if n.advertise.is_empty() { "-".into() } else { n.advertise },
             format!("{} MB", n.memory_mb),
             n.cpus.to_string(),
-            n.gpus.to_string(),
+            gpus_in_words(n.gpus, &n.gpu_use),
             n.sandbox,
             n.instances.to_string(),
             n.queues.to_string(),
@@ -73,6 +73,27 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         println!("(a single node: start nodes with --cluster to run several; see docs/cluster.md)");
     }
     Ok(())
+}
+
+/// A node's GPUs for the table: the count, and what instances hold of each that holds anything
+/// (`2 (0: 100%, 1: 50% 4096 MB)`).
+fn gpus_in_words(count: u32, used: &[stoke_server::http::views::GpuView]) -> String {
+    let held: Vec<String> = used
+        .iter()
+        .filter(|g| g.reserved_percentage > 0 || g.reserved_mb > 0)
+        .map(|g| {
+            if g.whole_instances > 0 {
+                format!("{}: whole", g.index)
+            } else {
+                format!("{}: {}% {} MB", g.index, g.reserved_percentage, g.reserved_mb)
+            }
+        })
+        .collect();
+    if held.is_empty() {
+        count.to_string()
+    } else {
+        format!("{count} ({})", held.join(", "))
+    }
 }
 
 fn history(client: &Client, global: &GlobalArgs, minutes: u64) -> Result<()> {

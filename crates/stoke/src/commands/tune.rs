@@ -1,4 +1,5 @@
-//! `stoke tune`: run a function at several memory sizes and recommend one (seed 002's PreEnv Optimizer).
+//! `stoke tune`: run a function at several memory sizes (or GPU shares) and recommend one (seed 002's PreEnv
+//! Optimizer).
 
 use std::time::Duration;
 
@@ -25,6 +26,11 @@ pub struct Args {
     /// function's current size is always tested too.
     #[arg(long, value_delimiter = ',', value_name = "MB,MB,…")]
     memory: Option<Vec<u32>>,
+    /// Sweep the function's share of its GPU instead of its memory: percentages to test (a function with
+    /// gpu_count 1; its current share is always tested too). Alone, `--gpu-percentage default` tests 10,25,
+    /// 50,75,100.
+    #[arg(long, value_delimiter = ',', value_name = "PCT,PCT,…|default", conflicts_with_all = ["memory", "chart"])]
+    gpu_percentage: Option<Vec<String>>,
     /// Warm invocations per size, after its cold start.
     #[arg(long, default_value_t = stoke_core::tune::DEFAULT_RUNS)]
     runs: u32,
@@ -62,9 +68,22 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         None => {
             let payload: serde_json::Value =
                 serde_json::from_slice(&read_payload(&args.payload)?).context("the payload is not valid JSON")?;
+            let gpu_percentage = match &args.gpu_percentage {
+                None => None,
+                Some(list) if list.len() == 1 && list[0] == "default" => {
+                    Some(stoke_core::tune::DEFAULT_GPU_PERCENTAGES.to_vec())
+                }
+                Some(list) => Some(
+                    list.iter()
+                        .map(|p| p.trim().trim_end_matches('%').parse::<u32>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .context("--gpu-percentage takes whole percentages, e.g. 25,50,100 (or default)")?,
+                ),
+            };
             let req = TuneRequest {
                 payload: Some(payload),
                 memory: args.memory.clone(),
+                gpu_percentage,
                 runs: Some(args.runs),
                 strategy: Some(args.strategy.clone()),
                 tolerance: args.tolerance,
@@ -149,17 +168,21 @@ fn ms(v: Option<f64>) -> String {
 
 /// The tune as a table, its recommendation and keep-alive advice.
 pub fn print_tune(view: &TuneView) {
-    let mut t = table(&["memory MB", "warm ms", "p90 ms", "cold ms", "init ms", "peak MB", "µ$ / call", "errors"]);
-    let pick = view.recommendation.as_ref().map(|r| r.memory_mb);
+    let gpu = view.dimension == stoke_core::tune::Dimension::GpuPercentage;
+    let first = if gpu { "GPU %" } else { "memory MB" };
+    let mut t = table(&[first, "warm ms", "p90 ms", "cold ms", "init ms", "peak MB", "µ$ / call", "errors"]);
+    let value = |memory: u32, share: Option<u32>| if gpu { share.unwrap_or(100) } else { memory };
+    let pick = view.recommendation.as_ref().map(|r| value(r.memory_mb, r.gpu_percentage));
     for r in &view.sizes {
-        let mark = if Some(r.memory_mb) == pick { " ◀" } else { "" };
+        let here = value(r.memory_mb, r.gpu_percentage);
+        let mark = if Some(here) == pick { " ◀" } else { "" };
         let errors = match (&r.error, r.out_of_memory) {
             (_, true) => format!("{} (out of memory)", r.errors),
             (Some(e), false) => format!("{} ({})", r.errors, e.chars().take(40).collect::<String>()),
             (None, false) => "0".into(),
         };
         t.add_row(vec![
-            format!("{}{mark}", r.memory_mb),
+            format!("{here}{mark}"),
             ms(r.warm_ms),
             ms(r.warm_p90_ms),
             ms(r.cold_ms),
@@ -175,9 +198,10 @@ pub fn print_tune(view: &TuneView) {
     println!("tune {} of {} ({name}, {} warm runs per size)", view.id, view.reference, view.runs);
     if !view.skipped.is_empty() {
         let skipped: Vec<String> = view.skipped.iter().map(u32::to_string).collect();
-        println!("not tested (larger sizes stopped helping): {} MB", skipped.join(", "));
+        let unit = if gpu { "% of the GPU" } else { "MB" };
+        println!("not tested (larger sizes stopped helping): {} {unit}", skipped.join(", "));
     }
-    if !view.cpu_follows_memory {
+    if !view.cpu_follows_memory && !gpu {
         println!(
             "note: CPU is not capped by memory on this server, so durations do not fall with memory \
              (start it with --cpu-quota on the lean sandbox for Lambda-like CPU shares)"
@@ -191,7 +215,15 @@ pub fn print_tune(view: &TuneView) {
         None => println!("recommendation: none"),
     }
     if let Some(a) = &view.applied {
+        if let Some(p) = a.gpu_percentage {
+            let alias = match (&a.alias, a.version) {
+                (Some(alias), Some(v)) => format!(", published as version {v}, alias {alias} moved"),
+                _ => String::new(),
+            };
+            println!("applied: $LATEST set to {p} % of its GPU{alias}");
+        }
         match (&a.alias, a.version) {
+            _ if a.gpu_percentage.is_some() => {}
             (Some(alias), Some(v)) => {
                 println!("applied: $LATEST set to {} MB, published as version {v}, alias {alias} moved", a.memory_mb)
             }

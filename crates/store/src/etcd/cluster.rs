@@ -55,6 +55,27 @@ pub struct NodeRecord {
     pub hosting: u64,
     pub started_ms: i64,
     pub heartbeat_ms: i64,
+    /// Its GPUs and what its instances hold of each, at the last heartbeat.
+    #[serde(default)]
+    pub gpu_use: Vec<NodeGpu>,
+}
+
+/// One GPU of a node, as its heartbeat reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeGpu {
+    pub index: u32,
+    #[serde(default)]
+    pub uuid: String,
+    pub name: String,
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub minor: u32,
+    pub reserved_mb: u64,
+    pub reserved_percentage: u32,
+    #[serde(default)]
+    pub whole_instances: usize,
+    #[serde(default)]
+    pub share_instances: usize,
 }
 
 /// A node and whether it holds its lease now.

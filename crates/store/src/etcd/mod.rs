@@ -21,7 +21,7 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Get
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use cluster::{Membership, NodeRecord, NodeStatus};
+pub use cluster::{Membership, NodeGpu, NodeRecord, NodeStatus};
 pub use queues::{OwnerChange, QueueName, QueueOwner, Reservation};
 
 use crate::{Result, StoreError};

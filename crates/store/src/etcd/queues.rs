@@ -254,6 +254,7 @@ mod tests {
             hosting: 0,
             started_ms: 0,
             heartbeat_ms: 0,
+            gpu_use: Vec::new(),
         }
     }
 
