@@ -3,7 +3,8 @@
 //! size a strategy recommends. The server runs the invocations; everything it decides with is here.
 //!
 //! A tune sweeps one [`Dimension`]: the function's memory, or — for a function holding a share of one GPU —
-//! its `gpu_percentage`, with the same strategies (the smallest share that is not slower, by default).
+//! its `gpu_percentage` or its `gpu_memory_mb`, with the same strategies (the smallest share that is not
+//! slower, by default).
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,55 @@ pub enum Dimension {
     Memory,
     /// The function's share of its GPU's compute (`gpu_percentage`), its memory unchanged.
     GpuPercentage,
+    /// The GPU memory its share may allocate (`gpu_memory_mb`), in MB.
+    GpuMemory,
+}
+
+/// GPU memory sizes tested when the user names none (capped by the node's largest GPU).
+pub const DEFAULT_GPU_MEMORY_MB: [u32; 6] = [1024, 2048, 4096, 8192, 16_384, 32_768];
+
+/// The GPU memory sizes to test: the user's (multiples of 256, at most `largest_mb`, the node's largest GPU,
+/// when known) or the defaults capped by it, plus the function's current size when it set one; ascending,
+/// without duplicates.
+pub fn gpu_memory_sizes(
+    requested: Option<&[u32]>,
+    current_mb: u32,
+    largest_mb: Option<u64>,
+) -> Result<Vec<u32>, ValidationError> {
+    let step = crate::config::GPU_MEMORY_STEP_MB;
+    let fits = |m: u32| largest_mb.is_none_or(|max| u64::from(m) <= max);
+    let mut out: Vec<u32> = match requested {
+        Some([]) => {
+            return Err(ValidationError::new(
+                "gpu_memory",
+                "gpu_memory lists no sizes: give at least one, e.g. 2048,4096",
+            ))
+        }
+        Some(list) if list.len() > MAX_SIZES => {
+            return Err(ValidationError::new(
+                "gpu_memory",
+                format!("gpu_memory lists {} sizes; a tune tests at most {MAX_SIZES}", list.len()),
+            ))
+        }
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|m| **m == 0 || !m.is_multiple_of(step) || !fits(**m)) {
+                let largest =
+                    largest_mb.map(|m| format!(", at most this node's largest GPU ({m} MB)")).unwrap_or_default();
+                return Err(ValidationError::new(
+                    "gpu_memory",
+                    format!("GPU memory size {bad} MB is not valid: give multiples of {step}{largest}"),
+                ));
+            }
+            list.to_vec()
+        }
+        None => DEFAULT_GPU_MEMORY_MB.iter().copied().filter(|m| fits(*m)).collect(),
+    };
+    if current_mb > 0 {
+        out.push(current_mb);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// The GPU shares to test: the user's (1-100 each) or the defaults, plus the function's current share, so
@@ -252,13 +302,25 @@ pub struct SizeReport {
     /// Of a GPU share sweep: the share this report ran at (its memory is the function's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_percentage: Option<u32>,
+    /// Of a GPU memory sweep: the GPU memory this report ran with, in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_mb: Option<u32>,
 }
 
 impl SizeReport {
-    /// Where the report sits in its sweep: by share in a GPU sweep (memory is the same throughout), else by
-    /// memory.
-    pub fn key(&self) -> (u32, u32) {
-        (self.gpu_percentage.unwrap_or(0), self.memory_mb)
+    /// Where the report sits in its sweep: by what a GPU sweep varies (the rest is the same throughout), else
+    /// by memory.
+    pub fn key(&self) -> (u32, u32, u32) {
+        (self.gpu_percentage.unwrap_or(0), self.gpu_memory_mb.unwrap_or(0), self.memory_mb)
+    }
+
+    /// The value of `dimension` this report ran at.
+    pub fn value(&self, dimension: Dimension) -> u32 {
+        match dimension {
+            Dimension::Memory => self.memory_mb,
+            Dimension::GpuPercentage => self.gpu_percentage.unwrap_or(100),
+            Dimension::GpuMemory => self.gpu_memory_mb.unwrap_or(0),
+        }
     }
 
     /// Every invocation succeeded, so the size can be recommended.
@@ -326,6 +388,7 @@ pub fn summarize(memory_mb: u32, cold: Option<&Sample>, warm: &[Sample], pricing
         peak_mb: all.map(|s| s.max_memory_used_mb).max().unwrap_or(0),
         cost: warm_ms.map(|d| invocation_cost(memory_mb, d, pricing)),
         gpu_percentage: None,
+        gpu_memory_mb: None,
     }
 }
 
@@ -386,12 +449,17 @@ pub struct Recommendation {
     pub cost_saving: Option<f64>,
     /// One sentence, e.g. "1024 MB → 256 MB: same speed within 3 %, 75 % less memory reserved, 71 % cheaper".
     pub summary: String,
-    /// Of a GPU share sweep: the share recommended, the current one, and the share of the GPU saved (0.75 =
-    /// 75 % less reserved).
+    /// Of a GPU share sweep: the share recommended and the current one; of a GPU memory sweep, the GPU memory
+    /// recommended and the current one (absent when the function set none); and what of the GPU that saves
+    /// (0.75 = 75 % less reserved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_percentage: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_gpu_percentage: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_gpu_memory_mb: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_saving: Option<f64>,
 }
@@ -448,27 +516,45 @@ pub fn recommend(reports: &[SizeReport], current_mb: u32, strategy: &Strategy) -
         summary: summary(current_mb, pick.memory_mb, duration, memory_saving, cost_saving),
         gpu_percentage: None,
         current_gpu_percentage: None,
+        gpu_memory_mb: None,
+        current_gpu_memory_mb: None,
         gpu_saving: None,
     })
 }
 
-/// The GPU share `strategy` picks among the usable reports of a GPU sweep (by default the smallest share
-/// that is not slower), against the function's current share; `None` when no share worked.
-pub fn recommend_share(reports: &[SizeReport], current: u32, strategy: &Strategy) -> Option<Recommendation> {
+/// What `strategy` picks among the usable reports of a GPU sweep of `dimension` (by default the smallest
+/// share, or GPU memory, that is not slower), against the function's `current` value (`None`: a GPU memory
+/// the function left to follow its percentage); `None` when nothing worked.
+pub fn recommend_gpu(
+    reports: &[SizeReport],
+    dimension: Dimension,
+    current: Option<u32>,
+    strategy: &Strategy,
+) -> Option<Recommendation> {
     let pick = choose(reports, strategy)?;
-    let share = pick.gpu_percentage?;
-    let now = reports.iter().find(|r| r.gpu_percentage == Some(current) && r.usable());
+    let value = pick.value(dimension);
+    let now = current.and_then(|c| reports.iter().find(|r| r.value(dimension) == c && r.usable()));
     let (duration, cost_saving) = against(pick, now);
-    let gpu_saving = 1.0 - f64::from(share) / f64::from(current.max(1));
-    let words = if share == current {
-        format!("{current} % of the GPU is already the right share for this strategy")
-    } else {
-        let reserved = if gpu_saving >= 0.0 {
-            format!("{} less of the GPU reserved", pct(gpu_saving))
-        } else {
-            format!("{} more of the GPU reserved", pct(gpu_saving))
-        };
-        format!("{current} % → {share} % of the GPU: {}, {reserved}", speed_words(duration))
+    let gpu_saving = current.map(|c| 1.0 - f64::from(value) / f64::from(c.max(1)));
+    let (unit, of) = match dimension {
+        Dimension::GpuMemory => (" MB", "GPU memory"),
+        _ => (" %", "the GPU"),
+    };
+    let words = match (current, gpu_saving) {
+        (Some(c), _) if c == value => format!("{c}{unit} of {of} is already the right share for this strategy"),
+        (Some(c), Some(saving)) => {
+            let reserved = if saving >= 0.0 {
+                format!("{} less of {of} reserved", pct(saving))
+            } else {
+                format!("{} more of {of} reserved", pct(saving))
+            };
+            format!("{c}{unit} → {value}{unit} of {of}: {}, {reserved}", speed_words(duration))
+        }
+        _ => format!("{value}{unit} of {of} (the function set none: its share's memory followed its percentage)"),
+    };
+    let (gpu_percentage, current_gpu_percentage, gpu_memory_mb, current_gpu_memory_mb) = match dimension {
+        Dimension::GpuMemory => (None, None, Some(value), current),
+        _ => (Some(value), current, None, None),
     };
     Some(Recommendation {
         memory_mb: pick.memory_mb,
@@ -477,9 +563,11 @@ pub fn recommend_share(reports: &[SizeReport], current: u32, strategy: &Strategy
         memory_saving: 0.0,
         cost_saving,
         summary: words,
-        gpu_percentage: Some(share),
-        current_gpu_percentage: Some(current),
-        gpu_saving: Some(gpu_saving),
+        gpu_percentage,
+        current_gpu_percentage,
+        gpu_memory_mb,
+        current_gpu_memory_mb,
+        gpu_saving,
     })
 }
 

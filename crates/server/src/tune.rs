@@ -43,6 +43,12 @@ pub struct TuneRequest {
     #[serde(default)]
     #[schema(min_items = 1, max_items = 16, minimum = 1, maximum = 100)]
     pub gpu_percentage: Option<Vec<u32>>,
+    /// GPU memory sizes to test instead, in MB (multiples of 256, at most the node's largest GPU; default 1024
+    /// up to 32768, doubling): for a function holding a share of one GPU. Its current `gpu_memory_mb`, when
+    /// set, is always tested too.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 16, minimum = 256, multiple_of = 256)]
+    pub gpu_memory: Option<Vec<u32>>,
     /// Warm invocations per size after its cold start, 1-100 (default 10).
     #[schema(minimum = 1, maximum = 100)]
     pub runs: Option<u32>,
@@ -74,9 +80,11 @@ pub struct Progress {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     pub memory_mb: u32,
-    /// Of a GPU share sweep: the share set.
+    /// Of a GPU share sweep: the share set; of a GPU memory sweep, the GPU memory set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_percentage: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_mb: Option<u32>,
     /// The version published for the alias.
     pub version: Option<u64>,
     pub alias: Option<String>,
@@ -102,7 +110,8 @@ pub struct TuneView {
     pub state: String,
     pub strategy: Strategy,
     pub runs: u32,
-    /// What the tune varies: `memory` (sizes in MB) or `gpu_percentage` (shares of the GPU, in percent).
+    /// What the tune varies: `memory` (sizes in MB), `gpu_percentage` (shares of the GPU, in percent) or
+    /// `gpu_memory` (the GPU memory of a share, in MB).
     #[serde(default)]
     pub dimension: Dimension,
     /// Every size (or share) the tune may test, ascending.
@@ -175,12 +184,9 @@ struct Trial {
     target: Arc<InvokeTarget>,
 }
 
-/// Where a report sits in its tune's sweep: its share in a GPU sweep, else its memory.
+/// Where a report sits in its tune's sweep.
 fn value_of(r: &SizeReport, dimension: Dimension) -> u32 {
-    match dimension {
-        Dimension::Memory => r.memory_mb,
-        Dimension::GpuPercentage => r.gpu_percentage.unwrap_or(100),
-    }
+    r.value(dimension)
 }
 
 impl Tuner {
@@ -234,30 +240,39 @@ impl Tuner {
         let payload = Invoker::payload(payload)?;
         let primary = self.invoker.check(caller, reference).await?;
         let node = self.registry.node_limits();
-        let (dimension, planned) = match &req.gpu_percentage {
-            None => (Dimension::Memory, tune::sizes(req.memory.as_deref(), primary.config.memory_mb, &node)?),
-            Some(_) if req.memory.is_some() => {
-                return Err(ValidationError::new(
-                    "gpu_percentage",
-                    "a tune sweeps memory or gpu_percentage, not both: leave one of them out",
-                )
-                .into())
+        let (dimension, planned) = match (&req.memory, &req.gpu_percentage, &req.gpu_memory) {
+            (_, None, None) => {
+                (Dimension::Memory, tune::sizes(req.memory.as_deref(), primary.config.memory_mb, &node)?)
             }
-            Some(_) if primary.config.gpu_count != 1 => {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                let field = if req.gpu_memory.is_some() { "gpu_memory" } else { "gpu_percentage" };
                 return Err(ValidationError::new(
-                    "gpu_percentage",
+                    field,
+                    "a tune sweeps one of memory, gpu_percentage and gpu_memory: leave the others out",
+                )
+                .into());
+            }
+            (None, percentages, sizes) if primary.config.gpu_count != 1 => {
+                let field = if sizes.is_some() && percentages.is_none() { "gpu_memory" } else { "gpu_percentage" };
+                return Err(ValidationError::new(
+                    field,
                     format!(
-                        "gpu_percentage sweeps a share of one GPU, and function {} has gpu_count {}: give it one \
-                         GPU first (stoke fn update {} --gpus 1)",
+                        "{field} sweeps a share of one GPU, and function {} has gpu_count {}: give it one GPU first \
+                         (stoke fn update {} --gpus 1)",
                         primary.function, primary.config.gpu_count, primary.function
                     ),
                 )
                 .into());
             }
-            Some(shares) => (
+            (None, Some(shares), None) => (
                 Dimension::GpuPercentage,
                 tune::gpu_percentages(Some(shares), primary.config.gpu_percentage.unwrap_or(100))?,
             ),
+            (None, None, Some(sizes)) => {
+                let largest =
+                    self.invoker.scheduler().gpus().0.iter().map(|(d, _)| d.memory_mb).filter(|m| *m > 0).max();
+                (Dimension::GpuMemory, tune::gpu_memory_sizes(Some(sizes), primary.config.gpu_memory_mb, largest)?)
+            }
         };
         if let Some(alias) = &req.alias {
             let (registry, acct, name, alias) =
@@ -363,6 +378,7 @@ impl Tuner {
                 match dimension {
                     Dimension::Memory => t.config.memory_mb = value,
                     Dimension::GpuPercentage => t.config.gpu_percentage = Some(value),
+                    Dimension::GpuMemory => t.config.gpu_memory_mb = value,
                 }
                 t.config.min_warm = 0;
                 t.version = format!("{TUNE_VERSION_PREFIX}{id}");
@@ -379,6 +395,7 @@ impl Tuner {
             Dimension::GpuPercentage => {
                 (planned.iter().map(|p| vec![*p]).collect(), primary.config.gpu_percentage.unwrap_or(100))
             }
+            Dimension::GpuMemory => (planned.iter().map(|p| vec![*p]).collect(), primary.config.gpu_memory_mb),
         };
         let mut failure = None;
         let mut stop = false;
@@ -392,10 +409,14 @@ impl Tuner {
             for trial in trials.iter().filter(|t| batch.contains(&t.value)) {
                 let (me, target, payload, shared) =
                     (self.clone(), trial.target.clone(), payload.clone(), shared.clone());
-                let share = (dimension == Dimension::GpuPercentage).then_some(trial.value);
+                let value = trial.value;
                 set.spawn(async move {
                     let mut report = me.measure(target, payload, runs, shared).await;
-                    report.gpu_percentage = share;
+                    match dimension {
+                        Dimension::Memory => {}
+                        Dimension::GpuPercentage => report.gpu_percentage = Some(value),
+                        Dimension::GpuMemory => report.gpu_memory_mb = Some(value),
+                    }
                     report
                 });
             }
@@ -444,13 +465,17 @@ impl Tuner {
             v.progress.total = v.progress.done;
             v.recommendation = match dimension {
                 Dimension::Memory => tune::recommend(&v.sizes, current, &strategy),
-                Dimension::GpuPercentage => tune::recommend_share(&v.sizes, current, &strategy),
+                Dimension::GpuPercentage => tune::recommend_gpu(&v.sizes, dimension, Some(current), &strategy),
+                Dimension::GpuMemory => {
+                    tune::recommend_gpu(&v.sizes, dimension, (current > 0).then_some(current), &strategy)
+                }
             };
             if failure.is_none() && v.recommendation.is_none() {
                 let first = v.sizes.iter().find_map(|r| r.error.clone()).unwrap_or_default();
                 let larger = match dimension {
                     Dimension::Memory => "test larger sizes with --memory",
                     Dimension::GpuPercentage => "test larger shares with --gpu-percentage",
+                    Dimension::GpuMemory => "test more GPU memory with --gpu-memory",
                 };
                 failure = Some(TuneFailure {
                     code: "no_size_worked".into(),
@@ -465,7 +490,12 @@ impl Tuner {
         };
         let mut view = finished;
         if let (None, Some(rec), true) = (&failure, &view.recommendation, req.apply) {
-            match self.apply(&caller, &primary.function, rec.memory_mb, rec.gpu_percentage, req.alias.clone()).await {
+            let setting = match (rec.gpu_percentage, rec.gpu_memory_mb) {
+                (Some(p), _) => Setting::GpuPercentage(p),
+                (_, Some(m)) => Setting::GpuMemory(m),
+                _ => Setting::Memory(rec.memory_mb),
+            };
+            match self.apply(&caller, &primary.function, setting, req.alias.clone()).await {
                 Ok(applied) => view.applied = Some(applied),
                 Err(e) => {
                     failure = Some(TuneFailure {
@@ -548,32 +578,48 @@ impl Tuner {
         &self,
         caller: &AccountId,
         function: &FunctionName,
-        memory_mb: u32,
-        gpu_percentage: Option<u32>,
+        setting: Setting,
         alias: Option<String>,
     ) -> Result<Applied, RegistryError> {
         let (registry, acct, name) = (self.registry.clone(), caller.clone(), function.clone());
         tokio::task::spawn_blocking(move || {
             let config = registry.get_function(&acct, &name)?.config;
-            let patch = match gpu_percentage {
-                Some(p) if config.gpu_percentage != Some(p) => {
-                    Some(ConfigPatch { gpu_percentage: Some(p), ..ConfigPatch::default() })
-                }
-                None if config.memory_mb != memory_mb => {
-                    Some(ConfigPatch { memory_mb: Some(memory_mb), ..ConfigPatch::default() })
-                }
-                _ => None,
+            let (patch, changed, description) = match setting {
+                Setting::Memory(m) => (
+                    ConfigPatch { memory_mb: Some(m), ..ConfigPatch::default() },
+                    config.memory_mb != m,
+                    format!("stoke tune: {m} MB"),
+                ),
+                Setting::GpuPercentage(p) => (
+                    ConfigPatch { gpu_percentage: Some(p), ..ConfigPatch::default() },
+                    config.gpu_percentage != Some(p),
+                    format!("stoke tune: {p} % of the GPU"),
+                ),
+                Setting::GpuMemory(m) => (
+                    ConfigPatch { gpu_memory_mb: Some(m), ..ConfigPatch::default() },
+                    config.gpu_memory_mb != m,
+                    format!("stoke tune: {m} MB of GPU memory"),
+                ),
             };
-            if let Some(patch) = patch {
+            if changed {
                 registry.update_config(&acct, &name, patch)?;
             }
-            let Some(alias) = alias else {
-                return Ok(Applied { memory_mb, gpu_percentage, version: None, alias: None });
+            let memory_mb = match setting {
+                Setting::Memory(m) => m,
+                _ => config.memory_mb,
             };
-            let description = Some(match gpu_percentage {
-                Some(p) => format!("stoke tune: {p} % of the GPU"),
-                None => format!("stoke tune: {memory_mb} MB"),
-            });
+            let gpu_percentage = match setting {
+                Setting::GpuPercentage(p) => Some(p),
+                _ => None,
+            };
+            let gpu_memory_mb = match setting {
+                Setting::GpuMemory(m) => Some(m),
+                _ => None,
+            };
+            let Some(alias) = alias else {
+                return Ok(Applied { memory_mb, gpu_percentage, gpu_memory_mb, version: None, alias: None });
+            };
+            let description = Some(description);
             let version = registry.publish(&acct, &name, description, &FunctionIf::default())?.version;
             let routing = AliasRouting {
                 version: version.version.to_string(),
@@ -581,11 +627,19 @@ impl Tuner {
                 additional_weight: None,
             };
             registry.put_alias(&acct, &name, &alias, routing, None, crate::registry::AliasIf::Any)?;
-            Ok(Applied { memory_mb, gpu_percentage, version: Some(version.version), alias: Some(alias) })
+            Ok(Applied { memory_mb, gpu_percentage, gpu_memory_mb, version: Some(version.version), alias: Some(alias) })
         })
         .await
         .map_err(|e| RegistryError::NotFound(e.to_string()))?
     }
+}
+
+/// What applying a tune's recommendation sets.
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    Memory(u32),
+    GpuPercentage(u32),
+    GpuMemory(u32),
 }
 
 fn no_tune(id: &str) -> TuneError {

@@ -337,10 +337,11 @@ fn the_gpu_check_script_runs_against_stand_ins() {
     assert!(text.contains("first CUDA call at"), "{text}");
 }
 
-/// `stoke tune --gpu-percentage`: a function holding a share of one GPU swept across shares, one at a time,
+/// `stoke tune --gpu-percentage` and `--gpu-memory`: a function holding a share of one GPU swept across shares
+/// and GPU memory sizes, one at a time,
 /// the smallest share that is not slower recommended and applied; bad sweeps refused before anything runs.
 #[test]
-fn tune_sweeps_a_gpu_share_and_applies_the_smallest_that_is_not_slower() {
+fn tune_sweeps_a_gpu_share_and_its_memory_and_applies_the_smallest_not_slower() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -355,7 +356,7 @@ fn tune_sweeps_a_gpu_share_and_applies_the_smallest_that_is_not_slower() {
         assert_error(&r, 400, "invalid_parameter", needle);
     };
     bad(json!({"gpu_percentage": [25]}), "plain", "gpu_count 0");
-    bad(json!({"gpu_percentage": [25], "memory": [256]}), "infer", "not both");
+    bad(json!({"gpu_percentage": [25], "memory": [256]}), "infer", "leave the others out");
     bad(json!({"gpu_percentage": [0]}), "infer", "between 1 and 100");
     bad(json!({"gpu_percentage": []}), "infer", "no shares");
 
@@ -381,4 +382,25 @@ fn tune_sweeps_a_gpu_share_and_applies_the_smallest_that_is_not_slower() {
     let (_, f) = s.get("/v1/functions/infer");
     assert_eq!(f["gpu_percentage"], 10, "{f}");
     assert_eq!(f["memory_mb"], 128, "memory untouched");
+
+    // The GPU memory of the share, swept the same way: the defaults capped by the node's 8 GB GPUs.
+    bad(json!({"gpu_memory": [300]}), "infer", "multiples of 256");
+    bad(json!({"gpu_memory": [16_384]}), "infer", "largest GPU (8192 MB)");
+    bad(json!({"gpu_memory": [1024], "gpu_percentage": [50]}), "infer", "one of memory, gpu_percentage and gpu_memory");
+    bad(json!({"gpu_memory": [1024]}), "plain", "gpu_count 0");
+    let out = s
+        .cli()
+        .args(["tune", "infer", "--gpu-memory", "default", "--runs", "3", "--tolerance", "0.5"])
+        .args(["--payload", r#"{"sleep": 0.02}"#, "--apply", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["dimension"], "gpu_memory", "{t}");
+    assert_eq!(t["planned"], json!([1024, 2048, 4096, 8192]), "{t}");
+    assert_eq!(t["recommendation"]["gpu_memory_mb"], 1024, "{t}");
+    assert_eq!(t["sizes"][0]["gpu_memory_mb"], 1024, "{t}");
+    assert_eq!(t["applied"]["gpu_memory_mb"], 1024, "{t}");
+    let (_, f) = s.get("/v1/functions/infer");
+    assert_eq!((f["gpu_memory_mb"].as_u64(), f["gpu_percentage"].as_u64()), (Some(1024), Some(10)), "{f}");
 }

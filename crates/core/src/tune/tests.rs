@@ -185,20 +185,56 @@ fn gpu_shares_to_test_are_checked_and_include_the_current_one() {
 fn the_smallest_gpu_share_that_is_not_slower_is_recommended() {
     let reports = vec![share(100, 50.0), share(10, 100.0), share(50, 50.0), share(25, 51.0)];
     let s = Strategy::SmallestNotSlower { tolerance: 0.05 };
-    let r = recommend_share(&reports, 100, &s).unwrap();
+    let r = recommend_gpu(&reports, Dimension::GpuPercentage, Some(100), &s).unwrap();
     assert_eq!(r.gpu_percentage, Some(25));
     assert_eq!(r.current_gpu_percentage, Some(100));
     assert_eq!(r.memory_mb, 2048, "memory is not what a GPU sweep changes");
     assert!((r.gpu_saving.unwrap() - 0.75).abs() < 1e-9);
     assert_eq!(r.summary, "100 % → 25 % of the GPU: same speed within 2 %, 75 % less of the GPU reserved");
-    assert_eq!(recommend_share(&reports, 100, &Strategy::Speed).unwrap().gpu_percentage, Some(50), "ties: smaller");
-    let already = recommend_share(&[share(25, 50.0), share(50, 50.0)], 25, &s).unwrap();
+    assert_eq!(
+        recommend_gpu(&reports, Dimension::GpuPercentage, Some(100), &Strategy::Speed).unwrap().gpu_percentage,
+        Some(50),
+        "ties: smaller"
+    );
+    let already = recommend_gpu(&[share(25, 50.0), share(50, 50.0)], Dimension::GpuPercentage, Some(25), &s).unwrap();
     assert_eq!(already.summary, "25 % of the GPU is already the right share for this strategy");
-    assert_eq!(recommend_share(&[oom(128)], 100, &s), None, "nothing usable");
+    assert_eq!(already.gpu_memory_mb, None);
+    assert_eq!(recommend_gpu(&[oom(128)], Dimension::GpuPercentage, Some(100), &s), None, "nothing usable");
     // Larger shares that stop helping end the sweep, in share order.
     assert_eq!(
         verdict(&[share(10, 100.0), share(25, 50.0), share(50, 50.0), share(75, 50.0)], &s),
         Verdict::StopNoGain
     );
     assert_eq!(verdict(&[share(10, 100.0), share(25, 80.0), share(50, 50.0)], &s), Verdict::Continue);
+}
+
+fn gpu_memory(mb: u32, ms: f64) -> SizeReport {
+    SizeReport { gpu_memory_mb: Some(mb), ..size(2048, ms) }
+}
+
+#[test]
+fn gpu_memory_sizes_are_checked_capped_and_include_the_current_one() {
+    assert_eq!(gpu_memory_sizes(None, 0, Some(8192)).unwrap(), [1024, 2048, 4096, 8192]);
+    assert_eq!(gpu_memory_sizes(None, 3072, None).unwrap(), [1024, 2048, 3072, 4096, 8192, 16_384, 32_768]);
+    assert_eq!(gpu_memory_sizes(Some(&[512, 256]), 0, Some(1024)).unwrap(), [256, 512]);
+    for bad in [&[][..], &[0][..], &[300][..], &[2048][..], &[256; 17][..]] {
+        let e = gpu_memory_sizes(Some(bad), 0, Some(1024)).unwrap_err();
+        assert_eq!(e.field, "gpu_memory", "{bad:?}");
+    }
+    assert!(gpu_memory_sizes(Some(&[2048]), 0, Some(1024)).unwrap_err().message.contains("largest GPU (1024 MB)"));
+}
+
+#[test]
+fn the_smallest_gpu_memory_that_is_not_slower_is_recommended() {
+    // 1 GB is too little (the function fails there), 2 GB slower, 4 GB as fast as 8 GB.
+    let mut small = gpu_memory(1024, 10.0);
+    small.errors = 1;
+    let reports = vec![small, gpu_memory(2048, 90.0), gpu_memory(4096, 50.0), gpu_memory(8192, 49.0)];
+    let s = Strategy::SmallestNotSlower { tolerance: 0.05 };
+    let r = recommend_gpu(&reports, Dimension::GpuMemory, Some(8192), &s).unwrap();
+    assert_eq!((r.gpu_memory_mb, r.current_gpu_memory_mb, r.gpu_percentage), (Some(4096), Some(8192), None));
+    assert_eq!(r.summary, "8192 MB → 4096 MB of GPU memory: same speed within 2 %, 50 % less of GPU memory reserved");
+    let unset = recommend_gpu(&reports, Dimension::GpuMemory, None, &s).unwrap();
+    assert_eq!(unset.gpu_saving, None);
+    assert!(unset.summary.starts_with("4096 MB of GPU memory (the function set none"), "{}", unset.summary);
 }

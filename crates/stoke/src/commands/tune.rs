@@ -31,6 +31,11 @@ pub struct Args {
     /// 50,75,100.
     #[arg(long, value_delimiter = ',', value_name = "PCT,PCT,…|default", conflicts_with_all = ["memory", "chart"])]
     gpu_percentage: Option<Vec<String>>,
+    /// Sweep the GPU memory of the function's share instead (MB, multiples of 256; a function with
+    /// gpu_count 1). `--gpu-memory default` tests 1024 up to 32768 MB, doubling, capped by the node's GPU.
+    #[arg(long, value_delimiter = ',', value_name = "MB,MB,…|default",
+          conflicts_with_all = ["memory", "chart", "gpu_percentage"])]
+    gpu_memory: Option<Vec<String>>,
     /// Warm invocations per size, after its cold start.
     #[arg(long, default_value_t = stoke_core::tune::DEFAULT_RUNS)]
     runs: u32,
@@ -68,22 +73,27 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         None => {
             let payload: serde_json::Value =
                 serde_json::from_slice(&read_payload(&args.payload)?).context("the payload is not valid JSON")?;
-            let gpu_percentage = match &args.gpu_percentage {
-                None => None,
-                Some(list) if list.len() == 1 && list[0] == "default" => {
-                    Some(stoke_core::tune::DEFAULT_GPU_PERCENTAGES.to_vec())
+            let gpu_percentage = numbers(
+                args.gpu_percentage.as_deref(),
+                &stoke_core::tune::DEFAULT_GPU_PERCENTAGES,
+                "--gpu-percentage takes whole percentages, e.g. 25,50,100 (or default)",
+            )?;
+            // The defaults, capped by the node's largest GPU (a larger size would be refused).
+            let gpu_memory = match args.gpu_memory.as_deref() {
+                Some([d]) if d == "default" => {
+                    let (node, _): (stoke_server::http::views::NodeView, _) =
+                        client.json(client.request(Method::GET, "/v1/node"))?;
+                    let largest = node.gpus.iter().map(|g| g.memory_mb).max().filter(|m| *m > 0);
+                    let sizes = stoke_core::tune::DEFAULT_GPU_MEMORY_MB;
+                    Some(sizes.iter().copied().filter(|m| largest.is_none_or(|l| u64::from(*m) <= l)).collect())
                 }
-                Some(list) => Some(
-                    list.iter()
-                        .map(|p| p.trim().trim_end_matches('%').parse::<u32>())
-                        .collect::<Result<Vec<_>, _>>()
-                        .context("--gpu-percentage takes whole percentages, e.g. 25,50,100 (or default)")?,
-                ),
+                other => numbers(other, &[], "--gpu-memory takes sizes in MB, e.g. 2048,4096 (or default)")?,
             };
             let req = TuneRequest {
                 payload: Some(payload),
                 memory: args.memory.clone(),
                 gpu_percentage,
+                gpu_memory,
                 runs: Some(args.runs),
                 strategy: Some(args.strategy.clone()),
                 tolerance: args.tolerance,
@@ -119,6 +129,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         bail!("tune {} failed ({}): {}", view.id, e.code, e.message);
     }
     Ok(())
+}
+
+/// A `--gpu-…` list: whole numbers (a trailing `%` allowed), or `default` for `defaults`.
+fn numbers(list: Option<&[String]>, defaults: &[u32], what: &str) -> Result<Option<Vec<u32>>> {
+    match list {
+        None => Ok(None),
+        Some([d]) if d == "default" => Ok(Some(defaults.to_vec())),
+        Some(list) => Ok(Some(
+            list.iter()
+                .map(|p| p.trim().trim_end_matches('%').parse::<u32>())
+                .collect::<Result<Vec<_>, _>>()
+                .context(what.to_string())?,
+        )),
+    }
 }
 
 /// The tune's chart (PNG): the sizes that ran, and the recommended one.
@@ -168,13 +192,22 @@ fn ms(v: Option<f64>) -> String {
 
 /// The tune as a table, its recommendation and keep-alive advice.
 pub fn print_tune(view: &TuneView) {
-    let gpu = view.dimension == stoke_core::tune::Dimension::GpuPercentage;
-    let first = if gpu { "GPU %" } else { "memory MB" };
+    use stoke_core::tune::Dimension;
+    let dimension = view.dimension;
+    let gpu = dimension != Dimension::Memory;
+    let (first, unit) = match dimension {
+        Dimension::Memory => ("memory MB", "MB"),
+        Dimension::GpuPercentage => ("GPU %", "% of the GPU"),
+        Dimension::GpuMemory => ("GPU MB", "MB of GPU memory"),
+    };
     let mut t = table(&[first, "warm ms", "p90 ms", "cold ms", "init ms", "peak MB", "µ$ / call", "errors"]);
-    let value = |memory: u32, share: Option<u32>| if gpu { share.unwrap_or(100) } else { memory };
-    let pick = view.recommendation.as_ref().map(|r| value(r.memory_mb, r.gpu_percentage));
+    let pick = view.recommendation.as_ref().map(|r| match dimension {
+        Dimension::Memory => r.memory_mb,
+        Dimension::GpuPercentage => r.gpu_percentage.unwrap_or(100),
+        Dimension::GpuMemory => r.gpu_memory_mb.unwrap_or(0),
+    });
     for r in &view.sizes {
-        let here = value(r.memory_mb, r.gpu_percentage);
+        let here = r.value(dimension);
         let mark = if Some(here) == pick { " ◀" } else { "" };
         let errors = match (&r.error, r.out_of_memory) {
             (_, true) => format!("{} (out of memory)", r.errors),
@@ -198,7 +231,6 @@ pub fn print_tune(view: &TuneView) {
     println!("tune {} of {} ({name}, {} warm runs per size)", view.id, view.reference, view.runs);
     if !view.skipped.is_empty() {
         let skipped: Vec<String> = view.skipped.iter().map(u32::to_string).collect();
-        let unit = if gpu { "% of the GPU" } else { "MB" };
         println!("not tested (larger sizes stopped helping): {} {unit}", skipped.join(", "));
     }
     if !view.cpu_follows_memory && !gpu {
@@ -215,15 +247,18 @@ pub fn print_tune(view: &TuneView) {
         None => println!("recommendation: none"),
     }
     if let Some(a) = &view.applied {
+        let alias = match (&a.alias, a.version) {
+            (Some(alias), Some(v)) => format!(", published as version {v}, alias {alias} moved"),
+            _ => String::new(),
+        };
         if let Some(p) = a.gpu_percentage {
-            let alias = match (&a.alias, a.version) {
-                (Some(alias), Some(v)) => format!(", published as version {v}, alias {alias} moved"),
-                _ => String::new(),
-            };
             println!("applied: $LATEST set to {p} % of its GPU{alias}");
         }
+        if let Some(m) = a.gpu_memory_mb {
+            println!("applied: $LATEST set to {m} MB of GPU memory{alias}");
+        }
         match (&a.alias, a.version) {
-            _ if a.gpu_percentage.is_some() => {}
+            _ if gpu => {}
             (Some(alias), Some(v)) => {
                 println!("applied: $LATEST set to {} MB, published as version {v}, alias {alias} moved", a.memory_mb)
             }
