@@ -51,9 +51,45 @@ pub enum Dimension {
 /// GPU memory sizes tested when the user names none (capped by the node's largest GPU).
 pub const DEFAULT_GPU_MEMORY_MB: [u32; 6] = [1024, 2048, 4096, 8192, 16_384, 32_768];
 
+/// A list of values to sweep as the user gave it (`field`): at least one (`example` shows how), at most
+/// [`MAX_SIZES`], each one `valid` (else `invalid` says why); or `defaults` when none was given; then the
+/// function's `current` value (when it has one), ascending, without duplicates.
+fn sweep(
+    field: &'static str,
+    requested: Option<&[u32]>,
+    defaults: Vec<u32>,
+    current: Option<u32>,
+    example: &str,
+    valid: impl Fn(u32) -> bool,
+    invalid: impl Fn(u32) -> String,
+) -> Result<Vec<u32>, ValidationError> {
+    let mut out = match requested {
+        Some([]) => {
+            return Err(ValidationError::new(
+                field,
+                format!("{field} lists nothing: give at least one, e.g. {example}"),
+            ))
+        }
+        Some(list) if list.len() > MAX_SIZES => {
+            return Err(ValidationError::new(
+                field,
+                format!("{field} lists {} values; a tune tests at most {MAX_SIZES}", list.len()),
+            ))
+        }
+        Some(list) => match list.iter().find(|v| !valid(**v)) {
+            Some(bad) => return Err(ValidationError::new(field, invalid(*bad))),
+            None => list.to_vec(),
+        },
+        None => defaults,
+    };
+    out.extend(current);
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// The GPU memory sizes to test: the user's (multiples of 256, at most `largest_mb`, the node's largest GPU,
-/// when known) or the defaults capped by it, plus the function's current size when it set one; ascending,
-/// without duplicates.
+/// when known) or the defaults capped by it, plus the function's current size when it set one.
 pub fn gpu_memory_sizes(
     requested: Option<&[u32]>,
     current_mb: u32,
@@ -61,71 +97,30 @@ pub fn gpu_memory_sizes(
 ) -> Result<Vec<u32>, ValidationError> {
     let step = crate::config::GPU_MEMORY_STEP_MB;
     let fits = |m: u32| largest_mb.is_none_or(|max| u64::from(m) <= max);
-    let mut out: Vec<u32> = match requested {
-        Some([]) => {
-            return Err(ValidationError::new(
-                "gpu_memory",
-                "gpu_memory lists no sizes: give at least one, e.g. 2048,4096",
-            ))
-        }
-        Some(list) if list.len() > MAX_SIZES => {
-            return Err(ValidationError::new(
-                "gpu_memory",
-                format!("gpu_memory lists {} sizes; a tune tests at most {MAX_SIZES}", list.len()),
-            ))
-        }
-        Some(list) => {
-            if let Some(bad) = list.iter().find(|m| **m == 0 || !m.is_multiple_of(step) || !fits(**m)) {
-                let largest =
-                    largest_mb.map(|m| format!(", at most this node's largest GPU ({m} MB)")).unwrap_or_default();
-                return Err(ValidationError::new(
-                    "gpu_memory",
-                    format!("GPU memory size {bad} MB is not valid: give multiples of {step}{largest}"),
-                ));
-            }
-            list.to_vec()
-        }
-        None => DEFAULT_GPU_MEMORY_MB.iter().copied().filter(|m| fits(*m)).collect(),
-    };
-    if current_mb > 0 {
-        out.push(current_mb);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
+    let largest = largest_mb.map(|m| format!(", at most this node's largest GPU ({m} MB)")).unwrap_or_default();
+    sweep(
+        "gpu_memory",
+        requested,
+        DEFAULT_GPU_MEMORY_MB.iter().copied().filter(|m| fits(*m)).collect(),
+        (current_mb > 0).then_some(current_mb),
+        "2048,4096",
+        |m| m > 0 && m.is_multiple_of(step) && fits(m),
+        |bad| format!("GPU memory size {bad} MB is not valid: give multiples of {step}{largest}"),
+    )
 }
 
 /// The GPU shares to test: the user's (1-100 each) or the defaults, plus the function's current share, so
-/// the saving is measured; ascending, without duplicates.
+/// the saving is measured.
 pub fn gpu_percentages(requested: Option<&[u32]>, current: u32) -> Result<Vec<u32>, ValidationError> {
-    let mut out: Vec<u32> = match requested {
-        Some([]) => {
-            return Err(ValidationError::new(
-                "gpu_percentage",
-                "gpu_percentage lists no shares: give at least one, e.g. 25,50,100",
-            ))
-        }
-        Some(list) if list.len() > MAX_SIZES => {
-            return Err(ValidationError::new(
-                "gpu_percentage",
-                format!("gpu_percentage lists {} shares; a tune tests at most {MAX_SIZES}", list.len()),
-            ))
-        }
-        Some(list) => {
-            if let Some(bad) = list.iter().find(|p| !(1..=100).contains(*p)) {
-                return Err(ValidationError::new(
-                    "gpu_percentage",
-                    format!("GPU share {bad} is not valid: give percentages between 1 and 100"),
-                ));
-            }
-            list.to_vec()
-        }
-        None => DEFAULT_GPU_PERCENTAGES.to_vec(),
-    };
-    out.push(current);
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
+    sweep(
+        "gpu_percentage",
+        requested,
+        DEFAULT_GPU_PERCENTAGES.to_vec(),
+        Some(current),
+        "25,50,100",
+        |p| (1..=100).contains(&p),
+        |bad| format!("GPU share {bad} is not valid: give percentages between 1 and 100"),
+    )
 }
 
 /// How the recommended size is chosen among the sizes whose invocations all succeeded.

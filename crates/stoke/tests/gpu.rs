@@ -13,6 +13,15 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// A temporary directory holding the stand-in NVML, built, and the directory it reads processes from.
+fn stand_in_nvml() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lib = fake_nvml(dir.path(), &state);
+    (dir, state, lib)
+}
+
 /// Builds the stand-in NVML into `dir`, reading its processes from `state`.
 fn fake_nvml(dir: &Path, state: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/gpu/fake_nvml.c");
@@ -64,10 +73,7 @@ fn last_report(s: &TestServer, function: &str) -> String {
 
 #[test]
 fn gpus_are_found_assigned_packed_refused_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let lib = fake_nvml(dir.path(), &state);
+    let (_dir, state, lib) = stand_in_nvml();
     let s = TestServer::start_with(&["--sandbox", "process", "--nvml-library", lib.to_str().unwrap()]);
 
     // Discovery: both GPUs, through NVML, with their memory; nothing held.
@@ -258,10 +264,7 @@ fn a_lean_instance_sees_and_may_open_only_its_own_gpu() {
     if !privileged("lean GPU instance") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let lib = fake_nvml(dir.path(), &state);
+    let (dir, _state, lib) = stand_in_nvml();
     let dev = FakeDev::new(dir.path().join("dev"));
     let s = TestServer::start_with(&[
         "--sandbox",
@@ -305,10 +308,7 @@ fn a_lean_instance_sees_and_may_open_only_its_own_gpu() {
 /// node's GPUs, headers) is checked on every run, so it is ready for the first GPU machine.
 #[test]
 fn the_gpu_check_script_runs_against_stand_ins() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let lib = fake_nvml(dir.path(), &state);
+    let (dir, _state, lib) = stand_in_nvml();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let torch = dir.path().join("fake_torch/torch");
     std::fs::create_dir_all(&torch).unwrap();
@@ -342,10 +342,7 @@ fn the_gpu_check_script_runs_against_stand_ins() {
 /// the smallest share that is not slower recommended and applied; bad sweeps refused before anything runs.
 #[test]
 fn tune_sweeps_a_gpu_share_and_its_memory_and_applies_the_smallest_not_slower() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let lib = fake_nvml(dir.path(), &state);
+    let (_dir, state, lib) = stand_in_nvml();
     let s = TestServer::start_with(&["--sandbox", "process", "--nvml-library", lib.to_str().unwrap()]);
     let code = FUNCTION.replace("@STATE@", state.to_str().unwrap());
     python_fn(&s, "infer", &code, json!({"gpu_count": 1, "gpu_percentage": 50}));
@@ -358,7 +355,7 @@ fn tune_sweeps_a_gpu_share_and_its_memory_and_applies_the_smallest_not_slower() 
     bad(json!({"gpu_percentage": [25]}), "plain", "gpu_count 0");
     bad(json!({"gpu_percentage": [25], "memory": [256]}), "infer", "leave the others out");
     bad(json!({"gpu_percentage": [0]}), "infer", "between 1 and 100");
-    bad(json!({"gpu_percentage": []}), "infer", "no shares");
+    bad(json!({"gpu_percentage": []}), "infer", "lists nothing");
 
     let out = s
         .cli()
