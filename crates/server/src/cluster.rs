@@ -437,10 +437,25 @@ impl crate::registry::Replicas for Blobs {
         if path.exists() || !is_sha256(sha256) {
             return Ok(());
         }
-        if !self.path(sha256).exists() {
-            self.fetch_from_peers(sha256)?;
+        // Several first invocations may bring the same archive at once; one that finds a file gone under it
+        // (another's temp file renamed, a directory made) tries once more before it is an error.
+        let mut tries = 0;
+        loop {
+            if !self.path(sha256).exists() {
+                self.fetch_from_peers(sha256)?;
+            }
+            match self.link_to(sha256, path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries == 0 => tries += 1,
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot link archive {sha256} to {}: {e}", path.display()),
+                    )
+                    .into())
+                }
+                Ok(()) => return Ok(()),
+            }
         }
-        Ok(self.link_to(sha256, path)?)
     }
 }
 
