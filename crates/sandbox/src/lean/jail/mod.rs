@@ -266,6 +266,31 @@ mod tests {
         assert!(!sys.calls.iter().any(|c| c.starts_with("setns")), "only the jailer returns to the host's");
     }
 
+    /// A GPU plan's device nodes and its MPS daemon's shared memory, as the jailer carries them out: each node
+    /// bound from the host into the new root's `/dev` before the pivot, nothing of another GPU.
+    #[test]
+    fn an_instance_with_a_gpu_gets_its_nodes_bound_before_the_pivot() {
+        let mut cfg = config(Generic::No, None);
+        cfg.root.devices = vec!["/dev/nvidia1".into(), "/dev/nvidiactl".into(), "/dev/nvidia-uvm".into()];
+        cfg.root.shm = Some("/d/run/mps/1/shm".into());
+        let mut sys = Recorder::default();
+        exec_error(&mut sys, &cfg);
+        let calls = &sys.calls;
+        let pivot = position(calls, "fs pivot_root");
+        for node in ["nvidia1", "nvidiactl", "nvidia-uvm"] {
+            let bind = position(calls, &format!("fs mount /dev/{node} on /d/run/root/5/dev/{node}"));
+            assert!(bind < pivot, "{node} is bound before the pivot");
+        }
+        assert!(position(calls, "fs mount /d/run/mps/1/shm on /d/run/root/5/dev/shm") < pivot);
+        assert!(!calls.iter().any(|c| c.contains("nvidia0") || c.contains("nvidia2")), "no other GPU: {calls:#?}");
+        let plain = {
+            let mut sys = Recorder::default();
+            exec_error(&mut sys, &config(Generic::No, None));
+            sys.calls
+        };
+        assert!(!plain.iter().any(|c| c.contains("nvidia") || c.contains("/dev/shm")), "no GPU, no GPU nodes");
+    }
+
     #[test]
     fn pid_1_reaps_the_runtime_it_forked() {
         let mut sys = Recorder::default();
