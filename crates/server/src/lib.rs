@@ -347,7 +347,8 @@ impl Server {
             None => Arc::new(stoke_sandbox::gpu::GpuHost::discover(&stoke_sandbox::gpu::GpuSettings {
                 nvml_library: config.nvml_library.clone(),
                 limit: config.gpus,
-                mps: config.gpu_mps,
+                // A sandbox that shares the host's /dev (process) cannot hold a share to its MPS daemon.
+                mps: config.gpu_mps && sandbox.isolates_devices(),
                 run_dir: data_dir.join("run"),
                 dev_dir: config.gpu_dev_dir.clone(),
             })),
@@ -387,6 +388,7 @@ impl Server {
             gpu: (!gpu_host.devices.is_empty()).then(|| gpu_host.clone()),
             ..Default::default()
         };
+        let sandbox_isolates_devices = sandbox.isolates_devices();
         let scheduler = stoke_scheduler::Scheduler::start(sandbox, data_dir.join("run"), settings)
             .map_err(|source| StartError::DataDir { path: data_dir.join("run"), source })?;
         let work = Arc::new(invoke::SchedulerWork(scheduler.clone()));
@@ -560,7 +562,7 @@ impl Server {
             credentials_path,
             created_admin,
             node,
-            gpus: node::describe_gpus(&gpu_host),
+            gpus: node::describe_gpus(&gpu_host, sandbox_isolates_devices, config.gpu_mps),
             recovery,
             sandbox,
             resumed_executions: resumed,

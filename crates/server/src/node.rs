@@ -15,8 +15,8 @@ fn parse_mem_total_mb(meminfo: &str) -> Option<u32> {
 }
 
 /// The node's GPUs for the start-up message: one line each, then how they were found and whether shares
-/// are enforced.
-pub fn describe_gpus(host: &stoke_sandbox::gpu::GpuHost) -> Vec<String> {
+/// are enforced (and if not, why: the sandbox shares the host's devices, `--gpu-mps false`, or no MPS).
+pub fn describe_gpus(host: &stoke_sandbox::gpu::GpuHost, isolated: bool, mps_asked: bool) -> Vec<String> {
     let mut lines: Vec<String> = host
         .devices
         .iter()
@@ -30,10 +30,11 @@ pub fn describe_gpus(host: &stoke_sandbox::gpu::GpuHost) -> Vec<String> {
         lines.push(format!(
             "found through {}; shares (gpu_percentage, gpu_memory_mb) {}",
             host.source.as_str(),
-            if host.enforces_shares() {
-                "enforced by one MPS daemon per GPU"
-            } else {
-                "placed but not enforced (no nvidia-cuda-mps-control, or --gpu-mps false)"
+            match (host.enforces_shares(), isolated, mps_asked) {
+                (true, _, _) => "enforced by one MPS daemon per GPU",
+                (false, false, _) => "placed but not enforced (this sandbox shares the host's devices)",
+                (false, true, false) => "placed but not enforced (--gpu-mps false)",
+                (false, true, true) => "placed but not enforced (nvidia-cuda-mps-control is not installed)",
             }
         ));
     }
@@ -42,6 +43,20 @@ pub fn describe_gpus(host: &stoke_sandbox::gpu::GpuHost) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_start_up_lines_say_each_gpu_and_why_shares_are_not_enforced() {
+        use stoke_sandbox::gpu::{GpuDevice, GpuHost, HostFiles};
+        let gpu = GpuDevice { index: 0, uuid: "GPU-1".into(), name: "NVIDIA H100".into(), memory_mb: 81_559, minor: 0 };
+        let host = GpuHost::with_devices(vec![gpu], HostFiles::default());
+        let lines = super::describe_gpus(&host, false, true);
+        assert_eq!(lines[0], "GPU 0: NVIDIA H100 (81559 MB, GPU-1, /dev/nvidia0)");
+        assert!(lines[1].contains("this sandbox shares the host's devices"), "{lines:?}");
+        assert!(super::describe_gpus(&host, true, false)[1].contains("--gpu-mps false"));
+        assert!(super::describe_gpus(&host, true, true)[1].contains("nvidia-cuda-mps-control is not installed"));
+        let none = GpuHost::with_devices(Vec::new(), HostFiles::default());
+        assert!(super::describe_gpus(&none, true, true).is_empty(), "no GPU, no lines");
+    }
+
     #[test]
     fn parses_meminfo() {
         let info = "MemTotal:       24576000 kB\nMemFree:        1000 kB\n";
