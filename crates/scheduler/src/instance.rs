@@ -186,13 +186,15 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
 const GPU_SAMPLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Reads the GPU memory of an instance's processes every [`GPU_SAMPLE`] while it lives, keeping the peak.
+/// Each reading is a driver call and a walk of the instance's processes: off the async threads.
 async fn sample_gpu_memory(ctx: std::sync::Weak<InstanceCtx>) {
     let mut every = tokio::time::interval(GPU_SAMPLE);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         every.tick().await;
         let Some(ctx) = ctx.upgrade() else { return };
-        if !ctx.sample_gpu_memory() {
+        let read = tokio::task::spawn_blocking(move || ctx.sample_gpu_memory()).await;
+        if !read.unwrap_or(false) {
             return;
         }
     }
