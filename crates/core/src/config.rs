@@ -22,11 +22,14 @@ pub struct NodeLimits {
     pub max_concurrency: u32,
     /// The node's sandbox can give an instance a network of its own (`network: none`).
     pub network_isolation: bool,
+    /// Memory of the node's largest GPU, in MB (0: no GPU, or its size unknown).
+    #[serde(default)]
+    pub gpu_memory_mb: u64,
 }
 
 impl Default for NodeLimits {
     fn default() -> Self {
-        Self { max_memory_mb: 10_240, gpu_count: 0, max_concurrency: 1_000, network_isolation: true }
+        Self { max_memory_mb: 10_240, gpu_count: 0, max_concurrency: 1_000, network_isolation: true, gpu_memory_mb: 0 }
     }
 }
 
@@ -478,6 +481,15 @@ fn validate_gpu(config: &FunctionConfig, node: &NodeLimits) -> Result<(), Valida
             format!("gpu_count {} exceeds the {} GPU(s) this node reports", config.gpu_count, node.gpu_count),
         ));
     }
+    if node.gpu_memory_mb > 0 && u64::from(config.gpu_memory_mb) > node.gpu_memory_mb {
+        return Err(ValidationError::new(
+            "gpu_memory_mb",
+            format!(
+                "gpu_memory_mb {} exceeds the largest GPU this node reports ({} MB)",
+                config.gpu_memory_mb, node.gpu_memory_mb
+            ),
+        ));
+    }
     if !config.gpu_memory_mb.is_multiple_of(GPU_MEMORY_STEP_MB) {
         return Err(ValidationError::new(
             "gpu_memory_mb",
@@ -746,7 +758,13 @@ mod tests {
     use super::*;
 
     fn node() -> NodeLimits {
-        NodeLimits { max_memory_mb: 4096, gpu_count: 2, max_concurrency: 1000, network_isolation: true }
+        NodeLimits {
+            max_memory_mb: 4096,
+            gpu_count: 2,
+            max_concurrency: 1000,
+            network_isolation: true,
+            gpu_memory_mb: 8192,
+        }
     }
 
     fn valid() -> FunctionConfig {
@@ -960,6 +978,11 @@ mod tests {
         assert_eq!(field_of(&gpu(0, 256, None)), "gpu_memory_mb");
         assert_eq!(field_of(&gpu(0, 0, Some(10))), "gpu_percentage");
         gpu(2, 0, Some(100)).validate(&node()).unwrap();
+        gpu(1, 8192, None).validate(&node()).unwrap();
+        let e = gpu(1, 8448, None).validate(&node()).unwrap_err();
+        assert_eq!(e.field, "gpu_memory_mb");
+        assert!(e.message.contains("largest GPU this node reports (8192 MB)"), "{}", e.message);
+        gpu(1, 8448, None).validate(&NodeLimits { gpu_memory_mb: 0, ..node() }).unwrap();
         assert_eq!(field_of(&gpu(2, 512, None)), "gpu_memory_mb", "a share is of one GPU");
         assert_eq!(field_of(&gpu(2, 0, Some(50))), "gpu_percentage", "a share is of one GPU");
         let e = gpu(1, 0, None).validate(&NodeLimits { gpu_count: 0, ..node() }).unwrap_err();

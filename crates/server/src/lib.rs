@@ -366,6 +366,7 @@ impl Server {
                 .or_else(node::total_memory_mb)
                 .unwrap_or(NodeLimits::default().max_memory_mb),
             gpu_count: u32::try_from(gpu_host.devices.len()).unwrap_or(u32::MAX),
+            gpu_memory_mb: gpu_host.devices.iter().map(|d| d.memory_mb).max().unwrap_or(0),
             max_concurrency: NodeLimits::default().max_concurrency,
             network_isolation: sandbox.isolates_network(),
         };

@@ -160,6 +160,11 @@ fn gpus_are_found_assigned_packed_refused_and_reported() {
     let mut body = create_body("three", &zip_of(&[("app.py", code.as_bytes())]));
     body["gpu_count"] = json!(3);
     assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "the 2 GPU(s) this node reports");
+    // More GPU memory than the node's largest GPU (8 GB here): refused when the function is made.
+    let mut body = create_body("huge", &zip_of(&[("app.py", code.as_bytes())]));
+    body["gpu_count"] = json!(1);
+    body["gpu_memory_mb"] = json!(16_384);
+    assert_error(&s.post("/v1/functions", body), 400, "invalid_parameter", "largest GPU this node reports (8192 MB)");
     // A share is of one GPU.
     let mut body = create_body("split", &zip_of(&[("app.py", code.as_bytes())]));
     body["gpu_count"] = json!(2);
