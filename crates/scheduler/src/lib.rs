@@ -851,7 +851,6 @@ impl Scheduler {
         self.shared.metrics.encode(self.shared.settings.node.as_deref(), depth, states)
     }
 
-    /// The node as a whole (every account's instances).
     /// The node's GPUs, each with what live instances hold of it, and whether shares are enforced.
     pub fn gpus(&self) -> (Vec<(stoke_sandbox::gpu::GpuDevice, stoke_core::gpu::GpuUse)>, bool) {
         let Some(host) = &self.shared.settings.gpu else { return (Vec::new(), false) };
@@ -864,6 +863,7 @@ impl Scheduler {
         (gpus, host.enforces_shares())
     }
 
+    /// The node as a whole (every account's instances).
     pub fn node_status(&self) -> NodeStatus {
         let ledger = self.shared.memory.ledger();
         let m = &self.shared.metrics;

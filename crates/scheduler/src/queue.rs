@@ -644,15 +644,12 @@ impl FunctionQueue {
             .collect()
     }
 
-    /// Records a new instance in state `Starting`, charged `charge_mb` on the node's ledger.
     /// Records why an instance could not get its GPUs (`None`: one did).
     pub fn set_gpu_refusal(&self, why: Option<String>) {
-        let mut held = lock(&self.gpu_refusal);
-        if *held != why {
-            *held = why;
-        }
+        *lock(&self.gpu_refusal) = why;
     }
 
+    /// Records a new instance in state `Starting`, charged `charge_mb` on the node's ledger.
     pub fn add_instance(&self, id: u64, charge_mb: u64) {
         lock(&self.state).add(id, charge_mb);
     }

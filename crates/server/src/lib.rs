@@ -758,8 +758,9 @@ fn collect_blobs(cluster: &Arc<cluster::Cluster>, store: Arc<dyn Store>) {
     });
 }
 
-/// This node's GPUs and what its instances hold of each, for its heartbeat.
-fn node_gpus(scheduler: &stoke_scheduler::Scheduler) -> Vec<stoke_store::NodeGpu> {
+/// This node's GPUs and what its instances hold of each: for its heartbeat, and as `GET /v1/node` and
+/// `GET /v1/nodes` show them.
+pub(crate) fn node_gpus(scheduler: &stoke_scheduler::Scheduler) -> Vec<stoke_store::NodeGpu> {
     scheduler
         .gpus()
         .0

@@ -184,11 +184,6 @@ struct Trial {
     target: Arc<InvokeTarget>,
 }
 
-/// Where a report sits in its tune's sweep.
-fn value_of(r: &SizeReport, dimension: Dimension) -> u32 {
-    r.value(dimension)
-}
-
 impl Tuner {
     pub fn new(
         registry: Arc<Registry>,
@@ -437,7 +432,7 @@ impl Tuner {
                     stop = true;
                     // The progress bar's end moves in: only the current size may still run.
                     let mut v = lock(&shared);
-                    let tested: Vec<u32> = v.sizes.iter().map(|r| value_of(r, dimension)).collect();
+                    let tested: Vec<u32> = v.sizes.iter().map(|r| r.value(dimension)).collect();
                     let left = planned.iter().filter(|m| !tested.contains(m) && **m != current).count();
                     let left = u32::try_from(left).unwrap_or(u32::MAX);
                     v.progress.total = v.progress.total.saturating_sub(left * (runs + 1));
@@ -460,7 +455,7 @@ impl Tuner {
         }
         let finished = {
             let mut v = lock(&shared);
-            let tested: Vec<u32> = v.sizes.iter().map(|r| value_of(r, dimension)).collect();
+            let tested: Vec<u32> = v.sizes.iter().map(|r| r.value(dimension)).collect();
             v.skipped = planned.iter().copied().filter(|m| !tested.contains(m)).collect();
             v.progress.total = v.progress.done;
             v.recommendation = match dimension {
@@ -584,41 +579,37 @@ impl Tuner {
         let (registry, acct, name) = (self.registry.clone(), caller.clone(), function.clone());
         tokio::task::spawn_blocking(move || {
             let config = registry.get_function(&acct, &name)?.config;
-            let (patch, changed, description) = match setting {
+            let unchanged = Applied {
+                memory_mb: config.memory_mb,
+                gpu_percentage: None,
+                gpu_memory_mb: None,
+                version: None,
+                alias: None,
+            };
+            let (patch, changed, description, applied) = match setting {
                 Setting::Memory(m) => (
                     ConfigPatch { memory_mb: Some(m), ..ConfigPatch::default() },
                     config.memory_mb != m,
                     format!("stoke tune: {m} MB"),
+                    Applied { memory_mb: m, ..unchanged },
                 ),
                 Setting::GpuPercentage(p) => (
                     ConfigPatch { gpu_percentage: Some(p), ..ConfigPatch::default() },
                     config.gpu_percentage != Some(p),
                     format!("stoke tune: {p} % of the GPU"),
+                    Applied { gpu_percentage: Some(p), ..unchanged },
                 ),
                 Setting::GpuMemory(m) => (
                     ConfigPatch { gpu_memory_mb: Some(m), ..ConfigPatch::default() },
                     config.gpu_memory_mb != m,
                     format!("stoke tune: {m} MB of GPU memory"),
+                    Applied { gpu_memory_mb: Some(m), ..unchanged },
                 ),
             };
             if changed {
                 registry.update_config(&acct, &name, patch)?;
             }
-            let memory_mb = match setting {
-                Setting::Memory(m) => m,
-                _ => config.memory_mb,
-            };
-            let gpu_percentage = match setting {
-                Setting::GpuPercentage(p) => Some(p),
-                _ => None,
-            };
-            let gpu_memory_mb = match setting {
-                Setting::GpuMemory(m) => Some(m),
-                _ => None,
-            };
-            let Some(alias) = alias else {
-                return Ok(Applied { memory_mb, gpu_percentage, gpu_memory_mb, version: None, alias: None });
-            };
+            let Some(alias) = alias else { return Ok(applied) };
             let description = Some(description);
             let version = registry.publish(&acct, &name, description, &FunctionIf::default())?.version;
             let routing = AliasRouting {
@@ -627,7 +618,7 @@ impl Tuner {
                 additional_weight: None,
             };
             registry.put_alias(&acct, &name, &alias, routing, None, crate::registry::AliasIf::Any)?;
-            Ok(Applied { memory_mb, gpu_percentage, gpu_memory_mb, version: Some(version.version), alias: Some(alias) })
+            Ok(Applied { version: Some(version.version), alias: Some(alias), ..applied })
         })
         .await
         .map_err(|e| RegistryError::NotFound(e.to_string()))?

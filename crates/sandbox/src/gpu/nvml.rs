@@ -37,6 +37,7 @@ struct ProcessInfo {
 }
 
 struct Api {
+    init: unsafe extern "C" fn() -> Ret,
     shutdown: unsafe extern "C" fn() -> Ret,
     count: unsafe extern "C" fn(*mut c_uint) -> Ret,
     by_index: unsafe extern "C" fn(c_uint, *mut Device) -> Ret,
@@ -80,23 +81,24 @@ impl Nvml {
         if handle.is_null() {
             return Err(format!("{library} not loaded ({})", dl_error()));
         }
-        let nvml = match Self::bind(handle) {
-            Ok(api) => Nvml { handle, api, lock: Mutex::new(()) },
-            Err(e) => {
-                // SAFETY: `handle` came from a successful dlopen and nothing bound from it is kept.
-                unsafe { libc::dlclose(handle) };
-                return Err(e);
-            }
+        let close = |e: String| {
+            // SAFETY: `handle` came from a successful dlopen and nothing bound from it is kept.
+            unsafe { libc::dlclose(handle) };
+            Err(e)
         };
-        let init = nvml.symbol::<unsafe extern "C" fn() -> Ret>("nvmlInit_v2")?;
+        let api = match Self::bind(handle) {
+            Ok(api) => api,
+            Err(e) => return close(e),
+        };
         // SAFETY: nvmlInit_v2 takes no argument; calling it more than once is allowed (reference-counted).
-        let rc = unsafe { init() };
+        let rc = unsafe { (api.init)() };
         if rc != SUCCESS {
-            return Err(format!(
+            return close(format!(
                 "{library} loaded but nvmlInit failed (NVML error {rc}): is the NVIDIA driver loaded?"
             ));
         }
-        Ok(nvml)
+        // Only an initialised NVML is kept: dropping it shuts NVML down and closes the library.
+        Ok(Nvml { handle, api, lock: Mutex::new(()) })
     }
 
     fn bind(handle: *mut c_void) -> Result<Api, String> {
@@ -107,6 +109,7 @@ impl Nvml {
         // which the names above (with their version suffixes) pin.
         unsafe {
             Ok(Api {
+                init: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> Ret>(get("nvmlInit_v2")?),
                 shutdown: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> Ret>(get("nvmlShutdown")?),
                 count: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_uint) -> Ret>(get(
                     "nvmlDeviceGetCount_v2",
@@ -132,14 +135,6 @@ impl Nvml {
                 >(processes),
             })
         }
-    }
-
-    fn symbol<T: Copy>(&self, name: &str) -> Result<T, String> {
-        let p = symbol(self.handle, name)?;
-        debug_assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<*mut c_void>());
-        // SAFETY: callers name a function pointer type matching the symbol's C declaration; `T` is
-        // pointer-sized (checked above in debug builds).
-        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
     }
 
     fn device(&self, index: u32) -> Result<Device, String> {

@@ -43,10 +43,9 @@ pub async fn create(
 /// hold and what it has done (cold starts, evictions).
 #[utoipa::path(get, path = "/v1/node", tag = "node", responses((status = 200, body = NodeView)))]
 pub async fn node(State(s): State<AppState>, caller: Caller) -> Json<NodeView> {
-    let (gpus, gpu_shares_enforced) = s.invoker.scheduler().gpus();
     Json(NodeView {
-        gpus: gpus.iter().map(|(d, u)| super::views::GpuView::of(d, u)).collect(),
-        gpu_shares_enforced,
+        gpus: crate::node_gpus(s.invoker.scheduler()).into_iter().map(Into::into).collect(),
+        gpu_shares_enforced: s.invoker.scheduler().gpus().1,
         limits: s.registry.node_limits(),
         max_archive_bytes: s.registry.archive_limits().max_archive_bytes,
         region: s.region.clone(),

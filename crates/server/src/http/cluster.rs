@@ -89,7 +89,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 reserved_gpus: 0,
                 started_ms: 0,
                 heartbeat_ms: crate::registry::now_ms(),
-                gpu_use: s.invoker.scheduler().gpus().0.iter().map(|(d, u)| super::views::GpuView::of(d, u)).collect(),
+                gpu_use: crate::node_gpus(s.invoker.scheduler()).into_iter().map(Into::into).collect(),
             }],
         }));
     };
@@ -119,22 +119,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<N
                 hosting: n.node.hosting,
                 started_ms: n.node.started_ms,
                 heartbeat_ms: n.node.heartbeat_ms,
-                gpu_use: n
-                    .node
-                    .gpu_use
-                    .into_iter()
-                    .map(|g| super::views::GpuView {
-                        index: g.index,
-                        uuid: g.uuid,
-                        name: g.name,
-                        memory_mb: g.memory_mb,
-                        minor: g.minor,
-                        reserved_mb: g.reserved_mb,
-                        reserved_percentage: g.reserved_percentage,
-                        whole_instances: g.whole_instances,
-                        share_instances: g.share_instances,
-                    })
-                    .collect(),
+                gpu_use: n.node.gpu_use.into_iter().map(Into::into).collect(),
             })
             .collect(),
     }))

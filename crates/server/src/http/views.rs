@@ -343,18 +343,18 @@ pub struct GpuView {
     pub share_instances: usize,
 }
 
-impl GpuView {
-    pub fn of(device: &stoke_sandbox::gpu::GpuDevice, usage: &stoke_core::gpu::GpuUse) -> GpuView {
+impl From<stoke_store::NodeGpu> for GpuView {
+    fn from(g: stoke_store::NodeGpu) -> GpuView {
         GpuView {
-            index: device.index,
-            uuid: device.uuid.clone(),
-            name: device.name.clone(),
-            memory_mb: device.memory_mb,
-            minor: device.minor,
-            reserved_mb: usage.reserved_mb,
-            reserved_percentage: usage.reserved_percentage,
-            whole_instances: usage.whole,
-            share_instances: usage.shares,
+            index: g.index,
+            uuid: g.uuid,
+            name: g.name,
+            memory_mb: g.memory_mb,
+            minor: g.minor,
+            reserved_mb: g.reserved_mb,
+            reserved_percentage: g.reserved_percentage,
+            whole_instances: g.whole_instances,
+            share_instances: g.share_instances,
         }
     }
 }
