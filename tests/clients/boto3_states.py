@@ -55,6 +55,7 @@ assert "StartAt" in e.response["Error"]["Message"], e.response
 
 described = sfn.describe_state_machine(stateMachineArn=arn)
 assert described["name"] == "doubler" and json.loads(described["definition"]) == DEFINITION, described
+assert described["roleArn"] == "arn:aws:iam::123456789012:role/x", described
 assert any(m["name"] == "doubler" for m in sfn.list_state_machines()["stateMachines"])
 expect_error("StateMachineDoesNotExist", sfn.describe_state_machine, stateMachineArn=arn + "-nope")
 
@@ -109,6 +110,22 @@ long_run = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
 sfn.stop_execution(executionArn=long_run, error="Manual", cause="from boto3")
 stopped = sfn.describe_execution(executionArn=long_run)
 assert stopped["status"] == "ABORTED", stopped
+
+# The role: kept as given, changed alone by UpdateStateMachine, recorded by each execution as it starts and
+# read by the machine as $$.Execution.RoleArn (test_query_context_object_values records the role there).
+ROLE2 = "arn:aws:iam::123456789012:role/second"
+expect_error("MissingRequiredParameter", sfn.update_state_machine, stateMachineArn=arn)
+sfn.update_state_machine(stateMachineArn=arn, roleArn=ROLE2)
+described = sfn.describe_state_machine(stateMachineArn=arn)
+assert described["roleArn"] == ROLE2 and json.loads(described["definition"]) == slow, described
+expect_error("ValidationException", sfn.update_state_machine, stateMachineArn=arn, roleArn="r" * 257)
+assert sfn.describe_state_machine(stateMachineArn=arn)["roleArn"] == ROLE2
+roles = {"StartAt": "R", "States": {"R": {"Type": "Pass", "Parameters": {"role.$": "$$.Execution.RoleArn"}, "End": True}}}
+sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(roles))
+ran = sfn.start_sync_execution(stateMachineArn=arn, input="{}")
+assert ran["status"] == "SUCCEEDED" and json.loads(ran["output"]) == {"role": ROLE2}, ran
+first = sfn.get_execution_history(executionArn=ran["executionArn"])["events"][0]
+assert first["executionStartedEventDetails"]["roleArn"] == ROLE2, first
 
 sfn.delete_state_machine(stateMachineArn=arn)
 expect_error("StateMachineDoesNotExist", sfn.describe_state_machine, stateMachineArn=arn)

@@ -21,6 +21,8 @@ pub struct Context {
     pub execution_name: String,
     pub execution_input: Value,
     pub execution_start_time: String,
+    /// The state machine's IAM role (empty when it was given none).
+    pub role_arn: String,
     pub state_machine_id: String,
     pub state_machine_name: String,
     pub state_name: String,
@@ -38,7 +40,7 @@ impl Context {
     pub fn to_value(&self) -> Value {
         let mut v = json!({
             "Execution": {"Id": self.execution_id, "Input": self.execution_input, "StartTime": self.execution_start_time,
-                          "Name": self.execution_name, "RoleArn": "", "RedriveCount": 0},
+                          "Name": self.execution_name, "RoleArn": self.role_arn, "RedriveCount": 0},
             "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
             "State": {"Name": self.state_name, "EnteredTime": self.state_entered_time},
         });

@@ -451,6 +451,27 @@ fn cli_creates_runs_and_follows_workflows() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A role given on the command line is shown and read by the machine as $$.Execution.RoleArn.
+    let role = "arn:aws:iam::123456789012:role/flows";
+    std::fs::write(
+        &file,
+        json!({"StartAt": "R", "States": {"R": {"Type": "Pass", "Parameters": {"role.$": "$$.Execution.RoleArn"},
+               "End": true}}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = s.cli().args(["wf", "create", "roles", "--role-arn", role]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("role") && l.ends_with(role)), "{stdout}");
+    let out = s.cli().args(["wf", "run", "roles"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(role), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = s.cli().args(["wf", "update", "roles", "--role-arn", ""]).arg(&file).output().unwrap();
+    assert!(!out.status.success(), "an empty role is refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("role ARN must be 1 to 256 characters"), "{stderr}");
 }
 
 const ECHO: &str = "def handler(event, context):\n    return event\n";

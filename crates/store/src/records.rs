@@ -257,6 +257,9 @@ pub struct WorkflowRecord {
     pub updated_ms: i64,
     /// The pre-warm policy of its executions (`off`, `eager`, `jit`); `None`: the server's default.
     pub prewarm: Option<String>,
+    /// The IAM role it was created with (Step Functions' `roleArn`), kept as given; `None`: none given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// Learned statistics, opaque to the store: `kind` says what they are about, `key` of what.

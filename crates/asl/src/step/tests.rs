@@ -10,6 +10,7 @@ fn context(state: &str) -> Context {
         execution_name: "exec".into(),
         execution_input: json!({}),
         execution_start_time: "2024-01-01T00:00:00.000Z".into(),
+        role_arn: "arn:aws:iam::123456789012:role/flows".into(),
         state_machine_id: "arn:sm".into(),
         state_machine_name: "sm".into(),
         state_name: state.into(),
@@ -678,4 +679,15 @@ fn variables_past_their_quotas_fail_with_data_limit_exceeded_which_states_all_do
     assert!(f.cause.contains("10 MiB"), "{}", f.cause);
     let s = state(json!({"Type": "Pass", "End": true, "Assign": {"v0": "small"}}));
     assert!(matches!(enter_vars(&s, json!({}), &held), Entry::Done { .. }));
+}
+
+#[test]
+fn the_context_object_has_step_functions_fields() {
+    let v = context("T").to_value();
+    assert_eq!(v["Execution"]["RoleArn"], json!("arn:aws:iam::123456789012:role/flows"), "the machine's role");
+    assert_eq!(v["Execution"]["RedriveCount"], json!(0));
+    assert_eq!(v["State"], json!({"Name": "T", "EnteredTime": "2024-01-01T00:00:00.000Z", "RetryCount": 0}));
+    assert!(v.get("Task").is_none() && v.get("Map").is_none(), "{v}");
+    let pass = Context { retry_count: None, ..context("P") }.to_value();
+    assert!(pass["State"].get("RetryCount").is_none(), "a state that does not retry has no RetryCount: {pass}");
 }

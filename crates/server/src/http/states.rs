@@ -13,7 +13,7 @@ use super::lambda::Signed;
 use super::AppState;
 use crate::workflows::engine::{child_index, execution_arn, map_run_arn, map_run_of, parse_map_run_arn, workflow_arn};
 use crate::workflows::history::{ErrorCause, HistoryEvent, Integration, Recorded, TaskFailure};
-use crate::workflows::{WorkflowError, Workflows};
+use crate::workflows::{WorkflowChange, WorkflowError, Workflows};
 
 /// A Step Functions error: `__type` names it (botocore reads it as the error code).
 #[derive(Debug)]
@@ -43,6 +43,7 @@ impl From<WorkflowError> for StatesError {
         match e {
             WorkflowError::InvalidDefinition(_) => Self::new("InvalidDefinition", message),
             WorkflowError::InvalidInput { field: "input", .. } => Self::new("InvalidExecutionInput", message),
+            WorkflowError::InvalidInput { field: "role_arn", .. } => Self::new("ValidationException", message),
             WorkflowError::InvalidInput { .. } => Self::new("InvalidName", message),
             WorkflowError::WorkflowNotFound(_) => Self::new("StateMachineDoesNotExist", message),
             WorkflowError::ExecutionNotFound(_) => Self::new("ExecutionDoesNotExist", message),
@@ -168,9 +169,10 @@ fn history_event(h: &Recorded, region: &str, account: &stoke_core::AccountId) ->
     };
     let failure = |f: &TaskFailure| json!({"error": f.error, "cause": f.cause});
     let details = match &h.event {
-        E::ExecutionStarted(d) => {
-            Some(("executionStartedEventDetails", json!({"input": text(&d.input), "roleArn": ""})))
-        }
+        E::ExecutionStarted(d) => Some((
+            "executionStartedEventDetails",
+            json!({"input": text(&d.input), "roleArn": d.role_arn.as_deref().unwrap_or("")}),
+        )),
         E::StateEntered(d) => Some(("stateEnteredEventDetails", json!({"name": d.name, "input": text(&d.input)}))),
         E::StateExited(d) => {
             let mut v = json!({"name": d.name, "output": text(&d.output)});
@@ -344,13 +346,14 @@ fn operation_blocking(
     };
     Ok(Json(match op {
         "CreateStateMachine" => {
-            let w = wf.create(account, str_field(body, "name")?, &definition(body)?, None)?;
+            let role = body.get("roleArn").and_then(Value::as_str);
+            let w = wf.create(account, str_field(body, "name")?, &definition(body)?, None, role)?;
             json!({"stateMachineArn": machine_arn(region, &w), "creationDate": seconds(w.created_ms)})
         }
         "DescribeStateMachine" => {
             let w = wf.get(account, &machine_name(str_field(body, "stateMachineArn")?)?)?;
             json!({"stateMachineArn": machine_arn(region, &w), "name": w.name, "status": "ACTIVE",
-                   "definition": w.definition, "roleArn": "", "type": "STANDARD",
+                   "definition": w.definition, "roleArn": w.role_arn.as_deref().unwrap_or(""), "type": "STANDARD",
                    "creationDate": seconds(w.created_ms), "revisionId": w.revision.to_string()})
         }
         "ListStateMachines" => {
@@ -373,7 +376,23 @@ fn operation_blocking(
         }
         "UpdateStateMachine" => {
             let name = machine_name(str_field(body, "stateMachineArn")?)?;
-            let w = wf.update(account, &name, &definition(body)?, None, None)?;
+            let role_arn = body.get("roleArn").and_then(Value::as_str);
+            // Logging and tracing are taken and not kept (stoke's logs are its own): an update of only those
+            // changes nothing but the revision.
+            let other = body.get("loggingConfiguration").is_some() || body.get("tracingConfiguration").is_some();
+            let definition =
+                match (body.get("definition"), role_arn) {
+                    (None, Some(_)) => None,
+                    (None, None) if other => None,
+                    (None, None) => return Err(StatesError::new(
+                        "MissingRequiredParameter",
+                        "Either the definition, the role ARN, the LoggingConfiguration, or the TracingConfiguration \
+                         must be specified",
+                    )),
+                    (Some(_), _) => Some(definition(body)?),
+                };
+            let change = WorkflowChange { definition: definition.as_deref(), prewarm: None, role_arn };
+            let w = wf.update(account, &name, change, None)?;
             json!({"updateDate": seconds(w.updated_ms), "revisionId": w.revision.to_string()})
         }
         "DeleteStateMachine" => {

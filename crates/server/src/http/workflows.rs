@@ -15,6 +15,7 @@ use crate::accounts::Caller;
 use crate::workflows::engine::{execution_arn, workflow_arn};
 use crate::workflows::history::Recorded;
 use crate::workflows::timeline::Timeline;
+use crate::workflows::WorkflowChange;
 use stoke_core::cost::{Bill, Pricing};
 
 /// A workflow.
@@ -29,6 +30,9 @@ pub struct WorkflowView {
     /// The pre-warm policy of its executions; absent: the server's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prewarm: Option<String>,
+    /// The IAM role it was given; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -41,6 +45,7 @@ impl WorkflowView {
             definition: serde_json::from_str(&w.definition).unwrap_or(Value::Null),
             revision: w.revision,
             prewarm: w.prewarm.clone(),
+            role_arn: w.role_arn.clone(),
             created_at: format_rfc3339(w.created_ms),
             updated_at: format_rfc3339(w.updated_ms),
         }
@@ -73,6 +78,9 @@ pub struct CreateWorkflowRequest {
     /// How executions hide cold starts: `off`, `eager`, `jit`; absent or `default`: the server's.
     #[serde(default)]
     prewarm: Option<String>,
+    /// The IAM role's ARN, kept and shown to executions as `$$.Execution.RoleArn` (stoke assumes no role).
+    #[serde(default)]
+    role_arn: Option<String>,
 }
 
 /// A new definition; `revision`, when given, must be the revision you read.
@@ -86,6 +94,9 @@ pub struct UpdateWorkflowRequest {
     /// A new pre-warm policy (`off`, `eager`, `jit`, `default`); absent keeps the current one.
     #[serde(default)]
     prewarm: Option<String>,
+    /// A new role ARN; absent keeps the current one.
+    #[serde(default)]
+    role_arn: Option<String>,
 }
 
 /// An execution to start.
@@ -233,7 +244,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<WorkflowView>)> {
     let text = definition_text(req.definition)?;
     let wf = s.workflows.clone();
-    let w = blocking(move || Ok(wf.create(&caller.account.id, &req.name, &text, req.prewarm.as_deref())?)).await?;
+    let w = blocking(move || {
+        Ok(wf.create(&caller.account.id, &req.name, &text, req.prewarm.as_deref(), req.role_arn.as_deref())?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(WorkflowView::new(&w, &s.region))))
 }
 
@@ -267,8 +281,15 @@ pub async fn update(
 ) -> ApiResult<Json<WorkflowView>> {
     let text = definition_text(req.definition)?;
     let wf = s.workflows.clone();
-    let w = blocking(move || Ok(wf.update(&caller.account.id, &name, &text, req.revision, req.prewarm.as_deref())?))
-        .await?;
+    let w = blocking(move || {
+        let change = WorkflowChange {
+            definition: Some(&text),
+            prewarm: req.prewarm.as_deref(),
+            role_arn: req.role_arn.as_deref(),
+        };
+        Ok(wf.update(&caller.account.id, &name, change, req.revision)?)
+    })
+    .await?;
     Ok(Json(WorkflowView::new(&w, &s.region)))
 }
 

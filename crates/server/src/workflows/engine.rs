@@ -171,6 +171,8 @@ pub struct Run {
     scratch: bool,
     /// What an attempt found in flight on resuming does.
     in_flight: InFlight,
+    /// The state machine's role when the execution started; `None`: none was given.
+    role_arn: Option<String>,
 }
 
 /// An error of the store while recording: the execution stops where it stands and resumes after a restart.
@@ -194,6 +196,7 @@ impl Run {
         let policy =
             started.and_then(|s| s.prewarm.as_deref()).and_then(Policy::parse).unwrap_or(services.default_prewarm);
         let scratch = started.is_some_and(|s| s.scratch);
+        let role_arn = started.and_then(|s| s.role_arn.clone());
         let mut functions = BTreeSet::new();
         static_functions(&definition.machine, &mut functions);
         Run {
@@ -209,6 +212,7 @@ impl Run {
             timers: Mutex::new(tokio::task::JoinSet::new()),
             scratch,
             in_flight: InFlight::RunAgain,
+            role_arn,
         }
     }
 
@@ -314,6 +318,7 @@ impl Run {
             execution_name: self.record.name.clone(),
             execution_input: self.input.clone(),
             execution_start_time: format_rfc3339(self.record.started_ms),
+            role_arn: self.role_arn.clone().unwrap_or_default(),
             state_machine_id: workflow_arn(&self.services.region, &self.record.account, &self.record.workflow),
             state_machine_name: self.record.workflow.clone(),
             state_name: state.name.clone(),

@@ -121,6 +121,9 @@ pub struct ExecutionStarted {
     /// The execution has a scratch directory its steps share.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub scratch: bool,
+    /// The state machine's role when it started (`$$.Execution.RoleArn`, the event's `roleArn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// `MapRunStarted`: the map run's id (its ARN is made from it and the execution).
@@ -422,6 +425,7 @@ mod tests {
                 input: json!({"a": 1}),
                 prewarm: Some("prepare".into()),
                 scratch: true,
+                role_arn: Some("arn:aws:iam::123456789012:role/flows".into()),
             }),
             HistoryEvent::ExecutionSucceeded(Output { output: json!([1]) }),
             HistoryEvent::ExecutionFailed(cause("States.TaskFailed")),

@@ -101,6 +101,30 @@ pub fn parse_input(input: Option<&str>) -> Result<Value> {
     })
 }
 
+/// What an update changes; `None` leaves that part as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkflowChange<'a> {
+    pub definition: Option<&'a str>,
+    pub prewarm: Option<&'a str>,
+    pub role_arn: Option<&'a str>,
+}
+
+/// A state machine's role, as Step Functions' model bounds it (1 to 256 characters). stoke has no IAM, so the
+/// role is kept and reported, never assumed.
+fn check_role_arn(role: &str) -> Result<()> {
+    if role.is_empty() || role.chars().count() > 256 {
+        return Err(WorkflowError::InvalidInput {
+            field: "role_arn",
+            message: format!(
+                "the role ARN must be 1 to 256 characters (it has {}); give the IAM role's ARN, such as \
+                 arn:aws:iam::123456789012:role/states",
+                role.chars().count()
+            ),
+        });
+    }
+    Ok(())
+}
+
 struct Running {
     abort: tokio::task::AbortHandle,
     done: watch::Receiver<bool>,
@@ -138,16 +162,20 @@ impl Workflows {
     }
 
     /// Validates and stores a new workflow; `prewarm` is its executions' pre-warm policy (see
-    /// [`parse_policy`]; absent: the server's).
+    /// [`parse_policy`]; absent: the server's), `role_arn` the IAM role Step Functions' API names.
     pub fn create(
         &self,
         account: &AccountId,
         name: &str,
         definition: &str,
         prewarm: Option<&str>,
+        role_arn: Option<&str>,
     ) -> Result<WorkflowRecord> {
         check_name("name", name)?;
         let prewarm = prewarm.map(parse_policy).transpose()?.flatten();
+        if let Some(role) = role_arn {
+            check_role_arn(role)?;
+        }
         Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
         let now = now_ms();
         let w = WorkflowRecord {
@@ -158,6 +186,7 @@ impl Workflows {
             created_ms: now,
             updated_ms: now,
             prewarm: prewarm.map(|p| p.as_str().to_string()),
+            role_arn: role_arn.map(String::from),
         };
         self.services.store.put_workflow(&w, None).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(
@@ -168,18 +197,22 @@ impl Workflows {
         Ok(w)
     }
 
-    /// Replaces a workflow's definition (and its pre-warm policy when `prewarm` is given); running
-    /// executions keep the definition they started with.
+    /// Changes what `change` gives of a workflow (its definition, pre-warm policy, role); running
+    /// executions keep the definition and role they started with.
     pub fn update(
         &self,
         account: &AccountId,
         name: &str,
-        definition: &str,
+        change: WorkflowChange<'_>,
         expected_revision: Option<u64>,
-        prewarm: Option<&str>,
     ) -> Result<WorkflowRecord> {
-        let prewarm = prewarm.map(parse_policy).transpose()?;
-        Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
+        let prewarm = change.prewarm.map(parse_policy).transpose()?;
+        if let Some(role) = change.role_arn {
+            check_role_arn(role)?;
+        }
+        if let Some(definition) = change.definition {
+            Definition::parse_str(definition).map_err(WorkflowError::InvalidDefinition)?;
+        }
         let mut w = self.get(account, name)?;
         let read = w.revision;
         if let Some(expected) = expected_revision {
@@ -189,9 +222,14 @@ impl Workflows {
                 )));
             }
         }
-        w.definition = definition.to_string();
+        if let Some(definition) = change.definition {
+            w.definition = definition.to_string();
+        }
         if let Some(p) = prewarm {
             w.prewarm = p.map(|p| p.as_str().to_string());
+        }
+        if let Some(role) = change.role_arn {
+            w.role_arn = Some(role.to_string());
         }
         w.revision = read + 1;
         w.updated_ms = now_ms();
@@ -239,7 +277,12 @@ impl Workflows {
         let definition = Definition::parse_str(&w.definition).map_err(WorkflowError::InvalidDefinition)?;
         let id = uuid();
         let name = name.map(String::from).unwrap_or_else(|| id.clone());
-        let started = ExecutionStarted { input, prewarm: Some(policy.as_str().to_string()), scratch };
+        let started = ExecutionStarted {
+            input,
+            prewarm: Some(policy.as_str().to_string()),
+            scratch,
+            role_arn: w.role_arn.clone(),
+        };
         let (record, started) = engine::new_execution(id, account, workflow, name, &w.definition, started);
         self.services.store.insert_execution(&record, &[started.to_row()]).map_err(|e| match e {
             StoreError::Conflict(_) => WorkflowError::Exists(format!(

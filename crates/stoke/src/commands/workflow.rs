@@ -32,6 +32,10 @@ enum WfCommand {
         /// How its executions hide cold starts: off, eager, jit [default: the server's].
         #[arg(long, value_name = "POLICY")]
         prewarm: Option<String>,
+        /// An IAM role's ARN, as Step Functions takes one: kept, and read by executions as
+        /// `$$.Execution.RoleArn` (stoke assumes no role).
+        #[arg(long, value_name = "ARN")]
+        role_arn: Option<String>,
     },
     /// Replace a workflow's definition; running executions keep the one they started with.
     Update {
@@ -43,6 +47,9 @@ enum WfCommand {
         /// A new pre-warm policy: off, eager, jit, or default (the server's) [default: unchanged].
         #[arg(long, value_name = "POLICY")]
         prewarm: Option<String>,
+        /// A new role ARN [default: unchanged].
+        #[arg(long, value_name = "ARN")]
+        role_arn: Option<String>,
     },
     /// Show a workflow and its definition.
     Get { name: String },
@@ -213,6 +220,7 @@ fn show_workflow(global: &GlobalArgs, w: WorkflowView, raw: &Value) {
         ("arn", w.arn),
         ("revision", w.revision.to_string()),
         ("prewarm", w.prewarm.unwrap_or_else(|| "default (the server's)".into())),
+        ("role", w.role_arn.unwrap_or_else(|| "-".into())),
         ("created", w.created_at),
         ("updated", w.updated_at),
     ]);
@@ -298,13 +306,16 @@ fn follow(client: &Client, id: &str) -> Result<(ExecutionView, Value)> {
 pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
     let client = Client::from_args(global)?;
     match args.command {
-        WfCommand::Create { name, definition, prewarm } => {
-            let body = json!({ "name": name, "definition": read_definition(&definition)?, "prewarm": prewarm });
+        WfCommand::Create { name, definition, prewarm, role_arn } => {
+            let definition = read_definition(&definition)?;
+            let body = json!({ "name": name, "definition": definition, "prewarm": prewarm, "role_arn": role_arn });
             let (w, raw): (WorkflowView, _) = client.json(client.request(Method::POST, "/v1/workflows").json(&body))?;
             show_workflow(global, w, &raw);
         }
-        WfCommand::Update { name, definition, revision, prewarm } => {
-            let body = json!({ "definition": read_definition(&definition)?, "revision": revision, "prewarm": prewarm });
+        WfCommand::Update { name, definition, revision, prewarm, role_arn } => {
+            let definition = read_definition(&definition)?;
+            let body =
+                json!({ "definition": definition, "revision": revision, "prewarm": prewarm, "role_arn": role_arn });
             let path = format!("/v1/workflows/{}", segment(&name));
             let (w, raw): (WorkflowView, _) = client.json(client.request(Method::PUT, &path).json(&body))?;
             show_workflow(global, w, &raw);

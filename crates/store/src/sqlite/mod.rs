@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0012_map_runs.sql"),
     include_str!("../../migrations/0013_durable_executions.sql"),
     include_str!("../../migrations/0014_durable_retention.sql"),
+    include_str!("../../migrations/0015_workflow_role.sql"),
 ];
 
 /// The SQLite-backed [`Store`](crate::Store).
@@ -209,7 +210,11 @@ mod tests {
         assert_eq!(s.schema_version().unwrap() as usize, MIGRATIONS.len(), "every later migration ran");
         let a = AccountId::from_number(1);
         let w = s.get_workflow(&a, "flow").unwrap().unwrap();
-        assert_eq!((w.revision, w.updated_ms, w.prewarm), (3, 2, None), "the added column reads as unset");
+        assert_eq!(
+            (w.revision, w.updated_ms, w.prewarm, w.role_arn),
+            (3, 2, None, None),
+            "added columns read as unset"
+        );
         let stat = StatRecord { kind: "function".into(), key: "k".into(), data: "[]".into(), updated_ms: 4 };
         s.put_stats(std::slice::from_ref(&stat)).unwrap();
         assert_eq!(s.all_stats().unwrap(), [stat], "later migrations' tables exist");

@@ -8,7 +8,7 @@ use crate::{
     ExecutionRecord, ExecutionStatus, HistoryRow, MapRunRecord, Result, StoreError, WorkflowRecord, WorkflowStore,
 };
 
-const WORKFLOW_COLS: &str = "account_id, name, definition, revision, created_ms, updated_ms, prewarm";
+const WORKFLOW_COLS: &str = "account_id, name, definition, revision, created_ms, updated_ms, prewarm, role_arn";
 
 fn workflow_row(r: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
     Ok(WorkflowRecord {
@@ -19,6 +19,7 @@ fn workflow_row(r: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
         created_ms: r.get("created_ms")?,
         updated_ms: r.get("updated_ms")?,
         prewarm: r.get("prewarm")?,
+        role_arn: r.get("role_arn")?,
     })
 }
 
@@ -67,7 +68,7 @@ impl WorkflowStore for SqliteStore {
             match expected_revision {
                 None => {
                     tx.execute(
-                        &format!("INSERT INTO workflows ({WORKFLOW_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                        &format!("INSERT INTO workflows ({WORKFLOW_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
                         params![
                             w.account.as_str(),
                             w.name,
@@ -75,7 +76,8 @@ impl WorkflowStore for SqliteStore {
                             w.revision as i64,
                             w.created_ms,
                             w.updated_ms,
-                            w.prewarm
+                            w.prewarm,
+                            w.role_arn
                         ],
                     )
                     .map_err(|e| {
@@ -88,7 +90,8 @@ impl WorkflowStore for SqliteStore {
                 }
                 Some(rev) => {
                     let changed = tx.execute(
-                        "UPDATE workflows SET definition = ?3, revision = ?4, updated_ms = ?5, prewarm = ?7
+                        "UPDATE workflows SET definition = ?3, revision = ?4, updated_ms = ?5, prewarm = ?7,
+                         role_arn = ?8
                          WHERE account_id = ?1 AND name = ?2 AND revision = ?6",
                         params![
                             w.account.as_str(),
@@ -97,7 +100,8 @@ impl WorkflowStore for SqliteStore {
                             w.revision as i64,
                             w.updated_ms,
                             rev as i64,
-                            w.prewarm
+                            w.prewarm,
+                            w.role_arn
                         ],
                     )?;
                     if changed == 0 {
@@ -343,12 +347,14 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             prewarm: None,
+            role_arn: None,
         };
         s.put_workflow(&w, None).unwrap();
         assert!(matches!(s.put_workflow(&w, None), Err(StoreError::Conflict(_))));
         w.revision = 2;
         w.definition = "{\"v\":2}".into();
         w.prewarm = Some("eager".into());
+        w.role_arn = Some("arn:aws:iam::123456789012:role/flows".into());
         s.put_workflow(&w, Some(1)).unwrap();
         assert!(matches!(s.put_workflow(&w, Some(1)), Err(StoreError::RevisionMismatch(_))));
         assert_eq!(s.get_workflow(&a, "flow").unwrap(), Some(w.clone()));
@@ -422,6 +428,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             prewarm: Some("jit".into()),
+            role_arn: None,
         }
     }
 

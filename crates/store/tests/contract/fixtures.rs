@@ -153,6 +153,7 @@ pub fn workflow(account: &AccountId, name: &str) -> WorkflowRecord {
         created_ms: 1,
         updated_ms: 1,
         prewarm: Some("jit".into()),
+        role_arn: Some("arn:aws:iam::123456789012:role/flows".into()),
     }
 }
 

@@ -14,7 +14,11 @@ pub fn workflows_create_replace_list_delete(s: &dyn Store) {
     let mut w = workflow(&a, "flow");
     w.prewarm = None;
     s.put_workflow(&w, None).unwrap();
-    assert_eq!(s.get_workflow(&a, "flow").unwrap(), Some(w.clone()), "every field reads back, prewarm unset");
+    assert_eq!(
+        s.get_workflow(&a, "flow").unwrap(),
+        Some(w.clone()),
+        "every field reads back (role included), prewarm unset"
+    );
     let mut taken = workflow(&a, "flow");
     taken.definition = "{}".into();
     expect_conflict(s.put_workflow(&taken, None));
@@ -23,10 +27,15 @@ pub fn workflows_create_replace_list_delete(s: &dyn Store) {
     let mut next = w.clone();
     (next.revision, next.definition, next.prewarm, next.updated_ms, next.created_ms) =
         (2, "{\"v\":2}".into(), Some("eager".into()), 20, 999);
+    next.role_arn = Some("arn:aws:iam::123456789012:role/other".into());
     s.put_workflow(&next, Some(1)).unwrap();
     let mut expected = next.clone();
     expected.created_ms = w.created_ms;
-    assert_eq!(s.get_workflow(&a, "flow").unwrap(), Some(expected.clone()), "an update keeps created_ms");
+    assert_eq!(
+        s.get_workflow(&a, "flow").unwrap(),
+        Some(expected.clone()),
+        "an update keeps created_ms and replaces the role"
+    );
     let mut stale = next.clone();
     (stale.revision, stale.definition) = (3, "{\"stale\":true}".into());
     expect_revision_mismatch(s.put_workflow(&stale, Some(1)));

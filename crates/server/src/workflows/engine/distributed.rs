@@ -536,8 +536,12 @@ impl Run {
         input: &Value,
         definition: &Value,
     ) -> Result<ExecutionRecord, Stop> {
-        let started =
-            ExecutionStarted { input: input.clone(), prewarm: Some(self.policy.as_str().to_string()), scratch: false };
+        let started = ExecutionStarted {
+            input: input.clone(),
+            prewarm: Some(self.policy.as_str().to_string()),
+            scratch: false,
+            role_arn: self.role_arn.clone(),
+        };
         let id = name_uuid(&format!("{}/{children}/{name}", self.record.id));
         let account = &self.record.account;
         let (child, started) = new_execution(id, account, children, name.to_string(), &definition.to_string(), started);
