@@ -367,7 +367,7 @@ pub fn run(
                 start_server("lean-generic-memtmp", &["--zygotes", "0", "--ephemeral-storage", "memory"])?,
                 "lean + generic, /tmp in memory".to_string(),
             ));
-            for runtime in ["runc", "crun"] {
+            for runtime in ["runc", "crun", "runsc"] {
                 if Command::new(runtime).arg("--version").output().is_ok() {
                     oci.push((start_server(runtime, &["--sandbox", "oci", "--oci-runtime", runtime])?, runtime));
                 }

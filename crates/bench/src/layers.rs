@@ -145,7 +145,7 @@ pub fn run(args: &LayersArgs) -> Result<Value> {
     let lean = start_server("layers-lean", &["--generic", "none", "--zygotes", "0"])?;
     if lean.sandbox == "lean" {
         servers.push((lean, "lean".to_string()));
-        for runtime in ["runc", "crun"] {
+        for runtime in ["runc", "crun", "runsc"] {
             if Command::new(runtime).arg("--version").output().is_ok() {
                 let s = start_server(&format!("layers-{runtime}"), &["--sandbox", "oci", "--oci-runtime", runtime])?;
                 servers.push((s, format!("oci {runtime}")));

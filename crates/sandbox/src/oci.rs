@@ -40,6 +40,8 @@ pub enum OciUnavailable {
     NoCgroups,
     /// The runtime binary was not found (its name or path).
     NoRuntime(String),
+    /// A gVisor platform was asked of a runtime that is not gVisor's `runsc`, or `runsc` refused it.
+    Platform(String),
     Setup(io::Error),
     Ephemeral(io::Error),
 }
@@ -54,6 +56,7 @@ impl std::fmt::Display for OciUnavailable {
                 "no OCI runtime {r:?} on this node: install one (apt-get install runc, or crun) or name it with \
                  --oci-runtime PATH"
             ),
+            OciUnavailable::Platform(m) => write!(f, "{m}"),
             OciUnavailable::Setup(e) => write!(f, "cannot prepare the oci sandbox: {e}"),
             OciUnavailable::Ephemeral(e) => write!(f, "{e}"),
         }
@@ -66,6 +69,10 @@ pub struct OciSandbox {
     runtime: PathBuf,
     /// `runc`, `crun`, `runsc`, … (the binary's file name).
     runtime_name: String,
+    /// Global flags given to the runtime before its command (gVisor's, see [`gvisor_flags`]).
+    runtime_flags: Vec<String>,
+    /// The runtime is gVisor's `runsc`: `Some(platform)`, `None` for its default platform.
+    gvisor: Option<Option<String>>,
     dir: PathBuf,
     layout: Layout,
     server: u32,
@@ -93,12 +100,47 @@ fn find_runtime(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// Whether `runtime` is gVisor's `runsc` (by name, or by what it says of its version).
+fn is_gvisor(runtime: &Path) -> bool {
+    if runtime.file_name().is_some_and(|n| n == "runsc") {
+        return true;
+    }
+    std::process::Command::new(runtime)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("runsc version"))
+}
+
+/// The global flags stoke gives gVisor's `runsc`: the host's network stack (`--network=host`: the bundle
+/// shares the host's network as runc's does, so the instance reaches the Runtime API on loopback; the
+/// sentry makes the host's socket calls for it), the bundle's seccomp rules loaded inside the sandbox as
+/// well (`--oci-seccomp`; runsc ignores them otherwise), and the platform when one is asked for.
+pub fn gvisor_flags(platform: Option<&str>) -> Vec<String> {
+    let mut flags = vec!["--network=host".to_string(), "--oci-seccomp".to_string()];
+    if let Some(p) = platform {
+        flags.push(format!("--platform={p}"));
+    }
+    flags
+}
+
+/// The host's pids limit for a gVisor instance meant to run `guest` tasks: the sentry runs each guest task
+/// on host tasks of its own (on the ptrace platform, a tracing thread in the sentry and a thread of a stub
+/// process), beside its Go runtime's threads and the gofer. gVisor (this Debian build) keeps no process
+/// limit of its own, so this is the bound: a fork bomb that reaches it ends that instance's sandbox (the
+/// sentry cannot make its next thread), not the node.
+pub fn gvisor_host_pids(guest: u32) -> u32 {
+    guest.saturating_mul(2).saturating_add(256)
+}
+
 impl OciSandbox {
     /// `helper` is the `stoke` binary; `runtime` an OCI runtime's name or path (`None`: crun, else runc);
-    /// `run_dir` the server's scratch directory.
+    /// `platform` gVisor's platform (`ptrace`, `systrap`, `kvm`; only with `runsc`); `run_dir` the server's
+    /// scratch directory.
     pub fn new(
         helper: PathBuf,
         runtime: Option<&str>,
+        platform: Option<&str>,
         run_dir: &Path,
         settings: LeanSettings,
     ) -> Result<Self, OciUnavailable> {
@@ -112,12 +154,40 @@ impl OciSandbox {
                 .ok_or_else(|| OciUnavailable::NoRuntime("crun or runc".into()))?,
         };
         let runtime_name = runtime.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let gvisor = is_gvisor(&runtime).then(|| platform.map(String::from));
+        if gvisor.is_none() && platform.is_some() {
+            return Err(OciUnavailable::Platform(format!(
+                "--runsc-platform applies to gVisor's runsc; {} is not runsc (use --oci-runtime runsc)",
+                runtime.display()
+            )));
+        }
+        let runtime_flags = if gvisor.is_some() { gvisor_flags(platform) } else { Vec::new() };
         let layout = Layout::detect().ok_or(OciUnavailable::NoCgroups)?.for_oci();
         let server = std::process::id();
         layout.prepare(server).map_err(OciUnavailable::Setup)?;
         let dir = run_dir.join("oci");
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("bundles")).map_err(OciUnavailable::Setup)?;
+        if let Some(p) = platform {
+            // runsc checks the platform's name whatever its command: an unknown one fails now, not at
+            // every instance's start.
+            let out = std::process::Command::new(&runtime)
+                .arg("--root")
+                .arg(dir.join("state"))
+                .arg(format!("--platform={p}"))
+                .arg("list")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(OciUnavailable::Setup)?;
+            if !out.status.success() {
+                let said = String::from_utf8_lossy(&out.stderr);
+                let said = said.lines().last().unwrap_or("").trim().to_string();
+                return Err(OciUnavailable::Platform(format!(
+                    "runsc refused the platform {p:?} ({said}); this runsc knows the platforms its \
+                     `runsc flags` lists under -platform"
+                )));
+            }
+        }
         let storage =
             Storage::new(settings.ephemeral_home(run_dir), settings.ephemeral).map_err(OciUnavailable::Ephemeral)?;
         storage.refill();
@@ -130,6 +200,8 @@ impl OciSandbox {
             helper,
             runtime,
             runtime_name,
+            runtime_flags,
+            gvisor,
             dir,
             layout,
             server,
@@ -143,8 +215,12 @@ impl OciSandbox {
 
     /// What the server prints at start, e.g. `runc at /usr/sbin/runc, cgroup v1 (…)`.
     pub fn describe(&self) -> String {
+        let gvisor = match &self.gvisor {
+            None => String::new(),
+            Some(p) => format!(" (gVisor, platform {}, host network)", p.as_deref().unwrap_or("runsc's default")),
+        };
         format!(
-            "{} at {}, {}, {}",
+            "{}{gvisor} at {}, {}, {}",
             self.runtime_name,
             self.runtime.display(),
             self.layout.describe(),
@@ -156,6 +232,24 @@ impl OciSandbox {
     pub fn runtime_name(&self) -> &str {
         &self.runtime_name
     }
+}
+
+/// Mounts a read-only overlay of `layers` at `at` (the last layer on top), in the server's mount namespace:
+/// what the lean sandbox mounts inside an instance, for a runtime that cannot mount it itself (gVisor).
+fn merge_layers(layers: &[PathBuf], at: &Path) -> io::Result<PathBuf> {
+    use nix::mount::{mount, MsFlags};
+    if let Some(bad) = layers.iter().find(|p| p.as_os_str().as_encoded_bytes().iter().any(|b| b":,\\".contains(b))) {
+        return Err(io::Error::other(format!(
+            "layer directory {} has a ':', ',' or '\\' in its path, which an overlay mount cannot take",
+            bad.display()
+        )));
+    }
+    fs::create_dir_all(at)?;
+    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("overlay"), at, Some("overlay"), flags, Some(format!("lowerdir={}", lower.join(":")).as_str()))
+        .map_err(|e| io::Error::other(format!("cannot merge the layers for gVisor at {}: {e}", at.display())))?;
+    Ok(at.to_path_buf())
 }
 
 /// Unmounts `/sys/fs/cgroup/unified` when it is a cgroup2 mount beside v1 ones and holds controllers.
@@ -187,6 +281,11 @@ pub struct BundleSpec {
     pub cgroups_path: String,
     /// What `/tmp` is.
     pub tmp: Tmp,
+    /// The runtime is gVisor's runsc, whose own kernel runs the instance (see [`seccomp`] for what changes).
+    pub gvisor: bool,
+    /// Several layers already merged on the host (a read-only overlay stoke mounted), bound at `/opt` in
+    /// place of the bundle's own overlay mount, which gVisor does not take; `None`: the bundle mounts it.
+    pub merged_layers: Option<PathBuf>,
 }
 
 fn bind(source: &Path, destination: &Path, writable: bool) -> Value {
@@ -220,10 +319,11 @@ pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) ->
     }
     // The scheduler makes the account's scratch directory before every start.
     mounts.push(bind(&spec.host.scratch, Path::new(SCRATCH_DIR), true));
-    match spec.layers.as_slice() {
-        [] => {}
-        [one] => mounts.push(bind(one, Path::new(LAYER_ROOT), false)),
-        many => {
+    match (spec.layers.as_slice(), &bundle.merged_layers) {
+        ([], _) => {}
+        ([one], _) => mounts.push(bind(one, Path::new(LAYER_ROOT), false)),
+        (_, Some(merged)) => mounts.push(bind(merged, Path::new(LAYER_ROOT), false)),
+        (many, None) => {
             let lower: Vec<String> = many.iter().rev().map(|p| p.display().to_string()).collect();
             mounts.push(json!({"destination": LAYER_ROOT, "type": "overlay", "source": "overlay",
                 "options": ["ro", "nosuid", "nodev", format!("lowerdir={}", lower.join(":"))]}));
@@ -270,7 +370,7 @@ pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) ->
             "cgroupsPath": bundle.cgroups_path,
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"],
-            "seccomp": seccomp(),
+            "seccomp": seccomp(!bundle.gvisor),
         },
     });
     if spec.gpu.is_some() {
@@ -283,20 +383,22 @@ pub fn config(spec: &SpawnSpec, bundle: &BundleSpec, settings: &LeanSettings) ->
     config
 }
 
-/// The lean sandbox's seccomp rules in OCI form: the same calls refused with `EPERM`, `clone` with any
-/// `CLONE_NEW*` flag refused, `clone3` answered `ENOSYS` (so C libraries fall back to `clone`).
-pub fn seccomp() -> Value {
+/// The lean sandbox's seccomp rules in OCI form: the same calls refused with `EPERM`; with `clone_rules`,
+/// also `clone` with any `CLONE_NEW*` flag refused and `clone3` answered `ENOSYS` (so C libraries fall back
+/// to `clone`). gVisor gets the refused calls only: its runsc (Debian's build) answers `EPERM` whatever
+/// `errnoRet` says, so `clone3` refused would refuse every new thread, and a namespace made with `clone`
+/// there is its own kernel's, whose no-capabilities rules apply.
+pub fn seccomp(clone_rules: bool) -> Value {
     let names: Vec<&str> = crate::lean::seccomp::denied().into_iter().map(|(n, _)| n).collect();
     let mut rules = vec![json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM})];
-    let mut bit = 1u32;
-    while bit != 0 {
-        if crate::lean::seccomp::CLONE_NEW_MASK & bit != 0 {
+    if clone_rules {
+        let flags = (0..32).map(|i| 1u32 << i).filter(|bit| crate::lean::seccomp::CLONE_NEW_MASK & bit != 0);
+        for bit in flags {
             rules.push(json!({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
                 "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}]}));
         }
-        bit = bit.wrapping_shl(1);
+        rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
     }
-    rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
     json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
            "syscalls": rules})
 }
@@ -382,7 +484,7 @@ impl Sandbox for OciSandbox {
             memory_bytes: u64::from(spec.memory_mb) * 1024 * 1024,
             cpu_millis: spec.cpu_millis,
             cpu_quota: self.settings.cpu_quota,
-            pids: self.settings.pids_max,
+            pids: if self.gvisor.is_some() { gvisor_host_pids(self.settings.pids_max) } else { self.settings.pids_max },
         };
         let group = self.layout.create(self.server, id, &limits)?;
         let bundle_dir = self.dir.join("bundles").join(id.to_string());
@@ -418,20 +520,25 @@ impl Sandbox for OciSandbox {
                 }
             };
             let cgroups_path = format!("/{}/s{}/i{id}/c", crate::lean::cgroup::OCI_ROOT, self.server);
-            Ok(BundleSpec { rootfs, etc_files, host_binds, cgroups_path, tmp })
+            let merged_layers = match (self.gvisor.is_some(), spec.layers.len()) {
+                (true, 2..) => Some(merge_layers(&spec.layers, &bundle_dir.join("opt"))?),
+                _ => None,
+            };
+            let gvisor = self.gvisor.is_some();
+            Ok(BundleSpec { rootfs, etc_files, host_binds, cgroups_path, tmp, gvisor, merged_layers })
         })();
         let bundle = match made {
             Ok(b) => b,
             Err(e) => {
                 group.remove();
-                let _ = fs::remove_dir_all(&bundle_dir);
+                remove_bundle(&bundle_dir);
                 return Err(e);
             }
         };
         let config = config(spec, &bundle, &self.settings);
         if let Err(e) = fs::write(bundle_dir.join("config.json"), config.to_string()) {
             group.remove();
-            let _ = fs::remove_dir_all(&bundle_dir);
+            remove_bundle(&bundle_dir);
             return Err(e);
         }
         let state = self.dir.join("state");
@@ -442,6 +549,7 @@ impl Sandbox for OciSandbox {
         }
         cmd.arg("--")
             .arg(&self.runtime)
+            .args(&self.runtime_flags)
             .arg("--root")
             .arg(&state)
             .args(["run", "--bundle"])
@@ -468,7 +576,7 @@ impl Sandbox for OciSandbox {
             Ok(c) => c,
             Err(e) => {
                 group.remove();
-                let _ = fs::remove_dir_all(&bundle_dir);
+                remove_bundle(&bundle_dir);
                 return Err(e);
             }
         };
@@ -529,8 +637,17 @@ impl InstanceControl for OciControl {
 impl Drop for OciControl {
     fn drop(&mut self) {
         self.group.remove_or_leave(&self.leftovers);
-        let _ = fs::remove_dir_all(&self.bundle);
+        remove_bundle(&self.bundle);
     }
+}
+
+/// Removes a bundle's directory, unmounting the layers merged there first (gVisor's).
+fn remove_bundle(dir: &Path) {
+    let merged = dir.join("opt");
+    if merged.is_dir() {
+        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// Entry point of `stoke __pidns [--reap <cgroup dir>]... -- <runtime> <args>`: runs the runtime as PID 1 of
@@ -593,7 +710,29 @@ mod tests {
             host_binds: vec!["/usr".into(), "/etc/ssl".into()],
             cgroups_path: "/stoke-oci/s9/i1/c".into(),
             tmp: Tmp::Memory { size_mb: 64 },
+            gvisor: false,
+            merged_layers: None,
         }
+    }
+
+    #[test]
+    fn gvisor_gets_its_flags_and_room_for_the_sentry() {
+        assert!(gvisor_host_pids(1024) > 2 * 1024, "the sentry's stubs and tracers fit beside the guest's tasks");
+        assert_eq!(gvisor_flags(None), ["--network=host", "--oci-seccomp"]);
+        assert_eq!(gvisor_flags(Some("systrap")).last().map(String::as_str), Some("--platform=systrap"));
+        // Several layers: gVisor binds the overlay stoke merged on the host instead of mounting one itself.
+        let mut layered = spec();
+        layered.layers = vec!["/d/layers/a".into(), "/d/layers/b".into()];
+        let opt = |b: &BundleSpec| {
+            let c = config(&layered, b, &LeanSettings::default());
+            c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/opt").cloned().unwrap()
+        };
+        assert_eq!(opt(&bundle())["type"], "overlay");
+        let merged = BundleSpec { merged_layers: Some("/d/run/oci/bundles/1/opt".into()), ..bundle() };
+        assert_eq!(
+            (opt(&merged)["type"].as_str(), opt(&merged)["source"].as_str()),
+            (Some("bind"), Some("/d/run/oci/bundles/1/opt"))
+        );
     }
 
     #[test]
@@ -685,7 +824,7 @@ mod tests {
 
     #[test]
     fn seccomp_refuses_what_the_lean_filter_refuses() {
-        let s = seccomp();
+        let s = seccomp(true);
         assert_eq!(s["defaultAction"], "SCMP_ACT_ALLOW");
         let rules = s["syscalls"].as_array().unwrap();
         let names = rules[0]["names"].as_array().unwrap();
@@ -695,6 +834,12 @@ mod tests {
         let clone_rules = rules.iter().filter(|r| r["names"] == json!(["clone"])).count();
         assert_eq!(clone_rules, 8, "one rule per CLONE_NEW* flag");
         assert!(rules.iter().any(|r| r["names"] == json!(["clone3"]) && r["errnoRet"] == libc::ENOSYS));
+        let gvisor = seccomp(false);
+        let rules = gvisor["syscalls"].as_array().unwrap();
+        assert_eq!(rules.len(), 1, "gVisor: the refused calls only, no clone or clone3 rules");
+        assert_eq!(rules[0]["names"], s["syscalls"][0]["names"], "the same calls refused");
+        let c = config(&spec(), &BundleSpec { gvisor: true, ..bundle() }, &LeanSettings::default());
+        assert_eq!(c["linux"]["seccomp"], gvisor);
     }
 
     #[test]

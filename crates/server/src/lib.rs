@@ -107,9 +107,11 @@ pub enum SandboxChoice {
     Auto,
     Lean,
     Process,
-    /// OCI bundles run by this runtime (a name on PATH or a path; `None`: crun, else runc).
+    /// OCI bundles run by this runtime (a name on PATH or a path; `None`: crun, else runc); `platform` is
+    /// gVisor's (`runsc` only; `None`: its default).
     Oci {
         runtime: Option<String>,
+        platform: Option<String>,
     },
 }
 
@@ -223,13 +225,15 @@ fn choose_sandbox(
     };
     match &config.sandbox {
         SandboxChoice::Process => Ok((Arc::new(stoke_sandbox::ProcessSandbox), "chosen with --sandbox process".into())),
-        SandboxChoice::Oci { runtime } => {
+        SandboxChoice::Oci { runtime, platform } => {
             let helper = config
                 .jail_helper
                 .clone()
                 .ok_or_else(|| StartError::Sandbox("the oci sandbox needs the stoke binary as its helper".into()))?;
-            let oci = stoke_sandbox::oci::OciSandbox::new(helper, runtime.as_deref(), run_dir, config.lean.clone())
-                .map_err(|e| StartError::Sandbox(e.to_string()))?;
+            let lean = config.lean.clone();
+            let oci =
+                stoke_sandbox::oci::OciSandbox::new(helper, runtime.as_deref(), platform.as_deref(), run_dir, lean)
+                    .map_err(|e| StartError::Sandbox(e.to_string()))?;
             let note = oci.describe();
             Ok((Arc::new(oci), note))
         }

@@ -1,6 +1,6 @@
-//! The oci sandbox: functions as OCI bundles run by runc and crun, with the lean sandbox's layers, images
-//! and limits, and nothing left running when the server dies. Privileged; in CI runc and crun must be
-//! installed (scripts/prereqs installs them).
+//! The oci sandbox: functions as OCI bundles run by runc, crun and gVisor's runsc, with the lean sandbox's
+//! layers, images and limits, and nothing left running when the server dies. Privileged; in CI the three
+//! must be installed (scripts/prereqs installs them).
 
 mod common;
 
@@ -16,7 +16,7 @@ fn runtimes() -> Vec<&'static str> {
         return Vec::new();
     }
     let installed = |tool: &str| std::process::Command::new(tool).arg("--version").output().is_ok();
-    ["runc", "crun"].into_iter().filter(|r| present_or_skip(installed(r), r, "the oci sandbox")).collect()
+    ["runc", "crun", "runsc"].into_iter().filter(|r| present_or_skip(installed(r), r, "the oci sandbox")).collect()
 }
 
 fn invoke(s: &TestServer, function: &str, event: Value) -> (u16, Option<String>, Value) {
@@ -98,6 +98,9 @@ fn nothing_an_instance_started_outlives_a_killed_server() {
         python_fn(&s, "spawner", &code, json!({}));
         let (status, err, out) = invoke(&s, "spawner", json!({}));
         assert_eq!((status, err), (200, None), "{setup:?}: {out}");
+        // gVisor's guest processes are its sentry's, not the host's: look for the sandbox's own processes
+        // (runsc, its gofer and sandbox carry the container's id, stoke-<server pid>-<instance>).
+        let token = if setup.contains(&"runsc") { format!("stoke-{}-", s.pid().unwrap()) } else { token };
         assert!(!processes_with(&token).is_empty(), "{setup:?}: the function's child runs");
         std::thread::sleep(Duration::from_millis(600));
         s.kill9();
@@ -107,4 +110,89 @@ fn nothing_an_instance_started_outlives_a_killed_server() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// What `python3` has `module` importable from (its interpreter's path), if any.
+fn python_with(module: &str) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}, sys; print(sys.executable)")])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The Lambda clients run unchanged in each OCI runtime, gVisor's included: stoke's Python and Node
+/// runtimes, the Rust `lambda_runtime` crate and AWS's own Python client (`awslambdaric`) each answer, report
+/// a handler's error as Lambda does, and keep their instance warm for the next invocation.
+#[test]
+fn lambda_clients_run_unchanged_in_each_runtime() {
+    let ric = python_with("awslambdaric");
+    present_or_skip(ric.is_some(), "awslambdaric", "awslambdaric in the oci sandbox");
+    for runtime in runtimes() {
+        let s = TestServer::start_with(&["--sandbox", "oci", "--oci-runtime", runtime]);
+        let fail = "def handler(event, context):\n    if event.get('fail'):\n        raise ValueError('asked to fail')\n    return {'event': event, 'name': context.function_name}\n";
+        python_fn(&s, "py", fail, json!({}));
+        let node = "exports.handler = async (event, context) => {\n  if (event.fail) throw new TypeError('asked to fail');\n  return {event, name: context.functionName};\n};\n";
+        let mut body = create_body("js", &zip_of(&[("index.js", node.as_bytes())]));
+        (body["runtime"], body["handler"]) = (json!("nodejs20.x"), json!("index.handler"));
+        assert_eq!(s.post("/v1/functions", body).0, 201);
+        rust_echo_fn(&s, "rusty");
+        let mut clients = vec![("py", Some("ValueError")), ("js", Some("TypeError")), ("rusty", None)];
+        if let Some(python) = &ric {
+            let bootstrap = format!("#!/bin/sh\nexec {python} -m awslambdaric app.handler\n");
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+            w.start_file("bootstrap", exec).unwrap();
+            std::io::Write::write_all(&mut w, bootstrap.as_bytes()).unwrap();
+            w.start_file("app.py", zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut w, fail.as_bytes()).unwrap();
+            let code = base64::engine::general_purpose::STANDARD.encode(w.finish().unwrap().into_inner());
+            let body = json!({"name": "ric", "runtime": "provided.al2023", "timeout_s": 10, "code_base64": code});
+            assert_eq!(s.post("/v1/functions", body).0, 201);
+            clients.push(("ric", Some("ValueError")));
+        }
+        for (name, error_type) in clients {
+            let (status, err, out) = invoke(&s, name, json!({"x": 1}));
+            assert_eq!((status, err), (200, None), "{runtime} {name}: {out}");
+            let echoed = if name == "rusty" { &out["echo"] } else { &out["event"] };
+            assert_eq!(echoed, &json!({"x": 1}), "{runtime} {name}: {out}");
+            let (status, err, out) = invoke(&s, name, json!({"fail": true}));
+            assert_eq!(status, 200, "{runtime} {name}: {out}");
+            assert!(err.is_some(), "{runtime} {name}: a handler's error is the function's: {out}");
+            assert_eq!(out["errorMessage"], "asked to fail", "{runtime} {name}: {out}");
+            if let Some(t) = error_type {
+                assert_eq!(out["errorType"], t, "{runtime} {name}: {out}");
+            }
+            let (_, err, out) = invoke(&s, name, json!({"x": 2}));
+            assert_eq!(err, None, "{runtime} {name}: the instance survives its handler's error: {out}");
+            let (_, list) = s.get(&format!("/v1/instances?function={name}"));
+            assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{runtime} {name}: one warm instance: {list}");
+        }
+    }
+}
+
+/// A gVisor platform is checked at start: runsc refusing it, or a runtime that is not runsc, stops the
+/// server with a sentence that says why; the flag alone, without a runtime named, is a usage error.
+#[test]
+fn a_gvisor_platform_the_runtime_cannot_take_stops_start_up() {
+    let runtimes = runtimes();
+    let cases = [
+        ("runsc", "no-such-platform", "runsc refused the platform \"no-such-platform\""),
+        ("runc", "ptrace", "--runsc-platform applies to gVisor's runsc"),
+    ];
+    for (runtime, platform, needle) in cases.into_iter().filter(|(r, _, _)| runtimes.contains(r)) {
+        let data = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--sandbox", "oci", "--oci-runtime", runtime])
+            .args(["--runsc-platform", platform, "--data-dir"])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{runtime} with platform {platform} must not start");
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+    let out = std::process::Command::new(BIN).args(["server", "--runsc-platform", "ptrace"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--oci-runtime"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -60,6 +60,10 @@ pub struct Args {
     /// [default: crun, else runc].
     #[arg(long, value_name = "RUNTIME")]
     oci_runtime: Option<String>,
+    /// gVisor's platform when the OCI runtime is runsc: ptrace, systrap or kvm, as this runsc knows them
+    /// [default: runsc's own].
+    #[arg(long, value_name = "PLATFORM", requires = "oci_runtime")]
+    runsc_platform: Option<String>,
     /// Where instances' /tmp lives (its size is each function's `ephemeral_storage_mb`): `disk` (a file
     /// system of its own per instance, on a loop device: not counted against the function's memory),
     /// `memory` (a tmpfs, which counts against it), or `auto` (disk when the host can).
@@ -356,7 +360,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             SandboxArg::Auto => SandboxChoice::Auto,
             SandboxArg::Lean => SandboxChoice::Lean,
             SandboxArg::Process => SandboxChoice::Process,
-            SandboxArg::Oci => SandboxChoice::Oci { runtime: args.oci_runtime.clone() },
+            SandboxArg::Oci => {
+                SandboxChoice::Oci { runtime: args.oci_runtime.clone(), platform: args.runsc_platform.clone() }
+            }
         },
         jail_helper: std::env::current_exe().ok(),
         prewarm: stoke_asl::prewarm::Policy::parse(&args.prewarm).unwrap_or_default(),
