@@ -291,13 +291,13 @@ pub fn noisy(args: &LoadArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> 
 }
 
 /// Proportional set size of a process in KiB (`/proc/<pid>/smaps_rollup`).
-fn pss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Every process below `root` (children, grandchildren, …).
-fn descendants(root: u32) -> Vec<u32> {
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };

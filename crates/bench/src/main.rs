@@ -18,6 +18,7 @@ mod many;
 mod peers;
 mod prewarm;
 mod queues;
+mod sandboxes;
 mod schedules;
 mod tune;
 
@@ -58,10 +59,11 @@ struct Args {
     /// nodes: forwarding to a queue's owner vs a local queue, etcd requests per first invocation, and seed
     /// 004's table across the cluster), `schedules` (the idle cost of 10,000 schedules, and how late 1,000
     /// fires due at the same second are), `generators` (the same warm invocations driven by stoke-bench's
-    /// generator and by wrk, with the server's CPU counted two ways).
+    /// generator and by wrk, with the server's CPU counted two ways), `sandboxes` (a warm no-op on every
+    /// sandbox the host runs — process, lean, runc, crun, runsc — and memory per idle instance on each).
     #[arg(long, value_delimiter = ',', default_value = "core,burst,noisy,prewarm",
           value_parser = ["core", "prewarm", "tune", "image", "layers", "burst", "noisy", "density", "many", "freeze",
-                          "cluster", "queues", "schedules", "generators"])]
+                          "cluster", "queues", "schedules", "generators", "sandboxes"])]
     scenarios: Vec<String>,
     #[command(flatten)]
     core: execution_core::CoreArgs,
@@ -85,6 +87,8 @@ struct Args {
     schedules: schedules::SchedulesArgs,
     #[command(flatten)]
     generators: generators::GeneratorsArgs,
+    #[command(flatten)]
+    sandboxes: sandboxes::SandboxesArgs,
     /// Seconds each scenario runs per round.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -134,7 +138,10 @@ fn run(args: Args) -> Result<()> {
     if wants("schedules") {
         results["schedules"] = schedules::run(&args.schedules)?;
     }
-    if ["burst", "noisy", "density", "many", "freeze", "cluster", "queues", "generators"].iter().any(|s| wants(s)) {
+    if ["burst", "noisy", "density", "many", "freeze", "cluster", "queues", "generators", "sandboxes"]
+        .iter()
+        .any(|s| wants(s))
+    {
         let bootstrap = rust_bootstrap(&args)?;
         if wants("burst") {
             results["burst"] = load::bursts(&args.load, &bootstrap, args.rounds)?;
@@ -156,6 +163,9 @@ fn run(args: Args) -> Result<()> {
         }
         if wants("queues") {
             results["queues"] = queues::run(&args.queues, &bootstrap, args.rounds, args.seconds)?;
+        }
+        if wants("sandboxes") {
+            results["sandboxes"] = sandboxes::run(&args.sandboxes, &bootstrap, args.rounds, args.seconds)?;
         }
         if wants("generators") {
             let raw = args.core.raw_bootstrap.as_ref().map(std::fs::read).transpose()?;
