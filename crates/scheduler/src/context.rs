@@ -2,7 +2,7 @@
 //! runs, and how an invocation is answered (its END and REPORT lines, its metrics). Below the Runtime API
 //! and the instance's life, above the queue: the three form a line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ pub(crate) struct Current {
     pub scratch: bool,
     /// Of a preparation invocation: the reservation it holds this instance for.
     pub reservation: Option<Arc<crate::reserve::Reservation>>,
+    /// When it times out, and its timeout as configured (for the message).
+    pub deadline: Instant,
+    pub timeout_s: u32,
 }
 
 /// What the Runtime API handlers of one instance share.
@@ -59,6 +62,19 @@ pub(crate) struct InstanceCtx {
     pub gpus: Option<Vec<stoke_core::gpu::GrantedGpu>>,
     /// The most GPU memory its processes were seen holding, in bytes.
     pub gpu_peak_bytes: AtomicU64,
+    /// Wakes the instance's deadline watchdog (see `runtime_api::watchdog`) when it waits for an invocation.
+    pub watchdog: Arc<tokio::sync::Notify>,
+    /// The watchdog waits for an invocation to start (rather than for a deadline).
+    pub watchdog_parked: AtomicBool,
+    /// The watchdog has been started (on the first invocation).
+    pub watchdog_started: OnceLock<()>,
+}
+
+impl Drop for InstanceCtx {
+    fn drop(&mut self) {
+        // The watchdog holds the instance weakly: woken, it finds it gone and ends.
+        self.watchdog.notify_one();
+    }
 }
 
 /// How stale the Max Memory Used of a REPORT may be.
@@ -84,6 +100,9 @@ impl InstanceCtx {
             drains: Mutex::new(Vec::new()),
             gpus: None,
             gpu_peak_bytes: AtomicU64::new(0),
+            watchdog: Arc::new(tokio::sync::Notify::new()),
+            watchdog_parked: AtomicBool::new(false),
+            watchdog_started: OnceLock::new(),
         }
     }
 

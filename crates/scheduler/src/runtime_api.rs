@@ -196,7 +196,6 @@ fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Response {
     }
     ctx.log(Some(inv.id.clone()), format!("START RequestId: {} Version: {}", inv.id, ctx.queue.target.version));
     let payload = inv.request.payload.clone();
-    let (id, deadline, timeout_s) = (inv.id.clone(), inv.deadline, inv.timeout_s);
     *lock(&ctx.current) = Some(Current {
         queued: started - inv.arrived,
         first: seq == 0,
@@ -208,8 +207,10 @@ fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Response {
         scratch: inv.request.scratch,
         id: inv.id,
         responder: inv.responder,
+        deadline: inv.deadline,
+        timeout_s: inv.timeout_s,
     });
-    watch_deadline(ctx.clone(), id, deadline, timeout_s);
+    start_watchdog(ctx);
     (StatusCode::OK, headers, payload).into_response()
 }
 
@@ -240,17 +241,60 @@ fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> HeaderMa
     headers
 }
 
-/// Fails invocation `id` if it is still running at its deadline, and kills the instance running it.
-fn watch_deadline(ctx: Arc<InstanceCtx>, id: Arc<str>, deadline: std::time::Instant, timeout_s: u32) {
-    tokio::spawn(async move {
-        tokio::time::sleep(deadline.saturating_duration_since(ctx.shared.clock.now())).await;
-        if let Some(cur) = take_current(&ctx, &id) {
-            let msg = format!("RequestId: {} Error: Task timed out after {timeout_s}.00 seconds", cur.id);
-            ctx.log(Some(cur.id.clone()), msg.clone());
-            ctx.finish(cur, error_outcome("Sandbox.Timedout", msg));
-            ctx.kill();
+/// Fails the running invocation at its deadline, and kills the instance running it: one task per instance
+/// for all its invocations. It sleeps until the running invocation's deadline; woken there, it finds either
+/// that invocation still running (it times out), a later one running (it sleeps on to that one's deadline,
+/// so back-to-back invocations arm no timer and wake nothing), or none, and then waits to be woken by the
+/// next one's start ([`start_watchdog`]). It holds the instance weakly and ends with it.
+async fn watchdog(ctx: std::sync::Weak<InstanceCtx>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        let Some(c) = ctx.upgrade() else { return };
+        let deadline = lock(&c.current).as_ref().map(|cur| cur.deadline);
+        match deadline {
+            Some(deadline) => {
+                let now = c.shared.clock.now();
+                if deadline > now {
+                    drop(c);
+                    tokio::time::sleep(deadline - now).await;
+                    continue;
+                }
+                let expired = {
+                    let mut cur = lock(&c.current);
+                    if cur.as_ref().is_some_and(|cur| cur.deadline <= now) {
+                        cur.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(cur) = expired {
+                    let msg = format!("RequestId: {} Error: Task timed out after {}.00 seconds", cur.id, cur.timeout_s);
+                    c.log(Some(cur.id.clone()), msg.clone());
+                    c.finish(cur, error_outcome("Sandbox.Timedout", msg));
+                    c.kill();
+                }
+            }
+            None => {
+                c.watchdog_parked.store(true, Ordering::SeqCst);
+                // An invocation that started before the flag was up found it down and woke no one.
+                if lock(&c.current).is_some() {
+                    c.watchdog_parked.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                drop(c);
+                wake.notified().await;
+            }
         }
+    }
+}
+
+/// Starts the instance's watchdog on its first invocation, and wakes it when it waits for one.
+fn start_watchdog(ctx: &Arc<InstanceCtx>) {
+    ctx.watchdog_started.get_or_init(|| {
+        tokio::spawn(watchdog(Arc::downgrade(ctx), ctx.watchdog.clone()));
     });
+    if ctx.watchdog_parked.swap(false, Ordering::SeqCst) {
+        ctx.watchdog.notify_one();
+    }
 }
 
 /// Waits for the next invocation; an instance idle for `freeze_idle_after` — or longer, when its function's
