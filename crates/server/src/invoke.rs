@@ -71,11 +71,70 @@ const HOLD_LIMIT: Duration = Duration::from_secs(60);
 const REROUTE_LIMIT: Duration = Duration::from_secs(30);
 const CACHE_LIMIT: usize = 10_000;
 
+type ResolutionCache = PerReference<Arc<Resolution>>;
+
+/// Values per account and reference, found by borrowed keys; cleared when it holds `limit` of them.
+#[derive(Debug)]
+struct PerReference<V> {
+    accounts: HashMap<AccountId, HashMap<String, V>>,
+    len: usize,
+    limit: usize,
+}
+
+impl<V> Default for PerReference<V> {
+    fn default() -> Self {
+        PerReference { accounts: HashMap::new(), len: 0, limit: CACHE_LIMIT }
+    }
+}
+
+impl<V: Clone> PerReference<V> {
+    fn get(&self, account: &AccountId, reference: &str) -> Option<V> {
+        self.accounts.get(account)?.get(reference).cloned()
+    }
+
+    fn insert(&mut self, account: &AccountId, reference: &str, value: V) {
+        if let Some(slot) = self.accounts.get_mut(account).and_then(|refs| refs.get_mut(reference)) {
+            *slot = value;
+            return;
+        }
+        if self.len >= self.limit {
+            self.accounts.clear();
+            self.len = 0;
+        }
+        self.accounts.entry(account.clone()).or_default().insert(reference.to_string(), value);
+        self.len += 1;
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::PerReference;
+    use stoke_core::AccountId;
+
+    #[test]
+    fn values_are_kept_per_account_and_reference_and_cleared_at_the_limit() {
+        let (a, b) = (AccountId::from_number(1), AccountId::from_number(2));
+        let mut c = PerReference { limit: 3, ..PerReference::default() };
+        c.insert(&a, "f", 1);
+        c.insert(&a, "f:prod", 2);
+        c.insert(&b, "f", 3);
+        assert_eq!(
+            (c.get(&a, "f"), c.get(&a, "f:prod"), c.get(&b, "f"), c.get(&b, "g")),
+            (Some(1), Some(2), Some(3), None)
+        );
+        c.insert(&a, "f", 4);
+        assert_eq!((c.get(&a, "f"), c.len), (Some(4), 3), "a replaced value is not counted twice");
+        c.insert(&b, "g", 5);
+        assert_eq!((c.get(&a, "f"), c.get(&b, "g"), c.len), (None, Some(5), 1), "full: cleared, then the new one");
+    }
+}
+
 pub struct Invoker {
     registry: Arc<Registry>,
     scheduler: Scheduler,
     region: String,
-    cache: Mutex<HashMap<(AccountId, String), Arc<Resolution>>>,
+    /// Per account, per reference: looked up by borrowed keys (no allocation on a warm invocation).
+    cache: Mutex<ResolutionCache>,
     rng: AtomicU64,
     /// Woken when an Event invocation is queued.
     events_ready: Arc<tokio::sync::Notify>,
@@ -151,7 +210,7 @@ impl Invoker {
             registry,
             scheduler,
             region,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ResolutionCache::default()),
             rng: AtomicU64::new(0x2545_F491_4F6C_DD1D),
             events_ready: Arc::new(tokio::sync::Notify::new()),
             queues: std::sync::OnceLock::new(),
@@ -231,10 +290,9 @@ impl Invoker {
 
     async fn resolve(&self, caller: &AccountId, reference: &str) -> Result<Arc<Resolution>, InvokeFailure> {
         let generation = self.registry.generation();
-        let key = (caller.clone(), reference.to_string());
-        if let Some(hit) = lock(&self.cache).get(&key) {
+        if let Some(hit) = lock(&self.cache).get(caller, reference) {
             if hit.generation == generation {
-                return Ok(hit.clone());
+                return Ok(hit);
             }
         }
         let registry = self.registry.clone();
@@ -246,8 +304,8 @@ impl Invoker {
             Ok(found) => found,
             // The cluster's store is unreachable: what was resolved before still runs (warm invocations go on
             // through an etcd outage); only references never seen fail, with a retryable 503.
-            Err(RegistryError::Store(StoreError::Unavailable(why))) => match lock(&self.cache).get(&key) {
-                Some(stale) => return Ok(stale.clone()),
+            Err(RegistryError::Store(StoreError::Unavailable(why))) => match lock(&self.cache).get(caller, reference) {
+                Some(stale) => return Ok(stale),
                 None => return Err(RegistryError::Store(StoreError::Unavailable(why)).into()),
             },
             Err(e) => return Err(e.into()),
@@ -276,11 +334,7 @@ impl Invoker {
             primary,
             secondary,
         });
-        let mut cache = lock(&self.cache);
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(key, resolution.clone());
+        lock(&self.cache).insert(caller, reference, resolution.clone());
         Ok(resolution)
     }
 

@@ -541,7 +541,7 @@ impl Server {
         }
         let sandbox = std::iter::once(sandbox_note.to_string()).chain(kept).collect::<Vec<_>>().join("; ");
         let sandbox = format!("{kind} ({sandbox})");
-        let state = AppState {
+        let state = AppState::new(http::AppStateInner {
             gateway: Arc::new({
                 let gateway = triggers::Gateway::new(registry.clone(), invoker.clone(), accounts.clone());
                 if shared {
@@ -560,7 +560,7 @@ impl Server {
             region: config.region.clone(),
             cluster,
             closing: tokio::sync::watch::Sender::new(false),
-        };
+        });
         let info = StartupInfo {
             addr,
             data_dir,

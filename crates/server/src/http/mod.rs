@@ -36,9 +36,28 @@ use crate::accounts::Accounts;
 use crate::registry::Registry;
 use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach: one reference-counted value, since the router clones it for every request
+/// (and for each extractor and middleware that takes it).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The services and settings behind [`AppState`].
+#[derive(Debug)]
+pub struct AppStateInner {
     pub registry: Arc<Registry>,
     pub accounts: Arc<Accounts>,
     pub invoker: Arc<crate::invoke::Invoker>,
