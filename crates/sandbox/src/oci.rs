@@ -238,12 +238,7 @@ impl OciSandbox {
 /// what the lean sandbox mounts inside an instance, for a runtime that cannot mount it itself (gVisor).
 fn merge_layers(layers: &[PathBuf], at: &Path) -> io::Result<PathBuf> {
     use nix::mount::{mount, MsFlags};
-    if let Some(bad) = layers.iter().find(|p| p.as_os_str().as_encoded_bytes().iter().any(|b| b":,\\".contains(b))) {
-        return Err(io::Error::other(format!(
-            "layer directory {} has a ':', ',' or '\\' in its path, which an overlay mount cannot take",
-            bad.display()
-        )));
-    }
+    rootfs::check_lowerdirs(layers).map_err(io::Error::other)?;
     fs::create_dir_all(at)?;
     let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;

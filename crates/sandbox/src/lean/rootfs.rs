@@ -521,15 +521,21 @@ fn take_entry(steps: &mut Vec<Step>, host: &dyn HostView, source: &Path, target:
 /// Why a plan cannot be built from these values (checked before anything is mounted).
 pub fn check(spec: &RootSpec) -> Result<(), String> {
     if spec.layers.len() > 1 {
-        if let Some(bad) = spec.layers.iter().find(|p| !usable_in_lowerdir(p)) {
-            return Err(format!(
-                "layer directory {} has a ':', ',' or '\\' in its path, which an overlay mount cannot take; move \
-                 the data directory to a plain path",
-                bad.display()
-            ));
-        }
+        check_lowerdirs(&spec.layers)?;
     }
     Ok(())
+}
+
+/// Why these layer directories cannot be an overlay mount's lower directories, if they cannot.
+pub(crate) fn check_lowerdirs(layers: &[PathBuf]) -> Result<(), String> {
+    match layers.iter().find(|p| !usable_in_lowerdir(p)) {
+        Some(bad) => Err(format!(
+            "layer directory {} has a ':', ',' or '\\' in its path, which an overlay mount cannot take; move the \
+             data directory to a plain path",
+            bad.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// True when `path` can appear in an overlay mount's `lowerdir` list (which splits on `:` and `,`).
