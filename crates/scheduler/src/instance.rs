@@ -149,8 +149,15 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         let _ = axum::serve(listener, app).await;
     });
     let mut attempt = 0;
+    // Starting a sandbox takes milliseconds of system calls (lean's clone and set-up, an OCI bundle's files
+    // and mounts): off the async threads, so warm invocations on them do not wait for it.
+    let spec = Arc::new(spec);
     let spawned = loop {
-        match shared.sandbox.spawn(&spec) {
+        let (sandbox, s) = (shared.sandbox.clone(), spec.clone());
+        let started = tokio::task::spawn_blocking(move || sandbox.spawn(&s))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("the sandbox start was lost: {e}"))));
+        match started {
             Ok(s) => break s,
             Err(e) => {
                 let functions_fault = stoke_sandbox::entrypoint_fault(&e);
