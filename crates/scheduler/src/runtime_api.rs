@@ -25,6 +25,12 @@ use crate::{lock, Outcome};
 pub use stoke_core::limits::MAX_PAYLOAD_BYTES as MAX_RESPONSE_BYTES;
 
 pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
+    static ROUTES: std::sync::LazyLock<Router<Arc<InstanceCtx>>> = std::sync::LazyLock::new(routes);
+    ROUTES.clone().with_state(ctx)
+}
+
+/// The Runtime API's routes, built once for every instance.
+fn routes() -> Router<Arc<InstanceCtx>> {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
         .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
@@ -37,7 +43,6 @@ pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
         .route("/2018-06-01/stoke/available/{function}", get(available))
         .route("/2018-06-01/stoke/scratch", get(scratch))
         .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1024 * 1024))
-        .with_state(ctx)
 }
 
 /// The instance's endpoint: a loopback listener that serves only connections opened by the instance's own
