@@ -254,29 +254,26 @@ fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> HeaderMa
 async fn watchdog(ctx: std::sync::Weak<InstanceCtx>, wake: Arc<tokio::sync::Notify>) {
     loop {
         let Some(c) = ctx.upgrade() else { return };
-        let deadline = lock(&c.current).as_ref().map(|cur| cur.deadline);
+        let now = c.shared.clock.now();
+        // One look at the running invocation: taken if its deadline has passed, else its deadline.
+        let (expired, deadline) = {
+            let mut cur = lock(&c.current);
+            match cur.as_ref().map(|cur| cur.deadline) {
+                Some(deadline) if deadline <= now => (cur.take(), None),
+                deadline => (None, deadline),
+            }
+        };
+        if let Some(cur) = expired {
+            let msg = format!("RequestId: {} Error: Task timed out after {}.00 seconds", cur.id, cur.timeout_s);
+            c.log(Some(cur.id.clone()), msg.clone());
+            c.finish(cur, error_outcome("Sandbox.Timedout", msg));
+            c.kill();
+            continue;
+        }
         match deadline {
             Some(deadline) => {
-                let now = c.shared.clock.now();
-                if deadline > now {
-                    drop(c);
-                    tokio::time::sleep(deadline - now).await;
-                    continue;
-                }
-                let expired = {
-                    let mut cur = lock(&c.current);
-                    if cur.as_ref().is_some_and(|cur| cur.deadline <= now) {
-                        cur.take()
-                    } else {
-                        None
-                    }
-                };
-                if let Some(cur) = expired {
-                    let msg = format!("RequestId: {} Error: Task timed out after {}.00 seconds", cur.id, cur.timeout_s);
-                    c.log(Some(cur.id.clone()), msg.clone());
-                    c.finish(cur, error_outcome("Sandbox.Timedout", msg));
-                    c.kill();
-                }
+                drop(c);
+                tokio::time::sleep(deadline - now).await;
             }
             None => {
                 c.watchdog_parked.store(true, Ordering::SeqCst);
