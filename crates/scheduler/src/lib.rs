@@ -851,16 +851,19 @@ impl Scheduler {
         self.shared.metrics.encode(self.shared.settings.node.as_deref(), depth, states)
     }
 
-    /// The node's GPUs, each with what live instances hold of it, and whether shares are enforced.
-    pub fn gpus(&self) -> (Vec<(stoke_sandbox::gpu::GpuDevice, stoke_core::gpu::GpuUse)>, bool) {
-        let Some(host) = &self.shared.settings.gpu else { return (Vec::new(), false) };
+    /// The node's GPUs, each with what live instances hold of it.
+    pub fn gpus(&self) -> Vec<(stoke_sandbox::gpu::GpuDevice, stoke_core::gpu::GpuUse)> {
+        let Some(host) = &self.shared.settings.gpu else { return Vec::new() };
         let usage = lock(&self.shared.gpus).usage();
-        let gpus = host
-            .devices
+        host.devices
             .iter()
             .filter_map(|d| Some((d.clone(), usage.iter().find(|u| u.index == d.index)?.clone())))
-            .collect();
-        (gpus, host.enforces_shares())
+            .collect()
+    }
+
+    /// Whether GPU shares are held to their size (an MPS daemon per GPU); false without GPUs.
+    pub fn gpu_shares_enforced(&self) -> bool {
+        self.shared.settings.gpu.as_ref().is_some_and(|host| host.enforces_shares())
     }
 
     /// The node as a whole (every account's instances).

@@ -767,7 +767,6 @@ fn collect_blobs(cluster: &Arc<cluster::Cluster>, store: Arc<dyn Store>) {
 pub(crate) fn node_gpus(scheduler: &stoke_scheduler::Scheduler) -> Vec<stoke_store::NodeGpu> {
     scheduler
         .gpus()
-        .0
         .into_iter()
         .map(|(d, u)| stoke_store::NodeGpu {
             index: d.index,

@@ -264,8 +264,7 @@ impl Tuner {
                 tune::gpu_percentages(Some(shares), primary.config.gpu_percentage.unwrap_or(100))?,
             ),
             (None, None, Some(sizes)) => {
-                let largest =
-                    self.invoker.scheduler().gpus().0.iter().map(|(d, _)| d.memory_mb).filter(|m| *m > 0).max();
+                let largest = self.invoker.scheduler().gpus().iter().map(|(d, _)| d.memory_mb).filter(|m| *m > 0).max();
                 (Dimension::GpuMemory, tune::gpu_memory_sizes(Some(sizes), primary.config.gpu_memory_mb, largest)?)
             }
         };

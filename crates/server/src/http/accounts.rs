@@ -45,7 +45,7 @@ pub async fn create(
 pub async fn node(State(s): State<AppState>, caller: Caller) -> Json<NodeView> {
     Json(NodeView {
         gpus: crate::node_gpus(s.invoker.scheduler()).into_iter().map(Into::into).collect(),
-        gpu_shares_enforced: s.invoker.scheduler().gpus().1,
+        gpu_shares_enforced: s.invoker.scheduler().gpu_shares_enforced(),
         limits: s.registry.node_limits(),
         max_archive_bytes: s.registry.archive_limits().max_archive_bytes,
         region: s.region.clone(),
