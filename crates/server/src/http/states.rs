@@ -381,15 +381,14 @@ fn operation_blocking(
             // changes nothing but the revision.
             let other = body.get("loggingConfiguration").is_some() || body.get("tracingConfiguration").is_some();
             let definition =
-                match (body.get("definition"), role_arn) {
-                    (None, Some(_)) => None,
-                    (None, None) if other => None,
-                    (None, None) => return Err(StatesError::new(
+                match body.get("definition") {
+                    Some(_) => Some(definition(body)?),
+                    None if role_arn.is_some() || other => None,
+                    None => return Err(StatesError::new(
                         "MissingRequiredParameter",
                         "Either the definition, the role ARN, the LoggingConfiguration, or the TracingConfiguration \
                          must be specified",
                     )),
-                    (Some(_), _) => Some(definition(body)?),
                 };
             let change = WorkflowChange { definition: definition.as_deref(), prewarm: None, role_arn };
             let w = wf.update(account, &name, change, None)?;
