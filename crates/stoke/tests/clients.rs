@@ -265,24 +265,6 @@ fn boto3_runs_jsonata_states_with_variables() {
     run_boto3_script(&s, "boto3_jsonata.py");
 }
 
-/// The Python interpreter that has `module`, resolved past version-manager shims.
-fn python_with(module: &str) -> Option<String> {
-    let out =
-        Command::new("python3").args(["-c", &format!("import {module}, sys; print(sys.executable)")]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn provided_zip(bootstrap: &str, files: &[(&str, &str)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-    std::io::Write::write_all(&mut w, bootstrap.as_bytes()).unwrap();
-    for (name, body) in files {
-        w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
-        std::io::Write::write_all(&mut w, body.as_bytes()).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 fn invoke(s: &TestServer, function: &str, event: serde_json::Value) -> (Option<String>, serde_json::Value) {
     let resp = s.req(reqwest::Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event).send().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -306,7 +288,7 @@ def handler(event, context):
             'request': context.aws_request_id, 'remaining': context.get_remaining_time_in_millis() > 0}
 "#;
     let body = serde_json::json!({"name": "ric", "runtime": "provided.al2023", "timeout_s": 10,
-        "code_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, provided_zip(&bootstrap, &[("app.py", app)]))});
+        "code_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, provided_zip(bootstrap.as_bytes(), &[("app.py", app.as_bytes())]))});
     assert_eq!(s.post("/v1/functions", body).0, 201);
     let (error, out) = invoke(&s, "ric", serde_json::json!({"x": 1}));
     assert_eq!(error, None, "{out}");
@@ -325,7 +307,7 @@ def handler(event, context):
     // awslambdaric's init error path (exactly 202 expected) reports the import failure.
     let bad = format!("#!/bin/sh\nexec {python} -m awslambdaric missing.handler\n");
     let body = serde_json::json!({"name": "ricbad", "runtime": "provided",
-        "code_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, provided_zip(&bad, &[]))});
+        "code_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, provided_zip(bad.as_bytes(), &[]))});
     assert_eq!(s.post("/v1/functions", body).0, 201);
     let (error, out) = invoke(&s, "ricbad", serde_json::json!({}));
     assert_eq!(error.as_deref(), Some("Runtime.ImportModuleError"), "{out}");
@@ -333,11 +315,7 @@ def handler(event, context):
 
 #[test]
 fn lambda_runtime_rust_function_runs_unmodified() {
-    let binary = std::fs::read(build_rust_echo()).unwrap();
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-    std::io::Write::write_all(&mut w, &binary).unwrap();
-    let archive = w.finish().unwrap().into_inner();
+    let archive = bootstrap_zip(&std::fs::read(build_rust_echo()).unwrap());
     let s = TestServer::start();
     let body = serde_json::json!({"name": "rusty", "runtime": "provided.al2023", "memory_mb": 256,
         "code_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, archive)});
@@ -360,11 +338,8 @@ fn lambda_runtime_rust_function_runs_unmodified() {
 /// The stoke-runtime crate next to lambda_runtime: one step prepares the next, which runs as prepared.
 #[test]
 fn lambda_runtime_function_uses_the_stoke_runtime_crate() {
-    let binary = std::fs::read(build_rust_echo()).unwrap();
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-    std::io::Write::write_all(&mut w, &binary).unwrap();
-    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, w.finish().unwrap().into_inner());
+    let archive = bootstrap_zip(&std::fs::read(build_rust_echo()).unwrap());
+    let code = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, archive);
     let s = TestServer::start();
     for name in ["rust1", "rust2"] {
         let body = serde_json::json!({"name": name, "runtime": "provided.al2023", "code_base64": code});

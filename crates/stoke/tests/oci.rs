@@ -112,15 +112,6 @@ fn nothing_an_instance_started_outlives_a_killed_server() {
     }
 }
 
-/// What `python3` has `module` importable from (its interpreter's path), if any.
-fn python_with(module: &str) -> Option<String> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}, sys; print(sys.executable)")])
-        .output()
-        .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// The Lambda clients run unchanged in each OCI runtime, gVisor's included: stoke's Python and Node
 /// runtimes, the Rust `lambda_runtime` crate and AWS's own Python client (`awslambdaric`) each answer, report
 /// a handler's error as Lambda does, and keep their instance warm for the next invocation.
@@ -140,13 +131,8 @@ fn lambda_clients_run_unchanged_in_each_runtime() {
         let mut clients = vec![("py", Some("ValueError")), ("js", Some("TypeError")), ("rusty", None)];
         if let Some(python) = &ric {
             let bootstrap = format!("#!/bin/sh\nexec {python} -m awslambdaric app.handler\n");
-            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-            w.start_file("bootstrap", exec).unwrap();
-            std::io::Write::write_all(&mut w, bootstrap.as_bytes()).unwrap();
-            w.start_file("app.py", zip::write::SimpleFileOptions::default()).unwrap();
-            std::io::Write::write_all(&mut w, fail.as_bytes()).unwrap();
-            let code = base64::engine::general_purpose::STANDARD.encode(w.finish().unwrap().into_inner());
+            let archive = provided_zip(bootstrap.as_bytes(), &[("app.py", fail.as_bytes())]);
+            let code = base64::engine::general_purpose::STANDARD.encode(archive);
             let body = json!({"name": "ric", "runtime": "provided.al2023", "timeout_s": 10, "code_base64": code});
             assert_eq!(s.post("/v1/functions", body).0, 201);
             clients.push(("ric", Some("ValueError")));

@@ -387,10 +387,26 @@ pub fn rust_echo_fn(s: &TestServer, name: &str) {
 
 /// A zip holding `bootstrap` (mode 0755) with these bytes: a `provided` function's archive.
 pub fn bootstrap_zip(binary: &[u8]) -> Vec<u8> {
+    provided_zip(binary, &[])
+}
+
+/// A `provided` function's archive: `bootstrap` (mode 0755) with these bytes, and these other files.
+pub fn provided_zip(bootstrap: &[u8], files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-    w.write_all(binary).unwrap();
+    w.write_all(bootstrap).unwrap();
+    for (name, body) in files {
+        w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(body).unwrap();
+    }
     w.finish().unwrap().into_inner()
+}
+
+/// The Python interpreter that has `module`, resolved past version-manager shims.
+pub fn python_with(module: &str) -> Option<String> {
+    let out =
+        Command::new("python3").args(["-c", &format!("import {module}, sys; print(sys.executable)")]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Certificates for an HTTPS test, made with the openssl command: a CA, and a server certificate it signed
