@@ -3,7 +3,6 @@
 //! Reports medians over rounds (with min and max) and ratios to the floor.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use stoke_core::num::saturate_usize;
 
@@ -11,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::harness::{
-    add_tree, b64, closed_loop, percentile, process_cpu_ns, python_site, spread, start_server, table, zip_with,
-    BenchServer,
+    add_tree, b64, closed_loop, oci_runtimes, percentile, process_cpu_ns, python_site, spread, start_server, table,
+    zip_with, BenchServer,
 };
 use crate::peers::{in_process_ns, peers, start_floor};
 
@@ -367,10 +366,8 @@ pub fn run(
                 start_server("lean-generic-memtmp", &["--zygotes", "0", "--ephemeral-storage", "memory"])?,
                 "lean + generic, /tmp in memory".to_string(),
             ));
-            for runtime in ["runc", "crun", "runsc"] {
-                if Command::new(runtime).arg("--version").output().is_ok() {
-                    oci.push((start_server(runtime, &["--sandbox", "oci", "--oci-runtime", runtime])?, runtime));
-                }
+            for runtime in oci_runtimes() {
+                oci.push((start_server(runtime, &["--sandbox", "oci", "--oci-runtime", runtime])?, runtime));
             }
         }
         servers.extend(lean.iter().map(|(s, label)| (s, label.clone())));

@@ -110,6 +110,14 @@ pub fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
     Ok(BenchServer { server, endpoint, key, sandbox, http })
 }
 
+/// The OCI runtimes installed here, of those the benchmarks compare: runc, crun and gVisor's runsc.
+pub fn oci_runtimes() -> Vec<&'static str> {
+    ["runc", "crun", "runsc"]
+        .into_iter()
+        .filter(|r| std::process::Command::new(r).arg("--version").output().is_ok())
+        .collect()
+}
+
 /// One measured run: every latency in microseconds, and the wall time.
 pub struct Run {
     pub latencies_us: Vec<u64>,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::harness::{add_tree, b64, spread, start_server, table, BenchServer};
+use crate::harness::{add_tree, b64, oci_runtimes, spread, start_server, table, BenchServer};
 
 #[derive(Debug, clap::Args)]
 pub struct LayersArgs {
@@ -145,11 +145,9 @@ pub fn run(args: &LayersArgs) -> Result<Value> {
     let lean = start_server("layers-lean", &["--generic", "none", "--zygotes", "0"])?;
     if lean.sandbox == "lean" {
         servers.push((lean, "lean".to_string()));
-        for runtime in ["runc", "crun", "runsc"] {
-            if Command::new(runtime).arg("--version").output().is_ok() {
-                let s = start_server(&format!("layers-{runtime}"), &["--sandbox", "oci", "--oci-runtime", runtime])?;
-                servers.push((s, format!("oci {runtime}")));
-            }
+        for runtime in oci_runtimes() {
+            let s = start_server(&format!("layers-{runtime}"), &["--sandbox", "oci", "--oci-runtime", runtime])?;
+            servers.push((s, format!("oci {runtime}")));
         }
     } else {
         eprintln!("layers: the lean sandbox needs root, so only the process sandbox runs");

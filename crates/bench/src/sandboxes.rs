@@ -3,13 +3,12 @@
 //! and what an idle instance costs the host in memory on each. Cold starts per sandbox are the core
 //! scenario's table.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::harness::{b64, closed_loop, percentile, spread, start_server, table, zip_with, BenchServer};
+use crate::harness::{b64, closed_loop, oci_runtimes, percentile, spread, start_server, table, zip_with, BenchServer};
 use crate::load::{descendants, pss_kib};
 
 #[derive(Debug, clap::Args)]
@@ -33,11 +32,9 @@ fn servers() -> Result<Vec<(BenchServer, String)>> {
             return Ok(servers);
         }
     }
-    for runtime in ["runc", "crun", "runsc"] {
-        if Command::new(runtime).arg("--version").output().is_ok() {
-            let s = start_server(&format!("sbx-{runtime}"), &["--sandbox", "oci", "--oci-runtime", runtime])?;
-            servers.push((s, format!("oci {runtime}")));
-        }
+    for runtime in oci_runtimes() {
+        let s = start_server(&format!("sbx-{runtime}"), &["--sandbox", "oci", "--oci-runtime", runtime])?;
+        servers.push((s, format!("oci {runtime}")));
     }
     Ok(servers)
 }
