@@ -1251,6 +1251,23 @@ impl DurableExecution {
         }
     }
 
+    /// Whether the end of chained invoke `op_id`, known now, is to wait: the invocation that started it still
+    /// runs and nothing else has changed in the execution since (it has not checkpointed again). AWS records a
+    /// chained invoke's end after the invocation that started it suspends; an invoked function that answers
+    /// before its caller has returned `PENDING` waits for that, or for the caller's next change, whichever
+    /// comes first, so the history keeps AWS's order whatever the two functions' speeds.
+    pub fn holds_chained_end(&self, op_id: &str) -> bool {
+        let (Some(started), Some(i)) = (self.invocation_started_ms, self.find(op_id)) else {
+            return false;
+        };
+        let op = &self.operations[i];
+        self.is_running()
+            && op.kind == OperationType::ChainedInvoke
+            && op.status == OperationStatus::Started
+            && op.start_ms >= started
+            && op.changed == self.head.changes
+    }
+
     /// Chained invoke `op_id` ended with the invoked function's result, or its error. True when the execution
     /// should be invoked (nothing is running to learn of it).
     pub fn end_chained_invoke(

@@ -517,6 +517,41 @@ fn a_chained_invoke_is_started_by_the_sdk_and_ended_by_the_service_with_awss_eve
 }
 
 #[test]
+fn a_chained_invokes_end_waits_for_the_invocation_that_started_it_to_suspend_or_change_something() {
+    let started = |x: &mut DurableExecution, op: &str| {
+        let (_, envelope) = x.begin_invocation(7, T0);
+        let token = envelope["CheckpointToken"].as_str().unwrap().to_string();
+        let mut call = update(op, OperationType::ChainedInvoke, OperationAction::Start);
+        call.chained_invoke_options = Some(ChainedInvokeOptions { function_name: "echo".into(), ..Default::default() });
+        token_of(&x.checkpoint(&token, None, &[call], T0).unwrap())
+    };
+    // The invoked function answers before its caller returns PENDING: held, then recorded after
+    // InvocationCompleted.
+    let mut x = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    started(&mut x, "inv");
+    assert!(x.holds_chained_end("inv"), "the caller has not suspended yet");
+    assert!(!x.holds_chained_end("nope"));
+    x.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1, None);
+    assert!(!x.holds_chained_end("inv"), "the caller suspended");
+    assert_eq!(x.end_chained_invoke("inv", Ok(None), T0 + 2), Ok(true));
+    let kinds: Vec<&str> = x.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds[kinds.len() - 2..], ["InvocationCompleted", "ChainedInvokeSucceeded"]);
+    assert!(!x.holds_chained_end("inv"), "ended: nothing to hold");
+    // The caller goes on and changes something (a step): the end is recorded at once, and its next
+    // checkpoint's answer carries it.
+    let mut y = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    let token = started(&mut y, "inv");
+    y.checkpoint(&token, None, &[step("s", OperationAction::Start)], T0 + 1).unwrap();
+    assert!(!y.holds_chained_end("inv"), "the caller changed the execution since");
+    // Started by an earlier invocation (taken on again after a restart): never held.
+    let mut z = DurableExecution::start(ARN, "run-1", "{}", 300, T0);
+    started(&mut z, "inv");
+    z.end_invocation("req-1", T0, InvocationOutput::Pending, T0 + 1, None);
+    z.begin_invocation(8, T0 + 10);
+    assert!(!z.holds_chained_end("inv"), "started before this invocation");
+}
+
+#[test]
 fn an_ended_execution_expires_its_retention_days_after_its_end() {
     assert_eq!(expires_at(T0, 14), T0 + 14 * 86_400_000);
     assert_eq!(expires_at(T0, 1), T0 + 86_400_000);

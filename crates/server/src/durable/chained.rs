@@ -98,6 +98,13 @@ impl Durable {
         tokio::spawn(async move {
             let outcome = me.call(&account, &id, &call).await;
             let key = (id.clone(), call.op_id.clone());
+            // An answer faster than its caller waits for the caller to suspend (or change something), so
+            // the history keeps AWS's order: checked every few milliseconds, writing nothing meanwhile.
+            let mut pause = Duration::from_millis(2);
+            while me.peek(&account, &id, |l| l.x.holds_chained_end(&call.op_id)).await.unwrap_or(false) {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
             loop {
                 let ended = me
                     .change(&account, &id, &Scope::Account, |l, now| {

@@ -525,6 +525,19 @@ impl Durable {
         out.map(|out| (out, live))
     }
 
+    /// Reads execution `id` of `account` as it stands, changing nothing.
+    async fn peek<T>(&self, account: &AccountId, id: &str, read: impl FnOnce(&Loaded) -> T) -> Result<T> {
+        let live = self.live(account, id)?;
+        let out = async {
+            let mut guard = live.state.lock().await;
+            let l = self.current(&live, &mut guard).await?;
+            Ok::<_, DurableFailure>(read(l))
+        }
+        .await;
+        self.release(&live);
+        out
+    }
+
     /// Forgets a copy this node held only to apply one change (the execution's loop runs elsewhere).
     fn release(&self, live: &Arc<Live>) {
         if !live.runs_loop {
