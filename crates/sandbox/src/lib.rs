@@ -2,8 +2,9 @@
 //! behind the [`Sandbox`] trait, so the scheduler never touches processes, namespaces or cgroups directly.
 //!
 //! Backends: [`lean::LeanSandbox`] (namespaces, a read-only root, cgroups, seccomp — the default as root),
-//! [`oci::OciSandbox`] (OCI bundles run by runc, crun or runsc) and [`ProcessSandbox`] (a child process with
-//! resource limits — for unprivileged hosts and development). For tests, `fake::FakeSandbox` (feature
+//! [`oci::OciSandbox`] (OCI bundles run by runc, crun or runsc), [`vm::VmSandbox`] (a QEMU microVM per
+//! instance) and [`ProcessSandbox`] (a child process with resource limits — for unprivileged hosts and
+//! development). For tests, `fake::FakeSandbox` (feature
 //! `test-fixtures`) starts no process: its instances are scripted runtimes in tokio tasks.
 
 use std::ffi::OsString;
@@ -24,6 +25,7 @@ pub mod gpu;
 pub mod lean;
 pub mod oci;
 mod peer;
+pub mod vm;
 
 pub use alloc::Allocator;
 pub use lean::jail::{jail_main, JAIL_ARG, RELAYED_RUNTIME_API_PORT};

@@ -236,7 +236,7 @@ impl OciSandbox {
 
 /// Mounts a read-only overlay of `layers` at `at` (the last layer on top), in the server's mount namespace:
 /// what the lean sandbox mounts inside an instance, for a runtime that cannot mount it itself (gVisor).
-fn merge_layers(layers: &[PathBuf], at: &Path) -> io::Result<PathBuf> {
+pub(crate) fn merge_layers(layers: &[PathBuf], at: &Path) -> io::Result<PathBuf> {
     use nix::mount::{mount, MsFlags};
     rootfs::check_lowerdirs(layers).map_err(io::Error::other)?;
     fs::create_dir_all(at)?;

@@ -113,6 +113,8 @@ pub enum SandboxChoice {
         runtime: Option<String>,
         platform: Option<String>,
     },
+    /// A QEMU microVM per instance.
+    Vm(stoke_sandbox::vm::VmSettings),
 }
 
 impl ServerConfig {
@@ -236,6 +238,15 @@ fn choose_sandbox(
                     .map_err(|e| StartError::Sandbox(e.to_string()))?;
             let note = oci.describe();
             Ok((Arc::new(oci), note))
+        }
+        SandboxChoice::Vm(settings) => {
+            let vm = stoke_sandbox::vm::VmSandbox::new(settings, run_dir, &config.lean)
+                .map_err(|e| StartError::Sandbox(e.to_string()))?;
+            if vm.accel() == stoke_sandbox::vm::Accel::Tcg {
+                tracing::warn!("the vm sandbox emulates its VMs (--vm-accel tcg): correct, many times slower");
+            }
+            let note = vm.describe();
+            Ok((Arc::new(vm), note))
         }
         SandboxChoice::Lean => {
             let lean = lean().map_err(StartError::Sandbox)?;

@@ -57,7 +57,13 @@ def handler(event, context):
         return out
     if a == "processes":
         pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
-        return {"pids": pids, "kill_server": attempt(lambda: os.kill(event["server_pid"], 9))}
+        def cmdline(p):
+            try:
+                return open("/proc/%d/cmdline" % p, "rb").read().replace(b"\0", b" ").decode("latin-1")
+            except OSError:
+                return ""
+        return {"pids": pids, "cmdlines": [cmdline(p) for p in pids],
+                "kill_server": attempt(lambda: os.kill(event["server_pid"], 9))}
     if a == "write_readonly":
         return {p: attempt(lambda p=p: write(p)) for p in ["/var/task/app.py", "/var/task/new", "/usr/bin/owned", "/etc/passwd", "/owned", "/var/runtime/x"]}
     if a == "privileged_calls":
@@ -137,12 +143,24 @@ const ECHO: &str = "def handler(event, context):\n    return event\n";
 
 /// Every attack runs against each way an instance can start: a lean instance set up for its function, a
 /// lean generic instance (set up before its function was known, then given it), a lean instance forked from
-/// a Python zygote (the hostile function then has a layer), and an OCI bundle run by runc, by crun and by
-/// gVisor's runsc (when installed; in CI they must be).
-const SETUPS: [&[&str]; 1] = [&["--sandbox", "oci", "--oci-runtime", "runsc"]];
+/// a Python zygote (the hostile function then has a layer), an OCI bundle run by runc, by crun and by
+/// gVisor's runsc, and a microVM (when installed; in CI they must be; the VM emulated where this host's KVM
+/// cannot run a guest).
+const SETUPS: [&[&str]; 8] = [
+    &["--generic", "none"],
+    &["--generic", "python=2,sandbox=2"],
+    &["--generic", "none", "--zygotes", "2"],
+    &["--sandbox", "oci", "--oci-runtime", "runc"],
+    &["--sandbox", "oci", "--oci-runtime", "crun"],
+    &["--sandbox", "oci", "--oci-runtime", "runsc"],
+    &["--sandbox", "vm", "--vm-accel", "kvm"],
+    // Emulated, a fork and exec costs ~60 ms: a smaller process limit stops the fork bomb within its timeout.
+    &["--sandbox", "vm", "--pids-max", "128", "--vm-accel", "tcg"],
+];
 
 fn setups() -> Vec<&'static [&'static str]> {
     let installed = |tool: &str| std::process::Command::new(tool).arg("--version").output().is_ok();
+    let kvm = vm_kvm_usable();
     SETUPS
         .iter()
         .copied()
@@ -150,9 +168,17 @@ fn setups() -> Vec<&'static [&'static str]> {
             Some(&runtime @ ("runc" | "crun" | "runsc")) => {
                 present_or_skip(installed(runtime), runtime, "the oci sandbox")
             }
+            Some(&"kvm") => kvm && vm_ready(),
+            Some(&"tcg") => !kvm && vm_ready(),
             _ => true,
         })
         .collect()
+}
+
+/// The setup runs instances in a VM: the guest kernel is its own, with no seccomp filter or capability
+/// bounding inside (the VM is the boundary), a process limit instead of a pids cgroup, and its own /proc.
+fn vm(setup: &[&str]) -> bool {
+    setup.contains(&"vm")
 }
 
 /// The setup runs instances in gVisor, whose kernel is its own (its `/proc` differs in places).
@@ -200,7 +226,8 @@ fn server(setup: &[&str]) -> TestServer {
     // The least memory there is, and Lambda's default /tmp of 512 MB: four times as much.
     hostile["memory_mb"] = json!(128);
     python_fn(&s, "filler", HOSTILE, hostile);
-    python_fn(&s, "bystander", ECHO, json!({}));
+    // A VM's cold start counts against the bystander's timeout too (seconds, when emulated).
+    python_fn(&s, "bystander", ECHO, json!({"timeout_s": 60}));
     s
 }
 
@@ -232,14 +259,14 @@ fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root() {
         return;
     }
     for setup in setups() {
-        a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(&server(setup), gvisor(setup));
+        a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(&server(setup), gvisor(setup), vm(setup));
     }
 }
 
-fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(s: &TestServer, gvisor: bool) {
+fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(s: &TestServer, gvisor: bool, vm: bool) {
     let (status, list) = s.get("/v1/instances");
     assert_eq!(status, 200);
-    assert!(matches!(list["sandbox"].as_str(), Some("lean" | "oci")), "{list}");
+    assert!(matches!(list["sandbox"].as_str(), Some("lean" | "oci" | "vm")), "{list}");
     let me = attack(s, "whoami", json!({}));
     if list["zygotes"] == 1 {
         let init = me["init"].as_str().unwrap();
@@ -249,13 +276,20 @@ fn a_lean_instance_runs_unprivileged_on_its_own_read_only_root_on(s: &TestServer
     assert_eq!(me["cwd"], "/var/task");
     assert_eq!(me["task_root"], "/var/task");
     assert_eq!(me["hostname"], "stoke");
-    // No capabilities at all. gVisor's /proc/self/status has no CapAmb line (it has no ambient set).
+    // No capabilities at all. gVisor's /proc/self/status has no CapAmb line (it has no ambient set). In a
+    // VM the guest's bounding set stays (its kernel is the VM's own, and no new privileges can be gained).
     for (set, value) in me["caps"].as_object().unwrap() {
-        if !(gvisor && set == "CapAmb" && value.is_null()) {
+        let exempt = (gvisor && set == "CapAmb" && value.is_null()) || (vm && set == "CapBnd");
+        if !exempt {
             assert_eq!(value, "0000000000000000", "no capabilities at all: {me}");
         }
     }
-    assert_eq!((me["no_new_privs"].as_i64(), me["seccomp"].as_i64()), (Some(1), Some(2)), "{me}");
+    // A VM's guest kernel has no system call filter: the boundary is the VM.
+    let seccomp = if vm { 0 } else { 2 };
+    assert_eq!((me["no_new_privs"].as_i64(), me["seccomp"].as_i64()), (Some(1), Some(seccomp)), "{me}");
+    if vm {
+        assert!(me["init"].as_str().unwrap().contains("/init"), "PID 1 is the guest's init: {me}");
+    }
     let root: Vec<&str> = me["root"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     for expected in ["dev", "etc", "opt", "proc", "tmp", "usr", "var"] {
         assert!(root.contains(&expected), "/ lacks {expected}: {root:?}");
@@ -271,11 +305,15 @@ fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes() {
         return;
     }
     for setup in setups() {
-        hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(&server(setup), gvisor(setup));
+        hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(
+            &server(setup),
+            gvisor(setup),
+            vm(setup),
+        );
     }
 }
 
-fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(s: &TestServer, gvisor: bool) {
+fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(s: &TestServer, gvisor: bool, vm: bool) {
     let credentials = s.dir.join("credentials.json");
     let paths = json!(["/etc/shadow", credentials.to_str().unwrap(), "/root/.bash_history", "/proc/1/environ"]);
     let read = attack(s, "read_host", json!({"paths": paths}));
@@ -298,7 +336,10 @@ fn hostile_functions_cannot_read_or_write_the_host_or_see_its_processes_on(s: &T
         .unwrap();
     let procs = attack(s, "processes", json!({"server_pid": server_pid}));
     let pids: Vec<u64> = procs["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
-    assert!(pids.len() <= 3 && pids.contains(&1), "an instance sees only its own processes: {pids:?}");
+    // A VM's /proc is its guest kernel's: its own threads and init, none of the host's.
+    assert!((vm || pids.len() <= 3) && pids.contains(&1), "an instance sees only its own processes: {pids:?}");
+    let cmdlines = procs["cmdlines"].as_array().unwrap();
+    assert!(!cmdlines.iter().any(|c| c.as_str().unwrap().contains(" server --listen")), "the server: {cmdlines:?}");
     refused(&procs["kill_server"], "killing the server");
 
     let writes = attack(s, "write_readonly", json!({}));
@@ -375,6 +416,7 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
         } else {
             assert_eq!(error, None, "{result}");
             let forked = result["forked"].as_u64().unwrap();
+            // In a VM the limit is the guest's per-user process limit, of the same size.
             assert!(forked < 1024, "the PIDs limit (1024) stops the bomb: {result}");
             assert!(result["failure"].is_string(), "fork failed in the end: {result}");
         }

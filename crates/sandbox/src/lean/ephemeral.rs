@@ -207,7 +207,7 @@ fn sweep(dir: &Path) {
 
 /// `mkfs.ext4` on `image`: no journal (nothing to recover after a crash: the disk dies with its
 /// instance), no blocks reserved for root, inode tables left for the kernel to initialise lazily.
-fn format(image: &Path) -> io::Result<()> {
+pub(crate) fn format(image: &Path) -> io::Result<()> {
     let out = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "lazy_itable_init=1,nodiscard", "-L", "tmp"])
         .arg(image)

@@ -52,8 +52,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     account_concurrency: usize,
     /// Sandbox for function instances: `lean` (namespaces, read-only root, cgroups, seccomp; needs root),
-    /// `oci` (OCI bundles run by an OCI runtime: runc, crun, runsc; needs root), `process` (plain child
-    /// processes with rlimits: no isolation), or `auto` (lean when it can run).
+    /// `oci` (OCI bundles run by an OCI runtime: runc, crun, runsc; needs root), `vm` (a QEMU microVM per
+    /// instance; needs root, QEMU and KVM), `process` (plain child processes with rlimits: no isolation), or
+    /// `auto` (lean when it can run).
     #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
     sandbox: SandboxArg,
     /// The OCI runtime of `--sandbox oci`: a name on PATH (`runc`, `crun`, `runsc`) or a path
@@ -64,6 +65,15 @@ pub struct Args {
     /// [default: runsc's own].
     #[arg(long, value_name = "PLATFORM", requires = "oci_runtime")]
     runsc_platform: Option<String>,
+    /// How `--sandbox vm` runs its VMs: `kvm` (hardware virtualisation), `tcg` (QEMU's emulation: no
+    /// /dev/kvm needed, many times slower), or `auto` (kvm, and refuse to start where it cannot be used)
+    /// [default: auto].
+    #[arg(long, value_enum, value_name = "ACCEL")]
+    vm_accel: Option<VmAccelArg>,
+    /// The guest kernel of `--sandbox vm`: a `/boot/vmlinuz-<release>` whose modules are installed
+    /// [default: the newest one with 9p, as `linux-image-amd64` installs].
+    #[arg(long, value_name = "FILE")]
+    vm_kernel: Option<std::path::PathBuf>,
     /// Where instances' /tmp lives (its size is each function's `ephemeral_storage_mb`): `disk` (a file
     /// system of its own per instance, on a loop device: not counted against the function's memory),
     /// `memory` (a tmpfs, which counts against it), or `auto` (disk when the host can).
@@ -303,7 +313,15 @@ enum SandboxArg {
     Auto,
     Lean,
     Oci,
+    Vm,
     Process,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VmAccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -342,6 +360,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             );
         }
     }
+    anyhow::ensure!(
+        args.sandbox == SandboxArg::Vm || (args.vm_accel.is_none() && args.vm_kernel.is_none()),
+        "--vm-accel and --vm-kernel apply to the vm sandbox: add --sandbox vm, or leave them out"
+    );
     let mut config = ServerConfig {
         data_dir: data_dir(global),
         listen: args.listen,
@@ -363,6 +385,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
             SandboxArg::Oci => {
                 SandboxChoice::Oci { runtime: args.oci_runtime.clone(), platform: args.runsc_platform.clone() }
             }
+            SandboxArg::Vm => SandboxChoice::Vm(stoke_sandbox::vm::VmSettings {
+                accel: match args.vm_accel.unwrap_or(VmAccelArg::Auto) {
+                    VmAccelArg::Auto => stoke_sandbox::vm::AccelChoice::Auto,
+                    VmAccelArg::Kvm => stoke_sandbox::vm::AccelChoice::Kvm,
+                    VmAccelArg::Tcg => stoke_sandbox::vm::AccelChoice::Tcg,
+                },
+                kernel: args.vm_kernel.clone(),
+            }),
         },
         jail_helper: std::env::current_exe().ok(),
         prewarm: stoke_asl::prewarm::Policy::parse(&args.prewarm).unwrap_or_default(),

@@ -1,0 +1,252 @@
+use super::*;
+
+#[test]
+fn a_cpio_archive_is_newc_with_each_entry_aligned_and_a_trailer_on_a_block_boundary() {
+    let entries = vec![
+        ("stoke".to_string(), Entry::Dir),
+        ("stoke/init".to_string(), Entry::File { data: b"#!/bin/sh\n".to_vec(), executable: true }),
+        ("bin".to_string(), Entry::Symlink("usr/bin".into())),
+    ];
+    let a = cpio(&entries).unwrap();
+    assert_eq!(a.len() % 512, 0, "the next archive starts on a block");
+    assert!(a.starts_with(b"070701"));
+    // Walk it as the kernel does: header, name (NUL-terminated, padded to 4), data (padded to 4).
+    let mut at = 0;
+    let mut seen = Vec::new();
+    loop {
+        let h = std::str::from_utf8(&a[at..at + 110]).unwrap();
+        assert_eq!(&h[..6], "070701");
+        let field = |n: usize| u32::from_str_radix(&h[6 + n * 8..14 + n * 8], 16).unwrap();
+        let (mode, size, namesize) = (field(1), field(6) as usize, field(11) as usize);
+        let name = std::str::from_utf8(&a[at + 110..at + 110 + namesize - 1]).unwrap().to_string();
+        at = (at + 110 + namesize).next_multiple_of(4);
+        let data = a[at..at + size].to_vec();
+        at = (at + size).next_multiple_of(4);
+        if name == "TRAILER!!!" {
+            break;
+        }
+        seen.push((name, mode, data));
+    }
+    assert_eq!(seen[0], ("stoke".to_string(), 0o040_755, vec![]));
+    assert_eq!(seen[1], ("stoke/init".to_string(), 0o100_755, b"#!/bin/sh\n".to_vec()));
+    assert_eq!(seen[2], ("bin".to_string(), 0o120_777, b"usr/bin".to_vec()));
+    assert!(a[at..].iter().all(|b| *b == 0), "only padding after the trailer");
+}
+
+const DEP: &str = "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
+kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/fs/netfs/netfs.ko:
+kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
+kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/net/9p/9pnet.ko:
+kernel/drivers/net/virtio_net.ko.xz: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+";
+
+#[test]
+fn modules_load_after_everything_they_need_once_each() {
+    let order = module_order(DEP, &["virtio_mmio", "virtio_net", "9pnet_virtio", "9p"]).unwrap();
+    let pos =
+        |m: &str| order.iter().position(|p| p.rsplit('/').next().unwrap().starts_with(&format!("{m}.ko"))).unwrap();
+    assert_eq!(order.len(), 11, "{order:?}");
+    for (before, after) in [
+        ("virtio_ring", "virtio"),
+        ("virtio", "virtio_mmio"),
+        ("failover", "net_failover"),
+        ("net_failover", "virtio_net"),
+        ("netfs", "fscache"),
+        ("fscache", "9p"),
+        ("9pnet", "9pnet_virtio"),
+    ] {
+        assert!(pos(before) < pos(after), "{before} before {after}: {order:?}");
+    }
+    assert!(order.contains(&"kernel/drivers/net/virtio_net.ko.xz".to_string()), "compressed modules keep their path");
+    let missing = module_order(DEP, &["9p", "vsock"]).unwrap_err();
+    assert!(missing.contains("no module vsock"), "{missing}");
+    let looped = module_order("a.ko: b.ko\nb.ko: a.ko\n", &["a"]);
+    assert!(looped.is_err(), "a loop is an error, not a hang");
+}
+
+#[test]
+fn the_instance_script_mounts_its_shares_and_runs_exactly_its_command_unprivileged() {
+    let i = Instance {
+        shares: vec![("s0".into(), "/usr".into(), false), ("s5".into(), "/var/stoke-scratch".into(), true)],
+        tmp_mb: 512,
+        processes: 1024,
+        open_files: 1024,
+        program: "/var/runtime/bootstrap".into(),
+        args: vec!["it's".into()],
+        env: vec![("A".into(), "x y".into()), ("B".into(), "$(reboot)".into())],
+        cwd: "/var/task".into(),
+    };
+    let s = instance_script(&i);
+    assert!(s.contains("share 's0' ro '/usr'\n"), "{s}");
+    assert!(s.contains("share 's5' rw '/var/stoke-scratch'\n"), "{s}");
+    assert!(s.contains("$B mount -t ext4 -o nosuid,nodev,noatime \"$TMPDEV\" /tmp"), "its disk: {s}");
+    assert!(s.contains("size=512m tmpfs /tmp"), "or a tmpfs of its size: {s}");
+    assert!(s.contains("ulimit -u 1024"), "{s}");
+    assert!(s.contains("cd '/var/task'"), "{s}");
+    let ro = s.find("mount -o remount,ro /").expect("the root made read-only");
+    assert!(ro > s.find("/tmp").unwrap() && ro < s.find("cd '/var/task'").unwrap(), "after the mounts: {s}");
+    assert!(s.contains("ulimit -n 1024"), "{s}");
+    let run = s.lines().last().unwrap();
+    assert!(run.starts_with("$B su -s /stoke/sh sbx_user -c '"), "{run}");
+    assert!(run.ends_with(" </dev/null 2>&1"), "{run}");
+    // The command survives two rounds of the shell (the init's, then su's) word for word: nothing expands.
+    let inner = unquote(run.trim_start_matches("$B su -s /stoke/sh sbx_user -c ").trim_end_matches(" </dev/null 2>&1"));
+    assert_eq!(
+        words(&inner),
+        [
+            "exec",
+            "/stoke/busybox",
+            "setpriv",
+            "--nnp",
+            "/stoke/busybox",
+            "env",
+            "-i",
+            "A=x y",
+            "B=$(reboot)",
+            "/var/runtime/bootstrap",
+            "it's"
+        ]
+    );
+}
+
+/// Undoes [`quote`] on one word.
+fn unquote(word: &str) -> String {
+    words(word).concat()
+}
+
+/// Splits a line of single-quoted and bare words as `sh` does (only the quoting `quote` writes).
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut started) = (false, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            '\\' if !quoted => {
+                cur.extend(chars.next());
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    out.push(std::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        out.push(cur);
+    }
+    out
+}
+
+#[test]
+fn qemu_gets_a_microvm_whose_only_peer_is_the_relay_and_whose_shares_are_read_only_unless_said() {
+    let m = Machine {
+        accel: Accel::Tcg,
+        kernel: "/run/vm/vmlinux".into(),
+        initrd: "/run/vm/i/initrd".into(),
+        status_disk: "/run/vm/i/status".into(),
+        tmp_disk: Some("/run/vm/i/tmp".into()),
+        memory_mb: 256,
+        vcpus: 1,
+        tcg_cache_mb: 32,
+        tsc_khz: Some(2_600_000),
+        shares: vec![("s0".into(), "/usr".into(), false), ("s1".into(), "/data/scratch,x".into(), true)],
+        relay: vec!["/bin/busybox".into(), "nc".into(), "127.0.0.1".into(), "4242".into()],
+    };
+    let a = qemu_args(&m);
+    let after = |flag: &str| a.iter().position(|x| x == flag).map(|i| a[i + 1].clone()).unwrap();
+    assert_eq!(after("-accel"), "tcg,tb-size=32", "a bounded translation cache");
+    assert!(after("-M").starts_with("microvm"));
+    assert_eq!(after("-m"), "256M");
+    assert!(after("-append").contains(" tsc_early_khz=2600000 tsc=reliable"), "the emulated guest is told its clock");
+    assert_eq!(
+        after("-netdev"),
+        "user,id=net,restrict=on,ipv6=off,guestfwd=tcp:10.0.2.100:9001-cmd:/bin/busybox nc 127.0.0.1 4242"
+    );
+    assert!(after("-sandbox").starts_with("on,"), "QEMU filters its own system calls");
+    let fsdevs: Vec<&String> = a.iter().zip(a.iter().skip(1)).filter(|(f, _)| *f == "-fsdev").map(|(_, v)| v).collect();
+    assert_eq!(fsdevs[0], "local,id=s0,path=/usr,security_model=none,readonly=on");
+    assert_eq!(fsdevs[1], "local,id=s1,path=/data/scratch,,x,security_model=none", "commas doubled, writable");
+    let drives: Vec<&String> = a.iter().zip(a.iter().skip(1)).filter(|(f, _)| *f == "-drive").map(|(_, v)| v).collect();
+    assert_eq!(drives.len(), 2, "the status disk and /tmp: {drives:?}");
+    assert!(drives[1].starts_with("file=/run/vm/i/tmp,format=raw"), "{drives:?}");
+    assert!(a.contains(&"-nodefaults".to_string()) && a.contains(&"-no-reboot".to_string()));
+    let kvm = qemu_args(&Machine { accel: Accel::Kvm, tsc_khz: None, ..m });
+    assert_eq!(kvm[..4], ["-accel", "kvm", "-cpu", "host"]);
+    let kvm_cmdline = kvm.iter().position(|x| x == "-append").map(|i| kvm[i + 1].clone()).unwrap();
+    assert!(!kvm_cmdline.contains("tsc"), "KVM's guests have kvm-clock: {kvm_cmdline}");
+}
+
+#[test]
+fn the_status_disk_says_how_the_function_ended() {
+    assert_eq!(parse_status(b"exit=0 oom=0\n\0\0"), Some((0, false)));
+    assert_eq!(parse_status(b"exit=137 oom=2\n"), Some((137, true)));
+    assert_eq!(parse_status(&[0u8; 4096]), None, "the VM never wrote it");
+    assert_eq!(parse_status(b"exit=x oom=0\n"), None);
+}
+
+#[test]
+fn shares_put_the_host_image_the_code_layers_and_scratch_where_the_other_sandboxes_do() {
+    let s = shares(
+        &["/usr".into()],
+        Path::new("/data/code/f"),
+        Path::new("/data/runtime"),
+        Some(Path::new("/data/layers/l1")),
+        &["/opt/python3.12".into()],
+        Path::new("/data/scratch/acct"),
+    );
+    let view: Vec<(&str, &str, &str, bool)> =
+        s.iter().map(|(t, h, g, rw)| (t.as_str(), h.to_str().unwrap(), g.to_str().unwrap(), *rw)).collect();
+    assert_eq!(
+        view,
+        [
+            ("s0", "/usr", "/usr", false),
+            ("s1", "/data/code/f", "/var/task", false),
+            ("s2", "/data/runtime", "/var/runtime", false),
+            ("s3", "/data/layers/l1", "/opt", false),
+            ("s4", "/opt/python3.12", "/opt/python3.12", false),
+            ("s5", "/data/scratch/acct", "/var/stoke-scratch", true),
+        ]
+    );
+}
+
+#[test]
+fn only_an_elf_without_an_interpreter_is_static() {
+    // A minimal ELF64 header with program headers at 64: one PT_LOAD, then optionally a PT_INTERP.
+    let elf = |types: &[u32]| {
+        let mut e = vec![0u8; 64 + 56 * types.len()];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&u16::try_from(types.len()).unwrap().to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            e[64 + 56 * i..68 + 56 * i].copy_from_slice(&t.to_le_bytes());
+        }
+        e
+    };
+    assert!(static_elf(&elf(&[1, 1])));
+    assert!(!static_elf(&elf(&[6, 3, 1])), "a PT_INTERP: dynamically linked");
+    assert!(!static_elf(b"#!/bin/sh\n"), "not an ELF");
+    let mut cut = elf(&[1, 3]);
+    cut.truncate(100);
+    assert!(!static_elf(&cut), "headers past the end: not trusted");
+    if let Ok(sh) = std::fs::read("/bin/sh") {
+        assert!(!static_elf(&sh), "the host's shell is linked dynamically");
+    }
+}

@@ -1,0 +1,684 @@
+//! The `vm` backend: each instance in a KVM microVM of its own, run by QEMU's `microvm` machine (a
+//! package on every distribution, no firmware, virtio over MMIO, direct kernel boot).
+//!
+//! - The guest kernel is a packaged one (Debian's `linux-image-amd64`); stoke unpacks its ELF image once
+//!   (booting it directly skips the decompressor) and builds, at start, one initramfs holding busybox,
+//!   stoke's init, the kernel modules the guest needs (virtio, its network card, 9p) and the `/etc` files an
+//!   instance gets. Each instance adds a few hundred bytes to it: what to mount and run.
+//! - The host's `/usr` (the default image), the function's code, stoke's runtime files and the layers are
+//!   shared read-only over 9p by QEMU itself (no daemon); the account's scratch directory read-write;
+//!   `/tmp` is the guest's own, in its memory.
+//! - The guest's only network peer is the Runtime API: QEMU's user network with `restrict=on` drops every
+//!   packet but the connections to one forwarded address, which QEMU hands to a relay it starts per
+//!   connection; the relay is a process of the instance's group, so the Runtime API's check that a
+//!   connection is the instance's own holds as on the other sandboxes.
+//! - Memory is the VM's memory; vCPUs follow the CPU share (itself proportional to memory). The function
+//!   runs as an unprivileged user with no capabilities and no new privileges inside the guest; when it
+//!   exits, the init writes its exit status and the guest's OOM kills to a one-block status disk and powers
+//!   the VM off. QEMU is tied to the server (`PR_SET_PDEATHSIG`) and filters its own system calls.
+//!
+//! Without `/dev/kvm` (or where the host's KVM cannot run a standard guest kernel, as PVM's) it refuses to
+//! start unless told to emulate (`Accel::Tcg`), which is correct and many times slower.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::{fs, io};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+pub mod image;
+
+use crate::lean::cgroup::{Group, Layout, Limits};
+use crate::lean::{rootfs, LeanSettings, LAYER_ROOT, RUNTIME_DIR, SCRATCH_DIR, TASK_ROOT};
+use crate::{InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
+pub use image::Accel;
+use image::{Entry, Instance, Machine};
+
+/// How the vm sandbox is asked to accelerate its VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccelChoice {
+    /// KVM, or refuse to start where it cannot be used.
+    #[default]
+    Auto,
+    Kvm,
+    /// Emulated by QEMU: slow, for hosts without usable hardware virtualisation.
+    Tcg,
+}
+
+/// The vm sandbox's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmSettings {
+    pub accel: AccelChoice,
+    /// The guest kernel (a `vmlinuz` whose modules are installed); `None`: the newest in `/boot` with 9p.
+    pub kernel: Option<PathBuf>,
+}
+
+/// Why the vm sandbox cannot run here.
+#[derive(Debug)]
+pub struct VmUnavailable(pub String);
+
+impl std::fmt::Display for VmUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VmUnavailable {}
+
+fn unavailable(why: impl Into<String>) -> VmUnavailable {
+    VmUnavailable(why.into())
+}
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Instances in QEMU microVMs.
+pub struct VmSandbox {
+    qemu: PathBuf,
+    accel: Accel,
+    kernel: PathBuf,
+    release: String,
+    /// The initramfs every instance starts from.
+    base: Arc<Vec<u8>>,
+    dir: PathBuf,
+    next: AtomicU64,
+    /// Instance directories that could not be removed yet (a mount still busy), tried again later.
+    leftovers: Arc<Mutex<Vec<PathBuf>>>,
+    host_top: Vec<PathBuf>,
+    layout: Layout,
+    server: u32,
+    settings: LeanSettings,
+    /// The host's TSC frequency, told to emulated guests.
+    tsc_khz: Option<u32>,
+}
+
+/// What QEMU itself may use beyond its guest's memory (its code, the emulator's translation cache, the
+/// devices' buffers), in MB: the instance's group holds the guest's memory plus this.
+const QEMU_OVERHEAD_MB: u64 = 192;
+/// The emulator's translation cache, in MB (QEMU's default is a GiB per VM).
+const TCG_CACHE_MB: u32 = 32;
+
+impl VmSandbox {
+    /// Checks what the sandbox needs (QEMU, a guest kernel with its modules, a static busybox, usable KVM
+    /// unless emulation was asked for) and builds the guest's image under `run_dir/vm`.
+    pub fn new(settings: &VmSettings, run_dir: &Path, lean: &LeanSettings) -> Result<VmSandbox, VmUnavailable> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(unavailable("the vm sandbox needs root (QEMU shares the function's files as their owner)"));
+        }
+        let layout = Layout::detect()
+            .ok_or_else(|| unavailable("the vm sandbox needs the memory, cpu and pids cgroup controllers"))?;
+        let server = std::process::id();
+        layout.prepare(server).map_err(|e| unavailable(format!("cannot prepare the VMs' cgroups: {e}")))?;
+        let qemu = on_path("qemu-system-x86_64").ok_or_else(|| {
+            unavailable("the vm sandbox needs QEMU: apt-get install qemu-system-x86 (its microvm machine runs the VMs)")
+        })?;
+        let accel = choose_accel(settings.accel)?;
+        let (kernel, release) = match &settings.kernel {
+            Some(k) => {
+                let release = release_of(k).ok_or_else(|| {
+                    unavailable(format!(
+                        "the guest kernel {} is not a vmlinuz-<release> with its modules in /lib/modules/<release>",
+                        k.display()
+                    ))
+                })?;
+                (k.clone(), release)
+            }
+            None => find_kernel().ok_or_else(|| {
+                unavailable(
+                    "the vm sandbox needs a guest kernel with virtio and 9p modules: apt-get install \
+                     linux-image-amd64 (Debian's cloud kernel has no 9p), or name one with --vm-kernel",
+                )
+            })?,
+        };
+        let busybox = fs::read(BUSYBOX).map_err(|_| {
+            unavailable("the vm sandbox needs a static busybox for its guests: apt-get install busybox-static")
+        })?;
+        if !image::static_elf(&busybox) {
+            return Err(unavailable(
+                "/bin/busybox is linked dynamically; the guests need the static one: apt-get install busybox-static",
+            ));
+        }
+        let dir = run_dir.join("vm");
+        let _ = fs::remove_dir_all(dir.join("instances"));
+        fs::create_dir_all(dir.join("instances"))
+            .map_err(|e| unavailable(format!("cannot prepare {}: {e}", dir.display())))?;
+        // Booting the ELF image directly (PVH) skips the compressed kernel's decompressor: a second under
+        // emulation. Fall back to the compressed one where it cannot be unpacked.
+        let kernel = match unpack_kernel(&kernel, &dir.join(format!("vmlinux-{release}"))) {
+            Ok(elf) => elf,
+            Err(e) => {
+                tracing::warn!(kernel = %kernel.display(), error = %e, "booting the compressed guest kernel");
+                kernel
+            }
+        };
+        let modules_dir = Path::new("/lib/modules").join(&release);
+        let dep = fs::read_to_string(modules_dir.join("modules.dep")).map_err(|e| {
+            unavailable(format!("cannot read the guest kernel's modules.dep in {}: {e}", modules_dir.display()))
+        })?;
+        let order = image::module_order(&dep, image::MODULES).map_err(unavailable)?;
+        let host_top: Vec<PathBuf> = rootfs::HOST_TOP
+            .iter()
+            .map(|n| Path::new("/").join(n))
+            .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+            .collect();
+        let base = base_image(busybox, &modules_dir, &order, lean)
+            .map_err(|e| unavailable(format!("cannot build the guests' initramfs: {e}")))?;
+        Ok(VmSandbox {
+            qemu,
+            accel,
+            kernel,
+            release,
+            base: Arc::new(base),
+            dir,
+            next: AtomicU64::new(1),
+            leftovers: Arc::default(),
+            host_top,
+            layout,
+            server,
+            settings: lean.clone(),
+            tsc_khz: (accel == Accel::Tcg).then(tsc_khz).flatten(),
+        })
+    }
+
+    /// One line for the start-up message.
+    pub fn describe(&self) -> String {
+        let accel = match self.accel {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "EMULATED (TCG, no hardware virtualisation: slow)",
+        };
+        format!(
+            "QEMU microvm at {}, {accel}, guest kernel {}, initramfs {} KiB, {}",
+            self.qemu.display(),
+            self.release,
+            self.base.len() / 1024,
+            self.layout.describe()
+        )
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+}
+
+/// The accelerator `choice` resolves to on this host, or why the VMs cannot run.
+fn choose_accel(choice: AccelChoice) -> Result<Accel, VmUnavailable> {
+    let kvm = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(drop).map_err(|e| e.to_string());
+    decide_accel(choice, kvm, Path::new("/sys/module/kvm_pvm").exists()).map_err(unavailable)
+}
+
+/// [`choose_accel`]'s rule: emulation only when asked; KVM when `/dev/kvm` opens, except that `auto` will
+/// not use a PVM host's KVM (`pvm`), which runs only PVM guest kernels and hangs a standard one.
+fn decide_accel(choice: AccelChoice, kvm: Result<(), String>, pvm: bool) -> Result<Accel, String> {
+    if choice == AccelChoice::Tcg {
+        return Ok(Accel::Tcg);
+    }
+    let hint = "or pass --vm-accel tcg to emulate the VMs (correct, many times slower)";
+    if let Err(e) = kvm {
+        return Err(format!(
+            "the vm sandbox needs hardware virtualisation and /dev/kvm cannot be opened ({e}): load kvm_intel or \
+             kvm_amd (on a cloud VM, enable nested virtualisation), {hint}"
+        ));
+    }
+    if choice == AccelChoice::Auto && pvm {
+        return Err(format!(
+            "this host's /dev/kvm is kvm_pvm, which runs only PVM guest kernels (a standard one hangs): use a host \
+             with kvm_intel or kvm_amd, pass --vm-accel kvm with a PVM guest kernel (--vm-kernel), {hint}"
+        ));
+    }
+    Ok(Accel::Kvm)
+}
+
+/// The host's TSC frequency in kHz, measured against the monotonic clock over 50 ms.
+fn tsc_khz() -> Option<u32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let started = std::time::Instant::now();
+        // SAFETY: `rdtsc` reads the time-stamp counter, which every x86-64 processor has; nothing else.
+        #[allow(unused_unsafe)]
+        let before = unsafe { core::arch::x86_64::_rdtsc() };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // SAFETY: as above.
+        #[allow(unused_unsafe)]
+        let after = unsafe { core::arch::x86_64::_rdtsc() };
+        let micros = started.elapsed().as_micros().max(1);
+        let khz = u128::from(after.saturating_sub(before)) * 1000 / micros;
+        // Rounded to a MHz: the kernel refines it, and a steady value keeps guests alike.
+        u32::try_from((khz + 500) / 1000 * 1000).ok().filter(|k| *k > 100_000)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// `vmlinuz-<release>`'s release, when its modules are installed.
+fn release_of(kernel: &Path) -> Option<String> {
+    let name = kernel.file_name()?.to_str()?;
+    let release = name.strip_prefix("vmlinuz-").unwrap_or(name);
+    Path::new("/lib/modules").join(release).join("modules.dep").is_file().then(|| release.to_string())
+}
+
+/// The newest kernel in `/boot` whose installed modules include 9p.
+fn find_kernel() -> Option<(PathBuf, String)> {
+    let mut found: Vec<(PathBuf, String)> = fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| Some((p.clone(), release_of(&p)?)))
+        .filter(|(_, r)| Path::new("/lib/modules").join(r).join("kernel/fs/9p").is_dir())
+        .collect();
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found.pop()
+}
+
+/// Unpacks the ELF kernel inside compressed kernel `bz` into `to` (kept there for the next start).
+fn unpack_kernel(bz: &Path, to: &Path) -> io::Result<PathBuf> {
+    let data = fs::read(bz)?;
+    let stamp = format!("{}", data.len());
+    let stamp_file = to.with_extension("source");
+    if to.is_file() && fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+        return Ok(to.to_path_buf());
+    }
+    let formats: [(&[u8], &str); 3] =
+        [(b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b\x08\x00", "gzip")];
+    for (magic, tool) in formats {
+        let Some(at) = data.windows(magic.len()).position(|w| w == magic) else { continue };
+        let Some(tool_path) = on_path(tool) else { continue };
+        let mut child = std::process::Command::new(tool_path)
+            .arg("-dc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let payload = data[at..].to_vec();
+        // What follows the payload in the image is not the compressor's: its complaint is ignored, the ELF
+        // header checked instead.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&payload);
+        });
+        let mut elf = Vec::new();
+        child.stdout.take().expect("piped").read_to_end(&mut elf)?;
+        let _ = child.wait();
+        let _ = writer.join();
+        if elf.starts_with(b"\x7fELF") {
+            let tmp = to.with_extension("tmp");
+            fs::write(&tmp, &elf)?;
+            fs::rename(&tmp, to)?;
+            fs::write(stamp_file, stamp)?;
+            return Ok(to.to_path_buf());
+        }
+    }
+    Err(io::Error::other("no compressed ELF kernel found in it"))
+}
+
+/// The initramfs every guest starts from.
+fn base_image(busybox: Vec<u8>, modules_dir: &Path, order: &[String], lean: &LeanSettings) -> io::Result<Vec<u8>> {
+    let mut entries: Vec<(String, Entry)> = Vec::new();
+    for dir in ["stoke", "stoke/modules", "proc", "sys", "dev", "tmp", "etc", "var", "root", "opt"] {
+        entries.push((dir.into(), Entry::Dir));
+    }
+    entries.push(("stoke/busybox".into(), Entry::File { data: busybox, executable: true }));
+    entries.push(("stoke/sh".into(), Entry::Symlink("busybox".into())));
+    entries.push(("init".into(), Entry::File { data: image::INIT.as_bytes().to_vec(), executable: true }));
+    let mut names = String::new();
+    for path in order {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let (name, data) = match name.rsplit_once('.') {
+            Some((stem, "xz")) => (stem.to_string(), decompress("xz", &modules_dir.join(path))?),
+            Some((stem, "zst")) => (stem.to_string(), decompress("zstd", &modules_dir.join(path))?),
+            _ => (name.to_string(), fs::read(modules_dir.join(path))?),
+        };
+        names.push_str(&name);
+        names.push('\n');
+        entries.push((format!("stoke/modules/{name}"), Entry::File { data, executable: false }));
+    }
+    entries.push(("stoke/modules/order".into(), Entry::File { data: names.into_bytes(), executable: false }));
+    for top in rootfs::HOST_TOP {
+        let host = Path::new("/").join(top);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&host)?.display().to_string();
+                entries.push((top.to_string(), Entry::Symlink(target)));
+            }
+            Ok(m) if m.is_dir() => entries.push((top.to_string(), Entry::Dir)),
+            _ => {}
+        }
+    }
+    for name in rootfs::HOST_ETC {
+        copy_tree(&Path::new("/etc").join(name), &format!("etc/{name}"), &mut entries, 0)?;
+    }
+    let (passwd, group) = image::users(lean.uid, lean.gid);
+    entries.push(("etc/passwd".into(), Entry::File { data: passwd.into_bytes(), executable: false }));
+    entries.push(("etc/group".into(), Entry::File { data: group.into_bytes(), executable: false }));
+    entries.push(("etc/hostname".into(), Entry::File { data: b"stoke\n".to_vec(), executable: false }));
+    image::cpio(&entries).map_err(io::Error::other)
+}
+
+/// A sparse disk image at `path` with an empty ext4 file system of `mb` usable, formatted as the lean
+/// sandbox formats its `/tmp` disks.
+fn tmp_image(path: &Path, mb: u32) -> io::Result<()> {
+    fs::File::create(path)?.set_len(crate::lean::ephemeral::image_mb(mb) * 1024 * 1024)?;
+    crate::lean::ephemeral::format(path)
+}
+
+fn decompress(tool: &str, path: &Path) -> io::Result<Vec<u8>> {
+    let out = std::process::Command::new(tool).arg("-dc").arg(path).stderr(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("{tool} cannot unpack {}", path.display())));
+    }
+    Ok(out.stdout)
+}
+
+/// Copies host file, link or directory `host` into the archive at `at` (regular files, links and
+/// directories that anyone may read; nothing past a few levels down).
+fn copy_tree(host: &Path, at: &str, entries: &mut Vec<(String, Entry)>, depth: usize) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(host) else { return Ok(()) };
+    let kind = meta.file_type();
+    // What only root may read on the host (TLS private keys) stays there.
+    if !kind.is_symlink() && meta.permissions().mode() & 0o004 == 0 {
+        return Ok(());
+    }
+    if kind.is_symlink() {
+        entries.push((at.into(), Entry::Symlink(fs::read_link(host)?.display().to_string())));
+    } else if kind.is_file() {
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        entries.push((at.into(), Entry::File { data: fs::read(host)?, executable }));
+    } else if kind.is_dir() && depth < 4 {
+        entries.push((at.into(), Entry::Dir));
+        let mut children: Vec<_> = fs::read_dir(host)?.flatten().map(|e| e.file_name()).collect();
+        children.sort();
+        for c in children {
+            let name = c.to_string_lossy();
+            copy_tree(&host.join(&c), &format!("{at}/{name}"), entries, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+impl Sandbox for VmSandbox {
+    fn kind(&self) -> &'static str {
+        "vm"
+    }
+
+    fn paths(&self, _host: &InstancePaths) -> InstancePaths {
+        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+    }
+
+    fn isolates_network(&self) -> bool {
+        true
+    }
+
+    fn isolates_devices(&self) -> bool {
+        true
+    }
+
+    fn layer_root(&self) -> Option<PathBuf> {
+        Some(LAYER_ROOT.into())
+    }
+
+    fn instances_memory_bytes(&self) -> Option<u64> {
+        self.layout.working_set(self.server)
+    }
+
+    fn limit_instances_memory(&self, bytes: u64) -> bool {
+        self.layout.limit_memory(self.server, bytes).is_ok()
+    }
+
+    fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
+        if spec.image.is_some() {
+            return Err(io::Error::other(
+                "base images do not run on the vm sandbox yet: run this function on the lean or oci sandbox",
+            ));
+        }
+        if spec.gpu.is_some() {
+            return Err(io::Error::other("GPUs are not passed to VMs: run GPU functions on the lean or oci sandbox"));
+        }
+        // Groups and directories left by instances whose processes took a moment to go.
+        crate::lock(&self.leftovers).retain(|d| {
+            if d.starts_with(&self.dir) {
+                remove_instance_dir(d);
+            } else {
+                let _ = fs::remove_dir(d);
+            }
+            d.exists()
+        });
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join("instances").join(id.to_string());
+        let limits = Limits {
+            memory_bytes: (u64::from(spec.memory_mb.max(128)) + QEMU_OVERHEAD_MB) * 1024 * 1024,
+            cpu_millis: spec.cpu_millis,
+            cpu_quota: self.settings.cpu_quota,
+            pids: self.settings.pids_max,
+        };
+        let group = self.layout.create(self.server, id, &limits)?;
+        let made = self.prepare(spec, &dir);
+        let machine = match made {
+            Ok(m) => m,
+            Err(e) => {
+                group.remove();
+                remove_instance_dir(&dir);
+                return Err(e);
+            }
+        };
+        // QEMU joins its group before it runs: every process it starts (the relays) is counted, limited and
+        // known there.
+        let procs: Vec<std::ffi::CString> = group
+            .dirs()
+            .iter()
+            .filter_map(|d| std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok())
+            .collect();
+        let mut cmd = tokio::process::Command::new(&self.qemu);
+        cmd.args(image::qemu_args(&machine))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: runs between fork and exec; prctl, open, write and close are raw syscalls that neither
+        // allocate nor lock, and the closure only reads the C strings it owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                for p in &procs {
+                    let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                group.remove();
+                remove_instance_dir(&dir);
+                return Err(e);
+            }
+        };
+        let pid = child.id().ok_or_else(|| io::Error::other("the VM exited before it could be tracked"))?;
+        let memory_bytes = u64::from(machine.memory_mb) * 1024 * 1024;
+        let leftovers = self.leftovers.clone();
+        let control = VmControl { pid, group, memory_bytes, status: machine.status_disk, dir, leftovers };
+        Ok(Spawned::from_child(child, Arc::new(control)))
+    }
+}
+
+impl VmSandbox {
+    /// Writes instance `dir`'s initramfs and status disk, merges its layers: what QEMU is to run.
+    fn prepare(&self, spec: &SpawnSpec, dir: &Path) -> io::Result<Machine> {
+        fs::create_dir_all(dir)?;
+        let layers = match spec.layers.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(crate::oci::merge_layers(many, &dir.join("opt"))?),
+        };
+        let shares = image::shares(
+            &self.host_top,
+            &spec.host.task_root,
+            &spec.host.runtime_dir,
+            layers.as_deref(),
+            &spec.host_dirs,
+            &spec.host.scratch,
+        );
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "AWS_LAMBDA_RUNTIME_API" => (k.clone(), image::RUNTIME_API_ADDR.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let instance = Instance {
+            shares: shares.iter().map(|(tag, _, guest, rw)| (tag.clone(), guest.clone(), *rw)).collect(),
+            tmp_mb: spec.ephemeral_mb,
+            processes: self.settings.pids_max,
+            open_files: spec.open_files,
+            program: spec.program.clone(),
+            args: spec.args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            env,
+            cwd: spec.cwd.clone(),
+        };
+        let script = image::instance_script(&instance);
+        let own = image::cpio(&[(
+            "stoke/instance".to_string(),
+            Entry::File { data: script.into_bytes(), executable: false },
+        )])
+        .map_err(io::Error::other)?;
+        let initrd = dir.join("initrd");
+        let mut f = fs::File::create(&initrd)?;
+        f.write_all(&self.base)?;
+        f.write_all(&own)?;
+        let status_disk = dir.join("status");
+        fs::write(&status_disk, vec![0u8; 4096])?;
+        let tmp_disk = dir.join("tmp");
+        tmp_image(&tmp_disk, spec.ephemeral_mb.max(1))?;
+        let relay = vec![BUSYBOX.to_string(), "nc".into(), "127.0.0.1".into(), spec.runtime_api_port.to_string()];
+        let cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+        Ok(Machine {
+            accel: self.accel,
+            kernel: self.kernel.clone(),
+            initrd,
+            status_disk,
+            tmp_disk: Some(tmp_disk),
+            // Lambda's smallest size; below it the guest kernel leaves a function too little.
+            memory_mb: spec.memory_mb.max(128),
+            vcpus: spec.cpu_millis.div_ceil(1000).clamp(1, cpus),
+            tcg_cache_mb: TCG_CACHE_MB,
+            tsc_khz: self.tsc_khz,
+            shares: shares.into_iter().map(|(tag, host, _, rw)| (tag, host, rw)).collect(),
+            relay,
+        })
+    }
+}
+
+struct VmControl {
+    /// QEMU.
+    pid: u32,
+    /// QEMU's group: it and the relays it starts.
+    group: Group,
+    /// The VM's memory.
+    memory_bytes: u64,
+    status: PathBuf,
+    dir: PathBuf,
+    leftovers: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+impl InstanceControl for VmControl {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn kill(&self) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        for pid in self.group.pids() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+
+    /// What the VM cost the host at its peak: QEMU's and its relays' memory, the guest's memory it touched
+    /// included.
+    /// Never more than the VM's memory: what QEMU uses beyond it is QEMU's, not the function's.
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        self.group.peak_memory().map(|p| p.min(self.memory_bytes))
+    }
+
+    fn processes(&self) -> Vec<u32> {
+        self.group.pids()
+    }
+
+    fn out_of_memory(&self) -> bool {
+        let guest = fs::read(&self.status).ok().and_then(|d| image::parse_status(&d)).is_some_and(|(_, oom)| oom);
+        guest || self.group.oom_kills() > 0
+    }
+
+    /// QEMU is stopped with a signal, not the cgroup freezer: a process frozen in a v1 freezer keeps a
+    /// pending SIGKILL until thawed, so the server's death (its parent-death signal) would not end it;
+    /// a stopped one dies of it. The relays wait on their sockets meanwhile.
+    fn freeze(&self, frozen: bool) -> bool {
+        let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+        nix::sys::signal::kill(Pid::from_raw(self.pid as i32), signal).is_ok()
+    }
+
+    /// The Runtime API's connections come from the relays QEMU starts (each detached from QEMU, in a
+    /// session of its own), which are in QEMU's group.
+    fn opened_connection(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        crate::peer::opened_by_any(&self.group.pids(), local, peer)
+    }
+
+    fn opened_connection_quickly(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        self.group.opened_connection_quickly(local, peer)
+    }
+}
+
+impl Drop for VmControl {
+    fn drop(&mut self) {
+        self.group.remove_or_leave(&self.leftovers);
+        remove_instance_dir(&self.dir);
+        if self.dir.exists() {
+            crate::lock(&self.leftovers).push(self.dir.clone());
+        }
+    }
+}
+
+/// Removes an instance's directory, unmounting its merged layers first.
+fn remove_instance_dir(dir: &Path) {
+    let merged = dir.join("opt");
+    if merged.is_dir() {
+        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_is_used_where_it_can_run_a_guest_and_emulation_only_when_asked() {
+        assert_eq!(decide_accel(AccelChoice::Auto, Ok(()), false), Ok(Accel::Kvm));
+        assert_eq!(decide_accel(AccelChoice::Kvm, Ok(()), false), Ok(Accel::Kvm));
+        assert_eq!(decide_accel(AccelChoice::Tcg, Err("No such file or directory".into()), false), Ok(Accel::Tcg));
+        let none = decide_accel(AccelChoice::Auto, Err("No such file or directory".into()), false).unwrap_err();
+        assert!(none.contains("/dev/kvm cannot be opened (No such file or directory)"), "{none}");
+        assert!(none.contains("--vm-accel tcg"), "says how to go on: {none}");
+        let asked = decide_accel(AccelChoice::Kvm, Err("Permission denied".into()), false).unwrap_err();
+        assert!(asked.contains("Permission denied"), "{asked}");
+        let pvm = decide_accel(AccelChoice::Auto, Ok(()), true).unwrap_err();
+        assert!(pvm.contains("kvm_pvm") && pvm.contains("--vm-accel tcg"), "{pvm}");
+        assert_eq!(decide_accel(AccelChoice::Kvm, Ok(()), true), Ok(Accel::Kvm), "insisted on, with a PVM kernel");
+    }
+}

@@ -1,0 +1,211 @@
+//! The vm sandbox: each instance in a QEMU microVM of its own, with the other sandboxes' layers, limits,
+//! logs and reports, and nothing to reach but its Runtime API. Privileged; in CI QEMU, the guest kernel and
+//! busybox-static must be installed (scripts/prereqs installs them). Where this host's KVM cannot run a
+//! guest (no /dev/kvm, or PVM's), the VMs are emulated (`--vm-accel tcg`): correct, seconds per cold start.
+//! The security suite (sandbox.rs) runs on it as on every sandbox.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn invoke(s: &TestServer, function: &str, event: Value) -> (u16, Option<String>, Value) {
+    let resp = s.req(Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event).send().unwrap();
+    let status = resp.status().as_u16();
+    let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
+    (status, error, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
+}
+
+const PROBE: &str = r#"
+import os, platform, socket, shared
+
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+
+def handler(event, context):
+    print("probe says hello")
+    mem = {l.split(":")[0]: l.split()[1] for l in open("/proc/meminfo")}
+    api_host, api_port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+    return {"value": shared.VALUE, "user": os.getuid(), "opt": sorted(os.listdir("/opt")),
+            "env": os.environ.get("MINE"), "hostname": socket.gethostname(), "kernel": platform.release(),
+            "mem_total_kb": int(mem["MemTotal"]), "tmp_dev": os.stat("/tmp").st_dev != os.stat("/").st_dev,
+            "runtime_api": reach(api_host, int(api_port)),
+            "host_api": reach("10.0.2.2", event["server_port"]),
+            "loopback_api": reach("127.0.0.1", event["server_port"]),
+            "internet": reach("1.1.1.1", 53)}
+"#;
+
+#[test]
+fn functions_run_in_vms_of_their_own_with_layers_limits_and_only_their_runtime_api_to_reach() {
+    if !vm_ready() {
+        return;
+    }
+    let s = TestServer::start_with(&vm_args());
+    let (_, list) = s.get("/v1/instances");
+    assert_eq!(list["sandbox"], "vm", "{list}");
+    for (name, value) in [("base", "base"), ("top", "top")] {
+        let zip = zip_of(&[("python/shared.py", format!("VALUE = {value:?}\n").as_bytes())]);
+        let body = json!({"code_base64": base64::engine::general_purpose::STANDARD.encode(zip)});
+        assert_eq!(s.post(&format!("/v1/layers/{name}/versions"), body).0, 201);
+    }
+    let extra = json!({"layers": ["base:1", "top:1"], "environment": {"MINE": "m"}, "memory_mb": 256,
+                       "timeout_s": 60});
+    python_fn(&s, "probe", PROBE, extra);
+    let port = s.url.rsplit(':').next().unwrap().trim_end_matches('/').parse::<u16>().unwrap();
+    let (status, err, out) = invoke(&s, "probe", json!({"server_port": port}));
+    assert_eq!((status, err), (200, None), "{out}");
+    assert_eq!(out["value"], "top", "the later layer wins: {out}");
+    assert_eq!((out["user"].as_u64(), out["env"].as_str()), (Some(993), Some("m")), "{out}");
+    assert_eq!(out["opt"], json!(["python"]), "{out}");
+    assert_eq!(out["hostname"], "stoke", "{out}");
+    // Its memory is the VM's: 256 MB, less what the guest kernel keeps.
+    let mem = out["mem_total_kb"].as_u64().unwrap();
+    assert!((150_000..=262_144).contains(&mem), "MemTotal {mem} kB in a 256 MB VM: {out}");
+    assert_eq!(out["tmp_dev"], true, "/tmp is a disk of its own: {out}");
+    // Its only peer is its own Runtime API: not the server's API on the host, nor anything beyond.
+    assert_eq!(out["runtime_api"], "connected", "{out}");
+    for peer in ["host_api", "loopback_api", "internet"] {
+        assert_ne!(out[peer], "connected", "{peer}: {out}");
+    }
+    // Logs and the REPORT come out as on every sandbox.
+    let logs = s.cli().args(["logs", "probe"]).output().unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("probe says hello"), "{logs}");
+    assert!(logs.contains("Max Memory Used") && logs.contains("Init Duration"), "{logs}");
+    // Warm: the same VM answers again.
+    assert_eq!(invoke(&s, "probe", json!({"server_port": port})).0, 200);
+    let (_, list) = s.get("/v1/instances?function=probe");
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
+
+    // A provided function, and network none (a VM has no network but its Runtime API anyway).
+    rust_echo_fn(&s, "rusty");
+    let (status, patched) =
+        s.call(s.req(Method::PATCH, "/v1/functions/rusty").json(&json!({"timeout_s": 60, "network": "none"})));
+    assert_eq!(status, 200, "{patched}");
+    let (status, err, out) = invoke(&s, "rusty", json!({"x": 1}));
+    assert_eq!((status, err), (200, None), "{out}");
+    assert_eq!(out["echo"], json!({"x": 1}));
+}
+
+#[test]
+fn a_vm_that_runs_past_its_timeout_is_killed_and_the_next_invocation_gets_a_new_one() {
+    if !vm_ready() {
+        return;
+    }
+    let s = TestServer::start_with(&vm_args());
+    let sleeper = "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'woke'\n";
+    python_fn(&s, "sleeper", sleeper, json!({"timeout_s": 20}));
+    // Warm first: the cold start counts against the timeout.
+    assert_eq!(invoke(&s, "sleeper", json!({"s": 0})).2, json!("woke"));
+    let (_, list) = s.get("/v1/instances?function=sleeper");
+    let qemu = list["instances"][0]["pid"].as_u64().unwrap();
+    let started = Instant::now();
+    let (status, err, out) = invoke(&s, "sleeper", json!({"s": 120}));
+    assert_eq!((status, err.as_deref()), (200, Some("Sandbox.Timedout")), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60), "stopped at its timeout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{qemu}")).exists() {
+        assert!(Instant::now() < deadline, "the timed-out VM (QEMU {qemu}) is still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(invoke(&s, "sleeper", json!({"s": 0})).2, json!("woke"), "a new VM serves it");
+}
+
+#[test]
+fn the_vm_sandbox_refuses_to_start_without_what_it_needs_and_says_what_to_do() {
+    let start = |args: &[&str]| {
+        let data = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must not start");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = start(&["--vm-accel", "tcg"]);
+    assert!(err.contains("--sandbox vm"), "the VM flags name their sandbox: {err}");
+    if !vm_ready() {
+        return;
+    }
+    let err = start(&["--sandbox", "vm", "--vm-accel", "tcg", "--vm-kernel", "/nonexistent/vmlinuz-0.0-none"]);
+    assert!(err.contains("/nonexistent/vmlinuz-0.0-none") && err.contains("/lib/modules"), "{err}");
+    if !vm_kvm_usable() {
+        // This host's KVM cannot run a guest: asked for it, the server says why and how to go on.
+        let err = start(&["--sandbox", "vm"]);
+        assert!(err.contains("/dev/kvm") || err.contains("kvm_pvm"), "{err}");
+        assert!(err.contains("--vm-accel tcg"), "{err}");
+    }
+}
+
+#[test]
+fn vms_idle_stopped_or_busy_die_with_the_server() {
+    if !vm_ready() {
+        return;
+    }
+    let mut args = vm_args().to_vec();
+    args.extend(["--freeze-after-ms", "200"]);
+    let mut s = TestServer::start_with(&args);
+    let sleeper = "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'woke'\n";
+    python_fn(&s, "idle", sleeper, json!({"timeout_s": 60}));
+    python_fn(&s, "busy", sleeper, json!({"timeout_s": 60}));
+    assert_eq!(invoke(&s, "idle", json!({"s": 0})).2, json!("woke"));
+    let pid_of = |s: &TestServer, f: &str| {
+        s.get(&format!("/v1/instances?function={f}")).1["instances"][0]["pid"].as_u64().unwrap()
+    };
+    let idle = pid_of(&s, "idle");
+    // Stopped while idle (a SIGSTOP, which a parent-death SIGKILL still ends), resumed by work.
+    let stopped = |pid: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|st| st.rsplit(')').next().unwrap().split_whitespace().next() == Some("T"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stopped(idle) {
+        assert!(Instant::now() < deadline, "the idle VM (QEMU {idle}) was never stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(invoke(&s, "idle", json!({"s": 0})).2, json!("woke"), "resumed by work");
+    let busy_call = {
+        let (url, key) = (s.url.clone(), s.api_key.clone());
+        std::thread::spawn(move || {
+            let _ = reqwest::blocking::Client::new()
+                .post(format!("{url}/v1/functions/busy/invoke"))
+                .bearer_auth(key)
+                .json(&json!({"s": 50}))
+                .send();
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("/v1/instances?function=busy").1["instances"][0]["state"] != "busy" {
+        assert!(Instant::now() < deadline, "the busy function never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let busy = pid_of(&s, "busy");
+    while !stopped(idle) {
+        assert!(Instant::now() < deadline, "the idle VM was never stopped again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for pid in [idle, busy] {
+        // A process the kernel has killed may linger as a zombie of init: gone means not running.
+        let running = |pid: u64| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.rsplit(')').next().unwrap().split_whitespace().next() != Some("Z"))
+        };
+        while running(pid) {
+            assert!(Instant::now() < deadline, "QEMU {pid} outlived the server");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = busy_call.join();
+}
