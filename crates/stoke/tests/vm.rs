@@ -95,6 +95,18 @@ fn functions_run_in_vms_of_their_own_with_layers_limits_and_only_their_runtime_a
     assert_eq!(out["echo"], json!({"x": 1}));
 }
 
+/// Every Lambda client runs unchanged in a VM.
+#[test]
+fn lambda_clients_run_unchanged_in_a_vm() {
+    if !vm_ready() {
+        return;
+    }
+    let ric = python_with("awslambdaric");
+    present_or_skip(ric.is_some(), "awslambdaric", "awslambdaric in the vm sandbox");
+    let s = TestServer::start_with(&vm_args());
+    lambda_clients_answer(&s, "vm", ric.as_deref(), 60);
+}
+
 #[test]
 fn a_vm_that_runs_past_its_timeout_is_killed_and_the_next_invocation_gets_a_new_one() {
     if !vm_ready() {
