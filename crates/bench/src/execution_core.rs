@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::harness::{
-    add_tree, b64, closed_loop, oci_runtimes, percentile, process_cpu_ns, python_site, spread, start_server, table,
-    zip_with, BenchServer,
+    add_tree, b64, closed_loop, isolating_sandboxes, percentile, process_cpu_ns, python_site, spread, start_server,
+    table, zip_with, BenchServer,
 };
 use crate::peers::{in_process_ns, peers, start_floor};
 
@@ -88,6 +88,8 @@ fn cold_starts(
                 at_rest(&http, server);
                 let mut body = body.clone();
                 body["name"] = json!(name);
+                // Past an emulated VM's cold start, which counts against the timeout.
+                body["timeout_s"] = json!(120);
                 let r = http
                     .post(format!("{}/v1/functions", server.endpoint))
                     .bearer_auth(&server.key)
@@ -366,16 +368,16 @@ pub fn run(
                 start_server("lean-generic-memtmp", &["--zygotes", "0", "--ephemeral-storage", "memory"])?,
                 "lean + generic, /tmp in memory".to_string(),
             ));
-            for runtime in oci_runtimes() {
-                oci.push((start_server(runtime, &["--sandbox", "oci", "--oci-runtime", runtime])?, runtime));
+            for (short, label, flags) in isolating_sandboxes() {
+                oci.push((start_server(short, &flags)?, label));
             }
         }
         servers.extend(lean.iter().map(|(s, label)| (s, label.clone())));
         if !lean.is_empty() {
             servers.push((&main, "lean + generic + zygotes".to_string()));
         }
-        for (server, runtime) in &oci {
-            servers.push((server, format!("oci {runtime}")));
+        for (server, label) in &oci {
+            servers.push((server, label.clone()));
         }
         let mut functions = vec![
             (

@@ -111,11 +111,31 @@ pub fn start_server(tag: &str, extra: &[&str]) -> Result<BenchServer> {
 }
 
 /// The OCI runtimes installed here, of those the benchmarks compare: runc, crun and gVisor's runsc.
-pub fn oci_runtimes() -> Vec<&'static str> {
+fn oci_runtimes() -> Vec<&'static str> {
     ["runc", "crun", "runsc"]
         .into_iter()
         .filter(|r| std::process::Command::new(r).arg("--version").output().is_ok())
         .collect()
+}
+
+/// The sandboxes beyond lean this host can run, each as (short name, label, server arguments): one per OCI
+/// runtime installed, then the vm sandbox where QEMU, a guest kernel with 9p and a static busybox are — on
+/// KVM where it can run a guest, else emulated (and labelled so).
+pub fn isolating_sandboxes() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, String, Vec<&'static str>)> = oci_runtimes()
+        .into_iter()
+        .map(|r| (r, format!("oci {r}"), vec!["--sandbox", "oci", "--oci-runtime", r]))
+        .collect();
+    let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output().is_ok();
+    let kernel =
+        std::fs::read_dir("/lib/modules").is_ok_and(|d| d.flatten().any(|m| m.path().join("kernel/fs/9p").is_dir()));
+    if qemu && kernel && std::path::Path::new("/bin/busybox").exists() {
+        let kvm = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+            && !std::path::Path::new("/sys/module/kvm_pvm").exists();
+        let (accel, label) = if kvm { ("kvm", "vm (KVM)") } else { ("tcg", "vm (emulated, no KVM)") };
+        out.push(("vm", label.to_string(), vec!["--sandbox", "vm", "--vm-accel", accel]));
+    }
+    out
 }
 
 /// One measured run: every latency in microseconds, and the wall time.

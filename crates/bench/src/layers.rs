@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::harness::{add_tree, b64, oci_runtimes, spread, start_server, table, BenchServer};
+use crate::harness::{add_tree, b64, isolating_sandboxes, spread, start_server, table, BenchServer};
 
 #[derive(Debug, clap::Args)]
 pub struct LayersArgs {
@@ -145,9 +145,8 @@ pub fn run(args: &LayersArgs) -> Result<Value> {
     let lean = start_server("layers-lean", &["--generic", "none", "--zygotes", "0"])?;
     if lean.sandbox == "lean" {
         servers.push((lean, "lean".to_string()));
-        for runtime in oci_runtimes() {
-            let s = start_server(&format!("layers-{runtime}"), &["--sandbox", "oci", "--oci-runtime", runtime])?;
-            servers.push((s, format!("oci {runtime}")));
+        for (short, label, flags) in isolating_sandboxes() {
+            servers.push((start_server(&format!("layers-{short}"), &flags)?, label));
         }
     } else {
         eprintln!("layers: the lean sandbox needs root, so only the process sandbox runs");
