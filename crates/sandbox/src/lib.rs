@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
@@ -42,6 +42,47 @@ pub fn raise_open_files_limit(want: u64) -> io::Result<u64> {
     }
     setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(io::Error::from)?;
     Ok(target)
+}
+
+/// Threads that start instances: they live as long as the process.
+const LASTING_THREADS: usize = 4;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on one of a few threads that live as long as the process and answers its result. Instances
+/// must be started there (or on a tokio worker): each is tied to the thread that started it, whose end
+/// (`PR_SET_PDEATHSIG` fires when that *thread* ends, not the process) counts as the server's death —
+/// and tokio's blocking-pool threads end after ten idle seconds.
+pub fn on_lasting_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<T> {
+    static QUEUE: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..LASTING_THREADS {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new().name(format!("stoke-spawn-{n}")).spawn(move || loop {
+                let job = lock(&rx).recv();
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            });
+        }
+        Mutex::new(tx)
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // The job runs in the caller's runtime, if any (a sandbox spawns its processes with tokio's).
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let job: Job = Box::new(move || {
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        let _ = tx.send(f());
+    });
+    // The threads never end, so the queue always has a reader; a failed send drops the job, and the
+    // receiver then reports it lost.
+    let _ = lock(queue).send(job);
+    rx
 }
 
 /// Where an instance finds its function's code and stoke's runtime files.
@@ -232,8 +273,8 @@ pub trait Sandbox: Send + Sync + 'static {
     fn limit_instances_memory(&self, _bytes: u64) -> bool {
         false
     }
-    /// Starts an instance. Must be called from a tokio worker thread (the child is tied to the spawning
-    /// thread's lifetime through `PR_SET_PDEATHSIG`, and worker threads live as long as the server).
+    /// Starts an instance. Must be called from a thread that lives as long as the server — a tokio worker, or
+    /// [`on_lasting_thread`] (the child is tied to the spawning thread's lifetime through `PR_SET_PDEATHSIG`).
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned>;
 }
 
@@ -353,6 +394,28 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lasting_threads_are_a_few_named_threads_used_again_and_again_in_the_callers_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let seen: Vec<(String, bool)> = rt.block_on(async {
+            let mut seen = Vec::new();
+            for _ in 0..20 {
+                let got = on_lasting_thread(|| {
+                    let me = std::thread::current();
+                    (me.name().unwrap_or_default().to_string(), tokio::runtime::Handle::try_current().is_ok())
+                });
+                seen.push(got.await.unwrap());
+            }
+            seen
+        });
+        assert!(seen.iter().all(|(name, _)| name.starts_with("stoke-spawn-")), "{seen:?}");
+        assert!(seen.iter().all(|(_, in_runtime)| *in_runtime), "jobs run in the caller's runtime: {seen:?}");
+        let mut names: Vec<&String> = seen.iter().map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        assert!(names.len() <= LASTING_THREADS, "no new thread per job: {names:?}");
+    }
     use tokio::io::AsyncReadExt;
 
     #[test]

@@ -150,11 +150,12 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
     });
     let mut attempt = 0;
     // Starting a sandbox takes milliseconds of system calls (lean's clone and set-up, an OCI bundle's files
-    // and mounts): off the async threads, so warm invocations on them do not wait for it.
+    // and mounts, a VM's disks): off the async threads, so warm invocations on them do not wait for it — on
+    // threads that live as long as the server, since an instance dies with the thread that started it.
     let spec = Arc::new(spec);
     let spawned = loop {
         let (sandbox, s) = (shared.sandbox.clone(), spec.clone());
-        let started = tokio::task::spawn_blocking(move || sandbox.spawn(&s))
+        let started = stoke_sandbox::on_lasting_thread(move || sandbox.spawn(&s))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(format!("the sandbox start was lost: {e}"))));
         match started {

@@ -246,7 +246,7 @@ fn choose_sandbox(
                 tracing::warn!("the vm sandbox emulates its VMs (--vm-accel tcg): correct, many times slower");
             }
             let note = vm.describe();
-            Ok((Arc::new(vm), note))
+            Ok((vm, note))
         }
         SandboxChoice::Lean => {
             let lean = lean().map_err(StartError::Sandbox)?;

@@ -221,3 +221,52 @@ fn vms_idle_stopped_or_busy_die_with_the_server() {
     }
     let _ = busy_call.join();
 }
+
+const WHERE: &str = r#"
+import os
+def handler(event, context):
+    task = [l.split() for l in open("/proc/self/mountinfo") if l.split()[4] == "/var/task"]
+    return {"task_root_in_share": task[0][3], "listing": sorted(os.listdir("/var/task")),
+            "slot": sorted(os.listdir("/stoke/slot")) if os.path.isdir("/stoke/slot") else None,
+            "port": os.environ["AWS_LAMBDA_RUNTIME_API"]}
+"#;
+
+/// Generic VMs are booted before their function is known and given it at its first invocation: a 128 MB
+/// function with the default /tmp runs in one (its code bound from the VM's slot), another size starts a
+/// VM of its own, and the pool refills.
+#[test]
+fn a_generic_vm_booted_ahead_takes_a_function_of_its_size() {
+    if !vm_ready() {
+        return;
+    }
+    let mut args = vm_args().to_vec();
+    args.extend(["--generic", "sandbox=1"]);
+    let s = TestServer::start_with(&args);
+    let ready = |s: &TestServer| s.get("/v1/instances").1["generic"]["sandbox"].as_u64() == Some(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(&s) {
+        assert!(Instant::now() < deadline, "the generic VM never became ready: {}", s.get("/v1/instances").1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    python_fn(&s, "small", WHERE, json!({"memory_mb": 128, "timeout_s": 60}));
+    python_fn(&s, "large", WHERE, json!({"memory_mb": 256, "timeout_s": 60}));
+    let (status, err, small) = invoke(&s, "small", json!({}));
+    assert_eq!((status, err), (200, None), "{small}");
+    assert_eq!(small["task_root_in_share"], "/task", "its code was bound from a generic VM's slot: {small}");
+    assert_eq!(small["listing"], json!(["app.py"]), "{small}");
+    assert_eq!(small["slot"], json!([]), "the slot itself is unmounted (an empty directory): {small}");
+    let (status, err, large) = invoke(&s, "large", json!({}));
+    assert_eq!((status, err), (200, None), "{large}");
+    assert_eq!(large["task_root_in_share"], "/", "a 256 MB function gets a VM of its own: {large}");
+    // The pool refills, and the next one serves another function, with its own Runtime API endpoint.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(&s) {
+        assert!(Instant::now() < deadline, "the pool never refilled: {}", s.get("/v1/instances").1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    python_fn(&s, "other", WHERE, json!({"memory_mb": 128, "timeout_s": 60}));
+    let (status, err, other) = invoke(&s, "other", json!({}));
+    assert_eq!((status, err), (200, None), "{other}");
+    assert_eq!(other["task_root_in_share"], "/task", "{other}");
+    assert_eq!(invoke(&s, "small", json!({})).0, 200, "the first one is still warm");
+}

@@ -108,7 +108,7 @@ impl AttachPoints {
 /// Binds `source` at `target` (read-only or not), without set-id or devices. A remount does not
 /// propagate, so the view is made first at a private temporary point and bound from there: the mount that
 /// lands on `target` (and its copies inside the instance) has its flags from birth.
-fn bind(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+pub(crate) fn bind(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
     let staging = target.with_extension("staging");
     std::fs::create_dir_all(&staging)?;
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;

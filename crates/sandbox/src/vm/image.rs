@@ -161,23 +161,67 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The instance's part of the init (`/stoke/instance`, sourced by [`INIT`]): its mounts, its `/tmp`, then
-/// its command, run as the unprivileged [`USER`] with no capabilities and no new privileges, with exactly
-/// its environment; the init waits for it and reads its exit status from `$?`.
+/// The instance's part of the init (`/stoke/instance`, sourced by [`INIT`]) for a VM started for its
+/// function: its mounts and `/tmp` ([`mount_script`]), then its command ([`run_script`]).
 pub fn instance_script(i: &Instance) -> String {
+    mount_script(&i.shares, i.tmp_mb) + &run_script(i)
+}
+
+/// What a generic VM writes on its console when it is ready for its assignment (before that, what is sent
+/// to its console could meet a terminal not yet in raw mode).
+pub const GENERIC_READY: &str = "stoke-generic-ready\n";
+
+/// The instance's part of the init for a *generic* VM, booted before its function is known: its mounts
+/// (the host's image, stoke's runtime files, the slot where the function's code, layers and scratch
+/// directory will appear) and `/tmp`; then it says it is ready ([`GENERIC_READY`]), waits on its console for
+/// its assignment — a line with the script's length in bytes, then the script ([`assignment_script`]) —
+/// and runs it.
+pub fn generic_script(shares: &[(String, PathBuf, bool)], tmp_mb: u32) -> String {
+    mount_script(shares, tmp_mb)
+        + "echo stoke-generic-ready\nn=\nread -r n\ncase \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n\
+           $B head -c \"$n\" > /stoke/assigned\n. /stoke/assigned\n"
+}
+
+/// A generic VM's assignment: the slot's directories bound where the function sees them (`binds`: slot
+/// path, guest path, writable), the slot itself unmounted (the function sees only what was bound), then
+/// its command.
+pub fn assignment_script(binds: &[(PathBuf, PathBuf, bool)], slot: &Path, i: &Instance) -> String {
     let mut s = String::new();
-    for (tag, at, writable) in &i.shares {
+    for (from, to, writable) in binds {
+        let (from, to) = (quote(&from.display().to_string()), quote(&to.display().to_string()));
+        s.push_str(&format!("$B mkdir -p {to} && $B mount --bind {from} {to}"));
+        if !writable {
+            s.push_str(&format!(" && $B mount -o remount,bind,ro,nosuid,nodev {to}"));
+        }
+        s.push_str(" || $B poweroff -f\n");
+    }
+    s.push_str(&format!("$B umount -l {}\n", quote(&slot.display().to_string())));
+    s + &run_script(i)
+}
+
+/// Mounts the shares (`share TAG ro|rw PATH`, a function of [`INIT`]) and `/tmp`: the VM's own disk,
+/// formatted by the host, or without one a tmpfs of `tmp_mb`.
+pub fn mount_script(shares: &[(String, PathBuf, bool)], tmp_mb: u32) -> String {
+    let mut s = String::new();
+    for (tag, at, writable) in shares {
         let mode = if *writable { "rw" } else { "ro" };
         s.push_str(&format!("share {} {mode} {}\n", quote(tag), quote(&at.display().to_string())));
     }
-    // `/tmp` is the VM's own disk, formatted by the host; without one, a tmpfs of the size.
     s.push_str("$B mkdir -p /tmp\n");
     s.push_str(&format!(
         "if [ -n \"$TMPDEV\" ]; then $B mount -t ext4 -o nosuid,nodev,noatime \"$TMPDEV\" /tmp && $B chmod 1777 /tmp \
          && $B rmdir /tmp/lost+found; \
          else $B mount -t tmpfs -o nosuid,nodev,mode=1777,size={}m tmpfs /tmp; fi\n",
-        i.tmp_mb.max(1)
+        tmp_mb.max(1)
     ));
+    s
+}
+
+/// Makes the guest's root read-only, then runs the function: as the unprivileged [`USER`] with no
+/// capabilities and no new privileges, with exactly its environment; the init waits for it and reads its
+/// exit status from `$?`.
+pub fn run_script(i: &Instance) -> String {
+    let mut s = String::new();
     // Everything is mounted: the guest's own root becomes read-only, as the other sandboxes' roots are.
     s.push_str("$B chmod 755 / && $B mount -o remount,ro / || $B poweroff -f\n");
     s.push_str("cd ");
@@ -198,6 +242,14 @@ pub fn instance_script(i: &Instance) -> String {
     // `su` as root asks no password: the function runs as the instance's user, its capabilities gone.
     s.push_str(&format!("$B su -s /stoke/sh {USER} -c {} </dev/null 2>&1\n", quote(&command)));
     s
+}
+
+/// The relay QEMU starts for each connection to the Runtime API: it joins the connection to the port the
+/// instance's endpoint listens on, read from `port_file` when the connection comes (a generic VM learns
+/// its port only when it is given its function).
+pub fn relay_script(busybox: &str, port_file: &Path) -> String {
+    let port = quote(&port_file.display().to_string());
+    format!("exec {busybox} nc 127.0.0.1 \"$({busybox} cat {port})\"\n")
 }
 
 /// The guest user functions run as (its ids are the instance's, in the guest's `/etc/passwd`).
@@ -275,7 +327,7 @@ pub fn qemu_args(m: &Machine) -> Vec<String> {
             format!("file={},format=raw,if=none,id=tmp,discard=unmap", tmp.display().to_string().replace(',', ",,"));
         push(&["-drive", &drive, "-device", "virtio-blk-device,drive=tmp"]);
     }
-    let relay = m.relay.join(" ");
+    let relay = m.relay.join(" ").replace(',', ",,");
     let (addr, port) = RUNTIME_API_ADDR.split_once(':').unwrap_or((RUNTIME_API_ADDR, "9001"));
     let netdev = format!("user,id=net,restrict=on,ipv6=off,guestfwd=tcp:{addr}:{port}-cmd:{relay}");
     push(&["-netdev", &netdev, "-device", "virtio-net-device,netdev=net"]);

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use std::{fs, io};
 
 use nix::sys::signal::Signal;
@@ -35,7 +36,7 @@ pub mod image;
 
 use crate::lean::cgroup::{Group, Layout, Limits};
 use crate::lean::{rootfs, LeanSettings, LAYER_ROOT, RUNTIME_DIR, SCRATCH_DIR, TASK_ROOT};
-use crate::{InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
+use crate::{GenericSpec, InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
 pub use image::Accel;
 use image::{Entry, Instance, Machine};
 
@@ -94,6 +95,10 @@ pub struct VmSandbox {
     settings: LeanSettings,
     /// The host's TSC frequency, told to emulated guests.
     tsc_khz: Option<u32>,
+    /// The generic kinds to keep, and the VMs ready of each.
+    pool: Mutex<Vec<(GenericSpec, Vec<GenericVm>)>>,
+    /// Itself, for the threads that refill the pool.
+    me: std::sync::Weak<VmSandbox>,
 }
 
 /// What QEMU itself may use beyond its guest's memory (its code, the emulator's translation cache, the
@@ -105,7 +110,7 @@ const TCG_CACHE_MB: u32 = 32;
 impl VmSandbox {
     /// Checks what the sandbox needs (QEMU, a guest kernel with its modules, a static busybox, usable KVM
     /// unless emulation was asked for) and builds the guest's image under `run_dir/vm`.
-    pub fn new(settings: &VmSettings, run_dir: &Path, lean: &LeanSettings) -> Result<VmSandbox, VmUnavailable> {
+    pub fn new(settings: &VmSettings, run_dir: &Path, lean: &LeanSettings) -> Result<Arc<VmSandbox>, VmUnavailable> {
         if !nix::unistd::geteuid().is_root() {
             return Err(unavailable("the vm sandbox needs root (QEMU shares the function's files as their owner)"));
         }
@@ -167,7 +172,7 @@ impl VmSandbox {
             .collect();
         let base = base_image(busybox, &modules_dir, &order, lean)
             .map_err(|e| unavailable(format!("cannot build the guests' initramfs: {e}")))?;
-        Ok(VmSandbox {
+        Ok(Arc::new_cyclic(|me| VmSandbox {
             qemu,
             accel,
             kernel,
@@ -181,7 +186,9 @@ impl VmSandbox {
             server,
             settings: lean.clone(),
             tsc_khz: (accel == Accel::Tcg).then(tsc_khz).flatten(),
-        })
+            pool: Mutex::new(Vec::new()),
+            me: me.clone(),
+        }))
     }
 
     /// One line for the start-up message.
@@ -433,6 +440,26 @@ impl Sandbox for VmSandbox {
         self.layout.limit_memory(self.server, bytes).is_ok()
     }
 
+    /// Keeps generic VMs of each kind booted: a VM of [`GENERIC_MEMORY_MB`] with its `/tmp`, the host's
+    /// image and the kind's runtime files mounted, waiting for its function. (A kind's pre-started runtime
+    /// is not started in a VM: its function's runtime starts when it is assigned.)
+    fn keep_generic(&self, kinds: Vec<GenericSpec>) {
+        let kinds: Vec<GenericSpec> = kinds.into_iter().filter(|k| k.count > 0).collect();
+        let names: Vec<String> = kinds.iter().map(|k| k.name.clone()).collect();
+        let old =
+            std::mem::replace(&mut *crate::lock(&self.pool), kinds.into_iter().map(|k| (k, Vec::new())).collect());
+        for vm in old.into_iter().flat_map(|(_, ready)| ready) {
+            self.discard(vm);
+        }
+        for name in names {
+            self.refill(&name, Duration::ZERO);
+        }
+    }
+
+    fn generic_ready(&self) -> Vec<(String, usize)> {
+        crate::lock(&self.pool).iter().map(|(k, ready)| (k.name.clone(), ready.len())).collect()
+    }
+
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
         if spec.image.is_some() {
             return Err(io::Error::other(
@@ -442,7 +469,67 @@ impl Sandbox for VmSandbox {
         if spec.gpu.is_some() {
             return Err(io::Error::other("GPUs are not passed to VMs: run GPU functions on the lean or oci sandbox"));
         }
-        // Groups and directories left by instances whose processes took a moment to go.
+        self.retry_leftovers();
+        if let Some((name, vm)) = self.take_generic(spec) {
+            self.refill(&name, REFILL_DELAY);
+            match self.assign(vm, spec) {
+                Ok(spawned) => return Ok(spawned),
+                Err(e) => tracing::warn!(kind = %name, error = %e, "a generic VM could not take its function"),
+            }
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join("instances").join(id.to_string());
+        let memory_mb = spec.memory_mb.max(128);
+        let group = self.layout.create(self.server, id, &self.limits(memory_mb, spec.cpu_millis))?;
+        let started = self.prepare(spec, &dir).and_then(|machine| {
+            let child = self.start_qemu(&machine, &dir, &group, Stdio::null())?;
+            Ok((machine, child))
+        });
+        let (machine, child) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                group.remove();
+                remove_instance_dir(&dir);
+                return Err(e);
+            }
+        };
+        Ok(self.spawned(child, group, &machine, dir))
+    }
+}
+
+/// The memory of generic VMs, in MB: Lambda's default (and smallest) size, which most functions keep.
+/// A function of another size starts a VM of its own.
+const GENERIC_MEMORY_MB: u32 = 128;
+/// The `/tmp` of generic VMs, in MB: Lambda's default ephemeral storage.
+const GENERIC_TMP_MB: u32 = 512;
+/// How long after a generic VM is taken its replacement starts (not on the cold start's CPU).
+const REFILL_DELAY: Duration = Duration::from_millis(50);
+/// Where a generic VM mounts its slot: the host directory its function's code, layers and scratch
+/// directory are bound into when it is given one.
+const GUEST_SLOT: &str = "/stoke/slot";
+
+/// A generic VM waiting for its function.
+struct GenericVm {
+    child: tokio::process::Child,
+    group: Group,
+    dir: PathBuf,
+    machine: Machine,
+    /// Its console's input, where its assignment goes.
+    assign: fs::File,
+}
+
+impl VmSandbox {
+    fn limits(&self, memory_mb: u32, cpu_millis: u32) -> Limits {
+        Limits {
+            memory_bytes: (u64::from(memory_mb) + QEMU_OVERHEAD_MB) * 1024 * 1024,
+            cpu_millis,
+            cpu_quota: self.settings.cpu_quota,
+            pids: self.settings.pids_max,
+        }
+    }
+
+    /// Groups and directories left by instances whose processes took a moment to go.
+    fn retry_leftovers(&self) {
         crate::lock(&self.leftovers).retain(|d| {
             if d.starts_with(&self.dir) {
                 remove_instance_dir(d);
@@ -451,24 +538,16 @@ impl Sandbox for VmSandbox {
             }
             d.exists()
         });
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let dir = self.dir.join("instances").join(id.to_string());
-        let limits = Limits {
-            memory_bytes: (u64::from(spec.memory_mb.max(128)) + QEMU_OVERHEAD_MB) * 1024 * 1024,
-            cpu_millis: spec.cpu_millis,
-            cpu_quota: self.settings.cpu_quota,
-            pids: self.settings.pids_max,
-        };
-        let group = self.layout.create(self.server, id, &limits)?;
-        let made = self.prepare(spec, &dir);
-        let machine = match made {
-            Ok(m) => m,
-            Err(e) => {
-                group.remove();
-                remove_instance_dir(&dir);
-                return Err(e);
-            }
-        };
+    }
+
+    /// Starts QEMU for `machine` in `group`, tied to the calling thread (which must outlive the VM).
+    fn start_qemu(
+        &self,
+        machine: &Machine,
+        dir: &Path,
+        group: &Group,
+        stdin: Stdio,
+    ) -> io::Result<tokio::process::Child> {
         // QEMU joins its group before it runs: every process it starts (the relays) is counted, limited and
         // known there.
         let procs: Vec<std::ffi::CString> = group
@@ -477,11 +556,11 @@ impl Sandbox for VmSandbox {
             .filter_map(|d| std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok())
             .collect();
         let mut cmd = tokio::process::Command::new(&self.qemu);
-        cmd.args(image::qemu_args(&machine))
+        cmd.args(image::qemu_args(machine))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .current_dir(&dir)
-            .stdin(Stdio::null())
+            .current_dir(dir)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -501,24 +580,43 @@ impl Sandbox for VmSandbox {
                 Ok(())
             });
         }
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                group.remove();
-                remove_instance_dir(&dir);
-                return Err(e);
-            }
-        };
-        let pid = child.id().ok_or_else(|| io::Error::other("the VM exited before it could be tracked"))?;
-        let memory_bytes = u64::from(machine.memory_mb) * 1024 * 1024;
-        let leftovers = self.leftovers.clone();
-        let control = VmControl { pid, group, memory_bytes, status: machine.status_disk, dir, leftovers };
-        Ok(Spawned::from_child(child, Arc::new(control)))
+        cmd.spawn()
     }
-}
 
-impl VmSandbox {
-    /// Writes instance `dir`'s initramfs and status disk, merges its layers: what QEMU is to run.
+    /// The instance a running VM is.
+    fn spawned(&self, child: tokio::process::Child, group: Group, machine: &Machine, dir: PathBuf) -> Spawned {
+        let pid = child.id().unwrap_or(0);
+        let memory_bytes = u64::from(machine.memory_mb) * 1024 * 1024;
+        let (status, leftovers) = (machine.status_disk.clone(), self.leftovers.clone());
+        let control = VmControl { pid, group, memory_bytes, status, dir, leftovers };
+        Spawned::from_child(child, Arc::new(control))
+    }
+
+    /// What the guest's function sees of `spec`: its environment (the Runtime API at the guest's address
+    /// for it) and its command.
+    fn instance(&self, spec: &SpawnSpec, shares: Vec<(String, PathBuf, bool)>) -> Instance {
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "AWS_LAMBDA_RUNTIME_API" => (k.clone(), image::RUNTIME_API_ADDR.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        Instance {
+            shares,
+            tmp_mb: spec.ephemeral_mb,
+            processes: self.settings.pids_max,
+            open_files: spec.open_files,
+            program: spec.program.clone(),
+            args: spec.args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            env,
+            cwd: spec.cwd.clone(),
+        }
+    }
+
+    /// Writes instance `dir`'s initramfs and status disk, merges its layers: what QEMU is to run for a VM
+    /// started for its function.
     fn prepare(&self, spec: &SpawnSpec, dir: &Path) -> io::Result<Machine> {
         fs::create_dir_all(dir)?;
         let layers = match spec.layers.as_slice() {
@@ -534,28 +632,34 @@ impl VmSandbox {
             &spec.host_dirs,
             &spec.host.scratch,
         );
-        let env = spec
-            .env
-            .iter()
-            .map(|(k, v)| match k.as_str() {
-                "AWS_LAMBDA_RUNTIME_API" => (k.clone(), image::RUNTIME_API_ADDR.to_string()),
-                _ => (k.clone(), v.clone()),
-            })
-            .collect();
-        let instance = Instance {
-            shares: shares.iter().map(|(tag, _, guest, rw)| (tag.clone(), guest.clone(), *rw)).collect(),
-            tmp_mb: spec.ephemeral_mb,
-            processes: self.settings.pids_max,
-            open_files: spec.open_files,
-            program: spec.program.clone(),
-            args: spec.args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-            env,
-            cwd: spec.cwd.clone(),
-        };
-        let script = image::instance_script(&instance);
+        let instance =
+            self.instance(spec, shares.iter().map(|(t, _, guest, rw)| (t.clone(), guest.clone(), *rw)).collect());
+        fs::write(dir.join("port"), spec.runtime_api_port.to_string())?;
+        let shares = shares.into_iter().map(|(tag, host, _, rw)| (tag, host, rw)).collect();
+        self.machine(
+            dir,
+            &image::instance_script(&instance),
+            shares,
+            spec.memory_mb.max(128),
+            spec.cpu_millis,
+            spec.ephemeral_mb,
+        )
+    }
+
+    /// The files of a VM in `dir` (its initramfs with `script` as its own part, its status and `/tmp` disks,
+    /// its relay) and QEMU's view of it.
+    fn machine(
+        &self,
+        dir: &Path,
+        script: &str,
+        shares: Vec<(String, PathBuf, bool)>,
+        memory_mb: u32,
+        cpu_millis: u32,
+        tmp_mb: u32,
+    ) -> io::Result<Machine> {
         let own = image::cpio(&[(
             "stoke/instance".to_string(),
-            Entry::File { data: script.into_bytes(), executable: false },
+            Entry::File { data: script.as_bytes().to_vec(), executable: false },
         )])
         .map_err(io::Error::other)?;
         let initrd = dir.join("initrd");
@@ -565,8 +669,9 @@ impl VmSandbox {
         let status_disk = dir.join("status");
         fs::write(&status_disk, vec![0u8; 4096])?;
         let tmp_disk = dir.join("tmp");
-        tmp_image(&tmp_disk, spec.ephemeral_mb.max(1))?;
-        let relay = vec![BUSYBOX.to_string(), "nc".into(), "127.0.0.1".into(), spec.runtime_api_port.to_string()];
+        tmp_image(&tmp_disk, tmp_mb.max(1))?;
+        let relay = dir.join("relay");
+        fs::write(&relay, image::relay_script(BUSYBOX, &dir.join("port")))?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         Ok(Machine {
             accel: self.accel,
@@ -574,14 +679,213 @@ impl VmSandbox {
             initrd,
             status_disk,
             tmp_disk: Some(tmp_disk),
-            // Lambda's smallest size; below it the guest kernel leaves a function too little.
-            memory_mb: spec.memory_mb.max(128),
-            vcpus: spec.cpu_millis.div_ceil(1000).clamp(1, cpus),
+            memory_mb,
+            vcpus: cpu_millis.div_ceil(1000).clamp(1, cpus),
             tcg_cache_mb: TCG_CACHE_MB,
             tsc_khz: self.tsc_khz,
-            shares: shares.into_iter().map(|(tag, host, _, rw)| (tag, host, rw)).collect(),
-            relay,
+            shares,
+            relay: vec![BUSYBOX.to_string(), "sh".into(), relay.display().to_string()],
         })
+    }
+
+    /// Boots one generic VM of `kind`: everything but its function.
+    fn boot_generic(&self, kind: &GenericSpec) -> io::Result<GenericVm> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join("instances").join(id.to_string());
+        let memory_mb = kind.memory_mb.max(GENERIC_MEMORY_MB);
+        let group = self.layout.create(self.server, id, &self.limits(memory_mb, kind.cpu_millis))?;
+        let booted = (|| {
+            let slot = dir.join("slot");
+            for d in ["task", "opt", "scratch"] {
+                fs::create_dir_all(slot.join(d))?;
+            }
+            let mut shares: Vec<(PathBuf, PathBuf, bool)> =
+                self.host_top.iter().map(|p| (p.clone(), p.clone(), false)).collect();
+            shares.push((kind.runtime_dir.clone(), RUNTIME_DIR.into(), false));
+            shares.extend(kind.host_dirs.iter().map(|d| (d.clone(), d.clone(), false)));
+            shares.push((slot, GUEST_SLOT.into(), true));
+            let shares: Vec<(String, PathBuf, PathBuf, bool)> = shares
+                .into_iter()
+                .enumerate()
+                .map(|(n, (host, guest, rw))| (format!("s{n}"), host, guest, rw))
+                .collect();
+            let guest: Vec<(String, PathBuf, bool)> =
+                shares.iter().map(|(t, _, g, rw)| (t.clone(), g.clone(), *rw)).collect();
+            let script = image::generic_script(&guest, GENERIC_TMP_MB);
+            let host = shares.into_iter().map(|(t, h, _, rw)| (t, h, rw)).collect();
+            let machine = self.machine(&dir, &script, host, memory_mb, kind.cpu_millis, GENERIC_TMP_MB)?;
+            let mut child = self.start_qemu(&machine, &dir, &group, Stdio::piped())?;
+            let assign = child
+                .stdin
+                .take()
+                .and_then(|s| s.into_owned_fd().ok())
+                .map(fs::File::from)
+                .ok_or_else(|| io::Error::other("the generic VM has no console input"))?;
+            Ok((child, machine, assign))
+        })();
+        match booted {
+            Ok((child, machine, assign)) => Ok(GenericVm { child, group, dir, machine, assign }),
+            Err(e) => {
+                group.remove();
+                remove_instance_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// A ready generic VM that can run `spec` (its memory, `/tmp`, runtime files and interpreter
+    /// directories are the function's), and its kind. Dead ones are dropped on the way.
+    fn take_generic(&self, spec: &SpawnSpec) -> Option<(String, GenericVm)> {
+        if spec.ephemeral_mb != GENERIC_TMP_MB {
+            return None;
+        }
+        let mut pool = crate::lock(&self.pool);
+        for (kind, ready) in pool.iter_mut() {
+            let fits = kind.runtime_dir == spec.host.runtime_dir
+                && spec.host_dirs.iter().all(|d| kind.host_dirs.contains(d))
+                && spec.memory_mb.max(128) == kind.memory_mb.max(GENERIC_MEMORY_MB);
+            if !fits {
+                continue;
+            }
+            while let Some(mut vm) = ready.pop() {
+                if matches!(vm.child.try_wait(), Ok(None)) {
+                    return Some((kind.name.clone(), vm));
+                }
+                self.discard(vm);
+            }
+        }
+        None
+    }
+
+    /// Gives generic VM `vm` its function: binds the code, layers and scratch directory into its slot on
+    /// the host, tells its relay the instance's port, gives its group the function's CPU share, and sends
+    /// the assignment to its console.
+    fn assign(&self, mut vm: GenericVm, spec: &SpawnSpec) -> io::Result<Spawned> {
+        let given = (|| {
+            let slot = vm.dir.join("slot");
+            crate::lean::attach::bind(&spec.host.task_root, &slot.join("task"), true)?;
+            let mut binds = vec![(Path::new(GUEST_SLOT).join("task"), PathBuf::from(TASK_ROOT), false)];
+            match spec.layers.as_slice() {
+                [] => {}
+                [one] => crate::lean::attach::bind(one, &slot.join("opt"), true)?,
+                many => {
+                    crate::oci::merge_layers(many, &slot.join("opt"))?;
+                }
+            }
+            if !spec.layers.is_empty() {
+                binds.push((Path::new(GUEST_SLOT).join("opt"), PathBuf::from(LAYER_ROOT), false));
+            }
+            if spec.host.scratch.is_dir() {
+                crate::lean::attach::bind(&spec.host.scratch, &slot.join("scratch"), false)?;
+                binds.push((Path::new(GUEST_SLOT).join("scratch"), PathBuf::from(SCRATCH_DIR), true));
+            }
+            fs::write(vm.dir.join("port"), spec.runtime_api_port.to_string())?;
+            vm.group.set_limits(&self.limits(vm.machine.memory_mb, spec.cpu_millis))?;
+            let script = image::assignment_script(&binds, Path::new(GUEST_SLOT), &self.instance(spec, Vec::new()));
+            vm.assign.write_all(format!("{}\n{script}", script.len()).as_bytes())?;
+            Ok(())
+        })();
+        match given {
+            Ok(()) => Ok(self.spawned(vm.child, vm.group, &vm.machine, vm.dir)),
+            Err(e) => {
+                self.discard(vm);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a generic VM that will not be used.
+    fn discard(&self, vm: GenericVm) {
+        let GenericVm { mut child, group, dir, .. } = vm;
+        let _ = child.start_kill();
+        drop(child);
+        group.remove_or_leave(&self.leftovers);
+        remove_instance_dir(&dir);
+        if dir.exists() {
+            crate::lock(&self.leftovers).push(dir);
+        }
+    }
+
+    /// Keeps kind `name`'s pool full, after `delay`: each VM is started on a thread that outlives it, and
+    /// counts as ready once its guest says so.
+    fn refill(&self, name: &str, delay: Duration) {
+        let Some(me) = self.me.upgrade() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let name = name.to_string();
+        runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            loop {
+                let kind = {
+                    let pool = crate::lock(&me.pool);
+                    pool.iter().find(|(k, ready)| k.name == name && ready.len() < k.count).map(|(k, _)| k.clone())
+                };
+                let Some(kind) = kind else { return };
+                let booter = me.clone();
+                let booted = crate::on_lasting_thread(move || booter.boot_generic(&kind)).await;
+                let mut vm = match booted {
+                    Ok(Ok(vm)) => vm,
+                    Ok(Err(e)) => {
+                        tracing::warn!(kind = %name, error = %e, "cannot boot a generic VM");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                if let Err(e) = wait_ready(&mut vm.child).await {
+                    tracing::warn!(kind = %name, error = %e, "a generic VM did not come up");
+                    me.discard(vm);
+                    return;
+                }
+                let mut pool = crate::lock(&me.pool);
+                match pool.iter_mut().find(|(k, _)| k.name == name) {
+                    Some((_, ready)) => ready.push(vm),
+                    None => {
+                        drop(pool);
+                        me.discard(vm);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Most a generic VM may take to boot, even emulated.
+const GENERIC_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits until a generic VM's guest says it is ready for its assignment, reading its console up to that
+/// and no further (what follows is its function's output).
+async fn wait_ready(child: &mut tokio::process::Child) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let out = child.stdout.as_mut().ok_or_else(|| io::Error::other("the generic VM has no console output"))?;
+    let marker = image::GENERIC_READY.as_bytes();
+    let read = async {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            if out.read(&mut byte).await? == 0 {
+                let said = String::from_utf8_lossy(&seen).into_owned();
+                return Err(io::Error::other(format!("it stopped before it was ready: {said}")));
+            }
+            seen.push(byte[0]);
+            if seen.ends_with(marker) {
+                return Ok(());
+            }
+            if seen.len() > 64 * 1024 {
+                return Err(io::Error::other("it said too much before it was ready"));
+            }
+        }
+    };
+    tokio::time::timeout(GENERIC_BOOT_TIMEOUT, read)
+        .await
+        .map_err(|_| io::Error::other(format!("not ready after {} s", GENERIC_BOOT_TIMEOUT.as_secs())))?
+}
+
+impl Drop for VmSandbox {
+    fn drop(&mut self) {
+        let pool = std::mem::take(&mut *crate::lock(&self.pool));
+        for vm in pool.into_iter().flat_map(|(_, ready)| ready) {
+            self.discard(vm);
+        }
     }
 }
 
@@ -654,13 +958,18 @@ impl Drop for VmControl {
     }
 }
 
-/// Removes an instance's directory, unmounting its merged layers first.
+/// Removes an instance's directory: what is mounted in it (merged layers, a generic VM's slot) first, then
+/// its files, then its directories once empty — never following into a mount or deleting what a function
+/// wrote in its scratch directory.
 fn remove_instance_dir(dir: &Path) {
-    let merged = dir.join("opt");
-    if merged.is_dir() {
-        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    use crate::lean::attach::{remove_tree, unmount_all};
+    for mounted in ["opt", "slot/task", "slot/opt", "slot/scratch"] {
+        unmount_all(&dir.join(mounted));
     }
-    let _ = fs::remove_dir_all(dir);
+    for file in ["initrd", "status", "tmp", "relay", "port"] {
+        let _ = fs::remove_file(dir.join(file));
+    }
+    remove_tree(dir);
 }
 
 #[cfg(test)]

@@ -250,3 +250,51 @@ fn only_an_elf_without_an_interpreter_is_static() {
         assert!(!static_elf(&sh), "the host's shell is linked dynamically");
     }
 }
+
+#[test]
+fn a_generic_vm_mounts_its_slot_then_waits_for_a_script_of_a_stated_length() {
+    let shares = vec![("s0".to_string(), PathBuf::from("/usr"), false), ("s4".into(), "/stoke/slot".into(), true)];
+    let s = generic_script(&shares, 512);
+    assert!(s.contains("share 's4' rw '/stoke/slot'\n"), "{s}");
+    let (mounts, wait) = s.split_at(s.find("echo stoke-generic-ready\n").unwrap());
+    assert_eq!(GENERIC_READY, "stoke-generic-ready\n", "what the host waits for is what the guest says");
+    assert!(mounts.contains("/tmp"), "/tmp before it waits: {s}");
+    assert!(wait.contains("*[!0-9]*) $B poweroff -f"), "a length that is not a number ends the VM: {s}");
+    assert!(wait.contains("$B head -c \"$n\" > /stoke/assigned") && wait.ends_with(". /stoke/assigned\n"), "{s}");
+    assert!(!s.contains("su -s"), "nothing runs before the assignment: {s}");
+}
+
+#[test]
+fn an_assignment_binds_the_slot_read_only_except_scratch_hides_the_slot_and_runs_the_command() {
+    let i = Instance {
+        shares: vec![],
+        tmp_mb: 512,
+        processes: 64,
+        open_files: 1024,
+        program: "/var/runtime/bootstrap".into(),
+        args: vec![],
+        env: vec![("AWS_LAMBDA_RUNTIME_API".into(), RUNTIME_API_ADDR.into())],
+        cwd: "/var/task".into(),
+    };
+    let binds = vec![
+        (PathBuf::from("/stoke/slot/task"), PathBuf::from("/var/task"), false),
+        (PathBuf::from("/stoke/slot/scratch"), PathBuf::from("/var/stoke-scratch"), true),
+    ];
+    let s = assignment_script(&binds, Path::new("/stoke/slot"), &i);
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(
+        lines[0],
+        "$B mkdir -p '/var/task' && $B mount --bind '/stoke/slot/task' '/var/task' && \
+         $B mount -o remount,bind,ro,nosuid,nodev '/var/task' || $B poweroff -f"
+    );
+    assert_eq!(lines[1], "$B mkdir -p '/var/stoke-scratch' && $B mount --bind '/stoke/slot/scratch' '/var/stoke-scratch' || $B poweroff -f");
+    assert_eq!(lines[2], "$B umount -l '/stoke/slot'", "the function sees only what was bound");
+    assert!(s.ends_with(&run_script(&i)), "then the command, as a VM started for its function runs it");
+    assert!(s.contains("'AWS_LAMBDA_RUNTIME_API=10.0.2.100:9001'"), "{s}");
+}
+
+#[test]
+fn the_relay_reads_its_port_when_a_connection_comes() {
+    let r = relay_script("/bin/busybox", Path::new("/run/vm/7/port"));
+    assert_eq!(r, "exec /bin/busybox nc 127.0.0.1 \"$(/bin/busybox cat '/run/vm/7/port')\"\n");
+}
