@@ -368,7 +368,7 @@ pub fn run(
                 start_server("lean-generic-memtmp", &["--zygotes", "0", "--ephemeral-storage", "memory"])?,
                 "lean + generic, /tmp in memory".to_string(),
             ));
-            for (short, label, flags) in isolating_sandboxes() {
+            for (short, label, flags) in isolating_sandboxes(true) {
                 oci.push((start_server(short, &flags)?, label));
             }
         }

@@ -120,8 +120,9 @@ fn oci_runtimes() -> Vec<&'static str> {
 
 /// The sandboxes beyond lean this host can run, each as (short name, label, server arguments): one per OCI
 /// runtime installed, then the vm sandbox where QEMU, a guest kernel with 9p and a static busybox are — on
-/// KVM where it can run a guest, else emulated (and labelled so).
-pub fn isolating_sandboxes() -> Vec<(&'static str, String, Vec<&'static str>)> {
+/// KVM where it can run a guest, else emulated (and labelled so) — without generic VMs, and with them too
+/// when `with_generic`.
+pub fn isolating_sandboxes(with_generic: bool) -> Vec<(&'static str, String, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, String, Vec<&'static str>)> = oci_runtimes()
         .into_iter()
         .map(|r| (r, format!("oci {r}"), vec!["--sandbox", "oci", "--oci-runtime", r]))
@@ -132,8 +133,11 @@ pub fn isolating_sandboxes() -> Vec<(&'static str, String, Vec<&'static str>)> {
     if qemu && kernel && std::path::Path::new("/bin/busybox").exists() {
         let kvm = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
             && !std::path::Path::new("/sys/module/kvm_pvm").exists();
-        let (accel, label) = if kvm { ("kvm", "vm (KVM)") } else { ("tcg", "vm (emulated, no KVM)") };
-        out.push(("vm", label.to_string(), vec!["--sandbox", "vm", "--vm-accel", accel]));
+        let (accel, how) = if kvm { ("kvm", "KVM") } else { ("tcg", "emulated, no KVM") };
+        out.push(("vm", format!("vm ({how})"), vec!["--sandbox", "vm", "--vm-accel", accel, "--generic", "none"]));
+        if with_generic {
+            out.push(("vm-generic", format!("vm + generic ({how})"), vec!["--sandbox", "vm", "--vm-accel", accel]));
+        }
     }
     out
 }

@@ -145,7 +145,7 @@ pub fn run(args: &LayersArgs) -> Result<Value> {
     let lean = start_server("layers-lean", &["--generic", "none", "--zygotes", "0"])?;
     if lean.sandbox == "lean" {
         servers.push((lean, "lean".to_string()));
-        for (short, label, flags) in isolating_sandboxes() {
+        for (short, label, flags) in isolating_sandboxes(false) {
             servers.push((start_server(&format!("layers-{short}"), &flags)?, label));
         }
     } else {

@@ -35,7 +35,7 @@ fn servers() -> Result<Vec<(BenchServer, String)>> {
             return Ok(servers);
         }
     }
-    for (short, label, flags) in isolating_sandboxes() {
+    for (short, label, flags) in isolating_sandboxes(false) {
         servers.push((start_server(&format!("sbx-{short}"), &flags)?, label));
     }
     Ok(servers)
