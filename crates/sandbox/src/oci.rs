@@ -448,7 +448,7 @@ impl Sandbox for OciSandbox {
     }
 
     fn paths(&self, _host: &InstancePaths) -> InstancePaths {
-        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+        crate::lean::instance_view()
     }
 
     fn isolates_devices(&self) -> bool {

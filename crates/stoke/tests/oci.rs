@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn runtimes() -> Vec<&'static str> {
     if !privileged("the oci sandbox") {
@@ -17,13 +16,6 @@ fn runtimes() -> Vec<&'static str> {
     }
     let installed = |tool: &str| std::process::Command::new(tool).arg("--version").output().is_ok();
     ["runc", "crun", "runsc"].into_iter().filter(|r| present_or_skip(installed(r), r, "the oci sandbox")).collect()
-}
-
-fn invoke(s: &TestServer, function: &str, event: Value) -> (u16, Option<String>, Value) {
-    let resp = s.req(Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event).send().unwrap();
-    let status = resp.status().as_u16();
-    let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
-    (status, error, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
 }
 
 const PROBE: &str = r#"
@@ -45,20 +37,20 @@ fn functions_run_as_oci_bundles_with_their_layers_and_limits() {
             assert_eq!(s.post(&format!("/v1/layers/{name}/versions"), body).0, 201);
         }
         python_fn(&s, "probe", PROBE, json!({"layers": ["base:1", "top:1"], "environment": {"MINE": "m"}}));
-        let (status, err, out) = invoke(&s, "probe", json!({}));
+        let (status, err, out) = invoke_function(&s, "probe", json!({}));
         assert_eq!((status, err), (200, None), "{runtime}: {out}");
         assert_eq!(out["value"], "top", "{runtime}: the later layer wins: {out}");
         assert_eq!((out["user"].as_u64(), out["env"].as_str()), (Some(993), Some("m")), "{runtime}: {out}");
         assert_eq!(out["opt"], json!(["python"]), "{runtime}: {out}");
         assert_eq!(out["hostname"], "stoke", "{runtime}: {out}");
         // Warm: the same container answers again.
-        assert_eq!(invoke(&s, "probe", json!({})).0, 200);
+        assert_eq!(invoke_function(&s, "probe", json!({})).0, 200);
         let (_, list) = s.get("/v1/instances?function=probe");
         assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{runtime}: {list}");
 
         // A provided function, and network none refused with the reason.
         rust_echo_fn(&s, "rusty");
-        let (status, err, out) = invoke(&s, "rusty", json!({"x": 1}));
+        let (status, err, out) = invoke_function(&s, "rusty", json!({"x": 1}));
         assert_eq!((status, err), (200, None), "{runtime}: {out}");
         assert_eq!(out["echo"], json!({"x": 1}));
         let mut body = create_body("sealed", &python_zip("x"));
@@ -96,7 +88,7 @@ fn nothing_an_instance_started_outlives_a_killed_server() {
             "import subprocess\nchild = subprocess.Popen(['/bin/sh', '-c', 'sleep 300; true', '{token}'])\ndef handler(e, c):\n    return child.pid\n"
         );
         python_fn(&s, "spawner", &code, json!({}));
-        let (status, err, out) = invoke(&s, "spawner", json!({}));
+        let (status, err, out) = invoke_function(&s, "spawner", json!({}));
         assert_eq!((status, err), (200, None), "{setup:?}: {out}");
         // gVisor's guest processes are its sentry's, not the host's: look for the sandbox's own processes
         // (runsc, its gofer and sandbox carry the container's id, stoke-<server pid>-<instance>).

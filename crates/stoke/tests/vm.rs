@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::*;
 use reqwest::Method;
-use serde_json::{json, Value};
-
-fn invoke(s: &TestServer, function: &str, event: Value) -> (u16, Option<String>, Value) {
-    let resp = s.req(Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event).send().unwrap();
-    let status = resp.status().as_u16();
-    let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
-    (status, error, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 const PROBE: &str = r#"
 import os, platform, socket, shared
@@ -60,7 +53,7 @@ fn functions_run_in_vms_of_their_own_with_layers_limits_and_only_their_runtime_a
                        "timeout_s": 60});
     python_fn(&s, "probe", PROBE, extra);
     let port = s.url.rsplit(':').next().unwrap().trim_end_matches('/').parse::<u16>().unwrap();
-    let (status, err, out) = invoke(&s, "probe", json!({"server_port": port}));
+    let (status, err, out) = invoke_function(&s, "probe", json!({"server_port": port}));
     assert_eq!((status, err), (200, None), "{out}");
     assert_eq!(out["value"], "top", "the later layer wins: {out}");
     assert_eq!((out["user"].as_u64(), out["env"].as_str()), (Some(993), Some("m")), "{out}");
@@ -81,7 +74,7 @@ fn functions_run_in_vms_of_their_own_with_layers_limits_and_only_their_runtime_a
     assert!(logs.contains("probe says hello"), "{logs}");
     assert!(logs.contains("Max Memory Used") && logs.contains("Init Duration"), "{logs}");
     // Warm: the same VM answers again.
-    assert_eq!(invoke(&s, "probe", json!({"server_port": port})).0, 200);
+    assert_eq!(invoke_function(&s, "probe", json!({"server_port": port})).0, 200);
     let (_, list) = s.get("/v1/instances?function=probe");
     assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
 
@@ -90,7 +83,7 @@ fn functions_run_in_vms_of_their_own_with_layers_limits_and_only_their_runtime_a
     let (status, patched) =
         s.call(s.req(Method::PATCH, "/v1/functions/rusty").json(&json!({"timeout_s": 60, "network": "none"})));
     assert_eq!(status, 200, "{patched}");
-    let (status, err, out) = invoke(&s, "rusty", json!({"x": 1}));
+    let (status, err, out) = invoke_function(&s, "rusty", json!({"x": 1}));
     assert_eq!((status, err), (200, None), "{out}");
     assert_eq!(out["echo"], json!({"x": 1}));
 }
@@ -116,11 +109,11 @@ fn a_vm_that_runs_past_its_timeout_is_killed_and_the_next_invocation_gets_a_new_
     let sleeper = "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'woke'\n";
     python_fn(&s, "sleeper", sleeper, json!({"timeout_s": 20}));
     // Warm first: the cold start counts against the timeout.
-    assert_eq!(invoke(&s, "sleeper", json!({"s": 0})).2, json!("woke"));
+    assert_eq!(invoke_function(&s, "sleeper", json!({"s": 0})).2, json!("woke"));
     let (_, list) = s.get("/v1/instances?function=sleeper");
     let qemu = list["instances"][0]["pid"].as_u64().unwrap();
     let started = Instant::now();
-    let (status, err, out) = invoke(&s, "sleeper", json!({"s": 120}));
+    let (status, err, out) = invoke_function(&s, "sleeper", json!({"s": 120}));
     assert_eq!((status, err.as_deref()), (200, Some("Sandbox.Timedout")), "{out}");
     assert!(started.elapsed() < Duration::from_secs(60), "stopped at its timeout");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -128,7 +121,7 @@ fn a_vm_that_runs_past_its_timeout_is_killed_and_the_next_invocation_gets_a_new_
         assert!(Instant::now() < deadline, "the timed-out VM (QEMU {qemu}) is still running");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(invoke(&s, "sleeper", json!({"s": 0})).2, json!("woke"), "a new VM serves it");
+    assert_eq!(invoke_function(&s, "sleeper", json!({"s": 0})).2, json!("woke"), "a new VM serves it");
 }
 
 #[test]
@@ -170,7 +163,7 @@ fn vms_idle_stopped_or_busy_die_with_the_server() {
     let sleeper = "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'woke'\n";
     python_fn(&s, "idle", sleeper, json!({"timeout_s": 60}));
     python_fn(&s, "busy", sleeper, json!({"timeout_s": 60}));
-    assert_eq!(invoke(&s, "idle", json!({"s": 0})).2, json!("woke"));
+    assert_eq!(invoke_function(&s, "idle", json!({"s": 0})).2, json!("woke"));
     let pid_of = |s: &TestServer, f: &str| {
         s.get(&format!("/v1/instances?function={f}")).1["instances"][0]["pid"].as_u64().unwrap()
     };
@@ -185,7 +178,7 @@ fn vms_idle_stopped_or_busy_die_with_the_server() {
         assert!(Instant::now() < deadline, "the idle VM (QEMU {idle}) was never stopped");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(invoke(&s, "idle", json!({"s": 0})).2, json!("woke"), "resumed by work");
+    assert_eq!(invoke_function(&s, "idle", json!({"s": 0})).2, json!("woke"), "resumed by work");
     let busy_call = {
         let (url, key) = (s.url.clone(), s.api_key.clone());
         std::thread::spawn(move || {
@@ -250,12 +243,12 @@ fn a_generic_vm_booted_ahead_takes_a_function_of_its_size() {
     }
     python_fn(&s, "small", WHERE, json!({"memory_mb": 128, "timeout_s": 60}));
     python_fn(&s, "large", WHERE, json!({"memory_mb": 256, "timeout_s": 60}));
-    let (status, err, small) = invoke(&s, "small", json!({}));
+    let (status, err, small) = invoke_function(&s, "small", json!({}));
     assert_eq!((status, err), (200, None), "{small}");
     assert_eq!(small["task_root_in_share"], "/task", "its code was bound from a generic VM's slot: {small}");
     assert_eq!(small["listing"], json!(["app.py"]), "{small}");
     assert_eq!(small["slot"], json!([]), "the slot itself is unmounted (an empty directory): {small}");
-    let (status, err, large) = invoke(&s, "large", json!({}));
+    let (status, err, large) = invoke_function(&s, "large", json!({}));
     assert_eq!((status, err), (200, None), "{large}");
     assert_eq!(large["task_root_in_share"], "/", "a 256 MB function gets a VM of its own: {large}");
     // The pool refills, and the next one serves another function, with its own Runtime API endpoint.
@@ -265,8 +258,8 @@ fn a_generic_vm_booted_ahead_takes_a_function_of_its_size() {
         std::thread::sleep(Duration::from_millis(100));
     }
     python_fn(&s, "other", WHERE, json!({"memory_mb": 128, "timeout_s": 60}));
-    let (status, err, other) = invoke(&s, "other", json!({}));
+    let (status, err, other) = invoke_function(&s, "other", json!({}));
     assert_eq!((status, err), (200, None), "{other}");
     assert_eq!(other["task_root_in_share"], "/task", "{other}");
-    assert_eq!(invoke(&s, "small", json!({})).0, 200, "the first one is still warm");
+    assert_eq!(invoke_function(&s, "small", json!({})).0, 200, "the first one is still warm");
 }

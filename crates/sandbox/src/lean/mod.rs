@@ -46,6 +46,12 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const RUNTIME_DIR: &str = "/var/runtime";
 /// Where an instance sees its account's workflow scratch directories (read-write).
 pub const SCRATCH_DIR: &str = "/var/stoke-scratch";
+
+/// Where an instance whose root is its own sees its code, runtime files and scratch directory (lean, oci
+/// and vm alike).
+pub(crate) fn instance_view() -> InstancePaths {
+    InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+}
 /// Where an instance sees its layers, merged (as on Lambda).
 pub const LAYER_ROOT: &str = "/opt";
 
@@ -488,7 +494,7 @@ impl Sandbox for LeanSandbox {
     }
 
     fn paths(&self, _host: &InstancePaths) -> InstancePaths {
-        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+        instance_view()
     }
 
     fn isolates_devices(&self) -> bool {

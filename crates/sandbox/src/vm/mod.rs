@@ -7,7 +7,7 @@
 //!   instance gets. Each instance adds a few hundred bytes to it: what to mount and run.
 //! - The host's `/usr` (the default image), the function's code, stoke's runtime files and the layers are
 //!   shared read-only over 9p by QEMU itself (no daemon); the account's scratch directory read-write;
-//!   `/tmp` is the guest's own, in its memory.
+//!   `/tmp` is a disk of the VM's own.
 //! - The guest's only network peer is the Runtime API: QEMU's user network with `restrict=on` drops every
 //!   packet but the connections to one forwarded address, which QEMU hands to a relay it starts per
 //!   connection; the relay is a process of the instance's group, so the Runtime API's check that a
@@ -16,6 +16,9 @@
 //!   runs as an unprivileged user with no capabilities and no new privileges inside the guest; when it
 //!   exits, the init writes its exit status and the guest's OOM kills to a one-block status disk and powers
 //!   the VM off. QEMU is tied to the server (`PR_SET_PDEATHSIG`) and filters its own system calls.
+//!
+//! - Generic VMs are booted before their function is known and given it through a shared slot directory
+//!   and their console (see [`VmSandbox::keep_generic`](crate::Sandbox::keep_generic)).
 //!
 //! Without `/dev/kvm` (or where the host's KVM cannot run a standard guest kernel, as PVM's) it refuses to
 //! start unless told to emulate (`Accel::Tcg`), which is correct and many times slower.
@@ -417,7 +420,7 @@ impl Sandbox for VmSandbox {
     }
 
     fn paths(&self, _host: &InstancePaths) -> InstancePaths {
-        InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
+        crate::lean::instance_view()
     }
 
     fn isolates_network(&self) -> bool {

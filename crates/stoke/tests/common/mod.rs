@@ -592,6 +592,15 @@ pub fn durable_sdk(check: &str) -> Option<std::path::PathBuf> {
     .then_some(wheels)
 }
 
+/// Invokes `function` on `s` with `event`: the status, the function error header, and the body as JSON
+/// (`Null` when it is not).
+pub fn invoke_function(s: &TestServer, function: &str, event: Value) -> (u16, Option<String>, Value) {
+    let resp = s.req(Method::POST, &format!("/v1/functions/{function}/invoke")).json(&event).send().unwrap();
+    let status = resp.status().as_u16();
+    let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
+    (status, error, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
+}
+
 /// The Lambda clients answer on `s`'s sandbox (`label` names it in failures): the Python and Node runtimes,
 /// the Rust `lambda_runtime` crate and AWS's own Python client (`awslambdaric`, run by `ric`, the Python
 /// that has it) each answer, report a handler's error as Lambda does, and keep their instance warm for the
@@ -607,12 +616,6 @@ pub fn lambda_clients_answer(s: &TestServer, label: &str, ric: Option<&str>, tim
     rust_echo_fn(s, "rusty");
     let (status, out) = s.call(s.req(Method::PATCH, "/v1/functions/rusty").json(&json!({"timeout_s": timeout_s})));
     assert_eq!(status, 200, "{out}");
-    let invoke = |name: &str, event: Value| {
-        let resp = s.req(Method::POST, &format!("/v1/functions/{name}/invoke")).json(&event).send().unwrap();
-        let status = resp.status().as_u16();
-        let error = resp.headers().get("x-stoke-function-error").map(|v| v.to_str().unwrap().to_string());
-        (status, error, serde_json::from_str::<Value>(&resp.text().unwrap()).unwrap_or(Value::Null))
-    };
     let mut clients = vec![("py", Some("ValueError")), ("js", Some("TypeError")), ("rusty", None)];
     if let Some(python) = ric {
         let bootstrap = format!("#!/bin/sh\nexec {python} -m awslambdaric app.handler\n");
@@ -623,18 +626,18 @@ pub fn lambda_clients_answer(s: &TestServer, label: &str, ric: Option<&str>, tim
         clients.push(("ric", Some("ValueError")));
     }
     for (name, error_type) in clients {
-        let (status, err, out) = invoke(name, json!({"x": 1}));
+        let (status, err, out) = invoke_function(s, name, json!({"x": 1}));
         assert_eq!((status, err), (200, None), "{label} {name}: {out}");
         let echoed = if name == "rusty" { &out["echo"] } else { &out["event"] };
         assert_eq!(echoed, &json!({"x": 1}), "{label} {name}: {out}");
-        let (status, err, out) = invoke(name, json!({"fail": true}));
+        let (status, err, out) = invoke_function(s, name, json!({"fail": true}));
         assert_eq!(status, 200, "{label} {name}: {out}");
         assert!(err.is_some(), "{label} {name}: a handler's error is the function's: {out}");
         assert_eq!(out["errorMessage"], "asked to fail", "{label} {name}: {out}");
         if let Some(t) = error_type {
             assert_eq!(out["errorType"], t, "{label} {name}: {out}");
         }
-        let (_, err, out) = invoke(name, json!({"x": 2}));
+        let (_, err, out) = invoke_function(s, name, json!({"x": 2}));
         assert_eq!(err, None, "{label} {name}: the instance survives its handler's error: {out}");
         let (_, list) = s.get(&format!("/v1/instances?function={name}"));
         assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{label} {name}: one warm instance: {list}");
