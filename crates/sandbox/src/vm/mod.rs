@@ -496,7 +496,7 @@ impl Sandbox for VmSandbox {
                 return Err(e);
             }
         };
-        Ok(self.spawned(child, group, &machine, dir))
+        self.spawned(child, group, &machine, dir)
     }
 }
 
@@ -586,13 +586,24 @@ impl VmSandbox {
         cmd.spawn()
     }
 
-    /// The instance a running VM is.
-    fn spawned(&self, child: tokio::process::Child, group: Group, machine: &Machine, dir: PathBuf) -> Spawned {
-        let pid = child.id().unwrap_or(0);
+    /// The instance a running VM is; an error (the VM gone) when QEMU has already exited, which leaves no
+    /// pid to signal.
+    fn spawned(
+        &self,
+        child: tokio::process::Child,
+        group: Group,
+        machine: &Machine,
+        dir: PathBuf,
+    ) -> io::Result<Spawned> {
         let memory_bytes = u64::from(machine.memory_mb) * 1024 * 1024;
         let (status, leftovers) = (machine.status_disk.clone(), self.leftovers.clone());
+        let Some(pid) = child.id() else {
+            group.remove_or_leave(&leftovers);
+            remove_instance_dir(&dir);
+            return Err(io::Error::other("the VM exited before it could be tracked"));
+        };
         let control = VmControl { pid, group, memory_bytes, status, dir, leftovers };
-        Spawned::from_child(child, Arc::new(control))
+        Ok(Spawned::from_child(child, Arc::new(control)))
     }
 
     /// What the guest's function sees of `spec`: its environment (the Runtime API at the guest's address
@@ -789,7 +800,7 @@ impl VmSandbox {
             Ok(())
         })();
         match given {
-            Ok(()) => Ok(self.spawned(vm.child, vm.group, &vm.machine, vm.dir)),
+            Ok(()) => self.spawned(vm.child, vm.group, &vm.machine, vm.dir),
             Err(e) => {
                 self.discard(vm);
                 Err(e)
