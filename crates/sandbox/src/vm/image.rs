@@ -132,7 +132,8 @@ done
 # Defence in depth inside the guest: no user namespaces for the unprivileged function.
 $B sysctl -q -w kernel.unprivileged_userns_clone=0 2>/dev/null
 $B sysctl -q -w user.max_user_namespaces=0 2>/dev/null
-share() { $B mkdir -p "$3" && $B mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=loose,nosuid,nodev,$2" "$1" "$3" || { echo "stoke: cannot mount $3" >&2; $B poweroff -f; }; }
+# Read-only shares are cached; a writable one (scratch, which other instances write too) is not.
+share() { c=loose; [ "$2" = rw ] && c=none; $B mkdir -p "$3" && $B mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=$c,nosuid,nodev,$2" "$1" "$3" || { echo "stoke: cannot mount $3" >&2; $B poweroff -f; }; }
 . /stoke/instance
 code=$?
 oom=$($B awk '/^oom_kill /{print $2}' /proc/vmstat)

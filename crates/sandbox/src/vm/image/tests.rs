@@ -194,6 +194,13 @@ fn qemu_gets_a_microvm_whose_only_peer_is_the_relay_and_whose_shares_are_read_on
 }
 
 #[test]
+fn only_read_only_shares_are_cached_in_the_guest() {
+    let share = INIT.lines().find(|l| l.starts_with("share() {")).expect("the share function");
+    assert!(share.contains(r#"c=loose; [ "$2" = rw ] && c=none;"#), "{share}");
+    assert!(share.contains("cache=$c,") && share.contains(",$2\""), "{share}");
+}
+
+#[test]
 fn the_status_disk_says_how_the_function_ended() {
     assert_eq!(parse_status(b"exit=0 oom=0\n\0\0"), Some((0, false)));
     assert_eq!(parse_status(b"exit=137 oom=2\n"), Some((137, true)));
