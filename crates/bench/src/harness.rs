@@ -127,13 +127,9 @@ pub fn isolating_sandboxes(with_generic: bool) -> Vec<(&'static str, String, Vec
         .into_iter()
         .map(|r| (r, format!("oci {r}"), vec!["--sandbox", "oci", "--oci-runtime", r]))
         .collect();
-    let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output().is_ok();
-    let kernel =
-        std::fs::read_dir("/lib/modules").is_ok_and(|d| d.flatten().any(|m| m.path().join("kernel/fs/9p").is_dir()));
-    if qemu && kernel && std::path::Path::new("/bin/busybox").exists() {
-        let kvm = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
-            && !std::path::Path::new("/sys/module/kvm_pvm").exists();
-        let (accel, how) = if kvm { ("kvm", "KVM") } else { ("tcg", "emulated, no KVM") };
+    if stoke_testkit::vm::missing_parts().is_empty() {
+        let accel = stoke_testkit::vm::accel();
+        let how = if accel == "kvm" { "KVM" } else { "emulated, no KVM" };
         out.push(("vm", format!("vm ({how})"), vec!["--sandbox", "vm", "--vm-accel", accel, "--generic", "none"]));
         if with_generic {
             out.push(("vm-generic", format!("vm + generic ({how})"), vec!["--sandbox", "vm", "--vm-accel", accel]));

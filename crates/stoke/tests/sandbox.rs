@@ -160,7 +160,7 @@ const SETUPS: [&[&str]; 8] = [
 
 fn setups() -> Vec<&'static [&'static str]> {
     let installed = |tool: &str| std::process::Command::new(tool).arg("--version").output().is_ok();
-    let kvm = vm_kvm_usable();
+    let kvm = stoke_testkit::vm::kvm_usable();
     SETUPS
         .iter()
         .copied()

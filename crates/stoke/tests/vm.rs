@@ -144,7 +144,7 @@ fn the_vm_sandbox_refuses_to_start_without_what_it_needs_and_says_what_to_do() {
     }
     let err = start(&["--sandbox", "vm", "--vm-accel", "tcg", "--vm-kernel", "/nonexistent/vmlinuz-0.0-none"]);
     assert!(err.contains("/nonexistent/vmlinuz-0.0-none") && err.contains("/lib/modules"), "{err}");
-    if !vm_kvm_usable() {
+    if !stoke_testkit::vm::kvm_usable() {
         // This host's KVM cannot run a guest: asked for it, the server says why and how to go on.
         let err = start(&["--sandbox", "vm"]);
         assert!(err.contains("/dev/kvm") || err.contains("kvm_pvm"), "{err}");

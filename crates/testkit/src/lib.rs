@@ -199,6 +199,39 @@ impl Drop for Server {
     }
 }
 
+/// What the vm sandbox needs of this host, as the tests and benchmarks that run it ask.
+pub mod vm {
+    /// Whether this host's KVM can run a standard guest kernel: `/dev/kvm` opens and is not PVM's (which
+    /// runs only PVM guests). Where it cannot, VMs run emulated (`--vm-accel tcg`).
+    pub fn kvm_usable() -> bool {
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+            && !std::path::Path::new("/sys/module/kvm_pvm").exists()
+    }
+
+    /// `--vm-accel` for this host: `kvm` where its KVM can run a guest, else `tcg`.
+    pub fn accel() -> &'static str {
+        if kvm_usable() {
+            "kvm"
+        } else {
+            "tcg"
+        }
+    }
+
+    /// What the vm sandbox needs and this host lacks, each named by what installs it: QEMU, a guest kernel
+    /// whose modules include 9p, a static busybox.
+    pub fn missing_parts() -> Vec<&'static str> {
+        let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output().is_ok();
+        let kernel = std::fs::read_dir("/lib/modules")
+            .is_ok_and(|d| d.flatten().any(|m| m.path().join("kernel/fs/9p").is_dir()));
+        let busybox = std::path::Path::new("/bin/busybox").exists();
+        [(qemu, "qemu-system-x86"), (kernel, "linux-image-amd64 (a guest kernel with 9p)"), (busybox, "busybox-static")]
+            .into_iter()
+            .filter(|(present, _)| !present)
+            .map(|(_, part)| part)
+            .collect()
+    }
+}
+
 /// Processes whose command line mentions `needle` (an instance's helper names its server's data directory).
 pub fn processes_mentioning(needle: &str) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };

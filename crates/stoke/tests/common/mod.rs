@@ -324,33 +324,19 @@ pub fn present_or_skip(present: bool, tool: &str, check: &str) -> bool {
     present
 }
 
-/// Whether this host's KVM can run a standard guest kernel: `/dev/kvm` opens and is not PVM's (which runs
-/// only PVM guests). Where it cannot, the vm sandbox's tests run the VMs emulated (`--vm-accel tcg`).
-pub fn vm_kvm_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
-        && !std::path::Path::new("/sys/module/kvm_pvm").exists()
-}
-
 /// Whether the vm sandbox can run here (root, QEMU, a guest kernel with 9p, a static busybox); outside CI
 /// a missing part skips, loudly.
 pub fn vm_ready() -> bool {
     if !privileged("the vm sandbox") {
         return false;
     }
-    let qemu = Command::new("qemu-system-x86_64").arg("--version").output().is_ok();
-    let kernel = std::fs::read_dir("/lib/modules")
-        .map(|d| d.flatten().any(|m| m.path().join("kernel/fs/9p").is_dir()))
-        .unwrap_or(false);
-    let busybox = std::path::Path::new("/bin/busybox").exists();
-    present_or_skip(qemu, "qemu-system-x86", "the vm sandbox")
-        && present_or_skip(kernel, "linux-image-amd64 (a guest kernel with 9p)", "the vm sandbox")
-        && present_or_skip(busybox, "busybox-static", "the vm sandbox")
+    stoke_testkit::vm::missing_parts().into_iter().all(|part| present_or_skip(false, part, "the vm sandbox"))
 }
 
 /// The server arguments that run instances in VMs on this host: KVM where it can run a guest, else
 /// emulated.
 pub fn vm_args() -> [&'static str; 4] {
-    ["--sandbox", "vm", "--vm-accel", if vm_kvm_usable() { "kvm" } else { "tcg" }]
+    ["--sandbox", "vm", "--vm-accel", stoke_testkit::vm::accel()]
 }
 
 /// Whether this host can run the lean sandbox; outside CI a non-root run skips, loudly.
