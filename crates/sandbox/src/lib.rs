@@ -44,6 +44,15 @@ pub fn raise_open_files_limit(want: u64) -> io::Result<u64> {
     Ok(target)
 }
 
+/// Finds `name`: a file name looked up on the server's PATH, or a path.
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return std::path::Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
 /// Threads that start instances: they live as long as the process.
 const LASTING_THREADS: usize = 4;
 
@@ -56,7 +65,7 @@ type Job = Box<dyn FnOnce() + Send>;
 pub fn on_lasting_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> tokio::sync::oneshot::Receiver<T> {
-    static QUEUE: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    static QUEUE: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -70,7 +79,7 @@ pub fn on_lasting_thread<T: Send + 'static>(
                 }
             });
         }
-        Mutex::new(tx)
+        tx
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The job runs in the caller's runtime, if any (a sandbox spawns its processes with tokio's).
@@ -81,7 +90,7 @@ pub fn on_lasting_thread<T: Send + 'static>(
     });
     // The threads never end, so the queue always has a reader; a failed send drops the job, and the
     // receiver then reports it lost.
-    let _ = lock(queue).send(job);
+    let _ = queue.send(job);
     rx
 }
 
@@ -395,6 +404,8 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    use tokio::io::AsyncReadExt;
+
     #[test]
     fn lasting_threads_are_a_few_named_threads_used_again_and_again_in_the_callers_runtime() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -416,7 +427,6 @@ mod tests {
         names.dedup();
         assert!(names.len() <= LASTING_THREADS, "no new thread per job: {names:?}");
     }
-    use tokio::io::AsyncReadExt;
 
     #[test]
     fn a_missing_or_unrunnable_program_is_the_functions_fault_a_busy_node_is_not() {

@@ -91,15 +91,6 @@ impl std::fmt::Debug for OciSandbox {
     }
 }
 
-/// Finds `name` (a file name looked up on PATH, or a path).
-fn find_runtime(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        return Path::new(name).is_file().then(|| PathBuf::from(name));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// Whether `runtime` is gVisor's `runsc` (by name, or by what it says of its version).
 fn is_gvisor(runtime: &Path) -> bool {
     if runtime.file_name().is_some_and(|n| n == "runsc") {
@@ -148,9 +139,9 @@ impl OciSandbox {
             return Err(OciUnavailable::NotRoot);
         }
         let runtime = match runtime {
-            Some(r) => find_runtime(r).ok_or_else(|| OciUnavailable::NoRuntime(r.to_string()))?,
-            None => find_runtime("crun")
-                .or_else(|| find_runtime("runc"))
+            Some(r) => crate::find_program(r).ok_or_else(|| OciUnavailable::NoRuntime(r.to_string()))?,
+            None => crate::find_program("crun")
+                .or_else(|| crate::find_program("runc"))
                 .ok_or_else(|| OciUnavailable::NoRuntime("crun or runc".into()))?,
         };
         let runtime_name = runtime.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

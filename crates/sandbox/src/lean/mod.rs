@@ -46,14 +46,14 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const RUNTIME_DIR: &str = "/var/runtime";
 /// Where an instance sees its account's workflow scratch directories (read-write).
 pub const SCRATCH_DIR: &str = "/var/stoke-scratch";
+/// Where an instance sees its layers, merged (as on Lambda).
+pub const LAYER_ROOT: &str = "/opt";
 
 /// Where an instance whose root is its own sees its code, runtime files and scratch directory (lean, oci
 /// and vm alike).
 pub(crate) fn instance_view() -> InstancePaths {
     InstancePaths { task_root: TASK_ROOT.into(), runtime_dir: RUNTIME_DIR.into(), scratch: SCRATCH_DIR.into() }
 }
-/// Where an instance sees its layers, merged (as on Lambda).
-pub const LAYER_ROOT: &str = "/opt";
 
 /// Knobs of the lean backend.
 #[derive(Debug, Clone, PartialEq, Eq)]

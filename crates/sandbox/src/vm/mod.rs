@@ -87,7 +87,7 @@ pub struct VmSandbox {
     kernel: PathBuf,
     release: String,
     /// The initramfs every instance starts from.
-    base: Arc<Vec<u8>>,
+    base: Vec<u8>,
     dir: PathBuf,
     next: AtomicU64,
     /// Instance directories that could not be removed yet (a mount still busy), tried again later.
@@ -121,7 +121,7 @@ impl VmSandbox {
             .ok_or_else(|| unavailable("the vm sandbox needs the memory, cpu and pids cgroup controllers"))?;
         let server = std::process::id();
         layout.prepare(server).map_err(|e| unavailable(format!("cannot prepare the VMs' cgroups: {e}")))?;
-        let qemu = on_path("qemu-system-x86_64").ok_or_else(|| {
+        let qemu = crate::find_program("qemu-system-x86_64").ok_or_else(|| {
             unavailable("the vm sandbox needs QEMU: apt-get install qemu-system-x86 (its microvm machine runs the VMs)")
         })?;
         let accel = choose_accel(settings.accel)?;
@@ -180,7 +180,7 @@ impl VmSandbox {
             accel,
             kernel,
             release,
-            base: Arc::new(base),
+            base,
             dir,
             next: AtomicU64::new(1),
             leftovers: Arc::default(),
@@ -263,11 +263,6 @@ fn tsc_khz() -> Option<u32> {
     None
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// `vmlinuz-<release>`'s release, when its modules are installed.
 fn release_of(kernel: &Path) -> Option<String> {
     let name = kernel.file_name()?.to_str()?;
@@ -300,7 +295,7 @@ fn unpack_kernel(bz: &Path, to: &Path) -> io::Result<PathBuf> {
         [(b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b\x08\x00", "gzip")];
     for (magic, tool) in formats {
         let Some(at) = data.windows(magic.len()).position(|w| w == magic) else { continue };
-        let Some(tool_path) = on_path(tool) else { continue };
+        let Some(tool_path) = crate::find_program(tool) else { continue };
         let mut child = std::process::Command::new(tool_path)
             .arg("-dc")
             .stdin(Stdio::piped())
