@@ -214,17 +214,16 @@ impl InstanceCtx {
                 cur.id, report.duration_ms, report.billed_ms, report.memory_mb, report.max_memory_used_mb
             ),
         );
-        let labels = self.queue.labels();
         let m = &self.shared.metrics;
-        let outcome_name = if matches!(outcome, Outcome::Success(_)) { "success" } else { "error" };
-        m.invocations.get_or_create(&labels.with_outcome(outcome_name)).inc();
-        m.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
-        m.recent.answered(duration_ms, outcome_name == "error", init_duration_ms.is_some());
-        self.queue.answered(outcome_name == "error", self.shared.clock.now_ms());
+        let failed = !matches!(outcome, Outcome::Success(_));
+        self.queue.metrics.answered(m, failed, elapsed);
+        m.recent.answered(duration_ms, failed, init_duration_ms.is_some());
+        self.queue.answered(failed, self.shared.clock.now_ms());
         if let Some(init) = init_duration_ms {
-            m.cold_starts.get_or_create(&labels).inc();
+            let labels = self.queue.labels();
+            m.cold_starts.get_or_create(labels).inc();
             m.node_cold_starts.inc();
-            m.init_duration.get_or_create(&labels).observe(init / 1000.0);
+            m.init_duration.get_or_create(labels).observe(init / 1000.0);
         }
         let log = if cur.want_log { self.queue.logs.of_request(&cur.id) } else { Vec::new() };
         let _ = cur.responder.send(InvokeResult { request_id: cur.id.to_string(), outcome, report, log, node: None });

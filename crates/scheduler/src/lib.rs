@@ -842,7 +842,7 @@ impl Scheduler {
         let mut depth = Vec::new();
         let mut states = Vec::new();
         for q in &queues {
-            let labels = q.labels();
+            let labels = q.labels().clone();
             for info in q.instance_infos() {
                 states.push((labels.with_state(info.state.as_str()), 1));
             }

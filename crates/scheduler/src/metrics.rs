@@ -3,7 +3,8 @@
 //! queues when scraped).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -86,6 +87,33 @@ pub(crate) struct StateLabels {
     pub function: String,
     pub version: String,
     pub state: String,
+}
+
+/// One queue's series in the families every answer updates, looked up on its first use and kept: an answer
+/// then costs atomic adds, not a label set's four allocations, a hash and a lock per family.
+pub(crate) struct QueueMetrics {
+    labels: FunctionLabels,
+    succeeded: OnceLock<Counter>,
+    failed: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+}
+
+impl QueueMetrics {
+    pub fn new(labels: FunctionLabels) -> Self {
+        QueueMetrics { labels, succeeded: OnceLock::new(), failed: OnceLock::new(), duration: OnceLock::new() }
+    }
+
+    pub fn labels(&self) -> &FunctionLabels {
+        &self.labels
+    }
+
+    /// Counts one answered invocation, by outcome, and its run time.
+    pub fn answered(&self, metrics: &Metrics, error: bool, ran: Duration) {
+        let (series, outcome) = if error { (&self.failed, "error") } else { (&self.succeeded, "success") };
+        series.get_or_init(|| metrics.invocations.get_or_create(&self.labels.with_outcome(outcome)).clone()).inc();
+        let duration = self.duration.get_or_init(|| metrics.duration.get_or_create(&self.labels).clone());
+        duration.observe(ran.as_secs_f64());
+    }
 }
 
 fn latency_buckets() -> Histogram {

@@ -373,6 +373,8 @@ pub(crate) struct FunctionQueue {
     /// Why its last instance could not get its GPUs, until one does: the answer to an invocation refused
     /// for want of them.
     gpu_refusal: Mutex<Option<String>>,
+    /// Its series in the node's metrics.
+    pub metrics: crate::metrics::QueueMetrics,
 }
 
 /// Invocations of one function answered on this node, those that failed, and when the last one was (ms since
@@ -416,7 +418,13 @@ impl FunctionQueue {
             recent_runs_s: learned.run.map(|d| d.as_secs_f64()).into_iter().collect(),
             init_s: learned.init.map(|d| d.as_secs_f64()),
         };
+        let labels = crate::metrics::FunctionLabels {
+            account: target.account.to_string(),
+            function: target.function.to_string(),
+            version: target.version.clone(),
+        };
         Self {
+            metrics: crate::metrics::QueueMetrics::new(labels),
             target,
             state: Mutex::new(State::new(account_in_use, stats, clock.clone())),
             retired: AtomicBool::new(false),
@@ -510,12 +518,8 @@ impl FunctionQueue {
         }
     }
 
-    pub fn labels(&self) -> crate::metrics::FunctionLabels {
-        crate::metrics::FunctionLabels {
-            account: self.target.account.to_string(),
-            function: self.target.function.to_string(),
-            version: self.target.version.clone(),
-        }
+    pub fn labels(&self) -> &crate::metrics::FunctionLabels {
+        self.metrics.labels()
     }
 
     pub fn memory_mb(&self) -> u64 {
@@ -876,7 +880,7 @@ pub(crate) fn no_room(shared: &Shared, queue: &FunctionQueue) -> InvokeError {
 
 /// Counts a refused invocation and says why, retryable after a second.
 fn throttled(shared: &Shared, queue: &FunctionQueue, reason: String) -> InvokeError {
-    shared.metrics.throttles.get_or_create(&queue.labels()).inc();
+    shared.metrics.throttles.get_or_create(queue.labels()).inc();
     shared.metrics.recent.throttled();
     shared.metrics.invocations.get_or_create(&queue.labels().with_outcome("throttled")).inc();
     InvokeError::Throttled { reason, retry_after_s: 1 }

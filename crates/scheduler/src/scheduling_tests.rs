@@ -92,7 +92,7 @@ async fn concurrent_calls_grow_the_pool_to_its_limit_queue_beyond_and_are_refuse
     ran_on.dedup();
     assert_eq!(ran_on.len(), 2);
     let queue = h.queue(&target);
-    assert_eq!(h.shared().metrics.throttles.get_or_create(&queue.labels()).get(), 1);
+    assert_eq!(h.shared().metrics.throttles.get_or_create(queue.labels()).get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
