@@ -14,9 +14,37 @@ pub fn cpu_millis(memory_mb: u32) -> u32 {
     u32::try_from(millis).unwrap_or(u32::MAX).max(1)
 }
 
+/// Cores per thread serving a node's HTTP (the API and every instance's Runtime API) by default.
+pub const CORES_PER_SERVING_THREAD: usize = 4;
+
+/// How many threads serve a node's HTTP by default on a machine of `cores`: one per
+/// [`CORES_PER_SERVING_THREAD`] cores, at least one.
+///
+/// A warm invocation is two HTTP exchanges on the server's side (the caller's, and its instance's `next` and
+/// `response`) handed over from one to the other. On one thread the hand-over is a local wake; across threads
+/// it is a cross-thread wake-up, and on a two-core node one thread took 18–25 % less server CPU per
+/// invocation than two and served 4–20 % more (BENCHMARKS.md, issue 27). The serving threads share the cores
+/// with the functions' processes, which do most of a node's work: a raw no-op's invocation costs the server
+/// ≈ 50 µs, so one thread serves ≈ 20,000 invocations/s — four cores' worth of real functions. Sandbox starts
+/// and the store's work run on threads of their own, not on these.
+pub fn default_worker_threads(cores: usize) -> usize {
+    cores.div_ceil(CORES_PER_SERVING_THREAD).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_serving_thread_per_four_cores_and_never_none() {
+        assert_eq!(default_worker_threads(0), 1);
+        assert_eq!(default_worker_threads(1), 1);
+        assert_eq!(default_worker_threads(2), 1);
+        assert_eq!(default_worker_threads(4), 1);
+        assert_eq!(default_worker_threads(5), 2);
+        assert_eq!(default_worker_threads(16), 4);
+        assert_eq!(default_worker_threads(64), 16);
+    }
 
     #[test]
     fn cpu_follows_memory() {

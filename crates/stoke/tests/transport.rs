@@ -176,3 +176,28 @@ fn a_request_head_over_the_limit_is_431() {
     let (status, _) = s.call(s.http_plain(reqwest::Method::GET, "/healthz").header("x-big", "a".repeat(8 * 1024)));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn the_server_serves_on_the_threads_asked_for_one_per_four_cores_by_default_and_refuses_none() {
+    let asked = TestServer::start_with(&["--worker-threads", "3"]);
+    let (status, node) = asked.get("/v1/node");
+    assert_eq!(status, 200, "{node}");
+    assert_eq!(node["serving_threads"], 3, "{node}");
+    // Served on those threads, the API and an instance's Runtime API both work.
+    python_fn(&asked, "threads", "def handler(event, context):\n    return event\n", serde_json::json!({}));
+    for n in 0..3 {
+        let (status, error, answer) = invoke_function(&asked, "threads", serde_json::json!({ "n": n }));
+        assert_eq!((status, error), (200, None), "{answer}");
+        assert_eq!(answer["n"], n, "{answer}");
+    }
+
+    let default = TestServer::start();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let (_, node) = default.get("/v1/node");
+    assert_eq!(node["serving_threads"], cores.div_ceil(4), "{cores} cores: {node}");
+
+    let none = std::process::Command::new(BIN).args(["server", "--worker-threads", "0"]).output().unwrap();
+    assert!(!none.status.success());
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(said.contains("--worker-threads") && said.contains("0 is not in 1..=1024"), "{said}");
+}

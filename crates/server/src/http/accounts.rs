@@ -50,6 +50,7 @@ pub async fn node(State(s): State<AppState>, caller: Caller) -> Json<NodeView> {
         max_archive_bytes: s.registry.archive_limits().max_archive_bytes,
         region: s.region.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        serving_threads: tokio::runtime::Handle::current().metrics().num_workers(),
         status: caller.account.is_admin.then(|| s.invoker.scheduler().node_status()),
     })
 }

@@ -311,6 +311,9 @@ pub struct NodeView {
     pub max_archive_bytes: u64,
     pub region: String,
     pub version: String,
+    /// Threads serving the API and the instances' Runtime API (`stoke server --worker-threads`).
+    #[serde(default)]
+    pub serving_threads: usize,
     /// What the node's instances hold and what it has done since it started (every account's): shown to
     /// administrators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -180,6 +180,12 @@ struct HttpArgs {
     #[arg(long, default_value_t = (Limits::default().max_header_bytes / 1024) as u64, value_name = "KIB",
           value_parser = clap::value_parser!(u64).range(8..=1024))]
     max_header_kb: u64,
+    /// Threads serving the API and every instance's Runtime API [default: one per four cores, at least one].
+    /// Fewer threads than cores keep a caller's request and its instance's answer on one thread and leave the
+    /// cores to the functions; sandbox starts and the store's work run on threads of their own.
+    #[arg(long, env = "STOKE_WORKER_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 impl HttpArgs {
@@ -456,8 +462,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let workers = args.http.worker_threads.map_or_else(
+        || {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            stoke_core::limits::default_worker_threads(cores)
+        },
+        usize::from,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::start(config).await?;
         let info = server.info().clone();
