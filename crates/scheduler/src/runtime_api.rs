@@ -76,15 +76,20 @@ impl InstanceListener {
             Watched::Pending(_) => None,
         }
     }
-}
 
-impl axum::serve::Listener for InstanceListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection one of the instance's processes opened; others are refused (closed) meanwhile.
+    async fn accept(&mut self) -> (tokio::net::TcpStream, std::net::SocketAddr) {
         loop {
-            let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            let (stream, peer) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted: the endpoint
+                    // stays up; the pause keeps a lasting error from spinning.
+                    tracing::debug!(instance = self.instance, error = %e, "cannot accept a Runtime API connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             let Some(control) = self.control().await else {
                 // The instance never started; nothing will connect that should be served.
                 std::future::pending::<()>().await;
@@ -107,9 +112,27 @@ impl axum::serve::Listener for InstanceListener {
             );
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+/// Serves the instance's Runtime API on `listener` until the task is aborted: HTTP/1.1, the protocol every
+/// runtime client speaks, without the version detection a general server does on each new connection; each
+/// connection on a task of its own, with Nagle's delay off (an answer is written whole, in one write).
+pub(crate) async fn serve(mut listener: InstanceListener, app: Router) {
+    use tower::ServiceExt;
+    loop {
+        let (stream, _) = listener.accept().await;
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a Runtime API connection ended with an error");
+            }
+        });
     }
 }
 
