@@ -57,8 +57,11 @@ class RuntimeApi {
       this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
       this.answer();
     });
+    // Only the connection in use fails the request waiting on it: an older one's late 'close' (after its
+    // 'error' made the request try again on a new one) concerns nothing that waits.
     const lost = (err) => {
-      if (this.sock === sock) this.sock = null;
+      if (this.sock !== sock) return;
+      this.sock = null;
       const waiter = this.waiter;
       this.waiter = null;
       if (waiter) waiter.reject(err || new Error('the Runtime API closed the connection'));
