@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::harness::{
-    add_tree, b64, closed_loop, isolating_sandboxes, percentile, process_cpu_ns, python_site, spread, start_server,
-    table, zip_with, BenchServer,
+    add_tree, b64, closed_loop, descendants_cpu_ns, isolating_sandboxes, percentile, process_cpu_ns, python_site,
+    spread, start_server, table, zip_with, BenchServer,
 };
 use crate::peers::{in_process_ns, peers, start_floor};
 
@@ -52,6 +52,8 @@ struct Round {
     errors: usize,
     /// The platform process's CPU time per completed invocation (stoke's server, the emulator).
     platform_cpu_us: Option<f64>,
+    /// Its descendants' CPU time per completed invocation: the function's own processes.
+    function_cpu_us: Option<f64>,
 }
 
 /// The cold starts of one function on one sandbox: end-to-end and init milliseconds per start.
@@ -284,12 +286,17 @@ pub fn run(
                 // CPU time is steadier than throughput on a shared machine: what the platform's process
                 // (stoke's server, the emulator) spent per invocation, the function's own process aside.
                 let cpu_before = platform.and_then(process_cpu_ns);
+                let function_before = platform.and_then(descendants_cpu_ns);
                 let mut run = closed_loop(url, *key, br#"{"noop":1}"#, c, seconds);
                 let cpu_ns = cpu_before.and_then(|b| Some(process_cpu_ns((*platform)?)?.saturating_sub(b)));
+                let function_ns =
+                    function_before.and_then(|b| Some(descendants_cpu_ns((*platform)?)?.saturating_sub(b)));
                 run.latencies_us.sort_unstable();
                 let tput = run.latencies_us.len() as f64 / run.elapsed.as_secs_f64();
                 let l = &run.latencies_us;
-                let cpu_us = cpu_ns.filter(|_| !l.is_empty()).map(|ns| ns as f64 / 1000.0 / l.len() as f64);
+                let per_invocation =
+                    |ns: Option<u64>| ns.filter(|_| !l.is_empty()).map(|ns| ns as f64 / 1000.0 / l.len() as f64);
+                let cpu_us = per_invocation(cpu_ns);
                 results[si][ci].push(Round {
                     throughput: tput,
                     p50: percentile(l, 0.5),
@@ -297,6 +304,7 @@ pub fn run(
                     p999: percentile(l, 0.999),
                     errors: run.errors,
                     platform_cpu_us: cpu_us,
+                    function_cpu_us: per_invocation(function_ns),
                 });
                 eprintln!("round {} c={c:<3} {name:<36} {tput:>9.0}/s p50 {:>7.0} µs", round + 1, percentile(l, 0.5));
             }
@@ -311,6 +319,7 @@ pub fn run(
         "p99.9 µs",
         "p50 − floor",
         "platform CPU µs/inv",
+        "function CPU µs/inv",
         "errors",
     ]);
     let mut json_rows = Vec::new();
@@ -324,6 +333,8 @@ pub fn run(
             let (p999, _, _) = spread(&mut rows.iter().map(|r| r.p999).collect::<Vec<f64>>());
             let mut cpu: Vec<f64> = rows.iter().filter_map(|r| r.platform_cpu_us).collect();
             let platform_cpu_us = (!cpu.is_empty()).then(|| spread(&mut cpu).0);
+            let mut own: Vec<f64> = rows.iter().filter_map(|r| r.function_cpu_us).collect();
+            let function_cpu_us = (!own.is_empty()).then(|| spread(&mut own).0);
             let errors: usize = rows.iter().map(|r| r.errors).sum();
             let overhead = if si == 0 { "—".to_string() } else { format!("{:+.0} µs", p50 - floor_p50) };
             t.add_row(vec![
@@ -335,11 +346,13 @@ pub fn run(
                 format!("{p999:.0}"),
                 overhead,
                 platform_cpu_us.map_or_else(|| "—".to_string(), |us| format!("{us:.1}")),
+                function_cpu_us.map_or_else(|| "—".to_string(), |us| format!("{us:.1}")),
                 errors.to_string(),
             ]);
             json_rows.push(json!({"scenario": name, "concurrency": c, "throughput_median": tput, "throughput_min": tmin,
                 "throughput_max": tmax, "p50_us": p50, "p99_us": p99, "p999_us": p999, "p50_minus_floor_us": p50 - floor_p50,
-                "platform_cpu_us_per_invocation": platform_cpu_us, "errors": errors}));
+                "platform_cpu_us_per_invocation": platform_cpu_us, "function_cpu_us_per_invocation": function_cpu_us,
+                "errors": errors}));
         }
     }
     println!("{t}");

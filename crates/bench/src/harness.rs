@@ -220,6 +220,28 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some(ns)
 }
 
+/// CPU time of `pid`'s descendants, not of `pid` itself, in ns, each counted as [`process_cpu_ns`] counts a
+/// process: the function instances a server or an emulator runs. Processes that end meanwhile drop out.
+pub fn descendants_cpu_ns(pid: u32) -> Option<u64> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The command name, in parentheses, may hold spaces: the fields after it are state, then parent.
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(child);
+        }
+    }
+    let mut todo = children.get(&pid).cloned().unwrap_or_default();
+    let mut ns = 0;
+    while let Some(p) = todo.pop() {
+        ns += process_cpu_ns(p).unwrap_or(0);
+        todo.extend(children.get(&p).into_iter().flatten().copied());
+    }
+    Some(ns)
+}
+
 /// Median, min and max.
 pub fn spread(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
