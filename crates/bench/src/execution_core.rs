@@ -286,11 +286,10 @@ pub fn run(
                 // CPU time is steadier than throughput on a shared machine: what the platform's process
                 // (stoke's server, the emulator) spent per invocation, the function's own process aside.
                 let cpu_before = platform.and_then(process_cpu_ns);
-                let function_before = platform.and_then(descendants_cpu_ns);
+                let function_before = platform.map(descendants_cpu_ns);
                 let mut run = closed_loop(url, *key, br#"{"noop":1}"#, c, seconds);
                 let cpu_ns = cpu_before.and_then(|b| Some(process_cpu_ns((*platform)?)?.saturating_sub(b)));
-                let function_ns =
-                    function_before.and_then(|b| Some(descendants_cpu_ns((*platform)?)?.saturating_sub(b)));
+                let function_ns = function_before.zip(*platform).map(|(b, p)| descendants_cpu_ns(p).saturating_sub(b));
                 run.latencies_us.sort_unstable();
                 let tput = run.latencies_us.len() as f64 / run.elapsed.as_secs_f64();
                 let l = &run.latencies_us;

@@ -220,26 +220,33 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some(ns)
 }
 
-/// CPU time of `pid`'s descendants, not of `pid` itself, in ns, each counted as [`process_cpu_ns`] counts a
-/// process: the function instances a server or an emulator runs. Processes that end meanwhile drop out.
-pub fn descendants_cpu_ns(pid: u32) -> Option<u64> {
-    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // The command name, in parentheses, may hold spaces: the fields after it are state, then parent.
-        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if let Some(parent) = parent {
-            children.entry(parent).or_default().push(child);
+/// Every process below `root` (children, grandchildren, …).
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
         }
     }
-    let mut todo = children.get(&pid).cloned().unwrap_or_default();
-    let mut ns = 0;
-    while let Some(p) = todo.pop() {
-        ns += process_cpu_ns(p).unwrap_or(0);
-        todo.extend(children.get(&p).into_iter().flatten().copied());
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
     }
-    Some(ns)
+    found.remove(0);
+    found
+}
+
+/// CPU time of `pid`'s descendants ([`descendants`]), not of `pid` itself, in ns, each counted as
+/// [`process_cpu_ns`] counts a process: the function instances a server or an emulator runs. Processes that
+/// end meanwhile drop out.
+pub fn descendants_cpu_ns(pid: u32) -> u64 {
+    descendants(pid).into_iter().map(|p| process_cpu_ns(p).unwrap_or(0)).sum()
 }
 
 /// Median, min and max.

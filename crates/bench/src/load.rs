@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    b64, closed_loop, invoked_ok, percentile, process_cpu_ns, spread, start_server, table, zip_with, Run,
+    b64, closed_loop, descendants, invoked_ok, percentile, process_cpu_ns, spread, start_server, table, zip_with, Run,
 };
 use crate::loadgen::RawClient;
 
@@ -294,28 +294,6 @@ pub fn noisy(args: &LoadArgs, bootstrap: &[u8], rounds: usize, seconds: f64) -> 
 pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Every process below `root` (children, grandchildren, …).
-pub(crate) fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parent_of.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    found.remove(0);
-    found
 }
 
 /// Density: `args.density` idle warm instances of the rust no-op (functions of `min_warm` 100, 128 MB each),
