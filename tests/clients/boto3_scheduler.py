@@ -38,8 +38,11 @@ RECORDER = """
 import json, os
 
 def handler(event, context):
-    with open(os.path.join(os.environ['OUT'], context.aws_request_id), 'w') as f:
+    # Written beside and renamed, so the test never reads a file the handler is still writing.
+    path = os.path.join(os.environ['OUT'], context.aws_request_id)
+    with open(path + '.part', 'w') as f:
         f.write(json.dumps(event))
+    os.rename(path + '.part', path)
 """
 
 sch, lam = client("scheduler"), client("lambda")
@@ -100,10 +103,11 @@ sch.create_schedule(Name="once", ScheduleExpression=f"at({at})", FlexibleTimeWin
                             "Input": json.dumps({"when": "<aws.scheduler.scheduled-time>",
                                                  "id": "<aws.scheduler.execution-id>"})})
 deadline = time.time() + 30
-while not os.listdir(out):
+done = lambda: [name for name in os.listdir(out) if not name.endswith(".part")]
+while not done():
     assert time.time() < deadline, "the one-time schedule did not run the function"
     time.sleep(0.2)
-[request_id] = os.listdir(out)
+[request_id] = done()
 event = json.load(open(os.path.join(out, request_id)))
 assert event == {"when": at + "Z", "id": request_id}, event
 deadline = time.time() + 10

@@ -793,7 +793,8 @@ fn event_destinations_receive_lambdas_invocation_record() {
     // Each attempt of the worker, and each record the sink receives, is a file (the process sandbox lets
     // them write to the host's directory).
     let worker = "import os, uuid\ndef handler(e, c):\n    open(os.path.join(os.environ['OUT'], 'try-' + uuid.uuid4().hex), 'w').write(c.aws_request_id)\n    if e.get('fail'):\n        raise ValueError('asked to fail')\n    return {'done': e['n']}\n";
-    let sink = "import json, os\ndef handler(e, c):\n    open(os.path.join(os.environ['OUT'], 'record-' + c.aws_request_id), 'w').write(json.dumps(e))\n";
+    // The sink writes beside and renames, so a record is never read half-written.
+    let sink = "import json, os\ndef handler(e, c):\n    p = os.path.join(os.environ['OUT'], c.aws_request_id)\n    open(p, 'w').write(json.dumps(e))\n    os.rename(p, os.path.join(os.environ['OUT'], 'record-' + c.aws_request_id))\n";
     python_fn(&s, "worker", worker, json!({"environment": {"OUT": out}}));
     python_fn(&s, "sink", sink, json!({"environment": {"OUT": out}}));
     let (status, w) = s.post(
