@@ -81,6 +81,25 @@ impl Eviction {
     }
 }
 
+/// How a new Runtime API connection was found to be its instance's own (see
+/// `runtime_api::InstanceListener::accept`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CheckLabels {
+    pub check: &'static str,
+}
+
+/// New Runtime API connections, by how their owner was checked: `socket_cgroup` (one netlink query),
+/// `process_walk` (the instance's processes' open files, on a blocking thread) or `refused`. Cloned into
+/// every instance's listener.
+#[derive(Clone, Default)]
+pub(crate) struct Connections(Family<CheckLabels, Counter>);
+
+impl Connections {
+    pub fn opened(&self, check: &'static str) {
+        self.0.get_or_create(&CheckLabels { check }).inc();
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StateLabels {
     pub account: String,
@@ -135,6 +154,8 @@ pub(crate) struct Metrics {
     /// The only walk over all functions outside the controller's tick: invocations on a node with room never
     /// cause one.
     pub reclaim_walks: Counter,
+    /// Node-wide: new Runtime API connections, by how their owner was checked.
+    pub runtime_connections: Connections,
     /// Node-wide: the slot being counted now and the last hour's, for `GET /v1/node/history`.
     pub recent: Recent,
 }
@@ -221,6 +242,7 @@ impl Metrics {
             node_cold_starts: Counter::default(),
             evictions: Family::default(),
             reclaim_walks: Counter::default(),
+            runtime_connections: Connections::default(),
             recent: Recent::new(),
         }
     }
@@ -265,6 +287,11 @@ impl Metrics {
             "reclaim_walks",
             "Times every queue on the node was searched for idle instances to give way",
             self.reclaim_walks.clone(),
+        );
+        registry.register(
+            "runtime_api_connections",
+            "New Runtime API connections, by how the instance's ownership of each was checked",
+            self.runtime_connections.0.clone(),
         );
         let depth: Family<FunctionLabels, Gauge> = Family::default();
         for (labels, v) in queue_depth {

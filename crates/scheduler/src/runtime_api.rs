@@ -18,6 +18,7 @@ use stoke_sandbox::InstanceControl;
 use tokio::sync::oneshot;
 
 use crate::context::{error_outcome, Current, InstanceCtx};
+use crate::metrics::Connections;
 use crate::queue::Invocation;
 use crate::{lock, Outcome};
 
@@ -52,6 +53,7 @@ pub(crate) struct InstanceListener {
     inner: tokio::net::TcpListener,
     instance: u64,
     control: Watched,
+    counted: Connections,
 }
 
 /// The instance's control, known once the sandbox has started it (a runtime may connect before that).
@@ -62,9 +64,13 @@ enum Watched {
 
 impl InstanceListener {
     /// The listener, and where to send the instance's control once it runs.
-    pub fn new(inner: tokio::net::TcpListener, instance: u64) -> (Self, oneshot::Sender<Arc<dyn InstanceControl>>) {
+    pub fn new(
+        inner: tokio::net::TcpListener,
+        instance: u64,
+        counted: Connections,
+    ) -> (Self, oneshot::Sender<Arc<dyn InstanceControl>>) {
         let (tx, rx) = oneshot::channel();
-        (InstanceListener { inner, instance, control: Watched::Pending(rx) }, tx)
+        (InstanceListener { inner, instance, control: Watched::Pending(rx), counted }, tx)
     }
 
     async fn control(&mut self) -> Option<Arc<dyn InstanceControl>> {
@@ -99,12 +105,15 @@ impl InstanceListener {
             // The kernel's record of the socket's cgroup settles almost every connection at once; the
             // `/proc` walk, on a blocking thread, only the rest.
             if control.opened_connection_quickly(local, peer) {
+                self.counted.opened("socket_cgroup");
                 return (stream, peer);
             }
             let owned = tokio::task::spawn_blocking(move || control.opened_connection(local, peer)).await;
             if owned.unwrap_or(false) {
+                self.counted.opened("process_walk");
                 return (stream, peer);
             }
+            self.counted.opened("refused");
             tracing::warn!(
                 instance = self.instance,
                 %peer,

@@ -639,6 +639,46 @@ fn an_instances_runtime_api_serves_only_that_instances_processes() {
     let after = invoke(s, "victim", json!({}));
     assert_eq!(after.status, 200, "{}", after.body);
     assert_eq!(after.instance(), first.instance(), "the instance kept working");
+    // Every refusal is counted: the two exchanges above and the spy's probe.
+    let text = s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    assert!(runtime_api_connections(&text, "refused") >= 3, "{text}");
+}
+
+/// `stoke_runtime_api_connections_total` for one way of checking a connection's owner (0 when unused).
+fn runtime_api_connections(metrics: &str, check: &str) -> u64 {
+    let prefix = format!("stoke_runtime_api_connections_total{{check=\"{check}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Where the kernel tags each socket with its creator's cgroup v2 group — a v2 host, or a hybrid one that
+/// mounts the unified tree beside its v1 controllers, as CI's does — a lean instance's new Runtime API
+/// connections are known as its own from that tag, with no walk through `/proc`. Zygotes are off: their
+/// instances join their groups from inside a user namespace and take the walk.
+#[test]
+fn a_lean_instances_connections_are_known_as_its_own_from_their_sockets_group() {
+    let s = TestServer::start_with(&["--zygotes", "0"]);
+    if s.get("/v1/instances").1["sandbox"] != "lean" {
+        assert!(std::env::var_os("CI").is_none(), "CI runs the lean sandbox (as root)");
+        eprintln!("SKIPPED a_lean_instances_connections_are_known_as_its_own: the lean sandbox needs root");
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let unified = mountinfo.lines().any(|l| l.split_once(" - ").is_some_and(|(_, fs)| fs.starts_with("cgroup2 ")));
+    python_fn(&s, "own", "def handler(e, c):\n    return e\n", json!({}));
+    for i in 0..5 {
+        let r = invoke(&s, "own", json!({ "i": i }));
+        assert_eq!((r.status, &r.body), (200, &json!({ "i": i })));
+    }
+    let text = s.req(Method::GET, "/metrics").send().unwrap().text().unwrap();
+    let (quick, walked) =
+        (runtime_api_connections(&text, "socket_cgroup"), runtime_api_connections(&text, "process_walk"));
+    if unified {
+        assert!(quick >= 1 && walked == 0, "every connection known from its socket's group: {text}");
+    } else {
+        eprintln!("NOTE: no cgroup v2 hierarchy on this host: connections take the walk");
+        assert!(walked >= 1 && quick == 0, "{text}");
+    }
+    assert_eq!(runtime_api_connections(&text, "refused"), 0, "{text}");
 }
 
 /// Sends `event` to `function` as an Event invocation through the Lambda API; its request id.

@@ -391,6 +391,8 @@ fn fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_se
         return;
     }
     for setup in setups() {
+        // Shown with a failure's message: which setup it was.
+        println!("setup: {setup:?}");
         fork_bombs_memory_bombs_and_full_tmp_hit_the_limits_and_the_platform_keeps_serving_on(
             &server(setup),
             gvisor(setup),

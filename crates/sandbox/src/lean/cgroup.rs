@@ -30,6 +30,12 @@ pub struct Layout {
     /// Where the groups go: `stoke`, nested under the server's own group on v1 (lean); or `stoke-oci` at each
     /// hierarchy's root (an OCI runtime takes one path for every controller).
     pub place: Place,
+    /// Where the unified (v2) hierarchy is mounted on a host whose controllers are all on v1 (a hybrid host).
+    /// Each instance also gets a group there, with no controllers: the kernel tags every socket with its
+    /// creator's v2 group, so the Runtime API knows a new connection's instance from one netlink query
+    /// instead of a walk through `/proc` (see [`Group::opened_connection_quickly`]). An aid, not a limit: a
+    /// host where that tree cannot be written goes without it.
+    pub identity: Option<PathBuf>,
 }
 
 /// Where a layout's groups go (see [`Layout::place`]).
@@ -112,7 +118,7 @@ fn layout_from(mountinfo: &str, proc_cgroup: &str, v2_controllers: impl Fn(&Path
     let v2_mount = mounts.iter().find(|m| m.v2);
     let v2_has: Vec<String> =
         v2_mount.map(|m| v2_controllers(&m.point).split_whitespace().map(str::to_string).collect()).unwrap_or_default();
-    let mut controllers = Vec::new();
+    let mut controllers: Vec<(&'static str, Hierarchy)> = Vec::new();
     for ctrl in REQUIRED.iter().chain(OPTIONAL.iter()).copied() {
         let v1 = mounts.iter().find(|m| !m.v2 && m.options.iter().any(|o| o == ctrl));
         let found = match (v1, v2_mount) {
@@ -131,7 +137,9 @@ fn layout_from(mountinfo: &str, proc_cgroup: &str, v2_controllers: impl Fn(&Path
             None => {}
         }
     }
-    Some(Layout { controllers, place: Place::UnderServer })
+    let on_v2 = controllers.iter().any(|(_, h)| matches!(h, Hierarchy::V2 { .. }));
+    let identity = v2_mount.filter(|_| !on_v2).map(|m| m.point.clone());
+    Some(Layout { controllers, place: Place::UnderServer, identity })
 }
 
 impl Layout {
@@ -147,7 +155,10 @@ impl Layout {
         let names = |v2: bool| -> Vec<&str> {
             self.controllers.iter().filter(|(_, h)| matches!(h, Hierarchy::V2 { .. }) == v2).map(|(c, _)| *c).collect()
         };
-        let (v1, v2) = (names(false), names(true));
+        let (v1, mut v2) = (names(false), names(true));
+        if self.identity.is_some() {
+            v2.push("socket identity");
+        }
         match (v1.is_empty(), v2.is_empty()) {
             (false, true) => format!("cgroup v1 ({})", v1.join(", ")),
             (true, false) => format!("cgroup v2 ({})", v2.join(", ")),
@@ -194,13 +205,27 @@ impl Layout {
             }
             dead.extend(dead_servers(&stoke, server));
         }
+        if let Some(dir) = self.identity_dir(server) {
+            // No controllers to delegate; a tree that cannot be made leaves each group without it.
+            if fs::create_dir_all(&dir).is_ok() {
+                dead.extend(dir.parent().map(|stoke| dead_servers(stoke, server)).unwrap_or_default());
+            }
+        }
         remove_trees(&dead.iter().map(PathBuf::as_path).collect::<Vec<_>>());
         Ok(())
+    }
+
+    /// This server's directory in the identity tree (see [`Layout::identity`]).
+    fn identity_dir(&self, server: u32) -> Option<PathBuf> {
+        Some(self.identity.as_ref()?.join("stoke").join(format!("s{server}")))
     }
 
     /// Removes this server's groups and whatever is left in them.
     pub fn remove_server(&self, server: u32) {
         for (dir, _) in self.server_dirs(server) {
+            remove_tree(&dir);
+        }
+        if let Some(dir) = self.identity_dir(server) {
             remove_tree(&dir);
         }
     }
@@ -261,8 +286,25 @@ impl Layout {
             }
             group.controllers.push((ctrl, dir.clone(), v2));
         }
+        if let Some(base) = self.identity_dir(server) {
+            // Last: the first directory is the one whose members are read.
+            let dir = base.join(format!("i{id}"));
+            let made =
+                fs::create_dir(&dir)
+                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) });
+            if made.is_ok() {
+                dirs.push(dir.clone());
+                group.identity = Some(dir);
+            }
+        }
         group.dirs = dirs;
         Ok(group)
+    }
+
+    /// The same hierarchies without the identity groups: for instances that join their groups themselves from
+    /// inside a user namespace (a zygote's), which v2's rules on moving between groups would refuse.
+    pub fn without_identity(&self) -> Layout {
+        Layout { identity: None, ..self.clone() }
     }
 }
 
@@ -316,7 +358,7 @@ pub const OCI_ROOT: &str = "stoke-oci";
 impl Layout {
     /// The same hierarchies, with groups at [`Place::OciRoot`].
     pub fn for_oci(&self) -> Layout {
-        Layout { controllers: self.controllers.clone(), place: Place::OciRoot }
+        Layout { controllers: self.controllers.clone(), place: Place::OciRoot, identity: None }
     }
 }
 
@@ -382,6 +424,8 @@ pub struct Group {
     peak: std::sync::OnceLock<Option<fs::File>>,
     /// The id of its cgroup v2 directory (that directory's inode number), read once.
     v2_id: std::sync::OnceLock<Option<u64>>,
+    /// Its group in the identity tree, on a hybrid host (see [`Layout::identity`]).
+    identity: Option<PathBuf>,
 }
 
 impl Group {
@@ -397,8 +441,8 @@ impl Group {
     fn v2_id(&self) -> Option<u64> {
         *self.v2_id.get_or_init(|| {
             use std::os::unix::fs::MetadataExt;
-            let (_, dir, _) = self.controllers.iter().find(|(_, _, v2)| *v2)?;
-            fs::metadata(dir).ok().map(|m| m.ino())
+            let controller = self.controllers.iter().find(|(_, _, v2)| *v2).map(|(_, dir, _)| dir);
+            fs::metadata(controller.or(self.identity.as_ref())?).ok().map(|m| m.ino())
         })
     }
 
@@ -641,7 +685,10 @@ mod tests {
         let layout = layout_from(HYBRID, HYBRID_OWN, |_| "hugetlb\n".into()).unwrap();
         let memory = &layout.controllers.iter().find(|(c, _)| *c == "memory").unwrap().1;
         assert_eq!(memory, &Hierarchy::V1 { mount: "/sys/fs/cgroup/memory".into(), own: "/outer/abc".into() });
-        assert_eq!(layout.describe(), "cgroup v1 (memory, cpu, pids, freezer)");
+        assert_eq!(layout.describe(), "cgroup v1 (memory, cpu, pids, freezer) + v2 (socket identity)");
+        assert_eq!(layout.identity, Some("/sys/fs/cgroup/unified".into()), "the unified mount names sockets");
+        assert_eq!(layout.for_oci().identity, None);
+        assert_eq!(layout.without_identity().describe(), "cgroup v1 (memory, cpu, pids, freezer)");
         let dirs = layout.server_dirs(42);
         assert_eq!(dirs[0], ("/sys/fs/cgroup/freezer/stoke/s42".into(), false), "the freezer's groups go first");
         assert!(dirs.contains(&("/sys/fs/cgroup/memory/outer/abc/stoke/s42".into(), false)));
@@ -658,6 +705,7 @@ mod tests {
         .unwrap();
         assert_eq!(layout.describe(), "cgroup v2 (memory, cpu, pids, freezer)");
         assert_eq!(layout.server_dirs(7), vec![("/sys/fs/cgroup/stoke/s7".into(), true)]);
+        assert_eq!(layout.identity, None, "the groups' own v2 directories name sockets");
     }
 
     #[test]
@@ -672,6 +720,38 @@ mod tests {
                      35 30 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
         let layout = layout_from(mixed, "4:memory:/\n0::/\n", |_| "cpu pids".into()).unwrap();
         assert_eq!(layout.describe(), "cgroup v1 (memory) + v2 (cpu, pids, freezer)");
+        assert_eq!(layout.identity, None);
+        let v1_only = "31 30 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory,cpu,pids\n";
+        assert_eq!(layout_from(v1_only, "4:memory,cpu,pids:/\n", |_| String::new()).unwrap().identity, None);
+    }
+
+    /// On a hybrid host each instance's groups end with one in the unified tree, with no settings; its id is
+    /// the one sockets carry. Plain directories stand in for the cgroup file systems.
+    #[test]
+    fn an_instance_on_a_hybrid_host_gets_an_identity_group_last() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let v1 = |c: &str| Hierarchy::V1 { mount: root.path().join(c), own: "/".into() };
+        let layout = Layout {
+            controllers: vec![("memory", v1("memory")), ("cpu", v1("cpu")), ("pids", v1("pids"))],
+            place: Place::UnderServer,
+            identity: Some(root.path().join("unified")),
+        };
+        layout.prepare(9).unwrap();
+        let limits = Limits { memory_bytes: 64 << 20, cpu_millis: 100, cpu_quota: false, pids: 64 };
+        let group = layout.create(9, 3, &limits).unwrap();
+        let identity = root.path().join("unified/stoke/s9/i3");
+        assert_eq!(group.dirs().last(), Some(&identity), "joined with the others, listed last");
+        assert_eq!(group.dirs()[0], root.path().join("memory/stoke/s9/i3"), "members are read from the first");
+        assert_eq!(std::fs::read_dir(&identity).unwrap().count(), 0, "no settings in it");
+        assert_eq!(group.v2_id(), Some(std::fs::metadata(&identity).unwrap().ino()));
+        assert!(!group.controller_dirs().iter().any(|(_, d)| *d == identity), "not a controller a zygote joins");
+        let plain = layout.without_identity().create(9, 4, &limits).unwrap();
+        assert_eq!((plain.dirs().len(), plain.v2_id()), (3, None));
+        // Where the tree cannot be made, the group goes without it.
+        let unwritable = Layout { identity: Some(root.path().join("memory/limit_in_bytes_file")), ..layout.clone() };
+        std::fs::write(root.path().join("memory/limit_in_bytes_file"), "").unwrap();
+        assert_eq!(unwritable.create(9, 5, &limits).unwrap().dirs().len(), 3);
     }
 
     #[test]

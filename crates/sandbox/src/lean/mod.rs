@@ -426,17 +426,20 @@ impl Inner {
         let me = self.clone();
         handle.spawn(async move {
             let Some(spec) = me.zygotes.spec() else { return };
+            // A zygote's instances join their groups themselves, inside its user namespace, where v2 refuses
+            // the move: they and it go without the identity groups (their connections take the walk).
+            let layout = me.layout.without_identity();
             let host = zygote::Host {
                 helper: &me.helper,
                 new_root: &me.new_root,
                 zattach_root: &me.zattach_root,
-                layout: &me.layout,
+                layout: &layout,
                 server: me.server,
                 settings: &me.settings,
                 id: me.next.fetch_add(1, Ordering::Relaxed),
             };
             let context = zygote::ForkContext {
-                layout: me.layout.clone(),
+                layout: layout.clone(),
                 server: me.server,
                 id_base: host.id << 32,
                 uid: me.settings.uid,
