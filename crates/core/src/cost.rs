@@ -52,6 +52,13 @@ pub fn billed_ms(duration_ms: f64) -> u64 {
     crate::num::saturate_u64(duration_ms.ceil())
 }
 
+/// A REPORT's `Max Memory Used` in MB: the instance's peak, rounded up, never above the function's memory
+/// size. While it kills for lack of memory, the kernel may force a few pages past a memory cgroup's limit,
+/// and the group's peak counts them; Lambda's figure stops at the function's size.
+pub fn max_memory_used_mb(peak_bytes: u64, memory_mb: u32) -> u64 {
+    peak_bytes.div_ceil(1024 * 1024).min(u64::from(memory_mb))
+}
+
 /// An execution's (or any set of invocations') totals.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -83,6 +90,16 @@ impl Bill {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_memory_used_rounds_up_and_stops_at_the_memory_size() {
+        assert_eq!(max_memory_used_mb(0, 128), 0);
+        assert_eq!(max_memory_used_mb(1, 128), 1);
+        assert_eq!(max_memory_used_mb(40 << 20, 128), 40);
+        assert_eq!(max_memory_used_mb((40 << 20) + 1, 128), 41);
+        assert_eq!(max_memory_used_mb(1024 << 20, 1024), 1024);
+        assert_eq!(max_memory_used_mb((1024 << 20) + 4096, 1024), 1024, "forced pages past the limit");
+    }
 
     #[test]
     fn billed_time_rounds_up_to_the_millisecond() {

@@ -184,7 +184,8 @@ impl InstanceCtx {
         let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
         let duration_ms = ms(&elapsed);
         let init_duration_ms = if cur.cold { self.ready.get().map(ms) } else { None };
-        let max_memory_used_mb = self.peak_memory_bytes(false).div_ceil(1024 * 1024);
+        let max_memory_used_mb =
+            stoke_core::cost::max_memory_used_mb(self.peak_memory_bytes(false), self.queue.target.config.memory_mb);
         let max_gpu_memory_used_mb = self.gpus.as_ref().map(|_| {
             self.sample_gpu_memory();
             self.gpu_peak_bytes.load(Ordering::Relaxed).div_ceil(1024 * 1024)
