@@ -644,10 +644,15 @@ fn an_instances_runtime_api_serves_only_that_instances_processes() {
     assert!(runtime_api_connections(&text, "refused") >= 3, "{text}");
 }
 
-/// `stoke_runtime_api_connections_total` for one way of checking a connection's owner (0 when unused).
+/// `stoke_runtime_api_connections_total` for one way of checking a connection's owner (0 when unused),
+/// whatever other labels it carries (a cluster's node adds `node`).
 fn runtime_api_connections(metrics: &str, check: &str) -> u64 {
-    let prefix = format!("stoke_runtime_api_connections_total{{check=\"{check}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().unwrap())
+    let label = format!("check=\"{check}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("stoke_runtime_api_connections_total{") && l.contains(&label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 /// Where the kernel tags each socket with its creator's cgroup v2 group — a v2 host, or a hybrid one that
