@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::harness::descendants;
 use crate::harness::{
-    b64, closed_loop, isolating_sandboxes, percentile, spread, start_server, table, zip_with, BenchServer,
+    b64, closed_loop, descendants, isolating_sandboxes, percentile, spread, start_server, table, zip_with, BenchServer,
 };
 use crate::load::pss_kib;
 

@@ -266,8 +266,7 @@ impl Layout {
             let (base, v2) = server_dir(h, self.place, server);
             let dir = base.join(format!("i{id}"));
             if !dirs.contains(&dir) {
-                fs::create_dir(&dir)
-                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+                make_group(&dir)?;
                 dirs.push(dir.clone());
             }
             for (file, value) in settings(ctrl, v2, limits) {
@@ -289,10 +288,7 @@ impl Layout {
         if let Some(base) = self.identity_dir(server) {
             // Last: the first directory is the one whose members are read.
             let dir = base.join(format!("i{id}"));
-            let made =
-                fs::create_dir(&dir)
-                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) });
-            if made.is_ok() {
+            if make_group(&dir).is_ok() {
                 dirs.push(dir.clone());
                 group.identity = Some(dir);
             }
@@ -321,7 +317,7 @@ impl Layout {
         if let Some((_, h)) = self.controllers.iter().find(|(c, _)| *c == "devices") {
             let (base, _) = server_dir(h, self.place, server);
             let dir = base.join(format!("i{id}"));
-            fs::create_dir(&dir).or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+            make_group(&dir)?;
             if !group.dirs.contains(&dir) {
                 group.dirs.push(dir.clone());
                 group.controllers.push(("devices", dir.clone(), false));
@@ -336,6 +332,11 @@ impl Layout {
         }
         Err(io::Error::new(io::ErrorKind::Unsupported, "this host has no device cgroup (neither v1 devices nor v2)"))
     }
+}
+
+/// Makes the group directory `dir`; one already there (left by an instance of the same id) is taken as it is.
+fn make_group(dir: &Path) -> io::Result<()> {
+    fs::create_dir(dir).or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
 }
 
 /// A server's directory in one hierarchy, and whether it is v2.
