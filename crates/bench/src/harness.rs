@@ -58,6 +58,12 @@ impl BenchServer {
         self.server.pid().unwrap_or_default()
     }
 
+    /// The VM snapshots the server has saved (`vm/snapshots/<shape>/state` in its run directory).
+    pub fn vm_snapshots(&self) -> usize {
+        let dir = self.server.dir().join("run/vm/snapshots");
+        std::fs::read_dir(dir).map_or(0, |d| d.flatten().filter(|e| e.path().join("state").is_file()).count())
+    }
+
     /// A GET as the admin, returning the body as text (`/metrics`).
     pub fn raw_get(&self, path: &str) -> Result<String> {
         let r = self.http.get(format!("{}{path}", self.endpoint)).bearer_auth(&self.key).send()?;
@@ -120,8 +126,8 @@ fn oci_runtimes() -> Vec<&'static str> {
 
 /// The sandboxes beyond lean this host can run, each as (short name, label, server arguments): one per OCI
 /// runtime installed, then the vm sandbox where QEMU, a guest kernel with 9p and a static busybox are — on
-/// KVM where it can run a guest, else emulated (and labelled so) — without generic VMs, and with them too
-/// when `with_generic`.
+/// KVM where it can run a guest, else emulated (and labelled so) — booting every VM (no generic VMs, no
+/// snapshots), and when `with_generic` also restoring them from snapshots and keeping generic VMs.
 pub fn isolating_sandboxes(with_generic: bool) -> Vec<(&'static str, String, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, String, Vec<&'static str>)> = oci_runtimes()
         .into_iter()
@@ -130,8 +136,11 @@ pub fn isolating_sandboxes(with_generic: bool) -> Vec<(&'static str, String, Vec
     if stoke_testkit::vm::missing_parts().is_empty() {
         let accel = stoke_testkit::vm::accel();
         let how = if accel == "kvm" { "KVM" } else { "emulated, no KVM" };
-        out.push(("vm", format!("vm ({how})"), vec!["--sandbox", "vm", "--vm-accel", accel, "--generic", "none"]));
+        let boot = vec!["--sandbox", "vm", "--vm-accel", accel, "--generic", "none", "--vm-snapshots", "false"];
+        out.push(("vm", format!("vm ({how})"), boot));
         if with_generic {
+            let restore = vec!["--sandbox", "vm", "--vm-accel", accel, "--generic", "none"];
+            out.push(("vm-snapshot", format!("vm + snapshot ({how})"), restore));
             out.push(("vm-generic", format!("vm + generic ({how})"), vec!["--sandbox", "vm", "--vm-accel", accel]));
         }
     }

@@ -178,9 +178,58 @@ pub const GENERIC_READY: &str = "stoke-generic-ready\n";
 /// its assignment — a line with the script's length in bytes, then the script ([`assignment_script`]) —
 /// and runs it.
 pub fn generic_script(shares: &[(String, PathBuf, bool)], tmp_mb: u32) -> String {
-    mount_script(shares, tmp_mb)
-        + "echo stoke-generic-ready\nn=\nread -r n\ncase \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n\
-           $B head -c \"$n\" > /stoke/assigned\n. /stoke/assigned\n"
+    mount_script(shares, tmp_mb) + GENERIC_WAIT
+}
+
+/// A generic VM's wait for its assignment, once its mounts are done: see [`generic_script`].
+pub const GENERIC_WAIT: &str = "echo stoke-generic-ready\nn=\nread -r n\n\
+    case \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n$B head -c \"$n\" > /stoke/assigned\n. /stoke/assigned\n";
+
+/// What a VM booted to be saved as a snapshot writes on its console once its kernel is up, its modules
+/// loaded and its disks found — before anything is mounted from the host (QEMU refuses to save a guest
+/// with a 9p share mounted).
+pub const SNAPSHOT_READY: &str = "stoke-snapshot-ready\n";
+
+/// The instance's part of the init for a VM booted to be saved ([`SNAPSHOT_READY`]): every VM restored
+/// from it resumes here, waiting on its console for what makes it an instance — a line with the script's
+/// length in bytes, then the script ([`restored_script`]). The guest's uptime when the line came is kept
+/// (`U0`): the script sets the clock from the host's time of sending plus what passed since.
+pub const SNAPSHOT_INSTANCE: &str = "echo stoke-snapshot-ready\nn=\nread -r n\nread -r U0 _ < /proc/uptime\n\
+    case \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n$B head -c \"$n\" > /stoke/given\n. /stoke/given\n";
+
+/// What a restored VM needs that its snapshot cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    /// Fresh random bytes from the host, hex: mixed into the guest's pool, which is then reseeded. Every VM
+    /// restored from one snapshot would otherwise draw the same random numbers.
+    pub seed_hex: String,
+    /// The host's time when the script is sent: the guest's clock stopped when it was saved.
+    pub sent: std::time::Duration,
+    /// The snapshot's name, left in `/stoke/restored`.
+    pub snapshot: String,
+}
+
+/// Sets the guest's clock and reseeds its random number generator (`RNDRESEEDCRNG`, after mixing in the
+/// host's bytes), in Perl from the host's `/usr` (Debian's `perl-base` is essential): busybox can neither
+/// set the clock below a second nor reseed. The clock is the host's time of sending plus the guest's
+/// uptime since the script's length line came (`U0`). x86-64's `clock_settime` is system call 227.
+const RENEW: &str = r#"open(my $w, ">", "/dev/urandom") or die "urandom: $!"; print $w pack("H*", $ARGV[0]); close($w) or die "urandom: $!"; open(my $r, "<", "/dev/urandom") or die "urandom: $!"; ioctl($r, 0x5207, 0) or die "reseed: $!"; open(my $u, "<", "/proc/uptime") or die "uptime: $!"; my ($up) = split(" ", <$u>); my $t = $ARGV[1] + $up - $ARGV[2]; my $s = int($t); syscall(227, 0, pack("q<q<", $s, int(($t - $s) * 1e9))) == 0 or die "clock: $!";"#;
+
+/// What a VM restored from a snapshot is sent on its console: the block caches dropped (the saved guest
+/// read its disks' first blocks when it found them; this VM's disks are its own), its mounts and `/tmp`
+/// ([`mount_script`]), its clock and randomness renewed ([`Renewal`]), then `then` — its command
+/// ([`run_script`]) or a generic VM's wait ([`GENERIC_WAIT`]).
+pub fn restored_script(shares: &[(String, PathBuf, bool)], tmp_mb: u32, renewal: &Renewal, then: &str) -> String {
+    let mut s = String::from("echo 3 > /proc/sys/vm/drop_caches\n");
+    s.push_str(&mount_script(shares, tmp_mb));
+    let sent = format!("{}.{:06}", renewal.sent.as_secs(), renewal.sent.subsec_micros());
+    s.push_str(&format!(
+        "/usr/bin/perl -e {} {} {sent} \"$U0\" || {{ echo 'stoke: cannot renew the restored guest' >&2; $B poweroff -f; }}\n",
+        quote(RENEW),
+        quote(&renewal.seed_hex)
+    ));
+    s.push_str(&format!("echo {} > /stoke/restored\n", quote(&renewal.snapshot)));
+    s + then
 }
 
 /// A generic VM's assignment: the slot's directories bound where the function sees them (`binds`: slot
@@ -294,6 +343,10 @@ pub struct Machine {
     /// The command QEMU runs for each connection the guest opens to [`RUNTIME_API_ADDR`]: it relays the
     /// connection to the instance's endpoint.
     pub relay: Vec<String>,
+    /// QEMU's machine protocol on this Unix socket: to save the VM, or to learn that a restored one runs.
+    pub qmp: Option<PathBuf>,
+    /// The saved VM to restore instead of booting: a state file QEMU's `migrate` wrote.
+    pub incoming: Option<PathBuf>,
 }
 
 /// QEMU's arguments for `m`: a `microvm` machine with no firmware, no PCI and no devices but the serial
@@ -340,7 +393,21 @@ pub fn qemu_args(m: &Machine) -> Vec<String> {
         let device = format!("virtio-9p-device,fsdev={tag},mount_tag={tag}");
         push(&["-fsdev", &fsdev, "-device", &device]);
     }
+    if let Some(qmp) = &m.qmp {
+        let qmp = format!("unix:{},server=on,wait=off", qmp.display().to_string().replace(',', ",,"));
+        push(&["-qmp", &qmp]);
+    }
+    if let Some(state) = &m.incoming {
+        // Run by the shell; read from a file on the host, restored before the guest runs.
+        let incoming = format!("exec:cat {}", quote(&state.display().to_string()));
+        push(&["-incoming", &incoming]);
+    }
     a
+}
+
+/// The shell command QEMU's `migrate` runs to save a VM's state into `state`.
+pub fn save_uri(state: &Path) -> String {
+    format!("exec:cat > {}", quote(&state.display().to_string()))
 }
 
 /// How the guest's function ended, from the status disk's first line (`exit=N oom=M`): its exit status

@@ -19,6 +19,8 @@
 //!
 //! - Generic VMs are booted before their function is known and given it through a shared slot directory
 //!   and their console (see [`VmSandbox::keep_generic`](crate::Sandbox::keep_generic)).
+//! - VMs are restored from a snapshot of a booted guest rather than booted, once one of their shape is
+//!   saved ([`snapshot`]).
 //!
 //! Without `/dev/kvm` (or where the host's KVM cannot run a standard guest kernel, as PVM's) it refuses to
 //! start unless told to emulate (`Accel::Tcg`), which is correct and many times slower.
@@ -29,19 +31,21 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use std::{fs, io};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 pub mod image;
+pub mod snapshot;
 
 use crate::lean::cgroup::{Group, Layout, Limits};
 use crate::lean::{rootfs, LeanSettings, LAYER_ROOT, RUNTIME_DIR, SCRATCH_DIR, TASK_ROOT};
 use crate::{GenericSpec, InstanceControl, InstancePaths, Sandbox, SpawnSpec, Spawned};
 pub use image::Accel;
 use image::{Entry, Instance, Machine};
+use snapshot::{Shape, Snapshot};
 
 /// How the vm sandbox is asked to accelerate its VMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,11 +59,19 @@ pub enum AccelChoice {
 }
 
 /// The vm sandbox's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSettings {
     pub accel: AccelChoice,
     /// The guest kernel (a `vmlinuz` whose modules are installed); `None`: the newest in `/boot` with 9p.
     pub kernel: Option<PathBuf>,
+    /// Restore VMs from snapshots of booted guests rather than boot each (see [`snapshot`]).
+    pub snapshots: bool,
+}
+
+impl Default for VmSettings {
+    fn default() -> Self {
+        VmSettings { accel: AccelChoice::default(), kernel: None, snapshots: true }
+    }
 }
 
 /// Why the vm sandbox cannot run here.
@@ -100,6 +112,10 @@ pub struct VmSandbox {
     tsc_khz: Option<u32>,
     /// The generic kinds to keep, and the VMs ready of each.
     pool: Mutex<Vec<(GenericSpec, Vec<GenericVm>)>>,
+    /// Each shape's snapshot; `None` when VMs always boot.
+    snapshots: Option<Mutex<std::collections::HashMap<Shape, snapshot::Status>>>,
+    /// An empty directory: what a restored VM's unused 9p devices share.
+    empty: PathBuf,
     /// Itself, for the threads that refill the pool.
     me: std::sync::Weak<VmSandbox>,
 }
@@ -151,9 +167,11 @@ impl VmSandbox {
             ));
         }
         let dir = run_dir.join("vm");
-        let _ = fs::remove_dir_all(dir.join("instances"));
-        fs::create_dir_all(dir.join("instances"))
-            .map_err(|e| unavailable(format!("cannot prepare {}: {e}", dir.display())))?;
+        for fresh in ["instances", "snapshots", "empty"] {
+            let _ = fs::remove_dir_all(dir.join(fresh));
+            fs::create_dir_all(dir.join(fresh))
+                .map_err(|e| unavailable(format!("cannot prepare {}: {e}", dir.join(fresh).display())))?;
+        }
         // Booting the ELF image directly (PVH) skips the compressed kernel's decompressor: a second under
         // emulation. Fall back to the compressed one where it cannot be unpacked.
         let kernel = match unpack_kernel(&kernel, &dir.join(format!("vmlinux-{release}"))) {
@@ -175,6 +193,7 @@ impl VmSandbox {
             .collect();
         let base = base_image(busybox, &modules_dir, &order, lean)
             .map_err(|e| unavailable(format!("cannot build the guests' initramfs: {e}")))?;
+        let empty = dir.join("empty");
         Ok(Arc::new_cyclic(|me| VmSandbox {
             qemu,
             accel,
@@ -190,6 +209,8 @@ impl VmSandbox {
             settings: lean.clone(),
             tsc_khz: (accel == Accel::Tcg).then(tsc_khz).flatten(),
             pool: Mutex::new(Vec::new()),
+            snapshots: settings.snapshots.then(Mutex::default),
+            empty,
             me: me.clone(),
         }))
     }
@@ -200,8 +221,9 @@ impl VmSandbox {
             Accel::Kvm => "KVM",
             Accel::Tcg => "EMULATED (TCG, no hardware virtualisation: slow)",
         };
+        let snapshots = if self.snapshots.is_some() { "restored from snapshots" } else { "booted (no snapshots)" };
         format!(
-            "QEMU microvm at {}, {accel}, guest kernel {}, initramfs {} KiB, {}",
+            "QEMU microvm at {}, {accel}, guest kernel {}, initramfs {} KiB, VMs {snapshots}, {}",
             self.qemu.display(),
             self.release,
             self.base.len() / 1024,
@@ -475,23 +497,34 @@ impl Sandbox for VmSandbox {
                 Err(e) => tracing::warn!(kind = %name, error = %e, "a generic VM could not take its function"),
             }
         }
+        let memory_mb = spec.memory_mb.max(128);
+        let shape = Shape { memory_mb, vcpus: vcpus(spec.cpu_millis), tmp_mb: spec.ephemeral_mb.max(1) };
+        let snapshot = self.snapshot_for(shape);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join("instances").join(id.to_string());
-        let memory_mb = spec.memory_mb.max(128);
         let group = self.layout.create(self.server, id, &self.limits(memory_mb, spec.cpu_millis))?;
-        let started = self.prepare(spec, &dir).and_then(|machine| {
-            let child = self.start_qemu(&machine, &dir, &group, Stdio::null())?;
+        let started = self.prepare(spec, &dir, snapshot).and_then(|(machine, resume)| {
+            let child = match resume {
+                None => self.start_qemu(&machine, &dir, &group, Stdio::null())?,
+                // Its console's input closes once it has its script: the function reads none.
+                Some(resume) => self.restore(&machine, &dir, &group, &resume)?.0,
+            };
             Ok((machine, child))
         });
-        let (machine, child) = match started {
-            Ok(s) => s,
+        match started {
+            Ok((machine, child)) => self.spawned(child, group, &machine, dir),
             Err(e) => {
                 group.remove();
                 remove_instance_dir(&dir);
-                return Err(e);
+                if snapshot_used(&e) {
+                    // The VM boots instead, and so do later ones of its shape.
+                    tracing::warn!(snapshot = %shape.name(), error = %e, "cannot restore a VM: booting it");
+                    self.snapshot_failed(shape);
+                    return self.spawn(spec);
+                }
+                Err(e)
             }
-        };
-        self.spawned(child, group, &machine, dir)
+        }
     }
 }
 
@@ -505,6 +538,48 @@ const REFILL_DELAY: Duration = Duration::from_millis(50);
 /// Where a generic VM mounts its slot: the host directory its function's code, layers and scratch
 /// directory are bound into when it is given one.
 const GUEST_SLOT: &str = "/stoke/slot";
+
+/// What a VM restored from a snapshot is sent once it runs ([`image::restored_script`]).
+struct Resume {
+    snapshot: Arc<Snapshot>,
+    /// Its shares as the guest mounts them: (tag, guest path, writable).
+    shares: Vec<(String, PathBuf, bool)>,
+    tmp_mb: u32,
+    /// Its command, or a generic VM's wait for one.
+    then: String,
+}
+
+/// Whether `e` is a restore's failure (marked by [`VmSandbox::restore`]), after which the VM boots.
+fn snapshot_used(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<RestoreFailed>())
+}
+
+#[derive(Debug)]
+struct RestoreFailed(String);
+
+impl std::fmt::Display for RestoreFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "restoring the VM's snapshot failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for RestoreFailed {}
+
+/// vCPUs of a VM with `cpu_millis` of CPU share: one per 1000, at least one, at most the host's.
+fn vcpus(cpu_millis: u32) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    cpu_millis.div_ceil(1000).clamp(1, cpus)
+}
+
+/// How a VM comes up.
+enum Boot<'a> {
+    /// Booted, with this script as its instance's part of the initramfs.
+    Script(&'a str),
+    /// Booted to be saved as a snapshot: it waits before mounting anything; QMP saves it.
+    ToSave,
+    /// Restored from a snapshot; QMP says when it runs.
+    Restore(&'a Snapshot),
+}
 
 /// A generic VM waiting for its function.
 struct GenericVm {
@@ -624,9 +699,14 @@ impl VmSandbox {
         }
     }
 
-    /// Writes instance `dir`'s initramfs and status disk, merges its layers: what QEMU is to run for a VM
-    /// started for its function.
-    fn prepare(&self, spec: &SpawnSpec, dir: &Path) -> io::Result<Machine> {
+    /// Writes instance `dir`'s initramfs (unless restored from `snapshot`) and disks, merges its layers:
+    /// what QEMU is to run for a VM started for its function, and what it is sent once restored.
+    fn prepare(
+        &self,
+        spec: &SpawnSpec,
+        dir: &Path,
+        snapshot: Option<Arc<Snapshot>>,
+    ) -> io::Result<(Machine, Option<Resume>)> {
         fs::create_dir_all(dir)?;
         let layers = match spec.layers.as_slice() {
             [] => None,
@@ -641,47 +721,57 @@ impl VmSandbox {
             &spec.host_dirs,
             &spec.host.scratch,
         );
-        let instance =
-            self.instance(spec, shares.iter().map(|(t, _, guest, rw)| (t.clone(), guest.clone(), *rw)).collect());
+        let guest: Vec<(String, PathBuf, bool)> =
+            shares.iter().map(|(t, _, guest, rw)| (t.clone(), guest.clone(), *rw)).collect();
+        let instance = self.instance(spec, guest.clone());
         fs::write(dir.join("port"), spec.runtime_api_port.to_string())?;
-        let shares = shares.into_iter().map(|(tag, host, _, rw)| (tag, host, rw)).collect();
-        self.machine(
-            dir,
-            &image::instance_script(&instance),
-            shares,
-            spec.memory_mb.max(128),
-            spec.cpu_millis,
-            spec.ephemeral_mb,
-        )
+        let host: Vec<(String, PathBuf, bool)> = shares.into_iter().map(|(tag, host, _, rw)| (tag, host, rw)).collect();
+        let (memory_mb, tmp_mb) = (spec.memory_mb.max(128), spec.ephemeral_mb);
+        if let Some((snapshot, padded)) = snapshot.and_then(|s| Some((s, self.padded(host.clone())?))) {
+            let machine = self.machine(dir, Boot::Restore(&snapshot), padded, memory_mb, spec.cpu_millis, tmp_mb)?;
+            let then = image::run_script(&instance);
+            return Ok((machine, Some(Resume { snapshot, shares: guest, tmp_mb, then })));
+        }
+        let script = image::instance_script(&instance);
+        Ok((self.machine(dir, Boot::Script(&script), host, memory_mb, spec.cpu_millis, tmp_mb)?, None))
     }
 
-    /// The files of a VM in `dir` (its initramfs with `script` as its own part, its status and `/tmp` disks,
-    /// its relay) and QEMU's view of it.
+    /// The files of a VM in `dir` (its initramfs with its own part as `boot` says, or its snapshot's; its
+    /// status and `/tmp` disks, its relay) and QEMU's view of it.
     fn machine(
         &self,
         dir: &Path,
-        script: &str,
+        boot: Boot<'_>,
         shares: Vec<(String, PathBuf, bool)>,
         memory_mb: u32,
         cpu_millis: u32,
         tmp_mb: u32,
     ) -> io::Result<Machine> {
-        let own = image::cpio(&[(
-            "stoke/instance".to_string(),
-            Entry::File { data: script.as_bytes().to_vec(), executable: false },
-        )])
-        .map_err(io::Error::other)?;
-        let initrd = dir.join("initrd");
-        let mut f = fs::File::create(&initrd)?;
-        f.write_all(&self.base)?;
-        f.write_all(&own)?;
+        let (initrd, qmp, incoming) = match boot {
+            Boot::Restore(snapshot) => (snapshot.initrd.clone(), Some(dir.join("qmp")), Some(snapshot.state.clone())),
+            Boot::Script(_) | Boot::ToSave => {
+                let (script, qmp) = match boot {
+                    Boot::Script(script) => (script, None),
+                    _ => (image::SNAPSHOT_INSTANCE, Some(dir.join("qmp"))),
+                };
+                let own = image::cpio(&[(
+                    "stoke/instance".to_string(),
+                    Entry::File { data: script.as_bytes().to_vec(), executable: false },
+                )])
+                .map_err(io::Error::other)?;
+                let initrd = dir.join("initrd");
+                let mut f = fs::File::create(&initrd)?;
+                f.write_all(&self.base)?;
+                f.write_all(&own)?;
+                (initrd, qmp, None)
+            }
+        };
         let status_disk = dir.join("status");
         fs::write(&status_disk, vec![0u8; 4096])?;
         let tmp_disk = dir.join("tmp");
         tmp_image(&tmp_disk, tmp_mb.max(1))?;
         let relay = dir.join("relay");
         fs::write(&relay, image::relay_script(BUSYBOX, &dir.join("port")))?;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         Ok(Machine {
             accel: self.accel,
             kernel: self.kernel.clone(),
@@ -689,19 +779,194 @@ impl VmSandbox {
             status_disk,
             tmp_disk: Some(tmp_disk),
             memory_mb,
-            vcpus: cpu_millis.div_ceil(1000).clamp(1, cpus),
+            vcpus: vcpus(cpu_millis),
             tcg_cache_mb: TCG_CACHE_MB,
             tsc_khz: self.tsc_khz,
             shares,
             relay: vec![BUSYBOX.to_string(), "sh".into(), relay.display().to_string()],
+            qmp,
+            incoming,
         })
     }
 
-    /// Boots one generic VM of `kind`: everything but its function.
+    /// `shares` (tags `s0`…) and as many more sharing the empty directory as a snapshot's machine has;
+    /// `None` when they are more than that (the VM boots).
+    fn padded(&self, mut shares: Vec<(String, PathBuf, bool)>) -> Option<Vec<(String, PathBuf, bool)>> {
+        let slots = self.host_top.len() + snapshot::EXTRA_SHARES;
+        if shares.len() > slots {
+            return None;
+        }
+        for n in shares.len()..slots {
+            shares.push((format!("s{n}"), self.empty.clone(), false));
+        }
+        Some(shares)
+    }
+
+    /// The snapshot VMs of `shape` are restored from, when it is ready. Without one, it is made in the
+    /// background for the VMs that follow.
+    fn snapshot_for(&self, shape: Shape) -> Option<Arc<Snapshot>> {
+        let known = crate::lock(self.snapshots.as_ref()?).get(&shape).cloned();
+        match known {
+            Some(snapshot::Status::Ready(s)) => Some(s),
+            Some(_) => None,
+            None => {
+                let me = self.me.upgrade()?;
+                let runtime = tokio::runtime::Handle::try_current().ok()?;
+                runtime.spawn(async move { me.snapshot(shape).await });
+                None
+            }
+        }
+    }
+
+    /// VMs of `shape` boot from now on.
+    fn snapshot_failed(&self, shape: Shape) {
+        if let Some(snapshots) = &self.snapshots {
+            crate::lock(snapshots).insert(shape, snapshot::Status::Failed);
+        }
+    }
+
+    /// The snapshot of `shape`, saved now unless there is one (or it is being saved: then this waits for
+    /// it). `None` when snapshots are off, too many shapes have one, or it cannot be made.
+    async fn snapshot(self: Arc<Self>, shape: Shape) -> Option<Arc<Snapshot>> {
+        let snapshots = self.snapshots.as_ref()?;
+        loop {
+            {
+                let mut known = crate::lock(snapshots);
+                match known.get(&shape) {
+                    Some(snapshot::Status::Ready(s)) => return Some(s.clone()),
+                    Some(snapshot::Status::Failed) => return None,
+                    Some(snapshot::Status::Building) => {}
+                    None if known.len() >= snapshot::MAX_SHAPES => return None,
+                    None => {
+                        known.insert(shape, snapshot::Status::Building);
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = Instant::now();
+        let status = match self.save(shape).await {
+            Ok(s) => {
+                let mb = fs::metadata(&s.state).map_or(0, |m| m.len() / (1024 * 1024));
+                let ms = started.elapsed().as_millis();
+                tracing::info!(snapshot = %s.name, state_mb = mb, took_ms = ms, "VMs of this shape are now restored");
+                snapshot::Status::Ready(Arc::new(s))
+            }
+            Err(e) => {
+                tracing::warn!(snapshot = %shape.name(), error = %e, "cannot save a VM snapshot: VMs of its shape boot");
+                snapshot::Status::Failed
+            }
+        };
+        crate::lock(snapshots).insert(shape, status.clone());
+        match status {
+            snapshot::Status::Ready(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Boots a VM of `shape` until its guest waits for its instance, and saves it: its initramfs and
+    /// state stay in the snapshot's directory, the rest goes.
+    async fn save(self: &Arc<Self>, shape: Shape) -> io::Result<Snapshot> {
+        let name = shape.name();
+        let dir = self.dir.join("snapshots").join(&name);
+        fs::create_dir_all(&dir)?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let cpu_millis = shape.vcpus * 1000;
+        let group = self.layout.create(self.server, id, &self.limits(shape.memory_mb, cpu_millis))?;
+        let (me, at) = (self.clone(), dir.clone());
+        let booted = crate::on_lasting_thread(move || {
+            let shares = me.padded(Vec::new()).unwrap_or_default();
+            let started = me
+                .machine(&at, Boot::ToSave, shares, shape.memory_mb, cpu_millis, shape.tmp_mb)
+                .and_then(|machine| Ok((me.start_qemu(&machine, &at, &group, Stdio::piped())?, machine)));
+            (started, group)
+        })
+        .await
+        .map_err(|_| io::Error::other("the VM's thread ended"))?;
+        let (started, group) = booted;
+        let (mut child, machine) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                group.remove_or_leave(&self.leftovers);
+                return Err(e);
+            }
+        };
+        let saved = async {
+            wait_ready(&mut child, image::SNAPSHOT_READY).await?;
+            let (qmp, state) = (dir.join("qmp"), dir.join("state"));
+            let uri = image::save_uri(&state.with_extension("tmp"));
+            tokio::task::spawn_blocking(move || {
+                let mut qmp = snapshot::Qmp::connect(&qmp, || true)?;
+                qmp.save(&uri)?;
+                let _ = qmp.execute("quit", serde_json::json!({}));
+                Ok::<_, io::Error>(())
+            })
+            .await
+            .map_err(io::Error::other)??;
+            fs::rename(state.with_extension("tmp"), &state)?;
+            Ok::<_, io::Error>(state)
+        }
+        .await;
+        let _ = child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        group.remove_or_leave(&self.leftovers);
+        for file in ["status", "tmp", "relay", "qmp", "port", "state.tmp"] {
+            let _ = fs::remove_file(dir.join(file));
+        }
+        let state = saved?;
+        Ok(Snapshot { name, initrd: machine.initrd, state })
+    }
+
+    /// Starts QEMU restoring `resume`'s snapshot for `machine` in `group`, waits until the VM runs, and
+    /// sends it its script; returns QEMU and the VM's console input (kept open for a generic VM's
+    /// assignment). A failure to restore is a [`RestoreFailed`].
+    fn restore(
+        &self,
+        machine: &Machine,
+        dir: &Path,
+        group: &Group,
+        resume: &Resume,
+    ) -> io::Result<(tokio::process::Child, fs::File)> {
+        let failed = |e: io::Error| io::Error::other(RestoreFailed(e.to_string()));
+        let mut child = self.start_qemu(machine, dir, group, Stdio::piped()).map_err(failed)?;
+        let mut console = child
+            .stdin
+            .take()
+            .and_then(|s| s.into_owned_fd().ok())
+            .map(fs::File::from)
+            .ok_or_else(|| io::Error::other("the restored VM has no console input"))?;
+        snapshot::Qmp::connect(&dir.join("qmp"), || matches!(child.try_wait(), Ok(None)))
+            .and_then(|mut qmp| qmp.wait_running())
+            .map_err(failed)?;
+        let mut seed = [0u8; 32];
+        fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+        let renewal = image::Renewal {
+            seed_hex: seed.iter().map(|b| format!("{b:02x}")).collect(),
+            sent: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default(),
+            snapshot: resume.snapshot.name.clone(),
+        };
+        let script = image::restored_script(&resume.shares, resume.tmp_mb, &renewal, &resume.then);
+        console.write_all(format!("{}\n{script}", script.len()).as_bytes())?;
+        Ok((child, console))
+    }
+
+    /// The shape of `kind`'s generic VMs.
+    fn generic_shape(kind: &GenericSpec) -> Shape {
+        Shape {
+            memory_mb: kind.memory_mb.max(GENERIC_MEMORY_MB),
+            vcpus: vcpus(kind.cpu_millis),
+            tmp_mb: GENERIC_TMP_MB,
+        }
+    }
+
+    /// Starts one generic VM of `kind`, restored from its shape's snapshot when there is one, else
+    /// booted: everything but its function.
     fn boot_generic(&self, kind: &GenericSpec) -> io::Result<GenericVm> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join("instances").join(id.to_string());
         let memory_mb = kind.memory_mb.max(GENERIC_MEMORY_MB);
+        let snapshot = self.snapshot_for(Self::generic_shape(kind));
         let group = self.layout.create(self.server, id, &self.limits(memory_mb, kind.cpu_millis))?;
         let booted = (|| {
             let slot = dir.join("slot");
@@ -720,9 +985,18 @@ impl VmSandbox {
                 .collect();
             let guest: Vec<(String, PathBuf, bool)> =
                 shares.iter().map(|(t, _, g, rw)| (t.clone(), g.clone(), *rw)).collect();
+            let host: Vec<(String, PathBuf, bool)> = shares.into_iter().map(|(t, h, _, rw)| (t, h, rw)).collect();
+            if let Some((snapshot, padded)) = snapshot.and_then(|s| Some((s, self.padded(host.clone())?))) {
+                let machine =
+                    self.machine(&dir, Boot::Restore(&snapshot), padded, memory_mb, kind.cpu_millis, GENERIC_TMP_MB)?;
+                let resume =
+                    Resume { snapshot, shares: guest, tmp_mb: GENERIC_TMP_MB, then: image::GENERIC_WAIT.to_string() };
+                let (child, assign) = self.restore(&machine, &dir, &group, &resume)?;
+                return Ok((child, machine, assign));
+            }
             let script = image::generic_script(&guest, GENERIC_TMP_MB);
-            let host = shares.into_iter().map(|(t, h, _, rw)| (t, h, rw)).collect();
-            let machine = self.machine(&dir, &script, host, memory_mb, kind.cpu_millis, GENERIC_TMP_MB)?;
+            let machine =
+                self.machine(&dir, Boot::Script(&script), host, memory_mb, kind.cpu_millis, GENERIC_TMP_MB)?;
             let mut child = self.start_qemu(&machine, &dir, &group, Stdio::piped())?;
             let assign = child
                 .stdin
@@ -737,6 +1011,11 @@ impl VmSandbox {
             Err(e) => {
                 group.remove();
                 remove_instance_dir(&dir);
+                if snapshot_used(&e) {
+                    tracing::warn!(kind = %kind.name, error = %e, "cannot restore a generic VM: booting it");
+                    self.snapshot_failed(Self::generic_shape(kind));
+                    return self.boot_generic(kind);
+                }
                 Err(e)
             }
         }
@@ -829,6 +1108,8 @@ impl VmSandbox {
                     pool.iter().find(|(k, ready)| k.name == name && ready.len() < k.count).map(|(k, _)| k.clone())
                 };
                 let Some(kind) = kind else { return };
+                // The kind's snapshot first (saved once; waited for while another VM saves it).
+                me.clone().snapshot(Self::generic_shape(&kind)).await;
                 let booter = me.clone();
                 let booted = crate::on_lasting_thread(move || booter.boot_generic(&kind)).await;
                 let mut vm = match booted {
@@ -839,7 +1120,7 @@ impl VmSandbox {
                     }
                     Err(_) => return,
                 };
-                if let Err(e) = wait_ready(&mut vm.child).await {
+                if let Err(e) = wait_ready(&mut vm.child, image::GENERIC_READY).await {
                     tracing::warn!(kind = %name, error = %e, "a generic VM did not come up");
                     me.discard(vm);
                     return;
@@ -861,12 +1142,13 @@ impl VmSandbox {
 /// Most a generic VM may take to boot, even emulated.
 const GENERIC_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Waits until a generic VM's guest says it is ready for its assignment, reading its console up to that
-/// and no further (what follows is its function's output).
-async fn wait_ready(child: &mut tokio::process::Child) -> io::Result<()> {
+/// Waits until a VM's guest says `marker` (a generic VM: it is ready for its assignment; one booted to be
+/// saved: it is ready to be), reading its console up to that and no further (what follows is its
+/// function's output).
+async fn wait_ready(child: &mut tokio::process::Child, marker: &str) -> io::Result<()> {
     use tokio::io::AsyncReadExt;
-    let out = child.stdout.as_mut().ok_or_else(|| io::Error::other("the generic VM has no console output"))?;
-    let marker = image::GENERIC_READY.as_bytes();
+    let out = child.stdout.as_mut().ok_or_else(|| io::Error::other("the VM has no console output"))?;
+    let marker = marker.as_bytes();
     let read = async {
         let mut seen = Vec::new();
         let mut byte = [0u8; 1];
@@ -895,6 +1177,8 @@ impl Drop for VmSandbox {
         for vm in pool.into_iter().flat_map(|(_, ready)| ready) {
             self.discard(vm);
         }
+        // Each is up to its VM's memory in size; the next start saves its own.
+        let _ = fs::remove_dir_all(self.dir.join("snapshots"));
     }
 }
 
@@ -975,7 +1259,7 @@ fn remove_instance_dir(dir: &Path) {
     for mounted in ["opt", "slot/task", "slot/opt", "slot/scratch"] {
         unmount_all(&dir.join(mounted));
     }
-    for file in ["initrd", "status", "tmp", "relay", "port"] {
+    for file in ["initrd", "status", "tmp", "relay", "port", "qmp"] {
         let _ = fs::remove_file(dir.join(file));
     }
     remove_tree(dir);

@@ -74,6 +74,11 @@ pub struct Args {
     /// [default: the newest one with 9p, as `linux-image-amd64` installs].
     #[arg(long, value_name = "FILE")]
     vm_kernel: Option<std::path::PathBuf>,
+    /// Whether `--sandbox vm` restores its VMs from snapshots: a VM of each shape (memory, vCPUs, /tmp
+    /// size) is booted once and saved, later ones are restored from it with a new clock and fresh
+    /// randomness; `false` boots every VM [default: true].
+    #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+    vm_snapshots: Option<bool>,
     /// Where instances' /tmp lives (its size is each function's `ephemeral_storage_mb`): `disk` (a file
     /// system of its own per instance, on a loop device: not counted against the function's memory),
     /// `memory` (a tmpfs, which counts against it), or `auto` (disk when the host can).
@@ -367,8 +372,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
         }
     }
     anyhow::ensure!(
-        args.sandbox == SandboxArg::Vm || (args.vm_accel.is_none() && args.vm_kernel.is_none()),
-        "--vm-accel and --vm-kernel apply to the vm sandbox: add --sandbox vm, or leave them out"
+        args.sandbox == SandboxArg::Vm
+            || (args.vm_accel.is_none() && args.vm_kernel.is_none() && args.vm_snapshots.is_none()),
+        "--vm-accel, --vm-kernel and --vm-snapshots apply to the vm sandbox: add --sandbox vm, or leave them out"
     );
     let mut config = ServerConfig {
         data_dir: data_dir(global),
@@ -398,6 +404,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> Result<()> {
                     VmAccelArg::Tcg => stoke_sandbox::vm::AccelChoice::Tcg,
                 },
                 kernel: args.vm_kernel.clone(),
+                snapshots: args.vm_snapshots.unwrap_or(true),
             }),
         },
         jail_helper: std::env::current_exe().ok(),

@@ -168,8 +168,11 @@ fn qemu_gets_a_microvm_whose_only_peer_is_the_relay_and_whose_shares_are_read_on
         tsc_khz: Some(2_600_000),
         shares: vec![("s0".into(), "/usr".into(), false), ("s1".into(), "/data/scratch,x".into(), true)],
         relay: vec!["/bin/busybox".into(), "nc".into(), "127.0.0.1".into(), "4242".into()],
+        qmp: None,
+        incoming: None,
     };
     let a = qemu_args(&m);
+    assert!(!a.contains(&"-qmp".to_string()) && !a.contains(&"-incoming".to_string()), "booted, not restored");
     let after = |flag: &str| a.iter().position(|x| x == flag).map(|i| a[i + 1].clone()).unwrap();
     assert_eq!(after("-accel"), "tcg,tb-size=32", "a bounded translation cache");
     assert!(after("-M").starts_with("microvm"));
@@ -187,6 +190,15 @@ fn qemu_gets_a_microvm_whose_only_peer_is_the_relay_and_whose_shares_are_read_on
     assert_eq!(drives.len(), 2, "the status disk and /tmp: {drives:?}");
     assert!(drives[1].starts_with("file=/run/vm/i/tmp,format=raw"), "{drives:?}");
     assert!(a.contains(&"-nodefaults".to_string()) && a.contains(&"-no-reboot".to_string()));
+    let restored = qemu_args(&Machine {
+        qmp: Some("/run/vm/i/qmp".into()),
+        incoming: Some("/run/vm/snapshots/128m it's/state".into()),
+        ..m.clone()
+    });
+    let after = |flag: &str| restored.iter().position(|x| x == flag).map(|i| restored[i + 1].clone()).unwrap();
+    assert_eq!(after("-qmp"), "unix:/run/vm/i/qmp,server=on,wait=off", "QEMU does not wait for its client");
+    assert_eq!(after("-incoming"), r"exec:cat '/run/vm/snapshots/128m it'\''s/state'", "quoted for the shell");
+    assert_eq!(save_uri(Path::new("/run/vm/s/state.tmp")), "exec:cat > '/run/vm/s/state.tmp'");
     let kvm = qemu_args(&Machine { accel: Accel::Kvm, tsc_khz: None, ..m });
     assert_eq!(kvm[..4], ["-accel", "kvm", "-cpu", "host"]);
     let kvm_cmdline = kvm.iter().position(|x| x == "-append").map(|i| kvm[i + 1].clone()).unwrap();
@@ -304,4 +316,43 @@ fn an_assignment_binds_the_slot_read_only_except_scratch_hides_the_slot_and_runs
 fn the_relay_reads_its_port_when_a_connection_comes() {
     let r = relay_script("/bin/busybox", Path::new("/run/vm/7/port"));
     assert_eq!(r, "exec /bin/busybox nc 127.0.0.1 \"$(/bin/busybox cat '/run/vm/7/port')\"\n");
+}
+
+#[test]
+fn a_vm_saved_for_a_snapshot_waits_before_mounting_anything_and_keeps_when_its_script_came() {
+    assert!(!SNAPSHOT_INSTANCE.contains("share ") && !SNAPSHOT_INSTANCE.contains("mount"), "{SNAPSHOT_INSTANCE}");
+    let lines: Vec<&str> = SNAPSHOT_INSTANCE.lines().collect();
+    assert_eq!(format!("{}\n", lines[0]), format!("echo {SNAPSHOT_READY}"), "says it is ready first");
+    let read = lines.iter().position(|l| *l == "read -r n").unwrap();
+    assert_eq!(lines[read + 1], "read -r U0 _ < /proc/uptime", "the uptime right when the length came");
+    assert!(SNAPSHOT_INSTANCE.contains(r#"case "$n" in ''|*[!0-9]*) $B poweroff -f ;; esac"#), "a bad length ends it");
+    assert!(SNAPSHOT_INSTANCE.ends_with(". /stoke/given\n"));
+}
+
+#[test]
+fn a_restored_vm_drops_stale_caches_mounts_renews_its_clock_and_randomness_then_runs() {
+    let shares =
+        [("s0".to_string(), PathBuf::from("/usr"), false), ("s1".to_string(), PathBuf::from("/var/task"), false)];
+    let renewal = Renewal {
+        seed_hex: "00ff".repeat(16),
+        sent: std::time::Duration::new(1_796_598_377, 729_388_964),
+        snapshot: "128m-1c-512t".into(),
+    };
+    let s = restored_script(&shares, 512, &renewal, "echo then\n");
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines[0], "echo 3 > /proc/sys/vm/drop_caches", "before /tmp's disk is mounted");
+    let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {s}"));
+    assert!(at("share 's0' ro '/usr'") < at("/usr/bin/perl"), "Perl comes from the host's /usr, mounted first");
+    assert!(at("$B mkdir -p /tmp") < at("/usr/bin/perl"));
+    let perl = words(lines[at("/usr/bin/perl")]);
+    assert_eq!(perl[..2], ["/usr/bin/perl", "-e"]);
+    assert!(perl[2].contains("ioctl($r, 0x5207, 0)"), "RNDRESEEDCRNG: {}", perl[2]);
+    assert!(perl[2].contains("syscall(227, 0,"), "clock_settime: {}", perl[2]);
+    assert_eq!(perl[3], renewal.seed_hex);
+    assert_eq!(perl[4], "1796598377.729388", "the host's time when sent, to the microsecond");
+    assert_eq!(perl[5], "\"$U0\"", "the uptime the guest kept");
+    assert!(lines[at("/usr/bin/perl")].ends_with("$B poweroff -f; }"), "a guest it fails in goes: {s}");
+    assert_eq!(lines[at("echo '128m-1c-512t'")], "echo '128m-1c-512t' > /stoke/restored");
+    assert!(s.ends_with("echo then\n"), "then its command or its wait: {s}");
+    assert!(generic_script(&shares, 512).ends_with(GENERIC_WAIT));
 }
