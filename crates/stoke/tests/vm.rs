@@ -31,6 +31,7 @@ def handler(event, context):
             "env": os.environ.get("MINE"), "hostname": socket.gethostname(), "kernel": platform.release(),
             "mem_total_kb": int(mem["MemTotal"]), "tmp_dev": os.stat("/tmp").st_dev != os.stat("/").st_dev,
             "runtime_api": reach(api_host, int(api_port)),
+            "modprobe": open("/proc/sys/kernel/modprobe").read().strip(),
             "host_api": reach("10.0.2.2", event["server_port"]),
             "loopback_api": reach("127.0.0.1", event["server_port"]),
             "internet": reach("1.1.1.1", 53)}
@@ -63,6 +64,7 @@ fn functions_run_in_vms_of_their_own_with_layers_limits_and_only_their_runtime_a
     let mem = out["mem_total_kb"].as_u64().unwrap();
     assert!((150_000..=262_144).contains(&mem), "MemTotal {mem} kB in a 256 MB VM: {out}");
     assert_eq!(out["tmp_dev"], true, "/tmp is a disk of its own: {out}");
+    assert_eq!(out["modprobe"], "", "the guest loads no kernel module on demand: {out}");
     // Its only peer is its own Runtime API: not the server's API on the host, nor anything beyond.
     assert_eq!(out["runtime_api"], "connected", "{out}");
     for peer in ["host_api", "loopback_api", "internet"] {

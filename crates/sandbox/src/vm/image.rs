@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 pub const RUNTIME_API_ADDR: &str = "10.0.2.100:9001";
 
 /// The kernel modules a guest needs (the rest of their dependencies follow from `modules.dep`): virtio over
-/// MMIO (QEMU's `microvm`), its network card, 9p over virtio for the shared directories, the status disk.
-pub const MODULES: &[&str] = &["virtio_mmio", "virtio_net", "9pnet_virtio", "9p", "virtio_blk"];
+/// MMIO (QEMU's `microvm`), its network card, 9p over virtio for the shared directories, the status and
+/// `/tmp` disks, `/tmp`'s file system and the checksum it asks the crypto API for by name (a soft
+/// dependency `modules.dep` does not list). All are loaded while the guest boots — before a snapshot is
+/// saved — and the guest loads no module after that.
+pub const MODULES: &[&str] =
+    &["virtio_mmio", "virtio_net", "9pnet_virtio", "9p", "virtio_blk", "ext4", "crc32c_generic"];
 
 /// One entry of a cpio archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +124,9 @@ $B mount -t devtmpfs -o nosuid,noexec dev /dev
 $B stty -F /dev/console raw -echo 2>/dev/null
 $B hostname stoke
 while read -r m; do $B insmod "/stoke/modules/$m" || { echo "stoke: cannot load $m" >&2; $B poweroff -f; }; done < /stoke/modules/order
+# No module loads on demand: the host's /usr (and its /usr/lib/modules) is shared into the guest, where
+# the kernel would run its modprobe to load whatever a function's system calls ask for.
+echo > /proc/sys/kernel/modprobe
 $B ip link set lo up
 $B ip link set eth0 up
 $B ip addr add 10.0.2.15/24 dev eth0

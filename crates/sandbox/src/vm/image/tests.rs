@@ -356,3 +356,15 @@ fn a_restored_vm_drops_stale_caches_mounts_renews_its_clock_and_randomness_then_
     assert!(s.ends_with("echo then\n"), "then its command or its wait: {s}");
     assert!(generic_script(&shares, 512).ends_with(GENERIC_WAIT));
 }
+
+#[test]
+fn the_guest_loads_its_modules_at_boot_and_none_on_demand_after() {
+    for needed in ["virtio_blk", "ext4", "crc32c_generic"] {
+        assert!(MODULES.contains(&needed), "{needed}: /tmp's disk and file system come with the guest");
+    }
+    let lines: Vec<&str> = INIT.lines().collect();
+    let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}"));
+    let loaded = at("while read -r m; do $B insmod");
+    let off = at("echo > /proc/sys/kernel/modprobe");
+    assert!(loaded < off && off < at(". /stoke/instance"), "autoloading goes before anything of the instance's runs");
+}
