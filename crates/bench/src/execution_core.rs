@@ -139,9 +139,9 @@ fn prime_snapshots(server: &BenchServer, label: &str, functions: &[(&str, serde_
         server.send(reqwest::Method::DELETE, &format!("/v1/functions/{name}"), None)?;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
-    while server.vm_snapshots() < shapes.len() {
+    while server.vm_snapshots()? < shapes.len() {
         if Instant::now() > deadline {
-            bail!("{label}: {} of {} VM snapshots saved after 5 minutes", server.vm_snapshots(), shapes.len());
+            bail!("{label}: {} of {} VM snapshots saved after 5 minutes", server.vm_snapshots()?, shapes.len());
         }
         std::thread::sleep(Duration::from_millis(200));
     }

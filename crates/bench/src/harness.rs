@@ -58,10 +58,10 @@ impl BenchServer {
         self.server.pid().unwrap_or_default()
     }
 
-    /// The VM snapshots the server has saved (`vm/snapshots/<shape>/state` in its run directory).
-    pub fn vm_snapshots(&self) -> usize {
-        let dir = self.server.dir().join("run/vm/snapshots");
-        std::fs::read_dir(dir).map_or(0, |d| d.flatten().filter(|e| e.path().join("state").is_file()).count())
+    /// The VM snapshots the server has ready (`/v1/instances`' `snapshots`).
+    pub fn vm_snapshots(&self) -> Result<usize> {
+        let list = self.send(reqwest::Method::GET, "/v1/instances", None)?;
+        Ok(list["snapshots"].as_array().map_or(0, Vec::len))
     }
 
     /// A GET as the admin, returning the body as text (`/metrics`).

@@ -271,6 +271,10 @@ pub trait Sandbox: Send + Sync + 'static {
     fn zygotes_ready(&self) -> usize {
         0
     }
+    /// Snapshots instances are restored from rather than started, by name (the vm sandbox's shapes).
+    fn snapshots_ready(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// What all instances use together now, in bytes: their working set (memory the kernel cannot simply
     /// drop, so file cache it can reclaim does not count); `None` where the sandbox cannot tell.
     fn instances_memory_bytes(&self) -> Option<u64> {

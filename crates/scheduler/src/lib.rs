@@ -670,6 +670,11 @@ impl Scheduler {
         self.shared.sandbox.zygotes_ready()
     }
 
+    /// Snapshots instances are restored from, by name.
+    pub fn snapshots_ready(&self) -> Vec<String> {
+        self.shared.sandbox.snapshots_ready()
+    }
+
     fn queue_for(&self, target: &Arc<InvokeTarget>) -> Arc<FunctionQueue> {
         queue_of(&self.shared, target)
     }

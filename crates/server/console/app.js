@@ -966,7 +966,8 @@ async function nodePage(alive) {
       ['generic', generic], ['zygotes', instances.zygotes || 0]];
     const parts = [
       el('p', { class: 'muted', text: 'Sandbox ' + instances.sandbox + ', region ' + node.region + ', stoke ' + node.version +
-        '; functions may use up to ' + node.limits.max_memory_mb + ' MB each.' }),
+        '; functions may use up to ' + node.limits.max_memory_mb + ' MB each.' +
+        ((instances.snapshots || []).length ? ' VMs restored from snapshots: ' + instances.snapshots.join(', ') + '.' : '') }),
       el('h2', { text: 'Instances' + (node.status ? '' : ' of this account') }),
       el('div', { class: 'cards', id: 'instance-states' }, cards.map(([k, v]) => el('div', { class: 'card', 'data-state': k },
         el('span', { class: 'count', text: String(v) }), el('span', { class: 'muted', text: k })))),

@@ -325,13 +325,15 @@ fn vms_are_restored_from_a_snapshot_with_the_hosts_clock_their_own_randomness_co
     };
     let first = run(&s, "first");
     assert_eq!(first["restored"], json!(null), "the first VM of its shape boots: {first}");
-    // The snapshot is saved in the background after that boot.
-    let state = s.dir.join("run/vm/snapshots/128m-1c-512t/state");
+    // The snapshot is saved in the background after that boot; the node lists it once VMs are restored
+    // from it.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !state.is_file() {
-        assert!(Instant::now() < deadline, "no snapshot was saved at {}", state.display());
+    while s.get("/v1/instances").1["snapshots"] != json!(["128m-1c-512t"]) {
+        assert!(Instant::now() < deadline, "no snapshot was saved: {}", s.get("/v1/instances").1);
         std::thread::sleep(Duration::from_millis(100));
     }
+    let state = s.dir.join("run/vm/snapshots/128m-1c-512t/state");
+    assert!(state.is_file(), "saved in the run directory: {}", state.display());
     let second = run(&s, "second");
     let third = run(&s, "third");
     for out in [&second, &third] {
@@ -369,6 +371,7 @@ fn vms_are_restored_from_a_snapshot_with_the_hosts_clock_their_own_randomness_co
     python_fn(&s, "second", RESTORED, json!({"memory_mb": 128, "timeout_s": 60}));
     assert_eq!(run(&s, "first")["restored"], json!(null));
     assert_eq!(run(&s, "second")["restored"], json!(null), "without snapshots every VM boots");
+    assert_eq!(s.get("/v1/instances").1.get("snapshots"), None, "none listed");
     let snapshots = std::fs::read_dir(s.dir.join("run/vm/snapshots")).unwrap().count();
     assert_eq!(snapshots, 0, "none saved");
 }

@@ -480,6 +480,19 @@ impl Sandbox for VmSandbox {
         crate::lock(&self.pool).iter().map(|(k, ready)| (k.name.clone(), ready.len())).collect()
     }
 
+    fn snapshots_ready(&self) -> Vec<String> {
+        let Some(snapshots) = &self.snapshots else { return Vec::new() };
+        let mut names: Vec<String> = crate::lock(snapshots)
+            .values()
+            .filter_map(|s| match s {
+                snapshot::Status::Ready(s) => Some(s.name.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     fn spawn(&self, spec: &SpawnSpec) -> io::Result<Spawned> {
         if spec.image.is_some() {
             return Err(io::Error::other(
@@ -748,23 +761,9 @@ impl VmSandbox {
         tmp_mb: u32,
     ) -> io::Result<Machine> {
         let (initrd, qmp, incoming) = match boot {
+            Boot::Script(script) => (self.initrd(dir, script)?, None, None),
+            Boot::ToSave => (self.initrd(dir, image::SNAPSHOT_INSTANCE)?, Some(dir.join("qmp")), None),
             Boot::Restore(snapshot) => (snapshot.initrd.clone(), Some(dir.join("qmp")), Some(snapshot.state.clone())),
-            Boot::Script(_) | Boot::ToSave => {
-                let (script, qmp) = match boot {
-                    Boot::Script(script) => (script, None),
-                    _ => (image::SNAPSHOT_INSTANCE, Some(dir.join("qmp"))),
-                };
-                let own = image::cpio(&[(
-                    "stoke/instance".to_string(),
-                    Entry::File { data: script.as_bytes().to_vec(), executable: false },
-                )])
-                .map_err(io::Error::other)?;
-                let initrd = dir.join("initrd");
-                let mut f = fs::File::create(&initrd)?;
-                f.write_all(&self.base)?;
-                f.write_all(&own)?;
-                (initrd, qmp, None)
-            }
         };
         let status_disk = dir.join("status");
         fs::write(&status_disk, vec![0u8; 4096])?;
@@ -787,6 +786,20 @@ impl VmSandbox {
             qmp,
             incoming,
         })
+    }
+
+    /// Writes `dir`'s initramfs: the one every guest starts from, with `script` as its instance's part.
+    fn initrd(&self, dir: &Path, script: &str) -> io::Result<PathBuf> {
+        let own = image::cpio(&[(
+            "stoke/instance".to_string(),
+            Entry::File { data: script.as_bytes().to_vec(), executable: false },
+        )])
+        .map_err(io::Error::other)?;
+        let initrd = dir.join("initrd");
+        let mut f = fs::File::create(&initrd)?;
+        f.write_all(&self.base)?;
+        f.write_all(&own)?;
+        Ok(initrd)
     }
 
     /// `shares` (tags `s0`…) and as many more sharing the empty directory as a snapshot's machine has;

@@ -146,6 +146,10 @@ pub struct InstanceList {
     /// Python zygotes ready on this node (one per layer set).
     #[serde(default)]
     pub zygotes: usize,
+    /// VM snapshots ready on this node (`--sandbox vm`), by shape — memory, vCPUs, `/tmp` size, as in
+    /// `128m-1c-512t`: VMs of these shapes are restored from a saved guest rather than booted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
     /// In a cluster: the live nodes that did not answer in time (their instances are missing here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreachable: Vec<String>,
@@ -205,6 +209,7 @@ pub async fn instances(
         instances,
         generic: scheduler.generic_ready().into_iter().collect(),
         zygotes: scheduler.zygotes_ready(),
+        snapshots: scheduler.snapshots_ready(),
         unreachable,
     }))
 }
