@@ -185,12 +185,30 @@ pub const GENERIC_READY: &str = "stoke-generic-ready\n";
 /// its assignment — a line with the script's length in bytes, then the script ([`assignment_script`]) —
 /// and runs it.
 pub fn generic_script(shares: &[(String, PathBuf, bool)], tmp_mb: u32) -> String {
-    mount_script(shares, tmp_mb) + GENERIC_WAIT
+    mount_script(shares, tmp_mb) + &generic_wait()
 }
 
 /// A generic VM's wait for its assignment, once its mounts are done: see [`generic_script`].
-pub const GENERIC_WAIT: &str = "echo stoke-generic-ready\nn=\nread -r n\n\
-    case \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n$B head -c \"$n\" > /stoke/assigned\n. /stoke/assigned\n";
+pub fn generic_wait() -> String {
+    receive_script(GENERIC_READY, "", "/stoke/assigned")
+}
+
+/// The guest's side of a script sent on its console ([`framed`]): it says `ready`, reads a line with the
+/// script's length in bytes (one that is not a number powers the VM off), runs `on_receipt`, keeps that
+/// many bytes in `file` and sources it.
+fn receive_script(ready: &str, on_receipt: &str, file: &str) -> String {
+    format!(
+        "echo {}\nn=\nread -r n\n{on_receipt}case \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n\
+         $B head -c \"$n\" > {file}\n. {file}\n",
+        ready.trim_end()
+    )
+}
+
+/// `script` as the host sends it on a VM's console ([`receive_script`]): its length in bytes on a line of
+/// its own, then the script.
+pub fn framed(script: &str) -> String {
+    format!("{}\n{script}", script.len())
+}
 
 /// What a VM booted to be saved as a snapshot writes on its console once its kernel is up, its modules
 /// loaded and its disks found — before anything is mounted from the host (QEMU refuses to save a guest
@@ -201,8 +219,9 @@ pub const SNAPSHOT_READY: &str = "stoke-snapshot-ready\n";
 /// from it resumes here, waiting on its console for what makes it an instance — a line with the script's
 /// length in bytes, then the script ([`restored_script`]). The guest's uptime when the line came is kept
 /// (`U0`): the script sets the clock from the host's time of sending plus what passed since.
-pub const SNAPSHOT_INSTANCE: &str = "echo stoke-snapshot-ready\nn=\nread -r n\nread -r U0 _ < /proc/uptime\n\
-    case \"$n\" in ''|*[!0-9]*) $B poweroff -f ;; esac\n$B head -c \"$n\" > /stoke/given\n. /stoke/given\n";
+pub fn snapshot_instance() -> String {
+    receive_script(SNAPSHOT_READY, "read -r U0 _ < /proc/uptime\n", "/stoke/given")
+}
 
 /// What a restored VM needs that its snapshot cannot hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +244,7 @@ const RENEW: &str = r#"open(my $w, ">", "/dev/urandom") or die "urandom: $!"; pr
 /// What a VM restored from a snapshot is sent on its console: the block caches dropped (the saved guest
 /// read its disks' first blocks when it found them; this VM's disks are its own), its mounts and `/tmp`
 /// ([`mount_script`]), its clock and randomness renewed ([`Renewal`]), then `then` — its command
-/// ([`run_script`]) or a generic VM's wait ([`GENERIC_WAIT`]).
+/// ([`run_script`]) or a generic VM's wait ([`generic_wait`]).
 pub fn restored_script(shares: &[(String, PathBuf, bool)], tmp_mb: u32, renewal: &Renewal, then: &str) -> String {
     let mut s = String::from("echo 3 > /proc/sys/vm/drop_caches\n");
     s.push_str(&mount_script(shares, tmp_mb));

@@ -740,7 +740,7 @@ impl VmSandbox {
         fs::write(dir.join("port"), spec.runtime_api_port.to_string())?;
         let host: Vec<(String, PathBuf, bool)> = shares.into_iter().map(|(tag, host, _, rw)| (tag, host, rw)).collect();
         let (memory_mb, tmp_mb) = (spec.memory_mb.max(128), spec.ephemeral_mb);
-        if let Some((snapshot, padded)) = snapshot.and_then(|s| Some((s, self.padded(host.clone())?))) {
+        if let Some((snapshot, padded)) = snapshot.and_then(|s| Some((s, self.padded(&host)?))) {
             let machine = self.machine(dir, Boot::Restore(&snapshot), padded, memory_mb, spec.cpu_millis, tmp_mb)?;
             let then = image::run_script(&instance);
             return Ok((machine, Some(Resume { snapshot, shares: guest, tmp_mb, then })));
@@ -762,7 +762,7 @@ impl VmSandbox {
     ) -> io::Result<Machine> {
         let (initrd, qmp, incoming) = match boot {
             Boot::Script(script) => (self.initrd(dir, script)?, None, None),
-            Boot::ToSave => (self.initrd(dir, image::SNAPSHOT_INSTANCE)?, Some(dir.join("qmp")), None),
+            Boot::ToSave => (self.initrd(dir, &image::snapshot_instance())?, Some(dir.join("qmp")), None),
             Boot::Restore(snapshot) => (snapshot.initrd.clone(), Some(dir.join("qmp")), Some(snapshot.state.clone())),
         };
         let status_disk = dir.join("status");
@@ -804,11 +804,12 @@ impl VmSandbox {
 
     /// `shares` (tags `s0`…) and as many more sharing the empty directory as a snapshot's machine has;
     /// `None` when they are more than that (the VM boots).
-    fn padded(&self, mut shares: Vec<(String, PathBuf, bool)>) -> Option<Vec<(String, PathBuf, bool)>> {
+    fn padded(&self, shares: &[(String, PathBuf, bool)]) -> Option<Vec<(String, PathBuf, bool)>> {
         let slots = self.host_top.len() + snapshot::EXTRA_SHARES;
         if shares.len() > slots {
             return None;
         }
+        let mut shares = shares.to_vec();
         for n in shares.len()..slots {
             shares.push((format!("s{n}"), self.empty.clone(), false));
         }
@@ -889,7 +890,7 @@ impl VmSandbox {
         let group = self.layout.create(self.server, id, &self.limits(shape.memory_mb, cpu_millis))?;
         let (me, at) = (self.clone(), dir.clone());
         let booted = crate::on_lasting_thread(move || {
-            let shares = me.padded(Vec::new()).unwrap_or_default();
+            let shares = me.padded(&[]).unwrap_or_default();
             let started = me
                 .machine(&at, Boot::ToSave, shares, shape.memory_mb, cpu_millis, shape.tmp_mb)
                 .and_then(|machine| Ok((me.start_qemu(&machine, &at, &group, Stdio::piped())?, machine)));
@@ -924,7 +925,7 @@ impl VmSandbox {
         let _ = child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         group.remove_or_leave(&self.leftovers);
-        for file in ["status", "tmp", "relay", "qmp", "port", "state.tmp"] {
+        for file in VM_FILES.iter().chain(&["state.tmp"]) {
             let _ = fs::remove_file(dir.join(file));
         }
         let state = saved?;
@@ -960,7 +961,7 @@ impl VmSandbox {
             snapshot: resume.snapshot.name.clone(),
         };
         let script = image::restored_script(&resume.shares, resume.tmp_mb, &renewal, &resume.then);
-        console.write_all(format!("{}\n{script}", script.len()).as_bytes())?;
+        console.write_all(image::framed(&script).as_bytes())?;
         Ok((child, console))
     }
 
@@ -999,11 +1000,10 @@ impl VmSandbox {
             let guest: Vec<(String, PathBuf, bool)> =
                 shares.iter().map(|(t, _, g, rw)| (t.clone(), g.clone(), *rw)).collect();
             let host: Vec<(String, PathBuf, bool)> = shares.into_iter().map(|(t, h, _, rw)| (t, h, rw)).collect();
-            if let Some((snapshot, padded)) = snapshot.and_then(|s| Some((s, self.padded(host.clone())?))) {
+            if let Some((snapshot, padded)) = snapshot.and_then(|s| Some((s, self.padded(&host)?))) {
                 let machine =
                     self.machine(&dir, Boot::Restore(&snapshot), padded, memory_mb, kind.cpu_millis, GENERIC_TMP_MB)?;
-                let resume =
-                    Resume { snapshot, shares: guest, tmp_mb: GENERIC_TMP_MB, then: image::GENERIC_WAIT.to_string() };
+                let resume = Resume { snapshot, shares: guest, tmp_mb: GENERIC_TMP_MB, then: image::generic_wait() };
                 let (child, assign) = self.restore(&machine, &dir, &group, &resume)?;
                 return Ok((child, machine, assign));
             }
@@ -1083,7 +1083,7 @@ impl VmSandbox {
             fs::write(vm.dir.join("port"), spec.runtime_api_port.to_string())?;
             vm.group.set_limits(&self.limits(vm.machine.memory_mb, spec.cpu_millis))?;
             let script = image::assignment_script(&binds, Path::new(GUEST_SLOT), &self.instance(spec, Vec::new()));
-            vm.assign.write_all(format!("{}\n{script}", script.len()).as_bytes())?;
+            vm.assign.write_all(image::framed(&script).as_bytes())?;
             Ok(())
         })();
         match given {
@@ -1264,6 +1264,10 @@ impl Drop for VmControl {
     }
 }
 
+/// The files a VM's directory holds for it besides its initramfs: its disks, its relay and the port it
+/// reads, QEMU's QMP socket.
+const VM_FILES: [&str; 5] = ["status", "tmp", "relay", "port", "qmp"];
+
 /// Removes an instance's directory: what is mounted in it (merged layers, a generic VM's slot) first, then
 /// its files, then its directories once empty — never following into a mount or deleting what a function
 /// wrote in its scratch directory.
@@ -1272,7 +1276,7 @@ fn remove_instance_dir(dir: &Path) {
     for mounted in ["opt", "slot/task", "slot/opt", "slot/scratch"] {
         unmount_all(&dir.join(mounted));
     }
-    for file in ["initrd", "status", "tmp", "relay", "port", "qmp"] {
+    for file in VM_FILES.iter().chain(&["initrd"]) {
         let _ = fs::remove_file(dir.join(file));
     }
     remove_tree(dir);

@@ -320,13 +320,14 @@ fn the_relay_reads_its_port_when_a_connection_comes() {
 
 #[test]
 fn a_vm_saved_for_a_snapshot_waits_before_mounting_anything_and_keeps_when_its_script_came() {
-    assert!(!SNAPSHOT_INSTANCE.contains("share ") && !SNAPSHOT_INSTANCE.contains("mount"), "{SNAPSHOT_INSTANCE}");
-    let lines: Vec<&str> = SNAPSHOT_INSTANCE.lines().collect();
+    let script = snapshot_instance();
+    assert!(!script.contains("share ") && !script.contains("mount"), "{script}");
+    let lines: Vec<&str> = script.lines().collect();
     assert_eq!(format!("{}\n", lines[0]), format!("echo {SNAPSHOT_READY}"), "says it is ready first");
     let read = lines.iter().position(|l| *l == "read -r n").unwrap();
     assert_eq!(lines[read + 1], "read -r U0 _ < /proc/uptime", "the uptime right when the length came");
-    assert!(SNAPSHOT_INSTANCE.contains(r#"case "$n" in ''|*[!0-9]*) $B poweroff -f ;; esac"#), "a bad length ends it");
-    assert!(SNAPSHOT_INSTANCE.ends_with(". /stoke/given\n"));
+    assert!(script.contains(r#"case "$n" in ''|*[!0-9]*) $B poweroff -f ;; esac"#), "a bad length ends it");
+    assert!(script.ends_with(". /stoke/given\n"));
 }
 
 #[test]
@@ -354,7 +355,8 @@ fn a_restored_vm_drops_stale_caches_mounts_renews_its_clock_and_randomness_then_
     assert!(lines[at("/usr/bin/perl")].ends_with("$B poweroff -f; }"), "a guest it fails in goes: {s}");
     assert_eq!(lines[at("echo '128m-1c-512t'")], "echo '128m-1c-512t' > /stoke/restored");
     assert!(s.ends_with("echo then\n"), "then its command or its wait: {s}");
-    assert!(generic_script(&shares, 512).ends_with(GENERIC_WAIT));
+    assert!(generic_script(&shares, 512).ends_with(&generic_wait()));
+    assert_eq!(framed("echo hi\n"), "8\necho hi\n", "its length in bytes, then the script");
 }
 
 #[test]
