@@ -143,10 +143,9 @@ async fn launch(shared: &Arc<Shared>, ctx: &Arc<InstanceCtx>) -> Result<Launched
         spec.env.extend(plan.env.iter().cloned());
         spec.gpu = Some(plan);
     }
-    let app = crate::runtime_api::router(ctx.clone());
     let (listener, started) =
         crate::runtime_api::InstanceListener::new(listener, ctx.id, shared.metrics.runtime_connections.clone());
-    let server = tokio::spawn(crate::runtime_api::serve(listener, app));
+    let server = tokio::spawn(crate::runtime_api::serve(listener, ctx.clone()));
     let mut attempt = 0;
     // Starting a sandbox takes milliseconds of system calls (lean's clone and set-up, an OCI bundle's files
     // and mounts, a VM's disks): off the async threads, so warm invocations on them do not wait for it — on

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::json;
 
 use stoke_sandbox::InstanceControl;
@@ -43,7 +43,7 @@ fn routes() -> Router<Arc<InstanceCtx>> {
         .route("/2018-06-01/stoke/turn", get(wait_turn))
         .route("/2018-06-01/stoke/available/{function}", get(available))
         .route("/2018-06-01/stoke/scratch", get(scratch))
-        .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1024 * 1024))
+        .layer(DefaultBodyLimit::max(wire::MAX_BODY))
 }
 
 /// The instance's endpoint: a loopback listener that serves only connections opened by the instance's own
@@ -123,35 +123,72 @@ impl InstanceListener {
     }
 }
 
-/// Serves the instance's Runtime API on `listener` until the task is aborted: HTTP/1.1, the protocol every
-/// runtime client speaks, without the version detection a general server does on each new connection; each
-/// connection on a task of its own, with Nagle's delay off (an answer is written whole, in one write).
-pub(crate) async fn serve(mut listener: InstanceListener, app: Router) {
-    use tower::ServiceExt;
+/// Serves the instance's Runtime API on `listener` until the task is aborted: each connection on a task of
+/// its own, with Nagle's delay off (an answer is written whole, in one write), by the Runtime API's own
+/// HTTP/1.1 reader ([`wire`]), which hands any request it does not read itself to the router.
+pub(crate) async fn serve(mut listener: InstanceListener, ctx: Arc<InstanceCtx>) {
+    let app = router(ctx.clone());
     loop {
         let (stream, _) = listener.accept().await;
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a Runtime API connection ended with an error");
-            }
-        });
+        tokio::spawn(wire::serve_connection(stream, ctx.clone(), app.clone()));
     }
 }
 
-fn rapid_error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    (status, Json(json!({ "errorType": error_type, "errorMessage": message }))).into_response()
+/// An answer of the Runtime API's own routes, which both of its servers write: the hand-written one an
+/// invocation's requests take ([`wire`]) and hyper's, for everything else.
+pub(crate) struct Reply {
+    status: StatusCode,
+    /// Header names and values, each value checked to be one a header may carry.
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+}
+
+impl Reply {
+    fn new(status: StatusCode) -> Self {
+        Reply { status, headers: Vec::new(), body: Bytes::new() }
+    }
+
+    fn json(status: StatusCode, body: &serde_json::Value) -> Self {
+        Reply::new(status).header("content-type", "application/json").body(Bytes::from(body.to_string()))
+    }
+
+    /// Adds a header; a value no header may carry (a control character) is left out, as hyper would refuse it.
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        if value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    fn body(mut self, body: Bytes) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(axum::body::Body::from(self.body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.append(HeaderName::from_static(name), v);
+            }
+        }
+        response
+    }
+}
+
+fn rapid_error(status: StatusCode, error_type: &str, message: &str) -> Reply {
+    Reply::json(status, &json!({ "errorType": error_type, "errorMessage": message }))
 }
 
 /// The RIE's answer to an accepted POST.
-fn accepted() -> Response {
-    (StatusCode::ACCEPTED, Json(json!({ "status": "OK" }))).into_response()
+fn accepted() -> Reply {
+    Reply::json(StatusCode::ACCEPTED, &json!({ "status": "OK" }))
 }
 
 /// The answer to an invocation's response or error: 202 with no body. Runtimes check only for a 2xx
@@ -159,14 +196,14 @@ fn accepted() -> Response {
 /// the head arrives. With the RIE's `{"status":"OK"}`, `lambda_runtime` (hyper's pooled client) often asked
 /// for the next invocation before that connection was back and opened a new one — for 12 % of invocations,
 /// 6.7 % with an empty body — and each new connection costs a handshake and an ownership check.
-fn answered() -> Response {
-    StatusCode::ACCEPTED.into_response()
+fn answered() -> Reply {
+    Reply::new(StatusCode::ACCEPTED)
 }
 
 /// `GET /runtime/invocation/next`, step by step as the protocol reads: a runtime asking again has given up
 /// what it was running; its first call ends its initialisation; it waits for work; it is handed the
 /// invocation with its headers, and the invocation runs from then until its deadline.
-async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+async fn next(State(ctx): State<Arc<InstanceCtx>>) -> Reply {
     fail_unanswered(&ctx);
     let init = end_init(&ctx);
     let inv = match take_work(&ctx, init).await {
@@ -220,14 +257,14 @@ async fn take_work(ctx: &InstanceCtx, init: Option<Duration>) -> Result<Invocati
 
 /// Starts `inv` on the instance and answers `next` with it: its event, and the headers the protocol gives an
 /// invocation.
-fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Response {
+fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Reply {
     // Cold: this invocation waited for the instance to initialise. One served by an instance that was
     // ready before it arrived (pre-warmed, min-warm) is warm, even if it is the instance's first.
     let ready_at = ctx.spawned_at + ctx.ready.get().copied().unwrap_or_default();
     let cold = inv.arrived < ready_at;
     let started = ctx.shared.clock.now();
     let seq = ctx.trace_seq.fetch_add(1, Ordering::Relaxed);
-    let headers = invocation_headers(ctx, &inv, seq);
+    let reply = invocation_headers(ctx, &inv, seq);
     if let Some(started) = &inv.request.started {
         started.fire();
     }
@@ -248,20 +285,12 @@ fn hand_out(ctx: &Arc<InstanceCtx>, inv: Invocation) -> Response {
         timeout_s: inv.timeout_s,
     });
     start_watchdog(ctx);
-    (StatusCode::OK, headers, payload).into_response()
+    reply.body(payload)
 }
 
-/// The headers of an invocation handed to the runtime (`seq`: the instance's how-manieth).
-fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("lambda-runtime-aws-request-id", &inv.id);
-    set("lambda-runtime-deadline-ms", &inv.deadline_epoch_ms.to_string());
-    set("lambda-runtime-invoked-function-arn", &ctx.queue.target.invoked_arn);
+/// The answer to `next` handing out an invocation, without its event: the headers the protocol gives it
+/// (`seq`: the instance's how-manieth).
+fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> Reply {
     let trace = format!(
         "Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0",
         ctx.shared.clock.now_ms() / 1000,
@@ -269,13 +298,16 @@ fn invocation_headers(ctx: &InstanceCtx, inv: &Invocation, seq: u64) -> HeaderMa
         seq,
         seq
     );
-    set("lambda-runtime-trace-id", &trace);
+    let mut reply = Reply::new(StatusCode::OK)
+        .header("lambda-runtime-aws-request-id", &*inv.id)
+        .header("lambda-runtime-deadline-ms", inv.deadline_epoch_ms.to_string())
+        .header("lambda-runtime-invoked-function-arn", &*ctx.queue.target.invoked_arn)
+        .header("lambda-runtime-trace-id", trace);
     if let Some(cc) = &inv.request.client_context {
-        set("lambda-runtime-client-context", cc);
+        reply = reply.header("lambda-runtime-client-context", &**cc);
     }
     // awslambdaric crashes without a Content-Type.
-    set("content-type", "application/json");
-    headers
+    reply.header("content-type", "application/json")
 }
 
 /// Fails the running invocation at its deadline, and kills the instance running it: one task per instance
@@ -364,7 +396,7 @@ fn take_current(ctx: &InstanceCtx, id: &str) -> Option<Current> {
     }
 }
 
-fn invalid_request_id(id: &str) -> Response {
+fn invalid_request_id(id: &str) -> Reply {
     rapid_error(
         StatusCode::BAD_REQUEST,
         "InvalidRequestID",
@@ -381,7 +413,7 @@ async fn collect_output(ctx: &InstanceCtx, id: &str) {
     }
 }
 
-async fn response(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn response(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, body: Bytes) -> Reply {
     collect_output(&ctx, &id).await;
     let Some(cur) = take_current(&ctx, &id) else {
         return invalid_request_id(&id);
@@ -398,13 +430,16 @@ async fn response(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, b
     answered()
 }
 
+/// The header a runtime may name its error's type in.
+const ERROR_TYPE_HEADER: &str = "lambda-runtime-function-error-type";
+
 /// The error type of a runtime's error report: the body's `errorType`, else a well-formed error-type
-/// header, else `Unhandled`.
-fn error_type(headers: &HeaderMap, body: &serde_json::Value) -> String {
+/// header (`header`, its value), else `Unhandled`.
+fn error_type(header: Option<&str>, body: &serde_json::Value) -> String {
     if let Some(t) = body.get("errorType").and_then(|v| v.as_str()).filter(|t| !t.is_empty()) {
         return t.to_string();
     }
-    let header = headers.get("lambda-runtime-function-error-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = header.unwrap_or("");
     let well_formed = header.split_once('.').is_some_and(|(kind, rest)| {
         matches!(kind, "Runtime" | "Function") && rest.starts_with(|c: char| c.is_ascii_uppercase())
     });
@@ -415,9 +450,9 @@ fn error_type(headers: &HeaderMap, body: &serde_json::Value) -> String {
     }
 }
 
-fn error_body(headers: &HeaderMap, body: &Bytes) -> Outcome {
+fn error_body(header: Option<&str>, body: &Bytes) -> Outcome {
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
-    let error_type = error_type(headers, &parsed);
+    let error_type = error_type(header, &parsed);
     let body = if parsed.is_object() {
         body.clone()
     } else {
@@ -427,22 +462,27 @@ fn error_body(headers: &HeaderMap, body: &Bytes) -> Outcome {
     Outcome::FunctionError { error_type, body }
 }
 
-async fn error(
-    State(ctx): State<Arc<InstanceCtx>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    collect_output(&ctx, &id).await;
-    let Some(cur) = take_current(&ctx, &id) else {
-        return invalid_request_id(&id);
+/// The value of the error-type header, when it is text.
+fn error_type_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(ERROR_TYPE_HEADER).and_then(|v| v.to_str().ok())
+}
+
+async fn error(State(ctx): State<Arc<InstanceCtx>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Reply {
+    report_error(&ctx, &id, error_type_header(&headers), body).await
+}
+
+/// `POST /runtime/invocation/{id}/error`: the invocation fails with the runtime's error.
+async fn report_error(ctx: &InstanceCtx, id: &str, error_type: Option<&str>, body: Bytes) -> Reply {
+    collect_output(ctx, id).await;
+    let Some(cur) = take_current(ctx, id) else {
+        return invalid_request_id(id);
     };
-    ctx.finish(cur, error_body(&headers, &body));
+    ctx.finish(cur, error_body(error_type, &body));
     answered()
 }
 
-async fn init_error(State(ctx): State<Arc<InstanceCtx>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut outcome = error_body(&headers, &body);
+async fn init_error(State(ctx): State<Arc<InstanceCtx>>, headers: HeaderMap, body: Bytes) -> Reply {
+    let mut outcome = error_body(error_type_header(&headers), &body);
     if let Outcome::FunctionError { error_type, .. } = &mut outcome {
         if error_type == "Unhandled" {
             *error_type = "Runtime.InitError".to_string();
@@ -472,7 +512,7 @@ struct PrepareBody {
     params: serde_json::Value,
 }
 
-async fn resolve(ctx: &InstanceCtx, reference: &str) -> Result<Arc<crate::InvokeTarget>, Response> {
+async fn resolve(ctx: &InstanceCtx, reference: &str) -> Result<Arc<crate::InvokeTarget>, Reply> {
     let Some(resolver) = ctx.shared.resolver.get() else {
         return Err(rapid_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -491,7 +531,7 @@ fn origin_in_init(ctx: &InstanceCtx) -> Option<&crate::queue::Origin> {
     ctx.origin.as_ref().filter(|_| ctx.ready.get().is_none())
 }
 
-async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
+async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Reply {
     let execution = lock(&ctx.current).as_ref().map(|c| (c.execution.clone(), c.scratch));
     // During init, the execution of the step the instance was started for: a cold step can prepare the
     // next one before its own (long) init, so their cold starts overlap.
@@ -549,7 +589,7 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
                 "version": target.version,
                 "expiresInMs": stoke_core::num::millis_u64(ctx.shared.settings.reservation_ttl),
             });
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            Reply::json(StatusCode::ACCEPTED, &body)
         }
         Err(crate::InvokeError::Throttled { reason, .. }) => {
             rapid_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", &reason)
@@ -561,7 +601,7 @@ async fn prepare(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
     }
 }
 
-fn not_prepared(what: &str) -> Response {
+fn not_prepared(what: &str) -> Reply {
     rapid_error(
         StatusCode::NOT_FOUND,
         "Stoke.NotPrepared",
@@ -574,7 +614,7 @@ fn not_prepared(what: &str) -> Response {
 
 /// During init: the workflow step this instance was started for (its execution and input), so the init can
 /// prepare the execution's next step at once. Any instance may still take that step's invocation.
-async fn origin(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+async fn origin(State(ctx): State<Arc<InstanceCtx>>) -> Reply {
     if ctx.ready.get().is_some() {
         return rapid_error(
             StatusCode::NOT_FOUND,
@@ -591,27 +631,27 @@ async fn origin(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         );
     };
     let event: serde_json::Value = serde_json::from_slice(&o.event).unwrap_or(serde_json::Value::Null);
-    Json(json!({ "execution": &*o.execution, "event": event, "prepared": o.prepared })).into_response()
+    Reply::json(StatusCode::OK, &json!({ "execution": &*o.execution, "event": event, "prepared": o.prepared }))
 }
 
-async fn prepared(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+async fn prepared(State(ctx): State<Arc<InstanceCtx>>) -> Reply {
     let reservation = lock(&ctx.current).as_ref().and_then(|c| c.reservation.clone());
     match reservation {
-        Some(r) => (StatusCode::OK, [("content-type", "application/json")], r.params.clone()).into_response(),
+        Some(r) => Reply::new(StatusCode::OK).header("content-type", "application/json").body(r.params.clone()),
         None => not_prepared("prepared_params"),
     }
 }
 
-async fn wait_turn(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+async fn wait_turn(State(ctx): State<Arc<InstanceCtx>>) -> Reply {
     let reservation = lock(&ctx.current).as_ref().and_then(|c| c.reservation.clone());
     let Some(r) = reservation else { return not_prepared("wait_turn") };
     match r.wait_turn().await {
-        Ok(input) => (StatusCode::OK, [("content-type", "application/json")], input).into_response(),
+        Ok(input) => Reply::new(StatusCode::OK).header("content-type", "application/json").body(input),
         Err(why) => rapid_error(StatusCode::GONE, "Stoke.ReservationReleased", &why),
     }
 }
 
-async fn available(State(ctx): State<Arc<InstanceCtx>>, Path(function): Path<String>) -> Response {
+async fn available(State(ctx): State<Arc<InstanceCtx>>, Path(function): Path<String>) -> Reply {
     let target = match resolve(&ctx, &function).await {
         Ok(t) => t,
         Err(refused) => return refused,
@@ -626,11 +666,11 @@ async fn available(State(ctx): State<Arc<InstanceCtx>>, Path(function): Path<Str
         "idle": pool.idle,
         "queued": pool.queued,
     });
-    (StatusCode::OK, Json(body)).into_response()
+    Reply::json(StatusCode::OK, &body)
 }
 
 /// The execution's scratch directory, as the instance sees it.
-async fn scratch(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+async fn scratch(State(ctx): State<Arc<InstanceCtx>>) -> Reply {
     let current = lock(&ctx.current).as_ref().map(|c| (c.execution.clone(), c.scratch));
     let Some((Some(execution), true)) = current else {
         return rapid_error(
@@ -645,8 +685,10 @@ async fn scratch(State(ctx): State<Arc<InstanceCtx>>) -> Response {
         scratch: crate::runtimes::scratch_root(&ctx.shared.run_dir, &ctx.queue.target.account),
     };
     let seen = ctx.shared.sandbox.paths(&host).scratch.join(&*execution);
-    (StatusCode::OK, Json(json!({ "path": seen.display().to_string() }))).into_response()
+    Reply::json(StatusCode::OK, &json!({ "path": seen.display().to_string() }))
 }
+
+mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -2,20 +2,18 @@ use super::*;
 
 #[test]
 fn error_type_prefers_body_then_well_formed_header() {
+    assert_eq!(error_type(None, &json!({"errorType": "ValueError"})), "ValueError");
+    assert_eq!(error_type(Some("Runtime.ImportModuleError"), &json!({})), "Runtime.ImportModuleError");
+    assert_eq!(error_type(Some("unhandled"), &json!({})), "Unhandled");
+    assert_eq!(error_type(Some("unhandled"), &json!({"errorType": "my_crate::Error"})), "my_crate::Error");
     let mut h = HeaderMap::new();
-    assert_eq!(error_type(&h, &json!({"errorType": "ValueError"})), "ValueError");
-    h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("Runtime.ImportModuleError"));
-    assert_eq!(error_type(&h, &json!({})), "Runtime.ImportModuleError");
-    h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("unhandled"));
-    assert_eq!(error_type(&h, &json!({})), "Unhandled");
-    assert_eq!(error_type(&h, &json!({"errorType": "my_crate::Error"})), "my_crate::Error");
+    h.insert(ERROR_TYPE_HEADER, HeaderValue::from_static("Function.Mine"));
+    assert_eq!(error_type_header(&h), Some("Function.Mine"));
 }
 
 #[test]
 fn non_json_error_bodies_are_wrapped() {
-    let Outcome::FunctionError { error_type, body } = error_body(&HeaderMap::new(), &Bytes::from("boom")) else {
-        panic!()
-    };
+    let Outcome::FunctionError { error_type, body } = error_body(None, &Bytes::from("boom")) else { panic!() };
     assert_eq!(error_type, "Unhandled");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["errorMessage"], "boom");
@@ -24,13 +22,11 @@ fn non_json_error_bodies_are_wrapped() {
 // The handlers in process: the router called with `oneshot`, for an instance the test stands in for (added
 // to its queue as starting, so the queue starts no other for the work the test gives it).
 
-mod in_process {
+pub(crate) mod in_process {
     use std::time::Duration;
 
-    use axum::body::Body;
-    use axum::http::Request;
     use stoke_sandbox::fake::{Init, Script};
-    use tower::ServiceExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
     use crate::queue::Origin;
@@ -38,12 +34,12 @@ mod in_process {
     use crate::{Clock, InvokeError, InvokeRequest, InvokeResult, InvokeTarget, Scheduler};
 
     /// A scheduler whose own instances (none are expected) would never ask for work.
-    fn harness() -> Harness {
+    pub(crate) fn harness() -> Harness {
         Harness::new(Script::echo().init(Init::Hang))
     }
 
     /// An instance of function `resize`, started for `origin`, whose runtime is the test.
-    fn instance(h: &Harness, origin: Option<Origin>) -> (Arc<InvokeTarget>, Arc<InstanceCtx>) {
+    pub(crate) fn instance(h: &Harness, origin: Option<Origin>) -> (Arc<InvokeTarget>, Arc<InstanceCtx>) {
         let target = h.target("resize", |_| {});
         let queue = h.queue(&target);
         let id = Scheduler::next_instance_id(h.shared());
@@ -51,31 +47,77 @@ mod in_process {
         (target, Arc::new(InstanceCtx::new(id, origin, h.shared().clone(), queue)))
     }
 
-    struct Answer {
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
+    pub(crate) struct Answer {
+        pub(crate) status: StatusCode,
+        pub(crate) headers: HeaderMap,
+        pub(crate) body: Bytes,
     }
 
     impl Answer {
-        fn json(&self) -> serde_json::Value {
+        pub(crate) fn json(&self) -> serde_json::Value {
             serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
         }
 
-        fn header(&self, name: &str) -> &str {
+        pub(crate) fn header(&self, name: &str) -> &str {
             self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
         }
     }
 
+    /// One request over a connection of its own, served as the instance's runtime's are
+    /// ([`wire::serve_connection`]): the requests of an invocation by the Runtime API's own reader, the
+    /// others by the router through it.
     async fn call(ctx: &Arc<InstanceCtx>, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
+        let mut head = format!("{method} {uri} HTTP/1.1\r\nhost: 127.0.0.1\r\n");
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
-        let response = router(ctx.clone()).oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        Answer { status, headers, body }
+        head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&body);
+        let mut conn = connect(ctx).await;
+        conn.write_all(&request).await.unwrap();
+        read_answer(&mut conn, &mut Vec::new()).await.expect("an answer")
+    }
+
+    /// A client connection to the instance's Runtime API, served by its own reader.
+    pub(crate) async fn connect(ctx: &Arc<InstanceCtx>) -> tokio::net::TcpStream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (served, _) = listener.accept().await.unwrap();
+        tokio::spawn(wire::serve_connection(served, ctx.clone(), router(ctx.clone())));
+        client
+    }
+
+    /// Reads one answer off `conn` (`buf`: bytes read already, kept past the answer); `None` when the
+    /// connection closes first.
+    pub(crate) async fn read_answer(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Answer> {
+        loop {
+            let mut names = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Response::new(&mut names);
+            if let httparse::Status::Complete(len) = parsed.parse(buf).expect("a well-formed answer") {
+                let mut headers = HeaderMap::new();
+                for h in parsed.headers.iter() {
+                    headers.append(
+                        HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                        HeaderValue::from_bytes(h.value).unwrap(),
+                    );
+                }
+                let status = StatusCode::from_u16(parsed.code.unwrap()).unwrap();
+                let body_len: usize =
+                    headers.get("content-length").expect("a length").to_str().unwrap().parse().unwrap();
+                while buf.len() < len + body_len {
+                    if conn.read_buf(buf).await.unwrap() == 0 {
+                        return None;
+                    }
+                }
+                let body = Bytes::copy_from_slice(&buf[len..len + body_len]);
+                buf.drain(..len + body_len);
+                return Some(Answer { status, headers, body });
+            }
+            if conn.read_buf(buf).await.unwrap() == 0 {
+                return None;
+            }
+        }
     }
 
     async fn get(ctx: &Arc<InstanceCtx>, uri: &str) -> Answer {
@@ -89,7 +131,7 @@ mod in_process {
     const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 
     /// Submits `req` to the instance's queue (it waits there: the instance is starting).
-    async fn submit(
+    pub(crate) async fn submit(
         h: &Harness,
         target: &Arc<InvokeTarget>,
         req: InvokeRequest,
@@ -101,7 +143,7 @@ mod in_process {
         call
     }
 
-    fn request(id: &str, payload: &str) -> InvokeRequest {
+    pub(crate) fn request(id: &str, payload: &str) -> InvokeRequest {
         InvokeRequest { payload: payload.to_string().into(), request_id: Some(id.into()), ..Default::default() }
     }
 
