@@ -111,8 +111,10 @@ mod served {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use crate::runtime_api::tests::in_process::{connect, harness, instance, read_answer, request, submit};
-    use crate::testing::until;
-    use crate::Outcome;
+    use tokio::task::JoinHandle;
+
+    use crate::testing::{until, Harness};
+    use crate::{InvokeError, InvokeResult, InvokeTarget, Outcome};
 
     use super::*;
 
@@ -123,6 +125,23 @@ mod served {
             "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         )
+    }
+
+    /// A connection to `ctx`'s Runtime API whose `next` was handed invocation `id`; the bytes read past that
+    /// answer; the invocation's result to come.
+    async fn running(
+        h: &Harness,
+        target: &Arc<InvokeTarget>,
+        ctx: &Arc<InstanceCtx>,
+        id: &str,
+    ) -> (TcpStream, Vec<u8>, JoinHandle<Result<InvokeResult, InvokeError>>) {
+        let mut conn = connect(ctx).await;
+        let mut buf = Vec::new();
+        let result = submit(h, target, request(id, "{}")).await;
+        conn.write_all(NEXT.as_bytes()).await.unwrap();
+        let next = read_answer(&mut conn, &mut buf).await.unwrap();
+        assert_eq!((next.status, next.header("lambda-runtime-aws-request-id")), (StatusCode::OK, id));
+        (conn, buf, result)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,11 +178,7 @@ mod served {
     async fn a_chunked_answer_hands_the_connection_to_hyper_which_serves_the_rest_of_it() {
         let h = harness();
         let (target, ctx) = instance(&h, None);
-        let mut conn = connect(&ctx).await;
-        let mut buf = Vec::new();
-        let result = submit(&h, &target, request("c1", "{}")).await;
-        conn.write_all(NEXT.as_bytes()).await.unwrap();
-        assert_eq!(read_answer(&mut conn, &mut buf).await.unwrap().status, StatusCode::OK);
+        let (mut conn, mut buf, result) = running(&h, &target, &ctx, "c1").await;
         let chunked = "POST /2018-06-01/runtime/invocation/c1/response HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n\
                        5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
         conn.write_all(chunked.as_bytes()).await.unwrap();
@@ -185,11 +200,7 @@ mod served {
     async fn expect_continue_and_connection_close_are_honoured() {
         let h = harness();
         let (target, ctx) = instance(&h, None);
-        let mut conn = connect(&ctx).await;
-        let mut buf = Vec::new();
-        let result = submit(&h, &target, request("e1", "{}")).await;
-        conn.write_all(NEXT.as_bytes()).await.unwrap();
-        assert_eq!(read_answer(&mut conn, &mut buf).await.unwrap().status, StatusCode::OK);
+        let (mut conn, mut buf, result) = running(&h, &target, &ctx, "e1").await;
         let head = "POST /2018-06-01/runtime/invocation/e1/response HTTP/1.1\r\ncontent-length: 4\r\n\
                     expect: 100-continue\r\nconnection: close\r\n\r\n";
         conn.write_all(head.as_bytes()).await.unwrap();
@@ -230,7 +241,8 @@ mod served {
         let mut conn = connect(&ctx).await;
         let mut buf = Vec::new();
         conn.write_all(NEXT.as_bytes()).await.unwrap();
-        let next = read_answer(&mut conn, &mut buf).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut conn, &mut buf)).await;
+        let next = next.expect("the invocation handed to the new connection, not the closed one").unwrap();
         assert_eq!(next.header("lambda-runtime-aws-request-id"), "kept");
         conn.write_all(response("kept", "ok").as_bytes()).await.unwrap();
         assert_eq!(result.await.unwrap().unwrap().outcome, Outcome::Success("ok".into()));
