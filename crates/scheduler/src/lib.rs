@@ -173,29 +173,12 @@ impl Taken {
     /// its queue here instead, for an instance of this node's or another taker; it fails only if this node
     /// has no room for it either.
     pub fn finish(self, outcome: Result<InvokeResult, InvokeError>) {
-        let Taken { mut inv, queue, shared } = self;
+        let Taken { inv, queue, shared } = self;
         let result = match outcome {
             Ok(r) => r,
             Err(InvokeError::Throttled { reason, retry_after_s }) => {
                 // The caller hears whatever the queue here makes of it; if it is refused or dropped, the throttle.
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let caller = std::mem::replace(&mut inv.responder, tx);
-                let id = inv.id.to_string();
-                let throttle = InvokeError::Throttled { reason, retry_after_s };
-                match queue::submit(&shared, &queue, inv, true) {
-                    Ok(None) => {
-                        tokio::spawn(async move {
-                            let result = rx.await.unwrap_or_else(|_| context::platform_result(&id, throttle));
-                            let _ = caller.send(result);
-                        });
-                    }
-                    Ok(Some(_)) => {
-                        let _ = caller.send(context::platform_result(&id, throttle));
-                    }
-                    Err(e) => {
-                        let _ = caller.send(context::platform_result(&id, e));
-                    }
-                }
+                queue::submit_again(&shared, &queue, inv, InvokeError::Throttled { reason, retry_after_s });
                 return;
             }
             Err(e) => context::platform_result(&inv.id, e),

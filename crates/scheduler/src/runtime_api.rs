@@ -366,24 +366,44 @@ fn start_watchdog(ctx: &Arc<InstanceCtx>) {
 /// Waits for the next invocation; an instance idle for `freeze_idle_after` — or longer, when its function's
 /// instances are usually reused after longer gaps (`FunctionQueue::freeze_after`) — is frozen meanwhile, and
 /// thawed before it hears of the work (or of its eviction).
-async fn wait_for_work<T>(
+async fn wait_for_work(
     ctx: &InstanceCtx,
-    mut rx: tokio::sync::oneshot::Receiver<T>,
-) -> Result<T, tokio::sync::oneshot::error::RecvError> {
-    let Some(base) = ctx.shared.settings.freeze_idle_after else { return rx.await };
+    rx: oneshot::Receiver<Invocation>,
+) -> Result<Invocation, oneshot::error::RecvError> {
+    let mut wait = Waiting { ctx, rx };
+    let Some(base) = ctx.shared.settings.freeze_idle_after else { return (&mut wait.rx).await };
     let after = ctx.queue.freeze_after(base);
-    if let Ok(done) = tokio::time::timeout(after, &mut rx).await {
+    if let Ok(done) = tokio::time::timeout(after, &mut wait.rx).await {
         return done;
     }
     let control = ctx.control.get().cloned();
     let frozen = control.as_ref().is_some_and(|c| c.freeze(true));
-    let done = rx.await;
+    let done = (&mut wait.rx).await;
     if frozen {
         if let Some(c) = control {
             c.freeze(false);
         }
     }
     done
+}
+
+/// A runtime's wait for work. Given up (its connection closed) in the instant the queue handed it an
+/// invocation, it puts that invocation back in the queue for another instance instead of losing it.
+struct Waiting<'a> {
+    ctx: &'a InstanceCtx,
+    rx: oneshot::Receiver<Invocation>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // Nothing can be handed to it from here on; what was, and not taken, goes back.
+        self.rx.close();
+        if let Ok(inv) = self.rx.try_recv() {
+            let (shared, queue) = (&self.ctx.shared, &self.ctx.queue);
+            tracing::debug!(instance = self.ctx.id, request_id = %inv.id, "an invocation handed to a runtime that went away goes back to its queue");
+            crate::queue::submit_again(shared, queue, inv, crate::queue::no_room(shared, queue));
+        }
+    }
 }
 
 /// Takes the running invocation if `id` is it.

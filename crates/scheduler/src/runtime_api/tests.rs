@@ -267,6 +267,27 @@ pub(crate) mod in_process {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invocation_handed_to_a_wait_given_up_in_that_instant_goes_back_to_the_queue() {
+        let h = harness();
+        let (target, ctx) = instance(&h, None);
+        let rx = ctx.queue.next_for(ctx.id, None).expect_err("nothing is queued: the instance waits");
+        let mut wait = Box::pin(wait_for_work(&ctx, rx));
+        assert!(tokio::time::timeout(Duration::from_millis(20), &mut wait).await.is_err(), "it waits");
+        let call = {
+            let (scheduler, target) = (h.scheduler.clone(), target.clone());
+            tokio::spawn(async move { scheduler.invoke(&target, request("back", "{}")).await })
+        };
+        until("the invocation handed to the waiting instance", || h.scheduler.pool(&target).busy == 1).await;
+        // Its runtime's connection closes now: the wait is dropped before it takes what it was handed.
+        drop(wait);
+        until("the invocation queued again", || h.scheduler.pool(&target).queued == 1).await;
+        let next = get(&ctx, NEXT).await;
+        assert_eq!((next.status, next.header("lambda-runtime-aws-request-id")), (StatusCode::OK, "back"));
+        post(&ctx, "/2018-06-01/runtime/invocation/back/response", "kept").await;
+        assert_eq!(call.await.unwrap().unwrap().outcome, Outcome::Success("kept".into()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn next_answers_410_when_the_instance_is_evicted_while_it_waits() {
         let h = harness();
         let (target, ctx) = instance(&h, None);
