@@ -178,7 +178,7 @@ impl Taken {
             Ok(r) => r,
             Err(InvokeError::Throttled { reason, retry_after_s }) => {
                 // The caller hears whatever the queue here makes of it; if it is refused or dropped, the throttle.
-                queue::submit_again(&shared, &queue, inv, InvokeError::Throttled { reason, retry_after_s });
+                submit_again(&shared, &queue, inv, InvokeError::Throttled { reason, retry_after_s });
                 return;
             }
             Err(e) => context::platform_result(&inv.id, e),
@@ -189,6 +189,33 @@ impl Taken {
             r.release("the prepared instance ended its invocation before its turn came");
         }
         let _ = inv.responder.send(result);
+    }
+}
+
+/// Puts an invocation back in its queue ([`queue::submit`] again, its arrival counted once): its caller hears
+/// whatever the queue makes of it, or `otherwise` if it is refused for want of room or dropped.
+pub(crate) fn submit_again(
+    shared: &Arc<Shared>,
+    queue: &Arc<queue::FunctionQueue>,
+    mut inv: queue::Invocation,
+    otherwise: InvokeError,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let caller = std::mem::replace(&mut inv.responder, tx);
+    let id = inv.id.to_string();
+    match queue::submit(shared, queue, inv, true) {
+        Ok(None) => {
+            tokio::spawn(async move {
+                let result = rx.await.unwrap_or_else(|_| context::platform_result(&id, otherwise));
+                let _ = caller.send(result);
+            });
+        }
+        Ok(Some(_)) => {
+            let _ = caller.send(context::platform_result(&id, otherwise));
+        }
+        Err(e) => {
+            let _ = caller.send(context::platform_result(&id, e));
+        }
     }
 }
 

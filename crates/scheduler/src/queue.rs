@@ -859,33 +859,6 @@ pub(crate) fn submit(
     }
 }
 
-/// Puts an invocation back in its queue ([`submit`] again, its arrival counted once): its caller hears
-/// whatever the queue makes of it, or `otherwise` if it is refused for want of room or dropped.
-pub(crate) fn submit_again(
-    shared: &Arc<Shared>,
-    queue: &Arc<FunctionQueue>,
-    mut inv: Invocation,
-    otherwise: InvokeError,
-) {
-    let (tx, rx) = oneshot::channel();
-    let caller = std::mem::replace(&mut inv.responder, tx);
-    let id = inv.id.to_string();
-    match submit(shared, queue, inv, true) {
-        Ok(None) => {
-            tokio::spawn(async move {
-                let result = rx.await.unwrap_or_else(|_| crate::context::platform_result(&id, otherwise));
-                let _ = caller.send(result);
-            });
-        }
-        Ok(Some(_)) => {
-            let _ = caller.send(crate::context::platform_result(&id, otherwise));
-        }
-        Err(e) => {
-            let _ = caller.send(crate::context::platform_result(&id, e));
-        }
-    }
-}
-
 /// The refusal of an invocation no instance could be started for, the node's memory being taken by
 /// instances in use.
 pub(crate) fn no_room(shared: &Shared, queue: &FunctionQueue) -> InvokeError {

@@ -401,7 +401,7 @@ impl Drop for Waiting<'_> {
         if let Ok(inv) = self.rx.try_recv() {
             let (shared, queue) = (&self.ctx.shared, &self.ctx.queue);
             tracing::debug!(instance = self.ctx.id, request_id = %inv.id, "an invocation handed to a runtime that went away goes back to its queue");
-            crate::queue::submit_again(shared, queue, inv, crate::queue::no_room(shared, queue));
+            crate::submit_again(shared, queue, inv, crate::queue::no_room(shared, queue));
         }
     }
 }
