@@ -68,10 +68,11 @@ fn the_tuner_recommends_the_right_size_for_cpu_memory_and_io_bound_functions() {
     // two busy cores the larger quotas are not always met (a run saw 1.37× between 512 and 1024 MB), so the
     // check is that each is clearly faster, not by how much. The largest size's single thread needs a whole
     // core, which another process on a shared two-core machine can take for the length of its runs (one CI
-    // run in ten saw 1024 and 2048 MB within 2 %): a tune whose sizes do not fall is run once more.
+    // run in ten saw 1024 and 2048 MB within 2 %): a tune whose sizes do not fall — the largest by more than
+    // the strategy's 5 % tolerance, or it is rightly not recommended — is run once more.
     let falls = |t: &Value| {
         let (w256, w512, w1024, w2048) = (warm(t, 256), warm(t, 512), warm(t, 1024), warm(t, 2048));
-        w256 > w512 * 1.2 && w512 > w1024 * 1.2 && w1024 > w2048
+        w256 > w512 * 1.2 && w512 > w1024 * 1.2 && w1024 > w2048 * 1.05
     };
     let body = json!({"payload": {"n": 2000000}, "memory": [256, 512, 1024, 2048], "runs": 4});
     let mut t = tune(&s, "crunch", body.clone());
