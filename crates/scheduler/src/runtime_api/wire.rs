@@ -107,16 +107,11 @@ fn parse(buf: &[u8]) -> Parsed {
         }
     }
     let (Some(method), Some(path)) = (request.method, request.path) else { return Parsed::Elsewhere };
-    let kind = match (method, path) {
-        ("GET", NEXT) => Kind::Next,
-        ("POST", path) => match invocation_answer(path) {
-            Some((id, "response")) => Kind::Response { id: id.to_string() },
-            Some((id, "error")) => Kind::Error { id: id.to_string(), error_type },
-            _ => match routed(method, path, request.headers) {
-                Some(r) => Kind::Routed(r),
-                None => return Parsed::Elsewhere,
-            },
-        },
+    let answer = if method == "POST" { invocation_answer(path) } else { None };
+    let kind = match (method, path, answer) {
+        ("GET", NEXT, _) => Kind::Next,
+        (_, _, Some((id, "response"))) => Kind::Response { id: id.to_string() },
+        (_, _, Some((id, "error"))) => Kind::Error { id: id.to_string(), error_type },
         _ => match routed(method, path, request.headers) {
             Some(r) => Kind::Routed(r),
             None => return Parsed::Elsewhere,
@@ -219,18 +214,14 @@ pub(super) async fn serve_connection(mut stream: TcpStream, ctx: Arc<InstanceCtx
                 let Some(Ok(response)) = unless_closed(&mut stream, &mut buf, answer).await else { return };
                 let (parts, body) = response.into_parts();
                 let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else { return };
-                out.clear();
-                write_head(&mut out, parts.status, headers(&parts.headers), body.len());
-                if write(&mut stream, &mut out, &body).await.is_err() {
+                if write(&mut stream, &mut out, parts.status, headers(&parts.headers), &body).await.is_err() {
                     return;
                 }
                 continue;
             }
         };
-        out.clear();
         let named = reply.headers.iter().map(|(n, v)| (*n, v.as_bytes()));
-        write_head(&mut out, reply.status, named, reply.body.len());
-        if write(&mut stream, &mut out, &reply.body).await.is_err() {
+        if write(&mut stream, &mut out, reply.status, named, &reply.body).await.is_err() {
             return;
         }
     }
@@ -259,8 +250,16 @@ fn write_head<'a>(
     let _ = write!(out, "content-length: {body_len}\r\n\r\n");
 }
 
-/// Writes the head in `out` and the body: in one write when the body is short.
-async fn write(stream: &mut TcpStream, out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
+/// Writes an answer: its head, built in `out`, and its body — in one write when the body is short.
+async fn write<'a>(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    body: &[u8],
+) -> std::io::Result<()> {
+    out.clear();
+    write_head(out, status, headers, body.len());
     if body.len() <= COPIED_BODY {
         out.extend_from_slice(body);
         return stream.write_all(out).await;
